@@ -1,0 +1,39 @@
+/* Small helpers shared by every layer: clocks, big-endian keys, time formatting. */
+#ifndef TN_UTIL_H
+#define TN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall clock (CLOCK_REALTIME) and monotonic clock, in nanoseconds. */
+int64_t tn_now_ns(void);
+int64_t tn_mono_ns(void);
+
+static inline void tn_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t tn_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Format unix ns as "2026-11-22T01:02:03.456Z" into buf (at least 32 bytes). */
+void tn_fmt_time(int64_t ns, char *buf, size_t len);
+/* Parse an ISO 8601 UTC time ("2026-11-22T01:02:03Z", fractional seconds and a
+ * "+hh:mm" offset allowed, or a plain date) into unix ns. Returns 0 on success. */
+int tn_parse_time(const char *s, int64_t *out_ns);
+
+/* Create a directory and its parents (mode 0755); 0 on success or if it exists. */
+int tn_mkdir_p(const char *path);
+
+#endif

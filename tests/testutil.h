@@ -1,0 +1,80 @@
+/* Helpers shared by the test suites: temporary directories that are always removed,
+ * and running the tern binary. Header-only so each suite stays one file. */
+#ifndef TN_TESTUTIL_H
+#define TN_TESTUTIL_H
+
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int tu_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static inline void tu_rm_rf(const char *dir)
+{
+    nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh temp dir (under /tmp); the caller removes it with tu_rm_rf. */
+static inline char *tu_tmpdir(void)
+{
+    char *d = strdup("/tmp/tern-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(d), "mkdtemp");
+    return d;
+}
+
+/* Run a shell command line; returns its exit status, stdout and stderr in out/err
+ * (malloc'ed, NUL-terminated; may be NULL when not wanted). */
+static inline int tu_run(const char *cmdline, char **out, char **err)
+{
+    char ofile[] = "/tmp/tern-test-out-XXXXXX", efile[] = "/tmp/tern-test-err-XXXXXX";
+    int of = mkstemp(ofile), ef = mkstemp(efile);
+    cr_assert(of >= 0 && ef >= 0);
+    close(of);
+    close(ef);
+    size_t n = strlen(cmdline) + 128;
+    char *full = malloc(n);
+    snprintf(full, n, "%s >%s 2>%s", cmdline, ofile, efile);
+    int st = system(full);
+    free(full);
+    char *files[2] = {ofile, efile};
+    char **dst[2] = {out, err};
+    for (int i = 0; i < 2; i++) {
+        if (dst[i]) {
+            FILE *f = fopen(files[i], "r");
+            size_t cap = 1 << 16, len = 0;
+            char *b = malloc(cap);
+            size_t r;
+            while (f && (r = fread(b + len, 1, cap - len - 1, f)) > 0) {
+                len += r;
+                if (len + 1 >= cap)
+                    b = realloc(b, cap *= 2);
+            }
+            b[len] = '\0';
+            if (f)
+                fclose(f);
+            *dst[i] = b;
+        }
+        unlink(files[i]);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Path of the tern binary under test. */
+static inline const char *tu_tern(void)
+{
+    const char *b = getenv("TERN_BIN");
+    cr_assert_not_null(b, "TERN_BIN is not set (run the tests through meson test)");
+    return b;
+}
+
+#endif

@@ -1,0 +1,41 @@
+/* The `tern` command line: the command table and helpers shared by subcommands
+ * (errors on stderr, JSON output, common options). */
+#ifndef TN_CLI_H
+#define TN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TN_DEFAULT_DATA "./tern-data"
+
+typedef struct tn_cmd {
+    const char *name;
+    const char *summary; /* one line for `tern help` */
+    const char *usage;   /* the full text for `tern CMD --help` */
+    int (*run)(int argc, char **argv);
+} tn_cmd;
+
+/* Print "tern CMD: message" on stderr; returns the exit status to use (1). */
+int tn_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a usage error ("tern CMD: message; see `tern CMD --help`"); returns 2. */
+int tn_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* JSON string (quoted, escaped) of n bytes. */
+void tn_json_str(FILE *f, const char *s, size_t n);
+void tn_json_cstr(FILE *f, const char *s);
+
+/* Parse an unsigned decimal; false if not a number. */
+bool tn_cli_u64(const char *s, uint64_t *out);
+
+/* The commands, each in its own file. */
+int tn_cmd_replay(int argc, char **argv);
+int tn_cmd_audit(int argc, char **argv);
+int tn_cmd_sm(int argc, char **argv);
+int tn_cmd_bench(int argc, char **argv);
+int tn_cmd_demo(int argc, char **argv);
+
+extern const char tn_usage_replay[], tn_usage_audit[], tn_usage_sm[], tn_usage_bench[],
+    tn_usage_demo[];
+
+#endif

@@ -1,0 +1,310 @@
+/* `tern bench store`: durable append and replay throughput of the event log, each next
+ * to the matching raw LMDB loop measured in the same run. Prints one line per result:
+ *   BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n> */
+#include <dirent.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/evlog.h"
+#include "core/replay.h"
+#include "core/util.h"
+#include "statemachines/sm_gen.h"
+#include "tools/cli.h"
+
+const char tn_usage_bench[] =
+    "usage: tern bench store [--dir DIR] [--events N] [--quick]\n"
+    "\n"
+    "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
+    "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
+    "check, projection rebuild) with and without chain verification, next to a raw\n"
+    "cursor scan of the same events. Stores are created in temporary directories under\n"
+    "DIR (default: $TMPDIR or /tmp) and removed afterwards.\n"
+    "\n"
+    "  --events N  events for the batched append runs (default 1000000)\n"
+    "  --quick     a short run (for smoke tests)\n"
+    "\n"
+    "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n";
+
+static void bench_line(const char *name, double value, const char *unit, double baseline)
+{
+    printf("BENCH name=%s value=%.0f unit=%s baseline=%.0f ratio=%.2f\n", name, value, unit,
+           baseline, baseline > 0 ? value / baseline : 0.0);
+    fflush(stdout);
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void rm_rf(const char *dir) { nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* A synthetic but realistic stream: workflows of 10 tasks, each task submitted,
+ * dispatched, sent, running and succeeded, the workflow told, then finished. */
+typedef struct gen {
+    uint64_t wf, tasks[10];
+    int step; /* position in the current workflow's event script */
+} gen;
+
+static tn_err gen_next(gen *g, tn_evlog *l, tn_errmsg *msg)
+{
+    tn_event ev;
+    if (g->step == 0) {
+        g->wf = tn_evlog_new_wf_id(l);
+        for (int i = 0; i < 10; i++)
+            g->tasks[i] = tn_evlog_new_task_id(l);
+        tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, g->wf, 0);
+        tn_event_set_str(&ev, "name", "bench_flow");
+        tn_event_set_int(&ev, "version", 1);
+        tn_event_set_int(&ev, "run", 1);
+    } else if (g->step == 1) {
+        tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_START, g->wf, 0);
+    } else if (g->step < 2 + 10 * 6) {
+        int t = (g->step - 2) / 6, k = (g->step - 2) % 6;
+        static const unsigned evs[] = {TN_TASK_E_SUBMIT, TN_TASK_E_DISPATCH,
+                                       TN_TASK_E_DISPATCHED, TN_TASK_E_RUNNING,
+                                       TN_TASK_E_SUCCEEDED};
+        if (k < 5) {
+            tn_event_init(&ev, TN_MACHINE_TASK, evs[k], g->wf, g->tasks[t]);
+            tn_event_set_int(&ev, "attempt", 1);
+            if (k == 0)
+                tn_event_set_str(&ev, "name", "task_name");
+            if (k == 2)
+                tn_event_set_str(&ev, "worker", "worker-01");
+            if (k == 3)
+                tn_event_set_int(&ev, "pid", 31337 + t);
+            if (k == 4)
+                tn_event_set_int(&ev, "exit", 0);
+        } else {
+            tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_TASK_FINISHED, g->wf, 0);
+            tn_event_set_int(&ev, "task", (int64_t)g->tasks[t]);
+        }
+    } else {
+        tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUCCEED, g->wf, 0);
+    }
+    ev.actor = TN_STR("master:bench");
+    g->step = g->step == 2 + 10 * 6 ? 0 : g->step + 1;
+    return tn_evlog_add(l, &ev, NULL, msg);
+}
+
+typedef struct append_result {
+    double events_per_s;
+    double avg_value; /* bytes per encoded event */
+} append_result;
+
+static int tern_append(const char *dir, size_t batch, size_t total, append_result *res)
+{
+    tn_evlog *l;
+    tn_errmsg m = {{0}};
+    tn_evlog_opts o = {.create = true, .map_size = 1u << 30, .map_max = 64ull << 30};
+    if (tn_evlog_open(dir, &o, &l, &m)) {
+        fprintf(stderr, "tern bench: %s\n", m.text);
+        return -1;
+    }
+    gen g = {0};
+    uint64_t seq0 = tn_evlog_last_seq(l);
+    int64_t t0 = tn_mono_ns();
+    for (size_t done = 0; done < total;) {
+        for (size_t i = 0; i < batch && done < total; i++, done++)
+            if (gen_next(&g, l, &m)) {
+                fprintf(stderr, "tern bench: %s\n", m.text);
+                tn_evlog_close(l);
+                return -1;
+            }
+        if (tn_evlog_commit(l, &m)) {
+            fprintf(stderr, "tern bench: %s\n", m.text);
+            tn_evlog_close(l);
+            return -1;
+        }
+    }
+    int64_t t1 = tn_mono_ns();
+    res->events_per_s = (double)total * 1e9 / (double)(t1 - t0);
+    /* average stored event size, for the raw baseline */
+    tn_rtxn *t;
+    tn_cursor *c;
+    tn_val k, v;
+    size_t bytes = 0, n = 0;
+    tn_store_read_begin(tn_evlog_store(l), &t);
+    tn_cursor_open(t, TN_DB_EVENTS, &c);
+    uint8_t key[8];
+    tn_put_be64(key, seq0 + 1);
+    for (tn_err e = tn_cursor_seek(c, key, 8, &k, &v); e == TN_OK && n < 100000;
+         e = tn_cursor_next(c, &k, &v), n++)
+        bytes += v.len;
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    res->avg_value = n ? (double)bytes / (double)n : 0;
+    tn_evlog_close(l);
+    return 0;
+}
+
+static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize, double *out)
+{
+    MDB_env *env;
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    if (tn_mkdir_p(dir) || mdb_env_create(&env))
+        return -1;
+    mdb_env_set_maxdbs(env, 8);
+    mdb_env_set_mapsize(env, 8ull << 30);
+    if (mdb_env_open(env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) {
+        mdb_env_close(env);
+        return -1;
+    }
+    mdb_txn_begin(env, NULL, 0, &txn);
+    mdb_dbi_open(txn, "events", MDB_CREATE, &dbi);
+    mdb_txn_commit(txn);
+    char *val = malloc(vsize);
+    memset(val, 0xab, vsize);
+    uint64_t seq = 0;
+    int64_t t0 = tn_mono_ns();
+    for (size_t done = 0; done < total;) {
+        if (mdb_txn_begin(env, NULL, 0, &txn))
+            break;
+        for (size_t i = 0; i < batch && done < total; i++, done++) {
+            uint8_t kb[8];
+            tn_put_be64(kb, ++seq);
+            MDB_val k = {8, kb}, v = {vsize, val};
+            mdb_put(txn, dbi, &k, &v, MDB_APPEND);
+        }
+        mdb_txn_commit(txn);
+    }
+    int64_t t1 = tn_mono_ns();
+    *out = (double)total * 1e9 / (double)(t1 - t0);
+    free(val);
+    mdb_env_close(env);
+    return 0;
+}
+
+static int raw_scan(const char *dir, uint64_t *n_out, double *out)
+{
+    MDB_env *env;
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    MDB_cursor *c;
+    if (mdb_env_create(&env))
+        return -1;
+    mdb_env_set_maxdbs(env, 8);
+    if (mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0644)) {
+        mdb_env_close(env);
+        return -1;
+    }
+    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    mdb_dbi_open(txn, "events", 0, &dbi);
+    mdb_cursor_open(txn, dbi, &c);
+    MDB_val k, v;
+    uint64_t n = 0, sum = 0;
+    int64_t t0 = tn_mono_ns();
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        sum += ((const uint8_t *)v.mv_data)[v.mv_size - 1]; /* touch the value */
+        n++;
+    }
+    int64_t t1 = tn_mono_ns();
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    *n_out = n + (sum & 0); /* keep the loop's reads */
+    *out = (double)n * 1e9 / (double)(t1 - t0);
+    return 0;
+}
+
+static int bench_store(const char *base, size_t events, bool quick)
+{
+    char tdir[4200], rdir[4200], tmpl[4000];
+    snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
+    if (!mkdtemp(tmpl))
+        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m; pass --dir",
+                           base);
+    static const size_t batches[] = {1, 100, 1000};
+    int rc = 0;
+    for (size_t i = 0; i < 3 && rc == 0; i++) {
+        size_t b = batches[i];
+        size_t total = b == 1 ? (quick ? 200 : 3000) : (quick ? events / 20 : events);
+        snprintf(tdir, sizeof(tdir), "%s/tern-b%zu", tmpl, b);
+        snprintf(rdir, sizeof(rdir), "%s/raw-b%zu", tmpl, b);
+        append_result tr;
+        double raw;
+        if (tern_append(tdir, b, total, &tr) || raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
+            rc = tn_cli_fail("bench", "append run failed (batch %zu)", b);
+            break;
+        }
+        char name[64];
+        snprintf(name, sizeof(name), "store.append.batch%zu", b);
+        bench_line(name, tr.events_per_s, "events/s", raw);
+        if (b != 1000) {
+            rm_rf(tdir);
+            rm_rf(rdir);
+        }
+    }
+    if (rc == 0) {
+        /* replay the batch-1000 store: every event decoded, checked and folded */
+        snprintf(tdir, sizeof(tdir), "%s/tern-b1000", tmpl);
+        tn_store *s;
+        tn_store_opts so = {.read_only = true};
+        tn_errmsg m = {{0}};
+        uint64_t n;
+        double scan;
+        if (tn_store_open(tdir, &so, &s, &m) || raw_scan(tdir, &n, &scan)) {
+            rc = tn_cli_fail("bench", "replay run failed: %s", m.text);
+        } else {
+            tn_replay_report *rep = malloc(sizeof(*rep));
+            for (int chain = 0; chain < 2 && rep; chain++) {
+                tn_replay_opts ro = {.verify_chain = chain == 1, .compare = false};
+                int64_t t0 = tn_mono_ns();
+                tn_replay_run(s, &ro, rep);
+                int64_t t1 = tn_mono_ns();
+                if (rep->err) {
+                    rc = tn_cli_fail("bench", "replay failed at seq %" PRIu64 ": %s",
+                                     rep->bad_seq, rep->why);
+                    break;
+                }
+                raw_scan(tdir, &n, &scan);
+                bench_line(chain ? "store.replay.chain" : "store.replay.nochain",
+                           (double)rep->events * 1e9 / (double)(t1 - t0), "events/s", scan);
+            }
+            free(rep);
+            tn_store_close(s);
+        }
+    }
+    rm_rf(tmpl);
+    return rc;
+}
+
+int tn_cmd_bench(int argc, char **argv)
+{
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    uint64_t events = 1000000;
+    bool quick = false;
+    static const struct option lo[] = {{"dir", required_argument, 0, 'd'},
+                                       {"events", required_argument, 0, 'n'},
+                                       {"quick", no_argument, 0, 'q'},
+                                       {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'n':
+            if (!tn_cli_u64(optarg, &events) || events < 1000)
+                return tn_cli_usage("bench", "--events wants a number >= 1000");
+            break;
+        case 'q': quick = true; break;
+        default: return tn_cli_usage("bench", "unknown option \"%s\"", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return tn_cli_usage("bench", "name one benchmark: store");
+    if (strcmp(argv[optind], "store") == 0)
+        return bench_store(dir, (size_t)events, quick);
+    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store)", argv[optind]);
+}
