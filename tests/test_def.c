@@ -1,0 +1,1027 @@
+/* Tests of workflow definitions: parsing and defaults, the corpus of bad files and their
+ * messages, bounds, and the canonical encoding under truncation and corruption. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/def.h"
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static char *src_path(const char *rel)
+{
+    const char *root = getenv("TERN_SRC");
+    char *p = NULL;
+    cr_assert(asprintf(&p, "%s/%s", root && *root ? root : ".", rel) > 0);
+    return p;
+}
+
+static tn_def *parse_ok(const char *rel)
+{
+    char *path = src_path(rel);
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    tn_err err = tn_def_parse_file(path, &d, &msg);
+    cr_assert_eq(err, TN_OK, "%s: %s: %s", rel, tn_errname(err), msg.text);
+    cr_assert_not_null(d);
+    free(path);
+    return d;
+}
+
+static tn_err parse_str(const char *yaml, tn_def **out, tn_errmsg *msg)
+{
+    return tn_def_parse("t.yaml", yaml, strlen(yaml), out, msg);
+}
+
+static const tn_def_task *task(const tn_def *d, const char *name)
+{
+    int32_t i = tn_def_task_find(d, name);
+    cr_assert(i >= 0, "no task %s", name);
+    return &d->tasks[i];
+}
+
+static int32_t idx(const tn_def *d, const char *name)
+{
+    int32_t i = tn_def_task_find(d, name);
+    cr_assert(i >= 0, "no task %s", name);
+    return i;
+}
+
+static void encode(const tn_def *d, char **buf, size_t *len)
+{
+    cr_assert_eq(tn_def_encode(d, buf, len), TN_OK);
+    cr_assert(*len > 0);
+}
+
+/* Sorted names of the .yaml files in a directory under the source root. */
+static size_t list_yaml(const char *rel, char ***out)
+{
+    char *dir = src_path(rel);
+    DIR *dh = opendir(dir);
+    cr_assert_not_null(dh, "cannot open %s", dir);
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(dh)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".yaml") != 0)
+            continue;
+        names = realloc(names, (n + 1) * sizeof(*names));
+        cr_assert_not_null(names);
+        names[n++] = strdup(de->d_name);
+    }
+    closedir(dh);
+    free(dir);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    *out = names;
+    return n;
+}
+
+static void free_list(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Every task after all of its deps, every task once; successors mirror deps. */
+static void assert_graph(const tn_def *d)
+{
+    uint32_t *pos = calloc(d->n_tasks, sizeof(*pos));
+    bool *seen = calloc(d->n_tasks, sizeof(*seen));
+    cr_assert(pos && seen);
+    for (uint32_t k = 0; k < d->n_tasks; k++) {
+        cr_assert(d->topo[k] < d->n_tasks);
+        cr_assert(!seen[d->topo[k]], "task %u twice in topo", d->topo[k]);
+        seen[d->topo[k]] = true;
+        pos[d->topo[k]] = k;
+    }
+    for (uint32_t i = 0; i < d->n_tasks; i++) {
+        const tn_def_task *t = &d->tasks[i];
+        for (uint32_t k = 0; k < t->n_deps; k++) {
+            uint32_t up = t->deps[k].index;
+            cr_assert_str_eq(d->tasks[up].name, t->deps[k].name);
+            cr_assert(pos[up] < pos[i], "%s runs before its dep %s", t->name,
+                      d->tasks[up].name);
+            bool found = false;
+            for (uint32_t s = 0; s < d->tasks[up].n_succ; s++)
+                found |= d->tasks[up].succ[s] == i;
+            cr_assert(found, "%s missing from successors of %s", t->name, d->tasks[up].name);
+        }
+        for (uint32_t s = 1; s < t->n_succ; s++)
+            cr_assert(t->succ[s - 1] < t->succ[s]);
+    }
+    free(pos);
+    free(seen);
+}
+
+/* The parts of two definitions that the encoding does not show: resolved indices and
+ * computed fields. */
+static void assert_same_graph(const tn_def *a, const tn_def *b)
+{
+    cr_assert_eq(a->n_tasks, b->n_tasks);
+    for (uint32_t i = 0; i < a->n_tasks; i++) {
+        const tn_def_task *x = &a->tasks[i], *y = &b->tasks[i];
+        cr_assert_eq(a->topo[i], b->topo[i]);
+        cr_assert_eq(x->n_deps, y->n_deps);
+        for (uint32_t k = 0; k < x->n_deps; k++)
+            cr_assert_eq(x->deps[k].index, y->deps[k].index);
+        cr_assert_eq(x->n_succ, y->n_succ);
+        for (uint32_t k = 0; k < x->n_succ; k++)
+            cr_assert_eq(x->succ[k], y->succ[k]);
+        cr_assert_eq(x->cond.n_when, y->cond.n_when);
+        for (uint32_t k = 0; k < x->cond.n_when; k++)
+            cr_assert_eq(x->cond.when[k].task.index, y->cond.when[k].task.index);
+        for (uint32_t k = 0; k < x->cond.n_on_success; k++)
+            cr_assert_eq(x->cond.on_success[k].index, y->cond.on_success[k].index);
+        for (uint32_t k = 0; k < x->cond.n_on_failure; k++)
+            cr_assert_eq(x->cond.on_failure[k].index, y->cond.on_failure[k].index);
+        cr_assert_eq(x->sw.n_cases, y->sw.n_cases);
+        for (uint32_t k = 0; k < x->sw.n_cases; k++)
+            cr_assert_eq(x->sw.cases[k].then.index, y->sw.cases[k].then.index);
+        cr_assert_eq(x->sw.has_default, y->sw.has_default);
+        if (x->sw.has_default)
+            cr_assert_eq(x->sw.dflt.index, y->sw.dflt.index);
+    }
+}
+
+/* ---- scalar syntax ---------------------------------------------------------------------- */
+
+Test(def, durations)
+{
+    static const struct {
+        const char *s;
+        uint64_t ms;
+    } good[] = {{"0", 0}, {"250ms", 250}, {"10s", 10000}, {"5m", 300000}, {"2h", 7200000},
+                {"1d", 86400000}, {"0s", 0}, {"0ms", 0}, {"3650d", 3650ull * 86400000}};
+    static const char *const bad[] = {"", "10", "1", "s", "10 s", "10S", "1.5h", "-1s", "+1s",
+                                      "1h30m", "10sec", "3651d", "99999999999999999999ms",
+                                      "5 m", " 5m", "5m "};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t v = 1;
+        cr_assert_eq(tn_parse_duration_ms(good[i].s, &v), TN_OK, "%s", good[i].s);
+        cr_assert_eq(v, good[i].ms, "%s", good[i].s);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t v = 7;
+        cr_assert_eq(tn_parse_duration_ms(bad[i], &v), TN_ERR_INVAL, "\"%s\"", bad[i]);
+        cr_assert_eq(v, 7, "output written on failure for \"%s\"", bad[i]);
+    }
+}
+
+Test(def, sizes_and_cpu)
+{
+    uint64_t v = 0;
+    cr_assert_eq(tn_parse_size("0", &v), TN_OK);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(tn_parse_size("4096", &v), TN_OK);
+    cr_assert_eq(v, 4096);
+    cr_assert_eq(tn_parse_size("1024K", &v), TN_OK);
+    cr_assert_eq(v, 1024ull << 10);
+    cr_assert_eq(tn_parse_size("512M", &v), TN_OK);
+    cr_assert_eq(v, 512ull << 20);
+    cr_assert_eq(tn_parse_size("2G", &v), TN_OK);
+    cr_assert_eq(v, 2ull << 30);
+    cr_assert_eq(tn_parse_size("2g", &v), TN_OK);
+    cr_assert_eq(v, 2ull << 30);
+    cr_assert_eq(tn_parse_size("1T", &v), TN_OK);
+    cr_assert_eq(v, 1ull << 40);
+    static const char *const bad_size[] = {"", "M", "1.5G", "12Q", "1MB", "-1", "1 G",
+                                           "99999999999T", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof(bad_size) / sizeof(bad_size[0]); i++)
+        cr_assert_eq(tn_parse_size(bad_size[i], &v), TN_ERR_INVAL, "%s", bad_size[i]);
+
+    static const struct {
+        const char *s;
+        uint64_t milli;
+    } cpu[] = {{"0", 0}, {"1", 1000}, {"1.5", 1500}, {"0.25", 250}, {"2.125", 2125},
+               {"0.500", 500}, {"10000", 10000000}};
+    for (size_t i = 0; i < sizeof(cpu) / sizeof(cpu[0]); i++) {
+        cr_assert_eq(tn_parse_cpu_milli(cpu[i].s, &v), TN_OK, "%s", cpu[i].s);
+        cr_assert_eq(v, cpu[i].milli, "%s", cpu[i].s);
+    }
+    static const char *const bad_cpu[] = {"", ".5", "1.", "1.2345", "abc", "-1", "1,5",
+                                          "10001", "1e3"};
+    for (size_t i = 0; i < sizeof(bad_cpu) / sizeof(bad_cpu[0]); i++)
+        cr_assert_eq(tn_parse_cpu_milli(bad_cpu[i], &v), TN_ERR_INVAL, "%s", bad_cpu[i]);
+}
+
+Test(def, names_enums_dates)
+{
+    cr_assert(tn_def_name_valid("daily_etl-v1.2"));
+    cr_assert(tn_def_name_valid("a"));
+    cr_assert(!tn_def_name_valid(""));
+    cr_assert(!tn_def_name_valid("a b"));
+    cr_assert(!tn_def_name_valid("a/b"));
+    cr_assert(!tn_def_name_valid("caf\xc3\xa9"));
+    char n64[66];
+    memset(n64, 'x', 65);
+    n64[65] = '\0';
+    cr_assert(!tn_def_name_valid(n64));
+    n64[64] = '\0';
+    cr_assert(tn_def_name_valid(n64));
+
+    tn_def_priority p = TN_DEF_PRIO_LOWEST;
+    cr_assert_eq(tn_def_priority_parse("high", &p), TN_OK);
+    cr_assert_eq(p, TN_DEF_PRIO_HIGH);
+    cr_assert_eq(tn_def_priority_parse("urgent", &p), TN_ERR_INVAL);
+    cr_assert_eq(p, TN_DEF_PRIO_HIGH);
+    /* highest sorts first */
+    cr_assert(TN_DEF_PRIO_HIGHEST < TN_DEF_PRIO_HIGH && TN_DEF_PRIO_HIGH < TN_DEF_PRIO_MEDIUM &&
+              TN_DEF_PRIO_MEDIUM < TN_DEF_PRIO_LOW && TN_DEF_PRIO_LOW < TN_DEF_PRIO_LOWEST);
+    cr_assert_str_eq(tn_def_priority_allowed(), "highest, high, medium, low, lowest");
+    cr_assert_str_eq(tn_def_task_type_name(TN_DEF_TASK_SUB_WORKFLOW), "sub_workflow");
+    cr_assert_str_eq(tn_def_task_type_name((tn_def_task_type)99), "?");
+    tn_def_exec ex;
+    cr_assert_eq(tn_def_exec_parse("serial_priority", &ex), TN_OK);
+    cr_assert_eq(ex, TN_DEF_EXEC_SERIAL_PRIORITY);
+    tn_def_failure_strategy fs;
+    cr_assert_eq(tn_def_failure_strategy_parse("continue", &fs), TN_OK);
+    cr_assert_eq(fs, TN_DEF_FAILURE_CONTINUE);
+    tn_def_cond_state st;
+    cr_assert_eq(tn_def_cond_state_parse("kill", &st), TN_ERR_INVAL);
+    cr_assert_eq(tn_def_cond_state_parse(NULL, &st), TN_ERR_INVAL);
+
+    cr_assert(tn_def_date_valid(TN_DEF_CYCLE_DAY, "today"));
+    cr_assert(tn_def_date_valid(TN_DEF_CYCLE_DAY, "last7"));
+    cr_assert(tn_def_date_valid(TN_DEF_CYCLE_HOUR, "last24"));
+    cr_assert(tn_def_date_valid(TN_DEF_CYCLE_HOUR, "this_hour"));
+    cr_assert(tn_def_date_valid(TN_DEF_CYCLE_WEEK, "last_friday"));
+    cr_assert(tn_def_date_valid(TN_DEF_CYCLE_MONTH, "last_month_begin"));
+    cr_assert(!tn_def_date_valid(TN_DEF_CYCLE_DAY, "last0"));
+    cr_assert(!tn_def_date_valid(TN_DEF_CYCLE_DAY, "last07"));
+    cr_assert(!tn_def_date_valid(TN_DEF_CYCLE_DAY, "last367"));
+    cr_assert(!tn_def_date_valid(TN_DEF_CYCLE_WEEK, "today"));
+    cr_assert(!tn_def_date_valid(TN_DEF_CYCLE_MONTH, "last1"));
+
+    cr_assert(tn_def_task_key_applies(TN_DEF_TK_COMMAND, TN_DEF_TASK_SHELL));
+    cr_assert(!tn_def_task_key_applies(TN_DEF_TK_COMMAND, TN_DEF_TASK_NOOP));
+    cr_assert(tn_def_task_key_applies(TN_DEF_TK_WORKER_GROUP, TN_DEF_TASK_NOOP));
+    cr_assert(!tn_def_task_key_applies(TN_DEF_TK_WORKER_GROUP, TN_DEF_TASK_SWITCH));
+    cr_assert(tn_def_task_key_applies(TN_DEF_TK_RETRIES, TN_DEF_TASK_DEPENDENT));
+}
+
+/* ---- good files ------------------------------------------------------------------------- */
+
+Test(def, full_file_fields)
+{
+    tn_def *d = parse_ok("tests/defs/good/full.yaml");
+    cr_assert_str_eq(d->name, "daily_etl");
+    cr_assert_str_eq(d->description, "Load yesterday's orders");
+    cr_assert_eq(d->params.n, 2);
+    cr_assert_str_eq(d->params.items[0].key, "base"); /* sorted by key */
+    cr_assert_str_eq(d->params.items[0].value, "/data");
+    cr_assert_str_eq(d->params.items[1].key, "dt");
+    cr_assert_str_eq(d->params.items[1].value, "${system.biz.date}");
+    cr_assert_eq(d->execution, TN_DEF_EXEC_SERIAL_WAIT);
+    cr_assert_eq(d->priority, TN_DEF_PRIO_HIGH);
+    cr_assert_eq(d->timeout_ms, 2 * 3600 * 1000);
+    cr_assert_eq(d->timeout_strategy, TN_DEF_TIMEOUT_WARNFAIL);
+    cr_assert_eq(d->failure_strategy, TN_DEF_FAILURE_CONTINUE);
+    cr_assert_eq(d->n_tasks, 10);
+    cr_assert_eq(d->key_line[TN_DEF_WK_NAME], 2);
+    cr_assert_eq(d->key_line[TN_DEF_WK_TASKS], 12);
+
+    const tn_def_task *t = task(d, "extract");
+    cr_assert_eq(t->type, TN_DEF_TASK_SHELL);
+    cr_assert_eq(t->line, 13);
+    cr_assert_eq(t->key_line[TN_DEF_TK_COMMAND], 18);
+    cr_assert_eq(t->key_line[TN_DEF_TK_RESULT], 0);
+    cr_assert_eq(t->n_deps, 0);
+    cr_assert(t->enabled);
+    cr_assert_str_eq(t->environment, "hadoop");
+    cr_assert_str_eq(t->command, "./extract.sh --date ${dt}\necho '${setValue(rows=1234)}'\n");
+    cr_assert_eq(t->params.n, 2);
+    cr_assert_str_eq(t->params.items[0].key, "empty");
+    cr_assert_str_eq(t->params.items[0].value, "");
+    cr_assert_str_eq(t->params.items[1].key, "region");
+    cr_assert_str_eq(t->params.items[1].value, "eu");
+    cr_assert_eq(t->retries, 2);
+    cr_assert_eq(t->retry_interval_ms, 30000);
+    cr_assert_eq(t->timeout_ms, 600000);
+    cr_assert_eq(t->timeout_strategy, TN_DEF_TIMEOUT_FAIL);
+    cr_assert_eq(t->delay_ms, 0);
+    cr_assert_eq(t->priority, TN_DEF_PRIO_HIGHEST);
+    cr_assert_str_eq(t->worker_group, "etl");
+    cr_assert_str_eq(t->task_group, "db_writers");
+    cr_assert_eq(t->kill_grace_ms, 7000);
+    cr_assert_eq(t->dispatch_timeout_ms, 60000);
+    cr_assert_eq(t->memory_max, 512ull << 20);
+    cr_assert_eq(t->cpu_max_milli, 1500);
+    cr_assert_eq(t->n_succ, 1);
+    cr_assert_eq(t->succ[0], (uint32_t)idx(d, "check"));
+
+    t = task(d, "fake");
+    cr_assert_eq(t->type, TN_DEF_TASK_NOOP);
+    cr_assert(!t->enabled);
+    cr_assert_eq(t->noop.result, TN_DEF_NOOP_FAILURE);
+    cr_assert_eq(t->noop.duration_ms, 250);
+    cr_assert_eq(t->noop.outputs.n, 2);
+    cr_assert_str_eq(t->noop.outputs.items[0].key, "a");
+    cr_assert_str_eq(t->noop.outputs.items[1].key, "rows");
+    cr_assert_str_eq(t->noop.outputs.items[1].value, "42");
+    cr_assert_str_eq(t->worker_group, "bench");
+    cr_assert_null(t->command);
+    cr_assert_eq(t->kill_grace_ms, 5000);
+
+    t = task(d, "check");
+    cr_assert_eq(t->type, TN_DEF_TASK_CONDITIONS);
+    cr_assert_eq(t->cond.mode, TN_DEF_COND_ANY);
+    cr_assert_eq(t->cond.n_when, 2);
+    cr_assert_str_eq(t->cond.when[0].task.name, "extract");
+    cr_assert_eq(t->cond.when[0].task.index, (uint32_t)idx(d, "extract"));
+    cr_assert_eq(t->cond.when[0].state, TN_DEF_STATE_SUCCESS);
+    cr_assert_eq(t->cond.when[1].task.index, (uint32_t)idx(d, "fake"));
+    cr_assert_eq(t->cond.when[1].state, TN_DEF_STATE_FAILURE);
+    cr_assert_eq(t->cond.n_on_success, 1);
+    cr_assert_eq(t->cond.on_success[0].index, (uint32_t)idx(d, "load"));
+    cr_assert_eq(t->cond.n_on_failure, 1);
+    cr_assert_eq(t->cond.on_failure[0].index, (uint32_t)idx(d, "alert"));
+    cr_assert_eq(t->n_succ, 2);
+    cr_assert_eq(t->succ[0], (uint32_t)idx(d, "load"));
+    cr_assert_eq(t->succ[1], (uint32_t)idx(d, "alert"));
+    cr_assert_str_eq(t->worker_group, "default");
+
+    t = task(d, "route");
+    cr_assert_eq(t->type, TN_DEF_TASK_SWITCH);
+    cr_assert_eq(t->sw.n_cases, 2);
+    cr_assert_str_eq(t->sw.cases[0].when, "${rows} > 0");
+    cr_assert_eq(t->sw.cases[0].then.index, (uint32_t)idx(d, "publish"));
+    cr_assert_str_eq(t->sw.cases[1].when, "${rows} == 0");
+    cr_assert_eq(t->sw.cases[1].then.index, (uint32_t)idx(d, "skip_load"));
+    cr_assert(t->sw.has_default);
+    cr_assert_eq(t->sw.dflt.index, (uint32_t)idx(d, "skip_load"));
+
+    t = task(d, "wait_upstream");
+    cr_assert_eq(t->type, TN_DEF_TASK_DEPENDENT);
+    cr_assert_eq(t->dep.relation, TN_DEF_REL_OR);
+    cr_assert_eq(t->dep.n_depends, 3);
+    cr_assert_str_eq(t->dep.depends[0].workflow, "crm_sync");
+    cr_assert_str_eq(t->dep.depends[0].task, "ALL");
+    cr_assert_eq(t->dep.depends[0].cycle, TN_DEF_CYCLE_DAY);
+    cr_assert_str_eq(t->dep.depends[0].date, "today");
+    cr_assert_str_eq(t->dep.depends[1].task, "close");
+    cr_assert_eq(t->dep.depends[1].cycle, TN_DEF_CYCLE_MONTH);
+    cr_assert_str_eq(t->dep.depends[1].date, "last_month_end");
+    /* an item with only a workflow gets the defaults */
+    cr_assert_str_eq(t->dep.depends[2].workflow, "hourly");
+    cr_assert_str_eq(t->dep.depends[2].task, TN_DEF_DEPEND_ALL);
+    cr_assert_eq(t->dep.depends[2].cycle, TN_DEF_CYCLE_DAY);
+    cr_assert_str_eq(t->dep.depends[2].date, "today");
+    cr_assert_eq(t->dep.check_interval_ms, 30000);
+    cr_assert_eq(t->dep.failure_policy, TN_DEF_FPOLICY_WAIT);
+    cr_assert_eq(t->dep.failure_wait_ms, 3600000);
+
+    t = task(d, "child");
+    cr_assert_eq(t->type, TN_DEF_TASK_SUB_WORKFLOW);
+    cr_assert_str_eq(t->sub.workflow, "load_partitions");
+    cr_assert_eq(t->timeout_ms, 86400000);
+    cr_assert_eq(t->retries, 1);
+    cr_assert_eq(t->n_deps, 2);
+    cr_assert_eq(t->deps[0].index, (uint32_t)idx(d, "wait_upstream"));
+    cr_assert_eq(t->deps[1].index, (uint32_t)idx(d, "publish"));
+    cr_assert_eq(t->n_succ, 0);
+
+    assert_graph(d);
+    tn_def_free(d);
+}
+
+Test(def, minimal_file_defaults)
+{
+    tn_def *d = parse_ok("tests/defs/good/minimal.yaml");
+    cr_assert_str_eq(d->name, "tiny");
+    cr_assert_str_eq(d->description, "");
+    cr_assert_eq(d->params.n, 0);
+    cr_assert_eq(d->execution, TN_DEF_EXEC_PARALLEL);
+    cr_assert_eq(d->priority, TN_DEF_PRIO_MEDIUM);
+    cr_assert_eq(d->timeout_ms, 0);
+    cr_assert_eq(d->timeout_strategy, TN_DEF_TIMEOUT_WARN);
+    cr_assert_eq(d->failure_strategy, TN_DEF_FAILURE_END);
+    cr_assert_eq(d->n_tasks, 1);
+    const tn_def_task *t = &d->tasks[0];
+    cr_assert_str_eq(t->name, "only");
+    cr_assert_eq(t->type, TN_DEF_TASK_NOOP);
+    cr_assert(t->enabled);
+    cr_assert_eq(t->n_deps, 0);
+    cr_assert_eq(t->retries, 0);
+    cr_assert_eq(t->retry_interval_ms, 0);
+    cr_assert_eq(t->timeout_ms, 0);
+    cr_assert_eq(t->timeout_strategy, TN_DEF_TIMEOUT_WARN);
+    cr_assert_eq(t->delay_ms, 0);
+    cr_assert_eq(t->priority, TN_DEF_PRIO_MEDIUM);
+    cr_assert_str_eq(t->worker_group, "default");
+    cr_assert_null(t->task_group);
+    cr_assert_null(t->environment);
+    cr_assert_null(t->command);
+    cr_assert_eq(t->kill_grace_ms, 5000);
+    cr_assert_eq(t->dispatch_timeout_ms, 0);
+    cr_assert_eq(t->memory_max, 0);
+    cr_assert_eq(t->cpu_max_milli, 0);
+    cr_assert_eq(t->noop.result, TN_DEF_NOOP_SUCCESS);
+    cr_assert_eq(t->noop.duration_ms, 0);
+    cr_assert_eq(t->dep.check_interval_ms, 10000);
+    cr_assert_eq(t->line, 3);
+    cr_assert_eq(t->key_line[TN_DEF_TK_NAME], 3);
+    cr_assert_eq(t->key_line[TN_DEF_TK_TYPE], 4);
+    cr_assert_eq(t->key_line[TN_DEF_TK_RETRIES], 0);
+    cr_assert_eq(d->topo[0], 0);
+    tn_def_free(d);
+}
+
+Test(def, topo_order_and_successors)
+{
+    tn_def *d = parse_ok("tests/defs/good/unordered.yaml");
+    /* a(3) first; then the smallest ready index: c(1), b(2), d(0) once both are done,
+     * and e(4), which was ready all along but has a larger index. */
+    static const char *const want[] = {"a", "c", "b", "d", "e"};
+    for (uint32_t k = 0; k < 5; k++)
+        cr_assert_str_eq(d->tasks[d->topo[k]].name, want[k], "topo[%u]", k);
+    const tn_def_task *a = task(d, "a");
+    cr_assert_eq(a->n_succ, 2);
+    cr_assert_eq(a->succ[0], (uint32_t)idx(d, "c"));
+    cr_assert_eq(a->succ[1], (uint32_t)idx(d, "b"));
+    cr_assert_eq(task(d, "d")->n_succ, 0);
+    cr_assert_eq(tn_def_task_find(d, "zz"), -1);
+    cr_assert_eq(tn_def_task_find(d, ""), -1);
+    assert_graph(d);
+    tn_def_free(d);
+}
+
+Test(def, examples_parse)
+{
+    char **names;
+    size_t n = list_yaml("examples", &names);
+    cr_assert(n >= 3, "only %zu examples", n);
+    for (size_t i = 0; i < n; i++) {
+        char rel[300];
+        snprintf(rel, sizeof(rel), "examples/%s", names[i]);
+        tn_def *d = parse_ok(rel);
+        assert_graph(d);
+        /* an example uses only noop, shell and the branching logic tasks */
+        for (uint32_t k = 0; k < d->n_tasks; k++)
+            cr_assert(d->tasks[k].type != TN_DEF_TASK_DEPENDENT &&
+                      d->tasks[k].type != TN_DEF_TASK_SUB_WORKFLOW, "%s", rel);
+        tn_def_free(d);
+    }
+    free_list(names, n);
+}
+
+Test(def, parse_from_memory_and_null_values)
+{
+    /* Null values mean "not written": defaults stay. A param's null value is "". */
+    const char *yaml = "name: m\n"
+                       "description:\n"
+                       "timeout: ~\n"
+                       "params: {a: , b: null, c: \"null\"}\n"
+                       "tasks:\n"
+                       "  - {name: x, type: shell, command: 'true', retries: , deps: }\n";
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(parse_str(yaml, &d, &msg), TN_OK, "%s", msg.text);
+    cr_assert_str_eq(d->description, "");
+    cr_assert_eq(d->timeout_ms, 0);
+    cr_assert_eq(d->params.n, 3);
+    cr_assert_str_eq(d->params.items[0].value, "");
+    cr_assert_str_eq(d->params.items[1].value, "");
+    cr_assert_str_eq(d->params.items[2].value, "null"); /* quoted: a string */
+    cr_assert_eq(d->tasks[0].retries, 0);
+    cr_assert_eq(d->tasks[0].n_deps, 0);
+    tn_def_free(d);
+}
+
+/* ---- bad files ---------------------------------------------------------------------------- */
+
+static const struct bad_case {
+    const char *file;
+    unsigned line;
+    const char *text; /* a distinctive part of the message */
+} bad_cases[] = {
+    {"alias.yaml", 6, "aliases (*common) are not supported"},
+    {"bad_bool.yaml", 5, "bad value \"yes\" for \"enabled\" in task \"a\" (allowed: true, false)"},
+    {"bad_cpu.yaml", 6, "bad cpu count \"1.2345\" for \"cpu_max\""},
+    {"bad_date.yaml", 7, "bad date \"today\" for cycle week"},
+    {"bad_duration_unit.yaml", 7, "bad duration \"5x\" for \"retry_interval\" in task \"a\""},
+    {"bad_priority.yaml", 2, "(allowed: highest, high, medium, low, lowest)"},
+    {"bad_size.yaml", 6, "bad size \"12Q\" for \"memory_max\""},
+    {"bad_utf8.yaml", 4, "YAML syntax error: invalid trailing UTF-8 octet"},
+    {"bad_wf_name.yaml", 1, "bad workflow name \"daily etl\""},
+    {"bare_duration.yaml", 6, "bad duration \"10\" for \"timeout\" in task \"a\": a number "
+                              "needs a unit"},
+    {"case_no_then.yaml", 6, "\"cases\" item #1 of task \"route\" has no \"then\""},
+    {"cases_on_shell.yaml", 6, "key \"cases\" in task \"a\" is for switch tasks; this one is "
+                               "shell"},
+    {"cond_bad_state.yaml", 8, "bad value \"kill\" for \"state\""},
+    {"cond_target_not_downstream.yaml", 10, "names \"alert\", which does not list \"check\" in "
+                                            "its deps"},
+    {"cond_target_unknown.yaml", 10, "\"on_failure\" of task \"check\" names unknown task "
+                                     "\"nope\""},
+    {"cond_when_not_upstream.yaml", 13, "tests \"other\", which is not in its deps"},
+    {"cycle.yaml", 5, "cycle: a -> b -> c -> a"},
+    {"dependent_no_depends.yaml", 3, "dependent task \"wait\" needs \"depends\""},
+    {"deps_not_list.yaml", 7, "\"deps\" in task \"b\" must be a list, not a string"},
+    {"dup_dep.yaml", 4, "task \"b\" lists \"a\" twice in \"deps\""},
+    {"dup_key.yaml", 8, "duplicate key \"retries\" in task \"a\" (first at line 6)"},
+    {"dup_param.yaml", 8, "duplicate key \"k\" in \"params\" of task \"a\" (first at line 6)"},
+    {"dup_task.yaml", 7, "duplicate task name \"a\" (first defined at line 3)"},
+    {"empty.yaml", 1, "empty document"},
+    {"empty_cases.yaml", 5, "switch task \"route\" needs \"cases\""},
+    {"huge_duration.yaml", 2, "the limit is 3650d"},
+    {"long_name.yaml", 5, "bad task name \"aaaa"},
+    {"misplaced_key.yaml", 6, "\"retries\" is a task key; is it indented right?"},
+    {"negative_retries.yaml", 6, "bad value \"-1\" for \"retries\""},
+    {"no_name.yaml", 1, "workflow has no \"name\""},
+    {"no_tasks.yaml", 1, "workflow \"wf\" has no tasks"},
+    {"no_type.yaml", 3, "task \"a\" has no \"type\" (one of shell, noop"},
+    {"noop_command.yaml", 5, "key \"command\" in task \"a\" is for shell tasks; this one is noop"},
+    {"not_mapping.yaml", 1, "must be a mapping with \"name\" and \"tasks\", not a list"},
+    {"param_not_string.yaml", 4, "\"regions\" in \"params\" of workflow \"wf\" must be a string"},
+    {"self_dep.yaml", 5, "task \"a\" depends on itself"},
+    {"shell_no_command.yaml", 5, "shell task \"b\" needs a non-empty \"command\""},
+    {"sub_no_workflow.yaml", 3, "sub_workflow task \"child\" needs \"workflow\""},
+    {"sub_self.yaml", 5, "runs its own workflow \"wf\""},
+    {"switch_default_not_downstream.yaml", 7, "\"default\" of task \"route\" names \"skip\", "
+                                              "which does not list \"route\""},
+    {"switch_target_unknown.yaml", 7, "\"cases\" of task \"route\" names unknown task \"lod\""},
+    {"syntax.yaml", 6, "YAML syntax error: did not find expected ',' or ']'"},
+    {"tab_indent.yaml", 3, "YAML syntax error"},
+    {"task_not_map.yaml", 4, "task #2 must be a mapping"},
+    {"too_deep.yaml", 5, "nested deeper than 32 levels"},
+    {"two_docs.yaml", 4, "a second YAML document"},
+    {"unknown_dep.yaml", 8, "task \"load\" depends on unknown task \"extact\""},
+    {"unknown_task_key.yaml", 9, "unknown key \"comand\" in task \"load\" (did you mean "
+                                 "\"command\"?)"},
+    {"unknown_top_key.yaml", 2, "unknown key \"descripton\" in workflow \"wf\""},
+    {"unknown_type.yaml", 4, "unknown task type \"shel\" in task \"a\" (allowed: shell, noop"},
+    {"wait_no_failure_wait.yaml", 6, "failure_policy wait but no \"failure_wait\""},
+    {"when_not_map.yaml", 8, "\"when\" in task \"check\" must be a mapping"},
+    {"workflow_key_in_task.yaml", 5, "\"failure_strategy\" is a workflow key"},
+    {"worker_key_on_logic.yaml", 9, "key \"worker_group\" in task \"b\" is for shell and noop "
+                                    "tasks; this one is sub_workflow"},
+};
+
+Test(def, bad_corpus)
+{
+    char **names;
+    size_t n = list_yaml("tests/defs/bad", &names);
+    size_t ncase = sizeof(bad_cases) / sizeof(bad_cases[0]);
+    cr_assert(ncase >= 25);
+    /* every file has an expectation, so the corpus cannot grow unchecked */
+    cr_assert_eq(n, ncase, "%zu files in tests/defs/bad, %zu expectations", n, ncase);
+    for (size_t i = 0; i < ncase; i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        char rel[300], prefix[400];
+        snprintf(rel, sizeof(rel), "tests/defs/bad/%s", bc->file);
+        char *path = src_path(rel);
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        tn_err err = tn_def_parse_file(path, &d, &msg);
+        cr_expect(err == TN_ERR_PARSE || err == TN_ERR_TOOBIG, "%s: got %s", bc->file,
+                  tn_errname(err));
+        cr_expect_null(d, "%s", bc->file);
+        snprintf(prefix, sizeof(prefix), "%s:%u: ", path, bc->line);
+        cr_expect(strncmp(msg.text, prefix, strlen(prefix)) == 0,
+                  "%s: want line %u, got \"%s\"", bc->file, bc->line, msg.text);
+        cr_expect(strstr(msg.text, bc->text) != NULL, "%s: want \"%s\" in \"%s\"", bc->file,
+                  bc->text, msg.text);
+        tn_def_free(d);
+        free(path);
+    }
+    free_list(names, n);
+}
+
+Test(def, message_names_the_file_given)
+{
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    const char *yaml = "name: x\ntasks:\n  - {name: a, type: noop, deps: [b]}\n";
+    cr_assert_eq(tn_def_parse("defs/etl.yaml", yaml, strlen(yaml), &d, &msg), TN_ERR_PARSE);
+    cr_assert_str_eq(msg.text, "defs/etl.yaml:3: task \"a\" depends on unknown task \"b\"");
+    cr_assert_eq(tn_def_parse(NULL, "", 0, &d, &msg), TN_ERR_PARSE);
+    cr_assert(strncmp(msg.text, "<input>:1: empty document", 25) == 0, "%s", msg.text);
+    cr_assert_null(d);
+    /* not NUL-terminated: only len bytes are read */
+    char buf[] = {'n', 'a', 'm', 'e', ':', ' ', 'x', 'X'};
+    cr_assert_eq(tn_def_parse("b", buf, sizeof(buf) - 1, &d, &msg), TN_ERR_PARSE);
+    cr_assert(strstr(msg.text, "workflow \"x\" has no tasks"), "%s", msg.text);
+    /* a NULL message is allowed */
+    cr_assert_eq(tn_def_parse("b", "name: [", 7, &d, NULL), TN_ERR_PARSE);
+}
+
+Test(def, missing_file)
+{
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(tn_def_parse_file("/nonexistent/wf.yaml", &d, &msg), TN_ERR_NOENT);
+    cr_assert(strstr(msg.text, "/nonexistent/wf.yaml: cannot open"), "%s", msg.text);
+    cr_assert_null(d);
+    tn_def_free(NULL);
+}
+
+Test(def, long_cycle_message_is_cut)
+{
+    /* 200 tasks in one loop with long names: the path does not fit and ends in "...". */
+    size_t cap = 200 * 200, used = 0;
+    char *y = malloc(cap);
+    used += (size_t)snprintf(y + used, cap - used, "name: loop\ntasks:\n");
+    for (int i = 0; i < 200; i++)
+        used += (size_t)snprintf(y + used, cap - used,
+                                 "  - {name: a_rather_long_task_name_%03d, type: noop, "
+                                 "deps: [a_rather_long_task_name_%03d]}\n", i, (i + 199) % 200);
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(tn_def_parse("loop.yaml", y, used, &d, &msg), TN_ERR_PARSE);
+    cr_assert(strncmp(msg.text, "loop.yaml:3: cycle: a_rather_long_task_name_000 -> "
+                                "a_rather_long_task_name_001 -> ", 81) == 0, "%s", msg.text);
+    cr_assert(strstr(msg.text, " -> ...") != NULL, "%s", msg.text);
+    free(y);
+}
+
+/* ---- bounds ------------------------------------------------------------------------------ */
+
+static char *chain_yaml(unsigned n, size_t *len)
+{
+    size_t cap = 64 + (size_t)n * 64, used = 0;
+    char *y = malloc(cap);
+    cr_assert_not_null(y);
+    used += (size_t)snprintf(y, cap, "name: chain\ntasks:\n");
+    for (unsigned i = 0; i < n; i++) {
+        if (i == 0)
+            used += (size_t)snprintf(y + used, cap - used, "- {name: t0, type: noop}\n");
+        else
+            used += (size_t)snprintf(y + used, cap - used,
+                                     "- {name: t%u, type: noop, deps: [t%u]}\n", i, i - 1);
+    }
+    *len = used;
+    return y;
+}
+
+Test(def, ten_thousand_tasks)
+{
+    size_t len;
+    char *y = chain_yaml(TN_DEF_MAX_TASKS, &len);
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(tn_def_parse("chain.yaml", y, len, &d, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(d->n_tasks, TN_DEF_MAX_TASKS);
+    for (uint32_t k = 0; k < d->n_tasks; k++)
+        cr_assert_eq(d->topo[k], k);
+    assert_graph(d);
+    char *enc;
+    size_t n;
+    encode(d, &enc, &n);
+    tn_def *back = NULL;
+    cr_assert_eq(tn_def_decode(enc, n, &back, &msg), TN_OK, "%s", msg.text);
+    assert_same_graph(d, back);
+    tn_def_free(back);
+    free(enc);
+    tn_def_free(d);
+    free(y);
+
+    y = chain_yaml(TN_DEF_MAX_TASKS + 1, &len);
+    cr_assert_eq(tn_def_parse("chain.yaml", y, len, &d, &msg), TN_ERR_TOOBIG);
+    cr_assert(strstr(msg.text, "chain.yaml:3: workflow \"chain\" has 10001 tasks; the limit "
+                               "is 10000"), "%s", msg.text);
+    free(y);
+}
+
+Test(def, size_limits)
+{
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+
+    /* the file itself */
+    size_t big = TN_DEF_MAX_FILE + 1;
+    char *y = malloc(big);
+    memset(y, '#', big);
+    cr_assert_eq(tn_def_parse("big.yaml", y, big, &d, &msg), TN_ERR_TOOBIG);
+    cr_assert(strstr(msg.text, "big.yaml: file is 4194305 bytes"), "%s", msg.text);
+    free(y);
+
+    /* a description over 64 KiB */
+    size_t dl = TN_DEF_MAX_STRING + 1;
+    y = malloc(dl + 200);
+    size_t used = (size_t)sprintf(y, "name: w\ndescription: ");
+    memset(y + used, 'x', dl);
+    used += dl;
+    used += (size_t)sprintf(y + used, "\ntasks: [{name: a, type: noop}]\n");
+    cr_assert_eq(tn_def_parse("d.yaml", y, used, &d, &msg), TN_ERR_TOOBIG);
+    cr_assert(strstr(msg.text, "d.yaml:2: \"description\" in workflow \"w\" is 65537 bytes"),
+              "%s", msg.text);
+    free(y);
+
+    /* 1,001 params */
+    size_t cap = 64 + 1001 * 32;
+    y = malloc(cap);
+    used = (size_t)sprintf(y, "name: w\nparams:\n");
+    for (int i = 0; i < 1001; i++)
+        used += (size_t)sprintf(y + used, "  p%d: v\n", i);
+    used += (size_t)sprintf(y + used, "tasks: [{name: a, type: noop}]\n");
+    cr_assert_eq(tn_def_parse("p.yaml", y, used, &d, &msg), TN_ERR_TOOBIG);
+    cr_assert(strstr(msg.text, "p.yaml:3: \"params\" in workflow \"w\" has 1001 entries"), "%s",
+              msg.text);
+    free(y);
+
+    /* 10,001 deps */
+    cap = 128 + 10001 * 4;
+    y = malloc(cap);
+    used = (size_t)sprintf(y, "name: w\ntasks:\n- {name: a, type: noop}\n"
+                              "- {name: b, type: noop, deps: [");
+    for (int i = 0; i < 10001; i++)
+        used += (size_t)sprintf(y + used, "%sa", i ? "," : "");
+    used += (size_t)sprintf(y + used, "]}\n");
+    cr_assert_eq(tn_def_parse("deps.yaml", y, used, &d, &msg), TN_ERR_TOOBIG);
+    cr_assert(strstr(msg.text, "deps.yaml:4: \"deps\" in task \"b\" has 10001 items"), "%s",
+              msg.text);
+    free(y);
+
+    /* a long command is fine up to 1 MiB */
+    size_t cl = 512 * 1024;
+    y = malloc(cl + 200);
+    used = (size_t)sprintf(y, "name: w\ntasks:\n- name: a\n  type: shell\n  command: echo ");
+    memset(y + used, 'z', cl);
+    used += cl;
+    y[used++] = '\n';
+    cr_assert_eq(tn_def_parse("c.yaml", y, used, &d, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(strlen(d->tasks[0].command), cl + 5);
+    tn_def_free(d);
+    free(y);
+}
+
+/* ---- encoding ------------------------------------------------------------------------------ */
+
+static const char *const good_files[] = {
+    "tests/defs/good/full.yaml",   "tests/defs/good/minimal.yaml",
+    "tests/defs/good/unordered.yaml", "tests/defs/good/canon_a.yaml",
+    "examples/etl.yaml",           "examples/branching.yaml",
+    "examples/fanout.yaml",        "examples/hello.yaml",
+};
+
+Test(def, encode_decode_encode_is_identical)
+{
+    for (size_t f = 0; f < sizeof(good_files) / sizeof(good_files[0]); f++) {
+        tn_def *d = parse_ok(good_files[f]);
+        char *a, *b;
+        size_t la, lb;
+        encode(d, &a, &la);
+        tn_def *back = NULL;
+        tn_errmsg msg = {{0}};
+        cr_assert_eq(tn_def_decode(a, la, &back, &msg), TN_OK, "%s: %s", good_files[f],
+                     msg.text);
+        encode(back, &b, &lb);
+        cr_assert_eq(la, lb, "%s", good_files[f]);
+        cr_assert(memcmp(a, b, la) == 0, "%s", good_files[f]);
+        cr_assert_str_eq(back->name, d->name);
+        cr_assert_eq(back->tasks[0].line, 0); /* lines are not stored */
+        cr_assert_eq(back->tasks[0].key_line[TN_DEF_TK_NAME], 0);
+        assert_same_graph(d, back);
+        assert_graph(back);
+        /* encoding twice gives the same bytes */
+        free(b);
+        encode(d, &b, &lb);
+        cr_assert(lb == la && memcmp(a, b, la) == 0);
+        free(a);
+        free(b);
+        tn_def_free(back);
+        tn_def_free(d);
+    }
+}
+
+Test(def, decoded_full_file_keeps_every_field)
+{
+    tn_def *d = parse_ok("tests/defs/good/full.yaml");
+    char *a;
+    size_t la;
+    encode(d, &a, &la);
+    tn_def *b = NULL;
+    cr_assert_eq(tn_def_decode(a, la, &b, NULL), TN_OK);
+    const tn_def_task *x = task(b, "extract");
+    cr_assert_str_eq(x->command, task(d, "extract")->command);
+    cr_assert_str_eq(x->environment, "hadoop");
+    cr_assert_str_eq(x->task_group, "db_writers");
+    cr_assert_eq(x->memory_max, 512ull << 20);
+    cr_assert_eq(x->cpu_max_milli, 1500);
+    cr_assert_eq(x->kill_grace_ms, 7000);
+    cr_assert_eq(x->priority, TN_DEF_PRIO_HIGHEST);
+    cr_assert_str_eq(x->params.items[1].value, "eu");
+    x = task(b, "fake");
+    cr_assert(!x->enabled);
+    cr_assert_eq(x->noop.result, TN_DEF_NOOP_FAILURE);
+    cr_assert_str_eq(x->worker_group, "bench");
+    x = task(b, "check");
+    cr_assert_str_eq(x->worker_group, "default");
+    cr_assert_eq(x->cond.mode, TN_DEF_COND_ANY);
+    x = task(b, "wait_upstream");
+    cr_assert_eq(x->dep.failure_wait_ms, 3600000);
+    cr_assert_str_eq(x->dep.depends[1].date, "last_month_end");
+    cr_assert_str_eq(task(b, "child")->sub.workflow, "load_partitions");
+    cr_assert_eq(b->execution, TN_DEF_EXEC_SERIAL_WAIT);
+    cr_assert_eq(b->failure_strategy, TN_DEF_FAILURE_CONTINUE);
+    free(a);
+    tn_def_free(b);
+    tn_def_free(d);
+}
+
+Test(def, canonical_bytes)
+{
+    tn_def *a = parse_ok("tests/defs/good/canon_a.yaml");
+    tn_def *b = parse_ok("tests/defs/good/canon_b.yaml");
+    tn_def *c = parse_ok("tests/defs/good/canon_c.yaml");
+    char *ea, *eb, *ec;
+    size_t la, lb, lc;
+    encode(a, &ea, &la);
+    encode(b, &eb, &lb);
+    encode(c, &ec, &lc);
+    /* same workflow, other key order, comments, spacing and spellings */
+    cr_assert_eq(la, lb);
+    cr_assert(memcmp(ea, eb, la) == 0);
+    /* one retry more is a change */
+    cr_assert(la != lc || memcmp(ea, ec, la) != 0);
+    cr_assert_eq(c->tasks[0].retries, 4);
+    free(ea);
+    free(eb);
+    free(ec);
+    tn_def_free(a);
+    tn_def_free(b);
+    tn_def_free(c);
+}
+
+Test(def, encode_refuses_unvalidated)
+{
+    tn_def d = {0};
+    char *out = (char *)"untouched";
+    size_t len = 7;
+    cr_assert_eq(tn_def_encode(NULL, &out, &len), TN_ERR_INVAL);
+    cr_assert_eq(tn_def_encode(&d, &out, &len), TN_ERR_INVAL);
+    cr_assert_str_eq(out, "untouched");
+    cr_assert_eq(len, 7);
+}
+
+/* Decode must return an error or a definition that encodes back to exactly the input. */
+static void decode_any(const void *buf, size_t len)
+{
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    tn_err err = tn_def_decode(buf, len, &d, &msg);
+    if (err != TN_OK) {
+        cr_assert_null(d);
+        cr_assert(msg.text[0] != '\0', "error %s without a message", tn_errname(err));
+        return;
+    }
+    char *again;
+    size_t n;
+    encode(d, &again, &n);
+    cr_assert(n == len && memcmp(again, buf, len) == 0, "accepted bytes re-encode differently");
+    assert_graph(d);
+    free(again);
+    tn_def_free(d);
+}
+
+Test(def, decode_every_truncation_fails)
+{
+    for (size_t f = 0; f < 2; f++) {
+        tn_def *d = parse_ok(good_files[f]);
+        char *enc;
+        size_t len;
+        encode(d, &enc, &len);
+        for (size_t cut = 0; cut < len; cut++) {
+            /* a copy of exactly `cut` bytes, so reading past it is caught by ASan */
+            char *part = malloc(cut ? cut : 1);
+            memcpy(part, enc, cut);
+            tn_def *out = NULL;
+            tn_errmsg msg = {{0}};
+            tn_err err = tn_def_decode(part, cut, &out, &msg);
+            cr_assert_neq(err, TN_OK, "%s: a %zu-byte prefix decoded", good_files[f], cut);
+            cr_assert_null(out);
+            free(part);
+        }
+        free(enc);
+        tn_def_free(d);
+    }
+}
+
+Test(def, decode_every_byte_flip)
+{
+    static const uint8_t flips[] = {0x01, 0x10, 0x80, 0xff};
+    unsigned accepted = 0, total = 0;
+    for (size_t f = 0; f < 3; f++) {
+        tn_def *d = parse_ok(good_files[f]);
+        char *enc;
+        size_t len;
+        encode(d, &enc, &len);
+        uint8_t *copy = malloc(len);
+        for (size_t i = 0; i < len; i++) {
+            for (size_t k = 0; k < sizeof(flips); k++) {
+                memcpy(copy, enc, len);
+                copy[i] ^= flips[k];
+                decode_any(copy, len);
+                tn_def *out = NULL;
+                if (tn_def_decode(copy, len, &out, NULL) == TN_OK)
+                    accepted++;
+                tn_def_free(out);
+                total++;
+            }
+        }
+        free(copy);
+        free(enc);
+        tn_def_free(d);
+    }
+    /* most flips must be caught; some (a letter in a description) are legitimate */
+    cr_assert(accepted < total / 2, "%u of %u corrupted encodings accepted", accepted, total);
+}
+
+Test(def, decode_random_bytes)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    uint8_t buf[300];
+    for (int round = 0; round < 20000; round++) {
+        size_t len = 0;
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        size_t n = (s >> 33) % sizeof(buf);
+        /* start like a real encoding half of the time, to get past the header */
+        if (round % 2 && n >= 2) {
+            buf[len++] = 0x9a;
+            buf[len++] = 0x01;
+        }
+        while (len < n) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            buf[len++] = (uint8_t)(s >> 56);
+        }
+        decode_any(buf, len);
+    }
+}
+
+Test(def, decode_rejects_version_trailing_and_non_canonical)
+{
+    tn_def *d = parse_ok("tests/defs/good/minimal.yaml");
+    char *enc;
+    size_t len;
+    encode(d, &enc, &len);
+    cr_assert_eq((uint8_t)enc[0], 0x9a); /* array of 10 */
+    cr_assert_eq((uint8_t)enc[1], TN_DEF_FORMAT_VERSION);
+    tn_def *out = NULL;
+    tn_errmsg msg = {{0}};
+
+    char *v = malloc(len);
+    memcpy(v, enc, len);
+    v[1] = 2;
+    cr_assert_eq(tn_def_decode(v, len, &out, &msg), TN_ERR_VERSION);
+    cr_assert(strstr(msg.text, "format version 2; this tern reads version 1"), "%s", msg.text);
+    v[1] = 0;
+    cr_assert_eq(tn_def_decode(v, len, &out, &msg), TN_ERR_VERSION);
+    free(v);
+
+    char *t = malloc(len + 1);
+    memcpy(t, enc, len);
+    t[len] = 0;
+    cr_assert_eq(tn_def_decode(t, len + 1, &out, &msg), TN_ERR_CORRUPT);
+    cr_assert(strstr(msg.text, "1 bytes after the end"), "%s", msg.text);
+    free(t);
+
+    /* the version as a uint8 (0xcc 0x01) reads as 1 but is not the shortest form */
+    char *nc = malloc(len + 1);
+    nc[0] = enc[0];
+    nc[1] = (char)0xcc;
+    memcpy(nc + 2, enc + 1, len - 1);
+    cr_assert_eq(tn_def_decode(nc, len + 1, &out, &msg), TN_ERR_CORRUPT);
+    cr_assert(strstr(msg.text, "not in canonical form"), "%s", msg.text);
+    free(nc);
+
+    cr_assert_eq(tn_def_decode(enc, 0, &out, &msg), TN_ERR_TRUNCATED);
+    cr_assert_eq(tn_def_decode(NULL, 0, &out, &msg), TN_ERR_TRUNCATED);
+    cr_assert_eq(tn_def_decode("\xc0", 1, &out, &msg), TN_ERR_TYPE);
+    /* an array claiming 4 billion items in 5 bytes */
+    cr_assert_eq(tn_def_decode("\xdd\xff\xff\xff\xff", 5, &out, &msg), TN_ERR_TOOBIG);
+    cr_assert_null(out);
+    free(enc);
+    tn_def_free(d);
+}
+
+Test(def, decode_validates_the_definition)
+{
+    /* Rename a dep in the bytes (same length): decoding must resolve deps again. */
+    tn_def *d = parse_ok("tests/defs/good/canon_a.yaml");
+    char *enc;
+    size_t len;
+    encode(d, &enc, &len);
+    char *p = NULL;
+    for (size_t i = 0; i + 6 <= len; i++)
+        if (memcmp(enc + i, "\xa5" "first", 6) == 0 && i > 0 && (uint8_t)enc[i - 1] == 0x91)
+            p = enc + i; /* the deps list [first] of task second */
+    cr_assert_not_null(p);
+    memcpy(p + 1, "fir5t", 5);
+    tn_def *out = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(tn_def_decode(enc, len, &out, &msg), TN_ERR_CORRUPT);
+    cr_assert_str_eq(msg.text,
+                     "stored definition: task \"second\" depends on unknown task \"fir5t\"");
+    cr_assert_null(out);
+    free(enc);
+    tn_def_free(d);
+}
