@@ -9,12 +9,12 @@
 
 #define TN_DEFAULT_DATA "./tern-data"
 
-typedef struct tn_cmd {
+typedef struct tn_cli_cmd {
     const char *name;
     const char *summary; /* one line for `tern help` */
     const char *usage;   /* the full text for `tern CMD --help` */
     int (*run)(int argc, char **argv);
-} tn_cmd;
+} tn_cli_cmd;
 
 /* Print "tern CMD: message" on stderr; returns the exit status to use (1). */
 int tn_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,8 +34,12 @@ int tn_cmd_audit(int argc, char **argv);
 int tn_cmd_sm(int argc, char **argv);
 int tn_cmd_bench(int argc, char **argv);
 int tn_cmd_demo(int argc, char **argv);
+int tn_cmd_run(int argc, char **argv);
+int tn_cmd_def(int argc, char **argv);
+int tn_cmd_taskgroup(int argc, char **argv);
+int tn_cmd_env(int argc, char **argv);
 
 extern const char tn_usage_replay[], tn_usage_audit[], tn_usage_sm[], tn_usage_bench[],
-    tn_usage_demo[];
+    tn_usage_demo[], tn_usage_run[], tn_usage_def[], tn_usage_taskgroup[], tn_usage_env[];
 
 #endif

@@ -10,7 +10,12 @@ static int cmd_help(int argc, char **argv);
 
 static const char usage_help[] = "usage: tern help [COMMAND]\n\nShow the commands, or one command's help.\n";
 
-static const tn_cmd commands[] = {
+static const tn_cli_cmd commands[] = {
+    {"run", "apply a workflow file, run an instance to its end here, print its tasks",
+     tn_usage_run, tn_cmd_run},
+    {"def", "apply, list and show workflow definitions", tn_usage_def, tn_cmd_def},
+    {"taskgroup", "set a task group's slots", tn_usage_taskgroup, tn_cmd_taskgroup},
+    {"env", "store a named environment for shell tasks", tn_usage_env, tn_cmd_env},
     {"demo", "record a demo workflow's transitions and print its replayed timeline",
      tn_usage_demo, tn_cmd_demo},
     {"replay", "rebuild every projection from the events and verify the log",
@@ -23,7 +28,7 @@ static const tn_cmd commands[] = {
     {"help", "show this help, or a command's", usage_help, cmd_help},
 };
 
-static const tn_cmd *find(const char *name)
+static const tn_cli_cmd *find(const char *name)
 {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(commands[i].name, name) == 0)
@@ -34,7 +39,7 @@ static const tn_cmd *find(const char *name)
 static int cmd_help(int argc, char **argv)
 {
     if (argc > 1) {
-        const tn_cmd *c = find(argv[1]);
+        const tn_cli_cmd *c = find(argv[1]);
         if (!c)
             return tn_cli_usage("help", "unknown command \"%s\"", argv[1]);
         fputs(c->usage, stdout);
@@ -43,7 +48,7 @@ static int cmd_help(int argc, char **argv)
     printf("tern — a workflow scheduler on an event-sourced state-machine core\n\n"
            "usage: tern COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        printf("  %-8s %s\n", commands[i].name, commands[i].summary);
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
     printf("\nEvery command takes --help. Commands that read a store take --data DIR\n"
            "(default %s); commands that report state take --json.\n",
            TN_DEFAULT_DATA);
@@ -111,7 +116,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return cmd_help(1, argv);
-    const tn_cmd *c = find(argv[1]);
+    const tn_cli_cmd *c = find(argv[1]);
     if (!c) {
         fprintf(stderr, "tern: unknown command \"%s\"; see `tern help`\n", argv[1]);
         return 2;

@@ -1,0 +1,1149 @@
+/* Scenario tests of the workflow engine: DAG execution, failure strategies, retries,
+ * timeouts, delays, pause/resume/stop/recover/rerun, force-success, start modes, logic
+ * tasks, serial execution, task groups, params and restarts. Time is simulated: the
+ * engine's virtual clock jumps to the next timer, so no test waits on the wall clock.
+ * After every scenario, replay verifies the whole log. */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "core/replay.h"
+#include "statemachines/sm_gen.h"
+#include "tests/testutil.h"
+
+/* ------------------------------------------------------------------------------ */
+/* a scripted executor: per task name, the outcome of each attempt */
+
+typedef struct script {
+    const char *task;     /* task name */
+    const char *outcomes; /* one letter per attempt: s success, f failure, h hang (never
+                             report), n never accept; the last letter repeats */
+    int64_t duration_ms;
+} script;
+
+typedef struct sx {
+    tn_engine *e;
+    const script *scripts;
+    int running; /* attempts started and not reported */
+    int max_running_group; /* max concurrent attempts of tasks named "g*" */
+    int cur_group;
+    struct live {
+        uint64_t wf, task;
+        uint32_t attempt;
+        bool group, live;
+        char name[65];
+    } live[256];
+} sx;
+
+static sx X;
+
+static const script *find_script(const char *name)
+{
+    for (const script *s = X.scripts; s && s->task; s++)
+        if (strcmp(s->task, name) == 0)
+            return s;
+    return NULL;
+}
+
+typedef struct done_arg {
+    int slot;
+    bool ok;
+    uint32_t attempt;
+} done_arg;
+
+static void finish_slot(int i)
+{
+    if (!X.live[i].live)
+        return;
+    X.live[i].live = false;
+    X.running--;
+    if (X.live[i].group)
+        X.cur_group--;
+}
+
+static void sx_done(tn_engine *e, void *arg)
+{
+    done_arg *d = arg;
+    struct live *l = &X.live[d->slot];
+    if (l->live && l->attempt == d->attempt) {
+        tn_report r = {.kind = TN_REPORT_RESULT, .wf = l->wf, .task = l->task,
+                       .attempt = l->attempt, .success = d->ok, .exit_code = d->ok ? 0 : 1,
+                       .worker = "test"};
+        finish_slot(d->slot);
+        tn_engine_report(e, &r);
+    }
+    free(d);
+}
+
+static void sx_dispatch(void *self, const tn_dispatch_req *req)
+{
+    (void)self;
+    int slot = -1;
+    for (int i = 0; i < 256 && slot < 0; i++)
+        if (!X.live[i].live)
+            slot = i;
+    cr_assert_geq(slot, 0, "too many live attempts");
+    const script *s = find_script(req->node->name);
+    char outcome = 's';
+    int64_t dur = req->node->type == TN_DEF_TASK_NOOP ? (int64_t)req->node->noop.duration_ms : 100;
+    if (s) {
+        size_t n = strlen(s->outcomes);
+        outcome = s->outcomes[req->attempt - 1 < n ? req->attempt - 1 : n - 1];
+        dur = s->duration_ms;
+    } else if (req->node->type == TN_DEF_TASK_NOOP) {
+        outcome = req->node->noop.result == TN_DEF_NOOP_SUCCESS ? 's' : 'f';
+    }
+    if (outcome == 'n')
+        return; /* never accepted: a worker that does not take it */
+    struct live *l = &X.live[slot];
+    *l = (struct live){req->wf, req->task, req->attempt, req->node->name[0] == 'g', true, ""};
+    snprintf(l->name, sizeof(l->name), "%s", req->node->name);
+    X.running++;
+    if (l->group && ++X.cur_group > X.max_running_group)
+        X.max_running_group = X.cur_group;
+    tn_report r = {.kind = TN_REPORT_ACCEPTED, .wf = req->wf, .task = req->task,
+                   .attempt = req->attempt, .pid = 1000 + slot, .worker = "test"};
+    tn_engine_report(X.e, &r);
+    if (outcome == 'h')
+        return;
+    /* noop outputs travel as a real task's setValue would */
+    done_arg *d = malloc(sizeof(*d));
+    *d = (done_arg){slot, outcome == 's', req->attempt};
+    if (req->node->type == TN_DEF_TASK_NOOP && req->node->noop.outputs.n && outcome == 's') {
+        /* report now with outputs after the duration: keep it simple, report at once */
+        const char *k[16], *v[16];
+        uint32_t n = req->node->noop.outputs.n < 16 ? req->node->noop.outputs.n : 16;
+        for (uint32_t i = 0; i < n; i++) {
+            k[i] = req->node->noop.outputs.items[i].key;
+            v[i] = req->node->noop.outputs.items[i].value;
+        }
+        tn_report res = {.kind = TN_REPORT_RESULT, .wf = req->wf, .task = req->task,
+                         .attempt = req->attempt, .success = true, .worker = "test",
+                         .out_keys = k, .out_values = v, .nout = n};
+        finish_slot(slot);
+        tn_engine_report(X.e, &res);
+        free(d);
+        return;
+    }
+    tn_engine_after(X.e, tn_engine_now(X.e) + dur * 1000000, sx_done, d);
+}
+
+static void sx_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, uint64_t grace)
+{
+    (void)self;
+    (void)grace;
+    for (int i = 0; i < 256; i++)
+        if (X.live[i].live && X.live[i].task == task && X.live[i].attempt == attempt) {
+            finish_slot(i);
+            tn_report r = {.kind = TN_REPORT_KILL_RESULT, .wf = wf, .task = task,
+                           .attempt = attempt, .worker = "test"};
+            tn_engine_report(X.e, &r);
+            return;
+        }
+    tn_report r = {.kind = TN_REPORT_KILL_RESULT, .wf = wf, .task = task, .attempt = attempt,
+                   .worker = "test", .reason = "not running"};
+    tn_engine_report(X.e, &r);
+}
+
+static bool sx_running(void *self, uint64_t task, uint32_t attempt)
+{
+    (void)self;
+    for (int i = 0; i < 256; i++)
+        if (X.live[i].live && X.live[i].task == task && X.live[i].attempt == attempt)
+            return true;
+    return false;
+}
+
+static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running};
+
+/* ------------------------------------------------------------------------------ */
+/* harness */
+
+static char *dir;
+static tn_engine *E;
+static int64_t vclock;
+
+static void open_engine(void)
+{
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
+                        .executor = {&sx_ops, &X, "test"}, .virtual_clock = true,
+                        .start_ns = vclock};
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    X.e = E;
+    tn_engine_step(E, NULL);
+}
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    memset(&X, 0, sizeof(X));
+    vclock = 1795000000LL * 1000000000LL; /* 2026-11-20T... */
+    setenv("TERN_TZ", "UTC", 1);
+    open_engine();
+}
+
+static void verify_log(void)
+{
+    tn_replay_report rep;
+    tn_replay_opts o = {.verify_chain = true, .compare = true};
+    cr_assert_eq(tn_replay_run(tn_evlog_store(tn_engine_log(E)), &o, &rep), TN_OK);
+    cr_assert_eq(rep.err, TN_OK, "replay: seq %" PRIu64 ": %s", rep.bad_seq, rep.why);
+}
+
+static void teardown(void)
+{
+    if (E) {
+        verify_log();
+        tn_engine_close(E);
+        E = NULL;
+    }
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* A restart: the engine goes away with whatever it had in memory (as after SIGKILL:
+ * only committed events survive) and the executor forgets everything it ran. */
+static void restart(bool executor_lost)
+{
+    vclock = tn_engine_now(E);
+    tn_engine_close(E);
+    if (executor_lost)
+        memset(X.live, 0, sizeof(X.live)), X.running = 0, X.cur_group = 0;
+    open_engine();
+    /* what the executor kept running goes on: its completions move to the new engine */
+    for (int i = 0; i < 256; i++)
+        if (X.live[i].live) {
+            done_arg *d = malloc(sizeof(*d));
+            *d = (done_arg){i, true, X.live[i].attempt};
+            tn_engine_after(E, tn_engine_now(E) + 1000000000LL, sx_done, d);
+        }
+}
+
+/* Process inputs, then let simulated time move `ticks` timers forward. */
+static void settle(int ticks)
+{
+    for (int i = 0; i <= ticks; i++) {
+        while (tn_engine_step(E, NULL) > 0)
+            ;
+        if (i < ticks && !tn_engine_advance(E))
+            break;
+    }
+}
+
+static void apply(const char *yaml)
+{
+    tn_def *d;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_def_parse("test.yaml", yaml, strlen(yaml), &d, &m), TN_OK, "%s", m.text);
+    char *b;
+    size_t n;
+    cr_assert_eq(tn_def_encode(d, &b, &n), TN_OK);
+    tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = b, .def_len = n};
+    cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
+    free(b);
+    tn_def_free(d);
+}
+
+static uint64_t start_opts(const char *name, tn_cmd *c)
+{
+    c->kind = TN_CMD_START;
+    c->workflow = name;
+    cr_assert_eq(tn_engine_call(E, c), TN_OK, "%s", c->msg);
+    return c->out_id;
+}
+
+static uint64_t start(const char *name)
+{
+    tn_cmd c = {0};
+    return start_opts(name, &c);
+}
+
+static int run(uint64_t wf)
+{
+    tn_errmsg m = {{0}};
+    int st = tn_engine_run_until(E, wf, &m);
+    return st;
+}
+
+static int cmd(tn_cmd_kind kind, uint64_t id)
+{
+    tn_cmd c = {.kind = kind, .id = id};
+    tn_engine_call(E, &c);
+    return c.err;
+}
+
+typedef struct tinfo {
+    uint64_t id;
+    uint8_t state;
+    uint32_t attempt;
+    bool found;
+} tinfo;
+
+typedef struct tfind {
+    const char *name;
+    uint64_t id;
+} tfind;
+
+static int tfind_cb(void *ctx, const tn_event *ev)
+{
+    tfind *f = ctx;
+    if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_RERUN)
+        f->id = 0;
+    const tn_attr *a = tn_event_attr(ev, "name");
+    if (ev->machine == TN_MACHINE_TASK && a && tn_str_eq(a->s, f->name))
+        f->id = ev->task;
+    return 0;
+}
+
+/* The task called `name` in the current run of workflow wf. */
+static tinfo task(uint64_t wf, const char *name)
+{
+    tfind f = {name, 0};
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, tfind_cb, &f, &fr);
+    tinfo t = {0};
+    if (!f.id)
+        return t;
+    tn_task_proj p;
+    cr_assert_eq(tn_evlog_task(tn_engine_log(E), f.id, &p), TN_OK);
+    t.id = f.id;
+    t.state = p.state;
+    t.attempt = p.attempt;
+    t.found = true;
+    return t;
+}
+
+static uint8_t wf_state(uint64_t wf)
+{
+    tn_wf_proj p;
+    cr_assert_eq(tn_evlog_wf(tn_engine_log(E), wf, &p), TN_OK);
+    return p.state;
+}
+
+static const char *tsn(uint8_t s) { return tn_sm_state_name(&tn_sm_task, s); }
+static const char *wsn(int s) { return s < 0 ? "(none)" : tn_sm_state_name(&tn_sm_workflow, (unsigned)s); }
+
+#define ASSERT_WF(wf, want)                                                               \
+    do {                                                                                  \
+        int _s = (int)wf_state(wf);                                                       \
+        cr_assert_eq(_s, want, "workflow %" PRIu64 " is %s, want %s", (uint64_t)(wf),     \
+                     wsn(_s), wsn(want));                                                 \
+    } while (0)
+
+#define ASSERT_TASK(wf, name, want_state, want_attempt)                                   \
+    do {                                                                                  \
+        tinfo _t = task(wf, name);                                                        \
+        cr_assert(_t.found, "task %s was never created", name);                           \
+        cr_assert_eq(_t.state, want_state, "task %s is %s, want %s", name, tsn(_t.state), \
+                     tsn(want_state));                                                    \
+        cr_assert_eq(_t.attempt, want_attempt, "task %s attempt %u, want %u", name,       \
+                     _t.attempt, (unsigned)(want_attempt));                               \
+    } while (0)
+
+#define ASSERT_NO_TASK(wf, name) cr_assert_not(task(wf, name).found, "task %s was created", name)
+
+/* Count events of a kind for a task/workflow. */
+typedef struct ecount {
+    unsigned machine, event;
+    uint64_t task;
+    int n;
+    int64_t first_at;
+} ecount;
+
+static int ecount_cb(void *ctx, const tn_event *ev)
+{
+    ecount *c = ctx;
+    if (ev->machine == c->machine && ev->event == c->event && (!c->task || ev->task == c->task)) {
+        if (!c->n)
+            c->first_at = ev->at;
+        c->n++;
+    }
+    return 0;
+}
+
+static ecount events(uint64_t wf, unsigned machine, unsigned event, uint64_t task_id)
+{
+    ecount c = {machine, event, task_id, 0, 0};
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, ecount_cb, &c, &fr);
+    return c;
+}
+
+TestSuite(start, .init = setup, .fini = teardown);
+TestSuite(control, .init = setup, .fini = teardown);
+TestSuite(logic, .init = setup, .fini = teardown);
+TestSuite(serial, .init = setup, .fini = teardown);
+TestSuite(params, .init = setup, .fini = teardown);
+TestSuite(restart, .init = setup, .fini = teardown);
+
+/* ------------------------------------------------------------------------------ */
+/* start */
+
+Test(start, serial_chain)
+{
+    apply("name: chain\ntasks:\n"
+          "  - {name: a, type: noop, duration: 1s}\n"
+          "  - {name: b, type: noop, deps: [a], duration: 1s}\n"
+          "  - {name: c, type: noop, deps: [b], duration: 1s}\n");
+    uint64_t wf = start("chain");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "c", TN_TASK_S_SUCCESS, 1);
+    /* b started only after a ended */
+    ecount ra = events(wf, TN_MACHINE_TASK, TN_TASK_E_SUCCEEDED, task(wf, "a").id);
+    ecount sb = events(wf, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, task(wf, "b").id);
+    cr_assert_geq(sb.first_at, ra.first_at);
+}
+
+Test(start, parallel_and_diamond)
+{
+    apply("name: diamond\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - {name: b, type: noop, deps: [a], duration: 3s}\n"
+          "  - {name: c, type: noop, deps: [a], duration: 1s}\n"
+          "  - {name: d, type: noop, deps: [b, c]}\n"
+          "  - {name: e, type: noop, deps: [d]}\n"
+          "  - {name: f, type: noop, deps: [d]}\n"
+          "  - {name: g, type: noop, deps: [e, f]}\n");
+    uint64_t wf = start("diamond");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    const char *all[] = {"a", "b", "c", "d", "e", "f", "g"};
+    for (int i = 0; i < 7; i++)
+        ASSERT_TASK(wf, all[i], TN_TASK_S_SUCCESS, 1);
+    /* d waited for the slower of b and c */
+    ecount rb = events(wf, TN_MACHINE_TASK, TN_TASK_E_SUCCEEDED, task(wf, "b").id);
+    ecount sd = events(wf, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, task(wf, "d").id);
+    cr_assert_geq(sd.first_at, rb.first_at);
+}
+
+Test(start, fan_in_with_mixed_results_continue)
+{
+    apply("name: fanin\nfailure_strategy: continue\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - {name: b, type: noop, result: failure}\n"
+          "  - {name: c, type: noop, deps: [a, b]}\n"
+          "  - {name: x, type: noop, duration: 5s}\n"
+          "  - {name: y, type: noop, deps: [x]}\n");
+    uint64_t wf = start("fanin");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_FAILURE, 1);
+    ASSERT_NO_TASK(wf, "c"); /* downstream of a failure is never created */
+    ASSERT_TASK(wf, "y", TN_TASK_S_SUCCESS, 1); /* an independent branch finishes */
+}
+
+Test(start, failure_strategy_end_kills_running_siblings)
+{
+    apply("name: endfail\nfailure_strategy: end\ntasks:\n"
+          "  - {name: a, type: noop, result: failure, duration: 1s}\n"
+          "  - {name: long, type: noop, duration: 1h}\n"
+          "  - {name: after, type: noop, deps: [long]}\n");
+    uint64_t wf = start("endfail");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_TASK(wf, "a", TN_TASK_S_FAILURE, 1);
+    ASSERT_TASK(wf, "long", TN_TASK_S_KILL, 1);
+    ASSERT_NO_TASK(wf, "after");
+}
+
+Test(start, retry_then_success)
+{
+    static const script s[] = {{"flaky", "ffs", 1000}, {0}};
+    X.scripts = s;
+    apply("name: retry\ntasks:\n"
+          "  - {name: flaky, type: shell, command: 'true', retries: 3, retry_interval: 10s}\n"
+          "  - {name: next, type: noop, deps: [flaky]}\n");
+    uint64_t wf = start("retry");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "flaky", TN_TASK_S_SUCCESS, 3);
+    ASSERT_TASK(wf, "next", TN_TASK_S_SUCCESS, 1);
+    tinfo f = task(wf, "flaky");
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_RETRY, f.id).n, 2);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING, f.id).n, 3);
+}
+
+Test(start, retries_exhausted)
+{
+    static const script s[] = {{"bad", "f", 100}, {0}};
+    X.scripts = s;
+    apply("name: exhaust\ntasks:\n"
+          "  - {name: bad, type: shell, command: 'false', retries: 2, retry_interval: 1s}\n");
+    uint64_t wf = start("exhaust");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_TASK(wf, "bad", TN_TASK_S_FAILURE, 3);
+}
+
+Test(start, timeout_warn_fail_warnfail)
+{
+    static const script s[] = {{"slow", "s", 10000}, {0}};
+    X.scripts = s;
+    apply("name: tw\ntasks:\n"
+          "  - {name: slow, type: shell, command: sleep, timeout: 1s, timeout_strategy: warn}\n");
+    uint64_t wf = start("tw");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "slow", TN_TASK_S_SUCCESS, 1);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_TIMEOUT, 0).n, 1);
+
+    const char *strat[] = {"fail", "warnfail"};
+    for (int i = 0; i < 2; i++) {
+        char y[256];
+        snprintf(y, sizeof(y),
+                 "name: tf%d\ntasks:\n"
+                 "  - {name: slow, type: shell, command: sleep, timeout: 1s, "
+                 "timeout_strategy: %s}\n  - {name: other, type: noop, duration: 1h}\n",
+                 i, strat[i]);
+        apply(y);
+        snprintf(y, sizeof(y), "tf%d", i);
+        wf = start(y);
+        cr_assert_eq(run(wf), TN_WF_S_STOP, "%s: the run stops", strat[i]);
+        ASSERT_TASK(wf, "slow", TN_TASK_S_KILL, 1);
+        ASSERT_TASK(wf, "other", TN_TASK_S_KILL, 1);
+        cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_TIMEOUT, 0).n, 1);
+    }
+}
+
+Test(start, delay_before_dispatch)
+{
+    apply("name: delayed\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - {name: b, type: noop, deps: [a], delay: 30s}\n");
+    uint64_t wf = start("delayed");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    tinfo b = task(wf, "b");
+    ecount sub = events(wf, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, b.id);
+    ecount dis = events(wf, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, b.id);
+    cr_assert_eq(dis.first_at - sub.first_at, 30LL * 1000000000LL);
+}
+
+Test(start, workflow_timeout_only_alerts)
+{
+    apply("name: wto\ntimeout: 1m\ntasks:\n  - {name: a, type: noop, duration: 5m}\n");
+    uint64_t wf = start("wto");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(events(wf, TN_MACHINE_WORKFLOW, TN_WF_E_TIMEOUT, 0).n, 1);
+}
+
+Test(start, disabled_task_is_skipped_and_successors_go_on)
+{
+    apply("name: dis\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - {name: b, type: noop, deps: [a], enabled: false}\n"
+          "  - {name: c, type: noop, deps: [b]}\n");
+    uint64_t wf = start("dis");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_NO_TASK(wf, "b");
+    ASSERT_TASK(wf, "c", TN_TASK_S_SUCCESS, 1);
+}
+
+Test(start, dry_run_marks_tasks_successful)
+{
+    static const script s[] = {{"a", "f", 100}, {0}};
+    X.scripts = s;
+    apply("name: dry\ntasks:\n"
+          "  - {name: a, type: shell, command: 'exit 1'}\n"
+          "  - {name: b, type: noop, deps: [a]}\n");
+    tn_cmd c = {.dry_run = true};
+    uint64_t wf = start_opts("dry", &c);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 1);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, 0).n, 0, "nothing ran");
+}
+
+Test(start, dispatch_timeout_fails_a_task_nobody_took)
+{
+    static const script s[] = {{"orphan", "n", 0}, {0}};
+    X.scripts = s;
+    apply("name: dto\ntasks:\n"
+          "  - {name: orphan, type: shell, command: 'true', dispatch_timeout: 30s}\n");
+    uint64_t wf = start("dto");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_TASK(wf, "orphan", TN_TASK_S_FAILURE, 1);
+}
+
+Test(start, start_from_node_modes)
+{
+    const char *y = "name: modes\ntasks:\n"
+                    "  - {name: a, type: noop}\n"
+                    "  - {name: b, type: noop, deps: [a]}\n"
+                    "  - {name: c, type: noop, deps: [b]}\n"
+                    "  - {name: d, type: noop, deps: [c]}\n";
+    apply(y);
+    const char *from[] = {"b"};
+    struct {
+        tn_start_mode mode;
+        const char *ran, *not_ran;
+    } cases[] = {{TN_MODE_TASK_ONLY, "b", "acd"},
+                 {TN_MODE_TASK_PRE, "ab", "cd"},
+                 {TN_MODE_TASK_POST, "bcd", "a"}};
+    for (int i = 0; i < 3; i++) {
+        tn_cmd c = {.from = from, .nfrom = 1, .mode = cases[i].mode};
+        uint64_t wf = start_opts("modes", &c);
+        cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+        for (const char *p = cases[i].ran; *p; p++) {
+            char n[2] = {*p, 0};
+            ASSERT_TASK(wf, n, TN_TASK_S_SUCCESS, 1);
+        }
+        for (const char *p = cases[i].not_ran; *p; p++) {
+            char n[2] = {*p, 0};
+            ASSERT_NO_TASK(wf, n);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------ */
+/* control */
+
+Test(control, pause_then_resume)
+{
+    apply("name: pz\ntasks:\n"
+          "  - {name: a, type: noop, duration: 10s}\n"
+          "  - {name: b, type: noop, deps: [a]}\n");
+    uint64_t wf = start("pz");
+    tn_engine_step(E, NULL); /* a is accepted and running */
+    tn_engine_step(E, NULL);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_PAUSE);
+    /* pause never interrupts a running task; its successor is created in PAUSE */
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_PAUSE, 1);
+    cr_assert_eq(cmd(TN_CMD_RESUME, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 1); /* no new attempt */
+}
+
+Test(control, stop_then_recover)
+{
+    apply("name: st\ntasks:\n"
+          "  - {name: a, type: noop, duration: 1h}\n"
+          "  - {name: b, type: noop, deps: [a]}\n");
+    uint64_t wf = start("st");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    ASSERT_NO_TASK(wf, "b");
+    cr_assert_eq(cmd(TN_CMD_RECOVER, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 2); /* a killed task gets a new attempt */
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 1);
+}
+
+Test(control, stop_of_a_task_waiting_for_retry_and_of_a_logic_task)
+{
+    static const script s[] = {{"r", "f", 100}, {0}};
+    X.scripts = s;
+    apply("name: stw\ntasks:\n"
+          "  - {name: r, type: shell, command: 'false', retries: 5, retry_interval: 1h}\n"
+          "  - name: dep\n    type: dependent\n    depends: [{workflow: nothing_here}]\n"
+          "    check_interval: 1m\n");
+    uint64_t wf = start("stw");
+    settle(1);
+
+    cr_assert_eq(task(wf, "r").state, TN_TASK_S_DELAY_EXECUTION);
+    cr_assert_eq(task(wf, "dep").state, TN_TASK_S_RUNNING_EXECUTION);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(wf, "r", TN_TASK_S_KILL, 2);
+    ASSERT_TASK(wf, "dep", TN_TASK_S_KILL, 1);
+    /* nothing of them survives: no timer fires later */
+    tn_engine_run_until(E, 0, NULL);
+    ASSERT_TASK(wf, "r", TN_TASK_S_KILL, 2);
+}
+
+Test(control, rerun_reuses_the_instance)
+{
+    apply("name: rr\ntasks:\n  - {name: a, type: noop}\n");
+    tn_cmd c = {.from = (const char *[]){"a"}, .nfrom = 1, .mode = TN_MODE_TASK_ONLY};
+    uint64_t wf = start_opts("rr", &c);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    uint64_t first = task(wf, "a").id;
+    cr_assert_eq(cmd(TN_CMD_RERUN, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    tn_wf_proj p;
+    tn_evlog_wf(tn_engine_log(E), wf, &p);
+    cr_assert_eq(p.run, 2);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    cr_assert_neq(task(wf, "a").id, first, "a new run has new task instances");
+    cr_assert_eq(cmd(TN_CMD_RERUN, 999), TN_ERR_NOENT);
+}
+
+Test(control, recover_failed_keeps_successes)
+{
+    static const script s[] = {{"b", "fs", 100}, {0}};
+    X.scripts = s;
+    apply("name: rf\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - {name: b, type: shell, command: x, deps: [a]}\n"
+          "  - {name: c, type: noop, deps: [b]}\n");
+    uint64_t wf = start("rf");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_TASK(wf, "b", TN_TASK_S_FAILURE, 1);
+    cr_assert_eq(cmd(TN_CMD_RECOVER, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 2);
+    ASSERT_TASK(wf, "c", TN_TASK_S_SUCCESS, 1);
+    tn_wf_proj p;
+    tn_evlog_wf(tn_engine_log(E), wf, &p);
+    cr_assert_eq(p.id, wf);
+}
+
+Test(control, force_success_then_recover)
+{
+    static const script s[] = {{"b", "f", 100}, {0}};
+    X.scripts = s;
+    apply("name: fs\ntasks:\n"
+          "  - {name: b, type: shell, command: x}\n"
+          "  - {name: c, type: noop, deps: [b]}\n");
+    uint64_t wf = start("fs");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    tinfo b = task(wf, "b");
+    cr_assert_eq(cmd(TN_CMD_FORCE_SUCCESS, b.id), TN_OK);
+    ASSERT_TASK(wf, "b", TN_TASK_S_FORCED_SUCCESS, 1);
+    cr_assert_eq(cmd(TN_CMD_RECOVER, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "c", TN_TASK_S_SUCCESS, 1);
+    /* a successful task cannot be forced */
+    cr_assert_eq(cmd(TN_CMD_FORCE_SUCCESS, task(wf, "c").id), TN_ERR_ILLEGAL);
+}
+
+Test(control, kill_one_task)
+{
+    apply("name: k1\nfailure_strategy: continue\ntasks:\n"
+          "  - {name: a, type: noop, duration: 1h}\n"
+          "  - {name: b, type: noop, duration: 1s}\n");
+    uint64_t wf = start("k1");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    cr_assert_eq(cmd(TN_CMD_KILL_TASK, task(wf, "a").id), TN_OK);
+    int st = run(wf);
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 1);
+    cr_assert_eq(st, TN_WF_S_STOP, "a run with a killed task ends STOP, got %s", wsn(st));
+}
+
+Test(control, illegal_commands_are_refused)
+{
+    apply("name: il\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t wf = start("il");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, wf), TN_ERR_ILLEGAL);
+    cr_assert_eq(cmd(TN_CMD_RESUME, wf), TN_ERR_ILLEGAL);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_ERR_ILLEGAL);
+    cr_assert_eq(cmd(TN_CMD_RECOVER, wf), TN_ERR_ILLEGAL);
+    cr_assert_eq(cmd(TN_CMD_KILL_TASK, task(wf, "a").id), TN_ERR_ILLEGAL);
+    tn_cmd c = {.kind = TN_CMD_START, .workflow = "nope"};
+    cr_assert_eq(tn_engine_call(E, &c), TN_ERR_NOENT);
+    cr_assert(strstr(c.msg, "def apply"), "%s", c.msg);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* logic tasks */
+
+Test(logic, conditions_handle_a_failure)
+{
+    apply("name: cond\ntasks:\n"
+          "  - {name: a, type: noop, result: failure}\n"
+          "  - name: check\n    type: conditions\n    deps: [a]\n"
+          "    when: {all: [{task: a, state: success}]}\n"
+          "    on_success: [load]\n    on_failure: [alert]\n"
+          "  - {name: load, type: noop, deps: [check]}\n"
+          "  - {name: alert, type: noop, deps: [check]}\n");
+    uint64_t wf = start("cond");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS, "a failure handled by a conditions task");
+    ASSERT_TASK(wf, "check", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "alert", TN_TASK_S_SUCCESS, 1);
+    ASSERT_NO_TASK(wf, "load");
+}
+
+Test(logic, conditions_success_branch)
+{
+    apply("name: cond2\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: check\n    type: conditions\n    deps: [a]\n"
+          "    when: {all: [{task: a, state: success}]}\n"
+          "    on_success: [load]\n    on_failure: [alert]\n"
+          "  - {name: load, type: noop, deps: [check]}\n"
+          "  - {name: alert, type: noop, deps: [check]}\n"
+          "  - {name: after_alert, type: noop, deps: [alert]}\n");
+    uint64_t wf = start("cond2");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "load", TN_TASK_S_SUCCESS, 1);
+    ASSERT_NO_TASK(wf, "alert");
+    ASSERT_NO_TASK(wf, "after_alert"); /* the whole branch is skipped */
+}
+
+Test(logic, switch_follows_a_passed_value)
+{
+    apply("name: sw\ntasks:\n"
+          "  - {name: count, type: noop, outputs: {rows: \"42\"}}\n"
+          "  - name: route\n    type: switch\n    deps: [count]\n"
+          "    cases:\n      - {when: \"${rows} > 100\", then: big}\n"
+          "      - {when: \"${rows} > 0\", then: small}\n"
+          "    default: none\n"
+          "  - {name: big, type: noop, deps: [route]}\n"
+          "  - {name: small, type: noop, deps: [route]}\n"
+          "  - {name: none, type: noop, deps: [route]}\n"
+          "  - {name: join, type: noop, deps: [big, small, none]}\n");
+    uint64_t wf = start("sw");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "small", TN_TASK_S_SUCCESS, 1);
+    ASSERT_NO_TASK(wf, "big");
+    ASSERT_NO_TASK(wf, "none");
+    ASSERT_TASK(wf, "join", TN_TASK_S_SUCCESS, 1);
+}
+
+Test(logic, dependent_waits_then_follows)
+{
+    apply("name: upstream\ntasks:\n  - {name: u, type: noop, duration: 1m}\n");
+    apply("name: downstream\ntasks:\n"
+          "  - name: wait\n    type: dependent\n"
+          "    depends: [{workflow: upstream, task: ALL, cycle: day, date: today}]\n"
+          "    check_interval: 10s\n"
+          "  - {name: after, type: noop, deps: [wait]}\n");
+    uint64_t down = start("downstream");
+    /* no upstream instance in the window: it keeps waiting */
+    settle(3);
+
+    cr_assert_eq(task(down, "wait").state, TN_TASK_S_RUNNING_EXECUTION);
+    uint64_t up = start("upstream");
+    cr_assert_eq(run(up), TN_WF_S_SUCCESS);
+    cr_assert_eq(run(down), TN_WF_S_SUCCESS);
+    ASSERT_TASK(down, "after", TN_TASK_S_SUCCESS, 1);
+}
+
+Test(logic, dependent_on_a_failed_workflow_fails)
+{
+    apply("name: upf\ntasks:\n  - {name: u, type: noop, result: failure}\n");
+    apply("name: downf\ntasks:\n"
+          "  - name: wait\n    type: dependent\n"
+          "    depends: [{workflow: upf}]\n");
+    uint64_t up = start("upf");
+    cr_assert_eq(run(up), TN_WF_S_FAILURE);
+    uint64_t down = start("downf");
+    cr_assert_eq(run(down), TN_WF_S_FAILURE);
+    ASSERT_TASK(down, "wait", TN_TASK_S_FAILURE, 1);
+}
+
+static uint64_t child_of(uint64_t wf, const char *name)
+{
+    tinfo t = task(wf, name);
+    ecount c = events(wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING, t.id);
+    cr_assert_gt(c.n, 0);
+    tn_task_proj p;
+    tn_evlog_task(tn_engine_log(E), t.id, &p);
+    /* the child's id is in the RUNNING event; find it through the projections */
+    tn_wf_proj w;
+    for (uint64_t id = 1; id < 1000; id++)
+        if (tn_evlog_wf(tn_engine_log(E), id, &w) == TN_OK && w.parent_task == t.id)
+            return id;
+    return 0;
+}
+
+Test(logic, sub_workflow_success_failure_and_stop)
+{
+    apply("name: child_ok\nparams: {who: child}\ntasks:\n  - {name: c1, type: noop}\n");
+    apply("name: child_bad\ntasks:\n  - {name: c1, type: noop, result: failure}\n");
+    apply("name: child_long\ntasks:\n  - {name: c1, type: noop, duration: 1h}\n");
+    apply("name: parent\nparams: {who: parent, extra: x}\ntasks:\n"
+          "  - {name: sub, type: sub_workflow, workflow: child_ok}\n"
+          "  - {name: after, type: noop, deps: [sub]}\n");
+    uint64_t wf = start("parent");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "sub", TN_TASK_S_SUCCESS, 1);
+    uint64_t child = child_of(wf, "sub");
+    cr_assert_neq(child, 0);
+    ASSERT_WF(child, TN_WF_S_SUCCESS);
+
+    apply("name: parent2\ntasks:\n  - {name: sub, type: sub_workflow, workflow: child_bad}\n");
+    wf = start("parent2");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_TASK(wf, "sub", TN_TASK_S_FAILURE, 1);
+
+    apply("name: parent3\ntasks:\n  - {name: sub, type: sub_workflow, workflow: child_long}\n");
+    wf = start("parent3");
+    for (int i = 0; i < 6; i++)
+        tn_engine_step(E, NULL);
+    child = child_of(wf, "sub");
+    cr_assert_neq(child, 0);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    cr_assert_eq(run(child), TN_WF_S_STOP, "stop goes down to the child");
+    ASSERT_TASK(child, "c1", TN_TASK_S_KILL, 1);
+    /* recover: the same child instance runs again, killed tasks with a new attempt */
+    cr_assert_eq(cmd(TN_CMD_RECOVER, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(child_of(wf, "sub"), child, "never a second child instance");
+    ASSERT_TASK(child, "c1", TN_TASK_S_SUCCESS, 2);
+}
+
+Test(logic, sub_workflow_pause_cascades)
+{
+    apply("name: kid\ntasks:\n"
+          "  - {name: k1, type: noop, duration: 1m}\n"
+          "  - {name: k2, type: noop, deps: [k1]}\n");
+    apply("name: mom\ntasks:\n  - {name: sub, type: sub_workflow, workflow: kid}\n");
+    uint64_t wf = start("mom");
+    for (int i = 0; i < 6; i++)
+        tn_engine_step(E, NULL);
+    uint64_t child = child_of(wf, "sub");
+    cr_assert_eq(cmd(TN_CMD_PAUSE, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_PAUSE);
+    ASSERT_WF(child, TN_WF_S_PAUSE);
+    ASSERT_TASK(child, "k2", TN_TASK_S_PAUSE, 1);
+    cr_assert_eq(cmd(TN_CMD_RESUME, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_WF(child, TN_WF_S_SUCCESS);
+    cr_assert_eq(child_of(wf, "sub"), child);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* execution types and task groups */
+
+Test(serial, serial_wait_runs_one_after_the_other)
+{
+    apply("name: sw1\nexecution: serial_wait\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    uint64_t w1 = start("sw1"), w2 = start("sw1");
+    tn_engine_step(E, NULL);
+    ASSERT_WF(w2, TN_WF_S_SERIAL_WAIT);
+    cr_assert_eq(run(w2), TN_WF_S_SUCCESS);
+    ASSERT_WF(w1, TN_WF_S_SUCCESS);
+    ecount e1 = events(w1, TN_MACHINE_WORKFLOW, TN_WF_E_SUCCEED, 0);
+    ecount s2 = events(w2, TN_MACHINE_WORKFLOW, TN_WF_E_START, 0);
+    cr_assert_geq(s2.first_at, e1.first_at);
+}
+
+Test(serial, serial_discard_stops_the_newcomer)
+{
+    apply("name: sd\nexecution: serial_discard\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    uint64_t w1 = start("sd"), w2 = start("sd");
+    ASSERT_WF(w2, TN_WF_S_STOP);
+    cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
+}
+
+Test(serial, serial_priority_newest_waiting_wins)
+{
+    apply("name: sp\nexecution: serial_priority\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    uint64_t w1 = start("sp"), w2 = start("sp"), w3 = start("sp");
+    ASSERT_WF(w2, TN_WF_S_STOP);
+    ASSERT_WF(w3, TN_WF_S_SERIAL_WAIT);
+    cr_assert_eq(run(w3), TN_WF_S_SUCCESS);
+    ASSERT_WF(w1, TN_WF_S_SUCCESS);
+}
+
+Test(serial, task_group_limits_concurrency_across_workflows)
+{
+    tn_cmd c = {.kind = TN_CMD_TASKGROUP_SET, .name = "db", .slots = 1};
+    cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
+    apply("name: tg\ntasks:\n"
+          "  - {name: g1, type: shell, command: x, task_group: db}\n"
+          "  - {name: g2, type: shell, command: x, task_group: db}\n");
+    static const script s[] = {{"g1", "s", 1000}, {"g2", "s", 1000}, {0}};
+    X.scripts = s;
+    uint64_t a = start("tg"), b = start("tg");
+    cr_assert_eq(run(a), TN_WF_S_SUCCESS);
+    cr_assert_eq(run(b), TN_WF_S_SUCCESS);
+    cr_assert_eq(X.max_running_group, 1, "at most one task of the group ran at once");
+}
+
+Test(serial, priorities_order_dispatch)
+{
+    tn_cmd c = {.kind = TN_CMD_TASKGROUP_SET, .name = "one", .slots = 1};
+    cr_assert_eq(tn_engine_call(E, &c), TN_OK);
+    apply("name: pr\ntasks:\n"
+          "  - {name: g_low, type: shell, command: x, task_group: one, priority: lowest}\n"
+          "  - {name: g_high, type: shell, command: x, task_group: one, priority: highest}\n"
+          "  - {name: g_mid, type: shell, command: x, task_group: one, priority: medium}\n");
+    static const script s[] = {{"g_low", "s", 100}, {"g_high", "s", 100}, {"g_mid", "s", 100}, {0}};
+    X.scripts = s;
+    uint64_t wf = start("pr");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    int64_t h = events(wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING, task(wf, "g_high").id).first_at;
+    int64_t m = events(wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING, task(wf, "g_mid").id).first_at;
+    int64_t l = events(wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING, task(wf, "g_low").id).first_at;
+    cr_assert(h <= m && m <= l, "highest first: %" PRId64 " %" PRId64 " %" PRId64, h, m, l);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* params and the var pool */
+
+typedef struct cap_exec {
+    char cmd[512];
+} cap_exec;
+static cap_exec CAP;
+
+static void cap_dispatch(void *self, const tn_dispatch_req *req)
+{
+    (void)self;
+    if (req->command)
+        snprintf(CAP.cmd, sizeof(CAP.cmd), "%s", req->command);
+    sx_dispatch(NULL, req);
+}
+static const tn_executor_ops cap_ops = {cap_dispatch, sx_kill, sx_running};
+
+Test(params, precedence_and_passing)
+{
+    restart(true);
+    tn_engine_close(E);
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
+                        .executor = {&cap_ops, &X, "test"}, .virtual_clock = true,
+                        .start_ns = vclock};
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    X.e = E;
+    apply("name: pp\nparams: {g: global, over: global, up: global}\ntasks:\n"
+          "  - {name: a, type: noop, outputs: {up: passed}}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    params: {local: mine, over: local}\n"
+          "    command: echo ${g}/${up}/${local}/${over}/${system.workflow.instance.id}\n");
+    uint64_t wf = start("pp");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    char want[256];
+    snprintf(want, sizeof(want), "echo global/passed/mine/local/%" PRIu64, wf);
+    cr_assert_str_eq(CAP.cmd, want);
+    /* start-time overrides win over everything */
+    const char *k[] = {"over"}, *v[] = {"cli"};
+    tn_cmd c = {.param_keys = k, .param_values = v, .nparams = 1};
+    wf = start_opts("pp", &c);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    snprintf(want, sizeof(want), "echo global/passed/mine/cli/%" PRIu64, wf);
+    cr_assert_str_eq(CAP.cmd, want);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* restart in the middle of each state */
+
+Test(restart, running_tasks_fail_over_and_finish)
+{
+    apply("name: rs\ntasks:\n"
+          "  - {name: a, type: noop, duration: 1m}\n"
+          "  - {name: b, type: noop, deps: [a], duration: 1m}\n");
+    uint64_t wf = start("rs");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    cr_assert_eq(task(wf, "a").state, TN_TASK_S_RUNNING_EXECUTION);
+    restart(true);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 2); /* failed over with a new attempt */
+    ASSERT_TASK(wf, "b", TN_TASK_S_SUCCESS, 1);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_FAILOVER, 0).n, 1);
+}
+
+Test(restart, still_running_tasks_continue)
+{
+    apply("name: rc\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    uint64_t wf = start("rc");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    restart(false); /* the executor kept it running */
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_FAILOVER, 0).n, 0);
+}
+
+typedef struct due_scan {
+    uint64_t task;
+    int64_t retry_due, last_dispatch;
+} due_scan;
+
+static int due_cb(void *ctx, const tn_event *ev)
+{
+    due_scan *d = ctx;
+    if (ev->task != d->task || ev->machine != TN_MACHINE_TASK)
+        return 0;
+    if (ev->event == TN_TASK_E_RETRY)
+        tn_event_int(ev, "due", &d->retry_due);
+    if (ev->event == TN_TASK_E_DISPATCH)
+        d->last_dispatch = ev->at;
+    return 0;
+}
+
+Test(restart, retry_due_time_is_kept)
+{
+    static const script s[] = {{"r", "fs", 100}, {0}};
+    X.scripts = s;
+    apply("name: rd\ntasks:\n"
+          "  - {name: r, type: shell, command: x, retries: 1, retry_interval: 1h}\n");
+    uint64_t wf = start("rd");
+    settle(1);
+
+    cr_assert_eq(task(wf, "r").state, TN_TASK_S_DELAY_EXECUTION);
+    restart(true);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "r", TN_TASK_S_SUCCESS, 2);
+    due_scan d = {task(wf, "r").id, 0, 0};
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, due_cb, &d, &fr);
+    cr_assert_neq(d.retry_due, 0);
+    cr_assert_eq(d.last_dispatch, d.retry_due, "the retry ran at its original due time");
+}
+
+Test(restart, in_ready_pause_ready_stop_and_serial_wait)
+{
+    apply("name: rp\ntasks:\n"
+          "  - {name: a, type: noop, duration: 1m}\n"
+          "  - {name: b, type: noop, deps: [a]}\n");
+    uint64_t p = start("rp");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, p), TN_OK);
+    ASSERT_WF(p, TN_WF_S_READY_PAUSE);
+    restart(false);
+    cr_assert_eq(run(p), TN_WF_S_PAUSE);
+    ASSERT_TASK(p, "b", TN_TASK_S_PAUSE, 1);
+
+    uint64_t s = start("rp");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    cr_assert_eq(cmd(TN_CMD_STOP, s), TN_OK);
+    restart(true);
+    cr_assert_eq(run(s), TN_WF_S_STOP);
+
+    apply("name: rsw\nexecution: serial_wait\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    uint64_t w1 = start("rsw"), w2 = start("rsw");
+    ASSERT_WF(w2, TN_WF_S_SERIAL_WAIT);
+    restart(true);
+    cr_assert_eq(run(w2), TN_WF_S_SUCCESS);
+    ASSERT_WF(w1, TN_WF_S_SUCCESS);
+}
+
+Test(restart, finished_instances_are_not_loaded)
+{
+    apply("name: fin\ntasks:\n  - {name: a, type: noop}\n");
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(run(start("fin")), TN_WF_S_SUCCESS);
+    apply("name: live\ntasks:\n  - {name: a, type: noop, duration: 1h}\n");
+    uint64_t live = start("live");
+    tn_engine_step(E, NULL);
+    restart(false);
+    tn_engine_stats st;
+    tn_engine_stats_get(E, &st);
+    cr_assert_eq(st.recovered_workflows, 1);
+    cr_assert_eq(st.live_workflows, 1);
+    cr_assert_eq(run(live), TN_WF_S_SUCCESS);
+}
+
+Test(restart, sub_workflow_child_is_not_created_twice)
+{
+    apply("name: kid2\ntasks:\n  - {name: k, type: noop, duration: 1m}\n");
+    apply("name: mom2\ntasks:\n  - {name: sub, type: sub_workflow, workflow: kid2}\n");
+    uint64_t wf = start("mom2");
+    for (int i = 0; i < 4; i++)
+        tn_engine_step(E, NULL);
+    uint64_t child = child_of(wf, "sub");
+    cr_assert_neq(child, 0);
+    restart(true);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(child_of(wf, "sub"), child);
+    tn_wf_proj p;
+    int children = 0;
+    for (uint64_t id = 1; id < 100; id++)
+        if (tn_evlog_wf(tn_engine_log(E), id, &p) == TN_OK && p.parent_wf == wf)
+            children++;
+    cr_assert_eq(children, 1);
+}

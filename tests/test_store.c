@@ -1,0 +1,1034 @@
+/* Tests of the LMDB store: opening and its errors, batches, reads, map growth and a
+ * full map, read-only use next to a writer. Each test works in its own temp dir. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store/store.h"
+
+#define MIB ((size_t)1 << 20)
+
+static char tmp[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path) { (void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void setup(void)
+{
+    tn_log_set_level(TN_LOG_WARN); /* map growth logs at info */
+    strcpy(tmp, "/tmp/tern-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+
+static void teardown(void) { rm_rf(tmp); }
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+/* A path under this test's temp dir. */
+static const char *sub(const char *name)
+{
+    static char buf[4][128];
+    static int i;
+    char *p = buf[i++ % 4];
+    snprintf(p, 128, "%s/%s", tmp, name);
+    return p;
+}
+
+static tn_store *open_ok(const char *dir, tn_store_opts o)
+{
+    tn_store *s = NULL;
+    tn_errmsg m = {{0}};
+    tn_err err = tn_store_open(dir, &o, &s, &m);
+    cr_assert_eq(err, TN_OK, "open %s: %s: %s", dir, tn_errname(err), m.text);
+    cr_assert_not_null(s);
+    return s;
+}
+
+static tn_store *create_ok(const char *dir)
+{
+    return open_ok(dir, (tn_store_opts){.create = true});
+}
+
+static void key64(uint8_t k[8], uint64_t v) { tn_put_be64(k, v); }
+
+/* A value that names its own key, so a reader can check it belongs where it is. */
+static size_t make_val(uint8_t *buf, size_t len, uint64_t n)
+{
+    cr_assert_geq(len, 8);
+    tn_put_be64(buf, n);
+    for (size_t i = 8; i < len; i++)
+        buf[i] = (uint8_t)(n * 31 + i);
+    return len;
+}
+
+static bool val_matches(tn_val v, size_t len, uint64_t n)
+{
+    uint8_t want[4096];
+    if (v.len != len || len > sizeof(want))
+        return false;
+    make_val(want, len, n);
+    return memcmp(v.data, want, len) == 0;
+}
+
+static void commit_ok(tn_store *s, tn_batch *b)
+{
+    tn_errmsg m = {{0}};
+    tn_err err = tn_store_commit(s, b, &m);
+    cr_assert_eq(err, TN_OK, "commit: %s: %s", tn_errname(err), m.text);
+}
+
+/* Append events [from, to) of `len` bytes each to TN_DB_EVENTS and commit. */
+static void append_events(tn_store *s, uint64_t from, uint64_t to, size_t len)
+{
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t v[4096];
+    for (uint64_t i = from; i < to; i++) {
+        uint8_t k[8];
+        key64(k, i);
+        make_val(v, len, i);
+        cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, len), TN_OK);
+    }
+    commit_ok(s, b);
+    tn_batch_free(b);
+}
+
+/* Get a key as a string (NUL-terminated copy) or NULL when absent. */
+static char *get_str(tn_store *s, tn_db db, const char *key)
+{
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    tn_val v;
+    char *out = NULL;
+    tn_err err = tn_store_get(t, db, key, strlen(key), &v);
+    if (err == TN_OK)
+        out = strndup(v.data, v.len);
+    else
+        cr_assert_eq(err, TN_ERR_NOENT, "get %s: %s", key, tn_errname(err));
+    tn_store_read_end(t);
+    return out;
+}
+
+static void expect_str(tn_store *s, tn_db db, const char *key, const char *want)
+{
+    char *got = get_str(s, db, key);
+    if (!want) {
+        cr_assert_null(got, "%s: expected absent, got \"%s\"", key, got);
+        return;
+    }
+    cr_assert_not_null(got, "%s: expected \"%s\", absent", key, want);
+    cr_assert_str_eq(got, want);
+    free(got);
+}
+
+static void put_str(tn_batch *b, tn_db db, const char *k, const char *v)
+{
+    cr_assert_eq(tn_batch_put(b, db, k, strlen(k), v, strlen(v)), TN_OK);
+}
+
+static bool event_present(tn_store *s, uint64_t n, size_t len)
+{
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    uint8_t k[8];
+    key64(k, n);
+    tn_val v;
+    tn_err err = tn_store_get(t, TN_DB_EVENTS, k, 8, &v);
+    cr_assert(err == TN_OK || err == TN_ERR_NOENT);
+    bool ok = err == TN_OK;
+    if (ok)
+        cr_assert(val_matches(v, len, n), "event %llu has the wrong bytes",
+                  (unsigned long long)n);
+    tn_store_read_end(t);
+    return ok;
+}
+
+static uint64_t entries(tn_store *s, tn_db db)
+{
+    tn_store_stat st;
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    return st.entries[db];
+}
+
+/* --- opening --------------------------------------------------------------------- */
+
+Test(store, db_names)
+{
+    const char *want[] = {"events", "by_wf", "defs", "wf", "tasks", "meta"};
+    for (int i = 0; i < TN_DB__COUNT; i++)
+        cr_assert_str_eq(tn_db_name((tn_db)i), want[i]);
+    cr_assert_not_null(tn_db_name(TN_DB__COUNT));
+}
+
+Test(store, create_close_reopen_keeps_data)
+{
+    const char *dir = sub("a/b/data"); /* parents are created too */
+    tn_store *s = create_ok(dir);
+    cr_assert_str_eq(tn_store_dir(s), dir);
+    char want_path[160];
+    snprintf(want_path, sizeof(want_path), "%s/data.mdb", dir);
+    cr_assert_str_eq(tn_store_path(s), want_path);
+    cr_assert_eq(access(want_path, F_OK), 0);
+
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    put_str(b, TN_DB_DEFS, "etl/1", "definition bytes");
+    commit_ok(s, b);
+    tn_batch_free(b);
+    append_events(s, 1, 11, 150);
+    tn_store_close(s);
+
+    s = open_ok(dir, (tn_store_opts){0});
+    expect_str(s, TN_DB_DEFS, "etl/1", "definition bytes");
+    for (uint64_t i = 1; i < 11; i++)
+        cr_assert(event_present(s, i, 150));
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 10);
+    tn_store_close(s);
+
+    /* create on an existing store opens it and keeps everything */
+    s = create_ok(dir);
+    expect_str(s, TN_DB_DEFS, "etl/1", "definition bytes");
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 10);
+    tn_store_close(s);
+}
+
+Test(store, open_missing_dir_is_noent_naming_it)
+{
+    const char *dir = sub("nowhere");
+    tn_store *s = (tn_store *)0x1;
+    tn_errmsg m = {{0}};
+    tn_err err = tn_store_open(dir, &(tn_store_opts){0}, &s, &m);
+    cr_assert_eq(err, TN_ERR_NOENT);
+    cr_assert_eq(s, (tn_store *)0x1, "*out must be untouched on error");
+    cr_assert_not_null(strstr(m.text, dir), "message: %s", m.text);
+    cr_assert_neq(access(dir, F_OK), 0, "open without create must not create");
+}
+
+Test(store, open_dir_without_data_is_noent_and_creates_nothing)
+{
+    tn_store *s = NULL;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_NOENT);
+    cr_assert_not_null(strstr(m.text, tmp), "message: %s", m.text);
+    cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
+    cr_assert_neq(access(sub("data.mdb"), F_OK), 0);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
+                 TN_ERR_NOENT);
+}
+
+Test(store, open_garbage_is_corrupt_naming_the_file)
+{
+    const char *path = sub("data.mdb");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 65536; i++)
+        fputc((i * 7919 + 13) & 0xff, f);
+    fclose(f);
+    tn_errmsg m = {{0}};
+    tn_store *s = NULL;
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_CORRUPT);
+    cr_assert_not_null(strstr(m.text, path), "message: %s", m.text);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
+                 TN_ERR_CORRUPT, "create must never overwrite a damaged file");
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
+                 TN_ERR_CORRUPT);
+    cr_assert_null(s);
+}
+
+Test(store, open_other_format_is_version)
+{
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    /* The format record is a 4-byte big-endian u32 under "format" in meta. */
+    const uint8_t two[4] = {0, 0, 0, 2};
+    cr_assert_eq(tn_batch_put(b, TN_DB_META, "format", 6, two, 4), TN_OK);
+    commit_ok(s, b);
+    tn_store_close(s);
+
+    tn_errmsg m = {{0}};
+    s = NULL;
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_VERSION);
+    cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
+    cr_assert_not_null(strstr(m.text, "format 2"), "message: %s", m.text);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
+                 TN_ERR_VERSION);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
+                 TN_ERR_VERSION);
+
+    /* A format record of the wrong size is damage, not a version. */
+    s = NULL;
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, tmp, 0, 0600), 0);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = {6, "format"}, v = {1, "1"};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_CORRUPT);
+    tn_batch_free(b);
+}
+
+/* A crash after LMDB made its files but before the creating transaction committed. */
+Test(store, interrupted_creation_is_no_store_yet)
+{
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_open(env, tmp, 0, 0600), 0);
+    mdb_env_close(env);
+
+    tn_errmsg m = {{0}};
+    tn_store *s = NULL;
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_NOENT);
+    cr_assert_not_null(strstr(m.text, tmp), "message: %s", m.text);
+    s = create_ok(tmp);
+    append_events(s, 1, 2, 16);
+    tn_store_close(s);
+    s = open_ok(tmp, (tn_store_opts){0});
+    cr_assert(event_present(s, 1, 16));
+    tn_store_close(s);
+}
+
+Test(store, empty_data_file_is_no_store_yet)
+{
+    int fd = open(sub("data.mdb"), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    tn_store *s = NULL;
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, NULL), TN_ERR_NOENT);
+    struct stat st;
+    cr_assert_eq(stat(sub("data.mdb"), &st), 0);
+    cr_assert_eq(st.st_size, 0, "open without create must not write");
+    s = create_ok(tmp);
+    tn_store_close(s);
+}
+
+Test(store, events_without_format_is_corrupt)
+{
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, tmp, 0, 0600), 0);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "events", MDB_CREATE, &dbi), 0);
+    uint8_t kb[8];
+    key64(kb, 1);
+    MDB_val k = {8, kb}, v = {3, "evt"};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    tn_store *s = NULL;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_CORRUPT);
+    cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
+                 TN_ERR_CORRUPT, "create must not adopt a log without a format");
+}
+
+Test(store, open_rejects_contradictory_options)
+{
+    tn_store *s = NULL;
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true, .read_only = true}, &s,
+                               NULL),
+                 TN_ERR_INVAL);
+    cr_assert_eq(tn_store_open(tmp,
+                               &(tn_store_opts){.create = true, .map_size = 8 * MIB,
+                                                .map_max = 4 * MIB},
+                               &s, NULL),
+                 TN_ERR_INVAL);
+    cr_assert_eq(tn_store_open(NULL, &(tn_store_opts){.create = true}, &s, NULL),
+                 TN_ERR_INVAL);
+    cr_assert_null(s);
+}
+
+Test(store, null_is_accepted_by_destructors)
+{
+    tn_store_close(NULL);
+    tn_batch_free(NULL);
+    tn_store_read_end(NULL);
+    tn_cursor_close(NULL);
+}
+
+/* --- batches ----------------------------------------------------------------------- */
+
+Test(store, batch_put_append_del_then_get)
+{
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    put_str(b, TN_DB_WF, "w1", "first");
+    put_str(b, TN_DB_WF, "w2", "two");
+    put_str(b, TN_DB_WF, "w1", "second"); /* later op wins: ops run in order */
+    put_str(b, TN_DB_TASKS, "t1", "task");
+    cr_assert_eq(tn_batch_append(b, TN_DB_DEFS, "d1", 2, "def", 3), TN_OK);
+    cr_assert_eq(tn_batch_del(b, TN_DB_WF, "w2", 2), TN_OK);
+    cr_assert_eq(tn_batch_del(b, TN_DB_WF, "never", 5), TN_OK); /* absent: no error */
+    cr_assert_eq(tn_batch_count(b), 7);
+    commit_ok(s, b);
+    cr_assert_eq(tn_batch_count(b), 7, "commit leaves the batch as it was");
+
+    expect_str(s, TN_DB_WF, "w1", "second");
+    expect_str(s, TN_DB_WF, "w2", NULL);
+    expect_str(s, TN_DB_TASKS, "t1", "task");
+    expect_str(s, TN_DB_DEFS, "d1", "def");
+    expect_str(s, TN_DB_TASKS, "w1", NULL); /* databases are separate */
+
+    tn_batch_reset(b);
+    cr_assert_eq(tn_batch_count(b), 0);
+    put_str(b, TN_DB_WF, "w1", "third");
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, "empty", 5, NULL, 0), TN_OK);
+    commit_ok(s, b);
+    expect_str(s, TN_DB_WF, "w1", "third");
+    expect_str(s, TN_DB_WF, "empty", "");
+    expect_str(s, TN_DB_TASKS, "t1", "task");
+
+    tn_batch_reset(b);
+    commit_ok(s, b); /* an empty batch is fine */
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, batch_bounds)
+{
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t key[512];
+    memset(key, 'k', sizeof(key));
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 512, "v", 1), TN_ERR_TOOBIG);
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 0, "v", 1), TN_ERR_INVAL);
+    cr_assert_eq(tn_batch_put(b, TN_DB__COUNT, key, 1, "v", 1), TN_ERR_INVAL);
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 1, NULL, 64 * MIB + 1), TN_ERR_INVAL);
+    char *huge = malloc(64 * MIB + 1);
+    cr_assert_not_null(huge);
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 1, huge, 64 * MIB + 1), TN_ERR_TOOBIG);
+    free(huge);
+    /* by_wf values are one u64 seq each (fixed-size duplicates) */
+    cr_assert_eq(tn_batch_put(b, TN_DB_BY_WF, key, 8, "1234567", 7), TN_ERR_INVAL);
+    cr_assert_eq(tn_batch_count(b), 0, "failed adds leave the batch unchanged");
+
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 511, "max", 3), TN_OK);
+    tn_store *s = create_ok(tmp);
+    commit_ok(s, b);
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    tn_val v;
+    cr_assert_eq(tn_store_get(t, TN_DB_WF, key, 511, &v), TN_OK);
+    cr_assert_eq(v.len, 3);
+    cr_assert_eq(memcmp(v.data, "max", 3), 0);
+    cr_assert_eq(tn_store_get(t, TN_DB_WF, key, 512, &v), TN_ERR_NOENT);
+    tn_store_read_end(t);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, batch_grows_and_keeps_every_copy)
+{
+    /* Many ops and a large value force the arena and op array to grow; every queued
+     * key and value must survive the moves, and the caller's buffers are not kept. */
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t v[4096];
+    for (uint64_t i = 1; i <= 5000; i++) {
+        uint8_t k[8];
+        key64(k, i);
+        make_val(v, i == 2500 ? 4096 : 150, i);
+        cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, i == 2500 ? 4096 : 150),
+                     TN_OK);
+        memset(v, 0, sizeof(v));
+        memset(k, 0, sizeof(k));
+    }
+    commit_ok(s, b);
+    for (uint64_t i = 1; i <= 5000; i++)
+        cr_assert(event_present(s, i, i == 2500 ? 4096 : 150));
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 5000);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, uncommitted_batch_leaves_nothing)
+{
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    put_str(b, TN_DB_WF, "ghost", "boo");
+    uint8_t k[8], v[150];
+    key64(k, 1);
+    make_val(v, 150, 1);
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 150), TN_OK);
+    tn_batch_free(b);
+    expect_str(s, TN_DB_WF, "ghost", NULL);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 0);
+    tn_store_close(s);
+    s = open_ok(tmp, (tn_store_opts){0});
+    expect_str(s, TN_DB_WF, "ghost", NULL);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 0);
+    tn_store_close(s);
+}
+
+Test(store, failed_commit_leaves_nothing)
+{
+    tn_store *s = create_ok(tmp);
+    append_events(s, 1, 11, 150);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    put_str(b, TN_DB_WF, "w", "written first");
+    uint8_t k[8], v[150];
+    key64(k, 11);
+    make_val(v, 150, 11);
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 150), TN_OK);
+    key64(k, 5); /* not after the last key: the append must fail */
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 150), TN_OK);
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_commit(s, b, &m), TN_ERR_EXISTS);
+    cr_assert_not_null(strstr(m.text, "events"), "message: %s", m.text);
+    expect_str(s, TN_DB_WF, "w", NULL);
+    cr_assert_not(event_present(s, 11, 150));
+    cr_assert(event_present(s, 5, 150), "the existing event is untouched");
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 10);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+/* --- reading --------------------------------------------------------------------- */
+
+static void add_dup(tn_batch *b, uint64_t wf, uint64_t seq)
+{
+    uint8_t k[8], v[8];
+    key64(k, wf);
+    key64(v, seq);
+    cr_assert_eq(tn_batch_put(b, TN_DB_BY_WF, k, 8, v, 8), TN_OK);
+}
+
+/* The seqs of one workflow, read with seek_exact/next_dup, into out[]; returns count. */
+static size_t read_dups(tn_store *s, uint64_t wf, uint64_t *out, size_t cap)
+{
+    tn_rtxn *t;
+    tn_cursor *c;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    cr_assert_eq(tn_cursor_open(t, TN_DB_BY_WF, &c), TN_OK);
+    uint8_t k[8];
+    key64(k, wf);
+    tn_val v;
+    size_t n = 0;
+    tn_err err = tn_cursor_seek_exact(c, k, 8, &v);
+    while (err == TN_OK) {
+        cr_assert_eq(v.len, 8);
+        cr_assert_lt(n, cap);
+        out[n++] = tn_get_be64(v.data);
+        err = tn_cursor_next_dup(c, &v);
+    }
+    cr_assert_eq(err, TN_ERR_NOENT);
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    return n;
+}
+
+Test(store, by_wf_duplicates_sorted)
+{
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    const uint64_t seqs[] = {40, 3, 700, 12, 256, 1};
+    for (size_t i = 0; i < TN_ARRAY_LEN(seqs); i++) {
+        add_dup(b, 7, seqs[i]);
+        add_dup(b, 6, seqs[i] + 1000); /* neighbours on both sides */
+        add_dup(b, 8, seqs[i] + 2000);
+    }
+    add_dup(b, 7, 12); /* the same pair again: kept once */
+    cr_assert_eq(tn_batch_append(b, TN_DB_BY_WF, "\0\0\0\0\0\0\0\x07", 8,
+                                 "\0\0\0\0\0\0\x10\0", 8),
+                 TN_OK); /* append in by_wf adds a duplicate anywhere */
+    commit_ok(s, b);
+
+    uint64_t got[16];
+    size_t n = read_dups(s, 7, got, 16);
+    const uint64_t want[] = {1, 3, 12, 40, 256, 700, 4096};
+    cr_assert_eq(n, TN_ARRAY_LEN(want));
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(got[i], want[i], "dup %zu: %llu", i, (unsigned long long)got[i]);
+    cr_assert_eq(read_dups(s, 9, got, 16), 0, "absent key: NOENT at once");
+    cr_assert_eq(entries(s, TN_DB_BY_WF), 19);
+
+    tn_rtxn *t;
+    tn_val v;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    uint8_t k[8];
+    key64(k, 7);
+    cr_assert_eq(tn_store_get(t, TN_DB_BY_WF, k, 8, &v), TN_OK);
+    cr_assert_eq(tn_get_be64(v.data), 1, "get returns the first duplicate");
+    tn_store_read_end(t);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, del_removes_every_duplicate)
+{
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    for (uint64_t i = 1; i <= 300; i++) { /* enough to need a sub-database */
+        add_dup(b, 5, i);
+        add_dup(b, 4, i);
+    }
+    commit_ok(s, b);
+    tn_batch_reset(b);
+    uint8_t k[8];
+    key64(k, 5);
+    cr_assert_eq(tn_batch_del(b, TN_DB_BY_WF, k, 8), TN_OK);
+    commit_ok(s, b);
+    uint64_t got[400];
+    cr_assert_eq(read_dups(s, 5, got, 400), 0);
+    cr_assert_eq(read_dups(s, 4, got, 400), 300);
+    cr_assert_eq(entries(s, TN_DB_BY_WF), 300);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, cursor_walks_events_in_key_order)
+{
+    tn_store *s = create_ok(tmp);
+    /* keys 2, 4, ..., 600: crosses byte boundaries, where BE byte order matters */
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t v[64];
+    for (uint64_t i = 2; i <= 600; i += 2) {
+        uint8_t k[8];
+        key64(k, i);
+        make_val(v, 64, i);
+        cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 64), TN_OK);
+    }
+    commit_ok(s, b);
+
+    tn_rtxn *t;
+    tn_cursor *c;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    /* first, then next to the end */
+    tn_val key, val;
+    uint64_t want = 2;
+    tn_err err;
+    for (err = tn_cursor_first(c, &key, &val); err == TN_OK;
+         err = tn_cursor_next(c, &key, &val)) {
+        cr_assert_eq(tn_get_be64(key.data), want);
+        cr_assert(val_matches(val, 64, want));
+        want += 2;
+    }
+    cr_assert_eq(err, TN_ERR_NOENT);
+    cr_assert_eq(want, 602);
+    cr_assert_eq(tn_cursor_next(c, &key, &val), TN_ERR_NOENT, "still at the end");
+
+    /* seek lands on the first key >= the one asked for */
+    uint8_t k[8];
+    key64(k, 255);
+    cr_assert_eq(tn_cursor_seek(c, k, 8, &key, &val), TN_OK);
+    cr_assert_eq(tn_get_be64(key.data), 256);
+    cr_assert(val_matches(val, 64, 256));
+    cr_assert_eq(tn_cursor_next(c, &key, NULL), TN_OK);
+    cr_assert_eq(tn_get_be64(key.data), 258);
+    key64(k, 300);
+    cr_assert_eq(tn_cursor_seek(c, k, 8, &key, NULL), TN_OK);
+    cr_assert_eq(tn_get_be64(key.data), 300);
+    key64(k, 601);
+    cr_assert_eq(tn_cursor_seek(c, k, 8, &key, NULL), TN_ERR_NOENT);
+    tn_cursor_close(c);
+
+    /* an empty database */
+    cr_assert_eq(tn_cursor_open(t, TN_DB_TASKS, &c), TN_OK);
+    cr_assert_eq(tn_cursor_first(c, &key, &val), TN_ERR_NOENT);
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, read_txn_is_a_snapshot)
+{
+    tn_store *s = create_ok(tmp);
+    append_events(s, 1, 4, 32);
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    append_events(s, 4, 8, 32); /* fits the map: no resize needed */
+    tn_val v;
+    uint8_t k[8];
+    key64(k, 5);
+    cr_assert_eq(tn_store_get(t, TN_DB_EVENTS, k, 8, &v), TN_ERR_NOENT);
+    key64(k, 3);
+    cr_assert_eq(tn_store_get(t, TN_DB_EVENTS, k, 8, &v), TN_OK);
+    tn_store_read_end(t);
+    cr_assert(event_present(s, 5, 32));
+    tn_store_close(s);
+}
+
+/* --- map size -------------------------------------------------------------------- */
+
+Test(store, map_grows_up_to_max)
+{
+    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
+                                                .map_max = 64 * MIB});
+    tn_store_stat st;
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_eq(st.map_size, MIB);
+    cr_assert_eq(st.map_max, 64 * MIB);
+    /* 10 MiB in batches of 100 x 1 KiB */
+    uint64_t n = 1;
+    for (int c = 0; c < 100; c++, n += 100)
+        append_events(s, n, n + 100, 1024);
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_gt(st.map_size, 10 * MIB);
+    cr_assert_leq(st.map_size, 64 * MIB);
+    cr_assert_geq(st.used_bytes, 10 * MIB);
+    cr_assert_leq(st.used_bytes, st.map_size);
+    cr_assert_eq(st.entries[TN_DB_EVENTS], 10000);
+    for (uint64_t i = 1; i < n; i += 97)
+        cr_assert(event_present(s, i, 1024));
+    tn_store_close(s);
+
+    /* Reopening asks for 1 MiB again; the store keeps the size its data needs. */
+    s = open_ok(tmp, (tn_store_opts){.map_size = MIB, .map_max = 64 * MIB});
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_geq(st.map_size, st.used_bytes);
+    cr_assert(event_present(s, n - 1, 1024));
+    append_events(s, n, n + 100, 1024);
+    tn_store_close(s);
+}
+
+Test(store, full_map_refuses_and_loses_nothing)
+{
+    tn_store_opts o = {.create = true, .map_size = MIB, .map_max = MIB};
+    tn_store *s = open_ok(tmp, o);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint64_t next = 1; /* first event of the next batch */
+    tn_errmsg m = {{0}};
+    tn_err err = TN_OK;
+    int commits = 0;
+    while (err == TN_OK) {
+        tn_batch_reset(b);
+        /* each batch also rewrites a projection, so pages are freed and reused */
+        uint8_t k[8], v[1024];
+        for (uint64_t i = next; i < next + 20; i++) {
+            key64(k, i);
+            make_val(v, 1024, i);
+            cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 1024), TN_OK);
+        }
+        char last[32];
+        snprintf(last, sizeof(last), "%llu", (unsigned long long)(next + 19));
+        put_str(b, TN_DB_META, "last_seq", last);
+        err = tn_store_commit(s, b, &m);
+        if (err == TN_OK) {
+            next += 20;
+            commits++;
+        }
+        cr_assert_lt(commits, 1000, "a 1 MiB map cannot hold 20 MiB");
+    }
+    cr_assert_eq(err, TN_ERR_FULL, "%s: %s", tn_errname(err), m.text);
+    cr_assert_gt(commits, 0);
+    cr_assert_not_null(strstr(m.text, tn_store_path(s)), "message: %s", m.text);
+
+    /* the failed batch left nothing, neither its first op nor its last */
+    cr_assert_not(event_present(s, next, 1024));
+    cr_assert_not(event_present(s, next + 19, 1024));
+    char want[32];
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)(next - 1));
+    expect_str(s, TN_DB_META, "last_seq", want);
+    /* everything accepted is intact */
+    for (uint64_t i = 1; i < next; i++)
+        cr_assert(event_present(s, i, 1024), "event %llu lost", (unsigned long long)i);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), next - 1);
+    tn_store_stat st;
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_eq(st.map_size, MIB);
+
+    /* refusing again is stable, and the store reopens with its data */
+    cr_assert_eq(tn_store_commit(s, b, &m), TN_ERR_FULL);
+    tn_store_close(s);
+    s = open_ok(tmp, (tn_store_opts){.map_size = MIB, .map_max = MIB});
+    for (uint64_t i = 1; i < next; i++)
+        cr_assert(event_present(s, i, 1024));
+    expect_str(s, TN_DB_META, "last_seq", want);
+    tn_store_close(s);
+    /* with a higher limit the refused batch goes in */
+    s = open_ok(tmp, (tn_store_opts){.map_size = MIB, .map_max = 8 * MIB});
+    commit_ok(s, b);
+    cr_assert(event_present(s, next + 19, 1024));
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+Test(store, grow_while_this_thread_reads_is_busy_not_deadlock)
+{
+    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
+                                                .map_max = 16 * MIB});
+    append_events(s, 1, 2, 64);
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t k[8], v[2048];
+    for (uint64_t i = 2; i < 1500; i++) { /* ~3 MiB: needs a bigger map */
+        key64(k, i);
+        make_val(v, 2048, i);
+        cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 2048), TN_OK);
+    }
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_commit(s, b, &m), TN_ERR_BUSY);
+    cr_assert_not_null(strstr(m.text, "read transaction"), "message: %s", m.text);
+    tn_store_read_end(t);
+    cr_assert_not(event_present(s, 2, 2048));
+    commit_ok(s, b);
+    cr_assert(event_present(s, 1499, 2048));
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+/* Reader threads walk the log while the writer grows the map under them: every
+ * snapshot must be whole (meta "count" agrees with the events found), a growth must
+ * not wait forever behind overlapping readers, and a reader that opens a second read
+ * transaction while a growth waits must not deadlock. All fields are atomic. */
+struct reader_arg {
+    tn_store *s;
+    int done;   /* set by the writer */
+    int errors; /* bad snapshots seen */
+    int rounds;
+};
+
+static void *reader_main(void *p)
+{
+    struct reader_arg *a = p;
+    while (!__atomic_load_n(&a->done, __ATOMIC_ACQUIRE)) {
+        tn_rtxn *t;
+        if (tn_store_read_begin(a->s, &t) != TN_OK) {
+            __atomic_add_fetch(&a->errors, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        tn_val v;
+        uint64_t count = 0;
+        if (tn_store_get(t, TN_DB_META, "count", 5, &v) == TN_OK && v.len == 8)
+            count = tn_get_be64(v.data);
+        tn_cursor *c;
+        uint64_t seen = 0;
+        if (tn_cursor_open(t, TN_DB_EVENTS, &c) == TN_OK) {
+            tn_val key;
+            for (tn_err e = tn_cursor_first(c, &key, &v); e == TN_OK;
+                 e = tn_cursor_next(c, &key, &v)) {
+                seen++;
+                if (tn_get_be64(key.data) != seen || !val_matches(v, 512, seen))
+                    __atomic_add_fetch(&a->errors, 1, __ATOMIC_RELAXED);
+            }
+            tn_cursor_close(c);
+        } else {
+            __atomic_add_fetch(&a->errors, 1, __ATOMIC_RELAXED);
+        }
+        if (seen != count)
+            __atomic_add_fetch(&a->errors, 1, __ATOMIC_RELAXED);
+        /* a second snapshot while the first is open: never older than it */
+        tn_rtxn *t2;
+        if (tn_store_read_begin(a->s, &t2) == TN_OK) {
+            if (tn_store_get(t2, TN_DB_META, "count", 5, &v) == TN_OK &&
+                (v.len != 8 || tn_get_be64(v.data) < count))
+                __atomic_add_fetch(&a->errors, 1, __ATOMIC_RELAXED);
+            tn_store_read_end(t2);
+        } else {
+            __atomic_add_fetch(&a->errors, 1, __ATOMIC_RELAXED);
+        }
+        tn_store_read_end(t);
+        __atomic_add_fetch(&a->rounds, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+Test(store, readers_in_other_threads_survive_growth, .timeout = 120)
+{
+    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
+                                                .map_max = 64 * MIB});
+    struct reader_arg a = {.s = s};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, reader_main, &a), 0);
+    while (__atomic_load_n(&a.rounds, __ATOMIC_RELAXED) < 3)
+        sched_yield(); /* the readers are running before the map starts to grow */
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint64_t n = 1;
+    for (int c = 0; c < 40; c++) {
+        tn_batch_reset(b);
+        uint8_t k[8], v[512];
+        for (int i = 0; i < 200; i++, n++) {
+            key64(k, n);
+            make_val(v, 512, n);
+            cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 512), TN_OK);
+        }
+        key64(k, n - 1);
+        cr_assert_eq(tn_batch_put(b, TN_DB_META, "count", 5, k, 8), TN_OK);
+        commit_ok(s, b);
+    }
+    __atomic_store_n(&a.done, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(a.errors, 0);
+    tn_store_stat st;
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_gt(st.map_size, MIB, "the map grew during the test");
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+/* --- read-only ------------------------------------------------------------------- */
+
+Test(store, read_only_refuses_commit)
+{
+    tn_store *s = create_ok(tmp);
+    append_events(s, 1, 3, 40);
+    tn_store_close(s);
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    cr_assert(event_present(s, 2, 40));
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    put_str(b, TN_DB_WF, "w", "x");
+    tn_errmsg m = {{0}};
+    tn_err err = tn_store_commit(s, b, &m);
+    cr_assert_neq(err, TN_OK);
+    cr_assert_eq(err, TN_ERR_PERM);
+    cr_assert_not_null(strstr(m.text, "read-only"), "message: %s", m.text);
+    expect_str(s, TN_DB_WF, "w", NULL);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+static void pipe_write(int fd)
+{
+    char c = 'x';
+    cr_assert_eq(write(fd, &c, 1), 1);
+}
+
+static int pipe_wait(int fd)
+{
+    char c;
+    return read(fd, &c, 1) == 1 ? 0 : -1;
+}
+
+/* Child: opens read-only while the parent holds the store open for writing, reads,
+ * waits while the parent grows the map far past its own, reads the new data. LMDB
+ * forbids opening one environment twice in a process, hence the fork. */
+static int child_reader(const char *dir, int to_parent, int from_parent)
+{
+    tn_store *s;
+    if (tn_store_open(dir, &(tn_store_opts){.read_only = true}, &s, NULL) != TN_OK)
+        return 10;
+    tn_store_stat st;
+    if (tn_store_stat_get(s, &st) != TN_OK || st.entries[TN_DB_EVENTS] != 10)
+        return 11;
+    size_t first_map = st.map_size;
+    char c = 'x';
+    if (write(to_parent, &c, 1) != 1 || read(from_parent, &c, 1) != 1)
+        return 12;
+    tn_rtxn *t;
+    if (tn_store_read_begin(s, &t) != TN_OK)
+        return 13;
+    uint8_t k[8];
+    tn_put_be64(k, 4000);
+    tn_val v;
+    int rc = 0;
+    if (tn_store_get(t, TN_DB_EVENTS, k, 8, &v) != TN_OK || !val_matches(v, 2048, 4000))
+        rc = 14;
+    tn_store_read_end(t);
+    if (rc == 0 && (tn_store_stat_get(s, &st) != TN_OK || st.map_size <= first_map))
+        rc = 15;
+    tn_store_close(s);
+    return rc;
+}
+
+Test(store, read_only_follows_a_writer_in_another_process)
+{
+    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
+                                                .map_max = 64 * MIB});
+    append_events(s, 1, 11, 2048);
+    int up[2], down[2];
+    cr_assert_eq(pipe2(up, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(down, O_CLOEXEC), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(child_reader(tmp, up[1], down[0]));
+    cr_assert_eq(pipe_wait(up[0]), 0, "the reader did not open");
+    /* ~8 MiB: several doublings past the reader's 1 MiB map */
+    for (uint64_t n = 11; n <= 4000; n += 500)
+        append_events(s, n, n + 500 > 4001 ? 4001 : n + 500, 2048);
+    pipe_write(down[1]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "reader child failed at step %d",
+                 WEXITSTATUS(status));
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    tn_store_close(s);
+}
+
+/* --- stat ------------------------------------------------------------------------ */
+
+Test(store, stat_counts_entries)
+{
+    tn_store *s = create_ok(tmp);
+    tn_store_stat st;
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    for (int i = 0; i < TN_DB__COUNT; i++)
+        cr_assert_eq(st.entries[i], i == TN_DB_META ? 1 : 0, "db %s", tn_db_name(i));
+    cr_assert_eq(st.map_size, 64 * MIB, "default initial map");
+    cr_assert_eq(st.map_max, (size_t)16 << 30, "default limit");
+    cr_assert_gt(st.used_bytes, 0);
+
+    append_events(s, 1, 51, 150);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    for (uint64_t i = 1; i <= 50; i++)
+        add_dup(b, i % 3, i);
+    put_str(b, TN_DB_DEFS, "d", "1");
+    put_str(b, TN_DB_WF, "w1", "1");
+    put_str(b, TN_DB_WF, "w2", "1");
+    put_str(b, TN_DB_TASKS, "t1", "1");
+    put_str(b, TN_DB_TASKS, "t2", "1");
+    put_str(b, TN_DB_TASKS, "t3", "1");
+    put_str(b, TN_DB_META, "last_seq", "50");
+    commit_ok(s, b);
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_eq(st.entries[TN_DB_EVENTS], 50);
+    cr_assert_eq(st.entries[TN_DB_BY_WF], 50);
+    cr_assert_eq(st.entries[TN_DB_DEFS], 1);
+    cr_assert_eq(st.entries[TN_DB_WF], 2);
+    cr_assert_eq(st.entries[TN_DB_TASKS], 3);
+    cr_assert_eq(st.entries[TN_DB_META], 2);
+    cr_assert_leq(st.used_bytes, st.map_size);
+    tn_batch_free(b);
+    tn_store_close(s);
+}
