@@ -57,7 +57,8 @@ static void cand_push(wrt *w, uint32_t node)
 void sched_add_succ(wrt *w, uint32_t node)
 {
     const tn_def_task *n = &w->def->tasks[node];
-    for (uint32_t i = 0; i < n->n_succ; i++)
+    /* pushed in reverse: candidates pop from the end, so they start in written order */
+    for (uint32_t i = n->n_succ; i-- > 0;)
         cand_push(w, n->succ[i]);
 }
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# tern's one entry point for a fresh Debian machine: install what is missing, build,
+# then run the main job or the tests.
+#   tools/setup.sh run    build and run examples/etl.yaml on the embedded default (./tern-data)
+#   tools/setup.sh test   build and pass the tests (also in an address+undefined sanitizer build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(gcc pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
+          libcriterion-dev libyaml-dev libsodium-dev)
+
+install_missing() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "setup: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+build() { # build DIR [meson options...]
+    local dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@" >/dev/null
+    fi
+    ninja -C "$dir" >/dev/null
+}
+
+case "${1:-}" in
+run)
+    install_missing
+    build build
+    shift
+    exec build/tools/tern run examples/etl.yaml "$@"
+    ;;
+test)
+    install_missing
+    build build -Dwerror=true
+    meson test -C build --print-errorlogs
+    # the same suites under AddressSanitizer and UndefinedBehaviorSanitizer
+    build build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dbuildtype=debug
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+    ;;
+*)
+    echo "usage: tools/setup.sh run|test" >&2
+    exit 2
+    ;;
+esac
