@@ -17,7 +17,7 @@
 #include "tools/cli.h"
 
 const char tn_usage_bench[] =
-    "usage: tern bench store [--dir DIR] [--events N] [--quick]\n"
+    "usage: tern bench store|engine [--dir DIR] [--events N] [--quick]\n"
     "\n"
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
     "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
@@ -25,7 +25,13 @@ const char tn_usage_bench[] =
     "cursor scan of the same events. Stores are created in temporary directories under\n"
     "DIR (default: $TMPDIR or /tmp) and removed afterwards.\n"
     "\n"
-    "  --events N  events for the batched append runs (default 1000000)\n"
+    "engine: noop tasks (duration 0) through the engine with durable group commit:\n"
+    "(a) one workflow of 100k independent tasks, (b) 10k workflows of 10 chained tasks,\n"
+    "tasks/s and events/s next to a raw LMDB append of the same events in the same\n"
+    "number of commits; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
+    "commit; (d) RSS after 100k and after 1M completed tasks.\n"
+    "\n"
+    "  --events N  events for the batched store append runs (default 1000000)\n"
     "  --quick     a short run (for smoke tests)\n"
     "\n"
     "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n";
@@ -279,6 +285,253 @@ static int bench_store(const char *base, size_t events, bool quick)
     return rc;
 }
 
+
+/* ------------------------------------------------------------------------------ */
+/* bench engine */
+
+#include "core/engine.h"
+#include "core/inproc.h"
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+typedef struct eng {
+    tn_engine *e;
+    tn_inproc *x;
+    char dir[4200];
+} eng;
+
+static int eng_open(eng *g, const char *base, const char *name)
+{
+    snprintf(g->dir, sizeof(g->dir), "%s/%s", base, name);
+    char logs[4300];
+    snprintf(logs, sizeof(logs), "%s/logs", g->dir);
+    tn_errmsg m = {{0}};
+    if (tn_inproc_new(logs, &g->x))
+        return -1;
+    tn_engine_opts o = {.data_dir = g->dir,
+                        .log = {.create = true, .map_size = 1u << 30, .map_max = 64ull << 30},
+                        .executor = tn_inproc_executor(g->x), .max_batch = 8192};
+    if (tn_engine_open(&o, &g->e, &m)) {
+        fprintf(stderr, "tern bench: %s\n", m.text);
+        tn_inproc_free(g->x);
+        return -1;
+    }
+    tn_inproc_bind(g->x, g->e);
+    return 0;
+}
+
+static void eng_close(eng *g)
+{
+    tn_engine_close(g->e);
+    tn_inproc_free(g->x);
+}
+
+static int eng_apply(eng *g, const char *yaml)
+{
+    tn_def *d;
+    tn_errmsg m = {{0}};
+    if (tn_def_parse("bench.yaml", yaml, strlen(yaml), &d, &m)) {
+        fprintf(stderr, "tern bench: %s\n", m.text);
+        return -1;
+    }
+    char *b;
+    size_t n;
+    tn_def_encode(d, &b, &n);
+    tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = b, .def_len = n};
+    tn_err err = tn_engine_call(g->e, &c);
+    free(b);
+    tn_def_free(d);
+    return err ? -1 : 0;
+}
+
+/* Run until every instance is final. */
+static void eng_drain(eng *g)
+{
+    tn_errmsg m = {{0}};
+    for (;;) {
+        tn_engine_stats st;
+        tn_engine_run_until(g->e, 0, &m);
+        tn_engine_stats_get(g->e, &st);
+        if (st.live_workflows == 0 && tn_inproc_running(g->x) == 0)
+            return;
+        tn_engine_wait(g->e, 1000000);
+    }
+}
+
+static char *yaml_independent(unsigned n)
+{
+    size_t cap = 64 + (size_t)n * 48;
+    char *y = malloc(cap);
+    size_t l = (size_t)snprintf(y, cap, "name: wide\ntasks:\n");
+    for (unsigned i = 0; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+    return y;
+}
+
+static char *yaml_chain(unsigned n)
+{
+    size_t cap = 64 + (size_t)n * 64;
+    char *y = malloc(cap);
+    size_t l = (size_t)snprintf(y, cap, "name: chain\ntasks:\n  - {name: t0, type: noop}\n");
+    for (unsigned i = 1; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, deps: [t%u]}\n", i,
+                              i - 1);
+    return y;
+}
+
+static double pct(int64_t *v, size_t n, double p)
+{
+    /* insertion sort is fine for the sample sizes here */
+    for (size_t i = 1; i < n; i++) {
+        int64_t x = v[i];
+        size_t j = i;
+        while (j > 0 && v[j - 1] > x) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+    size_t k = (size_t)(p * (double)(n - 1) + 0.5);
+    return (double)v[k < n ? k : n - 1];
+}
+
+static int bench_engine(const char *base, bool quick)
+{
+    char tmpl[4000];
+    snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
+    if (!mkdtemp(tmpl))
+        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m; pass --dir",
+                           base);
+    int rc = 0;
+    unsigned wide = quick ? 5000 : 100000;
+    unsigned nwf = quick ? 500 : 10000;
+
+    /* (a) one workflow of `wide` independent noop tasks */
+    eng g;
+    char *y = yaml_independent(wide);
+    if (eng_open(&g, tmpl, "wide") || eng_apply(&g, y)) {
+        free(y);
+        rm_rf(tmpl);
+        return tn_cli_fail("bench", "engine setup failed");
+    }
+    free(y);
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(g.e, &s0);
+    int64_t t0 = tn_mono_ns();
+    tn_cmd c = {.kind = TN_CMD_START, .workflow = "wide"};
+    tn_engine_call(g.e, &c);
+    eng_drain(&g);
+    int64_t t1 = tn_mono_ns();
+    tn_engine_stats_get(g.e, &s1);
+    uint64_t evs = s1.events - s0.events, commits = s1.commits - s0.commits;
+    eng_close(&g);
+    double raw;
+    char rdir[4200];
+    snprintf(rdir, sizeof(rdir), "%s/raw-wide", tmpl);
+    raw_append(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120, &raw);
+    double secs = (double)(t1 - t0) / 1e9;
+    bench_line("engine.wide.tasks", wide / secs, "tasks/s", raw * wide / (double)evs);
+    bench_line("engine.wide.events", (double)evs / secs, "events/s", raw);
+
+    /* (b) nwf workflows of 10 chained tasks, all started at once */
+    y = yaml_chain(10);
+    if (eng_open(&g, tmpl, "chains") || eng_apply(&g, y)) {
+        free(y);
+        rm_rf(tmpl);
+        return tn_cli_fail("bench", "engine setup failed");
+    }
+    free(y);
+    tn_engine_stats_get(g.e, &s0);
+    t0 = tn_mono_ns();
+    tn_cmd *cmds = calloc(nwf, sizeof(tn_cmd));
+    for (unsigned i = 0; cmds && i < nwf; i++) {
+        cmds[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = "chain"};
+        tn_engine_submit(g.e, &cmds[i]);
+        if (i % 256 == 255 || i == nwf - 1)
+            while (!cmds[i].done)
+                tn_engine_step(g.e, NULL);
+    }
+    free(cmds);
+    eng_drain(&g);
+    t1 = tn_mono_ns();
+    tn_engine_stats_get(g.e, &s1);
+    evs = s1.events - s0.events;
+    commits = s1.commits - s0.commits;
+    secs = (double)(t1 - t0) / 1e9;
+    snprintf(rdir, sizeof(rdir), "%s/raw-chains", tmpl);
+    raw_append(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120, &raw);
+    bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s", raw * nwf * 10.0 / (double)evs);
+    bench_line("engine.chains.events", (double)evs / secs, "events/s", raw);
+
+    /* (c) start -> first dispatch at low load: one workflow at a time */
+    unsigned nlat = quick ? 200 : 1000;
+    int64_t *lat = calloc(nlat, sizeof(int64_t));
+    for (unsigned i = 0; i < nlat && lat; i++) {
+        tn_engine_stats a, b;
+        tn_engine_stats_get(g.e, &a);
+        int64_t s = tn_mono_ns();
+        tn_cmd sc = {.kind = TN_CMD_START, .workflow = "chain"};
+        tn_engine_call(g.e, &sc); /* the start commits with the first dispatch decided */
+        lat[i] = tn_mono_ns() - s;
+        tn_engine_stats_get(g.e, &b);
+        eng_drain(&g);
+    }
+    if (lat) {
+        /* baseline: one durable LMDB commit, what the decision cannot go below */
+        double one_commit;
+        snprintf(rdir, sizeof(rdir), "%s/raw-lat", tmpl);
+        raw_append(rdir, 1, 500, 120, &one_commit);
+        double base_us = 1e6 / one_commit;
+        bench_line("engine.start_to_dispatch.p50_us", pct(lat, nlat, 0.5) / 1000.0, "us", base_us);
+        bench_line("engine.start_to_dispatch.p99_us", pct(lat, nlat, 0.99) / 1000.0, "us", base_us);
+        free(lat);
+    }
+    eng_close(&g);
+
+    /* (d) master RSS after 100k and after 1M completed tasks (10-task chains) */
+    unsigned total = quick ? 100000 : 1000000, mark = total / 10;
+    y = yaml_chain(10);
+    if (eng_open(&g, tmpl, "rss") || eng_apply(&g, y)) {
+        free(y);
+        rm_rf(tmpl);
+        return tn_cli_fail("bench", "engine setup failed");
+    }
+    free(y);
+    long rss_mark = 0;
+    for (unsigned done = 0; done < total; done += 10 * 1000) {
+        static tn_cmd batch[1000];
+        for (unsigned i = 0; i < 1000; i++) {
+            batch[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = "chain"};
+            tn_engine_submit(g.e, &batch[i]);
+            if (i % 256 == 255 || i == 999)
+                while (!batch[i].done)
+                    tn_engine_step(g.e, NULL);
+        }
+        eng_drain(&g);
+        if (!rss_mark && done + 10000 >= mark)
+            rss_mark = rss_kb();
+    }
+    long rss_end = rss_kb();
+    eng_close(&g);
+    char n1[64], n2[64];
+    snprintf(n1, sizeof(n1), "engine.rss_kb.after_%uk", mark / 1000);
+    snprintf(n2, sizeof(n2), "engine.rss_kb.after_%uk", total / 1000);
+    bench_line(n1, (double)rss_mark, "KiB", (double)rss_mark);
+    bench_line(n2, (double)rss_end, "KiB", (double)rss_mark);
+    rm_rf(tmpl);
+    return rc;
+}
+
 int tn_cmd_bench(int argc, char **argv)
 {
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -303,8 +556,11 @@ int tn_cmd_bench(int argc, char **argv)
         }
     }
     if (optind != argc - 1)
-        return tn_cli_usage("bench", "name one benchmark: store");
+        return tn_cli_usage("bench", "name one benchmark: store or engine");
     if (strcmp(argv[optind], "store") == 0)
         return bench_store(dir, (size_t)events, quick);
-    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store)", argv[optind]);
+    if (strcmp(argv[optind], "engine") == 0)
+        return bench_engine(dir, quick);
+    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine)",
+                        argv[optind]);
 }

@@ -30,7 +30,7 @@ build() { # build DIR [meson options...]
     if [ ! -f "$dir/build.ninja" ]; then
         meson setup "$dir" "$@" >/dev/null
     fi
-    ninja -C "$dir" >/dev/null
+    ninja -C "$dir" --quiet
 }
 
 case "${1:-}" in
