@@ -809,7 +809,8 @@ static const struct dfn {
     {"unixtime", F_UNIX_S, 1, 1, "unixtime(expression)"},
     {"milli_unixtime", F_UNIX_MS, 1, 1, "milli_unixtime(expression)"},
     {"micro_unixtime", F_UNIX_US, 1, 1, "micro_unixtime(expression)"},
-    {"mirco_unixtime", F_UNIX_US, 1, 1, "mirco_unixtime(expression)"}, /* DolphinScheduler's spelling */
+    /* DolphinScheduler's spelling */
+    {"mirco_unixtime", F_UNIX_US, 1, 1, "mirco_unixtime(expression)"},
     {"nano_unixtime", F_UNIX_NS, 1, 1, "nano_unixtime(expression)"},
 };
 
@@ -869,8 +870,11 @@ static tn_err date_unix(const dctx *c, int fn, const char *arg, size_t an, unsig
 {
     sbuf in = {.max = 256};
     tn_err err = date_eval(c, arg, an, depth + 1, &in, why, wl);
-    if (err)
+    if (err) {
+        if (!why[0] && err == TN_ERR_TOOBIG)
+            snprintf(why, wl, "the inner expression gives more than %zu bytes", in.max);
         goto done;
+    }
     const char *p = in.p ? in.p : "";
     bool shaped = in.len == 14;
     for (size_t i = 0; shaped && i < 14; i++)
@@ -897,7 +901,10 @@ static tn_err date_unix(const dctx *c, int fn, const char *arg, size_t an, unsig
         err = TN_ERR_INVAL;
         goto done;
     }
-    int64_t mul = fn == F_UNIX_S ? 1 : fn == F_UNIX_MS ? 1000 : fn == F_UNIX_US ? 1000000 : 1000000000;
+    int64_t mul = fn == F_UNIX_S    ? 1
+                  : fn == F_UNIX_MS ? 1000
+                  : fn == F_UNIX_US ? 1000000
+                                    : 1000000000;
     if (__builtin_mul_overflow(sec, mul, &v)) {
         snprintf(why, wl, "the time is out of range");
         err = TN_ERR_INVAL;
@@ -953,11 +960,11 @@ static tn_err date_call(const dctx *c, const struct dfn *f, const char *inner, s
         return date_unix(c, f->fn, arg[0], al[0], depth, out, why, wl);
 
     int64_t n = 0;
-    int64_t limit = f->fn == F_ADD_MONTHS || f->fn == F_MONTH_FIRST_DAY ||
-                            f->fn == F_MONTH_LAST_DAY
-                        ? MONTH_LIMIT
-                    : f->fn == F_WEEK_FIRST_DAY || f->fn == F_WEEK_LAST_DAY ? DAY_LIMIT / 7
-                                                                            : DAY_LIMIT;
+    int64_t limit = DAY_LIMIT;
+    if (f->fn == F_ADD_MONTHS || f->fn == F_MONTH_FIRST_DAY || f->fn == F_MONTH_LAST_DAY)
+        limit = MONTH_LIMIT;
+    else if (f->fn == F_WEEK_FIRST_DAY || f->fn == F_WEEK_LAST_DAY)
+        limit = DAY_LIMIT / 7;
     if (na == 2 && !int_arg(arg[1], al[1], limit, &n, why, wl))
         return TN_ERR_PARSE;
     dt d;
@@ -2092,7 +2099,7 @@ static tn_err e_cmp(epar *p, val *out)
     p->pos += oplen;
     if ((err = e_unary(p, &b)))
         return err;
-    bool r;
+    bool r = false;
     if ((err = e_compare(p, &a, &b, op, at, &r)))
         return err;
     e_ws(p);

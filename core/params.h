@@ -78,7 +78,8 @@ typedef struct tn_param_ctx {
     uint64_t task_id; /* ${system.task.instance.id} */
     /* Time zone of every date: NULL = the process's local time (localtime_r, DST aware);
      * "UTC" (also "GMT", "Z"); or a fixed offset "+08:00", "-0530", "+09". Anything else
-     * is TN_ERR_INVAL from the first function that needs a date. */
+     * (IANA names included: they would need TZ, which is process-wide) makes every
+     * function given this context fail with TN_ERR_INVAL. */
     const char *tz;
     /* Called once for every ${name} left as written because nothing defines it, with the
      * name NUL-terminated (valid during the call), so callers can warn. May be NULL. It
@@ -155,7 +156,8 @@ typedef struct tn_param_ctx {
  * ctx may be NULL: then no built-ins (system.* names are looked up in vars) and any $[ is
  * an error. Errors, with `msg` (may be NULL) naming the expression and where it is:
  * TN_ERR_PARSE (a bad or unclosed $[...]), TN_ERR_INVAL (bad flags, a bad ctx->tz, a date
- * out of range), TN_ERR_TOOBIG (output over TN_PARAMS_MAX_OUT), TN_ERR_NOMEM. */
+ * out of range), TN_ERR_TOOBIG (output over TN_PARAMS_MAX_OUT, a date expression over its
+ * own small bounds), TN_ERR_NOMEM. */
 tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ctx,
                        unsigned flags, char **out, tn_errmsg *msg);
 
@@ -204,8 +206,8 @@ tn_err tn_params_task(const tn_kv *globals, const tn_kv *upstream, const tn_def_
  * hold '=', ')', '}' and newlines). Later markers for a key win. Rules for bad markers:
  *   - a key that breaks the name rule (empty, over 64 bytes, another character): the
  *     marker is ignored and scanning goes on right after the offending byte;
- *   - a value that reaches TN_PARAMS_MAX_VALUE bytes, or holds a NUL, before its ")}":
- *     the marker is ignored and scanning goes on from that byte;
+ *   - a value that grows past TN_PARAMS_MAX_VALUE bytes, or holds a NUL, before its ")}":
+ *     the marker is ignored and scanning goes on from the offending byte;
  *   - a new key when dst already holds TN_PARAMS_MAX_OUTPUTS keys: ignored, and the scan
  *     returns TN_ERR_TOOBIG once the text is consumed (dst still holds everything else,
  *     including later values of keys it has);

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <time.h>
 #include <string.h>
 
 #include "core/engine.h"
@@ -1146,4 +1147,106 @@ Test(restart, sub_workflow_child_is_not_created_twice)
         if (tn_evlog_wf(tn_engine_log(E), id, &p) == TN_OK && p.parent_wf == wf)
             children++;
     cr_assert_eq(children, 1);
+}
+
+/* SIGKILL the engine's process at random moments and start it again on the same data
+ * directory: unfinished instances continue and end as they would have, and the log
+ * stays consistent. Real processes, real clock, the in-process executor. */
+#include "core/inproc.h"
+
+static void child_run(const char *d, bool start_them)
+{
+    tn_inproc *x;
+    tn_engine *e;
+    tn_errmsg m;
+    char logs[600];
+    snprintf(logs, sizeof(logs), "%s/logs", d);
+    if (tn_inproc_new(logs, &x))
+        _exit(3);
+    tn_engine_opts o = {.data_dir = d, .log = {.create = true}, .executor = tn_inproc_executor(x)};
+    if (tn_engine_open(&o, &e, &m))
+        _exit(4);
+    tn_inproc_bind(x, e);
+    if (start_them) {
+        const char *y = "name: crashy\ntasks:\n"
+                        "  - {name: a, type: noop, duration: 20ms}\n"
+                        "  - {name: b, type: noop, deps: [a], duration: 30ms, delay: 10ms}\n"
+                        "  - {name: c, type: noop, deps: [a], duration: 10ms}\n"
+                        "  - {name: d, type: noop, deps: [b, c], duration: 20ms}\n"
+                        "  - {name: e, type: noop, deps: [d], result: failure, retries: 1,\n"
+                        "     retry_interval: 15ms}\n"
+                        "  - name: f\n    type: conditions\n    deps: [e]\n"
+                        "    when: {all: [{task: e, state: success}]}\n"
+                        "    on_success: [g]\n    on_failure: [h]\n"
+                        "  - {name: g, type: noop, deps: [f]}\n"
+                        "  - {name: h, type: noop, deps: [f], duration: 10ms}\n";
+        tn_def *def;
+        char *b;
+        size_t n;
+        if (tn_def_parse("c.yaml", y, strlen(y), &def, &m) || tn_def_encode(def, &b, &n))
+            _exit(5);
+        tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = b, .def_len = n};
+        tn_engine_call(e, &c);
+        for (int i = 0; i < 8; i++) {
+            tn_cmd s = {.kind = TN_CMD_START, .workflow = "crashy"};
+            if (tn_engine_call(e, &s))
+                _exit(6);
+        }
+    }
+    for (;;) {
+        tn_engine_run_until(e, 0, &m);
+        tn_engine_stats st;
+        tn_engine_stats_get(e, &st);
+        if (st.live_workflows == 0 && tn_inproc_running(x) == 0)
+            break;
+        tn_engine_wait(e, 5000000);
+    }
+    tn_engine_close(e);
+    tn_inproc_free(x);
+    _exit(0);
+}
+
+Test(restart, sigkill_at_random_moments)
+{
+    /* this test brings its own engine processes */
+    tn_engine_close(E);
+    E = NULL;
+    unsigned seed = getenv("TERN_TEST_SEED") ? (unsigned)atoi(getenv("TERN_TEST_SEED"))
+                                             : (unsigned)time(NULL);
+    cr_log_info("seed %u", seed);
+    srand(seed);
+    int kills = 0;
+    for (int round = 0; round < 12; round++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            child_run(dir, round == 0);
+        struct timespec ts = {0, (long)(5 + rand() % 60) * 1000000L};
+        nanosleep(&ts, NULL);
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            kills++;
+        } else {
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "seed %u round %d: child status %d",
+                      seed, round, st);
+        }
+    }
+    /* a last run to the end */
+    pid_t pid = fork();
+    if (pid == 0)
+        child_run(dir, false);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "seed %u: final run status %d", seed, st);
+    cr_assert_gt(kills, 0);
+    /* every instance ended as an uninterrupted run would have */
+    open_engine();
+    for (uint64_t wf = 1; wf <= 8; wf++) {
+        ASSERT_WF(wf, TN_WF_S_SUCCESS);
+        ASSERT_TASK(wf, "e", TN_TASK_S_FAILURE, task(wf, "e").attempt);
+        cr_assert_geq(task(wf, "e").attempt, 2);
+        cr_assert_eq(task(wf, "h").state, TN_TASK_S_SUCCESS);
+        ASSERT_NO_TASK(wf, "g");
+    }
 }
