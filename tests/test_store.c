@@ -708,14 +708,21 @@ Test(store, map_grows_up_to_max)
     cr_assert_eq(st.entries[TN_DB_EVENTS], 10000);
     for (uint64_t i = 1; i < n; i += 97)
         cr_assert(event_present(s, i, 1024));
+    size_t grown = st.map_size;
     tn_store_close(s);
 
-    /* Reopening asks for 1 MiB again; the store keeps the size its data needs. */
+    /* Reopening asks for 1 MiB again: the larger, recorded size wins. */
     s = open_ok(tmp, (tn_store_opts){.map_size = MIB, .map_max = 64 * MIB});
     cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
-    cr_assert_geq(st.map_size, st.used_bytes);
+    cr_assert_eq(st.map_size, grown);
     cr_assert(event_present(s, n - 1, 1024));
     append_events(s, n, n + 100, 1024);
+    tn_store_close(s);
+
+    /* Asking for more than recorded gets it. */
+    s = open_ok(tmp, (tn_store_opts){.map_size = 48 * MIB, .map_max = 64 * MIB});
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_eq(st.map_size, 48 * MIB);
     tn_store_close(s);
 }
 
@@ -976,8 +983,14 @@ Test(store, read_only_follows_a_writer_in_another_process)
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
-    if (pid == 0)
+    if (pid == 0) {
+        /* only our own ends: if the parent dies, the read below sees EOF and we exit */
+        close(up[0]);
+        close(down[1]);
         _exit(child_reader(tmp, up[1], down[0]));
+    }
+    close(up[1]);
+    close(down[0]);
     cr_assert_eq(pipe_wait(up[0]), 0, "the reader did not open");
     /* ~8 MiB: several doublings past the reader's 1 MiB map */
     for (uint64_t n = 11; n <= 4000; n += 500)
@@ -989,8 +1002,6 @@ Test(store, read_only_follows_a_writer_in_another_process)
     cr_assert_eq(WEXITSTATUS(status), 0, "reader child failed at step %d",
                  WEXITSTATUS(status));
     close(up[0]);
-    close(up[1]);
-    close(down[0]);
     close(down[1]);
     tn_store_close(s);
 }
