@@ -634,6 +634,8 @@ wrt *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
     return w;
 }
 
+static void input_free(struct input *in);
+
 /* ------------------------------------------------------------------------------ */
 /* open / close / recovery */
 
@@ -743,7 +745,7 @@ void tn_engine_close(tn_engine *e)
     while (e->in_head) {
         input *in = e->in_head;
         e->in_head = in->next;
-        free(in);
+        input_free(in);
     }
     free(e->timers);
     free(e->cb_timers);

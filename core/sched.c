@@ -836,8 +836,10 @@ tn_err sched_dispatch(tn_engine *e)
                 w->t[q.node].state == TN_TASK_S_DISPATCH)
                 eng_queue_push(e, &w->t[q.node]);
         }
-        memmove(g->wait, g->wait + k, (g->nwait - k) * sizeof(qentry));
-        g->nwait -= k;
+        if (k) {
+            memmove(g->wait, g->wait + k, (g->nwait - k) * sizeof(qentry));
+            g->nwait -= k;
+        }
     }
     qentry q;
     tn_err err = TN_OK;

@@ -54,6 +54,18 @@ typedef struct done_arg {
     uint32_t attempt;
 } done_arg;
 
+/* Completions waiting on engine timers; a ring, so an engine closed with some pending
+ * (a restart) leaks nothing. */
+static done_arg pending[4096];
+static unsigned npending;
+
+static done_arg *new_done(int slot, bool ok, uint32_t attempt)
+{
+    done_arg *d = &pending[npending++ % 4096];
+    *d = (done_arg){slot, ok, attempt};
+    return d;
+}
+
 static void finish_slot(int i)
 {
     if (!X.live[i].live)
@@ -75,7 +87,6 @@ static void sx_done(tn_engine *e, void *arg)
         finish_slot(d->slot);
         tn_engine_report(e, &r);
     }
-    free(d);
 }
 
 static void sx_dispatch(void *self, const tn_dispatch_req *req)
@@ -110,8 +121,7 @@ static void sx_dispatch(void *self, const tn_dispatch_req *req)
     if (outcome == 'h')
         return;
     /* noop outputs travel as a real task's setValue would */
-    done_arg *d = malloc(sizeof(*d));
-    *d = (done_arg){slot, outcome == 's', req->attempt};
+    done_arg *d = new_done(slot, outcome == 's', req->attempt);
     if (req->node->type == TN_DEF_TASK_NOOP && req->node->noop.outputs.n && outcome == 's') {
         /* report now with outputs after the duration: keep it simple, report at once */
         const char *k[16], *v[16];
@@ -125,7 +135,6 @@ static void sx_dispatch(void *self, const tn_dispatch_req *req)
                          .out_keys = k, .out_values = v, .nout = n};
         finish_slot(slot);
         tn_engine_report(X.e, &res);
-        free(d);
         return;
     }
     tn_engine_after(X.e, tn_engine_now(X.e) + dur * 1000000, sx_done, d);
@@ -217,8 +226,7 @@ static void restart(bool executor_lost)
     /* what the executor kept running goes on: its completions move to the new engine */
     for (int i = 0; i < 256; i++)
         if (X.live[i].live) {
-            done_arg *d = malloc(sizeof(*d));
-            *d = (done_arg){i, true, X.live[i].attempt};
+            done_arg *d = new_done(i, true, X.live[i].attempt);
             tn_engine_after(E, tn_engine_now(E) + 1000000000LL, sx_done, d);
         }
 }
