@@ -1162,7 +1162,7 @@ Test(restart, sub_workflow_child_is_not_created_twice)
  * stays consistent. Real processes, real clock, the in-process executor. */
 #include "core/inproc.h"
 
-static void child_run(const char *d, bool start_them)
+static void child_run(const char *d, bool start_them, int ready_fd)
 {
     tn_inproc *x;
     tn_engine *e;
@@ -1200,6 +1200,9 @@ static void child_run(const char *d, bool start_them)
             if (tn_engine_call(e, &s))
                 _exit(6);
         }
+        /* the starts are committed: the parent may kill from now on */
+        if (write(ready_fd, "r", 1) != 1)
+            _exit(7);
     }
     for (;;) {
         tn_engine_run_until(e, 0, &m);
@@ -1225,9 +1228,16 @@ Test(restart, sigkill_at_random_moments)
     srand(seed);
     int kills = 0;
     for (int round = 0; round < 12; round++) {
+        int pfd[2];
+        cr_assert_eq(pipe(pfd), 0);
         pid_t pid = fork();
         if (pid == 0)
-            child_run(dir, round == 0);
+            child_run(dir, round == 0, pfd[1]);
+        close(pfd[1]);
+        char b;
+        if (round == 0)
+            cr_assert_eq(read(pfd[0], &b, 1), 1, "the first child started the workflows");
+        close(pfd[0]);
         struct timespec ts = {0, (long)(5 + rand() % 60) * 1000000L};
         nanosleep(&ts, NULL);
         int st;
@@ -1243,7 +1253,7 @@ Test(restart, sigkill_at_random_moments)
     /* a last run to the end */
     pid_t pid = fork();
     if (pid == 0)
-        child_run(dir, false);
+        child_run(dir, false, -1);
     int st;
     waitpid(pid, &st, 0);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "seed %u: final run status %d", seed, st);
