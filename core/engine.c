@@ -388,6 +388,7 @@ static void wrt_free(tn_engine *e, wrt *w)
             if (w->t[i].id)
                 tn_map_del(&e->tasks, w->t[i].id);
             tn_kv_free(w->t[i].pool);
+            free(w->t[i].why);
         }
     }
     free(w->t);
@@ -750,6 +751,7 @@ void tn_engine_close(tn_engine *e)
     free(e->timers);
     free(e->cb_timers);
     free(e->queue);
+    free(e->later);
     free(e->fx);
     free(e->touched);
     free(e->cmds_batch);
@@ -1303,10 +1305,8 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
             cmd_fail(c, err, "%s", e->msg.text[0] ? e->msg.text : tn_strerror(err));
         n++;
     }
-    for (input *in = ins, *next; in; in = next) {
-        next = in->next;
+    for (input *in = ins; in; in = in->next) {
         sched_report(e, &in->r);
-        input_free(in);
         n++;
     }
     fire_due_timers(e, &n);
@@ -1336,6 +1336,13 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         if (e->refuse && tn_evlog_pending(e->log) == 0)
             e->refuse = false;
         release_effects(e);
+    }
+    /* reports are in the log (or never will be): their senders may forget them */
+    for (input *in = ins, *next; in; in = next) {
+        next = in->next;
+        if (!err && e->ex.ops->ack && in->r.kind != TN_REPORT_LOST)
+            e->ex.ops->ack(e->ex.self, &in->r);
+        input_free(in);
     }
     /* finished instances leave memory */
     for (size_t i = 0; i < e->ntouched; i++) {

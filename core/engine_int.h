@@ -44,6 +44,7 @@ typedef struct trt {
     int64_t ended_at;
     uint64_t child;     /* sub_workflow: the child instance */
     tn_kv *pool;        /* values visible downstream: inherited + own outputs (SUCCESS) */
+    char *why;          /* why it waits for dispatch, when it does */
 } trt;
 
 /* Runtime state of a workflow instance: the fold of its events. */
@@ -155,6 +156,8 @@ struct tn_engine {
     size_t ntimers, captimers;
     qentry *queue; /* dispatch min-heap */
     size_t nqueue, capqueue;
+    qentry *later; /* could not be placed in this step */
+    size_t nlater, caplater;
 
     effect *fx;
     size_t nfx, capfx;

@@ -15,6 +15,7 @@
 #include "core/def.h"
 
 typedef struct tn_engine tn_engine;
+struct tn_report;
 
 /* One task attempt to run. Everything in it is valid during the dispatch call only;
  * an executor copies what it keeps. */
@@ -33,13 +34,32 @@ typedef struct tn_dispatch_req {
     uint8_t priority;     /* workflow priority * 8 + task priority; lower first */
 } tn_dispatch_req;
 
+/* What placement needs to know of a task waiting for dispatch. */
+typedef struct tn_place_req {
+    uint64_t wf, task;
+    uint32_t attempt;
+    const tn_def_task *node; /* worker_group, memory_max, ... */
+} tn_place_req;
+
 typedef struct tn_executor_ops {
     /* Start one attempt. The executor reports ACCEPTED (or a RESULT straight away). */
     void (*dispatch)(void *self, const tn_dispatch_req *req);
     /* Kill an attempt: TERM, grace, KILL. Reports KILL_RESULT, or the RESULT that beat it. */
     void (*kill)(void *self, uint64_t wf, uint64_t task, uint32_t attempt, uint64_t grace_ms);
-    /* Does the executor still run this attempt? (After a restart of the engine.) */
-    bool (*running)(void *self, uint64_t task, uint32_t attempt);
+    /* Does the executor still run this attempt? (After a restart of the engine.)
+     * 1 yes, 0 no (fail it over now), -1 not known yet (the executor will report
+     * TN_REPORT_LOST later if it turns out lost). */
+    int (*running)(void *self, uint64_t task, uint32_t attempt);
+    /* Optional. Choose where a task runs, in the engine thread before DISPATCHED is
+     * recorded: true with the worker's name in `worker`, or false with why it cannot be
+     * placed now (the task waits; the engine tries again at its next step). The choice
+     * reserves capacity for the attempt. NULL: every task goes to the executor itself. */
+    bool (*place)(void *self, const tn_place_req *req, char *worker, size_t wlen, char *why,
+                  size_t whylen);
+    /* Optional. Called after the commit for every report the engine processed (applied,
+     * or ignored as a duplicate or stale one): the report is in the log, or never will
+     * be, so its sender may forget it (PERSISTED). */
+    void (*ack)(void *self, const struct tn_report *r);
 } tn_executor_ops;
 
 typedef struct tn_executor {
@@ -52,10 +72,12 @@ typedef enum tn_report_kind {
     TN_REPORT_ACCEPTED = 1, /* the attempt's process started (pid) */
     TN_REPORT_RESULT,       /* it finished: success or failure, exit code, outputs */
     TN_REPORT_KILL_RESULT,  /* it was killed */
+    TN_REPORT_LOST,         /* the executor lost it (its worker died): fail it over */
 } tn_report_kind;
 
 typedef struct tn_report {
     tn_report_kind kind;
+    uint64_t report_id;     /* the sender's id of this report (for ack), 0 = none */
     uint64_t wf, task;
     uint32_t attempt;
     bool success;           /* RESULT */

@@ -359,7 +359,7 @@ static void op_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     job_unref(j);
 }
 
-static bool op_running(void *self, uint64_t task, uint32_t attempt)
+static int op_running(void *self, uint64_t task, uint32_t attempt)
 {
     tn_inproc *x = self;
     bool r = false;
@@ -371,7 +371,7 @@ static bool op_running(void *self, uint64_t task, uint32_t attempt)
     return r;
 }
 
-static const tn_executor_ops inproc_ops = {op_dispatch, op_kill, op_running};
+static const tn_executor_ops inproc_ops = {op_dispatch, op_kill, op_running, NULL, NULL};
 
 tn_err tn_inproc_new(const char *log_dir, tn_inproc **out)
 {

@@ -15,6 +15,8 @@ tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt
                      wrt **out);
 bool eng_queue_pop(tn_engine *e, qentry *out);
 
+static tn_err failover(tn_engine *e, trt *t, const char *reason);
+
 #define FINAL_T(s) (tn_sm_task.final[(s)])
 #define FINAL_W(s) (tn_sm_workflow.final[(s)])
 #define NODE(t) (&(t)->w->def->tasks[(t)->node])
@@ -109,6 +111,7 @@ void sched_reset_run(tn_engine *e, wrt *w)
         if (t->id)
             tn_map_del(&e->tasks, t->id);
         tn_kv_free(t->pool);
+        free(t->why);
         memset(t, 0, sizeof(*t));
         t->w = w;
         t->node = i;
@@ -822,6 +825,49 @@ tn_err sched_serial_release(tn_engine *e, const char *name)
 /* ------------------------------------------------------------------------------ */
 /* dispatch */
 
+static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t nc = *cap ? *cap * 2 : 64;
+    while (nc < need)
+        nc *= 2;
+    void *n = realloc(*arr, nc * elem);
+    if (!n)
+        return false;
+    *arr = n;
+    *cap = nc;
+    return true;
+}
+
+static bool grow_later(tn_engine *e, const qentry *q)
+{
+    if (!grow((void **)&e->later, &e->caplater, e->nlater + 1, sizeof(qentry)))
+        return false;
+    e->later[e->nlater++] = *q;
+    return true;
+}
+
+static void q_up(qentry *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].key <= h[i].key)
+            break;
+        qentry t = h[p];
+        h[p] = h[i];
+        h[i] = t;
+        i = p;
+    }
+}
+
+/* Why a task waits for dispatch (not state: shown by status, recomputed each try). */
+static void trt_why(trt *t, const char *why)
+{
+    free(t->why);
+    t->why = why ? strdup(why) : NULL;
+}
+
 tn_err sched_dispatch(tn_engine *e)
 {
     /* tasks waiting for a task-group slot go back to the queue when one is free */
@@ -867,13 +913,36 @@ tn_err sched_dispatch(tn_engine *e)
                 continue;
             }
         }
+        char worker[TN_DEF_MAX_NAME + 16];
+        snprintf(worker, sizeof(worker), "%s", e->ex.name ? e->ex.name : "executor");
+        if (e->ex.ops->place) {
+            char why[160];
+            tn_place_req pr = {w->id, t->id, t->attempt, n};
+            if (!e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), why, sizeof(why))) {
+                /* it waits, and says why; tried again at the next step */
+                trt_why(t, why);
+                if (!grow_later(e, &q))
+                    return TN_ERR_NOMEM;
+                continue;
+            }
+        }
+        trt_why(t, NULL);
         tn_event ev;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, w->id, t->id);
-        tn_event_set_str(&ev, "worker", e->ex.name ? e->ex.name : "executor");
+        tn_event_set_str(&ev, "worker", worker);
         tn_event_set_int(&ev, "attempt", t->attempt);
         if (!(err = eng_emit_task(e, t, 0, &ev)))
             eng_fx(e, FX_DISPATCH, t);
     }
+    /* what could not be placed goes back to the queue for the next step */
+    for (size_t i = 0; i < e->nlater; i++) {
+        qentry *l = &e->later[i];
+        if (!grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+            return TN_ERR_NOMEM;
+        e->queue[e->nqueue] = *l;
+        q_up(e->queue, e->nqueue++);
+    }
+    e->nlater = 0;
     return err;
 }
 
@@ -1017,6 +1086,10 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         tn_buf_free(&scratch);
         return err ? err : sched_task_finished(e, t);
     }
+    case TN_REPORT_LOST:
+        if (!live || !(t->flags & TF_SENT))
+            return TN_OK;
+        return failover(e, t, r->reason ? r->reason : "its worker was lost");
     case TN_REPORT_KILL_RESULT:
         if (!live)
             return TN_OK;
@@ -1028,6 +1101,37 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         return err ? err : sched_task_finished(e, t);
     }
     return TN_OK;
+}
+
+/* Fail an attempt over: NEED_FAULT_TOLERANCE, then dispatched again with a new attempt
+ * (a failover does not use up a retry). If it was being killed, the kill is done. */
+static tn_err failover(tn_engine *e, trt *t, const char *reason)
+{
+    tn_event ev;
+    tn_err err;
+    wrt *w = t->w;
+    if (t->flags & TF_KILLREQ) {
+        eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_KILLED, w->id, t->id);
+        tn_event_set_int(&ev, "attempt", t->attempt);
+        tn_event_set_str(&ev, "reason", reason);
+        err = eng_emit_task(e, t, 0, &ev);
+        return err ? err : sched_task_finished(e, t);
+    }
+    eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_FAILOVER, w->id, t->id);
+    tn_event_set_int(&ev, "attempt", t->attempt);
+    tn_event_set_str(&ev, "reason", reason);
+    if ((err = eng_emit_task(e, t, 0, &ev)))
+        return err;
+    if (w->state == TN_WF_S_READY_STOP)
+        return sched_kill_task(e, t, "stopping");
+    if (w->state == TN_WF_S_READY_PAUSE)
+        return eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
+    eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
+    tn_event_set_int(&ev, "attempt", t->attempt + 1);
+    tn_event_set_str(&ev, "group", NODE(t)->worker_group);
+    if (!(err = eng_emit_task(e, t, 0, &ev)))
+        eng_queue_push(e, t);
+    return err;
 }
 
 /* A sub-workflow's child reached a final state: its parent task follows it. */
@@ -1121,7 +1225,10 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
                 }
                 break;
             }
-            if (e->ex.ops->running && e->ex.ops->running(e->ex.self, t->id, t->attempt)) {
+            int still = e->ex.ops->running ? e->ex.ops->running(e->ex.self, t->id, t->attempt)
+                                           : 0;
+            if (still != 0) {
+                /* running (or not known yet: the executor reports LOST if it was lost) */
                 if (t->state == TN_TASK_S_RUNNING_EXECUTION)
                     arm_timeout(e, t);
                 break;
@@ -1136,16 +1243,7 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
                 break;
             }
             /* the executor lost it: fail over with a new attempt */
-            eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_FAILOVER, w->id, t->id);
-            tn_event_set_int(&ev, "attempt", t->attempt);
-            tn_event_set_str(&ev, "reason", "not running after a restart");
-            if ((err = eng_emit_task(e, t, 0, &ev)))
-                break;
-            eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
-            tn_event_set_int(&ev, "attempt", t->attempt + 1);
-            tn_event_set_str(&ev, "group", n->worker_group);
-            if (!(err = eng_emit_task(e, t, 0, &ev)))
-                eng_queue_push(e, t);
+            err = failover(e, t, "not running after a restart");
             break;
         default:
             break;

@@ -157,7 +157,7 @@ static void sx_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     tn_engine_report(X.e, &r);
 }
 
-static bool sx_running(void *self, uint64_t task, uint32_t attempt)
+static int sx_running(void *self, uint64_t task, uint32_t attempt)
 {
     (void)self;
     for (int i = 0; i < 256; i++)
@@ -166,7 +166,7 @@ static bool sx_running(void *self, uint64_t task, uint32_t attempt)
     return false;
 }
 
-static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running};
+static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running, NULL, NULL};
 
 /* ------------------------------------------------------------------------------ */
 /* harness */
@@ -993,7 +993,7 @@ static void cap_dispatch(void *self, const tn_dispatch_req *req)
         snprintf(CAP.cmd, sizeof(CAP.cmd), "%s", req->command);
     sx_dispatch(NULL, req);
 }
-static const tn_executor_ops cap_ops = {cap_dispatch, sx_kill, sx_running};
+static const tn_executor_ops cap_ops = {cap_dispatch, sx_kill, sx_running, NULL, NULL};
 
 Test(params, precedence_and_passing)
 {
