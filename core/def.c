@@ -1849,7 +1849,7 @@ tn_err tn_def_parse(const char *filename, const char *buf, size_t len, tn_def **
     if (len > TN_DEF_MAX_FILE)
         return tn_errmsg_set(msg, TN_ERR_TOOBIG,
                              "%s: file is %zu bytes; a definition may be at most %u bytes "
-                             "(4 MiB)", c.e.file, len, TN_DEF_MAX_FILE);
+                             "(16 MiB)", c.e.file, len, TN_DEF_MAX_FILE);
     if ((err = tree_build(&c, buf ? buf : "", len, &root)) != TN_OK)
         goto fail;
     err = TN_ERR_NOMEM;
@@ -1892,7 +1892,7 @@ tn_err tn_def_parse_file(const char *path, tn_def **out, tn_errmsg *msg)
     if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > TN_DEF_MAX_FILE) {
         err = tn_errmsg_set(msg, TN_ERR_TOOBIG,
                             "%s: file is %lld bytes; a definition may be at most %u bytes "
-                            "(4 MiB)", path, (long long)st.st_size, TN_DEF_MAX_FILE);
+                            "(16 MiB)", path, (long long)st.st_size, TN_DEF_MAX_FILE);
         goto fail;
     }
     /* Room for one byte past the expected end: a file that grows, or a pipe, is read

@@ -11,8 +11,8 @@
 
 /* Bounds on everything a definition file controls. A file over any of them is refused
  * with a message; nothing is truncated. */
-#define TN_DEF_MAX_FILE (4u << 20)      /* bytes of YAML */
-#define TN_DEF_MAX_TASKS 10000u
+#define TN_DEF_MAX_FILE (16u << 20)     /* bytes of YAML */
+#define TN_DEF_MAX_TASKS 100000u
 #define TN_DEF_MAX_NAME 64u             /* workflow, task, group, environment names */
 #define TN_DEF_MAX_STRING (64u << 10)   /* any other string (description, param value) */
 #define TN_DEF_MAX_COMMAND (1u << 20)   /* a shell command */
@@ -26,7 +26,7 @@
 /* The version of the encoding tn_def_encode writes and tn_def_decode reads, and the
  * largest encoding tn_def_decode accepts (an encoding is at most about 3x its YAML). */
 #define TN_DEF_FORMAT_VERSION 1
-#define TN_DEF_MAX_ENCODED (4 * TN_DEF_MAX_FILE)
+#define TN_DEF_MAX_ENCODED (2 * TN_DEF_MAX_FILE)
 
 #define TN_DEF_DEFAULT_WORKER_GROUP "default"
 #define TN_DEF_DEFAULT_KILL_GRACE_MS 5000u

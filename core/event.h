@@ -22,11 +22,11 @@
 #include "core/err.h"
 
 #define TN_EVENT_VERSION 1
-#define TN_EVENT_MAX_BYTES (4u << 20) /* one encoded event */
+#define TN_EVENT_MAX_BYTES (40u << 20) /* one encoded event */
 #define TN_ACTOR_MAX 64               /* bytes of actor */
 #define TN_ATTRS_MAX 32               /* attrs per event */
 #define TN_ATTR_KEY_MAX 32            /* bytes of an attr key */
-#define TN_ATTR_VAL_MAX (4u << 20)    /* bytes of an attr str/bin value */
+#define TN_ATTR_VAL_MAX (32u << 20)   /* bytes of an attr str/bin value (a definition) */
 #define TN_HASH_LEN 32
 
 typedef struct tn_str {

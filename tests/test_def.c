@@ -686,8 +686,10 @@ Test(def, ten_thousand_tasks)
 
     y = chain_yaml(TN_DEF_MAX_TASKS + 1, &len);
     cr_assert_eq(tn_def_parse("chain.yaml", y, len, &d, &msg), TN_ERR_TOOBIG);
-    cr_assert(strstr(msg.text, "chain.yaml:3: workflow \"chain\" has 10001 tasks; the limit "
-                               "is 10000"), "%s", msg.text);
+    char want[128];
+    snprintf(want, sizeof(want), "chain.yaml:3: workflow \"chain\" has %u tasks; the limit is %u",
+             TN_DEF_MAX_TASKS + 1, TN_DEF_MAX_TASKS);
+    cr_assert(strstr(msg.text, want), "%s", msg.text);
     free(y);
 }
 
@@ -701,7 +703,9 @@ Test(def, size_limits)
     char *y = malloc(big);
     memset(y, '#', big);
     cr_assert_eq(tn_def_parse("big.yaml", y, big, &d, &msg), TN_ERR_TOOBIG);
-    cr_assert(strstr(msg.text, "big.yaml: file is 4194305 bytes"), "%s", msg.text);
+    char want[64];
+    snprintf(want, sizeof(want), "big.yaml: file is %zu bytes", big);
+    cr_assert(strstr(msg.text, want), "%s", msg.text);
     free(y);
 
     /* a description over 64 KiB */
