@@ -114,7 +114,7 @@ void tn_engine_after(tn_engine *e, int64_t due_ns, tn_engine_timer_fn fn, void *
         timer tm = {.due = due_ns, .kind = TIMER_CALLBACK, .fn = fn, .arg = arg};
         e->cb_timers[e->ncb++] = tm;
     }
-    pthread_cond_signal(&e->cv);
+    pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -778,7 +778,7 @@ void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
     else
         e->cmd_head = cmd;
     e->cmd_tail = cmd;
-    pthread_cond_signal(&e->cv);
+    pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -810,7 +810,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     else
         e->in_head = in;
     e->in_tail = in;
-    pthread_cond_signal(&e->cv);
+    pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -1161,6 +1161,11 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
         err = emit(e, &ev);
         break;
     }
+    case TN_CMD_WHY: {
+        trt *q = tn_map_get(&e->tasks, c->id);
+        snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
+        break;
+    }
     default:
         cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
     }
@@ -1363,6 +1368,16 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     }
     e->ncmds = 0;
     return n;
+}
+
+tn_err tn_engine_submit_wait(tn_engine *e, tn_cmd *cmd)
+{
+    tn_engine_submit(e, cmd);
+    pthread_mutex_lock(&e->mu);
+    while (!cmd->done)
+        pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    return cmd->err;
 }
 
 tn_err tn_engine_call(tn_engine *e, tn_cmd *cmd)

@@ -65,6 +65,7 @@ typedef enum tn_cmd_kind {
     TN_CMD_KILL_TASK,     /* task id */
     TN_CMD_TASKGROUP_SET, /* name, slots */
     TN_CMD_ENV_SET,       /* name, text */
+    TN_CMD_WHY,           /* task id: msg = why it waits for dispatch ("" if it does not) */
 } tn_cmd_kind;
 
 typedef struct tn_cmd {
@@ -100,6 +101,8 @@ typedef struct tn_cmd {
 /* Queue a command; the caller keeps it alive until cmd->done (read under
  * tn_engine_wait_cmd when another thread runs the engine). */
 void tn_engine_submit(tn_engine *e, tn_cmd *cmd);
+/* From another thread, while the engine thread runs: submit and wait until done. */
+tn_err tn_engine_submit_wait(tn_engine *e, tn_cmd *cmd);
 /* From the engine thread: submit and step until it is done. */
 tn_err tn_engine_call(tn_engine *e, tn_cmd *cmd);
 

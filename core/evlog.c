@@ -2,7 +2,11 @@
  * per-workflow index and projections, all in one group commit. */
 #include "core/evlog.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,7 @@
 #include "statemachines/sm_gen.h"
 
 struct tn_evlog {
+    int lock_fd; /* flock on DIR/writer.lock: one writer process per store */
     tn_store *store;
     tn_batch *batch;
     tn_buf enc;  /* scratch for one encoded event / projection */
@@ -137,6 +142,31 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory opening %s", dir);
     tn_map_init(&l->wfs);
     tn_map_init(&l->tasks);
+    l->lock_fd = -1;
+    tn_err e;
+    if (opts && opts->create && tn_mkdir_p(dir) != 0) {
+        e = tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot create the data directory: %s; check "
+                          "--data", dir, strerror(errno));
+        goto fail;
+    }
+    {
+        /* one writer process per store: the engine caches the log's head in memory */
+        char lp[4200];
+        snprintf(lp, sizeof(lp), "%s/writer.lock", dir);
+        l->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (l->lock_fd < 0 && errno == ENOENT) {
+            e = tn_errmsg_set(msg, TN_ERR_NOENT, "%s: no tern store here: check --data", dir);
+            goto fail;
+        }
+        if (l->lock_fd < 0 || flock(l->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            e = tn_errmsg_set(msg, TN_ERR_BUSY, "%s: %s", dir,
+                              l->lock_fd < 0 ? strerror(errno)
+                                             : "another tern process (a master, standalone or "
+                                               "run) writes this store; talk to it, or use "
+                                               "another --data directory");
+            goto fail;
+        }
+    }
     tn_store_opts so = {0};
     if (opts) {
         so.map_size = opts->map_size;
@@ -144,7 +174,7 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         so.create = opts->create;
         so.no_sync = opts->no_sync;
     }
-    tn_err e = tn_store_open(dir, &so, &l->store, msg);
+    e = tn_store_open(dir, &so, &l->store, msg);
     if (e)
         goto fail;
     if ((e = tn_batch_new(&l->batch))) {
@@ -182,6 +212,8 @@ void tn_evlog_close(tn_evlog *l)
     tn_buf_free(&l->enc);
     tn_batch_free(l->batch);
     tn_store_close(l->store);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);
     free(l);
 }
 

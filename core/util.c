@@ -2,6 +2,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,48 @@ int tn_mkdir_p(const char *path)
     if (mkdir(buf, 0755) != 0 && errno != EEXIST)
         return -1;
     return 0;
+}
+
+void tn_sb_printf(tn_sb *b, const char *fmt, ...)
+{
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->s && (size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t nc = b->cap ? b->cap * 2 : 256;
+        while (nc < b->len + (size_t)n + 1)
+            nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns)
+            return;
+        b->s = ns;
+        b->cap = nc;
+    }
+}
+
+void tn_sb_json(tn_sb *b, const char *s, size_t n)
+{
+    tn_sb_printf(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            tn_sb_printf(b, "\\%c", c);
+        else if (c == '\n')
+            tn_sb_printf(b, "\\n");
+        else if (c == '\t')
+            tn_sb_printf(b, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            tn_sb_printf(b, "\\u%04x", c);
+        else
+            tn_sb_printf(b, "%c", c);
+    }
+    tn_sb_printf(b, "\"");
 }

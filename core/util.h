@@ -36,4 +36,14 @@ int tn_parse_time(const char *s, int64_t *out_ns);
 /* Create a directory and its parents (mode 0755); 0 on success or if it exists. */
 int tn_mkdir_p(const char *path);
 
+
+
+/* A growable string: sb_printf appends; the caller frees sb.s (NULL-safe). */
+typedef struct tn_sb {
+    char *s;
+    size_t len, cap;
+} tn_sb;
+void tn_sb_printf(tn_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append a JSON string literal (quoted, escaped) of n bytes. */
+void tn_sb_json(tn_sb *b, const char *s, size_t n);
 #endif
