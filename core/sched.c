@@ -1035,7 +1035,7 @@ static void arm_timeout(tn_engine *e, trt *t)
 tn_err sched_report(tn_engine *e, const tn_report *r)
 {
     trt *t = tn_map_get(&e->tasks, r->task);
-    if (!t || t->w->id != r->wf) {
+    if (!t || (r->wf && t->w->id != r->wf)) {
         tn_debug("engine", "msg=\"report for a task not in memory\" task=%" PRIu64, r->task);
         return TN_OK;
     }

@@ -38,8 +38,22 @@ int tn_cmd_run(int argc, char **argv);
 int tn_cmd_def(int argc, char **argv);
 int tn_cmd_taskgroup(int argc, char **argv);
 int tn_cmd_env(int argc, char **argv);
+int tn_cmd_ctl(int argc, char **argv);
+int tn_cmd_master(int argc, char **argv);
+int tn_cmd_worker(int argc, char **argv);
+int tn_cmd_standalone(int argc, char **argv);
+struct tn_master;
+struct tn_worker;
+struct tn_errmsg;
+/* A master and a worker in this process over inproc (the embedded default). */
+int tn_standalone_start(const char *data, uint32_t slots, bool no_cgroup, struct tn_master **m,
+                        struct tn_worker **w, struct tn_errmsg *em);
+/* def apply through a running master; -1 when none answers */
+int tn_ctl_apply_remote(const char *data, const char *master, int nfiles, char **files,
+                        bool json);
 
 extern const char tn_usage_replay[], tn_usage_audit[], tn_usage_sm[], tn_usage_bench[],
-    tn_usage_demo[], tn_usage_run[], tn_usage_def[], tn_usage_taskgroup[], tn_usage_env[];
+    tn_usage_demo[], tn_usage_run[], tn_usage_def[], tn_usage_taskgroup[], tn_usage_env[],
+    tn_usage_ctl[], tn_usage_master[], tn_usage_worker[], tn_usage_standalone[];
 
 #endif

@@ -440,12 +440,13 @@ static int def_show(const char *data, const char *name, uint64_t version, bool j
 
 int tn_cmd_def(int argc, char **argv)
 {
-    const char *data = TN_DEFAULT_DATA;
+    const char *data = TN_DEFAULT_DATA, *master = NULL;
     bool json = false;
     uint64_t version = 0;
     static const struct option lo[] = {{"data", required_argument, 0, 'd'},
                                        {"json", no_argument, 0, 'j'},
                                        {"version", required_argument, 0, 'v'},
+                                       {"master", required_argument, 0, 'M'},
                                        {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -453,6 +454,7 @@ int tn_cmd_def(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
+        case 'M': master = optarg; break;
         case 'j': json = true; break;
         case 'v':
             if (!tn_cli_u64(optarg, &version) || version == 0)
@@ -475,6 +477,10 @@ int tn_cmd_def(int argc, char **argv)
         return tn_cli_usage("def", "unknown subcommand \"%s\" (apply, ls, show)", sub);
     if (optind >= argc)
         return tn_cli_usage("def", "apply wants one or more files");
+    /* a running master owns the store: apply through it */
+    int remote = tn_ctl_apply_remote(data, master, argc - optind, argv + optind, json);
+    if (remote >= 0)
+        return remote;
     local l;
     int rc = local_open("def", data, &l);
     if (rc)

@@ -11,11 +11,27 @@ static int cmd_help(int argc, char **argv);
 static const char usage_help[] = "usage: tern help [COMMAND]\n\nShow the commands, or one command's help.\n";
 
 static const tn_cli_cmd commands[] = {
+    {"standalone", "a master and a worker in one process (the embedded default)",
+     tn_usage_standalone, tn_cmd_standalone},
+    {"master", "run the master daemon", tn_usage_master, tn_cmd_master},
+    {"worker", "run a worker daemon", tn_usage_worker, tn_cmd_worker},
     {"run", "apply a workflow file, run an instance to its end here, print its tasks",
      tn_usage_run, tn_cmd_run},
     {"def", "apply, list and show workflow definitions", tn_usage_def, tn_cmd_def},
     {"taskgroup", "set a task group's slots", tn_usage_taskgroup, tn_cmd_taskgroup},
     {"env", "store a named environment for shell tasks", tn_usage_env, tn_cmd_env},
+    {"start", "start an instance on the running master", tn_usage_ctl, tn_cmd_ctl},
+    {"pause", "pause an instance (running tasks finish)", tn_usage_ctl, tn_cmd_ctl},
+    {"resume", "resume a paused instance", tn_usage_ctl, tn_cmd_ctl},
+    {"stop", "stop an instance (running tasks are killed)", tn_usage_ctl, tn_cmd_ctl},
+    {"rerun", "run a finished instance again", tn_usage_ctl, tn_cmd_ctl},
+    {"recover", "re-run the failed and killed tasks of an instance", tn_usage_ctl, tn_cmd_ctl},
+    {"kill", "kill one task", tn_usage_ctl, tn_cmd_ctl},
+    {"force-success", "mark a failed task successful", tn_usage_ctl, tn_cmd_ctl},
+    {"ls", "list instances", tn_usage_ctl, tn_cmd_ctl},
+    {"status", "one instance and its tasks", tn_usage_ctl, tn_cmd_ctl},
+    {"logs", "a task's log, from its worker (-f follows)", tn_usage_ctl, tn_cmd_ctl},
+    {"workers", "live workers and their resources", tn_usage_ctl, tn_cmd_ctl},
     {"demo", "record a demo workflow's transitions and print its replayed timeline",
      tn_usage_demo, tn_cmd_demo},
     {"replay", "rebuild every projection from the events and verify the log",
@@ -48,7 +64,7 @@ static int cmd_help(int argc, char **argv)
     printf("tern — a workflow scheduler on an event-sourced state-machine core\n\n"
            "usage: tern COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+        printf("  %-13s %s\n", commands[i].name, commands[i].summary);
     printf("\nEvery command takes --help. Commands that read a store take --data DIR\n"
            "(default %s); commands that report state take --json.\n",
            TN_DEFAULT_DATA);
