@@ -285,10 +285,9 @@ static int ex_running(void *self, uint64_t task, uint32_t attempt)
 {
     tn_master *m = self;
     /* after a restart the master does not know yet: it asks the worker (RECONCILE) and
-     * reports LOST for what the worker does not run, or if it never comes back */
-    tn_task_proj p;
-    if (tn_evlog_task(tn_engine_log(m->e), task, &p) != TN_OK)
-        return 0;
+     * reports LOST for what the worker does not run, or if it never comes back. Which
+     * worker ran it is filled in from the log by the first liveness check (the engine is
+     * still opening here). */
     pthread_mutex_lock(&m->mu);
     asg *a = tn_map_get(&m->asgs, task);
     if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, task, a)) {
@@ -300,7 +299,7 @@ static int ex_running(void *self, uint64_t task, uint32_t attempt)
         a->attempt = attempt;
         a->seq = 0;
         a->confirmed = false;
-        snprintf(a->worker, sizeof(a->worker), "%s", p.worker);
+        a->worker[0] = 0;
     }
     pthread_mutex_unlock(&m->mu);
     return a ? -1 : 0;
@@ -571,6 +570,25 @@ static void check_workers(tn_master *m)
 {
     int64_t now = tn_mono_ns(), limit = (int64_t)m->o.heartbeat_timeout_ms * 1000000;
     pthread_mutex_lock(&m->mu);
+    /* attempts recovered from the log: which worker had them */
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        tn_task_proj p;
+        if (!a || a->worker[0])
+            continue;
+        if (tn_evlog_task(tn_engine_log(m->e), a->task, &p) == TN_OK && p.worker[0])
+            snprintf(a->worker, sizeof(a->worker), "%s", p.worker);
+        else
+            snprintf(a->worker, sizeof(a->worker), "?");
+        wk *w = find_worker(m, a->worker);
+        if (w && w->alive) {
+            /* it may have answered RECONCILE already: ask again */
+            w->reconcile_seq = ++m->seq;
+            tn_msg rc = {.type = TN_MSG_RECONCILE};
+            rc.reconcile.epoch = w->reconcile_seq;
+            send_to(m, w, &rc);
+        }
+    }
     for (wk *w = m->workers; w; w = w->next) {
         if (!w->alive || now - w->last_hb <= limit)
             continue;
@@ -782,6 +800,4 @@ void tn_master_stop(tn_master *m)
     tn_info("master", "msg=\"stopped\"");
 }
 
-/* For the standalone mode and tests: the engine (its thread runs it). */
-tn_engine *tn_master_engine(tn_master *m);
 tn_engine *tn_master_engine(tn_master *m) { return m->e; }

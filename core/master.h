@@ -39,6 +39,9 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
 void tn_master_stop(tn_master *m);
 const char *tn_master_ctl_url(const tn_master *m);
 
+/* The engine the master runs (its own thread runs it: use tn_engine_submit_wait). */
+struct tn_engine *tn_master_engine(tn_master *m);
+
 /* Parse "random|round_robin|lower_weight"; -1 when unknown. */
 int tn_selector_parse(const char *s);
 

@@ -1045,33 +1045,24 @@ static uint32_t session_members(tn_procs *p, tn_proc *t)
     return n;
 }
 
-/* Live members as (pid, start, state) into `out`. Session mode reads the last scan. */
-static void members(tn_procs *p, tn_proc *t, pidarr *out, pidset *ids)
+/* Live members by identity into ids. Session mode reads the last scan. */
+static void members(tn_procs *p, tn_proc *t, pidset *ids)
 {
     if (t->mode == TN_CONTAIN_CGROUP) {
         pidarr raw = {0};
         cg_list(t->cg, &raw, 0);
         for (size_t i = 0; i < raw.n; i++) {
             pinfo pi;
-            if (!read_stat(raw.v[i], &pi) || pi.state == 'Z')
-                continue;
-            if (out)
-                (void)pidarr_push(out, pi.pid);
-            if (ids)
+            if (read_stat(raw.v[i], &pi) && pi.state != 'Z')
                 (void)pidset_put(ids, pi.pid, pi.start);
         }
         pidarr_fini(&raw);
         return;
     }
     (void)session_members(p, t);
-    for (size_t i = 0; i < p->scan.n; i++) {
-        if (!p->scan.mark[i])
-            continue;
-        if (out)
-            (void)pidarr_push(out, p->scan.v[i].pid);
-        if (ids)
+    for (size_t i = 0; i < p->scan.n; i++)
+        if (p->scan.mark[i])
             (void)pidset_put(ids, p->scan.v[i].pid, p->scan.v[i].start);
-    }
 }
 
 /* Empty: no live process of the attempt. cgroup mode trusts cgroup.events. */
@@ -1168,7 +1159,7 @@ static void do_kill(tn_procs *p, tn_proc *t, int64_t now)
     if (t->mode == TN_CONTAIN_CGROUP) {
         if (p->has_freeze)
             (void)cg_freeze(t->cg);
-        members(p, t, NULL, &ids);
+        members(p, t, &ids);
         t->rep.escalated = ids.n > 0;
         if (p->has_kill && write_at(t->cg, "cgroup.kill", "1") == 0) {
             t->rep.cgroup_kill = true;
@@ -1183,7 +1174,7 @@ static void do_kill(tn_procs *p, tn_proc *t, int64_t now)
         for (int round = 0; round < STOP_ROUNDS_MAX; round++) {
             fresh_scan(p, now);
             pidset cur = {0};
-            members(p, t, NULL, &cur);
+            members(p, t, &cur);
             uint32_t fresh = 0;
             for (uint32_t i = 0; i < cur.n; i++) {
                 if (pidset_has(&t->stopped, cur.v[i].pid, cur.v[i].start_ticks))
@@ -1214,13 +1205,13 @@ static void do_term(tn_procs *p, tn_proc *t, int64_t now)
     if (t->mode == TN_CONTAIN_CGROUP) {
         if (p->has_freeze)
             (void)cg_freeze(t->cg);
-        members(p, t, NULL, &ids);
+        members(p, t, &ids);
         (void)signal_ids(t, &ids, SIGTERM);
         if (p->has_freeze)
             (void)write_at(t->cg, "cgroup.freeze", "0");
     } else {
         fresh_scan(p, now);
-        members(p, t, NULL, &ids);
+        members(p, t, &ids);
         (void)signal_ids(t, &ids, SIGTERM);
     }
     pidset_fini(&ids);
@@ -1247,7 +1238,8 @@ static void start_kill(tn_procs *p, tn_proc *t, int64_t grace_ns, int64_t now)
     }
     do_term(p, t, now);
     tn_info(COMP, "msg=\"kill: SIGTERM\" task=%" PRIu64 " attempt=%" PRIu32 " signalled=%" PRIu32
-            " grace_ms=%" PRId64, t->task, t->attempt, t->rep.signalled, (int64_t)(grace_ns / NS_PER_MS));
+            " grace_ms=%" PRId64, t->task, t->attempt, t->rep.signalled,
+            (int64_t)(grace_ns / NS_PER_MS));
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1328,7 +1320,7 @@ static void step(tn_procs *p, int64_t now)
             bool empty = attempt_empty(p, t);
             if (t->leader_exited && !empty) {
                 pidset ids = {0};
-                members(p, t, NULL, &ids);
+                members(p, t, &ids);
                 t->leftovers = ids.n;
                 pidset_fini(&ids);
                 tn_info(COMP, "msg=\"leader exited, killing leftovers\" task=%" PRIu64
@@ -1353,7 +1345,7 @@ static void step(tn_procs *p, int64_t now)
             }
             /* stragglers: a member that appeared since (none should), or a D state */
             pidset ids = {0};
-            members(p, t, NULL, &ids);
+            members(p, t, &ids);
             if (now - t->rep.kill_ns >= p->verify_ns) {
                 kill_done(t, now, &ids);
             } else if (t->mode == TN_CONTAIN_CGROUP && p->has_kill) {

@@ -50,17 +50,13 @@ typedef struct pending {
     uint32_t tries;
 } pending;
 
-/* A message from the master, copied out of the frame. */
+/* A frame from the master, copied; decoded by the worker thread (what the decoder
+ * returns lives only during its callback). */
 typedef struct inmsg {
     struct inmsg *next;
-    tn_msg m;
-    void *frame; /* the frame the strings point into (refcounted below) */
+    size_t len;
+    char buf[];
 } inmsg;
-
-typedef struct frame_ref {
-    void *buf;
-    int refs;
-} frame_ref;
 
 struct tn_worker {
     tn_worker_opts o;
@@ -556,38 +552,47 @@ static void sweep(tn_worker *w)
 /* ------------------------------------------------------------------------------ */
 /* the loop */
 
+typedef struct in_ctx {
+    tn_worker *w;
+    tn_batch *b;
+} in_ctx;
+
+static tn_err process(void *arg, tn_str sender, const tn_msg *m)
+{
+    in_ctx *x = arg;
+    (void)sender;
+    switch (m->type) {
+    case TN_MSG_DISPATCH:
+        start_job(x->w, x->b, &m->dispatch);
+        break;
+    case TN_MSG_KILL:
+        kill_job(x->w, x->b, &m->kill);
+        break;
+    case TN_MSG_PERSISTED:
+        outbox_done(x->w, x->b, m->persisted.report_id);
+        break;
+    case TN_MSG_RECONCILE:
+        reconcile(x->w, m->reconcile.epoch);
+        break;
+    default:
+        break; /* a worker->master type sent to us: ignore */
+    }
+    return TN_OK;
+}
+
 static void take_inbound(tn_worker *w, tn_batch *b)
 {
     pthread_mutex_lock(&w->mu);
     inmsg *in = w->in_head;
     w->in_head = w->in_tail = NULL;
     pthread_mutex_unlock(&w->mu);
+    in_ctx x = {w, b};
     while (in) {
         inmsg *next = in->next;
-        switch (in->m.type) {
-        case TN_MSG_DISPATCH:
-            start_job(w, b, &in->m.dispatch);
-            break;
-        case TN_MSG_KILL:
-            kill_job(w, b, &in->m.kill);
-            break;
-        case TN_MSG_PERSISTED:
-            outbox_done(w, b, in->m.persisted.report_id);
-            break;
-        case TN_MSG_RECONCILE:
-            reconcile(w, in->m.reconcile.epoch);
-            break;
-        default:
-            break;
-        }
-        frame_ref *fr = in->frame;
-        pthread_mutex_lock(&w->mu);
-        bool last = fr && --fr->refs == 0;
-        pthread_mutex_unlock(&w->mu);
-        if (last) {
-            free(fr->buf);
-            free(fr);
-        }
+        tn_errmsg em = {{0}};
+        if (tn_frame_decode(in->buf, in->len, process, &x, &em) != TN_OK)
+            tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", in->len,
+                    em.text);
         free(in);
         in = next;
     }
@@ -710,20 +715,16 @@ static void *worker_thread(void *arg)
 /* ------------------------------------------------------------------------------ */
 /* what the master sends (transport thread) */
 
-static tn_err on_msg(void *arg, tn_str sender, const tn_msg *m)
+static void on_frame(void *arg, const void *buf, size_t len)
 {
-    tn_worker *w = ((void **)arg)[0];
-    frame_ref *fr = ((void **)arg)[1];
-    (void)sender;
-    if (!tn_msg_to_worker(m->type))
-        return TN_OK;
-    inmsg *in = calloc(1, sizeof(*in));
+    tn_worker *w = arg;
+    inmsg *in = malloc(sizeof(*in) + len);
     if (!in)
-        return TN_ERR_NOMEM;
-    in->m = *m; /* strings and lists point into the frame, kept until processed */
-    in->frame = fr;
+        return; /* the master resends what matters */
+    in->next = NULL;
+    in->len = len;
+    memcpy(in->buf, buf, len);
     pthread_mutex_lock(&w->mu);
-    fr->refs++;
     if (w->in_tail)
         w->in_tail->next = in;
     else
@@ -731,30 +732,6 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *m)
     w->in_tail = in;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    return TN_OK;
-}
-
-static void on_frame(void *arg, const void *buf, size_t len)
-{
-    tn_worker *w = arg;
-    frame_ref *fr = calloc(1, sizeof(*fr));
-    if (!fr || !(fr->buf = malloc(len ? len : 1))) {
-        free(fr);
-        return;
-    }
-    memcpy(fr->buf, buf, len);
-    fr->refs = 1;
-    void *ctx[2] = {w, fr};
-    tn_errmsg em = {{0}};
-    if (tn_frame_decode(fr->buf, len, on_msg, ctx, &em) != TN_OK)
-        tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", len, em.text);
-    pthread_mutex_lock(&w->mu);
-    bool last = --fr->refs == 0;
-    pthread_mutex_unlock(&w->mu);
-    if (last) {
-        free(fr->buf);
-        free(fr);
-    }
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -962,11 +939,6 @@ void tn_worker_stop(tn_worker *w)
     while (w->in_head) {
         inmsg *in = w->in_head;
         w->in_head = in->next;
-        frame_ref *fr = in->frame;
-        if (fr && --fr->refs == 0) {
-            free(fr->buf);
-            free(fr);
-        }
         free(in);
     }
     while (w->jobs) {

@@ -10,6 +10,9 @@
 #include "core/def.h"
 #include "core/engine.h"
 #include "core/inproc.h"
+#include "core/log.h"
+#include "core/master.h"
+#include "core/worker.h"
 #include "core/replay.h"
 #include "core/util.h"
 #include "statemachines/sm_gen.h"
@@ -263,46 +266,103 @@ int tn_cmd_run(int argc, char **argv)
         return tn_cli_usage("run", "give one workflow file");
     if (nfrom && mode == TN_MODE_ALL)
         mode = TN_MODE_TASK_POST;
-    local l;
-    char name[TN_DEF_MAX_NAME + 1] = "";
-    if ((rc = local_open("run", data, &l)))
-        goto out;
-    if ((rc = apply_file("run", &l, argv[optind], false, true, name, sizeof(name)))) {
-        local_close(&l);
+    /* parse first: a bad file is reported before anything starts */
+    tn_def *def;
+    tn_errmsg m = {{0}};
+    if (tn_def_parse_file(argv[optind], &def, &m)) {
+        rc = tn_cli_fail("run", "%s", m.text);
         goto out;
     }
+    char *bytes;
+    size_t blen;
+    if (tn_def_encode(def, &bytes, &blen)) {
+        tn_def_free(def);
+        rc = tn_cli_fail("run", "%s: cannot encode the definition", argv[optind]);
+        goto out;
+    }
+    char name[TN_DEF_MAX_NAME + 1];
+    snprintf(name, sizeof(name), "%s", def->name);
+    uint32_t ntasks = def->n_tasks;
+    tn_def_free(def);
+    /* the embedded default: a master and a worker in this process; their logs only
+     * when something goes wrong, unless TERN_LOG_LEVEL says otherwise */
+    if (!getenv("TERN_LOG_LEVEL"))
+        tn_log_set_level(TN_LOG_WARN);
+    tn_master *ms;
+    tn_worker *wk;
+    if (tn_standalone_start(data, 0, false, &ms, &wk, &m)) {
+        free(bytes);
+        rc = tn_cli_fail("run", "%s", m.text);
+        goto out;
+    }
+    tn_engine *e = tn_master_engine(ms);
+    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = blen,
+                 .actor = "user:cli"};
     tn_cmd sc = {.kind = TN_CMD_START, .workflow = name, .param_keys = pk, .param_values = pv,
                  .nparams = np, .from = from, .nfrom = nfrom, .mode = (tn_start_mode)mode,
                  .dry_run = dry, .actor = "user:cli"};
-    if (tn_engine_call(l.e, &sc)) {
-        rc = tn_cli_fail("run", "%s", sc.msg);
-        local_close(&l);
+    if (tn_engine_submit_wait(e, &ac) || tn_engine_submit_wait(e, &sc)) {
+        rc = tn_cli_fail("run", "%s", ac.err ? ac.msg : sc.msg);
+        free(bytes);
+        tn_worker_stop(wk);
+        tn_master_stop(ms);
         goto out;
     }
+    free(bytes);
     if (!json)
-        printf("started %s instance %" PRIu64 " (data: %s)\n", name, sc.out_id, data);
+        printf("started %s instance %" PRIu64 " (data: %s; `tern status %" PRIu64
+               "` from another shell)\n", name, sc.out_id, data, sc.out_id);
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    tn_errmsg m = {{0}};
-    int st;
+    tn_evlog *lg = tn_engine_log(e);
+    tn_store *st = tn_evlog_store(lg);
+    bool tty = isatty(1) && !json;
+    char last[160] = "";
+    tn_wf_proj w;
+    bool stopped = false;
     for (;;) {
-        st = tn_engine_run_until(l.e, sc.out_id, &m);
-        if (st != -2 || interrupted)
+        if (tn_evlog_wf(lg, sc.out_id, &w) == TN_OK && tn_sm_workflow.final[w.state])
             break;
-        tn_engine_wait(l.e, 200000000LL);
+        if (interrupted && !stopped) {
+            tn_cmd stop = {.kind = TN_CMD_STOP, .id = sc.out_id, .actor = "user:cli"};
+            tn_engine_submit_wait(e, &stop);
+            stopped = true;
+        }
+        if (!json) {
+            /* progress: done of total, running, failed */
+            tlist l = {0};
+            int fr;
+            tn_replay_wf_events(st, sc.out_id, collect_tasks, &l, &fr);
+            unsigned done = 0, running = 0, failed = 0;
+            for (size_t i = 0; i < l.n; i++) {
+                tn_task_proj p;
+                if (tn_evlog_task(lg, l.rows[i].id, &p) != TN_OK)
+                    continue;
+                if (tn_sm_task.final[p.state])
+                    done++;
+                if (p.state == TN_TASK_S_RUNNING_EXECUTION || p.state == TN_TASK_S_DISPATCH)
+                    running++;
+                if (p.state == TN_TASK_S_FAILURE || p.state == TN_TASK_S_KILL)
+                    failed++;
+            }
+            free(l.rows);
+            char line[160];
+            snprintf(line, sizeof(line), "progress: %u/%u tasks done, %u running, %u failed",
+                     done, ntasks, running, failed);
+            if (strcmp(line, last) != 0) {
+                printf(tty ? "\r%s\033[K" : "%s\n", line);
+                fflush(stdout);
+                snprintf(last, sizeof(last), "%s", line);
+            }
+        }
+        usleep(100000);
     }
-    if (interrupted) {
-        tn_cmd stop = {.kind = TN_CMD_STOP, .id = sc.out_id, .actor = "user:cli"};
-        tn_engine_call(l.e, &stop);
-        st = tn_engine_run_until(l.e, sc.out_id, &m);
-    }
-    if (st < 0) {
-        rc = tn_cli_fail("run", "%s", m.text[0] ? m.text : "the workflow cannot finish");
-    } else {
-        print_table(tn_evlog_store(tn_engine_log(l.e)), tn_engine_log(l.e), sc.out_id, json);
-        rc = st == TN_WF_S_SUCCESS ? 0 : 1;
-    }
-    local_close(&l);
+    if (tty)
+        printf("\n");
+    print_table(st, lg, sc.out_id, json);
+    rc = w.state == TN_WF_S_SUCCESS ? 0 : 1;
+    tn_worker_stop(wk);
+    tn_master_stop(ms);
 out:
     for (uint32_t i = 0; i < np; i++)
         free(pbuf[i]);
