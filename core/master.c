@@ -14,6 +14,7 @@
 #include "core/engine.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/mp.h"
 #include "core/util.h"
 #include "transport/proto.h"
 #include "transport/rpc.h"
@@ -48,7 +49,36 @@ typedef struct asg {
     uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
     bool confirmed; /* after a restart: the worker said it runs it */
     char worker[TN_PROTO_ID_MAX + 1];
+    /* DISPATCH until ACCEPTED, KILL until its result: resent with backoff (the wire may
+     * drop them; the worker takes each attempt once) */
+    void *enc;
+    size_t len;
+    int64_t next_send;
+    uint32_t tries;
 } asg;
+
+static void asg_free(asg *a)
+{
+    if (a)
+        free(a->enc);
+    free(a);
+}
+
+/* Keep an encoded message to resend to a's worker until answered. */
+static void asg_keep(asg *a, const tn_msg *m)
+{
+    tn_buf b = {0};
+    free(a->enc);
+    a->enc = NULL;
+    if (tn_msg_encode(m, &b) == TN_OK) {
+        a->enc = b.data;
+        a->len = b.size;
+        a->tries = 0;
+        a->next_send = tn_mono_ns() + 1000000000LL;
+    } else {
+        tn_buf_free(&b);
+    }
+}
 
 struct tn_master {
     tn_master_opts o;
@@ -239,6 +269,7 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     if (w && w->alive && w->q && tn_outq_push(w->q, &msg) == TN_OK) {
         sent = true;
         (void)tn_outq_flush(w->q, w->tx, NULL);
+        asg_keep(a, &msg);
     }
     pthread_mutex_unlock(&m->mu);
     free(pp);
@@ -263,6 +294,7 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     wk *w = current ? find_worker(m, a->worker) : NULL;
     if (w) {
         send_to(m, w, &msg);
+        asg_keep(a, &msg);
     } else {
         /* a stale attempt, or one we do not know the place of: every worker hears it,
          * those that do not run it ignore it */
@@ -322,7 +354,7 @@ static void ex_ack(void *self, const tn_report *r)
         if (a && a->attempt == r->attempt && strcmp(a->worker, r->worker) == 0) {
             if (w && w->assigned)
                 w->assigned--;
-            free(tn_map_del(&m->asgs, r->task));
+            asg_free(tn_map_del(&m->asgs, r->task));
         }
     }
     pthread_mutex_unlock(&m->mu);
@@ -365,7 +397,7 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
         (void)p;
         if (w->assigned)
             w->assigned--;
-        free(tn_map_del(&m->asgs, a->task));
+        asg_free(tn_map_del(&m->asgs, a->task));
         i = (size_t)-1; /* the table moved: start over */
         if (!m->asgs.cap)
             break;
@@ -504,7 +536,22 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     case TN_MSG_RECONCILED:
         on_reconciled(m, worker, &msg->reconciled);
         return TN_OK;
-    case TN_MSG_ACCEPTED:
+    case TN_MSG_ACCEPTED: {
+        pthread_mutex_lock(&m->mu);
+        asg *a = tn_map_get(&m->asgs, msg->accepted.task);
+        if (a && a->attempt == msg->accepted.attempt && a->enc && a->tries < UINT32_MAX) {
+            /* a DISPATCH is answered by ACCEPTED; a KILL waits for its result */
+            tn_mp rd;
+            tn_mp_init(&rd, a->enc, a->len);
+            uint32_t n;
+            uint64_t type = 0;
+            if (tn_mp_array(&rd, 64, &n) && tn_mp_u64(&rd, &type) && type == TN_MSG_DISPATCH) {
+                free(a->enc);
+                a->enc = NULL;
+            }
+        }
+        pthread_mutex_unlock(&m->mu);
+    }
         r.kind = TN_REPORT_ACCEPTED;
         r.report_id = msg->accepted.report_id;
         r.task = msg->accepted.task;
@@ -597,6 +644,24 @@ static void check_workers(tn_master *m)
                 (now - w->last_hb) / 1000000);
         lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
         w->assigned = 0;
+    }
+    /* DISPATCH and KILL the wire may have dropped: again, with backoff */
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        if (!a || !a->enc || a->next_send > now)
+            continue;
+        wk *w = find_worker(m, a->worker);
+        if (!w || !w->alive || !w->tx.ops)
+            continue;
+        tn_buf b = {0};
+        tn_frame f;
+        if (tn_frame_begin(&f, &b, m->id) == TN_OK && tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK &&
+            tn_frame_end(&f) == TN_OK)
+            (void)tn_tx_send(w->tx, b.data, b.size);
+        tn_buf_free(&b);
+        a->tries++;
+        int64_t back = 1000000000LL << (a->tries < 4 ? a->tries : 4);
+        a->next_send = now + back;
     }
     /* attempts recovered from the log whose worker never came back */
     if (now - m->started > limit) {
@@ -792,7 +857,7 @@ void tn_master_stop(tn_master *m)
     }
     for (size_t i = 0; i < m->asgs.cap; i++)
         if (m->asgs.slots[i].key)
-            free(m->asgs.slots[i].val);
+            asg_free(m->asgs.slots[i].val);
     tn_map_fini(&m->asgs);
     tn_engine_close(m->e);
     pthread_mutex_destroy(&m->mu);

@@ -39,7 +39,12 @@
  * start. A kill report is updated by tn_proc_kill, tn_procs_tick and tn_procs_reap: read
  * it from the thread that calls those, or once it is done (then it no longer changes).
  * Nothing here calls back into the worker except tn_procs_adopt_leftovers and
- * tn_procs_kill_pids, synchronously. */
+ * tn_procs_kill_pids, synchronously and with the manager locked: their callback must not
+ * call tn_procs_* or tn_proc_* functions.
+ *
+ * Costs: session mode reads /proc/<pid>/stat of every process on the host per scan (and
+ * /proc/<pid>/environ of unattributed orphans of the worker); cgroup mode reads only the
+ * attempt's cgroup files. */
 #ifndef TN_PROC_H
 #define TN_PROC_H
 

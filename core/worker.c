@@ -78,6 +78,7 @@ struct tn_worker {
     job *jobs;
     uint32_t njobs;
     tn_map outbox; /* report id -> pending* */
+    tn_map finished; /* task -> last finished attempt: a resent DISPATCH is not run twice */
     uint64_t next_report;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
@@ -255,6 +256,9 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 static void release(tn_worker *w, tn_batch *b, job *j)
 {
     record_task(w, b, j, false);
+    if (w->finished.len > 200000)
+        tn_map_fini(&w->finished); /* bounded: old attempts are fenced by the master */
+    (void)tn_map_put(&w->finished, j->task, (void *)(uintptr_t)j->attempt);
     if (j->exec_dir[0] && nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0 && w->exec_dirs)
         w->exec_dirs--;
     if (j->proc)
@@ -333,6 +337,9 @@ static void report_killed(tn_worker *w, tn_batch *b, job *j)
 
 static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
 {
+    uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
+    if (fin && fin >= d->attempt)
+        return; /* ran already; its report is in the outbox or was persisted */
     job *old = find_job(w, d->task);
     if (old) {
         if (old->attempt >= d->attempt)
@@ -837,6 +844,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     tn_map_init(&w->outbox);
+    tn_map_init(&w->finished);
     tn_err e;
     if (!opts->master_url || !opts->listen_url) {
         e = tn_errmsg_set(msg, TN_ERR_INVAL, "a worker needs --master URL and --listen URL");
@@ -954,6 +962,7 @@ void tn_worker_stop(tn_worker *w)
             free(p);
         }
     tn_map_fini(&w->outbox);
+    tn_map_fini(&w->finished);
     tn_procs_free(w->procs);
     tn_store_close(w->store);
     free(w);

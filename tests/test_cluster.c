@@ -1,0 +1,514 @@
+/* Integration tests: real `tern master` and `tern worker` processes on ipc:// sockets in
+ * a temp dir, driven through the `tern` CLI: shell DAGs, values passed downstream, logs,
+ * a kill that really kills (with and without cgroup v2), timeouts, stop, worker and
+ * master crashes, and a lossy network. Every process started is ended; nothing is left. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "tests/testutil.h"
+
+static char *dir;
+static pid_t procs[8];
+static char names[8][32];
+static int nprocs;
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    nprocs = 0;
+}
+
+static void stop_proc(int i, int sig)
+{
+    if (procs[i] <= 0)
+        return;
+    kill(procs[i], sig);
+    int st;
+    for (int t = 0; t < 500; t++) {
+        if (waitpid(procs[i], &st, WNOHANG) == procs[i]) {
+            procs[i] = 0;
+            return;
+        }
+        usleep(10000);
+    }
+    kill(procs[i], SIGKILL);
+    waitpid(procs[i], &st, 0);
+    procs[i] = 0;
+}
+
+static void teardown(void)
+{
+    for (int i = nprocs - 1; i >= 0; i--)
+        stop_proc(i, SIGTERM);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* Start `tern ARGS...` in the background, output in DIR/NAME.log. Returns its index. */
+static int spawn(const char *name, const char *const *args, const char *faults)
+{
+    char mark[700];
+    snprintf(mark, sizeof(mark), "%s", dir);
+    char log[600];
+    snprintf(log, sizeof(log), "%s/%s.log", dir, name);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setenv("TERN_LOG_LEVEL", "debug", 1);
+        /* every task process inherits this: the test's own way to find them */
+        setenv("TERN_TEST_MARK", mark, 1);
+        if (faults)
+            setenv("TERN_FAULTS", faults, 1);
+        char *argv[40];
+        int n = 0;
+        argv[n++] = (char *)tu_tern();
+        for (; args[n - 1] && n < 39; n++)
+            argv[n] = (char *)args[n - 1];
+        argv[n] = NULL;
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    procs[nprocs] = pid;
+    snprintf(names[nprocs], sizeof(names[nprocs]), "%s", name);
+    return nprocs++;
+}
+
+static char murl[600], mdata[600], mctl[600];
+
+static int start_master(const char *hb_timeout, const char *faults)
+{
+    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
+    snprintf(mdata, sizeof(mdata), "%s/master", dir);
+    snprintf(mctl, sizeof(mctl), "ipc://%s/m.ctl", dir);
+    const char *a[] = {"master", "--listen", murl, "--data", mdata, "--ctl", mctl,
+                       "--heartbeat-timeout", hb_timeout, NULL};
+    return spawn("master", a, faults);
+}
+
+static int start_worker(const char *name, bool cgroup, const char *faults, const char *slots)
+{
+    char listen[600], data[600], ctl[600];
+    snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", dir, name);
+    snprintf(data, sizeof(data), "%s/%s", dir, name);
+    snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", dir, name);
+    const char *a[] = {"worker", "--master", murl, "--listen", listen, "--data", data,
+                       "--name", name, "--ctl", ctl, "--heartbeat", "200ms", "--slots", slots,
+                       cgroup ? NULL : "--no-cgroup", NULL};
+    return spawn(name, a, faults);
+}
+
+/* Run a tern client command against the master; returns exit status, stdout in *out. */
+static int ctl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int ctl(char **out, const char *fmt, ...)
+{
+    char args[2048], cmd[3000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s %s --master %s", tu_tern(), args, mctl);
+    char *err = NULL;
+    int rc = tu_run(cmd, out, &err);
+    free(err);
+    return rc;
+}
+
+static void wait_workers(int n)
+{
+    for (int i = 0; i < 600; i++) {
+        char *out = NULL;
+        if (ctl(&out, "workers --json") == 0) {
+            int alive = 0;
+            for (char *p = out; (p = strstr(p, "\"alive\":true")); p++)
+                alive++;
+            free(out);
+            if (alive >= n)
+                return;
+        } else {
+            free(out);
+        }
+        usleep(50000);
+    }
+    cr_assert_fail("%d workers did not join", n);
+}
+
+static char *write_file(const char *name, const char *text)
+{
+    char *p = malloc(600);
+    snprintf(p, 600, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static uint64_t start_wf(const char *yaml_name, const char *yaml, const char *wf)
+{
+    char *f = write_file(yaml_name, yaml), *out = NULL;
+    cr_assert_eq(ctl(&out, "def apply %s", f), 0, "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "start %s --json", wf), 0, "%s", out);
+    char *id = strstr(out, "\"id\":");
+    cr_assert_not_null(id, "%s", out);
+    uint64_t wid = strtoull(id + 5, NULL, 10);
+    free(out);
+    free(f);
+    return wid;
+}
+
+/* The instance's state, from `tern status --json`. */
+static void wf_state(uint64_t wf, char *state, size_t len)
+{
+    char *out = NULL;
+    state[0] = 0;
+    if (ctl(&out, "status %" PRIu64 " --json", wf) == 0) {
+        char *s = strstr(out, "\"state\":\"");
+        if (s)
+            snprintf(state, len, "%.*s", (int)strcspn(s + 9, "\""), s + 9);
+    }
+    free(out);
+}
+
+static bool is_final(const char *s)
+{
+    return !strcmp(s, "SUCCESS") || !strcmp(s, "FAILURE") || !strcmp(s, "STOP") ||
+           !strcmp(s, "PAUSE");
+}
+
+static void wait_final(uint64_t wf, char *state, size_t len)
+{
+    for (int i = 0; i < 1200; i++) {
+        wf_state(wf, state, len);
+        if (is_final(state))
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("workflow %" PRIu64 " did not finish (state %s)", wf, state);
+}
+
+/* The status JSON of a task by name: state and attempts. */
+static void task_state(uint64_t wf, const char *name, char *state, size_t len, int *attempts)
+{
+    char *out = NULL, key[128];
+    state[0] = 0;
+    *attempts = 0;
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", wf), 0);
+    snprintf(key, sizeof(key), "\"name\":\"%s\"", name);
+    char *t = strstr(out, key);
+    if (t) {
+        char *s = strstr(t, "\"state\":\""), *a = strstr(t, "\"attempts\":");
+        if (s)
+            snprintf(state, len, "%.*s", (int)strcspn(s + 9, "\""), s + 9);
+        if (a)
+            *attempts = atoi(a + 11);
+    }
+    free(out);
+}
+
+static uint64_t task_id(uint64_t wf, const char *name)
+{
+    char *out = NULL, key[128];
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", wf), 0);
+    snprintf(key, sizeof(key), "\"name\":\"%s\"", name);
+    char *t = strstr(out, key);
+    uint64_t id = 0;
+    /* the id comes right before the name in each task object */
+    while (t && t > out && strncmp(t, "{\"id\":", 6) != 0)
+        t--;
+    if (t)
+        id = strtoull(t + 6, NULL, 10);
+    free(out);
+    return id;
+}
+
+/* Task processes of this test (their environment has the worker's TERN_TEST_MARK and a
+ * task attempt), optionally only those of one attempt: the test's own view of what lives,
+ * independent of how the worker tracks them. */
+static int count_tasks(int attempt)
+{
+    char mark[700], att[64];
+    snprintf(mark, sizeof(mark), "TERN_TEST_MARK=%s", dir);
+    snprintf(att, sizeof(att), "TERN_TASK_ATTEMPT=%d", attempt);
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int n = 0;
+    char *buf = malloc(1 << 20);
+    while ((de = readdir(d))) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char p[300];
+        snprintf(p, sizeof(p), "/proc/%s/environ", de->d_name);
+        int fd = open(p, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t r = read(fd, buf, (1 << 20) - 1);
+        close(fd);
+        if (r <= 0)
+            continue;
+        bool has_mark = false, has_att = false;
+        for (char *e = buf; e < buf + r; e += strlen(e) + 1) {
+            if (strcmp(e, mark) == 0)
+                has_mark = true;
+            if (attempt ? strcmp(e, att) == 0 : strncmp(e, "TERN_TASK_ATTEMPT=", 18) == 0)
+                has_att = true;
+        }
+        n += has_mark && has_att;
+    }
+    free(buf);
+    closedir(d);
+    return n;
+}
+
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 240);
+
+Test(cluster, shell_dag_values_and_logs)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    uint64_t wf = start_wf("dag.yaml",
+                           "name: dag\nparams: {greeting: hello}\ntasks:\n"
+                           "  - name: a\n    type: shell\n"
+                           "    command: |\n      echo \"${greeting} from a\"\n"
+                           "      echo '${setValue(rows=42)}'\n"
+                           "  - {name: b, type: shell, deps: [a], command: 'echo b got ${rows}'}\n"
+                           "  - {name: c, type: shell, deps: [a], command: 'exit 0'}\n"
+                           "  - name: d\n    type: shell\n    deps: [b, c]\n"
+                           "    command: 'test \"${rows}\" = 42'\n",
+                           "dag");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "logs %" PRIu64, task_id(wf, "b")), 0, "%s", out);
+    cr_assert(strstr(out, "b got 42"), "the value passed downstream: %s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "logs %" PRIu64, task_id(wf, "a")), 0);
+    cr_assert(strstr(out, "hello from a"), "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "ls"), 0);
+    cr_assert(strstr(out, "dag") && strstr(out, "SUCCESS"), "%s", out);
+    free(out);
+}
+
+static const char *tree_script =
+    "name: tree\ntasks:\n  - name: t\n    type: shell\n    kill_grace: 1s\n"
+    "    command: |\n"
+    "      for i in 1 2 3 4 5; do (sleep 300 & sleep 300 & wait) & done\n"
+    "      for i in 1 2 3 4 5; do sleep 300 & done\n"
+    "      setsid sleep 300 &\n"
+    "      ( (sleep 300 &) & )\n"
+    "      sh -c 'trap \"\" TERM; sleep 300' &\n"
+    "      echo started\n"
+    "      wait\n";
+
+static void kill_test(bool cgroup)
+{
+    start_master("5s", NULL);
+    start_worker("w1", cgroup, NULL, "4");
+    wait_workers(1);
+    uint64_t wf = start_wf("tree.yaml", tree_script, "tree");
+    /* wait until the whole tree runs: 20+ processes */
+    int n = 0;
+    for (int i = 0; i < 400 && n < 20; i++) {
+        n = count_tasks(0);
+        usleep(50000);
+    }
+    cr_assert_geq(n, 20, "the task started %d processes", n);
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "kill %" PRIu64, task_id(wf, "t")), 0, "%s", out);
+    free(out);
+    char st[64];
+    int att;
+    for (int i = 0; i < 400; i++) {
+        task_state(wf, "t", st, sizeof(st), &att);
+        if (!strcmp(st, "KILL"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(st, "KILL");
+    /* KILL_RESULT comes after verify-empty: nothing of the task survives */
+    cr_assert_eq(count_tasks(0), 0, "processes of the killed task survive");
+}
+
+Test(cluster, kill_really_kills_with_cgroup) { kill_test(true); }
+Test(cluster, kill_really_kills_without_cgroup) { kill_test(false); }
+
+Test(cluster, timeout_kills_and_stop_kills_running_tasks)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    uint64_t wf = start_wf("to.yaml",
+                           "name: to\ntasks:\n"
+                           "  - {name: slow, type: shell, command: 'sleep 300', timeout: 1s,\n"
+                           "     timeout_strategy: fail, kill_grace: 200ms}\n",
+                           "to");
+    char st[64];
+    int att;
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "STOP");
+    task_state(wf, "slow", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "KILL");
+
+    wf = start_wf("st.yaml",
+                  "name: st\ntasks:\n"
+                  "  - {name: a, type: shell, command: 'sleep 300', kill_grace: 200ms}\n"
+                  "  - {name: b, type: shell, command: 'sleep 300', kill_grace: 200ms}\n",
+                  "st");
+    for (int i = 0; i < 200; i++) {
+        task_state(wf, "b", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
+    free(out);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "STOP");
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "KILL");
+}
+
+Test(cluster, worker_crash_fails_over_and_the_old_attempt_never_succeeds)
+{
+    start_master("1500ms", NULL);
+    int w1 = start_worker("w1", true, NULL, "1");
+    wait_workers(1);
+    /* attempt 1 would run long and then write; attempts after a failover are quick. The
+     * old attempt must never write (its worker kills it when it comes back), and its
+     * success must never be recorded. */
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "name: fo\ntasks:\n  - name: long\n    type: shell\n    command: |\n"
+             "      if [ \"$TERN_TASK_ATTEMPT\" = 1 ]; then sleep 60; fi\n"
+             "      echo \"done $TERN_TASK_ATTEMPT\" >> %s/done.txt\n",
+             dir);
+    uint64_t wf = start_wf("fo.yaml", yaml, "fo");
+    char st[64];
+    int att;
+    for (int i = 0; i < 200; i++) {
+        task_state(wf, "long", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    stop_proc(w1, SIGKILL); /* the worker dies; its task's processes live on for now */
+    start_worker("w2", true, NULL, "1");
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    task_state(wf, "long", st, sizeof(st), &att);
+    cr_assert_eq(att, 2, "failed over with a new attempt");
+    /* the stale attempt still runs on the dead worker's host until w1 comes back... */
+    cr_assert_gt(count_tasks(1), 0, "attempt 1 lives on while its worker is down");
+    start_worker("w1", true, NULL, "1");
+    wait_workers(2);
+    /* ...which kills what its previous run left */
+    for (int i = 0; i < 200 && count_tasks(1) > 0; i++)
+        usleep(50000);
+    cr_assert_eq(count_tasks(1), 0, "the stale attempt's processes were killed");
+    char done[600];
+    snprintf(done, sizeof(done), "%s/done.txt", dir);
+    FILE *f = fopen(done, "r");
+    cr_assert_not_null(f);
+    char line[64];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lines++;
+        cr_assert_str_eq(line, "done 2\n", "only the current attempt finished: %s", line);
+    }
+    fclose(f);
+    cr_assert_eq(lines, 1);
+    /* and the log records one success, attempt 2's */
+    char *out = NULL, cmd[1200];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --json --data %s", tu_tern(), wf, mdata);
+    stop_proc(0, SIGTERM);
+    cr_assert_eq(tu_run(cmd, &out, NULL), 0);
+    int succeeded = 0;
+    for (char *p = out; (p = strstr(p, "\"event\":\"SUCCEEDED\"")); p++)
+        succeeded++;
+    cr_assert_eq(succeeded, 1, "%s", out);
+    cr_assert(strstr(out, "\"event\":\"SUCCEEDED\"") &&
+              strstr(strstr(out, "\"event\":\"SUCCEEDED\""), "\"attempt\":2"), "%s", out);
+    free(out);
+}
+
+Test(cluster, master_crash_restart_reconciles)
+{
+    int m = start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "name: mc\ntasks:\n"
+             "  - {name: a, type: shell, command: 'sleep 1'}\n"
+             "  - {name: b, type: shell, deps: [a], command: 'sleep 2'}\n"
+             "  - {name: c, type: shell, deps: [b], command: 'true'}\n");
+    uint64_t wf = start_wf("mc.yaml", yaml, "mc");
+    char st[64];
+    int att;
+    for (int i = 0; i < 200; i++) {
+        task_state(wf, "b", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    stop_proc(m, SIGKILL);
+    start_master("5s", NULL);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    /* b kept running on the worker across the restart: still its first attempt */
+    task_state(wf, "b", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "SUCCESS");
+    cr_assert_eq(att, 1);
+    /* each task's success is recorded once */
+    char *out = NULL, cmd[1200];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --json --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, NULL), 0);
+    int succeeded = 0;
+    for (char *p = out; (p = strstr(p, "\"event\":\"SUCCEEDED\"")); p++)
+        succeeded++;
+    cr_assert_eq(succeeded, 3, "%s", out);
+    free(out);
+}
+
+Test(cluster, lossy_network_changes_no_final_state)
+{
+    const char *faults = "seed=7,drop=0.2,dup=0.2,delay=0.2,max_delay_ms=40,reorder=0.1";
+    start_master("5s", faults);
+    start_worker("w1", true, faults, "4");
+    wait_workers(1);
+    uint64_t wf = start_wf("lossy.yaml",
+                           "name: lossy\nfailure_strategy: continue\ntasks:\n"
+                           "  - {name: a, type: shell, command: 'true'}\n"
+                           "  - {name: b, type: shell, deps: [a], command: 'true'}\n"
+                           "  - {name: c, type: shell, deps: [a], command: 'exit 3'}\n"
+                           "  - {name: d, type: noop, deps: [b]}\n",
+                           "lossy");
+    char st[64];
+    int att;
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    task_state(wf, "b", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "SUCCESS");
+    task_state(wf, "c", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "FAILURE");
+    task_state(wf, "d", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "SUCCESS");
+    /* and the log is consistent */
+    char *out = NULL, cmd[1200];
+    stop_proc(0, SIGTERM);
+    snprintf(cmd, sizeof(cmd), "%s replay --data %s", tu_tern(), mdata);
+    cr_assert_eq(tu_run(cmd, &out, NULL), 0, "%s", out);
+    free(out);
+}
