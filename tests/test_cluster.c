@@ -95,12 +95,15 @@ static int start_master(const char *hb_timeout, const char *faults)
 
 static int start_worker(const char *name, bool cgroup, const char *faults, const char *slots)
 {
+    /* worker names are host-wide (they name cgroups): unique per test process */
+    char wname[64];
+    snprintf(wname, sizeof(wname), "t%d-%s", (int)getpid(), name);
     char listen[600], data[600], ctl[600];
     snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", dir, name);
     snprintf(data, sizeof(data), "%s/%s", dir, name);
     snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", dir, name);
     const char *a[] = {"worker", "--master", murl, "--listen", listen, "--data", data,
-                       "--name", name, "--ctl", ctl, "--heartbeat", "200ms", "--slots", slots,
+                       "--name", wname, "--ctl", ctl, "--heartbeat", "200ms", "--slots", slots,
                        cgroup ? NULL : "--no-cgroup", NULL};
     return spawn(name, a, faults);
 }
