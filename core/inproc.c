@@ -23,7 +23,7 @@
 extern char **environ;
 
 typedef struct job {
-    struct job *next;
+    struct job *next, *prev; /* the running list: O(1) removal */
     tn_inproc *x;
     uint64_t wf, task;
     uint32_t attempt;
@@ -80,12 +80,14 @@ static bool job_finish(job *j)
     bool first = !j->finished;
     if (first) {
         j->finished = true;
-        for (job **pp = &x->jobs; *pp; pp = &(*pp)->next)
-            if (*pp == j) {
-                *pp = j->next;
-                j->refs--; /* the list's reference; the caller holds another */
-                break;
-            }
+        if (j->prev)
+            j->prev->next = j->next;
+        else
+            x->jobs = j->next;
+        if (j->next)
+            j->next->prev = j->prev;
+        j->next = j->prev = NULL;
+        j->refs--; /* the list's reference; the caller holds another */
         x->running--;
     }
     pthread_mutex_unlock(&x->mu);
@@ -273,6 +275,9 @@ static void op_dispatch(void *self, const tn_dispatch_req *req)
     j->refs = 1;
     pthread_mutex_lock(&x->mu);
     j->next = x->jobs;
+    j->prev = NULL;
+    if (x->jobs)
+        x->jobs->prev = j;
     x->jobs = j;
     x->running++;
     pthread_mutex_unlock(&x->mu);

@@ -17,7 +17,7 @@
 #include "tools/cli.h"
 
 const char tn_usage_bench[] =
-    "usage: tern bench store|engine [--dir DIR] [--events N] [--quick]\n"
+    "usage: tern bench store|engine|dispatch [--dir DIR] [--events N] [--quick]\n"
     "\n"
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
     "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
@@ -30,6 +30,12 @@ const char tn_usage_bench[] =
     "tasks/s and events/s next to a raw LMDB append of the same events in the same\n"
     "number of commits; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
     "commit; (d) RSS after 100k and after 1M completed tasks.\n"
+    "\n"
+    "dispatch: a master here and a worker process over ipc: (a) noop tasks/s next to a\n"
+    "raw nng push/pull message rate, and the worker's RSS after 10k and 100k tasks;\n"
+    "(b) shell `true` tasks/s next to a raw posix_spawn+wait loop of /bin/true;\n"
+    "(c) submit-to-process-started latency p50/p99; (d) kill of a 20-process tree: from\n"
+    "the kill to verified empty, minus the grace.\n"
     "\n"
     "  --events N  events for the batched store append runs (default 1000000)\n"
     "  --quick     a short run (for smoke tests)\n"
@@ -291,18 +297,25 @@ static int bench_store(const char *base, size_t events, bool quick)
 
 #include "core/engine.h"
 #include "core/inproc.h"
+#include "core/log.h"
 
-static long rss_kb(void)
+/* Resident memory in KiB: "VmRSS" (all), "RssAnon" (the heap: what finished instances
+ * would leak into) or "RssFile" (mapped file pages: the LMDB map read so far). */
+static long rss_kb_of(const char *what)
 {
-    FILE *f = fopen("/proc/self/statm", "re");
-    long pages = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &res) != 2)
-            res = 0;
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    long kb = 0;
+    size_t n = strlen(what);
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, what, n) == 0 && line[n] == ':')
+            kb = strtol(line + n + 1, NULL, 10);
+    if (f)
         fclose(f);
-    }
-    return res * (sysconf(_SC_PAGESIZE) / 1024);
+    return kb;
 }
+
+static long rss_kb(void) { return rss_kb_of("RssAnon"); }
 
 typedef struct eng {
     tn_engine *e;
@@ -521,15 +534,322 @@ static int bench_engine(const char *base, bool quick)
         if (!rss_mark && done + 10000 >= mark)
             rss_mark = rss_kb();
     }
-    long rss_end = rss_kb();
+    long rss_end = rss_kb(), file_end = rss_kb_of("RssFile");
     eng_close(&g);
-    char n1[64], n2[64];
-    snprintf(n1, sizeof(n1), "engine.rss_kb.after_%uk", mark / 1000);
-    snprintf(n2, sizeof(n2), "engine.rss_kb.after_%uk", total / 1000);
+    char n1[64], n2[64], n3[64];
+    snprintf(n1, sizeof(n1), "engine.rss_anon_kb.after_%uk", mark / 1000);
+    snprintf(n2, sizeof(n2), "engine.rss_anon_kb.after_%uk", total / 1000);
+    snprintf(n3, sizeof(n3), "engine.rss_file_kb.after_%uk", total / 1000);
     bench_line(n1, (double)rss_mark, "KiB", (double)rss_mark);
     bench_line(n2, (double)rss_end, "KiB", (double)rss_mark);
+    bench_line(n3, (double)file_end, "KiB", (double)file_end);
     rm_rf(tmpl);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* bench dispatch: a master in this process, a worker as a child process, over ipc */
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include "core/ctl.h"
+#include "core/master.h"
+#include "transport/rpc.h"
+
+extern char **environ;
+
+typedef struct pull_arg {
+    nng_socket s;
+    unsigned n;
+} pull_arg;
+
+static void *pull_thread(void *p)
+{
+    pull_arg *a = p;
+    for (unsigned i = 0; i < a->n; i++) {
+        void *buf;
+        size_t len;
+        if (nng_recv(a->s, &buf, &len, NNG_FLAG_ALLOC) != 0)
+            break;
+        nng_free(buf, len);
+    }
+    return NULL;
+}
+
+/* Raw nng push/pull over ipc: one 128-byte message per nng message. */
+static double raw_nng(const char *dir, unsigned n)
+{
+    char url[4300];
+    snprintf(url, sizeof(url), "ipc://%s/raw.sock", dir);
+    nng_socket push, pull;
+    if (nng_pull0_open(&pull) || nng_listen(pull, url, NULL, 0) || nng_push0_open(&push) ||
+        nng_dial(push, url, NULL, 0))
+        return 0;
+    pull_arg a = {pull, n};
+    pthread_t th;
+    pthread_create(&th, NULL, pull_thread, &a);
+    char msg[128];
+    memset(msg, 'x', sizeof(msg));
+    int64_t t0 = tn_mono_ns();
+    for (unsigned i = 0; i < n; i++)
+        nng_send(push, msg, sizeof(msg), 0);
+    pthread_join(th, NULL);
+    int64_t t1 = tn_mono_ns();
+    nng_close(push);
+    nng_close(pull);
+    return (double)n * 1e9 / (double)(t1 - t0);
+}
+
+/* Raw posix_spawn + wait of /bin/true, n times. */
+static double raw_spawn(unsigned n)
+{
+    char *argv[] = {"/bin/true", NULL};
+    int64_t t0 = tn_mono_ns();
+    for (unsigned i = 0; i < n; i++) {
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ) == 0)
+            waitpid(pid, NULL, 0);
+    }
+    return (double)n * 1e9 / (double)(tn_mono_ns() - t0);
+}
+
+static long proc_rss_kb(pid_t pid)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "re");
+    long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static int ctl_call(const char *url, const char *cmd, tn_ctl_rep *rep, void **raw)
+{
+    tn_ctl_req r = {.cmd = tn_str_c(cmd)};
+    tn_buf b = {0};
+    tn_ctl_req_encode(&r, &b);
+    size_t rl;
+    tn_err e = tn_rpc_call(url, b.data, b.size, 5000, raw, &rl, NULL);
+    tn_buf_free(&b);
+    return e ? -1 : (tn_ctl_rep_decode(*raw, rl, rep) ? -1 : 0);
+}
+
+static uint64_t run_wf(tn_engine *e, const char *name, int64_t *submit_ns)
+{
+    tn_cmd c = {.kind = TN_CMD_START, .workflow = name};
+    if (submit_ns)
+        *submit_ns = tn_now_ns();
+    if (tn_engine_submit_wait(e, &c))
+        return 0;
+    tn_wf_proj p;
+    while (tn_evlog_wf(tn_engine_log(e), c.out_id, &p) != TN_OK || !tn_sm_workflow.final[p.state])
+        usleep(1000);
+    return c.out_id;
+}
+
+static int apply_yaml(tn_engine *e, const char *y)
+{
+    tn_def *d;
+    tn_errmsg m = {{0}};
+    if (tn_def_parse("bench.yaml", y, strlen(y), &d, &m)) {
+        fprintf(stderr, "tern bench: %s\n", m.text);
+        return -1;
+    }
+    char *b;
+    size_t n;
+    tn_def_encode(d, &b, &n);
+    tn_def_free(d);
+    tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = b, .def_len = n};
+    tn_err err = tn_engine_submit_wait(e, &c);
+    free(b);
+    return err ? -1 : 0;
+}
+
+typedef struct ev_times {
+    unsigned machine, event;
+    int64_t first, last;
+    int n;
+    const char *attr; /* optional int attr to read from the first match */
+    int64_t attr_val;
+} ev_times;
+
+static int ev_cb(void *ctx, const tn_event *ev)
+{
+    ev_times *t = ctx;
+    if (ev->machine != t->machine || ev->event != t->event)
+        return 0;
+    if (!t->n++)
+        t->first = ev->at;
+    t->last = ev->at;
+    return 0;
+}
+
+static ev_times find_ev(tn_engine *e, uint64_t wf, unsigned machine, unsigned event)
+{
+    ev_times t = {machine, event, 0, 0, 0, NULL, 0};
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(e)), wf, ev_cb, &t, &fr);
+    return t;
+}
+
+static int bench_dispatch(const char *base, bool quick)
+{
+    char tmpl[4000];
+    snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
+    if (!mkdtemp(tmpl))
+        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m", base);
+    tn_log_set_level(TN_LOG_WARN);
+    char murl[4300], mctl[4300], mdata[4300], wurl[4300], wdata[4300], wctl[4300];
+    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", tmpl);
+    snprintf(mctl, sizeof(mctl), "ipc://%s/m.ctl", tmpl);
+    snprintf(mdata, sizeof(mdata), "%s/m", tmpl);
+    snprintf(wurl, sizeof(wurl), "ipc://%s/w.sock", tmpl);
+    snprintf(wctl, sizeof(wctl), "ipc://%s/w.ctl", tmpl);
+    snprintf(wdata, sizeof(wdata), "%s/w", tmpl);
+    tn_master_opts mo = {.data_dir = mdata, .listen_url = murl, .ctl_url = mctl,
+                         .log = {.map_size = 1u << 30, .map_max = 64ull << 30}};
+    tn_master *m;
+    tn_errmsg em = {{0}};
+    if (tn_master_start(&mo, &m, &em)) {
+        rm_rf(tmpl);
+        return tn_cli_fail("bench", "%s", em.text);
+    }
+    tn_engine *e = tn_master_engine(m);
+    /* the worker: a real process */
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[sl > 0 ? sl : 0] = 0;
+    char *wargv[] = {self, "worker", "--master", murl, "--listen", wurl, "--data", wdata,
+                     "--ctl", wctl, "--name", "bench", "--slots", "256", "--heartbeat", "200ms",
+                     NULL};
+    setenv("TERN_LOG_LEVEL", "warn", 1);
+    pid_t wpid;
+    if (posix_spawn(&wpid, self, NULL, NULL, wargv, environ) != 0) {
+        tn_master_stop(m);
+        rm_rf(tmpl);
+        return tn_cli_fail("bench", "cannot start a worker");
+    }
+    for (int i = 0; i < 200; i++) {
+        tn_ctl_rep rep;
+        void *raw = NULL;
+        bool up = ctl_call(mctl, "workers", &rep, &raw) == 0 && rep.json.len &&
+                  memmem(rep.json.p, rep.json.len, "\"alive\":true", 12);
+        free(raw);
+        if (up)
+            break;
+        usleep(50000);
+    }
+    /* (a) noop tasks master -> worker over ipc */
+    unsigned na = quick ? 2000 : 10000;
+    char *y = yaml_independent(na);
+    apply_yaml(e, y);
+    free(y);
+    int64_t t0 = tn_mono_ns();
+    run_wf(e, "wide", NULL);
+    double noop_rate = na * 1e9 / (double)(tn_mono_ns() - t0);
+    long rss10 = proc_rss_kb(wpid);
+    unsigned rounds = quick ? 1 : 9; /* to 100k completed tasks */
+    for (unsigned i = 0; i < rounds; i++)
+        run_wf(e, "wide", NULL);
+    long rss100 = proc_rss_kb(wpid);
+    double nng_rate = raw_nng(tmpl, quick ? 20000 : 100000);
+    bench_line("dispatch.noop.tasks", noop_rate, "tasks/s", nng_rate);
+    char n1[64], n2[64];
+    snprintf(n1, sizeof(n1), "dispatch.worker_rss_kb.after_%uk", na / 1000);
+    snprintf(n2, sizeof(n2), "dispatch.worker_rss_kb.after_%uk", na * (rounds + 1) / 1000);
+    bench_line(n1, (double)rss10, "KiB", (double)rss10);
+    bench_line(n2, (double)rss100, "KiB", (double)rss10);
+
+    /* (b) shell `true` tasks end to end, one worker */
+    unsigned nb = quick ? 200 : 2000;
+    size_t cap = 64 + (size_t)nb * 64;
+    y = malloc(cap);
+    size_t l = (size_t)snprintf(y, cap, "name: trues\ntasks:\n");
+    for (unsigned i = 0; i < nb; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: shell, command: 'true'}\n", i);
+    apply_yaml(e, y);
+    free(y);
+    t0 = tn_mono_ns();
+    run_wf(e, "trues", NULL);
+    double shell_rate = nb * 1e9 / (double)(tn_mono_ns() - t0);
+    bench_line("dispatch.shell_true.tasks", shell_rate, "tasks/s", raw_spawn(nb));
+
+    /* (c) submit -> process started, one task at a time */
+    apply_yaml(e, "name: one\ntasks:\n  - {name: t, type: shell, command: 'true'}\n");
+    unsigned nc = quick ? 50 : 300;
+    int64_t *lat = calloc(nc, sizeof(int64_t));
+    for (unsigned i = 0; lat && i < nc; i++) {
+        int64_t sub;
+        uint64_t wf = run_wf(e, "one", &sub);
+        ev_times r = find_ev(e, wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING);
+        lat[i] = r.n ? r.first - sub : 0;
+    }
+    if (lat) {
+        bench_line("dispatch.submit_to_started.p50_us", pct(lat, nc, 0.5) / 1000.0, "us", 2000);
+        bench_line("dispatch.submit_to_started.p99_us", pct(lat, nc, 0.99) / 1000.0, "us", 10000);
+        free(lat);
+    }
+
+    /* (d) kill of a 20-process tree: from the kill to verified empty, minus the grace */
+    apply_yaml(e, "name: tree\ntasks:\n  - name: t\n    type: shell\n    kill_grace: 100ms\n"
+                  "    command: |\n"
+                  "      for i in 1 2 3 4 5; do (sleep 300 & sleep 300 & wait) & done\n"
+                  "      for i in 1 2 3 4 5; do sleep 300 & done\n"
+                  "      setsid sleep 300 &\n      ( (sleep 300 &) & )\n"
+                  "      sh -c 'trap \"\" TERM; sleep 300' &\n      wait\n");
+    unsigned nd = quick ? 3 : 10;
+    int64_t *kl = calloc(nd, sizeof(int64_t));
+    for (unsigned i = 0; kl && i < nd; i++) {
+        tn_cmd sc = {.kind = TN_CMD_START, .workflow = "tree"};
+        tn_engine_submit_wait(e, &sc);
+        tn_task_proj tp;
+        uint64_t tid = 0;
+        for (int k = 0; k < 400 && !tid; k++) {
+            usleep(10000);
+            ev_times r = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_RUNNING);
+            if (r.n) {
+                /* the task id: the first task of this instance */
+                for (uint64_t id = 1; id < 10000000 && !tid; id++)
+                    if (tn_evlog_task(tn_engine_log(e), id, &tp) == TN_OK && tp.wf == sc.out_id)
+                        tid = id;
+            }
+        }
+        usleep(300000); /* let the tree grow */
+        tn_cmd kc = {.kind = TN_CMD_KILL_TASK, .id = tid};
+        tn_engine_submit_wait(e, &kc);
+        tn_wf_proj p;
+        while (tn_evlog_wf(tn_engine_log(e), sc.out_id, &p) != TN_OK ||
+               !tn_sm_workflow.final[p.state])
+            usleep(1000);
+        ev_times k1 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
+        ev_times k2 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
+        if (!k1.n || !k2.n) {
+            fprintf(stderr, "tern bench: kill run %u: the task was not killed (kill %d, "
+                    "killed %d, task %" PRIu64 ", %s)\n", i, k1.n, k2.n, tid, kc.msg);
+            nd = i;
+            break;
+        }
+        kl[i] = k2.first - k1.first - 100000000LL;
+    }
+    if (kl && nd) {
+        bench_line("dispatch.kill_tree.p50_ms", pct(kl, nd, 0.5) / 1e6, "ms", 50);
+        free(kl);
+    }
+    kill(wpid, SIGTERM);
+    waitpid(wpid, NULL, 0);
+    tn_master_stop(m);
+    rm_rf(tmpl);
+    return 0;
 }
 
 int tn_cmd_bench(int argc, char **argv)
@@ -561,6 +881,8 @@ int tn_cmd_bench(int argc, char **argv)
         return bench_store(dir, (size_t)events, quick);
     if (strcmp(argv[optind], "engine") == 0)
         return bench_engine(dir, quick);
-    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine)",
+    if (strcmp(argv[optind], "dispatch") == 0)
+        return bench_dispatch(dir, quick);
+    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",
                         argv[optind]);
 }
