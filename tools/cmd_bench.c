@@ -731,7 +731,7 @@ static int bench_dispatch(const char *base, bool quick)
     self[sl > 0 ? sl : 0] = 0;
     char *wargv[] = {self, "worker", "--master", murl, "--listen", wurl, "--data", wdata,
                      "--ctl", wctl, "--name", "bench", "--slots", "256", "--heartbeat", "200ms",
-                     NULL};
+                     getenv("TERN_BENCH_NO_CGROUP") ? "--no-cgroup" : NULL, NULL};
     setenv("TERN_LOG_LEVEL", "warn", 1);
     pid_t wpid;
     if (posix_spawn(&wpid, self, NULL, NULL, wargv, environ) != 0) {
