@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -82,7 +83,30 @@ struct tn_worker {
     uint64_t next_report;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
+    int journal; /* DATA/journal: append-only lines of attempt starts and ends */
 };
+
+/* The execution journal, for the fault-injection checker (and people): one line per
+ * attempt start and end, appended with one write(2) each, never rewritten:
+ *   start TASK ATTEMPT PID UNIX_NS WORKER
+ *   end TASK ATTEMPT UNIX_NS HOW        (HOW: exit=N, killed, spawn-failed, noop) */
+static void journal(tn_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void journal(tn_worker *w, const char *fmt, ...)
+{
+    if (w->journal < 0)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    (void)!write(w->journal, line, (size_t)n);
+}
 
 static job *find_job(tn_worker *w, uint64_t task)
 {
@@ -255,6 +279,8 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 /* One release path for every per-task resource, whatever ended the attempt. */
 static void release(tn_worker *w, tn_batch *b, job *j)
 {
+    journal(w, "end %" PRIu64 " %u %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
+            j->killed ? "killed" : j->noop ? "noop" : j->proc ? "exit" : "spawn-failed");
     record_task(w, b, j, false);
     if (w->finished.len > 200000)
         tn_map_fini(&w->finished); /* bounded: old attempts are fenced by the master */
@@ -376,6 +402,8 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
             j->out_vals[i] = strndup(d->noop_outputs.v[i].val.p, d->noop_outputs.v[i].val.len);
         }
         acc.accepted.containment = TN_STR("none");
+        journal(w, "start %" PRIu64 " %u 0 %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
+                w->name);
         (void)outbox_put(w, b, &acc);
         return;
     }
@@ -437,6 +465,8 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
         return;
     }
     w->exec_dirs++;
+    journal(w, "start %" PRIu64 " %u %d %" PRId64 " %s", j->task, j->attempt,
+            (int)tn_proc_pid(j->proc), tn_now_ns(), w->name);
     acc.accepted.pid = tn_proc_pid(j->proc);
     acc.accepted.containment = tn_str_c(tn_contain_mode_name(tn_proc_mode(j->proc)));
     record_task(w, b, j, true);
@@ -845,6 +875,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     pthread_cond_init(&w->cv, NULL);
     tn_map_init(&w->outbox);
     tn_map_init(&w->finished);
+    w->journal = -1;
     tn_err e;
     if (!opts->master_url || !opts->listen_url) {
         e = tn_errmsg_set(msg, TN_ERR_INVAL, "a worker needs --master URL and --listen URL");
@@ -876,6 +907,9 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         g += l + (g[l] == ',');
     }
     randombytes_buf(&w->epoch, sizeof(w->epoch));
+    char jp[4300];
+    snprintf(jp, sizeof(jp), "%s/journal", w->data);
+    w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     tn_store_opts so = {.create = true};
     if ((e = tn_store_open(w->data, &so, &w->store, msg)))
         goto fail;
@@ -924,6 +958,8 @@ fail:
     tn_procs_free(w->procs);
     tn_store_close(w->store);
     tn_map_fini(&w->outbox);
+    if (w->journal >= 0)
+        close(w->journal);
     free(w);
     return e;
 }
@@ -965,6 +1001,8 @@ void tn_worker_stop(tn_worker *w)
     tn_map_fini(&w->finished);
     tn_procs_free(w->procs);
     tn_store_close(w->store);
+    if (w->journal >= 0)
+        close(w->journal);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }
