@@ -820,7 +820,8 @@ static void serve_logs(void *arg, const void *req, size_t len, void **rep, size_
 
 static void leftover(void *ud, const tn_leftover *l)
 {
-    (void)ud;
+    journal(ud, "end %" PRIu64 " %u %" PRId64 " leftover-killed", l->task, l->attempt,
+            tn_now_ns());
     tn_warn("worker", "msg=\"killed what a previous run left\" task=%" PRIu64 " attempt=%u "
             "processes=%u survivors=%u", l->task, l->attempt, l->npids, l->survivors);
 }
