@@ -79,7 +79,9 @@ struct tn_worker {
     job *jobs;
     uint32_t njobs;
     tn_map outbox; /* report id -> pending* */
-    tn_map finished; /* task -> last finished attempt: a resent DISPATCH is not run twice */
+    /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
+     * generations (a resend comes within seconds; older attempts are fenced anyway) */
+    tn_map finished, finished_old;
     uint64_t next_report;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
@@ -282,8 +284,11 @@ static void release(tn_worker *w, tn_batch *b, job *j)
     journal(w, "end %" PRIu64 " %u %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
             j->killed ? "killed" : j->noop ? "noop" : j->proc ? "exit" : "spawn-failed");
     record_task(w, b, j, false);
-    if (w->finished.len > 200000)
-        tn_map_fini(&w->finished); /* bounded: old attempts are fenced by the master */
+    if (w->finished.len >= 8192) {
+        tn_map_fini(&w->finished_old);
+        w->finished_old = w->finished;
+        tn_map_init(&w->finished);
+    }
     (void)tn_map_put(&w->finished, j->task, (void *)(uintptr_t)j->attempt);
     if (j->exec_dir[0] && nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0 && w->exec_dirs)
         w->exec_dirs--;
@@ -364,6 +369,8 @@ static void report_killed(tn_worker *w, tn_batch *b, job *j)
 static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
 {
     uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
+    if (!fin)
+        fin = (uintptr_t)tn_map_get(&w->finished_old, d->task);
     if (fin && fin >= d->attempt)
         return; /* ran already; its report is in the outbox or was persisted */
     job *old = find_job(w, d->task);
@@ -876,6 +883,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     pthread_cond_init(&w->cv, NULL);
     tn_map_init(&w->outbox);
     tn_map_init(&w->finished);
+    tn_map_init(&w->finished_old);
     w->journal = -1;
     tn_err e;
     if (!opts->master_url || !opts->listen_url) {
@@ -1000,6 +1008,7 @@ void tn_worker_stop(tn_worker *w)
         }
     tn_map_fini(&w->outbox);
     tn_map_fini(&w->finished);
+    tn_map_fini(&w->finished_old);
     tn_procs_free(w->procs);
     tn_store_close(w->store);
     if (w->journal >= 0)

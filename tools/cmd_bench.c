@@ -626,8 +626,8 @@ static long proc_rss_kb(pid_t pid)
     FILE *f = fopen(p, "re");
     long kb = 0;
     while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
+        if (strncmp(line, "RssAnon:", 8) == 0)
+            kb = strtol(line + 8, NULL, 10);
     if (f)
         fclose(f);
     return kb;
@@ -765,8 +765,8 @@ static int bench_dispatch(const char *base, bool quick)
     double nng_rate = raw_nng(tmpl, quick ? 20000 : 100000);
     bench_line("dispatch.noop.tasks", noop_rate, "tasks/s", nng_rate);
     char n1[64], n2[64];
-    snprintf(n1, sizeof(n1), "dispatch.worker_rss_kb.after_%uk", na / 1000);
-    snprintf(n2, sizeof(n2), "dispatch.worker_rss_kb.after_%uk", na * (rounds + 1) / 1000);
+    snprintf(n1, sizeof(n1), "dispatch.worker_rss_anon_kb.after_%uk", na / 1000);
+    snprintf(n2, sizeof(n2), "dispatch.worker_rss_anon_kb.after_%uk", na * (rounds + 1) / 1000);
     bench_line(n1, (double)rss10, "KiB", (double)rss10);
     bench_line(n2, (double)rss100, "KiB", (double)rss10);
 
