@@ -1,0 +1,803 @@
+/* The nng transport: push (sender) and pull (receiver) sockets for tcp, ipc, inproc and
+ * tls+tcp behind tn_tx_ops, with connection logs, a receive bound and TLS failure counts. */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/supplemental/tls/tls.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "transport/transport.h"
+
+#define COMP "tx"
+#define MAX_ENDPOINTS 16      /* listens + dials of one endpoint */
+#define PEM_MAX (1u << 20)    /* bytes of one PEM file */
+#define MONITOR_MS 250        /* how often nng's TLS failure counters are read */
+#define NNG_BUF_MAX 8192      /* nng's limit for send-buffer and recv-buffer */
+
+static const tn_tx_scheme schemes[] = {
+    {"tcp", false, true},
+    {"ipc", false, false},
+    {"inproc", false, false},
+    {"tls+tcp", true, true},
+};
+
+const tn_tx_scheme *tn_tx_scheme_find(const char *url)
+{
+    const char *sep = url ? strstr(url, "://") : NULL;
+    if (!sep)
+        return NULL;
+    size_t n = (size_t)(sep - url);
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (strlen(schemes[i].scheme) == n && memcmp(url, schemes[i].scheme, n) == 0)
+            return &schemes[i];
+    return NULL;
+}
+
+/* nng's error codes stop here. */
+static tn_err from_nng(int rv)
+{
+    switch (rv) {
+    case 0: return TN_OK;
+    case NNG_ENOMEM: return TN_ERR_NOMEM;
+    case NNG_EINVAL: case NNG_EADDRINVAL: return TN_ERR_INVAL;
+    case NNG_EADDRINUSE: case NNG_EBUSY: case NNG_EAGAIN: return TN_ERR_BUSY;
+    case NNG_ENOTSUP: return TN_ERR_UNSUPPORTED;
+    case NNG_EPERM: return TN_ERR_PERM;
+    case NNG_ECLOSED: return TN_ERR_CLOSED;
+    case NNG_ETIMEDOUT: return TN_ERR_TIMEOUT;
+    case NNG_EMSGSIZE: return TN_ERR_TOOBIG;
+    case NNG_ENOENT: return TN_ERR_NOENT;
+    case NNG_ECRYPTO: case NNG_EPEERAUTH: return TN_ERR_PEER;
+    default: return TN_ERR_IO;
+    }
+}
+
+typedef struct endpoint {
+    bool listener;
+    nng_listener l;
+    nng_dialer d;
+    char *url;
+    uint64_t auth_seen; /* nng's "auth" counter of this listener or dialer at the last poll */
+} endpoint;
+
+typedef struct nngtx {
+    nng_socket sock;
+    tn_tx_nng_opts o;
+    char *name;
+    /* TLS: the PEM texts, loaded once by the constructor (key zeroed at free). */
+    bool tls;
+    char *ca_pem, *cert_pem, *key_pem, *server_name;
+    char *ca_file, *cert_file; /* for messages */
+    tn_tx_recv_fn fn;
+    void *arg;
+    nng_aio *aio; /* the one receive in flight (receivers) */
+
+    pthread_mutex_t mu; /* closed, eps, bound */
+    bool closed;
+    endpoint eps[MAX_ENDPOINTS];
+    int neps;
+    char *bound;
+
+    atomic_uint_fast64_t connects, disconnects, refused, handshake_errors, oversized, sent,
+        received;
+    struct nngtx *mon_next; /* in the monitor's list, under mon.mu */
+    bool monitored;
+} nngtx;
+
+/* ---- TLS failure monitor ----------------------------------------------------------------
+ * nng 1.5 has no callback for a failed handshake (no pipe is made) and no log: the only
+ * trace is the "auth" counter of the listener or dialer in nng's statistics. One thread per
+ * process polls those counters for every TLS endpoint and logs each increase. */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nngtx *head;
+    bool running;
+    uint64_t gen; /* a thread runs while the generation it was started with is current */
+    pthread_t thread;
+} mon = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, false, 0, 0};
+
+static uint64_t stat_counter(nng_stat *scope, const char *name)
+{
+    nng_stat *s = scope ? nng_stat_find(scope, name) : NULL;
+    return s ? nng_stat_value(s) : 0;
+}
+
+/* Read the counters of every monitored endpoint; mon.mu held. */
+static void mon_poll(void)
+{
+    nng_stat *all;
+    if (!mon.head || nng_stats_get(&all) != 0)
+        return;
+    for (nngtx *t = mon.head; t; t = t->mon_next) {
+        pthread_mutex_lock(&t->mu);
+        for (int i = 0; i < t->neps; i++) {
+            endpoint *e = &t->eps[i];
+            nng_stat *s = e->listener ? nng_stat_find_listener(all, e->l)
+                                      : nng_stat_find_dialer(all, e->d);
+            uint64_t v = stat_counter(s, "auth");
+            if (v > e->auth_seen) {
+                atomic_fetch_add(&t->handshake_errors, v - e->auth_seen);
+                tn_warn(COMP,
+                        "msg=\"tls handshake failed\" tx=%s side=%s url=%s failures=%" PRIu64
+                        " total=%" PRIu64 " detail=\"peer and reason not reported by nng 1.5\"",
+                        t->name, e->listener ? "listener" : "dialer", e->url, v - e->auth_seen,
+                        v);
+                e->auth_seen = v;
+            }
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+    nng_stats_free(all);
+}
+
+static void *mon_main(void *arg)
+{
+    uint64_t gen = (uint64_t)(uintptr_t)arg;
+    pthread_mutex_lock(&mon.mu);
+    while (mon.gen == gen) {
+        mon_poll();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += MONITOR_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&mon.cv, &mon.mu, &ts);
+    }
+    pthread_mutex_unlock(&mon.mu);
+    return NULL;
+}
+
+static void mon_add(nngtx *t)
+{
+    pthread_mutex_lock(&mon.mu);
+    if (!t->monitored) {
+        t->mon_next = mon.head;
+        mon.head = t;
+        t->monitored = true;
+        if (!mon.running &&
+            pthread_create(&mon.thread, NULL, mon_main, (void *)(uintptr_t)mon.gen) == 0)
+            mon.running = true;
+    }
+    pthread_mutex_unlock(&mon.mu);
+}
+
+/* Unlink t; the last one out stops the thread and waits for it. */
+static void mon_remove(nngtx *t)
+{
+    pthread_mutex_lock(&mon.mu);
+    if (!t->monitored) {
+        pthread_mutex_unlock(&mon.mu);
+        return;
+    }
+    mon_poll(); /* a failure counted just before free is still logged */
+    for (nngtx **p = &mon.head; *p; p = &(*p)->mon_next) {
+        if (*p == t) {
+            *p = t->mon_next;
+            break;
+        }
+    }
+    t->monitored = false;
+    if (mon.head || !mon.running) {
+        pthread_mutex_unlock(&mon.mu);
+        return;
+    }
+    pthread_t th = mon.thread;
+    mon.gen++;
+    mon.running = false;
+    pthread_cond_broadcast(&mon.cv);
+    pthread_mutex_unlock(&mon.mu);
+    pthread_join(th, NULL);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Read a PEM file into a NUL-terminated heap string. */
+static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg *msg)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return tn_errmsg_set(msg, TN_ERR_NOENT, "tls %s %s: cannot open: %m", what, path);
+    char *buf = malloc(PEM_MAX + 1);
+    if (!buf) {
+        fclose(f);
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "tls %s %s: out of memory", what, path);
+    }
+    size_t n = fread(buf, 1, PEM_MAX + 1, f);
+    bool err = ferror(f);
+    fclose(f);
+    if (err || n == 0 || n > PEM_MAX) {
+        free(buf);
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "tls %s %s: %s", what, path,
+                             err ? "read error" : n ? "larger than 1 MiB" : "empty file");
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return TN_OK;
+}
+
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* The host of "scheme://host:port/..." into buf; "" when there is none. */
+static void url_host(const char *url, char *buf, size_t cap)
+{
+    const char *h = strstr(url, "://");
+    buf[0] = '\0';
+    if (!h)
+        return;
+    h += 3;
+    const char *end;
+    if (*h == '[') { /* [v6]:port */
+        h++;
+        end = strchr(h, ']');
+    } else {
+        end = h + strcspn(h, ":/");
+    }
+    if (!end || (size_t)(end - h) >= cap)
+        return;
+    memcpy(buf, h, (size_t)(end - h));
+    buf[end - h] = '\0';
+}
+
+static bool is_ip_literal(const char *host)
+{
+    unsigned char tmp[16];
+    return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
+}
+
+/* A TLS configuration for one listener (server) or dialer (client). Mutual: both modes
+ * require and verify the peer's certificate against the CA. */
+static tn_err tls_config(nngtx *t, bool server, const char *url, nng_tls_config **out,
+                         tn_errmsg *msg)
+{
+    nng_tls_config *cfg;
+    int rv = nng_tls_config_alloc(&cfg, server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT);
+    if (rv)
+        return tn_errmsg_set(msg, from_nng(rv), "%s: tls: %s", t->name, nng_strerror(rv));
+    const char *step = "CA";
+    if ((rv = nng_tls_config_ca_chain(cfg, t->ca_pem, NULL)) != 0)
+        goto fail;
+    step = "certificate and key";
+    if (t->cert_pem && (rv = nng_tls_config_own_cert(cfg, t->cert_pem, t->key_pem, NULL)) != 0)
+        goto fail;
+    step = "auth mode";
+    if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)
+        goto fail;
+    if (!server) {
+        char host[256];
+        const char *sn = t->server_name;
+        url_host(url, host, sizeof(host));
+        if (!sn && host[0] && !is_ip_literal(host))
+            sn = host;
+        step = "server name";
+        if (sn && (rv = nng_tls_config_server_name(cfg, sn)) != 0)
+            goto fail;
+    }
+    *out = cfg;
+    return TN_OK;
+fail:
+    nng_tls_config_free(cfg);
+    return tn_errmsg_set(msg, from_nng(rv), "%s: tls %s (CA %s, certificate %s): %s", t->name,
+                         step, t->ca_file, t->cert_file ? t->cert_file : "none",
+                         nng_strerror(rv));
+}
+
+/* "1.2.3.4:80", "[::1]:80", "/path/sock", "inproc-name" */
+static void fmt_addr(const nng_sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    switch (sa->s_family) {
+    case NNG_AF_INET:
+        inet_ntop(AF_INET, &sa->s_in.sa_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s:%u", ip, ntohs(sa->s_in.sa_port));
+        break;
+    case NNG_AF_INET6:
+        inet_ntop(AF_INET6, sa->s_in6.sa_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "[%s]:%u", ip, ntohs(sa->s_in6.sa_port));
+        break;
+    case NNG_AF_IPC:
+        snprintf(buf, cap, "%s", sa->s_ipc.sa_path);
+        break;
+    case NNG_AF_INPROC:
+        snprintf(buf, cap, "%s", sa->s_inproc.sa_name);
+        break;
+    default:
+        snprintf(buf, cap, "?");
+    }
+}
+
+/* The URL of the listener or dialer a pipe came from; "?" if not found. mu held. */
+static const char *pipe_url(nngtx *t, nng_pipe p)
+{
+    nng_listener l = nng_pipe_listener(p);
+    nng_dialer d = nng_pipe_dialer(p);
+    for (int i = 0; i < t->neps; i++) {
+        endpoint *e = &t->eps[i];
+        if ((e->listener && l.id && e->l.id == l.id) || (!e->listener && d.id && e->d.id == d.id))
+            return e->url;
+    }
+    return "?";
+}
+
+/* Connection events, on nng's threads. ADD_PRE may still refuse the pipe. */
+static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    nngtx *t = arg;
+    char peer[300] = "?", extra[64] = "", url[512];
+    nng_sockaddr sa;
+    if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0)
+        fmt_addr(&sa, peer, sizeof(peer));
+    int pid;
+    if (nng_pipe_get_int(p, NNG_OPT_IPC_PEER_PID, &pid) == 0)
+        snprintf(extra, sizeof(extra), " peer_pid=%d", pid);
+    bool verified = false;
+    bool is_tls = nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) == 0;
+    pthread_mutex_lock(&t->mu);
+    snprintf(url, sizeof(url), "%s", pipe_url(t, p));
+    pthread_mutex_unlock(&t->mu);
+    switch (ev) {
+    case NNG_PIPE_EV_ADD_PRE:
+        /* With auth mode REQUIRED mbedTLS has already refused an unverified peer; this is
+         * a second lock on the door, should a configuration ever say otherwise. */
+        if (is_tls && !verified) {
+            atomic_fetch_add(&t->refused, 1);
+            tn_warn(COMP, "msg=\"peer refused: certificate not verified\" tx=%s url=%s peer=%s",
+                    t->name, url, peer);
+            nng_pipe_close(p);
+        }
+        break;
+    case NNG_PIPE_EV_ADD_POST:
+        atomic_fetch_add(&t->connects, 1);
+        tn_info(COMP, "msg=connected tx=%s url=%s peer=%s pipe=%u%s%s", t->name, url, peer,
+                nng_pipe_id(p), extra, is_tls ? " tls_verified=true" : "");
+        break;
+    case NNG_PIPE_EV_REM_POST:
+        atomic_fetch_add(&t->disconnects, 1);
+        tn_info(COMP, "msg=disconnected tx=%s url=%s peer=%s pipe=%u", t->name, url, peer,
+                nng_pipe_id(p));
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- receive ---------------------------------------------------------------------------- */
+
+static void recv_cb(void *arg)
+{
+    nngtx *t = arg;
+    int rv = nng_aio_result(t->aio);
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        return; /* closed: no new receive */
+    if (rv == 0) {
+        nng_msg *m = nng_aio_get_msg(t->aio);
+        size_t len = nng_msg_len(m);
+        pthread_mutex_lock(&t->mu);
+        bool deliver = !t->closed; /* the decision to start a callback, ordered with close */
+        pthread_mutex_unlock(&t->mu);
+        if (deliver && len > t->o.max_msg) {
+            /* nng enforces the bound on tcp, ipc and tls; inproc hands messages over
+             * without it, so it is checked here for every scheme. */
+            atomic_fetch_add(&t->oversized, 1);
+            tn_warn(COMP, "msg=\"oversized message dropped\" tx=%s bytes=%zu max=%zu", t->name,
+                    len, t->o.max_msg);
+            deliver = false;
+        }
+        if (deliver) {
+            atomic_fetch_add(&t->received, 1);
+            t->fn(t->arg, nng_msg_body(m), len);
+        }
+        nng_msg_free(m);
+    } else {
+        tn_warn(COMP, "msg=\"receive failed\" tx=%s err=\"%s\"", t->name, nng_strerror(rv));
+    }
+    pthread_mutex_lock(&t->mu);
+    bool closed = t->closed;
+    pthread_mutex_unlock(&t->mu);
+    if (!closed)
+        nng_recv_aio(t->sock, t->aio);
+}
+
+/* ---- operations ------------------------------------------------------------------------- */
+
+static tn_err check_url(nngtx *t, const char *url, const tn_tx_scheme **out, tn_errmsg *msg)
+{
+    const tn_tx_scheme *sc = url ? tn_tx_scheme_find(url) : NULL;
+    if (!sc)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: %s: unknown URL scheme; use tcp://, ipc://, inproc:// or "
+                             "tls+tcp://", t->name, url ? url : "(null)");
+    if (sc->tls && !t->tls)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: %s: tls+tcp needs a TLS configuration (CA, certificate, key)",
+                             t->name, url);
+    if (!sc->tls && sc->network && t->tls)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: %s: TLS is configured but the URL is plain tcp; use "
+                             "tls+tcp://", t->name, url);
+    *out = sc;
+    return TN_OK;
+}
+
+/* Reserve a slot for a listener or dialer about to start: pipes may come before start
+ * returns, and their logs name the URL. TN_ERR_CLOSED, TN_ERR_TOOBIG, TN_ERR_NOMEM. */
+static tn_err add_endpoint(nngtx *t, bool listener, nng_listener l, nng_dialer d,
+                           const char *url, tn_errmsg *msg)
+{
+    tn_err e = TN_OK;
+    char *u = strdup(url);
+    pthread_mutex_lock(&t->mu);
+    if (t->closed)
+        e = TN_ERR_CLOSED;
+    else if (t->neps == MAX_ENDPOINTS)
+        e = TN_ERR_TOOBIG;
+    else if (!u)
+        e = TN_ERR_NOMEM;
+    else
+        t->eps[t->neps++] = (endpoint){.listener = listener, .l = l, .d = d, .url = u};
+    pthread_mutex_unlock(&t->mu);
+    if (e) {
+        free(u);
+        return tn_errmsg_set(msg, e, "%s: %s %s: %s", t->name, listener ? "listen" : "dial",
+                             url, e == TN_ERR_TOOBIG ? "too many listeners and dialers"
+                                                     : tn_strerror(e));
+    }
+    return TN_OK;
+}
+
+/* Forget the last endpoint added (its start failed). */
+static void drop_endpoint(nngtx *t)
+{
+    pthread_mutex_lock(&t->mu);
+    free(t->eps[--t->neps].url);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* url with the port nng chose for ":0" */
+static char *resolve_bound(nng_listener l, const char *url)
+{
+    int port;
+    size_t n = strlen(url);
+    if (n < 2 || strcmp(url + n - 2, ":0") != 0 ||
+        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+        return strdup(url);
+    char *b = malloc(n + 8);
+    if (b)
+        snprintf(b, n + 8, "%.*s:%d", (int)(n - 2), url, port);
+    return b;
+}
+
+static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
+{
+    nngtx *t = self;
+    const tn_tx_scheme *sc;
+    nng_tls_config *cfg;
+    nng_listener l;
+    tn_err e = check_url(t, url, &sc, msg);
+    if (e)
+        return e;
+    if (sc->tls && !t->cert_pem)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: %s: a TLS listener needs a certificate "
+                             "and key", t->name, url);
+    int rv = nng_listener_create(&l, t->sock, url);
+    if (rv)
+        return tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url,
+                             nng_strerror(rv));
+    if (sc->tls) {
+        if ((e = tls_config(t, true, url, &cfg, msg)) != TN_OK)
+            goto fail;
+        rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg); /* the listener holds its own reference */
+        if (rv)
+            goto fail_nng;
+    }
+    if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, t->o.max_msg)) != 0)
+        goto fail_nng;
+    if ((e = add_endpoint(t, true, l, (nng_dialer)NNG_DIALER_INITIALIZER, url, msg)) != TN_OK)
+        goto fail;
+    if ((rv = nng_listener_start(l, 0)) != 0) {
+        drop_endpoint(t);
+        goto fail_nng;
+    }
+    char *bound = resolve_bound(l, url);
+    pthread_mutex_lock(&t->mu);
+    if (bound) {
+        free(t->bound);
+        t->bound = bound;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (sc->tls)
+        mon_add(t);
+    tn_info(COMP, "msg=listening tx=%s role=%s url=%s", t->name,
+            t->o.sender ? "sender" : "receiver", bound ? bound : url);
+    return TN_OK;
+fail_nng:
+    e = tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url, nng_strerror(rv));
+fail:
+    nng_listener_close(l);
+    return e;
+}
+
+static tn_err tx_dial(void *self, const char *url, tn_errmsg *msg)
+{
+    nngtx *t = self;
+    const tn_tx_scheme *sc;
+    nng_tls_config *cfg;
+    nng_dialer d;
+    tn_err e = check_url(t, url, &sc, msg);
+    if (e)
+        return e;
+    int rv = nng_dialer_create(&d, t->sock, url);
+    if (rv)
+        return tn_errmsg_set(msg, from_nng(rv), "%s: dial %s: %s", t->name, url,
+                             nng_strerror(rv));
+    if (sc->tls) {
+        if ((e = tls_config(t, false, url, &cfg, msg)) != TN_OK)
+            goto fail;
+        rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg); /* the dialer holds its own reference */
+        if (rv)
+            goto fail_nng;
+    }
+    if ((rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, t->o.max_msg)) != 0 ||
+        (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, t->o.reconnect_min_ms)) != 0 ||
+        (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, t->o.reconnect_max_ms)) != 0)
+        goto fail_nng;
+    if ((e = add_endpoint(t, false, (nng_listener)NNG_LISTENER_INITIALIZER, d, url, msg)) != TN_OK)
+        goto fail;
+    /* Non-blocking: a refused first attempt is retried in the background like any other. */
+    if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
+        drop_endpoint(t);
+        goto fail_nng;
+    }
+    if (sc->tls)
+        mon_add(t);
+    tn_info(COMP, "msg=dialing tx=%s role=%s url=%s", t->name,
+            t->o.sender ? "sender" : "receiver", url);
+    return TN_OK;
+fail_nng:
+    e = tn_errmsg_set(msg, from_nng(rv), "%s: dial %s: %s", t->name, url, nng_strerror(rv));
+fail:
+    nng_dialer_close(d);
+    return e;
+}
+
+static tn_err tx_send(void *self, const void *buf, size_t len)
+{
+    nngtx *t = self;
+    if (!t->o.sender)
+        return TN_ERR_INVAL;
+    if (len > t->o.max_msg)
+        return TN_ERR_TOOBIG;
+    pthread_mutex_lock(&t->mu);
+    bool closed = t->closed;
+    pthread_mutex_unlock(&t->mu);
+    if (closed)
+        return TN_ERR_CLOSED;
+    /* nng_send copies buf into a message; with send_wait_ms the socket's send timeout
+     * bounds the wait, else the send never waits. */
+    int rv = nng_send(t->sock, (void *)buf, len, t->o.send_wait_ms > 0 ? 0 : NNG_FLAG_NONBLOCK);
+    if (rv == 0) {
+        atomic_fetch_add(&t->sent, 1);
+        return TN_OK;
+    }
+    if (rv == NNG_EAGAIN || rv == NNG_ETIMEDOUT)
+        return TN_ERR_BUSY;
+    return from_nng(rv);
+}
+
+static tn_err tx_bound_url(void *self, char *buf, size_t cap)
+{
+    nngtx *t = self;
+    tn_err e = TN_OK;
+    pthread_mutex_lock(&t->mu);
+    if (!t->bound)
+        e = TN_ERR_NOENT;
+    else if (strlen(t->bound) >= cap)
+        e = TN_ERR_TOOBIG;
+    else
+        memcpy(buf, t->bound, strlen(t->bound) + 1);
+    pthread_mutex_unlock(&t->mu);
+    return e;
+}
+
+static void tx_close(void *self)
+{
+    nngtx *t = self;
+    pthread_mutex_lock(&t->mu);
+    bool was = t->closed;
+    t->closed = true;
+    pthread_mutex_unlock(&t->mu);
+    /* Cancelling only asks: a completion already under way sees closed and stops. */
+    if (!was && t->aio)
+        nng_aio_cancel(t->aio);
+}
+
+static void tx_free(void *self)
+{
+    nngtx *t = self;
+    if (!t)
+        return;
+    tx_close(t);
+    mon_remove(t);
+    if (t->sock.id)
+        nng_close(t->sock); /* closes listeners, dialers and pipes; waits for them */
+    if (t->aio)
+        nng_aio_free(t->aio); /* stops: waits for a running receive callback */
+    for (int i = 0; i < t->neps; i++)
+        free(t->eps[i].url);
+    free(t->bound);
+    free(t->name);
+    free(t->ca_pem);
+    free(t->cert_pem);
+    free_secret(t->key_pem);
+    free(t->server_name);
+    free(t->ca_file);
+    free(t->cert_file);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+static const tn_tx_ops nng_ops = {
+    .name = "nng",
+    .listen = tx_listen,
+    .dial = tx_dial,
+    .send = tx_send,
+    .bound_url = tx_bound_url,
+    .close = tx_close,
+    .free = tx_free,
+};
+
+/* ---- construction ----------------------------------------------------------------------- */
+
+void tn_tx_nng_opts_init(tn_tx_nng_opts *o, bool sender)
+{
+    *o = (tn_tx_nng_opts){
+        .sender = sender,
+        .max_msg = TN_TX_RECV_MAX_DEFAULT,
+        .send_buf = 1024,
+        .recv_buf = 0,
+        .send_wait_ms = 0,
+        .reconnect_min_ms = 100,
+        .reconnect_max_ms = 2000,
+    };
+}
+
+static tn_err load_tls(nngtx *t, const tn_tx_tls *tls, tn_errmsg *msg)
+{
+    tn_err e;
+    if (!tls->ca_file)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: tls: a CA file is required (peers are "
+                             "verified both ways)", t->name);
+    if (!tls->cert_file != !tls->key_file)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: tls: give both a certificate and its key",
+                             t->name);
+    if ((e = read_pem("CA", tls->ca_file, &t->ca_pem, msg)) != TN_OK)
+        return e;
+    if (tls->cert_file) {
+        if ((e = read_pem("certificate", tls->cert_file, &t->cert_pem, msg)) != TN_OK ||
+            (e = read_pem("key", tls->key_file, &t->key_pem, msg)) != TN_OK)
+            return e;
+    }
+    if ((tls->server_name && !(t->server_name = strdup(tls->server_name))) ||
+        !(t->ca_file = strdup(tls->ca_file)) ||
+        (tls->cert_file && !(t->cert_file = strdup(tls->cert_file))))
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", t->name);
+    t->tls = true;
+    /* Build one configuration now so a bad PEM is reported by the constructor. */
+    nng_tls_config *cfg;
+    if ((e = tls_config(t, t->cert_pem != NULL, "", &cfg, msg)) != TN_OK)
+        return e;
+    nng_tls_config_free(cfg);
+    return TN_OK;
+}
+
+tn_err tn_tx_nng_new_opts(const tn_tx_nng_opts *o, tn_tx_recv_fn fn, void *arg, tn_tx *out,
+                          tn_errmsg *msg)
+{
+    const char *name = o->name ? o->name : "tx";
+    if (!o->sender && !fn)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: a receiver needs a callback", name);
+    if (o->max_msg == 0 || o->send_buf < 1 || o->send_buf > NNG_BUF_MAX || o->recv_buf < 0 ||
+        o->recv_buf > NNG_BUF_MAX || o->send_wait_ms < 0 || o->reconnect_min_ms < 1 ||
+        o->reconnect_max_ms < o->reconnect_min_ms)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: bad transport options (max_msg > 0, send_buf 1..8192, "
+                             "recv_buf 0..8192, reconnect 1 <= min <= max ms)", name);
+    nngtx *t = calloc(1, sizeof(*t));
+    if (!t)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", name);
+    pthread_mutex_init(&t->mu, NULL);
+    t->o = *o;
+    t->o.name = NULL;
+    t->o.tls = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    tn_err e = TN_ERR_NOMEM;
+    int rv;
+    if (!(t->name = xstrdup(name)))
+        goto fail;
+    if (o->tls && (e = load_tls(t, o->tls, msg)) != TN_OK)
+        goto fail_msg;
+    rv = o->sender ? nng_push0_open(&t->sock) : nng_pull0_open(&t->sock);
+    if (rv)
+        goto fail_nng;
+    if ((rv = nng_socket_set_size(t->sock, NNG_OPT_RECVMAXSZ, o->max_msg)) != 0 ||
+        (rv = nng_socket_set_ms(t->sock, NNG_OPT_RECONNMINT, o->reconnect_min_ms)) != 0 ||
+        (rv = nng_socket_set_ms(t->sock, NNG_OPT_RECONNMAXT, o->reconnect_max_ms)) != 0)
+        goto fail_nng;
+    if (o->sender) {
+        if ((rv = nng_socket_set_int(t->sock, NNG_OPT_SENDBUF, o->send_buf)) != 0 ||
+            (o->send_wait_ms > 0 &&
+             (rv = nng_socket_set_ms(t->sock, NNG_OPT_SENDTIMEO, o->send_wait_ms)) != 0))
+            goto fail_nng;
+    } else if ((rv = nng_socket_set_int(t->sock, NNG_OPT_RECVBUF, o->recv_buf)) != 0) {
+        goto fail_nng;
+    }
+    if ((rv = nng_pipe_notify(t->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, t)) != 0 ||
+        (rv = nng_pipe_notify(t->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, t)) != 0 ||
+        (rv = nng_pipe_notify(t->sock, NNG_PIPE_EV_REM_POST, pipe_cb, t)) != 0)
+        goto fail_nng;
+    if (!o->sender) {
+        if ((rv = nng_aio_alloc(&t->aio, recv_cb, t)) != 0)
+            goto fail_nng;
+        nng_recv_aio(t->sock, t->aio);
+    }
+    out->ops = &nng_ops;
+    out->self = t;
+    return TN_OK;
+fail_nng:
+    e = tn_errmsg_set(msg, from_nng(rv), "%s: nng: %s", name, nng_strerror(rv));
+    goto fail_msg;
+fail:
+    tn_errmsg_set(msg, e, "%s: out of memory", name);
+fail_msg:
+    tx_free(t);
+    return e;
+}
+
+tn_err tn_tx_nng_new(bool sender, const tn_tx_tls *tls, tn_tx_recv_fn fn, void *arg, tn_tx *out,
+                     tn_errmsg *msg)
+{
+    tn_tx_nng_opts o;
+    tn_tx_nng_opts_init(&o, sender);
+    o.tls = tls;
+    return tn_tx_nng_new_opts(&o, fn, arg, out, msg);
+}
+
+tn_err tn_tx_nng_stats_get(tn_tx t, tn_tx_nng_stats *out)
+{
+    if (t.ops != &nng_ops)
+        return TN_ERR_INVAL;
+    nngtx *x = t.self;
+    pthread_mutex_lock(&mon.mu);
+    mon_poll(); /* fresh TLS failure counts */
+    pthread_mutex_unlock(&mon.mu);
+    *out = (tn_tx_nng_stats){
+        .connects = atomic_load(&x->connects),
+        .disconnects = atomic_load(&x->disconnects),
+        .refused = atomic_load(&x->refused),
+        .handshake_errors = atomic_load(&x->handshake_errors),
+        .oversized = atomic_load(&x->oversized),
+        .sent = atomic_load(&x->sent),
+        .received = atomic_load(&x->received),
+    };
+    return TN_OK;
+}
