@@ -718,8 +718,13 @@ static void *worker_thread(void *arg)
             sweep(w);
             last_sweep = now;
         }
-        /* sleep until something arrives, a kill step or a noop is due, or 20 ms */
-        int64_t wake = now + 20000000LL, t = tn_procs_next_tick(w->procs);
+        /* sleep until something arrives, a kill step or a noop is due, or 20 ms; while
+         * processes run, 2 ms, so an exit is reported soon after it happens */
+        bool procs_live = false;
+        for (job *j = w->jobs; j && !procs_live; j = j->next)
+            procs_live = j->proc && !j->done;
+        int64_t wake = now + (procs_live ? 2000000LL : 20000000LL);
+        int64_t t = tn_procs_next_tick(w->procs);
         if (t > now && t < wake)
             wake = t;
         for (job *j = w->jobs; j; j = j->next)
