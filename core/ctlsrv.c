@@ -56,18 +56,6 @@ static char *cstr(tn_str s)
 static const char *wsn(unsigned s) { return tn_sm_state_name(&tn_sm_workflow, s); }
 static const char *tsn(unsigned s) { return tn_sm_state_name(&tn_sm_task, s); }
 
-static void dur(int64_t ns, char *buf, size_t len)
-{
-    if (ns < 0)
-        snprintf(buf, len, "-");
-    else if (ns < 1000000000LL)
-        snprintf(buf, len, "%" PRId64 "ms", ns / 1000000);
-    else if (ns < 60 * 1000000000LL)
-        snprintf(buf, len, "%.1fs", (double)ns / 1e9);
-    else
-        snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", (int64_t)(ns / 60000000000LL),
-                 (int64_t)((ns / 1000000000LL) % 60));
-}
 
 /* ------------------------------------------------------------------------------ */
 /* commands for the engine */
@@ -207,7 +195,7 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         char ts[40] = "-", d[32];
         if (p->started_at)
             tn_fmt_time(p->started_at, ts, sizeof(ts));
-        dur(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d, sizeof(d));
+        tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d, sizeof(d));
         tn_sb_printf(&o->text, "%-8" PRIu64 " %-24s %-18s %4u %-24s %10s\n", p->id, p->name,
                      wsn(p->state), p->run, ts, d);
         tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i > first ? "," : "", p->id);
@@ -220,31 +208,6 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     free(ring);
 }
 
-typedef struct tasks_cb {
-    uint64_t *ids;
-    size_t n, cap;
-} tasks_cb;
-
-static int collect(void *ctx, const tn_event *ev)
-{
-    tasks_cb *x = ctx;
-    if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_RERUN)
-        x->n = 0;
-    if (ev->machine != TN_MACHINE_TASK ||
-        (ev->event != TN_TASK_E_SUBMIT && ev->event != TN_TASK_E_PAUSED))
-        return 0;
-    if (x->n == x->cap) {
-        size_t nc = x->cap ? x->cap * 2 : 64;
-        uint64_t *ni = realloc(x->ids, nc * sizeof(uint64_t));
-        if (!ni)
-            return 1;
-        x->ids = ni;
-        x->cap = nc;
-    }
-    x->ids[x->n++] = ev->task;
-    return 0;
-}
-
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
@@ -253,11 +216,11 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         fail(o, 1, "no workflow instance %" PRIu64 "; list them with `tern ls`", r->id);
         return;
     }
-    tasks_cb x = {0};
-    int fr;
-    tn_replay_wf_events(store(s), r->id, collect, &x, &fr);
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    (void)tn_replay_run_tasks(store(s), r->id, &ids, &nids);
     char d[32];
-    dur(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
+    tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
                  w.run, wsn(w.state), w.ended_at ? " in " : "", w.ended_at ? d : "");
     tn_sb_printf(&o->text, "%-10s %-24s %-20s %8s %-14s %10s  %s\n", "TASK_ID", "TASK", "STATE",
@@ -265,9 +228,9 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_sb_printf(&o->json, "{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", w.id);
     tn_sb_json(&o->json, w.name, strlen(w.name));
     tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u},\"tasks\":[", wsn(w.state), w.run);
-    for (size_t i = 0; i < x.n; i++) {
+    for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
-        if (tn_evlog_task(lg, x.ids[i], &p) != TN_OK)
+        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
             continue;
         char why[512] = "";
         if (p.state == TN_TASK_S_DISPATCH) {
@@ -275,7 +238,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
             tn_engine_submit_wait(s->engine, &c);
             snprintf(why, sizeof(why), "%s", c.msg);
         }
-        dur(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, d, sizeof(d));
+        tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, d, sizeof(d));
         tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p.id, p.name,
                      tsn(p.state), p.attempt, p.worker[0] ? p.worker : "-", d, why);
         tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
@@ -288,7 +251,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         tn_sb_printf(&o->json, "}");
     }
     tn_sb_printf(&o->json, "]}");
-    free(x.ids);
+    free(ids);
 }
 
 static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -313,43 +276,6 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_sb_json(&o->json, p.worker, strlen(p.worker));
     tn_sb_printf(&o->json, "}");
     o->code = (int)p.attempt; /* the client asks the worker for this attempt's log */
-}
-
-static void h_def_ls(tn_ctlsrv *s, out *o)
-{
-    tn_rtxn *t;
-    tn_cursor *c;
-    tn_val k, v;
-    if (tn_store_read_begin(store(s), &t)) {
-        fail(o, 1, "cannot read the store");
-        return;
-    }
-    tn_cursor_open(t, TN_DB_DEFS, &c);
-    char prev[TN_DEF_MAX_NAME + 1] = "";
-    uint32_t ver = 0;
-    size_t n = 0;
-    tn_sb_printf(&o->text, "%-32s %s\n", "WORKFLOW", "LATEST");
-    tn_sb_printf(&o->json, "[");
-    for (tn_err e = tn_cursor_first(c, &k, &v);; e = tn_cursor_next(c, &k, &v)) {
-        const char *kn = e == TN_OK ? (const char *)k.data : NULL;
-        size_t nl = kn ? strnlen(kn, k.len) : 0;
-        bool same = kn && strlen(prev) == nl && memcmp(prev, kn, nl) == 0;
-        if (!same && prev[0]) {
-            tn_sb_printf(&o->text, "%-32s %u\n", prev, ver);
-            tn_sb_printf(&o->json, "%s{\"name\":\"%s\",\"version\":%u}", n++ ? "," : "", prev, ver);
-        }
-        if (e != TN_OK)
-            break;
-        if (nl + 5 != k.len || nl > TN_DEF_MAX_NAME)
-            continue;
-        memcpy(prev, kn, nl);
-        prev[nl] = 0;
-        const uint8_t *p = (const uint8_t *)k.data + nl + 1;
-        ver = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    }
-    tn_sb_printf(&o->json, "]");
-    tn_cursor_close(c);
-    tn_store_read_end(t);
 }
 
 void tn_ctlsrv_handle(void *arg, const void *req, size_t len, void **rep, size_t *rlen)
@@ -391,8 +317,6 @@ void tn_ctlsrv_handle(void *arg, const void *req, size_t len, void **rep, size_t
         h_status(s, r, &o);
     } else if (tn_str_eq(r->cmd, "logs")) {
         h_logs(s, r, &o);
-    } else if (tn_str_eq(r->cmd, "def-ls")) {
-        h_def_ls(s, &o);
     } else if (tn_str_eq(r->cmd, "workers")) {
         if (s->workers)
             s->workers(s->arg, &o.text, &o.json);

@@ -19,7 +19,7 @@
 /* ------------------------------------------------------------------------------ */
 /* small vectors */
 
-static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
+bool eng_grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return true;
@@ -86,7 +86,7 @@ static void heap_down(timer *h, size_t n, size_t i)
 
 static void timer_push(tn_engine *e, const timer *t)
 {
-    if (!grow((void **)&e->timers, &e->captimers, e->ntimers + 1, sizeof(timer))) {
+    if (!eng_grow((void **)&e->timers, &e->captimers, e->ntimers + 1, sizeof(timer))) {
         tn_error("engine", "msg=\"out of memory arming a timer\"");
         return;
     }
@@ -110,7 +110,7 @@ void eng_timer_wf(tn_engine *e, wrt *w, int64_t due)
 void tn_engine_after(tn_engine *e, int64_t due_ns, tn_engine_timer_fn fn, void *arg)
 {
     pthread_mutex_lock(&e->mu);
-    if (grow((void **)&e->cb_timers, &e->capcb, e->ncb + 1, sizeof(timer))) {
+    if (eng_grow((void **)&e->cb_timers, &e->capcb, e->ncb + 1, sizeof(timer))) {
         timer tm = {.due = due_ns, .kind = TIMER_CALLBACK, .fn = fn, .arg = arg};
         e->cb_timers[e->ncb++] = tm;
     }
@@ -157,14 +157,23 @@ void eng_queue_push(tn_engine *e, trt *t)
     /* workflow priority, task priority, then age (the task id grows with submission) */
     uint64_t key = ((uint64_t)t->w->def->priority << 60) | ((uint64_t)n->priority << 56) |
                    (t->id & ((UINT64_C(1) << 56) - 1));
-    if (!grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    if (!eng_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
         return;
     e->queue[e->nqueue] = (qentry){key, t->w->id, t->node, t->attempt};
     q_up(e->queue, e->nqueue++);
     t->flags |= TF_QUEUED;
 }
 
-bool eng_queue_pop(tn_engine *e, qentry *out);
+/* Put an entry back (one that could not be placed in this step). */
+bool eng_queue_requeue(tn_engine *e, const qentry *q)
+{
+    if (!eng_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+        return false;
+    e->queue[e->nqueue] = *q;
+    q_up(e->queue, e->nqueue++);
+    return true;
+}
+
 bool eng_queue_pop(tn_engine *e, qentry *out)
 {
     if (e->nqueue == 0)
@@ -227,7 +236,7 @@ void eng_touch(tn_engine *e, wrt *w)
 {
     if (w->touched)
         return;
-    if (!grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
+    if (!eng_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
         return;
     e->touched[e->ntouched++] = w;
     w->touched = true;
@@ -265,7 +274,7 @@ tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
 
 void eng_fx(tn_engine *e, uint8_t kind, trt *t)
 {
-    if (!grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
+    if (!eng_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
         return;
     e->fx[e->nfx++] = (effect){kind, t->w->id, t->id, t->node, t->attempt, NULL};
 }
@@ -351,7 +360,7 @@ static tn_err def_latest_version(tn_engine *e, const char *name, uint32_t *versi
         *version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
         if (bytes) {
             bytes->size = 0;
-            if (!grow((void **)&bytes->data, &bytes->alloc, val.len + 1, 1)) {
+            if (!eng_grow((void **)&bytes->data, &bytes->alloc, val.len + 1, 1)) {
                 err = TN_ERR_NOMEM;
                 break;
             }
@@ -1303,7 +1312,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->ncmds = 0;
     for (tn_cmd *c = cmds, *next; c; c = next) {
         next = c->next;
-        if (grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
+        if (eng_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
             e->cmds_batch[e->ncmds++] = c;
         tn_err err = run_cmd(e, c);
         if (err && !c->err)

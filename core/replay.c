@@ -452,3 +452,47 @@ out:
     tn_store_read_end(t);
     return e;
 }
+
+typedef struct run_tasks {
+    uint64_t *ids;
+    size_t n, cap;
+    bool oom;
+} run_tasks;
+
+static int run_tasks_cb(void *ctx, const tn_event *ev)
+{
+    run_tasks *x = ctx;
+    if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_RERUN)
+        x->n = 0;
+    if (ev->machine != TN_MACHINE_TASK ||
+        (ev->event != TN_TASK_E_SUBMIT && ev->event != TN_TASK_E_PAUSED))
+        return 0;
+    if (x->n == x->cap) {
+        size_t nc = x->cap ? x->cap * 2 : 64;
+        uint64_t *ni = realloc(x->ids, nc * sizeof(uint64_t));
+        if (!ni) {
+            x->oom = true;
+            return 1;
+        }
+        x->ids = ni;
+        x->cap = nc;
+    }
+    x->ids[x->n++] = ev->task;
+    return 0;
+}
+
+tn_err tn_replay_run_tasks(tn_store *s, uint64_t wf, uint64_t **ids, size_t *n)
+{
+    run_tasks x = {0};
+    int fr;
+    tn_err e = tn_replay_wf_events(s, wf, run_tasks_cb, &x, &fr);
+    if (!e && x.oom)
+        e = TN_ERR_NOMEM;
+    if (e) {
+        free(x.ids);
+        return e;
+    }
+    *ids = x.ids;
+    *n = x.n;
+    return TN_OK;
+}

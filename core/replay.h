@@ -44,4 +44,8 @@ typedef int (*tn_replay_event_fn)(void *ctx, const tn_event *ev);
 tn_err tn_replay_wf_events(tn_store *s, uint64_t wf, tn_replay_event_fn fn, void *ctx,
                            int *fn_ret);
 
+/* The task instances of a workflow's current run (after its last RERUN), in the order
+ * they were created, as a malloc'd array the caller frees. */
+tn_err tn_replay_run_tasks(tn_store *s, uint64_t wf, uint64_t **ids, size_t *n);
+
 #endif

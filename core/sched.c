@@ -13,7 +13,6 @@ tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scrat
 tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out);
 tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
                      wrt **out);
-bool eng_queue_pop(tn_engine *e, qentry *out);
 
 static tn_err failover(tn_engine *e, trt *t, const char *reason);
 
@@ -825,40 +824,12 @@ tn_err sched_serial_release(tn_engine *e, const char *name)
 /* ------------------------------------------------------------------------------ */
 /* dispatch */
 
-static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t nc = *cap ? *cap * 2 : 64;
-    while (nc < need)
-        nc *= 2;
-    void *n = realloc(*arr, nc * elem);
-    if (!n)
-        return false;
-    *arr = n;
-    *cap = nc;
-    return true;
-}
-
 static bool grow_later(tn_engine *e, const qentry *q)
 {
-    if (!grow((void **)&e->later, &e->caplater, e->nlater + 1, sizeof(qentry)))
+    if (!eng_grow((void **)&e->later, &e->caplater, e->nlater + 1, sizeof(qentry)))
         return false;
     e->later[e->nlater++] = *q;
     return true;
-}
-
-static void q_up(qentry *h, size_t i)
-{
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (h[p].key <= h[i].key)
-            break;
-        qentry t = h[p];
-        h[p] = h[i];
-        h[i] = t;
-        i = p;
-    }
 }
 
 /* Why a task waits for dispatch (not state: shown by status, recomputed each try). */
@@ -935,13 +906,9 @@ tn_err sched_dispatch(tn_engine *e)
             eng_fx(e, FX_DISPATCH, t);
     }
     /* what could not be placed goes back to the queue for the next step */
-    for (size_t i = 0; i < e->nlater; i++) {
-        qentry *l = &e->later[i];
-        if (!grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    for (size_t i = 0; i < e->nlater; i++)
+        if (!eng_queue_requeue(e, &e->later[i]))
             return TN_ERR_NOMEM;
-        e->queue[e->nqueue] = *l;
-        q_up(e->queue, e->nqueue++);
-    }
     e->nlater = 0;
     return err;
 }

@@ -37,6 +37,19 @@ void tn_fmt_time(int64_t ns, char *buf, size_t len)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
+void tn_fmt_duration(int64_t ns, char *buf, size_t len)
+{
+    if (ns < 0)
+        snprintf(buf, len, "-");
+    else if (ns < 1000000000LL)
+        snprintf(buf, len, "%lldms", (long long)(ns / 1000000));
+    else if (ns < 60 * 1000000000LL)
+        snprintf(buf, len, "%.1fs", (double)ns / 1e9);
+    else
+        snprintf(buf, len, "%lldm%02llds", (long long)(ns / 60000000000LL),
+                 (long long)((ns / 1000000000LL) % 60));
+}
+
 int tn_parse_time(const char *s, int64_t *out_ns)
 {
     struct tm tm;

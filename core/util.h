@@ -29,6 +29,8 @@ static inline uint64_t tn_get_be64(const uint8_t *p)
 
 /* Format unix ns as "2026-11-22T01:02:03.456Z" into buf (at least 32 bytes). */
 void tn_fmt_time(int64_t ns, char *buf, size_t len);
+/* Format a duration for people: "250ms", "3.4s", "2m05s"; "-" when ns < 0. */
+void tn_fmt_duration(int64_t ns, char *buf, size_t len);
 /* Parse an ISO 8601 UTC time ("2026-11-22T01:02:03Z", fractional seconds and a
  * "+hh:mm" offset allowed, or a plain date) into unix ns. Returns 0 on success. */
 int tn_parse_time(const char *s, int64_t *out_ns);

@@ -126,61 +126,14 @@ static int apply_file(const char *cmd, local *l, const char *path, bool json, bo
     return rc;
 }
 
-/* The tasks of a workflow's current run, from its events. */
-typedef struct trow {
-    uint64_t id;
-    char name[TN_DEF_MAX_NAME + 1];
-} trow;
-
-typedef struct tlist {
-    trow *rows;
-    size_t n, cap;
-} tlist;
-
-static int collect_tasks(void *ctx, const tn_event *ev)
-{
-    tlist *l = ctx;
-    if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_RERUN)
-        l->n = 0;
-    if (ev->machine != TN_MACHINE_TASK || (ev->event != TN_TASK_E_SUBMIT &&
-                                           ev->event != TN_TASK_E_PAUSED))
-        return 0;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 32;
-        trow *r = realloc(l->rows, nc * sizeof(*r));
-        if (!r)
-            return 1;
-        l->rows = r;
-        l->cap = nc;
-    }
-    trow *r = &l->rows[l->n++];
-    r->id = ev->task;
-    const tn_attr *a = tn_event_attr(ev, "name");
-    snprintf(r->name, sizeof(r->name), "%.*s", a ? (int)a->s.len : 1, a ? a->s.p : "?");
-    return 0;
-}
-
-static void fmt_dur(int64_t ns, char *buf, size_t len)
-{
-    if (ns < 0)
-        snprintf(buf, len, "-");
-    else if (ns < 1000000000LL)
-        snprintf(buf, len, "%" PRId64 "ms", ns / 1000000);
-    else if (ns < 60 * 1000000000LL)
-        snprintf(buf, len, "%.1fs", (double)ns / 1e9);
-    else
-        snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", (int64_t)(ns / 60000000000LL),
-                 (int64_t)((ns / 1000000000LL) % 60));
-}
-
 static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
 {
     tn_wf_proj w;
     if (tn_evlog_wf(lg, wf, &w) != TN_OK)
         return;
-    tlist l = {0};
-    int fr;
-    tn_replay_wf_events(s, wf, collect_tasks, &l, &fr);
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    (void)tn_replay_run_tasks(s, wf, &ids, &nids);
     const char *ws = tn_sm_state_name(&tn_sm_workflow, w.state);
     if (json) {
         printf("{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", wf);
@@ -189,29 +142,29 @@ static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
     } else {
         printf("%-24s %-18s %8s %10s\n", "TASK", "STATE", "ATTEMPTS", "DURATION");
     }
-    for (size_t i = 0; i < l.n; i++) {
+    for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
-        if (tn_evlog_task(lg, l.rows[i].id, &p) != TN_OK)
+        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
             continue;
         const char *st = tn_sm_state_name(&tn_sm_task, p.state);
         char dur[32];
-        fmt_dur(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, dur, sizeof(dur));
+        tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, dur, sizeof(dur));
         if (json) {
             printf("%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
-            tn_json_cstr(stdout, l.rows[i].name);
+            tn_json_cstr(stdout, p.name);
             printf(",\"state\":\"%s\",\"attempts\":%u}", st, p.attempt);
         } else {
-            printf("%-24s %-18s %8u %10s\n", l.rows[i].name, st, p.attempt, dur);
+            printf("%-24s %-18s %8u %10s\n", p.name, st, p.attempt, dur);
         }
     }
     if (json) {
         printf("]}\n");
     } else {
         char dur[32];
-        fmt_dur(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, dur, sizeof(dur));
+        tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, dur, sizeof(dur));
         printf("workflow %s instance %" PRIu64 ": %s in %s\n", w.name, wf, ws, dur);
     }
-    free(l.rows);
+    free(ids);
 }
 
 static volatile sig_atomic_t interrupted;
@@ -330,13 +283,13 @@ int tn_cmd_run(int argc, char **argv)
         }
         if (!json) {
             /* progress: done of total, running, failed */
-            tlist l = {0};
-            int fr;
-            tn_replay_wf_events(st, sc.out_id, collect_tasks, &l, &fr);
+            uint64_t *ids = NULL;
+            size_t nids = 0;
+            (void)tn_replay_run_tasks(st, sc.out_id, &ids, &nids);
             unsigned done = 0, running = 0, failed = 0;
-            for (size_t i = 0; i < l.n; i++) {
+            for (size_t i = 0; i < nids; i++) {
                 tn_task_proj p;
-                if (tn_evlog_task(lg, l.rows[i].id, &p) != TN_OK)
+                if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
                     continue;
                 if (tn_sm_task.final[p.state])
                     done++;
@@ -345,7 +298,7 @@ int tn_cmd_run(int argc, char **argv)
                 if (p.state == TN_TASK_S_FAILURE || p.state == TN_TASK_S_KILL)
                     failed++;
             }
-            free(l.rows);
+            free(ids);
             char line[160];
             snprintf(line, sizeof(line), "progress: %u/%u tasks done, %u running, %u failed",
                      done, ntasks, running, failed);
