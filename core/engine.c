@@ -1155,6 +1155,8 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
             tgroup *g = eng_group(e, c->name);
             if (g)
                 g->slots = c->slots;
+            snprintf(c->msg, sizeof(c->msg), "task group %s: %lld slots", c->name,
+                     (long long)c->slots);
         }
         break;
     }
@@ -1167,7 +1169,9 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
         eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
         tn_event_set_str(&ev, "name", c->name);
         tn_event_set_str(&ev, "text", c->text);
-        err = emit(e, &ev);
+        if ((err = emit(e, &ev)) == TN_OK)
+            snprintf(c->msg, sizeof(c->msg), "environment %s: %zu bytes", c->name,
+                     strlen(c->text));
         break;
     }
     case TN_CMD_WHY: {

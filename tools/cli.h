@@ -39,9 +39,13 @@ int tn_cmd_def(int argc, char **argv);
 int tn_cmd_taskgroup(int argc, char **argv);
 int tn_cmd_env(int argc, char **argv);
 int tn_cmd_ctl(int argc, char **argv);
+struct tn_ctl_req;
+/* A control request through the master serving --data, if one answers; -1 when none does. */
+int tn_ctl_try_remote(const char *cmd, const char *data, struct tn_ctl_req *r);
 int tn_cmd_master(int argc, char **argv);
 int tn_cmd_worker(int argc, char **argv);
 int tn_cmd_standalone(int argc, char **argv);
+int tn_cmd_chaos(int argc, char **argv);
 struct tn_master;
 struct tn_worker;
 struct tn_errmsg;
@@ -54,6 +58,7 @@ int tn_ctl_apply_remote(const char *data, const char *master, int nfiles, char *
 
 extern const char tn_usage_replay[], tn_usage_audit[], tn_usage_sm[], tn_usage_bench[],
     tn_usage_demo[], tn_usage_run[], tn_usage_def[], tn_usage_taskgroup[], tn_usage_env[],
-    tn_usage_ctl[], tn_usage_master[], tn_usage_worker[], tn_usage_standalone[];
+    tn_usage_ctl[], tn_usage_master[], tn_usage_worker[], tn_usage_standalone[],
+    tn_usage_chaos[];
 
 #endif

@@ -313,3 +313,22 @@ int tn_ctl_apply_remote(const char *data, const char *master, int nfiles, char *
         printf("]\n");
     return rc;
 }
+
+/* A command through a running master, if one answers; -1 when none does. */
+int tn_ctl_try_remote(const char *cmd, const char *data, tn_ctl_req *r)
+{
+    copts o = {.data = data};
+    tn_master_default_ctl(data, o.url, sizeof(o.url));
+    void *probe = NULL;
+    size_t pl;
+    if (tn_rpc_call(o.url, "", 0, 2000, &probe, &pl, NULL) != TN_OK)
+        return -1;
+    free(probe);
+    tn_ctl_rep rep;
+    void *raw = NULL;
+    int rc = call(cmd, &o, r, &rep, &raw);
+    if (!rc)
+        rc = show(cmd, &o, &rep);
+    free(raw);
+    return rc;
+}

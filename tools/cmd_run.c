@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/ctl.h"
 #include "core/def.h"
 #include "core/engine.h"
 #include "core/inproc.h"
@@ -526,13 +527,27 @@ static int simple_cmd(const char *cmdname, int argc, char **argv, int nargs, tn_
     if (argc - optind != nargs || strcmp(argv[optind], "set") != 0)
         return tn_cli_usage(cmdname, "see the usage");
     *args_out = argv + optind + 1;
-    (void)cmd;
+    /* a running master owns the store: go through it */
+    tn_ctl_req *r = calloc(1, sizeof(*r));
+    if (r) {
+        r->cmd = tn_str_c(cmdname);
+        r->name = tn_str_c(cmd->name);
+        r->slots = cmd->slots;
+        r->bytes = tn_str_c(cmd->text);
+        r->actor = TN_STR("user:cli");
+        int remote = tn_ctl_try_remote(cmdname, data, r);
+        free(r);
+        if (remote >= 0)
+            return remote;
+    }
     local l;
     int rc = local_open(cmdname, data, &l);
     if (rc)
         return rc;
     if (tn_engine_call(l.e, cmd))
         rc = tn_cli_fail(cmdname, "%s", cmd->msg);
+    else
+        printf("%s\n", cmd->msg);
     local_close(&l);
     return rc;
 }
