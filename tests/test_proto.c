@@ -711,79 +711,544 @@ static void kill_msg(raw *r)
 }
 
 #define CASE(name) static void name(raw *r)
-CASE(c_empty) { (void)r; }
-CASE(c_not_array) { msgpack_pack_map(&r->pk, 0); }
-CASE(c_empty_array) { wa(r, 0); }
-CASE(c_version_0) { wa(r, 3); wu(r, 0); ws(r, "m"); wa(r, 0); }
-CASE(c_version_2) { wa(r, 3); wu(r, 2); ws(r, "m"); wa(r, 0); }
-CASE(c_version_2_longer) { wa(r, 4); wu(r, 2); ws(r, "m"); wa(r, 0); wu(r, 9); }
-CASE(c_version_str) { wa(r, 3); ws(r, "1"); ws(r, "m"); wa(r, 0); }
-CASE(c_version_negative) { wa(r, 3); msgpack_pack_int64(&r->pk, -1); ws(r, "m"); wa(r, 0); }
-CASE(c_header_4) { wa(r, 4); wu(r, 1); ws(r, "m"); wa(r, 0); wu(r, 0); }
-CASE(c_sender_empty) { wa(r, 3); wu(r, 1); ws(r, ""); wa(r, 0); }
-CASE(c_sender_65) { wa(r, 3); wu(r, 1); char s[66]; memset(s, 's', 65); s[65] = 0; ws(r, s); wa(r, 0); }
-CASE(c_sender_bin) { wa(r, 3); wu(r, 1); msgpack_pack_bin(&r->pk, 1); w(r, "m", 1); wa(r, 0); }
-CASE(c_sender_huge_claim) { wa(r, 3); wu(r, 1); w(r, "\xdb\xff\xff\xff\xff", 5); }
-CASE(c_msgs_huge_claim) { wa(r, 3); wu(r, 1); ws(r, "m"); w(r, "\xdd\xff\xff\xff\xff", 5); }
-CASE(c_msgs_claim_past_end) { wa(r, 3); wu(r, 1); ws(r, "m"); w(r, "\xdd\x00\x01\x00\x00", 5); kill_msg(r); }
-CASE(c_msgs_not_array) { wa(r, 3); wu(r, 1); ws(r, "m"); msgpack_pack_nil(&r->pk); }
-CASE(c_trailing_byte) { head(r, 1); kill_msg(r); w(r, "\xc0", 1); }
-CASE(c_trailing_message) { head(r, 1); kill_msg(r); kill_msg(r); }
-CASE(c_type_0) { head(r, 1); wa(r, 2); wu(r, 0); wu(r, 1); }
-CASE(c_type_10) { head(r, 1); wa(r, 2); wu(r, 10); wu(r, 1); }
-CASE(c_type_huge) { head(r, 1); wa(r, 2); wu(r, UINT64_MAX); wu(r, 1); }
-CASE(c_type_str) { head(r, 1); wa(r, 2); ws(r, "KILL"); wu(r, 1); }
+CASE(c_empty)
+{
+    (void)r;
+}
+
+CASE(c_not_array)
+{
+    msgpack_pack_map(&r->pk, 0);
+}
+
+CASE(c_empty_array)
+{
+    wa(r, 0);
+}
+
+CASE(c_version_0)
+{
+    wa(r, 3);
+    wu(r, 0);
+    ws(r, "m");
+    wa(r, 0);
+}
+
+CASE(c_version_2)
+{
+    wa(r, 3);
+    wu(r, 2);
+    ws(r, "m");
+    wa(r, 0);
+}
+
+CASE(c_version_2_longer)
+{
+    wa(r, 4);
+    wu(r, 2);
+    ws(r, "m");
+    wa(r, 0);
+    wu(r, 9);
+}
+
+CASE(c_version_str)
+{
+    wa(r, 3);
+    ws(r, "1");
+    ws(r, "m");
+    wa(r, 0);
+}
+
+CASE(c_version_negative)
+{
+    wa(r, 3);
+    msgpack_pack_int64(&r->pk, -1);
+    ws(r, "m");
+    wa(r, 0);
+}
+
+CASE(c_header_4)
+{
+    wa(r, 4);
+    wu(r, 1);
+    ws(r, "m");
+    wa(r, 0);
+    wu(r, 0);
+}
+
+CASE(c_sender_empty)
+{
+    wa(r, 3);
+    wu(r, 1);
+    ws(r, "");
+    wa(r, 0);
+}
+
+CASE(c_sender_65)
+{
+    wa(r, 3);
+    wu(r, 1);
+    char s[66];
+    memset(s, 's', 65);
+    s[65] = 0;
+    ws(r, s);
+    wa(r, 0);
+}
+
+CASE(c_sender_bin)
+{
+    wa(r, 3);
+    wu(r, 1);
+    msgpack_pack_bin(&r->pk, 1);
+    w(r, "m", 1);
+    wa(r, 0);
+}
+
+CASE(c_sender_huge_claim)
+{
+    wa(r, 3);
+    wu(r, 1);
+    w(r, "\xdb\xff\xff\xff\xff", 5);
+}
+
+CASE(c_msgs_huge_claim)
+{
+    wa(r, 3);
+    wu(r, 1);
+    ws(r, "m");
+    w(r, "\xdd\xff\xff\xff\xff", 5);
+}
+
+CASE(c_msgs_claim_past_end)
+{
+    wa(r, 3);
+    wu(r, 1);
+    ws(r, "m");
+    w(r, "\xdd\x00\x01\x00\x00", 5);
+    kill_msg(r);
+}
+
+CASE(c_msgs_not_array)
+{
+    wa(r, 3);
+    wu(r, 1);
+    ws(r, "m");
+    msgpack_pack_nil(&r->pk);
+}
+
+CASE(c_trailing_byte)
+{
+    head(r, 1);
+    kill_msg(r);
+    w(r, "\xc0", 1);
+}
+
+CASE(c_trailing_message)
+{
+    head(r, 1);
+    kill_msg(r);
+    kill_msg(r);
+}
+
+CASE(c_type_0)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, 0);
+    wu(r, 1);
+}
+
+CASE(c_type_10)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, 10);
+    wu(r, 1);
+}
+
+CASE(c_type_huge)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, UINT64_MAX);
+    wu(r, 1);
+}
+
+CASE(c_type_str)
+{
+    head(r, 1);
+    wa(r, 2);
+    ws(r, "KILL");
+    wu(r, 1);
+}
+
 /* (a trailing nil keeps "1 message in 1 byte" from being found truncated first) */
-CASE(c_msg_empty) { head(r, 1); wa(r, 0); msgpack_pack_nil(&r->pk); }
-CASE(c_msg_not_array) { head(r, 1); wu(r, 4); msgpack_pack_nil(&r->pk); }
-CASE(c_kill_short) { head(r, 1); wa(r, 4); wu(r, TN_MSG_KILL); wu(r, 1); wu(r, 1); wu(r, 1); }
-CASE(c_kill_long) { head(r, 1); wa(r, 6); wu(r, TN_MSG_KILL); wu(r, 1); wu(r, 1); wu(r, 1); ws(r, ""); ws(r, ""); }
-CASE(c_task_negative) { head(r, 1); wa(r, 2); wu(r, TN_MSG_RECONCILE); msgpack_pack_int64(&r->pk, -5); }
-CASE(c_task_float) { head(r, 1); wa(r, 2); wu(r, TN_MSG_RECONCILE); msgpack_pack_double(&r->pk, 1.0); }
-CASE(c_task_nil) { head(r, 1); wa(r, 2); wu(r, TN_MSG_RECONCILE); msgpack_pack_nil(&r->pk); }
-CASE(c_attempt_over_u32) { head(r, 1); wa(r, 4); wu(r, TN_MSG_PERSISTED); wu(r, 1); wu(r, 1); wu(r, 1ull << 32); }
-CASE(c_reason_bin) { head(r, 1); wa(r, 5); wu(r, TN_MSG_KILL); wu(r, 1); wu(r, 1); wu(r, 1); msgpack_pack_bin(&r->pk, 1); w(r, "x", 1); }
-CASE(c_reason_too_long) { head(r, 1); wa(r, 5); wu(r, TN_MSG_KILL); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_str(&r->pk, TN_PROTO_REASON_MAX + 1); char *s = calloc(1, TN_PROTO_REASON_MAX + 1);
-    w(r, s, TN_PROTO_REASON_MAX + 1); free(s); }
-CASE(c_bool_as_int) { head(r, 1); wa(r, 8); wu(r, TN_MSG_RESULT); wu(r, 1); wu(r, 1); wu(r, 1); wu(r, 1);
-    wu(r, 0); ws(r, ""); msgpack_pack_map(&r->pk, 0); }
-CASE(c_outputs_dup_key) { head(r, 1); wa(r, 8); wu(r, TN_MSG_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_true(&r->pk); wu(r, 0); ws(r, ""); msgpack_pack_map(&r->pk, 2); ws(r, "k"); ws(r, "1"); ws(r, "k"); ws(r, "2"); }
-CASE(c_outputs_empty_key) { head(r, 1); wa(r, 8); wu(r, TN_MSG_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_true(&r->pk); wu(r, 0); ws(r, ""); msgpack_pack_map(&r->pk, 1); ws(r, ""); ws(r, "1"); }
-CASE(c_outputs_int_value) { head(r, 1); wa(r, 8); wu(r, TN_MSG_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_true(&r->pk); wu(r, 0); ws(r, ""); msgpack_pack_map(&r->pk, 1); ws(r, "k"); wu(r, 1); }
-CASE(c_outputs_huge_claim) { head(r, 1); wa(r, 8); wu(r, TN_MSG_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_true(&r->pk); wu(r, 0); ws(r, ""); w(r, "\xdf\xff\xff\xff\xff", 5); }
-CASE(c_outputs_1001) { head(r, 1); wa(r, 8); wu(r, TN_MSG_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_true(&r->pk); wu(r, 0); ws(r, ""); msgpack_pack_map(&r->pk, 1001);
-    for (int i = 0; i < 1001; i++) { char k[16]; snprintf(k, 16, "k%d", i); ws(r, k); ws(r, ""); } }
+CASE(c_msg_empty)
+{
+    head(r, 1);
+    wa(r, 0);
+    msgpack_pack_nil(&r->pk);
+}
+
+CASE(c_msg_not_array)
+{
+    head(r, 1);
+    wu(r, 4);
+    msgpack_pack_nil(&r->pk);
+}
+
+CASE(c_kill_short)
+{
+    head(r, 1);
+    wa(r, 4);
+    wu(r, TN_MSG_KILL);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+}
+
+CASE(c_kill_long)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_KILL);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    ws(r, "");
+    ws(r, "");
+}
+
+CASE(c_task_negative)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, TN_MSG_RECONCILE);
+    msgpack_pack_int64(&r->pk, -5);
+}
+
+CASE(c_task_float)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, TN_MSG_RECONCILE);
+    msgpack_pack_double(&r->pk, 1.0);
+}
+
+CASE(c_task_nil)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, TN_MSG_RECONCILE);
+    msgpack_pack_nil(&r->pk);
+}
+
+CASE(c_attempt_over_u32)
+{
+    head(r, 1);
+    wa(r, 4);
+    wu(r, TN_MSG_PERSISTED);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1ull << 32);
+}
+
+CASE(c_reason_bin)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_KILL);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_bin(&r->pk, 1);
+    w(r, "x", 1);
+}
+
+CASE(c_reason_too_long)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_KILL);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_str(&r->pk, TN_PROTO_REASON_MAX + 1);
+    char *s = calloc(1, TN_PROTO_REASON_MAX + 1);
+    w(r, s, TN_PROTO_REASON_MAX + 1);
+    free(s);
+}
+
+CASE(c_bool_as_int)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 0);
+    ws(r, "");
+    msgpack_pack_map(&r->pk, 0);
+}
+
+CASE(c_outputs_dup_key)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_true(&r->pk);
+    wu(r, 0);
+    ws(r, "");
+    msgpack_pack_map(&r->pk, 2);
+    ws(r, "k");
+    ws(r, "1");
+    ws(r, "k");
+    ws(r, "2");
+}
+
+CASE(c_outputs_empty_key)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_true(&r->pk);
+    wu(r, 0);
+    ws(r, "");
+    msgpack_pack_map(&r->pk, 1);
+    ws(r, "");
+    ws(r, "1");
+}
+
+CASE(c_outputs_int_value)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_true(&r->pk);
+    wu(r, 0);
+    ws(r, "");
+    msgpack_pack_map(&r->pk, 1);
+    ws(r, "k");
+    wu(r, 1);
+}
+
+CASE(c_outputs_huge_claim)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_true(&r->pk);
+    wu(r, 0);
+    ws(r, "");
+    w(r, "\xdf\xff\xff\xff\xff", 5);
+}
+
+CASE(c_outputs_1001)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_true(&r->pk);
+    wu(r, 0);
+    ws(r, "");
+    msgpack_pack_map(&r->pk, 1001);
+    for (int i = 0; i < 1001; i++) {
+        char k[16];
+        snprintf(k, 16, "k%d", i);
+        ws(r, k);
+        ws(r, "");
+    }
+}
+
 /* 100,000 pids claimed with a few bytes: refused before any allocation */
-CASE(c_pids_claim_past_end) { head(r, 1); wa(r, 6); wu(r, TN_MSG_KILL_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    w(r, "\xdd\x00\x01\x86\xa0", 5); wu(r, 5); wa(r, 0); }
-CASE(c_pids_over_max) { head(r, 1); wa(r, 6); wu(r, TN_MSG_KILL_RESULT); wu(r, 1); wu(r, 1); wu(r, 1);
-    w(r, "\xdd\x00\x01\x86\xa1", 5); }
-CASE(c_pid_zero) { head(r, 1); wa(r, 6); wu(r, TN_MSG_KILL_RESULT); wu(r, 1); wu(r, 1); wu(r, 1); wa(r, 1); wu(r, 0); wa(r, 0); }
-CASE(c_survivor_triple) { head(r, 1); wa(r, 6); wu(r, TN_MSG_KILL_RESULT); wu(r, 1); wu(r, 1); wu(r, 1); wa(r, 0);
-    wa(r, 1); wa(r, 3); wu(r, 5); ws(r, "D"); ws(r, "x"); }
-CASE(c_survivor_no_state) { head(r, 1); wa(r, 6); wu(r, TN_MSG_KILL_RESULT); wu(r, 1); wu(r, 1); wu(r, 1); wa(r, 0);
-    wa(r, 1); wa(r, 2); wu(r, 5); ws(r, ""); }
-CASE(c_accepted_negative_pid) { head(r, 1); wa(r, 6); wu(r, TN_MSG_ACCEPTED); wu(r, 1); wu(r, 1); wu(r, 1);
-    msgpack_pack_int64(&r->pk, -1); ws(r, "session"); }
-CASE(c_heartbeat_dup_group) { head(r, 1); wa(r, 12); wu(r, TN_MSG_HEARTBEAT); ws(r, "w"); ws(r, ""); ws(r, "");
-    wa(r, 2); ws(r, "g"); ws(r, "g"); wu(r, 1); wu(r, 0); wu(r, 0); wu(r, 0); wu(r, 0); msgpack_pack_map(&r->pk, 0); wu(r, 1); }
-CASE(c_heartbeat_gauge_negative) { head(r, 1); wa(r, 12); wu(r, TN_MSG_HEARTBEAT); ws(r, "w"); ws(r, ""); ws(r, "");
-    wa(r, 0); wu(r, 1); wu(r, 0); wu(r, 0); wu(r, 0); wu(r, 0); msgpack_pack_map(&r->pk, 1); ws(r, "g");
-    msgpack_pack_int64(&r->pk, -1); wu(r, 1); }
-CASE(c_reconciled_pair_short) { head(r, 1); wa(r, 3); wu(r, TN_MSG_RECONCILED); wu(r, 1); wa(r, 1); wa(r, 1); wu(r, 1);
-    msgpack_pack_nil(&r->pk); }
-CASE(c_dispatch_empty_name) { head(r, 1); wa(r, 19); wu(r, TN_MSG_DISPATCH); wu(r, 1); wu(r, 1); wu(r, 1); ws(r, ""); }
+CASE(c_pids_claim_past_end)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    w(r, "\xdd\x00\x01\x86\xa0", 5);
+    wu(r, 5);
+    wa(r, 0);
+}
+
+CASE(c_pids_over_max)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    w(r, "\xdd\x00\x01\x86\xa1", 5);
+}
+
+CASE(c_pid_zero)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 1);
+    wu(r, 0);
+    wa(r, 0);
+}
+
+CASE(c_survivor_triple)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 0);
+    wa(r, 1);
+    wa(r, 3);
+    wu(r, 5);
+    ws(r, "D");
+    ws(r, "x");
+}
+
+CASE(c_survivor_no_state)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 0);
+    wa(r, 1);
+    wa(r, 2);
+    wu(r, 5);
+    ws(r, "");
+}
+
+CASE(c_accepted_negative_pid)
+{
+    head(r, 1);
+    wa(r, 6);
+    wu(r, TN_MSG_ACCEPTED);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_int64(&r->pk, -1);
+    ws(r, "session");
+}
+
+CASE(c_heartbeat_dup_group)
+{
+    head(r, 1);
+    wa(r, 12);
+    wu(r, TN_MSG_HEARTBEAT);
+    ws(r, "w");
+    ws(r, "");
+    ws(r, "");
+    wa(r, 2);
+    ws(r, "g");
+    ws(r, "g");
+    wu(r, 1);
+    wu(r, 0);
+    wu(r, 0);
+    wu(r, 0);
+    wu(r, 0);
+    msgpack_pack_map(&r->pk, 0);
+    wu(r, 1);
+}
+
+CASE(c_heartbeat_gauge_negative)
+{
+    head(r, 1);
+    wa(r, 12);
+    wu(r, TN_MSG_HEARTBEAT);
+    ws(r, "w");
+    ws(r, "");
+    ws(r, "");
+    wa(r, 0);
+    wu(r, 1);
+    wu(r, 0);
+    wu(r, 0);
+    wu(r, 0);
+    wu(r, 0);
+    msgpack_pack_map(&r->pk, 1);
+    ws(r, "g");
+    msgpack_pack_int64(&r->pk, -1);
+    wu(r, 1);
+}
+
+CASE(c_reconciled_pair_short)
+{
+    head(r, 1);
+    wa(r, 3);
+    wu(r, TN_MSG_RECONCILED);
+    wu(r, 1);
+    wa(r, 1);
+    wa(r, 1);
+    wu(r, 1);
+    msgpack_pack_nil(&r->pk);
+}
+
+CASE(c_dispatch_empty_name)
+{
+    head(r, 1);
+    wa(r, 19);
+    wu(r, TN_MSG_DISPATCH);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    ws(r, "");
+}
+
 /* 100,000 nested arrays where a message is expected: refused at once, no recursion */
-CASE(c_nested_deep) { head(r, 1); for (int i = 0; i < 100000; i++) w(r, "\x91", 1); wu(r, 1); }
-CASE(c_nested_field) { head(r, 1); wa(r, 2); wu(r, TN_MSG_RECONCILE); for (int i = 0; i < 1000; i++) w(r, "\x91", 1); wu(r, 1); }
+CASE(c_nested_deep)
+{
+    head(r, 1);
+    for (int i = 0; i < 100000; i++) w(r, "\x91", 1);
+    wu(r, 1);
+}
+
+CASE(c_nested_field)
+{
+    head(r, 1);
+    wa(r, 2);
+    wu(r, TN_MSG_RECONCILE);
+    for (int i = 0; i < 1000; i++) w(r, "\x91", 1);
+    wu(r, 1);
+}
+
 /* good messages, then a bad one: the good ones never reach the callback */
-CASE(c_bad_after_good) { head(r, 3); kill_msg(r); kill_msg(r); wa(r, 2); wu(r, 42); wu(r, 1); }
+CASE(c_bad_after_good)
+{
+    head(r, 3);
+    kill_msg(r);
+    kill_msg(r);
+    wa(r, 2);
+    wu(r, 42);
+    wu(r, 1);
+}
+
 #undef CASE
 
 Test(proto, malformed_corpus)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,7 +186,8 @@ static void env_init(env *e, scheme sc)
     switch (sc) {
     case SC_INPROC:
         snprintf(e->url, sizeof(e->url), "inproc://tern-test-%d-%d", (int)getpid(), ++n);
-        snprintf(e->fixed_url, sizeof(e->fixed_url), "%s-fixed", e->url);
+        snprintf(e->fixed_url, sizeof(e->fixed_url), "inproc://tern-test-%d-%d-fixed",
+                 (int)getpid(), n);
         break;
     case SC_IPC:
         e->dir = tu_tmpdir();
@@ -367,36 +369,183 @@ static void *send_loop(void *arg)
     }
 }
 
-static void t_close_while_sending(scheme sc)
+/* The receiver's half of close_while_sending, run in a process of its own: this test
+ * executable started again with TN_TEST_RX_URL set (nng cannot be used after a plain fork).
+ * It listens, prints its URL, waits for 200 messages, closes while more pour in, counts
+ * what still arrives, prints "c1 c2 out_of_order", frees and exits. */
+__attribute__((constructor)) static void close_receiver_main(void)
+{
+    const char *url = getenv("TN_TEST_RX_URL");
+    if (!url)
+        return;
+    tn_log_set_level(TN_LOG_WARN);
+    tn_tx_tls tls = {getenv("TN_TEST_RX_CA"), getenv("TN_TEST_RX_CERT"),
+                     getenv("TN_TEST_RX_KEY"), NULL};
+    tn_tx_nng_opts o;
+    tn_tx_nng_opts_init(&o, false);
+    o.tls = tls.ca_file ? &tls : NULL;
+    o.name = "test-receiver";
+    sink s;
+    sink_init(&s);
+    tn_tx rx;
+    tn_errmsg em = {{0}};
+    char bound[256];
+    if (tn_tx_nng_new_opts(&o, sink_cb, &s, &rx, &em) || tn_tx_listen(rx, url, &em) ||
+        tn_tx_bound_url(rx, bound, sizeof(bound))) {
+        fprintf(stderr, "receiver: %s\n", em.text);
+        _exit(2);
+    }
+    printf("%s\n", bound);
+    fflush(stdout);
+    if (sink_wait(&s, 200, WAIT_MS) < 200)
+        _exit(3);
+    /* close returns at once, and no callback is dispatched after it returns (one already
+     * dispatched may still finish) */
+    tn_tx_close(rx);
+    uint64_t c1 = sink_count(&s);
+    sleep_ms(200);
+    uint64_t c2 = sink_count(&s);
+    printf("%llu %llu %llu\n", (unsigned long long)c1, (unsigned long long)c2,
+           (unsigned long long)s.out_of_order);
+    fflush(stdout);
+    tn_tx_free(&rx);
+    sink_fini(&s);
+    _exit(0);
+}
+
+/* Start the receiver process for e; its stdout in *in. */
+static pid_t spawn_receiver(env *e, FILE **in)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = '\0';
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        setenv("TN_TEST_RX_URL", e->url, 1);
+        if (e->sc == SC_TLS) {
+            setenv("TN_TEST_RX_CA", e->ca, 1);
+            setenv("TN_TEST_RX_CERT", e->srv_cert, 1);
+            setenv("TN_TEST_RX_KEY", e->srv_key, 1);
+        }
+        execl(exe, exe, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    *in = fdopen(fds[0], "r");
+    return pid;
+}
+
+/* The tls+tcp variant: nng 1.5.2 can deadlock tearing down a TLS connection that has a
+ * message in flight (whichever side goes first; see transport/nng.c), so here the sender
+ * is closed under its sending thread, what it sent drains, and only then is anything
+ * torn down. Closing a receiver under traffic is covered by the other schemes. */
+static void t_close_while_sending_tls(void)
 {
     env e;
     sink s;
     tn_tx rx, tx;
-    env_init(&e, sc);
+    env_init(&e, SC_TLS);
     sink_init(&s);
     pair(&e, &s, 0, &rx, &tx);
     loop l = {tx, 0, TN_OK};
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, send_loop, &l), 0);
     cr_assert_geq(sink_wait(&s, 200, WAIT_MS), 200);
-    /* Close the receiver while messages pour in: close returns at once, and no callback
-     * is dispatched after it returns (one already dispatched may still finish). */
-    tn_tx_close(rx);
-    uint64_t at_close = sink_count(&s);
-    sleep_ms(200);
-    cr_assert_leq(sink_count(&s), at_close + 1, "callbacks after close");
-    /* Close the sender under its sending thread: the thread sees TN_ERR_CLOSED. */
     tn_tx_close(tx);
     pthread_join(th, NULL);
     cr_assert_eq(l.last, TN_ERR_CLOSED);
     unsigned char b[8] = {0};
     cr_assert_eq(tn_tx_send(tx, b, sizeof(b)), TN_ERR_CLOSED);
-    tn_errmsg em;
-    cr_assert_eq(tn_tx_dial(tx, e.url, &em), TN_ERR_CLOSED);
+    cr_assert_eq(sink_wait(&s, l.sent, WAIT_MS), l.sent, "what was sent before close drains");
+
+    tn_tx_close(rx);
+    uint64_t c1 = sink_count(&s);
+    sleep_ms(100);
+    cr_assert_eq(sink_count(&s), c1);
+    cr_assert_eq(s.out_of_order, 0);
     tn_tx_free(&tx);
     tn_tx_free(&rx);
+    sink_fini(&s);
+    env_fini(&e);
+}
+
+/* A sender closed under its sending thread, and a receiver closed while messages pour in.
+ * Over a network the receiver runs in a process of its own, as it does in tern: with both
+ * ends of a busy connection in one process, nng 1.5.2 can deadlock in nng_close (see
+ * transport/nng.c). inproc has both ends in one process by definition. */
+static void t_close_while_sending(scheme sc)
+{
+    if (sc == SC_TLS) {
+        t_close_while_sending_tls();
+        return;
+    }
+    env e;
+    env_init(&e, sc);
+    pid_t child = -1;
+    sink s;
+    sink_init(&s);
+    tn_tx rx = {0}, tx;
+    char url[256];
+    FILE *in = NULL;
+    tn_errmsg em = {{0}};
+    if (sc != SC_INPROC) {
+        child = spawn_receiver(&e, &in);
+        cr_assert_not_null(fgets(url, sizeof(url), in), "the receiver is listening");
+        url[strcspn(url, "\n")] = '\0';
+    } else {
+        rx = new_tx(&e, false, &e.srv_tls, 0, &s);
+        cr_assert_eq(tn_tx_listen(rx, e.url, &em), TN_OK, "%s", em.text);
+        cr_assert_eq(tn_tx_bound_url(rx, url, sizeof(url)), TN_OK);
+    }
+    tx = new_tx(&e, true, &e.cli_tls, 0, NULL);
+    cr_assert_eq(tn_tx_dial(tx, url, &em), TN_OK, "%s", em.text);
+    loop l = {tx, 0, TN_OK};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, send_loop, &l), 0);
+    unsigned long long c1, c2, ooo;
+    if (child > 0) {
+        char line[128];
+        cr_assert_not_null(fgets(line, sizeof(line), in), "the receiver reports");
+        cr_assert_eq(sscanf(line, "%llu %llu %llu", &c1, &c2, &ooo), 3);
+    } else {
+        cr_assert_geq(sink_wait(&s, 200, WAIT_MS), 200);
+        tn_tx_close(rx);
+        c1 = sink_count(&s);
+        sleep_ms(200);
+        c2 = sink_count(&s);
+        ooo = s.out_of_order;
+    }
+    cr_assert_geq(c1, 200);
+    cr_assert_leq(c2, c1 + 1, "callbacks after close");
+    cr_assert_eq(ooo, 0, "what arrived came in order");
+    if (child > 0) {
+        /* The receiver frees itself and exits while we still send: our connection drops
+         * under the sending thread. (Closing a tls+tcp sender while its messages are stuck
+         * in flight can deadlock nng 1.5.2: see transport/nng.c.) */
+        int st;
+        cr_assert_eq(waitpid(child, &st, 0), child);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "receiver exit status %d", st);
+        fclose(in);
+    }
+    /* Close the sender under its sending thread: the thread sees TN_ERR_CLOSED. */
+    tn_tx_close(tx);
+    pthread_join(th, NULL);
+    cr_assert_eq(l.last, TN_ERR_CLOSED);
+    cr_assert_gt(l.sent, 200);
+    unsigned char b[8] = {0};
+    cr_assert_eq(tn_tx_send(tx, b, sizeof(b)), TN_ERR_CLOSED);
+    cr_assert_eq(tn_tx_dial(tx, url, &em), TN_ERR_CLOSED);
+    tn_tx_free(&tx);
     cr_assert_null(tx.ops);
-    cr_assert_eq(s.out_of_order, 0, "what arrived came in order");
+    if (child < 0)
+        tn_tx_free(&rx);
     sink_fini(&s);
     env_fini(&e);
 }
@@ -455,9 +604,10 @@ SUITE(tls, SC_TLS)
 
 /* ---- TLS refusals ----------------------------------------------------------------------- */
 
-/* A receiver at tls+tcp, and a sender with `cli` dialing url_host:port; the receiver must
- * get nothing, and the side named by `who` must count a handshake failure. */
-static void tls_refused(const tn_tx_tls *cli, const char *host, bool dialer_refuses)
+/* A receiver at tls+tcp and a sender with `cli` dialing host:port: the receiver must get
+ * nothing, no connection may be made, and the failed handshakes must be counted (nng 1.5
+ * counts one on the listener or the dialer, whichever side sees the failure first). */
+static void tls_refused(const tn_tx_tls *cli, const char *host)
 {
     env e;
     sink s;
@@ -474,18 +624,17 @@ static void tls_refused(const tn_tx_tls *cli, const char *host, bool dialer_refu
     unsigned char buf[32];
     make_msg(buf, sizeof(buf), 0);
     cr_assert_eq(tn_tx_send(tx, buf, sizeof(buf)), TN_OK);
-    tn_tx watched = dialer_refuses ? tx : rx;
-    tn_tx_nng_stats st = {0};
+    tn_tx_nng_stats rs = {0}, ts = {0};
     for (int i = 0; i < WAIT_MS / 20; i++) {
-        cr_assert_eq(tn_tx_nng_stats_get(watched, &st), TN_OK);
-        if (st.handshake_errors >= 2) /* refused, redialed, refused again */
+        cr_assert_eq(tn_tx_nng_stats_get(rx, &rs), TN_OK);
+        cr_assert_eq(tn_tx_nng_stats_get(tx, &ts), TN_OK);
+        if (rs.handshake_errors + ts.handshake_errors >= 3) /* refused, redialed, refused */
             break;
         sleep_ms(20);
     }
-    cr_assert_geq(st.handshake_errors, 2, "handshake failures counted");
+    cr_assert_geq(rs.handshake_errors + ts.handshake_errors, 3, "handshake failures counted");
     cr_assert_eq(sink_count(&s), 0, "the receiver got nothing");
-    cr_assert_eq(tn_tx_nng_stats_get(rx, &st), TN_OK);
-    cr_assert_eq(st.connects, 0, "no connection was made");
+    cr_assert_eq(rs.connects + ts.connects, 0, "no connection was made");
     tn_tx_free(&tx);
     tn_tx_free(&rx);
     sink_fini(&s);
@@ -526,7 +675,7 @@ Test(tls, client_from_rogue_ca_refused)
     env e;
     env_init(&e, SC_TLS);
     tn_tx_tls rogue = {e.ca, e.rogue_cert, e.rogue_key, NULL};
-    tls_refused(&rogue, "127.0.0.1", false);
+    tls_refused(&rogue, "127.0.0.1");
     env_fini(&e);
 }
 
@@ -535,7 +684,7 @@ Test(tls, client_without_certificate_refused)
     env e;
     env_init(&e, SC_TLS);
     tn_tx_tls anon = {e.ca, NULL, NULL, NULL};
-    tls_refused(&anon, "127.0.0.1", false);
+    tls_refused(&anon, "127.0.0.1");
     env_fini(&e);
 }
 
@@ -545,7 +694,7 @@ Test(tls, dialer_refuses_a_listener_with_the_wrong_name)
     env_init(&e, SC_TLS);
     tn_tx_tls wrong = e.cli_tls;
     wrong.server_name = "master.example.org";
-    tls_refused(&wrong, "127.0.0.1", true);
+    tls_refused(&wrong, "127.0.0.1");
     env_fini(&e);
 }
 
@@ -890,10 +1039,16 @@ Test(fault, from_env)
     unsetenv("TERN_FAULTS");
 }
 
-/* Connection logs only when asked (TERN_LOG_LEVEL=info): every test connects. Runs in
- * each test's process. */
+/* Logs only when asked (TERN_LOG_LEVEL=info): every test connects, and the TLS tests
+ * fail handshakes on purpose. Runs in each test's process. */
 __attribute__((constructor)) static void quiet_logs(void)
 {
     if (!getenv("TERN_LOG_LEVEL"))
-        tn_log_set_level(TN_LOG_WARN);
+        tn_log_set_level(TN_LOG_ERROR);
 }
+
+/* LeakSanitizer (the sanitizer build): nng 1.5.2 loses a message that is in flight when a
+ * tcp connection drops under a push socket; it was allocated inside nng_send and belongs to
+ * nng from then on, so it is not ours to free. Nothing else is suppressed. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:nng_send\n"; }

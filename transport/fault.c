@@ -422,7 +422,11 @@ tn_err tn_fault_opts_parse(const char *s, tn_fault_opts *out, tn_errmsg *msg)
         if (!eq)
             return tn_errmsg_set(msg, TN_ERR_PARSE, "faults: %s: expected key=value", item);
         *eq = '\0';
-        const char *k = item, *v = eq + 1;
+        char *k = item, *v = eq + 1;
+        for (char *end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
+            end[-1] = '\0';
+        while (*v == ' ' || *v == '\t')
+            v++;
         uint64_t u;
         if (strcmp(k, "seed") == 0)
             e = parse_uint(k, v, UINT64_MAX, &f.seed, msg);

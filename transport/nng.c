@@ -21,6 +21,7 @@
 #define PEM_MAX (1u << 20)    /* bytes of one PEM file */
 #define MONITOR_MS 250        /* how often nng's TLS failure counters are read */
 #define NNG_BUF_MAX 8192      /* nng's limit for send-buffer and recv-buffer */
+#define CLOSE_WAIT_MS 10000   /* how long free waits for nng_close (see tx_free) */
 
 static const tn_tx_scheme schemes[] = {
     {"tcp", false, true},
@@ -90,6 +91,10 @@ typedef struct nngtx {
         received;
     struct nngtx *mon_next; /* in the monitor's list, under mon.mu */
     bool monitored;
+
+    /* teardown: nng_close runs on a helper thread (see tx_free) */
+    pthread_cond_t closed_cv;
+    bool sock_closed, abandoned;
 } nngtx;
 
 /* ---- TLS failure monitor ----------------------------------------------------------------
@@ -517,12 +522,21 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
         goto fail_nng;
     }
     char *bound = resolve_bound(l, url);
+    char *ep_url = bound ? strdup(bound) : NULL;
     pthread_mutex_lock(&t->mu);
     if (bound) {
         free(t->bound);
         t->bound = bound;
     }
+    for (int i = 0; ep_url && i < t->neps; i++) { /* logs name the port, not ":0" */
+        if (t->eps[i].listener && t->eps[i].l.id == l.id) {
+            free(t->eps[i].url);
+            t->eps[i].url = ep_url;
+            ep_url = NULL;
+        }
+    }
     pthread_mutex_unlock(&t->mu);
+    free(ep_url);
     if (sc->tls)
         mon_add(t);
     tn_info(COMP, "msg=listening tx=%s role=%s url=%s", t->name,
@@ -630,17 +644,11 @@ static void tx_close(void *self)
         nng_aio_cancel(t->aio);
 }
 
-static void tx_free(void *self)
+/* Release what nng no longer uses: after nng_close has returned. */
+static void release(nngtx *t)
 {
-    nngtx *t = self;
-    if (!t)
-        return;
-    tx_close(t);
-    mon_remove(t);
-    if (t->sock.id)
-        nng_close(t->sock); /* closes listeners, dialers and pipes; waits for them */
     if (t->aio)
-        nng_aio_free(t->aio); /* stops: waits for a running receive callback */
+        nng_aio_free(t->aio);
     for (int i = 0; i < t->neps; i++)
         free(t->eps[i].url);
     free(t->bound);
@@ -651,8 +659,72 @@ static void tx_free(void *self)
     free(t->server_name);
     free(t->ca_file);
     free(t->cert_file);
+    pthread_cond_destroy(&t->closed_cv);
     pthread_mutex_destroy(&t->mu);
     free(t);
+}
+
+static void *closer_main(void *arg)
+{
+    nngtx *t = arg;
+    nng_close(t->sock); /* closes listeners, dialers and pipes; waits for them */
+    pthread_mutex_lock(&t->mu);
+    t->sock_closed = true;
+    bool abandoned = t->abandoned;
+    pthread_cond_signal(&t->closed_cv);
+    pthread_mutex_unlock(&t->mu);
+    if (abandoned) {
+        tn_warn(COMP, "msg=\"late socket close finished\" tx=%s", t->name);
+        release(t);
+    }
+    return NULL;
+}
+
+/* nng 1.5.2 can deadlock in nng_close when a message is in flight on one of the socket's
+ * connections: a task of nng's single reaper thread never completes. Measured here with a
+ * plain nng program (no tern code): tls+tcp push closed under load, peer in another
+ * process, about one close in three; tcp only when both ends are in one process. Upstream
+ * reports of this family: nanomsg/nng#1543, #1813. So that a caller never hangs on it,
+ * the socket is closed on a helper thread: free waits up to CLOSE_WAIT_MS, then logs an
+ * error and leaves the socket and this endpoint behind (the helper frees them if nng_close
+ * ever returns). The receive callback is stopped first, so in either case no callback runs
+ * once free returns. nng's reaper stays stuck: later teardowns in the process stall too. */
+static void tx_free(void *self)
+{
+    nngtx *t = self;
+    if (!t)
+        return;
+    tx_close(t);
+    mon_remove(t);
+    if (t->aio)
+        nng_aio_stop(t->aio); /* waits for a running receive callback; none starts after */
+    if (!t->sock.id) {
+        release(t);
+        return;
+    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, closer_main, t) != 0) {
+        nng_close(t->sock);
+        release(t);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += CLOSE_WAIT_MS / 1000;
+    pthread_mutex_lock(&t->mu);
+    while (!t->sock_closed && pthread_cond_timedwait(&t->closed_cv, &t->mu, &ts) == 0)
+        ;
+    bool done = t->sock_closed;
+    t->abandoned = !done;
+    pthread_mutex_unlock(&t->mu);
+    if (done) {
+        pthread_join(th, NULL);
+        release(t);
+        return;
+    }
+    pthread_detach(th);
+    tn_error(COMP, "msg=\"socket close stuck in nng; leaving it behind\" tx=%s wait_ms=%d "
+             "detail=\"known nng 1.5.2 deadlock; upgrade nng\"", t->name, CLOSE_WAIT_MS);
 }
 
 static const tn_tx_ops nng_ops = {
@@ -725,6 +797,7 @@ tn_err tn_tx_nng_new_opts(const tn_tx_nng_opts *o, tn_tx_recv_fn fn, void *arg, 
     if (!t)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", name);
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->closed_cv, NULL);
     t->o = *o;
     t->o.name = NULL;
     t->o.tls = NULL;
@@ -790,6 +863,7 @@ tn_err tn_tx_nng_stats_get(tn_tx t, tn_tx_nng_stats *out)
     pthread_mutex_lock(&mon.mu);
     mon_poll(); /* fresh TLS failure counts */
     pthread_mutex_unlock(&mon.mu);
+
     *out = (tn_tx_nng_stats){
         .connects = atomic_load(&x->connects),
         .disconnects = atomic_load(&x->disconnects),

@@ -382,6 +382,10 @@ typedef struct scratch {
 static void *scratch_get(tn_mp *r, scratch *s, size_t bytes)
 {
     int i = s->used++;
+    if (i >= SCRATCH_SLOTS) { /* a message type with more lists than slots: a bug here */
+        tn_mp_fail(r, TN_ERR_INTERNAL);
+        return NULL;
+    }
     if (bytes == 0)
         return NULL;
     if (bytes > s->cap[i]) {

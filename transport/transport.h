@@ -12,9 +12,18 @@
  * recovers. A dialer reconnects by itself; messages sent while no peer is connected wait
  * in a bounded send buffer.
  *
- * Teardown is in three steps, as in nng: close (never blocks; no receive callback starts
- * after it returns; send fails with TN_ERR_CLOSED), then free (waits for a running
- * callback and for nng's threads, releases everything). free implies close.
+ * Teardown is in three steps, as in nng: close (never blocks; no receive callback is
+ * dispatched after it returns, though one dispatched just before may still be running;
+ * send fails with TN_ERR_CLOSED), then free (waits for a running callback and for nng's
+ * threads, releases everything). free implies close.
+ *
+ * nng 1.5.2 (Debian 12) can deadlock tearing down a connection that has a message in
+ * flight: seen with tls+tcp across processes (about one close in three under load) and
+ * with tcp when both ends are in one process. free then gives up after 10 s, logs an
+ * error and leaves the socket behind, but nng's reaper thread stays stuck, so later
+ * teardowns in that process stall too. Until nng is upgraded: before freeing a tls+tcp
+ * sender, stop sending and wait until the peer has what was sent (the protocol's replies
+ * say so), or use tcp on a trusted network. See nng.c.
  *
  * Threads: send may be called from any thread, concurrently. The receive callback runs on
  * a transport thread, one call at a time per endpoint, in arrival order; it must not call
@@ -48,7 +57,7 @@ typedef struct tn_tx_ops {
      * ("tcp://127.0.0.1:0" -> "tcp://127.0.0.1:40117"), NUL-terminated into buf.
      * TN_ERR_NOENT before any listen, TN_ERR_TOOBIG if cap is too small. */
     tn_err (*bound_url)(void *self, char *buf, size_t cap);
-    void (*close)(void *self); /* never blocks; no receive callback starts after it */
+    void (*close)(void *self); /* never blocks; no receive callback dispatched after it */
     void (*free)(void *self);  /* closes, waits for a running callback, frees */
 } tn_tx_ops;
 
