@@ -165,8 +165,10 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         for (uint32_t i = 0; i < ng; i++) {
             uint32_t l = mx ? TN_PROTO_ID_MAX : 6;
             memset(gb + i * TN_PROTO_ID_MAX, 'g', l);
-            snprintf(gb + i * TN_PROTO_ID_MAX, 4, "%03u", i); /* unique prefix */
-            gb[i * TN_PROTO_ID_MAX + 3] = 'g';
+            /* a unique three-digit prefix */
+            gb[i * TN_PROTO_ID_MAX] = (char)('0' + i / 100 % 10);
+            gb[i * TN_PROTO_ID_MAX + 1] = (char)('0' + i / 10 % 10);
+            gb[i * TN_PROTO_ID_MAX + 2] = (char)('0' + i % 10);
             g[i] = (tn_str){gb + i * TN_PROTO_ID_MAX, l};
         }
         h->groups = (tn_strs){g, ng};
