@@ -183,8 +183,9 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         for (uint32_t i = 0; i < nga; i++) {
             uint32_t l = mx ? TN_PROTO_KEY_MAX : 8;
             memset(kb + i * TN_PROTO_KEY_MAX, 'q', l);
-            snprintf(kb + i * TN_PROTO_KEY_MAX, 5, "%04u", i);
-            kb[i * TN_PROTO_KEY_MAX + 4] = 'q';
+            for (int d = 3; d >= 0; d--) /* a unique four-digit prefix */
+                kb[i * TN_PROTO_KEY_MAX + (uint32_t)(3 - d)] =
+                    (char)('0' + (i / (d == 3 ? 1000 : d == 2 ? 100 : d == 1 ? 10 : 1)) % 10);
             gv[i] = (tn_gauge){{kb + i * TN_PROTO_KEY_MAX, l}, mx ? UINT64_MAX - i : i};
         }
         h->gauges = (tn_gauges){gv, nga};
