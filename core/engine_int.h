@@ -23,6 +23,7 @@ enum {
     TF_KILLREQ = 1 << 3,  /* a kill was requested for the current attempt */
     TF_TIMEDOUT = 1 << 4, /* its timeout fired for the current attempt */
     TF_SLOT = 1 << 5,     /* holds a task-group slot */
+    TF_HANDED = 1 << 6,   /* the current attempt reached a worker once (kept by FAILOVER) */
 };
 
 typedef struct wrt wrt;

@@ -303,9 +303,20 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
                 send_to(m, x, &msg);
     }
     bool known = w && w->alive;
+    /* recovered after a restart, its worker not heard from yet: the kill waits for it
+     * (resent once it is known); if it does not come back in time, check_workers loses it */
+    bool pending = current && !w && !a->confirmed;
+    if (pending) {
+        asg_keep(a, &msg);
+    } else if (!known && current) {
+        /* lost: should its worker come back running it, it is stale there (fencing) */
+        if (w && w->assigned)
+            w->assigned--;
+        asg_free(tn_map_del(&m->asgs, task));
+    }
     pthread_mutex_unlock(&m->mu);
     (void)wf;
-    if (!known && current) {
+    if (!known && current && !pending) {
         /* nobody can kill it: its worker is gone; losing it ends it */
         tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = task, .attempt = attempt,
                           .reason = "its worker is gone"};
@@ -644,6 +655,12 @@ static void check_workers(tn_master *m)
                 (now - w->last_hb) / 1000000);
         lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
         w->assigned = 0;
+        /* what is still queued for it was failed over: dropped, so that its next run (or
+         * itself, back from a partition) is not handed superseded attempts; redialled on
+         * its next heartbeat */
+        tn_tx_free(&w->tx);
+        tn_outq_free(w->q);
+        w->q = NULL;
     }
     /* DISPATCH and KILL the wire may have dropped: again, with backoff */
     for (size_t i = 0; i < m->asgs.cap; i++) {
@@ -687,6 +704,9 @@ static void check_workers(tn_master *m)
                                               "restarted"};
             a->confirmed = true; /* reported once */
         }
+        /* lost: should its worker come back running it, it is stale there (fencing) */
+        for (size_t i = 0; i < n; i++)
+            asg_free(tn_map_del(&m->asgs, lost[i].task));
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < n; i++)
             tn_engine_report(m->e, &lost[i]);

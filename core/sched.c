@@ -236,6 +236,8 @@ void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev)
     switch (ev->event) {
     case TN_WF_E_START:
     case TN_WF_E_RECOVER:
+        if (tn_event_int(ev, "run", &v))
+            w->run = (uint32_t)v;
         w->started_at = ev->at;
         w->timeout_fired = false;
         w->gen++;
@@ -320,14 +322,16 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
             t->due = v;
         break;
     case TN_TASK_E_DISPATCH:
-        if (tn_event_int(ev, "attempt", &v))
+        if (tn_event_int(ev, "attempt", &v) && (uint32_t)v != t->attempt) {
             t->attempt = (uint32_t)v;
+            t->flags &= (uint8_t)~TF_HANDED;
+        }
         t->queued_at = ev->at;
         t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT);
         t->flags |= TF_QUEUED;
         break;
     case TN_TASK_E_DISPATCHED:
-        t->flags |= TF_SENT;
+        t->flags |= TF_SENT | TF_HANDED;
         t->flags &= (uint8_t)~TF_QUEUED;
         if (NODE(t)->task_group) {
             tgroup *g = eng_group(e, NODE(t)->task_group);
@@ -347,7 +351,7 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
             t->attempt = (uint32_t)v;
         if (tn_event_int(ev, "due", &v))
             t->due = v;
-        t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT | TF_QUEUED);
+        t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT | TF_QUEUED | TF_HANDED);
         break;
     case TN_TASK_E_FAILED:
         t->failures++;
@@ -727,7 +731,12 @@ tn_err sched_recover_wf(tn_engine *e, wrt *w);
 tn_err sched_recover_wf(tn_engine *e, wrt *w)
 {
     bool resume = w->state == TN_WF_S_PAUSE;
-    tn_err err = eng_emit_wf(e, w, TN_WF_E_RECOVER, NULL);
+    /* recovering a failed or stopped run is a new run of the same instance */
+    tn_event wev;
+    eng_event(&wev, TN_MACHINE_WORKFLOW, TN_WF_E_RECOVER, w->id, 0);
+    if (!resume)
+        tn_event_set_int(&wev, "run", w->run + 1);
+    tn_err err = eng_emit_wf(e, w, 0, &wev);
     for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
         trt *t = &w->t[i];
         if (!t->id)
@@ -738,8 +747,12 @@ tn_err sched_recover_wf(tn_engine *e, wrt *w)
             continue;
         tn_event ev;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_RECOVER, w->id, t->id);
-        /* a paused task continues its attempt; a killed or failed one gets a new one */
-        uint32_t attempt = t->state == TN_TASK_S_PAUSE ? t->attempt : t->attempt + 1;
+        /* a paused task continues its attempt, unless a worker had it (it failed over
+         * before it paused: that worker may still run it, so the attempt is spent); a
+         * killed or failed one gets a new one */
+        uint32_t attempt = t->state == TN_TASK_S_PAUSE && !(t->flags & TF_HANDED)
+                               ? t->attempt
+                               : t->attempt + 1;
         tn_event_set_int(&ev, "attempt", attempt);
         if (t->state != TN_TASK_S_PAUSE)
             tn_event_set_int(&ev, "reset", 1);

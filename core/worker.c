@@ -924,7 +924,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     char jp[4300];
     snprintf(jp, sizeof(jp), "%s/journal", w->data);
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    tn_store_opts so = {.create = true};
+    tn_store_opts so = {.create = true, .map_max = opts->map_max};
     if ((e = tn_store_open(w->data, &so, &w->store, msg)))
         goto fail;
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->name};

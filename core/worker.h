@@ -26,6 +26,7 @@ typedef struct tn_worker_opts {
     uint32_t max_load_milli; /* refuse new work above this 1-min load * 1000; 0 = no limit */
     uint64_t mem_reserve;   /* bytes of memory kept free; default 0 */
     uint64_t heartbeat_ms;  /* default 1000 */
+    uint64_t map_max;       /* the outbox store grows up to this; 0 = the store's default */
     const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
     const char *tls_cert, *tls_key, *tls_ca;
 } tn_worker_opts;

@@ -700,6 +700,7 @@ Test(control, recover_failed_keeps_successes)
     tn_wf_proj p;
     tn_evlog_wf(tn_engine_log(E), wf, &p);
     cr_assert_eq(p.id, wf);
+    cr_assert_eq(p.run, 2, "recover-failed is a new run of the same instance");
 }
 
 Test(control, force_success_then_recover)

@@ -29,12 +29,13 @@ const char tn_usage_worker[] =
     "usage: tern worker --master URL --listen URL [--data DIR] [--name NAME] [--group G[,G]]\n"
     "                   [--slots N] [--max-load L] [--mem-reserve BYTES] [--heartbeat DURATION]\n"
     "                   [--ctl URL] [--no-cgroup] [--tls-cert F --tls-key F --tls-ca F]\n"
-    "                   [--config FILE]\n"
+    "                   [--map-max BYTES] [--config FILE]\n"
     "\n"
     "Run a worker: take dispatches at --listen, run shell tasks as contained processes\n"
     "(their own cgroup v2 where the host delegates one, else their own session and a /proc\n"
     "walk; --no-cgroup forces that), kill them for real, and report to the master through\n"
-    "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n";
+    "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n"
+    "--map-max bounds that outbox store (a full one holds reports back until space frees).\n";
 
 const char tn_usage_standalone[] =
     "usage: tern standalone [--data DIR] [--slots N] [--no-cgroup]\n"
@@ -245,6 +246,7 @@ int tn_cmd_worker(int argc, char **argv)
                          .listen_url = o.listen, .ctl_url = o.ctl, .groups = o.group,
                          .slots = o.slots, .max_load_milli = o.max_load,
                          .mem_reserve = o.mem_reserve, .heartbeat_ms = o.heartbeat,
+                         .map_max = o.map_max,
                          .cgroup_root = o.no_cgroup ? "" : NULL, .tls_cert = o.cert,
                          .tls_key = o.key, .tls_ca = o.ca};
     tn_worker *w;
