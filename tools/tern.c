@@ -41,6 +41,8 @@ static const tn_cli_cmd commands[] = {
     {"sm", "print a state machine as a DOT graph or a Markdown table", tn_usage_sm,
      tn_cmd_sm},
     {"bench", "run a benchmark next to its raw baseline", tn_usage_bench, tn_cmd_bench},
+    {"chaos", "real daemons, seeded faults, then invariants checked from the log and hosts",
+     tn_usage_chaos, tn_cmd_chaos},
     {"help", "show this help, or a command's", usage_help, cmd_help},
 };
 
