@@ -1,5 +1,6 @@
 /* tern: one binary for the daemons, the control client, replay and audit, the state
  * machine renderings and the benchmarks. This file is the command table. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,8 @@ bool tn_cli_u64(const char *s, uint64_t *out)
 
 int main(int argc, char **argv)
 {
+    /* a peer that goes away mid-write is an error to handle, not a reason to die */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return cmd_help(1, argv);
     const tn_cli_cmd *c = find(argv[1]);
