@@ -536,7 +536,7 @@ static int sched_read(const char *path, sched *s)
                 rc = 1;
             } else if (a.k == K_START || a.k == K_START_CRASH) {
                 rc = !find_def(w3) || find_def(w3)->weight == 0;
-                snprintf(a.wf, sizeof(a.wf), "%s", w3);
+                snprintf(a.wf, sizeof(a.wf), "%.*s", (int)sizeof(a.wf) - 1, w3);
                 ms = a.k == K_START_CRASH ? w4 : NULL;
             } else if (!IS_FAULT(a.k)) {
                 rc = w3[0] != '#';
@@ -2568,8 +2568,9 @@ int tn_cmd_chaos(int argc, char **argv)
     r->exe[el] = 0;
     if (r->dir[0]) {
         if (tn_mkdir_p(r->dir) != 0) {
+            int frc = tn_cli_fail("chaos", "%s: cannot create the directory: %m", r->dir);
             free(r);
-            return tn_cli_fail("chaos", "%s: cannot create the directory: %m", r->dir);
+            return frc;
         }
         char abs[PATH_MAX];
         if (realpath(r->dir, abs))
@@ -2582,9 +2583,10 @@ int tn_cmd_chaos(int argc, char **argv)
         }
     }
     if (strlen(r->dir) > 80) {
+        int frc = tn_cli_fail("chaos", "%s: too long for the ipc:// sockets under it (80 bytes "
+                              "at most); use a shorter --dir", r->dir);
         free(r);
-        return tn_cli_fail("chaos", "%s: too long for the ipc:// sockets under it (80 bytes "
-                           "at most); use a shorter --dir", r->dir);
+        return frc;
     }
     char sp[PATH_MAX + 32];
     snprintf(sp, sizeof(sp), "%s/schedule.txt", r->dir);
