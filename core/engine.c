@@ -1245,6 +1245,10 @@ static void release_effects(tn_engine *e)
 {
     for (size_t i = 0; i < e->nfx; i++) {
         effect *f = &e->fx[i];
+        if (f->kind == FX_KILL_STALE) {
+            e->ex.ops->kill(e->ex.self, f->wf, f->task, f->attempt, 0);
+            continue;
+        }
         wrt *w = eng_wf(e, f->wf);
         trt *t = w && f->node < w->def->n_tasks ? &w->t[f->node] : NULL;
         if (!t || t->id != f->task || t->attempt != f->attempt)
@@ -1328,9 +1332,15 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         n++;
     }
     fire_due_timers(e, &n);
-    /* decisions that follow from the inputs: schedule what became ready, dispatch */
-    for (size_t i = 0; i < e->ntouched; i++)
-        sched_run(e, e->touched[i]);
+    /* decisions that follow from the inputs: schedule what became ready, dispatch. One
+     * instance's run can change another already run in this pass (a child that ends in it
+     * finishes its parent's task): again until a pass adds no event */
+    for (int pass = 0, again = 1; again && pass < 16; pass++) {
+        size_t before = tn_evlog_pending(e->log);
+        for (size_t i = 0; i < e->ntouched; i++)
+            sched_run(e, e->touched[i]);
+        again = tn_evlog_pending(e->log) != before;
+    }
     sched_dispatch(e);
     e->stats.inputs += n;
     /* one group commit */

@@ -107,7 +107,9 @@ typedef struct qentry { /* dispatch queue: lower key first */
     uint32_t node, attempt;
 } qentry;
 
-enum { FX_DISPATCH = 1, FX_KILL, FX_CMD_DONE };
+/* FX_KILL_STALE: kill an attempt older than the task's (fencing), once the batch that
+ * superseded it is committed */
+enum { FX_DISPATCH = 1, FX_KILL, FX_CMD_DONE, FX_KILL_STALE };
 
 typedef struct effect {
     uint8_t kind;

@@ -35,6 +35,7 @@ typedef struct wk {
     int64_t first_seen;
     bool alive;
     uint64_t reconcile_seq; /* assignments before this were asked about */
+    int64_t reconcile_at;   /* monotonic ns of the last RECONCILE sent */
     tn_tx tx;             /* dispatches go here */
     tn_outq *q;
     uint32_t assigned;
@@ -426,6 +427,16 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
     pthread_mutex_lock(&m->mu);
 }
 
+/* Ask w what it runs (RECONCILE); its answer decides what is lost. With mu held. */
+static void ask_reconcile(tn_master *m, wk *w)
+{
+    w->reconcile_seq = ++m->seq;
+    w->reconcile_at = tn_mono_ns();
+    tn_msg rc = {.type = TN_MSG_RECONCILE};
+    rc.reconcile.epoch = w->reconcile_seq;
+    send_to(m, w, &rc);
+}
+
 static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
 {
     char name[TN_PROTO_ID_MAX + 1];
@@ -497,10 +508,7 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
          * killed (fencing) */
         tn_info("master", "msg=\"worker joined\" worker=%s url=%s epoch=%" PRIu64 " slots=%u",
                 w->name, w->listen_url, w->epoch, w->slots);
-        w->reconcile_seq = ++m->seq;
-        tn_msg rc = {.type = TN_MSG_RECONCILE};
-        rc.reconcile.epoch = w->reconcile_seq;
-        send_to(m, w, &rc);
+        ask_reconcile(m, w);
     }
     pthread_mutex_unlock(&m->mu);
     tn_engine_wake(m->e);
@@ -640,13 +648,16 @@ static void check_workers(tn_master *m)
         else
             snprintf(a->worker, sizeof(a->worker), "?");
         wk *w = find_worker(m, a->worker);
-        if (w && w->alive) {
-            /* it may have answered RECONCILE already: ask again */
-            w->reconcile_seq = ++m->seq;
-            tn_msg rc = {.type = TN_MSG_RECONCILE};
-            rc.reconcile.epoch = w->reconcile_seq;
-            send_to(m, w, &rc);
-        }
+        if (w && w->alive) /* it may have answered RECONCILE already: ask again */
+            ask_reconcile(m, w);
+    }
+    /* a RECONCILE or its answer the wire lost would leave recovered attempts waiting for
+     * ever: while a live worker has any not confirmed, ask it again every second */
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        wk *w = a && !a->confirmed ? find_worker(m, a->worker) : NULL;
+        if (w && w->alive && now - w->reconcile_at > 1000000000LL)
+            ask_reconcile(m, w);
     }
     for (wk *w = m->workers; w; w = w->next) {
         if (!w->alive || now - w->last_hb <= limit)

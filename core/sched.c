@@ -1023,8 +1023,13 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         /* fencing: a stale attempt's report is ignored and its process killed */
         tn_info("engine", "msg=\"stale report ignored\" task=%" PRIu64 " attempt=%u current=%u",
                 r->task, r->attempt, t->attempt);
-        if (r->kind == TN_REPORT_ACCEPTED)
-            e->ex.ops->kill(e->ex.self, r->wf, r->task, r->attempt, 0);
+        if (r->kind == TN_REPORT_ACCEPTED) {
+            /* after the commit: the attempt that supersedes it may be in this very batch,
+             * and a batch that does not commit must leave no trace */
+            effect f = {FX_KILL_STALE, t->w->id, r->task, t->node, r->attempt, NULL};
+            if (eng_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
+                e->fx[e->nfx++] = f;
+        }
         return TN_OK;
     }
     tn_event ev;
@@ -1208,8 +1213,12 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
             int still = e->ex.ops->running ? e->ex.ops->running(e->ex.self, t->id, t->attempt)
                                            : 0;
             if (still != 0) {
-                /* running (or not known yet: the executor reports LOST if it was lost) */
-                if (t->state == TN_TASK_S_RUNNING_EXECUTION)
+                /* running (or not known yet: the executor reports LOST if it was lost); a
+                 * kill committed before the restart is asked again: the crash may have
+                 * come between its commit and its effect */
+                if (t->flags & TF_KILLREQ)
+                    eng_fx(e, FX_KILL, t);
+                else if (t->state == TN_TASK_S_RUNNING_EXECUTION)
                     arm_timeout(e, t);
                 break;
             }

@@ -53,8 +53,9 @@ const char tn_usage_chaos[] =
     "  4. no task process outlived its attempt, nor its worker's stop;\n"
     "  5. every start the client was told was accepted is in the log;\n"
     "  6. the RssAnon of the master and of each worker stayed under --rss-max;\n"
-    "and that no daemon exited unless the harness killed it. Each violation names the seq,\n"
-    "task and attempt it is about; the exit status is 1 when there is one.\n"
+    "and that no daemon exited unless the harness killed it and the cluster settled. Each\n"
+    "violation names the seq, task and attempt it is about; the exit status is 1 when there\n"
+    "is one.\n"
     "\n"
     "Scenarios (faults from a PRNG seeded with --seed; the same seed draws the same schedule):\n"
     "  master-crash  SIGKILL and restart of the master, at random points and right after it\n"
@@ -452,15 +453,27 @@ static void sched_draw(sched *s)
         busy[b] = t + a.ms + 1000;
         sched_add(s, a);
     }
-    /* master-crash: some starts crash the master the moment it answers */
+    /* master-crash: some starts crash the master the moment it answers, away from the
+     * other faults on the master */
     if (scen == SC_MASTER_CRASH || mixed) {
         for (size_t i = 0; i < s->n; i++) {
             act *a = &s->v[i];
-            if (a->k != K_START || busy[0] > a->at_ms || rng_unit(&fr) >= 0.15)
+            if (a->k != K_START || rng_unit(&fr) >= (mixed ? 0.15 : 0.3))
+                continue;
+            int64_t ms = rng_range(&fr, 0, 1500), from = a->at_ms - 200,
+                    to = a->at_ms + ms + 500;
+            bool clash = false;
+            for (size_t j = 0; j < s->n; j++) {
+                const act *b = &s->v[j];
+                bool on_master =
+                    j != i && (b->k == K_START_CRASH || (IS_FAULT(b->k) && b->target < 0));
+                if (on_master && b->at_ms < to && b->at_ms + b->ms + 500 > from)
+                    clash = true;
+            }
+            if (clash)
                 continue;
             a->k = K_START_CRASH;
-            a->ms = rng_range(&fr, 0, 1500);
-            busy[0] = a->at_ms + a->ms + 1000;
+            a->ms = ms;
         }
     }
     qsort(s->v, s->n, sizeof(act), act_cmp);
@@ -616,7 +629,8 @@ static int sched_read(const char *path, sched *s)
 /* ------------------------------------------------------------------------------ */
 /* the run */
 
-typedef struct dmn {
+/* One daemon process, over all its incarnations. */
+typedef struct dproc {
     char role[16];      /* "master", "w0" ... */
     pid_t pid;          /* 0: not running */
     bool killed;        /* we sent SIGKILL/SIGTERM: its exit is expected */
@@ -626,7 +640,7 @@ typedef struct dmn {
     uint32_t starts;
     uint64_t rss_max;   /* bytes of RssAnon, over every incarnation */
     char exit_note[200]; /* an exit we did not cause */
-} dmn;
+} dproc;
 
 typedef struct viol {
     int inv;
@@ -664,7 +678,7 @@ typedef struct run {
     uint64_t rss_bound;
     int master_port, worker_port[MAXW];
     char master_url[64], ctl_url[PATH_MAX + 16];
-    dmn d[MAXW + 1]; /* [0] master, [1 + i] worker i */
+    dproc d[MAXW + 1]; /* [0] master, [1 + i] worker i */
     ballast disk[MAXW + 1];
     slowdisk slow[MAXW + 1];
     char blkio[PATH_MAX];     /* the blkio hierarchy's mount, "" when there is none */
@@ -766,11 +780,11 @@ static void worker_name(const run *r, int i, char *buf, size_t len)
     snprintf(buf, len, "chaos-%s-w%d", r->runid, i);
 }
 
-/* Start dmn idx (0 master, 1 + i worker i) with its log appended to DIR/ROLE.log.
+/* Start daemon idx (0 master, 1 + i worker i) with its log appended to DIR/ROLE.log.
  * Called with r->mu held. */
 static int spawn_daemon(run *r, int idx)
 {
-    dmn *d = &r->d[idx];
+    dproc *d = &r->d[idx];
     char a[24][PATH_MAX + 32];
     char *argv[25];
     int n = 0;
@@ -896,7 +910,7 @@ static void reap(run *r)
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         pthread_mutex_lock(&r->mu);
         for (int i = 0; i <= r->s.workers; i++) {
-            dmn *d = &r->d[i];
+            dproc *d = &r->d[i];
             if (d->pid != pid)
                 continue;
             if (!d->killed) {
@@ -917,10 +931,10 @@ static void reap(run *r)
     }
 }
 
-/* SIGKILL a dmn and have it restarted after ms. With r->mu held. */
+/* SIGKILL a daemon and have it restarted after ms. With r->mu held. */
 static bool kill_daemon(run *r, int idx, int64_t restart_ms)
 {
-    dmn *d = &r->d[idx];
+    dproc *d = &r->d[idx];
     if (!d->pid || d->killed)
         return false;
     d->killed = true;
@@ -1173,7 +1187,7 @@ static void *workload_thread(void *arg)
 }
 
 /* ------------------------------------------------------------------------------ */
-/* the full disk: ballast written into a dmn's store until a commit fails, freed later */
+/* the full disk: ballast written into a daemon's store until a commit fails, freed later */
 
 static void store_dir(const run *r, int idx, char *buf, size_t len)
 {
@@ -1413,7 +1427,7 @@ static void do_fault(run *r, const act *a)
     if (!t[0])
         snprintf(t, sizeof(t), "master");
     pthread_mutex_lock(&r->mu);
-    dmn *d = &r->d[idx];
+    dproc *d = &r->d[idx];
     bool done = false;
     switch (a->k) {
     case K_MASTER_KILL:
@@ -1475,7 +1489,7 @@ static void tick(run *r, bool heal_all)
     int64_t now = now_ms();
     for (int i = 0; i <= r->s.workers; i++) {
         pthread_mutex_lock(&r->mu);
-        dmn *d = &r->d[i];
+        dproc *d = &r->d[i];
         if (d->stopped && d->pid && (heal_all || now >= d->cont_at)) {
             kill(d->pid, SIGCONT);
             d->stopped = false;
@@ -1506,7 +1520,7 @@ static void tick(run *r, bool heal_all)
             say(r, "disk-full %s: ballast deleted and the store grown to %" PRIu64 " KiB: it has "
                 "room again", d->role, b->map_max / 1024);
         } else if (topup) {
-            /* the dmn's own commits free pages too: keep the disk full */
+            /* the daemon's own commits free pages too: keep the disk full */
             r->ballast_bytes += ballast_fill(r, i);
             b->next_topup = now_ms() + 250;
         }
@@ -1886,11 +1900,11 @@ static void check_procs_live(run *r, const tn_map *jr)
     free(ps);
 }
 
-/* Stop a dmn with SIGTERM (SIGKILL after 30s, which is a finding). */
+/* Stop a daemon with SIGTERM (SIGKILL after 30s, which is a finding). */
 static void stop_daemon(run *r, int idx)
 {
     pthread_mutex_lock(&r->mu);
-    dmn *d = &r->d[idx];
+    dproc *d = &r->d[idx];
     pid_t pid = d->pid;
     if (pid) {
         d->killed = true;
