@@ -30,6 +30,9 @@ typedef struct sx {
     int running; /* attempts started and not reported */
     int max_running_group; /* max concurrent attempts of tasks named "g*" */
     int cur_group;
+    bool drop_kills;       /* kills are lost (a crash between a commit and its effects) */
+    int kills;             /* kill calls */
+    int kills_uncommitted; /* kill calls made while the engine had uncommitted events */
     struct live {
         uint64_t wf, task;
         uint32_t attempt;
@@ -144,6 +147,11 @@ static void sx_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
 {
     (void)self;
     (void)grace;
+    X.kills++;
+    if (tn_evlog_pending(tn_engine_log(X.e)) > 0)
+        X.kills_uncommitted++;
+    if (X.drop_kills)
+        return;
     for (int i = 0; i < 256; i++)
         if (X.live[i].live && X.live[i].task == task && X.live[i].attempt == attempt) {
             finish_slot(i);
@@ -912,6 +920,33 @@ Test(logic, sub_workflow_pause_cascades)
     cr_assert_eq(child_of(wf, "sub"), child);
 }
 
+/* A stop of the parent kills the child's task; forced to success, the child has nothing
+ * left to run, so recovering the parent ends the child in the same engine step, after the
+ * parent's own scheduling pass: the parent must still go on to its next task. */
+Test(logic, parent_recovered_with_a_child_that_ends_at_once_goes_on)
+{
+    static const script s[] = {{"hold", "h", 0}, {0}};
+    X.scripts = s;
+    apply("name: kid1\ntasks:\n  - {name: hold, type: shell, command: sleep 300}\n");
+    apply("name: mom1\ntasks:\n"
+          "  - {name: sub, type: sub_workflow, workflow: kid1}\n"
+          "  - {name: post, type: noop, deps: [sub]}\n");
+    uint64_t wf = start("mom1");
+    for (int i = 0; i < 6; i++)
+        tn_engine_step(E, NULL);
+    uint64_t child = child_of(wf, "sub");
+    cr_assert_neq(child, 0);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(child, "hold", TN_TASK_S_KILL, 1);
+    cr_assert_eq(cmd(TN_CMD_FORCE_SUCCESS, task(child, "hold").id), TN_OK);
+    cr_assert_eq(cmd(TN_CMD_RECOVER, wf), TN_OK);
+    int st = run(wf);
+    cr_assert_eq(st, TN_WF_S_SUCCESS, "parent ended %s", wsn(st));
+    ASSERT_WF(child, TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "post", TN_TASK_S_SUCCESS, 1);
+}
+
 /* ------------------------------------------------------------------------------ */
 /* execution types and task groups */
 
@@ -1216,6 +1251,55 @@ static void child_run(const char *d, bool start_them, int ready_fd)
     tn_engine_close(e);
     tn_inproc_free(x);
     _exit(0);
+}
+
+/* The master crashed after committing a kill and before sending it: recovery finds the
+ * attempt still running with a kill requested and asks for the kill again. */
+Test(restart, a_kill_committed_before_a_crash_is_sent_again)
+{
+    apply("name: kc\ntasks:\n  - {name: a, type: noop, duration: 1h}\n");
+    uint64_t wf = start("kc");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    uint64_t a = task(wf, "a").id;
+    cr_assert(sx_running(NULL, a, 1), "attempt 1 runs");
+    X.drop_kills = true;
+    cr_assert_eq(cmd(TN_CMD_KILL_TASK, a), TN_OK);
+    settle(0);
+    cr_assert_eq(X.kills, 1);
+    cr_assert_neq(task(wf, "a").state, TN_TASK_S_KILL);
+    X.drop_kills = false;
+    restart(false); /* the executor still runs attempt 1; it would succeed in 1 s */
+    int st = run(wf);
+    cr_assert_eq(X.kills, 2, "the kill is asked again after the restart");
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    cr_assert_eq(st, TN_WF_S_STOP, "got %s", wsn(st));
+}
+
+/* A late ACCEPTED of an attempt that was failed over in the same batch: the stale attempt
+ * is killed, but only once that batch is committed (a batch that fails to commit is rolled
+ * back, and a kill sent from it would end the attempt the engine rolled back to). */
+Test(restart, a_stale_attempt_is_killed_only_after_its_batch_commits)
+{
+    static const script s[] = {{"a", "ns", 100}, {0}}; /* attempt 1 never taken */
+    X.scripts = s;
+    apply("name: st\ntasks:\n  - {name: a, type: shell, command: x}\n");
+    uint64_t wf = start("st");
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    tinfo a = task(wf, "a");
+    cr_assert_eq(a.attempt, 1);
+    tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = a.id, .attempt = 1,
+                      .worker = "test", .reason = "test: worker lost"};
+    tn_report late = {.kind = TN_REPORT_ACCEPTED, .wf = wf, .task = a.id, .attempt = 1,
+                      .pid = 4242, .worker = "test"};
+    tn_engine_report(E, &lost);
+    tn_engine_report(E, &late);
+    int st = run(wf);
+    cr_assert_eq(st, TN_WF_S_SUCCESS, "got %s", wsn(st));
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 2);
+    cr_assert_eq(X.kills, 1, "the stale attempt 1 is killed");
+    cr_assert_eq(X.kills_uncommitted, 0, "and not before its batch is committed");
 }
 
 Test(restart, sigkill_at_random_moments)
