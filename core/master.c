@@ -268,6 +268,8 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     pthread_mutex_lock(&m->mu);
     asg *a = tn_map_get(&m->asgs, r->task);
     wk *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
+    if (w)
+        d->worker_epoch = w->epoch; /* a later run of that worker drops it */
     if (w && w->alive && w->q && tn_outq_push(w->q, &msg) == TN_OK) {
         sent = true;
         (void)tn_outq_flush(w->q, w->tx, NULL);

@@ -368,6 +368,14 @@ static void report_killed(tn_worker *w, tn_batch *b, job *j)
 
 static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
 {
+    if (d->worker_epoch != w->epoch) {
+        /* meant for an earlier run of this worker (the transport kept it while we were
+         * down): the master declares that attempt lost once we tell it what we run */
+        tn_warn("worker", "msg=\"dispatch for another run of this worker dropped\" task=%" PRIu64
+                " attempt=%u epoch=%" PRIu64 " ours=%" PRIu64, d->task, d->attempt,
+                d->worker_epoch, w->epoch);
+        return;
+    }
     uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
     if (!fin)
         fin = (uintptr_t)tn_map_get(&w->finished_old, d->task);

@@ -6,11 +6,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
 #include "tests/testutil.h"
+#include "transport/proto.h"
+#include "transport/transport.h"
 
 static char *dir;
 static pid_t procs[8];
@@ -514,4 +517,115 @@ Test(cluster, lossy_network_changes_no_final_state)
     snprintf(cmd, sizeof(cmd), "%s replay --data %s", tu_tern(), mdata);
     cr_assert_eq(tu_run(cmd, &out, NULL), 0, "%s", out);
     free(out);
+}
+
+/* ---- the worker's side of fencing, with the test as the master ------------------------ */
+
+typedef struct fake_master {
+    pthread_mutex_t mu;
+    uint64_t epoch;        /* the worker's, from its last heartbeat */
+    int accepted[4];       /* ACCEPTED per task id */
+} fake_master;
+
+static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
+{
+    (void)sender;
+    fake_master *f = arg;
+    pthread_mutex_lock(&f->mu);
+    if (m->type == TN_MSG_HEARTBEAT)
+        f->epoch = m->heartbeat.epoch;
+    else if (m->type == TN_MSG_ACCEPTED && m->accepted.task < 4)
+        f->accepted[m->accepted.task]++;
+    pthread_mutex_unlock(&f->mu);
+    return TN_OK;
+}
+
+static void fm_recv(void *arg, const void *buf, size_t len)
+{
+    tn_errmsg em = {{0}};
+    if (tn_frame_decode(buf, len, fm_msg, arg, &em) != TN_OK)
+        fprintf(stderr, "fake master: %s\n", em.text);
+}
+
+static uint64_t fm_epoch(fake_master *f, uint64_t not)
+{
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&f->mu);
+        uint64_t e = f->epoch;
+        pthread_mutex_unlock(&f->mu);
+        if (e && e != not)
+            return e;
+        usleep(10000);
+    }
+    cr_assert_fail("no heartbeat from a new run of the worker");
+    return 0;
+}
+
+static void fm_dispatch(tn_tx tx, uint64_t task, uint64_t epoch)
+{
+    tn_msg m = {.type = TN_MSG_DISPATCH};
+    tn_msg_dispatch *d = &m.dispatch;
+    d->task = task;
+    d->wf = 1;
+    d->attempt = 1;
+    d->name = TN_STR("t");
+    d->type = TN_STR("noop");
+    d->worker_group = TN_STR("default");
+    d->noop_success = true;
+    d->worker_epoch = epoch;
+    tn_buf b = {0};
+    tn_frame f;
+    cr_assert_eq(tn_frame_begin(&f, &b, "master:test"), TN_OK);
+    cr_assert_eq(tn_frame_add(&f, &m), TN_OK);
+    cr_assert_eq(tn_frame_end(&f), TN_OK);
+    cr_assert_eq(tn_tx_send(tx, b.data, b.size), TN_OK);
+    tn_buf_free(&b);
+}
+
+/* A DISPATCH sent to a worker that died is kept by the transport and reaches the worker's
+ * next run when it comes back: that run must not start it (it carries the boot id of the
+ * run it was for), while one for the current run starts. */
+Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
+{
+    fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
+    tn_tx rx, tx;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(false, NULL, fm_recv, &f, &rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(rx, murl, &em), TN_OK, "%s", em.text);
+    int w = start_worker("w1", false, NULL, "2");
+    uint64_t e1 = fm_epoch(&f, 0);
+    char wurl[600];
+    snprintf(wurl, sizeof(wurl), "ipc://%s/w1.sock", dir);
+    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(tx, wurl, &em), TN_OK, "%s", em.text);
+
+    stop_proc(w, SIGKILL);
+    usleep(300000);
+    fm_dispatch(tx, 1, e1); /* queued while the worker is down, for the run that died */
+    start_worker("w1", false, NULL, "2");
+    uint64_t e2 = fm_epoch(&f, e1);
+    fm_dispatch(tx, 3, e1); /* for the old run, sent to the new one */
+    fm_dispatch(tx, 2, e2); /* for this run: it starts */
+    int acc2 = 0;
+    for (int i = 0; i < 1000 && !acc2; i++) {
+        pthread_mutex_lock(&f.mu);
+        acc2 = f.accepted[2];
+        pthread_mutex_unlock(&f.mu);
+        if (!acc2)
+            usleep(10000);
+    }
+    cr_assert_gt(acc2, 0, "the dispatch for the current run was not accepted");
+    pthread_mutex_lock(&f.mu);
+    cr_assert_eq(f.accepted[1], 0, "a dispatch kept for the dead run was started");
+    cr_assert_eq(f.accepted[3], 0, "a dispatch for the old run was started");
+    pthread_mutex_unlock(&f.mu);
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "grep -c 'dispatch for another run of this worker dropped' %s/w1.log",
+             dir);
+    char *out = NULL;
+    cr_assert_eq(tu_run(cmd, &out, NULL), 0, "the worker did not say it dropped them");
+    free(out);
+    tn_tx_free(&tx);
+    tn_tx_free(&rx);
 }

@@ -103,6 +103,7 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         d->noop_outputs = mx ? many_pairs(a, 10, TN_PROTO_VALUE_MAX) : mn ? (tn_pairs){NULL, 0}
                                                                          : pairs(a, 2, 3);
         d->deadline_ns = mx ? INT64_MAX : mn ? INT64_MIN : 1795000000123456789ll;
+        d->worker_epoch = u64;
         break;
     }
     case TN_MSG_KILL:
@@ -295,6 +296,7 @@ static tn_err cb_fields(void *arg, tn_str sender, const tn_msg *m)
         cr_assert_eq(m->dispatch.params.n, TN_PROTO_PAIRS_MAX);
         cr_assert(tn_str_eq(m->dispatch.params.v[999].key, "key-00999"));
         cr_assert_eq(m->dispatch.deadline_ns, INT64_MAX);
+        cr_assert_eq(m->dispatch.worker_epoch, UINT64_MAX);
         cr_assert(m->dispatch.noop_success);
         break;
     case TN_MSG_RESULT:
@@ -477,7 +479,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert(memcmp(r[1].via.str.ptr, "worker:w7", 9) == 0);
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r[2].via.array.size, TN_MSG__MAX);
-    static const uint32_t lens[] = {0, 19, 5, 4, 2, 6, 8, 6, 12, 3};
+    static const uint32_t lens[] = {0, 20, 5, 4, 2, 6, 8, 6, 12, 3};
     for (unsigned i = 0; i < TN_MSG__MAX; i++) {
         msgpack_object *o = &r[2].via.array.ptr[i];
         cr_assert_eq(o->type, MSGPACK_OBJECT_ARRAY);
@@ -494,6 +496,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert_eq(d[15].type, MSGPACK_OBJECT_BOOLEAN);
     cr_assert_eq(d[18].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     cr_assert_eq((int64_t)d[18].via.u64, 1795000000123456789ll);
+    cr_assert_eq(d[19].via.u64, 4242, "worker_epoch, last");
     /* KILL_RESULT (max): 100k pids, survivors as [pid, state] */
     msgpack_object *k = r[2].via.array.ptr[6].via.array.ptr;
     cr_assert_eq(k[4].via.array.size, TN_PROTO_PIDS_MAX);
@@ -530,7 +533,7 @@ Test(proto, we_read_msgpack_c_frames)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 3);
-    msgpack_pack_fix_uint64(&pk, 1);
+    msgpack_pack_fix_uint64(&pk, TN_PROTO_VERSION);
     msgpack_pack_str(&pk, 6);
     msgpack_pack_str_body(&pk, "master", 6);
     /* array16 header by hand: 2 messages */
@@ -694,11 +697,11 @@ static void ws(raw *r, const char *s)
 }
 static void wu(raw *r, uint64_t v) { msgpack_pack_uint64(&r->pk, v); }
 static void wa(raw *r, uint32_t n) { msgpack_pack_array(&r->pk, n); }
-/* [1, "m", [ ...n messages follow */
+/* [version, "m", [ ...n messages follow */
 static void head(raw *r, uint32_t n)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     wa(r, n);
 }
@@ -737,18 +740,26 @@ CASE(c_version_0)
     wa(r, 0);
 }
 
-CASE(c_version_2)
+CASE(c_version_1)
 {
     wa(r, 3);
-    wu(r, 2);
+    wu(r, 1);
     ws(r, "m");
     wa(r, 0);
 }
 
-CASE(c_version_2_longer)
+CASE(c_version_3)
+{
+    wa(r, 3);
+    wu(r, 3);
+    ws(r, "m");
+    wa(r, 0);
+}
+
+CASE(c_version_3_longer)
 {
     wa(r, 4);
-    wu(r, 2);
+    wu(r, 3);
     ws(r, "m");
     wa(r, 0);
     wu(r, 9);
@@ -773,7 +784,7 @@ CASE(c_version_negative)
 CASE(c_header_4)
 {
     wa(r, 4);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     wa(r, 0);
     wu(r, 0);
@@ -782,7 +793,7 @@ CASE(c_header_4)
 CASE(c_sender_empty)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     ws(r, "");
     wa(r, 0);
 }
@@ -790,7 +801,7 @@ CASE(c_sender_empty)
 CASE(c_sender_65)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     char s[66];
     memset(s, 's', 65);
     s[65] = 0;
@@ -801,7 +812,7 @@ CASE(c_sender_65)
 CASE(c_sender_bin)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     msgpack_pack_bin(&r->pk, 1);
     w(r, "m", 1);
     wa(r, 0);
@@ -810,14 +821,14 @@ CASE(c_sender_bin)
 CASE(c_sender_huge_claim)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     w(r, "\xdb\xff\xff\xff\xff", 5);
 }
 
 CASE(c_msgs_huge_claim)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     w(r, "\xdd\xff\xff\xff\xff", 5);
 }
@@ -825,7 +836,7 @@ CASE(c_msgs_huge_claim)
 CASE(c_msgs_claim_past_end)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     w(r, "\xdd\x00\x01\x00\x00", 5);
     kill_msg(r);
@@ -834,7 +845,7 @@ CASE(c_msgs_claim_past_end)
 CASE(c_msgs_not_array)
 {
     wa(r, 3);
-    wu(r, 1);
+    wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     msgpack_pack_nil(&r->pk);
 }
@@ -1265,8 +1276,9 @@ Test(proto, malformed_corpus)
         {"not an array", c_not_array, TN_ERR_TYPE},
         {"empty array", c_empty_array, TN_ERR_CORRUPT},
         {"version 0", c_version_0, TN_ERR_VERSION},
-        {"version 2", c_version_2, TN_ERR_VERSION},
-        {"version 2, 4 elements", c_version_2_longer, TN_ERR_VERSION},
+        {"version 1 (before worker_epoch)", c_version_1, TN_ERR_VERSION},
+        {"version 3", c_version_3, TN_ERR_VERSION},
+        {"version 3, 4 elements", c_version_3_longer, TN_ERR_VERSION},
         {"version as str", c_version_str, TN_ERR_TYPE},
         {"version -1", c_version_negative, TN_ERR_TYPE},
         {"header of 4", c_header_4, TN_ERR_CORRUPT},

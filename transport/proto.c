@@ -201,6 +201,7 @@ static void pack_msg(msgpack_packer *pk, const tn_msg *m)
         msgpack_pack_uint64(pk, d->noop_duration_ms);
         pk_pairs(pk, d->noop_outputs);
         msgpack_pack_int64(pk, d->deadline_ns);
+        msgpack_pack_uint64(pk, d->worker_epoch);
         break;
     }
     case TN_MSG_KILL:
@@ -469,7 +470,8 @@ static bool rd_dispatch(tn_mp *r, scratch *s, tn_msg_dispatch *d)
            tn_mp_u64(r, &d->kill_grace_ms) && tn_mp_u64(r, &d->memory_max) &&
            tn_mp_u64(r, &d->cpu_max_milli) && rd_str(r, 0, TN_PROTO_ID_MAX, &d->user) &&
            tn_mp_bool(r, &d->noop_success) && tn_mp_u64(r, &d->noop_duration_ms) &&
-           rd_pairs(r, s, &d->noop_outputs) && tn_mp_i64(r, &d->deadline_ns);
+           rd_pairs(r, s, &d->noop_outputs) && tn_mp_i64(r, &d->deadline_ns) &&
+           tn_mp_u64(r, &d->worker_epoch);
 }
 
 static bool rd_kill_result(tn_mp *r, scratch *s, tn_msg_kill_result *k)

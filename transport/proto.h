@@ -2,14 +2,14 @@
  * in one transport message), a strict bounded decoder, and a batching outgoing queue.
  *
  * Wire format (msgpack). A frame is one transport message:
- *   [version=1, sender, [msg, msg, ...]]
+ *   [version=2, sender, [msg, msg, ...]]
  * sender: who wrote the frame ("master:m1", "worker:w1"), 1..64 bytes. Each msg is an array
  * [type, fields...] whose length and field types are fixed by its type:
  *
  *   master -> worker
  *   1 DISPATCH    [1, task, wf, attempt, name, type, command, env_prelude, params,
  *                  worker_group, timeout_ms, kill_grace_ms, memory_max, cpu_max_milli, user,
- *                  noop_success, noop_duration_ms, noop_outputs, deadline_ns]
+ *                  noop_success, noop_duration_ms, noop_outputs, deadline_ns, worker_epoch]
  *   2 KILL        [2, task, attempt, grace_ms, reason]
  *   3 PERSISTED   [3, report_id, task, attempt]
  *   4 RECONCILE   [4, epoch]
@@ -24,7 +24,7 @@
  * Integers are msgpack ints of the width the struct gives (u32 fields must fit 32 bits),
  * strings are msgpack str, bools are bool, maps (params, outputs, gauges) are msgpack maps
  * with unique non-empty string keys, in the order given. A new field or message type is a
- * new version: a decoder of version 1 refuses what it does not know.
+ * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch).
  *
  * Decoding is strict and bounded: every length is checked against the limits below and the
  * bytes left before anything is read or allocated; a wrong version is TN_ERR_VERSION,
@@ -47,7 +47,7 @@
 #include "core/event.h" /* tn_str, tn_buf (types only) */
 #include "transport/transport.h"
 
-#define TN_PROTO_VERSION 1
+#define TN_PROTO_VERSION 2
 
 /* Bounds. Every one is enforced by the encoder (TN_ERR_TOOBIG, nothing written) and by the
  * decoder. */
@@ -73,7 +73,7 @@
 /* ---- messages ---------------------------------------------------------------------------- */
 
 #define TN_MSG_LIST(X)                                                                        \
-    X(DISPATCH, 1, 19)                                                                        \
+    X(DISPATCH, 1, 20)                                                                        \
     X(KILL, 2, 5)                                                                             \
     X(PERSISTED, 3, 4)                                                                        \
     X(RECONCILE, 4, 2)                                                                        \
@@ -161,6 +161,9 @@ typedef struct tn_msg_dispatch {
     uint64_t noop_duration_ms;
     tn_pairs noop_outputs;
     int64_t deadline_ns;    /* unix ns after which the attempt is late; 0: none */
+    uint64_t worker_epoch;  /* the boot id (HEARTBEAT epoch) of the worker run it is for: a
+                             * worker drops a DISPATCH for another run of itself, one the
+                             * transport kept while it was down */
 } tn_msg_dispatch;
 
 /* Kill the processes of (task, attempt): SIGTERM, grace_ms, SIGKILL. */
