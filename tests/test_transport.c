@@ -1,6 +1,6 @@
 /* Tests of the transport: one suite run over inproc, ipc, tcp and tls+tcp (order and
  * exactly-once, 4 MiB, listen after dial, close while sending, the receive bound), TLS
- * peer refusal, and the fault-injecting wrapper. */
+ * peer refusal, the rpc server's ipc listener, and the fault-injecting wrapper. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -13,12 +13,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "testutil.h"
+#include "transport/rpc.h"
 #include "transport/transport.h"
 
 #define WAIT_MS 60000 /* generous: only a broken transport takes this long */
@@ -791,6 +793,73 @@ Test(transport, urls_and_misuse)
     tn_tx_free(&tx); /* a freed (zeroed) tn_tx is fine */
     tn_tx_free(&rx);
     sink_fini(&s);
+}
+
+/* ---- rpc -------------------------------------------------------------------------------- */
+
+static void echo(void *arg, const void *req, size_t len, void **rep, size_t *rlen)
+{
+    *rep = malloc(len ? len : 1);
+    memcpy(*rep, req, len);
+    *rlen = len;
+}
+
+/* Connect to the unix socket at path and hang up after the first n bytes of a req0 SP
+ * header (0: at once), as a client killed while dialing does. */
+static void hang_up_early(const char *path, size_t n)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s", path);
+    if (n)
+        cr_assert_eq(write(fd, "\0SP\0\0\x30\0\0", n), (ssize_t)n);
+    close(fd);
+}
+
+/* One echo call, tried up to `tries` times (1 s each): whether one was answered right. */
+static bool echo_answered(const char *url, const char *req, int tries)
+{
+    for (int i = 0; i < tries; i++) {
+        void *rep = NULL;
+        size_t rlen = 0;
+        tn_err e = tn_rpc_call(url, req, strlen(req), 1000, &rep, &rlen, NULL);
+        bool ok = e == TN_OK && rlen == strlen(req) && memcmp(rep, req, rlen) == 0;
+        free(rep);
+        if (ok)
+            return true;
+        cr_assert(e == TN_ERR_TIMEOUT || e == TN_ERR_PEER, "call: %s", tn_errname(e));
+    }
+    return false;
+}
+
+/* nng 1.5.2 (nanomsg/nng#1518): a client that hangs up before the SP header exchange ends
+ * leaves an ipc listener accepting nothing ever after. The server must notice and listen
+ * again; the retries give its probe the few seconds it needs. Several rounds: the new
+ * listener must be watched too. */
+Test(rpc, ipc_listener_survives_clients_hanging_up_early)
+{
+    char *dir = tu_tmpdir();
+    char path[PATH_MAX], url[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/master.ctl", dir);
+    snprintf(url, sizeof(url), "ipc://%s", path);
+    tn_rpc_server *srv = NULL;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_rpc_serve(url, echo, NULL, &srv, &em), TN_OK, "serve: %s", em.text);
+    cr_assert(echo_answered(url, "before", 1));
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 3; i++)
+            hang_up_early(path, 0);
+        hang_up_early(path, 3);
+        char req[32];
+        snprintf(req, sizeof(req), "round %d", round);
+        cr_assert(echo_answered(url, req, 10), "no answer after clients hung up (round %d)",
+                  round);
+    }
+    tn_rpc_server_free(srv);
+    tu_rm_rf(dir);
+    free(dir);
 }
 
 /* ---- fault injection -------------------------------------------------------------------- */

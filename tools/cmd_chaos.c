@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -639,7 +640,7 @@ typedef struct dproc {
     int64_t cont_at;    /* SIGCONT due (monotonic ms) */
     uint32_t starts;
     uint64_t rss_max;   /* bytes of RssAnon, over every incarnation */
-    char exit_note[200]; /* an exit we did not cause */
+    char exit_note[320]; /* an exit we did not cause */
 } dproc;
 
 typedef struct viol {
@@ -874,6 +875,12 @@ static int spawn_daemon(run *r, int idx)
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0); /* our terminal's Ctrl-C is for the harness, which stops them */
+        /* a daemon that crashes by itself leaves a core where the host's core_pattern says */
+        struct rlimit core;
+        if (getrlimit(RLIMIT_CORE, &core) == 0) {
+            core.rlim_cur = core.rlim_max;
+            (void)setrlimit(RLIMIT_CORE, &core);
+        }
         if (nfd >= 0)
             dup2(nfd, 0);
         if (lfd >= 0) {
@@ -916,9 +923,13 @@ static void reap(run *r)
             if (!d->killed) {
                 char note[sizeof(d->exit_note)];
                 snprintf(note, sizeof(note),
-                         "%s (pid %d) exited by itself: %s %d; see %.100s/%s.log", d->role,
+                         "%s (pid %d) exited by itself: %s %d%s; see %.100s/%s.log", d->role,
                          (int)pid, WIFEXITED(st) ? "status" : "signal",
-                         WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), r->dir, d->role);
+                         WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                         WIFSIGNALED(st) && WCOREDUMP(st)
+                             ? " (core dumped: /proc/sys/kernel/core_pattern says where)"
+                             : "",
+                         r->dir, d->role);
                 memcpy(d->exit_note, note, sizeof(note));
                 violation(r, 0, 0, 0, 0, "%s", d->exit_note);
                 say(r, "%s", d->exit_note);
