@@ -804,6 +804,13 @@ static void echo(void *arg, const void *req, size_t len, void **rep, size_t *rle
     *rlen = len;
 }
 
+/* Replies with its arg: which server answered. */
+static void name_it(void *arg, const void *req, size_t len, void **rep, size_t *rlen)
+{
+    *rep = strdup(arg);
+    *rlen = strlen(arg);
+}
+
 /* Connect to the unix socket at path and hang up after the first n bytes of a req0 SP
  * header (0: at once), as a client killed while dialing does. */
 static void hang_up_early(const char *path, size_t n)
@@ -818,26 +825,31 @@ static void hang_up_early(const char *path, size_t n)
     close(fd);
 }
 
-/* One echo call, tried up to `tries` times (1 s each): whether one was answered right. */
-static bool echo_answered(const char *url, const char *req, int tries)
+/* One call, tried up to `tries` times (timeout_ms each): whether one was answered with
+ * want (NULL: req, from echo). */
+static bool answered(const char *url, const char *req, const char *want, int tries,
+                     int timeout_ms)
 {
+    want = want ? want : req;
     for (int i = 0; i < tries; i++) {
         void *rep = NULL;
         size_t rlen = 0;
-        tn_err e = tn_rpc_call(url, req, strlen(req), 1000, &rep, &rlen, NULL);
-        bool ok = e == TN_OK && rlen == strlen(req) && memcmp(rep, req, rlen) == 0;
+        tn_err e = tn_rpc_call(url, req, strlen(req), timeout_ms, &rep, &rlen, NULL);
+        bool ok = e == TN_OK && rlen == strlen(want) && memcmp(rep, want, rlen) == 0;
         free(rep);
         if (ok)
             return true;
-        cr_assert(e == TN_ERR_TIMEOUT || e == TN_ERR_PEER, "call: %s", tn_errname(e));
+        cr_assert(e == TN_OK || e == TN_ERR_TIMEOUT || e == TN_ERR_PEER, "call: %s",
+                  tn_errname(e));
     }
     return false;
 }
 
 /* nng 1.5.2 (nanomsg/nng#1518): a client that hangs up before the SP header exchange ends
- * leaves an ipc listener accepting nothing ever after. The server must notice and listen
- * again; the retries give its probe the few seconds it needs. Several rounds: the new
- * listener must be watched too. */
+ * leaves an ipc listener handing no connection over ever after. The server must notice
+ * and listen again; the retries give its probe the few seconds it needs. Several rounds:
+ * the new listener must be watched too; in the last, one call already waiting while the
+ * listener is stuck must be answered once it listens again (req0 dials and sends anew). */
 Test(rpc, ipc_listener_survives_clients_hanging_up_early)
 {
     char *dir = tu_tmpdir();
@@ -847,17 +859,44 @@ Test(rpc, ipc_listener_survives_clients_hanging_up_early)
     tn_rpc_server *srv = NULL;
     tn_errmsg em = {{0}};
     cr_assert_eq(tn_rpc_serve(url, echo, NULL, &srv, &em), TN_OK, "serve: %s", em.text);
-    cr_assert(echo_answered(url, "before", 1));
-    for (int round = 0; round < 3; round++) {
+    cr_assert(answered(url, "before", NULL, 1, 1000));
+    for (int round = 0; round < 4; round++) {
         for (int i = 0; i < 3; i++)
             hang_up_early(path, 0);
         hang_up_early(path, 3);
         char req[32];
         snprintf(req, sizeof(req), "round %d", round);
-        cr_assert(echo_answered(url, req, 10), "no answer after clients hung up (round %d)",
-                  round);
+        bool last = round == 3;
+        cr_assert(answered(url, req, NULL, last ? 1 : 10, last ? 10000 : 1000),
+                  "no answer after clients hung up (round %d)", round);
     }
     tn_rpc_server_free(srv);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* The probe must not mistake another server for its own: after the socket file is
+ * removed and a second server listens at the same path, the first must leave that file
+ * alone (closing its own listener would unlink it; listening again would take the path).
+ * Probes run every second or so; the second server must keep answering through a few. */
+Test(rpc, ipc_file_of_another_server_left_alone)
+{
+    char *dir = tu_tmpdir();
+    char path[PATH_MAX], url[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/master.ctl", dir);
+    snprintf(url, sizeof(url), "ipc://%s", path);
+    tn_rpc_server *a = NULL, *b = NULL;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_rpc_serve(url, name_it, "a", &a, &em), TN_OK, "serve: %s", em.text);
+    cr_assert(answered(url, "", "a", 1, 5000));
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(tn_rpc_serve(url, name_it, "b", &b, &em), TN_OK, "serve: %s", em.text);
+    for (int i = 0; i < 8; i++) {
+        cr_assert(answered(url, "", "b", 1, 5000), "the second server lost its path (%d)", i);
+        sleep_ms(500);
+    }
+    tn_rpc_server_free(a);
+    tn_rpc_server_free(b);
     tu_rm_rf(dir);
     free(dir);
 }
@@ -1123,6 +1162,9 @@ __attribute__((constructor)) static void quiet_logs(void)
 
 /* LeakSanitizer (the sanitizer build): nng 1.5.2 loses a message that is in flight when a
  * tcp connection drops under a push socket; it was allocated inside nng_send and belongs to
- * nng from then on, so it is not ours to free. Nothing else is suppressed. */
+ * nng from then on, so it is not ours to free. It also never frees an ipc listener that got
+ * stuck (nanomsg/nng#1518), nor the connections that listener kept, once closed: the rpc
+ * tests make the rpc server close and replace such listeners, which it made in listen_ipc.
+ * Nothing else is suppressed. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:nng_send\n"; }
+const char *__lsan_default_suppressions(void) { return "leak:nng_send\nleak:listen_ipc\n"; }

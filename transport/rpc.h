@@ -17,7 +17,9 @@ typedef struct tn_rpc_server tn_rpc_server;
 typedef void (*tn_rpc_handler)(void *arg, const void *req, size_t len, void **rep, size_t *rlen);
 
 /* Listen on url (ipc://, tcp://, inproc://) and serve until freed. An ipc:// socket
- * file left by a dead process is replaced. */
+ * file left by a dead process is replaced; an ipc:// listener that stops handing over
+ * connections (nng 1.5.2, see rpc.c) is replaced within about two seconds, as long as
+ * the socket file is still the one it made. */
 tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server **out,
                     tn_errmsg *msg);
 /* Stop serving (waits for the request in progress) and free. Accepts NULL. */
