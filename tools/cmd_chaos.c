@@ -678,7 +678,7 @@ typedef struct run {
     int64_t settle_ms;
     uint64_t rss_bound;
     int master_port, worker_port[MAXW];
-    char master_url[64], ctl_url[PATH_MAX + 16];
+    char master_url[64], ctl_url[PATH_MAX + 32];
     dproc d[MAXW + 1]; /* [0] master, [1 + i] worker i */
     ballast disk[MAXW + 1];
     slowdisk slow[MAXW + 1];
