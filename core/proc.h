@@ -119,7 +119,9 @@ typedef struct tn_spawn {
  * Errors (nothing is left running, *out untouched): INVAL (bad spawn fields), EXISTS (the
  * attempt runs already, or its cgroup is still populated), NOENT (unknown user, missing
  * exec_dir parent), PERM, IO, NOMEM, and the exec failure of /bin/sh carried back from
- * the child (libuv's close-on-exec error pipe). Limits that cannot be applied do not fail
+ * the child (a vfork-style child: the call returns once it has exec'd or failed). The
+ * leader is in its task cgroup from birth (clone3 CLONE_INTO_CGROUP where the kernel has
+ * it, else the child joins before exec). Limits that cannot be applied do not fail
  * the start: see tn_proc_limits_note. *out belongs to the manager; the caller releases it
  * with tn_proc_free. */
 tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *msg);
@@ -171,8 +173,15 @@ tn_err tn_proc_kill(tn_procs *p, tn_proc *t, uint64_t grace_ms);
 /* Reaps, escalates to SIGKILL at deadlines, verifies kills, scans /proc in session mode,
  * and finishes attempts. Call it often: at least at tn_procs_next_tick. */
 void tn_procs_tick(tn_procs *p, int64_t now_mono_ns);
-/* When tn_procs_tick should run next (CLOCK_MONOTONIC ns), or 0 when nothing waits. */
+/* When tn_procs_tick should run next (CLOCK_MONOTONIC ns), or 0 when nothing waits.
+ * A running attempt whose exit tn_procs_wait_fd does not signal asks for a tick every
+ * 2 ms. */
 int64_t tn_procs_next_tick(tn_procs *p);
+/* An fd that polls readable (POLLIN) while the leader of an attempt has exited and is not
+ * reaped yet (an epoll set of pidfds), so a loop can sleep until an exit instead of
+ * ticking; tn_procs_tick or tn_procs_reap makes it quiet again. -1 without pidfd or epoll
+ * support. Owned by the manager; do not read it. */
+int tn_procs_wait_fd(const tn_procs *p);
 
 typedef struct tn_kill_report {
     uint32_t signalled;     /* distinct processes signalled (TERM or KILL) */

@@ -9,12 +9,14 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,8 +41,11 @@ typedef struct job {
     tn_proc *proc;
     char **out_keys, **out_vals; /* noop outputs */
     uint32_t nout;
-    char exec_dir[4200], log_path[4200];
+    char *exec_dir, *log_path; /* shell attempts (sized: hundreds of jobs live at once) */
 } job;
+
+/* Attempts per generation of the finished-attempt maps. */
+#define FINISHED_GEN 8192
 
 /* A report waiting for PERSISTED. */
 typedef struct pending {
@@ -74,11 +79,13 @@ struct tn_worker {
     pthread_t thread;
     atomic_bool stop;
     pthread_mutex_t mu; /* inbound queue, jobs (for the log server's `running`) */
-    pthread_cond_t cv;
+    int wake;           /* eventfd: a frame was queued, or stop */
     inmsg *in_head, *in_tail;
     job *jobs;
     uint32_t njobs;
     tn_map outbox; /* report id -> pending* */
+    uint32_t dels;      /* outbox deletes in the batch, not committed yet */
+    int64_t dels_since; /* monotonic: the first of them */
     /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
      * generations (a resend comes within seconds; older attempts are fenced anyway) */
     tn_map finished, finished_old;
@@ -143,16 +150,28 @@ static tn_err outbox_put(tn_worker *w, tn_batch *b, tn_msg *m)
         return e ? e : TN_ERR_NOMEM;
     }
     p->id = id;
-    p->enc = enc.data;
+    /* the encoder's buffer starts at 8 KiB: keep what the report needs (hundreds wait at
+     * once, and their peak set the worker's RSS) */
+    void *fit = realloc(enc.data, enc.size ? enc.size : 1);
+    p->enc = fit ? fit : enc.data;
     p->len = enc.size;
     p->next_send = 0; /* sent after the commit */
     return TN_OK;
 }
 
-/* Durable before sent: commit the batch (reports and task records), then send. */
-static void outbox_commit(tn_worker *w, tn_batch *b)
+/* A PERSISTED report's delete may wait this long for a commit that has to happen anyway:
+ * losing it in a crash only means one resend the master acknowledges again, while a
+ * commit of its own is one more fdatasync in front of the next dispatch. */
+#define DEL_DEFER_NS (100 * 1000000LL)
+
+/* Durable before sent: commit the batch (reports and task records), then send. A batch
+ * of deletes alone waits (DEL_DEFER_NS) unless `force`. */
+static void outbox_commit(tn_worker *w, tn_batch *b, bool force)
 {
-    if (tn_batch_count(b) == 0)
+    size_t n = tn_batch_count(b);
+    if (n == 0)
+        return;
+    if (!force && n == w->dels && tn_mono_ns() - w->dels_since < DEL_DEFER_NS)
         return;
     uint8_t v[8];
     tn_put_be64(v, w->next_report);
@@ -167,6 +186,7 @@ static void outbox_commit(tn_worker *w, tn_batch *b)
             return;
     }
     tn_batch_reset(b);
+    w->dels = 0;
 }
 
 static void outbox_send(tn_worker *w, int64_t now)
@@ -245,6 +265,8 @@ static void outbox_done(tn_worker *w, tn_batch *b, uint64_t id)
     uint8_t k[8];
     tn_put_be64(k, id);
     tn_batch_del(b, TN_DB_EVENTS, k, 8);
+    if (!w->dels++)
+        w->dels_since = tn_mono_ns();
     free(p->enc);
     free(p);
 }
@@ -284,14 +306,24 @@ static void release(tn_worker *w, tn_batch *b, job *j)
     journal(w, "end %" PRIu64 " %u %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
             j->killed ? "killed" : j->noop ? "noop" : j->proc ? "exit" : "spawn-failed");
     record_task(w, b, j, false);
-    if (w->finished.len >= 8192) {
-        tn_map_fini(&w->finished_old);
+    if (w->finished.len >= FINISHED_GEN) {
+        /* the older table is emptied and reused: freeing it and growing a new one by
+         * doubling every generation fragmented the heap, which kept growing */
+        tn_map t = w->finished_old;
+        if (t.slots)
+            memset(t.slots, 0, t.cap * sizeof(*t.slots));
+        t.len = 0;
         w->finished_old = w->finished;
-        tn_map_init(&w->finished);
+        w->finished = t;
     }
     (void)tn_map_put(&w->finished, j->task, (void *)(uintptr_t)j->attempt);
-    if (j->exec_dir[0] && nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0 && w->exec_dirs)
+    /* most tasks leave their exec dir empty: one rmdir, the walk only when it is not */
+    if (j->exec_dir &&
+        (rmdir(j->exec_dir) == 0 || nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0) &&
+        w->exec_dirs)
         w->exec_dirs--;
+    free(j->exec_dir);
+    free(j->log_path);
     if (j->proc)
         tn_proc_free(j->proc);
     for (uint32_t i = 0; i < j->nout; i++) {
@@ -427,39 +459,31 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
         j->done = true;
         return;
     }
-    snprintf(j->exec_dir, sizeof(j->exec_dir), "%s/exec/%" PRIu64 "-%u", w->data, j->task,
-             j->attempt);
-    snprintf(j->log_path, sizeof(j->log_path), "%s/logs/%" PRIu64 "-%u.log", w->data, j->task,
-             j->attempt);
+    if (asprintf(&j->exec_dir, "%s/exec/%" PRIu64 "-%u", w->data, j->task, j->attempt) < 0)
+        j->exec_dir = NULL;
+    if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
+        j->log_path = NULL;
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    char **envp = calloc(d->params.n + 8, sizeof(char *));
+    /* the worker's environment (not copied: tn_proc_start uses it during the call only),
+     * then what identifies the attempt */
     extern char **environ;
     size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 5, sizeof(char *));
+    char ids[4][256];
     if (envp) {
-        /* the worker's environment, then what identifies the attempt */
-        size_t n = 0;
-        while (environ[n])
-            n++;
-        char **all = calloc(n + d->params.n + 8, sizeof(char *));
-        if (all) {
-            free(envp);
-            envp = all;
-            for (size_t i = 0; i < n; i++)
-                envp[ne++] = strdup(environ[i]);
-        }
-        char tmp[256];
-        snprintf(tmp, sizeof(tmp), "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
-        envp[ne++] = strdup(tmp);
-        snprintf(tmp, sizeof(tmp), "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
-        envp[ne++] = strdup(tmp);
-        snprintf(tmp, sizeof(tmp), "TERN_TASK_ATTEMPT=%u", j->attempt);
-        envp[ne++] = strdup(tmp);
-        snprintf(tmp, sizeof(tmp), "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
-        envp[ne++] = strdup(tmp);
+        memcpy(envp, environ, ne * sizeof(*envp));
+        snprintf(ids[0], sizeof(ids[0]), "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
+        snprintf(ids[1], sizeof(ids[1]), "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
+        snprintf(ids[2], sizeof(ids[2]), "TERN_TASK_ATTEMPT=%u", j->attempt);
+        snprintf(ids[3], sizeof(ids[3]), "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
+        for (int i = 0; i < 4; i++)
+            envp[ne + (size_t)i] = ids[i];
     }
     tn_errmsg em = {{0}};
     tn_err e = TN_ERR_NOMEM;
-    if (script && envp) {
+    if (script && envp && j->exec_dir && j->log_path) {
         snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
                  (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
                  (int)d->command.len, d->command.p);
@@ -469,8 +493,6 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
         e = tn_proc_start(w->procs, &sp, &j->proc, &em);
     }
     free(script);
-    for (size_t i = 0; i < ne; i++)
-        free(envp[i]);
     free(envp);
     if (e) {
         char why[600];
@@ -712,11 +734,13 @@ static void *worker_thread(void *arg)
         return NULL;
     int64_t last_hb = 0, last_sweep = tn_mono_ns();
     while (!atomic_load(&w->stop)) {
+        uint64_t v;
+        (void)!read(w->wake, &v, sizeof(v)); /* before taking: a later frame wakes again */
         take_inbound(w, b);
         int64_t now = tn_mono_ns();
         tn_procs_tick(w->procs, now);
         collect(w, b);
-        outbox_commit(w, b);
+        outbox_commit(w, b, false);
         outbox_send(w, now);
         if (now - last_hb >= (int64_t)w->o.heartbeat_ms * 1000000) {
             heartbeat(w);
@@ -726,28 +750,25 @@ static void *worker_thread(void *arg)
             sweep(w);
             last_sweep = now;
         }
-        /* sleep until something arrives, a kill step or a noop is due, or 20 ms; while
-         * processes run, 2 ms, so an exit is reported soon after it happens */
-        bool procs_live = false;
-        for (job *j = w->jobs; j && !procs_live; j = j->next)
-            procs_live = j->proc && !j->done;
-        int64_t wake = now + (procs_live ? 2000000LL : 20000000LL);
+        /* sleep until a frame arrives, a leader exits (the procs' wait fd; without one,
+         * tn_procs_next_tick asks for short ticks), a kill step, a noop or deferred
+         * deletes are due, or 20 ms */
+        int64_t wake = now + 20000000LL;
         int64_t t = tn_procs_next_tick(w->procs);
-        if (t > now && t < wake)
+        if (t && t < wake)
             wake = t;
         for (job *j = w->jobs; j; j = j->next)
             if (j->noop && !j->done && j->noop_due < wake)
-                wake = j->noop_due > now ? j->noop_due : now;
-        pthread_mutex_lock(&w->mu);
-        if (!w->in_head && wake > now) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t abs = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + (wake - now);
-            ts.tv_sec = abs / 1000000000LL;
-            ts.tv_nsec = abs % 1000000000LL;
-            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+                wake = j->noop_due;
+        if (w->dels && w->dels_since + DEL_DEFER_NS < wake)
+            wake = w->dels_since + DEL_DEFER_NS;
+        int64_t left = wake - tn_mono_ns();
+        if (left > 0) {
+            struct pollfd fds[2] = {{.fd = w->wake, .events = POLLIN},
+                                    {.fd = tn_procs_wait_fd(w->procs), .events = POLLIN}};
+            struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+            (void)ppoll(fds, 2, &ts, NULL);
         }
-        pthread_mutex_unlock(&w->mu);
     }
     /* stopping: what still runs is killed (its reports stay in the outbox) */
     for (job *j = w->jobs; j; j = j->next)
@@ -761,9 +782,10 @@ static void *worker_thread(void *arg)
             if (j->noop)
                 j->done = true;
         collect(w, b);
-        outbox_commit(w, b);
+        outbox_commit(w, b, true);
         usleep(10000);
     }
+    outbox_commit(w, b, true);
     outbox_send(w, tn_mono_ns());
     tn_batch_free(b);
     return NULL;
@@ -787,8 +809,9 @@ static void on_frame(void *arg, const void *buf, size_t len)
     else
         w->in_head = in;
     w->in_tail = in;
-    pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -893,12 +916,16 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     if (!w->o.heartbeat_ms)
         w->o.heartbeat_ms = 1000;
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     tn_map_init(&w->outbox);
     tn_map_init(&w->finished);
     tn_map_init(&w->finished_old);
     w->journal = -1;
     tn_err e;
+    if (w->wake < 0) {
+        e = tn_errmsg_set(msg, TN_ERR_IO, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
     if (!opts->master_url || !opts->listen_url) {
         e = tn_errmsg_set(msg, TN_ERR_INVAL, "a worker needs --master URL and --listen URL");
         goto fail;
@@ -982,6 +1009,8 @@ fail:
     tn_map_fini(&w->outbox);
     if (w->journal >= 0)
         close(w->journal);
+    if (w->wake >= 0)
+        close(w->wake);
     free(w);
     return e;
 }
@@ -993,9 +1022,8 @@ void tn_worker_stop(tn_worker *w)
     tn_rpc_server_free(w->rpc);
     tn_tx_close(w->rx);
     atomic_store(&w->stop, true);
-    pthread_mutex_lock(&w->mu);
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
     pthread_join(w->thread, NULL);
     tn_tx_free(&w->rx);
     if (w->q)
@@ -1011,6 +1039,8 @@ void tn_worker_stop(tn_worker *w)
         job *j = w->jobs;
         w->jobs = j->next;
         tn_proc_free(j->proc);
+        free(j->exec_dir);
+        free(j->log_path);
         free(j);
     }
     for (size_t i = 0; i < w->outbox.cap; i++)
@@ -1026,6 +1056,7 @@ void tn_worker_stop(tn_worker *w)
     tn_store_close(w->store);
     if (w->journal >= 0)
         close(w->journal);
+    close(w->wake);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }

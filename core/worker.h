@@ -32,8 +32,9 @@ typedef struct tn_worker_opts {
 } tn_worker_opts;
 
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg);
-/* Stop: tasks still running are left to the next start of this worker, which kills
- * them (a worker stopping is not a reason to kill; a restart finds and reports them). */
+/* Stop: tasks still running are killed (SIGTERM, 2 s grace, SIGKILL) and their results
+ * kept in the outbox for the master; a worker that dies instead leaves them to its next
+ * start, which finds, kills and reports them. */
 void tn_worker_stop(tn_worker *w);
 
 #endif

@@ -606,9 +606,12 @@ Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
     start_worker("w1", false, NULL, "2");
     uint64_t e2 = fm_epoch(&f, e1);
     fm_dispatch(tx, 3, e1); /* for the old run, sent to the new one */
-    fm_dispatch(tx, 2, e2); /* for this run: it starts */
+    /* for this run: it starts. Resent every second until accepted, as the master does (a
+     * send can die with the pipe the transport is replacing) */
     int acc2 = 0;
     for (int i = 0; i < 1000 && !acc2; i++) {
+        if (i % 100 == 0)
+            fm_dispatch(tx, 2, e2);
         pthread_mutex_lock(&f.mu);
         acc2 = f.accepted[2];
         pthread_mutex_unlock(&f.mu);

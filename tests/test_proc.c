@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -407,6 +408,84 @@ static void spawn_errors(tn_contain_mode mode)
 
 Test(proc, spawn_errors_session) { spawn_errors(TN_CONTAIN_SESSION); }
 Test(proc, spawn_errors_cgroup) { spawn_errors(TN_CONTAIN_CGROUP); }
+
+/* A failure in the child (here exec: one variable longer than the kernel takes) comes back
+ * from tn_proc_start, leaves nothing behind, and the next start works. */
+static void exec_failure(tn_contain_mode mode)
+{
+    open_mgr(mode);
+    size_t big = 256 * 1024;
+    char *var = malloc(big + 8);
+    memcpy(var, "BIG=", 4);
+    memset(var + 4, 'x', big);
+    var[4 + big] = '\0';
+    char *env[] = {mark, var, NULL};
+    char dir[512], log[512];
+    snprintf(dir, sizeof(dir), "%s/run", tmp);
+    snprintf(log, sizeof(log), "%s/big.log", tmp);
+    tn_spawn s = {.task = 12, .attempt = 1, .script = "true", .exec_dir = dir, .log_path = log,
+                  .envp = env};
+    tn_proc *t = NULL;
+    cr_assert_neq(tn_proc_start(P, &s, &t, &msg), TN_OK);
+    free(var);
+    cr_assert_null(t);
+    cr_assert(strstr(msg.text, "/bin/sh") && strstr(msg.text, strerror(E2BIG)), "%s", msg.text);
+    cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "the failed child was reaped");
+    tn_procs_stats st;
+    tn_procs_stats_get(P, &st);
+    cr_assert_eq(st.live, 0);
+    cr_assert_eq(st.cgroups, 0, "a failed start leaves no cgroup");
+    tn_proc *ok = start(13, "exit 4", NULL);
+    tn_proc_exit ex = wait_exit(ok);
+    cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == 4);
+    tn_proc_free(ok);
+}
+
+Test(proc, exec_failure_is_reported_session) { exec_failure(TN_CONTAIN_SESSION); }
+Test(proc, exec_failure_is_reported_cgroup) { exec_failure(TN_CONTAIN_CGROUP); }
+
+/* The wait fd lets a loop sleep until an exit: quiet while the leader runs, readable when
+ * it exits, quiet again once reaped. In cgroup mode a running attempt needs no tick. */
+static void wait_fd(tn_contain_mode mode)
+{
+    open_mgr(mode);
+    int fd = tn_procs_wait_fd(P);
+    if (fd < 0)
+        cr_skip_test("no pidfd or epoll here: exits are noticed by ticking");
+    tn_proc *t = start(14, "sleep 0.3", NULL);
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 0), 0, "quiet while the leader runs");
+    if (mode == TN_CONTAIN_CGROUP)
+        cr_assert_eq(tn_procs_next_tick(P), 0, "nothing to tick for while it runs");
+    cr_assert_eq(poll(&pf, 1, 10000), 1, "readable when the leader exits");
+    tn_proc_exit ex = wait_exit(t);
+    cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == 0);
+    cr_assert_eq(poll(&pf, 1, 0), 0, "quiet once reaped");
+    tn_proc_free(t);
+}
+
+Test(proc, wait_fd_session) { wait_fd(TN_CONTAIN_SESSION); }
+Test(proc, wait_fd_cgroup) { wait_fd(TN_CONTAIN_CGROUP); }
+
+/* The leader is in its task cgroup from its first instruction (clone3 CLONE_INTO_CGROUP, or
+ * a write to cgroup.procs before exec). */
+Test(proc, leader_starts_in_its_cgroup)
+{
+    open_mgr(TN_CONTAIN_CGROUP);
+    tn_proc *t = start(15, "sleep 300", NULL);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)tn_proc_pid(t));
+    char *cg = slurp(path);
+    const char *v2 = strstr(cg, "0::");
+    cr_assert_not_null(v2, "%s", cg);
+    char suffix[128];
+    snprintf(suffix, sizeof(suffix), "/%s/task-15-1\n", name);
+    cr_assert(strstr(v2, suffix) != NULL, "leader in %s, want .../%s/task-15-1", v2, name);
+    free(cg);
+    cr_assert_eq(tn_proc_kill(P, t, 0), TN_OK);
+    (void)wait_exit(t);
+    tn_proc_free(t);
+}
 
 static void as_user(tn_contain_mode mode)
 {

@@ -833,6 +833,12 @@ static int bench_dispatch(const char *base, bool quick)
             usleep(1000);
         ev_times k1 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
         ev_times k2 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
+        /* the projection counts events before their commit, the replay only after it */
+        for (int k = 0; k < 5000 && (!k1.n || !k2.n); k++) {
+            usleep(1000);
+            k1 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
+            k2 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
+        }
         if (!k1.n || !k2.n) {
             fprintf(stderr, "tern bench: kill run %u: the task was not killed (kill %d, "
                     "killed %d, task %" PRIu64 ", %s)\n", i, k1.n, k2.n, tid, kc.msg);
