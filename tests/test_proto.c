@@ -716,6 +716,20 @@ static void kill_msg(raw *r)
     ws(r, "x");
 }
 
+/* a frame of one RESULT, up to its outputs: [6, 1, 1, 1, true, 0, ""] */
+static void result_head(raw *r)
+{
+    head(r, 1);
+    wa(r, 8);
+    wu(r, TN_MSG_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    msgpack_pack_true(&r->pk);
+    wu(r, 0);
+    ws(r, "");
+}
+
 #define CASE(name) static void name(raw *r)
 CASE(c_empty)
 {
@@ -1009,15 +1023,7 @@ CASE(c_bool_as_int)
 
 CASE(c_outputs_dup_key)
 {
-    head(r, 1);
-    wa(r, 8);
-    wu(r, TN_MSG_RESULT);
-    wu(r, 1);
-    wu(r, 1);
-    wu(r, 1);
-    msgpack_pack_true(&r->pk);
-    wu(r, 0);
-    ws(r, "");
+    result_head(r);
     msgpack_pack_map(&r->pk, 2);
     ws(r, "k");
     ws(r, "1");
@@ -1027,15 +1033,7 @@ CASE(c_outputs_dup_key)
 
 CASE(c_outputs_empty_key)
 {
-    head(r, 1);
-    wa(r, 8);
-    wu(r, TN_MSG_RESULT);
-    wu(r, 1);
-    wu(r, 1);
-    wu(r, 1);
-    msgpack_pack_true(&r->pk);
-    wu(r, 0);
-    ws(r, "");
+    result_head(r);
     msgpack_pack_map(&r->pk, 1);
     ws(r, "");
     ws(r, "1");
@@ -1043,15 +1041,7 @@ CASE(c_outputs_empty_key)
 
 CASE(c_outputs_int_value)
 {
-    head(r, 1);
-    wa(r, 8);
-    wu(r, TN_MSG_RESULT);
-    wu(r, 1);
-    wu(r, 1);
-    wu(r, 1);
-    msgpack_pack_true(&r->pk);
-    wu(r, 0);
-    ws(r, "");
+    result_head(r);
     msgpack_pack_map(&r->pk, 1);
     ws(r, "k");
     wu(r, 1);
@@ -1059,29 +1049,13 @@ CASE(c_outputs_int_value)
 
 CASE(c_outputs_huge_claim)
 {
-    head(r, 1);
-    wa(r, 8);
-    wu(r, TN_MSG_RESULT);
-    wu(r, 1);
-    wu(r, 1);
-    wu(r, 1);
-    msgpack_pack_true(&r->pk);
-    wu(r, 0);
-    ws(r, "");
+    result_head(r);
     w(r, "\xdf\xff\xff\xff\xff", 5);
 }
 
 CASE(c_outputs_1001)
 {
-    head(r, 1);
-    wa(r, 8);
-    wu(r, TN_MSG_RESULT);
-    wu(r, 1);
-    wu(r, 1);
-    wu(r, 1);
-    msgpack_pack_true(&r->pk);
-    wu(r, 0);
-    ws(r, "");
+    result_head(r);
     msgpack_pack_map(&r->pk, 1001);
     for (int i = 0; i < 1001; i++) {
         char k[16];
@@ -1227,7 +1201,7 @@ CASE(c_reconciled_pair_short)
 CASE(c_dispatch_empty_name)
 {
     head(r, 1);
-    wa(r, 19);
+    wa(r, 20);
     wu(r, TN_MSG_DISPATCH);
     wu(r, 1);
     wu(r, 1);
