@@ -160,3 +160,19 @@ void tn_sb_json(tn_sb *b, const char *s, size_t n)
     }
     tn_sb_printf(b, "\"");
 }
+
+uint64_t tn_proc_kb(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "re");
+    char line[256];
+    uint64_t kb = 0;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':') {
+            kb = strtoull(line + n + 1, NULL, 10);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return kb;
+}

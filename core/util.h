@@ -38,6 +38,10 @@ int tn_parse_time(const char *s, int64_t *out_ns);
 /* Create a directory and its parents (mode 0755); 0 on success or if it exists. */
 int tn_mkdir_p(const char *path);
 
+/* The number of a "KEY:   N kB" line of a /proc file (/proc/meminfo, /proc/PID/status),
+ * in KiB; 0 when the file or the key is missing. */
+uint64_t tn_proc_kb(const char *path, const char *key);
+
 
 
 /* A growable string: sb_printf appends; the caller frees sb.s (NULL-safe). */

@@ -550,18 +550,7 @@ static void reconcile(tn_worker *w, uint64_t epoch)
 /* ------------------------------------------------------------------------------ */
 /* heartbeats */
 
-static uint64_t mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "re");
-    char line[256];
-    uint64_t kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb * 1024;
-}
+static uint64_t mem_available(void) { return tn_proc_kb("/proc/meminfo", "MemAvailable") * 1024; }
 
 static void heartbeat(tn_worker *w)
 {

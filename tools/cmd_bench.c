@@ -301,19 +301,7 @@ static int bench_store(const char *base, size_t events, bool quick)
 
 /* Resident memory in KiB: "VmRSS" (all), "RssAnon" (the heap: what finished instances
  * would leak into) or "RssFile" (mapped file pages: the LMDB map read so far). */
-static long rss_kb_of(const char *what)
-{
-    FILE *f = fopen("/proc/self/status", "re");
-    char line[256];
-    long kb = 0;
-    size_t n = strlen(what);
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, what, n) == 0 && line[n] == ':')
-            kb = strtol(line + n + 1, NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
-}
+static long rss_kb_of(const char *what) { return (long)tn_proc_kb("/proc/self/status", what); }
 
 static long rss_kb(void) { return rss_kb_of("RssAnon"); }
 
@@ -621,16 +609,9 @@ static double raw_spawn(unsigned n)
 
 static long proc_rss_kb(pid_t pid)
 {
-    char p[64], line[256];
+    char p[64];
     snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "re");
-    long kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "RssAnon:", 8) == 0)
-            kb = strtol(line + 8, NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
+    return (long)tn_proc_kb(p, "RssAnon");
 }
 
 static int ctl_call(const char *url, const char *cmd, tn_ctl_rep *rep, void **raw)

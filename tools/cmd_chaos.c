@@ -959,16 +959,9 @@ static bool kill_daemon(run *r, int idx, int64_t restart_ms)
 
 static uint64_t rss_anon(pid_t pid)
 {
-    char p[64], line[256];
+    char p[64];
     snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "re");
-    uint64_t kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "RssAnon: %" SCNu64 " kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb * 1024;
+    return tn_proc_kb(p, "RssAnon") * 1024;
 }
 
 /* ------------------------------------------------------------------------------ */
