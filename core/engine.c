@@ -19,21 +19,6 @@
 /* ------------------------------------------------------------------------------ */
 /* small vectors */
 
-bool eng_grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t nc = *cap ? *cap * 2 : 64;
-    while (nc < need)
-        nc *= 2;
-    void *n = realloc(*arr, nc * elem);
-    if (!n)
-        return false;
-    *arr = n;
-    *cap = nc;
-    return true;
-}
-
 const char *tn_start_mode_name(tn_start_mode m)
 {
     static const char *const names[] = {"all", "task_only", "task_pre", "task_post"};
@@ -86,7 +71,7 @@ static void heap_down(timer *h, size_t n, size_t i)
 
 static void timer_push(tn_engine *e, const timer *t)
 {
-    if (!eng_grow((void **)&e->timers, &e->captimers, e->ntimers + 1, sizeof(timer))) {
+    if (!tn_grow((void **)&e->timers, &e->captimers, e->ntimers + 1, sizeof(timer))) {
         tn_error("engine", "msg=\"out of memory arming a timer\"");
         return;
     }
@@ -110,7 +95,7 @@ void eng_timer_wf(tn_engine *e, wrt *w, int64_t due)
 void tn_engine_after(tn_engine *e, int64_t due_ns, tn_engine_timer_fn fn, void *arg)
 {
     pthread_mutex_lock(&e->mu);
-    if (eng_grow((void **)&e->cb_timers, &e->capcb, e->ncb + 1, sizeof(timer))) {
+    if (tn_grow((void **)&e->cb_timers, &e->capcb, e->ncb + 1, sizeof(timer))) {
         timer tm = {.due = due_ns, .kind = TIMER_CALLBACK, .fn = fn, .arg = arg};
         e->cb_timers[e->ncb++] = tm;
     }
@@ -157,7 +142,7 @@ void eng_queue_push(tn_engine *e, trt *t)
     /* workflow priority, task priority, then age (the task id grows with submission) */
     uint64_t key = ((uint64_t)t->w->def->priority << 60) | ((uint64_t)n->priority << 56) |
                    (t->id & ((UINT64_C(1) << 56) - 1));
-    if (!eng_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
         return;
     e->queue[e->nqueue] = (qentry){key, t->w->id, t->node, t->attempt};
     q_up(e->queue, e->nqueue++);
@@ -167,7 +152,7 @@ void eng_queue_push(tn_engine *e, trt *t)
 /* Put an entry back (one that could not be placed in this step). */
 bool eng_queue_requeue(tn_engine *e, const qentry *q)
 {
-    if (!eng_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
         return false;
     e->queue[e->nqueue] = *q;
     q_up(e->queue, e->nqueue++);
@@ -236,7 +221,7 @@ void eng_touch(tn_engine *e, wrt *w)
 {
     if (w->touched)
         return;
-    if (!eng_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
+    if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
         return;
     e->touched[e->ntouched++] = w;
     w->touched = true;
@@ -274,7 +259,7 @@ tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
 
 void eng_fx(tn_engine *e, uint8_t kind, trt *t)
 {
-    if (!eng_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
+    if (!tn_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
         return;
     e->fx[e->nfx++] = (effect){kind, t->w->id, t->id, t->node, t->attempt, NULL};
 }
@@ -360,7 +345,7 @@ static tn_err def_latest_version(tn_engine *e, const char *name, uint32_t *versi
         *version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
         if (bytes) {
             bytes->size = 0;
-            if (!eng_grow((void **)&bytes->data, &bytes->alloc, val.len + 1, 1)) {
+            if (!tn_grow((void **)&bytes->data, &bytes->alloc, val.len + 1, 1)) {
                 err = TN_ERR_NOMEM;
                 break;
             }
@@ -1320,7 +1305,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->ncmds = 0;
     for (tn_cmd *c = cmds, *next; c; c = next) {
         next = c->next;
-        if (eng_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
+        if (tn_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
             e->cmds_batch[e->ncmds++] = c;
         tn_err err = run_cmd(e, c);
         if (err && !c->err)

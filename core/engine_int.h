@@ -191,8 +191,6 @@ tgroup *eng_group(tn_engine *e, const char *name);
 void eng_queue_push(tn_engine *e, trt *t);
 bool eng_queue_pop(tn_engine *e, qentry *out);
 bool eng_queue_requeue(tn_engine *e, const qentry *q);
-/* Grow *arr (of *cap elements of elem bytes) to hold need; false when out of memory. */
-bool eng_grow(void **arr, size_t *cap, size_t need, size_t elem);
 
 /* sched.c */
 void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev);

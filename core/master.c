@@ -399,13 +399,8 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
             a->confirmed = true;
             continue;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            tn_report *nl = realloc(lost, cap * sizeof(*nl));
-            if (!nl)
-                break;
-            lost = nl;
-        }
+        if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
+            break;
         tn_task_proj p;
         lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt,
                                 .reason = why};
@@ -702,13 +697,8 @@ static void check_workers(tn_master *m)
             wk *w = find_worker(m, a->worker);
             if (w && w->alive)
                 continue; /* asked; its answer decides */
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                tn_report *nl = realloc(lost, cap * sizeof(*nl));
-                if (!nl)
-                    break;
-                lost = nl;
-            }
+            if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
+                break;
             lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task,
                                     .attempt = a->attempt,
                                     .reason = "its worker did not come back after the master "

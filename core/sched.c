@@ -8,6 +8,7 @@
 
 #include "core/engine_int.h"
 #include "core/log.h"
+#include "core/util.h"
 
 tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch);
 tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out);
@@ -839,7 +840,7 @@ tn_err sched_serial_release(tn_engine *e, const char *name)
 
 static bool grow_later(tn_engine *e, const qentry *q)
 {
-    if (!eng_grow((void **)&e->later, &e->caplater, e->nlater + 1, sizeof(qentry)))
+    if (!tn_grow((void **)&e->later, &e->caplater, e->nlater + 1, sizeof(qentry)))
         return false;
     e->later[e->nlater++] = *q;
     return true;
@@ -1027,7 +1028,7 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
             /* after the commit: the attempt that supersedes it may be in this very batch,
              * and a batch that does not commit must leave no trace */
             effect f = {FX_KILL_STALE, t->w->id, r->task, t->node, r->attempt, NULL};
-            if (eng_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
+            if (tn_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
                 e->fx[e->nfx++] = f;
         }
         return TN_OK;

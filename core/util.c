@@ -176,3 +176,18 @@ uint64_t tn_proc_kb(const char *path, const char *key)
         fclose(f);
     return kb;
 }
+
+bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t nc = *cap ? *cap * 2 : 64;
+    while (nc < need)
+        nc *= 2;
+    void *n = realloc(*arr, nc * elem);
+    if (!n)
+        return false;
+    *arr = n;
+    *cap = nc;
+    return true;
+}

@@ -2,6 +2,7 @@
 #ifndef TN_UTIL_H
 #define TN_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,10 @@ int tn_parse_time(const char *s, int64_t *out_ns);
 
 /* Create a directory and its parents (mode 0755); 0 on success or if it exists. */
 int tn_mkdir_p(const char *path);
+
+/* Make room for `need` elements of `elem` bytes in *arr (capacity *cap, doubled as
+ * needed, 64 at least). False, with *arr and *cap untouched, when out of memory. */
+bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem);
 
 /* The number of a "KEY:   N kB" line of a /proc file (/proc/meminfo, /proc/PID/status),
  * in KiB; 0 when the file or the key is missing. */

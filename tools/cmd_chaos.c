@@ -296,15 +296,9 @@ typedef struct sched {
 
 static void sched_add(sched *s, act a)
 {
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 64;
-        act *nv = realloc(s->v, nc * sizeof(*nv));
-        if (!nv) {
-            fprintf(stderr, "tern chaos: out of memory\n");
-            exit(1);
-        }
-        s->v = nv;
-        s->cap = nc;
+    if (!tn_grow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v))) {
+        fprintf(stderr, "tern chaos: out of memory\n");
+        exit(1);
     }
     s->v[s->n++] = a;
 }
@@ -745,14 +739,8 @@ static void violation(run *r, int inv, uint64_t seq, uint64_t task, uint32_t att
 static void violation(run *r, int inv, uint64_t seq, uint64_t task, uint32_t attempt,
                       const char *fmt, ...)
 {
-    if (r->nviols == r->capviols) {
-        size_t nc = r->capviols ? r->capviols * 2 : 32;
-        viol *nv = realloc(r->viols, nc * sizeof(*nv));
-        if (!nv)
-            return;
-        r->viols = nv;
-        r->capviols = nc;
-    }
+    if (!tn_grow((void **)&r->viols, &r->capviols, r->nviols + 1, sizeof(*r->viols)))
+        return;
     viol *v = &r->viols[r->nviols++];
     *v = (viol){.inv = inv, .seq = seq, .task = task, .attempt = attempt};
     va_list ap;
@@ -1662,14 +1650,8 @@ static void journals_read(run *r, tn_map *m)
                 ja->task = task;
                 ja->attempt = att;
             }
-            if (ja->n == ja->cap) {
-                size_t nc = ja->cap ? ja->cap * 2 : 4;
-                jent *nv = realloc(ja->v, nc * sizeof(*nv));
-                if (!nv)
-                    continue;
-                ja->v = nv;
-                ja->cap = nc;
-            }
+            if (!tn_grow((void **)&ja->v, &ja->cap, ja->n + 1, sizeof(*ja->v)))
+                continue;
             ja->v[ja->n++] = e;
         }
         if (f)
@@ -1780,13 +1762,8 @@ static size_t scan_procs(run *r, tproc **out)
                     continue;
             }
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            tproc *nv = realloc(v, cap * sizeof(*nv));
-            if (!nv)
-                break;
-            v = nv;
-        }
+        if (!tn_grow((void **)&v, &cap, n + 1, sizeof(*v)))
+            break;
         v[n++] = t;
     }
     if (d)
