@@ -219,6 +219,7 @@ static tn_err emit(tn_engine *e, tn_event *ev)
 
 void eng_touch(tn_engine *e, wrt *w)
 {
+    w->dirty = true;
     if (w->touched)
         return;
     if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
@@ -1319,12 +1320,18 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     fire_due_timers(e, &n);
     /* decisions that follow from the inputs: schedule what became ready, dispatch. One
      * instance's run can change another already run in this pass (a child that ends in it
-     * finishes its parent's task): again until a pass adds no event */
+     * finishes its parent's task): that one runs again, until none was changed so */
     for (int pass = 0, again = 1; again && pass < 16; pass++) {
-        size_t before = tn_evlog_pending(e->log);
-        for (size_t i = 0; i < e->ntouched; i++)
-            sched_run(e, e->touched[i]);
-        again = tn_evlog_pending(e->log) != before;
+        again = 0;
+        for (size_t i = 0; i < e->ntouched; i++) {
+            wrt *w = e->touched[i];
+            if (!w->dirty)
+                continue;
+            sched_run(e, w);
+            w->dirty = false; /* what its own run did, it has seen */
+        }
+        for (size_t i = 0; i < e->ntouched && !again; i++)
+            again = e->touched[i]->dirty;
     }
     sched_dispatch(e);
     e->stats.inputs += n;
@@ -1361,6 +1368,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     for (size_t i = 0; i < e->ntouched; i++) {
         wrt *w = e->touched[i];
         w->touched = false;
+        w->dirty = false;
         if (tn_sm_workflow.final[w->state]) {
             tn_map_del(&e->wfs, w->id);
             wrt_free(e, w);

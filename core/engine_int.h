@@ -78,6 +78,7 @@ struct wrt {
     uint32_t *cand;
     uint32_t ncand, capcand;
     bool touched; /* in the current batch's touched list */
+    bool dirty;   /* touched since its last scheduling run in this batch */
     bool loaded_final; /* loaded on demand while final: unload after the batch */
 };
 
