@@ -22,6 +22,7 @@
 #define MONITOR_MS 250        /* how often nng's TLS failure counters are read */
 #define NNG_BUF_MAX 8192      /* nng's limit for send-buffer and recv-buffer */
 #define CLOSE_WAIT_MS 10000   /* how long free waits for nng_close (see tx_free) */
+#define REJECTED_MAX 8        /* connections refused on one socket and not yet gone */
 
 static const tn_tx_scheme schemes[] = {
     {"tcp", false, true},
@@ -63,14 +64,45 @@ static tn_err from_nng(int rv)
 
 typedef struct endpoint {
     bool listener;
-    nng_listener l;
-    nng_dialer d;
     char *url;
     uint64_t auth_seen; /* nng's "auth" counter of this listener or dialer at the last poll */
 } endpoint;
 
-typedef struct nngtx {
+struct nngtx;
+
+/* One nng socket of an endpoint, with the listener or dialer of each of its endpoints
+ * (same index as nngtx.eps).
+ *
+ * nng 1.5.2's push socket can keep a connection on its list of ready connections after
+ * the connection is closed and freed: a send that completed just before the close puts
+ * it back (push0_send_cb -> push0_pipe_ready -> nni_list_append, after push0_pipe_close
+ * took it off). The next send, or the next connection to join, then writes through freed
+ * memory; the master died of it in the chaos runs (docs/RELIABILITY.md, bug 10). So a
+ * sender's socket is used for one connection only: once a connection it started is gone
+ * (REM_POST, which nng runs before it frees the connection) the socket is spent. Its
+ * dialer is closed before it redials (and a connection that still came would be refused
+ * before nng starts it, ADD_PRE), the next send closes it and opens a fresh one, and no
+ * send ever runs on it again: a send holds mu from the spent
+ * check to the end of nng_send, and REM_POST takes mu, so the connection is not freed
+ * under a send. The messages still queued in a spent socket are lost with it, like those
+ * in flight on a broken connection. */
+typedef struct sockgen {
+    struct nngtx *t;
     nng_socket sock;
+    nng_listener l[MAX_ENDPOINTS];
+    nng_dialer d[MAX_ENDPOINTS];
+    pthread_mutex_t mu; /* spent, rejected; held across a send on this socket */
+    bool spent;
+    struct refusal {
+        int id;     /* nng_pipe_id */
+        bool quiet; /* refused because the socket is spent: its end is not logged */
+    } rejected[REJECTED_MAX];
+    int nrejected;
+} sockgen;
+
+typedef struct nngtx {
+    sockgen *gen; /* the socket in use; replaced under send_mu and mu; NULL once freed */
+    pthread_mutex_t send_mu; /* one send at a time; the only place gen is replaced */
     tn_tx_nng_opts o;
     char *name;
     /* TLS: the PEM texts, loaded once by the constructor (key zeroed at free). */
@@ -81,20 +113,21 @@ typedef struct nngtx {
     void *arg;
     nng_aio *aio; /* the one receive in flight (receivers) */
 
-    pthread_mutex_t mu; /* closed, eps, bound */
+    pthread_mutex_t mu; /* closed, eps, bound, gen's handles, closing, abandoned */
     bool closed;
     endpoint eps[MAX_ENDPOINTS];
     int neps;
     char *bound;
 
     atomic_uint_fast64_t connects, disconnects, refused, handshake_errors, oversized, sent,
-        received;
+        received, renewals;
     struct nngtx *mon_next; /* in the monitor's list, under mon.mu */
     bool monitored;
 
-    /* teardown: nng_close runs on a helper thread (see tx_free) */
+    /* teardown: nng_close runs on helper threads (see tx_free) */
     pthread_cond_t closed_cv;
-    bool sock_closed, abandoned;
+    int closing; /* sockets whose nng_close has not returned yet */
+    bool abandoned;
 } nngtx;
 
 /* ---- TLS failure monitor ----------------------------------------------------------------
@@ -125,10 +158,10 @@ static void mon_poll(void)
         return;
     for (nngtx *t = mon.head; t; t = t->mon_next) {
         pthread_mutex_lock(&t->mu);
-        for (int i = 0; i < t->neps; i++) {
+        for (int i = 0; t->gen && i < t->neps; i++) {
             endpoint *e = &t->eps[i];
-            nng_stat *s = e->listener ? nng_stat_find_listener(all, e->l)
-                                      : nng_stat_find_dialer(all, e->d);
+            nng_stat *s = e->listener ? nng_stat_find_listener(all, t->gen->l[i])
+                                      : nng_stat_find_dialer(all, t->gen->d[i]);
             uint64_t v = stat_counter(s, "auth");
             if (v > e->auth_seen) {
                 atomic_fetch_add(&t->handshake_errors, v - e->auth_seen);
@@ -328,23 +361,70 @@ static void fmt_addr(const nng_sockaddr *sa, char *buf, size_t cap)
     }
 }
 
-/* The URL of the listener or dialer a pipe came from; "?" if not found. mu held. */
-static const char *pipe_url(nngtx *t, nng_pipe p)
+/* The URL of the listener or dialer of g a pipe came from; "?" if not found. t->mu held. */
+static const char *pipe_url(sockgen *g, nng_pipe p)
 {
+    nngtx *t = g->t;
     nng_listener l = nng_pipe_listener(p);
     nng_dialer d = nng_pipe_dialer(p);
     for (int i = 0; i < t->neps; i++) {
         endpoint *e = &t->eps[i];
-        if ((e->listener && l.id && e->l.id == l.id) || (!e->listener && d.id && e->d.id == d.id))
+        if ((e->listener && l.id && g->l[i].id == l.id) ||
+            (!e->listener && d.id && g->d[i].id == d.id))
             return e->url;
     }
     return "?";
 }
 
+/* Note a connection refused before nng started it; g->mu held. */
+static void reject(sockgen *g, nng_pipe p, bool quiet)
+{
+    if (g->nrejected < REJECTED_MAX)
+        g->rejected[g->nrejected++] = (struct refusal){nng_pipe_id(p), quiet};
+    nng_pipe_close(p);
+}
+
+/* Whether p was refused (and if so, whether quietly), forgetting it; g->mu held. */
+static bool was_rejected(sockgen *g, nng_pipe p, bool *quiet)
+{
+    for (int i = 0; i < g->nrejected; i++) {
+        if (g->rejected[i].id == nng_pipe_id(p)) {
+            *quiet = g->rejected[i].quiet;
+            g->rejected[i] = g->rejected[--g->nrejected];
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Connection events, on nng's threads. ADD_PRE may still refuse the pipe. */
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-    nngtx *t = arg;
+    sockgen *g = arg;
+    nngtx *t = g->t;
+    bool quiet = false;
+    if (t->o.sender && ev == NNG_PIPE_EV_ADD_PRE) {
+        pthread_mutex_lock(&g->mu);
+        bool spent = g->spent;
+        if (spent)
+            reject(g, p, true);
+        pthread_mutex_unlock(&g->mu);
+        if (spent)
+            return;
+    } else if (t->o.sender && ev == NNG_PIPE_EV_REM_POST) {
+        pthread_mutex_lock(&g->mu); /* waits for a send under way on this socket */
+        bool started = !was_rejected(g, p, &quiet);
+        if (started)
+            g->spent = true;
+        pthread_mutex_unlock(&g->mu);
+        /* No redial from a spent socket: nng would start it after this callback. A
+         * connection made only to be refused is a client hanging up early, which wedges
+         * an nng 1.5.2 ipc listener on the other side (nanomsg/nng#1518). */
+        if (started)
+            nng_dialer_close(nng_pipe_dialer(p));
+        if (quiet)
+            return;
+    }
     char peer[300] = "?", extra[64] = "", url[512];
     nng_sockaddr sa;
     if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0)
@@ -355,7 +435,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     bool verified = false;
     bool is_tls = nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) == 0;
     pthread_mutex_lock(&t->mu);
-    snprintf(url, sizeof(url), "%s", pipe_url(t, p));
+    snprintf(url, sizeof(url), "%s", pipe_url(g, p));
     pthread_mutex_unlock(&t->mu);
     switch (ev) {
     case NNG_PIPE_EV_ADD_PRE:
@@ -365,7 +445,9 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
             atomic_fetch_add(&t->refused, 1);
             tn_warn(COMP, "msg=\"peer refused: certificate not verified\" tx=%s url=%s peer=%s",
                     t->name, url, peer);
-            nng_pipe_close(p);
+            pthread_mutex_lock(&g->mu);
+            reject(g, p, false);
+            pthread_mutex_unlock(&g->mu);
         }
         break;
     case NNG_PIPE_EV_ADD_POST:
@@ -417,7 +499,7 @@ static void recv_cb(void *arg)
     bool closed = t->closed;
     pthread_mutex_unlock(&t->mu);
     if (!closed)
-        nng_recv_aio(t->sock, t->aio);
+        nng_recv_aio(t->gen->sock, t->aio); /* a receiver's socket is never replaced */
 }
 
 /* ---- operations ------------------------------------------------------------------------- */
@@ -441,28 +523,41 @@ static tn_err check_url(nngtx *t, const char *url, const tn_tx_scheme **out, tn_
     return TN_OK;
 }
 
-/* Reserve a slot for a listener or dialer about to start: pipes may come before start
- * returns, and their logs name the URL. TN_ERR_CLOSED, TN_ERR_TOOBIG, TN_ERR_NOMEM. */
+/* Reserve slot *idx for a listener or dialer about to start on the socket in use: pipes
+ * may come before start returns, and their logs name the URL. A sender has one socket per
+ * connection (see sockgen), so it dials one URL and listens at none.
+ * TN_ERR_CLOSED, TN_ERR_TOOBIG, TN_ERR_UNSUPPORTED, TN_ERR_NOMEM. */
 static tn_err add_endpoint(nngtx *t, bool listener, nng_listener l, nng_dialer d,
-                           const char *url, tn_errmsg *msg)
+                           const char *url, int *idx, tn_errmsg *msg)
 {
     tn_err e = TN_OK;
+    const char *why = NULL;
     char *u = strdup(url);
     pthread_mutex_lock(&t->mu);
-    if (t->closed)
+    if (t->closed || !t->gen) {
         e = TN_ERR_CLOSED;
-    else if (t->neps == MAX_ENDPOINTS)
+    } else if (t->o.sender && listener) {
+        e = TN_ERR_UNSUPPORTED;
+        why = "a sender dials; listen with the receiver";
+    } else if (t->o.sender && t->neps > 0) {
+        e = TN_ERR_UNSUPPORTED;
+        why = "a sender dials one URL; use one sender per peer";
+    } else if (t->neps == MAX_ENDPOINTS) {
         e = TN_ERR_TOOBIG;
-    else if (!u)
+        why = "too many listeners and dialers";
+    } else if (!u) {
         e = TN_ERR_NOMEM;
-    else
-        t->eps[t->neps++] = (endpoint){.listener = listener, .l = l, .d = d, .url = u};
+    } else {
+        *idx = t->neps;
+        t->gen->l[*idx] = l;
+        t->gen->d[*idx] = d;
+        t->eps[t->neps++] = (endpoint){.listener = listener, .url = u};
+    }
     pthread_mutex_unlock(&t->mu);
     if (e) {
         free(u);
         return tn_errmsg_set(msg, e, "%s: %s %s: %s", t->name, listener ? "listen" : "dial",
-                             url, e == TN_ERR_TOOBIG ? "too many listeners and dialers"
-                                                     : tn_strerror(e));
+                             url, why ? why : tn_strerror(e));
     }
     return TN_OK;
 }
@@ -495,13 +590,17 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
     const tn_tx_scheme *sc;
     nng_tls_config *cfg;
     nng_listener l;
+    int idx;
     tn_err e = check_url(t, url, &sc, msg);
     if (e)
         return e;
+    if (t->o.sender) /* before any nng call: the reason, not nng's */
+        return add_endpoint(t, true, (nng_listener)NNG_LISTENER_INITIALIZER,
+                            (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg);
     if (sc->tls && !t->cert_pem)
         return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: %s: a TLS listener needs a certificate "
                              "and key", t->name, url);
-    int rv = nng_listener_create(&l, t->sock, url);
+    int rv = nng_listener_create(&l, t->gen->sock, url);
     if (rv)
         return tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url,
                              nng_strerror(rv));
@@ -515,7 +614,7 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
     }
     if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, t->o.max_msg)) != 0)
         goto fail_nng;
-    if ((e = add_endpoint(t, true, l, (nng_dialer)NNG_DIALER_INITIALIZER, url, msg)) != TN_OK)
+    if ((e = add_endpoint(t, true, l, (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg)))
         goto fail;
     if ((rv = nng_listener_start(l, 0)) != 0) {
         drop_endpoint(t);
@@ -528,19 +627,14 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
         free(t->bound);
         t->bound = bound;
     }
-    for (int i = 0; ep_url && i < t->neps; i++) { /* logs name the port, not ":0" */
-        if (t->eps[i].listener && t->eps[i].l.id == l.id) {
-            free(t->eps[i].url);
-            t->eps[i].url = ep_url;
-            ep_url = NULL;
-        }
+    if (ep_url) { /* logs name the port, not ":0" */
+        free(t->eps[idx].url);
+        t->eps[idx].url = ep_url;
     }
     pthread_mutex_unlock(&t->mu);
-    free(ep_url);
     if (sc->tls)
         mon_add(t);
-    tn_info(COMP, "msg=listening tx=%s role=%s url=%s", t->name,
-            t->o.sender ? "sender" : "receiver", bound ? bound : url);
+    tn_info(COMP, "msg=listening tx=%s role=receiver url=%s", t->name, bound ? bound : url);
     return TN_OK;
 fail_nng:
     e = tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url, nng_strerror(rv));
@@ -549,20 +643,19 @@ fail:
     return e;
 }
 
-static tn_err tx_dial(void *self, const char *url, tn_errmsg *msg)
+/* Dial url, endpoint idx, from g's socket: a dialer with the endpoint's options, started in
+ * the background. g->d[idx] is set (under t->mu) before the start, for the logs. */
+static tn_err start_dialer(nngtx *t, sockgen *g, int idx, const char *url, bool tls,
+                           tn_errmsg *msg)
 {
-    nngtx *t = self;
-    const tn_tx_scheme *sc;
     nng_tls_config *cfg;
     nng_dialer d;
-    tn_err e = check_url(t, url, &sc, msg);
-    if (e)
-        return e;
-    int rv = nng_dialer_create(&d, t->sock, url);
+    tn_err e;
+    int rv = nng_dialer_create(&d, g->sock, url);
     if (rv)
         return tn_errmsg_set(msg, from_nng(rv), "%s: dial %s: %s", t->name, url,
                              nng_strerror(rv));
-    if (sc->tls) {
+    if (tls) {
         if ((e = tls_config(t, false, url, &cfg, msg)) != TN_OK)
             goto fail;
         rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
@@ -574,23 +667,77 @@ static tn_err tx_dial(void *self, const char *url, tn_errmsg *msg)
         (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, t->o.reconnect_min_ms)) != 0 ||
         (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, t->o.reconnect_max_ms)) != 0)
         goto fail_nng;
-    if ((e = add_endpoint(t, false, (nng_listener)NNG_LISTENER_INITIALIZER, d, url, msg)) != TN_OK)
-        goto fail;
+    pthread_mutex_lock(&t->mu);
+    g->d[idx] = d;
+    pthread_mutex_unlock(&t->mu);
     /* Non-blocking: a refused first attempt is retried in the background like any other. */
-    if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
-        drop_endpoint(t);
+    if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0)
         goto fail_nng;
-    }
-    if (sc->tls)
-        mon_add(t);
-    tn_info(COMP, "msg=dialing tx=%s role=%s url=%s", t->name,
-            t->o.sender ? "sender" : "receiver", url);
     return TN_OK;
 fail_nng:
     e = tn_errmsg_set(msg, from_nng(rv), "%s: dial %s: %s", t->name, url, nng_strerror(rv));
 fail:
     nng_dialer_close(d);
     return e;
+}
+
+static tn_err tx_dial(void *self, const char *url, tn_errmsg *msg)
+{
+    nngtx *t = self;
+    const tn_tx_scheme *sc;
+    int idx;
+    tn_err e = check_url(t, url, &sc, msg);
+    if (e)
+        return e;
+    /* One dial at a time: send_mu also keeps the socket from being replaced under it. */
+    pthread_mutex_lock(&t->send_mu);
+    if ((e = add_endpoint(t, false, (nng_listener)NNG_LISTENER_INITIALIZER,
+                          (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg)) == TN_OK &&
+        (e = start_dialer(t, t->gen, idx, url, sc->tls, msg)) != TN_OK)
+        drop_endpoint(t);
+    pthread_mutex_unlock(&t->send_mu);
+    if (e)
+        return e;
+    if (sc->tls)
+        mon_add(t);
+    tn_info(COMP, "msg=dialing tx=%s role=%s url=%s", t->name,
+            t->o.sender ? "sender" : "receiver", url);
+    return TN_OK;
+}
+
+static tn_err open_gen(nngtx *t, sockgen **out, tn_errmsg *msg);
+static void close_gen(nngtx *t, sockgen *g);
+
+/* The spent socket's successor, dialing the sender's URL; send_mu held. */
+static tn_err renew(nngtx *t)
+{
+    tn_errmsg em = {0};
+    sockgen *g = NULL;
+    tn_err e = open_gen(t, &g, &em);
+    pthread_mutex_lock(&t->mu);
+    char *url = e == TN_OK && t->neps ? strdup(t->eps[0].url) : NULL;
+    pthread_mutex_unlock(&t->mu);
+    if (e == TN_OK && url) {
+        const tn_tx_scheme *sc = tn_tx_scheme_find(url);
+        e = start_dialer(t, g, 0, url, sc && sc->tls, &em);
+    }
+    free(url);
+    if (e) {
+        if (g)
+            close_gen(t, g);
+        tn_warn(COMP, "msg=\"cannot open a fresh socket; retrying at the next send\" tx=%s "
+                "err=\"%s\"", t->name, em.text);
+        return e;
+    }
+    pthread_mutex_lock(&t->mu);
+    sockgen *old = t->gen;
+    t->gen = g;
+    t->eps[0].auth_seen = 0; /* the new dialer's counters start at 0 */
+    pthread_mutex_unlock(&t->mu);
+    close_gen(t, old);
+    uint64_t n = atomic_fetch_add(&t->renewals, 1) + 1;
+    tn_debug(COMP, "msg=\"connection gone; fresh socket\" tx=%s renewals=%" PRIu64, t->name, n);
+    return TN_OK;
 }
 
 static tn_err tx_send(void *self, const void *buf, size_t len)
@@ -605,9 +752,28 @@ static tn_err tx_send(void *self, const void *buf, size_t len)
     pthread_mutex_unlock(&t->mu);
     if (closed)
         return TN_ERR_CLOSED;
-    /* nng_send copies buf into a message; with send_wait_ms the socket's send timeout
-     * bounds the wait, else the send never waits. */
-    int rv = nng_send(t->sock, (void *)buf, len, t->o.send_wait_ms > 0 ? 0 : NNG_FLAG_NONBLOCK);
+    int rv = NNG_ECLOSED;
+    tn_err e = TN_OK;
+    pthread_mutex_lock(&t->send_mu);
+    for (int round = 0; t->gen && round < 2; round++) {
+        sockgen *g = t->gen;
+        pthread_mutex_lock(&g->mu);
+        bool spent = g->spent;
+        /* nng_send copies buf into a message; with send_wait_ms the socket's send timeout
+         * bounds the wait, else the send never waits. */
+        if (!spent)
+            rv = nng_send(g->sock, (void *)buf, len,
+                          t->o.send_wait_ms > 0 ? 0 : NNG_FLAG_NONBLOCK);
+        pthread_mutex_unlock(&g->mu);
+        if (!spent)
+            break;
+        rv = NNG_EAGAIN; /* a socket spent as soon as it was made: try again later */
+        if ((e = renew(t)) != TN_OK)
+            break;
+    }
+    pthread_mutex_unlock(&t->send_mu);
+    if (e)
+        return TN_ERR_BUSY;
     if (rv == 0) {
         atomic_fetch_add(&t->sent, 1);
         return TN_OK;
@@ -644,7 +810,7 @@ static void tx_close(void *self)
         nng_aio_cancel(t->aio);
 }
 
-/* Release what nng no longer uses: after nng_close has returned. */
+/* Release what nng no longer uses: after every nng_close has returned. */
 static void release(nngtx *t)
 {
     if (t->aio)
@@ -660,24 +826,51 @@ static void release(nngtx *t)
     free(t->ca_file);
     free(t->cert_file);
     pthread_cond_destroy(&t->closed_cv);
+    pthread_mutex_destroy(&t->send_mu);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
+static void gen_free(sockgen *g)
+{
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
 static void *closer_main(void *arg)
 {
-    nngtx *t = arg;
-    nng_close(t->sock); /* closes listeners, dialers and pipes; waits for them */
+    sockgen *g = arg;
+    nngtx *t = g->t;
+    nng_close(g->sock); /* closes listeners, dialers and pipes; waits for them */
+    gen_free(g);
     pthread_mutex_lock(&t->mu);
-    t->sock_closed = true;
-    bool abandoned = t->abandoned;
-    pthread_cond_signal(&t->closed_cv);
+    bool last = --t->closing == 0, abandoned = t->abandoned;
+    pthread_cond_broadcast(&t->closed_cv);
     pthread_mutex_unlock(&t->mu);
-    if (abandoned) {
+    if (abandoned && last) {
         tn_warn(COMP, "msg=\"late socket close finished\" tx=%s", t->name);
         release(t);
     }
     return NULL;
+}
+
+/* Close g's socket on a helper thread of its own (see tx_free); free waits for them all. */
+static void close_gen(nngtx *t, sockgen *g)
+{
+    if (!g->sock.id) {
+        gen_free(g);
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->closing++;
+    pthread_mutex_unlock(&t->mu);
+    pthread_t th;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &a, closer_main, g) != 0)
+        closer_main(g);
+    pthread_attr_destroy(&a);
 }
 
 /* nng 1.5.2 can deadlock in nng_close when a message is in flight on one of the socket's
@@ -685,10 +878,11 @@ static void *closer_main(void *arg)
  * plain nng program (no tern code): tls+tcp push closed under load, peer in another
  * process, about one close in three; tcp only when both ends are in one process. Upstream
  * reports of this family: nanomsg/nng#1543, #1813. So that a caller never hangs on it,
- * the socket is closed on a helper thread: free waits up to CLOSE_WAIT_MS, then logs an
- * error and leaves the socket and this endpoint behind (the helper frees them if nng_close
- * ever returns). The receive callback is stopped first, so in either case no callback runs
- * once free returns. nng's reaper stays stuck: later teardowns in the process stall too. */
+ * sockets are closed on helper threads: free waits up to CLOSE_WAIT_MS for all of them
+ * (the one in use and any spent ones still closing), then logs an error and leaves them
+ * and this endpoint behind (the last helper frees it if nng_close ever returns). The
+ * receive callback is stopped first, so in either case no callback runs once free
+ * returns. nng's reaper stays stuck: later teardowns in the process stall too. */
 static void tx_free(void *self)
 {
     nngtx *t = self;
@@ -698,31 +892,27 @@ static void tx_free(void *self)
     mon_remove(t);
     if (t->aio)
         nng_aio_stop(t->aio); /* waits for a running receive callback; none starts after */
-    if (!t->sock.id) {
-        release(t);
-        return;
-    }
-    pthread_t th;
-    if (pthread_create(&th, NULL, closer_main, t) != 0) {
-        nng_close(t->sock);
-        release(t);
-        return;
-    }
+    pthread_mutex_lock(&t->send_mu);
+    pthread_mutex_lock(&t->mu);
+    sockgen *g = t->gen;
+    t->gen = NULL;
+    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&t->send_mu);
+    if (g)
+        close_gen(t, g);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += CLOSE_WAIT_MS / 1000;
     pthread_mutex_lock(&t->mu);
-    while (!t->sock_closed && pthread_cond_timedwait(&t->closed_cv, &t->mu, &ts) == 0)
+    while (t->closing && pthread_cond_timedwait(&t->closed_cv, &t->mu, &ts) == 0)
         ;
-    bool done = t->sock_closed;
+    bool done = !t->closing;
     t->abandoned = !done;
     pthread_mutex_unlock(&t->mu);
     if (done) {
-        pthread_join(th, NULL);
         release(t);
         return;
     }
-    pthread_detach(th);
     tn_error(COMP, "msg=\"socket close stuck in nng; leaving it behind\" tx=%s wait_ms=%d "
              "detail=\"known nng 1.5.2 deadlock; upgrade nng\"", t->name, CLOSE_WAIT_MS);
 }
@@ -781,6 +971,46 @@ static tn_err load_tls(nngtx *t, const tn_tx_tls *tls, tn_errmsg *msg)
     return TN_OK;
 }
 
+/* A socket for t with its options and connection callbacks, no listener or dialer yet.
+ * *out is NULL on failure. */
+static tn_err open_gen(nngtx *t, sockgen **out, tn_errmsg *msg)
+{
+    const tn_tx_nng_opts *o = &t->o;
+    sockgen *g = calloc(1, sizeof(*g));
+    *out = NULL;
+    if (!g)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", t->name);
+    g->t = t;
+    pthread_mutex_init(&g->mu, NULL);
+    int rv = o->sender ? nng_push0_open(&g->sock) : nng_pull0_open(&g->sock);
+    if (rv) {
+        gen_free(g);
+        return tn_errmsg_set(msg, from_nng(rv), "%s: nng: %s", t->name, nng_strerror(rv));
+    }
+    if ((rv = nng_socket_set_size(g->sock, NNG_OPT_RECVMAXSZ, o->max_msg)) != 0 ||
+        (rv = nng_socket_set_ms(g->sock, NNG_OPT_RECONNMINT, o->reconnect_min_ms)) != 0 ||
+        (rv = nng_socket_set_ms(g->sock, NNG_OPT_RECONNMAXT, o->reconnect_max_ms)) != 0)
+        goto fail;
+    if (o->sender) {
+        if ((rv = nng_socket_set_int(g->sock, NNG_OPT_SENDBUF, o->send_buf)) != 0 ||
+            (o->send_wait_ms > 0 &&
+             (rv = nng_socket_set_ms(g->sock, NNG_OPT_SENDTIMEO, o->send_wait_ms)) != 0))
+            goto fail;
+    } else if ((rv = nng_socket_set_int(g->sock, NNG_OPT_RECVBUF, o->recv_buf)) != 0) {
+        goto fail;
+    }
+    if ((rv = nng_pipe_notify(g->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, g)) != 0 ||
+        (rv = nng_pipe_notify(g->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, g)) != 0 ||
+        (rv = nng_pipe_notify(g->sock, NNG_PIPE_EV_REM_POST, pipe_cb, g)) != 0)
+        goto fail;
+    *out = g;
+    return TN_OK;
+fail:
+    nng_close(g->sock); /* nothing connected yet: nothing to wait for */
+    gen_free(g);
+    return tn_errmsg_set(msg, from_nng(rv), "%s: nng: %s", t->name, nng_strerror(rv));
+}
+
 tn_err tn_tx_nng_new_opts(const tn_tx_nng_opts *o, tn_tx_recv_fn fn, void *arg, tn_tx *out,
                           tn_errmsg *msg)
 {
@@ -797,6 +1027,7 @@ tn_err tn_tx_nng_new_opts(const tn_tx_nng_opts *o, tn_tx_recv_fn fn, void *arg, 
     if (!t)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", name);
     pthread_mutex_init(&t->mu, NULL);
+    pthread_mutex_init(&t->send_mu, NULL);
     pthread_cond_init(&t->closed_cv, NULL);
     t->o = *o;
     t->o.name = NULL;
@@ -809,36 +1040,18 @@ tn_err tn_tx_nng_new_opts(const tn_tx_nng_opts *o, tn_tx_recv_fn fn, void *arg, 
         goto fail;
     if (o->tls && (e = load_tls(t, o->tls, msg)) != TN_OK)
         goto fail_msg;
-    rv = o->sender ? nng_push0_open(&t->sock) : nng_pull0_open(&t->sock);
-    if (rv)
-        goto fail_nng;
-    if ((rv = nng_socket_set_size(t->sock, NNG_OPT_RECVMAXSZ, o->max_msg)) != 0 ||
-        (rv = nng_socket_set_ms(t->sock, NNG_OPT_RECONNMINT, o->reconnect_min_ms)) != 0 ||
-        (rv = nng_socket_set_ms(t->sock, NNG_OPT_RECONNMAXT, o->reconnect_max_ms)) != 0)
-        goto fail_nng;
-    if (o->sender) {
-        if ((rv = nng_socket_set_int(t->sock, NNG_OPT_SENDBUF, o->send_buf)) != 0 ||
-            (o->send_wait_ms > 0 &&
-             (rv = nng_socket_set_ms(t->sock, NNG_OPT_SENDTIMEO, o->send_wait_ms)) != 0))
-            goto fail_nng;
-    } else if ((rv = nng_socket_set_int(t->sock, NNG_OPT_RECVBUF, o->recv_buf)) != 0) {
-        goto fail_nng;
-    }
-    if ((rv = nng_pipe_notify(t->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, t)) != 0 ||
-        (rv = nng_pipe_notify(t->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, t)) != 0 ||
-        (rv = nng_pipe_notify(t->sock, NNG_PIPE_EV_REM_POST, pipe_cb, t)) != 0)
-        goto fail_nng;
+    if ((e = open_gen(t, &t->gen, msg)) != TN_OK)
+        goto fail_msg;
     if (!o->sender) {
-        if ((rv = nng_aio_alloc(&t->aio, recv_cb, t)) != 0)
-            goto fail_nng;
-        nng_recv_aio(t->sock, t->aio);
+        if ((rv = nng_aio_alloc(&t->aio, recv_cb, t)) != 0) {
+            e = tn_errmsg_set(msg, from_nng(rv), "%s: nng: %s", name, nng_strerror(rv));
+            goto fail_msg;
+        }
+        nng_recv_aio(t->gen->sock, t->aio);
     }
     out->ops = &nng_ops;
     out->self = t;
     return TN_OK;
-fail_nng:
-    e = tn_errmsg_set(msg, from_nng(rv), "%s: nng: %s", name, nng_strerror(rv));
-    goto fail_msg;
 fail:
     tn_errmsg_set(msg, e, "%s: out of memory", name);
 fail_msg:
@@ -872,6 +1085,7 @@ tn_err tn_tx_nng_stats_get(tn_tx t, tn_tx_nng_stats *out)
         .oversized = atomic_load(&x->oversized),
         .sent = atomic_load(&x->sent),
         .received = atomic_load(&x->received),
+        .renewals = atomic_load(&x->renewals),
     };
     return TN_OK;
 }

@@ -1,16 +1,18 @@
 /* The transport: one-directional message endpoints (a sender or a receiver) behind a table
  * of operations. nng provides tcp, ipc, inproc and tls+tcp by URL; a wrapper injects faults.
  *
- * An endpoint is like an nng push/pull socket: a SENDER only sends, a RECEIVER only
- * receives, and either may listen or dial. The master listens for reports and dials each
- * worker's listen URL to send it dispatches; a worker listens for dispatches and dials the
- * master to send reports. A message is a byte string; the transport neither looks into it
+ * An endpoint is like an nng push/pull socket: a SENDER only sends and dials one URL, a
+ * RECEIVER only receives and may listen or dial. The master listens for reports and dials
+ * each worker's listen URL to send it dispatches; a worker listens for dispatches and dials
+ * the master to send reports. A message is a byte string; the transport neither looks into it
  * nor splits it: what the peer receives is one call of the receive callback per send.
  *
- * Delivery is best effort, in order over one connection: a message in flight when a
- * connection breaks is lost, and the protocol above (reports resent until PERSISTED)
- * recovers. A dialer reconnects by itself; messages sent while no peer is connected wait
- * in a bounded send buffer.
+ * Delivery is best effort, in order over one connection: a message in flight or still
+ * queued when a connection breaks is lost, and the protocol above (reports resent until
+ * PERSISTED) recovers. A dialer reconnects by itself; messages sent while no peer is
+ * connected wait in a bounded send buffer. (A sender's connection lives on a socket of
+ * its own, replaced at the first send after the connection is gone: a guard against an
+ * nng 1.5.2 use-after-free, see nng.c.)
  *
  * Teardown is in three steps, as in nng: close (never blocks; no receive callback is
  * dispatched after it returns, though one dispatched just before may still be running;
@@ -43,11 +45,13 @@ typedef void (*tn_tx_recv_fn)(void *arg, const void *buf, size_t len);
 
 typedef struct tn_tx_ops {
     const char *name; /* "nng", "fault": for logs */
-    /* Accept connections at url. Returns at once; errors (a bad URL, an address in use, a
-     * TLS file that does not load) are reported with a message for a person. */
+    /* Accept connections at url (a receiver). Returns at once; errors (a bad URL, an
+     * address in use, a TLS file that does not load, a sender: TN_ERR_UNSUPPORTED) are
+     * reported with a message for a person. */
     tn_err (*listen)(void *self, const char *url, tn_errmsg *msg);
     /* Connect to url in the background: the first attempt does not block, and a refused
-     * or broken connection is retried (reconnect intervals in the options). */
+     * or broken connection is retried (reconnect intervals in the options). A sender
+     * dials once (a second dial: TN_ERR_UNSUPPORTED). */
     tn_err (*dial)(void *self, const char *url, tn_errmsg *msg);
     /* Send a copy of buf (the caller keeps buf). Never blocks for long: TN_ERR_BUSY when
      * the send buffer is full (try again later), TN_ERR_CLOSED after close, TN_ERR_TOOBIG
@@ -172,6 +176,7 @@ typedef struct tn_tx_nng_stats {
     uint64_t oversized;        /* messages over max_msg dropped by us (inproc) */
     uint64_t sent;             /* messages accepted by send */
     uint64_t received;         /* messages passed to the callback */
+    uint64_t renewals;         /* sender: sockets replaced after their connection was gone */
 } tn_tx_nng_stats;
 
 /* Fill *out; TN_ERR_INVAL when t is not an nng endpoint. Reads nng's counters now. */
