@@ -49,7 +49,7 @@ typedef struct asg {
     uint64_t task;
     uint32_t attempt;
     uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
-    bool confirmed; /* after a restart: the worker said it runs it */
+    bool confirmed; /* after a restart of the master or the worker: the worker runs it */
     char worker[TN_PROTO_ID_MAX + 1];
     /* DISPATCH until ACCEPTED, KILL until its result: resent with backoff (the wire may
      * drop them; the worker takes each attempt once) */
@@ -500,6 +500,16 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         }
     }
     w->alive = true;
+    if (rebooted) {
+        /* what its previous run had is lost unless the new run says it runs it: until
+         * it answers RECONCILE, ask again every second (check_workers), as after a
+         * master restart; an answer the wire lost would leave them running for ever */
+        for (size_t i = 0; i < m->asgs.cap; i++) {
+            asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+            if (a && strcmp(a->worker, w->name) == 0)
+                a->confirmed = false;
+        }
+    }
     if (fresh || rebooted || back || redial) {
         /* ask what it runs: what it does not is lost, what it runs and is not ours is
          * killed (fencing) */

@@ -632,3 +632,159 @@ Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
     tn_tx_free(&tx);
     tn_tx_free(&rx);
 }
+
+/* ---- the master's side of a worker's restart, with the test as the worker -------------- */
+
+typedef struct fake_worker {
+    pthread_mutex_t mu;
+    char name[64], url[600];
+    uint64_t epoch;       /* the boot id its heartbeats carry */
+    uint64_t task;        /* of the last DISPATCH */
+    uint32_t attempt;
+    int reconciles;       /* RECONCILEs received */
+    uint64_t reconcile;   /* the last one's epoch */
+    bool stop;
+    tn_tx tx;             /* to the master */
+} fake_worker;
+
+static tn_err fw_msg(void *arg, tn_str sender, const tn_msg *m)
+{
+    (void)sender;
+    fake_worker *f = arg;
+    pthread_mutex_lock(&f->mu);
+    if (m->type == TN_MSG_DISPATCH) {
+        f->task = m->dispatch.task;
+        f->attempt = m->dispatch.attempt;
+    } else if (m->type == TN_MSG_RECONCILE) {
+        f->reconciles++;
+        f->reconcile = m->reconcile.epoch;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return TN_OK;
+}
+
+static void fw_recv(void *arg, const void *buf, size_t len)
+{
+    tn_errmsg em = {{0}};
+    if (tn_frame_decode(buf, len, fw_msg, arg, &em) != TN_OK)
+        fprintf(stderr, "fake worker: %s\n", em.text);
+}
+
+static void fw_send(fake_worker *f, const tn_msg *m)
+{
+    tn_buf b = {0};
+    tn_frame fr;
+    cr_assert_eq(tn_frame_begin(&fr, &b, f->name), TN_OK);
+    cr_assert_eq(tn_frame_add(&fr, m), TN_OK);
+    cr_assert_eq(tn_frame_end(&fr), TN_OK);
+    (void)tn_tx_send(f->tx, b.data, b.size); /* a lost one is sent again, or retried */
+    tn_buf_free(&b);
+}
+
+static void *fw_heartbeats(void *arg)
+{
+    fake_worker *f = arg;
+    static const tn_str groups[] = {TN_STR("default")};
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        bool stop = f->stop;
+        uint64_t epoch = f->epoch;
+        pthread_mutex_unlock(&f->mu);
+        if (stop)
+            return NULL;
+        tn_msg m = {.type = TN_MSG_HEARTBEAT};
+        m.heartbeat = (tn_msg_heartbeat){.worker = tn_str_c(f->name),
+                                         .listen_url = tn_str_c(f->url),
+                                         .ctl_url = TN_STR(""),
+                                         .groups = {groups, 1},
+                                         .slots = 1,
+                                         .mem_free = 1u << 30,
+                                         .epoch = epoch};
+        fw_send(f, &m);
+        usleep(100000);
+    }
+}
+
+/* Wait (up to 30 s) until the fake worker got a DISPATCH of `attempt` or `n` RECONCILEs. */
+static bool fw_wait(fake_worker *f, uint32_t attempt, int n)
+{
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&f->mu);
+        bool ok = attempt ? f->attempt == attempt : f->reconciles >= n;
+        pthread_mutex_unlock(&f->mu);
+        if (ok)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* A worker comes back as a new run (new boot id) and the wire loses the master's first
+ * RECONCILE: the master must ask again until the new run answers, and then fail over the
+ * attempt the previous run had. Asked once only, the attempt stayed RUNNING for ever
+ * (chaos `mixed` seed 14, docs/RELIABILITY.md). */
+Test(cluster, a_worker_back_as_a_new_run_is_asked_until_it_answers)
+{
+    start_master("60s", NULL); /* no failover by heartbeat timeout in this test */
+    fake_worker f = {.mu = PTHREAD_MUTEX_INITIALIZER, .epoch = 1001};
+    snprintf(f.name, sizeof(f.name), "t%d-fake", (int)getpid());
+    snprintf(f.url, sizeof(f.url), "ipc://%s/fake.sock", dir);
+    tn_tx rx;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(false, NULL, fw_recv, &f, &rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(rx, f.url, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, &f.tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(f.tx, murl, &em), TN_OK, "%s", em.text);
+    pthread_t hb;
+    cr_assert_eq(pthread_create(&hb, NULL, fw_heartbeats, &f), 0);
+    wait_workers(1);
+
+    uint64_t wf = start_wf("rb.yaml", "name: rb\ntasks:\n  - {name: a, type: noop}\n", "rb");
+    cr_assert(fw_wait(&f, 1, 0), "attempt 1 was not dispatched");
+    pthread_mutex_lock(&f.mu);
+    tn_msg acc = {.type = TN_MSG_ACCEPTED};
+    acc.accepted = (tn_msg_accepted){1, f.task, 1, 0, TN_STR("none")};
+    pthread_mutex_unlock(&f.mu);
+    char st[64];
+    int att;
+    for (int i = 0; i < 300; i++) {
+        fw_send(&f, &acc); /* until it runs: the master applies it once */
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+
+    /* the worker restarts: a new boot id, and attempt 1 died with the old run. The first
+     * RECONCILE goes unanswered, as if the wire had lost it. */
+    pthread_mutex_lock(&f.mu);
+    int before = f.reconciles;
+    f.epoch = 1002;
+    pthread_mutex_unlock(&f.mu);
+    cr_assert(fw_wait(&f, 0, before + 1), "no RECONCILE for the new run");
+    cr_assert(fw_wait(&f, 0, before + 2), "RECONCILE was not asked again");
+    pthread_mutex_lock(&f.mu);
+    tn_msg rec = {.type = TN_MSG_RECONCILED};
+    rec.reconciled = (tn_msg_reconciled){f.reconcile, {NULL, 0}};
+    pthread_mutex_unlock(&f.mu);
+    fw_send(&f, &rec);
+    bool again = fw_wait(&f, 2, 0);
+    for (int i = 0; i < 50 && !again; i++) { /* our answer may be lost too: answer anew */
+        pthread_mutex_lock(&f.mu);
+        rec.reconciled.epoch = f.reconcile;
+        pthread_mutex_unlock(&f.mu);
+        fw_send(&f, &rec);
+        again = fw_wait(&f, 2, 0);
+    }
+    cr_assert(again, "the attempt of the previous run was not failed over");
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_eq(att, 2);
+
+    pthread_mutex_lock(&f.mu);
+    f.stop = true;
+    pthread_mutex_unlock(&f.mu);
+    pthread_join(hb, NULL);
+    tn_tx_free(&f.tx);
+    tn_tx_free(&rx);
+}
