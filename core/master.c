@@ -674,9 +674,10 @@ static void check_workers(tn_master *m)
                 (now - w->last_hb) / 1000000);
         lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
         w->assigned = 0;
-        /* What is still queued for it in nng stays there: closing the socket to drop it
-         * can hang in nng 1.5.2 (transport/nng.c, tx_free). A superseded DISPATCH that
-         * reaches its next run is killed at its first reconcile (docs/RELIABILITY.md). */
+        /* What was queued for it when its connection broke went with that socket
+         * (transport/nng.c, sockgen); what is sent later waits for its next run, which
+         * drops a DISPATCH meant for another run and has a stale attempt killed at its
+         * first reconcile (docs/RELIABILITY.md, bug 8). */
     }
     /* DISPATCH and KILL the wire may have dropped: again, with backoff */
     for (size_t i = 0; i < m->asgs.cap; i++) {
