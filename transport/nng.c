@@ -376,10 +376,11 @@ static const char *pipe_url(sockgen *g, nng_pipe p)
     return "?";
 }
 
-/* Note a connection refused before nng started it; g->mu held. */
+/* Refuse a connection before nng starts it; a sender notes it (its end does not spend
+ * the socket). g->mu held. */
 static void reject(sockgen *g, nng_pipe p, bool quiet)
 {
-    if (g->nrejected < REJECTED_MAX)
+    if (g->t->o.sender && g->nrejected < REJECTED_MAX)
         g->rejected[g->nrejected++] = (struct refusal){nng_pipe_id(p), quiet};
     nng_pipe_close(p);
 }
