@@ -117,10 +117,20 @@ static void journal(tn_worker *w, const char *fmt, ...)
     (void)!write(w->journal, line, (size_t)n);
 }
 
+/* The newest job of task (a newer attempt is put in front; the older one, killed by
+ * fencing, stays until its processes are gone). */
 static job *find_job(tn_worker *w, uint64_t task)
 {
     for (job *j = w->jobs; j; j = j->next)
         if (j->task == task)
+            return j;
+    return NULL;
+}
+
+static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
+{
+    for (job *j = w->jobs; j; j = j->next)
+        if (j->task == task && j->attempt == attempt)
             return j;
     return NULL;
 }
@@ -512,8 +522,9 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
 
 static void kill_job(tn_worker *w, tn_batch *b, const tn_msg_kill *k)
 {
-    job *j = find_job(w, k->task);
-    if (!j || j->attempt != k->attempt) {
+    job *j = find_attempt(w, k->task, k->attempt);
+    if (!j) {
+        j = find_job(w, k->task);
         if (!j || j->attempt < k->attempt) {
             /* never here: nothing to kill, say so (the master fences the rest) */
             job tmp = {.task = k->task, .attempt = k->attempt};
@@ -597,8 +608,8 @@ static void sweep(tn_worker *w)
         unsigned attempt;
         if (sscanf(de->d_name, "%" SCNu64 "-%u", &task, &attempt) != 2)
             continue;
-        job *j = find_job(w, task);
-        if (j && j->attempt == attempt && !j->done)
+        job *j = find_attempt(w, task, attempt);
+        if (j && !j->done)
             continue;
         char p[4600];
         snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
@@ -667,8 +678,9 @@ static void collect(tn_worker *w, tn_batch *b)
     size_t n;
     while ((n = tn_procs_reap(w->procs, ex, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
-            job *j = find_job(w, ex[i].task);
-            if (!j || j->attempt != ex[i].attempt || j->proc != ex[i].proc) {
+            /* by attempt: the task may have a newer one here too */
+            job *j = find_attempt(w, ex[i].task, ex[i].attempt);
+            if (!j || j->proc != ex[i].proc) {
                 tn_proc_free(ex[i].proc);
                 continue;
             }

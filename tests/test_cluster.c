@@ -525,6 +525,7 @@ typedef struct fake_master {
     pthread_mutex_t mu;
     uint64_t epoch;        /* the worker's, from its last heartbeat */
     int accepted[4];       /* ACCEPTED per task id */
+    int ended[4][4];       /* per task and attempt: 1 RESULT, 2 KILL_RESULT */
 } fake_master;
 
 static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
@@ -536,6 +537,11 @@ static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
         f->epoch = m->heartbeat.epoch;
     else if (m->type == TN_MSG_ACCEPTED && m->accepted.task < 4)
         f->accepted[m->accepted.task]++;
+    else if (m->type == TN_MSG_RESULT && m->result.task < 4 && m->result.attempt < 4)
+        f->ended[m->result.task][m->result.attempt] = 1;
+    else if (m->type == TN_MSG_KILL_RESULT && m->kill_result.task < 4 &&
+             m->kill_result.attempt < 4)
+        f->ended[m->kill_result.task][m->kill_result.attempt] = 2;
     pthread_mutex_unlock(&f->mu);
     return TN_OK;
 }
@@ -561,15 +567,18 @@ static uint64_t fm_epoch(fake_master *f, uint64_t not)
     return 0;
 }
 
-static void fm_dispatch(tn_tx tx, uint64_t task, uint64_t epoch)
+/* DISPATCH attempt of task, for the worker run epoch: a shell command, or noop if NULL. */
+static void fm_dispatch_cmd(tn_tx tx, uint64_t task, uint32_t attempt, uint64_t epoch,
+                            const char *command)
 {
     tn_msg m = {.type = TN_MSG_DISPATCH};
     tn_msg_dispatch *d = &m.dispatch;
     d->task = task;
     d->wf = 1;
-    d->attempt = 1;
+    d->attempt = attempt;
     d->name = TN_STR("t");
-    d->type = TN_STR("noop");
+    d->type = command ? TN_STR("shell") : TN_STR("noop");
+    d->command = tn_str_c(command);
     d->worker_group = TN_STR("default");
     d->noop_success = true;
     d->worker_epoch = epoch;
@@ -580,6 +589,11 @@ static void fm_dispatch(tn_tx tx, uint64_t task, uint64_t epoch)
     cr_assert_eq(tn_frame_end(&f), TN_OK);
     cr_assert_eq(tn_tx_send(tx, b.data, b.size), TN_OK);
     tn_buf_free(&b);
+}
+
+static void fm_dispatch(tn_tx tx, uint64_t task, uint64_t epoch)
+{
+    fm_dispatch_cmd(tx, task, 1, epoch, NULL);
 }
 
 /* A DISPATCH sent to a worker that died is kept by the transport and reaches the worker's
@@ -786,5 +800,58 @@ Test(cluster, a_worker_back_as_a_new_run_is_asked_until_it_answers)
     pthread_mutex_unlock(&f.mu);
     pthread_join(hb, NULL);
     tn_tx_free(&f.tx);
+    tn_tx_free(&rx);
+}
+
+/* A newer attempt of a task comes to the worker that still runs the older one (the master
+ * failed it over and placed it here again): the worker kills the older one (fencing) and
+ * must end both, each under its own attempt. It once took the older one's exit for the
+ * newer job, freed its process record, and kept the older job for ever: no KILL_RESULT,
+ * and a SIGSEGV when the worker stopped (chaos cores, docs/RELIABILITY.md bug 12). */
+Test(cluster, worker_ends_both_attempts_when_a_newer_one_comes)
+{
+    fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
+    tn_tx rx, tx;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(false, NULL, fm_recv, &f, &rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(rx, murl, &em), TN_OK, "%s", em.text);
+    int w = start_worker("w1", false, NULL, "2");
+    uint64_t e = fm_epoch(&f, 0);
+    char wurl[600];
+    snprintf(wurl, sizeof(wurl), "ipc://%s/w1.sock", dir);
+    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(tx, wurl, &em), TN_OK, "%s", em.text);
+
+    int acc = 0;
+    for (int i = 0; i < 1000 && !acc; i++) { /* resent until accepted, as the master does */
+        if (i % 100 == 0)
+            fm_dispatch_cmd(tx, 1, 1, e, "sleep 30");
+        pthread_mutex_lock(&f.mu);
+        acc = f.accepted[1];
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_gt(acc, 0, "attempt 1 was not accepted");
+    int old = 0, cur = 0;
+    for (int i = 0; i < 3000 && !(old && cur); i++) {
+        if (i % 100 == 0)
+            fm_dispatch_cmd(tx, 1, 2, e, "true");
+        pthread_mutex_lock(&f.mu);
+        old = f.ended[1][1];
+        cur = f.ended[1][2];
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_eq(old, 2, "attempt 1, fenced, ended with a KILL_RESULT");
+    cr_assert_eq(cur, 1, "attempt 2 ended with its RESULT");
+
+    /* and the worker stops cleanly */
+    kill(procs[w], SIGTERM);
+    int st = 0;
+    cr_assert_eq(waitpid(procs[w], &st, 0), procs[w]);
+    procs[w] = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker's stop: status %d", st);
+    tn_tx_free(&tx);
     tn_tx_free(&rx);
 }
