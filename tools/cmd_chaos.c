@@ -629,6 +629,7 @@ typedef struct dproc {
     char role[16];      /* "master", "w0" ... */
     pid_t pid;          /* 0: not running */
     bool killed;        /* we sent SIGKILL/SIGTERM: its exit is expected */
+    bool terming;       /* we sent SIGTERM: it must exit with status 0 */
     bool stopped;       /* SIGSTOPped */
     int64_t restart_at; /* monotonic ms; 0: none due */
     int64_t cont_at;    /* SIGCONT due (monotonic ms) */
@@ -908,11 +909,13 @@ static void reap(run *r)
             dproc *d = &r->d[i];
             if (d->pid != pid)
                 continue;
-            if (!d->killed) {
+            bool bad_stop = d->terming && !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            if (!d->killed || bad_stop) {
                 char note[sizeof(d->exit_note)];
                 snprintf(note, sizeof(note),
-                         "%s (pid %d) exited by itself: %s %d%s; see %.100s/%s.log", d->role,
-                         (int)pid, WIFEXITED(st) ? "status" : "signal",
+                         "%s (pid %d) %s: %s %d%s; see %.100s/%s.log", d->role, (int)pid,
+                         bad_stop ? "failed its stop (SIGTERM)" : "exited by itself",
+                         WIFEXITED(st) ? "status" : "signal",
                          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
                          WIFSIGNALED(st) && WCOREDUMP(st)
                              ? " (core dumped: /proc/sys/kernel/core_pattern says where)"
@@ -921,10 +924,12 @@ static void reap(run *r)
                 memcpy(d->exit_note, note, sizeof(note));
                 violation(r, 0, 0, 0, 0, "%s", d->exit_note);
                 say(r, "%s", d->exit_note);
-                d->restart_at = now_ms() + 500; /* recorded; the run goes on */
+                if (!d->killed)
+                    d->restart_at = now_ms() + 500; /* recorded; the run goes on */
             }
             d->pid = 0;
             d->stopped = false;
+            d->terming = false;
         }
         pthread_mutex_unlock(&r->mu);
     }
@@ -1889,6 +1894,7 @@ static void stop_daemon(run *r, int idx)
     pid_t pid = d->pid;
     if (pid) {
         d->killed = true;
+        d->terming = true;
         d->restart_at = 0;
         if (d->stopped)
             kill(pid, SIGCONT);
@@ -1909,6 +1915,9 @@ static void stop_daemon(run *r, int idx)
     }
     violation(r, 0, 0, 0, 0, "%s (pid %d) did not stop within 30s of SIGTERM; killed", d->role,
               (int)pid);
+    pthread_mutex_lock(&r->mu);
+    d->terming = false; /* reported above */
+    pthread_mutex_unlock(&r->mu);
     kill(pid, SIGKILL);
     for (int i = 0; i < 200 && d->pid; i++) {
         reap(r);
