@@ -750,19 +750,47 @@ static void violation(run *r, int inv, uint64_t seq, uint64_t task, uint32_t att
     va_end(ap);
 }
 
-static int free_port(void)
+/* Whether 127.0.0.1:port can be bound now; port 0: any, *got says which. */
+static bool port_free(int port, int *got)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        return false;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &len) == 0;
+    if (ok && got)
+        *got = ntohs(a.sin_port);
     close(fd);
-    return port;
+    return ok;
+}
+
+/* A port for a daemon to listen at, for the whole run (a restarted daemon listens there
+ * again). It is below the kernel's ephemeral range: one picked from that range was taken
+ * by some process's outgoing connection between the pick and the listen (a worker failed
+ * to start: "Address in use"), and could be while a daemon is down between a kill and its
+ * restart. Not drawn from the schedule's seed: ports are not part of the schedule. */
+static int free_port(void)
+{
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    int lo = 32768, a, b;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    if (f) {
+        if (fscanf(f, "%d %d", &a, &b) == 2 && a > 2048 && a <= 65535)
+            lo = a;
+        fclose(f);
+    }
+    for (int i = 0; i < 200; i++) {
+        int port = 1024 + (int)((unsigned)rand_r(&seed) % (unsigned)(lo - 1024));
+        if (port_free(port, NULL))
+            return port;
+    }
+    int port = -1;
+    return port_free(0, &port) ? port : -1;
 }
 
 static void worker_name(const run *r, int i, char *buf, size_t len)
