@@ -596,23 +596,32 @@ static void fm_dispatch(tn_tx tx, uint64_t task, uint64_t epoch)
     fm_dispatch_cmd(tx, task, 1, epoch, NULL);
 }
 
+/* The test as the master of a real worker "w1": rx takes its reports at murl, tx dials
+ * its listen URL; the worker's index in *w; its boot id. */
+static uint64_t fm_start(fake_master *f, tn_tx *rx, tn_tx *tx, int *w)
+{
+    tn_errmsg em = {{0}};
+    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
+    cr_assert_eq(tn_tx_nng_new(false, NULL, fm_recv, f, rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(*rx, murl, &em), TN_OK, "%s", em.text);
+    *w = start_worker("w1", false, NULL, "2");
+    uint64_t e = fm_epoch(f, 0);
+    char wurl[600];
+    snprintf(wurl, sizeof(wurl), "ipc://%s/w1.sock", dir);
+    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(*tx, wurl, &em), TN_OK, "%s", em.text);
+    return e;
+}
+
 /* A DISPATCH sent to a worker that died is kept by the transport and reaches the worker's
  * next run when it comes back: that run must not start it (it carries the boot id of the
  * run it was for), while one for the current run starts. */
 Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
 {
     fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
     tn_tx rx, tx;
-    tn_errmsg em = {{0}};
-    cr_assert_eq(tn_tx_nng_new(false, NULL, fm_recv, &f, &rx, &em), TN_OK, "%s", em.text);
-    cr_assert_eq(tn_tx_listen(rx, murl, &em), TN_OK, "%s", em.text);
-    int w = start_worker("w1", false, NULL, "2");
-    uint64_t e1 = fm_epoch(&f, 0);
-    char wurl[600];
-    snprintf(wurl, sizeof(wurl), "ipc://%s/w1.sock", dir);
-    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
-    cr_assert_eq(tn_tx_dial(tx, wurl, &em), TN_OK, "%s", em.text);
+    int w;
+    uint64_t e1 = fm_start(&f, &rx, &tx, &w);
 
     stop_proc(w, SIGKILL);
     usleep(300000);
@@ -811,17 +820,9 @@ Test(cluster, a_worker_back_as_a_new_run_is_asked_until_it_answers)
 Test(cluster, worker_ends_both_attempts_when_a_newer_one_comes)
 {
     fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
     tn_tx rx, tx;
-    tn_errmsg em = {{0}};
-    cr_assert_eq(tn_tx_nng_new(false, NULL, fm_recv, &f, &rx, &em), TN_OK, "%s", em.text);
-    cr_assert_eq(tn_tx_listen(rx, murl, &em), TN_OK, "%s", em.text);
-    int w = start_worker("w1", false, NULL, "2");
-    uint64_t e = fm_epoch(&f, 0);
-    char wurl[600];
-    snprintf(wurl, sizeof(wurl), "ipc://%s/w1.sock", dir);
-    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
-    cr_assert_eq(tn_tx_dial(tx, wurl, &em), TN_OK, "%s", em.text);
+    int w;
+    uint64_t e = fm_start(&f, &rx, &tx, &w);
 
     int acc = 0;
     for (int i = 0; i < 1000 && !acc; i++) { /* resent until accepted, as the master does */

@@ -259,6 +259,15 @@ static void pair(env *e, sink *s, size_t rx_max, tn_tx *rx, tn_tx *tx)
     cr_assert_eq(tn_tx_dial(*tx, bound, &em), TN_OK, "dial %s: %s", bound, em.text);
 }
 
+/* A sender dialing e->fixed_url, where nobody may listen yet. */
+static tn_tx dial_fixed(env *e)
+{
+    tn_errmsg em = {{0}};
+    tn_tx tx = new_tx(e, true, &e->cli_tls, 0, NULL);
+    cr_assert_eq(tn_tx_dial(tx, e->fixed_url, &em), TN_OK, "dial: %s", em.text);
+    return tx;
+}
+
 /* ---- the suite, per scheme -------------------------------------------------------------- */
 
 static void t_order(scheme sc)
@@ -328,8 +337,7 @@ static void t_listen_after_dial(scheme sc)
     tn_errmsg em = {{0}};
     /* The sender dials a URL nobody listens at yet: the dial is refused, retried in the
      * background, and the messages wait in the send buffer. */
-    tn_tx tx = new_tx(&e, true, &e.cli_tls, 0, NULL);
-    cr_assert_eq(tn_tx_dial(tx, e.fixed_url, &em), TN_OK, "dial: %s", em.text);
+    tn_tx tx = dial_fixed(&e);
     unsigned char buf[32];
     for (uint64_t i = 0; i < N; i++) {
         make_msg(buf, sizeof(buf), i);
@@ -605,8 +613,7 @@ static void t_peer_comes_back(scheme sc)
     env_init(&e, sc);
     sink_init(&s);
     tn_errmsg em = {{0}};
-    tn_tx tx = new_tx(&e, true, &e.cli_tls, 0, NULL);
-    cr_assert_eq(tn_tx_dial(tx, e.fixed_url, &em), TN_OK, "dial: %s", em.text);
+    tn_tx tx = dial_fixed(&e);
     unsigned char buf[100];
     uint64_t seq = 0;
     tn_tx_nng_stats st = {0};
