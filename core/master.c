@@ -36,6 +36,7 @@ typedef struct wk {
     bool alive;
     uint64_t reconcile_seq; /* assignments before this were asked about */
     int64_t reconcile_at;   /* monotonic ns of the last RECONCILE sent */
+    bool reconcile_open;    /* the last RECONCILE is not answered: asked again each second */
     tn_tx tx;             /* dispatches go here */
     tn_outq *q;
     uint32_t assigned;
@@ -49,7 +50,7 @@ typedef struct asg {
     uint64_t task;
     uint32_t attempt;
     uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
-    bool confirmed; /* after a restart of the master or the worker: the worker runs it */
+    bool confirmed; /* after a restart: the worker said it runs it */
     char worker[TN_PROTO_ID_MAX + 1];
     /* DISPATCH until ACCEPTED, KILL until its result: resent with backoff (the wire may
      * drop them; the worker takes each attempt once) */
@@ -401,10 +402,9 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
         }
         if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
             break;
-        tn_task_proj p;
+        /* no workflow id: LOST is fenced by task and attempt */
         lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt,
                                 .reason = why};
-        (void)p;
         if (w->assigned)
             w->assigned--;
         asg_free(tn_map_del(&m->asgs, a->task));
@@ -413,13 +413,8 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
             break;
     }
     pthread_mutex_unlock(&m->mu);
-    for (size_t i = 0; i < n; i++) {
-        tn_task_proj p;
-        /* the engine wants the workflow id; LOST is fenced by task and attempt */
-        lost[i].wf = 0;
-        (void)p;
+    for (size_t i = 0; i < n; i++)
         tn_engine_report(m->e, &lost[i]);
-    }
     free(lost);
     pthread_mutex_lock(&m->mu);
 }
@@ -429,6 +424,7 @@ static void ask_reconcile(tn_master *m, wk *w)
 {
     w->reconcile_seq = ++m->seq;
     w->reconcile_at = tn_mono_ns();
+    w->reconcile_open = true;
     tn_msg rc = {.type = TN_MSG_RECONCILE};
     rc.reconcile.epoch = w->reconcile_seq;
     send_to(m, w, &rc);
@@ -500,16 +496,6 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         }
     }
     w->alive = true;
-    if (rebooted) {
-        /* what its previous run had is lost unless the new run says it runs it: until
-         * it answers RECONCILE, ask again every second (check_workers), as after a
-         * master restart; an answer the wire lost would leave them running for ever */
-        for (size_t i = 0; i < m->asgs.cap; i++) {
-            asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
-            if (a && strcmp(a->worker, w->name) == 0)
-                a->confirmed = false;
-        }
-    }
     if (fresh || rebooted || back || redial) {
         /* ask what it runs: what it does not is lost, what it runs and is not ours is
          * killed (fencing) */
@@ -541,6 +527,8 @@ static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconci
                 w->name, r->running.v[i].task, r->running.v[i].attempt);
         send_to(m, w, &k);
     }
+    if (r->epoch == w->reconcile_seq)
+        w->reconcile_open = false;
     lost_attempts(m, w, &r->running, r->epoch, "its worker does not run it any more");
     pthread_mutex_unlock(&m->mu);
     tn_engine_wake(m->e);
@@ -658,14 +646,12 @@ static void check_workers(tn_master *m)
         if (w && w->alive) /* it may have answered RECONCILE already: ask again */
             ask_reconcile(m, w);
     }
-    /* a RECONCILE or its answer the wire lost would leave recovered attempts waiting for
-     * ever: while a live worker has any not confirmed, ask it again every second */
-    for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
-        wk *w = a && !a->confirmed ? find_worker(m, a->worker) : NULL;
-        if (w && w->alive && now - w->reconcile_at > 1000000000LL)
+    /* a RECONCILE or its answer the wire lost would leave what it asks about (recovered
+     * attempts, a new run's predecessor's, stale ones to kill) waiting for ever: a live
+     * worker is asked again every second until it answers the last one */
+    for (wk *w = m->workers; w; w = w->next)
+        if (w->alive && w->reconcile_open && now - w->reconcile_at > 1000000000LL)
             ask_reconcile(m, w);
-    }
     for (wk *w = m->workers; w; w = w->next) {
         if (!w->alive || now - w->last_hb <= limit)
             continue;
