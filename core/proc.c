@@ -2041,7 +2041,7 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     watch_leader(p, t);
     tn_info(COMP, "msg=started task=%" PRIu64 " attempt=%" PRIu32 " pid=%d mode=%s spawn=%s "
             "limits=\"%s\"", t->task, t->attempt, (int)t->pid, tn_contain_mode_name(t->mode),
-            posix ? "posix_spawn" : "fork", t->note);
+            posix ? "posix_spawn" : "clone", t->note);
     *out = t;
     t = NULL;
 fail:

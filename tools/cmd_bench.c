@@ -812,13 +812,14 @@ static int bench_dispatch(const char *base, bool quick)
         while (tn_evlog_wf(tn_engine_log(e), sc.out_id, &p) != TN_OK ||
                !tn_sm_workflow.final[p.state])
             usleep(1000);
-        ev_times k1 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
-        ev_times k2 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
         /* the projection counts events before their commit, the replay only after it */
-        for (int k = 0; k < 5000 && (!k1.n || !k2.n); k++) {
-            usleep(1000);
+        ev_times k1, k2;
+        for (int k = 0;; k++) {
             k1 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
             k2 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
+            if ((k1.n && k2.n) || k == 5000)
+                break;
+            usleep(1000);
         }
         if (!k1.n || !k2.n) {
             fprintf(stderr, "tern bench: kill run %u: the task was not killed (kill %d, "

@@ -22,7 +22,6 @@
 #define MONITOR_MS 250        /* how often nng's TLS failure counters are read */
 #define NNG_BUF_MAX 8192      /* nng's limit for send-buffer and recv-buffer */
 #define CLOSE_WAIT_MS 10000   /* how long free waits for nng_close (see tx_free) */
-#define REJECTED_MAX 8        /* connections refused on one socket and not yet gone */
 
 static const tn_tx_scheme schemes[] = {
     {"tcp", false, true},
@@ -78,26 +77,20 @@ struct nngtx;
  * it back (push0_send_cb -> push0_pipe_ready -> nni_list_append, after push0_pipe_close
  * took it off). The next send, or the next connection to join, then writes through freed
  * memory; the master died of it in the chaos runs (docs/RELIABILITY.md, bug 10). So a
- * sender's socket is used for one connection only: once a connection it started is gone
- * (REM_POST, which nng runs before it frees the connection) the socket is spent. Its
- * dialer is closed before it redials (and a connection that still came would be refused
- * before nng starts it, ADD_PRE), the next send closes it and opens a fresh one, and no
- * send ever runs on it again: a send holds mu from the spent
- * check to the end of nng_send, and REM_POST takes mu, so the connection is not freed
- * under a send. The messages still queued in a spent socket are lost with it, like those
+ * sender's socket is used for one connection only: once its connection is gone (REM_POST,
+ * which nng runs before it frees the connection) the socket is spent. Its dialer is
+ * closed before it redials (and a connection that still came would be refused before nng
+ * starts it, ADD_PRE), the next send closes it and opens a fresh one, and no send ever
+ * runs on it again: a send holds mu from the spent check to the end of nng_send, and
+ * REM_POST takes mu, so the connection is not freed under a send. The messages still queued in a spent socket are lost with it, like those
  * in flight on a broken connection. */
 typedef struct sockgen {
     struct nngtx *t;
     nng_socket sock;
     nng_listener l[MAX_ENDPOINTS];
     nng_dialer d[MAX_ENDPOINTS];
-    pthread_mutex_t mu; /* spent, rejected; held across a send on this socket */
+    pthread_mutex_t mu; /* spent; held across a send on this socket */
     bool spent;
-    struct refusal {
-        int id;     /* nng_pipe_id */
-        bool quiet; /* refused because the socket is spent: its end is not logged */
-    } rejected[REJECTED_MAX];
-    int nrejected;
 } sockgen;
 
 typedef struct nngtx {
@@ -376,55 +369,27 @@ static const char *pipe_url(sockgen *g, nng_pipe p)
     return "?";
 }
 
-/* Refuse a connection before nng starts it; a sender notes it (its end does not spend
- * the socket). g->mu held. */
-static void reject(sockgen *g, nng_pipe p, bool quiet)
-{
-    if (g->t->o.sender && g->nrejected < REJECTED_MAX)
-        g->rejected[g->nrejected++] = (struct refusal){nng_pipe_id(p), quiet};
-    nng_pipe_close(p);
-}
-
-/* Whether p was refused (and if so, whether quietly), forgetting it; g->mu held. */
-static bool was_rejected(sockgen *g, nng_pipe p, bool *quiet)
-{
-    for (int i = 0; i < g->nrejected; i++) {
-        if (g->rejected[i].id == nng_pipe_id(p)) {
-            *quiet = g->rejected[i].quiet;
-            g->rejected[i] = g->rejected[--g->nrejected];
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Connection events, on nng's threads. ADD_PRE may still refuse the pipe. */
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     sockgen *g = arg;
     nngtx *t = g->t;
-    bool quiet = false;
     if (t->o.sender && ev == NNG_PIPE_EV_ADD_PRE) {
         pthread_mutex_lock(&g->mu);
         bool spent = g->spent;
-        if (spent)
-            reject(g, p, true);
         pthread_mutex_unlock(&g->mu);
-        if (spent)
+        if (spent) { /* its dialer is closed: only a connection already under way */
+            nng_pipe_close(p);
             return;
+        }
     } else if (t->o.sender && ev == NNG_PIPE_EV_REM_POST) {
         pthread_mutex_lock(&g->mu); /* waits for a send under way on this socket */
-        bool started = !was_rejected(g, p, &quiet);
-        if (started)
-            g->spent = true;
+        g->spent = true;
         pthread_mutex_unlock(&g->mu);
         /* No redial from a spent socket: nng would start it after this callback. A
          * connection made only to be refused is a client hanging up early, which wedges
          * an nng 1.5.2 ipc listener on the other side (nanomsg/nng#1518). */
-        if (started)
-            nng_dialer_close(nng_pipe_dialer(p));
-        if (quiet)
-            return;
+        nng_dialer_close(nng_pipe_dialer(p));
     }
     char peer[300] = "?", extra[64] = "", url[512];
     nng_sockaddr sa;
@@ -446,9 +411,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
             atomic_fetch_add(&t->refused, 1);
             tn_warn(COMP, "msg=\"peer refused: certificate not verified\" tx=%s url=%s peer=%s",
                     t->name, url, peer);
-            pthread_mutex_lock(&g->mu);
-            reject(g, p, false);
-            pthread_mutex_unlock(&g->mu);
+            nng_pipe_close(p);
         }
         break;
     case NNG_PIPE_EV_ADD_POST:
