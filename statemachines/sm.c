@@ -1,6 +1,6 @@
 /* State machines: lookup by machine id and name, and id <-> name for states, events and
  * actions, over the tables tools/smgen generates into sm_gen.c. */
-#include "statemachines/sm.h"
+#include "sm.h"
 
 #include <stddef.h>
 #include <string.h>

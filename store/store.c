@@ -1,6 +1,6 @@
 /* The store: one LMDB environment holding the event log, indexes and projections.
  * LMDB codes and errno stop here; everything above sees tn_err and a message. */
-#include "store/store.h"
+#include "store.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/util.h"
+#include "log.h"
+#include "util.h"
 
 #define MIB ((size_t)1 << 20)
 #define DEFAULT_MAP_SIZE (64 * MIB)

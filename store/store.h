@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "err.h"
 
 /* On-disk format of the store; written at creation, checked at every open. */
 #define TN_STORE_FORMAT 1

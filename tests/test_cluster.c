@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "tests/testutil.h"
-#include "transport/proto.h"
-#include "transport/transport.h"
+#include "testutil.h"
+#include "proto.h"
+#include "transport.h"
 
 static char *dir;
 static pid_t procs[8];

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/def.h"
+#include "def.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 

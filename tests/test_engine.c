@@ -9,10 +9,10 @@
 #include <time.h>
 #include <string.h>
 
-#include "core/engine.h"
-#include "core/replay.h"
-#include "statemachines/sm_gen.h"
-#include "tests/testutil.h"
+#include "engine.h"
+#include "replay.h"
+#include "sm_gen.h"
+#include "testutil.h"
 
 /* ------------------------------------------------------------------------------ */
 /* a scripted executor: per task name, the outcome of each attempt */
@@ -1196,7 +1196,7 @@ Test(restart, sub_workflow_child_is_not_created_twice)
 /* SIGKILL the engine's process at random moments and start it again on the same data
  * directory: unfinished instances continue and end as they would have, and the log
  * stays consistent. Real processes, real clock, the in-process executor. */
-#include "core/inproc.h"
+#include "inproc.h"
 
 static void child_run(const char *d, bool start_them, int ready_fd)
 {

@@ -4,10 +4,10 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "core/event.h"
-#include "core/mp.h"
-#include "core/proj.h"
-#include "statemachines/sm_gen.h"
+#include "event.h"
+#include "mp.h"
+#include "proj.h"
+#include "sm_gen.h"
 
 static void sample(tn_event *ev)
 {

@@ -3,10 +3,10 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "core/evlog.h"
-#include "core/replay.h"
-#include "statemachines/sm_gen.h"
-#include "tests/testutil.h"
+#include "evlog.h"
+#include "replay.h"
+#include "sm_gen.h"
+#include "testutil.h"
 
 static char *dir;
 static tn_evlog *lg;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/params.h"
+#include "params.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 

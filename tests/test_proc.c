@@ -16,9 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/proc.h"
-#include "core/util.h"
-#include "tests/testutil.h"
+#include "proc.h"
+#include "util.h"
+#include "testutil.h"
 
 extern char **environ;
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/util.h"
-#include "transport/proto.h"
+#include "util.h"
+#include "proto.h"
 
 /* ---- building messages ------------------------------------------------------------------ */
 

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/evlog.h"
-#include "core/replay.h"
-#include "core/util.h"
-#include "statemachines/sm_gen.h"
-#include "tests/testutil.h"
+#include "evlog.h"
+#include "replay.h"
+#include "util.h"
+#include "sm_gen.h"
+#include "testutil.h"
 
 static char *dir;
 

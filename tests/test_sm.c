@@ -1,7 +1,7 @@
 /* Tests for the state machine tables: checked against the .sm specs read independently,
  * against DolphinScheduler semantics written out by hand, and smgen's handling of bad specs. */
-#include "statemachines/sm.h"
-#include "statemachines/sm_gen.h"
+#include "sm.h"
+#include "sm_gen.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -13,9 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/util.h"
-#include "store/store.h"
+#include "log.h"
+#include "util.h"
+#include "store.h"
 
 #define MIB ((size_t)1 << 20)
 

@@ -18,10 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "log.h"
 #include "testutil.h"
-#include "transport/rpc.h"
-#include "transport/transport.h"
+#include "rpc.h"
+#include "transport.h"
 
 #define WAIT_MS 60000 /* generous: only a broken transport takes this long */
 

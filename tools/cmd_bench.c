@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/evlog.h"
-#include "core/replay.h"
-#include "core/util.h"
-#include "statemachines/sm_gen.h"
-#include "tools/cli.h"
+#include "evlog.h"
+#include "replay.h"
+#include "util.h"
+#include "sm_gen.h"
+#include "cli.h"
 
 const char tn_usage_bench[] =
     "usage: tern bench store|engine|dispatch [--dir DIR] [--events N] [--quick]\n"
@@ -295,9 +295,9 @@ static int bench_store(const char *base, size_t events, bool quick)
 /* ------------------------------------------------------------------------------ */
 /* bench engine */
 
-#include "core/engine.h"
-#include "core/inproc.h"
-#include "core/log.h"
+#include "engine.h"
+#include "inproc.h"
+#include "log.h"
 
 /* Resident memory in KiB: "VmRSS" (all), "RssAnon" (the heap: what finished instances
  * would leak into) or "RssFile" (mapped file pages: the LMDB map read so far). */
@@ -546,9 +546,9 @@ static int bench_engine(const char *base, bool quick)
 #include <spawn.h>
 #include <sys/wait.h>
 
-#include "core/ctl.h"
-#include "core/master.h"
-#include "transport/rpc.h"
+#include "ctl.h"
+#include "master.h"
+#include "rpc.h"
 
 extern char **environ;
 

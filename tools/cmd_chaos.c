@@ -24,17 +24,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/def.h"
-#include "core/map.h"
-#include "core/proj.h"
-#include "core/replay.h"
-#include "core/util.h"
-#include "statemachines/sm.h"
-#include "statemachines/sm_gen.h"
-#include "store/store.h"
-#include "tools/cli.h"
-#include "transport/rpc.h"
+#include "ctl.h"
+#include "def.h"
+#include "map.h"
+#include "proj.h"
+#include "replay.h"
+#include "util.h"
+#include "sm.h"
+#include "sm_gen.h"
+#include "store.h"
+#include "cli.h"
+#include "rpc.h"
 
 const char tn_usage_chaos[] =
     "usage: tern chaos [--seed N] [--duration 60s] [--workers K] [--workflows W] [--dir DIR]\n"

@@ -8,11 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/def.h"
-#include "core/master.h"
-#include "tools/cli.h"
-#include "transport/rpc.h"
+#include "ctl.h"
+#include "def.h"
+#include "master.h"
+#include "cli.h"
+#include "rpc.h"
 
 const char tn_usage_ctl[] =
     "usage: tern start WF [--param k=v]... [--from TASK]... [--mode task_only|task_pre|task_post]\n"

@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/def.h"
-#include "core/log.h"
-#include "core/master.h"
-#include "core/util.h"
-#include "core/worker.h"
-#include "tools/cli.h"
+#include "def.h"
+#include "log.h"
+#include "master.h"
+#include "util.h"
+#include "worker.h"
+#include "cli.h"
 
 const char tn_usage_master[] =
     "usage: tern master --listen URL [--data DIR] [--ctl URL] [--id ID]\n"

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/evlog.h"
-#include "core/replay.h"
-#include "core/util.h"
-#include "statemachines/sm_gen.h"
-#include "tools/cli.h"
+#include "evlog.h"
+#include "replay.h"
+#include "util.h"
+#include "sm_gen.h"
+#include "cli.h"
 
 const char tn_usage_demo[] =
     "usage: tern demo [--data DIR]\n"

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/replay.h"
-#include "core/util.h"
-#include "statemachines/sm.h"
-#include "store/store.h"
-#include "tools/cli.h"
+#include "replay.h"
+#include "util.h"
+#include "sm.h"
+#include "store.h"
+#include "cli.h"
 
 const char tn_usage_replay[] =
     "usage: tern replay [--data DIR] [--until SEQ | --until-time ISO8601] [--no-chain] [--json]\n"

@@ -7,17 +7,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/ctl.h"
-#include "core/def.h"
-#include "core/engine.h"
-#include "core/inproc.h"
-#include "core/log.h"
-#include "core/master.h"
-#include "core/worker.h"
-#include "core/replay.h"
-#include "core/util.h"
-#include "statemachines/sm_gen.h"
-#include "tools/cli.h"
+#include "ctl.h"
+#include "def.h"
+#include "engine.h"
+#include "inproc.h"
+#include "log.h"
+#include "master.h"
+#include "worker.h"
+#include "replay.h"
+#include "util.h"
+#include "sm_gen.h"
+#include "cli.h"
 
 const char tn_usage_run[] =
     "usage: tern run FILE [--param k=v]... [--from TASK --mode task_only|task_pre|task_post]\n"

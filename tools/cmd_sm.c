@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "statemachines/sm.h"
-#include "tools/cli.h"
+#include "sm.h"
+#include "cli.h"
 
 const char tn_usage_sm[] =
     "usage: tern sm dot|md workflow|task|system\n"

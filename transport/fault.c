@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/log.h"
-#include "transport/transport.h"
+#include "log.h"
+#include "transport.h"
 
 #define COMP "tx"
 #define DEFAULT_MAX_DELAY_MS 50u

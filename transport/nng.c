@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/log.h"
-#include "transport/transport.h"
+#include "log.h"
+#include "transport.h"
 
 #define COMP "tx"
 #define MAX_ENDPOINTS 16      /* listens + dials of one endpoint */

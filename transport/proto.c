@@ -1,6 +1,6 @@
 /* The master <-> worker codec: msgpack-c's packer writes frames, core/mp.h reads them
  * (strict, bounded, zero copy), and tn_outq batches messages into frames. */
-#include "transport/proto.h"
+#include "proto.h"
 
 #include <msgpack.h>
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/mp.h"
+#include "mp.h"
 
 /* tn_buf has msgpack_sbuffer's layout (core/event.c checks it too), so the packer writes
  * straight into it. */

@@ -43,9 +43,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
-#include "core/event.h" /* tn_str, tn_buf (types only) */
-#include "transport/transport.h"
+#include "err.h"
+#include "str.h"
+#include "transport.h"
 
 #define TN_PROTO_VERSION 2
 

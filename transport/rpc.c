@@ -6,7 +6,7 @@
  * another process's nng_listen checking whether the path is live) leaves that listener
  * handing nothing over ever after. So an ipc server probes its own listener when idle, as
  * a req0 dialer, and listens again when the probe's pipe does not reach the socket. */
-#include "transport/rpc.h"
+#include "rpc.h"
 
 #include <errno.h>
 #include <nng/nng.h>
@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "log.h"
 
 #define PROBE_EVERY_MS 1000 /* at most this often, and only when idle */
 #define PROBE_WAIT_MS 500   /* for the probe's pipe: it comes in well under 1 ms */

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "core/err.h"
+#include "err.h"
 
 #define TN_RPC_MAX_MSG (64u << 20) /* bound on a request or a reply */
 

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "err.h"
 
 /* Called from a transport thread for each message received; buf is valid only during the
  * call (copy what you keep). */

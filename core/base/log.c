@@ -1,0 +1,60 @@
+/* Logging in logfmt: a line per event, written with one write so lines from
+ * threads never interleave. */
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static tn_log_level log_level = (tn_log_level)-1;
+static FILE *log_stream;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
+int tn_log_level_parse(const char *s)
+{
+    for (int i = 0; i <= TN_LOG_OFF; i++)
+        if (s && strcmp(s, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void tn_log_set_level(tn_log_level level) { log_level = level; }
+
+tn_log_level tn_log_get_level(void)
+{
+    if ((int)log_level < 0) {
+        int l = tn_log_level_parse(getenv("TERN_LOG_LEVEL"));
+        log_level = l < 0 ? TN_LOG_INFO : (tn_log_level)l;
+    }
+    return log_level;
+}
+
+void tn_log_set_stream(FILE *f) { log_stream = f; }
+
+void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
+{
+    if (level < tn_log_get_level() || level >= TN_LOG_OFF)
+        return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], comp);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
+    line[len++] = '\n';
+    FILE *f = log_stream ? log_stream : stderr;
+    fwrite(line, 1, len, f);
+    fflush(f);
+}

@@ -1,0 +1,109 @@
+/* Open-addressing (linear probing, backward-shift deletion) u64 -> pointer map. */
+#include "map.h"
+
+#include <stdlib.h>
+
+static inline size_t hash64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= UINT64_C(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    return (size_t)k;
+}
+
+void tn_map_init(tn_map *m)
+{
+    m->slots = NULL;
+    m->cap = 0;
+    m->len = 0;
+}
+
+void tn_map_fini(tn_map *m)
+{
+    free(m->slots);
+    tn_map_init(m);
+}
+
+void *tn_map_get(const tn_map *m, uint64_t key)
+{
+    if (m->cap == 0)
+        return NULL;
+    size_t mask = m->cap - 1;
+    for (size_t i = hash64(key) & mask;; i = (i + 1) & mask) {
+        if (m->slots[i].key == key)
+            return m->slots[i].val;
+        if (m->slots[i].key == 0)
+            return NULL;
+    }
+}
+
+static tn_err grow(tn_map *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    tn_map_slot *ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
+        return TN_ERR_NOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->slots[i].key)
+            continue;
+        size_t j = hash64(m->slots[i].key) & (ncap - 1);
+        while (ns[j].key)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = m->slots[i];
+    }
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    return TN_OK;
+}
+
+tn_err tn_map_put(tn_map *m, uint64_t key, void *val)
+{
+    if (key == 0)
+        return TN_ERR_INVAL;
+    if ((m->len + 1) * 4 > m->cap * 3) {
+        tn_err e = grow(m);
+        if (e)
+            return e;
+    }
+    size_t mask = m->cap - 1;
+    size_t i = hash64(key) & mask;
+    while (m->slots[i].key && m->slots[i].key != key)
+        i = (i + 1) & mask;
+    if (!m->slots[i].key)
+        m->len++;
+    m->slots[i].key = key;
+    m->slots[i].val = val;
+    return TN_OK;
+}
+
+void *tn_map_del(tn_map *m, uint64_t key)
+{
+    if (m->cap == 0)
+        return NULL;
+    size_t mask = m->cap - 1;
+    size_t i = hash64(key) & mask;
+    while (m->slots[i].key != key) {
+        if (!m->slots[i].key)
+            return NULL;
+        i = (i + 1) & mask;
+    }
+    void *val = m->slots[i].val;
+    /* backward-shift: move later entries of the probe run into the hole */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!m->slots[j].key)
+            break;
+        size_t h = hash64(m->slots[j].key) & mask;
+        /* can slot j's entry move to i? only if i lies cyclically in [h, j) */
+        if ((j > i && (h <= i || h > j)) || (j < i && (h <= i && h > j))) {
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    m->slots[i].key = 0;
+    m->slots[i].val = NULL;
+    m->len--;
+    return val;
+}

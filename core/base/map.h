@@ -1,0 +1,34 @@
+/* An open-addressing hash map from non-zero u64 ids to pointers: the projection
+ * caches of the event log and of replay. Not thread-safe; owned by one thread. */
+#ifndef TN_MAP_H
+#define TN_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct tn_map_slot {
+    uint64_t key; /* 0 = empty */
+    void *val;
+} tn_map_slot;
+
+typedef struct tn_map {
+    tn_map_slot *slots;
+    size_t cap; /* power of two, or 0 */
+    size_t len;
+} tn_map;
+
+void tn_map_init(tn_map *m);
+/* Frees the table, not the values. */
+void tn_map_fini(tn_map *m);
+/* The value for key, or NULL. */
+void *tn_map_get(const tn_map *m, uint64_t key);
+/* Insert or replace. key must not be 0. */
+tn_err tn_map_put(tn_map *m, uint64_t key, void *val);
+/* Remove key; returns its value or NULL. */
+void *tn_map_del(tn_map *m, uint64_t key);
+
+/* Iterate: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
+
+#endif

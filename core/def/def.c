@@ -1,0 +1,2647 @@
+/* Workflow definitions: YAML events into a small bounded tree, the tree into a tn_def,
+ * validation of the whole definition, and its canonical msgpack encoding. */
+#include "def.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "util.h"
+
+/* ---- enumerations ------------------------------------------------------------------ */
+
+#define WORD(c, w) #w,
+#define ALLOWED(c, w) ", " #w
+
+static const char *word_of(const char *const *words, size_t n, unsigned v)
+{
+    return v < n ? words[v] : "?";
+}
+
+static int word_find(const char *const *words, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(words[i], s) == 0)
+            return (int)i;
+    return -1;
+}
+
+#define DEF_ENUM(e, LIST)                                                                 \
+    static const char *const e##_words[] = {LIST(WORD)};                                  \
+    const char *tn_def_##e##_name(tn_def_##e v)                                           \
+    {                                                                                     \
+        return word_of(e##_words, TN_ARRAY_LEN(e##_words), (unsigned)v);                  \
+    }                                                                                     \
+    tn_err tn_def_##e##_parse(const char *word, tn_def_##e *out)                          \
+    {                                                                                     \
+        int i = word ? word_find(e##_words, TN_ARRAY_LEN(e##_words), word) : -1;          \
+        if (i < 0)                                                                        \
+            return TN_ERR_INVAL;                                                          \
+        *out = (tn_def_##e)i;                                                             \
+        return TN_OK;                                                                     \
+    }                                                                                     \
+    const char *tn_def_##e##_allowed(void)                                                \
+    {                                                                                     \
+        return &(LIST(ALLOWED))[2];                                                       \
+    }
+
+DEF_ENUM(task_type, TN_DEF_TASK_TYPE_LIST)
+DEF_ENUM(exec, TN_DEF_EXEC_LIST)
+DEF_ENUM(priority, TN_DEF_PRIORITY_LIST)
+DEF_ENUM(timeout_strategy, TN_DEF_TIMEOUT_STRATEGY_LIST)
+DEF_ENUM(failure_strategy, TN_DEF_FAILURE_STRATEGY_LIST)
+DEF_ENUM(noop_result, TN_DEF_NOOP_RESULT_LIST)
+DEF_ENUM(cond_mode, TN_DEF_COND_MODE_LIST)
+DEF_ENUM(cond_state, TN_DEF_COND_STATE_LIST)
+DEF_ENUM(relation, TN_DEF_RELATION_LIST)
+DEF_ENUM(cycle, TN_DEF_CYCLE_LIST)
+DEF_ENUM(failure_policy, TN_DEF_FAILURE_POLICY_LIST)
+
+/* An enum's word table, count and allowed list, for the generic readers below. */
+typedef struct enum_desc {
+    const char *const *words;
+    size_t n;
+    const char *(*allowed)(void);
+} enum_desc;
+
+#define ENUM_DESC(e) {e##_words, TN_ARRAY_LEN(e##_words), tn_def_##e##_allowed}
+
+static const char *const wf_key_words[] = {TN_DEF_WF_KEY_LIST(WORD)};
+static const char *const task_key_words[] = {TN_DEF_TASK_KEY_LIST(WORD)};
+
+#define T_(x) (1u << TN_DEF_TASK_##x)
+#define T_ALL (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | \
+               T_(SUB_WORKFLOW))
+#define T_DISPATCHED (T_(SHELL) | T_(NOOP))
+
+/* Which task types accept each key (see tn_def_task_key_applies in the header). */
+static const uint8_t task_key_types[TN_DEF_TK__COUNT] = {
+    [TN_DEF_TK_NAME] = T_ALL,
+    [TN_DEF_TK_TYPE] = T_ALL,
+    [TN_DEF_TK_DEPS] = T_ALL,
+    [TN_DEF_TK_ENABLED] = T_ALL,
+    [TN_DEF_TK_PARAMS] = T_ALL,
+    [TN_DEF_TK_RETRIES] = T_ALL,
+    [TN_DEF_TK_RETRY_INTERVAL] = T_ALL,
+    [TN_DEF_TK_TIMEOUT] = T_ALL,
+    [TN_DEF_TK_TIMEOUT_STRATEGY] = T_ALL,
+    [TN_DEF_TK_DELAY] = T_ALL,
+    [TN_DEF_TK_PRIORITY] = T_ALL,
+    [TN_DEF_TK_WORKER_GROUP] = T_DISPATCHED,
+    [TN_DEF_TK_TASK_GROUP] = T_DISPATCHED,
+    [TN_DEF_TK_DISPATCH_TIMEOUT] = T_DISPATCHED,
+    [TN_DEF_TK_ENVIRONMENT] = T_(SHELL),
+    [TN_DEF_TK_COMMAND] = T_(SHELL),
+    [TN_DEF_TK_KILL_GRACE] = T_(SHELL),
+    [TN_DEF_TK_MEMORY_MAX] = T_(SHELL),
+    [TN_DEF_TK_CPU_MAX] = T_(SHELL),
+    [TN_DEF_TK_RESULT] = T_(NOOP),
+    [TN_DEF_TK_DURATION] = T_(NOOP),
+    [TN_DEF_TK_OUTPUTS] = T_(NOOP),
+    [TN_DEF_TK_WHEN] = T_(CONDITIONS),
+    [TN_DEF_TK_ON_SUCCESS] = T_(CONDITIONS),
+    [TN_DEF_TK_ON_FAILURE] = T_(CONDITIONS),
+    [TN_DEF_TK_CASES] = T_(SWITCH),
+    [TN_DEF_TK_DEFAULT] = T_(SWITCH),
+    [TN_DEF_TK_RELATION] = T_(DEPENDENT),
+    [TN_DEF_TK_DEPENDS] = T_(DEPENDENT),
+    [TN_DEF_TK_CHECK_INTERVAL] = T_(DEPENDENT),
+    [TN_DEF_TK_FAILURE_POLICY] = T_(DEPENDENT),
+    [TN_DEF_TK_FAILURE_WAIT] = T_(DEPENDENT),
+    [TN_DEF_TK_WORKFLOW] = T_(SUB_WORKFLOW),
+};
+
+bool tn_def_task_key_applies(tn_def_task_key key, tn_def_task_type type)
+{
+    if ((unsigned)key >= TN_DEF_TK__COUNT || (unsigned)type >= TN_ARRAY_LEN(task_type_words))
+        return false;
+    return (task_key_types[key] >> type) & 1u;
+}
+
+/* ---- scalar syntax ------------------------------------------------------------------ */
+
+bool tn_def_name_valid(const char *s)
+{
+    if (!s)
+        return false;
+    size_t n = 0;
+    for (const char *p = s; *p; p++, n++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+        if (!ok || n >= TN_DEF_MAX_NAME)
+            return false;
+    }
+    return n > 0;
+}
+
+/* Leading decimal digits of s into *v; the count of digits, or -1 on overflow. */
+static int digits(const char *s, uint64_t *v)
+{
+    int n = 0;
+    *v = 0;
+    for (; s[n] >= '0' && s[n] <= '9'; n++) {
+        unsigned d = (unsigned)(s[n] - '0');
+        if (*v > (UINT64_MAX - d) / 10)
+            return -1;
+        *v = *v * 10 + d;
+    }
+    return n;
+}
+
+tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    uint64_t v;
+    if (!s)
+        return TN_ERR_INVAL;
+    if (strcmp(s, "0") == 0) {
+        *out = 0;
+        return TN_OK;
+    }
+    int n = digits(s, &v);
+    if (n <= 0)
+        return TN_ERR_INVAL;
+    for (size_t i = 0; i < TN_ARRAY_LEN(units); i++) {
+        if (strcmp(s + n, units[i].unit) != 0)
+            continue;
+        if (v > TN_DEF_MAX_DURATION_MS / units[i].ms)
+            return TN_ERR_INVAL;
+        *out = v * units[i].ms;
+        return TN_OK;
+    }
+    return TN_ERR_INVAL;
+}
+
+tn_err tn_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v, mul = 1;
+    if (!s)
+        return TN_ERR_INVAL;
+    int n = digits(s, &v);
+    if (n <= 0)
+        return TN_ERR_INVAL;
+    const char *u = s + n;
+    if (*u) {
+        switch (*u) {
+        case 'K': case 'k': mul = 1ull << 10; break;
+        case 'M': case 'm': mul = 1ull << 20; break;
+        case 'G': case 'g': mul = 1ull << 30; break;
+        case 'T': case 't': mul = 1ull << 40; break;
+        default: return TN_ERR_INVAL;
+        }
+        if (u[1])
+            return TN_ERR_INVAL;
+    }
+    if (v > UINT64_MAX / mul)
+        return TN_ERR_INVAL;
+    *out = v * mul;
+    return TN_OK;
+}
+
+tn_err tn_parse_cpu_milli(const char *s, uint64_t *out)
+{
+    uint64_t whole, frac = 0;
+    if (!s)
+        return TN_ERR_INVAL;
+    int n = digits(s, &whole);
+    if (n <= 0 || whole > TN_DEF_MAX_CPU_MILLI / 1000)
+        return TN_ERR_INVAL;
+    const char *p = s + n;
+    if (*p == '.') {
+        int f = 0;
+        for (p++; *p >= '0' && *p <= '9' && f < 3; p++, f++)
+            frac = frac * 10 + (uint64_t)(*p - '0');
+        if (f == 0)
+            return TN_ERR_INVAL;
+        for (; f < 3; f++)
+            frac *= 10;
+    }
+    if (*p)
+        return TN_ERR_INVAL;
+    uint64_t v = whole * 1000 + frac;
+    if (v > TN_DEF_MAX_CPU_MILLI)
+        return TN_ERR_INVAL;
+    *out = v;
+    return TN_OK;
+}
+
+/* "lastN" with N in 1..366 and no leading zero. */
+static bool date_last_n(const char *s)
+{
+    uint64_t v;
+    if (strncmp(s, "last", 4) != 0 || s[4] == '0')
+        return false;
+    int n = digits(s + 4, &v);
+    return n > 0 && n <= 3 && s[4 + n] == '\0' && v >= 1 && v <= 366;
+}
+
+static bool word_in(const char *s, const char *const *words)
+{
+    for (; *words; words++)
+        if (strcmp(s, *words) == 0)
+            return true;
+    return false;
+}
+
+bool tn_def_date_valid(tn_def_cycle cycle, const char *date)
+{
+    static const char *const week[] = {
+        "this_week", "last_week", "last_monday", "last_tuesday", "last_wednesday",
+        "last_thursday", "last_friday", "last_saturday", "last_sunday", NULL};
+    static const char *const month[] = {
+        "this_month", "last_month", "last_month_begin", "last_month_end", NULL};
+    if (!date)
+        return false;
+    switch (cycle) {
+    case TN_DEF_CYCLE_HOUR: return strcmp(date, "this_hour") == 0 || date_last_n(date);
+    case TN_DEF_CYCLE_DAY: return strcmp(date, "today") == 0 || date_last_n(date);
+    case TN_DEF_CYCLE_WEEK: return word_in(date, week);
+    case TN_DEF_CYCLE_MONTH: return word_in(date, month);
+    }
+    return false;
+}
+
+static const char *date_allowed(tn_def_cycle cycle)
+{
+    switch (cycle) {
+    case TN_DEF_CYCLE_HOUR: return "this_hour, lastN (N hours, 1..366)";
+    case TN_DEF_CYCLE_DAY: return "today, lastN (N days, 1..366)";
+    case TN_DEF_CYCLE_WEEK:
+        return "this_week, last_week, last_monday .. last_sunday";
+    case TN_DEF_CYCLE_MONTH:
+        return "this_month, last_month, last_month_begin, last_month_end";
+    }
+    return "?";
+}
+
+/* ---- messages ----------------------------------------------------------------------- */
+
+/* Where a message points: a file (messages read "FILE:LINE: ...") or, with no file, a
+ * stored definition being decoded (no lines to cite). */
+typedef struct ectx {
+    const char *file;
+    tn_errmsg *msg;
+} ectx;
+
+__attribute__((format(printf, 4, 5)))
+static tn_err fail_at(const ectx *c, tn_err err, uint32_t line, const char *fmt, ...)
+{
+    char text[sizeof(((tn_errmsg *)0)->text)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (c->file)
+        return tn_errmsg_set(c->msg, err, "%s:%u: %s", c->file, line, text);
+    return tn_errmsg_set(c->msg, err, "stored definition: %s", text);
+}
+
+/* Edit distance, for "did you mean" on unknown keys; both strings are short. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[TN_DEF_MAX_NAME + 1];
+    if (la > TN_DEF_MAX_NAME || lb > TN_DEF_MAX_NAME)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static const char *closest_word(const char *s, const char *const *words, size_t n)
+{
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest only near misses */
+    for (size_t i = 0; i < n; i++) {
+        size_t d = edit_distance(s, words[i]);
+        if (d < best_d && d < strlen(words[i])) {
+            best = words[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* ---- the YAML tree ------------------------------------------------------------------ */
+
+/* libyaml's document loader would follow aliases (a few lines can expand to gigabytes
+ * when walked) and has no depth limit, so the tree is built here from events: bounded
+ * depth, no aliases, and all nodes and strings in two flat arrays. */
+
+#define NONE UINT32_MAX
+
+enum { N_SCALAR, N_SEQ, N_MAP };
+
+typedef struct node {
+    uint8_t kind;
+    bool null;      /* a plain "", "~" or "null": the same as a key not written */
+    uint32_t line;  /* 1-based */
+    uint32_t len;   /* scalar: bytes; sequence or mapping: children (a mapping's are
+                     * key, value, key, value, ...) */
+    uint32_t str;   /* scalar: offset into tree.chars, NUL-terminated */
+    uint32_t first; /* first child */
+    uint32_t next;  /* next sibling */
+} node;
+
+typedef struct tree {
+    node *nodes;
+    uint32_t n, cap;
+    char *chars;
+    size_t nchars, ccap;
+} tree;
+
+typedef struct pctx {
+    ectx e;
+    tree t;
+} pctx;
+
+static void tree_fini(tree *t)
+{
+    free(t->nodes);
+    free(t->chars);
+}
+
+static const node *NODE(const pctx *c, uint32_t i)
+{
+    return &c->t.nodes[i];
+}
+
+static const char *SVAL(const pctx *c, uint32_t i)
+{
+    return c->t.chars + c->t.nodes[i].str;
+}
+
+static uint32_t line_of_offset(const char *buf, size_t len, size_t off)
+{
+    uint32_t line = 1;
+    for (size_t i = 0; i < off && i < len; i++)
+        line += buf[i] == '\n';
+    return line;
+}
+
+static tn_err yaml_fail(pctx *c, const yaml_parser_t *p, const char *buf, size_t len)
+{
+    if (p->error == YAML_MEMORY_ERROR)
+        return fail_at(&c->e, TN_ERR_NOMEM, 1, "out of memory while reading YAML");
+    uint32_t line = p->error == YAML_READER_ERROR
+                        ? line_of_offset(buf, len, p->problem_offset)
+                        : (uint32_t)p->problem_mark.line + 1;
+    const char *problem = p->problem ? p->problem : "unreadable input";
+    if (p->context)
+        return fail_at(&c->e, TN_ERR_PARSE, line, "YAML syntax error: %s (%s at line %zu)",
+                       problem, p->context, p->context_mark.line + 1);
+    return fail_at(&c->e, TN_ERR_PARSE, line, "YAML syntax error: %s", problem);
+}
+
+static tn_err tree_add(pctx *c, uint8_t kind, uint32_t line, uint32_t *idx)
+{
+    tree *t = &c->t;
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 256;
+        node *nodes = realloc(t->nodes, (size_t)cap * sizeof(*nodes));
+        if (!nodes)
+            return TN_ERR_NOMEM;
+        t->nodes = nodes;
+        t->cap = cap;
+    }
+    *idx = t->n++;
+    t->nodes[*idx] = (node){.kind = kind, .line = line, .first = NONE, .next = NONE};
+    return TN_OK;
+}
+
+static tn_err tree_scalar(pctx *c, const yaml_event_t *ev, uint32_t idx)
+{
+    tree *t = &c->t;
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    node *nd = &t->nodes[idx];
+    if (n > TN_DEF_MAX_COMMAND)
+        return fail_at(&c->e, TN_ERR_TOOBIG, nd->line,
+                       "a string of %zu bytes is longer than any key allows (1 MiB)", n);
+    if (memchr(v, '\0', n))
+        return fail_at(&c->e, TN_ERR_PARSE, nd->line, "a string contains a NUL character");
+    if (t->nchars + n + 1 > t->ccap) {
+        size_t cap = t->ccap ? t->ccap : 4096;
+        while (cap < t->nchars + n + 1)
+            cap *= 2;
+        char *chars = realloc(t->chars, cap);
+        if (!chars)
+            return TN_ERR_NOMEM;
+        t->chars = chars;
+        t->ccap = cap;
+    }
+    memcpy(t->chars + t->nchars, v, n);
+    t->chars[t->nchars + n] = '\0';
+    nd->str = (uint32_t)t->nchars;
+    nd->len = (uint32_t)n;
+    t->nchars += n + 1;
+    nd->null = ev->data.scalar.plain_implicit && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+               (n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+                strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0);
+    return TN_OK;
+}
+
+/* Build the tree of the one document in buf; *root is NONE for an empty stream. */
+static tn_err tree_build(pctx *c, const char *buf, size_t len, uint32_t *root)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    uint32_t open[TN_DEF_MAX_DEPTH], last[TN_DEF_MAX_DEPTH];
+    unsigned depth = 0, docs = 0;
+    bool done = false, have_ev = false;
+    tn_err err = TN_OK;
+
+    *root = NONE;
+    if (!yaml_parser_initialize(&p))
+        return tn_errmsg_set(c->e.msg, TN_ERR_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+    while (!done) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            err = yaml_fail(c, &p, buf, len);
+            goto fail;
+        }
+        have_ev = true;
+        uint32_t line = (uint32_t)ev.start_mark.line + 1, idx = NONE;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (docs++ > 0) {
+                err = fail_at(&c->e, TN_ERR_PARSE, line,
+                              "a second YAML document: a file holds one workflow");
+                goto fail;
+            }
+            break;
+        case YAML_ALIAS_EVENT:
+            err = fail_at(&c->e, TN_ERR_PARSE, line,
+                          "YAML aliases (*%.64s) are not supported: write the value out",
+                          (const char *)ev.data.alias.anchor);
+            goto fail;
+        case YAML_SCALAR_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT: {
+            uint8_t kind = ev.type == YAML_SCALAR_EVENT           ? N_SCALAR
+                           : ev.type == YAML_SEQUENCE_START_EVENT ? N_SEQ
+                                                                  : N_MAP;
+            if (kind != N_SCALAR && depth == TN_DEF_MAX_DEPTH) {
+                err = fail_at(&c->e, TN_ERR_TOOBIG, line,
+                              "YAML nested deeper than %u levels", TN_DEF_MAX_DEPTH);
+                goto fail;
+            }
+            if ((err = tree_add(c, kind, line, &idx)) != TN_OK)
+                goto fail;
+            if (kind == N_SCALAR && (err = tree_scalar(c, &ev, idx)) != TN_OK)
+                goto fail;
+            if (depth == 0) {
+                *root = idx;
+            } else {
+                node *parent = &c->t.nodes[open[depth - 1]];
+                if (last[depth - 1] == NONE)
+                    parent->first = idx;
+                else
+                    c->t.nodes[last[depth - 1]].next = idx;
+                last[depth - 1] = idx;
+                parent->len++;
+            }
+            if (kind != N_SCALAR) {
+                open[depth] = idx;
+                last[depth] = NONE;
+                depth++;
+            }
+            break;
+        }
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+        have_ev = false;
+    }
+    yaml_parser_delete(&p);
+    return TN_OK;
+fail:
+    if (have_ev)
+        yaml_event_delete(&ev);
+    yaml_parser_delete(&p);
+    if (err == TN_ERR_NOMEM)
+        tn_errmsg_set(c->e.msg, err, "%s: out of memory", c->e.file);
+    return err;
+}
+
+/* ---- tree to struct: values ----------------------------------------------------------- */
+
+static const char *kind_word(const node *n)
+{
+    switch (n->kind) {
+    case N_SCALAR: return "a string";
+    case N_SEQ: return "a list";
+    default: return "a mapping";
+    }
+}
+
+static bool is_null(const pctx *c, uint32_t v)
+{
+    return NODE(c, v)->kind == N_SCALAR && NODE(c, v)->null;
+}
+
+static tn_err want(const pctx *c, uint32_t v, uint8_t kind, const char *key, const char *where)
+{
+    static const char *const what[] = {"a string", "a list", "a mapping"};
+    if (NODE(c, v)->kind == kind)
+        return TN_OK;
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line, "\"%s\" in %s must be %s, not %s",
+                   key, where, what[kind], kind_word(NODE(c, v)));
+}
+
+/* A string value of at most `max` bytes into *out (replacing what was there). A null
+ * value leaves *out alone: it is the default. */
+static tn_err get_str(const pctx *c, uint32_t v, const char *key, const char *where, size_t max,
+                      char **out)
+{
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    if (NODE(c, v)->len > max)
+        return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
+                       "\"%s\" in %s is %u bytes; the limit is %zu", key, where, NODE(c, v)->len,
+                       max);
+    char *s = strdup(SVAL(c, v));
+    if (!s)
+        return TN_ERR_NOMEM;
+    free(*out);
+    *out = s;
+    return TN_OK;
+}
+
+static tn_err check_name(const pctx *c, uint32_t line, const char *s, const char *label)
+{
+    if (tn_def_name_valid(s))
+        return TN_OK;
+    return fail_at(&c->e, TN_ERR_PARSE, line,
+                   "bad %s \"%.80s\": use 1..64 characters of A-Z a-z 0-9 _ . -", label, s);
+}
+
+static tn_err get_name(const pctx *c, uint32_t v, const char *key, const char *where,
+                       const char *label, char **out)
+{
+    char *s = NULL;
+    tn_err err = get_str(c, v, key, where, TN_DEF_MAX_STRING, &s);
+    if (err || !s)
+        return err;
+    if ((err = check_name(c, NODE(c, v)->line, s, label)) != TN_OK) {
+        free(s);
+        return err;
+    }
+    free(*out);
+    *out = s;
+    return TN_OK;
+}
+
+static tn_err get_enum(const pctx *c, uint32_t v, const char *key, const char *where,
+                       const enum_desc *ed, int *out)
+{
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    int i = word_find(ed->words, ed->n, SVAL(c, v));
+    if (i < 0)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad value \"%.64s\" for \"%s\" in %s (allowed: %s)", SVAL(c, v), key,
+                       where, ed->allowed());
+    *out = i;
+    return TN_OK;
+}
+
+#define GET_ENUM(c, v, key, where, e, out)                                                \
+    ({                                                                                    \
+        static const enum_desc ed_ = ENUM_DESC(e);                                        \
+        int i_ = (int)*(out);                                                             \
+        tn_err r_ = get_enum(c, v, key, where, &ed_, &i_);                                \
+        *(out) = (tn_def_##e)i_;                                                          \
+        r_;                                                                               \
+    })
+
+static tn_err get_bool(const pctx *c, uint32_t v, const char *key, const char *where,
+                       bool *out)
+{
+    static const char *const yes[] = {"true", "True", "TRUE", NULL};
+    static const char *const no[] = {"false", "False", "FALSE", NULL};
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    if (word_in(SVAL(c, v), yes))
+        *out = true;
+    else if (word_in(SVAL(c, v), no))
+        *out = false;
+    else
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad value \"%.64s\" for \"%s\" in %s (allowed: true, false)",
+                       SVAL(c, v), key, where);
+    return TN_OK;
+}
+
+static tn_err get_count(const pctx *c, uint32_t v, const char *key, const char *where,
+                        uint32_t max, uint32_t *out)
+{
+    uint64_t n;
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    const char *s = SVAL(c, v);
+    int nd = digits(s, &n);
+    if (nd <= 0 || s[nd] || n > max)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad value \"%.64s\" for \"%s\" in %s: write a whole number from 0 to %u",
+                       s, key, where, max);
+    *out = (uint32_t)n;
+    return TN_OK;
+}
+
+static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const char *where,
+                           uint64_t *out)
+{
+    uint64_t n;
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    const char *s = SVAL(c, v);
+    if (tn_parse_duration_ms(s, out) == TN_OK)
+        return TN_OK;
+    int nd = digits(s, &n);
+    if (nd > 0 && !s[nd])
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad duration \"%.64s\" for \"%s\" in %s: a number needs a unit "
+                       "(250ms, 10s, 5m, 2h, 1d); only 0 stands alone", s, key, where);
+    if (nd > 0 && s[nd] && strchr("smhd", s[nd]))
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad duration \"%.64s\" for \"%s\" in %s: the limit is 3650d", s, key,
+                       where);
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                   "bad duration \"%.64s\" for \"%s\" in %s: write a whole number and a unit "
+                   "(250ms, 10s, 5m, 2h, 1d), or 0", s, key, where);
+}
+
+static tn_err get_size(const pctx *c, uint32_t v, const char *key, const char *where,
+                       uint64_t *out)
+{
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    if (tn_parse_size(SVAL(c, v), out) == TN_OK)
+        return TN_OK;
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                   "bad size \"%.64s\" for \"%s\" in %s: write bytes, or a whole number "
+                   "with K, M, G or T (512M, 2G)", SVAL(c, v), key, where);
+}
+
+static tn_err get_cpu(const pctx *c, uint32_t v, const char *key, const char *where,
+                      uint64_t *out)
+{
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    if (tn_parse_cpu_milli(SVAL(c, v), out) == TN_OK)
+        return TN_OK;
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                   "bad cpu count \"%.64s\" for \"%s\" in %s: write cores as a decimal "
+                   "with at most 3 decimals (1, 1.5, 0.25), at most 10000", SVAL(c, v), key,
+                   where);
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+    return strcmp(((const tn_def_kv *)a)->key, ((const tn_def_kv *)b)->key);
+}
+
+/* A mapping of names to strings (params, outputs). Sorted by key afterwards: see
+ * tn_def_kv. */
+static tn_err get_kvs(const pctx *c, uint32_t v, const char *key, const char *where,
+                      tn_def_kvs *out)
+{
+    char here[160];
+    uint32_t i = 0;
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_MAP, key, where);
+    if (err)
+        return err;
+    uint32_t n = NODE(c, v)->len / 2;
+    if (n > TN_DEF_MAX_PARAMS)
+        return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
+                       "\"%s\" in %s has %u entries; the limit is %u", key, where, n,
+                       TN_DEF_MAX_PARAMS);
+    if (n == 0)
+        return TN_OK;
+    snprintf(here, sizeof(here), "\"%s\" of %s", key, where);
+    out->items = calloc(n, sizeof(*out->items));
+    if (!out->items)
+        return TN_ERR_NOMEM;
+    out->n = n;
+    for (uint32_t k = NODE(c, v)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next, i++) {
+        uint32_t val = NODE(c, k)->next;
+        if (NODE(c, k)->kind != N_SCALAR)
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
+                           "keys in %s must be strings, not %s", here, kind_word(NODE(c, k)));
+        const char *name = SVAL(c, k);
+        if ((err = check_name(c, NODE(c, k)->line, name, "param name")) != TN_OK)
+            return err;
+        /* At most TN_DEF_MAX_PARAMS entries, so the quadratic scan stays small. */
+        uint32_t j = NODE(c, v)->first;
+        for (uint32_t m = 0; m < i; m++, j = NODE(c, NODE(c, j)->next)->next)
+            if (strcmp(out->items[m].key, name) == 0)
+                return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
+                               "duplicate key \"%s\" in %s (first at line %u)", name, here,
+                               NODE(c, j)->line);
+        if ((out->items[i].key = strdup(name)) == NULL)
+            return TN_ERR_NOMEM;
+        if (NODE(c, val)->kind != N_SCALAR)
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, val)->line,
+                           "\"%s\" in %s must be a string, not %s", name, here,
+                           kind_word(NODE(c, val)));
+        if ((err = get_str(c, val, name, here, TN_DEF_MAX_STRING, &out->items[i].value)))
+            return err;
+        if (!out->items[i].value && (out->items[i].value = strdup("")) == NULL)
+            return TN_ERR_NOMEM;
+    }
+    qsort(out->items, n, sizeof(*out->items), kv_cmp);
+    return TN_OK;
+}
+
+static tn_err get_ref(const pctx *c, uint32_t v, const char *key, const char *where,
+                      tn_def_ref *out)
+{
+    tn_err err = get_name(c, v, key, where, "task name", &out->name);
+    out->line = NODE(c, v)->line;
+    return err;
+}
+
+/* A list of task names (deps, on_success, on_failure). */
+static tn_err get_refs(const pctx *c, uint32_t v, const char *key, const char *where,
+                       tn_def_ref **out, uint32_t *n_out)
+{
+    uint32_t i = 0;
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = want(c, v, N_SEQ, key, where);
+    if (err)
+        return err;
+    uint32_t n = NODE(c, v)->len;
+    if (n > TN_DEF_MAX_LIST)
+        return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
+                       "\"%s\" in %s has %u items; the limit is %u", key, where, n,
+                       TN_DEF_MAX_LIST);
+    if (n == 0)
+        return TN_OK;
+    if ((*out = calloc(n, sizeof(**out))) == NULL)
+        return TN_ERR_NOMEM;
+    *n_out = n;
+    for (uint32_t k = NODE(c, v)->first; k != NONE; k = NODE(c, k)->next, i++) {
+        if (NODE(c, k)->kind != N_SCALAR || NODE(c, k)->null)
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
+                           "items of \"%s\" in %s must be task names, not %s", key, where,
+                           NODE(c, k)->null ? "empty" : kind_word(NODE(c, k)));
+        if ((err = get_ref(c, k, key, where, &(*out)[i])) != TN_OK)
+            return err;
+    }
+    return TN_OK;
+}
+
+/* Keys that belong one level up or down, for a hint when one is misplaced (most often
+ * by its indentation). */
+typedef struct other_keys {
+    const char *const *words;
+    size_t n;
+    const char *what; /* "a task key" */
+} other_keys;
+
+/* The keys of a mapping, checked against `words`: unknown and duplicate keys are errors.
+ * vals[k] is the value node of key k or NONE; lines[k] its line or 0. */
+static tn_err collect_keys(const pctx *c, uint32_t map, const char *const *words, size_t n,
+                           const other_keys *other, const char *where, uint32_t *vals,
+                           uint32_t *lines)
+{
+    for (size_t k = 0; k < n; k++) {
+        vals[k] = NONE;
+        lines[k] = 0;
+    }
+    for (uint32_t k = NODE(c, map)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        const node *kn = NODE(c, k);
+        if (kn->kind != N_SCALAR)
+            return fail_at(&c->e, TN_ERR_PARSE, kn->line, "keys in %s must be strings, not %s",
+                           where, kind_word(kn));
+        int i = word_find(words, n, SVAL(c, k));
+        if (i < 0 && other && word_find(other->words, other->n, SVAL(c, k)) >= 0)
+            return fail_at(&c->e, TN_ERR_PARSE, kn->line,
+                           "unknown key \"%s\" in %s: \"%s\" is %s; is it indented right?",
+                           SVAL(c, k), where, SVAL(c, k), other->what);
+        if (i < 0) {
+            const char *near = closest_word(SVAL(c, k), words, n);
+            return fail_at(&c->e, TN_ERR_PARSE, kn->line, "unknown key \"%.64s\" in %s%s%s%s",
+                           SVAL(c, k), where, near ? " (did you mean \"" : "",
+                           near ? near : "", near ? "\"?)" : "");
+        }
+        if (vals[i] != NONE)
+            return fail_at(&c->e, TN_ERR_PARSE, kn->line,
+                           "duplicate key \"%s\" in %s (first at line %u)", words[i], where,
+                           lines[i]);
+        vals[i] = kn->next;
+        lines[i] = kn->line;
+    }
+    return TN_OK;
+}
+
+/* The string value of key `name` in a mapping if it is a scalar, for naming the thing
+ * in messages before its keys are checked; NULL otherwise. */
+static const char *peek_key(const pctx *c, uint32_t map, const char *name)
+{
+    for (uint32_t k = NODE(c, map)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        uint32_t v = NODE(c, k)->next;
+        if (NODE(c, k)->kind == N_SCALAR && strcmp(SVAL(c, k), name) == 0 &&
+            NODE(c, v)->kind == N_SCALAR && !NODE(c, v)->null)
+            return SVAL(c, v);
+    }
+    return NULL;
+}
+
+/* ---- tree to struct: tasks ------------------------------------------------------------ */
+
+static tn_err task_defaults(tn_def_task *t)
+{
+    t->enabled = true;
+    t->priority = TN_DEF_PRIO_MEDIUM;
+    t->timeout_strategy = TN_DEF_TIMEOUT_WARN;
+    t->kill_grace_ms = TN_DEF_DEFAULT_KILL_GRACE_MS;
+    t->noop.result = TN_DEF_NOOP_SUCCESS;
+    t->cond.mode = TN_DEF_COND_ALL;
+    t->dep.relation = TN_DEF_REL_AND;
+    t->dep.check_interval_ms = TN_DEF_DEFAULT_CHECK_INTERVAL_MS;
+    t->dep.failure_policy = TN_DEF_FPOLICY_FAIL;
+    t->worker_group = strdup(TN_DEF_DEFAULT_WORKER_GROUP);
+    return t->worker_group ? TN_OK : TN_ERR_NOMEM;
+}
+
+/* Items of a list of mappings (when, cases, depends): checks the list and its size and
+ * allocates `size`-byte items. */
+static tn_err get_items(const pctx *c, uint32_t v, const char *key, const char *where,
+                        size_t size, void **items, uint32_t *n_out)
+{
+    tn_err err = want(c, v, N_SEQ, key, where);
+    if (err)
+        return err;
+    uint32_t n = NODE(c, v)->len;
+    if (n > TN_DEF_MAX_LIST)
+        return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
+                       "\"%s\" in %s has %u items; the limit is %u", key, where, n,
+                       TN_DEF_MAX_LIST);
+    if (n == 0)
+        return TN_OK;
+    if ((*items = calloc(n, size)) == NULL)
+        return TN_ERR_NOMEM;
+    *n_out = n;
+    return TN_OK;
+}
+
+/* One item of such a list: a mapping with keys from `words`, the `required` ones set. */
+static tn_err get_item(const pctx *c, uint32_t v, const char *key, uint32_t no,
+                       const char *where, const char *const *words, size_t n,
+                       uint32_t required, uint32_t *vals, char *here, size_t here_len)
+{
+    uint32_t lines[8];
+    snprintf(here, here_len, "\"%s\" item #%u of %s", key, no, where);
+    if (NODE(c, v)->kind != N_MAP)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line, "%s must be a mapping, not %s",
+                       here, kind_word(NODE(c, v)));
+    tn_err err = collect_keys(c, v, words, n, NULL, here, vals, lines);
+    if (err)
+        return err;
+    for (size_t k = 0; k < n; k++)
+        if ((required >> k & 1) && (vals[k] == NONE || is_null(c, vals[k])))
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line, "%s has no \"%s\"", here,
+                           words[k]);
+    return TN_OK;
+}
+
+static tn_err parse_when(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+{
+    static const char *const modes[] = {"all", "any"};
+    static const char *const item_words[] = {"task", "state"};
+    uint32_t vals[2], lines[2], iv[2], i = 0;
+    char here[200];
+    if (is_null(c, v))
+        return TN_OK;
+    if (NODE(c, v)->kind != N_MAP)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "\"when\" in %s must be a mapping with one key, all or any, not %s",
+                       where, kind_word(NODE(c, v)));
+    snprintf(here, sizeof(here), "\"when\" of %s", where);
+    tn_err err = collect_keys(c, v, modes, 2, NULL, here, vals, lines);
+    if (err)
+        return err;
+    if ((vals[0] == NONE) == (vals[1] == NONE))
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "\"when\" in %s needs exactly one of \"all\" and \"any\"", where);
+    t->cond.mode = vals[0] != NONE ? TN_DEF_COND_ALL : TN_DEF_COND_ANY;
+    uint32_t list = vals[t->cond.mode == TN_DEF_COND_ALL ? 0 : 1];
+    if (is_null(c, list))
+        return TN_OK;
+    err = get_items(c, list, t->cond.mode == TN_DEF_COND_ALL ? "all" : "any", here,
+                    sizeof(*t->cond.when), (void **)&t->cond.when, &t->cond.n_when);
+    for (uint32_t k = NODE(c, list)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
+        tn_def_cond_item *it = &t->cond.when[i];
+        err = get_item(c, k, "when", i + 1, where, item_words, 2, 3, iv, here, sizeof(here));
+        if (!err)
+            err = get_ref(c, iv[0], "task", here, &it->task);
+        if (!err)
+            err = GET_ENUM(c, iv[1], "state", here, cond_state, &it->state);
+    }
+    return err;
+}
+
+static tn_err parse_cases(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+{
+    static const char *const item_words[] = {"when", "then"};
+    uint32_t iv[2], i = 0;
+    char here[200];
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = get_items(c, v, "cases", where, sizeof(*t->sw.cases), (void **)&t->sw.cases,
+                           &t->sw.n_cases);
+    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
+        tn_def_case *cs = &t->sw.cases[i];
+        cs->line = NODE(c, k)->line;
+        err = get_item(c, k, "cases", i + 1, where, item_words, 2, 3, iv, here, sizeof(here));
+        if (!err)
+            err = get_str(c, iv[0], "when", here, TN_DEF_MAX_STRING, &cs->when);
+        if (!err)
+            err = get_ref(c, iv[1], "then", here, &cs->then);
+    }
+    return err;
+}
+
+static tn_err parse_depends(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+{
+    static const char *const item_words[] = {"workflow", "task", "cycle", "date"};
+    uint32_t iv[4], i = 0;
+    char here[200];
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = get_items(c, v, "depends", where, sizeof(*t->dep.depends),
+                           (void **)&t->dep.depends, &t->dep.n_depends);
+    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
+        tn_def_depend *dp = &t->dep.depends[i];
+        dp->line = NODE(c, k)->line;
+        dp->cycle = TN_DEF_CYCLE_DAY;
+        if (!(dp->task = strdup(TN_DEF_DEPEND_ALL)) || !(dp->date = strdup("today")))
+            return TN_ERR_NOMEM;
+        err = get_item(c, k, "depends", i + 1, where, item_words, 4, 1, iv, here,
+                       sizeof(here));
+        if (!err)
+            err = get_name(c, iv[0], "workflow", here, "workflow name", &dp->workflow);
+        if (!err && iv[1] != NONE)
+            err = get_name(c, iv[1], "task", here, "task name", &dp->task);
+        if (!err && iv[2] != NONE)
+            err = GET_ENUM(c, iv[2], "cycle", here, cycle, &dp->cycle);
+        if (!err && iv[3] != NONE)
+            err = get_str(c, iv[3], "date", here, TN_DEF_MAX_NAME, &dp->date);
+    }
+    return err;
+}
+
+static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned ty = 0; ty < TN_ARRAY_LEN(task_type_words); ty++) {
+        if (!(task_key_types[k] >> ty & 1))
+            continue;
+        int w = snprintf(buf + used, len - used, "%s%s", used ? " and " : "",
+                         task_type_words[ty]);
+        if (w < 0 || (size_t)w >= len - used)
+            break;
+        used += (size_t)w;
+    }
+    return buf;
+}
+
+static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
+{
+    uint32_t vals[TN_DEF_TK__COUNT];
+    char where[100], types[64];
+    const node *tn = NODE(c, v);
+    tn_err err;
+
+    t->line = tn->line;
+    if (tn->kind != N_MAP)
+        return fail_at(&c->e, TN_ERR_PARSE, tn->line,
+                       "task #%u must be a mapping of keys (name, type, ...), not %s", no,
+                       kind_word(tn));
+    const char *peek = peek_key(c, v, "name");
+    if (peek)
+        snprintf(where, sizeof(where), "task \"%.64s\"", peek);
+    else
+        snprintf(where, sizeof(where), "task #%u", no);
+    static const other_keys wf_keys = {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"};
+    err = collect_keys(c, v, task_key_words, TN_DEF_TK__COUNT, &wf_keys, where, vals,
+                       t->key_line);
+    if (err)
+        return err;
+    if (vals[TN_DEF_TK_NAME] == NONE || is_null(c, vals[TN_DEF_TK_NAME]))
+        return fail_at(&c->e, TN_ERR_PARSE, tn->line, "task #%u has no \"name\"", no);
+    if ((err = get_name(c, vals[TN_DEF_TK_NAME], "name", where, "task name", &t->name)))
+        return err;
+    if (vals[TN_DEF_TK_TYPE] == NONE || is_null(c, vals[TN_DEF_TK_TYPE]))
+        return fail_at(&c->e, TN_ERR_PARSE, tn->line, "%s has no \"type\" (one of %s)", where,
+                       tn_def_task_type_allowed());
+    uint32_t tv = vals[TN_DEF_TK_TYPE];
+    if ((err = want(c, tv, N_SCALAR, "type", where)))
+        return err;
+    if (tn_def_task_type_parse(SVAL(c, tv), &t->type) != TN_OK)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, tv)->line,
+                       "unknown task type \"%.64s\" in %s (allowed: %s)", SVAL(c, tv), where,
+                       tn_def_task_type_allowed());
+
+    for (uint32_t k = tn->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        int key = word_find(task_key_words, TN_DEF_TK__COUNT, SVAL(c, k));
+        if (!tn_def_task_key_applies((tn_def_task_key)key, t->type))
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
+                           "key \"%s\" in %s is for %s tasks; this one is %s",
+                           task_key_words[key], where,
+                           types_of_key((tn_def_task_key)key, types, sizeof(types)),
+                           task_type_words[t->type]);
+    }
+
+    for (uint32_t k = tn->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        int key = word_find(task_key_words, TN_DEF_TK__COUNT, SVAL(c, k));
+        uint32_t val = NODE(c, k)->next;
+        const char *kw = task_key_words[key];
+        switch ((tn_def_task_key)key) {
+        case TN_DEF_TK_NAME:
+        case TN_DEF_TK_TYPE:
+        case TN_DEF_TK__COUNT:
+            break;
+        case TN_DEF_TK_DEPS:
+            err = get_refs(c, val, kw, where, &t->deps, &t->n_deps);
+            break;
+        case TN_DEF_TK_ENABLED:
+            err = get_bool(c, val, kw, where, &t->enabled);
+            break;
+        case TN_DEF_TK_PARAMS:
+            err = get_kvs(c, val, kw, where, &t->params);
+            break;
+        case TN_DEF_TK_RETRIES:
+            err = get_count(c, val, kw, where, TN_DEF_MAX_RETRIES, &t->retries);
+            break;
+        case TN_DEF_TK_RETRY_INTERVAL:
+            err = get_duration(c, val, kw, where, &t->retry_interval_ms);
+            break;
+        case TN_DEF_TK_TIMEOUT:
+            err = get_duration(c, val, kw, where, &t->timeout_ms);
+            break;
+        case TN_DEF_TK_TIMEOUT_STRATEGY:
+            err = GET_ENUM(c, val, kw, where, timeout_strategy, &t->timeout_strategy);
+            break;
+        case TN_DEF_TK_DELAY:
+            err = get_duration(c, val, kw, where, &t->delay_ms);
+            break;
+        case TN_DEF_TK_PRIORITY:
+            err = GET_ENUM(c, val, kw, where, priority, &t->priority);
+            break;
+        case TN_DEF_TK_WORKER_GROUP:
+            err = get_name(c, val, kw, where, "worker group name", &t->worker_group);
+            break;
+        case TN_DEF_TK_TASK_GROUP:
+            err = get_name(c, val, kw, where, "task group name", &t->task_group);
+            break;
+        case TN_DEF_TK_DISPATCH_TIMEOUT:
+            err = get_duration(c, val, kw, where, &t->dispatch_timeout_ms);
+            break;
+        case TN_DEF_TK_ENVIRONMENT:
+            err = get_name(c, val, kw, where, "environment name", &t->environment);
+            break;
+        case TN_DEF_TK_COMMAND:
+            err = get_str(c, val, kw, where, TN_DEF_MAX_COMMAND, &t->command);
+            break;
+        case TN_DEF_TK_KILL_GRACE:
+            err = get_duration(c, val, kw, where, &t->kill_grace_ms);
+            break;
+        case TN_DEF_TK_MEMORY_MAX:
+            err = get_size(c, val, kw, where, &t->memory_max);
+            break;
+        case TN_DEF_TK_CPU_MAX:
+            err = get_cpu(c, val, kw, where, &t->cpu_max_milli);
+            break;
+        case TN_DEF_TK_RESULT:
+            err = GET_ENUM(c, val, kw, where, noop_result, &t->noop.result);
+            break;
+        case TN_DEF_TK_DURATION:
+            err = get_duration(c, val, kw, where, &t->noop.duration_ms);
+            break;
+        case TN_DEF_TK_OUTPUTS:
+            err = get_kvs(c, val, kw, where, &t->noop.outputs);
+            break;
+        case TN_DEF_TK_WHEN:
+            err = parse_when(c, val, where, t);
+            break;
+        case TN_DEF_TK_ON_SUCCESS:
+            err = get_refs(c, val, kw, where, &t->cond.on_success, &t->cond.n_on_success);
+            break;
+        case TN_DEF_TK_ON_FAILURE:
+            err = get_refs(c, val, kw, where, &t->cond.on_failure, &t->cond.n_on_failure);
+            break;
+        case TN_DEF_TK_CASES:
+            err = parse_cases(c, val, where, t);
+            break;
+        case TN_DEF_TK_DEFAULT:
+            if (!is_null(c, val)) {
+                err = get_ref(c, val, kw, where, &t->sw.dflt);
+                t->sw.has_default = true;
+            }
+            break;
+        case TN_DEF_TK_RELATION:
+            err = GET_ENUM(c, val, kw, where, relation, &t->dep.relation);
+            break;
+        case TN_DEF_TK_DEPENDS:
+            err = parse_depends(c, val, where, t);
+            break;
+        case TN_DEF_TK_CHECK_INTERVAL:
+            err = get_duration(c, val, kw, where, &t->dep.check_interval_ms);
+            break;
+        case TN_DEF_TK_FAILURE_POLICY:
+            err = GET_ENUM(c, val, kw, where, failure_policy, &t->dep.failure_policy);
+            break;
+        case TN_DEF_TK_FAILURE_WAIT:
+            err = get_duration(c, val, kw, where, &t->dep.failure_wait_ms);
+            break;
+        case TN_DEF_TK_WORKFLOW:
+            err = get_name(c, val, kw, where, "workflow name", &t->sub.workflow);
+            break;
+        }
+        if (err)
+            return err;
+    }
+    return TN_OK;
+}
+
+static tn_err def_defaults(tn_def *d)
+{
+    d->execution = TN_DEF_EXEC_PARALLEL;
+    d->priority = TN_DEF_PRIO_MEDIUM;
+    d->timeout_strategy = TN_DEF_TIMEOUT_WARN;
+    d->failure_strategy = TN_DEF_FAILURE_END;
+    d->description = strdup("");
+    return d->description ? TN_OK : TN_ERR_NOMEM;
+}
+
+static tn_err parse_tasks(const pctx *c, uint32_t v, const char *where, tn_def *d)
+{
+    uint32_t i = 0;
+    tn_err err;
+    if (is_null(c, v))
+        return TN_OK;
+    if ((err = want(c, v, N_SEQ, "tasks", where)))
+        return err;
+    uint32_t n = NODE(c, v)->len;
+    if (n > TN_DEF_MAX_TASKS)
+        return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
+                       "%s has %u tasks; the limit is %u", where, n, TN_DEF_MAX_TASKS);
+    if (n == 0)
+        return TN_OK;
+    if ((d->tasks = calloc(n, sizeof(*d->tasks))) == NULL)
+        return TN_ERR_NOMEM;
+    d->n_tasks = n;
+    for (uint32_t k = NODE(c, v)->first; k != NONE; k = NODE(c, k)->next, i++) {
+        if ((err = task_defaults(&d->tasks[i])) != TN_OK)
+            return err;
+        if ((err = parse_task(c, k, i + 1, &d->tasks[i])) != TN_OK)
+            return err;
+    }
+    return TN_OK;
+}
+
+static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
+{
+    uint32_t vals[TN_DEF_WK__COUNT];
+    char where[100];
+    tn_err err;
+
+    if (root == NONE || is_null(c, root))
+        return fail_at(&c->e, TN_ERR_PARSE, root == NONE ? 1 : NODE(c, root)->line,
+                       "empty document: a workflow needs at least \"name\" and \"tasks\"");
+    if (NODE(c, root)->kind != N_MAP)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, root)->line,
+                       "a workflow file must be a mapping with \"name\" and \"tasks\", not %s",
+                       kind_word(NODE(c, root)));
+    const char *peek = peek_key(c, root, "name");
+    if (peek)
+        snprintf(where, sizeof(where), "workflow \"%.64s\"", peek);
+    else
+        snprintf(where, sizeof(where), "workflow");
+    static const other_keys task_keys = {task_key_words, TN_DEF_TK__COUNT, "a task key"};
+    err = collect_keys(c, root, wf_key_words, TN_DEF_WK__COUNT, &task_keys, where, vals,
+                       d->key_line);
+    if (err)
+        return err;
+    if (vals[TN_DEF_WK_NAME] == NONE || is_null(c, vals[TN_DEF_WK_NAME]))
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, root)->line, "workflow has no \"name\"");
+    if ((err = get_name(c, vals[TN_DEF_WK_NAME], "name", where, "workflow name", &d->name)))
+        return err;
+
+    for (uint32_t k = NODE(c, root)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        int key = word_find(wf_key_words, TN_DEF_WK__COUNT, SVAL(c, k));
+        uint32_t val = NODE(c, k)->next;
+        const char *kw = wf_key_words[key];
+        switch ((tn_def_wf_key)key) {
+        case TN_DEF_WK_NAME:
+        case TN_DEF_WK__COUNT:
+            break;
+        case TN_DEF_WK_DESCRIPTION:
+            err = get_str(c, val, kw, where, TN_DEF_MAX_STRING, &d->description);
+            break;
+        case TN_DEF_WK_PARAMS:
+            err = get_kvs(c, val, kw, where, &d->params);
+            break;
+        case TN_DEF_WK_EXECUTION:
+            err = GET_ENUM(c, val, kw, where, exec, &d->execution);
+            break;
+        case TN_DEF_WK_PRIORITY:
+            err = GET_ENUM(c, val, kw, where, priority, &d->priority);
+            break;
+        case TN_DEF_WK_TIMEOUT:
+            err = get_duration(c, val, kw, where, &d->timeout_ms);
+            break;
+        case TN_DEF_WK_TIMEOUT_STRATEGY:
+            err = GET_ENUM(c, val, kw, where, timeout_strategy, &d->timeout_strategy);
+            break;
+        case TN_DEF_WK_FAILURE_STRATEGY:
+            err = GET_ENUM(c, val, kw, where, failure_strategy, &d->failure_strategy);
+            break;
+        case TN_DEF_WK_TASKS:
+            err = parse_tasks(c, val, where, d);
+            break;
+        }
+        if (err)
+            return err;
+    }
+    if (vals[TN_DEF_WK_TASKS] == NONE || d->n_tasks == 0)
+        return fail_at(&c->e, TN_ERR_PARSE,
+                       vals[TN_DEF_WK_TASKS] == NONE ? NODE(c, root)->line
+                                                     : d->key_line[TN_DEF_WK_TASKS],
+                       "%s has no tasks: add a \"tasks\" list", where);
+    return TN_OK;
+}
+
+/* ---- validation --------------------------------------------------------------------------- */
+
+/* Everything here reads only the struct, so a decoded definition gets the same checks as a
+ * parsed one. Lines are 0 after decoding, and fail_at then leaves them out. */
+
+typedef struct vctx {
+    ectx e;
+    tn_def *d;
+    uint32_t *mark; /* [n_tasks] scratch: mark[j] == i + 1 when task j is a dep of task i */
+} vctx;
+
+static uint32_t key_line(const tn_def_task *t, tn_def_task_key k)
+{
+    return t->key_line[k] ? t->key_line[k] : t->line;
+}
+
+static tn_err check_kvs(const vctx *v, const tn_def_kvs *kv, uint32_t line, const char *what)
+{
+    if (kv->n > TN_DEF_MAX_PARAMS)
+        return fail_at(&v->e, TN_ERR_TOOBIG, line, "%s has more than %u entries", what,
+                       TN_DEF_MAX_PARAMS);
+    for (uint32_t i = 0; i < kv->n; i++) {
+        if (!tn_def_name_valid(kv->items[i].key) || !kv->items[i].value)
+            return fail_at(&v->e, TN_ERR_PARSE, line, "%s: bad param name \"%.80s\"", what,
+                           kv->items[i].key ? kv->items[i].key : "");
+        if (i > 0 && strcmp(kv->items[i - 1].key, kv->items[i].key) >= 0)
+            return fail_at(&v->e, TN_ERR_PARSE, line, "%s: keys out of order or repeated",
+                           what);
+    }
+    return TN_OK;
+}
+
+static tn_err check_duration(const vctx *v, const tn_def_task *t, tn_def_task_key k,
+                             uint64_t ms)
+{
+    if (ms <= TN_DEF_MAX_DURATION_MS)
+        return TN_OK;
+    return fail_at(&v->e, TN_ERR_PARSE, key_line(t, k),
+                   "\"%s\" in task \"%s\" is longer than 3650d", task_key_words[k], t->name);
+}
+
+static tn_err check_opt_name(const vctx *v, const tn_def_task *t, tn_def_task_key k,
+                             const char *s)
+{
+    if (!s || tn_def_name_valid(s))
+        return TN_OK;
+    return fail_at(&v->e, TN_ERR_PARSE, key_line(t, k),
+                   "bad name \"%.80s\" for \"%s\" in task \"%s\"", s, task_key_words[k],
+                   t->name);
+}
+
+/* The fields of one task on their own: names, ranges, what its type requires. */
+static tn_err check_task(const vctx *v, const tn_def_task *t)
+{
+    const char *type = task_type_words[t->type];
+    tn_err err;
+
+    if (!tn_def_name_valid(t->name))
+        return fail_at(&v->e, TN_ERR_PARSE, t->line, "bad task name \"%.80s\"",
+                       t->name ? t->name : "");
+    if (!t->worker_group)
+        return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has no worker group", t->name);
+    if ((err = check_opt_name(v, t, TN_DEF_TK_WORKER_GROUP, t->worker_group)) ||
+        (err = check_opt_name(v, t, TN_DEF_TK_TASK_GROUP, t->task_group)) ||
+        (err = check_opt_name(v, t, TN_DEF_TK_ENVIRONMENT, t->environment)))
+        return err;
+    if (t->retries > TN_DEF_MAX_RETRIES)
+        return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_RETRIES),
+                       "task \"%s\" has more than %u retries", t->name, TN_DEF_MAX_RETRIES);
+    if ((err = check_duration(v, t, TN_DEF_TK_RETRY_INTERVAL, t->retry_interval_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_TIMEOUT, t->timeout_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_DELAY, t->delay_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_DISPATCH_TIMEOUT, t->dispatch_timeout_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_KILL_GRACE, t->kill_grace_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_DURATION, t->noop.duration_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_CHECK_INTERVAL, t->dep.check_interval_ms)) ||
+        (err = check_duration(v, t, TN_DEF_TK_FAILURE_WAIT, t->dep.failure_wait_ms)))
+        return err;
+    if (t->cpu_max_milli > TN_DEF_MAX_CPU_MILLI)
+        return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CPU_MAX),
+                       "\"cpu_max\" of task \"%s\" is over 10000 cores", t->name);
+    if ((err = check_kvs(v, &t->params, key_line(t, TN_DEF_TK_PARAMS), "params")) ||
+        (err = check_kvs(v, &t->noop.outputs, key_line(t, TN_DEF_TK_OUTPUTS), "outputs")))
+        return err;
+
+    switch (t->type) {
+    case TN_DEF_TASK_SHELL:
+        if (!t->command || !t->command[0])
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_COMMAND),
+                           "shell task \"%s\" needs a non-empty \"command\"", t->name);
+        break;
+    case TN_DEF_TASK_NOOP:
+        break;
+    case TN_DEF_TASK_CONDITIONS:
+        if (t->cond.n_when == 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WHEN),
+                           "conditions task \"%s\" needs \"when\" with at least one item "
+                           "(when: {all: [{task: T, state: success}]})", t->name);
+        break;
+    case TN_DEF_TASK_SWITCH:
+        if (t->sw.n_cases == 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CASES),
+                           "switch task \"%s\" needs \"cases\" with at least one case",
+                           t->name);
+        for (uint32_t i = 0; i < t->sw.n_cases; i++)
+            if (!t->sw.cases[i].when || !t->sw.cases[i].when[0])
+                return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
+                               "case #%u of switch task \"%s\" has an empty \"when\"", i + 1,
+                               t->name);
+        break;
+    case TN_DEF_TASK_DEPENDENT:
+        if (t->dep.n_depends == 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_DEPENDS),
+                           "dependent task \"%s\" needs \"depends\" with at least one item",
+                           t->name);
+        if (t->dep.check_interval_ms == 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CHECK_INTERVAL),
+                           "\"check_interval\" of task \"%s\" must be longer than 0", t->name);
+        if (t->dep.failure_policy == TN_DEF_FPOLICY_WAIT && t->dep.failure_wait_ms == 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_FAILURE_POLICY),
+                           "task \"%s\" has failure_policy wait but no \"failure_wait\": "
+                           "say how long to wait (e.g. failure_wait: 1h)", t->name);
+        if (t->dep.failure_policy == TN_DEF_FPOLICY_FAIL && t->dep.failure_wait_ms != 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_FAILURE_WAIT),
+                           "\"failure_wait\" in task \"%s\" applies only with "
+                           "failure_policy: wait", t->name);
+        for (uint32_t i = 0; i < t->dep.n_depends; i++) {
+            const tn_def_depend *dp = &t->dep.depends[i];
+            if (!tn_def_name_valid(dp->workflow) || !tn_def_name_valid(dp->task))
+                return fail_at(&v->e, TN_ERR_PARSE, dp->line,
+                               "bad workflow or task name in \"depends\" of task \"%s\"",
+                               t->name);
+            if (!tn_def_date_valid(dp->cycle, dp->date))
+                return fail_at(&v->e, TN_ERR_PARSE, dp->line,
+                               "bad date \"%.64s\" for cycle %s in \"depends\" of task \"%s\" "
+                               "(allowed with %s: %s)", dp->date ? dp->date : "",
+                               tn_def_cycle_name(dp->cycle), t->name,
+                               tn_def_cycle_name(dp->cycle), date_allowed(dp->cycle));
+        }
+        break;
+    case TN_DEF_TASK_SUB_WORKFLOW:
+        if (!t->sub.workflow)
+            return fail_at(&v->e, TN_ERR_PARSE, t->line,
+                           "sub_workflow task \"%s\" needs \"workflow\": the workflow to run",
+                           t->name);
+        if (!tn_def_name_valid(t->sub.workflow))
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WORKFLOW),
+                           "bad workflow name in task \"%s\"", t->name);
+        if (strcmp(t->sub.workflow, v->d->name) == 0)
+            return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WORKFLOW),
+                           "sub_workflow task \"%s\" runs its own workflow \"%s\", which would "
+                           "recurse forever", t->name, t->sub.workflow);
+        break;
+    default:
+        return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has type %s", t->name,
+                       type);
+    }
+    return TN_OK;
+}
+
+static int by_name_cmp(const void *a, const void *b, void *arg)
+{
+    const tn_def *d = arg;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    int r = strcmp(d->tasks[x].name, d->tasks[y].name);
+    return r ? r : (x > y) - (x < y);
+}
+
+int32_t tn_def_task_find(const tn_def *d, const char *name)
+{
+    if (!d || !d->by_name || !name)
+        return -1;
+    uint32_t lo = 0, hi = d->n_tasks;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(d->tasks[d->by_name[mid]].name, name);
+        if (r == 0)
+            return (int32_t)d->by_name[mid];
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* Sort tasks by name and refuse a name written twice, citing both places. */
+static tn_err index_names(vctx *v)
+{
+    tn_def *d = v->d;
+    uint32_t best = NONE, first = NONE;
+    if ((d->by_name = malloc(d->n_tasks * sizeof(*d->by_name))) == NULL)
+        return TN_ERR_NOMEM;
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        d->by_name[i] = i;
+    qsort_r(d->by_name, d->n_tasks, sizeof(*d->by_name), by_name_cmp, d);
+    /* Several duplicates: report the one whose second copy comes first in the file. */
+    for (uint32_t i = 1; i < d->n_tasks; i++) {
+        uint32_t a = d->by_name[i - 1], b = d->by_name[i];
+        if (strcmp(d->tasks[a].name, d->tasks[b].name) == 0 && (best == NONE || b < best) &&
+            (i < 2 || strcmp(d->tasks[d->by_name[i - 2]].name, d->tasks[a].name) != 0)) {
+            best = b;
+            first = a;
+        }
+    }
+    if (best != NONE)
+        return fail_at(&v->e, TN_ERR_PARSE, d->tasks[best].line,
+                       "duplicate task name \"%s\" (first defined at line %u)",
+                       d->tasks[best].name, d->tasks[first].line);
+    return TN_OK;
+}
+
+static tn_err resolve(const vctx *v, tn_def_ref *r)
+{
+    int32_t i = tn_def_task_find(v->d, r->name);
+    if (i < 0)
+        return TN_ERR_NOENT;
+    r->index = (uint32_t)i;
+    return TN_OK;
+}
+
+/* Deps: each names another task of this workflow, once. */
+static tn_err resolve_deps(const vctx *v, uint32_t i)
+{
+    tn_def_task *t = &v->d->tasks[i];
+    for (uint32_t k = 0; k < t->n_deps; k++) {
+        tn_def_ref *r = &t->deps[k];
+        if (resolve(v, r) != TN_OK)
+            return fail_at(&v->e, TN_ERR_PARSE, r->line,
+                           "task \"%s\" depends on unknown task \"%s\"", t->name, r->name);
+        if (r->index == i)
+            return fail_at(&v->e, TN_ERR_PARSE, r->line, "task \"%s\" depends on itself",
+                           t->name);
+        if (v->mark[r->index] == i + 1)
+            return fail_at(&v->e, TN_ERR_PARSE, r->line,
+                           "task \"%s\" lists \"%s\" twice in \"deps\"", t->name, r->name);
+        v->mark[r->index] = i + 1;
+    }
+    return TN_OK;
+}
+
+static bool has_succ(const tn_def_task *t, uint32_t j)
+{
+    uint32_t lo = 0, hi = t->n_succ;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->succ[mid] == j)
+            return true;
+        if (t->succ[mid] < j)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* A branch target of task i: must exist and be a direct successor of it. */
+static tn_err check_target(const vctx *v, uint32_t i, tn_def_ref *r, const char *key)
+{
+    tn_def_task *t = &v->d->tasks[i];
+    if (resolve(v, r) != TN_OK)
+        return fail_at(&v->e, TN_ERR_PARSE, r->line,
+                       "\"%s\" of task \"%s\" names unknown task \"%s\"", key, t->name,
+                       r->name);
+    if (r->index == i)
+        return fail_at(&v->e, TN_ERR_PARSE, r->line, "task \"%s\" cannot branch to itself",
+                       t->name);
+    if (!has_succ(t, r->index))
+        return fail_at(&v->e, TN_ERR_PARSE, r->line,
+                       "\"%s\" of task \"%s\" names \"%s\", which does not list \"%s\" in its "
+                       "deps (a branch target must be a direct successor)", key, t->name,
+                       r->name, t->name);
+    return TN_OK;
+}
+
+static tn_err check_refs_unique(const vctx *v, const tn_def_task *t, const tn_def_ref *r,
+                                uint32_t n, const char *key)
+{
+    /* Lists are short in practice; a quadratic check keeps this allocation-free but is
+     * bounded by TN_DEF_MAX_LIST. Indices are resolved, so compare those. */
+    for (uint32_t a = 1; a < n; a++)
+        for (uint32_t b = 0; b < a; b++)
+            if (r[a].index == r[b].index)
+                return fail_at(&v->e, TN_ERR_PARSE, r[a].line,
+                               "task \"%s\" lists \"%s\" twice in \"%s\"", t->name, r[a].name,
+                               key);
+    return TN_OK;
+}
+
+static tn_err check_branches(const vctx *v, uint32_t i)
+{
+    tn_def_task *t = &v->d->tasks[i];
+    tn_err err;
+
+    for (uint32_t k = 0; k < t->n_deps; k++)
+        v->mark[t->deps[k].index] = i + 1;
+    for (uint32_t k = 0; k < t->cond.n_when; k++) {
+        tn_def_ref *r = &t->cond.when[k].task;
+        if (resolve(v, r) != TN_OK)
+            return fail_at(&v->e, TN_ERR_PARSE, r->line,
+                           "\"when\" of task \"%s\" tests unknown task \"%s\"", t->name,
+                           r->name);
+        if (v->mark[r->index] != i + 1)
+            return fail_at(&v->e, TN_ERR_PARSE, r->line,
+                           "\"when\" of task \"%s\" tests \"%s\", which is not in its deps "
+                           "(a tested task must be upstream: add it to deps)", t->name,
+                           r->name);
+    }
+    for (uint32_t k = 0; k < t->cond.n_on_success; k++)
+        if ((err = check_target(v, i, &t->cond.on_success[k], "on_success")))
+            return err;
+    for (uint32_t k = 0; k < t->cond.n_on_failure; k++)
+        if ((err = check_target(v, i, &t->cond.on_failure[k], "on_failure")))
+            return err;
+    if ((err = check_refs_unique(v, t, t->cond.on_success, t->cond.n_on_success,
+                                 "on_success")) ||
+        (err = check_refs_unique(v, t, t->cond.on_failure, t->cond.n_on_failure,
+                                 "on_failure")))
+        return err;
+    for (uint32_t k = 0; k < t->sw.n_cases; k++)
+        if ((err = check_target(v, i, &t->sw.cases[k].then, "cases")))
+            return err;
+    if (t->sw.has_default && (err = check_target(v, i, &t->sw.dflt, "default")))
+        return err;
+    return TN_OK;
+}
+
+static tn_err build_succ(const vctx *v)
+{
+    tn_def *d = v->d;
+    uint32_t *count = calloc(d->n_tasks, sizeof(*count));
+    if (!count)
+        return TN_ERR_NOMEM;
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        for (uint32_t k = 0; k < d->tasks[i].n_deps; k++)
+            count[d->tasks[i].deps[k].index]++;
+    for (uint32_t i = 0; i < d->n_tasks; i++) {
+        if (count[i] && !(d->tasks[i].succ = malloc(count[i] * sizeof(uint32_t)))) {
+            free(count);
+            return TN_ERR_NOMEM;
+        }
+    }
+    /* Filling in index order leaves each successor list ascending. */
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        for (uint32_t k = 0; k < d->tasks[i].n_deps; k++) {
+            tn_def_task *up = &d->tasks[d->tasks[i].deps[k].index];
+            up->succ[up->n_succ++] = i;
+        }
+    free(count);
+    return TN_OK;
+}
+
+static void heap_push(uint32_t *h, uint32_t *n, uint32_t x)
+{
+    uint32_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > x) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static uint32_t heap_pop(uint32_t *h, uint32_t *n)
+{
+    uint32_t top = h[0], x = h[--(*n)], i = 0;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && h[c + 1] < h[c])
+            c++;
+        if (h[c] >= x)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n)
+        h[i] = x;
+    return top;
+}
+
+/* Tasks left out of the topological order all sit on or below a cycle. Walk up from the
+ * first of them through deps that are also left out until a task repeats: that loop is
+ * a cycle. Report it in run order (upstream first), starting from its first task in the
+ * file. */
+static tn_err report_cycle(const vctx *v, const uint32_t *indeg)
+{
+    const tn_def *d = v->d;
+    uint32_t n = d->n_tasks, start = 0, step = 0, at;
+    tn_err err = TN_ERR_NOMEM;
+    uint32_t *pos = malloc(n * sizeof(*pos)), *path = malloc(n * sizeof(*path));
+    if (!pos || !path)
+        goto fail;
+    for (uint32_t i = 0; i < n; i++)
+        pos[i] = NONE;
+    while (indeg[start] == 0)
+        start++;
+    for (at = start; pos[at] == NONE;) {
+        pos[at] = step;
+        path[step++] = at;
+        const tn_def_task *t = &d->tasks[at];
+        uint32_t k = 0;
+        while (indeg[t->deps[k].index] == 0)
+            k++;
+        at = t->deps[k].index;
+    }
+    /* path[pos[at] .. step-1] is the loop, each task a successor of the next one. */
+    uint32_t lo = pos[at], len = step - lo, min_k = 0;
+    for (uint32_t k = 1; k < len; k++)
+        if (path[lo + k] < path[lo + min_k])
+            min_k = k;
+    char text[400];
+    size_t used = 0;
+    bool cut = false;
+    for (uint32_t k = 0; k <= len && !cut; k++) {
+        /* Run order walks the loop backwards from the smallest index. */
+        uint32_t t = path[lo + (min_k + len - k % len) % len];
+        int w = snprintf(text + used, sizeof(text) - used, "%s%s", k ? " -> " : "",
+                         d->tasks[t].name);
+        if (w < 0 || (size_t)w >= sizeof(text) - used - 8) {
+            snprintf(text + used, sizeof(text) - used, " -> ...");
+            cut = true;
+        } else {
+            used += (size_t)w;
+        }
+    }
+    err = fail_at(&v->e, TN_ERR_PARSE, d->tasks[path[lo + min_k]].line, "cycle: %s", text);
+fail:
+    free(pos);
+    free(path);
+    return err;
+}
+
+static tn_err build_topo(const vctx *v)
+{
+    tn_def *d = v->d;
+    uint32_t n = d->n_tasks, nh = 0, nt = 0;
+    tn_err err = TN_ERR_NOMEM;
+    uint32_t *indeg = malloc(n * sizeof(*indeg)), *heap = malloc(n * sizeof(*heap));
+    if (!indeg || !heap || !(d->topo = malloc(n * sizeof(*d->topo))))
+        goto fail;
+    for (uint32_t i = 0; i < n; i++)
+        if ((indeg[i] = d->tasks[i].n_deps) == 0)
+            heap_push(heap, &nh, i);
+    while (nh) {
+        uint32_t i = heap_pop(heap, &nh);
+        d->topo[nt++] = i;
+        for (uint32_t k = 0; k < d->tasks[i].n_succ; k++)
+            if (--indeg[d->tasks[i].succ[k]] == 0)
+                heap_push(heap, &nh, d->tasks[i].succ[k]);
+    }
+    err = nt == n ? TN_OK : report_cycle(v, indeg);
+    if (err) {
+        free(d->topo);
+        d->topo = NULL;
+    }
+fail:
+    free(indeg);
+    free(heap);
+    return err;
+}
+
+static tn_err validate(const ectx *e, tn_def *d)
+{
+    vctx v = {.e = *e, .d = d};
+    tn_err err;
+
+    if (!tn_def_name_valid(d->name))
+        return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_NAME], "bad workflow name");
+    if (!d->description || strlen(d->description) > TN_DEF_MAX_STRING)
+        return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_DESCRIPTION], "bad description");
+    if (d->timeout_ms > TN_DEF_MAX_DURATION_MS)
+        return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_TIMEOUT],
+                       "workflow \"timeout\" is longer than 3650d");
+    if ((err = check_kvs(&v, &d->params, d->key_line[TN_DEF_WK_PARAMS], "params")))
+        return err;
+    if (d->n_tasks == 0 || d->n_tasks > TN_DEF_MAX_TASKS)
+        return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_TASKS],
+                       "workflow \"%s\" must have 1..%u tasks", d->name, TN_DEF_MAX_TASKS);
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        if (!tn_def_name_valid(d->tasks[i].name))
+            return fail_at(e, TN_ERR_PARSE, d->tasks[i].line, "bad task name \"%.80s\"",
+                           d->tasks[i].name ? d->tasks[i].name : "");
+    if ((err = index_names(&v)))
+        return err;
+    if ((v.mark = calloc(d->n_tasks, sizeof(*v.mark))) == NULL)
+        return TN_ERR_NOMEM;
+    for (uint32_t i = 0; i < d->n_tasks; i++) {
+        if ((err = check_task(&v, &d->tasks[i])) || (err = resolve_deps(&v, i)))
+            goto fail;
+    }
+    if ((err = build_succ(&v)))
+        goto fail;
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        if ((err = check_branches(&v, i)))
+            goto fail;
+    err = build_topo(&v);
+fail:
+    free(v.mark);
+    return err;
+}
+
+/* ---- parse entry points ---------------------------------------------------------------- */
+
+tn_err tn_def_parse(const char *filename, const char *buf, size_t len, tn_def **out,
+                    tn_errmsg *msg)
+{
+    pctx c = {.e = {filename ? filename : "<input>", msg}};
+    tn_def *d = NULL;
+    uint32_t root;
+    tn_err err;
+
+    if (!out || (!buf && len))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "tn_def_parse: no input or output");
+    if (len > TN_DEF_MAX_FILE)
+        return tn_errmsg_set(msg, TN_ERR_TOOBIG,
+                             "%s: file is %zu bytes; a definition may be at most %u bytes "
+                             "(16 MiB)", c.e.file, len, TN_DEF_MAX_FILE);
+    if ((err = tree_build(&c, buf ? buf : "", len, &root)) != TN_OK)
+        goto fail;
+    err = TN_ERR_NOMEM;
+    if ((d = calloc(1, sizeof(*d))) == NULL || def_defaults(d) != TN_OK)
+        goto fail;
+    if ((err = parse_root(&c, root, d)) != TN_OK)
+        goto fail;
+    if ((err = validate(&c.e, d)) != TN_OK)
+        goto fail;
+    tree_fini(&c.t);
+    *out = d;
+    return TN_OK;
+fail:
+    if (err == TN_ERR_NOMEM)
+        tn_errmsg_set(msg, err, "%s: out of memory", c.e.file);
+    tree_fini(&c.t);
+    tn_def_free(d);
+    return err;
+}
+
+tn_err tn_def_parse_file(const char *path, tn_def **out, tn_errmsg *msg)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0, cap;
+    tn_err err;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        int e = errno;
+        return tn_errmsg_set(msg, tn_err_from_errno(e), "%s: cannot open: %s", path,
+                             strerror(e));
+    }
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        err = tn_errmsg_set(msg, tn_err_from_errno(e), "%s: cannot stat: %s", path,
+                            strerror(e));
+        goto fail;
+    }
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > TN_DEF_MAX_FILE) {
+        err = tn_errmsg_set(msg, TN_ERR_TOOBIG,
+                            "%s: file is %lld bytes; a definition may be at most %u bytes "
+                            "(16 MiB)", path, (long long)st.st_size, TN_DEF_MAX_FILE);
+        goto fail;
+    }
+    /* Room for one byte past the expected end: a file that grows, or a pipe, is read
+     * until EOF or until it is known to be over the limit. */
+    cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536;
+    if ((buf = malloc(cap)) == NULL) {
+        err = tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > TN_DEF_MAX_FILE) {
+                err = tn_errmsg_set(msg, TN_ERR_TOOBIG,
+                                    "%s: file is over %u bytes, the limit for a definition",
+                                    path, TN_DEF_MAX_FILE);
+                goto fail;
+            }
+            cap = cap * 2 > TN_DEF_MAX_FILE + 1 ? TN_DEF_MAX_FILE + 1 : cap * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                err = tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            err = tn_errmsg_set(msg, tn_err_from_errno(e), "%s: cannot read: %s", path,
+                                strerror(e));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    (void)close(fd);
+    fd = -1;
+    err = tn_def_parse(path, buf, len, out, msg);
+fail:
+    if (fd >= 0)
+        (void)close(fd);
+    free(buf);
+    return err;
+}
+
+/* ---- free ---------------------------------------------------------------------------------- */
+
+static void kvs_free(tn_def_kvs *kv)
+{
+    for (uint32_t i = 0; i < kv->n; i++) {
+        free(kv->items[i].key);
+        free(kv->items[i].value);
+    }
+    free(kv->items);
+}
+
+static void refs_free(tn_def_ref *r, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        free(r[i].name);
+    free(r);
+}
+
+static void task_fini(tn_def_task *t)
+{
+    free(t->name);
+    refs_free(t->deps, t->n_deps);
+    kvs_free(&t->params);
+    free(t->worker_group);
+    free(t->task_group);
+    free(t->environment);
+    free(t->command);
+    kvs_free(&t->noop.outputs);
+    for (uint32_t i = 0; i < t->cond.n_when; i++)
+        free(t->cond.when[i].task.name);
+    free(t->cond.when);
+    refs_free(t->cond.on_success, t->cond.n_on_success);
+    refs_free(t->cond.on_failure, t->cond.n_on_failure);
+    for (uint32_t i = 0; i < t->sw.n_cases; i++) {
+        free(t->sw.cases[i].when);
+        free(t->sw.cases[i].then.name);
+    }
+    free(t->sw.cases);
+    free(t->sw.dflt.name);
+    for (uint32_t i = 0; i < t->dep.n_depends; i++) {
+        free(t->dep.depends[i].workflow);
+        free(t->dep.depends[i].task);
+        free(t->dep.depends[i].date);
+    }
+    free(t->dep.depends);
+    free(t->sub.workflow);
+    free(t->succ);
+}
+
+void tn_def_free(tn_def *d)
+{
+    if (!d)
+        return;
+    free(d->name);
+    free(d->description);
+    kvs_free(&d->params);
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        task_fini(&d->tasks[i]);
+    free(d->tasks);
+    free(d->topo);
+    free(d->by_name);
+    free(d);
+}
+
+/* ---- encoding ------------------------------------------------------------------------------ */
+
+/* Version 1, all msgpack arrays with fixed positions; enums as their words; durations
+ * in ms; absent optional strings as nil; lines are not encoded.
+ *
+ *   def   = [1, name, description, params, execution, priority, timeout_ms,
+ *            timeout_strategy, failure_strategy, [task...]]
+ *   params, outputs = {key: value, ...}             keys ascending, unique
+ *   task  = [name, type, [dep...], enabled, params, retries, retry_interval_ms, timeout_ms,
+ *            timeout_strategy, delay_ms, priority, body]
+ *   body of shell        = [worker_group, task_group|nil, dispatch_timeout_ms,
+ *                           environment|nil, command, kill_grace_ms, memory_max,
+ *                           cpu_max_milli]
+ *           noop         = [worker_group, task_group|nil, dispatch_timeout_ms, result,
+ *                           duration_ms, outputs]
+ *           conditions   = [mode, [[task, state]...], [on_success...], [on_failure...]]
+ *           switch       = [[[when, then]...], default|nil]
+ *           dependent    = [relation, [[workflow, task, cycle, date]...],
+ *                           check_interval_ms, failure_policy, failure_wait_ms]
+ *           sub_workflow = [workflow]
+ *
+ * Only a type's own body is stored, so fields that do not apply to it cannot carry
+ * values. msgpack-c always packs the shortest form, which makes the bytes canonical;
+ * the decoder checks that by re-encoding. */
+
+#define DEF_FIELDS 10
+#define TASK_FIELDS 12
+
+typedef struct enc {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    bool bad;
+} enc;
+
+static void e_arr(enc *e, size_t n)
+{
+    e->bad |= msgpack_pack_array(&e->pk, n) != 0;
+}
+
+static void e_map(enc *e, size_t n)
+{
+    e->bad |= msgpack_pack_map(&e->pk, n) != 0;
+}
+
+static void e_uint(enc *e, uint64_t v)
+{
+    e->bad |= msgpack_pack_uint64(&e->pk, v) != 0;
+}
+
+static void e_bool(enc *e, bool v)
+{
+    e->bad |= (v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk)) != 0;
+}
+
+static void e_str(enc *e, const char *s)
+{
+    if (!s) {
+        e->bad |= msgpack_pack_nil(&e->pk) != 0;
+        return;
+    }
+    size_t n = strlen(s);
+    e->bad |= msgpack_pack_str(&e->pk, n) != 0;
+    e->bad |= msgpack_pack_str_body(&e->pk, s, n) != 0;
+}
+
+static void e_kvs(enc *e, const tn_def_kvs *kv)
+{
+    e_map(e, kv->n);
+    for (uint32_t i = 0; i < kv->n; i++) {
+        e_str(e, kv->items[i].key);
+        e_str(e, kv->items[i].value);
+    }
+}
+
+static void e_refs(enc *e, const tn_def_ref *r, uint32_t n)
+{
+    e_arr(e, n);
+    for (uint32_t i = 0; i < n; i++)
+        e_str(e, r[i].name);
+}
+
+static void e_task(enc *e, const tn_def_task *t)
+{
+    e_arr(e, TASK_FIELDS);
+    e_str(e, t->name);
+    e_str(e, tn_def_task_type_name(t->type));
+    e_refs(e, t->deps, t->n_deps);
+    e_bool(e, t->enabled);
+    e_kvs(e, &t->params);
+    e_uint(e, t->retries);
+    e_uint(e, t->retry_interval_ms);
+    e_uint(e, t->timeout_ms);
+    e_str(e, tn_def_timeout_strategy_name(t->timeout_strategy));
+    e_uint(e, t->delay_ms);
+    e_str(e, tn_def_priority_name(t->priority));
+    switch (t->type) {
+    case TN_DEF_TASK_SHELL:
+        e_arr(e, 8);
+        e_str(e, t->worker_group);
+        e_str(e, t->task_group);
+        e_uint(e, t->dispatch_timeout_ms);
+        e_str(e, t->environment);
+        e_str(e, t->command);
+        e_uint(e, t->kill_grace_ms);
+        e_uint(e, t->memory_max);
+        e_uint(e, t->cpu_max_milli);
+        break;
+    case TN_DEF_TASK_NOOP:
+        e_arr(e, 6);
+        e_str(e, t->worker_group);
+        e_str(e, t->task_group);
+        e_uint(e, t->dispatch_timeout_ms);
+        e_str(e, tn_def_noop_result_name(t->noop.result));
+        e_uint(e, t->noop.duration_ms);
+        e_kvs(e, &t->noop.outputs);
+        break;
+    case TN_DEF_TASK_CONDITIONS:
+        e_arr(e, 4);
+        e_str(e, tn_def_cond_mode_name(t->cond.mode));
+        e_arr(e, t->cond.n_when);
+        for (uint32_t i = 0; i < t->cond.n_when; i++) {
+            e_arr(e, 2);
+            e_str(e, t->cond.when[i].task.name);
+            e_str(e, tn_def_cond_state_name(t->cond.when[i].state));
+        }
+        e_refs(e, t->cond.on_success, t->cond.n_on_success);
+        e_refs(e, t->cond.on_failure, t->cond.n_on_failure);
+        break;
+    case TN_DEF_TASK_SWITCH:
+        e_arr(e, 2);
+        e_arr(e, t->sw.n_cases);
+        for (uint32_t i = 0; i < t->sw.n_cases; i++) {
+            e_arr(e, 2);
+            e_str(e, t->sw.cases[i].when);
+            e_str(e, t->sw.cases[i].then.name);
+        }
+        e_str(e, t->sw.has_default ? t->sw.dflt.name : NULL);
+        break;
+    case TN_DEF_TASK_DEPENDENT:
+        e_arr(e, 5);
+        e_str(e, tn_def_relation_name(t->dep.relation));
+        e_arr(e, t->dep.n_depends);
+        for (uint32_t i = 0; i < t->dep.n_depends; i++) {
+            const tn_def_depend *dp = &t->dep.depends[i];
+            e_arr(e, 4);
+            e_str(e, dp->workflow);
+            e_str(e, dp->task);
+            e_str(e, tn_def_cycle_name(dp->cycle));
+            e_str(e, dp->date);
+        }
+        e_uint(e, t->dep.check_interval_ms);
+        e_str(e, tn_def_failure_policy_name(t->dep.failure_policy));
+        e_uint(e, t->dep.failure_wait_ms);
+        break;
+    case TN_DEF_TASK_SUB_WORKFLOW:
+        e_arr(e, 1);
+        e_str(e, t->sub.workflow);
+        break;
+    default:
+        e->bad = true;
+        break;
+    }
+}
+
+tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
+{
+    enc e = {.bad = false};
+
+    if (!d || !out || !len || !d->topo || !d->name)
+        return TN_ERR_INVAL;
+    msgpack_sbuffer_init(&e.sb);
+    msgpack_packer_init(&e.pk, &e.sb, msgpack_sbuffer_write);
+    e_arr(&e, DEF_FIELDS);
+    e_uint(&e, TN_DEF_FORMAT_VERSION);
+    e_str(&e, d->name);
+    e_str(&e, d->description);
+    e_kvs(&e, &d->params);
+    e_str(&e, tn_def_exec_name(d->execution));
+    e_str(&e, tn_def_priority_name(d->priority));
+    e_uint(&e, d->timeout_ms);
+    e_str(&e, tn_def_timeout_strategy_name(d->timeout_strategy));
+    e_str(&e, tn_def_failure_strategy_name(d->failure_strategy));
+    e_arr(&e, d->n_tasks);
+    for (uint32_t i = 0; i < d->n_tasks; i++)
+        e_task(&e, &d->tasks[i]);
+    if (e.bad) {
+        msgpack_sbuffer_destroy(&e.sb);
+        return TN_ERR_NOMEM;
+    }
+    *out = e.sb.data;
+    *len = e.sb.size;
+    return TN_OK;
+}
+
+/* ---- decoding ------------------------------------------------------------------------------ */
+
+/* A reader over the bytes themselves rather than msgpack_unpack: the unpacker allocates
+ * what a length prefix claims before it sees the data, so four flipped bytes could ask
+ * for gigabytes. Here every count is checked against its limit and against the bytes
+ * left (an element takes at least one byte) before anything is allocated. The first
+ * failure sticks; later reads then fail at once. */
+typedef struct rd {
+    const uint8_t *p, *start, *end;
+    tn_err err;
+    tn_errmsg *msg;
+} rd;
+
+static bool rd_fail(rd *r, tn_err err, const char *what)
+{
+    static const char *const how[TN_ERR__COUNT] = {
+        [TN_ERR_TRUNCATED] = "input ends", [TN_ERR_TYPE] = "wrong type",
+        [TN_ERR_TOOBIG] = "over its size limit", [TN_ERR_CORRUPT] = "bad value",
+        [TN_ERR_NOMEM] = "out of memory",
+    };
+    if (r->err == TN_OK) {
+        r->err = err;
+        tn_errmsg_set(r->msg, err, "stored definition: %s at byte %zu, reading %s",
+                      how[err] ? how[err] : "error", (size_t)(r->p - r->start), what);
+    }
+    return false;
+}
+
+static bool rd_need(rd *r, size_t n, const char *what)
+{
+    if (r->err)
+        return false;
+    if ((size_t)(r->end - r->p) < n)
+        return rd_fail(r, TN_ERR_TRUNCATED, what);
+    return true;
+}
+
+static uint64_t rd_be(rd *r, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v << 8 | *r->p++;
+    return v;
+}
+
+static bool rd_uint(rd *r, const char *what, uint64_t *v)
+{
+    static const size_t width[] = {1, 2, 4, 8};
+    *v = 0;
+    if (!rd_need(r, 1, what))
+        return false;
+    uint8_t b = *r->p;
+    if (b <= 0x7f) {
+        r->p++;
+        *v = b;
+        return true;
+    }
+    if (b < 0xcc || b > 0xcf)
+        return rd_fail(r, TN_ERR_TYPE, what);
+    if (!rd_need(r, 1 + width[b - 0xcc], what))
+        return false;
+    r->p++;
+    *v = rd_be(r, width[b - 0xcc]);
+    return true;
+}
+
+/* An array or map header (the count of items, or of pairs), at most `max`. */
+static bool rd_count(rd *r, bool map, const char *what, uint32_t max, uint32_t *n)
+{
+    uint8_t fix = map ? 0x80 : 0x90, b16 = map ? 0xde : 0xdc;
+    uint64_t v;
+    *n = 0;
+    if (!rd_need(r, 1, what))
+        return false;
+    uint8_t b = *r->p;
+    if ((b & 0xf0) == fix) {
+        r->p++;
+        v = b & 0x0f;
+    } else if (b == b16 || b == b16 + 1) {
+        size_t w = b == b16 ? 2 : 4;
+        if (!rd_need(r, 1 + w, what))
+            return false;
+        r->p++;
+        v = rd_be(r, w);
+    } else {
+        return rd_fail(r, TN_ERR_TYPE, what);
+    }
+    if (v > max)
+        return rd_fail(r, TN_ERR_TOOBIG, what);
+    if (v * (map ? 2 : 1) > (uint64_t)(r->end - r->p))
+        return rd_fail(r, TN_ERR_TRUNCATED, what);
+    *n = (uint32_t)v;
+    return true;
+}
+
+static bool rd_arr(rd *r, const char *what, uint32_t max, uint32_t *n)
+{
+    return rd_count(r, false, what, max, n);
+}
+
+/* An array of exactly n items. */
+static bool rd_tuple(rd *r, const char *what, uint32_t n)
+{
+    uint32_t got;
+    if (!rd_count(r, false, what, 255, &got))
+        return false;
+    return got == n || rd_fail(r, TN_ERR_TYPE, what);
+}
+
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint8_t b = s[i];
+        size_t len;
+        uint32_t cp, min;
+        if (b < 0x80) {
+            i++;
+            continue;
+        } else if ((b & 0xe0) == 0xc0) {
+            len = 2, cp = b & 0x1f, min = 0x80;
+        } else if ((b & 0xf0) == 0xe0) {
+            len = 3, cp = b & 0x0f, min = 0x800;
+        } else if ((b & 0xf8) == 0xf0) {
+            len = 4, cp = b & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* A string of at most `max` bytes, or nil when `nil_ok` (then *out stays NULL). Replaces
+ * *out. Strings hold no NUL and are valid UTF-8, as parsed YAML always is. */
+static bool rd_str(rd *r, const char *what, size_t max, bool nil_ok, char **out)
+{
+    size_t n;
+    if (!rd_need(r, 1, what))
+        return false;
+    uint8_t b = *r->p;
+    if (b == 0xc0 && nil_ok) {
+        r->p++;
+        free(*out);
+        *out = NULL;
+        return true;
+    }
+    if ((b & 0xe0) == 0xa0) {
+        r->p++;
+        n = b & 0x1f;
+    } else if (b >= 0xd9 && b <= 0xdb) {
+        size_t w = (size_t)1 << (b - 0xd9);
+        if (!rd_need(r, 1 + w, what))
+            return false;
+        r->p++;
+        n = (size_t)rd_be(r, w);
+    } else {
+        return rd_fail(r, TN_ERR_TYPE, what);
+    }
+    if (n > max)
+        return rd_fail(r, TN_ERR_TOOBIG, what);
+    if (!rd_need(r, n, what))
+        return false;
+    if (memchr(r->p, '\0', n) || !utf8_valid(r->p, n))
+        return rd_fail(r, TN_ERR_CORRUPT, what);
+    char *s = malloc(n + 1);
+    if (!s)
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    memcpy(s, r->p, n);
+    s[n] = '\0';
+    r->p += n;
+    free(*out);
+    *out = s;
+    return true;
+}
+
+static bool rd_bool(rd *r, const char *what, bool *v)
+{
+    if (!rd_need(r, 1, what))
+        return false;
+    if (*r->p != 0xc2 && *r->p != 0xc3)
+        return rd_fail(r, TN_ERR_TYPE, what);
+    *v = *r->p++ == 0xc3;
+    return true;
+}
+
+static bool rd_enum_word(rd *r, const char *what, const char *const *words, size_t n, int *v)
+{
+    char *s = NULL;
+    if (!rd_str(r, what, TN_DEF_MAX_NAME, false, &s))
+        return false;
+    int i = word_find(words, n, s);
+    free(s);
+    if (i < 0)
+        return rd_fail(r, TN_ERR_CORRUPT, what);
+    *v = i;
+    return true;
+}
+
+#define RD_ENUM(r, what, e, out)                                                          \
+    ({                                                                                    \
+        int i_ = 0;                                                                       \
+        bool ok_ = rd_enum_word(r, what, e##_words, TN_ARRAY_LEN(e##_words), &i_);        \
+        if (ok_)                                                                          \
+            *(out) = (tn_def_##e)i_;                                                      \
+        ok_;                                                                              \
+    })
+
+static bool rd_kvs(rd *r, const char *what, tn_def_kvs *kv)
+{
+    uint32_t n;
+    if (!rd_count(r, true, what, TN_DEF_MAX_PARAMS, &n) || n == 0)
+        return r->err == TN_OK;
+    if (!(kv->items = calloc(n, sizeof(*kv->items))))
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    kv->n = n;
+    for (uint32_t i = 0; i < n; i++)
+        if (!rd_str(r, what, TN_DEF_MAX_NAME, false, &kv->items[i].key) ||
+            !rd_str(r, what, TN_DEF_MAX_STRING, false, &kv->items[i].value))
+            return false;
+    return true;
+}
+
+static bool rd_refs(rd *r, const char *what, tn_def_ref **refs, uint32_t *n_out)
+{
+    uint32_t n;
+    if (!rd_arr(r, what, TN_DEF_MAX_LIST, &n) || n == 0)
+        return r->err == TN_OK;
+    if (!(*refs = calloc(n, sizeof(**refs))))
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    *n_out = n;
+    for (uint32_t i = 0; i < n; i++)
+        if (!rd_str(r, what, TN_DEF_MAX_NAME, false, &(*refs)[i].name))
+            return false;
+    return true;
+}
+
+static bool rd_u32(rd *r, const char *what, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!rd_uint(r, what, &v))
+        return false;
+    if (v > max)
+        return rd_fail(r, TN_ERR_CORRUPT, what);
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool rd_dispatch(rd *r, tn_def_task *t)
+{
+    return rd_str(r, "worker_group", TN_DEF_MAX_NAME, false, &t->worker_group) &&
+           rd_str(r, "task_group", TN_DEF_MAX_NAME, true, &t->task_group) &&
+           rd_uint(r, "dispatch_timeout", &t->dispatch_timeout_ms);
+}
+
+static bool rd_body(rd *r, tn_def_task *t)
+{
+    uint32_t n;
+    switch (t->type) {
+    case TN_DEF_TASK_SHELL:
+        return rd_tuple(r, "shell task", 8) && rd_dispatch(r, t) &&
+               rd_str(r, "environment", TN_DEF_MAX_NAME, true, &t->environment) &&
+               rd_str(r, "command", TN_DEF_MAX_COMMAND, false, &t->command) &&
+               rd_uint(r, "kill_grace", &t->kill_grace_ms) &&
+               rd_uint(r, "memory_max", &t->memory_max) &&
+               rd_uint(r, "cpu_max", &t->cpu_max_milli);
+    case TN_DEF_TASK_NOOP:
+        return rd_tuple(r, "noop task", 6) && rd_dispatch(r, t) &&
+               RD_ENUM(r, "result", noop_result, &t->noop.result) &&
+               rd_uint(r, "duration", &t->noop.duration_ms) &&
+               rd_kvs(r, "outputs", &t->noop.outputs);
+    case TN_DEF_TASK_CONDITIONS:
+        if (!rd_tuple(r, "conditions task", 4) || !RD_ENUM(r, "when", cond_mode, &t->cond.mode) ||
+            !rd_arr(r, "when", TN_DEF_MAX_LIST, &n))
+            return false;
+        if (n && !(t->cond.when = calloc(n, sizeof(*t->cond.when))))
+            return rd_fail(r, TN_ERR_NOMEM, "when");
+        t->cond.n_when = n;
+        for (uint32_t i = 0; i < n; i++)
+            if (!rd_tuple(r, "when item", 2) ||
+                !rd_str(r, "when task", TN_DEF_MAX_NAME, false, &t->cond.when[i].task.name) ||
+                !RD_ENUM(r, "when state", cond_state, &t->cond.when[i].state))
+                return false;
+        return rd_refs(r, "on_success", &t->cond.on_success, &t->cond.n_on_success) &&
+               rd_refs(r, "on_failure", &t->cond.on_failure, &t->cond.n_on_failure);
+    case TN_DEF_TASK_SWITCH:
+        if (!rd_tuple(r, "switch task", 2) || !rd_arr(r, "cases", TN_DEF_MAX_LIST, &n))
+            return false;
+        if (n && !(t->sw.cases = calloc(n, sizeof(*t->sw.cases))))
+            return rd_fail(r, TN_ERR_NOMEM, "cases");
+        t->sw.n_cases = n;
+        for (uint32_t i = 0; i < n; i++)
+            if (!rd_tuple(r, "case", 2) ||
+                !rd_str(r, "case when", TN_DEF_MAX_STRING, false, &t->sw.cases[i].when) ||
+                !rd_str(r, "case then", TN_DEF_MAX_NAME, false, &t->sw.cases[i].then.name))
+                return false;
+        if (!rd_str(r, "default", TN_DEF_MAX_NAME, true, &t->sw.dflt.name))
+            return false;
+        t->sw.has_default = t->sw.dflt.name != NULL;
+        return true;
+    case TN_DEF_TASK_DEPENDENT:
+        if (!rd_tuple(r, "dependent task", 5) ||
+            !RD_ENUM(r, "relation", relation, &t->dep.relation) ||
+            !rd_arr(r, "depends", TN_DEF_MAX_LIST, &n))
+            return false;
+        if (n && !(t->dep.depends = calloc(n, sizeof(*t->dep.depends))))
+            return rd_fail(r, TN_ERR_NOMEM, "depends");
+        t->dep.n_depends = n;
+        for (uint32_t i = 0; i < n; i++) {
+            tn_def_depend *dp = &t->dep.depends[i];
+            if (!rd_tuple(r, "depends item", 4) ||
+                !rd_str(r, "depends workflow", TN_DEF_MAX_NAME, false, &dp->workflow) ||
+                !rd_str(r, "depends task", TN_DEF_MAX_NAME, false, &dp->task) ||
+                !RD_ENUM(r, "depends cycle", cycle, &dp->cycle) ||
+                !rd_str(r, "depends date", TN_DEF_MAX_NAME, false, &dp->date))
+                return false;
+        }
+        return rd_uint(r, "check_interval", &t->dep.check_interval_ms) &&
+               RD_ENUM(r, "failure_policy", failure_policy, &t->dep.failure_policy) &&
+               rd_uint(r, "failure_wait", &t->dep.failure_wait_ms);
+    case TN_DEF_TASK_SUB_WORKFLOW:
+        return rd_tuple(r, "sub_workflow task", 1) &&
+               rd_str(r, "workflow", TN_DEF_MAX_NAME, false, &t->sub.workflow);
+    }
+    return rd_fail(r, TN_ERR_CORRUPT, "task type");
+}
+
+static bool rd_task(rd *r, tn_def_task *t)
+{
+    if (task_defaults(t) != TN_OK)
+        return rd_fail(r, TN_ERR_NOMEM, "task");
+    return rd_tuple(r, "task", TASK_FIELDS) &&
+           rd_str(r, "task name", TN_DEF_MAX_NAME, false, &t->name) &&
+           RD_ENUM(r, "task type", task_type, &t->type) &&
+           rd_refs(r, "deps", &t->deps, &t->n_deps) &&
+           rd_bool(r, "enabled", &t->enabled) &&
+           rd_kvs(r, "params", &t->params) &&
+           rd_u32(r, "retries", TN_DEF_MAX_RETRIES, &t->retries) &&
+           rd_uint(r, "retry_interval", &t->retry_interval_ms) &&
+           rd_uint(r, "timeout", &t->timeout_ms) &&
+           RD_ENUM(r, "timeout_strategy", timeout_strategy, &t->timeout_strategy) &&
+           rd_uint(r, "delay", &t->delay_ms) &&
+           RD_ENUM(r, "priority", priority, &t->priority) &&
+           rd_body(r, t);
+}
+
+static bool rd_def(rd *r, tn_def *d)
+{
+    uint32_t n;
+    uint64_t version;
+    if (!rd_arr(r, "definition", 255, &n))
+        return false;
+    if (n < 1)
+        return rd_fail(r, TN_ERR_TYPE, "definition");
+    if (!rd_uint(r, "format version", &version))
+        return false;
+    if (version != TN_DEF_FORMAT_VERSION) {
+        r->err = TN_ERR_VERSION;
+        tn_errmsg_set(r->msg, TN_ERR_VERSION,
+                      "stored definition has format version %llu; this tern reads version %d: "
+                      "use a matching tern or apply the YAML again", (unsigned long long)version,
+                      TN_DEF_FORMAT_VERSION);
+        return false;
+    }
+    if (n != DEF_FIELDS)
+        return rd_fail(r, TN_ERR_TYPE, "definition");
+    if (!rd_str(r, "name", TN_DEF_MAX_NAME, false, &d->name) ||
+        !rd_str(r, "description", TN_DEF_MAX_STRING, false, &d->description) ||
+        !rd_kvs(r, "params", &d->params) || !RD_ENUM(r, "execution", exec, &d->execution) ||
+        !RD_ENUM(r, "priority", priority, &d->priority) ||
+        !rd_uint(r, "timeout", &d->timeout_ms) ||
+        !RD_ENUM(r, "timeout_strategy", timeout_strategy, &d->timeout_strategy) ||
+        !RD_ENUM(r, "failure_strategy", failure_strategy, &d->failure_strategy) ||
+        !rd_arr(r, "tasks", TN_DEF_MAX_TASKS, &n))
+        return false;
+    if (n && !(d->tasks = calloc(n, sizeof(*d->tasks))))
+        return rd_fail(r, TN_ERR_NOMEM, "tasks");
+    d->n_tasks = n;
+    for (uint32_t i = 0; i < n; i++)
+        if (!rd_task(r, &d->tasks[i]))
+            return false;
+    return true;
+}
+
+tn_err tn_def_decode(const void *buf, size_t len, tn_def **out, tn_errmsg *msg)
+{
+    ectx e = {NULL, msg};
+    rd r = {.p = buf, .start = buf, .end = (const uint8_t *)buf + len, .msg = msg};
+    tn_def *d = NULL;
+    char *again = NULL;
+    size_t again_len;
+    tn_err err;
+
+    if (!out || (!buf && len))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "tn_def_decode: no input or output");
+    if (len > TN_DEF_MAX_ENCODED)
+        return tn_errmsg_set(msg, TN_ERR_TOOBIG, "stored definition: %zu bytes is over the "
+                             "%u-byte limit", len, TN_DEF_MAX_ENCODED);
+    if (!buf)
+        r.p = r.start = r.end = (const uint8_t *)"";
+    if (!(d = calloc(1, sizeof(*d)))) {
+        err = tn_errmsg_set(msg, TN_ERR_NOMEM, "stored definition: out of memory");
+        goto fail;
+    }
+    if (!rd_def(&r, d)) {
+        err = r.err;
+        goto fail;
+    }
+    if (r.p != r.end) {
+        err = tn_errmsg_set(msg, TN_ERR_CORRUPT, "stored definition: %zu bytes after the end",
+                            (size_t)(r.end - r.p));
+        goto fail;
+    }
+    if ((err = validate(&e, d)) != TN_OK) {
+        if (err == TN_ERR_NOMEM)
+            tn_errmsg_set(msg, err, "stored definition: out of memory");
+        else
+            err = TN_ERR_CORRUPT;
+        goto fail;
+    }
+    if ((err = tn_def_encode(d, &again, &again_len)) != TN_OK) {
+        tn_errmsg_set(msg, err, "stored definition: cannot re-encode: %s", tn_strerror(err));
+        goto fail;
+    }
+    if (again_len != len || memcmp(again, buf, len) != 0) {
+        err = tn_errmsg_set(msg, TN_ERR_CORRUPT,
+                            "stored definition: not in canonical form (was it written by "
+                            "another encoder?)");
+        goto fail;
+    }
+    free(again);
+    *out = d;
+    return TN_OK;
+fail:
+    free(again);
+    tn_def_free(d);
+    return err;
+}

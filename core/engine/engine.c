@@ -1,0 +1,1514 @@
+/* The engine loop: inputs -> tables -> events -> one group commit -> effects.
+ * Also commands, the definition cache, timers, the dispatch queue and recovery. */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_int.h"
+#include "log.h"
+#include "mp.h"
+#include "replay.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------------------ */
+/* small vectors */
+
+const char *tn_start_mode_name(tn_start_mode m)
+{
+    static const char *const names[] = {"all", "task_only", "task_pre", "task_post"};
+    return (unsigned)m < 4 ? names[m] : "?";
+}
+
+int tn_start_mode_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (s && strcmp(s, tn_start_mode_name((tn_start_mode)i)) == 0)
+            return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* clock and timers */
+
+int64_t eng_now(tn_engine *e) { return e->virtual_clock ? e->vnow : tn_now_ns(); }
+int64_t tn_engine_now(tn_engine *e) { return eng_now(e); }
+
+static void heap_up(timer *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].due <= h[i].due)
+            break;
+        timer t = h[p];
+        h[p] = h[i];
+        h[i] = t;
+        i = p;
+    }
+}
+
+static void heap_down(timer *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].due < h[m].due)
+            m = l;
+        if (r < n && h[r].due < h[m].due)
+            m = r;
+        if (m == i)
+            return;
+        timer t = h[m];
+        h[m] = h[i];
+        h[i] = t;
+        i = m;
+    }
+}
+
+static void timer_push(tn_engine *e, const timer *t)
+{
+    if (!tn_grow((void **)&e->timers, &e->captimers, e->ntimers + 1, sizeof(timer))) {
+        tn_error("engine", "msg=\"out of memory arming a timer\"");
+        return;
+    }
+    e->timers[e->ntimers] = *t;
+    heap_up(e->timers, e->ntimers++);
+}
+
+void eng_timer_task(tn_engine *e, trt *t, uint8_t sub, int64_t due)
+{
+    timer tm = {.due = due, .kind = TIMER_TASK, .sub = sub, .node = t->node, .gen = t->gen,
+                .wf = t->w->id};
+    timer_push(e, &tm);
+}
+
+void eng_timer_wf(tn_engine *e, wrt *w, int64_t due)
+{
+    timer tm = {.due = due, .kind = TIMER_WF, .gen = w->gen, .wf = w->id};
+    timer_push(e, &tm);
+}
+
+void tn_engine_after(tn_engine *e, int64_t due_ns, tn_engine_timer_fn fn, void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    if (tn_grow((void **)&e->cb_timers, &e->capcb, e->ncb + 1, sizeof(timer))) {
+        timer tm = {.due = due_ns, .kind = TIMER_CALLBACK, .fn = fn, .arg = arg};
+        e->cb_timers[e->ncb++] = tm;
+    }
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* dispatch queue (min-heap by key) */
+
+static void q_up(qentry *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].key <= h[i].key)
+            break;
+        qentry t = h[p];
+        h[p] = h[i];
+        h[i] = t;
+        i = p;
+    }
+}
+
+static void q_down(qentry *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].key < h[m].key)
+            m = l;
+        if (r < n && h[r].key < h[m].key)
+            m = r;
+        if (m == i)
+            return;
+        qentry t = h[m];
+        h[m] = h[i];
+        h[i] = t;
+        i = m;
+    }
+}
+
+void eng_queue_push(tn_engine *e, trt *t)
+{
+    const tn_def_task *n = &t->w->def->tasks[t->node];
+    /* workflow priority, task priority, then age (the task id grows with submission) */
+    uint64_t key = ((uint64_t)t->w->def->priority << 60) | ((uint64_t)n->priority << 56) |
+                   (t->id & ((UINT64_C(1) << 56) - 1));
+    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+        return;
+    e->queue[e->nqueue] = (qentry){key, t->w->id, t->node, t->attempt};
+    q_up(e->queue, e->nqueue++);
+    t->flags |= TF_QUEUED;
+}
+
+/* Put an entry back (one that could not be placed in this step). */
+bool eng_queue_requeue(tn_engine *e, const qentry *q)
+{
+    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+        return false;
+    e->queue[e->nqueue] = *q;
+    q_up(e->queue, e->nqueue++);
+    return true;
+}
+
+bool eng_queue_pop(tn_engine *e, qentry *out)
+{
+    if (e->nqueue == 0)
+        return false;
+    *out = e->queue[0];
+    e->queue[0] = e->queue[--e->nqueue];
+    q_down(e->queue, e->nqueue, 0);
+    return true;
+}
+
+tgroup *eng_group(tn_engine *e, const char *name)
+{
+    for (tgroup *g = e->groups; g; g = g->next)
+        if (strcmp(g->name, name) == 0)
+            return g;
+    tgroup *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    g->slots = -1;
+    /* slots come from the log's projection (TASKGROUP_SET) */
+    tn_rtxn *t;
+    if (tn_store_read_begin(tn_evlog_store(e->log), &t) == TN_OK) {
+        char key[TN_DEF_MAX_NAME + 8];
+        int kl = snprintf(key, sizeof(key), "tg/%s", name);
+        tn_val v;
+        if (tn_store_get(t, TN_DB_META, key, (size_t)kl, &v) == TN_OK && v.len == 8)
+            g->slots = (int64_t)tn_get_be64(v.data);
+        tn_store_read_end(t);
+    }
+    g->next = e->groups;
+    e->groups = g;
+    return g;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* events */
+
+void eng_event(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint64_t task)
+{
+    tn_event_init(ev, machine, event, wf, task);
+}
+
+static tn_err emit(tn_engine *e, tn_event *ev)
+{
+    ev->actor = tn_str_c(e->cur_actor ? e->cur_actor : e->actor);
+    ev->at = eng_now(e);
+    tn_err err = tn_evlog_add(e->log, ev, NULL, &e->msg);
+    if (err) {
+        /* the engine only emits what its own state says is legal: this is a bug */
+        e->stats.rejected++;
+        tn_error("engine", "msg=\"event refused\" why=\"%s\"", e->msg.text);
+        return err;
+    }
+    e->stats.events++;
+    return TN_OK;
+}
+
+void eng_touch(tn_engine *e, wrt *w)
+{
+    w->dirty = true;
+    if (w->touched)
+        return;
+    if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
+        return;
+    e->touched[e->ntouched++] = w;
+    w->touched = true;
+}
+
+tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev)
+{
+    tn_event local;
+    if (!ev) {
+        ev = &local;
+        eng_event(ev, TN_MACHINE_WORKFLOW, event, w->id, 0);
+    }
+    tn_err err = emit(e, ev);
+    if (err)
+        return err;
+    eng_touch(e, w);
+    sched_fold_wf(e, w, ev);
+    return TN_OK;
+}
+
+tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
+{
+    tn_event local;
+    if (!ev) {
+        ev = &local;
+        eng_event(ev, TN_MACHINE_TASK, event, t->w->id, t->id);
+    }
+    tn_err err = emit(e, ev);
+    if (err)
+        return err;
+    eng_touch(e, t->w);
+    sched_fold_task(e, t, ev);
+    return TN_OK;
+}
+
+void eng_fx(tn_engine *e, uint8_t kind, trt *t)
+{
+    if (!tn_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
+        return;
+    e->fx[e->nfx++] = (effect){kind, t->w->id, t->id, t->node, t->attempt, NULL};
+}
+
+/* ------------------------------------------------------------------------------ */
+/* definitions */
+
+static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def **out)
+{
+    for (def_entry *d = e->defs; d; d = d->next)
+        if (d->version == version && strcmp(d->name, name) == 0) {
+            d->refs++;
+            *out = d->def;
+            return TN_OK;
+        }
+    tn_rtxn *t;
+    tn_err err = tn_store_read_begin(tn_evlog_store(e->log), &t);
+    if (err)
+        return err;
+    uint8_t k[TN_NAME_MAX + 5];
+    size_t kl = tn_proj_def_key(name, version, k);
+    tn_val v;
+    tn_def *def = NULL;
+    err = tn_store_get(t, TN_DB_DEFS, k, kl, &v);
+    if (!err)
+        err = tn_def_decode(v.data, v.len, &def, &e->msg);
+    tn_store_read_end(t);
+    if (err)
+        return err;
+    def_entry *d = calloc(1, sizeof(*d));
+    if (!d) {
+        tn_def_free(def);
+        return TN_ERR_NOMEM;
+    }
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    d->version = version;
+    d->refs = 1;
+    d->def = def;
+    d->next = e->defs;
+    e->defs = d;
+    *out = def;
+    return TN_OK;
+}
+
+static void def_unref(tn_engine *e, tn_def *def)
+{
+    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next) {
+        def_entry *d = *pp;
+        if (d->def != def)
+            continue;
+        if (--d->refs == 0) {
+            *pp = d->next;
+            tn_def_free(d->def);
+            free(d);
+        }
+        return;
+    }
+}
+
+/* The newest stored version of a definition: (0, NOENT) when there is none. */
+static tn_err def_latest_version(tn_engine *e, const char *name, uint32_t *version,
+                                 tn_buf *bytes)
+{
+    tn_rtxn *t;
+    tn_err err = tn_store_read_begin(tn_evlog_store(e->log), &t);
+    if (err)
+        return err;
+    tn_cursor *c;
+    if ((err = tn_cursor_open(t, TN_DB_DEFS, &c))) {
+        tn_store_read_end(t);
+        return err;
+    }
+    size_t nl = strlen(name);
+    uint8_t k[TN_NAME_MAX + 5];
+    size_t kl = tn_proj_def_key(name, 0, k);
+    tn_val key, val;
+    *version = 0;
+    for (err = tn_cursor_seek(c, k, kl, &key, &val); err == TN_OK;
+         err = tn_cursor_next(c, &key, &val)) {
+        if (key.len != nl + 5 || memcmp(key.data, name, nl + 1) != 0)
+            break;
+        const uint8_t *p = (const uint8_t *)key.data + nl + 1;
+        *version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (bytes) {
+            bytes->size = 0;
+            if (!tn_grow((void **)&bytes->data, &bytes->alloc, val.len + 1, 1)) {
+                err = TN_ERR_NOMEM;
+                break;
+            }
+            memcpy(bytes->data, val.data, val.len);
+            bytes->size = val.len;
+        }
+    }
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    if (err && err != TN_ERR_NOENT)
+        return err;
+    return *version ? TN_OK : TN_ERR_NOENT;
+}
+
+tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version)
+{
+    tn_err err = def_latest_version(e, name, version, NULL);
+    if (err)
+        return err;
+    return def_load(e, name, *version, def);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* instances */
+
+wrt *eng_wf(tn_engine *e, uint64_t id) { return tn_map_get(&e->wfs, id); }
+
+static void wrt_free(tn_engine *e, wrt *w)
+{
+    if (!w)
+        return;
+    if (w->t) {
+        for (uint32_t i = 0; i < w->def->n_tasks; i++) {
+            if (w->t[i].id)
+                tn_map_del(&e->tasks, w->t[i].id);
+            tn_kv_free(w->t[i].pool);
+            free(w->t[i].why);
+        }
+    }
+    free(w->t);
+    free(w->in_scope);
+    free(w->from);
+    free(w->cand);
+    tn_kv_free(w->overrides);
+    tn_kv_free(w->inherited);
+    tn_kv_free(w->globals);
+    if (w->def)
+        def_unref(e, w->def);
+    free(w);
+}
+
+/* kv <-> msgpack map, for event attrs */
+static tn_err kv_pack(const tn_kv *kv, tn_buf *out)
+{
+    msgpack_packer pk;
+    out->size = 0;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    uint32_t n = kv ? tn_kv_len(kv) : 0;
+    msgpack_pack_map(&pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k = tn_kv_key(kv, i), *v = tn_kv_value(kv, i);
+        msgpack_pack_str_with_body(&pk, k, strlen(k));
+        msgpack_pack_str_with_body(&pk, v, strlen(v));
+    }
+    return out->data ? TN_OK : TN_ERR_NOMEM;
+}
+
+static tn_err kv_unpack(const void *buf, size_t len, tn_kv **out)
+{
+    tn_mp r;
+    tn_mp_init(&r, buf, len);
+    uint32_t n;
+    if (!tn_mp_map(&r, TN_DEF_MAX_PARAMS * 4, &n))
+        return r.err;
+    tn_kv *kv = tn_kv_new();
+    if (!kv)
+        return TN_ERR_NOMEM;
+    char k[TN_DEF_MAX_NAME + 1];
+    for (uint32_t i = 0; i < n; i++) {
+        const char *v;
+        uint32_t vl;
+        if (!tn_mp_str_copy(&r, k, sizeof(k)) || !tn_mp_str(&r, TN_DEF_MAX_STRING, &v, &vl))
+            break;
+        char *vs = strndup(v, vl);
+        tn_err err = vs ? tn_kv_set(kv, k, vs) : TN_ERR_NOMEM;
+        free(vs);
+        if (err) {
+            tn_kv_free(kv);
+            return err;
+        }
+    }
+    if (!tn_mp_done(&r)) {
+        tn_kv_free(kv);
+        return r.err;
+    }
+    *out = kv;
+    return TN_OK;
+}
+
+tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch);
+tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch)
+{
+    tn_err err = kv_pack(kv, scratch);
+    return err ? err : tn_event_set_bin(ev, key, scratch->data, scratch->size);
+}
+
+tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out);
+tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out)
+{
+    const tn_attr *a = tn_event_attr(ev, key);
+    *out = NULL;
+    if (!a)
+        return TN_OK;
+    if (a->type != TN_ATTR_BIN)
+        return TN_ERR_CORRUPT;
+    return kv_unpack(a->s.p, a->s.len, out);
+}
+
+/* Build a workflow's runtime from its SUBMIT event (live, or replaying its events). */
+static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
+{
+    const tn_attr *name = tn_event_attr(ev, "name");
+    int64_t version = 0, run = 1, mode = 0, dry = 0, sched = 0, pwf = 0, ptask = 0;
+    tn_event_int(ev, "version", &version);
+    tn_event_int(ev, "run", &run);
+    tn_event_int(ev, "mode", &mode);
+    tn_event_int(ev, "dry_run", &dry);
+    tn_event_int(ev, "sched", &sched);
+    tn_event_int(ev, "parent_wf", &pwf);
+    tn_event_int(ev, "parent_task", &ptask);
+    if (!name || name->type != TN_ATTR_STR || name->s.len > TN_DEF_MAX_NAME || version <= 0)
+        return NULL;
+    char nm[TN_DEF_MAX_NAME + 1];
+    memcpy(nm, name->s.p, name->s.len);
+    nm[name->s.len] = 0;
+    wrt *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->id = ev->wf;
+    w->version = (uint32_t)version;
+    w->run = (uint32_t)run;
+    w->mode = (uint8_t)mode;
+    w->dry_run = dry != 0;
+    w->sched_ns = sched ? sched : ev->at;
+    w->parent_wf = (uint64_t)pwf;
+    w->parent_task = (uint64_t)ptask;
+    w->created_at = ev->at;
+    if (def_load(e, nm, w->version, &w->def)) {
+        free(w);
+        return NULL;
+    }
+    uint32_t n = w->def->n_tasks;
+    w->t = calloc(n, sizeof(trt));
+    w->in_scope = calloc(n, 1);
+    if (!w->t || !w->in_scope || eng_kv_from_attr(ev, "params", &w->overrides) ||
+        eng_kv_from_attr(ev, "inherited", &w->inherited))
+        goto fail;
+    const tn_attr *from = tn_event_attr(ev, "from");
+    if (from && from->type == TN_ATTR_STR && from->s.len) {
+        /* comma-separated node names */
+        w->from = calloc(n, sizeof(uint32_t));
+        if (!w->from)
+            goto fail;
+        const char *p = from->s.p, *end = from->s.p + from->s.len;
+        while (p < end) {
+            const char *c = memchr(p, ',', (size_t)(end - p));
+            size_t l = (size_t)((c ? c : end) - p);
+            char tmp[TN_DEF_MAX_NAME + 1];
+            if (l <= TN_DEF_MAX_NAME) {
+                memcpy(tmp, p, l);
+                tmp[l] = 0;
+                int32_t idx = tn_def_task_find(w->def, tmp);
+                if (idx >= 0 && w->nfrom < n)
+                    w->from[w->nfrom++] = (uint32_t)idx;
+            }
+            p += l + 1;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        w->t[i].w = w;
+        w->t[i].node = i;
+        w->t[i].state = TN_SM_NEW;
+    }
+    w->state = TN_SM_NEW;
+    sched_reset_run(e, w);
+    return w;
+fail:
+    wrt_free(e, w);
+    return NULL;
+}
+
+/* Fold one stored event into the in-memory instances (recovery). */
+static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
+{
+    wrt *w = *wp;
+    if (ev->machine == TN_MACHINE_WORKFLOW) {
+        if (ev->event == TN_WF_E_SUBMIT) {
+            if (w)
+                return TN_ERR_CORRUPT;
+            w = wrt_from_submit(e, ev);
+            if (!w)
+                return TN_ERR_CORRUPT;
+            *wp = w;
+        }
+        if (!w)
+            return TN_ERR_CORRUPT;
+        sched_fold_wf(e, w, ev);
+        return TN_OK;
+    }
+    if (ev->machine != TN_MACHINE_TASK || !w)
+        return TN_ERR_CORRUPT;
+    trt *t = tn_map_get(&e->tasks, ev->task);
+    if (!t) {
+        const tn_attr *name = tn_event_attr(ev, "name");
+        char nm[TN_DEF_MAX_NAME + 1];
+        if (!name || name->type != TN_ATTR_STR || name->s.len > TN_DEF_MAX_NAME)
+            return TN_ERR_CORRUPT;
+        memcpy(nm, name->s.p, name->s.len);
+        nm[name->s.len] = 0;
+        int32_t idx = tn_def_task_find(w->def, nm);
+        if (idx < 0)
+            return TN_ERR_CORRUPT;
+        t = &w->t[idx];
+    }
+    sched_fold_task(e, t, ev);
+    return TN_OK;
+}
+
+typedef struct load_ctx {
+    tn_engine *e;
+    wrt *w;
+    tn_err err;
+    uint64_t seq;
+} load_ctx;
+
+static int load_one(void *vctx, const tn_event *ev)
+{
+    load_ctx *x = vctx;
+    /* a child's events are indexed under the parent too? no: by its own wf id only */
+    if (ev->wf != (x->w ? x->w->id : ev->wf))
+        return 0;
+    x->err = replay_event(x->e, &x->w, ev);
+    x->seq = ev->seq;
+    return x->err ? 1 : 0;
+}
+
+/* Rebuild one instance from its events. */
+static wrt *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
+{
+    load_ctx x = {e, NULL, TN_OK, 0};
+    int fr;
+    tn_err err = tn_replay_wf_events(tn_evlog_store(e->log), id, load_one, &x, &fr);
+    if (err || x.err || !x.w) {
+        tn_errmsg_set(msg, err ? err : x.err ? x.err : TN_ERR_NOENT,
+                      "workflow instance %" PRIu64 " cannot be loaded (%s at seq %" PRIu64
+                      "): run `tern replay` to check the log",
+                      id, tn_strerror(err ? err : x.err ? x.err : TN_ERR_NOENT), x.seq);
+        if (x.w)
+            wrt_free(e, x.w);
+        return NULL;
+    }
+    wrt *w = x.w;
+    if (tn_map_put(&e->wfs, w->id, w)) {
+        wrt_free(e, w);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < w->def->n_tasks; i++)
+        if (w->t[i].id)
+            tn_map_put(&e->tasks, w->t[i].id, &w->t[i]);
+    return w;
+}
+
+wrt *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
+{
+    wrt *w = eng_wf(e, id);
+    if (w)
+        return w;
+    w = load_wf(e, id, msg);
+    if (w && tn_sm_workflow.final[w->state])
+        w->loaded_final = true;
+    return w;
+}
+
+static void input_free(struct input *in);
+
+/* ------------------------------------------------------------------------------ */
+/* open / close / recovery */
+
+static tn_err recover(tn_engine *e, tn_errmsg *msg)
+{
+    /* page through the workflow projections: unfinished ones are loaded */
+    uint8_t key[8];
+    uint64_t after = 0;
+    const size_t page = 512;
+    for (;;) {
+        uint64_t ids[512];
+        size_t n = 0;
+        tn_rtxn *t;
+        tn_err err = tn_store_read_begin(tn_evlog_store(e->log), &t);
+        if (err)
+            return tn_errmsg_set(msg, err, "cannot read the store: %s", tn_strerror(err));
+        tn_cursor *c;
+        if ((err = tn_cursor_open(t, TN_DB_WF, &c))) {
+            tn_store_read_end(t);
+            return tn_errmsg_set(msg, err, "cannot read the store: %s", tn_strerror(err));
+        }
+        tn_put_be64(key, after + 1);
+        tn_val k, v;
+        bool more = false;
+        for (err = tn_cursor_seek(c, key, 8, &k, &v); err == TN_OK;
+             err = tn_cursor_next(c, &k, &v)) {
+            if (n == page) {
+                more = true;
+                break;
+            }
+            tn_wf_proj p;
+            if (tn_proj_wf_decode(v.data, v.len, &p) != TN_OK)
+                continue;
+            after = p.id;
+            if (!tn_sm_workflow.final[p.state])
+                ids[n++] = p.id;
+            else if (!more && n == 0)
+                continue;
+        }
+        tn_cursor_close(c);
+        tn_store_read_end(t);
+        for (size_t i = 0; i < n; i++) {
+            wrt *w = load_wf(e, ids[i], msg);
+            if (!w)
+                return TN_ERR_CORRUPT;
+            e->stats.recovered_workflows++;
+        }
+        if (!more)
+            break;
+    }
+    /* then let each decide what it needs: timers, dispatches, failovers */
+    for (size_t i = 0; i < e->wfs.cap; i++)
+        if (e->wfs.slots[i].key)
+            sched_recovered(e, e->wfs.slots[i].val);
+    return TN_OK;
+}
+
+tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *msg)
+{
+    tn_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    tn_map_init(&e->wfs);
+    tn_map_init(&e->tasks);
+    e->ex = opts->executor;
+    snprintf(e->actor, sizeof(e->actor), "master:%s", opts->master_id ? opts->master_id : "local");
+    e->virtual_clock = opts->virtual_clock;
+    e->vnow = opts->start_ns ? opts->start_ns : tn_now_ns();
+    e->max_batch = opts->max_batch ? opts->max_batch : 4096;
+    tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
+    if (err)
+        goto fail;
+    if ((err = recover(e, msg)))
+        goto fail;
+    /* what recovery decided (failovers, dispatches) is committed by the first step,
+     * once the caller has bound its executor */
+    *out = e;
+    return TN_OK;
+fail:
+    tn_engine_close(e);
+    return err;
+}
+
+void tn_engine_close(tn_engine *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->wfs.cap; i++)
+        if (e->wfs.slots[i].key)
+            wrt_free(e, e->wfs.slots[i].val);
+    tn_map_fini(&e->wfs);
+    tn_map_fini(&e->tasks);
+    while (e->defs) {
+        def_entry *d = e->defs;
+        e->defs = d->next;
+        tn_def_free(d->def);
+        free(d);
+    }
+    while (e->groups) {
+        tgroup *g = e->groups;
+        e->groups = g->next;
+        free(g->wait);
+        free(g);
+    }
+    while (e->in_head) {
+        input *in = e->in_head;
+        e->in_head = in->next;
+        input_free(in);
+    }
+    free(e->timers);
+    free(e->cb_timers);
+    free(e->queue);
+    free(e->later);
+    free(e->fx);
+    free(e->touched);
+    free(e->cmds_batch);
+    tn_evlog_close(e->log);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+tn_evlog *tn_engine_log(tn_engine *e) { return e->log; }
+
+/* ------------------------------------------------------------------------------ */
+/* inputs */
+
+void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
+{
+    cmd->done = false;
+    cmd->err = TN_OK;
+    cmd->msg[0] = 0;
+    cmd->next = NULL;
+    pthread_mutex_lock(&e->mu);
+    if (e->cmd_tail)
+        e->cmd_tail->next = cmd;
+    else
+        e->cmd_head = cmd;
+    e->cmd_tail = cmd;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+void tn_engine_report(tn_engine *e, const tn_report *r)
+{
+    input *in = calloc(1, sizeof(*in) + r->nout * 2 * sizeof(char *));
+    if (!in) {
+        tn_error("engine", "msg=\"out of memory queueing a report\" task=%" PRIu64, r->task);
+        return;
+    }
+    in->r = *r;
+    in->worker = dup_or_null(r->worker);
+    in->reason = dup_or_null(r->reason);
+    in->out_keys = (char **)(in + 1);
+    in->out_values = in->out_keys + r->nout;
+    for (uint32_t i = 0; i < r->nout; i++) {
+        in->out_keys[i] = strdup(r->out_keys[i]);
+        in->out_values[i] = strdup(r->out_values[i]);
+    }
+    in->r.worker = in->worker;
+    in->r.reason = in->reason;
+    in->r.out_keys = (const char *const *)in->out_keys;
+    in->r.out_values = (const char *const *)in->out_values;
+    pthread_mutex_lock(&e->mu);
+    if (e->in_tail)
+        e->in_tail->next = in;
+    else
+        e->in_head = in;
+    e->in_tail = in;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void input_free(input *in)
+{
+    free(in->worker);
+    free(in->reason);
+    for (uint32_t i = 0; i < in->r.nout; i++) {
+        free(in->out_keys[i]);
+        free(in->out_values[i]);
+    }
+    free(in);
+}
+
+static void cmd_fail(tn_cmd *c, tn_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cmd_fail(tn_cmd *c, tn_err err, const char *fmt, ...)
+{
+    c->err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* commands */
+
+static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
+{
+    tn_def *def = NULL;
+    tn_errmsg m;
+    if (tn_def_decode(c->def_bytes, c->def_len, &def, &m)) {
+        cmd_fail(c, TN_ERR_INVAL, "definition refused: %s", m.text);
+        return TN_OK;
+    }
+    uint32_t version = 0;
+    tn_buf latest = {0};
+    tn_err err = def_latest_version(e, def->name, &version, &latest);
+    if (err && err != TN_ERR_NOENT) {
+        tn_def_free(def);
+        tn_buf_free(&latest);
+        return err;
+    }
+    if (version && latest.size == c->def_len && memcmp(latest.data, c->def_bytes, c->def_len) == 0) {
+        c->unchanged = true;
+        c->out_id = version;
+        snprintf(c->msg, sizeof(c->msg), "%s: unchanged (version %u)", def->name, version);
+    } else {
+        tn_event ev;
+        eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_DEF_APPLIED, 0, 0);
+        tn_event_set_str(&ev, "name", def->name);
+        tn_event_set_int(&ev, "version", version + 1);
+        tn_event_set_bin(&ev, "def", c->def_bytes, c->def_len);
+        tn_event_set_int(&ev, "tasks", def->n_tasks);
+        if ((err = emit(e, &ev)) == TN_OK) {
+            c->out_id = version + 1;
+            snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
+        }
+    }
+    tn_def_free(def);
+    tn_buf_free(&latest);
+    return err;
+}
+
+static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_cmd *c,
+                           const tn_kv *inherited, uint64_t parent_wf, uint64_t parent_task,
+                           wrt **out)
+{
+    tn_buf scratch = {0}, scratch2 = {0};
+    tn_event ev;
+    uint64_t id = tn_evlog_new_wf_id(e->log);
+    eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, id, 0);
+    tn_event_set_str(&ev, "name", name);
+    tn_event_set_int(&ev, "version", version);
+    tn_event_set_int(&ev, "run", 1);
+    tn_err err = TN_OK;
+    char from[4096];
+    size_t fl = 0;
+    from[0] = 0;
+    if (c) {
+        if (c->mode)
+            tn_event_set_int(&ev, "mode", c->mode);
+        if (c->dry_run)
+            tn_event_set_int(&ev, "dry_run", 1);
+        if (c->sched_ns)
+            tn_event_set_int(&ev, "sched", c->sched_ns);
+        for (uint32_t i = 0; i < c->nfrom; i++) {
+            int n = snprintf(from + fl, sizeof(from) - fl, "%s%s", i ? "," : "", c->from[i]);
+            if (n < 0 || (size_t)n >= sizeof(from) - fl)
+                return TN_ERR_TOOBIG;
+            fl += (size_t)n;
+        }
+        if (fl)
+            tn_event_set_str(&ev, "from", from);
+        if (c->nparams) {
+            tn_kv *kv = tn_kv_new();
+            for (uint32_t i = 0; kv && i < c->nparams; i++)
+                tn_kv_set(kv, c->param_keys[i], c->param_values[i]);
+            err = kv ? eng_kv_attr(&ev, "params", kv, &scratch) : TN_ERR_NOMEM;
+            tn_kv_free(kv);
+        }
+    } else {
+        tn_event_set_int(&ev, "sched", (int64_t)0);
+    }
+    if (!err && inherited)
+        err = eng_kv_attr(&ev, "inherited", inherited, &scratch2);
+    if (parent_wf) {
+        tn_event_set_int(&ev, "parent_wf", (int64_t)parent_wf);
+        tn_event_set_int(&ev, "parent_task", (int64_t)parent_task);
+    }
+    if (!err)
+        err = emit(e, &ev);
+    wrt *w = NULL;
+    if (!err) {
+        w = wrt_from_submit(e, &ev);
+        if (!w || tn_map_put(&e->wfs, w->id, w)) {
+            wrt_free(e, w);
+            err = TN_ERR_NOMEM;
+        } else {
+            eng_touch(e, w);
+            sched_fold_wf(e, w, &ev);
+        }
+    }
+    tn_buf_free(&scratch);
+    tn_buf_free(&scratch2);
+    if (!err)
+        *out = w;
+    return err;
+}
+
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
+                     wrt **out);
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
+                     wrt **out)
+{
+    uint32_t version;
+    tn_err err = def_latest_version(e, name, &version, NULL);
+    if (err)
+        return err;
+    err = new_instance(e, name, version, NULL, inherited, parent->w->id, parent->id, out);
+    if (!err)
+        err = sched_admit(e, *out);
+    return err;
+}
+
+static tn_err cmd_start(tn_engine *e, tn_cmd *c)
+{
+    if (!c->workflow || !tn_def_name_valid(c->workflow)) {
+        cmd_fail(c, TN_ERR_INVAL, "no workflow name given, or not a valid name");
+        return TN_OK;
+    }
+    uint32_t version;
+    tn_err err = def_latest_version(e, c->workflow, &version, NULL);
+    if (err == TN_ERR_NOENT) {
+        cmd_fail(c, TN_ERR_NOENT, "no workflow named \"%s\": apply its definition first "
+                 "(`tern def apply FILE`)", c->workflow);
+        return TN_OK;
+    }
+    if (err)
+        return err;
+    tn_def *def;
+    if ((err = def_load(e, c->workflow, version, &def)))
+        return err;
+    for (uint32_t i = 0; i < c->nfrom; i++)
+        if (tn_def_task_find(def, c->from[i]) < 0) {
+            cmd_fail(c, TN_ERR_INVAL, "workflow \"%s\" has no task \"%s\"", c->workflow,
+                     c->from[i]);
+            def_unref(e, def);
+            return TN_OK;
+        }
+    def_unref(e, def);
+    if (c->mode != TN_MODE_ALL && c->nfrom == 0) {
+        cmd_fail(c, TN_ERR_INVAL, "mode %s needs start tasks (--from TASK)",
+                 tn_start_mode_name(c->mode));
+        return TN_OK;
+    }
+    wrt *w;
+    if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
+        return err;
+    c->out_id = w->id;
+    snprintf(c->msg, sizeof(c->msg), "started %s instance %" PRIu64, c->workflow, w->id);
+    return sched_admit(e, w);
+}
+
+static wrt *cmd_wf(tn_engine *e, tn_cmd *c)
+{
+    tn_wf_proj p;
+    if (tn_evlog_wf(e->log, c->id, &p) != TN_OK) {
+        cmd_fail(c, TN_ERR_NOENT, "no workflow instance %" PRIu64, c->id);
+        return NULL;
+    }
+    tn_errmsg m;
+    wrt *w = eng_load_wf(e, c->id, &m);
+    if (!w)
+        cmd_fail(c, TN_ERR_CORRUPT, "%s", m.text);
+    return w;
+}
+
+static trt *cmd_task(tn_engine *e, tn_cmd *c)
+{
+    trt *t = tn_map_get(&e->tasks, c->id);
+    if (t)
+        return t;
+    tn_task_proj p;
+    if (tn_evlog_task(e->log, c->id, &p) != TN_OK) {
+        cmd_fail(c, TN_ERR_NOENT, "no task instance %" PRIu64, c->id);
+        return NULL;
+    }
+    tn_errmsg m;
+    wrt *w = eng_load_wf(e, p.wf, &m);
+    if (!w) {
+        cmd_fail(c, TN_ERR_CORRUPT, "%s", m.text);
+        return NULL;
+    }
+    t = tn_map_get(&e->tasks, c->id);
+    if (!t)
+        cmd_fail(c, TN_ERR_NOENT, "task instance %" PRIu64 " belongs to an earlier run of "
+                 "workflow %" PRIu64 "; it cannot change any more", c->id, p.wf);
+    return t;
+}
+
+static const char *wf_state_name(uint8_t s) { return tn_sm_state_name(&tn_sm_workflow, s); }
+
+static tn_err run_cmd(tn_engine *e, tn_cmd *c)
+{
+    e->cur_actor = c->actor ? c->actor : "user:local";
+    wrt *w = NULL;
+    trt *t = NULL;
+    tn_err err = TN_OK;
+    if (e->refuse && (c->kind == TN_CMD_START || c->kind == TN_CMD_APPLY_DEF ||
+                      c->kind == TN_CMD_RERUN || c->kind == TN_CMD_RECOVER)) {
+        cmd_fail(c, TN_ERR_FULL, "the store is full: new work is refused (%s)", e->msg.text);
+        e->cur_actor = NULL;
+        return TN_OK;
+    }
+    switch (c->kind) {
+    case TN_CMD_APPLY_DEF:
+        err = cmd_apply_def(e, c);
+        break;
+    case TN_CMD_START:
+        err = cmd_start(e, c);
+        break;
+    case TN_CMD_PAUSE:
+        if (!(w = cmd_wf(e, c)))
+            break;
+        if (w->state != TN_WF_S_RUNNING_EXECUTION) {
+            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s: only a running workflow "
+                     "can be paused", w->id, wf_state_name(w->state));
+            break;
+        }
+        err = sched_pause_wf(e, w);
+        break;
+    case TN_CMD_RESUME:
+        if (!(w = cmd_wf(e, c)))
+            break;
+        if (w->state != TN_WF_S_PAUSE) {
+            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s: only a paused workflow "
+                     "can be resumed", w->id, wf_state_name(w->state));
+            break;
+        }
+        err = sched_recover_wf(e, w);
+        break;
+    case TN_CMD_STOP:
+        if (!(w = cmd_wf(e, c)))
+            break;
+        if (tn_sm_workflow.final[w->state] || w->state == TN_WF_S_READY_STOP) {
+            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s already", w->id,
+                     wf_state_name(w->state));
+            break;
+        }
+        err = sched_stop_wf(e, w, "stopped by user");
+        break;
+    case TN_CMD_RERUN:
+    case TN_CMD_RECOVER: {
+        if (!(w = cmd_wf(e, c)))
+            break;
+        bool rerun = c->kind == TN_CMD_RERUN;
+        if (!tn_sm_workflow.final[w->state] ||
+            (!rerun && w->state != TN_WF_S_FAILURE && w->state != TN_WF_S_STOP &&
+             w->state != TN_WF_S_PAUSE)) {
+            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s: %s", w->id,
+                     wf_state_name(w->state),
+                     rerun ? "only a finished workflow can be rerun"
+                           : "only a failed, stopped or paused workflow can be recovered");
+            break;
+        }
+        w->loaded_final = false;
+        if (rerun) {
+            tn_event ev;
+            eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_RERUN, w->id, 0);
+            tn_event_set_int(&ev, "run", w->run + 1);
+            if ((err = eng_emit_wf(e, w, 0, &ev)) == TN_OK)
+                err = sched_admit(e, w);
+        } else {
+            err = sched_recover_wf(e, w);
+        }
+        break;
+    }
+    case TN_CMD_FORCE_SUCCESS:
+        if (!(t = cmd_task(e, c)))
+            break;
+        if (t->state != TN_TASK_S_FAILURE && t->state != TN_TASK_S_KILL) {
+            cmd_fail(c, TN_ERR_ILLEGAL, "task %" PRIu64 " is %s: only a failed or killed task "
+                     "can be forced to success", t->id,
+                     tn_sm_state_name(&tn_sm_task, t->state));
+            break;
+        }
+        err = eng_emit_task(e, t, TN_TASK_E_FORCE_SUCCESS, NULL);
+        if (!err)
+            err = sched_task_finished(e, t);
+        break;
+    case TN_CMD_KILL_TASK:
+        if (!(t = cmd_task(e, c)))
+            break;
+        if (tn_sm_task.final[t->state]) {
+            cmd_fail(c, TN_ERR_ILLEGAL, "task %" PRIu64 " is %s already", t->id,
+                     tn_sm_state_name(&tn_sm_task, t->state));
+            break;
+        }
+        err = sched_kill_task(e, t, "killed by user");
+        break;
+    case TN_CMD_TASKGROUP_SET: {
+        if (!c->name || !tn_def_name_valid(c->name) || c->slots < 0) {
+            cmd_fail(c, TN_ERR_INVAL, "a task group needs a valid name and slots >= 0");
+            break;
+        }
+        tn_event ev;
+        eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
+        tn_event_set_str(&ev, "name", c->name);
+        tn_event_set_int(&ev, "slots", c->slots);
+        if ((err = emit(e, &ev)) == TN_OK) {
+            tgroup *g = eng_group(e, c->name);
+            if (g)
+                g->slots = c->slots;
+            snprintf(c->msg, sizeof(c->msg), "task group %s: %lld slots", c->name,
+                     (long long)c->slots);
+        }
+        break;
+    }
+    case TN_CMD_ENV_SET: {
+        if (!c->name || !tn_def_name_valid(c->name) || !c->text) {
+            cmd_fail(c, TN_ERR_INVAL, "an environment needs a valid name and a text");
+            break;
+        }
+        tn_event ev;
+        eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
+        tn_event_set_str(&ev, "name", c->name);
+        tn_event_set_str(&ev, "text", c->text);
+        if ((err = emit(e, &ev)) == TN_OK)
+            snprintf(c->msg, sizeof(c->msg), "environment %s: %zu bytes", c->name,
+                     strlen(c->text));
+        break;
+    }
+    case TN_CMD_WHY: {
+        trt *q = tn_map_get(&e->tasks, c->id);
+        snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
+        break;
+    }
+    default:
+        cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
+    }
+    if (w)
+        eng_touch(e, w);
+    if (t)
+        eng_touch(e, t->w);
+    e->cur_actor = NULL;
+    return err;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* the step */
+
+static void fire_due_timers(tn_engine *e, size_t *n)
+{
+    /* callback timers from other threads join the heap first */
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->ncb; i++)
+        timer_push(e, &e->cb_timers[i]);
+    e->ncb = 0;
+    pthread_mutex_unlock(&e->mu);
+    int64_t now = eng_now(e);
+    while (e->ntimers && e->timers[0].due <= now && *n < e->max_batch) {
+        timer tm = e->timers[0];
+        e->timers[0] = e->timers[--e->ntimers];
+        heap_down(e->timers, e->ntimers, 0);
+        if (tm.kind == TIMER_CALLBACK)
+            tm.fn(e, tm.arg);
+        else
+            sched_timer(e, &tm);
+        (*n)++;
+    }
+}
+
+/* After a failed commit: forget what the batch did and reload the touched instances
+ * from the store, which holds the truth. */
+static void rollback(tn_engine *e)
+{
+    uint64_t *ids = malloc(e->ntouched * sizeof(uint64_t) + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < e->ntouched; i++) {
+        wrt *w = e->touched[i];
+        if (ids)
+            ids[n++] = w->id;
+        tn_map_del(&e->wfs, w->id);
+        wrt_free(e, w);
+    }
+    e->ntouched = 0;
+    e->nfx = 0;
+    for (size_t i = 0; i < n; i++) {
+        tn_wf_proj p;
+        if (tn_evlog_wf(e->log, ids[i], &p) == TN_OK && !tn_sm_workflow.final[p.state]) {
+            tn_errmsg m;
+            wrt *w = load_wf(e, ids[i], &m);
+            if (w)
+                sched_recovered(e, w);
+        }
+    }
+    free(ids);
+}
+
+static void release_effects(tn_engine *e)
+{
+    for (size_t i = 0; i < e->nfx; i++) {
+        effect *f = &e->fx[i];
+        if (f->kind == FX_KILL_STALE) {
+            e->ex.ops->kill(e->ex.self, f->wf, f->task, f->attempt, 0);
+            continue;
+        }
+        wrt *w = eng_wf(e, f->wf);
+        trt *t = w && f->node < w->def->n_tasks ? &w->t[f->node] : NULL;
+        if (!t || t->id != f->task || t->attempt != f->attempt)
+            continue;
+        if (f->kind == FX_DISPATCH) {
+            if (t->state != TN_TASK_S_DISPATCH || !(t->flags & TF_SENT))
+                continue;
+            const tn_def_task *node = &w->def->tasks[t->node];
+            tn_kv *params = NULL;
+            tn_errmsg m;
+            char *cmd = NULL;
+            if (task_params(e, t, &params, &m) == TN_OK && node->command) {
+                tn_param_ctx pc = {.sched_ns = w->sched_ns, .now_ns = eng_now(e),
+                                   .wf_id = w->id, .task_id = t->id};
+                if (tn_params_subst(node->command, params, &pc, 0, &cmd, &m) != TN_OK)
+                    cmd = NULL;
+            }
+            uint32_t np = params ? tn_kv_len(params) : 0;
+            const char **keys = calloc(np + 1, sizeof(char *));
+            const char **vals = calloc(np + 1, sizeof(char *));
+            for (uint32_t j = 0; keys && vals && j < np; j++) {
+                keys[j] = tn_kv_key(params, j);
+                vals[j] = tn_kv_value(params, j);
+            }
+            char *prelude = NULL;
+            if (node->environment) {
+                tn_rtxn *rt;
+                if (tn_store_read_begin(tn_evlog_store(e->log), &rt) == TN_OK) {
+                    char key[TN_DEF_MAX_NAME + 8];
+                    int kl = snprintf(key, sizeof(key), "env/%s", node->environment);
+                    tn_val v;
+                    if (tn_store_get(rt, TN_DB_META, key, (size_t)kl, &v) == TN_OK)
+                        prelude = strndup(v.data, v.len);
+                    tn_store_read_end(rt);
+                }
+            }
+            tn_dispatch_req req = {
+                .wf = w->id, .task = t->id, .attempt = t->attempt, .def = w->def,
+                .node = node, .command = cmd ? cmd : node->command, .env_prelude = prelude,
+                .param_keys = keys, .param_values = vals, .nparams = keys && vals ? np : 0,
+                .deadline_ns = node->timeout_ms && t->started_at
+                                   ? t->started_at + (int64_t)node->timeout_ms * 1000000
+                                   : 0,
+                .priority = (uint8_t)(w->def->priority * 8 + node->priority)};
+            e->ex.ops->dispatch(e->ex.self, &req);
+            free(prelude);
+            free(keys);
+            free(vals);
+            free(cmd);
+            tn_kv_free(params);
+        } else if (f->kind == FX_KILL) {
+            e->ex.ops->kill(e->ex.self, w->id, t->id, t->attempt,
+                            w->def->tasks[t->node].kill_grace_ms);
+        }
+    }
+    e->nfx = 0;
+}
+
+size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
+{
+    size_t n = 0;
+    /* take the queued inputs */
+    pthread_mutex_lock(&e->mu);
+    tn_cmd *cmds = e->cmd_head;
+    input *ins = e->in_head;
+    e->cmd_head = e->cmd_tail = NULL;
+    e->in_head = e->in_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    e->ncmds = 0;
+    for (tn_cmd *c = cmds, *next; c; c = next) {
+        next = c->next;
+        if (tn_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
+            e->cmds_batch[e->ncmds++] = c;
+        tn_err err = run_cmd(e, c);
+        if (err && !c->err)
+            cmd_fail(c, err, "%s", e->msg.text[0] ? e->msg.text : tn_strerror(err));
+        n++;
+    }
+    for (input *in = ins; in; in = in->next) {
+        sched_report(e, &in->r);
+        n++;
+    }
+    fire_due_timers(e, &n);
+    /* decisions that follow from the inputs: schedule what became ready, dispatch. One
+     * instance's run can change another already run in this pass (a child that ends in it
+     * finishes its parent's task): that one runs again, until none was changed so */
+    for (int pass = 0, again = 1; again && pass < 16; pass++) {
+        again = 0;
+        for (size_t i = 0; i < e->ntouched; i++) {
+            wrt *w = e->touched[i];
+            if (!w->dirty)
+                continue;
+            sched_run(e, w);
+            w->dirty = false; /* what its own run did, it has seen */
+        }
+        for (size_t i = 0; i < e->ntouched && !again; i++)
+            again = e->touched[i]->dirty;
+    }
+    sched_dispatch(e);
+    e->stats.inputs += n;
+    /* one group commit */
+    tn_err err = TN_OK;
+    if (tn_evlog_pending(e->log)) {
+        err = tn_evlog_commit(e->log, &e->msg);
+        if (!err)
+            e->stats.commits++;
+    }
+    if (err) {
+        e->refuse = err == TN_ERR_FULL;
+        tn_error("engine", "msg=\"commit failed; the batch is dropped and its instances "
+                 "reloaded\" why=\"%s\"", e->msg.text);
+        if (msg)
+            *msg = e->msg;
+        for (size_t i = 0; i < e->ncmds; i++)
+            if (!e->cmds_batch[i]->err)
+                cmd_fail(e->cmds_batch[i], err, "%s", e->msg.text);
+        rollback(e);
+    } else {
+        if (e->refuse && tn_evlog_pending(e->log) == 0)
+            e->refuse = false;
+        release_effects(e);
+    }
+    /* reports are in the log (or never will be): their senders may forget them */
+    for (input *in = ins, *next; in; in = next) {
+        next = in->next;
+        if (!err && e->ex.ops->ack && in->r.kind != TN_REPORT_LOST)
+            e->ex.ops->ack(e->ex.self, &in->r);
+        input_free(in);
+    }
+    /* finished instances leave memory */
+    for (size_t i = 0; i < e->ntouched; i++) {
+        wrt *w = e->touched[i];
+        w->touched = false;
+        w->dirty = false;
+        if (tn_sm_workflow.final[w->state]) {
+            tn_map_del(&e->wfs, w->id);
+            wrt_free(e, w);
+        }
+    }
+    e->ntouched = 0;
+    /* answers go out after the commit */
+    for (size_t i = 0; i < e->ncmds; i++) {
+        pthread_mutex_lock(&e->mu);
+        e->cmds_batch[i]->done = true;
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+    e->ncmds = 0;
+    return n;
+}
+
+tn_err tn_engine_submit_wait(tn_engine *e, tn_cmd *cmd)
+{
+    tn_engine_submit(e, cmd);
+    pthread_mutex_lock(&e->mu);
+    while (!cmd->done)
+        pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    return cmd->err;
+}
+
+tn_err tn_engine_call(tn_engine *e, tn_cmd *cmd)
+{
+    tn_engine_submit(e, cmd);
+    while (!cmd->done)
+        tn_engine_step(e, NULL);
+    return cmd->err;
+}
+
+static int64_t next_due(tn_engine *e)
+{
+    int64_t due = e->ntimers ? e->timers[0].due : INT64_MAX;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->ncb; i++)
+        if (e->cb_timers[i].due < due)
+            due = e->cb_timers[i].due;
+    pthread_mutex_unlock(&e->mu);
+    return due;
+}
+
+void tn_engine_wait(tn_engine *e, int64_t max_ns)
+{
+    int64_t due = next_due(e);
+    int64_t now = tn_now_ns();
+    int64_t until = now + max_ns;
+    if (due < until)
+        until = due;
+    if (until <= now)
+        return;
+    struct timespec ts = {until / 1000000000LL, until % 1000000000LL};
+    pthread_mutex_lock(&e->mu);
+    if (!e->cmd_head && !e->in_head && e->ncb == 0)
+        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    pthread_mutex_unlock(&e->mu);
+}
+
+bool tn_engine_advance(tn_engine *e)
+{
+    int64_t due = next_due(e);
+    if (!e->virtual_clock || due == INT64_MAX)
+        return false;
+    if (due > e->vnow)
+        e->vnow = due;
+    return true;
+}
+
+void tn_engine_wake(tn_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static bool has_inputs(tn_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool r = e->cmd_head || e->in_head || e->ncb;
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+int tn_engine_run_until(tn_engine *e, uint64_t wf, tn_errmsg *msg)
+{
+    for (;;) {
+        size_t n = tn_engine_step(e, msg);
+        if (wf) {
+            wrt *w = eng_wf(e, wf);
+            if (!w) {
+                tn_wf_proj p;
+                if (tn_evlog_wf(e->log, wf, &p) != TN_OK)
+                    return -1;
+                if (tn_sm_workflow.final[p.state])
+                    return p.state;
+            }
+        } else if (e->wfs.len == 0 && !has_inputs(e)) {
+            return 0;
+        }
+        if (n > 0 || has_inputs(e))
+            continue;
+        int64_t due = next_due(e);
+        if (due == INT64_MAX) {
+            if (wf && !e->virtual_clock) {
+                tn_engine_wait(e, 100000000LL); /* an executor thread may still report */
+                continue;
+            }
+            /* nothing will ever happen: the workflow waits on something outside */
+            return wf ? -2 : 0;
+        }
+        if (e->virtual_clock) {
+            if (due > e->vnow)
+                e->vnow = due;
+        } else {
+            tn_engine_wait(e, 1000000000LL);
+        }
+    }
+}
+
+tn_err tn_engine_wf_view(tn_engine *e, uint64_t wf, tn_wf_view *out)
+{
+    wrt *w = eng_wf(e, wf);
+    if (!w)
+        return TN_ERR_NOENT;
+    out->id = w->id;
+    out->name = w->def->name;
+    out->state = w->state;
+    out->run = w->run;
+    out->ntasks = w->def->n_tasks;
+    return TN_OK;
+}
+
+void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out)
+{
+    *out = e->stats;
+    out->live_workflows = e->wfs.len;
+    out->live_tasks = e->tasks.len;
+    out->timers = e->ntimers;
+}

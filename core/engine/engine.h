@@ -1,0 +1,156 @@
+/* The engine: the master's single writer. Inputs (control commands, executor reports,
+ * due timers) go through the generated tables into events; one group commit makes a
+ * batch durable; only then are its effects released (dispatches, kills, answers).
+ *
+ * All workflow and task state in memory is a fold of the events the engine appended,
+ * through the same function that rebuilds an instance after a restart, so live and
+ * recovered state cannot drift apart.
+ *
+ * Threads: the engine's functions run in one thread (the engine thread), except
+ * tn_engine_report, tn_engine_after and tn_engine_submit which any thread may call. */
+#ifndef TN_ENGINE_H
+#define TN_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "def.h"
+#include "err.h"
+#include "evlog.h"
+#include "executor.h"
+
+typedef enum tn_start_mode {
+    TN_MODE_ALL = 0,   /* the whole DAG */
+    TN_MODE_TASK_ONLY, /* only the start nodes */
+    TN_MODE_TASK_PRE,  /* the start nodes and everything upstream of them */
+    TN_MODE_TASK_POST, /* the start nodes and everything downstream of them */
+} tn_start_mode;
+
+const char *tn_start_mode_name(tn_start_mode m);
+int tn_start_mode_parse(const char *s); /* -1 when unknown */
+
+typedef struct tn_engine_opts {
+    const char *data_dir;
+    tn_evlog_opts log;
+    tn_executor executor;
+    const char *master_id; /* actor "master:ID"; default "local" */
+    /* Simulated time: the clock starts at start_ns and, when the engine has nothing
+     * to do, jumps to the next timer. For tests and benchmarks. */
+    bool virtual_clock;
+    int64_t start_ns;
+    uint32_t max_batch; /* inputs per group commit; 0 = 4096 */
+} tn_engine_opts;
+
+/* Open the store and recover: unfinished instances are loaded (paging through the
+ * store, never every instance at once), their timers re-armed with their original due
+ * times, and attempts the executor no longer runs failed over. */
+tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *msg);
+void tn_engine_close(tn_engine *e); /* accepts NULL */
+tn_evlog *tn_engine_log(tn_engine *e);
+
+/* --- commands ------------------------------------------------------------------
+ * Each command is an input: tn_engine_submit queues it (any thread); the engine thread
+ * processes it in its next step and, after the commit, marks it done with its result.
+ * tn_engine_call does both from the engine thread and returns the result. */
+
+typedef enum tn_cmd_kind {
+    TN_CMD_APPLY_DEF = 1, /* def_bytes (canonical encoding) */
+    TN_CMD_START,
+    TN_CMD_PAUSE,
+    TN_CMD_RESUME,
+    TN_CMD_STOP,
+    TN_CMD_RERUN,
+    TN_CMD_RECOVER, /* recover-failed, or after stop */
+    TN_CMD_FORCE_SUCCESS, /* task id */
+    TN_CMD_KILL_TASK,     /* task id */
+    TN_CMD_TASKGROUP_SET, /* name, slots */
+    TN_CMD_ENV_SET,       /* name, text */
+    TN_CMD_WHY,           /* task id: msg = why it waits for dispatch ("" if it does not) */
+} tn_cmd_kind;
+
+typedef struct tn_cmd {
+    tn_cmd_kind kind;
+    const char *actor;   /* "user:NAME"; default "user:local" */
+    uint64_t id;         /* workflow instance id, or task id for FORCE_SUCCESS/KILL_TASK */
+    /* APPLY_DEF */
+    const void *def_bytes;
+    size_t def_len;
+    /* START */
+    const char *workflow;
+    const char *const *param_keys, *const *param_values; /* start-time overrides */
+    uint32_t nparams;
+    const char *const *from; /* start nodes */
+    uint32_t nfrom;
+    tn_start_mode mode;
+    bool dry_run;
+    int64_t sched_ns; /* schedule (biz) time; 0 = now */
+    /* TASKGROUP_SET / ENV_SET */
+    const char *name;
+    int64_t slots;
+    const char *text;
+
+    /* result, filled by the engine */
+    bool done;
+    tn_err err;
+    uint64_t out_id;      /* START: the new instance; APPLY_DEF: the version */
+    bool unchanged;       /* APPLY_DEF: content equal to the latest version */
+    char msg[512];
+    struct tn_cmd *next;  /* queue link, owned by the engine while queued */
+} tn_cmd;
+
+/* Queue a command; the caller keeps it alive until cmd->done (read under
+ * tn_engine_wait_cmd when another thread runs the engine). */
+void tn_engine_submit(tn_engine *e, tn_cmd *cmd);
+/* From another thread, while the engine thread runs: submit and wait until done. */
+tn_err tn_engine_submit_wait(tn_engine *e, tn_cmd *cmd);
+/* From the engine thread: submit and step until it is done. */
+tn_err tn_engine_call(tn_engine *e, tn_cmd *cmd);
+
+/* --- running ------------------------------------------------------------------- */
+
+/* Process what is due now: queued inputs and due timers, one group commit, then the
+ * effects. Returns the number of inputs processed (0 = idle). */
+size_t tn_engine_step(tn_engine *e, tn_errmsg *msg);
+/* Step until workflow `wf` is final (wf = 0: until nothing is left to do). With a
+ * real clock this sleeps between timers; with a virtual one it jumps. Returns the
+ * workflow's final state, or -1 on a store error (msg says which). */
+int tn_engine_run_until(tn_engine *e, uint64_t wf, tn_errmsg *msg);
+/* Virtual clock only: move the clock to the next timer's due time. false when no
+ * timer is armed. For tests that step through a run. */
+bool tn_engine_advance(tn_engine *e);
+/* Wait (real clock) until an input arrives or the next timer is due, at most max_ns. */
+void tn_engine_wait(tn_engine *e, int64_t max_ns);
+/* Wake a tn_engine_wait from another thread. */
+void tn_engine_wake(tn_engine *e);
+
+/* --- reading state ------------------------------------------------------------- */
+
+typedef struct tn_task_view {
+    uint64_t id;
+    const char *name;
+    uint8_t state;      /* tn_task state; TN_SM_NEW when never created */
+    uint32_t attempt;
+    int64_t started_at, ended_at;
+    bool skipped;
+} tn_task_view;
+
+/* Live (unfinished) instance state; TN_ERR_NOENT when the instance is not in memory
+ * (finished instances are read from the store's projections instead). */
+typedef struct tn_wf_view {
+    uint64_t id;
+    const char *name;
+    uint8_t state;
+    uint32_t run;
+    uint32_t ntasks;
+} tn_wf_view;
+tn_err tn_engine_wf_view(tn_engine *e, uint64_t wf, tn_wf_view *out);
+
+/* Counters for gauges and benchmarks. */
+typedef struct tn_engine_stats {
+    uint64_t inputs, events, commits, rejected;
+    uint64_t live_workflows, live_tasks, timers;
+    uint64_t recovered_workflows;
+} tn_engine_stats;
+void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out);
+
+#endif

@@ -1,0 +1,224 @@
+/* Engine internals shared by its source files (engine.c: the loop, commands and
+ * recovery; sched.c: the DAG decisions; logic.c: the tasks that run in the master).
+ * Not a public header. */
+#ifndef TN_ENGINE_INT_H
+#define TN_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "def.h"
+#include "engine.h"
+#include "evlog.h"
+#include "map.h"
+#include "params.h"
+#include "sm_gen.h"
+
+/* trt.flags */
+enum {
+    TF_SKIP = 1 << 0,     /* branch not taken: never created, successors may skip too */
+    TF_SENT = 1 << 1,     /* handed to the executor for the current attempt */
+    TF_QUEUED = 1 << 2,   /* waiting in the dispatch queue */
+    TF_KILLREQ = 1 << 3,  /* a kill was requested for the current attempt */
+    TF_TIMEDOUT = 1 << 4, /* its timeout fired for the current attempt */
+    TF_SLOT = 1 << 5,     /* holds a task-group slot */
+    TF_HANDED = 1 << 6,   /* the current attempt reached a worker once (kept by FAILOVER) */
+};
+
+typedef struct wrt wrt;
+
+/* Runtime state of one node of one workflow instance's current run: the fold of its
+ * task's events. */
+typedef struct trt {
+    wrt *w;
+    uint32_t node;
+    uint64_t id;        /* task instance id; 0 = not created in this run */
+    uint8_t state;      /* TN_TASK_S_*; TN_SM_NEW when not created */
+    uint8_t flags;
+    uint32_t attempt;
+    uint32_t failures;  /* failed attempts in this run: retries left = retries - failures + 1 */
+    uint32_t gen;       /* bumped at every transition: older timers are stale */
+    int64_t due;        /* DELAY_EXECUTION: when it may go on */
+    int64_t queued_at;  /* entered DISPATCH */
+    int64_t started_at; /* RUNNING_EXECUTION */
+    int64_t ended_at;
+    uint64_t child;     /* sub_workflow: the child instance */
+    tn_kv *pool;        /* values visible downstream: inherited + own outputs (SUCCESS) */
+    char *why;          /* why it waits for dispatch, when it does */
+} trt;
+
+/* Runtime state of a workflow instance: the fold of its events. */
+struct wrt {
+    uint64_t id;
+    uint8_t state; /* TN_WF_S_* */
+    tn_def *def;   /* the pinned version (shared, refcounted in the def cache) */
+    uint32_t version;
+    uint32_t run;
+    uint32_t gen;  /* bumped at every run/stop: older workflow timers are stale */
+    tn_kv *overrides; /* start-time params */
+    tn_kv *inherited; /* sub_workflow: the parent's effective globals */
+    tn_kv *globals;   /* effective global params (built once per run) */
+    uint8_t mode;
+    uint32_t *from;
+    uint32_t nfrom;
+    bool dry_run;
+    uint8_t *in_scope; /* [n_tasks]: 1 when the node runs in this run */
+    uint64_t parent_wf, parent_task;
+    int64_t sched_ns;
+    int64_t created_at, started_at;
+    bool timeout_fired;
+    trt *t; /* [def->n_tasks] */
+    /* counters kept by the fold */
+    uint32_t active;  /* created, non-final tasks */
+    uint32_t n_fail;  /* tasks in FAILURE whose failure no conditions task handles */
+    uint32_t n_kill;  /* tasks in KILL */
+    uint32_t n_pause; /* tasks in PAUSE */
+    /* scheduling scratch (not state): nodes that may have become ready */
+    uint32_t *cand;
+    uint32_t ncand, capcand;
+    bool touched; /* in the current batch's touched list */
+    bool dirty;   /* touched since its last scheduling run in this batch */
+    bool loaded_final; /* loaded on demand while final: unload after the batch */
+};
+
+typedef struct def_entry {
+    char name[TN_DEF_MAX_NAME + 1];
+    uint32_t version;
+    uint32_t refs;
+    tn_def *def;
+    struct def_entry *next;
+} def_entry;
+
+enum { TIMER_TASK = 1, TIMER_WF, TIMER_CALLBACK };
+enum { TT_DUE = 1, TT_TIMEOUT, TT_DISPATCH_TIMEOUT, TT_POLL };
+
+typedef struct timer {
+    int64_t due;
+    uint8_t kind, sub;
+    uint32_t node, gen;
+    uint64_t wf;
+    tn_engine_timer_fn fn;
+    void *arg;
+} timer;
+
+typedef struct qentry { /* dispatch queue: lower key first */
+    uint64_t key;
+    uint64_t wf;
+    uint32_t node, attempt;
+} qentry;
+
+/* FX_KILL_STALE: kill an attempt older than the task's (fencing), once the batch that
+ * superseded it is committed */
+enum { FX_DISPATCH = 1, FX_KILL, FX_CMD_DONE, FX_KILL_STALE };
+
+typedef struct effect {
+    uint8_t kind;
+    uint64_t wf, task;
+    uint32_t node, attempt;
+    tn_cmd *cmd;
+} effect;
+
+typedef struct input {
+    struct input *next;
+    tn_report r; /* strings below are owned copies */
+    char *worker, *reason;
+    char **out_keys, **out_values;
+} input;
+
+typedef struct tgroup {
+    char name[TN_DEF_MAX_NAME + 1];
+    int64_t slots; /* -1 = not set: unlimited */
+    uint32_t used;
+    qentry *wait; /* tasks waiting for a slot, FIFO by priority key */
+    size_t nwait, capwait;
+    struct tgroup *next;
+} tgroup;
+
+struct tn_engine {
+    tn_evlog *log;
+    tn_executor ex;
+    char actor[80];
+    bool virtual_clock;
+    int64_t vnow;
+    uint32_t max_batch;
+
+    pthread_mutex_t mu; /* guards the queues below and the timers of callbacks */
+    pthread_cond_t cv;
+    tn_cmd *cmd_head, *cmd_tail;
+    input *in_head, *in_tail;
+    timer *cb_timers; /* callback timers added from other threads */
+    size_t ncb, capcb;
+
+    tn_map wfs;   /* id -> wrt*, live (unfinished) instances and those loaded on demand */
+    tn_map tasks; /* task id -> trt* of live instances */
+    def_entry *defs;
+    tn_map latest_def; /* unused slot kept simple: see def_latest() */
+    tgroup *groups;
+
+    timer *timers; /* min-heap by due */
+    size_t ntimers, captimers;
+    qentry *queue; /* dispatch min-heap */
+    size_t nqueue, capqueue;
+    qentry *later; /* could not be placed in this step */
+    size_t nlater, caplater;
+
+    effect *fx;
+    size_t nfx, capfx;
+    wrt **touched;
+    size_t ntouched, captouched;
+    tn_cmd **cmds_batch; /* commands processed in this batch */
+    size_t ncmds, capcmds;
+
+    tn_errmsg msg;
+    tn_engine_stats stats;
+    const char *cur_actor; /* actor of the events being emitted */
+    bool refuse;           /* the store is full: new work is refused */
+};
+
+/* engine.c */
+int64_t eng_now(tn_engine *e);
+tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev);
+tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev);
+void eng_event(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint64_t task);
+void eng_timer_task(tn_engine *e, trt *t, uint8_t sub, int64_t due);
+void eng_timer_wf(tn_engine *e, wrt *w, int64_t due);
+void eng_fx(tn_engine *e, uint8_t kind, trt *t);
+void eng_touch(tn_engine *e, wrt *w);
+wrt *eng_wf(tn_engine *e, uint64_t id);
+wrt *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg);
+tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version);
+tgroup *eng_group(tn_engine *e, const char *name);
+void eng_queue_push(tn_engine *e, trt *t);
+bool eng_queue_pop(tn_engine *e, qentry *out);
+bool eng_queue_requeue(tn_engine *e, const qentry *q);
+
+/* sched.c */
+void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev);
+void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev);
+void sched_reset_run(tn_engine *e, wrt *w);
+bool sched_satisfied(const wrt *w, uint32_t node);
+void sched_candidates_all(wrt *w);
+void sched_add_succ(wrt *w, uint32_t node);
+tn_err sched_run(tn_engine *e, wrt *w);
+tn_err sched_start_task(tn_engine *e, trt *t);
+tn_err sched_task_finished(tn_engine *e, trt *t);
+tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason);
+tn_err sched_pause_wf(tn_engine *e, wrt *w);
+tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason);
+tn_err sched_admit(tn_engine *e, wrt *w);
+tn_err sched_serial_release(tn_engine *e, const char *name);
+tn_err sched_dispatch(tn_engine *e);
+tn_err sched_timer(tn_engine *e, const timer *tm);
+tn_err sched_report(tn_engine *e, const tn_report *r);
+tn_err sched_child_final(tn_engine *e, wrt *child);
+tn_err sched_recovered(tn_engine *e, wrt *w);
+tn_err sched_recover_wf(tn_engine *e, wrt *w);
+bool sched_failure_handled(const tn_def *d, uint32_t node);
+
+/* logic.c: conditions, switch, dependent, sub_workflow */
+tn_err logic_start(tn_engine *e, trt *t);
+tn_err logic_poll(tn_engine *e, trt *t);
+tn_err task_params(tn_engine *e, trt *t, tn_kv **out, tn_errmsg *msg);
+
+#endif

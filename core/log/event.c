@@ -1,0 +1,227 @@
+/* The event envelope: building, msgpack encoding (msgpack-c's packer) and strict
+ * bounded decoding (core/mp.h), plus the chain hash (libsodium's BLAKE2b). */
+#include "event.h"
+
+#include <msgpack.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mp.h"
+#include "sm.h"
+
+void tn_event_init(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint64_t task)
+{
+    ev->seq = 0;
+    ev->at = 0;
+    ev->machine = (uint8_t)machine;
+    ev->event = (uint8_t)event;
+    ev->wf = wf;
+    ev->task = task;
+    ev->from = 0;
+    ev->to = 0;
+    ev->actor.p = "";
+    ev->actor.len = 0;
+    ev->nattrs = 0;
+    memset(ev->prev, 0, sizeof(ev->prev));
+}
+
+static tn_attr *attr_add(tn_event *ev, const char *key)
+{
+    if (ev->nattrs >= TN_ATTRS_MAX)
+        return NULL;
+    tn_attr *a = &ev->attrs[ev->nattrs++];
+    a->key = tn_str_c(key);
+    a->i = 0;
+    a->s.p = "";
+    a->s.len = 0;
+    return a;
+}
+
+tn_err tn_event_set_int(tn_event *ev, const char *key, int64_t v)
+{
+    tn_attr *a = attr_add(ev, key);
+    if (!a)
+        return TN_ERR_TOOBIG;
+    a->type = TN_ATTR_INT;
+    a->i = v;
+    return TN_OK;
+}
+
+tn_err tn_event_set_strn(tn_event *ev, const char *key, const char *v, size_t len)
+{
+    if (len > TN_ATTR_VAL_MAX)
+        return TN_ERR_TOOBIG;
+    tn_attr *a = attr_add(ev, key);
+    if (!a)
+        return TN_ERR_TOOBIG;
+    a->type = TN_ATTR_STR;
+    a->s.p = v;
+    a->s.len = (uint32_t)len;
+    return TN_OK;
+}
+
+tn_err tn_event_set_str(tn_event *ev, const char *key, const char *v)
+{
+    return tn_event_set_strn(ev, key, v ? v : "", v ? strlen(v) : 0);
+}
+
+tn_err tn_event_set_bin(tn_event *ev, const char *key, const void *v, size_t len)
+{
+    tn_err e = tn_event_set_strn(ev, key, (const char *)v, len);
+    if (e == TN_OK)
+        ev->attrs[ev->nattrs - 1].type = TN_ATTR_BIN;
+    return e;
+}
+
+const tn_attr *tn_event_attr(const tn_event *ev, const char *key)
+{
+    for (uint32_t i = 0; i < ev->nattrs; i++)
+        if (tn_str_eq(ev->attrs[i].key, key))
+            return &ev->attrs[i];
+    return NULL;
+}
+
+bool tn_event_int(const tn_event *ev, const char *key, int64_t *out)
+{
+    const tn_attr *a = tn_event_attr(ev, key);
+    if (!a || a->type != TN_ATTR_INT)
+        return false;
+    *out = a->i;
+    return true;
+}
+
+static void pack_bytes(msgpack_packer *pk, tn_str s, bool bin)
+{
+    if (bin) {
+        msgpack_pack_bin(pk, s.len);
+        msgpack_pack_bin_body(pk, s.p, s.len);
+    } else {
+        msgpack_pack_str(pk, s.len);
+        msgpack_pack_str_body(pk, s.p, s.len);
+    }
+}
+
+tn_err tn_event_encode(const tn_event *ev, tn_buf *out)
+{
+    if (ev->actor.len > TN_ACTOR_MAX || ev->nattrs > TN_ATTRS_MAX)
+        return TN_ERR_TOOBIG;
+    size_t start = out->size;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 12);
+    msgpack_pack_uint8(&pk, TN_EVENT_VERSION);
+    msgpack_pack_uint64(&pk, ev->seq);
+    msgpack_pack_int64(&pk, ev->at);
+    msgpack_pack_uint8(&pk, ev->machine);
+    msgpack_pack_uint8(&pk, ev->event);
+    msgpack_pack_uint64(&pk, ev->wf);
+    msgpack_pack_uint64(&pk, ev->task);
+    msgpack_pack_uint8(&pk, ev->from);
+    msgpack_pack_uint8(&pk, ev->to);
+    pack_bytes(&pk, ev->actor, false);
+    msgpack_pack_map(&pk, ev->nattrs);
+    for (uint32_t i = 0; i < ev->nattrs; i++) {
+        const tn_attr *a = &ev->attrs[i];
+        if (a->key.len == 0 || a->key.len > TN_ATTR_KEY_MAX ||
+            (a->type != TN_ATTR_INT && a->s.len > TN_ATTR_VAL_MAX)) {
+            out->size = start;
+            return TN_ERR_TOOBIG;
+        }
+        pack_bytes(&pk, a->key, false);
+        if (a->type == TN_ATTR_INT)
+            msgpack_pack_int64(&pk, a->i);
+        else
+            pack_bytes(&pk, a->s, a->type == TN_ATTR_BIN);
+        /* (a->s is ignored for ints, so a decoded event re-encodes to the same bytes) */
+    }
+    msgpack_pack_bin(&pk, TN_HASH_LEN);
+    msgpack_pack_bin_body(&pk, ev->prev, TN_HASH_LEN);
+    if (!out->data) /* msgpack-c reports allocation failure only by leaving data NULL */
+        return TN_ERR_NOMEM;
+    if (out->size - start > TN_EVENT_MAX_BYTES) {
+        out->size = start;
+        return TN_ERR_TOOBIG;
+    }
+    return TN_OK;
+}
+
+tn_err tn_event_decode(const void *buf, size_t len, tn_event *ev)
+{
+    if (len > TN_EVENT_MAX_BYTES)
+        return TN_ERR_TOOBIG;
+    tn_mp r;
+    tn_mp_init(&r, buf, len);
+    uint32_t n;
+    uint64_t v, machine, event, from, to;
+    if (!tn_mp_array(&r, 64, &n))
+        return r.err;
+    if (n == 0 || !tn_mp_u64(&r, &v))
+        return r.err ? r.err : TN_ERR_TRUNCATED;
+    if (v != TN_EVENT_VERSION)
+        return TN_ERR_VERSION;
+    if (n != 12)
+        return TN_ERR_CORRUPT;
+    tn_mp_u64(&r, &ev->seq);
+    tn_mp_i64(&r, &ev->at);
+    tn_mp_uint_max(&r, TN_MACHINE_MAX, &machine);
+    tn_mp_uint_max(&r, 254, &event);
+    tn_mp_u64(&r, &ev->wf);
+    tn_mp_u64(&r, &ev->task);
+    tn_mp_uint_max(&r, 254, &from);
+    tn_mp_uint_max(&r, 254, &to);
+    tn_mp_str(&r, TN_ACTOR_MAX, &ev->actor.p, &ev->actor.len);
+    if (!tn_mp_map(&r, TN_ATTRS_MAX, &ev->nattrs))
+        return r.err;
+    for (uint32_t i = 0; i < ev->nattrs; i++) {
+        tn_attr *a = &ev->attrs[i];
+        if (!tn_mp_str(&r, TN_ATTR_KEY_MAX, &a->key.p, &a->key.len))
+            return r.err;
+        if (a->key.len == 0)
+            return TN_ERR_CORRUPT;
+        int t = tn_mp_peek(&r);
+        if (t < 0)
+            return TN_ERR_TRUNCATED;
+        if (t == 0xc4 || t == 0xc5 || t == 0xc6) {
+            a->type = TN_ATTR_BIN;
+            tn_mp_bytes(&r, true, TN_ATTR_VAL_MAX, &a->s.p, &a->s.len);
+        } else if ((t & 0xe0) == 0xa0 || t == 0xd9 || t == 0xda || t == 0xdb) {
+            a->type = TN_ATTR_STR;
+            tn_mp_str(&r, TN_ATTR_VAL_MAX, &a->s.p, &a->s.len);
+        } else {
+            a->type = TN_ATTR_INT;
+            a->s.p = "";
+            a->s.len = 0;
+            tn_mp_i64(&r, &a->i);
+        }
+        if (r.err)
+            return r.err;
+    }
+    const char *h;
+    uint32_t hl;
+    if (!tn_mp_bytes(&r, true, TN_HASH_LEN, &h, &hl))
+        return r.err;
+    if (hl != TN_HASH_LEN)
+        return TN_ERR_CORRUPT;
+    if (!tn_mp_done(&r))
+        return r.err;
+    if (machine == 0)
+        return TN_ERR_CORRUPT;
+    memcpy(ev->prev, h, TN_HASH_LEN);
+    ev->machine = (uint8_t)machine;
+    ev->event = (uint8_t)event;
+    ev->from = (uint8_t)from;
+    ev->to = (uint8_t)to;
+    return TN_OK;
+}
+
+void tn_event_hash(const void *enc, size_t len, uint8_t out[TN_HASH_LEN])
+{
+    crypto_generichash(out, TN_HASH_LEN, (const unsigned char *)enc, len, NULL, 0);
+}
+
+const char *tn_machine_name(unsigned machine)
+{
+    const tn_sm *m = tn_sm_get(machine);
+    return m ? m->name : "?";
+}

@@ -1,0 +1,512 @@
+/* The event log: validation against the generated tables, seq and chain assignment,
+ * per-workflow index and projections, all in one group commit. */
+#include "evlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "map.h"
+#include "util.h"
+#include "sm_gen.h"
+
+struct tn_evlog {
+    int lock_fd; /* flock on DIR/writer.lock: one writer process per store */
+    tn_store *store;
+    tn_batch *batch;
+    tn_buf enc;  /* scratch for one encoded event / projection */
+    tn_rtxn *rt; /* read txn for cache misses, open during a batch only */
+    /* committed values */
+    uint64_t c_last_seq, c_max_wf, c_max_task;
+    uint8_t c_head[TN_HASH_LEN];
+    /* pending values (== committed when nothing is pending) */
+    uint64_t last_seq, max_wf, max_task;
+    uint8_t head[TN_HASH_LEN];
+    uint64_t next_wf, next_task; /* id allocators */
+    size_t pending;
+    /* projection caches: live instances, plus anything touched by the pending batch */
+    tn_map wfs, tasks;
+    /* ids touched by the pending batch (each once) */
+    uint64_t *dirty_wf, *dirty_task;
+    size_t ndirty_wf, ndirty_task, cap_dirty_wf, cap_dirty_task;
+};
+
+static tn_err push_id(uint64_t **arr, size_t *n, size_t *cap, uint64_t id)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        uint64_t *na = realloc(*arr, nc * sizeof(**arr));
+        if (!na)
+            return TN_ERR_NOMEM;
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = id;
+    return TN_OK;
+}
+
+static tn_err meta_get_u64(tn_rtxn *t, const char *key, uint64_t *out)
+{
+    tn_val v;
+    tn_err e = tn_store_get(t, TN_DB_META, key, strlen(key), &v);
+    if (e == TN_ERR_NOENT) {
+        *out = 0;
+        return TN_OK;
+    }
+    if (e)
+        return e;
+    if (v.len != 8)
+        return TN_ERR_CORRUPT;
+    *out = tn_get_be64(v.data);
+    return TN_OK;
+}
+
+static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
+{
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(l->store, &t);
+    if (e)
+        return tn_errmsg_set(msg, e, "%s: cannot read: %s", tn_store_path(l->store),
+                             tn_strerror(e));
+    tn_val v;
+    if (!(e = meta_get_u64(t, TN_META_LAST_SEQ, &l->c_last_seq)) &&
+        !(e = meta_get_u64(t, TN_META_MAX_WF, &l->c_max_wf)) &&
+        !(e = meta_get_u64(t, TN_META_MAX_TASK, &l->c_max_task))) {
+        memset(l->c_head, 0, TN_HASH_LEN);
+        e = tn_store_get(t, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD), &v);
+        if (e == TN_OK && v.len == TN_HASH_LEN)
+            memcpy(l->c_head, v.data, TN_HASH_LEN);
+        else if (e == TN_ERR_NOENT && l->c_last_seq == 0)
+            e = TN_OK;
+        else if (e == TN_OK || e == TN_ERR_NOENT)
+            e = TN_ERR_CORRUPT;
+    }
+    tn_store_read_end(t);
+    if (e)
+        return tn_errmsg_set(msg, e, "%s: meta database is damaged (%s): run `tern replay` "
+                             "to find the first bad event; restore from a backup",
+                             tn_store_path(l->store), tn_strerror(e));
+    /* events are dense from 1, so their count must be the last seq */
+    tn_store_stat st;
+    if ((e = tn_store_stat_get(l->store, &st)))
+        return tn_errmsg_set(msg, e, "%s: cannot stat: %s", tn_store_path(l->store),
+                             tn_strerror(e));
+    if (st.entries[TN_DB_EVENTS] != l->c_last_seq)
+        return tn_errmsg_set(msg, TN_ERR_CORRUPT,
+                             "%s: the log holds %llu events but meta says the last is seq "
+                             "%llu: run `tern replay` to locate the damage; restore from a "
+                             "backup",
+                             tn_store_path(l->store),
+                             (unsigned long long)st.entries[TN_DB_EVENTS],
+                             (unsigned long long)l->c_last_seq);
+    l->last_seq = l->c_last_seq;
+    l->max_wf = l->c_max_wf;
+    l->max_task = l->c_max_task;
+    memcpy(l->head, l->c_head, TN_HASH_LEN);
+    l->next_wf = l->max_wf;
+    l->next_task = l->max_task;
+    return TN_OK;
+}
+
+static tn_err genesis(tn_evlog *l, tn_errmsg *msg)
+{
+    uint8_t rnd[8];
+    char id[17];
+    randombytes_buf(rnd, sizeof(rnd));
+    for (int i = 0; i < 8; i++)
+        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    tn_event ev;
+    tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_INIT, 0, 0);
+    ev.actor = TN_STR("system");
+    tn_event_set_str(&ev, "store_id", id);
+    tn_event_set_int(&ev, "format", TN_STORE_FORMAT);
+    tn_err e = tn_evlog_add(l, &ev, NULL, msg);
+    if (e == TN_OK)
+        e = tn_evlog_commit(l, msg);
+    return e;
+}
+
+tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
+                     tn_errmsg *msg)
+{
+    if (sodium_init() < 0)
+        return tn_errmsg_set(msg, TN_ERR_INTERNAL, "libsodium failed to initialise");
+    tn_evlog *l = calloc(1, sizeof(*l));
+    if (!l)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory opening %s", dir);
+    tn_map_init(&l->wfs);
+    tn_map_init(&l->tasks);
+    l->lock_fd = -1;
+    tn_err e;
+    if (opts && opts->create && tn_mkdir_p(dir) != 0) {
+        e = tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot create the data directory: %s; check "
+                          "--data", dir, strerror(errno));
+        goto fail;
+    }
+    {
+        /* one writer process per store: the engine caches the log's head in memory */
+        char lp[4200];
+        snprintf(lp, sizeof(lp), "%s/writer.lock", dir);
+        l->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (l->lock_fd < 0 && errno == ENOENT) {
+            e = tn_errmsg_set(msg, TN_ERR_NOENT, "%s: no tern store here: check --data", dir);
+            goto fail;
+        }
+        if (l->lock_fd < 0 || flock(l->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            e = tn_errmsg_set(msg, TN_ERR_BUSY, "%s: %s", dir,
+                              l->lock_fd < 0 ? strerror(errno)
+                                             : "another tern process (a master, standalone or "
+                                               "run) writes this store; talk to it, or use "
+                                               "another --data directory");
+            goto fail;
+        }
+    }
+    tn_store_opts so = {0};
+    if (opts) {
+        so.map_size = opts->map_size;
+        so.map_max = opts->map_max;
+        so.create = opts->create;
+        so.no_sync = opts->no_sync;
+    }
+    e = tn_store_open(dir, &so, &l->store, msg);
+    if (e)
+        goto fail;
+    if ((e = tn_batch_new(&l->batch))) {
+        tn_errmsg_set(msg, e, "out of memory opening %s", dir);
+        goto fail;
+    }
+    if ((e = load_meta(l, msg)))
+        goto fail;
+    if (l->c_last_seq == 0 && (e = genesis(l, msg)))
+        goto fail;
+    *out = l;
+    return TN_OK;
+fail:
+    tn_evlog_close(l);
+    return e;
+}
+
+static void cache_clear(tn_map *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key)
+            free(m->slots[i].val);
+    tn_map_fini(m);
+}
+
+void tn_evlog_close(tn_evlog *l)
+{
+    if (!l)
+        return;
+    tn_evlog_discard(l);
+    cache_clear(&l->wfs);
+    cache_clear(&l->tasks);
+    free(l->dirty_wf);
+    free(l->dirty_task);
+    tn_buf_free(&l->enc);
+    tn_batch_free(l->batch);
+    tn_store_close(l->store);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);
+    free(l);
+}
+
+tn_store *tn_evlog_store(tn_evlog *l) { return l->store; }
+uint64_t tn_evlog_last_seq(const tn_evlog *l) { return l->c_last_seq; }
+size_t tn_evlog_pending(const tn_evlog *l) { return l->pending; }
+uint64_t tn_evlog_new_wf_id(tn_evlog *l) { return ++l->next_wf; }
+uint64_t tn_evlog_new_task_id(tn_evlog *l) { return ++l->next_task; }
+
+static tn_err read_txn(tn_evlog *l)
+{
+    return l->rt ? TN_OK : tn_store_read_begin(l->store, &l->rt);
+}
+
+/* The cached projection of an instance, loading it from the store on a miss.
+ * *p = NULL when the instance does not exist. */
+static tn_err lookup(tn_evlog *l, bool task, uint64_t id, void **p)
+{
+    tn_map *m = task ? &l->tasks : &l->wfs;
+    *p = tn_map_get(m, id);
+    if (*p)
+        return TN_OK;
+    /* ids above the committed maximum cannot be in the store */
+    if (id > (task ? l->c_max_task : l->c_max_wf))
+        return TN_OK;
+    tn_err e = read_txn(l);
+    if (e)
+        return e;
+    uint8_t k[8];
+    tn_put_be64(k, id);
+    tn_val v;
+    e = tn_store_get(l->rt, task ? TN_DB_TASKS : TN_DB_WF, k, 8, &v);
+    if (e == TN_ERR_NOENT)
+        return TN_OK;
+    if (e)
+        return e;
+    void *np = calloc(1, task ? sizeof(tn_task_proj) : sizeof(tn_wf_proj));
+    if (!np)
+        return TN_ERR_NOMEM;
+    e = task ? tn_proj_task_decode(v.data, v.len, np) : tn_proj_wf_decode(v.data, v.len, np);
+    if (e == TN_OK)
+        e = tn_map_put(m, id, np);
+    if (e) {
+        free(np);
+        return e;
+    }
+    *p = np;
+    return TN_OK;
+}
+
+static tn_err batch_put_cb(void *ctx, int db, const void *k, size_t kl, const void *v,
+                           size_t vl)
+{
+    return tn_batch_put(ctx, (tn_db)db, k, kl, v, vl);
+}
+
+tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
+{
+    const tn_sm *sm = tn_sm_get(ev->machine);
+    if (!sm || ev->event >= sm->nevents)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "unknown machine %u or event %u",
+                             ev->machine, ev->event);
+    bool is_task = ev->machine == TN_MACHINE_TASK;
+    bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
+    if ((is_wf && (ev->wf == 0 || ev->task != 0)) || (is_task && (ev->wf == 0 || ev->task == 0)))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s event %s without its instance id",
+                             sm->name, tn_sm_event_name(sm, ev->event));
+    void *p = NULL;
+    tn_err e;
+    if (is_task || is_wf) {
+        if ((e = lookup(l, is_task, is_task ? ev->task : ev->wf, &p)))
+            return tn_errmsg_set(msg, e, "%s: cannot read instance: %s",
+                                 tn_store_path(l->store), tn_strerror(e));
+        ev->from = !p ? TN_SM_NEW
+                      : (is_task ? ((tn_task_proj *)p)->state : ((tn_wf_proj *)p)->state);
+        if (is_task && p && ((tn_task_proj *)p)->wf != ev->wf)
+            return tn_errmsg_set(msg, TN_ERR_INVAL, "task %llu belongs to workflow %llu, "
+                                 "not %llu", (unsigned long long)ev->task,
+                                 (unsigned long long)((tn_task_proj *)p)->wf,
+                                 (unsigned long long)ev->wf);
+    } else {
+        ev->from = l->last_seq == 0 ? TN_SM_NEW : TN_SYS_S_ACTIVE;
+    }
+    tn_sm_trans tr = tn_sm_next(sm, ev->from, ev->event);
+    if (tr.to == TN_SM_ILLEGAL)
+        return tn_errmsg_set(msg, TN_ERR_ILLEGAL, "%s %llu: event %s is illegal in state %s",
+                             sm->name,
+                             (unsigned long long)(is_task ? ev->task : ev->wf),
+                             tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from));
+    ev->to = tr.to;
+    if (!ev->at)
+        ev->at = tn_now_ns();
+    ev->seq = l->last_seq + 1;
+    memcpy(ev->prev, l->head, TN_HASH_LEN);
+
+    /* everything that can fail without side effects first: encoding and allocation */
+    l->enc.size = 0;
+    if ((e = tn_event_encode(ev, &l->enc)))
+        return tn_errmsg_set(msg, e, "%s event %s: cannot encode: %s", sm->name,
+                             tn_sm_event_name(sm, ev->event), tn_strerror(e));
+    void *np = NULL;
+    if ((is_task || is_wf) && !p) {
+        np = calloc(1, is_task ? sizeof(tn_task_proj) : sizeof(tn_wf_proj));
+        if (!np || tn_map_put(is_task ? &l->tasks : &l->wfs, is_task ? ev->task : ev->wf, np)) {
+            free(np);
+            return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        }
+        p = np;
+    }
+    size_t mark = tn_batch_count(l->batch);
+    uint8_t key[8];
+    tn_put_be64(key, ev->seq);
+    if ((e = tn_batch_append(l->batch, TN_DB_EVENTS, key, 8, l->enc.data, l->enc.size)))
+        goto undo;
+    if (ev->wf) {
+        uint8_t wk[8];
+        tn_put_be64(wk, ev->wf);
+        if ((e = tn_batch_put(l->batch, TN_DB_BY_WF, wk, 8, key, 8)))
+            goto undo;
+    }
+    if (ev->machine == TN_MACHINE_SYSTEM &&
+        (e = tn_proj_system_apply(ev, batch_put_cb, l->batch))) {
+        e = e == TN_ERR_CORRUPT ? TN_ERR_INVAL : e;
+        goto undo;
+    }
+    /* committed to adding it: nothing below fails except dirty-list growth, which we
+     * check before mutating the projection */
+    if (is_task && (!p || ((tn_task_proj *)p)->last_seq <= l->c_last_seq) &&
+        (e = push_id(&l->dirty_task, &l->ndirty_task, &l->cap_dirty_task, ev->task)))
+        goto undo;
+    if (is_wf && ((tn_wf_proj *)p)->last_seq <= l->c_last_seq &&
+        (e = push_id(&l->dirty_wf, &l->ndirty_wf, &l->cap_dirty_wf, ev->wf)))
+        goto undo;
+    if (is_task)
+        tn_proj_task_apply(p, ev);
+    else if (is_wf)
+        tn_proj_wf_apply(p, ev);
+    tn_event_hash(l->enc.data, l->enc.size, l->head);
+    l->last_seq = ev->seq;
+    if (ev->wf > l->max_wf)
+        l->max_wf = ev->wf;
+    if (ev->task > l->max_task)
+        l->max_task = ev->task;
+    if (l->max_wf > l->next_wf)
+        l->next_wf = l->max_wf;
+    if (l->max_task > l->next_task)
+        l->next_task = l->max_task;
+    l->pending++;
+    if (action)
+        *action = tr.action;
+    return TN_OK;
+undo:
+    if (np) {
+        tn_map_del(is_task ? &l->tasks : &l->wfs, is_task ? ev->task : ev->wf);
+        free(np);
+        np = NULL;
+    }
+    /* the batch cannot drop a suffix, so rebuild is left to discard; a failed add is
+     * rare (out of memory, bad system attrs) and we discard the whole pending batch */
+    if (tn_batch_count(l->batch) != mark) {
+        tn_evlog_discard(l);
+        return tn_errmsg_set(msg, e, "%s event %s refused (%s); the pending batch was "
+                             "discarded", sm->name, tn_sm_event_name(sm, ev->event),
+                             tn_strerror(e));
+    }
+    return tn_errmsg_set(msg, e, "%s event %s refused: %s", sm->name,
+                         tn_sm_event_name(sm, ev->event), tn_strerror(e));
+}
+
+static tn_err put_u64(tn_batch *b, const char *key, uint64_t v)
+{
+    uint8_t buf[8];
+    tn_put_be64(buf, v);
+    return tn_batch_put(b, TN_DB_META, key, strlen(key), buf, 8);
+}
+
+/* Forget the cache entries the pending batch touched (they reload from the store). */
+static void drop_dirty(tn_evlog *l)
+{
+    for (size_t i = 0; i < l->ndirty_wf; i++)
+        free(tn_map_del(&l->wfs, l->dirty_wf[i]));
+    for (size_t i = 0; i < l->ndirty_task; i++)
+        free(tn_map_del(&l->tasks, l->dirty_task[i]));
+    l->ndirty_wf = l->ndirty_task = 0;
+}
+
+void tn_evlog_discard(tn_evlog *l)
+{
+    drop_dirty(l);
+    tn_batch_reset(l->batch);
+    l->pending = 0;
+    l->last_seq = l->c_last_seq;
+    l->max_wf = l->c_max_wf;
+    l->max_task = l->c_max_task;
+    memcpy(l->head, l->c_head, TN_HASH_LEN);
+    if (l->rt) {
+        tn_store_read_end(l->rt);
+        l->rt = NULL;
+    }
+}
+
+tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
+{
+    if (l->rt) {
+        tn_store_read_end(l->rt);
+        l->rt = NULL;
+    }
+    if (l->pending == 0)
+        return TN_OK;
+    tn_err e = TN_OK;
+    uint8_t k[8];
+    for (size_t i = 0; i < l->ndirty_wf && !e; i++) {
+        tn_wf_proj *p = tn_map_get(&l->wfs, l->dirty_wf[i]);
+        l->enc.size = 0;
+        tn_put_be64(k, p->id);
+        if (!(e = tn_proj_wf_encode(p, &l->enc)))
+            e = tn_batch_put(l->batch, TN_DB_WF, k, 8, l->enc.data, l->enc.size);
+    }
+    for (size_t i = 0; i < l->ndirty_task && !e; i++) {
+        tn_task_proj *p = tn_map_get(&l->tasks, l->dirty_task[i]);
+        l->enc.size = 0;
+        tn_put_be64(k, p->id);
+        if (!(e = tn_proj_task_encode(p, &l->enc)))
+            e = tn_batch_put(l->batch, TN_DB_TASKS, k, 8, l->enc.data, l->enc.size);
+    }
+    if (!e)
+        e = put_u64(l->batch, TN_META_LAST_SEQ, l->last_seq);
+    if (!e)
+        e = put_u64(l->batch, TN_META_MAX_WF, l->max_wf);
+    if (!e)
+        e = put_u64(l->batch, TN_META_MAX_TASK, l->max_task);
+    if (!e)
+        e = tn_batch_put(l->batch, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD),
+                         l->head, TN_HASH_LEN);
+    if (e) {
+        tn_evlog_discard(l);
+        return tn_errmsg_set(msg, e, "cannot prepare commit: %s", tn_strerror(e));
+    }
+    e = tn_store_commit(l->store, l->batch, msg);
+    if (e) {
+        tn_evlog_discard(l);
+        return e;
+    }
+    /* committed: final instances leave memory (they reload on the rare later touch) */
+    for (size_t i = 0; i < l->ndirty_wf; i++) {
+        tn_wf_proj *p = tn_map_get(&l->wfs, l->dirty_wf[i]);
+        if (tn_sm_workflow.final[p->state])
+            free(tn_map_del(&l->wfs, p->id));
+    }
+    for (size_t i = 0; i < l->ndirty_task; i++) {
+        tn_task_proj *p = tn_map_get(&l->tasks, l->dirty_task[i]);
+        if (tn_sm_task.final[p->state])
+            free(tn_map_del(&l->tasks, p->id));
+    }
+    l->ndirty_wf = l->ndirty_task = 0;
+    l->c_last_seq = l->last_seq;
+    l->c_max_wf = l->max_wf;
+    l->c_max_task = l->max_task;
+    memcpy(l->c_head, l->head, TN_HASH_LEN);
+    tn_batch_reset(l->batch);
+    l->pending = 0;
+    return TN_OK;
+}
+
+/* Read a projection: from the cache when it is there, else straight from the store
+ * without caching it (a status query must not grow the cache). */
+static tn_err read_proj(tn_evlog *l, bool task, uint64_t id, void *out)
+{
+    void *p = tn_map_get(task ? &l->tasks : &l->wfs, id);
+    if (p) {
+        memcpy(out, p, task ? sizeof(tn_task_proj) : sizeof(tn_wf_proj));
+        return TN_OK;
+    }
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(l->store, &t);
+    if (e)
+        return e;
+    uint8_t k[8];
+    tn_put_be64(k, id);
+    tn_val v;
+    e = tn_store_get(t, task ? TN_DB_TASKS : TN_DB_WF, k, 8, &v);
+    if (!e)
+        e = task ? tn_proj_task_decode(v.data, v.len, out) : tn_proj_wf_decode(v.data, v.len, out);
+    tn_store_read_end(t);
+    return e;
+}
+
+tn_err tn_evlog_wf(tn_evlog *l, uint64_t id, tn_wf_proj *out)
+{
+    return read_proj(l, false, id, out);
+}
+
+tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out)
+{
+    return read_proj(l, true, id, out);
+}

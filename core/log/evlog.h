@@ -1,0 +1,69 @@
+/* The event log: the one writer's view of the store. Events are added to a pending
+ * batch — each checked against the generated state machine tables (its from-state is
+ * the instance's current state; an illegal pair is refused and nothing is added),
+ * given the next seq, chained to the previous event's hash, indexed by workflow and
+ * folded into the projections — and committed together in one LMDB transaction
+ * (group commit). Nothing is visible to readers, or durable, before the commit.
+ *
+ * Single-threaded: one engine thread owns a tn_evlog. */
+#ifndef TN_EVLOG_H
+#define TN_EVLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "proj.h"
+#include "store.h"
+
+typedef struct tn_evlog tn_evlog;
+
+typedef struct tn_evlog_opts {
+    size_t map_size; /* see tn_store_opts */
+    size_t map_max;
+    bool create;     /* create the store (and its genesis INIT event) if missing */
+    bool no_sync;    /* NOT durable: throwaway stores only */
+} tn_evlog_opts;
+
+/* Open the log in `dir`. On error `msg` says what and where; *out untouched. */
+tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
+                     tn_errmsg *msg);
+/* Close; pending (uncommitted) events are discarded. Accepts NULL. */
+void tn_evlog_close(tn_evlog *l);
+
+tn_store *tn_evlog_store(tn_evlog *l);
+/* The seq of the last committed event. */
+uint64_t tn_evlog_last_seq(const tn_evlog *l);
+/* Allocate a fresh workflow / task instance id (never used by a committed event). */
+uint64_t tn_evlog_new_wf_id(tn_evlog *l);
+uint64_t tn_evlog_new_task_id(tn_evlog *l);
+
+/* Add `ev` to the pending batch. The caller sets machine, event, wf, task, actor,
+ * attrs and optionally `at` (0 = now); the log fills seq, from, to and prev, and
+ * returns the transition's action id in *action (may be NULL).
+ * TN_ERR_ILLEGAL: the event is illegal in the instance's current state (msg says
+ * which); TN_ERR_INVAL: malformed (unknown machine/event, missing ids or attrs).
+ * In both cases nothing was added. Borrowed attr strings need only live until return. */
+tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg);
+/* Events waiting for the commit. */
+size_t tn_evlog_pending(const tn_evlog *l);
+/* Commit every pending event in one durable transaction. On error (TN_ERR_FULL: the
+ * store is full) nothing was written, the pending events are discarded and the
+ * in-memory state is back where the last commit left it. */
+tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg);
+/* Drop the pending events; state returns to the last commit. */
+void tn_evlog_discard(tn_evlog *l);
+
+/* Current (pending included) projection of an instance; TN_ERR_NOENT if none. */
+tn_err tn_evlog_wf(tn_evlog *l, uint64_t id, tn_wf_proj *out);
+tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out);
+
+/* Meta keys the log derives from the events (replay checks them too). */
+#define TN_META_FORMAT "format"
+#define TN_META_LAST_SEQ "last_seq"
+#define TN_META_CHAIN_HEAD "chain_head"
+#define TN_META_MAX_WF "max_wf"
+#define TN_META_MAX_TASK "max_task"
+
+#endif

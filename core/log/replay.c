@@ -1,0 +1,498 @@
+/* Replay: the verifier. Walks the events in seq order, re-runs the generated tables,
+ * re-folds the projections and re-computes the chain; then compares with the store. */
+#include "replay.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evlog.h"
+#include "proj.h"
+#include "util.h"
+#include "sm_gen.h"
+
+/* Instances are dense by id (ids are handed out by counters), so the rebuilt
+ * projections live in arrays indexed by id: no hashing on the hot path. */
+typedef struct dense {
+    void *items;
+    size_t cap; /* entries */
+    size_t size; /* bytes per entry */
+} dense;
+
+static void *dense_at(dense *d, uint64_t id, bool grow)
+{
+    if (id >= d->cap) {
+        if (!grow)
+            return NULL;
+        size_t nc = d->cap ? d->cap : 1024;
+        while (nc <= id)
+            nc *= 2;
+        void *ni = realloc(d->items, nc * d->size);
+        if (!ni)
+            return NULL;
+        memset((char *)ni + d->cap * d->size, 0, (nc - d->cap) * d->size);
+        d->items = ni;
+        d->cap = nc;
+    }
+    return (char *)d->items + id * d->size;
+}
+
+/* A small key/value list for the system projections (defs, meta). */
+typedef struct kv {
+    int db;
+    size_t klen, vlen;
+    uint8_t *key, *val;
+} kv;
+
+typedef struct rctx {
+    dense wfs, tasks;
+    kv *kvs;
+    size_t nkv, capkv;
+    tn_replay_report *rep;
+} rctx;
+
+static tn_err kv_put(void *c, int db, const void *k, size_t kl, const void *v, size_t vl)
+{
+    rctx *x = c;
+    kv *slot = NULL;
+    for (size_t i = 0; i < x->nkv; i++)
+        if (x->kvs[i].db == db && x->kvs[i].klen == kl && memcmp(x->kvs[i].key, k, kl) == 0)
+            slot = &x->kvs[i];
+    if (!slot) {
+        if (x->nkv == x->capkv) {
+            size_t nc = x->capkv ? x->capkv * 2 : 32;
+            kv *n = realloc(x->kvs, nc * sizeof(*n));
+            if (!n)
+                return TN_ERR_NOMEM;
+            x->kvs = n;
+            x->capkv = nc;
+        }
+        slot = &x->kvs[x->nkv++];
+        slot->db = db;
+        slot->klen = kl;
+        slot->key = malloc(kl ? kl : 1);
+        slot->val = NULL;
+        if (!slot->key)
+            return TN_ERR_NOMEM;
+        memcpy(slot->key, k, kl);
+    }
+    free(slot->val);
+    slot->val = malloc(vl ? vl : 1);
+    if (!slot->val)
+        return TN_ERR_NOMEM;
+    memcpy(slot->val, v, vl);
+    slot->vlen = vl;
+    return TN_OK;
+}
+
+static const kv *kv_find(const rctx *x, int db, const void *k, size_t kl)
+{
+    for (size_t i = 0; i < x->nkv; i++)
+        if (x->kvs[i].db == db && x->kvs[i].klen == kl && memcmp(x->kvs[i].key, k, kl) == 0)
+            return &x->kvs[i];
+    return NULL;
+}
+
+static void rctx_fini(rctx *x)
+{
+    free(x->wfs.items);
+    free(x->tasks.items);
+    for (size_t i = 0; i < x->nkv; i++) {
+        free(x->kvs[i].key);
+        free(x->kvs[i].val);
+    }
+    free(x->kvs);
+}
+
+static void verdict(tn_replay_report *rep, tn_err e, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void verdict(tn_replay_report *rep, tn_err e, uint64_t seq, const char *fmt, ...)
+{
+    if (rep->err)
+        return;
+    rep->err = e;
+    rep->bad_seq = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rep->why, sizeof(rep->why), fmt, ap);
+    va_end(ap);
+}
+
+/* Check one decoded event against the tables and fold it. false = verdict given. */
+static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
+{
+    tn_replay_report *rep = x->rep;
+    const tn_sm *sm = tn_sm_get(ev->machine);
+    if (!sm || ev->event >= sm->nevents) {
+        verdict(rep, TN_ERR_ILLEGAL, ev->seq, "unknown machine %u or event %u", ev->machine,
+                ev->event);
+        return false;
+    }
+    uint8_t cur;
+    void *p = NULL;
+    if (ev->machine == TN_MACHINE_WORKFLOW) {
+        if (ev->wf == 0 || ev->task != 0 || !(p = dense_at(&x->wfs, ev->wf, true))) {
+            verdict(rep, ev->wf ? TN_ERR_NOMEM : TN_ERR_ILLEGAL, ev->seq,
+                    "workflow event without a workflow id (or out of memory)");
+            return false;
+        }
+        cur = ((tn_wf_proj *)p)->id ? ((tn_wf_proj *)p)->state : TN_SM_NEW;
+    } else if (ev->machine == TN_MACHINE_TASK) {
+        if (ev->wf == 0 || ev->task == 0 || !(p = dense_at(&x->tasks, ev->task, true))) {
+            verdict(rep, ev->task ? TN_ERR_NOMEM : TN_ERR_ILLEGAL, ev->seq,
+                    "task event without a task or workflow id (or out of memory)");
+            return false;
+        }
+        tn_task_proj *tp = p;
+        cur = tp->id ? tp->state : TN_SM_NEW;
+        if (tp->id && tp->wf != ev->wf) {
+            verdict(rep, TN_ERR_ILLEGAL, ev->seq, "task %llu moved from workflow %llu to %llu",
+                    (unsigned long long)ev->task, (unsigned long long)tp->wf,
+                    (unsigned long long)ev->wf);
+            return false;
+        }
+    } else {
+        cur = *sys_state;
+    }
+    tn_sm_trans tr = tn_sm_next(sm, cur, ev->event);
+    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to) {
+        verdict(rep, TN_ERR_ILLEGAL, ev->seq,
+                "%s %llu: recorded %s -%s-> %s, but the instance was in %s and the table "
+                "says %s",
+                sm->name,
+                (unsigned long long)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
+                tn_sm_state_name(sm, ev->from), tn_sm_event_name(sm, ev->event),
+                tn_sm_state_name(sm, ev->to), tn_sm_state_name(sm, cur),
+                tr.to == TN_SM_ILLEGAL ? "illegal" : tn_sm_state_name(sm, tr.to));
+        return false;
+    }
+    if (ev->machine == TN_MACHINE_WORKFLOW) {
+        tn_proj_wf_apply(p, ev);
+    } else if (ev->machine == TN_MACHINE_TASK) {
+        tn_proj_task_apply(p, ev);
+    } else {
+        *sys_state = tr.to;
+        rep->system_events++;
+        tn_err e = tn_proj_system_apply(ev, kv_put, x);
+        if (e) {
+            verdict(rep, e == TN_ERR_CORRUPT ? TN_ERR_ILLEGAL : e, ev->seq,
+                    "system event %s lacks the attributes it needs",
+                    tn_sm_event_name(sm, ev->event));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Compare one stored database of projections with the rebuilt ones. */
+static void compare_dense(tn_rtxn *t, rctx *x, bool task, uint64_t *count)
+{
+    tn_replay_report *rep = x->rep;
+    dense *d = task ? &x->tasks : &x->wfs;
+    tn_buf buf = {0};
+    tn_cursor *c;
+    tn_val k, v;
+    uint64_t stored = 0;
+    const char *what = task ? "task" : "workflow";
+    if (tn_cursor_open(t, task ? TN_DB_TASKS : TN_DB_WF, &c)) {
+        verdict(rep, TN_ERR_IO, 0, "cannot read the stored %s projections", what);
+        return;
+    }
+    for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK && !rep->err;
+         e = tn_cursor_next(c, &k, &v)) {
+        stored++;
+        uint64_t id = k.len == 8 ? tn_get_be64(k.data) : 0;
+        void *p = id ? dense_at(d, id, false) : NULL;
+        bool present = p && (task ? ((tn_task_proj *)p)->id : ((tn_wf_proj *)p)->id);
+        if (!present) {
+            verdict(rep, TN_ERR_CORRUPT, 0,
+                    "stored %s projection %llu has no events in the log", what,
+                    (unsigned long long)id);
+            break;
+        }
+        buf.size = 0;
+        if (task)
+            tn_proj_task_encode(p, &buf);
+        else
+            tn_proj_wf_encode(p, &buf);
+        if (buf.size != v.len || memcmp(buf.data, v.data, v.len) != 0) {
+            uint64_t last = task ? ((tn_task_proj *)p)->last_seq : ((tn_wf_proj *)p)->last_seq;
+            verdict(rep, TN_ERR_CORRUPT, last,
+                    "stored %s projection %llu differs from the one rebuilt from the events "
+                    "(last event seq %llu)",
+                    what, (unsigned long long)id, (unsigned long long)last);
+        }
+    }
+    tn_cursor_close(c);
+    tn_buf_free(&buf);
+    if (!rep->err && stored != *count)
+        verdict(rep, TN_ERR_CORRUPT, 0,
+                "the log rebuilds %llu %s projections but the store holds %llu",
+                (unsigned long long)*count, what, (unsigned long long)stored);
+}
+
+static void compare_kv(tn_rtxn *t, rctx *x, const uint8_t *head, uint64_t last_seq,
+                       uint64_t max_wf, uint64_t max_task)
+{
+    tn_replay_report *rep = x->rep;
+    /* the derived meta values join the system projections for the comparison */
+    uint8_t b[3][8];
+    tn_put_be64(b[0], last_seq);
+    tn_put_be64(b[1], max_wf);
+    tn_put_be64(b[2], max_task);
+    kv_put(x, TN_DB_META, TN_META_LAST_SEQ, strlen(TN_META_LAST_SEQ), b[0], 8);
+    kv_put(x, TN_DB_META, TN_META_MAX_WF, strlen(TN_META_MAX_WF), b[1], 8);
+    kv_put(x, TN_DB_META, TN_META_MAX_TASK, strlen(TN_META_MAX_TASK), b[2], 8);
+    kv_put(x, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD), head, TN_HASH_LEN);
+    static const tn_db dbs[] = {TN_DB_DEFS, TN_DB_META};
+    for (size_t i = 0; i < 2 && !rep->err; i++) {
+        tn_cursor *c;
+        tn_val k, v;
+        size_t stored = 0, rebuilt = 0;
+        if (tn_cursor_open(t, dbs[i], &c)) {
+            verdict(rep, TN_ERR_IO, 0, "cannot read the %s database", tn_db_name(dbs[i]));
+            return;
+        }
+        for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK && !rep->err;
+             e = tn_cursor_next(c, &k, &v)) {
+            if (dbs[i] == TN_DB_META && k.len == strlen(TN_META_FORMAT) &&
+                memcmp(k.data, TN_META_FORMAT, k.len) == 0)
+                continue; /* written by the store itself at creation */
+            stored++;
+            const kv *r = kv_find(x, dbs[i], k.data, k.len);
+            if (!r || r->vlen != v.len || memcmp(r->val, v.data, v.len) != 0)
+                verdict(rep, TN_ERR_CORRUPT, 0,
+                        "%s entry \"%.*s\" %s", tn_db_name(dbs[i]),
+                        (int)(k.len > 64 ? 64 : k.len), (const char *)k.data,
+                        r ? "differs from the value rebuilt from the events"
+                          : "is not derived from any event");
+        }
+        tn_cursor_close(c);
+        for (size_t j = 0; j < x->nkv; j++)
+            rebuilt += x->kvs[j].db == (int)dbs[i];
+        if (!rep->err && stored != rebuilt)
+            verdict(rep, TN_ERR_CORRUPT, 0,
+                    "the events rebuild %zu %s entries but the store holds %zu",
+                    rebuilt, tn_db_name(dbs[i]), stored);
+    }
+}
+
+/* Which of seq k-1 and k broke the chain at k? If k's own bytes still hash to what
+ * k+1 (or the stored chain head) recorded, k is intact and k-1 was altered. */
+static uint64_t blame(tn_cursor *c, const uint8_t *hash_k, const uint8_t *stored_head,
+                      uint64_t k, bool *k_intact)
+{
+    tn_val key, val;
+    tn_event next;
+    *k_intact = false;
+    if (tn_cursor_next(c, &key, &val) == TN_OK) {
+        if (tn_event_decode(val.data, val.len, &next) == TN_OK &&
+            memcmp(next.prev, hash_k, TN_HASH_LEN) == 0)
+            *k_intact = true;
+    } else if (stored_head && memcmp(stored_head, hash_k, TN_HASH_LEN) == 0) {
+        *k_intact = true;
+    }
+    return *k_intact ? k - 1 : k;
+}
+
+tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *rep)
+{
+    memset(rep, 0, sizeof(*rep));
+    rctx x;
+    memset(&x, 0, sizeof(x));
+    x.wfs.size = sizeof(tn_wf_proj);
+    x.tasks.size = sizeof(tn_task_proj);
+    x.rep = rep;
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(s, &t);
+    if (e)
+        return e;
+    uint8_t stored_head[TN_HASH_LEN];
+    bool have_head = false;
+    tn_val v, k;
+    if (tn_store_get(t, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD), &v) ==
+            TN_OK &&
+        v.len == TN_HASH_LEN) {
+        memcpy(stored_head, v.data, TN_HASH_LEN);
+        have_head = true;
+    }
+    tn_cursor *c;
+    if ((e = tn_cursor_open(t, TN_DB_EVENTS, &c))) {
+        tn_store_read_end(t);
+        return e;
+    }
+    bool whole = opts->until_seq == 0 && opts->until_ns == 0;
+    rep->chain_checked = opts->verify_chain;
+    uint8_t prev[TN_HASH_LEN] = {0}, h[TN_HASH_LEN];
+    uint8_t sys_state = TN_SM_NEW;
+    uint64_t expect = 1, max_wf = 0, max_task = 0;
+    tn_event ev;
+    for (e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
+        uint64_t seq = k.len == 8 ? tn_get_be64(k.data) : 0;
+        if (opts->until_seq && seq > opts->until_seq)
+            break;
+        if (seq != expect) {
+            verdict(rep, TN_ERR_CORRUPT, expect, "seq %llu is missing (next key found: %llu)",
+                    (unsigned long long)expect, (unsigned long long)seq);
+            break;
+        }
+        tn_err de = tn_event_decode(v.data, v.len, &ev);
+        if (de) {
+            verdict(rep, TN_ERR_CORRUPT, seq, "event cannot be decoded: %s", tn_strerror(de));
+            break;
+        }
+        if (ev.seq != seq) {
+            verdict(rep, TN_ERR_CORRUPT, seq, "event records seq %llu under key %llu",
+                    (unsigned long long)ev.seq, (unsigned long long)seq);
+            break;
+        }
+        if (opts->until_ns && ev.at > opts->until_ns)
+            break;
+        if (opts->verify_chain) {
+            tn_event_hash(v.data, v.len, h);
+            if (memcmp(ev.prev, prev, TN_HASH_LEN) != 0) {
+                bool intact;
+                uint64_t bad = blame(c, h, have_head ? stored_head : NULL, seq, &intact);
+                verdict(rep, TN_ERR_CHAIN, bad,
+                        intact ? "the content of this event no longer matches the hash the "
+                                 "next event recorded: it was altered"
+                               : "this event's prev hash does not match the event before it: "
+                                 "it was altered");
+                break;
+            }
+            memcpy(prev, h, TN_HASH_LEN);
+        }
+        if (!apply(&x, &ev, &sys_state))
+            break;
+        if (ev.wf > max_wf)
+            max_wf = ev.wf;
+        if (ev.task > max_task)
+            max_task = ev.task;
+        rep->events++;
+        rep->last_seq = seq;
+        expect++;
+    }
+    tn_cursor_close(c);
+    if (!rep->err && opts->verify_chain && whole && rep->events > 0 &&
+        (!have_head || memcmp(prev, stored_head, TN_HASH_LEN) != 0))
+        verdict(rep, TN_ERR_CHAIN, rep->last_seq,
+                "the content of the last event no longer matches the stored chain head: it "
+                "was altered");
+    /* counts */
+    for (uint64_t i = 1; i < x.wfs.cap; i++) {
+        tn_wf_proj *p = dense_at(&x.wfs, i, false);
+        if (p->id) {
+            rep->workflows++;
+            rep->wf_states[p->state < TN_REPLAY_MAX_STATES ? p->state : 0]++;
+        }
+    }
+    for (uint64_t i = 1; i < x.tasks.cap; i++) {
+        tn_task_proj *p = dense_at(&x.tasks, i, false);
+        if (p->id) {
+            rep->tasks++;
+            rep->task_states[p->state < TN_REPLAY_MAX_STATES ? p->state : 0]++;
+        }
+    }
+    if (!rep->err && opts->compare && whole) {
+        rep->compared = true;
+        compare_dense(t, &x, false, &rep->workflows);
+        if (!rep->err)
+            compare_dense(t, &x, true, &rep->tasks);
+        if (!rep->err)
+            compare_kv(t, &x, prev, rep->last_seq, max_wf, max_task);
+    }
+    tn_store_read_end(t);
+    rctx_fini(&x);
+    return TN_OK;
+}
+
+tn_err tn_replay_wf_events(tn_store *s, uint64_t wf, tn_replay_event_fn fn, void *ctx,
+                           int *fn_ret)
+{
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(s, &t);
+    if (e)
+        return e;
+    tn_cursor *c;
+    if ((e = tn_cursor_open(t, TN_DB_BY_WF, &c))) {
+        tn_store_read_end(t);
+        return e;
+    }
+    uint8_t key[8];
+    tn_put_be64(key, wf);
+    tn_val v;
+    tn_event *ev = malloc(sizeof(*ev));
+    if (!ev) {
+        e = TN_ERR_NOMEM;
+        goto out;
+    }
+    *fn_ret = 0;
+    size_t seen = 0;
+    for (e = tn_cursor_seek_exact(c, key, 8, &v); e == TN_OK; e = tn_cursor_next_dup(c, &v)) {
+        if (v.len != 8) {
+            e = TN_ERR_CORRUPT;
+            break;
+        }
+        tn_val ev_bytes;
+        if ((e = tn_store_get(t, TN_DB_EVENTS, v.data, 8, &ev_bytes)))
+            break;
+        if ((e = tn_event_decode(ev_bytes.data, ev_bytes.len, ev)))
+            break;
+        seen++;
+        if ((*fn_ret = fn(ctx, ev)) != 0)
+            break;
+    }
+    if (e == TN_ERR_NOENT && seen > 0)
+        e = TN_OK; /* the end of this workflow's events */
+out:
+    free(ev);
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    return e;
+}
+
+typedef struct run_tasks {
+    uint64_t *ids;
+    size_t n, cap;
+    bool oom;
+} run_tasks;
+
+static int run_tasks_cb(void *ctx, const tn_event *ev)
+{
+    run_tasks *x = ctx;
+    if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_RERUN)
+        x->n = 0;
+    if (ev->machine != TN_MACHINE_TASK ||
+        (ev->event != TN_TASK_E_SUBMIT && ev->event != TN_TASK_E_PAUSED))
+        return 0;
+    if (x->n == x->cap) {
+        size_t nc = x->cap ? x->cap * 2 : 64;
+        uint64_t *ni = realloc(x->ids, nc * sizeof(uint64_t));
+        if (!ni) {
+            x->oom = true;
+            return 1;
+        }
+        x->ids = ni;
+        x->cap = nc;
+    }
+    x->ids[x->n++] = ev->task;
+    return 0;
+}
+
+tn_err tn_replay_run_tasks(tn_store *s, uint64_t wf, uint64_t **ids, size_t *n)
+{
+    run_tasks x = {0};
+    int fr;
+    tn_err e = tn_replay_wf_events(s, wf, run_tasks_cb, &x, &fr);
+    if (!e && x.oom)
+        e = TN_ERR_NOMEM;
+    if (e) {
+        free(x.ids);
+        return e;
+    }
+    *ids = x.ids;
+    *n = x.n;
+    return TN_OK;
+}

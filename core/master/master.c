@@ -1,0 +1,892 @@
+/* The master daemon: engine thread, workers over the transport (placement, dispatch,
+ * kill, acks, heartbeats, failover, reconciliation) and the control socket. */
+#include "master.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctlsrv.h"
+#include "engine.h"
+#include "log.h"
+#include "map.h"
+#include "mp.h"
+#include "util.h"
+#include "proto.h"
+#include "rpc.h"
+
+#define MAX_GROUPS 16
+#define MAX_GAUGES 32
+
+typedef struct wk {
+    struct wk *next;
+    char name[TN_PROTO_ID_MAX + 1];
+    char listen_url[TN_PROTO_URL_MAX + 1], ctl_url[TN_PROTO_URL_MAX + 1];
+    char groups[MAX_GROUPS][TN_PROTO_ID_MAX + 1];
+    unsigned ngroups;
+    uint32_t slots, running, load_milli, max_load_milli;
+    uint64_t mem_free, mem_reserve, epoch;
+    int64_t last_hb;      /* monotonic ns */
+    int64_t first_seen;
+    bool alive;
+    uint64_t reconcile_seq; /* assignments before this were asked about */
+    int64_t reconcile_at;   /* monotonic ns of the last RECONCILE sent */
+    bool reconcile_open;    /* the last RECONCILE is not answered: asked again each second */
+    tn_tx tx;             /* dispatches go here */
+    tn_outq *q;
+    uint32_t assigned;
+    char gauge_keys[MAX_GAUGES][40];
+    uint64_t gauge_vals[MAX_GAUGES];
+    unsigned ngauges;
+} wk;
+
+/* An attempt placed on a worker (the latest attempt of each task). */
+typedef struct asg {
+    uint64_t task;
+    uint32_t attempt;
+    uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
+    bool confirmed; /* after a restart: the worker said it runs it */
+    char worker[TN_PROTO_ID_MAX + 1];
+    /* DISPATCH until ACCEPTED, KILL until its result: resent with backoff (the wire may
+     * drop them; the worker takes each attempt once) */
+    void *enc;
+    size_t len;
+    int64_t next_send;
+    uint32_t tries;
+} asg;
+
+static void asg_free(asg *a)
+{
+    if (a)
+        free(a->enc);
+    free(a);
+}
+
+/* Keep an encoded message to resend to a's worker until answered. */
+static void asg_keep(asg *a, const tn_msg *m)
+{
+    tn_buf b = {0};
+    free(a->enc);
+    a->enc = NULL;
+    if (tn_msg_encode(m, &b) == TN_OK) {
+        a->enc = b.data;
+        a->len = b.size;
+        a->tries = 0;
+        a->next_send = tn_mono_ns() + 1000000000LL;
+    } else {
+        tn_buf_free(&b);
+    }
+}
+
+struct tn_master {
+    tn_master_opts o;
+    char data[PATH_MAX], ctl[4200], id[80];
+    tn_engine *e;
+    tn_rpc_server *rpc;
+    tn_ctlsrv cs;
+    tn_tx rx; /* reports from workers */
+    tn_tx_tls tls;
+    bool use_tls;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mu; /* workers and assignments */
+    wk *workers;
+    tn_map asgs; /* task id -> asg* */
+    uint64_t seq;
+    uint32_t rr; /* round robin cursor */
+    uint64_t rng;
+    int64_t started; /* monotonic */
+};
+
+int tn_selector_parse(const char *s)
+{
+    if (!s || strcmp(s, "lower_weight") == 0)
+        return TN_SELECT_LOWER_WEIGHT;
+    if (strcmp(s, "random") == 0)
+        return TN_SELECT_RANDOM;
+    if (strcmp(s, "round_robin") == 0)
+        return TN_SELECT_ROUND_ROBIN;
+    return -1;
+}
+
+const char *tn_master_ctl_url(const tn_master *m) { return m->ctl; }
+
+static wk *find_worker(tn_master *m, const char *name)
+{
+    for (wk *w = m->workers; w; w = w->next)
+        if (strcmp(w->name, name) == 0)
+            return w;
+    return NULL;
+}
+
+static void send_to(tn_master *m, wk *w, const tn_msg *msg)
+{
+    if (!w->q || !w->tx.ops)
+        return;
+    if (tn_outq_push(w->q, msg) == TN_OK)
+        (void)tn_outq_flush(w->q, w->tx, NULL);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* the executor the engine sees */
+
+static bool in_group(const wk *w, const char *g)
+{
+    for (unsigned i = 0; i < w->ngroups; i++)
+        if (strcmp(w->groups[i], g) == 0)
+            return true;
+    return false;
+}
+
+static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wlen, char *why,
+                     size_t whylen)
+{
+    tn_master *m = self;
+    const char *g = r->node->worker_group;
+    pthread_mutex_lock(&m->mu);
+    unsigned in = 0, full = 0, over = 0, nc = 0;
+    wk *cand[256];
+    for (wk *w = m->workers; w; w = w->next) {
+        if (!w->alive || !in_group(w, g))
+            continue;
+        in++;
+        if (w->assigned >= w->slots) {
+            full++;
+            continue;
+        }
+        bool mem = w->mem_free > w->mem_reserve &&
+                   w->mem_free - w->mem_reserve >= r->node->memory_max;
+        if ((w->max_load_milli && w->load_milli >= w->max_load_milli) || !mem) {
+            over++;
+            continue;
+        }
+        if (nc < 256)
+            cand[nc++] = w;
+    }
+    wk *pick = NULL;
+    if (nc) {
+        switch (m->o.selector) {
+        case TN_SELECT_RANDOM:
+            m->rng ^= m->rng << 13;
+            m->rng ^= m->rng >> 7;
+            m->rng ^= m->rng << 17;
+            pick = cand[m->rng % nc];
+            break;
+        case TN_SELECT_ROUND_ROBIN:
+            pick = cand[m->rr++ % nc];
+            break;
+        default: {
+            /* lower weight: load and how full it is, by heartbeat and by our own count */
+            uint64_t best = UINT64_MAX;
+            for (unsigned i = 0; i < nc; i++) {
+                uint64_t wgt = (uint64_t)cand[i]->load_milli +
+                               1000ull * cand[i]->assigned / (cand[i]->slots ? cand[i]->slots : 1);
+                if (wgt < best) {
+                    best = wgt;
+                    pick = cand[i];
+                }
+            }
+        }
+        }
+    }
+    if (pick) {
+        asg *a = tn_map_get(&m->asgs, r->task);
+        if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, r->task, a)) {
+            free(a);
+            a = NULL;
+        }
+        if (a) {
+            if (a->worker[0] && a->attempt != r->attempt) {
+                wk *old = find_worker(m, a->worker);
+                if (old && old->assigned)
+                    old->assigned--;
+            }
+            a->task = r->task;
+            a->attempt = r->attempt;
+            a->seq = ++m->seq;
+            a->confirmed = true;
+            snprintf(a->worker, sizeof(a->worker), "%s", pick->name);
+            pick->assigned++;
+        }
+        snprintf(worker, wlen, "%s", pick->name);
+    } else if (in == 0) {
+        snprintf(why, whylen, "no live worker in group \"%s\"", g);
+    } else if (full == in) {
+        snprintf(why, whylen, "all %u workers of group \"%s\" are full", in, g);
+    } else {
+        snprintf(why, whylen, "all %u workers of group \"%s\" are full or overloaded (%u over "
+                 "their load or memory limit)", in, g, over);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pick != NULL;
+}
+
+static tn_pair *pairs(const char *const *k, const char *const *v, uint32_t n)
+{
+    tn_pair *p = calloc(n ? n : 1, sizeof(*p));
+    for (uint32_t i = 0; p && i < n; i++) {
+        p[i].key = tn_str_c(k[i]);
+        p[i].val = tn_str_c(v[i]);
+    }
+    return p;
+}
+
+static void ex_dispatch(void *self, const tn_dispatch_req *r)
+{
+    tn_master *m = self;
+    const tn_def_task *n = r->node;
+    tn_msg msg = {.type = TN_MSG_DISPATCH};
+    tn_msg_dispatch *d = &msg.dispatch;
+    d->task = r->task;
+    d->wf = r->wf;
+    d->attempt = r->attempt;
+    d->name = tn_str_c(n->name);
+    d->type = tn_str_c(tn_def_task_type_name(n->type));
+    d->command = tn_str_c(r->command);
+    d->env_prelude = tn_str_c(r->env_prelude);
+    tn_pair *pp = pairs(r->param_keys, r->param_values, r->nparams);
+    d->params = (tn_pairs){pp, pp ? r->nparams : 0};
+    d->worker_group = tn_str_c(n->worker_group);
+    d->timeout_ms = n->timeout_ms;
+    d->kill_grace_ms = n->kill_grace_ms;
+    d->memory_max = n->memory_max;
+    d->cpu_max_milli = n->cpu_max_milli;
+    d->noop_success = n->noop.result == TN_DEF_NOOP_SUCCESS;
+    d->noop_duration_ms = n->noop.duration_ms;
+    tn_pair *op = calloc(n->noop.outputs.n ? n->noop.outputs.n : 1, sizeof(tn_pair));
+    for (uint32_t i = 0; op && i < n->noop.outputs.n; i++) {
+        op[i].key = tn_str_c(n->noop.outputs.items[i].key);
+        op[i].val = tn_str_c(n->noop.outputs.items[i].value);
+    }
+    d->noop_outputs = (tn_pairs){op, op ? n->noop.outputs.n : 0};
+    d->deadline_ns = r->deadline_ns;
+    bool sent = false;
+    pthread_mutex_lock(&m->mu);
+    asg *a = tn_map_get(&m->asgs, r->task);
+    wk *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
+    if (w)
+        d->worker_epoch = w->epoch; /* a later run of that worker drops it */
+    if (w && w->alive && w->q && tn_outq_push(w->q, &msg) == TN_OK) {
+        sent = true;
+        (void)tn_outq_flush(w->q, w->tx, NULL);
+        asg_keep(a, &msg);
+    }
+    pthread_mutex_unlock(&m->mu);
+    free(pp);
+    free(op);
+    if (!sent) {
+        /* the worker went away between placement and now: fail the attempt over */
+        tn_report lost = {.kind = TN_REPORT_LOST, .wf = r->wf, .task = r->task,
+                          .attempt = r->attempt, .reason = "its worker went away before the "
+                                                           "dispatch was sent"};
+        tn_engine_report(m->e, &lost);
+    }
+}
+
+static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, uint64_t grace_ms)
+{
+    tn_master *m = self;
+    tn_msg msg = {.type = TN_MSG_KILL};
+    msg.kill = (tn_msg_kill){task, attempt, grace_ms, TN_STR("killed by the master")};
+    pthread_mutex_lock(&m->mu);
+    asg *a = tn_map_get(&m->asgs, task);
+    bool current = a && a->attempt == attempt;
+    wk *w = current ? find_worker(m, a->worker) : NULL;
+    if (w) {
+        send_to(m, w, &msg);
+        asg_keep(a, &msg);
+    } else {
+        /* a stale attempt, or one we do not know the place of: every worker hears it,
+         * those that do not run it ignore it */
+        for (wk *x = m->workers; x; x = x->next)
+            if (x->alive)
+                send_to(m, x, &msg);
+    }
+    bool known = w && w->alive;
+    /* recovered after a restart, its worker not heard from yet: the kill waits for it
+     * (resent once it is known); if it does not come back in time, check_workers loses it */
+    bool pending = current && !w && !a->confirmed;
+    if (pending) {
+        asg_keep(a, &msg);
+    } else if (!known && current) {
+        /* lost: should its worker come back running it, it is stale there (fencing) */
+        if (w && w->assigned)
+            w->assigned--;
+        asg_free(tn_map_del(&m->asgs, task));
+    }
+    pthread_mutex_unlock(&m->mu);
+    (void)wf;
+    if (!known && current && !pending) {
+        /* nobody can kill it: its worker is gone; losing it ends it */
+        tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = task, .attempt = attempt,
+                          .reason = "its worker is gone"};
+        tn_engine_report(m->e, &lost);
+    }
+}
+
+static int ex_running(void *self, uint64_t task, uint32_t attempt)
+{
+    tn_master *m = self;
+    /* after a restart the master does not know yet: it asks the worker (RECONCILE) and
+     * reports LOST for what the worker does not run, or if it never comes back. Which
+     * worker ran it is filled in from the log by the first liveness check (the engine is
+     * still opening here). */
+    pthread_mutex_lock(&m->mu);
+    asg *a = tn_map_get(&m->asgs, task);
+    if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, task, a)) {
+        free(a);
+        a = NULL;
+    }
+    if (a) {
+        a->task = task;
+        a->attempt = attempt;
+        a->seq = 0;
+        a->confirmed = false;
+        a->worker[0] = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return a ? -1 : 0;
+}
+
+static void ex_ack(void *self, const tn_report *r)
+{
+    tn_master *m = self;
+    if (!r->report_id || !r->worker)
+        return;
+    tn_msg msg = {.type = TN_MSG_PERSISTED};
+    msg.persisted = (tn_msg_persisted){r->report_id, r->task, r->attempt};
+    pthread_mutex_lock(&m->mu);
+    wk *w = find_worker(m, r->worker);
+    if (w)
+        send_to(m, w, &msg);
+    /* a finished attempt frees its slot */
+    if (r->kind == TN_REPORT_RESULT || r->kind == TN_REPORT_KILL_RESULT) {
+        asg *a = tn_map_get(&m->asgs, r->task);
+        if (a && a->attempt == r->attempt && strcmp(a->worker, r->worker) == 0) {
+            if (w && w->assigned)
+                w->assigned--;
+            asg_free(tn_map_del(&m->asgs, r->task));
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+static const tn_executor_ops wire_ops = {ex_dispatch, ex_kill, ex_running, ex_place, ex_ack};
+
+/* ------------------------------------------------------------------------------ */
+/* worker messages (transport thread) */
+
+static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, uint64_t before,
+                          const char *why)
+{
+    /* called with mu held: every assignment on w placed before `before` and not in
+     * `still` is lost; collect first, report after (reports take the engine lock) */
+    tn_report *lost = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        if (!a || strcmp(a->worker, w->name) != 0 || a->seq >= before)
+            continue;
+        bool runs = false;
+        for (uint32_t j = 0; still && j < still->n; j++)
+            if (still->v[j].task == a->task && still->v[j].attempt == a->attempt)
+                runs = true;
+        if (runs) {
+            a->confirmed = true;
+            continue;
+        }
+        if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
+            break;
+        /* no workflow id: LOST is fenced by task and attempt */
+        lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt,
+                                .reason = why};
+        if (w->assigned)
+            w->assigned--;
+        asg_free(tn_map_del(&m->asgs, a->task));
+        i = (size_t)-1; /* the table moved: start over */
+        if (!m->asgs.cap)
+            break;
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n; i++)
+        tn_engine_report(m->e, &lost[i]);
+    free(lost);
+    pthread_mutex_lock(&m->mu);
+}
+
+/* Ask w what it runs (RECONCILE); its answer decides what is lost. With mu held. */
+static void ask_reconcile(tn_master *m, wk *w)
+{
+    w->reconcile_seq = ++m->seq;
+    w->reconcile_at = tn_mono_ns();
+    w->reconcile_open = true;
+    tn_msg rc = {.type = TN_MSG_RECONCILE};
+    rc.reconcile.epoch = w->reconcile_seq;
+    send_to(m, w, &rc);
+}
+
+static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
+{
+    char name[TN_PROTO_ID_MAX + 1];
+    snprintf(name, sizeof(name), "%.*s", (int)h->worker.len, h->worker.p);
+    pthread_mutex_lock(&m->mu);
+    wk *w = find_worker(m, name);
+    bool fresh = !w;
+    if (!w) {
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+            pthread_mutex_unlock(&m->mu);
+            return;
+        }
+        snprintf(w->name, sizeof(w->name), "%s", name);
+        w->first_seen = tn_mono_ns();
+        w->next = m->workers;
+        m->workers = w;
+    }
+    char url[TN_PROTO_URL_MAX + 1];
+    snprintf(url, sizeof(url), "%.*s", (int)h->listen_url.len, h->listen_url.p);
+    bool redial = fresh || strcmp(url, w->listen_url) != 0 || !w->tx.ops;
+    bool rebooted = !fresh && w->epoch != h->epoch;
+    bool back = !w->alive;
+    snprintf(w->listen_url, sizeof(w->listen_url), "%s", url);
+    snprintf(w->ctl_url, sizeof(w->ctl_url), "%.*s", (int)h->ctl_url.len, h->ctl_url.p);
+    w->ngroups = 0;
+    for (uint32_t i = 0; i < h->groups.n && i < MAX_GROUPS; i++)
+        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)h->groups.v[i].len,
+                 h->groups.v[i].p);
+    w->slots = h->slots;
+    w->running = h->running;
+    w->load_milli = h->load_milli;
+    w->mem_free = h->mem_free;
+    w->mem_reserve = h->mem_reserve;
+    w->epoch = h->epoch;
+    w->last_hb = tn_mono_ns();
+    w->max_load_milli = 0;
+    w->ngauges = 0;
+    for (uint32_t i = 0; i < h->gauges.n && w->ngauges < MAX_GAUGES; i++) {
+        if (tn_str_eq(h->gauges.v[i].key, "max_load_milli"))
+            w->max_load_milli = (uint32_t)h->gauges.v[i].val;
+        snprintf(w->gauge_keys[w->ngauges], 40, "%.*s", (int)h->gauges.v[i].key.len,
+                 h->gauges.v[i].key.p);
+        w->gauge_vals[w->ngauges++] = h->gauges.v[i].val;
+    }
+    if (redial) {
+        tn_tx_free(&w->tx);
+        tn_outq_free(w->q);
+        w->q = NULL;
+        tn_errmsg em = {{0}};
+        tn_tx inner;
+        tn_err e = tn_tx_nng_new(true, m->use_tls ? &m->tls : NULL, NULL, NULL, &inner, &em);
+        if (!e)
+            e = tn_tx_fault_from_env(inner, &w->tx, &em);
+        if (!e)
+            e = tn_tx_dial(w->tx, w->listen_url, &em);
+        if (!e)
+            e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
+        if (e) {
+            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"", w->name,
+                     w->listen_url, em.text);
+            pthread_mutex_unlock(&m->mu);
+            return;
+        }
+    }
+    w->alive = true;
+    if (fresh || rebooted || back || redial) {
+        /* ask what it runs: what it does not is lost, what it runs and is not ours is
+         * killed (fencing) */
+        tn_info("master", "msg=\"worker joined\" worker=%s url=%s epoch=%" PRIu64 " slots=%u",
+                w->name, w->listen_url, w->epoch, w->slots);
+        ask_reconcile(m, w);
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_engine_wake(m->e);
+}
+
+static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconciled *r)
+{
+    pthread_mutex_lock(&m->mu);
+    wk *w = find_worker(m, worker);
+    if (!w) {
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
+    /* what it runs that is not the current attempt placed on it is stale: kill it */
+    for (uint32_t i = 0; i < r->running.n; i++) {
+        asg *a = tn_map_get(&m->asgs, r->running.v[i].task);
+        if (a && a->attempt == r->running.v[i].attempt && strcmp(a->worker, w->name) == 0)
+            continue;
+        tn_msg k = {.type = TN_MSG_KILL};
+        k.kill = (tn_msg_kill){r->running.v[i].task, r->running.v[i].attempt, 0,
+                               TN_STR("stale attempt (fenced)")};
+        tn_info("master", "msg=\"killing a stale attempt\" worker=%s task=%" PRIu64 " attempt=%u",
+                w->name, r->running.v[i].task, r->running.v[i].attempt);
+        send_to(m, w, &k);
+    }
+    if (r->epoch == w->reconcile_seq)
+        w->reconcile_open = false;
+    lost_attempts(m, w, &r->running, r->epoch, "its worker does not run it any more");
+    pthread_mutex_unlock(&m->mu);
+    tn_engine_wake(m->e);
+}
+
+typedef struct rx_ctx {
+    tn_master *m;
+} rx_ctx;
+
+static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
+{
+    tn_master *m = arg;
+    char worker[TN_PROTO_ID_MAX + 1];
+    snprintf(worker, sizeof(worker), "%.*s", (int)sender.len, sender.p);
+    tn_report r = {.worker = worker};
+    switch (msg->type) {
+    case TN_MSG_HEARTBEAT:
+        on_heartbeat(m, &msg->heartbeat);
+        return TN_OK;
+    case TN_MSG_RECONCILED:
+        on_reconciled(m, worker, &msg->reconciled);
+        return TN_OK;
+    case TN_MSG_ACCEPTED: {
+        pthread_mutex_lock(&m->mu);
+        asg *a = tn_map_get(&m->asgs, msg->accepted.task);
+        if (a && a->attempt == msg->accepted.attempt && a->enc && a->tries < UINT32_MAX) {
+            /* a DISPATCH is answered by ACCEPTED; a KILL waits for its result */
+            tn_mp rd;
+            tn_mp_init(&rd, a->enc, a->len);
+            uint32_t n;
+            uint64_t type = 0;
+            if (tn_mp_array(&rd, 64, &n) && tn_mp_u64(&rd, &type) && type == TN_MSG_DISPATCH) {
+                free(a->enc);
+                a->enc = NULL;
+            }
+        }
+        pthread_mutex_unlock(&m->mu);
+    }
+        r.kind = TN_REPORT_ACCEPTED;
+        r.report_id = msg->accepted.report_id;
+        r.task = msg->accepted.task;
+        r.attempt = msg->accepted.attempt;
+        r.pid = msg->accepted.pid;
+        break;
+    case TN_MSG_RESULT: {
+        const tn_msg_result *x = &msg->result;
+        r.kind = TN_REPORT_RESULT;
+        r.report_id = x->report_id;
+        r.task = x->task;
+        r.attempt = x->attempt;
+        r.success = x->success;
+        r.exit_code = x->exit_code;
+        char *reason = x->reason.len ? strndup(x->reason.p, x->reason.len) : NULL;
+        r.reason = reason;
+        char **k = calloc(x->outputs.n + 1, sizeof(char *)), **v = calloc(x->outputs.n + 1, sizeof(char *));
+        for (uint32_t i = 0; k && v && i < x->outputs.n; i++) {
+            k[i] = strndup(x->outputs.v[i].key.p, x->outputs.v[i].key.len);
+            v[i] = strndup(x->outputs.v[i].val.p, x->outputs.v[i].val.len);
+        }
+        r.out_keys = (const char *const *)k;
+        r.out_values = (const char *const *)v;
+        r.nout = k && v ? x->outputs.n : 0;
+        /* the task's workflow id is the engine's business: fenced by task and attempt */
+        tn_engine_report(m->e, &r);
+        for (uint32_t i = 0; k && v && i < x->outputs.n; i++) {
+            free(k[i]);
+            free(v[i]);
+        }
+        free(k);
+        free(v);
+        free(reason);
+        return TN_OK;
+    }
+    case TN_MSG_KILL_RESULT:
+        r.kind = TN_REPORT_KILL_RESULT;
+        r.report_id = msg->kill_result.report_id;
+        r.task = msg->kill_result.task;
+        r.attempt = msg->kill_result.attempt;
+        if (msg->kill_result.survivors.n)
+            r.reason = "processes survived the kill (see the worker's log)";
+        break;
+    default:
+        return TN_OK; /* a master->worker type sent to us: ignore */
+    }
+    tn_engine_report(m->e, &r);
+    return TN_OK;
+}
+
+static void on_frame(void *arg, const void *buf, size_t len)
+{
+    tn_master *m = arg;
+    tn_errmsg em = {{0}};
+    if (tn_frame_decode(buf, len, on_msg, m, &em) != TN_OK)
+        tn_warn("master", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", len, em.text);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* liveness (engine thread, between steps) */
+
+static void check_workers(tn_master *m)
+{
+    int64_t now = tn_mono_ns(), limit = (int64_t)m->o.heartbeat_timeout_ms * 1000000;
+    pthread_mutex_lock(&m->mu);
+    /* attempts recovered from the log: which worker had them */
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        tn_task_proj p;
+        if (!a || a->worker[0])
+            continue;
+        if (tn_evlog_task(tn_engine_log(m->e), a->task, &p) == TN_OK && p.worker[0])
+            snprintf(a->worker, sizeof(a->worker), "%s", p.worker);
+        else
+            snprintf(a->worker, sizeof(a->worker), "?");
+        wk *w = find_worker(m, a->worker);
+        if (w && w->alive) /* it may have answered RECONCILE already: ask again */
+            ask_reconcile(m, w);
+    }
+    /* a RECONCILE or its answer the wire lost would leave what it asks about (recovered
+     * attempts, a new run's predecessor's, stale ones to kill) waiting for ever: a live
+     * worker is asked again every second until it answers the last one */
+    for (wk *w = m->workers; w; w = w->next)
+        if (w->alive && w->reconcile_open && now - w->reconcile_at > 1000000000LL)
+            ask_reconcile(m, w);
+    for (wk *w = m->workers; w; w = w->next) {
+        if (!w->alive || now - w->last_hb <= limit)
+            continue;
+        w->alive = false;
+        tn_warn("master", "msg=\"worker lost\" worker=%s silent_ms=%" PRId64, w->name,
+                (now - w->last_hb) / 1000000);
+        lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
+        w->assigned = 0;
+        /* What was queued for it when its connection broke went with that socket
+         * (transport/nng.c, sockgen); what is sent later waits for its next run, which
+         * drops a DISPATCH meant for another run and has a stale attempt killed at its
+         * first reconcile (docs/RELIABILITY.md, bug 8). */
+    }
+    /* DISPATCH and KILL the wire may have dropped: again, with backoff */
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        if (!a || !a->enc || a->next_send > now)
+            continue;
+        wk *w = find_worker(m, a->worker);
+        if (!w || !w->alive || !w->tx.ops)
+            continue;
+        tn_buf b = {0};
+        tn_frame f;
+        if (tn_frame_begin(&f, &b, m->id) == TN_OK && tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK &&
+            tn_frame_end(&f) == TN_OK)
+            (void)tn_tx_send(w->tx, b.data, b.size);
+        tn_buf_free(&b);
+        a->tries++;
+        int64_t back = 1000000000LL << (a->tries < 4 ? a->tries : 4);
+        a->next_send = now + back;
+    }
+    /* attempts recovered from the log whose worker never came back */
+    if (now - m->started > limit) {
+        tn_report *lost = NULL;
+        size_t n = 0, cap = 0;
+        for (size_t i = 0; i < m->asgs.cap; i++) {
+            asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+            if (!a || a->confirmed)
+                continue;
+            wk *w = find_worker(m, a->worker);
+            if (w && w->alive)
+                continue; /* asked; its answer decides */
+            if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
+                break;
+            lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task,
+                                    .attempt = a->attempt,
+                                    .reason = "its worker did not come back after the master "
+                                              "restarted"};
+            a->confirmed = true; /* reported once */
+        }
+        /* lost: should its worker come back running it, it is stale there (fencing) */
+        for (size_t i = 0; i < n; i++)
+            asg_free(tn_map_del(&m->asgs, lost[i].task));
+        pthread_mutex_unlock(&m->mu);
+        for (size_t i = 0; i < n; i++)
+            tn_engine_report(m->e, &lost[i]);
+        free(lost);
+        return;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void *engine_thread(void *arg)
+{
+    tn_master *m = arg;
+    int64_t last_check = 0;
+    while (!atomic_load(&m->stop)) {
+        tn_errmsg em = {{0}};
+        size_t n = tn_engine_step(m->e, &em);
+        int64_t now = tn_mono_ns();
+        if (now - last_check > 100000000LL) {
+            check_workers(m);
+            last_check = now;
+        }
+        if (em.text[0]) {
+            /* the commit failed (a full store): the timers it rolled back are due again at
+             * once; pause instead of spinning (and logging) at full speed until it fits */
+            struct timespec ts = {0, 200000000L};
+            nanosleep(&ts, NULL);
+        } else if (n == 0) {
+            tn_engine_wait(m->e, 50000000LL);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* control helpers */
+
+static bool worker_ctl(void *arg, const char *worker, char *url, size_t len)
+{
+    tn_master *m = arg;
+    pthread_mutex_lock(&m->mu);
+    wk *w = find_worker(m, worker);
+    bool ok = w && w->alive && w->ctl_url[0];
+    if (ok)
+        snprintf(url, len, "%s", w->ctl_url);
+    pthread_mutex_unlock(&m->mu);
+    return ok;
+}
+
+static void workers_table(void *arg, tn_sb *text, tn_sb *json)
+{
+    tn_master *m = arg;
+    int64_t now = tn_mono_ns();
+    tn_sb_printf(text, "%-16s %-6s %-20s %5s %7s %6s %10s %8s  %s\n", "WORKER", "ALIVE", "GROUPS",
+                 "SLOTS", "RUNNING", "LOAD", "MEM_FREE", "HB_AGO", "LISTEN");
+    tn_sb_printf(json, "[");
+    pthread_mutex_lock(&m->mu);
+    unsigned i = 0;
+    for (wk *w = m->workers; w; w = w->next, i++) {
+        char groups[256] = "";
+        for (unsigned g = 0; g < w->ngroups; g++)
+            snprintf(groups + strlen(groups), sizeof(groups) - strlen(groups), "%s%s",
+                     g ? "," : "", w->groups[g]);
+        double ago = (double)(now - w->last_hb) / 1e9;
+        tn_sb_printf(text, "%-16s %-6s %-20s %5u %7u %6.2f %9" PRIu64 "M %7.1fs  %s\n", w->name,
+                     w->alive ? "yes" : "no", groups, w->slots, w->running,
+                     w->load_milli / 1000.0, w->mem_free >> 20, ago, w->listen_url);
+        tn_sb_printf(json, "%s{\"name\":", i ? "," : "");
+        tn_sb_json(json, w->name, strlen(w->name));
+        tn_sb_printf(json, ",\"alive\":%s,\"groups\":[", w->alive ? "true" : "false");
+        for (unsigned g = 0; g < w->ngroups; g++) {
+            tn_sb_printf(json, "%s", g ? "," : "");
+            tn_sb_json(json, w->groups[g], strlen(w->groups[g]));
+        }
+        tn_sb_printf(json, "],\"slots\":%u,\"running\":%u,\"assigned\":%u,\"load\":%.3f,"
+                     "\"mem_free\":%" PRIu64 ",\"mem_reserve\":%" PRIu64
+                     ",\"last_heartbeat_s\":%.3f,\"listen\":",
+                     w->slots, w->running, w->assigned, w->load_milli / 1000.0, w->mem_free,
+                     w->mem_reserve, ago);
+        tn_sb_json(json, w->listen_url, strlen(w->listen_url));
+        tn_sb_printf(json, ",\"gauges\":{");
+        for (unsigned g = 0; g < w->ngauges; g++)
+            tn_sb_printf(json, "%s\"%s\":%" PRIu64, g ? "," : "", w->gauge_keys[g],
+                         w->gauge_vals[g]);
+        tn_sb_printf(json, "}}");
+        if (w->ngauges) {
+            tn_sb_printf(text, "    ");
+            for (unsigned g = 0; g < w->ngauges; g++)
+                tn_sb_printf(text, " %s=%" PRIu64, w->gauge_keys[g], w->gauge_vals[g]);
+            tn_sb_printf(text, "\n");
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_sb_printf(json, "]");
+}
+
+/* ------------------------------------------------------------------------------ */
+
+tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *msg)
+{
+    tn_master *m = calloc(1, sizeof(*m));
+    if (!m)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    m->o = *opts;
+    if (!m->o.heartbeat_timeout_ms)
+        m->o.heartbeat_timeout_ms = 10000;
+    pthread_mutex_init(&m->mu, NULL);
+    tn_map_init(&m->asgs);
+    m->rng = (uint64_t)tn_now_ns() | 1;
+    m->started = tn_mono_ns();
+    snprintf(m->id, sizeof(m->id), "master:%s", opts->id ? opts->id : "local");
+    tn_err e;
+    if (tn_mkdir_p(opts->data_dir) != 0) {
+        e = tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot create the data directory; check --data",
+                          opts->data_dir);
+        goto fail;
+    }
+    if (!realpath(opts->data_dir, m->data))
+        snprintf(m->data, sizeof(m->data), "%s", opts->data_dir);
+    if (opts->ctl_url)
+        snprintf(m->ctl, sizeof(m->ctl), "%s", opts->ctl_url);
+    else
+        tn_master_default_ctl(m->data, m->ctl, sizeof(m->ctl));
+    if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
+        m->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
+        m->use_tls = true;
+    }
+    tn_executor ex = {&wire_ops, m, "workers"};
+    tn_engine_opts eo = {.data_dir = m->data, .log = opts->log, .executor = ex,
+                         .master_id = opts->id};
+    eo.log.create = true;
+    if ((e = tn_engine_open(&eo, &m->e, msg)))
+        goto fail;
+    if ((e = tn_tx_nng_new(false, m->use_tls ? &m->tls : NULL, on_frame, m, &m->rx, msg)))
+        goto fail;
+    if (opts->listen_url && (e = tn_tx_listen(m->rx, opts->listen_url, msg)))
+        goto fail;
+    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table};
+    if ((e = tn_rpc_serve(m->ctl, tn_ctlsrv_handle, &m->cs, &m->rpc, msg)))
+        goto fail;
+    if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
+        e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the engine thread");
+        goto fail;
+    }
+    tn_info("master", "msg=\"started\" data=%s listen=%s ctl=%s", m->data,
+            opts->listen_url ? opts->listen_url : "-", m->ctl);
+    *out = m;
+    return TN_OK;
+fail:
+    tn_rpc_server_free(m->rpc);
+    tn_tx_free(&m->rx);
+    tn_engine_close(m->e);
+    pthread_mutex_destroy(&m->mu);
+    tn_map_fini(&m->asgs);
+    free(m);
+    return e;
+}
+
+void tn_master_stop(tn_master *m)
+{
+    if (!m)
+        return;
+    tn_rpc_server_free(m->rpc);
+    tn_tx_close(m->rx);
+    atomic_store(&m->stop, true);
+    tn_engine_wake(m->e);
+    pthread_join(m->thread, NULL);
+    tn_tx_free(&m->rx);
+    while (m->workers) {
+        wk *w = m->workers;
+        m->workers = w->next;
+        tn_tx_free(&w->tx);
+        tn_outq_free(w->q);
+        free(w);
+    }
+    for (size_t i = 0; i < m->asgs.cap; i++)
+        if (m->asgs.slots[i].key)
+            asg_free(m->asgs.slots[i].val);
+    tn_map_fini(&m->asgs);
+    tn_engine_close(m->e);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+    tn_info("master", "msg=\"stopped\"");
+}
+
+tn_engine *tn_master_engine(tn_master *m) { return m->e; }

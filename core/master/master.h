@@ -1,0 +1,51 @@
+/* The master daemon: the engine in its own thread, the workers it dispatches to (over
+ * the transport), and the control socket the `tern` client talks to.
+ *
+ * Threads: the engine thread owns the engine and the event log; transport threads turn
+ * worker messages into engine inputs; the control thread answers clients (reads the
+ * store directly, and hands commands to the engine thread). */
+#ifndef TN_MASTER_H
+#define TN_MASTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "evlog.h"
+
+typedef struct tn_master tn_master;
+
+typedef enum tn_selector {
+    TN_SELECT_LOWER_WEIGHT = 0, /* the worker with the lowest load weight (default) */
+    TN_SELECT_RANDOM,
+    TN_SELECT_ROUND_ROBIN,
+} tn_selector;
+
+typedef struct tn_master_opts {
+    const char *data_dir;
+    const char *id;          /* "master:ID" in the log; default "local" */
+    const char *listen_url;  /* where workers send reports; required unless embedded */
+    const char *ctl_url;     /* the control socket; default ipc://DATA/master.ctl */
+    const char *tls_cert, *tls_key, *tls_ca; /* for tls+tcp:// */
+    uint64_t heartbeat_timeout_ms; /* a silent worker is lost after this; default 10000 */
+    tn_selector selector;
+    const char *faults;      /* fault injection on what the master sends (TERN_FAULTS syntax) */
+    tn_evlog_opts log;
+} tn_master_opts;
+
+/* Open the store, recover, start the threads. */
+tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *msg);
+/* Stop the threads (the engine finishes its batch), close everything. Accepts NULL. */
+void tn_master_stop(tn_master *m);
+const char *tn_master_ctl_url(const tn_master *m);
+
+/* The engine the master runs (its own thread runs it: use tn_engine_submit_wait). */
+struct tn_engine *tn_master_engine(tn_master *m);
+
+/* Parse "random|round_robin|lower_weight"; -1 when unknown. */
+int tn_selector_parse(const char *s);
+
+/* The default control URL of a data directory: ipc://ABS_DATA/master.ctl (buf >= 4200). */
+void tn_master_default_ctl(const char *data_dir, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,1063 @@
+/* The worker daemon: dispatch in, contained processes, kill ladder, durable outbox of
+ * reports resent with backoff until PERSISTED, heartbeats, reconciliation, log serving. */
+#include "worker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "map.h"
+#include "mp.h"
+#include "params.h"
+#include "proc.h"
+#include "util.h"
+#include "store.h"
+#include "proto.h"
+#include "rpc.h"
+
+/* One attempt this worker runs. */
+typedef struct job {
+    struct job *next;
+    uint64_t task, wf;
+    uint32_t attempt;
+    bool noop, noop_ok, killed, done;
+    int64_t noop_due; /* monotonic */
+    tn_proc *proc;
+    char **out_keys, **out_vals; /* noop outputs */
+    uint32_t nout;
+    char *exec_dir, *log_path; /* shell attempts (sized: hundreds of jobs live at once) */
+} job;
+
+/* Attempts per generation of the finished-attempt maps. */
+#define FINISHED_GEN 8192
+
+/* A report waiting for PERSISTED. */
+typedef struct pending {
+    uint64_t id;
+    void *enc; /* the encoded message */
+    size_t len;
+    int64_t next_send; /* monotonic */
+    uint32_t tries;
+} pending;
+
+/* A frame from the master, copied; decoded by the worker thread (what the decoder
+ * returns lives only during its callback). */
+typedef struct inmsg {
+    struct inmsg *next;
+    size_t len;
+    char buf[];
+} inmsg;
+
+struct tn_worker {
+    tn_worker_opts o;
+    char data[PATH_MAX], name[TN_PROTO_ID_MAX + 1], ctl[4200], listen[4200];
+    char groups[16][TN_PROTO_ID_MAX + 1];
+    unsigned ngroups;
+    tn_procs *procs;
+    tn_store *store;
+    tn_tx rx, tx;
+    tn_tx_tls tls;
+    bool use_tls;
+    tn_outq *q;
+    tn_rpc_server *rpc;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mu; /* inbound queue, jobs (for the log server's `running`) */
+    int wake;           /* eventfd: a frame was queued, or stop */
+    inmsg *in_head, *in_tail;
+    job *jobs;
+    uint32_t njobs;
+    tn_map outbox; /* report id -> pending* */
+    uint32_t dels;      /* outbox deletes in the batch, not committed yet */
+    int64_t dels_since; /* monotonic: the first of them */
+    /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
+     * generations (a resend comes within seconds; older attempts are fenced anyway) */
+    tn_map finished, finished_old;
+    uint64_t next_report;
+    uint64_t epoch;
+    uint64_t swept, exec_dirs;
+    int journal; /* DATA/journal: append-only lines of attempt starts and ends */
+};
+
+/* The execution journal, for the fault-injection checker (and people): one line per
+ * attempt start and end, appended with one write(2) each, never rewritten:
+ *   start TASK ATTEMPT PID UNIX_NS WORKER
+ *   end TASK ATTEMPT UNIX_NS HOW        (HOW: exit=N, killed, spawn-failed, noop) */
+static void journal(tn_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void journal(tn_worker *w, const char *fmt, ...)
+{
+    if (w->journal < 0)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    (void)!write(w->journal, line, (size_t)n);
+}
+
+/* The newest job of task (a newer attempt is put in front; the older one, killed by
+ * fencing, stays until its processes are gone). */
+static job *find_job(tn_worker *w, uint64_t task)
+{
+    for (job *j = w->jobs; j; j = j->next)
+        if (j->task == task)
+            return j;
+    return NULL;
+}
+
+static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
+{
+    for (job *j = w->jobs; j; j = j->next)
+        if (j->task == task && j->attempt == attempt)
+            return j;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* outbox */
+
+static tn_err outbox_put(tn_worker *w, tn_batch *b, tn_msg *m)
+{
+    uint64_t id = w->next_report++;
+    switch (m->type) {
+    case TN_MSG_ACCEPTED: m->accepted.report_id = id; break;
+    case TN_MSG_RESULT: m->result.report_id = id; break;
+    case TN_MSG_KILL_RESULT: m->kill_result.report_id = id; break;
+    default: return TN_ERR_INVAL;
+    }
+    tn_buf enc = {0};
+    tn_err e = tn_msg_encode(m, &enc);
+    uint8_t k[8];
+    tn_put_be64(k, id);
+    if (!e)
+        e = tn_batch_put(b, TN_DB_EVENTS, k, 8, enc.data, enc.size);
+    pending *p = e ? NULL : calloc(1, sizeof(*p));
+    if (!p || tn_map_put(&w->outbox, id, p)) {
+        free(p);
+        tn_buf_free(&enc);
+        return e ? e : TN_ERR_NOMEM;
+    }
+    p->id = id;
+    /* the encoder's buffer starts at 8 KiB: keep what the report needs (hundreds wait at
+     * once, and their peak set the worker's RSS) */
+    void *fit = realloc(enc.data, enc.size ? enc.size : 1);
+    p->enc = fit ? fit : enc.data;
+    p->len = enc.size;
+    p->next_send = 0; /* sent after the commit */
+    return TN_OK;
+}
+
+/* A PERSISTED report's delete may wait this long for a commit that has to happen anyway:
+ * losing it in a crash only means one resend the master acknowledges again, while a
+ * commit of its own is one more fdatasync in front of the next dispatch. */
+#define DEL_DEFER_NS (100 * 1000000LL)
+
+/* Durable before sent: commit the batch (reports and task records), then send. A batch
+ * of deletes alone waits (DEL_DEFER_NS) unless `force`. */
+static void outbox_commit(tn_worker *w, tn_batch *b, bool force)
+{
+    size_t n = tn_batch_count(b);
+    if (n == 0)
+        return;
+    if (!force && n == w->dels && tn_mono_ns() - w->dels_since < DEL_DEFER_NS)
+        return;
+    uint8_t v[8];
+    tn_put_be64(v, w->next_report);
+    tn_batch_put(b, TN_DB_META, "next_report", 11, v, 8);
+    tn_errmsg em = {{0}};
+    tn_err e;
+    while ((e = tn_store_commit(w->store, b, &em)) != TN_OK) {
+        /* nothing is sent before it is durable: a full disk holds the reports back */
+        tn_error("worker", "msg=\"outbox commit failed; retrying\" why=\"%s\"", em.text);
+        usleep(500000);
+        if (atomic_load(&w->stop))
+            return;
+    }
+    tn_batch_reset(b);
+    w->dels = 0;
+}
+
+static void outbox_send(tn_worker *w, int64_t now)
+{
+    /* every report that is due, in frames of at most 1000 (one nng message each) */
+    tn_buf buf = {0};
+    tn_frame f;
+    bool open = false;
+    for (size_t i = 0; i < w->outbox.cap; i++) {
+        pending *p = w->outbox.slots[i].key ? w->outbox.slots[i].val : NULL;
+        if (!p || p->next_send > now)
+            continue;
+        if (!open) {
+            buf.size = 0;
+            if (tn_frame_begin(&f, &buf, w->name) != TN_OK)
+                break;
+            open = true;
+        }
+        if (tn_frame_add_encoded(&f, p->enc, p->len) != TN_OK)
+            continue;
+        /* resend with backoff until PERSISTED: 1s, 2s, 4s ... 30s */
+        int64_t back = 1000000000LL << (p->tries < 5 ? p->tries : 5);
+        if (back > 30000000000LL)
+            back = 30000000000LL;
+        p->next_send = now + back;
+        p->tries++;
+        if (f.count >= 1000) {
+            if (tn_frame_end(&f) == TN_OK)
+                (void)tn_tx_send(w->tx, buf.data, buf.size);
+            open = false;
+        }
+    }
+    if (open && f.count && tn_frame_end(&f) == TN_OK)
+        (void)tn_tx_send(w->tx, buf.data, buf.size);
+    tn_buf_free(&buf);
+}
+
+static void outbox_load(tn_worker *w)
+{
+    tn_rtxn *t;
+    if (tn_store_read_begin(w->store, &t))
+        return;
+    tn_val k, v;
+    if (tn_store_get(t, TN_DB_META, "next_report", 11, &v) == TN_OK && v.len == 8)
+        w->next_report = tn_get_be64(v.data);
+    tn_cursor *c;
+    if (tn_cursor_open(t, TN_DB_EVENTS, &c) == TN_OK) {
+        for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
+            pending *p = calloc(1, sizeof(*p));
+            if (!p || k.len != 8)
+                break;
+            p->id = tn_get_be64(k.data);
+            p->enc = malloc(v.len);
+            if (!p->enc) {
+                free(p);
+                break;
+            }
+            memcpy(p->enc, v.data, v.len);
+            p->len = v.len;
+            tn_map_put(&w->outbox, p->id, p);
+            if (p->id >= w->next_report)
+                w->next_report = p->id + 1;
+        }
+        tn_cursor_close(c);
+    }
+    tn_store_read_end(t);
+    if (w->next_report == 0)
+        w->next_report = 1;
+}
+
+static void outbox_done(tn_worker *w, tn_batch *b, uint64_t id)
+{
+    pending *p = tn_map_del(&w->outbox, id);
+    if (!p)
+        return; /* a duplicate PERSISTED */
+    uint8_t k[8];
+    tn_put_be64(k, id);
+    tn_batch_del(b, TN_DB_EVENTS, k, 8);
+    if (!w->dels++)
+        w->dels_since = tn_mono_ns();
+    free(p->enc);
+    free(p);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* attempts */
+
+/* The record that lets a restart find what this run left behind. */
+static void record_task(tn_worker *w, tn_batch *b, job *j, bool live)
+{
+    uint8_t k[8];
+    tn_put_be64(k, j->task);
+    if (!live) {
+        tn_batch_del(b, TN_DB_TASKS, k, 8);
+        return;
+    }
+    uint8_t v[28];
+    tn_pid_ident id = j->proc ? tn_proc_ident(j->proc) : (tn_pid_ident){0, 0};
+    tn_put_be64(v, j->attempt);
+    tn_put_be64(v + 8, (uint64_t)id.pid);
+    tn_put_be64(v + 16, id.start_ticks);
+    v[24] = v[25] = v[26] = v[27] = 0;
+    tn_batch_put(b, TN_DB_TASKS, k, 8, v, sizeof(v));
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+/* One release path for every per-task resource, whatever ended the attempt. */
+static void release(tn_worker *w, tn_batch *b, job *j)
+{
+    journal(w, "end %" PRIu64 " %u %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
+            j->killed ? "killed" : j->noop ? "noop" : j->proc ? "exit" : "spawn-failed");
+    record_task(w, b, j, false);
+    if (w->finished.len >= FINISHED_GEN) {
+        /* the older table is emptied and reused: freeing it and growing a new one by
+         * doubling every generation fragmented the heap, which kept growing */
+        tn_map t = w->finished_old;
+        if (t.slots)
+            memset(t.slots, 0, t.cap * sizeof(*t.slots));
+        t.len = 0;
+        w->finished_old = w->finished;
+        w->finished = t;
+    }
+    (void)tn_map_put(&w->finished, j->task, (void *)(uintptr_t)j->attempt);
+    /* most tasks leave their exec dir empty: one rmdir, the walk only when it is not */
+    if (j->exec_dir &&
+        (rmdir(j->exec_dir) == 0 || nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0) &&
+        w->exec_dirs)
+        w->exec_dirs--;
+    free(j->exec_dir);
+    free(j->log_path);
+    if (j->proc)
+        tn_proc_free(j->proc);
+    for (uint32_t i = 0; i < j->nout; i++) {
+        free(j->out_keys[i]);
+        free(j->out_vals[i]);
+    }
+    free(j->out_keys);
+    free(j->out_vals);
+    pthread_mutex_lock(&w->mu);
+    for (job **pp = &w->jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    w->njobs--;
+    pthread_mutex_unlock(&w->mu);
+    free(j);
+}
+
+static void report_result(tn_worker *w, tn_batch *b, job *j, bool ok, int64_t code,
+                          const char *reason, tn_kv *outs)
+{
+    tn_msg m = {.type = TN_MSG_RESULT};
+    m.result.task = j->task;
+    m.result.attempt = j->attempt;
+    m.result.success = ok;
+    m.result.exit_code = code;
+    m.result.reason = tn_str_c(reason);
+    uint32_t n = outs ? tn_kv_len(outs) : j->nout;
+    tn_pair *pp = calloc(n ? n : 1, sizeof(*pp));
+    for (uint32_t i = 0; pp && i < n; i++) {
+        pp[i].key = tn_str_c(outs ? tn_kv_key(outs, i) : j->out_keys[i]);
+        pp[i].val = tn_str_c(outs ? tn_kv_value(outs, i) : j->out_vals[i]);
+    }
+    m.result.outputs = (tn_pairs){pp, pp && ok ? n : 0};
+    (void)outbox_put(w, b, &m);
+    free(pp);
+}
+
+static void report_killed(tn_worker *w, tn_batch *b, job *j)
+{
+    tn_msg m = {.type = TN_MSG_KILL_RESULT};
+    m.kill_result.task = j->task;
+    m.kill_result.attempt = j->attempt;
+    const tn_kill_report *kr = j->proc ? tn_proc_kill_report(j->proc) : NULL;
+    int64_t *pids = NULL;
+    tn_survivor *sv = NULL;
+    char *states = NULL;
+    if (kr) {
+        pids = calloc(kr->npids + 1, sizeof(int64_t));
+        for (uint32_t i = 0; pids && i < kr->npids; i++)
+            pids[i] = kr->pids[i];
+        m.kill_result.signalled = (tn_pids){pids, pids ? kr->npids : 0};
+        uint32_t ns = kr->survivors < TN_PROC_REPORT_MAX ? kr->survivors : TN_PROC_REPORT_MAX;
+        sv = calloc(ns + 1, sizeof(*sv));
+        states = calloc(ns + 1, 2);
+        for (uint32_t i = 0; sv && states && i < ns; i++) {
+            states[2 * i] = kr->survivor_states ? kr->survivor_states[i] : '?';
+            sv[i] = (tn_survivor){kr->survivor_pids[i], {states + 2 * i, 1}};
+        }
+        m.kill_result.survivors = (tn_survivors){sv, sv && states ? ns : 0};
+        tn_info("worker", "msg=\"killed\" task=%" PRIu64 " attempt=%u signalled=%u survivors=%u "
+                "escalated=%d", j->task, j->attempt, kr->signalled, kr->survivors,
+                (int)kr->escalated);
+        for (uint32_t i = 0; sv && i < ns; i++)
+            tn_warn("worker", "msg=\"process survived the kill\" task=%" PRIu64 " pid=%" PRId64
+                    " state=%c", j->task, sv[i].pid, states[2 * i]);
+    }
+    (void)outbox_put(w, b, &m);
+    free(pids);
+    free(sv);
+    free(states);
+}
+
+static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
+{
+    if (d->worker_epoch != w->epoch) {
+        /* meant for an earlier run of this worker (the transport kept it while we were
+         * down): the master declares that attempt lost once we tell it what we run */
+        tn_warn("worker", "msg=\"dispatch for another run of this worker dropped\" task=%" PRIu64
+                " attempt=%u epoch=%" PRIu64 " ours=%" PRIu64, d->task, d->attempt,
+                d->worker_epoch, w->epoch);
+        return;
+    }
+    uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
+    if (!fin)
+        fin = (uintptr_t)tn_map_get(&w->finished_old, d->task);
+    if (fin && fin >= d->attempt)
+        return; /* ran already; its report is in the outbox or was persisted */
+    job *old = find_job(w, d->task);
+    if (old) {
+        if (old->attempt >= d->attempt)
+            return; /* a duplicate DISPATCH (or an older one, late) */
+        /* fencing: a newer attempt of the same task: the old one must not run on */
+        if (!old->done && old->proc && !old->killed) {
+            old->killed = true;
+            (void)tn_proc_kill(w->procs, old->proc, 0);
+        }
+    }
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->task = d->task;
+    j->wf = d->wf;
+    j->attempt = d->attempt;
+    pthread_mutex_lock(&w->mu);
+    j->next = w->jobs;
+    w->jobs = j;
+    w->njobs++;
+    pthread_mutex_unlock(&w->mu);
+    tn_msg acc = {.type = TN_MSG_ACCEPTED};
+    acc.accepted.task = j->task;
+    acc.accepted.attempt = j->attempt;
+    if (tn_str_eq(d->type, "noop")) {
+        j->noop = true;
+        j->noop_ok = d->noop_success;
+        j->noop_due = tn_mono_ns() + (int64_t)d->noop_duration_ms * 1000000;
+        j->nout = d->noop_outputs.n;
+        j->out_keys = calloc(j->nout + 1, sizeof(char *));
+        j->out_vals = calloc(j->nout + 1, sizeof(char *));
+        for (uint32_t i = 0; j->out_keys && j->out_vals && i < j->nout; i++) {
+            j->out_keys[i] = strndup(d->noop_outputs.v[i].key.p, d->noop_outputs.v[i].key.len);
+            j->out_vals[i] = strndup(d->noop_outputs.v[i].val.p, d->noop_outputs.v[i].val.len);
+        }
+        acc.accepted.containment = TN_STR("none");
+        journal(w, "start %" PRIu64 " %u 0 %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
+                w->name);
+        (void)outbox_put(w, b, &acc);
+        return;
+    }
+    if (!tn_str_eq(d->type, "shell")) {
+        report_result(w, b, j, false, -1, "this worker does not run this task type", NULL);
+        j->done = true;
+        return;
+    }
+    if (asprintf(&j->exec_dir, "%s/exec/%" PRIu64 "-%u", w->data, j->task, j->attempt) < 0)
+        j->exec_dir = NULL;
+    if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
+        j->log_path = NULL;
+    char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
+    /* the worker's environment (not copied: tn_proc_start uses it during the call only),
+     * then what identifies the attempt */
+    extern char **environ;
+    size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 5, sizeof(char *));
+    char ids[4][256];
+    if (envp) {
+        memcpy(envp, environ, ne * sizeof(*envp));
+        snprintf(ids[0], sizeof(ids[0]), "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
+        snprintf(ids[1], sizeof(ids[1]), "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
+        snprintf(ids[2], sizeof(ids[2]), "TERN_TASK_ATTEMPT=%u", j->attempt);
+        snprintf(ids[3], sizeof(ids[3]), "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
+        for (int i = 0; i < 4; i++)
+            envp[ne + (size_t)i] = ids[i];
+    }
+    tn_errmsg em = {{0}};
+    tn_err e = TN_ERR_NOMEM;
+    if (script && envp && j->exec_dir && j->log_path) {
+        snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
+                 (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
+                 (int)d->command.len, d->command.p);
+        tn_spawn sp = {.task = j->task, .attempt = j->attempt, .script = script,
+                       .exec_dir = j->exec_dir, .log_path = j->log_path, .envp = envp,
+                       .memory_max = d->memory_max, .cpu_max_milli = d->cpu_max_milli};
+        e = tn_proc_start(w->procs, &sp, &j->proc, &em);
+    }
+    free(script);
+    free(envp);
+    if (e) {
+        char why[600];
+        snprintf(why, sizeof(why), "spawn failed: %s", em.text[0] ? em.text : tn_strerror(e));
+        report_result(w, b, j, false, -1, why, NULL);
+        j->done = true;
+        return;
+    }
+    w->exec_dirs++;
+    journal(w, "start %" PRIu64 " %u %d %" PRId64 " %s", j->task, j->attempt,
+            (int)tn_proc_pid(j->proc), tn_now_ns(), w->name);
+    acc.accepted.pid = tn_proc_pid(j->proc);
+    acc.accepted.containment = tn_str_c(tn_contain_mode_name(tn_proc_mode(j->proc)));
+    record_task(w, b, j, true);
+    (void)outbox_put(w, b, &acc);
+}
+
+static void kill_job(tn_worker *w, tn_batch *b, const tn_msg_kill *k)
+{
+    job *j = find_attempt(w, k->task, k->attempt);
+    if (!j) {
+        j = find_job(w, k->task);
+        if (!j || j->attempt < k->attempt) {
+            /* never here: nothing to kill, say so (the master fences the rest) */
+            job tmp = {.task = k->task, .attempt = k->attempt};
+            report_killed(w, b, &tmp);
+        }
+        return;
+    }
+    if (j->done || j->killed)
+        return;
+    j->killed = true;
+    if (j->noop) {
+        report_killed(w, b, j);
+        j->done = true;
+        return;
+    }
+    (void)tn_proc_kill(w->procs, j->proc, k->grace_ms);
+}
+
+static void reconcile(tn_worker *w, uint64_t epoch)
+{
+    tn_task_attempt *ta = calloc(w->njobs + 1, sizeof(*ta));
+    uint32_t n = 0;
+    for (job *j = w->jobs; ta && j; j = j->next)
+        if (!j->done)
+            ta[n++] = (tn_task_attempt){j->task, j->attempt};
+    tn_msg m = {.type = TN_MSG_RECONCILED};
+    m.reconciled.epoch = epoch;
+    m.reconciled.running = (tn_task_attempts){ta, n};
+    if (tn_outq_push(w->q, &m) == TN_OK)
+        (void)tn_outq_flush(w->q, w->tx, NULL);
+    free(ta);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* heartbeats */
+
+static uint64_t mem_available(void) { return tn_proc_kb("/proc/meminfo", "MemAvailable") * 1024; }
+
+static void heartbeat(tn_worker *w)
+{
+    double la[1] = {0};
+    (void)getloadavg(la, 1);
+    tn_procs_stats ps;
+    tn_procs_stats_get(w->procs, &ps);
+    tn_str groups[16];
+    for (unsigned i = 0; i < w->ngroups; i++)
+        groups[i] = tn_str_c(w->groups[i]);
+    tn_gauge g[] = {
+        {TN_STR("live_task_contexts"), w->njobs},
+        {TN_STR("outbox_entries"), w->outbox.len},
+        {TN_STR("open_log_fds"), 0},
+        {TN_STR("cgroups"), ps.cgroups},
+        {TN_STR("exec_dirs"), w->exec_dirs},
+        {TN_STR("tern_leaked_resources_total"), ps.swept_total + w->swept},
+        {TN_STR("leftovers_killed_total"), ps.adopted_total},
+        {TN_STR("containment_cgroup"), tn_procs_mode(w->procs) == TN_CONTAIN_CGROUP},
+        {TN_STR("max_load_milli"), w->o.max_load_milli},
+    };
+    uint32_t running = 0;
+    for (job *j = w->jobs; j; j = j->next)
+        running += !j->done;
+    tn_msg m = {.type = TN_MSG_HEARTBEAT};
+    m.heartbeat = (tn_msg_heartbeat){tn_str_c(w->name), tn_str_c(w->listen), tn_str_c(w->ctl),
+                                     {groups, w->ngroups}, w->o.slots, running,
+                                     (uint32_t)(la[0] * 1000), mem_available(),
+                                     w->o.mem_reserve, {g, TN_ARRAY_LEN(g)}, w->epoch};
+    if (tn_outq_push(w->q, &m) == TN_OK)
+        (void)tn_outq_flush(w->q, w->tx, NULL);
+}
+
+/* Exec dirs without a live attempt: leaks; removed and counted. */
+static void sweep(tn_worker *w)
+{
+    char dir[4300];
+    snprintf(dir, sizeof(dir), "%s/exec", w->data);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    uint64_t n = 0;
+    while (d && (de = readdir(d))) {
+        uint64_t task;
+        unsigned attempt;
+        if (sscanf(de->d_name, "%" SCNu64 "-%u", &task, &attempt) != 2)
+            continue;
+        job *j = find_attempt(w, task, attempt);
+        if (j && !j->done)
+            continue;
+        char p[4600];
+        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        if (nftw(p, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    w->swept += n + tn_procs_sweep(w->procs);
+    if (n)
+        tn_warn("worker", "msg=\"swept leaked exec dirs\" count=%" PRIu64, n);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* the loop */
+
+typedef struct in_ctx {
+    tn_worker *w;
+    tn_batch *b;
+} in_ctx;
+
+static tn_err process(void *arg, tn_str sender, const tn_msg *m)
+{
+    in_ctx *x = arg;
+    (void)sender;
+    switch (m->type) {
+    case TN_MSG_DISPATCH:
+        start_job(x->w, x->b, &m->dispatch);
+        break;
+    case TN_MSG_KILL:
+        kill_job(x->w, x->b, &m->kill);
+        break;
+    case TN_MSG_PERSISTED:
+        outbox_done(x->w, x->b, m->persisted.report_id);
+        break;
+    case TN_MSG_RECONCILE:
+        reconcile(x->w, m->reconcile.epoch);
+        break;
+    default:
+        break; /* a worker->master type sent to us: ignore */
+    }
+    return TN_OK;
+}
+
+static void take_inbound(tn_worker *w, tn_batch *b)
+{
+    pthread_mutex_lock(&w->mu);
+    inmsg *in = w->in_head;
+    w->in_head = w->in_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    in_ctx x = {w, b};
+    while (in) {
+        inmsg *next = in->next;
+        tn_errmsg em = {{0}};
+        if (tn_frame_decode(in->buf, in->len, process, &x, &em) != TN_OK)
+            tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", in->len,
+                    em.text);
+        free(in);
+        in = next;
+    }
+}
+
+static void collect(tn_worker *w, tn_batch *b)
+{
+    tn_proc_exit ex[64];
+    size_t n;
+    while ((n = tn_procs_reap(w->procs, ex, 64)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            /* by attempt: the task may have a newer one here too */
+            job *j = find_attempt(w, ex[i].task, ex[i].attempt);
+            if (!j || j->proc != ex[i].proc) {
+                tn_proc_free(ex[i].proc);
+                continue;
+            }
+            if (j->killed || ex[i].killed) {
+                report_killed(w, b, j);
+            } else {
+                int st = ex[i].status;
+                bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+                int64_t code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+                tn_kv *outs = tn_kv_new();
+                FILE *f = fopen(j->log_path, "re");
+                if (f && outs) {
+                    tn_params_scanner sc;
+                    tn_params_scanner_init(&sc);
+                    char buf[65536];
+                    size_t r;
+                    while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+                        (void)tn_params_scanner_feed(&sc, buf, r, outs);
+                    tn_params_scanner_fini(&sc);
+                }
+                if (f)
+                    fclose(f);
+                char why[96];
+                snprintf(why, sizeof(why), "exit status %" PRId64, code);
+                report_result(w, b, j, ok, code, ok ? NULL : why, outs);
+                tn_kv_free(outs);
+            }
+            j->done = true;
+        }
+    }
+    /* noop attempts whose time came */
+    int64_t now = tn_mono_ns();
+    for (job *j = w->jobs; j; j = j->next)
+        if (j->noop && !j->done && j->noop_due <= now) {
+            report_result(w, b, j, j->noop_ok, j->noop_ok ? 0 : 1,
+                          j->noop_ok ? NULL : "noop task configured to fail", NULL);
+            j->done = true;
+        }
+    /* what is finished leaves */
+    for (job *j = w->jobs, *next; j; j = next) {
+        next = j->next;
+        if (j->done)
+            release(w, b, j);
+    }
+}
+
+static void *worker_thread(void *arg)
+{
+    tn_worker *w = arg;
+    tn_batch *b;
+    if (tn_batch_new(&b))
+        return NULL;
+    int64_t last_hb = 0, last_sweep = tn_mono_ns();
+    while (!atomic_load(&w->stop)) {
+        uint64_t v;
+        (void)!read(w->wake, &v, sizeof(v)); /* before taking: a later frame wakes again */
+        take_inbound(w, b);
+        int64_t now = tn_mono_ns();
+        tn_procs_tick(w->procs, now);
+        collect(w, b);
+        outbox_commit(w, b, false);
+        outbox_send(w, now);
+        if (now - last_hb >= (int64_t)w->o.heartbeat_ms * 1000000) {
+            heartbeat(w);
+            last_hb = now;
+        }
+        if (now - last_sweep > 10000000000LL) {
+            sweep(w);
+            last_sweep = now;
+        }
+        /* sleep until a frame arrives, a leader exits (the procs' wait fd; without one,
+         * tn_procs_next_tick asks for short ticks), a kill step, a noop or deferred
+         * deletes are due, or 20 ms */
+        int64_t wake = now + 20000000LL;
+        int64_t t = tn_procs_next_tick(w->procs);
+        if (t && t < wake)
+            wake = t;
+        for (job *j = w->jobs; j; j = j->next)
+            if (j->noop && !j->done && j->noop_due < wake)
+                wake = j->noop_due;
+        if (w->dels && w->dels_since + DEL_DEFER_NS < wake)
+            wake = w->dels_since + DEL_DEFER_NS;
+        int64_t left = wake - tn_mono_ns();
+        if (left > 0) {
+            struct pollfd fds[2] = {{.fd = w->wake, .events = POLLIN},
+                                    {.fd = tn_procs_wait_fd(w->procs), .events = POLLIN}};
+            struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+            (void)ppoll(fds, 2, &ts, NULL);
+        }
+    }
+    /* stopping: what still runs is killed (its reports stay in the outbox) */
+    for (job *j = w->jobs; j; j = j->next)
+        if (!j->done && !j->killed && j->proc) {
+            j->killed = true;
+            (void)tn_proc_kill(w->procs, j->proc, 2000);
+        }
+    for (int i = 0; i < 600 && w->jobs; i++) {
+        tn_procs_tick(w->procs, tn_mono_ns());
+        for (job *j = w->jobs; j; j = j->next)
+            if (j->noop)
+                j->done = true;
+        collect(w, b);
+        outbox_commit(w, b, true);
+        usleep(10000);
+    }
+    outbox_commit(w, b, true);
+    outbox_send(w, tn_mono_ns());
+    tn_batch_free(b);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* what the master sends (transport thread) */
+
+static void on_frame(void *arg, const void *buf, size_t len)
+{
+    tn_worker *w = arg;
+    inmsg *in = malloc(sizeof(*in) + len);
+    if (!in)
+        return; /* the master resends what matters */
+    in->next = NULL;
+    in->len = len;
+    memcpy(in->buf, buf, len);
+    pthread_mutex_lock(&w->mu);
+    if (w->in_tail)
+        w->in_tail->next = in;
+    else
+        w->in_head = in;
+    w->in_tail = in;
+    pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+}
+
+/* ------------------------------------------------------------------------------ */
+/* logs */
+
+static void serve_logs(void *arg, const void *req, size_t len, void **rep, size_t *rlen)
+{
+    tn_worker *w = arg;
+    tn_ctl_req *r = malloc(sizeof(*r));
+    tn_ctl_rep rp = {.ok = false, .code = 2, .text = TN_STR("malformed request")};
+    char *data = NULL, text[4600];
+    if (r && len && tn_ctl_req_decode(req, len, r) == TN_OK && tn_str_eq(r->cmd, "log")) {
+        char path[4300];
+        snprintf(path, sizeof(path), "%s/logs/%" PRIu64 "-%u.log", w->data, r->id, r->attempt);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(text, sizeof(text), "%s: no log for task %" PRIu64 " attempt %u on worker %s",
+                     path, r->id, r->attempt, w->name);
+            rp = (tn_ctl_rep){.ok = false, .code = 1, .text = tn_str_c(text)};
+        } else {
+            size_t cap = 256 * 1024;
+            data = malloc(cap);
+            ssize_t got = data ? pread(fd, data, cap, (off_t)r->offset) : -1;
+            struct stat st;
+            fstat(fd, &st);
+            close(fd);
+            pthread_mutex_lock(&w->mu);
+            bool running = false;
+            for (job *j = w->jobs; j; j = j->next)
+                if (j->task == r->id && j->attempt == r->attempt && !j->done)
+                    running = true;
+            pthread_mutex_unlock(&w->mu);
+            size_t n = got > 0 ? (size_t)got : 0;
+            rp = (tn_ctl_rep){.ok = true, .data = {data ? data : "", (uint32_t)n},
+                              .offset = r->offset + n,
+                              .eof = r->offset + n >= (uint64_t)st.st_size, .running = running};
+        }
+    }
+    tn_buf b = {0};
+    if (tn_ctl_rep_encode(&rp, &b) == TN_OK) {
+        *rep = b.data;
+        *rlen = b.size;
+    }
+    free(data);
+    free(r);
+}
+
+/* ------------------------------------------------------------------------------ */
+
+static void leftover(void *ud, const tn_leftover *l)
+{
+    journal(ud, "end %" PRIu64 " %u %" PRId64 " leftover-killed", l->task, l->attempt,
+            tn_now_ns());
+    tn_warn("worker", "msg=\"killed what a previous run left\" task=%" PRIu64 " attempt=%u "
+            "processes=%u survivors=%u", l->task, l->attempt, l->npids, l->survivors);
+}
+
+/* Tasks the previous run of this worker had running: kill what is left of them. */
+static void recover_tasks(tn_worker *w)
+{
+    uint32_t n = 0;
+    (void)tn_procs_adopt_leftovers(w->procs, leftover, w, &n);
+    tn_rtxn *t;
+    tn_batch *b;
+    if (tn_store_read_begin(w->store, &t) || tn_batch_new(&b))
+        return;
+    tn_cursor *c;
+    tn_val k, v;
+    if (tn_cursor_open(t, TN_DB_TASKS, &c) == TN_OK) {
+        for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
+            if (k.len != 8 || v.len != 28)
+                continue;
+            uint64_t task = tn_get_be64(k.data);
+            uint32_t attempt = (uint32_t)tn_get_be64(v.data);
+            tn_pid_ident id = {(pid_t)tn_get_be64((const uint8_t *)v.data + 8),
+                               tn_get_be64((const uint8_t *)v.data + 16)};
+            if (id.pid > 0)
+                (void)tn_procs_kill_pids(w->procs, task, attempt, &id, 1, leftover, w);
+            tn_batch_del(b, TN_DB_TASKS, k.data, 8);
+            n++;
+        }
+        tn_cursor_close(c);
+    }
+    tn_store_read_end(t);
+    if (tn_batch_count(b)) {
+        tn_errmsg em;
+        (void)tn_store_commit(w->store, b, &em);
+    }
+    tn_batch_free(b);
+    if (n)
+        tn_info("worker", "msg=\"previous run's tasks found and killed\" count=%u", n);
+}
+
+tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
+{
+    tn_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    w->o = *opts;
+    if (!w->o.slots)
+        w->o.slots = 4;
+    if (!w->o.heartbeat_ms)
+        w->o.heartbeat_ms = 1000;
+    pthread_mutex_init(&w->mu, NULL);
+    w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    tn_map_init(&w->outbox);
+    tn_map_init(&w->finished);
+    tn_map_init(&w->finished_old);
+    w->journal = -1;
+    tn_err e;
+    if (w->wake < 0) {
+        e = tn_errmsg_set(msg, TN_ERR_IO, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (!opts->master_url || !opts->listen_url) {
+        e = tn_errmsg_set(msg, TN_ERR_INVAL, "a worker needs --master URL and --listen URL");
+        goto fail;
+    }
+    if (tn_mkdir_p(opts->data_dir) != 0 || !realpath(opts->data_dir, w->data)) {
+        e = tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot create the data directory; check --data",
+                          opts->data_dir);
+        goto fail;
+    }
+    char sub[4300];
+    snprintf(sub, sizeof(sub), "%s/logs", w->data);
+    tn_mkdir_p(sub);
+    snprintf(sub, sizeof(sub), "%s/exec", w->data);
+    tn_mkdir_p(sub);
+    if (opts->name)
+        snprintf(w->name, sizeof(w->name), "%s", opts->name);
+    else if (gethostname(w->name, sizeof(w->name) - 1) != 0)
+        snprintf(w->name, sizeof(w->name), "worker");
+    if (opts->ctl_url)
+        snprintf(w->ctl, sizeof(w->ctl), "%s", opts->ctl_url);
+    else
+        snprintf(w->ctl, sizeof(w->ctl), "ipc://%s/worker.ctl", w->data);
+    snprintf(w->listen, sizeof(w->listen), "%s", opts->listen_url);
+    const char *g = opts->groups && *opts->groups ? opts->groups : "default";
+    while (*g && w->ngroups < 16) {
+        size_t l = strcspn(g, ",");
+        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)l, g);
+        g += l + (g[l] == ',');
+    }
+    randombytes_buf(&w->epoch, sizeof(w->epoch));
+    char jp[4300];
+    snprintf(jp, sizeof(jp), "%s/journal", w->data);
+    w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    tn_store_opts so = {.create = true, .map_max = opts->map_max};
+    if ((e = tn_store_open(w->data, &so, &w->store, msg)))
+        goto fail;
+    tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->name};
+    if ((e = tn_procs_new(&po, &w->procs, msg)))
+        goto fail;
+    tn_info("worker", "msg=\"containment\" worker=%s mode=%s cgroup=%s", w->name,
+            tn_contain_mode_name(tn_procs_mode(w->procs)),
+            tn_procs_cgroup_dir(w->procs) ? tn_procs_cgroup_dir(w->procs) : "-");
+    recover_tasks(w);
+    outbox_load(w);
+    if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
+        w->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
+        w->use_tls = true;
+    }
+    tn_tx inner;
+    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
+        (e = tn_tx_nng_new(true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner, msg)))
+        goto fail;
+    if ((e = tn_tx_fault_from_env(inner, &w->tx, msg))) {
+        tn_tx_free(&inner);
+        goto fail;
+    }
+    if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
+        (e = tn_tx_nng_new(false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx, msg)) ||
+        (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
+        goto fail;
+    /* a ":0" port: tell the master the real one */
+    (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
+    if ((e = tn_rpc_serve(w->ctl, serve_logs, w, &w->rpc, msg)))
+        goto fail;
+    if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
+        e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the worker thread");
+        goto fail;
+    }
+    tn_info("worker", "msg=\"started\" worker=%s master=%s listen=%s slots=%u groups=%s",
+            w->name, opts->master_url, w->listen, w->o.slots,
+            opts->groups ? opts->groups : "default");
+    *out = w;
+    return TN_OK;
+fail:
+    tn_rpc_server_free(w->rpc);
+    tn_tx_free(&w->rx);
+    tn_tx_free(&w->tx);
+    tn_outq_free(w->q);
+    tn_procs_free(w->procs);
+    tn_store_close(w->store);
+    tn_map_fini(&w->outbox);
+    if (w->journal >= 0)
+        close(w->journal);
+    if (w->wake >= 0)
+        close(w->wake);
+    free(w);
+    return e;
+}
+
+void tn_worker_stop(tn_worker *w)
+{
+    if (!w)
+        return;
+    tn_rpc_server_free(w->rpc);
+    tn_tx_close(w->rx);
+    atomic_store(&w->stop, true);
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+    pthread_join(w->thread, NULL);
+    tn_tx_free(&w->rx);
+    if (w->q)
+        (void)tn_outq_flush(w->q, w->tx, NULL);
+    tn_tx_free(&w->tx);
+    tn_outq_free(w->q);
+    while (w->in_head) {
+        inmsg *in = w->in_head;
+        w->in_head = in->next;
+        free(in);
+    }
+    while (w->jobs) {
+        job *j = w->jobs;
+        w->jobs = j->next;
+        tn_proc_free(j->proc);
+        free(j->exec_dir);
+        free(j->log_path);
+        free(j);
+    }
+    for (size_t i = 0; i < w->outbox.cap; i++)
+        if (w->outbox.slots[i].key) {
+            pending *p = w->outbox.slots[i].val;
+            free(p->enc);
+            free(p);
+        }
+    tn_map_fini(&w->outbox);
+    tn_map_fini(&w->finished);
+    tn_map_fini(&w->finished_old);
+    tn_procs_free(w->procs);
+    tn_store_close(w->store);
+    if (w->journal >= 0)
+        close(w->journal);
+    close(w->wake);
+    free(w);
+    tn_info("worker", "msg=\"stopped\"");
+}

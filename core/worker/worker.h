@@ -1,0 +1,40 @@
+/* The worker daemon: takes dispatches from the master, runs each attempt contained
+ * (core/proc.h), kills for real, and reports ACCEPTED / RESULT / KILL_RESULT through a
+ * durable outbox, resent until the master says PERSISTED.
+ *
+ * Threads: transport threads queue what the master sends; one worker thread does
+ * everything else (spawn, reap, kill ladder, outbox, heartbeats); the log server answers
+ * `tern logs` from its own thread. */
+#ifndef TN_WORKER_H
+#define TN_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct tn_worker tn_worker;
+
+typedef struct tn_worker_opts {
+    const char *data_dir;   /* outbox, exec dirs, logs */
+    const char *name;       /* worker id; default: the host name */
+    const char *master_url; /* where reports go */
+    const char *listen_url; /* where dispatches come */
+    const char *ctl_url;    /* where `tern logs` reads logs; default ipc://DATA/worker.ctl */
+    const char *groups;     /* comma-separated worker groups; default "default" */
+    uint32_t slots;         /* attempts at once; default 4 */
+    uint32_t max_load_milli; /* refuse new work above this 1-min load * 1000; 0 = no limit */
+    uint64_t mem_reserve;   /* bytes of memory kept free; default 0 */
+    uint64_t heartbeat_ms;  /* default 1000 */
+    uint64_t map_max;       /* the outbox store grows up to this; 0 = the store's default */
+    const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
+    const char *tls_cert, *tls_key, *tls_ca;
+} tn_worker_opts;
+
+tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg);
+/* Stop: tasks still running are killed (SIGTERM, 2 s grace, SIGKILL) and their results
+ * kept in the outbox for the master; a worker that dies instead leaves them to its next
+ * start, which finds, kills and reports them. */
+void tn_worker_stop(tn_worker *w);
+
+#endif
