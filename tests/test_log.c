@@ -6,6 +6,7 @@
 #include "evlog.h"
 #include "replay.h"
 #include "sm_gen.h"
+#include "store.h"
 #include "testutil.h"
 
 static char *dir;

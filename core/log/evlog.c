@@ -15,6 +15,7 @@
 #include "map.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "store.h"
 
 struct tn_evlog {
     int lock_fd; /* flock on DIR/writer.lock: one writer process per store */

@@ -11,6 +11,7 @@
 #include "proj.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "store.h"
 
 /* Instances are dense by id (ids are handed out by counters), so the rebuilt
  * projections live in arrays indexed by id: no hashing on the hot path. */
