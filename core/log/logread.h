@@ -26,7 +26,9 @@
 typedef struct tn_store tn_store; /* opaque: store/store.h is core/log's business */
 
 /* Open the store in `dir` read-only, for a process that only reads (a CLI listing,
- * an audit, a checker) and may run beside the writer. On error `msg` says what and
+ * an audit, a checker) and may run beside the writing process. Not in a process that
+ * already has this store open (LMDB allows one open of an environment per process):
+ * there, read through tn_evlog_store. On error `msg` (may be NULL) says what and
  * where, and *out is untouched; on success the caller closes *out with
  * tn_log_close_read. */
 tn_err tn_log_open_read(const char *dir, tn_store **out, tn_errmsg *msg);
