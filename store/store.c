@@ -506,6 +506,66 @@ static void store_free(tn_store *s)
     free(s);
 }
 
+/* Create the LMDB environment of `s` and open it on s->dir. */
+static tn_err env_open(tn_store *s, const tn_store_opts *o, tn_errmsg *msg)
+{
+    int rc = mdb_env_create(&s->env);
+    if (rc != MDB_SUCCESS) {
+        s->env = NULL;
+        return mdb_msg(s, rc, "creating the environment", msg);
+    }
+    rc = mdb_env_set_maxdbs(s->env, TN_DB__COUNT);
+    if (rc != MDB_SUCCESS)
+        return mdb_msg(s, rc, "setting up the environment", msg);
+    /* MDB_NOTLS: a read transaction belongs to its tn_rtxn, not to the thread's slot,
+     * so independent readers in one thread do not collide. MDB_NORDAHEAD: the log is
+     * read by key, and readahead on a large map only evicts useful pages.
+     * Not MDB_WRITEMAP: it sizes the file to the whole map as a sparse file, and a
+     * full disk then shows up as SIGBUS while writing a page instead of ENOSPC from
+     * the commit, which breaks the promise of a clean TN_ERR_FULL; it also lets a
+     * stray pointer write corrupt the store. Nor is it faster here: durable commits of
+     * 150-byte appends measured within noise at 1 and 100 per commit and ~30% slower
+     * at 1000 per commit than without it (ext4, fdatasync). */
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+    if (o->read_only)
+        flags |= MDB_RDONLY;
+    if (o->no_sync)
+        flags |= MDB_NOSYNC;
+    rc = mdb_env_open(s->env, s->dir, flags, 0640);
+    if (rc == MDB_SUCCESS)
+        return TN_OK;
+    if (mdb_is_corrupt(rc))
+        return corrupt_msg(s, rc, msg);
+    if (rc == ENOENT)
+        return no_store_msg(s, "no data.mdb", msg);
+    if (rc == EAGAIN || rc == EBUSY)
+        return tn_errmsg_set(msg, TN_ERR_BUSY, "%s: the store is locked by another process: %s",
+                             s->path, mdb_strerror(rc));
+    return mdb_msg(s, rc, "opening", msg);
+}
+
+/* Record the map limit and, when writing, grow the map to the size asked for. */
+static tn_err map_size_init(tn_store *s, const tn_store_opts *o, tn_errmsg *msg)
+{
+    /* The map is the larger of what was asked and what the file already records
+     * (LMDB adopts the recorded size when none is set before opening). */
+    s->map_max = round_up(o->map_max ? o->map_max : DEFAULT_MAP_MAX, s->page);
+    refresh_map_size(s);
+    if (!o->read_only) {
+        size_t want = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
+        if (want > s->map_max)
+            want = s->map_max;
+        want = round_up(want, s->page);
+        if (s->map_size < want) {
+            int rc = mdb_env_set_mapsize(s->env, want);
+            if (rc != MDB_SUCCESS)
+                return mdb_msg(s, rc, "sizing the map", msg);
+            refresh_map_size(s);
+        }
+    }
+    return TN_OK;
+}
+
 tn_err tn_store_open(const char *dir, const tn_store_opts *opts, tn_store **out,
                      tn_errmsg *msg)
 {
@@ -543,63 +603,11 @@ tn_err tn_store_open(const char *dir, const tn_store_opts *opts, tn_store **out,
     if (err != TN_OK)
         goto fail;
 
-    int rc = mdb_env_create(&s->env);
-    if (rc != MDB_SUCCESS) {
-        s->env = NULL;
-        err = mdb_msg(s, rc, "creating the environment", msg);
+    err = env_open(s, o, msg);
+    if (err == TN_OK)
+        err = map_size_init(s, o, msg);
+    if (err != TN_OK)
         goto fail;
-    }
-    rc = mdb_env_set_maxdbs(s->env, TN_DB__COUNT);
-    if (rc != MDB_SUCCESS) {
-        err = mdb_msg(s, rc, "setting up the environment", msg);
-        goto fail;
-    }
-    /* MDB_NOTLS: a read transaction belongs to its tn_rtxn, not to the thread's slot,
-     * so independent readers in one thread do not collide. MDB_NORDAHEAD: the log is
-     * read by key, and readahead on a large map only evicts useful pages.
-     * Not MDB_WRITEMAP: it sizes the file to the whole map as a sparse file, and a
-     * full disk then shows up as SIGBUS while writing a page instead of ENOSPC from
-     * the commit, which breaks the promise of a clean TN_ERR_FULL; it also lets a
-     * stray pointer write corrupt the store. Nor is it faster here: durable commits of
-     * 150-byte appends measured within noise at 1 and 100 per commit and ~30% slower
-     * at 1000 per commit than without it (ext4, fdatasync). */
-    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
-    if (o->read_only)
-        flags |= MDB_RDONLY;
-    if (o->no_sync)
-        flags |= MDB_NOSYNC;
-    rc = mdb_env_open(s->env, s->dir, flags, 0640);
-    if (rc != MDB_SUCCESS) {
-        if (mdb_is_corrupt(rc))
-            err = corrupt_msg(s, rc, msg);
-        else if (rc == ENOENT)
-            err = no_store_msg(s, "no data.mdb", msg);
-        else if (rc == EAGAIN || rc == EBUSY)
-            err = tn_errmsg_set(msg, TN_ERR_BUSY, "%s: the store is locked by another "
-                                "process: %s", s->path, mdb_strerror(rc));
-        else
-            err = mdb_msg(s, rc, "opening", msg);
-        goto fail;
-    }
-
-    /* The map is the larger of what was asked and what the file already records
-     * (LMDB adopts the recorded size when none is set before opening). */
-    s->map_max = round_up(o->map_max ? o->map_max : DEFAULT_MAP_MAX, s->page);
-    refresh_map_size(s);
-    if (!o->read_only) {
-        size_t want = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
-        if (want > s->map_max)
-            want = s->map_max;
-        want = round_up(want, s->page);
-        if (s->map_size < want) {
-            rc = mdb_env_set_mapsize(s->env, want);
-            if (rc != MDB_SUCCESS) {
-                err = mdb_msg(s, rc, "sizing the map", msg);
-                goto fail;
-            }
-            refresh_map_size(s);
-        }
-    }
 
     err = o->create ? open_dbs_create(s, msg) : open_dbs_existing(s, msg);
     if (err != TN_OK)

@@ -1,11 +1,15 @@
 /* Tests of the event log: table checks at append, seq and chain assignment, group
- * commit, discard, reopen, projections and a full store. */
+ * commit, discard, reopen, projections and a full store; and the readers of the
+ * committed log (logread.h). */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "evlog.h"
+#include "logread.h"
 #include "replay.h"
 #include "sm_gen.h"
+#include "store.h"
+#include "util.h"
 #include "testutil.h"
 
 static char *dir;
@@ -258,4 +262,224 @@ Test(evlog, full_store_refuses_and_loses_nothing)
     cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, tn_evlog_new_wf_id(lg), 0), TN_OK);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
     verify_log();
+}
+
+/* --- logread: the committed log, read through core/log --------------------------- */
+
+static void sys_env(const char *name, const char *text)
+{
+    tn_event ev;
+    tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
+    ev.actor = TN_STR("user:test");
+    tn_event_set_str(&ev, "name", name);
+    tn_event_set_str(&ev, "text", text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+}
+
+static void sys_def(const char *name, int64_t version, const char *bytes)
+{
+    tn_event ev;
+    tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_DEF_APPLIED, 0, 0);
+    ev.actor = TN_STR("user:test");
+    tn_event_set_str(&ev, "name", name);
+    tn_event_set_int(&ev, "version", version);
+    tn_event_set_bin(&ev, "def", bytes, strlen(bytes));
+    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+}
+
+Test(evlog, env_get_reads_the_last_committed_env_set)
+{
+    tn_store *s = tn_evlog_store(lg);
+    char *text = (char *)"untouched";
+    cr_assert_eq(tn_log_env_get(s, "py", &text), TN_ERR_NOENT);
+    cr_assert_str_eq(text, "untouched", "written only on success");
+    sys_env("py", "export A=1");
+    cr_assert_eq(tn_log_env_get(s, "py", &text), TN_ERR_NOENT, "pending is not committed");
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_log_env_get(s, "py", &text), TN_OK);
+    cr_assert_str_eq(text, "export A=1");
+    free(text);
+    sys_env("py", "export A=2");
+    sys_env("pyx", "other");
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_log_env_get(s, "py", &text), TN_OK);
+    cr_assert_str_eq(text, "export A=2");
+    free(text);
+    cr_assert_eq(tn_log_env_get(s, "p", &text), TN_ERR_NOENT, "a prefix is another name");
+    char longname[200];
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = 0;
+    cr_assert_eq(tn_log_env_get(s, longname, &text), TN_ERR_NOENT);
+    verify_log();
+}
+
+Test(evlog, taskgroup_get_reads_slots)
+{
+    tn_store *s = tn_evlog_store(lg);
+    int64_t slots = -7;
+    cr_assert_eq(tn_log_taskgroup_get(s, "db_writers", &slots), TN_ERR_NOENT);
+    tn_event ev;
+    tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
+    ev.actor = TN_STR("user:test");
+    tn_event_set_str(&ev, "name", "db_writers");
+    tn_event_set_int(&ev, "slots", 3);
+    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_log_taskgroup_get(s, "db_writers", &slots), TN_OK);
+    cr_assert_eq(slots, 3);
+}
+
+typedef struct def_seen {
+    int n;
+    char names[8][16];
+    uint32_t versions[8];
+} def_seen;
+
+static int def_seen_cb(void *ctx, const char *name, uint32_t version, const void *bytes,
+                       size_t len)
+{
+    def_seen *x = ctx;
+    snprintf(x->names[x->n], sizeof(x->names[x->n]), "%s", name);
+    x->versions[x->n++] = version;
+    return x->n == 8;
+}
+
+Test(evlog, def_get_latest_and_each)
+{
+    tn_store *s = tn_evlog_store(lg);
+    sys_def("etl", 1, "one");
+    sys_def("etl", 2, "two");
+    sys_def("etl2", 1, "other");
+    sys_def("a", 5, "first by name");
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    tn_buf b = {0};
+    cr_assert_eq(tn_log_def_get(s, "etl", 1, &b), TN_OK);
+    cr_assert_eq(b.size, 3);
+    cr_assert_eq(memcmp(b.data, "one", 3), 0);
+    cr_assert_eq(tn_log_def_get(s, "etl", 3, &b), TN_ERR_NOENT);
+    cr_assert_eq(tn_log_def_get(s, "et", 1, &b), TN_ERR_NOENT);
+    uint32_t v = 99;
+    cr_assert_eq(tn_log_def_latest(s, "etl", &v, &b), TN_OK);
+    cr_assert_eq(v, 2, "etl2 is another name, not a later etl");
+    cr_assert_eq(b.size, 3);
+    cr_assert_eq(memcmp(b.data, "two", 3), 0);
+    cr_assert_eq(tn_log_def_latest(s, "etl2", &v, NULL), TN_OK);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(tn_log_def_latest(s, "et", &v, &b), TN_ERR_NOENT);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(tn_log_def_latest(s, "zzz", &v, NULL), TN_ERR_NOENT);
+    tn_buf_free(&b);
+    def_seen x = {0};
+    int fr = -1;
+    cr_assert_eq(tn_log_def_each(s, def_seen_cb, &x, &fr), TN_OK);
+    cr_assert_eq(fr, 0);
+    cr_assert_eq(x.n, 4);
+    const char *names[] = {"a", "etl", "etl", "etl2"};
+    uint32_t versions[] = {5, 1, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_str_eq(x.names[i], names[i], "entry %d", i);
+        cr_assert_eq(x.versions[i], versions[i], "entry %d", i);
+    }
+    verify_log();
+}
+
+static void put_raw_wf(uint64_t id, const void *val, size_t len)
+{
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t k[8];
+    tn_put_be64(k, id);
+    cr_assert_eq(tn_batch_put(b, TN_DB_WF, k, 8, val, len), TN_OK);
+    cr_assert_eq(tn_store_commit(tn_evlog_store(lg), b, &msg), TN_OK, "%s", msg.text);
+    tn_batch_free(b);
+}
+
+Test(evlog, wf_iter_walks_committed_projections)
+{
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        ids[i] = tn_evlog_new_wf_id(lg);
+        cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, ids[i], 0), TN_OK);
+    }
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_STOP, ids[1], 0), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    /* pending: invisible to the iterator */
+    uint64_t pend = tn_evlog_new_wf_id(lg);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, pend, 0), TN_OK);
+    tn_log_wf_iter *it;
+    cr_assert_eq(tn_log_wf_iter_open(tn_evlog_store(lg), &it), TN_OK);
+    tn_wf_proj p;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tn_log_wf_iter_next(it, &p), TN_OK, "entry %d", i);
+        cr_assert_eq(p.id, ids[i]);
+        cr_assert_eq(p.state, i == 1 ? TN_WF_S_STOP : TN_WF_S_SUBMITTED_SUCCESS);
+    }
+    cr_assert_eq(tn_log_wf_iter_next(it, &p), TN_ERR_NOENT, "the pending one is not there");
+    cr_assert_eq(tn_log_wf_iter_seek(it, ids[1], &p), TN_OK);
+    cr_assert_eq(p.id, ids[1]);
+    cr_assert_eq(tn_log_wf_iter_next(it, &p), TN_OK);
+    cr_assert_eq(p.id, ids[2]);
+    cr_assert_eq(tn_log_wf_iter_seek(it, ids[2] + 1, &p), TN_ERR_NOENT);
+    cr_assert_eq(tn_log_wf_iter_seek(it, 0, &p), TN_OK);
+    cr_assert_eq(p.id, ids[0]);
+    tn_log_wf_iter_close(it);
+    tn_log_wf_iter_close(NULL);
+    cr_assert_eq(tn_log_wf_get(tn_evlog_store(lg), ids[1], &p), TN_OK);
+    cr_assert_eq(p.state, TN_WF_S_STOP);
+    cr_assert_eq(tn_log_wf_get(tn_evlog_store(lg), pend, &p), TN_ERR_NOENT);
+    tn_evlog_discard(lg);
+}
+
+Test(evlog, wf_iter_reports_and_steps_over_a_damaged_projection)
+{
+    uint64_t a = tn_evlog_new_wf_id(lg), b = tn_evlog_new_wf_id(lg);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, a, 0), TN_OK);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, b, 0), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    put_raw_wf(a, "\xc1", 1); /* not msgpack */
+    tn_log_wf_iter *it;
+    cr_assert_eq(tn_log_wf_iter_open(tn_evlog_store(lg), &it), TN_OK);
+    tn_wf_proj p;
+    cr_assert_eq(tn_log_wf_iter_next(it, &p), TN_ERR_CORRUPT);
+    cr_assert_eq(p.id, a, "the damaged entry is named");
+    cr_assert_eq(tn_log_wf_iter_next(it, &p), TN_OK);
+    cr_assert_eq(p.id, b);
+    cr_assert_eq(tn_log_wf_iter_seek(it, a, &p), TN_ERR_CORRUPT);
+    cr_assert_eq(p.id, a);
+    tn_log_wf_iter_close(it);
+    cr_assert_eq(tn_log_wf_get(tn_evlog_store(lg), a, &p), TN_ERR_CORRUPT);
+}
+
+Test(evlog, task_get_and_open_read)
+{
+    uint64_t wf = tn_evlog_new_wf_id(lg), t = tn_evlog_new_task_id(lg);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0), TN_OK);
+    cr_assert_eq(add(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, wf, t), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    sys_env("sh", "set -e");
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    /* a reader in a process that does not write: the writer is gone */
+    tn_evlog_close(lg);
+    lg = NULL;
+    tn_store *s;
+    cr_assert_eq(tn_log_open_read(dir, &s, &msg), TN_OK, "%s", msg.text);
+    cr_assert_not_null(strstr(tn_log_store_path(s), "data.mdb"));
+    tn_task_proj p;
+    cr_assert_eq(tn_log_task_get(s, t, &p), TN_OK);
+    cr_assert_eq(p.wf, wf);
+    cr_assert_str_eq(p.name, "t");
+    cr_assert_eq(tn_log_task_get(s, t + 1, &p), TN_ERR_NOENT);
+    char *text;
+    cr_assert_eq(tn_log_env_get(s, "sh", &text), TN_OK);
+    cr_assert_str_eq(text, "set -e");
+    free(text);
+    tn_log_close_read(s);
+    tn_log_close_read(NULL);
+    char *none = tu_tmpdir();
+    s = NULL;
+    cr_assert_eq(tn_log_open_read(none, &s, &msg), TN_ERR_NOENT);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(msg.text, none), "the message names the directory: %s", msg.text);
+    tu_rm_rf(none);
+    free(none);
 }

@@ -10,6 +10,7 @@
 #include "replay.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "store.h"
 #include "testutil.h"
 
 static char *dir;

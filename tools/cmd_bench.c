@@ -14,6 +14,7 @@
 #include "replay.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "store.h"
 #include "cli.h"
 
 const char tn_usage_bench[] =

@@ -32,6 +32,7 @@
 #include "util.h"
 #include "sm.h"
 #include "sm_gen.h"
+#include "logread.h"
 #include "store.h"
 #include "cli.h"
 #include "rpc.h"
@@ -1566,38 +1567,32 @@ typedef struct wfrow {
 /* Every workflow projection. Returns how many (*out malloc'd), or -1. */
 static long read_wfs(const char *dir, wfrow **out)
 {
-    tn_store_opts o = {.read_only = true};
     tn_store *s;
-    if (tn_store_open(dir, &o, &s, NULL) != TN_OK)
+    if (tn_log_open_read(dir, &s, NULL) != TN_OK)
         return -1;
-    tn_rtxn *t;
-    tn_cursor *c;
+    tn_log_wf_iter *it;
     long n = 0, cap = 0;
     wfrow *v = NULL;
-    if (tn_store_read_begin(s, &t) == TN_OK) {
-        if (tn_cursor_open(t, TN_DB_WF, &c) == TN_OK) {
-            tn_val k, val;
-            for (tn_err e = tn_cursor_first(c, &k, &val); e == TN_OK;
-                 e = tn_cursor_next(c, &k, &val)) {
-                tn_wf_proj p;
-                if (tn_proj_wf_decode(val.data, val.len, &p) != TN_OK)
-                    continue;
-                if (n == cap) {
-                    cap = cap ? cap * 2 : 256;
-                    wfrow *nv = realloc(v, (size_t)cap * sizeof(*nv));
-                    if (!nv)
-                        break;
-                    v = nv;
-                }
-                v[n] = (wfrow){.id = p.id, .parent = p.parent_wf, .state = p.state};
-                snprintf(v[n].name, sizeof(v[n].name), "%s", p.name);
-                n++;
+    if (tn_log_wf_iter_open(s, &it) == TN_OK) {
+        tn_wf_proj p;
+        for (tn_err e = tn_log_wf_iter_next(it, &p); e == TN_OK || e == TN_ERR_CORRUPT;
+             e = tn_log_wf_iter_next(it, &p)) {
+            if (e == TN_ERR_CORRUPT)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                wfrow *nv = realloc(v, (size_t)cap * sizeof(*nv));
+                if (!nv)
+                    break;
+                v = nv;
             }
-            tn_cursor_close(c);
+            v[n] = (wfrow){.id = p.id, .parent = p.parent_wf, .state = p.state};
+            snprintf(v[n].name, sizeof(v[n].name), "%s", p.name);
+            n++;
         }
-        tn_store_read_end(t);
+        tn_log_wf_iter_close(it);
     }
-    tn_store_close(s);
+    tn_log_close_read(s);
     *out = v;
     return n;
 }
@@ -1605,18 +1600,11 @@ static long read_wfs(const char *dir, wfrow **out)
 /* A task projection (state, attempt), or false. */
 typedef struct task_lookup {
     tn_store *s;
-    tn_rtxn *t;
 } task_lookup;
 
 static bool task_get(task_lookup *tl, uint64_t id, tn_task_proj *p)
 {
-    if (!tl->t)
-        return false;
-    uint8_t k[8];
-    tn_put_be64(k, id);
-    tn_val v;
-    return tn_store_get(tl->t, TN_DB_TASKS, k, 8, &v) == TN_OK &&
-           tn_proj_task_decode(v.data, v.len, p) == TN_OK;
+    return tl->s && tn_log_task_get(tl->s, id, p) == TN_OK;
 }
 
 /* The workers' journals: per (task, attempt), its starts and ends on each worker. */
@@ -1879,10 +1867,9 @@ static void check_procs_live(run *r, const tn_map *jr)
     size_t np = scan_procs(r, &ps);
     char mdir[PATH_MAX + 16];
     store_dir(r, 0, mdir, sizeof(mdir));
-    tn_store_opts o = {.read_only = true};
     task_lookup tl = {0};
-    if (np && tn_store_open(mdir, &o, &tl.s, NULL) == TN_OK)
-        (void)tn_store_read_begin(tl.s, &tl.t);
+    if (np && tn_log_open_read(mdir, &tl.s, NULL) != TN_OK)
+        tl.s = NULL;
     for (size_t i = 0; i < np; i++) {
         tproc *t = &ps[i];
         tn_task_proj p;
@@ -1908,9 +1895,7 @@ static void check_procs_live(run *r, const tn_map *jr)
                       "%s", (int)t->pid, t->worker, tn_sm_state_name(&tn_sm_task, p.state));
     }
     r->inv_count[4] += np;
-    if (tl.t)
-        tn_store_read_end(tl.t);
-    tn_store_close(tl.s);
+    tn_log_close_read(tl.s);
     free(ps);
 }
 

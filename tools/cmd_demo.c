@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "evlog.h"
+#include "logread.h"
 #include "replay.h"
 #include "util.h"
 #include "sm_gen.h"
@@ -164,7 +165,7 @@ int tn_cmd_demo(int argc, char **argv)
     }
     tn_store *s = tn_evlog_store(d.log);
     printf("recorded workflow instance %" PRIu64 " (daily_etl): %zu events in one commit, in %s\n\n",
-           wf, n, tn_store_path(s));
+           wf, n, tn_log_store_path(s));
     printf("timeline (replayed from the log; `tern audit %" PRIu64 " --data %s`):\n", wf, data);
     int fr;
     tn_replay_wf_events(s, wf, print_event, NULL, &fr);

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logread.h"
 #include "replay.h"
 #include "util.h"
 #include "sm.h"
-#include "store.h"
 #include "cli.h"
 
 const char tn_usage_replay[] =
@@ -37,9 +37,8 @@ const char tn_usage_audit[] =
 
 static tn_err open_ro(const char *cmd, const char *dir, tn_store **s)
 {
-    tn_store_opts o = {.read_only = true};
     tn_errmsg m = {{0}};
-    tn_err e = tn_store_open(dir, &o, s, &m);
+    tn_err e = tn_log_open_read(dir, s, &m);
     if (e)
         tn_cli_fail(cmd, "%s", m.text);
     return e;
@@ -100,15 +99,15 @@ int tn_cmd_replay(int argc, char **argv)
         return 1;
     tn_replay_report *r = malloc(sizeof(*r));
     if (!r) {
-        tn_store_close(s);
+        tn_log_close_read(s);
         return tn_cli_fail("replay", "out of memory");
     }
     tn_err e = tn_replay_run(s, &o, r);
     if (e) {
-        int rc = tn_cli_fail("replay", "%s: cannot read the log: %s", tn_store_path(s),
+        int rc = tn_cli_fail("replay", "%s: cannot read the log: %s", tn_log_store_path(s),
                              tn_strerror(e));
         free(r);
-        tn_store_close(s);
+        tn_log_close_read(s);
         return rc;
     }
     if (json) {
@@ -149,16 +148,16 @@ int tn_cmd_replay(int argc, char **argv)
     int rc = 0;
     if (r->err) {
         if (r->bad_seq)
-            tn_cli_fail("replay", "%s: seq %" PRIu64 ": %s: %s", tn_store_path(s), r->bad_seq,
+            tn_cli_fail("replay", "%s: seq %" PRIu64 ": %s: %s", tn_log_store_path(s), r->bad_seq,
                         tn_strerror(r->err), r->why);
         else
-            tn_cli_fail("replay", "%s: %s: %s", tn_store_path(s), tn_strerror(r->err), r->why);
+            tn_cli_fail("replay", "%s: %s: %s", tn_log_store_path(s), tn_strerror(r->err), r->why);
         fprintf(stderr, "tern replay: the store is not consistent; it was not changed. Restore "
                         "it from a backup, or keep it for inspection with `tern audit`.\n");
         rc = 1;
     }
     free(r);
-    tn_store_close(s);
+    tn_log_close_read(s);
     return rc;
 }
 
@@ -260,10 +259,10 @@ int tn_cmd_audit(int argc, char **argv)
     int rc = 0;
     if (e == TN_ERR_NOENT)
         rc = tn_cli_fail("audit", "%s: workflow instance %" PRIu64 " has no events; list "
-                         "instances with `tern replay` or check --data", tn_store_path(s), wf);
+                         "instances with `tern replay` or check --data", tn_log_store_path(s), wf);
     else if (e)
         rc = tn_cli_fail("audit", "%s: cannot read the events of workflow %" PRIu64 ": %s",
-                         tn_store_path(s), wf, tn_strerror(e));
-    tn_store_close(s);
+                         tn_log_store_path(s), wf, tn_strerror(e));
+    tn_log_close_read(s);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "inproc.h"
 #include "log.h"
+#include "logread.h"
 #include "master.h"
 #include "worker.h"
 #include "replay.h"
@@ -325,84 +326,79 @@ out:
 
 /* ------------------------------------------------------------------------------ */
 
+/* `tern def ls`: each definition's latest version; the defs come by name, then
+ * version ascending, so a name's last call carries its latest. */
+typedef struct def_row {
+    bool json;
+    size_t n;
+    char prev[TN_DEF_MAX_NAME + 1];
+    uint32_t ver;
+} def_row;
+
+static void def_row_print(def_row *x)
+{
+    if (!x->prev[0])
+        return;
+    if (x->json)
+        printf("%s{\"name\":\"%s\",\"version\":%u}", x->n ? "," : "", x->prev, x->ver);
+    else
+        printf("%-32s %u\n", x->prev, x->ver);
+    x->n++;
+}
+
+static int def_row_cb(void *ctx, const char *name, uint32_t version, const void *bytes,
+                      size_t len)
+{
+    def_row *x = ctx;
+    if (strlen(name) > TN_DEF_MAX_NAME)
+        return 0;
+    if (strcmp(x->prev, name) != 0) {
+        def_row_print(x);
+        snprintf(x->prev, sizeof(x->prev), "%s", name);
+    }
+    x->ver = version;
+    return 0;
+}
+
 static int def_ls(const char *data, bool json)
 {
     tn_store *s;
-    tn_store_opts o = {.read_only = true};
     tn_errmsg m = {{0}};
-    if (tn_store_open(data, &o, &s, &m))
+    if (tn_log_open_read(data, &s, &m))
         return tn_cli_fail("def", "%s", m.text);
-    tn_rtxn *t;
-    tn_cursor *c;
-    tn_val k, v;
-    tn_store_read_begin(s, &t);
-    tn_cursor_open(t, TN_DB_DEFS, &c);
-    char prev[TN_DEF_MAX_NAME + 1] = "";
-    uint32_t ver = 0;
-    size_t n = 0;
+    def_row x = {.json = json};
     if (json)
         printf("[");
     else
         printf("%-32s %s\n", "WORKFLOW", "LATEST");
-    for (tn_err e = tn_cursor_first(c, &k, &v);; e = tn_cursor_next(c, &k, &v)) {
-        const char *kn = e == TN_OK ? (const char *)k.data : NULL;
-        size_t nl = kn ? strnlen(kn, k.len) : 0;
-        bool same = kn && strlen(prev) == nl && memcmp(prev, kn, nl) == 0;
-        if (!same && prev[0]) {
-            if (json)
-                printf("%s{\"name\":\"%s\",\"version\":%u}", n ? "," : "", prev, ver);
-            else
-                printf("%-32s %u\n", prev, ver);
-            n++;
-        }
-        if (e != TN_OK)
-            break;
-        if (nl + 5 != k.len || nl > TN_DEF_MAX_NAME)
-            continue;
-        memcpy(prev, kn, nl);
-        prev[nl] = 0;
-        const uint8_t *p = (const uint8_t *)k.data + nl + 1;
-        ver = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    }
+    (void)tn_log_def_each(s, def_row_cb, &x, NULL);
+    def_row_print(&x);
     if (json)
         printf("]\n");
-    tn_cursor_close(c);
-    tn_store_read_end(t);
-    tn_store_close(s);
+    tn_log_close_read(s);
     return 0;
 }
 
 static int def_show(const char *data, const char *name, uint64_t version, bool json)
 {
     tn_store *s;
-    tn_store_opts o = {.read_only = true};
     tn_errmsg m = {{0}};
-    if (tn_store_open(data, &o, &s, &m))
+    if (tn_log_open_read(data, &s, &m))
         return tn_cli_fail("def", "%s", m.text);
-    tn_rtxn *t;
-    tn_cursor *c;
-    tn_val k, v;
-    tn_store_read_begin(s, &t);
-    tn_cursor_open(t, TN_DB_DEFS, &c);
-    uint8_t key[TN_NAME_MAX + 5];
-    size_t kl = tn_proj_def_key(name, 0, key), nl = strlen(name);
+    tn_buf bytes = {0};
     tn_def *def = NULL;
     uint32_t found = 0;
-    for (tn_err e = tn_cursor_seek(c, key, kl, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
-        if (k.len != nl + 5 || memcmp(k.data, name, nl + 1) != 0)
-            break;
-        const uint8_t *p = (const uint8_t *)k.data + nl + 1;
-        uint32_t ver = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        if (version && ver != version)
-            continue;
-        tn_def_free(def);
-        def = NULL;
-        if (tn_def_decode(v.data, v.len, &def, &m) == TN_OK)
-            found = ver;
+    tn_err e = TN_ERR_NOENT;
+    if (version && version <= UINT32_MAX) {
+        found = (uint32_t)version;
+        e = tn_log_def_get(s, name, found, &bytes);
+    } else if (!version) {
+        e = tn_log_def_latest(s, name, &found, &bytes);
     }
-    tn_cursor_close(c);
-    tn_store_read_end(t);
-    tn_store_close(s);
+    if (e || tn_def_decode(bytes.data, bytes.size, &def, &m) != TN_OK)
+        def = NULL;
+    tn_buf_free(&bytes);
+    tn_log_close_read(s);
     if (!def) {
         if (version)
             return tn_cli_fail("def", "workflow \"%s\" has no version %" PRIu64

@@ -12,6 +12,7 @@
 
 #include "engine_int.h"
 #include "log.h"
+#include "logread.h"
 #include "mp.h"
 #include "replay.h"
 #include "util.h"
@@ -180,15 +181,9 @@ tgroup *eng_group(tn_engine *e, const char *name)
     snprintf(g->name, sizeof(g->name), "%s", name);
     g->slots = -1;
     /* slots come from the log's projection (TASKGROUP_SET) */
-    tn_rtxn *t;
-    if (tn_store_read_begin(tn_evlog_store(e->log), &t) == TN_OK) {
-        char key[TN_DEF_MAX_NAME + 8];
-        int kl = snprintf(key, sizeof(key), "tg/%s", name);
-        tn_val v;
-        if (tn_store_get(t, TN_DB_META, key, (size_t)kl, &v) == TN_OK && v.len == 8)
-            g->slots = (int64_t)tn_get_be64(v.data);
-        tn_store_read_end(t);
-    }
+    int64_t slots;
+    if (tn_log_taskgroup_get(tn_evlog_store(e->log), name, &slots) == TN_OK)
+        g->slots = slots;
     g->next = e->groups;
     e->groups = g;
     return g;
@@ -276,18 +271,12 @@ static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def 
             *out = d->def;
             return TN_OK;
         }
-    tn_rtxn *t;
-    tn_err err = tn_store_read_begin(tn_evlog_store(e->log), &t);
-    if (err)
-        return err;
-    uint8_t k[TN_NAME_MAX + 5];
-    size_t kl = tn_proj_def_key(name, version, k);
-    tn_val v;
+    tn_buf bytes = {0};
     tn_def *def = NULL;
-    err = tn_store_get(t, TN_DB_DEFS, k, kl, &v);
+    tn_err err = tn_log_def_get(tn_evlog_store(e->log), name, version, &bytes);
     if (!err)
-        err = tn_def_decode(v.data, v.len, &def, &e->msg);
-    tn_store_read_end(t);
+        err = tn_def_decode(bytes.data, bytes.size, &def, &e->msg);
+    tn_buf_free(&bytes);
     if (err)
         return err;
     def_entry *d = calloc(1, sizeof(*d));
@@ -324,41 +313,7 @@ static void def_unref(tn_engine *e, tn_def *def)
 static tn_err def_latest_version(tn_engine *e, const char *name, uint32_t *version,
                                  tn_buf *bytes)
 {
-    tn_rtxn *t;
-    tn_err err = tn_store_read_begin(tn_evlog_store(e->log), &t);
-    if (err)
-        return err;
-    tn_cursor *c;
-    if ((err = tn_cursor_open(t, TN_DB_DEFS, &c))) {
-        tn_store_read_end(t);
-        return err;
-    }
-    size_t nl = strlen(name);
-    uint8_t k[TN_NAME_MAX + 5];
-    size_t kl = tn_proj_def_key(name, 0, k);
-    tn_val key, val;
-    *version = 0;
-    for (err = tn_cursor_seek(c, k, kl, &key, &val); err == TN_OK;
-         err = tn_cursor_next(c, &key, &val)) {
-        if (key.len != nl + 5 || memcmp(key.data, name, nl + 1) != 0)
-            break;
-        const uint8_t *p = (const uint8_t *)key.data + nl + 1;
-        *version = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        if (bytes) {
-            bytes->size = 0;
-            if (!tn_grow((void **)&bytes->data, &bytes->alloc, val.len + 1, 1)) {
-                err = TN_ERR_NOMEM;
-                break;
-            }
-            memcpy(bytes->data, val.data, val.len);
-            bytes->size = val.len;
-        }
-    }
-    tn_cursor_close(c);
-    tn_store_read_end(t);
-    if (err && err != TN_ERR_NOENT)
-        return err;
-    return *version ? TN_OK : TN_ERR_NOENT;
+    return tn_log_def_latest(tn_evlog_store(e->log), name, version, bytes);
 }
 
 tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version)
@@ -638,41 +593,30 @@ static void input_free(struct input *in);
 static tn_err recover(tn_engine *e, tn_errmsg *msg)
 {
     /* page through the workflow projections: unfinished ones are loaded */
-    uint8_t key[8];
     uint64_t after = 0;
     const size_t page = 512;
     for (;;) {
         uint64_t ids[512];
         size_t n = 0;
-        tn_rtxn *t;
-        tn_err err = tn_store_read_begin(tn_evlog_store(e->log), &t);
+        tn_log_wf_iter *it;
+        tn_err err = tn_log_wf_iter_open(tn_evlog_store(e->log), &it);
         if (err)
             return tn_errmsg_set(msg, err, "cannot read the store: %s", tn_strerror(err));
-        tn_cursor *c;
-        if ((err = tn_cursor_open(t, TN_DB_WF, &c))) {
-            tn_store_read_end(t);
-            return tn_errmsg_set(msg, err, "cannot read the store: %s", tn_strerror(err));
-        }
-        tn_put_be64(key, after + 1);
-        tn_val k, v;
         bool more = false;
-        for (err = tn_cursor_seek(c, key, 8, &k, &v); err == TN_OK;
-             err = tn_cursor_next(c, &k, &v)) {
+        tn_wf_proj p;
+        for (err = tn_log_wf_iter_seek(it, after + 1, &p); err == TN_OK || err == TN_ERR_CORRUPT;
+             err = tn_log_wf_iter_next(it, &p)) {
             if (n == page) {
                 more = true;
                 break;
             }
-            tn_wf_proj p;
-            if (tn_proj_wf_decode(v.data, v.len, &p) != TN_OK)
+            if (err == TN_ERR_CORRUPT)
                 continue;
             after = p.id;
             if (!tn_sm_workflow.final[p.state])
                 ids[n++] = p.id;
-            else if (!more && n == 0)
-                continue;
         }
-        tn_cursor_close(c);
-        tn_store_read_end(t);
+        tn_log_wf_iter_close(it);
         for (size_t i = 0; i < n; i++) {
             wrt *w = load_wf(e, ids[i], msg);
             if (!w)
@@ -1260,17 +1204,8 @@ static void release_effects(tn_engine *e)
                 vals[j] = tn_kv_value(params, j);
             }
             char *prelude = NULL;
-            if (node->environment) {
-                tn_rtxn *rt;
-                if (tn_store_read_begin(tn_evlog_store(e->log), &rt) == TN_OK) {
-                    char key[TN_DEF_MAX_NAME + 8];
-                    int kl = snprintf(key, sizeof(key), "env/%s", node->environment);
-                    tn_val v;
-                    if (tn_store_get(rt, TN_DB_META, key, (size_t)kl, &v) == TN_OK)
-                        prelude = strndup(v.data, v.len);
-                    tn_store_read_end(rt);
-                }
-            }
+            if (node->environment) /* unset: no prelude */
+                (void)tn_log_env_get(tn_evlog_store(e->log), node->environment, &prelude);
             tn_dispatch_req req = {
                 .wf = w->id, .task = t->id, .attempt = t->attempt, .def = w->def,
                 .node = node, .command = cmd ? cmd : node->command, .env_prelude = prelude,

@@ -10,6 +10,7 @@
 
 #include "engine_int.h"
 #include "log.h"
+#include "logread.h"
 #include "replay.h"
 #include "util.h"
 
@@ -306,35 +307,27 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
 static uint64_t find_instance(tn_engine *e, const char *name, int64_t lo, int64_t hi,
                               tn_wf_proj *out)
 {
-    tn_rtxn *t;
-    if (tn_store_read_begin(tn_evlog_store(e->log), &t))
+    tn_log_wf_iter *it;
+    if (tn_log_wf_iter_open(tn_evlog_store(e->log), &it))
         return 0;
-    tn_cursor *c;
-    if (tn_cursor_open(t, TN_DB_WF, &c)) {
-        tn_store_read_end(t);
-        return 0;
-    }
-    uint8_t key[8];
-    tn_val k, v;
     tn_wf_proj p;
     uint64_t a = 1, b = UINT64_C(1) << 62;
     while (a < b) { /* first id whose instance was created at or after lo */
         uint64_t mid = a + (b - a) / 2;
-        tn_put_be64(key, mid);
-        if (tn_cursor_seek(c, key, 8, &k, &v) != TN_OK) {
+        tn_err err = tn_log_wf_iter_seek(it, mid, &p);
+        if (err != TN_OK && err != TN_ERR_CORRUPT) {
             b = mid;
             continue;
         }
-        if (tn_proj_wf_decode(v.data, v.len, &p) == TN_OK && p.created_at < lo)
-            a = tn_get_be64(k.data) + 1;
+        if (err == TN_OK && p.created_at < lo)
+            a = p.id + 1;
         else
             b = mid;
     }
     uint64_t found = 0;
-    tn_put_be64(key, a);
-    for (tn_err err = tn_cursor_seek(c, key, 8, &k, &v); err == TN_OK;
-         err = tn_cursor_next(c, &k, &v)) {
-        if (tn_proj_wf_decode(v.data, v.len, &p) != TN_OK)
+    for (tn_err err = tn_log_wf_iter_seek(it, a, &p); err == TN_OK || err == TN_ERR_CORRUPT;
+         err = tn_log_wf_iter_next(it, &p)) {
+        if (err == TN_ERR_CORRUPT)
             continue;
         if (p.created_at >= hi)
             break;
@@ -343,8 +336,7 @@ static uint64_t find_instance(tn_engine *e, const char *name, int64_t lo, int64_
             *out = p;
         }
     }
-    tn_cursor_close(c);
-    tn_store_read_end(t);
+    tn_log_wf_iter_close(it);
     return found;
 }
 

@@ -15,6 +15,7 @@
 #include "map.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "store.h"
 
 struct tn_evlog {
     int lock_fd; /* flock on DIR/writer.lock: one writer process per store */
@@ -270,6 +271,85 @@ static tn_err batch_put_cb(void *ctx, int db, const void *k, size_t kl, const vo
     return tn_batch_put(ctx, (tn_db)db, k, kl, v, vl);
 }
 
+/* Check `ev` against its machine's table in the instance's current state, and fill
+ * ev->from and ev->to; *p is the instance's cached projection (NULL when the event
+ * creates it, and for system events). Adds nothing. */
+static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p,
+                          tn_sm_trans *tr, tn_errmsg *msg)
+{
+    bool is_task = ev->machine == TN_MACHINE_TASK;
+    bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
+    if ((is_wf && (ev->wf == 0 || ev->task != 0)) || (is_task && (ev->wf == 0 || ev->task == 0)))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s event %s without its instance id",
+                             sm->name, tn_sm_event_name(sm, ev->event));
+    *p = NULL;
+    tn_err e;
+    if (is_task || is_wf) {
+        if ((e = lookup(l, is_task, is_task ? ev->task : ev->wf, p)))
+            return tn_errmsg_set(msg, e, "%s: cannot read instance: %s",
+                                 tn_store_path(l->store), tn_strerror(e));
+        ev->from = !*p ? TN_SM_NEW
+                       : (is_task ? ((tn_task_proj *)*p)->state : ((tn_wf_proj *)*p)->state);
+        if (is_task && *p && ((tn_task_proj *)*p)->wf != ev->wf)
+            return tn_errmsg_set(msg, TN_ERR_INVAL, "task %llu belongs to workflow %llu, "
+                                 "not %llu", (unsigned long long)ev->task,
+                                 (unsigned long long)((tn_task_proj *)*p)->wf,
+                                 (unsigned long long)ev->wf);
+    } else {
+        ev->from = l->last_seq == 0 ? TN_SM_NEW : TN_SYS_S_ACTIVE;
+    }
+    *tr = tn_sm_next(sm, ev->from, ev->event);
+    if (tr->to == TN_SM_ILLEGAL)
+        return tn_errmsg_set(msg, TN_ERR_ILLEGAL, "%s %llu: event %s is illegal in state %s",
+                             sm->name,
+                             (unsigned long long)(is_task ? ev->task : ev->wf),
+                             tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from));
+    ev->to = tr->to;
+    return TN_OK;
+}
+
+/* Queue the encoded event (l->enc), its by-workflow index entry and, for a system
+ * event, its projections into the pending batch. */
+static tn_err queue_event(tn_evlog *l, const tn_event *ev)
+{
+    uint8_t key[8];
+    tn_put_be64(key, ev->seq);
+    tn_err e = tn_batch_append(l->batch, TN_DB_EVENTS, key, 8, l->enc.data, l->enc.size);
+    if (e)
+        return e;
+    if (ev->wf) {
+        uint8_t wk[8];
+        tn_put_be64(wk, ev->wf);
+        if ((e = tn_batch_put(l->batch, TN_DB_BY_WF, wk, 8, key, 8)))
+            return e;
+    }
+    if (ev->machine == TN_MACHINE_SYSTEM &&
+        (e = tn_proj_system_apply(ev, batch_put_cb, l->batch)))
+        return e == TN_ERR_CORRUPT ? TN_ERR_INVAL : e;
+    return TN_OK;
+}
+
+/* The event is in the batch: fold it into its projection `p` and advance the pending
+ * seq, chain head and id maxima. Cannot fail. */
+static void fold_event(tn_evlog *l, const tn_event *ev, void *p)
+{
+    if (ev->machine == TN_MACHINE_TASK)
+        tn_proj_task_apply(p, ev);
+    else if (ev->machine == TN_MACHINE_WORKFLOW)
+        tn_proj_wf_apply(p, ev);
+    tn_event_hash(l->enc.data, l->enc.size, l->head);
+    l->last_seq = ev->seq;
+    if (ev->wf > l->max_wf)
+        l->max_wf = ev->wf;
+    if (ev->task > l->max_task)
+        l->max_task = ev->task;
+    if (l->max_wf > l->next_wf)
+        l->next_wf = l->max_wf;
+    if (l->max_task > l->next_task)
+        l->next_task = l->max_task;
+    l->pending++;
+}
+
 tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
 {
     const tn_sm *sm = tn_sm_get(ev->machine);
@@ -278,32 +358,11 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
                              ev->machine, ev->event);
     bool is_task = ev->machine == TN_MACHINE_TASK;
     bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
-    if ((is_wf && (ev->wf == 0 || ev->task != 0)) || (is_task && (ev->wf == 0 || ev->task == 0)))
-        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s event %s without its instance id",
-                             sm->name, tn_sm_event_name(sm, ev->event));
     void *p = NULL;
-    tn_err e;
-    if (is_task || is_wf) {
-        if ((e = lookup(l, is_task, is_task ? ev->task : ev->wf, &p)))
-            return tn_errmsg_set(msg, e, "%s: cannot read instance: %s",
-                                 tn_store_path(l->store), tn_strerror(e));
-        ev->from = !p ? TN_SM_NEW
-                      : (is_task ? ((tn_task_proj *)p)->state : ((tn_wf_proj *)p)->state);
-        if (is_task && p && ((tn_task_proj *)p)->wf != ev->wf)
-            return tn_errmsg_set(msg, TN_ERR_INVAL, "task %llu belongs to workflow %llu, "
-                                 "not %llu", (unsigned long long)ev->task,
-                                 (unsigned long long)((tn_task_proj *)p)->wf,
-                                 (unsigned long long)ev->wf);
-    } else {
-        ev->from = l->last_seq == 0 ? TN_SM_NEW : TN_SYS_S_ACTIVE;
-    }
-    tn_sm_trans tr = tn_sm_next(sm, ev->from, ev->event);
-    if (tr.to == TN_SM_ILLEGAL)
-        return tn_errmsg_set(msg, TN_ERR_ILLEGAL, "%s %llu: event %s is illegal in state %s",
-                             sm->name,
-                             (unsigned long long)(is_task ? ev->task : ev->wf),
-                             tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from));
-    ev->to = tr.to;
+    tn_sm_trans tr = {0};
+    tn_err e = check_event(l, ev, sm, &p, &tr, msg);
+    if (e)
+        return e;
     if (!ev->at)
         ev->at = tn_now_ns();
     ev->seq = l->last_seq + 1;
@@ -324,21 +383,8 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
         p = np;
     }
     size_t mark = tn_batch_count(l->batch);
-    uint8_t key[8];
-    tn_put_be64(key, ev->seq);
-    if ((e = tn_batch_append(l->batch, TN_DB_EVENTS, key, 8, l->enc.data, l->enc.size)))
+    if ((e = queue_event(l, ev)))
         goto undo;
-    if (ev->wf) {
-        uint8_t wk[8];
-        tn_put_be64(wk, ev->wf);
-        if ((e = tn_batch_put(l->batch, TN_DB_BY_WF, wk, 8, key, 8)))
-            goto undo;
-    }
-    if (ev->machine == TN_MACHINE_SYSTEM &&
-        (e = tn_proj_system_apply(ev, batch_put_cb, l->batch))) {
-        e = e == TN_ERR_CORRUPT ? TN_ERR_INVAL : e;
-        goto undo;
-    }
     /* committed to adding it: nothing below fails except dirty-list growth, which we
      * check before mutating the projection */
     if (is_task && (!p || ((tn_task_proj *)p)->last_seq <= l->c_last_seq) &&
@@ -347,21 +393,7 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
     if (is_wf && ((tn_wf_proj *)p)->last_seq <= l->c_last_seq &&
         (e = push_id(&l->dirty_wf, &l->ndirty_wf, &l->cap_dirty_wf, ev->wf)))
         goto undo;
-    if (is_task)
-        tn_proj_task_apply(p, ev);
-    else if (is_wf)
-        tn_proj_wf_apply(p, ev);
-    tn_event_hash(l->enc.data, l->enc.size, l->head);
-    l->last_seq = ev->seq;
-    if (ev->wf > l->max_wf)
-        l->max_wf = ev->wf;
-    if (ev->task > l->max_task)
-        l->max_task = ev->task;
-    if (l->max_wf > l->next_wf)
-        l->next_wf = l->max_wf;
-    if (l->max_task > l->next_task)
-        l->next_task = l->max_task;
-    l->pending++;
+    fold_event(l, ev, p);
     if (action)
         *action = tr.action;
     return TN_OK;

@@ -15,13 +15,14 @@
 
 #include "event.h"
 #include "proj.h"
-#include "store.h"
+
+typedef struct tn_store tn_store; /* opaque: store/store.h is core/log's business */
 
 typedef struct tn_evlog tn_evlog;
 
 typedef struct tn_evlog_opts {
-    size_t map_size; /* see tn_store_opts */
-    size_t map_max;
+    size_t map_size; /* initial map size in bytes; 0 = 64 MiB (or the existing size) */
+    size_t map_max;  /* the map grows up to this; 0 = 16 GiB */
     bool create;     /* create the store (and its genesis INIT event) if missing */
     bool no_sync;    /* NOT durable: throwaway stores only */
 } tn_evlog_opts;
@@ -32,6 +33,8 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
 /* Close; pending (uncommitted) events are discarded. Accepts NULL. */
 void tn_evlog_close(tn_evlog *l);
 
+/* The log's store, owned by the log: to pass to the readers of logread.h and replay.h
+ * (committed data only), never to write to. */
 tn_store *tn_evlog_store(tn_evlog *l);
 /* The seq of the last committed event. */
 uint64_t tn_evlog_last_seq(const tn_evlog *l);

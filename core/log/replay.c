@@ -11,6 +11,7 @@
 #include "proj.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "store.h"
 
 /* Instances are dense by id (ids are handed out by counters), so the rebuilt
  * projections live in arrays indexed by id: no hashing on the hot path. */
@@ -297,6 +298,26 @@ static uint64_t blame(tn_cursor *c, const uint8_t *hash_k, const uint8_t *stored
     return *k_intact ? k - 1 : k;
 }
 
+/* The report's instance counts, per state, from the rebuilt projections. */
+static void count_instances(rctx *x)
+{
+    tn_replay_report *rep = x->rep;
+    for (uint64_t i = 1; i < x->wfs.cap; i++) {
+        tn_wf_proj *p = dense_at(&x->wfs, i, false);
+        if (p->id) {
+            rep->workflows++;
+            rep->wf_states[p->state < TN_REPLAY_MAX_STATES ? p->state : 0]++;
+        }
+    }
+    for (uint64_t i = 1; i < x->tasks.cap; i++) {
+        tn_task_proj *p = dense_at(&x->tasks, i, false);
+        if (p->id) {
+            rep->tasks++;
+            rep->task_states[p->state < TN_REPLAY_MAX_STATES ? p->state : 0]++;
+        }
+    }
+}
+
 tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *rep)
 {
     memset(rep, 0, sizeof(*rep));
@@ -380,21 +401,7 @@ tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *
         verdict(rep, TN_ERR_CHAIN, rep->last_seq,
                 "the content of the last event no longer matches the stored chain head: it "
                 "was altered");
-    /* counts */
-    for (uint64_t i = 1; i < x.wfs.cap; i++) {
-        tn_wf_proj *p = dense_at(&x.wfs, i, false);
-        if (p->id) {
-            rep->workflows++;
-            rep->wf_states[p->state < TN_REPLAY_MAX_STATES ? p->state : 0]++;
-        }
-    }
-    for (uint64_t i = 1; i < x.tasks.cap; i++) {
-        tn_task_proj *p = dense_at(&x.tasks, i, false);
-        if (p->id) {
-            rep->tasks++;
-            rep->task_states[p->state < TN_REPLAY_MAX_STATES ? p->state : 0]++;
-        }
-    }
+    count_instances(&x);
     if (!rep->err && opts->compare && whole) {
         rep->compared = true;
         compare_dense(t, &x, false, &rep->workflows);

@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 #include "event.h"
-#include "store.h"
+
+typedef struct tn_store tn_store; /* opaque: store/store.h is core/log's business */
 
 typedef struct tn_replay_opts {
     uint64_t until_seq; /* stop after this seq; 0 = the whole log */

@@ -11,6 +11,7 @@
 
 #include "def.h"
 #include "log.h"
+#include "logread.h"
 #include "replay.h"
 #include "util.h"
 #include "sm_gen.h"
@@ -166,26 +167,23 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
             return;
         }
     }
-    tn_rtxn *t;
-    tn_cursor *c;
-    if (tn_store_read_begin(store(s), &t)) {
+    tn_log_wf_iter *it;
+    if (tn_log_wf_iter_open(store(s), &it)) {
         fail(o, 1, "cannot read the store");
         return;
     }
-    tn_cursor_open(t, TN_DB_WF, &c);
-    tn_val k, v;
     /* newest last on screen; at most 1000 rows: keep a ring of the newest */
     enum { RING = 1000 };
     tn_wf_proj *ring = malloc(RING * sizeof(*ring));
     size_t n = 0;
-    for (tn_err e = tn_cursor_first(c, &k, &v); ring && e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
-        tn_wf_proj p;
-        if (tn_proj_wf_decode(v.data, v.len, &p) || (want >= 0 && p.state != want))
+    tn_wf_proj wp;
+    for (tn_err e = tn_log_wf_iter_next(it, &wp); ring && (e == TN_OK || e == TN_ERR_CORRUPT);
+         e = tn_log_wf_iter_next(it, &wp)) {
+        if (e == TN_ERR_CORRUPT || (want >= 0 && wp.state != want))
             continue;
-        ring[n++ % RING] = p;
+        ring[n++ % RING] = wp;
     }
-    tn_cursor_close(c);
-    tn_store_read_end(t);
+    tn_log_wf_iter_close(it);
     size_t first = n > RING ? n - RING : 0;
     tn_sb_printf(&o->text, "%-8s %-24s %-18s %4s %-24s %10s\n", "ID", "WORKFLOW", "STATE", "RUN",
                  "STARTED", "DURATION");
