@@ -1,5 +1,6 @@
 /* `tern chaos`: injecting the faults the schedule draws (kills, SIGSTOPs, full and slow
  * disks) from the main thread, and healing them when they are due. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,7 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "chaos.h"
