@@ -1029,3 +1029,199 @@ Test(def, decode_validates_the_definition)
     free(enc);
     tn_def_free(d);
 }
+
+/* ---- keys by task type, required keys, pinned encoding -------------------------------- */
+
+/* The applicability table of def.h, written out: which task types take each key. */
+static const struct {
+    tn_def_task_key key;
+    const char *types; /* the types that take it, as the message names them */
+} key_types[] = {
+    {TN_DEF_TK_WORKER_GROUP, "shell and noop"},  {TN_DEF_TK_TASK_GROUP, "shell and noop"},
+    {TN_DEF_TK_DISPATCH_TIMEOUT, "shell and noop"}, {TN_DEF_TK_ENVIRONMENT, "shell"},
+    {TN_DEF_TK_COMMAND, "shell"},                {TN_DEF_TK_KILL_GRACE, "shell"},
+    {TN_DEF_TK_MEMORY_MAX, "shell"},             {TN_DEF_TK_CPU_MAX, "shell"},
+    {TN_DEF_TK_RESULT, "noop"},                  {TN_DEF_TK_DURATION, "noop"},
+    {TN_DEF_TK_OUTPUTS, "noop"},                 {TN_DEF_TK_WHEN, "conditions"},
+    {TN_DEF_TK_ON_SUCCESS, "conditions"},        {TN_DEF_TK_ON_FAILURE, "conditions"},
+    {TN_DEF_TK_CASES, "switch"},                 {TN_DEF_TK_DEFAULT, "switch"},
+    {TN_DEF_TK_RELATION, "dependent"},           {TN_DEF_TK_DEPENDS, "dependent"},
+    {TN_DEF_TK_CHECK_INTERVAL, "dependent"},     {TN_DEF_TK_FAILURE_POLICY, "dependent"},
+    {TN_DEF_TK_FAILURE_WAIT, "dependent"},       {TN_DEF_TK_WORKFLOW, "sub_workflow"},
+};
+
+static const char *const task_key_word[] = {
+#define W_(c, w) #w,
+    TN_DEF_TASK_KEY_LIST(W_)
+#undef W_
+};
+
+static const char *const type_word[] = {"shell", "noop", "conditions", "switch", "dependent",
+                                        "sub_workflow"};
+
+/* "shell and noop" names shell and noop, not sub_workflow's "workflow" inside it. */
+static bool names_type(const char *list, const char *type)
+{
+    size_t n = strlen(type);
+    for (const char *p = list; (p = strstr(p, type)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+            return true;
+    return false;
+}
+
+Test(def, task_key_applies_matches_the_header)
+{
+    size_t nk = sizeof(key_types) / sizeof(key_types[0]);
+    for (unsigned k = 0; k < TN_DEF_TK__COUNT; k++) {
+        const char *types = NULL;
+        for (size_t i = 0; i < nk; i++)
+            if (key_types[i].key == (tn_def_task_key)k)
+                types = key_types[i].types;
+        for (unsigned ty = 0; ty < 6; ty++) {
+            bool want = !types || names_type(types, type_word[ty]);
+            cr_expect_eq(tn_def_task_key_applies((tn_def_task_key)k, (tn_def_task_type)ty),
+                         want, "%s on %s", task_key_word[k], type_word[ty]);
+        }
+    }
+    cr_assert(!tn_def_task_key_applies(TN_DEF_TK__COUNT, TN_DEF_TASK_SHELL));
+    cr_assert(!tn_def_task_key_applies(TN_DEF_TK_NAME, (tn_def_task_type)6));
+}
+
+/* Every key written on a task type it does not apply to is refused, naming its line and
+ * the types it is for, before its value is read (so any value will do). */
+Test(def, every_key_refused_on_a_type_it_does_not_apply_to)
+{
+    size_t nk = sizeof(key_types) / sizeof(key_types[0]);
+    unsigned checked = 0;
+    for (size_t i = 0; i < nk; i++) {
+        const char *kw = task_key_word[key_types[i].key];
+        for (unsigned ty = 0; ty < 6; ty++) {
+            if (names_type(key_types[i].types, type_word[ty]))
+                continue;
+            char yaml[300], want[300];
+            snprintf(yaml, sizeof(yaml),
+                     "name: wf\ntasks:\n  - name: a\n    retries: 1\n    %s: [whatever]\n"
+                     "    type: %s\n", kw, type_word[ty]);
+            snprintf(want, sizeof(want),
+                     "t.yaml:5: key \"%s\" in task \"a\" is for %s tasks; this one is %s", kw,
+                     key_types[i].types, type_word[ty]);
+            tn_def *d = NULL;
+            tn_errmsg msg = {{0}};
+            cr_expect_eq(parse_str(yaml, &d, &msg), TN_ERR_PARSE, "%s on %s", kw,
+                         type_word[ty]);
+            cr_expect_str_eq(msg.text, want);
+            cr_expect_null(d);
+            tn_def_free(d);
+            checked++;
+        }
+    }
+    cr_assert_eq(checked, 3 * 4 + 5 * 5 + 3 * 5 + 3 * 5 + 2 * 5 + 5 * 5 + 1 * 5);
+}
+
+/* name and type are read first, whatever order they are written in, and their absence is
+ * reported on the task's line; an unknown key is reported before either. */
+Test(def, required_task_and_workflow_keys)
+{
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"name: wf\ntasks:\n  - {name: a, type: noop}\n  - {type: noop}\n",
+         "t.yaml:4: task #2 has no \"name\""},
+        {"name: wf\ntasks:\n  - type: noop\n    name: ~\n", "t.yaml:3: task #1 has no \"name\""},
+        {"name: wf\ntasks:\n  - retries: x\n    name: a\n",
+         "t.yaml:3: task \"a\" has no \"type\" (one of shell, noop, conditions, switch, "
+         "dependent, sub_workflow)"},
+        {"name: wf\ntasks:\n  - retries: x\n    type: noop\n    name: 'a b'\n",
+         "t.yaml:5: bad task name \"a b\": use 1..64 characters of A-Z a-z 0-9 _ . -"},
+        {"name: wf\ntasks:\n  - retries: x\n    type: [noop]\n    name: a\n",
+         "t.yaml:4: \"type\" in task \"a\" must be a string, not a list"},
+        {"name: wf\ntasks:\n  - {retries: x, type: noop, name: a}\n",
+         "t.yaml:3: bad value \"x\" for \"retries\" in task \"a\": write a whole number from 0 "
+         "to 1000"},
+        {"name: wf\ntasks:\n  - {retries: x, typo: noop}\n",
+         "t.yaml:3: unknown key \"typo\" in task #1 (did you mean \"type\"?)"},
+        {"tasks: []\nname:\n", "t.yaml:1: workflow has no \"name\""},
+        {"timeout: x\nname: [wf]\n", "t.yaml:2: \"name\" in workflow must be a string, not a "
+                                     "list"},
+        {"timeout: x\nname: wf\n", "t.yaml:1: bad duration \"x\" for \"timeout\" in workflow "
+                                   "\"wf\": write a whole number and a unit (250ms, 10s, 5m, "
+                                   "2h, 1d), or 0"},
+        {"name: wf\ntasks:\n", "t.yaml:2: workflow \"wf\" has no tasks: add a \"tasks\" list"},
+        {"name: wf\ntasks: []\n", "t.yaml:2: workflow \"wf\" has no tasks: add a \"tasks\" "
+                                  "list"},
+        {"name: wf\ntasks:\n  - {name: s, type: sub_workflow, workflow: ~}\n",
+         "t.yaml:3: sub_workflow task \"s\" needs \"workflow\": the workflow to run"},
+        {"name: wf\ntasks:\n  - name: s\n    type: shell\n    command: ''\n",
+         "t.yaml:5: shell task \"s\" needs a non-empty \"command\""},
+        {"name: wf\ntasks:\n  - name: d\n    type: dependent\n    depends: [{task: x}]\n",
+         "t.yaml:5: \"depends\" item #1 of task \"d\" has no \"workflow\""},
+        {"name: wf\ntasks:\n  - name: c\n    type: conditions\n    when: {all: [{task: x}]}\n",
+         "t.yaml:5: \"when\" item #1 of task \"c\" has no \"state\""},
+        {"name: wf\ntasks:\n  - name: c\n    type: conditions\n    when: {all: [], any: []}\n",
+         "t.yaml:5: \"when\" in task \"c\" needs exactly one of \"all\" and \"any\""},
+        {"name: wf\ntasks:\n  - name: c\n    type: conditions\n    when: {all: x}\n",
+         "t.yaml:5: \"all\" in \"when\" of task \"c\" must be a list, not a string"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_eq(parse_str(cases[i].yaml, &d, &msg), TN_ERR_PARSE, "case %zu", i);
+        cr_expect_str_eq(msg.text, cases[i].want, "case %zu", i);
+        cr_expect_null(d);
+        tn_def_free(d);
+    }
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The bytes of the encoding and every message the decoder gives on a truncated or
+ * corrupted copy, pinned by hash: a change to the encoding or to the decoder's messages
+ * shows here. */
+Test(def, encoding_and_decoder_messages_are_pinned)
+{
+    static const struct {
+        const char *file;
+        uint64_t bytes, messages;
+    } pins[] = {
+        {"tests/defs/good/full.yaml", 0xd55dcb7e1fba55aaull, 0xbcab75a175628ff4ull},
+        {"tests/defs/good/minimal.yaml", 0x159439c813abee41ull, 0x36a787572511bae9ull},
+        {"tests/defs/good/canon_a.yaml", 0x2fc49e3d88ce6fd5ull, 0x7be68923ebc811f1ull},
+    };
+    for (size_t f = 0; f < sizeof(pins) / sizeof(pins[0]); f++) {
+        tn_def *d = parse_ok(pins[f].file);
+        char *enc;
+        size_t len;
+        encode(d, &enc, &len);
+        uint64_t hb = fnv(0xcbf29ce484222325ull, enc, len), hm = 0xcbf29ce484222325ull;
+        uint8_t *copy = malloc(len);
+        for (size_t i = 0; i <= len; i++) {
+            for (unsigned flip = 0; flip < 3; flip++) {
+                memcpy(copy, enc, len);
+                size_t n = len;
+                if (flip == 0)
+                    n = i; /* truncated */
+                else if (i < len)
+                    copy[i] ^= flip == 1 ? 0x01 : 0x80;
+                tn_def *out = NULL;
+                tn_errmsg msg = {{0}};
+                tn_err err = tn_def_decode(copy, n, &out, &msg);
+                hm = fnv(hm, &err, sizeof(err));
+                if (err)
+                    hm = fnv(hm, msg.text, strlen(msg.text));
+                tn_def_free(out);
+            }
+        }
+        cr_expect_eq(hb, pins[f].bytes, "%s: bytes 0x%016llx", pins[f].file,
+                     (unsigned long long)hb);
+        cr_expect_eq(hm, pins[f].messages, "%s: messages 0x%016llx", pins[f].file,
+                     (unsigned long long)hm);
+        free(copy);
+        free(enc);
+        tn_def_free(d);
+    }
+}
