@@ -33,6 +33,14 @@ static int word_find(const char *const *words, size_t n, const char *s)
     return -1;
 }
 
+/* An enum's word table, count and allowed list, for the generic readers below. Enum
+ * values are read and written through unsigned (see field below). */
+typedef struct enum_desc {
+    const char *const *words;
+    size_t n;
+    const char *(*allowed)(void);
+} enum_desc;
+
 #define DEF_ENUM(e, LIST)                                                                 \
     static const char *const e##_words[] = {LIST(WORD)};                                  \
     const char *tn_def_##e##_name(tn_def_##e v)                                           \
@@ -50,7 +58,10 @@ static int word_find(const char *const *words, size_t n, const char *s)
     const char *tn_def_##e##_allowed(void)                                                \
     {                                                                                     \
         return &(LIST(ALLOWED))[2];                                                       \
-    }
+    }                                                                                     \
+    static const enum_desc e##_desc = {e##_words, TN_ARRAY_LEN(e##_words),               \
+                                       tn_def_##e##_allowed};                             \
+    _Static_assert(sizeof(tn_def_##e) == sizeof(unsigned), "an enum is an unsigned");
 
 DEF_ENUM(task_type, TN_DEF_TASK_TYPE_LIST)
 DEF_ENUM(exec, TN_DEF_EXEC_LIST)
@@ -64,66 +75,8 @@ DEF_ENUM(relation, TN_DEF_RELATION_LIST)
 DEF_ENUM(cycle, TN_DEF_CYCLE_LIST)
 DEF_ENUM(failure_policy, TN_DEF_FAILURE_POLICY_LIST)
 
-/* An enum's word table, count and allowed list, for the generic readers below. */
-typedef struct enum_desc {
-    const char *const *words;
-    size_t n;
-    const char *(*allowed)(void);
-} enum_desc;
-
-#define ENUM_DESC(e) {e##_words, TN_ARRAY_LEN(e##_words), tn_def_##e##_allowed}
-
 static const char *const wf_key_words[] = {TN_DEF_WF_KEY_LIST(WORD)};
 static const char *const task_key_words[] = {TN_DEF_TASK_KEY_LIST(WORD)};
-
-#define T_(x) (1u << TN_DEF_TASK_##x)
-#define T_ALL (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | \
-               T_(SUB_WORKFLOW))
-#define T_DISPATCHED (T_(SHELL) | T_(NOOP))
-
-/* Which task types accept each key (see tn_def_task_key_applies in the header). */
-static const uint8_t task_key_types[TN_DEF_TK__COUNT] = {
-    [TN_DEF_TK_NAME] = T_ALL,
-    [TN_DEF_TK_TYPE] = T_ALL,
-    [TN_DEF_TK_DEPS] = T_ALL,
-    [TN_DEF_TK_ENABLED] = T_ALL,
-    [TN_DEF_TK_PARAMS] = T_ALL,
-    [TN_DEF_TK_RETRIES] = T_ALL,
-    [TN_DEF_TK_RETRY_INTERVAL] = T_ALL,
-    [TN_DEF_TK_TIMEOUT] = T_ALL,
-    [TN_DEF_TK_TIMEOUT_STRATEGY] = T_ALL,
-    [TN_DEF_TK_DELAY] = T_ALL,
-    [TN_DEF_TK_PRIORITY] = T_ALL,
-    [TN_DEF_TK_WORKER_GROUP] = T_DISPATCHED,
-    [TN_DEF_TK_TASK_GROUP] = T_DISPATCHED,
-    [TN_DEF_TK_DISPATCH_TIMEOUT] = T_DISPATCHED,
-    [TN_DEF_TK_ENVIRONMENT] = T_(SHELL),
-    [TN_DEF_TK_COMMAND] = T_(SHELL),
-    [TN_DEF_TK_KILL_GRACE] = T_(SHELL),
-    [TN_DEF_TK_MEMORY_MAX] = T_(SHELL),
-    [TN_DEF_TK_CPU_MAX] = T_(SHELL),
-    [TN_DEF_TK_RESULT] = T_(NOOP),
-    [TN_DEF_TK_DURATION] = T_(NOOP),
-    [TN_DEF_TK_OUTPUTS] = T_(NOOP),
-    [TN_DEF_TK_WHEN] = T_(CONDITIONS),
-    [TN_DEF_TK_ON_SUCCESS] = T_(CONDITIONS),
-    [TN_DEF_TK_ON_FAILURE] = T_(CONDITIONS),
-    [TN_DEF_TK_CASES] = T_(SWITCH),
-    [TN_DEF_TK_DEFAULT] = T_(SWITCH),
-    [TN_DEF_TK_RELATION] = T_(DEPENDENT),
-    [TN_DEF_TK_DEPENDS] = T_(DEPENDENT),
-    [TN_DEF_TK_CHECK_INTERVAL] = T_(DEPENDENT),
-    [TN_DEF_TK_FAILURE_POLICY] = T_(DEPENDENT),
-    [TN_DEF_TK_FAILURE_WAIT] = T_(DEPENDENT),
-    [TN_DEF_TK_WORKFLOW] = T_(SUB_WORKFLOW),
-};
-
-bool tn_def_task_key_applies(tn_def_task_key key, tn_def_task_type type)
-{
-    if ((unsigned)key >= TN_DEF_TK__COUNT || (unsigned)type >= TN_ARRAY_LEN(task_type_words))
-        return false;
-    return (task_key_types[key] >> type) & 1u;
-}
 
 /* ---- scalar syntax ------------------------------------------------------------------ */
 
@@ -628,7 +581,7 @@ static tn_err get_name(const pctx *c, uint32_t v, const char *key, const char *w
 }
 
 static tn_err get_enum(const pctx *c, uint32_t v, const char *key, const char *where,
-                       const enum_desc *ed, int *out)
+                       const enum_desc *ed, unsigned *out)
 {
     if (is_null(c, v))
         return TN_OK;
@@ -640,18 +593,9 @@ static tn_err get_enum(const pctx *c, uint32_t v, const char *key, const char *w
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "bad value \"%.64s\" for \"%s\" in %s (allowed: %s)", SVAL(c, v), key,
                        where, ed->allowed());
-    *out = i;
+    *out = (unsigned)i;
     return TN_OK;
 }
-
-#define GET_ENUM(c, v, key, where, e, out)                                                \
-    ({                                                                                    \
-        static const enum_desc ed_ = ENUM_DESC(e);                                        \
-        int i_ = (int)*(out);                                                             \
-        tn_err r_ = get_enum(c, v, key, where, &ed_, &i_);                                \
-        *(out) = (tn_def_##e)i_;                                                          \
-        r_;                                                                               \
-    })
 
 static tn_err get_bool(const pctx *c, uint32_t v, const char *key, const char *where,
                        bool *out)
@@ -963,11 +907,179 @@ static tn_err get_item(const pctx *c, uint32_t v, const char *key, uint32_t no,
     return TN_OK;
 }
 
-static tn_err parse_when(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+/* ---- tree to struct: keys ------------------------------------------------------------ */
+
+/* How a key's value is kept, which decides how the YAML reader, the encoder, the decoder
+ * and validation treat it. One table lists a workflow's keys, one a task's, and one the
+ * keys of an item of each list of mappings, so these cannot drift apart. */
+typedef enum vkind {
+    V_STR,      /* char *, at most `max` bytes */
+    V_NAME,     /* char *, the name rule; `label` names it in messages */
+    V_REF,      /* tn_def_ref, a task of the same workflow */
+    V_ENUM,     /* an enum of `ed` */
+    V_BOOL,     /* bool */
+    V_COUNT,    /* uint32_t, 0..max */
+    V_DURATION, /* uint64_t ms */
+    V_SIZE,     /* uint64_t bytes */
+    V_CPU,      /* uint64_t thousandths of a core */
+    V_KVS,      /* tn_def_kvs */
+    V_REFS,     /* tn_def_ref *, its count at n_off */
+    V_ITEMS,    /* a list of mappings, see item_spec */
+    V_TASKS,    /* the workflow's tasks */
+} vkind;
+
+typedef struct item_spec item_spec;
+
+/* The YAML reader of a key whose kind's reader does not fit. */
+typedef tn_err (*parse_fn)(const pctx *c, uint32_t v, const char *key, const char *where,
+                           void *base);
+
+typedef struct field {
+    uint8_t kind;        /* vkind */
+    uint8_t types;       /* task keys: a bit per task type that takes the key */
+    bool required;       /* must be written; read before the other keys */
+    bool nil_ok;         /* encoded as nil when NULL */
+    size_t off, n_off;   /* of the value (and of a V_REFS count) in its struct */
+    uint32_t max;        /* V_STR: bytes; V_COUNT: the largest value */
+    const char *label;   /* V_NAME: what the name is, for messages */
+    const char *what;    /* decoding messages, where not the key itself */
+    const enum_desc *ed; /* V_ENUM */
+    const item_spec *items;
+    parse_fn parse;      /* the YAML reader, where not the kind's */
+} field;
+
+/* A list of mappings (when, cases, depends): its items' keys and where it is kept. */
+struct item_spec {
+    const char *const *words; /* the keys of one item */
+    const field *fields;      /* [n], a field per key, offsets within an item */
+    uint32_t n;
+    uint32_t required;        /* bit k: words[k] must be written */
+    size_t size;              /* of one item */
+    size_t list_off, n_off;   /* of the array and its count in tn_def_task */
+    const char *tuple;        /* decoding messages: one item */
+    const field *head;        /* encoded before the list (the mode of "when"), or NULL */
+    tn_err (*init)(void *item, uint32_t line); /* defaults before an item is read */
+};
+
+static tn_err parse_items(const pctx *c, uint32_t v, const char *list_key,
+                          const char *list_where, const char *key, const char *where,
+                          const item_spec *s, void *base);
+static tn_err parse_tasks(const pctx *c, uint32_t v, const char *key, const char *where,
+                          void *base);
+
+/* One value into `base` + f->off (replacing what was there; a null value leaves the
+ * default). `key` and `where` name it in messages. */
+static tn_err parse_value(const pctx *c, const field *f, uint32_t v, const char *key,
+                          const char *where, void *base)
+{
+    void *p = (char *)base + f->off;
+    if (f->parse)
+        return f->parse(c, v, key, where, base);
+    switch ((vkind)f->kind) {
+    case V_STR: return get_str(c, v, key, where, f->max, p);
+    case V_NAME: return get_name(c, v, key, where, f->label, p);
+    case V_REF: return get_ref(c, v, key, where, p);
+    case V_ENUM: return get_enum(c, v, key, where, f->ed, p);
+    case V_BOOL: return get_bool(c, v, key, where, p);
+    case V_COUNT: return get_count(c, v, key, where, f->max, p);
+    case V_DURATION: return get_duration(c, v, key, where, p);
+    case V_SIZE: return get_size(c, v, key, where, p);
+    case V_CPU: return get_cpu(c, v, key, where, p);
+    case V_KVS: return get_kvs(c, v, key, where, p);
+    case V_REFS: return get_refs(c, v, key, where, p, (uint32_t *)((char *)base + f->n_off));
+    case V_ITEMS: return parse_items(c, v, key, where, key, where, f->items, base);
+    case V_TASKS: return parse_tasks(c, v, key, where, base);
+    }
+    return TN_ERR_INVAL; /* not reached: every kind is read above */
+}
+
+/* A list of mappings: `list_key` and `list_where` name the list, `key` and `where` its
+ * items ("when" item #2 of a task whose list is under "all"). */
+static tn_err parse_items(const pctx *c, uint32_t v, const char *list_key,
+                          const char *list_where, const char *key, const char *where,
+                          const item_spec *s, void *base)
+{
+    uint32_t iv[8], i = 0, *n_items = (uint32_t *)((char *)base + s->n_off);
+    char here[200];
+    void *list = NULL;
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = get_items(c, v, list_key, list_where, s->size, &list, n_items);
+    memcpy((char *)base + s->list_off, &list, sizeof(list));
+    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
+        void *item = (char *)list + (size_t)i * s->size;
+        if (s->init && (err = s->init(item, NODE(c, k)->line)) != TN_OK)
+            return err;
+        err = get_item(c, k, key, i + 1, where, s->words, s->n, s->required, iv, here,
+                       sizeof(here));
+        for (uint32_t j = 0; !err && j < s->n; j++)
+            if (iv[j] != NONE)
+                err = parse_value(c, &s->fields[j], iv[j], s->words[j], here, item);
+    }
+    return err;
+}
+
+static const char *const when_words[] = {"task", "state"};
+static const field when_fields[] = {
+    {V_REF, .off = offsetof(tn_def_cond_item, task), .what = "when task"},
+    {V_ENUM, .off = offsetof(tn_def_cond_item, state), .ed = &cond_state_desc,
+     .what = "when state"},
+};
+static const field when_mode = {V_ENUM, .off = offsetof(tn_def_task, cond.mode),
+                                .ed = &cond_mode_desc};
+static const item_spec when_items = {
+    when_words, when_fields, 2, 3, sizeof(tn_def_cond_item), offsetof(tn_def_task, cond.when),
+    offsetof(tn_def_task, cond.n_when), "when item", &when_mode, NULL};
+
+static tn_err case_init(void *item, uint32_t line)
+{
+    ((tn_def_case *)item)->line = line;
+    return TN_OK;
+}
+
+static const char *const case_words[] = {"when", "then"};
+static const field case_fields[] = {
+    {V_STR, .off = offsetof(tn_def_case, when), .max = TN_DEF_MAX_STRING, .what = "case when"},
+    {V_REF, .off = offsetof(tn_def_case, then), .what = "case then"},
+};
+static const item_spec case_items = {
+    case_words, case_fields, 2, 3, sizeof(tn_def_case), offsetof(tn_def_task, sw.cases),
+    offsetof(tn_def_task, sw.n_cases), "case", NULL, case_init};
+
+/* A dependent item waits for the whole workflow today unless it says otherwise. Only
+ * `workflow` is required, so the defaults are set before the item is read. */
+static tn_err depend_init(void *item, uint32_t line)
+{
+    tn_def_depend *dp = item;
+    dp->line = line;
+    dp->cycle = TN_DEF_CYCLE_DAY;
+    if (!(dp->task = strdup(TN_DEF_DEPEND_ALL)) || !(dp->date = strdup("today")))
+        return TN_ERR_NOMEM;
+    return TN_OK;
+}
+
+static const char *const depend_words[] = {"workflow", "task", "cycle", "date"};
+static const field depend_fields[] = {
+    {V_NAME, .off = offsetof(tn_def_depend, workflow), .label = "workflow name",
+     .what = "depends workflow"},
+    {V_NAME, .off = offsetof(tn_def_depend, task), .label = "task name",
+     .what = "depends task"},
+    {V_ENUM, .off = offsetof(tn_def_depend, cycle), .ed = &cycle_desc,
+     .what = "depends cycle"},
+    {V_STR, .off = offsetof(tn_def_depend, date), .max = TN_DEF_MAX_NAME,
+     .what = "depends date"},
+};
+static const item_spec depend_items = {
+    depend_words, depend_fields, 4, 1, sizeof(tn_def_depend), offsetof(tn_def_task, dep.depends),
+    offsetof(tn_def_task, dep.n_depends), "depends item", NULL, depend_init};
+
+/* when: {all|any: [items]}: the one key of the mapping is the mode. */
+static tn_err parse_when(const pctx *c, uint32_t v, const char *key, const char *where,
+                         void *base)
 {
     static const char *const modes[] = {"all", "any"};
-    static const char *const item_words[] = {"task", "state"};
-    uint32_t vals[2], lines[2], iv[2], i = 0;
+    tn_def_task *t = base;
+    uint32_t vals[2], lines[2];
     char here[200];
     if (is_null(c, v))
         return TN_OK;
@@ -983,70 +1095,173 @@ static tn_err parse_when(const pctx *c, uint32_t v, const char *where, tn_def_ta
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "\"when\" in %s needs exactly one of \"all\" and \"any\"", where);
     t->cond.mode = vals[0] != NONE ? TN_DEF_COND_ALL : TN_DEF_COND_ANY;
-    uint32_t list = vals[t->cond.mode == TN_DEF_COND_ALL ? 0 : 1];
-    if (is_null(c, list))
+    return parse_items(c, vals[t->cond.mode], modes[t->cond.mode], here, key, where,
+                       &when_items, base);
+}
+
+static tn_err parse_default(const pctx *c, uint32_t v, const char *key, const char *where,
+                            void *base)
+{
+    tn_def_task *t = base;
+    if (is_null(c, v))
         return TN_OK;
-    err = get_items(c, list, t->cond.mode == TN_DEF_COND_ALL ? "all" : "any", here,
-                    sizeof(*t->cond.when), (void **)&t->cond.when, &t->cond.n_when);
-    for (uint32_t k = NODE(c, list)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
-        tn_def_cond_item *it = &t->cond.when[i];
-        err = get_item(c, k, "when", i + 1, where, item_words, 2, 3, iv, here, sizeof(here));
-        if (!err)
-            err = get_ref(c, iv[0], "task", here, &it->task);
-        if (!err)
-            err = GET_ENUM(c, iv[1], "state", here, cond_state, &it->state);
+    t->sw.has_default = true;
+    return get_ref(c, v, key, where, &t->sw.dflt);
+}
+
+/* The type, with a message of its own: it decides which other keys may be written. */
+static tn_err parse_type(const pctx *c, uint32_t v, const char *key, const char *where,
+                         void *base)
+{
+    tn_def_task *t = base;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    if (tn_def_task_type_parse(SVAL(c, v), &t->type) != TN_OK)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "unknown task type \"%.64s\" in %s (allowed: %s)", SVAL(c, v), where,
+                       tn_def_task_type_allowed());
+    return TN_OK;
+}
+
+#define T_(x) (1u << TN_DEF_TASK_##x)
+#define T_ALL (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | \
+               T_(SUB_WORKFLOW))
+#define T_DISPATCHED (T_(SHELL) | T_(NOOP))
+#define TF(f) offsetof(tn_def_task, f)
+#define DF(f) offsetof(tn_def, f)
+
+/* A task's keys: which types take each (see tn_def_task_key_applies in the header), how
+ * it is read and where it is kept. The encoding follows this order (see below). */
+static const field task_fields[TN_DEF_TK__COUNT] = {
+    [TN_DEF_TK_NAME] = {V_NAME, T_ALL, .required = true, .off = TF(name), .label = "task name",
+                        .what = "task name"},
+    [TN_DEF_TK_TYPE] = {V_ENUM, T_ALL, .required = true, .off = TF(type),
+                        .ed = &task_type_desc, .what = "task type", .parse = parse_type},
+    [TN_DEF_TK_DEPS] = {V_REFS, T_ALL, .off = TF(deps), .n_off = TF(n_deps)},
+    [TN_DEF_TK_ENABLED] = {V_BOOL, T_ALL, .off = TF(enabled)},
+    [TN_DEF_TK_PARAMS] = {V_KVS, T_ALL, .off = TF(params)},
+    [TN_DEF_TK_RETRIES] = {V_COUNT, T_ALL, .off = TF(retries), .max = TN_DEF_MAX_RETRIES},
+    [TN_DEF_TK_RETRY_INTERVAL] = {V_DURATION, T_ALL, .off = TF(retry_interval_ms)},
+    [TN_DEF_TK_TIMEOUT] = {V_DURATION, T_ALL, .off = TF(timeout_ms)},
+    [TN_DEF_TK_TIMEOUT_STRATEGY] = {V_ENUM, T_ALL, .off = TF(timeout_strategy),
+                                    .ed = &timeout_strategy_desc},
+    [TN_DEF_TK_DELAY] = {V_DURATION, T_ALL, .off = TF(delay_ms)},
+    [TN_DEF_TK_PRIORITY] = {V_ENUM, T_ALL, .off = TF(priority), .ed = &priority_desc},
+    [TN_DEF_TK_WORKER_GROUP] = {V_NAME, T_DISPATCHED, .off = TF(worker_group),
+                                .label = "worker group name"},
+    [TN_DEF_TK_TASK_GROUP] = {V_NAME, T_DISPATCHED, .nil_ok = true, .off = TF(task_group),
+                              .label = "task group name"},
+    [TN_DEF_TK_DISPATCH_TIMEOUT] = {V_DURATION, T_DISPATCHED, .off = TF(dispatch_timeout_ms)},
+    [TN_DEF_TK_ENVIRONMENT] = {V_NAME, T_(SHELL), .nil_ok = true, .off = TF(environment),
+                               .label = "environment name"},
+    [TN_DEF_TK_COMMAND] = {V_STR, T_(SHELL), .off = TF(command), .max = TN_DEF_MAX_COMMAND},
+    [TN_DEF_TK_KILL_GRACE] = {V_DURATION, T_(SHELL), .off = TF(kill_grace_ms)},
+    [TN_DEF_TK_MEMORY_MAX] = {V_SIZE, T_(SHELL), .off = TF(memory_max)},
+    [TN_DEF_TK_CPU_MAX] = {V_CPU, T_(SHELL), .off = TF(cpu_max_milli)},
+    [TN_DEF_TK_RESULT] = {V_ENUM, T_(NOOP), .off = TF(noop.result), .ed = &noop_result_desc},
+    [TN_DEF_TK_DURATION] = {V_DURATION, T_(NOOP), .off = TF(noop.duration_ms)},
+    [TN_DEF_TK_OUTPUTS] = {V_KVS, T_(NOOP), .off = TF(noop.outputs)},
+    [TN_DEF_TK_WHEN] = {V_ITEMS, T_(CONDITIONS), .items = &when_items, .parse = parse_when},
+    [TN_DEF_TK_ON_SUCCESS] = {V_REFS, T_(CONDITIONS), .off = TF(cond.on_success),
+                              .n_off = TF(cond.n_on_success)},
+    [TN_DEF_TK_ON_FAILURE] = {V_REFS, T_(CONDITIONS), .off = TF(cond.on_failure),
+                              .n_off = TF(cond.n_on_failure)},
+    [TN_DEF_TK_CASES] = {V_ITEMS, T_(SWITCH), .items = &case_items},
+    [TN_DEF_TK_DEFAULT] = {V_REF, T_(SWITCH), .nil_ok = true, .off = TF(sw.dflt),
+                           .parse = parse_default},
+    [TN_DEF_TK_RELATION] = {V_ENUM, T_(DEPENDENT), .off = TF(dep.relation),
+                            .ed = &relation_desc},
+    [TN_DEF_TK_DEPENDS] = {V_ITEMS, T_(DEPENDENT), .items = &depend_items},
+    [TN_DEF_TK_CHECK_INTERVAL] = {V_DURATION, T_(DEPENDENT), .off = TF(dep.check_interval_ms)},
+    [TN_DEF_TK_FAILURE_POLICY] = {V_ENUM, T_(DEPENDENT), .off = TF(dep.failure_policy),
+                                  .ed = &failure_policy_desc},
+    [TN_DEF_TK_FAILURE_WAIT] = {V_DURATION, T_(DEPENDENT), .off = TF(dep.failure_wait_ms)},
+    [TN_DEF_TK_WORKFLOW] = {V_NAME, T_(SUB_WORKFLOW), .off = TF(sub.workflow),
+                            .label = "workflow name"},
+};
+
+static const field wf_fields[TN_DEF_WK__COUNT] = {
+    [TN_DEF_WK_NAME] = {V_NAME, .required = true, .off = DF(name), .label = "workflow name"},
+    [TN_DEF_WK_DESCRIPTION] = {V_STR, .off = DF(description), .max = TN_DEF_MAX_STRING},
+    [TN_DEF_WK_PARAMS] = {V_KVS, .off = DF(params)},
+    [TN_DEF_WK_EXECUTION] = {V_ENUM, .off = DF(execution), .ed = &exec_desc},
+    [TN_DEF_WK_PRIORITY] = {V_ENUM, .off = DF(priority), .ed = &priority_desc},
+    [TN_DEF_WK_TIMEOUT] = {V_DURATION, .off = DF(timeout_ms)},
+    [TN_DEF_WK_TIMEOUT_STRATEGY] = {V_ENUM, .off = DF(timeout_strategy),
+                                    .ed = &timeout_strategy_desc},
+    [TN_DEF_WK_FAILURE_STRATEGY] = {V_ENUM, .off = DF(failure_strategy),
+                                    .ed = &failure_strategy_desc},
+    [TN_DEF_WK_TASKS] = {V_TASKS},
+};
+
+/* A mapping's keys: the table and the words, and the keys of the level above or below
+ * for the misplaced-key hint. */
+typedef struct map_spec {
+    const field *fields;
+    const char *const *words;
+    size_t n;
+    other_keys other;
+} map_spec;
+
+static const map_spec task_map = {task_fields, task_key_words, TN_DEF_TK__COUNT,
+                                  {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"}};
+static const map_spec wf_map = {wf_fields, wf_key_words, TN_DEF_WK__COUNT,
+                                {task_key_words, TN_DEF_TK__COUNT, "a task key"}};
+
+bool tn_def_task_key_applies(tn_def_task_key key, tn_def_task_type type)
+{
+    if ((unsigned)key >= TN_DEF_TK__COUNT || (unsigned)type >= TN_ARRAY_LEN(task_type_words))
+        return false;
+    return (task_fields[key].types >> type) & 1u;
+}
+
+/* "where" for messages: the thing named by its `name` key when that is a plain string,
+ * else by `fallback`. */
+static void name_where(const pctx *c, uint32_t map, const char *what, const char *fallback,
+                       char *where, size_t len)
+{
+    const char *peek = peek_key(c, map, "name");
+    if (peek)
+        snprintf(where, len, "%s \"%.64s\"", what, peek);
+    else
+        snprintf(where, len, "%s", fallback);
+}
+
+/* Check the keys of a mapping, then read its required keys in table order, so the
+ * thing is named and typed before anything else about it is reported. */
+static tn_err parse_required(const pctx *c, uint32_t map, const map_spec *m, const char *where,
+                             uint32_t *lines, void *base)
+{
+    uint32_t vals[TN_DEF_TK__COUNT];
+    tn_err err = collect_keys(c, map, m->words, m->n, &m->other, where, vals, lines);
+    for (size_t k = 0; !err && k < m->n; k++) {
+        const field *f = &m->fields[k];
+        if (!f->required)
+            continue;
+        if (vals[k] == NONE || is_null(c, vals[k]))
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, map)->line, "%s has no \"%s\"%s%s%s",
+                           where, m->words[k], f->ed ? " (one of " : "",
+                           f->ed ? f->ed->allowed() : "", f->ed ? ")" : "");
+        err = parse_value(c, f, vals[k], m->words[k], where, base);
     }
     return err;
 }
 
-static tn_err parse_cases(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+/* The other keys of a mapping, in the order written. Keys were checked already. */
+static tn_err parse_rest(const pctx *c, uint32_t map, const map_spec *m, const char *where,
+                         void *base)
 {
-    static const char *const item_words[] = {"when", "then"};
-    uint32_t iv[2], i = 0;
-    char here[200];
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = get_items(c, v, "cases", where, sizeof(*t->sw.cases), (void **)&t->sw.cases,
-                           &t->sw.n_cases);
-    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
-        tn_def_case *cs = &t->sw.cases[i];
-        cs->line = NODE(c, k)->line;
-        err = get_item(c, k, "cases", i + 1, where, item_words, 2, 3, iv, here, sizeof(here));
-        if (!err)
-            err = get_str(c, iv[0], "when", here, TN_DEF_MAX_STRING, &cs->when);
-        if (!err)
-            err = get_ref(c, iv[1], "then", here, &cs->then);
+    for (uint32_t k = NODE(c, map)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        int key = word_find(m->words, m->n, SVAL(c, k));
+        if (key < 0 || m->fields[key].required)
+            continue;
+        tn_err err = parse_value(c, &m->fields[key], NODE(c, k)->next, m->words[key], where,
+                                 base);
+        if (err)
+            return err;
     }
-    return err;
-}
-
-static tn_err parse_depends(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
-{
-    static const char *const item_words[] = {"workflow", "task", "cycle", "date"};
-    uint32_t iv[4], i = 0;
-    char here[200];
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = get_items(c, v, "depends", where, sizeof(*t->dep.depends),
-                           (void **)&t->dep.depends, &t->dep.n_depends);
-    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
-        tn_def_depend *dp = &t->dep.depends[i];
-        dp->line = NODE(c, k)->line;
-        dp->cycle = TN_DEF_CYCLE_DAY;
-        if (!(dp->task = strdup(TN_DEF_DEPEND_ALL)) || !(dp->date = strdup("today")))
-            return TN_ERR_NOMEM;
-        err = get_item(c, k, "depends", i + 1, where, item_words, 4, 1, iv, here,
-                       sizeof(here));
-        if (!err)
-            err = get_name(c, iv[0], "workflow", here, "workflow name", &dp->workflow);
-        if (!err && iv[1] != NONE)
-            err = get_name(c, iv[1], "task", here, "task name", &dp->task);
-        if (!err && iv[2] != NONE)
-            err = GET_ENUM(c, iv[2], "cycle", here, cycle, &dp->cycle);
-        if (!err && iv[3] != NONE)
-            err = get_str(c, iv[3], "date", here, TN_DEF_MAX_NAME, &dp->date);
-    }
-    return err;
+    return TN_OK;
 }
 
 static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
@@ -1054,7 +1269,7 @@ static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
     size_t used = 0;
     buf[0] = '\0';
     for (unsigned ty = 0; ty < TN_ARRAY_LEN(task_type_words); ty++) {
-        if (!(task_key_types[k] >> ty & 1))
+        if (!(task_fields[k].types >> ty & 1))
             continue;
         int w = snprintf(buf + used, len - used, "%s%s", used ? " and " : "",
                          task_type_words[ty]);
@@ -1065,44 +1280,13 @@ static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
     return buf;
 }
 
-static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
+/* Logic tasks run in the master, so a worker key on one would be silently ignored: every
+ * key a task's type does not take is refused, before any value is read. */
+static tn_err check_applies(const pctx *c, uint32_t map, const tn_def_task *t,
+                            const char *where)
 {
-    uint32_t vals[TN_DEF_TK__COUNT];
-    char where[100], types[64];
-    const node *tn = NODE(c, v);
-    tn_err err;
-
-    t->line = tn->line;
-    if (tn->kind != N_MAP)
-        return fail_at(&c->e, TN_ERR_PARSE, tn->line,
-                       "task #%u must be a mapping of keys (name, type, ...), not %s", no,
-                       kind_word(tn));
-    const char *peek = peek_key(c, v, "name");
-    if (peek)
-        snprintf(where, sizeof(where), "task \"%.64s\"", peek);
-    else
-        snprintf(where, sizeof(where), "task #%u", no);
-    static const other_keys wf_keys = {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"};
-    err = collect_keys(c, v, task_key_words, TN_DEF_TK__COUNT, &wf_keys, where, vals,
-                       t->key_line);
-    if (err)
-        return err;
-    if (vals[TN_DEF_TK_NAME] == NONE || is_null(c, vals[TN_DEF_TK_NAME]))
-        return fail_at(&c->e, TN_ERR_PARSE, tn->line, "task #%u has no \"name\"", no);
-    if ((err = get_name(c, vals[TN_DEF_TK_NAME], "name", where, "task name", &t->name)))
-        return err;
-    if (vals[TN_DEF_TK_TYPE] == NONE || is_null(c, vals[TN_DEF_TK_TYPE]))
-        return fail_at(&c->e, TN_ERR_PARSE, tn->line, "%s has no \"type\" (one of %s)", where,
-                       tn_def_task_type_allowed());
-    uint32_t tv = vals[TN_DEF_TK_TYPE];
-    if ((err = want(c, tv, N_SCALAR, "type", where)))
-        return err;
-    if (tn_def_task_type_parse(SVAL(c, tv), &t->type) != TN_OK)
-        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, tv)->line,
-                       "unknown task type \"%.64s\" in %s (allowed: %s)", SVAL(c, tv), where,
-                       tn_def_task_type_allowed());
-
-    for (uint32_t k = tn->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+    char types[64];
+    for (uint32_t k = NODE(c, map)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
         int key = word_find(task_key_words, TN_DEF_TK__COUNT, SVAL(c, k));
         if (!tn_def_task_key_applies((tn_def_task_key)key, t->type))
             return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
@@ -1111,117 +1295,26 @@ static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
                            types_of_key((tn_def_task_key)key, types, sizeof(types)),
                            task_type_words[t->type]);
     }
-
-    for (uint32_t k = tn->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
-        int key = word_find(task_key_words, TN_DEF_TK__COUNT, SVAL(c, k));
-        uint32_t val = NODE(c, k)->next;
-        const char *kw = task_key_words[key];
-        switch ((tn_def_task_key)key) {
-        case TN_DEF_TK_NAME:
-        case TN_DEF_TK_TYPE:
-        case TN_DEF_TK__COUNT:
-            break;
-        case TN_DEF_TK_DEPS:
-            err = get_refs(c, val, kw, where, &t->deps, &t->n_deps);
-            break;
-        case TN_DEF_TK_ENABLED:
-            err = get_bool(c, val, kw, where, &t->enabled);
-            break;
-        case TN_DEF_TK_PARAMS:
-            err = get_kvs(c, val, kw, where, &t->params);
-            break;
-        case TN_DEF_TK_RETRIES:
-            err = get_count(c, val, kw, where, TN_DEF_MAX_RETRIES, &t->retries);
-            break;
-        case TN_DEF_TK_RETRY_INTERVAL:
-            err = get_duration(c, val, kw, where, &t->retry_interval_ms);
-            break;
-        case TN_DEF_TK_TIMEOUT:
-            err = get_duration(c, val, kw, where, &t->timeout_ms);
-            break;
-        case TN_DEF_TK_TIMEOUT_STRATEGY:
-            err = GET_ENUM(c, val, kw, where, timeout_strategy, &t->timeout_strategy);
-            break;
-        case TN_DEF_TK_DELAY:
-            err = get_duration(c, val, kw, where, &t->delay_ms);
-            break;
-        case TN_DEF_TK_PRIORITY:
-            err = GET_ENUM(c, val, kw, where, priority, &t->priority);
-            break;
-        case TN_DEF_TK_WORKER_GROUP:
-            err = get_name(c, val, kw, where, "worker group name", &t->worker_group);
-            break;
-        case TN_DEF_TK_TASK_GROUP:
-            err = get_name(c, val, kw, where, "task group name", &t->task_group);
-            break;
-        case TN_DEF_TK_DISPATCH_TIMEOUT:
-            err = get_duration(c, val, kw, where, &t->dispatch_timeout_ms);
-            break;
-        case TN_DEF_TK_ENVIRONMENT:
-            err = get_name(c, val, kw, where, "environment name", &t->environment);
-            break;
-        case TN_DEF_TK_COMMAND:
-            err = get_str(c, val, kw, where, TN_DEF_MAX_COMMAND, &t->command);
-            break;
-        case TN_DEF_TK_KILL_GRACE:
-            err = get_duration(c, val, kw, where, &t->kill_grace_ms);
-            break;
-        case TN_DEF_TK_MEMORY_MAX:
-            err = get_size(c, val, kw, where, &t->memory_max);
-            break;
-        case TN_DEF_TK_CPU_MAX:
-            err = get_cpu(c, val, kw, where, &t->cpu_max_milli);
-            break;
-        case TN_DEF_TK_RESULT:
-            err = GET_ENUM(c, val, kw, where, noop_result, &t->noop.result);
-            break;
-        case TN_DEF_TK_DURATION:
-            err = get_duration(c, val, kw, where, &t->noop.duration_ms);
-            break;
-        case TN_DEF_TK_OUTPUTS:
-            err = get_kvs(c, val, kw, where, &t->noop.outputs);
-            break;
-        case TN_DEF_TK_WHEN:
-            err = parse_when(c, val, where, t);
-            break;
-        case TN_DEF_TK_ON_SUCCESS:
-            err = get_refs(c, val, kw, where, &t->cond.on_success, &t->cond.n_on_success);
-            break;
-        case TN_DEF_TK_ON_FAILURE:
-            err = get_refs(c, val, kw, where, &t->cond.on_failure, &t->cond.n_on_failure);
-            break;
-        case TN_DEF_TK_CASES:
-            err = parse_cases(c, val, where, t);
-            break;
-        case TN_DEF_TK_DEFAULT:
-            if (!is_null(c, val)) {
-                err = get_ref(c, val, kw, where, &t->sw.dflt);
-                t->sw.has_default = true;
-            }
-            break;
-        case TN_DEF_TK_RELATION:
-            err = GET_ENUM(c, val, kw, where, relation, &t->dep.relation);
-            break;
-        case TN_DEF_TK_DEPENDS:
-            err = parse_depends(c, val, where, t);
-            break;
-        case TN_DEF_TK_CHECK_INTERVAL:
-            err = get_duration(c, val, kw, where, &t->dep.check_interval_ms);
-            break;
-        case TN_DEF_TK_FAILURE_POLICY:
-            err = GET_ENUM(c, val, kw, where, failure_policy, &t->dep.failure_policy);
-            break;
-        case TN_DEF_TK_FAILURE_WAIT:
-            err = get_duration(c, val, kw, where, &t->dep.failure_wait_ms);
-            break;
-        case TN_DEF_TK_WORKFLOW:
-            err = get_name(c, val, kw, where, "workflow name", &t->sub.workflow);
-            break;
-        }
-        if (err)
-            return err;
-    }
     return TN_OK;
+}
+
+static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
+{
+    char where[100], fallback[32];
+    const node *tn = NODE(c, v);
+    tn_err err;
+
+    t->line = tn->line;
+    if (tn->kind != N_MAP)
+        return fail_at(&c->e, TN_ERR_PARSE, tn->line,
+                       "task #%u must be a mapping of keys (name, type, ...), not %s", no,
+                       kind_word(tn));
+    snprintf(fallback, sizeof(fallback), "task #%u", no);
+    name_where(c, v, "task", fallback, where, sizeof(where));
+    if ((err = parse_required(c, v, &task_map, where, t->key_line, t)) ||
+        (err = check_applies(c, v, t, where)))
+        return err;
+    return parse_rest(c, v, &task_map, where, t);
 }
 
 static tn_err def_defaults(tn_def *d)
@@ -1234,13 +1327,15 @@ static tn_err def_defaults(tn_def *d)
     return d->description ? TN_OK : TN_ERR_NOMEM;
 }
 
-static tn_err parse_tasks(const pctx *c, uint32_t v, const char *where, tn_def *d)
+static tn_err parse_tasks(const pctx *c, uint32_t v, const char *key, const char *where,
+                          void *base)
 {
+    tn_def *d = base;
     uint32_t i = 0;
     tn_err err;
     if (is_null(c, v))
         return TN_OK;
-    if ((err = want(c, v, N_SEQ, "tasks", where)))
+    if ((err = want(c, v, N_SEQ, key, where)))
         return err;
     uint32_t n = NODE(c, v)->len;
     if (n > TN_DEF_MAX_TASKS)
@@ -1262,7 +1357,6 @@ static tn_err parse_tasks(const pctx *c, uint32_t v, const char *where, tn_def *
 
 static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
 {
-    uint32_t vals[TN_DEF_WK__COUNT];
     char where[100];
     tn_err err;
 
@@ -1273,61 +1367,14 @@ static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, root)->line,
                        "a workflow file must be a mapping with \"name\" and \"tasks\", not %s",
                        kind_word(NODE(c, root)));
-    const char *peek = peek_key(c, root, "name");
-    if (peek)
-        snprintf(where, sizeof(where), "workflow \"%.64s\"", peek);
-    else
-        snprintf(where, sizeof(where), "workflow");
-    static const other_keys task_keys = {task_key_words, TN_DEF_TK__COUNT, "a task key"};
-    err = collect_keys(c, root, wf_key_words, TN_DEF_WK__COUNT, &task_keys, where, vals,
-                       d->key_line);
-    if (err)
+    name_where(c, root, "workflow", "workflow", where, sizeof(where));
+    if ((err = parse_required(c, root, &wf_map, where, d->key_line, d)) ||
+        (err = parse_rest(c, root, &wf_map, where, d)))
         return err;
-    if (vals[TN_DEF_WK_NAME] == NONE || is_null(c, vals[TN_DEF_WK_NAME]))
-        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, root)->line, "workflow has no \"name\"");
-    if ((err = get_name(c, vals[TN_DEF_WK_NAME], "name", where, "workflow name", &d->name)))
-        return err;
-
-    for (uint32_t k = NODE(c, root)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
-        int key = word_find(wf_key_words, TN_DEF_WK__COUNT, SVAL(c, k));
-        uint32_t val = NODE(c, k)->next;
-        const char *kw = wf_key_words[key];
-        switch ((tn_def_wf_key)key) {
-        case TN_DEF_WK_NAME:
-        case TN_DEF_WK__COUNT:
-            break;
-        case TN_DEF_WK_DESCRIPTION:
-            err = get_str(c, val, kw, where, TN_DEF_MAX_STRING, &d->description);
-            break;
-        case TN_DEF_WK_PARAMS:
-            err = get_kvs(c, val, kw, where, &d->params);
-            break;
-        case TN_DEF_WK_EXECUTION:
-            err = GET_ENUM(c, val, kw, where, exec, &d->execution);
-            break;
-        case TN_DEF_WK_PRIORITY:
-            err = GET_ENUM(c, val, kw, where, priority, &d->priority);
-            break;
-        case TN_DEF_WK_TIMEOUT:
-            err = get_duration(c, val, kw, where, &d->timeout_ms);
-            break;
-        case TN_DEF_WK_TIMEOUT_STRATEGY:
-            err = GET_ENUM(c, val, kw, where, timeout_strategy, &d->timeout_strategy);
-            break;
-        case TN_DEF_WK_FAILURE_STRATEGY:
-            err = GET_ENUM(c, val, kw, where, failure_strategy, &d->failure_strategy);
-            break;
-        case TN_DEF_WK_TASKS:
-            err = parse_tasks(c, val, where, d);
-            break;
-        }
-        if (err)
-            return err;
-    }
-    if (vals[TN_DEF_WK_TASKS] == NONE || d->n_tasks == 0)
+    if (d->n_tasks == 0)
         return fail_at(&c->e, TN_ERR_PARSE,
-                       vals[TN_DEF_WK_TASKS] == NONE ? NODE(c, root)->line
-                                                     : d->key_line[TN_DEF_WK_TASKS],
+                       d->key_line[TN_DEF_WK_TASKS] ? d->key_line[TN_DEF_WK_TASKS]
+                                                    : NODE(c, root)->line,
                        "%s has no tasks: add a \"tasks\" list", where);
     return TN_OK;
 }
