@@ -1225,3 +1225,41 @@ Test(def, encoding_and_decoder_messages_are_pinned)
         tn_def_free(d);
     }
 }
+
+/* The whole message for each kind of value a key may hold, on the line of the value. */
+Test(def, value_messages)
+{
+    static const struct {
+        const char *line, *want;
+    } cases[] = {
+        {"memory_max: 1Q", "t.yaml:4: bad size \"1Q\" for \"memory_max\" in task \"a\": write "
+                           "bytes, or a whole number with K, M, G or T (512M, 2G)"},
+        {"cpu_max: 0.0001", "t.yaml:4: bad cpu count \"0.0001\" for \"cpu_max\" in task \"a\": "
+                            "write cores as a decimal with at most 3 decimals (1, 1.5, 0.25), "
+                            "at most 10000"},
+        {"kill_grace: 5y", "t.yaml:4: bad duration \"5y\" for \"kill_grace\" in task \"a\": "
+                           "write a whole number and a unit (250ms, 10s, 5m, 2h, 1d), or 0"},
+        {"kill_grace: 9999d", "t.yaml:4: bad duration \"9999d\" for \"kill_grace\" in task "
+                              "\"a\": the limit is 3650d"},
+        {"enabled: [x]", "t.yaml:4: \"enabled\" in task \"a\" must be a string, not a list"},
+        {"priority: top", "t.yaml:4: bad value \"top\" for \"priority\" in task \"a\" (allowed: "
+                          "highest, high, medium, low, lowest)"},
+        {"task_group: 'a b'", "t.yaml:4: bad task group name \"a b\": use 1..64 characters of "
+                              "A-Z a-z 0-9 _ . -"},
+        {"environment: {x: 1}", "t.yaml:4: \"environment\" in task \"a\" must be a string, not "
+                                "a mapping"},
+        {"deps: [~]", "t.yaml:4: items of \"deps\" in task \"a\" must be task names, not empty"},
+        {"params: {'a b': 1}", "t.yaml:4: bad param name \"a b\": use 1..64 characters of A-Z "
+                               "a-z 0-9 _ . -"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[300];
+        snprintf(yaml, sizeof(yaml), "name: wf\ntasks:\n  - name: a\n    %s\n    type: shell\n"
+                 "    command: x\n", cases[i].line);
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_neq(parse_str(yaml, &d, &msg), TN_OK, "case %zu", i);
+        cr_expect_str_eq(msg.text, cases[i].want, "case %zu", i);
+        tn_def_free(d);
+    }
+}

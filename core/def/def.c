@@ -534,15 +534,25 @@ static tn_err want(const pctx *c, uint32_t v, uint8_t kind, const char *key, con
                    key, where, what[kind], kind_word(NODE(c, v)));
 }
 
+/* Whether v holds a string to read: false with TN_OK for a null value (the default
+ * stays), false with the error for anything but a string. */
+static bool has_scalar(const pctx *c, uint32_t v, const char *key, const char *where,
+                       tn_err *err)
+{
+    *err = TN_OK;
+    if (is_null(c, v))
+        return false;
+    *err = want(c, v, N_SCALAR, key, where);
+    return *err == TN_OK;
+}
+
 /* A string value of at most `max` bytes into *out (replacing what was there). A null
  * value leaves *out alone: it is the default. */
 static tn_err get_str(const pctx *c, uint32_t v, const char *key, const char *where, size_t max,
                       char **out)
 {
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     if (NODE(c, v)->len > max)
         return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
@@ -583,10 +593,8 @@ static tn_err get_name(const pctx *c, uint32_t v, const char *key, const char *w
 static tn_err get_enum(const pctx *c, uint32_t v, const char *key, const char *where,
                        const enum_desc *ed, unsigned *out)
 {
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     int i = word_find(ed->words, ed->n, SVAL(c, v));
     if (i < 0)
@@ -602,10 +610,8 @@ static tn_err get_bool(const pctx *c, uint32_t v, const char *key, const char *w
 {
     static const char *const yes[] = {"true", "True", "TRUE", NULL};
     static const char *const no[] = {"false", "False", "FALSE", NULL};
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     if (word_in(SVAL(c, v), yes))
         *out = true;
@@ -622,10 +628,8 @@ static tn_err get_count(const pctx *c, uint32_t v, const char *key, const char *
                         uint32_t max, uint32_t *out)
 {
     uint64_t n;
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     const char *s = SVAL(c, v);
     int nd = digits(s, &n);
@@ -641,10 +645,8 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
                            uint64_t *out)
 {
     uint64_t n;
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     const char *s = SVAL(c, v);
     if (tn_parse_duration_ms(s, out) == TN_OK)
@@ -663,35 +665,19 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
                    "(250ms, 10s, 5m, 2h, 1d), or 0", s, key, where);
 }
 
-static tn_err get_size(const pctx *c, uint32_t v, const char *key, const char *where,
-                       uint64_t *out)
+/* A value `conv` turns into a number (tn_parse_size, tn_parse_cpu_milli); `noun` and
+ * `hint` make its message. */
+static tn_err get_converted(const pctx *c, uint32_t v, const char *key, const char *where,
+                            tn_err (*conv)(const char *, uint64_t *), const char *noun,
+                            const char *hint, uint64_t *out)
 {
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
-    if (tn_parse_size(SVAL(c, v), out) == TN_OK)
+    if (conv(SVAL(c, v), out) == TN_OK)
         return TN_OK;
-    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
-                   "bad size \"%.64s\" for \"%s\" in %s: write bytes, or a whole number "
-                   "with K, M, G or T (512M, 2G)", SVAL(c, v), key, where);
-}
-
-static tn_err get_cpu(const pctx *c, uint32_t v, const char *key, const char *where,
-                      uint64_t *out)
-{
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
-        return err;
-    if (tn_parse_cpu_milli(SVAL(c, v), out) == TN_OK)
-        return TN_OK;
-    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
-                   "bad cpu count \"%.64s\" for \"%s\" in %s: write cores as a decimal "
-                   "with at most 3 decimals (1, 1.5, 0.25), at most 10000", SVAL(c, v), key,
-                   where);
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line, "bad %s \"%.64s\" for \"%s\" in %s: %s",
+                   noun, SVAL(c, v), key, where, hint);
 }
 
 static int kv_cmp(const void *a, const void *b)
@@ -983,8 +969,13 @@ static tn_err parse_value(const pctx *c, const field *f, uint32_t v, const char 
     case V_BOOL: return get_bool(c, v, key, where, p);
     case V_COUNT: return get_count(c, v, key, where, f->max, p);
     case V_DURATION: return get_duration(c, v, key, where, p);
-    case V_SIZE: return get_size(c, v, key, where, p);
-    case V_CPU: return get_cpu(c, v, key, where, p);
+    case V_SIZE:
+        return get_converted(c, v, key, where, tn_parse_size, "size",
+                             "write bytes, or a whole number with K, M, G or T (512M, 2G)", p);
+    case V_CPU:
+        return get_converted(c, v, key, where, tn_parse_cpu_milli, "cpu count",
+                             "write cores as a decimal with at most 3 decimals (1, 1.5, 0.25), "
+                             "at most 10000", p);
     case V_KVS: return get_kvs(c, v, key, where, p);
     case V_REFS: return get_refs(c, v, key, where, p, (uint32_t *)((char *)base + f->n_off));
     case V_ITEMS: return parse_items(c, v, key, where, key, where, f->items, base);
@@ -1430,10 +1421,12 @@ static tn_err check_opt_name(const vctx *v, const tn_def_task *t, tn_def_task_ke
                    t->name);
 }
 
-/* The fields of one task on their own: names, ranges, what its type requires. */
-static tn_err check_task(const vctx *v, const tn_def_task *t)
+/* The fields of one task on their own: names, ranges and list contents, whatever its
+ * type (a decoded task may hold anything). */
+static tn_err check_task_fields(const vctx *v, const tn_def_task *t)
 {
-    const char *type = task_type_words[t->type];
+    static const tn_def_task_key names[] = {TN_DEF_TK_WORKER_GROUP, TN_DEF_TK_TASK_GROUP,
+                                            TN_DEF_TK_ENVIRONMENT};
     tn_err err;
 
     if (!tn_def_name_valid(t->name))
@@ -1441,43 +1434,63 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
                        t->name ? t->name : "");
     if (!t->worker_group)
         return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has no worker group", t->name);
-    if ((err = check_opt_name(v, t, TN_DEF_TK_WORKER_GROUP, t->worker_group)) ||
-        (err = check_opt_name(v, t, TN_DEF_TK_TASK_GROUP, t->task_group)) ||
-        (err = check_opt_name(v, t, TN_DEF_TK_ENVIRONMENT, t->environment)))
-        return err;
+    for (size_t i = 0; i < TN_ARRAY_LEN(names); i++)
+        if ((err = check_opt_name(v, t, names[i],
+                                  *(char *const *)((const char *)t + task_fields[names[i]].off))))
+            return err;
     if (t->retries > TN_DEF_MAX_RETRIES)
         return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_RETRIES),
                        "task \"%s\" has more than %u retries", t->name, TN_DEF_MAX_RETRIES);
-    if ((err = check_duration(v, t, TN_DEF_TK_RETRY_INTERVAL, t->retry_interval_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_TIMEOUT, t->timeout_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_DELAY, t->delay_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_DISPATCH_TIMEOUT, t->dispatch_timeout_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_KILL_GRACE, t->kill_grace_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_DURATION, t->noop.duration_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_CHECK_INTERVAL, t->dep.check_interval_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_FAILURE_WAIT, t->dep.failure_wait_ms)))
-        return err;
+    for (unsigned k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].kind == V_DURATION &&
+            (err = check_duration(v, t, (tn_def_task_key)k,
+                                  *(const uint64_t *)((const char *)t + task_fields[k].off))))
+            return err;
     if (t->cpu_max_milli > TN_DEF_MAX_CPU_MILLI)
         return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CPU_MAX),
                        "\"cpu_max\" of task \"%s\" is over 10000 cores", t->name);
-    if ((err = check_kvs(v, &t->params, key_line(t, TN_DEF_TK_PARAMS), "params")) ||
-        (err = check_kvs(v, &t->noop.outputs, key_line(t, TN_DEF_TK_OUTPUTS), "outputs")))
-        return err;
+    for (unsigned k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].kind == V_KVS &&
+            (err = check_kvs(v, (const tn_def_kvs *)((const char *)t + task_fields[k].off),
+                             key_line(t, (tn_def_task_key)k), task_key_words[k])))
+            return err;
+    return TN_OK;
+}
 
+static tn_err check_depends(const vctx *v, const tn_def_task *t)
+{
+    for (uint32_t i = 0; i < t->dep.n_depends; i++) {
+        const tn_def_depend *dp = &t->dep.depends[i];
+        if (!tn_def_name_valid(dp->workflow) || !tn_def_name_valid(dp->task))
+            return fail_at(&v->e, TN_ERR_PARSE, dp->line,
+                           "bad workflow or task name in \"depends\" of task \"%s\"", t->name);
+        if (!tn_def_date_valid(dp->cycle, dp->date))
+            return fail_at(&v->e, TN_ERR_PARSE, dp->line,
+                           "bad date \"%.64s\" for cycle %s in \"depends\" of task \"%s\" "
+                           "(allowed with %s: %s)", dp->date ? dp->date : "",
+                           tn_def_cycle_name(dp->cycle), t->name,
+                           tn_def_cycle_name(dp->cycle), date_allowed(dp->cycle));
+    }
+    return TN_OK;
+}
+
+/* What a task's type requires of it. */
+static tn_err check_task_type(const vctx *v, const tn_def_task *t)
+{
     switch (t->type) {
     case TN_DEF_TASK_SHELL:
         if (!t->command || !t->command[0])
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_COMMAND),
                            "shell task \"%s\" needs a non-empty \"command\"", t->name);
-        break;
+        return TN_OK;
     case TN_DEF_TASK_NOOP:
-        break;
+        return TN_OK;
     case TN_DEF_TASK_CONDITIONS:
         if (t->cond.n_when == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WHEN),
                            "conditions task \"%s\" needs \"when\" with at least one item "
                            "(when: {all: [{task: T, state: success}]})", t->name);
-        break;
+        return TN_OK;
     case TN_DEF_TASK_SWITCH:
         if (t->sw.n_cases == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CASES),
@@ -1488,7 +1501,7 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
                 return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
                                "case #%u of switch task \"%s\" has an empty \"when\"", i + 1,
                                t->name);
-        break;
+        return TN_OK;
     case TN_DEF_TASK_DEPENDENT:
         if (t->dep.n_depends == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_DEPENDS),
@@ -1505,21 +1518,9 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_FAILURE_WAIT),
                            "\"failure_wait\" in task \"%s\" applies only with "
                            "failure_policy: wait", t->name);
-        for (uint32_t i = 0; i < t->dep.n_depends; i++) {
-            const tn_def_depend *dp = &t->dep.depends[i];
-            if (!tn_def_name_valid(dp->workflow) || !tn_def_name_valid(dp->task))
-                return fail_at(&v->e, TN_ERR_PARSE, dp->line,
-                               "bad workflow or task name in \"depends\" of task \"%s\"",
-                               t->name);
-            if (!tn_def_date_valid(dp->cycle, dp->date))
-                return fail_at(&v->e, TN_ERR_PARSE, dp->line,
-                               "bad date \"%.64s\" for cycle %s in \"depends\" of task \"%s\" "
-                               "(allowed with %s: %s)", dp->date ? dp->date : "",
-                               tn_def_cycle_name(dp->cycle), t->name,
-                               tn_def_cycle_name(dp->cycle), date_allowed(dp->cycle));
-        }
-        break;
+        return check_depends(v, t);
     case TN_DEF_TASK_SUB_WORKFLOW:
+        /* The task's own line when the key is missing or written empty. */
         if (!t->sub.workflow)
             return fail_at(&v->e, TN_ERR_PARSE, t->line,
                            "sub_workflow task \"%s\" needs \"workflow\": the workflow to run",
@@ -1531,12 +1532,16 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WORKFLOW),
                            "sub_workflow task \"%s\" runs its own workflow \"%s\", which would "
                            "recurse forever", t->name, t->sub.workflow);
-        break;
-    default:
-        return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has type %s", t->name,
-                       type);
+        return TN_OK;
     }
-    return TN_OK;
+    return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has type %s", t->name,
+                   tn_def_task_type_name(t->type));
+}
+
+static tn_err check_task(const vctx *v, const tn_def_task *t)
+{
+    tn_err err = check_task_fields(v, t);
+    return err ? err : check_task_type(v, t);
 }
 
 static int by_name_cmp(const void *a, const void *b, void *arg)
@@ -2075,7 +2080,13 @@ void tn_def_free(tn_def *d)
  *
  * Only a type's own body is stored, so fields that do not apply to it cannot carry
  * values. msgpack-c always packs the shortest form, which makes the bytes canonical;
- * the decoder checks that by re-encoding. */
+ * the decoder checks that by re-encoding.
+ *
+ * The layout is the key tables': a definition's keys in the order of
+ * TN_DEF_WF_KEY_LIST; a task's keys that every type takes, then its body, the keys only
+ * its type takes, each in the order of TN_DEF_TASK_KEY_LIST (the mode of "when" before
+ * its list); list items as their item_spec's fields. e_field writes a value and rd_field
+ * reads it back by the same field. */
 
 #define DEF_FIELDS 10
 #define TASK_FIELDS 12
@@ -2133,87 +2144,83 @@ static void e_refs(enc *e, const tn_def_ref *r, uint32_t n)
         e_str(e, r[i].name);
 }
 
-static void e_task(enc *e, const tn_def_task *t)
+/* Task keys every type takes are the task's own fields; the keys of its type only are
+ * its body. */
+static bool in_body(const field *f, tn_def_task_type type)
 {
-    e_arr(e, TASK_FIELDS);
-    e_str(e, t->name);
-    e_str(e, tn_def_task_type_name(t->type));
-    e_refs(e, t->deps, t->n_deps);
-    e_bool(e, t->enabled);
-    e_kvs(e, &t->params);
-    e_uint(e, t->retries);
-    e_uint(e, t->retry_interval_ms);
-    e_uint(e, t->timeout_ms);
-    e_str(e, tn_def_timeout_strategy_name(t->timeout_strategy));
-    e_uint(e, t->delay_ms);
-    e_str(e, tn_def_priority_name(t->priority));
-    switch (t->type) {
-    case TN_DEF_TASK_SHELL:
-        e_arr(e, 8);
-        e_str(e, t->worker_group);
-        e_str(e, t->task_group);
-        e_uint(e, t->dispatch_timeout_ms);
-        e_str(e, t->environment);
-        e_str(e, t->command);
-        e_uint(e, t->kill_grace_ms);
-        e_uint(e, t->memory_max);
-        e_uint(e, t->cpu_max_milli);
+    return f->types != T_ALL && (f->types >> type & 1u);
+}
+
+/* Values in a type's body: one per key, and the mode of "when" before its list. */
+static uint32_t body_len(tn_def_task_type type)
+{
+    uint32_t n = 0;
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (in_body(&task_fields[k], type))
+            n += 1 + (task_fields[k].items && task_fields[k].items->head);
+    return n;
+}
+
+static void e_task(enc *e, const tn_def_task *t);
+static void e_items(enc *e, const item_spec *s, const void *base);
+
+static void e_field(enc *e, const field *f, const void *base)
+{
+    const char *p = (const char *)base + f->off;
+    switch ((vkind)f->kind) {
+    case V_STR:
+    case V_NAME: e_str(e, *(char *const *)p); break;
+    case V_REF: e_str(e, ((const tn_def_ref *)p)->name); break;
+    case V_ENUM: e_str(e, word_of(f->ed->words, f->ed->n, *(const unsigned *)p)); break;
+    case V_BOOL: e_bool(e, *(const bool *)p); break;
+    case V_COUNT: e_uint(e, *(const uint32_t *)p); break;
+    case V_DURATION:
+    case V_SIZE:
+    case V_CPU: e_uint(e, *(const uint64_t *)p); break;
+    case V_KVS: e_kvs(e, (const tn_def_kvs *)p); break;
+    case V_REFS:
+        e_refs(e, *(tn_def_ref *const *)p, *(const uint32_t *)((const char *)base + f->n_off));
         break;
-    case TN_DEF_TASK_NOOP:
-        e_arr(e, 6);
-        e_str(e, t->worker_group);
-        e_str(e, t->task_group);
-        e_uint(e, t->dispatch_timeout_ms);
-        e_str(e, tn_def_noop_result_name(t->noop.result));
-        e_uint(e, t->noop.duration_ms);
-        e_kvs(e, &t->noop.outputs);
-        break;
-    case TN_DEF_TASK_CONDITIONS:
-        e_arr(e, 4);
-        e_str(e, tn_def_cond_mode_name(t->cond.mode));
-        e_arr(e, t->cond.n_when);
-        for (uint32_t i = 0; i < t->cond.n_when; i++) {
-            e_arr(e, 2);
-            e_str(e, t->cond.when[i].task.name);
-            e_str(e, tn_def_cond_state_name(t->cond.when[i].state));
-        }
-        e_refs(e, t->cond.on_success, t->cond.n_on_success);
-        e_refs(e, t->cond.on_failure, t->cond.n_on_failure);
-        break;
-    case TN_DEF_TASK_SWITCH:
-        e_arr(e, 2);
-        e_arr(e, t->sw.n_cases);
-        for (uint32_t i = 0; i < t->sw.n_cases; i++) {
-            e_arr(e, 2);
-            e_str(e, t->sw.cases[i].when);
-            e_str(e, t->sw.cases[i].then.name);
-        }
-        e_str(e, t->sw.has_default ? t->sw.dflt.name : NULL);
-        break;
-    case TN_DEF_TASK_DEPENDENT:
-        e_arr(e, 5);
-        e_str(e, tn_def_relation_name(t->dep.relation));
-        e_arr(e, t->dep.n_depends);
-        for (uint32_t i = 0; i < t->dep.n_depends; i++) {
-            const tn_def_depend *dp = &t->dep.depends[i];
-            e_arr(e, 4);
-            e_str(e, dp->workflow);
-            e_str(e, dp->task);
-            e_str(e, tn_def_cycle_name(dp->cycle));
-            e_str(e, dp->date);
-        }
-        e_uint(e, t->dep.check_interval_ms);
-        e_str(e, tn_def_failure_policy_name(t->dep.failure_policy));
-        e_uint(e, t->dep.failure_wait_ms);
-        break;
-    case TN_DEF_TASK_SUB_WORKFLOW:
-        e_arr(e, 1);
-        e_str(e, t->sub.workflow);
-        break;
-    default:
-        e->bad = true;
+    case V_ITEMS: e_items(e, f->items, base); break;
+    case V_TASKS: {
+        const tn_def *d = base;
+        e_arr(e, d->n_tasks);
+        for (uint32_t i = 0; i < d->n_tasks; i++)
+            e_task(e, &d->tasks[i]);
         break;
     }
+    }
+}
+
+static void e_items(enc *e, const item_spec *s, const void *base)
+{
+    const char *list;
+    uint32_t n = *(const uint32_t *)((const char *)base + s->n_off);
+    memcpy(&list, (const char *)base + s->list_off, sizeof(list));
+    if (s->head)
+        e_field(e, s->head, base);
+    e_arr(e, n);
+    for (uint32_t i = 0; i < n; i++) {
+        e_arr(e, s->n);
+        for (uint32_t j = 0; j < s->n; j++)
+            e_field(e, &s->fields[j], list + (size_t)i * s->size);
+    }
+}
+
+static void e_task(enc *e, const tn_def_task *t)
+{
+    if ((unsigned)t->type >= TN_ARRAY_LEN(task_type_words)) {
+        e->bad = true;
+        return;
+    }
+    e_arr(e, TASK_FIELDS);
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].types == T_ALL)
+            e_field(e, &task_fields[k], t);
+    e_arr(e, body_len(t->type));
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (in_body(&task_fields[k], t->type))
+            e_field(e, &task_fields[k], t);
 }
 
 tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
@@ -2226,17 +2233,8 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
     msgpack_packer_init(&e.pk, &e.sb, msgpack_sbuffer_write);
     e_arr(&e, DEF_FIELDS);
     e_uint(&e, TN_DEF_FORMAT_VERSION);
-    e_str(&e, d->name);
-    e_str(&e, d->description);
-    e_kvs(&e, &d->params);
-    e_str(&e, tn_def_exec_name(d->execution));
-    e_str(&e, tn_def_priority_name(d->priority));
-    e_uint(&e, d->timeout_ms);
-    e_str(&e, tn_def_timeout_strategy_name(d->timeout_strategy));
-    e_str(&e, tn_def_failure_strategy_name(d->failure_strategy));
-    e_arr(&e, d->n_tasks);
-    for (uint32_t i = 0; i < d->n_tasks; i++)
-        e_task(&e, &d->tasks[i]);
+    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
+        e_field(&e, &wf_fields[k], d);
     if (e.bad) {
         msgpack_sbuffer_destroy(&e.sb);
         return TN_ERR_NOMEM;
@@ -2440,27 +2438,18 @@ static bool rd_bool(rd *r, const char *what, bool *v)
     return true;
 }
 
-static bool rd_enum_word(rd *r, const char *what, const char *const *words, size_t n, int *v)
+static bool rd_enum_word(rd *r, const char *what, const enum_desc *ed, unsigned *v)
 {
     char *s = NULL;
     if (!rd_str(r, what, TN_DEF_MAX_NAME, false, &s))
         return false;
-    int i = word_find(words, n, s);
+    int i = word_find(ed->words, ed->n, s);
     free(s);
     if (i < 0)
         return rd_fail(r, TN_ERR_CORRUPT, what);
-    *v = i;
+    *v = (unsigned)i;
     return true;
 }
-
-#define RD_ENUM(r, what, e, out)                                                          \
-    ({                                                                                    \
-        int i_ = 0;                                                                       \
-        bool ok_ = rd_enum_word(r, what, e##_words, TN_ARRAY_LEN(e##_words), &i_);        \
-        if (ok_)                                                                          \
-            *(out) = (tn_def_##e)i_;                                                      \
-        ok_;                                                                              \
-    })
 
 static bool rd_kvs(rd *r, const char *what, tn_def_kvs *kv)
 {
@@ -2502,102 +2491,88 @@ static bool rd_u32(rd *r, const char *what, uint32_t max, uint32_t *out)
     return true;
 }
 
-static bool rd_dispatch(rd *r, tn_def_task *t)
+static bool rd_items(rd *r, const item_spec *s, const char *what, void *base);
+static bool rd_tasks(rd *r, const char *what, tn_def *d);
+
+/* One value as e_field wrote it; `word` names it in messages unless the field has its
+ * own name for that. */
+static bool rd_field(rd *r, const field *f, const char *word, void *base)
 {
-    return rd_str(r, "worker_group", TN_DEF_MAX_NAME, false, &t->worker_group) &&
-           rd_str(r, "task_group", TN_DEF_MAX_NAME, true, &t->task_group) &&
-           rd_uint(r, "dispatch_timeout", &t->dispatch_timeout_ms);
+    const char *what = f->what ? f->what : word;
+    char *p = (char *)base + f->off;
+    switch ((vkind)f->kind) {
+    case V_STR: return rd_str(r, what, f->max, f->nil_ok, (char **)p);
+    case V_NAME: return rd_str(r, what, TN_DEF_MAX_NAME, f->nil_ok, (char **)p);
+    case V_REF: return rd_str(r, what, TN_DEF_MAX_NAME, f->nil_ok, &((tn_def_ref *)p)->name);
+    case V_ENUM: return rd_enum_word(r, what, f->ed, (unsigned *)p);
+    case V_BOOL: return rd_bool(r, what, (bool *)p);
+    case V_COUNT: return rd_u32(r, what, f->max, (uint32_t *)p);
+    case V_DURATION:
+    case V_SIZE:
+    case V_CPU: return rd_uint(r, what, (uint64_t *)p);
+    case V_KVS: return rd_kvs(r, what, (tn_def_kvs *)p);
+    case V_REFS:
+        return rd_refs(r, what, (tn_def_ref **)p, (uint32_t *)((char *)base + f->n_off));
+    case V_ITEMS: return rd_items(r, f->items, what, base);
+    case V_TASKS: return rd_tasks(r, what, base);
+    }
+    return rd_fail(r, TN_ERR_CORRUPT, what);
 }
 
-static bool rd_body(rd *r, tn_def_task *t)
+static bool rd_items(rd *r, const item_spec *s, const char *what, void *base)
 {
     uint32_t n;
-    switch (t->type) {
-    case TN_DEF_TASK_SHELL:
-        return rd_tuple(r, "shell task", 8) && rd_dispatch(r, t) &&
-               rd_str(r, "environment", TN_DEF_MAX_NAME, true, &t->environment) &&
-               rd_str(r, "command", TN_DEF_MAX_COMMAND, false, &t->command) &&
-               rd_uint(r, "kill_grace", &t->kill_grace_ms) &&
-               rd_uint(r, "memory_max", &t->memory_max) &&
-               rd_uint(r, "cpu_max", &t->cpu_max_milli);
-    case TN_DEF_TASK_NOOP:
-        return rd_tuple(r, "noop task", 6) && rd_dispatch(r, t) &&
-               RD_ENUM(r, "result", noop_result, &t->noop.result) &&
-               rd_uint(r, "duration", &t->noop.duration_ms) &&
-               rd_kvs(r, "outputs", &t->noop.outputs);
-    case TN_DEF_TASK_CONDITIONS:
-        if (!rd_tuple(r, "conditions task", 4) || !RD_ENUM(r, "when", cond_mode, &t->cond.mode) ||
-            !rd_arr(r, "when", TN_DEF_MAX_LIST, &n))
+    char *list = NULL;
+    if ((s->head && !rd_field(r, s->head, what, base)) || !rd_arr(r, what, TN_DEF_MAX_LIST, &n))
+        return false;
+    if (n && !(list = calloc(n, s->size)))
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    memcpy((char *)base + s->list_off, &list, sizeof(list));
+    *(uint32_t *)((char *)base + s->n_off) = n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!rd_tuple(r, s->tuple, s->n))
             return false;
-        if (n && !(t->cond.when = calloc(n, sizeof(*t->cond.when))))
-            return rd_fail(r, TN_ERR_NOMEM, "when");
-        t->cond.n_when = n;
-        for (uint32_t i = 0; i < n; i++)
-            if (!rd_tuple(r, "when item", 2) ||
-                !rd_str(r, "when task", TN_DEF_MAX_NAME, false, &t->cond.when[i].task.name) ||
-                !RD_ENUM(r, "when state", cond_state, &t->cond.when[i].state))
+        for (uint32_t j = 0; j < s->n; j++)
+            if (!rd_field(r, &s->fields[j], s->words[j], list + (size_t)i * s->size))
                 return false;
-        return rd_refs(r, "on_success", &t->cond.on_success, &t->cond.n_on_success) &&
-               rd_refs(r, "on_failure", &t->cond.on_failure, &t->cond.n_on_failure);
-    case TN_DEF_TASK_SWITCH:
-        if (!rd_tuple(r, "switch task", 2) || !rd_arr(r, "cases", TN_DEF_MAX_LIST, &n))
-            return false;
-        if (n && !(t->sw.cases = calloc(n, sizeof(*t->sw.cases))))
-            return rd_fail(r, TN_ERR_NOMEM, "cases");
-        t->sw.n_cases = n;
-        for (uint32_t i = 0; i < n; i++)
-            if (!rd_tuple(r, "case", 2) ||
-                !rd_str(r, "case when", TN_DEF_MAX_STRING, false, &t->sw.cases[i].when) ||
-                !rd_str(r, "case then", TN_DEF_MAX_NAME, false, &t->sw.cases[i].then.name))
-                return false;
-        if (!rd_str(r, "default", TN_DEF_MAX_NAME, true, &t->sw.dflt.name))
-            return false;
-        t->sw.has_default = t->sw.dflt.name != NULL;
-        return true;
-    case TN_DEF_TASK_DEPENDENT:
-        if (!rd_tuple(r, "dependent task", 5) ||
-            !RD_ENUM(r, "relation", relation, &t->dep.relation) ||
-            !rd_arr(r, "depends", TN_DEF_MAX_LIST, &n))
-            return false;
-        if (n && !(t->dep.depends = calloc(n, sizeof(*t->dep.depends))))
-            return rd_fail(r, TN_ERR_NOMEM, "depends");
-        t->dep.n_depends = n;
-        for (uint32_t i = 0; i < n; i++) {
-            tn_def_depend *dp = &t->dep.depends[i];
-            if (!rd_tuple(r, "depends item", 4) ||
-                !rd_str(r, "depends workflow", TN_DEF_MAX_NAME, false, &dp->workflow) ||
-                !rd_str(r, "depends task", TN_DEF_MAX_NAME, false, &dp->task) ||
-                !RD_ENUM(r, "depends cycle", cycle, &dp->cycle) ||
-                !rd_str(r, "depends date", TN_DEF_MAX_NAME, false, &dp->date))
-                return false;
-        }
-        return rd_uint(r, "check_interval", &t->dep.check_interval_ms) &&
-               RD_ENUM(r, "failure_policy", failure_policy, &t->dep.failure_policy) &&
-               rd_uint(r, "failure_wait", &t->dep.failure_wait_ms);
-    case TN_DEF_TASK_SUB_WORKFLOW:
-        return rd_tuple(r, "sub_workflow task", 1) &&
-               rd_str(r, "workflow", TN_DEF_MAX_NAME, false, &t->sub.workflow);
     }
-    return rd_fail(r, TN_ERR_CORRUPT, "task type");
+    return true;
 }
 
 static bool rd_task(rd *r, tn_def_task *t)
 {
+    char what[32];
     if (task_defaults(t) != TN_OK)
         return rd_fail(r, TN_ERR_NOMEM, "task");
-    return rd_tuple(r, "task", TASK_FIELDS) &&
-           rd_str(r, "task name", TN_DEF_MAX_NAME, false, &t->name) &&
-           RD_ENUM(r, "task type", task_type, &t->type) &&
-           rd_refs(r, "deps", &t->deps, &t->n_deps) &&
-           rd_bool(r, "enabled", &t->enabled) &&
-           rd_kvs(r, "params", &t->params) &&
-           rd_u32(r, "retries", TN_DEF_MAX_RETRIES, &t->retries) &&
-           rd_uint(r, "retry_interval", &t->retry_interval_ms) &&
-           rd_uint(r, "timeout", &t->timeout_ms) &&
-           RD_ENUM(r, "timeout_strategy", timeout_strategy, &t->timeout_strategy) &&
-           rd_uint(r, "delay", &t->delay_ms) &&
-           RD_ENUM(r, "priority", priority, &t->priority) &&
-           rd_body(r, t);
+    if (!rd_tuple(r, "task", TASK_FIELDS))
+        return false;
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].types == T_ALL &&
+            !rd_field(r, &task_fields[k], task_key_words[k], t))
+            return false;
+    snprintf(what, sizeof(what), "%s task", task_type_words[t->type]);
+    if (!rd_tuple(r, what, body_len(t->type)))
+        return false;
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (in_body(&task_fields[k], t->type) &&
+            !rd_field(r, &task_fields[k], task_key_words[k], t))
+            return false;
+    t->sw.has_default = t->sw.dflt.name != NULL;
+    return true;
+}
+
+static bool rd_tasks(rd *r, const char *what, tn_def *d)
+{
+    uint32_t n;
+    if (!rd_arr(r, what, TN_DEF_MAX_TASKS, &n))
+        return false;
+    if (n && !(d->tasks = calloc(n, sizeof(*d->tasks))))
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    d->n_tasks = n;
+    for (uint32_t i = 0; i < n; i++)
+        if (!rd_task(r, &d->tasks[i]))
+            return false;
+    return true;
 }
 
 static bool rd_def(rd *r, tn_def *d)
@@ -2620,20 +2595,8 @@ static bool rd_def(rd *r, tn_def *d)
     }
     if (n != DEF_FIELDS)
         return rd_fail(r, TN_ERR_TYPE, "definition");
-    if (!rd_str(r, "name", TN_DEF_MAX_NAME, false, &d->name) ||
-        !rd_str(r, "description", TN_DEF_MAX_STRING, false, &d->description) ||
-        !rd_kvs(r, "params", &d->params) || !RD_ENUM(r, "execution", exec, &d->execution) ||
-        !RD_ENUM(r, "priority", priority, &d->priority) ||
-        !rd_uint(r, "timeout", &d->timeout_ms) ||
-        !RD_ENUM(r, "timeout_strategy", timeout_strategy, &d->timeout_strategy) ||
-        !RD_ENUM(r, "failure_strategy", failure_strategy, &d->failure_strategy) ||
-        !rd_arr(r, "tasks", TN_DEF_MAX_TASKS, &n))
-        return false;
-    if (n && !(d->tasks = calloc(n, sizeof(*d->tasks))))
-        return rd_fail(r, TN_ERR_NOMEM, "tasks");
-    d->n_tasks = n;
-    for (uint32_t i = 0; i < n; i++)
-        if (!rd_task(r, &d->tasks[i]))
+    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
+        if (!rd_field(r, &wf_fields[k], wf_key_words[k], d))
             return false;
     return true;
 }
