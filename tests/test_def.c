@@ -1263,3 +1263,41 @@ Test(def, value_messages)
         tn_def_free(d);
     }
 }
+
+/* Each unit at its bound, lower-case sizes, and no output on failure. */
+Test(def, unit_edges)
+{
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } size_ok[] = {{"1k", 1ull << 10}, {"3m", 3ull << 20}, {"1t", 1ull << 40},
+                   {"16777215T", 16777215ull << 40}, {"18446744073709551615", UINT64_MAX}};
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } dur_ok[] = {{"5256000m", 3650ull * 86400000}, {"87600h", 3650ull * 86400000},
+                  {"315360000000ms", 3650ull * 86400000}, {"0d", 0}, {"0h", 0}};
+    static const char *const size_bad[] = {"16777216T", "1KK", "K1", "1P", "1Ki"};
+    static const char *const dur_bad[] = {"5256001m", "87601h", "315360000001ms", "00", "1ms0"};
+    uint64_t v;
+    for (size_t i = 0; i < sizeof(size_ok) / sizeof(size_ok[0]); i++) {
+        cr_expect_eq(tn_parse_size(size_ok[i].s, &v), TN_OK, "%s", size_ok[i].s);
+        cr_expect_eq(v, size_ok[i].v, "%s", size_ok[i].s);
+    }
+    for (size_t i = 0; i < sizeof(dur_ok) / sizeof(dur_ok[0]); i++) {
+        cr_expect_eq(tn_parse_duration_ms(dur_ok[i].s, &v), TN_OK, "%s", dur_ok[i].s);
+        cr_expect_eq(v, dur_ok[i].v, "%s", dur_ok[i].s);
+    }
+    for (size_t i = 0; i < sizeof(size_bad) / sizeof(size_bad[0]); i++) {
+        v = 9;
+        cr_expect_eq(tn_parse_size(size_bad[i], &v), TN_ERR_INVAL, "%s", size_bad[i]);
+        cr_expect_eq(v, 9, "%s", size_bad[i]);
+    }
+    for (size_t i = 0; i < sizeof(dur_bad) / sizeof(dur_bad[0]); i++) {
+        v = 9;
+        cr_expect_eq(tn_parse_duration_ms(dur_bad[i], &v), TN_ERR_INVAL, "%s", dur_bad[i]);
+        cr_expect_eq(v, 9, "%s", dur_bad[i]);
+    }
+    cr_expect_eq(tn_parse_size(NULL, &v), TN_ERR_INVAL);
+    cr_expect_eq(tn_parse_duration_ms(NULL, &v), TN_ERR_INVAL);
+}

@@ -109,57 +109,49 @@ static int digits(const char *s, uint64_t *v)
     return n;
 }
 
-tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+typedef struct unit {
+    const char *name;
+    uint64_t mul;
+} unit;
+
+/* Digits and one of `units` (or, when `bare` is set, no unit: a multiplier of 1) into
+ * *out, at most `max`. */
+static tn_err with_unit(const char *s, const unit *units, size_t n_units, bool bare,
+                        uint64_t max, uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     uint64_t v;
     if (!s)
         return TN_ERR_INVAL;
-    if (strcmp(s, "0") == 0) {
-        *out = 0;
-        return TN_OK;
-    }
     int n = digits(s, &v);
     if (n <= 0)
         return TN_ERR_INVAL;
-    for (size_t i = 0; i < TN_ARRAY_LEN(units); i++) {
-        if (strcmp(s + n, units[i].unit) != 0)
-            continue;
-        if (v > TN_DEF_MAX_DURATION_MS / units[i].ms)
-            return TN_ERR_INVAL;
-        *out = v * units[i].ms;
+    uint64_t mul = bare && !s[n] ? 1 : 0;
+    for (size_t i = 0; i < n_units && !mul; i++)
+        if (strcmp(s + n, units[i].name) == 0)
+            mul = units[i].mul;
+    if (!mul || v > max / mul)
+        return TN_ERR_INVAL;
+    *out = v * mul;
+    return TN_OK;
+}
+
+tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const unit units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    if (s && strcmp(s, "0") == 0) {
+        *out = 0;
         return TN_OK;
     }
-    return TN_ERR_INVAL;
+    return with_unit(s, units, TN_ARRAY_LEN(units), false, TN_DEF_MAX_DURATION_MS, out);
 }
 
 tn_err tn_parse_size(const char *s, uint64_t *out)
 {
-    uint64_t v, mul = 1;
-    if (!s)
-        return TN_ERR_INVAL;
-    int n = digits(s, &v);
-    if (n <= 0)
-        return TN_ERR_INVAL;
-    const char *u = s + n;
-    if (*u) {
-        switch (*u) {
-        case 'K': case 'k': mul = 1ull << 10; break;
-        case 'M': case 'm': mul = 1ull << 20; break;
-        case 'G': case 'g': mul = 1ull << 30; break;
-        case 'T': case 't': mul = 1ull << 40; break;
-        default: return TN_ERR_INVAL;
-        }
-        if (u[1])
-            return TN_ERR_INVAL;
-    }
-    if (v > UINT64_MAX / mul)
-        return TN_ERR_INVAL;
-    *out = v * mul;
-    return TN_OK;
+    static const unit units[] = {{"K", 1ull << 10}, {"k", 1ull << 10}, {"M", 1ull << 20},
+                                 {"m", 1ull << 20}, {"G", 1ull << 30}, {"g", 1ull << 30},
+                                 {"T", 1ull << 40}, {"t", 1ull << 40}};
+    return with_unit(s, units, TN_ARRAY_LEN(units), true, UINT64_MAX, out);
 }
 
 tn_err tn_parse_cpu_milli(const char *s, uint64_t *out)

@@ -708,17 +708,21 @@ static bool a_factor(apar *p, rat *out)
     return true;
 }
 
-static bool a_term(apar *p, rat *out)
+/* a * b / c ... over factors, or (is_sum) a + b - c ... over those. */
+static bool a_level(apar *p, bool is_sum, rat *out)
 {
-    if (!a_factor(p, out))
+    if (!(is_sum ? a_level(p, false, out) : a_factor(p, out)))
         return false;
     for (;;) {
         a_ws(p);
-        if (p->pos >= p->n || (p->s[p->pos] != '*' && p->s[p->pos] != '/'))
+        if (p->pos >= p->n)
             return true;
-        char op = p->s[p->pos++];
+        char op = p->s[p->pos];
+        if (is_sum ? op != '+' && op != '-' : op != '*' && op != '/')
+            return true;
+        p->pos++;
         rat b;
-        if (!a_factor(p, &b))
+        if (!(is_sum ? a_level(p, false, &b) : a_factor(p, &b)))
             return false;
         if (op == '/' && b.n == 0) {
             p->err = "division by zero";
@@ -733,24 +737,9 @@ static bool a_term(apar *p, rat *out)
 
 static bool a_sum(apar *p, rat *out)
 {
-    if (!a_term(p, out))
-        return false;
-    for (;;) {
-        a_ws(p);
-        if (p->pos >= p->n || (p->s[p->pos] != '+' && p->s[p->pos] != '-'))
-            return true;
-        char op = p->s[p->pos++];
-        rat b;
-        if (!a_term(p, &b))
-            return false;
-        if (!rat_op(op, *out, b, out)) {
-            p->err = "the offset is too large";
-            return false;
-        }
-    }
+    return a_level(p, true, out);
 }
 
-/* A whole arithmetic expression; on failure a reason in *why. */
 static bool arith(const char *s, size_t n, rat *out, const char **why)
 {
     apar p = {.s = s, .n = n};
