@@ -1029,3 +1029,275 @@ Test(def, decode_validates_the_definition)
     free(enc);
     tn_def_free(d);
 }
+
+/* ---- keys by task type, required keys, pinned encoding -------------------------------- */
+
+/* The applicability table of def.h, written out: which task types take each key. */
+static const struct {
+    tn_def_task_key key;
+    const char *types; /* the types that take it, as the message names them */
+} key_types[] = {
+    {TN_DEF_TK_WORKER_GROUP, "shell and noop"},  {TN_DEF_TK_TASK_GROUP, "shell and noop"},
+    {TN_DEF_TK_DISPATCH_TIMEOUT, "shell and noop"}, {TN_DEF_TK_ENVIRONMENT, "shell"},
+    {TN_DEF_TK_COMMAND, "shell"},                {TN_DEF_TK_KILL_GRACE, "shell"},
+    {TN_DEF_TK_MEMORY_MAX, "shell"},             {TN_DEF_TK_CPU_MAX, "shell"},
+    {TN_DEF_TK_RESULT, "noop"},                  {TN_DEF_TK_DURATION, "noop"},
+    {TN_DEF_TK_OUTPUTS, "noop"},                 {TN_DEF_TK_WHEN, "conditions"},
+    {TN_DEF_TK_ON_SUCCESS, "conditions"},        {TN_DEF_TK_ON_FAILURE, "conditions"},
+    {TN_DEF_TK_CASES, "switch"},                 {TN_DEF_TK_DEFAULT, "switch"},
+    {TN_DEF_TK_RELATION, "dependent"},           {TN_DEF_TK_DEPENDS, "dependent"},
+    {TN_DEF_TK_CHECK_INTERVAL, "dependent"},     {TN_DEF_TK_FAILURE_POLICY, "dependent"},
+    {TN_DEF_TK_FAILURE_WAIT, "dependent"},       {TN_DEF_TK_WORKFLOW, "sub_workflow"},
+};
+
+static const char *const task_key_word[] = {
+#define W_(c, w) #w,
+    TN_DEF_TASK_KEY_LIST(W_)
+#undef W_
+};
+
+static const char *const type_word[] = {"shell", "noop", "conditions", "switch", "dependent",
+                                        "sub_workflow"};
+
+/* "shell and noop" names shell and noop, not sub_workflow's "workflow" inside it. */
+static bool names_type(const char *list, const char *type)
+{
+    size_t n = strlen(type);
+    for (const char *p = list; (p = strstr(p, type)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+            return true;
+    return false;
+}
+
+Test(def, task_key_applies_matches_the_header)
+{
+    size_t nk = sizeof(key_types) / sizeof(key_types[0]);
+    for (unsigned k = 0; k < TN_DEF_TK__COUNT; k++) {
+        const char *types = NULL;
+        for (size_t i = 0; i < nk; i++)
+            if (key_types[i].key == (tn_def_task_key)k)
+                types = key_types[i].types;
+        for (unsigned ty = 0; ty < 6; ty++) {
+            bool want = !types || names_type(types, type_word[ty]);
+            cr_expect_eq(tn_def_task_key_applies((tn_def_task_key)k, (tn_def_task_type)ty),
+                         want, "%s on %s", task_key_word[k], type_word[ty]);
+        }
+    }
+    cr_assert(!tn_def_task_key_applies(TN_DEF_TK__COUNT, TN_DEF_TASK_SHELL));
+    cr_assert(!tn_def_task_key_applies(TN_DEF_TK_NAME, (tn_def_task_type)6));
+}
+
+/* Every key written on a task type it does not apply to is refused, naming its line and
+ * the types it is for, before its value is read (so any value will do). */
+Test(def, every_key_refused_on_a_type_it_does_not_apply_to)
+{
+    size_t nk = sizeof(key_types) / sizeof(key_types[0]);
+    unsigned checked = 0;
+    for (size_t i = 0; i < nk; i++) {
+        const char *kw = task_key_word[key_types[i].key];
+        for (unsigned ty = 0; ty < 6; ty++) {
+            if (names_type(key_types[i].types, type_word[ty]))
+                continue;
+            char yaml[300], want[300];
+            snprintf(yaml, sizeof(yaml),
+                     "name: wf\ntasks:\n  - name: a\n    retries: 1\n    %s: [whatever]\n"
+                     "    type: %s\n", kw, type_word[ty]);
+            snprintf(want, sizeof(want),
+                     "t.yaml:5: key \"%s\" in task \"a\" is for %s tasks; this one is %s", kw,
+                     key_types[i].types, type_word[ty]);
+            tn_def *d = NULL;
+            tn_errmsg msg = {{0}};
+            cr_expect_eq(parse_str(yaml, &d, &msg), TN_ERR_PARSE, "%s on %s", kw,
+                         type_word[ty]);
+            cr_expect_str_eq(msg.text, want);
+            cr_expect_null(d);
+            tn_def_free(d);
+            checked++;
+        }
+    }
+    cr_assert_eq(checked, 3 * 4 + 5 * 5 + 3 * 5 + 3 * 5 + 2 * 5 + 5 * 5 + 1 * 5);
+}
+
+/* name and type are read first, whatever order they are written in, and their absence is
+ * reported on the task's line; an unknown key is reported before either. */
+Test(def, required_task_and_workflow_keys)
+{
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"name: wf\ntasks:\n  - {name: a, type: noop}\n  - {type: noop}\n",
+         "t.yaml:4: task #2 has no \"name\""},
+        {"name: wf\ntasks:\n  - type: noop\n    name: ~\n", "t.yaml:3: task #1 has no \"name\""},
+        {"name: wf\ntasks:\n  - retries: x\n    name: a\n",
+         "t.yaml:3: task \"a\" has no \"type\" (one of shell, noop, conditions, switch, "
+         "dependent, sub_workflow)"},
+        {"name: wf\ntasks:\n  - retries: x\n    type: noop\n    name: 'a b'\n",
+         "t.yaml:5: bad task name \"a b\": use 1..64 characters of A-Z a-z 0-9 _ . -"},
+        {"name: wf\ntasks:\n  - retries: x\n    type: [noop]\n    name: a\n",
+         "t.yaml:4: \"type\" in task \"a\" must be a string, not a list"},
+        {"name: wf\ntasks:\n  - {retries: x, type: noop, name: a}\n",
+         "t.yaml:3: bad value \"x\" for \"retries\" in task \"a\": write a whole number from 0 "
+         "to 1000"},
+        {"name: wf\ntasks:\n  - {retries: x, typo: noop}\n",
+         "t.yaml:3: unknown key \"typo\" in task #1 (did you mean \"type\"?)"},
+        {"tasks: []\nname:\n", "t.yaml:1: workflow has no \"name\""},
+        {"timeout: x\nname: [wf]\n", "t.yaml:2: \"name\" in workflow must be a string, not a "
+                                     "list"},
+        {"timeout: x\nname: wf\n", "t.yaml:1: bad duration \"x\" for \"timeout\" in workflow "
+                                   "\"wf\": write a whole number and a unit (250ms, 10s, 5m, "
+                                   "2h, 1d), or 0"},
+        {"name: wf\ntasks:\n", "t.yaml:2: workflow \"wf\" has no tasks: add a \"tasks\" list"},
+        {"name: wf\ntasks: []\n", "t.yaml:2: workflow \"wf\" has no tasks: add a \"tasks\" "
+                                  "list"},
+        {"name: wf\ntasks:\n  - {name: s, type: sub_workflow, workflow: ~}\n",
+         "t.yaml:3: sub_workflow task \"s\" needs \"workflow\": the workflow to run"},
+        {"name: wf\ntasks:\n  - name: s\n    type: shell\n    command: ''\n",
+         "t.yaml:5: shell task \"s\" needs a non-empty \"command\""},
+        {"name: wf\ntasks:\n  - name: d\n    type: dependent\n    depends: [{task: x}]\n",
+         "t.yaml:5: \"depends\" item #1 of task \"d\" has no \"workflow\""},
+        {"name: wf\ntasks:\n  - name: c\n    type: conditions\n    when: {all: [{task: x}]}\n",
+         "t.yaml:5: \"when\" item #1 of task \"c\" has no \"state\""},
+        {"name: wf\ntasks:\n  - name: c\n    type: conditions\n    when: {all: [], any: []}\n",
+         "t.yaml:5: \"when\" in task \"c\" needs exactly one of \"all\" and \"any\""},
+        {"name: wf\ntasks:\n  - name: c\n    type: conditions\n    when: {all: x}\n",
+         "t.yaml:5: \"all\" in \"when\" of task \"c\" must be a list, not a string"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_eq(parse_str(cases[i].yaml, &d, &msg), TN_ERR_PARSE, "case %zu", i);
+        cr_expect_str_eq(msg.text, cases[i].want, "case %zu", i);
+        cr_expect_null(d);
+        tn_def_free(d);
+    }
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The bytes of the encoding and every message the decoder gives on a truncated or
+ * corrupted copy, pinned by hash: a change to the encoding or to the decoder's messages
+ * shows here. */
+Test(def, encoding_and_decoder_messages_are_pinned)
+{
+    static const struct {
+        const char *file;
+        uint64_t bytes, messages;
+    } pins[] = {
+        {"tests/defs/good/full.yaml", 0xd55dcb7e1fba55aaull, 0xbcab75a175628ff4ull},
+        {"tests/defs/good/minimal.yaml", 0x159439c813abee41ull, 0x36a787572511bae9ull},
+        {"tests/defs/good/canon_a.yaml", 0x2fc49e3d88ce6fd5ull, 0x7be68923ebc811f1ull},
+    };
+    for (size_t f = 0; f < sizeof(pins) / sizeof(pins[0]); f++) {
+        tn_def *d = parse_ok(pins[f].file);
+        char *enc;
+        size_t len;
+        encode(d, &enc, &len);
+        uint64_t hb = fnv(0xcbf29ce484222325ull, enc, len), hm = 0xcbf29ce484222325ull;
+        uint8_t *copy = malloc(len);
+        for (size_t i = 0; i <= len; i++) {
+            for (unsigned flip = 0; flip < 3; flip++) {
+                memcpy(copy, enc, len);
+                size_t n = len;
+                if (flip == 0)
+                    n = i; /* truncated */
+                else if (i < len)
+                    copy[i] ^= flip == 1 ? 0x01 : 0x80;
+                tn_def *out = NULL;
+                tn_errmsg msg = {{0}};
+                tn_err err = tn_def_decode(copy, n, &out, &msg);
+                hm = fnv(hm, &err, sizeof(err));
+                if (err)
+                    hm = fnv(hm, msg.text, strlen(msg.text));
+                tn_def_free(out);
+            }
+        }
+        cr_expect_eq(hb, pins[f].bytes, "%s: bytes 0x%016llx", pins[f].file,
+                     (unsigned long long)hb);
+        cr_expect_eq(hm, pins[f].messages, "%s: messages 0x%016llx", pins[f].file,
+                     (unsigned long long)hm);
+        free(copy);
+        free(enc);
+        tn_def_free(d);
+    }
+}
+
+/* The whole message for each kind of value a key may hold, on the line of the value. */
+Test(def, value_messages)
+{
+    static const struct {
+        const char *line, *want;
+    } cases[] = {
+        {"memory_max: 1Q", "t.yaml:4: bad size \"1Q\" for \"memory_max\" in task \"a\": write "
+                           "bytes, or a whole number with K, M, G or T (512M, 2G)"},
+        {"cpu_max: 0.0001", "t.yaml:4: bad cpu count \"0.0001\" for \"cpu_max\" in task \"a\": "
+                            "write cores as a decimal with at most 3 decimals (1, 1.5, 0.25), "
+                            "at most 10000"},
+        {"kill_grace: 5y", "t.yaml:4: bad duration \"5y\" for \"kill_grace\" in task \"a\": "
+                           "write a whole number and a unit (250ms, 10s, 5m, 2h, 1d), or 0"},
+        {"kill_grace: 9999d", "t.yaml:4: bad duration \"9999d\" for \"kill_grace\" in task "
+                              "\"a\": the limit is 3650d"},
+        {"enabled: [x]", "t.yaml:4: \"enabled\" in task \"a\" must be a string, not a list"},
+        {"priority: top", "t.yaml:4: bad value \"top\" for \"priority\" in task \"a\" (allowed: "
+                          "highest, high, medium, low, lowest)"},
+        {"task_group: 'a b'", "t.yaml:4: bad task group name \"a b\": use 1..64 characters of "
+                              "A-Z a-z 0-9 _ . -"},
+        {"environment: {x: 1}", "t.yaml:4: \"environment\" in task \"a\" must be a string, not "
+                                "a mapping"},
+        {"deps: [~]", "t.yaml:4: items of \"deps\" in task \"a\" must be task names, not empty"},
+        {"params: {'a b': 1}", "t.yaml:4: bad param name \"a b\": use 1..64 characters of A-Z "
+                               "a-z 0-9 _ . -"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[300];
+        snprintf(yaml, sizeof(yaml), "name: wf\ntasks:\n  - name: a\n    %s\n    type: shell\n"
+                 "    command: x\n", cases[i].line);
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_neq(parse_str(yaml, &d, &msg), TN_OK, "case %zu", i);
+        cr_expect_str_eq(msg.text, cases[i].want, "case %zu", i);
+        tn_def_free(d);
+    }
+}
+
+/* Each unit at its bound, lower-case sizes, and no output on failure. */
+Test(def, unit_edges)
+{
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } size_ok[] = {{"1k", 1ull << 10}, {"3m", 3ull << 20}, {"1t", 1ull << 40},
+                   {"16777215T", 16777215ull << 40}, {"18446744073709551615", UINT64_MAX}};
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } dur_ok[] = {{"5256000m", 3650ull * 86400000}, {"87600h", 3650ull * 86400000},
+                  {"315360000000ms", 3650ull * 86400000}, {"0d", 0}, {"0h", 0}};
+    static const char *const size_bad[] = {"16777216T", "1KK", "K1", "1P", "1Ki"};
+    static const char *const dur_bad[] = {"5256001m", "87601h", "315360000001ms", "00", "1ms0"};
+    uint64_t v;
+    for (size_t i = 0; i < sizeof(size_ok) / sizeof(size_ok[0]); i++) {
+        cr_expect_eq(tn_parse_size(size_ok[i].s, &v), TN_OK, "%s", size_ok[i].s);
+        cr_expect_eq(v, size_ok[i].v, "%s", size_ok[i].s);
+    }
+    for (size_t i = 0; i < sizeof(dur_ok) / sizeof(dur_ok[0]); i++) {
+        cr_expect_eq(tn_parse_duration_ms(dur_ok[i].s, &v), TN_OK, "%s", dur_ok[i].s);
+        cr_expect_eq(v, dur_ok[i].v, "%s", dur_ok[i].s);
+    }
+    for (size_t i = 0; i < sizeof(size_bad) / sizeof(size_bad[0]); i++) {
+        v = 9;
+        cr_expect_eq(tn_parse_size(size_bad[i], &v), TN_ERR_INVAL, "%s", size_bad[i]);
+        cr_expect_eq(v, 9, "%s", size_bad[i]);
+    }
+    for (size_t i = 0; i < sizeof(dur_bad) / sizeof(dur_bad[0]); i++) {
+        v = 9;
+        cr_expect_eq(tn_parse_duration_ms(dur_bad[i], &v), TN_ERR_INVAL, "%s", dur_bad[i]);
+        cr_expect_eq(v, 9, "%s", dur_bad[i]);
+    }
+    cr_expect_eq(tn_parse_size(NULL, &v), TN_ERR_INVAL);
+    cr_expect_eq(tn_parse_duration_ms(NULL, &v), TN_ERR_INVAL);
+}

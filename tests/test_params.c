@@ -1211,3 +1211,49 @@ Test(params, concurrent_readers)
     }
     tn_kv_free(vars);
 }
+
+/* The split of date-function arguments and the two levels of && and ||. */
+Test(params, date_arguments_and_logic_levels)
+{
+    expect_sub_fail("$[add_months(yyyyMMdd),1)]", TN_ERR_PARSE, "unbalanced parentheses");
+    expect_sub_fail("$[add_months(yyyyMMdd,(1)]", TN_ERR_PARSE, "unbalanced parentheses");
+    expect_sub_fail("$[add_months(yyyyMMdd,1,2,3)]", TN_ERR_PARSE,
+                    "expected add_months(format, months)");
+    expect_sub_fail("$[add_months( ,1)]", TN_ERR_PARSE, "no date format");
+    tn_param_ctx c = base_ctx();
+    expect_sub("$[add_months( yyyyMMdd , (2-1) )]", NULL, &c, 0, "20261222");
+    expect_sub("$[year_week(yyyy-ww, 7)]", NULL, &c, 0, "2026-47");
+
+    static const struct {
+        const char *expr;
+        tn_err err;
+        bool want;
+        const char *msg;
+    } cases[] = {
+        {"false && true || true", TN_OK, true, NULL},
+        {"true || false && false", TN_OK, true, NULL},
+        {"(true || false) && false", TN_OK, false, NULL},
+        {"1 < 2 && 2 < 3 && 3 < 4", TN_OK, true, NULL},
+        {"false || false || 'a' == 'a'", TN_OK, true, NULL},
+        /* the right side is read even when the left decides */
+        {"true || nope", TN_ERR_PARSE, false, "unknown word \"nope\" at column 9"},
+        {"false && 'open", TN_ERR_PARSE, false, "unterminated string at column 10"},
+        {"true &&", TN_ERR_PARSE, false, "expected an operand at column 8"},
+        {"true | false", TN_ERR_PARSE, false, "expected && or ||"},
+        {"(1 == 1", TN_ERR_PARSE, false, "expected \")\" to close the \"(\" of column 1"},
+        {"12ab == 1", TN_ERR_PARSE, false, "bad number \"12ab\""},
+        {"${x} == 1", TN_ERR_PARSE, false, "unresolved parameter \"${x}\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool r = !cases[i].want;
+        tn_errmsg m = {{0}};
+        tn_err err = tn_expr_eval(cases[i].expr, &r, &m);
+        cr_expect_eq(err, cases[i].err, "[%s]: got %s: %s", cases[i].expr, tn_errname(err),
+                     m.text);
+        if (err == TN_OK)
+            cr_expect_eq(r, cases[i].want, "[%s]", cases[i].expr);
+        else
+            cr_expect(strstr(m.text, cases[i].msg), "[%s]: \"%s\" lacks \"%s\"",
+                      cases[i].expr, m.text, cases[i].msg);
+    }
+}

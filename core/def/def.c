@@ -33,6 +33,14 @@ static int word_find(const char *const *words, size_t n, const char *s)
     return -1;
 }
 
+/* An enum's word table, count and allowed list, for the generic readers below. Enum
+ * values are read and written through unsigned (see field below). */
+typedef struct enum_desc {
+    const char *const *words;
+    size_t n;
+    const char *(*allowed)(void);
+} enum_desc;
+
 #define DEF_ENUM(e, LIST)                                                                 \
     static const char *const e##_words[] = {LIST(WORD)};                                  \
     const char *tn_def_##e##_name(tn_def_##e v)                                           \
@@ -50,7 +58,10 @@ static int word_find(const char *const *words, size_t n, const char *s)
     const char *tn_def_##e##_allowed(void)                                                \
     {                                                                                     \
         return &(LIST(ALLOWED))[2];                                                       \
-    }
+    }                                                                                     \
+    static const enum_desc e##_desc = {e##_words, TN_ARRAY_LEN(e##_words),               \
+                                       tn_def_##e##_allowed};                             \
+    _Static_assert(sizeof(tn_def_##e) == sizeof(unsigned), "an enum is an unsigned");
 
 DEF_ENUM(task_type, TN_DEF_TASK_TYPE_LIST)
 DEF_ENUM(exec, TN_DEF_EXEC_LIST)
@@ -64,66 +75,8 @@ DEF_ENUM(relation, TN_DEF_RELATION_LIST)
 DEF_ENUM(cycle, TN_DEF_CYCLE_LIST)
 DEF_ENUM(failure_policy, TN_DEF_FAILURE_POLICY_LIST)
 
-/* An enum's word table, count and allowed list, for the generic readers below. */
-typedef struct enum_desc {
-    const char *const *words;
-    size_t n;
-    const char *(*allowed)(void);
-} enum_desc;
-
-#define ENUM_DESC(e) {e##_words, TN_ARRAY_LEN(e##_words), tn_def_##e##_allowed}
-
 static const char *const wf_key_words[] = {TN_DEF_WF_KEY_LIST(WORD)};
 static const char *const task_key_words[] = {TN_DEF_TASK_KEY_LIST(WORD)};
-
-#define T_(x) (1u << TN_DEF_TASK_##x)
-#define T_ALL (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | \
-               T_(SUB_WORKFLOW))
-#define T_DISPATCHED (T_(SHELL) | T_(NOOP))
-
-/* Which task types accept each key (see tn_def_task_key_applies in the header). */
-static const uint8_t task_key_types[TN_DEF_TK__COUNT] = {
-    [TN_DEF_TK_NAME] = T_ALL,
-    [TN_DEF_TK_TYPE] = T_ALL,
-    [TN_DEF_TK_DEPS] = T_ALL,
-    [TN_DEF_TK_ENABLED] = T_ALL,
-    [TN_DEF_TK_PARAMS] = T_ALL,
-    [TN_DEF_TK_RETRIES] = T_ALL,
-    [TN_DEF_TK_RETRY_INTERVAL] = T_ALL,
-    [TN_DEF_TK_TIMEOUT] = T_ALL,
-    [TN_DEF_TK_TIMEOUT_STRATEGY] = T_ALL,
-    [TN_DEF_TK_DELAY] = T_ALL,
-    [TN_DEF_TK_PRIORITY] = T_ALL,
-    [TN_DEF_TK_WORKER_GROUP] = T_DISPATCHED,
-    [TN_DEF_TK_TASK_GROUP] = T_DISPATCHED,
-    [TN_DEF_TK_DISPATCH_TIMEOUT] = T_DISPATCHED,
-    [TN_DEF_TK_ENVIRONMENT] = T_(SHELL),
-    [TN_DEF_TK_COMMAND] = T_(SHELL),
-    [TN_DEF_TK_KILL_GRACE] = T_(SHELL),
-    [TN_DEF_TK_MEMORY_MAX] = T_(SHELL),
-    [TN_DEF_TK_CPU_MAX] = T_(SHELL),
-    [TN_DEF_TK_RESULT] = T_(NOOP),
-    [TN_DEF_TK_DURATION] = T_(NOOP),
-    [TN_DEF_TK_OUTPUTS] = T_(NOOP),
-    [TN_DEF_TK_WHEN] = T_(CONDITIONS),
-    [TN_DEF_TK_ON_SUCCESS] = T_(CONDITIONS),
-    [TN_DEF_TK_ON_FAILURE] = T_(CONDITIONS),
-    [TN_DEF_TK_CASES] = T_(SWITCH),
-    [TN_DEF_TK_DEFAULT] = T_(SWITCH),
-    [TN_DEF_TK_RELATION] = T_(DEPENDENT),
-    [TN_DEF_TK_DEPENDS] = T_(DEPENDENT),
-    [TN_DEF_TK_CHECK_INTERVAL] = T_(DEPENDENT),
-    [TN_DEF_TK_FAILURE_POLICY] = T_(DEPENDENT),
-    [TN_DEF_TK_FAILURE_WAIT] = T_(DEPENDENT),
-    [TN_DEF_TK_WORKFLOW] = T_(SUB_WORKFLOW),
-};
-
-bool tn_def_task_key_applies(tn_def_task_key key, tn_def_task_type type)
-{
-    if ((unsigned)key >= TN_DEF_TK__COUNT || (unsigned)type >= TN_ARRAY_LEN(task_type_words))
-        return false;
-    return (task_key_types[key] >> type) & 1u;
-}
 
 /* ---- scalar syntax ------------------------------------------------------------------ */
 
@@ -156,57 +109,49 @@ static int digits(const char *s, uint64_t *v)
     return n;
 }
 
-tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+typedef struct unit {
+    const char *name;
+    uint64_t mul;
+} unit;
+
+/* Digits and one of `units` (or, when `bare` is set, no unit: a multiplier of 1) into
+ * *out, at most `max`. */
+static tn_err with_unit(const char *s, const unit *units, size_t n_units, bool bare,
+                        uint64_t max, uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     uint64_t v;
     if (!s)
         return TN_ERR_INVAL;
-    if (strcmp(s, "0") == 0) {
-        *out = 0;
-        return TN_OK;
-    }
     int n = digits(s, &v);
     if (n <= 0)
         return TN_ERR_INVAL;
-    for (size_t i = 0; i < TN_ARRAY_LEN(units); i++) {
-        if (strcmp(s + n, units[i].unit) != 0)
-            continue;
-        if (v > TN_DEF_MAX_DURATION_MS / units[i].ms)
-            return TN_ERR_INVAL;
-        *out = v * units[i].ms;
+    uint64_t mul = bare && !s[n] ? 1 : 0;
+    for (size_t i = 0; i < n_units && !mul; i++)
+        if (strcmp(s + n, units[i].name) == 0)
+            mul = units[i].mul;
+    if (!mul || v > max / mul)
+        return TN_ERR_INVAL;
+    *out = v * mul;
+    return TN_OK;
+}
+
+tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const unit units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    if (s && strcmp(s, "0") == 0) {
+        *out = 0;
         return TN_OK;
     }
-    return TN_ERR_INVAL;
+    return with_unit(s, units, TN_ARRAY_LEN(units), false, TN_DEF_MAX_DURATION_MS, out);
 }
 
 tn_err tn_parse_size(const char *s, uint64_t *out)
 {
-    uint64_t v, mul = 1;
-    if (!s)
-        return TN_ERR_INVAL;
-    int n = digits(s, &v);
-    if (n <= 0)
-        return TN_ERR_INVAL;
-    const char *u = s + n;
-    if (*u) {
-        switch (*u) {
-        case 'K': case 'k': mul = 1ull << 10; break;
-        case 'M': case 'm': mul = 1ull << 20; break;
-        case 'G': case 'g': mul = 1ull << 30; break;
-        case 'T': case 't': mul = 1ull << 40; break;
-        default: return TN_ERR_INVAL;
-        }
-        if (u[1])
-            return TN_ERR_INVAL;
-    }
-    if (v > UINT64_MAX / mul)
-        return TN_ERR_INVAL;
-    *out = v * mul;
-    return TN_OK;
+    static const unit units[] = {{"K", 1ull << 10}, {"k", 1ull << 10}, {"M", 1ull << 20},
+                                 {"m", 1ull << 20}, {"G", 1ull << 30}, {"g", 1ull << 30},
+                                 {"T", 1ull << 40}, {"t", 1ull << 40}};
+    return with_unit(s, units, TN_ARRAY_LEN(units), true, UINT64_MAX, out);
 }
 
 tn_err tn_parse_cpu_milli(const char *s, uint64_t *out)
@@ -581,15 +526,25 @@ static tn_err want(const pctx *c, uint32_t v, uint8_t kind, const char *key, con
                    key, where, what[kind], kind_word(NODE(c, v)));
 }
 
+/* Whether v holds a string to read: false with TN_OK for a null value (the default
+ * stays), false with the error for anything but a string. */
+static bool has_scalar(const pctx *c, uint32_t v, const char *key, const char *where,
+                       tn_err *err)
+{
+    *err = TN_OK;
+    if (is_null(c, v))
+        return false;
+    *err = want(c, v, N_SCALAR, key, where);
+    return *err == TN_OK;
+}
+
 /* A string value of at most `max` bytes into *out (replacing what was there). A null
  * value leaves *out alone: it is the default. */
 static tn_err get_str(const pctx *c, uint32_t v, const char *key, const char *where, size_t max,
                       char **out)
 {
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     if (NODE(c, v)->len > max)
         return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
@@ -628,40 +583,27 @@ static tn_err get_name(const pctx *c, uint32_t v, const char *key, const char *w
 }
 
 static tn_err get_enum(const pctx *c, uint32_t v, const char *key, const char *where,
-                       const enum_desc *ed, int *out)
+                       const enum_desc *ed, unsigned *out)
 {
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     int i = word_find(ed->words, ed->n, SVAL(c, v));
     if (i < 0)
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "bad value \"%.64s\" for \"%s\" in %s (allowed: %s)", SVAL(c, v), key,
                        where, ed->allowed());
-    *out = i;
+    *out = (unsigned)i;
     return TN_OK;
 }
-
-#define GET_ENUM(c, v, key, where, e, out)                                                \
-    ({                                                                                    \
-        static const enum_desc ed_ = ENUM_DESC(e);                                        \
-        int i_ = (int)*(out);                                                             \
-        tn_err r_ = get_enum(c, v, key, where, &ed_, &i_);                                \
-        *(out) = (tn_def_##e)i_;                                                          \
-        r_;                                                                               \
-    })
 
 static tn_err get_bool(const pctx *c, uint32_t v, const char *key, const char *where,
                        bool *out)
 {
     static const char *const yes[] = {"true", "True", "TRUE", NULL};
     static const char *const no[] = {"false", "False", "FALSE", NULL};
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     if (word_in(SVAL(c, v), yes))
         *out = true;
@@ -678,10 +620,8 @@ static tn_err get_count(const pctx *c, uint32_t v, const char *key, const char *
                         uint32_t max, uint32_t *out)
 {
     uint64_t n;
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     const char *s = SVAL(c, v);
     int nd = digits(s, &n);
@@ -697,10 +637,8 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
                            uint64_t *out)
 {
     uint64_t n;
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
     const char *s = SVAL(c, v);
     if (tn_parse_duration_ms(s, out) == TN_OK)
@@ -719,35 +657,19 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
                    "(250ms, 10s, 5m, 2h, 1d), or 0", s, key, where);
 }
 
-static tn_err get_size(const pctx *c, uint32_t v, const char *key, const char *where,
-                       uint64_t *out)
+/* A value `conv` turns into a number (tn_parse_size, tn_parse_cpu_milli); `noun` and
+ * `hint` make its message. */
+static tn_err get_converted(const pctx *c, uint32_t v, const char *key, const char *where,
+                            tn_err (*conv)(const char *, uint64_t *), const char *noun,
+                            const char *hint, uint64_t *out)
 {
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
         return err;
-    if (tn_parse_size(SVAL(c, v), out) == TN_OK)
+    if (conv(SVAL(c, v), out) == TN_OK)
         return TN_OK;
-    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
-                   "bad size \"%.64s\" for \"%s\" in %s: write bytes, or a whole number "
-                   "with K, M, G or T (512M, 2G)", SVAL(c, v), key, where);
-}
-
-static tn_err get_cpu(const pctx *c, uint32_t v, const char *key, const char *where,
-                      uint64_t *out)
-{
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = want(c, v, N_SCALAR, key, where);
-    if (err)
-        return err;
-    if (tn_parse_cpu_milli(SVAL(c, v), out) == TN_OK)
-        return TN_OK;
-    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
-                   "bad cpu count \"%.64s\" for \"%s\" in %s: write cores as a decimal "
-                   "with at most 3 decimals (1, 1.5, 0.25), at most 10000", SVAL(c, v), key,
-                   where);
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line, "bad %s \"%.64s\" for \"%s\" in %s: %s",
+                   noun, SVAL(c, v), key, where, hint);
 }
 
 static int kv_cmp(const void *a, const void *b)
@@ -963,11 +885,184 @@ static tn_err get_item(const pctx *c, uint32_t v, const char *key, uint32_t no,
     return TN_OK;
 }
 
-static tn_err parse_when(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+/* ---- tree to struct: keys ------------------------------------------------------------ */
+
+/* How a key's value is kept, which decides how the YAML reader, the encoder, the decoder
+ * and validation treat it. One table lists a workflow's keys, one a task's, and one the
+ * keys of an item of each list of mappings, so these cannot drift apart. */
+typedef enum vkind {
+    V_STR,      /* char *, at most `max` bytes */
+    V_NAME,     /* char *, the name rule; `label` names it in messages */
+    V_REF,      /* tn_def_ref, a task of the same workflow */
+    V_ENUM,     /* an enum of `ed` */
+    V_BOOL,     /* bool */
+    V_COUNT,    /* uint32_t, 0..max */
+    V_DURATION, /* uint64_t ms */
+    V_SIZE,     /* uint64_t bytes */
+    V_CPU,      /* uint64_t thousandths of a core */
+    V_KVS,      /* tn_def_kvs */
+    V_REFS,     /* tn_def_ref *, its count at n_off */
+    V_ITEMS,    /* a list of mappings, see item_spec */
+    V_TASKS,    /* the workflow's tasks */
+} vkind;
+
+typedef struct item_spec item_spec;
+
+/* The YAML reader of a key whose kind's reader does not fit. */
+typedef tn_err (*parse_fn)(const pctx *c, uint32_t v, const char *key, const char *where,
+                           void *base);
+
+typedef struct field {
+    uint8_t kind;        /* vkind */
+    uint8_t types;       /* task keys: a bit per task type that takes the key */
+    bool required;       /* must be written; read before the other keys */
+    bool nil_ok;         /* encoded as nil when NULL */
+    size_t off, n_off;   /* of the value (and of a V_REFS count) in its struct */
+    uint32_t max;        /* V_STR: bytes; V_COUNT: the largest value */
+    const char *label;   /* V_NAME: what the name is, for messages */
+    const char *what;    /* decoding messages, where not the key itself */
+    const enum_desc *ed; /* V_ENUM */
+    const item_spec *items;
+    parse_fn parse;      /* the YAML reader, where not the kind's */
+} field;
+
+/* A list of mappings (when, cases, depends): its items' keys and where it is kept. */
+struct item_spec {
+    const char *const *words; /* the keys of one item */
+    const field *fields;      /* [n], a field per key, offsets within an item */
+    uint32_t n;
+    uint32_t required;        /* bit k: words[k] must be written */
+    size_t size;              /* of one item */
+    size_t list_off, n_off;   /* of the array and its count in tn_def_task */
+    const char *tuple;        /* decoding messages: one item */
+    const field *head;        /* encoded before the list (the mode of "when"), or NULL */
+    tn_err (*init)(void *item, uint32_t line); /* defaults before an item is read */
+};
+
+static tn_err parse_items(const pctx *c, uint32_t v, const char *list_key,
+                          const char *list_where, const char *key, const char *where,
+                          const item_spec *s, void *base);
+static tn_err parse_tasks(const pctx *c, uint32_t v, const char *key, const char *where,
+                          void *base);
+
+/* One value into `base` + f->off (replacing what was there; a null value leaves the
+ * default). `key` and `where` name it in messages. */
+static tn_err parse_value(const pctx *c, const field *f, uint32_t v, const char *key,
+                          const char *where, void *base)
+{
+    void *p = (char *)base + f->off;
+    if (f->parse)
+        return f->parse(c, v, key, where, base);
+    switch ((vkind)f->kind) {
+    case V_STR: return get_str(c, v, key, where, f->max, p);
+    case V_NAME: return get_name(c, v, key, where, f->label, p);
+    case V_REF: return get_ref(c, v, key, where, p);
+    case V_ENUM: return get_enum(c, v, key, where, f->ed, p);
+    case V_BOOL: return get_bool(c, v, key, where, p);
+    case V_COUNT: return get_count(c, v, key, where, f->max, p);
+    case V_DURATION: return get_duration(c, v, key, where, p);
+    case V_SIZE:
+        return get_converted(c, v, key, where, tn_parse_size, "size",
+                             "write bytes, or a whole number with K, M, G or T (512M, 2G)", p);
+    case V_CPU:
+        return get_converted(c, v, key, where, tn_parse_cpu_milli, "cpu count",
+                             "write cores as a decimal with at most 3 decimals (1, 1.5, 0.25), "
+                             "at most 10000", p);
+    case V_KVS: return get_kvs(c, v, key, where, p);
+    case V_REFS: return get_refs(c, v, key, where, p, (uint32_t *)((char *)base + f->n_off));
+    case V_ITEMS: return parse_items(c, v, key, where, key, where, f->items, base);
+    case V_TASKS: return parse_tasks(c, v, key, where, base);
+    }
+    return TN_ERR_INVAL; /* not reached: every kind is read above */
+}
+
+/* A list of mappings: `list_key` and `list_where` name the list, `key` and `where` its
+ * items ("when" item #2 of a task whose list is under "all"). */
+static tn_err parse_items(const pctx *c, uint32_t v, const char *list_key,
+                          const char *list_where, const char *key, const char *where,
+                          const item_spec *s, void *base)
+{
+    uint32_t iv[8], i = 0, *n_items = (uint32_t *)((char *)base + s->n_off);
+    char here[200];
+    void *list = NULL;
+    if (is_null(c, v))
+        return TN_OK;
+    tn_err err = get_items(c, v, list_key, list_where, s->size, &list, n_items);
+    memcpy((char *)base + s->list_off, &list, sizeof(list));
+    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
+        void *item = (char *)list + (size_t)i * s->size;
+        if (s->init && (err = s->init(item, NODE(c, k)->line)) != TN_OK)
+            return err;
+        err = get_item(c, k, key, i + 1, where, s->words, s->n, s->required, iv, here,
+                       sizeof(here));
+        for (uint32_t j = 0; !err && j < s->n; j++)
+            if (iv[j] != NONE)
+                err = parse_value(c, &s->fields[j], iv[j], s->words[j], here, item);
+    }
+    return err;
+}
+
+static const char *const when_words[] = {"task", "state"};
+static const field when_fields[] = {
+    {V_REF, .off = offsetof(tn_def_cond_item, task), .what = "when task"},
+    {V_ENUM, .off = offsetof(tn_def_cond_item, state), .ed = &cond_state_desc,
+     .what = "when state"},
+};
+static const field when_mode = {V_ENUM, .off = offsetof(tn_def_task, cond.mode),
+                                .ed = &cond_mode_desc};
+static const item_spec when_items = {
+    when_words, when_fields, 2, 3, sizeof(tn_def_cond_item), offsetof(tn_def_task, cond.when),
+    offsetof(tn_def_task, cond.n_when), "when item", &when_mode, NULL};
+
+static tn_err case_init(void *item, uint32_t line)
+{
+    ((tn_def_case *)item)->line = line;
+    return TN_OK;
+}
+
+static const char *const case_words[] = {"when", "then"};
+static const field case_fields[] = {
+    {V_STR, .off = offsetof(tn_def_case, when), .max = TN_DEF_MAX_STRING, .what = "case when"},
+    {V_REF, .off = offsetof(tn_def_case, then), .what = "case then"},
+};
+static const item_spec case_items = {
+    case_words, case_fields, 2, 3, sizeof(tn_def_case), offsetof(tn_def_task, sw.cases),
+    offsetof(tn_def_task, sw.n_cases), "case", NULL, case_init};
+
+/* A dependent item waits for the whole workflow today unless it says otherwise. Only
+ * `workflow` is required, so the defaults are set before the item is read. */
+static tn_err depend_init(void *item, uint32_t line)
+{
+    tn_def_depend *dp = item;
+    dp->line = line;
+    dp->cycle = TN_DEF_CYCLE_DAY;
+    if (!(dp->task = strdup(TN_DEF_DEPEND_ALL)) || !(dp->date = strdup("today")))
+        return TN_ERR_NOMEM;
+    return TN_OK;
+}
+
+static const char *const depend_words[] = {"workflow", "task", "cycle", "date"};
+static const field depend_fields[] = {
+    {V_NAME, .off = offsetof(tn_def_depend, workflow), .label = "workflow name",
+     .what = "depends workflow"},
+    {V_NAME, .off = offsetof(tn_def_depend, task), .label = "task name",
+     .what = "depends task"},
+    {V_ENUM, .off = offsetof(tn_def_depend, cycle), .ed = &cycle_desc,
+     .what = "depends cycle"},
+    {V_STR, .off = offsetof(tn_def_depend, date), .max = TN_DEF_MAX_NAME,
+     .what = "depends date"},
+};
+static const item_spec depend_items = {
+    depend_words, depend_fields, 4, 1, sizeof(tn_def_depend), offsetof(tn_def_task, dep.depends),
+    offsetof(tn_def_task, dep.n_depends), "depends item", NULL, depend_init};
+
+/* when: {all|any: [items]}: the one key of the mapping is the mode. */
+static tn_err parse_when(const pctx *c, uint32_t v, const char *key, const char *where,
+                         void *base)
 {
     static const char *const modes[] = {"all", "any"};
-    static const char *const item_words[] = {"task", "state"};
-    uint32_t vals[2], lines[2], iv[2], i = 0;
+    tn_def_task *t = base;
+    uint32_t vals[2], lines[2];
     char here[200];
     if (is_null(c, v))
         return TN_OK;
@@ -983,70 +1078,173 @@ static tn_err parse_when(const pctx *c, uint32_t v, const char *where, tn_def_ta
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "\"when\" in %s needs exactly one of \"all\" and \"any\"", where);
     t->cond.mode = vals[0] != NONE ? TN_DEF_COND_ALL : TN_DEF_COND_ANY;
-    uint32_t list = vals[t->cond.mode == TN_DEF_COND_ALL ? 0 : 1];
-    if (is_null(c, list))
+    return parse_items(c, vals[t->cond.mode], modes[t->cond.mode], here, key, where,
+                       &when_items, base);
+}
+
+static tn_err parse_default(const pctx *c, uint32_t v, const char *key, const char *where,
+                            void *base)
+{
+    tn_def_task *t = base;
+    if (is_null(c, v))
         return TN_OK;
-    err = get_items(c, list, t->cond.mode == TN_DEF_COND_ALL ? "all" : "any", here,
-                    sizeof(*t->cond.when), (void **)&t->cond.when, &t->cond.n_when);
-    for (uint32_t k = NODE(c, list)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
-        tn_def_cond_item *it = &t->cond.when[i];
-        err = get_item(c, k, "when", i + 1, where, item_words, 2, 3, iv, here, sizeof(here));
-        if (!err)
-            err = get_ref(c, iv[0], "task", here, &it->task);
-        if (!err)
-            err = GET_ENUM(c, iv[1], "state", here, cond_state, &it->state);
+    t->sw.has_default = true;
+    return get_ref(c, v, key, where, &t->sw.dflt);
+}
+
+/* The type, with a message of its own: it decides which other keys may be written. */
+static tn_err parse_type(const pctx *c, uint32_t v, const char *key, const char *where,
+                         void *base)
+{
+    tn_def_task *t = base;
+    tn_err err = want(c, v, N_SCALAR, key, where);
+    if (err)
+        return err;
+    if (tn_def_task_type_parse(SVAL(c, v), &t->type) != TN_OK)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "unknown task type \"%.64s\" in %s (allowed: %s)", SVAL(c, v), where,
+                       tn_def_task_type_allowed());
+    return TN_OK;
+}
+
+#define T_(x) (1u << TN_DEF_TASK_##x)
+#define T_ALL (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | \
+               T_(SUB_WORKFLOW))
+#define T_DISPATCHED (T_(SHELL) | T_(NOOP))
+#define TF(f) offsetof(tn_def_task, f)
+#define DF(f) offsetof(tn_def, f)
+
+/* A task's keys: which types take each (see tn_def_task_key_applies in the header), how
+ * it is read and where it is kept. The encoding follows this order (see below). */
+static const field task_fields[TN_DEF_TK__COUNT] = {
+    [TN_DEF_TK_NAME] = {V_NAME, T_ALL, .required = true, .off = TF(name), .label = "task name",
+                        .what = "task name"},
+    [TN_DEF_TK_TYPE] = {V_ENUM, T_ALL, .required = true, .off = TF(type),
+                        .ed = &task_type_desc, .what = "task type", .parse = parse_type},
+    [TN_DEF_TK_DEPS] = {V_REFS, T_ALL, .off = TF(deps), .n_off = TF(n_deps)},
+    [TN_DEF_TK_ENABLED] = {V_BOOL, T_ALL, .off = TF(enabled)},
+    [TN_DEF_TK_PARAMS] = {V_KVS, T_ALL, .off = TF(params)},
+    [TN_DEF_TK_RETRIES] = {V_COUNT, T_ALL, .off = TF(retries), .max = TN_DEF_MAX_RETRIES},
+    [TN_DEF_TK_RETRY_INTERVAL] = {V_DURATION, T_ALL, .off = TF(retry_interval_ms)},
+    [TN_DEF_TK_TIMEOUT] = {V_DURATION, T_ALL, .off = TF(timeout_ms)},
+    [TN_DEF_TK_TIMEOUT_STRATEGY] = {V_ENUM, T_ALL, .off = TF(timeout_strategy),
+                                    .ed = &timeout_strategy_desc},
+    [TN_DEF_TK_DELAY] = {V_DURATION, T_ALL, .off = TF(delay_ms)},
+    [TN_DEF_TK_PRIORITY] = {V_ENUM, T_ALL, .off = TF(priority), .ed = &priority_desc},
+    [TN_DEF_TK_WORKER_GROUP] = {V_NAME, T_DISPATCHED, .off = TF(worker_group),
+                                .label = "worker group name"},
+    [TN_DEF_TK_TASK_GROUP] = {V_NAME, T_DISPATCHED, .nil_ok = true, .off = TF(task_group),
+                              .label = "task group name"},
+    [TN_DEF_TK_DISPATCH_TIMEOUT] = {V_DURATION, T_DISPATCHED, .off = TF(dispatch_timeout_ms)},
+    [TN_DEF_TK_ENVIRONMENT] = {V_NAME, T_(SHELL), .nil_ok = true, .off = TF(environment),
+                               .label = "environment name"},
+    [TN_DEF_TK_COMMAND] = {V_STR, T_(SHELL), .off = TF(command), .max = TN_DEF_MAX_COMMAND},
+    [TN_DEF_TK_KILL_GRACE] = {V_DURATION, T_(SHELL), .off = TF(kill_grace_ms)},
+    [TN_DEF_TK_MEMORY_MAX] = {V_SIZE, T_(SHELL), .off = TF(memory_max)},
+    [TN_DEF_TK_CPU_MAX] = {V_CPU, T_(SHELL), .off = TF(cpu_max_milli)},
+    [TN_DEF_TK_RESULT] = {V_ENUM, T_(NOOP), .off = TF(noop.result), .ed = &noop_result_desc},
+    [TN_DEF_TK_DURATION] = {V_DURATION, T_(NOOP), .off = TF(noop.duration_ms)},
+    [TN_DEF_TK_OUTPUTS] = {V_KVS, T_(NOOP), .off = TF(noop.outputs)},
+    [TN_DEF_TK_WHEN] = {V_ITEMS, T_(CONDITIONS), .items = &when_items, .parse = parse_when},
+    [TN_DEF_TK_ON_SUCCESS] = {V_REFS, T_(CONDITIONS), .off = TF(cond.on_success),
+                              .n_off = TF(cond.n_on_success)},
+    [TN_DEF_TK_ON_FAILURE] = {V_REFS, T_(CONDITIONS), .off = TF(cond.on_failure),
+                              .n_off = TF(cond.n_on_failure)},
+    [TN_DEF_TK_CASES] = {V_ITEMS, T_(SWITCH), .items = &case_items},
+    [TN_DEF_TK_DEFAULT] = {V_REF, T_(SWITCH), .nil_ok = true, .off = TF(sw.dflt),
+                           .parse = parse_default},
+    [TN_DEF_TK_RELATION] = {V_ENUM, T_(DEPENDENT), .off = TF(dep.relation),
+                            .ed = &relation_desc},
+    [TN_DEF_TK_DEPENDS] = {V_ITEMS, T_(DEPENDENT), .items = &depend_items},
+    [TN_DEF_TK_CHECK_INTERVAL] = {V_DURATION, T_(DEPENDENT), .off = TF(dep.check_interval_ms)},
+    [TN_DEF_TK_FAILURE_POLICY] = {V_ENUM, T_(DEPENDENT), .off = TF(dep.failure_policy),
+                                  .ed = &failure_policy_desc},
+    [TN_DEF_TK_FAILURE_WAIT] = {V_DURATION, T_(DEPENDENT), .off = TF(dep.failure_wait_ms)},
+    [TN_DEF_TK_WORKFLOW] = {V_NAME, T_(SUB_WORKFLOW), .off = TF(sub.workflow),
+                            .label = "workflow name"},
+};
+
+static const field wf_fields[TN_DEF_WK__COUNT] = {
+    [TN_DEF_WK_NAME] = {V_NAME, .required = true, .off = DF(name), .label = "workflow name"},
+    [TN_DEF_WK_DESCRIPTION] = {V_STR, .off = DF(description), .max = TN_DEF_MAX_STRING},
+    [TN_DEF_WK_PARAMS] = {V_KVS, .off = DF(params)},
+    [TN_DEF_WK_EXECUTION] = {V_ENUM, .off = DF(execution), .ed = &exec_desc},
+    [TN_DEF_WK_PRIORITY] = {V_ENUM, .off = DF(priority), .ed = &priority_desc},
+    [TN_DEF_WK_TIMEOUT] = {V_DURATION, .off = DF(timeout_ms)},
+    [TN_DEF_WK_TIMEOUT_STRATEGY] = {V_ENUM, .off = DF(timeout_strategy),
+                                    .ed = &timeout_strategy_desc},
+    [TN_DEF_WK_FAILURE_STRATEGY] = {V_ENUM, .off = DF(failure_strategy),
+                                    .ed = &failure_strategy_desc},
+    [TN_DEF_WK_TASKS] = {V_TASKS},
+};
+
+/* A mapping's keys: the table and the words, and the keys of the level above or below
+ * for the misplaced-key hint. */
+typedef struct map_spec {
+    const field *fields;
+    const char *const *words;
+    size_t n;
+    other_keys other;
+} map_spec;
+
+static const map_spec task_map = {task_fields, task_key_words, TN_DEF_TK__COUNT,
+                                  {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"}};
+static const map_spec wf_map = {wf_fields, wf_key_words, TN_DEF_WK__COUNT,
+                                {task_key_words, TN_DEF_TK__COUNT, "a task key"}};
+
+bool tn_def_task_key_applies(tn_def_task_key key, tn_def_task_type type)
+{
+    if ((unsigned)key >= TN_DEF_TK__COUNT || (unsigned)type >= TN_ARRAY_LEN(task_type_words))
+        return false;
+    return (task_fields[key].types >> type) & 1u;
+}
+
+/* "where" for messages: the thing named by its `name` key when that is a plain string,
+ * else by `fallback`. */
+static void name_where(const pctx *c, uint32_t map, const char *what, const char *fallback,
+                       char *where, size_t len)
+{
+    const char *peek = peek_key(c, map, "name");
+    if (peek)
+        snprintf(where, len, "%s \"%.64s\"", what, peek);
+    else
+        snprintf(where, len, "%s", fallback);
+}
+
+/* Check the keys of a mapping, then read its required keys in table order, so the
+ * thing is named and typed before anything else about it is reported. */
+static tn_err parse_required(const pctx *c, uint32_t map, const map_spec *m, const char *where,
+                             uint32_t *lines, void *base)
+{
+    uint32_t vals[TN_DEF_TK__COUNT];
+    tn_err err = collect_keys(c, map, m->words, m->n, &m->other, where, vals, lines);
+    for (size_t k = 0; !err && k < m->n; k++) {
+        const field *f = &m->fields[k];
+        if (!f->required)
+            continue;
+        if (vals[k] == NONE || is_null(c, vals[k]))
+            return fail_at(&c->e, TN_ERR_PARSE, NODE(c, map)->line, "%s has no \"%s\"%s%s%s",
+                           where, m->words[k], f->ed ? " (one of " : "",
+                           f->ed ? f->ed->allowed() : "", f->ed ? ")" : "");
+        err = parse_value(c, f, vals[k], m->words[k], where, base);
     }
     return err;
 }
 
-static tn_err parse_cases(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
+/* The other keys of a mapping, in the order written. Keys were checked already. */
+static tn_err parse_rest(const pctx *c, uint32_t map, const map_spec *m, const char *where,
+                         void *base)
 {
-    static const char *const item_words[] = {"when", "then"};
-    uint32_t iv[2], i = 0;
-    char here[200];
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = get_items(c, v, "cases", where, sizeof(*t->sw.cases), (void **)&t->sw.cases,
-                           &t->sw.n_cases);
-    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
-        tn_def_case *cs = &t->sw.cases[i];
-        cs->line = NODE(c, k)->line;
-        err = get_item(c, k, "cases", i + 1, where, item_words, 2, 3, iv, here, sizeof(here));
-        if (!err)
-            err = get_str(c, iv[0], "when", here, TN_DEF_MAX_STRING, &cs->when);
-        if (!err)
-            err = get_ref(c, iv[1], "then", here, &cs->then);
+    for (uint32_t k = NODE(c, map)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+        int key = word_find(m->words, m->n, SVAL(c, k));
+        if (key < 0 || m->fields[key].required)
+            continue;
+        tn_err err = parse_value(c, &m->fields[key], NODE(c, k)->next, m->words[key], where,
+                                 base);
+        if (err)
+            return err;
     }
-    return err;
-}
-
-static tn_err parse_depends(const pctx *c, uint32_t v, const char *where, tn_def_task *t)
-{
-    static const char *const item_words[] = {"workflow", "task", "cycle", "date"};
-    uint32_t iv[4], i = 0;
-    char here[200];
-    if (is_null(c, v))
-        return TN_OK;
-    tn_err err = get_items(c, v, "depends", where, sizeof(*t->dep.depends),
-                           (void **)&t->dep.depends, &t->dep.n_depends);
-    for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next, i++) {
-        tn_def_depend *dp = &t->dep.depends[i];
-        dp->line = NODE(c, k)->line;
-        dp->cycle = TN_DEF_CYCLE_DAY;
-        if (!(dp->task = strdup(TN_DEF_DEPEND_ALL)) || !(dp->date = strdup("today")))
-            return TN_ERR_NOMEM;
-        err = get_item(c, k, "depends", i + 1, where, item_words, 4, 1, iv, here,
-                       sizeof(here));
-        if (!err)
-            err = get_name(c, iv[0], "workflow", here, "workflow name", &dp->workflow);
-        if (!err && iv[1] != NONE)
-            err = get_name(c, iv[1], "task", here, "task name", &dp->task);
-        if (!err && iv[2] != NONE)
-            err = GET_ENUM(c, iv[2], "cycle", here, cycle, &dp->cycle);
-        if (!err && iv[3] != NONE)
-            err = get_str(c, iv[3], "date", here, TN_DEF_MAX_NAME, &dp->date);
-    }
-    return err;
+    return TN_OK;
 }
 
 static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
@@ -1054,7 +1252,7 @@ static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
     size_t used = 0;
     buf[0] = '\0';
     for (unsigned ty = 0; ty < TN_ARRAY_LEN(task_type_words); ty++) {
-        if (!(task_key_types[k] >> ty & 1))
+        if (!(task_fields[k].types >> ty & 1))
             continue;
         int w = snprintf(buf + used, len - used, "%s%s", used ? " and " : "",
                          task_type_words[ty]);
@@ -1065,44 +1263,13 @@ static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
     return buf;
 }
 
-static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
+/* Logic tasks run in the master, so a worker key on one would be silently ignored: every
+ * key a task's type does not take is refused, before any value is read. */
+static tn_err check_applies(const pctx *c, uint32_t map, const tn_def_task *t,
+                            const char *where)
 {
-    uint32_t vals[TN_DEF_TK__COUNT];
-    char where[100], types[64];
-    const node *tn = NODE(c, v);
-    tn_err err;
-
-    t->line = tn->line;
-    if (tn->kind != N_MAP)
-        return fail_at(&c->e, TN_ERR_PARSE, tn->line,
-                       "task #%u must be a mapping of keys (name, type, ...), not %s", no,
-                       kind_word(tn));
-    const char *peek = peek_key(c, v, "name");
-    if (peek)
-        snprintf(where, sizeof(where), "task \"%.64s\"", peek);
-    else
-        snprintf(where, sizeof(where), "task #%u", no);
-    static const other_keys wf_keys = {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"};
-    err = collect_keys(c, v, task_key_words, TN_DEF_TK__COUNT, &wf_keys, where, vals,
-                       t->key_line);
-    if (err)
-        return err;
-    if (vals[TN_DEF_TK_NAME] == NONE || is_null(c, vals[TN_DEF_TK_NAME]))
-        return fail_at(&c->e, TN_ERR_PARSE, tn->line, "task #%u has no \"name\"", no);
-    if ((err = get_name(c, vals[TN_DEF_TK_NAME], "name", where, "task name", &t->name)))
-        return err;
-    if (vals[TN_DEF_TK_TYPE] == NONE || is_null(c, vals[TN_DEF_TK_TYPE]))
-        return fail_at(&c->e, TN_ERR_PARSE, tn->line, "%s has no \"type\" (one of %s)", where,
-                       tn_def_task_type_allowed());
-    uint32_t tv = vals[TN_DEF_TK_TYPE];
-    if ((err = want(c, tv, N_SCALAR, "type", where)))
-        return err;
-    if (tn_def_task_type_parse(SVAL(c, tv), &t->type) != TN_OK)
-        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, tv)->line,
-                       "unknown task type \"%.64s\" in %s (allowed: %s)", SVAL(c, tv), where,
-                       tn_def_task_type_allowed());
-
-    for (uint32_t k = tn->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
+    char types[64];
+    for (uint32_t k = NODE(c, map)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
         int key = word_find(task_key_words, TN_DEF_TK__COUNT, SVAL(c, k));
         if (!tn_def_task_key_applies((tn_def_task_key)key, t->type))
             return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
@@ -1111,117 +1278,26 @@ static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
                            types_of_key((tn_def_task_key)key, types, sizeof(types)),
                            task_type_words[t->type]);
     }
-
-    for (uint32_t k = tn->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
-        int key = word_find(task_key_words, TN_DEF_TK__COUNT, SVAL(c, k));
-        uint32_t val = NODE(c, k)->next;
-        const char *kw = task_key_words[key];
-        switch ((tn_def_task_key)key) {
-        case TN_DEF_TK_NAME:
-        case TN_DEF_TK_TYPE:
-        case TN_DEF_TK__COUNT:
-            break;
-        case TN_DEF_TK_DEPS:
-            err = get_refs(c, val, kw, where, &t->deps, &t->n_deps);
-            break;
-        case TN_DEF_TK_ENABLED:
-            err = get_bool(c, val, kw, where, &t->enabled);
-            break;
-        case TN_DEF_TK_PARAMS:
-            err = get_kvs(c, val, kw, where, &t->params);
-            break;
-        case TN_DEF_TK_RETRIES:
-            err = get_count(c, val, kw, where, TN_DEF_MAX_RETRIES, &t->retries);
-            break;
-        case TN_DEF_TK_RETRY_INTERVAL:
-            err = get_duration(c, val, kw, where, &t->retry_interval_ms);
-            break;
-        case TN_DEF_TK_TIMEOUT:
-            err = get_duration(c, val, kw, where, &t->timeout_ms);
-            break;
-        case TN_DEF_TK_TIMEOUT_STRATEGY:
-            err = GET_ENUM(c, val, kw, where, timeout_strategy, &t->timeout_strategy);
-            break;
-        case TN_DEF_TK_DELAY:
-            err = get_duration(c, val, kw, where, &t->delay_ms);
-            break;
-        case TN_DEF_TK_PRIORITY:
-            err = GET_ENUM(c, val, kw, where, priority, &t->priority);
-            break;
-        case TN_DEF_TK_WORKER_GROUP:
-            err = get_name(c, val, kw, where, "worker group name", &t->worker_group);
-            break;
-        case TN_DEF_TK_TASK_GROUP:
-            err = get_name(c, val, kw, where, "task group name", &t->task_group);
-            break;
-        case TN_DEF_TK_DISPATCH_TIMEOUT:
-            err = get_duration(c, val, kw, where, &t->dispatch_timeout_ms);
-            break;
-        case TN_DEF_TK_ENVIRONMENT:
-            err = get_name(c, val, kw, where, "environment name", &t->environment);
-            break;
-        case TN_DEF_TK_COMMAND:
-            err = get_str(c, val, kw, where, TN_DEF_MAX_COMMAND, &t->command);
-            break;
-        case TN_DEF_TK_KILL_GRACE:
-            err = get_duration(c, val, kw, where, &t->kill_grace_ms);
-            break;
-        case TN_DEF_TK_MEMORY_MAX:
-            err = get_size(c, val, kw, where, &t->memory_max);
-            break;
-        case TN_DEF_TK_CPU_MAX:
-            err = get_cpu(c, val, kw, where, &t->cpu_max_milli);
-            break;
-        case TN_DEF_TK_RESULT:
-            err = GET_ENUM(c, val, kw, where, noop_result, &t->noop.result);
-            break;
-        case TN_DEF_TK_DURATION:
-            err = get_duration(c, val, kw, where, &t->noop.duration_ms);
-            break;
-        case TN_DEF_TK_OUTPUTS:
-            err = get_kvs(c, val, kw, where, &t->noop.outputs);
-            break;
-        case TN_DEF_TK_WHEN:
-            err = parse_when(c, val, where, t);
-            break;
-        case TN_DEF_TK_ON_SUCCESS:
-            err = get_refs(c, val, kw, where, &t->cond.on_success, &t->cond.n_on_success);
-            break;
-        case TN_DEF_TK_ON_FAILURE:
-            err = get_refs(c, val, kw, where, &t->cond.on_failure, &t->cond.n_on_failure);
-            break;
-        case TN_DEF_TK_CASES:
-            err = parse_cases(c, val, where, t);
-            break;
-        case TN_DEF_TK_DEFAULT:
-            if (!is_null(c, val)) {
-                err = get_ref(c, val, kw, where, &t->sw.dflt);
-                t->sw.has_default = true;
-            }
-            break;
-        case TN_DEF_TK_RELATION:
-            err = GET_ENUM(c, val, kw, where, relation, &t->dep.relation);
-            break;
-        case TN_DEF_TK_DEPENDS:
-            err = parse_depends(c, val, where, t);
-            break;
-        case TN_DEF_TK_CHECK_INTERVAL:
-            err = get_duration(c, val, kw, where, &t->dep.check_interval_ms);
-            break;
-        case TN_DEF_TK_FAILURE_POLICY:
-            err = GET_ENUM(c, val, kw, where, failure_policy, &t->dep.failure_policy);
-            break;
-        case TN_DEF_TK_FAILURE_WAIT:
-            err = get_duration(c, val, kw, where, &t->dep.failure_wait_ms);
-            break;
-        case TN_DEF_TK_WORKFLOW:
-            err = get_name(c, val, kw, where, "workflow name", &t->sub.workflow);
-            break;
-        }
-        if (err)
-            return err;
-    }
     return TN_OK;
+}
+
+static tn_err parse_task(const pctx *c, uint32_t v, uint32_t no, tn_def_task *t)
+{
+    char where[100], fallback[32];
+    const node *tn = NODE(c, v);
+    tn_err err;
+
+    t->line = tn->line;
+    if (tn->kind != N_MAP)
+        return fail_at(&c->e, TN_ERR_PARSE, tn->line,
+                       "task #%u must be a mapping of keys (name, type, ...), not %s", no,
+                       kind_word(tn));
+    snprintf(fallback, sizeof(fallback), "task #%u", no);
+    name_where(c, v, "task", fallback, where, sizeof(where));
+    if ((err = parse_required(c, v, &task_map, where, t->key_line, t)) ||
+        (err = check_applies(c, v, t, where)))
+        return err;
+    return parse_rest(c, v, &task_map, where, t);
 }
 
 static tn_err def_defaults(tn_def *d)
@@ -1234,13 +1310,15 @@ static tn_err def_defaults(tn_def *d)
     return d->description ? TN_OK : TN_ERR_NOMEM;
 }
 
-static tn_err parse_tasks(const pctx *c, uint32_t v, const char *where, tn_def *d)
+static tn_err parse_tasks(const pctx *c, uint32_t v, const char *key, const char *where,
+                          void *base)
 {
+    tn_def *d = base;
     uint32_t i = 0;
     tn_err err;
     if (is_null(c, v))
         return TN_OK;
-    if ((err = want(c, v, N_SEQ, "tasks", where)))
+    if ((err = want(c, v, N_SEQ, key, where)))
         return err;
     uint32_t n = NODE(c, v)->len;
     if (n > TN_DEF_MAX_TASKS)
@@ -1262,7 +1340,6 @@ static tn_err parse_tasks(const pctx *c, uint32_t v, const char *where, tn_def *
 
 static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
 {
-    uint32_t vals[TN_DEF_WK__COUNT];
     char where[100];
     tn_err err;
 
@@ -1273,61 +1350,14 @@ static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, root)->line,
                        "a workflow file must be a mapping with \"name\" and \"tasks\", not %s",
                        kind_word(NODE(c, root)));
-    const char *peek = peek_key(c, root, "name");
-    if (peek)
-        snprintf(where, sizeof(where), "workflow \"%.64s\"", peek);
-    else
-        snprintf(where, sizeof(where), "workflow");
-    static const other_keys task_keys = {task_key_words, TN_DEF_TK__COUNT, "a task key"};
-    err = collect_keys(c, root, wf_key_words, TN_DEF_WK__COUNT, &task_keys, where, vals,
-                       d->key_line);
-    if (err)
+    name_where(c, root, "workflow", "workflow", where, sizeof(where));
+    if ((err = parse_required(c, root, &wf_map, where, d->key_line, d)) ||
+        (err = parse_rest(c, root, &wf_map, where, d)))
         return err;
-    if (vals[TN_DEF_WK_NAME] == NONE || is_null(c, vals[TN_DEF_WK_NAME]))
-        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, root)->line, "workflow has no \"name\"");
-    if ((err = get_name(c, vals[TN_DEF_WK_NAME], "name", where, "workflow name", &d->name)))
-        return err;
-
-    for (uint32_t k = NODE(c, root)->first; k != NONE; k = NODE(c, NODE(c, k)->next)->next) {
-        int key = word_find(wf_key_words, TN_DEF_WK__COUNT, SVAL(c, k));
-        uint32_t val = NODE(c, k)->next;
-        const char *kw = wf_key_words[key];
-        switch ((tn_def_wf_key)key) {
-        case TN_DEF_WK_NAME:
-        case TN_DEF_WK__COUNT:
-            break;
-        case TN_DEF_WK_DESCRIPTION:
-            err = get_str(c, val, kw, where, TN_DEF_MAX_STRING, &d->description);
-            break;
-        case TN_DEF_WK_PARAMS:
-            err = get_kvs(c, val, kw, where, &d->params);
-            break;
-        case TN_DEF_WK_EXECUTION:
-            err = GET_ENUM(c, val, kw, where, exec, &d->execution);
-            break;
-        case TN_DEF_WK_PRIORITY:
-            err = GET_ENUM(c, val, kw, where, priority, &d->priority);
-            break;
-        case TN_DEF_WK_TIMEOUT:
-            err = get_duration(c, val, kw, where, &d->timeout_ms);
-            break;
-        case TN_DEF_WK_TIMEOUT_STRATEGY:
-            err = GET_ENUM(c, val, kw, where, timeout_strategy, &d->timeout_strategy);
-            break;
-        case TN_DEF_WK_FAILURE_STRATEGY:
-            err = GET_ENUM(c, val, kw, where, failure_strategy, &d->failure_strategy);
-            break;
-        case TN_DEF_WK_TASKS:
-            err = parse_tasks(c, val, where, d);
-            break;
-        }
-        if (err)
-            return err;
-    }
-    if (vals[TN_DEF_WK_TASKS] == NONE || d->n_tasks == 0)
+    if (d->n_tasks == 0)
         return fail_at(&c->e, TN_ERR_PARSE,
-                       vals[TN_DEF_WK_TASKS] == NONE ? NODE(c, root)->line
-                                                     : d->key_line[TN_DEF_WK_TASKS],
+                       d->key_line[TN_DEF_WK_TASKS] ? d->key_line[TN_DEF_WK_TASKS]
+                                                    : NODE(c, root)->line,
                        "%s has no tasks: add a \"tasks\" list", where);
     return TN_OK;
 }
@@ -1383,10 +1413,12 @@ static tn_err check_opt_name(const vctx *v, const tn_def_task *t, tn_def_task_ke
                    t->name);
 }
 
-/* The fields of one task on their own: names, ranges, what its type requires. */
-static tn_err check_task(const vctx *v, const tn_def_task *t)
+/* The fields of one task on their own: names, ranges and list contents, whatever its
+ * type (a decoded task may hold anything). */
+static tn_err check_task_fields(const vctx *v, const tn_def_task *t)
 {
-    const char *type = task_type_words[t->type];
+    static const tn_def_task_key names[] = {TN_DEF_TK_WORKER_GROUP, TN_DEF_TK_TASK_GROUP,
+                                            TN_DEF_TK_ENVIRONMENT};
     tn_err err;
 
     if (!tn_def_name_valid(t->name))
@@ -1394,43 +1426,63 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
                        t->name ? t->name : "");
     if (!t->worker_group)
         return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has no worker group", t->name);
-    if ((err = check_opt_name(v, t, TN_DEF_TK_WORKER_GROUP, t->worker_group)) ||
-        (err = check_opt_name(v, t, TN_DEF_TK_TASK_GROUP, t->task_group)) ||
-        (err = check_opt_name(v, t, TN_DEF_TK_ENVIRONMENT, t->environment)))
-        return err;
+    for (size_t i = 0; i < TN_ARRAY_LEN(names); i++)
+        if ((err = check_opt_name(v, t, names[i],
+                                  *(char *const *)((const char *)t + task_fields[names[i]].off))))
+            return err;
     if (t->retries > TN_DEF_MAX_RETRIES)
         return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_RETRIES),
                        "task \"%s\" has more than %u retries", t->name, TN_DEF_MAX_RETRIES);
-    if ((err = check_duration(v, t, TN_DEF_TK_RETRY_INTERVAL, t->retry_interval_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_TIMEOUT, t->timeout_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_DELAY, t->delay_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_DISPATCH_TIMEOUT, t->dispatch_timeout_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_KILL_GRACE, t->kill_grace_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_DURATION, t->noop.duration_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_CHECK_INTERVAL, t->dep.check_interval_ms)) ||
-        (err = check_duration(v, t, TN_DEF_TK_FAILURE_WAIT, t->dep.failure_wait_ms)))
-        return err;
+    for (unsigned k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].kind == V_DURATION &&
+            (err = check_duration(v, t, (tn_def_task_key)k,
+                                  *(const uint64_t *)((const char *)t + task_fields[k].off))))
+            return err;
     if (t->cpu_max_milli > TN_DEF_MAX_CPU_MILLI)
         return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CPU_MAX),
                        "\"cpu_max\" of task \"%s\" is over 10000 cores", t->name);
-    if ((err = check_kvs(v, &t->params, key_line(t, TN_DEF_TK_PARAMS), "params")) ||
-        (err = check_kvs(v, &t->noop.outputs, key_line(t, TN_DEF_TK_OUTPUTS), "outputs")))
-        return err;
+    for (unsigned k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].kind == V_KVS &&
+            (err = check_kvs(v, (const tn_def_kvs *)((const char *)t + task_fields[k].off),
+                             key_line(t, (tn_def_task_key)k), task_key_words[k])))
+            return err;
+    return TN_OK;
+}
 
+static tn_err check_depends(const vctx *v, const tn_def_task *t)
+{
+    for (uint32_t i = 0; i < t->dep.n_depends; i++) {
+        const tn_def_depend *dp = &t->dep.depends[i];
+        if (!tn_def_name_valid(dp->workflow) || !tn_def_name_valid(dp->task))
+            return fail_at(&v->e, TN_ERR_PARSE, dp->line,
+                           "bad workflow or task name in \"depends\" of task \"%s\"", t->name);
+        if (!tn_def_date_valid(dp->cycle, dp->date))
+            return fail_at(&v->e, TN_ERR_PARSE, dp->line,
+                           "bad date \"%.64s\" for cycle %s in \"depends\" of task \"%s\" "
+                           "(allowed with %s: %s)", dp->date ? dp->date : "",
+                           tn_def_cycle_name(dp->cycle), t->name,
+                           tn_def_cycle_name(dp->cycle), date_allowed(dp->cycle));
+    }
+    return TN_OK;
+}
+
+/* What a task's type requires of it. */
+static tn_err check_task_type(const vctx *v, const tn_def_task *t)
+{
     switch (t->type) {
     case TN_DEF_TASK_SHELL:
         if (!t->command || !t->command[0])
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_COMMAND),
                            "shell task \"%s\" needs a non-empty \"command\"", t->name);
-        break;
+        return TN_OK;
     case TN_DEF_TASK_NOOP:
-        break;
+        return TN_OK;
     case TN_DEF_TASK_CONDITIONS:
         if (t->cond.n_when == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WHEN),
                            "conditions task \"%s\" needs \"when\" with at least one item "
                            "(when: {all: [{task: T, state: success}]})", t->name);
-        break;
+        return TN_OK;
     case TN_DEF_TASK_SWITCH:
         if (t->sw.n_cases == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CASES),
@@ -1441,7 +1493,7 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
                 return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
                                "case #%u of switch task \"%s\" has an empty \"when\"", i + 1,
                                t->name);
-        break;
+        return TN_OK;
     case TN_DEF_TASK_DEPENDENT:
         if (t->dep.n_depends == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_DEPENDS),
@@ -1458,21 +1510,9 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_FAILURE_WAIT),
                            "\"failure_wait\" in task \"%s\" applies only with "
                            "failure_policy: wait", t->name);
-        for (uint32_t i = 0; i < t->dep.n_depends; i++) {
-            const tn_def_depend *dp = &t->dep.depends[i];
-            if (!tn_def_name_valid(dp->workflow) || !tn_def_name_valid(dp->task))
-                return fail_at(&v->e, TN_ERR_PARSE, dp->line,
-                               "bad workflow or task name in \"depends\" of task \"%s\"",
-                               t->name);
-            if (!tn_def_date_valid(dp->cycle, dp->date))
-                return fail_at(&v->e, TN_ERR_PARSE, dp->line,
-                               "bad date \"%.64s\" for cycle %s in \"depends\" of task \"%s\" "
-                               "(allowed with %s: %s)", dp->date ? dp->date : "",
-                               tn_def_cycle_name(dp->cycle), t->name,
-                               tn_def_cycle_name(dp->cycle), date_allowed(dp->cycle));
-        }
-        break;
+        return check_depends(v, t);
     case TN_DEF_TASK_SUB_WORKFLOW:
+        /* The task's own line when the key is missing or written empty. */
         if (!t->sub.workflow)
             return fail_at(&v->e, TN_ERR_PARSE, t->line,
                            "sub_workflow task \"%s\" needs \"workflow\": the workflow to run",
@@ -1484,12 +1524,16 @@ static tn_err check_task(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WORKFLOW),
                            "sub_workflow task \"%s\" runs its own workflow \"%s\", which would "
                            "recurse forever", t->name, t->sub.workflow);
-        break;
-    default:
-        return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has type %s", t->name,
-                       type);
+        return TN_OK;
     }
-    return TN_OK;
+    return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has type %s", t->name,
+                   tn_def_task_type_name(t->type));
+}
+
+static tn_err check_task(const vctx *v, const tn_def_task *t)
+{
+    tn_err err = check_task_fields(v, t);
+    return err ? err : check_task_type(v, t);
 }
 
 static int by_name_cmp(const void *a, const void *b, void *arg)
@@ -2028,7 +2072,13 @@ void tn_def_free(tn_def *d)
  *
  * Only a type's own body is stored, so fields that do not apply to it cannot carry
  * values. msgpack-c always packs the shortest form, which makes the bytes canonical;
- * the decoder checks that by re-encoding. */
+ * the decoder checks that by re-encoding.
+ *
+ * The layout is the key tables': a definition's keys in the order of
+ * TN_DEF_WF_KEY_LIST; a task's keys that every type takes, then its body, the keys only
+ * its type takes, each in the order of TN_DEF_TASK_KEY_LIST (the mode of "when" before
+ * its list); list items as their item_spec's fields. e_field writes a value and rd_field
+ * reads it back by the same field. */
 
 #define DEF_FIELDS 10
 #define TASK_FIELDS 12
@@ -2086,87 +2136,83 @@ static void e_refs(enc *e, const tn_def_ref *r, uint32_t n)
         e_str(e, r[i].name);
 }
 
-static void e_task(enc *e, const tn_def_task *t)
+/* Task keys every type takes are the task's own fields; the keys of its type only are
+ * its body. */
+static bool in_body(const field *f, tn_def_task_type type)
 {
-    e_arr(e, TASK_FIELDS);
-    e_str(e, t->name);
-    e_str(e, tn_def_task_type_name(t->type));
-    e_refs(e, t->deps, t->n_deps);
-    e_bool(e, t->enabled);
-    e_kvs(e, &t->params);
-    e_uint(e, t->retries);
-    e_uint(e, t->retry_interval_ms);
-    e_uint(e, t->timeout_ms);
-    e_str(e, tn_def_timeout_strategy_name(t->timeout_strategy));
-    e_uint(e, t->delay_ms);
-    e_str(e, tn_def_priority_name(t->priority));
-    switch (t->type) {
-    case TN_DEF_TASK_SHELL:
-        e_arr(e, 8);
-        e_str(e, t->worker_group);
-        e_str(e, t->task_group);
-        e_uint(e, t->dispatch_timeout_ms);
-        e_str(e, t->environment);
-        e_str(e, t->command);
-        e_uint(e, t->kill_grace_ms);
-        e_uint(e, t->memory_max);
-        e_uint(e, t->cpu_max_milli);
+    return f->types != T_ALL && (f->types >> type & 1u);
+}
+
+/* Values in a type's body: one per key, and the mode of "when" before its list. */
+static uint32_t body_len(tn_def_task_type type)
+{
+    uint32_t n = 0;
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (in_body(&task_fields[k], type))
+            n += 1 + (task_fields[k].items && task_fields[k].items->head);
+    return n;
+}
+
+static void e_task(enc *e, const tn_def_task *t);
+static void e_items(enc *e, const item_spec *s, const void *base);
+
+static void e_field(enc *e, const field *f, const void *base)
+{
+    const char *p = (const char *)base + f->off;
+    switch ((vkind)f->kind) {
+    case V_STR:
+    case V_NAME: e_str(e, *(char *const *)p); break;
+    case V_REF: e_str(e, ((const tn_def_ref *)p)->name); break;
+    case V_ENUM: e_str(e, word_of(f->ed->words, f->ed->n, *(const unsigned *)p)); break;
+    case V_BOOL: e_bool(e, *(const bool *)p); break;
+    case V_COUNT: e_uint(e, *(const uint32_t *)p); break;
+    case V_DURATION:
+    case V_SIZE:
+    case V_CPU: e_uint(e, *(const uint64_t *)p); break;
+    case V_KVS: e_kvs(e, (const tn_def_kvs *)p); break;
+    case V_REFS:
+        e_refs(e, *(tn_def_ref *const *)p, *(const uint32_t *)((const char *)base + f->n_off));
         break;
-    case TN_DEF_TASK_NOOP:
-        e_arr(e, 6);
-        e_str(e, t->worker_group);
-        e_str(e, t->task_group);
-        e_uint(e, t->dispatch_timeout_ms);
-        e_str(e, tn_def_noop_result_name(t->noop.result));
-        e_uint(e, t->noop.duration_ms);
-        e_kvs(e, &t->noop.outputs);
-        break;
-    case TN_DEF_TASK_CONDITIONS:
-        e_arr(e, 4);
-        e_str(e, tn_def_cond_mode_name(t->cond.mode));
-        e_arr(e, t->cond.n_when);
-        for (uint32_t i = 0; i < t->cond.n_when; i++) {
-            e_arr(e, 2);
-            e_str(e, t->cond.when[i].task.name);
-            e_str(e, tn_def_cond_state_name(t->cond.when[i].state));
-        }
-        e_refs(e, t->cond.on_success, t->cond.n_on_success);
-        e_refs(e, t->cond.on_failure, t->cond.n_on_failure);
-        break;
-    case TN_DEF_TASK_SWITCH:
-        e_arr(e, 2);
-        e_arr(e, t->sw.n_cases);
-        for (uint32_t i = 0; i < t->sw.n_cases; i++) {
-            e_arr(e, 2);
-            e_str(e, t->sw.cases[i].when);
-            e_str(e, t->sw.cases[i].then.name);
-        }
-        e_str(e, t->sw.has_default ? t->sw.dflt.name : NULL);
-        break;
-    case TN_DEF_TASK_DEPENDENT:
-        e_arr(e, 5);
-        e_str(e, tn_def_relation_name(t->dep.relation));
-        e_arr(e, t->dep.n_depends);
-        for (uint32_t i = 0; i < t->dep.n_depends; i++) {
-            const tn_def_depend *dp = &t->dep.depends[i];
-            e_arr(e, 4);
-            e_str(e, dp->workflow);
-            e_str(e, dp->task);
-            e_str(e, tn_def_cycle_name(dp->cycle));
-            e_str(e, dp->date);
-        }
-        e_uint(e, t->dep.check_interval_ms);
-        e_str(e, tn_def_failure_policy_name(t->dep.failure_policy));
-        e_uint(e, t->dep.failure_wait_ms);
-        break;
-    case TN_DEF_TASK_SUB_WORKFLOW:
-        e_arr(e, 1);
-        e_str(e, t->sub.workflow);
-        break;
-    default:
-        e->bad = true;
+    case V_ITEMS: e_items(e, f->items, base); break;
+    case V_TASKS: {
+        const tn_def *d = base;
+        e_arr(e, d->n_tasks);
+        for (uint32_t i = 0; i < d->n_tasks; i++)
+            e_task(e, &d->tasks[i]);
         break;
     }
+    }
+}
+
+static void e_items(enc *e, const item_spec *s, const void *base)
+{
+    const char *list;
+    uint32_t n = *(const uint32_t *)((const char *)base + s->n_off);
+    memcpy(&list, (const char *)base + s->list_off, sizeof(list));
+    if (s->head)
+        e_field(e, s->head, base);
+    e_arr(e, n);
+    for (uint32_t i = 0; i < n; i++) {
+        e_arr(e, s->n);
+        for (uint32_t j = 0; j < s->n; j++)
+            e_field(e, &s->fields[j], list + (size_t)i * s->size);
+    }
+}
+
+static void e_task(enc *e, const tn_def_task *t)
+{
+    if ((unsigned)t->type >= TN_ARRAY_LEN(task_type_words)) {
+        e->bad = true;
+        return;
+    }
+    e_arr(e, TASK_FIELDS);
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].types == T_ALL)
+            e_field(e, &task_fields[k], t);
+    e_arr(e, body_len(t->type));
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (in_body(&task_fields[k], t->type))
+            e_field(e, &task_fields[k], t);
 }
 
 tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
@@ -2179,17 +2225,8 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
     msgpack_packer_init(&e.pk, &e.sb, msgpack_sbuffer_write);
     e_arr(&e, DEF_FIELDS);
     e_uint(&e, TN_DEF_FORMAT_VERSION);
-    e_str(&e, d->name);
-    e_str(&e, d->description);
-    e_kvs(&e, &d->params);
-    e_str(&e, tn_def_exec_name(d->execution));
-    e_str(&e, tn_def_priority_name(d->priority));
-    e_uint(&e, d->timeout_ms);
-    e_str(&e, tn_def_timeout_strategy_name(d->timeout_strategy));
-    e_str(&e, tn_def_failure_strategy_name(d->failure_strategy));
-    e_arr(&e, d->n_tasks);
-    for (uint32_t i = 0; i < d->n_tasks; i++)
-        e_task(&e, &d->tasks[i]);
+    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
+        e_field(&e, &wf_fields[k], d);
     if (e.bad) {
         msgpack_sbuffer_destroy(&e.sb);
         return TN_ERR_NOMEM;
@@ -2393,27 +2430,18 @@ static bool rd_bool(rd *r, const char *what, bool *v)
     return true;
 }
 
-static bool rd_enum_word(rd *r, const char *what, const char *const *words, size_t n, int *v)
+static bool rd_enum_word(rd *r, const char *what, const enum_desc *ed, unsigned *v)
 {
     char *s = NULL;
     if (!rd_str(r, what, TN_DEF_MAX_NAME, false, &s))
         return false;
-    int i = word_find(words, n, s);
+    int i = word_find(ed->words, ed->n, s);
     free(s);
     if (i < 0)
         return rd_fail(r, TN_ERR_CORRUPT, what);
-    *v = i;
+    *v = (unsigned)i;
     return true;
 }
-
-#define RD_ENUM(r, what, e, out)                                                          \
-    ({                                                                                    \
-        int i_ = 0;                                                                       \
-        bool ok_ = rd_enum_word(r, what, e##_words, TN_ARRAY_LEN(e##_words), &i_);        \
-        if (ok_)                                                                          \
-            *(out) = (tn_def_##e)i_;                                                      \
-        ok_;                                                                              \
-    })
 
 static bool rd_kvs(rd *r, const char *what, tn_def_kvs *kv)
 {
@@ -2455,102 +2483,88 @@ static bool rd_u32(rd *r, const char *what, uint32_t max, uint32_t *out)
     return true;
 }
 
-static bool rd_dispatch(rd *r, tn_def_task *t)
+static bool rd_items(rd *r, const item_spec *s, const char *what, void *base);
+static bool rd_tasks(rd *r, const char *what, tn_def *d);
+
+/* One value as e_field wrote it; `word` names it in messages unless the field has its
+ * own name for that. */
+static bool rd_field(rd *r, const field *f, const char *word, void *base)
 {
-    return rd_str(r, "worker_group", TN_DEF_MAX_NAME, false, &t->worker_group) &&
-           rd_str(r, "task_group", TN_DEF_MAX_NAME, true, &t->task_group) &&
-           rd_uint(r, "dispatch_timeout", &t->dispatch_timeout_ms);
+    const char *what = f->what ? f->what : word;
+    char *p = (char *)base + f->off;
+    switch ((vkind)f->kind) {
+    case V_STR: return rd_str(r, what, f->max, f->nil_ok, (char **)p);
+    case V_NAME: return rd_str(r, what, TN_DEF_MAX_NAME, f->nil_ok, (char **)p);
+    case V_REF: return rd_str(r, what, TN_DEF_MAX_NAME, f->nil_ok, &((tn_def_ref *)p)->name);
+    case V_ENUM: return rd_enum_word(r, what, f->ed, (unsigned *)p);
+    case V_BOOL: return rd_bool(r, what, (bool *)p);
+    case V_COUNT: return rd_u32(r, what, f->max, (uint32_t *)p);
+    case V_DURATION:
+    case V_SIZE:
+    case V_CPU: return rd_uint(r, what, (uint64_t *)p);
+    case V_KVS: return rd_kvs(r, what, (tn_def_kvs *)p);
+    case V_REFS:
+        return rd_refs(r, what, (tn_def_ref **)p, (uint32_t *)((char *)base + f->n_off));
+    case V_ITEMS: return rd_items(r, f->items, what, base);
+    case V_TASKS: return rd_tasks(r, what, base);
+    }
+    return rd_fail(r, TN_ERR_CORRUPT, what);
 }
 
-static bool rd_body(rd *r, tn_def_task *t)
+static bool rd_items(rd *r, const item_spec *s, const char *what, void *base)
 {
     uint32_t n;
-    switch (t->type) {
-    case TN_DEF_TASK_SHELL:
-        return rd_tuple(r, "shell task", 8) && rd_dispatch(r, t) &&
-               rd_str(r, "environment", TN_DEF_MAX_NAME, true, &t->environment) &&
-               rd_str(r, "command", TN_DEF_MAX_COMMAND, false, &t->command) &&
-               rd_uint(r, "kill_grace", &t->kill_grace_ms) &&
-               rd_uint(r, "memory_max", &t->memory_max) &&
-               rd_uint(r, "cpu_max", &t->cpu_max_milli);
-    case TN_DEF_TASK_NOOP:
-        return rd_tuple(r, "noop task", 6) && rd_dispatch(r, t) &&
-               RD_ENUM(r, "result", noop_result, &t->noop.result) &&
-               rd_uint(r, "duration", &t->noop.duration_ms) &&
-               rd_kvs(r, "outputs", &t->noop.outputs);
-    case TN_DEF_TASK_CONDITIONS:
-        if (!rd_tuple(r, "conditions task", 4) || !RD_ENUM(r, "when", cond_mode, &t->cond.mode) ||
-            !rd_arr(r, "when", TN_DEF_MAX_LIST, &n))
+    char *list = NULL;
+    if ((s->head && !rd_field(r, s->head, what, base)) || !rd_arr(r, what, TN_DEF_MAX_LIST, &n))
+        return false;
+    if (n && !(list = calloc(n, s->size)))
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    memcpy((char *)base + s->list_off, &list, sizeof(list));
+    *(uint32_t *)((char *)base + s->n_off) = n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!rd_tuple(r, s->tuple, s->n))
             return false;
-        if (n && !(t->cond.when = calloc(n, sizeof(*t->cond.when))))
-            return rd_fail(r, TN_ERR_NOMEM, "when");
-        t->cond.n_when = n;
-        for (uint32_t i = 0; i < n; i++)
-            if (!rd_tuple(r, "when item", 2) ||
-                !rd_str(r, "when task", TN_DEF_MAX_NAME, false, &t->cond.when[i].task.name) ||
-                !RD_ENUM(r, "when state", cond_state, &t->cond.when[i].state))
+        for (uint32_t j = 0; j < s->n; j++)
+            if (!rd_field(r, &s->fields[j], s->words[j], list + (size_t)i * s->size))
                 return false;
-        return rd_refs(r, "on_success", &t->cond.on_success, &t->cond.n_on_success) &&
-               rd_refs(r, "on_failure", &t->cond.on_failure, &t->cond.n_on_failure);
-    case TN_DEF_TASK_SWITCH:
-        if (!rd_tuple(r, "switch task", 2) || !rd_arr(r, "cases", TN_DEF_MAX_LIST, &n))
-            return false;
-        if (n && !(t->sw.cases = calloc(n, sizeof(*t->sw.cases))))
-            return rd_fail(r, TN_ERR_NOMEM, "cases");
-        t->sw.n_cases = n;
-        for (uint32_t i = 0; i < n; i++)
-            if (!rd_tuple(r, "case", 2) ||
-                !rd_str(r, "case when", TN_DEF_MAX_STRING, false, &t->sw.cases[i].when) ||
-                !rd_str(r, "case then", TN_DEF_MAX_NAME, false, &t->sw.cases[i].then.name))
-                return false;
-        if (!rd_str(r, "default", TN_DEF_MAX_NAME, true, &t->sw.dflt.name))
-            return false;
-        t->sw.has_default = t->sw.dflt.name != NULL;
-        return true;
-    case TN_DEF_TASK_DEPENDENT:
-        if (!rd_tuple(r, "dependent task", 5) ||
-            !RD_ENUM(r, "relation", relation, &t->dep.relation) ||
-            !rd_arr(r, "depends", TN_DEF_MAX_LIST, &n))
-            return false;
-        if (n && !(t->dep.depends = calloc(n, sizeof(*t->dep.depends))))
-            return rd_fail(r, TN_ERR_NOMEM, "depends");
-        t->dep.n_depends = n;
-        for (uint32_t i = 0; i < n; i++) {
-            tn_def_depend *dp = &t->dep.depends[i];
-            if (!rd_tuple(r, "depends item", 4) ||
-                !rd_str(r, "depends workflow", TN_DEF_MAX_NAME, false, &dp->workflow) ||
-                !rd_str(r, "depends task", TN_DEF_MAX_NAME, false, &dp->task) ||
-                !RD_ENUM(r, "depends cycle", cycle, &dp->cycle) ||
-                !rd_str(r, "depends date", TN_DEF_MAX_NAME, false, &dp->date))
-                return false;
-        }
-        return rd_uint(r, "check_interval", &t->dep.check_interval_ms) &&
-               RD_ENUM(r, "failure_policy", failure_policy, &t->dep.failure_policy) &&
-               rd_uint(r, "failure_wait", &t->dep.failure_wait_ms);
-    case TN_DEF_TASK_SUB_WORKFLOW:
-        return rd_tuple(r, "sub_workflow task", 1) &&
-               rd_str(r, "workflow", TN_DEF_MAX_NAME, false, &t->sub.workflow);
     }
-    return rd_fail(r, TN_ERR_CORRUPT, "task type");
+    return true;
 }
 
 static bool rd_task(rd *r, tn_def_task *t)
 {
+    char what[32];
     if (task_defaults(t) != TN_OK)
         return rd_fail(r, TN_ERR_NOMEM, "task");
-    return rd_tuple(r, "task", TASK_FIELDS) &&
-           rd_str(r, "task name", TN_DEF_MAX_NAME, false, &t->name) &&
-           RD_ENUM(r, "task type", task_type, &t->type) &&
-           rd_refs(r, "deps", &t->deps, &t->n_deps) &&
-           rd_bool(r, "enabled", &t->enabled) &&
-           rd_kvs(r, "params", &t->params) &&
-           rd_u32(r, "retries", TN_DEF_MAX_RETRIES, &t->retries) &&
-           rd_uint(r, "retry_interval", &t->retry_interval_ms) &&
-           rd_uint(r, "timeout", &t->timeout_ms) &&
-           RD_ENUM(r, "timeout_strategy", timeout_strategy, &t->timeout_strategy) &&
-           rd_uint(r, "delay", &t->delay_ms) &&
-           RD_ENUM(r, "priority", priority, &t->priority) &&
-           rd_body(r, t);
+    if (!rd_tuple(r, "task", TASK_FIELDS))
+        return false;
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (task_fields[k].types == T_ALL &&
+            !rd_field(r, &task_fields[k], task_key_words[k], t))
+            return false;
+    snprintf(what, sizeof(what), "%s task", task_type_words[t->type]);
+    if (!rd_tuple(r, what, body_len(t->type)))
+        return false;
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++)
+        if (in_body(&task_fields[k], t->type) &&
+            !rd_field(r, &task_fields[k], task_key_words[k], t))
+            return false;
+    t->sw.has_default = t->sw.dflt.name != NULL;
+    return true;
+}
+
+static bool rd_tasks(rd *r, const char *what, tn_def *d)
+{
+    uint32_t n;
+    if (!rd_arr(r, what, TN_DEF_MAX_TASKS, &n))
+        return false;
+    if (n && !(d->tasks = calloc(n, sizeof(*d->tasks))))
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    d->n_tasks = n;
+    for (uint32_t i = 0; i < n; i++)
+        if (!rd_task(r, &d->tasks[i]))
+            return false;
+    return true;
 }
 
 static bool rd_def(rd *r, tn_def *d)
@@ -2573,20 +2587,8 @@ static bool rd_def(rd *r, tn_def *d)
     }
     if (n != DEF_FIELDS)
         return rd_fail(r, TN_ERR_TYPE, "definition");
-    if (!rd_str(r, "name", TN_DEF_MAX_NAME, false, &d->name) ||
-        !rd_str(r, "description", TN_DEF_MAX_STRING, false, &d->description) ||
-        !rd_kvs(r, "params", &d->params) || !RD_ENUM(r, "execution", exec, &d->execution) ||
-        !RD_ENUM(r, "priority", priority, &d->priority) ||
-        !rd_uint(r, "timeout", &d->timeout_ms) ||
-        !RD_ENUM(r, "timeout_strategy", timeout_strategy, &d->timeout_strategy) ||
-        !RD_ENUM(r, "failure_strategy", failure_strategy, &d->failure_strategy) ||
-        !rd_arr(r, "tasks", TN_DEF_MAX_TASKS, &n))
-        return false;
-    if (n && !(d->tasks = calloc(n, sizeof(*d->tasks))))
-        return rd_fail(r, TN_ERR_NOMEM, "tasks");
-    d->n_tasks = n;
-    for (uint32_t i = 0; i < n; i++)
-        if (!rd_task(r, &d->tasks[i]))
+    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
+        if (!rd_field(r, &wf_fields[k], wf_key_words[k], d))
             return false;
     return true;
 }

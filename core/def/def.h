@@ -151,7 +151,8 @@ TN_DEF__ENUM_API(failure_policy)
 /* Keys of a workflow and of a task, as written in YAML. key_line[] below is indexed by
  * these: the 1-based line where the key was written, 0 when it was not (always 0 in a
  * decoded definition). So the engine can both cite a line and tell an explicit value
- * from a default. */
+ * from a default. The canonical encoding stores values in the order of these lists:
+ * reordering one changes the stored bytes (and needs a new TN_DEF_FORMAT_VERSION). */
 #define TN_DEF_WF_KEY_LIST(X)                                                             \
     X(NAME, name)                                                                         \
     X(DESCRIPTION, description)                                                           \

@@ -708,17 +708,21 @@ static bool a_factor(apar *p, rat *out)
     return true;
 }
 
-static bool a_term(apar *p, rat *out)
+/* a * b / c ... over factors, or (is_sum) a + b - c ... over those. */
+static bool a_level(apar *p, bool is_sum, rat *out)
 {
-    if (!a_factor(p, out))
+    if (!(is_sum ? a_level(p, false, out) : a_factor(p, out)))
         return false;
     for (;;) {
         a_ws(p);
-        if (p->pos >= p->n || (p->s[p->pos] != '*' && p->s[p->pos] != '/'))
+        if (p->pos >= p->n)
             return true;
-        char op = p->s[p->pos++];
+        char op = p->s[p->pos];
+        if (is_sum ? op != '+' && op != '-' : op != '*' && op != '/')
+            return true;
+        p->pos++;
         rat b;
-        if (!a_factor(p, &b))
+        if (!(is_sum ? a_level(p, false, &b) : a_factor(p, &b)))
             return false;
         if (op == '/' && b.n == 0) {
             p->err = "division by zero";
@@ -733,24 +737,9 @@ static bool a_term(apar *p, rat *out)
 
 static bool a_sum(apar *p, rat *out)
 {
-    if (!a_term(p, out))
-        return false;
-    for (;;) {
-        a_ws(p);
-        if (p->pos >= p->n || (p->s[p->pos] != '+' && p->s[p->pos] != '-'))
-            return true;
-        char op = p->s[p->pos++];
-        rat b;
-        if (!a_term(p, &b))
-            return false;
-        if (!rat_op(op, *out, b, out)) {
-            p->err = "the offset is too large";
-            return false;
-        }
-    }
+    return a_level(p, true, out);
 }
 
-/* A whole arithmetic expression; on failure a reason in *why. */
 static bool arith(const char *s, size_t n, rat *out, const char **why)
 {
     apar p = {.s = s, .n = n};
@@ -918,36 +907,76 @@ done:
     return err;
 }
 
+/* Split the arguments of a call at its top-level commas, trimmed. A fourth argument
+ * stops the split; the caller reports the count. */
+static tn_err split_args(const char *inner, size_t in, const char **arg, size_t *al,
+                         unsigned *na, char *why, size_t wl)
+{
+    unsigned nest = 0;
+    size_t start = 0;
+    *na = 0;
+    for (size_t i = 0; i <= in; i++) {
+        if (i < in && inner[i] == '(') {
+            nest++;
+        } else if (i < in && inner[i] == ')') {
+            if (!nest--)
+                goto unbalanced;
+        } else if (i == in || (inner[i] == ',' && !nest)) {
+            if (*na == 3)
+                break;
+            arg[*na] = inner + start;
+            al[*na] = i - start;
+            trim(&arg[*na], &al[*na]);
+            (*na)++;
+            start = i + 1;
+        }
+    }
+    if (!nest)
+        return TN_OK;
+unbalanced:
+    snprintf(why, wl, "unbalanced parentheses");
+    return TN_ERR_PARSE;
+}
+
+/* Move d as a date function does, by n months, days or weeks. */
+static void date_move(dt *d, int fn, int64_t n)
+{
+    switch (fn) {
+    case F_ADD_MONTHS: dt_add_months(d, n); break;
+    case F_MONTH_BEGIN:
+        d->d = 1;
+        dt_add_days(d, n);
+        break;
+    case F_MONTH_END:
+        d->d = days_in_month(d->y, d->mo);
+        dt_add_days(d, n);
+        break;
+    case F_WEEK_BEGIN: dt_add_days(d, 1 - dt_wday(d) + n); break;
+    case F_WEEK_END: dt_add_days(d, 7 - dt_wday(d) + n); break;
+    case F_MONTH_FIRST_DAY:
+        d->d = 1;
+        dt_add_months(d, n);
+        break;
+    case F_MONTH_LAST_DAY:
+        dt_add_months(d, n);
+        d->d = days_in_month(d->y, d->mo);
+        break;
+    case F_WEEK_FIRST_DAY: dt_add_days(d, 1 - dt_wday(d) + 7 * n); break;
+    case F_WEEK_LAST_DAY: dt_add_days(d, 7 - dt_wday(d) + 7 * n); break;
+    case F_LAST_DAY: dt_add_days(d, -1); break;
+    default: break; /* this_day */
+    }
+}
+
 static tn_err date_call(const dctx *c, const struct dfn *f, const char *inner, size_t in,
                         unsigned depth, sbuf *out, char *why, size_t wl)
 {
     const char *arg[3];
     size_t al[3];
-    unsigned na = 0, nest = 0;
-    size_t start = 0;
-    for (size_t i = 0; i <= in; i++) {
-        if (i < in && inner[i] == '(') {
-            nest++;
-        } else if (i < in && inner[i] == ')') {
-            if (!nest) {
-                snprintf(why, wl, "unbalanced parentheses");
-                return TN_ERR_PARSE;
-            }
-            nest--;
-        } else if (i == in || (inner[i] == ',' && !nest)) {
-            if (na == 3)
-                break;
-            arg[na] = inner + start;
-            al[na] = i - start;
-            trim(&arg[na], &al[na]);
-            na++;
-            start = i + 1;
-        }
-    }
-    if (nest) {
-        snprintf(why, wl, "unbalanced parentheses");
-        return TN_ERR_PARSE;
-    }
+    unsigned na;
+    tn_err err = split_args(inner, in, arg, al, &na, why, wl);
+    if (err)
+        return err;
     if (na < f->min_args || na > f->max_args) {
         snprintf(why, wl, "expected %s", f->usage);
         return TN_ERR_PARSE;
@@ -972,30 +1001,7 @@ static tn_err date_call(const dctx *c, const struct dfn *f, const char *inner, s
         snprintf(why, wl, "the schedule time is out of range");
         return TN_ERR_INVAL;
     }
-    switch (f->fn) {
-    case F_ADD_MONTHS: dt_add_months(&d, n); break;
-    case F_MONTH_BEGIN:
-        d.d = 1;
-        dt_add_days(&d, n);
-        break;
-    case F_MONTH_END:
-        d.d = days_in_month(d.y, d.mo);
-        dt_add_days(&d, n);
-        break;
-    case F_WEEK_BEGIN: dt_add_days(&d, 1 - dt_wday(&d) + n); break;
-    case F_WEEK_END: dt_add_days(&d, 7 - dt_wday(&d) + n); break;
-    case F_MONTH_FIRST_DAY:
-        d.d = 1;
-        dt_add_months(&d, n);
-        break;
-    case F_MONTH_LAST_DAY:
-        dt_add_months(&d, n);
-        d.d = days_in_month(d.y, d.mo);
-        break;
-    case F_WEEK_FIRST_DAY: dt_add_days(&d, 1 - dt_wday(&d) + 7 * n); break;
-    case F_WEEK_LAST_DAY: dt_add_days(&d, 7 - dt_wday(&d) + 7 * n); break;
-    case F_LAST_DAY: dt_add_days(&d, -1); break;
-    case F_YEAR_WEEK: {
+    if (f->fn == F_YEAR_WEEK) {
         if (na == 2 && (n < 1 || n > 7)) {
             snprintf(why, wl, "the first day of the week must be 1 (Monday) .. 7 (Sunday)");
             return TN_ERR_PARSE;
@@ -1008,8 +1014,7 @@ static tn_err date_call(const dctx *c, const struct dfn *f, const char *inner, s
                  memchr(arg[0], '-', al[0]) ? "-" : "", wk);
         return sb_add(out, num, strlen(num));
     }
-    default: break; /* this_day */
-    }
+    date_move(&d, f->fn, n);
     if (!year_ok(d.y)) {
         snprintf(why, wl, "the date is out of range (years 1..9999)");
         return TN_ERR_INVAL;
@@ -1901,6 +1906,101 @@ static bool is_word_char(char c)
     return is_alpha(c) || is_digit(c) || c == '_';
 }
 
+/* ( condition ) */
+static tn_err e_group(epar *p, val *out)
+{
+    size_t at = p->pos;
+    if (++p->depth > TN_EXPR_MAX_DEPTH)
+        return e_fail(p, TN_ERR_TOOBIG, at, "the condition nests too deeply", NULL);
+    p->pos++;
+    tn_err err = e_or(p, out);
+    if (err)
+        return err;
+    e_ws(p);
+    if (p->pos >= p->len || p->src[p->pos] != ')') {
+        char what[80];
+        snprintf(what, sizeof(what), "expected \")\" to close the \"(\" of column %zu",
+                 at + 1);
+        return e_fail(p, TN_ERR_PARSE, p->pos, what, NULL);
+    }
+    p->pos++;
+    p->depth--;
+    return TN_OK;
+}
+
+/* 'text' or "text", a backslash taking the next character as it is. */
+static tn_err e_string(epar *p, val *out)
+{
+    const char *s = p->src;
+    size_t at = p->pos;
+    char *d = p->arena + p->alen, quote = s[at];
+    size_t n = 0;
+    for (size_t i = at + 1; i < p->len; i++) {
+        if (s[i] == quote) {
+            p->pos = i + 1;
+            p->alen += n;
+            out->k = V_STR;
+            out->s = d;
+            out->n = n;
+            return TN_OK;
+        }
+        if (s[i] == '\\' && i + 1 < p->len)
+            i++;
+        d[n++] = s[i];
+    }
+    return e_fail(p, TN_ERR_PARSE, at, "unterminated string", NULL);
+}
+
+/* -12, 3.5: digits with an optional sign and decimals, kept as written. */
+static tn_err e_number(epar *p, val *out)
+{
+    const char *s = p->src;
+    size_t at = p->pos, i = at + (s[at] == '-');
+    while (i < p->len && is_digit(s[i]))
+        i++;
+    if (i < p->len && s[i] == '.' && i + 1 < p->len && is_digit(s[i + 1])) {
+        i++;
+        while (i < p->len && is_digit(s[i]))
+            i++;
+    }
+    if (i < p->len && (is_word_char(s[i]) || s[i] == '.')) {
+        size_t e = i;
+        while (e < p->len && (is_word_char(s[e]) || s[e] == '.'))
+            e++;
+        char what[96];
+        snprintf(what, sizeof(what), "bad number \"%.*s\"", (int)(e - at > 40 ? 40 : e - at),
+                 s + at);
+        return e_fail(p, TN_ERR_PARSE, at, what, ": quote strings ('...')");
+    }
+    out->k = V_NUM;
+    out->s = s + at;
+    out->n = i - at;
+    p->pos = i;
+    return TN_OK;
+}
+
+/* true or false; any other bare word is a mistake (most often an unquoted string). */
+static tn_err e_word(epar *p, val *out)
+{
+    const char *s = p->src;
+    size_t at = p->pos, e = at;
+    while (e < p->len && is_word_char(s[e]))
+        e++;
+    if (e - at == 4 && !memcmp(s + at, "true", 4)) {
+        *out = vbool(true);
+    } else if (e - at == 5 && !memcmp(s + at, "false", 5)) {
+        *out = vbool(false);
+    } else {
+        char what[96];
+        snprintf(what, sizeof(what), "unknown word \"%.*s\"", (int)(e - at > 40 ? 40 : e - at),
+                 s + at);
+        return e_fail(p, TN_ERR_PARSE, at, what,
+                      ": quote strings ('...'); the words are true and false");
+    }
+    p->pos = e;
+    return TN_OK;
+}
+
 static tn_err e_primary(epar *p, val *out)
 {
     e_ws(p);
@@ -1909,84 +2009,14 @@ static tn_err e_primary(epar *p, val *out)
     const char *s = p->src;
     size_t at = p->pos;
     char c = s[at];
-    if (c == '(') {
-        if (++p->depth > TN_EXPR_MAX_DEPTH)
-            return e_fail(p, TN_ERR_TOOBIG, at, "the condition nests too deeply", NULL);
-        p->pos++;
-        tn_err err = e_or(p, out);
-        if (err)
-            return err;
-        e_ws(p);
-        if (p->pos >= p->len || s[p->pos] != ')') {
-            char what[80];
-            snprintf(what, sizeof(what), "expected \")\" to close the \"(\" of column %zu",
-                     at + 1);
-            return e_fail(p, TN_ERR_PARSE, p->pos, what, NULL);
-        }
-        p->pos++;
-        p->depth--;
-        return TN_OK;
-    }
-    if (c == '\'' || c == '"') {
-        char *d = p->arena + p->alen;
-        size_t n = 0;
-        for (size_t i = at + 1; i < p->len; i++) {
-            if (s[i] == c) {
-                p->pos = i + 1;
-                p->alen += n;
-                out->k = V_STR;
-                out->s = d;
-                out->n = n;
-                return TN_OK;
-            }
-            if (s[i] == '\\' && i + 1 < p->len)
-                i++;
-            d[n++] = s[i];
-        }
-        return e_fail(p, TN_ERR_PARSE, at, "unterminated string", NULL);
-    }
-    if (is_digit(c) || (c == '-' && at + 1 < p->len && is_digit(s[at + 1]))) {
-        size_t i = at + (c == '-');
-        while (i < p->len && is_digit(s[i]))
-            i++;
-        if (i < p->len && s[i] == '.' && i + 1 < p->len && is_digit(s[i + 1])) {
-            i++;
-            while (i < p->len && is_digit(s[i]))
-                i++;
-        }
-        if (i < p->len && (is_word_char(s[i]) || s[i] == '.')) {
-            size_t e = i;
-            while (e < p->len && (is_word_char(s[e]) || s[e] == '.'))
-                e++;
-            char what[96];
-            snprintf(what, sizeof(what), "bad number \"%.*s\"",
-                     (int)(e - at > 40 ? 40 : e - at), s + at);
-            return e_fail(p, TN_ERR_PARSE, at, what, ": quote strings ('...')");
-        }
-        out->k = V_NUM;
-        out->s = s + at;
-        out->n = i - at;
-        p->pos = i;
-        return TN_OK;
-    }
-    if (is_alpha(c) || c == '_') {
-        size_t e = at;
-        while (e < p->len && is_word_char(s[e]))
-            e++;
-        if (e - at == 4 && !memcmp(s + at, "true", 4)) {
-            *out = vbool(true);
-        } else if (e - at == 5 && !memcmp(s + at, "false", 5)) {
-            *out = vbool(false);
-        } else {
-            char what[96];
-            snprintf(what, sizeof(what), "unknown word \"%.*s\"",
-                     (int)(e - at > 40 ? 40 : e - at), s + at);
-            return e_fail(p, TN_ERR_PARSE, at, what,
-                          ": quote strings ('...'); the words are true and false");
-        }
-        p->pos = e;
-        return TN_OK;
-    }
+    if (c == '(')
+        return e_group(p, out);
+    if (c == '\'' || c == '"')
+        return e_string(p, out);
+    if (is_digit(c) || (c == '-' && at + 1 < p->len && is_digit(s[at + 1])))
+        return e_number(p, out);
+    if (is_alpha(c) || c == '_')
+        return e_word(p, out);
     if (c == '$' && at + 1 < p->len && s[at + 1] == '{') {
         const char *close = memchr(s + at, '}', p->len - at);
         size_t e = close ? (size_t)(close - s) + 1 : p->len;
@@ -2110,36 +2140,28 @@ static tn_err e_cmp(epar *p, val *out)
     return TN_OK;
 }
 
-static tn_err e_and(epar *p, val *out)
+/* a && b && ... over comparisons, or a || b || ... over those. Both sides are always
+ * evaluated, so a mistake on either side is reported. */
+static tn_err e_logic(epar *p, bool is_or, val *out)
 {
-    tn_err err = e_cmp(p, out);
+    const char *op = is_or ? "||" : "&&";
+    tn_err err = is_or ? e_logic(p, false, out) : e_cmp(p, out);
     while (!err) {
         e_ws(p);
-        if (p->len - p->pos < 2 || memcmp(p->src + p->pos, "&&", 2))
+        if (p->len - p->pos < 2 || memcmp(p->src + p->pos, op, 2))
             break;
         p->pos += 2;
         val b;
-        if ((err = e_cmp(p, &b)))
+        if ((err = is_or ? e_logic(p, false, &b) : e_cmp(p, &b)))
             break;
-        *out = vbool(truthy(out) && truthy(&b));
+        *out = vbool(is_or ? truthy(out) || truthy(&b) : truthy(out) && truthy(&b));
     }
     return err;
 }
 
 static tn_err e_or(epar *p, val *out)
 {
-    tn_err err = e_and(p, out);
-    while (!err) {
-        e_ws(p);
-        if (p->len - p->pos < 2 || memcmp(p->src + p->pos, "||", 2))
-            break;
-        p->pos += 2;
-        val b;
-        if ((err = e_and(p, &b)))
-            break;
-        *out = vbool(truthy(out) || truthy(&b));
-    }
-    return err;
+    return e_logic(p, true, out);
 }
 
 tn_err tn_expr_eval(const char *expr, bool *result, tn_errmsg *msg)
