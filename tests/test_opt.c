@@ -44,7 +44,8 @@ static const tn_opt t_table[] = {
     {0}};
 
 static const tn_opt_cmd t_cmd = {"t", (const char *const[]){"ARG...", NULL},
-                                 "A command to test the parser with.\n", t_table, 2};
+                                 "A command to test the parser with.\n", t_table, .max_args = 2,
+                                 .cfg_ignored = (const char *const[]){"sibling", "config", NULL}};
 
 /* Parse a NULL-ended list of arguments after the command name. */
 static int parse(t_opts *o, tn_opt_args *a, char **argv)
@@ -219,7 +220,8 @@ Test(opt, config_file)
         cr_assert(strstr(a.err, cfg) && strstr(a.err, bad[i].says), "case %zu: %s", i, a.err);
         tn_opt_args_free(&a);
     }
-    write_file(cfg, "no-cgroup = false\n");
+    /* a sibling command's keys, and `config`, are ignored: one file serves them all */
+    write_file(cfg, "sibling = 3\nconfig = other.conf\nno-cgroup = false\n");
     t_opts q = {.no_cgroup = true};
     cr_assert_eq(parse(&q, &a, ARGV("--config", cfg)), 0, "%s", a.err);
     cr_assert(!q.no_cgroup);

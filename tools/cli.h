@@ -44,6 +44,10 @@ int tn_cli_store_ro(const char *cmd, const char *dir, struct tn_store **s);
 sigset_t tn_cli_block_signals(void);
 void tn_cli_wait_signal(sigset_t set);
 
+/* Every key of the daemons' config files: master, worker and standalone ignore each
+ * other's keys (and `config`), so one file can serve them all. */
+extern const char *const tn_daemon_cfg_keys[];
+
 /* The TLS options of the daemons (fields tls_cert, tls_key, tls_ca of T). */
 #define TN_DAEMON_TLS_OPTS(T)                                                      \
     {"tls-cert", 0, TN_OPT_STR, offsetof(T, tls_cert), "F",                        \

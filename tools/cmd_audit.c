@@ -25,7 +25,7 @@ const tn_opt_cmd tn_spec_audit = {
     "audit", (const char *const[]){"WF_ID", NULL},
     "Print the timeline of one workflow instance and its tasks, from the log: time,\n"
     "actor, machine, id, event, from -> to, and the attributes the transition used.\n",
-    audit_table, 1};
+    audit_table, .max_args = 1};
 
 typedef struct audit_ctx {
     bool json;

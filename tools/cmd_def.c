@@ -33,7 +33,7 @@ const tn_opt_cmd tn_spec_def = {
     "       content changed (comments, spacing and key order are not changes).\n"
     "ls:    every workflow definition with its latest version.\n"
     "show:  one version (default: the latest), as its canonical YAML-like summary.\n",
-    def_table, TN_OPT_ANY_ARGS};
+    def_table, .max_args = TN_OPT_ANY_ARGS};
 
 /* Apply one file on the local engine, printing its outcome. */
 static int apply_file(tn_local *l, const char *path, bool json, bool first)

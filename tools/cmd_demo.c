@@ -27,7 +27,7 @@ const tn_opt_cmd tn_spec_demo = {
     "once and is retried -> a conditions task -> load) in the event log under DIR, then\n"
     "print its timeline as `tern audit` does and verify the whole log as `tern replay`\n"
     "does. Each run adds one instance.\n",
-    demo_table, 0};
+    demo_table, .max_args = 0};
 
 typedef struct demo {
     tn_evlog *log;

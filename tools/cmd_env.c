@@ -19,7 +19,7 @@ const tn_opt_cmd tn_spec_env = {
     "env", (const char *const[]){"set NAME FILE", NULL},
     "Store a named environment: FILE's text runs before the command of every shell task\n"
     "that says `environment: NAME`.\n",
-    env_table, 3};
+    env_table, .max_args = 3};
 
 /* The text of path, at most 64 KiB; NULL (after saying why) otherwise. */
 static char *read_env(const char *path)

@@ -23,7 +23,7 @@ static const tn_opt logs_table[] = {
 
 const tn_opt_cmd tn_spec_logs = {
     "logs", (const char *const[]){"TASK_ID", NULL},
-    "A task's log, read from the worker that ran it; -f follows it.\n", logs_table, 1};
+    "A task's log, read from the worker that ran it; -f follows it.\n", logs_table, .max_args = 1};
 
 /* Ask the master which worker has the log and which attempt is the latest. */
 static int locate(const logs_opts *o, uint64_t task, char *wurl, size_t len,

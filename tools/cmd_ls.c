@@ -16,7 +16,7 @@ static const tn_opt ls_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_ls = {"ls", NULL, "The workflow instances, newest last.\n", ls_table,
-                               0};
+                               .max_args = 0};
 
 int tn_cmd_ls(int argc, char **argv)
 {

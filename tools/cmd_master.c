@@ -36,7 +36,8 @@ const tn_opt_cmd tn_spec_master = {
     "workers that report to URL (tcp://, ipc://, tls+tcp://), and the control socket\n"
     "(default ipc://DIR/master.ctl) that `tern start|ls|status|...` talk to.\n"
     "A worker silent past the heartbeat timeout (default 10s) is lost: its tasks fail over.\n",
-    master_table, 0};
+    master_table, .max_args = 0,
+    .cfg_ignored = tn_daemon_cfg_keys};
 
 static int run(const master_opts *o)
 {

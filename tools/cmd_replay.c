@@ -37,7 +37,7 @@ const tn_opt_cmd tn_spec_replay = {
     "to-state) and the hash chain, and compare the rebuilt projections with the stored\n"
     "ones. Prints a summary; exits 1 naming the first offending seq and why.\n"
     "Replay only reads: it never repairs a store.\n",
-    replay_table, 0};
+    replay_table, .max_args = 0};
 
 static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts, bool json)
 {

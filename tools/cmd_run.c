@@ -53,7 +53,7 @@ const tn_opt_cmd tn_spec_run = {
     "Apply the workflow definition in FILE (a new version only if it changed), start an\n"
     "instance, run it to a final state in this process, and print each task's state,\n"
     "attempts and duration. Exit status 0 only when the workflow ends SUCCESS.\n",
-    run_table, 1};
+    run_table, .max_args = 1};
 
 /* The definition in a file, parsed (so a bad file is reported before anything starts)
  * and encoded for APPLY_DEF. */

@@ -11,7 +11,7 @@ const tn_opt_cmd tn_spec_sm = {
     "sm", (const char *const[]){"dot|md workflow|task|system", NULL},
     "Print a state machine, generated at build time from statemachines/*.sm, as a\n"
     "Graphviz DOT graph (render with `dot -Tsvg`) or a Markdown table.\n",
-    sm_table, TN_OPT_ANY_ARGS};
+    sm_table, .max_args = TN_OPT_ANY_ARGS};
 
 static int print(const char *format, const char *machine)
 {

@@ -26,7 +26,8 @@ const tn_opt_cmd tn_spec_standalone = {
     "A master and one worker in one process, over inproc, data in DIR (default\n"
     "./tern-data; the worker's in DIR/worker). `tern start|ls|status|logs|...` reach it with\n"
     "no options when run from the same directory.\n",
-    standalone_table, 0};
+    standalone_table, .max_args = 0,
+    .cfg_ignored = tn_daemon_cfg_keys};
 
 static int run(const standalone_opts *o)
 {

@@ -29,7 +29,7 @@ const tn_opt_cmd tn_spec_start = {
     "start", (const char *const[]){"WF", NULL},
     "Start an instance of the latest version of workflow WF on the running master\n"
     "(`tern master` or `tern standalone`).\n",
-    start_table, 1};
+    start_table, .max_args = 1};
 
 int tn_cmd_start(int argc, char **argv)
 {

@@ -5,7 +5,7 @@
 const tn_opt_cmd tn_spec_status = {
     "status", (const char *const[]){"WF_ID", NULL},
     "One instance: its tasks, attempts, workers, and why a task waits for dispatch.\n",
-    tn_client_common_table, 1};
+    tn_client_common_table, .max_args = 1};
 
 int tn_cmd_status(int argc, char **argv)
 {

@@ -18,7 +18,7 @@ const tn_opt_cmd tn_spec_taskgroup = {
     "taskgroup", (const char *const[]){"set NAME SLOTS", NULL},
     "Set a task group's slots: at most SLOTS tasks with `task_group: NAME` run at once,\n"
     "across all workflows. A group that was never set does not limit.\n",
-    taskgroup_table, 3};
+    taskgroup_table, .max_args = 3};
 
 int tn_cmd_taskgroup(int argc, char **argv)
 {

@@ -63,7 +63,8 @@ const tn_opt_cmd tn_spec_worker = {
     "walk; --no-cgroup forces that), kill them for real, and report to the master through\n"
     "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n"
     "--map-max bounds that outbox store (a full one holds reports back until space frees).\n",
-    worker_table, 0};
+    worker_table, .max_args = 0,
+    .cfg_ignored = tn_daemon_cfg_keys};
 
 static int run(const worker_opts *o)
 {

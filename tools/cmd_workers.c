@@ -11,7 +11,7 @@ typedef struct workers_opts {
 const tn_opt_cmd tn_spec_workers = {
     "workers", NULL,
     "Live workers: groups, slots, load, memory, last heartbeat, resource gauges.\n",
-    tn_client_common_table, 0};
+    tn_client_common_table, .max_args = 0};
 
 int tn_cmd_workers(int argc, char **argv)
 {

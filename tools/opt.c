@@ -189,6 +189,10 @@ static int config_line(const tn_opt_cmd *c, const char *path, int ln, char *line
     for (const tn_opt *p = c->opts; p && p->name && !o; p++)
         if (strcmp(p->name, k) == 0)
             o = p;
+    bool settable = o && (o->flags & TN_OPT_CFG);
+    for (const char *const *k2 = c->cfg_ignored; !settable && k2 && *k2; k2++)
+        if (strcmp(*k2, k) == 0)
+            return 0;
     if (!o)
         return fail(a, 2, "%s:%d: unknown key \"%s\" (keys are the long option names of "
                     "`tern %s`)", path, ln, k, c->name);
@@ -404,5 +408,7 @@ void tn_opt_help(const tn_opt_cmd *c, FILE *f)
     }
     if (cfg)
         fprintf(f, "\nA --config FILE holds `key = value` lines, keys named like the options "
-                   "(without --);\nflags given on the command line win.\n");
+                   "(without --);\nflags given on the command line win.%s\n",
+                c->cfg_ignored ? " Keys of the sibling commands are ignored, so one\nfile "
+                                 "can serve them all." : "");
 }

@@ -79,6 +79,9 @@ typedef struct tn_opt_cmd {
     const char *about;     /* the paragraph(s) after the usage lines */
     const tn_opt *opts;    /* ended by an entry with a NULL name */
     int max_args;          /* positional arguments allowed (TN_OPT_ANY_ARGS: no limit) */
+    /* Keys a config file may hold that this command ignores: the options of its sibling
+     * commands, so that one file can serve them all (the master and the worker). */
+    const char *const *cfg_ignored;
 } tn_opt_cmd;
 
 /* What a parse leaves besides the options struct: the positional arguments in order,
