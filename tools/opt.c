@@ -83,16 +83,16 @@ static const char *default_want(const tn_opt *o, char *buf, size_t len)
     }
 }
 
+/* A flag's value in a config file; an empty value sets it, as the bare flag does. */
 static bool parse_flag(const char *v, bool *out)
 {
-    static const char *const yes[] = {"", "true", "yes", "on", "1"}, *const no[] = {
-        "false", "no", "off", "0"};
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
-        if (strcmp(v, yes[i]) == 0)
-            return *out = true;
-    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-        if (strcmp(v, no[i]) == 0)
-            return !(*out = false);
+    static const char *const words[] = {"", "true", "yes", "on", "1", "false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcmp(v, words[i]) == 0) {
+            *out = i < 5;
+            return true;
+        }
+    }
     return false;
 }
 
@@ -265,7 +265,7 @@ static int long_opt(const tn_opt_cmd *c, int argc, char **argv, int *i, void *ob
     const char *v = eq ? eq + 1 : *i + 1 < argc ? argv[++*i] : NULL;
     if (!v)
         return fail(a, 2, "%s wants %s", who, o->arg ? o->arg : "a value");
-    return o->kind == TN_OPT_CONFIG ? 0 : set_value(o, who, v, obj, a); /* read already */
+    return set_value(o, who, v, obj, a); /* a config file was read before the flags */
 }
 
 /* `-X`, `-XY` (flags), `-X value` or `-Xvalue` at argv[*i]. */
@@ -285,7 +285,7 @@ static int short_opts(const tn_opt_cmd *c, int argc, char **argv, int *i, void *
         const char *v = p[1] ? p + 1 : *i + 1 < argc ? argv[++*i] : NULL;
         if (!v)
             return fail(a, 2, "%s wants %s", who, o->arg ? o->arg : "a value");
-        return o->kind == TN_OPT_CONFIG ? 0 : set_value(o, who, v, obj, a);
+        return set_value(o, who, v, obj, a);
     }
     return 0;
 }

@@ -7,7 +7,8 @@
  *   static const tn_opt my_table[] = {
  *       {"data", 0, TN_OPT_STR, offsetof(my_opts, data), "DIR", .help = "the data directory"},
  *       {"json", 0, TN_OPT_FLAG, offsetof(my_opts, json), NULL, .help = "print JSON"},
- *       {"n", 'n', TN_OPT_U64, offsetof(my_opts, n), "N", .help = "how many", .min = 1, .max = 9},
+ *       {"n", 'n', TN_OPT_U64, offsetof(my_opts, n), "N", .help = "how many",
+ *        .min = 1, .max = 9},
  *       {0}};
  *   const tn_opt_cmd tn_spec_my = {"my", (const char *[]){"FILE", NULL}, "What it does.\n",
  *                                  my_table, .max_args = 1};
@@ -18,7 +19,9 @@
  *       if (rc) return rc;
  *       ... a.v[0] ... ; tn_opt_args_free(&a);
  *   }
- * and list {"my", "summary", NULL, &tn_spec_my, tn_cmd_my} in tern.c. */
+ * and list {"my", "summary", NULL, &tn_spec_my, tn_cmd_my} in tern.c.
+ * `.help =` is designated so that -Wextra does not ask for the fields that follow; the
+ * strings in o may be copies held by a (config values, keys): use them before freeing a. */
 #ifndef TN_OPT_H
 #define TN_OPT_H
 
