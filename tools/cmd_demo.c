@@ -1,7 +1,6 @@
 /* `tern demo`: record a demo workflow instance's transitions through the event log
  * (each checked against the generated tables, chained, group-committed), then print
  * its replayed timeline and verify the whole log. */
-#include <getopt.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,13 +13,22 @@
 #include "sm_gen.h"
 #include "cli.h"
 
-const char tn_usage_demo[] =
-    "usage: tern demo [--data DIR]\n"
-    "\n"
+typedef struct demo_opts {
+    const char *data;
+} demo_opts;
+
+static const tn_opt demo_table[] = {
+    {"data", 0, TN_OPT_STR, offsetof(demo_opts, data), "DIR",
+     .help = "the data directory, created if needed (default ./tern-data)"},
+    {0}};
+
+const tn_opt_cmd tn_spec_demo = {
+    "demo", NULL,
     "Record the transitions of a demo workflow instance (extract -> transform, which fails\n"
     "once and is retried -> a conditions task -> load) in the event log under DIR, then\n"
     "print its timeline as `tern audit` does and verify the whole log as `tern replay`\n"
-    "does. Creates DIR (default ./tern-data) if needed; each run adds one instance.\n";
+    "does. Each run adds one instance.\n",
+    demo_table, .max_args = 0};
 
 typedef struct demo {
     tn_evlog *log;
@@ -106,19 +114,13 @@ static int print_event(void *ctx, const tn_event *ev)
 
 int tn_cmd_demo(int argc, char **argv)
 {
-    const char *data = TN_DEFAULT_DATA;
-    static const struct option lo[] = {{"data", required_argument, 0, 'd'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (c == 'd')
-            data = optarg;
-        else
-            return tn_cli_usage("demo", "unknown option \"%s\"", argv[optind - 1]);
-    }
-    if (optind < argc)
-        return tn_cli_usage("demo", "unexpected argument \"%s\"", argv[optind]);
+    demo_opts opts = {.data = TN_DEFAULT_DATA};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_demo, argc, argv, &opts, &a);
+    if (rc)
+        return rc;
+    tn_opt_args_free(&a); /* no positional arguments; data points into argv */
+    const char *data = opts.data;
     demo d = {0};
     tn_evlog_opts o = {.create = true};
     if (tn_evlog_open(data, &o, &d.log, &d.msg))
@@ -159,7 +161,7 @@ int tn_cmd_demo(int argc, char **argv)
     if (!d.err)
         d.err = tn_evlog_commit(d.log, &d.msg);
     if (d.err) {
-        int rc = tn_cli_fail("demo", "%s", d.msg.text);
+        rc = tn_cli_fail("demo", "%s", d.msg.text);
         tn_evlog_close(d.log);
         return rc;
     }
@@ -172,7 +174,6 @@ int tn_cmd_demo(int argc, char **argv)
     tn_replay_report rep;
     tn_replay_opts ro = {.verify_chain = true, .compare = true};
     tn_err e = tn_replay_run(s, &ro, &rep);
-    int rc = 0;
     if (e || rep.err) {
         rc = tn_cli_fail("demo", "replay found a problem at seq %" PRIu64 ": %s",
                          rep.bad_seq, e ? tn_strerror(e) : rep.why);

@@ -1,48 +1,43 @@
-/* `tern replay` and `tern audit`: verify the log by replaying it through the generated
- * tables, and print one workflow's timeline. Both only read the store. */
-#include <getopt.h>
+/* `tern replay`: verify the log by replaying it through the generated tables and
+ * comparing the projections it rebuilds with the stored ones. It only reads the store. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "logread.h"
 #include "replay.h"
 #include "util.h"
 #include "sm.h"
+#include "logread.h"
 #include "cli.h"
 
-const char tn_usage_replay[] =
-    "usage: tern replay [--data DIR] [--until SEQ | --until-time ISO8601] [--no-chain] [--json]\n"
-    "\n"
+typedef struct replay_opts {
+    const char *data;
+    uint64_t until;
+    int64_t until_time;
+    bool no_chain, json;
+} replay_opts;
+
+static const tn_opt replay_table[] = {
+    {"data", 0, TN_OPT_STR, offsetof(replay_opts, data), "DIR",
+     .help = "the data directory (default ./tern-data)"},
+    {"until", 0, TN_OPT_U64, offsetof(replay_opts, until), "SEQ",
+     .help = "replay events 1..SEQ only (no comparison with the store)", .min = 1,
+     .want = "a seq (a positive integer)"},
+    {"until-time", 0, TN_OPT_TIME, offsetof(replay_opts, until_time), "ISO8601",
+     .help = "replay events up to this time, e.g. 2026-11-22T10:00:00Z"},
+    {"no-chain", 0, TN_OPT_FLAG, offsetof(replay_opts, no_chain), NULL,
+     .help = "skip the hash chain check"},
+    {"json", 0, TN_OPT_FLAG, offsetof(replay_opts, json), NULL, .help = "print the summary as JSON"},
+    {0}};
+
+const tn_opt_cmd tn_spec_replay = {
+    "replay", NULL,
     "Rebuild every projection (workflows, tasks, definitions, meta) from the events alone,\n"
     "check every event against the generated state machine tables (from-state, event,\n"
     "to-state) and the hash chain, and compare the rebuilt projections with the stored\n"
     "ones. Prints a summary; exits 1 naming the first offending seq and why.\n"
-    "Replay only reads: it never repairs a store.\n"
-    "\n"
-    "  --data DIR            the data directory (default ./tern-data)\n"
-    "  --until SEQ           replay events 1..SEQ only (no comparison with the store)\n"
-    "  --until-time ISO8601  replay events up to this time, e.g. 2026-11-22T10:00:00Z\n"
-    "  --no-chain            skip the hash chain check\n"
-    "  --json                print the summary as JSON\n";
-
-const char tn_usage_audit[] =
-    "usage: tern audit WF_ID [--data DIR] [--json]\n"
-    "\n"
-    "Print the timeline of one workflow instance and its tasks, from the log: time,\n"
-    "actor, machine, id, event, from -> to, and the attributes the transition used.\n"
-    "\n"
-    "  --data DIR  the data directory (default ./tern-data)\n"
-    "  --json      one JSON array of events\n";
-
-static tn_err open_ro(const char *cmd, const char *dir, tn_store **s)
-{
-    tn_errmsg m = {{0}};
-    tn_err e = tn_log_open_read(dir, s, &m);
-    if (e)
-        tn_cli_fail(cmd, "%s", m.text);
-    return e;
-}
+    "Replay only reads: it never repairs a store.\n",
+    replay_table, .max_args = 0};
 
 static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts, bool json)
 {
@@ -60,209 +55,90 @@ static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts, bool 
         fputs("none", f);
 }
 
+static void print_json(const tn_replay_report *r)
+{
+    printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64
+           ",\"workflows\":%" PRIu64 ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64
+           ",\"workflow_states\":{",
+           r->err ? "false" : "true", r->events, r->last_seq, r->workflows, r->tasks,
+           r->system_events);
+    print_states(stdout, &tn_sm_workflow, r->wf_states, true);
+    printf("},\"task_states\":{");
+    print_states(stdout, &tn_sm_task, r->task_states, true);
+    printf("},\"chain_checked\":%s,\"compared\":%s,\"error\":",
+           r->chain_checked ? "true" : "false", r->compared ? "true" : "false");
+    if (r->err) {
+        printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq,
+               tn_errname(r->err));
+        tn_json_cstr(stdout, r->why);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf("}\n");
+}
+
+static void print_text(const tn_replay_report *r)
+{
+    printf("replay: %" PRIu64 " events (seq 1..%" PRIu64 "), %" PRIu64 " workflows, %" PRIu64
+           " tasks, %" PRIu64 " system events\n",
+           r->events, r->last_seq, r->workflows, r->tasks, r->system_events);
+    printf("workflows: ");
+    print_states(stdout, &tn_sm_workflow, r->wf_states, false);
+    printf("\ntasks: ");
+    print_states(stdout, &tn_sm_task, r->task_states, false);
+    printf("\nchain: %s; projections: %s\n",
+           !r->chain_checked ? "not checked" : r->err == TN_ERR_CHAIN ? "BROKEN" : "intact",
+           !r->compared ? "not compared (partial replay)"
+                        : r->err ? "see below" : "equal to the stored ones");
+    if (!r->err)
+        printf("OK\n");
+}
+
+/* Say what is wrong with the store, and that it was left as it was. */
+static void print_error(tn_store *s, const tn_replay_report *r)
+{
+    if (r->bad_seq)
+        tn_cli_fail("replay", "%s: seq %" PRIu64 ": %s: %s", tn_log_store_path(s), r->bad_seq,
+                    tn_strerror(r->err), r->why);
+    else
+        tn_cli_fail("replay", "%s: %s: %s", tn_log_store_path(s), tn_strerror(r->err), r->why);
+    fprintf(stderr, "tern replay: the store is not consistent; it was not changed. Restore "
+                    "it from a backup, or keep it for inspection with `tern audit`.\n");
+}
+
+static int replay(const replay_opts *o, tn_store *s, tn_replay_report *r)
+{
+    tn_replay_opts ro = {.verify_chain = !o->no_chain, .compare = true, .until_seq = o->until,
+                         .until_ns = o->until_time};
+    tn_err e = tn_replay_run(s, &ro, r);
+    if (e)
+        return tn_cli_fail("replay", "%s: cannot read the log: %s", tn_log_store_path(s),
+                           tn_strerror(e));
+    if (o->json)
+        print_json(r);
+    else
+        print_text(r);
+    if (!r->err)
+        return 0;
+    print_error(s, r);
+    return 1;
+}
+
 int tn_cmd_replay(int argc, char **argv)
 {
-    const char *data = TN_DEFAULT_DATA;
-    bool json = false;
-    tn_replay_opts o = {.verify_chain = true, .compare = true};
-    static const struct option lo[] = {{"data", required_argument, 0, 'd'},
-                                       {"until", required_argument, 0, 'u'},
-                                       {"until-time", required_argument, 0, 't'},
-                                       {"no-chain", no_argument, 0, 'n'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 'd': data = optarg; break;
-        case 'u':
-            if (!tn_cli_u64(optarg, &o.until_seq) || o.until_seq == 0)
-                return tn_cli_usage("replay", "--until wants a seq (a positive integer), not "
-                                    "\"%s\"", optarg);
-            break;
-        case 't':
-            if (tn_parse_time(optarg, &o.until_ns) != 0)
-                return tn_cli_usage("replay", "--until-time wants an ISO 8601 time such as "
-                                    "2026-11-22T10:00:00Z, not \"%s\"", optarg);
-            break;
-        case 'n': o.verify_chain = false; break;
-        case 'j': json = true; break;
-        default: return tn_cli_usage("replay", "unknown option \"%s\"", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return tn_cli_usage("replay", "unexpected argument \"%s\"", argv[optind]);
+    replay_opts o = {.data = TN_DEFAULT_DATA};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_replay, argc, argv, &o, &a);
+    if (rc)
+        return rc;
+    tn_opt_args_free(&a); /* no positional arguments; data points into argv */
     tn_store *s;
-    if (open_ro("replay", data, &s))
+    if (tn_cli_store_ro("replay", o.data, &s))
         return 1;
     tn_replay_report *r = malloc(sizeof(*r));
-    if (!r) {
-        tn_log_close_read(s);
-        return tn_cli_fail("replay", "out of memory");
-    }
-    tn_err e = tn_replay_run(s, &o, r);
-    if (e) {
-        int rc = tn_cli_fail("replay", "%s: cannot read the log: %s", tn_log_store_path(s),
-                             tn_strerror(e));
-        free(r);
-        tn_log_close_read(s);
-        return rc;
-    }
-    if (json) {
-        printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64
-               ",\"workflows\":%" PRIu64 ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64
-               ",\"workflow_states\":{",
-               r->err ? "false" : "true", r->events, r->last_seq, r->workflows, r->tasks,
-               r->system_events);
-        print_states(stdout, &tn_sm_workflow, r->wf_states, true);
-        printf("},\"task_states\":{");
-        print_states(stdout, &tn_sm_task, r->task_states, true);
-        printf("},\"chain_checked\":%s,\"compared\":%s,\"error\":",
-               r->chain_checked ? "true" : "false", r->compared ? "true" : "false");
-        if (r->err) {
-            printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq,
-                   tn_errname(r->err));
-            tn_json_cstr(stdout, r->why);
-            printf("}");
-        } else {
-            printf("null");
-        }
-        printf("}\n");
-    } else {
-        printf("replay: %" PRIu64 " events (seq 1..%" PRIu64 "), %" PRIu64 " workflows, %" PRIu64
-               " tasks, %" PRIu64 " system events\n",
-               r->events, r->last_seq, r->workflows, r->tasks, r->system_events);
-        printf("workflows: ");
-        print_states(stdout, &tn_sm_workflow, r->wf_states, false);
-        printf("\ntasks: ");
-        print_states(stdout, &tn_sm_task, r->task_states, false);
-        printf("\nchain: %s; projections: %s\n",
-               !r->chain_checked ? "not checked" : r->err == TN_ERR_CHAIN ? "BROKEN" : "intact",
-               !r->compared ? "not compared (partial replay)"
-                            : r->err ? "see below" : "equal to the stored ones");
-        if (!r->err)
-            printf("OK\n");
-    }
-    int rc = 0;
-    if (r->err) {
-        if (r->bad_seq)
-            tn_cli_fail("replay", "%s: seq %" PRIu64 ": %s: %s", tn_log_store_path(s), r->bad_seq,
-                        tn_strerror(r->err), r->why);
-        else
-            tn_cli_fail("replay", "%s: %s: %s", tn_log_store_path(s), tn_strerror(r->err), r->why);
-        fprintf(stderr, "tern replay: the store is not consistent; it was not changed. Restore "
-                        "it from a backup, or keep it for inspection with `tern audit`.\n");
-        rc = 1;
-    }
+    rc = r ? replay(&o, s, r) : tn_cli_fail("replay", "out of memory");
     free(r);
-    tn_log_close_read(s);
-    return rc;
-}
-
-typedef struct audit_ctx {
-    bool json;
-    size_t n;
-} audit_ctx;
-
-static void print_attr_value(const tn_attr *a, bool json)
-{
-    if (a->type == TN_ATTR_INT) {
-        printf("%" PRId64, a->i);
-    } else if (a->type == TN_ATTR_BIN) {
-        if (json)
-            printf("{\"bytes\":%u}", a->s.len);
-        else
-            printf("<%u bytes>", a->s.len);
-    } else if (json) {
-        tn_json_str(stdout, a->s.p, a->s.len);
-    } else {
-        bool plain = a->s.len > 0;
-        for (uint32_t i = 0; i < a->s.len; i++)
-            if (a->s.p[i] <= ' ' || a->s.p[i] == '"' || a->s.p[i] == '=')
-                plain = false;
-        if (plain)
-            printf("%.*s", (int)a->s.len, a->s.p);
-        else
-            tn_json_str(stdout, a->s.p, a->s.len > 200 ? 200 : a->s.len);
-    }
-}
-
-static int audit_one(void *vctx, const tn_event *ev)
-{
-    audit_ctx *x = vctx;
-    const tn_sm *sm = tn_sm_get(ev->machine);
-    char ts[40];
-    tn_fmt_time(ev->at, ts, sizeof(ts));
-    uint64_t id = ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf;
-    if (x->json) {
-        printf("%s{\"seq\":%" PRIu64 ",\"at\":\"%s\",\"actor\":", x->n ? ",\n " : "", ev->seq, ts);
-        tn_json_str(stdout, ev->actor.p, ev->actor.len);
-        printf(",\"machine\":\"%s\",\"id\":%" PRIu64 ",\"event\":\"%s\",\"from\":\"%s\","
-               "\"to\":\"%s\",\"attrs\":{",
-               sm->name, id, tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
-               tn_sm_state_name(sm, ev->to));
-        for (uint32_t i = 0; i < ev->nattrs; i++) {
-            printf("%s", i ? "," : "");
-            tn_json_str(stdout, ev->attrs[i].key.p, ev->attrs[i].key.len);
-            putchar(':');
-            print_attr_value(&ev->attrs[i], true);
-        }
-        printf("}}");
-    } else {
-        printf("%s %6" PRIu64 " %-14.*s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq,
-               (int)ev->actor.len, ev->actor.p, sm->name, id, tn_sm_event_name(sm, ev->event),
-               tn_sm_state_name(sm, ev->from), tn_sm_state_name(sm, ev->to));
-        for (uint32_t i = 0; i < ev->nattrs; i++) {
-            printf(" %.*s=", (int)ev->attrs[i].key.len, ev->attrs[i].key.p);
-            print_attr_value(&ev->attrs[i], false);
-        }
-        putchar('\n');
-    }
-    x->n++;
-    return 0;
-}
-
-int tn_cmd_audit(int argc, char **argv)
-{
-    const char *data = TN_DEFAULT_DATA;
-    audit_ctx x = {0};
-    static const struct option lo[] = {{"data", required_argument, 0, 'd'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 'd': data = optarg; break;
-        case 'j': x.json = true; break;
-        default: return tn_cli_usage("audit", "unknown option \"%s\"", argv[optind - 1]);
-        }
-    }
-    uint64_t wf;
-    if (optind != argc - 1 || !tn_cli_u64(argv[optind], &wf) || wf == 0)
-        return tn_cli_usage("audit", "give one workflow instance id (a positive integer)");
-    tn_store *s;
-    if (open_ro("audit", data, &s))
-        return 1;
-    if (x.json)
-        printf("[");
-    else
-        printf("%-24s %6s %-14s %-8s %-5s %-13s %s\n", "TIME", "SEQ", "ACTOR", "MACHINE", "ID",
-               "EVENT", "FROM -> TO  ATTRS");
-    int fr;
-    tn_err e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
-    if (x.json)
-        printf("]\n");
-    int rc = 0;
-    if (e == TN_ERR_NOENT)
-        rc = tn_cli_fail("audit", "%s: workflow instance %" PRIu64 " has no events; list "
-                         "instances with `tern replay` or check --data", tn_log_store_path(s), wf);
-    else if (e)
-        rc = tn_cli_fail("audit", "%s: cannot read the events of workflow %" PRIu64 ": %s",
-                         tn_log_store_path(s), wf, tn_strerror(e));
     tn_log_close_read(s);
     return rc;
 }

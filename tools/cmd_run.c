@@ -1,131 +1,96 @@
-/* `tern run`, `tern def`, `tern taskgroup`, `tern env`: definitions and runs against
- * a local data directory, with the engine and the in-process executor in this process. */
-#include <getopt.h>
+/* `tern run FILE`: apply a workflow file, start an instance and run it to its end in
+ * this process (an embedded standalone), showing progress, then print its tasks. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "ctl.h"
 #include "def.h"
 #include "engine.h"
-#include "inproc.h"
 #include "log.h"
-#include "logread.h"
-#include "master.h"
-#include "worker.h"
 #include "replay.h"
-#include "util.h"
 #include "sm_gen.h"
+#include "standalone.h"
+#include "util.h"
 #include "cli.h"
 
-const char tn_usage_run[] =
-    "usage: tern run FILE [--param k=v]... [--from TASK --mode task_only|task_pre|task_post]\n"
-    "                [--dry-run] [--data DIR] [--json]\n"
-    "\n"
+typedef struct run_opts {
+    const char *data;
+    bool json, dry_run;
+    tn_opt_kv param;
+    tn_opt_list from;
+    int mode;
+} run_opts;
+
+static bool parse_mode(const char *v, void *field)
+{
+    int m = tn_start_mode_parse(v);
+    if (m < 0)
+        return false;
+    *(int *)field = m;
+    return true;
+}
+
+static const tn_opt run_table[] = {
+    {"param", 0, TN_OPT_KV, offsetof(run_opts, param), "K=V", .help = "a start-time param override"},
+    {"from", 0, TN_OPT_LIST, offsetof(run_opts, from), "TASK",
+     .help = "start from this task; --mode says what else runs"},
+    {"mode", 0, TN_OPT_CUSTOM, offsetof(run_opts, mode), "MODE",
+     .help = "task_only, task_pre (and upstream) or task_post (and downstream)",
+     .want = "task_only, task_pre or task_post", .parse = parse_mode},
+    {"dry-run", 0, TN_OPT_FLAG, offsetof(run_opts, dry_run), NULL,
+     .help = "record an instance whose tasks are marked successful, run nothing"},
+    {"data", 0, TN_OPT_STR, offsetof(run_opts, data), "DIR",
+     .help = "the data directory (default ./tern-data)"},
+    {"json", 0, TN_OPT_FLAG, offsetof(run_opts, json), NULL,
+     .help = "{\"workflow\":{\"id\",\"name\",\"state\"},\"tasks\":[{\"name\",\"state\",\n"
+     "\"attempts\"}]}"},
+    {0}};
+
+const tn_opt_cmd tn_spec_run = {
+    "run", (const char *const[]){"FILE", NULL},
     "Apply the workflow definition in FILE (a new version only if it changed), start an\n"
     "instance, run it to a final state in this process, and print each task's state,\n"
-    "attempts and duration. Exit status 0 only when the workflow ends SUCCESS.\n"
-    "\n"
-    "  --param k=v   a start-time param override (repeatable)\n"
-    "  --from TASK   start from this task (repeatable); --mode says what else runs\n"
-    "  --mode M      task_only, task_pre (and upstream) or task_post (and downstream)\n"
-    "  --dry-run     record an instance whose tasks are marked successful, run nothing\n"
-    "  --data DIR    the data directory (default ./tern-data)\n"
-    "  --json        {\"workflow\":{\"id\",\"name\",\"state\"},\"tasks\":[{\"name\",\"state\",\n"
-    "                \"attempts\"}]}\n";
+    "attempts and duration. Exit status 0 only when the workflow ends SUCCESS.\n",
+    run_table, .max_args = 1};
 
-const char tn_usage_def[] =
-    "usage: tern def apply FILE... [--data DIR] [--json]\n"
-    "       tern def ls [--data DIR] [--json]\n"
-    "       tern def show NAME [--version N] [--data DIR] [--json]\n"
-    "\n"
-    "apply: validate each YAML file and store it as a new version of its workflow when its\n"
-    "       content changed (comments, spacing and key order are not changes).\n"
-    "ls:    every workflow definition with its latest version.\n"
-    "show:  one version (default: the latest), as its canonical YAML-like summary.\n";
+/* The definition in a file, parsed (so a bad file is reported before anything starts)
+ * and encoded for APPLY_DEF. */
+typedef struct run_def {
+    char *bytes;
+    size_t len;
+    char name[TN_DEF_MAX_NAME + 1];
+    uint32_t ntasks;
+} run_def;
 
-const char tn_usage_taskgroup[] =
-    "usage: tern taskgroup set NAME SLOTS [--data DIR]\n"
-    "\n"
-    "Set a task group's slots: at most SLOTS tasks with `task_group: NAME` run at once,\n"
-    "across all workflows. A group that was never set does not limit.\n";
-
-const char tn_usage_env[] =
-    "usage: tern env set NAME FILE [--data DIR]\n"
-    "\n"
-    "Store a named environment: FILE's text runs before the command of every shell task\n"
-    "that says `environment: NAME`.\n";
-
-/* ------------------------------------------------------------------------------ */
-
-typedef struct local {
-    tn_engine *e;
-    tn_inproc *x;
-} local;
-
-static int local_open(const char *cmd, const char *data, local *l)
-{
-    char logs[4200];
-    snprintf(logs, sizeof(logs), "%s/logs", data);
-    tn_errmsg m = {{0}};
-    if (tn_mkdir_p(data) != 0)
-        return tn_cli_fail(cmd, "%s: cannot create the data directory: %m; check --data", data);
-    if (tn_inproc_new(logs, &l->x))
-        return tn_cli_fail(cmd, "%s: cannot create the task log directory", logs);
-    tn_engine_opts o = {.data_dir = data, .log = {.create = true},
-                        .executor = tn_inproc_executor(l->x)};
-    if (tn_engine_open(&o, &l->e, &m)) {
-        tn_inproc_free(l->x);
-        return tn_cli_fail(cmd, "%s", m.text);
-    }
-    tn_inproc_bind(l->x, l->e);
-    tn_engine_step(l->e, NULL);
-    return 0;
-}
-
-static void local_close(local *l)
-{
-    tn_engine_close(l->e);
-    tn_inproc_free(l->x);
-}
-
-static int apply_file(const char *cmd, local *l, const char *path, bool json, bool first,
-                      char *name_out, size_t name_len)
+static int load_def(const char *path, run_def *d)
 {
     tn_def *def;
     tn_errmsg m = {{0}};
     if (tn_def_parse_file(path, &def, &m))
-        return tn_cli_fail(cmd, "%s", m.text);
-    char *bytes;
-    size_t len;
-    tn_err err = tn_def_encode(def, &bytes, &len);
-    if (name_out)
-        snprintf(name_out, name_len, "%s", def->name);
-    if (err) {
-        tn_def_free(def);
-        return tn_cli_fail(cmd, "%s: cannot encode: %s", path, tn_strerror(err));
-    }
-    tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = len,
-                .actor = "user:cli"};
-    err = tn_engine_call(l->e, &c);
-    free(bytes);
-    int rc = 0;
-    if (err) {
-        rc = tn_cli_fail(cmd, "%s: %s", path, c.msg);
-    } else if (json) {
-        printf("%s{\"file\":", first ? "" : ",");
-        tn_json_cstr(stdout, path);
-        printf(",\"name\":");
-        tn_json_cstr(stdout, def->name);
-        printf(",\"version\":%" PRIu64 ",\"changed\":%s}", c.out_id, c.unchanged ? "false" : "true");
-    } else if (strcmp(cmd, "def") == 0) {
-        printf("%s: %s %s (version %" PRIu64 ")\n", path, def->name,
-               c.unchanged ? "unchanged" : "applied", c.out_id);
-    }
+        return tn_cli_fail("run", "%s", m.text);
+    tn_err e = tn_def_encode(def, &d->bytes, &d->len);
+    snprintf(d->name, sizeof(d->name), "%s", def->name);
+    d->ntasks = def->n_tasks;
     tn_def_free(def);
-    return rc;
+    return e ? tn_cli_fail("run", "%s: cannot encode the definition", path) : 0;
+}
+
+/* Apply the definition and start an instance on the engine; its id in *wf. */
+static int start(tn_engine *e, const run_opts *o, const run_def *d, uint64_t *wf)
+{
+    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF, .def_bytes = d->bytes, .def_len = d->len,
+                 .actor = "user:cli"};
+    int mode = o->from.n && o->mode == TN_MODE_ALL ? TN_MODE_TASK_POST : o->mode;
+    tn_cmd sc = {.kind = TN_CMD_START, .workflow = d->name, .param_keys = o->param.key,
+                 .param_values = o->param.val, .nparams = o->param.n, .from = o->from.v,
+                 .nfrom = o->from.n, .mode = (tn_start_mode)mode, .dry_run = o->dry_run,
+                 .actor = "user:cli"};
+    if (tn_engine_submit_wait(e, &ac) || tn_engine_submit_wait(e, &sc))
+        return tn_cli_fail("run", "%s", ac.err ? ac.msg : sc.msg);
+    *wf = sc.out_id;
+    return 0;
 }
 
 static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
@@ -169,141 +134,52 @@ static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
     free(ids);
 }
 
+/* "progress: done/total tasks done, N running, N failed" for the instance. */
+static void progress_line(tn_evlog *lg, uint64_t wf, uint32_t ntasks, char *line, size_t len)
+{
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    (void)tn_replay_run_tasks(tn_evlog_store(lg), wf, &ids, &nids);
+    unsigned done = 0, running = 0, failed = 0;
+    for (size_t i = 0; i < nids; i++) {
+        tn_task_proj p;
+        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
+            continue;
+        if (tn_sm_task.final[p.state])
+            done++;
+        if (p.state == TN_TASK_S_RUNNING_EXECUTION || p.state == TN_TASK_S_DISPATCH)
+            running++;
+        if (p.state == TN_TASK_S_FAILURE || p.state == TN_TASK_S_KILL)
+            failed++;
+    }
+    free(ids);
+    snprintf(line, len, "progress: %u/%u tasks done, %u running, %u failed", done, ntasks,
+             running, failed);
+}
+
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
-int tn_cmd_run(int argc, char **argv)
+/* Wait for the instance to reach a final state, showing progress (on one rewritten line
+ * on a terminal); the first SIGINT or SIGTERM stops the instance. */
+static void wait_final(tn_engine *e, uint64_t wf, uint32_t ntasks, bool json, tn_wf_proj *w)
 {
-    const char *data = TN_DEFAULT_DATA;
-    bool json = false, dry = false;
-    const char *pk[256], *pv[256], *from[256];
-    char *pbuf[256];
-    uint32_t np = 0, nfrom = 0;
-    int mode = TN_MODE_ALL;
-    static const struct option lo[] = {{"data", required_argument, 0, 'd'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"param", required_argument, 0, 'p'},
-                                       {"from", required_argument, 0, 'f'},
-                                       {"mode", required_argument, 0, 'm'},
-                                       {"dry-run", no_argument, 0, 'n'},
-                                       {0, 0, 0, 0}};
-    int c, rc = 0;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 'd': data = optarg; break;
-        case 'j': json = true; break;
-        case 'n': dry = true; break;
-        case 'p': {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg || np == 256)
-                return tn_cli_usage("run", "--param wants k=v, not \"%s\"", optarg);
-            pbuf[np] = strndup(optarg, (size_t)(eq - optarg));
-            pk[np] = pbuf[np];
-            pv[np++] = eq + 1;
-            break;
-        }
-        case 'f':
-            if (nfrom == 256)
-                return tn_cli_usage("run", "too many --from");
-            from[nfrom++] = optarg;
-            break;
-        case 'm':
-            if ((mode = tn_start_mode_parse(optarg)) < 0)
-                return tn_cli_usage("run", "--mode is task_only, task_pre or task_post, not "
-                                    "\"%s\"", optarg);
-            break;
-        default: return tn_cli_usage("run", "unknown option \"%s\"", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1)
-        return tn_cli_usage("run", "give one workflow file");
-    if (nfrom && mode == TN_MODE_ALL)
-        mode = TN_MODE_TASK_POST;
-    /* parse first: a bad file is reported before anything starts */
-    tn_def *def;
-    tn_errmsg m = {{0}};
-    if (tn_def_parse_file(argv[optind], &def, &m)) {
-        rc = tn_cli_fail("run", "%s", m.text);
-        goto out;
-    }
-    char *bytes;
-    size_t blen;
-    if (tn_def_encode(def, &bytes, &blen)) {
-        tn_def_free(def);
-        rc = tn_cli_fail("run", "%s: cannot encode the definition", argv[optind]);
-        goto out;
-    }
-    char name[TN_DEF_MAX_NAME + 1];
-    snprintf(name, sizeof(name), "%s", def->name);
-    uint32_t ntasks = def->n_tasks;
-    tn_def_free(def);
-    /* the embedded default: a master and a worker in this process; their logs only
-     * when something goes wrong, unless TERN_LOG_LEVEL says otherwise */
-    if (!getenv("TERN_LOG_LEVEL"))
-        tn_log_set_level(TN_LOG_WARN);
-    tn_master *ms;
-    tn_worker *wk;
-    if (tn_standalone_start(data, 0, false, &ms, &wk, &m)) {
-        free(bytes);
-        rc = tn_cli_fail("run", "%s", m.text);
-        goto out;
-    }
-    tn_engine *e = tn_master_engine(ms);
-    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = blen,
-                 .actor = "user:cli"};
-    tn_cmd sc = {.kind = TN_CMD_START, .workflow = name, .param_keys = pk, .param_values = pv,
-                 .nparams = np, .from = from, .nfrom = nfrom, .mode = (tn_start_mode)mode,
-                 .dry_run = dry, .actor = "user:cli"};
-    if (tn_engine_submit_wait(e, &ac) || tn_engine_submit_wait(e, &sc)) {
-        rc = tn_cli_fail("run", "%s", ac.err ? ac.msg : sc.msg);
-        free(bytes);
-        tn_worker_stop(wk);
-        tn_master_stop(ms);
-        goto out;
-    }
-    free(bytes);
-    if (!json)
-        printf("started %s instance %" PRIu64 " (data: %s; `tern status %" PRIu64
-               "` from another shell)\n", name, sc.out_id, data, sc.out_id);
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     tn_evlog *lg = tn_engine_log(e);
-    tn_store *st = tn_evlog_store(lg);
-    bool tty = isatty(1) && !json;
+    bool tty = isatty(1) && !json, stopped = false;
     char last[160] = "";
-    tn_wf_proj w;
-    bool stopped = false;
     for (;;) {
-        if (tn_evlog_wf(lg, sc.out_id, &w) == TN_OK && tn_sm_workflow.final[w.state])
+        if (tn_evlog_wf(lg, wf, w) == TN_OK && tn_sm_workflow.final[w->state])
             break;
         if (interrupted && !stopped) {
-            tn_cmd stop = {.kind = TN_CMD_STOP, .id = sc.out_id, .actor = "user:cli"};
+            tn_cmd stop = {.kind = TN_CMD_STOP, .id = wf, .actor = "user:cli"};
             tn_engine_submit_wait(e, &stop);
             stopped = true;
         }
+        char line[160];
         if (!json) {
-            /* progress: done of total, running, failed */
-            uint64_t *ids = NULL;
-            size_t nids = 0;
-            (void)tn_replay_run_tasks(st, sc.out_id, &ids, &nids);
-            unsigned done = 0, running = 0, failed = 0;
-            for (size_t i = 0; i < nids; i++) {
-                tn_task_proj p;
-                if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
-                    continue;
-                if (tn_sm_task.final[p.state])
-                    done++;
-                if (p.state == TN_TASK_S_RUNNING_EXECUTION || p.state == TN_TASK_S_DISPATCH)
-                    running++;
-                if (p.state == TN_TASK_S_FAILURE || p.state == TN_TASK_S_KILL)
-                    failed++;
-            }
-            free(ids);
-            char line[160];
-            snprintf(line, sizeof(line), "progress: %u/%u tasks done, %u running, %u failed",
-                     done, ntasks, running, failed);
+            progress_line(lg, wf, ntasks, line, sizeof(line));
             if (strcmp(line, last) != 0) {
                 printf(tty ? "\r%s\033[K" : "%s\n", line);
                 fflush(stdout);
@@ -314,277 +190,49 @@ int tn_cmd_run(int argc, char **argv)
     }
     if (tty)
         printf("\n");
-    print_table(st, lg, sc.out_id, json);
-    rc = w.state == TN_WF_S_SUCCESS ? 0 : 1;
-    tn_worker_stop(wk);
-    tn_master_stop(ms);
-out:
-    for (uint32_t i = 0; i < np; i++)
-        free(pbuf[i]);
+}
+
+/* Run the definition in the embedded standalone; the exit status. */
+static int run_here(const run_opts *o, const run_def *d)
+{
+    /* their logs only when something goes wrong, unless TERN_LOG_LEVEL says otherwise */
+    if (!getenv("TERN_LOG_LEVEL"))
+        tn_log_set_level(TN_LOG_WARN);
+    tn_standalone *s;
+    tn_errmsg m = {{0}};
+    tn_standalone_opts so = {.data_dir = o->data};
+    if (tn_standalone_start(&so, &s, &m))
+        return tn_cli_fail("run", "%s", m.text);
+    tn_engine *e = tn_master_engine(tn_standalone_master(s));
+    uint64_t wf = 0;
+    int rc = start(e, o, d, &wf);
+    if (rc == 0) {
+        if (!o->json)
+            printf("started %s instance %" PRIu64 " (data: %s; `tern status %" PRIu64
+                   "` from another shell)\n", d->name, wf, o->data, wf);
+        tn_wf_proj w;
+        wait_final(e, wf, d->ntasks, o->json, &w);
+        tn_evlog *lg = tn_engine_log(e);
+        print_table(tn_evlog_store(lg), lg, wf, o->json);
+        rc = w.state == TN_WF_S_SUCCESS ? 0 : 1;
+    }
+    tn_standalone_stop(s);
     return rc;
 }
 
-/* ------------------------------------------------------------------------------ */
-
-/* `tern def ls`: each definition's latest version; the defs come by name, then
- * version ascending, so a name's last call carries its latest. */
-typedef struct def_row {
-    bool json;
-    size_t n;
-    char prev[TN_DEF_MAX_NAME + 1];
-    uint32_t ver;
-} def_row;
-
-static void def_row_print(def_row *x)
+int tn_cmd_run(int argc, char **argv)
 {
-    if (!x->prev[0])
-        return;
-    if (x->json)
-        printf("%s{\"name\":\"%s\",\"version\":%u}", x->n ? "," : "", x->prev, x->ver);
-    else
-        printf("%-32s %u\n", x->prev, x->ver);
-    x->n++;
-}
-
-static int def_row_cb(void *ctx, const char *name, uint32_t version, const void *bytes,
-                      size_t len)
-{
-    def_row *x = ctx;
-    if (strlen(name) > TN_DEF_MAX_NAME)
-        return 0;
-    if (strcmp(x->prev, name) != 0) {
-        def_row_print(x);
-        snprintf(x->prev, sizeof(x->prev), "%s", name);
-    }
-    x->ver = version;
-    return 0;
-}
-
-static int def_ls(const char *data, bool json)
-{
-    tn_store *s;
-    tn_errmsg m = {{0}};
-    if (tn_log_open_read(data, &s, &m))
-        return tn_cli_fail("def", "%s", m.text);
-    def_row x = {.json = json};
-    if (json)
-        printf("[");
-    else
-        printf("%-32s %s\n", "WORKFLOW", "LATEST");
-    (void)tn_log_def_each(s, def_row_cb, &x, NULL);
-    def_row_print(&x);
-    if (json)
-        printf("]\n");
-    tn_log_close_read(s);
-    return 0;
-}
-
-static int def_show(const char *data, const char *name, uint64_t version, bool json)
-{
-    tn_store *s;
-    tn_errmsg m = {{0}};
-    if (tn_log_open_read(data, &s, &m))
-        return tn_cli_fail("def", "%s", m.text);
-    tn_buf bytes = {0};
-    tn_def *def = NULL;
-    uint32_t found = 0;
-    tn_err e = TN_ERR_NOENT;
-    if (version && version <= UINT32_MAX) {
-        found = (uint32_t)version;
-        e = tn_log_def_get(s, name, found, &bytes);
-    } else if (!version) {
-        e = tn_log_def_latest(s, name, &found, &bytes);
-    }
-    if (e || tn_def_decode(bytes.data, bytes.size, &def, &m) != TN_OK)
-        def = NULL;
-    tn_buf_free(&bytes);
-    tn_log_close_read(s);
-    if (!def) {
-        if (version)
-            return tn_cli_fail("def", "workflow \"%s\" has no version %" PRIu64
-                               "; see `tern def ls`", name, version);
-        return tn_cli_fail("def", "no workflow named \"%s\"; see `tern def ls`", name);
-    }
-    if (json) {
-        printf("{\"name\":");
-        tn_json_cstr(stdout, def->name);
-        printf(",\"version\":%u,\"execution\":\"%s\",\"failure_strategy\":\"%s\",\"tasks\":[",
-               found, tn_def_exec_name(def->execution),
-               tn_def_failure_strategy_name(def->failure_strategy));
-        for (uint32_t i = 0; i < def->n_tasks; i++) {
-            const tn_def_task *tk = &def->tasks[i];
-            printf("%s{\"name\":", i ? "," : "");
-            tn_json_cstr(stdout, tk->name);
-            printf(",\"type\":\"%s\",\"deps\":[", tn_def_task_type_name(tk->type));
-            for (uint32_t j = 0; j < tk->n_deps; j++) {
-                printf("%s", j ? "," : "");
-                tn_json_cstr(stdout, tk->deps[j].name);
-            }
-            printf("],\"retries\":%u}", tk->retries);
-        }
-        printf("]}\n");
-    } else {
-        printf("name: %s\nversion: %u\nexecution: %s\nfailure_strategy: %s\npriority: %s\n"
-               "tasks:\n",
-               def->name, found, tn_def_exec_name(def->execution),
-               tn_def_failure_strategy_name(def->failure_strategy),
-               tn_def_priority_name(def->priority));
-        for (uint32_t i = 0; i < def->n_tasks; i++) {
-            const tn_def_task *tk = &def->tasks[i];
-            printf("  - name: %s\n    type: %s\n", tk->name, tn_def_task_type_name(tk->type));
-            if (tk->n_deps) {
-                printf("    deps: [");
-                for (uint32_t j = 0; j < tk->n_deps; j++)
-                    printf("%s%s", j ? ", " : "", tk->deps[j].name);
-                printf("]\n");
-            }
-            if (tk->retries)
-                printf("    retries: %u\n", tk->retries);
-            if (tk->command)
-                printf("    command: %s\n", tk->command);
-        }
-    }
-    tn_def_free(def);
-    return 0;
-}
-
-int tn_cmd_def(int argc, char **argv)
-{
-    const char *data = TN_DEFAULT_DATA, *master = NULL;
-    bool json = false;
-    uint64_t version = 0;
-    static const struct option lo[] = {{"data", required_argument, 0, 'd'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"version", required_argument, 0, 'v'},
-                                       {"master", required_argument, 0, 'M'},
-                                       {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 'd': data = optarg; break;
-        case 'M': master = optarg; break;
-        case 'j': json = true; break;
-        case 'v':
-            if (!tn_cli_u64(optarg, &version) || version == 0)
-                return tn_cli_usage("def", "--version wants a positive number");
-            break;
-        default: return tn_cli_usage("def", "unknown option \"%s\"", argv[optind - 1]);
-        }
-    }
-    if (optind >= argc)
-        return tn_cli_usage("def", "say apply, ls or show");
-    const char *sub = argv[optind++];
-    if (strcmp(sub, "ls") == 0)
-        return def_ls(data, json);
-    if (strcmp(sub, "show") == 0) {
-        if (optind != argc - 1)
-            return tn_cli_usage("def", "show wants one workflow name");
-        return def_show(data, argv[optind], version, json);
-    }
-    if (strcmp(sub, "apply") != 0)
-        return tn_cli_usage("def", "unknown subcommand \"%s\" (apply, ls, show)", sub);
-    if (optind >= argc)
-        return tn_cli_usage("def", "apply wants one or more files");
-    /* a running master owns the store: apply through it */
-    int remote = tn_ctl_apply_remote(data, master, argc - optind, argv + optind, json);
-    if (remote >= 0)
-        return remote;
-    local l;
-    int rc = local_open("def", data, &l);
+    run_opts o = {.data = TN_DEFAULT_DATA, .mode = TN_MODE_ALL};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_run, argc, argv, &o, &a);
     if (rc)
         return rc;
-    if (json)
-        printf("[");
-    for (int i = optind; i < argc; i++)
-        if (apply_file("def", &l, argv[i], json, i == optind, NULL, 0))
-            rc = 1;
-    if (json)
-        printf("]\n");
-    local_close(&l);
-    return rc;
-}
-
-static int simple_cmd(const char *cmdname, int argc, char **argv, int nargs, tn_cmd *cmd,
-                      char ***args_out)
-{
-    static const struct option lo[] = {{"data", required_argument, 0, 'd'}, {0, 0, 0, 0}};
-    const char *data = TN_DEFAULT_DATA;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (c == 'd')
-            data = optarg;
-        else
-            return tn_cli_usage(cmdname, "unknown option \"%s\"", argv[optind - 1]);
-    }
-    if (argc - optind != nargs || strcmp(argv[optind], "set") != 0)
-        return tn_cli_usage(cmdname, "see the usage");
-    *args_out = argv + optind + 1;
-    /* a running master owns the store: go through it */
-    tn_ctl_req *r = calloc(1, sizeof(*r));
-    if (r) {
-        r->cmd = tn_str_c(cmdname);
-        r->name = tn_str_c(cmd->name);
-        r->slots = cmd->slots;
-        r->bytes = tn_str_c(cmd->text);
-        r->actor = TN_STR("user:cli");
-        int remote = tn_ctl_try_remote(cmdname, data, r);
-        free(r);
-        if (remote >= 0)
-            return remote;
-    }
-    local l;
-    int rc = local_open(cmdname, data, &l);
-    if (rc)
-        return rc;
-    if (tn_engine_call(l.e, cmd))
-        rc = tn_cli_fail(cmdname, "%s", cmd->msg);
-    else
-        printf("%s\n", cmd->msg);
-    local_close(&l);
-    return rc;
-}
-
-int tn_cmd_taskgroup(int argc, char **argv)
-{
-    /* parse the positional args first so the command is complete before it runs */
-    uint64_t slots = 0;
-    int i = 1;
-    while (i < argc && strncmp(argv[i], "--", 2) == 0)
-        i += strchr(argv[i], '=') ? 1 : 2;
-    if (argc - i < 3 || !tn_cli_u64(argv[i + 2], &slots))
-        return tn_cli_usage("taskgroup", "usage: tern taskgroup set NAME SLOTS");
-    tn_cmd c = {.kind = TN_CMD_TASKGROUP_SET, .name = argv[i + 1], .slots = (int64_t)slots,
-                .actor = "user:cli"};
-    char **args;
-    return simple_cmd("taskgroup", argc, argv, 3, &c, &args);
-}
-
-int tn_cmd_env(int argc, char **argv)
-{
-    int i = 1;
-    while (i < argc && strncmp(argv[i], "--", 2) == 0)
-        i += strchr(argv[i], '=') ? 1 : 2;
-    if (argc - i < 3)
-        return tn_cli_usage("env", "usage: tern env set NAME FILE");
-    FILE *f = fopen(argv[i + 2], "re");
-    if (!f)
-        return tn_cli_fail("env", "%s: cannot read: %m", argv[i + 2]);
-    char *text = calloc(1, 65537);
-    size_t n = text ? fread(text, 1, 65536, f) : 0;
-    bool more = fgetc(f) != EOF;
-    fclose(f);
-    if (!text || more) {
-        free(text);
-        return tn_cli_fail("env", "%s: an environment is at most 64 KiB", argv[i + 2]);
-    }
-    text[n] = 0;
-    tn_cmd c = {.kind = TN_CMD_ENV_SET, .name = argv[i + 1], .text = text, .actor = "user:cli"};
-    char **args;
-    int rc = simple_cmd("env", argc, argv, 3, &c, &args);
-    free(text);
+    run_def d = {0};
+    if (a.n != 1)
+        rc = tn_cli_usage("run", "give one workflow file");
+    else if ((rc = load_def(a.v[0], &d)) == 0)
+        rc = run_here(&o, &d);
+    free(d.bytes);
+    tn_opt_args_free(&a);
     return rc;
 }

@@ -5,26 +5,41 @@
 #include "sm.h"
 #include "cli.h"
 
-const char tn_usage_sm[] =
-    "usage: tern sm dot|md workflow|task|system\n"
-    "\n"
+static const tn_opt sm_table[] = {{0}};
+
+const tn_opt_cmd tn_spec_sm = {
+    "sm", (const char *const[]){"dot|md workflow|task|system", NULL},
     "Print a state machine, generated at build time from statemachines/*.sm, as a\n"
-    "Graphviz DOT graph (render with `dot -Tsvg`) or a Markdown table.\n";
+    "Graphviz DOT graph (render with `dot -Tsvg`) or a Markdown table.\n",
+    sm_table, .max_args = TN_OPT_ANY_ARGS};
+
+static int print(const char *format, const char *machine)
+{
+    const tn_sm *m = tn_sm_by_name(machine);
+    if (!m)
+        return tn_cli_usage("sm", "unknown machine \"%s\" (known: workflow, task, system)",
+                            machine);
+    if (strcmp(format, "dot") == 0)
+        fputs(m->dot, stdout);
+    else if (strcmp(format, "md") == 0)
+        fputs(m->md, stdout);
+    else
+        return tn_cli_usage("sm", "unknown format \"%s\" (known: dot, md)", format);
+    return 0;
+}
 
 int tn_cmd_sm(int argc, char **argv)
 {
-    if (argc != 3)
-        return tn_cli_usage("sm", "give a format (dot or md) and a machine (workflow, task, "
-                            "system)");
-    const tn_sm *m = tn_sm_by_name(argv[2]);
-    if (!m)
-        return tn_cli_usage("sm", "unknown machine \"%s\" (known: workflow, task, system)",
-                            argv[2]);
-    if (strcmp(argv[1], "dot") == 0)
-        fputs(m->dot, stdout);
-    else if (strcmp(argv[1], "md") == 0)
-        fputs(m->md, stdout);
+    char *none = NULL;
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_sm, argc, argv, &none, &a);
+    if (rc)
+        return rc;
+    if (a.n != 2)
+        rc = tn_cli_usage("sm", "give a format (dot or md) and a machine (workflow, task, "
+                          "system)");
     else
-        return tn_cli_usage("sm", "unknown format \"%s\" (known: dot, md)", argv[1]);
-    return 0;
+        rc = print(a.v[0], a.v[1]);
+    tn_opt_args_free(&a);
+    return rc;
 }

@@ -1,0 +1,30 @@
+/* The standalone: a master and one worker in this process over inproc, the embedded
+ * default behind `tern standalone` and `tern run`. */
+#ifndef TN_STANDALONE_H
+#define TN_STANDALONE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "master.h"
+
+typedef struct tn_standalone tn_standalone;
+
+typedef struct tn_standalone_opts {
+    const char *data_dir; /* the master's store; the worker's is DATA/worker */
+    uint32_t slots;       /* the worker's slots; default 4 */
+    bool no_cgroup;       /* contain tasks by session and /proc walk, not cgroups */
+} tn_standalone_opts;
+
+/* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same
+ * directory reaches it) and then the worker. On failure nothing is left running and
+ * *out is untouched. */
+tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out,
+                           tn_errmsg *msg);
+/* Stop the worker, then the master; frees s. Accepts NULL. */
+void tn_standalone_stop(tn_standalone *s);
+/* The master it runs (owned by s). */
+tn_master *tn_standalone_master(tn_standalone *s);
+
+#endif

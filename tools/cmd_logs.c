@@ -1,0 +1,111 @@
+/* `tern logs TASK_ID [-f] [--attempt N]`: a task's log, asked of the master (which
+ * worker ran which attempt) and then read from that worker, following it with -f. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "rpc.h"
+#include "cli.h"
+
+typedef struct logs_opts {
+    tn_ctl_common c;
+    bool follow;
+    uint32_t attempt;
+} logs_opts;
+
+static const tn_opt logs_table[] = {
+    {"follow", 'f', TN_OPT_FLAG, offsetof(logs_opts, follow), NULL,
+     .help = "keep reading while the task runs"},
+    {"attempt", 0, TN_OPT_U32, offsetof(logs_opts, attempt), "N",
+     .help = "this attempt's log (default: the latest)"},
+    TN_CTL_COMMON_OPTS(logs_opts),
+    {0}};
+
+const tn_opt_cmd tn_spec_logs = {
+    "logs", (const char *const[]){"TASK_ID", NULL},
+    "A task's log, read from the worker that ran it; -f follows it.\n", logs_table, .max_args = 1};
+
+/* Ask the master which worker has the log and which attempt is the latest. */
+static int locate(const logs_opts *o, uint64_t task, char *wurl, size_t len,
+                  uint32_t *attempt)
+{
+    char url[4200];
+    tn_client_url(&o->c, url, sizeof(url));
+    tn_ctl_req r = {.cmd = TN_STR("logs"), .id = task, .attempt = *attempt};
+    tn_ctl_rep rep;
+    void *raw = NULL;
+    int rc = tn_client_call("logs", url, o->c.data ? o->c.data : TN_DEFAULT_DATA, &r, &rep,
+                            &raw);
+    if (rc)
+        return rc;
+    if (!rep.ok) {
+        rc = tn_client_show("logs", o->c.json, &rep);
+        free(raw);
+        return rc;
+    }
+    snprintf(wurl, len, "%.*s", (int)rep.url.len, rep.url.p);
+    if (!*attempt)
+        *attempt = (uint32_t)rep.offset;
+    free(raw);
+    return 0;
+}
+
+/* Read the log from the worker at wurl, from offset 0, until its end (or, following,
+ * until the task has ended too). */
+static int stream(const logs_opts *o, const char *wurl, uint64_t task, uint32_t attempt)
+{
+    uint64_t off = 0;
+    for (;;) {
+        tn_ctl_req lr = {.cmd = TN_STR("log"), .id = task, .attempt = attempt, .offset = off};
+        tn_buf b = {0};
+        tn_ctl_req_encode(&lr, &b);
+        size_t rl;
+        tn_errmsg m = {{0}};
+        void *lraw = NULL;
+        tn_err e = tn_rpc_call(wurl, b.data, b.size, 10000, &lraw, &rl, &m);
+        tn_buf_free(&b);
+        if (e)
+            return tn_cli_fail("logs", "%s", m.text);
+        tn_ctl_rep lrep;
+        if (tn_ctl_rep_decode(lraw, rl, &lrep)) {
+            free(lraw);
+            return tn_cli_fail("logs", "%s: malformed reply", wurl);
+        }
+        if (!lrep.ok) {
+            int rc = tn_client_show("logs", o->c.json, &lrep);
+            free(lraw);
+            return rc;
+        }
+        fwrite(lrep.data.p, 1, lrep.data.len, stdout);
+        fflush(stdout);
+        off = lrep.offset;
+        bool more = !lrep.eof || (o->follow && lrep.running);
+        bool wait = lrep.eof;
+        free(lraw);
+        if (!more)
+            return 0;
+        if (wait) {
+            struct timespec ts = {0, 200000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+int tn_cmd_logs(int argc, char **argv)
+{
+    logs_opts o = {.attempt = 0};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_logs, argc, argv, &o, &a);
+    if (rc)
+        return rc;
+    uint64_t task = 0;
+    bool ok = a.n == 1 && tn_cli_id(a.v[0], &task);
+    tn_opt_args_free(&a);
+    if (!ok)
+        return tn_cli_usage("logs", "give one task id (a positive integer)");
+    char wurl[512];
+    uint32_t attempt = o.attempt;
+    if ((rc = locate(&o, task, wurl, sizeof(wurl), &attempt)))
+        return rc;
+    return stream(&o, wurl, task, attempt);
+}

@@ -1,0 +1,100 @@
+/* `tern worker`: a worker daemon, its options from flags and from `--config FILE`
+ * (flags win). SIGTERM and SIGINT stop it cleanly. */
+#include <stdlib.h>
+
+#include "worker.h"
+#include "cli.h"
+
+typedef struct worker_opts {
+    const char *data, *master, *listen, *name, *group, *ctl, *config;
+    const char *tls_cert, *tls_key, *tls_ca;
+    uint64_t heartbeat, mem_reserve, map_max;
+    uint32_t slots, max_load;
+    bool no_cgroup;
+} worker_opts;
+
+/* A load average into thousandths. */
+static bool parse_load(const char *v, void *field)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d > 0) || d > 1e6)
+        return false;
+    *(uint32_t *)field = (uint32_t)(d * 1000);
+    return true;
+}
+
+static const tn_opt worker_table[] = {
+    {"master", 0, TN_OPT_STR, offsetof(worker_opts, master), "URL", .help = "where the master listens",
+     TN_OPT_CFG | TN_OPT_REQ},
+    {"listen", 0, TN_OPT_STR, offsetof(worker_opts, listen), "URL",
+     .help = "where this worker takes dispatches", TN_OPT_CFG | TN_OPT_REQ},
+    {"data", 0, TN_OPT_STR, offsetof(worker_opts, data), "DIR",
+     .help = "the outbox and task logs (default ./tern-worker)", TN_OPT_CFG},
+    {"name", 0, TN_OPT_STR, offsetof(worker_opts, name), "NAME", .help = "this worker's name",
+     TN_OPT_CFG},
+    {"group", 0, TN_OPT_STR, offsetof(worker_opts, group), "G[,G]",
+     .help = "the worker groups it serves", TN_OPT_CFG},
+    {"slots", 0, TN_OPT_U32, offsetof(worker_opts, slots), "N", .help = "tasks at once",
+     TN_OPT_CFG, 1, 100000},
+    {"max-load", 0, TN_OPT_CUSTOM, offsetof(worker_opts, max_load), "L",
+     .help = "take no task while the load average is above L", TN_OPT_CFG,
+     .want = "a positive load average", .parse = parse_load},
+    {"mem-reserve", 0, TN_OPT_SIZE, offsetof(worker_opts, mem_reserve), "BYTES",
+     .help = "take no task while less memory than this is free", TN_OPT_CFG},
+    {"heartbeat", 0, TN_OPT_DURATION, offsetof(worker_opts, heartbeat), "DURATION",
+     .help = "how often it reports to the master", TN_OPT_CFG, .want = "a duration such as 1s"},
+    {"ctl", 0, TN_OPT_STR, offsetof(worker_opts, ctl), "URL",
+     .help = "where `tern logs` reads task logs", TN_OPT_CFG},
+    {"no-cgroup", 0, TN_OPT_FLAG, offsetof(worker_opts, no_cgroup), NULL,
+     .help = "contain tasks by session and /proc walk, even where cgroups are delegated",
+     TN_OPT_CFG},
+    TN_DAEMON_TLS_OPTS(worker_opts),
+    {"map-max", 0, TN_OPT_SIZE, offsetof(worker_opts, map_max), "BYTES",
+     .help = "the largest the outbox store may grow (a full one holds reports back)", TN_OPT_CFG},
+    {"config", 0, TN_OPT_CONFIG, offsetof(worker_opts, config), "FILE",
+     .help = "read options from FILE first"},
+    {0}};
+
+const tn_opt_cmd tn_spec_worker = {
+    "worker", NULL,
+    "Run a worker: take dispatches at --listen, run shell tasks as contained processes\n"
+    "(their own cgroup v2 where the host delegates one, else their own session and a /proc\n"
+    "walk; --no-cgroup forces that), kill them for real, and report to the master through\n"
+    "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n"
+    "--map-max bounds that outbox store (a full one holds reports back until space frees).\n",
+    worker_table, .max_args = 0,
+    .cfg_ignored = tn_daemon_cfg_keys};
+
+static int run(const worker_opts *o)
+{
+    if (!o->master || !o->listen)
+        return tn_cli_usage("worker", "give --master URL (where the master listens) and "
+                            "--listen URL (where this worker takes dispatches)");
+    sigset_t set = tn_cli_block_signals();
+    tn_worker_opts wo = {.data_dir = o->data, .name = o->name, .master_url = o->master,
+                         .listen_url = o->listen, .ctl_url = o->ctl, .groups = o->group,
+                         .slots = o->slots, .max_load_milli = o->max_load,
+                         .mem_reserve = o->mem_reserve, .heartbeat_ms = o->heartbeat,
+                         .map_max = o->map_max, .cgroup_root = o->no_cgroup ? "" : NULL,
+                         .tls_cert = o->tls_cert, .tls_key = o->tls_key, .tls_ca = o->tls_ca};
+    tn_worker *w;
+    tn_errmsg em = {{0}};
+    if (tn_worker_start(&wo, &w, &em))
+        return tn_cli_fail("worker", "%s", em.text);
+    tn_cli_wait_signal(set);
+    tn_worker_stop(w);
+    return 0;
+}
+
+int tn_cmd_worker(int argc, char **argv)
+{
+    worker_opts o = {.data = "./tern-worker"};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_worker, argc, argv, &o, &a);
+    if (rc)
+        return rc;
+    rc = run(&o); /* o's strings may be a's copies of config values */
+    tn_opt_args_free(&a);
+    return rc;
+}
