@@ -687,22 +687,11 @@ static void collect(tn_worker *w, tn_batch *b)
             if (j->killed || ex[i].killed) {
                 report_killed(w, b, j);
             } else {
-                int st = ex[i].status;
-                bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-                int64_t code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+                int64_t code = tn_exit_code(ex[i].status);
+                bool ok = code == 0;
                 tn_kv *outs = tn_kv_new();
-                FILE *f = fopen(j->log_path, "re");
-                if (f && outs) {
-                    tn_params_scanner sc;
-                    tn_params_scanner_init(&sc);
-                    char buf[65536];
-                    size_t r;
-                    while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
-                        (void)tn_params_scanner_feed(&sc, buf, r, outs);
-                    tn_params_scanner_fini(&sc);
-                }
-                if (f)
-                    fclose(f);
+                if (outs)
+                    (void)tn_params_scan_file(j->log_path, outs);
                 char why[96];
                 snprintf(why, sizeof(why), "exit status %" PRId64, code);
                 report_result(w, b, j, ok, code, ok ? NULL : why, outs);
