@@ -774,14 +774,16 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     }
     tn_tx inner;
     if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
-        (e = tn_tx_nng_new(true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner, msg)))
+        (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
+                       msg)))
         goto fail;
     if ((e = tn_tx_fault_from_env(inner, &w->tx, msg))) {
         tn_tx_free(&inner);
         goto fail;
     }
     if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
-        (e = tn_tx_nng_new(false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx, msg)) ||
+        (e = tn_tx_new(opts->listen_url, false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx,
+                       msg)) ||
         (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
         goto fail;
     /* a ":0" port: tell the master the real one */
