@@ -18,6 +18,7 @@
 #include "mp.h"
 #include "util.h"
 #include "proto.h"
+#include "daemon.h"
 #include "rpc.h"
 
 #define MAX_GROUPS 16
@@ -865,16 +866,17 @@ fail:
     return e;
 }
 
+static void wake_engine(void *arg)
+{
+    tn_master *m = arg;
+    tn_engine_wake(m->e);
+}
+
 void tn_master_stop(tn_master *m)
 {
     if (!m)
         return;
-    tn_rpc_server_free(m->rpc);
-    tn_tx_close(m->rx);
-    atomic_store(&m->stop, true);
-    tn_engine_wake(m->e);
-    pthread_join(m->thread, NULL);
-    tn_tx_free(&m->rx);
+    tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     while (m->workers) {
         wk *w = m->workers;
         m->workers = w->next;

@@ -30,6 +30,7 @@
 #include "outbox_store.h"
 #include "util.h"
 #include "proto.h"
+#include "daemon.h"
 #include "rpc.h"
 
 /* One attempt this worker runs. */
@@ -244,7 +245,9 @@ static void report_killed(tn_worker *w, job *j)
     free(states);
 }
 
-static void start_job(tn_worker *w, const tn_msg_dispatch *d)
+/* Whether d is to run here: not meant for another run of this worker, not run already,
+ * not a duplicate. A newer attempt of a task fences the older one (killed). */
+static bool dispatch_wanted(tn_worker *w, const tn_msg_dispatch *d)
 {
     if (d->worker_epoch != w->epoch) {
         /* meant for an earlier run of this worker (the transport kept it while we were
@@ -252,23 +255,94 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
         tn_warn("worker", "msg=\"dispatch for another run of this worker dropped\" task=%" PRIu64
                 " attempt=%u epoch=%" PRIu64 " ours=%" PRIu64, d->task, d->attempt,
                 d->worker_epoch, w->epoch);
-        return;
+        return false;
     }
     uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
     if (!fin)
         fin = (uintptr_t)tn_map_get(&w->finished_old, d->task);
     if (fin && fin >= d->attempt)
-        return; /* ran already; its report is in the outbox or was persisted */
+        return false; /* ran already; its report is in the outbox or was persisted */
     job *old = find_job(w, d->task);
     if (old) {
         if (old->attempt >= d->attempt)
-            return; /* a duplicate DISPATCH (or an older one, late) */
+            return false; /* a duplicate DISPATCH (or an older one, late) */
         /* fencing: a newer attempt of the same task: the old one must not run on */
         if (!old->done && old->proc && !old->killed) {
             old->killed = true;
             (void)tn_proc_kill(w->procs, old->proc, 0);
         }
     }
+    return true;
+}
+
+static void start_noop(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_msg *acc)
+{
+    j->noop = true;
+    j->noop_ok = d->noop_success;
+    j->noop_due = tn_mono_ns() + (int64_t)d->noop_duration_ms * 1000000;
+    j->nout = d->noop_outputs.n;
+    j->out_keys = calloc(j->nout + 1, sizeof(char *));
+    j->out_vals = calloc(j->nout + 1, sizeof(char *));
+    for (uint32_t i = 0; j->out_keys && j->out_vals && i < j->nout; i++) {
+        j->out_keys[i] = strndup(d->noop_outputs.v[i].key.p, d->noop_outputs.v[i].key.len);
+        j->out_vals[i] = strndup(d->noop_outputs.v[i].val.p, d->noop_outputs.v[i].val.len);
+    }
+    acc->accepted.containment = TN_STR("none");
+    journal(w, "start %" PRIu64 " %u 0 %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
+            w->name);
+    (void)tn_outbox_put(&w->ob, acc);
+}
+
+/* The worker's environment (not copied: tn_proc_start uses it during the call only), then
+ * what identifies the attempt (in ids). Freed by the caller (the array only). */
+static char **attempt_env(const job *j, const tn_msg_dispatch *d, char ids[4][256])
+{
+    extern char **environ;
+    size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 5, sizeof(char *));
+    if (envp) {
+        memcpy(envp, environ, ne * sizeof(*envp));
+        snprintf(ids[0], 256, "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
+        snprintf(ids[1], 256, "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
+        snprintf(ids[2], 256, "TERN_TASK_ATTEMPT=%u", j->attempt);
+        snprintf(ids[3], 256, "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
+        for (int i = 0; i < 4; i++)
+            envp[ne + (size_t)i] = ids[i];
+    }
+    return envp;
+}
+
+/* A shell attempt's exec dir, log and process. */
+static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_errmsg *em)
+{
+    if (asprintf(&j->exec_dir, "%s/exec/%" PRIu64 "-%u", w->data, j->task, j->attempt) < 0)
+        j->exec_dir = NULL;
+    if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
+        j->log_path = NULL;
+    char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
+    char ids[4][256];
+    char **envp = attempt_env(j, d, ids);
+    tn_err e = TN_ERR_NOMEM;
+    if (script && envp && j->exec_dir && j->log_path) {
+        snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
+                 (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
+                 (int)d->command.len, d->command.p);
+        tn_spawn sp = {.task = j->task, .attempt = j->attempt, .script = script,
+                       .exec_dir = j->exec_dir, .log_path = j->log_path, .envp = envp,
+                       .memory_max = d->memory_max, .cpu_max_milli = d->cpu_max_milli};
+        e = tn_proc_start(w->procs, &sp, &j->proc, em);
+    }
+    free(script);
+    free(envp);
+    return e;
+}
+
+static void start_job(tn_worker *w, const tn_msg_dispatch *d)
+{
+    if (!dispatch_wanted(w, d))
+        return;
     job *j = calloc(1, sizeof(*j));
     if (!j)
         return;
@@ -284,20 +358,7 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     acc.accepted.task = j->task;
     acc.accepted.attempt = j->attempt;
     if (tn_str_eq(d->type, "noop")) {
-        j->noop = true;
-        j->noop_ok = d->noop_success;
-        j->noop_due = tn_mono_ns() + (int64_t)d->noop_duration_ms * 1000000;
-        j->nout = d->noop_outputs.n;
-        j->out_keys = calloc(j->nout + 1, sizeof(char *));
-        j->out_vals = calloc(j->nout + 1, sizeof(char *));
-        for (uint32_t i = 0; j->out_keys && j->out_vals && i < j->nout; i++) {
-            j->out_keys[i] = strndup(d->noop_outputs.v[i].key.p, d->noop_outputs.v[i].key.len);
-            j->out_vals[i] = strndup(d->noop_outputs.v[i].val.p, d->noop_outputs.v[i].val.len);
-        }
-        acc.accepted.containment = TN_STR("none");
-        journal(w, "start %" PRIu64 " %u 0 %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
-                w->name);
-        (void)tn_outbox_put(&w->ob, &acc);
+        start_noop(w, j, d, &acc);
         return;
     }
     if (!tn_str_eq(d->type, "shell")) {
@@ -305,41 +366,8 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
         j->done = true;
         return;
     }
-    if (asprintf(&j->exec_dir, "%s/exec/%" PRIu64 "-%u", w->data, j->task, j->attempt) < 0)
-        j->exec_dir = NULL;
-    if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
-        j->log_path = NULL;
-    char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    /* the worker's environment (not copied: tn_proc_start uses it during the call only),
-     * then what identifies the attempt */
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne])
-        ne++;
-    char **envp = calloc(ne + 5, sizeof(char *));
-    char ids[4][256];
-    if (envp) {
-        memcpy(envp, environ, ne * sizeof(*envp));
-        snprintf(ids[0], sizeof(ids[0]), "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
-        snprintf(ids[1], sizeof(ids[1]), "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
-        snprintf(ids[2], sizeof(ids[2]), "TERN_TASK_ATTEMPT=%u", j->attempt);
-        snprintf(ids[3], sizeof(ids[3]), "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
-        for (int i = 0; i < 4; i++)
-            envp[ne + (size_t)i] = ids[i];
-    }
     tn_errmsg em = {{0}};
-    tn_err e = TN_ERR_NOMEM;
-    if (script && envp && j->exec_dir && j->log_path) {
-        snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
-                 (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
-                 (int)d->command.len, d->command.p);
-        tn_spawn sp = {.task = j->task, .attempt = j->attempt, .script = script,
-                       .exec_dir = j->exec_dir, .log_path = j->log_path, .envp = envp,
-                       .memory_max = d->memory_max, .cpu_max_milli = d->cpu_max_milli};
-        e = tn_proc_start(w->procs, &sp, &j->proc, &em);
-    }
-    free(script);
-    free(envp);
+    tn_err e = spawn_shell(w, j, d, &em);
     if (e) {
         char why[600];
         snprintf(why, sizeof(why), "spawn failed: %s", em.text[0] ? em.text : tn_strerror(e));
@@ -705,6 +733,53 @@ static void recover_tasks(tn_worker *w)
         tn_info("worker", "msg=\"previous run's tasks found and killed\" count=%u", n);
 }
 
+/* The worker's name (or the host's), control URL, listen URL and groups. */
+static void set_names(tn_worker *w, const tn_worker_opts *opts)
+{
+    if (opts->name)
+        snprintf(w->name, sizeof(w->name), "%s", opts->name);
+    else if (gethostname(w->name, sizeof(w->name) - 1) != 0)
+        snprintf(w->name, sizeof(w->name), "worker");
+    if (opts->ctl_url)
+        snprintf(w->ctl, sizeof(w->ctl), "%s", opts->ctl_url);
+    else
+        snprintf(w->ctl, sizeof(w->ctl), "ipc://%s/worker.ctl", w->data);
+    snprintf(w->listen, sizeof(w->listen), "%s", opts->listen_url);
+    const char *g = opts->groups && *opts->groups ? opts->groups : "default";
+    while (*g && w->ngroups < 16) {
+        size_t l = strcspn(g, ",");
+        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)l, g);
+        g += l + (g[l] == ',');
+    }
+}
+
+/* The sender to the master (faults from $TERN_FAULTS) and the receiver of its frames. */
+static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg *msg)
+{
+    tn_err e;
+    if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
+        w->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
+        w->use_tls = true;
+    }
+    tn_tx inner;
+    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
+        (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
+                       msg)))
+        return e;
+    if ((e = tn_tx_fault_from_env(inner, &w->tx, msg))) {
+        tn_tx_free(&inner);
+        return e;
+    }
+    if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
+        (e = tn_tx_new(opts->listen_url, false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx,
+                       msg)) ||
+        (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
+        return e;
+    /* a ":0" port: tell the master the real one */
+    (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
+    return TN_OK;
+}
+
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
 {
     tn_worker *w = calloc(1, sizeof(*w));
@@ -739,21 +814,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_mkdir_p(sub);
     snprintf(sub, sizeof(sub), "%s/exec", w->data);
     tn_mkdir_p(sub);
-    if (opts->name)
-        snprintf(w->name, sizeof(w->name), "%s", opts->name);
-    else if (gethostname(w->name, sizeof(w->name) - 1) != 0)
-        snprintf(w->name, sizeof(w->name), "worker");
-    if (opts->ctl_url)
-        snprintf(w->ctl, sizeof(w->ctl), "%s", opts->ctl_url);
-    else
-        snprintf(w->ctl, sizeof(w->ctl), "ipc://%s/worker.ctl", w->data);
-    snprintf(w->listen, sizeof(w->listen), "%s", opts->listen_url);
-    const char *g = opts->groups && *opts->groups ? opts->groups : "default";
-    while (*g && w->ngroups < 16) {
-        size_t l = strcspn(g, ",");
-        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)l, g);
-        g += l + (g[l] == ',');
-    }
+    set_names(w, opts);
     randombytes_buf(&w->epoch, sizeof(w->epoch));
     char jp[4300];
     snprintf(jp, sizeof(jp), "%s/journal", w->data);
@@ -768,26 +829,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
             tn_procs_cgroup_dir(w->procs) ? tn_procs_cgroup_dir(w->procs) : "-");
     recover_tasks(w);
     tn_outbox_init(&w->ob, w->st);
-    if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
-        w->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
-        w->use_tls = true;
-    }
-    tn_tx inner;
-    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
-        (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
-                       msg)))
+    if ((e = connect_master(w, opts, msg)))
         goto fail;
-    if ((e = tn_tx_fault_from_env(inner, &w->tx, msg))) {
-        tn_tx_free(&inner);
-        goto fail;
-    }
-    if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
-        (e = tn_tx_new(opts->listen_url, false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx,
-                       msg)) ||
-        (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
-        goto fail;
-    /* a ":0" port: tell the master the real one */
-    (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
     if ((e = tn_rpc_serve(w->ctl, serve_logs, w, &w->rpc, msg)))
         goto fail;
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
@@ -815,17 +858,18 @@ fail:
     return e;
 }
 
+static void wake_thread(void *arg)
+{
+    tn_worker *w = arg;
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+}
+
 void tn_worker_stop(tn_worker *w)
 {
     if (!w)
         return;
-    tn_rpc_server_free(w->rpc);
-    tn_tx_close(w->rx);
-    atomic_store(&w->stop, true);
-    uint64_t one = 1;
-    (void)!write(w->wake, &one, sizeof(one));
-    pthread_join(w->thread, NULL);
-    tn_tx_free(&w->rx);
+    tn_daemon_stop(w->rpc, &w->rx, &w->stop, wake_thread, w, w->thread);
     if (w->q)
         (void)tn_outq_flush(w->q, w->tx, NULL);
     tn_tx_free(&w->tx);
