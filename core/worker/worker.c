@@ -639,6 +639,14 @@ static void *worker_thread(void *arg)
 /* ------------------------------------------------------------------------------ */
 /* what the master sends (transport thread) */
 
+/* Wake the worker thread: a frame was queued, or stop. */
+static void wake_thread(void *arg)
+{
+    tn_worker *w = arg;
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+}
+
 static void on_frame(void *arg, const void *buf, size_t len)
 {
     tn_worker *w = arg;
@@ -655,8 +663,7 @@ static void on_frame(void *arg, const void *buf, size_t len)
         w->in_head = in;
     w->in_tail = in;
     pthread_mutex_unlock(&w->mu);
-    uint64_t one = 1;
-    (void)!write(w->wake, &one, sizeof(one));
+    wake_thread(w);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -856,13 +863,6 @@ fail:
         close(w->wake);
     free(w);
     return e;
-}
-
-static void wake_thread(void *arg)
-{
-    tn_worker *w = arg;
-    uint64_t one = 1;
-    (void)!write(w->wake, &one, sizeof(one));
 }
 
 void tn_worker_stop(tn_worker *w)
