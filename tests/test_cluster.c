@@ -526,6 +526,7 @@ typedef struct fake_master {
     uint64_t epoch;        /* the worker's, from its last heartbeat */
     int accepted[4];       /* ACCEPTED per task id */
     int ended[4][4];       /* per task and attempt: 1 RESULT, 2 KILL_RESULT */
+    int64_t code[4][4];    /* per task and attempt: the RESULT's exit code */
 } fake_master;
 
 static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
@@ -537,8 +538,10 @@ static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
         f->epoch = m->heartbeat.epoch;
     else if (m->type == TN_MSG_ACCEPTED && m->accepted.task < 4)
         f->accepted[m->accepted.task]++;
-    else if (m->type == TN_MSG_RESULT && m->result.task < 4 && m->result.attempt < 4)
+    else if (m->type == TN_MSG_RESULT && m->result.task < 4 && m->result.attempt < 4) {
         f->ended[m->result.task][m->result.attempt] = 1;
+        f->code[m->result.task][m->result.attempt] = m->result.exit_code;
+    }
     else if (m->type == TN_MSG_KILL_RESULT && m->kill_result.task < 4 &&
              m->kill_result.attempt < 4)
         f->ended[m->kill_result.task][m->kill_result.attempt] = 2;
@@ -853,6 +856,32 @@ Test(cluster, worker_ends_both_attempts_when_a_newer_one_comes)
     cr_assert_eq(waitpid(procs[w], &st, 0), procs[w]);
     procs[w] = 0;
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker's stop: status %d", st);
+    tn_tx_free(&tx);
+    tn_tx_free(&rx);
+}
+
+/* A task killed by signal N reports exit code 128+N, as a shell does and as the in-process
+ * executor does: SIGTERM is 143. */
+Test(cluster, worker_reports_a_signalled_task_as_128_plus_the_signal)
+{
+    fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tn_tx rx, tx;
+    int w;
+    uint64_t e = fm_start(&f, &rx, &tx, &w);
+    int ended = 0;
+    for (int i = 0; i < 1000 && !ended; i++) { /* resent until it ends, as the master does */
+        if (i % 100 == 0)
+            fm_dispatch_cmd(tx, 1, 1, e, "kill -TERM $$");
+        pthread_mutex_lock(&f.mu);
+        ended = f.ended[1][1];
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_eq(ended, 1, "the attempt ended with a RESULT");
+    pthread_mutex_lock(&f.mu);
+    int64_t code = f.code[1][1];
+    pthread_mutex_unlock(&f.mu);
+    cr_assert_eq(code, 128 + SIGTERM, "exit code %" PRId64, code);
     tn_tx_free(&tx);
     tn_tx_free(&rx);
 }

@@ -1353,3 +1353,37 @@ Test(restart, sigkill_at_random_moments)
         ASSERT_NO_TASK(wf, "g");
     }
 }
+
+/* The in-process executor reports a task killed by signal N with exit code 128+N, as a
+ * shell does and as the worker does: SIGTERM is 143. */
+static void inproc_setup(void) { dir = tu_tmpdir(); }
+
+static void inproc_teardown(void)
+{
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+Test(inproc, a_task_killed_by_a_signal_reports_128_plus_the_signal, .init = inproc_setup,
+     .fini = inproc_teardown, .timeout = 60)
+{
+    char logs[600];
+    snprintf(logs, sizeof(logs), "%s/logs", dir);
+    tn_inproc *x;
+    cr_assert_eq(tn_inproc_new(logs, &x), TN_OK);
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
+                        .executor = tn_inproc_executor(x)};
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    tn_inproc_bind(x, E);
+    apply("name: sig\ntasks:\n  - {name: a, type: shell, command: 'kill -TERM $$'}\n");
+    uint64_t wf = start("sig");
+    int st = run(wf);
+    cr_assert_eq(st, TN_WF_S_FAILURE, "got %s", wsn(st));
+    tn_task_proj p;
+    cr_assert_eq(tn_evlog_task(tn_engine_log(E), task(wf, "a").id, &p), TN_OK);
+    cr_assert_eq(p.exit_code, 128 + SIGTERM, "exit code %" PRId64, p.exit_code);
+    tn_engine_close(E);
+    E = NULL;
+    tn_inproc_free(x);
+}

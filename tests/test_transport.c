@@ -814,6 +814,45 @@ Test(tls, configuration_errors)
 
 /* ---- misuse and URLs -------------------------------------------------------------------- */
 
+/* Endpoints made by URL: every scheme's row makes one, an unknown scheme is refused with the
+ * URL in the message, and one made for ipc:// carries a message like any endpoint. */
+Test(transport, endpoints_are_made_by_scheme)
+{
+    tn_errmsg em = {{0}};
+    tn_tx t = {0};
+    const char *urls[] = {"tcp://127.0.0.1:1", "ipc:///tmp/x", "inproc://x"};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        cr_assert_eq(tn_tx_new(urls[i], true, NULL, NULL, NULL, &t, &em), TN_OK, "%s: %s",
+                     urls[i], em.text);
+        cr_assert_not_null(t.ops);
+        tn_tx_free(&t);
+    }
+    cr_assert_eq(tn_tx_new("http://x", true, NULL, NULL, NULL, &t, &em), TN_ERR_INVAL);
+    cr_assert(strstr(em.text, "http://x") != NULL, "%s", em.text);
+    cr_assert_null(t.ops, "out untouched on error");
+    cr_assert_eq(tn_tx_new(NULL, true, NULL, NULL, NULL, &t, &em), TN_ERR_INVAL);
+
+    char *d = tu_tmpdir(), url[600];
+    snprintf(url, sizeof(url), "ipc://%s/s.sock", d);
+    sink s;
+    sink_init(&s);
+    tn_tx rx = {0}, tx = {0};
+    cr_assert_eq(tn_tx_new(url, false, NULL, sink_cb, &s, &rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(rx, url, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_new(url, true, NULL, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(tx, url, &em), TN_OK, "%s", em.text);
+    unsigned char m[64];
+    make_msg(m, sizeof(m), 1);
+    cr_assert_eq(send_retry(tx, m, sizeof(m)), TN_OK);
+    cr_assert_eq(sink_wait(&s, 1, 5000), 1);
+    tn_tx_free(&tx);
+    tn_tx_free(&rx);
+    sink_fini(&s);
+    tu_rm_rf(d);
+    free(d);
+}
+
+
 Test(transport, urls_and_misuse)
 {
     cr_assert_not_null(tn_tx_scheme_find("tcp://1.2.3.4:5"));

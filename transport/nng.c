@@ -24,10 +24,10 @@
 #define CLOSE_WAIT_MS 10000   /* how long free waits for nng_close (see tx_free) */
 
 static const tn_tx_scheme schemes[] = {
-    {"tcp", false, true},
-    {"ipc", false, false},
-    {"inproc", false, false},
-    {"tls+tcp", true, true},
+    {"tcp", false, true, tn_tx_nng_new},
+    {"ipc", false, false, tn_tx_nng_new},
+    {"inproc", false, false, tn_tx_nng_new},
+    {"tls+tcp", true, true, tn_tx_nng_new},
 };
 
 const tn_tx_scheme *tn_tx_scheme_find(const char *url)
@@ -40,6 +40,17 @@ const tn_tx_scheme *tn_tx_scheme_find(const char *url)
         if (strlen(schemes[i].scheme) == n && memcmp(url, schemes[i].scheme, n) == 0)
             return &schemes[i];
     return NULL;
+}
+
+tn_err tn_tx_new(const char *url, bool sender, const tn_tx_tls *tls, tn_tx_recv_fn fn,
+                 void *arg, tn_tx *out, tn_errmsg *msg)
+{
+    const tn_tx_scheme *sc = tn_tx_scheme_find(url);
+    if (!sc)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: unknown URL scheme; use tcp://, ipc://, inproc:// or "
+                             "tls+tcp://", url ? url : "(no URL)");
+    return sc->make(sender, tls, fn, arg, out, msg);
 }
 
 /* nng's error codes stop here. */

@@ -176,34 +176,74 @@ static void pk_pairs(msgpack_packer *pk, tn_pairs p)
     }
 }
 
+static void pack_dispatch(msgpack_packer *pk, const tn_msg_dispatch *d)
+{
+    msgpack_pack_uint64(pk, d->task);
+    msgpack_pack_uint64(pk, d->wf);
+    msgpack_pack_uint32(pk, d->attempt);
+    pk_str(pk, d->name);
+    pk_str(pk, d->type);
+    pk_str(pk, d->command);
+    pk_str(pk, d->env_prelude);
+    pk_pairs(pk, d->params);
+    pk_str(pk, d->worker_group);
+    msgpack_pack_uint64(pk, d->timeout_ms);
+    msgpack_pack_uint64(pk, d->kill_grace_ms);
+    msgpack_pack_uint64(pk, d->memory_max);
+    msgpack_pack_uint64(pk, d->cpu_max_milli);
+    pk_str(pk, d->user);
+    pk_bool(pk, d->noop_success);
+    msgpack_pack_uint64(pk, d->noop_duration_ms);
+    pk_pairs(pk, d->noop_outputs);
+    msgpack_pack_int64(pk, d->deadline_ns);
+    msgpack_pack_uint64(pk, d->worker_epoch);
+}
+
+static void pack_kill_result(msgpack_packer *pk, const tn_msg_kill_result *k)
+{
+    msgpack_pack_uint64(pk, k->report_id);
+    msgpack_pack_uint64(pk, k->task);
+    msgpack_pack_uint32(pk, k->attempt);
+    msgpack_pack_array(pk, k->signalled.n);
+    for (uint32_t i = 0; i < k->signalled.n; i++)
+        msgpack_pack_int64(pk, k->signalled.v[i]);
+    msgpack_pack_array(pk, k->survivors.n);
+    for (uint32_t i = 0; i < k->survivors.n; i++) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_int64(pk, k->survivors.v[i].pid);
+        pk_str(pk, k->survivors.v[i].state);
+    }
+}
+
+static void pack_heartbeat(msgpack_packer *pk, const tn_msg_heartbeat *h)
+{
+    pk_str(pk, h->worker);
+    pk_str(pk, h->listen_url);
+    pk_str(pk, h->ctl_url);
+    msgpack_pack_array(pk, h->groups.n);
+    for (uint32_t i = 0; i < h->groups.n; i++)
+        pk_str(pk, h->groups.v[i]);
+    msgpack_pack_uint32(pk, h->slots);
+    msgpack_pack_uint32(pk, h->running);
+    msgpack_pack_uint32(pk, h->load_milli);
+    msgpack_pack_uint64(pk, h->mem_free);
+    msgpack_pack_uint64(pk, h->mem_reserve);
+    msgpack_pack_map(pk, h->gauges.n);
+    for (uint32_t i = 0; i < h->gauges.n; i++) {
+        pk_str(pk, h->gauges.v[i].key);
+        msgpack_pack_uint64(pk, h->gauges.v[i].val);
+    }
+    msgpack_pack_uint64(pk, h->epoch);
+}
+
 static void pack_msg(msgpack_packer *pk, const tn_msg *m)
 {
     msgpack_pack_array(pk, msg_info[m->type].len);
     msgpack_pack_uint8(pk, (uint8_t)m->type);
     switch (m->type) {
-    case TN_MSG_DISPATCH: {
-        const tn_msg_dispatch *d = &m->dispatch;
-        msgpack_pack_uint64(pk, d->task);
-        msgpack_pack_uint64(pk, d->wf);
-        msgpack_pack_uint32(pk, d->attempt);
-        pk_str(pk, d->name);
-        pk_str(pk, d->type);
-        pk_str(pk, d->command);
-        pk_str(pk, d->env_prelude);
-        pk_pairs(pk, d->params);
-        pk_str(pk, d->worker_group);
-        msgpack_pack_uint64(pk, d->timeout_ms);
-        msgpack_pack_uint64(pk, d->kill_grace_ms);
-        msgpack_pack_uint64(pk, d->memory_max);
-        msgpack_pack_uint64(pk, d->cpu_max_milli);
-        pk_str(pk, d->user);
-        pk_bool(pk, d->noop_success);
-        msgpack_pack_uint64(pk, d->noop_duration_ms);
-        pk_pairs(pk, d->noop_outputs);
-        msgpack_pack_int64(pk, d->deadline_ns);
-        msgpack_pack_uint64(pk, d->worker_epoch);
+    case TN_MSG_DISPATCH:
+        pack_dispatch(pk, &m->dispatch);
         break;
-    }
     case TN_MSG_KILL:
         msgpack_pack_uint64(pk, m->kill.task);
         msgpack_pack_uint32(pk, m->kill.attempt);
@@ -234,43 +274,12 @@ static void pack_msg(msgpack_packer *pk, const tn_msg *m)
         pk_str(pk, m->result.reason);
         pk_pairs(pk, m->result.outputs);
         break;
-    case TN_MSG_KILL_RESULT: {
-        const tn_msg_kill_result *k = &m->kill_result;
-        msgpack_pack_uint64(pk, k->report_id);
-        msgpack_pack_uint64(pk, k->task);
-        msgpack_pack_uint32(pk, k->attempt);
-        msgpack_pack_array(pk, k->signalled.n);
-        for (uint32_t i = 0; i < k->signalled.n; i++)
-            msgpack_pack_int64(pk, k->signalled.v[i]);
-        msgpack_pack_array(pk, k->survivors.n);
-        for (uint32_t i = 0; i < k->survivors.n; i++) {
-            msgpack_pack_array(pk, 2);
-            msgpack_pack_int64(pk, k->survivors.v[i].pid);
-            pk_str(pk, k->survivors.v[i].state);
-        }
+    case TN_MSG_KILL_RESULT:
+        pack_kill_result(pk, &m->kill_result);
         break;
-    }
-    case TN_MSG_HEARTBEAT: {
-        const tn_msg_heartbeat *h = &m->heartbeat;
-        pk_str(pk, h->worker);
-        pk_str(pk, h->listen_url);
-        pk_str(pk, h->ctl_url);
-        msgpack_pack_array(pk, h->groups.n);
-        for (uint32_t i = 0; i < h->groups.n; i++)
-            pk_str(pk, h->groups.v[i]);
-        msgpack_pack_uint32(pk, h->slots);
-        msgpack_pack_uint32(pk, h->running);
-        msgpack_pack_uint32(pk, h->load_milli);
-        msgpack_pack_uint64(pk, h->mem_free);
-        msgpack_pack_uint64(pk, h->mem_reserve);
-        msgpack_pack_map(pk, h->gauges.n);
-        for (uint32_t i = 0; i < h->gauges.n; i++) {
-            pk_str(pk, h->gauges.v[i].key);
-            msgpack_pack_uint64(pk, h->gauges.v[i].val);
-        }
-        msgpack_pack_uint64(pk, h->epoch);
+    case TN_MSG_HEARTBEAT:
+        pack_heartbeat(pk, &m->heartbeat);
         break;
-    }
     case TN_MSG_RECONCILED:
         msgpack_pack_uint64(pk, m->reconciled.epoch);
         msgpack_pack_array(pk, m->reconciled.running.n);

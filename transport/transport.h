@@ -108,15 +108,28 @@ static inline void tn_tx_free(tn_tx *t)
 
 /* ---- URL schemes ------------------------------------------------------------------------ */
 
+struct tn_tx_tls;
+
 /* The schemes tern speaks, one row each (nng's style: a transport is found by scheme). */
 typedef struct tn_tx_scheme {
     const char *scheme; /* "tcp", "ipc", "inproc", "tls+tcp" */
     bool tls;           /* needs a tn_tx_tls */
     bool network;       /* reaches other hosts (tcp, tls+tcp) */
+    /* The constructor of this scheme's endpoints, with default options (see tn_tx_new). */
+    tn_err (*make)(bool sender, const struct tn_tx_tls *tls, tn_tx_recv_fn fn, void *arg,
+                   tn_tx *out, tn_errmsg *msg);
 } tn_tx_scheme;
 
 /* The row for url's scheme ("tcp://..." -> tcp), or NULL when tern does not speak it. */
 const tn_tx_scheme *tn_tx_scheme_find(const char *url);
+
+/* A new endpoint in *out for url, made by the row of its scheme: a sender that will dial
+ * url, or a receiver that will listen at it (neither is done here). tls as for nng: NULL
+ * refuses tls+tcp:// later. TN_ERR_INVAL, with a message naming the URL, when tern does
+ * not speak url's scheme; otherwise as the row's constructor. The daemons make their
+ * endpoints here, not by calling a transport's constructor. */
+tn_err tn_tx_new(const char *url, bool sender, const struct tn_tx_tls *tls, tn_tx_recv_fn fn,
+                 void *arg, tn_tx *out, tn_errmsg *msg);
 
 /* ---- nng -------------------------------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 int64_t tn_now_ns(void)
@@ -190,4 +191,13 @@ bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem)
     *arr = n;
     *cap = nc;
     return true;
+}
+
+int tn_exit_code(int wait_status)
+{
+    if (WIFEXITED(wait_status))
+        return WEXITSTATUS(wait_status);
+    if (WIFSIGNALED(wait_status))
+        return 128 + WTERMSIG(wait_status);
+    return -1;
 }

@@ -47,6 +47,11 @@ bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem);
  * in KiB; 0 when the file or the key is missing. */
 uint64_t tn_proc_kb(const char *path, const char *key);
 
+/* A finished process's exit code from its wait status (waitpid), as shells report it: the
+ * status it exited with, or 128+N when signal N ended it (SIGTERM: 143). Both executors
+ * report this, so a task's exit code does not depend on where it ran. */
+int tn_exit_code(int wait_status);
+
 
 
 /* A growable string: sb_printf appends; the caller frees sb.s (NULL-safe). */

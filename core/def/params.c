@@ -1793,6 +1793,26 @@ tn_err tn_params_scan_outputs(const char *text, size_t len, tn_kv *dst)
     return err;
 }
 
+tn_err tn_params_scan_file(const char *path, tn_kv *dst)
+{
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f)
+        return TN_ERR_IO;
+    tn_params_scanner sc;
+    tn_params_scanner_init(&sc);
+    char buf[65536];
+    size_t n;
+    tn_err err = TN_OK;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        tn_err fe = tn_params_scanner_feed(&sc, buf, n, dst);
+        if (fe && !err)
+            err = fe;
+    }
+    tn_params_scanner_fini(&sc);
+    fclose(f);
+    return err;
+}
+
 /* ---- switch conditions ---------------------------------------------------------------- */
 
 typedef enum { V_BOOL, V_NUM, V_STR } vkind;

@@ -238,6 +238,9 @@ tn_err tn_params_scanner_feed(tn_params_scanner *s, const char *chunk, size_t le
                               tn_kv *dst);
 /* Release the state; a marker still open is dropped. The scanner may be initialised again. */
 void tn_params_scanner_fini(tn_params_scanner *s);
+/* A task's log file scanned into dst, in chunks, as both executors do when a task ends.
+ * TN_ERR_IO when the file cannot be opened; otherwise as tn_params_scan_outputs. */
+tn_err tn_params_scan_file(const char *path, tn_kv *dst);
 
 /* ---- switch conditions -------------------------------------------------------------- */
 

@@ -147,21 +147,11 @@ static void *shell_thread(void *arg)
     } while (r < 0 && errno == EINTR);
     /* the leader is gone; make sure nothing of its group lingers */
     (void)kill(-j->pid, SIGKILL);
-    bool ok = r == j->pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    int64_t code = r == j->pid ? (WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)) : -1;
+    int64_t code = r == j->pid ? tn_exit_code(st) : -1;
+    bool ok = code == 0;
     tn_kv *outs = tn_kv_new();
-    FILE *f = fopen(j->log_path, "re");
-    if (f && outs) {
-        tn_params_scanner sc;
-        tn_params_scanner_init(&sc);
-        char buf[65536];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-            (void)tn_params_scanner_feed(&sc, buf, n, outs);
-        tn_params_scanner_fini(&sc);
-    }
-    if (f)
-        fclose(f);
+    if (outs)
+        (void)tn_params_scan_file(j->log_path, outs);
     if (job_finish(j)) {
         pthread_mutex_lock(&j->x->mu);
         bool killed = j->killed;

@@ -18,6 +18,7 @@
 #include "mp.h"
 #include "util.h"
 #include "proto.h"
+#include "daemon.h"
 #include "rpc.h"
 
 #define MAX_GROUPS 16
@@ -481,7 +482,8 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         w->q = NULL;
         tn_errmsg em = {{0}};
         tn_tx inner;
-        tn_err e = tn_tx_nng_new(true, m->use_tls ? &m->tls : NULL, NULL, NULL, &inner, &em);
+        tn_err e = tn_tx_new(w->listen_url, true, m->use_tls ? &m->tls : NULL, NULL, NULL,
+                             &inner, &em);
         if (!e)
             e = tn_tx_fault_from_env(inner, &w->tx, &em);
         if (!e)
@@ -837,9 +839,11 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
-    if ((e = tn_tx_nng_new(false, m->use_tls ? &m->tls : NULL, on_frame, m, &m->rx, msg)))
-        goto fail;
-    if (opts->listen_url && (e = tn_tx_listen(m->rx, opts->listen_url, msg)))
+    /* embedded without a listen URL: no receiver (nothing would reach it) */
+    if (opts->listen_url &&
+        ((e = tn_tx_new(opts->listen_url, false, m->use_tls ? &m->tls : NULL, on_frame, m,
+                        &m->rx, msg)) ||
+         (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
     m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table};
     if ((e = tn_rpc_serve(m->ctl, tn_ctlsrv_handle, &m->cs, &m->rpc, msg)))
@@ -862,16 +866,17 @@ fail:
     return e;
 }
 
+static void wake_engine(void *arg)
+{
+    tn_master *m = arg;
+    tn_engine_wake(m->e);
+}
+
 void tn_master_stop(tn_master *m)
 {
     if (!m)
         return;
-    tn_rpc_server_free(m->rpc);
-    tn_tx_close(m->rx);
-    atomic_store(&m->stop, true);
-    tn_engine_wake(m->e);
-    pthread_join(m->thread, NULL);
-    tn_tx_free(&m->rx);
+    tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     while (m->workers) {
         wk *w = m->workers;
         m->workers = w->next;

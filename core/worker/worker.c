@@ -26,9 +26,11 @@
 #include "mp.h"
 #include "params.h"
 #include "proc.h"
+#include "outbox.h"
+#include "outbox_store.h"
 #include "util.h"
-#include "store.h"
 #include "proto.h"
+#include "daemon.h"
 #include "rpc.h"
 
 /* One attempt this worker runs. */
@@ -47,15 +49,6 @@ typedef struct job {
 /* Attempts per generation of the finished-attempt maps. */
 #define FINISHED_GEN 8192
 
-/* A report waiting for PERSISTED. */
-typedef struct pending {
-    uint64_t id;
-    void *enc; /* the encoded message */
-    size_t len;
-    int64_t next_send; /* monotonic */
-    uint32_t tries;
-} pending;
-
 /* A frame from the master, copied; decoded by the worker thread (what the decoder
  * returns lives only during its callback). */
 typedef struct inmsg {
@@ -70,7 +63,7 @@ struct tn_worker {
     char groups[16][TN_PROTO_ID_MAX + 1];
     unsigned ngroups;
     tn_procs *procs;
-    tn_store *store;
+    tn_outbox_store *st; /* the outbox and the attempt records, in DATA/ */
     tn_tx rx, tx;
     tn_tx_tls tls;
     bool use_tls;
@@ -83,13 +76,10 @@ struct tn_worker {
     inmsg *in_head, *in_tail;
     job *jobs;
     uint32_t njobs;
-    tn_map outbox; /* report id -> pending* */
-    uint32_t dels;      /* outbox deletes in the batch, not committed yet */
-    int64_t dels_since; /* monotonic: the first of them */
+    tn_outbox ob;
     /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
      * generations (a resend comes within seconds; older attempts are fenced anyway) */
     tn_map finished, finished_old;
-    uint64_t next_report;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
     int journal; /* DATA/journal: append-only lines of attempt starts and ends */
@@ -136,170 +126,17 @@ static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
 }
 
 /* ------------------------------------------------------------------------------ */
-/* outbox */
-
-static tn_err outbox_put(tn_worker *w, tn_batch *b, tn_msg *m)
-{
-    uint64_t id = w->next_report++;
-    switch (m->type) {
-    case TN_MSG_ACCEPTED: m->accepted.report_id = id; break;
-    case TN_MSG_RESULT: m->result.report_id = id; break;
-    case TN_MSG_KILL_RESULT: m->kill_result.report_id = id; break;
-    default: return TN_ERR_INVAL;
-    }
-    tn_buf enc = {0};
-    tn_err e = tn_msg_encode(m, &enc);
-    uint8_t k[8];
-    tn_put_be64(k, id);
-    if (!e)
-        e = tn_batch_put(b, TN_DB_EVENTS, k, 8, enc.data, enc.size);
-    pending *p = e ? NULL : calloc(1, sizeof(*p));
-    if (!p || tn_map_put(&w->outbox, id, p)) {
-        free(p);
-        tn_buf_free(&enc);
-        return e ? e : TN_ERR_NOMEM;
-    }
-    p->id = id;
-    /* the encoder's buffer starts at 8 KiB: keep what the report needs (hundreds wait at
-     * once, and their peak set the worker's RSS) */
-    void *fit = realloc(enc.data, enc.size ? enc.size : 1);
-    p->enc = fit ? fit : enc.data;
-    p->len = enc.size;
-    p->next_send = 0; /* sent after the commit */
-    return TN_OK;
-}
-
-/* A PERSISTED report's delete may wait this long for a commit that has to happen anyway:
- * losing it in a crash only means one resend the master acknowledges again, while a
- * commit of its own is one more fdatasync in front of the next dispatch. */
-#define DEL_DEFER_NS (100 * 1000000LL)
-
-/* Durable before sent: commit the batch (reports and task records), then send. A batch
- * of deletes alone waits (DEL_DEFER_NS) unless `force`. */
-static void outbox_commit(tn_worker *w, tn_batch *b, bool force)
-{
-    size_t n = tn_batch_count(b);
-    if (n == 0)
-        return;
-    if (!force && n == w->dels && tn_mono_ns() - w->dels_since < DEL_DEFER_NS)
-        return;
-    uint8_t v[8];
-    tn_put_be64(v, w->next_report);
-    tn_batch_put(b, TN_DB_META, "next_report", 11, v, 8);
-    tn_errmsg em = {{0}};
-    tn_err e;
-    while ((e = tn_store_commit(w->store, b, &em)) != TN_OK) {
-        /* nothing is sent before it is durable: a full disk holds the reports back */
-        tn_error("worker", "msg=\"outbox commit failed; retrying\" why=\"%s\"", em.text);
-        usleep(500000);
-        if (atomic_load(&w->stop))
-            return;
-    }
-    tn_batch_reset(b);
-    w->dels = 0;
-}
-
-static void outbox_send(tn_worker *w, int64_t now)
-{
-    /* every report that is due, in frames of at most 1000 (one nng message each) */
-    tn_buf buf = {0};
-    tn_frame f;
-    bool open = false;
-    for (size_t i = 0; i < w->outbox.cap; i++) {
-        pending *p = w->outbox.slots[i].key ? w->outbox.slots[i].val : NULL;
-        if (!p || p->next_send > now)
-            continue;
-        if (!open) {
-            buf.size = 0;
-            if (tn_frame_begin(&f, &buf, w->name) != TN_OK)
-                break;
-            open = true;
-        }
-        if (tn_frame_add_encoded(&f, p->enc, p->len) != TN_OK)
-            continue;
-        /* resend with backoff until PERSISTED: 1s, 2s, 4s ... 30s */
-        int64_t back = 1000000000LL << (p->tries < 5 ? p->tries : 5);
-        if (back > 30000000000LL)
-            back = 30000000000LL;
-        p->next_send = now + back;
-        p->tries++;
-        if (f.count >= 1000) {
-            if (tn_frame_end(&f) == TN_OK)
-                (void)tn_tx_send(w->tx, buf.data, buf.size);
-            open = false;
-        }
-    }
-    if (open && f.count && tn_frame_end(&f) == TN_OK)
-        (void)tn_tx_send(w->tx, buf.data, buf.size);
-    tn_buf_free(&buf);
-}
-
-static void outbox_load(tn_worker *w)
-{
-    tn_rtxn *t;
-    if (tn_store_read_begin(w->store, &t))
-        return;
-    tn_val k, v;
-    if (tn_store_get(t, TN_DB_META, "next_report", 11, &v) == TN_OK && v.len == 8)
-        w->next_report = tn_get_be64(v.data);
-    tn_cursor *c;
-    if (tn_cursor_open(t, TN_DB_EVENTS, &c) == TN_OK) {
-        for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
-            pending *p = calloc(1, sizeof(*p));
-            if (!p || k.len != 8)
-                break;
-            p->id = tn_get_be64(k.data);
-            p->enc = malloc(v.len);
-            if (!p->enc) {
-                free(p);
-                break;
-            }
-            memcpy(p->enc, v.data, v.len);
-            p->len = v.len;
-            tn_map_put(&w->outbox, p->id, p);
-            if (p->id >= w->next_report)
-                w->next_report = p->id + 1;
-        }
-        tn_cursor_close(c);
-    }
-    tn_store_read_end(t);
-    if (w->next_report == 0)
-        w->next_report = 1;
-}
-
-static void outbox_done(tn_worker *w, tn_batch *b, uint64_t id)
-{
-    pending *p = tn_map_del(&w->outbox, id);
-    if (!p)
-        return; /* a duplicate PERSISTED */
-    uint8_t k[8];
-    tn_put_be64(k, id);
-    tn_batch_del(b, TN_DB_EVENTS, k, 8);
-    if (!w->dels++)
-        w->dels_since = tn_mono_ns();
-    free(p->enc);
-    free(p);
-}
-
-/* ------------------------------------------------------------------------------ */
 /* attempts */
 
 /* The record that lets a restart find what this run left behind. */
-static void record_task(tn_worker *w, tn_batch *b, job *j, bool live)
+static void record_task(tn_worker *w, job *j, bool live)
 {
-    uint8_t k[8];
-    tn_put_be64(k, j->task);
     if (!live) {
-        tn_batch_del(b, TN_DB_TASKS, k, 8);
+        (void)tn_outbox_store_del_task(w->st, j->task);
         return;
     }
-    uint8_t v[28];
     tn_pid_ident id = j->proc ? tn_proc_ident(j->proc) : (tn_pid_ident){0, 0};
-    tn_put_be64(v, j->attempt);
-    tn_put_be64(v + 8, (uint64_t)id.pid);
-    tn_put_be64(v + 16, id.start_ticks);
-    v[24] = v[25] = v[26] = v[27] = 0;
-    tn_batch_put(b, TN_DB_TASKS, k, 8, v, sizeof(v));
+    (void)tn_outbox_store_put_task(w->st, j->task, j->attempt, id.pid, id.start_ticks);
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -311,11 +148,11 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 }
 
 /* One release path for every per-task resource, whatever ended the attempt. */
-static void release(tn_worker *w, tn_batch *b, job *j)
+static void release(tn_worker *w, job *j)
 {
     journal(w, "end %" PRIu64 " %u %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
             j->killed ? "killed" : j->noop ? "noop" : j->proc ? "exit" : "spawn-failed");
-    record_task(w, b, j, false);
+    record_task(w, j, false);
     if (w->finished.len >= FINISHED_GEN) {
         /* the older table is emptied and reused: freeing it and growing a new one by
          * doubling every generation fragmented the heap, which kept growing */
@@ -353,7 +190,7 @@ static void release(tn_worker *w, tn_batch *b, job *j)
     free(j);
 }
 
-static void report_result(tn_worker *w, tn_batch *b, job *j, bool ok, int64_t code,
+static void report_result(tn_worker *w, job *j, bool ok, int64_t code,
                           const char *reason, tn_kv *outs)
 {
     tn_msg m = {.type = TN_MSG_RESULT};
@@ -369,11 +206,11 @@ static void report_result(tn_worker *w, tn_batch *b, job *j, bool ok, int64_t co
         pp[i].val = tn_str_c(outs ? tn_kv_value(outs, i) : j->out_vals[i]);
     }
     m.result.outputs = (tn_pairs){pp, pp && ok ? n : 0};
-    (void)outbox_put(w, b, &m);
+    (void)tn_outbox_put(&w->ob, &m);
     free(pp);
 }
 
-static void report_killed(tn_worker *w, tn_batch *b, job *j)
+static void report_killed(tn_worker *w, job *j)
 {
     tn_msg m = {.type = TN_MSG_KILL_RESULT};
     m.kill_result.task = j->task;
@@ -402,13 +239,15 @@ static void report_killed(tn_worker *w, tn_batch *b, job *j)
             tn_warn("worker", "msg=\"process survived the kill\" task=%" PRIu64 " pid=%" PRId64
                     " state=%c", j->task, sv[i].pid, states[2 * i]);
     }
-    (void)outbox_put(w, b, &m);
+    (void)tn_outbox_put(&w->ob, &m);
     free(pids);
     free(sv);
     free(states);
 }
 
-static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
+/* Whether d is to run here: not meant for another run of this worker, not run already,
+ * not a duplicate. A newer attempt of a task fences the older one (killed). */
+static bool dispatch_wanted(tn_worker *w, const tn_msg_dispatch *d)
 {
     if (d->worker_epoch != w->epoch) {
         /* meant for an earlier run of this worker (the transport kept it while we were
@@ -416,23 +255,94 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
         tn_warn("worker", "msg=\"dispatch for another run of this worker dropped\" task=%" PRIu64
                 " attempt=%u epoch=%" PRIu64 " ours=%" PRIu64, d->task, d->attempt,
                 d->worker_epoch, w->epoch);
-        return;
+        return false;
     }
     uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
     if (!fin)
         fin = (uintptr_t)tn_map_get(&w->finished_old, d->task);
     if (fin && fin >= d->attempt)
-        return; /* ran already; its report is in the outbox or was persisted */
+        return false; /* ran already; its report is in the outbox or was persisted */
     job *old = find_job(w, d->task);
     if (old) {
         if (old->attempt >= d->attempt)
-            return; /* a duplicate DISPATCH (or an older one, late) */
+            return false; /* a duplicate DISPATCH (or an older one, late) */
         /* fencing: a newer attempt of the same task: the old one must not run on */
         if (!old->done && old->proc && !old->killed) {
             old->killed = true;
             (void)tn_proc_kill(w->procs, old->proc, 0);
         }
     }
+    return true;
+}
+
+static void start_noop(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_msg *acc)
+{
+    j->noop = true;
+    j->noop_ok = d->noop_success;
+    j->noop_due = tn_mono_ns() + (int64_t)d->noop_duration_ms * 1000000;
+    j->nout = d->noop_outputs.n;
+    j->out_keys = calloc(j->nout + 1, sizeof(char *));
+    j->out_vals = calloc(j->nout + 1, sizeof(char *));
+    for (uint32_t i = 0; j->out_keys && j->out_vals && i < j->nout; i++) {
+        j->out_keys[i] = strndup(d->noop_outputs.v[i].key.p, d->noop_outputs.v[i].key.len);
+        j->out_vals[i] = strndup(d->noop_outputs.v[i].val.p, d->noop_outputs.v[i].val.len);
+    }
+    acc->accepted.containment = TN_STR("none");
+    journal(w, "start %" PRIu64 " %u 0 %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
+            w->name);
+    (void)tn_outbox_put(&w->ob, acc);
+}
+
+/* The worker's environment (not copied: tn_proc_start uses it during the call only), then
+ * what identifies the attempt (in ids). Freed by the caller (the array only). */
+static char **attempt_env(const job *j, const tn_msg_dispatch *d, char ids[4][256])
+{
+    extern char **environ;
+    size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 5, sizeof(char *));
+    if (envp) {
+        memcpy(envp, environ, ne * sizeof(*envp));
+        snprintf(ids[0], 256, "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
+        snprintf(ids[1], 256, "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
+        snprintf(ids[2], 256, "TERN_TASK_ATTEMPT=%u", j->attempt);
+        snprintf(ids[3], 256, "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
+        for (int i = 0; i < 4; i++)
+            envp[ne + (size_t)i] = ids[i];
+    }
+    return envp;
+}
+
+/* A shell attempt's exec dir, log and process. */
+static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_errmsg *em)
+{
+    if (asprintf(&j->exec_dir, "%s/exec/%" PRIu64 "-%u", w->data, j->task, j->attempt) < 0)
+        j->exec_dir = NULL;
+    if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
+        j->log_path = NULL;
+    char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
+    char ids[4][256];
+    char **envp = attempt_env(j, d, ids);
+    tn_err e = TN_ERR_NOMEM;
+    if (script && envp && j->exec_dir && j->log_path) {
+        snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
+                 (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
+                 (int)d->command.len, d->command.p);
+        tn_spawn sp = {.task = j->task, .attempt = j->attempt, .script = script,
+                       .exec_dir = j->exec_dir, .log_path = j->log_path, .envp = envp,
+                       .memory_max = d->memory_max, .cpu_max_milli = d->cpu_max_milli};
+        e = tn_proc_start(w->procs, &sp, &j->proc, em);
+    }
+    free(script);
+    free(envp);
+    return e;
+}
+
+static void start_job(tn_worker *w, const tn_msg_dispatch *d)
+{
+    if (!dispatch_wanted(w, d))
+        return;
     job *j = calloc(1, sizeof(*j));
     if (!j)
         return;
@@ -448,66 +358,20 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
     acc.accepted.task = j->task;
     acc.accepted.attempt = j->attempt;
     if (tn_str_eq(d->type, "noop")) {
-        j->noop = true;
-        j->noop_ok = d->noop_success;
-        j->noop_due = tn_mono_ns() + (int64_t)d->noop_duration_ms * 1000000;
-        j->nout = d->noop_outputs.n;
-        j->out_keys = calloc(j->nout + 1, sizeof(char *));
-        j->out_vals = calloc(j->nout + 1, sizeof(char *));
-        for (uint32_t i = 0; j->out_keys && j->out_vals && i < j->nout; i++) {
-            j->out_keys[i] = strndup(d->noop_outputs.v[i].key.p, d->noop_outputs.v[i].key.len);
-            j->out_vals[i] = strndup(d->noop_outputs.v[i].val.p, d->noop_outputs.v[i].val.len);
-        }
-        acc.accepted.containment = TN_STR("none");
-        journal(w, "start %" PRIu64 " %u 0 %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
-                w->name);
-        (void)outbox_put(w, b, &acc);
+        start_noop(w, j, d, &acc);
         return;
     }
     if (!tn_str_eq(d->type, "shell")) {
-        report_result(w, b, j, false, -1, "this worker does not run this task type", NULL);
+        report_result(w, j, false, -1, "this worker does not run this task type", NULL);
         j->done = true;
         return;
     }
-    if (asprintf(&j->exec_dir, "%s/exec/%" PRIu64 "-%u", w->data, j->task, j->attempt) < 0)
-        j->exec_dir = NULL;
-    if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
-        j->log_path = NULL;
-    char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    /* the worker's environment (not copied: tn_proc_start uses it during the call only),
-     * then what identifies the attempt */
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne])
-        ne++;
-    char **envp = calloc(ne + 5, sizeof(char *));
-    char ids[4][256];
-    if (envp) {
-        memcpy(envp, environ, ne * sizeof(*envp));
-        snprintf(ids[0], sizeof(ids[0]), "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
-        snprintf(ids[1], sizeof(ids[1]), "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
-        snprintf(ids[2], sizeof(ids[2]), "TERN_TASK_ATTEMPT=%u", j->attempt);
-        snprintf(ids[3], sizeof(ids[3]), "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
-        for (int i = 0; i < 4; i++)
-            envp[ne + (size_t)i] = ids[i];
-    }
     tn_errmsg em = {{0}};
-    tn_err e = TN_ERR_NOMEM;
-    if (script && envp && j->exec_dir && j->log_path) {
-        snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
-                 (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
-                 (int)d->command.len, d->command.p);
-        tn_spawn sp = {.task = j->task, .attempt = j->attempt, .script = script,
-                       .exec_dir = j->exec_dir, .log_path = j->log_path, .envp = envp,
-                       .memory_max = d->memory_max, .cpu_max_milli = d->cpu_max_milli};
-        e = tn_proc_start(w->procs, &sp, &j->proc, &em);
-    }
-    free(script);
-    free(envp);
+    tn_err e = spawn_shell(w, j, d, &em);
     if (e) {
         char why[600];
         snprintf(why, sizeof(why), "spawn failed: %s", em.text[0] ? em.text : tn_strerror(e));
-        report_result(w, b, j, false, -1, why, NULL);
+        report_result(w, j, false, -1, why, NULL);
         j->done = true;
         return;
     }
@@ -516,11 +380,11 @@ static void start_job(tn_worker *w, tn_batch *b, const tn_msg_dispatch *d)
             (int)tn_proc_pid(j->proc), tn_now_ns(), w->name);
     acc.accepted.pid = tn_proc_pid(j->proc);
     acc.accepted.containment = tn_str_c(tn_contain_mode_name(tn_proc_mode(j->proc)));
-    record_task(w, b, j, true);
-    (void)outbox_put(w, b, &acc);
+    record_task(w, j, true);
+    (void)tn_outbox_put(&w->ob, &acc);
 }
 
-static void kill_job(tn_worker *w, tn_batch *b, const tn_msg_kill *k)
+static void kill_job(tn_worker *w, const tn_msg_kill *k)
 {
     job *j = find_attempt(w, k->task, k->attempt);
     if (!j) {
@@ -528,7 +392,7 @@ static void kill_job(tn_worker *w, tn_batch *b, const tn_msg_kill *k)
         if (!j || j->attempt < k->attempt) {
             /* never here: nothing to kill, say so (the master fences the rest) */
             job tmp = {.task = k->task, .attempt = k->attempt};
-            report_killed(w, b, &tmp);
+            report_killed(w, &tmp);
         }
         return;
     }
@@ -536,7 +400,7 @@ static void kill_job(tn_worker *w, tn_batch *b, const tn_msg_kill *k)
         return;
     j->killed = true;
     if (j->noop) {
-        report_killed(w, b, j);
+        report_killed(w, j);
         j->done = true;
         return;
     }
@@ -574,7 +438,7 @@ static void heartbeat(tn_worker *w)
         groups[i] = tn_str_c(w->groups[i]);
     tn_gauge g[] = {
         {TN_STR("live_task_contexts"), w->njobs},
-        {TN_STR("outbox_entries"), w->outbox.len},
+        {TN_STR("outbox_entries"), tn_outbox_len(&w->ob)},
         {TN_STR("open_log_fds"), 0},
         {TN_STR("cgroups"), ps.cgroups},
         {TN_STR("exec_dirs"), w->exec_dirs},
@@ -626,27 +490,22 @@ static void sweep(tn_worker *w)
 /* ------------------------------------------------------------------------------ */
 /* the loop */
 
-typedef struct in_ctx {
-    tn_worker *w;
-    tn_batch *b;
-} in_ctx;
-
 static tn_err process(void *arg, tn_str sender, const tn_msg *m)
 {
-    in_ctx *x = arg;
+    tn_worker *w = arg;
     (void)sender;
     switch (m->type) {
     case TN_MSG_DISPATCH:
-        start_job(x->w, x->b, &m->dispatch);
+        start_job(w, &m->dispatch);
         break;
     case TN_MSG_KILL:
-        kill_job(x->w, x->b, &m->kill);
+        kill_job(w, &m->kill);
         break;
     case TN_MSG_PERSISTED:
-        outbox_done(x->w, x->b, m->persisted.report_id);
+        tn_outbox_done(&w->ob, m->persisted.report_id);
         break;
     case TN_MSG_RECONCILE:
-        reconcile(x->w, m->reconcile.epoch);
+        reconcile(w, m->reconcile.epoch);
         break;
     default:
         break; /* a worker->master type sent to us: ignore */
@@ -654,17 +513,16 @@ static tn_err process(void *arg, tn_str sender, const tn_msg *m)
     return TN_OK;
 }
 
-static void take_inbound(tn_worker *w, tn_batch *b)
+static void take_inbound(tn_worker *w)
 {
     pthread_mutex_lock(&w->mu);
     inmsg *in = w->in_head;
     w->in_head = w->in_tail = NULL;
     pthread_mutex_unlock(&w->mu);
-    in_ctx x = {w, b};
     while (in) {
         inmsg *next = in->next;
         tn_errmsg em = {{0}};
-        if (tn_frame_decode(in->buf, in->len, process, &x, &em) != TN_OK)
+        if (tn_frame_decode(in->buf, in->len, process, w, &em) != TN_OK)
             tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", in->len,
                     em.text);
         free(in);
@@ -672,7 +530,7 @@ static void take_inbound(tn_worker *w, tn_batch *b)
     }
 }
 
-static void collect(tn_worker *w, tn_batch *b)
+static void collect(tn_worker *w)
 {
     tn_proc_exit ex[64];
     size_t n;
@@ -685,27 +543,16 @@ static void collect(tn_worker *w, tn_batch *b)
                 continue;
             }
             if (j->killed || ex[i].killed) {
-                report_killed(w, b, j);
+                report_killed(w, j);
             } else {
-                int st = ex[i].status;
-                bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-                int64_t code = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+                int64_t code = tn_exit_code(ex[i].status);
+                bool ok = code == 0;
                 tn_kv *outs = tn_kv_new();
-                FILE *f = fopen(j->log_path, "re");
-                if (f && outs) {
-                    tn_params_scanner sc;
-                    tn_params_scanner_init(&sc);
-                    char buf[65536];
-                    size_t r;
-                    while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
-                        (void)tn_params_scanner_feed(&sc, buf, r, outs);
-                    tn_params_scanner_fini(&sc);
-                }
-                if (f)
-                    fclose(f);
+                if (outs)
+                    (void)tn_params_scan_file(j->log_path, outs);
                 char why[96];
                 snprintf(why, sizeof(why), "exit status %" PRId64, code);
-                report_result(w, b, j, ok, code, ok ? NULL : why, outs);
+                report_result(w, j, ok, code, ok ? NULL : why, outs);
                 tn_kv_free(outs);
             }
             j->done = true;
@@ -715,7 +562,7 @@ static void collect(tn_worker *w, tn_batch *b)
     int64_t now = tn_mono_ns();
     for (job *j = w->jobs; j; j = j->next)
         if (j->noop && !j->done && j->noop_due <= now) {
-            report_result(w, b, j, j->noop_ok, j->noop_ok ? 0 : 1,
+            report_result(w, j, j->noop_ok, j->noop_ok ? 0 : 1,
                           j->noop_ok ? NULL : "noop task configured to fail", NULL);
             j->done = true;
         }
@@ -723,26 +570,23 @@ static void collect(tn_worker *w, tn_batch *b)
     for (job *j = w->jobs, *next; j; j = next) {
         next = j->next;
         if (j->done)
-            release(w, b, j);
+            release(w, j);
     }
 }
 
 static void *worker_thread(void *arg)
 {
     tn_worker *w = arg;
-    tn_batch *b;
-    if (tn_batch_new(&b))
-        return NULL;
     int64_t last_hb = 0, last_sweep = tn_mono_ns();
     while (!atomic_load(&w->stop)) {
         uint64_t v;
         (void)!read(w->wake, &v, sizeof(v)); /* before taking: a later frame wakes again */
-        take_inbound(w, b);
+        take_inbound(w);
         int64_t now = tn_mono_ns();
         tn_procs_tick(w->procs, now);
-        collect(w, b);
-        outbox_commit(w, b, false);
-        outbox_send(w, now);
+        collect(w);
+        tn_outbox_commit(&w->ob, false, &w->stop);
+        tn_outbox_send(&w->ob, w->tx, w->name, now);
         if (now - last_hb >= (int64_t)w->o.heartbeat_ms * 1000000) {
             heartbeat(w);
             last_hb = now;
@@ -761,8 +605,9 @@ static void *worker_thread(void *arg)
         for (job *j = w->jobs; j; j = j->next)
             if (j->noop && !j->done && j->noop_due < wake)
                 wake = j->noop_due;
-        if (w->dels && w->dels_since + DEL_DEFER_NS < wake)
-            wake = w->dels_since + DEL_DEFER_NS;
+        int64_t due = tn_outbox_due(&w->ob);
+        if (due && due < wake)
+            wake = due;
         int64_t left = wake - tn_mono_ns();
         if (left > 0) {
             struct pollfd fds[2] = {{.fd = w->wake, .events = POLLIN},
@@ -782,18 +627,25 @@ static void *worker_thread(void *arg)
         for (job *j = w->jobs; j; j = j->next)
             if (j->noop)
                 j->done = true;
-        collect(w, b);
-        outbox_commit(w, b, true);
+        collect(w);
+        tn_outbox_commit(&w->ob, true, &w->stop);
         usleep(10000);
     }
-    outbox_commit(w, b, true);
-    outbox_send(w, tn_mono_ns());
-    tn_batch_free(b);
+    tn_outbox_commit(&w->ob, true, &w->stop);
+    tn_outbox_send(&w->ob, w->tx, w->name, tn_mono_ns());
     return NULL;
 }
 
 /* ------------------------------------------------------------------------------ */
 /* what the master sends (transport thread) */
+
+/* Wake the worker thread: a frame was queued, or stop. */
+static void wake_thread(void *arg)
+{
+    tn_worker *w = arg;
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+}
 
 static void on_frame(void *arg, const void *buf, size_t len)
 {
@@ -811,8 +663,7 @@ static void on_frame(void *arg, const void *buf, size_t len)
         w->in_head = in;
     w->in_tail = in;
     pthread_mutex_unlock(&w->mu);
-    uint64_t one = 1;
-    (void)!write(w->wake, &one, sizeof(one));
+    wake_thread(w);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -870,40 +721,70 @@ static void leftover(void *ud, const tn_leftover *l)
             "processes=%u survivors=%u", l->task, l->attempt, l->npids, l->survivors);
 }
 
+/* An attempt the previous run recorded as running: what is left of it is killed. */
+static void kill_recorded(void *ud, uint64_t task, uint32_t attempt, int64_t pid, uint64_t start)
+{
+    tn_worker *w = ud;
+    tn_pid_ident id = {(pid_t)pid, start};
+    if (id.pid > 0)
+        (void)tn_procs_kill_pids(w->procs, task, attempt, &id, 1, leftover, w);
+}
+
 /* Tasks the previous run of this worker had running: kill what is left of them. */
 static void recover_tasks(tn_worker *w)
 {
     uint32_t n = 0;
     (void)tn_procs_adopt_leftovers(w->procs, leftover, w, &n);
-    tn_rtxn *t;
-    tn_batch *b;
-    if (tn_store_read_begin(w->store, &t) || tn_batch_new(&b))
-        return;
-    tn_cursor *c;
-    tn_val k, v;
-    if (tn_cursor_open(t, TN_DB_TASKS, &c) == TN_OK) {
-        for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
-            if (k.len != 8 || v.len != 28)
-                continue;
-            uint64_t task = tn_get_be64(k.data);
-            uint32_t attempt = (uint32_t)tn_get_be64(v.data);
-            tn_pid_ident id = {(pid_t)tn_get_be64((const uint8_t *)v.data + 8),
-                               tn_get_be64((const uint8_t *)v.data + 16)};
-            if (id.pid > 0)
-                (void)tn_procs_kill_pids(w->procs, task, attempt, &id, 1, leftover, w);
-            tn_batch_del(b, TN_DB_TASKS, k.data, 8);
-            n++;
-        }
-        tn_cursor_close(c);
-    }
-    tn_store_read_end(t);
-    if (tn_batch_count(b)) {
-        tn_errmsg em;
-        (void)tn_store_commit(w->store, b, &em);
-    }
-    tn_batch_free(b);
+    n += tn_outbox_store_take_tasks(w->st, kill_recorded, w);
     if (n)
         tn_info("worker", "msg=\"previous run's tasks found and killed\" count=%u", n);
+}
+
+/* The worker's name (or the host's), control URL, listen URL and groups. */
+static void set_names(tn_worker *w, const tn_worker_opts *opts)
+{
+    if (opts->name)
+        snprintf(w->name, sizeof(w->name), "%s", opts->name);
+    else if (gethostname(w->name, sizeof(w->name) - 1) != 0)
+        snprintf(w->name, sizeof(w->name), "worker");
+    if (opts->ctl_url)
+        snprintf(w->ctl, sizeof(w->ctl), "%s", opts->ctl_url);
+    else
+        snprintf(w->ctl, sizeof(w->ctl), "ipc://%s/worker.ctl", w->data);
+    snprintf(w->listen, sizeof(w->listen), "%s", opts->listen_url);
+    const char *g = opts->groups && *opts->groups ? opts->groups : "default";
+    while (*g && w->ngroups < 16) {
+        size_t l = strcspn(g, ",");
+        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)l, g);
+        g += l + (g[l] == ',');
+    }
+}
+
+/* The sender to the master (faults from $TERN_FAULTS) and the receiver of its frames. */
+static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg *msg)
+{
+    tn_err e;
+    if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
+        w->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
+        w->use_tls = true;
+    }
+    tn_tx inner;
+    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
+        (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
+                       msg)))
+        return e;
+    if ((e = tn_tx_fault_from_env(inner, &w->tx, msg))) {
+        tn_tx_free(&inner);
+        return e;
+    }
+    if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
+        (e = tn_tx_new(opts->listen_url, false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx,
+                       msg)) ||
+        (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
+        return e;
+    /* a ":0" port: tell the master the real one */
+    (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
+    return TN_OK;
 }
 
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
@@ -918,7 +799,6 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         w->o.heartbeat_ms = 1000;
     pthread_mutex_init(&w->mu, NULL);
     w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    tn_map_init(&w->outbox);
     tn_map_init(&w->finished);
     tn_map_init(&w->finished_old);
     w->journal = -1;
@@ -941,27 +821,12 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_mkdir_p(sub);
     snprintf(sub, sizeof(sub), "%s/exec", w->data);
     tn_mkdir_p(sub);
-    if (opts->name)
-        snprintf(w->name, sizeof(w->name), "%s", opts->name);
-    else if (gethostname(w->name, sizeof(w->name) - 1) != 0)
-        snprintf(w->name, sizeof(w->name), "worker");
-    if (opts->ctl_url)
-        snprintf(w->ctl, sizeof(w->ctl), "%s", opts->ctl_url);
-    else
-        snprintf(w->ctl, sizeof(w->ctl), "ipc://%s/worker.ctl", w->data);
-    snprintf(w->listen, sizeof(w->listen), "%s", opts->listen_url);
-    const char *g = opts->groups && *opts->groups ? opts->groups : "default";
-    while (*g && w->ngroups < 16) {
-        size_t l = strcspn(g, ",");
-        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)l, g);
-        g += l + (g[l] == ',');
-    }
+    set_names(w, opts);
     randombytes_buf(&w->epoch, sizeof(w->epoch));
     char jp[4300];
     snprintf(jp, sizeof(jp), "%s/journal", w->data);
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    tn_store_opts so = {.create = true, .map_max = opts->map_max};
-    if ((e = tn_store_open(w->data, &so, &w->store, msg)))
+    if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
         goto fail;
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->name};
     if ((e = tn_procs_new(&po, &w->procs, msg)))
@@ -970,25 +835,9 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
             tn_contain_mode_name(tn_procs_mode(w->procs)),
             tn_procs_cgroup_dir(w->procs) ? tn_procs_cgroup_dir(w->procs) : "-");
     recover_tasks(w);
-    outbox_load(w);
-    if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
-        w->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
-        w->use_tls = true;
-    }
-    tn_tx inner;
-    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
-        (e = tn_tx_nng_new(true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner, msg)))
+    tn_outbox_init(&w->ob, w->st);
+    if ((e = connect_master(w, opts, msg)))
         goto fail;
-    if ((e = tn_tx_fault_from_env(inner, &w->tx, msg))) {
-        tn_tx_free(&inner);
-        goto fail;
-    }
-    if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
-        (e = tn_tx_nng_new(false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx, msg)) ||
-        (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
-        goto fail;
-    /* a ":0" port: tell the master the real one */
-    (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
     if ((e = tn_rpc_serve(w->ctl, serve_logs, w, &w->rpc, msg)))
         goto fail;
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
@@ -1006,8 +855,8 @@ fail:
     tn_tx_free(&w->tx);
     tn_outq_free(w->q);
     tn_procs_free(w->procs);
-    tn_store_close(w->store);
-    tn_map_fini(&w->outbox);
+    tn_outbox_fini(&w->ob);
+    tn_outbox_store_close(w->st);
     if (w->journal >= 0)
         close(w->journal);
     if (w->wake >= 0)
@@ -1020,13 +869,7 @@ void tn_worker_stop(tn_worker *w)
 {
     if (!w)
         return;
-    tn_rpc_server_free(w->rpc);
-    tn_tx_close(w->rx);
-    atomic_store(&w->stop, true);
-    uint64_t one = 1;
-    (void)!write(w->wake, &one, sizeof(one));
-    pthread_join(w->thread, NULL);
-    tn_tx_free(&w->rx);
+    tn_daemon_stop(w->rpc, &w->rx, &w->stop, wake_thread, w, w->thread);
     if (w->q)
         (void)tn_outq_flush(w->q, w->tx, NULL);
     tn_tx_free(&w->tx);
@@ -1044,17 +887,11 @@ void tn_worker_stop(tn_worker *w)
         free(j->log_path);
         free(j);
     }
-    for (size_t i = 0; i < w->outbox.cap; i++)
-        if (w->outbox.slots[i].key) {
-            pending *p = w->outbox.slots[i].val;
-            free(p->enc);
-            free(p);
-        }
-    tn_map_fini(&w->outbox);
+    tn_outbox_fini(&w->ob);
     tn_map_fini(&w->finished);
     tn_map_fini(&w->finished_old);
     tn_procs_free(w->procs);
-    tn_store_close(w->store);
+    tn_outbox_store_close(w->st);
     if (w->journal >= 0)
         close(w->journal);
     close(w->wake);

@@ -1,0 +1,587 @@
+/* Spawning an attempt: clone3 into its cgroup (or posix_spawn), user, limits, exec dir. */
+#include "proc_int.h"
+
+/* ---------------------------------------------------------------------------------- */
+/* Spawning */
+
+enum { ST_CGROUP = 1, ST_SETSID, ST_DUP, ST_CHDIR, ST_GROUPS, ST_GID, ST_UID, ST_EXEC };
+static const char *const stage_names[] = {"", "join cgroup", "setsid", "dup2", "chdir",
+                                          "setgroups", "setgid", "setuid", "exec /bin/sh"};
+
+typedef struct child_ctx {
+    int nullfd, logfd;
+    int cgdir;    /* the v2 task cgroup, joined at clone (CLONE_INTO_CGROUP); or -1 */
+    int cgprocs;  /* its cgroup.procs, when the child joins by writing instead; or -1 */
+    int cgfds[2]; /* v1 limit cgroups' cgroup.procs, joined by writing */
+    int ncg;
+    const char *exec_dir;
+    bool set_user;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    int ngroups;
+    char *const *argv;
+    char *const *envp;
+    /* written by a child that fails, read by the parent once the child is gone */
+    volatile int fail_stage, fail_errno;
+} child_ctx;
+
+/* The set*id calls as raw system calls: glibc's wrappers would signal every thread of
+ * the parent, whose memory the child shares. */
+#ifdef SYS_setgroups32
+#define SYS_SETGROUPS SYS_setgroups32
+#define SYS_SETGID SYS_setgid32
+#define SYS_SETUID SYS_setuid32
+#else
+#define SYS_SETGROUPS SYS_setgroups
+#define SYS_SETGID SYS_setgid
+#define SYS_SETUID SYS_setuid
+#endif
+
+/* Runs in the child of spawn_clone, on its own stack in the parent's memory while the
+ * parent waits: system calls only (no locks, no malloc), and not instrumented by ASan,
+ * whose stack bookkeeping does not know this stack. Returns only on failure. */
+__attribute__((no_sanitize_address)) static int child_run(void *arg)
+{
+    child_ctx *c = arg;
+    int stage = ST_CGROUP;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        (void)sigaction(s, &dfl, NULL);
+    if (c->cgprocs >= 0 && write(c->cgprocs, "0", 1) != 1)
+        goto fail;
+    for (int i = 0; i < c->ncg; i++)
+        if (write(c->cgfds[i], "0", 1) != 1)
+            goto fail;
+    stage = ST_SETSID;
+    if (setsid() < 0)
+        goto fail;
+    stage = ST_DUP;
+    if (dup2(c->nullfd, 0) < 0 || dup2(c->logfd, 1) < 0 || dup2(c->logfd, 2) < 0)
+        goto fail;
+    stage = ST_CHDIR;
+    if (chdir(c->exec_dir) != 0)
+        goto fail;
+    if (c->set_user) {
+        stage = ST_GROUPS;
+        if (syscall(SYS_SETGROUPS, (size_t)c->ngroups, c->groups) != 0)
+            goto fail;
+        stage = ST_GID;
+        if (syscall(SYS_SETGID, c->gid) != 0)
+            goto fail;
+        stage = ST_UID;
+        if (syscall(SYS_SETUID, c->uid) != 0)
+            goto fail;
+    }
+#ifdef SYS_close_range
+    (void)syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+#endif
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    stage = ST_EXEC;
+    execve("/bin/sh", c->argv, c->envp);
+fail:
+    c->fail_errno = errno ? errno : EIO;
+    c->fail_stage = stage;
+    _exit(127);
+}
+
+#if defined(__x86_64__) && defined(SYS_clone3)
+#define HAVE_CLONE3_VFORK 1
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+/* struct clone_args of Linux 5.7 (glibc has no clone3 wrapper) */
+typedef struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+} clone3_args;
+
+/* clone3 with the child running fn(arg) on ca->stack, as glibc's clone() does for clone:
+ * a child with CLONE_VM must not return through the caller's frames. Returns the pid or
+ * -errno (the raw system call). */
+static long clone3_vfork(clone3_args *ca, int (*fn)(void *), void *arg)
+{
+    long ret;
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "mov %[arg], %%rdi\n\t" /* the child; r11 is free after syscall */
+                     "mov %[fn], %%r11\n\t"
+                     "xor %%ebp, %%ebp\n\t" /* outermost frame (fn or arg may be in rbp) */
+                     "call *%%r11\n\t"
+                     "mov %%eax, %%edi\n\t"
+                     "mov %[nr_exit], %%eax\n\t"
+                     "syscall\n\t"
+                     "hlt\n"
+                     "1:"
+                     : "=a"(ret)
+                     : "a"((long)SYS_clone3), "D"(ca), "S"(sizeof(*ca)), [fn] "r"(fn),
+                       [arg] "r"(arg), [nr_exit] "i"(SYS_exit)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#endif
+
+/* clone(CLONE_VM | CLONE_VFORK), as posix_spawn does it, with the steps posix_spawn cannot
+ * do (join a cgroup, switch user): the parent's page tables are not copied and torn down
+ * again at exec, which cost a worker with many threads and a large map twice the time of
+ * the whole spawn. Where it can, clone3 puts the child in its v2 cgroup at birth
+ * (CLONE_INTO_CGROUP): a write to cgroup.procs migrates under a global lock and cost
+ * ~150 us more per spawn. The child reports a failing stage and errno in *c. */
+static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
+{
+    if (!p->stack) { /* one stack serves every spawn: they run one at a time, under p->mu */
+        size_t guard = (size_t)sysconf(_SC_PAGESIZE);
+        char *st = mmap(NULL, guard + CHILD_STACK, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (st == MAP_FAILED)
+            return errno;
+        (void)mprotect(st, guard, PROT_NONE); /* an overflow faults, not corrupts */
+        p->stack = st + guard;
+    }
+    c->fail_stage = c->fail_errno = 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long k = -1;
+    int clone_err = 0;
+#ifdef HAVE_CLONE3_VFORK
+    if (c->cgdir >= 0 && !p->no_clone3) {
+        clone3_args ca = {.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP,
+                          .exit_signal = SIGCHLD,
+                          .stack = (uint64_t)(uintptr_t)p->stack,
+                          .stack_size = CHILD_STACK,
+                          .cgroup = (uint64_t)c->cgdir};
+        k = clone3_vfork(&ca, child_run, c);
+        /* older kernel: not again; any other error: the write path says which stage */
+        if (k == -ENOSYS || k == -EINVAL || k == -E2BIG)
+            p->no_clone3 = true;
+    }
+#endif
+    if (k < 0 && c->cgdir >= 0 &&
+        (c->cgprocs = pr_fd_high(openat(c->cgdir, "cgroup.procs", O_WRONLY | O_CLOEXEC))) < 0)
+        clone_err = errno;
+    else if (k < 0) {
+        k = clone(child_run, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+        clone_err = errno;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (k < 0)
+        return clone_err;
+    /* CLONE_VFORK: the child has exec'd or exited by now */
+    if (c->fail_stage) {
+        int st;
+        while (waitpid((pid_t)k, &st, 0) < 0 && errno == EINTR)
+            ;
+        *stage = c->fail_stage;
+        return c->fail_errno;
+    }
+    *pid = (pid_t)k;
+    return 0;
+}
+
+/* posix_spawn (vfork-like and cheaper), for what it can do: a new session, no user
+ * change, no cgroup to join before exec. */
+static int spawn_posix(const child_ctx *c, pid_t *pid)
+{
+#if defined(__GLIBC__)
+#if __GLIBC_PREREQ(2, 34)
+#define HAVE_SPAWN_NP 1
+#endif
+#endif
+#ifdef HAVE_SPAWN_NP
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t fa;
+    int e = posix_spawnattr_init(&attr);
+    if (e)
+        return e;
+    e = posix_spawn_file_actions_init(&fa);
+    if (e) {
+        posix_spawnattr_destroy(&attr);
+        return e;
+    }
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    if (!e)
+        e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                                POSIX_SPAWN_SETSIGDEF);
+    if (!e)
+        e = posix_spawnattr_setsigdefault(&attr, &all);
+    if (!e)
+        e = posix_spawnattr_setsigmask(&attr, &none);
+    if (!e)
+        e = posix_spawn_file_actions_adddup2(&fa, c->nullfd, 0);
+    if (!e)
+        e = posix_spawn_file_actions_adddup2(&fa, c->logfd, 1);
+    if (!e)
+        e = posix_spawn_file_actions_adddup2(&fa, c->logfd, 2);
+    if (!e)
+        e = posix_spawn_file_actions_addchdir_np(&fa, c->exec_dir);
+    if (!e)
+        e = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    if (!e)
+        e = posix_spawn(pid, "/bin/sh", &fa, &attr, c->argv, c->envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return e;
+#else
+    (void)c;
+    (void)pid;
+    return ENOSYS;
+#endif
+}
+
+/* The environment with the attempt's tag first (replacing an inherited one). */
+static char **build_env(char *const *envp, const char *tag)
+{
+    char *const *src = envp ? envp : environ;
+    size_t n = 0;
+    while (src && src[n])
+        n++;
+    char **env = calloc(n + 2, sizeof(*env));
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    env[k++] = (char *)tag;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(src[i], TAG_VAR "=", sizeof(TAG_VAR)) != 0)
+            env[k++] = src[i];
+    env[k] = NULL;
+    return env;
+}
+
+/* Resolves a user in the parent (getpwnam and initgroups are not async-signal-safe). */
+static tn_err resolve_user(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
+{
+    long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t len = sz > 0 ? (size_t)sz : 16384;
+    struct passwd pw, *res = NULL;
+    char *buf = NULL;
+    int e;
+    for (;;) {
+        char *nb = realloc(buf, len);
+        if (!nb) {
+            free(buf);
+            return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        }
+        buf = nb;
+        e = getpwnam_r(s->user, &pw, buf, len, &res);
+        if (e != ERANGE || len >= (1u << 20))
+            break;
+        len *= 2;
+    }
+    if (!res) {
+        free(buf);
+        return tn_errmsg_set(msg, TN_ERR_NOENT,
+                             "task %" PRIu64 " attempt %" PRIu32 ": user \"%s\" %s on this "
+                             "worker: create the OS user or change the task's tenant",
+                             s->task, s->attempt, s->user, e ? strerror(e) : "does not exist");
+    }
+    if (geteuid() != 0 && pw.pw_uid != geteuid()) {
+        free(buf);
+        return tn_errmsg_set(msg, TN_ERR_PERM,
+                             "task %" PRIu64 ": the worker runs as uid %d and cannot switch to "
+                             "user \"%s\": run the worker as root or clear the tenant",
+                             s->task, (int)geteuid(), s->user);
+    }
+    c->set_user = true;
+    c->uid = pw.pw_uid;
+    c->gid = pw.pw_gid;
+    int ng = 32;
+    for (int tries = 0; tries < 8; tries++) {
+        gid_t *g = realloc(c->groups, (size_t)ng * sizeof(*g));
+        if (!g) {
+            free(buf);
+            return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        }
+        c->groups = g;
+        int want = ng;
+        if (getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &want) >= 0) {
+            c->ngroups = want;
+            break;
+        }
+        ng = want > ng ? want : ng * 2;
+        if (ng > 65536)
+            break;
+    }
+    if (c->ngroups == 0) { /* could not list them: the primary group alone */
+        c->groups[0] = pw.pw_gid;
+        c->ngroups = 1;
+    }
+    free(buf);
+    return TN_OK;
+}
+
+/* Limits: v2 files in the task cgroup, else a per-task v1 cgroup the child joins. A
+ * limit that cannot be set is noted, never fatal. */
+static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *c,
+                         const char *base)
+{
+    char *n = t->note;
+    size_t cap = sizeof(t->note), len = 0;
+    n[0] = '\0';
+    if (!s->memory_max && !s->cpu_max_milli) {
+        snprintf(n, cap, "no limits requested");
+        return;
+    }
+    for (int which = 0; which < 2; which++) {
+        uint64_t want = which == 0 ? s->memory_max : s->cpu_max_milli;
+        if (!want)
+            continue;
+        const char *what = which == 0 ? "memory" : "cpu";
+        lim_kind kind = which == 0 ? p->lim_mem : p->lim_cpu;
+        if (kind == LIM_V2 && t->mode != TN_CONTAIN_CGROUP)
+            kind = LIM_NONE;
+        char v[64];
+        int e = 0;
+        if (kind == LIM_V2) {
+            if (which == 0) {
+                snprintf(v, sizeof(v), "%" PRIu64, want);
+                e = pr_write_at(t->cg, "memory.max", v);
+            } else {
+                uint64_t q = want * 100 < 1000 ? 1000 : want * 100;
+                snprintf(v, sizeof(v), "%" PRIu64 " 100000", q);
+                e = pr_write_at(t->cg, "cpu.max", v);
+            }
+        } else if (kind == LIM_V1) {
+            const char *wdir = which == 0 ? p->v1_mem : p->v1_cpu;
+            char **slot = which == 0 ? &t->cg_mem : &t->cg_cpu;
+            bool shared = which == 1 && t->cg_mem && strcmp(p->v1_mem, p->v1_cpu) == 0;
+            if (shared) {
+                *slot = t->cg_mem;
+            } else if (!(*slot = pr_path_join(wdir, base))) {
+                e = ENOMEM;
+            } else if (mkdir(*slot, 0755) != 0 && errno != EEXIST) {
+                e = errno;
+            }
+            if (!e && which == 0) {
+                snprintf(v, sizeof(v), "%" PRIu64, want);
+                e = pr_write_at(*slot, "memory.limit_in_bytes", v);
+            } else if (!e) {
+                uint64_t q = want * 100 < 1000 ? 1000 : want * 100;
+                snprintf(v, sizeof(v), "%" PRIu64, q);
+                e = pr_write_at(*slot, "cpu.cfs_period_us", "100000");
+                if (!e)
+                    e = pr_write_at(*slot, "cpu.cfs_quota_us", v);
+            }
+            if (!e && !shared) {
+                char path[4096];
+                snprintf(path, sizeof(path), "%s/cgroup.procs", *slot);
+                int fd = pr_fd_high(open(path, O_WRONLY | O_CLOEXEC));
+                if (fd < 0)
+                    e = errno;
+                else
+                    c->cgfds[c->ncg++] = fd;
+            }
+            if (e && *slot && !shared) {
+                (void)rmdir(*slot);
+                free(*slot);
+                *slot = NULL;
+            }
+        }
+        int w;
+        if (kind == LIM_NONE)
+            w = snprintf(n + len, cap - len, "%s%s limit unsupported here (%s)", len ? "; " : "",
+                         what, p->lim_why);
+        else if (e)
+            w = snprintf(n + len, cap - len, "%s%s limit failed (%s)", len ? "; " : "", what,
+                         strerror(e));
+        else
+            w = snprintf(n + len, cap - len, "%s%s=%s", len ? " " : "", what,
+                         kind == LIM_V2 ? "v2" : "v1");
+        if (w > 0)
+            len = (size_t)w + len < cap ? len + (size_t)w : cap - 1;
+    }
+}
+
+static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg *msg)
+{
+    if (mkdir(s->exec_dir, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+        if (e == ENOENT)
+            return tn_errmsg_set(msg, TN_ERR_NOENT,
+                                 "task %" PRIu64 " attempt %" PRIu32 ": exec dir %s: its parent "
+                                 "directory does not exist: create it or fix the worker's exec "
+                                 "dir setting", s->task, s->attempt, s->exec_dir);
+        return tn_errmsg_set(msg, tn_err_from_errno(e),
+                             "task %" PRIu64 " attempt %" PRIu32 ": cannot create exec dir %s: %s",
+                             s->task, s->attempt, s->exec_dir, strerror(e));
+    }
+    struct stat st;
+    if (stat(s->exec_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "task %" PRIu64 ": exec dir %s exists and is not a directory",
+                             s->task, s->exec_dir);
+    if (c->set_user && chown(s->exec_dir, c->uid, c->gid) != 0)
+        return tn_errmsg_set(msg, tn_err_from_errno(errno),
+                             "task %" PRIu64 ": chown exec dir %s to user \"%s\": %s", s->task,
+                             s->exec_dir, s->user, strerror(errno));
+    return TN_OK;
+}
+
+/* The attempt's log (stdout and stderr, appended) and /dev/null (stdin), above the low fds. */
+static tn_err open_stdio(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
+{
+    c->logfd = pr_fd_high(open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY,
+                           0640));
+    if (c->logfd < 0)
+        return tn_errmsg_set(msg, tn_err_from_errno(errno),
+                             "task %" PRIu64 " attempt %" PRIu32 ": cannot open log %s: %s",
+                             s->task, s->attempt, s->log_path, strerror(errno));
+    c->nullfd = pr_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (c->nullfd < 0)
+        return tn_errmsg_set(msg, TN_ERR_IO, "open /dev/null: %s", strerror(errno));
+    return TN_OK;
+}
+
+/* The attempt's cgroup <root>/<base>, made empty, and a directory fd for CLONE_INTO_CGROUP. */
+static tn_err task_cgroup(tn_procs *p, tn_proc *t, child_ctx *c, const char *base,
+                          const tn_spawn *s, tn_errmsg *msg)
+{
+    if (!(t->cg = pr_path_join(p->root, base)))
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    int e = mkdir(t->cg, 0755) == 0 ? 0 : errno;
+    if (e == EEXIST) /* an empty leftover is reused; a populated one is not ours */
+        e = pr_cg_rmdir_tree(t->cg, 0) == 0 && mkdir(t->cg, 0755) == 0 ? 0 : EBUSY;
+    if (e) {
+        tn_err err = tn_errmsg_set(msg, e == EBUSY ? TN_ERR_EXISTS : tn_err_from_errno(e),
+                                   "task %" PRIu64 " attempt %" PRIu32 ": cgroup %s: %s%s",
+                                   s->task, s->attempt, t->cg, strerror(e),
+                                   e == EBUSY ? ": a previous run left it populated; the worker "
+                                                "must call tn_procs_adopt_leftovers at start"
+                                              : "");
+        free(t->cg); /* not created by us: not ours to remove */
+        t->cg = NULL;
+        return err;
+    }
+    c->cgdir = pr_fd_high(open(t->cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (c->cgdir < 0)
+        return tn_errmsg_set(msg, tn_err_from_errno(errno), "open %s: %s", t->cg,
+                             strerror(errno));
+    return TN_OK;
+}
+
+/* A started leader joins the manager's list and is watched. */
+static void link_started(tn_procs *p, tn_proc *t)
+{
+    pinfo pi;
+    if (pr_read_stat(t->pid, &pi))
+        t->start = pi.start;
+    t->next = p->head;
+    if (p->head)
+        p->head->prev = t;
+    p->head = t;
+    p->live++;
+    if (p->mode == TN_CONTAIN_SESSION)
+        (void)pr_pidset_put(&t->seen, t->pid, t->start);
+    pr_watch_leader(p, t);
+}
+
+/* What a failed start made, undone (p->mu held). */
+static void discard_attempt(tn_proc *t)
+{
+    if (t->cg && t->pid == 0)
+        (void)rmdir(t->cg);
+    if (t->cg_mem)
+        (void)rmdir(t->cg_mem);
+    if (t->cg_cpu && t->cg_cpu != t->cg_mem)
+        (void)rmdir(t->cg_cpu);
+    pr_proc_destroy(t);
+}
+
+static void close_child_fds(child_ctx *c)
+{
+    for (int i = 0; i < c->ncg; i++)
+        (void)close(c->cgfds[i]);
+    if (c->cgdir >= 0)
+        (void)close(c->cgdir);
+    if (c->cgprocs >= 0)
+        (void)close(c->cgprocs);
+    if (c->logfd >= 0)
+        (void)close(c->logfd);
+    if (c->nullfd >= 0)
+        (void)close(c->nullfd);
+    free(c->groups);
+}
+
+tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *msg)
+{
+    if (!p || !s || !out || !s->script || !s->exec_dir || !s->exec_dir[0] || !s->log_path ||
+        !s->log_path[0])
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "tn_proc_start: script, exec_dir and log_path are required");
+    tn_err err = TN_OK;
+    char *tag = NULL, **env = NULL, base[64];
+    char *const argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
+    child_ctx c = {.nullfd = -1, .logfd = -1, .cgdir = -1, .cgprocs = -1, .exec_dir = s->exec_dir,
+                   .argv = argv};
+    tn_proc *t = NULL;
+    snprintf(base, sizeof(base), "task-%" PRIu64 "-%" PRIu32, s->task, s->attempt);
+
+    pthread_mutex_lock(&p->mu);
+    if (pr_find_attempt(p, s->task, s->attempt)) {
+        err = tn_errmsg_set(msg, TN_ERR_EXISTS, "task %" PRIu64 " attempt %" PRIu32
+                            " is already running on this worker", s->task, s->attempt);
+        goto fail;
+    }
+    if (s->user && (err = resolve_user(s, &c, msg)) != TN_OK)
+        goto fail;
+    if ((err = prepare_exec_dir(s, &c, msg)) != TN_OK)
+        goto fail;
+    if ((err = open_stdio(s, &c, msg)) != TN_OK)
+        goto fail;
+    if (asprintf(&tag, TAG_VAR "=%s/%" PRIu64 "/%" PRIu32, p->name, s->task, s->attempt) < 0) {
+        tag = NULL;
+        err = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (!(env = build_env(s->envp, tag)) || !(t = calloc(1, sizeof(*t)))) {
+        err = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    c.envp = env;
+    t->mgr = p;
+    t->pidfd = -1;
+    t->task = s->task;
+    t->attempt = s->attempt;
+    t->mode = p->mode;
+
+    if (p->mode == TN_CONTAIN_CGROUP && (err = task_cgroup(p, t, &c, base, s, msg)) != TN_OK)
+        goto fail;
+    apply_limits(p, t, s, &c, base);
+
+    int stage = 0, e = ENOSYS;
+    bool posix = p->mode == TN_CONTAIN_SESSION && !c.set_user && c.ncg == 0 && c.cgdir < 0;
+    if (posix)
+        e = spawn_posix(&c, &t->pid);
+    if (!posix || e == ENOSYS)
+        e = spawn_clone(p, &c, &t->pid, &stage);
+    if (e) {
+        err = tn_errmsg_set(msg, tn_err_from_errno(e),
+                            "task %" PRIu64 " attempt %" PRIu32 ": %s failed%s%s: %s", s->task,
+                            s->attempt, stage ? stage_names[stage] : "spawn /bin/sh",
+                            stage == ST_CHDIR ? " in " : "", stage == ST_CHDIR ? s->exec_dir : "",
+                            strerror(e));
+        goto fail;
+    }
+    link_started(p, t);
+    tn_info(COMP, "msg=started task=%" PRIu64 " attempt=%" PRIu32 " pid=%d mode=%s spawn=%s "
+            "limits=\"%s\"", t->task, t->attempt, (int)t->pid, tn_contain_mode_name(t->mode),
+            posix ? "posix_spawn" : "clone", t->note);
+    *out = t;
+    t = NULL;
+fail:
+    if (t)
+        discard_attempt(t);
+    pthread_mutex_unlock(&p->mu);
+    close_child_fds(&c);
+    free(env);
+    free(tag);
+    return err;
+}
+
