@@ -45,7 +45,7 @@ static const tn_cli_cmd commands[] = {
      tn_cmd_sm},
     {"bench", "run a benchmark next to its raw baseline", tn_usage_bench, NULL, tn_cmd_bench},
     {"chaos", "real daemons, seeded faults, then invariants checked from the log and hosts",
-     tn_usage_chaos, NULL, tn_cmd_chaos},
+     NULL, &tn_spec_chaos, tn_cmd_chaos},
     {"help", "show this help, or a command's", usage_help, NULL, cmd_help},
 };
 

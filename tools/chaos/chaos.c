@@ -1,7 +1,7 @@
 /* `tern chaos`: a real master and workers on loopback, a workload and a fault schedule drawn
  * from a seed, then the invariants checked from the log, the workers' journals and /proc. */
 #include <ftw.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,12 +13,40 @@
 #include "chaos.h"
 #include "cli.h"
 #include "def.h"
+#include "opt.h"
 
-const char tn_usage_chaos[] =
-    "usage: tern chaos [--seed N] [--duration 60s] [--workers K] [--workflows W] [--dir DIR]\n"
-    "                  [--settle 120s] [--rss-max 256M] [--json] SCENARIO\n"
-    "       tern chaos --replay-schedule FILE [--dir DIR] [--json]\n"
-    "\n"
+/* The options as given; the run's defaults are applied after parsing, so that what was
+ * given can be told apart (--replay-schedule refuses --seed and the sizes). */
+typedef struct chaos_opts {
+    const char *seed, *dir, *replay;
+    uint64_t duration_ms, settle_ms, workers, workflows, rss_max;
+    bool json;
+} chaos_opts;
+
+static const tn_opt chaos_table[] = {
+    {"seed", 0, TN_OPT_STR, offsetof(chaos_opts, seed), "N",
+     .help = "PRNG seed (default: from the clock; printed first)"},
+    {"duration", 0, TN_OPT_DURATION, offsetof(chaos_opts, duration_ms), "D",
+     .help = "how long faults are injected and work is submitted (default 60s)", .min = 1000,
+     .want = "a duration of at least 1s, such as 60s or 30m"},
+    {"workers", 0, TN_OPT_U64, offsetof(chaos_opts, workers), "K",
+     .help = "worker processes, 4 slots each (default 3, at most 16)", .min = 1, .max = MAXW},
+    {"workflows", 0, TN_OPT_U64, offsetof(chaos_opts, workflows), "W",
+     .help = "workflow starts (default: one per second of duration, at least 8)", .min = 1,
+     .max = 100000},
+    {"dir", 0, TN_OPT_STR, offsetof(chaos_opts, dir), "DIR", .help = "work in DIR (created; kept)"},
+    {"settle", 0, TN_OPT_DURATION, offsetof(chaos_opts, settle_ms), "D",
+     .help = "how long to wait for the cluster to settle after healing (120s)"},
+    {"rss-max", 0, TN_OPT_SIZE, offsetof(chaos_opts, rss_max), "BYTES",
+     .help = "the memory bound of invariant 6 (default 256M)", .min = 1},
+    {"replay-schedule", 0, TN_OPT_STR, offsetof(chaos_opts, replay), "FILE",
+     .help = "run a schedule file again (its seed, scenario, sizes and every action)"},
+    {"json", 0, TN_OPT_FLAG, offsetof(chaos_opts, json), NULL,
+     .help = "the report as JSON on stdout (progress stays on stderr)"},
+    {0}};
+
+const tn_opt_cmd tn_spec_chaos = {
+    "chaos", (const char *const[]){"SCENARIO", "--replay-schedule FILE", NULL},
     "Start a real master and K workers (this binary) on 127.0.0.1 in a temp dir, drive W\n"
     "workflows through the control socket (shell and noop DAGs with retries, timeouts,\n"
     "conditions, a switch and sub-workflows; pauses, resumes, stops, recovers and task kills\n"
@@ -53,15 +81,8 @@ const char tn_usage_chaos[] =
     "(its seed, scenario, sizes and every fault and user action). The directory is removed\n"
     "at the end unless --dir was given or a check failed; then its path is printed. It holds\n"
     "the daemons' logs (master.log, wN.log), their data and the workers' journals.\n"
-    "\n"
-    "  --seed N          PRNG seed (default: from the clock; printed first)\n"
-    "  --duration D      how long faults are injected and work is submitted (default 60s)\n"
-    "  --workers K       worker processes, 4 slots each (default 3, at most 16)\n"
-    "  --workflows W     workflow starts (default: one per second of duration, at least 8)\n"
-    "  --dir DIR         work in DIR (created; kept)\n"
-    "  --settle D        how long to wait for the cluster to settle after healing (120s)\n"
-    "  --rss-max BYTES   the memory bound of invariant 6 (default 256M)\n"
-    "  --json            the report as JSON on stdout (progress stays on stderr)\n";
+    "\n",
+    chaos_table, .max_args = 1};
 
 atomic_bool chaos_interrupted;
 
@@ -94,64 +115,23 @@ bool chaos_mount_point(const char *type, const char *opt, char *buf, size_t len)
 /* ------------------------------------------------------------------------------ */
 /* the command line */
 
-/* The options (the getopt loop); have_seed and sized: whether --seed and the sizes were
- * given. Returns 0, or the exit status of a usage error. */
-static int parse_opts(int argc, char **argv, run *r, const char **replay, bool *have_seed,
-                      bool *sized)
+/* The options into r; have_seed and sized: whether --seed and the sizes were given.
+ * Returns 0, or the exit status of a usage error. */
+static int parse_opts(const chaos_opts *o, run *r, bool *have_seed, bool *sized)
 {
-    static const struct option lo[] = {
-        {"seed", 1, 0, 's'}, {"duration", 1, 0, 'd'}, {"workers", 1, 0, 'w'},
-        {"workflows", 1, 0, 'W'}, {"dir", 1, 0, 'D'}, {"replay-schedule", 1, 0, 'R'},
-        {"json", 0, 0, 'j'}, {"settle", 1, 0, 'S'}, {"rss-max", 1, 0, 'm'}, {0, 0, 0, 0}};
-    int c;
-    uint64_t u;
-    optind = 1;
-    opterr = 0;
-    r->s.duration_ms = 60000;
-    r->s.workers = 3;
-    r->settle_ms = 120000;
-    r->rss_bound = 256 * MIB;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            if (!tn_cli_u64(optarg, &r->s.seed))
-                return tn_cli_usage("chaos", "--seed wants a number");
-            *have_seed = true;
-            break;
-        case 'd':
-            if (tn_parse_duration_ms(optarg, &u) != TN_OK || u < 1000)
-                return tn_cli_usage("chaos", "--duration wants a duration of at least 1s, such "
-                                    "as 60s or 30m");
-            r->s.duration_ms = (int64_t)u;
-            *sized = true;
-            break;
-        case 'S':
-            if (tn_parse_duration_ms(optarg, &u) != TN_OK)
-                return tn_cli_usage("chaos", "--settle wants a duration such as 120s");
-            r->settle_ms = (int64_t)u;
-            break;
-        case 'w':
-            if (!tn_cli_u64(optarg, &u) || u < 1 || u > MAXW)
-                return tn_cli_usage("chaos", "--workers wants a number 1..%d", MAXW);
-            r->s.workers = (int)u;
-            *sized = true;
-            break;
-        case 'W':
-            if (!tn_cli_u64(optarg, &u) || u < 1 || u > 100000)
-                return tn_cli_usage("chaos", "--workflows wants a number 1..100000");
-            r->s.workflows = (int)u;
-            *sized = true;
-            break;
-        case 'm':
-            if (tn_parse_size(optarg, &u) != TN_OK || u == 0)
-                return tn_cli_usage("chaos", "--rss-max wants a size such as 256M");
-            r->rss_bound = u;
-            break;
-        case 'D': snprintf(r->dir, sizeof(r->dir), "%s", optarg); r->keep = true; break;
-        case 'R': *replay = optarg; break;
-        case 'j': r->json = true; break;
-        default: return tn_cli_usage("chaos", "unknown option \"%s\"", argv[optind - 1]);
-        }
+    r->s.duration_ms = o->duration_ms ? (int64_t)o->duration_ms : 60000;
+    r->s.workers = o->workers ? (int)o->workers : 3;
+    r->s.workflows = (int)o->workflows;
+    r->settle_ms = o->settle_ms ? (int64_t)o->settle_ms : 120000;
+    r->rss_bound = o->rss_max ? o->rss_max : 256 * MIB;
+    r->json = o->json;
+    *sized = o->duration_ms || o->workers || o->workflows;
+    *have_seed = o->seed != NULL;
+    if (o->seed && !tn_cli_u64(o->seed, &r->s.seed))
+        return tn_cli_usage("chaos", "--seed wants a number, not \"%s\"", o->seed);
+    if (o->dir) {
+        snprintf(r->dir, sizeof(r->dir), "%s", o->dir);
+        r->keep = true;
     }
     return 0;
 }
@@ -161,12 +141,17 @@ static int parse_opts(int argc, char **argv, run *r, const char **replay, bool *
 static int parse_args(int argc, char **argv, run *r, const char **replay)
 {
     bool have_seed = false, sized = false;
-    int rc = parse_opts(argc, argv, r, replay, &have_seed, &sized);
+    chaos_opts o = {0};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_chaos, argc, argv, &o, &a);
     if (rc)
         return rc;
-    const char *scen = optind < argc ? argv[optind] : NULL;
-    if (optind + 1 < argc)
-        return tn_cli_usage("chaos", "unexpected argument \"%s\"", argv[optind + 1]);
+    const char *scen = a.n ? a.v[0] : NULL; /* points into argv */
+    *replay = o.replay;
+    rc = parse_opts(&o, r, &have_seed, &sized);
+    tn_opt_args_free(&a);
+    if (rc)
+        return rc;
     if (*replay) {
         if (have_seed || sized)
             return tn_cli_usage("chaos", "--replay-schedule takes the seed, duration, workers "
