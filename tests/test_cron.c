@@ -229,6 +229,11 @@ Test(cron, dst_berlin)
         {"0 0 * * * ?", "Europe/Berlin", utc(2026, 3, 29, 1, 0, 0), utc(2026, 3, 29, 2, 0, 0)},
         {"0 30 * * * ?", "Europe/Berlin", utc(2026, 3, 29, 0, 30, 0), utc(2026, 3, 29, 1, 30, 0)},
         {"0 30 * * * ?", "Europe/Berlin", utc(2026, 3, 29, 1, 30, 0), utc(2026, 3, 29, 2, 30, 0)},
+        /* asked after the change but before the shifted time: 02:30 is still to come */
+        {"0 30 2 * * ?", "Europe/Berlin", utc(2026, 3, 29, 1, 10, 0), utc(2026, 3, 29, 1, 30, 0)},
+        {"0 30 2 * * ?", "Europe/Berlin", utc(2026, 3, 29, 1, 29, 59) + 999999999,
+         utc(2026, 3, 29, 1, 30, 0)},
+        {"0 15,45 2 * * ?", "Europe/Berlin", utc(2026, 3, 29, 1, 20, 0), utc(2026, 3, 29, 1, 45, 0)},
         /* overlap: daily 02:30 fires once, at the first (CEST) occurrence */
         {"0 30 2 * * ?", "Europe/Berlin", utc(2026, 10, 24, 23, 0, 0), utc(2026, 10, 25, 0, 30, 0)},
         {"0 30 2 * * ?", "Europe/Berlin", utc(2026, 10, 25, 0, 30, 0), utc(2026, 10, 26, 1, 30, 0)},
@@ -260,6 +265,72 @@ Test(cron, dst_new_york)
         {"0 0 * * * ?", "America/New_York", utc(2026, 11, 1, 6, 0, 0), utc(2026, 11, 1, 7, 0, 0)},
     };
     CHECK(rows);
+}
+
+/* Australia/Lord_Howe moves by 30 minutes: 2026-10-03 15:30Z, 02:00 +10:30 -> 02:30 +11:00.
+ * A gap time read shifted (02:25 -> 02:55 local, 15:55Z) comes after a regular time that
+ * follows the gap (02:40, 15:40Z): fire times go in instant order, not civil order. */
+Test(cron, dst_half_hour_gap)
+{
+    const char *L = "Australia/Lord_Howe", *x = "0 25,40 * * * ?";
+    const row rows[] = {
+        {x, L, utc(2026, 10, 3, 15, 10, 0) - 1, utc(2026, 10, 3, 15, 10, 0)},
+        {x, L, utc(2026, 10, 3, 15, 10, 0), utc(2026, 10, 3, 15, 40, 0)},
+        {x, L, utc(2026, 10, 3, 15, 40, 0), utc(2026, 10, 3, 15, 55, 0)},
+        {x, L, utc(2026, 10, 3, 15, 55, 0), utc(2026, 10, 3, 16, 25, 0)},
+        {x, L, utc(2026, 10, 3, 15, 30, 0), utc(2026, 10, 3, 15, 40, 0)},
+    };
+    CHECK(rows);
+}
+
+/* Pacific/Apia skipped Friday 2011-12-30 entirely (-10:00 -> +14:00 at 10:00Z): noon on
+ * the 30th is read shifted by the gap's day, to noon on the 31st, and fires once. */
+Test(cron, dst_skipped_day)
+{
+    const char *P = "Pacific/Apia";
+    const row rows[] = {
+        {"0 0 12 * * ?", P, utc(2011, 12, 28, 22, 0, 0), utc(2011, 12, 29, 22, 0, 0)},
+        {"0 0 12 * * ?", P, utc(2011, 12, 29, 22, 0, 0), utc(2011, 12, 30, 22, 0, 0)},
+        {"0 0 12 * * ?", P, utc(2011, 12, 30, 22, 0, 0), utc(2011, 12, 31, 22, 0, 0)},
+        {"0 0 12 30 12 ?", P, utc(2011, 12, 1, 0, 0, 0), utc(2011, 12, 30, 22, 0, 0)},
+        {"0 0 12 ? * FRI", P, utc(2011, 12, 24, 0, 0, 0), utc(2011, 12, 30, 22, 0, 0)},
+    };
+    CHECK(rows);
+}
+
+/* Walking fire times across DST changes: each is after the one before, and asking just
+ * before a fire time gives that fire time (the sequence does not depend on where one
+ * starts asking). */
+Test(cron, walk_is_consistent)
+{
+    const char *zones[] = {"Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+                           "Pacific/Apia"};
+    const char *exprs[] = {"0 0/20 * * * ?", "0 25,40 1-3 * * ?", "30 2 * * *",
+                           "0 0 0-3 * * ?", "17 7,37 * * * ?", "0 0 12 * * ?"};
+    for (size_t z = 0; z < 4; z++) {
+        tn_tz *tz = tz_open(zones[z]);
+        for (size_t x = 0; x < sizeof(exprs) / sizeof(exprs[0]); x++) {
+            tn_cron c;
+            cr_assert_eq(tn_cron_parse(exprs[x], &c, NULL), TN_OK);
+            int64_t windows[] = {utc(2026, 3, 7, 0, 0, 0), utc(2026, 3, 27, 0, 0, 0),
+                                 utc(2026, 10, 2, 0, 0, 0), utc(2026, 10, 23, 0, 0, 0),
+                                 utc(2026, 4, 3, 0, 0, 0), utc(2026, 10, 30, 0, 0, 0),
+                                 utc(2011, 12, 28, 0, 0, 0)};
+            for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
+                int64_t at = windows[w];
+                for (int i = 0; i < 300; i++) {
+                    int64_t next, again;
+                    cr_assert_eq(tn_cron_next(&c, tz, at, &next, NULL), TN_OK);
+                    cr_assert_gt(next, at);
+                    cr_assert_eq(tn_cron_next(&c, tz, next - 1, &again, NULL), TN_OK);
+                    cr_assert_eq(again, next, "%s %s: after %lld", zones[z], exprs[x],
+                                 (long long)(next - 1));
+                    at = next;
+                }
+            }
+        }
+        tn_tz_free(tz);
+    }
 }
 
 /* ---- errors ----------------------------------------------------------------------------- */

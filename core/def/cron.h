@@ -36,6 +36,11 @@
  *    (setCalendarHour), and for a daily 02:30 that lands it past 02:30, so Quartz skips
  *    that day's fire. Here it fires at the shifted time instead, like ICU/Java lenient
  *    calendars and cronie: a daily job is not lost once a year.
+ *    Fire times are the instants of all matching civil times, in instant order: asked
+ *    at 03:10 CEST that day, the next is 03:30 CEST (02:30 shifted). Where a gap is not
+ *    a whole hour (Australia/Lord_Howe: 30 minutes) a shifted time can come after a
+ *    regular one: "0 25,40 * * * ?" fires at 02:40 (+11:00), then 02:25 shifted to
+ *    02:55. A skipped day (Pacific/Apia, 2011-12-30) shifts by the whole day.
  *  - overlap (fall back, e.g. 02:30 on 2026-10-25 in Europe/Berlin happens at 00:30 UTC
  *    and again at 01:30 UTC): fires once, at the first occurrence (CEST). During the
  *    repeated hour no civil time fires a second time; hourly "0 0 * * * ?" fires at
