@@ -529,9 +529,13 @@ Test(tz, invalid_civil)
         int64_t ns;
         cr_expect_eq(tn_tz_from_civil(tz, &bad[i], 0, 0, &ns, NULL), TN_ERR_INVAL, "case %zu", i);
     }
-    tn_civil far = {9000, 1, 1, 0, 0, 0, 0};
+    tn_civil far = {9000, 1, 1, 0, 0, 0, 0}, farther = {2000000000, 1, 1, 0, 0, 0, 0};
     int64_t ns;
     cr_expect_eq(tn_tz_from_civil(tz, &far, 0, 0, &ns, NULL), TN_ERR_TOOBIG);
+    tn_tz_free(tz);
+    tz = tz_open("Europe/Berlin");
+    cr_expect_eq(tn_tz_from_civil(tz, &far, 0, 0, &ns, NULL), TN_ERR_TOOBIG);
+    cr_expect_eq(tn_tz_from_civil(tz, &farther, 0, 0, &ns, NULL), TN_ERR_TOOBIG);
     tn_tz_free(tz);
 }
 

@@ -303,6 +303,8 @@ tn_err tn_tz_from_civil(tn_tz *tz, const tn_civil *c, tn_tz_gap gap, tn_tz_overl
                 c->minute * 60 + c->second;
     int64_t t = 0;
     tn_tz_kind k = TN_TZ_UNIQUE;
+    if (L > INT64_MAX / NS_PER_S + 86400 || L < INT64_MIN / NS_PER_S - 86400)
+        return TN_ERR_TOOBIG; /* and keep ICU within the range it accepts */
     pthread_mutex_lock(&tz->mu);
     tn_err err = resolve_locked(tz, L, gap, overlap, &t, &k);
     pthread_mutex_unlock(&tz->mu);
