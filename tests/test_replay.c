@@ -40,7 +40,7 @@ static uint64_t record(const char *d, int nwf)
         tn_event_init(&ev, M, E, wf, T);                                                 \
         ev.actor = TN_STR("master:t");                                                   \
         tn_event_set_int(&ev, "attempt", 1);                                             \
-        cr_assert_eq(tn_evlog_add(l, &ev, NULL, &m), TN_OK, "%s", m.text);               \
+        cr_assert_eq(tn_evlog_add(l, &ev, &m), TN_OK, "%s", m.text);               \
     } while (0)
         ADD(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, 0);
         ADD(TN_MACHINE_WORKFLOW, TN_WF_E_START, 0);
@@ -318,10 +318,10 @@ Test(replay, crash_consistency_under_sigkill, .timeout = 300)
                     uint64_t wf = tn_evlog_new_wf_id(l), t = tn_evlog_new_task_id(l);
                     tn_event ev;
                     tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0);
-                    tn_evlog_add(l, &ev, NULL, &m);
+                    tn_evlog_add(l, &ev, &m);
                     tn_event_init(&ev, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, wf, t);
                     tn_event_set_str(&ev, "name", "crash");
-                    tn_evlog_add(l, &ev, NULL, &m);
+                    tn_evlog_add(l, &ev, &m);
                 }
                 if (tn_evlog_commit(l, &m))
                     _exit(4);

@@ -233,9 +233,16 @@ static void apply_skips(wrt *w, const tn_event *ev)
 void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev)
 {
     w->state = ev->to;
+    w->takeover = ev->event == TN_WF_E_FAILOVER ? ev->from : 0;
     int64_t v;
     switch (ev->event) {
     case TN_WF_E_START:
+        if (ev->from == TN_WF_S_FAILOVER) {
+            /* the run goes on where the previous master left it: same start, same timeout */
+            w->gen++;
+            break;
+        }
+        /* fall through */
     case TN_WF_E_RECOVER:
         if (tn_event_int(ev, "run", &v))
             w->run = (uint32_t)v;
@@ -702,8 +709,7 @@ tn_err sched_pause_wf(tn_engine *e, wrt *w)
 
 tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason)
 {
-    if (w->state == TN_WF_S_SUBMITTED_SUCCESS || w->state == TN_WF_S_SERIAL_WAIT ||
-        w->state == TN_WF_S_WAIT_TO_RUN)
+    if (w->state == TN_WF_S_SUBMITTED_SUCCESS || w->state == TN_WF_S_SERIAL_WAIT)
         return wf_finish(e, w, TN_WF_E_STOP, reason);
     tn_event ev;
     eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_STOP, w->id, 0);
@@ -1145,12 +1151,49 @@ tn_err sched_child_final(tn_engine *e, wrt *child)
     return err ? err : sched_task_finished(e, t);
 }
 
+/* A restarted master takes each live instance over: FAILOVER records that the previous
+ * master's watch ended there. The takeover ends in the engine's first step, after that
+ * step's commands, so a pause or stop sent meanwhile applies to the instance in
+ * FAILOVER, as the spec allows. Instances not running are recovered at once. */
+tn_err sched_takeover(tn_engine *e, wrt *w)
+{
+    if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
+        w->state != TN_WF_S_READY_STOP)
+        return sched_recovered(e, w);
+    if (!tn_grow((void **)&e->takeover, &e->captakeover, e->ntakeover + 1, sizeof(uint64_t)))
+        return TN_ERR_NOMEM;
+    tn_event ev;
+    eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_FAILOVER, w->id, 0);
+    tn_event_set_str(&ev, "reason", "the master restarted");
+    tn_err err = eng_emit_wf(e, w, 0, &ev);
+    if (!err)
+        e->takeover[e->ntakeover++] = w->id;
+    return err;
+}
+
+/* The end of a takeover: back to the state the instance was taken over in (unless a
+ * command already moved it on), then the recovery of its tasks. */
+tn_err sched_takeover_end(tn_engine *e, wrt *w)
+{
+    if (w->state == TN_WF_S_FAILOVER) {
+        unsigned back = w->takeover == TN_WF_S_READY_PAUSE  ? TN_WF_E_PAUSE
+                        : w->takeover == TN_WF_S_READY_STOP ? TN_WF_E_STOP
+                                                            : TN_WF_E_START;
+        tn_err err = eng_emit_wf(e, w, back, NULL);
+        if (err)
+            return err;
+    }
+    return sched_recovered(e, w);
+}
+
 /* After an instance was rebuilt from the log: re-arm its timers with their original
  * due times, requeue what waited for dispatch, fail over what the executor lost. */
 tn_err sched_recovered(tn_engine *e, wrt *w)
 {
     tn_err err = TN_OK;
     eng_touch(e, w);
+    if (w->state == TN_WF_S_FAILOVER) /* a takeover that did not end: end it */
+        return sched_takeover_end(e, w);
     if (w->state == TN_WF_S_SUBMITTED_SUCCESS)
         return sched_admit(e, w);
     if (w->state == TN_WF_S_SERIAL_WAIT)

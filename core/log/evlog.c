@@ -126,7 +126,7 @@ static tn_err genesis(tn_evlog *l, tn_errmsg *msg)
     ev.actor = TN_STR("system");
     tn_event_set_str(&ev, "store_id", id);
     tn_event_set_int(&ev, "format", TN_STORE_FORMAT);
-    tn_err e = tn_evlog_add(l, &ev, NULL, msg);
+    tn_err e = tn_evlog_add(l, &ev, msg);
     if (e == TN_OK)
         e = tn_evlog_commit(l, msg);
     return e;
@@ -270,7 +270,7 @@ static tn_err batch_put_cb(void *ctx, int db, const void *k, size_t kl, const vo
     return tn_batch_put(ctx, (tn_db)db, k, kl, v, vl);
 }
 
-tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
+tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
 {
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm || ev->event >= sm->nevents)
@@ -362,8 +362,6 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
     if (l->max_task > l->next_task)
         l->next_task = l->max_task;
     l->pending++;
-    if (action)
-        *action = tr.action;
     return TN_OK;
 undo:
     if (np) {
