@@ -13,6 +13,7 @@
 
 const char tn_usage_replay[] =
     "usage: tern replay [--data DIR] [--until SEQ | --until-time ISO8601] [--no-chain] [--json]\n"
+    "                   [--coverage-out FILE]\n"
     "\n"
     "Rebuild every projection (workflows, tasks, definitions, meta) from the events alone,\n"
     "check every event against the generated state machine tables (from-state, event,\n"
@@ -24,7 +25,9 @@ const char tn_usage_replay[] =
     "  --until SEQ           replay events 1..SEQ only (no comparison with the store)\n"
     "  --until-time ISO8601  replay events up to this time, e.g. 2026-11-22T10:00:00Z\n"
     "  --no-chain            skip the hash chain check\n"
-    "  --json                print the summary as JSON\n";
+    "  --json                print the summary as JSON\n"
+    "  --coverage-out FILE   append the transitions replayed, one \"MACHINE FROM EVENT TO\n"
+    "                        COUNT\" line each, to FILE (read by `tern sm coverage`)\n";
 
 const char tn_usage_audit[] =
     "usage: tern audit WF_ID [--data DIR] [--json]\n"
@@ -65,12 +68,14 @@ int tn_cmd_replay(int argc, char **argv)
 {
     const char *data = TN_DEFAULT_DATA;
     bool json = false;
+    const char *cov = NULL;
     tn_replay_opts o = {.verify_chain = true, .compare = true};
     static const struct option lo[] = {{"data", required_argument, 0, 'd'},
                                        {"until", required_argument, 0, 'u'},
                                        {"until-time", required_argument, 0, 't'},
                                        {"no-chain", no_argument, 0, 'n'},
                                        {"json", no_argument, 0, 'j'},
+                                       {"coverage-out", required_argument, 0, 'c'},
                                        {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -78,6 +83,7 @@ int tn_cmd_replay(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
+        case 'c': cov = optarg; break;
         case 'u':
             if (!tn_cli_u64(optarg, &o.until_seq) || o.until_seq == 0)
                 return tn_cli_usage("replay", "--until wants a seq (a positive integer), not "
@@ -147,6 +153,8 @@ int tn_cmd_replay(int argc, char **argv)
             printf("OK\n");
     }
     int rc = 0;
+    if (cov && (e = tn_replay_coverage_write(r, cov)))
+        rc = tn_cli_fail("replay", "%s: cannot append the coverage: %s", cov, tn_strerror(e));
     if (r->err) {
         if (r->bad_seq)
             tn_cli_fail("replay", "%s: seq %" PRIu64 ": %s: %s", tn_store_path(s), r->bad_seq,

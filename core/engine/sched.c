@@ -394,7 +394,6 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
         t->flags &= (uint8_t)~TF_SENT;
         break;
     case TN_TASK_E_RECOVER:
-    case TN_TASK_E_RERUN:
         if (tn_event_int(ev, "attempt", &v))
             t->attempt = (uint32_t)v;
         if (tn_event_int(ev, "reset", &v) && v)
@@ -577,9 +576,7 @@ tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason)
         tn_event_set_str(&ev, "reason", reason);
     tn_event_set_int(&ev, "attempt", t->attempt);
     switch (t->state) {
-    case TN_TASK_S_SUBMITTED_SUCCESS:
     case TN_TASK_S_DELAY_EXECUTION:
-    case TN_TASK_S_NEED_FAULT_TOLERANCE:
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
     case TN_TASK_S_DISPATCH:
@@ -681,7 +678,6 @@ tn_err sched_pause_wf(tn_engine *e, wrt *w)
         if (!t->id)
             continue;
         switch (t->state) {
-        case TN_TASK_S_SUBMITTED_SUCCESS:
         case TN_TASK_S_DELAY_EXECUTION:
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             err = eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
@@ -1096,13 +1092,14 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
 }
 
 /* Fail an attempt over: NEED_FAULT_TOLERANCE, then dispatched again with a new attempt
- * (a failover does not use up a retry). If it was being killed, the kill is done. */
+ * (a failover does not use up a retry), or paused with its pausing workflow. If it was
+ * being killed (every task of a stopping workflow is), the kill is done. */
 static tn_err failover(tn_engine *e, trt *t, const char *reason)
 {
     tn_event ev;
     tn_err err;
     wrt *w = t->w;
-    if (t->flags & TF_KILLREQ) {
+    if ((t->flags & TF_KILLREQ) || w->state == TN_WF_S_READY_STOP) {
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_KILLED, w->id, t->id);
         tn_event_set_int(&ev, "attempt", t->attempt);
         tn_event_set_str(&ev, "reason", reason);
@@ -1114,8 +1111,6 @@ static tn_err failover(tn_engine *e, trt *t, const char *reason)
     tn_event_set_str(&ev, "reason", reason);
     if ((err = eng_emit_task(e, t, 0, &ev)))
         return err;
-    if (w->state == TN_WF_S_READY_STOP)
-        return sched_kill_task(e, t, "stopping");
     if (w->state == TN_WF_S_READY_PAUSE)
         return eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
     eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
