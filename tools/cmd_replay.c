@@ -64,6 +64,29 @@ static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts, bool 
         fputs("none", f);
 }
 
+static void print_json(const tn_replay_report *r)
+{
+    printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64
+           ",\"workflows\":%" PRIu64 ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64
+           ",\"workflow_states\":{",
+           r->err ? "false" : "true", r->events, r->last_seq, r->workflows, r->tasks,
+           r->system_events);
+    print_states(stdout, &tn_sm_workflow, r->wf_states, true);
+    printf("},\"task_states\":{");
+    print_states(stdout, &tn_sm_task, r->task_states, true);
+    printf("},\"chain_checked\":%s,\"compared\":%s,\"error\":",
+           r->chain_checked ? "true" : "false", r->compared ? "true" : "false");
+    if (r->err) {
+        printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq,
+               tn_errname(r->err));
+        tn_json_cstr(stdout, r->why);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf("}\n");
+}
+
 int tn_cmd_replay(int argc, char **argv)
 {
     const char *data = TN_DEFAULT_DATA;
@@ -118,25 +141,7 @@ int tn_cmd_replay(int argc, char **argv)
         return rc;
     }
     if (json) {
-        printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64
-               ",\"workflows\":%" PRIu64 ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64
-               ",\"workflow_states\":{",
-               r->err ? "false" : "true", r->events, r->last_seq, r->workflows, r->tasks,
-               r->system_events);
-        print_states(stdout, &tn_sm_workflow, r->wf_states, true);
-        printf("},\"task_states\":{");
-        print_states(stdout, &tn_sm_task, r->task_states, true);
-        printf("},\"chain_checked\":%s,\"compared\":%s,\"error\":",
-               r->chain_checked ? "true" : "false", r->compared ? "true" : "false");
-        if (r->err) {
-            printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq,
-                   tn_errname(r->err));
-            tn_json_cstr(stdout, r->why);
-            printf("}");
-        } else {
-            printf("null");
-        }
-        printf("}\n");
+        print_json(r);
     } else {
         printf("replay: %" PRIu64 " events (seq 1..%" PRIu64 "), %" PRIu64 " workflows, %" PRIu64
                " tasks, %" PRIu64 " system events\n",

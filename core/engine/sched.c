@@ -293,20 +293,10 @@ static void slot_release(tn_engine *e, trt *t)
         g->used--;
 }
 
-void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
+/* The workflow's counters of its tasks' states, as one task goes from old to nw. */
+static void fold_counters(wrt *w, const trt *t, uint8_t old, uint8_t nw)
 {
-    wrt *w = t->w;
-    uint8_t old = t->state == TN_SM_NEW ? TN_SM_NEW : t->state, nw = ev->to;
     bool handled = sched_failure_handled(w->def, t->node);
-    int64_t v;
-    if (old == TN_SM_NEW) {
-        t->id = ev->task;
-        tn_map_put(&e->tasks, t->id, t);
-        t->attempt = tn_event_int(ev, "attempt", &v) ? (uint32_t)v : 1;
-        t->failures = 0;
-        t->flags = 0;
-        t->child = 0;
-    }
     bool was_active = old != TN_SM_NEW && !FINAL_T(old);
     bool is_active = !FINAL_T(nw);
     w->active += (uint32_t)is_active - (uint32_t)was_active;
@@ -322,8 +312,13 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
         w->n_pause--;
     if (nw == TN_TASK_S_PAUSE)
         w->n_pause++;
-    t->state = nw;
-    t->gen++;
+}
+
+/* What each event of a task changes beyond its state. */
+static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
+{
+    wrt *w = t->w;
+    int64_t v;
     switch (ev->event) {
     case TN_TASK_E_START:
         if (tn_event_int(ev, "due", &v))
@@ -403,6 +398,25 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
     default:
         break;
     }
+}
+
+void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
+{
+    wrt *w = t->w;
+    uint8_t old = t->state == TN_SM_NEW ? TN_SM_NEW : t->state, nw = ev->to;
+    int64_t v;
+    if (old == TN_SM_NEW) {
+        t->id = ev->task;
+        tn_map_put(&e->tasks, t->id, t);
+        t->attempt = tn_event_int(ev, "attempt", &v) ? (uint32_t)v : 1;
+        t->failures = 0;
+        t->flags = 0;
+        t->child = 0;
+    }
+    fold_counters(w, t, old, nw);
+    t->state = nw;
+    t->gen++;
+    fold_task_event(e, t, ev);
     if (FINAL_T(nw) || nw == TN_TASK_S_NEED_FAULT_TOLERANCE)
         slot_release(e, t);
     if (FINAL_T(nw))
