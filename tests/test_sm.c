@@ -851,3 +851,49 @@ Test(sm_render, docs_show_current_tables)
     cr_expect_not_null(strstr(doc, tn_sm_task.md),
                        "%s is out of date: paste build/statemachines/task.md into it", path);
 }
+
+/* `tern sm coverage`: 0 only when every spec transition has a count and nothing recorded
+ * is outside the spec. */
+static int coverage_run(const char *lines, bool all, char *out, size_t outsz)
+{
+    char dir[] = "/tmp/tern-smcov-XXXXXX", file[64], cmd[PATH_MAX + 256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/c.cov", dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    for (unsigned i = 1; all && i <= TN_MACHINE_MAX; i++) {
+        const tn_sm *m = tn_sm_get(i);
+        for (unsigned s = 0; s < m->nstates; s++)
+            for (unsigned e = 0; e < m->nevents; e++)
+                if (tn_sm_next(m, s, e).to != TN_SM_ILLEGAL)
+                    fprintf(f, "%s %s %s %s 1\n", m->name, tn_sm_state_name(m, s),
+                            tn_sm_event_name(m, e), tn_sm_state_name(m, tn_sm_next(m, s, e).to));
+    }
+    fputs(lines, f);
+    fclose(f);
+    const char *tern = getenv("TERN_BIN");
+    cr_assert_not_null(tern);
+    snprintf(cmd, sizeof cmd, "%s sm coverage %s 2>&1", tern, file);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, outsz - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    unlink(file);
+    rmdir(dir);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(sm_coverage, passes_only_when_every_line_is_reached_and_nothing_else)
+{
+    static char out[1 << 16];
+    cr_expect_eq(coverage_run("", true, out, sizeof out), 0, "%s", out);
+    cr_expect_null(strstr(out, "NEVER REACHED"), "%s", out);
+    cr_expect_eq(coverage_run("workflow NEW SUBMIT SUBMITTED_SUCCESS 3\n", false, out,
+                              sizeof out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, "NEVER REACHED"), "%s", out);
+    cr_expect_eq(coverage_run("workflow SUCCESS PAUSE READY_PAUSE 1\n", true, out, sizeof out),
+                 1, "%s", out);
+    cr_expect_not_null(strstr(out, "NOT IN SPEC  workflow SUCCESS PAUSE -> READY_PAUSE"), "%s",
+                       out);
+}
