@@ -1645,3 +1645,17 @@ Test(spec, lost_task_of_a_pausing_workflow_pauses)
     cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_NEED_FAULT_TOLERANCE,
                              TN_TASK_E_PAUSE), 1);
 }
+
+Test(spec, task_command_in_takeover_ends_it_first)
+{
+    uint64_t wf = started_long("kf");
+    uint64_t a = task(wf, "a").id;
+    restart_nostep();
+    ASSERT_WF(wf, TN_WF_S_FAILOVER);
+    cr_assert_eq(cmd_in_takeover(TN_CMD_KILL_TASK, a), TN_OK);
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_START), 1);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_RUNNING_EXECUTION,
+                             TN_WF_E_TASK_FINISHED), 1, "the kill is a task end the workflow saw");
+}

@@ -1109,11 +1109,14 @@ static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wrt **wp)
 static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, trt **tp)
 {
     trt *t = *tp = cmd_task(e, c);
-    if (!t || !cmd_legal(c, t->id, t->state))
-        return TN_OK;
+    /* a task's workflow comes back from its takeover first: what follows a task's end
+     * (TASK_FINISHED, the failure strategy) is for a workflow that runs */
+    tn_err err = t && t->w->state == TN_WF_S_FAILOVER ? sched_takeover_end(e, t->w) : TN_OK;
+    if (err || !t || !cmd_legal(c, t->id, t->state))
+        return err;
     if (c->kind == TN_CMD_KILL_TASK)
         return sched_kill_task(e, t, "killed by user");
-    tn_err err = eng_emit_task(e, t, TN_TASK_E_FORCE_SUCCESS, NULL);
+    err = eng_emit_task(e, t, TN_TASK_E_FORCE_SUCCESS, NULL);
     return err ? err : sched_task_finished(e, t);
 }
 
@@ -1343,7 +1346,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     }
     /* the takeovers begun at open end after the first commands (see sched_takeover) */
     for (size_t i = 0; i < e->ntakeover; i++) {
-        wrt *w = eng_wf(e, e->takeover[i]);
+        wrt *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
         if (w)
             sched_takeover_end(e, w);
     }

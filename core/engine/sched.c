@@ -1184,6 +1184,9 @@ tn_err sched_takeover(tn_engine *e, wrt *w)
  * command already moved it on), then the recovery of its tasks. */
 tn_err sched_takeover_end(tn_engine *e, wrt *w)
 {
+    for (size_t i = 0; i < e->ntakeover; i++) /* once per instance */
+        if (e->takeover[i] == w->id)
+            e->takeover[i] = 0;
     if (w->state == TN_WF_S_FAILOVER) {
         unsigned back = w->takeover == TN_WF_S_READY_PAUSE  ? TN_WF_E_PAUSE
                         : w->takeover == TN_WF_S_READY_STOP ? TN_WF_E_STOP
