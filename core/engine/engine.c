@@ -1335,6 +1335,13 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->in_head = e->in_tail = NULL;
     pthread_mutex_unlock(&e->mu);
     e->ncmds = 0;
+    /* the takeovers recovery decided at open begin before the first commands and end
+     * after them (see sched_takeover) */
+    for (size_t i = 0; i < e->ntakeover; i++) {
+        wrt *w = eng_wf(e, e->takeover[i]);
+        if (w)
+            sched_takeover_begin(e, w);
+    }
     for (tn_cmd *c = cmds, *next; c; c = next) {
         next = c->next;
         if (tn_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
@@ -1344,7 +1351,6 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
             cmd_fail(c, err, "%s", e->msg.text[0] ? e->msg.text : tn_strerror(err));
         n++;
     }
-    /* the takeovers begun at open end after the first commands (see sched_takeover) */
     for (size_t i = 0; i < e->ntakeover; i++) {
         wrt *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
         if (w)

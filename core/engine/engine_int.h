@@ -218,6 +218,7 @@ tn_err sched_report(tn_engine *e, const tn_report *r);
 tn_err sched_child_final(tn_engine *e, wrt *child);
 tn_err sched_recovered(tn_engine *e, wrt *w);
 tn_err sched_takeover(tn_engine *e, wrt *w);
+tn_err sched_takeover_begin(tn_engine *e, wrt *w);
 tn_err sched_takeover_end(tn_engine *e, wrt *w);
 tn_err sched_recover_wf(tn_engine *e, wrt *w);
 bool sched_failure_handled(const tn_def *d, uint32_t node);

@@ -1161,9 +1161,10 @@ tn_err sched_child_final(tn_engine *e, wrt *child)
 }
 
 /* A restarted master takes each live instance over: FAILOVER records that the previous
- * master's watch ended there. The takeover ends in the engine's first step, after that
- * step's commands, so a pause or stop sent meanwhile applies to the instance in
- * FAILOVER, as the spec allows. Instances not running are recovered at once. */
+ * master's watch ended there. The engine's first step records it (sched_takeover_begin)
+ * before its commands and ends the takeover after them, so a pause or stop sent
+ * meanwhile applies to the instance in FAILOVER, as the spec allows. Instances not
+ * running are recovered at once. */
 tn_err sched_takeover(tn_engine *e, wrt *w)
 {
     if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
@@ -1171,13 +1172,21 @@ tn_err sched_takeover(tn_engine *e, wrt *w)
         return sched_recovered(e, w);
     if (!tn_grow((void **)&e->takeover, &e->captakeover, e->ntakeover + 1, sizeof(uint64_t)))
         return TN_ERR_NOMEM;
+    e->takeover[e->ntakeover++] = w->id;
+    return TN_OK;
+}
+
+/* Emitted in the step, on the engine's thread, not at open: the log's read transaction
+ * for a batch must begin and end on the thread that commits it. */
+tn_err sched_takeover_begin(tn_engine *e, wrt *w)
+{
+    if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
+        w->state != TN_WF_S_READY_STOP)
+        return TN_OK;
     tn_event ev;
     eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_FAILOVER, w->id, 0);
     tn_event_set_str(&ev, "reason", "the master restarted");
-    tn_err err = eng_emit_wf(e, w, 0, &ev);
-    if (!err)
-        e->takeover[e->ntakeover++] = w->id;
-    return err;
+    return eng_emit_wf(e, w, 0, &ev);
 }
 
 /* The end of a takeover: back to the state the instance was taken over in (unless a
