@@ -1,5 +1,5 @@
-/* State machines: lookup by machine id and name, and id <-> name for states, events and
- * actions, over the tables tools/smgen generates into sm_gen.c. */
+/* State machines: lookup by machine id and name, and id <-> name for states and events,
+ * over the tables tools/smgen generates into sm_gen.c. */
 #include "sm.h"
 
 #include <stddef.h>
@@ -50,11 +50,6 @@ const char *tn_sm_state_name(const tn_sm *m, unsigned state)
 const char *tn_sm_event_name(const tn_sm *m, unsigned event)
 {
     return m ? name_of(m->event_names, m->nevents, event) : "?";
-}
-
-const char *tn_sm_action_name(const tn_sm *m, unsigned action)
-{
-    return m ? name_of(m->action_names, m->nactions, action) : "?";
 }
 
 int tn_sm_state_id(const tn_sm *m, const char *name)

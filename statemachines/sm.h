@@ -2,9 +2,10 @@
  * statemachines/NAME.sm. The engine and the replay verifier use the same tables, so an
  * event replay finds illegal is a bug, never a judgement call.
  *
- * The machine-specific enums (TN_WF_S_RUNNING_EXECUTION, TN_TASK_E_KILL,
- * TN_SYS_A_NOTE, ...) are in the generated "statemachines/sm_gen.h". State 0 of every
- * machine is NEW, the pseudo-state before an instance exists; action 0 is "none". */
+ * The machine-specific enums (TN_WF_S_RUNNING_EXECUTION, TN_TASK_E_KILL, ...) are in
+ * the generated "statemachines/sm_gen.h". State 0 of every machine is NEW, the
+ * pseudo-state before an instance exists. What the engine does after a transition is
+ * the engine's code, not the spec's: the spec says only which transitions exist. */
 #ifndef TN_SM_H
 #define TN_SM_H
 
@@ -23,8 +24,7 @@ typedef enum tn_machine {
 #define TN_SM_NEW 0        /* the pseudo-state before creation */
 
 typedef struct tn_sm_trans {
-    uint8_t to;     /* next state, or TN_SM_ILLEGAL */
-    uint8_t action; /* action id; 0 = none */
+    uint8_t to; /* next state, or TN_SM_ILLEGAL */
 } tn_sm_trans;
 
 typedef struct tn_sm {
@@ -32,12 +32,10 @@ typedef struct tn_sm {
     tn_machine machine;
     unsigned nstates;   /* including NEW */
     unsigned nevents;
-    unsigned nactions;  /* including "none" */
     unsigned ntrans;    /* legal transitions in the spec */
     uint8_t initial;
     const char *const *state_names;  /* [nstates]; [0] = "NEW" */
     const char *const *event_names;  /* [nevents] */
-    const char *const *action_names; /* [nactions]; [0] = "none" */
     const bool *final;               /* [nstates] */
     const tn_sm_trans *table;        /* [nstates * nevents], row-major by state */
     const char *dot;                 /* Graphviz rendering of the spec */
@@ -57,7 +55,7 @@ const tn_sm *tn_sm_by_name(const char *name);
 static inline tn_sm_trans tn_sm_next(const tn_sm *m, unsigned state, unsigned event)
 {
     if (state >= m->nstates || event >= m->nevents) {
-        tn_sm_trans t = {TN_SM_ILLEGAL, 0};
+        tn_sm_trans t = {TN_SM_ILLEGAL};
         return t;
     }
     return m->table[state * m->nevents + event];
@@ -71,7 +69,6 @@ static inline bool tn_sm_is_final(const tn_sm *m, unsigned state)
 /* Names, with "?" for out-of-range ids (never NULL). */
 const char *tn_sm_state_name(const tn_sm *m, unsigned state);
 const char *tn_sm_event_name(const tn_sm *m, unsigned event);
-const char *tn_sm_action_name(const tn_sm *m, unsigned action);
 /* Id by name, or -1. */
 int tn_sm_state_id(const tn_sm *m, const char *name);
 int tn_sm_event_id(const tn_sm *m, const char *name);

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <time.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine.h"
 #include "replay.h"
@@ -183,7 +184,8 @@ static char *dir;
 static tn_engine *E;
 static int64_t vclock;
 
-static void open_engine(void)
+/* Open without a step: what recovery decided (the takeovers) is still pending. */
+static void open_engine_nostep(void)
 {
     tn_errmsg m = {{0}};
     tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
@@ -191,6 +193,11 @@ static void open_engine(void)
                         .start_ns = vclock};
     cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
     X.e = E;
+}
+
+static void open_engine(void)
+{
+    open_engine_nostep();
     tn_engine_step(E, NULL);
 }
 
@@ -203,12 +210,34 @@ static void setup(void)
     open_engine();
 }
 
+/* The transitions every scenario's log replays are appended to
+ * $TERN_COVERAGE_DIR/engine.cov, which the sm-coverage test reads; emptied once per run. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    (void)set;
+    const char *d = getenv("TERN_COVERAGE_DIR");
+    char cov_path[4096];
+    if (!d)
+        return;
+    mkdir(d, 0755);
+    snprintf(cov_path, sizeof(cov_path), "%s/engine.cov", d);
+    FILE *f = fopen(cov_path, "we");
+    if (f)
+        fclose(f);
+}
+
 static void verify_log(void)
 {
-    tn_replay_report rep;
+    static tn_replay_report rep;
     tn_replay_opts o = {.verify_chain = true, .compare = true};
     cr_assert_eq(tn_replay_run(tn_evlog_store(tn_engine_log(E)), &o, &rep), TN_OK);
     cr_assert_eq(rep.err, TN_OK, "replay: seq %" PRIu64 ": %s", rep.bad_seq, rep.why);
+    const char *d = getenv("TERN_COVERAGE_DIR");
+    char path[4096];
+    if (d) {
+        snprintf(path, sizeof(path), "%s/engine.cov", d);
+        cr_assert_eq(tn_replay_coverage_write(&rep, path), TN_OK, "cannot append to %s", path);
+    }
 }
 
 static void teardown(void)
@@ -1386,4 +1415,279 @@ Test(inproc, a_task_killed_by_a_signal_reports_128_plus_the_signal, .init = inpr
     tn_engine_close(E);
     E = NULL;
     tn_inproc_free(x);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* the spec: commands are legal where the tables say, and every transition is reached */
+
+typedef struct tcount {
+    unsigned machine, from, event;
+    int n;
+} tcount;
+
+static int tcount_cb(void *ctx, const tn_event *ev)
+{
+    tcount *c = ctx;
+    c->n += ev->machine == c->machine && ev->from == c->from && ev->event == c->event;
+    return 0;
+}
+
+/* How often workflow wf's log has machine's transition (from, event). */
+static int transitions(uint64_t wf, unsigned machine, unsigned from, unsigned event)
+{
+    tcount c = {machine, from, event, 0};
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, tcount_cb, &c, &fr);
+    return c.n;
+}
+
+/* A master restart whose first step has not run yet: live instances are in FAILOVER. */
+static void restart_nostep(void)
+{
+    vclock = tn_engine_now(E);
+    tn_engine_close(E);
+    open_engine_nostep();
+    for (int i = 0; i < 256; i++)
+        if (X.live[i].live) {
+            done_arg *d = new_done(i, true, X.live[i].attempt);
+            tn_engine_after(E, tn_engine_now(E) + 1000000000LL, sx_done, d);
+        }
+}
+
+/* A command sent while the engine is in its first step after a restart. */
+static tn_err cmd_in_takeover(tn_cmd_kind kind, uint64_t wf)
+{
+    tn_cmd c = {.kind = kind, .id = wf};
+    tn_engine_submit(E, &c);
+    tn_engine_step(E, NULL);
+    cr_assert(c.done);
+    return c.err;
+}
+
+static uint64_t started_long(const char *name)
+{
+    char y[512];
+    snprintf(y, sizeof(y), "name: %s\ntasks:\n"
+             "  - {name: a, type: noop, duration: 10m}\n"
+             "  - {name: b, type: noop, deps: [a]}\n", name);
+    apply(y);
+    uint64_t wf = start(name);
+    tn_engine_step(E, NULL);
+    tn_engine_step(E, NULL);
+    ASSERT_TASK(wf, "a", TN_TASK_S_RUNNING_EXECUTION, 1);
+    return wf;
+}
+
+TestSuite(spec, .init = setup, .fini = teardown);
+
+Test(spec, pause_in_failover_is_accepted)
+{
+    uint64_t wf = started_long("pf");
+    restart_nostep(); /* FAILOVER is recorded by the first step, before its commands */
+    cr_assert_eq(cmd_in_takeover(TN_CMD_PAUSE, wf), TN_OK, "the spec allows FAILOVER + PAUSE");
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_PAUSE), 1);
+    cr_assert_eq(run(wf), TN_WF_S_PAUSE);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+    ASSERT_TASK(wf, "b", TN_TASK_S_PAUSE, 1);
+}
+
+Test(spec, stop_in_failover_is_accepted)
+{
+    uint64_t wf = started_long("sf");
+    restart_nostep();
+    cr_assert_eq(cmd_in_takeover(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_STOP), 1);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+}
+
+Test(spec, refusal_names_state_event_and_accepted_events)
+{
+    apply("name: ok\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t wf = start("ok");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    tn_cmd c = {.kind = TN_CMD_PAUSE, .id = wf};
+    tn_engine_call(E, &c);
+    cr_assert_eq(c.err, TN_ERR_ILLEGAL);
+    char want[256];
+    snprintf(want, sizeof(want), "workflow %" PRIu64 " is SUCCESS: the workflow state machine "
+             "does not allow PAUSE there (SUCCESS accepts: RERUN)", wf);
+    cr_assert_str_eq(c.msg, want);
+    tn_cmd k = {.kind = TN_CMD_FORCE_SUCCESS, .id = task(wf, "a").id};
+    tn_engine_call(E, &k);
+    cr_assert_eq(k.err, TN_ERR_ILLEGAL);
+    cr_assert(strstr(k.msg, "is SUCCESS") && strstr(k.msg, "FORCE_SUCCESS") &&
+              strstr(k.msg, "(SUCCESS accepts: nothing)"), "%s", k.msg);
+}
+
+Test(spec, takeover_puts_pausing_and_stopping_instances_back)
+{
+    uint64_t p = started_long("tp"), s = started_long("ts");
+    cr_assert_eq(cmd(TN_CMD_PAUSE, p), TN_OK);
+    X.drop_kills = true; /* s stays READY_STOP: its task is not killed yet */
+    cr_assert_eq(cmd(TN_CMD_STOP, s), TN_OK);
+    ASSERT_WF(p, TN_WF_S_READY_PAUSE);
+    ASSERT_WF(s, TN_WF_S_READY_STOP);
+    X.drop_kills = false;
+    restart(false);
+    cr_assert_eq(transitions(p, TN_MACHINE_WORKFLOW, TN_WF_S_READY_PAUSE, TN_WF_E_FAILOVER), 1);
+    cr_assert_eq(transitions(p, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_PAUSE), 1);
+    cr_assert_eq(transitions(s, TN_MACHINE_WORKFLOW, TN_WF_S_READY_STOP, TN_WF_E_FAILOVER), 1);
+    cr_assert_eq(transitions(s, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_STOP), 1);
+    cr_assert_eq(run(p), TN_WF_S_PAUSE);
+    cr_assert_eq(run(s), TN_WF_S_STOP);
+}
+
+Test(spec, pausing_workflow_ends_by_its_running_tasks)
+{
+    static const script sc[] = {{"bad", "f", 60000}, {0}};
+    X.scripts = sc;
+    apply("name: one\ntimeout: 1m\ntasks:\n  - {name: a, type: noop, duration: 5m}\n");
+    apply("name: two\ntasks:\n  - {name: bad, type: shell, command: x}\n");
+    apply("name: three\ntasks:\n  - {name: a, type: noop, duration: 5m}\n");
+    uint64_t w1 = start("one"), w2 = start("two"), w3 = start("three");
+    settle(0);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, w1), TN_OK);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, w2), TN_OK);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, w3), TN_OK);
+    cr_assert_eq(cmd(TN_CMD_STOP, w3), TN_OK);
+    cr_assert_eq(run(w1), TN_WF_S_SUCCESS, "its only task succeeded while it paused");
+    cr_assert_eq(run(w2), TN_WF_S_FAILURE, "its only task failed while it paused");
+    cr_assert_eq(run(w3), TN_WF_S_STOP);
+    cr_assert_eq(transitions(w1, TN_MACHINE_WORKFLOW, TN_WF_S_READY_PAUSE, TN_WF_E_TIMEOUT), 1);
+    cr_assert_eq(transitions(w1, TN_MACHINE_WORKFLOW, TN_WF_S_READY_PAUSE, TN_WF_E_SUCCEED), 1);
+    cr_assert_eq(transitions(w2, TN_MACHINE_WORKFLOW, TN_WF_S_READY_PAUSE, TN_WF_E_FAILED), 1);
+    cr_assert_eq(transitions(w3, TN_MACHINE_WORKFLOW, TN_WF_S_READY_PAUSE, TN_WF_E_STOP), 1);
+}
+
+Test(spec, stopping_workflow_times_out)
+{
+    apply("name: sto\ntimeout: 1m\ntasks:\n  - {name: a, type: noop, duration: 5m}\n");
+    uint64_t wf = start("sto");
+    settle(0);
+    X.drop_kills = true; /* the kill is lost: the task runs on past the timeout */
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_READY_STOP, TN_WF_E_TIMEOUT), 1);
+}
+
+Test(spec, rerun_of_paused_stopped_and_failed)
+{
+    apply("name: rp\ntasks:\n"
+          "  - {name: a, type: noop, duration: 10s}\n"
+          "  - {name: b, type: noop, deps: [a]}\n");
+    apply("name: rf\ntasks:\n  - {name: a, type: noop, result: failure}\n");
+    uint64_t p = start("rp"), s = start("rp"), f = start("rf");
+    settle(0);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, p), TN_OK);
+    cr_assert_eq(cmd(TN_CMD_STOP, s), TN_OK);
+    cr_assert_eq(run(p), TN_WF_S_PAUSE);
+    cr_assert_eq(run(s), TN_WF_S_STOP);
+    cr_assert_eq(run(f), TN_WF_S_FAILURE);
+    uint64_t ids[3] = {p, s, f};
+    unsigned from[3] = {TN_WF_S_PAUSE, TN_WF_S_STOP, TN_WF_S_FAILURE};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(cmd(TN_CMD_RERUN, ids[i]), TN_OK);
+        run(ids[i]);
+        cr_assert_eq(transitions(ids[i], TN_MACHINE_WORKFLOW, from[i], TN_WF_E_RERUN), 1);
+    }
+}
+
+Test(spec, environment_set)
+{
+    tn_cmd c = {.kind = TN_CMD_ENV_SET, .name = "py", .text = "export A=1\n"};
+    cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
+}
+
+Test(spec, delayed_logic_task_and_pause_during_delay)
+{
+    apply("name: dl\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: check\n    type: conditions\n    deps: [a]\n    delay: 10s\n"
+          "    when: {all: [{task: a, state: success}]}\n"
+          "    on_success: [b]\n    on_failure: [c]\n"
+          "  - {name: b, type: noop, deps: [check]}\n"
+          "  - {name: c, type: noop, deps: [check]}\n");
+    apply("name: dp\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - {name: b, type: noop, deps: [a], delay: 1h}\n");
+    uint64_t wf = start("dl");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    tinfo ck = task(wf, "check");
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DELAY_EXECUTION, TN_TASK_E_RUNNING),
+                 1, "check %" PRIu64, ck.id);
+    uint64_t p = start("dp");
+    settle(0);
+    ASSERT_TASK(p, "b", TN_TASK_S_DELAY_EXECUTION, 1);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, p), TN_OK);
+    cr_assert_eq(run(p), TN_WF_S_PAUSE);
+    ASSERT_TASK(p, "b", TN_TASK_S_PAUSE, 1);
+}
+
+Test(spec, queued_task_paused_or_killed)
+{
+    tn_cmd g = {.kind = TN_CMD_TASKGROUP_SET, .name = "one", .slots = 1};
+    cr_assert_eq(tn_engine_call(E, &g), TN_OK, "%s", g.msg);
+    apply("name: q\ntasks:\n"
+          "  - {name: g1, type: noop, duration: 1m, task_group: one}\n"
+          "  - {name: g2, type: noop, duration: 1m, task_group: one}\n");
+    uint64_t p = start("q");
+    settle(0);
+    tinfo q = task(p, "g1").state == TN_TASK_S_DISPATCH ? task(p, "g1") : task(p, "g2");
+    cr_assert_eq(q.state, TN_TASK_S_DISPATCH, "one of them waits for the slot");
+    cr_assert_eq(cmd(TN_CMD_KILL_TASK, q.id), TN_OK);
+    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILL), 1);
+    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILLED), 1);
+    cr_assert_eq(run(p), TN_WF_S_STOP);
+    uint64_t r = start("q");
+    settle(0);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, r), TN_OK);
+    cr_assert_eq(transitions(r, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_PAUSE), 1);
+    cr_assert_eq(run(r), TN_WF_S_PAUSE);
+}
+
+Test(spec, result_overtakes_accepted)
+{
+    static const script sc[] = {{"a", "n", 0}, {0}}; /* never ACCEPTED */
+    X.scripts = sc;
+    apply("name: ov\ntasks:\n  - {name: a, type: shell, command: x}\n");
+    uint64_t wf = start("ov");
+    settle(0);
+    tinfo a = task(wf, "a");
+    cr_assert_eq(a.state, TN_TASK_S_DISPATCH);
+    tn_report r = {.kind = TN_REPORT_RESULT, .wf = wf, .task = a.id, .attempt = 1,
+                   .success = true, .worker = "test"};
+    tn_engine_report(E, &r);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_SUCCEEDED), 1);
+}
+
+Test(spec, lost_task_of_a_pausing_workflow_pauses)
+{
+    static const script sc[] = {{"a", "h", 0}, {0}}; /* runs until lost */
+    X.scripts = sc;
+    apply("name: lp\ntasks:\n  - {name: a, type: shell, command: x}\n");
+    uint64_t wf = start("lp");
+    settle(0);
+    tinfo a = task(wf, "a");
+    cr_assert_eq(a.state, TN_TASK_S_RUNNING_EXECUTION);
+    cr_assert_eq(cmd(TN_CMD_PAUSE, wf), TN_OK);
+    tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = a.id, .attempt = 1,
+                      .worker = "test", .reason = "test: worker lost"};
+    tn_engine_report(E, &lost);
+    cr_assert_eq(run(wf), TN_WF_S_PAUSE);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_NEED_FAULT_TOLERANCE,
+                             TN_TASK_E_PAUSE), 1);
+}
+
+Test(spec, task_command_in_takeover_ends_it_first)
+{
+    uint64_t wf = started_long("kf");
+    uint64_t a = task(wf, "a").id;
+    restart_nostep(); /* FAILOVER is recorded by the first step, before its commands */
+    cr_assert_eq(cmd_in_takeover(TN_CMD_KILL_TASK, a), TN_OK);
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_START), 1);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_RUNNING_EXECUTION,
+                             TN_WF_E_TASK_FINISHED), 1, "the kill is a task end the workflow saw");
 }

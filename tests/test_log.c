@@ -37,7 +37,7 @@ static tn_err add(unsigned machine, unsigned event, uint64_t wf, uint64_t task)
     ev.actor = TN_STR("user:test");
     if (machine == TN_MACHINE_TASK && event == TN_TASK_E_SUBMIT)
         tn_event_set_str(&ev, "name", "t");
-    return tn_evlog_add(lg, &ev, NULL, &msg);
+    return tn_evlog_add(lg, &ev, &msg);
 }
 
 static void verify_log(void)
@@ -63,18 +63,15 @@ Test(evlog, legal_events_fill_from_to_and_seq)
     uint64_t wf = tn_evlog_new_wf_id(lg);
     tn_event ev;
     tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0);
-    unsigned action = 99;
-    cr_assert_eq(tn_evlog_add(lg, &ev, &action, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
     cr_assert_eq(ev.from, TN_SM_NEW);
     cr_assert_eq(ev.to, TN_WF_S_SUBMITTED_SUCCESS);
     cr_assert_eq(ev.seq, 2);
-    cr_assert_eq(action, TN_WF_A_CREATE);
     tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_START, wf, 0);
-    cr_assert_eq(tn_evlog_add(lg, &ev, &action, &msg), TN_OK);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK);
     cr_assert_eq(ev.from, TN_WF_S_SUBMITTED_SUCCESS);
     cr_assert_eq(ev.to, TN_WF_S_RUNNING_EXECUTION);
     cr_assert_eq(ev.seq, 3);
-    cr_assert_eq(action, TN_WF_A_START_TASKS);
     /* pending state is visible to the writer before the commit */
     tn_wf_proj w;
     cr_assert_eq(tn_evlog_wf(lg, wf, &w), TN_OK);
@@ -115,16 +112,16 @@ Test(evlog, malformed_events_refused)
 {
     tn_event ev;
     tn_event_init(&ev, 7, 0, 1, 0);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_ERR_INVAL);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_ERR_INVAL);
     tn_event_init(&ev, TN_MACHINE_WORKFLOW, 200, 1, 0);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_ERR_INVAL);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_ERR_INVAL);
     tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, 0, 0); /* no wf id */
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_ERR_INVAL);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_ERR_INVAL);
     tn_event_init(&ev, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, 1, 0); /* no task id */
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_ERR_INVAL);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_ERR_INVAL);
     /* a system event without the attrs its projection needs */
     tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_ERR_INVAL);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_ERR_INVAL);
     cr_assert_eq(tn_evlog_pending(lg), 0);
     /* a task may not change workflow */
     cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, 1, 0), TN_OK);
@@ -147,7 +144,7 @@ Test(evlog, discard_restores_state)
     /* and the same event is legal again, with the same seq */
     tn_event ev;
     tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_START, wf, 0);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK);
     cr_assert_eq(ev.seq, 3);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK);
     verify_log();
@@ -207,12 +204,12 @@ Test(evlog, system_projections)
     tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
     tn_event_set_str(&ev, "name", "db_writers");
     tn_event_set_int(&ev, "slots", 3);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
     tn_event_init(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_DEF_APPLIED, 0, 0);
     tn_event_set_str(&ev, "name", "etl");
     tn_event_set_int(&ev, "version", 1);
     tn_event_set_bin(&ev, "def", "\x91\x01", 2);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK);
     tn_rtxn *t;
     tn_val v;
@@ -244,7 +241,7 @@ Test(evlog, full_store_refuses_and_loses_nothing)
         tn_event ev;
         tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0);
         tn_event_set_str(&ev, "pad", pad);
-        cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK);
+        cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK);
         e = tn_evlog_commit(lg, &msg);
         if (e == TN_OK)
             committed = tn_evlog_last_seq(lg);
@@ -273,7 +270,7 @@ static void sys_env(const char *name, const char *text)
     ev.actor = TN_STR("user:test");
     tn_event_set_str(&ev, "name", name);
     tn_event_set_str(&ev, "text", text);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
 }
 
 static void sys_def(const char *name, int64_t version, const char *bytes)
@@ -284,7 +281,7 @@ static void sys_def(const char *name, int64_t version, const char *bytes)
     tn_event_set_str(&ev, "name", name);
     tn_event_set_int(&ev, "version", version);
     tn_event_set_bin(&ev, "def", bytes, strlen(bytes));
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
 }
 
 Test(evlog, env_get_reads_the_last_committed_env_set)
@@ -323,7 +320,7 @@ Test(evlog, taskgroup_get_reads_slots)
     ev.actor = TN_STR("user:test");
     tn_event_set_str(&ev, "name", "db_writers");
     tn_event_set_int(&ev, "slots", 3);
-    cr_assert_eq(tn_evlog_add(lg, &ev, NULL, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
     cr_assert_eq(tn_log_taskgroup_get(s, "db_writers", &slots), TN_OK);
     cr_assert_eq(slots, 3);

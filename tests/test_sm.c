@@ -25,7 +25,7 @@ extern char **environ;
 #define NAME_LEN 64
 
 typedef struct spec_trans {
-    char from[NAME_LEN], event[NAME_LEN], to[NAME_LEN], action[NAME_LEN];
+    char from[NAME_LEN], event[NAME_LEN], to[NAME_LEN];
     int line;
 } spec_trans;
 
@@ -89,11 +89,10 @@ static spec *read_spec(const char *name)
         } else {
             spec_trans *t = &s->trans[s->ntrans++];
 
-            cr_assert_eq(n, 4, "%s:%d: not a transition", s->path, lineno);
+            cr_assert_eq(n, 3, "%s:%d: not a transition", s->path, lineno);
             copy_name(t->from, tok[0]);
             copy_name(t->event, tok[1]);
             copy_name(t->to, tok[2]);
-            copy_name(t->action, tok[3]);
             t->line = lineno;
         }
         cr_assert_lt(s->ntrans, SPEC_MAX);
@@ -143,8 +142,6 @@ static void check_table_against_spec(const tn_sm *m, const char *name)
                       t->line, t->from, t->event);
         cr_expect_str_eq(tn_sm_state_name(m, next.to), t->to, "%s:%d: %s + %s", s->path, t->line,
                          t->from, t->event);
-        cr_expect_str_eq(tn_sm_action_name(m, next.action), t->action, "%s:%d: %s + %s action",
-                         s->path, t->line, t->from, t->event);
     }
     cr_expect_eq(count_legal(m), (unsigned)s->ntrans, "%s: table has %u legal entries, spec %d",
                  s->path, count_legal(m), s->ntrans);
@@ -170,7 +167,6 @@ static void check_names_against_spec(const tn_sm *m, const char *name)
     for (int i = 0; i < s->nevents; i++)
         cr_expect_str_eq(m->event_names[i], s->events[i], "%s: event %d", s->path, i);
     cr_expect_str_eq(tn_sm_state_name(m, m->initial), s->initial, "%s: initial", s->path);
-    cr_expect_str_eq(m->action_names[0], "none");
     free(s);
 }
 
@@ -304,12 +300,11 @@ Test(sm_semantics, workflow_pause_and_stop)
     expect_next(&tn_sm_workflow, "SUCCESS", "TASK_FINISHED", NULL);
 }
 
-Test(sm_semantics, workflow_final_states_only_recover_rerun_finalize)
+Test(sm_semantics, workflow_final_states_only_recover_rerun)
 {
     static const char *const finals[] = {"SUCCESS", "FAILURE", "STOP", "PAUSE", NULL};
-    static const char *const allowed[] = {"RECOVER", "RERUN", "FINALIZE", NULL};
+    static const char *const allowed[] = {"RECOVER", "RERUN", NULL};
     const tn_sm *m = &tn_sm_workflow;
-    unsigned finalize = event_id(m, "FINALIZE");
 
     expect_finals(m, finals);
     for (unsigned s = 0; s < m->nstates; s++) {
@@ -319,8 +314,6 @@ Test(sm_semantics, workflow_final_states_only_recover_rerun_finalize)
             if (tn_sm_next(m, s, e).to != TN_SM_ILLEGAL)
                 cr_expect(in_list(tn_sm_event_name(m, e), allowed), "workflow: final %s accepts %s",
                           tn_sm_state_name(m, s), tn_sm_event_name(m, e));
-        cr_expect_eq(tn_sm_next(m, s, finalize).to, s, "workflow: %s + FINALIZE is not a self-loop",
-                     tn_sm_state_name(m, s));
     }
 }
 
@@ -362,7 +355,7 @@ Test(sm_semantics, hand_picked_illegal_pairs)
         {&tn_sm_workflow, "PAUSE", "PAUSED"},
         {&tn_sm_workflow, "FAILURE", "FAILED"},
         {&tn_sm_workflow, "SERIAL_WAIT", "TASK_FINISHED"},
-        {&tn_sm_workflow, "WAIT_TO_RUN", "SUCCEED"},
+        {&tn_sm_workflow, "FAILOVER", "SUCCEED"},
         {&tn_sm_task, "NEW", "RUNNING"},
         {&tn_sm_task, "NEW", "SUCCEEDED"},
         {&tn_sm_task, "SUBMITTED_SUCCESS", "DISPATCHED"},
@@ -424,11 +417,7 @@ Test(sm_names, ids_and_names_round_trip)
         for (unsigned e = 0; e < m->nevents; e++)
             cr_expect_eq(tn_sm_event_id(m, tn_sm_event_name(m, e)), (int)e, "%s event %u", m->name,
                          e);
-        for (unsigned a = 0; a < m->nactions; a++)
-            for (unsigned b = a + 1; b < m->nactions; b++)
-                cr_expect_str_neq(tn_sm_action_name(m, a), tn_sm_action_name(m, b));
         cr_expect_str_eq(tn_sm_state_name(m, 0), "NEW");
-        cr_expect_str_eq(tn_sm_action_name(m, 0), "none");
     }
 }
 
@@ -439,7 +428,6 @@ Test(sm_names, unknown_names_and_ids)
     cr_expect_str_eq(tn_sm_state_name(m, m->nstates), "?");
     cr_expect_str_eq(tn_sm_state_name(m, UINT_MAX), "?");
     cr_expect_str_eq(tn_sm_event_name(m, m->nevents), "?");
-    cr_expect_str_eq(tn_sm_action_name(m, m->nactions), "?");
     cr_expect_str_eq(tn_sm_state_name(NULL, 0), "?");
     cr_expect_eq(tn_sm_state_id(m, "RUNNING"), -1); /* an event, not a state */
     cr_expect_eq(tn_sm_state_id(m, "success"), -1); /* names are case-sensitive */
@@ -454,7 +442,6 @@ Test(sm_names, generated_enums_agree_with_names)
 {
     cr_expect_eq(TN_WF_S__COUNT, tn_sm_workflow.nstates);
     cr_expect_eq(TN_WF_E__COUNT, tn_sm_workflow.nevents);
-    cr_expect_eq(TN_WF_A__COUNT, tn_sm_workflow.nactions);
     cr_expect_eq(TN_TASK_S__COUNT, tn_sm_task.nstates);
     cr_expect_eq(TN_TASK_E__COUNT, tn_sm_task.nevents);
     cr_expect_eq(TN_SYS_S__COUNT, tn_sm_system.nstates);
@@ -462,11 +449,9 @@ Test(sm_names, generated_enums_agree_with_names)
     cr_expect_str_eq(tn_sm_state_name(&tn_sm_workflow, TN_WF_S_RUNNING_EXECUTION),
                      "RUNNING_EXECUTION");
     cr_expect_str_eq(tn_sm_event_name(&tn_sm_workflow, TN_WF_E_TASK_FINISHED), "TASK_FINISHED");
-    cr_expect_str_eq(tn_sm_action_name(&tn_sm_workflow, TN_WF_A_START_TASKS), "start_tasks");
     cr_expect_str_eq(tn_sm_state_name(&tn_sm_task, TN_TASK_S_NEED_FAULT_TOLERANCE),
                      "NEED_FAULT_TOLERANCE");
     cr_expect_str_eq(tn_sm_event_name(&tn_sm_task, TN_TASK_E_FORCE_SUCCESS), "FORCE_SUCCESS");
-    cr_expect_str_eq(tn_sm_action_name(&tn_sm_system, TN_SYS_A_NOTE), "note");
     cr_expect_eq(tn_sm_workflow.initial, TN_WF_S_SUBMITTED_SUCCESS);
     cr_expect_eq(tn_sm_task.initial, TN_TASK_S_SUBMITTED_SUCCESS);
 }
@@ -502,8 +487,8 @@ static void check_renderings(const tn_sm *m, const char *name)
     for (int i = 0; i < s->ntrans; i++) {
         const spec_trans *t = &s->trans[i];
 
-        snprintf(edge, sizeof edge, "\"%s\" -> \"%s\" [label=\"%s / %s\"];\n", t->from, t->to,
-                 t->event, t->action);
+        snprintf(edge, sizeof edge, "\"%s\" -> \"%s\" [label=\"%s\"];\n", t->from, t->to,
+                 t->event);
         cr_expect_not_null(strstr(m->dot, edge), "%s.dot lacks %s", name, edge);
         cr_expect_not_null(strstr(m->md, t->event), "%s.md lacks %s", name, t->event);
     }
@@ -514,11 +499,11 @@ static void check_renderings(const tn_sm *m, const char *name)
     cr_expect_eq(edges, s->ntrans, "%s.dot edges", name);
     cr_expect_eq(doubles, s->nfinals, "%s.dot double circles", name);
 
-    /* Table rows: "| From | Event | To | Action |", a rule, then one row per transition. */
+    /* Table rows: "| From | Event | To |", a rule, then one row per transition. */
     p = strstr(m->md, "| From");
     cr_assert_not_null(p, "%s.md has no table", name);
     for (int line = 0; *p == '|'; line++) {
-        char row[512], cell[4][NAME_LEN + 16];
+        char row[512], cell[3][NAME_LEN + 16];
         const char *end = strchr(p, '\n');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         int n;
@@ -529,15 +514,14 @@ static void check_renderings(const tn_sm *m, const char *name)
         p += len + (end ? 1 : 0);
         if (line < 2)
             continue;
-        n = sscanf(row, "|%79[^|]|%79[^|]|%79[^|]|%79[^|]|", cell[0], cell[1], cell[2], cell[3]);
-        cr_assert_eq(n, 4, "%s.md: bad row %s", name, row);
-        for (int i = 0; i < 4; i++)
+        n = sscanf(row, "|%79[^|]|%79[^|]|%79[^|]|", cell[0], cell[1], cell[2]);
+        cr_assert_eq(n, 3, "%s.md: bad row %s", name, row);
+        for (int i = 0; i < 3; i++)
             trim(cell[i]);
         cr_assert_lt(rows, s->ntrans, "%s.md: more rows than transitions", name);
         cr_expect_str_eq(cell[0], s->trans[rows].from, "%s.md row %d", name, rows);
         cr_expect_str_eq(cell[1], s->trans[rows].event, "%s.md row %d", name, rows);
         cr_expect_str_eq(cell[2], s->trans[rows].to, "%s.md row %d", name, rows);
-        cr_expect_str_eq(cell[3], s->trans[rows].action, "%s.md row %d", name, rows);
         rows++;
     }
     cr_expect_eq(rows, s->ntrans, "%s.md rows", name);
@@ -680,8 +664,8 @@ Test(smgen, accepts_a_valid_spec)
     run r;
 
     run_init(&r);
-    run_spec(&r, GOOD_HEAD "NEW GO A create\n"
-                           "A DONE B finish\n");
+    run_spec(&r, GOOD_HEAD "NEW GO A\n"
+                           "A DONE B\n");
     cr_expect_eq(r.status, 0, "smgen failed: %s", r.err);
     cr_expect_str_eq(r.err, "");
     cr_expect_eq(count_files(r.out), 4, "sm_gen.h, sm_gen.c, task.dot, task.md");
@@ -690,24 +674,24 @@ Test(smgen, accepts_a_valid_spec)
 
 Test(smgen, rejects_duplicate_from_event)
 {
-    expect_rejected(GOOD_HEAD "NEW GO A create\n"
-                              "A DONE B finish\n"
+    expect_rejected(GOOD_HEAD "NEW GO A\n"
+                              "A DONE B\n"
                               "\n"
-                              "A DONE A again\n",
+                              "A DONE A\n",
                     10, "duplicate transition A + DONE");
 }
 
 Test(smgen, rejects_undeclared_state)
 {
-    expect_rejected(GOOD_HEAD "NEW GO A create\n"
-                              "A DONE C finish\n",
+    expect_rejected(GOOD_HEAD "NEW GO A\n"
+                              "A DONE C\n",
                     8, "undeclared state");
 }
 
 Test(smgen, rejects_undeclared_event)
 {
-    expect_rejected(GOOD_HEAD "NEW GO A create\n"
-                              "A STOP B finish\n",
+    expect_rejected(GOOD_HEAD "NEW GO A\n"
+                              "A STOP B\n",
                     8, "undeclared event");
 }
 
@@ -719,9 +703,9 @@ Test(smgen, rejects_unreachable_state)
                     "initial A\n"
                     "final B\n"
                     "events GO DONE\n"
-                    "NEW GO A create\n"
-                    "A DONE B finish\n"
-                    "C DONE B finish\n",
+                    "NEW GO A\n"
+                    "A DONE B\n"
+                    "C DONE B\n",
                     3, "state C is not reachable");
 }
 
@@ -732,18 +716,18 @@ Test(smgen, rejects_state_with_no_path_to_final)
                     "initial A\n"
                     "final B\n"
                     "events GO DONE\n"
-                    "NEW GO A create\n"
-                    "A DONE B finish\n"
-                    "A GO C stall\n",
+                    "NEW GO A\n"
+                    "A DONE B\n"
+                    "A GO C\n",
                     2, "state C has no path to a final state");
 }
 
 Test(smgen, rejects_bad_token_count)
 {
-    expect_rejected(GOOD_HEAD "NEW GO A create\n"
-                              "A DONE B\n",
-                    8, "4 tokens");
-    expect_rejected(GOOD_HEAD "NEW GO A create extra\n", 7, "4 tokens");
+    expect_rejected(GOOD_HEAD "NEW GO A\n"
+                              "A DONE\n",
+                    8, "3 tokens");
+    expect_rejected(GOOD_HEAD "NEW GO A create\n", 7, "3 tokens");
 }
 
 Test(smgen, rejects_unknown_directive)
@@ -775,7 +759,7 @@ Test(smgen, rejects_missing_machine_or_initial)
                     "machine task T\n"
                     "states A\n"
                     "events GO\n"
-                    "NEW GO A create\n",
+                    "NEW GO A\n",
                     2, "no 'initial'");
 }
 
@@ -785,9 +769,7 @@ Test(smgen, rejects_bad_names)
     expect_rejected("machine task T\n"
                     "states A Bad\n",
                     2, "bad state name");
-    expect_rejected(GOOD_HEAD "NEW GO A Create\n", 7, "bad action name");
-    expect_rejected(GOOD_HEAD "NEW GO A none\n", 7, "reserved");
-    expect_rejected(GOOD_HEAD "A GO NEW create\n", 7, "NEW is not allowed");
+    expect_rejected(GOOD_HEAD "A GO NEW\n", 7, "NEW is not allowed");
 }
 
 Test(smgen, rejects_overlong_input)
@@ -868,4 +850,50 @@ Test(sm_render, docs_show_current_tables)
                        "%s is out of date: paste build/statemachines/workflow.md into it", path);
     cr_expect_not_null(strstr(doc, tn_sm_task.md),
                        "%s is out of date: paste build/statemachines/task.md into it", path);
+}
+
+/* `tern sm coverage`: 0 only when every spec transition has a count and nothing recorded
+ * is outside the spec. */
+static int coverage_run(const char *lines, bool all, char *out, size_t outsz)
+{
+    char dir[] = "/tmp/tern-smcov-XXXXXX", file[64], cmd[PATH_MAX + 256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/c.cov", dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    for (unsigned i = 1; all && i <= TN_MACHINE_MAX; i++) {
+        const tn_sm *m = tn_sm_get(i);
+        for (unsigned s = 0; s < m->nstates; s++)
+            for (unsigned e = 0; e < m->nevents; e++)
+                if (tn_sm_next(m, s, e).to != TN_SM_ILLEGAL)
+                    fprintf(f, "%s %s %s %s 1\n", m->name, tn_sm_state_name(m, s),
+                            tn_sm_event_name(m, e), tn_sm_state_name(m, tn_sm_next(m, s, e).to));
+    }
+    fputs(lines, f);
+    fclose(f);
+    const char *tern = getenv("TERN_BIN");
+    cr_assert_not_null(tern);
+    snprintf(cmd, sizeof cmd, "%s sm coverage %s 2>&1", tern, file);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, outsz - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    unlink(file);
+    rmdir(dir);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(sm_coverage, passes_only_when_every_line_is_reached_and_nothing_else)
+{
+    static char out[1 << 16];
+    cr_expect_eq(coverage_run("", true, out, sizeof out), 0, "%s", out);
+    cr_expect_null(strstr(out, "NEVER REACHED"), "%s", out);
+    cr_expect_eq(coverage_run("workflow NEW SUBMIT SUBMITTED_SUCCESS 3\n", false, out,
+                              sizeof out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, "NEVER REACHED"), "%s", out);
+    cr_expect_eq(coverage_run("workflow SUCCESS PAUSE READY_PAUSE 1\n", true, out, sizeof out),
+                 1, "%s", out);
+    cr_expect_not_null(strstr(out, "NOT IN SPEC  workflow SUCCESS PAUSE -> READY_PAUSE"), "%s",
+                       out);
 }

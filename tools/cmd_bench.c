@@ -105,7 +105,7 @@ static tn_err gen_next(gen *g, tn_evlog *l, tn_errmsg *msg)
     }
     ev.actor = TN_STR("master:bench");
     g->step = g->step == 2 + 10 * 6 ? 0 : g->step + 1;
-    return tn_evlog_add(l, &ev, NULL, msg);
+    return tn_evlog_add(l, &ev, msg);
 }
 
 typedef struct append_result {

@@ -61,7 +61,7 @@ static void rec(demo *d, unsigned machine, unsigned event, uint64_t wf, uint64_t
             tn_event_set_str(&ev, k, s);
     }
     va_end(ap);
-    d->err = tn_evlog_add(d->log, &ev, NULL, &d->msg);
+    d->err = tn_evlog_add(d->log, &ev, &d->msg);
 }
 
 #define I(k, v) k, 1, (int64_t)(v), (const char *)NULL

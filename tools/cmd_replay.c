@@ -15,6 +15,7 @@ typedef struct replay_opts {
     uint64_t until;
     int64_t until_time;
     bool no_chain, json;
+    const char *coverage_out;
 } replay_opts;
 
 static const tn_opt replay_table[] = {
@@ -28,6 +29,9 @@ static const tn_opt replay_table[] = {
     {"no-chain", 0, TN_OPT_FLAG, offsetof(replay_opts, no_chain), NULL,
      .help = "skip the hash chain check"},
     {"json", 0, TN_OPT_FLAG, offsetof(replay_opts, json), NULL, .help = "print the summary as JSON"},
+    {"coverage-out", 0, TN_OPT_STR, offsetof(replay_opts, coverage_out), "FILE",
+     .help = "append the transitions replayed, one \"MACHINE FROM EVENT TO COUNT\" line\n"
+             "each, to FILE (read by `tern sm coverage`)"},
     {0}};
 
 const tn_opt_cmd tn_spec_replay = {
@@ -119,8 +123,12 @@ static int replay(const replay_opts *o, tn_store *s, tn_replay_report *r)
         print_json(r);
     else
         print_text(r);
+    int rc = 0;
+    if (o->coverage_out && (e = tn_replay_coverage_write(r, o->coverage_out)))
+        rc = tn_cli_fail("replay", "%s: cannot append the coverage: %s", o->coverage_out,
+                         tn_strerror(e));
     if (!r->err)
-        return 0;
+        return rc;
     print_error(s, r);
     return 1;
 }

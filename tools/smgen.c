@@ -16,25 +16,23 @@
 #include <unistd.h>
 
 /* Bounds on everything a spec controls. Ids are uint8_t and 0xFF means "illegal", so a
- * machine has at most 255 states (NEW included), 255 events and 255 actions ("none"
- * included). */
+ * machine has at most 255 states (NEW included) and 255 events. */
 #define MAX_LINE 1024 /* bytes per line, newline excluded */
 #define MAX_LINES 100000
 #define MAX_TOKENS 64 /* per line */
 #define MAX_NAME 63   /* bytes per name */
 #define MAX_STATES 255
 #define MAX_EVENTS 255
-#define MAX_ACTIONS 255
 #define MAX_MACHINES 3
 #define MAX_PATH 4096
 
 typedef struct name {
     char s[MAX_NAME + 1];
-    int line; /* where it was declared (or first used, for actions) */
+    int line; /* where it was declared */
 } name;
 
 typedef struct trans {
-    uint8_t from, event, to, action;
+    uint8_t from, event, to;
     int line;
 } trans;
 
@@ -49,8 +47,6 @@ typedef struct machine {
     name states[MAX_STATES];
     unsigned nevents;
     name events[MAX_EVENTS];
-    unsigned nactions; /* "none" included */
-    name actions[MAX_ACTIONS];
     int initial; /* state id; 0 until seen */
     bool final[MAX_STATES];
     unsigned nfinal;
@@ -152,16 +148,6 @@ static bool is_upper_name(const char *s)
         return false;
     for (s++; *s; s++)
         if (!((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            return false;
-    return true;
-}
-
-static bool is_lower_name(const char *s)
-{
-    if (!((*s >= 'a' && *s <= 'z') || *s == '_'))
-        return false;
-    for (s++; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
             return false;
     return true;
 }
@@ -287,12 +273,12 @@ static bool parse_final(machine *m, char **tok, int ntok, int lineno)
 
 static bool parse_transition(machine *m, char **tok, int ntok, int lineno)
 {
-    int from, event, to, action;
+    int from, event, to;
     trans *t;
 
-    if (ntok != 4)
+    if (ntok != 3)
         return error_at(m->file, lineno,
-                        "a transition is FROM EVENT TO ACTION (4 tokens); got %d token%s", ntok,
+                        "a transition is FROM EVENT TO (3 tokens); got %d token%s", ntok,
                         ntok == 1 ? "" : "s");
     if ((from = find(m->states, m->nstates, tok[0])) < 0)
         return error_at(m->file, lineno, "undeclared state \"%s\"", tok[0]);
@@ -300,26 +286,13 @@ static bool parse_transition(machine *m, char **tok, int ntok, int lineno)
         return error_at(m->file, lineno, "undeclared event \"%s\"", tok[1]);
     if (!(to = declared_state(m, tok[2], lineno)))
         return false;
-    if (!is_lower_name(tok[3]))
-        return error_at(m->file, lineno, "bad action name \"%s\" (expected [a-z_][a-z0-9_]*)",
-                        tok[3]);
-    /* "none" is action 0; "_count" would collide with the TN_<PREFIX>_A__COUNT enumerator. */
-    if (strcmp(tok[3], "none") == 0 || strcmp(tok[3], "_count") == 0)
-        return error_at(m->file, lineno, "action name \"%s\" is reserved", tok[3]);
     if (m->at[from][event])
         return error_at(m->file, lineno, "duplicate transition %s + %s (first at line %d)", tok[0],
                         tok[1], m->trans[m->at[from][event] - 1].line);
-    if ((action = find(m->actions, m->nactions, tok[3])) < 0) {
-        if (m->nactions == MAX_ACTIONS)
-            return error_at(m->file, lineno, "more than %d actions", MAX_ACTIONS - 1);
-        action = (int)m->nactions;
-        set_name(&m->actions[m->nactions++], tok[3], lineno);
-    }
     t = &m->trans[m->ntrans++];
     t->from = (uint8_t)from;
     t->event = (uint8_t)event;
     t->to = (uint8_t)to;
-    t->action = (uint8_t)action;
     t->line = lineno;
     m->at[from][event] = (uint16_t)m->ntrans;
     return true;
@@ -336,7 +309,7 @@ static bool parse_line(machine *m, char **tok, int ntok, int lineno)
     if (d < 0 && !is_upper_name(tok[0]))
         return error_at(m->file, lineno,
                         "unknown directive \"%s\" (expected machine, states, initial, final, "
-                        "events or a transition FROM EVENT TO ACTION)",
+                        "events or a transition FROM EVENT TO)",
                         tok[0]);
     if (d != 0 && !m->line)
         return error_at(m->file, lineno, "the first directive must be 'machine NAME PREFIX'");
@@ -420,8 +393,6 @@ static bool parse_file(machine *m, const char *file)
     m->base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
     set_name(&m->states[0], "NEW", 0);
     m->nstates = 1;
-    set_name(&m->actions[0], "none", 0);
-    m->nactions = 1;
 
     if (!(f = fopen(file, "r"))) {
         fprintf(stderr, "%s: cannot open: %s\n", file, strerror(errno));
@@ -551,8 +522,8 @@ static void render_dot(const machine *m, buf *b)
     for (unsigned i = 0; i < m->ntrans; i++) {
         const trans *t = &m->trans[i];
 
-        bprintf(b, "    \"%s\" -> \"%s\" [label=\"%s / %s\"];\n", m->states[t->from].s,
-                m->states[t->to].s, m->events[t->event].s, m->actions[t->action].s);
+        bprintf(b, "    \"%s\" -> \"%s\" [label=\"%s\"];\n", m->states[t->from].s,
+                m->states[t->to].s, m->events[t->event].s);
     }
     bprintf(b, "}\n");
 }
@@ -565,23 +536,23 @@ static size_t widest(size_t w, const char *s)
 
 static void md_row(buf *b, const size_t *w, const char *const *cell)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         bprintf(b, "| %-*s ", (int)w[i], cell[i]);
     bprintf(b, "|\n");
 }
 
 static void render_md(const machine *m, buf *b)
 {
-    static const char *const head[4] = {"From", "Event", "To", "Action"};
-    size_t w[4];
-    char rule[4][MAX_NAME + 1];
-    const char *cells[4];
+    static const char *const head[3] = {"From", "Event", "To"};
+    size_t w[3];
+    char rule[3][MAX_NAME + 1];
+    const char *cells[3];
 
     bprintf(b, "## %s state machine\n\n", m->name);
     bprintf(b,
-            "Generated from `%s`; its C enums are `TN_%s_S_*` (states),\n"
-            "`TN_%s_E_*` (events) and `TN_%s_A_*` (actions).\n\n",
-            m->base, m->prefix, m->prefix, m->prefix);
+            "Generated from `%s`; its C enums are `TN_%s_S_*` (states) and\n"
+            "`TN_%s_E_*` (events).\n\n",
+            m->base, m->prefix, m->prefix);
     bprintf(b, "States (id, name):\n\n");
     bprintf(b, "- 0 `NEW`: the pseudo-state before the instance exists\n");
     for (unsigned s = 1; s < m->nstates; s++) {
@@ -595,7 +566,7 @@ static void render_md(const machine *m, buf *b)
     }
     bprintf(b, "\nTransitions, in spec order; any other (state, event) pair is illegal:\n\n");
 
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         w[i] = widest(3, head[i]);
     for (unsigned i = 0; i < m->ntrans; i++) {
         const trans *t = &m->trans[i];
@@ -603,10 +574,9 @@ static void render_md(const machine *m, buf *b)
         w[0] = widest(w[0], m->states[t->from].s);
         w[1] = widest(w[1], m->events[t->event].s);
         w[2] = widest(w[2], m->states[t->to].s);
-        w[3] = widest(w[3], m->actions[t->action].s);
     }
     md_row(b, w, head);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 3; i++) {
         memset(rule[i], '-', w[i]);
         rule[i][w[i]] = '\0';
         cells[i] = rule[i];
@@ -618,7 +588,6 @@ static void render_md(const machine *m, buf *b)
         cells[0] = m->states[t->from].s;
         cells[1] = m->events[t->event].s;
         cells[2] = m->states[t->to].s;
-        cells[3] = m->actions[t->action].s;
         md_row(b, w, cells);
     }
 }
@@ -647,10 +616,9 @@ static void gen_header(buf *b, const char *inputs)
     for (unsigned i = 0; i < nmachines; i++) {
         const machine *m = order[i];
 
-        bprintf(b, "\n/* %s (%s): states, events, actions */\n", m->name, m->base);
+        bprintf(b, "\n/* %s (%s): states and events */\n", m->name, m->base);
         gen_enum(b, m->prefix, 'S', m->states, m->nstates);
         gen_enum(b, m->prefix, 'E', m->events, m->nevents);
-        gen_enum(b, m->prefix, 'A', m->actions, m->nactions);
     }
     bprintf(b, "\n#endif\n");
 }
@@ -670,7 +638,6 @@ static void gen_machine(buf *b, const machine *m, const char *dot, const char *m
 {
     const char *enum_name = "";
     char entry[4 * MAX_NAME + 32];
-    char up[MAX_NAME + 1];
     int width = 0;
 
     for (unsigned i = 0; i < MAX_MACHINES; i++)
@@ -680,7 +647,6 @@ static void gen_machine(buf *b, const machine *m, const char *dot, const char *m
     bprintf(b, "\n/* ---- %s (%s) ---- */\n\n", m->name, m->base);
     gen_names(b, m, "state", 'S', m->states, m->nstates);
     gen_names(b, m, "event", 'E', m->events, m->nevents);
-    gen_names(b, m, "action", 'A', m->actions, m->nactions);
 
     bprintf(b, "static const bool %s_final[TN_%s_S__COUNT] = {\n", m->name, m->prefix);
     for (unsigned s = 0; s < m->nstates; s++)
@@ -689,9 +655,8 @@ static void gen_machine(buf *b, const machine *m, const char *dot, const char *m
 
     /* Every entry written out, illegal ones included, so that the table reads as a grid. */
     for (unsigned i = 0; i < m->ntrans; i++) {
-        upper(up, m->actions[m->trans[i].action].s);
-        int n = snprintf(entry, sizeof entry, "{TN_%s_S_%s, TN_%s_A_%s},", m->prefix,
-                         m->states[m->trans[i].to].s, m->prefix, up);
+        int n = snprintf(entry, sizeof entry, "{TN_%s_S_%s},", m->prefix,
+                         m->states[m->trans[i].to].s);
         width = n > width ? n : width;
     }
     bprintf(b, "\n/* [state * TN_%s_E__COUNT + event] */\n", m->prefix);
@@ -702,13 +667,10 @@ static void gen_machine(buf *b, const machine *m, const char *dot, const char *m
         for (unsigned e = 0; e < m->nevents; e++) {
             const trans *t = m->at[s][e] ? &m->trans[m->at[s][e] - 1] : NULL;
 
-            if (t) {
-                upper(up, m->actions[t->action].s);
-                snprintf(entry, sizeof entry, "{TN_%s_S_%s, TN_%s_A_%s},", m->prefix,
-                         m->states[t->to].s, m->prefix, up);
-            } else {
-                snprintf(entry, sizeof entry, "{TN_SM_ILLEGAL, 0},");
-            }
+            if (t)
+                snprintf(entry, sizeof entry, "{TN_%s_S_%s},", m->prefix, m->states[t->to].s);
+            else
+                snprintf(entry, sizeof entry, "{TN_SM_ILLEGAL},");
             bprintf(b, "    %-*s /* %s */\n", width, entry, m->events[e].s);
         }
     }
@@ -726,12 +688,10 @@ static void gen_machine(buf *b, const machine *m, const char *dot, const char *m
     bprintf(b, "    .machine = %s,\n", enum_name);
     bprintf(b, "    .nstates = TN_%s_S__COUNT,\n", m->prefix);
     bprintf(b, "    .nevents = TN_%s_E__COUNT,\n", m->prefix);
-    bprintf(b, "    .nactions = TN_%s_A__COUNT,\n", m->prefix);
     bprintf(b, "    .ntrans = %u,\n", m->ntrans);
     bprintf(b, "    .initial = TN_%s_S_%s,\n", m->prefix, m->states[m->initial].s);
     bprintf(b, "    .state_names = %s_state_names,\n", m->name);
     bprintf(b, "    .event_names = %s_event_names,\n", m->name);
-    bprintf(b, "    .action_names = %s_action_names,\n", m->name);
     bprintf(b, "    .final = %s_final,\n", m->name);
     bprintf(b, "    .table = %s_table,\n", m->name);
     bprintf(b, "    .dot = %s_dot,\n", m->name);

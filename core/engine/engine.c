@@ -201,7 +201,7 @@ static tn_err emit(tn_engine *e, tn_event *ev)
 {
     ev->actor = tn_str_c(e->cur_actor ? e->cur_actor : e->actor);
     ev->at = eng_now(e);
-    tn_err err = tn_evlog_add(e->log, ev, NULL, &e->msg);
+    tn_err err = tn_evlog_add(e->log, ev, &e->msg);
     if (err) {
         /* the engine only emits what its own state says is legal: this is a bug */
         e->stats.rejected++;
@@ -626,10 +626,22 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
         if (!more)
             break;
     }
-    /* then let each decide what it needs: timers, dispatches, failovers */
+    /* then take each over (the live ones) or let it decide what it needs: timers,
+     * dispatches, failovers; loading a sub-workflow's child may grow the map, so the ids
+     * are taken first */
+    size_t nw = 0;
+    uint64_t *ids = malloc((e->wfs.len + 1) * sizeof(uint64_t));
+    if (!ids)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < e->wfs.cap; i++)
         if (e->wfs.slots[i].key)
-            sched_recovered(e, e->wfs.slots[i].val);
+            ids[nw++] = e->wfs.slots[i].key;
+    for (size_t i = 0; i < nw; i++) {
+        wrt *w = eng_wf(e, ids[i]);
+        if (w)
+            sched_takeover(e, w);
+    }
+    free(ids);
     return TN_OK;
 }
 
@@ -694,6 +706,7 @@ void tn_engine_close(tn_engine *e)
     free(e->fx);
     free(e->touched);
     free(e->cmds_batch);
+    free(e->takeover);
     tn_evlog_close(e->log);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -972,20 +985,132 @@ static trt *cmd_task(tn_engine *e, tn_cmd *c)
     return t;
 }
 
-static const char *wf_state_name(uint8_t s) { return tn_sm_state_name(&tn_sm_workflow, s); }
+/* The transition each instance command asks for: its legality is the spec's, looked up
+ * once in the generated table (cmd_legal), never re-coded here. RESUME is RECOVER from
+ * the user's side: what the spec allows for one it allows for the other. */
+static const struct {
+    uint8_t machine, event;
+} cmd_events[] = {
+    [TN_CMD_PAUSE] = {TN_MACHINE_WORKFLOW, TN_WF_E_PAUSE},
+    [TN_CMD_RESUME] = {TN_MACHINE_WORKFLOW, TN_WF_E_RECOVER},
+    [TN_CMD_STOP] = {TN_MACHINE_WORKFLOW, TN_WF_E_STOP},
+    [TN_CMD_RERUN] = {TN_MACHINE_WORKFLOW, TN_WF_E_RERUN},
+    [TN_CMD_RECOVER] = {TN_MACHINE_WORKFLOW, TN_WF_E_RECOVER},
+    [TN_CMD_FORCE_SUCCESS] = {TN_MACHINE_TASK, TN_TASK_E_FORCE_SUCCESS},
+    [TN_CMD_KILL_TASK] = {TN_MACHINE_TASK, TN_TASK_E_KILL},
+};
+
+/* Whether the spec allows the command's event in the instance's state. When it does not,
+ * the command fails naming the state, the event and the events that state accepts. */
+static bool cmd_legal(tn_cmd *c, uint64_t id, unsigned state)
+{
+    const tn_sm *m = tn_sm_get(cmd_events[c->kind].machine);
+    unsigned event = cmd_events[c->kind].event;
+    if (tn_sm_next(m, state, event).to != TN_SM_ILLEGAL)
+        return true;
+    char acc[512];
+    size_t n = 0;
+    acc[0] = 0;
+    for (unsigned ev = 0; ev < m->nevents && n < sizeof(acc); ev++) {
+        if (tn_sm_next(m, state, ev).to == TN_SM_ILLEGAL)
+            continue;
+        int k = snprintf(acc + n, sizeof(acc) - n, "%s%s", n ? ", " : "",
+                         tn_sm_event_name(m, ev));
+        n += k > 0 ? (size_t)k : 0;
+    }
+    cmd_fail(c, TN_ERR_ILLEGAL, "%s %" PRIu64 " is %s: the %s state machine does not allow "
+             "%s there (%s accepts: %s)", m->name, id, tn_sm_state_name(m, state), m->name,
+             tn_sm_event_name(m, event), tn_sm_state_name(m, state), n ? acc : "nothing");
+    return false;
+}
+
+/* pause, resume, stop, rerun, recover: one workflow's transition */
+static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wrt **wp)
+{
+    wrt *w = *wp = cmd_wf(e, c);
+    if (!w || !cmd_legal(c, w->id, w->state))
+        return TN_OK;
+    switch (c->kind) {
+    case TN_CMD_PAUSE:
+        return sched_pause_wf(e, w);
+    case TN_CMD_STOP:
+        return sched_stop_wf(e, w, "stopped by user");
+    case TN_CMD_RERUN: {
+        w->loaded_final = false;
+        tn_event ev;
+        eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_RERUN, w->id, 0);
+        tn_event_set_int(&ev, "run", w->run + 1);
+        tn_err err = eng_emit_wf(e, w, 0, &ev);
+        return err ? err : sched_admit(e, w);
+    }
+    default: /* RESUME, RECOVER */
+        w->loaded_final = false;
+        return sched_recover_wf(e, w);
+    }
+}
+
+/* force-success, kill: one task's transition */
+static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, trt **tp)
+{
+    trt *t = *tp = cmd_task(e, c);
+    /* a task's workflow comes back from its takeover first: what follows a task's end
+     * (TASK_FINISHED, the failure strategy) is for a workflow that runs */
+    tn_err err = t && t->w->state == TN_WF_S_FAILOVER ? sched_takeover_end(e, t->w) : TN_OK;
+    if (err || !t || !cmd_legal(c, t->id, t->state))
+        return err;
+    if (c->kind == TN_CMD_KILL_TASK)
+        return sched_kill_task(e, t, "killed by user");
+    err = eng_emit_task(e, t, TN_TASK_E_FORCE_SUCCESS, NULL);
+    return err ? err : sched_task_finished(e, t);
+}
+
+static tn_err cmd_taskgroup_set(tn_engine *e, tn_cmd *c)
+{
+    if (!c->name || !tn_def_name_valid(c->name) || c->slots < 0) {
+        cmd_fail(c, TN_ERR_INVAL, "a task group needs a valid name and slots >= 0");
+        return TN_OK;
+    }
+    tn_event ev;
+    eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
+    tn_event_set_str(&ev, "name", c->name);
+    tn_event_set_int(&ev, "slots", c->slots);
+    tn_err err = emit(e, &ev);
+    if (err)
+        return err;
+    tgroup *g = eng_group(e, c->name);
+    if (g)
+        g->slots = c->slots;
+    snprintf(c->msg, sizeof(c->msg), "task group %s: %lld slots", c->name, (long long)c->slots);
+    return TN_OK;
+}
+
+static tn_err cmd_env_set(tn_engine *e, tn_cmd *c)
+{
+    if (!c->name || !tn_def_name_valid(c->name) || !c->text) {
+        cmd_fail(c, TN_ERR_INVAL, "an environment needs a valid name and a text");
+        return TN_OK;
+    }
+    tn_event ev;
+    eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
+    tn_event_set_str(&ev, "name", c->name);
+    tn_event_set_str(&ev, "text", c->text);
+    tn_err err = emit(e, &ev);
+    if (!err)
+        snprintf(c->msg, sizeof(c->msg), "environment %s: %zu bytes", c->name, strlen(c->text));
+    return err;
+}
 
 static tn_err run_cmd(tn_engine *e, tn_cmd *c)
 {
-    e->cur_actor = c->actor ? c->actor : "user:local";
     wrt *w = NULL;
     trt *t = NULL;
     tn_err err = TN_OK;
     if (e->refuse && (c->kind == TN_CMD_START || c->kind == TN_CMD_APPLY_DEF ||
                       c->kind == TN_CMD_RERUN || c->kind == TN_CMD_RECOVER)) {
         cmd_fail(c, TN_ERR_FULL, "the store is full: new work is refused (%s)", e->msg.text);
-        e->cur_actor = NULL;
         return TN_OK;
     }
+    e->cur_actor = c->actor ? c->actor : "user:local";
     switch (c->kind) {
     case TN_CMD_APPLY_DEF:
         err = cmd_apply_def(e, c);
@@ -994,116 +1119,22 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
         err = cmd_start(e, c);
         break;
     case TN_CMD_PAUSE:
-        if (!(w = cmd_wf(e, c)))
-            break;
-        if (w->state != TN_WF_S_RUNNING_EXECUTION) {
-            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s: only a running workflow "
-                     "can be paused", w->id, wf_state_name(w->state));
-            break;
-        }
-        err = sched_pause_wf(e, w);
-        break;
     case TN_CMD_RESUME:
-        if (!(w = cmd_wf(e, c)))
-            break;
-        if (w->state != TN_WF_S_PAUSE) {
-            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s: only a paused workflow "
-                     "can be resumed", w->id, wf_state_name(w->state));
-            break;
-        }
-        err = sched_recover_wf(e, w);
-        break;
     case TN_CMD_STOP:
-        if (!(w = cmd_wf(e, c)))
-            break;
-        if (tn_sm_workflow.final[w->state] || w->state == TN_WF_S_READY_STOP) {
-            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s already", w->id,
-                     wf_state_name(w->state));
-            break;
-        }
-        err = sched_stop_wf(e, w, "stopped by user");
-        break;
     case TN_CMD_RERUN:
-    case TN_CMD_RECOVER: {
-        if (!(w = cmd_wf(e, c)))
-            break;
-        bool rerun = c->kind == TN_CMD_RERUN;
-        if (!tn_sm_workflow.final[w->state] ||
-            (!rerun && w->state != TN_WF_S_FAILURE && w->state != TN_WF_S_STOP &&
-             w->state != TN_WF_S_PAUSE)) {
-            cmd_fail(c, TN_ERR_ILLEGAL, "workflow %" PRIu64 " is %s: %s", w->id,
-                     wf_state_name(w->state),
-                     rerun ? "only a finished workflow can be rerun"
-                           : "only a failed, stopped or paused workflow can be recovered");
-            break;
-        }
-        w->loaded_final = false;
-        if (rerun) {
-            tn_event ev;
-            eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_RERUN, w->id, 0);
-            tn_event_set_int(&ev, "run", w->run + 1);
-            if ((err = eng_emit_wf(e, w, 0, &ev)) == TN_OK)
-                err = sched_admit(e, w);
-        } else {
-            err = sched_recover_wf(e, w);
-        }
+    case TN_CMD_RECOVER:
+        err = cmd_wf_event(e, c, &w);
         break;
-    }
     case TN_CMD_FORCE_SUCCESS:
-        if (!(t = cmd_task(e, c)))
-            break;
-        if (t->state != TN_TASK_S_FAILURE && t->state != TN_TASK_S_KILL) {
-            cmd_fail(c, TN_ERR_ILLEGAL, "task %" PRIu64 " is %s: only a failed or killed task "
-                     "can be forced to success", t->id,
-                     tn_sm_state_name(&tn_sm_task, t->state));
-            break;
-        }
-        err = eng_emit_task(e, t, TN_TASK_E_FORCE_SUCCESS, NULL);
-        if (!err)
-            err = sched_task_finished(e, t);
-        break;
     case TN_CMD_KILL_TASK:
-        if (!(t = cmd_task(e, c)))
-            break;
-        if (tn_sm_task.final[t->state]) {
-            cmd_fail(c, TN_ERR_ILLEGAL, "task %" PRIu64 " is %s already", t->id,
-                     tn_sm_state_name(&tn_sm_task, t->state));
-            break;
-        }
-        err = sched_kill_task(e, t, "killed by user");
+        err = cmd_task_event(e, c, &t);
         break;
-    case TN_CMD_TASKGROUP_SET: {
-        if (!c->name || !tn_def_name_valid(c->name) || c->slots < 0) {
-            cmd_fail(c, TN_ERR_INVAL, "a task group needs a valid name and slots >= 0");
-            break;
-        }
-        tn_event ev;
-        eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
-        tn_event_set_str(&ev, "name", c->name);
-        tn_event_set_int(&ev, "slots", c->slots);
-        if ((err = emit(e, &ev)) == TN_OK) {
-            tgroup *g = eng_group(e, c->name);
-            if (g)
-                g->slots = c->slots;
-            snprintf(c->msg, sizeof(c->msg), "task group %s: %lld slots", c->name,
-                     (long long)c->slots);
-        }
+    case TN_CMD_TASKGROUP_SET:
+        err = cmd_taskgroup_set(e, c);
         break;
-    }
-    case TN_CMD_ENV_SET: {
-        if (!c->name || !tn_def_name_valid(c->name) || !c->text) {
-            cmd_fail(c, TN_ERR_INVAL, "an environment needs a valid name and a text");
-            break;
-        }
-        tn_event ev;
-        eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
-        tn_event_set_str(&ev, "name", c->name);
-        tn_event_set_str(&ev, "text", c->text);
-        if ((err = emit(e, &ev)) == TN_OK)
-            snprintf(c->msg, sizeof(c->msg), "environment %s: %zu bytes", c->name,
-                     strlen(c->text));
+    case TN_CMD_ENV_SET:
+        err = cmd_env_set(e, c);
         break;
-    }
     case TN_CMD_WHY: {
         trt *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
@@ -1239,6 +1270,13 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->in_head = e->in_tail = NULL;
     pthread_mutex_unlock(&e->mu);
     e->ncmds = 0;
+    /* the takeovers recovery decided at open begin before the first commands and end
+     * after them (see sched_takeover) */
+    for (size_t i = 0; i < e->ntakeover; i++) {
+        wrt *w = eng_wf(e, e->takeover[i]);
+        if (w)
+            sched_takeover_begin(e, w);
+    }
     for (tn_cmd *c = cmds, *next; c; c = next) {
         next = c->next;
         if (tn_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *)))
@@ -1248,6 +1286,12 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
             cmd_fail(c, err, "%s", e->msg.text[0] ? e->msg.text : tn_strerror(err));
         n++;
     }
+    for (size_t i = 0; i < e->ntakeover; i++) {
+        wrt *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
+        if (w)
+            sched_takeover_end(e, w);
+    }
+    e->ntakeover = 0;
     for (input *in = ins; in; in = in->next) {
         sched_report(e, &in->r);
         n++;

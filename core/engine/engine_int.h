@@ -68,6 +68,7 @@ struct wrt {
     int64_t sched_ns;
     int64_t created_at, started_at;
     bool timeout_fired;
+    uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
     trt *t; /* [def->n_tasks] */
     /* counters kept by the fold */
     uint32_t active;  /* created, non-final tasks */
@@ -170,6 +171,9 @@ struct tn_engine {
     tn_cmd **cmds_batch; /* commands processed in this batch */
     size_t ncmds, capcmds;
 
+    uint64_t *takeover; /* instances taken over at open: the first step ends it */
+    size_t ntakeover, captakeover;
+
     tn_errmsg msg;
     tn_engine_stats stats;
     const char *cur_actor; /* actor of the events being emitted */
@@ -213,6 +217,9 @@ tn_err sched_timer(tn_engine *e, const timer *tm);
 tn_err sched_report(tn_engine *e, const tn_report *r);
 tn_err sched_child_final(tn_engine *e, wrt *child);
 tn_err sched_recovered(tn_engine *e, wrt *w);
+tn_err sched_takeover(tn_engine *e, wrt *w);
+tn_err sched_takeover_begin(tn_engine *e, wrt *w);
+tn_err sched_takeover_end(tn_engine *e, wrt *w);
 tn_err sched_recover_wf(tn_engine *e, wrt *w);
 bool sched_failure_handled(const tn_def *d, uint32_t node);
 

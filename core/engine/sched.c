@@ -233,9 +233,16 @@ static void apply_skips(wrt *w, const tn_event *ev)
 void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev)
 {
     w->state = ev->to;
+    w->takeover = ev->event == TN_WF_E_FAILOVER ? ev->from : 0;
     int64_t v;
     switch (ev->event) {
     case TN_WF_E_START:
+        if (ev->from == TN_WF_S_FAILOVER) {
+            /* the run goes on where the previous master left it: same start, same timeout */
+            w->gen++;
+            break;
+        }
+        /* fall through */
     case TN_WF_E_RECOVER:
         if (tn_event_int(ev, "run", &v))
             w->run = (uint32_t)v;
@@ -286,20 +293,10 @@ static void slot_release(tn_engine *e, trt *t)
         g->used--;
 }
 
-void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
+/* The workflow's counters of its tasks' states, as one task goes from old to nw. */
+static void fold_counters(wrt *w, const trt *t, uint8_t old, uint8_t nw)
 {
-    wrt *w = t->w;
-    uint8_t old = t->state == TN_SM_NEW ? TN_SM_NEW : t->state, nw = ev->to;
     bool handled = sched_failure_handled(w->def, t->node);
-    int64_t v;
-    if (old == TN_SM_NEW) {
-        t->id = ev->task;
-        tn_map_put(&e->tasks, t->id, t);
-        t->attempt = tn_event_int(ev, "attempt", &v) ? (uint32_t)v : 1;
-        t->failures = 0;
-        t->flags = 0;
-        t->child = 0;
-    }
     bool was_active = old != TN_SM_NEW && !FINAL_T(old);
     bool is_active = !FINAL_T(nw);
     w->active += (uint32_t)is_active - (uint32_t)was_active;
@@ -315,8 +312,13 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
         w->n_pause--;
     if (nw == TN_TASK_S_PAUSE)
         w->n_pause++;
-    t->state = nw;
-    t->gen++;
+}
+
+/* What each event of a task changes beyond its state. */
+static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
+{
+    wrt *w = t->w;
+    int64_t v;
     switch (ev->event) {
     case TN_TASK_E_START:
         if (tn_event_int(ev, "due", &v))
@@ -387,7 +389,6 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
         t->flags &= (uint8_t)~TF_SENT;
         break;
     case TN_TASK_E_RECOVER:
-    case TN_TASK_E_RERUN:
         if (tn_event_int(ev, "attempt", &v))
             t->attempt = (uint32_t)v;
         if (tn_event_int(ev, "reset", &v) && v)
@@ -397,6 +398,25 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
     default:
         break;
     }
+}
+
+void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
+{
+    wrt *w = t->w;
+    uint8_t old = t->state == TN_SM_NEW ? TN_SM_NEW : t->state, nw = ev->to;
+    int64_t v;
+    if (old == TN_SM_NEW) {
+        t->id = ev->task;
+        tn_map_put(&e->tasks, t->id, t);
+        t->attempt = tn_event_int(ev, "attempt", &v) ? (uint32_t)v : 1;
+        t->failures = 0;
+        t->flags = 0;
+        t->child = 0;
+    }
+    fold_counters(w, t, old, nw);
+    t->state = nw;
+    t->gen++;
+    fold_task_event(e, t, ev);
     if (FINAL_T(nw) || nw == TN_TASK_S_NEED_FAULT_TOLERANCE)
         slot_release(e, t);
     if (FINAL_T(nw))
@@ -570,9 +590,7 @@ tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason)
         tn_event_set_str(&ev, "reason", reason);
     tn_event_set_int(&ev, "attempt", t->attempt);
     switch (t->state) {
-    case TN_TASK_S_SUBMITTED_SUCCESS:
     case TN_TASK_S_DELAY_EXECUTION:
-    case TN_TASK_S_NEED_FAULT_TOLERANCE:
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
     case TN_TASK_S_DISPATCH:
@@ -674,7 +692,6 @@ tn_err sched_pause_wf(tn_engine *e, wrt *w)
         if (!t->id)
             continue;
         switch (t->state) {
-        case TN_TASK_S_SUBMITTED_SUCCESS:
         case TN_TASK_S_DELAY_EXECUTION:
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             err = eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
@@ -702,8 +719,7 @@ tn_err sched_pause_wf(tn_engine *e, wrt *w)
 
 tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason)
 {
-    if (w->state == TN_WF_S_SUBMITTED_SUCCESS || w->state == TN_WF_S_SERIAL_WAIT ||
-        w->state == TN_WF_S_WAIT_TO_RUN)
+    if (w->state == TN_WF_S_SUBMITTED_SUCCESS || w->state == TN_WF_S_SERIAL_WAIT)
         return wf_finish(e, w, TN_WF_E_STOP, reason);
     tn_event ev;
     eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_STOP, w->id, 0);
@@ -1090,13 +1106,14 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
 }
 
 /* Fail an attempt over: NEED_FAULT_TOLERANCE, then dispatched again with a new attempt
- * (a failover does not use up a retry). If it was being killed, the kill is done. */
+ * (a failover does not use up a retry), or paused with its pausing workflow. If it was
+ * being killed (every task of a stopping workflow is), the kill is done. */
 static tn_err failover(tn_engine *e, trt *t, const char *reason)
 {
     tn_event ev;
     tn_err err;
     wrt *w = t->w;
-    if (t->flags & TF_KILLREQ) {
+    if ((t->flags & TF_KILLREQ) || w->state == TN_WF_S_READY_STOP) {
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_KILLED, w->id, t->id);
         tn_event_set_int(&ev, "attempt", t->attempt);
         tn_event_set_str(&ev, "reason", reason);
@@ -1108,8 +1125,6 @@ static tn_err failover(tn_engine *e, trt *t, const char *reason)
     tn_event_set_str(&ev, "reason", reason);
     if ((err = eng_emit_task(e, t, 0, &ev)))
         return err;
-    if (w->state == TN_WF_S_READY_STOP)
-        return sched_kill_task(e, t, "stopping");
     if (w->state == TN_WF_S_READY_PAUSE)
         return eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
     eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
@@ -1145,12 +1160,61 @@ tn_err sched_child_final(tn_engine *e, wrt *child)
     return err ? err : sched_task_finished(e, t);
 }
 
+/* A restarted master takes each live instance over: FAILOVER records that the previous
+ * master's watch ended there. The engine's first step records it (sched_takeover_begin)
+ * before its commands and ends the takeover after them, so a pause or stop sent
+ * meanwhile applies to the instance in FAILOVER, as the spec allows. Instances not
+ * running are recovered at once. */
+tn_err sched_takeover(tn_engine *e, wrt *w)
+{
+    if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
+        w->state != TN_WF_S_READY_STOP)
+        return sched_recovered(e, w);
+    if (!tn_grow((void **)&e->takeover, &e->captakeover, e->ntakeover + 1, sizeof(uint64_t)))
+        return TN_ERR_NOMEM;
+    e->takeover[e->ntakeover++] = w->id;
+    return TN_OK;
+}
+
+/* Emitted in the step, on the engine's thread, not at open: the log's read transaction
+ * for a batch must begin and end on the thread that commits it. */
+tn_err sched_takeover_begin(tn_engine *e, wrt *w)
+{
+    if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
+        w->state != TN_WF_S_READY_STOP)
+        return TN_OK;
+    tn_event ev;
+    eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_FAILOVER, w->id, 0);
+    tn_event_set_str(&ev, "reason", "the master restarted");
+    return eng_emit_wf(e, w, 0, &ev);
+}
+
+/* The end of a takeover: back to the state the instance was taken over in (unless a
+ * command already moved it on), then the recovery of its tasks. */
+tn_err sched_takeover_end(tn_engine *e, wrt *w)
+{
+    for (size_t i = 0; i < e->ntakeover; i++) /* once per instance */
+        if (e->takeover[i] == w->id)
+            e->takeover[i] = 0;
+    if (w->state == TN_WF_S_FAILOVER) {
+        unsigned back = w->takeover == TN_WF_S_READY_PAUSE  ? TN_WF_E_PAUSE
+                        : w->takeover == TN_WF_S_READY_STOP ? TN_WF_E_STOP
+                                                            : TN_WF_E_START;
+        tn_err err = eng_emit_wf(e, w, back, NULL);
+        if (err)
+            return err;
+    }
+    return sched_recovered(e, w);
+}
+
 /* After an instance was rebuilt from the log: re-arm its timers with their original
  * due times, requeue what waited for dispatch, fail over what the executor lost. */
 tn_err sched_recovered(tn_engine *e, wrt *w)
 {
     tn_err err = TN_OK;
     eng_touch(e, w);
+    if (w->state == TN_WF_S_FAILOVER) /* a takeover that did not end: end it */
+        return sched_takeover_end(e, w);
     if (w->state == TN_WF_S_SUBMITTED_SUCCESS)
         return sched_admit(e, w);
     if (w->state == TN_WF_S_SERIAL_WAIT)

@@ -127,7 +127,7 @@ static tn_err genesis(tn_evlog *l, tn_errmsg *msg)
     ev.actor = TN_STR("system");
     tn_event_set_str(&ev, "store_id", id);
     tn_event_set_int(&ev, "format", TN_STORE_FORMAT);
-    tn_err e = tn_evlog_add(l, &ev, NULL, msg);
+    tn_err e = tn_evlog_add(l, &ev, msg);
     if (e == TN_OK)
         e = tn_evlog_commit(l, msg);
     return e;
@@ -350,7 +350,7 @@ static void fold_event(tn_evlog *l, const tn_event *ev, void *p)
     l->pending++;
 }
 
-tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
+tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
 {
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm || ev->event >= sm->nevents)
@@ -394,8 +394,6 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg)
         (e = push_id(&l->dirty_wf, &l->ndirty_wf, &l->cap_dirty_wf, ev->wf)))
         goto undo;
     fold_event(l, ev, p);
-    if (action)
-        *action = tr.action;
     return TN_OK;
 undo:
     if (np) {

@@ -43,12 +43,11 @@ uint64_t tn_evlog_new_wf_id(tn_evlog *l);
 uint64_t tn_evlog_new_task_id(tn_evlog *l);
 
 /* Add `ev` to the pending batch. The caller sets machine, event, wf, task, actor,
- * attrs and optionally `at` (0 = now); the log fills seq, from, to and prev, and
- * returns the transition's action id in *action (may be NULL).
+ * attrs and optionally `at` (0 = now); the log fills seq, from, to and prev.
  * TN_ERR_ILLEGAL: the event is illegal in the instance's current state (msg says
  * which); TN_ERR_INVAL: malformed (unknown machine/event, missing ids or attrs).
  * In both cases nothing was added. Borrowed attr strings need only live until return. */
-tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, unsigned *action, tn_errmsg *msg);
+tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg);
 /* Events waiting for the commit. */
 size_t tn_evlog_pending(const tn_evlog *l);
 /* Commit every pending event in one durable transaction. On error (TN_ERR_FULL: the

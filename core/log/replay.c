@@ -2,10 +2,12 @@
  * re-folds the projections and re-computes the chain; then compares with the store. */
 #include "replay.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "evlog.h"
 #include "proj.h"
@@ -169,6 +171,8 @@ static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
                 tr.to == TN_SM_ILLEGAL ? "illegal" : tn_sm_state_name(sm, tr.to));
         return false;
     }
+    if (cur < TN_REPLAY_MAX_STATES && ev->event < TN_REPLAY_MAX_EVENTS)
+        rep->cov[ev->machine][cur][ev->event]++;
     if (ev->machine == TN_MACHINE_WORKFLOW) {
         tn_proj_wf_apply(p, ev);
     } else if (ev->machine == TN_MACHINE_TASK) {
@@ -298,10 +302,44 @@ static uint64_t blame(tn_cursor *c, const uint8_t *hash_k, const uint8_t *stored
     return *k_intact ? k - 1 : k;
 }
 
-/* The report's instance counts, per state, from the rebuilt projections. */
-static void count_instances(rctx *x)
+static bool decode_one(tn_replay_report *rep, const tn_val *v, uint64_t seq, tn_event *ev)
 {
-    tn_replay_report *rep = x->rep;
+    tn_err de = tn_event_decode(v->data, v->len, ev);
+    if (de) {
+        verdict(rep, TN_ERR_CORRUPT, seq, "event cannot be decoded: %s", tn_strerror(de));
+        return false;
+    }
+    if (ev->seq != seq) {
+        verdict(rep, TN_ERR_CORRUPT, seq, "event records seq %llu under key %llu",
+                (unsigned long long)ev->seq, (unsigned long long)seq);
+        return false;
+    }
+    return true;
+}
+
+/* The hash chain at one event: its prev must be the hash of the event before (`prev`,
+ * which then becomes this event's hash). */
+static bool chain_one(tn_replay_report *rep, tn_cursor *c, const tn_val *v, const tn_event *ev,
+                      uint8_t *prev, const uint8_t *stored_head)
+{
+    uint8_t h[TN_HASH_LEN];
+    tn_event_hash(v->data, v->len, h);
+    if (memcmp(ev->prev, prev, TN_HASH_LEN) != 0) {
+        bool intact;
+        uint64_t bad = blame(c, h, stored_head, ev->seq, &intact);
+        verdict(rep, TN_ERR_CHAIN, bad,
+                intact ? "the content of this event no longer matches the hash the "
+                         "next event recorded: it was altered"
+                       : "this event's prev hash does not match the event before it: "
+                         "it was altered");
+        return false;
+    }
+    memcpy(prev, h, TN_HASH_LEN);
+    return true;
+}
+
+static void count_states(rctx *x, tn_replay_report *rep)
+{
     for (uint64_t i = 1; i < x->wfs.cap; i++) {
         tn_wf_proj *p = dense_at(&x->wfs, i, false);
         if (p->id) {
@@ -346,7 +384,7 @@ tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *
     }
     bool whole = opts->until_seq == 0 && opts->until_ns == 0;
     rep->chain_checked = opts->verify_chain;
-    uint8_t prev[TN_HASH_LEN] = {0}, h[TN_HASH_LEN];
+    uint8_t prev[TN_HASH_LEN] = {0};
     uint8_t sys_state = TN_SM_NEW;
     uint64_t expect = 1, max_wf = 0, max_task = 0;
     tn_event ev;
@@ -359,32 +397,13 @@ tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *
                     (unsigned long long)expect, (unsigned long long)seq);
             break;
         }
-        tn_err de = tn_event_decode(v.data, v.len, &ev);
-        if (de) {
-            verdict(rep, TN_ERR_CORRUPT, seq, "event cannot be decoded: %s", tn_strerror(de));
+        if (!decode_one(rep, &v, seq, &ev))
             break;
-        }
-        if (ev.seq != seq) {
-            verdict(rep, TN_ERR_CORRUPT, seq, "event records seq %llu under key %llu",
-                    (unsigned long long)ev.seq, (unsigned long long)seq);
-            break;
-        }
         if (opts->until_ns && ev.at > opts->until_ns)
             break;
-        if (opts->verify_chain) {
-            tn_event_hash(v.data, v.len, h);
-            if (memcmp(ev.prev, prev, TN_HASH_LEN) != 0) {
-                bool intact;
-                uint64_t bad = blame(c, h, have_head ? stored_head : NULL, seq, &intact);
-                verdict(rep, TN_ERR_CHAIN, bad,
-                        intact ? "the content of this event no longer matches the hash the "
-                                 "next event recorded: it was altered"
-                               : "this event's prev hash does not match the event before it: "
-                                 "it was altered");
-                break;
-            }
-            memcpy(prev, h, TN_HASH_LEN);
-        }
+        if (opts->verify_chain &&
+            !chain_one(rep, c, &v, &ev, prev, have_head ? stored_head : NULL))
+            break;
         if (!apply(&x, &ev, &sys_state))
             break;
         if (ev.wf > max_wf)
@@ -401,7 +420,7 @@ tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *
         verdict(rep, TN_ERR_CHAIN, rep->last_seq,
                 "the content of the last event no longer matches the stored chain head: it "
                 "was altered");
-    count_instances(&x);
+    count_states(&x, rep);
     if (!rep->err && opts->compare && whole) {
         rep->compared = true;
         compare_dense(t, &x, false, &rep->workflows);
@@ -502,4 +521,39 @@ tn_err tn_replay_run_tasks(tn_store *s, uint64_t wf, uint64_t **ids, size_t *n)
     *ids = x.ids;
     *n = x.n;
     return TN_OK;
+}
+
+tn_err tn_replay_coverage_write(const tn_replay_report *rep, const char *path)
+{
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    tn_err e = TN_OK;
+    for (unsigned mi = 1; mi <= TN_MACHINE_MAX && !e; mi++) {
+        const tn_sm *m = tn_sm_get(mi);
+        for (unsigned st = 0; st < m->nstates && st < TN_REPLAY_MAX_STATES && !e; st++)
+            for (unsigned ev = 0; ev < m->nevents && ev < TN_REPLAY_MAX_EVENTS && !e; ev++) {
+                uint32_t n = rep->cov[mi][st][ev];
+                if (!n)
+                    continue;
+                if (!tn_grow((void **)&b, &cap, len + 256, 1)) {
+                    e = TN_ERR_NOMEM;
+                    break;
+                }
+                int l = snprintf(b + len, 256, "%s %s %s %s %u\n", m->name,
+                                 tn_sm_state_name(m, st), tn_sm_event_name(m, ev),
+                                 tn_sm_state_name(m, tn_sm_next(m, st, ev).to), n);
+                len += l > 0 && l < 256 ? (size_t)l : 0;
+            }
+    }
+    /* one write to a file opened for appending: runs that share the file do not
+     * interleave their lines */
+    int fd = e ? -1 : open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (!e && fd < 0)
+        e = TN_ERR_IO;
+    if (!e && len && write(fd, b, len) != (ssize_t)len)
+        e = TN_ERR_IO;
+    if (fd >= 0)
+        close(fd);
+    free(b);
+    return e;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "sm.h"
 
 typedef struct tn_store tn_store; /* opaque: store/store.h is core/log's business */
 
@@ -19,6 +20,7 @@ typedef struct tn_replay_opts {
 } tn_replay_opts;
 
 #define TN_REPLAY_MAX_STATES 64
+#define TN_REPLAY_MAX_EVENTS 32
 
 typedef struct tn_replay_report {
     uint64_t events;   /* events replayed */
@@ -26,6 +28,8 @@ typedef struct tn_replay_report {
     uint64_t workflows, tasks, system_events;
     uint64_t wf_states[TN_REPLAY_MAX_STATES];   /* instances per workflow state */
     uint64_t task_states[TN_REPLAY_MAX_STATES]; /* instances per task state */
+    /* transitions replayed, by [machine][from state][event] (the spec gives the to) */
+    uint32_t cov[TN_MACHINE_MAX + 1][TN_REPLAY_MAX_STATES][TN_REPLAY_MAX_EVENTS];
     bool chain_checked;
     bool compared;
     /* the verdict: TN_OK, or the first problem found */
@@ -37,6 +41,10 @@ typedef struct tn_replay_report {
 /* Replay the log of `s`. Returns TN_OK when it could run (the verdict is in
  * rep->err); another error when the store could not be read at all. */
 tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *rep);
+
+/* Append the transitions rep counted to the file at `path` (created if need be), one
+ * line each: "MACHINE FROM EVENT TO COUNT". `tern sm coverage` reads these. */
+tn_err tn_replay_coverage_write(const tn_replay_report *rep, const char *path);
 
 /* Call `fn` for every event of workflow `wf` (its own and its tasks'), in seq order.
  * The event's strings are valid during the call only. A non-zero return from fn stops
