@@ -80,14 +80,14 @@ static void timer_push(tn_engine *e, const timer *t)
     heap_up(e->timers, e->ntimers++);
 }
 
-void eng_timer_task(tn_engine *e, trt *t, uint8_t sub, int64_t due)
+void eng_timer_task(tn_engine *e, task_run *t, uint8_t sub, int64_t due)
 {
     timer tm = {.due = due, .kind = TIMER_TASK, .sub = sub, .node = t->node, .gen = t->gen,
                 .wf = t->w->id};
     timer_push(e, &tm);
 }
 
-void eng_timer_wf(tn_engine *e, wrt *w, int64_t due)
+void eng_timer_wf(tn_engine *e, wf_run *w, int64_t due)
 {
     timer tm = {.due = due, .kind = TIMER_WF, .gen = w->gen, .wf = w->id};
     timer_push(e, &tm);
@@ -137,7 +137,7 @@ static void q_down(qentry *h, size_t n, size_t i)
     }
 }
 
-void eng_queue_push(tn_engine *e, trt *t)
+void eng_queue_push(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = &t->w->def->tasks[t->node];
     /* workflow priority, task priority, then age (the task id grows with submission) */
@@ -212,18 +212,18 @@ static tn_err emit(tn_engine *e, tn_event *ev)
     return TN_OK;
 }
 
-void eng_touch(tn_engine *e, wrt *w)
+void eng_touch(tn_engine *e, wf_run *w)
 {
     w->dirty = true;
     if (w->touched)
         return;
-    if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
+    if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wf_run *)))
         return;
     e->touched[e->ntouched++] = w;
     w->touched = true;
 }
 
-tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev)
+tn_err eng_emit_wf(tn_engine *e, wf_run *w, unsigned event, tn_event *ev)
 {
     tn_event local;
     if (!ev) {
@@ -238,7 +238,7 @@ tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev)
     return TN_OK;
 }
 
-tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
+tn_err eng_emit_task(tn_engine *e, task_run *t, unsigned event, tn_event *ev)
 {
     tn_event local;
     if (!ev) {
@@ -253,7 +253,7 @@ tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
     return TN_OK;
 }
 
-void eng_fx(tn_engine *e, uint8_t kind, trt *t)
+void eng_fx(tn_engine *e, uint8_t kind, task_run *t)
 {
     if (!tn_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
         return;
@@ -327,9 +327,9 @@ tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *ve
 /* ------------------------------------------------------------------------------ */
 /* instances */
 
-wrt *eng_wf(tn_engine *e, uint64_t id) { return tn_map_get(&e->wfs, id); }
+wf_run *eng_wf(tn_engine *e, uint64_t id) { return tn_map_get(&e->wfs, id); }
 
-static void wrt_free(tn_engine *e, wrt *w)
+static void wf_run_free(tn_engine *e, wf_run *w)
 {
     if (!w)
         return;
@@ -421,7 +421,7 @@ tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out)
 }
 
 /* Build a workflow's runtime from its SUBMIT event (live, or replaying its events). */
-static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
+static wf_run *wf_run_from_submit(tn_engine *e, const tn_event *ev)
 {
     const tn_attr *name = tn_event_attr(ev, "name");
     int64_t version = 0, run = 1, mode = 0, dry = 0, sched = 0, pwf = 0, ptask = 0;
@@ -437,7 +437,7 @@ static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
     char nm[TN_DEF_MAX_NAME + 1];
     memcpy(nm, name->s.p, name->s.len);
     nm[name->s.len] = 0;
-    wrt *w = calloc(1, sizeof(*w));
+    wf_run *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->id = ev->wf;
@@ -454,7 +454,7 @@ static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
         return NULL;
     }
     uint32_t n = w->def->n_tasks;
-    w->t = calloc(n, sizeof(trt));
+    w->t = calloc(n, sizeof(task_run));
     w->in_scope = calloc(n, 1);
     if (!w->t || !w->in_scope || eng_kv_from_attr(ev, "params", &w->overrides) ||
         eng_kv_from_attr(ev, "inherited", &w->inherited))
@@ -489,19 +489,19 @@ static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
     sched_reset_run(e, w);
     return w;
 fail:
-    wrt_free(e, w);
+    wf_run_free(e, w);
     return NULL;
 }
 
 /* Fold one stored event into the in-memory instances (recovery). */
-static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
+static tn_err replay_event(tn_engine *e, wf_run **wp, const tn_event *ev)
 {
-    wrt *w = *wp;
+    wf_run *w = *wp;
     if (ev->machine == TN_MACHINE_WORKFLOW) {
         if (ev->event == TN_WF_E_SUBMIT) {
             if (w)
                 return TN_ERR_CORRUPT;
-            w = wrt_from_submit(e, ev);
+            w = wf_run_from_submit(e, ev);
             if (!w)
                 return TN_ERR_CORRUPT;
             *wp = w;
@@ -513,7 +513,7 @@ static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
     }
     if (ev->machine != TN_MACHINE_TASK || !w)
         return TN_ERR_CORRUPT;
-    trt *t = tn_map_get(&e->tasks, ev->task);
+    task_run *t = tn_map_get(&e->tasks, ev->task);
     if (!t) {
         const tn_attr *name = tn_event_attr(ev, "name");
         char nm[TN_DEF_MAX_NAME + 1];
@@ -532,7 +532,7 @@ static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
 
 typedef struct load_ctx {
     tn_engine *e;
-    wrt *w;
+    wf_run *w;
     tn_err err;
     uint64_t seq;
 } load_ctx;
@@ -549,7 +549,7 @@ static int load_one(void *vctx, const tn_event *ev)
 }
 
 /* Rebuild one instance from its events. */
-static wrt *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
+static wf_run *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
 {
     load_ctx x = {e, NULL, TN_OK, 0};
     int fr;
@@ -560,12 +560,12 @@ static wrt *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
                       "): run `tern replay` to check the log",
                       id, tn_strerror(err ? err : x.err ? x.err : TN_ERR_NOENT), x.seq);
         if (x.w)
-            wrt_free(e, x.w);
+            wf_run_free(e, x.w);
         return NULL;
     }
-    wrt *w = x.w;
+    wf_run *w = x.w;
     if (tn_map_put(&e->wfs, w->id, w)) {
-        wrt_free(e, w);
+        wf_run_free(e, w);
         return NULL;
     }
     for (uint32_t i = 0; i < w->def->n_tasks; i++)
@@ -574,9 +574,9 @@ static wrt *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
     return w;
 }
 
-wrt *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
+wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
 {
-    wrt *w = eng_wf(e, id);
+    wf_run *w = eng_wf(e, id);
     if (w)
         return w;
     w = load_wf(e, id, msg);
@@ -618,7 +618,7 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
         }
         tn_log_wf_iter_close(it);
         for (size_t i = 0; i < n; i++) {
-            wrt *w = load_wf(e, ids[i], msg);
+            wf_run *w = load_wf(e, ids[i], msg);
             if (!w)
                 return TN_ERR_CORRUPT;
             e->stats.recovered_workflows++;
@@ -637,7 +637,7 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
         if (e->wfs.slots[i].key)
             ids[nw++] = e->wfs.slots[i].key;
     for (size_t i = 0; i < nw; i++) {
-        wrt *w = eng_wf(e, ids[i]);
+        wf_run *w = eng_wf(e, ids[i]);
         if (w)
             sched_takeover(e, w);
     }
@@ -679,7 +679,7 @@ void tn_engine_close(tn_engine *e)
         return;
     for (size_t i = 0; i < e->wfs.cap; i++)
         if (e->wfs.slots[i].key)
-            wrt_free(e, e->wfs.slots[i].val);
+            wf_run_free(e, e->wfs.slots[i].val);
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
     while (e->defs) {
@@ -830,7 +830,7 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
 
 static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_cmd *c,
                            const tn_kv *inherited, uint64_t parent_wf, uint64_t parent_task,
-                           wrt **out)
+                           wf_run **out)
 {
     tn_buf scratch = {0}, scratch2 = {0};
     tn_event ev;
@@ -876,11 +876,11 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
     }
     if (!err)
         err = emit(e, &ev);
-    wrt *w = NULL;
+    wf_run *w = NULL;
     if (!err) {
-        w = wrt_from_submit(e, &ev);
+        w = wf_run_from_submit(e, &ev);
         if (!w || tn_map_put(&e->wfs, w->id, w)) {
-            wrt_free(e, w);
+            wf_run_free(e, w);
             err = TN_ERR_NOMEM;
         } else {
             eng_touch(e, w);
@@ -894,10 +894,10 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
     return err;
 }
 
-tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
-                     wrt **out);
-tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
-                     wrt **out)
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, task_run *parent,
+                     wf_run **out);
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, task_run *parent,
+                     wf_run **out)
 {
     uint32_t version;
     tn_err err = def_latest_version(e, name, &version, NULL);
@@ -940,7 +940,7 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
                  tn_start_mode_name(c->mode));
         return TN_OK;
     }
-    wrt *w;
+    wf_run *w;
     if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
         return err;
     c->out_id = w->id;
@@ -948,7 +948,7 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
     return sched_admit(e, w);
 }
 
-static wrt *cmd_wf(tn_engine *e, tn_cmd *c)
+static wf_run *cmd_wf(tn_engine *e, tn_cmd *c)
 {
     tn_wf_proj p;
     if (tn_evlog_wf(e->log, c->id, &p) != TN_OK) {
@@ -956,15 +956,15 @@ static wrt *cmd_wf(tn_engine *e, tn_cmd *c)
         return NULL;
     }
     tn_errmsg m;
-    wrt *w = eng_load_wf(e, c->id, &m);
+    wf_run *w = eng_load_wf(e, c->id, &m);
     if (!w)
         cmd_fail(c, TN_ERR_CORRUPT, "%s", m.text);
     return w;
 }
 
-static trt *cmd_task(tn_engine *e, tn_cmd *c)
+static task_run *cmd_task(tn_engine *e, tn_cmd *c)
 {
-    trt *t = tn_map_get(&e->tasks, c->id);
+    task_run *t = tn_map_get(&e->tasks, c->id);
     if (t)
         return t;
     tn_task_proj p;
@@ -973,7 +973,7 @@ static trt *cmd_task(tn_engine *e, tn_cmd *c)
         return NULL;
     }
     tn_errmsg m;
-    wrt *w = eng_load_wf(e, p.wf, &m);
+    wf_run *w = eng_load_wf(e, p.wf, &m);
     if (!w) {
         cmd_fail(c, TN_ERR_CORRUPT, "%s", m.text);
         return NULL;
@@ -1025,9 +1025,9 @@ static bool cmd_legal(tn_cmd *c, uint64_t id, unsigned state)
 }
 
 /* pause, resume, stop, rerun, recover: one workflow's transition */
-static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wrt **wp)
+static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wf_run **wp)
 {
-    wrt *w = *wp = cmd_wf(e, c);
+    wf_run *w = *wp = cmd_wf(e, c);
     if (!w || !cmd_legal(c, w->id, w->state))
         return TN_OK;
     switch (c->kind) {
@@ -1050,9 +1050,9 @@ static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wrt **wp)
 }
 
 /* force-success, kill: one task's transition */
-static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, trt **tp)
+static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, task_run **tp)
 {
-    trt *t = *tp = cmd_task(e, c);
+    task_run *t = *tp = cmd_task(e, c);
     /* a task's workflow comes back from its takeover first: what follows a task's end
      * (TASK_FINISHED, the failure strategy) is for a workflow that runs */
     tn_err err = t && t->w->state == TN_WF_S_FAILOVER ? sched_takeover_end(e, t->w) : TN_OK;
@@ -1102,8 +1102,8 @@ static tn_err cmd_env_set(tn_engine *e, tn_cmd *c)
 
 static tn_err run_cmd(tn_engine *e, tn_cmd *c)
 {
-    wrt *w = NULL;
-    trt *t = NULL;
+    wf_run *w = NULL;
+    task_run *t = NULL;
     tn_err err = TN_OK;
     if (e->refuse && (c->kind == TN_CMD_START || c->kind == TN_CMD_APPLY_DEF ||
                       c->kind == TN_CMD_RERUN || c->kind == TN_CMD_RECOVER)) {
@@ -1136,7 +1136,7 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
         err = cmd_env_set(e, c);
         break;
     case TN_CMD_WHY: {
-        trt *q = tn_map_get(&e->tasks, c->id);
+        task_run *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
         break;
     }
@@ -1182,11 +1182,11 @@ static void rollback(tn_engine *e)
     uint64_t *ids = malloc(e->ntouched * sizeof(uint64_t) + 1);
     size_t n = 0;
     for (size_t i = 0; i < e->ntouched; i++) {
-        wrt *w = e->touched[i];
+        wf_run *w = e->touched[i];
         if (ids)
             ids[n++] = w->id;
         tn_map_del(&e->wfs, w->id);
-        wrt_free(e, w);
+        wf_run_free(e, w);
     }
     e->ntouched = 0;
     e->nfx = 0;
@@ -1194,7 +1194,7 @@ static void rollback(tn_engine *e)
         tn_wf_proj p;
         if (tn_evlog_wf(e->log, ids[i], &p) == TN_OK && !tn_sm_workflow.final[p.state]) {
             tn_errmsg m;
-            wrt *w = load_wf(e, ids[i], &m);
+            wf_run *w = load_wf(e, ids[i], &m);
             if (w)
                 sched_recovered(e, w);
         }
@@ -1210,8 +1210,8 @@ static void release_effects(tn_engine *e)
             e->ex.ops->kill(e->ex.self, f->wf, f->task, f->attempt, 0);
             continue;
         }
-        wrt *w = eng_wf(e, f->wf);
-        trt *t = w && f->node < w->def->n_tasks ? &w->t[f->node] : NULL;
+        wf_run *w = eng_wf(e, f->wf);
+        task_run *t = w && f->node < w->def->n_tasks ? &w->t[f->node] : NULL;
         if (!t || t->id != f->task || t->attempt != f->attempt)
             continue;
         if (f->kind == FX_DISPATCH) {
@@ -1273,7 +1273,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     /* the takeovers recovery decided at open begin before the first commands and end
      * after them (see sched_takeover) */
     for (size_t i = 0; i < e->ntakeover; i++) {
-        wrt *w = eng_wf(e, e->takeover[i]);
+        wf_run *w = eng_wf(e, e->takeover[i]);
         if (w)
             sched_takeover_begin(e, w);
     }
@@ -1287,7 +1287,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         n++;
     }
     for (size_t i = 0; i < e->ntakeover; i++) {
-        wrt *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
+        wf_run *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
         if (w)
             sched_takeover_end(e, w);
     }
@@ -1303,7 +1303,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     for (int pass = 0, again = 1; again && pass < 16; pass++) {
         again = 0;
         for (size_t i = 0; i < e->ntouched; i++) {
-            wrt *w = e->touched[i];
+            wf_run *w = e->touched[i];
             if (!w->dirty)
                 continue;
             sched_run(e, w);
@@ -1345,12 +1345,12 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     }
     /* finished instances leave memory */
     for (size_t i = 0; i < e->ntouched; i++) {
-        wrt *w = e->touched[i];
+        wf_run *w = e->touched[i];
         w->touched = false;
         w->dirty = false;
         if (tn_sm_workflow.final[w->state]) {
             tn_map_del(&e->wfs, w->id);
-            wrt_free(e, w);
+            wf_run_free(e, w);
         }
     }
     e->ntouched = 0;
@@ -1440,7 +1440,7 @@ int tn_engine_run_until(tn_engine *e, uint64_t wf, tn_errmsg *msg)
     for (;;) {
         size_t n = tn_engine_step(e, msg);
         if (wf) {
-            wrt *w = eng_wf(e, wf);
+            wf_run *w = eng_wf(e, wf);
             if (!w) {
                 tn_wf_proj p;
                 if (tn_evlog_wf(e->log, wf, &p) != TN_OK)
@@ -1473,7 +1473,7 @@ int tn_engine_run_until(tn_engine *e, uint64_t wf, tn_errmsg *msg)
 
 tn_err tn_engine_wf_view(tn_engine *e, uint64_t wf, tn_wf_view *out)
 {
-    wrt *w = eng_wf(e, wf);
+    wf_run *w = eng_wf(e, wf);
     if (!w)
         return TN_ERR_NOENT;
     out->id = w->id;

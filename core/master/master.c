@@ -24,8 +24,8 @@
 #define MAX_GROUPS 16
 #define MAX_GAUGES 32
 
-typedef struct wk {
-    struct wk *next;
+typedef struct worker_view {
+    struct worker_view *next;
     char name[TN_PROTO_ID_MAX + 1];
     char listen_url[TN_PROTO_URL_MAX + 1], ctl_url[TN_PROTO_URL_MAX + 1];
     char groups[MAX_GROUPS][TN_PROTO_ID_MAX + 1];
@@ -44,10 +44,10 @@ typedef struct wk {
     char gauge_keys[MAX_GAUGES][40];
     uint64_t gauge_vals[MAX_GAUGES];
     unsigned ngauges;
-} wk;
+} worker_view;
 
 /* An attempt placed on a worker (the latest attempt of each task). */
-typedef struct asg {
+typedef struct placement {
     uint64_t task;
     uint32_t attempt;
     uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
@@ -59,9 +59,9 @@ typedef struct asg {
     size_t len;
     int64_t next_send;
     uint32_t tries;
-} asg;
+} placement;
 
-static void asg_free(asg *a)
+static void placement_free(placement *a)
 {
     if (a)
         free(a->enc);
@@ -69,7 +69,7 @@ static void asg_free(asg *a)
 }
 
 /* Keep an encoded message to resend to a's worker until answered. */
-static void asg_keep(asg *a, const tn_msg *m)
+static void placement_keep(placement *a, const tn_msg *m)
 {
     tn_buf b = {0};
     free(a->enc);
@@ -96,8 +96,8 @@ struct tn_master {
     pthread_t thread;
     atomic_bool stop;
     pthread_mutex_t mu; /* workers and assignments */
-    wk *workers;
-    tn_map asgs; /* task id -> asg* */
+    worker_view *workers;
+    tn_map asgs; /* task id -> placement* */
     uint64_t seq;
     uint32_t rr; /* round robin cursor */
     uint64_t rng;
@@ -117,15 +117,15 @@ int tn_selector_parse(const char *s)
 
 const char *tn_master_ctl_url(const tn_master *m) { return m->ctl; }
 
-static wk *find_worker(tn_master *m, const char *name)
+static worker_view *find_worker(tn_master *m, const char *name)
 {
-    for (wk *w = m->workers; w; w = w->next)
+    for (worker_view *w = m->workers; w; w = w->next)
         if (strcmp(w->name, name) == 0)
             return w;
     return NULL;
 }
 
-static void send_to(tn_master *m, wk *w, const tn_msg *msg)
+static void send_to(tn_master *m, worker_view *w, const tn_msg *msg)
 {
     if (!w->q || !w->tx.ops)
         return;
@@ -136,7 +136,7 @@ static void send_to(tn_master *m, wk *w, const tn_msg *msg)
 /* ------------------------------------------------------------------------------ */
 /* the executor the engine sees */
 
-static bool in_group(const wk *w, const char *g)
+static bool in_group(const worker_view *w, const char *g)
 {
     for (unsigned i = 0; i < w->ngroups; i++)
         if (strcmp(w->groups[i], g) == 0)
@@ -151,8 +151,8 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
     const char *g = r->node->worker_group;
     pthread_mutex_lock(&m->mu);
     unsigned in = 0, full = 0, over = 0, nc = 0;
-    wk *cand[256];
-    for (wk *w = m->workers; w; w = w->next) {
+    worker_view *cand[256];
+    for (worker_view *w = m->workers; w; w = w->next) {
         if (!w->alive || !in_group(w, g))
             continue;
         in++;
@@ -169,7 +169,7 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
         if (nc < 256)
             cand[nc++] = w;
     }
-    wk *pick = NULL;
+    worker_view *pick = NULL;
     if (nc) {
         switch (m->o.selector) {
         case TN_SELECT_RANDOM:
@@ -196,14 +196,14 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
         }
     }
     if (pick) {
-        asg *a = tn_map_get(&m->asgs, r->task);
+        placement *a = tn_map_get(&m->asgs, r->task);
         if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, r->task, a)) {
             free(a);
             a = NULL;
         }
         if (a) {
             if (a->worker[0] && a->attempt != r->attempt) {
-                wk *old = find_worker(m, a->worker);
+                worker_view *old = find_worker(m, a->worker);
                 if (old && old->assigned)
                     old->assigned--;
             }
@@ -268,14 +268,14 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     d->deadline_ns = r->deadline_ns;
     bool sent = false;
     pthread_mutex_lock(&m->mu);
-    asg *a = tn_map_get(&m->asgs, r->task);
-    wk *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
+    placement *a = tn_map_get(&m->asgs, r->task);
+    worker_view *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
     if (w)
         d->worker_epoch = w->epoch; /* a later run of that worker drops it */
     if (w && w->alive && w->q && tn_outq_push(w->q, &msg) == TN_OK) {
         sent = true;
         (void)tn_outq_flush(w->q, w->tx, NULL);
-        asg_keep(a, &msg);
+        placement_keep(a, &msg);
     }
     pthread_mutex_unlock(&m->mu);
     free(pp);
@@ -295,16 +295,16 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     tn_msg msg = {.type = TN_MSG_KILL};
     msg.kill = (tn_msg_kill){task, attempt, grace_ms, TN_STR("killed by the master")};
     pthread_mutex_lock(&m->mu);
-    asg *a = tn_map_get(&m->asgs, task);
+    placement *a = tn_map_get(&m->asgs, task);
     bool current = a && a->attempt == attempt;
-    wk *w = current ? find_worker(m, a->worker) : NULL;
+    worker_view *w = current ? find_worker(m, a->worker) : NULL;
     if (w) {
         send_to(m, w, &msg);
-        asg_keep(a, &msg);
+        placement_keep(a, &msg);
     } else {
         /* a stale attempt, or one we do not know the place of: every worker hears it,
          * those that do not run it ignore it */
-        for (wk *x = m->workers; x; x = x->next)
+        for (worker_view *x = m->workers; x; x = x->next)
             if (x->alive)
                 send_to(m, x, &msg);
     }
@@ -313,12 +313,12 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
      * (resent once it is known); if it does not come back in time, check_workers loses it */
     bool pending = current && !w && !a->confirmed;
     if (pending) {
-        asg_keep(a, &msg);
+        placement_keep(a, &msg);
     } else if (!known && current) {
         /* lost: should its worker come back running it, it is stale there (fencing) */
         if (w && w->assigned)
             w->assigned--;
-        asg_free(tn_map_del(&m->asgs, task));
+        placement_free(tn_map_del(&m->asgs, task));
     }
     pthread_mutex_unlock(&m->mu);
     (void)wf;
@@ -338,7 +338,7 @@ static int ex_running(void *self, uint64_t task, uint32_t attempt)
      * worker ran it is filled in from the log by the first liveness check (the engine is
      * still opening here). */
     pthread_mutex_lock(&m->mu);
-    asg *a = tn_map_get(&m->asgs, task);
+    placement *a = tn_map_get(&m->asgs, task);
     if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, task, a)) {
         free(a);
         a = NULL;
@@ -362,16 +362,16 @@ static void ex_ack(void *self, const tn_report *r)
     tn_msg msg = {.type = TN_MSG_PERSISTED};
     msg.persisted = (tn_msg_persisted){r->report_id, r->task, r->attempt};
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, r->worker);
+    worker_view *w = find_worker(m, r->worker);
     if (w)
         send_to(m, w, &msg);
     /* a finished attempt frees its slot */
     if (r->kind == TN_REPORT_RESULT || r->kind == TN_REPORT_KILL_RESULT) {
-        asg *a = tn_map_get(&m->asgs, r->task);
+        placement *a = tn_map_get(&m->asgs, r->task);
         if (a && a->attempt == r->attempt && strcmp(a->worker, r->worker) == 0) {
             if (w && w->assigned)
                 w->assigned--;
-            asg_free(tn_map_del(&m->asgs, r->task));
+            placement_free(tn_map_del(&m->asgs, r->task));
         }
     }
     pthread_mutex_unlock(&m->mu);
@@ -382,7 +382,7 @@ static const tn_executor_ops wire_ops = {ex_dispatch, ex_kill, ex_running, ex_pl
 /* ------------------------------------------------------------------------------ */
 /* worker messages (transport thread) */
 
-static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, uint64_t before,
+static void lost_attempts(tn_master *m, worker_view *w, const tn_task_attempts *still, uint64_t before,
                           const char *why)
 {
     /* called with mu held: every assignment on w placed before `before` and not in
@@ -390,7 +390,7 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
     tn_report *lost = NULL;
     size_t n = 0, cap = 0;
     for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
         if (!a || strcmp(a->worker, w->name) != 0 || a->seq >= before)
             continue;
         bool runs = false;
@@ -408,7 +408,7 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
                                 .reason = why};
         if (w->assigned)
             w->assigned--;
-        asg_free(tn_map_del(&m->asgs, a->task));
+        placement_free(tn_map_del(&m->asgs, a->task));
         i = (size_t)-1; /* the table moved: start over */
         if (!m->asgs.cap)
             break;
@@ -421,7 +421,7 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
 }
 
 /* Ask w what it runs (RECONCILE); its answer decides what is lost. With mu held. */
-static void ask_reconcile(tn_master *m, wk *w)
+static void ask_reconcile(tn_master *m, worker_view *w)
 {
     w->reconcile_seq = ++m->seq;
     w->reconcile_at = tn_mono_ns();
@@ -436,7 +436,7 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     char name[TN_PROTO_ID_MAX + 1];
     snprintf(name, sizeof(name), "%.*s", (int)h->worker.len, h->worker.p);
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, name);
+    worker_view *w = find_worker(m, name);
     bool fresh = !w;
     if (!w) {
         w = calloc(1, sizeof(*w));
@@ -512,14 +512,14 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
 static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconciled *r)
 {
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, worker);
+    worker_view *w = find_worker(m, worker);
     if (!w) {
         pthread_mutex_unlock(&m->mu);
         return;
     }
     /* what it runs that is not the current attempt placed on it is stale: kill it */
     for (uint32_t i = 0; i < r->running.n; i++) {
-        asg *a = tn_map_get(&m->asgs, r->running.v[i].task);
+        placement *a = tn_map_get(&m->asgs, r->running.v[i].task);
         if (a && a->attempt == r->running.v[i].attempt && strcmp(a->worker, w->name) == 0)
             continue;
         tn_msg k = {.type = TN_MSG_KILL};
@@ -555,7 +555,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         return TN_OK;
     case TN_MSG_ACCEPTED: {
         pthread_mutex_lock(&m->mu);
-        asg *a = tn_map_get(&m->asgs, msg->accepted.task);
+        placement *a = tn_map_get(&m->asgs, msg->accepted.task);
         if (a && a->attempt == msg->accepted.attempt && a->enc && a->tries < UINT32_MAX) {
             /* a DISPATCH is answered by ACCEPTED; a KILL waits for its result */
             tn_mp rd;
@@ -636,7 +636,7 @@ static void check_workers(tn_master *m)
     pthread_mutex_lock(&m->mu);
     /* attempts recovered from the log: which worker had them */
     for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
         tn_task_proj p;
         if (!a || a->worker[0])
             continue;
@@ -644,17 +644,17 @@ static void check_workers(tn_master *m)
             snprintf(a->worker, sizeof(a->worker), "%s", p.worker);
         else
             snprintf(a->worker, sizeof(a->worker), "?");
-        wk *w = find_worker(m, a->worker);
+        worker_view *w = find_worker(m, a->worker);
         if (w && w->alive) /* it may have answered RECONCILE already: ask again */
             ask_reconcile(m, w);
     }
     /* a RECONCILE or its answer the wire lost would leave what it asks about (recovered
      * attempts, a new run's predecessor's, stale ones to kill) waiting for ever: a live
      * worker is asked again every second until it answers the last one */
-    for (wk *w = m->workers; w; w = w->next)
+    for (worker_view *w = m->workers; w; w = w->next)
         if (w->alive && w->reconcile_open && now - w->reconcile_at > 1000000000LL)
             ask_reconcile(m, w);
-    for (wk *w = m->workers; w; w = w->next) {
+    for (worker_view *w = m->workers; w; w = w->next) {
         if (!w->alive || now - w->last_hb <= limit)
             continue;
         w->alive = false;
@@ -669,10 +669,10 @@ static void check_workers(tn_master *m)
     }
     /* DISPATCH and KILL the wire may have dropped: again, with backoff */
     for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
         if (!a || !a->enc || a->next_send > now)
             continue;
-        wk *w = find_worker(m, a->worker);
+        worker_view *w = find_worker(m, a->worker);
         if (!w || !w->alive || !w->tx.ops)
             continue;
         tn_buf b = {0};
@@ -690,10 +690,10 @@ static void check_workers(tn_master *m)
         tn_report *lost = NULL;
         size_t n = 0, cap = 0;
         for (size_t i = 0; i < m->asgs.cap; i++) {
-            asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+            placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
             if (!a || a->confirmed)
                 continue;
-            wk *w = find_worker(m, a->worker);
+            worker_view *w = find_worker(m, a->worker);
             if (w && w->alive)
                 continue; /* asked; its answer decides */
             if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
@@ -706,7 +706,7 @@ static void check_workers(tn_master *m)
         }
         /* lost: should its worker come back running it, it is stale there (fencing) */
         for (size_t i = 0; i < n; i++)
-            asg_free(tn_map_del(&m->asgs, lost[i].task));
+            placement_free(tn_map_del(&m->asgs, lost[i].task));
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < n; i++)
             tn_engine_report(m->e, &lost[i]);
@@ -747,7 +747,7 @@ static bool worker_ctl(void *arg, const char *worker, char *url, size_t len)
 {
     tn_master *m = arg;
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, worker);
+    worker_view *w = find_worker(m, worker);
     bool ok = w && w->alive && w->ctl_url[0];
     if (ok)
         snprintf(url, len, "%s", w->ctl_url);
@@ -764,7 +764,7 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
     tn_sb_printf(json, "[");
     pthread_mutex_lock(&m->mu);
     unsigned i = 0;
-    for (wk *w = m->workers; w; w = w->next, i++) {
+    for (worker_view *w = m->workers; w; w = w->next, i++) {
         char groups[256] = "";
         for (unsigned g = 0; g < w->ngroups; g++)
             snprintf(groups + strlen(groups), sizeof(groups) - strlen(groups), "%s%s",
@@ -878,7 +878,7 @@ void tn_master_stop(tn_master *m)
         return;
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     while (m->workers) {
-        wk *w = m->workers;
+        worker_view *w = m->workers;
         m->workers = w->next;
         tn_tx_free(&w->tx);
         tn_outq_free(w->q);
@@ -886,7 +886,7 @@ void tn_master_stop(tn_master *m)
     }
     for (size_t i = 0; i < m->asgs.cap; i++)
         if (m->asgs.slots[i].key)
-            asg_free(m->asgs.slots[i].val);
+            placement_free(m->asgs.slots[i].val);
     tn_map_fini(&m->asgs);
     tn_engine_close(m->e);
     pthread_mutex_destroy(&m->mu);
