@@ -58,7 +58,10 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
     return remove(p);
 }
 
-static void rm_rf(const char *dir) { nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* A synthetic but realistic stream: workflows of 10 tasks, each task submitted,
  * dispatched, sent, running and succeeded, the workflow told, then finished. */
@@ -246,7 +249,8 @@ static int bench_store(const char *base, size_t events, bool quick)
         snprintf(rdir, sizeof(rdir), "%s/raw-b%zu", tmpl, b);
         append_result tr;
         double raw;
-        if (tern_append(tdir, b, total, &tr) || raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
+        if (tern_append(tdir, b, total, &tr) ||
+            raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
             rc = tn_cli_fail("bench", "append run failed (batch %zu)", b);
             break;
         }
@@ -302,9 +306,15 @@ static int bench_store(const char *base, size_t events, bool quick)
 
 /* Resident memory in KiB: "VmRSS" (all), "RssAnon" (the heap: what finished instances
  * would leak into) or "RssFile" (mapped file pages: the LMDB map read so far). */
-static long rss_kb_of(const char *what) { return (long)tn_proc_kb("/proc/self/status", what); }
+static long rss_kb_of(const char *what)
+{
+    return (long)tn_proc_kb("/proc/self/status", what);
+}
 
-static long rss_kb(void) { return rss_kb_of("RssAnon"); }
+static long rss_kb(void)
+{
+    return rss_kb_of("RssAnon");
+}
 
 typedef struct eng {
     tn_engine *e;
@@ -322,7 +332,8 @@ static int eng_open(eng *g, const char *base, const char *name)
         return -1;
     tn_engine_opts o = {.data_dir = g->dir,
                         .log = {.create = true, .map_size = 1u << 30, .map_max = 64ull << 30},
-                        .executor = tn_inproc_executor(g->x), .max_batch = 8192};
+                        .executor = tn_inproc_executor(g->x),
+                        .max_batch = 8192};
     if (tn_engine_open(&o, &g->e, &m)) {
         fprintf(stderr, "tern bench: %s\n", m.text);
         tn_inproc_free(g->x);
@@ -472,7 +483,8 @@ static int bench_engine(const char *base, bool quick)
     secs = (double)(t1 - t0) / 1e9;
     snprintf(rdir, sizeof(rdir), "%s/raw-chains", tmpl);
     raw_append(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120, &raw);
-    bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s", raw * nwf * 10.0 / (double)evs);
+    bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s",
+               raw * nwf * 10.0 / (double)evs);
     bench_line("engine.chains.events", (double)evs / secs, "events/s", raw);
 
     /* (c) start -> first dispatch at low load: one workflow at a time */
@@ -494,8 +506,10 @@ static int bench_engine(const char *base, bool quick)
         snprintf(rdir, sizeof(rdir), "%s/raw-lat", tmpl);
         raw_append(rdir, 1, 500, 120, &one_commit);
         double base_us = 1e6 / one_commit;
-        bench_line("engine.start_to_dispatch.p50_us", pct(lat, nlat, 0.5) / 1000.0, "us", base_us);
-        bench_line("engine.start_to_dispatch.p99_us", pct(lat, nlat, 0.99) / 1000.0, "us", base_us);
+        bench_line("engine.start_to_dispatch.p50_us", pct(lat, nlat, 0.5) / 1000.0, "us",
+                   base_us);
+        bench_line("engine.start_to_dispatch.p99_us", pct(lat, nlat, 0.99) / 1000.0, "us",
+                   base_us);
         free(lat);
     }
     eng_close(&g);
@@ -634,7 +648,8 @@ static uint64_t run_wf(tn_engine *e, const char *name, int64_t *submit_ns)
     if (tn_engine_submit_wait(e, &c))
         return 0;
     tn_wf_proj p;
-    while (tn_evlog_wf(tn_engine_log(e), c.out_id, &p) != TN_OK || !tn_sm_workflow.final[p.state])
+    while (tn_evlog_wf(tn_engine_log(e), c.out_id, &p) != TN_OK ||
+           !tn_sm_workflow.final[p.state])
         usleep(1000);
     return c.out_id;
 }
@@ -698,7 +713,9 @@ static int bench_dispatch(const char *base, bool quick)
     snprintf(wurl, sizeof(wurl), "ipc://%s/w.sock", tmpl);
     snprintf(wctl, sizeof(wctl), "ipc://%s/w.ctl", tmpl);
     snprintf(wdata, sizeof(wdata), "%s/w", tmpl);
-    tn_master_opts mo = {.data_dir = mdata, .listen_url = murl, .ctl_url = mctl,
+    tn_master_opts mo = {.data_dir = mdata,
+                         .listen_url = murl,
+                         .ctl_url = mctl,
                          .log = {.map_size = 1u << 30, .map_max = 64ull << 30}};
     tn_master *m;
     tn_errmsg em = {{0}};
@@ -711,9 +728,24 @@ static int bench_dispatch(const char *base, bool quick)
     char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
     self[sl > 0 ? sl : 0] = 0;
-    char *wargv[] = {self, "worker", "--master", murl, "--listen", wurl, "--data", wdata,
-                     "--ctl", wctl, "--name", "bench", "--slots", "256", "--heartbeat", "200ms",
-                     getenv("TERN_BENCH_NO_CGROUP") ? "--no-cgroup" : NULL, NULL};
+    char *wargv[] = {self,
+                     "worker",
+                     "--master",
+                     murl,
+                     "--listen",
+                     wurl,
+                     "--data",
+                     wdata,
+                     "--ctl",
+                     wctl,
+                     "--name",
+                     "bench",
+                     "--slots",
+                     "256",
+                     "--heartbeat",
+                     "200ms",
+                     getenv("TERN_BENCH_NO_CGROUP") ? "--no-cgroup" : NULL,
+                     NULL};
     setenv("TERN_LOG_LEVEL", "warn", 1);
     pid_t wpid;
     if (posix_spawn(&wpid, self, NULL, NULL, wargv, environ) != 0) {
@@ -758,7 +790,8 @@ static int bench_dispatch(const char *base, bool quick)
     y = malloc(cap);
     size_t l = (size_t)snprintf(y, cap, "name: trues\ntasks:\n");
     for (unsigned i = 0; i < nb; i++)
-        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: shell, command: 'true'}\n", i);
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: shell, command: 'true'}\n",
+                              i);
     apply_yaml(e, y);
     free(y);
     t0 = tn_mono_ns();
@@ -778,7 +811,8 @@ static int bench_dispatch(const char *base, bool quick)
     }
     if (lat) {
         bench_line("dispatch.submit_to_started.p50_us", pct(lat, nc, 0.5) / 1000.0, "us", 2000);
-        bench_line("dispatch.submit_to_started.p99_us", pct(lat, nc, 0.99) / 1000.0, "us", 10000);
+        bench_line("dispatch.submit_to_started.p99_us", pct(lat, nc, 0.99) / 1000.0, "us",
+                   10000);
         free(lat);
     }
 
@@ -823,8 +857,10 @@ static int bench_dispatch(const char *base, bool quick)
             usleep(1000);
         }
         if (!k1.n || !k2.n) {
-            fprintf(stderr, "tern bench: kill run %u: the task was not killed (kill %d, "
-                    "killed %d, task %" PRIu64 ", %s)\n", i, k1.n, k2.n, tid, kc.msg);
+            fprintf(stderr,
+                    "tern bench: kill run %u: the task was not killed (kill %d, "
+                    "killed %d, task %" PRIu64 ", %s)\n",
+                    i, k1.n, k2.n, tid, kc.msg);
             nd = i;
             break;
         }

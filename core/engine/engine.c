@@ -37,8 +37,14 @@ int tn_start_mode_parse(const char *s)
 /* ------------------------------------------------------------------------------ */
 /* clock and timers */
 
-int64_t eng_now(tn_engine *e) { return e->virtual_clock ? e->vnow : tn_now_ns(); }
-int64_t tn_engine_now(tn_engine *e) { return eng_now(e); }
+int64_t eng_now(tn_engine *e)
+{
+    return e->virtual_clock ? e->vnow : tn_now_ns();
+}
+int64_t tn_engine_now(tn_engine *e)
+{
+    return eng_now(e);
+}
 
 static void heap_up(timer *h, size_t i)
 {
@@ -82,7 +88,11 @@ static void timer_push(tn_engine *e, const timer *t)
 
 void eng_timer_task(tn_engine *e, task_run *t, uint8_t sub, int64_t due)
 {
-    timer tm = {.due = due, .kind = TIMER_TASK, .sub = sub, .node = t->node, .gen = t->gen,
+    timer tm = {.due = due,
+                .kind = TIMER_TASK,
+                .sub = sub,
+                .node = t->node,
+                .gen = t->gen,
                 .wf = t->w->id};
     timer_push(e, &tm);
 }
@@ -327,7 +337,10 @@ tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *ve
 /* ------------------------------------------------------------------------------ */
 /* instances */
 
-wf_run *eng_wf(tn_engine *e, uint64_t id) { return tn_map_get(&e->wfs, id); }
+wf_run *eng_wf(tn_engine *e, uint64_t id)
+{
+    return tn_map_get(&e->wfs, id);
+}
 
 static void wf_run_free(tn_engine *e, wf_run *w)
 {
@@ -555,10 +568,17 @@ static wf_run *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
     int fr;
     tn_err err = tn_replay_wf_events(tn_evlog_store(e->log), id, load_one, &x, &fr);
     if (err || x.err || !x.w) {
-        tn_errmsg_set(msg, err ? err : x.err ? x.err : TN_ERR_NOENT,
+        tn_errmsg_set(msg,
+                      err   ? err :
+                      x.err ? x.err :
+                              TN_ERR_NOENT,
                       "workflow instance %" PRIu64 " cannot be loaded (%s at seq %" PRIu64
                       "): run `tern replay` to check the log",
-                      id, tn_strerror(err ? err : x.err ? x.err : TN_ERR_NOENT), x.seq);
+                      id,
+                      tn_strerror(err   ? err :
+                                  x.err ? x.err :
+                                          TN_ERR_NOENT),
+                      x.seq);
         if (x.w)
             wf_run_free(e, x.w);
         return NULL;
@@ -604,8 +624,8 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
             return tn_errmsg_set(msg, err, "cannot read the store: %s", tn_strerror(err));
         bool more = false;
         tn_wf_proj p;
-        for (err = tn_log_wf_iter_seek(it, after + 1, &p); err == TN_OK || err == TN_ERR_CORRUPT;
-             err = tn_log_wf_iter_next(it, &p)) {
+        for (err = tn_log_wf_iter_seek(it, after + 1, &p);
+             err == TN_OK || err == TN_ERR_CORRUPT; err = tn_log_wf_iter_next(it, &p)) {
             if (n == page) {
                 more = true;
                 break;
@@ -655,7 +675,8 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_map_init(&e->wfs);
     tn_map_init(&e->tasks);
     e->ex = opts->executor;
-    snprintf(e->actor, sizeof(e->actor), "master:%s", opts->master_id ? opts->master_id : "local");
+    snprintf(e->actor, sizeof(e->actor), "master:%s",
+             opts->master_id ? opts->master_id : "local");
     e->virtual_clock = opts->virtual_clock;
     e->vnow = opts->start_ns ? opts->start_ns : tn_now_ns();
     e->max_batch = opts->max_batch ? opts->max_batch : 4096;
@@ -713,7 +734,10 @@ void tn_engine_close(tn_engine *e)
     free(e);
 }
 
-tn_evlog *tn_engine_log(tn_engine *e) { return e->log; }
+tn_evlog *tn_engine_log(tn_engine *e)
+{
+    return e->log;
+}
 
 /* ------------------------------------------------------------------------------ */
 /* inputs */
@@ -734,7 +758,10 @@ void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
     pthread_mutex_unlock(&e->mu);
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 void tn_engine_report(tn_engine *e, const tn_report *r)
 {
@@ -807,7 +834,8 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         tn_buf_free(&latest);
         return err;
     }
-    if (version && latest.size == c->def_len && memcmp(latest.data, c->def_bytes, c->def_len) == 0) {
+    if (version && latest.size == c->def_len &&
+        memcmp(latest.data, c->def_bytes, c->def_len) == 0) {
         c->unchanged = true;
         c->out_id = version;
         snprintf(c->msg, sizeof(c->msg), "%s: unchanged (version %u)", def->name, version);
@@ -918,8 +946,10 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
     uint32_t version;
     tn_err err = def_latest_version(e, c->workflow, &version, NULL);
     if (err == TN_ERR_NOENT) {
-        cmd_fail(c, TN_ERR_NOENT, "no workflow named \"%s\": apply its definition first "
-                 "(`tern def apply FILE`)", c->workflow);
+        cmd_fail(c, TN_ERR_NOENT,
+                 "no workflow named \"%s\": apply its definition first "
+                 "(`tern def apply FILE`)",
+                 c->workflow);
         return TN_OK;
     }
     if (err)
@@ -980,8 +1010,10 @@ static task_run *cmd_task(tn_engine *e, tn_cmd *c)
     }
     t = tn_map_get(&e->tasks, c->id);
     if (!t)
-        cmd_fail(c, TN_ERR_NOENT, "task instance %" PRIu64 " belongs to an earlier run of "
-                 "workflow %" PRIu64 "; it cannot change any more", c->id, p.wf);
+        cmd_fail(c, TN_ERR_NOENT,
+                 "task instance %" PRIu64 " belongs to an earlier run of "
+                 "workflow %" PRIu64 "; it cannot change any more",
+                 c->id, p.wf);
     return t;
 }
 
@@ -1014,13 +1046,15 @@ static bool cmd_legal(tn_cmd *c, uint64_t id, unsigned state)
     for (unsigned ev = 0; ev < m->nevents && n < sizeof(acc); ev++) {
         if (tn_sm_next(m, state, ev).to == TN_SM_ILLEGAL)
             continue;
-        int k = snprintf(acc + n, sizeof(acc) - n, "%s%s", n ? ", " : "",
-                         tn_sm_event_name(m, ev));
+        int k =
+            snprintf(acc + n, sizeof(acc) - n, "%s%s", n ? ", " : "", tn_sm_event_name(m, ev));
         n += k > 0 ? (size_t)k : 0;
     }
-    cmd_fail(c, TN_ERR_ILLEGAL, "%s %" PRIu64 " is %s: the %s state machine does not allow "
-             "%s there (%s accepts: %s)", m->name, id, tn_sm_state_name(m, state), m->name,
-             tn_sm_event_name(m, event), tn_sm_state_name(m, state), n ? acc : "nothing");
+    cmd_fail(c, TN_ERR_ILLEGAL,
+             "%s %" PRIu64 " is %s: the %s state machine does not allow "
+             "%s there (%s accepts: %s)",
+             m->name, id, tn_sm_state_name(m, state), m->name, tn_sm_event_name(m, event),
+             tn_sm_state_name(m, state), n ? acc : "nothing");
     return false;
 }
 
@@ -1031,10 +1065,8 @@ static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wf_run **wp)
     if (!w || !cmd_legal(c, w->id, w->state))
         return TN_OK;
     switch (c->kind) {
-    case TN_CMD_PAUSE:
-        return sched_pause_wf(e, w);
-    case TN_CMD_STOP:
-        return sched_stop_wf(e, w, "stopped by user");
+    case TN_CMD_PAUSE: return sched_pause_wf(e, w);
+    case TN_CMD_STOP: return sched_stop_wf(e, w, "stopped by user");
     case TN_CMD_RERUN: {
         w->loaded_final = false;
         tn_event ev;
@@ -1043,9 +1075,7 @@ static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wf_run **wp)
         tn_err err = eng_emit_wf(e, w, 0, &ev);
         return err ? err : sched_admit(e, w);
     }
-    default: /* RESUME, RECOVER */
-        w->loaded_final = false;
-        return sched_recover_wf(e, w);
+    default: /* RESUME, RECOVER */ w->loaded_final = false; return sched_recover_wf(e, w);
     }
 }
 
@@ -1112,36 +1142,23 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     }
     e->cur_actor = c->actor ? c->actor : "user:local";
     switch (c->kind) {
-    case TN_CMD_APPLY_DEF:
-        err = cmd_apply_def(e, c);
-        break;
-    case TN_CMD_START:
-        err = cmd_start(e, c);
-        break;
+    case TN_CMD_APPLY_DEF: err = cmd_apply_def(e, c); break;
+    case TN_CMD_START: err = cmd_start(e, c); break;
     case TN_CMD_PAUSE:
     case TN_CMD_RESUME:
     case TN_CMD_STOP:
     case TN_CMD_RERUN:
-    case TN_CMD_RECOVER:
-        err = cmd_wf_event(e, c, &w);
-        break;
+    case TN_CMD_RECOVER: err = cmd_wf_event(e, c, &w); break;
     case TN_CMD_FORCE_SUCCESS:
-    case TN_CMD_KILL_TASK:
-        err = cmd_task_event(e, c, &t);
-        break;
-    case TN_CMD_TASKGROUP_SET:
-        err = cmd_taskgroup_set(e, c);
-        break;
-    case TN_CMD_ENV_SET:
-        err = cmd_env_set(e, c);
-        break;
+    case TN_CMD_KILL_TASK: err = cmd_task_event(e, c, &t); break;
+    case TN_CMD_TASKGROUP_SET: err = cmd_taskgroup_set(e, c); break;
+    case TN_CMD_ENV_SET: err = cmd_env_set(e, c); break;
     case TN_CMD_WHY: {
         task_run *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
         break;
     }
-    default:
-        cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
+    default: cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
     }
     if (w)
         eng_touch(e, w);
@@ -1222,8 +1239,10 @@ static void release_effects(tn_engine *e)
             tn_errmsg m;
             char *cmd = NULL;
             if (task_params(e, t, &params, &m) == TN_OK && node->command) {
-                tn_param_ctx pc = {.sched_ns = w->sched_ns, .now_ns = eng_now(e),
-                                   .wf_id = w->id, .task_id = t->id};
+                tn_param_ctx pc = {.sched_ns = w->sched_ns,
+                                   .now_ns = eng_now(e),
+                                   .wf_id = w->id,
+                                   .task_id = t->id};
                 if (tn_params_subst(node->command, params, &pc, 0, &cmd, &m) != TN_OK)
                     cmd = NULL;
             }
@@ -1238,12 +1257,19 @@ static void release_effects(tn_engine *e)
             if (node->environment) /* unset: no prelude */
                 (void)tn_log_env_get(tn_evlog_store(e->log), node->environment, &prelude);
             tn_dispatch_req req = {
-                .wf = w->id, .task = t->id, .attempt = t->attempt, .def = w->def,
-                .node = node, .command = cmd ? cmd : node->command, .env_prelude = prelude,
-                .param_keys = keys, .param_values = vals, .nparams = keys && vals ? np : 0,
-                .deadline_ns = node->timeout_ms && t->started_at
-                                   ? t->started_at + (int64_t)node->timeout_ms * 1000000
-                                   : 0,
+                .wf = w->id,
+                .task = t->id,
+                .attempt = t->attempt,
+                .def = w->def,
+                .node = node,
+                .command = cmd ? cmd : node->command,
+                .env_prelude = prelude,
+                .param_keys = keys,
+                .param_values = vals,
+                .nparams = keys && vals ? np : 0,
+                .deadline_ns = node->timeout_ms && t->started_at ?
+                                   t->started_at + (int64_t)node->timeout_ms * 1000000 :
+                                   0,
                 .priority = (uint8_t)(w->def->priority * 8 + node->priority)};
             e->ex.ops->dispatch(e->ex.self, &req);
             free(prelude);
@@ -1323,8 +1349,10 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     }
     if (err) {
         e->refuse = err == TN_ERR_FULL;
-        tn_error("engine", "msg=\"commit failed; the batch is dropped and its instances "
-                 "reloaded\" why=\"%s\"", e->msg.text);
+        tn_error("engine",
+                 "msg=\"commit failed; the batch is dropped and its instances "
+                 "reloaded\" why=\"%s\"",
+                 e->msg.text);
         if (msg)
             *msg = e->msg;
         for (size_t i = 0; i < e->ncmds; i++)

@@ -33,8 +33,8 @@ typedef struct wf_run wf_run;
 typedef struct task_run {
     wf_run *w;
     uint32_t node;
-    uint64_t id;        /* task instance id; 0 = not created in this run */
-    uint8_t state;      /* TN_TASK_S_*; TN_SM_NEW when not created */
+    uint64_t id;   /* task instance id; 0 = not created in this run */
+    uint8_t state; /* TN_TASK_S_*; TN_SM_NEW when not created */
     uint8_t flags;
     uint32_t attempt;
     uint32_t failures;  /* failed attempts in this run: retries left = retries - failures + 1 */
@@ -43,9 +43,9 @@ typedef struct task_run {
     int64_t queued_at;  /* entered DISPATCH */
     int64_t started_at; /* RUNNING_EXECUTION */
     int64_t ended_at;
-    uint64_t child;     /* sub_workflow: the child instance */
-    tn_kv *pool;        /* values visible downstream: inherited + own outputs (SUCCESS) */
-    char *why;          /* why it waits for dispatch, when it does */
+    uint64_t child; /* sub_workflow: the child instance */
+    tn_kv *pool;    /* values visible downstream: inherited + own outputs (SUCCESS) */
+    char *why;      /* why it waits for dispatch, when it does */
 } task_run;
 
 /* Runtime state of a workflow instance: the fold of its events. */
@@ -55,7 +55,7 @@ struct wf_run {
     tn_def *def;   /* the pinned version (shared, refcounted in the def cache) */
     uint32_t version;
     uint32_t run;
-    uint32_t gen;  /* bumped at every run/stop: older workflow timers are stale */
+    uint32_t gen;     /* bumped at every run/stop: older workflow timers are stale */
     tn_kv *overrides; /* start-time params */
     tn_kv *inherited; /* sub_workflow: the parent's effective globals */
     tn_kv *globals;   /* effective global params (built once per run) */
@@ -69,7 +69,7 @@ struct wf_run {
     int64_t created_at, started_at;
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
-    task_run *t; /* [def->n_tasks] */
+    task_run *t;      /* [def->n_tasks] */
     /* counters kept by the fold */
     uint32_t active;  /* created, non-final tasks */
     uint32_t n_fail;  /* tasks in FAILURE whose failure no conditions task handles */
@@ -78,8 +78,8 @@ struct wf_run {
     /* scheduling scratch (not state): nodes that may have become ready */
     uint32_t *cand;
     uint32_t ncand, capcand;
-    bool touched; /* in the current batch's touched list */
-    bool dirty;   /* touched since its last scheduling run in this batch */
+    bool touched;      /* in the current batch's touched list */
+    bool dirty;        /* touched since its last scheduling run in this batch */
     bool loaded_final; /* loaded on demand while final: unload after the batch */
 };
 
@@ -91,8 +91,17 @@ typedef struct def_entry {
     struct def_entry *next;
 } def_entry;
 
-enum { TIMER_TASK = 1, TIMER_WF, TIMER_CALLBACK };
-enum { TT_DUE = 1, TT_TIMEOUT, TT_DISPATCH_TIMEOUT, TT_POLL };
+enum {
+    TIMER_TASK = 1,
+    TIMER_WF,
+    TIMER_CALLBACK
+};
+enum {
+    TT_DUE = 1,
+    TT_TIMEOUT,
+    TT_DISPATCH_TIMEOUT,
+    TT_POLL
+};
 
 typedef struct timer {
     int64_t due;
@@ -111,7 +120,12 @@ typedef struct qentry { /* dispatch queue: lower key first */
 
 /* FX_KILL_STALE: kill an attempt older than the task's (fencing), once the batch that
  * superseded it is committed */
-enum { FX_DISPATCH = 1, FX_KILL, FX_CMD_DONE, FX_KILL_STALE };
+enum {
+    FX_DISPATCH = 1,
+    FX_KILL,
+    FX_CMD_DONE,
+    FX_KILL_STALE
+};
 
 typedef struct effect {
     uint8_t kind;

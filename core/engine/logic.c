@@ -86,7 +86,8 @@ static tn_err finish(tn_engine *e, task_run *t, bool ok, const char *reason, con
                      const char *branch)
 {
     tn_event ev;
-    eng_event(&ev, TN_MACHINE_TASK, ok ? TN_TASK_E_SUCCEEDED : TN_TASK_E_FAILED, t->w->id, t->id);
+    eng_event(&ev, TN_MACHINE_TASK, ok ? TN_TASK_E_SUCCEEDED : TN_TASK_E_FAILED, t->w->id,
+              t->id);
     tn_event_set_int(&ev, "attempt", t->attempt);
     if (reason)
         tn_event_set_str(&ev, "reason", reason);
@@ -110,7 +111,8 @@ static tn_err running(tn_engine *e, task_run *t, uint64_t child)
     if (!err && NODE(t)->timeout_ms) {
         task_run tmp = *t;
         tmp.gen = t->attempt;
-        eng_timer_task(e, &tmp, TT_TIMEOUT, t->started_at + (int64_t)NODE(t)->timeout_ms * 1000000);
+        eng_timer_task(e, &tmp, TT_TIMEOUT,
+                       t->started_at + (int64_t)NODE(t)->timeout_ms * 1000000);
     }
     return err;
 }
@@ -203,8 +205,8 @@ static tn_err run_switch(tn_engine *e, task_run *t)
     if (!skip)
         return TN_ERR_NOMEM;
     for (uint32_t i = 0; i <= n->sw.n_cases; i++) {
-        const tn_def_ref *r = i < n->sw.n_cases ? &n->sw.cases[i].then
-                                                : (n->sw.has_default ? &n->sw.dflt : NULL);
+        const tn_def_ref *r =
+            i < n->sw.n_cases ? &n->sw.cases[i].then : (n->sw.has_default ? &n->sw.dflt : NULL);
         if (!r || (int32_t)r->index == chosen)
             continue;
         bool dup = false; /* several cases may share a target */
@@ -256,8 +258,8 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
         int since_monday = (a.tm_wday + 6) % 7;
         a.tm_mday -= since_monday; /* this week's Monday */
         b = a;
-        static const char *const days[] = {"last_monday", "last_tuesday", "last_wednesday",
-                                           "last_thursday", "last_friday", "last_saturday",
+        static const char *const days[] = {"last_monday",   "last_tuesday", "last_wednesday",
+                                           "last_thursday", "last_friday",  "last_saturday",
                                            "last_sunday"};
         if (strcmp(date, "this_week") == 0) {
             b.tm_mday += 7;
@@ -294,8 +296,7 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
             return false;
         }
         break;
-    default:
-        return false;
+    default: return false;
     }
     *lo = (int64_t)mktime(&a) * 1000000000LL;
     *hi = (int64_t)mktime(&b) * 1000000000LL;
@@ -438,7 +439,8 @@ static tn_err run_sub(tn_engine *e, task_run *t)
         if ((err = running(e, t, c->id)))
             return err;
         c->loaded_final = false;
-        if (c->state == TN_WF_S_PAUSE || c->state == TN_WF_S_STOP || c->state == TN_WF_S_FAILURE)
+        if (c->state == TN_WF_S_PAUSE || c->state == TN_WF_S_STOP ||
+            c->state == TN_WF_S_FAILURE)
             return sched_recover_wf(e, c);
         if (c->state == TN_WF_S_SUCCESS) {
             tn_event ev;
@@ -483,17 +485,13 @@ static tn_err run_sub(tn_engine *e, task_run *t)
 tn_err logic_start(tn_engine *e, task_run *t)
 {
     switch (NODE(t)->type) {
-    case TN_DEF_TASK_CONDITIONS:
-        return run_conditions(e, t);
-    case TN_DEF_TASK_SWITCH:
-        return run_switch(e, t);
+    case TN_DEF_TASK_CONDITIONS: return run_conditions(e, t);
+    case TN_DEF_TASK_SWITCH: return run_switch(e, t);
     case TN_DEF_TASK_DEPENDENT: {
         tn_err err = running(e, t, 0);
         return err ? err : logic_poll(e, t);
     }
-    case TN_DEF_TASK_SUB_WORKFLOW:
-        return run_sub(e, t);
-    default:
-        return TN_ERR_INTERNAL;
+    case TN_DEF_TASK_SUB_WORKFLOW: return run_sub(e, t);
+    default: return TN_ERR_INTERNAL;
     }
 }

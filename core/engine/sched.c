@@ -19,7 +19,7 @@ static tn_err failover(tn_engine *e, task_run *t, const char *reason);
 
 #define FINAL_T(s) (tn_sm_task.final[(s)])
 #define FINAL_W(s) (tn_sm_workflow.final[(s)])
-#define NODE(t) (&(t)->w->def->tasks[(t)->node])
+#define NODE(t)    (&(t)->w->def->tasks[(t)->node])
 
 static bool is_logic(const tn_def_task *n)
 {
@@ -27,7 +27,10 @@ static bool is_logic(const tn_def_task *n)
            n->type == TN_DEF_TASK_DEPENDENT || n->type == TN_DEF_TASK_SUB_WORKFLOW;
 }
 
-static bool ok_state(uint8_t s) { return s == TN_TASK_S_SUCCESS || s == TN_TASK_S_FORCED_SUCCESS; }
+static bool ok_state(uint8_t s)
+{
+    return s == TN_TASK_S_SUCCESS || s == TN_TASK_S_FORCED_SUCCESS;
+}
 
 bool sched_failure_handled(const tn_def *d, uint32_t node)
 {
@@ -143,7 +146,8 @@ static bool dep_done(const wf_run *w, uint32_t d, bool for_conditions)
     if (t->id == 0)
         return false;
     if (for_conditions)
-        return ok_state(t->state) || t->state == TN_TASK_S_FAILURE || t->state == TN_TASK_S_KILL;
+        return ok_state(t->state) || t->state == TN_TASK_S_FAILURE ||
+               t->state == TN_TASK_S_KILL;
     return ok_state(t->state);
 }
 
@@ -256,9 +260,7 @@ void sched_fold_wf(tn_engine *e, wf_run *w, const tn_event *ev)
         sched_reset_run(e, w);
         w->gen++;
         break;
-    case TN_WF_E_TIMEOUT:
-        w->timeout_fired = true;
-        break;
+    case TN_WF_E_TIMEOUT: w->timeout_fired = true; break;
     default:
         if (FINAL_W(ev->to))
             w->gen++;
@@ -330,7 +332,7 @@ static void fold_task_event(tn_engine *e, task_run *t, const tn_event *ev)
             t->flags &= (uint8_t)~TF_HANDED;
         }
         t->queued_at = ev->at;
-        t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT);
+        t->flags &= (uint8_t) ~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT);
         t->flags |= TF_QUEUED;
         break;
     case TN_TASK_E_DISPATCHED:
@@ -354,11 +356,9 @@ static void fold_task_event(tn_engine *e, task_run *t, const tn_event *ev)
             t->attempt = (uint32_t)v;
         if (tn_event_int(ev, "due", &v))
             t->due = v;
-        t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT | TF_QUEUED | TF_HANDED);
+        t->flags &= (uint8_t) ~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT | TF_QUEUED | TF_HANDED);
         break;
-    case TN_TASK_E_FAILED:
-        t->failures++;
-        break;
+    case TN_TASK_E_FAILED: t->failures++; break;
     case TN_TASK_E_SUCCEEDED: {
         tn_kv *out = NULL;
         tn_kv *pool = inherited_pool(w, t->node);
@@ -379,15 +379,9 @@ static void fold_task_event(tn_engine *e, task_run *t, const tn_event *ev)
         tn_kv_free(t->pool);
         t->pool = inherited_pool(w, t->node);
         break;
-    case TN_TASK_E_KILL:
-        t->flags |= TF_KILLREQ;
-        break;
-    case TN_TASK_E_TIMEOUT:
-        t->flags |= TF_TIMEDOUT;
-        break;
-    case TN_TASK_E_FAILOVER:
-        t->flags &= (uint8_t)~TF_SENT;
-        break;
+    case TN_TASK_E_KILL: t->flags |= TF_KILLREQ; break;
+    case TN_TASK_E_TIMEOUT: t->flags |= TF_TIMEDOUT; break;
+    case TN_TASK_E_FAILOVER: t->flags &= (uint8_t)~TF_SENT; break;
     case TN_TASK_E_RECOVER:
         if (tn_event_int(ev, "attempt", &v))
             t->attempt = (uint32_t)v;
@@ -395,8 +389,7 @@ static void fold_task_event(tn_engine *e, task_run *t, const tn_event *ev)
             t->failures = 0;
         t->flags = 0;
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -544,10 +537,8 @@ static tn_err check_done(tn_engine *e, wf_run *w)
             return err ? err : wf_finish(e, w, TN_WF_E_STOPPED, "a task was killed");
         }
         return wf_finish(e, w, TN_WF_E_SUCCEED, NULL);
-    case TN_WF_S_READY_STOP:
-        return wf_finish(e, w, TN_WF_E_STOPPED, NULL);
-    default:
-        return TN_OK;
+    case TN_WF_S_READY_STOP: return wf_finish(e, w, TN_WF_E_STOPPED, NULL);
+    default: return TN_OK;
     }
 }
 
@@ -562,8 +553,7 @@ tn_err sched_run(tn_engine *e, wf_run *w)
     while (w->ncand > 0 && !err) {
         uint32_t node = w->cand[--w->ncand];
         task_run *t = &w->t[node];
-        if (t->id || (t->flags & TF_SKIP) || !w->in_scope[node] ||
-            !w->def->tasks[node].enabled)
+        if (t->id || (t->flags & TF_SKIP) || !w->in_scope[node] || !w->def->tasks[node].enabled)
             continue;
         if (w->state == TN_WF_S_READY_STOP || failing(w))
             continue;
@@ -628,8 +618,7 @@ tn_err sched_kill_task(tn_engine *e, task_run *t, const char *reason)
         tn_event_set_int(&ev, "attempt", t->attempt);
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
-    default:
-        return TN_OK;
+    default: return TN_OK;
     }
 }
 
@@ -710,8 +699,7 @@ tn_err sched_pause_wf(tn_engine *e, wf_run *w)
                     err = sched_pause_wf(e, c);
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
     return err;
@@ -767,9 +755,9 @@ tn_err sched_recover_wf(tn_engine *e, wf_run *w)
         /* a paused task continues its attempt, unless a worker had it (it failed over
          * before it paused: that worker may still run it, so the attempt is spent); a
          * killed or failed one gets a new one */
-        uint32_t attempt = t->state == TN_TASK_S_PAUSE && !(t->flags & TF_HANDED)
-                               ? t->attempt
-                               : t->attempt + 1;
+        uint32_t attempt = t->state == TN_TASK_S_PAUSE && !(t->flags & TF_HANDED) ?
+                               t->attempt :
+                               t->attempt + 1;
         tn_event_set_int(&ev, "attempt", attempt);
         if (t->state != TN_TASK_S_PAUSE)
             tn_event_set_int(&ev, "reset", 1);
@@ -817,8 +805,7 @@ tn_err sched_admit(tn_engine *e, wf_run *w)
                         return err;
                 }
                 return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
-            default:
-                return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
+            default: return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
             }
         }
     }
@@ -1014,8 +1001,7 @@ tn_err sched_timer(tn_engine *e, const timer *tm)
             (t->flags & TF_KILLREQ))
             return TN_OK;
         return logic_poll(e, t);
-    default:
-        return TN_OK;
+    default: return TN_OK;
     }
 }
 
@@ -1197,9 +1183,9 @@ tn_err sched_takeover_end(tn_engine *e, wf_run *w)
         if (e->takeover[i] == w->id)
             e->takeover[i] = 0;
     if (w->state == TN_WF_S_FAILOVER) {
-        unsigned back = w->takeover == TN_WF_S_READY_PAUSE  ? TN_WF_E_PAUSE
-                        : w->takeover == TN_WF_S_READY_STOP ? TN_WF_E_STOP
-                                                            : TN_WF_E_START;
+        unsigned back = w->takeover == TN_WF_S_READY_PAUSE ? TN_WF_E_PAUSE :
+                        w->takeover == TN_WF_S_READY_STOP  ? TN_WF_E_STOP :
+                                                             TN_WF_E_START;
         tn_err err = eng_emit_wf(e, w, back, NULL);
         if (err)
             return err;
@@ -1230,12 +1216,8 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
             continue;
         tn_event ev;
         switch (t->state) {
-        case TN_TASK_S_SUBMITTED_SUCCESS:
-            err = sched_start_task(e, t);
-            break;
-        case TN_TASK_S_DELAY_EXECUTION:
-            eng_timer_task(e, t, TT_DUE, t->due);
-            break;
+        case TN_TASK_S_SUBMITTED_SUCCESS: err = sched_start_task(e, t); break;
+        case TN_TASK_S_DELAY_EXECUTION: eng_timer_task(e, t, TT_DUE, t->due); break;
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
             tn_event_set_int(&ev, "attempt", t->attempt + 1);
@@ -1253,8 +1235,7 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
                         err = sched_task_finished(e, t);
                 } else if (n->type == TN_DEF_TASK_SUB_WORKFLOW && t->child) {
                     tn_wf_proj cp;
-                    if (tn_evlog_wf(e->log, t->child, &cp) == TN_OK &&
-                        FINAL_W(cp.state)) {
+                    if (tn_evlog_wf(e->log, t->child, &cp) == TN_OK && FINAL_W(cp.state)) {
                         wf_run *c = eng_load_wf(e, t->child, &e->msg);
                         if (c)
                             err = sched_child_final(e, c);
@@ -1275,8 +1256,8 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
                 }
                 break;
             }
-            int still = e->ex.ops->running ? e->ex.ops->running(e->ex.self, t->id, t->attempt)
-                                           : 0;
+            int still =
+                e->ex.ops->running ? e->ex.ops->running(e->ex.self, t->id, t->attempt) : 0;
             if (still != 0) {
                 /* running (or not known yet: the executor reports LOST if it was lost); a
                  * kill committed before the restart is asked again: the crash may have
@@ -1299,8 +1280,7 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
             /* the executor lost it: fail over with a new attempt */
             err = failover(e, t, "not running after a restart");
             break;
-        default:
-            break;
+        default: break;
         }
     }
     sched_candidates_all(w);

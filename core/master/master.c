@@ -32,13 +32,13 @@ typedef struct worker_view {
     unsigned ngroups;
     uint32_t slots, running, load_milli, max_load_milli;
     uint64_t mem_free, mem_reserve, epoch;
-    int64_t last_hb;      /* monotonic ns */
+    int64_t last_hb; /* monotonic ns */
     int64_t first_seen;
     bool alive;
     uint64_t reconcile_seq; /* assignments before this were asked about */
     int64_t reconcile_at;   /* monotonic ns of the last RECONCILE sent */
     bool reconcile_open;    /* the last RECONCILE is not answered: asked again each second */
-    tn_tx tx;             /* dispatches go here */
+    tn_tx tx;               /* dispatches go here */
     tn_outq *q;
     uint32_t assigned;
     char gauge_keys[MAX_GAUGES][40];
@@ -50,7 +50,7 @@ typedef struct worker_view {
 typedef struct placement {
     uint64_t task;
     uint32_t attempt;
-    uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
+    uint64_t seq;   /* placement order: compared with a worker's reconcile_seq */
     bool confirmed; /* after a restart: the worker said it runs it */
     char worker[TN_PROTO_ID_MAX + 1];
     /* DISPATCH until ACCEPTED, KILL until its result: resent with backoff (the wire may
@@ -115,7 +115,10 @@ int tn_selector_parse(const char *s)
     return -1;
 }
 
-const char *tn_master_ctl_url(const tn_master *m) { return m->ctl; }
+const char *tn_master_ctl_url(const tn_master *m)
+{
+    return m->ctl;
+}
 
 static worker_view *find_worker(tn_master *m, const char *name)
 {
@@ -160,8 +163,8 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
             full++;
             continue;
         }
-        bool mem = w->mem_free > w->mem_reserve &&
-                   w->mem_free - w->mem_reserve >= r->node->memory_max;
+        bool mem =
+            w->mem_free > w->mem_reserve && w->mem_free - w->mem_reserve >= r->node->memory_max;
         if ((w->max_load_milli && w->load_milli >= w->max_load_milli) || !mem) {
             over++;
             continue;
@@ -178,15 +181,14 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
             m->rng ^= m->rng << 17;
             pick = cand[m->rng % nc];
             break;
-        case TN_SELECT_ROUND_ROBIN:
-            pick = cand[m->rr++ % nc];
-            break;
+        case TN_SELECT_ROUND_ROBIN: pick = cand[m->rr++ % nc]; break;
         default: {
             /* lower weight: load and how full it is, by heartbeat and by our own count */
             uint64_t best = UINT64_MAX;
             for (unsigned i = 0; i < nc; i++) {
-                uint64_t wgt = (uint64_t)cand[i]->load_milli +
-                               1000ull * cand[i]->assigned / (cand[i]->slots ? cand[i]->slots : 1);
+                uint64_t wgt =
+                    (uint64_t)cand[i]->load_milli +
+                    1000ull * cand[i]->assigned / (cand[i]->slots ? cand[i]->slots : 1);
                 if (wgt < best) {
                     best = wgt;
                     pick = cand[i];
@@ -220,8 +222,10 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
     } else if (full == in) {
         snprintf(why, whylen, "all %u workers of group \"%s\" are full", in, g);
     } else {
-        snprintf(why, whylen, "all %u workers of group \"%s\" are full or overloaded (%u over "
-                 "their load or memory limit)", in, g, over);
+        snprintf(why, whylen,
+                 "all %u workers of group \"%s\" are full or overloaded (%u over "
+                 "their load or memory limit)",
+                 in, g, over);
     }
     pthread_mutex_unlock(&m->mu);
     return pick != NULL;
@@ -282,9 +286,12 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     free(op);
     if (!sent) {
         /* the worker went away between placement and now: fail the attempt over */
-        tn_report lost = {.kind = TN_REPORT_LOST, .wf = r->wf, .task = r->task,
-                          .attempt = r->attempt, .reason = "its worker went away before the "
-                                                           "dispatch was sent"};
+        tn_report lost = {.kind = TN_REPORT_LOST,
+                          .wf = r->wf,
+                          .task = r->task,
+                          .attempt = r->attempt,
+                          .reason = "its worker went away before the "
+                                    "dispatch was sent"};
         tn_engine_report(m->e, &lost);
     }
 }
@@ -324,7 +331,10 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     (void)wf;
     if (!known && current && !pending) {
         /* nobody can kill it: its worker is gone; losing it ends it */
-        tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = task, .attempt = attempt,
+        tn_report lost = {.kind = TN_REPORT_LOST,
+                          .wf = wf,
+                          .task = task,
+                          .attempt = attempt,
                           .reason = "its worker is gone"};
         tn_engine_report(m->e, &lost);
     }
@@ -382,8 +392,8 @@ static const tn_executor_ops wire_ops = {ex_dispatch, ex_kill, ex_running, ex_pl
 /* ------------------------------------------------------------------------------ */
 /* worker messages (transport thread) */
 
-static void lost_attempts(tn_master *m, worker_view *w, const tn_task_attempts *still, uint64_t before,
-                          const char *why)
+static void lost_attempts(tn_master *m, worker_view *w, const tn_task_attempts *still,
+                          uint64_t before, const char *why)
 {
     /* called with mu held: every assignment on w placed before `before` and not in
      * `still` is lost; collect first, report after (reports take the engine lock) */
@@ -404,8 +414,8 @@ static void lost_attempts(tn_master *m, worker_view *w, const tn_task_attempts *
         if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
             break;
         /* no workflow id: LOST is fenced by task and attempt */
-        lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt,
-                                .reason = why};
+        lost[n++] = (tn_report){
+            .kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt, .reason = why};
         if (w->assigned)
             w->assigned--;
         placement_free(tn_map_del(&m->asgs, a->task));
@@ -491,8 +501,8 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         if (!e)
             e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
         if (e) {
-            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"", w->name,
-                     w->listen_url, em.text);
+            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"",
+                     w->name, w->listen_url, em.text);
             pthread_mutex_unlock(&m->mu);
             return;
         }
@@ -525,7 +535,8 @@ static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconci
         tn_msg k = {.type = TN_MSG_KILL};
         k.kill = (tn_msg_kill){r->running.v[i].task, r->running.v[i].attempt, 0,
                                TN_STR("stale attempt (fenced)")};
-        tn_info("master", "msg=\"killing a stale attempt\" worker=%s task=%" PRIu64 " attempt=%u",
+        tn_info("master",
+                "msg=\"killing a stale attempt\" worker=%s task=%" PRIu64 " attempt=%u",
                 w->name, r->running.v[i].task, r->running.v[i].attempt);
         send_to(m, w, &k);
     }
@@ -547,12 +558,8 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     snprintf(worker, sizeof(worker), "%.*s", (int)sender.len, sender.p);
     tn_report r = {.worker = worker};
     switch (msg->type) {
-    case TN_MSG_HEARTBEAT:
-        on_heartbeat(m, &msg->heartbeat);
-        return TN_OK;
-    case TN_MSG_RECONCILED:
-        on_reconciled(m, worker, &msg->reconciled);
-        return TN_OK;
+    case TN_MSG_HEARTBEAT: on_heartbeat(m, &msg->heartbeat); return TN_OK;
+    case TN_MSG_RECONCILED: on_reconciled(m, worker, &msg->reconciled); return TN_OK;
     case TN_MSG_ACCEPTED: {
         pthread_mutex_lock(&m->mu);
         placement *a = tn_map_get(&m->asgs, msg->accepted.task);
@@ -585,7 +592,8 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         r.exit_code = x->exit_code;
         char *reason = x->reason.len ? strndup(x->reason.p, x->reason.len) : NULL;
         r.reason = reason;
-        char **k = calloc(x->outputs.n + 1, sizeof(char *)), **v = calloc(x->outputs.n + 1, sizeof(char *));
+        char **k = calloc(x->outputs.n + 1, sizeof(char *)),
+             **v = calloc(x->outputs.n + 1, sizeof(char *));
         for (uint32_t i = 0; k && v && i < x->outputs.n; i++) {
             k[i] = strndup(x->outputs.v[i].key.p, x->outputs.v[i].key.len);
             v[i] = strndup(x->outputs.v[i].val.p, x->outputs.v[i].val.len);
@@ -612,8 +620,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         if (msg->kill_result.survivors.n)
             r.reason = "processes survived the kill (see the worker's log)";
         break;
-    default:
-        return TN_OK; /* a master->worker type sent to us: ignore */
+    default: return TN_OK; /* a master->worker type sent to us: ignore */
     }
     tn_engine_report(m->e, &r);
     return TN_OK;
@@ -677,8 +684,8 @@ static void check_workers(tn_master *m)
             continue;
         tn_buf b = {0};
         tn_frame f;
-        if (tn_frame_begin(&f, &b, m->id) == TN_OK && tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK &&
-            tn_frame_end(&f) == TN_OK)
+        if (tn_frame_begin(&f, &b, m->id) == TN_OK &&
+            tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK && tn_frame_end(&f) == TN_OK)
             (void)tn_tx_send(w->tx, b.data, b.size);
         tn_buf_free(&b);
         a->tries++;
@@ -698,7 +705,8 @@ static void check_workers(tn_master *m)
                 continue; /* asked; its answer decides */
             if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
                 break;
-            lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task,
+            lost[n++] = (tn_report){.kind = TN_REPORT_LOST,
+                                    .task = a->task,
                                     .attempt = a->attempt,
                                     .reason = "its worker did not come back after the master "
                                               "restarted"};
@@ -759,8 +767,8 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
 {
     tn_master *m = arg;
     int64_t now = tn_mono_ns();
-    tn_sb_printf(text, "%-16s %-6s %-20s %5s %7s %6s %10s %8s  %s\n", "WORKER", "ALIVE", "GROUPS",
-                 "SLOTS", "RUNNING", "LOAD", "MEM_FREE", "HB_AGO", "LISTEN");
+    tn_sb_printf(text, "%-16s %-6s %-20s %5s %7s %6s %10s %8s  %s\n", "WORKER", "ALIVE",
+                 "GROUPS", "SLOTS", "RUNNING", "LOAD", "MEM_FREE", "HB_AGO", "LISTEN");
     tn_sb_printf(json, "[");
     pthread_mutex_lock(&m->mu);
     unsigned i = 0;
@@ -780,7 +788,8 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
             tn_sb_printf(json, "%s", g ? "," : "");
             tn_sb_json(json, w->groups[g], strlen(w->groups[g]));
         }
-        tn_sb_printf(json, "],\"slots\":%u,\"running\":%u,\"assigned\":%u,\"load\":%.3f,"
+        tn_sb_printf(json,
+                     "],\"slots\":%u,\"running\":%u,\"assigned\":%u,\"load\":%.3f,"
                      "\"mem_free\":%" PRIu64 ",\"mem_reserve\":%" PRIu64
                      ",\"last_heartbeat_s\":%.3f,\"listen\":",
                      w->slots, w->running, w->assigned, w->load_milli / 1000.0, w->mem_free,
@@ -834,8 +843,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
         m->use_tls = true;
     }
     tn_executor ex = {&wire_ops, m, "workers"};
-    tn_engine_opts eo = {.data_dir = m->data, .log = opts->log, .executor = ex,
-                         .master_id = opts->id};
+    tn_engine_opts eo = {
+        .data_dir = m->data, .log = opts->log, .executor = ex, .master_id = opts->id};
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
@@ -894,4 +903,7 @@ void tn_master_stop(tn_master *m)
     tn_info("master", "msg=\"stopped\"");
 }
 
-tn_engine *tn_master_engine(tn_master *m) { return m->e; }
+tn_engine *tn_master_engine(tn_master *m)
+{
+    return m->e;
+}
