@@ -127,10 +127,11 @@ static int apply_file(const char *cmd, local *l, const char *path, bool json, bo
     return rc;
 }
 
-static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
+/* From the store's committed projections: the engine thread may still run. */
+static void print_table(tn_store *s, tn_engine *e, uint64_t wf, bool json)
 {
     tn_wf_proj w;
-    if (tn_evlog_wf(lg, wf, &w) != TN_OK)
+    if (tn_engine_read_wf(e, wf, &w) != TN_OK)
         return;
     uint64_t *ids = NULL;
     size_t nids = 0;
@@ -145,7 +146,7 @@ static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
     }
     for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
-        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
+        if (tn_engine_read_task(e, ids[i], &p) != TN_OK)
             continue;
         const char *st = tn_sm_state_name(&tn_sm_task, p.state);
         char dur[32];
@@ -268,14 +269,14 @@ int tn_cmd_run(int argc, char **argv)
                "` from another shell)\n", name, sc.out_id, data, sc.out_id);
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    tn_evlog *lg = tn_engine_log(e);
-    tn_store *st = tn_evlog_store(lg);
+    /* the engine runs in the master's thread: read what it committed, not its memory */
+    tn_store *st = tn_evlog_store(tn_engine_log(e));
     bool tty = isatty(1) && !json;
     char last[160] = "";
     tn_wf_proj w;
     bool stopped = false;
     for (;;) {
-        if (tn_evlog_wf(lg, sc.out_id, &w) == TN_OK && tn_sm_workflow.final[w.state])
+        if (tn_engine_read_wf(e, sc.out_id, &w) == TN_OK && tn_sm_workflow.final[w.state])
             break;
         if (interrupted && !stopped) {
             tn_cmd stop = {.kind = TN_CMD_STOP, .id = sc.out_id, .actor = "user:cli"};
@@ -290,7 +291,7 @@ int tn_cmd_run(int argc, char **argv)
             unsigned done = 0, running = 0, failed = 0;
             for (size_t i = 0; i < nids; i++) {
                 tn_task_proj p;
-                if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
+                if (tn_engine_read_task(e, ids[i], &p) != TN_OK)
                     continue;
                 if (tn_sm_task.final[p.state])
                     done++;
@@ -313,7 +314,7 @@ int tn_cmd_run(int argc, char **argv)
     }
     if (tty)
         printf("\n");
-    print_table(st, lg, sc.out_id, json);
+    print_table(st, e, sc.out_id, json);
     rc = w.state == TN_WF_S_SUCCESS ? 0 : 1;
     tn_worker_stop(wk);
     tn_master_stop(ms);
