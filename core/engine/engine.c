@@ -1490,7 +1490,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         pthread_mutex_unlock(&e->mu);
     }
     e->ncmds = 0;
-    run_requests(e); /* between batches: nothing is pending */
+    run_requests(e); /* between batches */
     return n;
 }
 

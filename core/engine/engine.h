@@ -164,8 +164,8 @@ const char *tn_engine_why(tn_engine *e, uint64_t task);
 /* --- from other threads ---------------------------------------------------------- */
 
 /* A request: fn(e, ctx) runs on the engine thread between batches — after a step's
- * commit and effects, so nothing is pending and what it reads is committed — where it may
- * call the reading functions above (tn_engine_why, tn_engine_wf_view,
+ * commit and effects, so it never sees a batch half built — where it may call the
+ * reading functions above (tn_engine_why, tn_engine_wf_view,
  * tn_engine_stats_get, tn_evlog_wf/_task on tn_engine_log) and tn_engine_observe. It
  * must not add events or submit commands, and should be short: the engine waits for it. */
 typedef void (*tn_engine_req_fn)(tn_engine *e, void *ctx);
