@@ -21,25 +21,25 @@ typedef enum tn_machine {
 #define TN_MACHINE_MAX 3
 
 #define TN_SM_ILLEGAL 0xFF /* tn_sm_trans.to of an illegal (state, event) pair */
-#define TN_SM_NEW 0        /* the pseudo-state before creation */
+#define TN_SM_NEW     0    /* the pseudo-state before creation */
 
 typedef struct tn_sm_trans {
     uint8_t to; /* next state, or TN_SM_ILLEGAL */
 } tn_sm_trans;
 
 typedef struct tn_sm {
-    const char *name;   /* "workflow" */
+    const char *name; /* "workflow" */
     tn_machine machine;
-    unsigned nstates;   /* including NEW */
+    unsigned nstates; /* including NEW */
     unsigned nevents;
-    unsigned ntrans;    /* legal transitions in the spec */
+    unsigned ntrans; /* legal transitions in the spec */
     uint8_t initial;
-    const char *const *state_names;  /* [nstates]; [0] = "NEW" */
-    const char *const *event_names;  /* [nevents] */
-    const bool *final;               /* [nstates] */
-    const tn_sm_trans *table;        /* [nstates * nevents], row-major by state */
-    const char *dot;                 /* Graphviz rendering of the spec */
-    const char *md;                  /* Markdown table of the spec */
+    const char *const *state_names; /* [nstates]; [0] = "NEW" */
+    const char *const *event_names; /* [nevents] */
+    const bool *final;              /* [nstates] */
+    const tn_sm_trans *table;       /* [nstates * nevents], row-major by state */
+    const char *dot;                /* Graphviz rendering of the spec */
+    const char *md;                 /* Markdown table of the spec */
 } tn_sm;
 
 extern const tn_sm tn_sm_workflow;

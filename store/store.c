@@ -14,15 +14,15 @@
 #include "log.h"
 #include "util.h"
 
-#define MIB ((size_t)1 << 20)
+#define MIB              ((size_t)1 << 20)
 #define DEFAULT_MAP_SIZE (64 * MIB)
-#define DEFAULT_MAP_MAX ((size_t)16 << 30)
+#define DEFAULT_MAP_MAX  ((size_t)16 << 30)
 
 /* LMDB's compiled-in maximum key size (mdb_env_get_maxkeysize) is 511 bytes; the batch
  * checks it when an op is queued, before any store is involved, so it is a constant. */
-#define KEY_MAX 511
+#define KEY_MAX       511
 /* A bound on one value so that a runaway encoder cannot ask for gigabytes. */
-#define VAL_MAX (64 * MIB)
+#define VAL_MAX       (64 * MIB)
 /* TN_DB_BY_WF holds fixed-size duplicates (MDB_DUPFIXED): every value is one u64 seq. */
 #define BY_WF_VAL_LEN 8
 
@@ -34,7 +34,7 @@
  * It is written in the same transaction that creates the databases, so its presence
  * is what makes a directory a store: a crash during creation leaves no "format" key
  * and no events, which the next open treats as "no store yet". */
-#define FORMAT_KEY "format"
+#define FORMAT_KEY     "format"
 #define FORMAT_KEY_LEN (sizeof(FORMAT_KEY) - 1)
 
 static const char *const db_names[TN_DB__COUNT] = {
@@ -87,7 +87,11 @@ static __thread struct held {
 } tls_held[HELD_MAX];
 static __thread unsigned tls_held_total;
 
-enum op_kind { OP_PUT, OP_APPEND, OP_DEL };
+enum op_kind {
+    OP_PUT,
+    OP_APPEND,
+    OP_DEL
+};
 
 /* One queued operation; its key and then its value are at buf + off. Offsets, not
  * pointers, so that growing the buffer needs no fix-ups. */
@@ -160,11 +164,13 @@ static tn_err mdb_msg(const tn_store *s, int rc, const char *what, tn_errmsg *ms
         return corrupt_msg(s, rc, msg);
     tn_err err = err_from_mdb(rc);
     if (err == TN_ERR_PERM)
-        return tn_errmsg_set(msg, err, "%s: %s: %s: check the file's owner and mode",
-                             s->path, what, mdb_strerror(rc));
+        return tn_errmsg_set(msg, err, "%s: %s: %s: check the file's owner and mode", s->path,
+                             what, mdb_strerror(rc));
     if (rc == MDB_PANIC)
-        return tn_errmsg_set(msg, err, "%s: %s: %s: an earlier write failed; close and "
-                             "reopen the store", s->path, what, mdb_strerror(rc));
+        return tn_errmsg_set(msg, err,
+                             "%s: %s: %s: an earlier write failed; close and "
+                             "reopen the store",
+                             s->path, what, mdb_strerror(rc));
     return tn_errmsg_set(msg, err, "%s: %s: %s", s->path, what, mdb_strerror(rc));
 }
 
@@ -179,7 +185,10 @@ static size_t round_up(size_t v, size_t page)
 
 /* map_size and map_max change only under the exclusive map lock, but the writer reads
  * them without it to decide whether to grow: atomic loads keep that read clean. */
-static size_t load_size(const size_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static size_t load_size(const size_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
 
 /* Record the map size LMDB actually uses (never less than the data in the file). */
 static void refresh_map_size(tn_store *s)
@@ -237,7 +246,8 @@ static tn_err remap(tn_store *s, size_t seen, size_t size, tn_errmsg *msg)
     if (tls_held_total > 0)
         return tn_errmsg_set(msg, TN_ERR_BUSY,
                              "%s: the map must be resized but this thread holds a read "
-                             "transaction: end it and retry", s->path);
+                             "transaction: end it and retry",
+                             s->path);
     pthread_rwlock_wrlock(&s->map_lock);
     int rc = MDB_SUCCESS;
     if (s->map_size == seen) {
@@ -259,7 +269,8 @@ static tn_err grow(tn_store *s, tn_errmsg *msg)
         return tn_errmsg_set(msg, TN_ERR_FULL,
                              "%s: store is full at %zu MiB (limit %zu MiB): new work is "
                              "refused; raise --map-max or free disk space; nothing "
-                             "accepted was lost", s->path, old / MIB, max / MIB);
+                             "accepted was lost",
+                             s->path, old / MIB, max / MIB);
     size_t want = round_up(old > max / 2 ? max : old * 2, s->page);
     tn_err err = remap(s, old, want > max ? max : want, msg);
     if (err != TN_OK)
@@ -276,8 +287,10 @@ static tn_err txn_begin(tn_store *s, unsigned flags, MDB_txn **out, tn_errmsg *m
 {
     for (int i = 0; i < MAX_RETRIES; i++) {
         if (!map_share(s))
-            return tn_errmsg_set(msg, TN_ERR_BUSY, "%s: this thread has transactions open "
-                                 "in %d stores already: end one first", s->path, HELD_MAX);
+            return tn_errmsg_set(msg, TN_ERR_BUSY,
+                                 "%s: this thread has transactions open "
+                                 "in %d stores already: end one first",
+                                 s->path, HELD_MAX);
         int rc = mdb_txn_begin(s->env, NULL, flags, out);
         if (rc == MDB_SUCCESS)
             return TN_OK;
@@ -288,8 +301,10 @@ static tn_err txn_begin(tn_store *s, unsigned flags, MDB_txn **out, tn_errmsg *m
         if (err != TN_OK)
             return err;
     }
-    return tn_errmsg_set(msg, TN_ERR_BUSY, "%s: the map keeps being resized by another "
-                         "process: retry later", s->path);
+    return tn_errmsg_set(msg, TN_ERR_BUSY,
+                         "%s: the map keeps being resized by another "
+                         "process: retry later",
+                         s->path);
 }
 
 /* --- opening ------------------------------------------------------------------- */
@@ -329,7 +344,8 @@ static tn_err check_layout(tn_store *s, MDB_txn *txn, tn_errmsg *msg)
     if ((fl & db_flags[TN_DB_BY_WF]) != db_flags[TN_DB_BY_WF])
         return tn_errmsg_set(msg, TN_ERR_CORRUPT,
                              "%s: the \"by_wf\" database has the wrong layout: restore the "
-                             "store from a backup", s->path);
+                             "store from a backup",
+                             s->path);
     return TN_OK;
 }
 
@@ -337,7 +353,8 @@ static tn_err no_store_msg(const tn_store *s, const char *why, tn_errmsg *msg)
 {
     return tn_errmsg_set(msg, TN_ERR_NOENT,
                          "%s: no tern store here (%s): check --data, or create one with "
-                         "`tern init`", s->dir, why);
+                         "`tern init`",
+                         s->dir, why);
 }
 
 /* Creation: every database and the format key in one transaction, so a crash leaves
@@ -404,8 +421,7 @@ static tn_err open_dbs_existing(tn_store *s, tn_errmsg *msg)
     if (err != TN_OK)
         return err;
     bool found = false;
-    int rc = mdb_dbi_open(txn, db_names[TN_DB_META], db_flags[TN_DB_META],
-                          &s->dbi[TN_DB_META]);
+    int rc = mdb_dbi_open(txn, db_names[TN_DB_META], db_flags[TN_DB_META], &s->dbi[TN_DB_META]);
     if (rc == MDB_SUCCESS)
         err = check_format(s, txn, &found, msg);
     else if (rc != MDB_NOTFOUND)
@@ -487,8 +503,10 @@ static tn_err check_paths(tn_store *s, const tn_store_opts *o, tn_errmsg *msg)
         return tn_errmsg_set(msg, tn_err_from_errno(e), "%s: %s", s->path, strerror(e));
     }
     if (!S_ISREG(st.st_mode))
-        return tn_errmsg_set(msg, TN_ERR_CORRUPT, "%s: not a regular file: point --data at "
-                             "a tern store directory", s->path);
+        return tn_errmsg_set(msg, TN_ERR_CORRUPT,
+                             "%s: not a regular file: point --data at "
+                             "a tern store directory",
+                             s->path);
     /* LMDB treats an empty data.mdb as a new environment and writes into it; without
      * create that would change a directory we were only asked to read. */
     if (st.st_size == 0 && !o->create)
@@ -566,16 +584,14 @@ static tn_err map_size_init(tn_store *s, const tn_store_opts *o, tn_errmsg *msg)
     return TN_OK;
 }
 
-tn_err tn_store_open(const char *dir, const tn_store_opts *opts, tn_store **out,
-                     tn_errmsg *msg)
+tn_err tn_store_open(const char *dir, const tn_store_opts *opts, tn_store **out, tn_errmsg *msg)
 {
     static const tn_store_opts defaults;
     const tn_store_opts *o = opts ? opts : &defaults;
     if (!dir || !*dir || !out)
         return tn_errmsg_set(msg, TN_ERR_INVAL, "tn_store_open: no directory given");
     if (o->create && o->read_only)
-        return tn_errmsg_set(msg, TN_ERR_INVAL,
-                             "%s: a store cannot be created read-only", dir);
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: a store cannot be created read-only", dir);
     if (o->map_size && o->map_max && o->map_size > o->map_max)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "%s: the map size (%zu MiB) exceeds the map maximum (%zu MiB)",
@@ -628,9 +644,15 @@ void tn_store_close(tn_store *s)
     store_free(s);
 }
 
-const char *tn_store_dir(const tn_store *s) { return s->dir; }
+const char *tn_store_dir(const tn_store *s)
+{
+    return s->dir;
+}
 
-const char *tn_store_path(const tn_store *s) { return s->path; }
+const char *tn_store_path(const tn_store *s)
+{
+    return s->path;
+}
 
 /* --- batches ------------------------------------------------------------------- */
 
@@ -662,11 +684,14 @@ void tn_batch_reset(tn_batch *b)
     b->used = 0;
 }
 
-size_t tn_batch_count(const tn_batch *b) { return b ? b->n : 0; }
+size_t tn_batch_count(const tn_batch *b)
+{
+    return b ? b->n : 0;
+}
 
 /* Queue one op. On any error the batch is unchanged. */
-static tn_err batch_add(tn_batch *b, enum op_kind kind, tn_db db, const void *key,
-                        size_t klen, const void *val, size_t vlen)
+static tn_err batch_add(tn_batch *b, enum op_kind kind, tn_db db, const void *key, size_t klen,
+                        const void *val, size_t vlen)
 {
     if (!b || (unsigned)db >= TN_DB__COUNT || !key || klen == 0 || (!val && vlen > 0))
         return TN_ERR_INVAL;
@@ -717,8 +742,8 @@ tn_err tn_batch_put(tn_batch *b, tn_db db, const void *key, size_t klen, const v
     return batch_add(b, OP_PUT, db, key, klen, val, vlen);
 }
 
-tn_err tn_batch_append(tn_batch *b, tn_db db, const void *key, size_t klen,
-                       const void *val, size_t vlen)
+tn_err tn_batch_append(tn_batch *b, tn_db db, const void *key, size_t klen, const void *val,
+                       size_t vlen)
 {
     return batch_add(b, OP_APPEND, db, key, klen, val, vlen);
 }
@@ -752,9 +777,7 @@ static int run_ops(tn_store *s, MDB_txn *txn, const tn_batch *b, size_t *bad)
             if (rc == MDB_NOTFOUND)
                 rc = MDB_SUCCESS;
             break;
-        default:
-            rc = mdb_put(txn, dbi, &k, &v, 0);
-            break;
+        default: rc = mdb_put(txn, dbi, &k, &v, 0); break;
         }
         if (rc != MDB_SUCCESS) {
             *bad = i;
@@ -770,20 +793,21 @@ static tn_err commit_msg(tn_store *s, const tn_batch *b, int rc, size_t bad, boo
     if (rc == ENOSPC || rc == EDQUOT)
         return tn_errmsg_set(msg, TN_ERR_FULL,
                              "%s: the disk is full (%s): new work is refused; free disk "
-                             "space; nothing accepted was lost", s->path, strerror(rc));
+                             "space; nothing accepted was lost",
+                             s->path, strerror(rc));
     if (rc == MDB_TXN_FULL)
         return tn_errmsg_set(msg, TN_ERR_TOOBIG,
                              "%s: a batch of %zu operations is too large for one "
-                             "transaction: commit it in smaller batches", s->path, b->n);
+                             "transaction: commit it in smaller batches",
+                             s->path, b->n);
     if (in_op && rc == MDB_KEYEXIST)
         return tn_errmsg_set(msg, TN_ERR_EXISTS,
                              "%s: operation %zu appends to \"%s\" a key that is not greater "
-                             "than its last key: nothing was written", s->path, bad,
-                             db_names[b->ops[bad].db]);
+                             "than its last key: nothing was written",
+                             s->path, bad, db_names[b->ops[bad].db]);
     if (in_op) {
         char what[64];
-        snprintf(what, sizeof(what), "operation %zu on \"%s\"", bad,
-                 db_names[b->ops[bad].db]);
+        snprintf(what, sizeof(what), "operation %zu on \"%s\"", bad, db_names[b->ops[bad].db]);
         return mdb_msg(s, rc, what, msg);
     }
     return mdb_msg(s, rc, "committing", msg);
@@ -794,8 +818,10 @@ tn_err tn_store_commit(tn_store *s, const tn_batch *b, tn_errmsg *msg)
     if (!s || !b)
         return tn_errmsg_set(msg, TN_ERR_INVAL, "tn_store_commit: no store or batch");
     if (s->read_only)
-        return tn_errmsg_set(msg, TN_ERR_PERM, "%s: the store is open read-only: nothing "
-                             "was written", s->path);
+        return tn_errmsg_set(msg, TN_ERR_PERM,
+                             "%s: the store is open read-only: nothing "
+                             "was written",
+                             s->path);
     if (b->n == 0)
         return TN_OK;
     for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
@@ -853,7 +879,10 @@ void tn_store_read_end(tn_rtxn *t)
     free(t);
 }
 
-static bool db_ok(tn_db db) { return (unsigned)db < TN_DB__COUNT; }
+static bool db_ok(tn_db db)
+{
+    return (unsigned)db < TN_DB__COUNT;
+}
 
 tn_err tn_store_get(tn_rtxn *t, tn_db db, const void *key, size_t klen, tn_val *val)
 {
@@ -894,8 +923,7 @@ void tn_cursor_close(tn_cursor *c)
     free(c);
 }
 
-static tn_err cursor_get(tn_cursor *c, MDB_val *k, MDB_cursor_op op, tn_val *key,
-                         tn_val *val)
+static tn_err cursor_get(tn_cursor *c, MDB_val *k, MDB_cursor_op op, tn_val *key, tn_val *val)
 {
     MDB_val v;
     int rc = mdb_cursor_get(c->c, k, &v, op);

@@ -38,11 +38,11 @@ const char *tn_db_name(tn_db db);
 typedef struct tn_store tn_store;
 
 typedef struct tn_store_opts {
-    size_t map_size;  /* initial map size in bytes; 0 = 64 MiB (or the existing size) */
-    size_t map_max;   /* the map grows up to this; 0 = 16 GiB */
-    bool create;      /* create the directory and an empty store if missing */
-    bool read_only;   /* open read-only (replay, audit); no writes allowed */
-    bool no_sync;     /* skip fsync at commit: NOT durable; only for throwaway stores */
+    size_t map_size; /* initial map size in bytes; 0 = 64 MiB (or the existing size) */
+    size_t map_max;  /* the map grows up to this; 0 = 16 GiB */
+    bool create;     /* create the directory and an empty store if missing */
+    bool read_only;  /* open read-only (replay, audit); no writes allowed */
+    bool no_sync;    /* skip fsync at commit: NOT durable; only for throwaway stores */
 } tn_store_opts;
 
 /* Open (or with opts->create, create) the store in directory `dir`.
@@ -64,15 +64,15 @@ typedef struct tn_batch tn_batch;
 
 /* A batch owns copies of every key and value given to it. */
 tn_err tn_batch_new(tn_batch **out);
-void tn_batch_free(tn_batch *b); /* accepts NULL */
+void tn_batch_free(tn_batch *b);  /* accepts NULL */
 void tn_batch_reset(tn_batch *b); /* empty it, keep its memory */
 size_t tn_batch_count(const tn_batch *b);
 /* Queue a put (replaces an existing value; in TN_DB_BY_WF adds a duplicate). */
 tn_err tn_batch_put(tn_batch *b, tn_db db, const void *key, size_t klen, const void *val,
                     size_t vlen);
 /* Queue a put whose key is greater than every key in `db` (TN_DB_EVENTS): cheaper. */
-tn_err tn_batch_append(tn_batch *b, tn_db db, const void *key, size_t klen,
-                       const void *val, size_t vlen);
+tn_err tn_batch_append(tn_batch *b, tn_db db, const void *key, size_t klen, const void *val,
+                       size_t vlen);
 /* Queue a delete of `key` (in TN_DB_BY_WF: of all its duplicates). */
 tn_err tn_batch_del(tn_batch *b, tn_db db, const void *key, size_t klen);
 

@@ -95,8 +95,9 @@ static int start_master(const char *hb_timeout, const char *faults)
     snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
     snprintf(mdata, sizeof(mdata), "%s/master", dir);
     snprintf(mctl, sizeof(mctl), "ipc://%s/m.ctl", dir);
-    const char *a[] = {"master", "--listen", murl, "--data", mdata, "--ctl", mctl,
-                       "--heartbeat-timeout", hb_timeout, NULL};
+    const char *a[] = {"master",   "--listen", murl, "--data",
+                       mdata,      "--ctl",    mctl, "--heartbeat-timeout",
+                       hb_timeout, NULL};
     return spawn("master", a, faults);
 }
 
@@ -109,9 +110,11 @@ static int start_worker(const char *name, bool cgroup, const char *faults, const
     snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", dir, name);
     snprintf(data, sizeof(data), "%s/%s", dir, name);
     snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", dir, name);
-    const char *a[] = {"worker", "--master", murl, "--listen", listen, "--data", data,
-                       "--name", wname, "--ctl", ctl, "--heartbeat", "200ms", "--slots", slots,
-                       cgroup ? NULL : "--no-cgroup", NULL};
+    const char *a[] = {"worker", "--master", murl,  "--listen",
+                       listen,   "--data",   data,  "--name",
+                       wname,    "--ctl",    ctl,   "--heartbeat",
+                       "200ms",  "--slots",  slots, cgroup ? NULL : "--no-cgroup",
+                       NULL};
     return spawn(name, a, faults);
 }
 
@@ -284,16 +287,17 @@ Test(cluster, shell_dag_values_and_logs)
     start_master("5s", NULL);
     start_worker("w1", true, NULL, "4");
     wait_workers(1);
-    uint64_t wf = start_wf("dag.yaml",
-                           "name: dag\nparams: {greeting: hello}\ntasks:\n"
-                           "  - name: a\n    type: shell\n"
-                           "    command: |\n      echo \"${greeting} from a\"\n"
-                           "      echo '${setValue(rows=42)}'\n"
-                           "  - {name: b, type: shell, deps: [a], command: 'echo b got ${rows}'}\n"
-                           "  - {name: c, type: shell, deps: [a], command: 'exit 0'}\n"
-                           "  - name: d\n    type: shell\n    deps: [b, c]\n"
-                           "    command: 'test \"${rows}\" = 42'\n",
-                           "dag");
+    uint64_t wf =
+        start_wf("dag.yaml",
+                 "name: dag\nparams: {greeting: hello}\ntasks:\n"
+                 "  - name: a\n    type: shell\n"
+                 "    command: |\n      echo \"${greeting} from a\"\n"
+                 "      echo '${setValue(rows=42)}'\n"
+                 "  - {name: b, type: shell, deps: [a], command: 'echo b got ${rows}'}\n"
+                 "  - {name: c, type: shell, deps: [a], command: 'exit 0'}\n"
+                 "  - name: d\n    type: shell\n    deps: [b, c]\n"
+                 "    command: 'test \"${rows}\" = 42'\n",
+                 "dag");
     char st[64];
     wait_final(wf, st, sizeof(st));
     cr_assert_str_eq(st, "SUCCESS");
@@ -349,8 +353,14 @@ static void kill_test(bool cgroup)
     cr_assert_eq(count_tasks(0), 0, "processes of the killed task survive");
 }
 
-Test(cluster, kill_really_kills_with_cgroup) { kill_test(true); }
-Test(cluster, kill_really_kills_without_cgroup) { kill_test(false); }
+Test(cluster, kill_really_kills_with_cgroup)
+{
+    kill_test(true);
+}
+Test(cluster, kill_really_kills_without_cgroup)
+{
+    kill_test(false);
+}
 
 Test(cluster, timeout_kills_and_stop_kills_running_tasks)
 {
@@ -449,7 +459,8 @@ Test(cluster, worker_crash_fails_over_and_the_old_attempt_never_succeeds)
         succeeded++;
     cr_assert_eq(succeeded, 1, "%s", out);
     cr_assert(strstr(out, "\"event\":\"SUCCEEDED\"") &&
-              strstr(strstr(out, "\"event\":\"SUCCEEDED\""), "\"attempt\":2"), "%s", out);
+                  strstr(strstr(out, "\"event\":\"SUCCEEDED\""), "\"attempt\":2"),
+              "%s", out);
     free(out);
 }
 
@@ -527,10 +538,10 @@ Test(cluster, lossy_network_changes_no_final_state)
 
 typedef struct fake_master {
     pthread_mutex_t mu;
-    uint64_t epoch;        /* the worker's, from its last heartbeat */
-    int accepted[4];       /* ACCEPTED per task id */
-    int ended[4][4];       /* per task and attempt: 1 RESULT, 2 KILL_RESULT */
-    int64_t code[4][4];    /* per task and attempt: the RESULT's exit code */
+    uint64_t epoch;     /* the worker's, from its last heartbeat */
+    int accepted[4];    /* ACCEPTED per task id */
+    int ended[4][4];    /* per task and attempt: 1 RESULT, 2 KILL_RESULT */
+    int64_t code[4][4]; /* per task and attempt: the RESULT's exit code */
 } fake_master;
 
 static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
@@ -545,9 +556,8 @@ static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
     else if (m->type == TN_MSG_RESULT && m->result.task < 4 && m->result.attempt < 4) {
         f->ended[m->result.task][m->result.attempt] = 1;
         f->code[m->result.task][m->result.attempt] = m->result.exit_code;
-    }
-    else if (m->type == TN_MSG_KILL_RESULT && m->kill_result.task < 4 &&
-             m->kill_result.attempt < 4)
+    } else if (m->type == TN_MSG_KILL_RESULT && m->kill_result.task < 4 &&
+               m->kill_result.attempt < 4)
         f->ended[m->kill_result.task][m->kill_result.attempt] = 2;
     pthread_mutex_unlock(&f->mu);
     return TN_OK;
@@ -560,13 +570,13 @@ static void fm_recv(void *arg, const void *buf, size_t len)
         fprintf(stderr, "fake master: %s\n", em.text);
 }
 
-static uint64_t fm_epoch(fake_master *f, uint64_t not)
+static uint64_t fm_epoch(fake_master *f, uint64_t not )
 {
     for (int i = 0; i < 1000; i++) {
         pthread_mutex_lock(&f->mu);
         uint64_t e = f->epoch;
         pthread_mutex_unlock(&f->mu);
-        if (e && e != not)
+        if (e && e != not )
             return e;
         usleep(10000);
     }
@@ -654,8 +664,8 @@ Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
     cr_assert_eq(f.accepted[3], 0, "a dispatch for the old run was started");
     pthread_mutex_unlock(&f.mu);
     char cmd[800];
-    snprintf(cmd, sizeof(cmd), "grep -c 'dispatch for another run of this worker dropped' %s/w1.log",
-             dir);
+    snprintf(cmd, sizeof(cmd),
+             "grep -c 'dispatch for another run of this worker dropped' %s/w1.log", dir);
     char *out = NULL;
     cr_assert_eq(tu_run(cmd, &out, NULL), 0, "the worker did not say it dropped them");
     free(out);
@@ -668,13 +678,13 @@ Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
 typedef struct fake_worker {
     pthread_mutex_t mu;
     char name[64], url[600];
-    uint64_t epoch;       /* the boot id its heartbeats carry */
-    uint64_t task;        /* of the last DISPATCH */
+    uint64_t epoch; /* the boot id its heartbeats carry */
+    uint64_t task;  /* of the last DISPATCH */
     uint32_t attempt;
-    int reconciles;       /* RECONCILEs received */
-    uint64_t reconcile;   /* the last one's epoch */
+    int reconciles;     /* RECONCILEs received */
+    uint64_t reconcile; /* the last one's epoch */
     bool stop;
-    tn_tx tx;             /* to the master */
+    tn_tx tx; /* to the master */
 } fake_worker;
 
 static tn_err fw_msg(void *arg, tn_str sender, const tn_msg *m)
@@ -1012,7 +1022,8 @@ Test(ctlsrv, status_while_the_engine_runs)
     le_ops = *ex.ops;
     le_ops.place = le_place;
     ex.ops = &le_ops;
-    tn_engine_opts o = {.data_dir = d, .log = {.create = true, .no_sync = true}, .executor = ex};
+    tn_engine_opts o = {
+        .data_dir = d, .log = {.create = true, .no_sync = true}, .executor = ex};
     cr_assert_eq(tn_engine_open(&o, &l->e, &m), TN_OK, "%s", m.text);
     tn_inproc_bind(l->x, l->e);
     l->cs = (tn_ctlsrv){.engine = l->e};
@@ -1022,8 +1033,10 @@ Test(ctlsrv, status_while_the_engine_runs)
      * readers overlap the engine's work whatever the machine's speed */
     n += (size_t)snprintf(y + n, sizeof(y) - n, "  - {name: t0, type: noop, duration: 3ms}\n");
     for (int i = 1; i < 12; i++)
-        n += (size_t)snprintf(y + n, sizeof(y) - n, "  - {name: t%d, type: noop, duration: "
-                              "%dms, deps: [t%d]}\n", i, 2 + i % 3, i - 1);
+        n += (size_t)snprintf(y + n, sizeof(y) - n,
+                              "  - {name: t%d, type: noop, duration: "
+                              "%dms, deps: [t%d]}\n",
+                              i, 2 + i % 3, i - 1);
     tn_def *def;
     char *bytes;
     size_t blen;
@@ -1061,7 +1074,9 @@ Test(ctlsrv, status_while_the_engine_runs)
     }
     cr_assert_eq(atomic_load(&l->bad), 0, "a status request failed");
     cr_assert_gt(atomic_load(&l->replies), 4, "status answered while the engine ran");
-    cr_assert_gt(atomic_load(&l->waiting), 0, "a waiting task reason came from the engine %d/%d", atomic_load(&l->waiting), atomic_load(&l->replies));
+    cr_assert_gt(atomic_load(&l->waiting), 0,
+                 "a waiting task reason came from the engine %d/%d", atomic_load(&l->waiting),
+                 atomic_load(&l->replies));
     tn_engine_close(l->e);
     tn_inproc_free(l->x);
     pthread_mutex_destroy(&l->mu);

@@ -159,11 +159,25 @@ Test(def, durations)
     static const struct {
         const char *s;
         uint64_t ms;
-    } good[] = {{"0", 0}, {"250ms", 250}, {"10s", 10000}, {"5m", 300000}, {"2h", 7200000},
-                {"1d", 86400000}, {"0s", 0}, {"0ms", 0}, {"3650d", 3650ull * 86400000}};
-    static const char *const bad[] = {"", "10", "1", "s", "10 s", "10S", "1.5h", "-1s", "+1s",
-                                      "1h30m", "10sec", "3651d", "99999999999999999999ms",
-                                      "5 m", " 5m", "5m "};
+    } good[] = {{"0", 0},       {"250ms", 250},  {"10s", 10000},
+                {"5m", 300000}, {"2h", 7200000}, {"1d", 86400000},
+                {"0s", 0},      {"0ms", 0},      {"3650d", 3650ull * 86400000}};
+    static const char *const bad[] = {"",
+                                      "10",
+                                      "1",
+                                      "s",
+                                      "10 s",
+                                      "10S",
+                                      "1.5h",
+                                      "-1s",
+                                      "+1s",
+                                      "1h30m",
+                                      "10sec",
+                                      "3651d",
+                                      "99999999999999999999ms",
+                                      "5 m",
+                                      " 5m",
+                                      "5m "};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t v = 1;
         cr_assert_eq(tn_parse_duration_ms(good[i].s, &v), TN_OK, "%s", good[i].s);
@@ -193,22 +207,22 @@ Test(def, sizes_and_cpu)
     cr_assert_eq(v, 2ull << 30);
     cr_assert_eq(tn_parse_size("1T", &v), TN_OK);
     cr_assert_eq(v, 1ull << 40);
-    static const char *const bad_size[] = {"", "M", "1.5G", "12Q", "1MB", "-1", "1 G",
-                                           "99999999999T", "18446744073709551616"};
+    static const char *const bad_size[] = {
+        "", "M", "1.5G", "12Q", "1MB", "-1", "1 G", "99999999999T", "18446744073709551616"};
     for (size_t i = 0; i < sizeof(bad_size) / sizeof(bad_size[0]); i++)
         cr_assert_eq(tn_parse_size(bad_size[i], &v), TN_ERR_INVAL, "%s", bad_size[i]);
 
     static const struct {
         const char *s;
         uint64_t milli;
-    } cpu[] = {{"0", 0}, {"1", 1000}, {"1.5", 1500}, {"0.25", 250}, {"2.125", 2125},
-               {"0.500", 500}, {"10000", 10000000}};
+    } cpu[] = {{"0", 0},        {"1", 1000},    {"1.5", 1500},      {"0.25", 250},
+               {"2.125", 2125}, {"0.500", 500}, {"10000", 10000000}};
     for (size_t i = 0; i < sizeof(cpu) / sizeof(cpu[0]); i++) {
         cr_assert_eq(tn_parse_cpu_milli(cpu[i].s, &v), TN_OK, "%s", cpu[i].s);
         cr_assert_eq(v, cpu[i].milli, "%s", cpu[i].s);
     }
-    static const char *const bad_cpu[] = {"", ".5", "1.", "1.2345", "abc", "-1", "1,5",
-                                          "10001", "1e3"};
+    static const char *const bad_cpu[] = {"",   ".5",  "1.",    "1.2345", "abc",
+                                          "-1", "1,5", "10001", "1e3"};
     for (size_t i = 0; i < sizeof(bad_cpu) / sizeof(bad_cpu[0]); i++)
         cr_assert_eq(tn_parse_cpu_milli(bad_cpu[i], &v), TN_ERR_INVAL, "%s", bad_cpu[i]);
 }
@@ -467,7 +481,8 @@ Test(def, examples_parse)
         /* an example uses only noop, shell and the branching logic tasks */
         for (uint32_t k = 0; k < d->n_tasks; k++)
             cr_assert(d->tasks[k].type != TN_DEF_TASK_DEPENDENT &&
-                      d->tasks[k].type != TN_DEF_TASK_SUB_WORKFLOW, "%s", rel);
+                          d->tasks[k].type != TN_DEF_TASK_SUB_WORKFLOW,
+                      "%s", rel);
         tn_def_free(d);
     }
     free_list(names, n);
@@ -504,7 +519,8 @@ static const struct bad_case {
     const char *text; /* a distinctive part of the message */
 } bad_cases[] = {
     {"alias.yaml", 6, "aliases (*common) are not supported"},
-    {"bad_bool.yaml", 5, "bad value \"yes\" for \"enabled\" in task \"a\" (allowed: true, false)"},
+    {"bad_bool.yaml", 5,
+     "bad value \"yes\" for \"enabled\" in task \"a\" (allowed: true, false)"},
     {"bad_cpu.yaml", 6, "bad cpu count \"1.2345\" for \"cpu_max\""},
     {"bad_date.yaml", 7, "bad date \"today\" for cycle week"},
     {"bad_duration_unit.yaml", 7, "bad duration \"5x\" for \"retry_interval\" in task \"a\""},
@@ -512,16 +528,20 @@ static const struct bad_case {
     {"bad_size.yaml", 6, "bad size \"12Q\" for \"memory_max\""},
     {"bad_utf8.yaml", 4, "YAML syntax error: invalid trailing UTF-8 octet"},
     {"bad_wf_name.yaml", 1, "bad workflow name \"daily etl\""},
-    {"bare_duration.yaml", 6, "bad duration \"10\" for \"timeout\" in task \"a\": a number "
-                              "needs a unit"},
+    {"bare_duration.yaml", 6,
+     "bad duration \"10\" for \"timeout\" in task \"a\": a number "
+     "needs a unit"},
     {"case_no_then.yaml", 6, "\"cases\" item #1 of task \"route\" has no \"then\""},
-    {"cases_on_shell.yaml", 6, "key \"cases\" in task \"a\" is for switch tasks; this one is "
-                               "shell"},
+    {"cases_on_shell.yaml", 6,
+     "key \"cases\" in task \"a\" is for switch tasks; this one is "
+     "shell"},
     {"cond_bad_state.yaml", 8, "bad value \"kill\" for \"state\""},
-    {"cond_target_not_downstream.yaml", 10, "names \"alert\", which does not list \"check\" in "
-                                            "its deps"},
-    {"cond_target_unknown.yaml", 10, "\"on_failure\" of task \"check\" names unknown task "
-                                     "\"nope\""},
+    {"cond_target_not_downstream.yaml", 10,
+     "names \"alert\", which does not list \"check\" in "
+     "its deps"},
+    {"cond_target_unknown.yaml", 10,
+     "\"on_failure\" of task \"check\" names unknown task "
+     "\"nope\""},
     {"cond_when_not_upstream.yaml", 13, "tests \"other\", which is not in its deps"},
     {"cycle.yaml", 5, "cycle: a -> b -> c -> a"},
     {"dependent_no_depends.yaml", 3, "dependent task \"wait\" needs \"depends\""},
@@ -539,15 +559,18 @@ static const struct bad_case {
     {"no_name.yaml", 1, "workflow has no \"name\""},
     {"no_tasks.yaml", 1, "workflow \"wf\" has no tasks"},
     {"no_type.yaml", 3, "task \"a\" has no \"type\" (one of shell, noop"},
-    {"noop_command.yaml", 5, "key \"command\" in task \"a\" is for shell tasks; this one is noop"},
+    {"noop_command.yaml", 5,
+     "key \"command\" in task \"a\" is for shell tasks; this one is noop"},
     {"not_mapping.yaml", 1, "must be a mapping with \"name\" and \"tasks\", not a list"},
-    {"param_not_string.yaml", 4, "\"regions\" in \"params\" of workflow \"wf\" must be a string"},
+    {"param_not_string.yaml", 4,
+     "\"regions\" in \"params\" of workflow \"wf\" must be a string"},
     {"self_dep.yaml", 5, "task \"a\" depends on itself"},
     {"shell_no_command.yaml", 5, "shell task \"b\" needs a non-empty \"command\""},
     {"sub_no_workflow.yaml", 3, "sub_workflow task \"child\" needs \"workflow\""},
     {"sub_self.yaml", 5, "runs its own workflow \"wf\""},
-    {"switch_default_not_downstream.yaml", 7, "\"default\" of task \"route\" names \"skip\", "
-                                              "which does not list \"route\""},
+    {"switch_default_not_downstream.yaml", 7,
+     "\"default\" of task \"route\" names \"skip\", "
+     "which does not list \"route\""},
     {"switch_target_unknown.yaml", 7, "\"cases\" of task \"route\" names unknown task \"lod\""},
     {"syntax.yaml", 6, "YAML syntax error: did not find expected ',' or ']'"},
     {"tab_indent.yaml", 3, "YAML syntax error"},
@@ -555,15 +578,17 @@ static const struct bad_case {
     {"too_deep.yaml", 5, "nested deeper than 32 levels"},
     {"two_docs.yaml", 4, "a second YAML document"},
     {"unknown_dep.yaml", 8, "task \"load\" depends on unknown task \"extact\""},
-    {"unknown_task_key.yaml", 9, "unknown key \"comand\" in task \"load\" (did you mean "
-                                 "\"command\"?)"},
+    {"unknown_task_key.yaml", 9,
+     "unknown key \"comand\" in task \"load\" (did you mean "
+     "\"command\"?)"},
     {"unknown_top_key.yaml", 2, "unknown key \"descripton\" in workflow \"wf\""},
     {"unknown_type.yaml", 4, "unknown task type \"shel\" in task \"a\" (allowed: shell, noop"},
     {"wait_no_failure_wait.yaml", 6, "failure_policy wait but no \"failure_wait\""},
     {"when_not_map.yaml", 8, "\"when\" in task \"check\" must be a mapping"},
     {"workflow_key_in_task.yaml", 5, "\"failure_strategy\" is a workflow key"},
-    {"worker_key_on_logic.yaml", 9, "key \"worker_group\" in task \"b\" is for shell and noop "
-                                    "tasks; this one is sub_workflow"},
+    {"worker_key_on_logic.yaml", 9,
+     "key \"worker_group\" in task \"b\" is for shell and noop "
+     "tasks; this one is sub_workflow"},
 };
 
 Test(def, bad_corpus)
@@ -633,12 +658,16 @@ Test(def, long_cycle_message_is_cut)
     for (int i = 0; i < 200; i++)
         used += (size_t)snprintf(y + used, cap - used,
                                  "  - {name: a_rather_long_task_name_%03d, type: noop, "
-                                 "deps: [a_rather_long_task_name_%03d]}\n", i, (i + 199) % 200);
+                                 "deps: [a_rather_long_task_name_%03d]}\n",
+                                 i, (i + 199) % 200);
     tn_def *d = NULL;
     tn_errmsg msg = {{0}};
     cr_assert_eq(tn_def_parse("loop.yaml", y, used, &d, &msg), TN_ERR_PARSE);
-    cr_assert(strncmp(msg.text, "loop.yaml:3: cycle: a_rather_long_task_name_000 -> "
-                                "a_rather_long_task_name_001 -> ", 81) == 0, "%s", msg.text);
+    cr_assert(strncmp(msg.text,
+                      "loop.yaml:3: cycle: a_rather_long_task_name_000 -> "
+                      "a_rather_long_task_name_001 -> ",
+                      81) == 0,
+              "%s", msg.text);
     cr_assert(strstr(msg.text, " -> ...") != NULL, "%s", msg.text);
     free(y);
 }
@@ -687,7 +716,8 @@ Test(def, ten_thousand_tasks)
     y = chain_yaml(TN_DEF_MAX_TASKS + 1, &len);
     cr_assert_eq(tn_def_parse("chain.yaml", y, len, &d, &msg), TN_ERR_TOOBIG);
     char want[128];
-    snprintf(want, sizeof(want), "chain.yaml:3: workflow \"chain\" has %u tasks; the limit is %u",
+    snprintf(want, sizeof(want),
+             "chain.yaml:3: workflow \"chain\" has %u tasks; the limit is %u",
              TN_DEF_MAX_TASKS + 1, TN_DEF_MAX_TASKS);
     cr_assert(strstr(msg.text, want), "%s", msg.text);
     free(y);
@@ -761,10 +791,14 @@ Test(def, size_limits)
 /* ---- encoding ------------------------------------------------------------------------------ */
 
 static const char *const good_files[] = {
-    "tests/defs/good/full.yaml",   "tests/defs/good/minimal.yaml",
-    "tests/defs/good/unordered.yaml", "tests/defs/good/canon_a.yaml",
-    "examples/etl.yaml",           "examples/branching.yaml",
-    "examples/fanout.yaml",        "examples/hello.yaml",
+    "tests/defs/good/full.yaml",
+    "tests/defs/good/minimal.yaml",
+    "tests/defs/good/unordered.yaml",
+    "tests/defs/good/canon_a.yaml",
+    "examples/etl.yaml",
+    "examples/branching.yaml",
+    "examples/fanout.yaml",
+    "examples/hello.yaml",
 };
 
 Test(def, encode_decode_encode_is_identical)
@@ -1016,7 +1050,11 @@ Test(def, decode_validates_the_definition)
     encode(d, &enc, &len);
     char *p = NULL;
     for (size_t i = 0; i + 6 <= len; i++)
-        if (memcmp(enc + i, "\xa5" "first", 6) == 0 && i > 0 && (uint8_t)enc[i - 1] == 0x91)
+        if (memcmp(enc + i,
+                   "\xa5"
+                   "first",
+                   6) == 0 &&
+            i > 0 && (uint8_t)enc[i - 1] == 0x91)
             p = enc + i; /* the deps list [first] of task second */
     cr_assert_not_null(p);
     memcpy(p + 1, "fir5t", 5);
@@ -1037,17 +1075,28 @@ static const struct {
     tn_def_task_key key;
     const char *types; /* the types that take it, as the message names them */
 } key_types[] = {
-    {TN_DEF_TK_WORKER_GROUP, "shell and noop"},  {TN_DEF_TK_TASK_GROUP, "shell and noop"},
-    {TN_DEF_TK_DISPATCH_TIMEOUT, "shell and noop"}, {TN_DEF_TK_ENVIRONMENT, "shell"},
-    {TN_DEF_TK_COMMAND, "shell"},                {TN_DEF_TK_KILL_GRACE, "shell"},
-    {TN_DEF_TK_MEMORY_MAX, "shell"},             {TN_DEF_TK_CPU_MAX, "shell"},
-    {TN_DEF_TK_RESULT, "noop"},                  {TN_DEF_TK_DURATION, "noop"},
-    {TN_DEF_TK_OUTPUTS, "noop"},                 {TN_DEF_TK_WHEN, "conditions"},
-    {TN_DEF_TK_ON_SUCCESS, "conditions"},        {TN_DEF_TK_ON_FAILURE, "conditions"},
-    {TN_DEF_TK_CASES, "switch"},                 {TN_DEF_TK_DEFAULT, "switch"},
-    {TN_DEF_TK_RELATION, "dependent"},           {TN_DEF_TK_DEPENDS, "dependent"},
-    {TN_DEF_TK_CHECK_INTERVAL, "dependent"},     {TN_DEF_TK_FAILURE_POLICY, "dependent"},
-    {TN_DEF_TK_FAILURE_WAIT, "dependent"},       {TN_DEF_TK_WORKFLOW, "sub_workflow"},
+    {TN_DEF_TK_WORKER_GROUP, "shell and noop"},
+    {TN_DEF_TK_TASK_GROUP, "shell and noop"},
+    {TN_DEF_TK_DISPATCH_TIMEOUT, "shell and noop"},
+    {TN_DEF_TK_ENVIRONMENT, "shell"},
+    {TN_DEF_TK_COMMAND, "shell"},
+    {TN_DEF_TK_KILL_GRACE, "shell"},
+    {TN_DEF_TK_MEMORY_MAX, "shell"},
+    {TN_DEF_TK_CPU_MAX, "shell"},
+    {TN_DEF_TK_RESULT, "noop"},
+    {TN_DEF_TK_DURATION, "noop"},
+    {TN_DEF_TK_OUTPUTS, "noop"},
+    {TN_DEF_TK_WHEN, "conditions"},
+    {TN_DEF_TK_ON_SUCCESS, "conditions"},
+    {TN_DEF_TK_ON_FAILURE, "conditions"},
+    {TN_DEF_TK_CASES, "switch"},
+    {TN_DEF_TK_DEFAULT, "switch"},
+    {TN_DEF_TK_RELATION, "dependent"},
+    {TN_DEF_TK_DEPENDS, "dependent"},
+    {TN_DEF_TK_CHECK_INTERVAL, "dependent"},
+    {TN_DEF_TK_FAILURE_POLICY, "dependent"},
+    {TN_DEF_TK_FAILURE_WAIT, "dependent"},
+    {TN_DEF_TK_WORKFLOW, "sub_workflow"},
 };
 
 static const char *const task_key_word[] = {
@@ -1056,8 +1105,8 @@ static const char *const task_key_word[] = {
 #undef W_
 };
 
-static const char *const type_word[] = {"shell", "noop", "conditions", "switch", "dependent",
-                                        "sub_workflow"};
+static const char *const type_word[] = {"shell",  "noop",      "conditions",
+                                        "switch", "dependent", "sub_workflow"};
 
 /* "shell and noop" names shell and noop, not sub_workflow's "workflow" inside it. */
 static bool names_type(const char *list, const char *type)
@@ -1101,7 +1150,8 @@ Test(def, every_key_refused_on_a_type_it_does_not_apply_to)
             char yaml[300], want[300];
             snprintf(yaml, sizeof(yaml),
                      "name: wf\ntasks:\n  - name: a\n    retries: 1\n    %s: [whatever]\n"
-                     "    type: %s\n", kw, type_word[ty]);
+                     "    type: %s\n",
+                     kw, type_word[ty]);
             snprintf(want, sizeof(want),
                      "t.yaml:5: key \"%s\" in task \"a\" is for %s tasks; this one is %s", kw,
                      key_types[i].types, type_word[ty]);
@@ -1127,7 +1177,8 @@ Test(def, required_task_and_workflow_keys)
     } cases[] = {
         {"name: wf\ntasks:\n  - {name: a, type: noop}\n  - {type: noop}\n",
          "t.yaml:4: task #2 has no \"name\""},
-        {"name: wf\ntasks:\n  - type: noop\n    name: ~\n", "t.yaml:3: task #1 has no \"name\""},
+        {"name: wf\ntasks:\n  - type: noop\n    name: ~\n",
+         "t.yaml:3: task #1 has no \"name\""},
         {"name: wf\ntasks:\n  - retries: x\n    name: a\n",
          "t.yaml:3: task \"a\" has no \"type\" (one of shell, noop, conditions, switch, "
          "dependent, sub_workflow)"},
@@ -1242,20 +1293,24 @@ Test(def, value_messages)
         {"kill_grace: 9999d", "t.yaml:4: bad duration \"9999d\" for \"kill_grace\" in task "
                               "\"a\": the limit is 3650d"},
         {"enabled: [x]", "t.yaml:4: \"enabled\" in task \"a\" must be a string, not a list"},
-        {"priority: top", "t.yaml:4: bad value \"top\" for \"priority\" in task \"a\" (allowed: "
-                          "highest, high, medium, low, lowest)"},
+        {"priority: top",
+         "t.yaml:4: bad value \"top\" for \"priority\" in task \"a\" (allowed: "
+         "highest, high, medium, low, lowest)"},
         {"task_group: 'a b'", "t.yaml:4: bad task group name \"a b\": use 1..64 characters of "
                               "A-Z a-z 0-9 _ . -"},
         {"environment: {x: 1}", "t.yaml:4: \"environment\" in task \"a\" must be a string, not "
                                 "a mapping"},
-        {"deps: [~]", "t.yaml:4: items of \"deps\" in task \"a\" must be task names, not empty"},
+        {"deps: [~]",
+         "t.yaml:4: items of \"deps\" in task \"a\" must be task names, not empty"},
         {"params: {'a b': 1}", "t.yaml:4: bad param name \"a b\": use 1..64 characters of A-Z "
                                "a-z 0-9 _ . -"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char yaml[300];
-        snprintf(yaml, sizeof(yaml), "name: wf\ntasks:\n  - name: a\n    %s\n    type: shell\n"
-                 "    command: x\n", cases[i].line);
+        snprintf(yaml, sizeof(yaml),
+                 "name: wf\ntasks:\n  - name: a\n    %s\n    type: shell\n"
+                 "    command: x\n",
+                 cases[i].line);
         tn_def *d = NULL;
         tn_errmsg msg = {{0}};
         cr_expect_neq(parse_str(yaml, &d, &msg), TN_OK, "case %zu", i);
@@ -1270,13 +1325,19 @@ Test(def, unit_edges)
     static const struct {
         const char *s;
         uint64_t v;
-    } size_ok[] = {{"1k", 1ull << 10}, {"3m", 3ull << 20}, {"1t", 1ull << 40},
-                   {"16777215T", 16777215ull << 40}, {"18446744073709551615", UINT64_MAX}};
+    } size_ok[] = {{"1k", 1ull << 10},
+                   {"3m", 3ull << 20},
+                   {"1t", 1ull << 40},
+                   {"16777215T", 16777215ull << 40},
+                   {"18446744073709551615", UINT64_MAX}};
     static const struct {
         const char *s;
         uint64_t v;
-    } dur_ok[] = {{"5256000m", 3650ull * 86400000}, {"87600h", 3650ull * 86400000},
-                  {"315360000000ms", 3650ull * 86400000}, {"0d", 0}, {"0h", 0}};
+    } dur_ok[] = {{"5256000m", 3650ull * 86400000},
+                  {"87600h", 3650ull * 86400000},
+                  {"315360000000ms", 3650ull * 86400000},
+                  {"0d", 0},
+                  {"0h", 0}};
     static const char *const size_bad[] = {"16777216T", "1KK", "K1", "1P", "1Ki"};
     static const char *const dur_bad[] = {"5256001m", "87601h", "315360000001ms", "00", "1ms0"};
     uint64_t v;

@@ -28,7 +28,7 @@ typedef struct script {
 typedef struct sx {
     tn_engine *e;
     const script *scripts;
-    int running; /* attempts started and not reported */
+    int running;           /* attempts started and not reported */
     int max_running_group; /* max concurrent attempts of tasks named "g*" */
     int cur_group;
     bool drop_kills;       /* kills are lost (a crash between a commit and its effects) */
@@ -85,8 +85,12 @@ static void sx_done(tn_engine *e, void *arg)
     done_arg *d = arg;
     struct live *l = &X.live[d->slot];
     if (l->live && l->attempt == d->attempt) {
-        tn_report r = {.kind = TN_REPORT_RESULT, .wf = l->wf, .task = l->task,
-                       .attempt = l->attempt, .success = d->ok, .exit_code = d->ok ? 0 : 1,
+        tn_report r = {.kind = TN_REPORT_RESULT,
+                       .wf = l->wf,
+                       .task = l->task,
+                       .attempt = l->attempt,
+                       .success = d->ok,
+                       .exit_code = d->ok ? 0 : 1,
                        .worker = "test"};
         finish_slot(d->slot);
         tn_engine_report(e, &r);
@@ -103,7 +107,8 @@ static void sx_dispatch(void *self, const tn_dispatch_req *req)
     cr_assert_geq(slot, 0, "too many live attempts");
     const script *s = find_script(req->node->name);
     char outcome = 's';
-    int64_t dur = req->node->type == TN_DEF_TASK_NOOP ? (int64_t)req->node->noop.duration_ms : 100;
+    int64_t dur =
+        req->node->type == TN_DEF_TASK_NOOP ? (int64_t)req->node->noop.duration_ms : 100;
     if (s) {
         size_t n = strlen(s->outcomes);
         outcome = s->outcomes[req->attempt - 1 < n ? req->attempt - 1 : n - 1];
@@ -119,8 +124,12 @@ static void sx_dispatch(void *self, const tn_dispatch_req *req)
     X.running++;
     if (l->group && ++X.cur_group > X.max_running_group)
         X.max_running_group = X.cur_group;
-    tn_report r = {.kind = TN_REPORT_ACCEPTED, .wf = req->wf, .task = req->task,
-                   .attempt = req->attempt, .pid = 1000 + slot, .worker = "test"};
+    tn_report r = {.kind = TN_REPORT_ACCEPTED,
+                   .wf = req->wf,
+                   .task = req->task,
+                   .attempt = req->attempt,
+                   .pid = 1000 + slot,
+                   .worker = "test"};
     tn_engine_report(X.e, &r);
     if (outcome == 'h')
         return;
@@ -134,9 +143,15 @@ static void sx_dispatch(void *self, const tn_dispatch_req *req)
             k[i] = req->node->noop.outputs.items[i].key;
             v[i] = req->node->noop.outputs.items[i].value;
         }
-        tn_report res = {.kind = TN_REPORT_RESULT, .wf = req->wf, .task = req->task,
-                         .attempt = req->attempt, .success = true, .worker = "test",
-                         .out_keys = k, .out_values = v, .nout = n};
+        tn_report res = {.kind = TN_REPORT_RESULT,
+                         .wf = req->wf,
+                         .task = req->task,
+                         .attempt = req->attempt,
+                         .success = true,
+                         .worker = "test",
+                         .out_keys = k,
+                         .out_values = v,
+                         .nout = n};
         finish_slot(slot);
         tn_engine_report(X.e, &res);
         return;
@@ -156,13 +171,20 @@ static void sx_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     for (int i = 0; i < 256; i++)
         if (X.live[i].live && X.live[i].task == task && X.live[i].attempt == attempt) {
             finish_slot(i);
-            tn_report r = {.kind = TN_REPORT_KILL_RESULT, .wf = wf, .task = task,
-                           .attempt = attempt, .worker = "test"};
+            tn_report r = {.kind = TN_REPORT_KILL_RESULT,
+                           .wf = wf,
+                           .task = task,
+                           .attempt = attempt,
+                           .worker = "test"};
             tn_engine_report(X.e, &r);
             return;
         }
-    tn_report r = {.kind = TN_REPORT_KILL_RESULT, .wf = wf, .task = task, .attempt = attempt,
-                   .worker = "test", .reason = "not running"};
+    tn_report r = {.kind = TN_REPORT_KILL_RESULT,
+                   .wf = wf,
+                   .task = task,
+                   .attempt = attempt,
+                   .worker = "test",
+                   .reason = "not running"};
     tn_engine_report(X.e, &r);
 }
 
@@ -188,8 +210,10 @@ static int64_t vclock;
 static void open_engine_nostep(void)
 {
     tn_errmsg m = {{0}};
-    tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
-                        .executor = {&sx_ops, &X, "test"}, .virtual_clock = true,
+    tn_engine_opts o = {.data_dir = dir,
+                        .log = {.create = true, .no_sync = true},
+                        .executor = {&sx_ops, &X, "test"},
+                        .virtual_clock = true,
                         .start_ns = vclock};
     cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
     X.e = E;
@@ -369,14 +393,20 @@ static uint8_t wf_state(uint64_t wf)
     return p.state;
 }
 
-static const char *tsn(uint8_t s) { return tn_sm_state_name(&tn_sm_task, s); }
-static const char *wsn(int s) { return s < 0 ? "(none)" : tn_sm_state_name(&tn_sm_workflow, (unsigned)s); }
+static const char *tsn(uint8_t s)
+{
+    return tn_sm_state_name(&tn_sm_task, s);
+}
+static const char *wsn(int s)
+{
+    return s < 0 ? "(none)" : tn_sm_state_name(&tn_sm_workflow, (unsigned)s);
+}
 
-#define ASSERT_WF(wf, want)                                                               \
-    do {                                                                                  \
-        int _s = (int)wf_state(wf);                                                       \
-        cr_assert_eq(_s, want, "workflow %" PRIu64 " is %s, want %s", (uint64_t)(wf),     \
-                     wsn(_s), wsn(want));                                                 \
+#define ASSERT_WF(wf, want)                                                                    \
+    do {                                                                                       \
+        int _s = (int)wf_state(wf);                                                            \
+        cr_assert_eq(_s, want, "workflow %" PRIu64 " is %s, want %s", (uint64_t)(wf), wsn(_s), \
+                     wsn(want));                                                               \
     } while (0)
 
 #define ASSERT_TASK(wf, name, want_state, want_attempt)                                   \
@@ -389,7 +419,8 @@ static const char *wsn(int s) { return s < 0 ? "(none)" : tn_sm_state_name(&tn_s
                      _t.attempt, (unsigned)(want_attempt));                               \
     } while (0)
 
-#define ASSERT_NO_TASK(wf, name) cr_assert_not(task(wf, name).found, "task %s was created", name)
+#define ASSERT_NO_TASK(wf, name) \
+    cr_assert_not(task(wf, name).found, "task %s was created", name)
 
 /* Count events of a kind for a task/workflow. */
 typedef struct ecount {
@@ -402,7 +433,8 @@ typedef struct ecount {
 static int ecount_cb(void *ctx, const tn_event *ev)
 {
     ecount *c = ctx;
-    if (ev->machine == c->machine && ev->event == c->event && (!c->task || ev->task == c->task)) {
+    if (ev->machine == c->machine && ev->event == c->event &&
+        (!c->task || ev->task == c->task)) {
         if (!c->n)
             c->first_at = ev->at;
         c->n++;
@@ -478,7 +510,7 @@ Test(start, fan_in_with_mixed_results_continue)
     cr_assert_eq(run(wf), TN_WF_S_FAILURE);
     ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
     ASSERT_TASK(wf, "b", TN_TASK_S_FAILURE, 1);
-    ASSERT_NO_TASK(wf, "c"); /* downstream of a failure is never created */
+    ASSERT_NO_TASK(wf, "c");                    /* downstream of a failure is never created */
     ASSERT_TASK(wf, "y", TN_TASK_S_SUCCESS, 1); /* an independent branch finishes */
 }
 
@@ -526,8 +558,9 @@ Test(start, timeout_warn_fail_warnfail)
 {
     static const script s[] = {{"slow", "s", 10000}, {0}};
     X.scripts = s;
-    apply("name: tw\ntasks:\n"
-          "  - {name: slow, type: shell, command: sleep, timeout: 1s, timeout_strategy: warn}\n");
+    apply(
+        "name: tw\ntasks:\n"
+        "  - {name: slow, type: shell, command: sleep, timeout: 1s, timeout_strategy: warn}\n");
     uint64_t wf = start("tw");
     cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
     ASSERT_TASK(wf, "slow", TN_TASK_S_SUCCESS, 1);
@@ -981,7 +1014,8 @@ Test(logic, parent_recovered_with_a_child_that_ends_at_once_goes_on)
 
 Test(serial, serial_wait_runs_one_after_the_other)
 {
-    apply("name: sw1\nexecution: serial_wait\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    apply(
+        "name: sw1\nexecution: serial_wait\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
     uint64_t w1 = start("sw1"), w2 = start("sw1");
     tn_engine_step(E, NULL);
     ASSERT_WF(w2, TN_WF_S_SERIAL_WAIT);
@@ -994,7 +1028,8 @@ Test(serial, serial_wait_runs_one_after_the_other)
 
 Test(serial, serial_discard_stops_the_newcomer)
 {
-    apply("name: sd\nexecution: serial_discard\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    apply("name: sd\nexecution: serial_discard\ntasks:\n  - {name: a, type: noop, duration: "
+          "1m}\n");
     uint64_t w1 = start("sd"), w2 = start("sd");
     ASSERT_WF(w2, TN_WF_S_STOP);
     cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
@@ -1002,7 +1037,8 @@ Test(serial, serial_discard_stops_the_newcomer)
 
 Test(serial, serial_priority_newest_waiting_wins)
 {
-    apply("name: sp\nexecution: serial_priority\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    apply("name: sp\nexecution: serial_priority\ntasks:\n  - {name: a, type: noop, duration: "
+          "1m}\n");
     uint64_t w1 = start("sp"), w2 = start("sp"), w3 = start("sp");
     ASSERT_WF(w2, TN_WF_S_STOP);
     ASSERT_WF(w3, TN_WF_S_SERIAL_WAIT);
@@ -1033,7 +1069,8 @@ Test(serial, priorities_order_dispatch)
           "  - {name: g_low, type: shell, command: x, task_group: one, priority: lowest}\n"
           "  - {name: g_high, type: shell, command: x, task_group: one, priority: highest}\n"
           "  - {name: g_mid, type: shell, command: x, task_group: one, priority: medium}\n");
-    static const script s[] = {{"g_low", "s", 100}, {"g_high", "s", 100}, {"g_mid", "s", 100}, {0}};
+    static const script s[] = {
+        {"g_low", "s", 100}, {"g_high", "s", 100}, {"g_mid", "s", 100}, {0}};
     X.scripts = s;
     uint64_t wf = start("pr");
     cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
@@ -1065,8 +1102,10 @@ Test(params, precedence_and_passing)
     restart(true);
     tn_engine_close(E);
     tn_errmsg m = {{0}};
-    tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
-                        .executor = {&cap_ops, &X, "test"}, .virtual_clock = true,
+    tn_engine_opts o = {.data_dir = dir,
+                        .log = {.create = true, .no_sync = true},
+                        .executor = {&cap_ops, &X, "test"},
+                        .virtual_clock = true,
                         .start_ns = vclock};
     cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
     X.e = E;
@@ -1178,7 +1217,8 @@ Test(restart, in_ready_pause_ready_stop_and_serial_wait)
     restart(true);
     cr_assert_eq(run(s), TN_WF_S_STOP);
 
-    apply("name: rsw\nexecution: serial_wait\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
+    apply(
+        "name: rsw\nexecution: serial_wait\ntasks:\n  - {name: a, type: noop, duration: 1m}\n");
     uint64_t w1 = start("rsw"), w2 = start("rsw");
     ASSERT_WF(w2, TN_WF_S_SERIAL_WAIT);
     restart(true);
@@ -1236,7 +1276,8 @@ static void child_run(const char *d, bool start_them, int ready_fd)
     snprintf(logs, sizeof(logs), "%s/logs", d);
     if (tn_inproc_new(logs, &x))
         _exit(3);
-    tn_engine_opts o = {.data_dir = d, .log = {.create = true}, .executor = tn_inproc_executor(x)};
+    tn_engine_opts o = {
+        .data_dir = d, .log = {.create = true}, .executor = tn_inproc_executor(x)};
     if (tn_engine_open(&o, &e, &m))
         _exit(4);
     tn_inproc_bind(x, e);
@@ -1318,10 +1359,18 @@ Test(restart, a_stale_attempt_is_killed_only_after_its_batch_commits)
     tn_engine_step(E, NULL);
     tinfo a = task(wf, "a");
     cr_assert_eq(a.attempt, 1);
-    tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = a.id, .attempt = 1,
-                      .worker = "test", .reason = "test: worker lost"};
-    tn_report late = {.kind = TN_REPORT_ACCEPTED, .wf = wf, .task = a.id, .attempt = 1,
-                      .pid = 4242, .worker = "test"};
+    tn_report lost = {.kind = TN_REPORT_LOST,
+                      .wf = wf,
+                      .task = a.id,
+                      .attempt = 1,
+                      .worker = "test",
+                      .reason = "test: worker lost"};
+    tn_report late = {.kind = TN_REPORT_ACCEPTED,
+                      .wf = wf,
+                      .task = a.id,
+                      .attempt = 1,
+                      .pid = 4242,
+                      .worker = "test"};
     tn_engine_report(E, &lost);
     tn_engine_report(E, &late);
     int st = run(wf);
@@ -1336,8 +1385,8 @@ Test(restart, sigkill_at_random_moments)
     /* this test brings its own engine processes */
     tn_engine_close(E);
     E = NULL;
-    unsigned seed = getenv("TERN_TEST_SEED") ? (unsigned)atoi(getenv("TERN_TEST_SEED"))
-                                             : (unsigned)time(NULL);
+    unsigned seed = getenv("TERN_TEST_SEED") ? (unsigned)atoi(getenv("TERN_TEST_SEED")) :
+                                               (unsigned)time(NULL);
     cr_log_info("seed %u", seed);
     srand(seed);
     int kills = 0;
@@ -1360,8 +1409,8 @@ Test(restart, sigkill_at_random_moments)
             waitpid(pid, &st, 0);
             kills++;
         } else {
-            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "seed %u round %d: child status %d",
-                      seed, round, st);
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "seed %u round %d: child status %d", seed, round, st);
         }
     }
     /* a last run to the end */
@@ -1385,7 +1434,10 @@ Test(restart, sigkill_at_random_moments)
 
 /* The in-process executor reports a task killed by signal N with exit code 128+N, as a
  * shell does and as the worker does: SIGTERM is 143. */
-static void inproc_setup(void) { dir = tu_tmpdir(); }
+static void inproc_setup(void)
+{
+    dir = tu_tmpdir();
+}
 
 static void inproc_teardown(void)
 {
@@ -1401,7 +1453,8 @@ Test(inproc, a_task_killed_by_a_signal_reports_128_plus_the_signal, .init = inpr
     tn_inproc *x;
     cr_assert_eq(tn_inproc_new(logs, &x), TN_OK);
     tn_errmsg m = {{0}};
-    tn_engine_opts o = {.data_dir = dir, .log = {.create = true, .no_sync = true},
+    tn_engine_opts o = {.data_dir = dir,
+                        .log = {.create = true, .no_sync = true},
                         .executor = tn_inproc_executor(x)};
     cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
     tn_inproc_bind(x, E);
@@ -1467,9 +1520,11 @@ static tn_err cmd_in_takeover(tn_cmd_kind kind, uint64_t wf)
 static uint64_t started_long(const char *name)
 {
     char y[512];
-    snprintf(y, sizeof(y), "name: %s\ntasks:\n"
+    snprintf(y, sizeof(y),
+             "name: %s\ntasks:\n"
              "  - {name: a, type: noop, duration: 10m}\n"
-             "  - {name: b, type: noop, deps: [a]}\n", name);
+             "  - {name: b, type: noop, deps: [a]}\n",
+             name);
     apply(y);
     uint64_t wf = start(name);
     tn_engine_step(E, NULL);
@@ -1509,14 +1564,17 @@ Test(spec, refusal_names_state_event_and_accepted_events)
     tn_engine_call(E, &c);
     cr_assert_eq(c.err, TN_ERR_ILLEGAL);
     char want[256];
-    snprintf(want, sizeof(want), "workflow %" PRIu64 " is SUCCESS: the workflow state machine "
-             "does not allow PAUSE there (SUCCESS accepts: RERUN)", wf);
+    snprintf(want, sizeof(want),
+             "workflow %" PRIu64 " is SUCCESS: the workflow state machine "
+             "does not allow PAUSE there (SUCCESS accepts: RERUN)",
+             wf);
     cr_assert_str_eq(c.msg, want);
     tn_cmd k = {.kind = TN_CMD_FORCE_SUCCESS, .id = task(wf, "a").id};
     tn_engine_call(E, &k);
     cr_assert_eq(k.err, TN_ERR_ILLEGAL);
     cr_assert(strstr(k.msg, "is SUCCESS") && strstr(k.msg, "FORCE_SUCCESS") &&
-              strstr(k.msg, "(SUCCESS accepts: nothing)"), "%s", k.msg);
+                  strstr(k.msg, "(SUCCESS accepts: nothing)"),
+              "%s", k.msg);
 }
 
 Test(spec, takeover_puts_pausing_and_stopping_instances_back)
@@ -1654,8 +1712,12 @@ Test(spec, result_overtakes_accepted)
     settle(0);
     tinfo a = task(wf, "a");
     cr_assert_eq(a.state, TN_TASK_S_DISPATCH);
-    tn_report r = {.kind = TN_REPORT_RESULT, .wf = wf, .task = a.id, .attempt = 1,
-                   .success = true, .worker = "test"};
+    tn_report r = {.kind = TN_REPORT_RESULT,
+                   .wf = wf,
+                   .task = a.id,
+                   .attempt = 1,
+                   .success = true,
+                   .worker = "test"};
     tn_engine_report(E, &r);
     cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
     cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_SUCCEEDED), 1);
@@ -1671,12 +1733,16 @@ Test(spec, lost_task_of_a_pausing_workflow_pauses)
     tinfo a = task(wf, "a");
     cr_assert_eq(a.state, TN_TASK_S_RUNNING_EXECUTION);
     cr_assert_eq(cmd(TN_CMD_PAUSE, wf), TN_OK);
-    tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = a.id, .attempt = 1,
-                      .worker = "test", .reason = "test: worker lost"};
+    tn_report lost = {.kind = TN_REPORT_LOST,
+                      .wf = wf,
+                      .task = a.id,
+                      .attempt = 1,
+                      .worker = "test",
+                      .reason = "test: worker lost"};
     tn_engine_report(E, &lost);
     cr_assert_eq(run(wf), TN_WF_S_PAUSE);
-    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_NEED_FAULT_TOLERANCE,
-                             TN_TASK_E_PAUSE), 1);
+    cr_assert_eq(
+        transitions(wf, TN_MACHINE_TASK, TN_TASK_S_NEED_FAULT_TOLERANCE, TN_TASK_E_PAUSE), 1);
 }
 
 Test(spec, task_command_in_takeover_ends_it_first)
@@ -1688,6 +1754,7 @@ Test(spec, task_command_in_takeover_ends_it_first)
     cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_FAILOVER, TN_WF_E_START), 1);
     cr_assert_eq(run(wf), TN_WF_S_STOP);
     ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
-    cr_assert_eq(transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_RUNNING_EXECUTION,
-                             TN_WF_E_TASK_FINISHED), 1, "the kill is a task end the workflow saw");
+    cr_assert_eq(
+        transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_RUNNING_EXECUTION, TN_WF_E_TASK_FINISHED),
+        1, "the kill is a task end the workflow saw");
 }

@@ -78,7 +78,8 @@ Test(event, round_trip_every_machine_and_event)
         const tn_sm *sm = tn_sm_get(m);
         for (unsigned e = 0; e < sm->nevents; e++) {
             tn_event ev, back;
-            tn_event_init(&ev, m, e, m == TN_MACHINE_SYSTEM ? 0 : 1, m == TN_MACHINE_TASK ? 2 : 0);
+            tn_event_init(&ev, m, e, m == TN_MACHINE_SYSTEM ? 0 : 1,
+                          m == TN_MACHINE_TASK ? 2 : 0);
             ev.seq = e + 1;
             tn_buf b = {0};
             cr_assert_eq(tn_event_encode(&ev, &b), TN_OK);
@@ -222,7 +223,10 @@ static void f_version2(msgpack_packer *pk)
 {
     head(pk, 12, 2);
 }
-static void f_not_array(msgpack_packer *pk) { msgpack_pack_map(pk, 0); }
+static void f_not_array(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 0);
+}
 static void f_short_array(msgpack_packer *pk)
 {
     head(pk, 11, 1);
@@ -238,13 +242,13 @@ static void rest(msgpack_packer *pk, int bad)
         msgpack_pack_int8(pk, -1); /* negative seq */
     else
         msgpack_pack_uint8(pk, 1);
-    msgpack_pack_uint8(pk, 0);                               /* at */
-    msgpack_pack_uint8(pk, bad == 3 ? 9 : TN_MACHINE_TASK);   /* machine */
-    msgpack_pack_uint16(pk, bad == 4 ? 300 : 0);              /* event */
-    msgpack_pack_uint8(pk, 1);                                /* wf */
-    msgpack_pack_uint8(pk, 2);                                /* task */
-    msgpack_pack_uint8(pk, 0);                                /* from */
-    msgpack_pack_uint8(pk, 1);                                /* to */
+    msgpack_pack_uint8(pk, 0);                              /* at */
+    msgpack_pack_uint8(pk, bad == 3 ? 9 : TN_MACHINE_TASK); /* machine */
+    msgpack_pack_uint16(pk, bad == 4 ? 300 : 0);            /* event */
+    msgpack_pack_uint8(pk, 1);                              /* wf */
+    msgpack_pack_uint8(pk, 2);                              /* task */
+    msgpack_pack_uint8(pk, 0);                              /* from */
+    msgpack_pack_uint8(pk, 1);                              /* to */
     if (bad == 5) {
         char big[100];
         memset(big, 'a', sizeof(big));
@@ -299,9 +303,18 @@ Test(event, malformed_corpus)
     cr_assert_neq(decode_packed(f_short_array), TN_OK);
     g_bad = 0;
     cr_assert_eq(decode_packed(f_bad), TN_OK, "the corpus' base case must be valid");
-    static const tn_err want[] = {0,           TN_ERR_TYPE,   TN_ERR_TYPE,  TN_ERR_TOOBIG,
-                                  TN_ERR_TOOBIG, TN_ERR_TOOBIG, TN_ERR_TOOBIG, TN_ERR_TYPE,
-                                  TN_ERR_TYPE, TN_ERR_CORRUPT, TN_ERR_CORRUPT, TN_ERR_TYPE,
+    static const tn_err want[] = {0,
+                                  TN_ERR_TYPE,
+                                  TN_ERR_TYPE,
+                                  TN_ERR_TOOBIG,
+                                  TN_ERR_TOOBIG,
+                                  TN_ERR_TOOBIG,
+                                  TN_ERR_TOOBIG,
+                                  TN_ERR_TYPE,
+                                  TN_ERR_TYPE,
+                                  TN_ERR_CORRUPT,
+                                  TN_ERR_CORRUPT,
+                                  TN_ERR_TYPE,
                                   TN_ERR_CORRUPT};
     for (g_bad = 1; g_bad <= 12; g_bad++)
         cr_assert_eq(decode_packed(f_bad), want[g_bad], "defect %d: got %s", g_bad,
@@ -311,8 +324,8 @@ Test(event, malformed_corpus)
 Test(event, length_claims_beyond_the_input)
 {
     /* an array of 12 whose actor claims 2^32-1 bytes: refused before reading them */
-    uint8_t buf[] = {0x9c, 0x01, 0x01, 0x00, 0x02, 0x00, 0x01, 0x02, 0x00, 0x01,
-                     0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
+    uint8_t buf[] = {0x9c, 0x01, 0x01, 0x00, 0x02, 0x00, 0x01, 0x02,
+                     0x00, 0x01, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
     tn_event ev;
     tn_err e = tn_event_decode(buf, sizeof(buf), &ev);
     cr_assert(e == TN_ERR_TOOBIG || e == TN_ERR_TRUNCATED, "got %s", tn_errname(e));
@@ -363,8 +376,8 @@ Test(event, hash_is_blake2b_of_the_bytes)
 Test(mp, integers)
 {
     /* negative fixint, int8..int64 and unsigned widths */
-    uint8_t buf[] = {0xff, 0xd0, 0x80, 0xd1, 0xff, 0x00, 0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0,
-                     0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    uint8_t buf[] = {0xff, 0xd0, 0x80, 0xd1, 0xff, 0x00, 0xd3, 0x80, 0,    0,    0,    0,
+                     0,    0,    0,    0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     tn_mp r;
     tn_mp_init(&r, buf, sizeof(buf));
     int64_t v;

@@ -30,10 +30,9 @@ static const tn_opt t_table[] = {
     {"dry-run", 0, TN_OPT_FLAG, offsetof(t_opts, dry_run), NULL, .help = "run nothing"},
     {"no-cgroup", 0, TN_OPT_FLAG, offsetof(t_opts, no_cgroup), NULL, .help = "no cgroups",
      TN_OPT_CFG},
-    {"slots", 0, TN_OPT_U32, offsetof(t_opts, slots), "N", .help = "slots", TN_OPT_CFG, 1,
-     100},
-    {"timeout", 0, TN_OPT_DURATION, offsetof(t_opts, timeout), "DURATION",
-     .help = "a timeout", TN_OPT_CFG},
+    {"slots", 0, TN_OPT_U32, offsetof(t_opts, slots), "N", .help = "slots", TN_OPT_CFG, 1, 100},
+    {"timeout", 0, TN_OPT_DURATION, offsetof(t_opts, timeout), "DURATION", .help = "a timeout",
+     TN_OPT_CFG},
     {"size", 0, TN_OPT_SIZE, offsetof(t_opts, size), "BYTES", .help = "a size", TN_OPT_CFG},
     {"count", 0, TN_OPT_U64, offsetof(t_opts, count), "N", .help = "a count", .min = 1,
      .want = "a positive count"},
@@ -43,9 +42,13 @@ static const tn_opt t_table[] = {
     {"config", 0, TN_OPT_CONFIG, offsetof(t_opts, config), "FILE", .help = "a config file"},
     {0}};
 
-static const tn_opt_cmd t_cmd = {"t", (const char *const[]){"ARG...", NULL},
-                                 "A command to test the parser with.\n", t_table, .max_args = 2,
-                                 .cfg_ignored = (const char *const[]){"sibling", "config", NULL}};
+static const tn_opt_cmd t_cmd = {"t",
+                                 (const char *const[]){"ARG...", NULL},
+                                 "A command to test the parser with.\n",
+                                 t_table,
+                                 .max_args = 2,
+                                 .cfg_ignored =
+                                     (const char *const[]){"sibling", "config", NULL}};
 
 /* Parse a NULL-ended list of arguments after the command name. */
 static int parse(t_opts *o, tn_opt_args *a, char **argv)
@@ -62,10 +65,10 @@ Test(opt, flags_values_and_positionals)
 {
     t_opts o = {.data = "./d"};
     tn_opt_args a;
-    cr_assert_eq(parse(&o, &a, ARGV("one", "--json", "--data", "/x", "-f", "--slots=7",
-                                    "--timeout", "1500ms", "--size", "2K", "-n", "w1",
-                                    "--count", "9", "--at", "2026-11-22T10:00:00Z", "--",
-                                    "--two")),
+    cr_assert_eq(parse(&o, &a,
+                       ARGV("one", "--json", "--data", "/x", "-f", "--slots=7", "--timeout",
+                            "1500ms", "--size", "2K", "-n", "w1", "--count", "9", "--at",
+                            "2026-11-22T10:00:00Z", "--", "--two")),
                  0, "%s", a.err);
     cr_assert(o.json && !o.json_lines && o.follow && !o.dry_run);
     cr_assert_str_eq(o.data, "/x");
@@ -91,8 +94,9 @@ Test(opt, repeated_params)
 {
     t_opts o = {0};
     tn_opt_args a;
-    cr_assert_eq(parse(&o, &a, ARGV("--param", "dt=2026", "--from", "a", "--param=k=v=w",
-                                    "--from", "b", "--param", "e=")),
+    cr_assert_eq(parse(&o, &a,
+                       ARGV("--param", "dt=2026", "--from", "a", "--param=k=v=w", "--from", "b",
+                            "--param", "e=")),
                  0, "%s", a.err);
     cr_assert_eq(o.param.n, 3);
     cr_assert_str_eq(o.param.key[0], "dt");
@@ -112,9 +116,10 @@ Test(opt, repeated_params)
     cr_assert_eq(parse(&q, &a, ARGV("--param", "=v")), 2, "an empty key");
     tn_opt_args_free(&a);
     t_opts r = {0};
-    cr_assert_eq(parse(&r, &a, ARGV("--param", "a=1", "--param", "b=2", "--param", "c=3",
-                                    "--param", "d=4")),
-                 2);
+    cr_assert_eq(
+        parse(&r, &a,
+              ARGV("--param", "a=1", "--param", "b=2", "--param", "c=3", "--param", "d=4")),
+        2);
     cr_assert(strstr(a.err, "too many --param"), "%s", a.err);
     tn_opt_args_free(&a);
 }

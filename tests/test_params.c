@@ -14,16 +14,23 @@
 
 static int64_t utc_ns(int y, int mo, int d, int h, int mi, int s)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     return (int64_t)timegm(&tm) * 1000000000LL;
 }
 
 /* The fixed context of most tests: 2026-11-22T03:04:05Z (a Sunday), in UTC. */
 static tn_param_ctx ctx_at(int64_t ns)
 {
-    tn_param_ctx c = {.sched_ns = ns, .now_ns = utc_ns(2001, 1, 1, 0, 0, 0), .wf_id = 42,
-                      .task_id = 7, .tz = "UTC"};
+    tn_param_ctx c = {.sched_ns = ns,
+                      .now_ns = utc_ns(2001, 1, 1, 0, 0, 0),
+                      .wf_id = 42,
+                      .task_id = 7,
+                      .tz = "UTC"};
     return c;
 }
 
@@ -76,8 +83,8 @@ static dkv *def_of(const char *k, ...)
     return d;
 }
 
-static void expect_sub(const char *in, const tn_kv *vars, const tn_param_ctx *c,
-                       unsigned flags, const char *want)
+static void expect_sub(const char *in, const tn_kv *vars, const tn_param_ctx *c, unsigned flags,
+                       const char *want)
 {
     char *out = NULL;
     tn_errmsg m = {{0}};
@@ -180,8 +187,8 @@ Test(params, kv_copy_merge_from_def)
     cr_assert_eq(tn_kv_copy(a, &copy), TN_OK);
     cr_assert_eq(tn_kv_merge(a, b), TN_OK);
     cr_assert_eq(tn_kv_merge(a, NULL), TN_OK);
-    const char *want[][2] = {{"a", "1"}, {"b", "two"}, {"c", "three"},
-                             {"e", "5"}, {"f", "six"}};
+    const char *want[][2] = {
+        {"a", "1"}, {"b", "two"}, {"c", "three"}, {"e", "5"}, {"f", "six"}};
     cr_assert_eq(tn_kv_len(a), 5);
     for (uint32_t i = 0; i < 5; i++) {
         cr_assert_str_eq(tn_kv_key(a, i), want[i][0]);
@@ -250,8 +257,7 @@ Test(params, builtins)
     c = ctx_at(utc_ns(2026, 1, 1, 0, 0, 0));
     expect_sub("${system.biz.date} ${system.biz.curdate}", NULL, &c, 0, "20251231 20260101");
     c = ctx_at(utc_ns(2024, 3, 1, 23, 59, 59));
-    expect_sub("${system.biz.date} ${system.datetime}", NULL, &c, 0,
-               "20240229 20240301235959");
+    expect_sub("${system.biz.date} ${system.datetime}", NULL, &c, 0, "20240229 20240301235959");
 
     /* no schedule time: now is used */
     c = ctx_at(0);
@@ -349,8 +355,9 @@ Test(params, date_dolphinscheduler_cases)
 {
     tn_param_ctx c = ctx_at(utc_ns(2022, 8, 25, 16, 0, 0));
     c.tz = "+08:00";
-    expect_date(&c, "$[yyyy-MM-dd-1],$[month_begin(yyyyMMdd, 1)],$[month_end(yyyyMMdd, -1)],"
-                    "$[week_begin(yyyyMMdd, 1)],$[week_end(yyyyMMdd, -1)]",
+    expect_date(&c,
+                "$[yyyy-MM-dd-1],$[month_begin(yyyyMMdd, 1)],$[month_end(yyyyMMdd, -1)],"
+                "$[week_begin(yyyyMMdd, 1)],$[week_end(yyyyMMdd, -1)]",
                 "2022-08-25,20220802,20220830,20220823,20220827");
     expect_date(&c, "$[this_day(yyyyMMdd)] $[last_day(yyyy-MM-dd)]", "20220826 2022-08-25");
     expect_date(&c, "$[year_week(yyyy-MM-dd)] $[year_week(yyyyMMdd)]", "2022-34 202234");
@@ -402,8 +409,7 @@ Test(params, date_boundaries_and_leap_years)
     /* year boundaries */
     c = ctx_at(utc_ns(2025, 12, 31, 23, 30, 0));
     expect_date(&c, "$[yyyyMMdd+1] $[yyyyMMddHHmm+1/24]", "20260101 202601010030");
-    expect_date(&c, "$[add_months(yyyy-MM,1)] $[month_begin(yyyyMMdd,31)]",
-                "2026-01 20260101");
+    expect_date(&c, "$[add_months(yyyy-MM,1)] $[month_begin(yyyyMMdd,31)]", "2026-01 20260101");
     c = ctx_at(utc_ns(2026, 1, 1, 0, 0, 0));
     expect_date(&c, "$[week_begin(yyyyMMdd,0)] $[yyyyMMdd-1]", "20251229 20251231");
 
@@ -493,8 +499,8 @@ Test(params, subst_rules)
     tn_param_ctx c = base_ctx();
     c.on_unknown = on_unknown;
     c.on_unknown_arg = &u;
-    tn_kv *vars = kv_of("dt", "20261121", "x", "X", "loop", "${x}", "date", "$[yyyy]",
-                        "empty", "", NULL);
+    tn_kv *vars =
+        kv_of("dt", "20261121", "x", "X", "loop", "${x}", "date", "$[yyyy]", "empty", "", NULL);
     expect_sub("./run.sh --date ${dt} --x=${x}${x}", vars, &c, 0,
                "./run.sh --date 20261121 --x=XX");
     expect_sub("echo ${HOME} ${nope} ${x}", vars, &c, 0, "echo ${HOME} ${nope} X");
@@ -554,9 +560,9 @@ Test(params, subst_output_bound)
 Test(params, quote_mode)
 {
     tn_param_ctx c = base_ctx();
-    tn_kv *vars = kv_of("n", "42", "neg", "-1.5", "s", "abc", "q", "it's", "bs", "a\\b",
-                        "t", "true", "f", "false", "e", "", "exp", "1e5", "dq", "say \"hi\"",
-                        "inj", "x' || 'a' == 'a", "sp", " 7", NULL);
+    tn_kv *vars = kv_of("n", "42", "neg", "-1.5", "s", "abc", "q", "it's", "bs", "a\\b", "t",
+                        "true", "f", "false", "e", "", "exp", "1e5", "dq", "say \"hi\"", "inj",
+                        "x' || 'a' == 'a", "sp", " 7", NULL);
     unsigned Q = TN_PARAMS_QUOTE;
     expect_sub("${n} ${neg} ${t} ${f}", vars, &c, Q, "42 -1.5 true false");
     expect_sub("${s} == 'abc'", vars, &c, Q, "'abc' == 'abc'");
@@ -581,11 +587,20 @@ Test(params, quote_mode)
         const char *cond;
         bool want;
     } cases[] = {
-        {"${s} == 'abc'", true},     {"'${s}' == 'abc'", true}, {"\"${s}\" == \"abc\"", true},
-        {"${q} == \"it's\"", true},  {"${inj} == 'a'", false},  {"${inj} != 'a'", true},
-        {"${n} > 9", true},          {"${n} == '42'", false},   {"'${n}' == '42'", true},
-        {"${t} && !${f}", true},     {"${e}", false},           {"${bs} == 'a\\\\b'", true},
-        {"${neg} < -1", true},       {"${dq} == 'say \"hi\"'", true},
+        {"${s} == 'abc'", true},
+        {"'${s}' == 'abc'", true},
+        {"\"${s}\" == \"abc\"", true},
+        {"${q} == \"it's\"", true},
+        {"${inj} == 'a'", false},
+        {"${inj} != 'a'", true},
+        {"${n} > 9", true},
+        {"${n} == '42'", false},
+        {"'${n}' == '42'", true},
+        {"${t} && !${f}", true},
+        {"${e}", false},
+        {"${bs} == 'a\\\\b'", true},
+        {"${neg} < -1", true},
+        {"${dq} == 'say \"hi\"'", true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *expr = NULL;
@@ -657,12 +672,11 @@ Test(params, precedence_resolution)
     c.on_unknown = on_unknown;
     c.on_unknown_arg = &un;
     /* globals refer to built-ins and to each other, in any order */
-    dkv *g = def_of("dt", "${system.biz.date}", "a", "${b}-x", "b", "$[yyyyMMdd]",
-                    "c", "${a}/${dt}/${b}", "path", "/data/${dt}/${region}", "region", "eu",
-                    NULL);
+    dkv *g = def_of("dt", "${system.biz.date}", "a", "${b}-x", "b", "$[yyyyMMdd]", "c",
+                    "${a}/${dt}/${b}", "path", "/data/${dt}/${region}", "region", "eu", NULL);
     tn_kv *u = kv_of("up", "$[yyyy]", "region", "us", NULL);
-    dkv *l = def_of("dt", "${dt}_x", "mix", "${region}:${up}:${c}", "loc2", "${dt}",
-                    "other", "${mix}", NULL);
+    dkv *l = def_of("dt", "${dt}_x", "mix", "${region}:${up}:${c}", "loc2", "${dt}", "other",
+                    "${mix}", NULL);
     tn_kv *o = kv_of("ovr", "${system.biz.date}", NULL);
     tn_kv *eff = NULL;
     tn_errmsg m = {{0}};
@@ -750,8 +764,8 @@ Test(params, precedence_errors)
     cr_assert(strstr(m.text, "nest more than 32"), "%s", m.text);
     chain->kvs.items = chain->items + 10; /* 30 deep is fine */
     chain->kvs.n = 30;
-    cr_assert_eq(tn_params_effective(&chain->kvs, NULL, NULL, NULL, &c, &eff, &m), TN_OK,
-                 "%s", m.text);
+    cr_assert_eq(tn_params_effective(&chain->kvs, NULL, NULL, NULL, &c, &eff, &m), TN_OK, "%s",
+                 m.text);
     cr_assert_str_eq(tn_kv_get(eff, "p10"), "end");
     tn_kv_free(eff);
     eff = NULL;
@@ -821,9 +835,9 @@ static const char scan_text[] =
     "${setValue(pp=a))} ${setValue(open=never closed";
 
 static const char *const scan_want[] = {
-    "rows", "99", "name", "a b", "hash", "1", "eq", "a=b", "paren", "f(x) + g",
-    "json", "{\"a\":[1]}", "multi", "line1\nline2", "empty", "", "dd", "1", "hd", "2",
-    "brace", "x}y", "pp", "a)",
+    "rows",     "99",   "name",        "a b",   "hash",         "1",     "eq", "a=b", "paren",
+    "f(x) + g", "json", "{\"a\":[1]}", "multi", "line1\nline2", "empty", "",   "dd",  "1",
+    "hd",       "2",    "brace",       "x}y",   "pp",           "a)",
 };
 
 Test(params, scan_outputs)
@@ -1013,7 +1027,8 @@ static const ecase expr_cases[] = {
     {"1 == 1)", TN_ERR_PARSE, false, "unexpected \")\" at column 7"},
     {"1 = 1", TN_ERR_PARSE, false, "compare with =="},
     {"'abc == 1", TN_ERR_PARSE, false, "unterminated string at column 1"},
-    {"1 < 'a'", TN_ERR_TYPE, false, "cannot order a number and a string with \"<\" at column 3"},
+    {"1 < 'a'", TN_ERR_TYPE, false,
+     "cannot order a number and a string with \"<\" at column 3"},
     {"true < false", TN_ERR_TYPE, false, "booleans cannot be ordered"},
     {"1 < 2 < 3", TN_ERR_PARSE, false, "comparisons do not chain"},
     {"abc == 'abc'", TN_ERR_PARSE, false, "unknown word \"abc\" at column 1"},
@@ -1155,8 +1170,8 @@ Test(params, malformed_conditions_never_crash)
             tn_errmsg m = {{0}};
             tn_err err = tn_expr_eval(buf, &r, &m);
             if (err != TN_OK)
-                cr_assert(strstr(m.text, "column") || strstr(m.text, "empty"),
-                          "[%s]: %s", buf, m.text);
+                cr_assert(strstr(m.text, "column") || strstr(m.text, "empty"), "[%s]: %s", buf,
+                          m.text);
         }
     }
     free(buf);
@@ -1253,7 +1268,7 @@ Test(params, date_arguments_and_logic_levels)
         if (err == TN_OK)
             cr_expect_eq(r, cases[i].want, "[%s]", cases[i].expr);
         else
-            cr_expect(strstr(m.text, cases[i].msg), "[%s]: \"%s\" lacks \"%s\"",
-                      cases[i].expr, m.text, cases[i].msg);
+            cr_expect(strstr(m.text, cases[i].msg), "[%s]: \"%s\" lacks \"%s\"", cases[i].expr,
+                      m.text, cases[i].msg);
     }
 }

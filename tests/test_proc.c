@@ -22,12 +22,12 @@
 
 extern char **environ;
 
-static char *tmp;           /* per-test temp dir */
-static char cg_test[512];   /* per-test cgroup2 root, when created */
-static char mark[64];       /* TERN_TEST_MARK=<value> in every task we start */
-static char name[64];       /* worker name */
+static char *tmp;         /* per-test temp dir */
+static char cg_test[512]; /* per-test cgroup2 root, when created */
+static char mark[64];     /* TERN_TEST_MARK=<value> in every task we start */
+static char name[64];     /* worker name */
 static tn_procs *P;
-static pid_t crash_child;   /* a forked "worker" to SIGKILL, for the restart tests */
+static pid_t crash_child; /* a forked "worker" to SIGKILL, for the restart tests */
 static char **task_env;
 static tn_errmsg msg;
 
@@ -229,8 +229,12 @@ static tn_proc *start(uint64_t task, const char *script, const char *sub)
     char dir[512], log[512];
     snprintf(dir, sizeof(dir), "%s/%s", tmp, sub ? sub : "run");
     snprintf(log, sizeof(log), "%s/task-%llu.log", tmp, (unsigned long long)task);
-    tn_spawn s = {.task = task, .attempt = 1, .script = script, .exec_dir = dir,
-                  .log_path = log, .envp = task_env};
+    tn_spawn s = {.task = task,
+                  .attempt = 1,
+                  .script = script,
+                  .exec_dir = dir,
+                  .log_path = log,
+                  .envp = task_env};
     tn_proc *t = NULL;
     cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
     cr_assert_not_null(t);
@@ -292,8 +296,8 @@ Test(proc, discovery_finds_cgroup2_when_writable)
     tn_proc_opts o = {.name = name};
     cr_assert_eq(tn_procs_new(&o, &P, &msg), TN_OK, "%s", msg.text);
     char probe[600];
-    snprintf(probe, sizeof(probe), "%s/tern/%s/cgroup.procs", cgroup2_mount(mnt, sizeof(mnt))
-             ? mnt : "/nonexistent", name);
+    snprintf(probe, sizeof(probe), "%s/tern/%s/cgroup.procs",
+             cgroup2_mount(mnt, sizeof(mnt)) ? mnt : "/nonexistent", name);
     bool writable = access(probe, W_OK) == 0;
     cr_assert_eq(tn_procs_mode(P), writable ? TN_CONTAIN_CGROUP : TN_CONTAIN_SESSION);
     if (writable)
@@ -302,7 +306,6 @@ Test(proc, discovery_finds_cgroup2_when_writable)
     P = NULL;
     snprintf(probe, sizeof(probe), "%s/tern/%s", mnt, name);
     cr_assert_neq(access(probe, F_OK), 0, "the worker's sub-tree is removed at free");
-
 }
 
 Test(proc, bad_name_and_unusable_root_are_clear_errors)
@@ -342,8 +345,14 @@ static void exit_codes(tn_contain_mode mode)
     cr_assert_eq(st.cgroups, 0, "task cgroups are removed when attempts finish");
 }
 
-Test(proc, exit_codes_session) { exit_codes(TN_CONTAIN_SESSION); }
-Test(proc, exit_codes_cgroup) { exit_codes(TN_CONTAIN_CGROUP); }
+Test(proc, exit_codes_session)
+{
+    exit_codes(TN_CONTAIN_SESSION);
+}
+Test(proc, exit_codes_cgroup)
+{
+    exit_codes(TN_CONTAIN_CGROUP);
+}
 
 static void cwd_log_env(tn_contain_mode mode)
 {
@@ -354,8 +363,9 @@ static void cwd_log_env(tn_contain_mode mode)
     FILE *f = fopen(log, "we");
     fputs("earlier line\n", f);
     fclose(f);
-    tn_proc *t = start(5, "pwd > cwd.txt; echo out-line; echo err-line >&2; echo \"FOO=$FOO\"; "
-                          "echo \"TAG=$TERN_ATTEMPT_TAG\"; read x || echo stdin-empty",
+    tn_proc *t = start(5,
+                       "pwd > cwd.txt; echo out-line; echo err-line >&2; echo \"FOO=$FOO\"; "
+                       "echo \"TAG=$TERN_ATTEMPT_TAG\"; read x || echo stdin-empty",
                        "exec-5");
     tn_proc_exit ex = wait_exit(t);
     cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == 0);
@@ -377,8 +387,14 @@ static void cwd_log_env(tn_contain_mode mode)
     tn_proc_free(t);
 }
 
-Test(proc, cwd_log_env_session) { cwd_log_env(TN_CONTAIN_SESSION); }
-Test(proc, cwd_log_env_cgroup) { cwd_log_env(TN_CONTAIN_CGROUP); }
+Test(proc, cwd_log_env_session)
+{
+    cwd_log_env(TN_CONTAIN_SESSION);
+}
+Test(proc, cwd_log_env_cgroup)
+{
+    cwd_log_env(TN_CONTAIN_CGROUP);
+}
 
 static void spawn_errors(tn_contain_mode mode)
 {
@@ -406,8 +422,14 @@ static void spawn_errors(tn_contain_mode mode)
     cr_assert_eq(tn_procs_reap(P, &(tn_proc_exit){0}, 1), 0);
 }
 
-Test(proc, spawn_errors_session) { spawn_errors(TN_CONTAIN_SESSION); }
-Test(proc, spawn_errors_cgroup) { spawn_errors(TN_CONTAIN_CGROUP); }
+Test(proc, spawn_errors_session)
+{
+    spawn_errors(TN_CONTAIN_SESSION);
+}
+Test(proc, spawn_errors_cgroup)
+{
+    spawn_errors(TN_CONTAIN_CGROUP);
+}
 
 /* A failure in the child (here exec: one variable longer than the kernel takes) comes back
  * from tn_proc_start, leaves nothing behind, and the next start works. */
@@ -423,7 +445,11 @@ static void exec_failure(tn_contain_mode mode)
     char dir[512], log[512];
     snprintf(dir, sizeof(dir), "%s/run", tmp);
     snprintf(log, sizeof(log), "%s/big.log", tmp);
-    tn_spawn s = {.task = 12, .attempt = 1, .script = "true", .exec_dir = dir, .log_path = log,
+    tn_spawn s = {.task = 12,
+                  .attempt = 1,
+                  .script = "true",
+                  .exec_dir = dir,
+                  .log_path = log,
                   .envp = env};
     tn_proc *t = NULL;
     cr_assert_neq(tn_proc_start(P, &s, &t, &msg), TN_OK);
@@ -441,8 +467,14 @@ static void exec_failure(tn_contain_mode mode)
     tn_proc_free(ok);
 }
 
-Test(proc, exec_failure_is_reported_session) { exec_failure(TN_CONTAIN_SESSION); }
-Test(proc, exec_failure_is_reported_cgroup) { exec_failure(TN_CONTAIN_CGROUP); }
+Test(proc, exec_failure_is_reported_session)
+{
+    exec_failure(TN_CONTAIN_SESSION);
+}
+Test(proc, exec_failure_is_reported_cgroup)
+{
+    exec_failure(TN_CONTAIN_CGROUP);
+}
 
 /* The wait fd lets a loop sleep until an exit: quiet while the leader runs, readable when
  * it exits, quiet again once reaped. In cgroup mode a running attempt needs no tick. */
@@ -464,8 +496,14 @@ static void wait_fd(tn_contain_mode mode)
     tn_proc_free(t);
 }
 
-Test(proc, wait_fd_session) { wait_fd(TN_CONTAIN_SESSION); }
-Test(proc, wait_fd_cgroup) { wait_fd(TN_CONTAIN_CGROUP); }
+Test(proc, wait_fd_session)
+{
+    wait_fd(TN_CONTAIN_SESSION);
+}
+Test(proc, wait_fd_cgroup)
+{
+    wait_fd(TN_CONTAIN_CGROUP);
+}
 
 /* The leader is in its task cgroup from its first instruction (clone3 CLONE_INTO_CGROUP, or
  * a write to cgroup.procs before exec). */
@@ -497,8 +535,13 @@ static void as_user(tn_contain_mode mode)
     snprintf(dir, sizeof(dir), "%s/as-user", tmp);
     snprintf(log, sizeof(log), "%s/u.log", tmp);
     chmod(tmp, 0755);
-    tn_spawn s = {.task = 11, .attempt = 1, .script = "id -u; id -g; touch mine",
-                  .exec_dir = dir, .log_path = log, .user = "nobody", .envp = task_env};
+    tn_spawn s = {.task = 11,
+                  .attempt = 1,
+                  .script = "id -u; id -g; touch mine",
+                  .exec_dir = dir,
+                  .log_path = log,
+                  .user = "nobody",
+                  .envp = task_env};
     tn_proc *t = NULL;
     cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
     tn_proc_exit ex = wait_exit(t);
@@ -510,8 +553,14 @@ static void as_user(tn_contain_mode mode)
     tn_proc_free(t);
 }
 
-Test(proc, runs_as_tenant_user_session) { as_user(TN_CONTAIN_SESSION); }
-Test(proc, runs_as_tenant_user_cgroup) { as_user(TN_CONTAIN_CGROUP); }
+Test(proc, runs_as_tenant_user_session)
+{
+    as_user(TN_CONTAIN_SESSION);
+}
+Test(proc, runs_as_tenant_user_cgroup)
+{
+    as_user(TN_CONTAIN_CGROUP);
+}
 
 /* ---------------------------------------------------------------------------------- */
 /* Killing */
@@ -519,15 +568,14 @@ Test(proc, runs_as_tenant_user_cgroup) { as_user(TN_CONTAIN_CGROUP); }
 /* 10 subshells with 2 sleeps each, a setsid escapee, a double-forked daemon, a setsid
  * double-forked daemon, a shell ignoring TERM and a shell that records TERM and keeps
  * going (and starts a new sleep from its handler). */
-static const char *tree_script =
-    "for i in $(seq 10); do (sleep 300 & sleep 300; wait) & done\n"
-    "setsid sleep 300 &\n"
-    "( (sleep 300 &) & )\n"
-    "( setsid sh -c 'sleep 300 & exit 0' & )\n"
-    "sh -c 'trap \"\" TERM; : > ignoring; sleep 300' &\n"
-    "sh -c 'trap \"echo term >> trapped\" TERM; : > trapping; "
-    "while :; do sleep 300 & wait $!; done' &\n"
-    "wait\n";
+static const char *tree_script = "for i in $(seq 10); do (sleep 300 & sleep 300; wait) & done\n"
+                                 "setsid sleep 300 &\n"
+                                 "( (sleep 300 &) & )\n"
+                                 "( setsid sh -c 'sleep 300 & exit 0' & )\n"
+                                 "sh -c 'trap \"\" TERM; : > ignoring; sleep 300' &\n"
+                                 "sh -c 'trap \"echo term >> trapped\" TERM; : > trapping; "
+                                 "while :; do sleep 300 & wait $!; done' &\n"
+                                 "wait\n";
 #define TREE_MIN 37 /* leader 1, subshells 30, escapees 3, TERM-ignoring 1, trapper 2 */
 
 static void kill_tree(tn_contain_mode mode)
@@ -577,8 +625,10 @@ static void kill_tree(tn_contain_mode mode)
     snprintf(ck, sizeof(ck), "%s/cgroup.kill", cg_test);
     if (mode == TN_CONTAIN_CGROUP && access(ck, F_OK) == 0)
         cr_assert(r->cgroup_kill, "the KILL went through cgroup.kill");
-    fprintf(stderr, "kill-time mode=%s processes=%d signalled=%u kill_to_empty_ms=%.1f "
-            "total_minus_grace_ms=%.1f\n", tn_contain_mode_name(mode), nb, r->signalled,
+    fprintf(stderr,
+            "kill-time mode=%s processes=%d signalled=%u kill_to_empty_ms=%.1f "
+            "total_minus_grace_ms=%.1f\n",
+            tn_contain_mode_name(mode), nb, r->signalled,
             (double)(r->done_ns - r->kill_ns) / 1e6,
             (double)(r->done_ns - r->term_ns - (int64_t)grace_ms * 1000000) / 1e6);
     tn_proc_free(t);
@@ -588,8 +638,14 @@ static void kill_tree(tn_contain_mode mode)
     cr_assert_eq(st.cgroups, 0);
 }
 
-Test(proc, kill_tree_session) { kill_tree(TN_CONTAIN_SESSION); }
-Test(proc, kill_tree_cgroup) { kill_tree(TN_CONTAIN_CGROUP); }
+Test(proc, kill_tree_session)
+{
+    kill_tree(TN_CONTAIN_SESSION);
+}
+Test(proc, kill_tree_cgroup)
+{
+    kill_tree(TN_CONTAIN_CGROUP);
+}
 
 static void kill_no_grace(tn_contain_mode mode)
 {
@@ -606,8 +662,14 @@ static void kill_no_grace(tn_contain_mode mode)
     tn_proc_free(t);
 }
 
-Test(proc, kill_without_grace_session) { kill_no_grace(TN_CONTAIN_SESSION); }
-Test(proc, kill_without_grace_cgroup) { kill_no_grace(TN_CONTAIN_CGROUP); }
+Test(proc, kill_without_grace_session)
+{
+    kill_no_grace(TN_CONTAIN_SESSION);
+}
+Test(proc, kill_without_grace_cgroup)
+{
+    kill_no_grace(TN_CONTAIN_CGROUP);
+}
 
 static void leftovers(tn_contain_mode mode)
 {
@@ -623,8 +685,14 @@ static void leftovers(tn_contain_mode mode)
     tn_proc_free(t);
 }
 
-Test(proc, leftovers_are_killed_session) { leftovers(TN_CONTAIN_SESSION); }
-Test(proc, leftovers_are_killed_cgroup) { leftovers(TN_CONTAIN_CGROUP); }
+Test(proc, leftovers_are_killed_session)
+{
+    leftovers(TN_CONTAIN_SESSION);
+}
+Test(proc, leftovers_are_killed_cgroup)
+{
+    leftovers(TN_CONTAIN_CGROUP);
+}
 
 static void free_running(tn_contain_mode mode)
 {
@@ -648,8 +716,14 @@ static void free_running(tn_contain_mode mode)
     cr_assert_fail("a detached attempt was not cleaned up");
 }
 
-Test(proc, free_of_running_attempt_kills_it_session) { free_running(TN_CONTAIN_SESSION); }
-Test(proc, free_of_running_attempt_kills_it_cgroup) { free_running(TN_CONTAIN_CGROUP); }
+Test(proc, free_of_running_attempt_kills_it_session)
+{
+    free_running(TN_CONTAIN_SESSION);
+}
+Test(proc, free_of_running_attempt_kills_it_cgroup)
+{
+    free_running(TN_CONTAIN_CGROUP);
+}
 
 Test(proc, setsid_daemon_found_by_its_tag_session)
 {
@@ -712,8 +786,12 @@ static tn_pid_ident crashed_worker(const char *root, const char *script)
             char dir[512], log[512];
             snprintf(dir, sizeof(dir), "%s/crash", tmp);
             snprintf(log, sizeof(log), "%s/crash.log", tmp);
-            tn_spawn s = {.task = 7, .attempt = 2, .script = script, .exec_dir = dir,
-                          .log_path = log, .envp = task_env};
+            tn_spawn s = {.task = 7,
+                          .attempt = 2,
+                          .script = script,
+                          .exec_dir = dir,
+                          .log_path = log,
+                          .envp = task_env};
             tn_proc *t;
             if (tn_proc_start(w, &s, &t, &m) == TN_OK)
                 id = tn_proc_ident(t);
@@ -838,9 +916,14 @@ static void limits(tn_contain_mode mode)
     char dir[512], log[512];
     snprintf(dir, sizeof(dir), "%s/lim", tmp);
     snprintf(log, sizeof(log), "%s/lim.log", tmp);
-    tn_spawn s = {.task = 60, .attempt = 1, .script = "cat /proc/self/cgroup; sleep 300",
-                  .exec_dir = dir, .log_path = log, .envp = task_env,
-                  .memory_max = 64u << 20, .cpu_max_milli = 500};
+    tn_spawn s = {.task = 60,
+                  .attempt = 1,
+                  .script = "cat /proc/self/cgroup; sleep 300",
+                  .exec_dir = dir,
+                  .log_path = log,
+                  .envp = task_env,
+                  .memory_max = 64u << 20,
+                  .cpu_max_milli = 500};
     tn_proc *t = NULL;
     cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
     const char *note = tn_proc_limits_note(t);
@@ -881,8 +964,14 @@ static void limits(tn_contain_mode mode)
     cr_assert_eq(st.cgroups, 0, "v1 limit cgroups are removed with the attempt");
 }
 
-Test(proc, limits_session) { limits(TN_CONTAIN_SESSION); }
-Test(proc, limits_cgroup) { limits(TN_CONTAIN_CGROUP); }
+Test(proc, limits_session)
+{
+    limits(TN_CONTAIN_SESSION);
+}
+Test(proc, limits_cgroup)
+{
+    limits(TN_CONTAIN_CGROUP);
+}
 
 Test(proc, same_attempt_twice_is_refused)
 {

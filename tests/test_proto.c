@@ -40,7 +40,10 @@ static tn_str rep(arena *a, size_t n, char c)
     return (tn_str){s, (uint32_t)n};
 }
 
-static tn_str S(const char *s) { return (tn_str){s, (uint32_t)strlen(s)}; }
+static tn_str S(const char *s)
+{
+    return (tn_str){s, (uint32_t)strlen(s)};
+}
 
 /* n pairs "k0000".."kNNNN" -> values of vlen bytes */
 static tn_pairs pairs(arena *a, uint32_t n, uint32_t vlen)
@@ -69,7 +72,11 @@ static tn_pairs many_pairs(arena *a, uint32_t n, uint32_t vlen)
     return (tn_pairs){v, n};
 }
 
-enum { V_MIN, V_MAX, V_TYPICAL };
+enum {
+    V_MIN,
+    V_MAX,
+    V_TYPICAL
+};
 
 /* A message of `type` at the edges: V_MIN (zeros, empty strings and lists), V_MAX (largest
  * integers, strings and lists at their bounds) or V_TYPICAL. */
@@ -90,8 +97,9 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         d->type = mx ? rep(a, TN_PROTO_TYPE_MAX, 't') : S(mn ? "noop" : "shell");
         d->command = mx ? rep(a, TN_PROTO_COMMAND_MAX, 'c') : S(mn ? "" : "echo hi; exit 0");
         d->env_prelude = mx ? rep(a, TN_PROTO_ENV_MAX, 'e') : S(mn ? "" : "export A=1");
-        d->params = mx ? many_pairs(a, TN_PROTO_PAIRS_MAX, 100) : mn ? (tn_pairs){NULL, 0}
-                                                                     : pairs(a, 3, 5);
+        d->params = mx ? many_pairs(a, TN_PROTO_PAIRS_MAX, 100) :
+                    mn ? (tn_pairs){NULL, 0} :
+                         pairs(a, 3, 5);
         d->worker_group = mx ? rep(a, TN_PROTO_ID_MAX, 'g') : S("default");
         d->timeout_ms = u64;
         d->kill_grace_ms = mx ? UINT64_MAX : mn ? 0 : 5000;
@@ -100,8 +108,9 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         d->user = mx ? rep(a, TN_PROTO_ID_MAX, 'u') : S(mn ? "" : "etl");
         d->noop_success = !mn;
         d->noop_duration_ms = u64;
-        d->noop_outputs = mx ? many_pairs(a, 10, TN_PROTO_VALUE_MAX) : mn ? (tn_pairs){NULL, 0}
-                                                                         : pairs(a, 2, 3);
+        d->noop_outputs = mx ? many_pairs(a, 10, TN_PROTO_VALUE_MAX) :
+                          mn ? (tn_pairs){NULL, 0} :
+                               pairs(a, 2, 3);
         d->deadline_ns = mx ? INT64_MAX : mn ? INT64_MIN : 1795000000123456789ll;
         d->worker_epoch = u64;
         break;
@@ -117,16 +126,14 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         m->persisted.task = u64;
         m->persisted.attempt = u32;
         break;
-    case TN_MSG_RECONCILE:
-        m->reconcile.epoch = u64;
-        break;
+    case TN_MSG_RECONCILE: m->reconcile.epoch = u64; break;
     case TN_MSG_ACCEPTED:
         m->accepted.report_id = u64;
         m->accepted.task = u64;
         m->accepted.attempt = u32;
         m->accepted.pid = mx ? INT64_MAX : mn ? 0 : 31337;
-        m->accepted.containment = mx ? rep(a, TN_PROTO_CONTAINMENT_MAX, 'k')
-                                     : S(mn ? "" : "cgroup");
+        m->accepted.containment =
+            mx ? rep(a, TN_PROTO_CONTAINMENT_MAX, 'k') : S(mn ? "" : "cgroup");
         break;
     case TN_MSG_RESULT:
         m->result.report_id = u64;
@@ -135,8 +142,9 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         m->result.success = mx;
         m->result.exit_code = mx ? INT64_MAX : mn ? INT64_MIN : -9;
         m->result.reason = mx ? rep(a, TN_PROTO_REASON_MAX, 'r') : S(mn ? "" : "killed");
-        m->result.outputs = mx ? many_pairs(a, TN_PROTO_PAIRS_MAX, 0) : mn ? (tn_pairs){NULL, 0}
-                                                                        : pairs(a, 1, 8);
+        m->result.outputs = mx ? many_pairs(a, TN_PROTO_PAIRS_MAX, 0) :
+                            mn ? (tn_pairs){NULL, 0} :
+                                 pairs(a, 1, 8);
         break;
     case TN_MSG_KILL_RESULT: {
         tn_msg_kill_result *k = &m->kill_result;
@@ -186,7 +194,11 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
             memset(kb + i * TN_PROTO_KEY_MAX, 'q', l);
             for (int d = 3; d >= 0; d--) /* a unique four-digit prefix */
                 kb[i * TN_PROTO_KEY_MAX + (uint32_t)(3 - d)] =
-                    (char)('0' + (i / (d == 3 ? 1000 : d == 2 ? 100 : d == 1 ? 10 : 1)) % 10);
+                    (char)('0' + (i / (d == 3 ? 1000 :
+                                       d == 2 ? 100 :
+                                       d == 1 ? 10 :
+                                                1)) %
+                                     10);
             gv[i] = (tn_gauge){{kb + i * TN_PROTO_KEY_MAX, l}, mx ? UINT64_MAX - i : i};
         }
         h->gauges = (tn_gauges){gv, nga};
@@ -311,8 +323,7 @@ static tn_err cb_fields(void *arg, tn_str sender, const tn_msg *m)
         cr_assert_eq(m->kill_result.survivors.n, TN_PROTO_PIDS_MAX);
         cr_assert(tn_str_eq(m->kill_result.survivors.v[1].state, "D"));
         break;
-    default:
-        cr_assert_fail("unexpected %s", tn_msg_name(m->type));
+    default: cr_assert_fail("unexpected %s", tn_msg_name(m->type));
     }
     (*n)++;
     return TN_OK;
@@ -336,7 +347,9 @@ Test(proto, fields_decoded)
 
 Test(proto, frame_with_many_messages)
 {
-    enum { N = 20000 };
+    enum {
+        N = 20000
+    };
     arena a = {{0}, 0};
     tn_msg *m = amalloc(&a, N * sizeof(*m));
     tn_msg proto[TN_MSG__MAX];
@@ -365,13 +378,13 @@ Test(proto, encoder_refuses_what_the_decoder_would)
     arena a = {{0}, 0};
     tn_buf b = {0};
     tn_msg m;
-#define REFUSE(t, stmt, err)                                                                  \
-    do {                                                                                      \
-        fill(&a, &m, t, V_TYPICAL);                                                           \
-        stmt;                                                                                 \
-        b.size = 0;                                                                           \
-        cr_assert_eq(tn_msg_encode(&m, &b), err, "%s", #stmt);                                \
-        cr_assert_eq(b.size, 0, "nothing written: %s", #stmt);                                \
+#define REFUSE(t, stmt, err)                                   \
+    do {                                                       \
+        fill(&a, &m, t, V_TYPICAL);                            \
+        stmt;                                                  \
+        b.size = 0;                                            \
+        cr_assert_eq(tn_msg_encode(&m, &b), err, "%s", #stmt); \
+        cr_assert_eq(b.size, 0, "nothing written: %s", #stmt); \
     } while (0)
     REFUSE(TN_MSG_DISPATCH, m.dispatch.name = rep(&a, TN_PROTO_ID_MAX + 1, 'n'), TN_ERR_TOOBIG);
     REFUSE(TN_MSG_DISPATCH, m.dispatch.name = S(""), TN_ERR_INVAL);
@@ -597,12 +610,8 @@ static tn_err cb_bounds(void *arg, tn_str sender, const tn_msg *m)
         pairs_in(b, m->dispatch.params);
         pairs_in(b, m->dispatch.noop_outputs);
         break;
-    case TN_MSG_KILL:
-        in_frame(b, m->kill.reason);
-        break;
-    case TN_MSG_ACCEPTED:
-        in_frame(b, m->accepted.containment);
-        break;
+    case TN_MSG_KILL: in_frame(b, m->kill.reason); break;
+    case TN_MSG_ACCEPTED: in_frame(b, m->accepted.containment); break;
     case TN_MSG_RESULT:
         in_frame(b, m->result.reason);
         pairs_in(b, m->result.outputs);
@@ -620,8 +629,7 @@ static tn_err cb_bounds(void *arg, tn_str sender, const tn_msg *m)
         for (uint32_t i = 0; i < m->heartbeat.gauges.n; i++)
             in_frame(b, m->heartbeat.gauges.v[i].key);
         break;
-    default:
-        break;
+    default: break;
     }
     b->msgs++;
     return TN_OK;
@@ -689,14 +697,23 @@ typedef struct raw {
     msgpack_packer pk;
 } raw;
 
-static void w(raw *r, const void *p, size_t n) { msgpack_sbuffer_write(&r->sb, p, n); }
+static void w(raw *r, const void *p, size_t n)
+{
+    msgpack_sbuffer_write(&r->sb, p, n);
+}
 static void ws(raw *r, const char *s)
 {
     msgpack_pack_str(&r->pk, strlen(s));
     msgpack_pack_str_body(&r->pk, s, strlen(s));
 }
-static void wu(raw *r, uint64_t v) { msgpack_pack_uint64(&r->pk, v); }
-static void wa(raw *r, uint32_t n) { msgpack_pack_array(&r->pk, n); }
+static void wu(raw *r, uint64_t v)
+{
+    msgpack_pack_uint64(&r->pk, v);
+}
+static void wa(raw *r, uint32_t n)
+{
+    msgpack_pack_array(&r->pk, n);
+}
 /* [version, "m", [ ...n messages follow */
 static void head(raw *r, uint32_t n)
 {
@@ -1213,7 +1230,8 @@ CASE(c_dispatch_empty_name)
 CASE(c_nested_deep)
 {
     head(r, 1);
-    for (int i = 0; i < 100000; i++) w(r, "\x91", 1);
+    for (int i = 0; i < 100000; i++)
+        w(r, "\x91", 1);
     wu(r, 1);
 }
 
@@ -1222,7 +1240,8 @@ CASE(c_nested_field)
     head(r, 1);
     wa(r, 2);
     wu(r, TN_MSG_RECONCILE);
-    for (int i = 0; i < 1000; i++) w(r, "\x91", 1);
+    for (int i = 0; i < 1000; i++)
+        w(r, "\x91", 1);
     wu(r, 1);
 }
 
@@ -1311,8 +1330,8 @@ Test(proto, malformed_corpus)
             memcpy(buf, r.sb.data, r.sb.size);
         tn_errmsg em = {{0}};
         tn_err e = tn_frame_decode(buf, r.sb.size, cb_never, NULL, &em);
-        cr_expect_eq(e, cases[i].want, "%s: got %s (%s), want %s", cases[i].name,
-                     tn_errname(e), em.text, tn_errname(cases[i].want));
+        cr_expect_eq(e, cases[i].want, "%s: got %s (%s), want %s", cases[i].name, tn_errname(e),
+                     em.text, tn_errname(cases[i].want));
         cr_expect_neq(em.text[0], '\0', "%s: no message", cases[i].name);
         free(buf);
         msgpack_sbuffer_destroy(&r.sb);

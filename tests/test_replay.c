@@ -15,7 +15,10 @@
 
 static char *dir;
 
-static void setup(void) { dir = tu_tmpdir(); }
+static void setup(void)
+{
+    dir = tu_tmpdir();
+}
 
 static void teardown(void)
 {
@@ -36,12 +39,12 @@ static uint64_t record(const char *d, int nwf)
     for (int w = 0; w < nwf; w++) {
         uint64_t wf = tn_evlog_new_wf_id(l);
         tn_event ev;
-#define ADD(M, E, T)                                                                     \
-    do {                                                                                 \
-        tn_event_init(&ev, M, E, wf, T);                                                 \
-        ev.actor = TN_STR("master:t");                                                   \
-        tn_event_set_int(&ev, "attempt", 1);                                             \
-        cr_assert_eq(tn_evlog_add(l, &ev, &m), TN_OK, "%s", m.text);               \
+#define ADD(M, E, T)                                                 \
+    do {                                                             \
+        tn_event_init(&ev, M, E, wf, T);                             \
+        ev.actor = TN_STR("master:t");                               \
+        tn_event_set_int(&ev, "attempt", 1);                         \
+        cr_assert_eq(tn_evlog_add(l, &ev, &m), TN_OK, "%s", m.text); \
     } while (0)
         ADD(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, 0);
         ADD(TN_MACHINE_WORKFLOW, TN_WF_E_START, 0);
@@ -50,8 +53,8 @@ static uint64_t record(const char *d, int nwf)
             ADD(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, t);
             ADD(TN_MACHINE_TASK, TN_TASK_E_DISPATCH, t);
             ADD(TN_MACHINE_TASK, TN_TASK_E_RUNNING, t);
-            ADD(TN_MACHINE_TASK, (w % 3 == 2 && i == 2) ? TN_TASK_E_FAILED : TN_TASK_E_SUCCEEDED,
-                t);
+            ADD(TN_MACHINE_TASK,
+                (w % 3 == 2 && i == 2) ? TN_TASK_E_FAILED : TN_TASK_E_SUCCEEDED, t);
             ADD(TN_MACHINE_WORKFLOW, TN_WF_E_TASK_FINISHED, 0);
         }
         ADD(TN_MACHINE_WORKFLOW, w % 3 == 2 ? TN_WF_E_FAILED : TN_WF_E_SUCCEED, 0);

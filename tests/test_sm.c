@@ -135,13 +135,15 @@ static void check_table_against_spec(const tn_sm *m, const char *name)
         int event = tn_sm_event_id(m, t->event);
         tn_sm_trans next;
 
-        cr_assert_geq(from, 0, "%s:%d: state %s unknown to the table", s->path, t->line, t->from);
-        cr_assert_geq(event, 0, "%s:%d: event %s unknown to the table", s->path, t->line, t->event);
+        cr_assert_geq(from, 0, "%s:%d: state %s unknown to the table", s->path, t->line,
+                      t->from);
+        cr_assert_geq(event, 0, "%s:%d: event %s unknown to the table", s->path, t->line,
+                      t->event);
         next = tn_sm_next(m, (unsigned)from, (unsigned)event);
         cr_expect_neq(next.to, TN_SM_ILLEGAL, "%s:%d: %s + %s is illegal in the table", s->path,
                       t->line, t->from, t->event);
-        cr_expect_str_eq(tn_sm_state_name(m, next.to), t->to, "%s:%d: %s + %s", s->path, t->line,
-                         t->from, t->event);
+        cr_expect_str_eq(tn_sm_state_name(m, next.to), t->to, "%s:%d: %s + %s", s->path,
+                         t->line, t->from, t->event);
     }
     cr_expect_eq(count_legal(m), (unsigned)s->ntrans, "%s: table has %u legal entries, spec %d",
                  s->path, count_legal(m), s->ntrans);
@@ -284,8 +286,8 @@ Test(sm_semantics, task_final_states_left_only_by_explicit_events)
                 continue;
             cr_expect(in_list(tn_sm_event_name(m, e), leave), "task: final %s accepts %s",
                       tn_sm_state_name(m, s), tn_sm_event_name(m, e));
-            cr_expect_neq(t.to, s, "task: %s + %s stays in a final state", tn_sm_state_name(m, s),
-                          tn_sm_event_name(m, e));
+            cr_expect_neq(t.to, s, "task: %s + %s stays in a final state",
+                          tn_sm_state_name(m, s), tn_sm_event_name(m, e));
         }
     }
 }
@@ -312,8 +314,9 @@ Test(sm_semantics, workflow_final_states_only_recover_rerun)
             continue;
         for (unsigned e = 0; e < m->nevents; e++)
             if (tn_sm_next(m, s, e).to != TN_SM_ILLEGAL)
-                cr_expect(in_list(tn_sm_event_name(m, e), allowed), "workflow: final %s accepts %s",
-                          tn_sm_state_name(m, s), tn_sm_event_name(m, e));
+                cr_expect(in_list(tn_sm_event_name(m, e), allowed),
+                          "workflow: final %s accepts %s", tn_sm_state_name(m, s),
+                          tn_sm_event_name(m, e));
     }
 }
 
@@ -412,11 +415,11 @@ Test(sm_names, ids_and_names_round_trip)
 
         cr_assert_not_null(m);
         for (unsigned s = 0; s < m->nstates; s++)
-            cr_expect_eq(tn_sm_state_id(m, tn_sm_state_name(m, s)), (int)s, "%s state %u", m->name,
-                         s);
+            cr_expect_eq(tn_sm_state_id(m, tn_sm_state_name(m, s)), (int)s, "%s state %u",
+                         m->name, s);
         for (unsigned e = 0; e < m->nevents; e++)
-            cr_expect_eq(tn_sm_event_id(m, tn_sm_event_name(m, e)), (int)e, "%s event %u", m->name,
-                         e);
+            cr_expect_eq(tn_sm_event_id(m, tn_sm_event_name(m, e)), (int)e, "%s event %u",
+                         m->name, e);
         cr_expect_str_eq(tn_sm_state_name(m, 0), "NEW");
     }
 }
@@ -480,7 +483,8 @@ static void check_renderings(const tn_sm *m, const char *name)
     int rows = 0, edges = 0, doubles = 0;
 
     snprintf(header, sizeof header, "digraph %s {\n", name);
-    cr_expect_eq(strncmp(m->dot, header, strlen(header)), 0, "%s.dot starts: %.40s", name, m->dot);
+    cr_expect_eq(strncmp(m->dot, header, strlen(header)), 0, "%s.dot starts: %.40s", name,
+                 m->dot);
     snprintf(header, sizeof header, "## %s state machine\n", name);
     cr_expect_eq(strncmp(m->md, header, strlen(header)), 0, "%s.md starts: %.40s", name, m->md);
 
@@ -567,7 +571,8 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 static void run_done(run *r)
 {
-    cr_expect_eq(nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0, "cannot remove %s", r->dir);
+    cr_expect_eq(nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0, "cannot remove %s",
+                 r->dir);
 }
 
 /* Runs smgen --out-dir r->out on the given specs; fills r->status and r->err. */
@@ -651,12 +656,12 @@ static void expect_rejected(const char *text, int line, const char *why)
     run_done(&r);
 }
 
-#define GOOD_HEAD                                                                                  \
-    "# a small valid machine\n"                                                                    \
-    "machine task T\n"                                                                             \
-    "states A B\n"                                                                                 \
-    "initial A\n"                                                                                  \
-    "final B\n"                                                                                    \
+#define GOOD_HEAD               \
+    "# a small valid machine\n" \
+    "machine task T\n"          \
+    "states A B\n"              \
+    "initial A\n"               \
+    "final B\n"                 \
     "events GO DONE\n"
 
 Test(smgen, accepts_a_valid_spec)
@@ -847,7 +852,8 @@ Test(sm_render, docs_show_current_tables)
     doc[n] = '\0';
     fclose(f);
     cr_expect_not_null(strstr(doc, tn_sm_workflow.md),
-                       "%s is out of date: paste build/statemachines/workflow.md into it", path);
+                       "%s is out of date: paste build/statemachines/workflow.md into it",
+                       path);
     cr_expect_not_null(strstr(doc, tn_sm_task.md),
                        "%s is out of date: paste build/statemachines/task.md into it", path);
 }
@@ -867,7 +873,8 @@ static int coverage_run(const char *lines, bool all, char *out, size_t outsz)
             for (unsigned e = 0; e < m->nevents; e++)
                 if (tn_sm_next(m, s, e).to != TN_SM_ILLEGAL)
                     fprintf(f, "%s %s %s %s 1\n", m->name, tn_sm_state_name(m, s),
-                            tn_sm_event_name(m, e), tn_sm_state_name(m, tn_sm_next(m, s, e).to));
+                            tn_sm_event_name(m, e),
+                            tn_sm_state_name(m, tn_sm_next(m, s, e).to));
     }
     fputs(lines, f);
     fclose(f);
@@ -889,8 +896,9 @@ Test(sm_coverage, passes_only_when_every_line_is_reached_and_nothing_else)
     static char out[1 << 16];
     cr_expect_eq(coverage_run("", true, out, sizeof out), 0, "%s", out);
     cr_expect_null(strstr(out, "NEVER REACHED"), "%s", out);
-    cr_expect_eq(coverage_run("workflow NEW SUBMIT SUBMITTED_SUCCESS 3\n", false, out,
-                              sizeof out), 1, "%s", out);
+    cr_expect_eq(
+        coverage_run("workflow NEW SUBMIT SUBMITTED_SUCCESS 3\n", false, out, sizeof out), 1,
+        "%s", out);
     cr_expect_not_null(strstr(out, "NEVER REACHED"), "%s", out);
     cr_expect_eq(coverage_run("workflow SUCCESS PAUSE READY_PAUSE 1\n", true, out, sizeof out),
                  1, "%s", out);

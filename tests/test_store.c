@@ -29,7 +29,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return remove(path);
 }
 
-static void rm_rf(const char *path) { (void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_rf(const char *path)
+{
+    (void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static void setup(void)
 {
@@ -38,7 +41,10 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(tmp));
 }
 
-static void teardown(void) { rm_rf(tmp); }
+static void teardown(void)
+{
+    rm_rf(tmp);
+}
 
 TestSuite(store, .init = setup, .fini = teardown);
 
@@ -67,7 +73,10 @@ static tn_store *create_ok(const char *dir)
     return open_ok(dir, (tn_store_opts){.create = true});
 }
 
-static void key64(uint8_t k[8], uint64_t v) { tn_put_be64(k, v); }
+static void key64(uint8_t k[8], uint64_t v)
+{
+    tn_put_be64(k, v);
+}
 
 /* A value that names its own key, so a reader can check it belongs where it is. */
 static size_t make_val(uint8_t *buf, size_t len, uint64_t n)
@@ -230,8 +239,7 @@ Test(store, open_dir_without_data_is_noent_and_creates_nothing)
     cr_assert_not_null(strstr(m.text, tmp), "message: %s", m.text);
     cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
     cr_assert_neq(access(sub("data.mdb"), F_OK), 0);
-    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
-                 TN_ERR_NOENT);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m), TN_ERR_NOENT);
 }
 
 Test(store, open_garbage_is_corrupt_naming_the_file)
@@ -246,8 +254,8 @@ Test(store, open_garbage_is_corrupt_naming_the_file)
     tn_store *s = NULL;
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_CORRUPT);
     cr_assert_not_null(strstr(m.text, path), "message: %s", m.text);
-    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
-                 TN_ERR_CORRUPT, "create must never overwrite a damaged file");
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m), TN_ERR_CORRUPT,
+                 "create must never overwrite a damaged file");
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
                  TN_ERR_CORRUPT);
     cr_assert_null(s);
@@ -269,8 +277,7 @@ Test(store, open_other_format_is_version)
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_VERSION);
     cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
     cr_assert_not_null(strstr(m.text, "format 2"), "message: %s", m.text);
-    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
-                 TN_ERR_VERSION);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m), TN_ERR_VERSION);
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
                  TN_ERR_VERSION);
 
@@ -347,23 +354,22 @@ Test(store, events_without_format_is_corrupt)
     tn_errmsg m = {{0}};
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_CORRUPT);
     cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
-    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
-                 TN_ERR_CORRUPT, "create must not adopt a log without a format");
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m), TN_ERR_CORRUPT,
+                 "create must not adopt a log without a format");
 }
 
 Test(store, open_rejects_contradictory_options)
 {
     tn_store *s = NULL;
-    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true, .read_only = true}, &s,
-                               NULL),
-                 TN_ERR_INVAL);
-    cr_assert_eq(tn_store_open(tmp,
-                               &(tn_store_opts){.create = true, .map_size = 8 * MIB,
-                                                .map_max = 4 * MIB},
-                               &s, NULL),
-                 TN_ERR_INVAL);
-    cr_assert_eq(tn_store_open(NULL, &(tn_store_opts){.create = true}, &s, NULL),
-                 TN_ERR_INVAL);
+    cr_assert_eq(
+        tn_store_open(tmp, &(tn_store_opts){.create = true, .read_only = true}, &s, NULL),
+        TN_ERR_INVAL);
+    cr_assert_eq(
+        tn_store_open(tmp,
+                      &(tn_store_opts){.create = true, .map_size = 8 * MIB, .map_max = 4 * MIB},
+                      &s, NULL),
+        TN_ERR_INVAL);
+    cr_assert_eq(tn_store_open(NULL, &(tn_store_opts){.create = true}, &s, NULL), TN_ERR_INVAL);
     cr_assert_null(s);
 }
 
@@ -459,8 +465,7 @@ Test(store, batch_grows_and_keeps_every_copy)
         uint8_t k[8];
         key64(k, i);
         make_val(v, i == 2500 ? 4096 : 150, i);
-        cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, i == 2500 ? 4096 : 150),
-                     TN_OK);
+        cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, i == 2500 ? 4096 : 150), TN_OK);
         memset(v, 0, sizeof(v));
         memset(k, 0, sizeof(k));
     }
@@ -562,9 +567,9 @@ Test(store, by_wf_duplicates_sorted)
         add_dup(b, 8, seqs[i] + 2000);
     }
     add_dup(b, 7, 12); /* the same pair again: kept once */
-    cr_assert_eq(tn_batch_append(b, TN_DB_BY_WF, "\0\0\0\0\0\0\0\x07", 8,
-                                 "\0\0\0\0\0\0\x10\0", 8),
-                 TN_OK); /* append in by_wf adds a duplicate anywhere */
+    cr_assert_eq(
+        tn_batch_append(b, TN_DB_BY_WF, "\0\0\0\0\0\0\0\x07", 8, "\0\0\0\0\0\0\x10\0", 8),
+        TN_OK); /* append in by_wf adds a duplicate anywhere */
     commit_ok(s, b);
 
     uint64_t got[16];
@@ -690,8 +695,8 @@ Test(store, read_txn_is_a_snapshot)
 
 Test(store, map_grows_up_to_max)
 {
-    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
-                                                .map_max = 64 * MIB});
+    tn_store *s =
+        open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB, .map_max = 64 * MIB});
     tn_store_stat st;
     cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
     cr_assert_eq(st.map_size, MIB);
@@ -791,8 +796,8 @@ Test(store, full_map_refuses_and_loses_nothing)
 
 Test(store, grow_while_this_thread_reads_is_busy_not_deadlock)
 {
-    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
-                                                .map_max = 16 * MIB});
+    tn_store *s =
+        open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB, .map_max = 16 * MIB});
     append_events(s, 1, 2, 64);
     tn_rtxn *t;
     cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
@@ -873,8 +878,8 @@ static void *reader_main(void *p)
 
 Test(store, readers_in_other_threads_survive_growth, .timeout = 120)
 {
-    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
-                                                .map_max = 64 * MIB});
+    tn_store *s =
+        open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB, .map_max = 64 * MIB});
     struct reader_arg a = {.s = s};
     pthread_t th[3];
     for (int i = 0; i < 3; i++)
@@ -974,8 +979,8 @@ static int child_reader(const char *dir, int to_parent, int from_parent)
 
 Test(store, read_only_follows_a_writer_in_another_process)
 {
-    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB,
-                                                .map_max = 64 * MIB});
+    tn_store *s =
+        open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB, .map_max = 64 * MIB});
     append_events(s, 1, 11, 2048);
     int up[2], down[2];
     cr_assert_eq(pipe2(up, O_CLOEXEC), 0);
@@ -999,8 +1004,7 @@ Test(store, read_only_follows_a_writer_in_another_process)
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status));
-    cr_assert_eq(WEXITSTATUS(status), 0, "reader child failed at step %d",
-                 WEXITSTATUS(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "reader child failed at step %d", WEXITSTATUS(status));
     close(up[0]);
     close(down[1]);
     tn_store_close(s);

@@ -131,13 +131,18 @@ static tn_err send_retry(tn_tx tx, const void *buf, size_t len)
 
 /* ---- schemes ---------------------------------------------------------------------------- */
 
-typedef enum { SC_INPROC, SC_IPC, SC_TCP, SC_TLS } scheme;
+typedef enum {
+    SC_INPROC,
+    SC_IPC,
+    SC_TCP,
+    SC_TLS
+} scheme;
 
 typedef struct env {
     scheme sc;
-    char *dir;            /* ipc: the socket's temp dir, removed at the end */
-    char url[256];        /* where the receiver listens (":0" for tcp) */
-    char fixed_url[256];  /* a URL known before listening, for listen-after-dial */
+    char *dir;           /* ipc: the socket's temp dir, removed at the end */
+    char url[256];       /* where the receiver listens (":0" for tcp) */
+    char fixed_url[256]; /* a URL known before listening, for listen-after-dial */
     char certs[PATH_MAX];
     char ca[PATH_MAX + 32], srv_cert[PATH_MAX + 32], srv_key[PATH_MAX + 32];
     char cli_cert[PATH_MAX + 32], cli_key[PATH_MAX + 32];
@@ -272,7 +277,10 @@ static tn_tx dial_fixed(env *e)
 
 static void t_order(scheme sc)
 {
-    enum { N = 10000, LEN = 64 };
+    enum {
+        N = 10000,
+        LEN = 64
+    };
     env e;
     sink s;
     tn_tx rx, tx;
@@ -329,7 +337,9 @@ static void t_big(scheme sc)
 
 static void t_listen_after_dial(scheme sc)
 {
-    enum { N = 10 };
+    enum {
+        N = 10
+    };
     env e;
     sink s;
     env_init(&e, sc);
@@ -607,7 +617,9 @@ static void t_recv_bound(scheme sc)
  * while the connection is gone may be lost; none may arrive twice or out of order. */
 static void t_peer_comes_back(scheme sc)
 {
-    enum { ROUNDS = 4 };
+    enum {
+        ROUNDS = 4
+    };
     env e;
     sink s;
     env_init(&e, sc);
@@ -661,15 +673,36 @@ static void t_peer_comes_back(scheme sc)
 
 /* A peer that drops a connection mid-write must not kill the process: nng writes to
  * sockets with plain writes, so SIGPIPE is ignored (the daemons do the same). */
-__attribute__((constructor)) static void ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+__attribute__((constructor)) static void ignore_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+}
 
-#define SUITE(name, sc)                                                                       \
-    Test(name, order_10k_exactly_once) { t_order(sc); }                                      \
-    Test(name, message_of_4_mib) { t_big(sc); }                                               \
-    Test(name, listen_after_dial) { t_listen_after_dial(sc); }                                \
-    Test(name, close_while_sending) { t_close_while_sending(sc); }                            \
-    Test(name, receive_bound) { t_recv_bound(sc); }                                           \
-    Test(name, peer_comes_back) { t_peer_comes_back(sc); }
+#define SUITE(name, sc)                \
+    Test(name, order_10k_exactly_once) \
+    {                                  \
+        t_order(sc);                   \
+    }                                  \
+    Test(name, message_of_4_mib)       \
+    {                                  \
+        t_big(sc);                     \
+    }                                  \
+    Test(name, listen_after_dial)      \
+    {                                  \
+        t_listen_after_dial(sc);       \
+    }                                  \
+    Test(name, close_while_sending)    \
+    {                                  \
+        t_close_while_sending(sc);     \
+    }                                  \
+    Test(name, receive_bound)          \
+    {                                  \
+        t_recv_bound(sc);              \
+    }                                  \
+    Test(name, peer_comes_back)        \
+    {                                  \
+        t_peer_comes_back(sc);         \
+    }
 
 SUITE(inproc, SC_INPROC)
 SUITE(ipc, SC_IPC)
@@ -1048,8 +1081,14 @@ static tn_err mock_send(void *self, const void *buf, size_t len)
     return e;
 }
 
-static tn_err mock_none(void *self, const char *url, tn_errmsg *msg) { return TN_ERR_UNSUPPORTED; }
-static tn_err mock_bound(void *self, char *buf, size_t cap) { return TN_ERR_NOENT; }
+static tn_err mock_none(void *self, const char *url, tn_errmsg *msg)
+{
+    return TN_ERR_UNSUPPORTED;
+}
+static tn_err mock_bound(void *self, char *buf, size_t cap)
+{
+    return TN_ERR_NOENT;
+}
 static void mock_close(void *self)
 {
     mock *m = self;
@@ -1065,7 +1104,7 @@ static void mock_free(void *self)
     free(m);
 }
 
-static const tn_tx_ops mock_ops = {"mock",    mock_none,  mock_none, mock_send,
+static const tn_tx_ops mock_ops = {"mock",     mock_none,  mock_none, mock_send,
                                    mock_bound, mock_close, mock_free};
 
 static mock *mock_new(void)
@@ -1161,7 +1200,9 @@ Test(fault, busy_inner_loses_nothing)
 
 Test(fault, counters_match_arrivals_over_nng)
 {
-    enum { N = 3000 };
+    enum {
+        N = 3000
+    };
     env e;
     sink s;
     tn_tx rx, raw_tx, tx;
@@ -1170,7 +1211,9 @@ Test(fault, counters_match_arrivals_over_nng)
     pair(&e, &s, 0, &rx, &raw_tx);
     tn_fault_opts f;
     cr_assert_eq(tn_fault_opts_parse("seed=7,drop=0.1,dup=0.1,delay=0.1,reorder=0.1,"
-                                     "max_delay_ms=20", &f, NULL), TN_OK);
+                                     "max_delay_ms=20",
+                                     &f, NULL),
+                 TN_OK);
     cr_assert_eq(tn_tx_fault_wrap(raw_tx, &f, &tx), TN_OK);
     unsigned char buf[32];
     for (uint64_t i = 0; i < N; i++) {
@@ -1216,7 +1259,9 @@ Test(fault, parse)
     tn_fault_opts f;
     tn_errmsg em = {{0}};
     cr_assert_eq(tn_fault_opts_parse("seed=42,drop=0.05,dup=0.05,delay=0.1,max_delay_ms=50,"
-                                     "reorder=0.05", &f, &em), TN_OK);
+                                     "reorder=0.05",
+                                     &f, &em),
+                 TN_OK);
     cr_assert_eq(f.seed, 42);
     cr_assert_float_eq(f.drop, 0.05, 1e-12);
     cr_assert_float_eq(f.dup, 0.05, 1e-12);
@@ -1229,8 +1274,9 @@ Test(fault, parse)
     cr_assert_eq(tn_fault_opts_parse(" drop = 1 , seed=0x10,", &f, &em), TN_OK, "%s", em.text);
     cr_assert_eq(f.drop, 1.0);
     cr_assert_eq(f.seed, 16);
-    static const char *bad[] = {"drop=1.5", "drop=-0.1", "drop=x", "drop=", "nope=1", "drop",
-                                "seed=-1", "max_delay_ms=99999999", "delay=nan", "dup=0.5x"};
+    static const char *bad[] = {"drop=1.5",  "drop=-0.1", "drop=x",  "drop=",
+                                "nope=1",    "drop",      "seed=-1", "max_delay_ms=99999999",
+                                "delay=nan", "dup=0.5x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(tn_fault_opts_parse(bad[i], &f, &em), TN_ERR_PARSE, "%s", bad[i]);
         cr_assert_neq(em.text[0], '\0');
@@ -1279,4 +1325,7 @@ __attribute__((constructor)) static void quiet_logs(void)
  * tests make the rpc server close and replace such listeners, which it made in listen_ipc.
  * Nothing else is suppressed. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:nng_send\nleak:listen_ipc\n"; }
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:nng_send\nleak:listen_ipc\n";
+}

@@ -50,7 +50,10 @@ void tn_json_str(FILE *f, const char *s, size_t n)
     fputc('"', f);
 }
 
-void tn_json_cstr(FILE *f, const char *s) { tn_json_str(f, s, strlen(s)); }
+void tn_json_cstr(FILE *f, const char *s)
+{
+    tn_json_str(f, s, strlen(s));
+}
 
 bool tn_cli_u64(const char *s, uint64_t *out)
 {

@@ -15,9 +15,9 @@
 
 typedef struct tn_cli_cmd {
     const char *name;
-    const char *summary;     /* one line for `tern help` */
-    const char *usage;       /* `tern CMD --help` of a command without an option table */
-    const tn_opt_cmd *spec;  /* its option table: `--help` is generated from it */
+    const char *summary;    /* one line for `tern help` */
+    const char *usage;      /* `tern CMD --help` of a command without an option table */
+    const tn_opt_cmd *spec; /* its option table: `--help` is generated from it */
     int (*run)(int argc, char **argv);
 } tn_cli_cmd;
 
@@ -49,13 +49,17 @@ void tn_cli_wait_signal(sigset_t set);
 extern const char *const tn_daemon_cfg_keys[];
 
 /* The TLS options of the daemons (fields tls_cert, tls_key, tls_ca of T). */
-#define TN_DAEMON_TLS_OPTS(T)                                                      \
-    {"tls-cert", 0, TN_OPT_STR, offsetof(T, tls_cert), "F",                        \
-     .help = "this daemon's certificate (PEM), for tls+tcp:// URLs", TN_OPT_CFG},  \
-        {"tls-key", 0, TN_OPT_STR, offsetof(T, tls_key), "F",                      \
-         .help = "its private key (PEM)", TN_OPT_CFG},                             \
-        {"tls-ca", 0, TN_OPT_STR, offsetof(T, tls_ca), "F",                        \
-         .help = "the CA that signs the other end's certificate", TN_OPT_CFG}
+#define TN_DAEMON_TLS_OPTS(T)                                                                  \
+    {"tls-cert", 0,                                                                            \
+     TN_OPT_STR, offsetof(T, tls_cert),                                                        \
+     "F",        .help = "this daemon's certificate (PEM), for tls+tcp:// URLs",               \
+     TN_OPT_CFG},                                                                              \
+        {"tls-key", 0, TN_OPT_STR, offsetof(T, tls_key), "F", .help = "its private key (PEM)", \
+         TN_OPT_CFG},                                                                          \
+    {                                                                                          \
+        "tls-ca", 0, TN_OPT_STR, offsetof(T, tls_ca), "F",                                     \
+            .help = "the CA that signs the other end's certificate", TN_OPT_CFG                \
+    }
 
 /* ---- the control client (client.c) ------------------------------------------------- */
 
@@ -68,20 +72,23 @@ typedef struct tn_ctl_common {
     bool json;
 } tn_ctl_common;
 
-#define TN_CTL_COMMON_OPTS(T)                                                      \
-    {"master", 0, TN_OPT_STR, offsetof(T, c.master), "URL",                        \
-     .help = "the master's control socket (default: ipc://DATA/master.ctl)"},     \
-        {"data", 0, TN_OPT_STR, offsetof(T, c.data), "DIR",                        \
-         .help = "the data directory whose master to reach (default ./tern-data)"}, \
-        {"json", 0, TN_OPT_FLAG, offsetof(T, c.json), NULL,                        \
-         .help = "print JSON for scripts"}
+#define TN_CTL_COMMON_OPTS(T)                                                                   \
+    {"master",   0,                                                                             \
+     TN_OPT_STR, offsetof(T, c.master),                                                         \
+     "URL",      .help = "the master's control socket (default: ipc://DATA/master.ctl)"},       \
+        {"data",     0,                                                                         \
+         TN_OPT_STR, offsetof(T, c.data),                                                       \
+         "DIR",      .help = "the data directory whose master to reach (default ./tern-data)"}, \
+    {                                                                                           \
+        "json", 0, TN_OPT_FLAG, offsetof(T, c.json), NULL, .help = "print JSON for scripts"     \
+    }
 
 /* Where the master of these options listens: --master, else ipc://DATA/master.ctl. */
 void tn_client_url(const tn_ctl_common *o, char *url, size_t len);
 /* One request to url; decodes the reply into rep, whose strings point into *raw (the
  * caller frees *raw). Prints why and returns 1 when no valid reply came. */
-int tn_client_call(const char *cmd, const char *url, const char *data,
-                   struct tn_ctl_req *r, struct tn_ctl_rep *rep, void **raw);
+int tn_client_call(const char *cmd, const char *url, const char *data, struct tn_ctl_req *r,
+                   struct tn_ctl_rep *rep, void **raw);
 /* Print a reply (its JSON with --json, else its text); returns the exit status. */
 int tn_client_show(const char *cmd, bool json, const struct tn_ctl_rep *rep);
 /* Send r (its cmd set to cmd, its actor to user:cli) to the master and print the reply;
@@ -139,11 +146,11 @@ int tn_cmd_worker(int argc, char **argv);
 int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);
 
-extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo,
-    tn_spec_run, tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause,
-    tn_spec_resume, tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill,
-    tn_spec_force_success, tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers,
-    tn_spec_master, tn_spec_worker, tn_spec_standalone, tn_spec_chaos;
+extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo, tn_spec_run,
+    tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
+    tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
+    tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
+    tn_spec_standalone, tn_spec_chaos;
 /* The commands still on getopt, with a hand-written help text. */
 extern const char tn_usage_bench[];
 

@@ -28,8 +28,10 @@ int tn_client_call(const char *cmd, const char *url, const char *data, tn_ctl_re
     tn_buf_free(&b);
     if (e) {
         if (e == TN_ERR_TIMEOUT)
-            return tn_cli_fail(cmd, "%s: no answer within 30s (is the master busy, or not "
-                               "running? `tern master --data %s`)", url, data);
+            return tn_cli_fail(cmd,
+                               "%s: no answer within 30s (is the master busy, or not "
+                               "running? `tern master --data %s`)",
+                               url, data);
         return tn_cli_fail(cmd, "%s", m.text);
     }
     if (tn_ctl_rep_decode(*raw, rl, rep)) {

@@ -15,11 +15,11 @@ typedef struct audit_opts {
     bool json;
 } audit_opts;
 
-static const tn_opt audit_table[] = {
-    {"data", 0, TN_OPT_STR, offsetof(audit_opts, data), "DIR",
-     .help = "the data directory (default ./tern-data)"},
-    {"json", 0, TN_OPT_FLAG, offsetof(audit_opts, json), NULL, .help = "one JSON array of events"},
-    {0}};
+static const tn_opt audit_table[] = {{"data", 0, TN_OPT_STR, offsetof(audit_opts, data), "DIR",
+                                      .help = "the data directory (default ./tern-data)"},
+                                     {"json", 0, TN_OPT_FLAG, offsetof(audit_opts, json), NULL,
+                                      .help = "one JSON array of events"},
+                                     {0}};
 
 const tn_opt_cmd tn_spec_audit = {
     "audit", (const char *const[]){"WF_ID", NULL},
@@ -63,7 +63,8 @@ static int audit_one(void *vctx, const tn_event *ev)
     tn_fmt_time(ev->at, ts, sizeof(ts));
     uint64_t id = ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf;
     if (x->json) {
-        printf("%s{\"seq\":%" PRIu64 ",\"at\":\"%s\",\"actor\":", x->n ? ",\n " : "", ev->seq, ts);
+        printf("%s{\"seq\":%" PRIu64 ",\"at\":\"%s\",\"actor\":", x->n ? ",\n " : "", ev->seq,
+               ts);
         tn_json_str(stdout, ev->actor.p, ev->actor.len);
         printf(",\"machine\":\"%s\",\"id\":%" PRIu64 ",\"event\":\"%s\",\"from\":\"%s\","
                "\"to\":\"%s\",\"attrs\":{",
@@ -117,8 +118,10 @@ int tn_cmd_audit(int argc, char **argv)
         printf("]\n");
     rc = 0;
     if (e == TN_ERR_NOENT)
-        rc = tn_cli_fail("audit", "%s: workflow instance %" PRIu64 " has no events; list "
-                         "instances with `tern replay` or check --data", tn_log_store_path(s), wf);
+        rc = tn_cli_fail("audit",
+                         "%s: workflow instance %" PRIu64 " has no events; list "
+                         "instances with `tern replay` or check --data",
+                         tn_log_store_path(s), wf);
     else if (e)
         rc = tn_cli_fail("audit", "%s: cannot read the events of workflow %" PRIu64 ": %s",
                          tn_log_store_path(s), wf, tn_strerror(e));

@@ -58,7 +58,10 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
     return remove(p);
 }
 
-static void rm_rf(const char *dir) { nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* A synthetic but realistic stream: workflows of 10 tasks, each task submitted,
  * dispatched, sent, running and succeeded, the workflow told, then finished. */
@@ -246,7 +249,8 @@ static int bench_store(const char *base, size_t events, bool quick)
         snprintf(rdir, sizeof(rdir), "%s/raw-b%zu", tmpl, b);
         append_result tr;
         double raw;
-        if (tern_append(tdir, b, total, &tr) || raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
+        if (tern_append(tdir, b, total, &tr) ||
+            raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
             rc = tn_cli_fail("bench", "append run failed (batch %zu)", b);
             break;
         }
@@ -302,9 +306,15 @@ static int bench_store(const char *base, size_t events, bool quick)
 
 /* Resident memory in KiB: "VmRSS" (all), "RssAnon" (the heap: what finished instances
  * would leak into) or "RssFile" (mapped file pages: the LMDB map read so far). */
-static long rss_kb_of(const char *what) { return (long)tn_proc_kb("/proc/self/status", what); }
+static long rss_kb_of(const char *what)
+{
+    return (long)tn_proc_kb("/proc/self/status", what);
+}
 
-static long rss_kb(void) { return rss_kb_of("RssAnon"); }
+static long rss_kb(void)
+{
+    return rss_kb_of("RssAnon");
+}
 
 typedef struct eng {
     tn_engine *e;
@@ -322,7 +332,8 @@ static int eng_open(eng *g, const char *base, const char *name)
         return -1;
     tn_engine_opts o = {.data_dir = g->dir,
                         .log = {.create = true, .map_size = 1u << 30, .map_max = 64ull << 30},
-                        .executor = tn_inproc_executor(g->x), .max_batch = 8192};
+                        .executor = tn_inproc_executor(g->x),
+                        .max_batch = 8192};
     if (tn_engine_open(&o, &g->e, &m)) {
         fprintf(stderr, "tern bench: %s\n", m.text);
         tn_inproc_free(g->x);
@@ -498,7 +509,8 @@ static int engine_chains(const char *tmpl, unsigned nwf, unsigned nlat)
     char rdir[4200];
     snprintf(rdir, sizeof(rdir), "%s/raw-chains", tmpl);
     raw_append(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120, &raw);
-    bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s", raw * nwf * 10.0 / (double)evs);
+    bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s",
+               raw * nwf * 10.0 / (double)evs);
     bench_line("engine.chains.events", (double)evs / secs, "events/s", raw);
     engine_latency(&g, tmpl, nlat);
     eng_close(&g);
@@ -683,8 +695,8 @@ static bool watch_wait(watch *w, const uint64_t *counter, uint64_t after, int64_
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while (*counter <= after && rc != ETIMEDOUT)
-        rc = timeout_ns ? pthread_cond_timedwait(&w->cv, &w->mu, &ts)
-                        : pthread_cond_wait(&w->cv, &w->mu);
+        rc = timeout_ns ? pthread_cond_timedwait(&w->cv, &w->mu, &ts) :
+                          pthread_cond_wait(&w->cv, &w->mu);
     bool ok = *counter > after;
     pthread_mutex_unlock(&w->mu);
     return ok;
@@ -767,7 +779,9 @@ typedef struct dsp {
 /* The master in this process, the worker a real process; wait until it joined. */
 static int dispatch_up(dsp *d)
 {
-    tn_master_opts mo = {.data_dir = d->mdata, .listen_url = d->murl, .ctl_url = d->mctl,
+    tn_master_opts mo = {.data_dir = d->mdata,
+                         .listen_url = d->murl,
+                         .ctl_url = d->mctl,
                          .log = {.map_size = 1u << 30, .map_max = 64ull << 30}};
     tn_errmsg em = {{0}};
     if (tn_master_start(&mo, &d->m, &em))
@@ -780,10 +794,24 @@ static int dispatch_up(dsp *d)
     char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
     self[sl > 0 ? sl : 0] = 0;
-    char *wargv[] = {self, "worker", "--master", d->murl, "--listen", d->wurl, "--data",
-                     d->wdata, "--ctl", d->wctl, "--name", "bench", "--slots", "256",
-                     "--heartbeat", "200ms",
-                     getenv("TERN_BENCH_NO_CGROUP") ? "--no-cgroup" : NULL, NULL};
+    char *wargv[] = {self,
+                     "worker",
+                     "--master",
+                     d->murl,
+                     "--listen",
+                     d->wurl,
+                     "--data",
+                     d->wdata,
+                     "--ctl",
+                     d->wctl,
+                     "--name",
+                     "bench",
+                     "--slots",
+                     "256",
+                     "--heartbeat",
+                     "200ms",
+                     getenv("TERN_BENCH_NO_CGROUP") ? "--no-cgroup" : NULL,
+                     NULL};
     setenv("TERN_LOG_LEVEL", "warn", 1);
     if (posix_spawn(&d->wpid, self, NULL, NULL, wargv, environ) != 0)
         return tn_cli_fail("bench", "cannot start a worker");
@@ -843,7 +871,8 @@ static void dispatch_rates(dsp *d, bool quick)
     y = malloc(cap);
     size_t l = (size_t)snprintf(y, cap, "name: trues\ntasks:\n");
     for (unsigned i = 0; i < nb; i++)
-        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: shell, command: 'true'}\n", i);
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: shell, command: 'true'}\n",
+                              i);
     apply_yaml(d->e, y);
     free(y);
     t0 = tn_mono_ns();
@@ -866,7 +895,8 @@ static void dispatch_latency(dsp *d, bool quick)
     }
     if (lat) {
         bench_line("dispatch.submit_to_started.p50_us", pct(lat, nc, 0.5) / 1000.0, "us", 2000);
-        bench_line("dispatch.submit_to_started.p99_us", pct(lat, nc, 0.99) / 1000.0, "us", 10000);
+        bench_line("dispatch.submit_to_started.p99_us", pct(lat, nc, 0.99) / 1000.0, "us",
+                   10000);
         free(lat);
     }
 }
@@ -882,7 +912,7 @@ static bool dispatch_kill_one(dsp *d, unsigned i, int64_t *out)
     uint64_t tid = 0;
     if (watch_wait(&d->w, &d->w.runnings, runnings, 4 * 1000000000LL))
         tid = watch_get(&d->w, &d->w.running_task); /* the instance's one task */
-    usleep(300000); /* let the tree grow */
+    usleep(300000);                                 /* let the tree grow */
     tn_cmd kc = {.kind = TN_CMD_KILL_TASK, .id = tid};
     tn_engine_submit_wait(d->e, &kc);
     watch_wait(&d->w, &d->w.finals, finals, 0);
@@ -890,8 +920,10 @@ static bool dispatch_kill_one(dsp *d, unsigned i, int64_t *out)
     ev_times k1 = find_ev(d->e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
     ev_times k2 = find_ev(d->e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
     if (!k1.n || !k2.n) {
-        fprintf(stderr, "tern bench: kill run %u: the task was not killed (kill %d, "
-                "killed %d, task %" PRIu64 ", %s)\n", i, k1.n, k2.n, tid, kc.msg);
+        fprintf(stderr,
+                "tern bench: kill run %u: the task was not killed (kill %d, "
+                "killed %d, task %" PRIu64 ", %s)\n",
+                i, k1.n, k2.n, tid, kc.msg);
         return false;
     }
     *out = k2.first - k1.first - 100000000LL;

@@ -49,8 +49,8 @@ static int apply_file(tn_local *l, const char *path, bool json, bool first)
         tn_def_free(def);
         return tn_cli_fail("def", "%s: cannot encode: %s", path, tn_strerror(err));
     }
-    tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = len,
-                .actor = "user:cli"};
+    tn_cmd c = {
+        .kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = len, .actor = "user:cli"};
     err = tn_engine_call(l->e, &c);
     free(bytes);
     int rc = 0;
@@ -61,7 +61,8 @@ static int apply_file(tn_local *l, const char *path, bool json, bool first)
         tn_json_cstr(stdout, path);
         printf(",\"name\":");
         tn_json_cstr(stdout, def->name);
-        printf(",\"version\":%" PRIu64 ",\"changed\":%s}", c.out_id, c.unchanged ? "false" : "true");
+        printf(",\"version\":%" PRIu64 ",\"changed\":%s}", c.out_id,
+               c.unchanged ? "false" : "true");
     } else {
         printf("%s: %s %s (version %" PRIu64 ")\n", path, def->name,
                c.unchanged ? "unchanged" : "applied", c.out_id);
@@ -145,8 +146,9 @@ static int def_show(const char *data, const char *name, uint64_t version, bool j
     tn_log_close_read(s);
     if (!def) {
         if (version)
-            return tn_cli_fail("def", "workflow \"%s\" has no version %" PRIu64
-                               "; see `tern def ls`", name, version);
+            return tn_cli_fail("def",
+                               "workflow \"%s\" has no version %" PRIu64 "; see `tern def ls`",
+                               name, version);
         return tn_cli_fail("def", "no workflow named \"%s\"; see `tern def ls`", name);
     }
     if (json) {
@@ -281,8 +283,8 @@ static int def_sub(const def_opts *o, int n, char **v)
     if (strcmp(v[0], "ls") == 0)
         return def_ls(o->data, o->json);
     if (strcmp(v[0], "show") == 0)
-        return n == 2 ? def_show(o->data, v[1], o->version, o->json)
-                      : tn_cli_usage("def", "show wants one workflow name");
+        return n == 2 ? def_show(o->data, v[1], o->version, o->json) :
+                        tn_cli_usage("def", "show wants one workflow name");
     if (strcmp(v[0], "apply") == 0)
         return def_apply(o, n - 1, v + 1);
     return tn_cli_usage("def", "unknown subcommand \"%s\" (apply, ls, show)", v[0]);

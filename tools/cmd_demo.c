@@ -66,10 +66,10 @@ static void rec(demo *d, unsigned machine, unsigned event, uint64_t wf, uint64_t
 
 #define I(k, v) k, 1, (int64_t)(v), (const char *)NULL
 #define S(k, v) k, 0, (int64_t)0, (const char *)(v)
-#define END (const char *)NULL
+#define END     (const char *)NULL
 
-static void run_task(demo *d, uint64_t wf, uint64_t t, const char *worker, int attempt,
-                     int pid, int exit_code, int64_t ms)
+static void run_task(demo *d, uint64_t wf, uint64_t t, const char *worker, int attempt, int pid,
+                     int exit_code, int64_t ms)
 {
     rec(d, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, wf, t, "master:demo", 1, I("attempt", attempt),
         I("priority", 2), END);
@@ -96,8 +96,8 @@ static int print_event(void *ctx, const tn_event *ev)
     const tn_sm *sm = tn_sm_get(ev->machine);
     char ts[40];
     tn_fmt_time(ev->at, ts, sizeof(ts));
-    printf("  %s  seq=%-4" PRIu64 " %-12.*s %-8s %-3" PRIu64 " %-13s %s -> %s", ts + 11, ev->seq,
-           (int)ev->actor.len, ev->actor.p, sm->name,
+    printf("  %s  seq=%-4" PRIu64 " %-12.*s %-8s %-3" PRIu64 " %-13s %s -> %s", ts + 11,
+           ev->seq, (int)ev->actor.len, ev->actor.p, sm->name,
            ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf, tn_sm_event_name(sm, ev->event),
            tn_sm_state_name(sm, ev->from), tn_sm_state_name(sm, ev->to));
     for (uint32_t i = 0; i < ev->nattrs; i++) {
@@ -140,8 +140,8 @@ int tn_cmd_demo(int argc, char **argv)
     rec(&d, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, wf, transform, "master:demo", 0,
         S("name", "transform"), I("attempt", 1), END);
     run_task(&d, wf, transform, "worker:w2", 1, 5150, 3, 310);
-    rec(&d, TN_MACHINE_TASK, TN_TASK_E_RETRY, wf, transform, "master:demo", 0,
-        I("attempt", 2), I("retry_interval_ms", 2000), I("due", d.clock + 2000000000LL), END);
+    rec(&d, TN_MACHINE_TASK, TN_TASK_E_RETRY, wf, transform, "master:demo", 0, I("attempt", 2),
+        I("retry_interval_ms", 2000), I("due", d.clock + 2000000000LL), END);
     d.clock += 2000000000LL;
     run_task(&d, wf, transform, "worker:w1", 2, 5177, 0, 640);
     task_done(&d, wf, transform, "transform");
@@ -166,7 +166,8 @@ int tn_cmd_demo(int argc, char **argv)
         return rc;
     }
     tn_store *s = tn_evlog_store(d.log);
-    printf("recorded workflow instance %" PRIu64 " (daily_etl): %zu events in one commit, in %s\n\n",
+    printf("recorded workflow instance %" PRIu64
+           " (daily_etl): %zu events in one commit, in %s\n\n",
            wf, n, tn_log_store_path(s));
     printf("timeline (replayed from the log; `tern audit %" PRIu64 " --data %s`):\n", wf, data);
     int fr;
@@ -175,8 +176,8 @@ int tn_cmd_demo(int argc, char **argv)
     tn_replay_opts ro = {.verify_chain = true, .compare = true};
     tn_err e = tn_replay_run(s, &ro, &rep);
     if (e || rep.err) {
-        rc = tn_cli_fail("demo", "replay found a problem at seq %" PRIu64 ": %s",
-                         rep.bad_seq, e ? tn_strerror(e) : rep.why);
+        rc = tn_cli_fail("demo", "replay found a problem at seq %" PRIu64 ": %s", rep.bad_seq,
+                         e ? tn_strerror(e) : rep.why);
     } else {
         printf("\nreplay of the whole log: %" PRIu64 " events, %" PRIu64 " workflows, %" PRIu64
                " tasks; every transition legal, hash chain intact, projections equal to the "

@@ -10,10 +10,9 @@ typedef struct env_opts {
     const char *data;
 } env_opts;
 
-static const tn_opt env_table[] = {
-    {"data", 0, TN_OPT_STR, offsetof(env_opts, data), "DIR",
-     .help = "the data directory (default ./tern-data)"},
-    {0}};
+static const tn_opt env_table[] = {{"data", 0, TN_OPT_STR, offsetof(env_opts, data), "DIR",
+                                    .help = "the data directory (default ./tern-data)"},
+                                   {0}};
 
 const tn_opt_cmd tn_spec_env = {
     "env", (const char *const[]){"set NAME FILE", NULL},

@@ -10,12 +10,11 @@ const tn_opt_cmd tn_spec_pause = {
     "pause", syn, "Pause an instance: running tasks finish, nothing new starts, then PAUSE.\n",
     tn_client_common_table, .max_args = 1};
 const tn_opt_cmd tn_spec_resume = {
-    "resume", syn,
-    "Continue a paused instance (paused tasks keep their attempt).\n",
+    "resume", syn, "Continue a paused instance (paused tasks keep their attempt).\n",
     tn_client_common_table, .max_args = 1};
-const tn_opt_cmd tn_spec_stop = {
-    "stop", syn, "Stop an instance: kill its running tasks, then STOP.\n",
-    tn_client_common_table, .max_args = 1};
+const tn_opt_cmd tn_spec_stop = {"stop", syn,
+                                 "Stop an instance: kill its running tasks, then STOP.\n",
+                                 tn_client_common_table, .max_args = 1};
 const tn_opt_cmd tn_spec_rerun = {
     "rerun", syn, "A new run of a finished instance (same id, run count + 1).\n",
     tn_client_common_table, .max_args = 1};

@@ -13,29 +13,28 @@ typedef struct logs_opts {
     uint32_t attempt;
 } logs_opts;
 
-static const tn_opt logs_table[] = {
-    {"follow", 'f', TN_OPT_FLAG, offsetof(logs_opts, follow), NULL,
-     .help = "keep reading while the task runs"},
-    {"attempt", 0, TN_OPT_U32, offsetof(logs_opts, attempt), "N",
-     .help = "this attempt's log (default: the latest)"},
-    TN_CTL_COMMON_OPTS(logs_opts),
-    {0}};
+static const tn_opt logs_table[] = {{"follow", 'f', TN_OPT_FLAG, offsetof(logs_opts, follow),
+                                     NULL, .help = "keep reading while the task runs"},
+                                    {"attempt", 0, TN_OPT_U32, offsetof(logs_opts, attempt),
+                                     "N", .help = "this attempt's log (default: the latest)"},
+                                    TN_CTL_COMMON_OPTS(logs_opts),
+                                    {0}};
 
 const tn_opt_cmd tn_spec_logs = {
     "logs", (const char *const[]){"TASK_ID", NULL},
-    "A task's log, read from the worker that ran it; -f follows it.\n", logs_table, .max_args = 1};
+    "A task's log, read from the worker that ran it; -f follows it.\n", logs_table,
+    .max_args = 1};
 
 /* Ask the master which worker has the log and which attempt is the latest. */
-static int locate(const logs_opts *o, uint64_t task, char *wurl, size_t len,
-                  uint32_t *attempt)
+static int locate(const logs_opts *o, uint64_t task, char *wurl, size_t len, uint32_t *attempt)
 {
     char url[4200];
     tn_client_url(&o->c, url, sizeof(url));
     tn_ctl_req r = {.cmd = TN_STR("logs"), .id = task, .attempt = *attempt};
     tn_ctl_rep rep;
     void *raw = NULL;
-    int rc = tn_client_call("logs", url, o->c.data ? o->c.data : TN_DEFAULT_DATA, &r, &rep,
-                            &raw);
+    int rc =
+        tn_client_call("logs", url, o->c.data ? o->c.data : TN_DEFAULT_DATA, &r, &rep, &raw);
     if (rc)
         return rc;
     if (!rep.ok) {

@@ -19,7 +19,8 @@ static const tn_opt master_table[] = {
     {"id", 0, TN_OPT_STR, offsetof(master_opts, id), "ID",
      .help = "this master's name in the log (master:ID)", TN_OPT_CFG},
     {"heartbeat-timeout", 0, TN_OPT_DURATION, offsetof(master_opts, hb_timeout), "DURATION",
-     .help = "a worker silent this long is lost, its tasks fail over (default 10s)", TN_OPT_CFG},
+     .help = "a worker silent this long is lost, its tasks fail over (default 10s)",
+     TN_OPT_CFG},
     {"selector", 0, TN_OPT_STR, offsetof(master_opts, selector),
      "random|round_robin|lower_weight", .help = "how a worker is chosen (default lower_weight)",
      TN_OPT_CFG},
@@ -31,27 +32,35 @@ static const tn_opt master_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_master = {
-    "master", NULL,
+    "master",
+    NULL,
     "Run the master: the engine (the only writer of the event log in DIR), dispatch to\n"
     "workers that report to URL (tcp://, ipc://, tls+tcp://), and the control socket\n"
     "(default ipc://DIR/master.ctl) that `tern start|ls|status|...` talk to.\n"
     "A worker silent past the heartbeat timeout (default 10s) is lost: its tasks fail over.\n",
-    master_table, .max_args = 0,
+    master_table,
+    .max_args = 0,
     .cfg_ignored = tn_daemon_cfg_keys};
 
 static int run(const master_opts *o)
 {
     if (!o->listen)
         return tn_cli_usage("master", "give --listen URL (where workers report), e.g. "
-                            "tcp://0.0.0.0:7650");
+                                      "tcp://0.0.0.0:7650");
     int sel = tn_selector_parse(o->selector);
     if (sel < 0)
         return tn_cli_usage("master", "--selector is random, round_robin or lower_weight");
     sigset_t set = tn_cli_block_signals();
-    tn_master_opts mo = {.data_dir = o->data, .id = o->id, .listen_url = o->listen,
-                         .ctl_url = o->ctl, .tls_cert = o->tls_cert, .tls_key = o->tls_key,
-                         .tls_ca = o->tls_ca, .heartbeat_timeout_ms = o->hb_timeout,
-                         .selector = (tn_selector)sel, .log = {.map_max = o->map_max}};
+    tn_master_opts mo = {.data_dir = o->data,
+                         .id = o->id,
+                         .listen_url = o->listen,
+                         .ctl_url = o->ctl,
+                         .tls_cert = o->tls_cert,
+                         .tls_key = o->tls_key,
+                         .tls_ca = o->tls_ca,
+                         .heartbeat_timeout_ms = o->hb_timeout,
+                         .selector = (tn_selector)sel,
+                         .log = {.map_max = o->map_max}};
     tn_master *m;
     tn_errmsg em = {{0}};
     if (tn_master_start(&mo, &m, &em))

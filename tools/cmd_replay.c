@@ -28,7 +28,8 @@ static const tn_opt replay_table[] = {
      .help = "replay events up to this time, e.g. 2026-11-22T10:00:00Z"},
     {"no-chain", 0, TN_OPT_FLAG, offsetof(replay_opts, no_chain), NULL,
      .help = "skip the hash chain check"},
-    {"json", 0, TN_OPT_FLAG, offsetof(replay_opts, json), NULL, .help = "print the summary as JSON"},
+    {"json", 0, TN_OPT_FLAG, offsetof(replay_opts, json), NULL,
+     .help = "print the summary as JSON"},
     {"coverage-out", 0, TN_OPT_STR, offsetof(replay_opts, coverage_out), "FILE",
      .help = "append the transitions replayed, one \"MACHINE FROM EVENT TO COUNT\" line\n"
              "each, to FILE (read by `tern sm coverage`)"},
@@ -61,9 +62,8 @@ static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts, bool 
 
 static void print_json(const tn_replay_report *r)
 {
-    printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64
-           ",\"workflows\":%" PRIu64 ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64
-           ",\"workflow_states\":{",
+    printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64 ",\"workflows\":%" PRIu64
+           ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64 ",\"workflow_states\":{",
            r->err ? "false" : "true", r->events, r->last_seq, r->workflows, r->tasks,
            r->system_events);
     print_states(stdout, &tn_sm_workflow, r->wf_states, true);
@@ -72,8 +72,7 @@ static void print_json(const tn_replay_report *r)
     printf("},\"chain_checked\":%s,\"compared\":%s,\"error\":",
            r->chain_checked ? "true" : "false", r->compared ? "true" : "false");
     if (r->err) {
-        printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq,
-               tn_errname(r->err));
+        printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq, tn_errname(r->err));
         tn_json_cstr(stdout, r->why);
         printf("}");
     } else {
@@ -92,9 +91,12 @@ static void print_text(const tn_replay_report *r)
     printf("\ntasks: ");
     print_states(stdout, &tn_sm_task, r->task_states, false);
     printf("\nchain: %s; projections: %s\n",
-           !r->chain_checked ? "not checked" : r->err == TN_ERR_CHAIN ? "BROKEN" : "intact",
-           !r->compared ? "not compared (partial replay)"
-                        : r->err ? "see below" : "equal to the stored ones");
+           !r->chain_checked      ? "not checked" :
+           r->err == TN_ERR_CHAIN ? "BROKEN" :
+                                    "intact",
+           !r->compared ? "not compared (partial replay)" :
+           r->err       ? "see below" :
+                          "equal to the stored ones");
     if (!r->err)
         printf("OK\n");
 }
@@ -113,7 +115,9 @@ static void print_error(tn_store *s, const tn_replay_report *r)
 
 static int replay(const replay_opts *o, tn_store *s, tn_replay_report *r)
 {
-    tn_replay_opts ro = {.verify_chain = !o->no_chain, .compare = true, .until_seq = o->until,
+    tn_replay_opts ro = {.verify_chain = !o->no_chain,
+                         .compare = true,
+                         .until_seq = o->until,
                          .until_ns = o->until_time};
     tn_err e = tn_replay_run(s, &ro, r);
     if (e)

@@ -33,7 +33,8 @@ static bool parse_mode(const char *v, void *field)
 }
 
 static const tn_opt run_table[] = {
-    {"param", 0, TN_OPT_KV, offsetof(run_opts, param), "K=V", .help = "a start-time param override"},
+    {"param", 0, TN_OPT_KV, offsetof(run_opts, param), "K=V",
+     .help = "a start-time param override"},
     {"from", 0, TN_OPT_LIST, offsetof(run_opts, from), "TASK",
      .help = "start from this task; --mode says what else runs"},
     {"mode", 0, TN_OPT_CUSTOM, offsetof(run_opts, mode), "MODE",
@@ -45,7 +46,7 @@ static const tn_opt run_table[] = {
      .help = "the data directory (default ./tern-data)"},
     {"json", 0, TN_OPT_FLAG, offsetof(run_opts, json), NULL,
      .help = "{\"workflow\":{\"id\",\"name\",\"state\"},\"tasks\":[{\"name\",\"state\",\n"
-     "\"attempts\"}]}"},
+             "\"attempts\"}]}"},
     {0}};
 
 const tn_opt_cmd tn_spec_run = {
@@ -80,12 +81,20 @@ static int load_def(const char *path, run_def *d)
 /* Apply the definition and start an instance on the engine; its id in *wf. */
 static int start(tn_engine *e, const run_opts *o, const run_def *d, uint64_t *wf)
 {
-    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF, .def_bytes = d->bytes, .def_len = d->len,
+    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF,
+                 .def_bytes = d->bytes,
+                 .def_len = d->len,
                  .actor = "user:cli"};
     int mode = o->from.n && o->mode == TN_MODE_ALL ? TN_MODE_TASK_POST : o->mode;
-    tn_cmd sc = {.kind = TN_CMD_START, .workflow = d->name, .param_keys = o->param.key,
-                 .param_values = o->param.val, .nparams = o->param.n, .from = o->from.v,
-                 .nfrom = o->from.n, .mode = (tn_start_mode)mode, .dry_run = o->dry_run,
+    tn_cmd sc = {.kind = TN_CMD_START,
+                 .workflow = d->name,
+                 .param_keys = o->param.key,
+                 .param_values = o->param.val,
+                 .nparams = o->param.n,
+                 .from = o->from.v,
+                 .nfrom = o->from.n,
+                 .mode = (tn_start_mode)mode,
+                 .dry_run = o->dry_run,
                  .actor = "user:cli"};
     if (tn_engine_submit_wait(e, &ac) || tn_engine_submit_wait(e, &sc))
         return tn_cli_fail("run", "%s", ac.err ? ac.msg : sc.msg);
@@ -117,7 +126,8 @@ static void print_table(tn_engine *e, uint64_t wf, bool json)
             continue;
         const char *st = tn_sm_state_name(&tn_sm_task, p.state);
         char dur[32];
-        tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, dur, sizeof(dur));
+        tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, dur,
+                        sizeof(dur));
         if (json) {
             printf("%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
             tn_json_cstr(stdout, p.name);
@@ -130,7 +140,8 @@ static void print_table(tn_engine *e, uint64_t wf, bool json)
         printf("]}\n");
     } else {
         char dur[32];
-        tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, dur, sizeof(dur));
+        tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, dur,
+                        sizeof(dur));
         printf("workflow %s instance %" PRIu64 ": %s in %s\n", w.name, wf, ws, dur);
     }
     free(ids);
@@ -160,7 +171,11 @@ static void progress_line(tn_engine *e, uint64_t wf, uint32_t ntasks, char *line
 }
 
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
 
 /* Wait for the instance to reach a final state, showing progress (on one rewritten line
  * on a terminal); the first SIGINT or SIGTERM stops the instance. */
@@ -211,7 +226,8 @@ static int run_here(const run_opts *o, const run_def *d)
     if (rc == 0) {
         if (!o->json)
             printf("started %s instance %" PRIu64 " (data: %s; `tern status %" PRIu64
-                   "` from another shell)\n", d->name, wf, o->data, wf);
+                   "` from another shell)\n",
+                   d->name, wf, o->data, wf);
         tn_wf_proj w;
         wait_final(e, wf, d->ntasks, o->json, &w);
         print_table(e, wf, o->json);

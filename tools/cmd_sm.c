@@ -81,7 +81,7 @@ static int cmd_coverage(int n, char **files)
 {
     if (n < 1)
         return tn_cli_usage("sm", "coverage wants the files `tern replay --coverage-out` "
-                            "wrote");
+                                  "wrote");
     bool bad = false;
     int read = 0;
     for (int i = 0; i < n; i++) {
@@ -98,13 +98,15 @@ static int cmd_coverage(int n, char **files)
     }
     if (!read)
         return tn_cli_fail("sm", "coverage: none of the files exists: run the tests that "
-                           "write them first (TERN_COVERAGE_DIR)");
+                                 "write them first (TERN_COVERAGE_DIR)");
     unsigned zero = cov_print();
     fflush(stdout); /* the table before the verdict, when both go to one terminal */
     if (zero)
-        tn_cli_fail("sm", "coverage: %u spec transition%s never reached: add a scenario that "
-                    "reaches %s, or remove %s from the spec", zero, zero == 1 ? " was" : "s were",
-                    zero == 1 ? "it" : "them", zero == 1 ? "it" : "them");
+        tn_cli_fail("sm",
+                    "coverage: %u spec transition%s never reached: add a scenario that "
+                    "reaches %s, or remove %s from the spec",
+                    zero, zero == 1 ? " was" : "s were", zero == 1 ? "it" : "them",
+                    zero == 1 ? "it" : "them");
     if (bad)
         tn_cli_fail("sm", "coverage: runs recorded transitions the spec does not have");
     return zero || bad ? 1 : 0;
@@ -136,7 +138,7 @@ int tn_cmd_sm(int argc, char **argv)
         rc = cmd_coverage(a.n - 1, a.v + 1);
     else if (a.n != 2)
         rc = tn_cli_usage("sm", "give a format (dot or md) and a machine (workflow, task, "
-                          "system), or coverage FILE...");
+                                "system), or coverage FILE...");
     else
         rc = print(a.v[0], a.v[1]);
     tn_opt_args_free(&a);

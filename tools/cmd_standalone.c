@@ -11,7 +11,8 @@ typedef struct standalone_opts {
 
 static const tn_opt standalone_table[] = {
     {"data", 0, TN_OPT_STR, offsetof(standalone_opts, data), "DIR",
-     .help = "the data directory (default ./tern-data; the worker's in DIR/worker)", TN_OPT_CFG},
+     .help = "the data directory (default ./tern-data; the worker's in DIR/worker)",
+     TN_OPT_CFG},
     {"slots", 0, TN_OPT_U32, offsetof(standalone_opts, slots), "N",
      .help = "the worker's tasks at once (default 4)", TN_OPT_CFG, 1, 100000},
     {"no-cgroup", 0, TN_OPT_FLAG, offsetof(standalone_opts, no_cgroup), NULL,
@@ -22,11 +23,13 @@ static const tn_opt standalone_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_standalone = {
-    "standalone", NULL,
+    "standalone",
+    NULL,
     "A master and one worker in one process, over inproc, data in DIR (default\n"
     "./tern-data; the worker's in DIR/worker). `tern start|ls|status|logs|...` reach it with\n"
     "no options when run from the same directory.\n",
-    standalone_table, .max_args = 0,
+    standalone_table,
+    .max_args = 0,
     .cfg_ignored = tn_daemon_cfg_keys};
 
 static int run(const standalone_opts *o)
@@ -34,12 +37,13 @@ static int run(const standalone_opts *o)
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};
-    tn_standalone_opts so = {.data_dir = o->data, .slots = o->slots,
-                             .no_cgroup = o->no_cgroup};
+    tn_standalone_opts so = {.data_dir = o->data, .slots = o->slots, .no_cgroup = o->no_cgroup};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
-    fprintf(stderr, "tern standalone: running; data in %s; `tern ls`, `tern start WF` ... from "
-                    "this directory; Ctrl-C stops\n", o->data);
+    fprintf(stderr,
+            "tern standalone: running; data in %s; `tern ls`, `tern start WF` ... from "
+            "this directory; Ctrl-C stops\n",
+            o->data);
     tn_cli_wait_signal(set);
     tn_standalone_stop(s);
     return 0;

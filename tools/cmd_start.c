@@ -14,8 +14,8 @@ typedef struct start_opts {
 } start_opts;
 
 static const tn_opt start_table[] = {
-    {"param", 0, TN_OPT_KV, offsetof(start_opts, param), "K=V", .help = "a start-time param override",
-     .max = TN_CTL_MAX_LIST},
+    {"param", 0, TN_OPT_KV, offsetof(start_opts, param), "K=V",
+     .help = "a start-time param override", .max = TN_CTL_MAX_LIST},
     {"from", 0, TN_OPT_LIST, offsetof(start_opts, from), "TASK",
      .help = "start from this task; --mode says what else runs", .max = TN_CTL_MAX_LIST},
     {"mode", 0, TN_OPT_STR, offsetof(start_opts, mode), "MODE",

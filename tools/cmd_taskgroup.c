@@ -9,10 +9,10 @@ typedef struct taskgroup_opts {
     const char *data;
 } taskgroup_opts;
 
-static const tn_opt taskgroup_table[] = {
-    {"data", 0, TN_OPT_STR, offsetof(taskgroup_opts, data), "DIR",
-     .help = "the data directory (default ./tern-data)"},
-    {0}};
+static const tn_opt taskgroup_table[] = {{"data", 0, TN_OPT_STR, offsetof(taskgroup_opts, data),
+                                          "DIR",
+                                          .help = "the data directory (default ./tern-data)"},
+                                         {0}};
 
 const tn_opt_cmd tn_spec_taskgroup = {
     "taskgroup", (const char *const[]){"set NAME SLOTS", NULL},
@@ -32,7 +32,9 @@ int tn_cmd_taskgroup(int argc, char **argv)
         tn_opt_args_free(&a);
         return tn_cli_usage("taskgroup", "usage: tern taskgroup set NAME SLOTS");
     }
-    tn_cmd c = {.kind = TN_CMD_TASKGROUP_SET, .name = a.v[1], .slots = (int64_t)slots,
+    tn_cmd c = {.kind = TN_CMD_TASKGROUP_SET,
+                .name = a.v[1],
+                .slots = (int64_t)slots,
                 .actor = "user:cli"};
     rc = tn_local_set("taskgroup", o.data, &c);
     tn_opt_args_free(&a);

@@ -25,8 +25,8 @@ static bool parse_load(const char *v, void *field)
 }
 
 static const tn_opt worker_table[] = {
-    {"master", 0, TN_OPT_STR, offsetof(worker_opts, master), "URL", .help = "where the master listens",
-     TN_OPT_CFG | TN_OPT_REQ},
+    {"master", 0, TN_OPT_STR, offsetof(worker_opts, master), "URL",
+     .help = "where the master listens", TN_OPT_CFG | TN_OPT_REQ},
     {"listen", 0, TN_OPT_STR, offsetof(worker_opts, listen), "URL",
      .help = "where this worker takes dispatches", TN_OPT_CFG | TN_OPT_REQ},
     {"data", 0, TN_OPT_STR, offsetof(worker_opts, data), "DIR",
@@ -51,33 +51,45 @@ static const tn_opt worker_table[] = {
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(worker_opts),
     {"map-max", 0, TN_OPT_SIZE, offsetof(worker_opts, map_max), "BYTES",
-     .help = "the largest the outbox store may grow (a full one holds reports back)", TN_OPT_CFG},
+     .help = "the largest the outbox store may grow (a full one holds reports back)",
+     TN_OPT_CFG},
     {"config", 0, TN_OPT_CONFIG, offsetof(worker_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
 
 const tn_opt_cmd tn_spec_worker = {
-    "worker", NULL,
+    "worker",
+    NULL,
     "Run a worker: take dispatches at --listen, run shell tasks as contained processes\n"
     "(their own cgroup v2 where the host delegates one, else their own session and a /proc\n"
     "walk; --no-cgroup forces that), kill them for real, and report to the master through\n"
     "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n"
     "--map-max bounds that outbox store (a full one holds reports back until space frees).\n",
-    worker_table, .max_args = 0,
+    worker_table,
+    .max_args = 0,
     .cfg_ignored = tn_daemon_cfg_keys};
 
 static int run(const worker_opts *o)
 {
     if (!o->master || !o->listen)
         return tn_cli_usage("worker", "give --master URL (where the master listens) and "
-                            "--listen URL (where this worker takes dispatches)");
+                                      "--listen URL (where this worker takes dispatches)");
     sigset_t set = tn_cli_block_signals();
-    tn_worker_opts wo = {.data_dir = o->data, .name = o->name, .master_url = o->master,
-                         .listen_url = o->listen, .ctl_url = o->ctl, .groups = o->group,
-                         .slots = o->slots, .max_load_milli = o->max_load,
-                         .mem_reserve = o->mem_reserve, .heartbeat_ms = o->heartbeat,
-                         .map_max = o->map_max, .cgroup_root = o->no_cgroup ? "" : NULL,
-                         .tls_cert = o->tls_cert, .tls_key = o->tls_key, .tls_ca = o->tls_ca};
+    tn_worker_opts wo = {.data_dir = o->data,
+                         .name = o->name,
+                         .master_url = o->master,
+                         .listen_url = o->listen,
+                         .ctl_url = o->ctl,
+                         .groups = o->group,
+                         .slots = o->slots,
+                         .max_load_milli = o->max_load,
+                         .mem_reserve = o->mem_reserve,
+                         .heartbeat_ms = o->heartbeat,
+                         .map_max = o->map_max,
+                         .cgroup_root = o->no_cgroup ? "" : NULL,
+                         .tls_cert = o->tls_cert,
+                         .tls_key = o->tls_key,
+                         .tls_ca = o->tls_ca};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))

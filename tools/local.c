@@ -17,8 +17,8 @@ int tn_local_open(const char *cmd, const char *data, tn_local *l)
         return tn_cli_fail(cmd, "%s: cannot create the data directory: %m; check --data", data);
     if (tn_inproc_new(logs, &l->x))
         return tn_cli_fail(cmd, "%s: cannot create the task log directory", logs);
-    tn_engine_opts o = {.data_dir = data, .log = {.create = true},
-                        .executor = tn_inproc_executor(l->x)};
+    tn_engine_opts o = {
+        .data_dir = data, .log = {.create = true}, .executor = tn_inproc_executor(l->x)};
     if (tn_engine_open(&o, &l->e, &m)) {
         tn_inproc_free(l->x);
         return tn_cli_fail(cmd, "%s", m.text);

@@ -86,7 +86,8 @@ static const char *default_want(const tn_opt *o, char *buf, size_t len)
 /* A flag's value in a config file; an empty value sets it, as the bare flag does. */
 static bool parse_flag(const char *v, bool *out)
 {
-    static const char *const words[] = {"", "true", "yes", "on", "1", "false", "no", "off", "0"};
+    static const char *const words[] = {"",      "true", "yes", "on", "1",
+                                        "false", "no",   "off", "0"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
         if (strcmp(v, words[i]) == 0) {
             *out = i < 5;
@@ -138,8 +139,7 @@ static int add_item(const tn_opt *o, const char *who, const char *v, void *field
 
 /* Store v into the field of o; who names the option in errors ("--slots" or
  * "FILE:LINE: slots"). v must live as long as obj (argv, or a copy in a). */
-static int set_value(const tn_opt *o, const char *who, const char *v, void *obj,
-                     tn_opt_args *a)
+static int set_value(const tn_opt *o, const char *who, const char *v, void *obj, tn_opt_args *a)
 {
     void *field = (char *)obj + o->off;
     uint64_t u = 0;
@@ -194,8 +194,10 @@ static int config_line(const tn_opt_cmd *c, const char *path, int ln, char *line
         if (strcmp(*k2, k) == 0)
             return 0;
     if (!o)
-        return fail(a, 2, "%s:%d: unknown key \"%s\" (keys are the long option names of "
-                    "`tern %s`)", path, ln, k, c->name);
+        return fail(a, 2,
+                    "%s:%d: unknown key \"%s\" (keys are the long option names of "
+                    "`tern %s`)",
+                    path, ln, k, c->name);
     if (!(o->flags & TN_OPT_CFG))
         return fail(a, 2, "%s:%d: %s cannot come from a config file", path, ln, k);
     char who[300];
@@ -252,8 +254,8 @@ static int long_opt(const tn_opt_cmd *c, int argc, char **argv, int *i, void *ob
     bool amb;
     const tn_opt *o = find_long(c, name, len, &amb);
     if (!o)
-        return fail(a, 2, "%s option \"%.*s\"", amb ? "ambiguous" : "unknown",
-                    (int)(len + 2), arg);
+        return fail(a, 2, "%s option \"%.*s\"", amb ? "ambiguous" : "unknown", (int)(len + 2),
+                    arg);
     char who[80];
     snprintf(who, sizeof(who), "--%s", o->name);
     if (o->kind == TN_OPT_FLAG) {
@@ -344,7 +346,10 @@ void tn_opt_args_free(tn_opt_args *a)
 /* The column where an option's help starts. */
 #define HELP_COL 24
 
-static bool repeated(const tn_opt *o) { return o->kind == TN_OPT_KV || o->kind == TN_OPT_LIST; }
+static bool repeated(const tn_opt *o)
+{
+    return o->kind == TN_OPT_KV || o->kind == TN_OPT_LIST;
+}
 
 /* "--name ARG" (or "-X, --name ARG") into buf. */
 static void opt_label(const tn_opt *o, bool with_short, char *buf, size_t len)
@@ -407,8 +412,10 @@ void tn_opt_help(const tn_opt_cmd *c, FILE *f)
         cfg |= (o->flags & TN_OPT_CFG) != 0;
     }
     if (cfg)
-        fprintf(f, "\nA --config FILE holds `key = value` lines, keys named like the options "
-                   "(without --);\nflags given on the command line win.%s\n",
+        fprintf(f,
+                "\nA --config FILE holds `key = value` lines, keys named like the options "
+                "(without --);\nflags given on the command line win.%s\n",
                 c->cfg_ignored ? " Keys of the sibling commands are ignored, so one\nfile "
-                                 "can serve them all." : "");
+                                 "can serve them all." :
+                                 "");
 }

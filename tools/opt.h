@@ -64,24 +64,24 @@ typedef struct tn_opt_list {
 } tn_opt_list;
 
 typedef struct tn_opt {
-    const char *name;    /* the long name without "--"; also its config-file key */
-    char short_name;     /* -X, or 0 */
+    const char *name; /* the long name without "--"; also its config-file key */
+    char short_name;  /* -X, or 0 */
     tn_opt_kind kind;
-    size_t off;          /* offsetof the field in the command's options struct */
-    const char *arg;     /* the value's name in the help ("DIR"); NULL for flags */
-    const char *help;    /* one line, or several separated by \n */
-    unsigned flags;      /* TN_OPT_CFG, TN_OPT_REQ */
-    uint64_t min, max;   /* integer bounds; for KV and LIST, max is the count limit */
-    const char *want;    /* what a bad value should have been: "--NAME wants WANT" */
+    size_t off;        /* offsetof the field in the command's options struct */
+    const char *arg;   /* the value's name in the help ("DIR"); NULL for flags */
+    const char *help;  /* one line, or several separated by \n */
+    unsigned flags;    /* TN_OPT_CFG, TN_OPT_REQ */
+    uint64_t min, max; /* integer bounds; for KV and LIST, max is the count limit */
+    const char *want;  /* what a bad value should have been: "--NAME wants WANT" */
     bool (*parse)(const char *val, void *field); /* TN_OPT_CUSTOM: false = bad value */
 } tn_opt;
 
 typedef struct tn_opt_cmd {
-    const char *name;      /* "replay": `tern replay` */
+    const char *name;            /* "replay": `tern replay` */
     const char *const *synopsis; /* positional forms, one usage line each; NULL: none */
-    const char *about;     /* the paragraph(s) after the usage lines */
-    const tn_opt *opts;    /* ended by an entry with a NULL name */
-    int max_args;          /* positional arguments allowed (TN_OPT_ANY_ARGS: no limit) */
+    const char *about;           /* the paragraph(s) after the usage lines */
+    const tn_opt *opts;          /* ended by an entry with a NULL name */
+    int max_args;                /* positional arguments allowed (TN_OPT_ANY_ARGS: no limit) */
     /* Keys a config file may hold that this command ignores: the options of its sibling
      * commands, so that one file can serve them all (the master and the worker). */
     const char *const *cfg_ignored;
@@ -91,11 +91,11 @@ typedef struct tn_opt_cmd {
  * and the strings it copied (config values, keys of key=value). */
 typedef struct tn_opt_args {
     int n;
-    char **v;       /* the positional arguments (pointers into argv) */
-    char **own;     /* private: copies freed by tn_opt_args_free */
+    char **v;   /* the positional arguments (pointers into argv) */
+    char **own; /* private: copies freed by tn_opt_args_free */
     size_t nown;
-    int code;       /* 0, 1 (a file could not be read) or 2 (a usage error) */
-    char err[640];  /* what went wrong, naming the option or FILE:LINE */
+    int code;      /* 0, 1 (a file could not be read) or 2 (a usage error) */
+    char err[640]; /* what went wrong, naming the option or FILE:LINE */
 } tn_opt_args;
 
 /* Parse argv[1..argc) (argv[0] is the command) into obj by the table: first every

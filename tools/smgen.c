@@ -17,14 +17,14 @@
 
 /* Bounds on everything a spec controls. Ids are uint8_t and 0xFF means "illegal", so a
  * machine has at most 255 states (NEW included) and 255 events. */
-#define MAX_LINE 1024 /* bytes per line, newline excluded */
-#define MAX_LINES 100000
-#define MAX_TOKENS 64 /* per line */
-#define MAX_NAME 63   /* bytes per name */
-#define MAX_STATES 255
-#define MAX_EVENTS 255
+#define MAX_LINE     1024 /* bytes per line, newline excluded */
+#define MAX_LINES    100000
+#define MAX_TOKENS   64 /* per line */
+#define MAX_NAME     63 /* bytes per name */
+#define MAX_STATES   255
+#define MAX_EVENTS   255
 #define MAX_MACHINES 3
-#define MAX_PATH 4096
+#define MAX_PATH     4096
 
 typedef struct name {
     char s[MAX_NAME + 1];
@@ -128,7 +128,8 @@ static int tokenize(char *line, char **tok, const char *file, int lineno)
 
     if (hash)
         *hash = '\0';
-    for (char *t = strtok_r(line, " \t\r\v\f", &save); t; t = strtok_r(NULL, " \t\r\v\f", &save)) {
+    for (char *t = strtok_r(line, " \t\r\v\f", &save); t;
+         t = strtok_r(NULL, " \t\r\v\f", &save)) {
         if (n == MAX_TOKENS) {
             error_at(file, lineno, "more than %d tokens on a line", MAX_TOKENS);
             return -1;
@@ -169,7 +170,8 @@ static void set_name(name *n, const char *s, int line)
 static bool parse_machine(machine *m, char **tok, int ntok, int lineno)
 {
     if (m->line)
-        return error_at(m->file, lineno, "second 'machine' directive (first at line %d)", m->line);
+        return error_at(m->file, lineno, "second 'machine' directive (first at line %d)",
+                        m->line);
     if (ntok != 3)
         return error_at(m->file, lineno, "'machine' takes 2 arguments, NAME PREFIX; got %d",
                         ntok - 1);
@@ -181,7 +183,8 @@ static bool parse_machine(machine *m, char **tok, int ntok, int lineno)
         return error_at(m->file, lineno,
                         "unknown machine \"%s\" (expected workflow, task or system)", tok[1]);
     if (!is_upper_name(tok[2]))
-        return error_at(m->file, lineno, "bad prefix \"%s\" (expected [A-Z][A-Z0-9_]*)", tok[2]);
+        return error_at(m->file, lineno, "bad prefix \"%s\" (expected [A-Z][A-Z0-9_]*)",
+                        tok[2]);
     snprintf(m->name, sizeof m->name, "%s", tok[1]);
     snprintf(m->prefix, sizeof m->prefix, "%s", tok[2]);
     m->line = lineno;
@@ -287,8 +290,8 @@ static bool parse_transition(machine *m, char **tok, int ntok, int lineno)
     if (!(to = declared_state(m, tok[2], lineno)))
         return false;
     if (m->at[from][event])
-        return error_at(m->file, lineno, "duplicate transition %s + %s (first at line %d)", tok[0],
-                        tok[1], m->trans[m->at[from][event] - 1].line);
+        return error_at(m->file, lineno, "duplicate transition %s + %s (first at line %d)",
+                        tok[0], tok[1], m->trans[m->at[from][event] - 1].line);
     t = &m->trans[m->ntrans++];
     t->from = (uint8_t)from;
     t->event = (uint8_t)event;
@@ -314,18 +317,12 @@ static bool parse_line(machine *m, char **tok, int ntok, int lineno)
     if (d != 0 && !m->line)
         return error_at(m->file, lineno, "the first directive must be 'machine NAME PREFIX'");
     switch (d) {
-    case 0:
-        return parse_machine(m, tok, ntok, lineno);
-    case 1:
-        return parse_states(m, tok, ntok, lineno);
-    case 2:
-        return parse_initial(m, tok, ntok, lineno);
-    case 3:
-        return parse_final(m, tok, ntok, lineno);
-    case 4:
-        return parse_events(m, tok, ntok, lineno);
-    default:
-        return parse_transition(m, tok, ntok, lineno);
+    case 0: return parse_machine(m, tok, ntok, lineno);
+    case 1: return parse_states(m, tok, ntok, lineno);
+    case 2: return parse_initial(m, tok, ntok, lineno);
+    case 3: return parse_final(m, tok, ntok, lineno);
+    case 4: return parse_events(m, tok, ntok, lineno);
+    default: return parse_transition(m, tok, ntok, lineno);
     }
 }
 
@@ -557,10 +554,10 @@ static void render_md(const machine *m, buf *b)
     bprintf(b, "- 0 `NEW`: the pseudo-state before the instance exists\n");
     for (unsigned s = 1; s < m->nstates; s++) {
         bool ini = (int)s == m->initial, fin = m->final[s];
-        const char *mark = ini && fin ? " (initial, final)"
-                           : ini      ? " (initial)"
-                           : fin      ? " (final)"
-                                      : "";
+        const char *mark = ini && fin ? " (initial, final)" :
+                           ini        ? " (initial)" :
+                           fin        ? " (final)" :
+                                        "";
 
         bprintf(b, "- %u `%s`%s\n", s, m->states[s].s, mark);
     }
@@ -660,8 +657,8 @@ static void gen_machine(buf *b, const machine *m, const char *dot, const char *m
         width = n > width ? n : width;
     }
     bprintf(b, "\n/* [state * TN_%s_E__COUNT + event] */\n", m->prefix);
-    bprintf(b, "static const tn_sm_trans %s_table[TN_%s_S__COUNT * TN_%s_E__COUNT] = {\n", m->name,
-            m->prefix, m->prefix);
+    bprintf(b, "static const tn_sm_trans %s_table[TN_%s_S__COUNT * TN_%s_E__COUNT] = {\n",
+            m->name, m->prefix, m->prefix);
     for (unsigned s = 0; s < m->nstates; s++) {
         bprintf(b, "    /* %s */\n", m->states[s].s);
         for (unsigned e = 0; e < m->nevents; e++) {

@@ -7,7 +7,8 @@
 
 static int cmd_help(int argc, char **argv);
 
-static const char usage_help[] = "usage: tern help [COMMAND]\n\nShow the commands, or one command's help.\n";
+static const char usage_help[] =
+    "usage: tern help [COMMAND]\n\nShow the commands, or one command's help.\n";
 
 static const tn_cli_cmd commands[] = {
     {"standalone", "a master and a worker in one process (the embedded default)", NULL,
@@ -39,8 +40,8 @@ static const tn_cli_cmd commands[] = {
      &tn_spec_demo, tn_cmd_demo},
     {"replay", "rebuild every projection from the events and verify the log", NULL,
      &tn_spec_replay, tn_cmd_replay},
-    {"audit", "print the timeline of one workflow instance and its tasks", NULL,
-     &tn_spec_audit, tn_cmd_audit},
+    {"audit", "print the timeline of one workflow instance and its tasks", NULL, &tn_spec_audit,
+     tn_cmd_audit},
     {"sm", "print a state machine as a DOT graph or a Markdown table", NULL, &tn_spec_sm,
      tn_cmd_sm},
     {"bench", "run a benchmark next to its raw baseline", tn_usage_bench, NULL, tn_cmd_bench},

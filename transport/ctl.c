@@ -45,7 +45,10 @@ static void kbool(msgpack_packer *pk, const char *k, bool v)
         msgpack_pack_false(pk);
 }
 
-static unsigned nz(tn_str s) { return s.len ? 1 : 0; }
+static unsigned nz(tn_str s)
+{
+    return s.len ? 1 : 0;
+}
 
 tn_err tn_ctl_req_encode(const tn_ctl_req *r, tn_buf *out)
 {
@@ -105,7 +108,10 @@ tn_err tn_ctl_rep_encode(const tn_ctl_rep *r, tn_buf *out)
     return out->data ? TN_OK : TN_ERR_NOMEM;
 }
 
-static bool key_is(tn_str k, const char *s) { return tn_str_eq(k, s); }
+static bool key_is(tn_str k, const char *s)
+{
+    return tn_str_eq(k, s);
+}
 
 static bool any_str(tn_mp *m, tn_str *out)
 {
@@ -114,7 +120,10 @@ static bool any_str(tn_mp *m, tn_str *out)
     return tn_mp_bytes(m, bin, MAXS, &out->p, &out->len);
 }
 
-static bool read_u64(tn_mp *m, uint64_t *v) { return tn_mp_u64(m, v); }
+static bool read_u64(tn_mp *m, uint64_t *v)
+{
+    return tn_mp_u64(m, v);
+}
 
 tn_err tn_ctl_req_decode(const void *buf, size_t len, tn_ctl_req *r)
 {

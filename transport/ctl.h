@@ -10,18 +10,18 @@
 #include "err.h"
 #include "str.h"
 
-#define TN_CTL_VERSION 1
+#define TN_CTL_VERSION  1
 #define TN_CTL_MAX_LIST 256
 
 typedef struct tn_ctl_req {
-    tn_str cmd;    /* "start", "ls", "status", "logs", ... */
-    uint64_t id;   /* workflow or task instance */
+    tn_str cmd;  /* "start", "ls", "status", "logs", ... */
+    uint64_t id; /* workflow or task instance */
     uint32_t attempt;
-    tn_str name;   /* workflow, task group or environment name */
-    tn_str state;  /* ls filter */
-    tn_str mode;   /* start mode */
-    tn_str file;   /* where a definition came from, for messages */
-    tn_str bytes;  /* a definition's canonical encoding, or an environment's text */
+    tn_str name;  /* workflow, task group or environment name */
+    tn_str state; /* ls filter */
+    tn_str mode;  /* start mode */
+    tn_str file;  /* where a definition came from, for messages */
+    tn_str bytes; /* a definition's canonical encoding, or an environment's text */
     tn_str actor;
     bool dry_run;
     int64_t slots;
@@ -33,14 +33,14 @@ typedef struct tn_ctl_req {
 
 typedef struct tn_ctl_rep {
     bool ok;
-    int code;      /* the client's exit status */
-    tn_str text;   /* what a person reads */
-    tn_str json;   /* what a script reads (--json) */
-    tn_str data;   /* logs: a chunk */
+    int code;        /* the client's exit status */
+    tn_str text;     /* what a person reads */
+    tn_str json;     /* what a script reads (--json) */
+    tn_str data;     /* logs: a chunk */
     uint64_t offset; /* logs: where the next chunk starts */
-    bool eof;      /* logs: nothing more for now */
-    bool running;  /* logs: the task still runs (follow) */
-    tn_str url;    /* logs: where to read them (a worker) */
+    bool eof;        /* logs: nothing more for now */
+    bool running;    /* logs: the task still runs (follow) */
+    tn_str url;      /* logs: where to read them (a worker) */
 } tn_ctl_rep;
 
 /* Encode into out (appended). */

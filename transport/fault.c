@@ -12,10 +12,10 @@
 #include "log.h"
 #include "transport.h"
 
-#define COMP "tx"
+#define COMP                 "tx"
 #define DEFAULT_MAX_DELAY_MS 50u
-#define MAX_DELAY_LIMIT_MS 3600000u
-#define BUSY_RETRY_NS 1000000 /* a held message the inner transport refused: retry in 1 ms */
+#define MAX_DELAY_LIMIT_MS   3600000u
+#define BUSY_RETRY_NS        1000000 /* a held message the inner transport refused: retry in 1 ms */
 
 /* A message held back: delayed, reordered, or refused by a busy inner transport. */
 typedef struct held {
@@ -58,9 +58,15 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static uint64_t next64(uint64_t *s) { return mix64(*s += 0x9E3779B97F4A7C15ull); }
+static uint64_t next64(uint64_t *s)
+{
+    return mix64(*s += 0x9E3779B97F4A7C15ull);
+}
 
-static double unit01(uint64_t *s) { return (double)(next64(s) >> 11) * 0x1.0p-53; }
+static double unit01(uint64_t *s)
+{
+    return (double)(next64(s) >> 11) * 0x1.0p-53;
+}
 
 typedef struct decision {
     bool drop, dup, delay, reorder;
@@ -348,7 +354,8 @@ tn_err tn_tx_fault_flush(tn_tx t, int timeout_ms)
     faulttx *x = t.self;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t until = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)timeout_ms * 1000000;
+    int64_t until =
+        (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)timeout_ms * 1000000;
     ts.tv_sec = (time_t)(until / 1000000000);
     ts.tv_nsec = (long)(until % 1000000000);
     tn_err e = TN_OK;
@@ -444,7 +451,8 @@ tn_err tn_fault_opts_parse(const char *s, tn_fault_opts *out, tn_errmsg *msg)
         } else
             return tn_errmsg_set(msg, TN_ERR_PARSE,
                                  "faults: unknown key \"%s\"; known: seed, drop, dup, delay, "
-                                 "max_delay_ms, reorder", k);
+                                 "max_delay_ms, reorder",
+                                 k);
         if (e)
             return e;
         p = next;

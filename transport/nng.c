@@ -16,12 +16,12 @@
 #include "log.h"
 #include "transport.h"
 
-#define COMP "tx"
-#define MAX_ENDPOINTS 16      /* listens + dials of one endpoint */
-#define PEM_MAX (1u << 20)    /* bytes of one PEM file */
-#define MONITOR_MS 250        /* how often nng's TLS failure counters are read */
-#define NNG_BUF_MAX 8192      /* nng's limit for send-buffer and recv-buffer */
-#define CLOSE_WAIT_MS 10000   /* how long free waits for nng_close (see tx_free) */
+#define COMP          "tx"
+#define MAX_ENDPOINTS 16         /* listens + dials of one endpoint */
+#define PEM_MAX       (1u << 20) /* bytes of one PEM file */
+#define MONITOR_MS    250        /* how often nng's TLS failure counters are read */
+#define NNG_BUF_MAX   8192       /* nng's limit for send-buffer and recv-buffer */
+#define CLOSE_WAIT_MS 10000      /* how long free waits for nng_close (see tx_free) */
 
 static const tn_tx_scheme schemes[] = {
     {"tcp", false, true, tn_tx_nng_new},
@@ -49,7 +49,8 @@ tn_err tn_tx_new(const char *url, bool sender, const tn_tx_tls *tls, tn_tx_recv_
     if (!sc)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "%s: unknown URL scheme; use tcp://, ipc://, inproc:// or "
-                             "tls+tcp://", url ? url : "(no URL)");
+                             "tls+tcp://",
+                             url ? url : "(no URL)");
     return sc->make(sender, tls, fn, arg, out, msg);
 }
 
@@ -59,15 +60,19 @@ static tn_err from_nng(int rv)
     switch (rv) {
     case 0: return TN_OK;
     case NNG_ENOMEM: return TN_ERR_NOMEM;
-    case NNG_EINVAL: case NNG_EADDRINVAL: return TN_ERR_INVAL;
-    case NNG_EADDRINUSE: case NNG_EBUSY: case NNG_EAGAIN: return TN_ERR_BUSY;
+    case NNG_EINVAL:
+    case NNG_EADDRINVAL: return TN_ERR_INVAL;
+    case NNG_EADDRINUSE:
+    case NNG_EBUSY:
+    case NNG_EAGAIN: return TN_ERR_BUSY;
     case NNG_ENOTSUP: return TN_ERR_UNSUPPORTED;
     case NNG_EPERM: return TN_ERR_PERM;
     case NNG_ECLOSED: return TN_ERR_CLOSED;
     case NNG_ETIMEDOUT: return TN_ERR_TIMEOUT;
     case NNG_EMSGSIZE: return TN_ERR_TOOBIG;
     case NNG_ENOENT: return TN_ERR_NOENT;
-    case NNG_ECRYPTO: case NNG_EPEERAUTH: return TN_ERR_PEER;
+    case NNG_ECRYPTO:
+    case NNG_EPEERAUTH: return TN_ERR_PEER;
     default: return TN_ERR_IO;
     }
 }
@@ -164,8 +169,8 @@ static void mon_poll(void)
         pthread_mutex_lock(&t->mu);
         for (int i = 0; t->gen && i < t->neps; i++) {
             endpoint *e = &t->eps[i];
-            nng_stat *s = e->listener ? nng_stat_find_listener(all, t->gen->l[i])
-                                      : nng_stat_find_dialer(all, t->gen->d[i]);
+            nng_stat *s = e->listener ? nng_stat_find_listener(all, t->gen->l[i]) :
+                                        nng_stat_find_dialer(all, t->gen->d[i]);
             uint64_t v = stat_counter(s, "auth");
             if (v > e->auth_seen) {
                 atomic_fetch_add(&t->handshake_errors, v - e->auth_seen);
@@ -243,7 +248,10 @@ static void mon_remove(nngtx *t)
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 /* Read a PEM file into a NUL-terminated heap string. */
 static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg *msg)
@@ -262,7 +270,9 @@ static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg
     if (err || n == 0 || n > PEM_MAX) {
         free(buf);
         return tn_errmsg_set(msg, TN_ERR_INVAL, "tls %s %s: %s", what, path,
-                             err ? "read error" : n ? "larger than 1 MiB" : "empty file");
+                             err ? "read error" :
+                             n   ? "larger than 1 MiB" :
+                                   "empty file");
     }
     buf[n] = '\0';
     *out = buf;
@@ -354,14 +364,9 @@ static void fmt_addr(const nng_sockaddr *sa, char *buf, size_t cap)
         inet_ntop(AF_INET6, sa->s_in6.sa_addr, ip, sizeof(ip));
         snprintf(buf, cap, "[%s]:%u", ip, ntohs(sa->s_in6.sa_port));
         break;
-    case NNG_AF_IPC:
-        snprintf(buf, cap, "%s", sa->s_ipc.sa_path);
-        break;
-    case NNG_AF_INPROC:
-        snprintf(buf, cap, "%s", sa->s_inproc.sa_name);
-        break;
-    default:
-        snprintf(buf, cap, "?");
+    case NNG_AF_IPC: snprintf(buf, cap, "%s", sa->s_ipc.sa_path); break;
+    case NNG_AF_INPROC: snprintf(buf, cap, "%s", sa->s_inproc.sa_name); break;
+    default: snprintf(buf, cap, "?");
     }
 }
 
@@ -435,8 +440,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
         tn_info(COMP, "msg=disconnected tx=%s url=%s peer=%s pipe=%u", t->name, url, peer,
                 nng_pipe_id(p));
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -485,7 +489,8 @@ static tn_err check_url(nngtx *t, const char *url, const tn_tx_scheme **out, tn_
     if (!sc)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "%s: %s: unknown URL scheme; use tcp://, ipc://, inproc:// or "
-                             "tls+tcp://", t->name, url ? url : "(null)");
+                             "tls+tcp://",
+                             t->name, url ? url : "(null)");
     if (sc->tls && !t->tls)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "%s: %s: tls+tcp needs a TLS configuration (CA, certificate, key)",
@@ -493,7 +498,8 @@ static tn_err check_url(nngtx *t, const char *url, const tn_tx_scheme **out, tn_
     if (!sc->tls && sc->network && t->tls)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "%s: %s: TLS is configured but the URL is plain tcp; use "
-                             "tls+tcp://", t->name, url);
+                             "tls+tcp://",
+                             t->name, url);
     *out = sc;
     return TN_OK;
 }
@@ -573,8 +579,10 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
         return add_endpoint(t, true, (nng_listener)NNG_LISTENER_INITIALIZER,
                             (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg);
     if (sc->tls && !t->cert_pem)
-        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: %s: a TLS listener needs a certificate "
-                             "and key", t->name, url);
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: %s: a TLS listener needs a certificate "
+                             "and key",
+                             t->name, url);
     int rv = nng_listener_create(&l, t->gen->sock, url);
     if (rv)
         return tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url,
@@ -700,8 +708,10 @@ static tn_err renew(nngtx *t)
     if (e) {
         if (g)
             close_gen(t, g);
-        tn_warn(COMP, "msg=\"cannot open a fresh socket; retrying at the next send\" tx=%s "
-                "err=\"%s\"", t->name, em.text);
+        tn_warn(COMP,
+                "msg=\"cannot open a fresh socket; retrying at the next send\" tx=%s "
+                "err=\"%s\"",
+                t->name, em.text);
         return e;
     }
     pthread_mutex_lock(&t->mu);
@@ -888,8 +898,10 @@ static void tx_free(void *self)
         release(t);
         return;
     }
-    tn_error(COMP, "msg=\"socket close stuck in nng; leaving it behind\" tx=%s wait_ms=%d "
-             "detail=\"known nng 1.5.2 deadlock; upgrade nng\"", t->name, CLOSE_WAIT_MS);
+    tn_error(COMP,
+             "msg=\"socket close stuck in nng; leaving it behind\" tx=%s wait_ms=%d "
+             "detail=\"known nng 1.5.2 deadlock; upgrade nng\"",
+             t->name, CLOSE_WAIT_MS);
 }
 
 static const tn_tx_ops nng_ops = {
@@ -921,8 +933,10 @@ static tn_err load_tls(nngtx *t, const tn_tx_tls *tls, tn_errmsg *msg)
 {
     tn_err e;
     if (!tls->ca_file)
-        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: tls: a CA file is required (peers are "
-                             "verified both ways)", t->name);
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: tls: a CA file is required (peers are "
+                             "verified both ways)",
+                             t->name);
     if (!tls->cert_file != !tls->key_file)
         return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: tls: give both a certificate and its key",
                              t->name);
@@ -997,7 +1011,8 @@ tn_err tn_tx_nng_new_opts(const tn_tx_nng_opts *o, tn_tx_recv_fn fn, void *arg, 
         o->reconnect_max_ms < o->reconnect_min_ms)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "%s: bad transport options (max_msg > 0, send_buf 1..8192, "
-                             "recv_buf 0..8192, reconnect 1 <= min <= max ms)", name);
+                             "recv_buf 0..8192, reconnect 1 <= min <= max ms)",
+                             name);
     nngtx *t = calloc(1, sizeof(*t));
     if (!t)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", name);

@@ -31,11 +31,17 @@ const char *tn_msg_name(unsigned type)
     return type >= 1 && type <= TN_MSG__MAX ? msg_info[type].name : "?";
 }
 
-bool tn_msg_to_worker(unsigned type) { return type >= TN_MSG_DISPATCH && type <= TN_MSG_RECONCILE; }
+bool tn_msg_to_worker(unsigned type)
+{
+    return type >= TN_MSG_DISPATCH && type <= TN_MSG_RECONCILE;
+}
 
 /* ---- bounds, shared by the encoder and the decoder --------------------------------------- */
 
-static bool str_ok(tn_str s, uint32_t min, uint32_t max) { return s.len >= min && s.len <= max; }
+static bool str_ok(tn_str s, uint32_t min, uint32_t max)
+{
+    return s.len >= min && s.len <= max;
+}
 
 /* Whether any two of n keys are equal: keys at base, base + stride... (the first member of
  * each element is its tn_str key). A hash set on the stack: n <= TN_PROTO_PAIRS_MAX. */
@@ -43,7 +49,8 @@ static bool dup_keys(const void *base, size_t stride, uint32_t n)
 {
     uint16_t slot[2048]; /* index + 1; 0 = empty; >= 2 * PAIRS_MAX */
     _Static_assert(2 * TN_PROTO_PAIRS_MAX <= 2048 && 2 * TN_PROTO_GAUGES_MAX <= 2048 &&
-                       2 * TN_PROTO_GROUPS_MAX <= 2048, "dup_keys table");
+                       2 * TN_PROTO_GROUPS_MAX <= 2048,
+                   "dup_keys table");
     if (n < 2)
         return false;
     uint32_t size = 4;
@@ -90,20 +97,19 @@ static tn_err check_msg(const tn_msg *m)
         const tn_msg_dispatch *d = &m->dispatch;
         if (!str_ok(d->name, 1, TN_PROTO_ID_MAX) || !str_ok(d->type, 1, TN_PROTO_TYPE_MAX) ||
             !str_ok(d->worker_group, 1, TN_PROTO_ID_MAX))
-            return d->name.len && d->type.len && d->worker_group.len ? TN_ERR_TOOBIG
-                                                                     : TN_ERR_INVAL;
+            return d->name.len && d->type.len && d->worker_group.len ? TN_ERR_TOOBIG :
+                                                                       TN_ERR_INVAL;
         if (d->command.len > TN_PROTO_COMMAND_MAX || d->env_prelude.len > TN_PROTO_ENV_MAX ||
             d->user.len > TN_PROTO_ID_MAX)
             return TN_ERR_TOOBIG;
-        if ((e = check_pairs(d->params)) != TN_OK || (e = check_pairs(d->noop_outputs)) != TN_OK)
+        if ((e = check_pairs(d->params)) != TN_OK ||
+            (e = check_pairs(d->noop_outputs)) != TN_OK)
             return e;
         return TN_OK;
     }
-    case TN_MSG_KILL:
-        return m->kill.reason.len > TN_PROTO_REASON_MAX ? TN_ERR_TOOBIG : TN_OK;
+    case TN_MSG_KILL: return m->kill.reason.len > TN_PROTO_REASON_MAX ? TN_ERR_TOOBIG : TN_OK;
     case TN_MSG_PERSISTED:
-    case TN_MSG_RECONCILE:
-        return TN_OK;
+    case TN_MSG_RECONCILE: return TN_OK;
     case TN_MSG_ACCEPTED:
         if (m->accepted.pid < 0)
             return TN_ERR_INVAL;
@@ -241,9 +247,7 @@ static void pack_msg(msgpack_packer *pk, const tn_msg *m)
     msgpack_pack_array(pk, msg_info[m->type].len);
     msgpack_pack_uint8(pk, (uint8_t)m->type);
     switch (m->type) {
-    case TN_MSG_DISPATCH:
-        pack_dispatch(pk, &m->dispatch);
-        break;
+    case TN_MSG_DISPATCH: pack_dispatch(pk, &m->dispatch); break;
     case TN_MSG_KILL:
         msgpack_pack_uint64(pk, m->kill.task);
         msgpack_pack_uint32(pk, m->kill.attempt);
@@ -255,9 +259,7 @@ static void pack_msg(msgpack_packer *pk, const tn_msg *m)
         msgpack_pack_uint64(pk, m->persisted.task);
         msgpack_pack_uint32(pk, m->persisted.attempt);
         break;
-    case TN_MSG_RECONCILE:
-        msgpack_pack_uint64(pk, m->reconcile.epoch);
-        break;
+    case TN_MSG_RECONCILE: msgpack_pack_uint64(pk, m->reconcile.epoch); break;
     case TN_MSG_ACCEPTED:
         msgpack_pack_uint64(pk, m->accepted.report_id);
         msgpack_pack_uint64(pk, m->accepted.task);
@@ -274,12 +276,8 @@ static void pack_msg(msgpack_packer *pk, const tn_msg *m)
         pk_str(pk, m->result.reason);
         pk_pairs(pk, m->result.outputs);
         break;
-    case TN_MSG_KILL_RESULT:
-        pack_kill_result(pk, &m->kill_result);
-        break;
-    case TN_MSG_HEARTBEAT:
-        pack_heartbeat(pk, &m->heartbeat);
-        break;
+    case TN_MSG_KILL_RESULT: pack_kill_result(pk, &m->kill_result); break;
+    case TN_MSG_HEARTBEAT: pack_heartbeat(pk, &m->heartbeat); break;
     case TN_MSG_RECONCILED:
         msgpack_pack_uint64(pk, m->reconciled.epoch);
         msgpack_pack_array(pk, m->reconciled.running.n);
@@ -472,7 +470,8 @@ static bool rd_header(tn_mp *r, uint64_t *report_id, uint64_t *task, uint32_t *a
 static bool rd_dispatch(tn_mp *r, scratch *s, tn_msg_dispatch *d)
 {
     return tn_mp_u64(r, &d->task) && tn_mp_u64(r, &d->wf) && rd_u32(r, &d->attempt) &&
-           rd_str(r, 1, TN_PROTO_ID_MAX, &d->name) && rd_str(r, 1, TN_PROTO_TYPE_MAX, &d->type) &&
+           rd_str(r, 1, TN_PROTO_ID_MAX, &d->name) &&
+           rd_str(r, 1, TN_PROTO_TYPE_MAX, &d->type) &&
            rd_str(r, 0, TN_PROTO_COMMAND_MAX, &d->command) &&
            rd_str(r, 0, TN_PROTO_ENV_MAX, &d->env_prelude) && rd_pairs(r, s, &d->params) &&
            rd_str(r, 1, TN_PROTO_ID_MAX, &d->worker_group) && tn_mp_u64(r, &d->timeout_ms) &&
@@ -594,9 +593,7 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
         return tn_mp_fail(r, TN_ERR_CORRUPT);
     bool ok = false;
     switch (m->type) {
-    case TN_MSG_DISPATCH:
-        ok = rd_dispatch(r, s, &m->dispatch);
-        break;
+    case TN_MSG_DISPATCH: ok = rd_dispatch(r, s, &m->dispatch); break;
     case TN_MSG_KILL:
         ok = rd_header(r, NULL, &m->kill.task, &m->kill.attempt) &&
              tn_mp_u64(r, &m->kill.grace_ms) &&
@@ -605,9 +602,7 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
     case TN_MSG_PERSISTED:
         ok = rd_header(r, &m->persisted.report_id, &m->persisted.task, &m->persisted.attempt);
         break;
-    case TN_MSG_RECONCILE:
-        ok = tn_mp_u64(r, &m->reconcile.epoch);
-        break;
+    case TN_MSG_RECONCILE: ok = tn_mp_u64(r, &m->reconcile.epoch); break;
     case TN_MSG_ACCEPTED:
         ok = rd_header(r, &m->accepted.report_id, &m->accepted.task, &m->accepted.attempt) &&
              tn_mp_i64(r, &m->accepted.pid) &&
@@ -621,15 +616,9 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
              rd_str(r, 0, TN_PROTO_REASON_MAX, &m->result.reason) &&
              rd_pairs(r, s, &m->result.outputs);
         break;
-    case TN_MSG_KILL_RESULT:
-        ok = rd_kill_result(r, s, &m->kill_result);
-        break;
-    case TN_MSG_HEARTBEAT:
-        ok = rd_heartbeat(r, s, &m->heartbeat);
-        break;
-    case TN_MSG_RECONCILED:
-        ok = rd_reconciled(r, s, &m->reconciled);
-        break;
+    case TN_MSG_KILL_RESULT: ok = rd_kill_result(r, s, &m->kill_result); break;
+    case TN_MSG_HEARTBEAT: ok = rd_heartbeat(r, s, &m->heartbeat); break;
+    case TN_MSG_RECONCILED: ok = rd_reconciled(r, s, &m->reconciled); break;
     }
     if (ok && (size_t)(r->p - start) > TN_PROTO_MSG_MAX)
         return tn_mp_fail(r, TN_ERR_TOOBIG);
@@ -671,7 +660,8 @@ tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, t
         for (uint32_t i = 0; i < count; i++) {
             size_t at = (size_t)(r.p - (const uint8_t *)buf);
             if (!rd_msg(&r, &s, &m)) {
-                e = tn_errmsg_set(msg, r.err, "frame from %.*s: message %u (%s) at byte %zu: %s",
+                e = tn_errmsg_set(msg, r.err,
+                                  "frame from %.*s: message %u (%s) at byte %zu: %s",
                                   (int)sender.len, sender.p, i + 1, tn_msg_name(m.type), at,
                                   tn_strerror(r.err));
                 break;
@@ -697,11 +687,11 @@ struct tn_outq {
     char sender[TN_PROTO_ID_MAX + 1];
     uint32_t max_msgs;
     size_t max_bytes, max_queued;
-    tn_buf data;     /* encoded messages, back to back; data.data[head..size) is queued */
+    tn_buf data; /* encoded messages, back to back; data.data[head..size) is queued */
     size_t head;
-    uint32_t *lens;  /* lengths of the queued messages, lens[lhead..nlens) */
+    uint32_t *lens; /* lengths of the queued messages, lens[lhead..nlens) */
     uint32_t lhead, nlens, lcap;
-    tn_buf frame;    /* reused for each frame */
+    tn_buf frame; /* reused for each frame */
 };
 
 tn_err tn_outq_new(const char *sender, uint32_t max_msgs, size_t max_bytes, size_t max_queued,

@@ -51,36 +51,36 @@
 
 /* Bounds. Every one is enforced by the encoder (TN_ERR_TOOBIG, nothing written) and by the
  * decoder. */
-#define TN_PROTO_FRAME_MAX TN_TX_RECV_MAX_DEFAULT /* bytes of a frame: the receive bound */
-#define TN_PROTO_MSG_MAX (8u << 20)               /* bytes of one encoded message */
-#define TN_PROTO_FRAME_MSGS_MAX 65536u            /* messages in a frame */
-#define TN_PROTO_ID_MAX 64u          /* sender, task name, worker id, worker group, user */
-#define TN_PROTO_TYPE_MAX 16u        /* task type */
-#define TN_PROTO_COMMAND_MAX (1u << 20)
-#define TN_PROTO_ENV_MAX (64u << 10) /* env_prelude */
-#define TN_PROTO_PAIRS_MAX 1000u     /* entries of params, outputs */
-#define TN_PROTO_KEY_MAX 256u        /* a params/outputs/gauges key */
-#define TN_PROTO_VALUE_MAX (64u << 10)
-#define TN_PROTO_REASON_MAX 4096u
-#define TN_PROTO_CONTAINMENT_MAX 32u /* "cgroup", "session" */
-#define TN_PROTO_PIDS_MAX 100000u    /* signalled pids, survivors */
-#define TN_PROTO_STATE_MAX 16u       /* a survivor's state ("D", "Z") */
-#define TN_PROTO_URL_MAX 512u
-#define TN_PROTO_GROUPS_MAX 64u
-#define TN_PROTO_GAUGES_MAX 256u
-#define TN_PROTO_RUNNING_MAX 100000u /* task attempts in RECONCILED */
+#define TN_PROTO_FRAME_MAX       TN_TX_RECV_MAX_DEFAULT /* bytes of a frame: the receive bound */
+#define TN_PROTO_MSG_MAX         (8u << 20)             /* bytes of one encoded message */
+#define TN_PROTO_FRAME_MSGS_MAX  65536u                 /* messages in a frame */
+#define TN_PROTO_ID_MAX          64u /* sender, task name, worker id, worker group, user */
+#define TN_PROTO_TYPE_MAX        16u /* task type */
+#define TN_PROTO_COMMAND_MAX     (1u << 20)
+#define TN_PROTO_ENV_MAX         (64u << 10) /* env_prelude */
+#define TN_PROTO_PAIRS_MAX       1000u       /* entries of params, outputs */
+#define TN_PROTO_KEY_MAX         256u        /* a params/outputs/gauges key */
+#define TN_PROTO_VALUE_MAX       (64u << 10)
+#define TN_PROTO_REASON_MAX      4096u
+#define TN_PROTO_CONTAINMENT_MAX 32u     /* "cgroup", "session" */
+#define TN_PROTO_PIDS_MAX        100000u /* signalled pids, survivors */
+#define TN_PROTO_STATE_MAX       16u     /* a survivor's state ("D", "Z") */
+#define TN_PROTO_URL_MAX         512u
+#define TN_PROTO_GROUPS_MAX      64u
+#define TN_PROTO_GAUGES_MAX      256u
+#define TN_PROTO_RUNNING_MAX     100000u /* task attempts in RECONCILED */
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
-#define TN_MSG_LIST(X)                                                                        \
-    X(DISPATCH, 1, 20)                                                                        \
-    X(KILL, 2, 5)                                                                             \
-    X(PERSISTED, 3, 4)                                                                        \
-    X(RECONCILE, 4, 2)                                                                        \
-    X(ACCEPTED, 5, 6)                                                                         \
-    X(RESULT, 6, 8)                                                                           \
-    X(KILL_RESULT, 7, 6)                                                                      \
-    X(HEARTBEAT, 8, 12)                                                                       \
+#define TN_MSG_LIST(X)   \
+    X(DISPATCH, 1, 20)   \
+    X(KILL, 2, 5)        \
+    X(PERSISTED, 3, 4)   \
+    X(RECONCILE, 4, 2)   \
+    X(ACCEPTED, 5, 6)    \
+    X(RESULT, 6, 8)      \
+    X(KILL_RESULT, 7, 6) \
+    X(HEARTBEAT, 8, 12)  \
     X(RECONCILED, 9, 3)
 /* (name, wire type, array length including the type) */
 
@@ -145,14 +145,14 @@ typedef struct tn_task_attempts {
 typedef struct tn_msg_dispatch {
     uint64_t task, wf;
     uint32_t attempt;
-    tn_str name;          /* 1..ID_MAX: the task's name in its workflow */
-    tn_str type;          /* 1..TYPE_MAX: "shell" or "noop"; a worker answers a type it does
+    tn_str name;         /* 1..ID_MAX: the task's name in its workflow */
+    tn_str type;         /* 1..TYPE_MAX: "shell" or "noop"; a worker answers a type it does
                            * not run with a failed RESULT (the frame is not the place) */
-    tn_str command;       /* ..COMMAND_MAX: shell text, params already substituted */
-    tn_str env_prelude;   /* ..ENV_MAX: shell text run before the command */
-    tn_pairs params;      /* ..PAIRS_MAX: exported to the task's environment */
-    tn_str worker_group;  /* 1..ID_MAX */
-    uint64_t timeout_ms;  /* 0: none */
+    tn_str command;      /* ..COMMAND_MAX: shell text, params already substituted */
+    tn_str env_prelude;  /* ..ENV_MAX: shell text run before the command */
+    tn_pairs params;     /* ..PAIRS_MAX: exported to the task's environment */
+    tn_str worker_group; /* 1..ID_MAX */
+    uint64_t timeout_ms; /* 0: none */
     uint64_t kill_grace_ms;
     uint64_t memory_max;    /* bytes; 0: no limit */
     uint64_t cpu_max_milli; /* 1000 = one core; 0: no limit */
@@ -160,8 +160,8 @@ typedef struct tn_msg_dispatch {
     bool noop_success;      /* noop tasks: the outcome, after noop_duration_ms */
     uint64_t noop_duration_ms;
     tn_pairs noop_outputs;
-    int64_t deadline_ns;    /* unix ns after which the attempt is late; 0: none */
-    uint64_t worker_epoch;  /* the boot id (HEARTBEAT epoch) of the worker run it is for: a
+    int64_t deadline_ns;   /* unix ns after which the attempt is late; 0: none */
+    uint64_t worker_epoch; /* the boot id (HEARTBEAT epoch) of the worker run it is for: a
                              * worker drops a DISPATCH for another run of itself, one the
                              * transport kept while it was down */
 } tn_msg_dispatch;
@@ -218,15 +218,15 @@ typedef struct tn_msg_heartbeat {
     tn_str ctl_url;    /* ..URL_MAX */
     tn_strs groups;    /* ..GROUPS_MAX names of 1..ID_MAX bytes */
     uint32_t slots, running;
-    uint32_t load_milli; /* 1-minute load average * 1000 */
+    uint32_t load_milli;            /* 1-minute load average * 1000 */
     uint64_t mem_free, mem_reserve; /* bytes */
-    tn_gauges gauges;    /* ..GAUGES_MAX named values (tern_leaked_resources_total...) */
-    uint64_t epoch;      /* boot id of the worker process */
+    tn_gauges gauges; /* ..GAUGES_MAX named values (tern_leaked_resources_total...) */
+    uint64_t epoch;   /* boot id of the worker process */
 } tn_msg_heartbeat;
 
 /* The answer to RECONCILE: every attempt the worker runs. */
 typedef struct tn_msg_reconciled {
-    uint64_t epoch; /* the RECONCILE's */
+    uint64_t epoch;           /* the RECONCILE's */
     tn_task_attempts running; /* ..RUNNING_MAX */
 } tn_msg_reconciled;
 

@@ -26,7 +26,7 @@
 #include "log.h"
 
 #define PROBE_EVERY_MS 1000 /* at most this often, and only when idle */
-#define PROBE_WAIT_MS 500   /* for the probe's pipe: it comes in well under 1 ms */
+#define PROBE_WAIT_MS  500  /* for the probe's pipe: it comes in well under 1 ms */
 
 struct tn_rpc_server {
     nng_socket sock;
@@ -35,14 +35,14 @@ struct tn_rpc_server {
     tn_rpc_handler fn;
     void *arg;
     /* ipc:// only, touched by the server's thread alone once it runs */
-    char *url;            /* NULL: nothing to probe */
+    char *url; /* NULL: nothing to probe */
     nng_listener lis;
-    bool listening;       /* lis is open */
-    dev_t dev;            /* the socket file lis made: closing lis unlinks the path, */
-    ino_t ino;            /* so it is closed only while the path is still this file */
-    bool lost_told;       /* warned that the path is no longer ours */
-    int64_t next_probe;   /* ms, monotonic */
-    atomic_uint added;    /* pipes taken in so far (nng's threads count them) */
+    bool listening;     /* lis is open */
+    dev_t dev;          /* the socket file lis made: closing lis unlinks the path, */
+    ino_t ino;          /* so it is closed only while the path is still this file */
+    bool lost_told;     /* warned that the path is no longer ours */
+    int64_t next_probe; /* ms, monotonic */
+    atomic_uint added;  /* pipes taken in so far (nng's threads count them) */
 };
 
 static tn_err from_nng(int rv)
@@ -53,7 +53,8 @@ static tn_err from_nng(int rv)
     case NNG_ETIMEDOUT: return TN_ERR_TIMEOUT;
     case NNG_ECLOSED: return TN_ERR_CLOSED;
     case NNG_EADDRINUSE: return TN_ERR_BUSY;
-    case NNG_ECONNREFUSED: case NNG_ENOENT: return TN_ERR_PEER;
+    case NNG_ECONNREFUSED:
+    case NNG_ENOENT: return TN_ERR_PEER;
     case NNG_EMSGSIZE: return TN_ERR_TOOBIG;
     case NNG_EPERM: return TN_ERR_PERM;
     default: return TN_ERR_IO;
@@ -138,8 +139,10 @@ static void check_ipc(tn_rpc_server *s)
     if (!path_is_ours(s)) {
         /* removed, or taken by another process: theirs to keep, never unlinked here */
         if (!s->lost_told)
-            tn_warn("rpc", "msg=\"socket file removed or replaced; not reachable there\" "
-                           "url=%s", s->url);
+            tn_warn("rpc",
+                    "msg=\"socket file removed or replaced; not reachable there\" "
+                    "url=%s",
+                    s->url);
         s->lost_told = true;
         return;
     }
@@ -154,8 +157,10 @@ static void check_ipc(tn_rpc_server *s)
         tn_warn("rpc", "msg=\"ipc listener stopped accepting; listening again\" url=%s",
                 s->url);
     else
-        tn_warn("rpc", "msg=\"ipc listener stopped accepting; cannot listen again\" url=%s "
-                       "why=\"%s\"", s->url, nng_strerror(rv));
+        tn_warn("rpc",
+                "msg=\"ipc listener stopped accepting; cannot listen again\" url=%s "
+                "why=\"%s\"",
+                s->url, nng_strerror(rv));
 }
 
 static void *serve(void *p)
@@ -213,8 +218,7 @@ tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server
             /* a socket file left by a dead process: nobody answers on it, replace it */
             void *r = NULL;
             size_t rl;
-            if (tn_rpc_call(url, "", 0, 300, &r, &rl, NULL) == TN_ERR_TIMEOUT ||
-                r == NULL) {
+            if (tn_rpc_call(url, "", 0, 300, &r, &rl, NULL) == TN_ERR_TIMEOUT || r == NULL) {
                 (void)unlink(url + 6);
                 rv = listen_ipc(s);
             }
@@ -281,10 +285,10 @@ tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms,
         nng_free(buf, blen);
     } else {
         tn_errmsg_set(msg, e, "%s: %s", url,
-                      rv == NNG_ECONNREFUSED || rv == NNG_ENOENT
-                          ? "nothing listens there (is the master running? start it with "
-                            "`tern master` or `tern standalone`, or pass --master URL)"
-                          : nng_strerror(rv));
+                      rv == NNG_ECONNREFUSED || rv == NNG_ENOENT ?
+                          "nothing listens there (is the master running? start it with "
+                          "`tern master` or `tern standalone`, or pass --master URL)" :
+                          nng_strerror(rv));
     }
     nng_close(sock);
     return e;

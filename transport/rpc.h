@@ -14,7 +14,8 @@ typedef struct tn_rpc_server tn_rpc_server;
 
 /* Called from the server's own thread, one request at a time. Sets *rep to a malloc'd
  * reply (the server frees it after sending) and *rlen; *rep = NULL sends an empty one. */
-typedef void (*tn_rpc_handler)(void *arg, const void *req, size_t len, void **rep, size_t *rlen);
+typedef void (*tn_rpc_handler)(void *arg, const void *req, size_t len, void **rep,
+                               size_t *rlen);
 
 /* Listen on url (ipc://, tcp://, inproc://) and serve until freed. An ipc:// socket
  * file left by a dead process is replaced; an ipc:// listener that stops handing over

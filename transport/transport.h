@@ -156,9 +156,9 @@ typedef struct tn_tx_nng_opts {
      * connection, which the peer redials); a sender refuses to send one (TN_ERR_TOOBIG).
      * Default TN_TX_RECV_MAX_DEFAULT. */
     size_t max_msg;
-    int send_buf;         /* messages queued while the peer is slow or away; 1..8192, 1024 */
-    int recv_buf;         /* messages nng queues before the callback takes them; 0..8192, 0 */
-    int send_wait_ms;     /* how long send may wait for room; 0 (default): TN_ERR_BUSY at once */
+    int send_buf;     /* messages queued while the peer is slow or away; 1..8192, 1024 */
+    int recv_buf;     /* messages nng queues before the callback takes them; 0..8192, 0 */
+    int send_wait_ms; /* how long send may wait for room; 0 (default): TN_ERR_BUSY at once */
     int reconnect_min_ms; /* first redial after a failure; default 100 */
     int reconnect_max_ms; /* backoff cap; default 2000 */
     const char *name;     /* shown in logs ("master->w1"); copied; NULL: "tx" */
@@ -216,14 +216,14 @@ tn_err tn_fault_opts_parse(const char *s, tn_fault_opts *out, tn_errmsg *msg);
 /* What the wrapper did. Once held messages are flushed, a loss-free inner transport
  * delivers sent - dropped + duplicated messages. */
 typedef struct tn_fault_counters {
-    uint64_t sent;       /* sends accepted */
+    uint64_t sent; /* sends accepted */
     uint64_t dropped;
     uint64_t duplicated;
     uint64_t delayed;
     uint64_t reordered;
-    uint64_t forwarded;  /* messages the inner transport accepted */
-    uint64_t discarded;  /* held messages lost: inner closed or wrapper freed first */
-    uint64_t held;       /* messages held now (delayed or reordered, not sent yet) */
+    uint64_t forwarded; /* messages the inner transport accepted */
+    uint64_t discarded; /* held messages lost: inner closed or wrapper freed first */
+    uint64_t held;      /* messages held now (delayed or reordered, not sent yet) */
 } tn_fault_counters;
 
 /* Wrap inner in a fault-injecting endpoint in *out (written only on success). The wrapper

@@ -39,9 +39,13 @@ tn_err tn_err_from_errno(int e)
     case EINVAL: return TN_ERR_INVAL;
     case ENOENT: return TN_ERR_NOENT;
     case EEXIST: return TN_ERR_EXISTS;
-    case ENOSPC: case EDQUOT: return TN_ERR_FULL;
-    case EBUSY: case EAGAIN: return TN_ERR_BUSY;
-    case EACCES: case EPERM: case EROFS: return TN_ERR_PERM;
+    case ENOSPC:
+    case EDQUOT: return TN_ERR_FULL;
+    case EBUSY:
+    case EAGAIN: return TN_ERR_BUSY;
+    case EACCES:
+    case EPERM:
+    case EROFS: return TN_ERR_PERM;
     case ETIMEDOUT: return TN_ERR_TIMEOUT;
     case ENOTSUP: return TN_ERR_UNSUPPORTED;
     default: return TN_ERR_IO;

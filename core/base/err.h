@@ -3,29 +3,29 @@
 #ifndef TN_ERR_H
 #define TN_ERR_H
 
-#define TN_ERR_LIST(X)                                                        \
-    X(OK, "success")                                                          \
-    X(NOMEM, "out of memory")                                                 \
-    X(INVAL, "invalid argument")                                              \
-    X(IO, "input/output error")                                               \
-    X(NOENT, "not found")                                                     \
-    X(EXISTS, "already exists")                                               \
-    X(TRUNCATED, "input is truncated")                                        \
-    X(TOOBIG, "input exceeds a size limit")                                   \
-    X(TYPE, "input has the wrong type")                                       \
-    X(VERSION, "unknown format version")                                      \
-    X(CORRUPT, "data is corrupted")                                           \
-    X(CHAIN, "hash chain mismatch")                                           \
-    X(ILLEGAL, "illegal state transition")                                    \
-    X(FULL, "storage is full")                                                \
-    X(BUSY, "resource is busy or locked")                                     \
-    X(PERM, "permission denied")                                              \
-    X(TIMEOUT, "timed out")                                                   \
-    X(CLOSED, "closed")                                                       \
-    X(PEER, "peer error")                                                     \
-    X(PARSE, "parse error")                                                   \
-    X(UNSUPPORTED, "not supported here")                                      \
-    X(STALE, "stale attempt")                                                 \
+#define TN_ERR_LIST(X)                      \
+    X(OK, "success")                        \
+    X(NOMEM, "out of memory")               \
+    X(INVAL, "invalid argument")            \
+    X(IO, "input/output error")             \
+    X(NOENT, "not found")                   \
+    X(EXISTS, "already exists")             \
+    X(TRUNCATED, "input is truncated")      \
+    X(TOOBIG, "input exceeds a size limit") \
+    X(TYPE, "input has the wrong type")     \
+    X(VERSION, "unknown format version")    \
+    X(CORRUPT, "data is corrupted")         \
+    X(CHAIN, "hash chain mismatch")         \
+    X(ILLEGAL, "illegal state transition")  \
+    X(FULL, "storage is full")              \
+    X(BUSY, "resource is busy or locked")   \
+    X(PERM, "permission denied")            \
+    X(TIMEOUT, "timed out")                 \
+    X(CLOSED, "closed")                     \
+    X(PEER, "peer error")                   \
+    X(PARSE, "parse error")                 \
+    X(UNSUPPORTED, "not supported here")    \
+    X(STALE, "stale attempt")               \
     X(INTERNAL, "internal error")
 
 typedef enum tn_err {

@@ -23,7 +23,10 @@ int tn_log_level_parse(const char *s)
     return -1;
 }
 
-void tn_log_set_level(tn_log_level level) { __atomic_store_n(&log_level, level, __ATOMIC_RELAXED); }
+void tn_log_set_level(tn_log_level level)
+{
+    __atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
+}
 
 tn_log_level tn_log_get_level(void)
 {
@@ -39,7 +42,10 @@ tn_log_level tn_log_get_level(void)
     return level;
 }
 
-void tn_log_set_stream(FILE *f) { log_stream = f; }
+void tn_log_set_stream(FILE *f)
+{
+    log_stream = f;
+}
 
 void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
 {
@@ -50,7 +56,8 @@ void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s ",
+    int n = snprintf(line, sizeof(line),
+                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s comp=%s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], comp);
     va_list ap;

@@ -6,7 +6,13 @@
 
 #include <stdio.h>
 
-typedef enum { TN_LOG_DEBUG, TN_LOG_INFO, TN_LOG_WARN, TN_LOG_ERROR, TN_LOG_OFF } tn_log_level;
+typedef enum {
+    TN_LOG_DEBUG,
+    TN_LOG_INFO,
+    TN_LOG_WARN,
+    TN_LOG_ERROR,
+    TN_LOG_OFF
+} tn_log_level;
 
 /* Messages below `level` are dropped. Default: TN_LOG_INFO, or $TERN_LOG_LEVEL. */
 void tn_log_set_level(tn_log_level level);
@@ -20,8 +26,8 @@ void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define tn_debug(comp, ...) tn_logf(TN_LOG_DEBUG, comp, __VA_ARGS__)
-#define tn_info(comp, ...) tn_logf(TN_LOG_INFO, comp, __VA_ARGS__)
-#define tn_warn(comp, ...) tn_logf(TN_LOG_WARN, comp, __VA_ARGS__)
+#define tn_info(comp, ...)  tn_logf(TN_LOG_INFO, comp, __VA_ARGS__)
+#define tn_warn(comp, ...)  tn_logf(TN_LOG_WARN, comp, __VA_ARGS__)
 #define tn_error(comp, ...) tn_logf(TN_LOG_ERROR, comp, __VA_ARGS__)
 
 #endif

@@ -35,7 +35,10 @@ static inline bool tn_mp_fail(tn_mp *r, tn_err e)
     return false;
 }
 
-static inline size_t tn_mp_left(const tn_mp *r) { return (size_t)(r->end - r->p); }
+static inline size_t tn_mp_left(const tn_mp *r)
+{
+    return (size_t)(r->end - r->p);
+}
 
 static inline bool tn_mp_need(tn_mp *r, size_t n)
 {
@@ -73,10 +76,14 @@ static inline bool tn_mp_u64(tn_mp *r, uint64_t *out)
         return true;
     }
     switch (t) {
-    case 0xcc: case 0xd0: n = 1; break;
-    case 0xcd: case 0xd1: n = 2; break;
-    case 0xce: case 0xd2: n = 4; break;
-    case 0xcf: case 0xd3: n = 8; break;
+    case 0xcc:
+    case 0xd0: n = 1; break;
+    case 0xcd:
+    case 0xd1: n = 2; break;
+    case 0xce:
+    case 0xd2: n = 4; break;
+    case 0xcf:
+    case 0xd3: n = 8; break;
     default: return tn_mp_fail(r, TN_ERR_TYPE);
     }
     if (!tn_mp_need(r, 1 + n))

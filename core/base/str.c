@@ -29,4 +29,3 @@ _Static_assert(sizeof(tn_buf) == sizeof(msgpack_sbuffer), "tn_buf mirrors msgpac
 _Static_assert(offsetof(tn_buf, size) == offsetof(msgpack_sbuffer, size), "layout");
 _Static_assert(offsetof(tn_buf, data) == offsetof(msgpack_sbuffer, data), "layout");
 _Static_assert(offsetof(tn_buf, alloc) == offsetof(msgpack_sbuffer, alloc), "layout");
-

@@ -134,8 +134,9 @@ tn_err tn_tz_open(const char *name, tn_tz **out, tn_errmsg *e)
     if (!name || !out)
         return tn_errmsg_set(e, TN_ERR_INVAL, "time zone: no name given");
     if (strlen(name) > TN_TZ_MAX_NAME)
-        return tn_errmsg_set(e, TN_ERR_TOOBIG, "time zone \"%.64s...\": name longer than %u bytes",
-                             name, TN_TZ_MAX_NAME);
+        return tn_errmsg_set(e, TN_ERR_TOOBIG,
+                             "time zone \"%.64s...\": name longer than %u bytes", name,
+                             TN_TZ_MAX_NAME);
     tn_tz *tz = calloc(1, sizeof(*tz));
     if (!tz)
         return tn_errmsg_set(e, TN_ERR_NOMEM, "time zone \"%s\": out of memory", name);

@@ -17,12 +17,12 @@ typedef struct tn_tz tn_tz;
 
 /* Local civil time, proleptic Gregorian, whole seconds. */
 typedef struct tn_civil {
-    int32_t year;   /* e.g. 2026 */
-    int32_t month;  /* 1..12 */
-    int32_t day;    /* 1..31 */
-    int32_t hour;   /* 0..23 */
-    int32_t minute; /* 0..59 */
-    int32_t second; /* 0..59 (no leap seconds: unix time has none) */
+    int32_t year;    /* e.g. 2026 */
+    int32_t month;   /* 1..12 */
+    int32_t day;     /* 1..31 */
+    int32_t hour;    /* 0..23 */
+    int32_t minute;  /* 0..59 */
+    int32_t second;  /* 0..59 (no leap seconds: unix time has none) */
     int32_t weekday; /* 0=Sunday .. 6=Saturday; ignored by tn_tz_from_civil */
 } tn_civil;
 

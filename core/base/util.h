@@ -53,7 +53,6 @@ uint64_t tn_proc_kb(const char *path, const char *key);
 int tn_exit_code(int wait_status);
 
 
-
 /* A growable string: sb_printf appends; the caller frees sb.s (NULL-safe). */
 typedef struct tn_sb {
     char *s;

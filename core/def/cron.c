@@ -10,7 +10,15 @@
 
 /* ---- field descriptors --------------------------------------------------------------- */
 
-enum role { F_SEC, F_MIN, F_HOUR, F_DOM, F_MONTH, F_DOW, F_YEAR };
+enum role {
+    F_SEC,
+    F_MIN,
+    F_HOUR,
+    F_DOM,
+    F_MONTH,
+    F_DOW,
+    F_YEAR
+};
 
 typedef struct fdesc {
     const char *name;
@@ -261,7 +269,8 @@ static tn_err dom_special(parser *p, const char *s, const char *end, tn_cron *c,
             return TN_OK;
         }
     }
-    return perr(p, s, "expected L, L-n, LW or nW alone in the day-of-month field, found \"%.*s\"",
+    return perr(p, s,
+                "expected L, L-n, LW or nW alone in the day-of-month field, found \"%.*s\"",
                 (int)(end - s), s);
 }
 
@@ -327,10 +336,12 @@ static tn_err parse_field(parser *p, const fdesc *f, const char *s, const char *
 {
     if (end - s == 1 && *s == '?') {
         if (p->is_unix || (f->role != F_DOM && f->role != F_DOW))
-            return perr(p, s, "'?' is allowed only in the day-of-month or day-of-week field of "
-                              "the 6/7-field (Quartz) form; use '*' in the %s field", f->name);
-        c->flags |= f->role == F_DOM ? TN_CRON_F_DOM_Q | TN_CRON_F_DOM_ANY
-                                     : TN_CRON_F_DOW_Q | TN_CRON_F_DOW_ANY;
+            return perr(p, s,
+                        "'?' is allowed only in the day-of-month or day-of-week field of "
+                        "the 6/7-field (Quartz) form; use '*' in the %s field",
+                        f->name);
+        c->flags |= f->role == F_DOM ? TN_CRON_F_DOM_Q | TN_CRON_F_DOM_ANY :
+                                       TN_CRON_F_DOW_Q | TN_CRON_F_DOW_ANY;
         return TN_OK;
     }
     if (*s == '*' && (f->role == F_DOM || f->role == F_DOW))
@@ -381,13 +392,16 @@ tn_err tn_cron_parse(const char *expr, tn_cron *out, tn_errmsg *e)
     int n = split(expr, starts, ends);
     parser p = {expr, e, n == 5};
     if (n > 7)
-        return perr(&p, starts[7], "expected at most 7 fields (Quartz: second minute hour "
-                                   "day-of-month month day-of-week [year]), found more");
+        return perr(&p, starts[7],
+                    "expected at most 7 fields (Quartz: second minute hour "
+                    "day-of-month month day-of-week [year]), found more");
     if (n < 5)
-        return tn_errmsg_set(e, TN_ERR_PARSE,
-                             "cron: \"%s\": expected 5 fields (minute hour day-of-month month "
-                             "day-of-week) or 6-7 fields (second minute hour day-of-month month "
-                             "day-of-week [year]), found %d", expr, n);
+        return tn_errmsg_set(
+            e, TN_ERR_PARSE,
+            "cron: \"%s\": expected 5 fields (minute hour day-of-month month "
+            "day-of-week) or 6-7 fields (second minute hour day-of-month month "
+            "day-of-week [year]), found %d",
+            expr, n);
     tn_cron c;
     memset(&c, 0, sizeof(c));
     c.dom_last = c.dow_last = c.dow_nth_day = -1;
@@ -404,12 +418,14 @@ tn_err tn_cron_parse(const char *expr, tn_cron *out, tn_errmsg *e)
     if (!p.is_unix) {
         bool dq = c.flags & TN_CRON_F_DOM_Q, wq = c.flags & TN_CRON_F_DOW_Q;
         if (dq && wq)
-            return perr(&p, starts[5], "day-of-month and day-of-week are both '?': give one "
-                                       "of them (e.g. '*' for every day)");
+            return perr(&p, starts[5],
+                        "day-of-month and day-of-week are both '?': give one "
+                        "of them (e.g. '*' for every day)");
         if (!dq && !wq)
-            return perr(&p, starts[5], "day-of-month and day-of-week are both given: set "
-                                       "exactly one of them to '?' (e.g. \"0 0 12 * * ?\" or "
-                                       "\"0 0 12 ? * MON\")");
+            return perr(&p, starts[5],
+                        "day-of-month and day-of-week are both given: set "
+                        "exactly one of them to '?' (e.g. \"0 0 12 * * ?\" or "
+                        "\"0 0 12 ? * MON\")");
     }
     *out = c;
     return TN_OK;
@@ -479,7 +495,8 @@ static int next_bit(uint64_t bits, int from)
 
 static int next_year(const tn_cron *c, int from)
 {
-    for (int y = from < TN_CRON_YEAR_MIN ? TN_CRON_YEAR_MIN : from; y <= TN_CRON_YEAR_MAX; y++) {
+    for (int y = from < TN_CRON_YEAR_MIN ? TN_CRON_YEAR_MIN : from; y <= TN_CRON_YEAR_MAX;
+         y++) {
         int i = y - TN_CRON_YEAR_MIN, b = next_bit(c->year[i / 64], i % 64);
         if (b >= 0)
             return TN_CRON_YEAR_MIN + i - i % 64 + b;
@@ -488,18 +505,34 @@ static int next_year(const tn_cron *c, int from)
     return -1;
 }
 
-enum unit { U_YEAR, U_MONTH, U_DAY, U_HOUR, U_MINUTE };
+enum unit {
+    U_YEAR,
+    U_MONTH,
+    U_DAY,
+    U_HOUR,
+    U_MINUTE
+};
 
 /* Move t to the start of the next unit u (the following ones zeroed), carrying upward. */
 static void bump(tn_civil *t, enum unit u)
 {
     switch (u) {
-    case U_MINUTE: t->second = 0; if (++t->minute < 60) return; /* fall through */
-    case U_HOUR: t->second = t->minute = 0; if (++t->hour < 24) return; /* fall through */
+    case U_MINUTE:
+        t->second = 0;
+        if (++t->minute < 60)
+            return; /* fall through */
+    case U_HOUR:
+        t->second = t->minute = 0;
+        if (++t->hour < 24)
+            return; /* fall through */
     case U_DAY:
         t->second = t->minute = t->hour = 0;
-        if (++t->day <= tn_civil_days_in_month(t->year, t->month)) return; /* fall through */
-    case U_MONTH: t->second = t->minute = t->hour = 0, t->day = 1; if (++t->month <= 12) return;
+        if (++t->day <= tn_civil_days_in_month(t->year, t->month))
+            return; /* fall through */
+    case U_MONTH:
+        t->second = t->minute = t->hour = 0, t->day = 1;
+        if (++t->month <= 12)
+            return;
         /* fall through */
     case U_YEAR: t->second = t->minute = t->hour = 0, t->day = t->month = 1, t->year++;
     }
@@ -511,9 +544,12 @@ static void settle(int *f, int v, tn_civil *t, enum unit u)
     if (*f == v)
         return;
     *f = v;
-    if (u <= U_MONTH) t->day = 1;
-    if (u <= U_DAY) t->hour = 0;
-    if (u <= U_HOUR) t->minute = 0;
+    if (u <= U_MONTH)
+        t->day = 1;
+    if (u <= U_DAY)
+        t->hour = 0;
+    if (u <= U_HOUR)
+        t->minute = 0;
     t->second = 0;
 }
 
@@ -528,18 +564,33 @@ static bool search(const tn_cron *c, tn_civil *t)
         if (y != t->year)
             *t = (tn_civil){.year = y, .month = 1, .day = 1};
         int v = next_bit(c->month, t->month);
-        if (v < 0) { bump(t, U_YEAR); continue; }
+        if (v < 0) {
+            bump(t, U_YEAR);
+            continue;
+        }
         settle(&t->month, v, t, U_MONTH);
         int dim = tn_civil_days_in_month(t->year, t->month), d = t->day;
         while (d <= dim && !day_match(c, t->year, t->month, d, dim))
             d++;
-        if (d > dim) { bump(t, U_MONTH); continue; }
+        if (d > dim) {
+            bump(t, U_MONTH);
+            continue;
+        }
         settle(&t->day, d, t, U_DAY);
-        if ((v = next_bit(c->hour, t->hour)) < 0) { bump(t, U_DAY); continue; }
+        if ((v = next_bit(c->hour, t->hour)) < 0) {
+            bump(t, U_DAY);
+            continue;
+        }
         settle(&t->hour, v, t, U_HOUR);
-        if ((v = next_bit(c->min, t->minute)) < 0) { bump(t, U_HOUR); continue; }
+        if ((v = next_bit(c->min, t->minute)) < 0) {
+            bump(t, U_HOUR);
+            continue;
+        }
         settle(&t->minute, v, t, U_MINUTE);
-        if ((v = next_bit(c->sec, t->second)) < 0) { bump(t, U_MINUTE); continue; }
+        if ((v = next_bit(c->sec, t->second)) < 0) {
+            bump(t, U_MINUTE);
+            continue;
+        }
         t->second = v;
         return true;
     }
@@ -552,8 +603,8 @@ static tn_err never(tn_errmsg *e, int64_t after_ns)
     return tn_errmsg_set(e, TN_ERR_NOENT,
                          "cron: never fires after %04d-%02d-%02dT%02d:%02d:%02dZ (searched up "
                          "to the end of %d): check the day-of-month against the months and "
-                         "the year field", a.year, a.month, a.day, a.hour, a.minute, a.second,
-                         TN_CRON_YEAR_MAX);
+                         "the year field",
+                         a.year, a.month, a.day, a.hour, a.minute, a.second, TN_CRON_YEAR_MAX);
 }
 
 /* Where to go on from civil time t, which read as its first occurrence lies at or before
@@ -684,7 +735,8 @@ tn_err tn_cron_next(const tn_cron *c, tn_tz *tz, int64_t after_ns, int64_t *next
             break;
         }
     }
-    return tn_errmsg_set(e, TN_ERR_INTERNAL, "cron: the search for the next fire time after "
-                                             "%lld did not settle; this is a bug",
+    return tn_errmsg_set(e, TN_ERR_INTERNAL,
+                         "cron: the search for the next fire time after "
+                         "%lld did not settle; this is a bug",
                          (long long)after_ns);
 }

@@ -49,33 +49,33 @@
  * Everything here is a pure function of its arguments; tn_cron values may be shared
  * between threads freely (tn_tz serializes itself). */
 
-#define TN_CRON_MAX_LEN 256u    /* bytes of an expression */
+#define TN_CRON_MAX_LEN  256u /* bytes of an expression */
 #define TN_CRON_YEAR_MIN 1970
-#define TN_CRON_YEAR_MAX 2261   /* unix ns in int64 end in April 2262 */
+#define TN_CRON_YEAR_MAX 2261 /* unix ns in int64 end in April 2262 */
 
 /* The parsed table. Plain data: copy it, compare it with memcmp, keep it in a struct. */
 typedef struct tn_cron {
-    uint64_t sec;     /* bit s: second s fires (0-59) */
-    uint64_t min;     /* bit m: minute m */
-    uint32_t hour;    /* bit h: hour h */
-    uint32_t dom;     /* bit d: day of month d (1-31) */
-    uint16_t month;   /* bit m: month m (1-12) */
-    uint8_t dow;      /* bit w: weekday w (0=Sunday..6=Saturday) */
-    uint8_t flags;    /* TN_CRON_F_* */
+    uint64_t sec;   /* bit s: second s fires (0-59) */
+    uint64_t min;   /* bit m: minute m */
+    uint32_t hour;  /* bit h: hour h */
+    uint32_t dom;   /* bit d: day of month d (1-31) */
+    uint16_t month; /* bit m: month m (1-12) */
+    uint8_t dow;    /* bit w: weekday w (0=Sunday..6=Saturday) */
+    uint8_t flags;  /* TN_CRON_F_* */
     uint64_t year[(TN_CRON_YEAR_MAX - TN_CRON_YEAR_MIN) / 64 + 1]; /* bit y-1970 */
-    int8_t dom_last;  /* L-n: n (0 for L); -1 when not used */
-    int8_t dom_near;  /* nW: n; 0 when not used */
-    int8_t dow_last;  /* nL: weekday 0-6; -1 when not used */
+    int8_t dom_last;    /* L-n: n (0 for L); -1 when not used */
+    int8_t dom_near;    /* nW: n; 0 when not used */
+    int8_t dow_last;    /* nL: weekday 0-6; -1 when not used */
     int8_t dow_nth_day; /* n#k: weekday 0-6; -1 when not used */
-    int8_t dow_nth;   /* n#k: k (1-5) */
+    int8_t dow_nth;     /* n#k: k (1-5) */
 } tn_cron;
 
-#define TN_CRON_F_UNIX 0x01     /* 5-field form */
-#define TN_CRON_F_DOM_ANY 0x02  /* day-of-month is '?' or starts with '*' */
-#define TN_CRON_F_DOW_ANY 0x04  /* day-of-week is '?' or starts with '*' */
-#define TN_CRON_F_DOM_Q 0x08    /* day-of-month is '?' (Quartz) */
-#define TN_CRON_F_DOW_Q 0x10    /* day-of-week is '?' (Quartz) */
-#define TN_CRON_F_LW 0x20       /* day-of-month is LW */
+#define TN_CRON_F_UNIX    0x01 /* 5-field form */
+#define TN_CRON_F_DOM_ANY 0x02 /* day-of-month is '?' or starts with '*' */
+#define TN_CRON_F_DOW_ANY 0x04 /* day-of-week is '?' or starts with '*' */
+#define TN_CRON_F_DOM_Q   0x08 /* day-of-month is '?' (Quartz) */
+#define TN_CRON_F_DOW_Q   0x10 /* day-of-week is '?' (Quartz) */
+#define TN_CRON_F_LW      0x20 /* day-of-month is LW */
 
 /* Parse expr into *out (written only on success). A wrong expression is TN_ERR_PARSE
  * with a message giving the 1-based character position and what was expected:

@@ -17,7 +17,7 @@
 
 /* ---- enumerations ------------------------------------------------------------------ */
 
-#define WORD(c, w) #w,
+#define WORD(c, w)    #w,
 #define ALLOWED(c, w) ", " #w
 
 static const char *word_of(const char *const *words, size_t n, unsigned v)
@@ -41,26 +41,26 @@ typedef struct enum_desc {
     const char *(*allowed)(void);
 } enum_desc;
 
-#define DEF_ENUM(e, LIST)                                                                 \
-    static const char *const e##_words[] = {LIST(WORD)};                                  \
-    const char *tn_def_##e##_name(tn_def_##e v)                                           \
-    {                                                                                     \
-        return word_of(e##_words, TN_ARRAY_LEN(e##_words), (unsigned)v);                  \
-    }                                                                                     \
-    tn_err tn_def_##e##_parse(const char *word, tn_def_##e *out)                          \
-    {                                                                                     \
-        int i = word ? word_find(e##_words, TN_ARRAY_LEN(e##_words), word) : -1;          \
-        if (i < 0)                                                                        \
-            return TN_ERR_INVAL;                                                          \
-        *out = (tn_def_##e)i;                                                             \
-        return TN_OK;                                                                     \
-    }                                                                                     \
-    const char *tn_def_##e##_allowed(void)                                                \
-    {                                                                                     \
-        return &(LIST(ALLOWED))[2];                                                       \
-    }                                                                                     \
-    static const enum_desc e##_desc = {e##_words, TN_ARRAY_LEN(e##_words),               \
-                                       tn_def_##e##_allowed};                             \
+#define DEF_ENUM(e, LIST)                                                        \
+    static const char *const e##_words[] = {LIST(WORD)};                         \
+    const char *tn_def_##e##_name(tn_def_##e v)                                  \
+    {                                                                            \
+        return word_of(e##_words, TN_ARRAY_LEN(e##_words), (unsigned)v);         \
+    }                                                                            \
+    tn_err tn_def_##e##_parse(const char *word, tn_def_##e *out)                 \
+    {                                                                            \
+        int i = word ? word_find(e##_words, TN_ARRAY_LEN(e##_words), word) : -1; \
+        if (i < 0)                                                               \
+            return TN_ERR_INVAL;                                                 \
+        *out = (tn_def_##e)i;                                                    \
+        return TN_OK;                                                            \
+    }                                                                            \
+    const char *tn_def_##e##_allowed(void)                                       \
+    {                                                                            \
+        return &(LIST(ALLOWED))[2];                                              \
+    }                                                                            \
+    static const enum_desc e##_desc = {e##_words, TN_ARRAY_LEN(e##_words),       \
+                                       tn_def_##e##_allowed};                    \
     _Static_assert(sizeof(tn_def_##e) == sizeof(unsigned), "an enum is an unsigned");
 
 DEF_ENUM(task_type, TN_DEF_TASK_TYPE_LIST)
@@ -202,10 +202,10 @@ static bool word_in(const char *s, const char *const *words)
 bool tn_def_date_valid(tn_def_cycle cycle, const char *date)
 {
     static const char *const week[] = {
-        "this_week", "last_week", "last_monday", "last_tuesday", "last_wednesday",
-        "last_thursday", "last_friday", "last_saturday", "last_sunday", NULL};
-    static const char *const month[] = {
-        "this_month", "last_month", "last_month_begin", "last_month_end", NULL};
+        "this_week",     "last_week",   "last_monday",   "last_tuesday", "last_wednesday",
+        "last_thursday", "last_friday", "last_saturday", "last_sunday",  NULL};
+    static const char *const month[] = {"this_month", "last_month", "last_month_begin",
+                                        "last_month_end", NULL};
     if (!date)
         return false;
     switch (cycle) {
@@ -222,10 +222,8 @@ static const char *date_allowed(tn_def_cycle cycle)
     switch (cycle) {
     case TN_DEF_CYCLE_HOUR: return "this_hour, lastN (N hours, 1..366)";
     case TN_DEF_CYCLE_DAY: return "today, lastN (N days, 1..366)";
-    case TN_DEF_CYCLE_WEEK:
-        return "this_week, last_week, last_monday .. last_sunday";
-    case TN_DEF_CYCLE_MONTH:
-        return "this_month, last_month, last_month_begin, last_month_end";
+    case TN_DEF_CYCLE_WEEK: return "this_week, last_week, last_monday .. last_sunday";
+    case TN_DEF_CYCLE_MONTH: return "this_month, last_month, last_month_begin, last_month_end";
     }
     return "?";
 }
@@ -239,8 +237,8 @@ typedef struct ectx {
     tn_errmsg *msg;
 } ectx;
 
-__attribute__((format(printf, 4, 5)))
-static tn_err fail_at(const ectx *c, tn_err err, uint32_t line, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static tn_err fail_at(const ectx *c, tn_err err,
+                                                            uint32_t line, const char *fmt, ...)
 {
     char text[sizeof(((tn_errmsg *)0)->text)];
     va_list ap;
@@ -299,7 +297,11 @@ static const char *closest_word(const char *s, const char *const *words, size_t 
 
 #define NONE UINT32_MAX
 
-enum { N_SCALAR, N_SEQ, N_MAP };
+enum {
+    N_SCALAR,
+    N_SEQ,
+    N_MAP
+};
 
 typedef struct node {
     uint8_t kind;
@@ -352,9 +354,9 @@ static tn_err yaml_fail(pctx *c, const yaml_parser_t *p, const char *buf, size_t
 {
     if (p->error == YAML_MEMORY_ERROR)
         return fail_at(&c->e, TN_ERR_NOMEM, 1, "out of memory while reading YAML");
-    uint32_t line = p->error == YAML_READER_ERROR
-                        ? line_of_offset(buf, len, p->problem_offset)
-                        : (uint32_t)p->problem_mark.line + 1;
+    uint32_t line = p->error == YAML_READER_ERROR ?
+                        line_of_offset(buf, len, p->problem_offset) :
+                        (uint32_t)p->problem_mark.line + 1;
     const char *problem = p->problem ? p->problem : "unreadable input";
     if (p->context)
         return fail_at(&c->e, TN_ERR_PARSE, line, "YAML syntax error: %s (%s at line %zu)",
@@ -404,7 +406,8 @@ static tn_err tree_scalar(pctx *c, const yaml_event_t *ev, uint32_t idx)
     nd->str = (uint32_t)t->nchars;
     nd->len = (uint32_t)n;
     t->nchars += n + 1;
-    nd->null = ev->data.scalar.plain_implicit && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+    nd->null = ev->data.scalar.plain_implicit &&
+               ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
                (n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
                 strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0);
     return TN_OK;
@@ -432,9 +435,7 @@ static tn_err tree_build(pctx *c, const char *buf, size_t len, uint32_t *root)
         have_ev = true;
         uint32_t line = (uint32_t)ev.start_mark.line + 1, idx = NONE;
         switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = true;
-            break;
+        case YAML_STREAM_END_EVENT: done = true; break;
         case YAML_DOCUMENT_START_EVENT:
             if (docs++ > 0) {
                 err = fail_at(&c->e, TN_ERR_PARSE, line,
@@ -450,12 +451,12 @@ static tn_err tree_build(pctx *c, const char *buf, size_t len, uint32_t *root)
         case YAML_SCALAR_EVENT:
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT: {
-            uint8_t kind = ev.type == YAML_SCALAR_EVENT           ? N_SCALAR
-                           : ev.type == YAML_SEQUENCE_START_EVENT ? N_SEQ
-                                                                  : N_MAP;
+            uint8_t kind = ev.type == YAML_SCALAR_EVENT         ? N_SCALAR :
+                           ev.type == YAML_SEQUENCE_START_EVENT ? N_SEQ :
+                                                                  N_MAP;
             if (kind != N_SCALAR && depth == TN_DEF_MAX_DEPTH) {
-                err = fail_at(&c->e, TN_ERR_TOOBIG, line,
-                              "YAML nested deeper than %u levels", TN_DEF_MAX_DEPTH);
+                err = fail_at(&c->e, TN_ERR_TOOBIG, line, "YAML nested deeper than %u levels",
+                              TN_DEF_MAX_DEPTH);
                 goto fail;
             }
             if ((err = tree_add(c, kind, line, &idx)) != TN_OK)
@@ -481,11 +482,8 @@ static tn_err tree_build(pctx *c, const char *buf, size_t len, uint32_t *root)
             break;
         }
         case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            depth--;
-            break;
-        default:
-            break;
+        case YAML_MAPPING_END_EVENT: depth--; break;
+        default: break;
         }
         yaml_event_delete(&ev);
         have_ev = false;
@@ -548,8 +546,8 @@ static tn_err get_str(const pctx *c, uint32_t v, const char *key, const char *wh
         return err;
     if (NODE(c, v)->len > max)
         return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
-                       "\"%s\" in %s is %u bytes; the limit is %zu", key, where, NODE(c, v)->len,
-                       max);
+                       "\"%s\" in %s is %u bytes; the limit is %zu", key, where,
+                       NODE(c, v)->len, max);
     char *s = strdup(SVAL(c, v));
     if (!s)
         return TN_ERR_NOMEM;
@@ -597,8 +595,7 @@ static tn_err get_enum(const pctx *c, uint32_t v, const char *key, const char *w
     return TN_OK;
 }
 
-static tn_err get_bool(const pctx *c, uint32_t v, const char *key, const char *where,
-                       bool *out)
+static tn_err get_bool(const pctx *c, uint32_t v, const char *key, const char *where, bool *out)
 {
     static const char *const yes[] = {"true", "True", "TRUE", NULL};
     static const char *const no[] = {"false", "False", "FALSE", NULL};
@@ -626,9 +623,10 @@ static tn_err get_count(const pctx *c, uint32_t v, const char *key, const char *
     const char *s = SVAL(c, v);
     int nd = digits(s, &n);
     if (nd <= 0 || s[nd] || n > max)
-        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
-                       "bad value \"%.64s\" for \"%s\" in %s: write a whole number from 0 to %u",
-                       s, key, where, max);
+        return fail_at(
+            &c->e, TN_ERR_PARSE, NODE(c, v)->line,
+            "bad value \"%.64s\" for \"%s\" in %s: write a whole number from 0 to %u", s, key,
+            where, max);
     *out = (uint32_t)n;
     return TN_OK;
 }
@@ -647,14 +645,16 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
     if (nd > 0 && !s[nd])
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "bad duration \"%.64s\" for \"%s\" in %s: a number needs a unit "
-                       "(250ms, 10s, 5m, 2h, 1d); only 0 stands alone", s, key, where);
+                       "(250ms, 10s, 5m, 2h, 1d); only 0 stands alone",
+                       s, key, where);
     if (nd > 0 && s[nd] && strchr("smhd", s[nd]))
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "bad duration \"%.64s\" for \"%s\" in %s: the limit is 3650d", s, key,
                        where);
     return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                    "bad duration \"%.64s\" for \"%s\" in %s: write a whole number and a unit "
-                   "(250ms, 10s, 5m, 2h, 1d), or 0", s, key, where);
+                   "(250ms, 10s, 5m, 2h, 1d), or 0",
+                   s, key, where);
 }
 
 /* A value `conv` turns into a number (tn_parse_size, tn_parse_cpu_milli); `noun` and
@@ -668,8 +668,8 @@ static tn_err get_converted(const pctx *c, uint32_t v, const char *key, const ch
         return err;
     if (conv(SVAL(c, v), out) == TN_OK)
         return TN_OK;
-    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line, "bad %s \"%.64s\" for \"%s\" in %s: %s",
-                   noun, SVAL(c, v), key, where, hint);
+    return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                   "bad %s \"%.64s\" for \"%s\" in %s: %s", noun, SVAL(c, v), key, where, hint);
 }
 
 static int kv_cmp(const void *a, const void *b)
@@ -801,8 +801,8 @@ static tn_err collect_keys(const pctx *c, uint32_t map, const char *const *words
         if (i < 0) {
             const char *near = closest_word(SVAL(c, k), words, n);
             return fail_at(&c->e, TN_ERR_PARSE, kn->line, "unknown key \"%.64s\" in %s%s%s%s",
-                           SVAL(c, k), where, near ? " (did you mean \"" : "",
-                           near ? near : "", near ? "\"?)" : "");
+                           SVAL(c, k), where, near ? " (did you mean \"" : "", near ? near : "",
+                           near ? "\"?)" : "");
         }
         if (vals[i] != NONE)
             return fail_at(&c->e, TN_ERR_PARSE, kn->line,
@@ -867,8 +867,8 @@ static tn_err get_items(const pctx *c, uint32_t v, const char *key, const char *
 
 /* One item of such a list: a mapping with keys from `words`, the `required` ones set. */
 static tn_err get_item(const pctx *c, uint32_t v, const char *key, uint32_t no,
-                       const char *where, const char *const *words, size_t n,
-                       uint32_t required, uint32_t *vals, char *here, size_t here_len)
+                       const char *where, const char *const *words, size_t n, uint32_t required,
+                       uint32_t *vals, char *here, size_t here_len)
 {
     uint32_t lines[8];
     snprintf(here, here_len, "\"%s\" item #%u of %s", key, no, where);
@@ -923,7 +923,7 @@ typedef struct field {
     const char *what;    /* decoding messages, where not the key itself */
     const enum_desc *ed; /* V_ENUM */
     const item_spec *items;
-    parse_fn parse;      /* the YAML reader, where not the kind's */
+    parse_fn parse; /* the YAML reader, where not the kind's */
 } field;
 
 /* A list of mappings (when, cases, depends): its items' keys and where it is kept. */
@@ -931,11 +931,11 @@ struct item_spec {
     const char *const *words; /* the keys of one item */
     const field *fields;      /* [n], a field per key, offsets within an item */
     uint32_t n;
-    uint32_t required;        /* bit k: words[k] must be written */
-    size_t size;              /* of one item */
-    size_t list_off, n_off;   /* of the array and its count in tn_def_task */
-    const char *tuple;        /* decoding messages: one item */
-    const field *head;        /* encoded before the list (the mode of "when"), or NULL */
+    uint32_t required;      /* bit k: words[k] must be written */
+    size_t size;            /* of one item */
+    size_t list_off, n_off; /* of the array and its count in tn_def_task */
+    const char *tuple;      /* decoding messages: one item */
+    const field *head;      /* encoded before the list (the mode of "when"), or NULL */
     tn_err (*init)(void *item, uint32_t line); /* defaults before an item is read */
 };
 
@@ -967,7 +967,8 @@ static tn_err parse_value(const pctx *c, const field *f, uint32_t v, const char 
     case V_CPU:
         return get_converted(c, v, key, where, tn_parse_cpu_milli, "cpu count",
                              "write cores as a decimal with at most 3 decimals (1, 1.5, 0.25), "
-                             "at most 10000", p);
+                             "at most 10000",
+                             p);
     case V_KVS: return get_kvs(c, v, key, where, p);
     case V_REFS: return get_refs(c, v, key, where, p, (uint32_t *)((char *)base + f->n_off));
     case V_ITEMS: return parse_items(c, v, key, where, key, where, f->items, base);
@@ -1010,9 +1011,16 @@ static const field when_fields[] = {
 };
 static const field when_mode = {V_ENUM, .off = offsetof(tn_def_task, cond.mode),
                                 .ed = &cond_mode_desc};
-static const item_spec when_items = {
-    when_words, when_fields, 2, 3, sizeof(tn_def_cond_item), offsetof(tn_def_task, cond.when),
-    offsetof(tn_def_task, cond.n_when), "when item", &when_mode, NULL};
+static const item_spec when_items = {when_words,
+                                     when_fields,
+                                     2,
+                                     3,
+                                     sizeof(tn_def_cond_item),
+                                     offsetof(tn_def_task, cond.when),
+                                     offsetof(tn_def_task, cond.n_when),
+                                     "when item",
+                                     &when_mode,
+                                     NULL};
 
 static tn_err case_init(void *item, uint32_t line)
 {
@@ -1025,9 +1033,16 @@ static const field case_fields[] = {
     {V_STR, .off = offsetof(tn_def_case, when), .max = TN_DEF_MAX_STRING, .what = "case when"},
     {V_REF, .off = offsetof(tn_def_case, then), .what = "case then"},
 };
-static const item_spec case_items = {
-    case_words, case_fields, 2, 3, sizeof(tn_def_case), offsetof(tn_def_task, sw.cases),
-    offsetof(tn_def_task, sw.n_cases), "case", NULL, case_init};
+static const item_spec case_items = {case_words,
+                                     case_fields,
+                                     2,
+                                     3,
+                                     sizeof(tn_def_case),
+                                     offsetof(tn_def_task, sw.cases),
+                                     offsetof(tn_def_task, sw.n_cases),
+                                     "case",
+                                     NULL,
+                                     case_init};
 
 /* A dependent item waits for the whole workflow today unless it says otherwise. Only
  * `workflow` is required, so the defaults are set before the item is read. */
@@ -1047,14 +1062,20 @@ static const field depend_fields[] = {
      .what = "depends workflow"},
     {V_NAME, .off = offsetof(tn_def_depend, task), .label = "task name",
      .what = "depends task"},
-    {V_ENUM, .off = offsetof(tn_def_depend, cycle), .ed = &cycle_desc,
-     .what = "depends cycle"},
+    {V_ENUM, .off = offsetof(tn_def_depend, cycle), .ed = &cycle_desc, .what = "depends cycle"},
     {V_STR, .off = offsetof(tn_def_depend, date), .max = TN_DEF_MAX_NAME,
      .what = "depends date"},
 };
-static const item_spec depend_items = {
-    depend_words, depend_fields, 4, 1, sizeof(tn_def_depend), offsetof(tn_def_task, dep.depends),
-    offsetof(tn_def_task, dep.n_depends), "depends item", NULL, depend_init};
+static const item_spec depend_items = {depend_words,
+                                       depend_fields,
+                                       4,
+                                       1,
+                                       sizeof(tn_def_depend),
+                                       offsetof(tn_def_task, dep.depends),
+                                       offsetof(tn_def_task, dep.n_depends),
+                                       "depends item",
+                                       NULL,
+                                       depend_init};
 
 /* when: {all|any: [items]}: the one key of the mapping is the mode. */
 static tn_err parse_when(const pctx *c, uint32_t v, const char *key, const char *where,
@@ -1108,19 +1129,19 @@ static tn_err parse_type(const pctx *c, uint32_t v, const char *key, const char 
 }
 
 #define T_(x) (1u << TN_DEF_TASK_##x)
-#define T_ALL (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | \
-               T_(SUB_WORKFLOW))
+#define T_ALL \
+    (T_(SHELL) | T_(NOOP) | T_(CONDITIONS) | T_(SWITCH) | T_(DEPENDENT) | T_(SUB_WORKFLOW))
 #define T_DISPATCHED (T_(SHELL) | T_(NOOP))
-#define TF(f) offsetof(tn_def_task, f)
-#define DF(f) offsetof(tn_def, f)
+#define TF(f)        offsetof(tn_def_task, f)
+#define DF(f)        offsetof(tn_def, f)
 
 /* A task's keys: which types take each (see tn_def_task_key_applies in the header), how
  * it is read and where it is kept. The encoding follows this order (see below). */
 static const field task_fields[TN_DEF_TK__COUNT] = {
     [TN_DEF_TK_NAME] = {V_NAME, T_ALL, .required = true, .off = TF(name), .label = "task name",
                         .what = "task name"},
-    [TN_DEF_TK_TYPE] = {V_ENUM, T_ALL, .required = true, .off = TF(type),
-                        .ed = &task_type_desc, .what = "task type", .parse = parse_type},
+    [TN_DEF_TK_TYPE] = {V_ENUM, T_ALL, .required = true, .off = TF(type), .ed = &task_type_desc,
+                        .what = "task type", .parse = parse_type},
     [TN_DEF_TK_DEPS] = {V_REFS, T_ALL, .off = TF(deps), .n_off = TF(n_deps)},
     [TN_DEF_TK_ENABLED] = {V_BOOL, T_ALL, .off = TF(enabled)},
     [TN_DEF_TK_PARAMS] = {V_KVS, T_ALL, .off = TF(params)},
@@ -1187,9 +1208,13 @@ typedef struct map_spec {
     other_keys other;
 } map_spec;
 
-static const map_spec task_map = {task_fields, task_key_words, TN_DEF_TK__COUNT,
+static const map_spec task_map = {task_fields,
+                                  task_key_words,
+                                  TN_DEF_TK__COUNT,
                                   {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"}};
-static const map_spec wf_map = {wf_fields, wf_key_words, TN_DEF_WK__COUNT,
+static const map_spec wf_map = {wf_fields,
+                                wf_key_words,
+                                TN_DEF_WK__COUNT,
                                 {task_key_words, TN_DEF_TK__COUNT, "a task key"}};
 
 bool tn_def_task_key_applies(tn_def_task_key key, tn_def_task_type type)
@@ -1239,8 +1264,8 @@ static tn_err parse_rest(const pctx *c, uint32_t map, const map_spec *m, const c
         int key = word_find(m->words, m->n, SVAL(c, k));
         if (key < 0 || m->fields[key].required)
             continue;
-        tn_err err = parse_value(c, &m->fields[key], NODE(c, k)->next, m->words[key], where,
-                                 base);
+        tn_err err =
+            parse_value(c, &m->fields[key], NODE(c, k)->next, m->words[key], where, base);
         if (err)
             return err;
     }
@@ -1254,8 +1279,8 @@ static const char *types_of_key(tn_def_task_key k, char *buf, size_t len)
     for (unsigned ty = 0; ty < TN_ARRAY_LEN(task_type_words); ty++) {
         if (!(task_fields[k].types >> ty & 1))
             continue;
-        int w = snprintf(buf + used, len - used, "%s%s", used ? " and " : "",
-                         task_type_words[ty]);
+        int w =
+            snprintf(buf + used, len - used, "%s%s", used ? " and " : "", task_type_words[ty]);
         if (w < 0 || (size_t)w >= len - used)
             break;
         used += (size_t)w;
@@ -1356,8 +1381,8 @@ static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
         return err;
     if (d->n_tasks == 0)
         return fail_at(&c->e, TN_ERR_PARSE,
-                       d->key_line[TN_DEF_WK_TASKS] ? d->key_line[TN_DEF_WK_TASKS]
-                                                    : NODE(c, root)->line,
+                       d->key_line[TN_DEF_WK_TASKS] ? d->key_line[TN_DEF_WK_TASKS] :
+                                                      NODE(c, root)->line,
                        "%s has no tasks: add a \"tasks\" list", where);
     return TN_OK;
 }
@@ -1425,10 +1450,12 @@ static tn_err check_task_fields(const vctx *v, const tn_def_task *t)
         return fail_at(&v->e, TN_ERR_PARSE, t->line, "bad task name \"%.80s\"",
                        t->name ? t->name : "");
     if (!t->worker_group)
-        return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has no worker group", t->name);
+        return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has no worker group",
+                       t->name);
     for (size_t i = 0; i < TN_ARRAY_LEN(names); i++)
-        if ((err = check_opt_name(v, t, names[i],
-                                  *(char *const *)((const char *)t + task_fields[names[i]].off))))
+        if ((err =
+                 check_opt_name(v, t, names[i],
+                                *(char *const *)((const char *)t + task_fields[names[i]].off))))
             return err;
     if (t->retries > TN_DEF_MAX_RETRIES)
         return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_RETRIES),
@@ -1459,8 +1486,8 @@ static tn_err check_depends(const vctx *v, const tn_def_task *t)
         if (!tn_def_date_valid(dp->cycle, dp->date))
             return fail_at(&v->e, TN_ERR_PARSE, dp->line,
                            "bad date \"%.64s\" for cycle %s in \"depends\" of task \"%s\" "
-                           "(allowed with %s: %s)", dp->date ? dp->date : "",
-                           tn_def_cycle_name(dp->cycle), t->name,
+                           "(allowed with %s: %s)",
+                           dp->date ? dp->date : "", tn_def_cycle_name(dp->cycle), t->name,
                            tn_def_cycle_name(dp->cycle), date_allowed(dp->cycle));
     }
     return TN_OK;
@@ -1475,13 +1502,13 @@ static tn_err check_task_type(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_COMMAND),
                            "shell task \"%s\" needs a non-empty \"command\"", t->name);
         return TN_OK;
-    case TN_DEF_TASK_NOOP:
-        return TN_OK;
+    case TN_DEF_TASK_NOOP: return TN_OK;
     case TN_DEF_TASK_CONDITIONS:
         if (t->cond.n_when == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WHEN),
                            "conditions task \"%s\" needs \"when\" with at least one item "
-                           "(when: {all: [{task: T, state: success}]})", t->name);
+                           "(when: {all: [{task: T, state: success}]})",
+                           t->name);
         return TN_OK;
     case TN_DEF_TASK_SWITCH:
         if (t->sw.n_cases == 0)
@@ -1505,11 +1532,13 @@ static tn_err check_task_type(const vctx *v, const tn_def_task *t)
         if (t->dep.failure_policy == TN_DEF_FPOLICY_WAIT && t->dep.failure_wait_ms == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_FAILURE_POLICY),
                            "task \"%s\" has failure_policy wait but no \"failure_wait\": "
-                           "say how long to wait (e.g. failure_wait: 1h)", t->name);
+                           "say how long to wait (e.g. failure_wait: 1h)",
+                           t->name);
         if (t->dep.failure_policy == TN_DEF_FPOLICY_FAIL && t->dep.failure_wait_ms != 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_FAILURE_WAIT),
                            "\"failure_wait\" in task \"%s\" applies only with "
-                           "failure_policy: wait", t->name);
+                           "failure_policy: wait",
+                           t->name);
         return check_depends(v, t);
     case TN_DEF_TASK_SUB_WORKFLOW:
         /* The task's own line when the key is missing or written empty. */
@@ -1523,7 +1552,8 @@ static tn_err check_task_type(const vctx *v, const tn_def_task *t)
         if (strcmp(t->sub.workflow, v->d->name) == 0)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_WORKFLOW),
                            "sub_workflow task \"%s\" runs its own workflow \"%s\", which would "
-                           "recurse forever", t->name, t->sub.workflow);
+                           "recurse forever",
+                           t->name, t->sub.workflow);
         return TN_OK;
     }
     return fail_at(&v->e, TN_ERR_PARSE, t->line, "task \"%s\" has type %s", t->name,
@@ -1646,8 +1676,8 @@ static tn_err check_target(const vctx *v, uint32_t i, tn_def_ref *r, const char 
     if (!has_succ(t, r->index))
         return fail_at(&v->e, TN_ERR_PARSE, r->line,
                        "\"%s\" of task \"%s\" names \"%s\", which does not list \"%s\" in its "
-                       "deps (a branch target must be a direct successor)", key, t->name,
-                       r->name, t->name);
+                       "deps (a branch target must be a direct successor)",
+                       key, t->name, r->name, t->name);
     return TN_OK;
 }
 
@@ -1681,8 +1711,8 @@ static tn_err check_branches(const vctx *v, uint32_t i)
         if (v->mark[r->index] != i + 1)
             return fail_at(&v->e, TN_ERR_PARSE, r->line,
                            "\"when\" of task \"%s\" tests \"%s\", which is not in its deps "
-                           "(a tested task must be upstream: add it to deps)", t->name,
-                           r->name);
+                           "(a tested task must be upstream: add it to deps)",
+                           t->name, r->name);
     }
     for (uint32_t k = 0; k < t->cond.n_on_success; k++)
         if ((err = check_target(v, i, &t->cond.on_success[k], "on_success")))
@@ -1690,10 +1720,9 @@ static tn_err check_branches(const vctx *v, uint32_t i)
     for (uint32_t k = 0; k < t->cond.n_on_failure; k++)
         if ((err = check_target(v, i, &t->cond.on_failure[k], "on_failure")))
             return err;
-    if ((err = check_refs_unique(v, t, t->cond.on_success, t->cond.n_on_success,
-                                 "on_success")) ||
-        (err = check_refs_unique(v, t, t->cond.on_failure, t->cond.n_on_failure,
-                                 "on_failure")))
+    if ((err =
+             check_refs_unique(v, t, t->cond.on_success, t->cond.n_on_success, "on_success")) ||
+        (err = check_refs_unique(v, t, t->cond.on_failure, t->cond.n_on_failure, "on_failure")))
         return err;
     for (uint32_t k = 0; k < t->sw.n_cases; k++)
         if ((err = check_target(v, i, &t->sw.cases[k].then, "cases")))
@@ -1893,7 +1922,8 @@ tn_err tn_def_parse(const char *filename, const char *buf, size_t len, tn_def **
     if (len > TN_DEF_MAX_FILE)
         return tn_errmsg_set(msg, TN_ERR_TOOBIG,
                              "%s: file is %zu bytes; a definition may be at most %u bytes "
-                             "(16 MiB)", c.e.file, len, TN_DEF_MAX_FILE);
+                             "(16 MiB)",
+                             c.e.file, len, TN_DEF_MAX_FILE);
     if ((err = tree_build(&c, buf ? buf : "", len, &root)) != TN_OK)
         goto fail;
     err = TN_ERR_NOMEM;
@@ -1929,14 +1959,15 @@ tn_err tn_def_parse_file(const char *path, tn_def **out, tn_errmsg *msg)
     }
     if (fstat(fd, &st) != 0) {
         int e = errno;
-        err = tn_errmsg_set(msg, tn_err_from_errno(e), "%s: cannot stat: %s", path,
-                            strerror(e));
+        err =
+            tn_errmsg_set(msg, tn_err_from_errno(e), "%s: cannot stat: %s", path, strerror(e));
         goto fail;
     }
     if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > TN_DEF_MAX_FILE) {
         err = tn_errmsg_set(msg, TN_ERR_TOOBIG,
                             "%s: file is %lld bytes; a definition may be at most %u bytes "
-                            "(16 MiB)", path, (long long)st.st_size, TN_DEF_MAX_FILE);
+                            "(16 MiB)",
+                            path, (long long)st.st_size, TN_DEF_MAX_FILE);
         goto fail;
     }
     /* Room for one byte past the expected end: a file that grows, or a pipe, is read
@@ -2080,7 +2111,7 @@ void tn_def_free(tn_def *d)
  * its list); list items as their item_spec's fields. e_field writes a value and rd_field
  * reads it back by the same field. */
 
-#define DEF_FIELDS 10
+#define DEF_FIELDS  10
 #define TASK_FIELDS 12
 
 typedef struct enc {
@@ -2252,7 +2283,7 @@ typedef struct rd {
 static bool rd_fail(rd *r, tn_err err, const char *what)
 {
     static const char *const how[TN_ERR__COUNT] = {
-        [TN_ERR_TRUNCATED] = "input ends", [TN_ERR_TYPE] = "wrong type",
+        [TN_ERR_TRUNCATED] = "input ends",       [TN_ERR_TYPE] = "wrong type",
         [TN_ERR_TOOBIG] = "over its size limit", [TN_ERR_CORRUPT] = "bad value",
         [TN_ERR_NOMEM] = "out of memory",
     };
@@ -2581,8 +2612,8 @@ static bool rd_def(rd *r, tn_def *d)
         r->err = TN_ERR_VERSION;
         tn_errmsg_set(r->msg, TN_ERR_VERSION,
                       "stored definition has format version %llu; this tern reads version %d: "
-                      "use a matching tern or apply the YAML again", (unsigned long long)version,
-                      TN_DEF_FORMAT_VERSION);
+                      "use a matching tern or apply the YAML again",
+                      (unsigned long long)version, TN_DEF_FORMAT_VERSION);
         return false;
     }
     if (n != DEF_FIELDS)
@@ -2605,8 +2636,10 @@ tn_err tn_def_decode(const void *buf, size_t len, tn_def **out, tn_errmsg *msg)
     if (!out || (!buf && len))
         return tn_errmsg_set(msg, TN_ERR_INVAL, "tn_def_decode: no input or output");
     if (len > TN_DEF_MAX_ENCODED)
-        return tn_errmsg_set(msg, TN_ERR_TOOBIG, "stored definition: %zu bytes is over the "
-                             "%u-byte limit", len, TN_DEF_MAX_ENCODED);
+        return tn_errmsg_set(msg, TN_ERR_TOOBIG,
+                             "stored definition: %zu bytes is over the "
+                             "%u-byte limit",
+                             len, TN_DEF_MAX_ENCODED);
     if (!buf)
         r.p = r.start = r.end = (const uint8_t *)"";
     if (!(d = calloc(1, sizeof(*d)))) {

@@ -11,28 +11,28 @@
 
 /* Bounds on everything a definition file controls. A file over any of them is refused
  * with a message; nothing is truncated. */
-#define TN_DEF_MAX_FILE (16u << 20)     /* bytes of YAML */
-#define TN_DEF_MAX_TASKS 100000u
-#define TN_DEF_MAX_NAME 64u             /* workflow, task, group, environment names */
-#define TN_DEF_MAX_STRING (64u << 10)   /* any other string (description, param value) */
-#define TN_DEF_MAX_COMMAND (1u << 20)   /* a shell command */
-#define TN_DEF_MAX_PARAMS 1000u         /* entries in one params or outputs map */
-#define TN_DEF_MAX_DEPTH 32u            /* YAML nesting */
-#define TN_DEF_MAX_LIST 10000u          /* deps, branch targets, cases, depends items */
-#define TN_DEF_MAX_RETRIES 1000u
+#define TN_DEF_MAX_FILE        (16u << 20) /* bytes of YAML */
+#define TN_DEF_MAX_TASKS       100000u
+#define TN_DEF_MAX_NAME        64u         /* workflow, task, group, environment names */
+#define TN_DEF_MAX_STRING      (64u << 10) /* any other string (description, param value) */
+#define TN_DEF_MAX_COMMAND     (1u << 20)  /* a shell command */
+#define TN_DEF_MAX_PARAMS      1000u       /* entries in one params or outputs map */
+#define TN_DEF_MAX_DEPTH       32u         /* YAML nesting */
+#define TN_DEF_MAX_LIST        10000u      /* deps, branch targets, cases, depends items */
+#define TN_DEF_MAX_RETRIES     1000u
 #define TN_DEF_MAX_DURATION_MS (3650ull * 24 * 3600 * 1000) /* 10 years */
-#define TN_DEF_MAX_CPU_MILLI (10000ull * 1000)               /* 10,000 cores */
+#define TN_DEF_MAX_CPU_MILLI   (10000ull * 1000)            /* 10,000 cores */
 
 /* The version of the encoding tn_def_encode writes and tn_def_decode reads, and the
  * largest encoding tn_def_decode accepts (an encoding is at most about 3x its YAML). */
 #define TN_DEF_FORMAT_VERSION 1
-#define TN_DEF_MAX_ENCODED (2 * TN_DEF_MAX_FILE)
+#define TN_DEF_MAX_ENCODED    (2 * TN_DEF_MAX_FILE)
 
-#define TN_DEF_DEFAULT_WORKER_GROUP "default"
-#define TN_DEF_DEFAULT_KILL_GRACE_MS 5000u
+#define TN_DEF_DEFAULT_WORKER_GROUP      "default"
+#define TN_DEF_DEFAULT_KILL_GRACE_MS     5000u
 #define TN_DEF_DEFAULT_CHECK_INTERVAL_MS 10000u
 /* A dependent item without `task` waits for the whole workflow. */
-#define TN_DEF_DEPEND_ALL "ALL"
+#define TN_DEF_DEPEND_ALL                "ALL"
 
 /* Enumerations. Each list gives the C constant and the word used in YAML and in the
  * encoding; the encoding stores the word, so reordering a list never changes stored
@@ -41,64 +41,64 @@
  *     tn_err tn_def_E_parse(word, &value)   TN_OK, or TN_ERR_INVAL (out untouched)
  * and tn_def_E_allowed() gives "w1, w2, ..." for messages. */
 
-#define TN_DEF_TASK_TYPE_LIST(X)                                                          \
-    X(SHELL, shell)                                                                       \
-    X(NOOP, noop)                                                                         \
-    X(CONDITIONS, conditions)                                                             \
-    X(SWITCH, switch)                                                                     \
-    X(DEPENDENT, dependent)                                                               \
+#define TN_DEF_TASK_TYPE_LIST(X) \
+    X(SHELL, shell)              \
+    X(NOOP, noop)                \
+    X(CONDITIONS, conditions)    \
+    X(SWITCH, switch)            \
+    X(DEPENDENT, dependent)      \
     X(SUB_WORKFLOW, sub_workflow)
 
-#define TN_DEF_EXEC_LIST(X)                                                               \
-    X(PARALLEL, parallel)                                                                 \
-    X(SERIAL_WAIT, serial_wait)                                                           \
-    X(SERIAL_DISCARD, serial_discard)                                                     \
+#define TN_DEF_EXEC_LIST(X)           \
+    X(PARALLEL, parallel)             \
+    X(SERIAL_WAIT, serial_wait)       \
+    X(SERIAL_DISCARD, serial_discard) \
     X(SERIAL_PRIORITY, serial_priority)
 
 /* Ordered: a smaller value is more urgent, so an ascending sort puts highest first. */
-#define TN_DEF_PRIORITY_LIST(X)                                                           \
-    X(HIGHEST, highest)                                                                   \
-    X(HIGH, high)                                                                         \
-    X(MEDIUM, medium)                                                                     \
-    X(LOW, low)                                                                           \
+#define TN_DEF_PRIORITY_LIST(X) \
+    X(HIGHEST, highest)         \
+    X(HIGH, high)               \
+    X(MEDIUM, medium)           \
+    X(LOW, low)                 \
     X(LOWEST, lowest)
 
-#define TN_DEF_TIMEOUT_STRATEGY_LIST(X)                                                   \
-    X(WARN, warn)                                                                         \
-    X(FAIL, fail)                                                                         \
+#define TN_DEF_TIMEOUT_STRATEGY_LIST(X) \
+    X(WARN, warn)                       \
+    X(FAIL, fail)                       \
     X(WARNFAIL, warnfail)
 
 /* end: a failed task stops the run; continue: independent branches go on. */
-#define TN_DEF_FAILURE_STRATEGY_LIST(X)                                                   \
-    X(END, end)                                                                           \
+#define TN_DEF_FAILURE_STRATEGY_LIST(X) \
+    X(END, end)                         \
     X(CONTINUE, continue)
 
-#define TN_DEF_NOOP_RESULT_LIST(X)                                                        \
-    X(SUCCESS, success)                                                                   \
+#define TN_DEF_NOOP_RESULT_LIST(X) \
+    X(SUCCESS, success)            \
     X(FAILURE, failure)
 
-#define TN_DEF_COND_MODE_LIST(X)                                                          \
-    X(ALL, all)                                                                           \
+#define TN_DEF_COND_MODE_LIST(X) \
+    X(ALL, all)                  \
     X(ANY, any)
 
 /* The upstream outcome a conditions `when` item tests. */
-#define TN_DEF_COND_STATE_LIST(X)                                                         \
-    X(SUCCESS, success)                                                                   \
+#define TN_DEF_COND_STATE_LIST(X) \
+    X(SUCCESS, success)           \
     X(FAILURE, failure)
 
-#define TN_DEF_RELATION_LIST(X)                                                           \
-    X(AND, and)                                                                           \
+#define TN_DEF_RELATION_LIST(X) \
+    X(AND, and)                 \
     X(OR, or)
 
-#define TN_DEF_CYCLE_LIST(X)                                                              \
-    X(HOUR, hour)                                                                         \
-    X(DAY, day)                                                                           \
-    X(WEEK, week)                                                                         \
+#define TN_DEF_CYCLE_LIST(X) \
+    X(HOUR, hour)            \
+    X(DAY, day)              \
+    X(WEEK, week)            \
     X(MONTH, month)
 
 /* fail: a failed dependency fails the task; wait: keep checking for failure_wait. */
-#define TN_DEF_FAILURE_POLICY_LIST(X)                                                     \
-    X(FAIL, fail)                                                                         \
+#define TN_DEF_FAILURE_POLICY_LIST(X) \
+    X(FAIL, fail)                     \
     X(WAIT, wait)
 
 #define TN_DEF__TT(c, w) TN_DEF_TASK_##c,
@@ -113,27 +113,43 @@
 #define TN_DEF__CY(c, w) TN_DEF_CYCLE_##c,
 #define TN_DEF__FP(c, w) TN_DEF_FPOLICY_##c,
 
-typedef enum tn_def_task_type { TN_DEF_TASK_TYPE_LIST(TN_DEF__TT) } tn_def_task_type;
-typedef enum tn_def_exec { TN_DEF_EXEC_LIST(TN_DEF__EX) } tn_def_exec;
-typedef enum tn_def_priority { TN_DEF_PRIORITY_LIST(TN_DEF__PR) } tn_def_priority;
+typedef enum tn_def_task_type {
+    TN_DEF_TASK_TYPE_LIST(TN_DEF__TT)
+} tn_def_task_type;
+typedef enum tn_def_exec {
+    TN_DEF_EXEC_LIST(TN_DEF__EX)
+} tn_def_exec;
+typedef enum tn_def_priority {
+    TN_DEF_PRIORITY_LIST(TN_DEF__PR)
+} tn_def_priority;
 typedef enum tn_def_timeout_strategy {
     TN_DEF_TIMEOUT_STRATEGY_LIST(TN_DEF__TS)
 } tn_def_timeout_strategy;
 typedef enum tn_def_failure_strategy {
     TN_DEF_FAILURE_STRATEGY_LIST(TN_DEF__FS)
 } tn_def_failure_strategy;
-typedef enum tn_def_noop_result { TN_DEF_NOOP_RESULT_LIST(TN_DEF__NR) } tn_def_noop_result;
-typedef enum tn_def_cond_mode { TN_DEF_COND_MODE_LIST(TN_DEF__CM) } tn_def_cond_mode;
-typedef enum tn_def_cond_state { TN_DEF_COND_STATE_LIST(TN_DEF__CS) } tn_def_cond_state;
-typedef enum tn_def_relation { TN_DEF_RELATION_LIST(TN_DEF__RL) } tn_def_relation;
-typedef enum tn_def_cycle { TN_DEF_CYCLE_LIST(TN_DEF__CY) } tn_def_cycle;
+typedef enum tn_def_noop_result {
+    TN_DEF_NOOP_RESULT_LIST(TN_DEF__NR)
+} tn_def_noop_result;
+typedef enum tn_def_cond_mode {
+    TN_DEF_COND_MODE_LIST(TN_DEF__CM)
+} tn_def_cond_mode;
+typedef enum tn_def_cond_state {
+    TN_DEF_COND_STATE_LIST(TN_DEF__CS)
+} tn_def_cond_state;
+typedef enum tn_def_relation {
+    TN_DEF_RELATION_LIST(TN_DEF__RL)
+} tn_def_relation;
+typedef enum tn_def_cycle {
+    TN_DEF_CYCLE_LIST(TN_DEF__CY)
+} tn_def_cycle;
 typedef enum tn_def_failure_policy {
     TN_DEF_FAILURE_POLICY_LIST(TN_DEF__FP)
 } tn_def_failure_policy;
 
-#define TN_DEF__ENUM_API(e)                                                               \
-    const char *tn_def_##e##_name(tn_def_##e v);                                          \
-    tn_err tn_def_##e##_parse(const char *word, tn_def_##e *out);                         \
+#define TN_DEF__ENUM_API(e)                                       \
+    const char *tn_def_##e##_name(tn_def_##e v);                  \
+    tn_err tn_def_##e##_parse(const char *word, tn_def_##e *out); \
     const char *tn_def_##e##_allowed(void);
 
 TN_DEF__ENUM_API(task_type)
@@ -153,55 +169,57 @@ TN_DEF__ENUM_API(failure_policy)
  * decoded definition). So the engine can both cite a line and tell an explicit value
  * from a default. The canonical encoding stores values in the order of these lists:
  * reordering one changes the stored bytes (and needs a new TN_DEF_FORMAT_VERSION). */
-#define TN_DEF_WF_KEY_LIST(X)                                                             \
-    X(NAME, name)                                                                         \
-    X(DESCRIPTION, description)                                                           \
-    X(PARAMS, params)                                                                     \
-    X(EXECUTION, execution)                                                               \
-    X(PRIORITY, priority)                                                                 \
-    X(TIMEOUT, timeout)                                                                   \
-    X(TIMEOUT_STRATEGY, timeout_strategy)                                                 \
-    X(FAILURE_STRATEGY, failure_strategy)                                                 \
+#define TN_DEF_WF_KEY_LIST(X)             \
+    X(NAME, name)                         \
+    X(DESCRIPTION, description)           \
+    X(PARAMS, params)                     \
+    X(EXECUTION, execution)               \
+    X(PRIORITY, priority)                 \
+    X(TIMEOUT, timeout)                   \
+    X(TIMEOUT_STRATEGY, timeout_strategy) \
+    X(FAILURE_STRATEGY, failure_strategy) \
     X(TASKS, tasks)
 
-#define TN_DEF_TASK_KEY_LIST(X)                                                           \
-    X(NAME, name)                                                                         \
-    X(TYPE, type)                                                                         \
-    X(DEPS, deps)                                                                         \
-    X(ENABLED, enabled)                                                                   \
-    X(PARAMS, params)                                                                     \
-    X(RETRIES, retries)                                                                   \
-    X(RETRY_INTERVAL, retry_interval)                                                     \
-    X(TIMEOUT, timeout)                                                                   \
-    X(TIMEOUT_STRATEGY, timeout_strategy)                                                 \
-    X(DELAY, delay)                                                                       \
-    X(PRIORITY, priority)                                                                 \
-    X(WORKER_GROUP, worker_group)                                                         \
-    X(TASK_GROUP, task_group)                                                             \
-    X(DISPATCH_TIMEOUT, dispatch_timeout)                                                 \
-    X(ENVIRONMENT, environment)                                                           \
-    X(COMMAND, command)                                                                   \
-    X(KILL_GRACE, kill_grace)                                                             \
-    X(MEMORY_MAX, memory_max)                                                             \
-    X(CPU_MAX, cpu_max)                                                                   \
-    X(RESULT, result)                                                                     \
-    X(DURATION, duration)                                                                 \
-    X(OUTPUTS, outputs)                                                                   \
-    X(WHEN, when)                                                                         \
-    X(ON_SUCCESS, on_success)                                                             \
-    X(ON_FAILURE, on_failure)                                                             \
-    X(CASES, cases)                                                                       \
-    X(DEFAULT, default)                                                                   \
-    X(RELATION, relation)                                                                 \
-    X(DEPENDS, depends)                                                                   \
-    X(CHECK_INTERVAL, check_interval)                                                     \
-    X(FAILURE_POLICY, failure_policy)                                                     \
-    X(FAILURE_WAIT, failure_wait)                                                         \
+#define TN_DEF_TASK_KEY_LIST(X)           \
+    X(NAME, name)                         \
+    X(TYPE, type)                         \
+    X(DEPS, deps)                         \
+    X(ENABLED, enabled)                   \
+    X(PARAMS, params)                     \
+    X(RETRIES, retries)                   \
+    X(RETRY_INTERVAL, retry_interval)     \
+    X(TIMEOUT, timeout)                   \
+    X(TIMEOUT_STRATEGY, timeout_strategy) \
+    X(DELAY, delay)                       \
+    X(PRIORITY, priority)                 \
+    X(WORKER_GROUP, worker_group)         \
+    X(TASK_GROUP, task_group)             \
+    X(DISPATCH_TIMEOUT, dispatch_timeout) \
+    X(ENVIRONMENT, environment)           \
+    X(COMMAND, command)                   \
+    X(KILL_GRACE, kill_grace)             \
+    X(MEMORY_MAX, memory_max)             \
+    X(CPU_MAX, cpu_max)                   \
+    X(RESULT, result)                     \
+    X(DURATION, duration)                 \
+    X(OUTPUTS, outputs)                   \
+    X(WHEN, when)                         \
+    X(ON_SUCCESS, on_success)             \
+    X(ON_FAILURE, on_failure)             \
+    X(CASES, cases)                       \
+    X(DEFAULT, default)                   \
+    X(RELATION, relation)                 \
+    X(DEPENDS, depends)                   \
+    X(CHECK_INTERVAL, check_interval)     \
+    X(FAILURE_POLICY, failure_policy)     \
+    X(FAILURE_WAIT, failure_wait)         \
     X(WORKFLOW, workflow)
 
 #define TN_DEF__WK(c, w) TN_DEF_WK_##c,
 #define TN_DEF__TK(c, w) TN_DEF_TK_##c,
-typedef enum tn_def_wf_key { TN_DEF_WF_KEY_LIST(TN_DEF__WK) TN_DEF_WK__COUNT } tn_def_wf_key;
+typedef enum tn_def_wf_key {
+    TN_DEF_WF_KEY_LIST(TN_DEF__WK) TN_DEF_WK__COUNT
+} tn_def_wf_key;
 typedef enum tn_def_task_key {
     TN_DEF_TASK_KEY_LIST(TN_DEF__TK) TN_DEF_TK__COUNT
 } tn_def_task_key;
@@ -279,15 +297,15 @@ typedef struct tn_def_task {
     tn_def_priority priority;
 
     /* shell and noop */
-    char *worker_group;  /* never NULL; "default" */
-    char *task_group;    /* NULL = none */
+    char *worker_group;           /* never NULL; "default" */
+    char *task_group;             /* NULL = none */
     uint64_t dispatch_timeout_ms; /* 0 = wait forever */
 
     /* shell */
-    char *environment;  /* NULL = none */
-    char *command;      /* non-empty for shell; NULL for every other type */
+    char *environment; /* NULL = none */
+    char *command;     /* non-empty for shell; NULL for every other type */
     uint64_t kill_grace_ms;
-    uint64_t memory_max; /* bytes; 0 = no limit */
+    uint64_t memory_max;    /* bytes; 0 = no limit */
     uint64_t cpu_max_milli; /* 1.5 cores = 1500; 0 = no limit */
 
     struct {

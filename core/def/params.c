@@ -234,7 +234,9 @@ tn_err tn_kv_merge(tn_kv *dst, const tn_kv *src)
         return TN_OK;
     uint32_t i = 0, j = 0, r = 0;
     while (i < dst->n || j < src->n) {
-        int c = i == dst->n ? 1 : j == src->n ? -1 : strcmp(dst->items[i].key, src->items[j].key);
+        int c = i == dst->n ? 1 :
+                j == src->n ? -1 :
+                              strcmp(dst->items[i].key, src->items[j].key);
         i += c <= 0;
         j += c >= 0;
         r++;
@@ -255,7 +257,9 @@ tn_err tn_kv_merge(tn_kv *dst, const tn_kv *src)
     }
     i = j = r = 0;
     while (i < dst->n || j < src->n) {
-        int c = i == dst->n ? 1 : j == src->n ? -1 : strcmp(dst->items[i].key, src->items[j].key);
+        int c = i == dst->n ? 1 :
+                j == src->n ? -1 :
+                              strcmp(dst->items[i].key, src->items[j].key);
         if (c < 0) {
             items[r++] = dst->items[i++];
         } else if (c > 0) {
@@ -362,8 +366,8 @@ typedef struct dt {
 
 /* Instants handled, in seconds either side of 1970: enough for years 1..9999 plus any
  * offset that can still land inside them, small enough that nothing overflows. */
-#define SEC_LIMIT 400000000000LL
-#define DAY_LIMIT 5000000LL   /* day offsets */
+#define SEC_LIMIT   400000000000LL
+#define DAY_LIMIT   5000000LL /* day offsets */
 #define MONTH_LIMIT 200000LL  /* month offsets */
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -491,8 +495,8 @@ static bool from_dt(const tzinfo *tz, const dt *d, int64_t *sec)
         *sec = (int64_t)t;
         return true;
     }
-    *sec = days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s -
-           tz->off;
+    *sec =
+        days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s - tz->off;
     return true;
 }
 
@@ -890,10 +894,10 @@ static tn_err date_unix(const dctx *c, int fn, const char *arg, size_t an, unsig
         err = TN_ERR_INVAL;
         goto done;
     }
-    int64_t mul = fn == F_UNIX_S    ? 1
-                  : fn == F_UNIX_MS ? 1000
-                  : fn == F_UNIX_US ? 1000000
-                                    : 1000000000;
+    int64_t mul = fn == F_UNIX_S  ? 1 :
+                  fn == F_UNIX_MS ? 1000 :
+                  fn == F_UNIX_US ? 1000000 :
+                                    1000000000;
     if (__builtin_mul_overflow(sec, mul, &v)) {
         snprintf(why, wl, "the time is out of range");
         err = TN_ERR_INVAL;
@@ -1010,8 +1014,8 @@ static tn_err date_call(const dctx *c, const struct dfn *f, const char *inner, s
         int wk;
         year_week(&d, na == 2 ? (int)n : 1, &wy, &wk);
         char num[32];
-        snprintf(num, sizeof(num), "%04d%s%02d", (int)wy,
-                 memchr(arg[0], '-', al[0]) ? "-" : "", wk);
+        snprintf(num, sizeof(num), "%04d%s%02d", (int)wy, memchr(arg[0], '-', al[0]) ? "-" : "",
+                 wk);
         return sb_add(out, num, strlen(num));
     }
     date_move(&d, f->fn, n);
@@ -1418,8 +1422,8 @@ tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ct
 typedef struct gres {
     const tn_def_kvs *g;
     sub c;
-    char **val;      /* resolved values */
-    uint8_t *state;  /* 0 = to do, 1 = being resolved, 2 = done */
+    char **val;     /* resolved values */
+    uint8_t *state; /* 0 = to do, 1 = being resolved, 2 = done */
     uint32_t stack[TN_PARAMS_MAX_CHAIN];
     unsigned depth;
     bool named; /* the message already names a param */
@@ -1507,8 +1511,8 @@ static tn_err check_sorted(const tn_def_kvs *kvs, const char *what, tn_errmsg *m
 {
     for (uint32_t i = 0; kvs && i < kvs->n; i++) {
         if (!kvs->items[i].key || !kvs->items[i].value)
-            return tn_errmsg_set(msg, TN_ERR_INVAL, "%s params: entry %u is incomplete",
-                                 what, i);
+            return tn_errmsg_set(msg, TN_ERR_INVAL, "%s params: entry %u is incomplete", what,
+                                 i);
         if (i && strcmp(kvs->items[i - 1].key, kvs->items[i].key) >= 0)
             return tn_errmsg_set(msg, TN_ERR_INVAL,
                                  "%s params are not sorted by key or repeat \"%s\"", what,
@@ -1646,7 +1650,12 @@ tn_err tn_params_effective(const tn_def_kvs *global, const tn_kv *upstream,
 
 /* ---- setValue scanning ---------------------------------------------------------------- */
 
-enum { SC_SCAN, SC_PREFIX, SC_KEY, SC_VAL };
+enum {
+    SC_SCAN,
+    SC_PREFIX,
+    SC_KEY,
+    SC_VAL
+};
 
 /* What follows the leading '$' or '#' of a marker. */
 static const char SV_TAIL[] = "{setValue(";
@@ -1757,8 +1766,7 @@ nomem:
     return -1;
 }
 
-tn_err tn_params_scanner_feed(tn_params_scanner *s, const char *chunk, size_t len,
-                              tn_kv *dst)
+tn_err tn_params_scanner_feed(tn_params_scanner *s, const char *chunk, size_t len, tn_kv *dst)
 {
     if (!s || !dst || (!chunk && len))
         return TN_ERR_INVAL;
@@ -1815,7 +1823,11 @@ tn_err tn_params_scan_file(const char *path, tn_kv *dst)
 
 /* ---- switch conditions ---------------------------------------------------------------- */
 
-typedef enum { V_BOOL, V_NUM, V_STR } vkind;
+typedef enum {
+    V_BOOL,
+    V_NUM,
+    V_STR
+} vkind;
 
 typedef struct val {
     vkind k;
@@ -1833,7 +1845,14 @@ typedef struct epar {
     tn_errmsg *msg;
 } epar;
 
-enum { OP_EQ = 1, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE };
+enum {
+    OP_EQ = 1,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE
+};
 
 static const char *const op_text[] = {"", "==", "!=", "<", "<=", ">", ">="};
 static const char *const kind_name[] = {"boolean", "number", "string"};
@@ -1939,8 +1958,7 @@ static tn_err e_group(epar *p, val *out)
     e_ws(p);
     if (p->pos >= p->len || p->src[p->pos] != ')') {
         char what[80];
-        snprintf(what, sizeof(what), "expected \")\" to close the \"(\" of column %zu",
-                 at + 1);
+        snprintf(what, sizeof(what), "expected \")\" to close the \"(\" of column %zu", at + 1);
         return e_fail(p, TN_ERR_PARSE, p->pos, what, NULL);
     }
     p->pos++;
@@ -2098,8 +2116,8 @@ static tn_err e_compare(epar *p, const val *a, const val *b, int op, size_t at, 
             return TN_OK;
         }
         char what[120];
-        snprintf(what, sizeof(what), "cannot order a %s and a %s with \"%s\"",
-                 kind_name[a->k], kind_name[b->k], op_text[op]);
+        snprintf(what, sizeof(what), "cannot order a %s and a %s with \"%s\"", kind_name[a->k],
+                 kind_name[b->k], op_text[op]);
         return e_fail(p, TN_ERR_TYPE, at, what, NULL);
     }
     int c = 0;

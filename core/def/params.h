@@ -15,13 +15,13 @@
 
 /* Bounds. A param value is at most TN_PARAMS_MAX_VALUE bytes everywhere: as written in a
  * definition, after substitution, and as passed by ${setValue(...)}. */
-#define TN_PARAMS_MAX_VALUE TN_DEF_MAX_STRING  /* 64 KiB */
-#define TN_PARAMS_MAX_OUT (4u << 20)           /* text produced by one substitution */
+#define TN_PARAMS_MAX_VALUE   TN_DEF_MAX_STRING /* 64 KiB */
+#define TN_PARAMS_MAX_OUT     (4u << 20)        /* text produced by one substitution */
 #define TN_PARAMS_MAX_OUTPUTS TN_DEF_MAX_PARAMS /* distinct setValue keys of one task */
-#define TN_PARAMS_MAX_CHAIN 32u                 /* global param -> global param references */
-#define TN_KV_MAX_ITEMS 100000u                 /* entries in one tn_kv */
-#define TN_EXPR_MAX_LEN (64u << 10)             /* a switch condition after substitution */
-#define TN_EXPR_MAX_DEPTH 64u                   /* nesting of ( and ! in one condition */
+#define TN_PARAMS_MAX_CHAIN   32u               /* global param -> global param references */
+#define TN_KV_MAX_ITEMS       100000u           /* entries in one tn_kv */
+#define TN_EXPR_MAX_LEN       (64u << 10)       /* a switch condition after substitution */
+#define TN_EXPR_MAX_DEPTH     64u               /* nesting of ( and ! in one condition */
 
 /* ---- tn_kv: an owning map from param names to values ---------------------------------- */
 
@@ -234,8 +234,7 @@ typedef struct tn_params_scanner {
 
 void tn_params_scanner_init(tn_params_scanner *s);
 /* Consume one chunk; returns as tn_params_scan_outputs. The same dst every time. */
-tn_err tn_params_scanner_feed(tn_params_scanner *s, const char *chunk, size_t len,
-                              tn_kv *dst);
+tn_err tn_params_scanner_feed(tn_params_scanner *s, const char *chunk, size_t len, tn_kv *dst);
 /* Release the state; a marker still open is dropped. The scanner may be initialised again. */
 void tn_params_scanner_fini(tn_params_scanner *s);
 /* A task's log file scanned into dst, in chunks, as both executors do when a task ends.

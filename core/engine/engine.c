@@ -38,8 +38,14 @@ int tn_start_mode_parse(const char *s)
 /* ------------------------------------------------------------------------------ */
 /* clock and timers */
 
-int64_t eng_now(tn_engine *e) { return e->virtual_clock ? e->vnow : tn_now_ns(); }
-int64_t tn_engine_now(tn_engine *e) { return eng_now(e); }
+int64_t eng_now(tn_engine *e)
+{
+    return e->virtual_clock ? e->vnow : tn_now_ns();
+}
+int64_t tn_engine_now(tn_engine *e)
+{
+    return eng_now(e);
+}
 
 static void heap_up(timer *h, size_t i)
 {
@@ -81,14 +87,18 @@ static void timer_push(tn_engine *e, const timer *t)
     heap_up(e->timers, e->ntimers++);
 }
 
-void eng_timer_task(tn_engine *e, trt *t, uint8_t sub, int64_t due)
+void eng_timer_task(tn_engine *e, task_run *t, uint8_t sub, int64_t due)
 {
-    timer tm = {.due = due, .kind = TIMER_TASK, .sub = sub, .node = t->node, .gen = t->gen,
+    timer tm = {.due = due,
+                .kind = TIMER_TASK,
+                .sub = sub,
+                .node = t->node,
+                .gen = t->gen,
                 .wf = t->w->id};
     timer_push(e, &tm);
 }
 
-void eng_timer_wf(tn_engine *e, wrt *w, int64_t due)
+void eng_timer_wf(tn_engine *e, wf_run *w, int64_t due)
 {
     timer tm = {.due = due, .kind = TIMER_WF, .gen = w->gen, .wf = w->id};
     timer_push(e, &tm);
@@ -138,7 +148,7 @@ static void q_down(qentry *h, size_t n, size_t i)
     }
 }
 
-void eng_queue_push(tn_engine *e, trt *t)
+void eng_queue_push(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = &t->w->def->tasks[t->node];
     /* workflow priority, task priority, then age (the task id grows with submission) */
@@ -211,23 +221,23 @@ static tn_err emit(tn_engine *e, tn_event *ev)
     }
     e->stats.events++;
     if (e->obs_fn && tn_grow((void **)&e->obs, &e->capobs, e->nobs + 1, sizeof(*e->obs)))
-        e->obs[e->nobs++] = (tn_engine_event){ev->seq, ev->wf, ev->task, ev->at, ev->machine,
-                                              ev->event, ev->from, ev->to};
+        e->obs[e->nobs++] = (tn_engine_event){ev->seq,     ev->wf,    ev->task, ev->at,
+                                              ev->machine, ev->event, ev->from, ev->to};
     return TN_OK;
 }
 
-void eng_touch(tn_engine *e, wrt *w)
+void eng_touch(tn_engine *e, wf_run *w)
 {
     w->dirty = true;
     if (w->touched)
         return;
-    if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wrt *)))
+    if (!tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wf_run *)))
         return;
     e->touched[e->ntouched++] = w;
     w->touched = true;
 }
 
-tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev)
+tn_err eng_emit_wf(tn_engine *e, wf_run *w, unsigned event, tn_event *ev)
 {
     tn_event local;
     if (!ev) {
@@ -242,7 +252,7 @@ tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev)
     return TN_OK;
 }
 
-tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
+tn_err eng_emit_task(tn_engine *e, task_run *t, unsigned event, tn_event *ev)
 {
     tn_event local;
     if (!ev) {
@@ -257,7 +267,7 @@ tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev)
     return TN_OK;
 }
 
-void eng_fx(tn_engine *e, uint8_t kind, trt *t)
+void eng_fx(tn_engine *e, uint8_t kind, task_run *t)
 {
     if (!tn_grow((void **)&e->fx, &e->capfx, e->nfx + 1, sizeof(effect)))
         return;
@@ -331,9 +341,12 @@ tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *ve
 /* ------------------------------------------------------------------------------ */
 /* instances */
 
-wrt *eng_wf(tn_engine *e, uint64_t id) { return tn_map_get(&e->wfs, id); }
+wf_run *eng_wf(tn_engine *e, uint64_t id)
+{
+    return tn_map_get(&e->wfs, id);
+}
 
-static void wrt_free(tn_engine *e, wrt *w)
+static void wf_run_free(tn_engine *e, wf_run *w)
 {
     if (!w)
         return;
@@ -425,7 +438,7 @@ tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out)
 }
 
 /* Build a workflow's runtime from its SUBMIT event (live, or replaying its events). */
-static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
+static wf_run *wf_run_from_submit(tn_engine *e, const tn_event *ev)
 {
     const tn_attr *name = tn_event_attr(ev, "name");
     int64_t version = 0, run = 1, mode = 0, dry = 0, sched = 0, pwf = 0, ptask = 0;
@@ -441,7 +454,7 @@ static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
     char nm[TN_DEF_MAX_NAME + 1];
     memcpy(nm, name->s.p, name->s.len);
     nm[name->s.len] = 0;
-    wrt *w = calloc(1, sizeof(*w));
+    wf_run *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->id = ev->wf;
@@ -458,7 +471,7 @@ static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
         return NULL;
     }
     uint32_t n = w->def->n_tasks;
-    w->t = calloc(n, sizeof(trt));
+    w->t = calloc(n, sizeof(task_run));
     w->in_scope = calloc(n, 1);
     if (!w->t || !w->in_scope || eng_kv_from_attr(ev, "params", &w->overrides) ||
         eng_kv_from_attr(ev, "inherited", &w->inherited))
@@ -493,19 +506,19 @@ static wrt *wrt_from_submit(tn_engine *e, const tn_event *ev)
     sched_reset_run(e, w);
     return w;
 fail:
-    wrt_free(e, w);
+    wf_run_free(e, w);
     return NULL;
 }
 
 /* Fold one stored event into the in-memory instances (recovery). */
-static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
+static tn_err replay_event(tn_engine *e, wf_run **wp, const tn_event *ev)
 {
-    wrt *w = *wp;
+    wf_run *w = *wp;
     if (ev->machine == TN_MACHINE_WORKFLOW) {
         if (ev->event == TN_WF_E_SUBMIT) {
             if (w)
                 return TN_ERR_CORRUPT;
-            w = wrt_from_submit(e, ev);
+            w = wf_run_from_submit(e, ev);
             if (!w)
                 return TN_ERR_CORRUPT;
             *wp = w;
@@ -517,7 +530,7 @@ static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
     }
     if (ev->machine != TN_MACHINE_TASK || !w)
         return TN_ERR_CORRUPT;
-    trt *t = tn_map_get(&e->tasks, ev->task);
+    task_run *t = tn_map_get(&e->tasks, ev->task);
     if (!t) {
         const tn_attr *name = tn_event_attr(ev, "name");
         char nm[TN_DEF_MAX_NAME + 1];
@@ -536,7 +549,7 @@ static tn_err replay_event(tn_engine *e, wrt **wp, const tn_event *ev)
 
 typedef struct load_ctx {
     tn_engine *e;
-    wrt *w;
+    wf_run *w;
     tn_err err;
     uint64_t seq;
 } load_ctx;
@@ -553,23 +566,30 @@ static int load_one(void *vctx, const tn_event *ev)
 }
 
 /* Rebuild one instance from its events. */
-static wrt *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
+static wf_run *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
 {
     load_ctx x = {e, NULL, TN_OK, 0};
     int fr;
     tn_err err = tn_replay_wf_events(tn_evlog_store(e->log), id, load_one, &x, &fr);
     if (err || x.err || !x.w) {
-        tn_errmsg_set(msg, err ? err : x.err ? x.err : TN_ERR_NOENT,
+        tn_errmsg_set(msg,
+                      err   ? err :
+                      x.err ? x.err :
+                              TN_ERR_NOENT,
                       "workflow instance %" PRIu64 " cannot be loaded (%s at seq %" PRIu64
                       "): run `tern replay` to check the log",
-                      id, tn_strerror(err ? err : x.err ? x.err : TN_ERR_NOENT), x.seq);
+                      id,
+                      tn_strerror(err   ? err :
+                                  x.err ? x.err :
+                                          TN_ERR_NOENT),
+                      x.seq);
         if (x.w)
-            wrt_free(e, x.w);
+            wf_run_free(e, x.w);
         return NULL;
     }
-    wrt *w = x.w;
+    wf_run *w = x.w;
     if (tn_map_put(&e->wfs, w->id, w)) {
-        wrt_free(e, w);
+        wf_run_free(e, w);
         return NULL;
     }
     for (uint32_t i = 0; i < w->def->n_tasks; i++)
@@ -578,9 +598,9 @@ static wrt *load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
     return w;
 }
 
-wrt *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
+wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
 {
-    wrt *w = eng_wf(e, id);
+    wf_run *w = eng_wf(e, id);
     if (w)
         return w;
     w = load_wf(e, id, msg);
@@ -608,8 +628,8 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
             return tn_errmsg_set(msg, err, "cannot read the store: %s", tn_strerror(err));
         bool more = false;
         tn_wf_proj p;
-        for (err = tn_log_wf_iter_seek(it, after + 1, &p); err == TN_OK || err == TN_ERR_CORRUPT;
-             err = tn_log_wf_iter_next(it, &p)) {
+        for (err = tn_log_wf_iter_seek(it, after + 1, &p);
+             err == TN_OK || err == TN_ERR_CORRUPT; err = tn_log_wf_iter_next(it, &p)) {
             if (n == page) {
                 more = true;
                 break;
@@ -622,7 +642,7 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
         }
         tn_log_wf_iter_close(it);
         for (size_t i = 0; i < n; i++) {
-            wrt *w = load_wf(e, ids[i], msg);
+            wf_run *w = load_wf(e, ids[i], msg);
             if (!w)
                 return TN_ERR_CORRUPT;
             e->stats.recovered_workflows++;
@@ -641,7 +661,7 @@ static tn_err recover(tn_engine *e, tn_errmsg *msg)
         if (e->wfs.slots[i].key)
             ids[nw++] = e->wfs.slots[i].key;
     for (size_t i = 0; i < nw; i++) {
-        wrt *w = eng_wf(e, ids[i]);
+        wf_run *w = eng_wf(e, ids[i]);
         if (w)
             sched_takeover(e, w);
     }
@@ -659,7 +679,8 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_map_init(&e->wfs);
     tn_map_init(&e->tasks);
     e->ex = opts->executor;
-    snprintf(e->actor, sizeof(e->actor), "master:%s", opts->master_id ? opts->master_id : "local");
+    snprintf(e->actor, sizeof(e->actor), "master:%s",
+             opts->master_id ? opts->master_id : "local");
     e->virtual_clock = opts->virtual_clock;
     e->vnow = opts->start_ns ? opts->start_ns : tn_now_ns();
     e->max_batch = opts->max_batch ? opts->max_batch : 4096;
@@ -683,7 +704,7 @@ void tn_engine_close(tn_engine *e)
         return;
     for (size_t i = 0; i < e->wfs.cap; i++)
         if (e->wfs.slots[i].key)
-            wrt_free(e, e->wfs.slots[i].val);
+            wf_run_free(e, e->wfs.slots[i].val);
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
     while (e->defs) {
@@ -718,7 +739,10 @@ void tn_engine_close(tn_engine *e)
     free(e);
 }
 
-tn_evlog *tn_engine_log(tn_engine *e) { return e->log; }
+tn_evlog *tn_engine_log(tn_engine *e)
+{
+    return e->log;
+}
 
 /* ------------------------------------------------------------------------------ */
 /* inputs */
@@ -739,7 +763,10 @@ void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
     pthread_mutex_unlock(&e->mu);
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 void tn_engine_report(tn_engine *e, const tn_report *r)
 {
@@ -812,7 +839,8 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         tn_buf_free(&latest);
         return err;
     }
-    if (version && latest.size == c->def_len && memcmp(latest.data, c->def_bytes, c->def_len) == 0) {
+    if (version && latest.size == c->def_len &&
+        memcmp(latest.data, c->def_bytes, c->def_len) == 0) {
         c->unchanged = true;
         c->out_id = version;
         snprintf(c->msg, sizeof(c->msg), "%s: unchanged (version %u)", def->name, version);
@@ -835,7 +863,7 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
 
 static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_cmd *c,
                            const tn_kv *inherited, uint64_t parent_wf, uint64_t parent_task,
-                           wrt **out)
+                           wf_run **out)
 {
     tn_buf scratch = {0}, scratch2 = {0};
     tn_event ev;
@@ -881,11 +909,11 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
     }
     if (!err)
         err = emit(e, &ev);
-    wrt *w = NULL;
+    wf_run *w = NULL;
     if (!err) {
-        w = wrt_from_submit(e, &ev);
+        w = wf_run_from_submit(e, &ev);
         if (!w || tn_map_put(&e->wfs, w->id, w)) {
-            wrt_free(e, w);
+            wf_run_free(e, w);
             err = TN_ERR_NOMEM;
         } else {
             eng_touch(e, w);
@@ -899,10 +927,10 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
     return err;
 }
 
-tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
-                     wrt **out);
-tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
-                     wrt **out)
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, task_run *parent,
+                     wf_run **out);
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, task_run *parent,
+                     wf_run **out)
 {
     uint32_t version;
     tn_err err = def_latest_version(e, name, &version, NULL);
@@ -923,8 +951,10 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
     uint32_t version;
     tn_err err = def_latest_version(e, c->workflow, &version, NULL);
     if (err == TN_ERR_NOENT) {
-        cmd_fail(c, TN_ERR_NOENT, "no workflow named \"%s\": apply its definition first "
-                 "(`tern def apply FILE`)", c->workflow);
+        cmd_fail(c, TN_ERR_NOENT,
+                 "no workflow named \"%s\": apply its definition first "
+                 "(`tern def apply FILE`)",
+                 c->workflow);
         return TN_OK;
     }
     if (err)
@@ -945,7 +975,7 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
                  tn_start_mode_name(c->mode));
         return TN_OK;
     }
-    wrt *w;
+    wf_run *w;
     if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
         return err;
     c->out_id = w->id;
@@ -953,7 +983,7 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
     return sched_admit(e, w);
 }
 
-static wrt *cmd_wf(tn_engine *e, tn_cmd *c)
+static wf_run *cmd_wf(tn_engine *e, tn_cmd *c)
 {
     tn_wf_proj p;
     if (tn_evlog_wf(e->log, c->id, &p) != TN_OK) {
@@ -961,15 +991,15 @@ static wrt *cmd_wf(tn_engine *e, tn_cmd *c)
         return NULL;
     }
     tn_errmsg m;
-    wrt *w = eng_load_wf(e, c->id, &m);
+    wf_run *w = eng_load_wf(e, c->id, &m);
     if (!w)
         cmd_fail(c, TN_ERR_CORRUPT, "%s", m.text);
     return w;
 }
 
-static trt *cmd_task(tn_engine *e, tn_cmd *c)
+static task_run *cmd_task(tn_engine *e, tn_cmd *c)
 {
-    trt *t = tn_map_get(&e->tasks, c->id);
+    task_run *t = tn_map_get(&e->tasks, c->id);
     if (t)
         return t;
     tn_task_proj p;
@@ -978,15 +1008,17 @@ static trt *cmd_task(tn_engine *e, tn_cmd *c)
         return NULL;
     }
     tn_errmsg m;
-    wrt *w = eng_load_wf(e, p.wf, &m);
+    wf_run *w = eng_load_wf(e, p.wf, &m);
     if (!w) {
         cmd_fail(c, TN_ERR_CORRUPT, "%s", m.text);
         return NULL;
     }
     t = tn_map_get(&e->tasks, c->id);
     if (!t)
-        cmd_fail(c, TN_ERR_NOENT, "task instance %" PRIu64 " belongs to an earlier run of "
-                 "workflow %" PRIu64 "; it cannot change any more", c->id, p.wf);
+        cmd_fail(c, TN_ERR_NOENT,
+                 "task instance %" PRIu64 " belongs to an earlier run of "
+                 "workflow %" PRIu64 "; it cannot change any more",
+                 c->id, p.wf);
     return t;
 }
 
@@ -1019,27 +1051,27 @@ static bool cmd_legal(tn_cmd *c, uint64_t id, unsigned state)
     for (unsigned ev = 0; ev < m->nevents && n < sizeof(acc); ev++) {
         if (tn_sm_next(m, state, ev).to == TN_SM_ILLEGAL)
             continue;
-        int k = snprintf(acc + n, sizeof(acc) - n, "%s%s", n ? ", " : "",
-                         tn_sm_event_name(m, ev));
+        int k =
+            snprintf(acc + n, sizeof(acc) - n, "%s%s", n ? ", " : "", tn_sm_event_name(m, ev));
         n += k > 0 ? (size_t)k : 0;
     }
-    cmd_fail(c, TN_ERR_ILLEGAL, "%s %" PRIu64 " is %s: the %s state machine does not allow "
-             "%s there (%s accepts: %s)", m->name, id, tn_sm_state_name(m, state), m->name,
-             tn_sm_event_name(m, event), tn_sm_state_name(m, state), n ? acc : "nothing");
+    cmd_fail(c, TN_ERR_ILLEGAL,
+             "%s %" PRIu64 " is %s: the %s state machine does not allow "
+             "%s there (%s accepts: %s)",
+             m->name, id, tn_sm_state_name(m, state), m->name, tn_sm_event_name(m, event),
+             tn_sm_state_name(m, state), n ? acc : "nothing");
     return false;
 }
 
 /* pause, resume, stop, rerun, recover: one workflow's transition */
-static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wrt **wp)
+static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wf_run **wp)
 {
-    wrt *w = *wp = cmd_wf(e, c);
+    wf_run *w = *wp = cmd_wf(e, c);
     if (!w || !cmd_legal(c, w->id, w->state))
         return TN_OK;
     switch (c->kind) {
-    case TN_CMD_PAUSE:
-        return sched_pause_wf(e, w);
-    case TN_CMD_STOP:
-        return sched_stop_wf(e, w, "stopped by user");
+    case TN_CMD_PAUSE: return sched_pause_wf(e, w);
+    case TN_CMD_STOP: return sched_stop_wf(e, w, "stopped by user");
     case TN_CMD_RERUN: {
         w->loaded_final = false;
         tn_event ev;
@@ -1048,16 +1080,14 @@ static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wrt **wp)
         tn_err err = eng_emit_wf(e, w, 0, &ev);
         return err ? err : sched_admit(e, w);
     }
-    default: /* RESUME, RECOVER */
-        w->loaded_final = false;
-        return sched_recover_wf(e, w);
+    default: /* RESUME, RECOVER */ w->loaded_final = false; return sched_recover_wf(e, w);
     }
 }
 
 /* force-success, kill: one task's transition */
-static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, trt **tp)
+static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, task_run **tp)
 {
-    trt *t = *tp = cmd_task(e, c);
+    task_run *t = *tp = cmd_task(e, c);
     /* a task's workflow comes back from its takeover first: what follows a task's end
      * (TASK_FINISHED, the failure strategy) is for a workflow that runs */
     tn_err err = t && t->w->state == TN_WF_S_FAILOVER ? sched_takeover_end(e, t->w) : TN_OK;
@@ -1107,8 +1137,8 @@ static tn_err cmd_env_set(tn_engine *e, tn_cmd *c)
 
 static tn_err run_cmd(tn_engine *e, tn_cmd *c)
 {
-    wrt *w = NULL;
-    trt *t = NULL;
+    wf_run *w = NULL;
+    task_run *t = NULL;
     tn_err err = TN_OK;
     if (e->refuse && (c->kind == TN_CMD_START || c->kind == TN_CMD_APPLY_DEF ||
                       c->kind == TN_CMD_RERUN || c->kind == TN_CMD_RECOVER)) {
@@ -1117,36 +1147,23 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     }
     e->cur_actor = c->actor ? c->actor : "user:local";
     switch (c->kind) {
-    case TN_CMD_APPLY_DEF:
-        err = cmd_apply_def(e, c);
-        break;
-    case TN_CMD_START:
-        err = cmd_start(e, c);
-        break;
+    case TN_CMD_APPLY_DEF: err = cmd_apply_def(e, c); break;
+    case TN_CMD_START: err = cmd_start(e, c); break;
     case TN_CMD_PAUSE:
     case TN_CMD_RESUME:
     case TN_CMD_STOP:
     case TN_CMD_RERUN:
-    case TN_CMD_RECOVER:
-        err = cmd_wf_event(e, c, &w);
-        break;
+    case TN_CMD_RECOVER: err = cmd_wf_event(e, c, &w); break;
     case TN_CMD_FORCE_SUCCESS:
-    case TN_CMD_KILL_TASK:
-        err = cmd_task_event(e, c, &t);
-        break;
-    case TN_CMD_TASKGROUP_SET:
-        err = cmd_taskgroup_set(e, c);
-        break;
-    case TN_CMD_ENV_SET:
-        err = cmd_env_set(e, c);
-        break;
+    case TN_CMD_KILL_TASK: err = cmd_task_event(e, c, &t); break;
+    case TN_CMD_TASKGROUP_SET: err = cmd_taskgroup_set(e, c); break;
+    case TN_CMD_ENV_SET: err = cmd_env_set(e, c); break;
     case TN_CMD_WHY: {
-        trt *q = tn_map_get(&e->tasks, c->id);
+        task_run *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
         break;
     }
-    default:
-        cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
+    default: cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
     }
     if (w)
         eng_touch(e, w);
@@ -1187,11 +1204,11 @@ static void rollback(tn_engine *e)
     uint64_t *ids = malloc(e->ntouched * sizeof(uint64_t) + 1);
     size_t n = 0;
     for (size_t i = 0; i < e->ntouched; i++) {
-        wrt *w = e->touched[i];
+        wf_run *w = e->touched[i];
         if (ids)
             ids[n++] = w->id;
         tn_map_del(&e->wfs, w->id);
-        wrt_free(e, w);
+        wf_run_free(e, w);
     }
     e->ntouched = 0;
     e->nfx = 0;
@@ -1199,7 +1216,7 @@ static void rollback(tn_engine *e)
         tn_wf_proj p;
         if (tn_evlog_wf(e->log, ids[i], &p) == TN_OK && !tn_sm_workflow.final[p.state]) {
             tn_errmsg m;
-            wrt *w = load_wf(e, ids[i], &m);
+            wf_run *w = load_wf(e, ids[i], &m);
             if (w)
                 sched_recovered(e, w);
         }
@@ -1215,8 +1232,8 @@ static void release_effects(tn_engine *e)
             e->ex.ops->kill(e->ex.self, f->wf, f->task, f->attempt, 0);
             continue;
         }
-        wrt *w = eng_wf(e, f->wf);
-        trt *t = w && f->node < w->def->n_tasks ? &w->t[f->node] : NULL;
+        wf_run *w = eng_wf(e, f->wf);
+        task_run *t = w && f->node < w->def->n_tasks ? &w->t[f->node] : NULL;
         if (!t || t->id != f->task || t->attempt != f->attempt)
             continue;
         if (f->kind == FX_DISPATCH) {
@@ -1227,8 +1244,10 @@ static void release_effects(tn_engine *e)
             tn_errmsg m;
             char *cmd = NULL;
             if (task_params(e, t, &params, &m) == TN_OK && node->command) {
-                tn_param_ctx pc = {.sched_ns = w->sched_ns, .now_ns = eng_now(e),
-                                   .wf_id = w->id, .task_id = t->id};
+                tn_param_ctx pc = {.sched_ns = w->sched_ns,
+                                   .now_ns = eng_now(e),
+                                   .wf_id = w->id,
+                                   .task_id = t->id};
                 if (tn_params_subst(node->command, params, &pc, 0, &cmd, &m) != TN_OK)
                     cmd = NULL;
             }
@@ -1243,12 +1262,19 @@ static void release_effects(tn_engine *e)
             if (node->environment) /* unset: no prelude */
                 (void)tn_log_env_get(tn_evlog_store(e->log), node->environment, &prelude);
             tn_dispatch_req req = {
-                .wf = w->id, .task = t->id, .attempt = t->attempt, .def = w->def,
-                .node = node, .command = cmd ? cmd : node->command, .env_prelude = prelude,
-                .param_keys = keys, .param_values = vals, .nparams = keys && vals ? np : 0,
-                .deadline_ns = node->timeout_ms && t->started_at
-                                   ? t->started_at + (int64_t)node->timeout_ms * 1000000
-                                   : 0,
+                .wf = w->id,
+                .task = t->id,
+                .attempt = t->attempt,
+                .def = w->def,
+                .node = node,
+                .command = cmd ? cmd : node->command,
+                .env_prelude = prelude,
+                .param_keys = keys,
+                .param_values = vals,
+                .nparams = keys && vals ? np : 0,
+                .deadline_ns = node->timeout_ms && t->started_at ?
+                                   t->started_at + (int64_t)node->timeout_ms * 1000000 :
+                                   0,
                 .priority = (uint8_t)(w->def->priority * 8 + node->priority)};
             e->ex.ops->dispatch(e->ex.self, &req);
             free(prelude);
@@ -1307,8 +1333,8 @@ tn_err tn_engine_request(tn_engine *e, tn_engine_req_fn fn, void *ctx, int64_t t
     pthread_cond_broadcast(&e->cv);
     int rc = 0;
     while (!rq.done && (rq.taken || rc != ETIMEDOUT))
-        rc = rq.taken ? pthread_cond_wait(&e->cv, &e->mu)
-                      : pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        rc = rq.taken ? pthread_cond_wait(&e->cv, &e->mu) :
+                        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
     if (!rq.done) { /* not taken in time: out of the queue, never to run */
         request **pp = &e->req_head, *prev = NULL;
         while (*pp != &rq) {
@@ -1331,7 +1357,7 @@ void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg)
 
 const char *tn_engine_why(tn_engine *e, uint64_t task)
 {
-    trt *t = tn_map_get(&e->tasks, task);
+    task_run *t = tn_map_get(&e->tasks, task);
     return t && t->why ? t->why : "";
 }
 
@@ -1363,7 +1389,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     /* the takeovers recovery decided at open begin before the first commands and end
      * after them (see sched_takeover) */
     for (size_t i = 0; i < e->ntakeover; i++) {
-        wrt *w = eng_wf(e, e->takeover[i]);
+        wf_run *w = eng_wf(e, e->takeover[i]);
         if (w)
             sched_takeover_begin(e, w);
     }
@@ -1377,7 +1403,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         n++;
     }
     for (size_t i = 0; i < e->ntakeover; i++) {
-        wrt *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
+        wf_run *w = e->takeover[i] ? eng_wf(e, e->takeover[i]) : NULL;
         if (w)
             sched_takeover_end(e, w);
     }
@@ -1393,7 +1419,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     for (int pass = 0, again = 1; again && pass < 16; pass++) {
         again = 0;
         for (size_t i = 0; i < e->ntouched; i++) {
-            wrt *w = e->touched[i];
+            wf_run *w = e->touched[i];
             if (!w->dirty)
                 continue;
             sched_run(e, w);
@@ -1413,8 +1439,10 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     }
     if (err) {
         e->refuse = err == TN_ERR_FULL;
-        tn_error("engine", "msg=\"commit failed; the batch is dropped and its instances "
-                 "reloaded\" why=\"%s\"", e->msg.text);
+        tn_error("engine",
+                 "msg=\"commit failed; the batch is dropped and its instances "
+                 "reloaded\" why=\"%s\"",
+                 e->msg.text);
         if (msg)
             *msg = e->msg;
         for (size_t i = 0; i < e->ncmds; i++)
@@ -1438,12 +1466,12 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     }
     /* finished instances leave memory */
     for (size_t i = 0; i < e->ntouched; i++) {
-        wrt *w = e->touched[i];
+        wf_run *w = e->touched[i];
         w->touched = false;
         w->dirty = false;
         if (tn_sm_workflow.final[w->state]) {
             tn_map_del(&e->wfs, w->id);
-            wrt_free(e, w);
+            wf_run_free(e, w);
         }
     }
     e->ntouched = 0;
@@ -1534,7 +1562,7 @@ int tn_engine_run_until(tn_engine *e, uint64_t wf, tn_errmsg *msg)
     for (;;) {
         size_t n = tn_engine_step(e, msg);
         if (wf) {
-            wrt *w = eng_wf(e, wf);
+            wf_run *w = eng_wf(e, wf);
             if (!w) {
                 tn_wf_proj p;
                 if (tn_evlog_wf(e->log, wf, &p) != TN_OK)
@@ -1567,7 +1595,7 @@ int tn_engine_run_until(tn_engine *e, uint64_t wf, tn_errmsg *msg)
 
 tn_err tn_engine_wf_view(tn_engine *e, uint64_t wf, tn_wf_view *out)
 {
-    wrt *w = eng_wf(e, wf);
+    wf_run *w = eng_wf(e, wf);
     if (!w)
         return TN_ERR_NOENT;
     out->id = w->id;

@@ -64,7 +64,7 @@ typedef enum tn_cmd_kind {
     TN_CMD_RESUME,
     TN_CMD_STOP,
     TN_CMD_RERUN,
-    TN_CMD_RECOVER, /* recover-failed, or after stop */
+    TN_CMD_RECOVER,       /* recover-failed, or after stop */
     TN_CMD_FORCE_SUCCESS, /* task id */
     TN_CMD_KILL_TASK,     /* task id */
     TN_CMD_TASKGROUP_SET, /* name, slots */
@@ -74,8 +74,8 @@ typedef enum tn_cmd_kind {
 
 typedef struct tn_cmd {
     tn_cmd_kind kind;
-    const char *actor;   /* "user:NAME"; default "user:local" */
-    uint64_t id;         /* workflow instance id, or task id for FORCE_SUCCESS/KILL_TASK */
+    const char *actor; /* "user:NAME"; default "user:local" */
+    uint64_t id;       /* workflow instance id, or task id for FORCE_SUCCESS/KILL_TASK */
     /* APPLY_DEF */
     const void *def_bytes;
     size_t def_len;
@@ -96,10 +96,10 @@ typedef struct tn_cmd {
     /* result, filled by the engine */
     bool done;
     tn_err err;
-    uint64_t out_id;      /* START: the new instance; APPLY_DEF: the version */
-    bool unchanged;       /* APPLY_DEF: content equal to the latest version */
+    uint64_t out_id; /* START: the new instance; APPLY_DEF: the version */
+    bool unchanged;  /* APPLY_DEF: content equal to the latest version */
     char msg[512];
-    struct tn_cmd *next;  /* queue link, owned by the engine while queued */
+    struct tn_cmd *next; /* queue link, owned by the engine while queued */
 } tn_cmd;
 
 /* Queue a command; the caller keeps it alive until cmd->done (read under
@@ -132,7 +132,7 @@ void tn_engine_wake(tn_engine *e);
 typedef struct tn_task_view {
     uint64_t id;
     const char *name;
-    uint8_t state;      /* tn_task state; TN_SM_NEW when never created */
+    uint8_t state; /* tn_task state; TN_SM_NEW when never created */
     uint32_t attempt;
     int64_t started_at, ended_at;
     bool skipped;

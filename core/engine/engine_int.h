@@ -15,7 +15,7 @@
 #include "params.h"
 #include "sm_gen.h"
 
-/* trt.flags */
+/* task_run.flags */
 enum {
     TF_SKIP = 1 << 0,     /* branch not taken: never created, successors may skip too */
     TF_SENT = 1 << 1,     /* handed to the executor for the current attempt */
@@ -26,15 +26,15 @@ enum {
     TF_HANDED = 1 << 6,   /* the current attempt reached a worker once (kept by FAILOVER) */
 };
 
-typedef struct wrt wrt;
+typedef struct wf_run wf_run;
 
 /* Runtime state of one node of one workflow instance's current run: the fold of its
  * task's events. */
-typedef struct trt {
-    wrt *w;
+typedef struct task_run {
+    wf_run *w;
     uint32_t node;
-    uint64_t id;        /* task instance id; 0 = not created in this run */
-    uint8_t state;      /* TN_TASK_S_*; TN_SM_NEW when not created */
+    uint64_t id;   /* task instance id; 0 = not created in this run */
+    uint8_t state; /* TN_TASK_S_*; TN_SM_NEW when not created */
     uint8_t flags;
     uint32_t attempt;
     uint32_t failures;  /* failed attempts in this run: retries left = retries - failures + 1 */
@@ -43,19 +43,19 @@ typedef struct trt {
     int64_t queued_at;  /* entered DISPATCH */
     int64_t started_at; /* RUNNING_EXECUTION */
     int64_t ended_at;
-    uint64_t child;     /* sub_workflow: the child instance */
-    tn_kv *pool;        /* values visible downstream: inherited + own outputs (SUCCESS) */
-    char *why;          /* why it waits for dispatch, when it does */
-} trt;
+    uint64_t child; /* sub_workflow: the child instance */
+    tn_kv *pool;    /* values visible downstream: inherited + own outputs (SUCCESS) */
+    char *why;      /* why it waits for dispatch, when it does */
+} task_run;
 
 /* Runtime state of a workflow instance: the fold of its events. */
-struct wrt {
+struct wf_run {
     uint64_t id;
     uint8_t state; /* TN_WF_S_* */
     tn_def *def;   /* the pinned version (shared, refcounted in the def cache) */
     uint32_t version;
     uint32_t run;
-    uint32_t gen;  /* bumped at every run/stop: older workflow timers are stale */
+    uint32_t gen;     /* bumped at every run/stop: older workflow timers are stale */
     tn_kv *overrides; /* start-time params */
     tn_kv *inherited; /* sub_workflow: the parent's effective globals */
     tn_kv *globals;   /* effective global params (built once per run) */
@@ -69,7 +69,7 @@ struct wrt {
     int64_t created_at, started_at;
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
-    trt *t; /* [def->n_tasks] */
+    task_run *t;      /* [def->n_tasks] */
     /* counters kept by the fold */
     uint32_t active;  /* created, non-final tasks */
     uint32_t n_fail;  /* tasks in FAILURE whose failure no conditions task handles */
@@ -78,8 +78,8 @@ struct wrt {
     /* scheduling scratch (not state): nodes that may have become ready */
     uint32_t *cand;
     uint32_t ncand, capcand;
-    bool touched; /* in the current batch's touched list */
-    bool dirty;   /* touched since its last scheduling run in this batch */
+    bool touched;      /* in the current batch's touched list */
+    bool dirty;        /* touched since its last scheduling run in this batch */
     bool loaded_final; /* loaded on demand while final: unload after the batch */
 };
 
@@ -91,8 +91,17 @@ typedef struct def_entry {
     struct def_entry *next;
 } def_entry;
 
-enum { TIMER_TASK = 1, TIMER_WF, TIMER_CALLBACK };
-enum { TT_DUE = 1, TT_TIMEOUT, TT_DISPATCH_TIMEOUT, TT_POLL };
+enum {
+    TIMER_TASK = 1,
+    TIMER_WF,
+    TIMER_CALLBACK
+};
+enum {
+    TT_DUE = 1,
+    TT_TIMEOUT,
+    TT_DISPATCH_TIMEOUT,
+    TT_POLL
+};
 
 typedef struct timer {
     int64_t due;
@@ -111,7 +120,12 @@ typedef struct qentry { /* dispatch queue: lower key first */
 
 /* FX_KILL_STALE: kill an attempt older than the task's (fencing), once the batch that
  * superseded it is committed */
-enum { FX_DISPATCH = 1, FX_KILL, FX_CMD_DONE, FX_KILL_STALE };
+enum {
+    FX_DISPATCH = 1,
+    FX_KILL,
+    FX_CMD_DONE,
+    FX_KILL_STALE
+};
 
 typedef struct effect {
     uint8_t kind;
@@ -154,8 +168,8 @@ struct tn_engine {
     size_t ncb, capcb;
     request *req_head, *req_tail;
 
-    tn_map wfs;   /* id -> wrt*, live (unfinished) instances and those loaded on demand */
-    tn_map tasks; /* task id -> trt* of live instances */
+    tn_map wfs;   /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
+    tn_map tasks; /* task id -> task_run* of live instances */
     def_entry *defs;
     tn_map latest_def; /* unused slot kept simple: see def_latest() */
     tgroup *groups;
@@ -169,7 +183,7 @@ struct tn_engine {
 
     effect *fx;
     size_t nfx, capfx;
-    wrt **touched;
+    wf_run **touched;
     size_t ntouched, captouched;
     tn_cmd **cmds_batch; /* commands processed in this batch */
     size_t ncmds, capcmds;
@@ -189,50 +203,50 @@ struct tn_engine {
 
 /* engine.c */
 int64_t eng_now(tn_engine *e);
-tn_err eng_emit_wf(tn_engine *e, wrt *w, unsigned event, tn_event *ev);
-tn_err eng_emit_task(tn_engine *e, trt *t, unsigned event, tn_event *ev);
+tn_err eng_emit_wf(tn_engine *e, wf_run *w, unsigned event, tn_event *ev);
+tn_err eng_emit_task(tn_engine *e, task_run *t, unsigned event, tn_event *ev);
 void eng_event(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint64_t task);
-void eng_timer_task(tn_engine *e, trt *t, uint8_t sub, int64_t due);
-void eng_timer_wf(tn_engine *e, wrt *w, int64_t due);
-void eng_fx(tn_engine *e, uint8_t kind, trt *t);
-void eng_touch(tn_engine *e, wrt *w);
-wrt *eng_wf(tn_engine *e, uint64_t id);
-wrt *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg);
+void eng_timer_task(tn_engine *e, task_run *t, uint8_t sub, int64_t due);
+void eng_timer_wf(tn_engine *e, wf_run *w, int64_t due);
+void eng_fx(tn_engine *e, uint8_t kind, task_run *t);
+void eng_touch(tn_engine *e, wf_run *w);
+wf_run *eng_wf(tn_engine *e, uint64_t id);
+wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg);
 tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version);
 tgroup *eng_group(tn_engine *e, const char *name);
-void eng_queue_push(tn_engine *e, trt *t);
+void eng_queue_push(tn_engine *e, task_run *t);
 bool eng_queue_pop(tn_engine *e, qentry *out);
 bool eng_queue_requeue(tn_engine *e, const qentry *q);
 
 /* sched.c */
-void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev);
-void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev);
-void sched_reset_run(tn_engine *e, wrt *w);
-bool sched_satisfied(const wrt *w, uint32_t node);
-void sched_candidates_all(wrt *w);
-void sched_add_succ(wrt *w, uint32_t node);
-tn_err sched_run(tn_engine *e, wrt *w);
-tn_err sched_start_task(tn_engine *e, trt *t);
-tn_err sched_task_finished(tn_engine *e, trt *t);
-tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason);
-tn_err sched_pause_wf(tn_engine *e, wrt *w);
-tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason);
-tn_err sched_admit(tn_engine *e, wrt *w);
+void sched_fold_wf(tn_engine *e, wf_run *w, const tn_event *ev);
+void sched_fold_task(tn_engine *e, task_run *t, const tn_event *ev);
+void sched_reset_run(tn_engine *e, wf_run *w);
+bool sched_satisfied(const wf_run *w, uint32_t node);
+void sched_candidates_all(wf_run *w);
+void sched_add_succ(wf_run *w, uint32_t node);
+tn_err sched_run(tn_engine *e, wf_run *w);
+tn_err sched_start_task(tn_engine *e, task_run *t);
+tn_err sched_task_finished(tn_engine *e, task_run *t);
+tn_err sched_kill_task(tn_engine *e, task_run *t, const char *reason);
+tn_err sched_pause_wf(tn_engine *e, wf_run *w);
+tn_err sched_stop_wf(tn_engine *e, wf_run *w, const char *reason);
+tn_err sched_admit(tn_engine *e, wf_run *w);
 tn_err sched_serial_release(tn_engine *e, const char *name);
 tn_err sched_dispatch(tn_engine *e);
 tn_err sched_timer(tn_engine *e, const timer *tm);
 tn_err sched_report(tn_engine *e, const tn_report *r);
-tn_err sched_child_final(tn_engine *e, wrt *child);
-tn_err sched_recovered(tn_engine *e, wrt *w);
-tn_err sched_takeover(tn_engine *e, wrt *w);
-tn_err sched_takeover_begin(tn_engine *e, wrt *w);
-tn_err sched_takeover_end(tn_engine *e, wrt *w);
-tn_err sched_recover_wf(tn_engine *e, wrt *w);
+tn_err sched_child_final(tn_engine *e, wf_run *child);
+tn_err sched_recovered(tn_engine *e, wf_run *w);
+tn_err sched_takeover(tn_engine *e, wf_run *w);
+tn_err sched_takeover_begin(tn_engine *e, wf_run *w);
+tn_err sched_takeover_end(tn_engine *e, wf_run *w);
+tn_err sched_recover_wf(tn_engine *e, wf_run *w);
 bool sched_failure_handled(const tn_def *d, uint32_t node);
 
 /* logic.c: conditions, switch, dependent, sub_workflow */
-tn_err logic_start(tn_engine *e, trt *t);
-tn_err logic_poll(tn_engine *e, trt *t);
-tn_err task_params(tn_engine *e, trt *t, tn_kv **out, tn_errmsg *msg);
+tn_err logic_start(tn_engine *e, task_run *t);
+tn_err logic_poll(tn_engine *e, task_run *t);
+tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg);
 
 #endif

@@ -25,13 +25,13 @@ typedef struct tn_dispatch_req {
     uint32_t attempt;
     const tn_def *def;
     const tn_def_task *node;
-    const char *command;  /* shell: the command after parameter substitution */
-    const char *env_prelude; /* shell: the named environment's text, or NULL */
+    const char *command;           /* shell: the command after parameter substitution */
+    const char *env_prelude;       /* shell: the named environment's text, or NULL */
     const char *const *param_keys; /* effective params of the task */
     const char *const *param_values;
     uint32_t nparams;
-    int64_t deadline_ns;  /* 0 = none */
-    uint8_t priority;     /* workflow priority * 8 + task priority; lower first */
+    int64_t deadline_ns; /* 0 = none */
+    uint8_t priority;    /* workflow priority * 8 + task priority; lower first */
 } tn_dispatch_req;
 
 /* What placement needs to know of a task waiting for dispatch. */
@@ -77,14 +77,14 @@ typedef enum tn_report_kind {
 
 typedef struct tn_report {
     tn_report_kind kind;
-    uint64_t report_id;     /* the sender's id of this report (for ack), 0 = none */
+    uint64_t report_id; /* the sender's id of this report (for ack), 0 = none */
     uint64_t wf, task;
     uint32_t attempt;
-    bool success;           /* RESULT */
-    int64_t exit_code;      /* RESULT */
-    int64_t pid;            /* ACCEPTED */
-    const char *worker;     /* who ran it ("inproc", "worker:w1") */
-    const char *reason;     /* optional text: "spawn failed: ...", "killed by timeout" */
+    bool success;       /* RESULT */
+    int64_t exit_code;  /* RESULT */
+    int64_t pid;        /* ACCEPTED */
+    const char *worker; /* who ran it ("inproc", "worker:w1") */
+    const char *reason; /* optional text: "spawn failed: ...", "killed by timeout" */
     /* RESULT: values passed downstream (setValue / noop outputs) */
     const char *const *out_keys;
     const char *const *out_values;

@@ -27,10 +27,10 @@ typedef struct job {
     tn_inproc *x;
     uint64_t wf, task;
     uint32_t attempt;
-    int refs;       /* the list, a running thread, a pending timer */
-    bool killed;    /* a kill was asked: report KILL_RESULT, not a result */
-    bool finished;  /* its report went out */
-    pid_t pid;      /* shell: the process group leader */
+    int refs;      /* the list, a running thread, a pending timer */
+    bool killed;   /* a kill was asked: report KILL_RESULT, not a result */
+    bool finished; /* its report went out */
+    pid_t pid;     /* shell: the process group leader */
     /* noop */
     bool ok;
     char **out_keys, **out_values;
@@ -97,8 +97,14 @@ static bool job_finish(job *j)
 static void report(job *j, tn_report_kind kind, bool ok, int64_t code, int64_t pid,
                    const char *reason, tn_kv *outputs)
 {
-    tn_report r = {.kind = kind, .wf = j->wf, .task = j->task, .attempt = j->attempt,
-                   .success = ok, .exit_code = code, .pid = pid, .worker = "inproc",
+    tn_report r = {.kind = kind,
+                   .wf = j->wf,
+                   .task = j->task,
+                   .attempt = j->attempt,
+                   .success = ok,
+                   .exit_code = code,
+                   .pid = pid,
+                   .worker = "inproc",
                    .reason = reason};
     const char **k = NULL, **v = NULL;
     if (outputs && tn_kv_len(outputs)) {
@@ -330,8 +336,12 @@ static void op_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     pthread_mutex_unlock(&x->mu);
     if (!j) {
         /* nothing runs it (finished, or never here): say so, the engine fences the rest */
-        tn_report r = {.kind = TN_REPORT_KILL_RESULT, .wf = wf, .task = task,
-                       .attempt = attempt, .worker = "inproc", .reason = "not running"};
+        tn_report r = {.kind = TN_REPORT_KILL_RESULT,
+                       .wf = wf,
+                       .task = task,
+                       .attempt = attempt,
+                       .worker = "inproc",
+                       .reason = "not running"};
         tn_engine_report(x->e, &r);
         return;
     }
@@ -419,7 +429,10 @@ tn_executor tn_inproc_executor(tn_inproc *x)
     return ex;
 }
 
-void tn_inproc_bind(tn_inproc *x, tn_engine *e) { x->e = e; }
+void tn_inproc_bind(tn_inproc *x, tn_engine *e)
+{
+    x->e = e;
+}
 
 unsigned tn_inproc_running(tn_inproc *x)
 {

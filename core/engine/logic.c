@@ -14,12 +14,12 @@
 #include "replay.h"
 #include "util.h"
 
-tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
-                     wrt **out);
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, task_run *parent,
+                     wf_run **out);
 
 #define NODE(t) (&(t)->w->def->tasks[(t)->node])
 
-static tn_param_ctx pctx(tn_engine *e, trt *t)
+static tn_param_ctx pctx(tn_engine *e, task_run *t)
 {
     tn_param_ctx c;
     memset(&c, 0, sizeof(c));
@@ -32,7 +32,7 @@ static tn_param_ctx pctx(tn_engine *e, trt *t)
 }
 
 /* The instance's effective globals: what it inherited, its own globals over them. */
-static tn_err globals(tn_engine *e, wrt *w, tn_errmsg *msg)
+static tn_err globals(tn_engine *e, wf_run *w, tn_errmsg *msg)
 {
     if (w->globals)
         return TN_OK;
@@ -57,16 +57,16 @@ static tn_err globals(tn_engine *e, wrt *w, tn_errmsg *msg)
     return TN_OK;
 }
 
-tn_err task_params(tn_engine *e, trt *t, tn_kv **out, tn_errmsg *msg)
+tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     tn_err err = globals(e, w, msg);
     if (err)
         return err;
     const tn_def_task *n = NODE(t);
     tn_kv *up = NULL;
     for (uint32_t i = 0; i < n->n_deps; i++) {
-        const trt *d = &w->t[n->deps[i].index];
+        const task_run *d = &w->t[n->deps[i].index];
         if (!d->pool)
             continue;
         if (!up && !(up = tn_kv_new()))
@@ -82,11 +82,12 @@ tn_err task_params(tn_engine *e, trt *t, tn_kv **out, tn_errmsg *msg)
     return err;
 }
 
-static tn_err finish(tn_engine *e, trt *t, bool ok, const char *reason, const char *skip,
+static tn_err finish(tn_engine *e, task_run *t, bool ok, const char *reason, const char *skip,
                      const char *branch)
 {
     tn_event ev;
-    eng_event(&ev, TN_MACHINE_TASK, ok ? TN_TASK_E_SUCCEEDED : TN_TASK_E_FAILED, t->w->id, t->id);
+    eng_event(&ev, TN_MACHINE_TASK, ok ? TN_TASK_E_SUCCEEDED : TN_TASK_E_FAILED, t->w->id,
+              t->id);
     tn_event_set_int(&ev, "attempt", t->attempt);
     if (reason)
         tn_event_set_str(&ev, "reason", reason);
@@ -98,7 +99,7 @@ static tn_err finish(tn_engine *e, trt *t, bool ok, const char *reason, const ch
     return err ? err : sched_task_finished(e, t);
 }
 
-static tn_err running(tn_engine *e, trt *t, uint64_t child)
+static tn_err running(tn_engine *e, task_run *t, uint64_t child)
 {
     tn_event ev;
     eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_RUNNING, t->w->id, t->id);
@@ -108,9 +109,10 @@ static tn_err running(tn_engine *e, trt *t, uint64_t child)
         tn_event_set_int(&ev, "child", (int64_t)child);
     tn_err err = eng_emit_task(e, t, 0, &ev);
     if (!err && NODE(t)->timeout_ms) {
-        trt tmp = *t;
+        task_run tmp = *t;
         tmp.gen = t->attempt;
-        eng_timer_task(e, &tmp, TT_TIMEOUT, t->started_at + (int64_t)NODE(t)->timeout_ms * 1000000);
+        eng_timer_task(e, &tmp, TT_TIMEOUT,
+                       t->started_at + (int64_t)NODE(t)->timeout_ms * 1000000);
     }
     return err;
 }
@@ -130,13 +132,13 @@ static bool in_refs(const tn_def_ref *refs, uint32_t n, uint32_t idx)
     return false;
 }
 
-static tn_err run_conditions(tn_engine *e, trt *t)
+static tn_err run_conditions(tn_engine *e, task_run *t)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     const tn_def_task *n = NODE(t);
     bool all = n->cond.mode == TN_DEF_COND_ALL, res = all;
     for (uint32_t i = 0; i < n->cond.n_when; i++) {
-        const trt *d = &w->t[n->cond.when[i].task.index];
+        const task_run *d = &w->t[n->cond.when[i].task.index];
         bool success = d->state == TN_TASK_S_SUCCESS || d->state == TN_TASK_S_FORCED_SUCCESS ||
                        !w->def->tasks[d->node].enabled || !w->in_scope[d->node];
         bool want = n->cond.when[i].state == TN_DEF_STATE_SUCCESS;
@@ -162,9 +164,9 @@ static tn_err run_conditions(tn_engine *e, trt *t)
     return err;
 }
 
-static tn_err run_switch(tn_engine *e, trt *t)
+static tn_err run_switch(tn_engine *e, task_run *t)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     const tn_def_task *n = NODE(t);
     tn_kv *params = NULL;
     tn_errmsg m = {{0}};
@@ -203,8 +205,8 @@ static tn_err run_switch(tn_engine *e, trt *t)
     if (!skip)
         return TN_ERR_NOMEM;
     for (uint32_t i = 0; i <= n->sw.n_cases; i++) {
-        const tn_def_ref *r = i < n->sw.n_cases ? &n->sw.cases[i].then
-                                                : (n->sw.has_default ? &n->sw.dflt : NULL);
+        const tn_def_ref *r =
+            i < n->sw.n_cases ? &n->sw.cases[i].then : (n->sw.has_default ? &n->sw.dflt : NULL);
         if (!r || (int32_t)r->index == chosen)
             continue;
         bool dup = false; /* several cases may share a target */
@@ -256,8 +258,8 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
         int since_monday = (a.tm_wday + 6) % 7;
         a.tm_mday -= since_monday; /* this week's Monday */
         b = a;
-        static const char *const days[] = {"last_monday", "last_tuesday", "last_wednesday",
-                                           "last_thursday", "last_friday", "last_saturday",
+        static const char *const days[] = {"last_monday",   "last_tuesday", "last_wednesday",
+                                           "last_thursday", "last_friday",  "last_saturday",
                                            "last_sunday"};
         if (strcmp(date, "this_week") == 0) {
             b.tm_mday += 7;
@@ -294,8 +296,7 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
             return false;
         }
         break;
-    default:
-        return false;
+    default: return false;
     }
     *lo = (int64_t)mktime(&a) * 1000000000LL;
     *hi = (int64_t)mktime(&b) * 1000000000LL;
@@ -366,7 +367,7 @@ static int find_task_cb(void *ctx, const tn_event *ev)
 }
 
 /* 1 true, 0 false, -1 still waiting */
-static int dep_item(tn_engine *e, trt *t, const tn_def_depend *d)
+static int dep_item(tn_engine *e, task_run *t, const tn_def_depend *d)
 {
     int64_t lo, hi;
     if (!window(t->w->sched_ns, d->cycle, d->date, &lo, &hi))
@@ -389,7 +390,7 @@ static int dep_item(tn_engine *e, trt *t, const tn_def_depend *d)
     return x.state == TN_TASK_S_SUCCESS || x.state == TN_TASK_S_FORCED_SUCCESS;
 }
 
-tn_err logic_poll(tn_engine *e, trt *t)
+tn_err logic_poll(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = NODE(t);
     bool and_rel = n->dep.relation == TN_DEF_REL_AND;
@@ -416,7 +417,7 @@ tn_err logic_poll(tn_engine *e, trt *t)
             return finish(e, t, false, "the workflows it depends on did not succeed", NULL,
                           NULL);
     }
-    trt tmp = *t;
+    task_run tmp = *t;
     tmp.gen = t->attempt;
     eng_timer_task(e, &tmp, TT_POLL, now + (int64_t)n->dep.check_interval_ms * 1000000);
     return TN_OK;
@@ -425,20 +426,21 @@ tn_err logic_poll(tn_engine *e, trt *t)
 /* ------------------------------------------------------------------------------ */
 /* sub_workflow */
 
-static tn_err run_sub(tn_engine *e, trt *t)
+static tn_err run_sub(tn_engine *e, task_run *t)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     const tn_def_task *n = NODE(t);
     tn_err err;
     if (t->child) {
         /* never a second child: the same instance resumes, recovers or runs again */
-        wrt *c = eng_load_wf(e, t->child, &e->msg);
+        wf_run *c = eng_load_wf(e, t->child, &e->msg);
         if (!c)
             return finish(e, t, false, "its child instance cannot be loaded", NULL, NULL);
         if ((err = running(e, t, c->id)))
             return err;
         c->loaded_final = false;
-        if (c->state == TN_WF_S_PAUSE || c->state == TN_WF_S_STOP || c->state == TN_WF_S_FAILURE)
+        if (c->state == TN_WF_S_PAUSE || c->state == TN_WF_S_STOP ||
+            c->state == TN_WF_S_FAILURE)
             return sched_recover_wf(e, c);
         if (c->state == TN_WF_S_SUCCESS) {
             tn_event ev;
@@ -460,7 +462,7 @@ static tn_err run_sub(tn_engine *e, trt *t)
         tn_kv_free(inh);
         return err;
     }
-    wrt *c = NULL;
+    wf_run *c = NULL;
     err = eng_new_child(e, n->sub.workflow, inh, t, &c);
     tn_kv_free(inh);
     if (err == TN_ERR_NOENT) {
@@ -480,20 +482,16 @@ static tn_err run_sub(tn_engine *e, trt *t)
     return TN_OK;
 }
 
-tn_err logic_start(tn_engine *e, trt *t)
+tn_err logic_start(tn_engine *e, task_run *t)
 {
     switch (NODE(t)->type) {
-    case TN_DEF_TASK_CONDITIONS:
-        return run_conditions(e, t);
-    case TN_DEF_TASK_SWITCH:
-        return run_switch(e, t);
+    case TN_DEF_TASK_CONDITIONS: return run_conditions(e, t);
+    case TN_DEF_TASK_SWITCH: return run_switch(e, t);
     case TN_DEF_TASK_DEPENDENT: {
         tn_err err = running(e, t, 0);
         return err ? err : logic_poll(e, t);
     }
-    case TN_DEF_TASK_SUB_WORKFLOW:
-        return run_sub(e, t);
-    default:
-        return TN_ERR_INTERNAL;
+    case TN_DEF_TASK_SUB_WORKFLOW: return run_sub(e, t);
+    default: return TN_ERR_INTERNAL;
     }
 }

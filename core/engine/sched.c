@@ -12,14 +12,14 @@
 
 tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch);
 tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out);
-tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, trt *parent,
-                     wrt **out);
+tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, task_run *parent,
+                     wf_run **out);
 
-static tn_err failover(tn_engine *e, trt *t, const char *reason);
+static tn_err failover(tn_engine *e, task_run *t, const char *reason);
 
 #define FINAL_T(s) (tn_sm_task.final[(s)])
 #define FINAL_W(s) (tn_sm_workflow.final[(s)])
-#define NODE(t) (&(t)->w->def->tasks[(t)->node])
+#define NODE(t)    (&(t)->w->def->tasks[(t)->node])
 
 static bool is_logic(const tn_def_task *n)
 {
@@ -27,7 +27,10 @@ static bool is_logic(const tn_def_task *n)
            n->type == TN_DEF_TASK_DEPENDENT || n->type == TN_DEF_TASK_SUB_WORKFLOW;
 }
 
-static bool ok_state(uint8_t s) { return s == TN_TASK_S_SUCCESS || s == TN_TASK_S_FORCED_SUCCESS; }
+static bool ok_state(uint8_t s)
+{
+    return s == TN_TASK_S_SUCCESS || s == TN_TASK_S_FORCED_SUCCESS;
+}
 
 bool sched_failure_handled(const tn_def *d, uint32_t node)
 {
@@ -43,7 +46,7 @@ bool sched_failure_handled(const tn_def *d, uint32_t node)
 /* ------------------------------------------------------------------------------ */
 /* candidates: nodes that may have become ready (scratch, not state) */
 
-static void cand_push(wrt *w, uint32_t node)
+static void cand_push(wf_run *w, uint32_t node)
 {
     if (w->ncand == w->capcand) {
         uint32_t nc = w->capcand ? w->capcand * 2 : 16;
@@ -56,7 +59,7 @@ static void cand_push(wrt *w, uint32_t node)
     w->cand[w->ncand++] = node;
 }
 
-void sched_add_succ(wrt *w, uint32_t node)
+void sched_add_succ(wf_run *w, uint32_t node)
 {
     const tn_def_task *n = &w->def->tasks[node];
     /* pushed in reverse: candidates pop from the end, so they start in written order */
@@ -64,7 +67,7 @@ void sched_add_succ(wrt *w, uint32_t node)
         cand_push(w, n->succ[i]);
 }
 
-void sched_candidates_all(wrt *w)
+void sched_candidates_all(wf_run *w)
 {
     w->ncand = 0;
     /* topological order, so a run of starts reads naturally in the log */
@@ -75,7 +78,7 @@ void sched_candidates_all(wrt *w)
 /* ------------------------------------------------------------------------------ */
 /* scope and skips */
 
-static void mark_scope(wrt *w, uint32_t node, bool up)
+static void mark_scope(wf_run *w, uint32_t node, bool up)
 {
     /* iterative DFS over deps (up) or successors (down) */
     uint32_t n = w->def->n_tasks;
@@ -103,11 +106,11 @@ static void mark_scope(wrt *w, uint32_t node, bool up)
     free(stack);
 }
 
-void sched_reset_run(tn_engine *e, wrt *w)
+void sched_reset_run(tn_engine *e, wf_run *w)
 {
     uint32_t n = w->def->n_tasks;
     for (uint32_t i = 0; i < n; i++) {
-        trt *t = &w->t[i];
+        task_run *t = &w->t[i];
         if (t->id)
             tn_map_del(&e->tasks, t->id);
         tn_kv_free(t->pool);
@@ -135,24 +138,25 @@ void sched_reset_run(tn_engine *e, wrt *w)
 }
 
 /* A node counts as done for its successors. */
-static bool dep_done(const wrt *w, uint32_t d, bool for_conditions)
+static bool dep_done(const wf_run *w, uint32_t d, bool for_conditions)
 {
     if (!w->in_scope[d] || !w->def->tasks[d].enabled)
         return true;
-    const trt *t = &w->t[d];
+    const task_run *t = &w->t[d];
     if (t->id == 0)
         return false;
     if (for_conditions)
-        return ok_state(t->state) || t->state == TN_TASK_S_FAILURE || t->state == TN_TASK_S_KILL;
+        return ok_state(t->state) || t->state == TN_TASK_S_FAILURE ||
+               t->state == TN_TASK_S_KILL;
     return ok_state(t->state);
 }
 
-static bool dep_skipped(const wrt *w, uint32_t d)
+static bool dep_skipped(const wf_run *w, uint32_t d)
 {
     return w->in_scope[d] && w->def->tasks[d].enabled && (w->t[d].flags & TF_SKIP);
 }
 
-bool sched_satisfied(const wrt *w, uint32_t node)
+bool sched_satisfied(const wf_run *w, uint32_t node)
 {
     const tn_def_task *n = &w->def->tasks[node];
     bool cond = n->type == TN_DEF_TASK_CONDITIONS;
@@ -168,7 +172,7 @@ bool sched_satisfied(const wrt *w, uint32_t node)
     return any;
 }
 
-static bool all_deps_skipped(const wrt *w, uint32_t node)
+static bool all_deps_skipped(const wf_run *w, uint32_t node)
 {
     const tn_def_task *n = &w->def->tasks[node];
     if (n->n_deps == 0)
@@ -180,7 +184,7 @@ static bool all_deps_skipped(const wrt *w, uint32_t node)
 }
 
 /* Skip a branch: the node, and every successor all of whose deps are skipped. */
-static void mark_skip(wrt *w, uint32_t node)
+static void mark_skip(wf_run *w, uint32_t node)
 {
     uint32_t n = w->def->n_tasks;
     uint32_t *stack = malloc(n * sizeof(uint32_t) + 4);
@@ -190,7 +194,7 @@ static void mark_skip(wrt *w, uint32_t node)
     stack[sp++] = node;
     while (sp) {
         uint32_t x = stack[--sp];
-        trt *t = &w->t[x];
+        task_run *t = &w->t[x];
         if (t->id || (t->flags & TF_SKIP) || !w->in_scope[x])
             continue;
         t->flags |= TF_SKIP;
@@ -206,7 +210,7 @@ static void mark_skip(wrt *w, uint32_t node)
     free(stack);
 }
 
-static void apply_skips(wrt *w, const tn_event *ev)
+static void apply_skips(wf_run *w, const tn_event *ev)
 {
     const tn_attr *a = tn_event_attr(ev, "skip");
     if (!a || a->type != TN_ATTR_STR)
@@ -230,7 +234,7 @@ static void apply_skips(wrt *w, const tn_event *ev)
 /* ------------------------------------------------------------------------------ */
 /* the fold */
 
-void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev)
+void sched_fold_wf(tn_engine *e, wf_run *w, const tn_event *ev)
 {
     w->state = ev->to;
     w->takeover = ev->event == TN_WF_E_FAILOVER ? ev->from : 0;
@@ -256,9 +260,7 @@ void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev)
         sched_reset_run(e, w);
         w->gen++;
         break;
-    case TN_WF_E_TIMEOUT:
-        w->timeout_fired = true;
-        break;
+    case TN_WF_E_TIMEOUT: w->timeout_fired = true; break;
     default:
         if (FINAL_W(ev->to))
             w->gen++;
@@ -267,12 +269,12 @@ void sched_fold_wf(tn_engine *e, wrt *w, const tn_event *ev)
 }
 
 /* The values a node sees from upstream: its deps' pools, merged in deps order. */
-static tn_kv *inherited_pool(wrt *w, uint32_t node)
+static tn_kv *inherited_pool(wf_run *w, uint32_t node)
 {
     const tn_def_task *n = &w->def->tasks[node];
     tn_kv *kv = NULL;
     for (uint32_t i = 0; i < n->n_deps; i++) {
-        const trt *d = &w->t[n->deps[i].index];
+        const task_run *d = &w->t[n->deps[i].index];
         if (!d->pool)
             continue;
         if (!kv && !(kv = tn_kv_new()))
@@ -282,7 +284,7 @@ static tn_kv *inherited_pool(wrt *w, uint32_t node)
     return kv;
 }
 
-static void slot_release(tn_engine *e, trt *t)
+static void slot_release(tn_engine *e, task_run *t)
 {
     if (!(t->flags & TF_SLOT))
         return;
@@ -294,7 +296,7 @@ static void slot_release(tn_engine *e, trt *t)
 }
 
 /* The workflow's counters of its tasks' states, as one task goes from old to nw. */
-static void fold_counters(wrt *w, const trt *t, uint8_t old, uint8_t nw)
+static void fold_counters(wf_run *w, const task_run *t, uint8_t old, uint8_t nw)
 {
     bool handled = sched_failure_handled(w->def, t->node);
     bool was_active = old != TN_SM_NEW && !FINAL_T(old);
@@ -315,9 +317,9 @@ static void fold_counters(wrt *w, const trt *t, uint8_t old, uint8_t nw)
 }
 
 /* What each event of a task changes beyond its state. */
-static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
+static void fold_task_event(tn_engine *e, task_run *t, const tn_event *ev)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     int64_t v;
     switch (ev->event) {
     case TN_TASK_E_START:
@@ -330,7 +332,7 @@ static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
             t->flags &= (uint8_t)~TF_HANDED;
         }
         t->queued_at = ev->at;
-        t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT);
+        t->flags &= (uint8_t) ~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT);
         t->flags |= TF_QUEUED;
         break;
     case TN_TASK_E_DISPATCHED:
@@ -354,11 +356,9 @@ static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
             t->attempt = (uint32_t)v;
         if (tn_event_int(ev, "due", &v))
             t->due = v;
-        t->flags &= (uint8_t)~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT | TF_QUEUED | TF_HANDED);
+        t->flags &= (uint8_t) ~(TF_SENT | TF_KILLREQ | TF_TIMEDOUT | TF_QUEUED | TF_HANDED);
         break;
-    case TN_TASK_E_FAILED:
-        t->failures++;
-        break;
+    case TN_TASK_E_FAILED: t->failures++; break;
     case TN_TASK_E_SUCCEEDED: {
         tn_kv *out = NULL;
         tn_kv *pool = inherited_pool(w, t->node);
@@ -379,15 +379,9 @@ static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
         tn_kv_free(t->pool);
         t->pool = inherited_pool(w, t->node);
         break;
-    case TN_TASK_E_KILL:
-        t->flags |= TF_KILLREQ;
-        break;
-    case TN_TASK_E_TIMEOUT:
-        t->flags |= TF_TIMEDOUT;
-        break;
-    case TN_TASK_E_FAILOVER:
-        t->flags &= (uint8_t)~TF_SENT;
-        break;
+    case TN_TASK_E_KILL: t->flags |= TF_KILLREQ; break;
+    case TN_TASK_E_TIMEOUT: t->flags |= TF_TIMEDOUT; break;
+    case TN_TASK_E_FAILOVER: t->flags &= (uint8_t)~TF_SENT; break;
     case TN_TASK_E_RECOVER:
         if (tn_event_int(ev, "attempt", &v))
             t->attempt = (uint32_t)v;
@@ -395,14 +389,13 @@ static void fold_task_event(tn_engine *e, trt *t, const tn_event *ev)
             t->failures = 0;
         t->flags = 0;
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
-void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
+void sched_fold_task(tn_engine *e, task_run *t, const tn_event *ev)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     uint8_t old = t->state == TN_SM_NEW ? TN_SM_NEW : t->state, nw = ev->to;
     int64_t v;
     if (old == TN_SM_NEW) {
@@ -429,7 +422,7 @@ void sched_fold_task(tn_engine *e, trt *t, const tn_event *ev)
 /* ------------------------------------------------------------------------------ */
 /* starting tasks */
 
-static tn_err go(tn_engine *e, trt *t)
+static tn_err go(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = NODE(t);
     tn_event ev;
@@ -447,17 +440,17 @@ static tn_err go(tn_engine *e, trt *t)
     eng_queue_push(e, t);
     if (n->dispatch_timeout_ms) {
         int64_t due = t->queued_at + (int64_t)n->dispatch_timeout_ms * 1000000;
-        trt tmp = *t;
+        task_run tmp = *t;
         tmp.gen = t->attempt; /* dispatch timeouts are fenced by attempt */
         eng_timer_task(e, &tmp, TT_DISPATCH_TIMEOUT, due);
     }
     return TN_OK;
 }
 
-tn_err sched_start_task(tn_engine *e, trt *t)
+tn_err sched_start_task(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = NODE(t);
-    wrt *w = t->w;
+    wf_run *w = t->w;
     tn_event ev;
     if (w->dry_run) {
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_SUCCEEDED, w->id, t->id);
@@ -478,9 +471,9 @@ tn_err sched_start_task(tn_engine *e, trt *t)
     return go(e, t);
 }
 
-static tn_err create_task(tn_engine *e, wrt *w, uint32_t node, bool paused)
+static tn_err create_task(tn_engine *e, wf_run *w, uint32_t node, bool paused)
 {
-    trt *t = &w->t[node];
+    task_run *t = &w->t[node];
     tn_event ev;
     eng_event(&ev, TN_MACHINE_TASK, paused ? TN_TASK_E_PAUSED : TN_TASK_E_SUBMIT, w->id,
               tn_evlog_new_task_id(e->log));
@@ -496,7 +489,7 @@ static tn_err create_task(tn_engine *e, wrt *w, uint32_t node, bool paused)
 /* ------------------------------------------------------------------------------ */
 /* finishing */
 
-static tn_err wf_finish(tn_engine *e, wrt *w, unsigned event, const char *reason)
+static tn_err wf_finish(tn_engine *e, wf_run *w, unsigned event, const char *reason)
 {
     tn_event ev;
     eng_event(&ev, TN_MACHINE_WORKFLOW, event, w->id, 0);
@@ -512,12 +505,12 @@ static tn_err wf_finish(tn_engine *e, wrt *w, unsigned event, const char *reason
     return err;
 }
 
-static bool failing(const wrt *w)
+static bool failing(const wf_run *w)
 {
     return w->n_fail > 0 && w->def->failure_strategy == TN_DEF_FAILURE_END;
 }
 
-static tn_err check_done(tn_engine *e, wrt *w)
+static tn_err check_done(tn_engine *e, wf_run *w)
 {
     if (w->active > 0 || w->ncand > 0)
         return TN_OK;
@@ -544,14 +537,12 @@ static tn_err check_done(tn_engine *e, wrt *w)
             return err ? err : wf_finish(e, w, TN_WF_E_STOPPED, "a task was killed");
         }
         return wf_finish(e, w, TN_WF_E_SUCCEED, NULL);
-    case TN_WF_S_READY_STOP:
-        return wf_finish(e, w, TN_WF_E_STOPPED, NULL);
-    default:
-        return TN_OK;
+    case TN_WF_S_READY_STOP: return wf_finish(e, w, TN_WF_E_STOPPED, NULL);
+    default: return TN_OK;
     }
 }
 
-tn_err sched_run(tn_engine *e, wrt *w)
+tn_err sched_run(tn_engine *e, wf_run *w)
 {
     tn_err err = TN_OK;
     if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
@@ -561,9 +552,8 @@ tn_err sched_run(tn_engine *e, wrt *w)
     }
     while (w->ncand > 0 && !err) {
         uint32_t node = w->cand[--w->ncand];
-        trt *t = &w->t[node];
-        if (t->id || (t->flags & TF_SKIP) || !w->in_scope[node] ||
-            !w->def->tasks[node].enabled)
+        task_run *t = &w->t[node];
+        if (t->id || (t->flags & TF_SKIP) || !w->in_scope[node] || !w->def->tasks[node].enabled)
             continue;
         if (w->state == TN_WF_S_READY_STOP || failing(w))
             continue;
@@ -580,7 +570,7 @@ tn_err sched_run(tn_engine *e, wrt *w)
     return err;
 }
 
-tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason)
+tn_err sched_kill_task(tn_engine *e, task_run *t, const char *reason)
 {
     tn_event ev;
     tn_err err;
@@ -619,7 +609,7 @@ tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason)
         }
         /* a logic task ends in the same transition: its timers die with its gen */
         if (n->type == TN_DEF_TASK_SUB_WORKFLOW && t->child) {
-            wrt *c = eng_load_wf(e, t->child, &e->msg);
+            wf_run *c = eng_load_wf(e, t->child, &e->msg);
             if (c && !FINAL_W(c->state) && c->state != TN_WF_S_READY_STOP &&
                 (err = sched_stop_wf(e, c, "parent task killed")))
                 return err;
@@ -628,14 +618,13 @@ tn_err sched_kill_task(tn_engine *e, trt *t, const char *reason)
         tn_event_set_int(&ev, "attempt", t->attempt);
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
-    default:
-        return TN_OK;
+    default: return TN_OK;
     }
 }
 
-tn_err sched_task_finished(tn_engine *e, trt *t)
+tn_err sched_task_finished(tn_engine *e, task_run *t)
 {
-    wrt *w = t->w;
+    wf_run *w = t->w;
     const tn_def_task *n = NODE(t);
     tn_event ev;
     tn_err err = TN_OK;
@@ -672,7 +661,7 @@ tn_err sched_task_finished(tn_engine *e, trt *t)
         char why[TN_DEF_MAX_NAME + 64];
         snprintf(why, sizeof(why), "failure strategy end: task %s failed", n->name);
         for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
-            trt *o = &w->t[i];
+            task_run *o = &w->t[i];
             if (o->id && !FINAL_T(o->state))
                 err = sched_kill_task(e, o, why);
         }
@@ -684,11 +673,11 @@ tn_err sched_task_finished(tn_engine *e, trt *t)
 /* ------------------------------------------------------------------------------ */
 /* pause, stop, recover */
 
-tn_err sched_pause_wf(tn_engine *e, wrt *w)
+tn_err sched_pause_wf(tn_engine *e, wf_run *w)
 {
     tn_err err = eng_emit_wf(e, w, TN_WF_E_PAUSE, NULL);
     for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
-        trt *t = &w->t[i];
+        task_run *t = &w->t[i];
         if (!t->id)
             continue;
         switch (t->state) {
@@ -705,19 +694,18 @@ tn_err sched_pause_wf(tn_engine *e, wrt *w)
         case TN_TASK_S_RUNNING_EXECUTION:
             /* running tasks finish; a sub-workflow pauses its child */
             if (NODE(t)->type == TN_DEF_TASK_SUB_WORKFLOW && t->child) {
-                wrt *c = eng_load_wf(e, t->child, &e->msg);
+                wf_run *c = eng_load_wf(e, t->child, &e->msg);
                 if (c && c->state == TN_WF_S_RUNNING_EXECUTION)
                     err = sched_pause_wf(e, c);
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
     return err;
 }
 
-tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason)
+tn_err sched_stop_wf(tn_engine *e, wf_run *w, const char *reason)
 {
     if (w->state == TN_WF_S_SUBMITTED_SUCCESS || w->state == TN_WF_S_SERIAL_WAIT)
         return wf_finish(e, w, TN_WF_E_STOP, reason);
@@ -727,7 +715,7 @@ tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason)
         tn_event_set_str(&ev, "reason", reason);
     tn_err err = eng_emit_wf(e, w, 0, &ev);
     for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
-        trt *t = &w->t[i];
+        task_run *t = &w->t[i];
         if (t->id && !FINAL_T(t->state))
             err = sched_kill_task(e, t, reason);
     }
@@ -735,7 +723,7 @@ tn_err sched_stop_wf(tn_engine *e, wrt *w, const char *reason)
     return err;
 }
 
-static void after_start(tn_engine *e, wrt *w)
+static void after_start(tn_engine *e, wf_run *w)
 {
     sched_candidates_all(w);
     if (w->def->timeout_ms && !w->timeout_fired)
@@ -744,8 +732,8 @@ static void after_start(tn_engine *e, wrt *w)
 }
 
 /* Resume (from PAUSE) or recover (from STOP or FAILURE) an instance. */
-tn_err sched_recover_wf(tn_engine *e, wrt *w);
-tn_err sched_recover_wf(tn_engine *e, wrt *w)
+tn_err sched_recover_wf(tn_engine *e, wf_run *w);
+tn_err sched_recover_wf(tn_engine *e, wf_run *w)
 {
     bool resume = w->state == TN_WF_S_PAUSE;
     /* recovering a failed or stopped run is a new run of the same instance */
@@ -755,7 +743,7 @@ tn_err sched_recover_wf(tn_engine *e, wrt *w)
         tn_event_set_int(&wev, "run", w->run + 1);
     tn_err err = eng_emit_wf(e, w, 0, &wev);
     for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
-        trt *t = &w->t[i];
+        task_run *t = &w->t[i];
         if (!t->id)
             continue;
         bool again = t->state == TN_TASK_S_PAUSE ||
@@ -767,9 +755,9 @@ tn_err sched_recover_wf(tn_engine *e, wrt *w)
         /* a paused task continues its attempt, unless a worker had it (it failed over
          * before it paused: that worker may still run it, so the attempt is spent); a
          * killed or failed one gets a new one */
-        uint32_t attempt = t->state == TN_TASK_S_PAUSE && !(t->flags & TF_HANDED)
-                               ? t->attempt
-                               : t->attempt + 1;
+        uint32_t attempt = t->state == TN_TASK_S_PAUSE && !(t->flags & TF_HANDED) ?
+                               t->attempt :
+                               t->attempt + 1;
         tn_event_set_int(&ev, "attempt", attempt);
         if (t->state != TN_TASK_S_PAUSE)
             tn_event_set_int(&ev, "reset", 1);
@@ -784,19 +772,19 @@ tn_err sched_recover_wf(tn_engine *e, wrt *w)
 /* ------------------------------------------------------------------------------ */
 /* admission: execution types across instances of one definition */
 
-static bool active_wf(const wrt *w)
+static bool active_wf(const wf_run *w)
 {
     return w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE ||
            w->state == TN_WF_S_READY_STOP || w->state == TN_WF_S_FAILOVER;
 }
 
-tn_err sched_admit(tn_engine *e, wrt *w)
+tn_err sched_admit(tn_engine *e, wf_run *w)
 {
     tn_err err;
     if (w->def->execution != TN_DEF_EXEC_PARALLEL) {
         bool busy = false, waiting = false;
         for (size_t i = 0; i < e->wfs.cap; i++) {
-            wrt *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
+            wf_run *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
             if (!o || o == w || strcmp(o->def->name, w->def->name) != 0)
                 continue;
             busy |= active_wf(o);
@@ -809,7 +797,7 @@ tn_err sched_admit(tn_engine *e, wrt *w)
             case TN_DEF_EXEC_SERIAL_PRIORITY:
                 /* the newest waiting instance wins: older waiting ones end STOP */
                 for (size_t i = 0; i < e->wfs.cap; i++) {
-                    wrt *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
+                    wf_run *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
                     if (o && o != w && o->state == TN_WF_S_SERIAL_WAIT &&
                         strcmp(o->def->name, w->def->name) == 0 &&
                         (err = wf_finish(e, o, TN_WF_E_STOP,
@@ -817,8 +805,7 @@ tn_err sched_admit(tn_engine *e, wrt *w)
                         return err;
                 }
                 return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
-            default:
-                return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
+            default: return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
             }
         }
     }
@@ -830,9 +817,9 @@ tn_err sched_admit(tn_engine *e, wrt *w)
 
 tn_err sched_serial_release(tn_engine *e, const char *name)
 {
-    wrt *pick = NULL;
+    wf_run *pick = NULL;
     for (size_t i = 0; i < e->wfs.cap; i++) {
-        wrt *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
+        wf_run *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
         if (!o || strcmp(o->def->name, name) != 0)
             continue;
         if (active_wf(o))
@@ -863,7 +850,7 @@ static bool grow_later(tn_engine *e, const qentry *q)
 }
 
 /* Why a task waits for dispatch (not state: shown by status, recomputed each try). */
-static void trt_why(trt *t, const char *why)
+static void task_run_why(task_run *t, const char *why)
 {
     free(t->why);
     t->why = why ? strdup(why) : NULL;
@@ -878,7 +865,7 @@ tn_err sched_dispatch(tn_engine *e)
             k++;
         for (size_t i = 0; i < k; i++) {
             qentry q = g->wait[i];
-            wrt *w = eng_wf(e, q.wf);
+            wf_run *w = eng_wf(e, q.wf);
             if (w && q.node < w->def->n_tasks && w->t[q.node].attempt == q.attempt &&
                 w->t[q.node].state == TN_TASK_S_DISPATCH)
                 eng_queue_push(e, &w->t[q.node]);
@@ -891,10 +878,10 @@ tn_err sched_dispatch(tn_engine *e)
     qentry q;
     tn_err err = TN_OK;
     while (!err && eng_queue_pop(e, &q)) {
-        wrt *w = eng_wf(e, q.wf);
+        wf_run *w = eng_wf(e, q.wf);
         if (!w || q.node >= w->def->n_tasks)
             continue;
-        trt *t = &w->t[q.node];
+        task_run *t = &w->t[q.node];
         if (t->state != TN_TASK_S_DISPATCH || t->attempt != q.attempt || (t->flags & TF_SENT) ||
             !(t->flags & TF_QUEUED) || (t->flags & TF_KILLREQ))
             continue;
@@ -921,13 +908,13 @@ tn_err sched_dispatch(tn_engine *e)
             tn_place_req pr = {w->id, t->id, t->attempt, n};
             if (!e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), why, sizeof(why))) {
                 /* it waits, and says why; tried again at the next step */
-                trt_why(t, why);
+                task_run_why(t, why);
                 if (!grow_later(e, &q))
                     return TN_ERR_NOMEM;
                 continue;
             }
         }
-        trt_why(t, NULL);
+        task_run_why(t, NULL);
         tn_event ev;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, w->id, t->id);
         tn_event_set_str(&ev, "worker", worker);
@@ -946,7 +933,7 @@ tn_err sched_dispatch(tn_engine *e)
 /* ------------------------------------------------------------------------------ */
 /* timers and reports */
 
-static tn_err task_timeout(tn_engine *e, trt *t)
+static tn_err task_timeout(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = NODE(t);
     tn_event ev;
@@ -962,7 +949,7 @@ static tn_err task_timeout(tn_engine *e, trt *t)
     snprintf(why, sizeof(why), "task %s timed out", n->name);
     if ((err = sched_kill_task(e, t, why)))
         return err;
-    wrt *w = t->w;
+    wf_run *w = t->w;
     if (w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE)
         err = sched_stop_wf(e, w, why);
     return err;
@@ -970,7 +957,7 @@ static tn_err task_timeout(tn_engine *e, trt *t)
 
 tn_err sched_timer(tn_engine *e, const timer *tm)
 {
-    wrt *w = eng_wf(e, tm->wf);
+    wf_run *w = eng_wf(e, tm->wf);
     if (!w)
         return TN_OK;
     if (tm->kind == TIMER_WF) {
@@ -985,7 +972,7 @@ tn_err sched_timer(tn_engine *e, const timer *tm)
     }
     if (tm->node >= w->def->n_tasks)
         return TN_OK;
-    trt *t = &w->t[tm->node];
+    task_run *t = &w->t[tm->node];
     switch (tm->sub) {
     case TT_DUE:
         if (t->state != TN_TASK_S_DELAY_EXECUTION || t->due != tm->due || tm->gen != t->gen)
@@ -1014,24 +1001,23 @@ tn_err sched_timer(tn_engine *e, const timer *tm)
             (t->flags & TF_KILLREQ))
             return TN_OK;
         return logic_poll(e, t);
-    default:
-        return TN_OK;
+    default: return TN_OK;
     }
 }
 
-static void arm_timeout(tn_engine *e, trt *t)
+static void arm_timeout(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = NODE(t);
     if (!n->timeout_ms)
         return;
-    trt tmp = *t;
+    task_run tmp = *t;
     tmp.gen = t->attempt;
     eng_timer_task(e, &tmp, TT_TIMEOUT, t->started_at + (int64_t)n->timeout_ms * 1000000);
 }
 
 tn_err sched_report(tn_engine *e, const tn_report *r)
 {
-    trt *t = tn_map_get(&e->tasks, r->task);
+    task_run *t = tn_map_get(&e->tasks, r->task);
     if (!t || (r->wf && t->w->id != r->wf)) {
         tn_debug("engine", "msg=\"report for a task not in memory\" task=%" PRIu64, r->task);
         return TN_OK;
@@ -1108,11 +1094,11 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
 /* Fail an attempt over: NEED_FAULT_TOLERANCE, then dispatched again with a new attempt
  * (a failover does not use up a retry), or paused with its pausing workflow. If it was
  * being killed (every task of a stopping workflow is), the kill is done. */
-static tn_err failover(tn_engine *e, trt *t, const char *reason)
+static tn_err failover(tn_engine *e, task_run *t, const char *reason)
 {
     tn_event ev;
     tn_err err;
-    wrt *w = t->w;
+    wf_run *w = t->w;
     if ((t->flags & TF_KILLREQ) || w->state == TN_WF_S_READY_STOP) {
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_KILLED, w->id, t->id);
         tn_event_set_int(&ev, "attempt", t->attempt);
@@ -1136,12 +1122,12 @@ static tn_err failover(tn_engine *e, trt *t, const char *reason)
 }
 
 /* A sub-workflow's child reached a final state: its parent task follows it. */
-tn_err sched_child_final(tn_engine *e, wrt *child)
+tn_err sched_child_final(tn_engine *e, wf_run *child)
 {
-    wrt *p = eng_wf(e, child->parent_wf);
+    wf_run *p = eng_wf(e, child->parent_wf);
     if (!p)
         return TN_OK;
-    trt *t = tn_map_get(&e->tasks, child->parent_task);
+    task_run *t = tn_map_get(&e->tasks, child->parent_task);
     if (!t || t->w != p || t->child != child->id || t->state != TN_TASK_S_RUNNING_EXECUTION)
         return TN_OK;
     unsigned ev_id;
@@ -1165,7 +1151,7 @@ tn_err sched_child_final(tn_engine *e, wrt *child)
  * before its commands and ends the takeover after them, so a pause or stop sent
  * meanwhile applies to the instance in FAILOVER, as the spec allows. Instances not
  * running are recovered at once. */
-tn_err sched_takeover(tn_engine *e, wrt *w)
+tn_err sched_takeover(tn_engine *e, wf_run *w)
 {
     if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
         w->state != TN_WF_S_READY_STOP)
@@ -1178,7 +1164,7 @@ tn_err sched_takeover(tn_engine *e, wrt *w)
 
 /* Emitted in the step, on the engine's thread, not at open: the log's read transaction
  * for a batch must begin and end on the thread that commits it. */
-tn_err sched_takeover_begin(tn_engine *e, wrt *w)
+tn_err sched_takeover_begin(tn_engine *e, wf_run *w)
 {
     if (w->state != TN_WF_S_RUNNING_EXECUTION && w->state != TN_WF_S_READY_PAUSE &&
         w->state != TN_WF_S_READY_STOP)
@@ -1191,15 +1177,15 @@ tn_err sched_takeover_begin(tn_engine *e, wrt *w)
 
 /* The end of a takeover: back to the state the instance was taken over in (unless a
  * command already moved it on), then the recovery of its tasks. */
-tn_err sched_takeover_end(tn_engine *e, wrt *w)
+tn_err sched_takeover_end(tn_engine *e, wf_run *w)
 {
     for (size_t i = 0; i < e->ntakeover; i++) /* once per instance */
         if (e->takeover[i] == w->id)
             e->takeover[i] = 0;
     if (w->state == TN_WF_S_FAILOVER) {
-        unsigned back = w->takeover == TN_WF_S_READY_PAUSE  ? TN_WF_E_PAUSE
-                        : w->takeover == TN_WF_S_READY_STOP ? TN_WF_E_STOP
-                                                            : TN_WF_E_START;
+        unsigned back = w->takeover == TN_WF_S_READY_PAUSE ? TN_WF_E_PAUSE :
+                        w->takeover == TN_WF_S_READY_STOP  ? TN_WF_E_STOP :
+                                                             TN_WF_E_START;
         tn_err err = eng_emit_wf(e, w, back, NULL);
         if (err)
             return err;
@@ -1209,7 +1195,7 @@ tn_err sched_takeover_end(tn_engine *e, wrt *w)
 
 /* After an instance was rebuilt from the log: re-arm its timers with their original
  * due times, requeue what waited for dispatch, fail over what the executor lost. */
-tn_err sched_recovered(tn_engine *e, wrt *w)
+tn_err sched_recovered(tn_engine *e, wf_run *w)
 {
     tn_err err = TN_OK;
     eng_touch(e, w);
@@ -1224,18 +1210,14 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
     if (w->def->timeout_ms && !w->timeout_fired)
         eng_timer_wf(e, w, w->started_at + (int64_t)w->def->timeout_ms * 1000000);
     for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
-        trt *t = &w->t[i];
+        task_run *t = &w->t[i];
         const tn_def_task *n = NODE(t);
         if (!t->id)
             continue;
         tn_event ev;
         switch (t->state) {
-        case TN_TASK_S_SUBMITTED_SUCCESS:
-            err = sched_start_task(e, t);
-            break;
-        case TN_TASK_S_DELAY_EXECUTION:
-            eng_timer_task(e, t, TT_DUE, t->due);
-            break;
+        case TN_TASK_S_SUBMITTED_SUCCESS: err = sched_start_task(e, t); break;
+        case TN_TASK_S_DELAY_EXECUTION: eng_timer_task(e, t, TT_DUE, t->due); break;
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
             tn_event_set_int(&ev, "attempt", t->attempt + 1);
@@ -1253,9 +1235,8 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
                         err = sched_task_finished(e, t);
                 } else if (n->type == TN_DEF_TASK_SUB_WORKFLOW && t->child) {
                     tn_wf_proj cp;
-                    if (tn_evlog_wf(e->log, t->child, &cp) == TN_OK &&
-                        FINAL_W(cp.state)) {
-                        wrt *c = eng_load_wf(e, t->child, &e->msg);
+                    if (tn_evlog_wf(e->log, t->child, &cp) == TN_OK && FINAL_W(cp.state)) {
+                        wf_run *c = eng_load_wf(e, t->child, &e->msg);
                         if (c)
                             err = sched_child_final(e, c);
                     }
@@ -1268,15 +1249,15 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
             if (t->state == TN_TASK_S_DISPATCH && !(t->flags & TF_SENT)) {
                 eng_queue_push(e, t);
                 if (n->dispatch_timeout_ms) {
-                    trt tmp = *t;
+                    task_run tmp = *t;
                     tmp.gen = t->attempt;
                     eng_timer_task(e, &tmp, TT_DISPATCH_TIMEOUT,
                                    t->queued_at + (int64_t)n->dispatch_timeout_ms * 1000000);
                 }
                 break;
             }
-            int still = e->ex.ops->running ? e->ex.ops->running(e->ex.self, t->id, t->attempt)
-                                           : 0;
+            int still =
+                e->ex.ops->running ? e->ex.ops->running(e->ex.self, t->id, t->attempt) : 0;
             if (still != 0) {
                 /* running (or not known yet: the executor reports LOST if it was lost); a
                  * kill committed before the restart is asked again: the crash may have
@@ -1299,8 +1280,7 @@ tn_err sched_recovered(tn_engine *e, wrt *w)
             /* the executor lost it: fail over with a new attempt */
             err = failover(e, t, "not running after a restart");
             break;
-        default:
-            break;
+        default: break;
         }
     }
     sched_candidates_all(w);

@@ -22,15 +22,19 @@
 #include "err.h"
 #include "str.h"
 
-#define TN_EVENT_VERSION 1
+#define TN_EVENT_VERSION   1
 #define TN_EVENT_MAX_BYTES (40u << 20) /* one encoded event */
-#define TN_ACTOR_MAX 64               /* bytes of actor */
-#define TN_ATTRS_MAX 32               /* attrs per event */
-#define TN_ATTR_KEY_MAX 32            /* bytes of an attr key */
-#define TN_ATTR_VAL_MAX (32u << 20)   /* bytes of an attr str/bin value (a definition) */
-#define TN_HASH_LEN 32
+#define TN_ACTOR_MAX       64          /* bytes of actor */
+#define TN_ATTRS_MAX       32          /* attrs per event */
+#define TN_ATTR_KEY_MAX    32          /* bytes of an attr key */
+#define TN_ATTR_VAL_MAX    (32u << 20) /* bytes of an attr str/bin value (a definition) */
+#define TN_HASH_LEN        32
 
-typedef enum tn_attr_type { TN_ATTR_INT = 1, TN_ATTR_STR = 2, TN_ATTR_BIN = 3 } tn_attr_type;
+typedef enum tn_attr_type {
+    TN_ATTR_INT = 1,
+    TN_ATTR_STR = 2,
+    TN_ATTR_BIN = 3
+} tn_attr_type;
 
 typedef struct tn_attr {
     tn_str key;

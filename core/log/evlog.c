@@ -90,7 +90,8 @@ static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
     }
     tn_store_read_end(t);
     if (e)
-        return tn_errmsg_set(msg, e, "%s: meta database is damaged (%s): run `tern replay` "
+        return tn_errmsg_set(msg, e,
+                             "%s: meta database is damaged (%s): run `tern replay` "
                              "to find the first bad event; restore from a backup",
                              tn_store_path(l->store), tn_strerror(e));
     /* events are dense from 1, so their count must be the last seq */
@@ -133,8 +134,7 @@ static tn_err genesis(tn_evlog *l, tn_errmsg *msg)
     return e;
 }
 
-tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
-                     tn_errmsg *msg)
+tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out, tn_errmsg *msg)
 {
     if (sodium_init() < 0)
         return tn_errmsg_set(msg, TN_ERR_INTERNAL, "libsodium failed to initialise");
@@ -146,8 +146,10 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     l->lock_fd = -1;
     tn_err e;
     if (opts && opts->create && tn_mkdir_p(dir) != 0) {
-        e = tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot create the data directory: %s; check "
-                          "--data", dir, strerror(errno));
+        e = tn_errmsg_set(msg, TN_ERR_IO,
+                          "%s: cannot create the data directory: %s; check "
+                          "--data",
+                          dir, strerror(errno));
         goto fail;
     }
     {
@@ -161,8 +163,8 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         }
         if (l->lock_fd < 0 || flock(l->lock_fd, LOCK_EX | LOCK_NB) != 0) {
             e = tn_errmsg_set(msg, TN_ERR_BUSY, "%s: %s", dir,
-                              l->lock_fd < 0 ? strerror(errno)
-                                             : "another tern process (a master, standalone or "
+                              l->lock_fd < 0 ? strerror(errno) :
+                                               "another tern process (a master, standalone or "
                                                "run) writes this store; talk to it, or use "
                                                "another --data directory");
             goto fail;
@@ -218,11 +220,26 @@ void tn_evlog_close(tn_evlog *l)
     free(l);
 }
 
-tn_store *tn_evlog_store(tn_evlog *l) { return l->store; }
-uint64_t tn_evlog_last_seq(const tn_evlog *l) { return l->c_last_seq; }
-size_t tn_evlog_pending(const tn_evlog *l) { return l->pending; }
-uint64_t tn_evlog_new_wf_id(tn_evlog *l) { return ++l->next_wf; }
-uint64_t tn_evlog_new_task_id(tn_evlog *l) { return ++l->next_task; }
+tn_store *tn_evlog_store(tn_evlog *l)
+{
+    return l->store;
+}
+uint64_t tn_evlog_last_seq(const tn_evlog *l)
+{
+    return l->c_last_seq;
+}
+size_t tn_evlog_pending(const tn_evlog *l)
+{
+    return l->pending;
+}
+uint64_t tn_evlog_new_wf_id(tn_evlog *l)
+{
+    return ++l->next_wf;
+}
+uint64_t tn_evlog_new_task_id(tn_evlog *l)
+{
+    return ++l->next_task;
+}
 
 static tn_err read_txn(tn_evlog *l)
 {
@@ -274,25 +291,28 @@ static tn_err batch_put_cb(void *ctx, int db, const void *k, size_t kl, const vo
 /* Check `ev` against its machine's table in the instance's current state, and fill
  * ev->from and ev->to; *p is the instance's cached projection (NULL when the event
  * creates it, and for system events). Adds nothing. */
-static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p,
-                          tn_sm_trans *tr, tn_errmsg *msg)
+static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, tn_sm_trans *tr,
+                          tn_errmsg *msg)
 {
     bool is_task = ev->machine == TN_MACHINE_TASK;
     bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
-    if ((is_wf && (ev->wf == 0 || ev->task != 0)) || (is_task && (ev->wf == 0 || ev->task == 0)))
-        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s event %s without its instance id",
-                             sm->name, tn_sm_event_name(sm, ev->event));
+    if ((is_wf && (ev->wf == 0 || ev->task != 0)) ||
+        (is_task && (ev->wf == 0 || ev->task == 0)))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s event %s without its instance id", sm->name,
+                             tn_sm_event_name(sm, ev->event));
     *p = NULL;
     tn_err e;
     if (is_task || is_wf) {
         if ((e = lookup(l, is_task, is_task ? ev->task : ev->wf, p)))
             return tn_errmsg_set(msg, e, "%s: cannot read instance: %s",
                                  tn_store_path(l->store), tn_strerror(e));
-        ev->from = !*p ? TN_SM_NEW
-                       : (is_task ? ((tn_task_proj *)*p)->state : ((tn_wf_proj *)*p)->state);
+        ev->from = !*p ? TN_SM_NEW :
+                         (is_task ? ((tn_task_proj *)*p)->state : ((tn_wf_proj *)*p)->state);
         if (is_task && *p && ((tn_task_proj *)*p)->wf != ev->wf)
-            return tn_errmsg_set(msg, TN_ERR_INVAL, "task %llu belongs to workflow %llu, "
-                                 "not %llu", (unsigned long long)ev->task,
+            return tn_errmsg_set(msg, TN_ERR_INVAL,
+                                 "task %llu belongs to workflow %llu, "
+                                 "not %llu",
+                                 (unsigned long long)ev->task,
                                  (unsigned long long)((tn_task_proj *)*p)->wf,
                                  (unsigned long long)ev->wf);
     } else {
@@ -301,8 +321,7 @@ static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p,
     *tr = tn_sm_next(sm, ev->from, ev->event);
     if (tr->to == TN_SM_ILLEGAL)
         return tn_errmsg_set(msg, TN_ERR_ILLEGAL, "%s %llu: event %s is illegal in state %s",
-                             sm->name,
-                             (unsigned long long)(is_task ? ev->task : ev->wf),
+                             sm->name, (unsigned long long)(is_task ? ev->task : ev->wf),
                              tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from));
     ev->to = tr->to;
     return TN_OK;
@@ -354,8 +373,8 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
 {
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm || ev->event >= sm->nevents)
-        return tn_errmsg_set(msg, TN_ERR_INVAL, "unknown machine %u or event %u",
-                             ev->machine, ev->event);
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "unknown machine %u or event %u", ev->machine,
+                             ev->event);
     bool is_task = ev->machine == TN_MACHINE_TASK;
     bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
     void *p = NULL;
@@ -405,9 +424,10 @@ undo:
      * rare (out of memory, bad system attrs) and we discard the whole pending batch */
     if (tn_batch_count(l->batch) != mark) {
         tn_evlog_discard(l);
-        return tn_errmsg_set(msg, e, "%s event %s refused (%s); the pending batch was "
-                             "discarded", sm->name, tn_sm_event_name(sm, ev->event),
-                             tn_strerror(e));
+        return tn_errmsg_set(msg, e,
+                             "%s event %s refused (%s); the pending batch was "
+                             "discarded",
+                             sm->name, tn_sm_event_name(sm, ev->event), tn_strerror(e));
     }
     return tn_errmsg_set(msg, e, "%s event %s refused: %s", sm->name,
                          tn_sm_event_name(sm, ev->event), tn_strerror(e));
@@ -526,7 +546,8 @@ static tn_err read_proj(tn_evlog *l, bool task, uint64_t id, void *out)
     tn_val v;
     e = tn_store_get(t, task ? TN_DB_TASKS : TN_DB_WF, k, 8, &v);
     if (!e)
-        e = task ? tn_proj_task_decode(v.data, v.len, out) : tn_proj_wf_decode(v.data, v.len, out);
+        e = task ? tn_proj_task_decode(v.data, v.len, out) :
+                   tn_proj_wf_decode(v.data, v.len, out);
     tn_store_read_end(t);
     return e;
 }

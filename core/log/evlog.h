@@ -62,10 +62,10 @@ tn_err tn_evlog_wf(tn_evlog *l, uint64_t id, tn_wf_proj *out);
 tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out);
 
 /* Meta keys the log derives from the events (replay checks them too). */
-#define TN_META_FORMAT "format"
-#define TN_META_LAST_SEQ "last_seq"
+#define TN_META_FORMAT     "format"
+#define TN_META_LAST_SEQ   "last_seq"
 #define TN_META_CHAIN_HEAD "chain_head"
-#define TN_META_MAX_WF "max_wf"
-#define TN_META_MAX_TASK "max_task"
+#define TN_META_MAX_WF     "max_wf"
+#define TN_META_MAX_TASK   "max_task"
 
 #endif

@@ -15,9 +15,15 @@ tn_err tn_log_open_read(const char *dir, tn_store **out, tn_errmsg *msg)
     return tn_store_open(dir, &o, out, msg);
 }
 
-void tn_log_close_read(tn_store *s) { tn_store_close(s); }
+void tn_log_close_read(tn_store *s)
+{
+    tn_store_close(s);
+}
 
-const char *tn_log_store_path(const tn_store *s) { return tn_store_path(s); }
+const char *tn_log_store_path(const tn_store *s)
+{
+    return tn_store_path(s);
+}
 
 /* One value of `db` copied out of a read transaction by `copy`. */
 typedef tn_err (*copy_fn)(const tn_val *v, void *out);
@@ -112,8 +118,7 @@ static bool def_key_split(const tn_val *key, char *name, uint32_t *version)
 
 /* Walk the defs database from `name`'s first version (all of it when name is NULL),
  * calling fn for each well-formed key of that name (of any name when NULL). */
-static tn_err def_walk(tn_store *s, const char *name, tn_log_def_fn fn, void *ctx,
-                       int *fn_ret)
+static tn_err def_walk(tn_store *s, const char *name, tn_log_def_fn fn, void *ctx, int *fn_ret)
 {
     tn_rtxn *t;
     tn_err e = tn_store_read_begin(s, &t);

@@ -58,8 +58,8 @@ tn_err tn_log_def_latest(tn_store *s, const char *name, uint32_t *version, tn_bu
 /* Call `fn` for every stored definition version, by name then version ascending.
  * `name` and `bytes` are valid during the call only. A non-zero return from fn stops
  * the walk and is returned in *fn_ret (may be NULL). */
-typedef int (*tn_log_def_fn)(void *ctx, const char *name, uint32_t version,
-                             const void *bytes, size_t len);
+typedef int (*tn_log_def_fn)(void *ctx, const char *name, uint32_t version, const void *bytes,
+                             size_t len);
 tn_err tn_log_def_each(tn_store *s, tn_log_def_fn fn, void *ctx, int *fn_ret);
 
 /* --- instances ------------------------------------------------------------------ */

@@ -8,7 +8,7 @@
 #include "store.h"
 #include "util.h"
 
-#define NEXT_KEY "next_report"
+#define NEXT_KEY     "next_report"
 #define NEXT_KEY_LEN 11
 #define TASK_REC_LEN 28 /* attempt, pid, start ticks (u64 BE each), 4 bytes reserved */
 
@@ -116,8 +116,8 @@ tn_err tn_outbox_store_del_report(tn_outbox_store *s, uint64_t id)
     return tn_batch_del(s->b, TN_DB_EVENTS, k, 8);
 }
 
-tn_err tn_outbox_store_put_task(tn_outbox_store *s, uint64_t task, uint32_t attempt, int64_t pid,
-                                uint64_t start_ticks)
+tn_err tn_outbox_store_put_task(tn_outbox_store *s, uint64_t task, uint32_t attempt,
+                                int64_t pid, uint64_t start_ticks)
 {
     uint8_t k[8], v[TASK_REC_LEN];
     tn_put_be64(k, task);

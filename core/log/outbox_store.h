@@ -46,8 +46,8 @@ tn_err tn_outbox_store_put_report(tn_outbox_store *s, uint64_t id, const void *e
 /* The report id was persisted by the master: delete it. */
 tn_err tn_outbox_store_del_report(tn_outbox_store *s, uint64_t id);
 /* The record of a running attempt of task: its leader's pid and start time (/proc ticks). */
-tn_err tn_outbox_store_put_task(tn_outbox_store *s, uint64_t task, uint32_t attempt, int64_t pid,
-                                uint64_t start_ticks);
+tn_err tn_outbox_store_put_task(tn_outbox_store *s, uint64_t task, uint32_t attempt,
+                                int64_t pid, uint64_t start_ticks);
 /* The attempt of task ended: its record goes. */
 tn_err tn_outbox_store_del_task(tn_outbox_store *s, uint64_t task);
 /* Writes staged and not committed yet. */

@@ -260,13 +260,11 @@ tn_err tn_proj_system_apply(const tn_event *ev, tn_proj_put_fn put, void *ctx)
     }
     case TN_SYS_E_ENV_SET: {
         if (!attr_str(ev, "name", &name, TN_ATTR_STR) ||
-            !attr_str(ev, "text", &val, TN_ATTR_STR) || name.len == 0 ||
-            name.len > TN_NAME_MAX)
+            !attr_str(ev, "text", &val, TN_ATTR_STR) || name.len == 0 || name.len > TN_NAME_MAX)
             return TN_ERR_CORRUPT;
         int kl = snprintf(key, sizeof(key), "env/%.*s", (int)name.len, name.p);
         return put(ctx, TN_DB_META, key, (size_t)kl, val.p, val.len);
     }
-    default:
-        return TN_OK;
+    default: return TN_OK;
     }
 }

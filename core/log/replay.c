@@ -19,7 +19,7 @@
  * projections live in arrays indexed by id: no hashing on the hot path. */
 typedef struct dense {
     void *items;
-    size_t cap; /* entries */
+    size_t cap;  /* entries */
     size_t size; /* bytes per entry */
 } dense;
 
@@ -268,19 +268,18 @@ static void compare_kv(tn_rtxn *t, rctx *x, const uint8_t *head, uint64_t last_s
             stored++;
             const kv *r = kv_find(x, dbs[i], k.data, k.len);
             if (!r || r->vlen != v.len || memcmp(r->val, v.data, v.len) != 0)
-                verdict(rep, TN_ERR_CORRUPT, 0,
-                        "%s entry \"%.*s\" %s", tn_db_name(dbs[i]),
+                verdict(rep, TN_ERR_CORRUPT, 0, "%s entry \"%.*s\" %s", tn_db_name(dbs[i]),
                         (int)(k.len > 64 ? 64 : k.len), (const char *)k.data,
-                        r ? "differs from the value rebuilt from the events"
-                          : "is not derived from any event");
+                        r ? "differs from the value rebuilt from the events" :
+                            "is not derived from any event");
         }
         tn_cursor_close(c);
         for (size_t j = 0; j < x->nkv; j++)
             rebuilt += x->kvs[j].db == (int)dbs[i];
         if (!rep->err && stored != rebuilt)
             verdict(rep, TN_ERR_CORRUPT, 0,
-                    "the events rebuild %zu %s entries but the store holds %zu",
-                    rebuilt, tn_db_name(dbs[i]), stored);
+                    "the events rebuild %zu %s entries but the store holds %zu", rebuilt,
+                    tn_db_name(dbs[i]), stored);
     }
 }
 
@@ -329,8 +328,8 @@ static bool chain_one(tn_replay_report *rep, tn_cursor *c, const tn_val *v, cons
         uint64_t bad = blame(c, h, stored_head, ev->seq, &intact);
         verdict(rep, TN_ERR_CHAIN, bad,
                 intact ? "the content of this event no longer matches the hash the "
-                         "next event recorded: it was altered"
-                       : "this event's prev hash does not match the event before it: "
+                         "next event recorded: it was altered" :
+                         "this event's prev hash does not match the event before it: "
                          "it was altered");
         return false;
     }

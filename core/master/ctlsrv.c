@@ -56,8 +56,14 @@ static char *cstr(tn_str s)
     return c;
 }
 
-static const char *wsn(unsigned s) { return tn_sm_state_name(&tn_sm_workflow, s); }
-static const char *tsn(unsigned s) { return tn_sm_state_name(&tn_sm_task, s); }
+static const char *wsn(unsigned s)
+{
+    return tn_sm_state_name(&tn_sm_workflow, s);
+}
+static const char *tsn(unsigned s)
+{
+    return tn_sm_state_name(&tn_sm_task, s);
+}
 
 
 /* ------------------------------------------------------------------------------ */
@@ -74,7 +80,8 @@ static void run_cmd(tn_ctlsrv *s, tn_cmd *c, const tn_ctl_req *r, out *o, const 
         return;
     }
     tn_sb_printf(&o->text, "%s", c->msg[0] ? c->msg : what);
-    tn_sb_printf(&o->json, "{\"ok\":true,\"id\":%" PRIu64 ",\"message\":", c->out_id ? c->out_id : c->id);
+    tn_sb_printf(&o->json,
+                 "{\"ok\":true,\"id\":%" PRIu64 ",\"message\":", c->out_id ? c->out_id : c->id);
     tn_sb_json(&o->json, c->msg, strlen(c->msg));
     tn_sb_printf(&o->json, "}");
 }
@@ -116,12 +123,16 @@ static void h_start(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         fail(o, 2, "unknown mode \"%.*s\" (task_only, task_pre, task_post)", (int)r->mode.len,
              r->mode.p);
     } else {
-        tn_cmd c = {.kind = TN_CMD_START, .workflow = name,
-                    .param_keys = (const char *const *)keys,
-                    .param_values = (const char *const *)vals, .nparams = r->nparams,
-                    .from = (const char *const *)from, .nfrom = r->nfrom,
-                    .mode = (tn_start_mode)(r->nfrom && mode == TN_MODE_ALL ? TN_MODE_TASK_POST : mode),
-                    .dry_run = r->dry_run};
+        tn_cmd c = {
+            .kind = TN_CMD_START,
+            .workflow = name,
+            .param_keys = (const char *const *)keys,
+            .param_values = (const char *const *)vals,
+            .nparams = r->nparams,
+            .from = (const char *const *)from,
+            .nfrom = r->nfrom,
+            .mode = (tn_start_mode)(r->nfrom && mode == TN_MODE_ALL ? TN_MODE_TASK_POST : mode),
+            .dry_run = r->dry_run};
         run_cmd(s, &c, r, o, "started");
     }
     for (uint32_t i = 0; i < r->nparams; i++) {
@@ -153,7 +164,10 @@ static void h_named(tn_ctlsrv *s, tn_cmd_kind kind, const tn_ctl_req *r, out *o)
 /* ------------------------------------------------------------------------------ */
 /* reads */
 
-static tn_store *store(tn_ctlsrv *s) { return tn_evlog_store(tn_engine_log(s->engine)); }
+static tn_store *store(tn_ctlsrv *s)
+{
+    return tn_evlog_store(tn_engine_log(s->engine));
+}
 
 static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
@@ -175,7 +189,9 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         return;
     }
     /* newest last on screen; at most 1000 rows: keep a ring of the newest */
-    enum { RING = 1000 };
+    enum {
+        RING = 1000
+    };
     tn_wf_proj *ring = malloc(RING * sizeof(*ring));
     size_t n = 0;
     tn_wf_proj wp;
@@ -187,20 +203,22 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     }
     tn_log_wf_iter_close(it);
     size_t first = n > RING ? n - RING : 0;
-    tn_sb_printf(&o->text, "%-8s %-24s %-18s %4s %-24s %10s\n", "ID", "WORKFLOW", "STATE", "RUN",
-                 "STARTED", "DURATION");
+    tn_sb_printf(&o->text, "%-8s %-24s %-18s %4s %-24s %10s\n", "ID", "WORKFLOW", "STATE",
+                 "RUN", "STARTED", "DURATION");
     tn_sb_printf(&o->json, "[");
     for (size_t i = first; ring && i < n; i++) {
         tn_wf_proj *p = &ring[i % RING];
         char ts[40] = "-", d[32];
         if (p->started_at)
             tn_fmt_time(p->started_at, ts, sizeof(ts));
-        tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d, sizeof(d));
+        tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
+                        sizeof(d));
         tn_sb_printf(&o->text, "%-8" PRIu64 " %-24s %-18s %4u %-24s %10s\n", p->id, p->name,
                      wsn(p->state), p->run, ts, d);
         tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i > first ? "," : "", p->id);
         tn_sb_json(&o->json, p->name, strlen(p->name));
-        tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64
+        tn_sb_printf(&o->json,
+                     ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64
                      ",\"created_at\":%" PRId64 ",\"ended_at\":%" PRId64 "}",
                      wsn(p->state), p->run, p->parent_wf, p->created_at, p->ended_at);
     }
@@ -230,7 +248,8 @@ static void whys_cb(tn_engine *e, void *ctx)
 static void status_task(out *o, const tn_task_proj *p, const char *why, bool first)
 {
     char d[32];
-    tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d, sizeof(d));
+    tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
+                    sizeof(d));
     tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p->id, p->name,
                  tsn(p->state), p->attempt, p->worker[0] ? p->worker : "-", d, why);
     tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", first ? "" : ",", p->id);
@@ -270,8 +289,9 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     whys wq = {tasks, n, why};
     if (ndispatch && tn_engine_request(s->engine, whys_cb, &wq, ENGINE_WAIT_NS) != TN_OK)
         for (size_t i = 0; i < n; i++)
-            snprintf(why[i], sizeof(why[i]), "%s", tasks[i].state == TN_TASK_S_DISPATCH
-                     ? "(the engine is busy: ask again)" : "");
+            snprintf(why[i], sizeof(why[i]), "%s",
+                     tasks[i].state == TN_TASK_S_DISPATCH ? "(the engine is busy: ask again)" :
+                                                            "");
     char d[32];
     tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
@@ -300,8 +320,10 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         return;
     }
     if (!s->worker_ctl || !s->worker_ctl(s->arg, p.worker, o->urlbuf, sizeof(o->urlbuf))) {
-        fail(o, 1, "task %" PRIu64 " ran on %s, which is not connected now: its log is on that "
-             "worker's data directory", p.id, p.worker);
+        fail(o, 1,
+             "task %" PRIu64 " ran on %s, which is not connected now: its log is on that "
+             "worker's data directory",
+             p.id, p.worker);
         return;
     }
     o->url = tn_str_c(o->urlbuf);
@@ -359,9 +381,11 @@ void tn_ctlsrv_handle(void *arg, const void *req, size_t len, void **rep, size_t
     } else {
         fail(&o, 2, "unknown command \"%.*s\"", (int)r->cmd.len, r->cmd.p);
     }
-    tn_ctl_rep rp = {.ok = o.ok, .code = o.code,
+    tn_ctl_rep rp = {.ok = o.ok,
+                     .code = o.code,
                      .text = {o.text.s ? o.text.s : "", (uint32_t)o.text.len},
-                     .json = {o.json.s ? o.json.s : "", (uint32_t)o.json.len}, .url = o.url};
+                     .json = {o.json.s ? o.json.s : "", (uint32_t)o.json.len},
+                     .url = o.url};
     if (!o.ok || !tn_str_eq(r ? r->cmd : (tn_str){"", 0}, "logs"))
         rp.code = o.ok ? 0 : o.code;
     else

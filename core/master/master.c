@@ -24,33 +24,33 @@
 #define MAX_GROUPS 16
 #define MAX_GAUGES 32
 
-typedef struct wk {
-    struct wk *next;
+typedef struct worker_view {
+    struct worker_view *next;
     char name[TN_PROTO_ID_MAX + 1];
     char listen_url[TN_PROTO_URL_MAX + 1], ctl_url[TN_PROTO_URL_MAX + 1];
     char groups[MAX_GROUPS][TN_PROTO_ID_MAX + 1];
     unsigned ngroups;
     uint32_t slots, running, load_milli, max_load_milli;
     uint64_t mem_free, mem_reserve, epoch;
-    int64_t last_hb;      /* monotonic ns */
+    int64_t last_hb; /* monotonic ns */
     int64_t first_seen;
     bool alive;
     uint64_t reconcile_seq; /* assignments before this were asked about */
     int64_t reconcile_at;   /* monotonic ns of the last RECONCILE sent */
     bool reconcile_open;    /* the last RECONCILE is not answered: asked again each second */
-    tn_tx tx;             /* dispatches go here */
+    tn_tx tx;               /* dispatches go here */
     tn_outq *q;
     uint32_t assigned;
     char gauge_keys[MAX_GAUGES][40];
     uint64_t gauge_vals[MAX_GAUGES];
     unsigned ngauges;
-} wk;
+} worker_view;
 
 /* An attempt placed on a worker (the latest attempt of each task). */
-typedef struct asg {
+typedef struct placement {
     uint64_t task;
     uint32_t attempt;
-    uint64_t seq; /* placement order: compared with a worker's reconcile_seq */
+    uint64_t seq;   /* placement order: compared with a worker's reconcile_seq */
     bool confirmed; /* after a restart: the worker said it runs it */
     char worker[TN_PROTO_ID_MAX + 1];
     /* DISPATCH until ACCEPTED, KILL until its result: resent with backoff (the wire may
@@ -59,9 +59,9 @@ typedef struct asg {
     size_t len;
     int64_t next_send;
     uint32_t tries;
-} asg;
+} placement;
 
-static void asg_free(asg *a)
+static void placement_free(placement *a)
 {
     if (a)
         free(a->enc);
@@ -69,7 +69,7 @@ static void asg_free(asg *a)
 }
 
 /* Keep an encoded message to resend to a's worker until answered. */
-static void asg_keep(asg *a, const tn_msg *m)
+static void placement_keep(placement *a, const tn_msg *m)
 {
     tn_buf b = {0};
     free(a->enc);
@@ -96,8 +96,8 @@ struct tn_master {
     pthread_t thread;
     atomic_bool stop;
     pthread_mutex_t mu; /* workers and assignments */
-    wk *workers;
-    tn_map asgs; /* task id -> asg* */
+    worker_view *workers;
+    tn_map asgs; /* task id -> placement* */
     uint64_t seq;
     uint32_t rr; /* round robin cursor */
     uint64_t rng;
@@ -115,17 +115,20 @@ int tn_selector_parse(const char *s)
     return -1;
 }
 
-const char *tn_master_ctl_url(const tn_master *m) { return m->ctl; }
-
-static wk *find_worker(tn_master *m, const char *name)
+const char *tn_master_ctl_url(const tn_master *m)
 {
-    for (wk *w = m->workers; w; w = w->next)
+    return m->ctl;
+}
+
+static worker_view *find_worker(tn_master *m, const char *name)
+{
+    for (worker_view *w = m->workers; w; w = w->next)
         if (strcmp(w->name, name) == 0)
             return w;
     return NULL;
 }
 
-static void send_to(tn_master *m, wk *w, const tn_msg *msg)
+static void send_to(tn_master *m, worker_view *w, const tn_msg *msg)
 {
     if (!w->q || !w->tx.ops)
         return;
@@ -136,7 +139,7 @@ static void send_to(tn_master *m, wk *w, const tn_msg *msg)
 /* ------------------------------------------------------------------------------ */
 /* the executor the engine sees */
 
-static bool in_group(const wk *w, const char *g)
+static bool in_group(const worker_view *w, const char *g)
 {
     for (unsigned i = 0; i < w->ngroups; i++)
         if (strcmp(w->groups[i], g) == 0)
@@ -151,8 +154,8 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
     const char *g = r->node->worker_group;
     pthread_mutex_lock(&m->mu);
     unsigned in = 0, full = 0, over = 0, nc = 0;
-    wk *cand[256];
-    for (wk *w = m->workers; w; w = w->next) {
+    worker_view *cand[256];
+    for (worker_view *w = m->workers; w; w = w->next) {
         if (!w->alive || !in_group(w, g))
             continue;
         in++;
@@ -160,8 +163,8 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
             full++;
             continue;
         }
-        bool mem = w->mem_free > w->mem_reserve &&
-                   w->mem_free - w->mem_reserve >= r->node->memory_max;
+        bool mem =
+            w->mem_free > w->mem_reserve && w->mem_free - w->mem_reserve >= r->node->memory_max;
         if ((w->max_load_milli && w->load_milli >= w->max_load_milli) || !mem) {
             over++;
             continue;
@@ -169,7 +172,7 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
         if (nc < 256)
             cand[nc++] = w;
     }
-    wk *pick = NULL;
+    worker_view *pick = NULL;
     if (nc) {
         switch (m->o.selector) {
         case TN_SELECT_RANDOM:
@@ -178,15 +181,14 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
             m->rng ^= m->rng << 17;
             pick = cand[m->rng % nc];
             break;
-        case TN_SELECT_ROUND_ROBIN:
-            pick = cand[m->rr++ % nc];
-            break;
+        case TN_SELECT_ROUND_ROBIN: pick = cand[m->rr++ % nc]; break;
         default: {
             /* lower weight: load and how full it is, by heartbeat and by our own count */
             uint64_t best = UINT64_MAX;
             for (unsigned i = 0; i < nc; i++) {
-                uint64_t wgt = (uint64_t)cand[i]->load_milli +
-                               1000ull * cand[i]->assigned / (cand[i]->slots ? cand[i]->slots : 1);
+                uint64_t wgt =
+                    (uint64_t)cand[i]->load_milli +
+                    1000ull * cand[i]->assigned / (cand[i]->slots ? cand[i]->slots : 1);
                 if (wgt < best) {
                     best = wgt;
                     pick = cand[i];
@@ -196,14 +198,14 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
         }
     }
     if (pick) {
-        asg *a = tn_map_get(&m->asgs, r->task);
+        placement *a = tn_map_get(&m->asgs, r->task);
         if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, r->task, a)) {
             free(a);
             a = NULL;
         }
         if (a) {
             if (a->worker[0] && a->attempt != r->attempt) {
-                wk *old = find_worker(m, a->worker);
+                worker_view *old = find_worker(m, a->worker);
                 if (old && old->assigned)
                     old->assigned--;
             }
@@ -220,8 +222,10 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
     } else if (full == in) {
         snprintf(why, whylen, "all %u workers of group \"%s\" are full", in, g);
     } else {
-        snprintf(why, whylen, "all %u workers of group \"%s\" are full or overloaded (%u over "
-                 "their load or memory limit)", in, g, over);
+        snprintf(why, whylen,
+                 "all %u workers of group \"%s\" are full or overloaded (%u over "
+                 "their load or memory limit)",
+                 in, g, over);
     }
     pthread_mutex_unlock(&m->mu);
     return pick != NULL;
@@ -268,23 +272,26 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     d->deadline_ns = r->deadline_ns;
     bool sent = false;
     pthread_mutex_lock(&m->mu);
-    asg *a = tn_map_get(&m->asgs, r->task);
-    wk *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
+    placement *a = tn_map_get(&m->asgs, r->task);
+    worker_view *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
     if (w)
         d->worker_epoch = w->epoch; /* a later run of that worker drops it */
     if (w && w->alive && w->q && tn_outq_push(w->q, &msg) == TN_OK) {
         sent = true;
         (void)tn_outq_flush(w->q, w->tx, NULL);
-        asg_keep(a, &msg);
+        placement_keep(a, &msg);
     }
     pthread_mutex_unlock(&m->mu);
     free(pp);
     free(op);
     if (!sent) {
         /* the worker went away between placement and now: fail the attempt over */
-        tn_report lost = {.kind = TN_REPORT_LOST, .wf = r->wf, .task = r->task,
-                          .attempt = r->attempt, .reason = "its worker went away before the "
-                                                           "dispatch was sent"};
+        tn_report lost = {.kind = TN_REPORT_LOST,
+                          .wf = r->wf,
+                          .task = r->task,
+                          .attempt = r->attempt,
+                          .reason = "its worker went away before the "
+                                    "dispatch was sent"};
         tn_engine_report(m->e, &lost);
     }
 }
@@ -295,16 +302,16 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
     tn_msg msg = {.type = TN_MSG_KILL};
     msg.kill = (tn_msg_kill){task, attempt, grace_ms, TN_STR("killed by the master")};
     pthread_mutex_lock(&m->mu);
-    asg *a = tn_map_get(&m->asgs, task);
+    placement *a = tn_map_get(&m->asgs, task);
     bool current = a && a->attempt == attempt;
-    wk *w = current ? find_worker(m, a->worker) : NULL;
+    worker_view *w = current ? find_worker(m, a->worker) : NULL;
     if (w) {
         send_to(m, w, &msg);
-        asg_keep(a, &msg);
+        placement_keep(a, &msg);
     } else {
         /* a stale attempt, or one we do not know the place of: every worker hears it,
          * those that do not run it ignore it */
-        for (wk *x = m->workers; x; x = x->next)
+        for (worker_view *x = m->workers; x; x = x->next)
             if (x->alive)
                 send_to(m, x, &msg);
     }
@@ -313,18 +320,21 @@ static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, ui
      * (resent once it is known); if it does not come back in time, check_workers loses it */
     bool pending = current && !w && !a->confirmed;
     if (pending) {
-        asg_keep(a, &msg);
+        placement_keep(a, &msg);
     } else if (!known && current) {
         /* lost: should its worker come back running it, it is stale there (fencing) */
         if (w && w->assigned)
             w->assigned--;
-        asg_free(tn_map_del(&m->asgs, task));
+        placement_free(tn_map_del(&m->asgs, task));
     }
     pthread_mutex_unlock(&m->mu);
     (void)wf;
     if (!known && current && !pending) {
         /* nobody can kill it: its worker is gone; losing it ends it */
-        tn_report lost = {.kind = TN_REPORT_LOST, .wf = wf, .task = task, .attempt = attempt,
+        tn_report lost = {.kind = TN_REPORT_LOST,
+                          .wf = wf,
+                          .task = task,
+                          .attempt = attempt,
                           .reason = "its worker is gone"};
         tn_engine_report(m->e, &lost);
     }
@@ -338,7 +348,7 @@ static int ex_running(void *self, uint64_t task, uint32_t attempt)
      * worker ran it is filled in from the log by the first liveness check (the engine is
      * still opening here). */
     pthread_mutex_lock(&m->mu);
-    asg *a = tn_map_get(&m->asgs, task);
+    placement *a = tn_map_get(&m->asgs, task);
     if (!a && (a = calloc(1, sizeof(*a))) && tn_map_put(&m->asgs, task, a)) {
         free(a);
         a = NULL;
@@ -362,16 +372,16 @@ static void ex_ack(void *self, const tn_report *r)
     tn_msg msg = {.type = TN_MSG_PERSISTED};
     msg.persisted = (tn_msg_persisted){r->report_id, r->task, r->attempt};
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, r->worker);
+    worker_view *w = find_worker(m, r->worker);
     if (w)
         send_to(m, w, &msg);
     /* a finished attempt frees its slot */
     if (r->kind == TN_REPORT_RESULT || r->kind == TN_REPORT_KILL_RESULT) {
-        asg *a = tn_map_get(&m->asgs, r->task);
+        placement *a = tn_map_get(&m->asgs, r->task);
         if (a && a->attempt == r->attempt && strcmp(a->worker, r->worker) == 0) {
             if (w && w->assigned)
                 w->assigned--;
-            asg_free(tn_map_del(&m->asgs, r->task));
+            placement_free(tn_map_del(&m->asgs, r->task));
         }
     }
     pthread_mutex_unlock(&m->mu);
@@ -382,15 +392,15 @@ static const tn_executor_ops wire_ops = {ex_dispatch, ex_kill, ex_running, ex_pl
 /* ------------------------------------------------------------------------------ */
 /* worker messages (transport thread) */
 
-static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, uint64_t before,
-                          const char *why)
+static void lost_attempts(tn_master *m, worker_view *w, const tn_task_attempts *still,
+                          uint64_t before, const char *why)
 {
     /* called with mu held: every assignment on w placed before `before` and not in
      * `still` is lost; collect first, report after (reports take the engine lock) */
     tn_report *lost = NULL;
     size_t n = 0, cap = 0;
     for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
         if (!a || strcmp(a->worker, w->name) != 0 || a->seq >= before)
             continue;
         bool runs = false;
@@ -404,11 +414,11 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
         if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
             break;
         /* no workflow id: LOST is fenced by task and attempt */
-        lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt,
-                                .reason = why};
+        lost[n++] = (tn_report){
+            .kind = TN_REPORT_LOST, .task = a->task, .attempt = a->attempt, .reason = why};
         if (w->assigned)
             w->assigned--;
-        asg_free(tn_map_del(&m->asgs, a->task));
+        placement_free(tn_map_del(&m->asgs, a->task));
         i = (size_t)-1; /* the table moved: start over */
         if (!m->asgs.cap)
             break;
@@ -421,7 +431,7 @@ static void lost_attempts(tn_master *m, wk *w, const tn_task_attempts *still, ui
 }
 
 /* Ask w what it runs (RECONCILE); its answer decides what is lost. With mu held. */
-static void ask_reconcile(tn_master *m, wk *w)
+static void ask_reconcile(tn_master *m, worker_view *w)
 {
     w->reconcile_seq = ++m->seq;
     w->reconcile_at = tn_mono_ns();
@@ -436,7 +446,7 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     char name[TN_PROTO_ID_MAX + 1];
     snprintf(name, sizeof(name), "%.*s", (int)h->worker.len, h->worker.p);
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, name);
+    worker_view *w = find_worker(m, name);
     bool fresh = !w;
     if (!w) {
         w = calloc(1, sizeof(*w));
@@ -491,8 +501,8 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         if (!e)
             e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
         if (e) {
-            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"", w->name,
-                     w->listen_url, em.text);
+            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"",
+                     w->name, w->listen_url, em.text);
             pthread_mutex_unlock(&m->mu);
             return;
         }
@@ -512,20 +522,21 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
 static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconciled *r)
 {
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, worker);
+    worker_view *w = find_worker(m, worker);
     if (!w) {
         pthread_mutex_unlock(&m->mu);
         return;
     }
     /* what it runs that is not the current attempt placed on it is stale: kill it */
     for (uint32_t i = 0; i < r->running.n; i++) {
-        asg *a = tn_map_get(&m->asgs, r->running.v[i].task);
+        placement *a = tn_map_get(&m->asgs, r->running.v[i].task);
         if (a && a->attempt == r->running.v[i].attempt && strcmp(a->worker, w->name) == 0)
             continue;
         tn_msg k = {.type = TN_MSG_KILL};
         k.kill = (tn_msg_kill){r->running.v[i].task, r->running.v[i].attempt, 0,
                                TN_STR("stale attempt (fenced)")};
-        tn_info("master", "msg=\"killing a stale attempt\" worker=%s task=%" PRIu64 " attempt=%u",
+        tn_info("master",
+                "msg=\"killing a stale attempt\" worker=%s task=%" PRIu64 " attempt=%u",
                 w->name, r->running.v[i].task, r->running.v[i].attempt);
         send_to(m, w, &k);
     }
@@ -547,15 +558,11 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     snprintf(worker, sizeof(worker), "%.*s", (int)sender.len, sender.p);
     tn_report r = {.worker = worker};
     switch (msg->type) {
-    case TN_MSG_HEARTBEAT:
-        on_heartbeat(m, &msg->heartbeat);
-        return TN_OK;
-    case TN_MSG_RECONCILED:
-        on_reconciled(m, worker, &msg->reconciled);
-        return TN_OK;
+    case TN_MSG_HEARTBEAT: on_heartbeat(m, &msg->heartbeat); return TN_OK;
+    case TN_MSG_RECONCILED: on_reconciled(m, worker, &msg->reconciled); return TN_OK;
     case TN_MSG_ACCEPTED: {
         pthread_mutex_lock(&m->mu);
-        asg *a = tn_map_get(&m->asgs, msg->accepted.task);
+        placement *a = tn_map_get(&m->asgs, msg->accepted.task);
         if (a && a->attempt == msg->accepted.attempt && a->enc && a->tries < UINT32_MAX) {
             /* a DISPATCH is answered by ACCEPTED; a KILL waits for its result */
             tn_mp rd;
@@ -585,7 +592,8 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         r.exit_code = x->exit_code;
         char *reason = x->reason.len ? strndup(x->reason.p, x->reason.len) : NULL;
         r.reason = reason;
-        char **k = calloc(x->outputs.n + 1, sizeof(char *)), **v = calloc(x->outputs.n + 1, sizeof(char *));
+        char **k = calloc(x->outputs.n + 1, sizeof(char *)),
+             **v = calloc(x->outputs.n + 1, sizeof(char *));
         for (uint32_t i = 0; k && v && i < x->outputs.n; i++) {
             k[i] = strndup(x->outputs.v[i].key.p, x->outputs.v[i].key.len);
             v[i] = strndup(x->outputs.v[i].val.p, x->outputs.v[i].val.len);
@@ -612,8 +620,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         if (msg->kill_result.survivors.n)
             r.reason = "processes survived the kill (see the worker's log)";
         break;
-    default:
-        return TN_OK; /* a master->worker type sent to us: ignore */
+    default: return TN_OK; /* a master->worker type sent to us: ignore */
     }
     tn_engine_report(m->e, &r);
     return TN_OK;
@@ -639,7 +646,7 @@ static void name_recovered(tn_master *m)
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
         if (a && !a->worker[0] && tn_grow((void **)&ids, &cap, n + 1, sizeof(*ids)))
             ids[n++] = a->task;
     }
@@ -648,10 +655,10 @@ static void name_recovered(tn_master *m)
         tn_task_proj p;
         bool known = tn_evlog_task(tn_engine_log(m->e), ids[i], &p) == TN_OK && p.worker[0];
         pthread_mutex_lock(&m->mu);
-        asg *a = tn_map_get(&m->asgs, ids[i]);
+        placement *a = tn_map_get(&m->asgs, ids[i]);
         if (a && !a->worker[0]) {
             snprintf(a->worker, sizeof(a->worker), "%s", known ? p.worker : "?");
-            wk *w = find_worker(m, a->worker);
+            worker_view *w = find_worker(m, a->worker);
             if (w && w->alive) /* it may have answered RECONCILE already: ask again */
                 ask_reconcile(m, w);
         }
@@ -668,10 +675,10 @@ static void check_workers(tn_master *m)
     /* a RECONCILE or its answer the wire lost would leave what it asks about (recovered
      * attempts, a new run's predecessor's, stale ones to kill) waiting for ever: a live
      * worker is asked again every second until it answers the last one */
-    for (wk *w = m->workers; w; w = w->next)
+    for (worker_view *w = m->workers; w; w = w->next)
         if (w->alive && w->reconcile_open && now - w->reconcile_at > 1000000000LL)
             ask_reconcile(m, w);
-    for (wk *w = m->workers; w; w = w->next) {
+    for (worker_view *w = m->workers; w; w = w->next) {
         if (!w->alive || now - w->last_hb <= limit)
             continue;
         w->alive = false;
@@ -686,16 +693,16 @@ static void check_workers(tn_master *m)
     }
     /* DISPATCH and KILL the wire may have dropped: again, with backoff */
     for (size_t i = 0; i < m->asgs.cap; i++) {
-        asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
         if (!a || !a->enc || a->next_send > now)
             continue;
-        wk *w = find_worker(m, a->worker);
+        worker_view *w = find_worker(m, a->worker);
         if (!w || !w->alive || !w->tx.ops)
             continue;
         tn_buf b = {0};
         tn_frame f;
-        if (tn_frame_begin(&f, &b, m->id) == TN_OK && tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK &&
-            tn_frame_end(&f) == TN_OK)
+        if (tn_frame_begin(&f, &b, m->id) == TN_OK &&
+            tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK && tn_frame_end(&f) == TN_OK)
             (void)tn_tx_send(w->tx, b.data, b.size);
         tn_buf_free(&b);
         a->tries++;
@@ -707,15 +714,16 @@ static void check_workers(tn_master *m)
         tn_report *lost = NULL;
         size_t n = 0, cap = 0;
         for (size_t i = 0; i < m->asgs.cap; i++) {
-            asg *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+            placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
             if (!a || a->confirmed)
                 continue;
-            wk *w = find_worker(m, a->worker);
+            worker_view *w = find_worker(m, a->worker);
             if (w && w->alive)
                 continue; /* asked; its answer decides */
             if (!tn_grow((void **)&lost, &cap, n + 1, sizeof(*lost)))
                 break;
-            lost[n++] = (tn_report){.kind = TN_REPORT_LOST, .task = a->task,
+            lost[n++] = (tn_report){.kind = TN_REPORT_LOST,
+                                    .task = a->task,
                                     .attempt = a->attempt,
                                     .reason = "its worker did not come back after the master "
                                               "restarted"};
@@ -723,7 +731,7 @@ static void check_workers(tn_master *m)
         }
         /* lost: should its worker come back running it, it is stale there (fencing) */
         for (size_t i = 0; i < n; i++)
-            asg_free(tn_map_del(&m->asgs, lost[i].task));
+            placement_free(tn_map_del(&m->asgs, lost[i].task));
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < n; i++)
             tn_engine_report(m->e, &lost[i]);
@@ -764,7 +772,7 @@ static bool worker_ctl(void *arg, const char *worker, char *url, size_t len)
 {
     tn_master *m = arg;
     pthread_mutex_lock(&m->mu);
-    wk *w = find_worker(m, worker);
+    worker_view *w = find_worker(m, worker);
     bool ok = w && w->alive && w->ctl_url[0];
     if (ok)
         snprintf(url, len, "%s", w->ctl_url);
@@ -776,12 +784,12 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
 {
     tn_master *m = arg;
     int64_t now = tn_mono_ns();
-    tn_sb_printf(text, "%-16s %-6s %-20s %5s %7s %6s %10s %8s  %s\n", "WORKER", "ALIVE", "GROUPS",
-                 "SLOTS", "RUNNING", "LOAD", "MEM_FREE", "HB_AGO", "LISTEN");
+    tn_sb_printf(text, "%-16s %-6s %-20s %5s %7s %6s %10s %8s  %s\n", "WORKER", "ALIVE",
+                 "GROUPS", "SLOTS", "RUNNING", "LOAD", "MEM_FREE", "HB_AGO", "LISTEN");
     tn_sb_printf(json, "[");
     pthread_mutex_lock(&m->mu);
     unsigned i = 0;
-    for (wk *w = m->workers; w; w = w->next, i++) {
+    for (worker_view *w = m->workers; w; w = w->next, i++) {
         char groups[256] = "";
         for (unsigned g = 0; g < w->ngroups; g++)
             snprintf(groups + strlen(groups), sizeof(groups) - strlen(groups), "%s%s",
@@ -797,7 +805,8 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
             tn_sb_printf(json, "%s", g ? "," : "");
             tn_sb_json(json, w->groups[g], strlen(w->groups[g]));
         }
-        tn_sb_printf(json, "],\"slots\":%u,\"running\":%u,\"assigned\":%u,\"load\":%.3f,"
+        tn_sb_printf(json,
+                     "],\"slots\":%u,\"running\":%u,\"assigned\":%u,\"load\":%.3f,"
                      "\"mem_free\":%" PRIu64 ",\"mem_reserve\":%" PRIu64
                      ",\"last_heartbeat_s\":%.3f,\"listen\":",
                      w->slots, w->running, w->assigned, w->load_milli / 1000.0, w->mem_free,
@@ -851,8 +860,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
         m->use_tls = true;
     }
     tn_executor ex = {&wire_ops, m, "workers"};
-    tn_engine_opts eo = {.data_dir = m->data, .log = opts->log, .executor = ex,
-                         .master_id = opts->id};
+    tn_engine_opts eo = {
+        .data_dir = m->data, .log = opts->log, .executor = ex, .master_id = opts->id};
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
@@ -895,7 +904,7 @@ void tn_master_stop(tn_master *m)
         return;
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     while (m->workers) {
-        wk *w = m->workers;
+        worker_view *w = m->workers;
         m->workers = w->next;
         tn_tx_free(&w->tx);
         tn_outq_free(w->q);
@@ -903,7 +912,7 @@ void tn_master_stop(tn_master *m)
     }
     for (size_t i = 0; i < m->asgs.cap; i++)
         if (m->asgs.slots[i].key)
-            asg_free(m->asgs.slots[i].val);
+            placement_free(m->asgs.slots[i].val);
     tn_map_fini(&m->asgs);
     tn_engine_close(m->e);
     pthread_mutex_destroy(&m->mu);
@@ -911,4 +920,7 @@ void tn_master_stop(tn_master *m)
     tn_info("master", "msg=\"stopped\"");
 }
 
-tn_engine *tn_master_engine(tn_master *m) { return m->e; }
+tn_engine *tn_master_engine(tn_master *m)
+{
+    return m->e;
+}

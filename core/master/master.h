@@ -23,13 +23,13 @@ typedef enum tn_selector {
 
 typedef struct tn_master_opts {
     const char *data_dir;
-    const char *id;          /* "master:ID" in the log; default "local" */
-    const char *listen_url;  /* where workers send reports; required unless embedded */
-    const char *ctl_url;     /* the control socket; default ipc://DATA/master.ctl */
+    const char *id;         /* "master:ID" in the log; default "local" */
+    const char *listen_url; /* where workers send reports; required unless embedded */
+    const char *ctl_url;    /* the control socket; default ipc://DATA/master.ctl */
     const char *tls_cert, *tls_key, *tls_ca; /* for tls+tcp:// */
     uint64_t heartbeat_timeout_ms; /* a silent worker is lost after this; default 10000 */
     tn_selector selector;
-    const char *faults;      /* fault injection on what the master sends (TERN_FAULTS syntax) */
+    const char *faults; /* fault injection on what the master sends (TERN_FAULTS syntax) */
     tn_evlog_opts log;
 } tn_master_opts;
 

@@ -22,8 +22,7 @@ void tn_master_default_ctl(const char *data_dir, char *buf, size_t len)
     snprintf(buf, len, "ipc://%s/master.ctl", abs);
 }
 
-tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out,
-                           tn_errmsg *msg)
+tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, tn_errmsg *msg)
 {
     tn_standalone *s = calloc(1, sizeof(*s));
     if (!s)
@@ -39,9 +38,13 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out,
         free(s);
         return e;
     }
-    tn_worker_opts wo = {.data_dir = wdata, .name = "local", .master_url = murl,
-                         .listen_url = wurl, .slots = opts->slots ? opts->slots : 4,
-                         .cgroup_root = opts->no_cgroup ? "" : NULL, .heartbeat_ms = 500};
+    tn_worker_opts wo = {.data_dir = wdata,
+                         .name = "local",
+                         .master_url = murl,
+                         .listen_url = wurl,
+                         .slots = opts->slots ? opts->slots : 4,
+                         .cgroup_root = opts->no_cgroup ? "" : NULL,
+                         .heartbeat_ms = 500};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);
@@ -60,4 +63,7 @@ void tn_standalone_stop(tn_standalone *s)
     free(s);
 }
 
-tn_master *tn_standalone_master(tn_standalone *s) { return s->m; }
+tn_master *tn_standalone_master(tn_standalone *s)
+{
+    return s->m;
+}

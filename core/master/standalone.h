@@ -20,8 +20,7 @@ typedef struct tn_standalone_opts {
 /* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same
  * directory reaches it) and then the worker. On failure nothing is left running and
  * *out is untouched. */
-tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out,
-                           tn_errmsg *msg);
+tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, tn_errmsg *msg);
 /* Stop the worker, then the master; frees s. Accepts NULL. */
 void tn_standalone_stop(tn_standalone *s);
 /* The master it runs (owned by s). */

@@ -125,8 +125,8 @@ bool pr_parse_task_dir(const char *name, uint64_t *task, uint32_t *attempt)
 
 /* Mount point of the first mount of `fstype` (and, for v1, carrying controller `ctrl`),
  * with the mount's root in the hierarchy. From /proc/self/mountinfo. */
-bool pr_find_mount(const char *fstype, const char *ctrl, char *mnt, size_t mlen,
-                       char *root, size_t rlen)
+bool pr_find_mount(const char *fstype, const char *ctrl, char *mnt, size_t mlen, char *root,
+                   size_t rlen)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
@@ -336,4 +336,3 @@ char *pr_setup_v1(const tn_procs *p, const char *ctrl, const char *probe, char *
     }
     return dir;
 }
-

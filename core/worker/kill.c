@@ -82,8 +82,10 @@ void pr_do_kill(tn_procs *p, tn_proc *t, int64_t now)
         t->rep.escalated = ids.n > 0;
         (void)pr_signal_ids(t, &ids, SIGKILL);
     }
-    tn_info(COMP, "msg=\"kill: SIGKILL\" task=%" PRIu64 " attempt=%" PRIu32 " processes=%" PRIu32
-            " via=%s", t->task, t->attempt, ids.n, t->rep.cgroup_kill ? "cgroup.kill" : "signals");
+    tn_info(COMP,
+            "msg=\"kill: SIGKILL\" task=%" PRIu64 " attempt=%" PRIu32 " processes=%" PRIu32
+            " via=%s",
+            t->task, t->attempt, ids.n, t->rep.cgroup_kill ? "cgroup.kill" : "signals");
     pr_pidset_fini(&ids);
 }
 
@@ -128,9 +130,10 @@ void pr_start_kill(tn_procs *p, tn_proc *t, int64_t grace_ns, int64_t now)
         return;
     }
     do_term(p, t, now);
-    tn_info(COMP, "msg=\"kill: SIGTERM\" task=%" PRIu64 " attempt=%" PRIu32 " signalled=%" PRIu32
-            " grace_ms=%" PRId64, t->task, t->attempt, t->rep.signalled,
-            (int64_t)(grace_ns / NS_PER_MS));
+    tn_info(COMP,
+            "msg=\"kill: SIGTERM\" task=%" PRIu64 " attempt=%" PRIu32 " signalled=%" PRIu32
+            " grace_ms=%" PRId64,
+            t->task, t->attempt, t->rep.signalled, (int64_t)(grace_ns / NS_PER_MS));
 }
 
 tn_err tn_proc_kill(tn_procs *p, tn_proc *t, uint64_t grace_ms)
@@ -141,11 +144,10 @@ tn_err tn_proc_kill(tn_procs *p, tn_proc *t, uint64_t grace_ms)
     if (!t->finished) {
         if (!t->leader_exited)
             t->killed = true;
-        int64_t grace = grace_ms > INT64_MAX / NS_PER_MS ? INT64_MAX / 2
-                                                         : (int64_t)grace_ms * NS_PER_MS;
+        int64_t grace =
+            grace_ms > INT64_MAX / NS_PER_MS ? INT64_MAX / 2 : (int64_t)grace_ms * NS_PER_MS;
         pr_start_kill(p, t, grace, tn_mono_ns());
     }
     pthread_mutex_unlock(&p->mu);
     return TN_OK;
 }
-

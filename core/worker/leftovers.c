@@ -110,7 +110,8 @@ static void lgroups_kill(tn_procs *p, lgroups *g, const pidset *sids_of, tn_left
             if (g->v[k].cg && pr_cg_populated(g->v[k].cg) == 1)
                 alive = true;
             for (uint32_t i = 0; i < g->v[k].ids.n && !alive; i++)
-                alive = pr_ident_alive(g->v[k].ids.v[i].pid, g->v[k].ids.v[i].start_ticks, NULL);
+                alive =
+                    pr_ident_alive(g->v[k].ids.v[i].pid, g->v[k].ids.v[i].start_ticks, NULL);
         }
         if (!alive || tn_mono_ns() >= until)
             break;
@@ -133,10 +134,14 @@ static void lgroups_kill(tn_procs *p, lgroups *g, const pidset *sids_of, tn_left
                     l->cg);
         tn_logf(surv ? TN_LOG_WARN : TN_LOG_INFO, COMP,
                 "msg=\"killed leftovers of a previous run\" task=%" PRIu64 " attempt=%" PRIu32
-                " killed=%" PRIu32 " survivors=%" PRIu32, l->task, l->attempt, l->ids.n, surv);
+                " killed=%" PRIu32 " survivors=%" PRIu32,
+                l->task, l->attempt, l->ids.n, surv);
         if (cb) {
-            tn_leftover lo = {.task = l->task, .attempt = l->attempt, .pids = pids,
-                              .npids = pids ? l->ids.n : 0, .survivors = surv};
+            tn_leftover lo = {.task = l->task,
+                              .attempt = l->attempt,
+                              .pids = pids,
+                              .npids = pids ? l->ids.n : 0,
+                              .survivors = surv};
             cb(ud, &lo);
         }
         free(pids);
@@ -279,8 +284,8 @@ tn_err tn_procs_adopt_leftovers(tn_procs *p, tn_leftover_fn cb, void *ud, uint32
     return TN_OK;
 }
 
-tn_err tn_procs_kill_pids(tn_procs *p, uint64_t task, uint32_t attempt,
-                          const tn_pid_ident *ids, size_t n, tn_leftover_fn cb, void *ud)
+tn_err tn_procs_kill_pids(tn_procs *p, uint64_t task, uint32_t attempt, const tn_pid_ident *ids,
+                          size_t n, tn_leftover_fn cb, void *ud)
 {
     if (!p || (n && !ids))
         return TN_ERR_INVAL;
@@ -368,4 +373,3 @@ uint32_t tn_procs_sweep(tn_procs *p)
     pthread_mutex_unlock(&p->mu);
     return n;
 }
-

@@ -152,7 +152,10 @@ int64_t tn_outbox_due(const tn_outbox *ob)
     return ob->dels ? ob->dels_since + DEL_DEFER_NS : 0;
 }
 
-size_t tn_outbox_len(const tn_outbox *ob) { return ob->pend.len; }
+size_t tn_outbox_len(const tn_outbox *ob)
+{
+    return ob->pend.len;
+}
 
 void tn_outbox_fini(tn_outbox *ob)
 {

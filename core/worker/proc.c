@@ -33,8 +33,8 @@ tn_err tn_procs_new(const tn_proc_opts *o, tn_procs **out, tn_errmsg *msg)
     p->epfd = epoll_create1(EPOLL_CLOEXEC); /* -1: exits are noticed by ticking */
     strcpy(p->name, o->name);
     p->self = getpid();
-    p->leftover_grace_ns = (int64_t)(o->leftover_grace_ms ? o->leftover_grace_ms : 1000) *
-                           NS_PER_MS;
+    p->leftover_grace_ns =
+        (int64_t)(o->leftover_grace_ms ? o->leftover_grace_ms : 1000) * NS_PER_MS;
     p->verify_ns = (int64_t)(o->verify_ms ? o->verify_ms : 5000) * NS_PER_MS;
     p->mode = TN_CONTAIN_SESSION;
 
@@ -87,14 +87,38 @@ tn_err tn_procs_new(const tn_proc_opts *o, tn_procs **out, tn_errmsg *msg)
     return TN_OK;
 }
 
-tn_contain_mode tn_procs_mode(const tn_procs *p) { return p->mode; }
-int tn_procs_wait_fd(const tn_procs *p) { return p->epfd; }
-const char *tn_procs_cgroup_dir(const tn_procs *p) { return p->root; }
-pid_t tn_proc_pid(const tn_proc *t) { return t->pid; }
-uint64_t tn_proc_task(const tn_proc *t) { return t->task; }
-uint32_t tn_proc_attempt(const tn_proc *t) { return t->attempt; }
-tn_contain_mode tn_proc_mode(const tn_proc *t) { return t->mode; }
-const char *tn_proc_limits_note(const tn_proc *t) { return t->note; }
+tn_contain_mode tn_procs_mode(const tn_procs *p)
+{
+    return p->mode;
+}
+int tn_procs_wait_fd(const tn_procs *p)
+{
+    return p->epfd;
+}
+const char *tn_procs_cgroup_dir(const tn_procs *p)
+{
+    return p->root;
+}
+pid_t tn_proc_pid(const tn_proc *t)
+{
+    return t->pid;
+}
+uint64_t tn_proc_task(const tn_proc *t)
+{
+    return t->task;
+}
+uint32_t tn_proc_attempt(const tn_proc *t)
+{
+    return t->attempt;
+}
+tn_contain_mode tn_proc_mode(const tn_proc *t)
+{
+    return t->mode;
+}
+const char *tn_proc_limits_note(const tn_proc *t)
+{
+    return t->note;
+}
 
 tn_pid_ident tn_proc_ident(const tn_proc *t)
 {
@@ -203,7 +227,8 @@ static void finalize(tn_procs *p, tn_proc *t)
 {
     int e = 0;
     if (t->cg && (e = pr_cg_rmdir_tree(t->cg, 0)) != 0)
-        tn_warn(COMP, "msg=\"cannot remove task cgroup; left to the sweeper\" path=%s err=\"%s\"",
+        tn_warn(COMP,
+                "msg=\"cannot remove task cgroup; left to the sweeper\" path=%s err=\"%s\"",
                 t->cg, strerror(e));
     if (t->cg_mem)
         (void)pr_cg_rmdir_tree(t->cg_mem, 0);
@@ -212,10 +237,11 @@ static void finalize(tn_procs *p, tn_proc *t)
     t->finished = true;
     p->live--;
     int st = t->status;
-    tn_info(COMP, "msg=finished task=%" PRIu64 " attempt=%" PRIu32 " pid=%d exit=%d signal=%d"
-            " killed=%s leftovers=%" PRIu32, t->task, t->attempt, (int)t->pid,
-            WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st) ? WTERMSIG(st) : 0,
-            t->killed ? "yes" : "no", t->leftovers);
+    tn_info(COMP,
+            "msg=finished task=%" PRIu64 " attempt=%" PRIu32 " pid=%d exit=%d signal=%d"
+            " killed=%s leftovers=%" PRIu32,
+            t->task, t->attempt, (int)t->pid, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+            WIFSIGNALED(st) ? WTERMSIG(st) : 0, t->killed ? "yes" : "no", t->leftovers);
 }
 
 static bool needs_scan(const tn_procs *p, int64_t now)
@@ -260,9 +286,10 @@ static void step(tn_procs *p, int64_t now)
                 pr_members(p, t, &ids);
                 t->leftovers = ids.n;
                 pr_pidset_fini(&ids);
-                tn_info(COMP, "msg=\"leader exited, killing leftovers\" task=%" PRIu64
-                        " attempt=%" PRIu32 " leftovers=%" PRIu32, t->task, t->attempt,
-                        t->leftovers);
+                tn_info(COMP,
+                        "msg=\"leader exited, killing leftovers\" task=%" PRIu64
+                        " attempt=%" PRIu32 " leftovers=%" PRIu32,
+                        t->task, t->attempt, t->leftovers);
                 pr_start_kill(p, t, p->leftover_grace_ns, now);
             } else if (t->leader_exited) {
                 finalize(p, t);
@@ -293,8 +320,7 @@ static void step(tn_procs *p, int64_t now)
             pr_pidset_fini(&ids);
             break;
         }
-        case K_DONE:
-            break;
+        case K_DONE: break;
         }
         if (t->leader_exited && t->stage == K_DONE && !t->finished)
             finalize(p, t);
@@ -427,15 +453,17 @@ void tn_procs_free(tn_procs *p)
     for (tn_proc *t = p->head, *next; t; t = next) {
         next = t->next;
         if (!t->finished)
-            tn_warn(COMP, "msg=\"attempt still running at shutdown\" task=%" PRIu64
-                    " attempt=%" PRIu32 " pid=%d", t->task, t->attempt, (int)t->pid);
+            tn_warn(COMP,
+                    "msg=\"attempt still running at shutdown\" task=%" PRIu64
+                    " attempt=%" PRIu32 " pid=%d",
+                    t->task, t->attempt, (int)t->pid);
         pr_proc_destroy(t);
     }
     p->head = NULL;
     /* only if empty: leftovers stay for the next start; a shared parent stays while
      * another worker uses it */
-    const char *dirs[6] = {p->root, p->v1_mem, p->v1_cpu, p->parents[0], p->parents[1],
-                           p->parents[2]};
+    const char *dirs[6] = {p->root,       p->v1_mem,     p->v1_cpu,
+                           p->parents[0], p->parents[1], p->parents[2]};
     for (int i = 0; i < 6; i++)
         if (dirs[i])
             (void)rmdir(dirs[i]);

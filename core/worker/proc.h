@@ -55,11 +55,14 @@
 #include "err.h"
 
 /* Session-mode scan period while attempts run and are not being killed. */
-#define TN_PROC_SCAN_MS 200
+#define TN_PROC_SCAN_MS    200
 /* At most this many pids are listed in a kill report (all are still counted). */
 #define TN_PROC_REPORT_MAX 4096
 
-typedef enum { TN_CONTAIN_CGROUP = 1, TN_CONTAIN_SESSION = 2 } tn_contain_mode;
+typedef enum {
+    TN_CONTAIN_CGROUP = 1,
+    TN_CONTAIN_SESSION = 2
+} tn_contain_mode;
 
 /* "cgroup" or "session". */
 const char *tn_contain_mode_name(tn_contain_mode m);
@@ -104,11 +107,11 @@ void tn_procs_free(tn_procs *p);
 typedef struct tn_spawn {
     uint64_t task;
     uint32_t attempt;
-    const char *script;   /* run as /bin/sh -e -c script (the caller prepends env preludes) */
-    const char *exec_dir; /* created if missing (its parent must exist); the cwd */
-    const char *log_path; /* stdout and stderr, opened O_APPEND; created 0640 */
-    char *const *envp;    /* NULL = the worker's environment */
-    const char *user;     /* OS user (tenant): initgroups/setgid/setuid in the child, and
+    const char *script;     /* run as /bin/sh -e -c script (the caller prepends env preludes) */
+    const char *exec_dir;   /* created if missing (its parent must exist); the cwd */
+    const char *log_path;   /* stdout and stderr, opened O_APPEND; created 0640 */
+    char *const *envp;      /* NULL = the worker's environment */
+    const char *user;       /* OS user (tenant): initgroups/setgid/setuid in the child, and
                              exec_dir is chowned to it; NULL = as the worker */
     uint64_t memory_max;    /* bytes, 0 = none */
     uint64_t cpu_max_milli; /* 1000 = one CPU, 0 = none */
@@ -184,18 +187,18 @@ int64_t tn_procs_next_tick(tn_procs *p);
 int tn_procs_wait_fd(const tn_procs *p);
 
 typedef struct tn_kill_report {
-    uint32_t signalled;     /* distinct processes signalled (TERM or KILL) */
-    pid_t *pids;            /* the first TN_PROC_REPORT_MAX of them */
+    uint32_t signalled; /* distinct processes signalled (TERM or KILL) */
+    pid_t *pids;        /* the first TN_PROC_REPORT_MAX of them */
     uint32_t npids;
-    uint32_t survivors;     /* alive when the kill gave up waiting (verify_ms) */
-    pid_t *survivor_pids;   /* the first TN_PROC_REPORT_MAX of them */
-    char *survivor_states;  /* /proc state of each: 'D' = uninterruptible sleep */
-    bool done;              /* verified empty, or survivors listed */
-    bool escalated;         /* SIGKILL was needed: something outlived TERM and the grace */
-    bool cgroup_kill;       /* the KILL went through cgroup.kill */
-    int64_t term_ns;        /* CLOCK_MONOTONIC: TERM sent */
-    int64_t kill_ns;        /* SIGKILL sent (0 if all left during the grace) */
-    int64_t done_ns;        /* done set */
+    uint32_t survivors;    /* alive when the kill gave up waiting (verify_ms) */
+    pid_t *survivor_pids;  /* the first TN_PROC_REPORT_MAX of them */
+    char *survivor_states; /* /proc state of each: 'D' = uninterruptible sleep */
+    bool done;             /* verified empty, or survivors listed */
+    bool escalated;        /* SIGKILL was needed: something outlived TERM and the grace */
+    bool cgroup_kill;      /* the KILL went through cgroup.kill */
+    int64_t term_ns;       /* CLOCK_MONOTONIC: TERM sent */
+    int64_t kill_ns;       /* SIGKILL sent (0 if all left during the grace) */
+    int64_t done_ns;       /* done set */
 } tn_kill_report;
 
 /* The report of the kill of t (asked for, or of the leftovers after its leader exited),
@@ -218,19 +221,18 @@ typedef void (*tn_leftover_fn)(void *ud, const tn_leftover *l);
  * to verify_ms, removes the cgroups, and calls cb (may be NULL) once per attempt, task and
  * attempt parsed from the cgroup name or the tag. Blocks. *nattempts (may be NULL) gets
  * how many attempts had leftovers. Attempts of this manager are not touched. */
-tn_err tn_procs_adopt_leftovers(tn_procs *p, tn_leftover_fn cb, void *ud,
-                                uint32_t *nattempts);
+tn_err tn_procs_adopt_leftovers(tn_procs *p, tn_leftover_fn cb, void *ud, uint32_t *nattempts);
 /* Session mode after a crash: kill the attempt whose leaders the worker recorded durably
  * (tn_proc_ident), with their session members, descendants and the attempt's tagged
  * processes. Stale identities (the pid now names another process) are skipped. Blocks up
  * to verify_ms; calls cb (may be NULL) once, also when nothing was left. */
-tn_err tn_procs_kill_pids(tn_procs *p, uint64_t task, uint32_t attempt,
-                          const tn_pid_ident *ids, size_t n, tn_leftover_fn cb, void *ud);
+tn_err tn_procs_kill_pids(tn_procs *p, uint64_t task, uint32_t attempt, const tn_pid_ident *ids,
+                          size_t n, tn_leftover_fn cb, void *ud);
 
 typedef struct tn_procs_stats {
-    uint32_t live;         /* attempts started and not yet finished */
-    uint32_t cgroups;      /* task cgroups existing in the worker's sub-trees (v2 and v1) */
-    uint64_t swept_total;  /* leaked cgroups removed by tn_procs_sweep since start */
+    uint32_t live;          /* attempts started and not yet finished */
+    uint32_t cgroups;       /* task cgroups existing in the worker's sub-trees (v2 and v1) */
+    uint64_t swept_total;   /* leaked cgroups removed by tn_procs_sweep since start */
     uint64_t adopted_total; /* attempts whose leftovers were killed at start */
 } tn_procs_stats;
 void tn_procs_stats_get(tn_procs *p, tn_procs_stats *st);

@@ -35,18 +35,19 @@
 
 extern char **environ;
 
-#define COMP "proc"
-#define TAG_VAR "TERN_ATTEMPT_TAG"
-#define NAME_MAX_LEN 64
-#define CG_DEPTH_MAX 16          /* sub-cgroups a task may nest, walked when listing */
-#define CG_PROCS_MAX (1u << 20)  /* pids read from one cgroup tree */
-#define ENVIRON_MAX (1u << 20)   /* bytes of /proc/<pid>/environ read when looking for tags */
-#define STOP_ROUNDS_MAX 64       /* session kill: SIGSTOP rounds until a scan finds nobody new */
-#define FREEZE_WAIT_NS (50 * 1000000LL) /* how long a freeze may take before we go on */
-#define POLL_NS (10 * 1000000LL) /* tick period wanted while a kill is being verified */
-#define EXIT_POLL_NS (2 * 1000000LL) /* tick period to notice exits when there is no pidfd */
-#define NS_PER_MS 1000000LL
-#define CHILD_STACK (128 * 1024) /* spawn_clone's child stack (spawn.c), unmapped by tn_procs_free */
+#define COMP            "proc"
+#define TAG_VAR         "TERN_ATTEMPT_TAG"
+#define NAME_MAX_LEN    64
+#define CG_DEPTH_MAX    16         /* sub-cgroups a task may nest, walked when listing */
+#define CG_PROCS_MAX    (1u << 20) /* pids read from one cgroup tree */
+#define ENVIRON_MAX     (1u << 20) /* bytes of /proc/<pid>/environ read when looking for tags */
+#define STOP_ROUNDS_MAX 64 /* session kill: SIGSTOP rounds until a scan finds nobody new */
+#define FREEZE_WAIT_NS  (50 * 1000000LL) /* how long a freeze may take before we go on */
+#define POLL_NS         (10 * 1000000LL) /* tick period wanted while a kill is being verified */
+#define EXIT_POLL_NS    (2 * 1000000LL) /* tick period to notice exits when there is no pidfd */
+#define NS_PER_MS       1000000LL
+#define CHILD_STACK \
+    (128 * 1024) /* spawn_clone's child stack (spawn.c), unmapped by tn_procs_free */
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
@@ -81,8 +82,17 @@ typedef struct pscan {
     size_t mark_cap;
 } pscan;
 
-typedef enum { LIM_NONE, LIM_V2, LIM_V1 } lim_kind;
-typedef enum { K_NONE, K_TERM, K_KILL, K_DONE } kill_stage;
+typedef enum {
+    LIM_NONE,
+    LIM_V2,
+    LIM_V1
+} lim_kind;
+typedef enum {
+    K_NONE,
+    K_TERM,
+    K_KILL,
+    K_DONE
+} kill_stage;
 
 struct tn_proc {
     tn_proc *next, *prev;
@@ -98,7 +108,7 @@ struct tn_proc {
     char note[256];
     int status;
     bool leader_exited;
-    bool killed;      /* a kill was asked before the leader exited */
+    bool killed; /* a kill was asked before the leader exited */
     kill_stage stage;
     int64_t deadline; /* K_TERM: when to send SIGKILL */
     uint32_t leftovers;
@@ -116,7 +126,7 @@ struct tn_procs {
     pthread_mutex_t mu;
     char name[NAME_MAX_LEN + 1];
     tn_contain_mode mode;
-    char *root;   /* cgroup mode: the worker's sub-tree */
+    char *root; /* cgroup mode: the worker's sub-tree */
     bool has_kill, has_freeze;
     lim_kind lim_mem, lim_cpu;
     char *v1_mem, *v1_cpu; /* the worker's v1 sub-trees, when LIM_V1 */
@@ -131,8 +141,8 @@ struct tn_procs {
     pscan scan;
     char *envbuf;
     size_t envcap;
-    int epfd;    /* the leaders' pidfds (tn_procs_wait_fd), or -1 */
-    void *stack; /* spawn_clone's child stack, made on first use */
+    int epfd;       /* the leaders' pidfds (tn_procs_wait_fd), or -1 */
+    void *stack;    /* spawn_clone's child stack, made on first use */
     bool no_clone3; /* the kernel refused clone3 with CLONE_INTO_CGROUP */
 };
 
@@ -157,7 +167,7 @@ bool pr_scan_all(pscan *sc);
 const pinfo *pr_scan_find(const pscan *sc, pid_t pid, size_t *idx);
 void pr_scan_mark_descendants(pscan *sc, pid_t self);
 bool pr_env_tag(pid_t pid, const char *name, char **buf, size_t *cap, uint64_t *task,
-                    uint32_t *attempt);
+                uint32_t *attempt);
 bool pr_sig_one(pid_t pid, uint64_t start, int sig);
 void pr_members(tn_procs *p, tn_proc *t, pidset *ids);
 bool pr_attempt_empty(tn_procs *p, tn_proc *t);
@@ -172,8 +182,8 @@ bool pr_cg1_empty(const char *dir);
 bool pr_cg_freeze(const char *dir);
 int pr_cg_rmdir_tree(const char *dir, int depth);
 bool pr_parse_task_dir(const char *name, uint64_t *task, uint32_t *attempt);
-bool pr_find_mount(const char *fstype, const char *ctrl, char *mnt, size_t mlen,
-                       char *root, size_t rlen);
+bool pr_find_mount(const char *fstype, const char *ctrl, char *mnt, size_t mlen, char *root,
+                   size_t rlen);
 bool pr_valid_name(const char *s);
 bool pr_setup_v2(tn_procs *p, const char *root, char *why, size_t wlen);
 char *pr_setup_v1(const tn_procs *p, const char *ctrl, const char *probe, char **parent);

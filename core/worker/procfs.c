@@ -357,7 +357,7 @@ void pr_scan_mark_descendants(pscan *sc, pid_t self)
 
 /* Looks for TERN_ATTEMPT_TAG=<name>/<task>/<attempt> in a process's environment. */
 bool pr_env_tag(pid_t pid, const char *name, char **buf, size_t *cap, uint64_t *task,
-                    uint32_t *attempt)
+                uint32_t *attempt)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
@@ -525,4 +525,3 @@ void pr_fresh_scan(tn_procs *p, int64_t now)
     if (pr_scan_all(&p->scan))
         p->last_scan = now;
 }
-

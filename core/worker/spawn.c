@@ -4,9 +4,19 @@
 /* ---------------------------------------------------------------------------------- */
 /* Spawning */
 
-enum { ST_CGROUP = 1, ST_SETSID, ST_DUP, ST_CHDIR, ST_GROUPS, ST_GID, ST_UID, ST_EXEC };
-static const char *const stage_names[] = {"", "join cgroup", "setsid", "dup2", "chdir",
-                                          "setgroups", "setgid", "setuid", "exec /bin/sh"};
+enum {
+    ST_CGROUP = 1,
+    ST_SETSID,
+    ST_DUP,
+    ST_CHDIR,
+    ST_GROUPS,
+    ST_GID,
+    ST_UID,
+    ST_EXEC
+};
+static const char *const stage_names[] = {"",       "join cgroup", "setsid",
+                                          "dup2",   "chdir",       "setgroups",
+                                          "setgid", "setuid",      "exec /bin/sh"};
 
 typedef struct child_ctx {
     int nullfd, logfd;
@@ -30,12 +40,12 @@ typedef struct child_ctx {
  * the parent, whose memory the child shares. */
 #ifdef SYS_setgroups32
 #define SYS_SETGROUPS SYS_setgroups32
-#define SYS_SETGID SYS_setgid32
-#define SYS_SETUID SYS_setuid32
+#define SYS_SETGID    SYS_setgid32
+#define SYS_SETUID    SYS_setuid32
 #else
 #define SYS_SETGROUPS SYS_setgroups
-#define SYS_SETGID SYS_setgid
-#define SYS_SETUID SYS_setuid
+#define SYS_SETGID    SYS_setgid
+#define SYS_SETUID    SYS_setuid
 #endif
 
 /* Runs in the child of spawn_clone, on its own stack in the parent's memory while the
@@ -119,8 +129,8 @@ static long clone3_vfork(clone3_args *ca, int (*fn)(void *), void *arg)
                      "hlt\n"
                      "1:"
                      : "=a"(ret)
-                     : "a"((long)SYS_clone3), "D"(ca), "S"(sizeof(*ca)), [fn] "r"(fn),
-                       [arg] "r"(arg), [nr_exit] "i"(SYS_exit)
+                     : "a"((long)SYS_clone3), "D"(ca),
+                       "S"(sizeof(*ca)), [fn] "r"(fn), [arg] "r"(arg), [nr_exit] "i"(SYS_exit)
                      : "rcx", "r11", "memory");
     return ret;
 }
@@ -166,7 +176,8 @@ static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
         (c->cgprocs = pr_fd_high(openat(c->cgdir, "cgroup.procs", O_WRONLY | O_CLOEXEC))) < 0)
         clone_err = errno;
     else if (k < 0) {
-        k = clone(child_run, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+        k = clone(child_run, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                  c);
         clone_err = errno;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -386,8 +397,8 @@ static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *
         }
         int w;
         if (kind == LIM_NONE)
-            w = snprintf(n + len, cap - len, "%s%s limit unsupported here (%s)", len ? "; " : "",
-                         what, p->lim_why);
+            w = snprintf(n + len, cap - len, "%s%s limit unsupported here (%s)",
+                         len ? "; " : "", what, p->lim_why);
         else if (e)
             w = snprintf(n + len, cap - len, "%s%s limit failed (%s)", len ? "; " : "", what,
                          strerror(e));
@@ -405,11 +416,14 @@ static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg 
         int e = errno;
         if (e == ENOENT)
             return tn_errmsg_set(msg, TN_ERR_NOENT,
-                                 "task %" PRIu64 " attempt %" PRIu32 ": exec dir %s: its parent "
+                                 "task %" PRIu64 " attempt %" PRIu32
+                                 ": exec dir %s: its parent "
                                  "directory does not exist: create it or fix the worker's exec "
-                                 "dir setting", s->task, s->attempt, s->exec_dir);
+                                 "dir setting",
+                                 s->task, s->attempt, s->exec_dir);
         return tn_errmsg_set(msg, tn_err_from_errno(e),
-                             "task %" PRIu64 " attempt %" PRIu32 ": cannot create exec dir %s: %s",
+                             "task %" PRIu64 " attempt %" PRIu32
+                             ": cannot create exec dir %s: %s",
                              s->task, s->attempt, s->exec_dir, strerror(e));
     }
     struct stat st;
@@ -427,8 +441,8 @@ static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg 
 /* The attempt's log (stdout and stderr, appended) and /dev/null (stdin), above the low fds. */
 static tn_err open_stdio(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
 {
-    c->logfd = pr_fd_high(open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY,
-                           0640));
+    c->logfd = pr_fd_high(
+        open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
     if (c->logfd < 0)
         return tn_errmsg_set(msg, tn_err_from_errno(errno),
                              "task %" PRIu64 " attempt %" PRIu32 ": cannot open log %s: %s",
@@ -449,12 +463,13 @@ static tn_err task_cgroup(tn_procs *p, tn_proc *t, child_ctx *c, const char *bas
     if (e == EEXIST) /* an empty leftover is reused; a populated one is not ours */
         e = pr_cg_rmdir_tree(t->cg, 0) == 0 && mkdir(t->cg, 0755) == 0 ? 0 : EBUSY;
     if (e) {
-        tn_err err = tn_errmsg_set(msg, e == EBUSY ? TN_ERR_EXISTS : tn_err_from_errno(e),
-                                   "task %" PRIu64 " attempt %" PRIu32 ": cgroup %s: %s%s",
-                                   s->task, s->attempt, t->cg, strerror(e),
-                                   e == EBUSY ? ": a previous run left it populated; the worker "
-                                                "must call tn_procs_adopt_leftovers at start"
-                                              : "");
+        tn_err err =
+            tn_errmsg_set(msg, e == EBUSY ? TN_ERR_EXISTS : tn_err_from_errno(e),
+                          "task %" PRIu64 " attempt %" PRIu32 ": cgroup %s: %s%s", s->task,
+                          s->attempt, t->cg, strerror(e),
+                          e == EBUSY ? ": a previous run left it populated; the worker "
+                                       "must call tn_procs_adopt_leftovers at start" :
+                                       "");
         free(t->cg); /* not created by us: not ours to remove */
         t->cg = NULL;
         return err;
@@ -518,15 +533,21 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     tn_err err = TN_OK;
     char *tag = NULL, **env = NULL, base[64];
     char *const argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
-    child_ctx c = {.nullfd = -1, .logfd = -1, .cgdir = -1, .cgprocs = -1, .exec_dir = s->exec_dir,
+    child_ctx c = {.nullfd = -1,
+                   .logfd = -1,
+                   .cgdir = -1,
+                   .cgprocs = -1,
+                   .exec_dir = s->exec_dir,
                    .argv = argv};
     tn_proc *t = NULL;
     snprintf(base, sizeof(base), "task-%" PRIu64 "-%" PRIu32, s->task, s->attempt);
 
     pthread_mutex_lock(&p->mu);
     if (pr_find_attempt(p, s->task, s->attempt)) {
-        err = tn_errmsg_set(msg, TN_ERR_EXISTS, "task %" PRIu64 " attempt %" PRIu32
-                            " is already running on this worker", s->task, s->attempt);
+        err = tn_errmsg_set(msg, TN_ERR_EXISTS,
+                            "task %" PRIu64 " attempt %" PRIu32
+                            " is already running on this worker",
+                            s->task, s->attempt);
         goto fail;
     }
     if (s->user && (err = resolve_user(s, &c, msg)) != TN_OK)
@@ -565,13 +586,15 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
         err = tn_errmsg_set(msg, tn_err_from_errno(e),
                             "task %" PRIu64 " attempt %" PRIu32 ": %s failed%s%s: %s", s->task,
                             s->attempt, stage ? stage_names[stage] : "spawn /bin/sh",
-                            stage == ST_CHDIR ? " in " : "", stage == ST_CHDIR ? s->exec_dir : "",
-                            strerror(e));
+                            stage == ST_CHDIR ? " in " : "",
+                            stage == ST_CHDIR ? s->exec_dir : "", strerror(e));
         goto fail;
     }
     link_started(p, t);
-    tn_info(COMP, "msg=started task=%" PRIu64 " attempt=%" PRIu32 " pid=%d mode=%s spawn=%s "
-            "limits=\"%s\"", t->task, t->attempt, (int)t->pid, tn_contain_mode_name(t->mode),
+    tn_info(COMP,
+            "msg=started task=%" PRIu64 " attempt=%" PRIu32 " pid=%d mode=%s spawn=%s "
+            "limits=\"%s\"",
+            t->task, t->attempt, (int)t->pid, tn_contain_mode_name(t->mode),
             posix ? "posix_spawn" : "clone", t->note);
     *out = t;
     t = NULL;
@@ -584,4 +607,3 @@ fail:
     free(tag);
     return err;
 }
-

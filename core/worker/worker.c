@@ -151,7 +151,10 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 static void release(tn_worker *w, job *j)
 {
     journal(w, "end %" PRIu64 " %u %" PRId64 " %s", j->task, j->attempt, tn_now_ns(),
-            j->killed ? "killed" : j->noop ? "noop" : j->proc ? "exit" : "spawn-failed");
+            j->killed ? "killed" :
+            j->noop   ? "noop" :
+            j->proc   ? "exit" :
+                        "spawn-failed");
     record_task(w, j, false);
     if (w->finished.len >= FINISHED_GEN) {
         /* the older table is emptied and reused: freeing it and growing a new one by
@@ -190,8 +193,8 @@ static void release(tn_worker *w, job *j)
     free(j);
 }
 
-static void report_result(tn_worker *w, job *j, bool ok, int64_t code,
-                          const char *reason, tn_kv *outs)
+static void report_result(tn_worker *w, job *j, bool ok, int64_t code, const char *reason,
+                          tn_kv *outs)
 {
     tn_msg m = {.type = TN_MSG_RESULT};
     m.result.task = j->task;
@@ -232,12 +235,15 @@ static void report_killed(tn_worker *w, job *j)
             sv[i] = (tn_survivor){kr->survivor_pids[i], {states + 2 * i, 1}};
         }
         m.kill_result.survivors = (tn_survivors){sv, sv && states ? ns : 0};
-        tn_info("worker", "msg=\"killed\" task=%" PRIu64 " attempt=%u signalled=%u survivors=%u "
-                "escalated=%d", j->task, j->attempt, kr->signalled, kr->survivors,
-                (int)kr->escalated);
+        tn_info("worker",
+                "msg=\"killed\" task=%" PRIu64 " attempt=%u signalled=%u survivors=%u "
+                "escalated=%d",
+                j->task, j->attempt, kr->signalled, kr->survivors, (int)kr->escalated);
         for (uint32_t i = 0; sv && i < ns; i++)
-            tn_warn("worker", "msg=\"process survived the kill\" task=%" PRIu64 " pid=%" PRId64
-                    " state=%c", j->task, sv[i].pid, states[2 * i]);
+            tn_warn("worker",
+                    "msg=\"process survived the kill\" task=%" PRIu64 " pid=%" PRId64
+                    " state=%c",
+                    j->task, sv[i].pid, states[2 * i]);
     }
     (void)tn_outbox_put(&w->ob, &m);
     free(pids);
@@ -252,9 +258,10 @@ static bool dispatch_wanted(tn_worker *w, const tn_msg_dispatch *d)
     if (d->worker_epoch != w->epoch) {
         /* meant for an earlier run of this worker (the transport kept it while we were
          * down): the master declares that attempt lost once we tell it what we run */
-        tn_warn("worker", "msg=\"dispatch for another run of this worker dropped\" task=%" PRIu64
-                " attempt=%u epoch=%" PRIu64 " ours=%" PRIu64, d->task, d->attempt,
-                d->worker_epoch, w->epoch);
+        tn_warn("worker",
+                "msg=\"dispatch for another run of this worker dropped\" task=%" PRIu64
+                " attempt=%u epoch=%" PRIu64 " ours=%" PRIu64,
+                d->task, d->attempt, d->worker_epoch, w->epoch);
         return false;
     }
     uintptr_t fin = (uintptr_t)tn_map_get(&w->finished, d->task);
@@ -329,9 +336,14 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
         snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
                  (int)d->env_prelude.len, d->env_prelude.p, d->env_prelude.len ? "\n" : "",
                  (int)d->command.len, d->command.p);
-        tn_spawn sp = {.task = j->task, .attempt = j->attempt, .script = script,
-                       .exec_dir = j->exec_dir, .log_path = j->log_path, .envp = envp,
-                       .memory_max = d->memory_max, .cpu_max_milli = d->cpu_max_milli};
+        tn_spawn sp = {.task = j->task,
+                       .attempt = j->attempt,
+                       .script = script,
+                       .exec_dir = j->exec_dir,
+                       .log_path = j->log_path,
+                       .envp = envp,
+                       .memory_max = d->memory_max,
+                       .cpu_max_milli = d->cpu_max_milli};
         e = tn_proc_start(w->procs, &sp, &j->proc, em);
     }
     free(script);
@@ -425,7 +437,10 @@ static void reconcile(tn_worker *w, uint64_t epoch)
 /* ------------------------------------------------------------------------------ */
 /* heartbeats */
 
-static uint64_t mem_available(void) { return tn_proc_kb("/proc/meminfo", "MemAvailable") * 1024; }
+static uint64_t mem_available(void)
+{
+    return tn_proc_kb("/proc/meminfo", "MemAvailable") * 1024;
+}
 
 static void heartbeat(tn_worker *w)
 {
@@ -451,10 +466,17 @@ static void heartbeat(tn_worker *w)
     for (job *j = w->jobs; j; j = j->next)
         running += !j->done;
     tn_msg m = {.type = TN_MSG_HEARTBEAT};
-    m.heartbeat = (tn_msg_heartbeat){tn_str_c(w->name), tn_str_c(w->listen), tn_str_c(w->ctl),
-                                     {groups, w->ngroups}, w->o.slots, running,
-                                     (uint32_t)(la[0] * 1000), mem_available(),
-                                     w->o.mem_reserve, {g, TN_ARRAY_LEN(g)}, w->epoch};
+    m.heartbeat = (tn_msg_heartbeat){tn_str_c(w->name),
+                                     tn_str_c(w->listen),
+                                     tn_str_c(w->ctl),
+                                     {groups, w->ngroups},
+                                     w->o.slots,
+                                     running,
+                                     (uint32_t)(la[0] * 1000),
+                                     mem_available(),
+                                     w->o.mem_reserve,
+                                     {g, TN_ARRAY_LEN(g)},
+                                     w->epoch};
     if (tn_outq_push(w->q, &m) == TN_OK)
         (void)tn_outq_flush(w->q, w->tx, NULL);
 }
@@ -495,20 +517,11 @@ static tn_err process(void *arg, tn_str sender, const tn_msg *m)
     tn_worker *w = arg;
     (void)sender;
     switch (m->type) {
-    case TN_MSG_DISPATCH:
-        start_job(w, &m->dispatch);
-        break;
-    case TN_MSG_KILL:
-        kill_job(w, &m->kill);
-        break;
-    case TN_MSG_PERSISTED:
-        tn_outbox_done(&w->ob, m->persisted.report_id);
-        break;
-    case TN_MSG_RECONCILE:
-        reconcile(w, m->reconcile.epoch);
-        break;
-    default:
-        break; /* a worker->master type sent to us: ignore */
+    case TN_MSG_DISPATCH: start_job(w, &m->dispatch); break;
+    case TN_MSG_KILL: kill_job(w, &m->kill); break;
+    case TN_MSG_PERSISTED: tn_outbox_done(&w->ob, m->persisted.report_id); break;
+    case TN_MSG_RECONCILE: reconcile(w, m->reconcile.epoch); break;
+    default: break; /* a worker->master type sent to us: ignore */
     }
     return TN_OK;
 }
@@ -680,8 +693,9 @@ static void serve_logs(void *arg, const void *req, size_t len, void **rep, size_
         snprintf(path, sizeof(path), "%s/logs/%" PRIu64 "-%u.log", w->data, r->id, r->attempt);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            snprintf(text, sizeof(text), "%s: no log for task %" PRIu64 " attempt %u on worker %s",
-                     path, r->id, r->attempt, w->name);
+            snprintf(text, sizeof(text),
+                     "%s: no log for task %" PRIu64 " attempt %u on worker %s", path, r->id,
+                     r->attempt, w->name);
             rp = (tn_ctl_rep){.ok = false, .code = 1, .text = tn_str_c(text)};
         } else {
             size_t cap = 256 * 1024;
@@ -697,9 +711,11 @@ static void serve_logs(void *arg, const void *req, size_t len, void **rep, size_
                     running = true;
             pthread_mutex_unlock(&w->mu);
             size_t n = got > 0 ? (size_t)got : 0;
-            rp = (tn_ctl_rep){.ok = true, .data = {data ? data : "", (uint32_t)n},
+            rp = (tn_ctl_rep){.ok = true,
+                              .data = {data ? data : "", (uint32_t)n},
                               .offset = r->offset + n,
-                              .eof = r->offset + n >= (uint64_t)st.st_size, .running = running};
+                              .eof = r->offset + n >= (uint64_t)st.st_size,
+                              .running = running};
         }
     }
     tn_buf b = {0};
@@ -717,12 +733,15 @@ static void leftover(void *ud, const tn_leftover *l)
 {
     journal(ud, "end %" PRIu64 " %u %" PRId64 " leftover-killed", l->task, l->attempt,
             tn_now_ns());
-    tn_warn("worker", "msg=\"killed what a previous run left\" task=%" PRIu64 " attempt=%u "
-            "processes=%u survivors=%u", l->task, l->attempt, l->npids, l->survivors);
+    tn_warn("worker",
+            "msg=\"killed what a previous run left\" task=%" PRIu64 " attempt=%u "
+            "processes=%u survivors=%u",
+            l->task, l->attempt, l->npids, l->survivors);
 }
 
 /* An attempt the previous run recorded as running: what is left of it is killed. */
-static void kill_recorded(void *ud, uint64_t task, uint32_t attempt, int64_t pid, uint64_t start)
+static void kill_recorded(void *ud, uint64_t task, uint32_t attempt, int64_t pid,
+                          uint64_t start)
 {
     tn_worker *w = ud;
     tn_pid_ident id = {(pid_t)pid, start};
@@ -778,8 +797,8 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
         return e;
     }
     if ((e = tn_tx_dial(w->tx, opts->master_url, msg)) ||
-        (e = tn_tx_new(opts->listen_url, false, w->use_tls ? &w->tls : NULL, on_frame, w, &w->rx,
-                       msg)) ||
+        (e = tn_tx_new(opts->listen_url, false, w->use_tls ? &w->tls : NULL, on_frame, w,
+                       &w->rx, msg)) ||
         (e = tn_tx_listen(w->rx, opts->listen_url, msg)))
         return e;
     /* a ":0" port: tell the master the real one */

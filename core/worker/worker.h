@@ -16,17 +16,17 @@
 typedef struct tn_worker tn_worker;
 
 typedef struct tn_worker_opts {
-    const char *data_dir;   /* outbox, exec dirs, logs */
-    const char *name;       /* worker id; default: the host name */
-    const char *master_url; /* where reports go */
-    const char *listen_url; /* where dispatches come */
-    const char *ctl_url;    /* where `tern logs` reads logs; default ipc://DATA/worker.ctl */
-    const char *groups;     /* comma-separated worker groups; default "default" */
-    uint32_t slots;         /* attempts at once; default 4 */
+    const char *data_dir;    /* outbox, exec dirs, logs */
+    const char *name;        /* worker id; default: the host name */
+    const char *master_url;  /* where reports go */
+    const char *listen_url;  /* where dispatches come */
+    const char *ctl_url;     /* where `tern logs` reads logs; default ipc://DATA/worker.ctl */
+    const char *groups;      /* comma-separated worker groups; default "default" */
+    uint32_t slots;          /* attempts at once; default 4 */
     uint32_t max_load_milli; /* refuse new work above this 1-min load * 1000; 0 = no limit */
-    uint64_t mem_reserve;   /* bytes of memory kept free; default 0 */
-    uint64_t heartbeat_ms;  /* default 1000 */
-    uint64_t map_max;       /* the outbox store grows up to this; 0 = the store's default */
+    uint64_t mem_reserve;    /* bytes of memory kept free; default 0 */
+    uint64_t heartbeat_ms;   /* default 1000 */
+    uint64_t map_max;        /* the outbox store grows up to this; 0 = the store's default */
     const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
     const char *tls_cert, *tls_key, *tls_ca;
 } tn_worker_opts;

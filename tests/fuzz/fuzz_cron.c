@@ -10,14 +10,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const zones[] = {"UTC", "Europe/Berlin", "America/New_York",
-                                    "Australia/Lord_Howe", "+05:45", "Pacific/Apia"};
+static const char *const zones[] = {
+    "UTC",    "Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+    "+05:45", "Pacific/Apia"};
 #define NZONES (sizeof(zones) / sizeof(zones[0]))
 static tn_tz *tzs[NZONES];
 
 static void fail(const char *what, const char *expr, int64_t a, int64_t b)
 {
-    fprintf(stderr, "fuzz_cron: %s: \"%s\" %lld %lld\n", what, expr, (long long)a, (long long)b);
+    fprintf(stderr, "fuzz_cron: %s: \"%s\" %lld %lld\n", what, expr, (long long)a,
+            (long long)b);
     abort();
 }
 

@@ -34,7 +34,8 @@ static const tn_opt chaos_table[] = {
     {"workflows", 0, TN_OPT_U64, offsetof(chaos_opts, workflows), "W",
      .help = "workflow starts (default: one per second of duration, at least 8)", .min = 1,
      .max = 100000},
-    {"dir", 0, TN_OPT_STR, offsetof(chaos_opts, dir), "DIR", .help = "work in DIR (created; kept)"},
+    {"dir", 0, TN_OPT_STR, offsetof(chaos_opts, dir), "DIR",
+     .help = "work in DIR (created; kept)"},
     {"settle", 0, TN_OPT_DURATION, offsetof(chaos_opts, settle_ms), "D",
      .help = "how long to wait for the cluster to settle after healing (120s)"},
     {"rss-max", 0, TN_OPT_SIZE, offsetof(chaos_opts, rss_max), "BYTES",
@@ -64,7 +65,8 @@ const tn_opt_cmd tn_spec_chaos = {
     "violation names the seq, task and attempt it is about; the exit status is 1 when there\n"
     "is one.\n"
     "\n"
-    "Scenarios (faults from a PRNG seeded with --seed; the same seed draws the same schedule):\n"
+    "Scenarios (faults from a PRNG seeded with --seed; the same seed draws the same "
+    "schedule):\n"
     "  master-crash  SIGKILL and restart of the master, at random points and right after it\n"
     "                answered a start (between a commit and its effects)\n"
     "  worker-crash  SIGKILL and restart of a worker, before and after the heartbeat timeout\n"
@@ -155,7 +157,7 @@ static int parse_args(int argc, char **argv, run *r, const char **replay)
     if (*replay) {
         if (have_seed || sized)
             return tn_cli_usage("chaos", "--replay-schedule takes the seed, duration, workers "
-                                "and workflows from the schedule; drop those options");
+                                         "and workflows from the schedule; drop those options");
         rc = schedule_read(*replay, &r->s);
         if (rc)
             return rc;
@@ -166,11 +168,13 @@ static int parse_args(int argc, char **argv, run *r, const char **replay)
     }
     if (!scen)
         return tn_cli_usage("chaos", "give a scenario: master-crash, worker-crash, partition, "
-                            "lossy-net, disk-full or mixed");
+                                     "lossy-net, disk-full or mixed");
     r->s.scenario = schedule_scenario(scen);
     if (r->s.scenario < 0)
-        return tn_cli_usage("chaos", "unknown scenario \"%s\" (master-crash, worker-crash, "
-                            "partition, lossy-net, disk-full, mixed)", scen);
+        return tn_cli_usage("chaos",
+                            "unknown scenario \"%s\" (master-crash, worker-crash, "
+                            "partition, lossy-net, disk-full, mixed)",
+                            scen);
     if (!have_seed)
         r->s.seed = (uint64_t)tn_now_ns() % 1000000007ull ^ (uint64_t)getpid();
     if (!r->s.workflows) {
@@ -208,8 +212,10 @@ static int run_dir(run *r)
             return tn_cli_fail("chaos", "cannot create a temp dir under /tmp: %m");
     }
     if (strlen(r->dir) > 80)
-        return tn_cli_fail("chaos", "%s: too long for the ipc:// sockets under it (80 bytes "
-                           "at most); use a shorter --dir", r->dir);
+        return tn_cli_fail("chaos",
+                           "%s: too long for the ipc:// sockets under it (80 bytes "
+                           "at most); use a shorter --dir",
+                           r->dir);
     return 0;
 }
 
@@ -328,8 +334,10 @@ static void run_settle(run *r)
     }
     chaos_say(r, "not settled after %.1fs: still waiting on %s",
               (double)r->settle_took_ms / 1000, r->waiting_on);
-    chaos_violation(r, 0, 0, 0, 0, "the cluster did not settle within %.0fs of the heal: still "
-                    "waiting on %s", (double)r->settle_ms / 1000, r->waiting_on);
+    chaos_violation(r, 0, 0, 0, 0,
+                    "the cluster did not settle within %.0fs of the heal: still "
+                    "waiting on %s",
+                    (double)r->settle_ms / 1000, r->waiting_on);
     daemon_dump_stacks(r);
 }
 
@@ -350,9 +358,10 @@ static void run_finish(run *r)
         printf("result: %s (seed %" PRIu64 ", scenario %s)\n", r->nviols ? "FAIL" : "PASS",
                r->s.seed, chaos_scenario_names[r->s.scenario]);
     if (keep)
-        fprintf(r->json ? stderr : stdout, "kept %s (schedule.txt, master.log, wN.log, data, "
-                "journals); re-run with `tern chaos --replay-schedule %s/schedule.txt`\n", r->dir,
-                r->dir);
+        fprintf(r->json ? stderr : stdout,
+                "kept %s (schedule.txt, master.log, wN.log, data, "
+                "journals); re-run with `tern chaos --replay-schedule %s/schedule.txt`\n",
+                r->dir, r->dir);
     else
         nftw(r->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -369,10 +378,11 @@ int tn_cmd_chaos(int argc, char **argv)
         run_free(r);
         return rc;
     }
-    fprintf(r->json ? stderr : stdout, "tern chaos: seed %" PRIu64 " scenario %s duration %.1fs "
-            "workers %d workflows %d%s%s\n", r->s.seed, chaos_scenario_names[r->s.scenario],
-            (double)r->s.duration_ms / 1000, r->s.workers, r->s.workflows,
-            replay ? " from " : "", replay ? replay : "");
+    fprintf(r->json ? stderr : stdout,
+            "tern chaos: seed %" PRIu64 " scenario %s duration %.1fs "
+            "workers %d workflows %d%s%s\n",
+            r->s.seed, chaos_scenario_names[r->s.scenario], (double)r->s.duration_ms / 1000,
+            r->s.workers, r->s.workflows, replay ? " from " : "", replay ? replay : "");
     fflush(stdout);
     if (run_setup(r, replay)) {
         run_free(r);

@@ -18,24 +18,42 @@
 #include "sm_gen.h"
 #include "util.h"
 
-#define MAXW 16
-#define HB_TIMEOUT_MS 2000
-#define NDEFS 6
+#define MAXW           16
+#define HB_TIMEOUT_MS  2000
+#define NDEFS          6
 #define CTL_TIMEOUT_MS 5000
-#define MIB (1024ull * 1024)
+#define MIB            (1024ull * 1024)
 
 /* ------------------------------------------------------------------------------ */
 /* scenarios, the workload's definitions, the schedule (schedule.c) */
 
-enum { SC_MASTER_CRASH, SC_WORKER_CRASH, SC_PARTITION, SC_LOSSY_NET, SC_DISK_FULL, SC_MIXED,
-       SC__COUNT };
+enum {
+    SC_MASTER_CRASH,
+    SC_WORKER_CRASH,
+    SC_PARTITION,
+    SC_LOSSY_NET,
+    SC_DISK_FULL,
+    SC_MIXED,
+    SC__COUNT
+};
 extern const char *const chaos_scenario_names[SC__COUNT];
 
 typedef enum kind {
     /* the workload (its own thread) */
-    K_START, K_START_CRASH, K_PAUSE, K_RESUME, K_STOP, K_RECOVER, K_KILL,
+    K_START,
+    K_START_CRASH,
+    K_PAUSE,
+    K_RESUME,
+    K_STOP,
+    K_RECOVER,
+    K_KILL,
     /* faults (the main thread) */
-    K_MASTER_KILL, K_MASTER_STOP, K_WORKER_KILL, K_WORKER_STOP, K_DISK_FULL, K_SLOW_DISK,
+    K_MASTER_KILL,
+    K_MASTER_STOP,
+    K_WORKER_KILL,
+    K_WORKER_STOP,
+    K_DISK_FULL,
+    K_SLOW_DISK,
     K__COUNT
 } kind;
 extern const char *const chaos_kind_names[K__COUNT];
@@ -52,10 +70,10 @@ extern const wdef chaos_defs[NDEFS];
 typedef struct act {
     int64_t at_ms; /* from the start of the run */
     kind k;
-    int target;    /* faults: worker index, -1 = the master; user actions: start index */
-    int64_t ms;    /* restart delay, stop, fill or slow-down duration */
-    int64_t iops;  /* slow-disk: write operations per second allowed */
-    char wf[40];   /* starts: the definition */
+    int target;   /* faults: worker index, -1 = the master; user actions: start index */
+    int64_t ms;   /* restart delay, stop, fill or slow-down duration */
+    int64_t iops; /* slow-disk: write operations per second allowed */
+    char wf[40];  /* starts: the definition */
 } act;
 
 typedef struct sched {
@@ -63,8 +81,8 @@ typedef struct sched {
     int scenario;
     int64_t duration_ms;
     int workers, workflows;
-    char net[200];            /* TERN_FAULTS without the seed; "" = none */
-    uint64_t master_map_max;  /* 0 = the default */
+    char net[200];           /* TERN_FAULTS without the seed; "" = none */
+    uint64_t master_map_max; /* 0 = the default */
     uint64_t worker_map_max;
     act *v;
     size_t n, cap;
@@ -97,7 +115,7 @@ typedef struct dproc {
     int64_t restart_at; /* monotonic ms; 0: none due */
     int64_t cont_at;    /* SIGCONT due (monotonic ms) */
     uint32_t starts;
-    uint64_t rss_max;   /* bytes of RssAnon, over every incarnation */
+    uint64_t rss_max;    /* bytes of RssAnon, over every incarnation */
     char exit_note[320]; /* an exit we did not cause */
 } dproc;
 
@@ -109,23 +127,23 @@ typedef struct viol {
 } viol;
 
 typedef struct inst {
-    uint64_t id;   /* 0: never accepted */
-    bool touched;  /* a user command was sent about it */
-    int outcome;   /* start: 1 accepted, 2 refused, 3 unknown */
+    uint64_t id;  /* 0: never accepted */
+    bool touched; /* a user command was sent about it */
+    int outcome;  /* start: 1 accepted, 2 refused, 3 unknown */
 } inst;
 
 typedef struct ballast {
-    uint32_t keys;       /* ballast keys in the store now */
-    uint64_t map_max;    /* the store's size limit as the harness opens it */
-    int64_t free_at;     /* monotonic ms when the disk frees again; 0: not full */
+    uint32_t keys;    /* ballast keys in the store now */
+    uint64_t map_max; /* the store's size limit as the harness opens it */
+    int64_t free_at;  /* monotonic ms when the disk frees again; 0: not full */
     int64_t next_topup;
 } ballast;
 
 /* A slow disk: the daemon moved into a blkio (cgroup v1) group whose writes to the data
  * directory's device are throttled to a few operations a second, so every fsync crawls. */
 typedef struct slowdisk {
-    int64_t until; /* monotonic ms; 0: not slowed */
-    pid_t pid;     /* the process moved */
+    int64_t until;  /* monotonic ms; 0: not slowed */
+    pid_t pid;      /* the process moved */
     char orig[256]; /* its blkio group before */
 } slowdisk;
 
@@ -140,17 +158,17 @@ typedef struct run {
     dproc d[MAXW + 1]; /* [0] master, [1 + i] worker i */
     ballast disk[MAXW + 1];
     slowdisk slow[MAXW + 1];
-    char blkio[PATH_MAX];     /* the blkio hierarchy's mount, "" when there is none */
-    char blkdev[32];          /* "MAJ:MIN" of the device under DIR */
-    char slow_why[200];       /* why slow disks cannot be injected here */
-    pthread_mutex_t mu; /* d[], inst[], counters below (the workload thread and main) */
+    char blkio[PATH_MAX]; /* the blkio hierarchy's mount, "" when there is none */
+    char blkdev[32];      /* "MAJ:MIN" of the device under DIR */
+    char slow_why[200];   /* why slow disks cannot be injected here */
+    pthread_mutex_t mu;   /* d[], inst[], counters below (the workload thread and main) */
     inst *inst;
-    int64_t t0;         /* monotonic ms of the start of the window */
+    int64_t t0; /* monotonic ms of the start of the window */
     /* counters */
     uint64_t faults[K__COUNT], skipped[K__COUNT], ballast_bytes;
     uint64_t starts_accepted, starts_refused_full, starts_refused_other, starts_unknown;
     uint64_t cmds_ok[K__COUNT], cmds_refused[K__COUNT], cmds_unknown[K__COUNT];
-    uint64_t not_issued;    /* workload actions still due when the window closed */
+    uint64_t not_issued; /* workload actions still due when the window closed */
     atomic_bool workload_done;
     char last_refusal[300], last_cmd_refusal[300];
     /* results */
@@ -170,7 +188,10 @@ typedef struct run {
 /* Set by SIGINT and SIGTERM (chaos.c): every loop of the run ends early. */
 extern atomic_bool chaos_interrupted;
 
-static inline int64_t now_ms(void) { return tn_mono_ns() / 1000000; }
+static inline int64_t now_ms(void)
+{
+    return tn_mono_ns() / 1000000;
+}
 
 static inline void sleep_ms(int64_t ms)
 {
@@ -242,7 +263,7 @@ void daemon_kill_tasks(run *r, bool report);
 /* the control socket and the workload (workload.c) */
 
 typedef struct reply {
-    int rc;          /* 0 answered ok, 1 answered not ok, -1 no answer (no master), -2 timeout */
+    int rc; /* 0 answered ok, 1 answered not ok, -1 no answer (no master), -2 timeout */
     char text[600];
     char json[8192];
 } reply;

@@ -16,7 +16,10 @@
 /* ------------------------------------------------------------------------------ */
 /* reading the master's store and the workers' journals */
 
-static bool wf_final(uint8_t s) { return s < tn_sm_workflow.nstates && tn_sm_workflow.final[s]; }
+static bool wf_final(uint8_t s)
+{
+    return s < tn_sm_workflow.nstates && tn_sm_workflow.final[s];
+}
 
 typedef struct wfrow {
     uint64_t id, parent;
@@ -100,7 +103,10 @@ typedef struct jatt {
     size_t n, cap;
 } jatt;
 
-static uint64_t jkey(uint64_t task, uint32_t attempt) { return task << 20 | (attempt & 0xfffff); }
+static uint64_t jkey(uint64_t task, uint32_t attempt)
+{
+    return task << 20 | (attempt & 0xfffff);
+}
 
 static void journals_free(tn_map *m)
 {
@@ -187,7 +193,8 @@ static void settled_wfs(run *r, char *why, size_t wlen)
     if (n < 0)
         snprintf(why, wlen, "the master's store cannot be read");
     else if (open)
-        snprintf(why, wlen, "%ld workflow(s) not final: %s%s", open, ids, open > 8 ? ", ..." : "");
+        snprintf(why, wlen, "%ld workflow(s) not final: %s%s", open, ids,
+                 open > 8 ? ", ..." : "");
 }
 
 /* The task processes alive, appended to why. */
@@ -222,8 +229,10 @@ static void settled_workers(run *r, char *why, size_t wlen)
     else if (alive < r->s.workers)
         snprintf(why, wlen, "%d of %d workers alive", alive, r->s.workers);
     else if (outbox)
-        snprintf(why, wlen, "%" PRIu64 " report(s) in the workers' outboxes not "
-                 "persisted yet", outbox);
+        snprintf(why, wlen,
+                 "%" PRIu64 " report(s) in the workers' outboxes not "
+                 "persisted yet",
+                 outbox);
     free(rp);
 }
 
@@ -253,26 +262,35 @@ static void check_procs_live(run *r, const tn_map *jr)
         tproc *t = &ps[i];
         tn_task_proj p;
         if (t->worker < 0) {
-            chaos_violation(r, 4, 0, 0, 0, "pid %d carries this run's marker but no attempt tag: a "
-                            "task process that escaped its tag", (int)t->pid);
+            chaos_violation(r, 4, 0, 0, 0,
+                            "pid %d carries this run's marker but no attempt tag: a "
+                            "task process that escaped its tag",
+                            (int)t->pid);
             continue;
         }
         int last = journal_last(jr, t->task, t->attempt, t->worker);
         bool have = task_get(&tl, t->task, &p);
         if (last == 2)
-            chaos_violation(r, 4, 0, t->task, t->attempt, "pid %d on w%d outlived its attempt: "
-                            "the worker's journal says it ended", (int)t->pid, t->worker);
+            chaos_violation(r, 4, 0, t->task, t->attempt,
+                            "pid %d on w%d outlived its attempt: "
+                            "the worker's journal says it ended",
+                            (int)t->pid, t->worker);
         else if (last == 0)
-            chaos_violation(r, 4, 0, t->task, t->attempt, "pid %d on w%d runs an attempt the "
-                            "worker never journaled", (int)t->pid, t->worker);
+            chaos_violation(r, 4, 0, t->task, t->attempt,
+                            "pid %d on w%d runs an attempt the "
+                            "worker never journaled",
+                            (int)t->pid, t->worker);
         else if (have && p.attempt > t->attempt)
-            chaos_violation(r, 4, 0, t->task, t->attempt, "pid %d on w%d still runs a superseded "
-                            "attempt (the task is at attempt %u, %s)", (int)t->pid, t->worker,
-                            p.attempt, tn_sm_state_name(&tn_sm_task, p.state));
-        else if (have && tn_sm_task.final[p.state])
-            chaos_violation(r, 4, 0, t->task, t->attempt, "pid %d on w%d still runs but its task "
-                            "is %s", (int)t->pid, t->worker,
+            chaos_violation(r, 4, 0, t->task, t->attempt,
+                            "pid %d on w%d still runs a superseded "
+                            "attempt (the task is at attempt %u, %s)",
+                            (int)t->pid, t->worker, p.attempt,
                             tn_sm_state_name(&tn_sm_task, p.state));
+        else if (have && tn_sm_task.final[p.state])
+            chaos_violation(r, 4, 0, t->task, t->attempt,
+                            "pid %d on w%d still runs but its task "
+                            "is %s",
+                            (int)t->pid, t->worker, tn_sm_state_name(&tn_sm_task, p.state));
     }
     r->inv_count[4] += np;
     tn_log_close_read(tl.s);
@@ -320,9 +338,10 @@ static void scan_event(logscan *x, const tn_event *ev)
         char name[TN_NAME_MAX + 1];
         snprintf(name, sizeof(name), "%.*s", (int)wk->s.len, wk->s.p);
         if (ts->handed == (uint32_t)att && ts->worker[0] && strcmp(ts->worker, name) != 0)
-            chaos_violation(x->r, 3, ev->seq, ev->task, (uint32_t)att, "attempt %u handed to %s "
-                            "after %s had it: one attempt, two workers", (uint32_t)att, name,
-                            ts->worker);
+            chaos_violation(x->r, 3, ev->seq, ev->task, (uint32_t)att,
+                            "attempt %u handed to %s "
+                            "after %s had it: one attempt, two workers",
+                            (uint32_t)att, name, ts->worker);
         ts->handed = (uint32_t)att;
         snprintf(ts->worker, sizeof(ts->worker), "%s", name);
     }
@@ -333,10 +352,13 @@ static void scan_event(logscan *x, const tn_event *ev)
         uint32_t a = (uint32_t)att;
         const char *what = tn_sm_event_name(&tn_sm_task, ev->event);
         if (!has_att)
-            chaos_violation(x->r, 3, ev->seq, ev->task, 0, "%s applied without an attempt", what);
+            chaos_violation(x->r, 3, ev->seq, ev->task, 0, "%s applied without an attempt",
+                            what);
         else if (a != ts->latest)
-            chaos_violation(x->r, 3, ev->seq, ev->task, a, "%s applied for attempt %u while the "
-                            "task's latest attempt is %u", what, a, ts->latest);
+            chaos_violation(x->r, 3, ev->seq, ev->task, a,
+                            "%s applied for attempt %u while the "
+                            "task's latest attempt is %u",
+                            what, a, ts->latest);
         jatt *ja = tn_map_get(x->jr, jkey(ev->task, a));
         bool started = false, ended = false;
         for (size_t i = 0; ja && i < ja->n; i++) {
@@ -346,10 +368,13 @@ static void scan_event(logscan *x, const tn_event *ev)
                 ended = true;
         }
         if (has_att && !started)
-            chaos_violation(x->r, 3, ev->seq, ev->task, a, "%s applied for attempt %u, which no "
-                            "worker's journal shows starting", what, a);
+            chaos_violation(x->r, 3, ev->seq, ev->task, a,
+                            "%s applied for attempt %u, which no "
+                            "worker's journal shows starting",
+                            what, a);
         else if (has_att && !ended)
-            chaos_violation(x->r, 3, ev->seq, ev->task, a, "%s applied for attempt %u before "
+            chaos_violation(x->r, 3, ev->seq, ev->task, a,
+                            "%s applied for attempt %u before "
                             "that attempt ended on any worker (a superseded or foreign result)",
                             what, a);
     }
@@ -398,12 +423,13 @@ static void check_journals(run *r, const tn_map *jr)
                     continue;
                 cross = true;
                 if (iv[a].a < iv[b].b && iv[b].a < iv[a].b)
-                    chaos_violation(r, 3, 0, ja->task, ja->attempt, "attempt ran on w%d and w%d "
+                    chaos_violation(r, 3, 0, ja->task, ja->attempt,
+                                    "attempt ran on w%d and w%d "
                                     "at the same time (journals: started %.3fs apart; %s)",
                                     iv[a].w, iv[b].w, (double)(iv[b].a - iv[a].a) / 1e9,
-                                    iv[a].b == INT64_MAX || iv[b].b == INT64_MAX
-                                        ? "one never journaled an end"
-                                        : "overlapping");
+                                    iv[a].b == INT64_MAX || iv[b].b == INT64_MAX ?
+                                        "one never journaled an end" :
+                                        "overlapping");
             }
         if (cross)
             r->journal_cross++;
@@ -434,8 +460,10 @@ static void check_cgroups(run *r)
             if (pf)
                 fclose(pf);
             if (populated)
-                chaos_violation(r, 4, 0, 0, 0, "cgroup %s/%s still holds pid %d after its worker "
-                                "stopped", dir, de->d_name, pid);
+                chaos_violation(r, 4, 0, 0, 0,
+                                "cgroup %s/%s still holds pid %d after its worker "
+                                "stopped",
+                                dir, de->d_name, pid);
         }
         if (d)
             closedir(d);
@@ -455,9 +483,11 @@ static void check_replay(run *r, tn_store *s)
                         rep->why);
     if (rep) {
         r->replay_events = rep->events;
-        snprintf(r->inv_note[2], sizeof(r->inv_note[2]), "%" PRIu64 " events, %" PRIu64
-                 " workflows, %" PRIu64 " tasks; chain %s; projections %s", rep->events,
-                 rep->workflows, rep->tasks, rep->err == TN_ERR_CHAIN ? "BROKEN" : "intact",
+        snprintf(r->inv_note[2], sizeof(r->inv_note[2]),
+                 "%" PRIu64 " events, %" PRIu64 " workflows, %" PRIu64
+                 " tasks; chain %s; projections %s",
+                 rep->events, rep->workflows, rep->tasks,
+                 rep->err == TN_ERR_CHAIN ? "BROKEN" : "intact",
                  rep->err ? "see the violation" : "equal to the stored ones");
     }
     free(rep);
@@ -498,14 +528,19 @@ static void check_starts(run *r, const tn_map *byid, tn_map *touched)
         wfrow *w = tn_map_get(byid, in->id);
         const act *st = NULL;
         for (size_t j = 0; j < r->s.n; j++)
-            if ((r->s.v[j].k == K_START || r->s.v[j].k == K_START_CRASH) && r->s.v[j].target == i)
+            if ((r->s.v[j].k == K_START || r->s.v[j].k == K_START_CRASH) &&
+                r->s.v[j].target == i)
                 st = &r->s.v[j];
         if (!w)
-            chaos_violation(r, 5, 0, 0, 0, "start #%d was accepted as workflow %" PRIu64 " but "
-                            "the log has no such instance", i, in->id);
+            chaos_violation(r, 5, 0, 0, 0,
+                            "start #%d was accepted as workflow %" PRIu64 " but "
+                            "the log has no such instance",
+                            i, in->id);
         else if (st && strcmp(w->name, st->wf) != 0)
-            chaos_violation(r, 5, 0, 0, 0, "start #%d of %s was accepted as workflow %" PRIu64
-                            ", which the log has as %s", i, st->wf, in->id, w->name);
+            chaos_violation(r, 5, 0, 0, 0,
+                            "start #%d of %s was accepted as workflow %" PRIu64
+                            ", which the log has as %s",
+                            i, st->wf, in->id, w->name);
         if (in->touched)
             (void)tn_map_put(touched, in->id, (void *)1);
     }
@@ -531,9 +566,10 @@ static void check_final(run *r, const wfrow *w, const tn_map *byid, const tn_map
     const wdef *d = schedule_def(w->name);
     const char *got = tn_sm_state_name(&tn_sm_workflow, w->state);
     if (!tch && d && strcmp(d->expect, got) != 0)
-        chaos_violation(r, 1, 0, 0, 0, "workflow %" PRIu64 " (%s) ended %s; untouched by any "
-                        "user command it ends %s whatever the faults", w->id, w->name, got,
-                        d->expect);
+        chaos_violation(r, 1, 0, 0, 0,
+                        "workflow %" PRIu64 " (%s) ended %s; untouched by any "
+                        "user command it ends %s whatever the faults",
+                        w->id, w->name, got, d->expect);
 }
 
 /* 1 and 5: the workflows. */

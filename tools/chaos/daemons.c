@@ -24,7 +24,8 @@ static bool port_free(int port, int *got)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
     bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
@@ -164,9 +165,10 @@ static char **daemon_env(run *r, int idx, env_buf *b)
         envp[k++] = b->level;
     if (r->s.net[0]) {
         /* a seed per process and incarnation, drawn from the run's seed */
-        snprintf(b->faults, sizeof(b->faults), "TERN_FAULTS=seed=%" PRIu64 ",%s",
-                 (uint64_t)(r->s.seed * 1000003ull + (uint64_t)idx * 7919ull + r->d[idx].starts),
-                 r->s.net);
+        snprintf(
+            b->faults, sizeof(b->faults), "TERN_FAULTS=seed=%" PRIu64 ",%s",
+            (uint64_t)(r->s.seed * 1000003ull + (uint64_t)idx * 7919ull + r->d[idx].starts),
+            r->s.net);
         envp[k++] = b->faults;
     }
     envp[k] = NULL;
@@ -252,14 +254,14 @@ void daemon_reap(run *r)
             bool bad_stop = d->terming && !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
             if (!d->killed || bad_stop) {
                 char note[sizeof(d->exit_note)];
-                snprintf(note, sizeof(note),
-                         "%s (pid %d) %s: %s %d%s; see %.100s/%s.log", d->role, (int)pid,
+                snprintf(note, sizeof(note), "%s (pid %d) %s: %s %d%s; see %.100s/%s.log",
+                         d->role, (int)pid,
                          bad_stop ? "failed its stop (SIGTERM)" : "exited by itself",
                          WIFEXITED(st) ? "status" : "signal",
                          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-                         WIFSIGNALED(st) && WCOREDUMP(st)
-                             ? " (core dumped: /proc/sys/kernel/core_pattern says where)"
-                             : "",
+                         WIFSIGNALED(st) && WCOREDUMP(st) ?
+                             " (core dumped: /proc/sys/kernel/core_pattern says where)" :
+                             "",
                          r->dir, d->role);
                 memcpy(d->exit_note, note, sizeof(note));
                 chaos_violation(r, 0, 0, 0, 0, "%s", d->exit_note);
@@ -356,7 +358,8 @@ int daemon_wait_up(run *r)
     }
     free(rp);
     if (rc)
-        tn_cli_fail("chaos", "the cluster did not come up within 20s; see the logs in %s", r->dir);
+        tn_cli_fail("chaos", "the cluster did not come up within 20s; see the logs in %s",
+                    r->dir);
     return rc;
 }
 
@@ -379,8 +382,10 @@ void daemon_dump_stacks(run *r)
         if (!pid)
             continue;
         char cmd[PATH_MAX + 200];
-        snprintf(cmd, sizeof(cmd), "timeout 60 /usr/bin/gdb -p %d -batch -ex 'thread apply all "
-                 "bt' > %s/%s.stacks 2>&1", (int)pid, r->dir, r->d[i].role);
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 60 /usr/bin/gdb -p %d -batch -ex 'thread apply all "
+                 "bt' > %s/%s.stacks 2>&1",
+                 (int)pid, r->dir, r->d[i].role);
         if (system(cmd) == 0)
             chaos_say(r, "%s: its threads are in %s/%s.stacks", r->d[i].role, r->dir,
                       r->d[i].role);
@@ -509,8 +514,10 @@ void daemon_kill_tasks(run *r, bool report)
     size_t np = daemon_scan_tasks(r, &ps);
     for (size_t i = 0; i < np; i++) {
         if (report)
-            chaos_violation(r, 4, 0, ps[i].task, ps[i].attempt, "pid %d (w%d) survived the stop "
-                            "of every worker", (int)ps[i].pid, ps[i].worker);
+            chaos_violation(r, 4, 0, ps[i].task, ps[i].attempt,
+                            "pid %d (w%d) survived the stop "
+                            "of every worker",
+                            (int)ps[i].pid, ps[i].worker);
         kill(ps[i].pid, SIGKILL);
     }
     free(ps);

@@ -120,7 +120,8 @@ static bool slow_probe(run *r)
     }
     /* a partition is throttled through its disk */
     char p[128], dev[32] = "";
-    snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/partition", major(st.st_dev), minor(st.st_dev));
+    snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/partition", major(st.st_dev),
+             minor(st.st_dev));
     if (access(p, F_OK) == 0)
         snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/../dev", major(st.st_dev),
                  minor(st.st_dev));
@@ -264,8 +265,10 @@ void fault_inject(run *r, const act *a)
             r->disk[idx].free_at = now_ms() + a->ms;
             r->disk[idx].next_topup = now_ms() + 250;
             done = true;
-            chaos_say(r, "disk-full %s: %" PRIu64 " KiB of ballast, the store is full for %" PRId64
-                      "ms", t, n / 1024, a->ms);
+            chaos_say(r,
+                      "disk-full %s: %" PRIu64 " KiB of ballast, the store is full for %" PRId64
+                      "ms",
+                      t, n / 1024, a->ms);
         }
         break;
     case K_SLOW_DISK: {
@@ -280,8 +283,7 @@ void fault_inject(run *r, const act *a)
         }
         break;
     }
-    default:
-        break;
+    default: break;
     }
     if (done)
         r->faults[a->k]++;
@@ -325,8 +327,10 @@ void fault_tick(run *r, bool heal_all)
         if (free_now) {
             ballast_free(r, i);
             b->free_at = 0;
-            chaos_say(r, "disk-full %s: ballast deleted and the store grown to %" PRIu64 " KiB: "
-                      "it has room again", d->role, b->map_max / 1024);
+            chaos_say(r,
+                      "disk-full %s: ballast deleted and the store grown to %" PRIu64 " KiB: "
+                      "it has room again",
+                      d->role, b->map_max / 1024);
         } else if (topup) {
             /* the daemon's own commits free pages too: keep the disk full */
             r->ballast_bytes += ballast_fill(r, i);

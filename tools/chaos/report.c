@@ -18,7 +18,8 @@ void chaos_say(run *r, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     int64_t t = r->t0 ? now_ms() - r->t0 : 0;
-    fprintf(stderr, "chaos: t=%" PRId64 ".%01" PRId64 "s %s\n", t / 1000, (t % 1000) / 100, buf);
+    fprintf(stderr, "chaos: t=%" PRId64 ".%01" PRId64 "s %s\n", t / 1000, (t % 1000) / 100,
+            buf);
 }
 
 void chaos_violation(run *r, int inv, uint64_t seq, uint64_t task, uint32_t attempt,
@@ -38,8 +39,8 @@ void chaos_violation(run *r, int inv, uint64_t seq, uint64_t task, uint32_t atte
 /* the report */
 
 static const char *const inv_names[7] = {
-    "daemons, settle", "final states", "replay", "attempts", "processes", "accepted submissions",
-    "memory"};
+    "daemons, settle", "final states",         "replay", "attempts",
+    "processes",       "accepted submissions", "memory"};
 
 static bool inv_ok(const run *r, int inv)
 {
@@ -50,7 +51,10 @@ static bool inv_ok(const run *r, int inv)
 }
 
 /* The faults the report counts: the injected ones and the starts that crash the master. */
-static bool counted_fault(int k) { return k == K_START_CRASH || IS_FAULT(k); }
+static bool counted_fault(int k)
+{
+    return k == K_START_CRASH || IS_FAULT(k);
+}
 
 /* The one-line detail of each check, for both reports. */
 static void fill_notes(run *r)
@@ -60,21 +64,25 @@ static void fill_notes(run *r)
         if (r->d[i].rss_max > wrss)
             wrss = r->d[i].rss_max;
     snprintf(r->inv_note[0], sizeof(r->inv_note[0]), "%s",
-             inv_ok(r, 0) ? "none exited unless the harness killed it; the cluster settled"
-                          : "see below");
-    snprintf(r->inv_note[1], sizeof(r->inv_note[1]), "%" PRIu64 " instances (children included)",
-             r->inv_count[1]);
-    snprintf(r->inv_note[3], sizeof(r->inv_note[3]), "%" PRIu64 " attempts journaled (%" PRIu64
+             inv_ok(r, 0) ? "none exited unless the harness killed it; the cluster settled" :
+                            "see below");
+    snprintf(r->inv_note[1], sizeof(r->inv_note[1]),
+             "%" PRIu64 " instances (children included)", r->inv_count[1]);
+    snprintf(r->inv_note[3], sizeof(r->inv_note[3]),
+             "%" PRIu64 " attempts journaled (%" PRIu64
              " run again on the same worker after a restart, %" PRIu64 " on two workers one "
              "after the other), %" PRIu64 " worker results applied and checked",
              r->journal_attempts, r->journal_reruns, r->journal_cross, r->results_checked);
-    snprintf(r->inv_note[4], sizeof(r->inv_note[4]), "%" PRIu64 " task processes alive at the "
-             "end, 0 allowed", r->inv_count[4]);
+    snprintf(r->inv_note[4], sizeof(r->inv_note[4]),
+             "%" PRIu64 " task processes alive at the "
+             "end, 0 allowed",
+             r->inv_count[4]);
     snprintf(r->inv_note[5], sizeof(r->inv_note[5]), "%" PRIu64 " accepted starts looked up",
              r->inv_count[5]);
-    snprintf(r->inv_note[6], sizeof(r->inv_note[6]), "RssAnon max: master %.1f MiB, workers "
-             "%.1f MiB; bound %.0f MiB", (double)mrss / MIB, (double)wrss / MIB,
-             (double)r->rss_bound / MIB);
+    snprintf(r->inv_note[6], sizeof(r->inv_note[6]),
+             "RssAnon max: master %.1f MiB, workers "
+             "%.1f MiB; bound %.0f MiB",
+             (double)mrss / MIB, (double)wrss / MIB, (double)r->rss_bound / MIB);
 }
 
 static void report_text(run *r)
@@ -92,15 +100,18 @@ static void report_text(run *r)
         }
     }
     if (r->ballast_bytes)
-        printf("%s ballast %" PRIu64 " KiB", any ? "," : "", r->ballast_bytes / 1024), any = true;
+        printf("%s ballast %" PRIu64 " KiB", any ? "," : "", r->ballast_bytes / 1024),
+            any = true;
     if (r->s.net[0])
         printf("%s network on every daemon: %s", any ? "," : "", r->s.net), any = true;
     printf("%s\n", any ? "" : " none");
     if (r->skipped[K_SLOW_DISK] && r->slow_why[0])
         printf("slow disk not injected: %s\n", r->slow_why);
-    printf("workload: %d starts: %" PRIu64 " accepted, %" PRIu64 " refused (store full), %" PRIu64
-           " refused (other), %" PRIu64 " unknown (no answer)\n", r->s.workflows,
-           r->starts_accepted, r->starts_refused_full, r->starts_refused_other, r->starts_unknown);
+    printf("workload: %d starts: %" PRIu64 " accepted, %" PRIu64
+           " refused (store full), %" PRIu64 " refused (other), %" PRIu64
+           " unknown (no answer)\n",
+           r->s.workflows, r->starts_accepted, r->starts_refused_full, r->starts_refused_other,
+           r->starts_unknown);
     printf("commands:");
     for (int k = K_PAUSE; k <= K_KILL; k++)
         printf("%s %s %" PRIu64 " ok/%" PRIu64 " refused/%" PRIu64 " unknown",
@@ -109,7 +120,8 @@ static void report_text(run *r)
     printf("\n");
     if (r->not_issued)
         printf("not issued: %" PRIu64 " workload actions were still due when the window "
-               "closed (calls had waited on a master that was down)\n", r->not_issued);
+               "closed (calls had waited on a master that was down)\n",
+               r->not_issued);
     if (r->starts_refused_other)
         printf("last start refused: %s\n", r->last_refusal);
     if (r->last_cmd_refusal[0])
@@ -118,8 +130,8 @@ static void report_text(run *r)
     any = false;
     for (int i = 1; i < TN_WF_S__COUNT; i++)
         if (r->wf_states[i]) {
-            printf("%s %s %" PRIu64, any ? "," : "", tn_sm_state_name(&tn_sm_workflow, (unsigned)i),
-                   r->wf_states[i]);
+            printf("%s %s %" PRIu64, any ? "," : "",
+                   tn_sm_state_name(&tn_sm_workflow, (unsigned)i), r->wf_states[i]);
             any = true;
         }
     printf("%s\n", any ? "" : " none");
@@ -149,7 +161,8 @@ static void report_text(run *r)
 
 static void report_json(run *r)
 {
-    printf("{\"seed\":%" PRIu64 ",\"scenario\":\"%s\",\"duration_ms\":%" PRId64 ",\"workers\":%d,"
+    printf("{\"seed\":%" PRIu64 ",\"scenario\":\"%s\",\"duration_ms\":%" PRId64
+           ",\"workers\":%d,"
            "\"workflows\":%d,\"dir\":",
            r->s.seed, chaos_scenario_names[r->s.scenario], r->s.duration_ms, r->s.workers,
            r->s.workflows);
@@ -188,8 +201,8 @@ static void report_json(run *r)
         printf("%s%" PRIu64, i > 1 ? "," : "", r->d[i].rss_max);
     printf("],\"bound\":%" PRIu64 "},\"invariants\":[", r->rss_bound);
     for (int i = 0; i <= 6; i++) {
-        printf("%s{\"n\":%d,\"name\":\"%s\",\"ok\":%s,\"detail\":", i ? "," : "", i, inv_names[i],
-               inv_ok(r, i) ? "true" : "false");
+        printf("%s{\"n\":%d,\"name\":\"%s\",\"ok\":%s,\"detail\":", i ? "," : "", i,
+               inv_names[i], inv_ok(r, i) ? "true" : "false");
         tn_json_cstr(stdout, r->inv_note[i]);
         printf("}");
     }
@@ -197,7 +210,8 @@ static void report_json(run *r)
     for (size_t i = 0; i < r->nviols; i++) {
         viol *v = &r->viols[i];
         printf("%s{\"invariant\":%d,\"seq\":%" PRIu64 ",\"task\":%" PRIu64 ",\"attempt\":%u,"
-               "\"what\":", i ? "," : "", v->inv, v->seq, v->task, v->attempt);
+               "\"what\":",
+               i ? "," : "", v->inv, v->seq, v->task, v->attempt);
         tn_json_cstr(stdout, v->what);
         printf("}");
     }

@@ -25,7 +25,10 @@ static uint64_t rng_next(rng *r)
     return z ^ (z >> 31);
 }
 
-static double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+static double rng_unit(rng *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 static int64_t rng_range(rng *r, int64_t lo, int64_t hi)
 {
@@ -41,7 +44,7 @@ const char *const chaos_scenario_names[SC__COUNT] = {
     "master-crash", "worker-crash", "partition", "lossy-net", "disk-full", "mixed"};
 
 const char *const chaos_kind_names[K__COUNT] = {
-    "start", "start-crash", "pause", "resume", "stop", "recover", "kill",
+    "start",       "start-crash", "pause",       "resume",      "stop",      "recover",  "kill",
     "master-kill", "master-stop", "worker-kill", "worker-stop", "disk-full", "slow-disk"};
 
 const wdef chaos_defs[NDEFS] = {
@@ -260,9 +263,7 @@ static void draw_command(sched *s, rng *wl, int i, int64_t start_ms, const wdef 
         sched_add(s, (act){.at_ms = t2 < D ? t2 : D, .k = K_RESUME, .target = i});
         break;
     }
-    case 1:
-        sched_add(s, (act){.at_ms = t1, .k = K_STOP, .target = i});
-        break;
+    case 1: sched_add(s, (act){.at_ms = t1, .k = K_STOP, .target = i}); break;
     case 2: { /* stop, then recover */
         sched_add(s, (act){.at_ms = t1, .k = K_STOP, .target = i});
         int64_t t2 = t1 + rng_range(wl, 1000, 2500);
@@ -270,8 +271,7 @@ static void draw_command(sched *s, rng *wl, int i, int64_t start_ms, const wdef 
             sched_add(s, (act){.at_ms = t2, .k = K_RECOVER, .target = i});
         break;
     }
-    default:
-        sched_add(s, (act){.at_ms = t1, .k = K_KILL, .target = i});
+    default: sched_add(s, (act){.at_ms = t1, .k = K_KILL, .target = i});
     }
 }
 
@@ -282,9 +282,10 @@ static void draw_workload(sched *s, rng *wl)
     int64_t D = s->duration_ms;
     int64_t span = D * 8 / 10 > 1000 ? D * 8 / 10 : 1000, last = 0;
     for (int i = 0; i < s->workflows; i++) {
-        act a = {.at_ms = 300 + span * i / s->workflows +
-                          rng_range(wl, 0, span / s->workflows / 2),
-                 .k = K_START, .target = i};
+        act a = {.at_ms =
+                     300 + span * i / s->workflows + rng_range(wl, 0, span / s->workflows / 2),
+                 .k = K_START,
+                 .target = i};
         /* strictly increasing: a replayed schedule numbers its starts by their order */
         if (a.at_ms <= last)
             a.at_ms = last + 1;
@@ -303,7 +304,11 @@ static int fault_kinds(int scen, kind kinds[8], int64_t *gap_lo, int64_t *gap_hi
     *gap_lo = 1500;
     *gap_hi = 4000;
     switch (scen) {
-    case SC_MASTER_CRASH: kinds[nk++] = K_MASTER_KILL; *gap_lo = 2000; *gap_hi = 5000; break;
+    case SC_MASTER_CRASH:
+        kinds[nk++] = K_MASTER_KILL;
+        *gap_lo = 2000;
+        *gap_hi = 5000;
+        break;
     case SC_WORKER_CRASH: kinds[nk++] = K_WORKER_KILL; break;
     case SC_PARTITION:
         kinds[nk++] = K_WORKER_STOP;
@@ -336,8 +341,14 @@ static int fault_kinds(int scen, kind kinds[8], int64_t *gap_lo, int64_t *gap_hi
 static void draw_fault(const sched *s, rng *fr, act *a)
 {
     switch (a->k) {
-    case K_MASTER_KILL: a->target = -1; a->ms = rng_range(fr, 0, 2500); break;
-    case K_MASTER_STOP: a->target = -1; a->ms = rng_range(fr, 2500, 4000); break;
+    case K_MASTER_KILL:
+        a->target = -1;
+        a->ms = rng_range(fr, 0, 2500);
+        break;
+    case K_MASTER_STOP:
+        a->target = -1;
+        a->ms = rng_range(fr, 2500, 4000);
+        break;
     case K_WORKER_KILL:
         a->target = (int)rng_range(fr, 0, s->workers - 1);
         a->ms = rng_range(fr, 100, 4000);
@@ -443,7 +454,8 @@ int schedule_write(const sched *s, const char *path)
         return -1;
     fprintf(f, "# tern chaos schedule v1: `tern chaos --replay-schedule %s` runs it again\n",
             path);
-    fprintf(f, "seed %" PRIu64 "\nscenario %s\nduration_ms %" PRId64 "\nworkers %d\n"
+    fprintf(f,
+            "seed %" PRIu64 "\nscenario %s\nduration_ms %" PRId64 "\nworkers %d\n"
             "workflows %d\nnet %s\nmaster_map_max %" PRIu64 "\nworker_map_max %" PRIu64 "\n",
             s->seed, chaos_scenario_names[s->scenario], s->duration_ms, s->workers,
             s->workflows, s->net[0] ? s->net : "-", s->master_map_max, s->worker_map_max);
@@ -531,8 +543,10 @@ static bool read_setting(sched *s, const char *w1, const char *w2, bool *have_se
 static int sched_check(const char *path, sched *s, bool have_seed, bool have_sc)
 {
     if (!have_seed || !have_sc || s->duration_ms <= 0 || s->workers < 1 || s->workers > MAXW)
-        return tn_cli_fail("chaos", "%s: not a complete schedule (seed, scenario, duration_ms "
-                           "and workers 1..%d are required)", path, MAXW);
+        return tn_cli_fail("chaos",
+                           "%s: not a complete schedule (seed, scenario, duration_ms "
+                           "and workers 1..%d are required)",
+                           path, MAXW);
     /* starts are numbered in the order they come (#N in the commands) */
     int nstarts = 0;
     for (size_t i = 0; i < s->n; i++)
@@ -541,8 +555,10 @@ static int sched_check(const char *path, sched *s, bool have_seed, bool have_sc)
     s->workflows = nstarts;
     for (size_t i = 0; i < s->n; i++)
         if (!IS_FAULT(s->v[i].k) && s->v[i].target >= nstarts)
-            return tn_cli_fail("chaos", "%s: a command names start #%d; the schedule has %d "
-                               "starts", path, s->v[i].target, nstarts);
+            return tn_cli_fail("chaos",
+                               "%s: a command names start #%d; the schedule has %d "
+                               "starts",
+                               path, s->v[i].target, nstarts);
     for (size_t i = 0; i < s->n; i++)
         if (IS_FAULT(s->v[i].k) && s->v[i].target >= s->workers)
             return tn_cli_fail("chaos", "%s: a fault names worker w%d; the schedule has %d",
@@ -573,10 +589,12 @@ int schedule_read(const char *path, sched *s)
         if (isdigit((unsigned char)w1[0])) {
             act a = {.at_ms = strtoll(w1, NULL, 10), .k = K__COUNT};
             if (!read_act(w2, w3, w4, w5, &a)) {
-                rc = tn_cli_fail("chaos", "%s:%d: expected `AT_MS ACTION [TARGET] [MS]` with "
+                rc = tn_cli_fail("chaos",
+                                 "%s:%d: expected `AT_MS ACTION [TARGET] [MS]` with "
                                  "ACTION one of start, start-crash, pause, resume, stop, "
                                  "recover, kill, master-kill, master-stop, worker-kill, "
-                                 "worker-stop, disk-full, slow-disk", path, ln);
+                                 "worker-stop, disk-full, slow-disk",
+                                 path, ln);
                 break;
             }
             sched_add(s, a);

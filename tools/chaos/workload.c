@@ -159,8 +159,11 @@ static void do_start(run *r, const act *a)
         r->starts_accepted++;
         if (a->k == K_START_CRASH && daemon_kill(r, 0, a->ms)) {
             r->faults[K_START_CRASH]++;
-            chaos_say(r, "start-crash: %s instance %" PRIu64 " accepted; master SIGKILLed at once, "
-                      "restart in %" PRId64 "ms", a->wf, in->id, a->ms);
+            chaos_say(r,
+                      "start-crash: %s instance %" PRIu64
+                      " accepted; master SIGKILLed at once, "
+                      "restart in %" PRId64 "ms",
+                      a->wf, in->id, a->ms);
         } else if (a->k == K_START_CRASH) {
             r->skipped[K_START_CRASH]++;
         }
@@ -211,8 +214,7 @@ static void do_command(run *r, const act *a)
         r->cmds_refused[a->k]++;
         snprintf(r->last_cmd_refusal, sizeof(r->last_cmd_refusal), "%s #%d: %.250s",
                  chaos_kind_names[a->k], a->target, rp.text);
-    }
-    else
+    } else
         r->cmds_unknown[a->k]++;
     pthread_mutex_unlock(&r->mu);
 }
