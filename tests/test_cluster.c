@@ -8,11 +8,15 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "testutil.h"
+#include "ctlsrv.h"
+#include "inproc.h"
 #include "proto.h"
+#include "sm_gen.h"
 #include "transport.h"
 
 static char *dir;
@@ -894,4 +898,214 @@ Test(cluster, worker_reports_a_signalled_task_as_128_plus_the_signal)
     cr_assert_eq(code, 128 + SIGTERM, "exit code %" PRId64, code);
     tn_tx_free(&tx);
     tn_tx_free(&rx);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* the control server's reads while the engine runs in its own thread */
+
+typedef struct live_engine {
+    tn_engine *e;
+    tn_inproc *x;
+    pthread_t thread;
+    atomic_bool stop;
+    tn_ctlsrv cs;
+    uint64_t wfs[4];
+    atomic_int replies, waiting; /* status replies; those with a task waiting for a slot */
+    atomic_int bad;              /* failed replies (asserted on the test's thread) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t finals; /* counted by the commit observer, on the engine thread */
+} live_engine;
+
+static void *le_thread(void *arg)
+{
+    live_engine *l = arg;
+    while (!atomic_load(&l->stop))
+        if (tn_engine_step(l->e, NULL) == 0)
+            tn_engine_wait(l->e, 5000000);
+    return NULL;
+}
+
+static void le_commit(void *arg, const tn_engine_event *evs, size_t n)
+{
+    live_engine *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < n; i++)
+        if (evs[i].machine == TN_MACHINE_WORKFLOW && tn_sm_workflow.final[evs[i].to])
+            l->finals++;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Placement refuses seven times in eight, so tasks wait in DISPATCH with a reason only
+ * the engine knows (it is called on the engine thread). */
+static unsigned le_places;
+static tn_executor_ops le_ops;
+
+static bool le_place(void *self, const tn_place_req *r, char *worker, size_t wlen, char *why,
+                     size_t whylen)
+{
+    (void)self;
+    (void)r;
+    (void)worker;
+    (void)wlen;
+    if (++le_places % 8 == 0)
+        return true;
+    snprintf(why, whylen, "test: no worker has room");
+    return false;
+}
+
+/* One control request through the handler the RPC thread runs; the reply's JSON. No
+ * Criterion assertion here: it runs in other threads too. */
+static char *le_ctl(live_engine *l, const char *cmd, uint64_t id, bool *ok)
+{
+    tn_ctl_req r = {.cmd = tn_str_c(cmd), .id = id};
+    tn_buf b = {0};
+    void *rep = NULL;
+    size_t rl = 0;
+    tn_ctl_rep p = {0};
+    *ok = false;
+    if (tn_ctl_req_encode(&r, &b) == TN_OK)
+        tn_ctlsrv_handle(&l->cs, b.data, b.size, &rep, &rl);
+    tn_buf_free(&b);
+    if (!rep || tn_ctl_rep_decode(rep, rl, &p) != TN_OK) {
+        free(rep);
+        return strdup("(no reply)");
+    }
+    *ok = p.ok;
+    char *json = strndup(p.json.p, p.json.len);
+    free(rep);
+    return json;
+}
+
+static void *le_reader(void *arg)
+{
+    live_engine *l = arg;
+    while (!atomic_load(&l->stop)) {
+        for (int i = 0; i < 4; i++) {
+            bool ok;
+            char *j = le_ctl(l, "status", l->wfs[i], &ok);
+            if (!ok)
+                atomic_fetch_add(&l->bad, 1);
+            atomic_fetch_add(&l->replies, 1);
+            for (char *w = j; (w = strstr(w, "\"waiting_for\":\"")); w++)
+                if (w[15] != '"') {
+                    atomic_fetch_add(&l->waiting, 1);
+                    break;
+                }
+            /* a task's committed projection: `logs` reads it (no worker: it says so) */
+            char *t = strstr(j, "\"tasks\":[{\"id\":");
+            if (t) {
+                free(le_ctl(l, "logs", strtoull(t + 15, NULL, 10), &ok));
+            }
+            free(j);
+        }
+    }
+    return NULL;
+}
+
+/* Many status (and logs) requests from other threads while the engine thread runs
+ * workflows: every read goes through committed projections or an engine request, so
+ * nothing here reads the engine's caches while it changes them (the ThreadSanitizer
+ * build checks it). Placement often refuses, so tasks wait in DISPATCH and the reason
+ * status shows comes from the engine thread. */
+Test(ctlsrv, status_while_the_engine_runs)
+{
+    char *d = tu_tmpdir(), logs[600];
+    snprintf(logs, sizeof(logs), "%s/logs", d);
+    live_engine *l = calloc(1, sizeof(*l));
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_inproc_new(logs, &l->x), TN_OK);
+    tn_executor ex = tn_inproc_executor(l->x);
+    le_ops = *ex.ops;
+    le_ops.place = le_place;
+    ex.ops = &le_ops;
+    tn_engine_opts o = {
+        .data_dir = d, .log = {.create = true, .no_sync = true}, .executor = ex};
+    cr_assert_eq(tn_engine_open(&o, &l->e, &m), TN_OK, "%s", m.text);
+    tn_inproc_bind(l->x, l->e);
+    l->cs = (tn_ctlsrv){.engine = l->e};
+    char y[4096];
+    size_t n = (size_t)snprintf(y, sizeof(y), "name: busy\ntasks:\n");
+    /* a chain: each instance runs for a while (placement refusals add steps), so the
+     * readers overlap the engine's work whatever the machine's speed */
+    n += (size_t)snprintf(y + n, sizeof(y) - n, "  - {name: t0, type: noop, duration: 3ms}\n");
+    for (int i = 1; i < 12; i++)
+        n += (size_t)snprintf(y + n, sizeof(y) - n,
+                              "  - {name: t%d, type: noop, duration: "
+                              "%dms, deps: [t%d]}\n",
+                              i, 2 + i % 3, i - 1);
+    tn_def *def;
+    char *bytes;
+    size_t blen;
+    cr_assert_eq(tn_def_parse("busy.yaml", y, strlen(y), &def, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(tn_def_encode(def, &bytes, &blen), TN_OK);
+    tn_def_free(def);
+    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = blen};
+    cr_assert_eq(tn_engine_call(l->e, &ac), TN_OK, "%s", ac.msg);
+    free(bytes);
+    tn_engine_observe(l->e, le_commit, l); /* before the engine thread starts */
+    for (int i = 0; i < 4; i++) {
+        tn_cmd sc = {.kind = TN_CMD_START, .workflow = "busy"};
+        cr_assert_eq(tn_engine_call(l->e, &sc), TN_OK, "%s", sc.msg);
+        l->wfs[i] = sc.out_id;
+    }
+    cr_assert_eq(pthread_create(&l->thread, NULL, le_thread, l), 0);
+    pthread_t readers[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&readers[i], NULL, le_reader, l), 0);
+    /* the observer says when all four are final: no polling of the engine */
+    pthread_mutex_lock(&l->mu);
+    while (l->finals < 4)
+        pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    atomic_store(&l->stop, true);
+    tn_engine_wake(l->e);
+    for (int i = 0; i < 3; i++)
+        pthread_join(readers[i], NULL);
+    pthread_join(l->thread, NULL);
+    for (int i = 0; i < 4; i++) {
+        bool ok;
+        char *j = le_ctl(l, "status", l->wfs[i], &ok);
+        cr_assert(ok && strstr(j, "\"state\":\"SUCCESS\",\"run\""), "%s", j);
+        free(j);
+    }
+    cr_assert_eq(atomic_load(&l->bad), 0, "a status request failed");
+    cr_assert_gt(atomic_load(&l->replies), 4, "status answered while the engine ran");
+    cr_assert_gt(atomic_load(&l->waiting), 0,
+                 "a waiting task reason came from the engine %d/%d", atomic_load(&l->waiting),
+                 atomic_load(&l->replies));
+    tn_engine_close(l->e);
+    tn_inproc_free(l->x);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+    tu_rm_rf(d);
+    free(d);
+}
+
+/* A request no thread takes (the engine is not running) times out, leaves the queue,
+ * and never runs later. */
+static void count_cb(tn_engine *e, void *ctx)
+{
+    (void)e;
+    (*(int *)ctx)++;
+}
+
+Test(ctlsrv, an_untaken_request_times_out_and_never_runs)
+{
+    char *d = tu_tmpdir();
+    tn_engine *e;
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = d, .log = {.create = true, .no_sync = true}};
+    cr_assert_eq(tn_engine_open(&o, &e, &m), TN_OK, "%s", m.text);
+    int runs = 0;
+    cr_assert_eq(tn_engine_request(e, count_cb, &runs, 20000000LL), TN_ERR_TIMEOUT);
+    tn_engine_step(e, NULL);
+    cr_assert_eq(runs, 0, "a withdrawn request ran");
+    tn_engine_close(e);
+    tu_rm_rf(d);
+    free(d);
 }

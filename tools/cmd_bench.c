@@ -418,24 +418,14 @@ static double pct(int64_t *v, size_t n, double p)
     return (double)v[k < n ? k : n - 1];
 }
 
-static int bench_engine(const char *base, bool quick)
+/* (a) one workflow of `wide` independent noop tasks */
+static int engine_wide(const char *tmpl, unsigned wide)
 {
-    char tmpl[4000];
-    snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
-    if (!mkdtemp(tmpl))
-        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m; pass --dir",
-                           base);
-    int rc = 0;
-    unsigned wide = quick ? 5000 : 100000;
-    unsigned nwf = quick ? 500 : 10000;
-
-    /* (a) one workflow of `wide` independent noop tasks */
     eng g;
     char *y = yaml_independent(wide);
     if (eng_open(&g, tmpl, "wide") || eng_apply(&g, y)) {
         free(y);
-        rm_rf(tmpl);
-        return tn_cli_fail("bench", "engine setup failed");
+        return -1;
     }
     free(y);
     tn_engine_stats s0, s1;
@@ -455,84 +445,93 @@ static int bench_engine(const char *base, bool quick)
     double secs = (double)(t1 - t0) / 1e9;
     bench_line("engine.wide.tasks", wide / secs, "tasks/s", raw * wide / (double)evs);
     bench_line("engine.wide.events", (double)evs / secs, "events/s", raw);
+    return 0;
+}
 
-    /* (b) nwf workflows of 10 chained tasks, all started at once */
-    y = yaml_chain(10);
+/* (c) start -> first dispatch at low load: one workflow at a time */
+static void engine_latency(eng *g, const char *tmpl, unsigned nlat)
+{
+    int64_t *lat = calloc(nlat, sizeof(int64_t));
+    for (unsigned i = 0; i < nlat && lat; i++) {
+        int64_t s = tn_mono_ns();
+        tn_cmd sc = {.kind = TN_CMD_START, .workflow = "chain"};
+        tn_engine_call(g->e, &sc); /* the start commits with the first dispatch decided */
+        lat[i] = tn_mono_ns() - s;
+        eng_drain(g);
+    }
+    if (!lat)
+        return;
+    /* baseline: one durable LMDB commit, what the decision cannot go below */
+    double one_commit;
+    char rdir[4200];
+    snprintf(rdir, sizeof(rdir), "%s/raw-lat", tmpl);
+    raw_append(rdir, 1, 500, 120, &one_commit);
+    double base_us = 1e6 / one_commit;
+    bench_line("engine.start_to_dispatch.p50_us", pct(lat, nlat, 0.5) / 1000.0, "us", base_us);
+    bench_line("engine.start_to_dispatch.p99_us", pct(lat, nlat, 0.99) / 1000.0, "us", base_us);
+    free(lat);
+}
+
+/* Start n workflows named `name`, stepping every 256 so the queue stays bounded. */
+static void engine_start_many(eng *g, tn_cmd *cmds, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        cmds[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = "chain"};
+        tn_engine_submit(g->e, &cmds[i]);
+        if (i % 256 == 255 || i == n - 1)
+            while (!cmds[i].done)
+                tn_engine_step(g->e, NULL);
+    }
+}
+
+/* (b) nwf workflows of 10 chained tasks, all started at once; then (c) */
+static int engine_chains(const char *tmpl, unsigned nwf, unsigned nlat)
+{
+    eng g;
+    char *y = yaml_chain(10);
     if (eng_open(&g, tmpl, "chains") || eng_apply(&g, y)) {
         free(y);
-        rm_rf(tmpl);
-        return tn_cli_fail("bench", "engine setup failed");
+        return -1;
     }
     free(y);
+    tn_engine_stats s0, s1;
     tn_engine_stats_get(g.e, &s0);
-    t0 = tn_mono_ns();
+    int64_t t0 = tn_mono_ns();
     tn_cmd *cmds = calloc(nwf, sizeof(tn_cmd));
-    for (unsigned i = 0; cmds && i < nwf; i++) {
-        cmds[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = "chain"};
-        tn_engine_submit(g.e, &cmds[i]);
-        if (i % 256 == 255 || i == nwf - 1)
-            while (!cmds[i].done)
-                tn_engine_step(g.e, NULL);
-    }
+    if (cmds)
+        engine_start_many(&g, cmds, nwf);
     free(cmds);
     eng_drain(&g);
-    t1 = tn_mono_ns();
+    int64_t t1 = tn_mono_ns();
     tn_engine_stats_get(g.e, &s1);
-    evs = s1.events - s0.events;
-    commits = s1.commits - s0.commits;
-    secs = (double)(t1 - t0) / 1e9;
+    uint64_t evs = s1.events - s0.events, commits = s1.commits - s0.commits;
+    double secs = (double)(t1 - t0) / 1e9, raw;
+    char rdir[4200];
     snprintf(rdir, sizeof(rdir), "%s/raw-chains", tmpl);
     raw_append(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120, &raw);
     bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s",
                raw * nwf * 10.0 / (double)evs);
     bench_line("engine.chains.events", (double)evs / secs, "events/s", raw);
-
-    /* (c) start -> first dispatch at low load: one workflow at a time */
-    unsigned nlat = quick ? 200 : 1000;
-    int64_t *lat = calloc(nlat, sizeof(int64_t));
-    for (unsigned i = 0; i < nlat && lat; i++) {
-        tn_engine_stats a, b;
-        tn_engine_stats_get(g.e, &a);
-        int64_t s = tn_mono_ns();
-        tn_cmd sc = {.kind = TN_CMD_START, .workflow = "chain"};
-        tn_engine_call(g.e, &sc); /* the start commits with the first dispatch decided */
-        lat[i] = tn_mono_ns() - s;
-        tn_engine_stats_get(g.e, &b);
-        eng_drain(&g);
-    }
-    if (lat) {
-        /* baseline: one durable LMDB commit, what the decision cannot go below */
-        double one_commit;
-        snprintf(rdir, sizeof(rdir), "%s/raw-lat", tmpl);
-        raw_append(rdir, 1, 500, 120, &one_commit);
-        double base_us = 1e6 / one_commit;
-        bench_line("engine.start_to_dispatch.p50_us", pct(lat, nlat, 0.5) / 1000.0, "us",
-                   base_us);
-        bench_line("engine.start_to_dispatch.p99_us", pct(lat, nlat, 0.99) / 1000.0, "us",
-                   base_us);
-        free(lat);
-    }
+    engine_latency(&g, tmpl, nlat);
     eng_close(&g);
+    return 0;
+}
 
-    /* (d) master RSS after 100k and after 1M completed tasks (10-task chains) */
-    unsigned total = quick ? 100000 : 1000000, mark = total / 10;
-    y = yaml_chain(10);
+/* (d) master RSS after 100k and after 1M completed tasks (10-task chains) */
+static int engine_rss(const char *tmpl, unsigned total)
+{
+    unsigned mark = total / 10;
+    eng g;
+    char *y = yaml_chain(10);
     if (eng_open(&g, tmpl, "rss") || eng_apply(&g, y)) {
         free(y);
-        rm_rf(tmpl);
-        return tn_cli_fail("bench", "engine setup failed");
+        return -1;
     }
     free(y);
     long rss_mark = 0;
     for (unsigned done = 0; done < total; done += 10 * 1000) {
         static tn_cmd batch[1000];
-        for (unsigned i = 0; i < 1000; i++) {
-            batch[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = "chain"};
-            tn_engine_submit(g.e, &batch[i]);
-            if (i % 256 == 255 || i == 999)
-                while (!batch[i].done)
-                    tn_engine_step(g.e, NULL);
-        }
+        engine_start_many(&g, batch, 1000);
         eng_drain(&g);
         if (!rss_mark && done + 10000 >= mark)
             rss_mark = rss_kb();
@@ -546,13 +545,29 @@ static int bench_engine(const char *base, bool quick)
     bench_line(n1, (double)rss_mark, "KiB", (double)rss_mark);
     bench_line(n2, (double)rss_end, "KiB", (double)rss_mark);
     bench_line(n3, (double)file_end, "KiB", (double)file_end);
+    return 0;
+}
+
+static int bench_engine(const char *base, bool quick)
+{
+    char tmpl[4000];
+    snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
+    if (!mkdtemp(tmpl))
+        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m; pass --dir",
+                           base);
+    int rc = engine_wide(tmpl, quick ? 5000 : 100000);
+    if (!rc)
+        rc = engine_chains(tmpl, quick ? 500 : 10000, quick ? 200 : 1000);
+    if (!rc)
+        rc = engine_rss(tmpl, quick ? 100000 : 1000000);
     rm_rf(tmpl);
-    return rc;
+    return rc ? tn_cli_fail("bench", "engine setup failed") : 0;
 }
 
 /* ------------------------------------------------------------------------------ */
 /* bench dispatch: a master in this process, a worker as a child process, over ipc */
 
+#include <errno.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -640,17 +655,71 @@ static int ctl_call(const char *url, const char *cmd, tn_ctl_rep *rep, void **ra
     return e ? -1 : (tn_ctl_rep_decode(*raw, rl, rep) ? -1 : 0);
 }
 
-static uint64_t run_wf(tn_engine *e, const char *name, int64_t *submit_ns)
+/* Progress, told by the engine's commit observer on the engine thread: the bench waits on
+ * a condition variable instead of polling the engine's state from its own thread. One
+ * workflow runs at a time, so counters say enough. */
+typedef struct watch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t finals;       /* workflow events into a final state, committed */
+    uint64_t runnings;     /* task RUNNING events, committed */
+    uint64_t running_task; /* the task of the last of them */
+} watch;
+
+static void watch_commit(void *arg, const tn_engine_event *evs, size_t n)
+{
+    watch *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (evs[i].machine == TN_MACHINE_WORKFLOW && tn_sm_workflow.final[evs[i].to])
+            w->finals++;
+        if (evs[i].machine == TN_MACHINE_TASK && evs[i].event == TN_TASK_E_RUNNING) {
+            w->runnings++;
+            w->running_task = evs[i].task;
+        }
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void watch_set(tn_engine *e, void *ctx) /* a request: on the engine thread */
+{
+    tn_engine_observe(e, ctx ? watch_commit : NULL, ctx);
+}
+
+/* Wait until *counter passes `after`, at most timeout_ns (0: no bound). */
+static bool watch_wait(watch *w, const uint64_t *counter, uint64_t after, int64_t timeout_ns)
+{
+    int64_t until = tn_now_ns() + timeout_ns;
+    struct timespec ts = {until / 1000000000LL, until % 1000000000LL};
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (*counter <= after && rc != ETIMEDOUT)
+        rc = timeout_ns ? pthread_cond_timedwait(&w->cv, &w->mu, &ts) :
+                          pthread_cond_wait(&w->cv, &w->mu);
+    bool ok = *counter > after;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+static uint64_t watch_get(watch *w, const uint64_t *v)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t r = *v;
+    pthread_mutex_unlock(&w->mu);
+    return r;
+}
+
+/* Start a workflow and wait until its final state is committed. */
+static uint64_t run_wf(tn_engine *e, watch *w, const char *name, int64_t *submit_ns)
 {
     tn_cmd c = {.kind = TN_CMD_START, .workflow = name};
+    uint64_t before = watch_get(w, &w->finals);
     if (submit_ns)
         *submit_ns = tn_now_ns();
     if (tn_engine_submit_wait(e, &c))
         return 0;
-    tn_wf_proj p;
-    while (tn_evlog_wf(tn_engine_log(e), c.out_id, &p) != TN_OK ||
-           !tn_sm_workflow.final[p.state])
-        usleep(1000);
+    watch_wait(w, &w->finals, before, 0);
     return c.out_id;
 }
 
@@ -699,45 +768,42 @@ static ev_times find_ev(tn_engine *e, uint64_t wf, unsigned machine, unsigned ev
     return t;
 }
 
-static int bench_dispatch(const char *base, bool quick)
-{
-    char tmpl[4000];
-    snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
-    if (!mkdtemp(tmpl))
-        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m", base);
-    tn_log_set_level(TN_LOG_WARN);
-    char murl[4300], mctl[4300], mdata[4300], wurl[4300], wdata[4300], wctl[4300];
-    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", tmpl);
-    snprintf(mctl, sizeof(mctl), "ipc://%s/m.ctl", tmpl);
-    snprintf(mdata, sizeof(mdata), "%s/m", tmpl);
-    snprintf(wurl, sizeof(wurl), "ipc://%s/w.sock", tmpl);
-    snprintf(wctl, sizeof(wctl), "ipc://%s/w.ctl", tmpl);
-    snprintf(wdata, sizeof(wdata), "%s/w", tmpl);
-    tn_master_opts mo = {.data_dir = mdata,
-                         .listen_url = murl,
-                         .ctl_url = mctl,
-                         .log = {.map_size = 1u << 30, .map_max = 64ull << 30}};
+typedef struct dsp {
+    char tmpl[4000], murl[4300], mctl[4300], mdata[4300], wurl[4300], wdata[4300], wctl[4300];
     tn_master *m;
+    tn_engine *e;
+    pid_t wpid;
+    watch w;
+} dsp;
+
+/* The master in this process, the worker a real process; wait until it joined. */
+static int dispatch_up(dsp *d)
+{
+    tn_master_opts mo = {.data_dir = d->mdata,
+                         .listen_url = d->murl,
+                         .ctl_url = d->mctl,
+                         .log = {.map_size = 1u << 30, .map_max = 64ull << 30}};
     tn_errmsg em = {{0}};
-    if (tn_master_start(&mo, &m, &em)) {
-        rm_rf(tmpl);
+    if (tn_master_start(&mo, &d->m, &em))
         return tn_cli_fail("bench", "%s", em.text);
-    }
-    tn_engine *e = tn_master_engine(m);
-    /* the worker: a real process */
+    d->e = tn_master_engine(d->m);
+    pthread_mutex_init(&d->w.mu, NULL);
+    pthread_cond_init(&d->w.cv, NULL);
+    if (tn_engine_request(d->e, watch_set, &d->w, 10 * 1000000000LL) != TN_OK)
+        return tn_cli_fail("bench", "the engine thread does not answer");
     char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
     self[sl > 0 ? sl : 0] = 0;
     char *wargv[] = {self,
                      "worker",
                      "--master",
-                     murl,
+                     d->murl,
                      "--listen",
-                     wurl,
+                     d->wurl,
                      "--data",
-                     wdata,
+                     d->wdata,
                      "--ctl",
-                     wctl,
+                     d->wctl,
                      "--name",
                      "bench",
                      "--slots",
@@ -747,36 +813,52 @@ static int bench_dispatch(const char *base, bool quick)
                      getenv("TERN_BENCH_NO_CGROUP") ? "--no-cgroup" : NULL,
                      NULL};
     setenv("TERN_LOG_LEVEL", "warn", 1);
-    pid_t wpid;
-    if (posix_spawn(&wpid, self, NULL, NULL, wargv, environ) != 0) {
-        tn_master_stop(m);
-        rm_rf(tmpl);
+    if (posix_spawn(&d->wpid, self, NULL, NULL, wargv, environ) != 0)
         return tn_cli_fail("bench", "cannot start a worker");
-    }
     for (int i = 0; i < 200; i++) {
         tn_ctl_rep rep;
         void *raw = NULL;
-        bool up = ctl_call(mctl, "workers", &rep, &raw) == 0 && rep.json.len &&
+        bool up = ctl_call(d->mctl, "workers", &rep, &raw) == 0 && rep.json.len &&
                   memmem(rep.json.p, rep.json.len, "\"alive\":true", 12);
         free(raw);
         if (up)
             break;
         usleep(50000);
     }
-    /* (a) noop tasks master -> worker over ipc */
+    return 0;
+}
+
+static void dispatch_down(dsp *d)
+{
+    if (d->wpid > 0) {
+        kill(d->wpid, SIGTERM);
+        waitpid(d->wpid, NULL, 0);
+    }
+    if (d->m) {
+        tn_engine_request(d->e, watch_set, NULL, 10 * 1000000000LL);
+        tn_master_stop(d->m);
+        pthread_mutex_destroy(&d->w.mu);
+        pthread_cond_destroy(&d->w.cv);
+    }
+    rm_rf(d->tmpl);
+}
+
+/* (a) noop tasks master -> worker over ipc; (b) shell `true` tasks end to end */
+static void dispatch_rates(dsp *d, bool quick)
+{
     unsigned na = quick ? 2000 : 10000;
     char *y = yaml_independent(na);
-    apply_yaml(e, y);
+    apply_yaml(d->e, y);
     free(y);
     int64_t t0 = tn_mono_ns();
-    run_wf(e, "wide", NULL);
+    run_wf(d->e, &d->w, "wide", NULL);
     double noop_rate = na * 1e9 / (double)(tn_mono_ns() - t0);
-    long rss10 = proc_rss_kb(wpid);
+    long rss10 = proc_rss_kb(d->wpid);
     unsigned rounds = quick ? 1 : 9; /* to 100k completed tasks */
     for (unsigned i = 0; i < rounds; i++)
-        run_wf(e, "wide", NULL);
-    long rss100 = proc_rss_kb(wpid);
-    double nng_rate = raw_nng(tmpl, quick ? 20000 : 100000);
+        run_wf(d->e, &d->w, "wide", NULL);
+    long rss100 = proc_rss_kb(d->wpid);
+    double nng_rate = raw_nng(d->tmpl, quick ? 20000 : 100000);
     bench_line("dispatch.noop.tasks", noop_rate, "tasks/s", nng_rate);
     char n1[64], n2[64];
     snprintf(n1, sizeof(n1), "dispatch.worker_rss_anon_kb.after_%uk", na / 1000);
@@ -784,7 +866,6 @@ static int bench_dispatch(const char *base, bool quick)
     bench_line(n1, (double)rss10, "KiB", (double)rss10);
     bench_line(n2, (double)rss100, "KiB", (double)rss10);
 
-    /* (b) shell `true` tasks end to end, one worker */
     unsigned nb = quick ? 200 : 2000;
     size_t cap = 64 + (size_t)nb * 64;
     y = malloc(cap);
@@ -792,21 +873,24 @@ static int bench_dispatch(const char *base, bool quick)
     for (unsigned i = 0; i < nb; i++)
         l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: shell, command: 'true'}\n",
                               i);
-    apply_yaml(e, y);
+    apply_yaml(d->e, y);
     free(y);
     t0 = tn_mono_ns();
-    run_wf(e, "trues", NULL);
+    run_wf(d->e, &d->w, "trues", NULL);
     double shell_rate = nb * 1e9 / (double)(tn_mono_ns() - t0);
     bench_line("dispatch.shell_true.tasks", shell_rate, "tasks/s", raw_spawn(nb));
+}
 
-    /* (c) submit -> process started, one task at a time */
-    apply_yaml(e, "name: one\ntasks:\n  - {name: t, type: shell, command: 'true'}\n");
+/* (c) submit -> process started, one task at a time */
+static void dispatch_latency(dsp *d, bool quick)
+{
+    apply_yaml(d->e, "name: one\ntasks:\n  - {name: t, type: shell, command: 'true'}\n");
     unsigned nc = quick ? 50 : 300;
     int64_t *lat = calloc(nc, sizeof(int64_t));
     for (unsigned i = 0; lat && i < nc; i++) {
         int64_t sub;
-        uint64_t wf = run_wf(e, "one", &sub);
-        ev_times r = find_ev(e, wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING);
+        uint64_t wf = run_wf(d->e, &d->w, "one", &sub);
+        ev_times r = find_ev(d->e, wf, TN_MACHINE_TASK, TN_TASK_E_RUNNING);
         lat[i] = r.n ? r.first - sub : 0;
     }
     if (lat) {
@@ -815,66 +899,86 @@ static int bench_dispatch(const char *base, bool quick)
                    10000);
         free(lat);
     }
+}
 
-    /* (d) kill of a 20-process tree: from the kill to verified empty, minus the grace */
-    apply_yaml(e, "name: tree\ntasks:\n  - name: t\n    type: shell\n    kill_grace: 100ms\n"
-                  "    command: |\n"
-                  "      for i in 1 2 3 4 5; do (sleep 300 & sleep 300 & wait) & done\n"
-                  "      for i in 1 2 3 4 5; do sleep 300 & done\n"
-                  "      setsid sleep 300 &\n      ( (sleep 300 &) & )\n"
-                  "      sh -c 'trap \"\" TERM; sleep 300' &\n      wait\n");
+/* One kill of the tree: from the kill to verified empty, minus the grace, in *out;
+ * false when the task was not killed. */
+static bool dispatch_kill_one(dsp *d, unsigned i, int64_t *out)
+{
+    uint64_t finals = watch_get(&d->w, &d->w.finals);
+    uint64_t runnings = watch_get(&d->w, &d->w.runnings);
+    tn_cmd sc = {.kind = TN_CMD_START, .workflow = "tree"};
+    tn_engine_submit_wait(d->e, &sc);
+    uint64_t tid = 0;
+    if (watch_wait(&d->w, &d->w.runnings, runnings, 4 * 1000000000LL))
+        tid = watch_get(&d->w, &d->w.running_task); /* the instance's one task */
+    usleep(300000);                                 /* let the tree grow */
+    tn_cmd kc = {.kind = TN_CMD_KILL_TASK, .id = tid};
+    tn_engine_submit_wait(d->e, &kc);
+    watch_wait(&d->w, &d->w.finals, finals, 0);
+    /* the final state is committed: so are the kill's events before it */
+    ev_times k1 = find_ev(d->e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
+    ev_times k2 = find_ev(d->e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
+    if (!k1.n || !k2.n) {
+        fprintf(stderr,
+                "tern bench: kill run %u: the task was not killed (kill %d, "
+                "killed %d, task %" PRIu64 ", %s)\n",
+                i, k1.n, k2.n, tid, kc.msg);
+        return false;
+    }
+    *out = k2.first - k1.first - 100000000LL;
+    return true;
+}
+
+/* (d) kill of a 20-process tree */
+static void dispatch_kill(dsp *d, bool quick)
+{
+    apply_yaml(d->e, "name: tree\ntasks:\n  - name: t\n    type: shell\n    kill_grace: 100ms\n"
+                     "    command: |\n"
+                     "      for i in 1 2 3 4 5; do (sleep 300 & sleep 300 & wait) & done\n"
+                     "      for i in 1 2 3 4 5; do sleep 300 & done\n"
+                     "      setsid sleep 300 &\n      ( (sleep 300 &) & )\n"
+                     "      sh -c 'trap \"\" TERM; sleep 300' &\n      wait\n");
     unsigned nd = quick ? 3 : 10;
     int64_t *kl = calloc(nd, sizeof(int64_t));
     for (unsigned i = 0; kl && i < nd; i++) {
-        tn_cmd sc = {.kind = TN_CMD_START, .workflow = "tree"};
-        tn_engine_submit_wait(e, &sc);
-        tn_task_proj tp;
-        uint64_t tid = 0;
-        for (int k = 0; k < 400 && !tid; k++) {
-            usleep(10000);
-            ev_times r = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_RUNNING);
-            if (r.n) {
-                /* the task id: the first task of this instance */
-                for (uint64_t id = 1; id < 10000000 && !tid; id++)
-                    if (tn_evlog_task(tn_engine_log(e), id, &tp) == TN_OK && tp.wf == sc.out_id)
-                        tid = id;
-            }
-        }
-        usleep(300000); /* let the tree grow */
-        tn_cmd kc = {.kind = TN_CMD_KILL_TASK, .id = tid};
-        tn_engine_submit_wait(e, &kc);
-        tn_wf_proj p;
-        while (tn_evlog_wf(tn_engine_log(e), sc.out_id, &p) != TN_OK ||
-               !tn_sm_workflow.final[p.state])
-            usleep(1000);
-        /* the projection counts events before their commit, the replay only after it */
-        ev_times k1, k2;
-        for (int k = 0;; k++) {
-            k1 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILL);
-            k2 = find_ev(e, sc.out_id, TN_MACHINE_TASK, TN_TASK_E_KILLED);
-            if ((k1.n && k2.n) || k == 5000)
-                break;
-            usleep(1000);
-        }
-        if (!k1.n || !k2.n) {
-            fprintf(stderr,
-                    "tern bench: kill run %u: the task was not killed (kill %d, "
-                    "killed %d, task %" PRIu64 ", %s)\n",
-                    i, k1.n, k2.n, tid, kc.msg);
+        if (!dispatch_kill_one(d, i, &kl[i])) {
             nd = i;
             break;
         }
-        kl[i] = k2.first - k1.first - 100000000LL;
     }
-    if (kl && nd) {
+    if (kl && nd)
         bench_line("dispatch.kill_tree.p50_ms", pct(kl, nd, 0.5) / 1e6, "ms", 50);
-        free(kl);
+    free(kl);
+}
+
+/* bench dispatch: a master in this process, a worker as a child process, over ipc */
+static int bench_dispatch(const char *base, bool quick)
+{
+    dsp *d = calloc(1, sizeof(*d));
+    if (!d)
+        return tn_cli_fail("bench", "out of memory");
+    snprintf(d->tmpl, sizeof(d->tmpl), "%s/tern-bench-XXXXXX", base);
+    if (!mkdtemp(d->tmpl)) {
+        free(d);
+        return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m", base);
     }
-    kill(wpid, SIGTERM);
-    waitpid(wpid, NULL, 0);
-    tn_master_stop(m);
-    rm_rf(tmpl);
-    return 0;
+    tn_log_set_level(TN_LOG_WARN);
+    snprintf(d->murl, sizeof(d->murl), "ipc://%s/m.sock", d->tmpl);
+    snprintf(d->mctl, sizeof(d->mctl), "ipc://%s/m.ctl", d->tmpl);
+    snprintf(d->mdata, sizeof(d->mdata), "%s/m", d->tmpl);
+    snprintf(d->wurl, sizeof(d->wurl), "ipc://%s/w.sock", d->tmpl);
+    snprintf(d->wctl, sizeof(d->wctl), "ipc://%s/w.ctl", d->tmpl);
+    snprintf(d->wdata, sizeof(d->wdata), "%s/w", d->tmpl);
+    int rc = dispatch_up(d);
+    if (rc == 0) {
+        dispatch_rates(d, quick);
+        dispatch_latency(d, quick);
+        dispatch_kill(d, quick);
+    }
+    dispatch_down(d);
+    free(d);
+    return rc;
 }
 
 int tn_cmd_bench(int argc, char **argv)

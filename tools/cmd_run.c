@@ -102,10 +102,12 @@ static int start(tn_engine *e, const run_opts *o, const run_def *d, uint64_t *wf
     return 0;
 }
 
-static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
+/* From the store's committed projections: the engine thread may still run. */
+static void print_table(tn_engine *e, uint64_t wf, bool json)
 {
+    tn_store *s = tn_evlog_store(tn_engine_log(e));
     tn_wf_proj w;
-    if (tn_evlog_wf(lg, wf, &w) != TN_OK)
+    if (tn_engine_read_wf(e, wf, &w) != TN_OK)
         return;
     uint64_t *ids = NULL;
     size_t nids = 0;
@@ -120,7 +122,7 @@ static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
     }
     for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
-        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
+        if (tn_engine_read_task(e, ids[i], &p) != TN_OK)
             continue;
         const char *st = tn_sm_state_name(&tn_sm_task, p.state);
         char dur[32];
@@ -146,15 +148,15 @@ static void print_table(tn_store *s, tn_evlog *lg, uint64_t wf, bool json)
 }
 
 /* "progress: done/total tasks done, N running, N failed" for the instance. */
-static void progress_line(tn_evlog *lg, uint64_t wf, uint32_t ntasks, char *line, size_t len)
+static void progress_line(tn_engine *e, uint64_t wf, uint32_t ntasks, char *line, size_t len)
 {
     uint64_t *ids = NULL;
     size_t nids = 0;
-    (void)tn_replay_run_tasks(tn_evlog_store(lg), wf, &ids, &nids);
+    (void)tn_replay_run_tasks(tn_evlog_store(tn_engine_log(e)), wf, &ids, &nids);
     unsigned done = 0, running = 0, failed = 0;
     for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
-        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
+        if (tn_engine_read_task(e, ids[i], &p) != TN_OK)
             continue;
         if (tn_sm_task.final[p.state])
             done++;
@@ -181,11 +183,11 @@ static void wait_final(tn_engine *e, uint64_t wf, uint32_t ntasks, bool json, tn
 {
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    tn_evlog *lg = tn_engine_log(e);
+    /* the engine runs in the master's thread: read what it committed, not its memory */
     bool tty = isatty(1) && !json, stopped = false;
     char last[160] = "";
     for (;;) {
-        if (tn_evlog_wf(lg, wf, w) == TN_OK && tn_sm_workflow.final[w->state])
+        if (tn_engine_read_wf(e, wf, w) == TN_OK && tn_sm_workflow.final[w->state])
             break;
         if (interrupted && !stopped) {
             tn_cmd stop = {.kind = TN_CMD_STOP, .id = wf, .actor = "user:cli"};
@@ -194,7 +196,7 @@ static void wait_final(tn_engine *e, uint64_t wf, uint32_t ntasks, bool json, tn
         }
         char line[160];
         if (!json) {
-            progress_line(lg, wf, ntasks, line, sizeof(line));
+            progress_line(e, wf, ntasks, line, sizeof(line));
             if (strcmp(line, last) != 0) {
                 printf(tty ? "\r%s\033[K" : "%s\n", line);
                 fflush(stdout);
@@ -228,8 +230,7 @@ static int run_here(const run_opts *o, const run_def *d)
                    d->name, wf, o->data, wf);
         tn_wf_proj w;
         wait_final(e, wf, d->ntasks, o->json, &w);
-        tn_evlog *lg = tn_engine_log(e);
-        print_table(tn_evlog_store(lg), lg, wf, o->json);
+        print_table(e, wf, o->json);
         rc = w.state == TN_WF_S_SUCCESS ? 0 : 1;
     }
     tn_standalone_stop(s);

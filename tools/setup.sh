@@ -2,11 +2,12 @@
 # tern's one entry point for a fresh Debian machine: install what is missing, build,
 # then run the main job or the tests.
 #   tools/setup.sh run    build and run examples/etl.yaml on the embedded default (./tern-data)
-#   tools/setup.sh test   build and pass the tests (also in an address+undefined sanitizer build)
+#   tools/setup.sh test   build and pass the tests (also in an address+undefined sanitizer build
+#                         and in a thread sanitizer build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
+packages=(gcc libtsan2 pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
           libcriterion-dev libyaml-dev libsodium-dev libicu-dev clang clang-format)
 
 install_missing() {
@@ -49,6 +50,12 @@ test)
         -Dbuildtype=debug
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+    # and under ThreadSanitizer (the chaos test is not run there): a report ends the
+    # process with status 66, which fails its test; tests/tsan.supp names the frames of
+    # uninstrumented libraries it may ignore
+    build build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
+        meson test -C build-tsan --print-errorlogs --timeout-multiplier 3
     ;;
 *)
     echo "usage: tools/setup.sh run|test" >&2

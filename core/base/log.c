@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+/* Read by every thread that logs; set (or first read from the environment) by any:
+ * relaxed atomics, since a level read late only means one line more or less. */
 static tn_log_level log_level = (tn_log_level)-1;
 static FILE *log_stream;
 
@@ -23,16 +25,21 @@ int tn_log_level_parse(const char *s)
 
 void tn_log_set_level(tn_log_level level)
 {
-    log_level = level;
+    __atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 }
 
 tn_log_level tn_log_get_level(void)
 {
-    if ((int)log_level < 0) {
+    tn_log_level level = __atomic_load_n(&log_level, __ATOMIC_RELAXED);
+    if ((int)level < 0) {
         int l = tn_log_level_parse(getenv("TERN_LOG_LEVEL"));
-        log_level = l < 0 ? TN_LOG_INFO : (tn_log_level)l;
+        level = l < 0 ? TN_LOG_INFO : (tn_log_level)l;
+        tn_log_level unset = (tn_log_level)-1; /* a level set meanwhile wins */
+        if (!__atomic_compare_exchange_n(&log_level, &unset, level, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            level = unset;
     }
-    return log_level;
+    return level;
 }
 
 void tn_log_set_stream(FILE *f)

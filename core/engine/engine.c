@@ -2,6 +2,7 @@
  * Also commands, the definition cache, timers, the dispatch queue and recovery. */
 #include "engine.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <msgpack.h>
@@ -219,6 +220,9 @@ static tn_err emit(tn_engine *e, tn_event *ev)
         return err;
     }
     e->stats.events++;
+    if (e->obs_fn && tn_grow((void **)&e->obs, &e->capobs, e->nobs + 1, sizeof(*e->obs)))
+        e->obs[e->nobs++] = (tn_engine_event){ev->seq,     ev->wf,    ev->task, ev->at,
+                                              ev->machine, ev->event, ev->from, ev->to};
     return TN_OK;
 }
 
@@ -728,6 +732,7 @@ void tn_engine_close(tn_engine *e)
     free(e->touched);
     free(e->cmds_batch);
     free(e->takeover);
+    free(e->obs);
     tn_evlog_close(e->log);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -1285,6 +1290,91 @@ static void release_effects(tn_engine *e)
     e->nfx = 0;
 }
 
+/* ------------------------------------------------------------------------------ */
+/* requests and observers: how other threads learn engine state */
+
+struct request {
+    request *next;
+    tn_engine_req_fn fn;
+    void *ctx;
+    bool taken, done; /* under e->mu */
+};
+
+static void run_requests(tn_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    request *rq = e->req_head;
+    e->req_head = e->req_tail = NULL;
+    for (request *r = rq; r; r = r->next)
+        r->taken = true; /* from now on its thread waits for it to the end */
+    pthread_mutex_unlock(&e->mu);
+    while (rq) {
+        request *next = rq->next; /* once done, its thread may return: read before */
+        rq->fn(e, rq->ctx);
+        pthread_mutex_lock(&e->mu);
+        rq->done = true;
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        rq = next;
+    }
+}
+
+tn_err tn_engine_request(tn_engine *e, tn_engine_req_fn fn, void *ctx, int64_t timeout_ns)
+{
+    request rq = {.fn = fn, .ctx = ctx};
+    int64_t until = tn_now_ns() + timeout_ns; /* e->cv waits on the realtime clock */
+    struct timespec ts = {until / 1000000000LL, until % 1000000000LL};
+    pthread_mutex_lock(&e->mu);
+    if (e->req_tail)
+        e->req_tail->next = &rq;
+    else
+        e->req_head = &rq;
+    e->req_tail = &rq;
+    pthread_cond_broadcast(&e->cv);
+    int rc = 0;
+    while (!rq.done && (rq.taken || rc != ETIMEDOUT))
+        rc = rq.taken ? pthread_cond_wait(&e->cv, &e->mu) :
+                        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    if (!rq.done) { /* not taken in time: out of the queue, never to run */
+        request **pp = &e->req_head, *prev = NULL;
+        while (*pp != &rq) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        *pp = rq.next;
+        if (e->req_tail == &rq)
+            e->req_tail = prev;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rq.done ? TN_OK : TN_ERR_TIMEOUT;
+}
+
+void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg)
+{
+    e->obs_fn = fn;
+    e->obs_arg = arg;
+}
+
+const char *tn_engine_why(tn_engine *e, uint64_t task)
+{
+    task_run *t = tn_map_get(&e->tasks, task);
+    return t && t->why ? t->why : "";
+}
+
+/* Committed projections, in a read-only transaction of their own (core/log/logread.h):
+ * never the engine's caches, so any thread may call these. */
+tn_err tn_engine_read_wf(tn_engine *e, uint64_t id, tn_wf_proj *out)
+{
+    return tn_log_wf_get(tn_evlog_store(e->log), id, out);
+}
+
+tn_err tn_engine_read_task(tn_engine *e, uint64_t id, tn_task_proj *out)
+{
+    return tn_log_task_get(tn_evlog_store(e->log), id, out);
+}
+
+/* ------------------------------------------------------------------------------ */
+
 size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
 {
     size_t n = 0;
@@ -1363,7 +1453,10 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         if (e->refuse && tn_evlog_pending(e->log) == 0)
             e->refuse = false;
         release_effects(e);
+        if (e->obs_fn && e->nobs)
+            e->obs_fn(e->obs_arg, e->obs, e->nobs);
     }
+    e->nobs = 0;
     /* reports are in the log (or never will be): their senders may forget them */
     for (input *in = ins, *next; in; in = next) {
         next = in->next;
@@ -1390,6 +1483,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         pthread_mutex_unlock(&e->mu);
     }
     e->ncmds = 0;
+    run_requests(e); /* between batches */
     return n;
 }
 
@@ -1433,7 +1527,7 @@ void tn_engine_wait(tn_engine *e, int64_t max_ns)
         return;
     struct timespec ts = {until / 1000000000LL, until % 1000000000LL};
     pthread_mutex_lock(&e->mu);
-    if (!e->cmd_head && !e->in_head && e->ncb == 0)
+    if (!e->cmd_head && !e->in_head && e->ncb == 0 && !e->req_head)
         pthread_cond_timedwait(&e->cv, &e->mu, &ts);
     pthread_mutex_unlock(&e->mu);
 }
@@ -1458,7 +1552,7 @@ void tn_engine_wake(tn_engine *e)
 static bool has_inputs(tn_engine *e)
 {
     pthread_mutex_lock(&e->mu);
-    bool r = e->cmd_head || e->in_head || e->ncb;
+    bool r = e->cmd_head || e->in_head || e->ncb || e->req_head;
     pthread_mutex_unlock(&e->mu);
     return r;
 }

@@ -7,7 +7,11 @@
  * recovered state cannot drift apart.
  *
  * Threads: the engine's functions run in one thread (the engine thread), except
- * tn_engine_report, tn_engine_after and tn_engine_submit which any thread may call. */
+ * tn_engine_report, tn_engine_after, tn_engine_submit, tn_engine_submit_wait,
+ * tn_engine_wake, tn_engine_request and tn_engine_read_wf/_task, which any thread may
+ * call. Another thread never reads the engine's (or its log's) memory: it asks the
+ * engine thread (a command or a request), reads committed projections from the store,
+ * or is told of commits by an observer. */
 #ifndef TN_ENGINE_H
 #define TN_ENGINE_H
 
@@ -152,5 +156,40 @@ typedef struct tn_engine_stats {
     uint64_t recovered_workflows;
 } tn_engine_stats;
 void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out);
+
+/* Why live task `task` waits for dispatch; "" when it does not (or is not live). The
+ * string lives until the engine's next step. */
+const char *tn_engine_why(tn_engine *e, uint64_t task);
+
+/* --- from other threads ---------------------------------------------------------- */
+
+/* A request: fn(e, ctx) runs on the engine thread between batches — after a step's
+ * commit and effects, so it never sees a batch half built — where it may call the
+ * reading functions above (tn_engine_why, tn_engine_wf_view,
+ * tn_engine_stats_get, tn_evlog_wf/_task on tn_engine_log) and tn_engine_observe. It
+ * must not add events or submit commands, and should be short: the engine waits for it. */
+typedef void (*tn_engine_req_fn)(tn_engine *e, void *ctx);
+/* From another thread while one steps the engine: queue fn(e, ctx) and wait until it has
+ * run, at most timeout_ns. TN_ERR_TIMEOUT when the engine did not take it in time: it
+ * then never runs (once taken, it is waited for to its end). */
+tn_err tn_engine_request(tn_engine *e, tn_engine_req_fn fn, void *ctx, int64_t timeout_ns);
+
+/* Committed projections, from any thread: read in a read-only store transaction, never
+ * from the log's caches. TN_ERR_NOENT when no committed event made the instance. */
+tn_err tn_engine_read_wf(tn_engine *e, uint64_t id, tn_wf_proj *out);
+tn_err tn_engine_read_task(tn_engine *e, uint64_t id, tn_task_proj *out);
+
+/* What a committed event was, for an observer. */
+typedef struct tn_engine_event {
+    uint64_t seq, wf, task;
+    int64_t at;
+    uint8_t machine, event, from, to;
+} tn_engine_event;
+/* After each successful group commit, on the engine thread, fn gets the batch's events
+ * in seq order (valid during the call). It may do what a request may; keep it short.
+ * Engine thread only (or before a thread runs the engine; from another thread, inside a
+ * tn_engine_request), so an observer sees whole batches; fn = NULL removes it. */
+typedef void (*tn_engine_commit_fn)(void *arg, const tn_engine_event *evs, size_t n);
+void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg);
 
 #endif

@@ -141,6 +141,8 @@ typedef struct input {
     char **out_keys, **out_values;
 } input;
 
+typedef struct request request; /* a tn_engine_request waiting for the engine thread */
+
 typedef struct tgroup {
     char name[TN_DEF_MAX_NAME + 1];
     int64_t slots; /* -1 = not set: unlimited */
@@ -164,6 +166,7 @@ struct tn_engine {
     input *in_head, *in_tail;
     timer *cb_timers; /* callback timers added from other threads */
     size_t ncb, capcb;
+    request *req_head, *req_tail;
 
     tn_map wfs;   /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
     tn_map tasks; /* task id -> task_run* of live instances */
@@ -184,6 +187,10 @@ struct tn_engine {
     size_t ntouched, captouched;
     tn_cmd **cmds_batch; /* commands processed in this batch */
     size_t ncmds, capcmds;
+    tn_engine_commit_fn obs_fn; /* the commit observer, and the batch's events for it */
+    void *obs_arg;
+    tn_engine_event *obs;
+    size_t nobs, capobs;
 
     uint64_t *takeover; /* instances taken over at open: the first step ends it */
     size_t ntakeover, captakeover;

@@ -1,6 +1,8 @@
 /* The master's control handlers: each request of the `tern` client becomes an engine
- * command (run by the engine thread) or a read of the store (in the control thread),
- * and the reply carries both the text a person reads and the JSON a script reads. */
+ * command (run by the engine thread) or a read of the store's committed projections (in
+ * the control thread); what only the engine knows (why a task waits) is a request the
+ * engine thread answers. The engine's and its log's memory is never read from here.
+ * The reply carries both the text a person reads and the JSON a script reads. */
 #include "ctlsrv.h"
 
 #include <inttypes.h>
@@ -224,17 +226,72 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     free(ring);
 }
 
+/* How long a read waits for the engine thread before it answers that the engine is busy. */
+#define ENGINE_WAIT_NS (5 * 1000000000LL)
+
+/* The reasons tasks wait for dispatch: engine state, read on the engine thread (a
+ * request) for all of them at once. */
+typedef struct whys {
+    const tn_task_proj *tasks;
+    size_t n;
+    char (*why)[256];
+} whys;
+
+static void whys_cb(tn_engine *e, void *ctx)
+{
+    whys *w = ctx;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->tasks[i].state == TN_TASK_S_DISPATCH)
+            snprintf(w->why[i], sizeof(w->why[i]), "%s", tn_engine_why(e, w->tasks[i].id));
+}
+
+static void status_task(out *o, const tn_task_proj *p, const char *why, bool first)
+{
+    char d[32];
+    tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
+                    sizeof(d));
+    tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p->id, p->name,
+                 tsn(p->state), p->attempt, p->worker[0] ? p->worker : "-", d, why);
+    tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", first ? "" : ",", p->id);
+    tn_sb_json(&o->json, p->name, strlen(p->name));
+    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p->state),
+                 p->attempt);
+    tn_sb_json(&o->json, p->worker, strlen(p->worker));
+    tn_sb_printf(&o->json, ",\"waiting_for\":");
+    tn_sb_json(&o->json, why, strlen(why));
+    tn_sb_printf(&o->json, "}");
+}
+
+/* The instance and its current run's tasks as committed (the store's projections, read
+ * here, never the engine's caches), and why those in DISPATCH wait (asked of the engine). */
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
-    tn_evlog *lg = tn_engine_log(s->engine);
-    if (tn_evlog_wf(lg, r->id, &w) != TN_OK) {
+    if (tn_engine_read_wf(s->engine, r->id, &w) != TN_OK) {
         fail(o, 1, "no workflow instance %" PRIu64 "; list them with `tern ls`", r->id);
         return;
     }
     uint64_t *ids = NULL;
-    size_t nids = 0;
+    size_t nids = 0, n = 0, ndispatch = 0;
     (void)tn_replay_run_tasks(store(s), r->id, &ids, &nids);
+    tn_task_proj *tasks = calloc(nids + 1, sizeof(*tasks));
+    char(*why)[256] = calloc(nids + 1, sizeof(*why));
+    for (size_t i = 0; tasks && why && i < nids; i++)
+        if (tn_engine_read_task(s->engine, ids[i], &tasks[n]) == TN_OK)
+            ndispatch += tasks[n++].state == TN_TASK_S_DISPATCH;
+    free(ids);
+    if (!tasks || !why) {
+        free(tasks);
+        free(why);
+        fail(o, 1, "out of memory");
+        return;
+    }
+    whys wq = {tasks, n, why};
+    if (ndispatch && tn_engine_request(s->engine, whys_cb, &wq, ENGINE_WAIT_NS) != TN_OK)
+        for (size_t i = 0; i < n; i++)
+            snprintf(why[i], sizeof(why[i]), "%s",
+                     tasks[i].state == TN_TASK_S_DISPATCH ? "(the engine is busy: ask again)" :
+                                                            "");
     char d[32];
     tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
@@ -244,37 +301,17 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_sb_printf(&o->json, "{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", w.id);
     tn_sb_json(&o->json, w.name, strlen(w.name));
     tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u},\"tasks\":[", wsn(w.state), w.run);
-    for (size_t i = 0; i < nids; i++) {
-        tn_task_proj p;
-        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
-            continue;
-        char why[512] = "";
-        if (p.state == TN_TASK_S_DISPATCH) {
-            tn_cmd c = {.kind = TN_CMD_WHY, .id = p.id};
-            tn_engine_submit_wait(s->engine, &c);
-            snprintf(why, sizeof(why), "%s", c.msg);
-        }
-        tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, d,
-                        sizeof(d));
-        tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p.id, p.name,
-                     tsn(p.state), p.attempt, p.worker[0] ? p.worker : "-", d, why);
-        tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
-        tn_sb_json(&o->json, p.name, strlen(p.name));
-        tn_sb_printf(&o->json, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p.state),
-                     p.attempt);
-        tn_sb_json(&o->json, p.worker, strlen(p.worker));
-        tn_sb_printf(&o->json, ",\"waiting_for\":");
-        tn_sb_json(&o->json, why, strlen(why));
-        tn_sb_printf(&o->json, "}");
-    }
+    for (size_t i = 0; i < n; i++)
+        status_task(o, &tasks[i], why[i], i == 0);
     tn_sb_printf(&o->json, "]}");
-    free(ids);
+    free(tasks);
+    free(why);
 }
 
 static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_task_proj p;
-    if (tn_evlog_task(tn_engine_log(s->engine), r->id, &p) != TN_OK) {
+    if (tn_engine_read_task(s->engine, r->id, &p) != TN_OK) {
         fail(o, 1, "no task instance %" PRIu64 "; see `tern status WF_ID` for task ids", r->id);
         return;
     }

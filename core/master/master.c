@@ -637,24 +637,41 @@ static void on_frame(void *arg, const void *buf, size_t len)
 /* ------------------------------------------------------------------------------ */
 /* liveness (engine thread, between steps) */
 
+/* Attempts recovered from the log: which worker had them. The projections are read
+ * with m->mu released: the engine thread takes m->mu (placement) while it holds a read
+ * transaction, so holding m->mu while opening one would order the two locks both ways. */
+static void name_recovered(tn_master *m)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->asgs.cap; i++) {
+        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+        if (a && !a->worker[0] && tn_grow((void **)&ids, &cap, n + 1, sizeof(*ids)))
+            ids[n++] = a->task;
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n; i++) {
+        tn_task_proj p;
+        bool known = tn_evlog_task(tn_engine_log(m->e), ids[i], &p) == TN_OK && p.worker[0];
+        pthread_mutex_lock(&m->mu);
+        placement *a = tn_map_get(&m->asgs, ids[i]);
+        if (a && !a->worker[0]) {
+            snprintf(a->worker, sizeof(a->worker), "%s", known ? p.worker : "?");
+            worker_view *w = find_worker(m, a->worker);
+            if (w && w->alive) /* it may have answered RECONCILE already: ask again */
+                ask_reconcile(m, w);
+        }
+        pthread_mutex_unlock(&m->mu);
+    }
+    free(ids);
+}
+
 static void check_workers(tn_master *m)
 {
     int64_t now = tn_mono_ns(), limit = (int64_t)m->o.heartbeat_timeout_ms * 1000000;
+    name_recovered(m);
     pthread_mutex_lock(&m->mu);
-    /* attempts recovered from the log: which worker had them */
-    for (size_t i = 0; i < m->asgs.cap; i++) {
-        placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
-        tn_task_proj p;
-        if (!a || a->worker[0])
-            continue;
-        if (tn_evlog_task(tn_engine_log(m->e), a->task, &p) == TN_OK && p.worker[0])
-            snprintf(a->worker, sizeof(a->worker), "%s", p.worker);
-        else
-            snprintf(a->worker, sizeof(a->worker), "?");
-        worker_view *w = find_worker(m, a->worker);
-        if (w && w->alive) /* it may have answered RECONCILE already: ask again */
-            ask_reconcile(m, w);
-    }
     /* a RECONCILE or its answer the wire lost would leave what it asks about (recovered
      * attempts, a new run's predecessor's, stale ones to kill) waiting for ever: a live
      * worker is asked again every second until it answers the last one */
