@@ -553,7 +553,10 @@ Test(proto, we_read_msgpack_c_frames)
     msgpack_pack_fix_uint64(&pk, TN_PROTO_VERSION);
     msgpack_pack_str(&pk, 6);
     msgpack_pack_str_body(&pk, "master", 6);
-    msgpack_sbuffer_write(&sb, "\xd9\x02" "c1", 4); /* the cluster, as str8 */
+    msgpack_sbuffer_write(&sb,
+                          "\xd9\x02"
+                          "c1",
+                          4); /* the cluster, as str8 */
     /* array16 header by hand: 2 messages */
     msgpack_sbuffer_write(&sb, "\xdc\x00\x02", 3);
     for (int i = 0; i < 2; i++) {

@@ -316,8 +316,7 @@ tn_err tn_frame_begin(tn_frame *f, tn_buf *buf, const char *sender)
     return tn_frame_begin_cluster(f, buf, sender, NULL);
 }
 
-tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender,
-                              const char *cluster)
+tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender, const char *cluster)
 {
     size_t n = sender ? strlen(sender) : 0, cn = cluster ? strlen(cluster) : 0;
     if (n == 0)

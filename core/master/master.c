@@ -44,7 +44,7 @@ typedef struct worker_view {
     char gauge_keys[MAX_GAUGES][40];
     uint64_t gauge_vals[MAX_GAUGES];
     unsigned ngauges;
-    char degraded[512]; /* the worker's last spawn failure ("" = healthy) */
+    char degraded[512];  /* the worker's last spawn failure ("" = healthy) */
     int64_t degraded_at; /* unix ns */
 } worker_view;
 
@@ -836,7 +836,8 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
                      w->slots, w->running, w->assigned, w->load_milli / 1000.0, w->mem_free,
                      w->mem_reserve, ago);
         tn_sb_json(json, w->listen_url, strlen(w->listen_url));
-        tn_sb_printf(json, ",\"degraded\":%s,\"last_error\":", w->degraded[0] ? "true" : "false");
+        tn_sb_printf(json,
+                     ",\"degraded\":%s,\"last_error\":", w->degraded[0] ? "true" : "false");
         tn_sb_json(json, w->degraded, strlen(w->degraded));
         tn_sb_printf(json, ",\"last_error_at_ns\":%" PRId64 ",\"gauges\":{", w->degraded_at);
         for (unsigned g = 0; g < w->ngauges; g++)

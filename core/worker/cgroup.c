@@ -320,8 +320,9 @@ int pr_restore_v2(tn_procs *p)
     const char *ctrls[2] = {"+memory", "+cpu"};
     lim_kind kinds[2] = {p->lim_mem, p->lim_cpu};
     for (int i = 0; i < 2; i++)
-        if (kinds[i] == LIM_V2 && (pr_write_at(parent, "cgroup.subtree_control", ctrls[i]) != 0 ||
-                                   pr_write_at(p->root, "cgroup.subtree_control", ctrls[i]) != 0))
+        if (kinds[i] == LIM_V2 &&
+            (pr_write_at(parent, "cgroup.subtree_control", ctrls[i]) != 0 ||
+             pr_write_at(p->root, "cgroup.subtree_control", ctrls[i]) != 0))
             tn_warn(COMP, "msg=\"cannot enable a controller again\" cgroup=%s controller=%s",
                     p->root, ctrls[i] + 1);
     tn_warn(COMP, "msg=\"the worker's cgroup sub-tree had disappeared; recreated\" cgroup=%s",

@@ -938,7 +938,8 @@ static tn_err load_identity(tn_worker *w, const char *cluster_opt, tn_errmsg *ms
     if (cluster_opt && *cluster_opt && strcmp(cluster_opt, w->cluster) != 0) {
         /* the standalone: its worker belongs to the master in the same process */
         if (w->cluster[0])
-            tn_warn("worker", "msg=\"rebinding to the embedded master's cluster\" was=%s now=%s",
+            tn_warn("worker",
+                    "msg=\"rebinding to the embedded master's cluster\" was=%s now=%s",
                     w->cluster, cluster_opt);
         snprintf(w->cluster, sizeof(w->cluster), "%s", cluster_opt);
         if (write_small(p, w->cluster) != 0)
@@ -1062,8 +1063,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
             "msg=\"started\" worker=%s id=%s cluster=%s master=%s listen=%s slots=%u "
             "groups=%s",
             w->name, w->id, w->cluster[0] ? w->cluster : "-", opts->master_url, w->listen,
-            w->o.slots,
-            opts->groups ? opts->groups : "default");
+            w->o.slots, opts->groups ? opts->groups : "default");
     *out = w;
     return TN_OK;
 fail:
