@@ -225,9 +225,9 @@ typedef struct tn_msg_heartbeat {
     uint32_t slots, running;
     uint32_t load_milli;            /* 1-minute load average * 1000 */
     uint64_t mem_free, mem_reserve; /* bytes */
-    tn_gauges gauges; /* ..GAUGES_MAX named values (tern_leaked_resources_total...) */
-    uint64_t epoch;   /* boot id of the worker process */
-    tn_str degraded;  /* ..REASON_MAX: the worker's last spawn failure; empty: healthy */
+    tn_gauges gauges;    /* ..GAUGES_MAX named values (tern_leaked_resources_total...) */
+    uint64_t epoch;      /* boot id of the worker process */
+    tn_str degraded;     /* ..REASON_MAX: the worker's last spawn failure; empty: healthy */
     int64_t degraded_at; /* unix ns of that failure; 0 when healthy */
 } tn_msg_heartbeat;
 

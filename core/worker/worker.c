@@ -89,6 +89,7 @@ struct tn_worker {
     /* DATA/cluster-id: the cluster (master store) this worker is bound to; "" until the
      * first frame it accepts */
     char cluster[TN_PROTO_CLUSTER_MAX + 1];
+    bool rebound;           /* opts.cluster_id replaced another cluster at start */
     int64_t refused_log_at; /* monotonic: the last "another cluster" error */
     uint64_t refused;       /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
@@ -937,6 +938,7 @@ static tn_err load_identity(tn_worker *w, const char *cluster_opt, tn_errmsg *ms
         return tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot read: %s", p, strerror(errno));
     if (cluster_opt && *cluster_opt && strcmp(cluster_opt, w->cluster) != 0) {
         /* the standalone: its worker belongs to the master in the same process */
+        w->rebound = w->cluster[0] != '\0';
         if (w->cluster[0])
             tn_warn("worker",
                     "msg=\"rebinding to the embedded master's cluster\" was=%s now=%s",
@@ -947,6 +949,24 @@ static tn_err load_identity(tn_worker *w, const char *cluster_opt, tn_errmsg *ms
                                  strerror(errno));
     }
     return TN_OK;
+}
+
+/* Reports of the cluster this worker was bound to before a rebind: their task ids are
+ * another store's, and the new master must never apply them to its own tasks. */
+static void drop_old_reports(tn_worker *w)
+{
+    uint64_t *ids = calloc(w->ob.pend.len + 1, sizeof(*ids));
+    size_t n = 0;
+    for (size_t i = 0; ids && i < w->ob.pend.cap; i++)
+        if (w->ob.pend.slots[i].key && n < w->ob.pend.len)
+            ids[n++] = w->ob.pend.slots[i].key;
+    for (size_t i = 0; i < n; i++)
+        tn_outbox_done(&w->ob, ids[i]);
+    free(ids);
+    if (n) {
+        tn_outbox_commit(&w->ob, true, &w->stop);
+        tn_warn("worker", "msg=\"reports of the previous cluster dropped\" count=%zu", n);
+    }
 }
 
 /* The worker's name (or the host's), control URL, listen URL and groups. */
@@ -1051,6 +1071,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     recover_tasks(w);
     tn_outbox_init(&w->ob, w->st);
     snprintf(w->ob.cluster, sizeof(w->ob.cluster), "%s", w->cluster);
+    if (w->rebound)
+        drop_old_reports(w);
     if ((e = connect_master(w, opts, msg)))
         goto fail;
     if ((e = tn_rpc_serve(w->ctl, serve_logs, w, &w->rpc, msg)))

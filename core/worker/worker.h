@@ -30,8 +30,9 @@ typedef struct tn_worker_opts {
     uint64_t map_max;        /* the outbox store grows up to this; 0 = the store's default */
     const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
     const char *tls_cert, *tls_key, *tls_ca;
-    /* Bind to this cluster at start (DATA/cluster-id rewritten): the standalone, whose
-     * worker belongs to the master in its process. NULL: the worker binds to the cluster
+    /* Bind to this cluster at start (DATA/cluster-id rewritten; reports of the previous
+     * cluster still in the outbox are dropped): the standalone, whose worker belongs to
+     * the master in its process. NULL: the worker binds to the cluster
      * of the first frame it accepts and refuses frames of any other. */
     const char *cluster_id;
 } tn_worker_opts;
