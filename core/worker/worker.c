@@ -1055,6 +1055,13 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     if ((e = lock_data(w, msg)) || (e = load_identity(w, opts->cluster_id, msg)))
         goto fail;
     set_names(w, opts);
+    if (!id_chars_ok(w->name)) { /* a label, but one that goes into logs and the journal */
+        e = tn_errmsg_set(msg, TN_ERR_INVAL,
+                          "worker name \"%s\" is invalid: use 1-64 of A-Z a-z 0-9 . _ -, "
+                          "not starting with '.' (--name)",
+                          w->name);
+        goto fail;
+    }
     randombytes_buf(&w->epoch, sizeof(w->epoch));
     char jp[4300];
     snprintf(jp, sizeof(jp), "%s/journal", w->data);
