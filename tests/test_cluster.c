@@ -4,12 +4,14 @@
  * master crashes, and a lossy network. Every process started is ended; nothing is left. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -1108,4 +1110,387 @@ Test(ctlsrv, an_untaken_request_times_out_and_never_runs)
     tn_engine_close(e);
     tu_rm_rf(d);
     free(d);
+}
+
+/* ---- one identity per worker and per host; one cluster per store ----------------------- */
+
+/* Whether the file at DIR/rel contains text. */
+static bool file_has(const char *rel, const char *text)
+{
+    char p[900];
+    snprintf(p, sizeof(p), "%s/%s", dir, rel);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return false;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
+static void wait_file_has(const char *rel, const char *text)
+{
+    for (int i = 0; i < 300 && !file_has(rel, text); i++)
+        usleep(50000);
+    cr_assert(file_has(rel, text), "%s never said \"%s\"", rel, text);
+}
+
+/* A standalone on DIR/name, its control socket in mctl (the one ctl() talks to). */
+static int start_standalone(const char *name)
+{
+    char data[600];
+    snprintf(data, sizeof(data), "%s/%s", dir, name);
+    snprintf(mctl, sizeof(mctl), "ipc://%s/%s/master.ctl", dir, name);
+    const char *a[] = {"standalone", "--data", data, NULL};
+    int i = spawn(name, a, NULL);
+    wait_workers(1);
+    return i;
+}
+
+/* Every `tern run` and `tern standalone` used the cgroup folder tern/local, killed what
+ * another one ran there as "its previous run's leftovers" at start, and removed the folder
+ * at exit, so the other's next task failed to spawn. A standalone's task keeps running
+ * while another standalone starts, runs a task and exits, and its next task runs. */
+Test(cluster, two_standalones_on_one_host_leave_each_others_tasks_alone)
+{
+    start_standalone("sa");
+    uint64_t wf = start_wf("long.yaml",
+                           "name: long\ntasks:\n"
+                           "  - {name: a, type: shell, command: 'sleep 3'}\n"
+                           "  - {name: b, type: shell, deps: [a], command: 'true'}\n",
+                           "long");
+    char st[64];
+    int att;
+    for (int i = 0; i < 200; i++) {
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    char sa_ctl[600];
+    snprintf(sa_ctl, sizeof(sa_ctl), "%s", mctl);
+    /* the other one: starts, runs a task, exits while a still runs */
+    int b = start_standalone("sb");
+    uint64_t wf2 =
+        start_wf("quick.yaml",
+                 "name: quick\ntasks:\n  - {name: q, type: shell, command: 'true'}\n", "quick");
+    wait_final(wf2, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    stop_proc(b, SIGTERM);
+    snprintf(mctl, sizeof(mctl), "%s", sa_ctl);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS", "the first standalone's workflow");
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_eq(att, 1, "a was killed and ran again");
+    /* two identities, two cgroup folders */
+    cr_assert(!file_has("sa/worker/worker-id", "local"));
+    char ida[80] = "", idb[80] = "", p[700];
+    snprintf(p, sizeof(p), "%s/sa/worker/worker-id", dir);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(ida, sizeof(ida), f));
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/sb/worker/worker-id", dir);
+    f = fopen(p, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(idb, sizeof(idb), f));
+    fclose(f);
+    cr_assert_eq(strlen(ida), 17, "16 hex digits and a newline: %s", ida);
+    cr_assert_str_neq(ida, idb);
+}
+
+/* Two workers with the same name (the host name by default) on one host, different data
+ * dirs: the second one's start does not kill the first one's running task. */
+Test(cluster, two_workers_with_one_name_keep_each_others_tasks)
+{
+    start_master("5s", NULL);
+    char listen[600], data[600], ctlu[600];
+    snprintf(listen, sizeof(listen), "ipc://%s/x1.sock", dir);
+    snprintf(data, sizeof(data), "%s/x1", dir);
+    snprintf(ctlu, sizeof(ctlu), "ipc://%s/x1.ctl", dir);
+    const char *a1[] = {"worker", "--master",    murl,     "--listen",  listen,
+                        "--data", data,          "--name", "same-name", "--ctl",
+                        ctlu,     "--heartbeat", "200ms",  NULL};
+    spawn("x1", a1, NULL);
+    wait_workers(1);
+    uint64_t wf =
+        start_wf("one.yaml",
+                 "name: one\ntasks:\n  - {name: a, type: shell, command: 'sleep 3'}\n", "one");
+    char st[64];
+    int att;
+    for (int i = 0; i < 200; i++) {
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    /* another worker of the same name on this host, with its own data dir, pointed at a
+     * master that is not there: only its start (and leftover hunt) matters here */
+    char l2[600], d2[600], c2[600], m2[600];
+    snprintf(l2, sizeof(l2), "ipc://%s/x2.sock", dir);
+    snprintf(d2, sizeof(d2), "%s/x2", dir);
+    snprintf(c2, sizeof(c2), "ipc://%s/x2.ctl", dir);
+    snprintf(m2, sizeof(m2), "ipc://%s/nobody.sock", dir);
+    const char *a2[] = {"worker", "--master", m2,          "--listen", l2, "--data",
+                        d2,       "--name",   "same-name", "--ctl",    c2, NULL};
+    int x2 = spawn("x2", a2, NULL);
+    wait_file_has("x2.log", "msg=\"started\"");
+    stop_proc(x2, SIGTERM);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_eq(att, 1, "the other worker killed a as its leftover");
+}
+
+/* A second worker on the same data dir would share its outbox and kill its tasks as
+ * leftovers: it is refused, with the dir and the pid that holds it. */
+Test(cluster, a_second_worker_on_the_same_data_dir_is_refused)
+{
+    start_master("5s", NULL);
+    int w1 = start_worker("w1", false, NULL, "2");
+    wait_workers(1);
+    char listen[600], data[600], ctlu[600];
+    snprintf(listen, sizeof(listen), "ipc://%s/w1b.sock", dir);
+    snprintf(data, sizeof(data), "%s/w1", dir);
+    snprintf(ctlu, sizeof(ctlu), "ipc://%s/w1b.ctl", dir);
+    const char *a[] = {"worker", "--master", murl, "--listen",    listen, "--data",
+                       data,     "--ctl",    ctlu, "--no-cgroup", NULL};
+    int w2 = spawn("w1b", a, NULL);
+    int st = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 500 && got == 0; i++) {
+        got = waitpid(procs[w2], &st, WNOHANG);
+        if (!got)
+            usleep(10000);
+    }
+    cr_assert_eq(got, procs[w2], "the second worker on one data dir kept running");
+    procs[w2] = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    char pid[32];
+    snprintf(pid, sizeof(pid), "(pid %d)", (int)procs[w1]);
+    cr_assert(file_has("w1b.log", "another worker"), "no reason given");
+    cr_assert(file_has("w1b.log", data), "the data dir is not named");
+    cr_assert(file_has("w1b.log", pid), "the holder's pid is not named");
+}
+
+/* The worker's current cgroup sub-tree, from its "containment" log line ("" in session
+ * mode). */
+static void worker_cgroup(const char *log, char *out, size_t len)
+{
+    char p[700], line[4096];
+    snprintf(p, sizeof(p), "%s/%s", dir, log);
+    out[0] = '\0';
+    FILE *f = fopen(p, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *c = strstr(line, "msg=\"containment\"");
+        char *g = c ? strstr(c, " cgroup=") : NULL;
+        if (g && g[8] != '-')
+            snprintf(out, len, "%.*s", (int)strcspn(g + 8, " \n"), g + 8);
+    }
+    if (f)
+        fclose(f);
+}
+
+/* A spawn that fails (here: the exec dir cannot be made) fails the task with the reason,
+ * logs it at error level, and the worker reports itself degraded until a spawn works. */
+Test(cluster, a_spawn_failure_fails_the_task_with_its_reason_and_marks_the_worker_degraded)
+{
+    start_master("5s", NULL);
+    start_worker("w1", false, NULL, "2");
+    wait_workers(1);
+    char p[700];
+    snprintf(p, sizeof(p), "%s/w1/exec", dir);
+    tu_rm_rf(p);
+    FILE *f = fopen(p, "w"); /* a file where the exec dirs' parent should be */
+    fclose(f);
+    uint64_t wf = start_wf(
+        "sf.yaml", "name: sf\ntasks:\n  - {name: a, type: shell, command: 'true'}\n", "sf");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    char *out = NULL, cmd[1200];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --json --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, NULL), 0);
+    char *failed = strstr(out, "\"event\":\"FAILED\"");
+    cr_assert_not_null(failed, "%s", out);
+    cr_assert_not_null(strstr(out, "\"reason\":\"spawn failed: task "), "%s", out);
+    free(out);
+    cr_assert(file_has("w1.log", "level=error"), "the failure was not logged as an error");
+    cr_assert(file_has("w1.log", "msg=\"spawn failed\""));
+    /* the heartbeat says so, and `tern workers` shows it */
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(ctl(&out, "workers --json"), 0);
+        bool deg = strstr(out, "\"degraded\":true") != NULL;
+        if (deg)
+            break;
+        free(out);
+        out = NULL;
+        usleep(50000);
+    }
+    cr_assert_not_null(strstr(out, "\"degraded\":true"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"last_error\":\"spawn failed: "), "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "workers"), 0);
+    cr_assert_not_null(strstr(out, "DEGRADED since "), "%s", out);
+    free(out);
+    /* a spawn that works again clears it */
+    tu_rm_rf(p);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    uint64_t wf2 = start_wf(
+        "ok.yaml", "name: ok\ntasks:\n  - {name: a, type: shell, command: 'true'}\n", "ok");
+    wait_final(wf2, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(ctl(&out, "workers --json"), 0);
+        if (strstr(out, "\"degraded\":false"))
+            break;
+        free(out);
+        out = NULL;
+        usleep(50000);
+    }
+    cr_assert_not_null(strstr(out, "\"degraded\":false"), "%s", out);
+    free(out);
+}
+
+/* The worker's cgroup sub-tree removed under it (a cleanup script, another program):
+ * the next task runs, in a sub-tree made again, and the worker says so. */
+Test(cluster, a_vanished_cgroup_subtree_is_recreated_at_the_next_spawn)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "2");
+    wait_workers(1);
+    char cg[4096];
+    worker_cgroup("w1.log", cg, sizeof(cg));
+    if (!cg[0]) { /* a skipped test gets no teardown */
+        teardown();
+        cr_skip_test("no cgroup v2 here");
+    }
+    cr_assert_eq(rmdir(cg), 0, "rmdir %s: %s", cg, strerror(errno));
+    uint64_t wf = start_wf(
+        "cg.yaml", "name: cg\ntasks:\n  - {name: a, type: shell, command: 'true'}\n", "cg");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    cr_assert(file_has("w1.log", "sub-tree had disappeared; recreated"));
+    struct stat sb;
+    cr_assert_eq(stat(cg, &sb), 0, "%s was not made again", cg);
+    /* and it is <cgroup2>/tern/<worker-id> */
+    char id[80] = "", p[700];
+    snprintf(p, sizeof(p), "%s/w1/worker-id", dir);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(id, sizeof(id), f));
+    fclose(f);
+    id[strcspn(id, "\n")] = '\0';
+    const char *base = strrchr(cg, '/');
+    cr_assert_str_eq(base + 1, id, "the sub-tree is named by the worker id: %s", cg);
+    cr_assert(strstr(cg, "/tern/") != NULL, "%s", cg);
+}
+
+/* A worker bound to one cluster (the first master frame it took) refuses frames of
+ * another: a KILL from a master of another store does not kill its task, and it says so
+ * with both cluster ids. */
+Test(cluster, a_worker_refuses_a_master_of_another_cluster_and_its_task_survives)
+{
+    fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tn_tx rx, tx;
+    int w;
+    uint64_t e1 = fm_start(&f, &rx, &tx, &w);
+    tn_msg m = {.type = TN_MSG_DISPATCH};
+    tn_msg_dispatch *d = &m.dispatch;
+    d->task = 1;
+    d->wf = 1;
+    d->attempt = 1;
+    d->name = TN_STR("t");
+    d->type = TN_STR("shell");
+    d->command = TN_STR("sleep 2");
+    d->worker_group = TN_STR("default");
+    d->worker_epoch = e1;
+    tn_buf b = {0};
+    tn_frame fr;
+    int acc = 0;
+    for (int i = 0; i < 1000 && !acc; i++) {
+        if (i % 100 == 0) {
+            b.size = 0;
+            cr_assert_eq(tn_frame_begin_cluster(&fr, &b, "master:one", "aaaa1111"), TN_OK);
+            cr_assert_eq(tn_frame_add(&fr, &m), TN_OK);
+            tn_frame_end(&fr);
+            cr_assert_eq(tn_tx_send(tx, b.data, b.size), TN_OK);
+        }
+        pthread_mutex_lock(&f.mu);
+        acc = f.accepted[1];
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_gt(acc, 0);
+    /* a master of another store: its KILL is refused */
+    tn_msg k = {.type = TN_MSG_KILL};
+    k.kill = (tn_msg_kill){1, 1, 0, TN_STR("stale attempt (fenced)")};
+    b.size = 0;
+    cr_assert_eq(tn_frame_begin_cluster(&fr, &b, "master:two", "bbbb2222"), TN_OK);
+    cr_assert_eq(tn_frame_add(&fr, &k), TN_OK);
+    tn_frame_end(&fr);
+    cr_assert_eq(tn_tx_send(tx, b.data, b.size), TN_OK);
+    /* the task runs to its end: a RESULT with exit 0, not a KILL_RESULT */
+    int ended = 0;
+    for (int i = 0; i < 500 && !ended; i++) {
+        pthread_mutex_lock(&f.mu);
+        ended = f.ended[1][1];
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_eq(ended, 1, "the task was killed by another cluster's master");
+    cr_assert_eq(f.code[1][1], 0);
+    cr_assert(file_has("w1/cluster-id", "aaaa1111"), "the worker did not record its cluster");
+    cr_assert(file_has("w1.log", "frame from another cluster refused"));
+    cr_assert(file_has("w1.log", "cluster=\"bbbb2222\" ours=aaaa1111"));
+    tn_buf_free(&b);
+    tn_tx_free(&tx);
+    tn_tx_free(&rx);
+}
+
+/* A master restarted on an empty store (a mistyped --data) with the same --listen: the
+ * workers of the old store's cluster are refused, loudly, instead of having their running
+ * tasks killed as stale; back on the right store, the master finds them running. */
+Test(cluster, a_master_on_an_empty_store_refuses_the_old_clusters_worker)
+{
+    int m = start_master("5s", NULL);
+    start_worker("w1", false, NULL, "2");
+    wait_workers(1);
+    uint64_t wf = start_wf(
+        "keep.yaml", "name: keep\ntasks:\n  - {name: a, type: shell, command: 'sleep 4'}\n",
+        "keep");
+    char st[64];
+    int att;
+    for (int i = 0; i < 200; i++) {
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    stop_proc(m, SIGKILL);
+    /* the wrong store, the same --listen */
+    char wrong[600];
+    snprintf(wrong, sizeof(wrong), "%s/typo", dir);
+    const char *a[] = {"master", "--listen", murl, "--data",
+                       wrong,    "--ctl",    mctl, "--heartbeat-timeout",
+                       "5s",     NULL};
+    int m2 = spawn("typo", a, NULL);
+    usleep(2500000); /* heartbeats every 200 ms: it had every chance to reconcile */
+    cr_assert_gt(count_tasks(1), 0, "the task was killed");
+    wait_file_has("typo.log", "frame from a worker of another cluster refused");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "workers --json"), 0);
+    cr_assert_null(strstr(out, "\"alive\":true"), "the other cluster's worker joined: %s", out);
+    free(out);
+    stop_proc(m2, SIGTERM);
+    start_master("5s", NULL);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_eq(att, 1, "a ran again");
 }

@@ -988,3 +988,23 @@ Test(proc, same_attempt_twice_is_refused)
     (void)wait_exit(t);
     tn_proc_free(t);
 }
+
+/* The worker's sub-tree removed under a running manager (a cleanup script, another
+ * program's rmdir): the next attempt makes it again and runs contained, instead of
+ * failing with "No such file or directory". */
+Test(proc, a_removed_worker_subtree_is_made_again_at_the_next_start)
+{
+    open_mgr(TN_CONTAIN_CGROUP);
+    const char *sub = tn_procs_cgroup_dir(P);
+    cr_assert_not_null(sub);
+    char path[600];
+    snprintf(path, sizeof(path), "%s", sub);
+    cr_assert_eq(rmdir(path), 0, "rmdir %s: %s", path, strerror(errno));
+    tn_proc *t = start(1, "exit 0", NULL);
+    cr_assert_eq(tn_proc_mode(t), TN_CONTAIN_CGROUP);
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0, "%s was not made again", path);
+    tn_proc_exit e = wait_exit(t);
+    cr_assert(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0);
+    tn_proc_free(t);
+}

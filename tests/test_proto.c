@@ -203,6 +203,8 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         }
         h->gauges = (tn_gauges){gv, nga};
         h->epoch = u64;
+        h->degraded = mx ? rep(a, TN_PROTO_REASON_MAX, 'd') : S(mn ? "" : "spawn failed: x");
+        h->degraded_at = mx ? INT64_MAX : mn ? 0 : 1795000000123456789ll;
         break;
     }
     case TN_MSG_RECONCILED: {
@@ -483,8 +485,10 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert_eq(off, b.size, "one object, no trailing bytes");
     msgpack_object root = u.data;
     cr_assert_eq(root.type, MSGPACK_OBJECT_ARRAY);
-    cr_assert_eq(root.via.array.size, 3);
+    cr_assert_eq(root.via.array.size, 4);
     msgpack_object *r = root.via.array.ptr;
+    cr_assert_eq(r[2].type, MSGPACK_OBJECT_STR, "the cluster");
+    r[2] = r[3]; /* the messages, where the rest of this test reads them */
     cr_assert_eq(r[0].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     cr_assert_eq(r[0].via.u64, TN_PROTO_VERSION);
     cr_assert_eq(r[1].type, MSGPACK_OBJECT_STR);
@@ -492,7 +496,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert(memcmp(r[1].via.str.ptr, "worker:w7", 9) == 0);
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r[2].via.array.size, TN_MSG__MAX);
-    static const uint32_t lens[] = {0, 20, 5, 4, 2, 6, 8, 6, 12, 3};
+    static const uint32_t lens[] = {0, 20, 5, 4, 2, 6, 8, 6, 14, 3};
     for (unsigned i = 0; i < TN_MSG__MAX; i++) {
         msgpack_object *o = &r[2].via.array.ptr[i];
         cr_assert_eq(o->type, MSGPACK_OBJECT_ARRAY);
@@ -545,10 +549,14 @@ Test(proto, we_read_msgpack_c_frames)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 3);
+    msgpack_pack_array(&pk, 4);
     msgpack_pack_fix_uint64(&pk, TN_PROTO_VERSION);
     msgpack_pack_str(&pk, 6);
     msgpack_pack_str_body(&pk, "master", 6);
+    msgpack_sbuffer_write(&sb,
+                          "\xd9\x02"
+                          "c1",
+                          4); /* the cluster, as str8 */
     /* array16 header by hand: 2 messages */
     msgpack_sbuffer_write(&sb, "\xdc\x00\x02", 3);
     for (int i = 0; i < 2; i++) {
@@ -628,6 +636,7 @@ static tn_err cb_bounds(void *arg, tn_str sender, const tn_msg *m)
             in_frame(b, m->heartbeat.groups.v[i]);
         for (uint32_t i = 0; i < m->heartbeat.gauges.n; i++)
             in_frame(b, m->heartbeat.gauges.v[i].key);
+        in_frame(b, m->heartbeat.degraded);
         break;
     default: break;
     }
@@ -714,12 +723,13 @@ static void wa(raw *r, uint32_t n)
 {
     msgpack_pack_array(&r->pk, n);
 }
-/* [version, "m", [ ...n messages follow */
+/* [version, "m", "", [ ...n messages follow */
 static void head(raw *r, uint32_t n)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
+    ws(r, "");
     wa(r, n);
 }
 /* a valid KILL */
@@ -779,21 +789,60 @@ CASE(c_version_1)
     wa(r, 0);
 }
 
-CASE(c_version_3)
+CASE(c_version_2)
 {
     wa(r, 3);
-    wu(r, 3);
+    wu(r, 2);
     ws(r, "m");
     wa(r, 0);
 }
 
-CASE(c_version_3_longer)
+CASE(c_version_4)
 {
-    wa(r, 4);
-    wu(r, 3);
+    wa(r, 5);
+    wu(r, 4);
     ws(r, "m");
+    ws(r, "");
     wa(r, 0);
     wu(r, 9);
+}
+
+CASE(c_header_3)
+{
+    wa(r, 3);
+    wu(r, TN_PROTO_VERSION);
+    ws(r, "m");
+    wa(r, 0);
+}
+
+CASE(c_cluster_65)
+{
+    wa(r, 4);
+    wu(r, TN_PROTO_VERSION);
+    ws(r, "m");
+    char s[66];
+    memset(s, 'c', 65);
+    s[65] = 0;
+    ws(r, s);
+    wa(r, 0);
+}
+
+CASE(c_cluster_bin)
+{
+    wa(r, 4);
+    wu(r, TN_PROTO_VERSION);
+    ws(r, "m");
+    msgpack_pack_bin(&r->pk, 1);
+    w(r, "c", 1);
+    wa(r, 0);
+}
+
+CASE(c_cluster_huge_claim)
+{
+    wa(r, 4);
+    wu(r, TN_PROTO_VERSION);
+    ws(r, "m");
+    w(r, "\xdb\xff\xff\xff\xff", 5);
 }
 
 CASE(c_version_str)
@@ -812,72 +861,79 @@ CASE(c_version_negative)
     wa(r, 0);
 }
 
-CASE(c_header_4)
+CASE(c_header_5)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
+    ws(r, "");
     wa(r, 0);
     wu(r, 0);
 }
 
 CASE(c_sender_empty)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
+    ws(r, "");
     ws(r, "");
     wa(r, 0);
 }
 
 CASE(c_sender_65)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     char s[66];
     memset(s, 's', 65);
     s[65] = 0;
     ws(r, s);
+    ws(r, "");
     wa(r, 0);
 }
 
 CASE(c_sender_bin)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     msgpack_pack_bin(&r->pk, 1);
     w(r, "m", 1);
+    ws(r, "");
     wa(r, 0);
 }
 
 CASE(c_sender_huge_claim)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     w(r, "\xdb\xff\xff\xff\xff", 5);
 }
 
 CASE(c_msgs_huge_claim)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
+    ws(r, "");
     w(r, "\xdd\xff\xff\xff\xff", 5);
 }
 
 CASE(c_msgs_claim_past_end)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
+    ws(r, "");
     w(r, "\xdd\x00\x01\x00\x00", 5);
     kill_msg(r);
 }
 
 CASE(c_msgs_not_array)
 {
-    wa(r, 3);
+    wa(r, 4);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
+    ws(r, "");
     msgpack_pack_nil(&r->pk);
 }
 
@@ -1166,7 +1222,7 @@ CASE(c_accepted_negative_pid)
 CASE(c_heartbeat_dup_group)
 {
     head(r, 1);
-    wa(r, 12);
+    wa(r, 14);
     wu(r, TN_MSG_HEARTBEAT);
     ws(r, "w");
     ws(r, "");
@@ -1181,12 +1237,14 @@ CASE(c_heartbeat_dup_group)
     wu(r, 0);
     msgpack_pack_map(&r->pk, 0);
     wu(r, 1);
+    ws(r, "");
+    wu(r, 0);
 }
 
 CASE(c_heartbeat_gauge_negative)
 {
     head(r, 1);
-    wa(r, 12);
+    wa(r, 14);
     wu(r, TN_MSG_HEARTBEAT);
     ws(r, "w");
     ws(r, "");
@@ -1201,6 +1259,8 @@ CASE(c_heartbeat_gauge_negative)
     ws(r, "g");
     msgpack_pack_int64(&r->pk, -1);
     wu(r, 1);
+    ws(r, "");
+    wu(r, 0);
 }
 
 CASE(c_reconciled_pair_short)
@@ -1270,11 +1330,15 @@ Test(proto, malformed_corpus)
         {"empty array", c_empty_array, TN_ERR_CORRUPT},
         {"version 0", c_version_0, TN_ERR_VERSION},
         {"version 1 (before worker_epoch)", c_version_1, TN_ERR_VERSION},
-        {"version 3", c_version_3, TN_ERR_VERSION},
-        {"version 3, 4 elements", c_version_3_longer, TN_ERR_VERSION},
+        {"version 2 (before the cluster)", c_version_2, TN_ERR_VERSION},
+        {"version 4, 5 elements", c_version_4, TN_ERR_VERSION},
+        {"header of 3 (no cluster)", c_header_3, TN_ERR_CORRUPT},
+        {"cluster of 65 bytes", c_cluster_65, TN_ERR_TOOBIG},
+        {"cluster as bin", c_cluster_bin, TN_ERR_TYPE},
+        {"cluster claims 4 GiB", c_cluster_huge_claim, TN_ERR_TOOBIG},
         {"version as str", c_version_str, TN_ERR_TYPE},
         {"version -1", c_version_negative, TN_ERR_TYPE},
-        {"header of 4", c_header_4, TN_ERR_CORRUPT},
+        {"header of 5", c_header_5, TN_ERR_CORRUPT},
         {"empty sender", c_sender_empty, TN_ERR_CORRUPT},
         {"sender of 65 bytes", c_sender_65, TN_ERR_TOOBIG},
         {"sender as bin", c_sender_bin, TN_ERR_TYPE},
@@ -1528,4 +1592,66 @@ Test(proto, outq_bounded)
     cr_assert_eq(tn_outq_new("w", 10, 0, 1000, &q2), TN_OK);
     tn_outq_free(q2);
     tn_outq_free(q);
+}
+
+/* ---- the cluster in the frame header ---------------------------------------------------- */
+
+Test(proto, frame_carries_its_cluster_and_the_header_reads_it_alone)
+{
+    arena a = {{0}, 0};
+    tn_msg m;
+    fill(&a, &m, TN_MSG_KILL, V_TYPICAL);
+    tn_buf b = {0};
+    tn_frame f;
+    cr_assert_eq(tn_frame_begin_cluster(&f, &b, "master:m1", "0123456789abcdef"), TN_OK);
+    cr_assert_eq(tn_frame_add(&f, &m), TN_OK);
+    cr_assert_eq(tn_frame_end(&f), TN_OK);
+    tn_str sender, cluster;
+    cr_assert_eq(tn_frame_header(b.data, b.size, &sender, &cluster), TN_OK);
+    cr_assert(tn_str_eq(sender, "master:m1"));
+    cr_assert(tn_str_eq(cluster, "0123456789abcdef"));
+    expect x = {&m, 1, 0, "master:m1"};
+    cr_assert_eq(tn_frame_decode(b.data, b.size, cb_expect, &x, NULL), TN_OK);
+    cr_assert_eq(x.seen, 1);
+    /* no cluster: "" (a worker not bound yet) */
+    b.size = 0;
+    cr_assert_eq(tn_frame_begin(&f, &b, "worker:w1"), TN_OK);
+    cr_assert_eq(tn_frame_end(&f), TN_OK);
+    cr_assert_eq(tn_frame_header(b.data, b.size, &sender, &cluster), TN_OK);
+    cr_assert_eq(cluster.len, 0);
+    /* over the bound: refused, nothing written */
+    char big[TN_PROTO_CLUSTER_MAX + 2];
+    memset(big, 'c', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    b.size = 0;
+    cr_assert_eq(tn_frame_begin_cluster(&f, &b, "m", big), TN_ERR_TOOBIG);
+    cr_assert_eq(b.size, 0);
+    /* a truncated header is an error, not a read past the end */
+    cr_assert_neq(tn_frame_header(b.data, 0, &sender, &cluster), TN_OK);
+    buf_free(&b);
+    afree(&a);
+}
+
+Test(proto, outq_frames_carry_the_cluster_set_on_the_queue)
+{
+    tn_outq *q;
+    cr_assert_eq(tn_outq_new("worker:w1", 10, 0, 0, &q), TN_OK);
+    tn_outq_set_cluster(q, "c0ffee");
+    arena a = {{0}, 0};
+    tn_msg m;
+    fill(&a, &m, TN_MSG_HEARTBEAT, V_TYPICAL);
+    cr_assert_eq(tn_outq_push(q, &m), TN_OK);
+    capture *c = calloc(1, sizeof(*c));
+    c->room = 100;
+    tn_tx tx = {&cap_ops, c};
+    cr_assert_eq(tn_outq_flush(q, tx, NULL), TN_OK);
+    cr_assert_eq(c->n, 1);
+    tn_str sender, cluster;
+    cr_assert_eq(tn_frame_header(c->frames[0].data, c->frames[0].size, &sender, &cluster),
+                 TN_OK);
+    cr_assert(tn_str_eq(cluster, "c0ffee"));
+    free_capture(c);
+    free(c);
+    tn_outq_free(q);
+    afree(&a);
 }

@@ -138,7 +138,8 @@ static tn_err check_msg(const tn_msg *m)
         if (!str_ok(h->worker, 1, TN_PROTO_ID_MAX))
             return h->worker.len ? TN_ERR_TOOBIG : TN_ERR_INVAL;
         if (h->listen_url.len > TN_PROTO_URL_MAX || h->ctl_url.len > TN_PROTO_URL_MAX ||
-            h->groups.n > TN_PROTO_GROUPS_MAX || h->gauges.n > TN_PROTO_GAUGES_MAX)
+            h->groups.n > TN_PROTO_GROUPS_MAX || h->gauges.n > TN_PROTO_GAUGES_MAX ||
+            h->degraded.len > TN_PROTO_REASON_MAX)
             return TN_ERR_TOOBIG;
         for (uint32_t i = 0; i < h->groups.n; i++)
             if (!str_ok(h->groups.v[i], 1, TN_PROTO_ID_MAX))
@@ -240,6 +241,8 @@ static void pack_heartbeat(msgpack_packer *pk, const tn_msg_heartbeat *h)
         msgpack_pack_uint64(pk, h->gauges.v[i].val);
     }
     msgpack_pack_uint64(pk, h->epoch);
+    pk_str(pk, h->degraded);
+    msgpack_pack_int64(pk, h->degraded_at);
 }
 
 static void pack_msg(msgpack_packer *pk, const tn_msg *m)
@@ -310,20 +313,27 @@ tn_err tn_msg_encode(const tn_msg *m, tn_buf *out)
 
 tn_err tn_frame_begin(tn_frame *f, tn_buf *buf, const char *sender)
 {
-    size_t n = sender ? strlen(sender) : 0;
+    return tn_frame_begin_cluster(f, buf, sender, NULL);
+}
+
+tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender, const char *cluster)
+{
+    size_t n = sender ? strlen(sender) : 0, cn = cluster ? strlen(cluster) : 0;
     if (n == 0)
         return TN_ERR_INVAL;
-    if (n > TN_PROTO_ID_MAX)
+    if (n > TN_PROTO_ID_MAX || cn > TN_PROTO_CLUSTER_MAX)
         return TN_ERR_TOOBIG;
     f->buf = buf;
     f->start = buf->size;
     f->count = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 3);
+    msgpack_pack_array(&pk, 4);
     msgpack_pack_uint8(&pk, TN_PROTO_VERSION);
     msgpack_pack_str(&pk, n);
     msgpack_pack_str_body(&pk, sender, n);
+    msgpack_pack_str(&pk, cn);
+    msgpack_pack_str_body(&pk, cluster ? cluster : "", cn);
     /* array32 header with a count patched by tn_frame_end: always 5 bytes, so messages can
      * be appended without knowing how many there will be. */
     static const char hdr[5] = {(char)0xdd, 0, 0, 0, 0};
@@ -548,7 +558,8 @@ static bool rd_heartbeat(tn_mp *r, scratch *s, tn_msg_heartbeat *h)
     if (dup_keys(v, sizeof(*v), n))
         return tn_mp_fail(r, TN_ERR_CORRUPT);
     h->gauges = (tn_gauges){v, n};
-    return tn_mp_u64(r, &h->epoch);
+    return tn_mp_u64(r, &h->epoch) && rd_str(r, 0, TN_PROTO_REASON_MAX, &h->degraded) &&
+           tn_mp_i64(r, &h->degraded_at);
 }
 
 static bool rd_reconciled(tn_mp *r, scratch *s, tn_msg_reconciled *c)
@@ -625,30 +636,49 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
     return ok;
 }
 
-tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, tn_errmsg *msg)
+/* [version, sender, cluster, count...]: the header, up to the message count. */
+static tn_err rd_frame_header(tn_mp *r, const void *buf, size_t len, tn_str *sender,
+                              tn_str *cluster, uint32_t *count, tn_errmsg *msg)
 {
     if (len > TN_PROTO_FRAME_MAX)
         return tn_errmsg_set(msg, TN_ERR_TOOBIG, "frame: %zu bytes, over the %u byte limit",
                              len, TN_PROTO_FRAME_MAX);
-    tn_mp r;
-    tn_mp_init(&r, buf, len);
-    uint32_t n, count;
+    tn_mp_init(r, buf, len);
+    uint32_t n;
     uint64_t version;
-    tn_str sender = {"", 0};
-    if (tn_mp_array(&r, 16, &n) && n == 0)
-        tn_mp_fail(&r, TN_ERR_CORRUPT);
-    if (!tn_mp_u64(&r, &version))
-        return tn_errmsg_set(msg, r.err, "frame: bad header: %s", tn_strerror(r.err));
+    if (tn_mp_array(r, 16, &n) && n == 0)
+        tn_mp_fail(r, TN_ERR_CORRUPT);
+    if (!tn_mp_u64(r, &version))
+        return tn_errmsg_set(msg, r->err, "frame: bad header: %s", tn_strerror(r->err));
     if (version != TN_PROTO_VERSION)
         return tn_errmsg_set(msg, TN_ERR_VERSION,
                              "frame: protocol version %llu; this tern speaks version %d: run "
                              "the same tern version on the master and the workers",
                              (unsigned long long)version, TN_PROTO_VERSION);
-    if (n != 3)
-        return tn_errmsg_set(msg, TN_ERR_CORRUPT, "frame: %u elements, expected 3", n);
-    if (!rd_str(&r, 1, TN_PROTO_ID_MAX, &sender) ||
-        !rd_count(&r, false, TN_PROTO_FRAME_MSGS_MAX, 2, &count))
-        return tn_errmsg_set(msg, r.err, "frame: bad header: %s", tn_strerror(r.err));
+    if (n != 4)
+        return tn_errmsg_set(msg, TN_ERR_CORRUPT, "frame: %u elements, expected 4", n);
+    if (!rd_str(r, 1, TN_PROTO_ID_MAX, sender) ||
+        !rd_str(r, 0, TN_PROTO_CLUSTER_MAX, cluster) ||
+        !rd_count(r, false, TN_PROTO_FRAME_MSGS_MAX, 2, count))
+        return tn_errmsg_set(msg, r->err, "frame: bad header: %s", tn_strerror(r->err));
+    return TN_OK;
+}
+
+tn_err tn_frame_header(const void *buf, size_t len, tn_str *sender, tn_str *cluster)
+{
+    tn_mp r;
+    uint32_t count;
+    return rd_frame_header(&r, buf, len, sender, cluster, &count, NULL);
+}
+
+tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, tn_errmsg *msg)
+{
+    tn_mp r;
+    uint32_t count;
+    tn_str sender = {"", 0}, cluster = {"", 0};
+    tn_err he = rd_frame_header(&r, buf, len, &sender, &cluster, &count, msg);
+    if (he)
+        return he;
     const uint8_t *msgs = r.p;
     scratch s = {{NULL}, {0}, 0};
     tn_msg m;
@@ -685,6 +715,7 @@ tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, t
 struct tn_outq {
     pthread_mutex_t mu;
     char sender[TN_PROTO_ID_MAX + 1];
+    char cluster[TN_PROTO_CLUSTER_MAX + 1];
     uint32_t max_msgs;
     size_t max_bytes, max_queued;
     tn_buf data; /* encoded messages, back to back; data.data[head..size) is queued */
@@ -771,7 +802,7 @@ tn_err tn_outq_flush(tn_outq *q, tn_tx tx, uint32_t *nsent)
     while (q->lhead < q->nlens) {
         tn_frame f;
         q->frame.size = 0;
-        if ((e = tn_frame_begin(&f, &q->frame, q->sender)) != TN_OK)
+        if ((e = tn_frame_begin_cluster(&f, &q->frame, q->sender, q->cluster)) != TN_OK)
             break;
         size_t at = q->head;
         uint32_t k = 0;
@@ -811,4 +842,11 @@ uint32_t tn_outq_len(tn_outq *q)
     uint32_t n = q->nlens - q->lhead;
     pthread_mutex_unlock(&q->mu);
     return n;
+}
+
+void tn_outq_set_cluster(tn_outq *q, const char *cluster)
+{
+    pthread_mutex_lock(&q->mu);
+    snprintf(q->cluster, sizeof(q->cluster), "%s", cluster ? cluster : "");
+    pthread_mutex_unlock(&q->mu);
 }

@@ -2,8 +2,11 @@
  * in one transport message), a strict bounded decoder, and a batching outgoing queue.
  *
  * Wire format (msgpack). A frame is one transport message:
- *   [version=2, sender, [msg, msg, ...]]
- * sender: who wrote the frame ("master:m1", "worker:w1"), 1..64 bytes. Each msg is an array
+ *   [version=3, sender, cluster, [msg, msg, ...]]
+ * sender: who wrote the frame ("master:m1", "worker:w1"), 1..64 bytes. cluster: the id of
+ * the cluster the sender belongs to (the master's store id), 0..CLUSTER_MAX bytes; empty
+ * only from a worker not bound to a cluster yet. A receiver bound to another cluster
+ * refuses the whole frame (core/worker/worker.c, core/master/master.c). Each msg is an array
  * [type, fields...] whose length and field types are fixed by its type:
  *
  *   master -> worker
@@ -18,13 +21,14 @@
  *   6 RESULT      [6, report_id, task, attempt, success, exit_code, reason, outputs]
  *   7 KILL_RESULT [7, report_id, task, attempt, [pid...], [[pid, state]...]]
  *   8 HEARTBEAT   [8, worker, listen_url, ctl_url, [group...], slots, running, load_milli,
- *                  mem_free, mem_reserve, {gauge: u64}, epoch]
+ *                  mem_free, mem_reserve, {gauge: u64}, epoch, degraded, degraded_at]
  *   9 RECONCILED  [9, epoch, [[task, attempt]...]]
  *
  * Integers are msgpack ints of the width the struct gives (u32 fields must fit 32 bits),
  * strings are msgpack str, bools are bool, maps (params, outputs, gauges) are msgpack maps
  * with unique non-empty string keys, in the order given. A new field or message type is a
- * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch).
+ * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch;
+ * 3 the frame's cluster and HEARTBEAT's degraded, degraded_at).
  *
  * Decoding is strict and bounded: every length is checked against the limits below and the
  * bytes left before anything is read or allocated; a wrong version is TN_ERR_VERSION,
@@ -47,7 +51,7 @@
 #include "str.h"
 #include "transport.h"
 
-#define TN_PROTO_VERSION 2
+#define TN_PROTO_VERSION 3
 
 /* Bounds. Every one is enforced by the encoder (TN_ERR_TOOBIG, nothing written) and by the
  * decoder. */
@@ -69,6 +73,7 @@
 #define TN_PROTO_GROUPS_MAX      64u
 #define TN_PROTO_GAUGES_MAX      256u
 #define TN_PROTO_RUNNING_MAX     100000u /* task attempts in RECONCILED */
+#define TN_PROTO_CLUSTER_MAX     64u     /* a frame's cluster id */
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -80,7 +85,7 @@
     X(ACCEPTED, 5, 6)    \
     X(RESULT, 6, 8)      \
     X(KILL_RESULT, 7, 6) \
-    X(HEARTBEAT, 8, 12)  \
+    X(HEARTBEAT, 8, 14)  \
     X(RECONCILED, 9, 3)
 /* (name, wire type, array length including the type) */
 
@@ -220,8 +225,10 @@ typedef struct tn_msg_heartbeat {
     uint32_t slots, running;
     uint32_t load_milli;            /* 1-minute load average * 1000 */
     uint64_t mem_free, mem_reserve; /* bytes */
-    tn_gauges gauges; /* ..GAUGES_MAX named values (tern_leaked_resources_total...) */
-    uint64_t epoch;   /* boot id of the worker process */
+    tn_gauges gauges;    /* ..GAUGES_MAX named values (tern_leaked_resources_total...) */
+    uint64_t epoch;      /* boot id of the worker process */
+    tn_str degraded;     /* ..REASON_MAX: the worker's last spawn failure; empty: healthy */
+    int64_t degraded_at; /* unix ns of that failure; 0 when healthy */
 } tn_msg_heartbeat;
 
 /* The answer to RECONCILE: every attempt the worker runs. */
@@ -261,8 +268,11 @@ typedef struct tn_frame {
     uint32_t count;
 } tn_frame;
 
-/* Start a frame from sender (1..ID_MAX bytes, NUL-terminated). */
+/* Start a frame from sender (1..ID_MAX bytes, NUL-terminated) of no cluster (empty). */
 tn_err tn_frame_begin(tn_frame *f, tn_buf *buf, const char *sender);
+/* The same, for the cluster `cluster` (0..CLUSTER_MAX bytes, NUL-terminated; NULL = ""). */
+tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender,
+                              const char *cluster);
 /* Add a message. On error (TN_ERR_TOOBIG also when the frame would exceed FRAME_MAX bytes
  * or FRAME_MSGS_MAX messages) the frame is as before and still valid. */
 tn_err tn_frame_add(tn_frame *f, const tn_msg *m);
@@ -281,6 +291,11 @@ typedef tn_err (*tn_frame_cb)(void *arg, tn_str sender, const tn_msg *m);
  * called, and msg (may be NULL) says what and where ("frame from worker:w1: message 3
  * (RESULT) at byte 181: input has the wrong type"). Never reads outside buf[0..len). */
 tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, tn_errmsg *msg);
+/* The sender and cluster of a frame, from its header only (bounded like the decoder), for
+ * a receiver to refuse a frame of another cluster before decoding it. Both point into buf.
+ * TN_ERR_VERSION, TN_ERR_TRUNCATED, TN_ERR_TOOBIG, TN_ERR_TYPE or TN_ERR_CORRUPT as the
+ * decoder on a bad header. */
+tn_err tn_frame_header(const void *buf, size_t len, tn_str *sender, tn_str *cluster);
 
 /* ---- outgoing queue ---------------------------------------------------------------------- */
 
@@ -305,5 +320,7 @@ tn_err tn_outq_push(tn_outq *q, const tn_msg *m);
 tn_err tn_outq_flush(tn_outq *q, tn_tx tx, uint32_t *nsent);
 /* Messages queued now. */
 uint32_t tn_outq_len(tn_outq *q);
+/* The cluster the queue's next frames carry (0..CLUSTER_MAX bytes; NULL = ""). */
+void tn_outq_set_cluster(tn_outq *q, const char *cluster);
 
 #endif

@@ -36,6 +36,7 @@ struct tn_evlog {
     /* ids touched by the pending batch (each once) */
     uint64_t *dirty_wf, *dirty_task;
     size_t ndirty_wf, ndirty_task, cap_dirty_wf, cap_dirty_task;
+    char cluster_id[65]; /* meta store_id, read at open */
 };
 
 static tn_err push_id(uint64_t **arr, size_t *n, size_t *cap, uint64_t id)
@@ -134,6 +135,27 @@ static tn_err genesis(tn_evlog *l, tn_errmsg *msg)
     return e;
 }
 
+/* The store's id (made by the genesis INIT event) names the cluster of this store: a
+ * master on another store is another cluster, whatever its --listen. */
+static void load_cluster_id(tn_evlog *l)
+{
+    tn_rtxn *t;
+    tn_val v;
+    if (tn_store_read_begin(l->store, &t) != TN_OK)
+        return;
+    if (tn_store_get(t, TN_DB_META, "store_id", 8, &v) == TN_OK && v.len > 0 &&
+        v.len < sizeof(l->cluster_id)) {
+        memcpy(l->cluster_id, v.data, v.len);
+        l->cluster_id[v.len] = '\0';
+    }
+    tn_store_read_end(t);
+}
+
+const char *tn_evlog_cluster_id(const tn_evlog *l)
+{
+    return l->cluster_id;
+}
+
 tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out, tn_errmsg *msg)
 {
     if (sodium_init() < 0)
@@ -188,6 +210,7 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         goto fail;
     if (l->c_last_seq == 0 && (e = genesis(l, msg)))
         goto fail;
+    load_cluster_id(l);
     *out = l;
     return TN_OK;
 fail:

@@ -36,6 +36,10 @@ void tn_evlog_close(tn_evlog *l);
 /* The log's store, owned by the log: to pass to the readers of logread.h and replay.h
  * (committed data only), never to write to. */
 tn_store *tn_evlog_store(tn_evlog *l);
+/* The cluster id: the store's random id (meta store_id, made with the store by its
+ * genesis INIT event), fixed for the store's life. Carried in every master<->worker frame
+ * so a worker bound to one store's master refuses another's. "" if the store has none. */
+const char *tn_evlog_cluster_id(const tn_evlog *l);
 /* The seq of the last committed event. */
 uint64_t tn_evlog_last_seq(const tn_evlog *l);
 /* Allocate a fresh workflow / task instance id (never used by a committed event). */

@@ -44,6 +44,8 @@ typedef struct worker_view {
     char gauge_keys[MAX_GAUGES][40];
     uint64_t gauge_vals[MAX_GAUGES];
     unsigned ngauges;
+    char degraded[512];  /* the worker's last spawn failure ("" = healthy) */
+    int64_t degraded_at; /* unix ns */
 } worker_view;
 
 /* An attempt placed on a worker (the latest attempt of each task). */
@@ -102,6 +104,10 @@ struct tn_master {
     uint32_t rr; /* round robin cursor */
     uint64_t rng;
     int64_t started; /* monotonic */
+    /* the store's cluster id, in every frame; frames of another cluster are refused */
+    char cluster[TN_PROTO_CLUSTER_MAX + 1];
+    atomic_llong refused_log_at; /* monotonic ns of the last "another cluster" error */
+    atomic_ullong refused;       /* frames refused since */
 };
 
 int tn_selector_parse(const char *s)
@@ -118,6 +124,11 @@ int tn_selector_parse(const char *s)
 const char *tn_master_ctl_url(const tn_master *m)
 {
     return m->ctl;
+}
+
+const char *tn_master_cluster_id(const tn_master *m)
+{
+    return m->cluster;
 }
 
 static worker_view *find_worker(tn_master *m, const char *name)
@@ -477,6 +488,8 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     w->mem_reserve = h->mem_reserve;
     w->epoch = h->epoch;
     w->last_hb = tn_mono_ns();
+    snprintf(w->degraded, sizeof(w->degraded), "%.*s", (int)h->degraded.len, h->degraded.p);
+    w->degraded_at = h->degraded_at;
     w->max_load_milli = 0;
     w->ngauges = 0;
     for (uint32_t i = 0; i < h->gauges.n && w->ngauges < MAX_GAUGES; i++) {
@@ -500,6 +513,8 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
             e = tn_tx_dial(w->tx, w->listen_url, &em);
         if (!e)
             e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
+        if (!e)
+            tn_outq_set_cluster(w->q, m->cluster);
         if (e) {
             tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"",
                      w->name, w->listen_url, em.text);
@@ -626,10 +641,36 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     return TN_OK;
 }
 
+/* A frame from a worker bound to another cluster (it ran for a master on another store)
+ * is refused whole: its reports name task ids of that store, and what it runs is not ours
+ * to kill. Loud, once per 10 s. A worker not bound yet sends "" and binds to us. */
+static bool cluster_accepts(tn_master *m, const void *buf, size_t len)
+{
+    tn_str sender, c;
+    if (tn_frame_header(buf, len, &sender, &c) != TN_OK || c.len == 0 ||
+        (c.len == strlen(m->cluster) && memcmp(c.p, m->cluster, c.len) == 0))
+        return true;
+    unsigned long long n = atomic_fetch_add(&m->refused, 1) + 1;
+    long long now = tn_mono_ns(), last = atomic_load(&m->refused_log_at);
+    if ((last == 0 || now - last >= 10000000000LL) &&
+        atomic_compare_exchange_strong(&m->refused_log_at, &last, now)) {
+        atomic_store(&m->refused, 0);
+        tn_error("master",
+                 "msg=\"frame from a worker of another cluster refused\" sender=\"%.*s\" "
+                 "cluster=\"%.*s\" ours=%s refused=%llu data=%s hint=\"this master's store "
+                 "is not the one that worker ran for: check --data, or remove the worker's "
+                 "DATA/cluster-id to move it here\"",
+                 (int)sender.len, sender.p, (int)c.len, c.p, m->cluster, n, m->data);
+    }
+    return false;
+}
+
 static void on_frame(void *arg, const void *buf, size_t len)
 {
     tn_master *m = arg;
     tn_errmsg em = {{0}};
+    if (!cluster_accepts(m, buf, len))
+        return;
     if (tn_frame_decode(buf, len, on_msg, m, &em) != TN_OK)
         tn_warn("master", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", len, em.text);
 }
@@ -701,7 +742,7 @@ static void check_workers(tn_master *m)
             continue;
         tn_buf b = {0};
         tn_frame f;
-        if (tn_frame_begin(&f, &b, m->id) == TN_OK &&
+        if (tn_frame_begin_cluster(&f, &b, m->id, m->cluster) == TN_OK &&
             tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK && tn_frame_end(&f) == TN_OK)
             (void)tn_tx_send(w->tx, b.data, b.size);
         tn_buf_free(&b);
@@ -812,11 +853,19 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
                      w->slots, w->running, w->assigned, w->load_milli / 1000.0, w->mem_free,
                      w->mem_reserve, ago);
         tn_sb_json(json, w->listen_url, strlen(w->listen_url));
-        tn_sb_printf(json, ",\"gauges\":{");
+        tn_sb_printf(json,
+                     ",\"degraded\":%s,\"last_error\":", w->degraded[0] ? "true" : "false");
+        tn_sb_json(json, w->degraded, strlen(w->degraded));
+        tn_sb_printf(json, ",\"last_error_at_ns\":%" PRId64 ",\"gauges\":{", w->degraded_at);
         for (unsigned g = 0; g < w->ngauges; g++)
             tn_sb_printf(json, "%s\"%s\":%" PRIu64, g ? "," : "", w->gauge_keys[g],
                          w->gauge_vals[g]);
         tn_sb_printf(json, "}}");
+        if (w->degraded[0]) {
+            char when[64];
+            tn_fmt_time(w->degraded_at, when, sizeof(when));
+            tn_sb_printf(text, "    DEGRADED since %s: %s\n", when, w->degraded);
+        }
         if (w->ngauges) {
             tn_sb_printf(text, "    ");
             for (unsigned g = 0; g < w->ngauges; g++)
@@ -865,6 +914,7 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
+    snprintf(m->cluster, sizeof(m->cluster), "%s", tn_evlog_cluster_id(tn_engine_log(m->e)));
     /* embedded without a listen URL: no receiver (nothing would reach it) */
     if (opts->listen_url &&
         ((e = tn_tx_new(opts->listen_url, false, m->use_tls ? &m->tls : NULL, on_frame, m,
@@ -878,8 +928,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the engine thread");
         goto fail;
     }
-    tn_info("master", "msg=\"started\" data=%s listen=%s ctl=%s", m->data,
-            opts->listen_url ? opts->listen_url : "-", m->ctl);
+    tn_info("master", "msg=\"started\" data=%s cluster=%s listen=%s ctl=%s", m->data,
+            m->cluster, opts->listen_url ? opts->listen_url : "-", m->ctl);
     *out = m;
     return TN_OK;
 fail:

@@ -38,6 +38,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
 /* Stop the threads (the engine finishes its batch), close everything. Accepts NULL. */
 void tn_master_stop(tn_master *m);
 const char *tn_master_ctl_url(const tn_master *m);
+/* The cluster id (the store's id, tn_evlog_cluster_id) carried in every frame. */
+const char *tn_master_cluster_id(const tn_master *m);
 
 /* The engine the master runs (its own thread runs it: use tn_engine_submit_wait). */
 struct tn_engine *tn_master_engine(tn_master *m);

@@ -39,12 +39,14 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
         return e;
     }
     tn_worker_opts wo = {.data_dir = wdata,
-                         .name = "local",
+                         .name = "local", /* a label: its identity is DATA/worker/worker-id */
                          .master_url = murl,
                          .listen_url = wurl,
                          .slots = opts->slots ? opts->slots : 4,
                          .cgroup_root = opts->no_cgroup ? "" : NULL,
-                         .heartbeat_ms = 500};
+                         .heartbeat_ms = 500,
+                         /* its worker is this master's, whatever DATA/worker said before */
+                         .cluster_id = tn_master_cluster_id(s->m)};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

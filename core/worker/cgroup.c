@@ -303,6 +303,33 @@ bool pr_setup_v2(tn_procs *p, const char *root, char *why, size_t wlen)
     return true;
 }
 
+/* The worker's v2 sub-tree (p->root) was removed under it (by hand, by a cleanup script, by
+ * another program's rmdir of the shared parent): made again, with the v2 controllers it
+ * had, so the next task runs contained instead of failing. 0 or an errno value. */
+int pr_restore_v2(tn_procs *p)
+{
+    if (!p->root)
+        return EINVAL;
+    if (tn_mkdir_p(p->root) != 0)
+        return errno;
+    char parent[4096];
+    pr_sfmt(parent, sizeof(parent), "%s", p->root);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent)
+        *slash = '\0';
+    const char *ctrls[2] = {"+memory", "+cpu"};
+    lim_kind kinds[2] = {p->lim_mem, p->lim_cpu};
+    for (int i = 0; i < 2; i++)
+        if (kinds[i] == LIM_V2 &&
+            (pr_write_at(parent, "cgroup.subtree_control", ctrls[i]) != 0 ||
+             pr_write_at(p->root, "cgroup.subtree_control", ctrls[i]) != 0))
+            tn_warn(COMP, "msg=\"cannot enable a controller again\" cgroup=%s controller=%s",
+                    p->root, ctrls[i] + 1);
+    tn_warn(COMP, "msg=\"the worker's cgroup sub-tree had disappeared; recreated\" cgroup=%s",
+            p->root);
+    return 0;
+}
+
 /* v1 memory or cpu hierarchy: <mount>/<own path>/tern/<name>, when writable. The "tern"
  * parent goes to *parent. */
 char *pr_setup_v1(const tn_procs *p, const char *ctrl, const char *probe, char **parent)

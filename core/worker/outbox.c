@@ -81,7 +81,7 @@ void tn_outbox_send(tn_outbox *ob, tn_tx tx, const char *sender, int64_t now)
             continue;
         if (!open) {
             buf.size = 0;
-            if (tn_frame_begin(&f, &buf, sender) != TN_OK)
+            if (tn_frame_begin_cluster(&f, &buf, sender, ob->cluster) != TN_OK)
                 break;
             open = true;
         }

@@ -19,6 +19,7 @@ typedef struct tn_outbox {
     uint32_t dels;       /* deletes in the staged batch, not committed yet */
     int64_t dels_since;  /* monotonic: the first of them */
     uint64_t next_report;
+    char cluster[TN_PROTO_CLUSTER_MAX + 1]; /* the cluster its frames carry ("": unbound) */
 } tn_outbox;
 
 /* An outbox over st, with the reports a previous run left there (they are sent again). */
@@ -32,7 +33,7 @@ tn_err tn_outbox_put(tn_outbox *ob, tn_msg *m);
 /* Durable before sent: commit what is staged (reports and task records), retrying while
  * the store refuses, until *stop. Staged deletes alone wait a little unless `force`. */
 void tn_outbox_commit(tn_outbox *ob, bool force, const atomic_bool *stop);
-/* Send every report that is due to tx, in frames from `sender`. */
+/* Send every report that is due to tx, in frames from `sender` of ob->cluster. */
 void tn_outbox_send(tn_outbox *ob, tn_tx tx, const char *sender, int64_t now);
 /* The master persisted report id: it leaves (a duplicate PERSISTED is ignored). */
 void tn_outbox_done(tn_outbox *ob, uint64_t id);

@@ -74,8 +74,10 @@ typedef struct tn_proc_opts {
      * "": never use cgroups, not even v1 ones for limits (session mode).
      * A path: use it; if it is unusable, tn_procs_new fails (a configuration error). */
     const char *cgroup_root;
-    /* Worker name: 1..64 of [A-Za-z0-9._-], not starting with '.'. Names the cgroup
-     * sub-tree and the environment tag, so two workers on one host must differ. */
+    /* The worker's id (DATA/worker-id, not its name, which is a label two workers may
+     * share): 1..64 of [A-Za-z0-9._-], not starting with '.'. Names the cgroup sub-tree
+     * <cgroup2>/tern/<id> and the environment tag, so leftovers found by it are this data
+     * dir's previous run's and nobody else's. */
     const char *name;
     /* TERM-to-KILL grace for processes a task leaves behind when its leader exits.
      * 0 = 1000 ms. */

@@ -186,6 +186,7 @@ bool pr_find_mount(const char *fstype, const char *ctrl, char *mnt, size_t mlen,
                    size_t rlen);
 bool pr_valid_name(const char *s);
 bool pr_setup_v2(tn_procs *p, const char *root, char *why, size_t wlen);
+int pr_restore_v2(tn_procs *p);
 char *pr_setup_v1(const tn_procs *p, const char *ctrl, const char *probe, char **parent);
 
 /* proc.c: the manager and its attempts */

@@ -460,6 +460,8 @@ static tn_err task_cgroup(tn_procs *p, tn_proc *t, child_ctx *c, const char *bas
     if (!(t->cg = pr_path_join(p->root, base)))
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     int e = mkdir(t->cg, 0755) == 0 ? 0 : errno;
+    if (e == ENOENT && (e = pr_restore_v2(p)) == 0) /* our sub-tree is gone: make it again */
+        e = mkdir(t->cg, 0755) == 0 ? 0 : errno;
     if (e == EEXIST) /* an empty leftover is reused; a populated one is not ours */
         e = pr_cg_rmdir_tree(t->cg, 0) == 0 && mkdir(t->cg, 0755) == 0 ? 0 : EBUSY;
     if (e) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +84,17 @@ struct tn_worker {
     uint64_t epoch;
     uint64_t swept, exec_dirs;
     int journal; /* DATA/journal: append-only lines of attempt starts and ends */
+    int lock_fd; /* flock on DATA/worker.lock: one worker per data dir */
+    char id[TN_PROTO_ID_MAX + 1]; /* DATA/worker-id: names cgroups and task tags */
+    /* DATA/cluster-id: the cluster (master store) this worker is bound to; "" until the
+     * first frame it accepts */
+    char cluster[TN_PROTO_CLUSTER_MAX + 1];
+    bool rebound;           /* opts.cluster_id replaced another cluster at start */
+    int64_t refused_log_at; /* monotonic: the last "another cluster" error */
+    uint64_t refused;       /* frames refused since that log line */
+    /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
+    char degraded[TN_PROTO_REASON_MAX / 4];
+    int64_t degraded_at; /* unix ns */
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -383,9 +395,21 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     if (e) {
         char why[600];
         snprintf(why, sizeof(why), "spawn failed: %s", em.text[0] ? em.text : tn_strerror(e));
+        /* the task fails with the reason, and the worker says it is unwell until a spawn
+         * works again: a worker that fails every task must not look healthy */
+        tn_error("worker", "msg=\"spawn failed\" task=%" PRIu64 " attempt=%u why=\"%s\"",
+                 j->task, j->attempt, why);
+        snprintf(w->degraded, sizeof(w->degraded), "%s", why);
+        w->degraded_at = tn_now_ns();
         report_result(w, j, false, -1, why, NULL);
         j->done = true;
         return;
+    }
+    if (w->degraded[0]) {
+        tn_info("worker", "msg=\"spawning works again; no longer degraded\" task=%" PRIu64,
+                j->task);
+        w->degraded[0] = '\0';
+        w->degraded_at = 0;
     }
     w->exec_dirs++;
     journal(w, "start %" PRIu64 " %u %d %" PRId64 " %s", j->task, j->attempt,
@@ -476,7 +500,9 @@ static void heartbeat(tn_worker *w)
                                      mem_available(),
                                      w->o.mem_reserve,
                                      {g, TN_ARRAY_LEN(g)},
-                                     w->epoch};
+                                     w->epoch,
+                                     tn_str_c(w->degraded),
+                                     w->degraded_at};
     if (tn_outq_push(w->q, &m) == TN_OK)
         (void)tn_outq_flush(w->q, w->tx, NULL);
 }
@@ -526,6 +552,54 @@ static tn_err process(void *arg, tn_str sender, const tn_msg *m)
     return TN_OK;
 }
 
+static int write_small(const char *path, const char *text);
+
+/* Binds the worker to cluster c (DATA/cluster-id, 0600) and makes its frames carry it. */
+static void bind_cluster(tn_worker *w, const char *c, size_t len)
+{
+    snprintf(w->cluster, sizeof(w->cluster), "%.*s", (int)len, c);
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/cluster-id", w->data);
+    if (write_small(p, w->cluster) != 0)
+        tn_error("worker", "msg=\"cannot record the cluster id\" path=%s why=\"%s\"", p,
+                 strerror(errno));
+    if (w->q)
+        tn_outq_set_cluster(w->q, w->cluster);
+    snprintf(w->ob.cluster, sizeof(w->ob.cluster), "%s", w->cluster);
+    tn_info("worker", "msg=\"bound to cluster\" cluster=%s", w->cluster);
+}
+
+/* A frame of another cluster (a master on another store: a mistyped --data, a new store
+ * with the same --listen) is refused whole: its RECONCILE would kill our tasks as stale and
+ * its task ids are not ours. Loud, but once per 10 s. The first cluster seen binds. */
+static bool cluster_accepts(tn_worker *w, const void *buf, size_t len)
+{
+    tn_str sender, c;
+    if (tn_frame_header(buf, len, &sender, &c) != TN_OK)
+        return true; /* the decoder says what is wrong with it */
+    if (!w->cluster[0]) {
+        if (c.len)
+            bind_cluster(w, c.p, c.len);
+        return true;
+    }
+    if (c.len == strlen(w->cluster) && memcmp(c.p, w->cluster, c.len) == 0)
+        return true;
+    w->refused++;
+    int64_t now = tn_mono_ns();
+    if (!w->refused_log_at || now - w->refused_log_at >= 10000000000LL) {
+        tn_error("worker",
+                 "msg=\"frame from another cluster refused; tasks keep running\" "
+                 "sender=\"%.*s\" cluster=\"%.*s\" ours=%s refused=%" PRIu64 " data=%s "
+                 "hint=\"the master runs on another store: point it at its own --data, "
+                 "or remove %s/cluster-id to rebind this worker\"",
+                 (int)sender.len, sender.p, (int)c.len, c.p, w->cluster, w->refused, w->data,
+                 w->data);
+        w->refused_log_at = now;
+        w->refused = 0;
+    }
+    return false;
+}
+
 static void take_inbound(tn_worker *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -535,7 +609,9 @@ static void take_inbound(tn_worker *w)
     while (in) {
         inmsg *next = in->next;
         tn_errmsg em = {{0}};
-        if (tn_frame_decode(in->buf, in->len, process, w, &em) != TN_OK)
+        if (!cluster_accepts(w, in->buf, in->len))
+            ; /* refused and logged */
+        else if (tn_frame_decode(in->buf, in->len, process, w, &em) != TN_OK)
             tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", in->len,
                     em.text);
         free(in);
@@ -759,6 +835,140 @@ static void recover_tasks(tn_worker *w)
         tn_info("worker", "msg=\"previous run's tasks found and killed\" count=%u", n);
 }
 
+/* ------------------------------------------------------------------------------ */
+/* identity: one worker per data dir, an id made once, the cluster it is bound to */
+
+/* Writes text to path (0600) through a temporary file and rename, so a crash leaves the
+ * old file or the new one. 0 or -1 with errno. */
+static int write_small(const char *path, const char *text)
+{
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    size_t n = strlen(text);
+    bool ok = write(fd, text, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        e = ok ? errno : e;
+        (void)unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* The first line of a small file: its length, 0 if missing or empty, -1 if unreadable. */
+static ssize_t read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return (ssize_t)strlen(buf);
+}
+
+static bool id_chars_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > TN_PROTO_ID_MAX || s[0] == '.')
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* DATA/worker.lock, held (flock) for the worker's life: a second worker on the same data
+ * dir would share its outbox, records and cgroups, and kill its tasks as leftovers. The
+ * holder's pid is written in it for the error message. */
+static tn_err lock_data(tn_worker *w, tn_errmsg *msg)
+{
+    char p[PATH_MAX + 16], pid[32] = "";
+    snprintf(p, sizeof(p), "%s/worker.lock", w->data);
+    w->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (w->lock_fd < 0)
+        return tn_errmsg_set(msg, tn_err_from_errno(errno), "%s: cannot open: %s", p,
+                             strerror(errno));
+    if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t n = pread(w->lock_fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? strcspn(pid, "\n") < (size_t)n ? strcspn(pid, "\n") : (size_t)n : 0] = '\0';
+        return tn_errmsg_set(msg, TN_ERR_BUSY,
+                             "%s: another worker%s%s%s uses this data directory; stop it, or "
+                             "give this worker its own --data",
+                             w->data, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+    }
+    snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(w->lock_fd, 0) != 0 ||
+        pwrite(w->lock_fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+        tn_warn("worker", "msg=\"cannot write the pid to the lock file\" path=%s", p);
+    return TN_OK;
+}
+
+/* DATA/worker-id: made once (16 random hex digits), then read at every start. It names the
+ * worker's cgroup sub-tree and its tasks' environment tag, so leftovers of a previous run
+ * are this data dir's, never another worker's of the same name. */
+static tn_err load_identity(tn_worker *w, const char *cluster_opt, tn_errmsg *msg)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/worker-id", w->data);
+    ssize_t n = read_small(p, w->id, sizeof(w->id));
+    if (n < 0 || (n > 0 && !id_chars_ok(w->id)))
+        return tn_errmsg_set(msg, TN_ERR_CORRUPT,
+                             "%s: unreadable or not a worker id (1-64 of A-Z a-z 0-9 . _ -); "
+                             "remove it to give this data dir a new identity",
+                             p);
+    if (n == 0) {
+        uint8_t rnd[8];
+        randombytes_buf(rnd, sizeof(rnd));
+        for (int i = 0; i < 8; i++)
+            snprintf(w->id + 2 * i, 3, "%02x", rnd[i]);
+        if (write_small(p, w->id) != 0)
+            return tn_errmsg_set(msg, tn_err_from_errno(errno), "%s: cannot write: %s", p,
+                                 strerror(errno));
+        tn_info("worker", "msg=\"new worker identity\" id=%s path=%s", w->id, p);
+    }
+    snprintf(p, sizeof(p), "%s/cluster-id", w->data);
+    n = read_small(p, w->cluster, sizeof(w->cluster));
+    if (n < 0)
+        return tn_errmsg_set(msg, TN_ERR_IO, "%s: cannot read: %s", p, strerror(errno));
+    if (cluster_opt && *cluster_opt && strcmp(cluster_opt, w->cluster) != 0) {
+        /* the standalone: its worker belongs to the master in the same process */
+        w->rebound = w->cluster[0] != '\0';
+        if (w->cluster[0])
+            tn_warn("worker",
+                    "msg=\"rebinding to the embedded master's cluster\" was=%s now=%s",
+                    w->cluster, cluster_opt);
+        snprintf(w->cluster, sizeof(w->cluster), "%s", cluster_opt);
+        if (write_small(p, w->cluster) != 0)
+            return tn_errmsg_set(msg, tn_err_from_errno(errno), "%s: cannot write: %s", p,
+                                 strerror(errno));
+    }
+    return TN_OK;
+}
+
+/* Reports of the cluster this worker was bound to before a rebind: their task ids are
+ * another store's, and the new master must never apply them to its own tasks. */
+static void drop_old_reports(tn_worker *w)
+{
+    uint64_t *ids = calloc(w->ob.pend.len + 1, sizeof(*ids));
+    size_t n = 0;
+    for (size_t i = 0; ids && i < w->ob.pend.cap; i++)
+        if (w->ob.pend.slots[i].key && n < w->ob.pend.len)
+            ids[n++] = w->ob.pend.slots[i].key;
+    for (size_t i = 0; i < n; i++)
+        tn_outbox_done(&w->ob, ids[i]);
+    free(ids);
+    if (n) {
+        tn_outbox_commit(&w->ob, true, &w->stop);
+        tn_warn("worker", "msg=\"reports of the previous cluster dropped\" count=%zu", n);
+    }
+}
+
 /* The worker's name (or the host's), control URL, listen URL and groups. */
 static void set_names(tn_worker *w, const tn_worker_opts *opts)
 {
@@ -789,6 +999,7 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
     }
     tn_tx inner;
     if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
+        (tn_outq_set_cluster(w->q, w->cluster), false) ||
         (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
                        msg)))
         return e;
@@ -821,6 +1032,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_map_init(&w->finished);
     tn_map_init(&w->finished_old);
     w->journal = -1;
+    w->lock_fd = -1;
     tn_err e;
     if (w->wake < 0) {
         e = tn_errmsg_set(msg, TN_ERR_IO, "eventfd: %s", strerror(errno));
@@ -840,21 +1052,34 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_mkdir_p(sub);
     snprintf(sub, sizeof(sub), "%s/exec", w->data);
     tn_mkdir_p(sub);
+    if ((e = lock_data(w, msg)) || (e = load_identity(w, opts->cluster_id, msg)))
+        goto fail;
     set_names(w, opts);
+    if (!id_chars_ok(w->name)) { /* a label, but one that goes into logs and the journal */
+        e = tn_errmsg_set(msg, TN_ERR_INVAL,
+                          "worker name \"%s\" is invalid: use 1-64 of A-Z a-z 0-9 . _ -, "
+                          "not starting with '.' (--name)",
+                          w->name);
+        goto fail;
+    }
     randombytes_buf(&w->epoch, sizeof(w->epoch));
     char jp[4300];
     snprintf(jp, sizeof(jp), "%s/journal", w->data);
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
         goto fail;
-    tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->name};
+    /* the id, not the name: names are labels two workers may share */
+    tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->id};
     if ((e = tn_procs_new(&po, &w->procs, msg)))
         goto fail;
-    tn_info("worker", "msg=\"containment\" worker=%s mode=%s cgroup=%s", w->name,
+    tn_info("worker", "msg=\"containment\" worker=%s id=%s mode=%s cgroup=%s", w->name, w->id,
             tn_contain_mode_name(tn_procs_mode(w->procs)),
             tn_procs_cgroup_dir(w->procs) ? tn_procs_cgroup_dir(w->procs) : "-");
     recover_tasks(w);
     tn_outbox_init(&w->ob, w->st);
+    snprintf(w->ob.cluster, sizeof(w->ob.cluster), "%s", w->cluster);
+    if (w->rebound)
+        drop_old_reports(w);
     if ((e = connect_master(w, opts, msg)))
         goto fail;
     if ((e = tn_rpc_serve(w->ctl, serve_logs, w, &w->rpc, msg)))
@@ -863,9 +1088,11 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the worker thread");
         goto fail;
     }
-    tn_info("worker", "msg=\"started\" worker=%s master=%s listen=%s slots=%u groups=%s",
-            w->name, opts->master_url, w->listen, w->o.slots,
-            opts->groups ? opts->groups : "default");
+    tn_info("worker",
+            "msg=\"started\" worker=%s id=%s cluster=%s master=%s listen=%s slots=%u "
+            "groups=%s",
+            w->name, w->id, w->cluster[0] ? w->cluster : "-", opts->master_url, w->listen,
+            w->o.slots, opts->groups ? opts->groups : "default");
     *out = w;
     return TN_OK;
 fail:
@@ -878,6 +1105,8 @@ fail:
     tn_outbox_store_close(w->st);
     if (w->journal >= 0)
         close(w->journal);
+    if (w->lock_fd >= 0)
+        close(w->lock_fd);
     if (w->wake >= 0)
         close(w->wake);
     free(w);
@@ -913,6 +1142,8 @@ void tn_worker_stop(tn_worker *w)
     tn_outbox_store_close(w->st);
     if (w->journal >= 0)
         close(w->journal);
+    if (w->lock_fd >= 0)
+        close(w->lock_fd); /* the lock goes last: nothing of this run is left to clean */
     close(w->wake);
     free(w);
     tn_info("worker", "msg=\"stopped\"");

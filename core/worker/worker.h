@@ -17,7 +17,8 @@ typedef struct tn_worker tn_worker;
 
 typedef struct tn_worker_opts {
     const char *data_dir;    /* outbox, exec dirs, logs */
-    const char *name;        /* worker id; default: the host name */
+    const char *name;        /* a label (heartbeats, `tern workers`); default: the host name.
+                              * The identity is DATA/worker-id, made at the first start */
     const char *master_url;  /* where reports go */
     const char *listen_url;  /* where dispatches come */
     const char *ctl_url;     /* where `tern logs` reads logs; default ipc://DATA/worker.ctl */
@@ -29,8 +30,14 @@ typedef struct tn_worker_opts {
     uint64_t map_max;        /* the outbox store grows up to this; 0 = the store's default */
     const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
     const char *tls_cert, *tls_key, *tls_ca;
+    /* Bind to this cluster at start (DATA/cluster-id rewritten; reports of the previous
+     * cluster still in the outbox are dropped): the standalone, whose worker belongs to
+     * the master in its process. NULL: the worker binds to the cluster
+     * of the first frame it accepts and refuses frames of any other. */
+    const char *cluster_id;
 } tn_worker_opts;
 
+/* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg);
 /* Stop: tasks still running are killed (SIGTERM, 2 s grace, SIGKILL) and their results
  * kept in the outbox for the master; a worker that dies instead leaves them to its next
