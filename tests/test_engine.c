@@ -1767,10 +1767,10 @@ Test(engine, repeating_commit_failure_is_logged_once_per_interval, .fini = teard
     dir = tu_tmpdir();
     memset(&X, 0, sizeof(X));
     tn_errmsg m = {{0}};
-    tn_engine_opts o = {.data_dir = dir,
-                        .log = {.create = true, .no_sync = true, .map_size = 1 << 20,
-                                .map_max = 1 << 20},
-                        .executor = {&sx_ops, &X, "test"}};
+    tn_engine_opts o = {
+        .data_dir = dir,
+        .log = {.create = true, .no_sync = true, .map_size = 1 << 20, .map_max = 1 << 20},
+        .executor = {&sx_ops, &X, "test"}};
     cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
     X.e = E;
     tn_engine_step(E, NULL);
@@ -1781,8 +1781,9 @@ Test(engine, repeating_commit_failure_is_logged_once_per_interval, .fini = teard
     static char yaml[80000];
     int failures = 0;
     for (int i = 0; i < 200 && failures < 30; i++) {
-        int n = snprintf(yaml, sizeof(yaml),
-                         "name: big%d\ntasks:\n  - name: a\n    type: shell\n    command: \"", i);
+        int n =
+            snprintf(yaml, sizeof(yaml),
+                     "name: big%d\ntasks:\n  - name: a\n    type: shell\n    command: \"", i);
         memset(yaml + n, 'x', 60000);
         snprintf(yaml + n + 60000, sizeof(yaml) - (size_t)n - 60000, "\"\n");
         tn_def *d;
