@@ -381,8 +381,8 @@ static tn_err no_store_msg(const tn_store *s, const char *why, tn_errmsg *msg)
 {
     return tn_errmsg_set(msg, TN_ERR_NOENT,
                          "%s: no tern store here (%s): check --data, or create one with "
-                         "`tern init`",
-                         s->dir, why);
+                         "`tern init --data %s`",
+                         s->dir, why, s->dir);
 }
 
 static tn_err open_dbs_existing(tn_store *s, tn_errmsg *msg);

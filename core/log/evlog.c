@@ -95,9 +95,9 @@ static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
     tn_store_read_end(t);
     if (e)
         return tn_errmsg_set(msg, e,
-                             "%s: meta database is damaged (%s): run `tern replay` "
-                             "to find the first bad event; restore from a backup",
-                             tn_store_path(l->store), tn_strerror(e));
+                             "%s: meta database is damaged (%s): run `tern replay --data "
+                             "%s` to find the first bad event; restore from a backup",
+                             tn_store_path(l->store), tn_strerror(e), tn_store_dir(l->store));
     /* events are dense from 1, so their count must be the last seq */
     tn_store_stat st;
     if ((e = tn_store_stat_get(l->store, &st)))
@@ -106,11 +106,11 @@ static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
     if (st.entries[TN_DB_EVENTS] != l->c_last_seq)
         return tn_errmsg_set(msg, TN_ERR_CORRUPT,
                              "%s: the log holds %llu events but meta says the last is seq "
-                             "%llu: run `tern replay` to locate the damage; restore from a "
-                             "backup",
+                             "%llu: run `tern replay --data %s` to locate the damage; "
+                             "restore from a backup",
                              tn_store_path(l->store),
                              (unsigned long long)st.entries[TN_DB_EVENTS],
-                             (unsigned long long)l->c_last_seq);
+                             (unsigned long long)l->c_last_seq, tn_store_dir(l->store));
     l->last_seq = l->c_last_seq;
     l->max_wf = l->c_max_wf;
     l->max_task = l->c_max_task;
