@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -57,6 +59,7 @@ struct tn_store {
     size_t map_max;
     size_t page; /* OS page size: map sizes are multiples of it */
     bool read_only;
+    bool created; /* this open made the store (an empty environment got its databases) */
     /* Growing the map (mdb_env_set_mapsize) unmaps and remaps it: no transaction of this
      * process may be inside it then, or its pointers dangle. Every transaction, read or
      * write, holds this lock shared; a remap holds it exclusive. Writer-preferring, so a
@@ -174,6 +177,27 @@ static tn_err mdb_msg(const tn_store *s, int rc, const char *what, tn_errmsg *ms
     return tn_errmsg_set(msg, err, "%s: %s: %s", s->path, what, mdb_strerror(rc));
 }
 
+/* Free bytes on the store's file system for an unprivileged writer; -1 if unknown. */
+static long long free_bytes(const tn_store *s)
+{
+    struct statvfs v;
+    if (statvfs(s->dir, &v) != 0)
+        return -1;
+    return (long long)v.f_bavail * (long long)v.f_frsize;
+}
+
+/* Below this much free space an I/O error while writing is taken for a full disk: LMDB
+ * reports a short write (the usual way a nearly full disk fails a pwrite) as EIO. */
+#define LOW_FREE_BYTES (16 * (long long)MIB)
+
+static tn_err disk_full_msg(const tn_store *s, long long avail, tn_errmsg *msg)
+{
+    return tn_errmsg_set(msg, TN_ERR_FULL,
+                         "disk full: %s: %lld MiB free on its file system: new work is "
+                         "refused until space is freed; nothing accepted was lost",
+                         s->path, avail < 0 ? 0 : avail / (long long)MIB);
+}
+
 /* --- map size ------------------------------------------------------------------ */
 
 static size_t round_up(size_t v, size_t page)
@@ -265,12 +289,16 @@ static tn_err remap(tn_store *s, size_t seen, size_t size, tn_errmsg *msg)
 static tn_err grow(tn_store *s, tn_errmsg *msg)
 {
     size_t old = load_size(&s->map_size), max = load_size(&s->map_max);
-    if (old >= max)
+    if (old >= max) {
+        long long avail = free_bytes(s);
+        if (avail >= 0 && avail < LOW_FREE_BYTES)
+            return disk_full_msg(s, avail, msg);
         return tn_errmsg_set(msg, TN_ERR_FULL,
-                             "%s: store is full at %zu MiB (limit %zu MiB): new work is "
-                             "refused; raise --map-max or free disk space; nothing "
-                             "accepted was lost",
-                             s->path, old / MIB, max / MIB);
+                             "store full: %s: reached its map limit of %zu MiB (%lld MiB free "
+                             "on its file system): new work is refused; raise --map-max; "
+                             "nothing accepted was lost",
+                             s->path, max / MIB, avail < 0 ? 0 : avail / (long long)MIB);
+    }
     size_t want = round_up(old > max / 2 ? max : old * 2, s->page);
     tn_err err = remap(s, old, want > max ? max : want, msg);
     if (err != TN_OK)
@@ -353,58 +381,54 @@ static tn_err no_store_msg(const tn_store *s, const char *why, tn_errmsg *msg)
 {
     return tn_errmsg_set(msg, TN_ERR_NOENT,
                          "%s: no tern store here (%s): check --data, or create one with "
-                         "`tern init`",
-                         s->dir, why);
+                         "`tern init --data %s`",
+                         s->dir, why, s->dir);
 }
 
+static tn_err open_dbs_existing(tn_store *s, tn_errmsg *msg);
+
 /* Creation: every database and the format key in one transaction, so a crash leaves
- * either nothing a later open accepts or a complete store. Also run on an existing
- * store when opts->create is set; then it only checks the format. */
+ * either an empty environment or a complete store. Only an environment with no named
+ * database at all is new: an existing one is opened as it is, and a database missing
+ * from it is damage, never silently recreated. */
 static tn_err open_dbs_create(tn_store *s, tn_errmsg *msg)
 {
     MDB_txn *txn;
     tn_err err = txn_begin(s, 0, &txn, msg);
     if (err != TN_OK)
         return err;
-    int rc = MDB_SUCCESS;
+    MDB_dbi main_dbi;
+    MDB_stat st;
+    int rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_stat(txn, main_dbi, &st);
+    if (rc != MDB_SUCCESS) {
+        err = mdb_msg(s, rc, "reading the environment", msg);
+        goto fail;
+    }
+    if (st.ms_entries > 0) {
+        mdb_txn_abort(txn);
+        map_unshare(s);
+        return open_dbs_existing(s, msg);
+    }
     for (int i = 0; i < TN_DB__COUNT && rc == MDB_SUCCESS; i++)
         rc = mdb_dbi_open(txn, db_names[i], db_flags[i] | MDB_CREATE, &s->dbi[i]);
     if (rc != MDB_SUCCESS) {
         err = mdb_msg(s, rc, "creating the databases", msg);
         goto fail;
     }
-    bool found;
-    err = check_format(s, txn, &found, msg);
-    if (err == TN_OK)
-        err = check_layout(s, txn, msg);
-    if (err != TN_OK)
+    uint8_t f[4] = {0, 0, 0, TN_STORE_FORMAT};
+    MDB_val k = {FORMAT_KEY_LEN, (void *)FORMAT_KEY}, v = {sizeof(f), f};
+    rc = mdb_put(txn, s->dbi[TN_DB_META], &k, &v, 0);
+    if (rc != MDB_SUCCESS) {
+        err = mdb_msg(s, rc, "writing the format", msg);
         goto fail;
-    if (!found) {
-        MDB_stat st;
-        rc = mdb_stat(txn, s->dbi[TN_DB_EVENTS], &st);
-        if (rc != MDB_SUCCESS) {
-            err = mdb_msg(s, rc, "reading the event log", msg);
-            goto fail;
-        }
-        if (st.ms_entries > 0) {
-            err = tn_errmsg_set(msg, TN_ERR_CORRUPT,
-                                "%s: holds %zu events but no format record: restore it "
-                                "from a backup; tern never repairs a store silently",
-                                s->path, st.ms_entries);
-            goto fail;
-        }
-        uint8_t f[4] = {0, 0, 0, TN_STORE_FORMAT};
-        MDB_val k = {FORMAT_KEY_LEN, (void *)FORMAT_KEY}, v = {sizeof(f), f};
-        rc = mdb_put(txn, s->dbi[TN_DB_META], &k, &v, 0);
-        if (rc != MDB_SUCCESS) {
-            err = mdb_msg(s, rc, "writing the format", msg);
-            goto fail;
-        }
     }
     rc = mdb_txn_commit(txn);
     map_unshare(s);
     if (rc != MDB_SUCCESS)
         return mdb_msg(s, rc, "creating the store", msg);
+    s->created = true;
     return TN_OK;
 fail:
     mdb_txn_abort(txn);
@@ -514,6 +538,124 @@ static tn_err check_paths(tn_store *s, const tn_store_opts *o, tn_errmsg *msg)
     return TN_OK;
 }
 
+/* LMDB's on-disk header, as liblmdb 0.9 writes it on 64-bit hosts (no MDB_VL32): pages
+ * 0 and 1 are meta pages; the one with the larger txnid is current. Each is a 16-byte
+ * page header (pgno, pad, flags, lower/upper) followed by MDB_meta: magic, version,
+ * address, mapsize, two MDB_db records of 48 bytes (the first one's md_pad holds the
+ * page size), the last page in use and the txnid. Read here, before mdb_env_open maps
+ * the file, because LMDB trusts it: a file shorter than its header says is a SIGBUS
+ * inside LMDB on the first page past the end, with no message. */
+#define LMDB_MAGIC      0xBEEFC0DEu
+#define LMDB_DATA_VER   1u
+#define LMDB_P_META     0x08u
+#define META_OFF_FLAGS  10
+#define META_OFF_MAGIC  16
+#define META_OFF_VER    20
+#define META_OFF_PSIZE  40
+#define META_OFF_LASTPG 136
+#define META_OFF_TXNID  144
+#define META_LEN        152
+
+struct lmdb_meta {
+    uint32_t psize;
+    uint64_t last_pg, txnid;
+};
+
+static uint32_t rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* One meta page read into m; NULL when sound, else what is wrong with it. */
+static const char *meta_parse(const uint8_t *b, uint64_t pgno, struct lmdb_meta *m)
+{
+    uint16_t flags;
+    memcpy(&flags, b + META_OFF_FLAGS, 2);
+    if (rd64(b) != pgno || !(flags & LMDB_P_META))
+        return "its header page is not an LMDB meta page";
+    if (rd32(b + META_OFF_MAGIC) != LMDB_MAGIC)
+        return "its header has no LMDB magic number";
+    if (rd32(b + META_OFF_VER) != LMDB_DATA_VER)
+        return "its header has an unknown LMDB format version";
+    m->psize = rd32(b + META_OFF_PSIZE);
+    m->last_pg = rd64(b + META_OFF_LASTPG);
+    m->txnid = rd64(b + META_OFF_TXNID);
+    if (m->psize < 512 || m->psize > 65536 || (m->psize & (m->psize - 1)))
+        return "its header records an impossible page size";
+    if (m->last_pg < 1 || m->last_pg > (uint64_t)1 << 48)
+        return "its header records an impossible last page";
+    return NULL;
+}
+
+static tn_err header_msg(const tn_store *s, const char *what, tn_errmsg *msg)
+{
+    return tn_errmsg_set(msg, TN_ERR_CORRUPT,
+                         "%s: damaged: %s: restore it from a backup; tern never repairs a "
+                         "store silently",
+                         s->path, what);
+}
+
+/* Check data.mdb against its own header (magic, version, page size, and the file size
+ * against the last page in use) before LMDB maps it. The metas are read before the
+ * size, so a writer growing the file meanwhile can only make the check pass. */
+static tn_err check_header(tn_store *s, tn_errmsg *msg)
+{
+    if (sizeof(size_t) != 8)
+        return TN_OK; /* the layout above is the 64-bit one */
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return TN_OK;
+        return tn_errmsg_set(msg, tn_err_from_errno(e), "%s: %s", s->path, strerror(e));
+    }
+    uint8_t b[META_LEN];
+    struct lmdb_meta m[2];
+    const char *bad = NULL;
+    struct stat st;
+    char what[192];
+    ssize_t n = pread(fd, b, META_LEN, 0);
+    if (n == 0) {
+        close(fd);
+        return TN_OK; /* empty: check_paths decided what an empty file means */
+    }
+    if (n != META_LEN)
+        bad = "too short to hold an LMDB header";
+    if (!bad)
+        bad = meta_parse(b, 0, &m[0]);
+    if (!bad && pread(fd, b, META_LEN, m[0].psize) != META_LEN)
+        bad = "too short to hold its second LMDB header page";
+    if (!bad)
+        bad = meta_parse(b, 1, &m[1]);
+    if (!bad && m[1].psize != m[0].psize)
+        bad = "its two header pages disagree on the page size";
+    if (!bad && fstat(fd, &st) != 0)
+        bad = "cannot stat it";
+    close(fd);
+    if (bad)
+        return header_msg(s, bad, msg);
+    const struct lmdb_meta *cur = m[1].txnid > m[0].txnid ? &m[1] : &m[0];
+    uint64_t need = (cur->last_pg + 1) * cur->psize;
+    if ((uint64_t)st.st_size < need) {
+        snprintf(what, sizeof(what),
+                 "truncated: the file is %llu bytes but its header says pages 0..%llu of "
+                 "%u bytes (%llu bytes) are in use",
+                 (unsigned long long)st.st_size, (unsigned long long)cur->last_pg, cur->psize,
+                 (unsigned long long)need);
+        return header_msg(s, what, msg);
+    }
+    return TN_OK;
+}
+
 static void store_free(tn_store *s)
 {
     if (s->env)
@@ -616,6 +758,8 @@ tn_err tn_store_open(const char *dir, const tn_store_opts *opts, tn_store **out,
     }
 
     tn_err err = check_paths(s, o, msg);
+    if (err == TN_OK)
+        err = check_header(s, msg);
     if (err != TN_OK)
         goto fail;
 
@@ -652,6 +796,11 @@ const char *tn_store_dir(const tn_store *s)
 const char *tn_store_path(const tn_store *s)
 {
     return s->path;
+}
+
+bool tn_store_created(const tn_store *s)
+{
+    return s->created;
 }
 
 /* --- batches ------------------------------------------------------------------- */
@@ -791,10 +940,12 @@ static tn_err commit_msg(tn_store *s, const tn_batch *b, int rc, size_t bad, boo
                          tn_errmsg *msg)
 {
     if (rc == ENOSPC || rc == EDQUOT)
-        return tn_errmsg_set(msg, TN_ERR_FULL,
-                             "%s: the disk is full (%s): new work is refused; free disk "
-                             "space; nothing accepted was lost",
-                             s->path, strerror(rc));
+        return disk_full_msg(s, free_bytes(s), msg);
+    if (rc == EIO || rc == MDB_PANIC) {
+        long long avail = free_bytes(s);
+        if (avail >= 0 && avail < LOW_FREE_BYTES)
+            return disk_full_msg(s, avail, msg);
+    }
     if (rc == MDB_TXN_FULL)
         return tn_errmsg_set(msg, TN_ERR_TOOBIG,
                              "%s: a batch of %zu operations is too large for one "

@@ -40,7 +40,8 @@ typedef struct tn_store tn_store;
 typedef struct tn_store_opts {
     size_t map_size; /* initial map size in bytes; 0 = 64 MiB (or the existing size) */
     size_t map_max;  /* the map grows up to this; 0 = 16 GiB */
-    bool create;     /* create the directory and an empty store if missing */
+    bool create;     /* create the directory and an empty store if missing (an existing
+                      * store is opened as it is: a missing database is an error) */
     bool read_only;  /* open read-only (replay, audit); no writes allowed */
     bool no_sync;    /* skip fsync at commit: NOT durable; only for throwaway stores */
 } tn_store_opts;
@@ -57,6 +58,8 @@ void tn_store_close(tn_store *s);
 /* The directory and the data file ("DIR/data.mdb") of the store. */
 const char *tn_store_dir(const tn_store *s);
 const char *tn_store_path(const tn_store *s);
+/* Whether this open created the store (opts.create on a new environment). */
+bool tn_store_created(const tn_store *s);
 
 /* --- writing ----------------------------------------------------------------- */
 

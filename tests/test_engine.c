@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "engine.h"
+#include "log.h"
 #include "replay.h"
 #include "sm_gen.h"
 #include "testutil.h"
@@ -1757,4 +1758,50 @@ Test(spec, task_command_in_takeover_ends_it_first)
     cr_assert_eq(
         transitions(wf, TN_MACHINE_WORKFLOW, TN_WF_S_RUNNING_EXECUTION, TN_WF_E_TASK_FINISHED),
         1, "the kill is a task end the workflow saw");
+}
+
+/* A commit that keeps failing (a full store, every step refused again) is logged once
+ * per interval with the count of repeats, not once per step. */
+Test(engine, repeating_commit_failure_is_logged_once_per_interval, .fini = teardown)
+{
+    dir = tu_tmpdir();
+    memset(&X, 0, sizeof(X));
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {
+        .data_dir = dir,
+        .log = {.create = true, .no_sync = true, .map_size = 1 << 20, .map_max = 1 << 20},
+        .executor = {&sx_ops, &X, "test"}};
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    X.e = E;
+    tn_engine_step(E, NULL);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tn_log_set_stream(f);
+    static char yaml[80000];
+    int failures = 0;
+    for (int i = 0; i < 200 && failures < 30; i++) {
+        int n =
+            snprintf(yaml, sizeof(yaml),
+                     "name: big%d\ntasks:\n  - name: a\n    type: shell\n    command: \"", i);
+        memset(yaml + n, 'x', 60000);
+        snprintf(yaml + n + 60000, sizeof(yaml) - (size_t)n - 60000, "\"\n");
+        tn_def *d;
+        cr_assert_eq(tn_def_parse("big.yaml", yaml, strlen(yaml), &d, &m), TN_OK, "%s", m.text);
+        char *b;
+        size_t bl;
+        cr_assert_eq(tn_def_encode(d, &b, &bl), TN_OK);
+        tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = b, .def_len = bl};
+        failures += tn_engine_call(E, &c) == TN_ERR_FULL;
+        free(b);
+        tn_def_free(d);
+    }
+    tn_log_set_stream(NULL);
+    fclose(f);
+    cr_assert_eq(failures, 30, "the store filled up");
+    int lines = 0;
+    for (const char *p = buf; (p = strstr(p, "commit failed")); p++)
+        lines++;
+    cr_assert_eq(lines, 1, "30 failures in well under 10 s log one line:\n%s", buf);
+    free(buf);
 }

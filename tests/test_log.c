@@ -3,8 +3,11 @@
  * committed log (logread.h). */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "evlog.h"
+#include "log.h"
 #include "logread.h"
 #include "replay.h"
 #include "sm_gen.h"
@@ -479,4 +482,185 @@ Test(evlog, task_get_and_open_read)
     cr_assert_not_null(strstr(msg.text, none), "the message names the directory: %s", msg.text);
     tu_rm_rf(none);
     free(none);
+}
+
+/* --- damage refused at open; new stores only in empty dirs ----------------------- */
+
+/* A committed workflow event carrying `marker` in an attribute; returns its seq. */
+static uint64_t add_marked(const char *marker)
+{
+    tn_event ev;
+    tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, tn_evlog_new_wf_id(lg), 0);
+    ev.actor = TN_STR("user:test");
+    tn_event_set_str(&ev, "note", marker);
+    cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    return ev.seq;
+}
+
+/* Flip one bit of every copy of `marker` in DIR/data.mdb; returns how many. */
+static int flip_marker(const char *marker)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/data.mdb", dir);
+    FILE *f = fopen(p, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    char *b = malloc((size_t)n);
+    rewind(f);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    int hits = 0;
+    size_t ml = strlen(marker);
+    for (long i = 0; i + (long)ml <= n; i++)
+        if (memcmp(b + i, marker, ml) == 0) {
+            b[i] ^= 0x20;
+            hits++;
+        }
+    rewind(f);
+    cr_assert_eq(fwrite(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    free(b);
+    return hits;
+}
+
+/* A flipped byte in an event: every writer's open refuses the store with one line
+ * naming the file, the seq and `tern replay` (before, the log opened without a word
+ * and appended after the broken chain). */
+Test(evlog, flipped_byte_refused_at_open_with_the_seq)
+{
+    add_marked("plain-one");
+    uint64_t bad = add_marked("flip-this-marker");
+    add_marked("plain-two");
+    tn_evlog_close(lg);
+    lg = NULL;
+    cr_assert_gt(flip_marker("flip-this-marker"), 0);
+    tn_evlog_opts o = {.create = true};
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &m), TN_ERR_CHAIN, "%s", m.text);
+    cr_assert_null(lg);
+    char want[64];
+    snprintf(want, sizeof(want), "damaged at seq %llu ", (unsigned long long)bad);
+    cr_assert_not_null(strstr(m.text, want), "names seq %llu: %s", (unsigned long long)bad,
+                       m.text);
+    cr_assert_not_null(strstr(m.text, "data.mdb"), "%s", m.text);
+    cr_assert_not_null(strstr(m.text, "tern replay --data"), "%s", m.text);
+    cr_assert_null(strchr(m.text, '\n'), "%s", m.text);
+}
+
+/* The last event altered: nothing follows it, the stored chain head catches it. */
+Test(evlog, altered_last_event_refused_at_open)
+{
+    uint64_t bad = add_marked("last-event-marker");
+    tn_evlog_close(lg);
+    lg = NULL;
+    cr_assert_gt(flip_marker("last-event-marker"), 0);
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_evlog_open(dir, &(tn_evlog_opts){0}, &lg, &m), TN_ERR_CHAIN, "%s", m.text);
+    char want[64];
+    snprintf(want, sizeof(want), "damaged at seq %llu ", (unsigned long long)bad);
+    cr_assert_not_null(strstr(m.text, want), "%s", m.text);
+}
+
+/* Open verifies from the last checkpoint, so its cost is bounded by the interval: an
+ * event before the checkpoint is left to `tern replay`; one after it is refused. */
+Test(evlog, open_verifies_from_the_checkpoint)
+{
+    tn_evlog_close(lg);
+    tn_evlog_opts o = {.checkpoint_every = 4};
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "%s", msg.text);
+    add_marked("before-checkpoint");
+    for (int i = 0; i < 6; i++)
+        add_marked("filler");
+    uint64_t late = add_marked("after-checkpoint");
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(tn_evlog_store(lg), &t), TN_OK);
+    tn_val v;
+    cr_assert_eq(
+        tn_store_get(t, TN_DB_META, TN_META_CHECKPOINT, strlen(TN_META_CHECKPOINT), &v), TN_OK);
+    cr_assert_eq(v.len, 8 + TN_HASH_LEN);
+    uint64_t ck = tn_get_be64(v.data);
+    tn_store_read_end(t);
+    cr_assert(ck >= 4 && ck < late, "checkpoint at %llu", (unsigned long long)ck);
+    tn_evlog_close(lg);
+    lg = NULL;
+    cr_assert_gt(flip_marker("before-checkpoint"), 0);
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "%s", msg.text);
+    tn_evlog_close(lg);
+    lg = NULL;
+    cr_assert_gt(flip_marker("after-checkpoint"), 0);
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_ERR_CHAIN, "%s", msg.text);
+    char want[64];
+    snprintf(want, sizeof(want), "damaged at seq %llu ", (unsigned long long)late);
+    cr_assert_not_null(strstr(msg.text, want), "%s", msg.text);
+    /* replay, which reads every event, still finds the older damage first */
+    tn_store *s;
+    cr_assert_eq(tn_log_open_read(dir, &s, &msg), TN_OK, "%s", msg.text);
+    tn_replay_report *rep = calloc(1, sizeof(*rep));
+    cr_assert_eq(tn_replay_run(s, &(tn_replay_opts){.verify_chain = true}, rep), TN_OK);
+    cr_assert_neq(rep->err, TN_OK);
+    cr_assert_lt(rep->bad_seq, late);
+    free(rep);
+    tn_store_close(s);
+}
+
+/* With create, a directory that holds other files but no store is refused and left as
+ * it was (a mistyped --data must not become a new store beside someone's files). */
+Test(evlog, create_refuses_a_non_empty_dir_without_a_store)
+{
+    char *d = tu_tmpdir();
+    char p[256];
+    snprintf(p, sizeof(p), "%s/notes.txt", d);
+    FILE *f = fopen(p, "w");
+    fputs("not a store\n", f);
+    fclose(f);
+    tn_evlog *l = NULL;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_evlog_open(d, &(tn_evlog_opts){.create = true}, &l, &m), TN_ERR_EXISTS,
+                 "%s", m.text);
+    cr_assert_not_null(strstr(m.text, "notes.txt"), "%s", m.text);
+    cr_assert_not_null(strstr(m.text, d), "%s", m.text);
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/data.mdb", d);
+    cr_assert_neq(stat(p, &st), 0, "no store was made");
+    snprintf(p, sizeof(p), "%s/writer.lock", d);
+    cr_assert_neq(stat(p, &st), 0, "nothing was added");
+    tu_rm_rf(d);
+    free(d);
+}
+
+/* A new store is reported as created (the daemons say so); a reopened one is not. */
+Test(evlog, created_only_on_the_first_open)
+{
+    cr_assert(tn_evlog_created(lg));
+    tn_evlog_close(lg);
+    cr_assert_eq(tn_evlog_open(dir, &(tn_evlog_opts){.create = true}, &lg, &msg), TN_OK, "%s",
+                 msg.text);
+    cr_assert_not(tn_evlog_created(lg));
+}
+
+/* --- tn_log_every: a repeating message once per interval, with its count ---------- */
+
+Test(logevery, once_per_interval_with_the_count_of_repeats)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tn_log_set_stream(f);
+    tn_log_every r = {.interval_ns = 300 * 1000000LL};
+    int printed = 0;
+    for (int i = 0; i < 50; i++)
+        printed += tn_log_every_f(&r, TN_LOG_ERROR, "test", "msg=\"commit failed\" n=%d", i);
+    cr_assert_eq(printed, 1, "only the first of 50 within the interval");
+    usleep(350 * 1000);
+    cr_assert(tn_log_every_f(&r, TN_LOG_ERROR, "test", "msg=\"commit failed\" n=%d", 50));
+    tn_log_set_stream(NULL);
+    fclose(f);
+    int lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    cr_assert_eq(lines, 2, "log:\n%s", buf);
+    cr_assert_not_null(strstr(buf, "n=0\n"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "n=50 repeated=\"49 times in 0.3"), "%s", buf);
+    free(buf);
 }

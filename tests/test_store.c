@@ -1,6 +1,8 @@
 /* Tests of the LMDB store: opening and its errors, batches, reads, map growth and a
  * full map, read-only use next to a writer. Each test works in its own temp dir. */
 #include <criterion/criterion.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <lmdb.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@
 #include "log.h"
 #include "util.h"
 #include "store.h"
+#include "testutil.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -1046,4 +1050,285 @@ Test(store, stat_counts_entries)
     cr_assert_leq(st.used_bytes, st.map_size);
     tn_batch_free(b);
     tn_store_close(s);
+}
+
+/* --- damage refused before use (issue: a truncated file was a SIGBUS) -------------- */
+
+static void truncate_half(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(truncate(path, st.st_size / 2), 0);
+}
+
+/* A data.mdb cut to half its size: LMDB would map it and fault on the first page past
+ * the end (SIGBUS, no message). The header check refuses it first, naming the file. */
+Test(store, truncated_file_is_refused_before_the_map)
+{
+    tn_store *s = create_ok(tmp);
+    append_events(s, 1, 400, 512);
+    tn_store_close(s);
+    truncate_half(sub("data.mdb"));
+    tn_store_opts modes[] = {{0}, {.read_only = true}, {.create = true}};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        tn_errmsg m = {{0}};
+        s = NULL;
+        cr_assert_eq(tn_store_open(tmp, &modes[i], &s, &m), TN_ERR_CORRUPT, "mode %zu: %s", i,
+                     m.text);
+        cr_assert_null(s);
+        cr_assert_not_null(strstr(m.text, sub("data.mdb")), "names the file: %s", m.text);
+        cr_assert_not_null(strstr(m.text, "truncated"), "says what is wrong: %s", m.text);
+        cr_assert_null(strchr(m.text, '\n'), "one line: %s", m.text);
+    }
+}
+
+/* A header page without LMDB's magic number is refused by the same check. */
+Test(store, header_without_magic_is_refused)
+{
+    tn_store *s = create_ok(tmp);
+    tn_store_close(s);
+    int fd = open(sub("data.mdb"), O_WRONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    uint8_t zero[4] = {0};
+    cr_assert_eq(pwrite(fd, zero, 4, 16), 4); /* page 0's magic */
+    close(fd);
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_CORRUPT, "%s", m.text);
+    cr_assert_not_null(strstr(m.text, "magic"), "%s", m.text);
+}
+
+/* A named database dropped from an existing store is damage: opening with create must
+ * neither succeed nor recreate it empty. */
+Test(store, missing_database_is_refused_not_recreated)
+{
+    tn_store *s = create_ok(tmp);
+    append_events(s, 1, 4, 16);
+    tn_store_close(s);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, tmp, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "tasks", 0, &dbi), 0);
+    cr_assert_eq(mdb_drop(txn, dbi, 1), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    for (int round = 0; round < 2; round++) {
+        tn_errmsg m = {{0}};
+        s = NULL;
+        cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m),
+                     TN_ERR_CORRUPT, "round %d: %s", round, m.text);
+        cr_assert_not_null(strstr(m.text, "\"tasks\" database is missing"), "%s", m.text);
+    }
+}
+
+/* A full file system: the commit's error says "disk full", the file and the free space,
+ * not "Input/output error". A 1 MiB tmpfs is mounted for it (root only). */
+static char fs_dir[96];
+
+static void fs_teardown(void)
+{
+    if (fs_dir[0])
+        umount2(fs_dir, MNT_DETACH);
+    teardown();
+}
+
+Test(store, full_disk_says_disk_full_with_free_space, .fini = fs_teardown)
+{
+    snprintf(fs_dir, sizeof(fs_dir), "%s/fs", tmp);
+    cr_assert_eq(mkdir(fs_dir, 0700), 0);
+    if (mount("tmpfs", fs_dir, "tmpfs", 0, "size=1m") != 0) {
+        fs_dir[0] = 0;
+        cr_skip_test("cannot mount a tmpfs here (needs root)");
+    }
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/store", fs_dir);
+    tn_store *s = open_ok(dir, (tn_store_opts){.create = true, .map_max = 64 * MIB});
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    tn_errmsg m = {{0}};
+    tn_err err = TN_OK;
+    uint8_t k[8], v[1024];
+    for (uint64_t next = 1; err == TN_OK && next < 100000; next += 16) {
+        tn_batch_reset(b);
+        for (uint64_t i = next; i < next + 16; i++) {
+            key64(k, i);
+            make_val(v, sizeof(v), i);
+            cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, sizeof(v)), TN_OK);
+        }
+        err = tn_store_commit(s, b, &m);
+    }
+    tn_batch_free(b);
+    tn_store_close(s);
+    cr_assert_eq(err, TN_ERR_FULL, "got %s: %s", tn_errname(err), m.text);
+    char want[200];
+    snprintf(want, sizeof(want), "disk full: %s/data.mdb: ", dir);
+    cr_assert_eq(strncmp(m.text, want, strlen(want)), 0, "message: %s", m.text);
+    cr_assert_not_null(strstr(m.text, " MiB free on its file system"), "%s", m.text);
+    cr_assert_null(strstr(m.text, "nput/output error"), "%s", m.text);
+}
+
+/* --- the tern binary on damaged, missing and foreign data directories ------------- */
+
+static char cli_dir[64];
+
+static void cli_setup(void)
+{
+    strcpy(cli_dir, "/tmp/tern-storecli-XXXXXX");
+    cr_assert_not_null(mkdtemp(cli_dir));
+    char p[128];
+    snprintf(p, sizeof(p), "%s/wf.yaml", cli_dir);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs("name: marked\ntasks:\n  - name: a\n    type: shell\n"
+          "    command: \"echo flip-this-marker\"\n",
+          f);
+    fclose(f);
+}
+
+static void cli_teardown(void)
+{
+    rm_rf(cli_dir);
+}
+
+TestSuite(storecli, .init = cli_setup, .fini = cli_teardown);
+
+/* Run `tern ARGS` (DIR is this test's dir); returns its exit status, stderr in *err. */
+static int tern(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int tern(char **err, const char *fmt, ...)
+{
+    char args[1024], line[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    /* bounded, so that a daemon that wrongly starts cannot hang the suite */
+    snprintf(line, sizeof(line), "timeout 30 %s %s", tu_tern(), args);
+    return tu_run(line, NULL, err);
+}
+
+static void store_with_a_run(const char *data)
+{
+    char *err = NULL;
+    int rc = tern(&err, "run --dry-run --data %s %s/wf.yaml", data, cli_dir);
+    cr_assert_eq(rc, 0, "tern run: %s", err);
+    free(err);
+}
+
+/* Replay, master, standalone and run on a data.mdb cut in half: exit 1 with one line
+ * naming the file (before: SIGBUS inside LMDB's open, exit 135, nothing printed). */
+Test(storecli, truncated_store_refused_by_every_command)
+{
+    char data[128];
+    snprintf(data, sizeof(data), "%s/data", cli_dir);
+    store_with_a_run(data);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/data.mdb", data);
+    truncate_half(path);
+    const char *cmds[] = {"replay --data %s", "master --data %s --listen ipc://%s.sock",
+                          "run --dry-run --data %s %s/wf.yaml", "standalone --data %s"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        char args[512], *err = NULL;
+        snprintf(args, sizeof(args), cmds[i], data, cli_dir);
+        int rc = tern(&err, "%s", args);
+        cr_assert_eq(rc, 1, "tern %s: exit %d (not a signal): %s", args, rc, err);
+        char want[200];
+        snprintf(want, sizeof(want), "%s: damaged: truncated", path);
+        cr_assert_not_null(strstr(err, want), "tern %s: %s", args, err);
+        free(err);
+    }
+}
+
+/* A flipped byte in an event: master and run refuse with the seq and the replay hint
+ * (before: they started and appended after the broken chain). */
+Test(storecli, flipped_byte_refused_by_master_and_run)
+{
+    char data[128];
+    snprintf(data, sizeof(data), "%s/data", cli_dir);
+    store_with_a_run(data);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/data.mdb", data);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    static char b[1 << 20];
+    size_t n = fread(b, 1, sizeof(b), f);
+    int hits = 0;
+    for (size_t i = 0; i + 16 <= n; i++)
+        if (memcmp(b + i, "flip-this-marker", 16) == 0) {
+            b[i] ^= 0x20;
+            hits++;
+        }
+    cr_assert_gt(hits, 0);
+    rewind(f);
+    cr_assert_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+    const char *cmds[] = {"master --data %s --listen ipc://%s.sock",
+                          "run --dry-run --data %s %s/wf.yaml"};
+    for (size_t i = 0; i < 2; i++) {
+        char args[512], *err = NULL;
+        snprintf(args, sizeof(args), cmds[i], data, cli_dir);
+        int rc = tern(&err, "%s", args);
+        cr_assert_eq(rc, 1, "tern %s: exit %d: %s", args, rc, err);
+        cr_assert_not_null(strstr(err, "damaged at seq "), "%s", err);
+        cr_assert_not_null(strstr(err, path), "%s", err);
+        char hint[200];
+        snprintf(hint, sizeof(hint), "`tern replay --data %s`", data);
+        cr_assert_not_null(strstr(err, hint), "%s", err);
+        free(err);
+    }
+}
+
+/* `tern init` makes a store in a missing dir, refuses to make a second one there, and
+ * refuses a non-empty dir without a store. */
+Test(storecli, init_makes_a_store_once_and_only_in_an_empty_dir)
+{
+    char data[128], *err = NULL;
+    snprintf(data, sizeof(data), "%s/new", cli_dir);
+    cr_assert_eq(tern(&err, "init --data %s", data), 0, "%s", err);
+    free(err);
+    cr_assert_eq(tern(&err, "replay --data %s", data), 0, "the new store replays: %s", err);
+    free(err);
+    cr_assert_eq(tern(&err, "init --data %s", data), 1);
+    cr_assert_not_null(strstr(err, "already holds a tern store"), "%s", err);
+    free(err);
+    /* cli_dir holds wf.yaml: not empty, no store */
+    cr_assert_eq(tern(&err, "init --data %s", cli_dir), 1);
+    cr_assert_not_null(strstr(err, "is not empty"), "%s", err);
+    free(err);
+    struct stat st;
+    char p[128];
+    snprintf(p, sizeof(p), "%s/data.mdb", cli_dir);
+    cr_assert_neq(stat(p, &st), 0);
+}
+
+/* The first start on a missing or empty dir says it made a store; the second does not. */
+Test(storecli, first_start_on_an_empty_dir_says_so)
+{
+    char data[128], *err = NULL, want[PATH_MAX + 64];
+    snprintf(data, sizeof(data), "%s/empty", cli_dir);
+    cr_assert_eq(mkdir(data, 0700), 0);
+    cr_assert_eq(tern(&err, "run --dry-run --data %s %s/wf.yaml", data, cli_dir), 0, "%s", err);
+    char abs[PATH_MAX];
+    cr_assert_not_null(realpath(data, abs));
+    snprintf(want, sizeof(want), "created a new store in %s\n", abs);
+    cr_assert_not_null(strstr(err, want), "%s", err);
+    free(err);
+    cr_assert_eq(tern(&err, "run --dry-run --data %s %s/wf.yaml", data, cli_dir), 0, "%s", err);
+    cr_assert_null(strstr(err, "created a new store"), "%s", err);
+    free(err);
+}
+
+/* A mistyped --data that points at someone's files is refused, not turned into a store. */
+Test(storecli, non_empty_dir_without_a_store_is_refused)
+{
+    char *err = NULL;
+    int rc = tern(&err, "master --data %s --listen ipc://%s/m.sock", cli_dir, cli_dir);
+    cr_assert_eq(rc, 1, "%s", err);
+    cr_assert_not_null(strstr(err, "holds no tern store but is not empty"), "%s", err);
+    free(err);
+    rc = tern(&err, "run --dry-run --data %s %s/wf.yaml", cli_dir, cli_dir);
+    cr_assert_eq(rc, 1, "%s", err);
+    free(err);
 }

@@ -145,12 +145,13 @@ int tn_cmd_master(int argc, char **argv);
 int tn_cmd_worker(int argc, char **argv);
 int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);
+int tn_cmd_init(int argc, char **argv);
 
 extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo, tn_spec_run,
     tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
-    tn_spec_standalone, tn_spec_chaos;
+    tn_spec_standalone, tn_spec_chaos, tn_spec_init;
 /* The commands still on getopt, with a hand-written help text. */
 extern const char tn_usage_bench[];
 

@@ -1,5 +1,6 @@
 /* The engine in this process, on a store no master serves: `tern def apply`,
  * `tern taskgroup set` and `tern env set` fall back to it when no master answers. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "ctl.h"
@@ -23,6 +24,8 @@ int tn_local_open(const char *cmd, const char *data, tn_local *l)
         tn_inproc_free(l->x);
         return tn_cli_fail(cmd, "%s", m.text);
     }
+    if (tn_evlog_created(tn_engine_log(l->e)))
+        fprintf(stderr, "created a new store in %s\n", data);
     tn_inproc_bind(l->x, l->e);
     tn_engine_step(l->e, NULL);
     return 0;

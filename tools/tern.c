@@ -13,6 +13,8 @@ static const char usage_help[] =
 static const tn_cli_cmd commands[] = {
     {"standalone", "a master and a worker in one process (the embedded default)", NULL,
      &tn_spec_standalone, tn_cmd_standalone},
+    {"init", "create a new, empty store in a missing or empty directory", NULL, &tn_spec_init,
+     tn_cmd_init},
     {"master", "run the master daemon", NULL, &tn_spec_master, tn_cmd_master},
     {"worker", "run a worker daemon", NULL, &tn_spec_worker, tn_cmd_worker},
     {"run", "apply a workflow file, run an instance to its end here, print its tasks", NULL,

@@ -72,3 +72,46 @@ void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
     fwrite(line, 1, len, f);
     fflush(f);
 }
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+bool tn_log_every_f(tn_log_every *r, tn_log_level level, const char *comp, const char *fmt, ...)
+{
+    int64_t now = mono_ns();
+    int64_t every = r->interval_ns > 0 ? r->interval_ns : TN_LOG_EVERY_DEFAULT_NS;
+    if (r->last_ns != 0 && now - r->last_ns < every) {
+        r->repeats++;
+        return false;
+    }
+    char text[1800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (r->last_ns != 0 && r->repeats > 0) {
+        int64_t ms = (now - r->last_ns) / 1000000;
+        if (ms >= 10000 || ms % 1000 == 0)
+            tn_logf(level, comp, "%s repeated=\"%llu times in %llds\"", text,
+                    (unsigned long long)r->repeats, (long long)(ms / 1000));
+        else
+            tn_logf(level, comp, "%s repeated=\"%llu times in %lld.%03llds\"", text,
+                    (unsigned long long)r->repeats, (long long)(ms / 1000),
+                    (long long)(ms % 1000));
+    } else {
+        tn_logf(level, comp, "%s", text);
+    }
+    r->last_ns = now;
+    r->repeats = 0;
+    return true;
+}
+
+void tn_log_every_reset(tn_log_every *r)
+{
+    r->last_ns = 0;
+    r->repeats = 0;
+}

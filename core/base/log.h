@@ -4,6 +4,8 @@
 #ifndef TN_LOG_H
 #define TN_LOG_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef enum {
@@ -24,6 +26,25 @@ int tn_log_level_parse(const char *s);
 
 void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A message that may repeat (a commit failing on a full disk, retried every step) is
+ * printed at most once per interval: the first time at once, then the next call after
+ * the interval prints with the count of the calls suppressed in between, e.g.
+ *   ... msg="commit failed" repeated="49 times in 10s"
+ * One tn_log_every per message site, used by one thread (the state is not locked). */
+typedef struct tn_log_every {
+    int64_t interval_ns; /* 0 = TN_LOG_EVERY_DEFAULT_NS */
+    int64_t last_ns;     /* monotonic time of the last printed line; 0 = never */
+    uint64_t repeats;    /* calls suppressed since then */
+} tn_log_every;
+
+#define TN_LOG_EVERY_DEFAULT_NS (10 * (int64_t)1000000000)
+
+/* Log like tn_logf, subject to r's interval; true when a line was printed. */
+bool tn_log_every_f(tn_log_every *r, tn_log_level level, const char *comp, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The condition is over: the next occurrence is printed at once. */
+void tn_log_every_reset(tn_log_every *r);
 
 #define tn_debug(comp, ...) tn_logf(TN_LOG_DEBUG, comp, __VA_ARGS__)
 #define tn_info(comp, ...)  tn_logf(TN_LOG_INFO, comp, __VA_ARGS__)

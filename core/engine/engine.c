@@ -1432,17 +1432,19 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->stats.inputs += n;
     /* one group commit */
     tn_err err = TN_OK;
+    bool committed = false;
     if (tn_evlog_pending(e->log)) {
         err = tn_evlog_commit(e->log, &e->msg);
+        committed = !err;
         if (!err)
             e->stats.commits++;
     }
     if (err) {
         e->refuse = err == TN_ERR_FULL;
-        tn_error("engine",
-                 "msg=\"commit failed; the batch is dropped and its instances "
-                 "reloaded\" why=\"%s\"",
-                 e->msg.text);
+        tn_log_every_f(&e->commit_log, TN_LOG_ERROR, "engine",
+                       "msg=\"commit failed; the batch is dropped and its instances "
+                       "reloaded\" why=\"%s\"",
+                       e->msg.text);
         if (msg)
             *msg = e->msg;
         for (size_t i = 0; i < e->ncmds; i++)
@@ -1452,6 +1454,8 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     } else {
         if (e->refuse && tn_evlog_pending(e->log) == 0)
             e->refuse = false;
+        if (committed)
+            tn_log_every_reset(&e->commit_log);
         release_effects(e);
         if (e->obs_fn && e->nobs)
             e->obs_fn(e->obs_arg, e->obs, e->nobs);

@@ -11,6 +11,7 @@
 #include "def.h"
 #include "engine.h"
 #include "evlog.h"
+#include "log.h"
 #include "map.h"
 #include "params.h"
 #include "sm_gen.h"
@@ -197,8 +198,9 @@ struct tn_engine {
 
     tn_errmsg msg;
     tn_engine_stats stats;
-    const char *cur_actor; /* actor of the events being emitted */
-    bool refuse;           /* the store is full: new work is refused */
+    const char *cur_actor;   /* actor of the events being emitted */
+    bool refuse;             /* the store is full: new work is refused */
+    tn_log_every commit_log; /* a failing commit repeats every step: log it per interval */
 };
 
 /* engine.c */

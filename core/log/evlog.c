@@ -2,10 +2,12 @@
  * per-workflow index and projections, all in one group commit. */
 #include "evlog.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,8 @@ struct tn_evlog {
     uint8_t head[TN_HASH_LEN];
     uint64_t next_wf, next_task; /* id allocators */
     size_t pending;
+    uint64_t ckpt_seq, ckpt_every; /* the last stored checkpoint, and the interval */
+    bool created;
     /* projection caches: live instances, plus anything touched by the pending batch */
     tn_map wfs, tasks;
     /* ids touched by the pending batch (each once) */
@@ -92,9 +96,9 @@ static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
     tn_store_read_end(t);
     if (e)
         return tn_errmsg_set(msg, e,
-                             "%s: meta database is damaged (%s): run `tern replay` "
-                             "to find the first bad event; restore from a backup",
-                             tn_store_path(l->store), tn_strerror(e));
+                             "%s: meta database is damaged (%s): run `tern replay --data "
+                             "%s` to find the first bad event; restore from a backup",
+                             tn_store_path(l->store), tn_strerror(e), tn_store_dir(l->store));
     /* events are dense from 1, so their count must be the last seq */
     tn_store_stat st;
     if ((e = tn_store_stat_get(l->store, &st)))
@@ -103,11 +107,11 @@ static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
     if (st.entries[TN_DB_EVENTS] != l->c_last_seq)
         return tn_errmsg_set(msg, TN_ERR_CORRUPT,
                              "%s: the log holds %llu events but meta says the last is seq "
-                             "%llu: run `tern replay` to locate the damage; restore from a "
-                             "backup",
+                             "%llu: run `tern replay --data %s` to locate the damage; "
+                             "restore from a backup",
                              tn_store_path(l->store),
                              (unsigned long long)st.entries[TN_DB_EVENTS],
-                             (unsigned long long)l->c_last_seq);
+                             (unsigned long long)l->c_last_seq, tn_store_dir(l->store));
     l->last_seq = l->c_last_seq;
     l->max_wf = l->c_max_wf;
     l->max_task = l->c_max_task;
@@ -115,6 +119,150 @@ static tn_err load_meta(tn_evlog *l, tn_errmsg *msg)
     l->next_wf = l->max_wf;
     l->next_task = l->max_task;
     return TN_OK;
+}
+
+/* The seq to blame when event k's prev does not match the hash of k-1: if k's own
+ * bytes still hash to what k+1 (or the stored head) recorded, k is intact and k-1 was
+ * altered. The cursor is left past k. */
+static uint64_t chain_blame(tn_cursor *c, const tn_val *vk, const uint8_t *head, uint64_t k)
+{
+    uint8_t h[TN_HASH_LEN];
+    tn_event_hash(vk->data, vk->len, h);
+    tn_val key, val;
+    tn_event next;
+    if (tn_cursor_next(c, &key, &val) == TN_OK)
+        return tn_event_decode(val.data, val.len, &next) == TN_OK &&
+                       memcmp(next.prev, h, TN_HASH_LEN) == 0 ?
+                   k - 1 :
+                   k;
+    return memcmp(head, h, TN_HASH_LEN) == 0 ? k - 1 : k;
+}
+
+/* Re-hash the events after `from` (whose hash is `h`) up to the head; 0 when they
+ * chain to the stored head, else the first damaged seq. */
+static uint64_t chain_walk(tn_evlog *l, tn_rtxn *t, uint64_t from, uint8_t *h)
+{
+    tn_cursor *c;
+    if (tn_cursor_open(t, TN_DB_EVENTS, &c))
+        return from + 1;
+    uint8_t key[8];
+    tn_put_be64(key, from + 1);
+    tn_val k, v;
+    uint64_t expect = from + 1, bad = 0;
+    tn_err e = from == 0 ? tn_cursor_first(c, &k, &v) : tn_cursor_seek(c, key, 8, &k, &v);
+    for (; e == TN_OK && expect <= l->c_last_seq; e = tn_cursor_next(c, &k, &v), expect++) {
+        tn_event ev;
+        if (k.len != 8 || tn_get_be64(k.data) != expect ||
+            tn_event_decode(v.data, v.len, &ev) != TN_OK || ev.seq != expect) {
+            bad = expect;
+            break;
+        }
+        if (memcmp(ev.prev, h, TN_HASH_LEN) != 0) {
+            bad = expect == 1 ? 1 : chain_blame(c, &v, l->c_head, expect);
+            break;
+        }
+        tn_event_hash(v.data, v.len, h);
+    }
+    if (!bad && expect <= l->c_last_seq)
+        bad = expect; /* missing */
+    if (!bad && memcmp(h, l->c_head, TN_HASH_LEN) != 0)
+        bad = l->c_last_seq;
+    tn_cursor_close(c);
+    return bad;
+}
+
+/* Verify the chain from the stored checkpoint (or seq 1) to the stored head, so that a
+ * writer never appends after damage. Everything before the checkpoint was hashed by a
+ * writer when it was added and is checked in full by `tern replay`. */
+static tn_err verify_chain(tn_evlog *l, tn_errmsg *msg)
+{
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(l->store, &t);
+    if (e)
+        return tn_errmsg_set(msg, e, "%s: cannot read: %s", tn_store_path(l->store),
+                             tn_strerror(e));
+    uint8_t h[TN_HASH_LEN] = {0};
+    uint64_t bad = 0;
+    tn_val v;
+    const char *why = "its events no longer match their hash chain";
+    e = tn_store_get(t, TN_DB_META, TN_META_CHECKPOINT, strlen(TN_META_CHECKPOINT), &v);
+    if (e == TN_OK) {
+        if (v.len != 8 + TN_HASH_LEN || tn_get_be64(v.data) > l->c_last_seq) {
+            why = "its checkpoint record is malformed";
+            bad = l->c_last_seq;
+        } else {
+            l->ckpt_seq = tn_get_be64(v.data);
+            memcpy(h, (const uint8_t *)v.data + 8, TN_HASH_LEN);
+            uint8_t key[8], hk[TN_HASH_LEN];
+            tn_put_be64(key, l->ckpt_seq);
+            tn_val ev;
+            if (l->ckpt_seq > 0 &&
+                (tn_store_get(t, TN_DB_EVENTS, key, 8, &ev) != TN_OK ||
+                 (tn_event_hash(ev.data, ev.len, hk), memcmp(hk, h, TN_HASH_LEN) != 0)))
+                bad = l->ckpt_seq;
+        }
+    } else if (e != TN_ERR_NOENT) {
+        bad = l->c_last_seq;
+        why = "its checkpoint record cannot be read";
+    }
+    if (!bad)
+        bad = chain_walk(l, t, l->ckpt_seq, h);
+    tn_store_read_end(t);
+    if (!bad)
+        return TN_OK;
+    return tn_errmsg_set(msg, TN_ERR_CHAIN,
+                         "%s: damaged at seq %llu (%s): refusing to open it; run `tern replay "
+                         "--data %s` for details, and restore the store from a backup",
+                         tn_store_path(l->store), (unsigned long long)bad, why,
+                         tn_store_dir(l->store));
+}
+
+/* A directory that may receive a new store: missing, or holding nothing but lock files
+ * and empty directories. Otherwise *what names the first other entry. */
+static bool dir_is_fresh(const char *dir, char *what, size_t len)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT;
+    bool fresh = true;
+    struct dirent *de;
+    while (fresh && (de = readdir(d))) {
+        const char *n = de->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "writer.lock") ||
+            !strcmp(n, "lock.mdb"))
+            continue;
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/%s", dir, n);
+        DIR *sub = opendir(p);
+        bool empty_dir = sub != NULL;
+        for (struct dirent *se; sub && empty_dir && (se = readdir(sub));)
+            empty_dir = !strcmp(se->d_name, ".") || !strcmp(se->d_name, "..");
+        if (sub)
+            closedir(sub);
+        if (!empty_dir) {
+            snprintf(what, len, "%s", n);
+            fresh = false;
+        }
+    }
+    closedir(d);
+    return fresh;
+}
+
+/* With create: a store is made only where there is none and nothing else either, so a
+ * mistyped --data never turns into a new, empty store beside someone's files. */
+static tn_err check_create_dir(const char *dir, tn_errmsg *msg)
+{
+    char p[4200], what[256];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/data.mdb", dir);
+    if (stat(p, &st) == 0 || errno != ENOENT)
+        return TN_OK; /* a store (or damage) is there: the open decides */
+    if (dir_is_fresh(dir, what, sizeof(what)))
+        return TN_OK;
+    return tn_errmsg_set(msg, TN_ERR_EXISTS,
+                         "%s: holds no tern store but is not empty (it has \"%s\"): check "
+                         "--data; a new store is made only in an empty or missing directory",
+                         dir, what);
 }
 
 static tn_err genesis(tn_evlog *l, tn_errmsg *msg)
@@ -166,7 +314,11 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     tn_map_init(&l->wfs);
     tn_map_init(&l->tasks);
     l->lock_fd = -1;
+    l->ckpt_every =
+        opts && opts->checkpoint_every ? opts->checkpoint_every : TN_EVLOG_CHECKPOINT_EVERY;
     tn_err e;
+    if (opts && opts->create && (e = check_create_dir(dir, msg)))
+        goto fail;
     if (opts && opts->create && tn_mkdir_p(dir) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_IO,
                           "%s: cannot create the data directory: %s; check "
@@ -208,9 +360,12 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     }
     if ((e = load_meta(l, msg)))
         goto fail;
+    if (l->c_last_seq > 0 && (e = verify_chain(l, msg)))
+        goto fail;
     if (l->c_last_seq == 0 && (e = genesis(l, msg)))
         goto fail;
     load_cluster_id(l);
+    l->created = tn_store_created(l->store);
     *out = l;
     return TN_OK;
 fail:
@@ -246,6 +401,10 @@ void tn_evlog_close(tn_evlog *l)
 tn_store *tn_evlog_store(tn_evlog *l)
 {
     return l->store;
+}
+bool tn_evlog_created(const tn_evlog *l)
+{
+    return l->created;
 }
 uint64_t tn_evlog_last_seq(const tn_evlog *l)
 {
@@ -521,6 +680,15 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
     if (!e)
         e = tn_batch_put(l->batch, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD),
                          l->head, TN_HASH_LEN);
+    bool ckpt = l->last_seq >= l->ckpt_seq + l->ckpt_every;
+    if (!e && ckpt) {
+        /* this writer hashed every event up to here itself: the next open starts there */
+        uint8_t cp[8 + TN_HASH_LEN];
+        tn_put_be64(cp, l->last_seq);
+        memcpy(cp + 8, l->head, TN_HASH_LEN);
+        e = tn_batch_put(l->batch, TN_DB_META, TN_META_CHECKPOINT, strlen(TN_META_CHECKPOINT),
+                         cp, sizeof(cp));
+    }
     if (e) {
         tn_evlog_discard(l);
         return tn_errmsg_set(msg, e, "cannot prepare commit: %s", tn_strerror(e));
@@ -542,6 +710,8 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
             free(tn_map_del(&l->tasks, p->id));
     }
     l->ndirty_wf = l->ndirty_task = 0;
+    if (ckpt)
+        l->ckpt_seq = l->last_seq;
     l->c_last_seq = l->last_seq;
     l->c_max_wf = l->max_wf;
     l->c_max_task = l->max_task;

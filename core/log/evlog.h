@@ -25,9 +25,19 @@ typedef struct tn_evlog_opts {
     size_t map_max;  /* the map grows up to this; 0 = 16 GiB */
     bool create;     /* create the store (and its genesis INIT event) if missing */
     bool no_sync;    /* NOT durable: throwaway stores only */
+    /* A checkpoint (seq and chain hash) is stored every this many events; every open
+     * re-hashes the events after the last one. 0 = TN_EVLOG_CHECKPOINT_EVERY. */
+    uint32_t checkpoint_every;
 } tn_evlog_opts;
 
-/* Open the log in `dir`. On error `msg` says what and where; *out untouched. */
+#define TN_EVLOG_CHECKPOINT_EVERY 8192
+
+/* Open the log in `dir`. With opts->create a new store is made only in a missing or
+ * empty directory (one holding only lock files and empty directories); a directory
+ * with other files and no store is refused. Before returning, the hash chain is
+ * verified from the last checkpoint to the head: a damaged store is refused
+ * (TN_ERR_CHAIN or TN_ERR_CORRUPT) with the file and the seq.
+ * On error `msg` says what and where; *out untouched. */
 tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
                      tn_errmsg *msg);
 /* Close; pending (uncommitted) events are discarded. Accepts NULL. */
@@ -40,6 +50,9 @@ tn_store *tn_evlog_store(tn_evlog *l);
  * genesis INIT event), fixed for the store's life. Carried in every master<->worker frame
  * so a worker bound to one store's master refuses another's. "" if the store has none. */
 const char *tn_evlog_cluster_id(const tn_evlog *l);
+
+/* Whether this open created the store (the caller says so to the operator). */
+bool tn_evlog_created(const tn_evlog *l);
 /* The seq of the last committed event. */
 uint64_t tn_evlog_last_seq(const tn_evlog *l);
 /* Allocate a fresh workflow / task instance id (never used by a committed event). */
@@ -71,5 +84,8 @@ tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out);
 #define TN_META_CHAIN_HEAD "chain_head"
 #define TN_META_MAX_WF     "max_wf"
 #define TN_META_MAX_TASK   "max_task"
+/* seq (u64 BE) and chain hash of an event the writer hashed itself: opens verify the
+ * chain from here. Not derived from the events (replay skips it). */
+#define TN_META_CHECKPOINT "checkpoint"
 
 #endif

@@ -915,6 +915,10 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
     snprintf(m->cluster, sizeof(m->cluster), "%s", tn_evlog_cluster_id(tn_engine_log(m->e)));
+
+    /* the operator learns at once when a --data path made a new store (a typo would) */
+    if (tn_evlog_created(tn_engine_log(m->e)))
+        fprintf(stderr, "created a new store in %s\n", m->data);
     /* embedded without a listen URL: no receiver (nothing would reach it) */
     if (opts->listen_url &&
         ((e = tn_tx_new(opts->listen_url, false, m->use_tls ? &m->tls : NULL, on_frame, m,

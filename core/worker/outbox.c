@@ -59,9 +59,11 @@ void tn_outbox_commit(tn_outbox *ob, bool force, const atomic_bool *stop)
     if (!force && n == ob->dels && tn_mono_ns() - ob->dels_since < DEL_DEFER_NS)
         return;
     tn_errmsg em = {{0}};
+    tn_log_every every = {0};
     while (tn_outbox_store_commit(ob->st, ob->next_report, &em) != TN_OK) {
         /* nothing is sent before it is durable: a full disk holds the reports back */
-        tn_error("worker", "msg=\"outbox commit failed; retrying\" why=\"%s\"", em.text);
+        tn_log_every_f(&every, TN_LOG_ERROR, "worker",
+                       "msg=\"outbox commit failed; retrying\" why=\"%s\"", em.text);
         usleep(500000);
         if (atomic_load(stop))
             return;
