@@ -22,7 +22,8 @@ typedef struct tn_ctl_req {
     tn_str mode;  /* start mode */
     tn_str file;  /* where a definition came from, for messages */
     tn_str bytes; /* a definition's canonical encoding, or an environment's text */
-    tn_str actor;
+    tn_str actor; /* ignored: who sent a request is what its connection or token proves */
+    tn_str token; /* a `tern token add` secret, when the connection alone does not say who */
     bool dry_run;
     int64_t slots;
     uint64_t offset; /* logs */
@@ -49,5 +50,10 @@ tn_err tn_ctl_rep_encode(const tn_ctl_rep *r, tn_buf *out);
 /* Decode; the struct is zeroed first; unknown keys are refused. */
 tn_err tn_ctl_req_decode(const void *buf, size_t len, tn_ctl_req *r);
 tn_err tn_ctl_rep_decode(const void *buf, size_t len, tn_ctl_rep *r);
+
+/* Escape n bytes of a peer's string for a log line or a table cell: quote, backslash and
+ * control characters become \" \\ \n \r \t \xNN; the rest is copied. Writes at most
+ * cap-1 bytes and a NUL (cut at a whole escape); returns the length written. */
+size_t tn_ctl_escape(const char *s, size_t n, char *out, size_t cap);
 
 #endif
