@@ -6,16 +6,26 @@
 #include "log.h"
 #include "cli.h"
 
-const char *const tn_daemon_cfg_keys[] = {"data",      "listen",
-                                          "ctl",       "id",
-                                          "master",    "name",
-                                          "group",     "selector",
-                                          "tls-cert",  "tls-key",
-                                          "tls-ca",    "insecure",
-                                          "no-cgroup", "heartbeat-timeout",
-                                          "heartbeat", "slots",
-                                          "max-load",  "mem-reserve",
-                                          "map-max",   "config",
+const char *const tn_daemon_cfg_keys[] = {"data",
+                                          "listen",
+                                          "ctl",
+                                          "id",
+                                          "master",
+                                          "name",
+                                          "group",
+                                          "selector",
+                                          "tls-cert",
+                                          "tls-key",
+                                          "tls-ca",
+                                          "insecure",
+                                          "no-cgroup",
+                                          "heartbeat-timeout",
+                                          "heartbeat",
+                                          "slots",
+                                          "max-load",
+                                          "mem-reserve",
+                                          "map-max",
+                                          "config",
                                           NULL};
 
 sigset_t tn_cli_block_signals(void)
