@@ -28,6 +28,11 @@ static void setup(void)
 {
     dir = tu_tmpdir();
     master_pid = 0;
+    /* the clients below get what each test gives them, nothing from outside */
+    unsetenv("TERN_TOKEN");
+    unsetenv("TERN_TLS_CA");
+    unsetenv("TERN_TLS_CERT");
+    unsetenv("TERN_TLS_KEY");
     snprintf(mdata, sizeof(mdata), "%s/data", dir);
 }
 
@@ -82,7 +87,8 @@ static void start_tcp_master(void)
 }
 
 /* Run `tern ARGS`; exit status, stdout and stderr (freed by the caller). */
-static int run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run(char **out, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int run(char **out, char **err, const char *fmt, ...)
 {
     char args[3000], cmd[3600];
@@ -98,8 +104,8 @@ static int run(char **out, char **err, const char *fmt, ...)
 static char *add_token(const char *name, const char *role)
 {
     char *out = NULL, *err = NULL;
-    cr_assert_eq(run(&out, &err, "token add %s --role %s --data %s", name, role, mdata), 0, "%s",
-                 err);
+    cr_assert_eq(run(&out, &err, "token add %s --role %s --data %s", name, role, mdata), 0,
+                 "%s", err);
     char *p = malloc(700);
     snprintf(p, 700, "%s/%s.tok", dir, name);
     FILE *f = fopen(p, "w");
@@ -139,8 +145,8 @@ Test(ctl, plain_tcp_control_needs_insecure)
 {
     char listen[600], *out = NULL, *err = NULL;
     snprintf(listen, sizeof(listen), "ipc://%s/m.sock", dir);
-    int rc = run(&out, &err, "master --listen %s --data %s --ctl tcp://127.0.0.1:1", listen,
-                 mdata);
+    int rc =
+        run(&out, &err, "master --listen %s --data %s --ctl tcp://127.0.0.1:1", listen, mdata);
     cr_assert_eq(rc, 1, "a plain tcp control socket was accepted: %s", err);
     cr_assert(strstr(err, "--insecure"), "%s", err);
     free(out);
@@ -156,11 +162,12 @@ Test(ctl, tcp_without_token_refused)
     free(out);
     free(err);
     /* a token that is not one of ours: refused too */
-    cr_assert_eq(run(&out, &err,
-                     "ls --master %s --token-file /dev/null; TERN_TOKEN=tern_AAAAAAAAAAAAAAAAAAAA"
-                     "AAAAAAAAAAAAAAAAAAAAAAA %s ls --master %s",
-                     tcp_url, tu_tern(), tcp_url),
-                 1);
+    cr_assert_eq(
+        run(&out, &err,
+            "ls --master %s --token-file /dev/null; TERN_TOKEN=tern_AAAAAAAAAAAAAAAAAAAA"
+            "AAAAAAAAAAAAAAAAAAAAAAA %s ls --master %s",
+            tcp_url, tu_tern(), tcp_url),
+        1);
     cr_assert(strstr(err, "unknown or revoked token"), "%s", err);
     char log[700];
     snprintf(log, sizeof(log), "%s/master.log", dir);
@@ -212,14 +219,14 @@ Test(ctl, operator_starts_and_actor_is_the_token_not_the_claim)
     free(out);
     free(err);
     char cmd[2000];
-    snprintf(cmd, sizeof(cmd), "TERN_TOKEN=$(cat %s) %s def apply %s/w.yaml --master %s",
-             admin, tu_tern(), dir, tcp_url);
+    snprintf(cmd, sizeof(cmd), "TERN_TOKEN=$(cat %s) %s def apply %s/w.yaml --master %s", admin,
+             tu_tern(), dir, tcp_url);
     cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
     free(out);
     free(err);
-    cr_assert_eq(run(&out, &err, "def apply %s/w.yaml --master %s --token-file %s", dir,
-                     tcp_url, op),
-                 1, "an operator applied a definition");
+    cr_assert_eq(
+        run(&out, &err, "def apply %s/w.yaml --master %s --token-file %s", dir, tcp_url, op), 1,
+        "an operator applied a definition");
     free(out);
     free(err);
     FILE *f = fopen(op, "r");
@@ -436,7 +443,8 @@ Test(ctl, audit_escapes_actor)
      * fits its column, the machine column starts where the header's does */
     size_t col = 0;
     int events = 0;
-    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
         bool header = strncmp(l, "TIME", 4) == 0;
         cr_assert(header || strncmp(l, "20", 2) == 0, "a line that is not an event: [%s]", l);
         char *mach = header ? strstr(l, " MACHINE ") : strstr(l, " workflow ");
@@ -456,4 +464,104 @@ Test(ctl, audit_escapes_actor)
     cr_assert(strstr(out, "\"actor\":\"evil\\nuser \\\"q\\\"\\u001b[2J\""), "%s", out);
     free(out);
     free(err);
+}
+
+/* tls+tcp: a client certificate of the master's CA names the actor (cert:CN), with no
+ * token; no certificate, or one of another CA, is refused. */
+Test(ctl, tls_client_certificate_names_the_actor)
+{
+    const char *src = getenv("TERN_SRC");
+    cr_assert_not_null(src);
+    char listen[600], log[600], url[100], c[600];
+    snprintf(listen, sizeof(listen), "ipc://%s/m.sock", dir);
+    snprintf(log, sizeof(log), "%s/master.log", dir);
+    snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%d", 20000 + (int)((getpid() + 7) % 20000));
+    snprintf(c, sizeof(c), "%s/tests/certs", src);
+    master_pid = fork();
+    if (master_pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        char ca[700], cert[700], key[700];
+        snprintf(ca, sizeof(ca), "%s/ca.pem", c);
+        snprintf(cert, sizeof(cert), "%s/server.pem", c);
+        snprintf(key, sizeof(key), "%s/server.key", c);
+        execl(tu_tern(), tu_tern(), "master", "--listen", listen, "--data", mdata, "--ctl", url,
+              "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key, NULL);
+        _exit(127);
+    }
+    write_def();
+    char env[2200], cafile[700], *out = NULL, *err = NULL;
+    snprintf(cafile, sizeof(cafile), "%s/ca.pem", c);
+    setenv("TERN_TLS_CA", cafile, 1); /* inherited by every client below */
+    snprintf(env, sizeof(env),
+             "TERN_TLS_CA=%s/ca.pem TERN_TLS_CERT=%s/client.pem TERN_TLS_KEY=%s/client.key", c,
+             c, c);
+    int rc = 1;
+    for (int i = 0; i < 100 && rc; i++) {
+        free(out);
+        free(err);
+        /* no certificate: refused */
+        rc = run(&out, &err, "ls --master %s", url);
+        if (rc && strstr(err, "permission denied"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_eq(rc, 1, "answered without a certificate or token: %s", out);
+    cr_assert(strstr(err, "permission denied"), "%s", err);
+    free(out);
+    free(err);
+    char cmd[8000];
+    snprintf(cmd, sizeof(cmd),
+             "TERN_TLS_CA=%s/ca.pem TERN_TLS_CERT=%s/rogue-client.pem "
+             "TERN_TLS_KEY=%s/rogue-client.key %s ls --master %s",
+             c, c, c, tu_tern(), url);
+    cr_assert_eq(tu_run(cmd, &out, &err), 1, "a rogue CA's client was answered: %s", out);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd),
+             "%s %s def apply %s/w.yaml --master %s && %s %s start w --master %s", env,
+             tu_tern(), dir, url, env, tu_tern(), url);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(run(&out, &err, "audit 1 --data %s --json", mdata), 0, "%s", err);
+    cr_assert(strstr(out, "\"actor\":\"cert:tern-client\""), "%s", out);
+    free(out);
+    free(err);
+}
+
+/* A signed request is bound to its content and to the certificate's key. */
+Test(ctl, signed_request_checks)
+{
+    const char *src = getenv("TERN_SRC");
+    char c[600], cert[700], key[700], ca[700], rogue[700];
+    snprintf(c, sizeof(c), "%s/tests/certs", src);
+    snprintf(cert, sizeof(cert), "%s/client.pem", c);
+    snprintf(key, sizeof(key), "%s/client.key", c);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", c);
+    snprintf(rogue, sizeof(rogue), "%s/rogue-client.key", c);
+    tn_ctl_req r = {.cmd = TN_STR("ls")};
+    char *keep = NULL, cn[64], ou[32];
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_ctl_sign(&r, cert, key, &keep, &m), TN_OK, "%s", m.text);
+    int64_t now = r.ts;
+    cr_assert_eq(tn_ctl_verify(&r, ca, now, cn, sizeof(cn), ou, sizeof(ou), &m), TN_OK, "%s",
+                 m.text);
+    cr_assert_str_eq(cn, "tern-client");
+    /* another command under the same signature */
+    r.cmd = TN_STR("start");
+    cr_assert_eq(tn_ctl_verify(&r, ca, now, cn, sizeof(cn), ou, sizeof(ou), &m), TN_ERR_PERM);
+    r.cmd = TN_STR("ls");
+    /* too old */
+    cr_assert_eq(tn_ctl_verify(&r, ca, now + 6 * 60 * 1000, cn, sizeof(cn), ou, sizeof(ou), &m),
+                 TN_ERR_PERM);
+    free(keep);
+    /* signed with another key than the certificate's */
+    tn_ctl_req r2 = {.cmd = TN_STR("ls")};
+    cr_assert_eq(tn_ctl_sign(&r2, cert, rogue, &keep, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(tn_ctl_verify(&r2, ca, r2.ts, cn, sizeof(cn), ou, sizeof(ou), &m),
+                 TN_ERR_PERM);
+    cr_assert(strstr(m.text, "signature"), "%s", m.text);
+    free(keep);
 }

@@ -55,8 +55,24 @@ int tn_client_call(const char *cmd, const char *url, const char *data, tn_ctl_re
         return 1;
     r->token = tn_str_c(token);
     r->actor = (tn_str){"", 0}; /* the master takes who sends from the connection */
+    tn_rpc_tls tls = {getenv("TERN_TLS_CA"), getenv("TERN_TLS_CERT"), getenv("TERN_TLS_KEY")};
+    bool tls_url = strncmp(url, "tls+", 4) == 0;
+    if (tls_url && !tls.ca_file)
+        return tn_cli_fail(cmd,
+                           "%s: set TERN_TLS_CA to the CA that signed the master's "
+                           "certificate (and TERN_TLS_CERT, TERN_TLS_KEY, or a token)",
+                           url);
+    char *keep = NULL;
+    tn_errmsg sm = {{0}};
+    /* no token: the certificate names the sender (ctlsign.c) */
+    if (tls_url && !token[0] && tls.cert_file && tls.key_file &&
+        tn_ctl_sign(r, tls.cert_file, tls.key_file, &keep, &sm) != TN_OK)
+        return tn_cli_fail(cmd, "%s", sm.text);
     tn_buf b = {0};
     tn_err enc = tn_ctl_req_encode(r, &b);
+    free(keep);
+    r->cert = r->sig = (tn_str){"", 0};
+    r->ts = 0;
     explicit_bzero(token, sizeof(token));
     r->token = (tn_str){"", 0};
     if (enc) {
@@ -65,7 +81,6 @@ int tn_client_call(const char *cmd, const char *url, const char *data, tn_ctl_re
     }
     size_t rl;
     tn_errmsg m = {{0}};
-    tn_rpc_tls tls = {getenv("TERN_TLS_CA"), getenv("TERN_TLS_CERT"), getenv("TERN_TLS_KEY")};
     tn_err e = tn_rpc_call_tls(url, &tls, b.data, b.size, 30000, raw, &rl, &m);
     if (b.data)
         explicit_bzero(b.data, b.size);
@@ -121,7 +136,8 @@ bool tn_client_probe(const char *url)
 {
     void *probe = NULL;
     size_t pl;
-    if (tn_rpc_call(url, "", 0, 2000, &probe, &pl, NULL) != TN_OK)
+    tn_rpc_tls tls = {getenv("TERN_TLS_CA"), getenv("TERN_TLS_CERT"), getenv("TERN_TLS_KEY")};
+    if (tn_rpc_call_tls(url, &tls, "", 0, 2000, &probe, &pl, NULL) != TN_OK)
         return false;
     free(probe);
     return true;

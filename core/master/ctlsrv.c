@@ -344,6 +344,30 @@ static bool auth_unix(const tn_rpc_peer *p, tn_ctl_ident *id, char *why, size_t 
     return true;
 }
 
+/* A signed request over tls+tcp whose connection showed a certificate of our CA. */
+static bool auth_cert(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r,
+                      tn_ctl_ident *id, char *why, size_t wlen)
+{
+    char cn[64], ou[32];
+    tn_errmsg m = {{0}};
+    if (!p->tls_verified) {
+        snprintf(why, wlen,
+                 "permission denied: the TLS connection showed no client "
+                 "certificate the master's CA signed");
+        return false;
+    }
+    if (tn_ctl_verify(r, s->tls_ca, tn_now_ns() / 1000000, cn, sizeof(cn), ou, sizeof(ou),
+                      &m) != TN_OK) {
+        snprintf(why, wlen, "permission denied: %s", m.text);
+        return false;
+    }
+    tn_role role = tn_role_parse(ou);
+    id->role = role == TN_ROLE_NONE ? TN_ROLE_ADMIN : role;
+    snprintf(id->actor, sizeof(id->actor), "cert:%s", cn);
+    snprintf(id->what, sizeof(id->what), "%s certificate %s", tn_role_name(id->role), cn);
+    return true;
+}
+
 bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r,
                     tn_ctl_ident *id, char *why, size_t wlen)
 {
@@ -362,6 +386,8 @@ bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *
         id->role = t.role;
         return true;
     }
+    if (p->kind == TN_RPC_PEER_TLS && r->cert.len)
+        return auth_cert(s, p, r, id, why, wlen);
     if (p->kind == TN_RPC_PEER_INPROC) {
         snprintf(id->actor, sizeof(id->actor), "user:local");
         snprintf(id->what, sizeof(id->what), "this process");
@@ -372,8 +398,11 @@ bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *
     snprintf(why, wlen,
              "permission denied: a control request over %s needs a token (--token-file F or "
              "TERN_TOKEN; made on the master's host with `tern token add NAME --role "
-             "viewer|operator|admin`)",
-             scheme_name(p->kind));
+             "viewer|operator|admin`)%s",
+             scheme_name(p->kind),
+             p->kind == TN_RPC_PEER_TLS ? " or a client certificate (TERN_TLS_CERT, "
+                                          "TERN_TLS_KEY)" :
+                                          "");
     return false;
 }
 

@@ -18,19 +18,23 @@ typedef struct tn_ctlsrv {
     /* `tern workers`: a table and a JSON array */
     void (*workers)(void *arg, tn_sb *text, tn_sb *json);
     const char *data_dir; /* its tokens file (token.h) */
+    const char *tls_ca;   /* tls+tcp: the CA a client certificate must chain to */
 } tn_ctlsrv;
 
 /* Who may do what (see docs/SECURITY.md). Every request but the empty liveness probe
  * needs an identity, from the connection or a token, never from the request's fields:
  *   ipc     the peer's uid (SO_PEERCRED): this process's uid or root, as admin, actor
  *           "user:NAME"; a token, when one is sent, narrows it to the token's role;
- *   tcp, tls+tcp   a token (actor "token:NAME", its role); nothing else is trusted;
+ *   tcp     a token (actor "token:NAME", its role);
+ *   tls+tcp a token, or a client certificate the CA signed, shown in the handshake and
+ *           sent signed in the request (tn_ctl_verify): actor "cert:CN", its role the
+ *           certificate's OU when that names one, else admin;
  *   inproc  this process: admin, actor "user:local".
  * A refusal answers "permission denied: ..." (exit status 1) and is logged. */
 typedef struct tn_ctl_ident {
     char actor[80];
     tn_role role;
-    char what[64]; /* for refusals: "viewer token", "unix user bob" */
+    char what[96]; /* for refusals: "viewer token", "unix user bob" */
 } tn_ctl_ident;
 
 /* The identity of a request, or false with why (a complete sentence) filled in. */
