@@ -957,6 +957,9 @@ static bool le_place(void *self, const tn_place_req *r, char *worker, size_t wle
     return false;
 }
 
+/* The peer of the test's requests: this process, as the standalone's clients are. */
+static const tn_rpc_peer le_peer = {.kind = TN_RPC_PEER_INPROC, .uid = -1, .pid = -1};
+
 /* One control request through the handler the RPC thread runs; the reply's JSON. No
  * Criterion assertion here: it runs in other threads too. */
 static char *le_ctl(live_engine *l, const char *cmd, uint64_t id, bool *ok)
@@ -968,7 +971,7 @@ static char *le_ctl(live_engine *l, const char *cmd, uint64_t id, bool *ok)
     tn_ctl_rep p = {0};
     *ok = false;
     if (tn_ctl_req_encode(&r, &b) == TN_OK)
-        tn_ctlsrv_handle(&l->cs, b.data, b.size, &rep, &rl);
+        tn_ctlsrv_handle(&l->cs, &le_peer, b.data, b.size, &rep, &rl);
     tn_buf_free(&b);
     if (!rep || tn_ctl_rep_decode(rep, rl, &p) != TN_OK) {
         free(rep);

@@ -69,6 +69,7 @@ struct tn_ctl_rep;
 /* The options every control command takes; embed as the member `c` of its options. */
 typedef struct tn_ctl_common {
     const char *master, *data;
+    const char *token_file; /* else TERN_TOKEN */
     bool json;
 } tn_ctl_common;
 
@@ -79,20 +80,30 @@ typedef struct tn_ctl_common {
         {"data",     0,                                                                         \
          TN_OPT_STR, offsetof(T, c.data),                                                       \
          "DIR",      .help = "the data directory whose master to reach (default ./tern-data)"}, \
+        {"token-file",                                                                          \
+         0,                                                                                     \
+         TN_OPT_STR,                                                                            \
+         offsetof(T, c.token_file),                                                             \
+         "F",                                                                                   \
+         .help = "send the token in F (default: $TERN_TOKEN); needed over tcp and tls+tcp"},    \
     {                                                                                           \
         "json", 0, TN_OPT_FLAG, offsetof(T, c.json), NULL, .help = "print JSON for scripts"     \
     }
 
 /* Where the master of these options listens: --master, else ipc://DATA/master.ctl. */
 void tn_client_url(const tn_ctl_common *o, char *url, size_t len);
-/* One request to url; decodes the reply into rep, whose strings point into *raw (the
+/* The token file the next calls send from (NULL: $TERN_TOKEN). */
+void tn_client_set_token_file(const char *path);
+/* One request to url (with the token, and over tls+tcp:// the TLS files of $TERN_TLS_CA,
+ * $TERN_TLS_CERT, $TERN_TLS_KEY); decodes the reply into rep, whose strings point into *raw (the
  * caller frees *raw). Prints why and returns 1 when no valid reply came. */
 int tn_client_call(const char *cmd, const char *url, const char *data, struct tn_ctl_req *r,
                    struct tn_ctl_rep *rep, void **raw);
 /* Print a reply (its JSON with --json, else its text); returns the exit status. */
 int tn_client_show(const char *cmd, bool json, const struct tn_ctl_rep *rep);
-/* Send r (its cmd set to cmd, its actor to user:cli) to the master and print the reply;
- * returns the exit status. */
+/* Send r (its cmd set to cmd) to the master and print the reply; returns the exit status.
+ * The token comes from o->token_file, else $TERN_TOKEN; who sends is not claimed: the
+ * master takes it from the connection or the token. */
 int tn_client_request(const char *cmd, const tn_ctl_common *o, struct tn_ctl_req *r);
 /* The table of a control command that takes only the common options. */
 extern const tn_opt tn_client_common_table[];
@@ -146,12 +157,13 @@ int tn_cmd_worker(int argc, char **argv);
 int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);
 int tn_cmd_init(int argc, char **argv);
+int tn_cmd_token(int argc, char **argv);
 
 extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo, tn_spec_run,
     tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
-    tn_spec_standalone, tn_spec_chaos, tn_spec_init;
+    tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token;
 /* The commands still on getopt, with a hand-written help text. */
 extern const char tn_usage_bench[];
 

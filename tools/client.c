@@ -1,5 +1,6 @@
 /* The control client: one request to a running master's control socket, and the
  * printing of its reply, shared by every command that talks to a master. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,15 +17,73 @@ void tn_client_url(const tn_ctl_common *o, char *url, size_t len)
         tn_master_default_ctl(o->data ? o->data : TN_DEFAULT_DATA, url, len);
 }
 
+static const char *token_file;
+
+void tn_client_set_token_file(const char *path)
+{
+    token_file = path;
+}
+
+/* The token to send into buf ("" when none): --token-file's first line, else
+ * $TERN_TOKEN. Returns 1 (after saying why) when the file cannot be read. */
+static int load_token(const char *cmd, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!token_file) {
+        const char *env = getenv("TERN_TOKEN");
+        snprintf(buf, cap, "%s", env ? env : "");
+    } else {
+        FILE *f = fopen(token_file, "re");
+        if (!f)
+            return tn_cli_fail(cmd, "%s: cannot read the token file: %s", token_file,
+                               strerror(errno));
+        if (!fgets(buf, (int)cap, f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    return 0;
+}
+
 int tn_client_call(const char *cmd, const char *url, const char *data, tn_ctl_req *r,
                    tn_ctl_rep *rep, void **raw)
 {
+    char token[256];
+    if (load_token(cmd, token, sizeof(token)))
+        return 1;
+    r->token = tn_str_c(token);
+    r->actor = (tn_str){"", 0}; /* the master takes who sends from the connection */
+    tn_rpc_tls tls = {getenv("TERN_TLS_CA"), getenv("TERN_TLS_CERT"), getenv("TERN_TLS_KEY")};
+    bool tls_url = strncmp(url, "tls+", 4) == 0;
+    if (tls_url && !tls.ca_file)
+        return tn_cli_fail(cmd,
+                           "%s: set TERN_TLS_CA to the CA that signed the master's "
+                           "certificate (and TERN_TLS_CERT, TERN_TLS_KEY, or a token)",
+                           url);
+    char *keep = NULL;
+    tn_errmsg sm = {{0}};
+    /* no token: the certificate names the sender (ctlsign.c) */
+    if (tls_url && !token[0] && tls.cert_file && tls.key_file &&
+        tn_ctl_sign(r, tls.cert_file, tls.key_file, &keep, &sm) != TN_OK)
+        return tn_cli_fail(cmd, "%s", sm.text);
     tn_buf b = {0};
-    if (tn_ctl_req_encode(r, &b))
+    tn_err enc = tn_ctl_req_encode(r, &b);
+    free(keep);
+    r->cert = r->sig = (tn_str){"", 0};
+    r->ts = 0;
+    explicit_bzero(token, sizeof(token));
+    r->token = (tn_str){"", 0};
+    if (enc) {
+        tn_buf_free(&b);
         return tn_cli_fail(cmd, "request too large");
+    }
     size_t rl;
     tn_errmsg m = {{0}};
-    tn_err e = tn_rpc_call(url, b.data, b.size, 30000, raw, &rl, &m);
+    tn_err e = tn_rpc_call_tls(url, &tls, b.data, b.size, 30000, raw, &rl, &m);
+    if (b.data)
+        explicit_bzero(b.data, b.size);
     tn_buf_free(&b);
     if (e) {
         if (e == TN_ERR_TIMEOUT)
@@ -63,7 +122,7 @@ int tn_client_request(const char *cmd, const tn_ctl_common *o, tn_ctl_req *r)
     char url[4200];
     tn_client_url(o, url, sizeof(url));
     r->cmd = tn_str_c(cmd);
-    r->actor = TN_STR("user:cli");
+    tn_client_set_token_file(o->token_file);
     tn_ctl_rep rep;
     void *raw = NULL;
     int rc = tn_client_call(cmd, url, o->data ? o->data : TN_DEFAULT_DATA, r, &rep, &raw);
@@ -77,7 +136,8 @@ bool tn_client_probe(const char *url)
 {
     void *probe = NULL;
     size_t pl;
-    if (tn_rpc_call(url, "", 0, 2000, &probe, &pl, NULL) != TN_OK)
+    tn_rpc_tls tls = {getenv("TERN_TLS_CA"), getenv("TERN_TLS_CERT"), getenv("TERN_TLS_KEY")};
+    if (tn_rpc_call_tls(url, &tls, "", 0, 2000, &probe, &pl, NULL) != TN_OK)
         return false;
     free(probe);
     return true;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "replay.h"
 #include "util.h"
 #include "sm.h"
@@ -46,7 +47,7 @@ static void print_attr_value(const tn_attr *a, bool json)
     } else {
         bool plain = a->s.len > 0;
         for (uint32_t i = 0; i < a->s.len; i++)
-            if (a->s.p[i] <= ' ' || a->s.p[i] == '"' || a->s.p[i] == '=')
+            if (a->s.p[i] <= ' ' || a->s.p[i] == '"' || a->s.p[i] == '=' || a->s.p[i] == 0x7f)
                 plain = false;
         if (plain)
             printf("%.*s", (int)a->s.len, a->s.p);
@@ -78,9 +79,13 @@ static int audit_one(void *vctx, const tn_event *ev)
         }
         printf("}}");
     } else {
-        printf("%s %6" PRIu64 " %-14.*s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq,
-               (int)ev->actor.len, ev->actor.p, sm->name, id, tn_sm_event_name(sm, ev->event),
-               tn_sm_state_name(sm, ev->from), tn_sm_state_name(sm, ev->to));
+        /* an actor is a peer's name (a unix user, a token, a certificate; any string in
+         * an old log): escaped, so a row stays one line and its columns stay aligned */
+        char actor[TN_ACTOR_MAX * 4 + 1];
+        tn_ctl_escape(ev->actor.p, ev->actor.len, actor, sizeof(actor));
+        printf("%s %6" PRIu64 " %-14s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq, actor,
+               sm->name, id, tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
+               tn_sm_state_name(sm, ev->to));
         for (uint32_t i = 0; i < ev->nattrs; i++) {
             printf(" %.*s=", (int)ev->attrs[i].key.len, ev->attrs[i].key.p);
             print_attr_value(&ev->attrs[i], false);

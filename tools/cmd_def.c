@@ -12,7 +12,7 @@
 #include "cli.h"
 
 typedef struct def_opts {
-    const char *data, *master;
+    const char *data, *master, *token_file;
     bool json;
     uint64_t version;
 } def_opts;
@@ -24,6 +24,8 @@ static const tn_opt def_table[] = {
      .help = "the data directory (default ./tern-data)"},
     {"master", 0, TN_OPT_STR, offsetof(def_opts, master), "URL",
      .help = "apply: through the master at URL (default: the one serving DIR, if it runs)"},
+    {"token-file", 0, TN_OPT_STR, offsetof(def_opts, token_file), "F",
+     .help = "apply: send the token in F (default: $TERN_TOKEN); needed over tcp and tls+tcp"},
     {"json", 0, TN_OPT_FLAG, offsetof(def_opts, json), NULL, .help = "print JSON for scripts"},
     {0}};
 
@@ -216,7 +218,6 @@ static int apply_remote_file(const char *url, const char *data, const char *path
     r->cmd = TN_STR("apply");
     r->file = tn_str_c(path);
     r->bytes = (tn_str){bytes, (uint32_t)len};
-    r->actor = TN_STR("user:cli");
     tn_ctl_rep rep;
     void *raw = NULL;
     int rc = tn_client_call("def", url, data, r, &rep, &raw);
@@ -241,6 +242,7 @@ static int apply_remote(const def_opts *o, int nfiles, char **files)
     char url[4200];
     tn_ctl_common c = {.master = o->master, .data = o->data};
     tn_client_url(&c, url, sizeof(url));
+    tn_client_set_token_file(o->token_file);
     if (!tn_client_probe(url))
         return o->master ? tn_cli_fail("def", "%s: no master answers", url) : -1;
     int rc = 0;

@@ -7,6 +7,7 @@ typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t hb_timeout, map_max;
+    bool insecure;
 } master_opts;
 
 static const tn_opt master_table[] = {
@@ -16,6 +17,9 @@ static const tn_opt master_table[] = {
      .help = "the data directory (default ./tern-data)", TN_OPT_CFG},
     {"ctl", 0, TN_OPT_STR, offsetof(master_opts, ctl), "URL",
      .help = "the control socket (default ipc://DIR/master.ctl)", TN_OPT_CFG},
+    {"insecure", 0, TN_OPT_FLAG, offsetof(master_opts, insecure), NULL,
+     .help = "accept a plain tcp:// --ctl (tokens in clear; warned at every start)",
+     TN_OPT_CFG},
     {"id", 0, TN_OPT_STR, offsetof(master_opts, id), "ID",
      .help = "this master's name in the log (master:ID)", TN_OPT_CFG},
     {"heartbeat-timeout", 0, TN_OPT_DURATION, offsetof(master_opts, hb_timeout), "DURATION",
@@ -58,6 +62,7 @@ static int run(const master_opts *o)
                          .tls_cert = o->tls_cert,
                          .tls_key = o->tls_key,
                          .tls_ca = o->tls_ca,
+                         .ctl_insecure = o->insecure,
                          .heartbeat_timeout_ms = o->hb_timeout,
                          .selector = (tn_selector)sel,
                          .log = {.map_max = o->map_max}};

@@ -34,6 +34,8 @@ static const tn_cli_cmd commands[] = {
     {"kill", "kill one task", NULL, &tn_spec_kill, tn_cmd_task},
     {"force-success", "mark a failed task successful", NULL, &tn_spec_force_success,
      tn_cmd_task},
+    {"token", "add, list and revoke the tokens of the control socket", NULL, &tn_spec_token,
+     tn_cmd_token},
     {"ls", "list instances", NULL, &tn_spec_ls, tn_cmd_ls},
     {"status", "one instance and its tasks", NULL, &tn_spec_status, tn_cmd_status},
     {"logs", "a task's log, from its worker (-f follows)", NULL, &tn_spec_logs, tn_cmd_logs},

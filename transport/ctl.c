@@ -57,7 +57,8 @@ tn_err tn_ctl_req_encode(const tn_ctl_req *r, tn_buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     unsigned n = 6 + nz(r->cmd) + nz(r->name) + nz(r->state) + nz(r->mode) + nz(r->file) +
-                 nz(r->bytes) + nz(r->actor) + (r->nparams ? 1 : 0) + (r->nfrom ? 1 : 0);
+                 nz(r->bytes) + nz(r->actor) + nz(r->token) + nz(r->cert) + nz(r->sig) +
+                 (r->ts ? 1 : 0) + (r->nparams ? 1 : 0) + (r->nfrom ? 1 : 0);
     msgpack_pack_map(&pk, n);
     ku64(&pk, "v", TN_CTL_VERSION);
     kstr(&pk, "cmd", r->cmd);
@@ -69,6 +70,11 @@ tn_err tn_ctl_req_encode(const tn_ctl_req *r, tn_buf *out)
     kstr(&pk, "file", r->file);
     kbin(&pk, "bytes", r->bytes);
     kstr(&pk, "actor", r->actor);
+    kstr(&pk, "token", r->token);
+    kstr(&pk, "cert", r->cert);
+    kbin(&pk, "sig", r->sig);
+    if (r->ts)
+        ki64(&pk, "ts", r->ts);
     kbool(&pk, "dry_run", r->dry_run);
     ki64(&pk, "slots", r->slots);
     ku64(&pk, "offset", r->offset);
@@ -160,6 +166,14 @@ tn_err tn_ctl_req_decode(const void *buf, size_t len, tn_ctl_req *r)
             any_str(&m, &r->bytes);
         } else if (key_is(k, "actor")) {
             any_str(&m, &r->actor);
+        } else if (key_is(k, "token")) {
+            any_str(&m, &r->token);
+        } else if (key_is(k, "cert")) {
+            any_str(&m, &r->cert);
+        } else if (key_is(k, "sig")) {
+            any_str(&m, &r->sig);
+        } else if (key_is(k, "ts")) {
+            tn_mp_i64(&m, &r->ts);
         } else if (key_is(k, "dry_run")) {
             tn_mp_bool(&m, &r->dry_run);
         } else if (key_is(k, "slots")) {
@@ -230,4 +244,29 @@ tn_err tn_ctl_rep_decode(const void *buf, size_t len, tn_ctl_rep *r)
             return m.err;
     }
     return tn_mp_done(&m) ? TN_OK : m.err;
+}
+
+size_t tn_ctl_escape(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\')
+            snprintf(e, sizeof(e), "\\%c", c);
+        else if (c == '\n' || c == '\r' || c == '\t')
+            snprintf(e, sizeof(e), "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+        else if (c < 0x20 || c == 0x7f)
+            snprintf(e, sizeof(e), "\\x%02x", c);
+        else
+            snprintf(e, sizeof(e), "%c", c);
+        size_t el = strlen(e);
+        if (k + el >= cap)
+            break;
+        memcpy(out + k, e, el);
+        k += el;
+    }
+    if (cap)
+        out[k] = '\0';
+    return k;
 }

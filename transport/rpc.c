@@ -8,10 +8,13 @@
  * a req0 dialer, and listens again when the probe's pipe does not reach the socket. */
 #include "rpc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -27,13 +30,16 @@
 
 #define PROBE_EVERY_MS 1000 /* at most this often, and only when idle */
 #define PROBE_WAIT_MS  500  /* for the probe's pipe: it comes in well under 1 ms */
+#define PEM_MAX        (1u << 20)
 
 struct tn_rpc_server {
     nng_socket sock;
     pthread_t thread;
     atomic_bool stop;
     tn_rpc_handler fn;
+    tn_rpc_peer_handler pfn; /* instead of fn */
     void *arg;
+    tn_rpc_peer_kind kind;
     /* ipc:// only, touched by the server's thread alone once it runs */
     char *url; /* NULL: nothing to probe */
     nng_listener lis;
@@ -79,7 +85,12 @@ static bool path_is_ours(const tn_rpc_server *s)
 /* Listen on s->url and note which file that made. */
 static int listen_ipc(tn_rpc_server *s)
 {
-    int rv = nng_listen(s->sock, s->url, &s->lis, 0);
+    /* 0600: only this uid (and root) may connect; the peer check below says the same */
+    int rv = nng_listener_create(&s->lis, s->sock, s->url);
+    if (rv == 0 && (rv = nng_listener_set_int(s->lis, NNG_OPT_IPC_PERMISSIONS, 0600)) == 0)
+        rv = nng_listener_start(s->lis, 0);
+    else if (rv == 0)
+        nng_listener_close(s->lis);
     struct stat st;
     s->listening = rv == 0;
     if (rv == 0 && stat(s->url + 6, &st) == 0) {
@@ -94,6 +105,51 @@ static void on_pipe_added(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     tn_rpc_server *s = arg;
     atomic_fetch_add(&s->added, 1);
+}
+
+/* An ipc peer of another uid (root excepted) is closed before it can send anything:
+ * the socket file's mode says the same, but a mode can be changed, a uid cannot. */
+static void on_pipe_check(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    uint64_t uid = 0, pid = 0;
+    if (nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_UID, &uid) != 0)
+        uid = UINT64_MAX; /* unknown: refused */
+    if (uid == (uint64_t)geteuid() || uid == 0)
+        return;
+    (void)nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &pid);
+    tn_warn("rpc",
+            "msg=\"connection refused: another user\" url=%s peer_uid=%" PRIu64
+            " peer_pid=%" PRIu64 " allowed=\"uid %u or root\"",
+            ((tn_rpc_server *)arg)->url, uid, pid, (unsigned)geteuid());
+    nng_pipe_close(pipe);
+}
+
+/* What the connection of a request says about its sender. */
+static void peer_of(const tn_rpc_server *s, nng_pipe p, tn_rpc_peer *out)
+{
+    *out = (tn_rpc_peer){.kind = s->kind, .uid = -1, .pid = -1};
+    uint64_t v;
+    if (s->kind == TN_RPC_PEER_IPC) {
+        if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &v) == 0)
+            out->uid = (int64_t)v;
+        if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &v) == 0)
+            out->pid = (int64_t)v;
+        return;
+    }
+    if (s->kind == TN_RPC_PEER_TLS &&
+        nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &out->tls_verified) != 0)
+        out->tls_verified = false;
+    nng_sockaddr sa;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+        return;
+    if (sa.s_family == NNG_AF_INET) {
+        inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip));
+        snprintf(out->addr, sizeof(out->addr), "%s:%u", ip, ntohs(sa.s_in.sa_port));
+    } else if (sa.s_family == NNG_AF_INET6) {
+        inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip));
+        snprintf(out->addr, sizeof(out->addr), "[%s]:%u", ip, ntohs(sa.s_in6.sa_port));
+    }
 }
 
 /* Dial our own socket file as a req0 peer would and wait up to wait_ms for a pipe to
@@ -168,9 +224,8 @@ static void *serve(void *p)
     tn_rpc_server *s = p;
     s->next_probe = now_ms() + PROBE_EVERY_MS;
     while (!atomic_load(&s->stop)) {
-        void *buf = NULL;
-        size_t len = 0;
-        int rv = nng_recv(s->sock, &buf, &len, NNG_FLAG_ALLOC);
+        nng_msg *m = NULL;
+        int rv = nng_recvmsg(s->sock, &m, 0);
         if (rv == NNG_ETIMEDOUT) {
             if (s->url && now_ms() >= s->next_probe) {
                 check_ipc(s);
@@ -182,8 +237,14 @@ static void *serve(void *p)
             break;
         void *rep = NULL;
         size_t rlen = 0;
-        s->fn(s->arg, buf, len, &rep, &rlen);
-        nng_free(buf, len);
+        if (s->pfn) {
+            tn_rpc_peer peer;
+            peer_of(s, nng_msg_get_pipe(m), &peer);
+            s->pfn(s->arg, &peer, nng_msg_body(m), nng_msg_len(m), &rep, &rlen);
+        } else {
+            s->fn(s->arg, nng_msg_body(m), nng_msg_len(m), &rep, &rlen);
+        }
+        nng_msg_free(m);
         rv = nng_send(s->sock, rep ? rep : "", rep ? rlen : 0, 0);
         if (rv != 0)
             tn_warn("rpc", "msg=\"reply not sent\" why=\"%s\"", nng_strerror(rv));
@@ -192,56 +253,214 @@ static void *serve(void *p)
     return NULL;
 }
 
-tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server **out,
-                    tn_errmsg *msg)
+/* Read a PEM file into a NUL-terminated heap string. */
+static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg *msg)
+{
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f)
+        return tn_errmsg_set(msg, TN_ERR_NOENT, "tls %s %s: cannot open: %s", what,
+                             path ? path : "(not given)", path ? strerror(errno) : "give it");
+    char *buf = malloc(PEM_MAX + 1);
+    size_t n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err || n == 0 || n > PEM_MAX) {
+        free(buf);
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "tls %s %s: %s", what, path,
+                             !buf ? "out of memory" :
+                             err  ? "read error" :
+                             n    ? "larger than 1 MiB" :
+                                    "empty file");
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return TN_OK;
+}
+
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* The host of "tls+tcp://host:port" when it is a DNS name (mbedTLS 2.28 under nng does
+ * not match IP subjectAltNames: for an IP literal only the chain is verified). */
+static bool dns_host(const char *url, char *buf, size_t cap)
+{
+    const char *h = strstr(url, "://");
+    if (!h || h[3] == '[')
+        return false;
+    h += 3;
+    size_t n = strcspn(h, ":/");
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    unsigned char tmp[16];
+    return inet_pton(AF_INET, buf, tmp) != 1;
+}
+
+/* A TLS configuration: a server verifies a client's certificate when one is shown
+ * (OPTIONAL: a client may come with a token instead; the handler sees tls_verified); a
+ * client requires and verifies the server's. */
+static tn_err tls_config(const tn_rpc_tls *t, bool server, const char *url,
+                         nng_tls_config **out, tn_errmsg *msg)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    tn_err e = read_pem("CA", t->ca_file, &ca, msg);
+    if (!e && (server || t->cert_file))
+        e = read_pem("certificate", t->cert_file, &cert, msg);
+    if (!e && cert)
+        e = read_pem("key", t->key_file, &key, msg);
+    nng_tls_config *cfg = NULL;
+    int rv = 0;
+    const char *step = "setup";
+    if (!e && (rv = nng_tls_config_alloc(&cfg, server ? NNG_TLS_MODE_SERVER :
+                                                        NNG_TLS_MODE_CLIENT)) == 0) {
+        char host[256];
+        if ((rv = nng_tls_config_ca_chain(cfg, ca, NULL)) != 0)
+            step = "CA";
+        else if (cert && (rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0)
+            step = "certificate and key";
+        else if ((rv = nng_tls_config_auth_mode(cfg, server ? NNG_TLS_AUTH_MODE_OPTIONAL :
+                                                              NNG_TLS_AUTH_MODE_REQUIRED)))
+            step = "auth mode";
+        else if (!server && dns_host(url, host, sizeof(host)) &&
+                 (rv = nng_tls_config_server_name(cfg, host)) != 0)
+            step = "server name";
+    }
+    free(ca);
+    free(cert);
+    free_secret(key);
+    if (!e && rv) {
+        if (cfg)
+            nng_tls_config_free(cfg);
+        return tn_errmsg_set(msg, from_nng(rv), "%s: tls %s (CA %s, certificate %s): %s", url,
+                             step, t->ca_file, t->cert_file ? t->cert_file : "none",
+                             nng_strerror(rv));
+    }
+    if (!e)
+        *out = cfg;
+    return e;
+}
+
+/* Listen on a tcp:// or tls+tcp:// url. */
+static tn_err listen_net(tn_rpc_server *s, const char *url, const tn_rpc_tls *tls, int *rvp,
+                         tn_errmsg *msg)
+{
+    nng_listener l;
+    int rv = nng_listener_create(&l, s->sock, url);
+    if (rv == 0 && s->kind == TN_RPC_PEER_TLS) {
+        nng_tls_config *cfg;
+        if (!tls)
+            return tn_errmsg_set(msg, TN_ERR_INVAL,
+                                 "%s: tls+tcp needs --tls-ca, --tls-cert and --tls-key", url);
+        tn_err e = tls_config(tls, true, url, &cfg, msg);
+        if (e)
+            return e;
+        rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg); /* the listener holds its own reference */
+    }
+    if (rv == 0)
+        rv = nng_listener_start(l, 0);
+    *rvp = rv;
+    return TN_OK;
+}
+
+static tn_rpc_peer_kind kind_of(const char *url)
+{
+    if (strncmp(url, "ipc://", 6) == 0)
+        return TN_RPC_PEER_IPC;
+    if (strncmp(url, "tls+", 4) == 0)
+        return TN_RPC_PEER_TLS;
+    if (strncmp(url, "inproc://", 9) == 0)
+        return TN_RPC_PEER_INPROC;
+    return TN_RPC_PEER_TCP;
+}
+
+/* Listen on url; *rvp is nng's answer. */
+static tn_err serve_listen(tn_rpc_server *s, const char *url, const tn_rpc_tls *tls, int *rvp,
+                           tn_errmsg *msg)
+{
+    bool ipc = s->kind == TN_RPC_PEER_IPC;
+    int rv = nng_rep0_open(&s->sock);
+    if (rv == 0) {
+        nng_setopt_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
+        nng_setopt_size(s->sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
+        if (ipc && (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe_added, s)) == 0)
+            rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_check, s);
+    }
+    *rvp = rv;
+    if (rv != 0)
+        return TN_OK;
+    if (!ipc) {
+        if (s->kind == TN_RPC_PEER_INPROC)
+            *rvp = nng_listen(s->sock, url, NULL, 0);
+        else
+            return listen_net(s, url, tls, rvp, msg);
+        return TN_OK;
+    }
+    rv = listen_ipc(s);
+    if (rv == NNG_EADDRINUSE) {
+        /* a socket file left by a dead process: nobody answers on it, replace it */
+        void *r = NULL;
+        size_t rl;
+        if (tn_rpc_call(url, "", 0, 300, &r, &rl, NULL) == TN_ERR_TIMEOUT || r == NULL) {
+            (void)unlink(url + 6);
+            rv = listen_ipc(s);
+        }
+        free(r);
+    }
+    *rvp = rv;
+    return TN_OK;
+}
+
+static tn_err serve_start(const char *url, const tn_rpc_tls *tls, tn_rpc_handler fn,
+                          tn_rpc_peer_handler pfn, void *arg, tn_rpc_server **out,
+                          tn_errmsg *msg)
 {
     tn_rpc_server *s = calloc(1, sizeof(*s));
     if (!s)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     s->fn = fn;
+    s->pfn = pfn;
     s->arg = arg;
-    bool ipc = strncmp(url, "ipc://", 6) == 0;
-    if (ipc && !(s->url = strdup(url))) {
+    s->kind = kind_of(url);
+    if (s->kind == TN_RPC_PEER_IPC && !(s->url = strdup(url))) {
         free(s);
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     }
-    int rv = nng_rep0_open(&s->sock);
-    if (rv == 0) {
-        nng_setopt_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
-        nng_setopt_size(s->sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
-        if (ipc)
-            rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe_added, s);
-    }
-    if (rv == 0) {
-        rv = ipc ? listen_ipc(s) : nng_listen(s->sock, url, NULL, 0);
-        if (rv == NNG_EADDRINUSE && ipc) {
-            /* a socket file left by a dead process: nobody answers on it, replace it */
-            void *r = NULL;
-            size_t rl;
-            if (tn_rpc_call(url, "", 0, 300, &r, &rl, NULL) == TN_ERR_TIMEOUT || r == NULL) {
-                (void)unlink(url + 6);
-                rv = listen_ipc(s);
-            }
-            free(r);
-        }
-    }
-    if (rv != 0) {
-        tn_err e = from_nng(rv);
+    int rv = 0;
+    tn_err e = serve_listen(s, url, tls, &rv, msg);
+    if (!e && rv != 0) {
+        e = from_nng(rv);
         tn_errmsg_set(msg, e, "%s: cannot listen: %s%s", url, nng_strerror(rv),
                       rv == NNG_EADDRINUSE ? " (another tern is serving there)" : "");
+    }
+    if (!e && pthread_create(&s->thread, NULL, serve, s) != 0)
+        e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the rpc thread");
+    if (e) {
         nng_close(s->sock);
         free(s->url);
         free(s);
         return e;
     }
-    if (pthread_create(&s->thread, NULL, serve, s) != 0) {
-        nng_close(s->sock);
-        free(s->url);
-        free(s);
-        return tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the rpc thread");
-    }
     *out = s;
     return TN_OK;
+}
+
+tn_err tn_rpc_serve_peer(const char *url, const tn_rpc_tls *tls, tn_rpc_peer_handler fn,
+                         void *arg, tn_rpc_server **out, tn_errmsg *msg)
+{
+    return serve_start(url, tls, NULL, fn, arg, out, msg);
+}
+
+tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server **out,
+                    tn_errmsg *msg)
+{
+    return serve_start(url, NULL, fn, NULL, arg, out, msg);
 }
 
 void tn_rpc_server_free(tn_rpc_server *s)
@@ -255,8 +474,26 @@ void tn_rpc_server_free(tn_rpc_server *s)
     free(s);
 }
 
-tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms, void **rep,
-                   size_t *rlen, tn_errmsg *msg)
+/* Dial url (with TLS for tls+tcp://). */
+static int dial(nng_socket sock, const char *url, const tn_rpc_tls *tls, tn_errmsg *msg,
+                tn_err *e)
+{
+    if (!tls || strncmp(url, "tls+", 4) != 0)
+        return nng_dial(sock, url, NULL, 0);
+    nng_dialer d;
+    nng_tls_config *cfg;
+    int rv = nng_dialer_create(&d, sock, url);
+    if (rv != 0)
+        return rv;
+    if ((*e = tls_config(tls, false, url, &cfg, msg)) != TN_OK)
+        return -1;
+    rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+    nng_tls_config_free(cfg); /* the dialer holds its own reference */
+    return rv ? rv : nng_dialer_start(d, 0);
+}
+
+tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                       int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg)
 {
     nng_socket sock;
     int rv = nng_req0_open(&sock);
@@ -266,7 +503,12 @@ tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms,
     nng_setopt_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms);
     nng_setopt_ms(sock, NNG_OPT_REQ_RESENDTIME, timeout_ms > 0 ? timeout_ms * 2 : 60000);
     nng_setopt_size(sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
-    rv = nng_dial(sock, url, NULL, 0);
+    tn_err te = TN_OK;
+    rv = dial(sock, url, tls, msg, &te);
+    if (te) {
+        nng_close(sock);
+        return te;
+    }
     if (rv == 0)
         rv = nng_send(sock, (void *)(len ? req : ""), len, 0);
     void *buf = NULL;
@@ -288,8 +530,16 @@ tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms,
                       rv == NNG_ECONNREFUSED || rv == NNG_ENOENT ?
                           "nothing listens there (is the master running? start it with "
                           "`tern master` or `tern standalone`, or pass --master URL)" :
-                          nng_strerror(rv));
+                      rv == NNG_EPERM ? "permission denied: the control socket belongs to "
+                                        "another user (run as that user or root)" :
+                                        nng_strerror(rv));
     }
     nng_close(sock);
     return e;
+}
+
+tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms, void **rep,
+                   size_t *rlen, tn_errmsg *msg)
+{
+    return tn_rpc_call_tls(url, NULL, req, len, timeout_ms, rep, rlen, msg);
 }

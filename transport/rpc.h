@@ -1,10 +1,13 @@
 /* Request/reply over nng (req0/rep0): the control channel between the `tern` client
- * and the master, and between the client and a worker (task logs). One request, one
+ * and the master, and between the client and a worker (task logs). Each request reaches
+ * the handler with its peer (tn_rpc_peer): who it is comes from the connection. One request, one
  * reply; the payloads are the caller's bytes (msgpack maps, see core/ctl.h). */
 #ifndef TN_RPC_H
 #define TN_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
@@ -17,12 +20,44 @@ typedef struct tn_rpc_server tn_rpc_server;
 typedef void (*tn_rpc_handler)(void *arg, const void *req, size_t len, void **rep,
                                size_t *rlen);
 
+/* Who sent a request, as the connection tells it (never as the request claims). */
+typedef enum tn_rpc_peer_kind {
+    TN_RPC_PEER_INPROC = 0, /* this process */
+    TN_RPC_PEER_IPC,        /* a process on this host: uid and pid from SO_PEERCRED */
+    TN_RPC_PEER_TCP,        /* plain tcp: nothing is known but the address */
+    TN_RPC_PEER_TLS, /* tls+tcp: tls_verified when it showed a certificate the CA signed */
+} tn_rpc_peer_kind;
+
+typedef struct tn_rpc_peer {
+    tn_rpc_peer_kind kind;
+    int64_t uid, pid;  /* ipc; -1 when unknown */
+    bool tls_verified; /* tls+tcp */
+    char addr[64];     /* tcp, tls+tcp: "1.2.3.4:5678" */
+} tn_rpc_peer;
+
+/* TLS files (PEM) for tls+tcp:// URLs. A server requires the CA and its own certificate
+ * and key, and verifies a client's certificate when one is shown (a client without one
+ * may still authenticate with a token). A client verifies the server against the CA and
+ * shows its own certificate when given one. */
+typedef struct tn_rpc_tls {
+    const char *ca_file, *cert_file, *key_file;
+} tn_rpc_tls;
+
+/* The handler of tn_rpc_serve_peer: as tn_rpc_handler, with the peer of the request. */
+typedef void (*tn_rpc_peer_handler)(void *arg, const tn_rpc_peer *peer, const void *req,
+                                    size_t len, void **rep, size_t *rlen);
+
 /* Listen on url (ipc://, tcp://, inproc://) and serve until freed. An ipc:// socket
  * file left by a dead process is replaced; an ipc:// listener that stops handing over
  * connections (nng 1.5.2, see rpc.c) is replaced within about two seconds, as long as
  * the socket file is still the one it made. */
 tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server **out,
                     tn_errmsg *msg);
+/* As tn_rpc_serve, with the peer of each request given to fn, and tls (NULL: none) for a
+ * tls+tcp:// url. On ipc:// the socket file is made 0600 and a connection from another
+ * uid than this process's (root excepted) is closed at once and logged. */
+tn_err tn_rpc_serve_peer(const char *url, const tn_rpc_tls *tls, tn_rpc_peer_handler fn,
+                         void *arg, tn_rpc_server **out, tn_errmsg *msg);
 /* Stop serving (waits for the request in progress) and free. Accepts NULL. */
 void tn_rpc_server_free(tn_rpc_server *s);
 
@@ -30,5 +65,9 @@ void tn_rpc_server_free(tn_rpc_server *s);
  * the caller frees it). TN_ERR_TIMEOUT when nobody answered: no master/worker there. */
 tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms, void **rep,
                    size_t *rlen, tn_errmsg *msg);
+
+/* As tn_rpc_call, over tls+tcp:// with tls (NULL: as tn_rpc_call). */
+tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                       int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg);
 
 #endif

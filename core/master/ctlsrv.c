@@ -6,10 +6,12 @@
 #include "ctlsrv.h"
 
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "def.h"
 #include "log.h"
@@ -24,6 +26,7 @@ typedef struct out {
     bool ok;
     tn_str url;
     char urlbuf[512];
+    const char *actor; /* the authenticated identity: what the log records */
 } out;
 
 static void fail(out *o, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -71,10 +74,7 @@ static const char *tsn(unsigned s)
 
 static void run_cmd(tn_ctlsrv *s, tn_cmd *c, const tn_ctl_req *r, out *o, const char *what)
 {
-    char actor[80];
-    snprintf(actor, sizeof(actor), "%.*s", r->actor.len ? (int)r->actor.len : 8,
-             r->actor.len ? r->actor.p : "user:cli");
-    c->actor = actor;
+    c->actor = o->actor;
     if (tn_engine_submit_wait(s->engine, c) != TN_OK) {
         fail(o, 1, "%s", c->msg);
         return;
@@ -88,10 +88,10 @@ static void run_cmd(tn_ctlsrv *s, tn_cmd *c, const tn_ctl_req *r, out *o, const 
 
 static void h_apply(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    tn_cmd c = {.kind = TN_CMD_APPLY_DEF, .def_bytes = r->bytes.p, .def_len = r->bytes.len};
-    char actor[80];
-    snprintf(actor, sizeof(actor), "%.*s", (int)r->actor.len, r->actor.p);
-    c.actor = r->actor.len ? actor : "user:cli";
+    tn_cmd c = {.kind = TN_CMD_APPLY_DEF,
+                .def_bytes = r->bytes.p,
+                .def_len = r->bytes.len,
+                .actor = o->actor};
     if (tn_engine_submit_wait(s->engine, &c) != TN_OK) {
         fail(o, 1, "%.*s: %s", (int)r->file.len, r->file.p, c.msg);
         return;
@@ -334,52 +334,214 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     o->code = (int)p.attempt; /* the client asks the worker for this attempt's log */
 }
 
-void tn_ctlsrv_handle(void *arg, const void *req, size_t len, void **rep, size_t *rlen)
+/* ------------------------------------------------------------------------------ */
+/* who may do what */
+
+tn_role tn_ctlsrv_role_needed(tn_str cmd)
+{
+    static const char *const operator[] = {"start", "pause",   "resume", "stop",
+                                           "rerun", "recover", "kill",   "force-success"};
+    static const char *const admin[] = {"apply", "taskgroup", "env"};
+    for (size_t i = 0; i < sizeof(operator) / sizeof(operator[0]); i++)
+        if (tn_str_eq(cmd, operator[i]))
+            return TN_ROLE_OPERATOR;
+    for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++)
+        if (tn_str_eq(cmd, admin[i]))
+            return TN_ROLE_ADMIN;
+    return TN_ROLE_VIEWER;
+}
+
+static const char *scheme_name(tn_rpc_peer_kind k)
+{
+    return k == TN_RPC_PEER_IPC ? "ipc" :
+           k == TN_RPC_PEER_TLS ? "tls+tcp" :
+           k == TN_RPC_PEER_TCP ? "tcp" :
+                                  "inproc";
+}
+
+/* The unix peer of an ipc request: this process's uid or root. */
+static bool auth_unix(const tn_rpc_peer *p, tn_ctl_ident *id, char *why, size_t wlen)
+{
+    if (p->uid < 0 || (p->uid != (int64_t)geteuid() && p->uid != 0)) {
+        snprintf(why, wlen,
+                 "permission denied: uid %" PRId64 " may not use this control socket (only "
+                 "uid %u, the master's user, or root)",
+                 p->uid, (unsigned)geteuid());
+        return false;
+    }
+    char buf[1024], name[40];
+    struct passwd pw, *res = NULL;
+    if (getpwuid_r((uid_t)p->uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+        tn_ctl_escape(res->pw_name, strlen(res->pw_name), name, sizeof(name));
+    else
+        snprintf(name, sizeof(name), "uid%" PRId64, p->uid);
+    snprintf(id->actor, sizeof(id->actor), "user:%s", name);
+    snprintf(id->what, sizeof(id->what), "unix user %s", name);
+    id->role = TN_ROLE_ADMIN;
+    return true;
+}
+
+/* A signed request over tls+tcp whose connection showed a certificate of our CA. */
+static bool auth_cert(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r,
+                      tn_ctl_ident *id, char *why, size_t wlen)
+{
+    char cn[64], ou[32];
+    tn_errmsg m = {{0}};
+    if (!p->tls_verified) {
+        snprintf(why, wlen,
+                 "permission denied: the TLS connection showed no client "
+                 "certificate the master's CA signed");
+        return false;
+    }
+    if (tn_ctl_verify(r, s->tls_ca, tn_now_ns() / 1000000, cn, sizeof(cn), ou, sizeof(ou),
+                      &m) != TN_OK) {
+        snprintf(why, wlen, "permission denied: %s", m.text);
+        return false;
+    }
+    tn_role role = tn_role_parse(ou);
+    id->role = role == TN_ROLE_NONE ? TN_ROLE_ADMIN : role;
+    snprintf(id->actor, sizeof(id->actor), "cert:%s", cn);
+    snprintf(id->what, sizeof(id->what), "%s certificate %s", tn_role_name(id->role), cn);
+    return true;
+}
+
+bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r,
+                    tn_ctl_ident *id, char *why, size_t wlen)
+{
+    *id = (tn_ctl_ident){.role = TN_ROLE_NONE};
+    if (p->kind == TN_RPC_PEER_IPC && !auth_unix(p, id, why, wlen))
+        return false;
+    if (r->token.len) {
+        tn_token_info t;
+        tn_errmsg m = {{0}};
+        if (tn_token_check(s->data_dir, r->token.p, r->token.len, &t, &m) != TN_OK) {
+            snprintf(why, wlen, "permission denied: %s", m.text);
+            return false;
+        }
+        snprintf(id->actor, sizeof(id->actor), "token:%s", t.name);
+        snprintf(id->what, sizeof(id->what), "%s token", tn_role_name(t.role));
+        id->role = t.role;
+        return true;
+    }
+    if (p->kind == TN_RPC_PEER_TLS && r->cert.len)
+        return auth_cert(s, p, r, id, why, wlen);
+    if (p->kind == TN_RPC_PEER_INPROC) {
+        snprintf(id->actor, sizeof(id->actor), "user:local");
+        snprintf(id->what, sizeof(id->what), "this process");
+        id->role = TN_ROLE_ADMIN;
+    }
+    if (id->role != TN_ROLE_NONE)
+        return true;
+    snprintf(why, wlen,
+             "permission denied: a control request over %s needs a token (--token-file F or "
+             "TERN_TOKEN; made on the master's host with `tern token add NAME --role "
+             "viewer|operator|admin`)%s",
+             scheme_name(p->kind),
+             p->kind == TN_RPC_PEER_TLS ? " or a client certificate (TERN_TLS_CERT, "
+                                          "TERN_TLS_KEY)" :
+                                          "");
+    return false;
+}
+
+/* Refuse, and say so in the log with the peer's strings escaped. */
+static void refuse(const tn_rpc_peer *p, const tn_ctl_req *r, const char *actor, out *o,
+                   const char *why)
+{
+    char cmd[80], addr[80], w[800];
+    tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
+    tn_ctl_escape(p->addr, strlen(p->addr), addr, sizeof(addr));
+    tn_ctl_escape(why, strlen(why), w, sizeof(w));
+    tn_warn("ctl",
+            "msg=\"request refused\" cmd=\"%s\" actor=\"%s\" scheme=%s peer=\"%s\" uid=%" PRId64
+            " why=\"%s\"",
+            cmd, actor, scheme_name(p->kind), addr, p->uid, w);
+    fail(o, 1, "%s", why);
+}
+
+/* Authenticate r and check its role; false (o filled) when refused. */
+static bool allowed(tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r, tn_ctl_ident *id,
+                    out *o)
+{
+    char why[600];
+    if (!tn_ctlsrv_auth(s, p, r, id, why, sizeof(why))) {
+        refuse(p, r, "-", o, why);
+        return false;
+    }
+    tn_role need = tn_ctlsrv_role_needed(r->cmd);
+    if (id->role < need) {
+        char cmd[40];
+        tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
+        snprintf(why, sizeof(why), "permission denied: %s cannot %s; ask an %s", id->what, cmd,
+                 tn_role_name(need));
+        refuse(p, r, id->actor, o, why);
+        return false;
+    }
+    o->actor = id->actor;
+    if (need > TN_ROLE_VIEWER) {
+        char cmd[40];
+        tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
+        tn_info("ctl", "msg=\"request\" cmd=\"%s\" actor=\"%s\" scheme=%s id=%" PRIu64, cmd,
+                id->actor, scheme_name(p->kind), r->id);
+    }
+    return true;
+}
+
+/* The command of an authenticated request. */
+static void dispatch(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    if (tn_str_eq(r->cmd, "apply")) {
+        h_apply(s, r, o);
+    } else if (tn_str_eq(r->cmd, "start")) {
+        h_start(s, r, o);
+    } else if (tn_str_eq(r->cmd, "pause")) {
+        h_simple(s, TN_CMD_PAUSE, r, o);
+    } else if (tn_str_eq(r->cmd, "resume")) {
+        h_simple(s, TN_CMD_RESUME, r, o);
+    } else if (tn_str_eq(r->cmd, "stop")) {
+        h_simple(s, TN_CMD_STOP, r, o);
+    } else if (tn_str_eq(r->cmd, "rerun")) {
+        h_simple(s, TN_CMD_RERUN, r, o);
+    } else if (tn_str_eq(r->cmd, "recover")) {
+        h_simple(s, TN_CMD_RECOVER, r, o);
+    } else if (tn_str_eq(r->cmd, "kill")) {
+        h_simple(s, TN_CMD_KILL_TASK, r, o);
+    } else if (tn_str_eq(r->cmd, "force-success")) {
+        h_simple(s, TN_CMD_FORCE_SUCCESS, r, o);
+    } else if (tn_str_eq(r->cmd, "taskgroup")) {
+        h_named(s, TN_CMD_TASKGROUP_SET, r, o);
+    } else if (tn_str_eq(r->cmd, "env")) {
+        h_named(s, TN_CMD_ENV_SET, r, o);
+    } else if (tn_str_eq(r->cmd, "ls")) {
+        h_ls(s, r, o);
+    } else if (tn_str_eq(r->cmd, "status")) {
+        h_status(s, r, o);
+    } else if (tn_str_eq(r->cmd, "logs")) {
+        h_logs(s, r, o);
+    } else if (tn_str_eq(r->cmd, "workers")) {
+        if (s->workers)
+            s->workers(s->arg, &o->text, &o->json);
+        else
+            tn_sb_printf(&o->json, "[]");
+    } else {
+        fail(o, 2, "unknown command \"%.*s\"", (int)r->cmd.len, r->cmd.p);
+    }
+}
+
+void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
+                      void **rep, size_t *rlen)
 {
     tn_ctlsrv *s = arg;
     tn_ctl_req *r = malloc(sizeof(*r));
     out o = {.ok = true};
+    tn_ctl_ident id;
     if (!r) {
         fail(&o, 1, "out of memory");
     } else if (len == 0) {
         tn_sb_printf(&o.text, "pong"); /* a liveness probe */
     } else if (tn_ctl_req_decode(req, len, r) != TN_OK) {
         fail(&o, 2, "malformed control request (a tern of another version?)");
-    } else if (tn_str_eq(r->cmd, "apply")) {
-        h_apply(s, r, &o);
-    } else if (tn_str_eq(r->cmd, "start")) {
-        h_start(s, r, &o);
-    } else if (tn_str_eq(r->cmd, "pause")) {
-        h_simple(s, TN_CMD_PAUSE, r, &o);
-    } else if (tn_str_eq(r->cmd, "resume")) {
-        h_simple(s, TN_CMD_RESUME, r, &o);
-    } else if (tn_str_eq(r->cmd, "stop")) {
-        h_simple(s, TN_CMD_STOP, r, &o);
-    } else if (tn_str_eq(r->cmd, "rerun")) {
-        h_simple(s, TN_CMD_RERUN, r, &o);
-    } else if (tn_str_eq(r->cmd, "recover")) {
-        h_simple(s, TN_CMD_RECOVER, r, &o);
-    } else if (tn_str_eq(r->cmd, "kill")) {
-        h_simple(s, TN_CMD_KILL_TASK, r, &o);
-    } else if (tn_str_eq(r->cmd, "force-success")) {
-        h_simple(s, TN_CMD_FORCE_SUCCESS, r, &o);
-    } else if (tn_str_eq(r->cmd, "taskgroup")) {
-        h_named(s, TN_CMD_TASKGROUP_SET, r, &o);
-    } else if (tn_str_eq(r->cmd, "env")) {
-        h_named(s, TN_CMD_ENV_SET, r, &o);
-    } else if (tn_str_eq(r->cmd, "ls")) {
-        h_ls(s, r, &o);
-    } else if (tn_str_eq(r->cmd, "status")) {
-        h_status(s, r, &o);
-    } else if (tn_str_eq(r->cmd, "logs")) {
-        h_logs(s, r, &o);
-    } else if (tn_str_eq(r->cmd, "workers")) {
-        if (s->workers)
-            s->workers(s->arg, &o.text, &o.json);
-        else
-            tn_sb_printf(&o.json, "[]");
-    } else {
-        fail(&o, 2, "unknown command \"%.*s\"", (int)r->cmd.len, r->cmd.p);
+    } else if (allowed(s, peer, r, &id, &o)) {
+        dispatch(s, r, &o);
     }
     tn_ctl_rep rp = {.ok = o.ok,
                      .code = o.code,

@@ -6,6 +6,8 @@
 
 #include "ctl.h"
 #include "engine.h"
+#include "rpc.h"
+#include "token.h"
 #include "util.h"
 
 typedef struct tn_ctlsrv {
@@ -15,9 +17,34 @@ typedef struct tn_ctlsrv {
     bool (*worker_ctl)(void *arg, const char *worker, char *url, size_t len);
     /* `tern workers`: a table and a JSON array */
     void (*workers)(void *arg, tn_sb *text, tn_sb *json);
+    const char *data_dir; /* its tokens file (token.h) */
+    const char *tls_ca;   /* tls+tcp: the CA a client certificate must chain to */
 } tn_ctlsrv;
 
-/* A tn_rpc_handler: arg is a tn_ctlsrv. */
-void tn_ctlsrv_handle(void *arg, const void *req, size_t len, void **rep, size_t *rlen);
+/* Who may do what (see docs/SECURITY.md). Every request but the empty liveness probe
+ * needs an identity, from the connection or a token, never from the request's fields:
+ *   ipc     the peer's uid (SO_PEERCRED): this process's uid or root, as admin, actor
+ *           "user:NAME"; a token, when one is sent, narrows it to the token's role;
+ *   tcp     a token (actor "token:NAME", its role);
+ *   tls+tcp a token, or a client certificate the CA signed, shown in the handshake and
+ *           sent signed in the request (tn_ctl_verify): actor "cert:CN", its role the
+ *           certificate's OU when that names one, else admin;
+ *   inproc  this process: admin, actor "user:local".
+ * A refusal answers "permission denied: ..." (exit status 1) and is logged. */
+typedef struct tn_ctl_ident {
+    char actor[80];
+    tn_role role;
+    char what[96]; /* for refusals: "viewer token", "unix user bob" */
+} tn_ctl_ident;
+
+/* The identity of a request, or false with why (a complete sentence) filled in. */
+bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *peer, const tn_ctl_req *r,
+                    tn_ctl_ident *id, char *why, size_t wlen);
+/* The role a control command needs (viewer for an unknown one: it is refused later). */
+tn_role tn_ctlsrv_role_needed(tn_str cmd);
+
+/* A tn_rpc_peer_handler: arg is a tn_ctlsrv. */
+void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
+                      void **rep, size_t *rlen);
 
 #endif

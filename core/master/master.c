@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "ctlsrv.h"
@@ -877,6 +878,34 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
     tn_sb_printf(json, "]");
 }
 
+/* The control socket: ipc (the default) in a 0700 data directory; tcp only when asked
+ * for with ctl_insecure (warned at every start); tls+tcp with the master's TLS files. */
+static tn_err ctl_serve(tn_master *m, tn_errmsg *msg)
+{
+    const tn_master_opts *o = &m->o;
+    bool ipc = strncmp(m->ctl, "ipc://", 6) == 0;
+    if (!ipc && strncmp(m->ctl, "inproc://", 9) != 0 && strncmp(m->ctl, "tls+", 4) != 0) {
+        if (!o->ctl_insecure)
+            return tn_errmsg_set(msg, TN_ERR_INVAL,
+                                 "%s: a plain tcp control socket carries tokens in clear; use "
+                                 "tls+tcp:// (with --tls-ca, --tls-cert, --tls-key), or pass "
+                                 "--insecure to accept that",
+                                 m->ctl);
+        tn_warn("master",
+                "msg=\"control socket on plain tcp (--insecure): tokens and commands travel "
+                "in clear; anyone on the path can read and replay them\" ctl=%s",
+                m->ctl);
+    }
+    char dflt[4200];
+    tn_master_default_ctl(m->data, dflt, sizeof(dflt));
+    /* the data dir holds the store, the tokens and the socket: only its user goes in */
+    if (ipc && strcmp(dflt, m->ctl) == 0 && chmod(m->data, 0700) != 0)
+        tn_warn("master", "msg=\"cannot make the data directory 0700\" data=%s why=\"%m\"",
+                m->data);
+    tn_rpc_tls tls = {o->tls_ca, o->tls_cert, o->tls_key};
+    return tn_rpc_serve_peer(m->ctl, &tls, tn_ctlsrv_handle, &m->cs, &m->rpc, msg);
+}
+
 /* ------------------------------------------------------------------------------ */
 
 tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *msg)
@@ -925,8 +954,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
                         &m->rx, msg)) ||
          (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
-    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table};
-    if ((e = tn_rpc_serve(m->ctl, tn_ctlsrv_handle, &m->cs, &m->rpc, msg)))
+    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca};
+    if ((e = ctl_serve(m, msg)))
         goto fail;
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the engine thread");

@@ -27,6 +27,7 @@ typedef struct tn_master_opts {
     const char *listen_url; /* where workers send reports; required unless embedded */
     const char *ctl_url;    /* the control socket; default ipc://DATA/master.ctl */
     const char *tls_cert, *tls_key, *tls_ca; /* for tls+tcp:// */
+    bool ctl_insecure; /* accept a plain tcp:// control URL (warned at every start) */
     uint64_t heartbeat_timeout_ms; /* a silent worker is lost after this; default 10000 */
     tn_selector selector;
     const char *faults; /* fault injection on what the master sends (TERN_FAULTS syntax) */
