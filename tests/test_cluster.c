@@ -559,8 +559,9 @@ static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
     return TN_OK;
 }
 
-static void fm_recv(void *arg, const void *buf, size_t len)
+static void fm_recv(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
+    (void)peer;
     tn_errmsg em = {{0}};
     if (tn_frame_decode(buf, len, fm_msg, arg, &em) != TN_OK)
         fprintf(stderr, "fake master: %s\n", em.text);
@@ -699,8 +700,9 @@ static tn_err fw_msg(void *arg, tn_str sender, const tn_msg *m)
     return TN_OK;
 }
 
-static void fw_recv(void *arg, const void *buf, size_t len)
+static void fw_recv(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
+    (void)peer;
     tn_errmsg em = {{0}};
     if (tn_frame_decode(buf, len, fw_msg, arg, &em) != TN_OK)
         fprintf(stderr, "fake worker: %s\n", em.text);

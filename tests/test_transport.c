@@ -42,6 +42,10 @@ typedef struct sink {
     size_t max_len;
     uint64_t *log; /* every seq, in arrival order */
     size_t nlog, caplog;
+    /* the peer of the last message, as the transport gave it */
+    char peer_name[80], peer_role[24];
+    bool peer_auth;
+    int64_t peer_uid;
 } sink;
 
 static void sink_init(sink *s)
@@ -58,7 +62,7 @@ static void sink_fini(sink *s)
     pthread_mutex_destroy(&s->mu);
 }
 
-static void sink_cb(void *arg, const void *buf, size_t len)
+static void sink_cb(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
     sink *s = arg;
     uint64_t seq = UINT64_MAX;
@@ -70,6 +74,10 @@ static void sink_cb(void *arg, const void *buf, size_t len)
             content_ok = p[i] == (unsigned char)(seq * 31 + i);
     }
     pthread_mutex_lock(&s->mu);
+    snprintf(s->peer_name, sizeof(s->peer_name), "%s", peer->name);
+    snprintf(s->peer_role, sizeof(s->peer_role), "%s", peer->role);
+    s->peer_auth = peer->authenticated;
+    s->peer_uid = peer->uid;
     if (seq != s->next)
         s->out_of_order++;
     s->next = seq + 1;

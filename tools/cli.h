@@ -129,6 +129,7 @@ int tn_cmd_replay(int argc, char **argv);
 int tn_cmd_audit(int argc, char **argv);
 int tn_cmd_sm(int argc, char **argv);
 int tn_cmd_bench(int argc, char **argv);
+int tn_cmd_cert(int argc, char **argv);
 int tn_cmd_demo(int argc, char **argv);
 int tn_cmd_run(int argc, char **argv);
 int tn_cmd_def(int argc, char **argv);
@@ -153,5 +154,6 @@ extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo,
     tn_spec_standalone, tn_spec_chaos;
 /* The commands still on getopt, with a hand-written help text. */
 extern const char tn_usage_bench[];
+extern const char tn_usage_cert[];
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef TN_LOG_H
 #define TN_LOG_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 typedef enum {
@@ -24,6 +25,14 @@ int tn_log_level_parse(const char *s);
 
 void tn_logf(tn_log_level level, const char *comp, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* s as one logfmt value, for any string a peer or a file provides: bare when it is made of
+ * printable ASCII without space, quote, backslash or '='; otherwise in double quotes with
+ * \" \\ \n \r \t and \xNN for other control and non-ASCII bytes; "" when empty. Always
+ * NUL-terminated; cut short (with "..." inside the quotes) when cap is too small: cap of
+ * 4 * len + 8 always fits. Returns buf. tn_log_escape_n takes a length (NULs escaped). */
+char *tn_log_escape(const char *s, char *buf, size_t cap);
+char *tn_log_escape_n(const char *s, size_t len, char *buf, size_t cap);
 
 #define tn_debug(comp, ...) tn_logf(TN_LOG_DEBUG, comp, __VA_ARGS__)
 #define tn_info(comp, ...)  tn_logf(TN_LOG_INFO, comp, __VA_ARGS__)

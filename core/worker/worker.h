@@ -29,6 +29,9 @@ typedef struct tn_worker_opts {
     uint64_t map_max;        /* the outbox store grows up to this; 0 = the store's default */
     const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
     const char *tls_cert, *tls_key, *tls_ca;
+    /* tls+tcp: DISPATCH and KILL are taken from a peer whose certificate says OU=master;
+     * with master_name, from the one whose CN is master_name instead. */
+    const char *master_name;
 } tn_worker_opts;
 
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg);
