@@ -7,6 +7,8 @@ typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t hb_timeout, map_max;
+    uint32_t max_workers;
+    bool insecure;
 } master_opts;
 
 static const tn_opt master_table[] = {
@@ -25,6 +27,9 @@ static const tn_opt master_table[] = {
      "random|round_robin|lower_weight", .help = "how a worker is chosen (default lower_weight)",
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(master_opts),
+    TN_DAEMON_INSECURE_OPT(master_opts),
+    {"max-workers", 0, TN_OPT_U32, offsetof(master_opts, max_workers), "N",
+     .help = "workers known at once; more are refused (default 1024)", TN_OPT_CFG, 1, 1000000},
     {"map-max", 0, TN_OPT_SIZE, offsetof(master_opts, map_max), "BYTES",
      .help = "the largest the event store may grow", TN_OPT_CFG},
     {"config", 0, TN_OPT_CONFIG, offsetof(master_opts, config), "FILE",
@@ -50,6 +55,10 @@ static int run(const master_opts *o)
     int sel = tn_selector_parse(o->selector);
     if (sel < 0)
         return tn_cli_usage("master", "--selector is random, round_robin or lower_weight");
+    const char *urls[] = {o->listen};
+    int urc = tn_daemon_check_urls("master", o->insecure, urls, 1);
+    if (urc)
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_master_opts mo = {.data_dir = o->data,
                          .id = o->id,
@@ -60,6 +69,8 @@ static int run(const master_opts *o)
                          .tls_ca = o->tls_ca,
                          .heartbeat_timeout_ms = o->hb_timeout,
                          .selector = (tn_selector)sel,
+                         .max_workers = o->max_workers,
+                         .insecure = o->insecure,
                          .log = {.map_max = o->map_max}};
     tn_master *m;
     tn_errmsg em = {{0}};
