@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
-          libcriterion-dev libyaml-dev libsodium-dev libicu-dev clang clang-format)
+          libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev clang
+          clang-format)
 
 install_missing() {
     local missing=()
