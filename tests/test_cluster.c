@@ -1200,3 +1200,23 @@ Test(cluster, tls_worker_takes_dispatch_only_from_the_master_certificate)
     tn_tx_free(&good);
     tn_tx_free(&rx);
 }
+
+/* Plain tcp is refused by the daemons unless --insecure says so, with what to do. */
+Test(cluster, plain_tcp_needs_insecure)
+{
+    const char *cmds[] = {"master --listen tcp://127.0.0.1:0 --data %s/m",
+                          "worker --master tcp://127.0.0.1:1 --listen ipc://%s/w.sock --data "
+                          "%s/w"};
+    for (int i = 0; i < 2; i++) {
+        char args[1500], cmd[2000];
+        snprintf(args, sizeof(args), cmds[i], dir, dir);
+        snprintf(cmd, sizeof(cmd), "%s %s", tu_tern(), args);
+        char *out = NULL, *err = NULL;
+        int rc = tu_run(cmd, &out, &err);
+        cr_assert_eq(rc, 2, "%s: exit %d", cmd, rc);
+        cr_assert(err && strstr(err, "--insecure") && strstr(err, "tern cert"), "%s",
+                  err ? err : "");
+        free(out);
+        free(err);
+    }
+}
