@@ -2,6 +2,7 @@
  * a temp dir, driven through the `tern` CLI: shell DAGs, values passed downstream, logs,
  * a kill that really kills (with and without cgroup v2), timeouts, stop, worker and
  * master crashes, and a lossy network. Every process started is ended; nothing is left. */
+#include "util.h"
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
@@ -565,8 +566,9 @@ static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
     return TN_OK;
 }
 
-static void fm_recv(void *arg, const void *buf, size_t len)
+static void fm_recv(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
+    (void)peer;
     tn_errmsg em = {{0}};
     if (tn_frame_decode(buf, len, fm_msg, arg, &em) != TN_OK)
         fprintf(stderr, "fake master: %s\n", em.text);
@@ -705,8 +707,9 @@ static tn_err fw_msg(void *arg, tn_str sender, const tn_msg *m)
     return TN_OK;
 }
 
-static void fw_recv(void *arg, const void *buf, size_t len)
+static void fw_recv(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
+    (void)peer;
     tn_errmsg em = {{0}};
     if (tn_frame_decode(buf, len, fw_msg, arg, &em) != TN_OK)
         fprintf(stderr, "fake worker: %s\n", em.text);
@@ -1496,4 +1499,326 @@ Test(cluster, a_master_on_an_empty_store_refuses_the_old_clusters_worker)
     cr_assert_str_eq(st, "SUCCESS");
     task_state(wf, "a", st, sizeof(st), &att);
     cr_assert_eq(att, 1, "a ran again");
+}
+
+/* ---- trust: who may speak for whom on the wire ------------------------------------------ */
+
+/* The master with extra flags (hb_timeout as in start_master). */
+static int start_master_with(const char *hb_timeout, const char *listen,
+                             const char *const *extra)
+{
+    snprintf(murl, sizeof(murl), "%s", listen ? listen : "");
+    if (!listen)
+        snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
+    snprintf(mdata, sizeof(mdata), "%s/master", dir);
+    snprintf(mctl, sizeof(mctl), "ipc://%s/m.ctl", dir);
+    const char *a[32] = {"master",  "--listen", murl, "--data",
+                         mdata,     "--ctl",    mctl, "--heartbeat-timeout",
+                         hb_timeout};
+    int n = 9;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        a[n++] = extra[i];
+    a[n] = NULL;
+    return spawn("master", a, NULL);
+}
+
+/* Workers the master knows (alive or not), by `tern workers --json`; -1 if no answer. */
+static int count_workers(const char *name)
+{
+    char *out = NULL;
+    if (ctl(&out, "workers --json") != 0) {
+        free(out);
+        return -1;
+    }
+    int n = 0;
+    char key[200];
+    snprintf(key, sizeof(key), "{\"name\":\"%s\"", name ? name : "");
+    for (char *p = out; (p = strstr(p, name ? key : "{\"name\":")); p++)
+        n++;
+    free(out);
+    return n;
+}
+
+/* A sender to murl whose frames say `sender`; tls NULL: plain (ipc). */
+static tn_tx frame_sender(const tn_tx_tls *tls)
+{
+    tn_tx tx;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(true, tls, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(tx, murl, &em), TN_OK, "%s", em.text);
+    return tx;
+}
+
+static void send_msgs(tn_tx tx, const char *sender, const tn_msg *m, int n)
+{
+    tn_buf b = {0};
+    tn_frame fr;
+    cr_assert_eq(tn_frame_begin(&fr, &b, sender), TN_OK);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(tn_frame_add(&fr, &m[i]), TN_OK);
+    cr_assert_eq(tn_frame_end(&fr), TN_OK);
+    for (int i = 0; i < 200 && tn_tx_send(tx, b.data, b.size) != TN_OK; i++)
+        usleep(10000);
+    tn_buf_free(&b);
+}
+
+/* A RESULT(success) sent under another worker's name for an attempt running on the fake
+ * worker is refused: the task stays running; the real worker's RESULT then ends it. On
+ * the old master the forged RESULT was applied and the real one dropped. */
+Test(cluster, a_report_from_another_worker_is_not_applied)
+{
+    start_master("60s", NULL);
+    fake_worker f = {.mu = PTHREAD_MUTEX_INITIALIZER, .epoch = 7};
+    snprintf(f.name, sizeof(f.name), "t%d-real", (int)getpid());
+    snprintf(f.url, sizeof(f.url), "ipc://%s/fake.sock", dir);
+    tn_tx rx;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(false, NULL, fw_recv, &f, &rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(rx, f.url, &em), TN_OK, "%s", em.text);
+    f.tx = frame_sender(NULL);
+    pthread_t hb;
+    cr_assert_eq(pthread_create(&hb, NULL, fw_heartbeats, &f), 0);
+    wait_workers(1);
+    uint64_t wf = start_wf("wr.yaml", "name: wr\ntasks:\n  - {name: a, type: noop}\n", "wr");
+    cr_assert(fw_wait(&f, 1, 0), "attempt 1 was not dispatched");
+    pthread_mutex_lock(&f.mu);
+    uint64_t task = f.task;
+    pthread_mutex_unlock(&f.mu);
+    tn_msg acc = {.type = TN_MSG_ACCEPTED};
+    acc.accepted = (tn_msg_accepted){1, task, 1, 0, TN_STR("none")};
+    char st[64];
+    int att;
+    for (int i = 0; i < 300; i++) {
+        fw_send(&f, &acc);
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    tn_tx evil = frame_sender(NULL);
+    tn_msg res = {.type = TN_MSG_RESULT};
+    res.result = (tn_msg_result){.report_id = 9, .task = task, .attempt = 1, .success = true};
+    for (int i = 0; i < 10; i++) {
+        send_msgs(evil, "worker:evil", &res, 1);
+        usleep(100000);
+    }
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "RUNNING_EXECUTION", "a forged RESULT was applied");
+    res.result.report_id = 2;
+    for (int i = 0; i < 300; i++) {
+        fw_send(&f, &res);
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "SUCCESS"))
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(st, "SUCCESS", "the real worker's RESULT was not applied");
+    pthread_mutex_lock(&f.mu);
+    f.stop = true;
+    pthread_mutex_unlock(&f.mu);
+    pthread_join(hb, NULL);
+    tn_tx_free(&evil);
+    tn_tx_free(&f.tx);
+    tn_tx_free(&rx);
+}
+
+/* One frame of 3000 heartbeats with distinct names and dead URLs: the master keeps at most
+ * --max-workers of them, forgets them once silent (10 x the heartbeat timeout), and still
+ * stops promptly on SIGTERM. The old master kept and redialled all of them for ever. */
+Test(cluster, heartbeats_of_3000_identities_are_bounded_and_forgotten)
+{
+    const char *extra[] = {"--max-workers", "100", NULL};
+    int mi = start_master_with("300ms", NULL, extra);
+    for (int i = 0; i < 300 && count_workers(NULL) < 0; i++)
+        usleep(20000);
+    static const tn_str groups[] = {TN_STR("default")};
+    enum {
+        N = 3000
+    };
+    static char names_[N][32], urls[N][96];
+    static tn_msg hb[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names_[i], sizeof(names_[i]), "ghost-%d", i);
+        snprintf(urls[i], sizeof(urls[i]), "ipc://%s/dead-%d.sock", dir, i);
+        hb[i] = (tn_msg){.type = TN_MSG_HEARTBEAT};
+        hb[i].heartbeat = (tn_msg_heartbeat){.worker = tn_str_c(names_[i]),
+                                             .listen_url = tn_str_c(urls[i]),
+                                             .ctl_url = TN_STR(""),
+                                             .groups = {groups, 1},
+                                             .slots = 1,
+                                             .mem_free = 1u << 30,
+                                             .epoch = 1};
+    }
+    tn_tx tx = frame_sender(NULL);
+    send_msgs(tx, "ghost-0", hb, N);
+    int n = -1;
+    for (int i = 0; i < 100 && n < 100; i++) {
+        usleep(50000);
+        n = count_workers(NULL);
+    }
+    cr_assert_eq(n, 100, "the master keeps %d workers, --max-workers 100", n);
+    for (int i = 0; i < 200 && n > 0; i++) {
+        usleep(50000);
+        n = count_workers(NULL);
+    }
+    cr_assert_eq(n, 0, "silent workers were not forgotten (%d left)", n);
+    send_msgs(tx, "ghost-0", hb, N); /* 100 again, with their dialers, then stop */
+    usleep(300000);
+    tn_tx_free(&tx);
+    int64_t t0 = tn_mono_ns();
+    stop_proc(mi, SIGTERM);
+    cr_assert_lt(tn_mono_ns() - t0, 4000000000LL, "stop took too long");
+}
+
+/* ---- trust over tls+tcp: certificates made by `tern cert` -------------------------------- */
+
+static char pki[700];
+
+static void make_pki(void)
+{
+    snprintf(pki, sizeof(pki), "%s/pki", dir);
+    char cmd[8000];
+    snprintf(
+        cmd, sizeof(cmd),
+        "%s cert init --dir %s >/dev/null && %s cert issue --dir %s --role master --name m1 "
+        ">/dev/null && %s cert issue --dir %s --role worker --name w1 >/dev/null && %s cert "
+        "issue --dir %s --role worker --name w2 >/dev/null",
+        tu_tern(), pki, tu_tern(), pki, tu_tern(), pki, tu_tern(), pki);
+    cr_assert_eq(system(cmd), 0, "tern cert failed");
+}
+
+static tn_tx_tls tls_of(const char *name, char *buf)
+{
+    /* buf: 3 x 800 bytes */
+    snprintf(buf, 800, "%s/ca.pem", pki);
+    snprintf(buf + 800, 800, "%s/%s.pem", pki, name);
+    snprintf(buf + 1600, 800, "%s/%s.key", pki, name);
+    return (tn_tx_tls){buf, buf + 800, buf + 1600, NULL};
+}
+
+static int test_port(int k)
+{
+    return 20000 + (int)(getpid() * 7 + k) % 30000;
+}
+
+/* A heartbeat claiming worker w1 sent with w2's certificate does not make w1 join; w2's own
+ * heartbeat does. (On plain tcp anyone could claim any name.) */
+Test(cluster, tls_a_forged_heartbeat_is_refused)
+{
+    make_pki();
+    char listen[100], ca[800], cert[800], key[800];
+    snprintf(listen, sizeof(listen), "tls+tcp://127.0.0.1:%d", test_port(1));
+    snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+    snprintf(cert, sizeof(cert), "%s/m1.pem", pki);
+    snprintf(key, sizeof(key), "%s/m1.key", pki);
+    const char *extra[] = {"--tls-ca", ca, "--tls-cert", cert, "--tls-key", key, NULL};
+    start_master_with("60s", listen, extra);
+    for (int i = 0; i < 300 && count_workers(NULL) < 0; i++)
+        usleep(20000);
+    char b2[2400];
+    tn_tx_tls t2 = tls_of("w2", b2);
+    tn_tx tx = frame_sender(&t2);
+    static const tn_str groups[] = {TN_STR("default")};
+    tn_msg hb = {.type = TN_MSG_HEARTBEAT};
+    char wurl[100];
+    snprintf(wurl, sizeof(wurl), "tls+tcp://127.0.0.1:%d", test_port(2));
+    hb.heartbeat = (tn_msg_heartbeat){.worker = TN_STR("w1"),
+                                      .listen_url = tn_str_c(wurl),
+                                      .ctl_url = TN_STR(""),
+                                      .groups = {groups, 1},
+                                      .slots = 1,
+                                      .mem_free = 1u << 30,
+                                      .epoch = 1};
+    for (int i = 0; i < 10; i++) {
+        send_msgs(tx, "w1", &hb, 1);
+        usleep(100000);
+    }
+    cr_assert_eq(count_workers("w1"), 0, "a heartbeat claiming w1 made it join");
+    hb.heartbeat.worker = TN_STR("w2");
+    int n = 0;
+    for (int i = 0; i < 50 && n == 0; i++) {
+        send_msgs(tx, "w2", &hb, 1);
+        usleep(100000);
+        n = count_workers("w2");
+    }
+    cr_assert_eq(n, 1, "w2's own heartbeat over TLS was not taken");
+    tn_tx_free(&tx);
+}
+
+/* A DISPATCH to a real worker's listener from a worker's certificate is refused (the task's
+ * command does not run); the same from the master's certificate runs. */
+Test(cluster, tls_worker_takes_dispatch_only_from_the_master_certificate)
+{
+    make_pki();
+    char mlisten[100], wlisten[100], ca[800], cert[800], key[800], data[700];
+    snprintf(mlisten, sizeof(mlisten), "tls+tcp://127.0.0.1:%d", test_port(3));
+    snprintf(wlisten, sizeof(wlisten), "tls+tcp://127.0.0.1:%d", test_port(4));
+    snprintf(murl, sizeof(murl), "%s", mlisten);
+    fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    char bm[2400];
+    tn_tx_tls tm = tls_of("m1", bm);
+    tn_tx rx;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(false, &tm, fm_recv, &f, &rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(rx, mlisten, &em), TN_OK, "%s", em.text);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+    snprintf(cert, sizeof(cert), "%s/w1.pem", pki);
+    snprintf(key, sizeof(key), "%s/w1.key", pki);
+    snprintf(data, sizeof(data), "%s/w1", dir);
+    const char *a[] = {"worker",   "--master", mlisten,       "--listen", wlisten,
+                       "--data",   data,       "--heartbeat", "200ms",    "--no-cgroup",
+                       "--tls-ca", ca,         "--tls-cert",  cert,       "--tls-key",
+                       key,        NULL};
+    spawn("w1", a, NULL);
+    uint64_t epoch = fm_epoch(&f, 0);
+    char bw[2400], evil_file[800], good_file[800], cmd[2000];
+    snprintf(evil_file, sizeof(evil_file), "%s/evil-ran", dir);
+    snprintf(good_file, sizeof(good_file), "%s/good-ran", dir);
+    tn_tx_tls tw = tls_of("w2", bw);
+    tn_tx evil;
+    cr_assert_eq(tn_tx_nng_new(true, &tw, NULL, NULL, &evil, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(evil, wlisten, &em), TN_OK, "%s", em.text);
+    snprintf(cmd, sizeof(cmd), "touch %s", evil_file);
+    for (int i = 0; i < 10; i++) {
+        fm_dispatch_cmd(evil, 1, 1, epoch, cmd);
+        usleep(100000);
+    }
+    cr_assert_neq(access(evil_file, F_OK), 0, "a DISPATCH from a worker certificate ran");
+    tn_tx good;
+    cr_assert_eq(tn_tx_nng_new(true, &tm, NULL, NULL, &good, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(good, wlisten, &em), TN_OK, "%s", em.text);
+    snprintf(cmd, sizeof(cmd), "touch %s", good_file);
+    bool ran = false;
+    for (int i = 0; i < 100 && !ran; i++) {
+        if (i % 10 == 0)
+            fm_dispatch_cmd(good, 2, 1, epoch, cmd);
+        usleep(100000);
+        ran = access(good_file, F_OK) == 0;
+    }
+    cr_assert(ran, "the master's DISPATCH did not run");
+    stop_proc(nprocs - 1, SIGTERM);
+    tn_tx_free(&evil);
+    tn_tx_free(&good);
+    tn_tx_free(&rx);
+}
+
+/* Plain tcp is refused by the daemons unless --insecure says so, with what to do. */
+Test(cluster, plain_tcp_needs_insecure)
+{
+    const char *cmds[] = {"master --listen tcp://127.0.0.1:0 --data %s/m",
+                          "worker --master tcp://127.0.0.1:1 --listen ipc://%s/w.sock --data "
+                          "%s/w"};
+    for (int i = 0; i < 2; i++) {
+        char args[1500], cmd[2000];
+        snprintf(args, sizeof(args), cmds[i], dir, dir);
+        snprintf(cmd, sizeof(cmd), "%s %s", tu_tern(), args);
+        char *out = NULL, *err = NULL;
+        int rc = tu_run(cmd, &out, &err);
+        cr_assert_eq(rc, 2, "%s: exit %d", cmd, rc);
+        cr_assert(err && strstr(err, "--insecure") && strstr(err, "tern cert"), "%s",
+                  err ? err : "");
+        free(out);
+        free(err);
+    }
 }

@@ -48,6 +48,15 @@ void tn_cli_wait_signal(sigset_t set);
  * other's keys (and `config`), so one file can serve them all. */
 extern const char *const tn_daemon_cfg_keys[];
 
+/* A daemon's listen and dial URLs: a tcp:// one is refused (a usage error naming it, with
+ * what to do; returns 2) unless insecure, which logs a warning for each at every start. */
+int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n);
+
+/* --insecure, for the daemons' tables (field insecure of T). */
+#define TN_DAEMON_INSECURE_OPT(T)                                                              \
+    {"insecure", 0, TN_OPT_FLAG, offsetof(T, insecure), NULL,                                \
+     .help = "allow plain tcp:// (peers not authenticated; logged as a warning)", TN_OPT_CFG}
+
 /* The TLS options of the daemons (fields tls_cert, tls_key, tls_ca of T). */
 #define TN_DAEMON_TLS_OPTS(T)                                                                  \
     {"tls-cert", 0,                                                                            \
@@ -140,6 +149,7 @@ int tn_cmd_replay(int argc, char **argv);
 int tn_cmd_audit(int argc, char **argv);
 int tn_cmd_sm(int argc, char **argv);
 int tn_cmd_bench(int argc, char **argv);
+int tn_cmd_cert(int argc, char **argv);
 int tn_cmd_demo(int argc, char **argv);
 int tn_cmd_run(int argc, char **argv);
 int tn_cmd_def(int argc, char **argv);
@@ -166,5 +176,6 @@ extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo,
     tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token;
 /* The commands still on getopt, with a hand-written help text. */
 extern const char tn_usage_bench[];
+extern const char tn_usage_cert[];
 
 #endif

@@ -7,6 +7,7 @@ typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t hb_timeout, map_max;
+    uint32_t max_workers;
     bool insecure;
 } master_opts;
 
@@ -18,7 +19,8 @@ static const tn_opt master_table[] = {
     {"ctl", 0, TN_OPT_STR, offsetof(master_opts, ctl), "URL",
      .help = "the control socket (default ipc://DIR/master.ctl)", TN_OPT_CFG},
     {"insecure", 0, TN_OPT_FLAG, offsetof(master_opts, insecure), NULL,
-     .help = "accept a plain tcp:// --ctl (tokens in clear; warned at every start)",
+     .help = "accept plain tcp:// for --listen and --ctl: peers are not authenticated,\n"
+             "tokens travel in clear (a warning at every start)",
      TN_OPT_CFG},
     {"id", 0, TN_OPT_STR, offsetof(master_opts, id), "ID",
      .help = "this master's name in the log (master:ID)", TN_OPT_CFG},
@@ -29,6 +31,9 @@ static const tn_opt master_table[] = {
      "random|round_robin|lower_weight", .help = "how a worker is chosen (default lower_weight)",
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(master_opts),
+    TN_DAEMON_INSECURE_OPT(master_opts),
+    {"max-workers", 0, TN_OPT_U32, offsetof(master_opts, max_workers), "N",
+     .help = "workers known at once; more are refused (default 1024)", TN_OPT_CFG, 1, 1000000},
     {"map-max", 0, TN_OPT_SIZE, offsetof(master_opts, map_max), "BYTES",
      .help = "the largest the event store may grow", TN_OPT_CFG},
     {"config", 0, TN_OPT_CONFIG, offsetof(master_opts, config), "FILE",
@@ -54,6 +59,10 @@ static int run(const master_opts *o)
     int sel = tn_selector_parse(o->selector);
     if (sel < 0)
         return tn_cli_usage("master", "--selector is random, round_robin or lower_weight");
+    const char *urls[] = {o->listen};
+    int urc = tn_daemon_check_urls("master", o->insecure, urls, 1);
+    if (urc)
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_master_opts mo = {.data_dir = o->data,
                          .id = o->id,
@@ -65,6 +74,8 @@ static int run(const master_opts *o)
                          .ctl_insecure = o->insecure,
                          .heartbeat_timeout_ms = o->hb_timeout,
                          .selector = (tn_selector)sel,
+                         .max_workers = o->max_workers,
+                         .insecure = o->insecure,
                          .log = {.map_max = o->map_max}};
     tn_master *m;
     tn_errmsg em = {{0}};

@@ -7,10 +7,10 @@
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
-    const char *tls_cert, *tls_key, *tls_ca;
+    const char *tls_cert, *tls_key, *tls_ca, *master_name;
     uint64_t heartbeat, mem_reserve, map_max;
     uint32_t slots, max_load;
-    bool no_cgroup;
+    bool no_cgroup, insecure;
 } worker_opts;
 
 /* A load average into thousandths. */
@@ -50,6 +50,11 @@ static const tn_opt worker_table[] = {
      .help = "contain tasks by session and /proc walk, even where cgroups are delegated",
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(worker_opts),
+    TN_DAEMON_INSECURE_OPT(worker_opts),
+    {"master-name", 0, TN_OPT_STR, offsetof(worker_opts, master_name), "CN",
+     .help = "take work only from the master whose certificate has this CN (default: any "
+             "certificate with OU=master)",
+     TN_OPT_CFG},
     {"map-max", 0, TN_OPT_SIZE, offsetof(worker_opts, map_max), "BYTES",
      .help = "the largest the outbox store may grow (a full one holds reports back)",
      TN_OPT_CFG},
@@ -74,6 +79,10 @@ static int run(const worker_opts *o)
     if (!o->master || !o->listen)
         return tn_cli_usage("worker", "give --master URL (where the master listens) and "
                                       "--listen URL (where this worker takes dispatches)");
+    const char *urls[] = {o->master, o->listen};
+    int urc = tn_daemon_check_urls("worker", o->insecure, urls, 2);
+    if (urc)
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_worker_opts wo = {.data_dir = o->data,
                          .name = o->name,
@@ -89,7 +98,8 @@ static int run(const worker_opts *o)
                          .cgroup_root = o->no_cgroup ? "" : NULL,
                          .tls_cert = o->tls_cert,
                          .tls_key = o->tls_key,
-                         .tls_ca = o->tls_ca};
+                         .tls_ca = o->tls_ca,
+                         .master_name = o->master_name};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))

@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc libtsan2 pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
-          libcriterion-dev libyaml-dev libsodium-dev libicu-dev clang clang-format
-          libmbedtls-dev)
+          libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev clang
+          clang-format)
 
 install_missing() {
     local missing=()

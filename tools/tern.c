@@ -51,6 +51,8 @@ static const tn_cli_cmd commands[] = {
     {"bench", "run a benchmark next to its raw baseline", tn_usage_bench, NULL, tn_cmd_bench},
     {"chaos", "real daemons, seeded faults, then invariants checked from the log and hosts",
      NULL, &tn_spec_chaos, tn_cmd_chaos},
+    {"cert", "make a CA and signed master, worker and client certificates for tls+tcp",
+     tn_usage_cert, NULL, tn_cmd_cert},
     {"help", "show this help, or a command's", usage_help, NULL, cmd_help},
 };
 

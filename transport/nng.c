@@ -5,16 +5,23 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <nng/supplemental/tls/engine.h>
 #include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "transport.h"
+#include "util.h"
 
 #define COMP          "tx"
 #define MAX_ENDPOINTS 16         /* listens + dials of one endpoint */
@@ -22,6 +29,19 @@
 #define MONITOR_MS    250        /* how often nng's TLS failure counters are read */
 #define NNG_BUF_MAX   8192       /* nng's limit for send-buffer and recv-buffer */
 #define CLOSE_WAIT_MS 10000      /* how long free waits for nng_close (see tx_free) */
+#define MAX_CONNS     4096       /* default bound on a receiver's connections */
+#define NAME_MAX_LEN  64         /* a certificate CN kept for a connection */
+#define ROLE_MAX_LEN  16         /* a certificate OU */
+
+/* A receiver's connection: who it is (established at connect) and its rate bucket. */
+typedef struct pipeinfo {
+    uint32_t id;
+    char name[NAME_MAX_LEN + 1], role[ROLE_MAX_LEN + 1];
+    int64_t uid;
+    bool auth;
+    double tok_msgs, tok_bytes; /* tokens left */
+    int64_t refill_ns;          /* monotonic ns of the last refill */
+} pipeinfo;
 
 static const tn_tx_scheme schemes[] = {
     {"tcp", false, true, tn_tx_nng_new},
@@ -129,7 +149,11 @@ typedef struct nngtx {
     char *bound;
 
     atomic_uint_fast64_t connects, disconnects, refused, handshake_errors, oversized, sent,
-        received, renewals;
+        received, renewals, rate_dropped, peer_refused;
+    pipeinfo *pipes; /* receiver: live connections, under mu */
+    uint32_t npipes, pipes_cap;
+    int64_t rate_logged_ns; /* the last "rate bound" line, under mu */
+    uint64_t rate_logged_n; /* rate_dropped at that line */
     struct nngtx *mon_next; /* in the monitor's list, under mon.mu */
     bool monitored;
 
@@ -314,6 +338,213 @@ static bool is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
 }
 
+/* ---- peer identity -----------------------------------------------------------------------
+ * nng 1.5.2 tells whether a TLS peer was verified (NNG_OPT_TLS_VERIFIED) but not who it is
+ * (NNG_OPT_TLS_PEER_CN came in a later nng). Its TLS engine is pluggable, though: the
+ * engine nng registered is wrapped so that its "verified" operation, which nng calls on the
+ * thread that asks for NNG_OPT_TLS_VERIFIED, also leaves the peer certificate's subject CN
+ * and OU in a thread-local slot. pipe_cb asks at ADD_PRE and files them with the pipe. The
+ * wrapper reads mbedTLS's context at the place nng 1.5.2's engine keeps it; it is installed
+ * only when the engine is that one ("mbed", nng 1.5.2), otherwise TLS peers carry no name. */
+
+struct mbed_conn_head { /* nng 1.5.2 src/supplemental/tls/mbedtls/tls.c, nng_tls_engine_conn */
+    void *tls;
+    mbedtls_ssl_context ctx;
+};
+
+struct tls_config_head { /* nng 1.5.2 src/supplemental/tls/tls_common.c, nng_tls_config */
+    nng_tls_engine_config_ops ops;
+    const nng_tls_engine *engine;
+};
+
+static struct {
+    pthread_once_t once;
+    bool ok;
+    nng_tls_engine engine;
+    nng_tls_engine_conn_ops conn_ops;
+    bool (*verified)(nng_tls_engine_conn *);
+} wrap = {PTHREAD_ONCE_INIT, false, {0}, {0}, NULL};
+
+static _Thread_local struct {
+    bool set;
+    char cn[NAME_MAX_LEN + 1], ou[ROLE_MAX_LEN + 1];
+} tl_peer;
+
+/* The first value of attribute oid in a subject, NUL-terminated into buf ("" if none). */
+static void subject_attr(const mbedtls_x509_name *n, const char *oid, size_t oidlen, char *buf,
+                         size_t cap)
+{
+    buf[0] = '\0';
+    for (; n; n = n->next) {
+        if (n->oid.len == oidlen && memcmp(n->oid.p, oid, oidlen) == 0) {
+            size_t len = n->val.len < cap - 1 ? n->val.len : cap - 1;
+            memcpy(buf, n->val.p, len);
+            buf[len] = '\0';
+            return;
+        }
+    }
+}
+
+static bool wrapped_verified(nng_tls_engine_conn *ec)
+{
+    bool v = wrap.verified(ec);
+    tl_peer.set = false;
+    const mbedtls_x509_crt *c =
+        v ? mbedtls_ssl_get_peer_cert(&((struct mbed_conn_head *)(void *)ec)->ctx) : NULL;
+    if (c) {
+        subject_attr(&c->subject, MBEDTLS_OID_AT_CN, MBEDTLS_OID_SIZE(MBEDTLS_OID_AT_CN),
+                     tl_peer.cn, sizeof(tl_peer.cn));
+        subject_attr(&c->subject, MBEDTLS_OID_AT_ORG_UNIT,
+                     MBEDTLS_OID_SIZE(MBEDTLS_OID_AT_ORG_UNIT), tl_peer.ou, sizeof(tl_peer.ou));
+        tl_peer.set = true;
+    }
+    return v;
+}
+
+static void install_engine(void)
+{
+    nng_tls_config *cfg;
+    if (strcmp(nng_version(), "1.5.2") != 0 || nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT))
+        return;
+    const nng_tls_engine *orig = ((const struct tls_config_head *)(const void *)cfg)->engine;
+    if (orig && orig->version == NNG_TLS_ENGINE_VERSION && orig->name &&
+        strcmp(orig->name, "mbed") == 0 && orig->conn_ops && orig->conn_ops->verified &&
+        orig->conn_ops->size >= sizeof(struct mbed_conn_head)) {
+        wrap.engine = *orig;
+        wrap.conn_ops = *orig->conn_ops;
+        wrap.verified = orig->conn_ops->verified;
+        wrap.conn_ops.verified = wrapped_verified;
+        wrap.engine.conn_ops = &wrap.conn_ops;
+        wrap.ok = nng_tls_engine_register(&wrap.engine) == 0;
+    }
+    nng_tls_config_free(cfg);
+    if (!wrap.ok)
+        tn_warn(COMP,
+                "msg=\"tls peer names unavailable: TLS peers are verified but unnamed\" "
+                "nng=%s",
+                nng_version());
+}
+
+bool tn_tx_tls_names_available(void)
+{
+    pthread_once(&wrap.once, install_engine);
+    return wrap.ok;
+}
+
+tn_err tn_tx_tls_cert_subject(const char *cert_file, char *cn, size_t cncap, char *ou,
+                              size_t oucap, tn_errmsg *msg)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    int rv = mbedtls_x509_crt_parse_file(&crt, cert_file);
+    if (rv != 0) {
+        mbedtls_x509_crt_free(&crt);
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "tls certificate %s: cannot read it (mbedTLS error -0x%04x)",
+                             cert_file, (unsigned)-rv);
+    }
+    subject_attr(&crt.subject, MBEDTLS_OID_AT_CN, MBEDTLS_OID_SIZE(MBEDTLS_OID_AT_CN), cn,
+                 cncap);
+    subject_attr(&crt.subject, MBEDTLS_OID_AT_ORG_UNIT,
+                 MBEDTLS_OID_SIZE(MBEDTLS_OID_AT_ORG_UNIT), ou, oucap);
+    mbedtls_x509_crt_free(&crt);
+    return TN_OK;
+}
+
+/* Who is at the other end of p: filled at ADD_PRE. Returns false to refuse the pipe (an
+ * ipc peer of another uid), with why. */
+static bool peer_identify(nng_pipe p, pipeinfo *pi, const char **why)
+{
+    *pi = (pipeinfo){.id = nng_pipe_id(p), .uid = -1};
+    bool verified = false;
+    tl_peer.set = false;
+    if (nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) == 0) {
+        pi->auth = verified;
+        if (verified && tl_peer.set) {
+            snprintf(pi->name, sizeof(pi->name), "%s", tl_peer.cn);
+            snprintf(pi->role, sizeof(pi->role), "%s", tl_peer.ou);
+        }
+        return true;
+    }
+    uint64_t uid; /* nng 1.5.2 hands it out as a u64 */
+    if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0) {
+        pi->uid = (int64_t)uid;
+        pi->auth = uid == (uint64_t)geteuid() || uid == 0;
+        *why = "ipc peer of another user (same uid or root only)";
+        return pi->auth;
+    }
+    nng_sockaddr sa;
+    if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && sa.s_family == NNG_AF_INPROC)
+        pi->auth = true;
+    else if (nng_pipe_get_addr(p, NNG_OPT_LOCADDR, &sa) == 0 && sa.s_family == NNG_AF_INPROC)
+        pi->auth = true;
+    return true;
+}
+
+/* File pi with t's connections; false when there are max_conns already. t->mu held. */
+static bool pipes_add(nngtx *t, const pipeinfo *pi)
+{
+    uint32_t max = t->o.max_conns ? t->o.max_conns : MAX_CONNS;
+    if (t->npipes >= max)
+        return false;
+    if (t->npipes == t->pipes_cap) {
+        uint32_t cap = t->pipes_cap ? t->pipes_cap * 2 : 8;
+        pipeinfo *n = realloc(t->pipes, cap * sizeof(*n));
+        if (!n)
+            return false;
+        t->pipes = n;
+        t->pipes_cap = cap;
+    }
+    t->pipes[t->npipes] = *pi;
+    t->pipes[t->npipes].tok_msgs = 2.0 * t->o.rate_msgs;
+    t->pipes[t->npipes].tok_bytes = 2.0 * (double)t->o.rate_bytes;
+    t->pipes[t->npipes].refill_ns = tn_mono_ns();
+    t->npipes++;
+    return true;
+}
+
+static pipeinfo *pipes_find(nngtx *t, uint32_t id)
+{
+    for (uint32_t i = 0; i < t->npipes; i++)
+        if (t->pipes[i].id == id)
+            return &t->pipes[i];
+    return NULL;
+}
+
+static void pipes_del(nngtx *t, uint32_t id)
+{
+    pipeinfo *pi = pipes_find(t, id);
+    if (pi)
+        *pi = t->pipes[--t->npipes];
+}
+
+/* Take one message of len bytes from pi's bucket; false: over the bound. t->mu held. */
+static bool rate_take(nngtx *t, pipeinfo *pi, size_t len)
+{
+    int64_t now = tn_mono_ns();
+    double dt = (double)(now - pi->refill_ns) / 1e9;
+    pi->refill_ns = now;
+    if (t->o.rate_msgs) {
+        pi->tok_msgs += dt * t->o.rate_msgs;
+        if (pi->tok_msgs > 2.0 * t->o.rate_msgs)
+            pi->tok_msgs = 2.0 * t->o.rate_msgs;
+    }
+    if (t->o.rate_bytes) {
+        double cap = 2.0 * (double)t->o.rate_bytes;
+        if (cap < (double)t->o.max_msg)
+            cap = (double)t->o.max_msg; /* one largest message always fits a full bucket */
+        pi->tok_bytes += dt * (double)t->o.rate_bytes;
+        if (pi->tok_bytes > cap)
+            pi->tok_bytes = cap;
+    }
+    if ((t->o.rate_msgs && pi->tok_msgs < 1.0) ||
+        (t->o.rate_bytes && pi->tok_bytes < (double)len))
+        return false;
+    pi->tok_msgs -= 1.0;
+    pi->tok_bytes -= (double)len;
+    return true;
+}
+
 /* A TLS configuration for one listener (server) or dialer (client). Mutual: both modes
  * require and verify the peer's certificate against the CA. */
 static tn_err tls_config(nngtx *t, bool server, const char *url, nng_tls_config **out,
@@ -385,6 +616,35 @@ static const char *pipe_url(sockgen *g, nng_pipe p)
     return "?";
 }
 
+/* ADD_PRE: who the peer is; an ipc peer of another user is refused (both ends), and a
+ * receiver files the connection (refused past max_conns). */
+static void pipe_admit(nngtx *t, nng_pipe p, const char *url, const char *peer)
+{
+    pipeinfo pi;
+    const char *why = NULL;
+    bool ok = peer_identify(p, &pi, &why);
+    if (ok && !t->o.sender) {
+        pthread_mutex_lock(&t->mu);
+        ok = pipes_add(t, &pi);
+        pthread_mutex_unlock(&t->mu);
+        why = "too many connections";
+    }
+    if (ok) {
+        if (pi.name[0]) {
+            char ename[4 * NAME_MAX_LEN + 8], erole[4 * ROLE_MAX_LEN + 8];
+            tn_log_escape(pi.name, ename, sizeof(ename));
+            tn_log_escape(pi.role, erole, sizeof(erole));
+            tn_info(COMP, "msg=\"peer authenticated\" tx=%s url=%s peer=%s pipe=%u cn=%s ou=%s",
+                    t->name, url, peer, pi.id, ename, erole);
+        }
+        return;
+    }
+    atomic_fetch_add(&t->peer_refused, 1);
+    tn_warn(COMP, "msg=\"peer refused\" tx=%s url=%s peer=%s pipe=%u uid=%lld why=\"%s\"",
+            t->name, url, peer, pi.id, (long long)pi.uid, why);
+    nng_pipe_close(p);
+}
+
 /* Connection events, on nng's threads. ADD_PRE may still refuse the pipe. */
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -428,7 +688,9 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
             tn_warn(COMP, "msg=\"peer refused: certificate not verified\" tx=%s url=%s peer=%s",
                     t->name, url, peer);
             nng_pipe_close(p);
+            break;
         }
+        pipe_admit(t, p, url, peer);
         break;
     case NNG_PIPE_EV_ADD_POST:
         atomic_fetch_add(&t->connects, 1);
@@ -436,6 +698,9 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
                 nng_pipe_id(p), extra, is_tls ? " tls_verified=true" : "");
         break;
     case NNG_PIPE_EV_REM_POST:
+        pthread_mutex_lock(&t->mu);
+        pipes_del(t, nng_pipe_id(p));
+        pthread_mutex_unlock(&t->mu);
         atomic_fetch_add(&t->disconnects, 1);
         tn_info(COMP, "msg=disconnected tx=%s url=%s peer=%s pipe=%u", t->name, url, peer,
                 nng_pipe_id(p));
@@ -445,6 +710,46 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 }
 
 /* ---- receive ---------------------------------------------------------------------------- */
+
+/* Log the rate bound's drops at most once a second; t->mu held. */
+static void rate_log(nngtx *t, uint32_t pipe)
+{
+    int64_t now = tn_mono_ns();
+    uint64_t n = atomic_load(&t->rate_dropped);
+    if (t->rate_logged_ns && now - t->rate_logged_ns < 1000000000LL)
+        return;
+    tn_warn(COMP,
+            "msg=\"messages over the per-connection rate bound dropped\" tx=%s pipe=%u "
+            "dropped=%" PRIu64 " total=%" PRIu64 " max_msgs_per_s=%u max_bytes_per_s=%" PRIu64,
+            t->name, pipe, n - t->rate_logged_n, n, t->o.rate_msgs, t->o.rate_bytes);
+    t->rate_logged_ns = now;
+    t->rate_logged_n = n;
+}
+
+/* Who sent a message on pipe p, into *who (name and role copied to the buffers given);
+ * false when the message is over the pipe's rate bound (dropped). */
+static bool peer_of(nngtx *t, nng_pipe p, size_t len, tn_peer *who, char *name, char *role)
+{
+    bool ok = true;
+    pthread_mutex_lock(&t->mu);
+    pipeinfo *pi = pipes_find(t, nng_pipe_id(p));
+    if (pi) {
+        who->authenticated = pi->auth;
+        who->uid = pi->uid;
+        who->pipe = pi->id;
+        memcpy(name, pi->name, sizeof(pi->name));
+        memcpy(role, pi->role, sizeof(pi->role));
+        who->name = name;
+        who->role = role;
+        if (!rate_take(t, pi, len)) {
+            atomic_fetch_add(&t->rate_dropped, 1);
+            rate_log(t, pi->id);
+            ok = false;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return ok;
+}
 
 static void recv_cb(void *arg)
 {
@@ -466,9 +771,13 @@ static void recv_cb(void *arg)
                     len, t->o.max_msg);
             deliver = false;
         }
+        tn_peer who = {.name = "", .role = "", .uid = -1};
+        char name[NAME_MAX_LEN + 1] = "", role[ROLE_MAX_LEN + 1] = "";
+        if (deliver)
+            deliver = peer_of(t, nng_msg_get_pipe(m), len, &who, name, role);
         if (deliver) {
             atomic_fetch_add(&t->received, 1);
-            t->fn(t->arg, nng_msg_body(m), len);
+            t->fn(t->arg, nng_msg_body(m), len, &who);
         }
         nng_msg_free(m);
     } else {
@@ -565,6 +874,35 @@ static char *resolve_bound(nng_listener l, const char *url)
     return b;
 }
 
+/* An ipc socket only its owner can open (0600; the peer's uid is checked too, pipe_admit),
+ * in a folder only its owner can enter: one made 0700 here when missing; an existing one
+ * that others may write to is refused. */
+static tn_err ipc_prepare(nngtx *t, nng_listener l, const char *path, tn_errmsg *msg)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        struct stat st;
+        if (stat(dir, &st) != 0 && mkdir(dir, 0700) != 0)
+            return tn_errmsg_set(msg, TN_ERR_IO,
+                                 "%s: listen ipc://%s: cannot make folder %s: %m", t->name,
+                                 path, dir);
+        if (stat(dir, &st) == 0 && (st.st_mode & 0022) && !(st.st_mode & S_ISVTX))
+            return tn_errmsg_set(msg, TN_ERR_PERM,
+                                 "%s: listen ipc://%s: folder %s is writable by other users "
+                                 "(mode %03o): use a folder only you can write to "
+                                 "(chmod 0700)",
+                                 t->name, path, dir, (unsigned)(st.st_mode & 0777));
+    }
+    int rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
+    if (rv && rv != NNG_ENOTSUP)
+        return tn_errmsg_set(msg, from_nng(rv), "%s: listen ipc://%s: permissions: %s", t->name,
+                             path, nng_strerror(rv));
+    return TN_OK;
+}
+
 static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
 {
     nngtx *t = self;
@@ -597,6 +935,8 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
     }
     if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, t->o.max_msg)) != 0)
         goto fail_nng;
+    if (strncmp(url, "ipc://", 6) == 0 && (e = ipc_prepare(t, l, url + 6, msg)) != TN_OK)
+        goto fail;
     if ((e = add_endpoint(t, true, l, (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg)))
         goto fail;
     if ((rv = nng_listener_start(l, 0)) != 0) {
@@ -803,6 +1143,7 @@ static void release(nngtx *t)
     for (int i = 0; i < t->neps; i++)
         free(t->eps[i].url);
     free(t->bound);
+    free(t->pipes);
     free(t->name);
     free(t->ca_pem);
     free(t->cert_pem);
@@ -926,6 +1267,9 @@ void tn_tx_nng_opts_init(tn_tx_nng_opts *o, bool sender)
         .send_wait_ms = 0,
         .reconnect_min_ms = 100,
         .reconnect_max_ms = 2000,
+        .rate_msgs = TN_TX_RATE_MSGS_DEFAULT,
+        .rate_bytes = TN_TX_RATE_BYTES_DEFAULT,
+        .max_conns = MAX_CONNS,
     };
 }
 
@@ -952,6 +1296,7 @@ static tn_err load_tls(nngtx *t, const tn_tx_tls *tls, tn_errmsg *msg)
         (tls->cert_file && !(t->cert_file = strdup(tls->cert_file))))
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", t->name);
     t->tls = true;
+    (void)tn_tx_tls_names_available(); /* before our first configuration: see peer identity */
     /* Build one configuration now so a bad PEM is reported by the constructor. */
     nng_tls_config *cfg;
     if ((e = tls_config(t, t->cert_pem != NULL, "", &cfg, msg)) != TN_OK)
@@ -1076,6 +1421,8 @@ tn_err tn_tx_nng_stats_get(tn_tx t, tn_tx_nng_stats *out)
         .sent = atomic_load(&x->sent),
         .received = atomic_load(&x->received),
         .renewals = atomic_load(&x->renewals),
+        .rate_dropped = atomic_load(&x->rate_dropped),
+        .peer_refused = atomic_load(&x->peer_refused),
     };
     return TN_OK;
 }

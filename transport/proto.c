@@ -4,6 +4,7 @@
 
 #include <msgpack.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,29 @@ static bool str_ok(tn_str s, uint32_t min, uint32_t max)
     return s.len >= min && s.len <= max;
 }
 
+/* Keys come from peers: hashed with SipHash (crypto_shorthash) under a key drawn at
+ * random once per process, so no one can craft keys that collide in the table below (with
+ * an unkeyed hash, 15 MB of colliding keys cost seconds of CPU per frame). */
+static unsigned char hash_key[crypto_shorthash_KEYBYTES];
+static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
+
+static void hash_key_init(void)
+{
+    if (sodium_init() < 0)
+        abort(); /* no randomness for the key: nothing safe to do */
+    randombytes_buf(hash_key, sizeof(hash_key));
+}
+
+static uint32_t key_hash(const tn_str *k)
+{
+    unsigned char out[crypto_shorthash_BYTES];
+    pthread_once(&hash_once, hash_key_init);
+    crypto_shorthash(out, (const unsigned char *)k->p, k->len, hash_key);
+    uint32_t h;
+    memcpy(&h, out, sizeof(h));
+    return h;
+}
+
 /* Whether any two of n keys are equal: keys at base, base + stride... (the first member of
  * each element is its tn_str key). A hash set on the stack: n <= TN_PROTO_PAIRS_MAX. */
 static bool dup_keys(const void *base, size_t stride, uint32_t n)
@@ -59,9 +83,7 @@ static bool dup_keys(const void *base, size_t stride, uint32_t n)
     memset(slot, 0, size * sizeof(slot[0]));
     for (uint32_t i = 0; i < n; i++) {
         const tn_str *k = (const tn_str *)((const char *)base + i * stride);
-        uint32_t h = 2166136261u; /* FNV-1a */
-        for (uint32_t j = 0; j < k->len; j++)
-            h = (h ^ (uint8_t)k->p[j]) * 16777619u;
+        uint32_t h = key_hash(k);
         for (uint32_t s = h & (size - 1);; s = (s + 1) & (size - 1)) {
             if (!slot[s]) {
                 slot[s] = (uint16_t)(i + 1);

@@ -39,9 +39,24 @@
 
 #include "err.h"
 
-/* Called from a transport thread for each message received; buf is valid only during the
- * call (copy what you keep). */
-typedef void (*tn_tx_recv_fn)(void *arg, const void *buf, size_t len);
+/* Who sent a message, as the transport established it (never as the message claims).
+ *   tls+tcp: the peer's certificate chained to the CA (mutual TLS): name is its subject CN,
+ *            role its subject OU ("master", "worker", "client"; `tern cert` writes both).
+ *   ipc:     the peer process's uid (SO_PEERCRED), checked at connect: same uid or root,
+ *            others are refused before any message.
+ *   inproc:  the same process: authenticated, no name.
+ *   tcp:     nothing is known: authenticated is false (plain tcp needs --insecure). */
+typedef struct tn_peer {
+    const char *name;   /* certificate CN; "" when there is none */
+    const char *role;   /* certificate OU; "" when there is none */
+    int64_t uid;        /* ipc peer's uid; -1 otherwise */
+    uint32_t pipe;      /* the connection, as in the transport's log lines */
+    bool authenticated; /* see above */
+} tn_peer;
+
+/* Called from a transport thread for each message received; buf and peer are valid only
+ * during the call (copy what you keep). */
+typedef void (*tn_tx_recv_fn)(void *arg, const void *buf, size_t len, const tn_peer *peer);
 
 typedef struct tn_tx_ops {
     const char *name; /* "nng", "fault": for logs */
@@ -147,6 +162,11 @@ typedef struct tn_tx_tls {
     const char *server_name;
 } tn_tx_tls;
 
+/* The subject CN and OU of the (first) certificate in cert_file, NUL-terminated ("" when
+ * absent; cut to the capacities). TN_ERR_INVAL naming the file when it does not parse. */
+tn_err tn_tx_tls_cert_subject(const char *cert_file, char *cn, size_t cncap, char *ou,
+                              size_t oucap, tn_errmsg *msg);
+
 #define TN_TX_RECV_MAX_DEFAULT (16u << 20)
 
 typedef struct tn_tx_nng_opts {
@@ -162,7 +182,21 @@ typedef struct tn_tx_nng_opts {
     int reconnect_min_ms; /* first redial after a failure; default 100 */
     int reconnect_max_ms; /* backoff cap; default 2000 */
     const char *name;     /* shown in logs ("master->w1"); copied; NULL: "tx" */
+    /* Receiver: a token bucket per connection; messages beyond it are dropped, counted
+     * (rate_dropped) and logged once a second. Bursts of up to 2 seconds' worth pass.
+     * Defaults TN_TX_RATE_MSGS_DEFAULT and TN_TX_RATE_BYTES_DEFAULT; 0: no bound. */
+    uint32_t rate_msgs;  /* messages per second */
+    uint64_t rate_bytes; /* bytes per second */
+    uint32_t max_conns;  /* receiver: connections at once; more are refused; 4096 */
 } tn_tx_nng_opts;
+
+#define TN_TX_RATE_MSGS_DEFAULT  5000u
+#define TN_TX_RATE_BYTES_DEFAULT (64ull << 20)
+
+/* Whether the peer names the transport reports for tls+tcp are available: they are read
+ * from nng's mbedTLS engine, whose layout is checked against nng 1.5.2 at first use.
+ * When false, a TLS peer is authenticated (its chain is verified) but has no name. */
+bool tn_tx_tls_names_available(void);
 
 /* Defaults as documented above. */
 void tn_tx_nng_opts_init(tn_tx_nng_opts *o, bool sender);
@@ -190,6 +224,8 @@ typedef struct tn_tx_nng_stats {
     uint64_t sent;             /* messages accepted by send */
     uint64_t received;         /* messages passed to the callback */
     uint64_t renewals;         /* sender: sockets replaced after their connection was gone */
+    uint64_t rate_dropped;     /* receiver: messages over a connection's rate bound */
+    uint64_t peer_refused;     /* connections refused: ipc uid, too many connections */
 } tn_tx_nng_stats;
 
 /* Fill *out; TN_ERR_INVAL when t is not an nng endpoint. Reads nng's counters now. */

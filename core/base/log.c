@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -114,4 +116,62 @@ void tn_log_every_reset(tn_log_every *r)
 {
     r->last_ns = 0;
     r->repeats = 0;
+}
+
+static bool bare_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+}
+
+char *tn_log_escape_n(const char *s, size_t len, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return buf;
+    bool bare = len > 0;
+    for (size_t i = 0; bare && i < len; i++)
+        bare = bare_byte((unsigned char)s[i]);
+    size_t o = 0;
+    if (bare && len < cap) {
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        return buf;
+    }
+    if (cap < 6) { /* room for nothing but an empty value */
+        snprintf(buf, cap, "%s", cap >= 3 ? "\"\"" : "");
+        return buf;
+    }
+    buf[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[5];
+        size_t n;
+        if (c == '"' || c == '\\')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
+        else if (c == '\n')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\n");
+        else if (c == '\r')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\r");
+        else if (c == '\t')
+            n = (size_t)snprintf(esc, sizeof(esc), "\\t");
+        else if (c < 0x20 || c >= 0x7f)
+            n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+        else
+            esc[0] = (char)c, esc[1] = '\0', n = 1;
+        if (o + n + 2 > cap) { /* keep room for '...' and the closing quote */
+            o = o + 3 + 2 > cap ? cap - 5 : o;
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(buf + o, esc, n);
+        o += n;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+char *tn_log_escape(const char *s, char *buf, size_t cap)
+{
+    return tn_log_escape_n(s ? s : "", s ? strlen(s) : 0, buf, cap);
 }

@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <stddef.h>
 #include <stdio.h>
 
 typedef enum {
@@ -45,6 +47,14 @@ bool tn_log_every_f(tn_log_every *r, tn_log_level level, const char *comp, const
     __attribute__((format(printf, 4, 5)));
 /* The condition is over: the next occurrence is printed at once. */
 void tn_log_every_reset(tn_log_every *r);
+
+/* s as one logfmt value, for any string a peer or a file provides: bare when it is made of
+ * printable ASCII without space, quote, backslash or '='; otherwise in double quotes with
+ * \" \\ \n \r \t and \xNN for other control and non-ASCII bytes; "" when empty. Always
+ * NUL-terminated; cut short (with "..." inside the quotes) when cap is too small: cap of
+ * 4 * len + 8 always fits. Returns buf. tn_log_escape_n takes a length (NULs escaped). */
+char *tn_log_escape(const char *s, char *buf, size_t cap);
+char *tn_log_escape_n(const char *s, size_t len, char *buf, size_t cap);
 
 #define tn_debug(comp, ...) tn_logf(TN_LOG_DEBUG, comp, __VA_ARGS__)
 #define tn_info(comp, ...)  tn_logf(TN_LOG_INFO, comp, __VA_ARGS__)

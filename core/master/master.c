@@ -107,8 +107,12 @@ struct tn_master {
     int64_t started; /* monotonic */
     /* the store's cluster id, in every frame; frames of another cluster are refused */
     char cluster[TN_PROTO_CLUSTER_MAX + 1];
-    atomic_llong refused_log_at; /* monotonic ns of the last "another cluster" error */
-    atomic_ullong refused;       /* frames refused since */
+    atomic_llong cluster_refused_at; /* monotonic ns of the last "another cluster" error */
+    atomic_ullong cluster_refused;   /* frames of another cluster refused since */
+
+    uint32_t nworkers;
+    int64_t full_logged; /* monotonic ns of the last "too many workers" line */
+    uint64_t refused;    /* frames and reports refused (sender checks) */
 };
 
 int tn_selector_parse(const char *s)
@@ -460,6 +464,19 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     pthread_mutex_lock(&m->mu);
     worker_view *w = find_worker(m, name);
     bool fresh = !w;
+    if (!w && m->nworkers >= m->o.max_workers) {
+        int64_t now = tn_mono_ns();
+        if (now - m->full_logged > 1000000000LL) {
+            char en[300];
+            tn_warn("master",
+                    "msg=\"worker refused: too many workers\" worker=%s max_workers=%u "
+                    "detail=\"raise --max-workers, or wait: silent workers are forgotten\"",
+                    tn_log_escape(name, en, sizeof(en)), m->o.max_workers);
+            m->full_logged = now;
+        }
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
     if (!w) {
         w = calloc(1, sizeof(*w));
         if (!w) {
@@ -470,6 +487,7 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         w->first_seen = tn_mono_ns();
         w->next = m->workers;
         m->workers = w;
+        m->nworkers++;
     }
     char url[TN_PROTO_URL_MAX + 1];
     snprintf(url, sizeof(url), "%.*s", (int)h->listen_url.len, h->listen_url.p);
@@ -506,8 +524,11 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         w->q = NULL;
         tn_errmsg em = {{0}};
         tn_tx inner;
-        tn_err e = tn_tx_new(w->listen_url, true, m->use_tls ? &m->tls : NULL, NULL, NULL,
-                             &inner, &em);
+        /* over TLS the worker's listener must present the certificate of that name */
+        tn_tx_tls tls = m->tls;
+        tls.server_name = w->name;
+        tn_err e =
+            tn_tx_new(w->listen_url, true, m->use_tls ? &tls : NULL, NULL, NULL, &inner, &em);
         if (!e)
             e = tn_tx_fault_from_env(inner, &w->tx, &em);
         if (!e)
@@ -517,8 +538,11 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         if (!e)
             tn_outq_set_cluster(w->q, m->cluster);
         if (e) {
-            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=\"%s\"",
-                     w->name, w->listen_url, em.text);
+            char en[300], eu[4 * TN_PROTO_URL_MAX + 8], ew[1100];
+            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=%s",
+                     tn_log_escape(w->name, en, sizeof(en)),
+                     tn_log_escape(w->listen_url, eu, sizeof(eu)),
+                     tn_log_escape(em.text, ew, sizeof(ew)));
             pthread_mutex_unlock(&m->mu);
             return;
         }
@@ -527,8 +551,10 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     if (fresh || rebooted || back || redial) {
         /* ask what it runs: what it does not is lost, what it runs and is not ours is
          * killed (fencing) */
+        char en[300], eu[4 * TN_PROTO_URL_MAX + 8];
         tn_info("master", "msg=\"worker joined\" worker=%s url=%s epoch=%" PRIu64 " slots=%u",
-                w->name, w->listen_url, w->epoch, w->slots);
+                tn_log_escape(w->name, en, sizeof(en)),
+                tn_log_escape(w->listen_url, eu, sizeof(eu)), w->epoch, w->slots);
         ask_reconcile(m, w);
     }
     pthread_mutex_unlock(&m->mu);
@@ -567,12 +593,89 @@ typedef struct rx_ctx {
     tn_master *m;
 } rx_ctx;
 
+/* A frame being decoded and who sent it (the transport says). */
+typedef struct frame_ctx {
+    tn_master *m;
+    const tn_peer *peer;
+    bool checked, ok; /* the frame's sender against the peer, once per frame */
+} frame_ctx;
+
+/* Whether the peer may speak for worker `claimed`: a TLS peer with a name only for itself,
+ * with a worker's certificate; peers without a name (ipc of our uid, inproc, plain tcp
+ * under --insecure) as they claim. Logs a refusal. */
+static bool sender_ok(tn_master *m, const tn_peer *peer, const char *claimed, const char *what)
+{
+    if (!peer->name[0] && !peer->role[0])
+        return true;
+    if (strcmp(peer->name, claimed) == 0 &&
+        (!peer->role[0] || strcmp(peer->role, "worker") == 0))
+        return true;
+    char ec[300], en[300], er[80];
+    tn_warn("master",
+            "msg=\"frame refused: sender is not the authenticated peer\" what=%s claimed=%s "
+            "cn=%s ou=%s pipe=%u",
+            what, tn_log_escape(claimed, ec, sizeof(ec)),
+            tn_log_escape(peer->name, en, sizeof(en)),
+            tn_log_escape(peer->role, er, sizeof(er)), peer->pipe);
+    __atomic_add_fetch(&m->refused, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+/* Whether a report about (task, attempt) from worker is applied: only from the worker the
+ * attempt is placed on. Reports for attempts not placed here go to the engine, which
+ * fences them by task and attempt. */
+static bool report_ok(tn_master *m, const tn_peer *peer, const char *worker, uint64_t task,
+                      uint32_t attempt, const char *what)
+{
+    pthread_mutex_lock(&m->mu);
+    placement *a = tn_map_get(&m->asgs, task);
+    char placed[TN_PROTO_ID_MAX + 1] = "";
+    if (a && a->worker[0] && strcmp(a->worker, "?") != 0 && strcmp(a->worker, worker) != 0)
+        snprintf(placed, sizeof(placed), "%s", a->worker);
+    pthread_mutex_unlock(&m->mu);
+    if (!placed[0])
+        return true;
+    char ec[300], en[300], ep[300];
+    tn_warn("master",
+            "msg=\"report refused: not from the worker the attempt is placed on\" what=%s "
+            "task=%" PRIu64 " attempt=%u claimed=%s peer=%s placed_on=%s",
+            what, task, attempt, tn_log_escape(worker, ec, sizeof(ec)),
+            peer->name[0]       ? tn_log_escape(peer->name, en, sizeof(en)) :
+            peer->authenticated ? "unnamed" :
+                                  "unauthenticated",
+            tn_log_escape(placed, ep, sizeof(ep)));
+    __atomic_add_fetch(&m->refused, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
 static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
 {
-    tn_master *m = arg;
+    frame_ctx *fc = arg;
+    tn_master *m = fc->m;
     char worker[TN_PROTO_ID_MAX + 1];
     snprintf(worker, sizeof(worker), "%.*s", (int)sender.len, sender.p);
     tn_report r = {.worker = worker};
+    if (!fc->checked) {
+        fc->ok = sender_ok(m, fc->peer, worker, "frame");
+        fc->checked = true;
+    }
+    if (!fc->ok)
+        return TN_ERR_PERM; /* the rest of the frame is not looked at */
+    if (msg->type == TN_MSG_HEARTBEAT) {
+        char hw[TN_PROTO_ID_MAX + 1];
+        snprintf(hw, sizeof(hw), "%.*s", (int)msg->heartbeat.worker.len,
+                 msg->heartbeat.worker.p);
+        if (!sender_ok(m, fc->peer, hw, "HEARTBEAT"))
+            return TN_OK;
+    }
+    if ((msg->type == TN_MSG_ACCEPTED && !report_ok(m, fc->peer, worker, msg->accepted.task,
+                                                    msg->accepted.attempt, "ACCEPTED")) ||
+        (msg->type == TN_MSG_RESULT &&
+         !report_ok(m, fc->peer, worker, msg->result.task, msg->result.attempt, "RESULT")) ||
+        (msg->type == TN_MSG_KILL_RESULT &&
+         !report_ok(m, fc->peer, worker, msg->kill_result.task, msg->kill_result.attempt,
+                    "KILL_RESULT")))
+        return TN_OK;
     switch (msg->type) {
     case TN_MSG_HEARTBEAT: on_heartbeat(m, &msg->heartbeat); return TN_OK;
     case TN_MSG_RECONCILED: on_reconciled(m, worker, &msg->reconciled); return TN_OK;
@@ -651,11 +754,11 @@ static bool cluster_accepts(tn_master *m, const void *buf, size_t len)
     if (tn_frame_header(buf, len, &sender, &c) != TN_OK || c.len == 0 ||
         (c.len == strlen(m->cluster) && memcmp(c.p, m->cluster, c.len) == 0))
         return true;
-    unsigned long long n = atomic_fetch_add(&m->refused, 1) + 1;
-    long long now = tn_mono_ns(), last = atomic_load(&m->refused_log_at);
+    unsigned long long n = atomic_fetch_add(&m->cluster_refused, 1) + 1;
+    long long now = tn_mono_ns(), last = atomic_load(&m->cluster_refused_at);
     if ((last == 0 || now - last >= 10000000000LL) &&
-        atomic_compare_exchange_strong(&m->refused_log_at, &last, now)) {
-        atomic_store(&m->refused, 0);
+        atomic_compare_exchange_strong(&m->cluster_refused_at, &last, now)) {
+        atomic_store(&m->cluster_refused, 0);
         tn_error("master",
                  "msg=\"frame from a worker of another cluster refused\" sender=\"%.*s\" "
                  "cluster=\"%.*s\" ours=%s refused=%llu data=%s hint=\"this master's store "
@@ -666,14 +769,24 @@ static bool cluster_accepts(tn_master *m, const void *buf, size_t len)
     return false;
 }
 
-static void on_frame(void *arg, const void *buf, size_t len)
+static void on_frame(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
     tn_master *m = arg;
     tn_errmsg em = {{0}};
+    frame_ctx fc = {m, peer, false, false};
+    if (!m->o.insecure && !peer->authenticated) {
+        tn_warn("master", "msg=\"frame refused: peer not authenticated\" pipe=%u bytes=%zu",
+                peer->pipe, len);
+        return;
+    }
     if (!cluster_accepts(m, buf, len))
         return;
-    if (tn_frame_decode(buf, len, on_msg, m, &em) != TN_OK)
-        tn_warn("master", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", len, em.text);
+    tn_err e = tn_frame_decode(buf, len, on_msg, &fc, &em);
+    if (e != TN_OK && e != TN_ERR_PERM) {
+        char ew[1100];
+        tn_warn("master", "msg=\"malformed frame dropped\" bytes=%zu why=%s", len,
+                tn_log_escape(em.text, ew, sizeof(ew)));
+    }
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -709,6 +822,38 @@ static void name_recovered(tn_master *m)
     free(ids);
 }
 
+/* Workers silent for forget_after_ms with nothing placed on them are forgotten: their
+ * sender (a dialer redialling a URL that may be dead for good) is closed and freed. With
+ * mu held. Bounds what heartbeats of made-up workers can leave behind. */
+static void forget_workers(tn_master *m, int64_t now)
+{
+    int64_t limit = (int64_t)m->o.forget_after_ms * 1000000;
+    for (worker_view **pw = &m->workers; *pw;) {
+        worker_view *w = *pw;
+        if (w->alive || w->assigned || now - w->last_hb <= limit) {
+            pw = &w->next;
+            continue;
+        }
+        bool placed = false;
+        for (size_t i = 0; i < m->asgs.cap && !placed; i++) {
+            placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
+            placed = a && strcmp(a->worker, w->name) == 0;
+        }
+        if (placed) {
+            pw = &w->next;
+            continue;
+        }
+        *pw = w->next;
+        m->nworkers--;
+        char en[300];
+        tn_info("master", "msg=\"worker forgotten\" worker=%s silent_ms=%" PRId64,
+                tn_log_escape(w->name, en, sizeof(en)), (now - w->last_hb) / 1000000);
+        tn_tx_free(&w->tx);
+        tn_outq_free(w->q);
+        free(w);
+    }
+}
+
 static void check_workers(tn_master *m)
 {
     int64_t now = tn_mono_ns(), limit = (int64_t)m->o.heartbeat_timeout_ms * 1000000;
@@ -724,8 +869,9 @@ static void check_workers(tn_master *m)
         if (!w->alive || now - w->last_hb <= limit)
             continue;
         w->alive = false;
-        tn_warn("master", "msg=\"worker lost\" worker=%s silent_ms=%" PRId64, w->name,
-                (now - w->last_hb) / 1000000);
+        char en[300];
+        tn_warn("master", "msg=\"worker lost\" worker=%s silent_ms=%" PRId64,
+                tn_log_escape(w->name, en, sizeof(en)), (now - w->last_hb) / 1000000);
         lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
         w->assigned = 0;
         /* What was queued for it when its connection broke went with that socket
@@ -733,6 +879,7 @@ static void check_workers(tn_master *m)
          * drops a DISPATCH meant for another run and has a stale attempt killed at its
          * first reconcile (docs/RELIABILITY.md, bug 8). */
     }
+    forget_workers(m, now);
     /* DISPATCH and KILL the wire may have dropped: again, with backoff */
     for (size_t i = 0; i < m->asgs.cap; i++) {
         placement *a = m->asgs.slots[i].key ? m->asgs.slots[i].val : NULL;
@@ -916,6 +1063,10 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     m->o = *opts;
     if (!m->o.heartbeat_timeout_ms)
         m->o.heartbeat_timeout_ms = 10000;
+    if (!m->o.max_workers)
+        m->o.max_workers = 1024;
+    if (!m->o.forget_after_ms)
+        m->o.forget_after_ms = 10 * m->o.heartbeat_timeout_ms;
     pthread_mutex_init(&m->mu, NULL);
     tn_map_init(&m->asgs);
     m->rng = (uint64_t)tn_now_ns() | 1;
@@ -986,6 +1137,10 @@ void tn_master_stop(tn_master *m)
     if (!m)
         return;
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
+    /* close every sender first (never blocks), so their sockets go down together and
+     * the frees below wait for each about as long as for the slowest one */
+    for (worker_view *w = m->workers; w; w = w->next)
+        tn_tx_close(w->tx);
     while (m->workers) {
         worker_view *w = m->workers;
         m->workers = w->next;

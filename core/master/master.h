@@ -31,6 +31,12 @@ typedef struct tn_master_opts {
     uint64_t heartbeat_timeout_ms; /* a silent worker is lost after this; default 10000 */
     tn_selector selector;
     const char *faults; /* fault injection on what the master sends (TERN_FAULTS syntax) */
+    /* Membership bounds: at most max_workers workers (default 1024); a worker silent for
+     * forget_after_ms (default 10 x heartbeat_timeout_ms) is forgotten, its dialer closed. */
+    uint32_t max_workers;
+    uint64_t forget_after_ms;
+    /* Plain tcp: peers are not authenticated; their claims are taken as they come. */
+    bool insecure;
     tn_evlog_opts log;
 } tn_master_opts;
 

@@ -68,6 +68,7 @@ struct tn_worker {
     tn_tx rx, tx;
     tn_tx_tls tls;
     bool use_tls;
+    uint64_t refused_frames; /* frames from a peer that is not the master */
     tn_outq *q;
     tn_rpc_server *rpc;
     pthread_t thread;
@@ -736,9 +737,34 @@ static void wake_thread(void *arg)
     (void)!write(w->wake, &one, sizeof(one));
 }
 
-static void on_frame(void *arg, const void *buf, size_t len)
+/* Whether peer may send this worker DISPATCH, KILL and RECONCILE: a TLS peer whose
+ * certificate is the master's (OU=master, or CN = --master-name), an ipc peer of our uid
+ * or root, inproc; a plain tcp peer only because --insecure said so (nothing is known). */
+static bool from_master(const tn_worker *w, const tn_peer *peer)
+{
+    if (!peer->authenticated)
+        return !w->use_tls;
+    if (!peer->name[0] && !peer->role[0])
+        return true; /* ipc (uid checked), inproc, or TLS without names: chain verified */
+    if (w->o.master_name && w->o.master_name[0])
+        return strcmp(peer->name, w->o.master_name) == 0;
+    return strcmp(peer->role, "master") == 0;
+}
+
+static void on_frame(void *arg, const void *buf, size_t len, const tn_peer *peer)
 {
     tn_worker *w = arg;
+    if (!from_master(w, peer)) {
+        char name[300], role[80];
+        tn_warn("worker",
+                "msg=\"frame refused: the peer is not the master\" cn=%s ou=%s pipe=%u "
+                "bytes=%zu detail=\"DISPATCH and KILL are taken from the master's certificate "
+                "only (OU=master, or --master-name)\"",
+                tn_log_escape(peer->name, name, sizeof(name)),
+                tn_log_escape(peer->role, role, sizeof(role)), peer->pipe, len);
+        __atomic_add_fetch(&w->refused_frames, 1, __ATOMIC_RELAXED);
+        return;
+    }
     inmsg *in = malloc(sizeof(*in) + len);
     if (!in)
         return; /* the master resends what matters */
@@ -989,6 +1015,33 @@ static void set_names(tn_worker *w, const tn_worker_opts *opts)
     }
 }
 
+/* Over TLS the master knows this worker by its certificate's CN, so that is its name:
+ * taken when --name is not given, and a --name that differs is an error. */
+static tn_err cert_name(tn_worker *w, const tn_worker_opts *opts, tn_errmsg *msg)
+{
+    char cn[TN_PROTO_ID_MAX + 1], ou[32];
+    tn_err e;
+    if (!opts->tls_cert)
+        return TN_OK;
+    if ((e = tn_tx_tls_cert_subject(opts->tls_cert, cn, sizeof(cn), ou, sizeof(ou), msg)))
+        return e;
+    if (!cn[0])
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "tls certificate %s has no subject CN: the master names workers "
+                             "by it; make one with `tern cert issue --role worker --name N`",
+                             opts->tls_cert);
+    if (opts->name && strcmp(opts->name, cn) != 0)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "worker name %s differs from its certificate's CN %s (%s): the "
+                             "master knows a worker by its certificate; use --name %s",
+                             opts->name, cn, opts->tls_cert, cn);
+    if (ou[0] && strcmp(ou, "worker") != 0)
+        tn_warn("worker", "msg=\"certificate is not a worker's\" cert=%s ou=%s", opts->tls_cert,
+                ou);
+    snprintf(w->name, sizeof(w->name), "%s", cn);
+    return TN_OK;
+}
+
 /* The sender to the master (faults from $TERN_FAULTS) and the receiver of its frames. */
 static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg *msg)
 {
@@ -996,6 +1049,8 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
     if (opts->tls_cert || opts->tls_key || opts->tls_ca) {
         w->tls = (tn_tx_tls){opts->tls_ca, opts->tls_cert, opts->tls_key, NULL};
         w->use_tls = true;
+        if ((e = cert_name(w, opts, msg)) != TN_OK)
+            return e;
     }
     tn_tx inner;
     if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||

@@ -35,6 +35,10 @@ typedef struct tn_worker_opts {
      * the master in its process. NULL: the worker binds to the cluster
      * of the first frame it accepts and refuses frames of any other. */
     const char *cluster_id;
+
+    /* tls+tcp: DISPATCH and KILL are taken from a peer whose certificate says OU=master;
+     * with master_name, from the one whose CN is master_name instead. */
+    const char *master_name;
 } tn_worker_opts;
 
 /* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */

@@ -99,6 +99,7 @@ static void daemon_argv(run *r, int idx, arg_buf a, char *argv[NARGS + 1])
         ARG("%dms", HB_TIMEOUT_MS);
         ARG("--id");
         ARG("chaos");
+        ARG("--insecure"); /* plain tcp on 127.0.0.1: see docs/SECURITY.md */
         if (r->s.master_map_max) {
             ARG("--map-max");
             ARG("%" PRIu64, r->disk[0].map_max);
@@ -120,6 +121,7 @@ static void daemon_argv(run *r, int idx, arg_buf a, char *argv[NARGS + 1])
         ARG("%s", name);
         ARG("--heartbeat");
         ARG("200ms");
+        ARG("--insecure");
         ARG("--slots");
         ARG("4");
         if (r->s.worker_map_max) {
