@@ -32,6 +32,7 @@ typedef struct sx {
     int max_running_group; /* max concurrent attempts of tasks named "g*" */
     int cur_group;
     bool drop_kills;       /* kills are lost (a crash between a commit and its effects) */
+    bool no_worker;        /* placement finds no worker: tasks wait in the queue */
     int kills;             /* kill calls */
     int kills_uncommitted; /* kill calls made while the engine had uncommitted events */
     struct live {
@@ -197,7 +198,19 @@ static int sx_running(void *self, uint64_t task, uint32_t attempt)
     return false;
 }
 
-static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running, NULL, NULL};
+static bool sx_place(void *self, const tn_place_req *req, char *worker, size_t wlen, char *why,
+                     size_t whylen)
+{
+    (void)self;
+    if (X.no_worker) {
+        snprintf(why, whylen, "no live worker in group \"%s\"", req->node->worker_group);
+        return false;
+    }
+    snprintf(worker, wlen, "test");
+    return true;
+}
+
+static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running, sx_place, NULL};
 
 /* ------------------------------------------------------------------------------ */
 /* harness */
@@ -1681,6 +1694,8 @@ Test(spec, delayed_logic_task_and_pause_during_delay)
     ASSERT_TASK(p, "b", TN_TASK_S_PAUSE, 1);
 }
 
+/* A task waiting for a task-group slot waits in SUBMITTED_SUCCESS (DolphinScheduler's
+ * state for a task no worker took yet); a kill or a pause ends it there at once. */
 Test(spec, queued_task_paused_or_killed)
 {
     tn_cmd g = {.kind = TN_CMD_TASKGROUP_SET, .name = "one", .slots = 1};
@@ -1690,17 +1705,67 @@ Test(spec, queued_task_paused_or_killed)
           "  - {name: g2, type: noop, duration: 1m, task_group: one}\n");
     uint64_t p = start("q");
     settle(0);
-    tinfo q = task(p, "g1").state == TN_TASK_S_DISPATCH ? task(p, "g1") : task(p, "g2");
-    cr_assert_eq(q.state, TN_TASK_S_DISPATCH, "one of them waits for the slot");
+    tinfo q =
+        task(p, "g1").state == TN_TASK_S_SUBMITTED_SUCCESS ? task(p, "g1") : task(p, "g2");
+    cr_assert_eq(q.state, TN_TASK_S_SUBMITTED_SUCCESS, "one of them waits for the slot");
+    cr_assert_eq(
+        transitions(p, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_DISPATCHED), 1,
+        "only the other was handed to a worker");
     cr_assert_eq(cmd(TN_CMD_KILL_TASK, q.id), TN_OK);
-    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILL), 1);
-    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILLED), 1);
+    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_KILL),
+                 1);
     cr_assert_eq(run(p), TN_WF_S_STOP);
     uint64_t r = start("q");
     settle(0);
     cr_assert_eq(cmd(TN_CMD_PAUSE, r), TN_OK);
-    cr_assert_eq(transitions(r, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_PAUSE), 1);
+    cr_assert_eq(transitions(r, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_PAUSE),
+                 1);
     cr_assert_eq(run(r), TN_WF_S_PAUSE);
+}
+
+/* DolphinScheduler shows a task no worker took yet as SUBMITTED_SUCCESS: tern too, with
+ * why it waits; it is DISPATCH once a worker is chosen, and a dispatch timeout that fires
+ * while it waits fails it from SUBMITTED_SUCCESS. */
+Test(spec, task_waits_for_a_worker_in_submitted_success)
+{
+    X.no_worker = true;
+    apply("name: nw\ntasks:\n  - {name: a, type: noop, duration: 1s}\n");
+    apply("name: nwt\ntasks:\n"
+          "  - {name: a, type: shell, command: x, dispatch_timeout: 30s}\n");
+    uint64_t wf = start("nw"), wt = start("nwt");
+    settle(0);
+    tinfo a = task(wf, "a");
+    cr_assert_eq(a.state, TN_TASK_S_SUBMITTED_SUCCESS, "a is %s", tsn(a.state));
+    tn_cmd why = {.kind = TN_CMD_WHY, .id = a.id};
+    cr_assert_eq(tn_engine_call(E, &why), TN_OK);
+    cr_assert_str_eq(why.msg, "no live worker in group \"default\"");
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, 0).n, 0);
+    cr_assert_eq(run(wt), TN_WF_S_FAILURE, "the dispatch timeout fails the waiting task");
+    ASSERT_TASK(wt, "a", TN_TASK_S_FAILURE, 1);
+    cr_assert_eq(
+        transitions(wt, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_FAILED), 1);
+    X.no_worker = false; /* a worker comes: the task is placed, DISPATCH, and runs */
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(
+        transitions(wf, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_DISPATCHED), 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_RUNNING), 1);
+}
+
+/* A task handed to a worker that never took it is killed through that worker: the kill
+ * is asked (DISPATCH + KILL) and its answer ends it (DISPATCH + KILLED). */
+Test(spec, stop_of_a_task_handed_to_a_worker_that_did_not_take_it)
+{
+    static const script sc[] = {{"a", "n", 0}, {0}}; /* never ACCEPTED */
+    X.scripts = sc;
+    apply("name: hk\ntasks:\n  - {name: a, type: shell, command: x}\n");
+    uint64_t wf = start("hk");
+    settle(0);
+    ASSERT_TASK(wf, "a", TN_TASK_S_DISPATCH, 1);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILL), 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILLED), 1);
 }
 
 Test(spec, result_overtakes_accepted)

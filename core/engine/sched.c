@@ -580,24 +580,18 @@ tn_err sched_kill_task(tn_engine *e, task_run *t, const char *reason)
         tn_event_set_str(&ev, "reason", reason);
     tn_event_set_int(&ev, "attempt", t->attempt);
     switch (t->state) {
+    case TN_TASK_S_SUBMITTED_SUCCESS: /* waiting for a worker: killed here and now */
     case TN_TASK_S_DELAY_EXECUTION:
+        t->flags &= (uint8_t)~TF_QUEUED;
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
-    case TN_TASK_S_DISPATCH:
+    case TN_TASK_S_DISPATCH: /* handed to a worker: the worker kills it */
         if (t->flags & TF_KILLREQ)
             return TN_OK;
         if ((err = eng_emit_task(e, t, 0, &ev)))
             return err;
-        if (t->flags & TF_SENT) {
-            eng_fx(e, FX_KILL, t);
-            return TN_OK;
-        }
-        /* never left the queue: it is killed here and now */
-        t->flags &= (uint8_t)~TF_QUEUED;
-        eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_KILLED, t->w->id, t->id);
-        tn_event_set_int(&ev, "attempt", t->attempt);
-        err = eng_emit_task(e, t, 0, &ev);
-        return err ? err : sched_task_finished(e, t);
+        eng_fx(e, FX_KILL, t);
+        return TN_OK;
     case TN_TASK_S_RUNNING_EXECUTION:
         if (t->flags & TF_KILLREQ)
             return TN_OK;
@@ -681,15 +675,11 @@ tn_err sched_pause_wf(tn_engine *e, wf_run *w)
         if (!t->id)
             continue;
         switch (t->state) {
+        case TN_TASK_S_SUBMITTED_SUCCESS: /* waiting for a worker: it leaves the queue */
         case TN_TASK_S_DELAY_EXECUTION:
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
+            t->flags &= (uint8_t)~TF_QUEUED;
             err = eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
-            break;
-        case TN_TASK_S_DISPATCH:
-            if (!(t->flags & TF_SENT)) {
-                t->flags &= (uint8_t)~TF_QUEUED;
-                err = eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
-            }
             break;
         case TN_TASK_S_RUNNING_EXECUTION:
             /* running tasks finish; a sub-workflow pauses its child */
@@ -867,7 +857,7 @@ tn_err sched_dispatch(tn_engine *e)
             qentry q = g->wait[i];
             wf_run *w = eng_wf(e, q.wf);
             if (w && q.node < w->def->n_tasks && w->t[q.node].attempt == q.attempt &&
-                w->t[q.node].state == TN_TASK_S_DISPATCH)
+                w->t[q.node].state == TN_TASK_S_SUBMITTED_SUCCESS)
                 eng_queue_push(e, &w->t[q.node]);
         }
         if (k) {
@@ -882,8 +872,8 @@ tn_err sched_dispatch(tn_engine *e)
         if (!w || q.node >= w->def->n_tasks)
             continue;
         task_run *t = &w->t[q.node];
-        if (t->state != TN_TASK_S_DISPATCH || t->attempt != q.attempt || (t->flags & TF_SENT) ||
-            !(t->flags & TF_QUEUED) || (t->flags & TF_KILLREQ))
+        if (t->state != TN_TASK_S_SUBMITTED_SUCCESS || t->attempt != q.attempt ||
+            (t->flags & TF_SENT) || !(t->flags & TF_QUEUED) || (t->flags & TF_KILLREQ))
             continue;
         const tn_def_task *n = NODE(t);
         if (n->task_group) {
@@ -984,7 +974,9 @@ tn_err sched_timer(tn_engine *e, const timer *tm)
             return TN_OK;
         return task_timeout(e, t);
     case TT_DISPATCH_TIMEOUT: {
-        if (t->state != TN_TASK_S_DISPATCH || tm->gen != t->attempt || (t->flags & TF_KILLREQ))
+        /* still queued, or handed to a worker that has not taken it */
+        if ((t->state != TN_TASK_S_SUBMITTED_SUCCESS && t->state != TN_TASK_S_DISPATCH) ||
+            tm->gen != t->attempt || (t->flags & TF_KILLREQ))
             return TN_OK;
         if (t->flags & TF_SENT)
             eng_fx(e, FX_KILL, t);
@@ -1216,7 +1208,20 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
             continue;
         tn_event ev;
         switch (t->state) {
-        case TN_TASK_S_SUBMITTED_SUCCESS: err = sched_start_task(e, t); break;
+        case TN_TASK_S_SUBMITTED_SUCCESS:
+            if (!(t->flags & TF_QUEUED)) {
+                err = sched_start_task(e, t);
+                break;
+            }
+            /* it waited for a worker: back to the queue, with its dispatch timeout */
+            eng_queue_push(e, t);
+            if (n->dispatch_timeout_ms) {
+                task_run tmp = *t;
+                tmp.gen = t->attempt;
+                eng_timer_task(e, &tmp, TT_DISPATCH_TIMEOUT,
+                               t->queued_at + (int64_t)n->dispatch_timeout_ms * 1000000);
+            }
+            break;
         case TN_TASK_S_DELAY_EXECUTION: eng_timer_task(e, t, TT_DUE, t->due); break;
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
@@ -1244,16 +1249,6 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
                     err = logic_poll(e, t);
                 }
                 /* conditions and switch decide in the batch that starts them */
-                break;
-            }
-            if (t->state == TN_TASK_S_DISPATCH && !(t->flags & TF_SENT)) {
-                eng_queue_push(e, t);
-                if (n->dispatch_timeout_ms) {
-                    task_run tmp = *t;
-                    tmp.gen = t->attempt;
-                    eng_timer_task(e, &tmp, TT_DISPATCH_TIMEOUT,
-                                   t->queued_at + (int64_t)n->dispatch_timeout_ms * 1000000);
-                }
                 break;
             }
             int still =

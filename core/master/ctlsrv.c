@@ -249,7 +249,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
             continue;
         char why[512] = "";
-        if (p.state == TN_TASK_S_DISPATCH) {
+        if (p.state == TN_TASK_S_SUBMITTED_SUCCESS) { /* queued: why no worker took it */
             tn_cmd c = {.kind = TN_CMD_WHY, .id = p.id};
             tn_engine_submit_wait(s->engine, &c);
             snprintf(why, sizeof(why), "%s", c.msg);
