@@ -579,21 +579,29 @@ Test(start, timeout_warn_fail_warnfail)
     ASSERT_TASK(wf, "slow", TN_TASK_S_SUCCESS, 1);
     cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_TIMEOUT, 0).n, 1);
 
+    /* fail and warnfail, as DolphinScheduler 3.3 does it: the task is killed and not
+     * retried (retries apply to failures, not kills), the others go on, and the run ends
+     * STOP */
     const char *strat[] = {"fail", "warnfail"};
     for (int i = 0; i < 2; i++) {
-        char y[256];
+        char y[320];
         snprintf(y, sizeof(y),
                  "name: tf%d\ntasks:\n"
                  "  - {name: slow, type: shell, command: sleep, timeout: 1s, "
-                 "timeout_strategy: %s}\n  - {name: other, type: noop, duration: 1h}\n",
+                 "timeout_strategy: %s, retries: 1}\n"
+                 "  - {name: other, type: noop, duration: 1h}\n"
+                 "  - {name: after, type: noop, deps: [slow]}\n",
                  i, strat[i]);
         apply(y);
         snprintf(y, sizeof(y), "tf%d", i);
         wf = start(y);
         cr_assert_eq(run(wf), TN_WF_S_STOP, "%s: the run stops", strat[i]);
         ASSERT_TASK(wf, "slow", TN_TASK_S_KILL, 1);
-        ASSERT_TASK(wf, "other", TN_TASK_S_KILL, 1);
+        ASSERT_TASK(wf, "other", TN_TASK_S_SUCCESS, 1);
+        ASSERT_NO_TASK(wf, "after");
+        tinfo sl = task(wf, "slow");
         cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_TIMEOUT, 0).n, 1);
+        cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_RETRY, sl.id).n, 0, "not retried");
     }
 }
 
@@ -610,12 +618,41 @@ Test(start, delay_before_dispatch)
     cr_assert_eq(dis.first_at - sub.first_at, 30LL * 1000000000LL);
 }
 
-Test(start, workflow_timeout_only_alerts)
+Test(start, workflow_timeout_warn_only_records)
 {
     apply("name: wto\ntimeout: 1m\ntasks:\n  - {name: a, type: noop, duration: 5m}\n");
     uint64_t wf = start("wto");
     cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
     cr_assert_eq(events(wf, TN_MACHINE_WORKFLOW, TN_WF_E_TIMEOUT, 0).n, 1);
+}
+
+/* A workflow timeout with fail or warnfail does what it says: its running tasks are
+ * killed, nothing else starts, nothing is retried, and the run ends FAILURE when the
+ * timeout passes (not when its tasks would have ended). */
+Test(start, workflow_timeout_fail_kills_its_tasks_and_fails)
+{
+    const char *strat[] = {"fail", "warnfail"};
+    for (int i = 0; i < 2; i++) {
+        char y[400];
+        snprintf(y, sizeof(y),
+                 "name: wtf%d\ntimeout: 2s\ntimeout_strategy: %s\ntasks:\n"
+                 "  - {name: a, type: noop, duration: 6s}\n"
+                 "  - {name: b, type: noop, deps: [a]}\n"
+                 "  - {name: c, type: noop, result: failure, retries: 3, retry_interval: 1s}\n",
+                 i, strat[i]);
+        apply(y);
+        snprintf(y, sizeof(y), "wtf%d", i);
+        uint64_t wf = start(y);
+        cr_assert_eq(run(wf), TN_WF_S_FAILURE, "%s", strat[i]);
+        ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+        ASSERT_NO_TASK(wf, "b");
+        tinfo c = task(wf, "c");
+        cr_assert_eq(c.state, TN_TASK_S_KILL, "c waited for its retry and was killed");
+        cr_assert_lt(c.attempt, 4, "no retry after the timeout");
+        tn_wf_proj p;
+        cr_assert_eq(tn_evlog_wf(tn_engine_log(E), wf, &p), TN_OK);
+        cr_assert_eq(p.ended_at - p.started_at, 2000000000LL, "it ends at its timeout");
+    }
 }
 
 Test(start, disabled_task_is_skipped_and_successors_go_on)
@@ -1048,15 +1085,24 @@ Test(serial, serial_discard_stops_the_newcomer)
     cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
 }
 
-Test(serial, serial_priority_newest_waiting_wins)
+/* DolphinScheduler 3.3 (its serial priority integration test): r1, r2, r3 started while
+ * r1 runs end r1 STOP, r2 STOP, r3 SUCCESS: the newest wins, the running one included. */
+Test(serial, serial_priority_newest_wins_and_stops_the_running_one)
 {
     apply("name: sp\nexecution: serial_priority\ntasks:\n  - {name: a, type: noop, duration: "
           "1m}\n");
-    uint64_t w1 = start("sp"), w2 = start("sp"), w3 = start("sp");
-    ASSERT_WF(w2, TN_WF_S_STOP);
-    ASSERT_WF(w3, TN_WF_S_SERIAL_WAIT);
+    uint64_t w1 = start("sp");
+    settle(0);
+    ASSERT_TASK(w1, "a", TN_TASK_S_RUNNING_EXECUTION, 1);
+    uint64_t w2 = start("sp"), w3 = start("sp");
     cr_assert_eq(run(w3), TN_WF_S_SUCCESS);
-    ASSERT_WF(w1, TN_WF_S_SUCCESS);
+    ASSERT_WF(w1, TN_WF_S_STOP);
+    ASSERT_WF(w2, TN_WF_S_STOP);
+    ASSERT_TASK(w1, "a", TN_TASK_S_KILL, 1);
+    ASSERT_NO_TASK(w2, "a");
+    ecount e1 = events(w1, TN_MACHINE_WORKFLOW, TN_WF_E_STOPPED, 0);
+    ecount s3 = events(w3, TN_MACHINE_WORKFLOW, TN_WF_E_START, 0);
+    cr_assert_geq(s3.first_at, e1.first_at, "r3 starts once r1 is stopped");
 }
 
 Test(serial, task_group_limits_concurrency_across_workflows)
