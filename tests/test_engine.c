@@ -605,6 +605,57 @@ Test(start, timeout_warn_fail_warnfail)
     }
 }
 
+static void task_reason(uint64_t wf, const char *name, char *out, size_t len)
+{
+    tn_task_proj p;
+    cr_assert_eq(tn_evlog_task(tn_engine_log(E), task(wf, name).id, &p), TN_OK);
+    snprintf(out, len, "%s", p.reason);
+}
+
+#define ASSERT_REASON(wf, name, want)                                                       \
+    do {                                                                                    \
+        char _r[256];                                                                       \
+        task_reason(wf, name, _r, sizeof(_r));                                              \
+        cr_assert(strstr(_r, want), "task %s: reason \"%s\" lacks \"%s\"", name, _r, want); \
+    } while (0)
+
+/* Every failed or killed task says why, in its projection (replay rebuilds it byte for
+ * byte: teardown compares): the exit status, a timeout, who killed it, a dispatch
+ * timeout, a stop; a success says nothing. */
+Test(start, failed_and_killed_tasks_say_why)
+{
+    static const script s[] = {{"bad", "f", 100}, {"slow", "s", 10000}, {0}};
+    X.scripts = s;
+    apply("name: why\nfailure_strategy: continue\ntasks:\n"
+          "  - {name: bad, type: shell, command: x}\n"
+          "  - {name: slow, type: shell, command: x, timeout: 1s, timeout_strategy: fail}\n"
+          "  - {name: fine, type: noop}\n"
+          "  - {name: victim, type: noop, duration: 1h}\n");
+    uint64_t wf = start("why");
+    settle(0);
+    tn_cmd k = {.kind = TN_CMD_KILL_TASK, .id = task(wf, "victim").id, .actor = "user:alice"};
+    cr_assert_eq(tn_engine_call(E, &k), TN_OK, "%s", k.msg);
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_REASON(wf, "bad", "exit status 1");
+    ASSERT_REASON(wf, "slow", "timed out after 1.0s (timeout_strategy fail)");
+    ASSERT_REASON(wf, "victim", "killed by user:alice");
+    char r[256];
+    task_reason(wf, "fine", r, sizeof(r));
+    cr_assert_str_eq(r, "", "a success has no reason");
+
+    X.no_worker = true;
+    apply("name: why2\ntasks:\n  - {name: a, type: noop, dispatch_timeout: 10s}\n");
+    apply("name: why3\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t w2 = start("why2"), w3 = start("why3");
+    settle(0);
+    tn_cmd st = {.kind = TN_CMD_STOP, .id = w3, .actor = "user:bob"};
+    cr_assert_eq(tn_engine_call(E, &st), TN_OK, "%s", st.msg);
+    cr_assert_eq(run(w2), TN_WF_S_FAILURE);
+    cr_assert_eq(run(w3), TN_WF_S_STOP);
+    ASSERT_REASON(w2, "a", "dispatch timeout");
+    ASSERT_REASON(w3, "a", "killed by user:bob: the workflow was stopped");
+}
+
 Test(start, delay_before_dispatch)
 {
     apply("name: delayed\ntasks:\n"
@@ -1524,6 +1575,7 @@ Test(inproc, a_task_killed_by_a_signal_reports_128_plus_the_signal, .init = inpr
     tn_task_proj p;
     cr_assert_eq(tn_evlog_task(tn_engine_log(E), task(wf, "a").id, &p), TN_OK);
     cr_assert_eq(p.exit_code, 128 + SIGTERM, "exit code %" PRId64, p.exit_code);
+    cr_assert(strstr(p.reason, "killed by signal 15"), "reason: %s", p.reason);
     tn_engine_close(E);
     E = NULL;
     tn_inproc_free(x);

@@ -240,7 +240,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
                  w.run, wsn(w.state), w.ended_at ? " in " : "", w.ended_at ? d : "");
     tn_sb_printf(&o->text, "%-10s %-24s %-20s %8s %-14s %10s  %s\n", "TASK_ID", "TASK", "STATE",
-                 "ATTEMPTS", "WORKER", "DURATION", "WAITING FOR");
+                 "ATTEMPTS", "WORKER", "DURATION", "REASON");
     tn_sb_printf(&o->json, "{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", w.id);
     tn_sb_json(&o->json, w.name, strlen(w.name));
     tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u},\"tasks\":[", wsn(w.state), w.run);
@@ -256,13 +256,18 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         }
         tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, d,
                         sizeof(d));
-        tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p.id, p.name,
-                     tsn(p.state), p.attempt, p.worker[0] ? p.worker : "-", d, why);
+        /* one free-text column, last: why it failed or was killed, or why it waits */
+        const char *col = p.reason[0] ? p.reason : why[0] ? why : "-";
+        tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s%s\n", p.id,
+                     p.name, tsn(p.state), p.attempt, p.worker[0] ? p.worker : "-", d,
+                     !p.reason[0] && why[0] ? "waiting for: " : "", col);
         tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
         tn_sb_json(&o->json, p.name, strlen(p.name));
         tn_sb_printf(&o->json, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p.state),
                      p.attempt);
         tn_sb_json(&o->json, p.worker, strlen(p.worker));
+        tn_sb_printf(&o->json, ",\"reason\":");
+        tn_sb_json(&o->json, p.reason, strlen(p.reason));
         tn_sb_printf(&o->json, ",\"waiting_for\":");
         tn_sb_json(&o->json, why, strlen(why));
         tn_sb_printf(&o->json, "}");
