@@ -1286,6 +1286,31 @@ static int due_cb(void *ctx, const tn_event *ev)
     return 0;
 }
 
+/* A task waiting for a worker when the master restarts waits again (SUBMITTED_SUCCESS,
+ * same attempt, its dispatch timeout counted from when it was first queued), and runs
+ * once a worker is there. */
+Test(restart, a_task_waiting_for_a_worker_waits_again)
+{
+    X.no_worker = true;
+    apply("name: rw\ntasks:\n  - {name: a, type: noop}\n");
+    apply("name: rwt\ntasks:\n  - {name: a, type: noop, dispatch_timeout: 1m}\n");
+    uint64_t wf = start("rw"), wt = start("rwt");
+    settle(0);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUBMITTED_SUCCESS, 1);
+    restart(false);
+    settle(0);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUBMITTED_SUCCESS, 1);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, 0).n, 1,
+                 "requeued as it was, not queued anew");
+    cr_assert_eq(run(wt), TN_WF_S_FAILURE, "its dispatch timeout still fires");
+    ecount q = events(wt, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, 0);
+    ecount f = events(wt, TN_MACHINE_TASK, TN_TASK_E_FAILED, 0);
+    cr_assert_eq(f.first_at - q.first_at, 60LL * 1000000000LL);
+    X.no_worker = false;
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
+}
+
 Test(restart, retry_due_time_is_kept)
 {
     static const script s[] = {{"r", "fs", 100}, {0}};
