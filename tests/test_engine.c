@@ -1045,6 +1045,7 @@ Test(logic, sub_workflow_success_failure_and_stop)
     wf = start("parent2");
     cr_assert_eq(run(wf), TN_WF_S_FAILURE);
     ASSERT_TASK(wf, "sub", TN_TASK_S_FAILURE, 1);
+    ASSERT_REASON(wf, "sub", "ended FAILURE"); /* "its sub-workflow instance N ended ..." */
 
     apply("name: parent3\ntasks:\n  - {name: sub, type: sub_workflow, workflow: child_long}\n");
     wf = start("parent3");

@@ -76,7 +76,8 @@ static void fold_reason(tn_task_proj *p, const tn_event *ev)
         if (why.len)
             snprintf(o, cap, "%.*s", (int)why.len, why.p);
         else if (cs && cs->type == TN_ATTR_STR)
-            snprintf(o, cap, "its sub-workflow ended %.*s", (int)cs->s.len, cs->s.p);
+            snprintf(o, cap, "its sub-workflow instance %" PRId64 " ended %.*s",
+                     tn_event_int(ev, "child", &v) ? v : 0, (int)cs->s.len, cs->s.p);
         else if (tn_event_int(ev, "exit", &v))
             snprintf(o, cap, "exit status %" PRId64, v);
         else
@@ -90,7 +91,8 @@ static void fold_reason(tn_task_proj *p, const tn_event *ev)
         if (o[0])
             break;
         if (cs && cs->type == TN_ATTR_STR)
-            snprintf(o, cap, "its sub-workflow ended %.*s", (int)cs->s.len, cs->s.p);
+            snprintf(o, cap, "its sub-workflow instance %" PRId64 " ended %.*s",
+                     tn_event_int(ev, "child", &v) ? v : 0, (int)cs->s.len, cs->s.p);
         else
             snprintf(o, cap, "killed%s%.*s", why.len ? ": " : "", (int)why.len, why.p);
         break;
