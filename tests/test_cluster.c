@@ -1821,4 +1821,96 @@ Test(cluster, plain_tcp_needs_insecure)
         free(out);
         free(err);
     }
+
+/* `tern run` says why each failed or killed task ended, in its table (REASON) and in
+ * --json (reason): an exit status, a signal, a task timeout, and a workflow timeout
+ * with timeout_strategy fail that ends the run FAILURE at its limit. */
+Test(cluster, run_prints_why_tasks_failed_or_were_killed)
+{
+    char path[700], cmd[2048], *out = NULL, *err = NULL;
+    snprintf(path, sizeof(path), "%s/why.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("name: why\nfailure_strategy: continue\ntasks:\n"
+          "  - {name: ok, type: shell, command: 'true'}\n"
+          "  - {name: bad, type: shell, command: 'exit 3'}\n"
+          "  - {name: sig, type: shell, command: 'kill -TERM $$'}\n"
+          "  - {name: slow, type: shell, command: 'sleep 30', timeout: 1s,\n"
+          "     timeout_strategy: fail, retries: 1, kill_grace: 200ms}\n",
+          f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run why.yaml --data d", dir, tu_tern());
+    cr_assert_eq(tu_run(cmd, &out, &err), 1, "%s%s", out, err);
+    cr_assert(strstr(out, "REASON"), "%s", out);
+    cr_assert(strstr(out, "exit status 3"), "%s", out);
+    cr_assert(strstr(out, "killed by signal 15"), "%s", out);
+    cr_assert(strstr(out, "timed out after 1.0s (timeout_strategy fail)"), "%s", out);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run why.yaml --data d --json", dir, tu_tern());
+    cr_assert_eq(tu_run(cmd, &out, &err), 1, "%s%s", out, err);
+    cr_assert(strstr(out, "\"name\":\"bad\",\"state\":\"FAILURE\",\"attempts\":1,"
+                          "\"reason\":\"exit status 3\""),
+              "%s", out);
+    cr_assert(strstr(out, "\"name\":\"slow\",\"state\":\"KILL\",\"attempts\":1,"
+                          "\"reason\":\"killed by "),
+              "%s", out);
+    free(out);
+    free(err);
+
+    snprintf(path, sizeof(path), "%s/wto.yaml", dir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("name: wto\ntimeout: 2s\ntimeout_strategy: fail\ntasks:\n"
+          "  - {name: a, type: shell, command: 'sleep 6', kill_grace: 200ms}\n",
+          f);
+    fclose(f);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run wto.yaml --data d", dir, tu_tern());
+    cr_assert_eq(tu_run(cmd, &out, &err), 1, "%s%s", out, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert(strstr(out, "workflow wto instance 3: FAILURE"), "%s", out);
+    cr_assert(strstr(out, "the workflow timed out after 2.0s"), "%s", out);
+    cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "it ends at its timeout, not after its task");
+    free(out);
+    free(err);
+}
+
+/* `tern status` shows each task's reason (REASON column, "reason" in --json), and why a
+ * task no worker took waits, in SUBMITTED_SUCCESS (its group has no live worker). */
+Test(cluster, status_shows_reasons_and_why_a_task_waits)
+{
+    start_master("5s", NULL);
+    start_worker("w1", false, NULL, "4");
+    wait_workers(1);
+    uint64_t wf =
+        start_wf("st.yaml",
+                 "name: st\nfailure_strategy: continue\ntasks:\n"
+                 "  - {name: bad, type: shell, command: 'exit 7'}\n"
+                 "  - {name: lost, type: shell, command: 'true', worker_group: none}\n",
+                 "st");
+    char *out = NULL;
+    for (int i = 0; i < 400; i++) {
+        free(out);
+        out = NULL;
+        ctl(&out, "status %" PRIu64 " --json", wf);
+        if (strstr(out, "\"reason\":\"exit status 7\"") && strstr(out, "no live worker"))
+            break;
+        usleep(50000);
+    }
+    cr_assert(strstr(out, "\"name\":\"bad\",\"state\":\"FAILURE\""), "%s", out);
+    cr_assert(strstr(out, "\"reason\":\"exit status 7\""), "%s", out);
+    cr_assert(strstr(out, "\"name\":\"lost\",\"state\":\"SUBMITTED_SUCCESS\""), "%s", out);
+    cr_assert(strstr(out, "\"waiting_for\":\"no live worker in group \\\"none\\\""), "%s", out);
+    free(out);
+    out = NULL;
+    cr_assert_eq(ctl(&out, "status %" PRIu64, wf), 0, "%s", out);
+    cr_assert(strstr(out, "REASON"), "%s", out);
+    cr_assert(strstr(out, "exit status 7"), "%s", out);
+    cr_assert(strstr(out, "waiting for: no live worker"), "%s", out);
+    free(out);
+    out = NULL;
+    cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
+    free(out);
 }

@@ -33,6 +33,7 @@ typedef struct sx {
     int max_running_group; /* max concurrent attempts of tasks named "g*" */
     int cur_group;
     bool drop_kills;       /* kills are lost (a crash between a commit and its effects) */
+    bool no_worker;        /* placement finds no worker: tasks wait in the queue */
     int kills;             /* kill calls */
     int kills_uncommitted; /* kill calls made while the engine had uncommitted events */
     struct live {
@@ -198,7 +199,19 @@ static int sx_running(void *self, uint64_t task, uint32_t attempt)
     return false;
 }
 
-static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running, NULL, NULL};
+static bool sx_place(void *self, const tn_place_req *req, char *worker, size_t wlen, char *why,
+                     size_t whylen)
+{
+    (void)self;
+    if (X.no_worker) {
+        snprintf(why, whylen, "no live worker in group \"%s\"", req->node->worker_group);
+        return false;
+    }
+    snprintf(worker, wlen, "test");
+    return true;
+}
+
+static const tn_executor_ops sx_ops = {sx_dispatch, sx_kill, sx_running, sx_place, NULL};
 
 /* ------------------------------------------------------------------------------ */
 /* harness */
@@ -567,22 +580,81 @@ Test(start, timeout_warn_fail_warnfail)
     ASSERT_TASK(wf, "slow", TN_TASK_S_SUCCESS, 1);
     cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_TIMEOUT, 0).n, 1);
 
+    /* fail and warnfail, as DolphinScheduler 3.3 does it: the task is killed and not
+     * retried (retries apply to failures, not kills), the others go on, and the run ends
+     * STOP */
     const char *strat[] = {"fail", "warnfail"};
     for (int i = 0; i < 2; i++) {
-        char y[256];
+        char y[320];
         snprintf(y, sizeof(y),
                  "name: tf%d\ntasks:\n"
                  "  - {name: slow, type: shell, command: sleep, timeout: 1s, "
-                 "timeout_strategy: %s}\n  - {name: other, type: noop, duration: 1h}\n",
+                 "timeout_strategy: %s, retries: 1}\n"
+                 "  - {name: other, type: noop, duration: 1h}\n"
+                 "  - {name: after, type: noop, deps: [slow]}\n",
                  i, strat[i]);
         apply(y);
         snprintf(y, sizeof(y), "tf%d", i);
         wf = start(y);
         cr_assert_eq(run(wf), TN_WF_S_STOP, "%s: the run stops", strat[i]);
         ASSERT_TASK(wf, "slow", TN_TASK_S_KILL, 1);
-        ASSERT_TASK(wf, "other", TN_TASK_S_KILL, 1);
+        ASSERT_TASK(wf, "other", TN_TASK_S_SUCCESS, 1);
+        ASSERT_NO_TASK(wf, "after");
+        tinfo sl = task(wf, "slow");
         cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_TIMEOUT, 0).n, 1);
+        cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_RETRY, sl.id).n, 0, "not retried");
     }
+}
+
+static void task_reason(uint64_t wf, const char *name, char *out, size_t len)
+{
+    tn_task_proj p;
+    cr_assert_eq(tn_evlog_task(tn_engine_log(E), task(wf, name).id, &p), TN_OK);
+    snprintf(out, len, "%s", p.reason);
+}
+
+#define ASSERT_REASON(wf, name, want)                                                       \
+    do {                                                                                    \
+        char _r[256];                                                                       \
+        task_reason(wf, name, _r, sizeof(_r));                                              \
+        cr_assert(strstr(_r, want), "task %s: reason \"%s\" lacks \"%s\"", name, _r, want); \
+    } while (0)
+
+/* Every failed or killed task says why, in its projection (replay rebuilds it byte for
+ * byte: teardown compares): the exit status, a timeout, who killed it, a dispatch
+ * timeout, a stop; a success says nothing. */
+Test(start, failed_and_killed_tasks_say_why)
+{
+    static const script s[] = {{"bad", "f", 100}, {"slow", "s", 10000}, {0}};
+    X.scripts = s;
+    apply("name: why\nfailure_strategy: continue\ntasks:\n"
+          "  - {name: bad, type: shell, command: x}\n"
+          "  - {name: slow, type: shell, command: x, timeout: 1s, timeout_strategy: fail}\n"
+          "  - {name: fine, type: noop}\n"
+          "  - {name: victim, type: noop, duration: 1h}\n");
+    uint64_t wf = start("why");
+    settle(0);
+    tn_cmd k = {.kind = TN_CMD_KILL_TASK, .id = task(wf, "victim").id, .actor = "user:alice"};
+    cr_assert_eq(tn_engine_call(E, &k), TN_OK, "%s", k.msg);
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    ASSERT_REASON(wf, "bad", "exit status 1");
+    ASSERT_REASON(wf, "slow", "timed out after 1.0s (timeout_strategy fail)");
+    ASSERT_REASON(wf, "victim", "killed by user:alice");
+    char r[256];
+    task_reason(wf, "fine", r, sizeof(r));
+    cr_assert_str_eq(r, "", "a success has no reason");
+
+    X.no_worker = true;
+    apply("name: why2\ntasks:\n  - {name: a, type: noop, dispatch_timeout: 10s}\n");
+    apply("name: why3\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t w2 = start("why2"), w3 = start("why3");
+    settle(0);
+    tn_cmd st = {.kind = TN_CMD_STOP, .id = w3, .actor = "user:bob"};
+    cr_assert_eq(tn_engine_call(E, &st), TN_OK, "%s", st.msg);
+    cr_assert_eq(run(w2), TN_WF_S_FAILURE);
+    cr_assert_eq(run(w3), TN_WF_S_STOP);
+    ASSERT_REASON(w2, "a", "dispatch timeout");
+    ASSERT_REASON(w3, "a", "killed by user:bob: the workflow was stopped");
 }
 
 Test(start, delay_before_dispatch)
@@ -598,12 +670,41 @@ Test(start, delay_before_dispatch)
     cr_assert_eq(dis.first_at - sub.first_at, 30LL * 1000000000LL);
 }
 
-Test(start, workflow_timeout_only_alerts)
+Test(start, workflow_timeout_warn_only_records)
 {
     apply("name: wto\ntimeout: 1m\ntasks:\n  - {name: a, type: noop, duration: 5m}\n");
     uint64_t wf = start("wto");
     cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
     cr_assert_eq(events(wf, TN_MACHINE_WORKFLOW, TN_WF_E_TIMEOUT, 0).n, 1);
+}
+
+/* A workflow timeout with fail or warnfail does what it says: its running tasks are
+ * killed, nothing else starts, nothing is retried, and the run ends FAILURE when the
+ * timeout passes (not when its tasks would have ended). */
+Test(start, workflow_timeout_fail_kills_its_tasks_and_fails)
+{
+    const char *strat[] = {"fail", "warnfail"};
+    for (int i = 0; i < 2; i++) {
+        char y[400];
+        snprintf(y, sizeof(y),
+                 "name: wtf%d\ntimeout: 2s\ntimeout_strategy: %s\ntasks:\n"
+                 "  - {name: a, type: noop, duration: 6s}\n"
+                 "  - {name: b, type: noop, deps: [a]}\n"
+                 "  - {name: c, type: noop, result: failure, retries: 3, retry_interval: 1s}\n",
+                 i, strat[i]);
+        apply(y);
+        snprintf(y, sizeof(y), "wtf%d", i);
+        uint64_t wf = start(y);
+        cr_assert_eq(run(wf), TN_WF_S_FAILURE, "%s", strat[i]);
+        ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+        ASSERT_NO_TASK(wf, "b");
+        tinfo c = task(wf, "c");
+        cr_assert_eq(c.state, TN_TASK_S_KILL, "c waited for its retry and was killed");
+        cr_assert_lt(c.attempt, 4, "no retry after the timeout");
+        tn_wf_proj p;
+        cr_assert_eq(tn_evlog_wf(tn_engine_log(E), wf, &p), TN_OK);
+        cr_assert_eq(p.ended_at - p.started_at, 2000000000LL, "it ends at its timeout");
+    }
 }
 
 Test(start, disabled_task_is_skipped_and_successors_go_on)
@@ -945,6 +1046,7 @@ Test(logic, sub_workflow_success_failure_and_stop)
     wf = start("parent2");
     cr_assert_eq(run(wf), TN_WF_S_FAILURE);
     ASSERT_TASK(wf, "sub", TN_TASK_S_FAILURE, 1);
+    ASSERT_REASON(wf, "sub", "ended FAILURE"); /* "its sub-workflow instance N ended ..." */
 
     apply("name: parent3\ntasks:\n  - {name: sub, type: sub_workflow, workflow: child_long}\n");
     wf = start("parent3");
@@ -1036,15 +1138,24 @@ Test(serial, serial_discard_stops_the_newcomer)
     cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
 }
 
-Test(serial, serial_priority_newest_waiting_wins)
+/* DolphinScheduler 3.3 (its serial priority integration test): r1, r2, r3 started while
+ * r1 runs end r1 STOP, r2 STOP, r3 SUCCESS: the newest wins, the running one included. */
+Test(serial, serial_priority_newest_wins_and_stops_the_running_one)
 {
     apply("name: sp\nexecution: serial_priority\ntasks:\n  - {name: a, type: noop, duration: "
           "1m}\n");
-    uint64_t w1 = start("sp"), w2 = start("sp"), w3 = start("sp");
-    ASSERT_WF(w2, TN_WF_S_STOP);
-    ASSERT_WF(w3, TN_WF_S_SERIAL_WAIT);
+    uint64_t w1 = start("sp");
+    settle(0);
+    ASSERT_TASK(w1, "a", TN_TASK_S_RUNNING_EXECUTION, 1);
+    uint64_t w2 = start("sp"), w3 = start("sp");
     cr_assert_eq(run(w3), TN_WF_S_SUCCESS);
-    ASSERT_WF(w1, TN_WF_S_SUCCESS);
+    ASSERT_WF(w1, TN_WF_S_STOP);
+    ASSERT_WF(w2, TN_WF_S_STOP);
+    ASSERT_TASK(w1, "a", TN_TASK_S_KILL, 1);
+    ASSERT_NO_TASK(w2, "a");
+    ecount e1 = events(w1, TN_MACHINE_WORKFLOW, TN_WF_E_STOPPED, 0);
+    ecount s3 = events(w3, TN_MACHINE_WORKFLOW, TN_WF_E_START, 0);
+    cr_assert_geq(s3.first_at, e1.first_at, "r3 starts once r1 is stopped");
 }
 
 Test(serial, task_group_limits_concurrency_across_workflows)
@@ -1175,6 +1286,31 @@ static int due_cb(void *ctx, const tn_event *ev)
     if (ev->event == TN_TASK_E_DISPATCH)
         d->last_dispatch = ev->at;
     return 0;
+}
+
+/* A task waiting for a worker when the master restarts waits again (SUBMITTED_SUCCESS,
+ * same attempt, its dispatch timeout counted from when it was first queued), and runs
+ * once a worker is there. */
+Test(restart, a_task_waiting_for_a_worker_waits_again)
+{
+    X.no_worker = true;
+    apply("name: rw\ntasks:\n  - {name: a, type: noop}\n");
+    apply("name: rwt\ntasks:\n  - {name: a, type: noop, dispatch_timeout: 1m}\n");
+    uint64_t wf = start("rw"), wt = start("rwt");
+    settle(0);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUBMITTED_SUCCESS, 1);
+    restart(false);
+    settle(0);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUBMITTED_SUCCESS, 1);
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, 0).n, 1,
+                 "requeued as it was, not queued anew");
+    cr_assert_eq(run(wt), TN_WF_S_FAILURE, "its dispatch timeout still fires");
+    ecount q = events(wt, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, 0);
+    ecount f = events(wt, TN_MACHINE_TASK, TN_TASK_E_FAILED, 0);
+    cr_assert_eq(f.first_at - q.first_at, 60LL * 1000000000LL);
+    X.no_worker = false;
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    ASSERT_TASK(wf, "a", TN_TASK_S_SUCCESS, 1);
 }
 
 Test(restart, retry_due_time_is_kept)
@@ -1466,6 +1602,7 @@ Test(inproc, a_task_killed_by_a_signal_reports_128_plus_the_signal, .init = inpr
     tn_task_proj p;
     cr_assert_eq(tn_evlog_task(tn_engine_log(E), task(wf, "a").id, &p), TN_OK);
     cr_assert_eq(p.exit_code, 128 + SIGTERM, "exit code %" PRId64, p.exit_code);
+    cr_assert(strstr(p.reason, "killed by signal 15"), "reason: %s", p.reason);
     tn_engine_close(E);
     E = NULL;
     tn_inproc_free(x);
@@ -1682,6 +1819,8 @@ Test(spec, delayed_logic_task_and_pause_during_delay)
     ASSERT_TASK(p, "b", TN_TASK_S_PAUSE, 1);
 }
 
+/* A task waiting for a task-group slot waits in SUBMITTED_SUCCESS (DolphinScheduler's
+ * state for a task no worker took yet); a kill or a pause ends it there at once. */
 Test(spec, queued_task_paused_or_killed)
 {
     tn_cmd g = {.kind = TN_CMD_TASKGROUP_SET, .name = "one", .slots = 1};
@@ -1691,17 +1830,67 @@ Test(spec, queued_task_paused_or_killed)
           "  - {name: g2, type: noop, duration: 1m, task_group: one}\n");
     uint64_t p = start("q");
     settle(0);
-    tinfo q = task(p, "g1").state == TN_TASK_S_DISPATCH ? task(p, "g1") : task(p, "g2");
-    cr_assert_eq(q.state, TN_TASK_S_DISPATCH, "one of them waits for the slot");
+    tinfo q =
+        task(p, "g1").state == TN_TASK_S_SUBMITTED_SUCCESS ? task(p, "g1") : task(p, "g2");
+    cr_assert_eq(q.state, TN_TASK_S_SUBMITTED_SUCCESS, "one of them waits for the slot");
+    cr_assert_eq(
+        transitions(p, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_DISPATCHED), 1,
+        "only the other was handed to a worker");
     cr_assert_eq(cmd(TN_CMD_KILL_TASK, q.id), TN_OK);
-    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILL), 1);
-    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILLED), 1);
+    cr_assert_eq(transitions(p, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_KILL),
+                 1);
     cr_assert_eq(run(p), TN_WF_S_STOP);
     uint64_t r = start("q");
     settle(0);
     cr_assert_eq(cmd(TN_CMD_PAUSE, r), TN_OK);
-    cr_assert_eq(transitions(r, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_PAUSE), 1);
+    cr_assert_eq(transitions(r, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_PAUSE),
+                 1);
     cr_assert_eq(run(r), TN_WF_S_PAUSE);
+}
+
+/* DolphinScheduler shows a task no worker took yet as SUBMITTED_SUCCESS: tern too, with
+ * why it waits; it is DISPATCH once a worker is chosen, and a dispatch timeout that fires
+ * while it waits fails it from SUBMITTED_SUCCESS. */
+Test(spec, task_waits_for_a_worker_in_submitted_success)
+{
+    X.no_worker = true;
+    apply("name: nw\ntasks:\n  - {name: a, type: noop, duration: 1s}\n");
+    apply("name: nwt\ntasks:\n"
+          "  - {name: a, type: shell, command: x, dispatch_timeout: 30s}\n");
+    uint64_t wf = start("nw"), wt = start("nwt");
+    settle(0);
+    tinfo a = task(wf, "a");
+    cr_assert_eq(a.state, TN_TASK_S_SUBMITTED_SUCCESS, "a is %s", tsn(a.state));
+    tn_cmd why = {.kind = TN_CMD_WHY, .id = a.id};
+    cr_assert_eq(tn_engine_call(E, &why), TN_OK);
+    cr_assert_str_eq(why.msg, "no live worker in group \"default\"");
+    cr_assert_eq(events(wf, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, 0).n, 0);
+    cr_assert_eq(run(wt), TN_WF_S_FAILURE, "the dispatch timeout fails the waiting task");
+    ASSERT_TASK(wt, "a", TN_TASK_S_FAILURE, 1);
+    cr_assert_eq(
+        transitions(wt, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_FAILED), 1);
+    X.no_worker = false; /* a worker comes: the task is placed, DISPATCH, and runs */
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_eq(
+        transitions(wf, TN_MACHINE_TASK, TN_TASK_S_SUBMITTED_SUCCESS, TN_TASK_E_DISPATCHED), 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_RUNNING), 1);
+}
+
+/* A task handed to a worker that never took it is killed through that worker: the kill
+ * is asked (DISPATCH + KILL) and its answer ends it (DISPATCH + KILLED). */
+Test(spec, stop_of_a_task_handed_to_a_worker_that_did_not_take_it)
+{
+    static const script sc[] = {{"a", "n", 0}, {0}}; /* never ACCEPTED */
+    X.scripts = sc;
+    apply("name: hk\ntasks:\n  - {name: a, type: shell, command: x}\n");
+    uint64_t wf = start("hk");
+    settle(0);
+    ASSERT_TASK(wf, "a", TN_TASK_S_DISPATCH, 1);
+    cr_assert_eq(cmd(TN_CMD_STOP, wf), TN_OK);
+    cr_assert_eq(run(wf), TN_WF_S_STOP);
+    ASSERT_TASK(wf, "a", TN_TASK_S_KILL, 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILL), 1);
+    cr_assert_eq(transitions(wf, TN_MACHINE_TASK, TN_TASK_S_DISPATCH, TN_TASK_E_KILLED), 1);
 }
 
 Test(spec, result_overtakes_accepted)

@@ -160,6 +160,7 @@ Test(evlog, reopen_keeps_everything)
     cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_START, wf, 0), TN_OK);
     cr_assert_eq(add(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, wf, t), TN_OK);
     cr_assert_eq(add(TN_MACHINE_TASK, TN_TASK_E_DISPATCH, wf, t), TN_OK);
+    cr_assert_eq(add(TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, wf, t), TN_OK);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK);
     uint64_t last = tn_evlog_last_seq(lg);
     /* uncommitted work is lost at close, by design */

@@ -52,6 +52,7 @@ static uint64_t record(const char *d, int nwf)
             uint64_t t = tn_evlog_new_task_id(l);
             ADD(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, t);
             ADD(TN_MACHINE_TASK, TN_TASK_E_DISPATCH, t);
+            ADD(TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, t);
             ADD(TN_MACHINE_TASK, TN_TASK_E_RUNNING, t);
             ADD(TN_MACHINE_TASK,
                 (w % 3 == 2 && i == 2) ? TN_TASK_E_FAILED : TN_TASK_E_SUCCEEDED, t);
@@ -288,7 +289,7 @@ Test(replay, audit_walks_one_workflow_in_order)
     uint64_t st[2] = {0, 0};
     int fr;
     cr_assert_eq(tn_replay_wf_events(s, 2, count_events, st, &fr), TN_OK);
-    cr_assert_eq(st[0], 2 + 3 * 5 + 1); /* its own events and its 3 tasks' */
+    cr_assert_eq(st[0], 2 + 3 * 6 + 1); /* its own events and its 3 tasks' */
     cr_assert_eq(tn_replay_wf_events(s, 99, count_events, st, &fr), TN_ERR_NOENT);
     tn_store_close(s);
 }

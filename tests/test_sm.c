@@ -256,8 +256,20 @@ Test(sm_semantics, task_retry_and_failover)
     expect_next(&tn_sm_task, "FAILURE", "RETRY", "DELAY_EXECUTION");
     expect_next(&tn_sm_task, "RUNNING_EXECUTION", "FAILOVER", "NEED_FAULT_TOLERANCE");
     expect_next(&tn_sm_task, "DISPATCH", "FAILOVER", "NEED_FAULT_TOLERANCE");
-    expect_next(&tn_sm_task, "NEED_FAULT_TOLERANCE", "DISPATCH", "DISPATCH");
+    expect_next(&tn_sm_task, "NEED_FAULT_TOLERANCE", "DISPATCH", "SUBMITTED_SUCCESS");
     cr_expect_not(tn_sm_is_final(&tn_sm_task, state_id(&tn_sm_task, "NEED_FAULT_TOLERANCE")));
+}
+
+/* a task waiting for a worker stays SUBMITTED_SUCCESS (as DolphinScheduler shows it)
+ * and is DISPATCH once a worker is chosen */
+Test(sm_semantics, task_waits_for_a_worker_in_submitted_success)
+{
+    expect_next(&tn_sm_task, "SUBMITTED_SUCCESS", "DISPATCH", "SUBMITTED_SUCCESS");
+    expect_next(&tn_sm_task, "DELAY_EXECUTION", "DISPATCH", "SUBMITTED_SUCCESS");
+    expect_next(&tn_sm_task, "SUBMITTED_SUCCESS", "DISPATCHED", "DISPATCH");
+    expect_next(&tn_sm_task, "SUBMITTED_SUCCESS", "PAUSE", "PAUSE");
+    expect_next(&tn_sm_task, "SUBMITTED_SUCCESS", "KILL", "KILL");
+    expect_next(&tn_sm_task, "SUBMITTED_SUCCESS", "FAILED", "FAILURE");
 }
 
 Test(sm_semantics, task_result_may_overtake_accepted)
@@ -361,7 +373,8 @@ Test(sm_semantics, hand_picked_illegal_pairs)
         {&tn_sm_workflow, "FAILOVER", "SUCCEED"},
         {&tn_sm_task, "NEW", "RUNNING"},
         {&tn_sm_task, "NEW", "SUCCEEDED"},
-        {&tn_sm_task, "SUBMITTED_SUCCESS", "DISPATCHED"},
+        {&tn_sm_task, "DISPATCH", "DISPATCHED"},
+        {&tn_sm_task, "DISPATCH", "PAUSE"},
         {&tn_sm_task, "RUNNING_EXECUTION", "DISPATCH"},
         {&tn_sm_task, "FAILURE", "FAILED"},
         {&tn_sm_task, "KILL", "SUCCEEDED"},

@@ -46,14 +46,16 @@ static const tn_opt run_table[] = {
      .help = "the data directory (default ./tern-data)"},
     {"json", 0, TN_OPT_FLAG, offsetof(run_opts, json), NULL,
      .help = "{\"workflow\":{\"id\",\"name\",\"state\"},\"tasks\":[{\"name\",\"state\",\n"
-             "\"attempts\"}]}"},
+             "\"attempts\",\"reason\"}]}"},
     {0}};
 
 const tn_opt_cmd tn_spec_run = {
     "run", (const char *const[]){"FILE", NULL},
     "Apply the workflow definition in FILE (a new version only if it changed), start an\n"
     "instance, run it to a final state in this process, and print each task's state,\n"
-    "attempts and duration. Exit status 0 only when the workflow ends SUCCESS.\n",
+    "attempts, duration and, for a task that failed or was killed, why (exit status,\n"
+    "signal, timeout, spawn or param error, who killed it). Exit status 0 only when the\n"
+    "workflow ends SUCCESS.\n",
     run_table, .max_args = 1};
 
 /* The definition in a file, parsed (so a bad file is reported before anything starts)
@@ -118,7 +120,7 @@ static void print_table(tn_engine *e, uint64_t wf, bool json)
         tn_json_cstr(stdout, w.name);
         printf(",\"state\":\"%s\",\"run\":%u},\"tasks\":[", ws, w.run);
     } else {
-        printf("%-24s %-18s %8s %10s\n", "TASK", "STATE", "ATTEMPTS", "DURATION");
+        printf("%-24s %-18s %8s %10s  %s\n", "TASK", "STATE", "ATTEMPTS", "DURATION", "REASON");
     }
     for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
@@ -131,9 +133,12 @@ static void print_table(tn_engine *e, uint64_t wf, bool json)
         if (json) {
             printf("%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
             tn_json_cstr(stdout, p.name);
-            printf(",\"state\":\"%s\",\"attempts\":%u}", st, p.attempt);
+            printf(",\"state\":\"%s\",\"attempts\":%u,\"reason\":", st, p.attempt);
+            tn_json_cstr(stdout, p.reason);
+            printf("}");
         } else {
-            printf("%-24s %-18s %8u %10s\n", p.name, st, p.attempt, dur);
+            printf("%-24s %-18s %8u %10s  %s\n", p.name, st, p.attempt, dur,
+                   p.reason[0] ? p.reason : "-");
         }
     }
     if (json) {

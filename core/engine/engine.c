@@ -1071,7 +1071,7 @@ static tn_err cmd_wf_event(tn_engine *e, tn_cmd *c, wf_run **wp)
         return TN_OK;
     switch (c->kind) {
     case TN_CMD_PAUSE: return sched_pause_wf(e, w);
-    case TN_CMD_STOP: return sched_stop_wf(e, w, "stopped by user");
+    case TN_CMD_STOP: return sched_stop_wf(e, w, "the workflow was stopped");
     case TN_CMD_RERUN: {
         w->loaded_final = false;
         tn_event ev;
@@ -1094,7 +1094,7 @@ static tn_err cmd_task_event(tn_engine *e, tn_cmd *c, task_run **tp)
     if (err || !t || !cmd_legal(c, t->id, t->state))
         return err;
     if (c->kind == TN_CMD_KILL_TASK)
-        return sched_kill_task(e, t, "killed by user");
+        return sched_kill_task(e, t, NULL); /* its reason: "killed by ACTOR" */
     err = eng_emit_task(e, t, TN_TASK_E_FORCE_SUCCESS, NULL);
     return err ? err : sched_task_finished(e, t);
 }

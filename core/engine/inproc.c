@@ -162,10 +162,16 @@ static void *shell_thread(void *arg)
         pthread_mutex_lock(&j->x->mu);
         bool killed = j->killed;
         pthread_mutex_unlock(&j->x->mu);
+        char why[96];
+        if (r == j->pid && WIFSIGNALED(st))
+            snprintf(why, sizeof(why), "killed by signal %d (%s): exit status %" PRId64,
+                     WTERMSIG(st), strsignal(WTERMSIG(st)), code);
+        else
+            snprintf(why, sizeof(why), "exit status %" PRId64, code);
         if (killed)
             report(j, TN_REPORT_KILL_RESULT, false, code, 0, "killed", NULL);
         else
-            report(j, TN_REPORT_RESULT, ok, code, 0, ok ? NULL : "the command failed", outs);
+            report(j, TN_REPORT_RESULT, ok, code, 0, ok ? NULL : why, outs);
     }
     tn_kv_free(outs);
     job_unref(j);

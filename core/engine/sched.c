@@ -16,6 +16,7 @@ tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, tas
                      wf_run **out);
 
 static tn_err failover(tn_engine *e, task_run *t, const char *reason);
+static bool wf_timed_out_fail(const wf_run *w);
 
 #define FINAL_T(s) (tn_sm_task.final[(s)])
 #define FINAL_W(s) (tn_sm_workflow.final[(s)])
@@ -514,6 +515,9 @@ static tn_err check_done(tn_engine *e, wf_run *w)
 {
     if (w->active > 0 || w->ncand > 0)
         return TN_OK;
+    if ((w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE) &&
+        wf_timed_out_fail(w))
+        return wf_finish(e, w, TN_WF_E_FAILED, "the workflow timed out");
     switch (w->state) {
     case TN_WF_S_RUNNING_EXECUTION:
         if (w->n_fail > 0)
@@ -555,7 +559,7 @@ tn_err sched_run(tn_engine *e, wf_run *w)
         task_run *t = &w->t[node];
         if (t->id || (t->flags & TF_SKIP) || !w->in_scope[node] || !w->def->tasks[node].enabled)
             continue;
-        if (w->state == TN_WF_S_READY_STOP || failing(w))
+        if (w->state == TN_WF_S_READY_STOP || failing(w) || wf_timed_out_fail(w))
             continue;
         if (all_deps_skipped(w, node)) {
             mark_skip(w, node);
@@ -580,24 +584,18 @@ tn_err sched_kill_task(tn_engine *e, task_run *t, const char *reason)
         tn_event_set_str(&ev, "reason", reason);
     tn_event_set_int(&ev, "attempt", t->attempt);
     switch (t->state) {
+    case TN_TASK_S_SUBMITTED_SUCCESS: /* waiting for a worker: killed here and now */
     case TN_TASK_S_DELAY_EXECUTION:
+        t->flags &= (uint8_t)~TF_QUEUED;
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
-    case TN_TASK_S_DISPATCH:
+    case TN_TASK_S_DISPATCH: /* handed to a worker: the worker kills it */
         if (t->flags & TF_KILLREQ)
             return TN_OK;
         if ((err = eng_emit_task(e, t, 0, &ev)))
             return err;
-        if (t->flags & TF_SENT) {
-            eng_fx(e, FX_KILL, t);
-            return TN_OK;
-        }
-        /* never left the queue: it is killed here and now */
-        t->flags &= (uint8_t)~TF_QUEUED;
-        eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_KILLED, t->w->id, t->id);
-        tn_event_set_int(&ev, "attempt", t->attempt);
-        err = eng_emit_task(e, t, 0, &ev);
-        return err ? err : sched_task_finished(e, t);
+        eng_fx(e, FX_KILL, t);
+        return TN_OK;
     case TN_TASK_S_RUNNING_EXECUTION:
         if (t->flags & TF_KILLREQ)
             return TN_OK;
@@ -630,7 +628,7 @@ tn_err sched_task_finished(tn_engine *e, task_run *t)
     tn_err err = TN_OK;
     if (t->state == TN_TASK_S_FAILURE && t->failures <= n->retries &&
         (w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE) &&
-        !(t->flags & TF_KILLREQ)) {
+        !(t->flags & TF_KILLREQ) && !wf_timed_out_fail(w)) {
         int64_t due = eng_now(e) + (int64_t)n->retry_interval_ms * 1000000;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_RETRY, w->id, t->id);
         tn_event_set_int(&ev, "attempt", t->attempt + 1);
@@ -681,15 +679,11 @@ tn_err sched_pause_wf(tn_engine *e, wf_run *w)
         if (!t->id)
             continue;
         switch (t->state) {
+        case TN_TASK_S_SUBMITTED_SUCCESS: /* waiting for a worker: it leaves the queue */
         case TN_TASK_S_DELAY_EXECUTION:
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
+            t->flags &= (uint8_t)~TF_QUEUED;
             err = eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
-            break;
-        case TN_TASK_S_DISPATCH:
-            if (!(t->flags & TF_SENT)) {
-                t->flags &= (uint8_t)~TF_QUEUED;
-                err = eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
-            }
             break;
         case TN_TASK_S_RUNNING_EXECUTION:
             /* running tasks finish; a sub-workflow pauses its child */
@@ -778,6 +772,28 @@ static bool active_wf(const wf_run *w)
            w->state == TN_WF_S_READY_STOP || w->state == TN_WF_S_FAILOVER;
 }
 
+/* serial_priority, as DolphinScheduler 3.3 does it: the newest instance wins; every
+ * older one ends STOP, the waiting ones at once and the running ones by a stop that kills
+ * their tasks. The newcomer waits until they are stopped (sched_serial_release). */
+static tn_err serial_priority_stop_older(tn_engine *e, wf_run *w)
+{
+    char why[96];
+    snprintf(why, sizeof(why), "serial_priority: a newer instance (%" PRIu64 ") was started",
+             w->id);
+    tn_err err = TN_OK;
+    for (size_t i = 0; i < e->wfs.cap && !err; i++) {
+        wf_run *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
+        if (!o || o == w || strcmp(o->def->name, w->def->name) != 0)
+            continue;
+        if (o->state == TN_WF_S_SERIAL_WAIT)
+            err = wf_finish(e, o, TN_WF_E_STOP, why);
+        else if (o->state == TN_WF_S_RUNNING_EXECUTION || o->state == TN_WF_S_READY_PAUSE ||
+                 o->state == TN_WF_S_FAILOVER)
+            err = sched_stop_wf(e, o, why);
+    }
+    return err;
+}
+
 tn_err sched_admit(tn_engine *e, wf_run *w)
 {
     tn_err err;
@@ -795,15 +811,8 @@ tn_err sched_admit(tn_engine *e, wf_run *w)
             case TN_DEF_EXEC_SERIAL_DISCARD:
                 return wf_finish(e, w, TN_WF_E_STOP, "serial_discard: another instance runs");
             case TN_DEF_EXEC_SERIAL_PRIORITY:
-                /* the newest waiting instance wins: older waiting ones end STOP */
-                for (size_t i = 0; i < e->wfs.cap; i++) {
-                    wf_run *o = e->wfs.slots[i].key ? e->wfs.slots[i].val : NULL;
-                    if (o && o != w && o->state == TN_WF_S_SERIAL_WAIT &&
-                        strcmp(o->def->name, w->def->name) == 0 &&
-                        (err = wf_finish(e, o, TN_WF_E_STOP,
-                                         "serial_priority: a newer instance is waiting")))
-                        return err;
-                }
+                if ((err = serial_priority_stop_older(e, w)))
+                    return err;
                 return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
             default: return eng_emit_wf(e, w, TN_WF_E_WAIT, NULL);
             }
@@ -867,7 +876,7 @@ tn_err sched_dispatch(tn_engine *e)
             qentry q = g->wait[i];
             wf_run *w = eng_wf(e, q.wf);
             if (w && q.node < w->def->n_tasks && w->t[q.node].attempt == q.attempt &&
-                w->t[q.node].state == TN_TASK_S_DISPATCH)
+                w->t[q.node].state == TN_TASK_S_SUBMITTED_SUCCESS)
                 eng_queue_push(e, &w->t[q.node]);
         }
         if (k) {
@@ -882,8 +891,8 @@ tn_err sched_dispatch(tn_engine *e)
         if (!w || q.node >= w->def->n_tasks)
             continue;
         task_run *t = &w->t[q.node];
-        if (t->state != TN_TASK_S_DISPATCH || t->attempt != q.attempt || (t->flags & TF_SENT) ||
-            !(t->flags & TF_QUEUED) || (t->flags & TF_KILLREQ))
+        if (t->state != TN_TASK_S_SUBMITTED_SUCCESS || t->attempt != q.attempt ||
+            (t->flags & TF_SENT) || !(t->flags & TF_QUEUED) || (t->flags & TF_KILLREQ))
             continue;
         const tn_def_task *n = NODE(t);
         if (n->task_group) {
@@ -944,14 +953,42 @@ static tn_err task_timeout(tn_engine *e, task_run *t)
     tn_err err = eng_emit_task(e, t, 0, &ev);
     if (err || n->timeout_strategy == TN_DEF_TIMEOUT_WARN)
         return err;
-    /* fail / warnfail: the task ends KILL and the run STOP */
-    char why[TN_DEF_MAX_NAME + 32];
-    snprintf(why, sizeof(why), "task %s timed out", n->name);
-    if ((err = sched_kill_task(e, t, why)))
+    /* fail / warnfail, as DolphinScheduler 3.3 does it: the task is killed (it ends KILL,
+     * and a killed task is not retried); the other tasks go on, and the run, once nothing
+     * is left, ends STOP (FAILURE if another task failed) */
+    char why[96], d[32];
+    tn_fmt_duration((int64_t)n->timeout_ms * 1000000, d, sizeof(d));
+    snprintf(why, sizeof(why), "timed out after %s (timeout_strategy %s)", d,
+             tn_def_timeout_strategy_name(n->timeout_strategy));
+    return sched_kill_task(e, t, why);
+}
+
+/* The workflow's own timeout with fail or warnfail: its live tasks are killed, nothing
+ * new starts, nothing is retried, and the run ends FAILURE (check_done). */
+static bool wf_timed_out_fail(const wf_run *w)
+{
+    return w->timeout_fired && w->def->timeout_strategy != TN_DEF_TIMEOUT_WARN;
+}
+
+static tn_err wf_timeout(tn_engine *e, wf_run *w)
+{
+    tn_event ev;
+    eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_TIMEOUT, w->id, 0);
+    tn_event_set_int(&ev, "timeout_ms", (int64_t)w->def->timeout_ms);
+    tn_event_set_str(&ev, "strategy", tn_def_timeout_strategy_name(w->def->timeout_strategy));
+    tn_err err = eng_emit_wf(e, w, 0, &ev);
+    if (err || !wf_timed_out_fail(w) || w->state == TN_WF_S_READY_STOP)
         return err;
-    wf_run *w = t->w;
-    if (w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE)
-        err = sched_stop_wf(e, w, why);
+    char why[128], d[32];
+    tn_fmt_duration((int64_t)w->def->timeout_ms * 1000000, d, sizeof(d));
+    snprintf(why, sizeof(why), "the workflow timed out after %s (timeout_strategy %s)", d,
+             tn_def_timeout_strategy_name(w->def->timeout_strategy));
+    for (uint32_t i = 0; i < w->def->n_tasks && !err; i++) {
+        task_run *t = &w->t[i];
+        if (t->id && !FINAL_T(t->state))
+            err = sched_kill_task(e, t, why);
+    }
+    eng_touch(e, w);
     return err;
 }
 
@@ -963,12 +1000,7 @@ tn_err sched_timer(tn_engine *e, const timer *tm)
     if (tm->kind == TIMER_WF) {
         if (tm->gen != w->gen || w->timeout_fired || !active_wf(w))
             return TN_OK;
-        tn_event ev;
-        eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_TIMEOUT, w->id, 0);
-        tn_event_set_int(&ev, "timeout_ms", (int64_t)w->def->timeout_ms);
-        tn_event_set_str(&ev, "strategy",
-                         tn_def_timeout_strategy_name(w->def->timeout_strategy));
-        return eng_emit_wf(e, w, 0, &ev);
+        return wf_timeout(e, w);
     }
     if (tm->node >= w->def->n_tasks)
         return TN_OK;
@@ -984,7 +1016,9 @@ tn_err sched_timer(tn_engine *e, const timer *tm)
             return TN_OK;
         return task_timeout(e, t);
     case TT_DISPATCH_TIMEOUT: {
-        if (t->state != TN_TASK_S_DISPATCH || tm->gen != t->attempt || (t->flags & TF_KILLREQ))
+        /* still queued, or handed to a worker that has not taken it */
+        if ((t->state != TN_TASK_S_SUBMITTED_SUCCESS && t->state != TN_TASK_S_DISPATCH) ||
+            tm->gen != t->attempt || (t->flags & TF_KILLREQ))
             return TN_OK;
         if (t->flags & TF_SENT)
             eng_fx(e, FX_KILL, t);
@@ -1216,7 +1250,20 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
             continue;
         tn_event ev;
         switch (t->state) {
-        case TN_TASK_S_SUBMITTED_SUCCESS: err = sched_start_task(e, t); break;
+        case TN_TASK_S_SUBMITTED_SUCCESS:
+            if (!(t->flags & TF_QUEUED)) {
+                err = sched_start_task(e, t);
+                break;
+            }
+            /* it waited for a worker: back to the queue, with its dispatch timeout */
+            eng_queue_push(e, t);
+            if (n->dispatch_timeout_ms) {
+                task_run tmp = *t;
+                tmp.gen = t->attempt;
+                eng_timer_task(e, &tmp, TT_DISPATCH_TIMEOUT,
+                               t->queued_at + (int64_t)n->dispatch_timeout_ms * 1000000);
+            }
+            break;
         case TN_TASK_S_DELAY_EXECUTION: eng_timer_task(e, t, TT_DUE, t->due); break;
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
@@ -1244,16 +1291,6 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
                     err = logic_poll(e, t);
                 }
                 /* conditions and switch decide in the batch that starts them */
-                break;
-            }
-            if (t->state == TN_TASK_S_DISPATCH && !(t->flags & TF_SENT)) {
-                eng_queue_push(e, t);
-                if (n->dispatch_timeout_ms) {
-                    task_run tmp = *t;
-                    tmp.gen = t->attempt;
-                    eng_timer_task(e, &tmp, TT_DISPATCH_TIMEOUT,
-                                   t->queued_at + (int64_t)n->dispatch_timeout_ms * 1000000);
-                }
                 break;
             }
             int still =

@@ -1,6 +1,7 @@
 /* Projections: folding events into instance state, and their canonical encodings. */
 #include "proj.h"
 
+#include <inttypes.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +51,68 @@ void tn_proj_wf_apply(tn_wf_proj *p, const tn_event *ev)
     p->nevents++;
 }
 
+/* A task's reason, from the event that explains its state: a failure's reason (or its
+ * exit status, or its child's end), who killed it and why, a timeout, a failover, a
+ * forced success. A new attempt handed to a worker (or a logic task that starts), a
+ * success and a recover clear it; a retry keeps the failure it retries until then. Deterministic in the event alone: replay rebuilds it. */
+static void fold_reason(tn_task_proj *p, const tn_event *ev)
+{
+    const tn_attr *r = tn_event_attr(ev, "reason");
+    tn_str why = r && r->type == TN_ATTR_STR ? r->s : (tn_str){"", 0};
+    const tn_attr *cs = tn_event_attr(ev, "child_state");
+    int64_t v;
+    char *o = p->reason;
+    size_t cap = sizeof(p->reason);
+    int a = (int)ev->actor.len;
+    switch (ev->event) {
+    case TN_TASK_E_RUNNING: /* a logic task starts; a worker's ACCEPTED keeps a kill's */
+        if (ev->from != TN_TASK_S_DISPATCH)
+            o[0] = 0;
+        break;
+    case TN_TASK_E_DISPATCHED: /* a worker took a new attempt */
+    case TN_TASK_E_SUCCEEDED:
+    case TN_TASK_E_RECOVER: o[0] = 0; break;
+    case TN_TASK_E_FAILED:
+        if (why.len)
+            snprintf(o, cap, "%.*s", (int)why.len, why.p);
+        else if (cs && cs->type == TN_ATTR_STR)
+            snprintf(o, cap, "its sub-workflow instance %" PRId64 " ended %.*s",
+                     tn_event_int(ev, "child", &v) ? v : 0, (int)cs->s.len, cs->s.p);
+        else if (tn_event_int(ev, "exit", &v))
+            snprintf(o, cap, "exit status %" PRId64, v);
+        else
+            snprintf(o, cap, "failed");
+        break;
+    case TN_TASK_E_KILL:
+        snprintf(o, cap, "killed by %.*s%s%.*s", a, ev->actor.p, why.len ? ": " : "",
+                 (int)why.len, why.p);
+        break;
+    case TN_TASK_E_KILLED: /* the kill's answer keeps who asked for it */
+        if (o[0])
+            break;
+        if (cs && cs->type == TN_ATTR_STR)
+            snprintf(o, cap, "its sub-workflow instance %" PRId64 " ended %.*s",
+                     tn_event_int(ev, "child", &v) ? v : 0, (int)cs->s.len, cs->s.p);
+        else
+            snprintf(o, cap, "killed%s%.*s", why.len ? ": " : "", (int)why.len, why.p);
+        break;
+    case TN_TASK_E_TIMEOUT: {
+        const tn_attr *st = tn_event_attr(ev, "strategy");
+        char d[32];
+        tn_fmt_duration(tn_event_int(ev, "timeout_ms", &v) ? v * 1000000 : 0, d, sizeof(d));
+        snprintf(o, cap, "timed out after %s (timeout_strategy %.*s)", d,
+                 st && st->type == TN_ATTR_STR ? (int)st->s.len : 0,
+                 st && st->type == TN_ATTR_STR ? st->s.p : "");
+        break;
+    }
+    case TN_TASK_E_FAILOVER:
+        snprintf(o, cap, "failed over%s%.*s", why.len ? ": " : "", (int)why.len, why.p);
+        break;
+    case TN_TASK_E_FORCE_SUCCESS: snprintf(o, cap, "forced by %.*s", a, ev->actor.p); break;
+    default: break;
+    }
+}
+
 void tn_proj_task_apply(tn_task_proj *p, const tn_event *ev)
 {
     if (ev->from == TN_SM_NEW) {
@@ -76,6 +139,7 @@ void tn_proj_task_apply(tn_task_proj *p, const tn_event *ev)
                 p->exit_code = a->i;
         }
     }
+    fold_reason(p, ev);
     if (ev->to == TN_TASK_S_RUNNING_EXECUTION && ev->from != TN_TASK_S_RUNNING_EXECUTION)
         p->started_at = ev->at;
     if (tn_sm_task.final[ev->to])
@@ -161,7 +225,7 @@ tn_err tn_proj_task_encode(const tn_task_proj *p, tn_buf *out)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 14);
+    msgpack_pack_array(&pk, 15);
     msgpack_pack_uint8(&pk, TN_PROJ_VERSION);
     msgpack_pack_uint64(&pk, p->id);
     msgpack_pack_uint64(&pk, p->wf);
@@ -176,6 +240,7 @@ tn_err tn_proj_task_encode(const tn_task_proj *p, tn_buf *out)
     msgpack_pack_uint64(&pk, p->last_seq);
     pack_cstr(&pk, p->name);
     pack_cstr(&pk, p->worker);
+    pack_cstr(&pk, p->reason);
     return out->data ? TN_OK : TN_ERR_NOMEM;
 }
 
@@ -183,9 +248,15 @@ tn_err tn_proj_task_decode(const void *buf, size_t len, tn_task_proj *p)
 {
     tn_mp r;
     tn_mp_init(&r, buf, len);
-    tn_err e = check_header(&r, 14);
-    if (e)
-        return e;
+    /* 15 fields; a store written before the reason was kept has 14 (no reason) */
+    uint32_t n;
+    uint64_t v;
+    if (!tn_mp_array(&r, 64, &n) || !tn_mp_u64(&r, &v))
+        return r.err;
+    if (v != TN_PROJ_VERSION)
+        return TN_ERR_VERSION;
+    if (n != 14 && n != 15)
+        return TN_ERR_CORRUPT;
     uint64_t state = 0, attempt = 0;
     tn_mp_u64(&r, &p->id);
     tn_mp_u64(&r, &p->wf);
@@ -200,6 +271,9 @@ tn_err tn_proj_task_decode(const void *buf, size_t len, tn_task_proj *p)
     tn_mp_u64(&r, &p->last_seq);
     tn_mp_str_copy(&r, p->name, sizeof(p->name));
     tn_mp_str_copy(&r, p->worker, sizeof(p->worker));
+    p->reason[0] = '\0';
+    if (n == 15)
+        tn_mp_str_copy(&r, p->reason, sizeof(p->reason));
     if (!tn_mp_done(&r))
         return r.err;
     p->state = (uint8_t)state;

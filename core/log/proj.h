@@ -4,8 +4,8 @@
  *
  * The fold is deliberately small and total: state = the event's `to`; a few attrs
  * with fixed names update fields (name, version, run, parent_wf, parent_task on
- * workflows; name, attempt, worker, pid, exit on tasks). Anything else an event
- * carries stays in the log. */
+ * workflows; name, attempt, worker, pid, exit on tasks, and a task's reason: see
+ * tn_proj_task_apply). Anything else an event carries stays in the log. */
 #ifndef TN_PROJ_H
 #define TN_PROJ_H
 
@@ -14,7 +14,8 @@
 #include "event.h"
 
 #define TN_PROJ_VERSION 1
-#define TN_NAME_MAX     64 /* workflow, task, worker names */
+#define TN_NAME_MAX     64  /* workflow, task, worker names */
+#define TN_REASON_MAX   200 /* bytes of a task's reason */
 
 typedef struct tn_wf_proj {
     uint64_t id;
@@ -39,6 +40,9 @@ typedef struct tn_task_proj {
     uint64_t last_seq;
     char name[TN_NAME_MAX + 1];
     char worker[TN_NAME_MAX + 1];
+    /* why it failed, was killed, timed out, failed over or was forced: folded from its
+     * events (tn_proj_task_apply), "" when nothing needs explaining */
+    char reason[TN_REASON_MAX + 1];
 } tn_task_proj;
 
 /* Fold one event into a projection. The event must be of the right machine and

@@ -241,7 +241,7 @@ static void whys_cb(tn_engine *e, void *ctx)
 {
     whys *w = ctx;
     for (size_t i = 0; i < w->n; i++)
-        if (w->tasks[i].state == TN_TASK_S_DISPATCH)
+        if (w->tasks[i].state == TN_TASK_S_SUBMITTED_SUCCESS)
             snprintf(w->why[i], sizeof(w->why[i]), "%s", tn_engine_why(e, w->tasks[i].id));
 }
 
@@ -250,20 +250,25 @@ static void status_task(out *o, const tn_task_proj *p, const char *why, bool fir
     char d[32];
     tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
                     sizeof(d));
-    tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p->id, p->name,
-                 tsn(p->state), p->attempt, p->worker[0] ? p->worker : "-", d, why);
+    /* one free-text column, last: why it failed or was killed, or why it waits */
+    const char *col = p->reason[0] ? p->reason : why[0] ? why : "-";
+    tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s%s\n", p->id, p->name,
+                 tsn(p->state), p->attempt, p->worker[0] ? p->worker : "-", d,
+                 !p->reason[0] && why[0] ? "waiting for: " : "", col);
     tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", first ? "" : ",", p->id);
     tn_sb_json(&o->json, p->name, strlen(p->name));
     tn_sb_printf(&o->json, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p->state),
                  p->attempt);
     tn_sb_json(&o->json, p->worker, strlen(p->worker));
+    tn_sb_printf(&o->json, ",\"reason\":");
+    tn_sb_json(&o->json, p->reason, strlen(p->reason));
     tn_sb_printf(&o->json, ",\"waiting_for\":");
     tn_sb_json(&o->json, why, strlen(why));
     tn_sb_printf(&o->json, "}");
 }
 
 /* The instance and its current run's tasks as committed (the store's projections, read
- * here, never the engine's caches), and why those in DISPATCH wait (asked of the engine). */
+ * here, never the engine's caches), and why those queued for a worker wait (asked of the engine). */
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
@@ -272,13 +277,13 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         return;
     }
     uint64_t *ids = NULL;
-    size_t nids = 0, n = 0, ndispatch = 0;
+    size_t nids = 0, n = 0, nqueued = 0;
     (void)tn_replay_run_tasks(store(s), r->id, &ids, &nids);
     tn_task_proj *tasks = calloc(nids + 1, sizeof(*tasks));
     char(*why)[256] = calloc(nids + 1, sizeof(*why));
     for (size_t i = 0; tasks && why && i < nids; i++)
         if (tn_engine_read_task(s->engine, ids[i], &tasks[n]) == TN_OK)
-            ndispatch += tasks[n++].state == TN_TASK_S_DISPATCH;
+            nqueued += tasks[n++].state == TN_TASK_S_SUBMITTED_SUCCESS;
     free(ids);
     if (!tasks || !why) {
         free(tasks);
@@ -287,17 +292,18 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         return;
     }
     whys wq = {tasks, n, why};
-    if (ndispatch && tn_engine_request(s->engine, whys_cb, &wq, ENGINE_WAIT_NS) != TN_OK)
+    if (nqueued && tn_engine_request(s->engine, whys_cb, &wq, ENGINE_WAIT_NS) != TN_OK)
         for (size_t i = 0; i < n; i++)
             snprintf(why[i], sizeof(why[i]), "%s",
-                     tasks[i].state == TN_TASK_S_DISPATCH ? "(the engine is busy: ask again)" :
-                                                            "");
+                     tasks[i].state == TN_TASK_S_SUBMITTED_SUCCESS ?
+                         "(the engine is busy: ask again)" :
+                         "");
     char d[32];
     tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
                  w.run, wsn(w.state), w.ended_at ? " in " : "", w.ended_at ? d : "");
     tn_sb_printf(&o->text, "%-10s %-24s %-20s %8s %-14s %10s  %s\n", "TASK_ID", "TASK", "STATE",
-                 "ATTEMPTS", "WORKER", "DURATION", "WAITING FOR");
+                 "ATTEMPTS", "WORKER", "DURATION", "REASON");
     tn_sb_printf(&o->json, "{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", w.id);
     tn_sb_json(&o->json, w.name, strlen(w.name));
     tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u},\"tasks\":[", wsn(w.state), w.run);

@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -641,7 +642,11 @@ static void collect(tn_worker *w)
                 if (outs)
                     (void)tn_params_scan_file(j->log_path, outs);
                 char why[96];
-                snprintf(why, sizeof(why), "exit status %" PRId64, code);
+                if (WIFSIGNALED(ex[i].status)) /* not by a kill of ours: say which signal */
+                    snprintf(why, sizeof(why), "killed by signal %d (%s): exit status %" PRId64,
+                             WTERMSIG(ex[i].status), strsignal(WTERMSIG(ex[i].status)), code);
+                else
+                    snprintf(why, sizeof(why), "exit status %" PRId64, code);
                 report_result(w, j, ok, code, ok ? NULL : why, outs);
                 tn_kv_free(outs);
             }
