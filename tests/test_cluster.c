@@ -1821,6 +1821,7 @@ Test(cluster, plain_tcp_needs_insecure)
         free(out);
         free(err);
     }
+}
 
 /* `tern run` says why each failed or killed task ended, in its table (REASON) and in
  * --json (reason): an exit status, a signal, a task timeout, and a workflow timeout
