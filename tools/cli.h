@@ -53,9 +53,12 @@ extern const char *const tn_daemon_cfg_keys[];
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n);
 
 /* --insecure, for the daemons' tables (field insecure of T). */
-#define TN_DAEMON_INSECURE_OPT(T)                                                              \
-    {"insecure", 0, TN_OPT_FLAG, offsetof(T, insecure), NULL,                                \
-     .help = "allow plain tcp:// (peers not authenticated; logged as a warning)", TN_OPT_CFG}
+#define TN_DAEMON_INSECURE_OPT(T)                                                        \
+    {                                                                                    \
+        "insecure", 0, TN_OPT_FLAG, offsetof(T, insecure), NULL,                         \
+            .help = "allow plain tcp:// (peers not authenticated; logged as a warning)", \
+            TN_OPT_CFG                                                                   \
+    }
 
 /* The TLS options of the daemons (fields tls_cert, tls_key, tls_ca of T). */
 #define TN_DAEMON_TLS_OPTS(T)                                                                  \
@@ -173,9 +176,6 @@ extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo,
     tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
-    tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token;
-/* The commands still on getopt, with a hand-written help text. */
-extern const char tn_usage_bench[];
-extern const char tn_usage_cert[];
+    tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token, tn_spec_bench, tn_spec_cert;
 
 #endif

@@ -3,7 +3,7 @@
  *   BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n> */
 #include <dirent.h>
 #include <ftw.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdlib.h>
@@ -16,10 +16,25 @@
 #include "sm_gen.h"
 #include "store.h"
 #include "cli.h"
+#include "opt.h"
 
-const char tn_usage_bench[] =
-    "usage: tern bench store|engine|dispatch [--dir DIR] [--events N] [--quick]\n"
-    "\n"
+typedef struct bench_opts {
+    const char *dir;
+    uint64_t events;
+    bool quick;
+} bench_opts;
+
+static const tn_opt bench_table[] = {
+    {"dir", 0, TN_OPT_STR, offsetof(bench_opts, dir), "DIR",
+     .help = "where the temporary stores go (default: $TMPDIR or /tmp)"},
+    {"events", 0, TN_OPT_U64, offsetof(bench_opts, events), "N",
+     .help = "events for the batched store append runs (default 1000000)", .min = 1000},
+    {"quick", 0, TN_OPT_FLAG, offsetof(bench_opts, quick), NULL,
+     .help = "a short run (for smoke tests)"},
+    {0}};
+
+const tn_opt_cmd tn_spec_bench = {
+    "bench", (const char *const[]){"store|engine|dispatch", NULL},
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
     "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
     "check, projection rebuild) with and without chain verification, next to a raw\n"
@@ -38,10 +53,8 @@ const char tn_usage_bench[] =
     "(c) submit-to-process-started latency p50/p99; (d) kill of a 20-process tree: from\n"
     "the kill to verified empty, minus the grace.\n"
     "\n"
-    "  --events N  events for the batched store append runs (default 1000000)\n"
-    "  --quick     a short run (for smoke tests)\n"
-    "\n"
-    "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n";
+    "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n",
+    bench_table, .max_args = 1};
 
 static void bench_line(const char *name, double value, const char *unit, double baseline)
 {
@@ -983,35 +996,22 @@ static int bench_dispatch(const char *base, bool quick)
 
 int tn_cmd_bench(int argc, char **argv)
 {
-    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    uint64_t events = 1000000;
-    bool quick = false;
-    static const struct option lo[] = {{"dir", required_argument, 0, 'd'},
-                                       {"events", required_argument, 0, 'n'},
-                                       {"quick", no_argument, 0, 'q'},
-                                       {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (c) {
-        case 'd': dir = optarg; break;
-        case 'n':
-            if (!tn_cli_u64(optarg, &events) || events < 1000)
-                return tn_cli_usage("bench", "--events wants a number >= 1000");
-            break;
-        case 'q': quick = true; break;
-        default: return tn_cli_usage("bench", "unknown option \"%s\"", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1)
-        return tn_cli_usage("bench", "name one benchmark: store or engine");
-    if (strcmp(argv[optind], "store") == 0)
-        return bench_store(dir, (size_t)events, quick);
-    if (strcmp(argv[optind], "engine") == 0)
-        return bench_engine(dir, quick);
-    if (strcmp(argv[optind], "dispatch") == 0)
-        return bench_dispatch(dir, quick);
+    const char *tmp = getenv("TMPDIR");
+    bench_opts o = {.dir = tmp ? tmp : "/tmp", .events = 1000000};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_bench, argc, argv, &o, &a);
+    if (rc)
+        return rc;
+    const char *name = a.n == 1 ? a.v[0] : NULL; /* points into argv */
+    tn_opt_args_free(&a);
+    if (!name)
+        return tn_cli_usage("bench", "name one benchmark: store, engine or dispatch");
+    if (strcmp(name, "store") == 0)
+        return bench_store(o.dir, (size_t)o.events, o.quick);
+    if (strcmp(name, "engine") == 0)
+        return bench_engine(o.dir, o.quick);
+    if (strcmp(name, "dispatch") == 0)
+        return bench_dispatch(o.dir, o.quick);
     return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",
-                        argv[optind]);
+                        name);
 }

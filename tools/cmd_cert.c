@@ -17,21 +17,38 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stddef.h>
+
 #include "cli.h"
+#include "opt.h"
 
 #define PEM_BUF    8192
 #define YEARS_CA   20
 #define YEARS_LEAF 5
 
-const char tn_usage_cert[] =
-    "usage: tern cert init --dir D\n"
-    "       tern cert issue --dir D --role master|worker|client --name N [--out O]\n"
-    "\n"
+typedef struct cert_opts {
+    const char *dir, *role, *name, *out;
+} cert_opts;
+
+static const tn_opt cert_table[] = {
+    {"dir", 0, TN_OPT_STR, offsetof(cert_opts, dir), "D",
+     .help = "the CA's folder (ca.pem, ca.key)", TN_OPT_REQ},
+    {"role", 0, TN_OPT_STR, offsetof(cert_opts, role), "ROLE",
+     .help = "issue: master, worker or client (the certificate's OU)"},
+    {"name", 0, TN_OPT_STR, offsetof(cert_opts, name), "N",
+     .help = "issue: the certificate's CN (a worker's name, a user)"},
+    {"out", 0, TN_OPT_STR, offsetof(cert_opts, out), "O",
+     .help = "issue: where N.pem and N.key go (default D)"},
+    {0}};
+
+const tn_opt_cmd tn_spec_cert = {
+    "cert", (const char *const[]){"init", "issue", NULL},
     "init makes a certificate authority in D (ca.pem, and ca.key, mode 0600: keep it off\n"
     "the daemons' hosts). issue makes N.pem and N.key (0600) in O (default D), signed by\n"
     "D's CA, with subject CN=N, OU=ROLE. Give every daemon ca.pem (--tls-ca), its own\n"
     "certificate (--tls-cert) and key (--tls-key). A worker's name is its certificate's\n"
-    "CN; a worker takes DISPATCH and KILL only from a certificate with OU=master.\n";
+    "CN; a worker takes DISPATCH and KILL only from a certificate with OU=master.\n",
+    cert_table, .max_args = 1};
 
 typedef struct cert_rng {
     mbedtls_entropy_context ent;
@@ -208,24 +225,19 @@ out:
 
 int tn_cmd_cert(int argc, char **argv)
 {
-    const char *dir = NULL, *role = NULL, *name = NULL, *out = NULL;
-    if (argc < 2)
-        return tn_cli_usage("cert", "init or issue?");
-    for (int i = 2; i < argc; i++) {
-        const char **slot = strcmp(argv[i], "--dir") == 0  ? &dir :
-                            strcmp(argv[i], "--role") == 0 ? &role :
-                            strcmp(argv[i], "--name") == 0 ? &name :
-                            strcmp(argv[i], "--out") == 0  ? &out :
-                                                             NULL;
-        if (!slot || i + 1 >= argc)
-            return tn_cli_usage("cert", "%s: unknown option or missing value", argv[i]);
-        *slot = argv[++i];
-    }
+    cert_opts o = {0};
+    tn_opt_args a;
+    int rc = tn_opt_cli(&tn_spec_cert, argc, argv, &o, &a);
+    if (rc)
+        return rc;
+    const char *verb = a.n == 1 ? a.v[0] : ""; /* points into argv */
+    tn_opt_args_free(&a);
+    const char *dir = o.dir, *role = o.role, *name = o.name, *out = o.out;
+    bool issue = strcmp(verb, "issue") == 0;
+    if (!issue && strcmp(verb, "init") != 0)
+        return tn_cli_usage("cert", "say init or issue");
     if (!dir)
         return tn_cli_usage("cert", "--dir is required");
-    bool issue = strcmp(argv[1], "issue") == 0;
-    if (!issue && strcmp(argv[1], "init") != 0)
-        return tn_cli_usage("cert", "%s: unknown; use init or issue", argv[1]);
     if (issue &&
         (!role || (strcmp(role, "master") && strcmp(role, "worker") && strcmp(role, "client"))))
         return tn_cli_usage("cert", "--role must be master, worker or client");
@@ -236,9 +248,9 @@ int tn_cmd_cert(int argc, char **argv)
     mbedtls_ctr_drbg_init(&r.drbg);
     int rv = mbedtls_ctr_drbg_seed(&r.drbg, mbedtls_entropy_func, &r.ent,
                                    (const unsigned char *)"tern cert", 9);
-    int rc = rv    ? mbed_fail("random generator", rv) :
-             issue ? cert_issue(&r, dir, role, name, out ? out : dir) :
-                     cert_init(&r, dir);
+    rc = rv    ? mbed_fail("random generator", rv) :
+         issue ? cert_issue(&r, dir, role, name, out ? out : dir) :
+                 cert_init(&r, dir);
     mbedtls_ctr_drbg_free(&r.drbg);
     mbedtls_entropy_free(&r.ent);
     return rc;

@@ -48,11 +48,11 @@ static const tn_cli_cmd commands[] = {
      tn_cmd_audit},
     {"sm", "print a state machine as a DOT graph or a Markdown table", NULL, &tn_spec_sm,
      tn_cmd_sm},
-    {"bench", "run a benchmark next to its raw baseline", tn_usage_bench, NULL, tn_cmd_bench},
+    {"bench", "run a benchmark next to its raw baseline", NULL, &tn_spec_bench, tn_cmd_bench},
     {"chaos", "real daemons, seeded faults, then invariants checked from the log and hosts",
      NULL, &tn_spec_chaos, tn_cmd_chaos},
-    {"cert", "make a CA and signed master, worker and client certificates for tls+tcp",
-     tn_usage_cert, NULL, tn_cmd_cert},
+    {"cert", "make a CA and signed master, worker and client certificates for tls+tcp", NULL,
+     &tn_spec_cert, tn_cmd_cert},
     {"help", "show this help, or a command's", usage_help, NULL, cmd_help},
 };
 

@@ -1375,19 +1375,12 @@ tn_err tn_engine_read_task(tn_engine *e, uint64_t id, tn_task_proj *out)
 
 /* ------------------------------------------------------------------------------ */
 
-size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
+/* The batch's commands, between the takeovers recovery decided at open: they begin
+ * before the first commands and end after them (see sched_takeover). */
+static size_t run_commands(tn_engine *e, tn_cmd *cmds)
 {
     size_t n = 0;
-    /* take the queued inputs */
-    pthread_mutex_lock(&e->mu);
-    tn_cmd *cmds = e->cmd_head;
-    input *ins = e->in_head;
-    e->cmd_head = e->cmd_tail = NULL;
-    e->in_head = e->in_tail = NULL;
-    pthread_mutex_unlock(&e->mu);
     e->ncmds = 0;
-    /* the takeovers recovery decided at open begin before the first commands and end
-     * after them (see sched_takeover) */
     for (size_t i = 0; i < e->ntakeover; i++) {
         wf_run *w = eng_wf(e, e->takeover[i]);
         if (w)
@@ -1408,14 +1401,14 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
             sched_takeover_end(e, w);
     }
     e->ntakeover = 0;
-    for (input *in = ins; in; in = in->next) {
-        sched_report(e, &in->r);
-        n++;
-    }
-    fire_due_timers(e, &n);
-    /* decisions that follow from the inputs: schedule what became ready, dispatch. One
-     * instance's run can change another already run in this pass (a child that ends in it
-     * finishes its parent's task): that one runs again, until none was changed so */
+    return n;
+}
+
+/* Decisions that follow from the inputs: schedule what became ready. One instance's run
+ * can change another already run in this pass (a child that ends in it finishes its
+ * parent's task): that one runs again, until none was changed so. */
+static void schedule_touched(tn_engine *e)
+{
     for (int pass = 0, again = 1; again && pass < 16; pass++) {
         again = 0;
         for (size_t i = 0; i < e->ntouched; i++) {
@@ -1428,9 +1421,12 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         for (size_t i = 0; i < e->ntouched && !again; i++)
             again = e->touched[i]->dirty;
     }
-    sched_dispatch(e);
-    e->stats.inputs += n;
-    /* one group commit */
+}
+
+/* One group commit of the batch; on success its effects are released, on failure the
+ * batch is dropped (its commands fail, its instances are reloaded). */
+static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
+{
     tn_err err = TN_OK;
     bool committed = false;
     if (tn_evlog_pending(e->log)) {
@@ -1461,14 +1457,19 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
             e->obs_fn(e->obs_arg, e->obs, e->nobs);
     }
     e->nobs = 0;
-    /* reports are in the log (or never will be): their senders may forget them */
+    return err;
+}
+
+/* After the commit: reports acknowledged (they are in the log, or never will be: their
+ * senders may forget them), finished instances out of memory, commands answered. */
+static void finish_batch(tn_engine *e, input *ins, tn_err err)
+{
     for (input *in = ins, *next; in; in = next) {
         next = in->next;
         if (!err && e->ex.ops->ack && in->r.kind != TN_REPORT_LOST)
             e->ex.ops->ack(e->ex.self, &in->r);
         input_free(in);
     }
-    /* finished instances leave memory */
     for (size_t i = 0; i < e->ntouched; i++) {
         wf_run *w = e->touched[i];
         w->touched = false;
@@ -1479,7 +1480,6 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         }
     }
     e->ntouched = 0;
-    /* answers go out after the commit */
     for (size_t i = 0; i < e->ncmds; i++) {
         pthread_mutex_lock(&e->mu);
         e->cmds_batch[i]->done = true;
@@ -1487,6 +1487,28 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         pthread_mutex_unlock(&e->mu);
     }
     e->ncmds = 0;
+}
+
+size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
+{
+    /* take the queued inputs */
+    pthread_mutex_lock(&e->mu);
+    tn_cmd *cmds = e->cmd_head;
+    input *ins = e->in_head;
+    e->cmd_head = e->cmd_tail = NULL;
+    e->in_head = e->in_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    size_t n = run_commands(e, cmds);
+    for (input *in = ins; in; in = in->next) {
+        sched_report(e, &in->r);
+        n++;
+    }
+    fire_due_timers(e, &n);
+    schedule_touched(e);
+    sched_dispatch(e);
+    e->stats.inputs += n;
+    tn_err err = commit_batch(e, msg);
+    finish_batch(e, ins, err);
     run_requests(e); /* between batches */
     return n;
 }

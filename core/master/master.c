@@ -457,6 +457,66 @@ static void ask_reconcile(tn_master *m, worker_view *w)
     send_to(m, w, &rc);
 }
 
+/* What a heartbeat says of its worker (groups, capacity, load, gauges). With m->mu held. */
+static void heartbeat_copy(worker_view *w, const tn_msg_heartbeat *h)
+{
+    w->ngroups = 0;
+    for (uint32_t i = 0; i < h->groups.n && i < MAX_GROUPS; i++)
+        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)h->groups.v[i].len,
+                 h->groups.v[i].p);
+    w->slots = h->slots;
+    w->running = h->running;
+    w->load_milli = h->load_milli;
+    w->mem_free = h->mem_free;
+    w->mem_reserve = h->mem_reserve;
+    w->epoch = h->epoch;
+    w->last_hb = tn_mono_ns();
+    snprintf(w->degraded, sizeof(w->degraded), "%.*s", (int)h->degraded.len, h->degraded.p);
+    w->degraded_at = h->degraded_at;
+    w->max_load_milli = 0;
+    w->ngauges = 0;
+    for (uint32_t i = 0; i < h->gauges.n && w->ngauges < MAX_GAUGES; i++) {
+        if (tn_str_eq(h->gauges.v[i].key, "max_load_milli"))
+            w->max_load_milli = (uint32_t)h->gauges.v[i].val;
+        snprintf(w->gauge_keys[w->ngauges], 40, "%.*s", (int)h->gauges.v[i].key.len,
+                 h->gauges.v[i].key.p);
+        w->gauge_vals[w->ngauges++] = h->gauges.v[i].val;
+    }
+}
+
+/* A sender to the worker's listen URL (its certificate's name checked over TLS). With
+ * m->mu held; false, logged, when the worker cannot be reached. */
+static bool worker_redial(tn_master *m, worker_view *w)
+{
+    tn_tx_free(&w->tx);
+    tn_outq_free(w->q);
+    w->q = NULL;
+    tn_errmsg em = {{0}};
+    tn_tx inner;
+    /* over TLS the worker's listener must present the certificate of that name */
+    tn_tx_tls tls = m->tls;
+    tls.server_name = w->name;
+    tn_err e =
+        tn_tx_new(w->listen_url, true, m->use_tls ? &tls : NULL, NULL, NULL, &inner, &em);
+    if (!e)
+        e = tn_tx_fault_from_env(inner, &w->tx, &em);
+    if (!e)
+        e = tn_tx_dial(w->tx, w->listen_url, &em);
+    if (!e)
+        e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
+    if (!e)
+        tn_outq_set_cluster(w->q, m->cluster);
+    if (e) {
+        char en[300], eu[4 * TN_PROTO_URL_MAX + 8], ew[1100];
+        tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=%s",
+                 tn_log_escape(w->name, en, sizeof(en)),
+                 tn_log_escape(w->listen_url, eu, sizeof(eu)),
+                 tn_log_escape(em.text, ew, sizeof(ew)));
+        return false;
+    }
+    return true;
+}
+
 static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
 {
     char name[TN_PROTO_ID_MAX + 1];
@@ -496,56 +556,10 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     bool back = !w->alive;
     snprintf(w->listen_url, sizeof(w->listen_url), "%s", url);
     snprintf(w->ctl_url, sizeof(w->ctl_url), "%.*s", (int)h->ctl_url.len, h->ctl_url.p);
-    w->ngroups = 0;
-    for (uint32_t i = 0; i < h->groups.n && i < MAX_GROUPS; i++)
-        snprintf(w->groups[w->ngroups++], TN_PROTO_ID_MAX + 1, "%.*s", (int)h->groups.v[i].len,
-                 h->groups.v[i].p);
-    w->slots = h->slots;
-    w->running = h->running;
-    w->load_milli = h->load_milli;
-    w->mem_free = h->mem_free;
-    w->mem_reserve = h->mem_reserve;
-    w->epoch = h->epoch;
-    w->last_hb = tn_mono_ns();
-    snprintf(w->degraded, sizeof(w->degraded), "%.*s", (int)h->degraded.len, h->degraded.p);
-    w->degraded_at = h->degraded_at;
-    w->max_load_milli = 0;
-    w->ngauges = 0;
-    for (uint32_t i = 0; i < h->gauges.n && w->ngauges < MAX_GAUGES; i++) {
-        if (tn_str_eq(h->gauges.v[i].key, "max_load_milli"))
-            w->max_load_milli = (uint32_t)h->gauges.v[i].val;
-        snprintf(w->gauge_keys[w->ngauges], 40, "%.*s", (int)h->gauges.v[i].key.len,
-                 h->gauges.v[i].key.p);
-        w->gauge_vals[w->ngauges++] = h->gauges.v[i].val;
-    }
-    if (redial) {
-        tn_tx_free(&w->tx);
-        tn_outq_free(w->q);
-        w->q = NULL;
-        tn_errmsg em = {{0}};
-        tn_tx inner;
-        /* over TLS the worker's listener must present the certificate of that name */
-        tn_tx_tls tls = m->tls;
-        tls.server_name = w->name;
-        tn_err e =
-            tn_tx_new(w->listen_url, true, m->use_tls ? &tls : NULL, NULL, NULL, &inner, &em);
-        if (!e)
-            e = tn_tx_fault_from_env(inner, &w->tx, &em);
-        if (!e)
-            e = tn_tx_dial(w->tx, w->listen_url, &em);
-        if (!e)
-            e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
-        if (!e)
-            tn_outq_set_cluster(w->q, m->cluster);
-        if (e) {
-            char en[300], eu[4 * TN_PROTO_URL_MAX + 8], ew[1100];
-            tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=%s",
-                     tn_log_escape(w->name, en, sizeof(en)),
-                     tn_log_escape(w->listen_url, eu, sizeof(eu)),
-                     tn_log_escape(em.text, ew, sizeof(ew)));
-            pthread_mutex_unlock(&m->mu);
-            return;
-        }
+    heartbeat_copy(w, h);
+    if (redial && !worker_redial(m, w)) {
+        pthread_mutex_unlock(&m->mu);
+        return;
     }
     w->alive = true;
     if (fresh || rebooted || back || redial) {
