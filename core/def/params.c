@@ -1,10 +1,12 @@
 /* Task parameters: the tn_kv map, built-ins and $[...] date arithmetic, substitution, the
  * precedence of param layers, setValue scanning and switch conditions (rules in params.h). */
 #include "params.h"
+#include "tz.h"
 #include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +358,7 @@ static tn_err sb_fail(const sbuf *b, tn_err err, tn_errmsg *msg)
 typedef struct tzinfo {
     bool local;  /* the process's local time */
     int32_t off; /* else a fixed offset east of UTC, seconds */
+    tn_tz *zone; /* else an IANA zone (shared, from the cache below) */
 } tzinfo;
 
 /* A broken-down time in the context's zone. */
@@ -417,14 +420,33 @@ static int iso_wday(int64_t z)
     return (int)(((z + 3) % 7 + 7) % 7) + 1;
 }
 
-static bool parse_tz(const char *tz, tzinfo *out)
+/* IANA zones opened once per process and kept: opening one costs an ICU calendar, and a
+ * tn_tz is safe to share between threads. Bounded: a name past the cache is opened
+ * anyway and refused only if the cache is full of other names. */
+#define TZ_CACHE 32u
+static struct {
+    pthread_mutex_t mu;
+    uint32_t n;
+    tn_tz *z[TZ_CACHE];
+} tz_cache = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+
+static tn_tz *zone_get(const char *name, tn_errmsg *msg)
 {
-    out->local = false;
-    out->off = 0;
-    if (!tz) {
-        out->local = true;
-        return true;
-    }
+    pthread_mutex_lock(&tz_cache.mu);
+    tn_tz *found = NULL;
+    for (uint32_t i = 0; i < tz_cache.n && !found; i++)
+        if (!strcmp(tn_tz_name(tz_cache.z[i]), name))
+            found = tz_cache.z[i];
+    if (!found && tz_cache.n < TZ_CACHE && tn_tz_open(name, &found, msg) == TN_OK)
+        tz_cache.z[tz_cache.n++] = found;
+    else if (!found && tz_cache.n >= TZ_CACHE)
+        tn_errmsg_set(msg, TN_ERR_TOOBIG, "more than %u time zones in use", TZ_CACHE);
+    pthread_mutex_unlock(&tz_cache.mu);
+    return found;
+}
+
+static bool parse_offset(const char *tz, tzinfo *out)
+{
     if (!strcmp(tz, "UTC") || !strcmp(tz, "GMT") || !strcmp(tz, "Z"))
         return true;
     if ((tz[0] != '+' && tz[0] != '-') || !is_digit(tz[1]) || !is_digit(tz[2]))
@@ -442,6 +464,34 @@ static bool parse_tz(const char *tz, tzinfo *out)
         return false;
     out->off = (tz[0] == '-' ? -1 : 1) * (h * 3600 + m * 60);
     return true;
+}
+
+/* NULL: local time; "UTC" or a fixed offset; else an IANA name through ICU. */
+static tn_err parse_tz(const char *tz, tzinfo *out, tn_errmsg *msg)
+{
+    memset(out, 0, sizeof(*out));
+    if (!tz) {
+        out->local = true;
+        return TN_OK;
+    }
+    if (parse_offset(tz, out))
+        return TN_OK;
+    tn_errmsg m = {{0}};
+    if ((out->zone = zone_get(tz, &m)))
+        return TN_OK;
+    return tn_errmsg_set(msg, TN_ERR_INVAL,
+                         "unknown time zone \"%.64s\" (%s): use an IANA name such as "
+                         "\"Asia/Shanghai\", \"UTC\", or an offset such as \"+08:00\"",
+                         tz, m.text[0] ? m.text : "not known");
+}
+
+/* The zone's offset at an instant; instants past what ICU takes (int64 ns) use the
+ * offset at the nearest one it takes. */
+static bool zone_offset(tn_tz *z, int64_t sec, int32_t *off)
+{
+    const int64_t lim = INT64_MAX / 1000000000LL - 1;
+    int64_t s = sec > lim ? lim : sec < -lim ? -lim : sec;
+    return tn_tz_offset(z, s * 1000000000LL, off) == TN_OK;
 }
 
 static bool year_ok(int64_t y)
@@ -465,7 +515,10 @@ static bool to_dt(const tzinfo *tz, int64_t sec, dt *out)
         out->mi = tm.tm_min;
         out->s = tm.tm_sec > 59 ? 59 : tm.tm_sec;
     } else {
-        int64_t s = sec + tz->off;
+        int32_t off = tz->off;
+        if (tz->zone && !zone_offset(tz->zone, sec, &off))
+            return false;
+        int64_t s = sec + off;
         int64_t z = floor_div(s, 86400), r = s - z * 86400;
         civil_from_days(z, out);
         out->h = (int)(r / 3600);
@@ -495,8 +548,20 @@ static bool from_dt(const tzinfo *tz, const dt *d, int64_t *sec)
         *sec = (int64_t)t;
         return true;
     }
-    *sec =
-        days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s - tz->off;
+    int64_t civil =
+        days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s;
+    int32_t off = tz->off;
+    if (tz->zone) {
+        /* the offset in force at the instant; a time in a DST gap reads with the offset
+         * before the gap (02:30 -> 03:30), as Java and mktime do */
+        int32_t o1, o2;
+        if (!zone_offset(tz->zone, civil, &o1) || !zone_offset(tz->zone, civil - o1, &o2))
+            return false;
+        off = o2;
+        if (o1 != o2 && (!zone_offset(tz->zone, civil - o2, &o1) || o1 != o2))
+            off = o1 < o2 ? o1 : o2; /* a gap: the pre-gap offset, the smaller one */
+    }
+    *sec = civil - off;
     return true;
 }
 
@@ -1131,11 +1196,9 @@ static tn_err sub_init(sub *c, const tn_param_ctx *ctx, tn_errmsg *msg)
     c->max = TN_PARAMS_MAX_OUT;
     if (!ctx)
         return TN_OK;
-    if (!parse_tz(ctx->tz, &c->dc.tz))
-        return tn_errmsg_set(msg, TN_ERR_INVAL,
-                             "unknown time zone \"%.64s\": use \"UTC\", an offset such as "
-                             "\"+08:00\", or none for local time",
-                             ctx->tz);
+    tn_err err = parse_tz(ctx->tz, &c->dc.tz, msg);
+    if (err)
+        return err;
     c->dc.base = floor_div(ctx->sched_ns ? ctx->sched_ns : ctx->now_ns, 1000000000LL);
     return TN_OK;
 }
