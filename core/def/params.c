@@ -1479,6 +1479,80 @@ tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ct
     return subst_str(&c, in, flags, TN_PARAMS_MAX_OUT, out, msg);
 }
 
+/* ---- the business date of a run ------------------------------------------------------- */
+
+static const char *const biz_keys[] = {"system.datetime", "system.biz.curdate",
+                                       "system.biz.date"};
+
+/* Digits only, exactly n of them, as a broken-down time (the rest zero). */
+static bool parse_stamp(const char *v, size_t n, dt *d)
+{
+    if (strlen(v) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_digit(v[i]))
+            return false;
+    int x[6] = {0};
+    static const int w[6] = {4, 2, 2, 2, 2, 2};
+    for (size_t i = 0, at = 0; at < n; at += (size_t)w[i], i++)
+        for (int k = 0; k < w[i]; k++)
+            x[i] = x[i] * 10 + (v[at + (size_t)k] - '0');
+    *d = (dt){x[0], x[1], x[2], x[3], x[4], x[5]};
+    return d->y >= 1 && d->y <= 9999 && d->mo >= 1 && d->mo <= 12 && d->d >= 1 &&
+           d->d <= days_in_month(d->y, d->mo) && d->h < 24 && d->mi < 60 && d->s < 60;
+}
+
+tn_err tn_params_biz_time(const char *const *keys, const char *const *values, uint32_t n,
+                          const char *tz, int64_t *sched_ns, bool *found, tn_errmsg *msg)
+{
+    *found = false;
+    int which = -1;
+    const char *val = NULL;
+    for (int k = 0; k < 3 && which < 0; k++)
+        for (uint32_t i = 0; i < n; i++)
+            if (!strcmp(keys[i], biz_keys[k])) {
+                which = k;
+                val = values[i];
+            }
+    if (which < 0)
+        return TN_OK;
+    tzinfo z;
+    tn_err err = parse_tz(tz, &z, msg);
+    if (err)
+        return err;
+    dt d;
+    bool ok = parse_stamp(val, which == 0 ? 14 : 8, &d);
+    if (ok && which == 2)
+        dt_add_days(&d, 1); /* the business date is the day before the schedule day */
+    int64_t sec;
+    if (!ok || !year_ok(d.y) || !from_dt(&z, &d, &sec))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s=\"%.40s\" is not a valid %s: write %s",
+                             biz_keys[which], val, which == 0 ? "date and time" : "date",
+                             which == 0 ? "yyyyMMddHHmmss (20260131235900)" :
+                                          "yyyyMMdd (20260131)");
+    /* the other keys given must agree with the one that sets the time */
+    tn_param_ctx c = {.sched_ns = sec * 1000000000LL, .tz = tz};
+    for (uint32_t i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            if (k == which || strcmp(keys[i], biz_keys[k]))
+                continue;
+            char in[64], *got = NULL;
+            snprintf(in, sizeof(in), "${%s}", biz_keys[k]);
+            if ((err = tn_params_subst(in, NULL, &c, 0, &got, msg)))
+                return err;
+            bool same = !strcmp(got, values[i]);
+            free(got);
+            if (!same)
+                return tn_errmsg_set(msg, TN_ERR_INVAL,
+                                     "%s=\"%.40s\" disagrees with %s=\"%.40s\": give one of "
+                                     "them, or values of the same run",
+                                     keys[i], values[i], biz_keys[which], val);
+        }
+    *sched_ns = sec * 1000000000LL;
+    *found = true;
+    return TN_OK;
+}
+
 /* ---- precedence ----------------------------------------------------------------------- */
 
 /* Resolving global params in dependency order. */

@@ -10,8 +10,10 @@
 #include "def.h"
 #include "err.h"
 
-/* Everything here is a pure function of its arguments: no I/O, no global state, safe to
- * call from several threads at once (the time zone is read with localtime_r/mktime). */
+/* Everything here is a pure function of its arguments: no I/O, safe to call from several
+ * threads at once. The one shared state is a cache of the IANA zones opened (through
+ * base/tz.h, ICU), kept for the life of the process; local time is read with
+ * localtime_r/mktime. */
 
 /* Bounds. A param value is at most TN_PARAMS_MAX_VALUE bytes everywhere: as written in a
  * definition, after substitution, and as passed by ${setValue(...)}. */
@@ -77,9 +79,10 @@ typedef struct tn_param_ctx {
     uint64_t wf_id;   /* ${system.workflow.instance.id} */
     uint64_t task_id; /* ${system.task.instance.id} */
     /* Time zone of every date: NULL = the process's local time (localtime_r, DST aware);
-     * "UTC" (also "GMT", "Z"); or a fixed offset "+08:00", "-0530", "+09". Anything else
-     * (IANA names included: they would need TZ, which is process-wide) makes every
-     * function given this context fail with TN_ERR_INVAL. */
+     * "UTC" (also "GMT", "Z"); a fixed offset "+08:00", "-0530", "+09"; or an IANA name
+     * ("Asia/Shanghai", "America/New_York"), read through ICU with its DST rules (a
+     * time in a DST gap reads with the offset before the gap). An unknown name makes
+     * every function given this context fail with TN_ERR_INVAL naming the zone. */
     const char *tz;
     /* Called once for every ${name} left as written because nothing defines it, with the
      * name NUL-terminated (valid during the call), so callers can warn. May be NULL. It
@@ -160,6 +163,20 @@ typedef struct tn_param_ctx {
  * own small bounds), TN_ERR_NOMEM. */
 tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ctx,
                        unsigned flags, char **out, tn_errmsg *msg);
+
+/* ---- the business date of a run -------------------------------------------------------- */
+
+/* Start-time params that set the run's schedule (business) time, as DolphinScheduler's
+ * schedule time does: every built-in date and $[...] of the run derives from it.
+ *   system.datetime=yyyyMMddHHmmss   that instant
+ *   system.biz.curdate=yyyyMMdd      midnight of that day
+ *   system.biz.date=yyyyMMdd         midnight of the day after (biz.date is "yesterday")
+ * in zone `tz` (as tn_param_ctx.tz). The first of these present, in that order, sets the
+ * time; the others given must agree with it. *found says whether any was given;
+ * *sched_ns is written only then. TN_ERR_INVAL with the accepted form for a bad value or
+ * a disagreement, or for a bad zone. */
+tn_err tn_params_biz_time(const char *const *keys, const char *const *values, uint32_t n,
+                          const char *tz, int64_t *sched_ns, bool *found, tn_errmsg *msg);
 
 /* ---- precedence --------------------------------------------------------------------- */
 

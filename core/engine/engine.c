@@ -970,6 +970,18 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
                  tn_start_mode_name(c->mode));
         return TN_OK;
     }
+    /* --param system.biz.date=... sets the run's business date: recorded as its schedule
+     * time, which every built-in date and $[...] of the run derives from */
+    bool biz = false;
+    tn_errmsg bm = {{0}};
+    int64_t sched = 0;
+    if (tn_params_biz_time(c->param_keys, c->param_values, c->nparams, eng_tz_name(), &sched,
+                           &biz, &bm)) {
+        cmd_fail(c, TN_ERR_INVAL, "%s", bm.text);
+        return TN_OK;
+    }
+    if (biz)
+        c->sched_ns = sched;
     wf_run *w;
     if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
         return err;
