@@ -309,6 +309,67 @@ Test(cluster, shell_dag_values_and_logs)
     free(out);
 }
 
+/* Through master and worker: a param error fails the task with its reason (and frees the
+ * worker's slot: the next run on the one-slot worker goes on); `tern status` shows the
+ * instance's params and what each task passed, `tern audit` the values, not byte counts. */
+Test(cluster, param_errors_fail_and_param_values_are_shown)
+{
+    start_master("5s", NULL);
+    start_worker("w1", false, NULL, "1");
+    wait_workers(1);
+    uint64_t bad = start_wf("bad.yaml",
+                            "name: bad\nparams: {r1: '${r1}'}\ntasks:\n"
+                            "  - {name: a, type: shell, command: 'echo ${r1}'}\n",
+                            "bad");
+    char st[64];
+    wait_final(bad, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", bad), 0);
+    cr_assert(
+        strstr(out,
+               "\"reason\":\"param error: global params refer to each other in a cycle: r1"),
+        "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "status %" PRIu64, bad), 0);
+    cr_assert(strstr(out, "reason: param error"), "%s", out);
+    free(out);
+    uint64_t wf = start_wf("pv.yaml",
+                           "name: pv\nparams: {greeting: 'hello world', day: '$[yyyyMMdd]'}\n"
+                           "tasks:\n"
+                           "  - {name: a, type: shell, command: \"echo '${setValue(rows=4 "
+                           "2)}'\"}\n"
+                           "  - {name: b, type: shell, deps: [a], command: 'echo ${rows}'}\n",
+                           "pv");
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS", "the slot of the failed task was not freed");
+    cr_assert_eq(ctl(&out, "status %" PRIu64, wf), 0);
+    cr_assert(strstr(out, "params: day=") && strstr(out, "greeting=\"hello world\""), "%s",
+              out);
+    cr_assert(strstr(out, "passed: rows=\"4 2\""), "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", wf), 0);
+    cr_assert(strstr(out, "\"params\":{\"day\":\"") &&
+                  strstr(out, "\"greeting\":\"hello world\"}"),
+              "%s", out);
+    cr_assert(strstr(out, "\"passed\":{\"rows\":\"4 2\"}"), "%s", out);
+    free(out);
+    /* audit reads the store; the master keeps it open, but LMDB allows readers */
+    char *err = NULL, cmd[1400];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "vars={rows=\"4 2\"}"), "%s", out);
+    cr_assert(strstr(out, "effective={day=") && !strstr(out, "bytes"), "%s", out);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s --json", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"vars\":{\"rows\":\"4 2\"}"), "%s", out);
+    cr_assert(strstr(out, "\"effective\":{\"day\":"), "%s", out);
+    free(out);
+    free(err);
+}
+
 static const char *tree_script =
     "name: tree\ntasks:\n  - name: t\n    type: shell\n    kill_grace: 1s\n"
     "    command: |\n"

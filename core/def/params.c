@@ -1,6 +1,7 @@
 /* Task parameters: the tn_kv map, built-ins and $[...] date arithmetic, substitution, the
  * precedence of param layers, setValue scanning and switch conditions (rules in params.h). */
 #include "params.h"
+#include "mp.h"
 #include "tz.h"
 #include "util.h"
 
@@ -290,6 +291,36 @@ fail:
     free(copy);
     free(items);
     return TN_ERR_NOMEM;
+}
+
+tn_err tn_kv_decode(const void *buf, size_t len, tn_kv **out)
+{
+    tn_mp r;
+    tn_mp_init(&r, buf, len);
+    uint32_t n;
+    if (!tn_mp_map(&r, TN_KV_MAX_ITEMS, &n))
+        return r.err ? r.err : TN_ERR_CORRUPT;
+    tn_kv *kv = tn_kv_new();
+    if (!kv)
+        return TN_ERR_NOMEM;
+    tn_err err = TN_OK;
+    for (uint32_t i = 0; i < n && !err; i++) {
+        const char *k, *v;
+        uint32_t kl, vl;
+        if (!tn_mp_str(&r, TN_DEF_MAX_NAME, &k, &kl) ||
+            !tn_mp_str(&r, TN_PARAMS_MAX_VALUE, &v, &vl))
+            err = r.err ? r.err : TN_ERR_CORRUPT;
+        else
+            err = tn_kv_setn(kv, k, kl, v, vl);
+    }
+    if (!err && !tn_mp_done(&r))
+        err = r.err ? r.err : TN_ERR_CORRUPT;
+    if (err) {
+        tn_kv_free(kv);
+        return err;
+    }
+    *out = kv;
+    return TN_OK;
 }
 
 tn_err tn_kv_from_def(const tn_def_kvs *src, tn_kv **out)

@@ -69,6 +69,11 @@ tn_err tn_kv_merge(tn_kv *dst, const tn_kv *src);
  * map); *out as for tn_kv_copy. TN_ERR_INVAL, TN_ERR_TOOBIG, TN_ERR_NOMEM. */
 tn_err tn_kv_from_def(const tn_def_kvs *src, tn_kv **out);
 
+/* A map as the engine records it in an event attribute (a msgpack map of strings), for
+ * readers of the log. *out as for tn_kv_copy. TN_ERR_CORRUPT (or the reader's error) for
+ * anything else, TN_ERR_INVAL for a bad key, TN_ERR_NOMEM. */
+tn_err tn_kv_decode(const void *buf, size_t len, tn_kv **out);
+
 /* ---- context ------------------------------------------------------------------------ */
 
 /* What built-ins and date arithmetic are evaluated against. Zero-initialise it and set
