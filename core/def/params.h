@@ -169,6 +169,10 @@ typedef struct tn_param_ctx {
 tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ctx,
                        unsigned flags, char **out, tn_errmsg *msg);
 
+/* The start-time param `tern start --tenant USER` sets: the OS user the run's shell
+ * tasks run as, over the definition's `tenant:` (sub-workflows inherit it). */
+#define TN_PARAM_TENANT "system.tenant"
+
 /* ---- the business date of a run -------------------------------------------------------- */
 
 /* Start-time params that set the run's schedule (business) time, as DolphinScheduler's

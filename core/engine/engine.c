@@ -982,6 +982,15 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
     }
     if (biz)
         c->sched_ns = sched;
+    for (uint32_t i = 0; i < c->nparams; i++)
+        if (!strcmp(c->param_keys[i], TN_PARAM_TENANT) &&
+            !tn_def_tenant_valid(c->param_values[i])) {
+            cmd_fail(c, TN_ERR_INVAL,
+                     "bad tenant \"%.64s\": an OS user name of 1..32 characters "
+                     "[A-Za-z0-9._-], not starting with '-'",
+                     c->param_values[i]);
+            return TN_OK;
+        }
     wf_run *w;
     if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
         return err;
@@ -1290,6 +1299,11 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
         tn_kv_free(params);
         return;
     }
+    /* the tenant: `tern start --tenant` (the system.tenant param, inherited by
+     * sub-workflows), else the definition's */
+    const char *tenant = tn_kv_get(params, TN_PARAM_TENANT);
+    if (!tenant || !*tenant)
+        tenant = w->def->tenant;
     uint32_t np = params ? tn_kv_len(params) : 0;
     const char **keys = calloc(np + 1, sizeof(char *));
     const char **vals = calloc(np + 1, sizeof(char *));
@@ -1311,7 +1325,8 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
                                node->timeout_ms && t->started_at ?
                                    t->started_at + (int64_t)node->timeout_ms * 1000000 :
                                    0,
-                           .priority = (uint8_t)(w->def->priority * 8 + node->priority)};
+                           .priority = (uint8_t)(w->def->priority * 8 + node->priority),
+                           .tenant = tenant};
     e->ex.ops->dispatch(e->ex.self, &req);
     free(prelude);
     free(keys);

@@ -208,6 +208,11 @@ static void start_shell(tn_inproc *x, job *j, const tn_dispatch_req *req)
         why = "out of memory";
         goto fail;
     }
+    if (req->tenant) { /* never run as the wrong user: switching users is the worker's */
+        why = "the in-process executor cannot run a task as a tenant: run it on a worker "
+              "(tern standalone, tern run, or tern master with tern worker)";
+        goto fail;
+    }
     snprintf(j->script, len + 1, "%s%s%s", req->env_prelude ? req->env_prelude : "",
              req->env_prelude ? "\n" : "", req->command ? req->command : "");
     posix_spawn_file_actions_t fa;

@@ -270,6 +270,7 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     }
     d->noop_outputs = (tn_pairs){op, op ? n->noop.outputs.n : 0};
     d->deadline_ns = r->deadline_ns;
+    d->user = tn_str_c(r->tenant);
     bool sent = false;
     pthread_mutex_lock(&m->mu);
     placement *a = tn_map_get(&m->asgs, r->task);

@@ -329,7 +329,8 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
         j->log_path = NULL;
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    char ids[4][256];
+    char ids[4][256], user[TN_PROTO_ID_MAX + 1];
+    snprintf(user, sizeof(user), "%.*s", (int)d->user.len, d->user.p);
     char **envp = attempt_env(j, d, ids);
     tn_err e = TN_ERR_NOMEM;
     if (script && envp && j->exec_dir && j->log_path) {
@@ -342,6 +343,7 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
                        .exec_dir = j->exec_dir,
                        .log_path = j->log_path,
                        .envp = envp,
+                       .user = user[0] ? user : NULL, /* the tenant */
                        .memory_max = d->memory_max,
                        .cpu_max_milli = d->cpu_max_milli};
         e = tn_proc_start(w->procs, &sp, &j->proc, em);
