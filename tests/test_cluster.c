@@ -337,6 +337,18 @@ Test(cluster, param_errors_fail_and_param_values_are_shown)
     cr_assert_eq(ctl(&out, "status %" PRIu64, bad), 0);
     cr_assert(strstr(out, "reason: param error"), "%s", out);
     free(out);
+    /* outputs over the value limit fail the task that printed them, naming the limit */
+    uint64_t big = start_wf("big.yaml",
+                            "name: big\ntasks:\n  - {name: a, type: shell, command: \"printf "
+                            "'${setValue(v=%070000d)}' 0\"}\n",
+                            "big");
+    wait_final(big, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    cr_assert_eq(ctl(&out, "status %" PRIu64, big), 0);
+    cr_assert(strstr(out, "reason: 1 ${setValue(...)} output(s) not passed on: a value over "
+                          "the 65536-byte limit"),
+              "%s", out);
+    free(out);
     uint64_t wf = start_wf("pv.yaml",
                            "name: pv\nparams: {greeting: 'hello world', day: '$[yyyyMMdd]'}\n"
                            "tasks:\n"

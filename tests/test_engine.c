@@ -1632,6 +1632,21 @@ Test(inproc, a_param_error_fails_the_task_and_nothing_runs, .init = inproc_setup
         cr_assert(strstr(why, cases[i].why), "%s: reason \"%s\"", cases[i].name, why);
         cr_assert_neq(access(ran, F_OK), 0, "%s: the command ran", cases[i].name);
     }
+    /* outputs cut by a limit fail the task that printed them, saying which limit, and the
+     * task that would have used them does not run */
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "name: big\ntasks:\n  - {name: a, type: shell, command: \"printf "
+             "'${setValue(v=%%070000d)}' 0\"}\n"
+             "  - {name: b, type: shell, deps: [a], command: 'touch %s/ran'}\n",
+             dir);
+    apply(body);
+    uint64_t big = start("big");
+    cr_assert_eq(run(big), TN_WF_S_FAILURE);
+    ASSERT_TASK(big, "a", TN_TASK_S_FAILURE, 1);
+    const char *cut = fail_reason(big, "a");
+    cr_assert(strstr(cut, "65536-byte limit"), "reason \"%s\"", cut);
+    cr_assert_neq(access(ran, F_OK), 0, "the downstream task ran");
     /* an unknown zone: every task that substitutes fails, naming the zone */
     setenv("TERN_TZ", "Nowhere/Atlantis", 1);
     apply("name: zone\ntasks:\n  - {name: a, type: shell, command: 'echo $[HH]'}\n");

@@ -510,10 +510,12 @@ static tn_err parse_tz(const char *tz, tzinfo *out, tn_errmsg *msg)
     tn_errmsg m = {{0}};
     if ((out->zone = zone_get(tz, &m)))
         return TN_OK;
+    if (m.text[0]) /* base/tz's message names the zone and the accepted forms */
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s", m.text);
     return tn_errmsg_set(msg, TN_ERR_INVAL,
-                         "unknown time zone \"%.64s\" (%s): use an IANA name such as "
+                         "unknown time zone \"%.64s\": use an IANA name such as "
                          "\"Asia/Shanghai\", \"UTC\", or an offset such as \"+08:00\"",
-                         tz, m.text[0] ? m.text : "not known");
+                         tz);
 }
 
 /* The zone's offset at an instant; instants past what ICU takes (int64 ns) use the
@@ -1899,6 +1901,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
                 if (!tn_kv_getn(dst, s->key, s->key_len) &&
                     tn_kv_len(dst) >= TN_PARAMS_MAX_OUTPUTS) {
                     s->dropped++;
+                    s->too_many++;
                     *toobig = true;
                     return 0;
                 }
@@ -1910,6 +1913,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
                 return 0;
             }
             if (s->val_len >= TN_PARAMS_MAX_VALUE) {
+                s->too_long++;
                 sc_drop(s);
                 return 1;
             }
@@ -1922,6 +1926,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
             return 0;
         }
         if (ch == '\0' || s->val_len >= TN_PARAMS_MAX_VALUE) {
+            s->too_long += ch != '\0';
             sc_drop(s);
             return 1;
         }
@@ -1971,6 +1976,11 @@ tn_err tn_params_scan_outputs(const char *text, size_t len, tn_kv *dst)
 
 tn_err tn_params_scan_file(const char *path, tn_kv *dst)
 {
+    return tn_params_scan_file_why(path, dst, NULL, 0);
+}
+
+tn_err tn_params_scan_file_why(const char *path, tn_kv *dst, char *why, size_t wl)
+{
     FILE *f = path ? fopen(path, "re") : NULL;
     if (!f)
         return TN_ERR_IO;
@@ -1984,8 +1994,22 @@ tn_err tn_params_scan_file(const char *path, tn_kv *dst)
         if (fe && !err)
             err = fe;
     }
+    uint64_t too_long = sc.too_long, too_many = sc.too_many;
     tn_params_scanner_fini(&sc);
     fclose(f);
+    if ((too_long || too_many) && (!err || err == TN_ERR_TOOBIG)) {
+        err = TN_ERR_TOOBIG;
+        if (why && too_long)
+            snprintf(why, wl,
+                     "%" PRIu64 " ${setValue(...)} output(s) not passed on: a value over the "
+                     "%u-byte limit",
+                     too_long, (unsigned)TN_PARAMS_MAX_VALUE);
+        else if (why)
+            snprintf(why, wl,
+                     "%" PRIu64 " ${setValue(...)} output(s) not passed on: more than %u "
+                     "distinct keys",
+                     too_many, (unsigned)TN_PARAMS_MAX_OUTPUTS);
+    }
     return err;
 }
 

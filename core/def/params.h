@@ -255,7 +255,9 @@ typedef struct tn_params_scanner {
     char key[TN_DEF_MAX_NAME + 1];
     char *val;
     size_t val_len, val_cap;
-    uint64_t dropped; /* markers ignored so far, by the rules above */
+    uint64_t dropped;  /* markers ignored so far, by the rules above */
+    uint64_t too_long; /* of those, for a value over TN_PARAMS_MAX_VALUE */
+    uint64_t too_many; /* of those, for a key past TN_PARAMS_MAX_OUTPUTS */
 } tn_params_scanner;
 
 void tn_params_scanner_init(tn_params_scanner *s);
@@ -266,6 +268,13 @@ void tn_params_scanner_fini(tn_params_scanner *s);
 /* A task's log file scanned into dst, in chunks, as both executors do when a task ends.
  * TN_ERR_IO when the file cannot be opened; otherwise as tn_params_scan_outputs. */
 tn_err tn_params_scan_file(const char *path, tn_kv *dst);
+/* As tn_params_scan_file, and TN_ERR_TOOBIG when any marker was ignored for a limit (a
+ * value over TN_PARAMS_MAX_VALUE, a key past TN_PARAMS_MAX_OUTPUTS), with `why` (may be
+ * NULL) saying how many and which limit. Both executors fail a task whose outputs were
+ * cut so, where DolphinScheduler 3.3 logs a warning and keeps the task successful: a
+ * value that never arrives leaves ${key} in a downstream command for the shell to expand
+ * to nothing. */
+tn_err tn_params_scan_file_why(const char *path, tn_kv *dst, char *why, size_t wl);
 
 /* ---- switch conditions -------------------------------------------------------------- */
 

@@ -156,8 +156,13 @@ static void *shell_thread(void *arg)
     int64_t code = r == j->pid ? tn_exit_code(st) : -1;
     bool ok = code == 0;
     tn_kv *outs = tn_kv_new();
-    if (outs)
-        (void)tn_params_scan_file(j->log_path, outs);
+    char cut[200] = "";
+    /* outputs cut by a limit fail the task, never silently (see params.h) */
+    if (outs && tn_params_scan_file_why(j->log_path, outs, cut, sizeof(cut)) == TN_ERR_TOOBIG &&
+        ok)
+        ok = false;
+    else
+        cut[0] = '\0';
     if (job_finish(j)) {
         pthread_mutex_lock(&j->x->mu);
         bool killed = j->killed;
@@ -165,7 +170,11 @@ static void *shell_thread(void *arg)
         if (killed)
             report(j, TN_REPORT_KILL_RESULT, false, code, 0, "killed", NULL);
         else
-            report(j, TN_REPORT_RESULT, ok, code, 0, ok ? NULL : "the command failed", outs);
+            report(j, TN_REPORT_RESULT, ok, code, 0,
+                   ok     ? NULL :
+                   cut[0] ? cut :
+                            "the command failed",
+                   outs);
     }
     tn_kv_free(outs);
     job_unref(j);

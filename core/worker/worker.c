@@ -563,10 +563,20 @@ static void collect(tn_worker *w)
                 int64_t code = tn_exit_code(ex[i].status);
                 bool ok = code == 0;
                 tn_kv *outs = tn_kv_new();
-                if (outs)
-                    (void)tn_params_scan_file(j->log_path, outs);
-                char why[96];
+                char why[200], cut[200] = "";
                 snprintf(why, sizeof(why), "exit status %" PRId64, code);
+                /* outputs cut by a limit fail the task, never silently (see params.h) */
+                if (outs &&
+                    tn_params_scan_file_why(j->log_path, outs, cut, sizeof(cut)) ==
+                        TN_ERR_TOOBIG &&
+                    ok) {
+                    ok = false;
+                    snprintf(why, sizeof(why), "%s", cut);
+                    tn_warn("worker",
+                            "msg=\"task failed: outputs over a limit\" task=%" PRIu64
+                            " why=\"%s\"",
+                            j->task, why);
+                }
                 report_result(w, j, ok, code, ok ? NULL : why, outs);
                 tn_kv_free(outs);
             }
