@@ -898,6 +898,36 @@ Test(logic, dependent_waits_then_follows)
     ASSERT_TASK(down, "after", TN_TASK_S_SUCCESS, 1);
 }
 
+/* A dependent task's date window is in the zone of the run's params (TERN_TZ): at 01:00
+ * in Shanghai, an upstream run of 23:00 the evening before is "yesterday", though both
+ * fall on one UTC day. */
+Test(logic, dependent_window_is_in_the_params_zone)
+{
+    setenv("TERN_TZ", "Asia/Shanghai", 1);
+    tn_engine_close(E);
+    vclock = 1795014000LL * 1000000000LL; /* 2026-11-18 15:00 UTC, 23:00 in Shanghai */
+    open_engine();
+    apply("name: upstream\ntasks:\n  - {name: u, type: noop}\n");
+    apply("name: d_today\ntasks:\n  - name: wait\n    type: dependent\n"
+          "    depends: [{workflow: upstream, task: ALL, cycle: day, date: today}]\n"
+          "    check_interval: 10s\n");
+    apply("name: d_yesterday\ntasks:\n  - name: wait\n    type: dependent\n"
+          "    depends: [{workflow: upstream, task: ALL, cycle: day, date: last1}]\n"
+          "    check_interval: 10s\n");
+    uint64_t up = start("upstream");
+    cr_assert_eq(run(up), TN_WF_S_SUCCESS);
+    int64_t later = vclock + 2LL * 3600 * 1000000000LL; /* 01:00 the next day in Shanghai */
+    tn_cmd c1 = {.sched_ns = later}, c2 = {.sched_ns = later};
+    uint64_t today = start_opts("d_today", &c1), yest = start_opts("d_yesterday", &c2);
+    cr_assert_eq(run(yest), TN_WF_S_SUCCESS);
+    settle(3);
+    cr_assert_eq(task(today, "wait").state, TN_TASK_S_RUNNING_EXECUTION,
+                 "today's window saw the run of the day before");
+    cr_assert_eq(cmd(TN_CMD_STOP, today), TN_OK);
+    settle(3);
+    setenv("TERN_TZ", "UTC", 1);
+}
+
 Test(logic, dependent_on_a_failed_workflow_fails)
 {
     apply("name: upf\ntasks:\n  - {name: u, type: noop, result: failure}\n");

@@ -1512,6 +1512,35 @@ tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ct
     return subst_str(&c, in, flags, TN_PARAMS_MAX_OUT, out, msg);
 }
 
+/* ---- civil time in a context's zone ----------------------------------------------------- */
+
+tn_err tn_params_civil(const char *tz, int64_t sec, tn_civil *out, tn_errmsg *msg)
+{
+    tzinfo z;
+    tn_err err = parse_tz(tz, &z, msg);
+    if (err)
+        return err;
+    dt d;
+    if (!to_dt(&z, sec, &d))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "the time is out of range (years 1..9999)");
+    *out = (tn_civil){
+        (int32_t)d.y, d.mo, d.d, d.h, d.mi, d.s, iso_wday(days_from_civil(d.y, d.mo, d.d)) % 7};
+    return TN_OK;
+}
+
+tn_err tn_params_instant(const char *tz, const tn_civil *c, int64_t *sec, tn_errmsg *msg)
+{
+    tzinfo z;
+    tn_err err = parse_tz(tz, &z, msg);
+    if (err)
+        return err;
+    dt d = {c->year, c->month, c->day, c->hour, c->minute, c->second};
+    if (d.mo < 1 || d.mo > 12 || d.d < 1 || d.d > days_in_month(d.y, d.mo) || d.h < 0 ||
+        d.h > 23 || d.mi < 0 || d.mi > 59 || d.s < 0 || d.s > 59 || !from_dt(&z, &d, sec))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "the civil time is out of range");
+    return TN_OK;
+}
+
 /* ---- the business date of a run ------------------------------------------------------- */
 
 static const char *const biz_keys[] = {"system.datetime", "system.biz.curdate",

@@ -9,6 +9,7 @@
 
 #include "def.h"
 #include "err.h"
+#include "tz.h"
 
 /* Everything here is a pure function of its arguments: no I/O, safe to call from several
  * threads at once. The one shared state is a cache of the IANA zones opened (through
@@ -172,6 +173,16 @@ tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ct
 /* The start-time param `tern start --tenant USER` sets: the OS user the run's shell
  * tasks run as, over the definition's `tenant:` (sub-workflows inherit it). */
 #define TN_PARAM_TENANT "system.tenant"
+
+/* ---- civil time in a context's zone --------------------------------------------------- */
+
+/* The civil time (weekday included) of unix second `sec` in zone `tz`, read as
+ * tn_param_ctx.tz reads it (NULL = local time), so other date logic (dependent tasks'
+ * windows) agrees with the params. TN_ERR_INVAL for a bad zone or a year out of 1..9999. */
+tn_err tn_params_civil(const char *tz, int64_t sec, tn_civil *out, tn_errmsg *msg);
+/* The unix second of a civil time (fields in range, weekday ignored) in zone `tz`; a
+ * time in a DST gap reads with the offset before the gap. TN_ERR_INVAL as above. */
+tn_err tn_params_instant(const char *tz, const tn_civil *c, int64_t *sec, tn_errmsg *msg);
 
 /* ---- the business date of a run -------------------------------------------------------- */
 

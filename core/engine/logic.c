@@ -232,14 +232,38 @@ static tn_err run_switch(tn_engine *e, task_run *t)
 /* ------------------------------------------------------------------------------ */
 /* dependent */
 
-/* The [lo, hi) window, unix ns, of a date spec relative to the schedule time. */
+/* A civil time whose fields may be out of range (mday 0, mon -1), normalized as calendar
+ * arithmetic (timegm on the fields alone), then read in zone tz: unix ns. */
+static bool civil_ns(const char *tz, struct tm *t, int64_t *ns)
+{
+    time_t flat = timegm(t);
+    struct tm n;
+    if (!gmtime_r(&flat, &n))
+        return false;
+    tn_civil c = {n.tm_year + 1900, n.tm_mon + 1, n.tm_mday, n.tm_hour, n.tm_min, n.tm_sec, 0};
+    int64_t sec;
+    if (tn_params_instant(tz, &c, &sec, NULL))
+        return false;
+    *ns = sec * 1000000000LL;
+    return true;
+}
+
+/* The [lo, hi) window, unix ns, of a date spec relative to the schedule time, in the zone
+ * of the run's params (TERN_TZ), so "today" is the same day as ${system.biz.curdate}. */
 static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64_t *lo,
                    int64_t *hi)
 {
-    time_t s = (time_t)(sched_ns / 1000000000LL);
-    struct tm tm;
-    localtime_r(&s, &tm);
-    tm.tm_isdst = -1;
+    const char *tz = eng_tz_name();
+    tn_civil now;
+    if (tn_params_civil(tz, sched_ns / 1000000000LL, &now, NULL))
+        return false;
+    struct tm tm = {.tm_year = now.year - 1900,
+                    .tm_mon = now.month - 1,
+                    .tm_mday = now.day,
+                    .tm_hour = now.hour,
+                    .tm_min = now.minute,
+                    .tm_sec = now.second,
+                    .tm_wday = now.weekday};
     int n = 0;
     if (strncmp(date, "last", 4) == 0 && date[4] >= '0' && date[4] <= '9')
         n = atoi(date + 4);
@@ -307,9 +331,7 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
         break;
     default: return false;
     }
-    *lo = (int64_t)mktime(&a) * 1000000000LL;
-    *hi = (int64_t)mktime(&b) * 1000000000LL;
-    return *hi > *lo;
+    return civil_ns(tz, &a, lo) && civil_ns(tz, &b, hi) && *hi > *lo;
 }
 
 /* The newest instance of workflow `name` created in [lo, hi): 0 if none. Ids grow
