@@ -1362,3 +1362,42 @@ Test(def, unit_edges)
     cr_expect_eq(tn_parse_size(NULL, &v), TN_ERR_INVAL);
     cr_expect_eq(tn_parse_duration_ms(NULL, &v), TN_ERR_INVAL);
 }
+
+/* tenant: an OS user name, kept through the encoding; a definition without one keeps the
+ * encoding it had before the key existed (stored definitions still decode). */
+Test(def, tenant_key)
+{
+    tn_def *d = NULL, *back = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(parse_str("name: wf\ntenant: etl-user.1\ntasks:\n  - {name: a, type: noop}\n",
+                           &d, &msg),
+                 TN_OK, "%s", msg.text);
+    cr_assert_str_eq(d->tenant, "etl-user.1");
+    char *enc, *enc2;
+    size_t len, len2;
+    encode(d, &enc, &len);
+    cr_assert_eq(tn_def_decode(enc, len, &back, &msg), TN_OK, "%s", msg.text);
+    cr_assert_str_eq(back->tenant, "etl-user.1");
+    tn_def_free(back);
+    tn_def_free(d);
+    free(enc);
+    /* without a tenant: 10 fields, as before */
+    cr_assert_eq(parse_str("name: wf\ntasks:\n  - {name: a, type: noop}\n", &d, &msg), TN_OK);
+    cr_assert_null(d->tenant);
+    encode(d, &enc2, &len2);
+    cr_assert_eq((uint8_t)enc2[0], 0x9a, "a fixarray of 10");
+    cr_assert_eq(tn_def_decode(enc2, len2, &back, &msg), TN_OK, "%s", msg.text);
+    cr_assert_null(back->tenant);
+    tn_def_free(back);
+    tn_def_free(d);
+    free(enc2);
+    const char *bad[] = {"-rf", "a b", "toolongtoolongtoolongtoolongtoolong", "ro/ot"};
+    for (size_t i = 0; i < 4; i++) {
+        char y[256];
+        snprintf(y, sizeof(y), "name: wf\ntenant: '%s'\ntasks:\n  - {name: a, type: noop}\n",
+                 bad[i]);
+        d = NULL;
+        cr_assert_eq(parse_str(y, &d, &msg), TN_ERR_PARSE, "%s accepted", bad[i]);
+        cr_assert(strstr(msg.text, "tenant"), "%s", msg.text);
+    }
+}
