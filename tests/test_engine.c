@@ -1245,6 +1245,16 @@ Test(params, business_date_set_at_start)
     tn_engine_call(E, &b);
     cr_assert_eq(b.err, TN_ERR_INVAL);
     cr_assert(strstr(b.msg, "disagrees"), "%s", b.msg);
+    /* a tenant (--tenant, the system.tenant param) that is no user name: refused too */
+    const char *k4[] = {"system.tenant"}, *v4[] = {"bad/name"};
+    tn_cmd t = {.kind = TN_CMD_START,
+                .workflow = "bd",
+                .param_keys = k4,
+                .param_values = v4,
+                .nparams = 1};
+    tn_engine_call(E, &t);
+    cr_assert_eq(t.err, TN_ERR_INVAL);
+    cr_assert(strstr(t.msg, "bad tenant"), "%s", t.msg);
 }
 
 /* ------------------------------------------------------------------------------ */
