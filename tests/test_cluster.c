@@ -55,8 +55,11 @@ static void teardown(void)
 {
     for (int i = nprocs - 1; i >= 0; i--)
         stop_proc(i, SIGTERM);
-    tu_rm_rf(dir);
+    nprocs = 0;
+    if (dir)
+        tu_rm_rf(dir);
     free(dir);
+    dir = NULL; /* a test's own fini may run it first */
 }
 
 /* Start `tern ARGS...` in the background, output in DIR/NAME.log. Returns its index. */
@@ -313,6 +316,183 @@ Test(cluster, shell_dag_values_and_logs)
     free(out);
     cr_assert_eq(ctl(&out, "ls"), 0);
     cr_assert(strstr(out, "dag") && strstr(out, "SUCCESS"), "%s", out);
+    free(out);
+}
+
+/* Through master and worker: a param error fails the task with its reason (and frees the
+ * worker's slot: the next run on the one-slot worker goes on); `tern status` shows the
+ * instance's params and what each task passed, `tern audit` the values, not byte counts. */
+Test(cluster, param_errors_fail_and_param_values_are_shown)
+{
+    start_master("5s", NULL);
+    start_worker("w1", false, NULL, "1");
+    wait_workers(1);
+    uint64_t bad = start_wf("bad.yaml",
+                            "name: bad\nparams: {r1: '${r1}'}\ntasks:\n"
+                            "  - {name: a, type: shell, command: 'echo ${r1}'}\n",
+                            "bad");
+    char st[64];
+    wait_final(bad, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", bad), 0);
+    cr_assert(
+        strstr(out,
+               "\"reason\":\"param error: global params refer to each other in a cycle: r1"),
+        "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "status %" PRIu64, bad), 0);
+    cr_assert(strstr(out, "reason: param error"), "%s", out);
+    free(out);
+    /* outputs over the value limit fail the task that printed them, naming the limit */
+    uint64_t big = start_wf("big.yaml",
+                            "name: big\ntasks:\n  - {name: a, type: shell, command: \"printf "
+                            "'${setValue(v=%070000d)}' 0\"}\n",
+                            "big");
+    wait_final(big, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    cr_assert_eq(ctl(&out, "status %" PRIu64, big), 0);
+    cr_assert(strstr(out, "reason: 1 ${setValue(...)} output(s) not passed on: a value over "
+                          "the 65536-byte limit"),
+              "%s", out);
+    free(out);
+    uint64_t wf = start_wf("pv.yaml",
+                           "name: pv\nparams: {greeting: 'hello world', day: '$[yyyyMMdd]'}\n"
+                           "tasks:\n"
+                           "  - {name: a, type: shell, command: \"echo '${setValue(rows=4 "
+                           "2)}'\"}\n"
+                           "  - {name: b, type: shell, deps: [a], command: 'echo ${rows}'}\n",
+                           "pv");
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS", "the slot of the failed task was not freed");
+    cr_assert_eq(ctl(&out, "status %" PRIu64, wf), 0);
+    cr_assert(strstr(out, "params: day=") && strstr(out, "greeting=\"hello world\""), "%s",
+              out);
+    cr_assert(strstr(out, "passed: rows=\"4 2\""), "%s", out);
+    free(out);
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", wf), 0);
+    cr_assert(strstr(out, "\"params\":{\"day\":\"") &&
+                  strstr(out, "\"greeting\":\"hello world\"}"),
+              "%s", out);
+    cr_assert(strstr(out, "\"passed\":{\"rows\":\"4 2\"}"), "%s", out);
+    free(out);
+    /* audit reads the store; the master keeps it open, but LMDB allows readers */
+    char *err = NULL, cmd[1400];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "vars={rows=\"4 2\"}"), "%s", out);
+    cr_assert(strstr(out, "effective={day=") && !strstr(out, "bytes"), "%s", out);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s --json", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"vars\":{\"rows\":\"4 2\"}"), "%s", out);
+    cr_assert(strstr(out, "\"effective\":{\"day\":"), "%s", out);
+    free(out);
+    free(err);
+}
+
+/* Tenants: a user (and a group of it) the test creates and removes. */
+static char tenant_user[64], tenant_group[64];
+
+static void tenant_teardown(void)
+{
+    teardown();
+    char cmd[256];
+    if (tenant_user[0]) {
+        snprintf(cmd, sizeof(cmd), "userdel -r %s >/dev/null 2>&1", tenant_user);
+        (void)!system(cmd);
+    }
+    if (tenant_group[0]) {
+        snprintf(cmd, sizeof(cmd), "groupdel %s >/dev/null 2>&1", tenant_group);
+        (void)!system(cmd);
+    }
+}
+
+/* The log of task `name` of instance wf, through `tern logs`. */
+static char *task_log(uint64_t wf, const char *name)
+{
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "logs %" PRIu64, task_id(wf, name)), 0, "%s", out);
+    return out;
+}
+
+/* A workflow's `tenant:` (and `tern start --tenant`) runs its shell tasks as that OS user,
+ * with its home, its supplementary groups and an exec dir it owns; a missing user fails
+ * the task with that reason; without a tenant tasks run as the worker's own user. */
+Test(cluster, tenant_runs_shell_tasks_as_its_user, .fini = tenant_teardown)
+{
+    if (geteuid() != 0)
+        cr_skip_test("creating a user needs root");
+    snprintf(tenant_user, sizeof(tenant_user), "tern-t-%d", (int)getpid());
+    snprintf(tenant_group, sizeof(tenant_group), "tern-g-%d", (int)getpid());
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "groupadd %s && useradd -m -G %s %s", tenant_group, tenant_group,
+             tenant_user);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    start_master("5s", NULL);
+    start_worker("w1", false, NULL, "2");
+    wait_workers(1);
+    static const char *const body =
+        "tasks:\n"
+        "  - name: a\n    type: shell\n"
+        "    command: |\n"
+        "      echo \"user=$(id -un) groups=$(id -Gn) home=$HOME owner=$(stat -c %U .)\"\n";
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml), "name: ten\ntenant: %s\n", tenant_user);
+    size_t l = strlen(yaml);
+    snprintf(yaml + l, sizeof(yaml) - l, "%s", body);
+    uint64_t wf = start_wf("ten.yaml", yaml, "ten");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    char want[256], *log = task_log(wf, "a");
+    snprintf(want, sizeof(want), "user=%s groups=", tenant_user);
+    cr_assert(strstr(log, want), "%s", log);
+    cr_assert(strstr(log, tenant_group), "supplementary group missing: %s", log);
+    snprintf(want, sizeof(want), "home=/home/%s owner=%s", tenant_user, tenant_user);
+    cr_assert(strstr(log, want), "%s", log);
+    free(log);
+
+    /* no tenant: the worker's own user */
+    snprintf(yaml, sizeof(yaml), "name: own\n");
+    l = strlen(yaml);
+    snprintf(yaml + l, sizeof(yaml) - l, "%s", body);
+    wf = start_wf("own.yaml", yaml, "own");
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    log = task_log(wf, "a");
+    cr_assert(strstr(log, "user=root "), "%s", log);
+    free(log);
+
+    /* --tenant over a definition without one */
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "start own --tenant %s --json", tenant_user), 0, "%s", out);
+    char *id = strstr(out, "\"id\":");
+    cr_assert_not_null(id, "%s", out);
+    wf = strtoull(id + 5, NULL, 10);
+    free(out);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    log = task_log(wf, "a");
+    snprintf(want, sizeof(want), "user=%s ", tenant_user);
+    cr_assert(strstr(log, want), "%s", log);
+    free(log);
+
+    /* a user that does not exist: the task fails and says so */
+    cr_assert_eq(ctl(&out, "start own --tenant tern-nouser-%d --json", (int)getpid()), 0, "%s",
+                 out);
+    id = strstr(out, "\"id\":");
+    cr_assert_not_null(id, "%s", out);
+    wf = strtoull(id + 5, NULL, 10);
+    free(out);
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    cr_assert_eq(ctl(&out, "status %" PRIu64 " --json", wf), 0);
+    cr_assert(strstr(out, "does not exist"), "%s", out);
+    free(out);
+    /* a name that is no user name is refused at start */
+    cr_assert_neq(ctl(&out, "start own --tenant 'bad/name'"), 0, "%s", out);
     free(out);
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "log.h"
@@ -999,6 +1000,36 @@ Test(logic, dependent_waits_then_follows)
     ASSERT_TASK(down, "after", TN_TASK_S_SUCCESS, 1);
 }
 
+/* A dependent task's date window is in the zone of the run's params (TERN_TZ): at 01:00
+ * in Shanghai, an upstream run of 23:00 the evening before is "yesterday", though both
+ * fall on one UTC day. */
+Test(logic, dependent_window_is_in_the_params_zone)
+{
+    setenv("TERN_TZ", "Asia/Shanghai", 1);
+    tn_engine_close(E);
+    vclock = 1795014000LL * 1000000000LL; /* 2026-11-18 15:00 UTC, 23:00 in Shanghai */
+    open_engine();
+    apply("name: upstream\ntasks:\n  - {name: u, type: noop}\n");
+    apply("name: d_today\ntasks:\n  - name: wait\n    type: dependent\n"
+          "    depends: [{workflow: upstream, task: ALL, cycle: day, date: today}]\n"
+          "    check_interval: 10s\n");
+    apply("name: d_yesterday\ntasks:\n  - name: wait\n    type: dependent\n"
+          "    depends: [{workflow: upstream, task: ALL, cycle: day, date: last1}]\n"
+          "    check_interval: 10s\n");
+    uint64_t up = start("upstream");
+    cr_assert_eq(run(up), TN_WF_S_SUCCESS);
+    int64_t later = vclock + 2LL * 3600 * 1000000000LL; /* 01:00 the next day in Shanghai */
+    tn_cmd c1 = {.sched_ns = later}, c2 = {.sched_ns = later};
+    uint64_t today = start_opts("d_today", &c1), yest = start_opts("d_yesterday", &c2);
+    cr_assert_eq(run(yest), TN_WF_S_SUCCESS);
+    settle(3);
+    cr_assert_eq(task(today, "wait").state, TN_TASK_S_RUNNING_EXECUTION,
+                 "today's window saw the run of the day before");
+    cr_assert_eq(cmd(TN_CMD_STOP, today), TN_OK);
+    settle(3);
+    setenv("TERN_TZ", "UTC", 1);
+}
+
 Test(logic, dependent_on_a_failed_workflow_fails)
 {
     apply("name: upf\ntasks:\n  - {name: u, type: noop, result: failure}\n");
@@ -1238,6 +1269,104 @@ Test(params, precedence_and_passing)
     cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
     snprintf(want, sizeof(want), "echo global/passed/mine/cli/%" PRIu64, wf);
     cr_assert_str_eq(CAP.cmd, want);
+}
+
+/* The engine with the capturing executor (the command each dispatch carried). */
+static void cap_open(void)
+{
+    tn_engine_close(E);
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = dir,
+                        .log = {.create = true, .no_sync = true},
+                        .executor = {&cap_ops, &X, "test"},
+                        .virtual_clock = true,
+                        .start_ns = vclock};
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    X.e = E;
+}
+
+/* The zone of TERN_TZ is the zone of every date of a task, and the command and its params
+ * are substituted in one context: $[HH] reads the same in both. */
+Test(params, time_zone_is_one_for_command_and_params)
+{
+    const char *zones[] = {"Asia/Shanghai", "+08:00"};
+    for (int z = 0; z < 2; z++) {
+        setenv("TERN_TZ", zones[z], 1);
+        cap_open();
+        apply("name: tz\nparams: {h: '$[HH]', d: '$[yyyyMMdd-1]', id: "
+              "'${system.task.instance.id}'}\ntasks:\n"
+              "  - {name: a, type: shell, params: {l: '$[HH]'}, command: 'echo "
+              "${system.biz.date} ${d} ${h} ${l} $[HH] ${id}=${system.task.instance.id}'}\n");
+        uint64_t wf = start("tz");
+        cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+        /* the schedule time in Shanghai, computed here without tern */
+        tn_wf_proj p;
+        cr_assert_eq(tn_evlog_wf(tn_engine_log(E), wf, &p), TN_OK);
+        time_t sh = (time_t)(p.created_at / 1000000000LL) + 8 * 3600, y = sh - 86400;
+        struct tm tm, ty;
+        gmtime_r(&sh, &tm);
+        gmtime_r(&y, &ty);
+        uint64_t tid = task(wf, "a").id;
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "echo %04d%02d%02d %04d%02d%02d %02d %02d %02d %" PRIu64 "=%" PRIu64,
+                 ty.tm_year + 1900, ty.tm_mon + 1, ty.tm_mday, ty.tm_year + 1900, ty.tm_mon + 1,
+                 ty.tm_mday, tm.tm_hour, tm.tm_hour, tm.tm_hour, tid, tid);
+        cr_assert_str_eq(CAP.cmd, want, "zone %s", zones[z]);
+    }
+    setenv("TERN_TZ", "UTC", 1);
+}
+
+/* --param system.biz.date=... sets the run's business date: the instance records it and
+ * every built-in date and $[...] derives from it; a bad value is refused at start. */
+Test(params, business_date_set_at_start)
+{
+    cap_open();
+    apply("name: bd\ntasks:\n  - {name: a, type: shell, command: 'echo ${system.biz.date} "
+          "${system.biz.curdate} ${system.datetime} $[yyyyMMdd-1] $[HH]'}\n");
+    const char *k[] = {"system.biz.date"}, *v[] = {"20240229"};
+    tn_cmd c = {.param_keys = k, .param_values = v, .nparams = 1};
+    uint64_t wf = start_opts("bd", &c);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_str_eq(CAP.cmd, "echo 20240229 20240301 20240301000000 20240229 00");
+    const char *k2[] = {"system.datetime"}, *v2[] = {"20231231153000"};
+    tn_cmd c2 = {.param_keys = k2, .param_values = v2, .nparams = 1};
+    wf = start_opts("bd", &c2);
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    cr_assert_str_eq(CAP.cmd, "echo 20231230 20231231 20231231153000 20231230 15");
+    /* refused at start, with the accepted form */
+    const char *bad[] = {"2024-02-29", "20240230", "yesterday", ""};
+    for (int i = 0; i < 4; i++) {
+        const char *bv[] = {bad[i]};
+        tn_cmd b = {.kind = TN_CMD_START,
+                    .workflow = "bd",
+                    .param_keys = k,
+                    .param_values = bv,
+                    .nparams = 1};
+        tn_engine_call(E, &b);
+        cr_assert_eq(b.err, TN_ERR_INVAL, "%s accepted", bad[i]);
+        cr_assert(strstr(b.msg, "yyyyMMdd"), "%s", b.msg);
+    }
+    const char *k3[] = {"system.biz.date", "system.biz.curdate"},
+               *v3[] = {"20240101", "20240105"};
+    tn_cmd b = {.kind = TN_CMD_START,
+                .workflow = "bd",
+                .param_keys = k3,
+                .param_values = v3,
+                .nparams = 2};
+    tn_engine_call(E, &b);
+    cr_assert_eq(b.err, TN_ERR_INVAL);
+    cr_assert(strstr(b.msg, "disagrees"), "%s", b.msg);
+    /* a tenant (--tenant, the system.tenant param) that is no user name: refused too */
+    const char *k4[] = {"system.tenant"}, *v4[] = {"bad/name"};
+    tn_cmd t = {.kind = TN_CMD_START,
+                .workflow = "bd",
+                .param_keys = k4,
+                .param_values = v4,
+                .nparams = 1};
+    tn_engine_call(E, &t);
+    cr_assert_eq(t.err, TN_ERR_INVAL);
+    cr_assert(strstr(t.msg, "bad tenant"), "%s", t.msg);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -1603,6 +1732,107 @@ Test(inproc, a_task_killed_by_a_signal_reports_128_plus_the_signal, .init = inpr
     cr_assert_eq(tn_evlog_task(tn_engine_log(E), task(wf, "a").id, &p), TN_OK);
     cr_assert_eq(p.exit_code, 128 + SIGTERM, "exit code %" PRId64, p.exit_code);
     cr_assert(strstr(p.reason, "killed by signal 15"), "reason: %s", p.reason);
+    tn_engine_close(E);
+    E = NULL;
+    tn_inproc_free(x);
+}
+
+/* The reason of a task's last FAILED event ("" if none). */
+typedef struct reason_find {
+    uint64_t task;
+    char why[1024];
+} reason_find;
+
+static int reason_cb(void *ctx, const tn_event *ev)
+{
+    reason_find *r = ctx;
+    const tn_attr *a = tn_event_attr(ev, "reason");
+    if (ev->machine == TN_MACHINE_TASK && ev->task == r->task &&
+        ev->event == TN_TASK_E_FAILED && a && a->type == TN_ATTR_STR)
+        snprintf(r->why, sizeof(r->why), "%.*s", (int)a->s.len, a->s.p);
+    return 0;
+}
+
+static const char *fail_reason(uint64_t wf, const char *name)
+{
+    static reason_find r;
+    memset(&r, 0, sizeof(r));
+    r.task = task(wf, name).id;
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, reason_cb, &r, &fr);
+    return r.why;
+}
+
+/* A task whose params, command or environment cannot be prepared fails with that reason
+ * and nothing is spawned: never the command with its params left empty. */
+Test(inproc, a_param_error_fails_the_task_and_nothing_runs, .init = inproc_setup,
+     .fini = inproc_teardown, .timeout = 60)
+{
+    char logs[600];
+    snprintf(logs, sizeof(logs), "%s/logs", dir);
+    tn_inproc *x;
+    cr_assert_eq(tn_inproc_new(logs, &x), TN_OK);
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = dir,
+                        .log = {.create = true, .no_sync = true},
+                        .executor = tn_inproc_executor(x)};
+    setenv("TERN_TZ", "UTC", 1);
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    tn_inproc_bind(x, E);
+    static const struct {
+        const char *yaml, *name, *why;
+    } cases[] = {
+        {"params: {r1: '${r1}'}\ntasks:\n  - {name: a, type: shell, command: 'touch %s/ran; "
+         "echo ${r1}'}\n",
+         "cycle", "param error"},
+        {"tasks:\n  - {name: a, type: shell, command: 'touch %s/ran; echo "
+         "$[yyyyMMdd-99999999999999]'}\n",
+         "range", "param error in the command"},
+        {"tasks:\n  - {name: a, type: shell, params: {p: '$[yyyyMMdd'}, command: 'touch "
+         "%s/ran'}\n",
+         "unclosed", "param error"},
+        {"tasks:\n  - {name: a, type: shell, environment: nosuchenv, command: 'touch "
+         "%s/ran'}\n",
+         "noenv", "tern env set nosuchenv"},
+    };
+    char ran[700];
+    snprintf(ran, sizeof(ran), "%s/ran", dir);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[1024], body[900];
+        snprintf(body, sizeof(body), cases[i].yaml, dir);
+        snprintf(yaml, sizeof(yaml), "name: %s\n%s", cases[i].name, body);
+        apply(yaml);
+        uint64_t wf = start(cases[i].name);
+        int st = run(wf);
+        cr_assert_eq(st, TN_WF_S_FAILURE, "%s: got %s", cases[i].name, wsn(st));
+        ASSERT_TASK(wf, "a", TN_TASK_S_FAILURE, 1);
+        const char *why = fail_reason(wf, "a");
+        cr_assert(strstr(why, cases[i].why), "%s: reason \"%s\"", cases[i].name, why);
+        cr_assert_neq(access(ran, F_OK), 0, "%s: the command ran", cases[i].name);
+    }
+    /* outputs cut by a limit fail the task that printed them, saying which limit, and the
+     * task that would have used them does not run */
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "name: big\ntasks:\n  - {name: a, type: shell, command: \"printf "
+             "'${setValue(v=%%070000d)}' 0\"}\n"
+             "  - {name: b, type: shell, deps: [a], command: 'touch %s/ran'}\n",
+             dir);
+    apply(body);
+    uint64_t big = start("big");
+    cr_assert_eq(run(big), TN_WF_S_FAILURE);
+    ASSERT_TASK(big, "a", TN_TASK_S_FAILURE, 1);
+    const char *cut = fail_reason(big, "a");
+    cr_assert(strstr(cut, "65536-byte limit"), "reason \"%s\"", cut);
+    cr_assert_neq(access(ran, F_OK), 0, "the downstream task ran");
+    /* an unknown zone: every task that substitutes fails, naming the zone */
+    setenv("TERN_TZ", "Nowhere/Atlantis", 1);
+    apply("name: zone\ntasks:\n  - {name: a, type: shell, command: 'echo $[HH]'}\n");
+    uint64_t wf = start("zone");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    const char *why = fail_reason(wf, "a");
+    cr_assert(strstr(why, "Nowhere/Atlantis") && strstr(why, "time zone"), "%s", why);
+    setenv("TERN_TZ", "UTC", 1);
     tn_engine_close(E);
     E = NULL;
     tn_inproc_free(x);

@@ -293,12 +293,42 @@ Test(params, time_zones)
     expect_date(&c, "$[unixtime(yyyyMMddHHmmss)]", "1795377600");
 
     tn_errmsg m;
-    const char *bad[] = {"Asia/Tokyo", "", "+8", "+08:", "+24:00", "+08:60", "08:00", "UTC+1"};
+    const char *bad[] = {"Mars/Olympus_Mons", "", "+8", "+08:", "+24:00", "+08:60", "08:00"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         c.tz = bad[i];
         cr_assert_eq(sub_err("plain", NULL, &c, &m), TN_ERR_INVAL, "tz %s", bad[i]);
         cr_assert(strstr(m.text, "time zone"), "%s", m.text);
     }
+}
+
+/* IANA names go through ICU: the zone's rules, DST included, for built-ins and $[...]. */
+Test(params, iana_time_zones)
+{
+    /* 2026-11-22 20:00 UTC is 2026-11-23 04:00 in Shanghai (UTC+8, no DST) */
+    tn_param_ctx c = ctx_at(utc_ns(2026, 11, 22, 20, 0, 0));
+    c.tz = "Asia/Shanghai";
+    expect_sub("${system.datetime} ${system.biz.date} ${system.biz.curdate}", NULL, &c, 0,
+               "20261123040000 20261122 20261123");
+    expect_date(&c, "$[yyyyMMdd-1] $[HH]", "20261122 04");
+    expect_date(&c, "$[unixtime(yyyyMMddHHmmss)]", "1795377600");
+    expect_date(&c, "$[month_begin(yyyyMMdd,0)]", "20261101");
+    /* New York: EDT (-4) in July, EST (-5) in January, from the same code path */
+    c = ctx_at(utc_ns(2026, 7, 1, 12, 0, 0));
+    c.tz = "America/New_York";
+    expect_date(&c, "$[yyyyMMddHH]", "2026070108");
+    expect_date(&c, "$[unixtime(yyyyMMddHHmmss)]", "1782907200");
+    c = ctx_at(utc_ns(2026, 1, 15, 12, 0, 0));
+    c.tz = "America/New_York";
+    expect_date(&c, "$[HH]", "07");
+    /* across the spring-forward night: a day is exactly 24 h (E is exact arithmetic on
+     * seconds), so 12:00 EDT minus one day reads 11:00 EST */
+    c = ctx_at(utc_ns(2026, 3, 8, 16, 0, 0)); /* 12:00 EDT */
+    c.tz = "America/New_York";
+    expect_date(&c, "$[yyyyMMddHH-1]", "2026030711");
+    tn_errmsg m;
+    c.tz = "Asia/Nowhere";
+    cr_assert_eq(sub_err("$[yyyyMMdd]", NULL, &c, &m), TN_ERR_INVAL);
+    cr_assert(strstr(m.text, "Asia/Nowhere") && strstr(m.text, "time zone"), "%s", m.text);
 }
 
 /* ---- date arithmetic ------------------------------------------------------------------ */

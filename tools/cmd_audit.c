@@ -10,6 +10,9 @@
 #include "sm.h"
 #include "logread.h"
 #include "cli.h"
+#include "ctlsrv.h"
+#include "params.h"
+#include "sm_gen.h"
 
 typedef struct audit_opts {
     const char *data;
@@ -31,14 +34,36 @@ const tn_opt_cmd tn_spec_audit = {
 typedef struct audit_ctx {
     bool json;
     size_t n;
+    tn_wf_params params; /* the instance's effective params, shown with its SUBMIT */
 } audit_ctx;
+
+/* A map of params (var pool, overrides, inherited, effective): key=value pairs, values
+ * escaped as JSON strings where a space, quote, '=' or control character would make the
+ * line ambiguous; a JSON object with --json. */
+static void print_kv(const tn_kv *kv, bool json)
+{
+    tn_sb b = {0};
+    if (json) {
+        tn_kv_json(&b, kv);
+    } else {
+        tn_sb_printf(&b, "{");
+        tn_kv_text(&b, kv);
+        tn_sb_printf(&b, "}");
+    }
+    fputs(b.s ? b.s : "", stdout);
+    free(b.s);
+}
 
 static void print_attr_value(const tn_attr *a, bool json)
 {
     if (a->type == TN_ATTR_INT) {
         printf("%" PRId64, a->i);
     } else if (a->type == TN_ATTR_BIN) {
-        if (json)
+        tn_kv *kv = NULL;
+        if (tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK) {
+            print_kv(kv, json);
+            tn_kv_free(kv);
+        } else if (json)
             printf("{\"bytes\":%u}", a->s.len);
         else
             printf("<%u bytes>", a->s.len);
@@ -77,7 +102,16 @@ static int audit_one(void *vctx, const tn_event *ev)
             putchar(':');
             print_attr_value(&ev->attrs[i], true);
         }
-        printf("}}");
+        printf("}");
+        if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_SUBMIT) {
+            printf(",\"effective\":");
+            print_kv(x->params.effective, true);
+            if (x->params.why[0]) {
+                printf(",\"params_error\":");
+                tn_json_str(stdout, x->params.why, strlen(x->params.why));
+            }
+        }
+        printf("}");
     } else {
         /* an actor is a peer's name (a unix user, a token, a certificate; any string in
          * an old log): escaped, so a row stays one line and its columns stay aligned */
@@ -89,6 +123,14 @@ static int audit_one(void *vctx, const tn_event *ev)
         for (uint32_t i = 0; i < ev->nattrs; i++) {
             printf(" %.*s=", (int)ev->attrs[i].key.len, ev->attrs[i].key.p);
             print_attr_value(&ev->attrs[i], false);
+        }
+        if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_SUBMIT) {
+            printf(" effective=");
+            print_kv(x->params.effective, false);
+            if (x->params.why[0]) {
+                printf(" params_error=");
+                tn_json_str(stdout, x->params.why, strlen(x->params.why));
+            }
         }
         putchar('\n');
     }
@@ -118,7 +160,9 @@ int tn_cmd_audit(int argc, char **argv)
         printf("%-24s %6s %-14s %-8s %-5s %-13s %s\n", "TIME", "SEQ", "ACTOR", "MACHINE", "ID",
                "EVENT", "FROM -> TO  ATTRS");
     int fr;
+    (void)tn_wf_params_read(s, wf, &x.params);
     tn_err e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
+    tn_wf_params_free(&x.params);
     if (x.json)
         printf("]\n");
     rc = 0;

@@ -21,6 +21,7 @@ typedef struct run_opts {
     tn_opt_kv param;
     tn_opt_list from;
     int mode;
+    const char *tenant;
 } run_opts;
 
 static bool parse_mode(const char *v, void *field)
@@ -40,6 +41,8 @@ static const tn_opt run_table[] = {
     {"mode", 0, TN_OPT_CUSTOM, offsetof(run_opts, mode), "MODE",
      .help = "task_only, task_pre (and upstream) or task_post (and downstream)",
      .want = "task_only, task_pre or task_post", .parse = parse_mode},
+    {"tenant", 0, TN_OPT_STR, offsetof(run_opts, tenant), "USER",
+     .help = "run the shell tasks as this OS user (over the definition's tenant:)"},
     {"dry-run", 0, TN_OPT_FLAG, offsetof(run_opts, dry_run), NULL,
      .help = "record an instance whose tasks are marked successful, run nothing"},
     {"data", 0, TN_OPT_STR, offsetof(run_opts, data), "DIR",
@@ -88,11 +91,22 @@ static int start(tn_engine *e, const run_opts *o, const run_def *d, uint64_t *wf
                  .def_len = d->len,
                  .actor = "user:cli"};
     int mode = o->from.n && o->mode == TN_MODE_ALL ? TN_MODE_TASK_POST : o->mode;
+    /* --tenant travels as the system.tenant param (see params.h) */
+    const char *keys[TN_OPT_MAX_LIST + 1], *vals[TN_OPT_MAX_LIST + 1];
+    uint32_t np = o->param.n;
+    for (uint32_t i = 0; i < np; i++) {
+        keys[i] = o->param.key[i];
+        vals[i] = o->param.val[i];
+    }
+    if (o->tenant) {
+        keys[np] = "system.tenant";
+        vals[np++] = o->tenant;
+    }
     tn_cmd sc = {.kind = TN_CMD_START,
                  .workflow = d->name,
-                 .param_keys = o->param.key,
-                 .param_values = o->param.val,
-                 .nparams = o->param.n,
+                 .param_keys = keys,
+                 .param_values = vals,
+                 .nparams = np,
                  .from = o->from.v,
                  .nfrom = o->from.n,
                  .mode = (tn_start_mode)mode,

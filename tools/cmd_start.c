@@ -10,6 +10,7 @@ typedef struct start_opts {
     tn_opt_kv param;
     tn_opt_list from;
     const char *mode;
+    const char *tenant;
     bool dry_run;
 } start_opts;
 
@@ -20,6 +21,8 @@ static const tn_opt start_table[] = {
      .help = "start from this task; --mode says what else runs", .max = TN_CTL_MAX_LIST},
     {"mode", 0, TN_OPT_STR, offsetof(start_opts, mode), "MODE",
      .help = "task_only, task_pre (and upstream) or task_post (and downstream, the default)"},
+    {"tenant", 0, TN_OPT_STR, offsetof(start_opts, tenant), "USER",
+     .help = "run the shell tasks as this OS user (over the definition's tenant:)"},
     {"dry-run", 0, TN_OPT_FLAG, offsetof(start_opts, dry_run), NULL,
      .help = "record an instance whose tasks are marked successful, run nothing"},
     TN_CTL_COMMON_OPTS(start_opts),
@@ -53,6 +56,15 @@ int tn_cmd_start(int argc, char **argv)
         r->pvals[i] = tn_str_c(o.param.val[i]);
     }
     r->nparams = o.param.n;
+    if (o.tenant) { /* travels as the system.tenant param (see params.h) */
+        if (r->nparams >= TN_CTL_MAX_LIST) {
+            free(r);
+            tn_opt_args_free(&a);
+            return tn_cli_usage("start", "too many --param for --tenant to fit");
+        }
+        r->pkeys[r->nparams] = tn_str_c("system.tenant");
+        r->pvals[r->nparams++] = tn_str_c(o.tenant);
+    }
     for (uint32_t i = 0; i < o.from.n; i++)
         r->from[i] = tn_str_c(o.from.v[i]);
     r->nfrom = o.from.n;

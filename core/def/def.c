@@ -1197,6 +1197,7 @@ static const field wf_fields[TN_DEF_WK__COUNT] = {
     [TN_DEF_WK_FAILURE_STRATEGY] = {V_ENUM, .off = DF(failure_strategy),
                                     .ed = &failure_strategy_desc},
     [TN_DEF_WK_TASKS] = {V_TASKS},
+    [TN_DEF_WK_TENANT] = {V_NAME, .nil_ok = true, .off = DF(tenant), .label = "tenant"},
 };
 
 /* A mapping's keys: the table and the words, and the keys of the level above or below
@@ -1867,6 +1868,23 @@ fail:
     return err;
 }
 
+bool tn_def_tenant_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > TN_DEF_MAX_TENANT || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static bool tenant_valid(const char *s)
+{
+    return tn_def_tenant_valid(s);
+}
+
 static tn_err validate(const ectx *e, tn_def *d)
 {
     vctx v = {.e = *e, .d = d};
@@ -1879,6 +1897,11 @@ static tn_err validate(const ectx *e, tn_def *d)
     if (d->timeout_ms > TN_DEF_MAX_DURATION_MS)
         return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_TIMEOUT],
                        "workflow \"timeout\" is longer than 3650d");
+    if (d->tenant && !tenant_valid(d->tenant))
+        return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_TENANT],
+                       "bad tenant \"%.64s\": an OS user name of 1..32 characters "
+                       "[A-Za-z0-9._-], not starting with '-'",
+                       d->tenant);
     if ((err = check_kvs(&v, &d->params, d->key_line[TN_DEF_WK_PARAMS], "params")))
         return err;
     if (d->n_tasks == 0 || d->n_tasks > TN_DEF_MAX_TASKS)
@@ -2071,6 +2094,7 @@ void tn_def_free(tn_def *d)
         return;
     free(d->name);
     free(d->description);
+    free(d->tenant);
     kvs_free(&d->params);
     for (uint32_t i = 0; i < d->n_tasks; i++)
         task_fini(&d->tasks[i]);
@@ -2086,7 +2110,8 @@ void tn_def_free(tn_def *d)
  * in ms; absent optional strings as nil; lines are not encoded.
  *
  *   def   = [1, name, description, params, execution, priority, timeout_ms,
- *            timeout_strategy, failure_strategy, [task...]]
+ *            timeout_strategy, failure_strategy, [task...], tenant]
+ *            (tenant only when set: without it the array has 10 items)
  *   params, outputs = {key: value, ...}             keys ascending, unique
  *   task  = [name, type, [dep...], enabled, params, retries, retry_interval_ms, timeout_ms,
  *            timeout_strategy, delay_ms, priority, body]
@@ -2111,7 +2136,7 @@ void tn_def_free(tn_def *d)
  * its list); list items as their item_spec's fields. e_field writes a value and rd_field
  * reads it back by the same field. */
 
-#define DEF_FIELDS  10
+#define DEF_FIELDS  11
 #define TASK_FIELDS 12
 
 typedef struct enc {
@@ -2254,10 +2279,13 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
         return TN_ERR_INVAL;
     msgpack_sbuffer_init(&e.sb);
     msgpack_packer_init(&e.pk, &e.sb, msgpack_sbuffer_write);
-    e_arr(&e, DEF_FIELDS);
+    /* the tenant, last, only when set: definitions without one keep the encoding they
+     * had before the key existed */
+    e_arr(&e, d->tenant ? DEF_FIELDS : DEF_FIELDS - 1);
     e_uint(&e, TN_DEF_FORMAT_VERSION);
     for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
-        e_field(&e, &wf_fields[k], d);
+        if (k != TN_DEF_WK_TENANT || d->tenant)
+            e_field(&e, &wf_fields[k], d);
     if (e.bad) {
         msgpack_sbuffer_destroy(&e.sb);
         return TN_ERR_NOMEM;
@@ -2616,10 +2644,11 @@ static bool rd_def(rd *r, tn_def *d)
                       (unsigned long long)version, TN_DEF_FORMAT_VERSION);
         return false;
     }
-    if (n != DEF_FIELDS)
+    if (n != DEF_FIELDS && n != DEF_FIELDS - 1) /* without a tenant: one less */
         return rd_fail(r, TN_ERR_TYPE, "definition");
     for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
-        if (!rd_field(r, &wf_fields[k], wf_key_words[k], d))
+        if ((k != TN_DEF_WK_TENANT || n == DEF_FIELDS) &&
+            !rd_field(r, &wf_fields[k], wf_key_words[k], d))
             return false;
     return true;
 }

@@ -14,6 +14,7 @@
 #define TN_DEF_MAX_FILE        (16u << 20) /* bytes of YAML */
 #define TN_DEF_MAX_TASKS       100000u
 #define TN_DEF_MAX_NAME        64u         /* workflow, task, group, environment names */
+#define TN_DEF_MAX_TENANT      32u         /* an OS user name (tenant) */
 #define TN_DEF_MAX_STRING      (64u << 10) /* any other string (description, param value) */
 #define TN_DEF_MAX_COMMAND     (1u << 20)  /* a shell command */
 #define TN_DEF_MAX_PARAMS      1000u       /* entries in one params or outputs map */
@@ -178,7 +179,8 @@ TN_DEF__ENUM_API(failure_policy)
     X(TIMEOUT, timeout)                   \
     X(TIMEOUT_STRATEGY, timeout_strategy) \
     X(FAILURE_STRATEGY, failure_strategy) \
-    X(TASKS, tasks)
+    X(TASKS, tasks)                       \
+    X(TENANT, tenant)
 
 #define TN_DEF_TASK_KEY_LIST(X)           \
     X(NAME, name)                         \
@@ -368,6 +370,10 @@ typedef struct tn_def {
     tn_def_failure_strategy failure_strategy;
     tn_def_task *tasks; /* in the order written; at least one */
     uint32_t n_tasks;
+    /* The OS user the workflow's shell tasks run as (DolphinScheduler's tenant), with its
+     * home and groups; NULL = the worker's own user. A portable user name: 1..32 bytes
+     * of [A-Za-z0-9._-], not starting with '-'. */
+    char *tenant;
 
     /* Computed by validation. topo: every task index once, each after all its deps;
      * among ready tasks the smallest index comes first, so a file already written in
@@ -397,6 +403,8 @@ tn_err tn_def_parse_file(const char *path, tn_def **out, tn_errmsg *msg);
 
 /* Free a definition, including a half-built one; NULL is allowed. */
 void tn_def_free(tn_def *d);
+/* Whether s is a tenant as a definition or `tern start --tenant` may give it. */
+bool tn_def_tenant_valid(const char *s);
 
 /* The index of the task named `name`, or -1. O(log n). */
 int32_t tn_def_task_find(const tn_def *d, const char *name);

@@ -1,10 +1,13 @@
 /* Task parameters: the tn_kv map, built-ins and $[...] date arithmetic, substitution, the
  * precedence of param layers, setValue scanning and switch conditions (rules in params.h). */
 #include "params.h"
+#include "mp.h"
+#include "tz.h"
 #include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +293,36 @@ fail:
     return TN_ERR_NOMEM;
 }
 
+tn_err tn_kv_decode(const void *buf, size_t len, tn_kv **out)
+{
+    tn_mp r;
+    tn_mp_init(&r, buf, len);
+    uint32_t n;
+    if (!tn_mp_map(&r, TN_KV_MAX_ITEMS, &n))
+        return r.err ? r.err : TN_ERR_CORRUPT;
+    tn_kv *kv = tn_kv_new();
+    if (!kv)
+        return TN_ERR_NOMEM;
+    tn_err err = TN_OK;
+    for (uint32_t i = 0; i < n && !err; i++) {
+        const char *k, *v;
+        uint32_t kl, vl;
+        if (!tn_mp_str(&r, TN_DEF_MAX_NAME, &k, &kl) ||
+            !tn_mp_str(&r, TN_PARAMS_MAX_VALUE, &v, &vl))
+            err = r.err ? r.err : TN_ERR_CORRUPT;
+        else
+            err = tn_kv_setn(kv, k, kl, v, vl);
+    }
+    if (!err && !tn_mp_done(&r))
+        err = r.err ? r.err : TN_ERR_CORRUPT;
+    if (err) {
+        tn_kv_free(kv);
+        return err;
+    }
+    *out = kv;
+    return TN_OK;
+}
+
 tn_err tn_kv_from_def(const tn_def_kvs *src, tn_kv **out)
 {
     if (!out)
@@ -356,6 +389,7 @@ static tn_err sb_fail(const sbuf *b, tn_err err, tn_errmsg *msg)
 typedef struct tzinfo {
     bool local;  /* the process's local time */
     int32_t off; /* else a fixed offset east of UTC, seconds */
+    tn_tz *zone; /* else an IANA zone (shared, from the cache below) */
 } tzinfo;
 
 /* A broken-down time in the context's zone. */
@@ -417,14 +451,33 @@ static int iso_wday(int64_t z)
     return (int)(((z + 3) % 7 + 7) % 7) + 1;
 }
 
-static bool parse_tz(const char *tz, tzinfo *out)
+/* IANA zones opened once per process and kept: opening one costs an ICU calendar, and a
+ * tn_tz is safe to share between threads. Bounded: a name past the cache is opened
+ * anyway and refused only if the cache is full of other names. */
+#define TZ_CACHE 32u
+static struct {
+    pthread_mutex_t mu;
+    uint32_t n;
+    tn_tz *z[TZ_CACHE];
+} tz_cache = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+
+static tn_tz *zone_get(const char *name, tn_errmsg *msg)
 {
-    out->local = false;
-    out->off = 0;
-    if (!tz) {
-        out->local = true;
-        return true;
-    }
+    pthread_mutex_lock(&tz_cache.mu);
+    tn_tz *found = NULL;
+    for (uint32_t i = 0; i < tz_cache.n && !found; i++)
+        if (!strcmp(tn_tz_name(tz_cache.z[i]), name))
+            found = tz_cache.z[i];
+    if (!found && tz_cache.n < TZ_CACHE && tn_tz_open(name, &found, msg) == TN_OK)
+        tz_cache.z[tz_cache.n++] = found;
+    else if (!found && tz_cache.n >= TZ_CACHE)
+        tn_errmsg_set(msg, TN_ERR_TOOBIG, "more than %u time zones in use", TZ_CACHE);
+    pthread_mutex_unlock(&tz_cache.mu);
+    return found;
+}
+
+static bool parse_offset(const char *tz, tzinfo *out)
+{
     if (!strcmp(tz, "UTC") || !strcmp(tz, "GMT") || !strcmp(tz, "Z"))
         return true;
     if ((tz[0] != '+' && tz[0] != '-') || !is_digit(tz[1]) || !is_digit(tz[2]))
@@ -442,6 +495,36 @@ static bool parse_tz(const char *tz, tzinfo *out)
         return false;
     out->off = (tz[0] == '-' ? -1 : 1) * (h * 3600 + m * 60);
     return true;
+}
+
+/* NULL: local time; "UTC" or a fixed offset; else an IANA name through ICU. */
+static tn_err parse_tz(const char *tz, tzinfo *out, tn_errmsg *msg)
+{
+    memset(out, 0, sizeof(*out));
+    if (!tz) {
+        out->local = true;
+        return TN_OK;
+    }
+    if (parse_offset(tz, out))
+        return TN_OK;
+    tn_errmsg m = {{0}};
+    if ((out->zone = zone_get(tz, &m)))
+        return TN_OK;
+    if (m.text[0]) /* base/tz's message names the zone and the accepted forms */
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s", m.text);
+    return tn_errmsg_set(msg, TN_ERR_INVAL,
+                         "unknown time zone \"%.64s\": use an IANA name such as "
+                         "\"Asia/Shanghai\", \"UTC\", or an offset such as \"+08:00\"",
+                         tz);
+}
+
+/* The zone's offset at an instant; instants past what ICU takes (int64 ns) use the
+ * offset at the nearest one it takes. */
+static bool zone_offset(tn_tz *z, int64_t sec, int32_t *off)
+{
+    const int64_t lim = INT64_MAX / 1000000000LL - 1;
+    int64_t s = sec > lim ? lim : sec < -lim ? -lim : sec;
+    return tn_tz_offset(z, s * 1000000000LL, off) == TN_OK;
 }
 
 static bool year_ok(int64_t y)
@@ -465,7 +548,10 @@ static bool to_dt(const tzinfo *tz, int64_t sec, dt *out)
         out->mi = tm.tm_min;
         out->s = tm.tm_sec > 59 ? 59 : tm.tm_sec;
     } else {
-        int64_t s = sec + tz->off;
+        int32_t off = tz->off;
+        if (tz->zone && !zone_offset(tz->zone, sec, &off))
+            return false;
+        int64_t s = sec + off;
         int64_t z = floor_div(s, 86400), r = s - z * 86400;
         civil_from_days(z, out);
         out->h = (int)(r / 3600);
@@ -495,8 +581,20 @@ static bool from_dt(const tzinfo *tz, const dt *d, int64_t *sec)
         *sec = (int64_t)t;
         return true;
     }
-    *sec =
-        days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s - tz->off;
+    int64_t civil =
+        days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s;
+    int32_t off = tz->off;
+    if (tz->zone) {
+        /* the offset in force at the instant; a time in a DST gap reads with the offset
+         * before the gap (02:30 -> 03:30), as Java and mktime do */
+        int32_t o1, o2;
+        if (!zone_offset(tz->zone, civil, &o1) || !zone_offset(tz->zone, civil - o1, &o2))
+            return false;
+        off = o2;
+        if (o1 != o2 && (!zone_offset(tz->zone, civil - o2, &o1) || o1 != o2))
+            off = o1 < o2 ? o1 : o2; /* a gap: the pre-gap offset, the smaller one */
+    }
+    *sec = civil - off;
     return true;
 }
 
@@ -1131,11 +1229,9 @@ static tn_err sub_init(sub *c, const tn_param_ctx *ctx, tn_errmsg *msg)
     c->max = TN_PARAMS_MAX_OUT;
     if (!ctx)
         return TN_OK;
-    if (!parse_tz(ctx->tz, &c->dc.tz))
-        return tn_errmsg_set(msg, TN_ERR_INVAL,
-                             "unknown time zone \"%.64s\": use \"UTC\", an offset such as "
-                             "\"+08:00\", or none for local time",
-                             ctx->tz);
+    tn_err err = parse_tz(ctx->tz, &c->dc.tz, msg);
+    if (err)
+        return err;
     c->dc.base = floor_div(ctx->sched_ns ? ctx->sched_ns : ctx->now_ns, 1000000000LL);
     return TN_OK;
 }
@@ -1414,6 +1510,109 @@ tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ct
     c.lookup = kv_lookup;
     c.arg = (void *)vars;
     return subst_str(&c, in, flags, TN_PARAMS_MAX_OUT, out, msg);
+}
+
+/* ---- civil time in a context's zone ----------------------------------------------------- */
+
+tn_err tn_params_civil(const char *tz, int64_t sec, tn_civil *out, tn_errmsg *msg)
+{
+    tzinfo z;
+    tn_err err = parse_tz(tz, &z, msg);
+    if (err)
+        return err;
+    dt d;
+    if (!to_dt(&z, sec, &d))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "the time is out of range (years 1..9999)");
+    *out = (tn_civil){
+        (int32_t)d.y, d.mo, d.d, d.h, d.mi, d.s, iso_wday(days_from_civil(d.y, d.mo, d.d)) % 7};
+    return TN_OK;
+}
+
+tn_err tn_params_instant(const char *tz, const tn_civil *c, int64_t *sec, tn_errmsg *msg)
+{
+    tzinfo z;
+    tn_err err = parse_tz(tz, &z, msg);
+    if (err)
+        return err;
+    dt d = {c->year, c->month, c->day, c->hour, c->minute, c->second};
+    if (d.mo < 1 || d.mo > 12 || d.d < 1 || d.d > days_in_month(d.y, d.mo) || d.h < 0 ||
+        d.h > 23 || d.mi < 0 || d.mi > 59 || d.s < 0 || d.s > 59 || !from_dt(&z, &d, sec))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "the civil time is out of range");
+    return TN_OK;
+}
+
+/* ---- the business date of a run ------------------------------------------------------- */
+
+static const char *const biz_keys[] = {"system.datetime", "system.biz.curdate",
+                                       "system.biz.date"};
+
+/* Digits only, exactly n of them, as a broken-down time (the rest zero). */
+static bool parse_stamp(const char *v, size_t n, dt *d)
+{
+    if (strlen(v) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_digit(v[i]))
+            return false;
+    int x[6] = {0};
+    static const int w[6] = {4, 2, 2, 2, 2, 2};
+    for (size_t i = 0, at = 0; at < n; at += (size_t)w[i], i++)
+        for (int k = 0; k < w[i]; k++)
+            x[i] = x[i] * 10 + (v[at + (size_t)k] - '0');
+    *d = (dt){x[0], x[1], x[2], x[3], x[4], x[5]};
+    return d->y >= 1 && d->y <= 9999 && d->mo >= 1 && d->mo <= 12 && d->d >= 1 &&
+           d->d <= days_in_month(d->y, d->mo) && d->h < 24 && d->mi < 60 && d->s < 60;
+}
+
+tn_err tn_params_biz_time(const char *const *keys, const char *const *values, uint32_t n,
+                          const char *tz, int64_t *sched_ns, bool *found, tn_errmsg *msg)
+{
+    *found = false;
+    int which = -1;
+    const char *val = NULL;
+    for (int k = 0; k < 3 && which < 0; k++)
+        for (uint32_t i = 0; i < n; i++)
+            if (!strcmp(keys[i], biz_keys[k])) {
+                which = k;
+                val = values[i];
+            }
+    if (which < 0)
+        return TN_OK;
+    tzinfo z;
+    tn_err err = parse_tz(tz, &z, msg);
+    if (err)
+        return err;
+    dt d;
+    bool ok = parse_stamp(val, which == 0 ? 14 : 8, &d);
+    if (ok && which == 2)
+        dt_add_days(&d, 1); /* the business date is the day before the schedule day */
+    int64_t sec;
+    if (!ok || !year_ok(d.y) || !from_dt(&z, &d, &sec))
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%s=\"%.40s\" is not a valid %s: write %s",
+                             biz_keys[which], val, which == 0 ? "date and time" : "date",
+                             which == 0 ? "yyyyMMddHHmmss (20260131235900)" :
+                                          "yyyyMMdd (20260131)");
+    /* the other keys given must agree with the one that sets the time */
+    tn_param_ctx c = {.sched_ns = sec * 1000000000LL, .tz = tz};
+    for (uint32_t i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            if (k == which || strcmp(keys[i], biz_keys[k]))
+                continue;
+            char in[64], *got = NULL;
+            snprintf(in, sizeof(in), "${%s}", biz_keys[k]);
+            if ((err = tn_params_subst(in, NULL, &c, 0, &got, msg)))
+                return err;
+            bool same = !strcmp(got, values[i]);
+            free(got);
+            if (!same)
+                return tn_errmsg_set(msg, TN_ERR_INVAL,
+                                     "%s=\"%.40s\" disagrees with %s=\"%.40s\": give one of "
+                                     "them, or values of the same run",
+                                     keys[i], values[i], biz_keys[which], val);
+        }
+    *sched_ns = sec * 1000000000LL;
+    *found = true;
+    return TN_OK;
 }
 
 /* ---- precedence ----------------------------------------------------------------------- */
@@ -1731,6 +1930,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
                 if (!tn_kv_getn(dst, s->key, s->key_len) &&
                     tn_kv_len(dst) >= TN_PARAMS_MAX_OUTPUTS) {
                     s->dropped++;
+                    s->too_many++;
                     *toobig = true;
                     return 0;
                 }
@@ -1742,6 +1942,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
                 return 0;
             }
             if (s->val_len >= TN_PARAMS_MAX_VALUE) {
+                s->too_long++;
                 sc_drop(s);
                 return 1;
             }
@@ -1754,6 +1955,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
             return 0;
         }
         if (ch == '\0' || s->val_len >= TN_PARAMS_MAX_VALUE) {
+            s->too_long += ch != '\0';
             sc_drop(s);
             return 1;
         }
@@ -1803,6 +2005,11 @@ tn_err tn_params_scan_outputs(const char *text, size_t len, tn_kv *dst)
 
 tn_err tn_params_scan_file(const char *path, tn_kv *dst)
 {
+    return tn_params_scan_file_why(path, dst, NULL, 0);
+}
+
+tn_err tn_params_scan_file_why(const char *path, tn_kv *dst, char *why, size_t wl)
+{
     FILE *f = path ? fopen(path, "re") : NULL;
     if (!f)
         return TN_ERR_IO;
@@ -1816,8 +2023,22 @@ tn_err tn_params_scan_file(const char *path, tn_kv *dst)
         if (fe && !err)
             err = fe;
     }
+    uint64_t too_long = sc.too_long, too_many = sc.too_many;
     tn_params_scanner_fini(&sc);
     fclose(f);
+    if ((too_long || too_many) && (!err || err == TN_ERR_TOOBIG)) {
+        err = TN_ERR_TOOBIG;
+        if (why && too_long)
+            snprintf(why, wl,
+                     "%" PRIu64 " ${setValue(...)} output(s) not passed on: a value over the "
+                     "%u-byte limit",
+                     too_long, (unsigned)TN_PARAMS_MAX_VALUE);
+        else if (why)
+            snprintf(why, wl,
+                     "%" PRIu64 " ${setValue(...)} output(s) not passed on: more than %u "
+                     "distinct keys",
+                     too_many, (unsigned)TN_PARAMS_MAX_OUTPUTS);
+    }
     return err;
 }
 

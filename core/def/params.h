@@ -9,9 +9,12 @@
 
 #include "def.h"
 #include "err.h"
+#include "tz.h"
 
-/* Everything here is a pure function of its arguments: no I/O, no global state, safe to
- * call from several threads at once (the time zone is read with localtime_r/mktime). */
+/* Everything here is a pure function of its arguments: no I/O, safe to call from several
+ * threads at once. The one shared state is a cache of the IANA zones opened (through
+ * base/tz.h, ICU), kept for the life of the process; local time is read with
+ * localtime_r/mktime. */
 
 /* Bounds. A param value is at most TN_PARAMS_MAX_VALUE bytes everywhere: as written in a
  * definition, after substitution, and as passed by ${setValue(...)}. */
@@ -67,6 +70,11 @@ tn_err tn_kv_merge(tn_kv *dst, const tn_kv *src);
  * map); *out as for tn_kv_copy. TN_ERR_INVAL, TN_ERR_TOOBIG, TN_ERR_NOMEM. */
 tn_err tn_kv_from_def(const tn_def_kvs *src, tn_kv **out);
 
+/* A map as the engine records it in an event attribute (a msgpack map of strings), for
+ * readers of the log. *out as for tn_kv_copy. TN_ERR_CORRUPT (or the reader's error) for
+ * anything else, TN_ERR_INVAL for a bad key, TN_ERR_NOMEM. */
+tn_err tn_kv_decode(const void *buf, size_t len, tn_kv **out);
+
 /* ---- context ------------------------------------------------------------------------ */
 
 /* What built-ins and date arithmetic are evaluated against. Zero-initialise it and set
@@ -77,9 +85,10 @@ typedef struct tn_param_ctx {
     uint64_t wf_id;   /* ${system.workflow.instance.id} */
     uint64_t task_id; /* ${system.task.instance.id} */
     /* Time zone of every date: NULL = the process's local time (localtime_r, DST aware);
-     * "UTC" (also "GMT", "Z"); or a fixed offset "+08:00", "-0530", "+09". Anything else
-     * (IANA names included: they would need TZ, which is process-wide) makes every
-     * function given this context fail with TN_ERR_INVAL. */
+     * "UTC" (also "GMT", "Z"); a fixed offset "+08:00", "-0530", "+09"; or an IANA name
+     * ("Asia/Shanghai", "America/New_York"), read through ICU with its DST rules (a
+     * time in a DST gap reads with the offset before the gap). An unknown name makes
+     * every function given this context fail with TN_ERR_INVAL naming the zone. */
     const char *tz;
     /* Called once for every ${name} left as written because nothing defines it, with the
      * name NUL-terminated (valid during the call), so callers can warn. May be NULL. It
@@ -161,6 +170,34 @@ typedef struct tn_param_ctx {
 tn_err tn_params_subst(const char *in, const tn_kv *vars, const tn_param_ctx *ctx,
                        unsigned flags, char **out, tn_errmsg *msg);
 
+/* The start-time param `tern start --tenant USER` sets: the OS user the run's shell
+ * tasks run as, over the definition's `tenant:` (sub-workflows inherit it). */
+#define TN_PARAM_TENANT "system.tenant"
+
+/* ---- civil time in a context's zone --------------------------------------------------- */
+
+/* The civil time (weekday included) of unix second `sec` in zone `tz`, read as
+ * tn_param_ctx.tz reads it (NULL = local time), so other date logic (dependent tasks'
+ * windows) agrees with the params. TN_ERR_INVAL for a bad zone or a year out of 1..9999. */
+tn_err tn_params_civil(const char *tz, int64_t sec, tn_civil *out, tn_errmsg *msg);
+/* The unix second of a civil time (fields in range, weekday ignored) in zone `tz`; a
+ * time in a DST gap reads with the offset before the gap. TN_ERR_INVAL as above. */
+tn_err tn_params_instant(const char *tz, const tn_civil *c, int64_t *sec, tn_errmsg *msg);
+
+/* ---- the business date of a run -------------------------------------------------------- */
+
+/* Start-time params that set the run's schedule (business) time, as DolphinScheduler's
+ * schedule time does: every built-in date and $[...] of the run derives from it.
+ *   system.datetime=yyyyMMddHHmmss   that instant
+ *   system.biz.curdate=yyyyMMdd      midnight of that day
+ *   system.biz.date=yyyyMMdd         midnight of the day after (biz.date is "yesterday")
+ * in zone `tz` (as tn_param_ctx.tz). The first of these present, in that order, sets the
+ * time; the others given must agree with it. *found says whether any was given;
+ * *sched_ns is written only then. TN_ERR_INVAL with the accepted form for a bad value or
+ * a disagreement, or for a bad zone. */
+tn_err tn_params_biz_time(const char *const *keys, const char *const *values, uint32_t n,
+                          const char *tz, int64_t *sched_ns, bool *found, tn_errmsg *msg);
+
 /* ---- precedence --------------------------------------------------------------------- */
 
 /* The effective params of a task, as one map in *out (the caller frees it; written only on
@@ -229,7 +266,9 @@ typedef struct tn_params_scanner {
     char key[TN_DEF_MAX_NAME + 1];
     char *val;
     size_t val_len, val_cap;
-    uint64_t dropped; /* markers ignored so far, by the rules above */
+    uint64_t dropped;  /* markers ignored so far, by the rules above */
+    uint64_t too_long; /* of those, for a value over TN_PARAMS_MAX_VALUE */
+    uint64_t too_many; /* of those, for a key past TN_PARAMS_MAX_OUTPUTS */
 } tn_params_scanner;
 
 void tn_params_scanner_init(tn_params_scanner *s);
@@ -240,6 +279,13 @@ void tn_params_scanner_fini(tn_params_scanner *s);
 /* A task's log file scanned into dst, in chunks, as both executors do when a task ends.
  * TN_ERR_IO when the file cannot be opened; otherwise as tn_params_scan_outputs. */
 tn_err tn_params_scan_file(const char *path, tn_kv *dst);
+/* As tn_params_scan_file, and TN_ERR_TOOBIG when any marker was ignored for a limit (a
+ * value over TN_PARAMS_MAX_VALUE, a key past TN_PARAMS_MAX_OUTPUTS), with `why` (may be
+ * NULL) saying how many and which limit. Both executors fail a task whose outputs were
+ * cut so, where DolphinScheduler 3.3 logs a warning and keeps the task successful: a
+ * value that never arrives leaves ${key} in a downstream command for the shell to expand
+ * to nothing. */
+tn_err tn_params_scan_file_why(const char *path, tn_kv *dst, char *why, size_t wl);
 
 /* ---- switch conditions -------------------------------------------------------------- */
 

@@ -975,6 +975,27 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
                  tn_start_mode_name(c->mode));
         return TN_OK;
     }
+    /* --param system.biz.date=... sets the run's business date: recorded as its schedule
+     * time, which every built-in date and $[...] of the run derives from */
+    bool biz = false;
+    tn_errmsg bm = {{0}};
+    int64_t sched = 0;
+    if (tn_params_biz_time(c->param_keys, c->param_values, c->nparams, eng_tz_name(), &sched,
+                           &biz, &bm)) {
+        cmd_fail(c, TN_ERR_INVAL, "%s", bm.text);
+        return TN_OK;
+    }
+    if (biz)
+        c->sched_ns = sched;
+    for (uint32_t i = 0; i < c->nparams; i++)
+        if (!strcmp(c->param_keys[i], TN_PARAM_TENANT) &&
+            !tn_def_tenant_valid(c->param_values[i])) {
+            cmd_fail(c, TN_ERR_INVAL,
+                     "bad tenant \"%.64s\": an OS user name of 1..32 characters "
+                     "[A-Za-z0-9._-], not starting with '-'",
+                     c->param_values[i]);
+            return TN_OK;
+        }
     wf_run *w;
     if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
         return err;
@@ -1224,6 +1245,101 @@ static void rollback(tn_engine *e)
     free(ids);
 }
 
+/* What a shell task runs, prepared before anything is spawned: its effective params, the
+ * command after substitution and its environment's text. Any error here is the task's:
+ * it fails with `why` and nothing runs (a command with its params left empty, or run
+ * without the environment it names, is the wrong command). */
+static tn_err prepare_dispatch(tn_engine *e, task_run *t, tn_kv **params, char **cmd,
+                               char **prelude, char *why, size_t wl)
+{
+    const tn_def_task *node = &t->w->def->tasks[t->node];
+    tn_errmsg m = {{0}};
+    tn_err err = task_params(e, t, params, &m);
+    if (err) {
+        snprintf(why, wl, "param error: %s", m.text[0] ? m.text : tn_strerror(err));
+        return err;
+    }
+    if (node->command) {
+        tn_param_ctx pc = eng_param_ctx(e, t);
+        if ((err = tn_params_subst(node->command, *params, &pc, 0, cmd, &m))) {
+            snprintf(why, wl, "param error in the command: %s",
+                     m.text[0] ? m.text : tn_strerror(err));
+            return err;
+        }
+    }
+    if (node->environment) {
+        err = tn_log_env_get(tn_evlog_store(e->log), node->environment, prelude);
+        if (err == TN_ERR_NOENT)
+            snprintf(why, wl,
+                     "environment \"%s\" is not defined: define it with `tern env set %s "
+                     "FILE`",
+                     node->environment, node->environment);
+        else if (err)
+            snprintf(why, wl, "environment \"%s\" could not be read: %s", node->environment,
+                     tn_strerror(err));
+        return err;
+    }
+    return TN_OK;
+}
+
+/* Hand one attempt to the executor, or fail it with the reason it cannot run. The failure
+ * is a report like an executor's, so it goes through the tables and the fencing. */
+static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
+{
+    const tn_def_task *node = &w->def->tasks[t->node];
+    tn_kv *params = NULL;
+    char *cmd = NULL, *prelude = NULL, why[700];
+    if (prepare_dispatch(e, t, &params, &cmd, &prelude, why, sizeof(why))) {
+        tn_warn("engine", "msg=\"task not started\" task=%" PRIu64 " why=\"%s\"", t->id, why);
+        tn_report r = {.kind = TN_REPORT_RESULT,
+                       .wf = w->id,
+                       .task = t->id,
+                       .attempt = t->attempt,
+                       .success = false,
+                       .exit_code = -1,
+                       .reason = why};
+        tn_engine_report(e, &r);
+        free(prelude);
+        free(cmd);
+        tn_kv_free(params);
+        return;
+    }
+    /* the tenant: `tern start --tenant` (the system.tenant param, inherited by
+     * sub-workflows), else the definition's */
+    const char *tenant = tn_kv_get(params, TN_PARAM_TENANT);
+    if (!tenant || !*tenant)
+        tenant = w->def->tenant;
+    uint32_t np = params ? tn_kv_len(params) : 0;
+    const char **keys = calloc(np + 1, sizeof(char *));
+    const char **vals = calloc(np + 1, sizeof(char *));
+    for (uint32_t j = 0; keys && vals && j < np; j++) {
+        keys[j] = tn_kv_key(params, j);
+        vals[j] = tn_kv_value(params, j);
+    }
+    tn_dispatch_req req = {.wf = w->id,
+                           .task = t->id,
+                           .attempt = t->attempt,
+                           .def = w->def,
+                           .node = node,
+                           .command = cmd ? cmd : node->command,
+                           .env_prelude = prelude,
+                           .param_keys = keys,
+                           .param_values = vals,
+                           .nparams = keys && vals ? np : 0,
+                           .deadline_ns =
+                               node->timeout_ms && t->started_at ?
+                                   t->started_at + (int64_t)node->timeout_ms * 1000000 :
+                                   0,
+                           .priority = (uint8_t)(w->def->priority * 8 + node->priority),
+                           .tenant = tenant};
+    e->ex.ops->dispatch(e->ex.self, &req);
+    free(prelude);
+    free(keys);
+    free(vals);
+    free(cmd);
+    tn_kv_free(params);
+}
+
 static void release_effects(tn_engine *e)
 {
     for (size_t i = 0; i < e->nfx; i++) {
@@ -1239,49 +1355,7 @@ static void release_effects(tn_engine *e)
         if (f->kind == FX_DISPATCH) {
             if (t->state != TN_TASK_S_DISPATCH || !(t->flags & TF_SENT))
                 continue;
-            const tn_def_task *node = &w->def->tasks[t->node];
-            tn_kv *params = NULL;
-            tn_errmsg m;
-            char *cmd = NULL;
-            if (task_params(e, t, &params, &m) == TN_OK && node->command) {
-                tn_param_ctx pc = {.sched_ns = w->sched_ns,
-                                   .now_ns = eng_now(e),
-                                   .wf_id = w->id,
-                                   .task_id = t->id};
-                if (tn_params_subst(node->command, params, &pc, 0, &cmd, &m) != TN_OK)
-                    cmd = NULL;
-            }
-            uint32_t np = params ? tn_kv_len(params) : 0;
-            const char **keys = calloc(np + 1, sizeof(char *));
-            const char **vals = calloc(np + 1, sizeof(char *));
-            for (uint32_t j = 0; keys && vals && j < np; j++) {
-                keys[j] = tn_kv_key(params, j);
-                vals[j] = tn_kv_value(params, j);
-            }
-            char *prelude = NULL;
-            if (node->environment) /* unset: no prelude */
-                (void)tn_log_env_get(tn_evlog_store(e->log), node->environment, &prelude);
-            tn_dispatch_req req = {
-                .wf = w->id,
-                .task = t->id,
-                .attempt = t->attempt,
-                .def = w->def,
-                .node = node,
-                .command = cmd ? cmd : node->command,
-                .env_prelude = prelude,
-                .param_keys = keys,
-                .param_values = vals,
-                .nparams = keys && vals ? np : 0,
-                .deadline_ns = node->timeout_ms && t->started_at ?
-                                   t->started_at + (int64_t)node->timeout_ms * 1000000 :
-                                   0,
-                .priority = (uint8_t)(w->def->priority * 8 + node->priority)};
-            e->ex.ops->dispatch(e->ex.self, &req);
-            free(prelude);
-            free(keys);
-            free(vals);
-            free(cmd);
-            tn_kv_free(params);
+            dispatch_one(e, w, t);
         } else if (f->kind == FX_KILL) {
             e->ex.ops->kill(e->ex.self, w->id, t->id, t->attempt,
                             w->def->tasks[t->node].kill_grace_ms);

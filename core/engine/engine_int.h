@@ -250,5 +250,9 @@ bool sched_failure_handled(const tn_def *d, uint32_t node);
 tn_err logic_start(tn_engine *e, task_run *t);
 tn_err logic_poll(tn_engine *e, task_run *t);
 tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg);
+/* The param context of a task (logic.c): one for its params and its command. */
+tn_param_ctx eng_param_ctx(tn_engine *e, task_run *t);
+/* TERN_TZ, or NULL (local time) when unset or empty. */
+const char *eng_tz_name(void);
 
 #endif

@@ -32,6 +32,8 @@ typedef struct tn_dispatch_req {
     uint32_t nparams;
     int64_t deadline_ns; /* 0 = none */
     uint8_t priority;    /* workflow priority * 8 + task priority; lower first */
+    const char *tenant;  /* shell: the OS user to run as (home, groups); NULL = the
+                          * executor's own user */
 } tn_dispatch_req;
 
 /* What placement needs to know of a task waiting for dispatch. */

@@ -156,8 +156,13 @@ static void *shell_thread(void *arg)
     int64_t code = r == j->pid ? tn_exit_code(st) : -1;
     bool ok = code == 0;
     tn_kv *outs = tn_kv_new();
-    if (outs)
-        (void)tn_params_scan_file(j->log_path, outs);
+    char cut[200] = "";
+    /* outputs cut by a limit fail the task, never silently (see params.h) */
+    if (outs && tn_params_scan_file_why(j->log_path, outs, cut, sizeof(cut)) == TN_ERR_TOOBIG &&
+        ok)
+        ok = false;
+    else
+        cut[0] = '\0';
     if (job_finish(j)) {
         pthread_mutex_lock(&j->x->mu);
         bool killed = j->killed;
@@ -171,7 +176,7 @@ static void *shell_thread(void *arg)
         if (killed)
             report(j, TN_REPORT_KILL_RESULT, false, code, 0, "killed", NULL);
         else
-            report(j, TN_REPORT_RESULT, ok, code, 0, ok ? NULL : why, outs);
+            report(j, TN_REPORT_RESULT, ok, code, 0, ok ? NULL : cut[0] ? cut : why, outs);
     }
     tn_kv_free(outs);
     job_unref(j);
@@ -212,6 +217,11 @@ static void start_shell(tn_inproc *x, job *j, const tn_dispatch_req *req)
     const char *why = NULL;
     if (!j->script || !j->log_path || !j->envp) {
         why = "out of memory";
+        goto fail;
+    }
+    if (req->tenant) { /* never run as the wrong user: switching users is the worker's */
+        why = "the in-process executor cannot run a task as a tenant: run it on a worker "
+              "(tern standalone, tern run, or tern master with tern worker)";
         goto fail;
     }
     snprintf(j->script, len + 1, "%s%s%s", req->env_prelude ? req->env_prelude : "",

@@ -19,7 +19,10 @@ tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, tas
 
 #define NODE(t) (&(t)->w->def->tasks[(t)->node])
 
-static tn_param_ctx pctx(tn_engine *e, task_run *t)
+/* The one context a task's params and its command are substituted in: the instance's
+ * schedule (business) time, the ids, and the zone of TERN_TZ (an IANA name, "UTC" or an
+ * offset; unset or empty: the process's local time). */
+tn_param_ctx eng_param_ctx(tn_engine *e, task_run *t)
 {
     tn_param_ctx c;
     memset(&c, 0, sizeof(c));
@@ -27,21 +30,22 @@ static tn_param_ctx pctx(tn_engine *e, task_run *t)
     c.now_ns = eng_now(e);
     c.wf_id = t->w->id;
     c.task_id = t->id;
-    c.tz = getenv("TERN_TZ");
+    c.tz = eng_tz_name();
     return c;
 }
 
-/* The instance's effective globals: what it inherited, its own globals over them. */
-static tn_err globals(tn_engine *e, wf_run *w, tn_errmsg *msg)
+const char *eng_tz_name(void)
 {
-    if (w->globals)
-        return TN_OK;
-    tn_param_ctx c;
-    memset(&c, 0, sizeof(c));
-    c.sched_ns = w->sched_ns;
-    c.now_ns = eng_now(e);
-    c.wf_id = w->id;
-    c.tz = getenv("TERN_TZ");
+    const char *tz = getenv("TERN_TZ");
+    return tz && *tz ? tz : NULL;
+}
+
+/* The instance's effective globals for one task: what it inherited, its own globals over
+ * them, resolved in the task's context (so ${system.task.instance.id} is the task's). */
+static tn_err globals(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
+{
+    wf_run *w = t->w;
+    tn_param_ctx c = eng_param_ctx(e, t);
     tn_kv *own = NULL, *all = NULL;
     tn_err err = tn_params_globals(&w->def->params, &c, &own, msg);
     if (!err)
@@ -53,14 +57,15 @@ static tn_err globals(tn_engine *e, wf_run *w, tn_errmsg *msg)
         tn_kv_free(all);
         return err;
     }
-    w->globals = all;
+    *out = all;
     return TN_OK;
 }
 
 tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
 {
     wf_run *w = t->w;
-    tn_err err = globals(e, w, msg);
+    tn_kv *g = NULL;
+    tn_err err = globals(e, t, &g, msg);
     if (err)
         return err;
     const tn_def_task *n = NODE(t);
@@ -69,16 +74,20 @@ tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
         const task_run *d = &w->t[n->deps[i].index];
         if (!d->pool)
             continue;
-        if (!up && !(up = tn_kv_new()))
+        if (!up && !(up = tn_kv_new())) {
+            tn_kv_free(g);
             return TN_ERR_NOMEM;
+        }
         if ((err = tn_kv_merge(up, d->pool))) {
             tn_kv_free(up);
+            tn_kv_free(g);
             return err;
         }
     }
-    tn_param_ctx c = pctx(e, t);
-    err = tn_params_task(w->globals, up, &n->params, w->overrides, &c, out, msg);
+    tn_param_ctx c = eng_param_ctx(e, t);
+    err = tn_params_task(g, up, &n->params, w->overrides, &c, out, msg);
     tn_kv_free(up);
+    tn_kv_free(g);
     return err;
 }
 
@@ -178,7 +187,7 @@ static tn_err run_switch(tn_engine *e, task_run *t)
         snprintf(why, sizeof(why), "params: %s", m.text);
         return finish(e, t, false, why, NULL, NULL);
     }
-    tn_param_ctx c = pctx(e, t);
+    tn_param_ctx c = eng_param_ctx(e, t);
     int32_t chosen = -1;
     for (uint32_t i = 0; i < n->sw.n_cases && chosen < 0; i++) {
         char *expr = NULL;
@@ -223,14 +232,38 @@ static tn_err run_switch(tn_engine *e, task_run *t)
 /* ------------------------------------------------------------------------------ */
 /* dependent */
 
-/* The [lo, hi) window, unix ns, of a date spec relative to the schedule time. */
+/* A civil time whose fields may be out of range (mday 0, mon -1), normalized as calendar
+ * arithmetic (timegm on the fields alone), then read in zone tz: unix ns. */
+static bool civil_ns(const char *tz, struct tm *t, int64_t *ns)
+{
+    time_t flat = timegm(t);
+    struct tm n;
+    if (!gmtime_r(&flat, &n))
+        return false;
+    tn_civil c = {n.tm_year + 1900, n.tm_mon + 1, n.tm_mday, n.tm_hour, n.tm_min, n.tm_sec, 0};
+    int64_t sec;
+    if (tn_params_instant(tz, &c, &sec, NULL))
+        return false;
+    *ns = sec * 1000000000LL;
+    return true;
+}
+
+/* The [lo, hi) window, unix ns, of a date spec relative to the schedule time, in the zone
+ * of the run's params (TERN_TZ), so "today" is the same day as ${system.biz.curdate}. */
 static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64_t *lo,
                    int64_t *hi)
 {
-    time_t s = (time_t)(sched_ns / 1000000000LL);
-    struct tm tm;
-    localtime_r(&s, &tm);
-    tm.tm_isdst = -1;
+    const char *tz = eng_tz_name();
+    tn_civil now;
+    if (tn_params_civil(tz, sched_ns / 1000000000LL, &now, NULL))
+        return false;
+    struct tm tm = {.tm_year = now.year - 1900,
+                    .tm_mon = now.month - 1,
+                    .tm_mday = now.day,
+                    .tm_hour = now.hour,
+                    .tm_min = now.minute,
+                    .tm_sec = now.second,
+                    .tm_wday = now.weekday};
     int n = 0;
     if (strncmp(date, "last", 4) == 0 && date[4] >= '0' && date[4] <= '9')
         n = atoi(date + 4);
@@ -298,9 +331,7 @@ static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64
         break;
     default: return false;
     }
-    *lo = (int64_t)mktime(&a) * 1000000000LL;
-    *hi = (int64_t)mktime(&b) * 1000000000LL;
-    return *hi > *lo;
+    return civil_ns(tz, &a, lo) && civil_ns(tz, &b, hi) && *hi > *lo;
 }
 
 /* The newest instance of workflow `name` created in [lo, hi): 0 if none. Ids grow
@@ -452,13 +483,13 @@ static tn_err run_sub(tn_engine *e, task_run *t)
         return TN_OK; /* still running: follow it */
     }
     tn_errmsg m = {{0}};
-    if ((err = globals(e, w, &m))) {
+    tn_kv *inh = NULL;
+    if ((err = globals(e, t, &inh, &m))) {
         char why[600];
         snprintf(why, sizeof(why), "params: %s", m.text);
         return finish(e, t, false, why, NULL, NULL);
     }
-    tn_kv *inh = NULL;
-    if ((err = tn_kv_copy(w->globals, &inh)) || (err = tn_kv_merge(inh, w->overrides))) {
+    if ((err = tn_kv_merge(inh, w->overrides))) {
         tn_kv_free(inh);
         return err;
     }

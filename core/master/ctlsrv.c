@@ -226,6 +226,168 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     free(ring);
 }
 
+void tn_kv_text(tn_sb *b, const tn_kv *kv)
+{
+    for (uint32_t i = 0; i < tn_kv_len(kv); i++) {
+        const char *v = tn_kv_value(kv, i);
+        size_t n = strlen(v);
+        bool plain = n > 0;
+        for (size_t j = 0; j < n && plain; j++)
+            plain = (unsigned char)v[j] > ' ' && v[j] != '"' && v[j] != '=' && v[j] != 0x7f;
+        tn_sb_printf(b, "%s%s=", i ? " " : "", tn_kv_key(kv, i));
+        if (plain)
+            tn_sb_printf(b, "%s", v);
+        else
+            tn_sb_json(b, v, n);
+    }
+}
+
+void tn_kv_json(tn_sb *b, const tn_kv *kv)
+{
+    tn_sb_printf(b, "{");
+    for (uint32_t i = 0; i < tn_kv_len(kv); i++) {
+        const char *k = tn_kv_key(kv, i), *v = tn_kv_value(kv, i);
+        tn_sb_printf(b, "%s", i ? "," : "");
+        tn_sb_json(b, k, strlen(k));
+        tn_sb_printf(b, ":");
+        tn_sb_json(b, v, strlen(v));
+    }
+    tn_sb_printf(b, "}");
+}
+
+static int submit_cb(void *ctx, const tn_event *ev)
+{
+    tn_wf_params *p = ctx;
+    if (ev->machine != TN_MACHINE_WORKFLOW || ev->event != TN_WF_E_SUBMIT)
+        return 0;
+    const tn_attr *nm = tn_event_attr(ev, "name");
+    const tn_attr *ov = tn_event_attr(ev, "params"), *in = tn_event_attr(ev, "inherited");
+    int64_t v = 0, sched = 0;
+    tn_event_int(ev, "version", &v);
+    tn_event_int(ev, "sched", &sched);
+    if (nm && nm->type == TN_ATTR_STR)
+        snprintf(p->name, sizeof(p->name), "%.*s", (int)nm->s.len, nm->s.p);
+    p->version = (uint32_t)v;
+    p->sched_ns = sched ? sched : ev->at;
+    if (ov && ov->type == TN_ATTR_BIN)
+        (void)tn_kv_decode(ov->s.p, ov->s.len, &p->overrides);
+    if (in && in->type == TN_ATTR_BIN)
+        (void)tn_kv_decode(in->s.p, in->s.len, &p->inherited);
+    (void)ctx;
+    return 1; /* the first event is all it needs */
+}
+
+tn_err tn_wf_params_read(tn_store *s, uint64_t wf, tn_wf_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    int fr;
+    tn_err err = tn_replay_wf_events(s, wf, submit_cb, p, &fr);
+    if (err == TN_ERR_NOENT || !p->name[0])
+        return TN_ERR_NOENT;
+    tn_buf b = {0};
+    tn_def *d = NULL;
+    tn_errmsg m = {{0}};
+    if ((err = tn_log_def_get(s, p->name, p->version, &b)) == TN_OK)
+        err = tn_def_decode(b.data, b.size, &d, &m);
+    tn_buf_free(&b);
+    if (err) {
+        snprintf(p->why, sizeof(p->why), "definition %s v%u: %.300s", p->name, p->version,
+                 m.text[0] ? m.text : tn_strerror(err));
+        return TN_OK;
+    }
+    const char *tz = getenv("TERN_TZ");
+    tn_param_ctx c = {.sched_ns = p->sched_ns, .wf_id = wf, .tz = tz && *tz ? tz : NULL};
+    tn_kv *g = NULL, *all = NULL;
+    err = tn_params_globals(&d->params, &c, &g, &m);
+    if (!err)
+        err = tn_kv_copy(p->inherited, &all);
+    if (!err)
+        err = tn_kv_merge(all, g);
+    if (!err)
+        err = tn_kv_merge(all, p->overrides);
+    tn_kv_free(g);
+    tn_def_free(d);
+    if (err) {
+        tn_kv_free(all);
+        snprintf(p->why, sizeof(p->why), "%s", m.text[0] ? m.text : tn_strerror(err));
+        return TN_OK;
+    }
+    p->effective = all;
+    return TN_OK;
+}
+
+void tn_wf_params_free(tn_wf_params *p)
+{
+    tn_kv_free(p->overrides);
+    tn_kv_free(p->inherited);
+    tn_kv_free(p->effective);
+    p->overrides = p->inherited = p->effective = NULL;
+}
+
+/* What status shows of each task besides its projection: the values it passed
+ * downstream (its var pool) and the reason of its last failure or kill. */
+typedef struct task_extra {
+    uint64_t *ids;
+    size_t n;
+    tn_kv **vars;
+    char (*why)[256];
+} task_extra;
+
+static int extra_cb(void *ctx, const tn_event *ev)
+{
+    task_extra *x = ctx;
+    if (ev->machine != TN_MACHINE_TASK)
+        return 0;
+    size_t i = 0;
+    while (i < x->n && x->ids[i] != ev->task)
+        i++;
+    if (i == x->n)
+        return 0;
+    const tn_attr *v = tn_event_attr(ev, "vars"), *r = tn_event_attr(ev, "reason");
+    if (v && v->type == TN_ATTR_BIN) {
+        tn_kv *kv = NULL;
+        if (tn_kv_decode(v->s.p, v->s.len, &kv) == TN_OK) {
+            tn_kv_free(x->vars[i]);
+            x->vars[i] = kv;
+        }
+    }
+    if (ev->event == TN_TASK_E_FAILED || ev->event == TN_TASK_E_KILLED)
+        snprintf(x->why[i], sizeof(x->why[i]), "%.*s",
+                 r && r->type == TN_ATTR_STR ? (int)r->s.len : 0, r ? r->s.p : "");
+    return 0;
+}
+
+/* The instance's params: a text line each and the workflow object's JSON fields. */
+static void status_params(tn_ctlsrv *s, uint64_t wf, out *o)
+{
+    tn_wf_params p;
+    tn_err err = tn_wf_params_read(store(s), wf, &p);
+    char ts[40] = "";
+    if (!err)
+        tn_fmt_time(p.sched_ns, ts, sizeof(ts));
+    tn_sb_printf(&o->text, "business time: %s\n", ts);
+    tn_sb_printf(&o->json, ",\"business_time\":");
+    tn_sb_json(&o->json, ts, strlen(ts));
+    static const char *const label[] = {"params", "overrides", "inherited"};
+    tn_kv *kv[] = {p.effective, p.overrides, p.inherited};
+    for (int i = 0; i < 3; i++) {
+        if (i && !tn_kv_len(kv[i]))
+            continue;
+        tn_sb_printf(&o->text, "%s: ", label[i]);
+        tn_kv_text(&o->text, kv[i]);
+        if (i == 0 && p.why[0])
+            tn_sb_printf(&o->text, "(not resolved: %s)", p.why);
+        tn_sb_printf(&o->text, "\n");
+        tn_sb_printf(&o->json, ",\"%s\":", label[i]);
+        tn_kv_json(&o->json, kv[i]);
+    }
+    if (p.why[0]) {
+        tn_sb_printf(&o->json, ",\"params_error\":");
+        tn_sb_json(&o->json, p.why, strlen(p.why));
+    }
+    tn_wf_params_free(&p);
+}
+
 /* How long a read waits for the engine thread before it answers that the engine is busy. */
 #define ENGINE_WAIT_NS (5 * 1000000000LL)
 
@@ -245,7 +407,8 @@ static void whys_cb(tn_engine *e, void *ctx)
             snprintf(w->why[i], sizeof(w->why[i]), "%s", tn_engine_why(e, w->tasks[i].id));
 }
 
-static void status_task(out *o, const tn_task_proj *p, const char *why, bool first)
+static void status_task(out *o, const tn_task_proj *p, const char *why, const tn_kv *vars,
+                        bool first)
 {
     char d[32];
     tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
@@ -264,7 +427,34 @@ static void status_task(out *o, const tn_task_proj *p, const char *why, bool fir
     tn_sb_json(&o->json, p->reason, strlen(p->reason));
     tn_sb_printf(&o->json, ",\"waiting_for\":");
     tn_sb_json(&o->json, why, strlen(why));
+    if (tn_kv_len(vars)) {
+        tn_sb_printf(&o->text, "%-10s passed: ", "");
+        tn_kv_text(&o->text, vars);
+        tn_sb_printf(&o->text, "\n");
+    }
+    tn_sb_printf(&o->json, ",\"passed\":");
+    tn_kv_json(&o->json, vars);
     tn_sb_printf(&o->json, "}");
+}
+
+/* Every task's line, with the values it passed downstream (from its events). */
+static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *tasks,
+                         char (*why)[256], size_t n)
+{
+    uint64_t *ids = calloc(n + 1, sizeof(*ids));
+    task_extra x = {ids, n, calloc(n + 1, sizeof(tn_kv *)), calloc(n + 1, sizeof(*x.why))};
+    for (size_t i = 0; ids && i < n; i++)
+        ids[i] = tasks[i].id;
+    int fr;
+    if (ids && x.vars && x.why)
+        (void)tn_replay_wf_events(store(s), wf, extra_cb, &x, &fr);
+    for (size_t i = 0; i < n; i++)
+        status_task(o, &tasks[i], why[i], x.vars ? x.vars[i] : NULL, i == 0);
+    for (size_t i = 0; x.vars && i < n; i++)
+        tn_kv_free(x.vars[i]);
+    free(x.vars);
+    free(x.why);
+    free(ids);
 }
 
 /* The instance and its current run's tasks as committed (the store's projections, read
@@ -302,13 +492,14 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
                  w.run, wsn(w.state), w.ended_at ? " in " : "", w.ended_at ? d : "");
-    tn_sb_printf(&o->text, "%-10s %-24s %-20s %8s %-14s %10s  %s\n", "TASK_ID", "TASK", "STATE",
-                 "ATTEMPTS", "WORKER", "DURATION", "REASON");
     tn_sb_printf(&o->json, "{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", w.id);
     tn_sb_json(&o->json, w.name, strlen(w.name));
-    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u},\"tasks\":[", wsn(w.state), w.run);
-    for (size_t i = 0; i < n; i++)
-        status_task(o, &tasks[i], why[i], i == 0);
+    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u", wsn(w.state), w.run);
+    status_params(s, w.id, o);
+    tn_sb_printf(&o->json, "},\"tasks\":[");
+    tn_sb_printf(&o->text, "%-10s %-24s %-20s %8s %-14s %10s  %s\n", "TASK_ID", "TASK", "STATE",
+                 "ATTEMPTS", "WORKER", "DURATION", "REASON");
+    status_tasks(s, w.id, o, tasks, why, n);
     tn_sb_printf(&o->json, "]}");
     free(tasks);
     free(why);

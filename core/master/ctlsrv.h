@@ -6,6 +6,8 @@
 
 #include "ctl.h"
 #include "engine.h"
+#include "logread.h"
+#include "params.h"
 #include "rpc.h"
 #include "token.h"
 #include "util.h"
@@ -20,6 +22,28 @@ typedef struct tn_ctlsrv {
     const char *data_dir; /* its tokens file (token.h) */
     const char *tls_ca;   /* tls+tcp: the CA a client certificate must chain to */
 } tn_ctlsrv;
+
+/* The params of one workflow instance, from its SUBMIT event and its definition, for
+ * `tern status` and `tern audit`. */
+typedef struct tn_wf_params {
+    char name[TN_DEF_MAX_NAME + 1];
+    uint32_t version;
+    int64_t sched_ns; /* the business (schedule) time the run's dates derive from */
+    tn_kv *overrides; /* start-time params (--param) */
+    tn_kv *inherited; /* sub_workflow: the parent's effective params */
+    tn_kv *effective; /* inherited < the definition's globals resolved < overrides */
+    char why[512];    /* why `effective` is NULL (a param error), else empty */
+} tn_wf_params;
+
+/* Read them; TN_ERR_NOENT for an instance with no events. Resolving the globals uses
+ * TERN_TZ of this process (the master's, when the master answers). Free with
+ * tn_wf_params_free (also after an error). */
+tn_err tn_wf_params_read(tn_store *s, uint64_t wf, tn_wf_params *out);
+void tn_wf_params_free(tn_wf_params *p);
+/* A map as text: `k=v k2="a b"` (values with spaces, quotes, '=' or controls as JSON
+ * strings), and as a JSON object. */
+void tn_kv_text(tn_sb *b, const tn_kv *kv);
+void tn_kv_json(tn_sb *b, const tn_kv *kv);
 
 /* Who may do what (see docs/SECURITY.md). Every request but the empty liveness probe
  * needs an identity, from the connection or a token, never from the request's fields:

@@ -286,6 +286,7 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     }
     d->noop_outputs = (tn_pairs){op, op ? n->noop.outputs.n : 0};
     d->deadline_ns = r->deadline_ns;
+    d->user = tn_str_c(r->tenant);
     bool sent = false;
     pthread_mutex_lock(&m->mu);
     placement *a = tn_map_get(&m->asgs, r->task);
@@ -383,6 +384,20 @@ static int ex_running(void *self, uint64_t task, uint32_t attempt)
 static void ex_ack(void *self, const tn_report *r)
 {
     tn_master *m = self;
+    if (!r->worker && r->kind == TN_REPORT_RESULT) {
+        /* the engine failed the attempt before dispatch (a param error): its placement
+         * never reached the worker, so its slot is freed here */
+        pthread_mutex_lock(&m->mu);
+        placement *a = tn_map_get(&m->asgs, r->task);
+        if (a && a->attempt == r->attempt) {
+            worker_view *w = find_worker(m, a->worker);
+            if (w && w->assigned)
+                w->assigned--;
+            placement_free(tn_map_del(&m->asgs, r->task));
+        }
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
     if (!r->report_id || !r->worker)
         return;
     tn_msg msg = {.type = TN_MSG_PERSISTED};

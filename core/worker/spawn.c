@@ -30,6 +30,7 @@ typedef struct child_ctx {
     gid_t gid;
     gid_t *groups;
     int ngroups;
+    char *uenv[3]; /* the tenant's HOME=, USER=, LOGNAME= (malloc'd), over inherited ones */
     char *const *argv;
     char *const *envp;
     /* written by a child that fails, read by the parent once the child is gone */
@@ -247,20 +248,35 @@ static int spawn_posix(const child_ctx *c, pid_t *pid)
 #endif
 }
 
-/* The environment with the attempt's tag first (replacing an inherited one). */
-static char **build_env(char *const *envp, const char *tag)
+/* Whether env entry e sets a variable that one of `over` sets too. */
+static bool overridden(const char *e, char *const *over, size_t nover)
+{
+    size_t n = strcspn(e, "=");
+    for (size_t i = 0; i < nover; i++)
+        if (over[i] && strncmp(over[i], e, n + 1) == 0)
+            return true;
+    return false;
+}
+
+/* The environment with the attempt's tag first (replacing an inherited one), then the
+ * tenant's HOME, USER and LOGNAME when it runs as one (replacing the worker's). */
+static char **build_env(char *const *envp, const char *tag, char *const *over, size_t nover)
 {
     char *const *src = envp ? envp : environ;
     size_t n = 0;
     while (src && src[n])
         n++;
-    char **env = calloc(n + 2, sizeof(*env));
+    char **env = calloc(n + 2 + nover, sizeof(*env));
     if (!env)
         return NULL;
     size_t k = 0;
     env[k++] = (char *)tag;
+    for (size_t i = 0; i < nover; i++)
+        if (over[i])
+            env[k++] = over[i];
     for (size_t i = 0; i < n; i++)
-        if (strncmp(src[i], TAG_VAR "=", sizeof(TAG_VAR)) != 0)
+        if (strncmp(src[i], TAG_VAR "=", sizeof(TAG_VAR)) != 0 &&
+            !overridden(src[i], over, nover))
             env[k++] = src[i];
     env[k] = NULL;
     return env;
@@ -303,6 +319,16 @@ static tn_err resolve_user(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
     c->set_user = true;
     c->uid = pw.pw_uid;
     c->gid = pw.pw_gid;
+    if (asprintf(&c->uenv[0], "HOME=%s", pw.pw_dir ? pw.pw_dir : "/") < 0)
+        c->uenv[0] = NULL;
+    if (asprintf(&c->uenv[1], "USER=%s", pw.pw_name) < 0)
+        c->uenv[1] = NULL;
+    if (asprintf(&c->uenv[2], "LOGNAME=%s", pw.pw_name) < 0)
+        c->uenv[2] = NULL;
+    if (!c->uenv[0] || !c->uenv[1] || !c->uenv[2]) {
+        free(buf);
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    }
     int ng = 32;
     for (int tries = 0; tries < 8; tries++) {
         gid_t *g = realloc(c->groups, (size_t)ng * sizeof(*g));
@@ -524,6 +550,8 @@ static void close_child_fds(child_ctx *c)
     if (c->nullfd >= 0)
         (void)close(c->nullfd);
     free(c->groups);
+    for (int i = 0; i < 3; i++)
+        free(c->uenv[i]);
 }
 
 tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *msg)
@@ -563,7 +591,7 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
         err = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (!(env = build_env(s->envp, tag)) || !(t = calloc(1, sizeof(*t)))) {
+    if (!(env = build_env(s->envp, tag, c.uenv, 3)) || !(t = calloc(1, sizeof(*t)))) {
         err = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
         goto fail;
     }

@@ -343,7 +343,8 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
         j->log_path = NULL;
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    char ids[4][256];
+    char ids[4][256], user[TN_PROTO_ID_MAX + 1];
+    snprintf(user, sizeof(user), "%.*s", (int)d->user.len, d->user.p);
     char **envp = attempt_env(j, d, ids);
     tn_err e = TN_ERR_NOMEM;
     if (script && envp && j->exec_dir && j->log_path) {
@@ -356,6 +357,7 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
                        .exec_dir = j->exec_dir,
                        .log_path = j->log_path,
                        .envp = envp,
+                       .user = user[0] ? user : NULL, /* the tenant */
                        .memory_max = d->memory_max,
                        .cpu_max_milli = d->cpu_max_milli};
         e = tn_proc_start(w->procs, &sp, &j->proc, em);
@@ -639,14 +641,24 @@ static void collect(tn_worker *w)
                 int64_t code = tn_exit_code(ex[i].status);
                 bool ok = code == 0;
                 tn_kv *outs = tn_kv_new();
-                if (outs)
-                    (void)tn_params_scan_file(j->log_path, outs);
-                char why[96];
+                char why[200], cut[200] = "";
                 if (WIFSIGNALED(ex[i].status)) /* not by a kill of ours: say which signal */
                     snprintf(why, sizeof(why), "killed by signal %d (%s): exit status %" PRId64,
                              WTERMSIG(ex[i].status), strsignal(WTERMSIG(ex[i].status)), code);
                 else
                     snprintf(why, sizeof(why), "exit status %" PRId64, code);
+                /* outputs cut by a limit fail the task, never silently (see params.h) */
+                if (outs &&
+                    tn_params_scan_file_why(j->log_path, outs, cut, sizeof(cut)) ==
+                        TN_ERR_TOOBIG &&
+                    ok) {
+                    ok = false;
+                    snprintf(why, sizeof(why), "%s", cut);
+                    tn_warn("worker",
+                            "msg=\"task failed: outputs over a limit\" task=%" PRIu64
+                            " why=\"%s\"",
+                            j->task, why);
+                }
                 report_result(w, j, ok, code, ok ? NULL : why, outs);
                 tn_kv_free(outs);
             }
