@@ -342,7 +342,7 @@ Test(cluster, param_errors_fail_and_param_values_are_shown)
         "%s", out);
     free(out);
     cr_assert_eq(ctl(&out, "status %" PRIu64, bad), 0);
-    cr_assert(strstr(out, "reason: param error"), "%s", out);
+    cr_assert(strstr(out, "  param error: global params refer"), "the REASON column: %s", out);
     free(out);
     /* outputs over the value limit fail the task that printed them, naming the limit */
     uint64_t big = start_wf("big.yaml",
@@ -352,7 +352,7 @@ Test(cluster, param_errors_fail_and_param_values_are_shown)
     wait_final(big, st, sizeof(st));
     cr_assert_str_eq(st, "FAILURE");
     cr_assert_eq(ctl(&out, "status %" PRIu64, big), 0);
-    cr_assert(strstr(out, "reason: 1 ${setValue(...)} output(s) not passed on: a value over "
+    cr_assert(strstr(out, "  1 ${setValue(...)} output(s) not passed on: a value over "
                           "the 65536-byte limit"),
               "%s", out);
     free(out);
