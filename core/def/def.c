@@ -80,7 +80,50 @@ static const char *const task_key_words[] = {TN_DEF_TASK_KEY_LIST(WORD)};
 
 /* ---- scalar syntax ------------------------------------------------------------------ */
 
+/* The length of the UTF-8 sequence at p (1..4) when it is well formed (shortest form,
+ * no surrogates, at most U+10FFFF) and not a control character (C0, DEL, C1); 0 otherwise. */
+static size_t utf8_char_ok(const unsigned char *p)
+{
+    unsigned c = p[0];
+    if (c < 0x20 || c == 0x7f)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (n == 0 || c > 0xf4)
+        return 0;
+    uint32_t cp = c & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    }
+    static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+        (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return n;
+}
+
+/* Names travel in store keys, log lines and terminals: any text a user would type (Chinese
+ * included), but no control character that could rewrite a terminal line and no '/' (a
+ * path and key separator). */
 bool tn_def_name_valid(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    size_t n = 0;
+    while (s[n]) {
+        size_t k = s[n] == '/' ? 0 : utf8_char_ok((const unsigned char *)s + n);
+        if (k == 0 || n + k > TN_DEF_MAX_NAME)
+            return false;
+        n += k;
+    }
+    return true;
+}
+
+/* Param keys stay identifiers: they appear inside ${...} and $[...] expressions. */
+static bool param_key_valid(const char *s)
 {
     if (!s)
         return false;
@@ -89,7 +132,7 @@ bool tn_def_name_valid(const char *s)
         char ch = *p;
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                   (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
-        if (!ok || n >= TN_DEF_MAX_NAME)
+        if (!ok || n >= TN_DEF_PARAM_KEY_MAX)
             return false;
     }
     return n > 0;
@@ -558,10 +601,18 @@ static tn_err get_str(const pctx *c, uint32_t v, const char *key, const char *wh
 
 static tn_err check_name(const pctx *c, uint32_t line, const char *s, const char *label)
 {
+    if (strcmp(label, "param name") == 0) {
+        if (param_key_valid(s))
+            return TN_OK;
+        return fail_at(&c->e, TN_ERR_PARSE, line,
+                       "bad %s \"%.80s\": use 1..64 characters of A-Z a-z 0-9 _ . -", label, s);
+    }
     if (tn_def_name_valid(s))
         return TN_OK;
     return fail_at(&c->e, TN_ERR_PARSE, line,
-                   "bad %s \"%.80s\": use 1..64 characters of A-Z a-z 0-9 _ . -", label, s);
+                   "bad %s \"%.80s\": a name is 1..255 bytes of UTF-8 text without "
+                   "control characters or '/'",
+                   label, s);
 }
 
 static tn_err get_name(const pctx *c, uint32_t v, const char *key, const char *where,
@@ -1409,7 +1460,7 @@ static tn_err check_kvs(const vctx *v, const tn_def_kvs *kv, uint32_t line, cons
         return fail_at(&v->e, TN_ERR_TOOBIG, line, "%s has more than %u entries", what,
                        TN_DEF_MAX_PARAMS);
     for (uint32_t i = 0; i < kv->n; i++) {
-        if (!tn_def_name_valid(kv->items[i].key) || !kv->items[i].value)
+        if (!param_key_valid(kv->items[i].key) || !kv->items[i].value)
             return fail_at(&v->e, TN_ERR_PARSE, line, "%s: bad param name \"%.80s\"", what,
                            kv->items[i].key ? kv->items[i].key : "");
         if (i > 0 && strcmp(kv->items[i - 1].key, kv->items[i].key) >= 0)

@@ -13,7 +13,8 @@
  * with a message; nothing is truncated. */
 #define TN_DEF_MAX_FILE        (16u << 20) /* bytes of YAML */
 #define TN_DEF_MAX_TASKS       100000u
-#define TN_DEF_MAX_NAME        64u         /* workflow, task, group, environment names */
+#define TN_DEF_MAX_NAME        255u        /* workflow, task, group, environment names: bytes */
+#define TN_DEF_PARAM_KEY_MAX   64u         /* param keys: [A-Za-z0-9_.-] */
 #define TN_DEF_MAX_STRING      (64u << 10) /* any other string (description, param value) */
 #define TN_DEF_MAX_COMMAND     (1u << 20)  /* a shell command */
 #define TN_DEF_MAX_PARAMS      1000u       /* entries in one params or outputs map */
@@ -416,7 +417,8 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len);
  * *out as for tn_def_parse; `buf` is not referenced after return. */
 tn_err tn_def_decode(const void *buf, size_t len, tn_def **out, tn_errmsg *msg);
 
-/* Names of workflows, tasks, groups and environments: 1..64 of [A-Za-z0-9_.-]. */
+/* Names of workflows, tasks, groups and environments: 1..TN_DEF_MAX_NAME bytes of valid
+ * UTF-8 without control characters (C0, DEL, C1) or '/'. */
 bool tn_def_name_valid(const char *s);
 
 /* Whether `date` is a dependent date accepted with `cycle` (see tn_def_depend). */
