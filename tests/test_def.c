@@ -159,25 +159,24 @@ Test(def, durations)
     static const struct {
         const char *s;
         uint64_t ms;
-    } good[] = {{"0", 0},       {"250ms", 250},  {"10s", 10000},
-                {"5m", 300000}, {"2h", 7200000}, {"1d", 86400000},
-                {"0s", 0},      {"0ms", 0},      {"3650d", 3650ull * 86400000}};
-    static const char *const bad[] = {"",
-                                      "10",
-                                      "1",
-                                      "s",
-                                      "10 s",
-                                      "10S",
-                                      "1.5h",
-                                      "-1s",
-                                      "+1s",
-                                      "1h30m",
-                                      "10sec",
-                                      "3651d",
-                                      "99999999999999999999ms",
-                                      "5 m",
-                                      " 5m",
-                                      "5m "};
+    } good[] = {{"0", 0},
+                {"250ms", 250},
+                {"10s", 10000},
+                {"5m", 300000},
+                {"2h", 7200000},
+                {"1d", 86400000},
+                {"0s", 0},
+                {"0ms", 0},
+                {"3650d", 3650ull * 86400000},
+                {"1h30m", 5400000},
+                {"2d4h", 187200000},
+                {"1m30s500ms", 90500},
+                {"1d1h1m1s1ms", 90061001}};
+    static const char *const bad[] = {
+        "",       "10",       "1",     "s",     "10 s",  "10S",
+        "1.5h",   "-1s",      "+1s",   "30m1h", "1h1h",  "1m30",
+        "1h 30m", "3650d1ms", "1ms1s", "10sec", "3651d", "99999999999999999999ms",
+        "5 m",    " 5m",      "5m "};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t v = 1;
         cr_assert_eq(tn_parse_duration_ms(good[i].s, &v), TN_OK, "%s", good[i].s);
@@ -187,6 +186,20 @@ Test(def, durations)
         uint64_t v = 7;
         cr_assert_eq(tn_parse_duration_ms(bad[i], &v), TN_ERR_INVAL, "\"%s\"", bad[i]);
         cr_assert_eq(v, 7, "output written on failure for \"%s\"", bad[i]);
+    }
+    /* the shortest compound form, read back to the same value */
+    char buf[32];
+    tn_format_duration(5400000, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "1h30m");
+    tn_format_duration(90500, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "1m30s500ms");
+    tn_format_duration(0, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "0");
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t v = 1;
+        tn_format_duration(good[i].ms, buf, sizeof(buf));
+        cr_assert_eq(tn_parse_duration_ms(buf, &v), TN_OK, "%s", buf);
+        cr_assert_eq(v, good[i].ms, "%s", buf);
     }
 }
 
@@ -1237,7 +1250,8 @@ Test(def, required_task_and_workflow_keys)
                                      "list"},
         {"timeout: x\nname: wf\n", "t.yaml:1: bad duration \"x\" for \"timeout\" in workflow "
                                    "\"wf\": write a whole number and a unit (250ms, 10s, 5m, "
-                                   "2h, 1d), or 0"},
+                                   "2h, 1d), units from largest to smallest (1h30m, 2d4h, "
+                                   "1m30s500ms), or 0; the limit is 3650d"},
         {"name: wf\ntasks:\n", "t.yaml:2: workflow \"wf\" has no tasks: add a \"tasks\" list"},
         {"name: wf\ntasks: []\n", "t.yaml:2: workflow \"wf\" has no tasks: add a \"tasks\" "
                                   "list"},
@@ -1330,7 +1344,11 @@ Test(def, value_messages)
                             "write cores as a decimal with at most 3 decimals (1, 1.5, 0.25), "
                             "at most 10000"},
         {"kill_grace: 5y", "t.yaml:4: bad duration \"5y\" for \"kill_grace\" in task \"a\": "
-                           "write a whole number and a unit (250ms, 10s, 5m, 2h, 1d), or 0"},
+                           "write a whole number and a unit (250ms, 10s, 5m, 2h, 1d), units "
+                           "from largest to smallest (1h30m, 2d4h, 1m30s500ms), or 0; the "
+                           "limit is 3650d"},
+        {"timeout: 3650d1h", "t.yaml:4: bad duration \"3650d1h\" for \"timeout\" in task "
+                             "\"a\": the limit is 3650d"},
         {"kill_grace: 9999d", "t.yaml:4: bad duration \"9999d\" for \"kill_grace\" in task "
                               "\"a\": the limit is 3650d"},
         {"enabled: [x]", "t.yaml:4: \"enabled\" in task \"a\" must be a string, not a list"},
@@ -1403,4 +1421,85 @@ Test(def, unit_edges)
     }
     cr_expect_eq(tn_parse_size(NULL, &v), TN_ERR_INVAL);
     cr_expect_eq(tn_parse_duration_ms(NULL, &v), TN_ERR_INVAL);
+}
+
+/* ---- YAML output ------------------------------------------------------------------------ */
+
+/* `def show`'s YAML parses back to the same canonical encoding, for every example and
+ * every good fixture; a second round gives the same text. */
+static void assert_yaml_round_trip(const char *dir)
+{
+    char **names;
+    size_t n = list_yaml(dir, &names);
+    cr_assert(n > 0, "no files in %s", dir);
+    for (size_t i = 0; i < n; i++) {
+        char rel[512];
+        snprintf(rel, sizeof(rel), "%s/%s", dir, names[i]);
+        tn_def *d = parse_ok(rel), *back = NULL;
+        char *enc, *enc2, *yaml, *yaml2;
+        size_t len, len2, ylen, ylen2;
+        encode(d, &enc, &len);
+        cr_assert_eq(tn_def_to_yaml(d, &yaml, &ylen), TN_OK, "%s", rel);
+        cr_assert_eq(strlen(yaml), ylen);
+        tn_errmsg msg = {{0}};
+        cr_assert_eq(tn_def_parse(rel, yaml, ylen, &back, &msg), TN_OK, "%s: %s\n%s", rel,
+                     msg.text, yaml);
+        encode(back, &enc2, &len2);
+        cr_expect(len == len2 && memcmp(enc, enc2, len) == 0, "%s: encoding differs\n%s", rel,
+                  yaml);
+        cr_assert_eq(tn_def_to_yaml(back, &yaml2, &ylen2), TN_OK);
+        cr_expect_str_eq(yaml2, yaml, "%s", rel);
+        free(enc);
+        free(enc2);
+        free(yaml);
+        free(yaml2);
+        tn_def_free(d);
+        tn_def_free(back);
+    }
+    free_list(names, n);
+}
+
+Test(def, yaml_round_trip_examples)
+{
+    assert_yaml_round_trip("examples");
+}
+
+Test(def, yaml_round_trip_good_fixtures)
+{
+    assert_yaml_round_trip("tests/defs/good");
+}
+
+/* What the emitter writes: multi-line commands as literal blocks, durations in compound
+ * form, defaults left out, null-looking strings quoted, Chinese text as itself. */
+Test(def, yaml_output_shape)
+{
+    const char *src = "name: 数据\n"
+                      "description: '~'\n"
+                      "timeout: 5400s\n"
+                      "tasks:\n"
+                      "  - name: a\n"
+                      "    type: shell\n"
+                      "    command: |\n"
+                      "      echo one\n"
+                      "      echo two\n"
+                      "    memory_max: 2048M\n"
+                      "    cpu_max: 1.50\n"
+                      "  - {name: s, type: sub_workflow, workflow: child, deps: [a]}\n";
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(parse_str(src, &d, &msg), TN_OK, "%s", msg.text);
+    char *yaml;
+    size_t len;
+    cr_assert_eq(tn_def_to_yaml(d, &yaml, &len), TN_OK);
+    cr_expect(strstr(yaml, "name: 数据\n"), "%s", yaml);
+    cr_expect(strstr(yaml, "description: \"~\"\n"), "%s", yaml);
+    cr_expect(strstr(yaml, "timeout: 1h30m\n"), "%s", yaml);
+    cr_expect(strstr(yaml, "command: |\n    echo one\n    echo two\n"), "%s", yaml);
+    cr_expect(strstr(yaml, "memory_max: 2G\n"), "%s", yaml);
+    cr_expect(strstr(yaml, "cpu_max: 1.5\n"), "%s", yaml);
+    cr_expect(strstr(yaml, "workflow: child\n"), "%s", yaml);
+    cr_expect(!strstr(yaml, "worker_group"), "defaults are left out: %s", yaml);
+    cr_expect(!strstr(yaml, "kill_grace"), "defaults are left out: %s", yaml);
+    free(yaml);
+    tn_def_free(d);
 }

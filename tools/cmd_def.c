@@ -170,25 +170,15 @@ static int def_show(const char *data, const char *name, uint64_t version, bool j
         }
         printf("]}\n");
     } else {
-        printf("name: %s\nversion: %u\nexecution: %s\nfailure_strategy: %s\npriority: %s\n"
-               "tasks:\n",
-               def->name, found, tn_def_exec_name(def->execution),
-               tn_def_failure_strategy_name(def->failure_strategy),
-               tn_def_priority_name(def->priority));
-        for (uint32_t i = 0; i < def->n_tasks; i++) {
-            const tn_def_task *tk = &def->tasks[i];
-            printf("  - name: %s\n    type: %s\n", tk->name, tn_def_task_type_name(tk->type));
-            if (tk->n_deps) {
-                printf("    deps: [");
-                for (uint32_t j = 0; j < tk->n_deps; j++)
-                    printf("%s%s", j ? ", " : "", tk->deps[j].name);
-                printf("]\n");
-            }
-            if (tk->retries)
-                printf("    retries: %u\n", tk->retries);
-            if (tk->command)
-                printf("    command: %s\n", tk->command);
+        char *yaml;
+        size_t len;
+        if (tn_def_to_yaml(def, &yaml, &len) != TN_OK) {
+            tn_def_free(def);
+            return tn_cli_fail("def", "out of memory");
         }
+        /* a comment, so the output stays a file `tern def apply` takes back */
+        printf("# version %u of this workflow\n%s", found, yaml);
+        free(yaml);
     }
     tn_def_free(def);
     return 0;
