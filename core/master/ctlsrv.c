@@ -164,7 +164,20 @@ static void h_named(tn_ctlsrv *s, tn_cmd_kind kind, const tn_ctl_req *r, out *o)
 
 static tn_store *store(tn_ctlsrv *s)
 {
-    return tn_evlog_store(tn_engine_log(s->engine));
+    return s->engine ? tn_evlog_store(tn_engine_log(s->engine)) : s->ro;
+}
+
+/* The engine's view (committed or pending) when one runs, else the committed store. */
+static tn_err wf_get(tn_ctlsrv *s, uint64_t id, tn_wf_proj *w)
+{
+    return s->engine ? tn_evlog_wf(tn_engine_log(s->engine), id, w) :
+                       tn_log_wf_get(s->ro, id, w);
+}
+
+static tn_err task_get(tn_ctlsrv *s, uint64_t id, tn_task_proj *p)
+{
+    return s->engine ? tn_evlog_task(tn_engine_log(s->engine), id, p) :
+                       tn_log_task_get(s->ro, id, p);
 }
 
 static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -227,8 +240,7 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
-    tn_evlog *lg = tn_engine_log(s->engine);
-    if (tn_evlog_wf(lg, r->id, &w) != TN_OK) {
+    if (wf_get(s, r->id, &w) != TN_OK) {
         fail(o, 1, "no workflow instance %" PRIu64 "; list them with `tern ls`", r->id);
         return;
     }
@@ -246,10 +258,10 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u},\"tasks\":[", wsn(w.state), w.run);
     for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
-        if (tn_evlog_task(lg, ids[i], &p) != TN_OK)
+        if (task_get(s, ids[i], &p) != TN_OK)
             continue;
         char why[512] = "";
-        if (p.state == TN_TASK_S_DISPATCH) {
+        if (p.state == TN_TASK_S_DISPATCH && s->engine) {
             tn_cmd c = {.kind = TN_CMD_WHY, .id = p.id};
             tn_engine_submit_wait(s->engine, &c);
             snprintf(why, sizeof(why), "%s", c.msg);
@@ -308,6 +320,8 @@ void tn_ctlsrv_handle(void *arg, const void *req, size_t len, void **rep, size_t
         tn_sb_printf(&o.text, "pong"); /* a liveness probe */
     } else if (tn_ctl_req_decode(req, len, r) != TN_OK) {
         fail(&o, 2, "malformed control request (a tern of another version?)");
+    } else if (!s->engine && !tn_str_eq(r->cmd, "ls") && !tn_str_eq(r->cmd, "status")) {
+        fail(&o, 1, "\"%.*s\" needs a running master", (int)r->cmd.len, r->cmd.p);
     } else if (tn_str_eq(r->cmd, "apply")) {
         h_apply(s, r, &o);
     } else if (tn_str_eq(r->cmd, "start")) {

@@ -6,6 +6,7 @@
 
 #include "ctl.h"
 #include "engine.h"
+#include "logread.h"
 #include "util.h"
 
 typedef struct tn_ctlsrv {
@@ -15,6 +16,9 @@ typedef struct tn_ctlsrv {
     bool (*worker_ctl)(void *arg, const char *worker, char *url, size_t len);
     /* `tern workers`: a table and a JSON array */
     void (*workers)(void *arg, tn_sb *text, tn_sb *json);
+    /* NULL engine: a store opened with tn_log_open_read, and only the reads (ls,
+     * status) are answered, from what is committed (the CLI when no master runs) */
+    tn_store *ro;
 } tn_ctlsrv;
 
 /* A tn_rpc_handler: arg is a tn_ctlsrv. */

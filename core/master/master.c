@@ -854,7 +854,7 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
                         &m->rx, msg)) ||
          (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
-    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table};
+    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, NULL};
     if ((e = tn_rpc_serve(m->ctl, tn_ctlsrv_handle, &m->cs, &m->rpc, msg)))
         goto fail;
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {

@@ -1,0 +1,136 @@
+/* The command line as a user meets it, driving the tern binary (TERN_BIN) in a temp dir:
+ * names in any language, def show's YAML, the read commands with no master running,
+ * and the habits a user expects (help, version, "did you mean"). */
+#include <stdarg.h>
+
+#include "testutil.h"
+
+typedef struct cli {
+    char *dir;
+    char *out, *err;
+    int rc;
+} cli;
+
+static void cli_init(cli *c)
+{
+    *c = (cli){.dir = tu_tmpdir()};
+}
+
+static void cli_fini(cli *c)
+{
+    free(c->out);
+    free(c->err);
+    tu_rm_rf(c->dir);
+    free(c->dir);
+}
+
+/* `tern ARGS` in the temp dir; its status, stdout and stderr in c. */
+__attribute__((format(printf, 2, 3))) static int tern(cli *c, const char *fmt, ...)
+{
+    char args[4096], line[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "cd '%s' && '%s' %s", c->dir, tu_tern(), args);
+    free(c->out);
+    free(c->err);
+    c->rc = tu_run(line, &c->out, &c->err);
+    return c->rc;
+}
+
+static void write_file(cli *c, const char *name, const char *text)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char chinese_wf[] = "name: 每日数据仓库同步\n"
+                                 "tasks:\n"
+                                 "  - name: 抽取\n"
+                                 "    type: shell\n"
+                                 "    command: echo 抽取完成\n"
+                                 "  - name: 装载\n"
+                                 "    type: shell\n"
+                                 "    deps: [抽取]\n"
+                                 "    command: |\n"
+                                 "      echo one\n"
+                                 "      echo two\n";
+
+/* A workflow named in Chinese runs through `tern run`; afterwards, with no master,
+ * ls, status and logs answer from the store and say so on stderr. */
+Test(cli, chinese_names_run_and_read_commands_work_without_a_master)
+{
+    cli c;
+    cli_init(&c);
+    write_file(&c, "wf.yaml", chinese_wf);
+    cr_assert_eq(tern(&c, "run wf.yaml --data d"), 0, "%s%s", c.out, c.err);
+    cr_expect(strstr(c.out, "每日数据仓库同步"), "%s", c.out);
+
+    cr_assert_eq(tern(&c, "ls --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "每日数据仓库同步") && strstr(c.out, "SUCCESS"), "%s", c.out);
+    cr_expect(strstr(c.err, "(from the store; no master is running)"), "%s", c.err);
+
+    cr_assert_eq(tern(&c, "status 1 --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "抽取") && strstr(c.out, "装载"), "%s", c.out);
+    cr_expect(strstr(c.err, "(from the store; no master is running)"), "%s", c.err);
+
+    cr_assert_eq(tern(&c, "status 1 --data d --json"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "\"name\":\"每日数据仓库同步\""), "%s", c.out);
+
+    cr_assert_eq(tern(&c, "logs 2 --data d"), 0, "%s", c.err);
+    cr_expect_str_eq(c.out, "one\ntwo\n");
+    cr_expect(strstr(c.err, "(from the store; no master is running)"), "%s", c.err);
+    cr_assert_eq(tern(&c, "logs 1 --data d --json"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "\"log\":\"抽取完成\\n\""), "%s", c.out);
+
+    cr_expect_eq(tern(&c, "status 99 --data d"), 1);
+    cr_expect(strstr(c.err, "no workflow instance 99"), "%s", c.err);
+    cr_expect_eq(tern(&c, "ls --data nowhere"), 1);
+    cr_expect(strstr(c.err, "no tern store here"), "%s", c.err);
+    cli_fini(&c);
+}
+
+/* A 256-byte name, a '/', a control character (C0 or C1) are refused at apply
+ * with the file and line. */
+Test(cli, bad_names_are_refused_with_the_rule)
+{
+    cli c;
+    cli_init(&c);
+    char long_name[300] = "";
+    for (int i = 0; i < 85; i++)
+        strcat(long_name, "数");
+    strcat(long_name, "x");
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml), "name: %s\ntasks:\n  - {name: a, type: noop}\n", long_name);
+    write_file(&c, "long.yaml", yaml);
+    write_file(&c, "slash.yaml", "name: a/b\ntasks:\n  - {name: a, type: noop}\n");
+    write_file(&c, "ctl.yaml", "name: \"a\\tb\"\ntasks:\n  - {name: a, type: noop}\n");
+    write_file(&c, "c1.yaml", "name: \"a\\x85b\"\ntasks:\n  - {name: a, type: noop}\n");
+    static const char *const files[] = {"long.yaml", "slash.yaml", "ctl.yaml", "c1.yaml"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        cr_expect_eq(tern(&c, "def apply %s --data d", files[i]), 1, "%s", files[i]);
+        cr_expect(strstr(c.err, ":1: bad workflow name"), "%s: %s", files[i], c.err);
+        cr_expect(strstr(c.err, "1..255 bytes of UTF-8"), "%s: %s", files[i], c.err);
+    }
+    cli_fini(&c);
+}
+
+/* `def show` prints YAML that `def apply` takes back as unchanged. */
+Test(cli, def_show_applies_back_unchanged)
+{
+    cli c;
+    cli_init(&c);
+    write_file(&c, "wf.yaml", chinese_wf);
+    cr_assert_eq(tern(&c, "def apply wf.yaml --data d"), 0, "%s", c.err);
+    cr_assert_eq(tern(&c, "def show 每日数据仓库同步 --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "  command: |\n    echo one\n    echo two\n"), "%s", c.out);
+    write_file(&c, "shown.yaml", c.out);
+    cr_assert_eq(tern(&c, "def apply shown.yaml --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "unchanged (version 1)"), "%s", c.out);
+    cli_fini(&c);
+}
