@@ -134,3 +134,26 @@ Test(cli, def_show_applies_back_unchanged)
     cr_expect(strstr(c.out, "unchanged (version 1)"), "%s", c.out);
     cli_fini(&c);
 }
+
+/* A sub_workflow naming a workflow that is neither stored nor applied with it is refused
+ * at apply (def apply and run) with file:line; applied together they pass, and the
+ * parent's status names the child instance. */
+Test(cli, sub_workflow_target_checked_at_apply_and_child_shown)
+{
+    cli c;
+    cli_init(&c);
+    write_file(&c, "parent.yaml",
+               "name: parent\ntasks:\n  - name: s\n    type: sub_workflow\n"
+               "    workflow: 子流程\n");
+    write_file(&c, "child.yaml", "name: 子流程\ntasks:\n  - {name: a, type: noop}\n");
+    cr_expect_eq(tern(&c, "def apply parent.yaml --data d"), 1);
+    cr_expect(strstr(c.err, "parent.yaml:5: sub_workflow task \"s\" runs workflow \"子流程\""),
+              "%s", c.err);
+    cr_expect_eq(tern(&c, "run parent.yaml --data d"), 1);
+    cr_expect(strstr(c.err, "parent.yaml:5:"), "%s", c.err);
+    cr_assert_eq(tern(&c, "def apply parent.yaml child.yaml --data d"), 0, "%s", c.err);
+    cr_assert_eq(tern(&c, "run parent.yaml --data d"), 0, "%s%s", c.out, c.err);
+    cr_assert_eq(tern(&c, "status 1 --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "child instance 2"), "%s", c.out);
+    cli_fini(&c);
+}

@@ -1503,3 +1503,47 @@ Test(def, yaml_output_shape)
     free(yaml);
     tn_def_free(d);
 }
+
+/* A switch condition that cannot parse is refused at apply, on the case's line; one
+ * whose placeholders only the run decides ('${x}' < 3) is accepted. */
+Test(def, switch_condition_syntax_checked_at_apply)
+{
+    const char *fmt = "name: wf\ntasks:\n  - {name: a, type: noop}\n  - name: r\n"
+                      "    type: switch\n    deps: [a]\n    cases:\n"
+                      "      - {when: \"%s\", then: b}\n  - {name: b, type: noop, deps: [r]}\n";
+    static const char *const bad[] = {"${x} >", "(${x} == 1", "${x} = 1", "$[yyyyMMdd] &&"};
+    static const char *const good[] = {"${x} > 0", "'${x}' == 'a' || ${y}",
+                                       "$[yyyyMMdd] == 20240101", "${x} < 'b'"};
+    char yaml[512];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(yaml, sizeof(yaml), fmt, bad[i]);
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_eq(parse_str(yaml, &d, &msg), TN_ERR_PARSE, "%s", bad[i]);
+        cr_expect(strncmp(msg.text, "t.yaml:8: bad \"when\"", 20) == 0, "%s: %s", bad[i],
+                  msg.text);
+        tn_def_free(d);
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(yaml, sizeof(yaml), fmt, good[i]);
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_eq(parse_str(yaml, &d, &msg), TN_OK, "%s: %s", good[i], msg.text);
+        tn_def_free(d);
+    }
+}
+
+/* Compound durations in a file, and the message naming the forms and the limit. */
+Test(def, compound_durations_in_a_file)
+{
+    tn_def *d = NULL;
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(parse_str("name: wf\ntimeout: 1h30m\ntasks:\n  - {name: a, type: noop, "
+                           "timeout: 2d4h, duration: 1m30s500ms}\n",
+                           &d, &msg),
+                 TN_OK, "%s", msg.text);
+    cr_expect_eq(d->timeout_ms, 5400000);
+    cr_expect_eq(d->tasks[0].timeout_ms, 187200000);
+    cr_expect_eq(d->tasks[0].noop.duration_ms, 90500);
+    tn_def_free(d);
+}

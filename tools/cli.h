@@ -119,6 +119,11 @@ typedef struct tn_local {
  * returns 1 on failure. */
 int tn_local_open(const char *cmd, const char *data, tn_local *l);
 void tn_local_close(tn_local *l);
+struct tn_def;
+/* Every sub_workflow task of defs (read from paths) names a workflow among defs or in the
+ * store in data; else prints "FILE:LINE: ..." and returns 1. */
+int tn_cli_check_subs(const char *cmd, const char *data, struct tn_def *const *defs,
+                      const char *const *paths, size_t n);
 /* `tern taskgroup|env set`: through the running master if one answers, else on the
  * store directly; prints the outcome and returns the exit status. */
 int tn_local_set(const char *cmd, const char *data, struct tn_cmd *c);

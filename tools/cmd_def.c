@@ -244,10 +244,34 @@ static int apply_remote(const def_opts *o, int nfiles, char **files)
     return rc;
 }
 
+/* What can be checked against the store before anything is applied: the workflows that
+ * sub_workflow tasks name. A file that does not parse is left to apply_file's message. */
+static int check_files(const def_opts *o, int nfiles, char **files)
+{
+    tn_def **defs = calloc((size_t)nfiles, sizeof(*defs));
+    const char **paths = calloc((size_t)nfiles, sizeof(*paths));
+    size_t n = 0;
+    int rc = defs && paths ? 0 : tn_cli_fail("def", "out of memory");
+    for (int i = 0; !rc && i < nfiles; i++) {
+        tn_errmsg m = {{0}};
+        if (tn_def_parse_file(files[i], &defs[n], &m) == TN_OK)
+            paths[n++] = files[i];
+    }
+    if (!rc)
+        rc = tn_cli_check_subs("def", o->data, defs, paths, n);
+    for (size_t i = 0; i < n; i++)
+        tn_def_free(defs[i]);
+    free(defs);
+    free(paths);
+    return rc;
+}
+
 static int def_apply(const def_opts *o, int nfiles, char **files)
 {
     if (nfiles == 0)
         return tn_cli_usage("def", "apply wants one or more files");
+    if (check_files(o, nfiles, files))
+        return 1;
     int remote = apply_remote(o, nfiles, files);
     if (remote >= 0)
         return remote;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "params.h"
 #include "util.h"
 
 /* ---- enumerations ------------------------------------------------------------------ */
@@ -1613,6 +1614,39 @@ static tn_err check_depends(const vctx *v, const tn_def_task *t)
 }
 
 /* What a task's type requires of it. */
+/* The syntax of a switch condition, at apply rather than when the task runs: every
+ * ${...} and $[...] is read as the value 0 padded to its length (so columns stay those
+ * of the text written) and the condition evaluated; only syntax errors and bounds are
+ * refused, since the real values decide types. Files only: a stored definition was
+ * checked when it was applied, and must keep loading. */
+static tn_err check_case_syntax(const vctx *v, const tn_def_task *t, uint32_t i)
+{
+    const char *w = t->sw.cases[i].when;
+    char *x = strdup(w);
+    if (!x)
+        return TN_ERR_NOMEM;
+    for (char *p = x; *p; p++) {
+        char close = p[0] == '$' && p[1] == '{' ? '}' : p[0] == '$' && p[1] == '[' ? ']' : 0;
+        char *end = close ? strchr(p + 2, close) : NULL;
+        if (!end)
+            continue;
+        memset(p, ' ', (size_t)(end - p) + 1);
+        *p = '0';
+        p = end;
+    }
+    bool val;
+    tn_errmsg m = {{0}};
+    tn_err err = tn_expr_eval(x, &val, &m);
+    free(x);
+    if (err != TN_ERR_PARSE && err != TN_ERR_TOOBIG)
+        return TN_OK;
+    return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
+                   "bad \"when\" \"%.200s\" in case #%u of switch task \"%s\": %s (write "
+                   "comparisons with == != < <= > >=, && || ! and parentheses, e.g. "
+                   "\"${rows} > 0\")",
+                   w, i + 1, t->name, m.text);
+}
+
 static tn_err check_task_type(const vctx *v, const tn_def_task *t)
 {
     switch (t->type) {
@@ -1634,11 +1668,15 @@ static tn_err check_task_type(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CASES),
                            "switch task \"%s\" needs \"cases\" with at least one case",
                            t->name);
-        for (uint32_t i = 0; i < t->sw.n_cases; i++)
+        for (uint32_t i = 0; i < t->sw.n_cases; i++) {
+            tn_err err;
             if (!t->sw.cases[i].when || !t->sw.cases[i].when[0])
                 return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
                                "case #%u of switch task \"%s\" has an empty \"when\"", i + 1,
                                t->name);
+            if (v->e.file && (err = check_case_syntax(v, t, i)) != TN_OK)
+                return err;
+        }
         return TN_OK;
     case TN_DEF_TASK_DEPENDENT:
         if (t->dep.n_depends == 0)

@@ -237,6 +237,25 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     free(ring);
 }
 
+/* The child instance a sub_workflow task `task` of instance `wf` started, or 0: children
+ * come after their parent, so the walk starts there (and stops after a bounded number). */
+static uint64_t child_of(tn_ctlsrv *s, uint64_t wf, uint64_t task)
+{
+    tn_log_wf_iter *it;
+    if (tn_log_wf_iter_open(store(s), &it) != TN_OK)
+        return 0;
+    uint64_t child = 0;
+    tn_wf_proj c;
+    tn_err e = tn_log_wf_iter_seek(it, wf + 1, &c);
+    for (int n = 0; n < 100000 && (e == TN_OK || e == TN_ERR_CORRUPT) && !child; n++) {
+        if (e == TN_OK && c.parent_wf == wf && c.parent_task == task)
+            child = c.id;
+        e = tn_log_wf_iter_next(it, &c);
+    }
+    tn_log_wf_iter_close(it);
+    return child;
+}
+
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
@@ -266,6 +285,10 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
             tn_engine_submit_wait(s->engine, &c);
             snprintf(why, sizeof(why), "%s", c.msg);
         }
+        uint64_t child = p.worker[0] ? 0 : child_of(s, w.id, p.id);
+        if (child && !why[0])
+            snprintf(why, sizeof(why), "child instance %" PRIu64 " (`tern status %" PRIu64 "`)",
+                     child, child);
         tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, d,
                         sizeof(d));
         tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s\n", p.id, p.name,
