@@ -157,3 +157,53 @@ Test(cli, sub_workflow_target_checked_at_apply_and_child_shown)
     cr_expect(strstr(c.out, "child instance 2"), "%s", c.out);
     cli_fini(&c);
 }
+
+/* --version; a bare `tern` prints the help on stderr and exits 2; the help points to the
+ * format reference; mistyped commands and options get "did you mean". */
+Test(cli, version_help_and_did_you_mean)
+{
+    cli c;
+    cli_init(&c);
+    cr_expect_eq(tern(&c, "--version"), 0);
+    cr_expect(strncmp(c.out, "tern ", 5) == 0 && strchr(c.out, '.'), "%s", c.out);
+    cr_expect_eq(tern(&c, "%s", ""), 2);
+    cr_expect(strstr(c.err, "usage: tern COMMAND") && !c.out[0], "%s|%s", c.out, c.err);
+    cr_expect_eq(tern(&c, "help"), 0);
+    cr_expect(strstr(c.out, "docs/WORKFLOW_FORMAT.md"), "%s", c.out);
+    cr_expect_eq(tern(&c, "sttus 1"), 2);
+    cr_expect(strstr(c.err, "did you mean `tern status`?"), "%s", c.err);
+    cr_expect_eq(tern(&c, "ls --jsn"), 2);
+    cr_expect(strstr(c.err, "did you mean --json?"), "%s", c.err);
+    cr_expect_eq(tern(&c, "frobnicate"), 2);
+    cr_expect(!strstr(c.err, "did you mean"), "%s", c.err);
+    cli_fini(&c);
+}
+
+/* taskgroup and env: ls (table and --json), and a bad SLOTS says what is wrong;
+ * ls --state names the valid states. */
+Test(cli, taskgroup_env_ls_and_messages)
+{
+    cli c;
+    cli_init(&c);
+    cr_expect_eq(tern(&c, "taskgroup set db two --data d"), 2);
+    cr_expect(strstr(c.err, "SLOTS must be a whole number from 0 to 2147483647, not \"two\""),
+              "%s", c.err);
+    cr_assert_eq(tern(&c, "taskgroup set 数据库 3 --data d"), 0, "%s", c.err);
+    cr_assert_eq(tern(&c, "taskgroup set db 2 --data d"), 0, "%s", c.err);
+    cr_assert_eq(tern(&c, "taskgroup ls --data d"), 0, "%s", c.err);
+    /* the Chinese name takes 6 columns: the slots still line up */
+    cr_expect_str_eq(c.out, "GROUP   SLOTS\ndb          2\n数据库      3\n");
+    cr_assert_eq(tern(&c, "taskgroup ls --data d --json"), 0, "%s", c.err);
+    cr_expect_str_eq(c.out,
+                     "[{\"name\":\"db\",\"slots\":2},{\"name\":\"数据库\",\"slots\":3}]\n");
+    write_file(&c, "e.sh", "export A=1\nexport B=2\n");
+    cr_assert_eq(tern(&c, "env set hadoop e.sh --data d"), 0, "%s", c.err);
+    cr_assert_eq(tern(&c, "env ls --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "hadoop") && strstr(c.out, "22 bytes"), "%s", c.out);
+    cr_assert_eq(tern(&c, "env ls --data d --json"), 0, "%s", c.err);
+    cr_expect_str_eq(c.out,
+                     "[{\"name\":\"hadoop\",\"text\":\"export A=1\\nexport B=2\\n\"}]\n");
+    cr_expect_eq(tern(&c, "ls --state bogus --data d"), 2);
+    cr_expect(strstr(c.err, "(one of: SUBMITTED_SUCCESS, RUNNING_EXECUTION"), "%s", c.err);
+    cli_fini(&c);
+}

@@ -30,6 +30,11 @@ int tn_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 void tn_json_str(FILE *f, const char *s, size_t n);
 void tn_json_cstr(FILE *f, const char *s);
 
+/* Terminal columns of UTF-8 text (a Chinese character takes two), and s printed then
+ * padded with spaces to `width` columns: aligned tables whatever the script. */
+size_t tn_cli_width(const char *s);
+void tn_cli_pad(FILE *f, const char *s, size_t width);
+
 /* Parse an unsigned decimal; false if not a number. */
 bool tn_cli_u64(const char *s, uint64_t *out);
 /* Parse an id: a positive decimal; false otherwise. */

@@ -190,7 +190,12 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
             *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         want = tn_sm_state_id(&tn_sm_workflow, st);
         if (want < 0) {
-            fail(o, 2, "unknown workflow state \"%.*s\"", (int)r->state.len, r->state.p);
+            char all[600] = "";
+            for (unsigned i = 1; i < tn_sm_workflow.nstates; i++) /* 0 is NEW: never listed */
+                snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
+                         i > 1 ? ", " : "", wsn(i));
+            fail(o, 2, "unknown workflow state \"%.*s\" (one of: %s)", (int)r->state.len,
+                 r->state.p, all);
             return;
         }
     }
