@@ -207,3 +207,79 @@ Test(cli, taskgroup_env_ls_and_messages)
     cr_expect(strstr(c.err, "(one of: SUBMITTED_SUCCESS, RUNNING_EXECUTION"), "%s", c.err);
     cli_fini(&c);
 }
+
+/* The column of `s` on each line of text that contains `mark` (bytes; -1 when a line
+ * lacks s), all equal, or -2 when they differ. */
+static int same_column(const char *text, const char *mark, const char *s)
+{
+    int col = -1;
+    for (const char *l = text; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        char line[2048];
+        snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : sizeof(line) - 1),
+                 l);
+        if (strstr(line, mark)) {
+            const char *p = strstr(line, s);
+            int c = p ? (int)(p - line) : -1;
+            if (col >= 0 && c != col)
+                return -2;
+            col = c;
+        }
+        l = end ? end + 1 : NULL;
+    }
+    return col;
+}
+
+/* audit: columns aligned past the longest actor (master:standalone), a missing instance
+ * prints only the error, and JSON times are ISO 8601 to the nanosecond, as in ls. */
+Test(cli, audit_columns_missing_instance_and_json_times)
+{
+    cli c;
+    cli_init(&c);
+    write_file(&c, "wf.yaml", chinese_wf);
+    cr_assert_eq(tern(&c, "run wf.yaml --data d"), 0, "%s", c.err);
+    cr_assert_eq(tern(&c, "audit 1 --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "master:standalone"), "%s", c.out);
+    int task_col = same_column(c.out, " task ", " task ");
+    int wf_col = same_column(c.out, " workflow ", " workflow ");
+    cr_expect(task_col > 0 && task_col == wf_col, "%d %d\n%s", task_col, wf_col, c.out);
+
+    cr_expect_eq(tern(&c, "audit 99 --data d"), 1);
+    cr_expect_str_eq(c.out, "");
+    cr_expect(strstr(c.err, "workflow instance 99 has no events"), "%s", c.err);
+    cr_expect_eq(tern(&c, "audit 99 --data d --json"), 1);
+    cr_expect_str_eq(c.out, "");
+
+    cr_assert_eq(tern(&c, "audit 1 --data d --json"), 0, "%s", c.err);
+    const char *at = strstr(c.out, "\"at\":\"");
+    cr_assert_not_null(at, "%s", c.out);
+    /* "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" */
+    cr_expect_eq(at[6 + 19], '.');
+    cr_expect_eq(at[6 + 29], 'Z', "%.40s", at);
+    cr_assert_eq(tern(&c, "ls --data d --json"), 0, "%s", c.err);
+    const char *cr = strstr(c.out, "\"created_at\":\"");
+    cr_assert_not_null(cr, "%s", c.out);
+    cr_expect_eq(cr[14 + 29], 'Z', "%s", c.out);
+    cli_fini(&c);
+}
+
+/* `standalone --data X` prints the commands as they work from here. */
+Test(cli, standalone_prints_the_commands_that_work_from_here)
+{
+    cli c;
+    cli_init(&c);
+    /* the shell starts it, reads its banner, then ends exactly that pid */
+    char line[8192];
+    snprintf(line, sizeof(line),
+             "cd '%s'; '%s' standalone --data sd --no-cgroup 2>banner & pid=$!; "
+             "for i in $(seq 100); do grep -q running banner && break; sleep 0.1; done; "
+             "kill $pid; wait $pid; cat banner",
+             c.dir, tu_tern());
+    free(c.out);
+    free(c.err);
+    c.rc = tu_run(line, &c.out, &c.err);
+    cr_expect(strstr(c.out, "`tern ls --data sd`"), "%s", c.out);
+    cr_expect(strstr(c.out, "`tern start WF --data sd`"), "%s", c.out);
+    cli_fini(&c);
+}

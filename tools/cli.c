@@ -1,10 +1,12 @@
 /* Helpers every `tern` command shares: errors on stderr, JSON strings, numbers, the
  * store opened read-only. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "logread.h"
+#include "util.h"
 #include "cli.h"
 
 int tn_cli_fail(const char *cmd, const char *fmt, ...)
@@ -120,4 +122,15 @@ void tn_cli_pad(FILE *f, const char *s, size_t width)
     fputs(s, f);
     for (size_t w = tn_cli_width(s); w < width; w++)
         fputc(' ', f);
+}
+
+void tn_cli_time_ns(int64_t ns, char *buf, size_t len)
+{
+    char ts[40];
+    int64_t frac = ns % 1000000000LL;
+    if (frac < 0)
+        frac += 1000000000LL;
+    tn_fmt_time(ns - frac, ts, sizeof(ts));
+    ts[19] = 0; /* YYYY-MM-DDTHH:MM:SS */
+    snprintf(buf, len, "%s.%09" PRId64 "Z", ts, frac);
 }

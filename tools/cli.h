@@ -35,6 +35,9 @@ void tn_json_cstr(FILE *f, const char *s);
 size_t tn_cli_width(const char *s);
 void tn_cli_pad(FILE *f, const char *s, size_t width);
 
+/* ISO 8601 UTC to the nanosecond ("2026-11-22T01:02:03.123456789Z"), for JSON. */
+void tn_cli_time_ns(int64_t ns, char *buf, size_t len);
+
 /* Parse an unsigned decimal; false if not a number. */
 bool tn_cli_u64(const char *s, uint64_t *out);
 /* Parse an id: a positive decimal; false otherwise. */

@@ -30,11 +30,31 @@ const tn_opt_cmd tn_spec_audit = {
 typedef struct audit_ctx {
     bool json;
     size_t n;
+    int actor_w; /* the widest actor: the columns after it stay aligned */
 } audit_ctx;
+
+static int measure(void *vctx, const tn_event *ev)
+{
+    audit_ctx *x = vctx;
+    if ((int)ev->actor.len > x->actor_w)
+        x->actor_w = (int)ev->actor.len;
+    return 0;
+}
+
+/* Attributes that hold a time (unix ns): shown as ISO 8601, never as a raw count. */
+static bool is_time_attr(const tn_attr *a)
+{
+    return a->type == TN_ATTR_INT && a->i > 0 &&
+           (tn_str_eq(a->key, "due") || tn_str_eq(a->key, "sched"));
+}
 
 static void print_attr_value(const tn_attr *a, bool json)
 {
-    if (a->type == TN_ATTR_INT) {
+    if (is_time_attr(a)) {
+        char ts[48];
+        tn_cli_time_ns(a->i, ts, sizeof(ts));
+        printf(json ? "\"%s\"" : "%s", ts);
+    } else if (a->type == TN_ATTR_INT) {
         printf("%" PRId64, a->i);
     } else if (a->type == TN_ATTR_BIN) {
         if (json)
@@ -63,6 +83,7 @@ static int audit_one(void *vctx, const tn_event *ev)
     tn_fmt_time(ev->at, ts, sizeof(ts));
     uint64_t id = ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf;
     if (x->json) {
+        tn_cli_time_ns(ev->at, ts, sizeof(ts));
         printf("%s{\"seq\":%" PRIu64 ",\"at\":\"%s\",\"actor\":", x->n ? ",\n " : "", ev->seq,
                ts);
         tn_json_str(stdout, ev->actor.p, ev->actor.len);
@@ -78,9 +99,10 @@ static int audit_one(void *vctx, const tn_event *ev)
         }
         printf("}}");
     } else {
-        printf("%s %6" PRIu64 " %-14.*s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq,
-               (int)ev->actor.len, ev->actor.p, sm->name, id, tn_sm_event_name(sm, ev->event),
-               tn_sm_state_name(sm, ev->from), tn_sm_state_name(sm, ev->to));
+        printf("%s %6" PRIu64 " %-*.*s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq,
+               x->actor_w, (int)ev->actor.len, ev->actor.p, sm->name, id,
+               tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
+               tn_sm_state_name(sm, ev->to));
         for (uint32_t i = 0; i < ev->nattrs; i++) {
             printf(" %.*s=", (int)ev->attrs[i].key.len, ev->attrs[i].key.p);
             print_attr_value(&ev->attrs[i], false);
@@ -103,24 +125,27 @@ int tn_cmd_audit(int argc, char **argv)
     tn_opt_args_free(&a);
     if (!ok)
         return tn_cli_usage("audit", "give one workflow instance id (a positive integer)");
-    audit_ctx x = {.json = o.json};
+    audit_ctx x = {.json = o.json, .actor_w = 5};
     tn_store *s;
     if (tn_cli_store_ro("audit", o.data, &s))
         return 1;
-    if (x.json)
-        printf("[");
-    else
-        printf("%-24s %6s %-14s %-8s %-5s %-13s %s\n", "TIME", "SEQ", "ACTOR", "MACHINE", "ID",
-               "EVENT", "FROM -> TO  ATTRS");
     int fr;
-    tn_err e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
-    if (x.json)
+    /* a first pass sizes the columns, and finds a missing instance before any output */
+    tn_err e = tn_replay_wf_events(s, wf, measure, &x, &fr);
+    if (!e && x.json)
+        printf("[");
+    else if (!e)
+        printf("%-24s %6s %-*s %-8s %-5s %-13s %s\n", "TIME", "SEQ", x.actor_w, "ACTOR",
+               "MACHINE", "ID", "EVENT", "FROM -> TO  ATTRS");
+    if (!e)
+        e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
+    if (x.json && x.n)
         printf("]\n");
     rc = 0;
     if (e == TN_ERR_NOENT)
         rc = tn_cli_fail("audit",
                          "%s: workflow instance %" PRIu64 " has no events; list "
-                         "instances with `tern replay` or check --data",
+                         "instances with `tern ls` or check --data",
                          tn_log_store_path(s), wf);
     else if (e)
         rc = tn_cli_fail("audit", "%s: cannot read the events of workflow %" PRIu64 ": %s",

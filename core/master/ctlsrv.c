@@ -180,6 +180,20 @@ static tn_err task_get(tn_ctlsrv *s, uint64_t id, tn_task_proj *p)
                        tn_log_task_get(s->ro, id, p);
 }
 
+/* ,"key":"2026-11-22T01:02:03.123456789Z" (ISO 8601 UTC, to the nanosecond), or null. */
+static void json_time(tn_sb *j, const char *key, int64_t ns)
+{
+    if (!ns) {
+        tn_sb_printf(j, ",\"%s\":null", key);
+        return;
+    }
+    char ts[40];
+    tn_fmt_time(ns - ns % 1000000000LL, ts, sizeof(ts)); /* whole seconds, then ours */
+    ts[19] = 0;
+    int64_t frac = ns % 1000000000LL;
+    tn_sb_printf(j, ",\"%s\":\"%s.%09" PRId64 "Z\"", key, ts, frac < 0 ? 0 : frac);
+}
+
 static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     int want = -1;
@@ -233,10 +247,12 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
                      wsn(p->state), p->run, ts, d);
         tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i > first ? "," : "", p->id);
         tn_sb_json(&o->json, p->name, strlen(p->name));
-        tn_sb_printf(&o->json,
-                     ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64
-                     ",\"created_at\":%" PRId64 ",\"ended_at\":%" PRId64 "}",
-                     wsn(p->state), p->run, p->parent_wf, p->created_at, p->ended_at);
+        tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64,
+                     wsn(p->state), p->run, p->parent_wf);
+        json_time(&o->json, "created_at", p->created_at);
+        json_time(&o->json, "started_at", p->started_at);
+        json_time(&o->json, "ended_at", p->ended_at);
+        tn_sb_printf(&o->json, "}");
     }
     tn_sb_printf(&o->json, "]");
     free(ring);
