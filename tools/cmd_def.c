@@ -32,7 +32,8 @@ const tn_opt_cmd tn_spec_def = {
     "apply: validate each YAML file and store it as a new version of its workflow when its\n"
     "       content changed (comments, spacing and key order are not changes).\n"
     "ls:    every workflow definition with its latest version.\n"
-    "show:  one version (default: the latest), as its canonical YAML-like summary.\n",
+    "show:  one version (default: the latest) as a workflow file: every key that differs\n"
+    "       from its default; `def apply` takes it back unchanged.\n",
     def_table, .max_args = TN_OPT_ANY_ARGS};
 
 /* Apply one file on the local engine, printing its outcome. */
