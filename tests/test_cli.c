@@ -11,9 +11,13 @@ typedef struct cli {
     int rc;
 } cli;
 
+/* the test's temp dir, removed by the suite's fini even when an assertion ends a test */
+static char current_dir[256];
+
 static void cli_init(cli *c)
 {
     *c = (cli){.dir = tu_tmpdir()};
+    snprintf(current_dir, sizeof(current_dir), "%s", c->dir);
 }
 
 static void cli_fini(cli *c)
@@ -22,7 +26,16 @@ static void cli_fini(cli *c)
     free(c->err);
     tu_rm_rf(c->dir);
     free(c->dir);
+    current_dir[0] = 0;
 }
+
+static void suite_fini(void)
+{
+    if (current_dir[0])
+        tu_rm_rf(current_dir);
+}
+
+TestSuite(cli, .fini = suite_fini);
 
 /* `tern ARGS` in the temp dir; its status, stdout and stderr in c. */
 __attribute__((format(printf, 2, 3))) static int tern(cli *c, const char *fmt, ...)
