@@ -174,7 +174,20 @@ Test(opt, cli_prints_the_error_and_the_help_pointer)
     unlink(path);
     cr_assert_eq(rc, 2);
     cr_assert_gt(n, 0);
-    cr_assert_str_eq(buf, "tern t: unknown option \"--frob\"; see `tern t --help`\n");
+    /* a near miss names the option meant */
+    cr_assert_str_eq(buf, "tern t: unknown option \"--frob\" (did you mean --from?); see "
+                          "`tern t --help`\n");
+}
+
+/* "did you mean": near misses only, by edit distance. */
+Test(opt, suggest_near_misses_only)
+{
+    static const char *const words[] = {"status", "start", "stop", "logs", "ls"};
+    cr_assert_eq(tn_opt_distance("sttus", "status"), 1);
+    cr_assert_str_eq(tn_opt_suggest("sttus", words, 5), "status");
+    cr_assert_str_eq(tn_opt_suggest("lgos", words, 5), "logs");
+    cr_assert_null(tn_opt_suggest("frobnicate", words, 5));
+    cr_assert_null(tn_opt_suggest("x", words, 5));
 }
 
 static void write_file(const char *path, const char *text)

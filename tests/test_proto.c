@@ -884,9 +884,9 @@ CASE(c_sender_65)
 {
     wa(r, 4);
     wu(r, TN_PROTO_VERSION);
-    char s[66];
-    memset(s, 's', 65);
-    s[65] = 0;
+    char s[TN_PROTO_ID_MAX + 2];
+    memset(s, 's', TN_PROTO_ID_MAX + 1);
+    s[TN_PROTO_ID_MAX + 1] = 0;
     ws(r, s);
     ws(r, "");
     wa(r, 0);
@@ -1340,7 +1340,7 @@ Test(proto, malformed_corpus)
         {"version -1", c_version_negative, TN_ERR_TYPE},
         {"header of 5", c_header_5, TN_ERR_CORRUPT},
         {"empty sender", c_sender_empty, TN_ERR_CORRUPT},
-        {"sender of 65 bytes", c_sender_65, TN_ERR_TOOBIG},
+        {"sender longer than TN_PROTO_ID_MAX", c_sender_65, TN_ERR_TOOBIG},
         {"sender as bin", c_sender_bin, TN_ERR_TYPE},
         {"sender claims 4 GiB", c_sender_huge_claim, TN_ERR_TOOBIG},
         {"4 G messages claimed", c_msgs_huge_claim, TN_ERR_TOOBIG},

@@ -1,10 +1,12 @@
 /* Helpers every `tern` command shares: errors on stderr, JSON strings, numbers, the
  * store opened read-only. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "logread.h"
+#include "util.h"
 #include "cli.h"
 
 int tn_cli_fail(const char *cmd, const char *fmt, ...)
@@ -82,4 +84,53 @@ int tn_cli_store_ro(const char *cmd, const char *dir, tn_store **s)
     if (tn_log_open_read(dir, s, &m))
         return tn_cli_fail(cmd, "%s", m.text);
     return 0;
+}
+
+/* Columns a code point takes on a terminal: East Asian wide and fullwidth forms take
+ * two, combining marks none (the common ranges; enough to align tables). */
+static size_t cp_width(uint32_t c)
+{
+    if ((c >= 0x300 && c <= 0x36f) || (c >= 0x200b && c <= 0x200f))
+        return 0;
+    if ((c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0xa4cf && c != 0x303f) ||
+        (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) ||
+        (c >= 0xfe30 && c <= 0xfe4f) || (c >= 0xff00 && c <= 0xff60) ||
+        (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x1f300 && c <= 0x1f64f) ||
+        (c >= 0x1f900 && c <= 0x1f9ff) || (c >= 0x20000 && c <= 0x3fffd))
+        return 2;
+    return 1;
+}
+
+size_t tn_cli_width(const char *s)
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        uint32_t c = *p;
+        size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        c &= n == 1 ? 0xff : 0x7fu >> n;
+        size_t i = 1;
+        for (; i < n && (p[i] & 0xc0) == 0x80; i++)
+            c = (c << 6) | (p[i] & 0x3fu);
+        p += i;
+        w += cp_width(c);
+    }
+    return w;
+}
+
+void tn_cli_pad(FILE *f, const char *s, size_t width)
+{
+    fputs(s, f);
+    for (size_t w = tn_cli_width(s); w < width; w++)
+        fputc(' ', f);
+}
+
+void tn_cli_time_ns(int64_t ns, char *buf, size_t len)
+{
+    char ts[40];
+    int64_t frac = ns % 1000000000LL;
+    if (frac < 0)
+        frac += 1000000000LL;
+    tn_fmt_time(ns - frac, ts, sizeof(ts));
+    ts[19] = 0; /* YYYY-MM-DDTHH:MM:SS */
+    snprintf(buf, len, "%s.%09" PRId64 "Z", ts, frac);
 }

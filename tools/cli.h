@@ -30,6 +30,14 @@ int tn_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 void tn_json_str(FILE *f, const char *s, size_t n);
 void tn_json_cstr(FILE *f, const char *s);
 
+/* Terminal columns of UTF-8 text (a Chinese character takes two), and s printed then
+ * padded with spaces to `width` columns: aligned tables whatever the script. */
+size_t tn_cli_width(const char *s);
+void tn_cli_pad(FILE *f, const char *s, size_t width);
+
+/* ISO 8601 UTC to the nanosecond ("2026-11-22T01:02:03.123456789Z"), for JSON. */
+void tn_cli_time_ns(int64_t ns, char *buf, size_t len);
+
 /* Parse an unsigned decimal; false if not a number. */
 bool tn_cli_u64(const char *s, uint64_t *out);
 /* Parse an id: a positive decimal; false otherwise. */
@@ -142,6 +150,11 @@ typedef struct tn_local {
  * returns 1 on failure. */
 int tn_local_open(const char *cmd, const char *data, tn_local *l);
 void tn_local_close(tn_local *l);
+struct tn_def;
+/* Every sub_workflow task of defs (read from paths) names a workflow among defs or in the
+ * store in data; else prints "FILE:LINE: ..." and returns 1. */
+int tn_cli_check_subs(const char *cmd, const char *data, struct tn_def *const *defs,
+                      const char *const *paths, size_t n);
 /* `tern taskgroup|env set`: through the running master if one answers, else on the
  * store directly; prints the outcome and returns the exit status. */
 int tn_local_set(const char *cmd, const char *data, struct tn_cmd *c);

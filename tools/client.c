@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctlsrv.h"
+#include "logread.h"
 #include "master.h"
 #include "rpc.h"
 #include "cli.h"
@@ -117,15 +119,47 @@ int tn_client_show(const char *cmd, bool json, const tn_ctl_rep *rep)
     return 0;
 }
 
+/* A read (ls, status) answered from the store itself when no master runs: the same
+ * handler the master uses, on a read-only transaction beside any writer. */
+static int read_store(const char *cmd, const char *data, bool json, tn_ctl_req *r)
+{
+    tn_store *st;
+    tn_errmsg m = {{0}};
+    if (tn_log_open_read(data, &st, &m) != TN_OK)
+        return tn_cli_fail(cmd, "%s", m.text);
+    tn_buf b = {0};
+    if (tn_ctl_req_encode(r, &b)) {
+        tn_log_close_read(st);
+        return tn_cli_fail(cmd, "request too large");
+    }
+    tn_ctlsrv srv = {.ro = st};
+    void *raw = NULL;
+    size_t rl = 0;
+    static const tn_rpc_peer self = {.kind = TN_RPC_PEER_INPROC, .uid = -1, .pid = -1};
+    tn_ctlsrv_handle(&srv, &self, b.data, b.size, &raw, &rl);
+    tn_buf_free(&b);
+    tn_ctl_rep rep;
+    int rc = raw && tn_ctl_rep_decode(raw, rl, &rep) == TN_OK ?
+                 tn_client_show(cmd, json, &rep) :
+                 tn_cli_fail(cmd, "cannot read the store in %s", data);
+    free(raw);
+    tn_log_close_read(st);
+    fprintf(stderr, "(from the store; no master is running)\n");
+    return rc;
+}
+
 int tn_client_request(const char *cmd, const tn_ctl_common *o, tn_ctl_req *r)
 {
     char url[4200];
     tn_client_url(o, url, sizeof(url));
     r->cmd = tn_str_c(cmd);
     tn_client_set_token_file(o->token_file);
+    const char *data = o->data ? o->data : TN_DEFAULT_DATA;
+    if (!o->master && (!strcmp(cmd, "ls") || !strcmp(cmd, "status")) && !tn_client_probe(url))
+        return read_store(cmd, data, o->json, r);
     tn_ctl_rep rep;
     void *raw = NULL;
-    int rc = tn_client_call(cmd, url, o->data ? o->data : TN_DEFAULT_DATA, r, &rep, &raw);
+    int rc = tn_client_call(cmd, url, data, r, &rep, &raw);
     if (rc == 0)
         rc = tn_client_show(cmd, o->json, &rep);
     free(raw);

@@ -35,6 +35,7 @@ typedef struct audit_ctx {
     bool json;
     size_t n;
     tn_wf_params params; /* the instance's effective params, shown with its SUBMIT */
+    int actor_w;         /* the widest actor, escaped: the columns after it stay aligned */
 } audit_ctx;
 
 /* A map of params (var pool, overrides, inherited, effective): key=value pairs, values
@@ -54,9 +55,30 @@ static void print_kv(const tn_kv *kv, bool json)
     free(b.s);
 }
 
+static int measure(void *vctx, const tn_event *ev)
+{
+    audit_ctx *x = vctx;
+    char actor[TN_ACTOR_MAX * 4 + 1];
+    tn_ctl_escape(ev->actor.p, ev->actor.len, actor, sizeof(actor));
+    if ((int)strlen(actor) > x->actor_w)
+        x->actor_w = (int)strlen(actor);
+    return 0;
+}
+
+/* Attributes that hold a time (unix ns): shown as ISO 8601, never as a raw count. */
+static bool is_time_attr(const tn_attr *a)
+{
+    return a->type == TN_ATTR_INT && a->i > 0 &&
+           (tn_str_eq(a->key, "due") || tn_str_eq(a->key, "sched"));
+}
+
 static void print_attr_value(const tn_attr *a, bool json)
 {
-    if (a->type == TN_ATTR_INT) {
+    if (is_time_attr(a)) {
+        char ts[48];
+        tn_cli_time_ns(a->i, ts, sizeof(ts));
+        printf(json ? "\"%s\"" : "%s", ts);
+    } else if (a->type == TN_ATTR_INT) {
         printf("%" PRId64, a->i);
     } else if (a->type == TN_ATTR_BIN) {
         tn_kv *kv = NULL;
@@ -89,6 +111,7 @@ static int audit_one(void *vctx, const tn_event *ev)
     tn_fmt_time(ev->at, ts, sizeof(ts));
     uint64_t id = ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf;
     if (x->json) {
+        tn_cli_time_ns(ev->at, ts, sizeof(ts));
         printf("%s{\"seq\":%" PRIu64 ",\"at\":\"%s\",\"actor\":", x->n ? ",\n " : "", ev->seq,
                ts);
         tn_json_str(stdout, ev->actor.p, ev->actor.len);
@@ -117,9 +140,9 @@ static int audit_one(void *vctx, const tn_event *ev)
          * an old log): escaped, so a row stays one line and its columns stay aligned */
         char actor[TN_ACTOR_MAX * 4 + 1];
         tn_ctl_escape(ev->actor.p, ev->actor.len, actor, sizeof(actor));
-        printf("%s %6" PRIu64 " %-14s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq, actor,
-               sm->name, id, tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
-               tn_sm_state_name(sm, ev->to));
+        printf("%s %6" PRIu64 " %-*s %-8s %-5" PRIu64 " %-13s %s -> %s", ts, ev->seq,
+               x->actor_w, actor, sm->name, id, tn_sm_event_name(sm, ev->event),
+               tn_sm_state_name(sm, ev->from), tn_sm_state_name(sm, ev->to));
         for (uint32_t i = 0; i < ev->nattrs; i++) {
             printf(" %.*s=", (int)ev->attrs[i].key.len, ev->attrs[i].key.p);
             print_attr_value(&ev->attrs[i], false);
@@ -150,26 +173,29 @@ int tn_cmd_audit(int argc, char **argv)
     tn_opt_args_free(&a);
     if (!ok)
         return tn_cli_usage("audit", "give one workflow instance id (a positive integer)");
-    audit_ctx x = {.json = o.json};
+    audit_ctx x = {.json = o.json, .actor_w = 5};
     tn_store *s;
     if (tn_cli_store_ro("audit", o.data, &s))
         return 1;
-    if (x.json)
-        printf("[");
-    else
-        printf("%-24s %6s %-14s %-8s %-5s %-13s %s\n", "TIME", "SEQ", "ACTOR", "MACHINE", "ID",
-               "EVENT", "FROM -> TO  ATTRS");
     int fr;
     (void)tn_wf_params_read(s, wf, &x.params);
-    tn_err e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
+    /* a first pass sizes the columns, and finds a missing instance before any output */
+    tn_err e = tn_replay_wf_events(s, wf, measure, &x, &fr);
+    if (!e && x.json)
+        printf("[");
+    else if (!e)
+        printf("%-24s %6s %-*s %-8s %-5s %-13s %s\n", "TIME", "SEQ", x.actor_w, "ACTOR",
+               "MACHINE", "ID", "EVENT", "FROM -> TO  ATTRS");
+    if (!e)
+        e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
     tn_wf_params_free(&x.params);
-    if (x.json)
+    if (x.json && x.n)
         printf("]\n");
     rc = 0;
     if (e == TN_ERR_NOENT)
         rc = tn_cli_fail("audit",
                          "%s: workflow instance %" PRIu64 " has no events; list "
-                         "instances with `tern replay` or check --data",
+                         "instances with `tern ls` or check --data",
                          tn_log_store_path(s), wf);
     else if (e)
         rc = tn_cli_fail("audit", "%s: cannot read the events of workflow %" PRIu64 ": %s",

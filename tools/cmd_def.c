@@ -34,7 +34,8 @@ const tn_opt_cmd tn_spec_def = {
     "apply: validate each YAML file and store it as a new version of its workflow when its\n"
     "       content changed (comments, spacing and key order are not changes).\n"
     "ls:    every workflow definition with its latest version.\n"
-    "show:  one version (default: the latest), as its canonical YAML-like summary.\n",
+    "show:  one version (default: the latest) as a workflow file: every key that differs\n"
+    "       from its default; `def apply` takes it back unchanged.\n",
     def_table, .max_args = TN_OPT_ANY_ARGS};
 
 /* Apply one file on the local engine, printing its outcome. */
@@ -172,25 +173,15 @@ static int def_show(const char *data, const char *name, uint64_t version, bool j
         }
         printf("]}\n");
     } else {
-        printf("name: %s\nversion: %u\nexecution: %s\nfailure_strategy: %s\npriority: %s\n"
-               "tasks:\n",
-               def->name, found, tn_def_exec_name(def->execution),
-               tn_def_failure_strategy_name(def->failure_strategy),
-               tn_def_priority_name(def->priority));
-        for (uint32_t i = 0; i < def->n_tasks; i++) {
-            const tn_def_task *tk = &def->tasks[i];
-            printf("  - name: %s\n    type: %s\n", tk->name, tn_def_task_type_name(tk->type));
-            if (tk->n_deps) {
-                printf("    deps: [");
-                for (uint32_t j = 0; j < tk->n_deps; j++)
-                    printf("%s%s", j ? ", " : "", tk->deps[j].name);
-                printf("]\n");
-            }
-            if (tk->retries)
-                printf("    retries: %u\n", tk->retries);
-            if (tk->command)
-                printf("    command: %s\n", tk->command);
+        char *yaml;
+        size_t len;
+        if (tn_def_to_yaml(def, &yaml, &len) != TN_OK) {
+            tn_def_free(def);
+            return tn_cli_fail("def", "out of memory");
         }
+        /* a comment, so the output stays a file `tern def apply` takes back */
+        printf("# version %u of this workflow\n%s", found, yaml);
+        free(yaml);
     }
     tn_def_free(def);
     return 0;
@@ -256,10 +247,34 @@ static int apply_remote(const def_opts *o, int nfiles, char **files)
     return rc;
 }
 
+/* What can be checked against the store before anything is applied: the workflows that
+ * sub_workflow tasks name. A file that does not parse is left to apply_file's message. */
+static int check_files(const def_opts *o, int nfiles, char **files)
+{
+    tn_def **defs = calloc((size_t)nfiles, sizeof(*defs));
+    const char **paths = calloc((size_t)nfiles, sizeof(*paths));
+    size_t n = 0;
+    int rc = defs && paths ? 0 : tn_cli_fail("def", "out of memory");
+    for (int i = 0; !rc && i < nfiles; i++) {
+        tn_errmsg m = {{0}};
+        if (tn_def_parse_file(files[i], &defs[n], &m) == TN_OK)
+            paths[n++] = files[i];
+    }
+    if (!rc)
+        rc = tn_cli_check_subs("def", o->data, defs, paths, n);
+    for (size_t i = 0; i < n; i++)
+        tn_def_free(defs[i]);
+    free(defs);
+    free(paths);
+    return rc;
+}
+
 static int def_apply(const def_opts *o, int nfiles, char **files)
 {
     if (nfiles == 0)
         return tn_cli_usage("def", "apply wants one or more files");
+    if (check_files(o, nfiles, files))
+        return 1;
     int remote = apply_remote(o, nfiles, files);
     if (remote >= 0)
         return remote;

@@ -70,12 +70,16 @@ typedef struct run_def {
     uint32_t ntasks;
 } run_def;
 
-static int load_def(const char *path, run_def *d)
+static int load_def(const char *path, const char *data, run_def *d)
 {
     tn_def *def;
     tn_errmsg m = {{0}};
     if (tn_def_parse_file(path, &def, &m))
         return tn_cli_fail("run", "%s", m.text);
+    if (tn_cli_check_subs("run", data, &def, &path, 1)) {
+        tn_def_free(def);
+        return 1;
+    }
     tn_err e = tn_def_encode(def, &d->bytes, &d->len);
     snprintf(d->name, sizeof(d->name), "%s", def->name);
     d->ntasks = def->n_tasks;
@@ -266,7 +270,7 @@ int tn_cmd_run(int argc, char **argv)
     run_def d = {0};
     if (a.n != 1)
         rc = tn_cli_usage("run", "give one workflow file");
-    else if ((rc = load_def(a.v[0], &d)) == 0)
+    else if ((rc = load_def(a.v[0], o.data, &d)) == 0)
         rc = run_here(&o, &d);
     free(d.bytes);
     tn_opt_args_free(&a);

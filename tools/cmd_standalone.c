@@ -1,6 +1,8 @@
 /* `tern standalone`: a master and a worker in this process (core/master/standalone.h),
  * until SIGTERM or SIGINT. */
 #include "standalone.h"
+#include <string.h>
+
 #include "cli.h"
 
 typedef struct standalone_opts {
@@ -40,10 +42,14 @@ static int run(const standalone_opts *o)
     tn_standalone_opts so = {.data_dir = o->data, .slots = o->slots, .no_cgroup = o->no_cgroup};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
+    /* the commands exactly as they work from here: --data only when not the default */
+    char flag[4200] = "";
+    if (strcmp(o->data, TN_DEFAULT_DATA) != 0 && strcmp(o->data, "tern-data") != 0)
+        snprintf(flag, sizeof(flag), " --data %s", o->data);
     fprintf(stderr,
-            "tern standalone: running; data in %s; `tern ls`, `tern start WF` ... from "
-            "this directory; Ctrl-C stops\n",
-            o->data);
+            "tern standalone: running; data in %s; from this directory: `tern ls%s`, "
+            "`tern start WF%s`; Ctrl-C stops\n",
+            o->data, flag, flag);
     tn_cli_wait_signal(set);
     tn_standalone_stop(s);
     return 0;

@@ -2,9 +2,12 @@
  * `tern taskgroup set` and `tern env set` fall back to it when no master answers. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ctl.h"
+#include "def.h"
 #include "engine.h"
+#include "logread.h"
 #include "inproc.h"
 #include "util.h"
 #include "cli.h"
@@ -62,4 +65,44 @@ int tn_local_set(const char *cmd, const char *data, tn_cmd *c)
         printf("%s\n", c->msg);
     tn_local_close(&l);
     return rc;
+}
+
+/* A workflow a sub_workflow task names exists at apply: among the definitions applied
+ * together (which may name each other) or in the store. The store is read through its
+ * own read-only transaction, so call this before the local engine opens it. */
+int tn_cli_check_subs(const char *cmd, const char *data, tn_def *const *defs,
+                      const char *const *paths, size_t n)
+{
+    tn_store *st = NULL;
+    bool opened = false;
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t k = 0; k < defs[i]->n_tasks; k++) {
+            const tn_def_task *t = &defs[i]->tasks[k];
+            if (t->type != TN_DEF_TASK_SUB_WORKFLOW || !t->sub.workflow)
+                continue;
+            bool found = false;
+            for (size_t j = 0; j < n && !found; j++)
+                found = strcmp(defs[j]->name, t->sub.workflow) == 0;
+            if (!found && !opened) {
+                opened = true;
+                if (tn_log_open_read(data, &st, NULL) != TN_OK)
+                    st = NULL; /* no store yet: nothing is in it */
+            }
+            uint32_t version = 0;
+            if (!found && st)
+                found = tn_log_def_latest(st, t->sub.workflow, &version, NULL) == TN_OK;
+            if (found)
+                continue;
+            uint32_t line =
+                t->key_line[TN_DEF_TK_WORKFLOW] ? t->key_line[TN_DEF_TK_WORKFLOW] : t->line;
+            tn_log_close_read(st);
+            return tn_cli_fail(cmd,
+                               "%s:%u: sub_workflow task \"%s\" runs workflow \"%s\", which is "
+                               "neither in %s nor in the files applied with it: apply it "
+                               "first, or in the same `tern def apply`",
+                               paths[i], line, t->name, t->sub.workflow, data);
+        }
+    }
+    tn_log_close_read(st);
+    return 0;
 }

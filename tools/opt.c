@@ -52,6 +52,56 @@ static const tn_opt *find_long(const tn_opt_cmd *c, const char *name, size_t len
     return *ambiguous ? NULL : hit;
 }
 
+size_t tn_opt_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65];
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *tn_opt_suggest(const char *s, const char *const *words, size_t n)
+{
+    const char *best = NULL;
+    size_t best_d = strlen(s) <= 3 ? 2 : 3; /* near misses only */
+    for (size_t i = 0; i < n; i++) {
+        size_t d = words[i] ? tn_opt_distance(s, words[i]) : SIZE_MAX;
+        if (d < best_d && d < strlen(words[i])) {
+            best = words[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* The long option nearest to the misspelt `name` (len bytes), or NULL. */
+static const char *near_long(const tn_opt_cmd *c, const char *name, size_t len)
+{
+    const char *words[128];
+    size_t n = 0;
+    char buf[65];
+    snprintf(buf, sizeof(buf), "%.*s", (int)(len < 64 ? len : 64), name);
+    for (const tn_opt *o = c->opts; o && o->name && n < 127; o++)
+        words[n++] = o->name;
+    words[n++] = "help";
+    return tn_opt_suggest(buf, words, n);
+}
+
 static const tn_opt *find_short(const tn_opt_cmd *c, char ch)
 {
     for (const tn_opt *o = c->opts; o && o->name; o++)
@@ -253,6 +303,10 @@ static int long_opt(const tn_opt_cmd *c, int argc, char **argv, int *i, void *ob
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     bool amb;
     const tn_opt *o = find_long(c, name, len, &amb);
+    const char *near = o || amb ? NULL : near_long(c, name, len);
+    if (near)
+        return fail(a, 2, "unknown option \"%.*s\" (did you mean --%s?)", (int)(len + 2), arg,
+                    near);
     if (!o)
         return fail(a, 2, "%s option \"%.*s\"", amb ? "ambiguous" : "unknown", (int)(len + 2),
                     arg);

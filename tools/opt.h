@@ -114,4 +114,9 @@ void tn_opt_args_free(tn_opt_args *a);
 /* `tern CMD --help`: the usage lines, the about text, then every option with its help. */
 void tn_opt_help(const tn_opt_cmd *c, FILE *f);
 
+/* Edit distance of two short strings (SIZE_MAX past 64 bytes), and the word of `words`
+ * nearest to s when it is a near miss ("did you mean"), or NULL. */
+size_t tn_opt_distance(const char *a, const char *b);
+const char *tn_opt_suggest(const char *s, const char *const *words, size_t n);
+
 #endif

@@ -2,6 +2,7 @@
  * machine renderings and the benchmarks. This file is the command table. */
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -86,22 +87,50 @@ static int cmd_help(int argc, char **argv)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         printf("  %-13s %s\n", commands[i].name, commands[i].summary);
     printf("\nEvery command takes --help. Commands that read a store take --data DIR\n"
-           "(default %s); commands that report state take --json.\n",
+           "(default %s); commands that report state take --json.\n"
+           "Workflow files: docs/WORKFLOW_FORMAT.md (every key, with an example).\n",
            TN_DEFAULT_DATA);
     return 0;
+}
+
+static int unknown_command(const char *name)
+{
+    const char *words[sizeof(commands) / sizeof(commands[0])];
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        words[i] = commands[i].name;
+    const char *near = tn_opt_suggest(name, words, sizeof(words) / sizeof(words[0]));
+    if (near)
+        fprintf(stderr,
+                "tern: unknown command \"%s\" (did you mean `tern %s`?); see `tern help`\n",
+                name, near);
+    else
+        fprintf(stderr, "tern: unknown command \"%s\"; see `tern help`\n", name);
+    return 2;
 }
 
 int main(int argc, char **argv)
 {
     /* a peer that goes away mid-write is an error to handle, not a reason to die */
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-        return cmd_help(1, argv);
-    const tn_cli_cmd *c = find(argv[1]);
-    if (!c) {
-        fprintf(stderr, "tern: unknown command \"%s\"; see `tern help`\n", argv[1]);
+    if (argc < 2) { /* a usage error, but one that deserves the whole help */
+        fflush(stdout);
+        int out = dup(1);
+        dup2(2, 1);
+        cmd_help(1, argv);
+        fflush(stdout);
+        dup2(out, 1);
+        close(out);
         return 2;
     }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return cmd_help(1, argv);
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("tern %s\n", TN_VERSION);
+        return 0;
+    }
+    const tn_cli_cmd *c = find(argv[1]);
+    if (!c)
+        return unknown_command(argv[1]);
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0)
             break;

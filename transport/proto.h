@@ -58,8 +58,8 @@
 #define TN_PROTO_FRAME_MAX       TN_TX_RECV_MAX_DEFAULT /* bytes of a frame: the receive bound */
 #define TN_PROTO_MSG_MAX         (8u << 20)             /* bytes of one encoded message */
 #define TN_PROTO_FRAME_MSGS_MAX  65536u                 /* messages in a frame */
-#define TN_PROTO_ID_MAX          64u /* sender, task name, worker id, worker group, user */
-#define TN_PROTO_TYPE_MAX        16u /* task type */
+#define TN_PROTO_ID_MAX          255u /* sender, task name, worker id, worker group, user */
+#define TN_PROTO_TYPE_MAX        16u  /* task type */
 #define TN_PROTO_COMMAND_MAX     (1u << 20)
 #define TN_PROTO_ENV_MAX         (64u << 10) /* env_prelude */
 #define TN_PROTO_PAIRS_MAX       1000u       /* entries of params, outputs */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <msgpack.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "params.h"
 #include "util.h"
 
 /* ---- enumerations ------------------------------------------------------------------ */
@@ -80,7 +82,50 @@ static const char *const task_key_words[] = {TN_DEF_TASK_KEY_LIST(WORD)};
 
 /* ---- scalar syntax ------------------------------------------------------------------ */
 
+/* The length of the UTF-8 sequence at p (1..4) when it is well formed (shortest form,
+ * no surrogates, at most U+10FFFF) and not a control character (C0, DEL, C1); 0 otherwise. */
+static size_t utf8_char_ok(const unsigned char *p)
+{
+    unsigned c = p[0];
+    if (c < 0x20 || c == 0x7f)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (n == 0 || c > 0xf4)
+        return 0;
+    uint32_t cp = c & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    }
+    static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+        (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return n;
+}
+
+/* Names travel in store keys, log lines and terminals: any text a user would type (Chinese
+ * included), but no control character that could rewrite a terminal line and no '/' (a
+ * path and key separator). */
 bool tn_def_name_valid(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    size_t n = 0;
+    while (s[n]) {
+        size_t k = s[n] == '/' ? 0 : utf8_char_ok((const unsigned char *)s + n);
+        if (k == 0 || n + k > TN_DEF_MAX_NAME)
+            return false;
+        n += k;
+    }
+    return true;
+}
+
+/* Param keys stay identifiers: they appear inside ${...} and $[...] expressions. */
+static bool param_key_valid(const char *s)
 {
     if (!s)
         return false;
@@ -89,7 +134,7 @@ bool tn_def_name_valid(const char *s)
         char ch = *p;
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                   (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
-        if (!ok || n >= TN_DEF_MAX_NAME)
+        if (!ok || n >= TN_DEF_PARAM_KEY_MAX)
             return false;
     }
     return n > 0;
@@ -135,15 +180,80 @@ static tn_err with_unit(const char *s, const unit *units, size_t n_units, bool b
     return TN_OK;
 }
 
-tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+static const unit duration_units[] = {
+    {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+
+/* One or more "digits unit" parts, units in decreasing order and each at most once
+ * (1h30m, 2d4h, 1m30s500ms), or "0". TN_ERR_TOOBIG when well formed but over the limit. */
+static tn_err duration_ms(const char *s, uint64_t *out)
 {
-    static const unit units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-    if (s && strcmp(s, "0") == 0) {
+    if (!s || !*s)
+        return TN_ERR_INVAL;
+    if (strcmp(s, "0") == 0) {
         *out = 0;
         return TN_OK;
     }
-    return with_unit(s, units, TN_ARRAY_LEN(units), false, TN_DEF_MAX_DURATION_MS, out);
+    uint64_t total = 0;
+    size_t next = 0; /* the first unit still allowed */
+    bool over = false;
+    while (*s) {
+        uint64_t v;
+        int n = digits(s, &v);
+        if (n <= 0)
+            return TN_ERR_INVAL;
+        s += n;
+        size_t u = next;
+        for (; u < TN_ARRAY_LEN(duration_units); u++) {
+            size_t l = strlen(duration_units[u].name);
+            /* "m" must not take the "m" of "ms" */
+            if (strncmp(s, duration_units[u].name, l) == 0 &&
+                !(l == 1 && s[0] == 'm' && s[1] == 's'))
+                break;
+        }
+        if (u == TN_ARRAY_LEN(duration_units))
+            return TN_ERR_INVAL;
+        s += strlen(duration_units[u].name);
+        next = u + 1;
+        if (n < 0 || v > TN_DEF_MAX_DURATION_MS / duration_units[u].mul)
+            over = true;
+        else
+            total += v * duration_units[u].mul;
+        if (total > TN_DEF_MAX_DURATION_MS)
+            over = true;
+    }
+    if (over)
+        return TN_ERR_TOOBIG;
+    *out = total;
+    return TN_OK;
+}
+
+tn_err tn_parse_duration_ms(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    if (duration_ms(s, &v) != TN_OK)
+        return TN_ERR_INVAL;
+    *out = v;
+    return TN_OK;
+}
+
+size_t tn_format_duration(uint64_t ms, char *buf, size_t len)
+{
+    size_t o = 0;
+    if (len == 0)
+        return 0;
+    buf[0] = '\0';
+    if (ms == 0)
+        return (size_t)snprintf(buf, len, "0");
+    for (size_t u = 0; u < TN_ARRAY_LEN(duration_units) && ms; u++) {
+        uint64_t q = ms / duration_units[u].mul;
+        if (q == 0)
+            continue;
+        ms -= q * duration_units[u].mul;
+        int n = snprintf(buf + o, o < len ? len - o : 0, "%" PRIu64 "%s", q,
+                         duration_units[u].name);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    return o;
 }
 
 tn_err tn_parse_size(const char *s, uint64_t *out)
@@ -558,10 +668,18 @@ static tn_err get_str(const pctx *c, uint32_t v, const char *key, const char *wh
 
 static tn_err check_name(const pctx *c, uint32_t line, const char *s, const char *label)
 {
+    if (strcmp(label, "param name") == 0) {
+        if (param_key_valid(s))
+            return TN_OK;
+        return fail_at(&c->e, TN_ERR_PARSE, line,
+                       "bad %s \"%.80s\": use 1..64 characters of A-Z a-z 0-9 _ . -", label, s);
+    }
     if (tn_def_name_valid(s))
         return TN_OK;
     return fail_at(&c->e, TN_ERR_PARSE, line,
-                   "bad %s \"%.80s\": use 1..64 characters of A-Z a-z 0-9 _ . -", label, s);
+                   "bad %s \"%.80s\": a name is 1..255 bytes of UTF-8 text without "
+                   "control characters or '/'",
+                   label, s);
 }
 
 static tn_err get_name(const pctx *c, uint32_t v, const char *key, const char *where,
@@ -639,7 +757,8 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
     if (!has_scalar(c, v, key, where, &err))
         return err;
     const char *s = SVAL(c, v);
-    if (tn_parse_duration_ms(s, out) == TN_OK)
+    tn_err e = duration_ms(s, out);
+    if (e == TN_OK)
         return TN_OK;
     int nd = digits(s, &n);
     if (nd > 0 && !s[nd])
@@ -647,13 +766,14 @@ static tn_err get_duration(const pctx *c, uint32_t v, const char *key, const cha
                        "bad duration \"%.64s\" for \"%s\" in %s: a number needs a unit "
                        "(250ms, 10s, 5m, 2h, 1d); only 0 stands alone",
                        s, key, where);
-    if (nd > 0 && s[nd] && strchr("smhd", s[nd]))
+    if (e == TN_ERR_TOOBIG)
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                        "bad duration \"%.64s\" for \"%s\" in %s: the limit is 3650d", s, key,
                        where);
     return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
                    "bad duration \"%.64s\" for \"%s\" in %s: write a whole number and a unit "
-                   "(250ms, 10s, 5m, 2h, 1d), or 0",
+                   "(250ms, 10s, 5m, 2h, 1d), units from largest to smallest (1h30m, 2d4h, "
+                   "1m30s500ms), or 0; the limit is 3650d",
                    s, key, where);
 }
 
@@ -1410,7 +1530,7 @@ static tn_err check_kvs(const vctx *v, const tn_def_kvs *kv, uint32_t line, cons
         return fail_at(&v->e, TN_ERR_TOOBIG, line, "%s has more than %u entries", what,
                        TN_DEF_MAX_PARAMS);
     for (uint32_t i = 0; i < kv->n; i++) {
-        if (!tn_def_name_valid(kv->items[i].key) || !kv->items[i].value)
+        if (!param_key_valid(kv->items[i].key) || !kv->items[i].value)
             return fail_at(&v->e, TN_ERR_PARSE, line, "%s: bad param name \"%.80s\"", what,
                            kv->items[i].key ? kv->items[i].key : "");
         if (i > 0 && strcmp(kv->items[i - 1].key, kv->items[i].key) >= 0)
@@ -1495,6 +1615,39 @@ static tn_err check_depends(const vctx *v, const tn_def_task *t)
 }
 
 /* What a task's type requires of it. */
+/* The syntax of a switch condition, at apply rather than when the task runs: every
+ * ${...} and $[...] is read as the value 0 padded to its length (so columns stay those
+ * of the text written) and the condition evaluated; only syntax errors and bounds are
+ * refused, since the real values decide types. Files only: a stored definition was
+ * checked when it was applied, and must keep loading. */
+static tn_err check_case_syntax(const vctx *v, const tn_def_task *t, uint32_t i)
+{
+    const char *w = t->sw.cases[i].when;
+    char *x = strdup(w);
+    if (!x)
+        return TN_ERR_NOMEM;
+    for (char *p = x; *p; p++) {
+        char close = p[0] == '$' && p[1] == '{' ? '}' : p[0] == '$' && p[1] == '[' ? ']' : 0;
+        char *end = close ? strchr(p + 2, close) : NULL;
+        if (!end)
+            continue;
+        memset(p, ' ', (size_t)(end - p) + 1);
+        *p = '0';
+        p = end;
+    }
+    bool val;
+    tn_errmsg m = {{0}};
+    tn_err err = tn_expr_eval(x, &val, &m);
+    free(x);
+    if (err != TN_ERR_PARSE && err != TN_ERR_TOOBIG)
+        return TN_OK;
+    return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
+                   "bad \"when\" \"%.200s\" in case #%u of switch task \"%s\": %s (write "
+                   "comparisons with == != < <= > >=, && || ! and parentheses, e.g. "
+                   "\"${rows} > 0\")",
+                   w, i + 1, t->name, m.text);
+}
+
 static tn_err check_task_type(const vctx *v, const tn_def_task *t)
 {
     switch (t->type) {
@@ -1516,11 +1669,15 @@ static tn_err check_task_type(const vctx *v, const tn_def_task *t)
             return fail_at(&v->e, TN_ERR_PARSE, key_line(t, TN_DEF_TK_CASES),
                            "switch task \"%s\" needs \"cases\" with at least one case",
                            t->name);
-        for (uint32_t i = 0; i < t->sw.n_cases; i++)
+        for (uint32_t i = 0; i < t->sw.n_cases; i++) {
+            tn_err err;
             if (!t->sw.cases[i].when || !t->sw.cases[i].when[0])
                 return fail_at(&v->e, TN_ERR_PARSE, t->sw.cases[i].line,
                                "case #%u of switch task \"%s\" has an empty \"when\"", i + 1,
                                t->name);
+            if (v->e.file && (err = check_case_syntax(v, t, i)) != TN_OK)
+                return err;
+        }
         return TN_OK;
     case TN_DEF_TASK_DEPENDENT:
         if (t->dep.n_depends == 0)
@@ -2707,5 +2864,280 @@ tn_err tn_def_decode(const void *buf, size_t len, tn_def **out, tn_errmsg *msg)
 fail:
     free(again);
     tn_def_free(d);
+    return err;
+}
+
+/* ---- YAML output --------------------------------------------------------------------------- */
+
+/* The definition as the YAML a user would write, through libyaml's emitter: every key
+ * whose value differs from its default, from the same tables the reader uses, so the
+ * output parses back to the same canonical encoding. Multi-line strings are literal
+ * blocks; strings the reader would take for null are quoted. */
+
+typedef struct yout {
+    yaml_emitter_t em;
+    char *buf;
+    size_t len, cap;
+    bool bad;
+} yout;
+
+static int y_write(void *arg, unsigned char *p, size_t n)
+{
+    yout *y = arg;
+    if (y->len + n + 1 > y->cap) {
+        size_t cap = (y->len + n + 1) * 2;
+        char *b = realloc(y->buf, cap);
+        if (!b)
+            return 0;
+        y->buf = b;
+        y->cap = cap;
+    }
+    memcpy(y->buf + y->len, p, n);
+    y->len += n;
+    y->buf[y->len] = '\0';
+    return 1;
+}
+
+static void y_emit(yout *y, yaml_event_t *ev, int ok)
+{
+    if (!ok || y->bad || !yaml_emitter_emit(&y->em, ev))
+        y->bad = true;
+}
+
+static void y_str(yout *y, const char *s)
+{
+    yaml_event_t ev;
+    size_t n = strlen(s);
+    yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
+    if (n == 0 || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+        !strcmp(s, "NULL"))
+        style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+    else if (strchr(s, '\n'))
+        style = YAML_LITERAL_SCALAR_STYLE;
+    y_emit(
+        y, &ev,
+        yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)n, 1, 1, style));
+}
+
+static void y_fmt(yout *y, const char *fmt, uint64_t v)
+{
+    char b[32];
+    snprintf(b, sizeof(b), fmt, v);
+    y_str(y, b);
+}
+
+static void y_coll(yout *y, bool map, bool flow)
+{
+    yaml_event_t ev;
+    if (map)
+        y_emit(y, &ev,
+               yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+                                                   flow ? YAML_FLOW_MAPPING_STYLE :
+                                                          YAML_BLOCK_MAPPING_STYLE));
+    else
+        y_emit(y, &ev,
+               yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                    flow ? YAML_FLOW_SEQUENCE_STYLE :
+                                                           YAML_BLOCK_SEQUENCE_STYLE));
+}
+
+static void y_end(yout *y, bool map)
+{
+    yaml_event_t ev;
+    if (map)
+        y_emit(y, &ev, yaml_mapping_end_event_initialize(&ev));
+    else
+        y_emit(y, &ev, yaml_sequence_end_event_initialize(&ev));
+}
+
+static void y_size(yout *y, uint64_t v)
+{
+    static const char units[] = "KMGT";
+    int u = -1;
+    while (u < 3 && v && v % 1024 == 0) {
+        v /= 1024;
+        u++;
+    }
+    char b[32];
+    snprintf(b, sizeof(b), u < 0 ? "%" PRIu64 : "%" PRIu64 "%c", v, u < 0 ? 0 : units[u]);
+    y_str(y, b);
+}
+
+static void y_cpu(yout *y, uint64_t milli)
+{
+    char b[40];
+    int n = snprintf(b, sizeof(b), "%" PRIu64 ".%03u", milli / 1000, (unsigned)(milli % 1000));
+    while (n > 0 && b[n - 1] == '0')
+        b[--n] = '\0';
+    if (n > 0 && b[n - 1] == '.')
+        b[--n] = '\0';
+    y_str(y, b);
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Whether the value of f in base equals that in dflt (a struct holding the defaults). */
+static bool is_default(const field *f, const void *base, const void *dflt)
+{
+    const char *p = (const char *)base + f->off, *q = (const char *)dflt + f->off;
+    switch ((vkind)f->kind) {
+    case V_STR:
+    case V_NAME: return str_same(*(char *const *)p, *(char *const *)q);
+    case V_REF: return ((const tn_def_ref *)p)->name == NULL;
+    case V_ENUM: return *(const unsigned *)p == *(const unsigned *)q;
+    case V_BOOL: return *(const bool *)p == *(const bool *)q;
+    case V_COUNT: return *(const uint32_t *)p == *(const uint32_t *)q;
+    case V_DURATION:
+    case V_SIZE:
+    case V_CPU: return *(const uint64_t *)p == *(const uint64_t *)q;
+    case V_KVS: return ((const tn_def_kvs *)p)->n == 0;
+    case V_REFS: return *(const uint32_t *)((const char *)base + f->n_off) == 0;
+    case V_ITEMS: return *(const uint32_t *)((const char *)base + f->items->n_off) == 0;
+    case V_TASKS: return false;
+    }
+    return false;
+}
+
+static void y_task(yout *y, const tn_def_task *t, const tn_def_task *dflt);
+static void y_items(yout *y, const item_spec *s, const void *base);
+
+static void y_value(yout *y, const field *f, const void *base, const tn_def_task *dflt_task)
+{
+    const char *p = (const char *)base + f->off;
+    char b[32];
+    switch ((vkind)f->kind) {
+    case V_STR:
+    case V_NAME: y_str(y, *(char *const *)p ? *(char *const *)p : ""); break;
+    case V_REF: y_str(y, ((const tn_def_ref *)p)->name); break;
+    case V_ENUM: y_str(y, word_of(f->ed->words, f->ed->n, *(const unsigned *)p)); break;
+    case V_BOOL: y_str(y, *(const bool *)p ? "true" : "false"); break;
+    case V_COUNT: y_fmt(y, "%" PRIu64, *(const uint32_t *)p); break;
+    case V_DURATION:
+        tn_format_duration(*(const uint64_t *)p, b, sizeof(b));
+        y_str(y, b);
+        break;
+    case V_SIZE: y_size(y, *(const uint64_t *)p); break;
+    case V_CPU: y_cpu(y, *(const uint64_t *)p); break;
+    case V_KVS: {
+        const tn_def_kvs *kv = (const tn_def_kvs *)p;
+        y_coll(y, true, false);
+        for (uint32_t i = 0; i < kv->n; i++) {
+            y_str(y, kv->items[i].key);
+            y_str(y, kv->items[i].value);
+        }
+        y_end(y, true);
+        break;
+    }
+    case V_REFS: {
+        const tn_def_ref *r = *(tn_def_ref *const *)p;
+        uint32_t n = *(const uint32_t *)((const char *)base + f->n_off);
+        y_coll(y, false, true);
+        for (uint32_t i = 0; i < n; i++)
+            y_str(y, r[i].name);
+        y_end(y, false);
+        break;
+    }
+    case V_ITEMS: y_items(y, f->items, base); break;
+    case V_TASKS: {
+        const tn_def *d = base;
+        y_coll(y, false, false);
+        for (uint32_t i = 0; i < d->n_tasks; i++)
+            y_task(y, &d->tasks[i], dflt_task);
+        y_end(y, false);
+        break;
+    }
+    }
+}
+
+/* A list of mappings; "when" is {all|any: [items]}, its mode the key. */
+static void y_items(yout *y, const item_spec *s, const void *base)
+{
+    const char *list;
+    uint32_t n = *(const uint32_t *)((const char *)base + s->n_off);
+    memcpy(&list, (const char *)base + s->list_off, sizeof(list));
+    if (s->head) {
+        y_coll(y, true, false);
+        y_value(y, s->head, base, NULL);
+    }
+    y_coll(y, false, false);
+    for (uint32_t i = 0; i < n; i++) {
+        y_coll(y, true, true);
+        for (uint32_t j = 0; j < s->n; j++) {
+            y_str(y, s->words[j]);
+            y_value(y, &s->fields[j], list + (size_t)i * s->size, NULL);
+        }
+        y_end(y, true);
+    }
+    y_end(y, false);
+    if (s->head)
+        y_end(y, true);
+}
+
+static void y_task(yout *y, const tn_def_task *t, const tn_def_task *dflt)
+{
+    y_coll(y, true, false);
+    for (size_t k = 0; k < TN_DEF_TK__COUNT; k++) {
+        const field *f = &task_fields[k];
+        bool always = k == TN_DEF_TK_NAME || k == TN_DEF_TK_TYPE;
+        if (!tn_def_task_key_applies((tn_def_task_key)k, t->type) ||
+            (!always && is_default(f, t, dflt)))
+            continue;
+        if (k == TN_DEF_TK_DEFAULT && !t->sw.has_default)
+            continue;
+        y_str(y, task_key_words[k]);
+        y_value(y, f, t, dflt);
+    }
+    y_end(y, true);
+}
+
+static void y_def(yout *y, const tn_def *d, const tn_def *dflt, const tn_def_task *dflt_task)
+{
+    yaml_event_t ev;
+    y_emit(y, &ev, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING));
+    y_emit(y, &ev, yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1));
+    y_coll(y, true, false);
+    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++) {
+        if (k != TN_DEF_WK_NAME && k != TN_DEF_WK_TASKS && is_default(&wf_fields[k], d, dflt))
+            continue;
+        y_str(y, wf_key_words[k]);
+        y_value(y, &wf_fields[k], d, dflt_task);
+    }
+    y_end(y, true);
+    y_emit(y, &ev, yaml_document_end_event_initialize(&ev, 1));
+    y_emit(y, &ev, yaml_stream_end_event_initialize(&ev));
+}
+
+tn_err tn_def_to_yaml(const tn_def *d, char **out, size_t *len)
+{
+    if (!d || !out || !len || !d->name)
+        return TN_ERR_INVAL;
+    tn_def dflt = {0};
+    tn_def_task dflt_task = {0};
+    tn_err err = def_defaults(&dflt);
+    if (err == TN_OK)
+        err = task_defaults(&dflt_task);
+    yout y = {.bad = false};
+    if (err == TN_OK && !yaml_emitter_initialize(&y.em))
+        err = TN_ERR_NOMEM;
+    if (err == TN_OK) {
+        yaml_emitter_set_output(&y.em, y_write, &y);
+        yaml_emitter_set_unicode(&y.em, 1);
+        yaml_emitter_set_width(&y.em, -1);
+        yaml_emitter_set_indent(&y.em, 2);
+        y_def(&y, d, &dflt, &dflt_task);
+        yaml_emitter_delete(&y.em);
+        err = y.bad || !y.buf ? TN_ERR_NOMEM : TN_OK;
+    }
+    if (err == TN_OK) {
+        *out = y.buf;
+        *len = y.len;
+    } else {
+        free(y.buf);
+    }
+    free(dflt.description);
+    free(dflt_task.worker_group);
     return err;
 }

@@ -13,7 +13,8 @@
  * with a message; nothing is truncated. */
 #define TN_DEF_MAX_FILE        (16u << 20) /* bytes of YAML */
 #define TN_DEF_MAX_TASKS       100000u
-#define TN_DEF_MAX_NAME        64u         /* workflow, task, group, environment names */
+#define TN_DEF_MAX_NAME        255u        /* workflow, task, group, environment names: bytes */
+#define TN_DEF_PARAM_KEY_MAX   64u         /* param keys: [A-Za-z0-9_.-] */
 #define TN_DEF_MAX_TENANT      32u         /* an OS user name (tenant) */
 #define TN_DEF_MAX_STRING      (64u << 10) /* any other string (description, param value) */
 #define TN_DEF_MAX_COMMAND     (1u << 20)  /* a shell command */
@@ -416,6 +417,12 @@ int32_t tn_def_task_find(const tn_def *d, const char *name);
  * or TN_ERR_INVAL for a NULL or unvalidated definition) the out-params are untouched. */
 tn_err tn_def_encode(const tn_def *d, char **out, size_t *len);
 
+/* The definition as YAML (libyaml's emitter) that tn_def_parse reads back to the same
+ * canonical encoding: every key whose value differs from its default, durations in their
+ * shortest compound form, multi-line strings as literal blocks. *out is a malloc'd,
+ * NUL-terminated buffer of *len bytes; TN_ERR_NOMEM or TN_ERR_INVAL leave them untouched. */
+tn_err tn_def_to_yaml(const tn_def *d, char **out, size_t *len);
+
 /* Decode bytes from tn_def_encode. Strict and bounded: wrong format version
  * (TN_ERR_VERSION), truncated input (TN_ERR_TRUNCATED), wrong types (TN_ERR_TYPE),
  * oversized lists or strings (TN_ERR_TOOBIG), trailing bytes, a non-canonical encoding
@@ -424,15 +431,21 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len);
  * *out as for tn_def_parse; `buf` is not referenced after return. */
 tn_err tn_def_decode(const void *buf, size_t len, tn_def **out, tn_errmsg *msg);
 
-/* Names of workflows, tasks, groups and environments: 1..64 of [A-Za-z0-9_.-]. */
+/* Names of workflows, tasks, groups and environments: 1..TN_DEF_MAX_NAME bytes of valid
+ * UTF-8 without control characters (C0, DEL, C1) or '/'. */
 bool tn_def_name_valid(const char *s);
 
 /* Whether `date` is a dependent date accepted with `cycle` (see tn_def_depend). */
 bool tn_def_date_valid(tn_def_cycle cycle, const char *date);
 
-/* "250ms", "10s", "5m", "2h", "1d" or "0" → ms. Digits then one unit, nothing else;
- * at most TN_DEF_MAX_DURATION_MS. TN_ERR_INVAL otherwise, *out untouched. */
+/* "250ms", "10s", "5m", "2h", "1d", compound forms with units from largest to smallest,
+ * each at most once ("1h30m", "2d4h", "1m30s500ms"), or "0" → ms; at most
+ * TN_DEF_MAX_DURATION_MS. TN_ERR_INVAL otherwise, *out untouched. */
 tn_err tn_parse_duration_ms(const char *s, uint64_t *out);
+
+/* ms as the shortest compound form tn_parse_duration_ms reads back ("1h30m", "0") into
+ * buf (32 bytes suffice); returns the length. */
+size_t tn_format_duration(uint64_t ms, char *buf, size_t len);
 
 /* "512M", "2G", "1024K", "1T" (powers of 1024; lower case too) or plain bytes → bytes.
  * TN_ERR_INVAL on anything else or on overflow, *out untouched. */

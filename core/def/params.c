@@ -30,7 +30,7 @@ static bool is_name_char(char c)
 
 static bool name_valid_n(const char *s, size_t n)
 {
-    if (n == 0 || n > TN_DEF_MAX_NAME)
+    if (n == 0 || n > TN_DEF_PARAM_KEY_MAX)
         return false;
     for (size_t i = 0; i < n; i++)
         if (!is_name_char(s[i]))
@@ -1320,7 +1320,7 @@ static void report_unknown(const sub *c, const char *name, size_t len)
 {
     if (!c->ctx || !c->ctx->on_unknown)
         return;
-    char nm[TN_DEF_MAX_NAME + 1];
+    char nm[TN_DEF_PARAM_KEY_MAX + 1];
     memcpy(nm, name, len);
     nm[len] = '\0';
     c->ctx->on_unknown(c->ctx->on_unknown_arg, nm);
@@ -1917,7 +1917,7 @@ static int sc_step(tn_params_scanner *s, char ch, tn_kv *dst, bool *toobig)
             s->paren = false;
             return 0;
         }
-        if (ch != '=' && is_name_char(ch) && s->key_len < TN_DEF_MAX_NAME) {
+        if (ch != '=' && is_name_char(ch) && s->key_len < TN_DEF_PARAM_KEY_MAX) {
             s->key[s->key_len++] = ch;
             return 0;
         }

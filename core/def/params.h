@@ -263,7 +263,7 @@ typedef struct tn_params_scanner {
     uint32_t matched;
     uint32_t key_len;
     bool paren;
-    char key[TN_DEF_MAX_NAME + 1];
+    char key[TN_DEF_PARAM_KEY_MAX + 1];
     char *val;
     size_t val_len, val_cap;
     uint64_t dropped;  /* markers ignored so far, by the rules above */

@@ -85,6 +85,48 @@ tn_err tn_log_taskgroup_get(tn_store *s, const char *name, int64_t *slots)
     return get_one(s, TN_DB_META, key, kl, copy_be64, slots);
 }
 
+/* Walk meta["PREFIX/NAME"] in name order, calling fn with the name and its value. */
+static tn_err meta_walk(tn_store *s, const char *prefix, tn_log_meta_fn fn, void *ctx)
+{
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(s, &t);
+    if (e)
+        return e;
+    tn_cursor *c;
+    if ((e = tn_cursor_open(t, TN_DB_META, &c))) {
+        tn_store_read_end(t);
+        return e;
+    }
+    char k[16];
+    size_t pl = (size_t)snprintf(k, sizeof(k), "%s/", prefix);
+    tn_val key, val;
+    int rc = 0;
+    for (e = tn_cursor_seek(c, k, pl, &key, &val); e == TN_OK && rc == 0;
+         e = tn_cursor_next(c, &key, &val)) {
+        if (key.len < pl || memcmp(key.data, k, pl) != 0)
+            break;
+        char name[TN_NAME_MAX + 1];
+        if (key.len == pl || key.len - pl > TN_NAME_MAX)
+            continue;
+        memcpy(name, (const char *)key.data + pl, key.len - pl);
+        name[key.len - pl] = 0;
+        rc = fn(ctx, name, val.data, val.len);
+    }
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    return e == TN_ERR_NOENT || e == TN_OK ? TN_OK : e;
+}
+
+tn_err tn_log_env_each(tn_store *s, tn_log_meta_fn fn, void *ctx)
+{
+    return meta_walk(s, "env", fn, ctx);
+}
+
+tn_err tn_log_taskgroup_each(tn_store *s, tn_log_meta_fn fn, void *ctx)
+{
+    return meta_walk(s, "tg", fn, ctx);
+}
+
 static tn_err copy_buf(const tn_val *v, void *out)
 {
     tn_buf *b = out;

@@ -47,6 +47,13 @@ tn_err tn_log_env_get(tn_store *s, const char *name, char **text);
  * when never set; TN_ERR_CORRUPT when the stored value is not 8 bytes. */
 tn_err tn_log_taskgroup_get(tn_store *s, const char *name, int64_t *slots);
 
+/* Every environment (value: its text, not NUL-terminated) or task group (value: slots,
+ * 8 bytes be64) in name order; `name` and `val` are valid during the call only. A non-zero
+ * return from fn stops the walk. */
+typedef int (*tn_log_meta_fn)(void *ctx, const char *name, const void *val, size_t len);
+tn_err tn_log_env_each(tn_store *s, tn_log_meta_fn fn, void *ctx);
+tn_err tn_log_taskgroup_each(tn_store *s, tn_log_meta_fn fn, void *ctx);
+
 /* --- definitions (DEF_APPLIED) -------------------------------------------------- */
 
 /* The canonical bytes of definition `name` at `version`, copied into `out` (its

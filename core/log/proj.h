@@ -14,7 +14,7 @@
 #include "event.h"
 
 #define TN_PROJ_VERSION 1
-#define TN_NAME_MAX     64  /* workflow, task, worker names */
+#define TN_NAME_MAX     255 /* workflow, task, worker names: bytes (TN_DEF_MAX_NAME) */
 #define TN_REASON_MAX   200 /* bytes of a task's reason */
 
 typedef struct tn_wf_proj {

@@ -166,7 +166,33 @@ static void h_named(tn_ctlsrv *s, tn_cmd_kind kind, const tn_ctl_req *r, out *o)
 
 static tn_store *store(tn_ctlsrv *s)
 {
-    return tn_evlog_store(tn_engine_log(s->engine));
+    return s->engine ? tn_evlog_store(tn_engine_log(s->engine)) : s->ro;
+}
+
+/* Committed projections, in a read-only transaction of their own: this runs on the RPC
+ * thread (or in the CLI on a store with no master), never on the engine's caches. */
+static tn_err wf_get(tn_ctlsrv *s, uint64_t id, tn_wf_proj *w)
+{
+    return tn_log_wf_get(store(s), id, w);
+}
+
+static tn_err task_get(tn_ctlsrv *s, uint64_t id, tn_task_proj *p)
+{
+    return tn_log_task_get(store(s), id, p);
+}
+
+/* ,"key":"2026-11-22T01:02:03.123456789Z" (ISO 8601 UTC, to the nanosecond), or null. */
+static void json_time(tn_sb *j, const char *key, int64_t ns)
+{
+    if (!ns) {
+        tn_sb_printf(j, ",\"%s\":null", key);
+        return;
+    }
+    char ts[40];
+    tn_fmt_time(ns - ns % 1000000000LL, ts, sizeof(ts)); /* whole seconds, then ours */
+    ts[19] = 0;
+    int64_t frac = ns % 1000000000LL;
+    tn_sb_printf(j, ",\"%s\":\"%s.%09" PRId64 "Z\"", key, ts, frac < 0 ? 0 : frac);
 }
 
 static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -179,7 +205,12 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
             *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         want = tn_sm_state_id(&tn_sm_workflow, st);
         if (want < 0) {
-            fail(o, 2, "unknown workflow state \"%.*s\"", (int)r->state.len, r->state.p);
+            char all[600] = "";
+            for (unsigned i = 1; i < tn_sm_workflow.nstates; i++) /* 0 is NEW: never listed */
+                snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
+                         i > 1 ? ", " : "", wsn(i));
+            fail(o, 2, "unknown workflow state \"%.*s\" (one of: %s)", (int)r->state.len,
+                 r->state.p, all);
             return;
         }
     }
@@ -217,13 +248,34 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
                      wsn(p->state), p->run, ts, d);
         tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i > first ? "," : "", p->id);
         tn_sb_json(&o->json, p->name, strlen(p->name));
-        tn_sb_printf(&o->json,
-                     ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64
-                     ",\"created_at\":%" PRId64 ",\"ended_at\":%" PRId64 "}",
-                     wsn(p->state), p->run, p->parent_wf, p->created_at, p->ended_at);
+        tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64,
+                     wsn(p->state), p->run, p->parent_wf);
+        json_time(&o->json, "created_at", p->created_at);
+        json_time(&o->json, "started_at", p->started_at);
+        json_time(&o->json, "ended_at", p->ended_at);
+        tn_sb_printf(&o->json, "}");
     }
     tn_sb_printf(&o->json, "]");
     free(ring);
+}
+
+/* The child instance a sub_workflow task `task` of instance `wf` started, or 0: children
+ * come after their parent, so the walk starts there (and stops after a bounded number). */
+static uint64_t child_of(tn_ctlsrv *s, uint64_t wf, uint64_t task)
+{
+    tn_log_wf_iter *it;
+    if (tn_log_wf_iter_open(store(s), &it) != TN_OK)
+        return 0;
+    uint64_t child = 0;
+    tn_wf_proj c;
+    tn_err e = tn_log_wf_iter_seek(it, wf + 1, &c);
+    for (int n = 0; n < 100000 && (e == TN_OK || e == TN_ERR_CORRUPT) && !child; n++) {
+        if (e == TN_OK && c.parent_wf == wf && c.parent_task == task)
+            child = c.id;
+        e = tn_log_wf_iter_next(it, &c);
+    }
+    tn_log_wf_iter_close(it);
+    return child;
 }
 
 void tn_kv_text(tn_sb *b, const tn_kv *kv)
@@ -448,8 +500,13 @@ static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *
     int fr;
     if (ids && x.vars && x.why)
         (void)tn_replay_wf_events(store(s), wf, extra_cb, &x, &fr);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        uint64_t child = tasks[i].worker[0] || why[i][0] ? 0 : child_of(s, wf, tasks[i].id);
+        if (child)
+            snprintf(why[i], sizeof(why[i]),
+                     "child instance %" PRIu64 " (`tern status %" PRIu64 "`)", child, child);
         status_task(o, &tasks[i], why[i], x.vars ? x.vars[i] : NULL, i == 0);
+    }
     for (size_t i = 0; x.vars && i < n; i++)
         tn_kv_free(x.vars[i]);
     free(x.vars);
@@ -462,7 +519,7 @@ static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
-    if (tn_engine_read_wf(s->engine, r->id, &w) != TN_OK) {
+    if (wf_get(s, r->id, &w) != TN_OK) {
         fail(o, 1, "no workflow instance %" PRIu64 "; list them with `tern ls`", r->id);
         return;
     }
@@ -472,7 +529,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_task_proj *tasks = calloc(nids + 1, sizeof(*tasks));
     char(*why)[256] = calloc(nids + 1, sizeof(*why));
     for (size_t i = 0; tasks && why && i < nids; i++)
-        if (tn_engine_read_task(s->engine, ids[i], &tasks[n]) == TN_OK)
+        if (task_get(s, ids[i], &tasks[n]) == TN_OK)
             nqueued += tasks[n++].state == TN_TASK_S_SUBMITTED_SUCCESS;
     free(ids);
     if (!tasks || !why) {
@@ -482,7 +539,8 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         return;
     }
     whys wq = {tasks, n, why};
-    if (nqueued && tn_engine_request(s->engine, whys_cb, &wq, ENGINE_WAIT_NS) != TN_OK)
+    if (nqueued && s->engine &&
+        tn_engine_request(s->engine, whys_cb, &wq, ENGINE_WAIT_NS) != TN_OK)
         for (size_t i = 0; i < n; i++)
             snprintf(why[i], sizeof(why[i]), "%s",
                      tasks[i].state == TN_TASK_S_SUBMITTED_SUCCESS ?
@@ -508,7 +566,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_task_proj p;
-    if (tn_engine_read_task(s->engine, r->id, &p) != TN_OK) {
+    if (task_get(s, r->id, &p) != TN_OK) {
         fail(o, 1, "no task instance %" PRIu64 "; see `tern status WF_ID` for task ids", r->id);
         return;
     }
@@ -737,6 +795,8 @@ void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_
         tn_sb_printf(&o.text, "pong"); /* a liveness probe */
     } else if (tn_ctl_req_decode(req, len, r) != TN_OK) {
         fail(&o, 2, "malformed control request (a tern of another version?)");
+    } else if (!s->engine && !tn_str_eq(r->cmd, "ls") && !tn_str_eq(r->cmd, "status")) {
+        fail(&o, 1, "\"%.*s\" needs a running master", (int)r->cmd.len, r->cmd.p);
     } else if (allowed(s, peer, r, &id, &o)) {
         dispatch(s, r, &o);
     }

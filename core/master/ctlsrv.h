@@ -21,6 +21,9 @@ typedef struct tn_ctlsrv {
     void (*workers)(void *arg, tn_sb *text, tn_sb *json);
     const char *data_dir; /* its tokens file (token.h) */
     const char *tls_ca;   /* tls+tcp: the CA a client certificate must chain to */
+    /* NULL engine: a store opened with tn_log_open_read, and only the reads (ls,
+     * status) are answered, from what is committed (the CLI when no master runs) */
+    tn_store *ro;
 } tn_ctlsrv;
 
 /* The params of one workflow instance, from its SUBMIT event and its definition, for
@@ -32,7 +35,7 @@ typedef struct tn_wf_params {
     tn_kv *overrides; /* start-time params (--param) */
     tn_kv *inherited; /* sub_workflow: the parent's effective params */
     tn_kv *effective; /* inherited < the definition's globals resolved < overrides */
-    char why[512];    /* why `effective` is NULL (a param error), else empty */
+    char why[640];    /* why `effective` is NULL (a param error), else empty */
 } tn_wf_params;
 
 /* Read them; TN_ERR_NOENT for an instance with no events. Resolving the globals uses

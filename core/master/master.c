@@ -1134,7 +1134,7 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
                         &m->rx, msg)) ||
          (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
-    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca};
+    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca, NULL};
     if ((e = ctl_serve(m, msg)))
         goto fail;
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
