@@ -114,6 +114,25 @@ static int start_worker(const char *name, bool cgroup, const char *faults, const
     return spawn(name, a, faults);
 }
 
+/* A worker with extra arguments (NULL-ended), in session containment. */
+static int start_worker_with(const char *name, const char *const *extra)
+{
+    char wname[64];
+    snprintf(wname, sizeof(wname), "t%d-%s", (int)getpid(), name);
+    char listen[600], data[600], ctl[600];
+    snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", dir, name);
+    snprintf(data, sizeof(data), "%s/%s", dir, name);
+    snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", dir, name);
+    const char *a[40] = {"worker", "--master",    murl,     "--listen",   listen,
+                         "--data", data,          "--name", wname,        "--ctl",
+                         ctl,      "--heartbeat", "200ms",  "--no-cgroup"};
+    int n = 14;
+    for (int i = 0; extra && extra[i] && n < 38; i++)
+        a[n++] = extra[i];
+    a[n] = NULL;
+    return spawn(name, a, NULL);
+}
+
 /* Run a tern client command against the master; returns exit status, stdout in *out. */
 static int ctl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int ctl(char **out, const char *fmt, ...)
@@ -894,4 +913,108 @@ Test(cluster, worker_reports_a_signalled_task_as_128_plus_the_signal)
     cr_assert_eq(code, 128 + SIGTERM, "exit code %" PRId64, code);
     tn_tx_free(&tx);
     tn_tx_free(&rx);
+}
+
+/* ---- limits, options and the task environment ---------------------------------------- */
+
+/* `tern ARGS` exits 2 and its stderr names want. */
+static void expect_usage(const char *args, const char *want)
+{
+    char cmd[1024], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s %s", tu_tern(), args);
+    int rc = tu_run(cmd, &out, &err);
+    cr_expect_eq(rc, 2, "`tern %s` exit %d: %s", args, rc, err ? err : "");
+    cr_expect(err && strstr(err, want), "`tern %s`: %s (want %s)", args, err ? err : "", want);
+    free(out);
+    free(err);
+}
+
+Test(cluster, daemon_options_out_of_range_are_usage_errors_naming_the_range)
+{
+    expect_usage("master --listen ipc:///nonexistent/m --heartbeat-timeout 1ms", "1s..1h");
+    expect_usage("master --listen ipc:///nonexistent/m --heartbeat-timeout 2h", "1s..1h");
+    expect_usage("master --listen ipc:///nonexistent/m --map-max 1K", "--map-max");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w "
+                 "--heartbeat 1ms",
+                 "100ms..10s");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w --slots 0",
+                 "1..4096");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w "
+                 "--slots 5000",
+                 "1..4096");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w "
+                 "--pids-max 0",
+                 "1..4194304");
+    expect_usage("standalone --slots 100000", "1..4096");
+    expect_usage("standalone --pids-max 0", "1..4194304");
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *b = calloc(1, 1 << 20);
+    size_t n = fread(b, 1, (1 << 20) - 1, f);
+    b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+/* Whether the NUL-free `env` output has the line exactly. */
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == 0))
+            return true;
+    return false;
+}
+
+Test(cluster, tasks_start_from_a_clean_environment_with_params_and_pass_env)
+{
+    setenv("WORKER_SECRET", "s3cret", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "aws", 1);
+    start_master("5s", NULL);
+    start_worker_with("w1", NULL);
+    start_worker_with("w2", (const char *[]){"--group", "pass", "--pass-env", "WORKER_SECRET",
+                                             "--pass-env", "NOT_SET_ANYWHERE", NULL});
+    unsetenv("WORKER_SECRET");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    wait_workers(2);
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "name: envt\nparams: {greeting: hello world, HOME: /param/home}\ntasks:\n"
+             "  - name: plain\n    type: shell\n    params: {local_one: 'x=1'}\n"
+             "    command: 'env > %s/plain.env'\n"
+             "  - name: passed\n    type: shell\n    worker_group: pass\n"
+             "    command: 'env > %s/passed.env'\n",
+             dir, dir);
+    uint64_t wf = start_wf("env.yaml", yaml, "envt");
+    char st[64], path[700];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    snprintf(path, sizeof(path), "%s/plain.env", dir);
+    char *e = slurp(path);
+    cr_assert_not_null(e);
+    cr_expect_null(strstr(e, "WORKER_SECRET"), "%s", e);
+    cr_expect_null(strstr(e, "AWS_SECRET_ACCESS_KEY"), "%s", e);
+    cr_expect(has_line(e, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+              "%s", e);
+    cr_expect(has_line(e, "SHELL=/bin/sh"), "%s", e);
+    cr_expect(strstr(e, "\nLANG=") || !strncmp(e, "LANG=", 5), "%s", e);
+    cr_expect(strstr(e, "\nUSER=") || !strncmp(e, "USER=", 5), "%s", e);
+    cr_expect(strstr(e, "\nLOGNAME="), "%s", e);
+    cr_expect(has_line(e, "greeting=hello world"), "a workflow param: %s", e);
+    cr_expect(has_line(e, "local_one=x=1"), "a task param: %s", e);
+    cr_expect(has_line(e, "HOME=/param/home"), "a param replaces the default: %s", e);
+    cr_expect(has_line(e, "TERN_TASK_NAME=plain"), "%s", e);
+    free(e);
+    snprintf(path, sizeof(path), "%s/passed.env", dir);
+    e = slurp(path);
+    cr_assert_not_null(e);
+    cr_expect(has_line(e, "WORKER_SECRET=s3cret"), "--pass-env passes it: %s", e);
+    cr_expect_null(strstr(e, "AWS_SECRET_ACCESS_KEY"), "%s", e);
+    cr_expect_null(strstr(e, "NOT_SET_ANYWHERE"), "%s", e);
+    free(e);
 }

@@ -24,6 +24,8 @@ const char *const tn_daemon_cfg_keys[] = {"data",
                                           "max-load",
                                           "mem-reserve",
                                           "map-max",
+                                          "pass-env",
+                                          "pids-max",
                                           "config",
                                           NULL};
 

@@ -44,7 +44,10 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .listen_url = wurl,
                          .slots = opts->slots ? opts->slots : 4,
                          .cgroup_root = opts->no_cgroup ? "" : NULL,
-                         .heartbeat_ms = 500};
+                         .heartbeat_ms = 500,
+                         .pass_env = opts->pass_env,
+                         .npass_env = opts->npass_env,
+                         .pids_max = opts->pids_max};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

@@ -26,6 +26,7 @@
 #include "mp.h"
 #include "params.h"
 #include "proc.h"
+#include "taskenv.h"
 #include "outbox.h"
 #include "outbox_store.h"
 #include "util.h"
@@ -82,7 +83,8 @@ struct tn_worker {
     tn_map finished, finished_old;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
-    int journal; /* DATA/journal: append-only lines of attempt starts and ends */
+    int journal;    /* DATA/journal: append-only lines of attempt starts and ends */
+    tn_taskenv env; /* what every task's environment starts from */
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -300,25 +302,17 @@ static void start_noop(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_msg *a
     (void)tn_outbox_put(&w->ob, acc);
 }
 
-/* The worker's environment (not copied: tn_proc_start uses it during the call only), then
- * what identifies the attempt (in ids). Freed by the caller (the array only). */
-static char **attempt_env(const job *j, const tn_msg_dispatch *d, char ids[4][256])
+/* The attempt's clean environment (taskenv.h): the worker's base, the params, then what
+ * identifies the attempt (in ids). The caller frees the array and *strs. */
+static char **attempt_env(const tn_worker *w, const job *j, const tn_msg_dispatch *d,
+                          char ids[4][256], char **strs)
 {
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne])
-        ne++;
-    char **envp = calloc(ne + 5, sizeof(char *));
-    if (envp) {
-        memcpy(envp, environ, ne * sizeof(*envp));
-        snprintf(ids[0], 256, "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
-        snprintf(ids[1], 256, "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
-        snprintf(ids[2], 256, "TERN_TASK_ATTEMPT=%u", j->attempt);
-        snprintf(ids[3], 256, "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
-        for (int i = 0; i < 4; i++)
-            envp[ne + (size_t)i] = ids[i];
-    }
-    return envp;
+    snprintf(ids[0], 256, "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
+    snprintf(ids[1], 256, "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
+    snprintf(ids[2], 256, "TERN_TASK_ATTEMPT=%u", j->attempt);
+    snprintf(ids[3], 256, "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
+    char *const idv[4] = {ids[0], ids[1], ids[2], ids[3]};
+    return tn_taskenv_build(&w->env, &d->params, idv, 4, strs);
 }
 
 /* A shell attempt's exec dir, log and process. */
@@ -329,8 +323,8 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
         j->log_path = NULL;
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    char ids[4][256];
-    char **envp = attempt_env(j, d, ids);
+    char ids[4][256], *strs = NULL;
+    char **envp = attempt_env(w, j, d, ids, &strs);
     tn_err e = TN_ERR_NOMEM;
     if (script && envp && j->exec_dir && j->log_path) {
         snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
@@ -348,6 +342,7 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     }
     free(script);
     free(envp);
+    free(strs);
     return e;
 }
 
@@ -847,6 +842,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
         goto fail;
+    if ((e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg)))
+        goto fail;
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->name};
     if ((e = tn_procs_new(&po, &w->procs, msg)))
         goto fail;
@@ -880,6 +877,7 @@ fail:
         close(w->journal);
     if (w->wake >= 0)
         close(w->wake);
+    tn_taskenv_free(&w->env);
     free(w);
     return e;
 }
@@ -914,6 +912,7 @@ void tn_worker_stop(tn_worker *w)
     if (w->journal >= 0)
         close(w->journal);
     close(w->wake);
+    tn_taskenv_free(&w->env);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }

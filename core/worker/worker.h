@@ -29,6 +29,12 @@ typedef struct tn_worker_opts {
     uint64_t map_max;        /* the outbox store grows up to this; 0 = the store's default */
     const char *cgroup_root; /* NULL = discover; "" = never (session + /proc walk) */
     const char *tls_cert, *tls_key, *tls_ca;
+    /* worker variables passed to every task (shell identifiers); tasks get nothing else of
+     * the worker's environment but its TERN_* variables (taskenv.h) */
+    const char *const *pass_env;
+    uint32_t npass_env;
+    uint32_t pids_max; /* processes a task may have at once when its definition says 0;
+                        * 0 = 4096 */
 } tn_worker_opts;
 
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg);
