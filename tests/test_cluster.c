@@ -1018,3 +1018,118 @@ Test(cluster, tasks_start_from_a_clean_environment_with_params_and_pass_env)
     cr_expect_null(strstr(e, "NOT_SET_ANYWHERE"), "%s", e);
     free(e);
 }
+
+/* A YAML file of one workflow NAME whose params are n of vlen bytes each, with one shell
+ * task running command (a block scalar, its lines indented by the caller). */
+static char *big_def(const char *name, uint32_t n, size_t vlen, const char *command)
+{
+    size_t cap = (size_t)n * (vlen + 32) + strlen(command) + 4096;
+    char *y = malloc(cap), *p = y;
+    p += sprintf(p, "name: %s\nparams:\n", name);
+    for (uint32_t i = 0; i < n; i++) {
+        p += sprintf(p, "  p%u: ", i);
+        memset(p, 'v', vlen);
+        p += vlen;
+        *p++ = '\n';
+    }
+    p += sprintf(p, "tasks:\n  - name: big\n    type: shell\n    command: |-\n%s\n", command);
+    return y;
+}
+
+/* How many times the event log records TRANSITION ("task DISPATCH DISPATCHED"), by
+ * `tern replay --coverage-out` over the master's store. */
+static long count_transitions(const char *transition)
+{
+    char cov[700], cmd[2000], *out = NULL, *err = NULL;
+    snprintf(cov, sizeof(cov), "%s/coverage.txt", dir);
+    unlink(cov);
+    snprintf(cmd, sizeof(cmd), "%s replay --data %s --coverage-out %s", tu_tern(), mdata, cov);
+    tu_run(cmd, &out, &err);
+    free(out);
+    free(err);
+    char *c = slurp(cov);
+    cr_assert_not_null(c, "no coverage from replay");
+    long n = 0;
+    for (char *l = c; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, transition, strlen(transition)) == 0) {
+            char line[256];
+            snprintf(line, sizeof(line), "%.*s", (int)strcspn(l, "\n"), l);
+            n += strtol(strrchr(line, ' ') + 1, NULL, 10);
+        }
+    free(c);
+    return n;
+}
+
+Test(cluster, a_task_at_the_formats_maximum_sizes_runs_end_to_end)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    /* a command of exactly 1 MiB (TN_DEF_MAX_COMMAND): a long comment, then lines that
+     * run only if it arrived whole; and the most params a map may hold */
+    char tail[1024];
+    int tl = snprintf(tail, sizeof(tail),
+                      "\n      test \"$(env | grep -c '^p[0-9]*=')\" = 1000"
+                      "\n      echo \"ok $p999\" > %s/max.out",
+                      dir);
+    size_t cmd_len = 1u << 20, ind = 6;
+    /* YAML strips the 6-space indent of each of the lines: 2 lines after the comment */
+    size_t comment = cmd_len - (size_t)(tl - 2 * (int)ind);
+    char *command = malloc(comment + ind + (size_t)tl + 1);
+    memset(command, ' ', ind);
+    command[ind] = '#';
+    memset(command + ind + 1, 'x', comment - 1);
+    memcpy(command + ind + comment, tail, (size_t)tl + 1);
+    char *y = big_def("maxsz", 1000, 64, command);
+    free(command);
+    uint64_t wf = start_wf("max.yaml", y, "maxsz");
+    free(y);
+    char st[64], path[700];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    snprintf(path, sizeof(path), "%s/max.out", dir);
+    char *o = slurp(path);
+    char want[100] = "ok ";
+    memset(want + 3, 'v', 64);
+    strcpy(want + 67, "\n");
+    cr_assert(o && strcmp(o, want) == 0, "the command's last line ran: %s", o ? o : "(none)");
+    free(o);
+    int att;
+    task_state(wf, "big", st, sizeof(st), &att);
+    cr_expect_eq(att, 1);
+}
+
+Test(cluster, an_unsendable_dispatch_fails_the_task_once_with_the_reason)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    /* 140 params of 64,000 bytes: a valid definition whose DISPATCH is over 8 MiB */
+    char *y = big_def("unsendable", 140, 64000, "      echo never");
+    uint64_t wf = start_wf("uns.yaml", y, "unsendable");
+    free(y);
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    int att;
+    task_state(wf, "big", st, sizeof(st), &att);
+    cr_expect_str_eq(st, "FAILURE");
+    cr_expect_eq(att, 1, "failed once, not failed over");
+    usleep(500000); /* a loop would go on dispatching */
+    cr_expect_eq(count_transitions("task DISPATCH DISPATCHED"), 1);
+    cr_expect_eq(count_transitions("task NEED_FAULT_TOLERANCE"), 0);
+    char *out = NULL;
+    char cmd[1000], *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    cr_expect(strstr(out, "FAILED") && strstr(out, "the dispatch cannot be sent"),
+              "the FAILED event's reason: %s", out);
+    free(out);
+    free(err);
+    char log[700];
+    snprintf(log, sizeof(log), "%s/master.log", dir);
+    char *ml = slurp(log);
+    cr_expect(ml && strstr(ml, "dispatch cannot be sent") && strstr(ml, "level=error"),
+              "logged at error level: %s", ml ? ml : "");
+    free(ml);
+}

@@ -69,6 +69,10 @@
 #define TN_PROTO_GROUPS_MAX      64u
 #define TN_PROTO_GAUGES_MAX      256u
 #define TN_PROTO_RUNNING_MAX     100000u /* task attempts in RECONCILED */
+/* What a peer's send queue holds at most (tn_outq_new max_queued for the master's queue to
+ * each worker and a worker's to the master): the largest message twice, so that one always
+ * fits behind a backlog of smaller ones. */
+#define TN_PROTO_QUEUE_MAX       (2u * TN_PROTO_MSG_MAX)
 
 /* ---- messages ---------------------------------------------------------------------------- */
 

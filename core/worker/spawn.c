@@ -438,6 +438,40 @@ static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg 
     return TN_OK;
 }
 
+/* A script longer than this goes to sh through a file: an argument may hold at most
+ * MAX_ARG_STRLEN (128 KiB on Linux) bytes, and a definition's command may hold 1 MiB. */
+#define SCRIPT_ARG_MAX (64u << 10)
+
+/* Write a long script to EXEC_DIR/.tern-script (0600, the task's user's) and point argv at
+ * it: `sh -e FILE` runs it as `sh -e -c SCRIPT` would. */
+static tn_err script_file(const tn_spawn *s, const child_ctx *c, char *path, size_t plen,
+                          char **argv, tn_errmsg *msg)
+{
+    snprintf(path, plen, "%s/.tern-script", s->exec_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int e = fd < 0 ? errno : 0;
+    size_t len = strlen(s->script), off = 0;
+    while (!e && off < len) {
+        ssize_t k = write(fd, s->script + off, len - off);
+        if (k < 0 && errno != EINTR)
+            e = errno;
+        else if (k > 0)
+            off += (size_t)k;
+    }
+    if (!e && c->set_user && fchown(fd, c->uid, c->gid) != 0)
+        e = errno;
+    if (fd >= 0 && close(fd) != 0 && !e)
+        e = errno;
+    if (e)
+        return tn_errmsg_set(msg, tn_err_from_errno(e),
+                             "task %" PRIu64 " attempt %" PRIu32 ": cannot write its %zu-byte "
+                             "script to %s: %s",
+                             s->task, s->attempt, len, path, strerror(e));
+    argv[2] = path;
+    argv[3] = NULL;
+    return TN_OK;
+}
+
 /* The attempt's log (stdout and stderr, appended) and /dev/null (stdin), above the low fds. */
 static tn_err open_stdio(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
 {
@@ -531,8 +565,8 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "tn_proc_start: script, exec_dir and log_path are required");
     tn_err err = TN_OK;
-    char *tag = NULL, **env = NULL, base[64];
-    char *const argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
+    char *tag = NULL, **env = NULL, base[64], script_path[4200];
+    char *argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
     child_ctx c = {.nullfd = -1,
                    .logfd = -1,
                    .cgdir = -1,
@@ -553,6 +587,9 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     if (s->user && (err = resolve_user(s, &c, msg)) != TN_OK)
         goto fail;
     if ((err = prepare_exec_dir(s, &c, msg)) != TN_OK)
+        goto fail;
+    if (strlen(s->script) > SCRIPT_ARG_MAX &&
+        (err = script_file(s, &c, script_path, sizeof(script_path), argv, msg)) != TN_OK)
         goto fail;
     if ((err = open_stdio(s, &c, msg)) != TN_OK)
         goto fail;

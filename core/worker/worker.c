@@ -783,7 +783,7 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
         w->use_tls = true;
     }
     tn_tx inner;
-    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
+    if ((e = tn_outq_new(w->name, 256, 4u << 20, TN_PROTO_QUEUE_MAX, &w->q)) ||
         (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
                        msg)))
         return e;
