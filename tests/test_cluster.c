@@ -1133,3 +1133,39 @@ Test(cluster, an_unsendable_dispatch_fails_the_task_once_with_the_reason)
               "logged at error level: %s", ml ? ml : "");
     free(ml);
 }
+
+/* pids_max from the definition reaches the worker, the fork loop is stopped at it, and the
+ * task's RUNNING event records which limit applied. */
+Test(cluster, pids_max_from_the_definition_limits_the_task_and_is_recorded)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    uint64_t wf = start_wf("pids.yaml",
+                           "name: pids\ntasks:\n  - name: forker\n    type: shell\n"
+                           "    pids_max: 10\n    command: |\n"
+                           "      i=0; while [ $i -lt 100 ]; do sleep 300 & i=$((i+1)); done\n"
+                           "      echo all-forked\n",
+                           "pids");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    char cmd[1000], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    bool none = strstr(out, "pids=none") != NULL;
+    if (!none) {
+        cr_expect_str_eq(st, "FAILURE", "its forks failed: %s", out);
+        cr_expect(strstr(out, "pids=v2:10") || strstr(out, "pids=v1:10") ||
+                      strstr(out, "pids=rlimit:10"),
+                  "the containment attr names the limit: %s", out);
+    }
+    free(out);
+    free(err);
+    cr_assert_eq(ctl(&out, "logs %" PRIu64, task_id(wf, "forker")), 0);
+    if (!none)
+        cr_expect_null(strstr(out, "all-forked"), "%s", out);
+    free(out);
+    cr_assert_eq(count_tasks(0), 0, "every process it started is gone");
+    if (none)
+        cr_skip_test("no pids controller and the worker runs as root: not enforced");
+}

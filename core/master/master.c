@@ -375,6 +375,7 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     d->kill_grace_ms = n->kill_grace_ms;
     d->memory_max = n->memory_max;
     d->cpu_max_milli = n->cpu_max_milli;
+    d->pids_max = n->pids_max;
     d->noop_success = n->noop.result == TN_DEF_NOOP_SUCCESS;
     d->noop_duration_ms = n->noop.duration_ms;
     tn_pair *op = calloc(n->noop.outputs.n ? n->noop.outputs.n : 1, sizeof(tn_pair));
@@ -650,6 +651,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     char worker[TN_PROTO_ID_MAX + 1];
     snprintf(worker, sizeof(worker), "%.*s", (int)sender.len, sender.p);
     tn_report r = {.worker = worker};
+    char containment[TN_PROTO_CONTAINMENT_MAX + 1];
     switch (msg->type) {
     case TN_MSG_HEARTBEAT: on_heartbeat(m, &msg->heartbeat); return TN_OK;
     case TN_MSG_RECONCILED: on_reconciled(m, worker, &msg->reconciled); return TN_OK;
@@ -674,6 +676,9 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         r.task = msg->accepted.task;
         r.attempt = msg->accepted.attempt;
         r.pid = msg->accepted.pid;
+        snprintf(containment, sizeof(containment), "%.*s", (int)msg->accepted.containment.len,
+                 msg->accepted.containment.p);
+        r.containment = containment[0] ? containment : NULL;
         break;
     case TN_MSG_RESULT: {
         const tn_msg_result *x = &msg->result;

@@ -337,7 +337,8 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
                        .log_path = j->log_path,
                        .envp = envp,
                        .memory_max = d->memory_max,
-                       .cpu_max_milli = d->cpu_max_milli};
+                       .cpu_max_milli = d->cpu_max_milli,
+                       .pids_max = d->pids_max ? d->pids_max : w->o.pids_max};
         e = tn_proc_start(w->procs, &sp, &j->proc, em);
     }
     free(script);
@@ -386,7 +387,12 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     journal(w, "start %" PRIu64 " %u %d %" PRId64 " %s", j->task, j->attempt,
             (int)tn_proc_pid(j->proc), tn_now_ns(), w->name);
     acc.accepted.pid = tn_proc_pid(j->proc);
-    acc.accepted.containment = tn_str_c(tn_contain_mode_name(tn_proc_mode(j->proc)));
+    /* "session pids=v1:4096": how it is contained and which pids limit applied */
+    char cont[TN_PROTO_CONTAINMENT_MAX + 1];
+    const char *pn = tn_proc_pids_note(j->proc);
+    snprintf(cont, sizeof(cont), "%s%s%s", tn_contain_mode_name(tn_proc_mode(j->proc)),
+             pn[0] ? " pids=" : "", pn);
+    acc.accepted.containment = tn_str_c(cont);
     record_task(w, j, true);
     (void)tn_outbox_put(&w->ob, &acc);
 }
@@ -811,6 +817,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         w->o.slots = 4;
     if (!w->o.heartbeat_ms)
         w->o.heartbeat_ms = 1000;
+    if (!w->o.pids_max)
+        w->o.pids_max = 4096;
     pthread_mutex_init(&w->mu, NULL);
     w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     tn_map_init(&w->finished);
