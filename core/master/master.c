@@ -602,6 +602,16 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         }
     }
     w->alive = true;
+    uint64_t hb_ms = 0;
+    for (uint32_t i = 0; i < h->gauges.n; i++)
+        if (tn_str_eq(h->gauges.v[i].key, "heartbeat_ms"))
+            hb_ms = h->gauges.v[i].val;
+    if ((fresh || rebooted) && hb_ms && m->o.heartbeat_timeout_ms < 3 * hb_ms)
+        tn_warn("master",
+                "msg=\"heartbeat timeout under 3 heartbeats: the worker may be lost while "
+                "alive\" worker=%s heartbeat_ms=%" PRIu64 " heartbeat_timeout_ms=%" PRIu64
+                " fix=\"raise --heartbeat-timeout or lower the worker's --heartbeat\"",
+                w->name, hb_ms, m->o.heartbeat_timeout_ms);
     if (fresh || rebooted || back || redial) {
         /* ask what it runs: what it does not is lost, what it runs and is not ours is
          * killed (fencing) */

@@ -462,6 +462,7 @@ static void heartbeat(tn_worker *w)
         {TN_STR("leftovers_killed_total"), ps.adopted_total},
         {TN_STR("containment_cgroup"), tn_procs_mode(w->procs) == TN_CONTAIN_CGROUP},
         {TN_STR("max_load_milli"), w->o.max_load_milli},
+        {TN_STR("heartbeat_ms"), w->o.heartbeat_ms}, /* the master checks its timeout */
     };
     uint32_t running = 0;
     for (job *j = w->jobs; j; j = j->next)
