@@ -921,7 +921,8 @@ Test(cluster, worker_reports_a_signalled_task_as_128_plus_the_signal)
 static void expect_usage(const char *args, const char *want)
 {
     char cmd[1024], *out = NULL, *err = NULL;
-    snprintf(cmd, sizeof(cmd), "%s %s", tu_tern(), args);
+    /* bounded and in the test's dir: a daemon that accepted the value would run on */
+    snprintf(cmd, sizeof(cmd), "cd %s && timeout 20 %s %s", dir, tu_tern(), args);
     int rc = tu_run(cmd, &out, &err);
     cr_expect_eq(rc, 2, "`tern %s` exit %d: %s", args, rc, err ? err : "");
     cr_expect(err && strstr(err, want), "`tern %s`: %s (want %s)", args, err ? err : "", want);
