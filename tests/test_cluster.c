@@ -124,6 +124,25 @@ static int start_worker(const char *name, bool cgroup, const char *faults, const
     return spawn(name, a, faults);
 }
 
+/* A worker with extra arguments (NULL-ended), in session containment. */
+static int start_worker_with(const char *name, const char *const *extra)
+{
+    char wname[64];
+    snprintf(wname, sizeof(wname), "t%d-%s", (int)getpid(), name);
+    char listen[600], data[600], ctl[600];
+    snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", dir, name);
+    snprintf(data, sizeof(data), "%s/%s", dir, name);
+    snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", dir, name);
+    const char *a[40] = {"worker", "--master",    murl,     "--listen",   listen,
+                         "--data", data,          "--name", wname,        "--ctl",
+                         ctl,      "--heartbeat", "200ms",  "--no-cgroup"};
+    int n = 14;
+    for (int i = 0; extra && extra[i] && n < 38; i++)
+        a[n++] = extra[i];
+    a[n] = NULL;
+    return spawn(name, a, NULL);
+}
+
 /* Run a tern client command against the master; returns exit status, stdout in *out. */
 static int ctl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int ctl(char **out, const char *fmt, ...)
@@ -1809,7 +1828,7 @@ Test(cluster, a_report_from_another_worker_is_not_applied)
 Test(cluster, heartbeats_of_3000_identities_are_bounded_and_forgotten)
 {
     const char *extra[] = {"--max-workers", "100", NULL};
-    int mi = start_master_with("300ms", NULL, extra);
+    int mi = start_master_with("1s", NULL, extra); /* the smallest timeout allowed */
     for (int i = 0; i < 300 && count_workers(NULL) < 0; i++)
         usleep(20000);
     static const tn_str groups[] = {TN_STR("default")};
@@ -1838,7 +1857,7 @@ Test(cluster, heartbeats_of_3000_identities_are_bounded_and_forgotten)
         n = count_workers(NULL);
     }
     cr_assert_eq(n, 100, "the master keeps %d workers, --max-workers 100", n);
-    for (int i = 0; i < 200 && n > 0; i++) {
+    for (int i = 0; i < 600 && n > 0; i++) { /* forgotten after 10 s of silence */
         usleep(50000);
         n = count_workers(NULL);
     }
@@ -2094,4 +2113,260 @@ Test(cluster, status_shows_reasons_and_why_a_task_waits)
     out = NULL;
     cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
     free(out);
+}
+
+/* ---- limits, options and the task environment ---------------------------------------- */
+
+/* `tern ARGS` exits 2 and its stderr names want. */
+static void expect_usage(const char *args, const char *want)
+{
+    char cmd[1024], *out = NULL, *err = NULL;
+    /* bounded and in the test's dir: a daemon that accepted the value would run on */
+    snprintf(cmd, sizeof(cmd), "cd %s && timeout 20 %s %s", dir, tu_tern(), args);
+    int rc = tu_run(cmd, &out, &err);
+    cr_expect_eq(rc, 2, "`tern %s` exit %d: %s", args, rc, err ? err : "");
+    cr_expect(err && strstr(err, want), "`tern %s`: %s (want %s)", args, err ? err : "", want);
+    free(out);
+    free(err);
+}
+
+Test(cluster, daemon_options_out_of_range_are_usage_errors_naming_the_range)
+{
+    expect_usage("master --listen ipc:///nonexistent/m --heartbeat-timeout 1ms", "1s..1h");
+    expect_usage("master --listen ipc:///nonexistent/m --heartbeat-timeout 2h", "1s..1h");
+    expect_usage("master --listen ipc:///nonexistent/m --map-max 1K", "--map-max");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w "
+                 "--heartbeat 1ms",
+                 "100ms..10s");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w --slots 0",
+                 "1..4096");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w "
+                 "--slots 5000",
+                 "1..4096");
+    expect_usage("worker --master ipc:///nonexistent/m --listen ipc:///nonexistent/w "
+                 "--pids-max 0",
+                 "1..4194304");
+    expect_usage("standalone --slots 100000", "1..4096");
+    expect_usage("standalone --pids-max 0", "1..4194304");
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *b = calloc(1, 1 << 20);
+    size_t n = fread(b, 1, (1 << 20) - 1, f);
+    b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+/* Whether the NUL-free `env` output has the line exactly. */
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == 0))
+            return true;
+    return false;
+}
+
+Test(cluster, tasks_start_from_a_clean_environment_with_params_and_pass_env)
+{
+    setenv("WORKER_SECRET", "s3cret", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "aws", 1);
+    start_master("5s", NULL);
+    start_worker_with("w1", NULL);
+    start_worker_with("w2", (const char *[]){"--group", "pass", "--pass-env", "WORKER_SECRET",
+                                             "--pass-env", "NOT_SET_ANYWHERE", NULL});
+    unsetenv("WORKER_SECRET");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    wait_workers(2);
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "name: envt\nparams: {greeting: hello world, HOME: /param/home}\ntasks:\n"
+             "  - name: plain\n    type: shell\n    params: {local_one: 'x=1'}\n"
+             "    command: 'env > %s/plain.env'\n"
+             "  - name: passed\n    type: shell\n    worker_group: pass\n"
+             "    command: 'env > %s/passed.env'\n",
+             dir, dir);
+    uint64_t wf = start_wf("env.yaml", yaml, "envt");
+    char st[64], path[700];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    snprintf(path, sizeof(path), "%s/plain.env", dir);
+    char *e = slurp(path);
+    cr_assert_not_null(e);
+    cr_expect_null(strstr(e, "WORKER_SECRET"), "%s", e);
+    cr_expect_null(strstr(e, "AWS_SECRET_ACCESS_KEY"), "%s", e);
+    cr_expect(has_line(e, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+              "%s", e);
+    cr_expect(has_line(e, "SHELL=/bin/sh"), "%s", e);
+    cr_expect(strstr(e, "\nLANG=") || !strncmp(e, "LANG=", 5), "%s", e);
+    cr_expect(strstr(e, "\nUSER=") || !strncmp(e, "USER=", 5), "%s", e);
+    cr_expect(strstr(e, "\nLOGNAME="), "%s", e);
+    cr_expect(has_line(e, "greeting=hello world"), "a workflow param: %s", e);
+    cr_expect(has_line(e, "local_one=x=1"), "a task param: %s", e);
+    cr_expect(has_line(e, "HOME=/param/home"), "a param replaces the default: %s", e);
+    cr_expect(has_line(e, "TERN_TASK_NAME=plain"), "%s", e);
+    free(e);
+    snprintf(path, sizeof(path), "%s/passed.env", dir);
+    e = slurp(path);
+    cr_assert_not_null(e);
+    cr_expect(has_line(e, "WORKER_SECRET=s3cret"), "--pass-env passes it: %s", e);
+    cr_expect_null(strstr(e, "AWS_SECRET_ACCESS_KEY"), "%s", e);
+    cr_expect_null(strstr(e, "NOT_SET_ANYWHERE"), "%s", e);
+    free(e);
+}
+
+/* A YAML file of one workflow NAME whose params are n of vlen bytes each, with one shell
+ * task running command (a block scalar, its lines indented by the caller). */
+static char *big_def(const char *name, uint32_t n, size_t vlen, const char *command)
+{
+    size_t cap = (size_t)n * (vlen + 32) + strlen(command) + 4096;
+    char *y = malloc(cap), *p = y;
+    p += sprintf(p, "name: %s\nparams:\n", name);
+    for (uint32_t i = 0; i < n; i++) {
+        p += sprintf(p, "  p%u: ", i);
+        memset(p, 'v', vlen);
+        p += vlen;
+        *p++ = '\n';
+    }
+    p += sprintf(p, "tasks:\n  - name: big\n    type: shell\n    command: |-\n%s\n", command);
+    return y;
+}
+
+/* How many times the event log records TRANSITION ("task DISPATCH DISPATCHED"), by
+ * `tern replay --coverage-out` over the master's store. */
+static long count_transitions(const char *transition)
+{
+    char cov[700], cmd[2000], *out = NULL, *err = NULL;
+    snprintf(cov, sizeof(cov), "%s/coverage.txt", dir);
+    unlink(cov);
+    snprintf(cmd, sizeof(cmd), "%s replay --data %s --coverage-out %s", tu_tern(), mdata, cov);
+    tu_run(cmd, &out, &err);
+    free(out);
+    free(err);
+    char *c = slurp(cov);
+    cr_assert_not_null(c, "no coverage from replay");
+    long n = 0;
+    for (char *l = c; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, transition, strlen(transition)) == 0) {
+            char line[256];
+            snprintf(line, sizeof(line), "%.*s", (int)strcspn(l, "\n"), l);
+            n += strtol(strrchr(line, ' ') + 1, NULL, 10);
+        }
+    free(c);
+    return n;
+}
+
+Test(cluster, a_task_at_the_formats_maximum_sizes_runs_end_to_end)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    /* a command of exactly 1 MiB (TN_DEF_MAX_COMMAND): a long comment, then lines that
+     * run only if it arrived whole; and the most params a map may hold */
+    char tail[1024];
+    int tl = snprintf(tail, sizeof(tail),
+                      "\n      test \"$(env | grep -c '^p[0-9]*=')\" = 1000"
+                      "\n      echo \"ok $p999\" > %s/max.out",
+                      dir);
+    size_t cmd_len = 1u << 20, ind = 6;
+    /* YAML strips the 6-space indent of each of the lines: 2 lines after the comment */
+    size_t comment = cmd_len - (size_t)(tl - 2 * (int)ind);
+    char *command = malloc(comment + ind + (size_t)tl + 1);
+    memset(command, ' ', ind);
+    command[ind] = '#';
+    memset(command + ind + 1, 'x', comment - 1);
+    memcpy(command + ind + comment, tail, (size_t)tl + 1);
+    char *y = big_def("maxsz", 1000, 64, command);
+    free(command);
+    uint64_t wf = start_wf("max.yaml", y, "maxsz");
+    free(y);
+    char st[64], path[700];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    snprintf(path, sizeof(path), "%s/max.out", dir);
+    char *o = slurp(path);
+    char want[100] = "ok ";
+    memset(want + 3, 'v', 64);
+    strcpy(want + 67, "\n");
+    cr_assert(o && strcmp(o, want) == 0, "the command's last line ran: %s", o ? o : "(none)");
+    free(o);
+    int att;
+    task_state(wf, "big", st, sizeof(st), &att);
+    cr_expect_eq(att, 1);
+}
+
+Test(cluster, an_unsendable_dispatch_fails_the_task_once_with_the_reason)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    /* 140 params of 64,000 bytes: a valid definition whose DISPATCH is over 8 MiB */
+    char *y = big_def("unsendable", 140, 64000, "      echo never");
+    uint64_t wf = start_wf("uns.yaml", y, "unsendable");
+    free(y);
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "FAILURE");
+    int att;
+    task_state(wf, "big", st, sizeof(st), &att);
+    cr_expect_str_eq(st, "FAILURE");
+    cr_expect_eq(att, 1, "failed once, not failed over");
+    usleep(500000); /* a loop would go on dispatching */
+    cr_expect_eq(count_transitions("task SUBMITTED_SUCCESS DISPATCHED"), 1);
+    cr_expect_eq(count_transitions("task NEED_FAULT_TOLERANCE"), 0);
+    char *out = NULL;
+    char cmd[1000], *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    cr_expect(strstr(out, "FAILED") && strstr(out, "the dispatch cannot be sent"),
+              "the FAILED event's reason: %s", out);
+    free(out);
+    free(err);
+    char log[700];
+    snprintf(log, sizeof(log), "%s/master.log", dir);
+    char *ml = slurp(log);
+    cr_expect(ml && strstr(ml, "dispatch cannot be sent") && strstr(ml, "level=error"),
+              "logged at error level: %s", ml ? ml : "");
+    free(ml);
+}
+
+/* pids_max from the definition reaches the worker, the fork loop is stopped at it, and the
+ * task's RUNNING event records which limit applied. */
+Test(cluster, pids_max_from_the_definition_limits_the_task_and_is_recorded)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "4");
+    wait_workers(1);
+    uint64_t wf = start_wf("pids.yaml",
+                           "name: pids\ntasks:\n  - name: forker\n    type: shell\n"
+                           "    pids_max: 10\n    command: |\n"
+                           "      i=0; while [ $i -lt 100 ]; do sleep 300 & i=$((i+1)); done\n"
+                           "      echo all-forked\n",
+                           "pids");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    char cmd[1000], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --data %s", tu_tern(), wf, mdata);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    bool none = strstr(out, "pids=none") != NULL;
+    if (!none) {
+        cr_expect_str_eq(st, "FAILURE", "its forks failed: %s", out);
+        cr_expect(strstr(out, "pids=v2:10") || strstr(out, "pids=v1:10") ||
+                      strstr(out, "pids=rlimit:10"),
+                  "the containment attr names the limit: %s", out);
+    }
+    free(out);
+    free(err);
+    cr_assert_eq(ctl(&out, "logs %" PRIu64, task_id(wf, "forker")), 0);
+    if (!none)
+        cr_expect_null(strstr(out, "all-forked"), "%s", out);
+    free(out);
+    cr_assert_eq(count_tasks(0), 0, "every process it started is gone");
+    if (none)
+        cr_skip_test("no pids controller and the worker runs as root: not enforced");
 }

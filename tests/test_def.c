@@ -1136,6 +1136,7 @@ static const struct {
     {TN_DEF_TK_KILL_GRACE, "shell"},
     {TN_DEF_TK_MEMORY_MAX, "shell"},
     {TN_DEF_TK_CPU_MAX, "shell"},
+    {TN_DEF_TK_PIDS_MAX, "shell"},
     {TN_DEF_TK_RESULT, "noop"},
     {TN_DEF_TK_DURATION, "noop"},
     {TN_DEF_TK_OUTPUTS, "noop"},
@@ -1218,7 +1219,7 @@ Test(def, every_key_refused_on_a_type_it_does_not_apply_to)
             checked++;
         }
     }
-    cr_assert_eq(checked, 3 * 4 + 5 * 5 + 3 * 5 + 3 * 5 + 2 * 5 + 5 * 5 + 1 * 5);
+    cr_assert_eq(checked, 3 * 4 + 6 * 5 + 3 * 5 + 3 * 5 + 2 * 5 + 5 * 5 + 1 * 5);
 }
 
 /* name and type are read first, whatever order they are written in, and their absence is
@@ -1294,9 +1295,9 @@ Test(def, encoding_and_decoder_messages_are_pinned)
         const char *file;
         uint64_t bytes, messages;
     } pins[] = {
-        {"tests/defs/good/full.yaml", 0xd55dcb7e1fba55aaull, 0x81199d2ded1480efull},
+        {"tests/defs/good/full.yaml", 0xe9c16c5c427b60c1ull, 0xe9955128fe1c4c76ull},
         {"tests/defs/good/minimal.yaml", 0x159439c813abee41ull, 0x49049e7a9fab6b99ull},
-        {"tests/defs/good/canon_a.yaml", 0x2fc49e3d88ce6fd5ull, 0x513bdf847a4bb5a0ull},
+        {"tests/defs/good/canon_a.yaml", 0x46e89eff95955b42ull, 0x5ed41ea7129a22a8ull},
     };
     for (size_t f = 0; f < sizeof(pins) / sizeof(pins[0]); f++) {
         tn_def *d = parse_ok(pins[f].file);
@@ -1585,4 +1586,35 @@ Test(def, compound_durations_in_a_file)
     cr_expect_eq(d->tasks[0].timeout_ms, 187200000);
     cr_expect_eq(d->tasks[0].noop.duration_ms, 90500);
     tn_def_free(d);
+}
+
+/* pids_max: a count on shell tasks, 0 (the worker's default) when absent, encoded and
+ * decoded; refused on other types and past the kernel's pid limit. */
+Test(def, pids_max_is_a_shell_key_with_a_bound)
+{
+    tn_def *d = NULL, *back = NULL;
+    tn_errmsg msg = {{0}};
+    const char *y = "name: p\ntasks:\n  - name: a\n    type: shell\n    command: 'true'\n"
+                    "    pids_max: 64\n  - {name: b, type: shell, command: 'true'}\n";
+    cr_assert_eq(parse_str(y, &d, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(d->tasks[idx(d, "a")].pids_max, 64);
+    cr_assert_eq(d->tasks[idx(d, "b")].pids_max, 0);
+    char *enc;
+    size_t len;
+    encode(d, &enc, &len);
+    cr_assert_eq(tn_def_decode(enc, len, &back, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(back->tasks[idx(back, "a")].pids_max, 64);
+    free(enc);
+    tn_def_free(back);
+    tn_def_free(d);
+    const char *bad[] = {
+        "name: p\ntasks:\n  - {name: a, type: shell, command: 'true', pids_max: 4194305}\n",
+        "name: p\ntasks:\n  - {name: a, type: shell, command: 'true', pids_max: -1}\n",
+        "name: p\ntasks:\n  - {name: a, type: noop, pids_max: 10}\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        d = NULL;
+        cr_expect_neq(parse_str(bad[i], &d, &msg), TN_OK, "%s", bad[i]);
+        cr_expect(strstr(msg.text, "pids_max"), "%s", msg.text);
+        tn_def_free(d);
+    }
 }

@@ -1008,3 +1008,59 @@ Test(proc, a_removed_worker_subtree_is_made_again_at_the_next_start)
     cr_assert(WIFEXITED(e.status) && WEXITSTATUS(e.status) == 0);
     tn_proc_free(t);
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* The pids limit */
+
+/* A task that forks in a loop is stopped at its pids limit: its forks fail, what it started
+ * is at most the limit, and every process it started is gone when it ends. */
+static void pids_limit(tn_contain_mode mode)
+{
+    open_mgr(mode);
+    char dir[512], log[512];
+    snprintf(dir, sizeof(dir), "%s/run", tmp);
+    snprintf(log, sizeof(log), "%s/task-pids.log", tmp);
+    tn_spawn s = {.task = 45,
+                  .attempt = 1,
+                  .script = "set +e; i=0; while [ $i -lt 200 ]; do sleep 300 & i=$((i+1)); "
+                            "done; echo loop-done; exit 0",
+                  .exec_dir = dir,
+                  .log_path = log,
+                  .envp = task_env,
+                  .pids_max = 20};
+    tn_proc *t = NULL;
+    cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
+    const char *pn = tn_proc_pids_note(t);
+    if (strcmp(pn, "none") == 0) {
+        char note[256];
+        snprintf(note, sizeof(note), "%s", tn_proc_limits_note(t));
+        tn_proc_free(t);
+        cr_skip_test("no pids controller and the tests run as root: %s", note);
+    }
+    cr_assert(strstr(pn, ":20"), "the limit that applied: %s", pn);
+    cr_assert(strstr(tn_proc_limits_note(t), "pids="), "%s", tn_proc_limits_note(t));
+    int most = 0;
+    for (int i = 0; i < 50; i++) { /* while it runs: never more than the limit */
+        int n = marked(NULL, 0);
+        most = n > most ? n : most;
+        sleep_ms(10);
+    }
+    tn_proc_exit ex = wait_exit(t);
+    char *out = slurp(log);
+    cr_expect_leq(most, 20, "processes of the task at once: %d", most);
+    cr_expect_leq(ex.leftovers, 20);
+    cr_expect(strstr(out, "fork") || strstr(out, "Resource temporarily unavailable"),
+              "its forks failed: %s", out);
+    free(out);
+    cr_assert_eq(marked(NULL, 0), 0, "nothing outlives its task");
+    tn_proc_free(t);
+}
+
+Test(proc, pids_limit_stops_a_fork_loop_session)
+{
+    pids_limit(TN_CONTAIN_SESSION);
+}
+Test(proc, pids_limit_stops_a_fork_loop_cgroup)
+{
+    pids_limit(TN_CONTAIN_CGROUP);
+}

@@ -113,6 +113,7 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
                                pairs(a, 2, 3);
         d->deadline_ns = mx ? INT64_MAX : mn ? INT64_MIN : 1795000000123456789ll;
         d->worker_epoch = u64;
+        d->pids_max = mx ? UINT32_MAX : mn ? 0 : 4096;
         break;
     }
     case TN_MSG_KILL:
@@ -311,6 +312,7 @@ static tn_err cb_fields(void *arg, tn_str sender, const tn_msg *m)
         cr_assert(tn_str_eq(m->dispatch.params.v[999].key, "key-00999"));
         cr_assert_eq(m->dispatch.deadline_ns, INT64_MAX);
         cr_assert_eq(m->dispatch.worker_epoch, UINT64_MAX);
+        cr_assert_eq(m->dispatch.pids_max, UINT32_MAX);
         cr_assert(m->dispatch.noop_success);
         break;
     case TN_MSG_RESULT:
@@ -496,7 +498,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert(memcmp(r[1].via.str.ptr, "worker:w7", 9) == 0);
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r[2].via.array.size, TN_MSG__MAX);
-    static const uint32_t lens[] = {0, 20, 5, 4, 2, 6, 8, 6, 14, 3};
+    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 6, 14, 3};
     for (unsigned i = 0; i < TN_MSG__MAX; i++) {
         msgpack_object *o = &r[2].via.array.ptr[i];
         cr_assert_eq(o->type, MSGPACK_OBJECT_ARRAY);
@@ -513,7 +515,8 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert_eq(d[15].type, MSGPACK_OBJECT_BOOLEAN);
     cr_assert_eq(d[18].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     cr_assert_eq((int64_t)d[18].via.u64, 1795000000123456789ll);
-    cr_assert_eq(d[19].via.u64, 4242, "worker_epoch, last");
+    cr_assert_eq(d[19].via.u64, 4242, "worker_epoch");
+    cr_assert_eq(d[20].via.u64, 4096, "pids_max, last");
     /* KILL_RESULT (max): 100k pids, survivors as [pid, state] */
     msgpack_object *k = r[2].via.array.ptr[6].via.array.ptr;
     cr_assert_eq(k[4].via.array.size, TN_PROTO_PIDS_MAX);
@@ -1278,7 +1281,7 @@ CASE(c_reconciled_pair_short)
 CASE(c_dispatch_empty_name)
 {
     head(r, 1);
-    wa(r, 20);
+    wa(r, 21);
     wu(r, TN_MSG_DISPATCH);
     wu(r, 1);
     wu(r, 1);

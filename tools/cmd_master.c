@@ -25,8 +25,9 @@ static const tn_opt master_table[] = {
     {"id", 0, TN_OPT_STR, offsetof(master_opts, id), "ID",
      .help = "this master's name in the log (master:ID)", TN_OPT_CFG},
     {"heartbeat-timeout", 0, TN_OPT_DURATION, offsetof(master_opts, hb_timeout), "DURATION",
-     .help = "a worker silent this long is lost, its tasks fail over (default 10s)",
-     TN_OPT_CFG},
+     .help = "a worker silent this long is lost, its tasks fail over (default 10s;\n"
+             "at least 3 times the workers' --heartbeat)",
+     TN_OPT_CFG, 1000, 3600000},
     {"selector", 0, TN_OPT_STR, offsetof(master_opts, selector),
      "random|round_robin|lower_weight", .help = "how a worker is chosen (default lower_weight)",
      TN_OPT_CFG},
@@ -35,7 +36,7 @@ static const tn_opt master_table[] = {
     {"max-workers", 0, TN_OPT_U32, offsetof(master_opts, max_workers), "N",
      .help = "workers known at once; more are refused (default 1024)", TN_OPT_CFG, 1, 1000000},
     {"map-max", 0, TN_OPT_SIZE, offsetof(master_opts, map_max), "BYTES",
-     .help = "the largest the event store may grow", TN_OPT_CFG},
+     .help = "the largest the event store may grow", TN_OPT_CFG, 1u << 20, 1ull << 40},
     {"config", 0, TN_OPT_CONFIG, offsetof(master_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};

@@ -19,7 +19,7 @@ typedef struct run_opts {
     const char *data;
     bool json, dry_run;
     tn_opt_kv param;
-    tn_opt_list from;
+    tn_opt_list from, pass_env;
     int mode;
     const char *tenant;
 } run_opts;
@@ -45,6 +45,9 @@ static const tn_opt run_table[] = {
      .help = "run the shell tasks as this OS user (over the definition's tenant:)"},
     {"dry-run", 0, TN_OPT_FLAG, offsetof(run_opts, dry_run), NULL,
      .help = "record an instance whose tasks are marked successful, run nothing"},
+    {"pass-env", 0, TN_OPT_LIST, offsetof(run_opts, pass_env), "NAME",
+     .help = "pass the worker's variable NAME to every task (repeatable); tasks get\n"
+             "PATH, HOME, USER, LOGNAME, SHELL, LANG, TERN_*, their params and nothing else"},
     {"data", 0, TN_OPT_STR, offsetof(run_opts, data), "DIR",
      .help = "the data directory (default ./tern-data)"},
     {"json", 0, TN_OPT_FLAG, offsetof(run_opts, json), NULL,
@@ -240,7 +243,8 @@ static int run_here(const run_opts *o, const run_def *d)
         tn_log_set_level(TN_LOG_WARN);
     tn_standalone *s;
     tn_errmsg m = {{0}};
-    tn_standalone_opts so = {.data_dir = o->data};
+    tn_standalone_opts so = {
+        .data_dir = o->data, .pass_env = o->pass_env.v, .npass_env = o->pass_env.n};
     if (tn_standalone_start(&so, &s, &m))
         return tn_cli_fail("run", "%s", m.text);
     tn_engine *e = tn_master_engine(tn_standalone_master(s));

@@ -7,8 +7,9 @@
 
 typedef struct standalone_opts {
     const char *data, *config;
-    uint32_t slots;
+    uint32_t slots, pids_max;
     bool no_cgroup;
+    tn_opt_list pass_env;
 } standalone_opts;
 
 static const tn_opt standalone_table[] = {
@@ -16,10 +17,18 @@ static const tn_opt standalone_table[] = {
      .help = "the data directory (default ./tern-data; the worker's in DIR/worker)",
      TN_OPT_CFG},
     {"slots", 0, TN_OPT_U32, offsetof(standalone_opts, slots), "N",
-     .help = "the worker's tasks at once (default 4)", TN_OPT_CFG, 1, 100000},
+     .help = "the worker's tasks at once (default 4)", TN_OPT_CFG, 1, 4096},
     {"no-cgroup", 0, TN_OPT_FLAG, offsetof(standalone_opts, no_cgroup), NULL,
      .help = "contain tasks by session and /proc walk, even where cgroups are delegated",
      TN_OPT_CFG},
+    {"pass-env", 0, TN_OPT_LIST, offsetof(standalone_opts, pass_env), "NAME",
+     .help = "pass the worker's variable NAME to every task (repeatable); tasks get\n"
+             "PATH, HOME, USER, LOGNAME, SHELL, LANG, TERN_*, their params and nothing else",
+     TN_OPT_CFG},
+    {"pids-max", 0, TN_OPT_U32, offsetof(standalone_opts, pids_max), "N",
+     .help = "processes a task may have at once when its definition sets no pids_max\n"
+             "(default 4096)",
+     TN_OPT_CFG, 1, 4194304},
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -39,7 +48,12 @@ static int run(const standalone_opts *o)
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};
-    tn_standalone_opts so = {.data_dir = o->data, .slots = o->slots, .no_cgroup = o->no_cgroup};
+    tn_standalone_opts so = {.data_dir = o->data,
+                             .slots = o->slots,
+                             .no_cgroup = o->no_cgroup,
+                             .pass_env = o->pass_env.v,
+                             .npass_env = o->pass_env.n,
+                             .pids_max = o->pids_max};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
     /* the commands exactly as they work from here: --data only when not the default */

@@ -9,8 +9,9 @@ typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
     const char *tls_cert, *tls_key, *tls_ca, *master_name;
     uint64_t heartbeat, mem_reserve, map_max;
-    uint32_t slots, max_load;
+    uint32_t slots, max_load, pids_max;
     bool no_cgroup, insecure;
+    tn_opt_list pass_env;
 } worker_opts;
 
 /* A load average into thousandths. */
@@ -35,15 +36,25 @@ static const tn_opt worker_table[] = {
      TN_OPT_CFG},
     {"group", 0, TN_OPT_STR, offsetof(worker_opts, group), "G[,G]",
      .help = "the worker groups it serves", TN_OPT_CFG},
-    {"slots", 0, TN_OPT_U32, offsetof(worker_opts, slots), "N", .help = "tasks at once",
-     TN_OPT_CFG, 1, 100000},
+    {"slots", 0, TN_OPT_U32, offsetof(worker_opts, slots), "N",
+     .help = "tasks at once (default 4)", TN_OPT_CFG, 1, 4096},
     {"max-load", 0, TN_OPT_CUSTOM, offsetof(worker_opts, max_load), "L",
      .help = "take no task while the load average is above L", TN_OPT_CFG,
      .want = "a positive load average", .parse = parse_load},
     {"mem-reserve", 0, TN_OPT_SIZE, offsetof(worker_opts, mem_reserve), "BYTES",
-     .help = "take no task while less memory than this is free", TN_OPT_CFG},
+     .help = "take no task while less memory than this is free", TN_OPT_CFG, 0, 1ull << 50},
     {"heartbeat", 0, TN_OPT_DURATION, offsetof(worker_opts, heartbeat), "DURATION",
-     .help = "how often it reports to the master", TN_OPT_CFG, .want = "a duration such as 1s"},
+     .help = "how often it reports to the master (default 1s; the master's\n"
+             "--heartbeat-timeout should be at least 3 times this)",
+     TN_OPT_CFG, 100, 10000},
+    {"pass-env", 0, TN_OPT_LIST, offsetof(worker_opts, pass_env), "NAME",
+     .help = "pass the worker's variable NAME to every task (repeatable); tasks get\n"
+             "PATH, HOME, USER, LOGNAME, SHELL, LANG, TERN_*, their params and nothing else",
+     TN_OPT_CFG},
+    {"pids-max", 0, TN_OPT_U32, offsetof(worker_opts, pids_max), "N",
+     .help = "processes a task may have at once when its definition sets no pids_max\n"
+             "(default 4096)",
+     TN_OPT_CFG, 1, 4194304},
     {"ctl", 0, TN_OPT_STR, offsetof(worker_opts, ctl), "URL",
      .help = "where `tern logs` reads task logs", TN_OPT_CFG},
     {"no-cgroup", 0, TN_OPT_FLAG, offsetof(worker_opts, no_cgroup), NULL,
@@ -57,7 +68,7 @@ static const tn_opt worker_table[] = {
      TN_OPT_CFG},
     {"map-max", 0, TN_OPT_SIZE, offsetof(worker_opts, map_max), "BYTES",
      .help = "the largest the outbox store may grow (a full one holds reports back)",
-     TN_OPT_CFG},
+     TN_OPT_CFG, 1u << 20, 1ull << 40},
     {"config", 0, TN_OPT_CONFIG, offsetof(worker_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -99,7 +110,10 @@ static int run(const worker_opts *o)
                          .tls_cert = o->tls_cert,
                          .tls_key = o->tls_key,
                          .tls_ca = o->tls_ca,
-                         .master_name = o->master_name};
+                         .master_name = o->master_name,
+                         .pass_env = o->pass_env.v,
+                         .npass_env = o->pass_env.n,
+                         .pids_max = o->pids_max};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))

@@ -110,6 +110,21 @@ static const tn_opt *find_short(const tn_opt_cmd *c, char ch)
     return NULL;
 }
 
+/* A bound in milliseconds as the shortest exact unit ("100ms", "1s", "24h"). */
+static void fmt_ms(uint64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        uint64_t ms;
+        const char *unit;
+    } units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (ms && ms % units[i].ms == 0) {
+            snprintf(buf, len, "%" PRIu64 "%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    snprintf(buf, len, "%" PRIu64 "ms", ms);
+}
+
 static const char *default_want(const tn_opt *o, char *buf, size_t len)
 {
     if (o->want)
@@ -124,8 +139,26 @@ static const char *default_want(const tn_opt *o, char *buf, size_t len)
         else
             snprintf(buf, len, "a number");
         return buf;
-    case TN_OPT_DURATION: return "a duration such as 10s";
-    case TN_OPT_SIZE: return "a size such as 512M";
+    case TN_OPT_DURATION:
+        if (o->min || o->max) {
+            char lo[24], hi[24];
+            fmt_ms(o->min, lo, sizeof(lo));
+            fmt_ms(o->max, hi, sizeof(hi));
+            if (o->max)
+                snprintf(buf, len, "a duration %s..%s", lo, hi);
+            else
+                snprintf(buf, len, "a duration >= %s", lo);
+            return buf;
+        }
+        return "a duration such as 10s";
+    case TN_OPT_SIZE:
+        if (o->max)
+            snprintf(buf, len, "a size %" PRIu64 "..%" PRIu64 " bytes", o->min, o->max);
+        else if (o->min)
+            snprintf(buf, len, "a size >= %" PRIu64 " bytes", o->min);
+        else
+            return "a size such as 512M";
+        return buf;
     case TN_OPT_TIME: return "an ISO 8601 time such as 2026-11-22T10:00:00Z";
     case TN_OPT_KV: return "key=value";
     case TN_OPT_FLAG: return "true or false";
@@ -203,8 +236,17 @@ static int set_value(const tn_opt *o, const char *who, const char *v, void *obj,
         if ((ok = parse_uint(o, v, &u)))
             *(uint32_t *)field = (uint32_t)u;
         break;
-    case TN_OPT_DURATION: ok = tn_parse_duration_ms(v, field) == TN_OK; break;
-    case TN_OPT_SIZE: ok = tn_parse_size(v, field) == TN_OK; break;
+    case TN_OPT_DURATION:
+        /* within [min, max] as for numbers (max 0: no upper bound); a bad one is untouched */
+        ok = tn_parse_duration_ms(v, &u) == TN_OK && u >= o->min && (!o->max || u <= o->max);
+        if (ok)
+            *(uint64_t *)field = u;
+        break;
+    case TN_OPT_SIZE:
+        ok = tn_parse_size(v, &u) == TN_OK && u >= o->min && (!o->max || u <= o->max);
+        if (ok)
+            *(uint64_t *)field = u;
+        break;
     case TN_OPT_TIME: ok = tn_parse_time(v, field) == 0; break;
     case TN_OPT_KV:
     case TN_OPT_LIST: return add_item(o, who, v, field, a);
@@ -212,7 +254,7 @@ static int set_value(const tn_opt *o, const char *who, const char *v, void *obj,
     }
     if (ok)
         return 0;
-    char buf[64];
+    char buf[96];
     return fail(a, 2, "%s wants %s, not \"%s\"", who, default_want(o, buf, sizeof(buf)), v);
 }
 

@@ -226,6 +226,7 @@ static void pack_dispatch(msgpack_packer *pk, const tn_msg_dispatch *d)
     pk_pairs(pk, d->noop_outputs);
     msgpack_pack_int64(pk, d->deadline_ns);
     msgpack_pack_uint64(pk, d->worker_epoch);
+    msgpack_pack_uint32(pk, d->pids_max);
 }
 
 static void pack_kill_result(msgpack_packer *pk, const tn_msg_kill_result *k)
@@ -511,7 +512,7 @@ static bool rd_dispatch(tn_mp *r, scratch *s, tn_msg_dispatch *d)
            tn_mp_u64(r, &d->cpu_max_milli) && rd_str(r, 0, TN_PROTO_ID_MAX, &d->user) &&
            tn_mp_bool(r, &d->noop_success) && tn_mp_u64(r, &d->noop_duration_ms) &&
            rd_pairs(r, s, &d->noop_outputs) && tn_mp_i64(r, &d->deadline_ns) &&
-           tn_mp_u64(r, &d->worker_epoch);
+           tn_mp_u64(r, &d->worker_epoch) && rd_u32(r, &d->pids_max);
 }
 
 static bool rd_kill_result(tn_mp *r, scratch *s, tn_msg_kill_result *k)

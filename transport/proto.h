@@ -12,7 +12,8 @@
  *   master -> worker
  *   1 DISPATCH    [1, task, wf, attempt, name, type, command, env_prelude, params,
  *                  worker_group, timeout_ms, kill_grace_ms, memory_max, cpu_max_milli, user,
- *                  noop_success, noop_duration_ms, noop_outputs, deadline_ns, worker_epoch]
+ *                  noop_success, noop_duration_ms, noop_outputs, deadline_ns, worker_epoch,
+ *                  pids_max]
  *   2 KILL        [2, task, attempt, grace_ms, reason]
  *   3 PERSISTED   [3, report_id, task, attempt]
  *   4 RECONCILE   [4, epoch]
@@ -28,7 +29,7 @@
  * strings are msgpack str, bools are bool, maps (params, outputs, gauges) are msgpack maps
  * with unique non-empty string keys, in the order given. A new field or message type is a
  * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch;
- * 3 the frame's cluster and HEARTBEAT's degraded, degraded_at).
+ * 3 the frame's cluster, HEARTBEAT's degraded and degraded_at, DISPATCH's pids_max).
  *
  * Decoding is strict and bounded: every length is checked against the limits below and the
  * bytes left before anything is read or allocated; a wrong version is TN_ERR_VERSION,
@@ -74,11 +75,15 @@
 #define TN_PROTO_GAUGES_MAX      256u
 #define TN_PROTO_RUNNING_MAX     100000u /* task attempts in RECONCILED */
 #define TN_PROTO_CLUSTER_MAX     64u     /* a frame's cluster id */
+/* What a peer's send queue holds at most (tn_outq_new max_queued for the master's queue to
+ * each worker and a worker's to the master): the largest message twice, so that one always
+ * fits behind a backlog of smaller ones. */
+#define TN_PROTO_QUEUE_MAX       (2u * TN_PROTO_MSG_MAX)
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
 #define TN_MSG_LIST(X)   \
-    X(DISPATCH, 1, 20)   \
+    X(DISPATCH, 1, 21)   \
     X(KILL, 2, 5)        \
     X(PERSISTED, 3, 4)   \
     X(RECONCILE, 4, 2)   \
@@ -169,6 +174,8 @@ typedef struct tn_msg_dispatch {
     uint64_t worker_epoch; /* the boot id (HEARTBEAT epoch) of the worker run it is for: a
                              * worker drops a DISPATCH for another run of itself, one the
                              * transport kept while it was down */
+    uint32_t pids_max;     /* processes the attempt may have at once; 0: the worker's
+                            * default */
 } tn_msg_dispatch;
 
 /* Kill the processes of (task, attempt): SIGTERM, grace_ms, SIGKILL. */

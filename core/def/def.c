@@ -1283,6 +1283,7 @@ static const field task_fields[TN_DEF_TK__COUNT] = {
     [TN_DEF_TK_KILL_GRACE] = {V_DURATION, T_(SHELL), .off = TF(kill_grace_ms)},
     [TN_DEF_TK_MEMORY_MAX] = {V_SIZE, T_(SHELL), .off = TF(memory_max)},
     [TN_DEF_TK_CPU_MAX] = {V_CPU, T_(SHELL), .off = TF(cpu_max_milli)},
+    [TN_DEF_TK_PIDS_MAX] = {V_COUNT, T_(SHELL), .off = TF(pids_max), .max = TN_DEF_MAX_PIDS},
     [TN_DEF_TK_RESULT] = {V_ENUM, T_(NOOP), .off = TF(noop.result), .ed = &noop_result_desc},
     [TN_DEF_TK_DURATION] = {V_DURATION, T_(NOOP), .off = TF(noop.duration_ms)},
     [TN_DEF_TK_OUTPUTS] = {V_KVS, T_(NOOP), .off = TF(noop.outputs)},
@@ -2274,7 +2275,7 @@ void tn_def_free(tn_def *d)
  *            timeout_strategy, delay_ms, priority, body]
  *   body of shell        = [worker_group, task_group|nil, dispatch_timeout_ms,
  *                           environment|nil, command, kill_grace_ms, memory_max,
- *                           cpu_max_milli]
+ *                           cpu_max_milli, pids_max]
  *           noop         = [worker_group, task_group|nil, dispatch_timeout_ms, result,
  *                           duration_ms, outputs]
  *           conditions   = [mode, [[task, state]...], [on_success...], [on_failure...]]

@@ -24,6 +24,7 @@
 #define TN_DEF_MAX_RETRIES     1000u
 #define TN_DEF_MAX_DURATION_MS (3650ull * 24 * 3600 * 1000) /* 10 years */
 #define TN_DEF_MAX_CPU_MILLI   (10000ull * 1000)            /* 10,000 cores */
+#define TN_DEF_MAX_PIDS        4194304u /* pids_max: the kernel's PID_MAX_LIMIT */
 
 /* The version of the encoding tn_def_encode writes and tn_def_decode reads, and the
  * largest encoding tn_def_decode accepts (an encoding is at most about 3x its YAML). */
@@ -203,6 +204,7 @@ TN_DEF__ENUM_API(failure_policy)
     X(KILL_GRACE, kill_grace)             \
     X(MEMORY_MAX, memory_max)             \
     X(CPU_MAX, cpu_max)                   \
+    X(PIDS_MAX, pids_max)                 \
     X(RESULT, result)                     \
     X(DURATION, duration)                 \
     X(OUTPUTS, outputs)                   \
@@ -310,6 +312,7 @@ typedef struct tn_def_task {
     uint64_t kill_grace_ms;
     uint64_t memory_max;    /* bytes; 0 = no limit */
     uint64_t cpu_max_milli; /* 1.5 cores = 1500; 0 = no limit */
+    uint32_t pids_max;      /* processes at once; 0 = the worker's default (--pids-max) */
 
     struct {
         tn_def_noop_result result;

@@ -778,6 +778,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     in->r = *r;
     in->worker = dup_or_null(r->worker);
     in->reason = dup_or_null(r->reason);
+    in->containment = dup_or_null(r->containment);
     in->out_keys = (char **)(in + 1);
     in->out_values = in->out_keys + r->nout;
     for (uint32_t i = 0; i < r->nout; i++) {
@@ -786,6 +787,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     }
     in->r.worker = in->worker;
     in->r.reason = in->reason;
+    in->r.containment = in->containment;
     in->r.out_keys = (const char *const *)in->out_keys;
     in->r.out_values = (const char *const *)in->out_values;
     pthread_mutex_lock(&e->mu);
@@ -802,6 +804,7 @@ static void input_free(input *in)
 {
     free(in->worker);
     free(in->reason);
+    free(in->containment);
     for (uint32_t i = 0; i < in->r.nout; i++) {
         free(in->out_keys[i]);
         free(in->out_values[i]);

@@ -82,11 +82,12 @@ typedef struct tn_report {
     uint64_t report_id; /* the sender's id of this report (for ack), 0 = none */
     uint64_t wf, task;
     uint32_t attempt;
-    bool success;       /* RESULT */
-    int64_t exit_code;  /* RESULT */
-    int64_t pid;        /* ACCEPTED */
-    const char *worker; /* who ran it ("inproc", "worker:w1") */
-    const char *reason; /* optional text: "spawn failed: ...", "killed by timeout" */
+    bool success;            /* RESULT */
+    int64_t exit_code;       /* RESULT */
+    int64_t pid;             /* ACCEPTED */
+    const char *worker;      /* who ran it ("inproc", "worker:w1") */
+    const char *reason;      /* optional text: "spawn failed: ...", "killed by timeout" */
+    const char *containment; /* ACCEPTED: how it is contained ("cgroup pids=v2:4096") */
     /* RESULT: values passed downstream (setValue / noop outputs) */
     const char *const *out_keys;
     const char *const *out_values;

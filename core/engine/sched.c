@@ -1081,6 +1081,8 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         tn_event_set_int(&ev, "pid", r->pid);
         if (r->worker)
             tn_event_set_str(&ev, "worker", r->worker);
+        if (r->containment)
+            tn_event_set_str(&ev, "containment", r->containment);
         if ((err = eng_emit_task(e, t, 0, &ev)))
             return err;
         arm_timeout(e, t);

@@ -25,6 +25,29 @@
 #define MAX_GROUPS 16
 #define MAX_GAUGES 32
 
+/* Limits agree end to end: what a definition may hold fits a DISPATCH, a DISPATCH fits a
+ * frame, a frame fits the receiver's bound and a worker's send queue. The definition's
+ * params (up to TN_DEF_MAX_PARAMS values of TN_DEF_MAX_STRING bytes each, with upstream
+ * outputs added at run time) can exceed any frame: a DISPATCH over TN_PROTO_MSG_MAX is
+ * refused when encoded, and the task fails once with the reason (ex_dispatch). */
+#define DISPATCH_FIXED_MAX                                              \
+    ((size_t)TN_DEF_MAX_COMMAND + TN_DEF_MAX_STRING /* env prelude */ + \
+     4 * TN_PROTO_ID_MAX /* name, group, user, sender */ + TN_PROTO_TYPE_MAX + 1024)
+_Static_assert(TN_DEF_MAX_COMMAND <= TN_PROTO_COMMAND_MAX, "a definition's command fits");
+_Static_assert(TN_DEF_MAX_STRING <= TN_PROTO_ENV_MAX, "an environment prelude fits");
+_Static_assert(TN_DEF_MAX_STRING <= TN_PROTO_VALUE_MAX, "a param value fits");
+_Static_assert(TN_DEF_MAX_NAME <= TN_PROTO_KEY_MAX, "a param name fits");
+_Static_assert(TN_DEF_MAX_NAME <= TN_PROTO_ID_MAX, "a task name fits");
+_Static_assert(TN_DEF_MAX_PARAMS <= TN_PROTO_PAIRS_MAX, "a params map fits");
+/* the largest command with the most params of 1 KiB each, and as many noop outputs */
+_Static_assert(DISPATCH_FIXED_MAX + 2ull * TN_DEF_MAX_PARAMS * (TN_DEF_MAX_NAME + 1024 + 16) <=
+                   TN_PROTO_MSG_MAX,
+               "a DISPATCH of the format's maximum command and params fits a message");
+_Static_assert(TN_PROTO_MSG_MAX + 1024 <= TN_PROTO_FRAME_MAX,
+               "the largest message fits a frame");
+_Static_assert(TN_PROTO_QUEUE_MAX >= TN_PROTO_MSG_MAX,
+               "a worker's queue takes the largest one");
+
 typedef struct worker_view {
     struct worker_view *next;
     char name[TN_PROTO_ID_MAX + 1];
@@ -69,6 +92,17 @@ static void placement_free(placement *a)
     if (a)
         free(a->enc);
     free(a);
+}
+
+/* Keep an encoding (taken: freed with a) to resend to a's worker until answered. */
+static void placement_keep_enc(placement *a, tn_buf *b)
+{
+    free(a->enc);
+    a->enc = b->data;
+    a->len = b->size;
+    a->tries = 0;
+    a->next_send = tn_mono_ns() + 1000000000LL;
+    *b = (tn_buf){0};
 }
 
 /* Keep an encoded message to resend to a's worker until answered. */
@@ -257,6 +291,86 @@ static tn_pair *pairs(const char *const *k, const char *const *v, uint32_t n)
     return p;
 }
 
+/* A DISPATCH that cannot be encoded (over a wire bound) never will be: the attempt fails
+ * once with the reason, instead of failing over to be dispatched again (and again). */
+static void dispatch_unsendable(tn_master *m, const tn_dispatch_req *r, tn_err e,
+                                const char *worker)
+{
+    char why[400];
+    snprintf(why, sizeof(why),
+             "the dispatch cannot be sent: %s (a DISPATCH holds at most %u bytes, %u params "
+             "of %u bytes each, a command of %u bytes): make the command or params smaller",
+             tn_strerror(e), (unsigned)TN_PROTO_MSG_MAX, (unsigned)TN_PROTO_PAIRS_MAX,
+             (unsigned)TN_PROTO_VALUE_MAX, (unsigned)TN_PROTO_COMMAND_MAX);
+    tn_error("master",
+             "msg=\"dispatch cannot be sent, the task fails\" task=%" PRIu64 " attempt=%u "
+             "worker=%s why=\"%s\"",
+             r->task, r->attempt, worker, tn_strerror(e));
+    pthread_mutex_lock(&m->mu);
+    placement *a = tn_map_get(&m->asgs, r->task);
+    if (a && a->attempt == r->attempt) {
+        worker_view *w = find_worker(m, a->worker);
+        if (w && w->assigned)
+            w->assigned--;
+        placement_free(tn_map_del(&m->asgs, r->task));
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_report fail = {.kind = TN_REPORT_RESULT,
+                      .wf = r->wf,
+                      .task = r->task,
+                      .attempt = r->attempt,
+                      .success = false,
+                      .exit_code = -1,
+                      .reason = why};
+    tn_engine_report(m->e, &fail);
+}
+
+/* Encode, queue and keep (for resend until ACCEPTED) a DISPATCH for the placed worker. */
+static void send_dispatch(tn_master *m, const tn_dispatch_req *r, tn_msg *msg)
+{
+    tn_buf enc = {0};
+    bool sent = false;
+    char who[TN_PROTO_ID_MAX + 1] = "?";
+    pthread_mutex_lock(&m->mu);
+    placement *a = tn_map_get(&m->asgs, r->task);
+    worker_view *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
+    if (w) {
+        msg->dispatch.worker_epoch = w->epoch; /* a later run of that worker drops it */
+        snprintf(who, sizeof(who), "%s", w->name);
+    }
+    tn_err e = tn_msg_encode(msg, &enc);
+    if (e == TN_ERR_TOOBIG || e == TN_ERR_INVAL) {
+        pthread_mutex_unlock(&m->mu);
+        tn_buf_free(&enc);
+        dispatch_unsendable(m, r, e, who);
+        return;
+    }
+    if (!e && w && w->alive && w->q) {
+        tn_err qe = tn_outq_push(w->q, msg);
+        if (qe == TN_OK)
+            (void)tn_outq_flush(w->q, w->tx, NULL);
+        else /* a backlog (the queue holds any one message): resent with backoff */
+            tn_warn("master",
+                    "msg=\"worker queue full, the dispatch waits for a resend\" task=%" PRIu64
+                    " worker=%s why=\"%s\"",
+                    r->task, w->name, tn_strerror(qe));
+        placement_keep_enc(a, &enc);
+        sent = true;
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_buf_free(&enc);
+    if (!sent) {
+        /* the worker went away between placement and now: fail the attempt over */
+        tn_report lost = {.kind = TN_REPORT_LOST,
+                          .wf = r->wf,
+                          .task = r->task,
+                          .attempt = r->attempt,
+                          .reason = "its worker went away before the "
+                                    "dispatch was sent"};
+        tn_engine_report(m->e, &lost);
+    }
+}
+
 static void ex_dispatch(void *self, const tn_dispatch_req *r)
 {
     tn_master *m = self;
@@ -277,6 +391,7 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     d->kill_grace_ms = n->kill_grace_ms;
     d->memory_max = n->memory_max;
     d->cpu_max_milli = n->cpu_max_milli;
+    d->pids_max = n->pids_max;
     d->noop_success = n->noop.result == TN_DEF_NOOP_SUCCESS;
     d->noop_duration_ms = n->noop.duration_ms;
     tn_pair *op = calloc(n->noop.outputs.n ? n->noop.outputs.n : 1, sizeof(tn_pair));
@@ -287,30 +402,9 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     d->noop_outputs = (tn_pairs){op, op ? n->noop.outputs.n : 0};
     d->deadline_ns = r->deadline_ns;
     d->user = tn_str_c(r->tenant);
-    bool sent = false;
-    pthread_mutex_lock(&m->mu);
-    placement *a = tn_map_get(&m->asgs, r->task);
-    worker_view *w = a && a->attempt == r->attempt ? find_worker(m, a->worker) : NULL;
-    if (w)
-        d->worker_epoch = w->epoch; /* a later run of that worker drops it */
-    if (w && w->alive && w->q && tn_outq_push(w->q, &msg) == TN_OK) {
-        sent = true;
-        (void)tn_outq_flush(w->q, w->tx, NULL);
-        placement_keep(a, &msg);
-    }
-    pthread_mutex_unlock(&m->mu);
+    send_dispatch(m, r, &msg);
     free(pp);
     free(op);
-    if (!sent) {
-        /* the worker went away between placement and now: fail the attempt over */
-        tn_report lost = {.kind = TN_REPORT_LOST,
-                          .wf = r->wf,
-                          .task = r->task,
-                          .attempt = r->attempt,
-                          .reason = "its worker went away before the "
-                                    "dispatch was sent"};
-        tn_engine_report(m->e, &lost);
-    }
 }
 
 static void ex_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, uint64_t grace_ms)
@@ -518,7 +612,7 @@ static bool worker_redial(tn_master *m, worker_view *w)
     if (!e)
         e = tn_tx_dial(w->tx, w->listen_url, &em);
     if (!e)
-        e = tn_outq_new(m->id, 256, 4u << 20, 65536, &w->q);
+        e = tn_outq_new(m->id, 256, 4u << 20, TN_PROTO_QUEUE_MAX, &w->q);
     if (!e)
         tn_outq_set_cluster(w->q, m->cluster);
     if (e) {
@@ -577,6 +671,16 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         return;
     }
     w->alive = true;
+    uint64_t hb_ms = 0;
+    for (uint32_t i = 0; i < h->gauges.n; i++)
+        if (tn_str_eq(h->gauges.v[i].key, "heartbeat_ms"))
+            hb_ms = h->gauges.v[i].val;
+    if ((fresh || rebooted) && hb_ms && m->o.heartbeat_timeout_ms < 3 * hb_ms)
+        tn_warn("master",
+                "msg=\"heartbeat timeout under 3 heartbeats: the worker may be lost while "
+                "alive\" worker=%s heartbeat_ms=%" PRIu64 " heartbeat_timeout_ms=%" PRIu64
+                " fix=\"raise --heartbeat-timeout or lower the worker's --heartbeat\"",
+                w->name, hb_ms, m->o.heartbeat_timeout_ms);
     if (fresh || rebooted || back || redial) {
         /* ask what it runs: what it does not is lost, what it runs and is not ours is
          * killed (fencing) */
@@ -684,6 +788,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     char worker[TN_PROTO_ID_MAX + 1];
     snprintf(worker, sizeof(worker), "%.*s", (int)sender.len, sender.p);
     tn_report r = {.worker = worker};
+    char containment[TN_PROTO_CONTAINMENT_MAX + 1];
     if (!fc->checked) {
         fc->ok = sender_ok(m, fc->peer, worker, "frame");
         fc->checked = true;
@@ -729,6 +834,9 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         r.task = msg->accepted.task;
         r.attempt = msg->accepted.attempt;
         r.pid = msg->accepted.pid;
+        snprintf(containment, sizeof(containment), "%.*s", (int)msg->accepted.containment.len,
+                 msg->accepted.containment.p);
+        r.containment = containment[0] ? containment : NULL;
         break;
     case TN_MSG_RESULT: {
         const tn_msg_result *x = &msg->result;

@@ -46,7 +46,10 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .cgroup_root = opts->no_cgroup ? "" : NULL,
                          .heartbeat_ms = 500,
                          /* its worker is this master's, whatever DATA/worker said before */
-                         .cluster_id = tn_master_cluster_id(s->m)};
+                         .cluster_id = tn_master_cluster_id(s->m),
+                         .pass_env = opts->pass_env,
+                         .npass_env = opts->npass_env,
+                         .pids_max = opts->pids_max};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

@@ -12,9 +12,12 @@
 typedef struct tn_standalone tn_standalone;
 
 typedef struct tn_standalone_opts {
-    const char *data_dir; /* the master's store; the worker's is DATA/worker */
-    uint32_t slots;       /* the worker's slots; default 4 */
-    bool no_cgroup;       /* contain tasks by session and /proc walk, not cgroups */
+    const char *data_dir;        /* the master's store; the worker's is DATA/worker */
+    uint32_t slots;              /* the worker's slots; default 4 */
+    bool no_cgroup;              /* contain tasks by session and /proc walk, not cgroups */
+    const char *const *pass_env; /* worker variables passed to tasks (tn_worker_opts) */
+    uint32_t npass_env;
+    uint32_t pids_max; /* a task's processes when its definition says 0; 0 = 4096 */
 } tn_standalone_opts;
 
 /* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same

@@ -281,12 +281,12 @@ bool pr_setup_v2(tn_procs *p, const char *root, char *why, size_t wlen)
     p->has_kill = pr_exists_at(w, "cgroup.kill");
     p->has_freeze = pr_exists_at(w, "cgroup.freeze");
     /* v2 limits: enable the controller on the two levels we own, if the parent offers it */
-    const char *ctrls[2] = {"memory", "cpu"};
-    lim_kind *kinds[2] = {&p->lim_mem, &p->lim_cpu};
+    const char *ctrls[3] = {"memory", "cpu", "pids"};
+    lim_kind *kinds[3] = {&p->lim_mem, &p->lim_cpu, &p->lim_pids};
     char buf[512];
     pr_sfmt(procs, sizeof(procs), "%s/cgroup.controllers", root);
     if (pr_read_small(procs, buf, sizeof(buf)) > 0) {
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             char on[16], tok[16];
             snprintf(on, sizeof(on), "+%s", ctrls[i]);
             snprintf(tok, sizeof(tok), " %s ", ctrls[i]);

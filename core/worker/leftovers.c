@@ -246,6 +246,7 @@ tn_err tn_procs_adopt_leftovers(tn_procs *p, tn_leftover_fn cb, void *ud, uint32
         (void)closedir(d);
     collect_v1(p, p->v1_mem, &g);
     collect_v1(p, p->v1_cpu, &g);
+    collect_v1(p, p->v1_pids, &g);
     /* tagged processes: session-mode leftovers, and anything that left its cgroup */
     if (pr_scan_all(&p->scan)) {
         for (size_t i = 0; i < p->scan.n; i++) {
@@ -276,6 +277,7 @@ tn_err tn_procs_adopt_leftovers(tn_procs *p, tn_leftover_fn cb, void *ud, uint32
     free(sids);
     remove_v1_orphans(p, p->v1_mem);
     remove_v1_orphans(p, p->v1_cpu);
+    remove_v1_orphans(p, p->v1_pids);
     p->adopted_total += g.n;
     if (nattempts)
         *nattempts = (uint32_t)g.n;
@@ -369,6 +371,8 @@ uint32_t tn_procs_sweep(tn_procs *p)
         n += pr_walk_tree(p, p->v1_mem, false, true, NULL);
     if (p->v1_cpu && (!p->v1_mem || strcmp(p->v1_cpu, p->v1_mem) != 0))
         n += pr_walk_tree(p, p->v1_cpu, false, true, NULL);
+    if (p->v1_pids)
+        n += pr_walk_tree(p, p->v1_pids, false, true, NULL);
     p->swept_total += n;
     pthread_mutex_unlock(&p->mu);
     return n;

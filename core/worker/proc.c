@@ -72,6 +72,9 @@ tn_err tn_procs_new(const tn_proc_opts *o, tn_procs **out, tn_errmsg *msg)
         if (p->lim_cpu == LIM_NONE &&
             (p->v1_cpu = pr_setup_v1(p, "cpu", "cpu.cfs_quota_us", &p->parents[2])))
             p->lim_cpu = LIM_V1;
+        if (p->lim_pids == LIM_NONE &&
+            (p->v1_pids = pr_setup_v1(p, "pids", "pids.max", &p->parents[3])))
+            p->lim_pids = LIM_V1;
         snprintf(p->lim_why, sizeof(p->lim_why),
                  "no writable memory/cpu controller in cgroup2 or cgroup v1");
     }
@@ -79,10 +82,14 @@ tn_err tn_procs_new(const tn_proc_opts *o, tn_procs **out, tn_errmsg *msg)
         tn_info(COMP, "msg=\"cgroup v2 unusable, session containment\" why=\"%s\"", why);
     static const char *const lim_names[] = {"none", "v2", "v1"};
     tn_info(COMP,
-            "msg=\"procs ready\" worker=%s mode=%s dir=%s kill=%s freeze=%s memory=%s cpu=%s",
+            "msg=\"procs ready\" worker=%s mode=%s dir=%s kill=%s freeze=%s memory=%s cpu=%s "
+            "pids=%s",
             p->name, tn_contain_mode_name(p->mode), p->root ? p->root : "-",
             p->has_kill ? "cgroup.kill" : "signals", p->has_freeze ? "yes" : "no",
-            lim_names[p->lim_mem], lim_names[p->lim_cpu]);
+            lim_names[p->lim_mem], lim_names[p->lim_cpu],
+            p->lim_pids != LIM_NONE ? lim_names[p->lim_pids] :
+            geteuid() == 0          ? "none (root: not enforced)" :
+                                      "rlimit");
     *out = p;
     return TN_OK;
 }
@@ -118,6 +125,10 @@ tn_contain_mode tn_proc_mode(const tn_proc *t)
 const char *tn_proc_limits_note(const tn_proc *t)
 {
     return t->note;
+}
+const char *tn_proc_pids_note(const tn_proc *t)
+{
+    return t->pids_note;
 }
 
 tn_pid_ident tn_proc_ident(const tn_proc *t)
@@ -170,6 +181,7 @@ void pr_proc_destroy(tn_proc *t)
     if (t->cg_cpu != t->cg_mem)
         free(t->cg_cpu);
     free(t->cg_mem);
+    free(t->cg_pids);
     pr_pidset_fini(&t->seen);
     pr_pidset_fini(&t->sig);
     pr_pidset_fini(&t->stopped);
@@ -234,6 +246,8 @@ static void finalize(tn_procs *p, tn_proc *t)
         (void)pr_cg_rmdir_tree(t->cg_mem, 0);
     if (t->cg_cpu && t->cg_cpu != t->cg_mem)
         (void)pr_cg_rmdir_tree(t->cg_cpu, 0);
+    if (t->cg_pids)
+        (void)pr_cg_rmdir_tree(t->cg_pids, 0);
     t->finished = true;
     p->live--;
     int st = t->status;
@@ -415,6 +429,7 @@ void tn_procs_stats_get(tn_procs *p, tn_procs_stats *st)
     (void)pr_walk_tree(p, p->v1_mem, false, false, &cg);
     if (p->v1_cpu && (!p->v1_mem || strcmp(p->v1_cpu, p->v1_mem) != 0))
         (void)pr_walk_tree(p, p->v1_cpu, false, false, &cg);
+    (void)pr_walk_tree(p, p->v1_pids, false, false, &cg);
     *st = (tn_procs_stats){.live = p->live,
                            .cgroups = cg,
                            .swept_total = p->swept_total,
@@ -462,9 +477,9 @@ void tn_procs_free(tn_procs *p)
     p->head = NULL;
     /* only if empty: leftovers stay for the next start; a shared parent stays while
      * another worker uses it */
-    const char *dirs[6] = {p->root,       p->v1_mem,     p->v1_cpu,
-                           p->parents[0], p->parents[1], p->parents[2]};
-    for (int i = 0; i < 6; i++)
+    const char *dirs[8] = {p->root,       p->v1_mem,     p->v1_cpu,     p->v1_pids,
+                           p->parents[0], p->parents[1], p->parents[2], p->parents[3]};
+    for (int i = 0; i < 8; i++)
         if (dirs[i])
             (void)rmdir(dirs[i]);
     pthread_mutex_unlock(&p->mu);
@@ -472,7 +487,8 @@ void tn_procs_free(tn_procs *p)
     free(p->root);
     free(p->v1_mem);
     free(p->v1_cpu);
-    for (int i = 0; i < 3; i++)
+    free(p->v1_pids);
+    for (int i = 0; i < 4; i++)
         free(p->parents[i]);
     free(p->scan.v);
     free(p->scan.mark);

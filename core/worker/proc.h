@@ -109,7 +109,8 @@ void tn_procs_free(tn_procs *p);
 typedef struct tn_spawn {
     uint64_t task;
     uint32_t attempt;
-    const char *script;     /* run as /bin/sh -e -c script (the caller prepends env preludes) */
+    const char *script;     /* run as /bin/sh -e -c script (the caller prepends env preludes);
+                               one over 64 KiB as /bin/sh -e EXEC_DIR/.tern-script */
     const char *exec_dir;   /* created if missing (its parent must exist); the cwd */
     const char *log_path;   /* stdout and stderr, opened O_APPEND; created 0640 */
     char *const *envp;      /* NULL = the worker's environment */
@@ -117,6 +118,12 @@ typedef struct tn_spawn {
                              exec_dir is chowned to it; NULL = as the worker */
     uint64_t memory_max;    /* bytes, 0 = none */
     uint64_t cpu_max_milli; /* 1000 = one CPU, 0 = none */
+    /* processes (and threads) the attempt may have at once, 0 = none: the task cgroup's
+     * pids.max (v2, where the pids controller is delegated), else a v1 pids cgroup, else
+     * RLIMIT_NPROC in the child, which counts every process of the task's user and which
+     * root ignores: for a root task without a pids controller the limit is not enforced
+     * (the limits note says which applied) */
+    uint32_t pids_max;
 } tn_spawn;
 
 /* Starts one attempt. Everything in *s is copied or used during the call only. stdin is
@@ -137,6 +144,9 @@ tn_contain_mode tn_proc_mode(const tn_proc *t);
 /* How the limits were applied, for the task log: "no limits requested", "memory=v1
  * cpu=v1", "memory=v2; cpu limit unsupported here (...)". Owned by t. */
 const char *tn_proc_limits_note(const tn_proc *t);
+/* The pids limit that applied: "v2:N" (cgroup2 pids.max), "v1:N" (a v1 pids cgroup),
+ * "rlimit:N" (RLIMIT_NPROC), "none" (root without a pids controller), "" (none asked). */
+const char *tn_proc_pids_note(const tn_proc *t);
 
 /* A process named durably: pid plus start time in clock ticks since boot (field 22 of
  * /proc/<pid>/stat), so a reused pid is not mistaken for it. */

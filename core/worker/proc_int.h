@@ -102,10 +102,12 @@ struct tn_proc {
     pid_t pid;
     uint64_t start;
     tn_contain_mode mode;
-    char *cg;     /* v2 task cgroup, or NULL */
-    char *cg_mem; /* v1 memory cgroup, or NULL */
-    char *cg_cpu; /* v1 cpu cgroup, or NULL (or the same path as cg_mem) */
+    char *cg;      /* v2 task cgroup, or NULL */
+    char *cg_mem;  /* v1 memory cgroup, or NULL */
+    char *cg_cpu;  /* v1 cpu cgroup, or NULL (or the same path as cg_mem) */
+    char *cg_pids; /* v1 pids cgroup, or NULL */
     char note[256];
+    char pids_note[24]; /* the pids limit that applied: "v2:64", "rlimit:64", "none"; "" */
     int status;
     bool leader_exited;
     bool killed; /* a kill was asked before the leader exited */
@@ -128,10 +130,10 @@ struct tn_procs {
     tn_contain_mode mode;
     char *root; /* cgroup mode: the worker's sub-tree */
     bool has_kill, has_freeze;
-    lim_kind lim_mem, lim_cpu;
-    char *v1_mem, *v1_cpu; /* the worker's v1 sub-trees, when LIM_V1 */
-    char *parents[3];      /* shared "tern" dirs we found or made: removed when empty */
-    char lim_why[160];     /* why a limit kind is unsupported */
+    lim_kind lim_mem, lim_cpu, lim_pids;
+    char *v1_mem, *v1_cpu, *v1_pids; /* the worker's v1 sub-trees, when LIM_V1 */
+    char *parents[4];  /* shared "tern" dirs we found or made: removed when empty */
+    char lim_why[160]; /* why a limit kind is unsupported */
     int64_t leftover_grace_ns, verify_ns;
     tn_proc *head;
     uint32_t live;

@@ -1,6 +1,8 @@
 /* Spawning an attempt: clone3 into its cgroup (or posix_spawn), user, limits, exec dir. */
 #include "proc_int.h"
 
+#include <sys/resource.h>
+
 /* ---------------------------------------------------------------------------------- */
 /* Spawning */
 
@@ -22,7 +24,8 @@ typedef struct child_ctx {
     int nullfd, logfd;
     int cgdir;    /* the v2 task cgroup, joined at clone (CLONE_INTO_CGROUP); or -1 */
     int cgprocs;  /* its cgroup.procs, when the child joins by writing instead; or -1 */
-    int cgfds[2]; /* v1 limit cgroups' cgroup.procs, joined by writing */
+    int cgfds[3]; /* v1 limit cgroups' cgroup.procs, joined by writing */
+    rlim_t nproc; /* RLIMIT_NPROC for the child, when no pids cgroup limits it; 0: none */
     int ncg;
     const char *exec_dir;
     bool set_user;
@@ -85,6 +88,10 @@ __attribute__((no_sanitize_address)) static int child_run(void *arg)
         stage = ST_UID;
         if (syscall(SYS_SETUID, c->uid) != 0)
             goto fail;
+    }
+    if (c->nproc) { /* after setuid: the limit counts the processes of the task's user */
+        struct rlimit rl = {c->nproc, c->nproc};
+        (void)setrlimit(RLIMIT_NPROC, &rl);
     }
 #ifdef SYS_close_range
     (void)syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -354,6 +361,61 @@ static tn_err resolve_user(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
     return TN_OK;
 }
 
+/* The pids limit: pids.max of the v2 task cgroup, else of a per-task v1 pids cgroup the
+ * child joins, else RLIMIT_NPROC (which root ignores). Noted after what t->note holds
+ * (len bytes): "pids=v2:64", "pids=v1:64", "pids=rlimit:64", "pids=none (...)". */
+static void pids_limit(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *c,
+                       const char *base, size_t len)
+{
+    char v[11]; /* a uint32_t in decimal */
+    snprintf(v, sizeof(v), "%" PRIu32, s->pids_max);
+    lim_kind kind = p->lim_pids;
+    if (kind == LIM_V2 && t->mode != TN_CONTAIN_CGROUP)
+        kind = LIM_NONE;
+    int e = 0;
+    if (kind == LIM_V2) {
+        e = pr_write_at(t->cg, "pids.max", v);
+    } else if (kind == LIM_V1) {
+        char path[4096];
+        if (!(t->cg_pids = pr_path_join(p->v1_pids, base)))
+            e = ENOMEM;
+        else if (mkdir(t->cg_pids, 0755) != 0 && errno != EEXIST)
+            e = errno;
+        if (!e)
+            e = pr_write_at(t->cg_pids, "pids.max", v);
+        if (!e) {
+            snprintf(path, sizeof(path), "%s/cgroup.procs", t->cg_pids);
+            int fd = pr_fd_high(open(path, O_WRONLY | O_CLOEXEC));
+            if (fd < 0)
+                e = errno;
+            else
+                c->cgfds[c->ncg++] = fd;
+        }
+        if (e && t->cg_pids) {
+            (void)rmdir(t->cg_pids);
+            free(t->cg_pids);
+            t->cg_pids = NULL;
+        }
+    }
+    bool root = (c->set_user ? c->uid : geteuid()) == 0;
+    const char *sep = len ? " " : "";
+    char *n = t->note + len;
+    size_t cap = sizeof(t->note) - len;
+    if (kind != LIM_NONE && !e) {
+        snprintf(t->pids_note, sizeof(t->pids_note), "%s:%s", kind == LIM_V2 ? "v2" : "v1", v);
+        snprintf(n, cap, "%spids=%s", sep, t->pids_note);
+    } else if (!root) {
+        c->nproc = s->pids_max; /* per user, not per task: the closest there is */
+        snprintf(t->pids_note, sizeof(t->pids_note), "rlimit:%s", v);
+        snprintf(n, cap, "%spids=%s%s%s%s", sep, t->pids_note, e ? " (cgroup failed: " : "",
+                 e ? strerror(e) : "", e ? ")" : "");
+    } else {
+        snprintf(t->pids_note, sizeof(t->pids_note), "none");
+        snprintf(n, cap, "%spids=none (no pids controller%s%s; root ignores RLIMIT_NPROC)", sep,
+                 e ? ": " : "", e ? strerror(e) : "");
+    }
+}
+
 /* Limits: v2 files in the task cgroup, else a per-task v1 cgroup the child joins. A
  * limit that cannot be set is noted, never fatal. */
 static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *c,
@@ -362,7 +424,7 @@ static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *
     char *n = t->note;
     size_t cap = sizeof(t->note), len = 0;
     n[0] = '\0';
-    if (!s->memory_max && !s->cpu_max_milli) {
+    if (!s->memory_max && !s->cpu_max_milli && !s->pids_max) {
         snprintf(n, cap, "no limits requested");
         return;
     }
@@ -434,6 +496,8 @@ static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *
         if (w > 0)
             len = (size_t)w + len < cap ? len + (size_t)w : cap - 1;
     }
+    if (s->pids_max)
+        pids_limit(p, t, s, c, base, len);
 }
 
 static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg *msg)
@@ -461,6 +525,40 @@ static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg 
         return tn_errmsg_set(msg, tn_err_from_errno(errno),
                              "task %" PRIu64 ": chown exec dir %s to user \"%s\": %s", s->task,
                              s->exec_dir, s->user, strerror(errno));
+    return TN_OK;
+}
+
+/* A script longer than this goes to sh through a file: an argument may hold at most
+ * MAX_ARG_STRLEN (128 KiB on Linux) bytes, and a definition's command may hold 1 MiB. */
+#define SCRIPT_ARG_MAX (64u << 10)
+
+/* Write a long script to EXEC_DIR/.tern-script (0600, the task's user's) and point argv at
+ * it: `sh -e FILE` runs it as `sh -e -c SCRIPT` would. */
+static tn_err script_file(const tn_spawn *s, const child_ctx *c, char *path, size_t plen,
+                          char **argv, tn_errmsg *msg)
+{
+    snprintf(path, plen, "%s/.tern-script", s->exec_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int e = fd < 0 ? errno : 0;
+    size_t len = strlen(s->script), off = 0;
+    while (!e && off < len) {
+        ssize_t k = write(fd, s->script + off, len - off);
+        if (k < 0 && errno != EINTR)
+            e = errno;
+        else if (k > 0)
+            off += (size_t)k;
+    }
+    if (!e && c->set_user && fchown(fd, c->uid, c->gid) != 0)
+        e = errno;
+    if (fd >= 0 && close(fd) != 0 && !e)
+        e = errno;
+    if (e)
+        return tn_errmsg_set(msg, tn_err_from_errno(e),
+                             "task %" PRIu64 " attempt %" PRIu32 ": cannot write its %zu-byte "
+                             "script to %s: %s",
+                             s->task, s->attempt, len, path, strerror(e));
+    argv[2] = path;
+    argv[3] = NULL;
     return TN_OK;
 }
 
@@ -534,6 +632,8 @@ static void discard_attempt(tn_proc *t)
         (void)rmdir(t->cg_mem);
     if (t->cg_cpu && t->cg_cpu != t->cg_mem)
         (void)rmdir(t->cg_cpu);
+    if (t->cg_pids)
+        (void)rmdir(t->cg_pids);
     pr_proc_destroy(t);
 }
 
@@ -561,8 +661,8 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "tn_proc_start: script, exec_dir and log_path are required");
     tn_err err = TN_OK;
-    char *tag = NULL, **env = NULL, base[64];
-    char *const argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
+    char *tag = NULL, **env = NULL, base[64], script_path[4200];
+    char *argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
     child_ctx c = {.nullfd = -1,
                    .logfd = -1,
                    .cgdir = -1,
@@ -583,6 +683,9 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     if (s->user && (err = resolve_user(s, &c, msg)) != TN_OK)
         goto fail;
     if ((err = prepare_exec_dir(s, &c, msg)) != TN_OK)
+        goto fail;
+    if (strlen(s->script) > SCRIPT_ARG_MAX &&
+        (err = script_file(s, &c, script_path, sizeof(script_path), argv, msg)) != TN_OK)
         goto fail;
     if ((err = open_stdio(s, &c, msg)) != TN_OK)
         goto fail;
@@ -607,7 +710,8 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     apply_limits(p, t, s, &c, base);
 
     int stage = 0, e = ENOSYS;
-    bool posix = p->mode == TN_CONTAIN_SESSION && !c.set_user && c.ncg == 0 && c.cgdir < 0;
+    bool posix =
+        p->mode == TN_CONTAIN_SESSION && !c.set_user && c.ncg == 0 && c.cgdir < 0 && !c.nproc;
     if (posix)
         e = spawn_posix(&c, &t->pid);
     if (!posix || e == ENOSYS)

@@ -28,6 +28,7 @@
 #include "mp.h"
 #include "params.h"
 #include "proc.h"
+#include "taskenv.h"
 #include "outbox.h"
 #include "outbox_store.h"
 #include "util.h"
@@ -97,6 +98,7 @@ struct tn_worker {
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
+    tn_taskenv env;      /* what every task's environment starts from */
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -314,25 +316,17 @@ static void start_noop(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_msg *a
     (void)tn_outbox_put(&w->ob, acc);
 }
 
-/* The worker's environment (not copied: tn_proc_start uses it during the call only), then
- * what identifies the attempt (in ids). Freed by the caller (the array only). */
-static char **attempt_env(const job *j, const tn_msg_dispatch *d, char ids[4][256])
+/* The attempt's clean environment (taskenv.h): the worker's base, the params, then what
+ * identifies the attempt (in ids). The caller frees the array and *strs. */
+static char **attempt_env(const tn_worker *w, const job *j, const tn_msg_dispatch *d,
+                          char ids[4][256], char **strs)
 {
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne])
-        ne++;
-    char **envp = calloc(ne + 5, sizeof(char *));
-    if (envp) {
-        memcpy(envp, environ, ne * sizeof(*envp));
-        snprintf(ids[0], 256, "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
-        snprintf(ids[1], 256, "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
-        snprintf(ids[2], 256, "TERN_TASK_ATTEMPT=%u", j->attempt);
-        snprintf(ids[3], 256, "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
-        for (int i = 0; i < 4; i++)
-            envp[ne + (size_t)i] = ids[i];
-    }
-    return envp;
+    snprintf(ids[0], 256, "TERN_TASK_INSTANCE_ID=%" PRIu64, j->task);
+    snprintf(ids[1], 256, "TERN_WORKFLOW_INSTANCE_ID=%" PRIu64, j->wf);
+    snprintf(ids[2], 256, "TERN_TASK_ATTEMPT=%u", j->attempt);
+    snprintf(ids[3], 256, "TERN_TASK_NAME=%.*s", (int)d->name.len, d->name.p);
+    char *const idv[4] = {ids[0], ids[1], ids[2], ids[3]};
+    return tn_taskenv_build(&w->env, &d->params, idv, 4, strs);
 }
 
 /* A shell attempt's exec dir, log and process. */
@@ -343,9 +337,9 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
         j->log_path = NULL;
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
-    char ids[4][256], user[TN_PROTO_ID_MAX + 1];
+    char ids[4][256], *strs = NULL, user[TN_PROTO_ID_MAX + 1];
     snprintf(user, sizeof(user), "%.*s", (int)d->user.len, d->user.p);
-    char **envp = attempt_env(j, d, ids);
+    char **envp = attempt_env(w, j, d, ids, &strs);
     tn_err e = TN_ERR_NOMEM;
     if (script && envp && j->exec_dir && j->log_path) {
         snprintf(script, (size_t)d->env_prelude.len + d->command.len + 2, "%.*s%s%.*s",
@@ -359,11 +353,13 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
                        .envp = envp,
                        .user = user[0] ? user : NULL, /* the tenant */
                        .memory_max = d->memory_max,
-                       .cpu_max_milli = d->cpu_max_milli};
+                       .cpu_max_milli = d->cpu_max_milli,
+                       .pids_max = d->pids_max ? d->pids_max : w->o.pids_max};
         e = tn_proc_start(w->procs, &sp, &j->proc, em);
     }
     free(script);
     free(envp);
+    free(strs);
     return e;
 }
 
@@ -419,7 +415,12 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     journal(w, "start %" PRIu64 " %u %d %" PRId64 " %s", j->task, j->attempt,
             (int)tn_proc_pid(j->proc), tn_now_ns(), w->name);
     acc.accepted.pid = tn_proc_pid(j->proc);
-    acc.accepted.containment = tn_str_c(tn_contain_mode_name(tn_proc_mode(j->proc)));
+    /* "session pids=v1:4096": how it is contained and which pids limit applied */
+    char cont[TN_PROTO_CONTAINMENT_MAX + 1];
+    const char *pn = tn_proc_pids_note(j->proc);
+    snprintf(cont, sizeof(cont), "%s%s%s", tn_contain_mode_name(tn_proc_mode(j->proc)),
+             pn[0] ? " pids=" : "", pn);
+    acc.accepted.containment = tn_str_c(cont);
     record_task(w, j, true);
     (void)tn_outbox_put(&w->ob, &acc);
 }
@@ -489,6 +490,7 @@ static void heartbeat(tn_worker *w)
         {TN_STR("leftovers_killed_total"), ps.adopted_total},
         {TN_STR("containment_cgroup"), tn_procs_mode(w->procs) == TN_CONTAIN_CGROUP},
         {TN_STR("max_load_milli"), w->o.max_load_milli},
+        {TN_STR("heartbeat_ms"), w->o.heartbeat_ms}, /* the master checks its timeout */
     };
     uint32_t running = 0;
     for (job *j = w->jobs; j; j = j->next)
@@ -1070,7 +1072,7 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
             return e;
     }
     tn_tx inner;
-    if ((e = tn_outq_new(w->name, 256, 4u << 20, 65536, &w->q)) ||
+    if ((e = tn_outq_new(w->name, 256, 4u << 20, TN_PROTO_QUEUE_MAX, &w->q)) ||
         (tn_outq_set_cluster(w->q, w->cluster), false) ||
         (e = tn_tx_new(opts->master_url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner,
                        msg)))
@@ -1099,6 +1101,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         w->o.slots = 4;
     if (!w->o.heartbeat_ms)
         w->o.heartbeat_ms = 1000;
+    if (!w->o.pids_max)
+        w->o.pids_max = 4096;
     pthread_mutex_init(&w->mu, NULL);
     w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     tn_map_init(&w->finished);
@@ -1139,6 +1143,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     snprintf(jp, sizeof(jp), "%s/journal", w->data);
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
+        goto fail;
+    if ((e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg)))
         goto fail;
     /* the id, not the name: names are labels two workers may share */
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->id};
@@ -1181,6 +1187,7 @@ fail:
         close(w->lock_fd);
     if (w->wake >= 0)
         close(w->wake);
+    tn_taskenv_free(&w->env);
     free(w);
     return e;
 }
@@ -1217,6 +1224,7 @@ void tn_worker_stop(tn_worker *w)
     if (w->lock_fd >= 0)
         close(w->lock_fd); /* the lock goes last: nothing of this run is left to clean */
     close(w->wake);
+    tn_taskenv_free(&w->env);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }

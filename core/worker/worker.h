@@ -39,6 +39,12 @@ typedef struct tn_worker_opts {
     /* tls+tcp: DISPATCH and KILL are taken from a peer whose certificate says OU=master;
      * with master_name, from the one whose CN is master_name instead. */
     const char *master_name;
+    /* worker variables passed to every task (shell identifiers); tasks get nothing else of
+     * the worker's environment but its TERN_* variables (taskenv.h) */
+    const char *const *pass_env;
+    uint32_t npass_env;
+    uint32_t pids_max; /* processes a task may have at once when its definition says 0;
+                        * 0 = 4096 */
 } tn_worker_opts;
 
 /* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */
