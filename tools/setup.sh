@@ -43,6 +43,8 @@ run)
     exec build/tools/tern run examples/etl.yaml "$@"
     ;;
 test)
+    # the libFuzzer and sanitizer runtimes of clang (only recommended by clang)
+    packages+=(libclang-rt-dev)
     install_missing
     build build -Dwerror=true
     meson test -C build --print-errorlogs
