@@ -3,7 +3,7 @@
  * built-ins and a fixed schedule time. Any text is substituted or refused with a message;
  * a result is NUL-terminated and within TN_PARAMS_MAX_OUT; a text without '$' comes back
  * unchanged. With TN_PARAMS_QUOTE the result also goes to the condition evaluator, and the
- * text to the setValue output scanner. */
+ * text to the setValue output scanner. Without a context, no $[ survives. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned flags = data[0] & TN_PARAMS_QUOTE;
     char *out = NULL;
     tn_errmsg e = {{0}};
-    tn_err err = tn_params_subst(in, vars, (data[0] & 16) ? NULL : &ctx, flags, &out, &e);
+    bool no_ctx = data[0] & 16;
+    tn_err err = tn_params_subst(in, vars, no_ctx ? NULL : &ctx, flags, &out, &e);
     if (err != TN_OK) {
         if (out)
             fail("a refused text set its output", in);
@@ -62,6 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("refused without a message", in);
         return 0;
     }
+    /* (with TN_PARAMS_QUOTE, \$ inside a quoted string is an escaped $, copied as is) */
+    if (no_ctx && !(flags & TN_PARAMS_QUOTE) && strstr(in, "$["))
+        fail("date arithmetic without a context", in);
     size_t n = strlen(out);
     if (n > TN_PARAMS_MAX_OUT)
         fail("result over TN_PARAMS_MAX_OUT", in);

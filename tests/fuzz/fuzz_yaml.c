@@ -2,7 +2,8 @@
  * input: odd, the rest is YAML for tn_def_parse; even, the rest is a canonical encoding for
  * tn_def_decode. Either is accepted or refused with a message; a parsed definition encodes,
  * its encoding decodes and encodes to the same bytes; a decoded one re-encodes to exactly
- * its input (the decoder refuses non-canonical bytes). */
+ * its input (the decoder refuses non-canonical bytes); a refused YAML file is named in
+ * the message. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (err != TN_OK) {
         if (!e.text[0])
             fail("refused without a message", NULL);
+        /* a refused file is named in its message, with the line: "fuzz.yaml:LINE: ..." */
+        if ((data[0] & 1) && err != TN_ERR_NOMEM && strncmp(e.text, "fuzz.yaml:", 10) != 0)
+            fail("a refusal that does not name the file", e.text);
         if (d)
             fail("a refused input set its output", NULL);
     } else {
