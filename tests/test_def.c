@@ -30,8 +30,27 @@ static tn_def *parse_ok(const char *rel)
     return d;
 }
 
+/* With TN_FUZZ_SEEDS=DIR set, the YAML (mode byte 1) and encodings (mode byte 0) the
+ * tests use are also written to DIR, to seed the fuzzer's corpus (tests/fuzz/corpus/yaml). */
+static void seed_dump(char mode, const void *p, size_t n)
+{
+    static unsigned seq;
+    const char *dir = getenv("TN_FUZZ_SEEDS");
+    char path[512];
+    if (!dir || snprintf(path, sizeof(path), "%s/test-%c-%03u", dir, mode ? 'y' : 'e', seq++) >=
+                    (int)sizeof(path))
+        return;
+    FILE *f = fopen(path, "we");
+    if (f) {
+        fputc(mode, f);
+        fwrite(p, 1, n, f);
+        fclose(f);
+    }
+}
+
 static tn_err parse_str(const char *yaml, tn_def **out, tn_errmsg *msg)
 {
+    seed_dump(1, yaml, strlen(yaml));
     return tn_def_parse("t.yaml", yaml, strlen(yaml), out, msg);
 }
 
@@ -53,6 +72,7 @@ static void encode(const tn_def *d, char **buf, size_t *len)
 {
     cr_assert_eq(tn_def_encode(d, buf, len), TN_OK);
     cr_assert(*len > 0);
+    seed_dump(0, *buf, *len);
 }
 
 /* Sorted names of the .yaml files in a directory under the source root. */

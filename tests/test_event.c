@@ -2,12 +2,29 @@
  * round trips, cross-checks with msgpack-c, and a corpus of malformed inputs. */
 #include <criterion/criterion.h>
 #include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "event.h"
 #include "mp.h"
 #include "proj.h"
 #include "sm_gen.h"
+
+/* With TN_FUZZ_SEEDS=DIR set, the inputs below are also written to DIR/NAME, to seed the
+ * fuzzer's corpus (tests/fuzz/corpus). */
+static void seed_dump(const char *name, const void *p, size_t n)
+{
+    const char *dir = getenv("TN_FUZZ_SEEDS");
+    char path[512];
+    if (!dir || snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return;
+    FILE *f = fopen(path, "we");
+    if (f) {
+        fwrite(p, 1, n, f);
+        fclose(f);
+    }
+}
 
 static void sample(tn_event *ev)
 {
@@ -61,6 +78,7 @@ Test(event, round_trip)
     sample(&ev);
     tn_buf b = {0};
     cr_assert_eq(tn_event_encode(&ev, &b), TN_OK);
+    seed_dump("test-sample", b.data, b.size);
     cr_assert_eq(tn_event_decode(b.data, b.size, &back), TN_OK);
     assert_same(&ev, &back);
     /* re-encoding the decoded event gives the same bytes: the chain hash is stable */
@@ -199,6 +217,7 @@ Test(event, every_byte_flip_is_safe)
     tn_buf_free(&b);
 }
 
+static int g_seed;
 static tn_err decode_packed(void (*fill)(msgpack_packer *))
 {
     msgpack_sbuffer sb;
@@ -206,6 +225,9 @@ static tn_err decode_packed(void (*fill)(msgpack_packer *))
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     fill(&pk);
+    char name[32];
+    snprintf(name, sizeof(name), "test-malformed-%02d", g_seed++);
+    seed_dump(name, sb.data, sb.size);
     tn_event ev;
     tn_err e = tn_event_decode(sb.data, sb.size, &ev);
     msgpack_sbuffer_destroy(&sb);

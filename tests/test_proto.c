@@ -2,6 +2,7 @@
  * big frames, a malformed corpus, agreement with msgpack-c, and the batching queue. */
 #include <criterion/criterion.h>
 #include <msgpack.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,10 +272,29 @@ static void frame_of(const tn_msg *msgs, uint32_t n, const char *sender, tn_buf 
     cr_assert_eq(tn_frame_end(&f), TN_OK);
 }
 
+/* With TN_FUZZ_SEEDS=DIR set, the inputs below are also written to DIR/NAME, to seed the
+ * fuzzer's corpus (tests/fuzz/corpus). */
+static void seed_dump(const char *name, const void *p, size_t n)
+{
+    const char *dir = getenv("TN_FUZZ_SEEDS");
+    char path[512];
+    if (!dir || snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return;
+    FILE *f = fopen(path, "we");
+    if (f) {
+        fwrite(p, 1, n, f);
+        fclose(f);
+    }
+}
+
 static void round_trip(const tn_msg *msgs, uint32_t n)
 {
     tn_buf b = {0};
     frame_of(msgs, n, "master:m1", &b);
+    char name[32];
+    snprintf(name, sizeof(name), "test-%s-%u", tn_msg_name(msgs[0].type),
+             msgs[0].type == 0 ? 0 : (unsigned)b.size);
+    seed_dump(name, b.data, b.size);
     expect x = {msgs, n, 0, "master:m1"};
     tn_errmsg em = {{0}};
     tn_err e = tn_frame_decode(b.data, b.size, cb_expect, &x, &em);
@@ -661,6 +681,7 @@ Test(proto, every_truncation_is_refused)
     arena a = {{0}, 0};
     tn_buf b = {0};
     every_type_frame(&a, &b);
+    seed_dump("test-every-type", b.data, b.size);
     for (size_t len = 0; len < b.size; len++) {
         /* a copy of exactly len bytes, so the sanitizer sees any read past the end */
         char *cut = malloc(len ? len : 1);
@@ -1391,6 +1412,9 @@ Test(proto, malformed_corpus)
         msgpack_sbuffer_init(&r.sb);
         msgpack_packer_init(&r.pk, &r.sb, msgpack_sbuffer_write);
         cases[i].build(&r);
+        char name[32];
+        snprintf(name, sizeof(name), "test-malformed-%02zu", i);
+        seed_dump(name, r.sb.data, r.sb.size);
         /* exactly sized copy: a read past the end is a sanitizer error */
         char *buf = malloc(r.sb.size ? r.sb.size : 1);
         if (r.sb.size)

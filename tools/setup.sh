@@ -3,7 +3,7 @@
 # then run the main job or the tests.
 #   tools/setup.sh run    build and run examples/etl.yaml on the embedded default (./tern-data)
 #   tools/setup.sh test   build and pass the tests (also in an address+undefined sanitizer build
-#                         and in a thread sanitizer build)
+#                         and in a thread sanitizer build, then fuzz each decoder briefly)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +43,8 @@ run)
     exec build/tools/tern run examples/etl.yaml "$@"
     ;;
 test)
+    # the libFuzzer and sanitizer runtimes of clang (only recommended by clang)
+    packages+=(libclang-rt-dev)
     install_missing
     build build -Dwerror=true
     meson test -C build --print-errorlogs
@@ -57,6 +59,9 @@ test)
     build build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
         meson test -C build-tsan --print-errorlogs --timeout-multiplier 3
+    # every libFuzzer target for 20 s over its committed corpus (tests/fuzz): a crash, a
+    # hang or a sanitizer report fails
+    tests/fuzz/run.sh all 20
     ;;
 *)
     echo "usage: tools/setup.sh run|test" >&2
