@@ -46,6 +46,8 @@ test)
     # the libFuzzer and sanitizer runtimes of clang (only recommended by clang)
     packages+=(libclang-rt-dev)
     install_missing
+    # the layout .clang-format gives (STYLE §8)
+    git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
     build build -Dwerror=true
     meson test -C build --print-errorlogs
     # the same suites under AddressSanitizer and UndefinedBehaviorSanitizer
