@@ -8,6 +8,7 @@
 
 #include "opt.h"
 #include "testutil.h"
+#include "util.h"
 
 typedef struct t_opts {
     const char *data, *name, *config;
@@ -183,7 +184,7 @@ Test(opt, cli_prints_the_error_and_the_help_pointer)
 Test(opt, suggest_near_misses_only)
 {
     static const char *const words[] = {"status", "start", "stop", "logs", "ls"};
-    cr_assert_eq(tn_opt_distance("sttus", "status"), 1);
+    cr_assert_eq(tn_edit_distance("sttus", "status"), 1);
     cr_assert_str_eq(tn_opt_suggest("sttus", words, 5), "status");
     cr_assert_str_eq(tn_opt_suggest("lgos", words, 5), "logs");
     cr_assert_null(tn_opt_suggest("frobnicate", words, 5));

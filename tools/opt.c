@@ -52,35 +52,13 @@ static const tn_opt *find_long(const tn_opt_cmd *c, const char *name, size_t len
     return *ambiguous ? NULL : hit;
 }
 
-size_t tn_opt_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[65];
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
 
 const char *tn_opt_suggest(const char *s, const char *const *words, size_t n)
 {
     const char *best = NULL;
     size_t best_d = strlen(s) <= 3 ? 2 : 3; /* near misses only */
     for (size_t i = 0; i < n; i++) {
-        size_t d = words[i] ? tn_opt_distance(s, words[i]) : SIZE_MAX;
+        size_t d = words[i] ? tn_edit_distance(s, words[i]) : SIZE_MAX;
         if (d < best_d && d < strlen(words[i])) {
             best = words[i];
             best_d = d;

@@ -114,9 +114,8 @@ void tn_opt_args_free(tn_opt_args *a);
 /* `tern CMD --help`: the usage lines, the about text, then every option with its help. */
 void tn_opt_help(const tn_opt_cmd *c, FILE *f);
 
-/* Edit distance of two short strings (SIZE_MAX past 64 bytes), and the word of `words`
- * nearest to s when it is a near miss ("did you mean"), or NULL. */
-size_t tn_opt_distance(const char *a, const char *b);
+/* The word of `words` nearest to s when it is a near miss ("did you mean"; by
+ * tn_edit_distance), or NULL. */
 const char *tn_opt_suggest(const char *s, const char *const *words, size_t n);
 
 #endif

@@ -277,8 +277,7 @@ static char *xstrdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* Read a PEM file into a NUL-terminated heap string. */
-static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg *msg)
+tn_err tn_tls_read_pem(const char *what, const char *path, char **out, tn_errmsg *msg)
 {
     FILE *f = fopen(path, "re");
     if (!f)
@@ -303,7 +302,7 @@ static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg
     return TN_OK;
 }
 
-static void free_secret(char *s)
+void tn_tls_free_secret(char *s)
 {
     if (s) {
         explicit_bzero(s, strlen(s));
@@ -1147,7 +1146,7 @@ static void release(nngtx *t)
     free(t->name);
     free(t->ca_pem);
     free(t->cert_pem);
-    free_secret(t->key_pem);
+    tn_tls_free_secret(t->key_pem);
     free(t->server_name);
     free(t->ca_file);
     free(t->cert_file);
@@ -1284,11 +1283,11 @@ static tn_err load_tls(nngtx *t, const tn_tx_tls *tls, tn_errmsg *msg)
     if (!tls->cert_file != !tls->key_file)
         return tn_errmsg_set(msg, TN_ERR_INVAL, "%s: tls: give both a certificate and its key",
                              t->name);
-    if ((e = read_pem("CA", tls->ca_file, &t->ca_pem, msg)) != TN_OK)
+    if ((e = tn_tls_read_pem("CA", tls->ca_file, &t->ca_pem, msg)) != TN_OK)
         return e;
     if (tls->cert_file) {
-        if ((e = read_pem("certificate", tls->cert_file, &t->cert_pem, msg)) != TN_OK ||
-            (e = read_pem("key", tls->key_file, &t->key_pem, msg)) != TN_OK)
+        if ((e = tn_tls_read_pem("certificate", tls->cert_file, &t->cert_pem, msg)) != TN_OK ||
+            (e = tn_tls_read_pem("key", tls->key_file, &t->key_pem, msg)) != TN_OK)
             return e;
     }
     if ((tls->server_name && !(t->server_name = strdup(tls->server_name))) ||

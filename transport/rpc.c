@@ -7,6 +7,7 @@
  * handing nothing over ever after. So an ipc server probes its own listener when idle, as
  * a req0 dialer, and listens again when the probe's pipe does not reach the socket. */
 #include "rpc.h"
+#include "transport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +31,6 @@
 
 #define PROBE_EVERY_MS 1000 /* at most this often, and only when idle */
 #define PROBE_WAIT_MS  500  /* for the probe's pipe: it comes in well under 1 ms */
-#define PEM_MAX        (1u << 20)
 
 struct tn_rpc_server {
     nng_socket sock;
@@ -253,37 +253,6 @@ static void *serve(void *p)
     return NULL;
 }
 
-/* Read a PEM file into a NUL-terminated heap string. */
-static tn_err read_pem(const char *what, const char *path, char **out, tn_errmsg *msg)
-{
-    FILE *f = path ? fopen(path, "re") : NULL;
-    if (!f)
-        return tn_errmsg_set(msg, TN_ERR_NOENT, "tls %s %s: cannot open: %s", what,
-                             path ? path : "(not given)", path ? strerror(errno) : "give it");
-    char *buf = malloc(PEM_MAX + 1);
-    size_t n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err || n == 0 || n > PEM_MAX) {
-        free(buf);
-        return tn_errmsg_set(msg, TN_ERR_INVAL, "tls %s %s: %s", what, path,
-                             !buf ? "out of memory" :
-                             err  ? "read error" :
-                             n    ? "larger than 1 MiB" :
-                                    "empty file");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return TN_OK;
-}
-
-static void free_secret(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
 
 /* The host of "tls+tcp://host:port" when it is a DNS name (mbedTLS 2.28 under nng does
  * not match IP subjectAltNames: for an IP literal only the chain is verified). */
@@ -309,11 +278,11 @@ static tn_err tls_config(const tn_rpc_tls *t, bool server, const char *url,
                          nng_tls_config **out, tn_errmsg *msg)
 {
     char *ca = NULL, *cert = NULL, *key = NULL;
-    tn_err e = read_pem("CA", t->ca_file, &ca, msg);
+    tn_err e = tn_tls_read_pem("CA", t->ca_file, &ca, msg);
     if (!e && (server || t->cert_file))
-        e = read_pem("certificate", t->cert_file, &cert, msg);
+        e = tn_tls_read_pem("certificate", t->cert_file, &cert, msg);
     if (!e && cert)
-        e = read_pem("key", t->key_file, &key, msg);
+        e = tn_tls_read_pem("key", t->key_file, &key, msg);
     nng_tls_config *cfg = NULL;
     int rv = 0;
     const char *step = "setup";
@@ -333,7 +302,7 @@ static tn_err tls_config(const tn_rpc_tls *t, bool server, const char *url,
     }
     free(ca);
     free(cert);
-    free_secret(key);
+    tn_tls_free_secret(key);
     if (!e && rv) {
         if (cfg)
             nng_tls_config_free(cfg);

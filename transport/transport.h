@@ -280,4 +280,9 @@ bool tn_tx_fault_counters(tn_tx t, tn_fault_counters *out);
  * ones leave when due. TN_ERR_TIMEOUT, TN_ERR_INVAL if not a wrapper. */
 tn_err tn_tx_fault_flush(tn_tx t, int timeout_ms);
 
+/* A PEM file (at most 1 MiB) into a NUL-terminated heap string; `what` names it in errors
+ * ("CA", "certificate", "key"). Free a key's with tn_tls_free_secret, which wipes it. */
+tn_err tn_tls_read_pem(const char *what, const char *path, char **out, tn_errmsg *msg);
+void tn_tls_free_secret(char *s); /* accepts NULL */
+
 #endif

@@ -39,6 +39,10 @@ int tn_parse_time(const char *s, int64_t *out_ns);
 /* Create a directory and its parents (mode 0755); 0 on success or if it exists. */
 int tn_mkdir_p(const char *path);
 
+/* Levenshtein distance of two short strings (for "did you mean"); SIZE_MAX when either
+ * is longer than 255 bytes. */
+size_t tn_edit_distance(const char *a, const char *b);
+
 /* Make room for `need` elements of `elem` bytes in *arr (capacity *cap, doubled as
  * needed, 64 at least). False, with *arr and *cap untouched, when out of memory. */
 bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem);

@@ -360,37 +360,13 @@ __attribute__((format(printf, 4, 5))) static tn_err fail_at(const ectx *c, tn_er
     return tn_errmsg_set(c->msg, err, "stored definition: %s", text);
 }
 
-/* Edit distance, for "did you mean" on unknown keys; both strings are short. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[TN_DEF_MAX_NAME + 1];
-    if (la > TN_DEF_MAX_NAME || lb > TN_DEF_MAX_NAME)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
 
 static const char *closest_word(const char *s, const char *const *words, size_t n)
 {
     const char *best = NULL;
     size_t best_d = 3; /* suggest only near misses */
     for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(s, words[i]);
+        size_t d = tn_edit_distance(s, words[i]);
         if (d < best_d && d < strlen(words[i])) {
             best = words[i];
             best_d = d;

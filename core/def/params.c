@@ -421,16 +421,6 @@ static int days_in_month(int64_t y, int m)
     return m == 2 && is_leap(y) ? 29 : dm[m - 1];
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
 
 static void civil_from_days(int64_t z, dt *out)
 {
@@ -582,7 +572,7 @@ static bool from_dt(const tzinfo *tz, const dt *d, int64_t *sec)
         return true;
     }
     int64_t civil =
-        days_from_civil(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s;
+        tn_civil_days_from(d->y, d->mo, d->d) * 86400 + d->h * 3600 + d->mi * 60 + d->s;
     int32_t off = tz->off;
     if (tz->zone) {
         /* the offset in force at the instant; a time in a DST gap reads with the offset
@@ -602,7 +592,7 @@ static bool from_dt(const tzinfo *tz, const dt *d, int64_t *sec)
 static void dt_add_days(dt *d, int64_t n)
 {
     dt c;
-    civil_from_days(days_from_civil(d->y, d->mo, d->d) + n, &c);
+    civil_from_days(tn_civil_days_from(d->y, d->mo, d->d) + n, &c);
     d->y = c.y;
     d->mo = c.mo;
     d->d = c.d;
@@ -620,7 +610,7 @@ static void dt_add_months(dt *d, int64_t n)
 
 static int dt_wday(const dt *d)
 {
-    return iso_wday(days_from_civil(d->y, d->mo, d->d));
+    return iso_wday(tn_civil_days_from(d->y, d->mo, d->d));
 }
 
 /* yyyy MM dd HH mm ss are replaced; every other byte is copied. */
@@ -662,14 +652,14 @@ static tn_err fmt_dt(const char *f, size_t n, const dt *d, sbuf *out)
  * at least 4 days in the year. */
 static int64_t week1_start(int64_t y, int first)
 {
-    int64_t j = days_from_civil(y, 1, 1);
+    int64_t j = tn_civil_days_from(y, 1, 1);
     int back = (iso_wday(j) - first + 7) % 7;
     return 7 - back >= 4 ? j - back : j - back + 7;
 }
 
 static void year_week(const dt *d, int first, int64_t *wy, int *wk)
 {
-    int64_t z = days_from_civil(d->y, d->mo, d->d), y = d->y;
+    int64_t z = tn_civil_days_from(d->y, d->mo, d->d), y = d->y;
     int64_t s = week1_start(y, first);
     if (z < s) {
         y--;
@@ -1523,8 +1513,13 @@ tn_err tn_params_civil(const char *tz, int64_t sec, tn_civil *out, tn_errmsg *ms
     dt d;
     if (!to_dt(&z, sec, &d))
         return tn_errmsg_set(msg, TN_ERR_INVAL, "the time is out of range (years 1..9999)");
-    *out = (tn_civil){
-        (int32_t)d.y, d.mo, d.d, d.h, d.mi, d.s, iso_wday(days_from_civil(d.y, d.mo, d.d)) % 7};
+    *out = (tn_civil){(int32_t)d.y,
+                      d.mo,
+                      d.d,
+                      d.h,
+                      d.mi,
+                      d.s,
+                      iso_wday(tn_civil_days_from(d.y, d.mo, d.d)) % 7};
     return TN_OK;
 }
 
