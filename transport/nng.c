@@ -272,6 +272,14 @@ static void mon_remove(nngtx *t)
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+/* The receive bound nng enforces: twice ours, so that a frame over our bound is read and
+ * logged with its size and the limit (nng closes a connection over its own bound without a
+ * word); memory stays bounded by twice the largest frame. */
+static size_t nng_bound(size_t max_msg)
+{
+    return max_msg > SIZE_MAX / 2 ? max_msg : 2 * max_msg;
+}
+
 static char *xstrdup(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -763,8 +771,8 @@ static void recv_cb(void *arg)
         bool deliver = !t->closed; /* the decision to start a callback, ordered with close */
         pthread_mutex_unlock(&t->mu);
         if (deliver && len > t->o.max_msg) {
-            /* nng enforces the bound on tcp, ipc and tls; inproc hands messages over
-             * without it, so it is checked here for every scheme. */
+            /* the bound is ours: nng's (nng_bound) is twice it, so that a frame over it
+             * reaches here and is logged with its size; inproc has no nng bound at all */
             atomic_fetch_add(&t->oversized, 1);
             tn_warn(COMP, "msg=\"oversized message dropped\" tx=%s bytes=%zu max=%zu", t->name,
                     len, t->o.max_msg);
@@ -932,7 +940,7 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
         if (rv)
             goto fail_nng;
     }
-    if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, t->o.max_msg)) != 0)
+    if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, nng_bound(t->o.max_msg))) != 0)
         goto fail_nng;
     if (strncmp(url, "ipc://", 6) == 0 && (e = ipc_prepare(t, l, url + 6, msg)) != TN_OK)
         goto fail;
@@ -985,7 +993,7 @@ static tn_err start_dialer(nngtx *t, sockgen *g, int idx, const char *url, bool 
         if (rv)
             goto fail_nng;
     }
-    if ((rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, t->o.max_msg)) != 0 ||
+    if ((rv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, nng_bound(t->o.max_msg))) != 0 ||
         (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, t->o.reconnect_min_ms)) != 0 ||
         (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, t->o.reconnect_max_ms)) != 0)
         goto fail_nng;
@@ -1320,7 +1328,7 @@ static tn_err open_gen(nngtx *t, sockgen **out, tn_errmsg *msg)
         gen_free(g);
         return tn_errmsg_set(msg, from_nng(rv), "%s: nng: %s", t->name, nng_strerror(rv));
     }
-    if ((rv = nng_socket_set_size(g->sock, NNG_OPT_RECVMAXSZ, o->max_msg)) != 0 ||
+    if ((rv = nng_socket_set_size(g->sock, NNG_OPT_RECVMAXSZ, nng_bound(o->max_msg))) != 0 ||
         (rv = nng_socket_set_ms(g->sock, NNG_OPT_RECONNMINT, o->reconnect_min_ms)) != 0 ||
         (rv = nng_socket_set_ms(g->sock, NNG_OPT_RECONNMAXT, o->reconnect_max_ms)) != 0)
         goto fail;

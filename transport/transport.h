@@ -190,8 +190,10 @@ typedef struct tn_tx_nng_opts {
     uint32_t max_conns;  /* receiver: connections at once; more are refused; 4096 */
 } tn_tx_nng_opts;
 
-#define TN_TX_RATE_MSGS_DEFAULT  5000u
-#define TN_TX_RATE_BYTES_DEFAULT (64ull << 20)
+/* Far above what a real peer sends (a worker at full speed sends a few thousand frames a
+ * second; the raw nng message rate here is ~30k/s), far below what a flood costs. */
+#define TN_TX_RATE_MSGS_DEFAULT  100000u
+#define TN_TX_RATE_BYTES_DEFAULT (1ull << 30)
 
 /* Whether the peer names the transport reports for tls+tcp are available: they are read
  * from nng's mbedTLS engine, whose layout is checked against nng 1.5.2 at first use.
