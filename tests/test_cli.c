@@ -168,6 +168,8 @@ Test(cli, sub_workflow_target_checked_at_apply_and_child_shown)
     cr_assert_eq(tern(&c, "run parent.yaml --data d"), 0, "%s%s", c.out, c.err);
     cr_assert_eq(tern(&c, "status 1 --data d"), 0, "%s", c.err);
     cr_expect(strstr(c.out, "child instance 2"), "%s", c.out);
+    cr_assert_eq(tern(&c, "status 1 --json --data d"), 0, "%s", c.err);
+    cr_expect(strstr(c.out, "\"child\":2"), "%s", c.out);
     cli_fini(&c);
 }
 

@@ -460,7 +460,7 @@ static void whys_cb(tn_engine *e, void *ctx)
 }
 
 static void status_task(out *o, const tn_task_proj *p, const char *why, const tn_kv *vars,
-                        bool first)
+                        uint64_t child, bool first)
 {
     char d[32];
     tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
@@ -484,6 +484,8 @@ static void status_task(out *o, const tn_task_proj *p, const char *why, const tn
         tn_kv_text(&o->text, vars);
         tn_sb_printf(&o->text, "\n");
     }
+    if (child) /* a sub_workflow task: the instance it started */
+        tn_sb_printf(&o->json, ",\"child\":%" PRIu64, child);
     tn_sb_printf(&o->json, ",\"passed\":");
     tn_kv_json(&o->json, vars);
     tn_sb_printf(&o->json, "}");
@@ -505,7 +507,7 @@ static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *
         if (child)
             snprintf(why[i], sizeof(why[i]),
                      "child instance %" PRIu64 " (`tern status %" PRIu64 "`)", child, child);
-        status_task(o, &tasks[i], why[i], x.vars ? x.vars[i] : NULL, i == 0);
+        status_task(o, &tasks[i], why[i], x.vars ? x.vars[i] : NULL, child, i == 0);
     }
     for (size_t i = 0; x.vars && i < n; i++)
         tn_kv_free(x.vars[i]);
