@@ -835,6 +835,9 @@ static tn_err get_ref(const pctx *c, uint32_t v, const char *key, const char *wh
     return err;
 }
 
+static tn_err get_items(const pctx *c, uint32_t v, const char *key, const char *where,
+                        size_t size, void **items, uint32_t *n_out);
+
 /* A list of task names (deps, on_success, on_failure). */
 static tn_err get_refs(const pctx *c, uint32_t v, const char *key, const char *where,
                        tn_def_ref **out, uint32_t *n_out)
@@ -842,19 +845,9 @@ static tn_err get_refs(const pctx *c, uint32_t v, const char *key, const char *w
     uint32_t i = 0;
     if (is_null(c, v))
         return TN_OK;
-    tn_err err = want(c, v, N_SEQ, key, where);
-    if (err)
+    tn_err err = get_items(c, v, key, where, sizeof(**out), (void **)out, n_out);
+    if (err || *n_out == 0)
         return err;
-    uint32_t n = NODE(c, v)->len;
-    if (n > TN_DEF_MAX_LIST)
-        return fail_at(&c->e, TN_ERR_TOOBIG, NODE(c, v)->line,
-                       "\"%s\" in %s has %u items; the limit is %u", key, where, n,
-                       TN_DEF_MAX_LIST);
-    if (n == 0)
-        return TN_OK;
-    if ((*out = calloc(n, sizeof(**out))) == NULL)
-        return TN_ERR_NOMEM;
-    *n_out = n;
     for (uint32_t k = NODE(c, v)->first; k != NONE; k = NODE(c, k)->next, i++) {
         if (NODE(c, k)->kind != N_SCALAR || NODE(c, k)->null)
             return fail_at(&c->e, TN_ERR_PARSE, NODE(c, k)->line,
