@@ -185,6 +185,8 @@ Test(opt, suggest_near_misses_only)
 {
     static const char *const words[] = {"status", "start", "stop", "logs", "ls"};
     cr_assert_eq(tn_edit_distance("sttus", "status"), 1);
+    cr_assert_eq(tn_edit_distance("stauts", "status"), 1, "a swap of neighbours is one step");
+    cr_assert_eq(tn_edit_distance("stauts", "start"), 2);
     cr_assert_str_eq(tn_opt_suggest("sttus", words, 5), "status");
     cr_assert_str_eq(tn_opt_suggest("lgos", words, 5), "logs");
     cr_assert_null(tn_opt_suggest("frobnicate", words, 5));

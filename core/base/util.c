@@ -204,23 +204,31 @@ int tn_exit_code(int wait_status)
 
 size_t tn_edit_distance(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b), row[256];
+    /* optimal string alignment: insert, delete, substitute, and swap two neighbours
+     * ("stauts" is one step from "status"); three rows of the table */
+    size_t la = strlen(a), lb = strlen(b), r0[256], r1[256], r2[256];
+    size_t *pp = r0, *prev = r1, *row = r2;
     if (la > 255 || lb > 255)
         return SIZE_MAX;
     for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
+        prev[j] = j;
     for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
+            size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
             if (row[j - 1] + 1 < best)
                 best = row[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                pp[j - 2] + 1 < best)
+                best = pp[j - 2] + 1;
             row[j] = best;
-            diag = up;
         }
+        size_t *t = pp;
+        pp = prev;
+        prev = row;
+        row = t;
     }
-    return row[lb];
+    return prev[lb];
 }

@@ -39,8 +39,8 @@ int tn_parse_time(const char *s, int64_t *out_ns);
 /* Create a directory and its parents (mode 0755); 0 on success or if it exists. */
 int tn_mkdir_p(const char *path);
 
-/* Levenshtein distance of two short strings (for "did you mean"); SIZE_MAX when either
- * is longer than 255 bytes. */
+/* Edit distance of two short strings, a swap of neighbours counting one (for "did you
+ * mean"); SIZE_MAX when either is longer than 255 bytes. */
 size_t tn_edit_distance(const char *a, const char *b);
 
 /* Make room for `need` elements of `elem` bytes in *arr (capacity *cap, doubled as
