@@ -43,13 +43,13 @@ frame) srcs="transport/proto.c $base"
 ctl) srcs="transport/ctl.c $base"
       incs="$binc -I$top/transport"
       libs=$mp ;;
-yaml) srcs="core/def/def.c $base"
+yaml) srcs="core/def/def.c core/def/params.c core/base/tz.c $base"
       incs="$binc -I$top/core/def"
-      libs="$(pkg-config --cflags --libs yaml-0.1) $mp"
+      libs="$(pkg-config --cflags --libs yaml-0.1 icu-uc icu-i18n) $mp"
       maxlen=16384 ;;
-params) srcs="core/def/params.c core/def/def.c $base"
+params) srcs="core/def/params.c core/def/def.c core/base/tz.c $base"
       incs="$binc -I$top/core/def"
-      libs="$(pkg-config --cflags --libs yaml-0.1) $mp"
+      libs="$(pkg-config --cflags --libs yaml-0.1 icu-uc icu-i18n) $mp"
       maxlen=1024 ;;
 *) echo "run.sh: unknown fuzz target \"$name\" (known: $targets, all)" >&2; exit 2 ;;
 esac
