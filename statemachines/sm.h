@@ -17,8 +17,10 @@ typedef enum tn_machine {
     TN_MACHINE_WORKFLOW = 1,
     TN_MACHINE_TASK = 2,
     TN_MACHINE_SYSTEM = 3,
+    TN_MACHINE_SCHEDULE = 4,
+    TN_MACHINE_BACKFILL = 5,
 } tn_machine;
-#define TN_MACHINE_MAX 3
+#define TN_MACHINE_MAX 5
 
 #define TN_SM_ILLEGAL 0xFF /* tn_sm_trans.to of an illegal (state, event) pair */
 #define TN_SM_NEW     0    /* the pseudo-state before creation */
@@ -45,6 +47,8 @@ typedef struct tn_sm {
 extern const tn_sm tn_sm_workflow;
 extern const tn_sm tn_sm_task;
 extern const tn_sm tn_sm_system;
+extern const tn_sm tn_sm_schedule;
+extern const tn_sm tn_sm_backfill;
 
 /* The machine with this id, or NULL. */
 const tn_sm *tn_sm_get(unsigned machine);

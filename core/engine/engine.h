@@ -22,6 +22,7 @@
 #include "err.h"
 #include "evlog.h"
 #include "executor.h"
+#include "schedule.h"
 
 typedef enum tn_start_mode {
     TN_MODE_ALL = 0,   /* the whole DAG */
@@ -70,6 +71,16 @@ typedef enum tn_cmd_kind {
     TN_CMD_TASKGROUP_SET, /* name, slots */
     TN_CMD_ENV_SET,       /* name, text */
     TN_CMD_WHY,           /* task id: msg = why it waits for dispatch ("" if it does not) */
+    /* schedules, keyed by the workflow's name (`workflow`) */
+    TN_CMD_SCHED_SET,     /* sched: the whole spec (replaces the previous one) */
+    TN_CMD_SCHED_PAUSE,   /* text: the reason (optional) */
+    TN_CMD_SCHED_RESUME,  /* nominal times that came while paused are skipped */
+    TN_CMD_SCHED_RM,
+    TN_CMD_SCHED_TRIGGER, /* fire now (also when paused): out_id = the instance */
+    /* backfills (DolphinScheduler's complement data) */
+    TN_CMD_BACKFILL,        /* workflow, dates, parallel, params: out_id = the backfill */
+    TN_CMD_BACKFILL_STOP,   /* id: stops its running instances, starts no more */
+    TN_CMD_BACKFILL_RESUME, /* id: starts the dates not started yet */
 } tn_cmd_kind;
 
 typedef struct tn_cmd {
@@ -88,6 +99,12 @@ typedef struct tn_cmd {
     tn_start_mode mode;
     bool dry_run;
     int64_t sched_ns; /* schedule (biz) time; 0 = now */
+    /* SCHED_SET */
+    const struct tn_sched_spec *sched;
+    /* BACKFILL: schedule times (unix ns) in the order to run them; parallel 0 = 1 */
+    const int64_t *dates;
+    uint32_t ndates;
+    uint32_t parallel;
     /* TASKGROUP_SET / ENV_SET */
     const char *name;
     int64_t slots;

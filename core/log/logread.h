@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "objproj.h"
 #include "proj.h"
 #include "str.h"
 
@@ -90,5 +91,26 @@ void tn_log_wf_iter_close(tn_log_wf_iter *it); /* accepts NULL */
  * entry's id) and the iterator still stands on it, so next moves past it. */
 tn_err tn_log_wf_iter_seek(tn_log_wf_iter *it, uint64_t id, tn_wf_proj *out);
 tn_err tn_log_wf_iter_next(tn_log_wf_iter *it, tn_wf_proj *out);
+
+/* --- schedules and backfills ---------------------------------------------------- */
+
+/* The committed projection of the schedule of workflow `name` / of backfill `id`; the
+ * caller frees the members with tn_sched_proj_fini / tn_backfill_proj_fini.
+ * TN_ERR_NOENT when there is none (a removed schedule is found, in state REMOVED). */
+tn_err tn_log_sched_get(tn_store *s, const char *name, tn_sched_proj *out);
+tn_err tn_log_backfill_get(tn_store *s, uint64_t id, tn_backfill_proj *out);
+/* Every schedule in name order / backfill in id order; `p` is valid during the call
+ * only (its members are freed after). A non-zero return from fn stops the walk. */
+typedef int (*tn_log_sched_fn)(void *ctx, const tn_sched_proj *p);
+typedef int (*tn_log_backfill_fn)(void *ctx, const tn_backfill_proj *p);
+tn_err tn_log_sched_each(tn_store *s, tn_log_sched_fn fn, void *ctx);
+tn_err tn_log_backfill_each(tn_store *s, tn_log_backfill_fn fn, void *ctx);
+/* The fires of schedule `name` with nominal time >= from_ns, ascending: the instance
+ * each started (0 never). A non-zero return from fn stops the walk. */
+typedef int (*tn_log_fire_fn)(void *ctx, int64_t nominal_ns, uint64_t instance, bool manual);
+tn_err tn_log_fire_each(tn_store *s, const char *name, int64_t from_ns, tn_log_fire_fn fn,
+                        void *ctx);
+/* The instance started by backfill `id` for its dates[index], or TN_ERR_NOENT. */
+tn_err tn_log_backfill_instance(tn_store *s, uint64_t id, uint32_t index, uint64_t *instance);
 
 #endif
