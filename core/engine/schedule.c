@@ -47,6 +47,7 @@ struct brt { /* a backfill's runtime */
     uint64_t id;
     char workflow[TN_DEF_MAX_NAME + 1];
     bool running;
+    bool done; /* FINISHed: forgotten at the next tick */
     int64_t *dates;
     uint32_t ndates, next, parallel;
     tn_kv *params;
@@ -390,22 +391,24 @@ static tn_err buffer(tn_engine *e, srt *s, int64_t nominal, const char *reason)
 
 typedef struct brt brt;
 static tn_err bf_pump(tn_engine *e, brt *b);
+static void brt_free(brt *b);
 
 /* ---- what a due nominal time does ------------------------------------------------------- */
 
-/* Missed times older than the catchup window: one SKIP for all of them. */
+/* Missed times older than the catchup window (now - t > catchup): one SKIP for all. */
 static tn_err skip_missed(tn_engine *e, srt *s, int64_t now)
 {
-    int64_t cut = now - s->catchup;
+    int64_t cut = now - s->catchup - 1; /* the newest time that is too old */
     if (s->next > cut)
         return TN_OK;
     int64_t count = 0;
     for (int64_t t = s->next; t && t <= cut && count <= SKIP_COUNT_MAX; t = next_after(s, t))
         count++;
     char why[160], at[40];
-    fmt_time(cut, at, sizeof(at));
-    snprintf(why, sizeof(why), "missed: more than the catchup window (%" PRId64 " ms) late at %s",
-             s->catchup / NS_PER_MS, at);
+    fmt_time(now, at, sizeof(at));
+    snprintf(why, sizeof(why),
+             "missed: more than the catchup window (%" PRId64 " ms) late at %s",
+             (int64_t)(s->catchup / NS_PER_MS), at);
     int64_t through = s->end && s->end < cut ? s->end : cut;
     tn_err err = skip(e, s, through, count > SKIP_COUNT_MAX ? 0 : count, why);
     if (!err)
@@ -484,9 +487,17 @@ tn_err esched_tick(tn_engine *e)
     x->armed = 0;
     int budget = TICK_MAX;
     tn_err err = TN_OK;
-    for (brt *b = x->bfs; b && !err; b = b->link)
-        if (b->running && b->ninflight < b->parallel)
+    for (brt **pp = &x->bfs; *pp;) {
+        brt *b = *pp;
+        if (!err && b->running && b->ninflight < b->parallel)
             err = bf_pump(e, b);
+        if (b->done) {
+            *pp = b->link;
+            brt_free(b);
+        } else {
+            pp = &b->link;
+        }
+    }
     while (!err && x->nheap && x->heap[0]->next <= now && budget > 0) {
         srt *s = x->heap[0];
         err = run_due(e, s, now, &budget);
@@ -587,6 +598,7 @@ static tn_err bf_pump(tn_engine *e, brt *b)
     if (!err && b->running && b->next == b->ndates && b->ninflight == 0) {
         err = bf_event(e, b, TN_BF_E_FINISH, "every date ran");
         b->running = false;
+        b->done = true;
     }
     return err;
 }
@@ -761,7 +773,7 @@ static tn_err cmd_backfill(tn_engine *e, tn_cmd *c)
 static tn_err cmd_bf_state(tn_engine *e, tn_cmd *c)
 {
     brt *b = bf_find(e->esched, c->id);
-    if (!b) {
+    if (!b || b->done) {
         cmd_fail(c, TN_ERR_NOENT, "no running or stopped backfill %" PRIu64, c->id);
         return TN_OK;
     }
