@@ -12,19 +12,20 @@
 #include "log.h"
 #include "cli.h"
 
-const char *const tn_daemon_cfg_keys[] = {"data",        "listen",
-                                          "ctl",         "id",
-                                          "master",      "name",
-                                          "group",       "selector",
-                                          "tls-cert",    "tls-key",
-                                          "tls-ca",      "insecure",
-                                          "no-cgroup",   "heartbeat-timeout",
-                                          "heartbeat",   "slots",
-                                          "max-load",    "mem-reserve",
-                                          "map-max",     "pass-env",
-                                          "pids-max",    "config",
-                                          "insecure",    "max-workers",
-                                          "master-name", NULL};
+const char *const tn_daemon_cfg_keys[] = {"data",          "listen",
+                                          "ctl",           "id",
+                                          "master",        "name",
+                                          "group",         "selector",
+                                          "tls-cert",      "tls-key",
+                                          "tls-ca",        "insecure",
+                                          "no-cgroup",     "heartbeat-timeout",
+                                          "heartbeat",     "slots",
+                                          "max-load",      "mem-reserve",
+                                          "map-max",       "pass-env",
+                                          "pids-max",      "config",
+                                          "insecure",      "max-workers",
+                                          "master-name",   "log-retention",
+                                          "log-max-bytes", NULL};
 
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n)
 {
