@@ -87,9 +87,8 @@ struct tn_worker {
     tn_map finished, finished_old;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
-    int64_t retention_at; /* monotonic: the last task log retention pass */
-    int journal;          /* DATA/journal: append-only lines of attempt starts and ends */
-    int lock_fd;          /* flock on DATA/worker.lock: one worker per data dir */
+    int journal; /* DATA/journal: append-only lines of attempt starts and ends */
+    int lock_fd; /* flock on DATA/worker.lock: one worker per data dir */
     char id[TN_PROTO_ID_MAX + 1]; /* DATA/worker-id: names cgroups and task tags */
     /* DATA/cluster-id: the cluster (master store) this worker is bound to; "" until the
      * first frame it accepts */
@@ -101,6 +100,8 @@ struct tn_worker {
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
     tn_taskenv env;      /* what every task's environment starts from */
+    /* monotonic: the last task log retention pass */
+    int64_t retention_at;
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -515,7 +516,6 @@ static void heartbeat(tn_worker *w)
         (void)tn_outq_flush(w->q, w->tx, NULL);
 }
 
-/* Exec dirs without a live attempt: leaks; removed and counted. */
 static bool job_running(void *ctx, uint64_t task, uint32_t attempt)
 {
     for (const job *j = ((tn_worker *)ctx)->jobs; j; j = j->next)
@@ -543,6 +543,7 @@ static void retention(tn_worker *w)
                 st.removed, st.removed_bytes, st.kept, st.kept_bytes);
 }
 
+/* Exec dirs without a live attempt: leaks; removed and counted. And task log retention. */
 static void sweep(tn_worker *w)
 {
     retention(w);
