@@ -4,13 +4,14 @@
 
 #include "worker.h"
 #include "cli.h"
+#include "manpage.h"
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
     const char *tls_cert, *tls_key, *tls_ca, *master_name;
     uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes;
     uint32_t slots, max_load, pids_max;
-    bool no_cgroup, insecure;
+    bool no_cgroup, insecure, check_config;
     tn_opt_list pass_env;
 } worker_opts;
 
@@ -78,6 +79,8 @@ static const tn_opt worker_table[] = {
      TN_OPT_CFG, 1, 0},
     {"config", 0, TN_OPT_CONFIG, offsetof(worker_opts, config), "FILE",
      .help = "read options from FILE first"},
+    {"check-config", 0, TN_OPT_FLAG, offsetof(worker_opts, check_config), NULL,
+     .help = "print the options in effect (config file, then flags) and exit"},
     {0}};
 
 const tn_opt_cmd tn_spec_worker = {
@@ -139,7 +142,10 @@ int tn_cmd_worker(int argc, char **argv)
     int rc = tn_opt_cli(&tn_spec_worker, argc, argv, &o, &a);
     if (rc)
         return rc;
-    rc = run(&o); /* o's strings may be a's copies of config values */
+    if (o.check_config)
+        tn_opt_config_dump(&tn_spec_worker, &o, stdout);
+    else
+        rc = run(&o); /* o's strings may be a's copies of config values */
     tn_opt_args_free(&a);
     return rc;
 }

@@ -7,6 +7,15 @@
 
 /* Text in roff: backslashes escaped, a leading dot or quote neutralized, dashes as
  * \- so that man renders and searches them as hyphens. */
+/* A table may name an option twice (the first one parses): write it once. */
+static bool dup_opt(const tn_opt_cmd *c, const tn_opt *o)
+{
+    for (const tn_opt *p = c->opts; p != o; p++)
+        if (strcmp(p->name, o->name) == 0)
+            return true;
+    return false;
+}
+
 static void roff_text(FILE *f, const char *s, size_t n)
 {
     bool bol = true;
@@ -101,6 +110,8 @@ void tn_man_command(const tn_opt_cmd *c, const char *summary, const char *versio
     if (c->opts && c->opts->name) {
         fputs(".SH OPTIONS\n", f);
         for (const tn_opt *o = c->opts; o->name; o++) {
+            if (dup_opt(c, o))
+                continue;
             roff_opt_label(f, o);
             roff_str(f, o->help ? o->help : "");
             if (o->kind == TN_OPT_KV || o->kind == TN_OPT_LIST)
@@ -203,6 +214,8 @@ static void bash_case(const tn_opt_cmd *c, FILE *f)
     subcommands(c, subs, sizeof(subs));
     fprintf(f, "    %s)\n        opts=\"", c->name);
     for (const tn_opt *o = c->opts; o && o->name; o++) {
+        if (dup_opt(c, o))
+            continue;
         fprintf(f, "--%s ", o->name);
         if (o->short_name)
             fprintf(f, "-%c ", o->short_name);
@@ -210,7 +223,7 @@ static void bash_case(const tn_opt_cmd *c, FILE *f)
     fprintf(f, "--help\"\n        subs=\"%s\"\n        paths=\"", subs);
     bool first = true;
     for (const tn_opt *o = c->opts; o && o->name; o++)
-        if (takes_path(o)) {
+        if (takes_path(o) && !dup_opt(c, o)) {
             fprintf(f, "%s--%s", first ? "" : " ", o->name);
             first = false;
         }
@@ -254,4 +267,55 @@ void tn_completion_bash(const tn_man_entry *cmds, size_t n, FILE *f)
           "}\n"
           "complete -F _tern tern\n",
           f);
+}
+
+/* One option's value as a config line; false when it holds nothing to print. */
+static bool dump_one(const tn_opt *o, const void *field, FILE *f)
+{
+    switch (o->kind) {
+    case TN_OPT_FLAG:
+        fprintf(f, "%s = %s\n", o->name, *(const bool *)field ? "true" : "false");
+        return true;
+    case TN_OPT_STR:
+        if (!*(const char *const *)field)
+            return false;
+        fprintf(f, "%s = %s\n", o->name, *(const char *const *)field);
+        return true;
+    /* 0 leaves the daemon's default */
+    case TN_OPT_U64:
+    case TN_OPT_SIZE:
+    case TN_OPT_DURATION: {
+        unsigned long long v = *(const uint64_t *)field;
+        if (v)
+            fprintf(f, "%s = %llu%s\n", o->name, v, o->kind == TN_OPT_DURATION ? "ms" : "");
+        return v != 0;
+    }
+    case TN_OPT_U32:
+        if (*(const uint32_t *)field)
+            fprintf(f, "%s = %u\n", o->name, *(const uint32_t *)field);
+        return *(const uint32_t *)field != 0;
+    case TN_OPT_LIST: {
+        const tn_opt_list *l = field;
+        for (uint32_t i = 0; i < l->n; i++)
+            fprintf(f, "%s = %s\n", o->name, l->v[i]);
+        return l->n > 0;
+    }
+    case TN_OPT_CUSTOM:
+        /* converted by the command's parse function: shown as set, not as its raw form */
+        if (*(const uint32_t *)field)
+            fprintf(f, "%s = (set)\n", o->name);
+        return *(const uint32_t *)field != 0;
+    default: return false;
+    }
+}
+
+void tn_opt_config_dump(const tn_opt_cmd *c, const void *obj, FILE *f)
+{
+    fprintf(f, "# tern %s: the options in effect (config file, then flags)\n", c->name);
+    for (const tn_opt *o = c->opts; o && o->name; o++) {
+        if (!(o->flags & TN_OPT_CFG) || dup_opt(c, o))
+            continue;
+        if (!dump_one(o, (const char *)obj + o->off, f))
+            fprintf(f, "# %s: default\n", o->name);
+    }
 }

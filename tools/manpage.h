@@ -24,4 +24,9 @@ void tn_man_index(const tn_man_entry *cmds, size_t n, const char *version, FILE 
  * names after the options whose value is a path. */
 void tn_completion_bash(const tn_man_entry *cmds, size_t n, FILE *f);
 
+/* `--check-config` of the daemons: every option a config file may set, as `key = value`
+ * lines with the value the parse left in obj (durations in ms, sizes in bytes); an unset
+ * one as "# KEY: default". */
+void tn_opt_config_dump(const tn_opt_cmd *c, const void *obj, FILE *f);
+
 #endif
