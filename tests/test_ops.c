@@ -352,6 +352,24 @@ static uint64_t record_wf(tn_evlog *l, int64_t at, bool finish, uint64_t parent)
     return wf;
 }
 
+/* A workflow paused (a final state that waits for a resume) at `at`. */
+static uint64_t record_paused(tn_evlog *l, int64_t at)
+{
+    tn_errmsg m;
+    tn_event ev;
+    uint64_t wf = tn_evlog_new_wf_id(l);
+    static const unsigned evs[] = {TN_WF_E_SUBMIT, TN_WF_E_START, TN_WF_E_PAUSE,
+                                   TN_WF_E_PAUSED};
+    for (size_t i = 0; i < 4; i++) {
+        tn_event_init(&ev, TN_MACHINE_WORKFLOW, evs[i], wf, 0);
+        ev.actor = TN_STR("master:t");
+        ev.at = at;
+        cr_assert_eq(tn_evlog_add(l, &ev, &m), TN_OK, "%s", m.text);
+    }
+    cr_assert_eq(tn_evlog_commit(l, &m), TN_OK, "%s", m.text);
+    return wf;
+}
+
 static void run_replay(bool want_ok)
 {
     tn_store *s;
@@ -385,6 +403,7 @@ Test(ops, gc_collects_only_finished_old_instances, .init = setup, .fini = teardo
     uint64_t new_done = record_wf(l, now - 3600LL * 1000000000, true, 0);
     uint64_t old_running = record_wf(l, now - 10 * DAY_NS, false, 0);
     uint64_t child_of_running = record_wf(l, now - 10 * DAY_NS, true, old_running);
+    uint64_t old_paused = record_paused(l, now - 10 * DAY_NS);
     tn_evlog_close(l);
 
     /* a dry run lists and writes nothing */
@@ -411,6 +430,8 @@ Test(ops, gc_collects_only_finished_old_instances, .init = setup, .fini = teardo
     cr_expect_eq(tn_log_wf_get(s, old_running, &w), TN_OK, "unfinished");
     cr_expect_eq(w.state, TN_WF_S_RUNNING_EXECUTION);
     cr_expect_eq(tn_log_wf_get(s, child_of_running, &w), TN_OK, "its parent runs");
+    cr_expect_eq(tn_log_wf_get(s, old_paused, &w), TN_OK, "paused: a resume may come");
+    cr_expect_eq(w.state, TN_WF_S_PAUSE);
     tn_log_gc_mark mk;
     cr_assert_eq(tn_log_gc_mark_get(s, old_done, &mk), TN_OK);
     cr_expect_eq(mk.state, TN_WF_S_SUCCESS);

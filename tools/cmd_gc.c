@@ -28,12 +28,13 @@ static const tn_opt gc_table[] = {
 const tn_opt_cmd tn_spec_gc = {
     "gc", NULL,
     "Remove from the store the projections (workflow and task state) of the instances that\n"
-    "finished (SUCCESS, FAILURE, STOP, ...) longer ago than AGE. Their events stay in the\n"
-    "log: `tern audit ID` still prints their timeline, `tern replay` still rebuilds and\n"
-    "verifies them, and `tern status ID` says that the instance was collected. Unfinished\n"
-    "instances, and sub-workflow instances whose parent runs, are never collected; a\n"
-    "collected instance can no longer be rerun or recovered. gc writes the store: it runs\n"
-    "while no master, standalone or run holds DIR (stop the master, gc, start it).\n",
+    "finished (SUCCESS, FAILURE, STOP) longer ago than AGE. Their events stay in the log:\n"
+    "`tern audit ID` still prints their timeline, `tern replay` still rebuilds and verifies\n"
+    "them, and `tern status ID` says that the instance was collected. Unfinished instances\n"
+    "(paused ones included) and sub-workflow instances whose parent is unfinished are never\n"
+    "collected; a collected instance can no longer be rerun or recovered. gc writes the\n"
+    "store: it runs while no master, standalone or run holds DIR (stop the master, gc,\n"
+    "start it again). See docs/OPERATIONS.md.\n",
     gc_table, .max_args = 0};
 
 typedef struct gc_out {

@@ -92,8 +92,9 @@ static int cmp_u64(const void *a, const void *b)
 /* A finished instance old enough, whose parent (if any) is finished or gone. */
 static bool collectable(tn_rtxn *t, const tn_wf_proj *w, int64_t ended_before)
 {
-    if (!tn_sm_is_final(&tn_sm_workflow, w->state) || !w->ended_at ||
-        w->ended_at >= ended_before)
+    /* PAUSE is final for the machine but waits for a resume: not finished for gc */
+    if (!tn_sm_is_final(&tn_sm_workflow, w->state) || w->state == TN_WF_S_PAUSE ||
+        !w->ended_at || w->ended_at >= ended_before)
         return false;
     if (!w->parent_wf)
         return true;
@@ -104,7 +105,7 @@ static bool collectable(tn_rtxn *t, const tn_wf_proj *w, int64_t ended_before)
     if (tn_store_get(t, TN_DB_WF, k, 8, &v) != TN_OK)
         return true; /* collected before */
     return tn_proj_wf_decode(v.data, v.len, &parent) == TN_OK &&
-           tn_sm_is_final(&tn_sm_workflow, parent.state);
+           tn_sm_is_final(&tn_sm_workflow, parent.state) && parent.state != TN_WF_S_PAUSE;
 }
 
 static tn_err queue_wf(tn_batch *b, const tn_wf_proj *w, int64_t now)

@@ -30,9 +30,10 @@ typedef struct tn_log_gc_report {
 /* Called for each workflow instance collected, with its projection and its tasks' count. */
 typedef void (*tn_log_gc_fn)(void *ctx, const tn_wf_proj *wf, uint64_t ntasks);
 
-/* Collect, in the store in `dir`, every workflow instance in a final state that ended
- * before `ended_before` (ns since the epoch), with its task projections; a sub-workflow
- * instance only when its parent is finished (or collected) too. Unfinished instances are
+/* Collect, in the store in `dir`, every workflow instance that finished (SUCCESS,
+ * FAILURE, STOP: final, and not PAUSE, which waits for a resume) before `ended_before`
+ * (ns since the epoch), with its task projections; a sub-workflow instance only when its
+ * parent is finished (or collected) too. Unfinished instances are
  * never touched. `now` is recorded in each mark. With dry_run nothing is written. The
  * store is opened as its writer: TN_ERR_BUSY (msg says what to do) while a master,
  * standalone or run holds it. One transaction: all of it or nothing. */
