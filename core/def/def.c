@@ -1601,7 +1601,7 @@ static tn_err sched_window(const pctx *c, const uint32_t *vals, const char *wher
     if (s->start_ns && s->end_ns && s->start_ns >= s->end_ns)
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, vals[SK_END])->line,
                        "\"end\" in %s is not after \"start\": the schedule would never fire; "
-                       "give an end later than the start (both in %s)",
+                       "give an end later than the start (times without an offset are in %s)",
                        where, s->tz);
     return TN_OK;
 }
