@@ -2577,3 +2577,19 @@ Test(schedule, backfill_runs_dates_in_order_with_stop_and_resume, .init = setup,
     tn_backfill_proj_fini(&p);
     cr_assert_eq(cmd(TN_CMD_BACKFILL_STOP, bf), TN_ERR_NOENT, "a finished backfill is gone");
 }
+
+Test(schedule, a_definition_schedule_block_sets_the_schedule, .init = setup, .fini = teardown)
+{
+    int64_t t0 = tn_engine_now(E);
+    apply("name: blk\nschedule:\n  cron: \"*/10 * * * * ?\"\n  timezone: Asia/Shanghai\n"
+          "  overlap: skip\n  params: {region: eu}\n"
+          "tasks:\n  - name: a\n    type: noop\n    duration: 1s\n");
+    tn_sched_proj p = sproj("blk");
+    cr_assert_eq(p.state, TN_SCHED_S_ACTIVE);
+    cr_assert_str_eq(p.tz, "Asia/Shanghai");
+    cr_assert_str_eq(p.overlap, "skip");
+    run_to(t0 + 21 * SEC);
+    fires f = fires_of("blk");
+    cr_assert_eq(f.n, 2);
+    cr_assert_str_eq(submit_of(f.inst[0]).region, "eu");
+}

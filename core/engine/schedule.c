@@ -804,6 +804,17 @@ static tn_err cmd_bf_state(tn_engine *e, tn_cmd *c)
     return err;
 }
 
+tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c)
+{
+    tn_cmd set = {.kind = TN_CMD_SCHED_SET, .workflow = name, .sched = sp, .actor = c->actor};
+    tn_err err = cmd_set(e, &set);
+    size_t n = strlen(c->msg);
+    snprintf(c->msg + n, sizeof(c->msg) - n, "; %s", set.msg);
+    if (!err && set.err) /* validated at parse: a store that cannot take it */
+        c->err = set.err;
+    return err;
+}
+
 tn_err esched_cmd(tn_engine *e, tn_cmd *c)
 {
     switch (c->kind) {
