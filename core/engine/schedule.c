@@ -656,10 +656,11 @@ static tn_err set_attrs(tn_event *ev, const tn_sched_spec *sp, tn_buf *scratch)
     return err;
 }
 
-static tn_err cmd_set(tn_engine *e, tn_cmd *c)
+/* `known`: the definition is in this batch (def apply), not yet readable from the store */
+static tn_err cmd_set(tn_engine *e, tn_cmd *c, bool known)
 {
     tn_errmsg m = {{0}};
-    if (!workflow_known(e, c))
+    if (!known && !workflow_known(e, c))
         return TN_OK;
     if (!c->sched || tn_sched_spec_validate(c->sched, &m)) {
         cmd_fail(c, TN_ERR_INVAL, "schedule of %s: %s", c->workflow,
@@ -807,7 +808,7 @@ static tn_err cmd_bf_state(tn_engine *e, tn_cmd *c)
 tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c)
 {
     tn_cmd set = {.kind = TN_CMD_SCHED_SET, .workflow = name, .sched = sp, .actor = c->actor};
-    tn_err err = cmd_set(e, &set);
+    tn_err err = cmd_set(e, &set, true);
     size_t n = strlen(c->msg);
     snprintf(c->msg + n, sizeof(c->msg) - n, "; %s", set.msg);
     if (!err && set.err) /* validated at parse: a store that cannot take it */
@@ -818,7 +819,7 @@ tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp,
 tn_err esched_cmd(tn_engine *e, tn_cmd *c)
 {
     switch (c->kind) {
-    case TN_CMD_SCHED_SET: return cmd_set(e, c);
+    case TN_CMD_SCHED_SET: return cmd_set(e, c, false);
     case TN_CMD_BACKFILL: return cmd_backfill(e, c);
     case TN_CMD_BACKFILL_STOP:
     case TN_CMD_BACKFILL_RESUME: return cmd_bf_state(e, c);
