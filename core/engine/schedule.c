@@ -21,6 +21,7 @@
 #define NS_PER_S        1000000000LL
 #define TICK_MAX        1000  /* decisions per tick: the rest wait for the next step */
 #define SKIP_COUNT_MAX  10000 /* a skipped range is counted up to this many times */
+#define CATCHUP_MIN_MS  5000  /* a fire reached a little late is never skipped for that */
 
 typedef struct srt { /* a schedule's runtime */
     char name[TN_DEF_MAX_NAME + 1];
@@ -229,7 +230,7 @@ static tn_err srt_load(srt *s, const tn_sched_proj *p, tn_errmsg *msg)
     s->params = params;
     s->start = p->start_ns;
     s->end = p->end_ns;
-    s->catchup = p->catchup_ms * NS_PER_MS;
+    s->catchup = (p->catchup_ms > CATCHUP_MIN_MS ? p->catchup_ms : CATCHUP_MIN_MS) * NS_PER_MS;
     if (tn_overlap_parse(p->overlap, &s->overlap))
         s->overlap = TN_OVERLAP_ALLOW_ALL;
     s->pause_on_failure = p->pause_on_failure;
