@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "evlog.h"
+#include "map.h"
 #include "gc.h"
 #include "proj.h"
 #include "util.h"
@@ -54,17 +55,44 @@ typedef struct rctx {
     dense wfs, tasks;
     kv *kvs;
     size_t nkv, capkv;
+    tn_map kvidx; /* kv_hash -> index + 1 */
     tn_objlog *objs; /* schedules and backfills, rebuilt from their events alone */
     tn_replay_report *rep;
 } rctx;
 
+/* The index of (db, key) in x->kvs through x->kvidx (hash -> index + 1); a hash shared by
+ * two keys (rare) falls back to a scan. Fires add a key each: a scan per put would make
+ * replay quadratic in the number of fires. */
+static uint64_t kv_hash(int db, const void *k, size_t kl)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)db;
+    for (size_t i = 0; i < kl; i++)
+        h = (h ^ ((const uint8_t *)k)[i]) * 1099511628211ull;
+    return h | 1;
+}
+
+static bool kv_is(const kv *e, int db, const void *k, size_t kl)
+{
+    return e->db == db && e->klen == kl && memcmp(e->key, k, kl) == 0;
+}
+
+static kv *kv_lookup(const rctx *x, int db, const void *k, size_t kl)
+{
+    uintptr_t i = (uintptr_t)tn_map_get(&x->kvidx, kv_hash(db, k, kl));
+    if (!i)
+        return NULL;
+    if (kv_is(&x->kvs[i - 1], db, k, kl))
+        return &x->kvs[i - 1];
+    for (size_t j = 0; j < x->nkv; j++)
+        if (kv_is(&x->kvs[j], db, k, kl))
+            return &x->kvs[j];
+    return NULL;
+}
+
 static tn_err kv_put(void *c, int db, const void *k, size_t kl, const void *v, size_t vl)
 {
     rctx *x = c;
-    kv *slot = NULL;
-    for (size_t i = 0; i < x->nkv; i++)
-        if (x->kvs[i].db == db && x->kvs[i].klen == kl && memcmp(x->kvs[i].key, k, kl) == 0)
-            slot = &x->kvs[i];
+    kv *slot = kv_lookup(x, db, k, kl);
     if (!slot) {
         if (x->nkv == x->capkv) {
             size_t nc = x->capkv ? x->capkv * 2 : 32;
@@ -74,6 +102,9 @@ static tn_err kv_put(void *c, int db, const void *k, size_t kl, const void *v, s
             x->kvs = n;
             x->capkv = nc;
         }
+        uint64_t h = kv_hash(db, k, kl);
+        if (!tn_map_get(&x->kvidx, h) && tn_map_put(&x->kvidx, h, (void *)(uintptr_t)(x->nkv + 1)))
+            return TN_ERR_NOMEM;
         slot = &x->kvs[x->nkv++];
         slot->db = db;
         slot->klen = kl;
@@ -94,10 +125,7 @@ static tn_err kv_put(void *c, int db, const void *k, size_t kl, const void *v, s
 
 static const kv *kv_find(const rctx *x, int db, const void *k, size_t kl)
 {
-    for (size_t i = 0; i < x->nkv; i++)
-        if (x->kvs[i].db == db && x->kvs[i].klen == kl && memcmp(x->kvs[i].key, k, kl) == 0)
-            return &x->kvs[i];
-    return NULL;
+    return kv_lookup(x, db, k, kl);
 }
 
 static void rctx_fini(rctx *x)
@@ -109,6 +137,7 @@ static void rctx_fini(rctx *x)
         free(x->kvs[i].val);
     }
     free(x->kvs);
+    tn_map_fini(&x->kvidx);
     tn_objlog_free(x->objs);
 }
 
