@@ -2593,3 +2593,57 @@ Test(schedule, a_definition_schedule_block_sets_the_schedule, .init = setup, .fi
     cr_assert_eq(f.n, 2);
     cr_assert_str_eq(submit_of(f.inst[0]).region, "eu");
 }
+
+/* ------------------------------------------------------------------------------ */
+/* alerts: which outcomes raise which alerts */
+
+typedef struct raised {
+    char on[8][16];
+    uint64_t task[8];
+    int n;
+} raised;
+
+static int raised_cb(void *ctx, const tn_alert_proj *p)
+{
+    raised *r = ctx;
+    if (r->n < 8) {
+        snprintf(r->on[r->n], sizeof(r->on[0]), "%s", p->on);
+        r->task[r->n++] = p->task;
+    }
+    return 0;
+}
+
+static raised raised_alerts(void)
+{
+    raised r = {.n = 0};
+    cr_assert_eq(tn_log_alert_each(tn_evlog_store(tn_engine_log(E)), 1, false, raised_cb, &r),
+                 TN_OK);
+    return r;
+}
+
+Test(alerts, outcomes_raise_the_alerts_asked_for, .init = setup, .fini = teardown)
+{
+    apply("name: al\ntimeout: 1h\n"
+          "alerts:\n  - {on: [failure, task_failure], webhook: 'http://127.0.0.1:1/x'}\n"
+          "  - {on: [success], webhook: 'http://127.0.0.1:1/y'}\n"
+          "tasks:\n  - {name: a, type: noop, result: failure}\n"
+          "  - {name: b, type: noop}\n");
+    uint64_t wf = start("al");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    raised r = raised_alerts();
+    cr_assert_eq(r.n, 2, "the task's failure and the workflow's, not success: %d", r.n);
+    cr_assert_str_eq(r.on[0], "task_failure");
+    cr_assert_eq(r.task[0], task(wf, "a").id);
+    cr_assert_str_eq(r.on[1], "failure");
+    /* a stopped instance is a kill; nothing asks for kill here, so nothing is raised */
+    apply("name: slow\nalerts:\n  - {on: [kill, timeout], webhook: 'http://127.0.0.1:1/z'}\n"
+          "tasks:\n  - {name: a, type: noop, duration: 1h}\n");
+    uint64_t w2 = start("slow");
+    while (tn_engine_step(E, NULL) > 0)
+        ;
+    cr_assert_eq(cmd(TN_CMD_STOP, w2), TN_OK);
+    run(w2);
+    r = raised_alerts();
+    cr_assert_eq(r.n, 3);
+    cr_assert_str_eq(r.on[2], "kill");
+}

@@ -752,6 +752,10 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
     if (err)
         goto fail;
+    if ((err = eng_alert_defaults(e, opts->alerts, opts->nalerts))) {
+        tn_errmsg_set(msg, err, "out of memory");
+        goto fail;
+    }
     if ((err = recover(e, msg)) || (err = esched_open(e, msg)))
         goto fail;
     /* what recovery decided (failovers, dispatches) is committed by the first step,
@@ -773,6 +777,7 @@ void tn_engine_close(tn_engine *e)
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
     esched_close(e);
+    eng_alert_close(e);
     while (e->defs) {
         def_entry *d = e->defs;
         e->defs = d->next;
@@ -1330,6 +1335,7 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     case TN_CMD_BACKFILL:
     case TN_CMD_BACKFILL_STOP:
     case TN_CMD_BACKFILL_RESUME: err = esched_cmd(e, c); break;
+    case TN_CMD_ALERT_RESULT: err = eng_alert_cmd(e, c); break;
     case TN_CMD_WHY: {
         task_run *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");

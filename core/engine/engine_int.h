@@ -183,6 +183,8 @@ struct tn_engine {
     tn_map latest_def; /* unused slot kept simple: see def_latest() */
     tgroup *groups;
     struct esched *esched; /* schedules and backfills (schedule.c) */
+    tn_def_alert *alerts;  /* the master's default alerts (alert.c) */
+    uint32_t nalerts;
 
     timer *timers; /* min-heap by due */
     size_t ntimers, captimers;
@@ -269,6 +271,13 @@ tn_err eng_kv_unpack(const void *buf, size_t len, tn_kv **out);
 tn_err eng_emit(tn_engine *e, tn_event *ev);
 /* The worker group a task of w dispatches to. */
 const char *eng_worker_group(const wf_run *w, const tn_def_task *node);
+
+/* alert.c: raise the alerts a workflow's outcome asks for (its `alerts:`, else the
+ * engine's defaults); t = the task, for a task's failure or timeout */
+tn_err eng_alert(tn_engine *e, wf_run *w, tn_def_alert_on on, task_run *t, const char *reason);
+tn_err eng_alert_cmd(tn_engine *e, tn_cmd *c); /* TN_CMD_ALERT_RESULT */
+tn_err eng_alert_defaults(tn_engine *e, const tn_def_alert *a, uint32_t n);
+void eng_alert_close(tn_engine *e);
 
 /* schedule.c: schedules and backfills */
 tn_err esched_open(tn_engine *e, tn_errmsg *msg); /* after recovery */

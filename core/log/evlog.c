@@ -798,6 +798,12 @@ tn_err tn_evlog_backfill(tn_evlog *l, uint64_t id, tn_backfill_proj *out)
     return e ? e : tn_objlog_backfill(l->objs, l->rt, id, out);
 }
 
+tn_err tn_evlog_alert(tn_evlog *l, uint64_t id, tn_alert_proj *out)
+{
+    tn_err e = read_txn(l);
+    return e ? e : tn_objlog_alert(l->objs, l->rt, id, out);
+}
+
 uint64_t tn_evlog_next_seq(const tn_evlog *l)
 {
     return l->last_seq + 1;

@@ -1,6 +1,7 @@
 /* The master daemon: engine thread, workers over the transport (placement, dispatch,
  * kill, acks, heartbeats, failover, reconciliation) and the control socket. */
 #include "master.h"
+#include "alerts.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -125,6 +126,7 @@ struct tn_master {
     tn_master_opts o;
     char data[PATH_MAX], ctl[4200], id[80];
     tn_engine *e;
+    tn_alerter *alerter;
     tn_rpc_server *rpc;
     tn_ctlsrv cs;
     tn_tx rx; /* reports from workers */
@@ -1226,8 +1228,12 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
         m->use_tls = true;
     }
     tn_executor ex = {&wire_ops, m, "workers"};
-    tn_engine_opts eo = {
-        .data_dir = m->data, .log = opts->log, .executor = ex, .master_id = opts->id};
+    tn_engine_opts eo = {.data_dir = m->data,
+                         .log = opts->log,
+                         .executor = ex,
+                         .master_id = opts->id,
+                         .alerts = opts->alerts,
+                         .nalerts = opts->nalerts};
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
@@ -1248,6 +1254,16 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the engine thread");
         goto fail;
+    }
+    {
+        const char *dflt = NULL;
+        for (uint32_t i = 0; i < opts->nalerts; i++)
+            if (opts->alerts[i].command)
+                dflt = opts->alerts[i].command;
+        tn_alerter_opts ao = {.allow_commands = opts->allow_alert_commands,
+                              .default_command = dflt};
+        if (tn_alerter_start(m->e, &ao, &m->alerter, msg) != TN_OK)
+            tn_warn("master", "msg=\"alerts will not be sent\" why=\"%s\"", msg->text);
     }
     tn_info("master", "msg=\"started\" data=%s cluster=%s listen=%s ctl=%s", m->data,
             m->cluster, opts->listen_url ? opts->listen_url : "-", m->ctl);
@@ -1273,6 +1289,7 @@ void tn_master_stop(tn_master *m)
 {
     if (!m)
         return;
+    tn_alerter_stop(m->alerter); /* it talks to the engine thread: before that stops */
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     /* close every sender first (never blocks), so their sockets go down together and
      * the frees below wait for each about as long as for the slowest one */
