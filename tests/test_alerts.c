@@ -201,6 +201,13 @@ static seen wait_alerts(int want)
     return s;
 }
 
+static int count_alert_events(void *ctx, const tn_event *ev)
+{
+    if (ev->machine == TN_MACHINE_ALERT && ev->event < TN_ALERT_E__COUNT)
+        ((int *)ctx)[ev->event]++;
+    return 0;
+}
+
 Test(alerts, webhook_retried_until_delivered_and_every_attempt_recorded)
 {
     hook h;
@@ -219,6 +226,12 @@ Test(alerts, webhook_retried_until_delivered_and_every_attempt_recorded)
     cr_assert_eq(s.a[0].attempts, 2, "the first POST got a 500, the second a 200");
     cr_assert_str_eq(s.a[0].outcome, "HTTP 200");
     cr_assert_eq(s.a[0].wf, wf);
+    int counts[TN_ALERT_E__COUNT] = {0}, fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(eng())), wf, count_alert_events, counts,
+                        &fr);
+    cr_assert(counts[TN_ALERT_E_RAISE] == 1 && counts[TN_ALERT_E_ATTEMPT] == 1 &&
+                  counts[TN_ALERT_E_DELIVER] == 1,
+              "the instance's audit shows the alert, the failed attempt and the delivery");
     stop();
     hook_stop(&h);
     cr_assert_eq(h.requests, 2);

@@ -45,7 +45,8 @@ static tn_err raise_one(tn_engine *e, wf_run *w, tn_def_alert_on on, task_run *t
 {
     tn_event ev;
     uint64_t id = tn_evlog_next_seq(tn_engine_log(e));
-    eng_event(&ev, TN_MACHINE_ALERT, TN_ALERT_E_RAISE, 0, 0);
+    /* under its instance's id too, so the instance's audit shows its alerts */
+    eng_event(&ev, TN_MACHINE_ALERT, TN_ALERT_E_RAISE, w->id, 0);
     tn_event_set_int(&ev, "alert", (int64_t)id);
     tn_event_set_str(&ev, "workflow", w->def->name);
     tn_event_set_int(&ev, "instance", (int64_t)w->id);
@@ -90,6 +91,7 @@ tn_err eng_alert_cmd(tn_engine *e, tn_cmd *c)
     if (err)
         return err;
     uint8_t state = p.state;
+    uint64_t wf = p.wf;
     tn_alert_proj_fini(&p);
     if (state != TN_ALERT_S_PENDING) { /* a late second outcome: the first one stands */
         c->err = TN_ERR_ILLEGAL;
@@ -103,7 +105,7 @@ tn_err eng_alert_cmd(tn_engine *e, tn_cmd *c)
               drop           ? TN_ALERT_E_DROP :
               c->sched_ns == 0 ? TN_ALERT_E_DELIVER :
                                TN_ALERT_E_ATTEMPT,
-              0, 0);
+              wf, 0);
     tn_event_set_int(&ev, "alert", (int64_t)c->id);
     if (drop) {
         tn_event_set_str(&ev, "reason", c->text ? c->text : "dropped");

@@ -593,6 +593,8 @@ static tn_err replay_event(tn_engine *e, wf_run **wp, const tn_event *ev)
         sched_fold_wf(e, w, ev);
         return TN_OK;
     }
+    if (ev->machine == TN_MACHINE_ALERT)
+        return w ? TN_OK : TN_ERR_CORRUPT; /* indexed under its instance, for audit */
     if (ev->machine != TN_MACHINE_TASK || !w)
         return TN_ERR_CORRUPT;
     task_run *t = tn_map_get(&e->tasks, ev->task);
