@@ -2512,7 +2512,8 @@ Test(schedule, pause_resume_trigger_remove_and_pause_on_failure, .init = setup,
     cr_assert_str_eq(sproj("tick").cron, "*/20 * * * * ?", "a set replaces the spec");
     cr_assert_eq(sched_cmd(TN_CMD_SCHED_PAUSE, "tick", NULL), TN_OK);
     sched_set("tick", "*/30 * * * * ?", TN_OVERLAP_SKIP, 60000, false);
-    cr_assert_eq(sproj("tick").state, TN_SCHED_S_PAUSED, "changing a paused one keeps it paused");
+    cr_assert_eq(sproj("tick").state, TN_SCHED_S_PAUSED,
+                 "changing a paused one keeps it paused");
     cr_assert_eq(sched_cmd(TN_CMD_SCHED_RM, "tick", NULL), TN_OK);
 }
 
@@ -2541,18 +2542,16 @@ Test(schedule, backfill_runs_dates_in_order_with_stop_and_resume, .init = setup,
     apply(sched_yaml("etl", "5s", "success"));
     int64_t d0 = 1767225600LL * SEC; /* 2026-01-01T00:00:00Z */
     int64_t dates[4] = {d0, d0 + 86400 * SEC, d0 + 2 * 86400 * SEC, d0 + 3 * 86400 * SEC};
-    tn_cmd c = {.kind = TN_CMD_BACKFILL,
-                .workflow = "etl",
-                .dates = dates,
-                .ndates = 4,
-                .parallel = 1};
+    tn_cmd c = {
+        .kind = TN_CMD_BACKFILL, .workflow = "etl", .dates = dates, .ndates = 4, .parallel = 1};
     cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
     cr_assert_eq(c.err, TN_OK, "%s", c.msg);
     uint64_t bf = c.out_id;
     tn_store *st = tn_evlog_store(tn_engine_log(E));
     uint64_t i0, i1;
     cr_assert_eq(tn_log_backfill_instance(st, bf, 0, &i0), TN_OK);
-    cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_ERR_NOENT, "serial: one at a time");
+    cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_ERR_NOENT,
+                 "serial: one at a time");
     run(i0);
     cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_OK);
     cr_assert_eq(submit_of(i1).sched, dates[1], "each instance has its business time");

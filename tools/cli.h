@@ -90,20 +90,33 @@ int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls
 /* The default alerts of master and standalone (fields alert_webhook, alert_command,
  * alert_on, allow_alert_commands of T): for workflows without an `alerts:` block. */
 #define TN_DAEMON_ALERT_OPTS(T)                                                              \
-    {"alert-webhook", 0, TN_OPT_STR, offsetof(T, alert_webhook), "URL",                      \
-     .help = "POST an alert as JSON here for workflows without an alerts block", TN_OPT_CFG}, \
-        {"alert-command", 0, TN_OPT_STR, offsetof(T, alert_command), "COMMAND",              \
-         .help = "run COMMAND (/bin/sh -c) with the alert as JSON on stdin, for workflows\n"  \
-                 "without an alerts block",                                                   \
-         TN_OPT_CFG},                                                                         \
-        {"alert-on", 0, TN_OPT_STR, offsetof(T, alert_on), "LIST",                           \
-         .help = "outcomes the default alerts are for (failure,timeout,success,kill,\n"       \
-                 "task_failure; default failure,timeout)",                                    \
-         TN_OPT_CFG},                                                                         \
-    {                                                                                         \
-        "allow-alert-commands", 0, TN_OPT_FLAG, offsetof(T, allow_alert_commands), NULL,      \
-            .help = "let workflows' alerts run commands on this host (as this user)",         \
-            TN_OPT_CFG                                                                        \
+    {"alert-webhook",                                                                        \
+     0,                                                                                      \
+     TN_OPT_STR,                                                                             \
+     offsetof(T, alert_webhook),                                                             \
+     "URL",                                                                                  \
+     .help = "POST an alert as JSON here for workflows without an alerts block",             \
+     TN_OPT_CFG},                                                                            \
+        {"alert-command",                                                                    \
+         0,                                                                                  \
+         TN_OPT_STR,                                                                         \
+         offsetof(T, alert_command),                                                         \
+         "COMMAND",                                                                          \
+         .help = "run COMMAND (/bin/sh -c) with the alert as JSON on stdin, for workflows\n" \
+                 "without an alerts block",                                                  \
+         TN_OPT_CFG},                                                                        \
+        {"alert-on",                                                                         \
+         0,                                                                                  \
+         TN_OPT_STR,                                                                         \
+         offsetof(T, alert_on),                                                              \
+         "LIST",                                                                             \
+         .help = "outcomes the default alerts are for (failure,timeout,success,kill,\n"      \
+                 "task_failure; default failure,timeout)",                                   \
+         TN_OPT_CFG},                                                                        \
+    {                                                                                        \
+        "allow-alert-commands", 0, TN_OPT_FLAG, offsetof(T, allow_alert_commands), NULL,     \
+            .help = "let workflows' alerts run commands on this host (as this user)",        \
+            TN_OPT_CFG                                                                       \
     }
 
 struct tn_def_alert;

@@ -13,22 +13,38 @@
 #include "cli.h"
 #include "def.h"
 
-const char *const tn_daemon_cfg_keys[] = {"data",          "listen",
-                                          "ctl",           "id",
-                                          "master",        "name",
-                                          "group",         "selector",
-                                          "tls-cert",      "tls-key",
-                                          "tls-ca",        "insecure",
-                                          "no-cgroup",     "heartbeat-timeout",
-                                          "heartbeat",     "slots",
-                                          "max-load",      "mem-reserve",
-                                          "map-max",       "pass-env",
-                                          "pids-max",      "config",
-                                          "insecure",      "max-workers",
-                                          "master-name",   "log-retention",
-                                          "log-max-bytes", "alert-webhook",
-                                          "alert-command", "alert-on",
-                                          "allow-alert-commands", NULL};
+const char *const tn_daemon_cfg_keys[] = {"data",
+                                          "listen",
+                                          "ctl",
+                                          "id",
+                                          "master",
+                                          "name",
+                                          "group",
+                                          "selector",
+                                          "tls-cert",
+                                          "tls-key",
+                                          "tls-ca",
+                                          "insecure",
+                                          "no-cgroup",
+                                          "heartbeat-timeout",
+                                          "heartbeat",
+                                          "slots",
+                                          "max-load",
+                                          "mem-reserve",
+                                          "map-max",
+                                          "pass-env",
+                                          "pids-max",
+                                          "config",
+                                          "insecure",
+                                          "max-workers",
+                                          "master-name",
+                                          "log-retention",
+                                          "log-max-bytes",
+                                          "alert-webhook",
+                                          "alert-command",
+                                          "alert-on",
+                                          "allow-alert-commands",
+                                          NULL};
 
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n)
 {
@@ -123,10 +139,10 @@ int tn_daemon_alerts(const char *cmd, const char *webhook, const char *command, 
                             webhook);
     *n = 0;
     if (webhook && *webhook)
-        out[(*n)++] = (tn_def_alert){.on = (char *)(on ? on : ""), .mask = mask,
-                                     .webhook = (char *)webhook};
+        out[(*n)++] = (tn_def_alert){
+            .on = (char *)(on ? on : ""), .mask = mask, .webhook = (char *)webhook};
     if (command && *command)
-        out[(*n)++] = (tn_def_alert){.on = (char *)(on ? on : ""), .mask = mask,
-                                     .command = (char *)command};
+        out[(*n)++] = (tn_def_alert){
+            .on = (char *)(on ? on : ""), .mask = mask, .command = (char *)command};
     return 0;
 }

@@ -61,12 +61,9 @@ static const struct {
     int id;
     const char *enum_name;
 } known[MAX_MACHINES] = {
-    {"workflow", 1, "TN_MACHINE_WORKFLOW"},
-    {"task", 2, "TN_MACHINE_TASK"},
-    {"system", 3, "TN_MACHINE_SYSTEM"},
-    {"schedule", 4, "TN_MACHINE_SCHEDULE"},
-    {"backfill", 5, "TN_MACHINE_BACKFILL"},
-    {"alert", 6, "TN_MACHINE_ALERT"},
+    {"workflow", 1, "TN_MACHINE_WORKFLOW"}, {"task", 2, "TN_MACHINE_TASK"},
+    {"system", 3, "TN_MACHINE_SYSTEM"},     {"schedule", 4, "TN_MACHINE_SCHEDULE"},
+    {"backfill", 5, "TN_MACHINE_BACKFILL"}, {"alert", 6, "TN_MACHINE_ALERT"},
 };
 
 /* Large (about 2 MB): static rather than on the stack. */
@@ -184,7 +181,9 @@ static bool parse_machine(machine *m, char **tok, int ntok, int lineno)
             m->id = known[i].id;
     if (!m->id)
         return error_at(m->file, lineno,
-                        "unknown machine \"%s\" (expected workflow, task, system, schedule, backfill or alert)", tok[1]);
+                        "unknown machine \"%s\" (expected workflow, task, system, schedule, "
+                        "backfill or alert)",
+                        tok[1]);
     if (!is_upper_name(tok[2]))
         return error_at(m->file, lineno, "bad prefix \"%s\" (expected [A-Z][A-Z0-9_]*)",
                         tok[2]);

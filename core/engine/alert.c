@@ -57,8 +57,9 @@ static tn_err raise_one(tn_engine *e, wf_run *w, tn_def_alert_on on, task_run *t
     tn_event_set_str(&ev, "on", tn_def_alert_on_name(on));
     tn_event_set_str(&ev, "kind", a->webhook ? "webhook" : "command");
     tn_event_set_str(&ev, "target", a->webhook ? a->webhook : a->command);
-    tn_event_set_str(&ev, "state", t ? tn_sm_state_name(&tn_sm_task, t->state) :
-                                       tn_sm_state_name(&tn_sm_workflow, w->state));
+    tn_event_set_str(&ev, "state",
+                     t ? tn_sm_state_name(&tn_sm_task, t->state) :
+                         tn_sm_state_name(&tn_sm_workflow, w->state));
     if (reason && *reason)
         tn_event_set_str(&ev, "reason", reason);
     else if (t && t->why && *t->why)
@@ -102,9 +103,9 @@ tn_err eng_alert_cmd(tn_engine *e, tn_cmd *c)
     bool drop = c->name && !strcmp(c->name, "drop");
     tn_event ev;
     eng_event(&ev, TN_MACHINE_ALERT,
-              drop           ? TN_ALERT_E_DROP :
+              drop             ? TN_ALERT_E_DROP :
               c->sched_ns == 0 ? TN_ALERT_E_DELIVER :
-                               TN_ALERT_E_ATTEMPT,
+                                 TN_ALERT_E_ATTEMPT,
               wf, 0);
     tn_event_set_int(&ev, "alert", (int64_t)c->id);
     if (drop) {

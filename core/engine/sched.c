@@ -654,7 +654,8 @@ tn_err sched_task_finished(tn_engine *e, task_run *t)
     }
     if (!FINAL_T(t->state) || t->state == TN_TASK_S_PAUSE)
         return TN_OK;
-    if (t->state == TN_TASK_S_FAILURE && (err = eng_alert(e, w, TN_DEF_ALERT_TASK_FAILURE, t, NULL)))
+    if (t->state == TN_TASK_S_FAILURE &&
+        (err = eng_alert(e, w, TN_DEF_ALERT_TASK_FAILURE, t, NULL)))
         return err;
     if (w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE ||
         w->state == TN_WF_S_READY_STOP) {

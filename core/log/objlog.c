@@ -330,8 +330,7 @@ static tn_err proj_copy(unsigned machine, void *dst, const void *src)
     return alert_copy(dst, src);
 }
 
-static tn_err stage_obj(obj *x, tn_rtxn *t, const putter *b, const tn_event *ev,
-                        tn_errmsg *msg)
+static tn_err stage_obj(obj *x, tn_rtxn *t, const putter *b, const tn_event *ev, tn_errmsg *msg)
 {
     bool sched = x->machine == TN_MACHINE_SCHEDULE;
     obj q = *x;

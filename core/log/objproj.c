@@ -151,8 +151,7 @@ static tn_err sched_decide(tn_sched_proj *p, const tn_event *ev)
 tn_err tn_sched_proj_apply(tn_sched_proj *p, const tn_event *ev)
 {
     tn_str name;
-    if (!get_str(ev, "schedule", &name, TN_ATTR_STR) || name.len == 0 ||
-        name.len > TN_NAME_MAX)
+    if (!get_str(ev, "schedule", &name, TN_ATTR_STR) || name.len == 0 || name.len > TN_NAME_MAX)
         return TN_ERR_CORRUPT;
     tn_err e = TN_OK;
     switch (ev->event) {
@@ -186,9 +185,9 @@ tn_err tn_backfill_proj_apply(tn_backfill_proj *p, const tn_event *ev)
     switch (ev->event) {
     case TN_BF_E_CREATE: {
         tn_str wf, dates;
-        if (!get_str(ev, "workflow", &wf, TN_ATTR_STR) || wf.len == 0 ||
-            wf.len > TN_NAME_MAX || !get_str(ev, "dates", &dates, TN_ATTR_BIN) ||
-            dates.len == 0 || dates.len % 8 || dates.len / 8 > TN_BACKFILL_MAX_DATES)
+        if (!get_str(ev, "workflow", &wf, TN_ATTR_STR) || wf.len == 0 || wf.len > TN_NAME_MAX ||
+            !get_str(ev, "dates", &dates, TN_ATTR_BIN) || dates.len == 0 || dates.len % 8 ||
+            dates.len / 8 > TN_BACKFILL_MAX_DATES)
             return TN_ERR_CORRUPT;
         int64_t *d = malloc(dates.len);
         uint8_t *params;

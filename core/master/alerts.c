@@ -22,9 +22,9 @@
 #include "sm_gen.h"
 #include "util.h"
 
-#define MS             1000000LL
-#define POLL_MS        500 /* new alerts are picked up within this */
-#define MAX_PENDING    10000
+#define MS          1000000LL
+#define POLL_MS     500 /* new alerts are picked up within this */
+#define MAX_PENDING 10000
 
 extern char **environ;
 
@@ -49,10 +49,10 @@ char *tn_alert_json(const tn_alert_proj *p, uint32_t attempt)
 {
     char at[40];
     tn_fmt_time(p->raised_at, at, sizeof(at));
-    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "alert", (json_int_t)p->id,
-                          "workflow", p->workflow, "instance", (json_int_t)p->wf, "on", p->on,
-                          "state", p->what, "reason", p->reason, "raised_at", at, "attempt",
-                          (json_int_t)attempt);
+    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "alert",
+                          (json_int_t)p->id, "workflow", p->workflow, "instance",
+                          (json_int_t)p->wf, "on", p->on, "state", p->what, "reason", p->reason,
+                          "raised_at", at, "attempt", (json_int_t)attempt);
     if (!o)
         return NULL;
     if (p->task)
@@ -122,8 +122,7 @@ static void feed(int fd, const char *body, int64_t deadline)
 
 /* /bin/sh -c CMD with the body on stdin, in its own process group, killed at the
  * timeout; true when it exits 0. */
-static bool run_command(tn_alerter *a, const char *cmd, const char *body, char *out,
-                        size_t len)
+static bool run_command(tn_alerter *a, const char *cmd, const char *body, char *out, size_t len)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {

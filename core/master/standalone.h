@@ -19,7 +19,7 @@ typedef struct tn_standalone_opts {
     uint32_t npass_env;
     uint32_t pids_max; /* a task's processes when its definition says 0; 0 = 4096 */
     uint64_t log_retention_ms, log_max_bytes; /* task log retention (tn_worker_opts) */
-    const tn_def_alert *alerts; /* default alerts (tn_master_opts) */
+    const tn_def_alert *alerts;               /* default alerts (tn_master_opts) */
     uint32_t nalerts;
     bool allow_alert_commands;
 } tn_standalone_opts;
