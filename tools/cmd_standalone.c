@@ -9,7 +9,8 @@ typedef struct standalone_opts {
     const char *data, *config;
     uint32_t slots, pids_max;
     bool no_cgroup;
-    tn_opt_list pass_env;
+    tn_opt_list pass_env, kill_hook;
+    uint64_t kill_hook_timeout;
 } standalone_opts;
 
 static const tn_opt standalone_table[] = {
@@ -29,6 +30,7 @@ static const tn_opt standalone_table[] = {
      .help = "processes a task may have at once when its definition sets no pids_max\n"
              "(default 4096)",
      TN_OPT_CFG, 1, 4194304},
+    TN_KILL_HOOK_OPTS(standalone_opts),
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -45,6 +47,9 @@ const tn_opt_cmd tn_spec_standalone = {
 
 static int run(const standalone_opts *o)
 {
+    int urc = tn_daemon_check_kill_hooks("standalone", &o->kill_hook);
+    if (urc)
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};
@@ -53,7 +58,10 @@ static int run(const standalone_opts *o)
                              .no_cgroup = o->no_cgroup,
                              .pass_env = o->pass_env.v,
                              .npass_env = o->pass_env.n,
-                             .pids_max = o->pids_max};
+                             .pids_max = o->pids_max,
+                             .kill_hooks = o->kill_hook.v,
+                             .nkill_hooks = o->kill_hook.n,
+                             .kill_hook_timeout_ms = o->kill_hook_timeout};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
     /* the commands exactly as they work from here: --data only when not the default */

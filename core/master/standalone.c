@@ -49,7 +49,10 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .cluster_id = tn_master_cluster_id(s->m),
                          .pass_env = opts->pass_env,
                          .npass_env = opts->npass_env,
-                         .pids_max = opts->pids_max};
+                         .pids_max = opts->pids_max,
+                         .kill_hooks = opts->kill_hooks,
+                         .nkill_hooks = opts->nkill_hooks,
+                         .kill_hook_timeout_ms = opts->kill_hook_timeout_ms};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

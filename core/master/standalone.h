@@ -17,7 +17,10 @@ typedef struct tn_standalone_opts {
     bool no_cgroup;              /* contain tasks by session and /proc walk, not cgroups */
     const char *const *pass_env; /* worker variables passed to tasks (tn_worker_opts) */
     uint32_t npass_env;
-    uint32_t pids_max; /* a task's processes when its definition says 0; 0 = 4096 */
+    uint32_t pids_max;             /* a task's processes when its definition says 0; 0 = 4096 */
+    const char *const *kill_hooks; /* application kill hooks (tn_worker_opts) */
+    uint32_t nkill_hooks;
+    uint64_t kill_hook_timeout_ms;
 } tn_standalone_opts;
 
 /* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same

@@ -27,6 +27,7 @@
 #include "map.h"
 #include "mp.h"
 #include "params.h"
+#include "killhook.h"
 #include "proc.h"
 #include "taskenv.h"
 #include "outbox.h"
@@ -47,6 +48,7 @@ typedef struct job {
     char **out_keys, **out_vals; /* noop outputs */
     uint32_t nout;
     char *exec_dir, *log_path; /* shell attempts (sized: hundreds of jobs live at once) */
+    tn_hook_set *hooks; /* killed, its processes gone: the kill hooks run, KILL_RESULT waits */
 } job;
 
 /* Attempts per generation of the finished-attempt maps. */
@@ -97,8 +99,9 @@ struct tn_worker {
     uint64_t refused;       /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
-    int64_t degraded_at; /* unix ns */
-    tn_taskenv env;      /* what every task's environment starts from */
+    int64_t degraded_at;  /* unix ns */
+    tn_taskenv env;       /* what every task's environment starts from */
+    tn_kill_hooks *hooks; /* application kill hooks; NULL: none */
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -190,6 +193,7 @@ static void release(tn_worker *w, job *j)
         w->exec_dirs--;
     free(j->exec_dir);
     free(j->log_path);
+    tn_hook_set_free(j->hooks);
     if (j->proc)
         tn_proc_free(j->proc);
     for (uint32_t i = 0; i < j->nout; i++) {
@@ -251,6 +255,7 @@ static void report_killed(tn_worker *w, job *j)
             sv[i] = (tn_survivor){kr->survivor_pids[i], {states + 2 * i, 1}};
         }
         m.kill_result.survivors = (tn_survivors){sv, sv && states ? ns : 0};
+        m.kill_result.hooks = tn_hook_set_runs(j->hooks);
         tn_info("worker",
                 "msg=\"killed\" task=%" PRIu64 " attempt=%u signalled=%u survivors=%u "
                 "escalated=%d",
@@ -638,6 +643,12 @@ static void collect(tn_worker *w)
                 continue;
             }
             if (j->killed || ex[i].killed) {
+                /* the processes are gone: the kill hooks, once per attempt, and the report
+                 * when they end (poll_hooks) */
+                if (!j->noop && w->hooks &&
+                    (j->hooks = tn_kill_hooks_start(w->hooks, j->log_path, w->data, j->task,
+                                                    j->attempt)))
+                    continue;
                 report_killed(w, j);
             } else {
                 int64_t code = tn_exit_code(ex[i].status);
@@ -683,6 +694,23 @@ static void collect(tn_worker *w)
     }
 }
 
+/* Killed attempts whose kill hooks ended are reported. True while some still run. */
+static bool poll_hooks(tn_worker *w, int64_t now)
+{
+    bool running = false;
+    for (job *j = w->jobs; j; j = j->next) {
+        if (!j->hooks || j->done)
+            continue;
+        if (tn_hook_set_poll(j->hooks, now)) {
+            report_killed(w, j);
+            j->done = true;
+        } else {
+            running = true;
+        }
+    }
+    return running;
+}
+
 static void *worker_thread(void *arg)
 {
     tn_worker *w = arg;
@@ -693,6 +721,7 @@ static void *worker_thread(void *arg)
         take_inbound(w);
         int64_t now = tn_mono_ns();
         tn_procs_tick(w->procs, now);
+        (void)poll_hooks(w, now);
         collect(w);
         tn_outbox_commit(&w->ob, false, &w->stop);
         tn_outbox_send(&w->ob, w->tx, w->name, now);
@@ -731,8 +760,10 @@ static void *worker_thread(void *arg)
             j->killed = true;
             (void)tn_proc_kill(w->procs, j->proc, 2000);
         }
-    for (int i = 0; i < 600 && w->jobs; i++) {
+    /* kill hooks may outlast the 6 s: each ends by its own timeout */
+    for (int i = 0; w->jobs && (i < 600 || poll_hooks(w, tn_mono_ns())); i++) {
         tn_procs_tick(w->procs, tn_mono_ns());
+        (void)poll_hooks(w, tn_mono_ns());
         for (job *j = w->jobs; j; j = j->next)
             if (j->noop)
                 j->done = true;
@@ -1144,7 +1175,9 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
         goto fail;
-    if ((e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg)))
+    if ((e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg)) ||
+        (e = tn_kill_hooks_new(opts->kill_hooks, opts->nkill_hooks, opts->kill_hook_timeout_ms,
+                               &w->hooks, msg)))
         goto fail;
     /* the id, not the name: names are labels two workers may share */
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->id};
@@ -1168,9 +1201,9 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     }
     tn_info("worker",
             "msg=\"started\" worker=%s id=%s cluster=%s master=%s listen=%s slots=%u "
-            "groups=%s",
+            "groups=%s kill_hooks=%u",
             w->name, w->id, w->cluster[0] ? w->cluster : "-", opts->master_url, w->listen,
-            w->o.slots, opts->groups ? opts->groups : "default");
+            w->o.slots, opts->groups ? opts->groups : "default", opts->nkill_hooks);
     *out = w;
     return TN_OK;
 fail:
@@ -1188,6 +1221,7 @@ fail:
     if (w->wake >= 0)
         close(w->wake);
     tn_taskenv_free(&w->env);
+    tn_kill_hooks_free(w->hooks);
     free(w);
     return e;
 }
@@ -1210,6 +1244,7 @@ void tn_worker_stop(tn_worker *w)
         job *j = w->jobs;
         w->jobs = j->next;
         tn_proc_free(j->proc);
+        tn_hook_set_free(j->hooks);
         free(j->exec_dir);
         free(j->log_path);
         free(j);
@@ -1225,6 +1260,7 @@ void tn_worker_stop(tn_worker *w)
         close(w->lock_fd); /* the lock goes last: nothing of this run is left to clean */
     close(w->wake);
     tn_taskenv_free(&w->env);
+    tn_kill_hooks_free(w->hooks);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }

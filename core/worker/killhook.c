@@ -1,0 +1,526 @@
+/* Application kill hooks (killhook.h): parse, scan a killed attempt's log, run a command per
+ * id found, time it out, report what ran. */
+#include "killhook.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+extern char **environ;
+
+typedef struct hook {
+    regex_t re;
+    char *cmd; /* the COMMAND, {id} not yet replaced */
+} hook;
+
+struct tn_kill_hooks {
+    hook v[TN_KILL_HOOKS_MAX];
+    uint32_t n;
+    uint64_t timeout_ms;
+};
+
+/* One match of one attempt: a command that runs or ran, or a refused id. */
+typedef struct hook_proc {
+    uint32_t hook;
+    char *raw; /* the matched bytes, for de-duplication */
+    size_t rawlen;
+    char id[TN_PROTO_HOOK_ID_MAX + 1]; /* as shown: printable ASCII, shortened */
+    char *command;                     /* NULL: not run */
+    char outcome[TN_PROTO_OUTCOME_MAX + 1];
+    pid_t pid;
+    bool running, killed;
+    int64_t deadline, give_up; /* monotonic */
+} hook_proc;
+
+#define SET_MAX (TN_KILL_HOOK_RUNS_MAX + TN_KILL_HOOK_REFUSED_MAX + 1)
+
+struct tn_hook_set {
+    hook_proc v[SET_MAX];
+    uint32_t n, nrun, nrefused;
+    uint64_t over_run, over_refused; /* matches past the limits: counted, not run */
+    tn_hook_run runs[SET_MAX];
+    char more[TN_PROTO_OUTCOME_MAX + 1]; /* the line for what the limits left out */
+    int logfd, nullfd;
+    uint64_t task;
+    uint32_t attempt;
+    uint64_t timeout_ms;
+};
+
+/* ---------------------------------------------------------------------------------- */
+/* parsing */
+
+static char *trimmed(const char *s, size_t len)
+{
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' ||
+                   s[len - 1] == '\r'))
+        len--;
+    return strndup(s, len);
+}
+
+static tn_err parse_one(hook *h, const char *spec, uint32_t i, tn_errmsg *msg)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "kill hook %u \"%s\": no '=': write REGEX=COMMAND, e.g. "
+                             "'application_[0-9]+_[0-9]+=yarn application -kill {id}'",
+                             i + 1, spec);
+    char *re = trimmed(spec, (size_t)(eq - spec));
+    h->cmd = trimmed(eq + 1, strlen(eq + 1));
+    tn_err e = TN_OK;
+    int rc = 0;
+    if (!re || !h->cmd)
+        e = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    else if (!re[0] || strlen(re) > TN_KILL_HOOK_REGEX_MAX)
+        e = tn_errmsg_set(msg, TN_ERR_INVAL,
+                          "kill hook %u \"%s\": the regex before '=' must be 1-%u bytes", i + 1,
+                          spec, TN_KILL_HOOK_REGEX_MAX);
+    else if ((rc = regcomp(&h->re, re, REG_EXTENDED | REG_NEWLINE)) != 0) {
+        char why[256];
+        regerror(rc, &h->re, why, sizeof(why));
+        e = tn_errmsg_set(msg, TN_ERR_INVAL,
+                          "kill hook %u \"%s\": regex \"%s\": %s (POSIX extended regex; "
+                          "write a '=' of the regex as [=])",
+                          i + 1, spec, re, why);
+    } else if (!strstr(h->cmd, "{id}") || strlen(h->cmd) > TN_KILL_HOOK_CMD_MAX) {
+        regfree(&h->re);
+        e = tn_errmsg_set(msg, TN_ERR_INVAL,
+                          "kill hook %u \"%s\": the command after '=' must be at most %u "
+                          "bytes and name the matched id as {id}",
+                          i + 1, spec, TN_KILL_HOOK_CMD_MAX);
+    }
+    free(re);
+    if (e) {
+        free(h->cmd);
+        h->cmd = NULL;
+    }
+    return e;
+}
+
+tn_err tn_kill_hooks_new(const char *const *specs, uint32_t n, uint64_t timeout_ms,
+                         tn_kill_hooks **out, tn_errmsg *msg)
+{
+    *out = NULL;
+    if (n == 0)
+        return TN_OK;
+    if (n > TN_KILL_HOOKS_MAX)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "%u kill hooks: at most %u", n,
+                             TN_KILL_HOOKS_MAX);
+    tn_kill_hooks *h = calloc(1, sizeof(*h));
+    if (!h)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    h->timeout_ms = timeout_ms ? timeout_ms : TN_KILL_HOOK_TIMEOUT_MS;
+    for (uint32_t i = 0; i < n; i++) {
+        tn_err e = parse_one(&h->v[i], specs[i], i, msg);
+        if (e) {
+            tn_kill_hooks_free(h);
+            return e;
+        }
+        h->n++;
+    }
+    *out = h;
+    return TN_OK;
+}
+
+void tn_kill_hooks_free(tn_kill_hooks *h)
+{
+    if (!h)
+        return;
+    for (uint32_t i = 0; i < h->n; i++) {
+        regfree(&h->v[i].re);
+        free(h->v[i].cmd);
+    }
+    free(h);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* the ids */
+
+/* Why id may not be run, or NULL when it may. */
+static const char *id_refusal(const char *id, size_t len)
+{
+    if (len > TN_KILL_HOOK_ID_MAX)
+        return "refused: the id is over 128 bytes";
+    if (id[0] == '-')
+        return "refused: the id starts with '-'";
+    for (size_t i = 0; i < len; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:@+",
+                    id[i]) ||
+            !id[i])
+            return "refused: the id has characters other than A-Z a-z 0-9 . _ - : @ +";
+    return NULL;
+}
+
+/* The id as shown in reports: printable ASCII ('?' for the rest), at most 64 bytes. */
+static void shown(const char *id, size_t len, char *out)
+{
+    size_t n = len > 64 ? 64 : len;
+    for (size_t i = 0; i < n; i++)
+        out[i] = id[i] > ' ' && id[i] < 0x7f ? id[i] : '?';
+    snprintf(out + n, 8, "%s", len > 64 ? "..." : "");
+}
+
+/* The command with every {id} replaced by the id, single-quoted; NULL when over the
+ * protocol's bound. */
+static char *expand(const char *cmd, const char *id, size_t len)
+{
+    size_t cap = TN_PROTO_REASON_MAX + 1, o = 0;
+    char *out = malloc(cap);
+    for (const char *p = cmd; out && *p;) {
+        if (strncmp(p, "{id}", 4) == 0) {
+            if (o + len * 4 + 2 >= cap)
+                goto big;
+            out[o++] = '\'';
+            for (size_t i = 0; i < len; i++) {
+                if (id[i] == '\'') { /* never passes id_refusal; quoted right anyway */
+                    memcpy(out + o, "'\\''", 4);
+                    o += 4;
+                } else {
+                    out[o++] = id[i];
+                }
+            }
+            out[o++] = '\'';
+            p += 4;
+        } else {
+            if (o + 1 >= cap)
+                goto big;
+            out[o++] = *p++;
+        }
+    }
+    if (out)
+        out[o] = '\0';
+    return out;
+big:
+    free(out);
+    return NULL;
+}
+
+/* One match: a command to run, a refusal, or a duplicate of an earlier match. */
+static void add_match(tn_hook_set *s, const tn_kill_hooks *h, uint32_t hk, const char *id,
+                      size_t len)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->v[i].hook == hk && s->v[i].rawlen == len && memcmp(s->v[i].raw, id, len) == 0)
+            return;
+    const char *why = id_refusal(id, len);
+    if (why ? s->nrefused >= TN_KILL_HOOK_REFUSED_MAX : s->nrun >= TN_KILL_HOOK_RUNS_MAX) {
+        if (why)
+            s->over_refused++;
+        else
+            s->over_run++;
+        return;
+    }
+    hook_proc *x = &s->v[s->n];
+    *x = (hook_proc){.hook = hk, .raw = malloc(len ? len : 1), .rawlen = len};
+    if (!x->raw)
+        return;
+    memcpy(x->raw, id, len);
+    shown(id, len, x->id);
+    if (!why && !(x->command = expand(h->v[hk].cmd, id, len)))
+        why = "refused: the command would be over 4096 bytes";
+    if (why)
+        snprintf(x->outcome, sizeof(x->outcome), "%s", why);
+    s->n++;
+    if (why)
+        s->nrefused++;
+    else
+        s->nrun++;
+}
+
+/* The last TN_KILL_HOOK_SCAN_MAX bytes of path, from a line start, NULs as newlines. */
+static char *read_tail(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    off_t off =
+        st.st_size > (off_t)TN_KILL_HOOK_SCAN_MAX ? st.st_size - TN_KILL_HOOK_SCAN_MAX : 0;
+    char *buf = malloc(TN_KILL_HOOK_SCAN_MAX + 1);
+    size_t n = 0;
+    while (buf && n < TN_KILL_HOOK_SCAN_MAX) {
+        ssize_t r = pread(fd, buf + n, TN_KILL_HOOK_SCAN_MAX - n, off + (off_t)n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!buf)
+        return NULL;
+    size_t skip = 0;
+    if (off > 0) { /* the first line is cut: an id in it may be cut too */
+        char *nl = memchr(buf, '\n', n);
+        skip = nl ? (size_t)(nl - buf) + 1 : n;
+    }
+    memmove(buf, buf + skip, n - skip);
+    n -= skip;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = '\n';
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static void scan(tn_hook_set *s, const tn_kill_hooks *h, const char *text, size_t len)
+{
+    for (uint32_t k = 0; k < h->n; k++) {
+        regoff_t at = 0;
+        while ((size_t)at < len) {
+            regmatch_t m = {.rm_so = at, .rm_eo = (regoff_t)len};
+            if (regexec(&h->v[k].re, text, 1, &m, REG_STARTEND) != 0)
+                break;
+            if (m.rm_eo > m.rm_so)
+                add_match(s, h, k, text + m.rm_so, (size_t)(m.rm_eo - m.rm_so));
+            at = m.rm_eo > m.rm_so ? m.rm_eo : m.rm_so + 1;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* running */
+
+typedef struct child_ctx {
+    const char *cwd;
+    int nullfd, logfd;
+    char *argv[4];
+} child_ctx;
+
+/* The command's process: a copy of the worker (a fork) whose exit signals nothing
+ * (exit_signal 0), which runs /bin/sh -c COMMAND as its own child and ends as that did. It
+ * does not exec itself because exec makes a process a normal child again, whose exit the
+ * worker's reaper would take. It runs in a copy of a threaded process: system calls only
+ * (another thread may have held a lock at the copy). */
+__attribute__((noreturn)) static void hook_process(const child_ctx *c)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        (void)sigaction(sig, &dfl, NULL);
+    (void)setsid(); /* a process group of its own: the timeout kills all of it */
+    int out = c->logfd >= 0 ? c->logfd : c->nullfd;
+    if (dup2(c->nullfd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+        _exit(126);
+    if (chdir(c->cwd) != 0)
+        (void)!chdir("/");
+        /* closed, not only close-on-exec: this process does not exec, and the worker's fds
+     * (its lock on the data dir, its sockets) must not outlive the worker in it */
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+#endif
+        for (int fd = 3; fd < 65536; fd++)
+            (void)close(fd);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    long k = syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+    if (k == 0) {
+        execve("/bin/sh", c->argv, environ);
+        _exit(127);
+    }
+    int st = 0;
+    while (k > 0 && waitpid((pid_t)k, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (k < 0)
+        _exit(126);
+    if (WIFEXITED(st))
+        _exit(WEXITSTATUS(st));
+    struct rlimit nocore = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &nocore);
+    (void)kill(getpid(), WTERMSIG(st)); /* ends as the shell did */
+    _exit(128 + WTERMSIG(st));
+}
+
+/* Starts x's command (hook_process), as a clone child: only waitpid(pid, __WCLONE) takes
+ * its status. */
+static void run_one(tn_hook_set *s, hook_proc *x, const char *cwd, int64_t now,
+                    uint64_t timeout_ms)
+{
+    child_ctx c = {cwd, s->nullfd, s->logfd, {(char *)"sh", (char *)"-c", x->command, NULL}};
+    if (s->logfd >= 0)
+        (void)!dprintf(s->logfd, "[tern] kill hook: %s\n", x->command);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler runs in the copy */
+    long pid = syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
+    if (pid == 0)
+        hook_process(&c);
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        snprintf(x->outcome, sizeof(x->outcome), "not run: clone: %s", strerror(e));
+        return;
+    }
+    x->pid = (pid_t)pid;
+    x->running = true;
+    x->deadline = now + (int64_t)timeout_ms * 1000000;
+}
+
+static void log_end(tn_hook_set *s, hook_proc *x)
+{
+    char cmd[600], out[600];
+    if (s->logfd >= 0)
+        (void)!dprintf(s->logfd, "[tern] kill hook: %s -> %s\n",
+                       x->command ? x->command : x->id, x->outcome);
+    tn_logf(x->command && strcmp(x->outcome, "exit 0") == 0 ? TN_LOG_INFO : TN_LOG_WARN,
+            "worker",
+            "msg=\"kill hook\" task=%" PRIu64 " attempt=%" PRIu32 " id=\"%s\" command=\"%s\" "
+            "outcome=\"%s\"",
+            s->task, s->attempt, x->id, tn_log_escape(x->command ? x->command : "", cmd, 600),
+            tn_log_escape(x->outcome, out, sizeof(out)));
+}
+
+tn_hook_set *tn_kill_hooks_start(const tn_kill_hooks *h, const char *log_path, const char *cwd,
+                                 uint64_t task, uint32_t attempt)
+{
+    if (!h || !log_path)
+        return NULL;
+    size_t len = 0;
+    char *text = read_tail(log_path, &len);
+    tn_hook_set *s = text ? calloc(1, sizeof(*s)) : NULL;
+    if (s) {
+        s->task = task;
+        s->attempt = attempt;
+        s->timeout_ms = h->timeout_ms;
+        scan(s, h, text, len);
+    }
+    free(text);
+    if (!s || (s->n == 0 && !s->over_run && !s->over_refused)) {
+        free(s);
+        return NULL;
+    }
+    s->logfd = open(log_path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    s->nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int64_t now = tn_mono_ns();
+    for (uint32_t i = 0; i < s->n; i++) {
+        hook_proc *x = &s->v[i];
+        if (!x->command)
+            log_end(s, x); /* refused */
+        else if (s->nullfd < 0)
+            snprintf(x->outcome, sizeof(x->outcome), "not run: /dev/null: %s", strerror(errno));
+        else
+            run_one(s, x, cwd ? cwd : "/", now, h->timeout_ms);
+        if (x->command && !x->running)
+            log_end(s, x);
+    }
+    return s;
+}
+
+static void ended(tn_hook_set *s, hook_proc *x, int st)
+{
+    char d[32];
+    tn_fmt_duration((int64_t)s->timeout_ms * 1000000, d, sizeof(d));
+    x->running = false;
+    if (x->killed)
+        snprintf(x->outcome, sizeof(x->outcome), "timed out after %s; killed", d);
+    else if (WIFEXITED(st))
+        snprintf(x->outcome, sizeof(x->outcome), "exit %d", WEXITSTATUS(st));
+    else
+        snprintf(x->outcome, sizeof(x->outcome), "killed by signal %d", WTERMSIG(st));
+    log_end(s, x);
+}
+
+bool tn_hook_set_poll(tn_hook_set *s, int64_t now)
+{
+    bool all = true;
+    for (uint32_t i = 0; s && i < s->n; i++) {
+        hook_proc *x = &s->v[i];
+        if (!x->running)
+            continue;
+        int st = 0;
+        pid_t r = waitpid(x->pid, &st, WNOHANG | __WCLONE);
+        if (r == x->pid) {
+            ended(s, x, st);
+            continue;
+        }
+        if (r < 0 && errno != EINTR) {
+            x->running = false;
+            snprintf(x->outcome, sizeof(x->outcome), "exit status lost: %s", strerror(errno));
+            log_end(s, x);
+            continue;
+        }
+        if (!x->killed && now >= x->deadline) {
+            (void)kill(-x->pid, SIGKILL);
+            (void)kill(x->pid, SIGKILL);
+            x->killed = true;
+            x->give_up = now + (int64_t)TN_KILL_HOOK_REAP_MS * 1000000;
+        } else if (x->killed && now >= x->give_up) {
+            char d[32];
+            tn_fmt_duration((int64_t)s->timeout_ms * 1000000, d, sizeof(d));
+            x->running = false;
+            snprintf(x->outcome, sizeof(x->outcome),
+                     "timed out after %s; still there 5s after SIGKILL", d);
+            log_end(s, x);
+            continue;
+        }
+        all = false;
+    }
+    return all;
+}
+
+tn_hook_runs tn_hook_set_runs(tn_hook_set *s)
+{
+    if (!s)
+        return (tn_hook_runs){NULL, 0};
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n; i++)
+        s->runs[n++] = (tn_hook_run){tn_str_c(s->v[i].id), tn_str_c(s->v[i].command),
+                                     tn_str_c(s->v[i].outcome)};
+    if (s->over_run || s->over_refused) {
+        snprintf(s->more, sizeof(s->more),
+                 "not run: %" PRIu64 " more ids and %" PRIu64
+                 " more refused matches past the limits (%u commands, %u refusals listed "
+                 "per kill)",
+                 s->over_run, s->over_refused, TN_KILL_HOOK_RUNS_MAX, TN_KILL_HOOK_REFUSED_MAX);
+        s->runs[n++] = (tn_hook_run){TN_STR("(more)"), TN_STR(""), tn_str_c(s->more)};
+    }
+    return (tn_hook_runs){s->runs, n};
+}
+
+void tn_hook_set_free(tn_hook_set *s)
+{
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->n; i++) {
+        hook_proc *x = &s->v[i];
+        if (x->running) {
+            (void)kill(-x->pid, SIGKILL);
+            (void)kill(x->pid, SIGKILL);
+            for (int k = 0; k < 50 && waitpid(x->pid, NULL, WNOHANG | __WCLONE) == 0; k++)
+                usleep(2000);
+        }
+        free(x->raw);
+        free(x->command);
+    }
+    if (s->logfd >= 0)
+        close(s->logfd);
+    if (s->nullfd >= 0)
+        close(s->nullfd);
+    free(s);
+}
