@@ -163,6 +163,16 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         }
         k->signalled = (tn_pids){pids, n};
         k->survivors = (tn_survivors){sv, n};
+        uint32_t nh = mx ? TN_PROTO_HOOKS_MAX : mn ? 0 : 1;
+        tn_hook_run *h = amalloc(a, nh * sizeof(*h));
+        for (uint32_t i = 0; i < nh; i++)
+            h[i] =
+                mx ? (tn_hook_run){rep(a, TN_PROTO_HOOK_ID_MAX, 'i'),
+                                   rep(a, TN_PROTO_REASON_MAX, 'c'),
+                                   rep(a, TN_PROTO_OUTCOME_MAX, 'o')} :
+                     (tn_hook_run){S("application_1_2"),
+                                   S("yarn application -kill 'application_1_2'"), S("exit 0")};
+        k->hooks = (tn_hook_runs){h, nh};
         break;
     }
     case TN_MSG_HEARTBEAT: {
@@ -346,6 +356,9 @@ static tn_err cb_fields(void *arg, tn_str sender, const tn_msg *m)
         cr_assert_eq(m->kill_result.signalled.v[0], INT64_MAX);
         cr_assert_eq(m->kill_result.survivors.n, TN_PROTO_PIDS_MAX);
         cr_assert(tn_str_eq(m->kill_result.survivors.v[1].state, "D"));
+        cr_assert_eq(m->kill_result.hooks.n, TN_PROTO_HOOKS_MAX);
+        cr_assert_eq(m->kill_result.hooks.v[63].command.len, TN_PROTO_REASON_MAX);
+        cr_assert_eq(m->kill_result.hooks.v[63].outcome.p[TN_PROTO_OUTCOME_MAX - 1], 'o');
         break;
     default: cr_assert_fail("unexpected %s", tn_msg_name(m->type));
     }
@@ -436,6 +449,19 @@ Test(proto, encoder_refuses_what_the_decoder_would)
     REFUSE(TN_MSG_KILL_RESULT, ((int64_t *)m.kill_result.signalled.v)[0] = 0, TN_ERR_INVAL);
     REFUSE(TN_MSG_KILL_RESULT, ((tn_survivor *)m.kill_result.survivors.v)[0].state = S(""),
            TN_ERR_INVAL);
+    REFUSE(TN_MSG_KILL_RESULT, ((tn_hook_run *)m.kill_result.hooks.v)[0].id = S(""),
+           TN_ERR_INVAL);
+    REFUSE(TN_MSG_KILL_RESULT, ((tn_hook_run *)m.kill_result.hooks.v)[0].outcome = S(""),
+           TN_ERR_INVAL);
+    REFUSE(TN_MSG_KILL_RESULT,
+           ((tn_hook_run *)m.kill_result.hooks.v)[0].id =
+               rep(&a, TN_PROTO_HOOK_ID_MAX + 1, 'i'),
+           TN_ERR_TOOBIG);
+    REFUSE(TN_MSG_KILL_RESULT,
+           ((tn_hook_run *)m.kill_result.hooks.v)[0].command =
+               rep(&a, TN_PROTO_REASON_MAX + 1, 'c'),
+           TN_ERR_TOOBIG);
+    REFUSE(TN_MSG_KILL_RESULT, m.kill_result.hooks.n = TN_PROTO_HOOKS_MAX + 1, TN_ERR_TOOBIG);
     REFUSE(TN_MSG_HEARTBEAT, m.heartbeat.worker = S(""), TN_ERR_INVAL);
     REFUSE(TN_MSG_HEARTBEAT, m.heartbeat.listen_url = rep(&a, TN_PROTO_URL_MAX + 1, 'l'),
            TN_ERR_TOOBIG);
@@ -518,7 +544,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert(memcmp(r[1].via.str.ptr, "worker:w7", 9) == 0);
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r[2].via.array.size, TN_MSG__MAX);
-    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 6, 14, 3};
+    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 7, 14, 3};
     for (unsigned i = 0; i < TN_MSG__MAX; i++) {
         msgpack_object *o = &r[2].via.array.ptr[i];
         cr_assert_eq(o->type, MSGPACK_OBJECT_ARRAY);
@@ -542,6 +568,8 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert_eq(k[4].via.array.size, TN_PROTO_PIDS_MAX);
     cr_assert_eq(k[5].via.array.ptr[1].via.array.size, 2);
     cr_assert_eq(k[5].via.array.ptr[1].via.array.ptr[1].type, MSGPACK_OBJECT_STR);
+    cr_assert_eq(k[6].via.array.size, TN_PROTO_HOOKS_MAX, "hooks, last");
+    cr_assert_eq(k[6].via.array.ptr[0].via.array.size, 3, "[id, command, outcome]");
     /* RESULT (typical): negative exit code */
     msgpack_object *res = r[2].via.array.ptr[5].via.array.ptr;
     cr_assert_eq(res[5].type, MSGPACK_OBJECT_NEGATIVE_INTEGER);
@@ -821,10 +849,19 @@ CASE(c_version_2)
     wa(r, 0);
 }
 
-CASE(c_version_4)
+CASE(c_version_3)
+{
+    wa(r, 4);
+    wu(r, 3);
+    ws(r, "m");
+    ws(r, "");
+    wa(r, 0);
+}
+
+CASE(c_version_5)
 {
     wa(r, 5);
-    wu(r, 4);
+    wu(r, 5);
     ws(r, "m");
     ws(r, "");
     wa(r, 0);
@@ -1216,6 +1253,68 @@ CASE(c_survivor_triple)
     ws(r, "x");
 }
 
+/* [7, 1, 1, 1, [], [], hooks...: the KILL_RESULT up to its hooks */
+static void kill_result_to_hooks(raw *r, uint32_t len)
+{
+    head(r, 1);
+    wa(r, len);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 0);
+    wa(r, 0);
+}
+
+CASE(c_hook_pair)
+{
+    kill_result_to_hooks(r, 7);
+    wa(r, 1);
+    wa(r, 2);
+    ws(r, "application_1_2");
+    ws(r, "exit 0");
+}
+
+CASE(c_hook_no_id)
+{
+    kill_result_to_hooks(r, 7);
+    wa(r, 1);
+    wa(r, 3);
+    ws(r, "");
+    ws(r, "yarn application -kill ''");
+    ws(r, "exit 0");
+}
+
+CASE(c_hooks_over_max)
+{
+    kill_result_to_hooks(r, 7);
+    wa(r, TN_PROTO_HOOKS_MAX + 1);
+    for (uint32_t i = 0; i <= TN_PROTO_HOOKS_MAX; i++) {
+        wa(r, 3);
+        ws(r, "a");
+        ws(r, "");
+        ws(r, "exit 0");
+    }
+}
+
+CASE(c_kill_result_8)
+{
+    kill_result_to_hooks(r, 8);
+    wa(r, 0);
+    wu(r, 0);
+}
+
+CASE(c_kill_result_5)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 0);
+}
+
 CASE(c_survivor_no_state)
 {
     head(r, 1);
@@ -1355,7 +1454,13 @@ Test(proto, malformed_corpus)
         {"version 0", c_version_0, TN_ERR_VERSION},
         {"version 1 (before worker_epoch)", c_version_1, TN_ERR_VERSION},
         {"version 2 (before the cluster)", c_version_2, TN_ERR_VERSION},
-        {"version 4, 5 elements", c_version_4, TN_ERR_VERSION},
+        {"version 3 (before kill hooks)", c_version_3, TN_ERR_VERSION},
+        {"version 5, 5 elements", c_version_5, TN_ERR_VERSION},
+        {"kill hook of 2 fields", c_hook_pair, TN_ERR_CORRUPT},
+        {"kill hook with no id", c_hook_no_id, TN_ERR_CORRUPT},
+        {"65 kill hooks", c_hooks_over_max, TN_ERR_TOOBIG},
+        {"KILL_RESULT of 8", c_kill_result_8, TN_ERR_CORRUPT},
+        {"KILL_RESULT of 5", c_kill_result_5, TN_ERR_CORRUPT},
         {"header of 3 (no cluster)", c_header_3, TN_ERR_CORRUPT},
         {"cluster of 65 bytes", c_cluster_65, TN_ERR_TOOBIG},
         {"cluster as bin", c_cluster_bin, TN_ERR_TYPE},
@@ -1427,6 +1532,41 @@ Test(proto, malformed_corpus)
         free(buf);
         msgpack_sbuffer_destroy(&r.sb);
     }
+}
+
+static tn_err cb_legacy_kill_result(void *arg, tn_str sender, const tn_msg *m)
+{
+    int *n = arg;
+    cr_assert_eq(m->type, TN_MSG_KILL_RESULT);
+    cr_assert_eq(m->kill_result.report_id, 9);
+    cr_assert_eq(m->kill_result.signalled.n, 1);
+    cr_assert_eq(m->kill_result.hooks.n, 0);
+    (*n)++;
+    return TN_OK;
+}
+
+/* A worker's outbox keeps encoded reports across an upgrade: a KILL_RESULT written before
+ * kill hooks (6 elements) is still taken, with no hooks; anything else is a wrong length. */
+Test(proto, a_kill_result_without_hooks_from_an_old_outbox_is_taken)
+{
+    raw r;
+    msgpack_sbuffer_init(&r.sb);
+    msgpack_packer_init(&r.pk, &r.sb, msgpack_sbuffer_write);
+    head(&r, 1);
+    wa(&r, 6);
+    wu(&r, TN_MSG_KILL_RESULT);
+    wu(&r, 9);
+    wu(&r, 1);
+    wu(&r, 1);
+    wa(&r, 1);
+    wu(&r, 4242);
+    wa(&r, 0);
+    int n = 0;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_frame_decode(r.sb.data, r.sb.size, cb_legacy_kill_result, &n, &em), TN_OK,
+                 "%s", em.text);
+    cr_assert_eq(n, 1);
+    msgpack_sbuffer_destroy(&r.sb);
 }
 
 Test(proto, oversized_frame_refused_before_reading)

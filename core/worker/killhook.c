@@ -50,14 +50,17 @@ typedef struct hook_proc {
     int64_t deadline, give_up; /* monotonic */
 } hook_proc;
 
-#define SET_MAX (TN_KILL_HOOK_RUNS_MAX + TN_KILL_HOOK_REFUSED_MAX + 1)
+#define SET_MAX (TN_KILL_HOOK_RUNS_MAX + TN_KILL_HOOK_REFUSED_MAX + 2)
 
 struct tn_hook_set {
     hook_proc v[SET_MAX];
     uint32_t n, nrun, nrefused;
     uint64_t over_run, over_refused; /* matches past the limits: counted, not run */
+    size_t scan_cut, scan_len; /* the scan stopped with the last scan_cut bytes of scan_len
+                                * searched (0: it did not stop) */
     tn_hook_run runs[SET_MAX];
     char more[TN_PROTO_OUTCOME_MAX + 1]; /* the line for what the limits left out */
+    char cut[TN_PROTO_OUTCOME_MAX + 1];  /* the line for a scan cut short */
     int logfd, nullfd;
     uint64_t task;
     uint32_t attempt;
@@ -77,12 +80,42 @@ static char *trimmed(const char *s, size_t len)
     return strndup(s, len);
 }
 
+/* The '=' between REGEX and COMMAND: the first one outside a bracket expression ("[=]",
+ * "[[:alpha:]=]") and not after a backslash; NULL when none. */
+static const char *split_at(const char *spec)
+{
+    for (const char *p = spec; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '[') {
+            const char *q = p + 1;
+            q += *q == '^';
+            q += *q == ']'; /* a ']' first is a member */
+            while (*q && *q != ']') {
+                if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) {
+                    const char *end = strstr(q + 2, (char[]){q[1], ']', 0});
+                    q = end ? end + 1 : q + 1;
+                } else {
+                    q++;
+                }
+            }
+            if (!*q)
+                return NULL; /* unterminated: no COMMAND can follow */
+            p = q;
+        } else if (*p == '=') {
+            return p;
+        }
+    }
+    return NULL;
+}
+
 static tn_err parse_one(hook *h, const char *spec, uint32_t i, tn_errmsg *msg)
 {
-    const char *eq = strchr(spec, '=');
+    const char *eq = split_at(spec);
     if (!eq)
         return tn_errmsg_set(msg, TN_ERR_INVAL,
-                             "kill hook %u \"%s\": no '=': write REGEX=COMMAND, e.g. "
+                             "kill hook %u \"%s\": no '=' after the regex: write "
+                             "REGEX=COMMAND, e.g. "
                              "'application_[0-9]+_[0-9]+=yarn application -kill {id}'",
                              i + 1, spec);
     char *re = trimmed(spec, (size_t)(eq - spec));
@@ -100,7 +133,7 @@ static tn_err parse_one(hook *h, const char *spec, uint32_t i, tn_errmsg *msg)
         regerror(rc, &h->re, why, sizeof(why));
         e = tn_errmsg_set(msg, TN_ERR_INVAL,
                           "kill hook %u \"%s\": regex \"%s\": %s (POSIX extended regex; "
-                          "write a '=' of the regex as [=])",
+                          "a '=' of the regex is written [=] or \\=)",
                           i + 1, spec, re, why);
     } else if (!strstr(h->cmd, "{id}") || strlen(h->cmd) > TN_KILL_HOOK_CMD_MAX) {
         regfree(&h->re);
@@ -287,18 +320,51 @@ static char *read_tail(const char *path, size_t *len)
     return buf;
 }
 
-static void scan(tn_hook_set *s, const tn_kill_hooks *h, const char *text, size_t len)
+/* The matches of every hook in text[from, to), a piece of one line. A match that touches a
+ * cut end of the piece (cut_start, cut_end) may be part of a longer id: left to the
+ * neighbouring piece, which holds it whole. */
+static void scan_piece(tn_hook_set *s, const tn_kill_hooks *h, const char *text, size_t from,
+                       size_t to, bool cut_start, bool cut_end)
 {
     for (uint32_t k = 0; k < h->n; k++) {
-        regoff_t at = 0;
-        while ((size_t)at < len) {
-            regmatch_t m = {.rm_so = at, .rm_eo = (regoff_t)len};
+        size_t at = from;
+        while (at < to) {
+            regmatch_t m = {.rm_so = (regoff_t)at, .rm_eo = (regoff_t)to};
             if (regexec(&h->v[k].re, text, 1, &m, REG_STARTEND) != 0)
                 break;
-            if (m.rm_eo > m.rm_so)
-                add_match(s, h, k, text + m.rm_so, (size_t)(m.rm_eo - m.rm_so));
-            at = m.rm_eo > m.rm_so ? m.rm_eo : m.rm_so + 1;
+            size_t a = (size_t)m.rm_so, b = (size_t)m.rm_eo;
+            if (b > a && !(cut_start && a == from) && !(cut_end && b == to))
+                add_match(s, h, k, text + a, b - a);
+            at = b > a ? b : a + 1;
         }
+    }
+}
+
+/* Line by line, a line over SCAN_PIECE bytes in overlapping pieces: glibc's regexec may
+ * take time quadratic in what it is given (a regex that starts with [a-z]+ on a long run of
+ * letters), and the log is the task's. Stops after SCAN_BUDGET_NS (s->scan_cut). */
+#define SCAN_PIECE     4096
+#define SCAN_STEP      3072 /* pieces overlap by 1 KiB: any id (128 bytes at most) is whole in one */
+#define SCAN_BUDGET_NS 1000000000LL
+static void scan(tn_hook_set *s, const tn_kill_hooks *h, const char *text, size_t len)
+{
+    int64_t stop = tn_mono_ns() + SCAN_BUDGET_NS;
+    /* the newest lines first: what a cut scan or the limits leave out is the oldest */
+    for (size_t end = len; end > 0;) {
+        const char *nl = memrchr(text, '\n', end - (text[end - 1] == '\n'));
+        size_t ls = nl ? (size_t)(nl - text) + 1 : 0,
+               le = text[end - 1] == '\n' ? end - 1 : end;
+        for (size_t ps = ls;; ps += SCAN_STEP) {
+            size_t pe = le - ps > SCAN_PIECE ? ps + SCAN_PIECE : le;
+            scan_piece(s, h, text, ps, pe, ps > ls, pe < le);
+            if (tn_mono_ns() > stop) {
+                s->scan_cut = len - ls;
+                return;
+            }
+            if (pe == le)
+                break;
+        }
+        end = ls;
     }
 }
 
@@ -384,16 +450,16 @@ static void run_one(tn_hook_set *s, hook_proc *x, const char *cwd, int64_t now,
 
 static void log_end(tn_hook_set *s, hook_proc *x)
 {
-    char cmd[600], out[600];
+    char id[600], cmd[4 * TN_PROTO_REASON_MAX + 8], out[4 * TN_PROTO_OUTCOME_MAX + 8];
     if (s->logfd >= 0)
         (void)!dprintf(s->logfd, "[tern] kill hook: %s -> %s\n",
                        x->command ? x->command : x->id, x->outcome);
-    tn_logf(x->command && strcmp(x->outcome, "exit 0") == 0 ? TN_LOG_INFO : TN_LOG_WARN,
-            "worker",
-            "msg=\"kill hook\" task=%" PRIu64 " attempt=%" PRIu32 " id=\"%s\" command=\"%s\" "
-            "outcome=\"%s\"",
-            s->task, s->attempt, x->id, tn_log_escape(x->command ? x->command : "", cmd, 600),
-            tn_log_escape(x->outcome, out, sizeof(out)));
+    tn_logf(
+        x->command && strcmp(x->outcome, "exit 0") == 0 ? TN_LOG_INFO : TN_LOG_WARN, "worker",
+        "msg=\"kill hook\" task=%" PRIu64 " attempt=%" PRIu32 " id=%s command=%s outcome=%s",
+        s->task, s->attempt, tn_log_escape(x->id, id, sizeof(id)),
+        tn_log_escape(x->command ? x->command : "", cmd, sizeof(cmd)),
+        tn_log_escape(x->outcome, out, sizeof(out)));
 }
 
 tn_hook_set *tn_kill_hooks_start(const tn_kill_hooks *h, const char *log_path, const char *cwd,
@@ -409,9 +475,15 @@ tn_hook_set *tn_kill_hooks_start(const tn_kill_hooks *h, const char *log_path, c
         s->attempt = attempt;
         s->timeout_ms = h->timeout_ms;
         scan(s, h, text, len);
+        s->scan_len = len;
     }
     free(text);
-    if (!s || (s->n == 0 && !s->over_run && !s->over_refused)) {
+    if (s && s->scan_cut)
+        tn_warn("worker",
+                "msg=\"kill hooks: the log scan stopped at its time limit\" task=%" PRIu64
+                " attempt=%" PRIu32 " scanned=%zu bytes=%zu",
+                task, attempt, s->scan_cut, s->scan_len);
+    if (!s || (s->n == 0 && !s->over_run && !s->over_refused && !s->scan_cut)) {
         free(s);
         return NULL;
     }
@@ -499,6 +571,13 @@ tn_hook_runs tn_hook_set_runs(tn_hook_set *s)
                  "per kill)",
                  s->over_run, s->over_refused, TN_KILL_HOOK_RUNS_MAX, TN_KILL_HOOK_REFUSED_MAX);
         s->runs[n++] = (tn_hook_run){TN_STR("(more)"), TN_STR(""), tn_str_c(s->more)};
+    }
+    if (s->scan_cut) {
+        snprintf(s->cut, sizeof(s->cut),
+                 "not searched: the log scan stopped after 1s with %zu of the last %zu bytes "
+                 "searched, newest first (a regex that is slow on this log)",
+                 s->scan_cut, s->scan_len);
+        s->runs[n++] = (tn_hook_run){TN_STR("(scan)"), TN_STR(""), tn_str_c(s->cut)};
     }
     return (tn_hook_runs){s->runs, n};
 }

@@ -3,7 +3,8 @@
  * task's log and runs a command per id to kill that too, as DolphinScheduler's workers do
  * with `yarn application -kill`.
  *
- * A hook is "REGEX=COMMAND" (split at the first '='; write a '=' of the regex as [=]):
+ * A hook is "REGEX=COMMAND", split at the first '=' outside a bracket expression and not
+ * after a backslash (so a '=' of the regex is written [=] or \=), spaces around both trimmed:
  * REGEX is a POSIX extended regex, COMMAND a /bin/sh command line with {id} where the
  * matched text goes, e.g. `application_[0-9]+_[0-9]+=yarn application -kill {id}`.
  *
