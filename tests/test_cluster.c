@@ -2379,3 +2379,287 @@ Test(cluster, pids_max_from_the_definition_limits_the_task_and_is_recorded)
     if (none)
         cr_skip_test("no pids controller and the worker runs as root: not enforced");
 }
+
+/* ---- application kill hooks ----------------------------------------------------------- */
+
+/* A fake `yarn` in DIR/bin that appends its arguments to DIR/yarn.calls; the hook spec that
+ * runs it for application ids, in spec. */
+static void fake_yarn(char *spec, size_t len)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/bin", dir);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    char text[1200];
+    snprintf(text, sizeof(text),
+             "#!/bin/sh\necho \"$*\" >> %s/yarn.calls\necho \"Killed application $3\"\n", dir);
+    char *y = write_file("bin/yarn", text);
+    cr_assert_eq(chmod(y, 0755), 0);
+    snprintf(spec, len, "application_[0-9]+_[0-9]+=%s application -kill {id}", y);
+    free(y);
+}
+
+/* How many lines of DIR/yarn.calls are exactly line. */
+static int yarn_calls(const char *line)
+{
+    char p[700], buf[512];
+    snprintf(p, sizeof(p), "%s/yarn.calls", dir);
+    FILE *f = fopen(p, "r");
+    int n = 0;
+    while (f && fgets(buf, sizeof(buf), f))
+        n += strcmp(buf, line) == 0;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static int yarn_lines(void)
+{
+    char p[700], buf[512];
+    snprintf(p, sizeof(p), "%s/yarn.calls", dir);
+    FILE *f = fopen(p, "r");
+    int n = 0;
+    while (f && fgets(buf, sizeof(buf), f))
+        n++;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Waits until the log of task `name` of wf shows text (the task is running by then). */
+static void wait_log_has(uint64_t wf, const char *name, const char *text)
+{
+    for (int i = 0; i < 400; i++) {
+        char *out = NULL;
+        uint64_t id = task_id(wf, name);
+        bool has = id && ctl(&out, "logs %" PRIu64, id) == 0 && out && strstr(out, text);
+        free(out);
+        if (has)
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("the log of %s never showed %s", name, text);
+}
+
+static void wait_task_state(uint64_t wf, const char *name, const char *want)
+{
+    char st[64];
+    int att;
+    for (int i = 0; i < 600; i++) {
+        task_state(wf, name, st, sizeof(st), &att);
+        if (!strcmp(st, want))
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("task %s is %s, not %s", name, st, want);
+}
+
+/* The "hooks" attr of the KILLED event of task `name` in wf's audit (JSON), "" when the
+ * event has none; NULL when there is no KILLED event. */
+static char *killed_hooks(uint64_t wf, const char *name, const char *data)
+{
+    char cmd[1200], *out = NULL, *err = NULL, key[64];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --json --data %s", tu_tern(), wf, data);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    free(err);
+    snprintf(key, sizeof(key), "\"id\":%" PRIu64 ",\"event\":\"KILLED\"", task_id(wf, name));
+    char *ev = strstr(out, key), *res = NULL;
+    if (ev) {
+        char *end = strchr(ev, '\n'), *h = strstr(ev, "\"hooks\":\"");
+        if (h && (!end || h < end))
+            res = strndup(h + 9, strcspn(h + 9, "\n"));
+        else
+            res = strdup("");
+    }
+    free(out);
+    return res;
+}
+
+/* A task that printed a YARN application id is killed (tern kill, a timeout, a stop of its
+ * workflow): the worker's hook runs `yarn application -kill ID` once per distinct id, even
+ * with every KILL and KILL_RESULT sent twice, and the KILLED event records the command and
+ * its exit status. No id: no command. Shell in the log never runs. */
+Test(cluster, kill_hooks_run_once_per_id_on_kill_timeout_and_stop)
+{
+    char spec[1000], yarn[900], job[1000];
+    fake_yarn(spec, sizeof(spec));
+    snprintf(yarn, sizeof(yarn), "%s/bin/yarn", dir);
+    snprintf(job, sizeof(job), "job_[^ ]+=%s job -kill {id}", yarn);
+    const char *faults = "seed=3,dup=1"; /* every message twice, both ways */
+    start_master("5s", faults);
+    const char *extra[] = {"--kill-hook", spec, "--kill-hook", job, NULL};
+    int w = start_worker_with("w1", extra);
+    (void)w;
+    wait_workers(1);
+    char yaml[2000];
+    snprintf(yaml, sizeof(yaml),
+             "name: kh\ntasks:\n"
+             "  - name: one\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'Submitted application application_1700000000000_0001'\n"
+             "      sleep 300\n"
+             "  - name: two\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'application_1700000000000_0002 application_1700000000000_0003'\n"
+             "      echo 'again application_1700000000000_0002'\n"
+             "      sleep 300\n"
+             "  - name: none\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'no application here'\n"
+             "      sleep 300\n"
+             "  - name: evil\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'job_1;touch %s/pwned1 job_$(touch${IFS}%s/pwned2)'\n"
+             "      sleep 300\n",
+             dir, dir);
+    uint64_t wf = start_wf("kh.yaml", yaml, "kh");
+    static const char *const tasks[] = {"one", "two", "none", "evil"};
+    wait_log_has(wf, "one", "application_1700000000000_0001");
+    wait_log_has(wf, "two", "again");
+    wait_log_has(wf, "none", "no application");
+    wait_log_has(wf, "evil", "job_1");
+    for (int i = 0; i < 4; i++) {
+        char *out = NULL;
+        cr_assert_eq(ctl(&out, "kill %" PRIu64, task_id(wf, tasks[i])), 0, "%s", out);
+        free(out);
+        wait_task_state(wf, tasks[i], "KILL");
+    }
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0001\n"), 1);
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0002\n"), 1);
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0003\n"), 1);
+    cr_expect_eq(yarn_lines(), 3, "no other command ran");
+    struct stat sb;
+    char p[800];
+    snprintf(p, sizeof(p), "%s/pwned1", dir);
+    cr_expect_neq(stat(p, &sb), 0, "the log ran as shell");
+    snprintf(p, sizeof(p), "%s/pwned2", dir);
+    cr_expect_neq(stat(p, &sb), 0, "the log ran as shell");
+    char *h = killed_hooks(wf, "one", mdata), want[1200];
+    cr_assert_not_null(h);
+    snprintf(want, sizeof(want),
+             "%s application -kill 'application_1700000000000_0001' -> exit 0", yarn);
+    cr_expect(strstr(h, want), "%s", h);
+    free(h);
+    h = killed_hooks(wf, "two", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0002' -> exit 0; "), "%s", h);
+    cr_expect(strstr(h, "'application_1700000000000_0003' -> exit 0"), "%s", h);
+    free(h);
+    h = killed_hooks(wf, "none", mdata);
+    cr_assert_not_null(h);
+    cr_expect_str_eq(h, "", "no id, no hooks attr");
+    free(h);
+    h = killed_hooks(wf, "evil", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "job_1;touch -> refused: "), "%s", h);
+    free(h);
+
+    /* a timeout with strategy fail */
+    wf = start_wf("kt.yaml",
+                  "name: kt\ntasks:\n"
+                  "  - {name: slow, type: shell, timeout: 2s, timeout_strategy: fail,\n"
+                  "     kill_grace: 200ms,\n"
+                  "     command: 'echo application_1700000000000_0004; sleep 300'}\n",
+                  "kt");
+    wait_task_state(wf, "slow", "KILL");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0004\n"), 1);
+    h = killed_hooks(wf, "slow", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0004' -> exit 0"), "%s", h);
+    free(h);
+
+    /* a stop of the workflow */
+    wf = start_wf("ks.yaml",
+                  "name: ks\ntasks:\n"
+                  "  - {name: s, type: shell, kill_grace: 200ms,\n"
+                  "     command: 'echo application_1700000000000_0005; sleep 300'}\n",
+                  "ks");
+    wait_log_has(wf, "s", "application_1700000000000_0005");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
+    free(out);
+    wait_task_state(wf, "s", "KILL");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0005\n"), 1);
+    h = killed_hooks(wf, "s", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0005' -> exit 0"), "%s", h);
+    free(h);
+    cr_expect_eq(yarn_lines(), 5, "each id once, nothing else");
+}
+
+/* A bad hook stops the worker, the standalone and `tern run` before anything starts: a
+ * usage error that names it and says why. */
+Test(cluster, a_bad_kill_hook_is_a_usage_error)
+{
+    char cmd[2000], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd),
+             "%s worker --master ipc://%s/m --listen ipc://%s/w --data %s/w "
+             "--kill-hook 'application_[0-9+=yarn application -kill {id}'",
+             tu_tern(), dir, dir, dir);
+    cr_expect_eq(tu_run(cmd, &out, &err), 2);
+    cr_expect(strstr(err, "kill hook 1"), "%s", err);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd),
+             "%s standalone --data %s/s --kill-hook 'application_[0-9]+=yarn -kill'", tu_tern(),
+             dir);
+    cr_expect_eq(tu_run(cmd, &out, &err), 2);
+    cr_expect(strstr(err, "{id}"), "%s", err);
+    free(out);
+    free(err);
+    char *f =
+        write_file("r.yaml", "name: r\ntasks:\n  - {name: a, type: shell, command: 'true'}\n");
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run %s --data %s/r --kill-hook 'no separator'", dir,
+             tu_tern(), f, dir);
+    cr_expect_eq(tu_run(cmd, &out, &err), 2);
+    cr_expect(strstr(err, "no '='"), "%s", err);
+    free(out);
+    free(err);
+    free(f);
+    snprintf(cmd, sizeof(cmd), "%s/r", dir);
+    struct stat sb;
+    cr_expect_neq(stat(cmd, &sb), 0, "nothing was created");
+}
+
+/* `tern run` runs the hooks of its embedded worker: a task timed out with strategy fail. */
+Test(cluster, run_kills_a_timed_out_tasks_application)
+{
+    char spec[1000];
+    fake_yarn(spec, sizeof(spec));
+    char *f = write_file("r.yaml",
+                         "name: r\ntasks:\n"
+                         "  - {name: slow, type: shell, timeout: 1s, timeout_strategy: fail,\n"
+                         "     kill_grace: 200ms,\n"
+                         "     command: 'echo application_1700000000000_0042; sleep 300'}\n");
+    char cmd[3000], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run %s --data %s/r --kill-hook '%s'", dir,
+             tu_tern(), f, dir, spec);
+    cr_expect_eq(tu_run(cmd, &out, &err), 1, "the workflow was stopped: %s %s", out, err);
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0042\n"), 1);
+    cr_expect_eq(yarn_lines(), 1);
+    free(out);
+    free(err);
+    free(f);
+}
+
+/* `tern standalone --kill-hook`: its worker runs the hook when a workflow is stopped. */
+Test(cluster, standalone_kills_a_stopped_tasks_application)
+{
+    char spec[1000], data[600];
+    fake_yarn(spec, sizeof(spec));
+    snprintf(data, sizeof(data), "%s/sa", dir);
+    snprintf(mctl, sizeof(mctl), "ipc://%s/sa/master.ctl", dir);
+    const char *a[] = {"standalone", "--data", data, "--no-cgroup", "--kill-hook", spec, NULL};
+    spawn("sa", a, NULL);
+    wait_workers(1);
+    uint64_t wf = start_wf("s.yaml",
+                           "name: s\ntasks:\n"
+                           "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                           "     command: 'echo application_1700000000000_0077; sleep 300'}\n",
+                           "s");
+    wait_log_has(wf, "t", "application_1700000000000_0077");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
+    free(out);
+    wait_task_state(wf, "t", "KILL");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0077\n"), 1);
+    char *h = killed_hooks(wf, "t", data);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0077' -> exit 0"), "%s", h);
+    free(h);
+}
