@@ -82,7 +82,7 @@ int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls
     }
 
 /* --kill-hook and --kill-hook-timeout, for the commands that run a worker (fields
- * kill_hook, a tn_opt_list, and kill_hook_timeout, ms, of T); docs/WORKER.md. */
+ * kill_hook, a tn_opt_list, and kill_hook_timeout, ms, of T); docs/DISTRIBUTED.md. */
 #define TN_KILL_HOOK_OPTS(T)                                                                   \
     {"kill-hook",                                                                              \
      0,                                                                                        \
