@@ -2474,22 +2474,29 @@ static char *killed_hooks(uint64_t wf, const char *name, const char *data)
     return res;
 }
 
-/* A task that printed a YARN application id is killed (tern kill, a timeout, a stop of its
- * workflow): the worker's hook runs `yarn application -kill ID` once per distinct id, even
- * with every KILL and KILL_RESULT sent twice, and the KILLED event records the command and
- * its exit status. No id: no command. Shell in the log never runs. */
-Test(cluster, kill_hooks_run_once_per_id_on_kill_timeout_and_stop)
+/* A master and a worker with the fake yarn's hook and one for job_ ids, every message sent
+ * twice both ways (a resent KILL, a resent KILL_RESULT); the yarn path in yarn. */
+static void start_hooked(char *yarn, size_t len)
 {
-    char spec[1000], yarn[900], job[1000];
+    static char spec[1000], job[1000];
     fake_yarn(spec, sizeof(spec));
-    snprintf(yarn, sizeof(yarn), "%s/bin/yarn", dir);
+    snprintf(yarn, len, "%s/bin/yarn", dir);
     snprintf(job, sizeof(job), "job_[^ ]+=%s job -kill {id}", yarn);
-    const char *faults = "seed=3,dup=1"; /* every message twice, both ways */
+    const char *faults = "seed=3,dup=1";
     start_master("5s", faults);
     const char *extra[] = {"--kill-hook", spec, "--kill-hook", job, NULL};
-    int w = start_worker_with("w1", extra);
-    (void)w;
+    start_worker_with("w1", extra);
     wait_workers(1);
+}
+
+/* Tasks that printed YARN application ids are killed with `tern kill`: the worker's hook
+ * runs `yarn application -kill ID` once per distinct id, even with every KILL and
+ * KILL_RESULT sent twice, and the KILLED event records the command and its exit status.
+ * No id: no command, no attr. Shell in the log never runs. */
+Test(cluster, kill_hooks_run_once_per_id_with_the_command_in_the_audit)
+{
+    char yarn[900];
+    start_hooked(yarn, sizeof(yarn));
     char yaml[2000];
     snprintf(yaml, sizeof(yaml),
              "name: kh\ntasks:\n"
@@ -2509,10 +2516,9 @@ Test(cluster, kill_hooks_run_once_per_id_on_kill_timeout_and_stop)
              dir, dir);
     uint64_t wf = start_wf("kh.yaml", yaml, "kh");
     static const char *const tasks[] = {"one", "two", "none", "evil"};
-    wait_log_has(wf, "one", "application_1700000000000_0001");
-    wait_log_has(wf, "two", "again");
-    wait_log_has(wf, "none", "no application");
-    wait_log_has(wf, "evil", "job_1");
+    static const char *const shows[] = {"_0001", "again", "no application", "job_1"};
+    for (int i = 0; i < 4; i++)
+        wait_log_has(wf, tasks[i], shows[i]);
     for (int i = 0; i < 4; i++) {
         char *out = NULL;
         cr_assert_eq(ctl(&out, "kill %" PRIu64, task_id(wf, tasks[i])), 0, "%s", out);
@@ -2525,10 +2531,10 @@ Test(cluster, kill_hooks_run_once_per_id_on_kill_timeout_and_stop)
     cr_expect_eq(yarn_lines(), 3, "no other command ran");
     struct stat sb;
     char p[800];
-    snprintf(p, sizeof(p), "%s/pwned1", dir);
-    cr_expect_neq(stat(p, &sb), 0, "the log ran as shell");
-    snprintf(p, sizeof(p), "%s/pwned2", dir);
-    cr_expect_neq(stat(p, &sb), 0, "the log ran as shell");
+    for (int i = 1; i <= 2; i++) {
+        snprintf(p, sizeof(p), "%s/pwned%d", dir, i);
+        cr_expect_neq(stat(p, &sb), 0, "the log ran as shell");
+    }
     char *h = killed_hooks(wf, "one", mdata), want[1200];
     cr_assert_not_null(h);
     snprintf(want, sizeof(want),
@@ -2548,22 +2554,27 @@ Test(cluster, kill_hooks_run_once_per_id_on_kill_timeout_and_stop)
     cr_assert_not_null(h);
     cr_expect(strstr(h, "job_1;touch -> refused: "), "%s", h);
     free(h);
+}
 
-    /* a timeout with strategy fail */
-    wf = start_wf("kt.yaml",
-                  "name: kt\ntasks:\n"
-                  "  - {name: slow, type: shell, timeout: 2s, timeout_strategy: fail,\n"
-                  "     kill_grace: 200ms,\n"
-                  "     command: 'echo application_1700000000000_0004; sleep 300'}\n",
-                  "kt");
+/* A timeout with strategy fail and a stop of the workflow run the hook too, once. */
+Test(cluster, kill_hooks_run_on_a_timeout_and_a_stop)
+{
+    char yarn[900];
+    start_hooked(yarn, sizeof(yarn));
+    uint64_t wf =
+        start_wf("kt.yaml",
+                 "name: kt\ntasks:\n"
+                 "  - {name: slow, type: shell, timeout: 2s, timeout_strategy: fail,\n"
+                 "     kill_grace: 200ms,\n"
+                 "     command: 'echo application_1700000000000_0004; sleep 300'}\n",
+                 "kt");
     wait_task_state(wf, "slow", "KILL");
     cr_expect_eq(yarn_calls("application -kill application_1700000000000_0004\n"), 1);
-    h = killed_hooks(wf, "slow", mdata);
+    char *h = killed_hooks(wf, "slow", mdata);
     cr_assert_not_null(h);
     cr_expect(strstr(h, "'application_1700000000000_0004' -> exit 0"), "%s", h);
     free(h);
 
-    /* a stop of the workflow */
     wf = start_wf("ks.yaml",
                   "name: ks\ntasks:\n"
                   "  - {name: s, type: shell, kill_grace: 200ms,\n"
@@ -2579,7 +2590,7 @@ Test(cluster, kill_hooks_run_once_per_id_on_kill_timeout_and_stop)
     cr_assert_not_null(h);
     cr_expect(strstr(h, "'application_1700000000000_0005' -> exit 0"), "%s", h);
     free(h);
-    cr_expect_eq(yarn_lines(), 5, "each id once, nothing else");
+    cr_expect_eq(yarn_lines(), 2, "each id once, nothing else");
 }
 
 /* A bad hook stops the worker, the standalone and `tern run` before anything starts: a
@@ -2662,4 +2673,21 @@ Test(cluster, standalone_kills_a_stopped_tasks_application)
     cr_assert_not_null(h);
     cr_expect(strstr(h, "'application_1700000000000_0077' -> exit 0"), "%s", h);
     free(h);
+}
+
+/* A worker stopping kills its tasks, and their applications with them, before it exits. */
+Test(cluster, a_stopping_worker_runs_the_kill_hooks_of_its_tasks)
+{
+    char yarn[900];
+    start_hooked(yarn, sizeof(yarn));
+    uint64_t wf = start_wf("kw.yaml",
+                           "name: kw\ntasks:\n"
+                           "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                           "     command: 'echo application_1700000000000_0009; sleep 300'}\n",
+                           "kw");
+    wait_log_has(wf, "t", "application_1700000000000_0009");
+    int st = stop_proc_status(1, SIGTERM); /* the worker: master 0, worker 1 */
+    cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker stopped cleanly");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0009\n"), 1);
+    cr_expect_eq(yarn_lines(), 1);
 }

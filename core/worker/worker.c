@@ -1122,6 +1122,22 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
     return TN_OK;
 }
 
+/* What every task starts from (its environment) and what a killed one ends with (the kill
+ * hooks). */
+static tn_err task_setup(tn_worker *w, const tn_worker_opts *opts, tn_errmsg *msg)
+{
+    tn_err e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg);
+    return e ? e :
+               tn_kill_hooks_new(opts->kill_hooks, opts->nkill_hooks,
+                                 opts->kill_hook_timeout_ms, &w->hooks, msg);
+}
+
+static void task_setup_free(tn_worker *w)
+{
+    tn_taskenv_free(&w->env);
+    tn_kill_hooks_free(w->hooks);
+}
+
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
 {
     tn_worker *w = calloc(1, sizeof(*w));
@@ -1175,9 +1191,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
         goto fail;
-    if ((e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg)) ||
-        (e = tn_kill_hooks_new(opts->kill_hooks, opts->nkill_hooks, opts->kill_hook_timeout_ms,
-                               &w->hooks, msg)))
+    if ((e = task_setup(w, opts, msg)))
         goto fail;
     /* the id, not the name: names are labels two workers may share */
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->id};
@@ -1220,8 +1234,7 @@ fail:
         close(w->lock_fd);
     if (w->wake >= 0)
         close(w->wake);
-    tn_taskenv_free(&w->env);
-    tn_kill_hooks_free(w->hooks);
+    task_setup_free(w);
     free(w);
     return e;
 }
@@ -1259,8 +1272,7 @@ void tn_worker_stop(tn_worker *w)
     if (w->lock_fd >= 0)
         close(w->lock_fd); /* the lock goes last: nothing of this run is left to clean */
     close(w->wake);
-    tn_taskenv_free(&w->env);
-    tn_kill_hooks_free(w->hooks);
+    task_setup_free(w);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }
