@@ -38,9 +38,11 @@ struct tn_kill_hooks {
 };
 
 /* One match of one attempt: a command that runs or ran, or a refused id. */
+#define RAW_MAX (TN_KILL_HOOK_ID_MAX + 1) /* bytes of a match kept to tell it from others */
+
 typedef struct hook_proc {
     uint32_t hook;
-    char *raw; /* the matched bytes, for de-duplication */
+    char *raw; /* the match's first RAW_MAX bytes, for de-duplication */
     size_t rawlen;
     char id[TN_PROTO_HOOK_ID_MAX + 1]; /* as shown: printable ASCII, shortened */
     char *command;                     /* NULL: not run */
@@ -252,8 +254,9 @@ big:
 static void add_match(tn_hook_set *s, const tn_kill_hooks *h, uint32_t hk, const char *id,
                       size_t len)
 {
+    size_t keep = len < RAW_MAX ? len : RAW_MAX; /* longer ones are refused anyway */
     for (uint32_t i = 0; i < s->n; i++)
-        if (s->v[i].hook == hk && s->v[i].rawlen == len && memcmp(s->v[i].raw, id, len) == 0)
+        if (s->v[i].hook == hk && s->v[i].rawlen == len && memcmp(s->v[i].raw, id, keep) == 0)
             return;
     const char *why = id_refusal(id, len);
     if (why ? s->nrefused >= TN_KILL_HOOK_REFUSED_MAX : s->nrun >= TN_KILL_HOOK_RUNS_MAX) {
@@ -264,20 +267,20 @@ static void add_match(tn_hook_set *s, const tn_kill_hooks *h, uint32_t hk, const
         return;
     }
     hook_proc *x = &s->v[s->n];
-    *x = (hook_proc){.hook = hk, .raw = malloc(len ? len : 1), .rawlen = len};
+    *x = (hook_proc){.hook = hk, .raw = malloc(keep ? keep : 1), .rawlen = len};
     if (!x->raw)
         return;
-    memcpy(x->raw, id, len);
+    memcpy(x->raw, id, keep);
     shown(id, len, x->id);
+    if (why)
+        s->nrefused++;
+    else
+        s->nrun++; /* a command too long takes its run's place */
     if (!why && !(x->command = expand(h->v[hk].cmd, id, len)))
         why = "refused: the command would be over 4096 bytes";
     if (why)
         snprintf(x->outcome, sizeof(x->outcome), "%s", why);
     s->n++;
-    if (why)
-        s->nrefused++;
-    else
-        s->nrun++;
 }
 
 /* The last TN_KILL_HOOK_SCAN_MAX bytes of path, from a line start, NULs as newlines. */
@@ -377,6 +380,19 @@ typedef struct child_ctx {
     char *argv[4];
 } child_ctx;
 
+/* Closes every fd from 3 up: closed, not only close-on-exec, in a process that does not
+ * exec, so the worker's fds (its lock on the data dir, its sockets) do not outlive the
+ * worker in it. */
+static void close_from_3(void)
+{
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+        return;
+#endif
+    for (int fd = 3; fd < 65536; fd++)
+        (void)close(fd);
+}
+
 /* The command's process: a copy of the worker (a fork) whose exit signals nothing
  * (exit_signal 0), which runs /bin/sh -c COMMAND as its own child and ends as that did. It
  * does not exec itself because exec makes a process a normal child again, whose exit the
@@ -395,13 +411,7 @@ __attribute__((noreturn)) static void hook_process(const child_ctx *c)
         _exit(126);
     if (chdir(c->cwd) != 0)
         (void)!chdir("/");
-        /* closed, not only close-on-exec: this process does not exec, and the worker's fds
-     * (its lock on the data dir, its sockets) must not outlive the worker in it */
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
-#endif
-        for (int fd = 3; fd < 65536; fd++)
-            (void)close(fd);
+    close_from_3();
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
