@@ -126,7 +126,7 @@ Test(killhook, bad_hooks_are_refused_naming_the_hook_and_why)
     cr_assert_eq(tn_kill_hooks_new(ok, 1, 0, &h, &em), TN_OK, "%s", em.text);
     write_text("t.log", "x job_12 y\n");
     char *log = path_of("t.log");
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1, NULL);
     cr_assert_not_null(s);
     wait_done(s);
     tn_hook_runs r = tn_hook_set_runs(s);
@@ -156,7 +156,7 @@ Test(killhook, each_distinct_id_runs_once_and_shell_in_the_log_never_runs)
              dir, dir, dir);
     write_text("t.log", text);
     char *log = path_of("t.log");
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 7, 2);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 7, 2, "etl");
     cr_assert_not_null(s);
     wait_done(s);
     char *calls = read_text("calls");
@@ -202,15 +202,15 @@ Test(killhook, no_match_runs_nothing_and_an_exit_status_is_reported)
     tn_kill_hooks *h = hooks_of(spec, 0);
     write_text("t.log", "application_1700000000000_0001\nnothing else\n");
     char *log = path_of("t.log");
-    cr_expect_null(tn_kill_hooks_start(h, log, dir, 1, 1));
+    cr_expect_null(tn_kill_hooks_start(h, log, dir, 1, 1, NULL));
     char *missing = path_of("no-such.log");
-    cr_expect_null(tn_kill_hooks_start(h, missing, dir, 1, 1));
-    cr_expect_null(tn_kill_hooks_start(NULL, log, dir, 1, 1));
+    cr_expect_null(tn_kill_hooks_start(h, missing, dir, 1, 1, NULL));
+    cr_expect_null(tn_kill_hooks_start(NULL, log, dir, 1, 1, NULL));
     char *calls = read_text("calls");
     cr_expect_str_eq(calls, "");
     free(calls);
     write_text("t.log", "job_42\n");
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1, NULL);
     cr_assert_not_null(s);
     wait_done(s);
     tn_hook_runs r = tn_hook_set_runs(s);
@@ -232,7 +232,7 @@ Test(killhook, a_command_past_its_timeout_is_killed_with_its_children)
     tn_kill_hooks *h = hooks_of(spec, 300);
     write_text("t.log", "job_1\n");
     char *log = path_of("t.log");
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1, NULL);
     cr_assert_not_null(s);
     wait_done(s);
     tn_hook_runs r = tn_hook_set_runs(s);
@@ -283,7 +283,7 @@ Test(killhook, only_the_logs_tail_is_scanned)
         fputc(i % 100 == 99 || i == filler - 1 ? '\n' : 'x', f);
     fputs(l3, f);
     fclose(f);
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1, NULL);
     cr_assert_not_null(s);
     wait_done(s);
     cr_expect_eq(tn_hook_set_runs(s).n, 1);
@@ -315,7 +315,7 @@ Test(killhook, a_slow_scan_stops_newest_lines_first_and_says_so)
     }
     fputs("job_9 the newest\n", f);
     fclose(f);
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1, NULL);
     cr_assert_not_null(s);
     wait_done(s);
     tn_hook_runs r = tn_hook_set_runs(s);
@@ -343,7 +343,7 @@ Test(killhook, commands_per_kill_are_bounded)
         snprintf(text + strlen(text), sizeof(text) - strlen(text), "job_%d\n", i);
     write_text("t.log", text);
     char *log = path_of("t.log");
-    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1);
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 1, 1, NULL);
     cr_assert_not_null(s);
     wait_done(s);
     tn_hook_runs r = tn_hook_set_runs(s);
@@ -355,6 +355,31 @@ Test(killhook, commands_per_kill_are_bounded)
     tn_hook_set_free(s);
     char *calls = read_text("calls");
     cr_expect_eq(count(calls, "\n"), TN_KILL_HOOK_RUNS_MAX, "%s", calls);
+    free(calls);
+    free(log);
+    tn_kill_hooks_free(h);
+}
+
+/* The command's environment names the attempt, its tenant and the id, whatever the worker's
+ * environment said of them; it runs in the directory it is given. */
+Test(killhook, the_command_knows_the_attempt_and_its_tenant)
+{
+    char spec[1200];
+    snprintf(spec, sizeof(spec),
+             "job_[0-9]+=echo $TERN_KILL_HOOK_TASK_INSTANCE_ID $TERN_KILL_HOOK_TASK_ATTEMPT "
+             "$TERN_KILL_HOOK_TASK_USER $TERN_KILL_HOOK_ID $(pwd) {id} >>%s/calls",
+             dir);
+    setenv("TERN_KILL_HOOK_TASK_USER", "forged", 1);
+    tn_kill_hooks *h = hooks_of(spec, 0);
+    write_text("t.log", "job_5\n");
+    char *log = path_of("t.log");
+    tn_hook_set *s = tn_kill_hooks_start(h, log, dir, 42, 3, "etl");
+    cr_assert_not_null(s);
+    wait_done(s);
+    tn_hook_set_free(s);
+    char *calls = read_text("calls"), want[900];
+    snprintf(want, sizeof(want), "42 3 etl job_5 %s job_5\n", dir);
+    cr_expect_str_eq(calls, want);
     free(calls);
     free(log);
     tn_kill_hooks_free(h);

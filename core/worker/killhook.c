@@ -64,6 +64,9 @@ struct tn_hook_set {
     char more[TN_PROTO_OUTCOME_MAX + 1]; /* the line for what the limits left out */
     char cut[TN_PROTO_OUTCOME_MAX + 1];  /* the line for a scan cut short */
     int logfd, nullfd;
+    char **envp;  /* the worker's environment and the TERN_KILL_HOOK_* variables */
+    char *own[4]; /* those variables; own[3] is the id's, set per command */
+    size_t id_at; /* where own[3] is in envp */
     uint64_t task;
     uint32_t attempt;
     uint64_t timeout_ms;
@@ -378,6 +381,7 @@ typedef struct child_ctx {
     const char *cwd;
     int nullfd, logfd;
     char *argv[4];
+    char **envp;
 } child_ctx;
 
 /* Closes every fd from 3 up: closed, not only close-on-exec, in a process that does not
@@ -417,7 +421,7 @@ __attribute__((noreturn)) static void hook_process(const child_ctx *c)
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     long k = syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
     if (k == 0) {
-        execve("/bin/sh", c->argv, environ);
+        execve("/bin/sh", c->argv, c->envp);
         _exit(127);
     }
     int st = 0;
@@ -438,7 +442,12 @@ __attribute__((noreturn)) static void hook_process(const child_ctx *c)
 static void run_one(tn_hook_set *s, hook_proc *x, const char *cwd, int64_t now,
                     uint64_t timeout_ms)
 {
-    child_ctx c = {cwd, s->nullfd, s->logfd, {(char *)"sh", (char *)"-c", x->command, NULL}};
+    child_ctx c = {
+        cwd, s->nullfd, s->logfd, {(char *)"sh", (char *)"-c", x->command, NULL}, s->envp};
+    free(s->own[3]);
+    if (asprintf(&s->own[3], "TERN_KILL_HOOK_ID=%.*s", (int)x->rawlen, x->raw) < 0)
+        s->own[3] = NULL; /* a run's id is at most 128 bytes, all kept in raw */
+    s->envp[s->id_at] = s->own[3] ? s->own[3] : (char *)"TERN_KILL_HOOK_ID=";
     if (s->logfd >= 0)
         (void)!dprintf(s->logfd, "[tern] kill hook: %s\n", x->command);
     sigset_t all, old;
@@ -472,8 +481,31 @@ static void log_end(tn_hook_set *s, hook_proc *x)
         tn_log_escape(x->outcome, out, sizeof(out)));
 }
 
+/* The commands' environment: the worker's, and what names the killed attempt. */
+static bool hook_env(tn_hook_set *s, const char *user)
+{
+    size_t n = 0;
+    while (environ && environ[n])
+        n++;
+    s->envp = calloc(n + 5, sizeof(char *));
+    if (!s->envp ||
+        asprintf(&s->own[0], "TERN_KILL_HOOK_TASK_INSTANCE_ID=%" PRIu64, s->task) < 0 ||
+        asprintf(&s->own[1], "TERN_KILL_HOOK_TASK_ATTEMPT=%" PRIu32, s->attempt) < 0 ||
+        asprintf(&s->own[2], "TERN_KILL_HOOK_TASK_USER=%s", user ? user : "") < 0)
+        return false;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "TERN_KILL_HOOK_", 15) != 0)
+            s->envp[k++] = environ[i];
+    for (int i = 0; i < 3; i++)
+        s->envp[k++] = s->own[i];
+    s->id_at = k;
+    s->envp[k] = (char *)"TERN_KILL_HOOK_ID=";
+    return true;
+}
+
 tn_hook_set *tn_kill_hooks_start(const tn_kill_hooks *h, const char *log_path, const char *cwd,
-                                 uint64_t task, uint32_t attempt)
+                                 uint64_t task, uint32_t attempt, const char *user)
 {
     if (!h || !log_path)
         return NULL;
@@ -499,13 +531,14 @@ tn_hook_set *tn_kill_hooks_start(const tn_kill_hooks *h, const char *log_path, c
     }
     s->logfd = open(log_path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     s->nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    bool env_ok = hook_env(s, user);
     int64_t now = tn_mono_ns();
     for (uint32_t i = 0; i < s->n; i++) {
         hook_proc *x = &s->v[i];
         if (!x->command)
             log_end(s, x); /* refused */
-        else if (s->nullfd < 0)
-            snprintf(x->outcome, sizeof(x->outcome), "not run: /dev/null: %s", strerror(errno));
+        else if (s->nullfd < 0 || !env_ok)
+            snprintf(x->outcome, sizeof(x->outcome), "not run: out of resources");
         else
             run_one(s, x, cwd ? cwd : "/", now, h->timeout_ms);
         if (x->command && !x->running)
@@ -611,5 +644,8 @@ void tn_hook_set_free(tn_hook_set *s)
         close(s->logfd);
     if (s->nullfd >= 0)
         close(s->nullfd);
+    for (int i = 0; i < 4; i++)
+        free(s->own[i]);
+    free(s->envp);
     free(s);
 }

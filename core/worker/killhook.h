@@ -51,9 +51,12 @@ typedef struct tn_hook_set tn_hook_set;
 
 /* Scans the last TN_KILL_HOOK_SCAN_MAX bytes of log_path (a partial first line dropped),
  * and starts one command per distinct (hook, id), at most TN_KILL_HOOK_RUNS_MAX, with cwd
- * as their working directory. NULL when h is NULL or nothing matched (nothing to report). */
+ * as their working directory and, besides the worker's environment,
+ * TERN_KILL_HOOK_TASK_INSTANCE_ID, TERN_KILL_HOOK_TASK_ATTEMPT, TERN_KILL_HOOK_TASK_USER
+ * (user: the attempt's tenant; "" for none) and TERN_KILL_HOOK_ID (the id, unquoted).
+ * NULL when h is NULL or nothing matched (nothing to report). */
 tn_hook_set *tn_kill_hooks_start(const tn_kill_hooks *h, const char *log_path, const char *cwd,
-                                 uint64_t task, uint32_t attempt);
+                                 uint64_t task, uint32_t attempt, const char *user);
 /* Takes the exits of ended commands and kills those past their timeout. True once every
  * command ended (or was given up TN_KILL_HOOK_REAP_MS after its SIGKILL). now: tn_mono_ns. */
 bool tn_hook_set_poll(tn_hook_set *s, int64_t now);

@@ -49,6 +49,7 @@ typedef struct job {
     uint32_t nout;
     char *exec_dir, *log_path; /* shell attempts (sized: hundreds of jobs live at once) */
     tn_hook_set *hooks; /* killed, its processes gone: the kill hooks run, KILL_RESULT waits */
+    char *user;         /* its tenant, for the kill hooks; NULL: the worker's user */
 } job;
 
 /* Attempts per generation of the finished-attempt maps. */
@@ -193,6 +194,7 @@ static void release(tn_worker *w, job *j)
         w->exec_dirs--;
     free(j->exec_dir);
     free(j->log_path);
+    free(j->user);
     tn_hook_set_free(j->hooks);
     if (j->proc)
         tn_proc_free(j->proc);
@@ -344,6 +346,7 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
     char ids[4][256], *strs = NULL, user[TN_PROTO_ID_MAX + 1];
     snprintf(user, sizeof(user), "%.*s", (int)d->user.len, d->user.p);
+    j->user = user[0] ? strdup(user) : NULL;
     char **envp = attempt_env(w, j, d, ids, &strs);
     tn_err e = TN_ERR_NOMEM;
     if (script && envp && j->exec_dir && j->log_path) {
@@ -647,7 +650,7 @@ static void collect(tn_worker *w)
                  * when they end (poll_hooks) */
                 if (!j->noop && w->hooks &&
                     (j->hooks = tn_kill_hooks_start(w->hooks, j->log_path, w->data, j->task,
-                                                    j->attempt)))
+                                                    j->attempt, j->user)))
                     continue;
                 report_killed(w, j);
             } else {
@@ -1258,6 +1261,7 @@ void tn_worker_stop(tn_worker *w)
         w->jobs = j->next;
         tn_proc_free(j->proc);
         tn_hook_set_free(j->hooks);
+        free(j->user);
         free(j->exec_dir);
         free(j->log_path);
         free(j);
