@@ -326,49 +326,93 @@ static char *read_tail(const char *path, size_t *len)
     return buf;
 }
 
-/* The matches of every hook in text[from, to), a piece of one line. A match that touches a
- * cut end of the piece (cut_start, cut_end) may be part of a longer id: left to the
- * neighbouring piece, which holds it whole. */
-static void scan_piece(tn_hook_set *s, const tn_kill_hooks *h, const char *text, size_t from,
-                       size_t to, bool cut_start, bool cut_end)
+/* The matches of every hook in text[from, to): whole lines, or a piece of one long line.
+ * A match that touches a cut end of a piece (cut_start, cut_end) may be part of a longer
+ * id: left to the neighbouring piece, which holds it whole. False once past stop. */
+static bool scan_piece(tn_hook_set *s, const tn_kill_hooks *h, char *text, size_t from,
+                       size_t to, bool cut_start, bool cut_end, int64_t stop)
 {
-    for (uint32_t k = 0; k < h->n; k++) {
-        size_t at = from;
-        while (at < to) {
-            regmatch_t m = {.rm_so = (regoff_t)at, .rm_eo = (regoff_t)to};
-            if (regexec(&h->v[k].re, text, 1, &m, REG_STARTEND) != 0)
+    /* the piece as its own string: what reads it to its NUL (a sanitizer's regexec) reads
+     * only the piece; at its start is a line start unless it is cut there */
+    char *p = text + from, saved = text[to];
+    size_t n = to - from;
+    text[to] = '\0';
+    bool ok = true;
+    for (uint32_t k = 0; k < h->n && ok; k++) {
+        size_t at = 0;
+        while (at < n) {
+            regmatch_t m = {.rm_so = (regoff_t)at, .rm_eo = (regoff_t)n};
+            if (regexec(&h->v[k].re, p, 1, &m, REG_STARTEND | (cut_start ? REG_NOTBOL : 0)) !=
+                0)
                 break;
             size_t a = (size_t)m.rm_so, b = (size_t)m.rm_eo;
-            if (b > a && !(cut_start && a == from) && !(cut_end && b == to))
-                add_match(s, h, k, text + a, b - a);
+            if (b > a && !(cut_start && a == 0) && !(cut_end && b == n))
+                add_match(s, h, k, p + a, b - a);
             at = b > a ? b : a + 1;
         }
+        ok = tn_mono_ns() <= stop;
+    }
+    text[to] = saved;
+    return ok;
+}
+
+/* glibc's regexec may take time quadratic in a line's length (a regex that starts with
+ * [a-z]+ on a long run of letters; REG_NEWLINE keeps a match within a line), and the log
+ * is the task's: short lines are searched in blocks whose sum of squared line lengths is
+ * bounded (few calls, bounded cost each), a line over SCAN_PIECE bytes in overlapping
+ * pieces; the whole search stops after SCAN_BUDGET_NS (s->scan_cut). */
+#define SCAN_PIECE     4096
+#define SCAN_STEP      3072 /* pieces overlap by 1 KiB: any id (128 bytes at most) is whole in one */
+#define SCAN_BLOCK     (64u << 10)
+#define SCAN_WORK      ((uint64_t)SCAN_PIECE * SCAN_PIECE) /* sum of squared line lengths */
+#define SCAN_BUDGET_NS 1000000000LL
+
+/* The start of the line that ends at end (text[end - 1] is its last byte or its '\n'). A
+ * loop rather than memrchr: a sanitizer's memrchr checks all it is given, every line. */
+static size_t line_start(const char *text, size_t end)
+{
+    size_t i = end - (text[end - 1] == '\n');
+    while (i > 0 && text[i - 1] != '\n')
+        i--;
+    return i;
+}
+
+/* A line over SCAN_PIECE bytes, [ls, le), in pieces. False once past stop. */
+static bool scan_long_line(tn_hook_set *s, const tn_kill_hooks *h, char *text, size_t ls,
+                           size_t le, int64_t stop)
+{
+    for (size_t ps = ls;; ps += SCAN_STEP) {
+        size_t pe = le - ps > SCAN_PIECE ? ps + SCAN_PIECE : le;
+        if (!scan_piece(s, h, text, ps, pe, ps > ls, pe < le, stop))
+            return false;
+        if (pe == le)
+            return true;
     }
 }
 
-/* Line by line, a line over SCAN_PIECE bytes in overlapping pieces: glibc's regexec may
- * take time quadratic in what it is given (a regex that starts with [a-z]+ on a long run of
- * letters), and the log is the task's. Stops after SCAN_BUDGET_NS (s->scan_cut). */
-#define SCAN_PIECE     4096
-#define SCAN_STEP      3072 /* pieces overlap by 1 KiB: any id (128 bytes at most) is whole in one */
-#define SCAN_BUDGET_NS 1000000000LL
-static void scan(tn_hook_set *s, const tn_kill_hooks *h, const char *text, size_t len)
+static void scan(tn_hook_set *s, const tn_kill_hooks *h, char *text, size_t len)
 {
     int64_t stop = tn_mono_ns() + SCAN_BUDGET_NS;
-    /* the newest lines first: what a cut scan or the limits leave out is the oldest */
+    /* the newest lines first: what a cut search or the limits leave out is the oldest */
     for (size_t end = len; end > 0;) {
-        const char *nl = memrchr(text, '\n', end - (text[end - 1] == '\n'));
-        size_t ls = nl ? (size_t)(nl - text) + 1 : 0,
-               le = text[end - 1] == '\n' ? end - 1 : end;
-        for (size_t ps = ls;; ps += SCAN_STEP) {
-            size_t pe = le - ps > SCAN_PIECE ? ps + SCAN_PIECE : le;
-            scan_piece(s, h, text, ps, pe, ps > ls, pe < le);
-            if (tn_mono_ns() > stop) {
-                s->scan_cut = len - ls;
-                return;
+        size_t ls = line_start(text, end), le = end - (text[end - 1] == '\n');
+        bool ok;
+        if (le - ls > SCAN_PIECE) {
+            ok = scan_long_line(s, h, text, ls, le, stop);
+        } else {
+            uint64_t work = (uint64_t)(le - ls) * (le - ls);
+            while (ls > 0 && end - ls < SCAN_BLOCK) { /* earlier short lines join the block */
+                size_t ps = line_start(text, ls), n = ls - ps;
+                if (n > SCAN_PIECE || work + (uint64_t)n * n > SCAN_WORK)
+                    break;
+                work += (uint64_t)n * n;
+                ls = ps;
             }
-            if (pe == le)
-                break;
+            ok = scan_piece(s, h, text, ls, le, false, false, stop);
+        }
+        if (!ok) {
+            s->scan_cut = len - ls;
+            return;
         }
         end = ls;
     }

@@ -257,7 +257,6 @@ static void report_killed(tn_worker *w, job *j)
             sv[i] = (tn_survivor){kr->survivor_pids[i], {states + 2 * i, 1}};
         }
         m.kill_result.survivors = (tn_survivors){sv, sv && states ? ns : 0};
-        m.kill_result.hooks = tn_hook_set_runs(j->hooks);
         tn_info("worker",
                 "msg=\"killed\" task=%" PRIu64 " attempt=%u signalled=%u survivors=%u "
                 "escalated=%d",
@@ -268,6 +267,7 @@ static void report_killed(tn_worker *w, job *j)
                     " state=%c",
                     j->task, sv[i].pid, states[2 * i]);
     }
+    m.kill_result.hooks = tn_hook_set_runs(j->hooks);
     (void)tn_outbox_put(&w->ob, &m);
     free(pids);
     free(sv);
