@@ -441,11 +441,25 @@ static void close_from_3(void)
         (void)close(fd);
 }
 
+/* The end of the command's process: the system call, not what a sanitizer wraps exit in. */
+__attribute__((noreturn)) static void sys_exit(int code)
+{
+    for (;;)
+        (void)syscall(SYS_exit_group, code);
+}
+
+/* fd `from` as fd `to` (dup3, which refuses from == to). */
+static bool onto(int from, int to)
+{
+    return from == to || syscall(SYS_dup3, from, to, 0) >= 0;
+}
+
 /* The command's process: a copy of the worker (a fork) whose exit signals nothing
  * (exit_signal 0), which runs /bin/sh -c COMMAND as its own child and ends as that did. It
  * does not exec itself because exec makes a process a normal child again, whose exit the
  * worker's reaper would take. It runs in a copy of a threaded process: system calls only
- * (another thread may have held a lock at the copy). */
+ * (another thread may have held a lock at the copy), raw ones where a sanitizer would wrap
+ * the libc call in its own locks. */
 __attribute__((noreturn)) static void hook_process(const child_ctx *c)
 {
     struct sigaction dfl;
@@ -455,8 +469,8 @@ __attribute__((noreturn)) static void hook_process(const child_ctx *c)
         (void)sigaction(sig, &dfl, NULL);
     (void)setsid(); /* a process group of its own: the timeout kills all of it */
     int out = c->logfd >= 0 ? c->logfd : c->nullfd;
-    if (dup2(c->nullfd, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-        _exit(126);
+    if (!onto(c->nullfd, 0) || !onto(out, 1) || !onto(out, 2))
+        sys_exit(126);
     if (chdir(c->cwd) != 0)
         (void)!chdir("/");
     close_from_3();
@@ -465,20 +479,20 @@ __attribute__((noreturn)) static void hook_process(const child_ctx *c)
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     long k = syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
     if (k == 0) {
-        execve("/bin/sh", c->argv, c->envp);
-        _exit(127);
+        (void)syscall(SYS_execve, "/bin/sh", c->argv, c->envp);
+        sys_exit(127);
     }
     int st = 0;
-    while (k > 0 && waitpid((pid_t)k, &st, 0) < 0 && errno == EINTR)
+    while (k > 0 && syscall(SYS_wait4, (pid_t)k, &st, 0, NULL) < 0 && errno == EINTR)
         ;
     if (k < 0)
-        _exit(126);
+        sys_exit(126);
     if (WIFEXITED(st))
-        _exit(WEXITSTATUS(st));
+        sys_exit(WEXITSTATUS(st));
     struct rlimit nocore = {0, 0};
     (void)setrlimit(RLIMIT_CORE, &nocore);
-    (void)kill(getpid(), WTERMSIG(st)); /* ends as the shell did */
-    _exit(128 + WTERMSIG(st));
+    (void)syscall(SYS_kill, syscall(SYS_getpid), WTERMSIG(st)); /* ends as the shell did */
+    sys_exit(128 + WTERMSIG(st));
 }
 
 /* Starts x's command (hook_process), as a clone child: only waitpid(pid, __WCLONE) takes
