@@ -2691,3 +2691,42 @@ Test(cluster, a_stopping_worker_runs_the_kill_hooks_of_its_tasks)
     cr_expect_eq(yarn_calls("application -kill application_1700000000000_0009\n"), 1);
     cr_expect_eq(yarn_lines(), 1);
 }
+
+/* Twenty ids: sixteen commands run, the rest are counted, and the KILLED event's one
+ * hooks attr is cut at 2 KiB with a marker. */
+Test(cluster, a_long_hooks_attr_is_cut_with_a_marker)
+{
+    char spec[1000], pad[200];
+    fake_yarn(spec, sizeof(spec));
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    size_t l = strlen(spec);
+    snprintf(spec + l, sizeof(spec) - l, " # %s", pad);
+    start_master("5s", NULL);
+    const char *extra[] = {"--kill-hook", spec, NULL};
+    start_worker_with("w1", extra);
+    wait_workers(1);
+    uint64_t wf =
+        start_wf("many.yaml",
+                 "name: many\ntasks:\n"
+                 "  - name: t\n    type: shell\n    kill_grace: 200ms\n"
+                 "    command: |\n"
+                 "      for i in $(seq 10 29); do echo application_1700000000000_00$i; "
+                 "done\n"
+                 "      echo printed\n"
+                 "      sleep 300\n",
+                 "many");
+    wait_log_has(wf, "t", "printed");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "kill %" PRIu64, task_id(wf, "t")), 0, "%s", out);
+    free(out);
+    wait_task_state(wf, "t", "KILL");
+    cr_expect_eq(yarn_lines(), 16, "at most 16 commands per kill");
+    char *h = killed_hooks(wf, "t", mdata);
+    cr_assert_not_null(h);
+    /* the JSON string: 2047 bytes at most, then the closing quote */
+    size_t n = strcspn(h, "\"");
+    cr_expect_leq(n, 2047, "%zu: %s", n, h);
+    cr_expect(n >= 9 && strncmp(h + n - 9, " ...(cut)", 9) == 0, "%.*s", (int)n, h);
+    free(h);
+}
