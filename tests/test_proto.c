@@ -81,6 +81,79 @@ enum {
 
 /* A message of `type` at the edges: V_MIN (zeros, empty strings and lists), V_MAX (largest
  * integers, strings and lists at their bounds) or V_TYPICAL. */
+/* fill's KILL_RESULT: pids, survivors and kill hooks at the edges */
+static void fill_kill_result(arena *a, tn_msg_kill_result *k, bool mx, bool mn, uint64_t u64,
+                             uint32_t u32)
+{
+    k->report_id = u64;
+    k->task = u64;
+    k->attempt = u32;
+    uint32_t n = mx ? TN_PROTO_PIDS_MAX : mn ? 0 : 3;
+    int64_t *pids = amalloc(a, n * sizeof(*pids));
+    tn_survivor *sv = amalloc(a, n * sizeof(*sv));
+    for (uint32_t i = 0; i < n; i++) {
+        pids[i] = mx ? INT64_MAX - i : 100 + i;
+        sv[i].pid = pids[i];
+        sv[i].state = !mx ? S("Z") : i % 2 ? S("D") : S("R (running)");
+    }
+    k->signalled = (tn_pids){pids, n};
+    k->survivors = (tn_survivors){sv, n};
+    uint32_t nh = mx ? TN_PROTO_HOOKS_MAX : mn ? 0 : 1;
+    tn_hook_run *h = amalloc(a, nh * sizeof(*h));
+    for (uint32_t i = 0; i < nh; i++)
+        h[i] = mx ? (tn_hook_run){rep(a, TN_PROTO_HOOK_ID_MAX, 'i'),
+                                  rep(a, TN_PROTO_REASON_MAX, 'c'),
+                                  rep(a, TN_PROTO_OUTCOME_MAX, 'o')} :
+                    (tn_hook_run){S("application_1_2"),
+                                  S("yarn application -kill 'application_1_2'"), S("exit 0")};
+    k->hooks = (tn_hook_runs){h, nh};
+}
+
+/* fill's HEARTBEAT: unique groups and gauges */
+static void fill_heartbeat(arena *a, tn_msg_heartbeat *h, bool mx, bool mn, uint64_t u64,
+                           uint32_t u32)
+{
+    h->worker = mx ? rep(a, TN_PROTO_ID_MAX, 'w') : S(mn ? "w" : "worker-1");
+    h->listen_url = mx ? rep(a, TN_PROTO_URL_MAX, 'l') : S(mn ? "" : "tcp://10.0.0.2:7001");
+    h->ctl_url = mx ? rep(a, TN_PROTO_URL_MAX, 'c') : S(mn ? "" : "ipc:///run/tern.ctl");
+    uint32_t ng = mx ? TN_PROTO_GROUPS_MAX : mn ? 0 : 2;
+    tn_str *g = amalloc(a, ng * sizeof(*g));
+    char *gb = amalloc(a, (size_t)ng * TN_PROTO_ID_MAX);
+    for (uint32_t i = 0; i < ng; i++) {
+        uint32_t l = mx ? TN_PROTO_ID_MAX : 6;
+        memset(gb + i * TN_PROTO_ID_MAX, 'g', l);
+        /* a unique three-digit prefix */
+        gb[i * TN_PROTO_ID_MAX] = (char)('0' + i / 100 % 10);
+        gb[i * TN_PROTO_ID_MAX + 1] = (char)('0' + i / 10 % 10);
+        gb[i * TN_PROTO_ID_MAX + 2] = (char)('0' + i % 10);
+        g[i] = (tn_str){gb + i * TN_PROTO_ID_MAX, l};
+    }
+    h->groups = (tn_strs){g, ng};
+    h->slots = u32;
+    h->running = mx ? UINT32_MAX : mn ? 0 : 1;
+    h->load_milli = u32;
+    h->mem_free = u64;
+    h->mem_reserve = u64;
+    uint32_t nga = mx ? TN_PROTO_GAUGES_MAX : mn ? 0 : 1;
+    tn_gauge *gv = amalloc(a, nga * sizeof(*gv));
+    char *kb = amalloc(a, (size_t)nga * TN_PROTO_KEY_MAX);
+    for (uint32_t i = 0; i < nga; i++) {
+        uint32_t l = mx ? TN_PROTO_KEY_MAX : 8;
+        memset(kb + i * TN_PROTO_KEY_MAX, 'q', l);
+        for (int d = 3; d >= 0; d--) /* a unique four-digit prefix */
+            kb[i * TN_PROTO_KEY_MAX + (uint32_t)(3 - d)] = (char)('0' + (i / (d == 3 ? 1000 :
+                                                                              d == 2 ? 100 :
+                                                                              d == 1 ? 10 :
+                                                                                       1)) %
+                                                                            10);
+        gv[i] = (tn_gauge){{kb + i * TN_PROTO_KEY_MAX, l}, mx ? UINT64_MAX - i : i};
+    }
+    h->gauges = (tn_gauges){gv, nga};
+    h->epoch = u64;
+    h->degraded = mx ? rep(a, TN_PROTO_REASON_MAX, 'd') : S(mn ? "" : "spawn failed: x");
+    h->degraded_at = mx ? INT64_MAX : mn ? 0 : 1795000000123456789ll;
+}
+
 static void fill(arena *a, tn_msg *m, unsigned type, int v)
 {
     memset(m, 0, sizeof(*m));
@@ -148,77 +221,8 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
                             mn ? (tn_pairs){NULL, 0} :
                                  pairs(a, 1, 8);
         break;
-    case TN_MSG_KILL_RESULT: {
-        tn_msg_kill_result *k = &m->kill_result;
-        k->report_id = u64;
-        k->task = u64;
-        k->attempt = u32;
-        uint32_t n = mx ? TN_PROTO_PIDS_MAX : mn ? 0 : 3;
-        int64_t *pids = amalloc(a, n * sizeof(*pids));
-        tn_survivor *sv = amalloc(a, n * sizeof(*sv));
-        for (uint32_t i = 0; i < n; i++) {
-            pids[i] = mx ? INT64_MAX - i : 100 + i;
-            sv[i].pid = pids[i];
-            sv[i].state = !mx ? S("Z") : i % 2 ? S("D") : S("R (running)");
-        }
-        k->signalled = (tn_pids){pids, n};
-        k->survivors = (tn_survivors){sv, n};
-        uint32_t nh = mx ? TN_PROTO_HOOKS_MAX : mn ? 0 : 1;
-        tn_hook_run *h = amalloc(a, nh * sizeof(*h));
-        for (uint32_t i = 0; i < nh; i++)
-            h[i] =
-                mx ? (tn_hook_run){rep(a, TN_PROTO_HOOK_ID_MAX, 'i'),
-                                   rep(a, TN_PROTO_REASON_MAX, 'c'),
-                                   rep(a, TN_PROTO_OUTCOME_MAX, 'o')} :
-                     (tn_hook_run){S("application_1_2"),
-                                   S("yarn application -kill 'application_1_2'"), S("exit 0")};
-        k->hooks = (tn_hook_runs){h, nh};
-        break;
-    }
-    case TN_MSG_HEARTBEAT: {
-        tn_msg_heartbeat *h = &m->heartbeat;
-        h->worker = mx ? rep(a, TN_PROTO_ID_MAX, 'w') : S(mn ? "w" : "worker-1");
-        h->listen_url = mx ? rep(a, TN_PROTO_URL_MAX, 'l') : S(mn ? "" : "tcp://10.0.0.2:7001");
-        h->ctl_url = mx ? rep(a, TN_PROTO_URL_MAX, 'c') : S(mn ? "" : "ipc:///run/tern.ctl");
-        uint32_t ng = mx ? TN_PROTO_GROUPS_MAX : mn ? 0 : 2;
-        tn_str *g = amalloc(a, ng * sizeof(*g));
-        char *gb = amalloc(a, (size_t)ng * TN_PROTO_ID_MAX);
-        for (uint32_t i = 0; i < ng; i++) {
-            uint32_t l = mx ? TN_PROTO_ID_MAX : 6;
-            memset(gb + i * TN_PROTO_ID_MAX, 'g', l);
-            /* a unique three-digit prefix */
-            gb[i * TN_PROTO_ID_MAX] = (char)('0' + i / 100 % 10);
-            gb[i * TN_PROTO_ID_MAX + 1] = (char)('0' + i / 10 % 10);
-            gb[i * TN_PROTO_ID_MAX + 2] = (char)('0' + i % 10);
-            g[i] = (tn_str){gb + i * TN_PROTO_ID_MAX, l};
-        }
-        h->groups = (tn_strs){g, ng};
-        h->slots = u32;
-        h->running = mx ? UINT32_MAX : mn ? 0 : 1;
-        h->load_milli = u32;
-        h->mem_free = u64;
-        h->mem_reserve = u64;
-        uint32_t nga = mx ? TN_PROTO_GAUGES_MAX : mn ? 0 : 1;
-        tn_gauge *gv = amalloc(a, nga * sizeof(*gv));
-        char *kb = amalloc(a, (size_t)nga * TN_PROTO_KEY_MAX);
-        for (uint32_t i = 0; i < nga; i++) {
-            uint32_t l = mx ? TN_PROTO_KEY_MAX : 8;
-            memset(kb + i * TN_PROTO_KEY_MAX, 'q', l);
-            for (int d = 3; d >= 0; d--) /* a unique four-digit prefix */
-                kb[i * TN_PROTO_KEY_MAX + (uint32_t)(3 - d)] =
-                    (char)('0' + (i / (d == 3 ? 1000 :
-                                       d == 2 ? 100 :
-                                       d == 1 ? 10 :
-                                                1)) %
-                                     10);
-            gv[i] = (tn_gauge){{kb + i * TN_PROTO_KEY_MAX, l}, mx ? UINT64_MAX - i : i};
-        }
-        h->gauges = (tn_gauges){gv, nga};
-        h->epoch = u64;
-        h->degraded = mx ? rep(a, TN_PROTO_REASON_MAX, 'd') : S(mn ? "" : "spawn failed: x");
-        h->degraded_at = mx ? INT64_MAX : mn ? 0 : 1795000000123456789ll;
-        break;
-    }
+    case TN_MSG_KILL_RESULT: fill_kill_result(a, &m->kill_result, mx, mn, u64, u32); break;
+    case TN_MSG_HEARTBEAT: fill_heartbeat(a, &m->heartbeat, mx, mn, u64, u32); break;
     case TN_MSG_RECONCILED: {
         uint32_t n = mx ? TN_PROTO_RUNNING_MAX : mn ? 0 : 2;
         tn_task_attempt *ta = amalloc(a, n * sizeof(*ta));
