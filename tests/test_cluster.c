@@ -2391,7 +2391,10 @@ static void fake_yarn(char *spec, size_t len)
     cr_assert_eq(mkdir(p, 0755), 0);
     char text[1200];
     snprintf(text, sizeof(text),
-             "#!/bin/sh\necho \"$*\" >> %s/yarn.calls\necho \"Killed application $3\"\n", dir);
+             "#!/bin/sh\necho \"$*\" >> %s/yarn.calls\n"
+             "echo \"$TERN_KILL_HOOK_TASK_USER\" > %s/yarn.user\n"
+             "echo \"Killed application $3\"\n",
+             dir, dir);
     char *y = write_file("bin/yarn", text);
     cr_assert_eq(chmod(y, 0755), 0);
     snprintf(spec, len, "application_[0-9]+_[0-9]+=%s application -kill {id}", y);
@@ -2648,9 +2651,11 @@ Test(cluster, run_kills_a_timed_out_tasks_application)
     free(f);
 }
 
-/* `tern standalone --kill-hook`: its worker runs the hook when a workflow is stopped. */
+/* `tern standalone --kill-hook`: its worker runs the hook when a workflow is stopped, and
+ * tells it the task's tenant (root, where the test may switch users). */
 Test(cluster, standalone_kills_a_stopped_tasks_application)
 {
+    bool root = geteuid() == 0;
     char spec[1000], data[600];
     fake_yarn(spec, sizeof(spec));
     snprintf(data, sizeof(data), "%s/sa", dir);
@@ -2658,11 +2663,15 @@ Test(cluster, standalone_kills_a_stopped_tasks_application)
     const char *a[] = {"standalone", "--data", data, "--no-cgroup", "--kill-hook", spec, NULL};
     spawn("sa", a, NULL);
     wait_workers(1);
-    uint64_t wf = start_wf("s.yaml",
-                           "name: s\ntasks:\n"
-                           "  - {name: t, type: shell, kill_grace: 200ms,\n"
-                           "     command: 'echo application_1700000000000_0077; sleep 300'}\n",
-                           "s");
+    uint64_t wf =
+        start_wf("s.yaml",
+                 root ? "name: s\ntenant: root\ntasks:\n"
+                        "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                        "     command: 'echo application_1700000000000_0077; sleep 300'}\n" :
+                        "name: s\ntasks:\n"
+                        "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                        "     command: 'echo application_1700000000000_0077; sleep 300'}\n",
+                 "s");
     wait_log_has(wf, "t", "application_1700000000000_0077");
     char *out = NULL;
     cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
@@ -2673,6 +2682,7 @@ Test(cluster, standalone_kills_a_stopped_tasks_application)
     cr_assert_not_null(h);
     cr_expect(strstr(h, "'application_1700000000000_0077' -> exit 0"), "%s", h);
     free(h);
+    cr_expect(file_has("yarn.user", root ? "root\n" : "\n"), "the hook was told the tenant");
 }
 
 /* A worker stopping kills its tasks, and their applications with them, before it exits. */
