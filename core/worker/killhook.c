@@ -20,10 +20,6 @@
 #include "log.h"
 #include "util.h"
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
 extern char **environ;
 
 typedef struct hook {
@@ -546,10 +542,13 @@ static bool hook_env(tn_hook_set *s, const char *user)
     while (environ && environ[n])
         n++;
     s->envp = calloc(n + 5, sizeof(char *));
-    if (!s->envp ||
-        asprintf(&s->own[0], "TERN_KILL_HOOK_TASK_INSTANCE_ID=%" PRIu64, s->task) < 0 ||
-        asprintf(&s->own[1], "TERN_KILL_HOOK_TASK_ATTEMPT=%" PRIu32, s->attempt) < 0 ||
-        asprintf(&s->own[2], "TERN_KILL_HOOK_TASK_USER=%s", user ? user : "") < 0)
+    if (asprintf(&s->own[0], "TERN_KILL_HOOK_TASK_INSTANCE_ID=%" PRIu64, s->task) < 0)
+        s->own[0] = NULL;
+    if (asprintf(&s->own[1], "TERN_KILL_HOOK_TASK_ATTEMPT=%" PRIu32, s->attempt) < 0)
+        s->own[1] = NULL;
+    if (asprintf(&s->own[2], "TERN_KILL_HOOK_TASK_USER=%s", user ? user : "") < 0)
+        s->own[2] = NULL;
+    if (!s->envp || !s->own[0] || !s->own[1] || !s->own[2])
         return false;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
