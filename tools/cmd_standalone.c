@@ -10,7 +10,8 @@ typedef struct standalone_opts {
     uint32_t slots, pids_max;
     uint64_t log_retention, log_max_bytes;
     bool no_cgroup;
-    tn_opt_list pass_env;
+    tn_opt_list pass_env, kill_hook;
+    uint64_t kill_hook_timeout;
     const char *alert_webhook, *alert_command, *alert_on;
     bool allow_alert_commands;
 } standalone_opts;
@@ -40,6 +41,7 @@ static const tn_opt standalone_table[] = {
      .help = "remove the oldest finished tasks' logs while all logs are over SIZE (e.g. 10G)",
      TN_OPT_CFG, 1, 0},
     TN_DAEMON_ALERT_OPTS(standalone_opts),
+    TN_KILL_HOOK_OPTS(standalone_opts),
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -62,6 +64,9 @@ static int run(const standalone_opts *o)
                                alerts, &nalerts);
     if (urc)
         return urc;
+    urc = tn_daemon_check_kill_hooks("standalone", &o->kill_hook);
+    if (urc)
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};
@@ -75,7 +80,10 @@ static int run(const standalone_opts *o)
                              .log_max_bytes = o->log_max_bytes,
                              .alerts = alerts,
                              .nalerts = nalerts,
-                             .allow_alert_commands = o->allow_alert_commands};
+                             .allow_alert_commands = o->allow_alert_commands,
+                             .kill_hooks = o->kill_hook.v,
+                             .nkill_hooks = o->kill_hook.n,
+                             .kill_hook_timeout_ms = o->kill_hook_timeout};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
     /* the commands exactly as they work from here: --data only when not the default */

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "killhook.h"
 #include "log.h"
 #include "cli.h"
 #include "def.h"
@@ -44,6 +45,8 @@ const char *const tn_daemon_cfg_keys[] = {"data",
                                           "alert-command",
                                           "alert-on",
                                           "allow-alert-commands",
+                                          "kill-hook-timeout",
+                                          "kill-hook",
                                           NULL};
 
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n)
@@ -64,6 +67,16 @@ int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls
                 "dispatches; use tls+tcp (tern cert)\"",
                 urls[i]);
     }
+    return 0;
+}
+
+int tn_daemon_check_kill_hooks(const char *cmd, const tn_opt_list *hooks)
+{
+    tn_kill_hooks *h = NULL;
+    tn_errmsg em = {{0}};
+    if (tn_kill_hooks_new(hooks->v, hooks->n, 0, &h, &em) != TN_OK)
+        return tn_cli_usage(cmd, "--kill-hook: %s", em.text);
+    tn_kill_hooks_free(h);
     return 0;
 }
 

@@ -852,6 +852,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     in->worker = dup_or_null(r->worker);
     in->reason = dup_or_null(r->reason);
     in->containment = dup_or_null(r->containment);
+    in->hooks = dup_or_null(r->hooks);
     in->out_keys = (char **)(in + 1);
     in->out_values = in->out_keys + r->nout;
     for (uint32_t i = 0; i < r->nout; i++) {
@@ -861,6 +862,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     in->r.worker = in->worker;
     in->r.reason = in->reason;
     in->r.containment = in->containment;
+    in->r.hooks = in->hooks;
     in->r.out_keys = (const char *const *)in->out_keys;
     in->r.out_values = (const char *const *)in->out_values;
     pthread_mutex_lock(&e->mu);
@@ -878,6 +880,7 @@ static void input_free(input *in)
     free(in->worker);
     free(in->reason);
     free(in->containment);
+    free(in->hooks);
     for (uint32_t i = 0; i < in->r.nout; i++) {
         free(in->out_keys[i]);
         free(in->out_values[i]);

@@ -146,7 +146,7 @@ typedef struct effect {
 typedef struct input {
     struct input *next;
     tn_report r; /* strings below are owned copies */
-    char *worker, *reason, *containment;
+    char *worker, *reason, *containment, *hooks;
     char **out_keys, **out_values;
 } input;
 

@@ -91,6 +91,8 @@ typedef struct tn_report {
     const char *worker;      /* who ran it ("inproc", "worker:w1") */
     const char *reason;      /* optional text: "spawn failed: ...", "killed by timeout" */
     const char *containment; /* ACCEPTED: how it is contained ("cgroup pids=v2:4096") */
+    /* KILL_RESULT: the application kill hooks the worker ran, one line (attr "hooks") */
+    const char *hooks;
     /* RESULT: values passed downstream (setValue / noop outputs) */
     const char *const *out_keys;
     const char *const *out_values;

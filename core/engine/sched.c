@@ -1138,6 +1138,8 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         tn_event_set_int(&ev, "attempt", t->attempt);
         if (r->reason)
             tn_event_set_str(&ev, "reason", r->reason);
+        if (r->hooks)
+            tn_event_set_str(&ev, "hooks", r->hooks);
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
     }

@@ -783,6 +783,44 @@ static bool report_ok(tn_master *m, const tn_peer *peer, const char *worker, uin
     return false;
 }
 
+/* The kill hooks a worker ran, as one line for the KILLED event's "hooks" attr:
+ * "CMD -> OUTCOME; ..." (a refused id: "ID -> refused: ..."), cut at TN_HOOKS_ATTR_MAX
+ * with a marker. */
+#define TN_HOOKS_ATTR_MAX 2048
+static void hooks_line(const tn_hook_runs *h, char *out, size_t cap)
+{
+    static const char cut[] = " ...(cut)";
+    size_t o = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < h->n && o < cap; i++) {
+        const tn_str *what = h->v[i].command.len ? &h->v[i].command : &h->v[i].id;
+        int n = snprintf(out + o, cap - o, "%s%.*s -> %.*s", i ? "; " : "", (int)what->len,
+                         what->p, (int)h->v[i].outcome.len, h->v[i].outcome.p);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    if (o >= cap) /* cut: the marker replaces the end */
+        memcpy(out + cap - sizeof(cut), cut, sizeof(cut));
+    for (char *p = out; *p; p++) /* one line, whatever a worker sent */
+        if ((unsigned char)*p < ' ' || *p == 0x7f)
+            *p = '?';
+}
+
+static void on_kill_result(tn_master *m, tn_report *r, const tn_msg_kill_result *k)
+{
+    char hooks[TN_HOOKS_ATTR_MAX];
+    r->kind = TN_REPORT_KILL_RESULT;
+    r->report_id = k->report_id;
+    r->task = k->task;
+    r->attempt = k->attempt;
+    if (k->survivors.n)
+        r->reason = "processes survived the kill (see the worker's log)";
+    if (k->hooks.n) {
+        hooks_line(&k->hooks, hooks, sizeof(hooks));
+        r->hooks = hooks;
+    }
+    tn_engine_report(m->e, r);
+}
+
 static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
 {
     frame_ctx *fc = arg;
@@ -870,14 +908,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         free(reason);
         return TN_OK;
     }
-    case TN_MSG_KILL_RESULT:
-        r.kind = TN_REPORT_KILL_RESULT;
-        r.report_id = msg->kill_result.report_id;
-        r.task = msg->kill_result.task;
-        r.attempt = msg->kill_result.attempt;
-        if (msg->kill_result.survivors.n)
-            r.reason = "processes survived the kill (see the worker's log)";
-        break;
+    case TN_MSG_KILL_RESULT: on_kill_result(m, &r, &msg->kill_result); return TN_OK;
     default: return TN_OK; /* a master->worker type sent to us: ignore */
     }
     tn_engine_report(m->e, &r);

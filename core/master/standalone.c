@@ -56,7 +56,10 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .npass_env = opts->npass_env,
                          .pids_max = opts->pids_max,
                          .log_retention_ms = opts->log_retention_ms,
-                         .log_max_bytes = opts->log_max_bytes};
+                         .log_max_bytes = opts->log_max_bytes,
+                         .kill_hooks = opts->kill_hooks,
+                         .nkill_hooks = opts->nkill_hooks,
+                         .kill_hook_timeout_ms = opts->kill_hook_timeout_ms};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

@@ -22,6 +22,9 @@ typedef struct tn_standalone_opts {
     const tn_def_alert *alerts;               /* default alerts (tn_master_opts) */
     uint32_t nalerts;
     bool allow_alert_commands;
+    const char *const *kill_hooks; /* application kill hooks (tn_worker_opts) */
+    uint32_t nkill_hooks;
+    uint64_t kill_hook_timeout_ms;
 } tn_standalone_opts;
 
 /* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same
