@@ -561,12 +561,26 @@ static tn_err idx_add(tn_evlog *l, uint64_t wf, uint64_t seq)
     return TN_OK;
 }
 
+/* Above this many events, a batch's index lists are freed after it rather than kept
+ * for the next (one huge commit, e.g. a workflow of 100k tasks starting, would
+ * otherwise pin ~26 bytes per event of it for the writer's life). */
+#define IDX_KEEP_MAX 65536
+
 /* Forget the pending batch's by_wf runs. */
 static void idx_reset(tn_evlog *l)
 {
     for (size_t i = 0; i < l->nruns; i++)
         tn_map_del(&l->idx, l->runs[i].wf);
     l->nruns = l->nseqs = 0;
+    if (l->cap_seqs > IDX_KEEP_MAX) {
+        free(l->seqs);
+        free(l->runs);
+        free(l->idxbuf);
+        l->seqs = NULL;
+        l->runs = NULL;
+        l->idxbuf = NULL;
+        l->cap_seqs = l->cap_runs = l->cap_idxbuf = 0;
+    }
 }
 
 /* Queue one by_wf entry per workflow the pending batch touched. Seqs are added in
