@@ -36,7 +36,8 @@ static const tn_opt bench_table[] = {
 const tn_opt_cmd tn_spec_bench = {
     "bench", (const char *const[]){"store|engine|dispatch", NULL},
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
-    "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
+    "raw LMDB append of the same value size and batch, and at 100 and 1000 without fsync\n"
+    "on either side (the CPU cost alone); replay events/s (decode, table\n"
     "check, projection rebuild) with and without chain verification, next to a raw\n"
     "cursor scan of the same events. Stores are created in temporary directories under\n"
     "DIR (default: $TMPDIR or /tmp) and removed afterwards.\n"
@@ -129,11 +130,13 @@ typedef struct append_result {
     double avg_value; /* bytes per encoded event */
 } append_result;
 
-static int tern_append(const char *dir, size_t batch, size_t total, append_result *res)
+static int tern_append(const char *dir, size_t batch, size_t total, bool no_sync,
+                       append_result *res)
 {
     tn_evlog *l;
     tn_errmsg m = {{0}};
-    tn_evlog_opts o = {.create = true, .map_size = 1u << 30, .map_max = 64ull << 30};
+    tn_evlog_opts o = {
+        .create = true, .no_sync = no_sync, .map_size = 1u << 30, .map_max = 64ull << 30};
     if (tn_evlog_open(dir, &o, &l, &m)) {
         fprintf(stderr, "tern bench: %s\n", m.text);
         return -1;
@@ -175,7 +178,16 @@ static int tern_append(const char *dir, size_t batch, size_t total, append_resul
     return 0;
 }
 
+static int raw_append_env(const char *dir, size_t batch, size_t total, size_t vsize,
+                          unsigned flags, double *out);
+
 static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize, double *out)
+{
+    return raw_append_env(dir, batch, total, vsize, 0, out);
+}
+
+static int raw_append_env(const char *dir, size_t batch, size_t total, size_t vsize,
+                          unsigned flags, double *out)
 {
     MDB_env *env;
     MDB_dbi dbi;
@@ -184,7 +196,7 @@ static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize,
         return -1;
     mdb_env_set_maxdbs(env, 8);
     mdb_env_set_mapsize(env, 8ull << 30);
-    if (mdb_env_open(env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) {
+    if (mdb_env_open(env, dir, MDB_NOTLS | MDB_NORDAHEAD | flags, 0644)) {
         mdb_env_close(env);
         return -1;
     }
@@ -262,7 +274,7 @@ static int bench_store(const char *base, size_t events, bool quick)
         snprintf(rdir, sizeof(rdir), "%s/raw-b%zu", tmpl, b);
         append_result tr;
         double raw;
-        if (tern_append(tdir, b, total, &tr) ||
+        if (tern_append(tdir, b, total, false, &tr) ||
             raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
             rc = tn_cli_fail("bench", "append run failed (batch %zu)", b);
             break;
@@ -274,6 +286,25 @@ static int bench_store(const char *base, size_t events, bool quick)
             rm_rf(tdir);
             rm_rf(rdir);
         }
+    }
+    /* the same without fsync on either side: the CPU cost per event, which a busy or
+     * slow disk hides in the durable runs */
+    for (size_t i = 1; i < 3 && rc == 0; i++) {
+        size_t b = batches[i], total = quick ? events / 20 : events;
+        snprintf(tdir, sizeof(tdir), "%s/tern-nosync-b%zu", tmpl, b);
+        snprintf(rdir, sizeof(rdir), "%s/raw-nosync-b%zu", tmpl, b);
+        append_result tr;
+        double raw;
+        if (tern_append(tdir, b, total, true, &tr) ||
+            raw_append_env(rdir, b, total, (size_t)tr.avg_value, MDB_NOSYNC, &raw)) {
+            rc = tn_cli_fail("bench", "append run failed (no sync, batch %zu)", b);
+            break;
+        }
+        char name[64];
+        snprintf(name, sizeof(name), "store.append_nosync.batch%zu", b);
+        bench_line(name, tr.events_per_s, "events/s", raw);
+        rm_rf(tdir);
+        rm_rf(rdir);
     }
     if (rc == 0) {
         /* replay the batch-1000 store: every event decoded, checked and folded */
