@@ -22,6 +22,7 @@ typedef struct bench_opts {
     const char *dir;
     uint64_t events;
     bool quick;
+    bool scale;
 } bench_opts;
 
 static const tn_opt bench_table[] = {
@@ -31,6 +32,9 @@ static const tn_opt bench_table[] = {
      .help = "events for the batched store append runs (default 1000000)", .min = 1000},
     {"quick", 0, TN_OPT_FLAG, offsetof(bench_opts, quick), NULL,
      .help = "a short run (for smoke tests)"},
+    {"scale", 0, TN_OPT_FLAG, offsetof(bench_opts, scale), NULL,
+     .help = "engine: only the per-task scheduling time of one workflow of 1k, 10k and 100k "
+             "tasks (wide, layered, chain), each against the 1k figure"},
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
@@ -45,7 +49,10 @@ const tn_opt_cmd tn_spec_bench = {
     "(a) one workflow of 100k independent tasks, (b) 10k workflows of 10 chained tasks,\n"
     "tasks/s and events/s next to a raw LMDB append of the same events in the same\n"
     "number of commits; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
-    "commit; (d) RSS after 100k and after 1M completed tasks.\n"
+    "commit; (d) RSS after 100k and after 1M completed tasks. With --scale instead:\n"
+    "per-task scheduling time of one workflow of 1k, 10k and 100k tasks, wide (no deps),\n"
+    "layered (rows of 100, two deps each) and a chain, virtual clock, store not durable,\n"
+    "ratio = t(N)/t(1k) per task (flat is 1.0).\n"
     "\n"
     "dispatch: a master here and a worker process over ipc: (a) noop tasks/s next to a\n"
     "raw nng push/pull message rate, and the worker's RSS after 10k and 100k tasks;\n"
@@ -561,13 +568,110 @@ static int engine_rss(const char *tmpl, unsigned total)
     return 0;
 }
 
-static int bench_engine(const char *base, bool quick)
+/* (e) scale: one workflow of n noop tasks, per-task scheduling time against the 1k
+ * figure. Shapes: wide (no deps), layered (rows of 100, each task on two of the row
+ * above) and chain (each task on the one before). The store is not durable here
+ * (no_sync), so what is measured is the engine's own work, not the disk's. */
+static char *yaml_layered(unsigned n)
+{
+    const unsigned w = 100;
+    size_t cap = 64 + (size_t)n * 72;
+    char *y = malloc(cap);
+    if (!y)
+        return NULL;
+    size_t l = (size_t)snprintf(y, cap, "name: layered\ntasks:\n");
+    for (unsigned i = 0; i < n; i++) {
+        if (i < w) {
+            l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+            continue;
+        }
+        unsigned row = i / w * w, a = i - w, b = row - w + (i - row + 1) % w;
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, deps: [t%u, t%u]}\n",
+                              i, a, b);
+    }
+    return y;
+}
+
+/* Seconds to run one instance of `name` (applied from yaml) to its end; < 0 on error. */
+static double scale_run(const char *tmpl, const char *name, char *yaml, unsigned n)
+{
+    eng g;
+    char sub[64];
+    snprintf(sub, sizeof(sub), "scale-%s-%u", name, n);
+    if (!yaml)
+        return -1;
+    snprintf(g.dir, sizeof(g.dir), "%s/%s", tmpl, sub);
+    char logs[4300];
+    snprintf(logs, sizeof(logs), "%s/logs", g.dir);
+    tn_errmsg m = {{0}};
+    if (tn_inproc_new(logs, &g.x)) {
+        free(yaml);
+        return -1;
+    }
+    tn_engine_opts o = {
+        .data_dir = g.dir,
+        .log = {.create = true, .no_sync = true, .map_size = 1u << 30, .map_max = 64ull << 30},
+        .executor = tn_inproc_executor(g.x),
+        .virtual_clock = true,
+        .max_batch = 8192};
+    if (tn_engine_open(&o, &g.e, &m)) {
+        fprintf(stderr, "tern bench: %s\n", m.text);
+        tn_inproc_free(g.x);
+        free(yaml);
+        return -1;
+    }
+    tn_inproc_bind(g.x, g.e);
+    int rc = eng_apply(&g, yaml);
+    free(yaml);
+    int64_t t0 = tn_mono_ns();
+    tn_cmd c = {.kind = TN_CMD_START, .workflow = name};
+    if (!rc && tn_engine_call(g.e, &c) == TN_OK &&
+        tn_engine_run_until(g.e, c.out_id, &m) != TN_WF_S_SUCCESS)
+        rc = -1;
+    double secs = (double)(tn_mono_ns() - t0) / 1e9;
+    eng_close(&g);
+    rm_rf(g.dir);
+    return rc || c.err ? -1 : secs;
+}
+
+static int engine_scale(const char *tmpl, bool quick)
+{
+    static const char *const shapes[] = {"wide", "layered", "chain"};
+    const unsigned sizes[] = {1000, 10000, quick ? 20000 : 100000};
+    for (unsigned s = 0; s < 3; s++) {
+        double base = 0;
+        for (unsigned k = 0; k < 3; k++) {
+            unsigned n = sizes[k];
+            char *y = s == 0 ? yaml_independent(n) : s == 1 ? yaml_layered(n) : yaml_chain(n);
+            double secs = scale_run(tmpl, shapes[s], y, n);
+            if (secs < 0)
+                return -1;
+            double us = secs * 1e6 / n;
+            if (k == 0)
+                base = us;
+            char name[64];
+            snprintf(name, sizeof(name), "engine.scale.%s.%uk.us_per_task", shapes[s],
+                     n / 1000);
+            printf("BENCH name=%s value=%.2f unit=us baseline=%.2f ratio=%.2f\n", name, us,
+                   base, base > 0 ? us / base : 0.0);
+            fflush(stdout);
+        }
+    }
+    return 0;
+}
+
+static int bench_engine(const char *base, bool quick, bool scale)
 {
     char tmpl[4000];
     snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
     if (!mkdtemp(tmpl))
         return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m; pass --dir",
                            base);
+    if (scale) {
+        int rc = engine_scale(tmpl, quick);
+        rm_rf(tmpl);
+        return rc ? tn_cli_fail("bench", "engine scale run failed") : 0;
+    }
     int rc = engine_wide(tmpl, quick ? 5000 : 100000);
     if (!rc)
         rc = engine_chains(tmpl, quick ? 500 : 10000, quick ? 200 : 1000);
@@ -1009,7 +1113,7 @@ int tn_cmd_bench(int argc, char **argv)
     if (strcmp(name, "store") == 0)
         return bench_store(o.dir, (size_t)o.events, o.quick);
     if (strcmp(name, "engine") == 0)
-        return bench_engine(o.dir, o.quick);
+        return bench_engine(o.dir, o.quick, o.scale);
     if (strcmp(name, "dispatch") == 0)
         return bench_dispatch(o.dir, o.quick);
     return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",

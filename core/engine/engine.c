@@ -148,37 +148,85 @@ static void q_down(qentry *h, size_t n, size_t i)
     }
 }
 
+lane *eng_lane(tn_engine *e, const char *group)
+{
+    if (e->last_lane && strcmp(e->last_lane->name, group) == 0)
+        return e->last_lane;
+    lane *l = e->lanes;
+    while (l && strcmp(l->name, group) != 0)
+        l = l->next;
+    if (!l && (l = calloc(1, sizeof(*l)))) {
+        snprintf(l->name, sizeof(l->name), "%s", group);
+        l->next = e->lanes;
+        e->lanes = l;
+    }
+    e->last_lane = l ? l : e->last_lane;
+    return l;
+}
+
+static bool lane_push(lane *l, const qentry *q)
+{
+    if (!tn_grow((void **)&l->q, &l->cap, l->n + 1, sizeof(qentry)))
+        return false;
+    l->q[l->n] = *q;
+    q_up(l->q, l->n++);
+    return true;
+}
+
 void eng_queue_push(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = &t->w->def->tasks[t->node];
     /* workflow priority, task priority, then age (the task id grows with submission) */
     uint64_t key = ((uint64_t)t->w->def->priority << 60) | ((uint64_t)n->priority << 56) |
                    (t->id & ((UINT64_C(1) << 56) - 1));
-    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    qentry q = {key, t->w->id, t->node, t->attempt};
+    lane *l = eng_lane(e, n->worker_group ? n->worker_group : "");
+    if (!l || !lane_push(l, &q))
         return;
-    e->queue[e->nqueue] = (qentry){key, t->w->id, t->node, t->attempt};
-    q_up(e->queue, e->nqueue++);
     t->flags |= TF_QUEUED;
 }
 
 /* Put an entry back (one that could not be placed in this step). */
 bool eng_queue_requeue(tn_engine *e, const qentry *q)
 {
-    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    wf_run *w = eng_wf(e, q->wf);
+    if (!w || q->node >= w->def->n_tasks)
+        return true; /* its instance is gone: nothing waits */
+    const char *g = w->def->tasks[q->node].worker_group;
+    lane *l = eng_lane(e, g ? g : "");
+    return l && lane_push(l, q);
+}
+
+lane *eng_lane_next(tn_engine *e, uint32_t max_misses)
+{
+    lane *best = NULL;
+    for (lane *l = e->lanes; l; l = l->next)
+        if (l->n && l->misses < max_misses && (!best || l->q[0].key < best->q[0].key))
+            best = l;
+    return best;
+}
+
+bool eng_lane_pop(lane *l, qentry *out)
+{
+    if (l->n == 0)
         return false;
-    e->queue[e->nqueue] = *q;
-    q_up(e->queue, e->nqueue++);
+    *out = l->q[0];
+    l->q[0] = l->q[--l->n];
+    q_down(l->q, l->n, 0);
     return true;
 }
 
-bool eng_queue_pop(tn_engine *e, qentry *out)
+const char *eng_task_why(tn_engine *e, const task_run *t)
 {
-    if (e->nqueue == 0)
-        return false;
-    *out = e->queue[0];
-    e->queue[0] = e->queue[--e->nqueue];
-    q_down(e->queue, e->nqueue, 0);
-    return true;
+    if (t->why)
+        return t->why;
+    if (t->state != TN_TASK_S_SUBMITTED_SUCCESS || !(t->flags & TF_QUEUED))
+        return "";
+    const char *g = t->w->def->tasks[t->node].worker_group;
+    for (lane *l = e->lanes; l; l = l->next)
+        if (strcmp(l->name, g ? g : "") == 0)
+            return l->why ? l->why : "";
+    return "";
 }
 
 tgroup *eng_group(tn_engine *e, const char *name)
@@ -726,7 +774,13 @@ void tn_engine_close(tn_engine *e)
     }
     free(e->timers);
     free(e->cb_timers);
-    free(e->queue);
+    while (e->lanes) {
+        lane *l = e->lanes;
+        e->lanes = l->next;
+        free(l->q);
+        free(l->why);
+        free(l);
+    }
     free(e->later);
     free(e->fx);
     free(e->touched);
@@ -1184,7 +1238,7 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     case TN_CMD_ENV_SET: err = cmd_env_set(e, c); break;
     case TN_CMD_WHY: {
         task_run *q = tn_map_get(&e->tasks, c->id);
-        snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
+        snprintf(c->msg, sizeof(c->msg), "%s", q ? eng_task_why(e, q) : "");
         break;
     }
     default: cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
@@ -1435,7 +1489,7 @@ void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg)
 const char *tn_engine_why(tn_engine *e, uint64_t task)
 {
     task_run *t = tn_map_get(&e->tasks, task);
-    return t && t->why ? t->why : "";
+    return t ? eng_task_why(e, t) : "";
 }
 
 /* Committed projections, in a read-only transaction of their own (core/log/logread.h):

@@ -119,6 +119,18 @@ typedef struct qentry { /* dispatch queue: lower key first */
     uint32_t node, attempt;
 } qentry;
 
+/* The dispatch queue of one worker group (a min-heap by key). Placement is tried per
+ * lane, in key order across lanes; a lane whose tasks keep being refused stops for the
+ * rest of the step, so a step costs what it places, not what waits. */
+typedef struct lane {
+    char name[TN_DEF_MAX_NAME + 1];
+    qentry *q;
+    size_t n, cap;
+    uint32_t misses; /* refusals in this step */
+    char *why;       /* why the last refused task of the lane waits */
+    struct lane *next;
+} lane;
+
 /* FX_KILL_STALE: kill an attempt older than the task's (fencing), once the batch that
  * superseded it is committed */
 enum {
@@ -177,8 +189,8 @@ struct tn_engine {
 
     timer *timers; /* min-heap by due */
     size_t ntimers, captimers;
-    qentry *queue; /* dispatch min-heap */
-    size_t nqueue, capqueue;
+    lane *lanes; /* dispatch queues, one per worker group */
+    lane *last_lane;
     qentry *later; /* could not be placed in this step */
     size_t nlater, caplater;
 
@@ -217,8 +229,14 @@ wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg);
 tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version);
 tgroup *eng_group(tn_engine *e, const char *name);
 void eng_queue_push(tn_engine *e, task_run *t);
-bool eng_queue_pop(tn_engine *e, qentry *out);
 bool eng_queue_requeue(tn_engine *e, const qentry *q);
+lane *eng_lane(tn_engine *e, const char *group);
+/* The non-empty lane whose head comes first and that has not stopped for this step
+ * (misses < max_misses); NULL when none. */
+lane *eng_lane_next(tn_engine *e, uint32_t max_misses);
+bool eng_lane_pop(lane *l, qentry *out);
+/* Why a task waits for dispatch: its own reason, else its lane's. */
+const char *eng_task_why(tn_engine *e, const task_run *t);
 
 /* sched.c */
 void sched_fold_wf(tn_engine *e, wf_run *w, const tn_event *ev);
