@@ -51,7 +51,8 @@ const tn_opt_cmd tn_spec_bench = {
     "number of commits; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
     "commit; (d) RSS after 100k and after 1M completed tasks. With --scale instead:\n"
     "per-task scheduling time of one workflow of 1k, 10k and 100k tasks, wide (no deps),\n"
-    "layered (rows of 100, two deps each) and a chain, virtual clock, store not durable,\n"
+    "layered (rows of 100, two deps each), a chain, and wide on 64 placement slots (tasks\n"
+    "wait in the dispatch queue as on a master), virtual clock, store not durable,\n"
     "ratio = t(N)/t(1k) per task (flat is 1.0).\n"
     "\n"
     "dispatch: a master here and a worker process over ipc: (a) noop tasks/s next to a\n"
@@ -592,12 +593,38 @@ static char *yaml_layered(unsigned n)
     return y;
 }
 
+/* Placement as a master does it, on 64 slots: tasks beyond them wait in the queue (the
+ * executor's ack of a result frees a slot). */
+static unsigned scale_placed;
+static tn_executor_ops scale_ops;
+
+static bool scale_place(void *self, const tn_place_req *r, char *worker, size_t wlen, char *why,
+                        size_t whylen)
+{
+    (void)self;
+    (void)r;
+    if (scale_placed >= 64) {
+        snprintf(why, whylen, "all 64 slots are taken");
+        return false;
+    }
+    scale_placed++;
+    snprintf(worker, wlen, "bench");
+    return true;
+}
+
+static void scale_ack(void *self, const tn_report *r)
+{
+    (void)self;
+    if ((r->kind == TN_REPORT_RESULT || r->kind == TN_REPORT_KILL_RESULT) && scale_placed)
+        scale_placed--;
+}
+
 /* Seconds to run one instance of `name` (applied from yaml) to its end; < 0 on error. */
-static double scale_run(const char *tmpl, const char *name, char *yaml, unsigned n)
+static double scale_run(const char *tmpl, const char *name, char *yaml, unsigned n, bool slots)
 {
     eng g;
     char sub[64];
-    snprintf(sub, sizeof(sub), "scale-%s-%u", name, n);
+    snprintf(sub, sizeof(sub), "scale-%s-%u-%d", name, n, slots);
     if (!yaml)
         return -1;
     snprintf(g.dir, sizeof(g.dir), "%s/%s", tmpl, sub);
@@ -608,10 +635,18 @@ static double scale_run(const char *tmpl, const char *name, char *yaml, unsigned
         free(yaml);
         return -1;
     }
+    tn_executor ex = tn_inproc_executor(g.x);
+    if (slots) {
+        scale_ops = *ex.ops;
+        scale_ops.place = scale_place;
+        scale_ops.ack = scale_ack;
+        ex.ops = &scale_ops;
+        scale_placed = 0;
+    }
     tn_engine_opts o = {
         .data_dir = g.dir,
         .log = {.create = true, .no_sync = true, .map_size = 1u << 30, .map_max = 64ull << 30},
-        .executor = tn_inproc_executor(g.x),
+        .executor = ex,
         .virtual_clock = true,
         .max_batch = 8192};
     if (tn_engine_open(&o, &g.e, &m)) {
@@ -636,14 +671,14 @@ static double scale_run(const char *tmpl, const char *name, char *yaml, unsigned
 
 static int engine_scale(const char *tmpl, bool quick)
 {
-    static const char *const shapes[] = {"wide", "layered", "chain"};
+    static const char *const shapes[] = {"wide", "layered", "chain", "wide_64slots"};
     const unsigned sizes[] = {1000, 10000, quick ? 20000 : 100000};
-    for (unsigned s = 0; s < 3; s++) {
+    for (unsigned s = 0; s < 4; s++) {
         double base = 0;
         for (unsigned k = 0; k < 3; k++) {
             unsigned n = sizes[k];
-            char *y = s == 0 ? yaml_independent(n) : s == 1 ? yaml_layered(n) : yaml_chain(n);
-            double secs = scale_run(tmpl, shapes[s], y, n);
+            char *y = s == 1 ? yaml_layered(n) : s == 2 ? yaml_chain(n) : yaml_independent(n);
+            double secs = scale_run(tmpl, s == 3 ? "wide" : shapes[s], y, n, s == 3);
             if (secs < 0)
                 return -1;
             double us = secs * 1e6 / n;
