@@ -2409,3 +2409,56 @@ Test(scale, waiting_tasks_are_not_all_tried_at_every_step)
     cr_assert_leq(X.places, n + 9 * (steps + 1), "%u placements in %u steps", X.places, steps);
     cr_assert_lt(X.places, 20 * n, "%u placements for %u tasks", X.places, n);
 }
+
+/* A definition is decoded once while instances use it, and stays decoded for the next
+ * start (a start decoded it twice, and every start of a finished one again). */
+Test(scale, definition_decoded_once_for_many_starts)
+{
+    apply(
+        "name: dd\ntasks:\n  - {name: a, type: noop}\n  - {name: b, type: noop, deps: [a]}\n");
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 5; i++) {
+        uint64_t wf = start("dd");
+        cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    }
+    uint64_t w1 = start("dd"), w2 = start("dd");
+    cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
+    cr_assert_eq(run(w2), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 1, "%" PRIu64 " decodes for 7 starts",
+                 s1.def_decodes - s0.def_decodes);
+    /* a new version is decoded once too, and the old one's instances keep theirs */
+    apply("name: dd\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t w3 = start("dd");
+    cr_assert_eq(run(w3), TN_WF_S_SUCCESS);
+    ASSERT_TASK(w3, "a", TN_TASK_S_SUCCESS, 1);
+    cr_assert(!task(w3, "b").found, "the new version has no task b");
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 2);
+}
+
+/* More idle definitions than the cache keeps: the least recently used go, and each
+ * still starts (decoded again). */
+Test(scale, idle_definitions_beyond_the_cache_are_dropped_and_reloaded)
+{
+    char y[128], name[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(y, sizeof(y), "name: d%d\ntasks:\n  - {name: a, type: noop}\n", i);
+        apply(y);
+    }
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(E, &s0);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 40; i++) {
+            snprintf(name, sizeof(name), "d%d", i);
+            cr_assert_eq(run(start(name)), TN_WF_S_SUCCESS);
+        }
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 80, "40 > the cache: every start decodes");
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(run(start("d39")), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0, "the last used stays decoded");
+}

@@ -325,14 +325,25 @@ void eng_fx(tn_engine *e, uint8_t kind, task_run *t)
 /* ------------------------------------------------------------------------------ */
 /* definitions */
 
+/* Definitions stay decoded while instances use them, and the last few after that (a
+ * definition is started again and again: decoding a big one costs more than running a
+ * step of it). Most recently used first. */
+#define DEF_IDLE_MAX 16
+
 static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def **out)
 {
-    for (def_entry *d = e->defs; d; d = d->next)
-        if (d->version == version && strcmp(d->name, name) == 0) {
-            d->refs++;
-            *out = d->def;
-            return TN_OK;
-        }
+    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next) {
+        def_entry *d = *pp;
+        if (d->version != version || strcmp(d->name, name) != 0)
+            continue;
+        if (d->refs++ == 0)
+            e->ndefs_idle--;
+        *pp = d->next; /* to the front */
+        d->next = e->defs;
+        e->defs = d;
+        *out = d->def;
+        return TN_OK;
+    }
     tn_buf bytes = {0};
     tn_def *def = NULL;
     tn_err err = tn_log_def_get(tn_evlog_store(e->log), name, version, &bytes);
@@ -341,6 +352,7 @@ static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def 
     tn_buf_free(&bytes);
     if (err)
         return err;
+    e->stats.def_decodes++;
     def_entry *d = calloc(1, sizeof(*d));
     if (!d) {
         tn_def_free(def);
@@ -358,16 +370,22 @@ static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def 
 
 static void def_unref(tn_engine *e, tn_def *def)
 {
-    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next) {
-        def_entry *d = *pp;
-        if (d->def != def)
-            continue;
-        if (--d->refs == 0) {
-            *pp = d->next;
-            tn_def_free(d->def);
-            free(d);
-        }
+    def_entry *d = e->defs;
+    while (d && d->def != def)
+        d = d->next;
+    if (!d || --d->refs > 0 || ++e->ndefs_idle <= DEF_IDLE_MAX)
         return;
+    /* too many idle: the least recently used idle one goes */
+    def_entry **victim = NULL;
+    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next)
+        if ((*pp)->refs == 0)
+            victim = pp;
+    if (victim) {
+        def_entry *v = *victim;
+        *victim = v->next;
+        tn_def_free(v->def);
+        free(v);
+        e->ndefs_idle--;
     }
 }
 
@@ -999,6 +1017,8 @@ tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, tas
     return err;
 }
 
+static tn_err start_checked(tn_engine *e, tn_cmd *c, uint32_t version);
+
 static tn_err cmd_start(tn_engine *e, tn_cmd *c)
 {
     if (!c->workflow || !tn_def_name_valid(c->workflow)) {
@@ -1026,7 +1046,15 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
             def_unref(e, def);
             return TN_OK;
         }
-    def_unref(e, def);
+    err = start_checked(e, c, version);
+    def_unref(e, def); /* after the instance took its own reference */
+    return err;
+}
+
+/* The rest of a start, its definition pinned by the caller. */
+static tn_err start_checked(tn_engine *e, tn_cmd *c, uint32_t version)
+{
+    tn_err err;
     if (c->mode != TN_MODE_ALL && c->nfrom == 0) {
         cmd_fail(c, TN_ERR_INVAL, "mode %s needs start tasks (--from TASK)",
                  tn_start_mode_name(c->mode));
