@@ -49,7 +49,8 @@ const tn_opt_cmd tn_spec_bench = {
     "engine: noop tasks (duration 0) through the engine with durable group commit:\n"
     "(a) one workflow of 100k independent tasks, (b) 10k workflows of 10 chained tasks,\n"
     "tasks/s and events/s next to a raw LMDB append of the same events in the same\n"
-    "number of commits; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
+    "number of commits, and (limit) next to that append with each event hashed into the\n"
+    "chain; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
     "commit; (d) RSS after 100k and after 1M completed tasks. With --scale instead:\n"
     "per-task scheduling time of one workflow of 1k, 10k and 100k tasks, wide (no deps),\n"
     "layered (rows of 100, two deps each), a chain, and wide on 64 placement slots (tasks\n"
@@ -184,7 +185,19 @@ static int tern_append(const char *dir, size_t batch, size_t total, append_resul
     return 0;
 }
 
+static int raw_append_opt(const char *dir, size_t batch, size_t total, size_t vsize, bool hash,
+                          double *out);
+
 static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize, double *out)
+{
+    return raw_append_opt(dir, batch, total, vsize, false, out);
+}
+
+/* With hash: each value also chained to the one before by the log's hash (BLAKE2b of the
+ * previous hash and the value), as the event log does: "the limit" of an engine that
+ * only had to make its events durable. */
+static int raw_append_opt(const char *dir, size_t batch, size_t total, size_t vsize, bool hash,
+                          double *out)
 {
     MDB_env *env;
     MDB_dbi dbi;
@@ -200,8 +213,8 @@ static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize,
     mdb_txn_begin(env, NULL, 0, &txn);
     mdb_dbi_open(txn, "events", MDB_CREATE, &dbi);
     mdb_txn_commit(txn);
-    char *val = malloc(vsize);
-    memset(val, 0xab, vsize);
+    char *buf = malloc(TN_HASH_LEN + vsize), *val = buf + TN_HASH_LEN;
+    memset(buf, 0xab, TN_HASH_LEN + vsize);
     uint64_t seq = 0;
     int64_t t0 = tn_mono_ns();
     for (size_t done = 0; done < total;) {
@@ -210,6 +223,10 @@ static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize,
         for (size_t i = 0; i < batch && done < total; i++, done++) {
             uint8_t kb[8];
             tn_put_be64(kb, ++seq);
+            if (hash) { /* buf = previous hash, value; its hash is the next previous */
+                val[0] = (char)seq;
+                tn_event_hash(buf, TN_HASH_LEN + vsize, (uint8_t *)buf);
+            }
             MDB_val k = {8, kb}, v = {vsize, val};
             mdb_put(txn, dbi, &k, &v, MDB_APPEND);
         }
@@ -217,7 +234,7 @@ static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize,
     }
     int64_t t1 = tn_mono_ns();
     *out = (double)total * 1e9 / (double)(t1 - t0);
-    free(val);
+    free(buf);
     mdb_env_close(env);
     return 0;
 }
@@ -440,6 +457,19 @@ static double pct(int64_t *v, size_t n, double p)
     return (double)v[k < n ? k : n - 1];
 }
 
+/* The engine's events/s next to "the limit": a durable raw append of as many events in
+ * as many commits, each hashed into the chain. The issue's target is ratio >= 0.6. */
+static void limit_line(const char *tmpl, const char *name, uint64_t evs, uint64_t commits,
+                       double secs)
+{
+    double lim;
+    char rdir[4200];
+    snprintf(rdir, sizeof(rdir), "%s/raw-%s", tmpl, name);
+    if (raw_append_opt(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120,
+                       true, &lim) == 0)
+        bench_line(name, (double)evs / secs, "events/s", lim);
+}
+
 /* (a) one workflow of `wide` independent noop tasks */
 static int engine_wide(const char *tmpl, unsigned wide)
 {
@@ -467,6 +497,7 @@ static int engine_wide(const char *tmpl, unsigned wide)
     double secs = (double)(t1 - t0) / 1e9;
     bench_line("engine.wide.tasks", wide / secs, "tasks/s", raw * wide / (double)evs);
     bench_line("engine.wide.events", (double)evs / secs, "events/s", raw);
+    limit_line(tmpl, "engine.wide.limit", evs, commits, secs);
     return 0;
 }
 
@@ -534,6 +565,7 @@ static int engine_chains(const char *tmpl, unsigned nwf, unsigned nlat)
     bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s",
                raw * nwf * 10.0 / (double)evs);
     bench_line("engine.chains.events", (double)evs / secs, "events/s", raw);
+    limit_line(tmpl, "engine.chains.limit", evs, commits, secs);
     engine_latency(&g, tmpl, nlat);
     eng_close(&g);
     return 0;
