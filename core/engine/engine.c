@@ -675,7 +675,6 @@ wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
     return w;
 }
 
-static void input_free(struct input *in);
 
 /* ------------------------------------------------------------------------------ */
 /* open / close / recovery */
@@ -785,10 +784,13 @@ void tn_engine_close(tn_engine *e)
         free(g->wait);
         free(g);
     }
-    while (e->in_head) {
-        input *in = e->in_head;
-        e->in_head = in->next;
-        input_free(in);
+    for (input *in = e->in_head, *next; in; in = next) {
+        next = in->next;
+        free(in);
+    }
+    for (input *in = e->in_free, *next; in; in = next) {
+        next = in->next;
+        free(in);
     }
     free(e->timers);
     free(e->cb_timers);
@@ -835,27 +837,64 @@ void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
     pthread_mutex_unlock(&e->mu);
 }
 
-static char *dup_or_null(const char *s)
+/* A report's input is one block: the struct, its output pointers and its strings.
+ * Blocks of the common size (no outputs, short strings) are kept on a free list. */
+#define INPUT_SMALL    512
+#define INPUT_FREE_MAX 4096
+
+static size_t slen(const char *s)
 {
-    return s ? strdup(s) : NULL;
+    return s ? strlen(s) + 1 : 0;
+}
+
+static char *put_str(char **p, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = memcpy(*p, s, n);
+    *p += n;
+    return d;
+}
+
+static input *input_alloc(tn_engine *e, size_t size)
+{
+    if (size <= INPUT_SMALL) {
+        pthread_mutex_lock(&e->mu);
+        input *in = e->in_free;
+        if (in) {
+            e->in_free = in->next;
+            e->nin_free--;
+        }
+        pthread_mutex_unlock(&e->mu);
+        return in ? in : malloc(INPUT_SMALL);
+    }
+    return malloc(size);
 }
 
 void tn_engine_report(tn_engine *e, const tn_report *r)
 {
-    input *in = calloc(1, sizeof(*in) + r->nout * 2 * sizeof(char *));
+    size_t strs = slen(r->worker) + slen(r->reason) + slen(r->containment);
+    for (uint32_t i = 0; i < r->nout; i++)
+        strs += slen(r->out_keys[i]) + slen(r->out_values[i]);
+    size_t size = sizeof(input) + r->nout * 2 * sizeof(char *) + strs;
+    input *in = input_alloc(e, size);
     if (!in) {
         tn_error("engine", "msg=\"out of memory queueing a report\" task=%" PRIu64, r->task);
         return;
     }
+    memset(in, 0, sizeof(*in));
+    in->small = size <= INPUT_SMALL;
     in->r = *r;
-    in->worker = dup_or_null(r->worker);
-    in->reason = dup_or_null(r->reason);
-    in->containment = dup_or_null(r->containment);
     in->out_keys = (char **)(in + 1);
     in->out_values = in->out_keys + r->nout;
+    char *p = (char *)(in->out_values + r->nout);
+    in->worker = put_str(&p, r->worker);
+    in->reason = put_str(&p, r->reason);
+    in->containment = put_str(&p, r->containment);
     for (uint32_t i = 0; i < r->nout; i++) {
-        in->out_keys[i] = strdup(r->out_keys[i]);
-        in->out_values[i] = strdup(r->out_values[i]);
+        in->out_keys[i] = put_str(&p, r->out_keys[i]);
+        in->out_values[i] = put_str(&p, r->out_values[i]);
     }
     in->r.worker = in->worker;
     in->r.reason = in->reason;
@@ -872,16 +911,37 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     pthread_mutex_unlock(&e->mu);
 }
 
-static void input_free(input *in)
+/* Give a batch's inputs back: small ones to the free list (up to a bound). */
+static void inputs_free(tn_engine *e, input *ins)
 {
-    free(in->worker);
-    free(in->reason);
-    free(in->containment);
-    for (uint32_t i = 0; i < in->r.nout; i++) {
-        free(in->out_keys[i]);
-        free(in->out_values[i]);
+    input *keep = NULL, *tail = NULL;
+    size_t nkeep = 0;
+    for (input *in = ins, *next; in; in = next) {
+        next = in->next;
+        if (in->small && nkeep < INPUT_FREE_MAX) {
+            in->next = keep;
+            keep = in;
+            tail = tail ? tail : in;
+            nkeep++;
+        } else {
+            free(in);
+        }
     }
-    free(in);
+    if (!keep)
+        return;
+    pthread_mutex_lock(&e->mu);
+    if (e->nin_free < INPUT_FREE_MAX) {
+        tail->next = e->in_free;
+        e->in_free = keep;
+        e->nin_free += nkeep;
+        keep = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    while (keep) {
+        input *n = keep->next;
+        free(keep);
+        keep = n;
+    }
 }
 
 static void cmd_fail(tn_cmd *c, tn_err err, const char *fmt, ...)
@@ -1395,8 +1455,9 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
     if (!tenant || !*tenant)
         tenant = w->def->tenant;
     uint32_t np = params ? tn_kv_len(params) : 0;
-    const char **keys = calloc(np + 1, sizeof(char *));
-    const char **vals = calloc(np + 1, sizeof(char *));
+    const char *kbuf[32], *vbuf[32]; /* most tasks have a few params: no allocation */
+    const char **keys = np < 32 ? kbuf : calloc(np + 1, sizeof(char *));
+    const char **vals = np < 32 ? vbuf : calloc(np + 1, sizeof(char *));
     for (uint32_t j = 0; keys && vals && j < np; j++) {
         keys[j] = tn_kv_key(params, j);
         vals[j] = tn_kv_value(params, j);
@@ -1419,8 +1480,10 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
                            .tenant = tenant};
     e->ex.ops->dispatch(e->ex.self, &req);
     free(prelude);
-    free(keys);
-    free(vals);
+    if (keys != kbuf)
+        free(keys);
+    if (vals != vbuf)
+        free(vals);
     free(cmd);
     tn_kv_free(params);
 }
@@ -1623,12 +1686,10 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
  * senders may forget them), finished instances out of memory, commands answered. */
 static void finish_batch(tn_engine *e, input *ins, tn_err err)
 {
-    for (input *in = ins, *next; in; in = next) {
-        next = in->next;
+    for (input *in = ins; in; in = in->next)
         if (!err && e->ex.ops->ack && in->r.kind != TN_REPORT_LOST)
             e->ex.ops->ack(e->ex.self, &in->r);
-        input_free(in);
-    }
+    inputs_free(e, ins);
     for (size_t i = 0; i < e->ntouched; i++) {
         wf_run *w = e->touched[i];
         w->touched = false;

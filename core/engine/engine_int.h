@@ -147,11 +147,12 @@ typedef struct effect {
     tn_cmd *cmd;
 } effect;
 
-typedef struct input {
+typedef struct input { /* one block: the struct, then its output pointers and strings */
     struct input *next;
-    tn_report r; /* strings below are owned copies */
+    tn_report r; /* strings below are copies in the block */
     char *worker, *reason, *containment;
     char **out_keys, **out_values;
+    bool small; /* a free-list block (INPUT_SMALL bytes) */
 } input;
 
 typedef struct request request; /* a tn_engine_request waiting for the engine thread */
@@ -177,6 +178,8 @@ struct tn_engine {
     pthread_cond_t cv;
     tn_cmd *cmd_head, *cmd_tail;
     input *in_head, *in_tail;
+    input *in_free; /* small input blocks for reuse */
+    size_t nin_free;
     timer *cb_timers; /* callback timers added from other threads */
     size_t ncb, capcb;
     request *req_head, *req_tail;
