@@ -2462,3 +2462,31 @@ Test(scale, idle_definitions_beyond_the_cache_are_dropped_and_reloaded)
     tn_engine_stats_get(E, &s1);
     cr_assert_eq(s1.def_decodes - s0.def_decodes, 0, "the last used stays decoded");
 }
+
+/* A task with no params anywhere (none of its own, no globals, nothing upstream, no
+ * start-time overrides) gets its command substituted as one with params does: the
+ * built-ins still resolve; TERN_TZ unset is the local zone. */
+Test(params, task_without_any_params_still_gets_builtins)
+{
+    unsetenv("TERN_TZ");
+    cap_open();
+    apply("name: bare\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo ${system.workflow.instance.id}/${system.task.instance.id}/${x}\n");
+    uint64_t wf = start("bare");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    char want[256];
+    snprintf(want, sizeof(want), "echo %" PRIu64 "/%" PRIu64 "/${x}", wf, task(wf, "b").id);
+    cr_assert_str_eq(CAP.cmd, want);
+    /* the same with a global param: the resolving path, the same result for the rest */
+    apply("name: bare\nparams: {g: 1}\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo ${system.workflow.instance.id}/${system.task.instance.id}/${x}\n");
+    wf = start("bare");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    snprintf(want, sizeof(want), "echo %" PRIu64 "/%" PRIu64 "/${x}", wf, task(wf, "b").id);
+    cr_assert_str_eq(CAP.cmd, want);
+    setenv("TERN_TZ", "UTC", 1);
+}
