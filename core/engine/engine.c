@@ -389,6 +389,48 @@ static void def_unref(tn_engine *e, tn_def *def)
     }
 }
 
+/* A definition just applied, decoded already: it joins the cache once its batch is
+ * committed (before, its version is not the store's). Takes def; NULL when kept. */
+static tn_def *def_pending_add(tn_engine *e, tn_def *def, uint32_t version)
+{
+    def_entry *d = calloc(1, sizeof(*d));
+    if (!d)
+        return def;
+    snprintf(d->name, sizeof(d->name), "%s", def->name);
+    d->version = version;
+    d->def = def;
+    d->next = e->defs_pending;
+    e->defs_pending = d;
+    return NULL;
+}
+
+static bool def_cached(const def_entry *list, const def_entry *d)
+{
+    for (const def_entry *x = list; x; x = x->next)
+        if (x != d && x->version == d->version && strcmp(x->name, d->name) == 0)
+            return true;
+    return false;
+}
+
+/* After the batch: committed, the applied definitions are cached as idle entries (the
+ * least recently used idle ones make room); not committed, they are dropped. */
+static void defs_pending_end(tn_engine *e, bool committed)
+{
+    while (e->defs_pending) {
+        def_entry *d = e->defs_pending;
+        e->defs_pending = d->next;
+        if (!committed || def_cached(e->defs, d) || def_cached(e->defs_pending, d)) {
+            tn_def_free(d->def);
+            free(d);
+            continue;
+        }
+        d->refs = 1;
+        d->next = e->defs;
+        e->defs = d;
+        def_unref(e, d->def); /* idle now, within the cache's bound */
+    }
+}
+
 /* The newest stored version of a definition: (0, NOENT) when there is none. */
 static tn_err def_latest_version(tn_engine *e, const char *name, uint32_t *version,
                                  tn_buf *bytes)
@@ -772,6 +814,7 @@ void tn_engine_close(tn_engine *e)
             wf_run_free(e, e->wfs.slots[i].val);
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
+    defs_pending_end(e, false);
     while (e->defs) {
         def_entry *d = e->defs;
         e->defs = d->next;
@@ -989,6 +1032,7 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         if ((err = emit(e, &ev)) == TN_OK) {
             c->out_id = version + 1;
             snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
+            def = def_pending_add(e, def, version + 1); /* the first start needs it */
         }
     }
     tn_def_free(def);
@@ -1669,7 +1713,9 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
             if (!e->cmds_batch[i]->err)
                 cmd_fail(e->cmds_batch[i], err, "%s", e->msg.text);
         rollback(e);
+        defs_pending_end(e, false);
     } else {
+        defs_pending_end(e, true);
         if (e->refuse && tn_evlog_pending(e->log) == 0)
             e->refuse = false;
         if (committed)

@@ -187,8 +187,9 @@ struct tn_engine {
     tn_map wfs;      /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
     tn_map tasks;    /* task id -> task_run* of live instances */
     def_entry *defs; /* most recently used first */
-    uint32_t ndefs_idle; /* entries no instance uses (kept decoded for the next start) */
-    tn_map latest_def;   /* unused slot kept simple: see def_latest() */
+    uint32_t ndefs_idle;     /* entries no instance uses (kept decoded for the next start) */
+    def_entry *defs_pending; /* applied in the batch being built */
+    tn_map latest_def;       /* unused slot kept simple: see def_latest() */
     tgroup *groups;
 
     timer *timers; /* min-heap by due */
