@@ -881,8 +881,9 @@ void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
 }
 
 /* A report's input is one block: the struct, its output pointers and its strings.
- * Blocks of the common size (no outputs, short strings) are kept on a free list. */
-#define INPUT_SMALL    512
+ * Blocks of the common size (no outputs, short strings) are kept on a free list; sized
+ * tight, as a wide workflow queues one per task at once. */
+#define INPUT_SMALL    ((sizeof(input) + 64 + 15) & ~(size_t)15)
 #define INPUT_FREE_MAX 4096
 
 static size_t slen(const char *s)
