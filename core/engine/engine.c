@@ -220,7 +220,9 @@ const char *eng_task_why(tn_engine *e, const task_run *t)
 {
     if (t->why)
         return t->why;
-    if (t->state != TN_TASK_S_SUBMITTED_SUCCESS || !(t->flags & TF_QUEUED))
+    /* one in a task group may wait for its slot instead: no reason of the lane's then */
+    if (t->state != TN_TASK_S_SUBMITTED_SUCCESS || !(t->flags & TF_QUEUED) ||
+        t->w->def->tasks[t->node].task_group)
         return "";
     const char *g = t->w->def->tasks[t->node].worker_group;
     for (lane *l = e->lanes; l; l = l->next)
