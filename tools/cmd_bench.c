@@ -34,8 +34,7 @@ static const tn_opt bench_table[] = {
     {"quick", 0, TN_OPT_FLAG, offsetof(bench_opts, quick), NULL,
      .help = "a short run (for smoke tests)"},
     {"scale", 0, TN_OPT_FLAG, offsetof(bench_opts, scale), NULL,
-     .help = "engine: only the per-task scheduling time of one workflow of 1k, 10k and 100k "
-             "tasks (wide, layered, chain), each against the 1k figure"},
+     .help = "engine only: per-task scheduling time from 1k to 100k tasks (see above)"},
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
@@ -1203,6 +1202,8 @@ int tn_cmd_bench(int argc, char **argv)
     tn_opt_args_free(&a);
     if (!name)
         return tn_cli_usage("bench", "name one benchmark: store, engine or dispatch");
+    if (o.scale && strcmp(name, "engine") != 0)
+        return tn_cli_usage("bench", "--scale is an option of `tern bench engine` only");
     if (strcmp(name, "store") == 0)
         return bench_store(o.dir, (size_t)o.events, o.quick);
     if (strcmp(name, "engine") == 0)
