@@ -35,6 +35,9 @@ typedef struct sx {
     int cur_group;
     bool drop_kills;       /* kills are lost (a crash between a commit and its effects) */
     bool no_worker;        /* placement finds no worker: tasks wait in the queue */
+    int slots;             /* > 0: placement refuses beyond this many placed attempts */
+    int placed;            /* placed and not finished */
+    unsigned places;       /* placement calls */
     int kills;             /* kill calls */
     int kills_uncommitted; /* kill calls made while the engine had uncommitted events */
     struct live {
@@ -79,6 +82,8 @@ static void finish_slot(int i)
         return;
     X.live[i].live = false;
     X.running--;
+    if (X.placed > 0)
+        X.placed--;
     if (X.live[i].group)
         X.cur_group--;
 }
@@ -204,10 +209,16 @@ static bool sx_place(void *self, const tn_place_req *req, char *worker, size_t w
                      size_t whylen)
 {
     (void)self;
+    X.places++;
     if (X.no_worker) {
         snprintf(why, whylen, "no live worker in group \"%s\"", req->node->worker_group);
         return false;
     }
+    if (X.slots > 0 && X.placed >= X.slots) {
+        snprintf(why, whylen, "all %d slots are taken", X.slots);
+        return false;
+    }
+    X.placed++;
     snprintf(worker, wlen, "test");
     return true;
 }
@@ -470,6 +481,7 @@ TestSuite(control, .init = setup, .fini = teardown);
 TestSuite(logic, .init = setup, .fini = teardown);
 TestSuite(serial, .init = setup, .fini = teardown);
 TestSuite(params, .init = setup, .fini = teardown);
+TestSuite(scale, .init = setup, .fini = teardown);
 TestSuite(restart, .init = setup, .fini = teardown);
 
 /* ------------------------------------------------------------------------------ */
@@ -2645,4 +2657,267 @@ Test(alerts, outcomes_raise_the_alerts_asked_for, .init = setup, .fini = teardow
     r = raised_alerts();
     cr_assert_eq(r.n, 3);
     cr_assert_str_eq(r.on[2], "kill");
+}
+
+/* ------------------------------------------------------------------------------ */
+/* big definitions */
+
+/* Per node of a workflow whose tasks are named t0..tN-1: how often each was submitted,
+ * dispatched and succeeded, and whether one was submitted before a dep succeeded. */
+typedef struct runs {
+    uint32_t n;
+    uint8_t *submit, *dispatched, *ok;
+    uint64_t *ids, *task_node; /* task ids in submission order (they grow), and their nodes */
+    uint32_t nids;
+    const uint32_t (*deps)[2]; /* two deps per node, or none (UINT32_MAX) */
+    bool early;                /* submitted before a dep succeeded */
+} runs;
+
+/* The node of a SUBMIT event: its name is t<node>. */
+static uint32_t runs_node(const tn_event *ev)
+{
+    const tn_attr *a = tn_event_attr(ev, "name");
+    char nm[16];
+    if (!a || a->type != TN_ATTR_STR || a->s.len < 2 || a->s.len >= sizeof(nm))
+        return UINT32_MAX;
+    memcpy(nm, a->s.p, a->s.len);
+    nm[a->s.len] = 0;
+    return (uint32_t)strtoul(nm + 1, NULL, 10);
+}
+
+static int runs_cb(void *ctx, const tn_event *ev)
+{
+    runs *r = ctx;
+    if (ev->machine != TN_MACHINE_TASK)
+        return 0;
+    if (ev->event == TN_TASK_E_SUBMIT) {
+        uint32_t node = runs_node(ev);
+        cr_assert_lt(node, r->n);
+        r->submit[node]++;
+        r->ids[r->nids] = ev->task;
+        r->task_node[r->nids++] = node;
+        for (int k = 0; r->deps && k < 2; k++)
+            if (r->deps[node][k] != UINT32_MAX && !r->ok[r->deps[node][k]])
+                r->early = true;
+        return 0;
+    }
+    if (ev->event != TN_TASK_E_DISPATCHED && ev->event != TN_TASK_E_SUCCEEDED)
+        return 0;
+    /* the task's node: ids are in submission order, so a binary search finds it */
+    uint32_t lo = 0, hi = r->nids;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (r->ids[mid] < ev->task)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    cr_assert(lo < r->nids && r->ids[lo] == ev->task, "event of an unknown task");
+    uint32_t node = (uint32_t)r->task_node[lo];
+    if (ev->event == TN_TASK_E_DISPATCHED)
+        r->dispatched[node]++;
+    else
+        r->ok[node]++;
+    return 0;
+}
+
+static void runs_check(uint64_t wf, uint32_t n, const uint32_t (*deps)[2])
+{
+    runs r = {.n = n, .deps = deps};
+    r.submit = calloc(n, 1);
+    r.dispatched = calloc(n, 1);
+    r.ok = calloc(n, 1);
+    r.ids = calloc(n, sizeof(uint64_t));
+    r.task_node = calloc(n, sizeof(uint64_t));
+    int fr;
+    cr_assert_eq(tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, runs_cb, &r, &fr),
+                 TN_OK);
+    cr_assert_eq(r.nids, n, "%u of %u tasks created", r.nids, n);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert(r.submit[i] == 1 && r.dispatched[i] == 1 && r.ok[i] == 1,
+                  "t%u: submitted %u, dispatched %u, succeeded %u times", i, r.submit[i],
+                  r.dispatched[i], r.ok[i]);
+    cr_assert(!r.early, "a task was submitted before one of its deps succeeded");
+    free(r.submit);
+    free(r.dispatched);
+    free(r.ok);
+    free(r.ids);
+    free(r.task_node);
+}
+
+/* Rows of 100 tasks, each on two tasks of the row above (as `tern bench engine --scale`). */
+static char *layered_yaml(uint32_t n, uint32_t (*deps)[2])
+{
+    size_t cap = 64 + (size_t)n * 72, l;
+    char *y = malloc(cap);
+    cr_assert(y);
+    l = (size_t)snprintf(y, cap, "name: layered\ntasks:\n");
+    for (uint32_t i = 0; i < n; i++) {
+        if (i < 100) {
+            deps[i][0] = deps[i][1] = UINT32_MAX;
+            l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+            continue;
+        }
+        uint32_t row = i / 100 * 100;
+        deps[i][0] = i - 100;
+        deps[i][1] = row - 100 + (i - row + 1) % 100;
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, deps: [t%u, t%u]}\n",
+                              i, deps[i][0], deps[i][1]);
+    }
+    return y;
+}
+
+Test(scale, layered_dag_of_10k_tasks_runs_each_task_once_after_its_deps)
+{
+    const uint32_t n = 10000;
+    uint32_t(*deps)[2] = calloc(n, sizeof(*deps));
+    char *y = layered_yaml(n, deps);
+    apply(y);
+    free(y);
+    uint64_t wf = start("layered");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS, "%s", wsn(wf_state(wf)));
+    runs_check(wf, n, (const uint32_t(*)[2])deps);
+    free(deps);
+}
+
+Test(scale, wide_workflow_of_20k_tasks_runs_each_task_once)
+{
+    const uint32_t n = 20000;
+    size_t cap = 64 + (size_t)n * 40, l;
+    char *y = malloc(cap);
+    l = (size_t)snprintf(y, cap, "name: wide\ntasks:\n");
+    for (uint32_t i = 0; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+    X.slots = 200; /* the scripted executor keeps at most 256 attempts */
+    apply(y);
+    free(y);
+    uint64_t wf = start("wide");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS, "%s", wsn(wf_state(wf)));
+    runs_check(wf, n, NULL);
+}
+
+/* Tasks that wait for a slot are not all tried again at every step: a step tries what
+ * it places and at most a few more (it was every waiting task, so a workflow's
+ * placement work grew with the square of its size). Those not tried say why they wait. */
+Test(scale, waiting_tasks_are_not_all_tried_at_every_step)
+{
+    const uint32_t n = 2000;
+    size_t cap = 64 + (size_t)n * 56, l;
+    char *y = malloc(cap);
+    l = (size_t)snprintf(y, cap, "name: few\ntasks:\n");
+    for (uint32_t i = 0; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, duration: 1s}\n", i);
+    X.slots = 4;
+    apply(y);
+    free(y);
+    uint64_t wf = start("few");
+    settle(0);
+    tinfo last = task(wf, "t1999");
+    cr_assert_eq(last.state, TN_TASK_S_SUBMITTED_SUCCESS, "%s", tsn(last.state));
+    tn_cmd why = {.kind = TN_CMD_WHY, .id = last.id};
+    cr_assert_eq(tn_engine_call(E, &why), TN_OK);
+    cr_assert_str_eq(why.msg, "all 4 slots are taken", "a task not tried says why it waits");
+    unsigned steps = 0;
+    for (;;) {
+        while (tn_engine_step(E, NULL) > 0)
+            steps++;
+        if (wf_state(wf) == TN_WF_S_SUCCESS || !tn_engine_advance(E))
+            break;
+        steps++;
+    }
+    cr_assert_eq(wf_state(wf), TN_WF_S_SUCCESS);
+    runs_check(wf, n, NULL);
+    /* each step places what fits and stops after 8 refusals */
+    cr_assert_leq(X.places, n + 9 * (steps + 1), "%u placements in %u steps", X.places, steps);
+    cr_assert_lt(X.places, 20 * n, "%u placements for %u tasks", X.places, n);
+}
+
+/* A definition is decoded once: when it is applied; it stays decoded while instances use
+ * it and for the next start (a start decoded it twice, and every start of a finished one
+ * again). After a restart, the first start decodes it. */
+Test(scale, definition_decoded_once_for_many_starts)
+{
+    apply(
+        "name: dd\ntasks:\n  - {name: a, type: noop}\n  - {name: b, type: noop, deps: [a]}\n");
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 5; i++) {
+        uint64_t wf = start("dd");
+        cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    }
+    uint64_t w1 = start("dd"), w2 = start("dd");
+    cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
+    cr_assert_eq(run(w2), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0, "%" PRIu64 " decodes for 7 starts",
+                 s1.def_decodes - s0.def_decodes);
+    /* a new version is decoded once too, and the old one's instances keep theirs */
+    apply("name: dd\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t w3 = start("dd");
+    cr_assert_eq(run(w3), TN_WF_S_SUCCESS);
+    ASSERT_TASK(w3, "a", TN_TASK_S_SUCCESS, 1);
+    cr_assert(!task(w3, "b").found, "the new version has no task b");
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0);
+    restart(false);
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(run(start("dd")), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 1,
+                 "read from the store once after a restart");
+    ASSERT_TASK(w3, "a", TN_TASK_S_SUCCESS, 1);
+}
+
+/* More idle definitions than the cache keeps: the least recently used go, and each
+ * still starts (decoded again). */
+Test(scale, idle_definitions_beyond_the_cache_are_dropped_and_reloaded)
+{
+    char y[128], name[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(y, sizeof(y), "name: d%d\ntasks:\n  - {name: a, type: noop}\n", i);
+        apply(y);
+    }
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(E, &s0);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 40; i++) {
+            snprintf(name, sizeof(name), "d%d", i);
+            cr_assert_eq(run(start(name)), TN_WF_S_SUCCESS);
+        }
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 80, "40 > the cache: every start decodes");
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(run(start("d39")), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0, "the last used stays decoded");
+}
+
+/* A task with no params anywhere (none of its own, no globals, nothing upstream, no
+ * start-time overrides) gets its command substituted as one with params does: the
+ * built-ins still resolve; TERN_TZ unset is the local zone. */
+Test(params, task_without_any_params_still_gets_builtins)
+{
+    unsetenv("TERN_TZ");
+    cap_open();
+    apply("name: bare\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo ${system.workflow.instance.id}/${system.task.instance.id}/${x}\n");
+    uint64_t wf = start("bare");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    char want[256];
+    snprintf(want, sizeof(want), "echo %" PRIu64 "/%" PRIu64 "/${x}", wf, task(wf, "b").id);
+    cr_assert_str_eq(CAP.cmd, want);
+    /* the same with a global param: the resolving path, the same result for the rest */
+    apply("name: bare\nparams: {g: 1}\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo ${system.workflow.instance.id}/${system.task.instance.id}/${x}\n");
+    wf = start("bare");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    snprintf(want, sizeof(want), "echo %" PRIu64 "/%" PRIu64 "/${x}", wf, task(wf, "b").id);
+    cr_assert_str_eq(CAP.cmd, want);
+    setenv("TERN_TZ", "UTC", 1);
 }

@@ -223,15 +223,22 @@ static void wait_final(tn_engine *e, uint64_t wf, uint32_t ntasks, bool json, tn
             stopped = true;
         }
         char line[160];
+        int64_t pause_us = 100000;
         if (!json) {
+            /* the line reads every task of the run: wait ten times what it took, so a
+             * big workflow's progress never takes more than a tenth of the machine */
+            int64_t t0 = tn_mono_ns();
             progress_line(e, wf, ntasks, line, sizeof(line));
+            int64_t took_us = (tn_mono_ns() - t0) / 1000;
+            if (took_us * 10 > pause_us)
+                pause_us = took_us * 10;
             if (strcmp(line, last) != 0) {
                 printf(tty ? "\r%s\033[K" : "%s\n", line);
                 fflush(stdout);
                 snprintf(last, sizeof(last), "%s", line);
             }
         }
-        usleep(100000);
+        usleep((useconds_t)(pause_us < 5000000 ? pause_us : 5000000));
     }
     if (tty)
         printf("\n");

@@ -182,6 +182,7 @@ typedef struct tn_engine_stats {
     uint64_t inputs, events, commits, rejected;
     uint64_t live_workflows, live_tasks, timers;
     uint64_t recovered_workflows;
+    uint64_t def_decodes; /* definitions decoded from the store (the cache's misses) */
 } tn_engine_stats;
 void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out);
 

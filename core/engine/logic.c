@@ -61,9 +61,26 @@ static tn_err globals(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
     return TN_OK;
 }
 
+/* No params anywhere (the common case): the result is empty, without resolving. With
+ * TERN_TZ set the resolution runs anyway, as it checks the zone. */
+static bool no_params(const task_run *t)
+{
+    const wf_run *w = t->w;
+    const tn_def_task *n = NODE(t);
+    if (n->params.n || w->def->params.n || tn_kv_len(w->inherited) || tn_kv_len(w->overrides) ||
+        eng_tz_name())
+        return false;
+    for (uint32_t i = 0; i < n->n_deps; i++)
+        if (tn_kv_len(w->t[n->deps[i].index].pool))
+            return false;
+    return true;
+}
+
 tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
 {
     wf_run *w = t->w;
+    if (no_params(t))
+        return (*out = tn_kv_new()) ? TN_OK : TN_ERR_NOMEM;
     tn_kv *g = NULL;
     tn_err err = globals(e, t, &g, msg);
     if (err)

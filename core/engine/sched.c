@@ -878,6 +878,20 @@ static void task_run_why(task_run *t, const char *why)
     t->why = why ? strdup(why) : NULL;
 }
 
+/* A lane stops for the step after this many refusals: placement is refused for what
+ * the group lacks (a free slot, load, memory), which its next tasks mostly lack too, and
+ * trying every waiting task at every step made a step cost the whole queue (a workflow
+ * of 100k tasks on a few slots took time quadratic in its size). */
+#define LANE_MAX_MISSES 8
+
+static void lane_why(lane *l, const char *why)
+{
+    if (l->why && why && strcmp(l->why, why) == 0)
+        return;
+    free(l->why);
+    l->why = why ? strdup(why) : NULL;
+}
+
 tn_err sched_dispatch(tn_engine *e)
 {
     /* tasks waiting for a task-group slot go back to the queue when one is free */
@@ -897,9 +911,12 @@ tn_err sched_dispatch(tn_engine *e)
             g->nwait -= k;
         }
     }
+    for (lane *l = e->lanes; l; l = l->next)
+        l->misses = 0;
     qentry q;
     tn_err err = TN_OK;
-    while (!err && eng_queue_pop(e, &q)) {
+    lane *l;
+    while (!err && (l = eng_lane_next(e, LANE_MAX_MISSES)) && eng_lane_pop(l, &q)) {
         wf_run *w = eng_wf(e, q.wf);
         if (!w || q.node >= w->def->n_tasks)
             continue;
@@ -931,12 +948,16 @@ tn_err sched_dispatch(tn_engine *e)
             if (!e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), why, sizeof(why))) {
                 /* it waits, and says why; tried again at the next step */
                 task_run_why(t, why);
+                lane_why(l, why);
+                l->misses++;
                 if (!grow_later(e, &q))
                     return TN_ERR_NOMEM;
                 continue;
             }
         }
         task_run_why(t, NULL);
+        if (l->why)
+            lane_why(l, NULL);
         tn_event ev;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, w->id, t->id);
         tn_event_set_str(&ev, "worker", worker);

@@ -84,6 +84,7 @@ struct tn_worker {
     inmsg *in_head, *in_tail;
     job *jobs;
     uint32_t njobs;
+    tn_map newest; /* task -> its newest job: the lookups of reports and kills */
     tn_outbox ob;
     /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
      * generations (a resend comes within seconds; older attempts are fenced anyway) */
@@ -134,15 +135,15 @@ static void journal(tn_worker *w, const char *fmt, ...)
  * fencing, stays until its processes are gone). */
 static job *find_job(tn_worker *w, uint64_t task)
 {
-    for (job *j = w->jobs; j; j = j->next)
-        if (j->task == task)
-            return j;
-    return NULL;
+    return tn_map_get(&w->newest, task);
 }
 
 static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
 {
-    for (job *j = w->jobs; j; j = j->next)
+    job *n = find_job(w, task);
+    if (!n || n->attempt == attempt)
+        return n;
+    for (job *j = w->jobs; j; j = j->next) /* an older attempt, being killed: rare */
         if (j->task == task && j->attempt == attempt)
             return j;
     return NULL;
@@ -208,12 +209,23 @@ static void release(tn_worker *w, job *j)
     free(j->out_keys);
     free(j->out_vals);
     pthread_mutex_lock(&w->mu);
-    for (job **pp = &w->jobs; *pp; pp = &(*pp)->next)
+    job *same = NULL; /* the newest other job of its task, if any */
+    for (job **pp = &w->jobs; *pp;) {
         if (*pp == j) {
             *pp = j->next;
-            break;
+            continue;
         }
+        if ((*pp)->task == j->task && !same)
+            same = *pp;
+        pp = &(*pp)->next;
+    }
     w->njobs--;
+    if (tn_map_get(&w->newest, j->task) == j) {
+        if (same)
+            (void)tn_map_put(&w->newest, j->task, same);
+        else
+            tn_map_del(&w->newest, j->task);
+    }
     pthread_mutex_unlock(&w->mu);
     free(j);
 }
@@ -385,6 +397,11 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     j->wf = d->wf;
     j->attempt = d->attempt;
     pthread_mutex_lock(&w->mu);
+    if (tn_map_put(&w->newest, j->task, j)) {
+        pthread_mutex_unlock(&w->mu);
+        free(j);
+        return;
+    }
     j->next = w->jobs;
     w->jobs = j;
     w->njobs++;
@@ -1187,6 +1204,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     pthread_mutex_init(&w->mu, NULL);
     w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     tn_map_init(&w->finished);
+    tn_map_init(&w->newest);
     tn_map_init(&w->finished_old);
     w->journal = -1;
     w->lock_fd = -1;
@@ -1299,6 +1317,7 @@ void tn_worker_stop(tn_worker *w)
     }
     tn_outbox_fini(&w->ob);
     tn_map_fini(&w->finished);
+    tn_map_fini(&w->newest);
     tn_map_fini(&w->finished_old);
     tn_procs_free(w->procs);
     tn_outbox_store_close(w->st);
