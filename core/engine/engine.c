@@ -1110,11 +1110,12 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         if ((err = emit(e, &ev)) == TN_OK) {
             c->out_id = version + 1;
             snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
-            def = def_pending_add(e, def, version + 1); /* the first start needs it */
+            /* a schedule block sets the workflow's schedule, as `tern schedule set` does */
+            if (def->schedule)
+                err = esched_apply_def(e, def->name, def->schedule, c);
+            if (!err)
+                def = def_pending_add(e, def, version + 1); /* the first start needs it */
         }
-        /* a schedule block sets the workflow's schedule, as `tern schedule set` does */
-        if (!err && def->schedule)
-            err = esched_apply_def(e, def->name, def->schedule, c);
     }
     tn_def_free(def);
     tn_buf_free(&latest);
