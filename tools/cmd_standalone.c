@@ -7,6 +7,7 @@
 
 typedef struct standalone_opts {
     const char *data, *config;
+    const char *http, *http_cert, *http_key, *http_ca, *metrics;
     uint32_t slots, pids_max;
     bool no_cgroup;
     tn_opt_list pass_env;
@@ -29,6 +30,9 @@ static const tn_opt standalone_table[] = {
      .help = "processes a task may have at once when its definition sets no pids_max\n"
              "(default 4096)",
      TN_OPT_CFG, 1, 4194304},
+    TN_DAEMON_HTTP_OPTS(standalone_opts),
+    {"metrics", 0, TN_OPT_STR, offsetof(standalone_opts, metrics), "ADDR:PORT",
+     .help = "serve the worker's /metrics here (default: off)", TN_OPT_CFG},
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -53,9 +57,16 @@ static int run(const standalone_opts *o)
                              .no_cgroup = o->no_cgroup,
                              .pass_env = o->pass_env.v,
                              .npass_env = o->pass_env.n,
-                             .pids_max = o->pids_max};
+                             .pids_max = o->pids_max,
+                             .http_addr = o->http,
+                             .http_cert = o->http_cert,
+                             .http_key = o->http_key,
+                             .http_ca = o->http_ca,
+                             .metrics_addr = o->metrics};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
+    tn_cli_http_note("standalone", o->http, o->http_cert != NULL,
+                     tn_master_http_port(tn_standalone_master(s)));
     /* the commands exactly as they work from here: --data only when not the default */
     char flag[4200] = "";
     if (strcmp(o->data, TN_DEFAULT_DATA) != 0 && strcmp(o->data, "tern-data") != 0)

@@ -7,7 +7,7 @@
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
-    const char *tls_cert, *tls_key, *tls_ca, *master_name;
+    const char *tls_cert, *tls_key, *tls_ca, *master_name, *metrics;
     uint64_t heartbeat, mem_reserve, map_max;
     uint32_t slots, max_load, pids_max;
     bool no_cgroup, insecure;
@@ -61,6 +61,8 @@ static const tn_opt worker_table[] = {
      .help = "contain tasks by session and /proc walk, even where cgroups are delegated",
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(worker_opts),
+    {"metrics", 0, TN_OPT_STR, offsetof(worker_opts, metrics), "ADDR:PORT",
+     .help = "serve Prometheus /metrics here (default: off; port 0: any free one)", TN_OPT_CFG},
     TN_DAEMON_INSECURE_OPT(worker_opts),
     {"master-name", 0, TN_OPT_STR, offsetof(worker_opts, master_name), "CN",
      .help = "take work only from the master whose certificate has this CN (default: any "
@@ -113,11 +115,15 @@ static int run(const worker_opts *o)
                          .master_name = o->master_name,
                          .pass_env = o->pass_env.v,
                          .npass_env = o->pass_env.n,
-                         .pids_max = o->pids_max};
+                         .pids_max = o->pids_max,
+                         .metrics_addr = o->metrics};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))
         return tn_cli_fail("worker", "%s", em.text);
+    if (o->metrics)
+        fprintf(stderr, "tern worker: metrics on port %d (/metrics)\n",
+                tn_worker_metrics_port(w));
     tn_cli_wait_signal(set);
     tn_worker_stop(w);
     return 0;

@@ -19,7 +19,10 @@ const char *const tn_daemon_cfg_keys[] = {"data",        "listen",
                                           "map-max",     "pass-env",
                                           "pids-max",    "config",
                                           "insecure",    "max-workers",
-                                          "master-name", NULL};
+                                          "master-name", "http",
+                                          "http-cert",   "http-key",
+                                          "http-ca",     "metrics",
+                                          NULL};
 
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n)
 {

@@ -32,7 +32,13 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
     snprintf(murl, sizeof(murl), "inproc://tern-master-%d", (int)getpid());
     snprintf(wurl, sizeof(wurl), "inproc://tern-worker-%d", (int)getpid());
     snprintf(wdata, sizeof(wdata), "%s/worker", opts->data_dir);
-    tn_master_opts mo = {.data_dir = opts->data_dir, .id = "standalone", .listen_url = murl};
+    tn_master_opts mo = {.data_dir = opts->data_dir,
+                         .id = "standalone",
+                         .listen_url = murl,
+                         .http_addr = opts->http_addr,
+                         .http_cert = opts->http_cert,
+                         .http_key = opts->http_key,
+                         .http_ca = opts->http_ca};
     tn_err e = tn_master_start(&mo, &s->m, msg);
     if (e) {
         free(s);
@@ -49,7 +55,8 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .cluster_id = tn_master_cluster_id(s->m),
                          .pass_env = opts->pass_env,
                          .npass_env = opts->npass_env,
-                         .pids_max = opts->pids_max};
+                         .pids_max = opts->pids_max,
+                         .metrics_addr = opts->metrics_addr};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);
@@ -71,4 +78,9 @@ void tn_standalone_stop(tn_standalone *s)
 tn_master *tn_standalone_master(tn_standalone *s)
 {
     return s->m;
+}
+
+int tn_standalone_metrics_port(tn_standalone *s)
+{
+    return tn_worker_metrics_port(s->w);
 }
