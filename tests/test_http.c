@@ -454,3 +454,137 @@ Test(http, metrics_after_a_known_workload)
     cr_assert_eq(http(E.wport, "GET", "/api/v1/instances", NULL, NULL, NULL, &out), 404);
     free(out);
 }
+
+/* ------------------------------------------------------------------------------ */
+/* https: nng's TLS with certificates of `tern cert`, spoken to with nng's HTTP client */
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    cr_assert_not_null(f, "%s", path);
+    char *b = calloc(1, 1 << 16);
+    size_t n = fread(b, 1, (1 << 16) - 1, f);
+    b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+/* GET path over https with the CA (and a client certificate when name is given): the
+ * status, or -1 when the connection or handshake fails. */
+static int https_get(const char *pki, const char *path, const char *token, const char *name)
+{
+    char url[256], file[600];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", E.port, path);
+    nng_url *u;
+    nng_http_client *cli;
+    nng_tls_config *cfg;
+    nng_http_req *req;
+    nng_http_res *res;
+    nng_aio *aio;
+    cr_assert_eq(nng_url_parse(&u, url), 0);
+    cr_assert_eq(nng_http_client_alloc(&cli, u), 0);
+    cr_assert_eq(nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT), 0);
+    snprintf(file, sizeof(file), "%s/ca.pem", pki);
+    cr_assert_eq(nng_tls_config_ca_file(cfg, file), 0);
+    cr_assert_eq(nng_tls_config_server_name(cfg, "m1"), 0);
+    if (name) {
+        snprintf(file, sizeof(file), "%s/%s.pem", pki, name);
+        char *cert = read_file(file);
+        snprintf(file, sizeof(file), "%s/%s.key", pki, name);
+        char *key = read_file(file);
+        cr_assert_eq(nng_tls_config_own_cert(cfg, cert, key, NULL), 0);
+        free(cert);
+        free(key);
+    }
+    cr_assert_eq(nng_http_client_set_tls(cli, cfg), 0);
+    cr_assert_eq(nng_http_req_alloc(&req, u), 0);
+    if (token) {
+        char h[128];
+        snprintf(h, sizeof(h), "Bearer %s", token);
+        cr_assert_eq(nng_http_req_set_header(req, "Authorization", h), 0);
+    }
+    cr_assert_eq(nng_http_res_alloc(&res), 0);
+    cr_assert_eq(nng_aio_alloc(&aio, NULL, NULL), 0);
+    nng_aio_set_timeout(aio, 20000);
+    nng_http_client_transact(cli, req, res, aio);
+    nng_aio_wait(aio);
+    int st = nng_aio_result(aio) ? -1 : nng_http_res_get_status(res);
+    nng_aio_free(aio);
+    nng_http_res_free(res);
+    nng_http_req_free(req);
+    nng_tls_config_free(cfg);
+    nng_http_client_free(cli);
+    nng_url_free(u);
+    return st;
+}
+
+static char PKI[300];
+
+/* A standalone serving https, its certificate m1 of a fresh CA; a client certificate of
+ * that CA required when ca is true. */
+static void start_https(bool ca)
+{
+    E.dir = tu_tmpdir();
+    snprintf(PKI, sizeof(PKI), "%s/pki", E.dir);
+    char cmd[1200], data[400], cert[400], key[400], cafile[400];
+    snprintf(cmd, sizeof(cmd),
+             "%s cert init --dir %s && %s cert issue --dir %s --role master --name m1 && "
+             "%s cert issue --dir %s --role client --name alice",
+             tu_tern(), PKI, tu_tern(), PKI, tu_tern(), PKI);
+    cr_assert_eq(tu_run(cmd, NULL, NULL), 0, "tern cert");
+    snprintf(data, sizeof(data), "%s/data", E.dir);
+    snprintf(cert, sizeof(cert), "%s/m1.pem", PKI);
+    snprintf(key, sizeof(key), "%s/m1.key", PKI);
+    snprintf(cafile, sizeof(cafile), "%s/ca.pem", PKI);
+    tn_errmsg m = {{0}};
+    tn_standalone_opts o = {.data_dir = data,
+                            .no_cgroup = true,
+                            .http_addr = "127.0.0.1:0",
+                            .http_cert = cert,
+                            .http_key = key,
+                            .http_ca = ca ? cafile : NULL};
+    cr_assert_eq(tn_standalone_start(&o, &E.s, &m), TN_OK, "%s", m.text);
+    E.port = tn_master_http_port(tn_standalone_master(E.s));
+    cr_assert_eq(tn_token_add(data, "view", TN_ROLE_VIEWER, E.viewer, &m), TN_OK, "%s", m.text);
+}
+
+static void stop_https(void)
+{
+    tn_standalone_stop(E.s);
+    tu_rm_rf(E.dir);
+    free(E.dir);
+}
+
+Test(https, a_token_over_tls, .timeout = 120)
+{
+    start_https(false);
+    cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, NULL), 200);
+    cr_assert_eq(https_get(PKI, "/api/v1/instances", NULL, NULL), 401);
+    /* plain http to the https port is no HTTP exchange */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char *req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    (void)!send(fd, req, strlen(req), MSG_NOSIGNAL);
+    char buf[64] = "";
+    (void)!read(fd, buf, sizeof(buf) - 1);
+    cr_assert(strncmp(buf, "HTTP/1.1", 8) != 0, "plain http answered: %s", buf);
+    close(fd);
+    stop_https();
+}
+
+Test(https, a_client_certificate_required, .timeout = 120)
+{
+    start_https(true);
+    cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, NULL), -1,
+                 "a client without a certificate got through");
+    cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, "alice"), 200);
+    /* the certificate is a second factor: the token is still what names the caller */
+    cr_assert_eq(https_get(PKI, "/api/v1/instances", NULL, "alice"), 401);
+    stop_https();
+}

@@ -534,8 +534,20 @@ static void serve(void *arg, const tn_http_req *hr, tn_http_rep *rep)
         error(rep, 404, "no route %s %s (see /api/v1/openapi.json)", hr->method, hr->path);
 }
 
+/* Whether HOST:PORT listens on the loopback only. */
+static bool loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
+           strncmp(addr, "[::1]:", 6) == 0;
+}
+
 tn_err tn_httpapi_start(const tn_httpapi_opts *o, tn_httpapi **out, tn_errmsg *msg)
 {
+    if (!o->http.cert && o->http.addr && !loopback(o->http.addr))
+        tn_warn("http",
+                "msg=\"plain http beyond the loopback: bearer tokens and commands travel in "
+                "clear; give --http-cert and --http-key\" addr=%s",
+                o->http.addr);
     tn_httpapi *a = calloc(1, sizeof(*a));
     if (!a)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");

@@ -1197,11 +1197,12 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
     return TN_OK;
 }
 
-tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
+/* A worker with its options' defaults, nothing opened but its wake eventfd. */
+static tn_worker *worker_new(const tn_worker_opts *opts)
 {
     tn_worker *w = calloc(1, sizeof(*w));
     if (!w)
-        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        return NULL;
     w->o = *opts;
     if (!w->o.slots)
         w->o.slots = 4;
@@ -1215,6 +1216,14 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_map_init(&w->finished_old);
     w->journal = -1;
     w->lock_fd = -1;
+    return w;
+}
+
+tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
+{
+    tn_worker *w = worker_new(opts);
+    if (!w)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     tn_err e;
     if (w->wake < 0) {
         e = tn_errmsg_set(msg, TN_ERR_IO, "eventfd: %s", strerror(errno));
