@@ -588,3 +588,105 @@ Test(https, a_client_certificate_required, .timeout = 120)
     cr_assert_eq(https_get(PKI, "/api/v1/instances", NULL, "alice"), 401);
     stop_https();
 }
+
+/* ------------------------------------------------------------------------------ */
+/* the daemons as processes: `tern master --http` and `tern worker --metrics` */
+
+#include <fcntl.h>
+#include <signal.h>
+
+static pid_t spawn_tern(const char *log, const char *const *args)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        char *argv[32] = {(char *)tu_tern()};
+        for (int i = 0; args[i] && i < 30; i++)
+            argv[i + 1] = (char *)args[i];
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The number after `key` in the file, once it is there (a bounded number of tries). */
+static int port_in(const char *log, const char *key)
+{
+    for (int i = 0; i < 1000; i++) {
+        char *t = NULL;
+        FILE *f = fopen(log, "re");
+        if (f) {
+            t = calloc(1, 1 << 20);
+            (void)!fread(t, 1, (1 << 20) - 1, f);
+            fclose(f);
+        }
+        const char *p = t ? strstr(t, key) : NULL;
+        int port = p ? atoi(p + strlen(key)) : 0;
+        free(t);
+        if (port > 0)
+            return port;
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_fail("%s: no \"%s\"", log, key);
+    return 0;
+}
+
+static void stop_pid(pid_t pid)
+{
+    int st;
+    kill(pid, SIGTERM);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a daemon did not stop cleanly: %d", st);
+}
+
+Test(daemons, master_http_and_worker_metrics, .timeout = 120)
+{
+    char *dir = tu_tmpdir();
+    char murl[300], mdata[300], mlog[300], wurl[300], wdata[300], wlog[300], wctl[300];
+    char wname[64];
+    snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
+    snprintf(mdata, sizeof(mdata), "%s/master", dir);
+    snprintf(mlog, sizeof(mlog), "%s/master.log", dir);
+    snprintf(wurl, sizeof(wurl), "ipc://%s/w.sock", dir);
+    snprintf(wdata, sizeof(wdata), "%s/w", dir);
+    snprintf(wlog, sizeof(wlog), "%s/worker.log", dir);
+    snprintf(wctl, sizeof(wctl), "ipc://%s/w.ctl", dir);
+    snprintf(wname, sizeof(wname), "t%d-w", (int)getpid());
+    const char *ma[] = {"master", "--listen", murl,          "--data",
+                        mdata,    "--http",   "127.0.0.1:0", NULL};
+    pid_t m = spawn_tern(mlog, ma);
+    E.port = port_in(mlog, "http API on http://127.0.0.1:");
+    const char *wa[] = {"worker",      "--master",    murl,     "--listen",  wurl,
+                        "--data",      wdata,         "--name", wname,       "--ctl",
+                        wctl,          "--heartbeat", "200ms",  "--metrics", "127.0.0.1:0",
+                        "--no-cgroup", NULL};
+    pid_t w = spawn_tern(wlog, wa);
+    int wport = port_in(wlog, "metrics on port ");
+    /* the master counts the worker once its heartbeat came */
+    bool joined = false;
+    for (int i = 0; i < 1000 && !joined; i++) {
+        char *mm = scrape(E.port);
+        joined = sample(mm, "tern_workers{state=\"alive\"}") == 1;
+        free(mm);
+        if (!joined) {
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_assert(joined, "the worker never joined");
+    char *wm = scrape(wport);
+    cr_assert(strstr(wm, "# TYPE tern_worker_slots gauge\n"), "%s", wm);
+    cr_assert(strstr(wm, "# TYPE tern_leaked_resources_total counter\n"), "%s", wm);
+    free(wm);
+    char *out;
+    cr_assert_eq(http(E.port, "GET", "/api/v1/workers", NULL, NULL, NULL, &out), 401);
+    free(out);
+    stop_pid(w);
+    stop_pid(m);
+    tu_rm_rf(dir);
+    free(dir);
+}
