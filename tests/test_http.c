@@ -635,17 +635,36 @@ static int port_in(const char *log, const char *key)
     return 0;
 }
 
-static void stop_pid(pid_t pid)
+static pid_t D_pids[2];
+static char *D_dir;
+
+static void stop_pid(pid_t *pid)
 {
     int st;
-    kill(pid, SIGTERM);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    kill(*pid, SIGTERM);
+    cr_assert_eq(waitpid(*pid, &st, 0), *pid);
+    *pid = 0;
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a daemon did not stop cleanly: %d", st);
 }
 
-Test(daemons, master_http_and_worker_metrics, .timeout = 120)
+/* Whatever a failed test left: its daemons killed, its folder removed. */
+static void daemons_fini(void)
 {
-    char *dir = tu_tmpdir();
+    for (int i = 0; i < 2; i++)
+        if (D_pids[i] > 0) {
+            kill(D_pids[i], SIGKILL);
+            (void)waitpid(D_pids[i], NULL, 0);
+            D_pids[i] = 0;
+        }
+    if (D_dir)
+        tu_rm_rf(D_dir);
+    free(D_dir);
+    D_dir = NULL;
+}
+
+Test(daemons, master_http_and_worker_metrics, .fini = daemons_fini, .timeout = 120)
+{
+    char *dir = D_dir = tu_tmpdir();
     char murl[300], mdata[300], mlog[300], wurl[300], wdata[300], wlog[300], wctl[300];
     char wname[64];
     snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
@@ -658,13 +677,13 @@ Test(daemons, master_http_and_worker_metrics, .timeout = 120)
     snprintf(wname, sizeof(wname), "t%d-w", (int)getpid());
     const char *ma[] = {"master", "--listen", murl,          "--data",
                         mdata,    "--http",   "127.0.0.1:0", NULL};
-    pid_t m = spawn_tern(mlog, ma);
+    D_pids[0] = spawn_tern(mlog, ma);
     E.port = port_in(mlog, "http API on http://127.0.0.1:");
     const char *wa[] = {"worker",      "--master",    murl,     "--listen",  wurl,
                         "--data",      wdata,         "--name", wname,       "--ctl",
                         wctl,          "--heartbeat", "200ms",  "--metrics", "127.0.0.1:0",
                         "--no-cgroup", NULL};
-    pid_t w = spawn_tern(wlog, wa);
+    D_pids[1] = spawn_tern(wlog, wa);
     int wport = port_in(wlog, "metrics on port ");
     /* the master counts the worker once its heartbeat came */
     bool joined = false;
@@ -685,8 +704,6 @@ Test(daemons, master_http_and_worker_metrics, .timeout = 120)
     char *out;
     cr_assert_eq(http(E.port, "GET", "/api/v1/workers", NULL, NULL, NULL, &out), 401);
     free(out);
-    stop_pid(w);
-    stop_pid(m);
-    tu_rm_rf(dir);
-    free(dir);
+    stop_pid(&D_pids[1]);
+    stop_pid(&D_pids[0]);
 }

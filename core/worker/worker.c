@@ -1280,6 +1280,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_http_opts ho = {.addr = opts->metrics_addr, .threads = 1};
     if (opts->metrics_addr && (e = tn_http_start(&ho, serve_metrics, w, &w->metrics, msg)))
         goto fail;
+    char cluster[sizeof(w->cluster)]; /* the worker thread may bind it from now on */
+    snprintf(cluster, sizeof(cluster), "%s", w->cluster[0] ? w->cluster : "-");
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the worker thread");
         goto fail;
@@ -1287,8 +1289,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_info("worker",
             "msg=\"started\" worker=%s id=%s cluster=%s master=%s listen=%s slots=%u "
             "groups=%s",
-            w->name, w->id, w->cluster[0] ? w->cluster : "-", opts->master_url, w->listen,
-            w->o.slots, opts->groups ? opts->groups : "default");
+            w->name, w->id, cluster, opts->master_url, w->listen, w->o.slots,
+            opts->groups ? opts->groups : "default");
     *out = w;
     return TN_OK;
 fail:
