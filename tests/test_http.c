@@ -274,6 +274,48 @@ Test(http, apply_start_list_pages)
     json_decref(lg);
 }
 
+/* A log followed by offsets and long polls: every byte once, in order, to the end. */
+Test(http, logs_follow)
+{
+    apply("name: talk\ntasks:\n  - name: a\n    type: shell\n"
+          "    command: echo one; sleep 0.3; echo two; sleep 0.3; echo three\n");
+    uint64_t id = start("talk");
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/instances/%" PRIu64, id);
+    json_int_t task = 0;
+    for (int i = 0; i < 1000 && !task; i++) {
+        json_t *st = call(200, "GET", path, E.viewer, NULL);
+        json_t *t = json_array_get(json_object_get(st, "tasks"), 0);
+        const char *w = json_string_value(json_object_get(t, "worker"));
+        if (w && *w)
+            task = json_integer_value(json_object_get(t, "id"));
+        json_decref(st);
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(task > 0, "the task never reached a worker");
+    char all[256] = "";
+    json_int_t off = 0;
+    bool running = true;
+    int polls = 0;
+    for (; running && polls < 200; polls++) {
+        snprintf(path, sizeof(path), "/api/v1/tasks/%lld/logs?follow=1&offset=%lld",
+                 (long long)task, (long long)off);
+        json_t *lg = call(200, "GET", path, E.viewer, NULL);
+        const char *d = json_string_value(json_object_get(lg, "data"));
+        cr_assert_eq(json_integer_value(json_object_get(lg, "offset")), off);
+        snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s", d);
+        off = json_integer_value(json_object_get(lg, "next_offset"));
+        running = json_is_true(json_object_get(lg, "running")) ||
+                  !json_is_true(json_object_get(lg, "eof"));
+        json_decref(lg);
+    }
+    cr_assert_str_eq(all, "one\ntwo\nthree\n");
+    cr_assert_eq(off, (json_int_t)strlen(all));
+    /* a long poll waits for output: far fewer answers than the task's 600 ms of 10 ms */
+    cr_assert_lt(polls, 20, "%d polls", polls);
+}
+
 Test(http, bad_requests)
 {
     json_t *j = call(400, "POST", "/api/v1/instances", E.op, "{\"workflow\": ");

@@ -402,7 +402,8 @@ enum {
 };
 
 typedef struct log_chunk {
-    tn_sb data;
+    tn_sb data; /* as a JSON string (any byte escaped) */
+    size_t len; /* bytes of log in it */
     uint64_t next;
     bool eof, running;
 } log_chunk;
@@ -424,7 +425,9 @@ static tn_err read_chunk(tn_httpapi *a, const char *url, uint64_t task, uint32_t
     if (!e && !rep.ok)
         e = tn_errmsg_set(m, TN_ERR_NOENT, "%.*s", (int)rep.text.len, rep.text.p);
     if (!e) {
-        tn_sb_printf(&out->data, "%.*s", (int)rep.data.len, rep.data.p);
+        if (rep.data.len)
+            tn_sb_json(&out->data, rep.data.p, rep.data.len);
+        out->len = rep.data.len;
         out->next = rep.offset;
         out->eof = rep.eof;
         out->running = rep.running;
@@ -447,7 +450,7 @@ static void answer_logs(call *c, tn_ctl_result *res)
     tn_err e;
     for (int waited = 0;; waited += FOLLOW_STEP_MS) {
         e = read_chunk(c->a, url, c->num, att, off, &ch, &m);
-        if (e || !follow || ch.data.len || !ch.eof || !ch.running || waited >= FOLLOW_WAIT_MS)
+        if (e || !follow || ch.len || !ch.eof || !ch.running || waited >= FOLLOW_WAIT_MS)
             break;
         struct timespec ts = {0, FOLLOW_STEP_MS * 1000000L};
         nanosleep(&ts, NULL);
@@ -461,8 +464,7 @@ static void answer_logs(call *c, tn_ctl_result *res)
                      ",\"next_offset\":%" PRIu64 ",\"eof\":%s,\"running\":%s,\"data\":",
                      c->num, att, off, ch.next, ch.eof ? "true" : "false",
                      ch.running ? "true" : "false");
-        tn_sb_json(j, ch.data.s ? ch.data.s : "", ch.data.len);
-        tn_sb_printf(j, "}");
+        tn_sb_printf(j, "%s}", ch.data.s ? ch.data.s : "\"\"");
     }
     free(ch.data.s);
 }
