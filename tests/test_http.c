@@ -749,3 +749,17 @@ Test(daemons, master_http_and_worker_metrics, .fini = daemons_fini, .timeout = 1
     stop_pid(&D_pids[1]);
     stop_pid(&D_pids[0]);
 }
+
+Test(daemons, a_bad_http_address_is_a_usage_error)
+{
+    char *dir = tu_tmpdir(), cmd[600], *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s standalone --http nonsense --data %s/d", tu_tern(), dir);
+    cr_assert_eq(tu_run(cmd, NULL, &err), 2);
+    cr_assert(strstr(err, "--http \"nonsense\": give HOST:PORT"), "%s", err);
+    char d[600];
+    snprintf(d, sizeof(d), "%s/d", dir);
+    cr_assert_neq(access(d, F_OK), 0, "a store was made before the usage error");
+    free(err);
+    tu_rm_rf(dir);
+    free(dir);
+}

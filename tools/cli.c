@@ -145,3 +145,14 @@ void tn_cli_http_note(const char *cmd, const char *addr, bool tls, int port)
     fprintf(stderr, "tern %s: http API on %s://%.*s:%d/api/v1/ (metrics at /metrics)\n", cmd,
             tls ? "https" : "http", hl, addr, port);
 }
+
+int tn_cli_http_check(const char *cmd, const char *opt, const char *addr)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!addr || (colon && colon > addr && colon[1] &&
+                  strspn(colon + 1, "0123456789") == strlen(colon + 1)))
+        return 0;
+    return tn_cli_usage(cmd,
+                        "%s \"%s\": give HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free one)",
+                        opt, addr);
+}

@@ -104,6 +104,8 @@ int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls
             .help = "https: require a client certificate this CA signed", TN_OPT_CFG      \
     }
 
+/* A usage error (2) unless addr (when given) is HOST:PORT. */
+int tn_cli_http_check(const char *cmd, const char *opt, const char *addr);
 /* Say where the HTTP API listens (the port the kernel chose for port 0), on stderr. */
 void tn_cli_http_note(const char *cmd, const char *addr, bool tls, int port);
 

@@ -64,7 +64,7 @@ static int run(const master_opts *o)
         return tn_cli_usage("master", "--selector is random, round_robin or lower_weight");
     const char *urls[] = {o->listen};
     int urc = tn_daemon_check_urls("master", o->insecure, urls, 1);
-    if (urc)
+    if (urc || (urc = tn_cli_http_check("master", "--http", o->http)))
         return urc;
     sigset_t set = tn_cli_block_signals();
     tn_master_opts mo = {.data_dir = o->data,

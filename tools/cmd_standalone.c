@@ -49,6 +49,9 @@ const tn_opt_cmd tn_spec_standalone = {
 
 static int run(const standalone_opts *o)
 {
+    int rc = tn_cli_http_check("standalone", "--http", o->http);
+    if (rc || (rc = tn_cli_http_check("standalone", "--metrics", o->metrics)))
+        return rc;
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};

@@ -94,7 +94,7 @@ static int run(const worker_opts *o)
                                       "--listen URL (where this worker takes dispatches)");
     const char *urls[] = {o->master, o->listen};
     int urc = tn_daemon_check_urls("worker", o->insecure, urls, 2);
-    if (urc)
+    if (urc || (urc = tn_cli_http_check("worker", "--metrics", o->metrics)))
         return urc;
     sigset_t set = tn_cli_block_signals();
     tn_worker_opts wo = {.data_dir = o->data,

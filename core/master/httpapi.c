@@ -545,11 +545,6 @@ static bool loopback(const char *addr)
 
 tn_err tn_httpapi_start(const tn_httpapi_opts *o, tn_httpapi **out, tn_errmsg *msg)
 {
-    if (!o->http.cert && o->http.addr && !loopback(o->http.addr))
-        tn_warn("http",
-                "msg=\"plain http beyond the loopback: bearer tokens and commands travel in "
-                "clear; give --http-cert and --http-key\" addr=%s",
-                o->http.addr);
     tn_httpapi *a = calloc(1, sizeof(*a));
     if (!a)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
@@ -566,6 +561,11 @@ tn_err tn_httpapi_start(const tn_httpapi_opts *o, tn_httpapi **out, tn_errmsg *m
         free(a);
         return e;
     }
+    if (!o->http.cert && !loopback(o->http.addr))
+        tn_warn("http",
+                "msg=\"plain http beyond the loopback: bearer tokens and commands travel in "
+                "clear; give --http-cert and --http-key\" addr=%s",
+                o->http.addr);
     *out = a;
     return TN_OK;
 }
