@@ -763,3 +763,28 @@ Test(daemons, a_bad_http_address_is_a_usage_error)
     tu_rm_rf(dir);
     free(dir);
 }
+
+/* Why tasks wait, by reason: two tasks of a task group of one slot, one waits for it. */
+Test(http, metrics_say_why_tasks_wait)
+{
+    json_decref(call(200, "PUT", "/api/v1/taskgroups/one", E.admin, "{\"slots\":1}"));
+    apply("name: grouped\ntasks:\n"
+          "  - name: a\n    type: shell\n    task_group: one\n    command: sleep 30\n"
+          "  - name: b\n    type: shell\n    task_group: one\n    command: sleep 30\n");
+    uint64_t id = start("grouped");
+    double waiting = -1, running = -1;
+    for (int i = 0; i < 1000 && !(waiting == 1 && running == 1); i++) {
+        char *m = scrape(E.port);
+        waiting = sample(m, "tern_tasks_waiting{reason=\"task_group\"}");
+        running = sample(m, "tern_tasks{state=\"RUNNING_EXECUTION\"}");
+        free(m);
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(waiting, 1, "tasks waiting for the group's slot: %g", waiting);
+    cr_assert_eq(running, 1);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/instances/%" PRIu64 "/stop", id);
+    json_decref(call(200, "POST", path, E.op, NULL));
+    wait_state(id, "STOP");
+}
