@@ -48,7 +48,8 @@ static char *cstr(tn_str s)
 {
     char *c = malloc(s.len + 1);
     if (c) {
-        memcpy(c, s.p, s.len);
+        if (s.len) /* an absent field (an HTTP request's) has no pointer */
+            memcpy(c, s.p, s.len);
         c[s.len] = 0;
     }
     return c;
