@@ -327,6 +327,15 @@ static const api_route routes[] = {
     {"PUT", "/api/v1/environments/{name}", "env", p_env, 0},
 };
 
+bool tn_httpapi_route(size_t i, const char **method, const char **path)
+{
+    if (i >= TN_ARRAY_LEN(routes))
+        return false;
+    *method = routes[i].method;
+    *path = routes[i].path;
+    return true;
+}
+
 /* Whether path matches the route's pattern; its {id} and {name} into c. */
 static bool match(const char *pattern, const char *path, call *c)
 {

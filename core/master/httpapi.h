@@ -27,6 +27,10 @@ tn_err tn_httpapi_start(const tn_httpapi_opts *o, tn_httpapi **out, tn_errmsg *m
 int tn_httpapi_port(const tn_httpapi *a);
 void tn_httpapi_stop(tn_httpapi *a); /* accepts NULL */
 
+/* The i-th route of the table (method and path pattern, "/api/v1/instances/{id}"); false
+ * past the last. For the test that holds the OpenAPI document true to the table. */
+bool tn_httpapi_route(size_t i, const char **method, const char **path);
+
 /* The OpenAPI document served at /api/v1/openapi.json (compiled in). */
 extern const char tn_openapi_json[];
 
