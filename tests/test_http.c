@@ -565,7 +565,7 @@ static int https_get(const char *pki, const char *path, const char *token, const
     }
     cr_assert_eq(nng_http_res_alloc(&res), 0);
     cr_assert_eq(nng_aio_alloc(&aio, NULL, NULL), 0);
-    nng_aio_set_timeout(aio, 20000);
+    nng_aio_set_timeout(aio, 5000);
     nng_http_client_transact(cli, req, res, aio);
     nng_aio_wait(aio);
     int st = nng_aio_result(aio) ? -1 : nng_http_res_get_status(res);
@@ -575,6 +575,18 @@ static int https_get(const char *pki, const char *path, const char *token, const
     nng_tls_config_free(cfg);
     nng_http_client_free(cli);
     nng_url_free(u);
+    return st;
+}
+
+/* nng 1.5.2's TLS client against an nng TLS server now and then stalls or drops a
+ * connection (about 2 in 100 here, against a bare nng static-file server too; curl
+ * against tern's: none in hundreds): a request that must get an answer is tried up to
+ * three times. One that must be refused (-1) is not retried: a status would fail it. */
+static int https_answer(const char *pki, const char *path, const char *token, const char *name)
+{
+    int st = -1;
+    for (int i = 0; i < 3 && st < 0; i++)
+        st = https_get(pki, path, token, name);
     return st;
 }
 
@@ -618,8 +630,8 @@ static void stop_https(void)
 Test(https, a_token_over_tls, .timeout = 120)
 {
     start_https(false);
-    cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, NULL), 200);
-    cr_assert_eq(https_get(PKI, "/api/v1/instances", NULL, NULL), 401);
+    cr_assert_eq(https_answer(PKI, "/api/v1/instances", E.viewer, NULL), 200);
+    cr_assert_eq(https_answer(PKI, "/api/v1/instances", NULL, NULL), 401);
     /* plain http to the https port is no HTTP exchange */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port)};
@@ -639,9 +651,9 @@ Test(https, a_client_certificate_required, .timeout = 120)
     start_https(true);
     cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, NULL), -1,
                  "a client without a certificate got through");
-    cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, "alice"), 200);
+    cr_assert_eq(https_answer(PKI, "/api/v1/instances", E.viewer, "alice"), 200);
     /* the certificate is a second factor: the token is still what names the caller */
-    cr_assert_eq(https_get(PKI, "/api/v1/instances", NULL, "alice"), 401);
+    cr_assert_eq(https_answer(PKI, "/api/v1/instances", NULL, "alice"), 401);
     stop_https();
 }
 
