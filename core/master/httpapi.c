@@ -76,11 +76,21 @@ static void error(tn_http_rep *rep, int status, const char *fmt, ...)
     rep->body = (tn_sb){0};
     rep->status = status;
     rep->ctype = "application/json";
-    tn_sb_printf(&rep->body,
-                 "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":", code_name(status),
-                 status);
-    tn_sb_json(&rep->body, msg, strlen(msg));
-    tn_sb_printf(&rep->body, "}}");
+    /* jansson refuses a message that is not UTF-8 (a peer's bytes in it): then it is
+     * escaped byte by byte as the control server's JSON is */
+    json_t *j = json_pack("{s:{s:s,s:i,s:s}}", "error", "code", code_name(status), "status",
+                          status, "message", msg);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text) {
+        tn_sb_printf(&rep->body, "%s", text);
+    } else {
+        tn_sb_printf(&rep->body, "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":",
+                     code_name(status), status);
+        tn_sb_json(&rep->body, msg, strlen(msg));
+        tn_sb_printf(&rep->body, "}}");
+    }
+    free(text);
+    json_decref(j);
 }
 
 /* The HTTP status of a failed control request. */
