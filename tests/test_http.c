@@ -620,14 +620,18 @@ static void start_https(bool ca)
     cr_assert_eq(tn_token_add(data, "view", TN_ROLE_VIEWER, E.viewer, &m), TN_OK, "%s", m.text);
 }
 
+/* The fini of the https tests: also after a failed assertion. */
 static void stop_https(void)
 {
     tn_standalone_stop(E.s);
-    tu_rm_rf(E.dir);
+    E.s = NULL;
+    if (E.dir)
+        tu_rm_rf(E.dir);
     free(E.dir);
+    E.dir = NULL;
 }
 
-Test(https, a_token_over_tls, .timeout = 120)
+Test(https, a_token_over_tls, .fini = stop_https, .timeout = 120)
 {
     start_https(false);
     cr_assert_eq(https_answer(PKI, "/api/v1/instances", E.viewer, NULL), 200);
@@ -643,10 +647,9 @@ Test(https, a_token_over_tls, .timeout = 120)
     (void)!read(fd, buf, sizeof(buf) - 1);
     cr_assert(strncmp(buf, "HTTP/1.1", 8) != 0, "plain http answered: %s", buf);
     close(fd);
-    stop_https();
 }
 
-Test(https, a_client_certificate_required, .timeout = 120)
+Test(https, a_client_certificate_required, .fini = stop_https, .timeout = 120)
 {
     start_https(true);
     cr_assert_eq(https_get(PKI, "/api/v1/instances", E.viewer, NULL), -1,
@@ -654,7 +657,6 @@ Test(https, a_client_certificate_required, .timeout = 120)
     cr_assert_eq(https_answer(PKI, "/api/v1/instances", E.viewer, "alice"), 200);
     /* the certificate is a second factor: the token is still what names the caller */
     cr_assert_eq(https_answer(PKI, "/api/v1/instances", NULL, "alice"), 401);
-    stop_https();
 }
 
 /* ------------------------------------------------------------------------------ */
