@@ -1,6 +1,7 @@
 /* Helpers every `tern` command shares: errors on stderr, JSON strings, numbers, the
  * store opened read-only. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,4 +134,25 @@ void tn_cli_time_ns(int64_t ns, char *buf, size_t len)
     tn_fmt_time(ns - frac, ts, sizeof(ts));
     ts[19] = 0; /* YYYY-MM-DDTHH:MM:SS */
     snprintf(buf, len, "%s.%09" PRId64 "Z", ts, frac);
+}
+
+void tn_cli_http_note(const char *cmd, const char *addr, bool tls, int port)
+{
+    if (!addr || !port)
+        return;
+    const char *colon = strrchr(addr, ':');
+    int hl = colon ? (int)(colon - addr) : 0;
+    fprintf(stderr, "tern %s: http API on %s://%.*s:%d/api/v1/ (metrics at /metrics)\n", cmd,
+            tls ? "https" : "http", hl, addr, port);
+}
+
+int tn_cli_http_check(const char *cmd, const char *opt, const char *addr)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!addr || (colon && colon > addr && colon[1] &&
+                  strspn(colon + 1, "0123456789") == strlen(colon + 1)))
+        return 0;
+    return tn_cli_usage(cmd,
+                        "%s \"%s\": give HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free one)",
+                        opt, addr);
 }

@@ -152,6 +152,34 @@ int tn_daemon_alerts(const char *cmd, const char *webhook, const char *command, 
  * (returns 2) naming the bad one and why, else 0. */
 int tn_daemon_check_kill_hooks(const char *cmd, const tn_opt_list *hooks);
 
+/* The HTTP API and /metrics of the master and the standalone (docs/API.md): T has
+ * http, http_cert, http_key, http_ca. */
+#define TN_DAEMON_HTTP_OPTS(T)                                                            \
+    {"http",                                                                              \
+     0,                                                                                   \
+     TN_OPT_STR,                                                                          \
+     offsetof(T, http),                                                                   \
+     "ADDR:PORT",                                                                         \
+     .help = "serve the HTTP API and /metrics here (default: off; port 0: any free one)", \
+     TN_OPT_CFG},                                                                         \
+        {"http-cert", 0,                                                                  \
+         TN_OPT_STR,  offsetof(T, http_cert),                                             \
+         "F",         .help = "serve https with this certificate (PEM) and --http-key",   \
+         TN_OPT_CFG},                                                                     \
+        {"http-key", 0,                                                                   \
+         TN_OPT_STR, offsetof(T, http_key),                                               \
+         "F",        .help = "the https certificate's private key (PEM)",                 \
+         TN_OPT_CFG},                                                                     \
+    {                                                                                     \
+        "http-ca", 0, TN_OPT_STR, offsetof(T, http_ca), "F",                              \
+            .help = "https: require a client certificate this CA signed", TN_OPT_CFG      \
+    }
+
+/* A usage error (2) unless addr (when given) is HOST:PORT. */
+int tn_cli_http_check(const char *cmd, const char *opt, const char *addr);
+/* Say where the HTTP API listens (the port the kernel chose for port 0), on stderr. */
+void tn_cli_http_note(const char *cmd, const char *addr, bool tls, int port);
+
 /* ---- the control client (client.c) ------------------------------------------------- */
 
 struct tn_ctl_req;

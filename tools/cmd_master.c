@@ -7,6 +7,7 @@
 typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
+    const char *http, *http_cert, *http_key, *http_ca;
     uint64_t hb_timeout, map_max;
     uint32_t max_workers;
     bool insecure, check_config;
@@ -33,6 +34,7 @@ static const tn_opt master_table[] = {
     TN_DAEMON_TLS_OPTS(master_opts),
     TN_DAEMON_INSECURE_OPT(master_opts),
     TN_DAEMON_ALERT_OPTS(master_opts),
+    TN_DAEMON_HTTP_OPTS(master_opts),
     {"max-workers", 0, TN_OPT_U32, offsetof(master_opts, max_workers), "N",
      .help = "workers known at once; more are refused (default 1024)", TN_OPT_CFG, 1, 1000000},
     {"map-max", 0, TN_OPT_SIZE, offsetof(master_opts, map_max), "BYTES",
@@ -64,7 +66,7 @@ static int run(const master_opts *o)
         return tn_cli_usage("master", "--selector is random, round_robin or lower_weight");
     const char *urls[] = {o->listen};
     int urc = tn_daemon_check_urls("master", o->insecure, urls, 1);
-    if (urc)
+    if (urc || (urc = tn_cli_http_check("master", "--http", o->http)))
         return urc;
     tn_def_alert alerts[2];
     uint32_t nalerts = 0;
@@ -87,11 +89,16 @@ static int run(const master_opts *o)
                          .selector = (tn_selector)sel,
                          .max_workers = o->max_workers,
                          .insecure = o->insecure,
-                         .log = {.map_max = o->map_max}};
+                         .log = {.map_max = o->map_max},
+                         .http_addr = o->http,
+                         .http_cert = o->http_cert,
+                         .http_key = o->http_key,
+                         .http_ca = o->http_ca};
     tn_master *m;
     tn_errmsg em = {{0}};
     if (tn_master_start(&mo, &m, &em))
         return tn_cli_fail("master", "%s", em.text);
+    tn_cli_http_note("master", o->http, o->http_cert != NULL, tn_master_http_port(m));
     tn_cli_wait_signal(set);
     tn_master_stop(m);
     return 0;

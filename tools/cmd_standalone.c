@@ -7,6 +7,7 @@
 
 typedef struct standalone_opts {
     const char *data, *config;
+    const char *http, *http_cert, *http_key, *http_ca, *metrics;
     uint32_t slots, pids_max;
     uint64_t log_retention, log_max_bytes;
     bool no_cgroup;
@@ -42,6 +43,9 @@ static const tn_opt standalone_table[] = {
      TN_OPT_CFG, 1, 0},
     TN_DAEMON_ALERT_OPTS(standalone_opts),
     TN_KILL_HOOK_OPTS(standalone_opts),
+    TN_DAEMON_HTTP_OPTS(standalone_opts),
+    {"metrics", 0, TN_OPT_STR, offsetof(standalone_opts, metrics), "ADDR:PORT",
+     .help = "serve the worker's /metrics here (default: off)", TN_OPT_CFG},
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -67,6 +71,9 @@ static int run(const standalone_opts *o)
     urc = tn_daemon_check_kill_hooks("standalone", &o->kill_hook);
     if (urc)
         return urc;
+    urc = tn_cli_http_check("standalone", "--http", o->http);
+    if (urc || (urc = tn_cli_http_check("standalone", "--metrics", o->metrics)))
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};
@@ -83,9 +90,16 @@ static int run(const standalone_opts *o)
                              .allow_alert_commands = o->allow_alert_commands,
                              .kill_hooks = o->kill_hook.v,
                              .nkill_hooks = o->kill_hook.n,
-                             .kill_hook_timeout_ms = o->kill_hook_timeout};
+                             .kill_hook_timeout_ms = o->kill_hook_timeout,
+                             .http_addr = o->http,
+                             .http_cert = o->http_cert,
+                             .http_key = o->http_key,
+                             .http_ca = o->http_ca,
+                             .metrics_addr = o->metrics};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
+    tn_cli_http_note("standalone", o->http, o->http_cert != NULL,
+                     tn_master_http_port(tn_standalone_master(s)));
     /* the commands exactly as they work from here: --data only when not the default */
     char flag[4200] = "";
     if (strcmp(o->data, TN_DEFAULT_DATA) != 0 && strcmp(o->data, "tern-data") != 0)

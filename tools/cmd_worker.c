@@ -8,7 +8,7 @@
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
-    const char *tls_cert, *tls_key, *tls_ca, *master_name;
+    const char *tls_cert, *tls_key, *tls_ca, *master_name, *metrics;
     uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes, kill_hook_timeout;
     uint32_t slots, max_load, pids_max;
     bool no_cgroup, insecure, check_config;
@@ -63,6 +63,8 @@ static const tn_opt worker_table[] = {
      .help = "contain tasks by session and /proc walk, even where cgroups are delegated",
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(worker_opts),
+    {"metrics", 0, TN_OPT_STR, offsetof(worker_opts, metrics), "ADDR:PORT",
+     .help = "serve Prometheus /metrics here (default: off; port 0: any free one)", TN_OPT_CFG},
     TN_DAEMON_INSECURE_OPT(worker_opts),
     {"master-name", 0, TN_OPT_STR, offsetof(worker_opts, master_name), "CN",
      .help = "take work only from the master whose certificate has this CN (default: any "
@@ -107,7 +109,7 @@ static int run(const worker_opts *o)
     int urc = tn_daemon_check_urls("worker", o->insecure, urls, 2);
     if (!urc)
         urc = tn_daemon_check_kill_hooks("worker", &o->kill_hook);
-    if (urc)
+    if (urc || (urc = tn_cli_http_check("worker", "--metrics", o->metrics)))
         return urc;
     sigset_t set = tn_cli_block_signals();
     tn_worker_opts wo = {.data_dir = o->data,
@@ -133,11 +135,15 @@ static int run(const worker_opts *o)
                          .log_max_bytes = o->log_max_bytes,
                          .kill_hooks = o->kill_hook.v,
                          .nkill_hooks = o->kill_hook.n,
-                         .kill_hook_timeout_ms = o->kill_hook_timeout};
+                         .kill_hook_timeout_ms = o->kill_hook_timeout,
+                         .metrics_addr = o->metrics};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))
         return tn_cli_fail("worker", "%s", em.text);
+    if (o->metrics)
+        fprintf(stderr, "tern worker: metrics on port %d (/metrics)\n",
+                tn_worker_metrics_port(w));
     tn_cli_wait_signal(set);
     tn_worker_stop(w);
     return 0;

@@ -47,6 +47,11 @@ const char *const tn_daemon_cfg_keys[] = {"data",
                                           "allow-alert-commands",
                                           "kill-hook-timeout",
                                           "kill-hook",
+                                          "http",
+                                          "http-cert",
+                                          "http-key",
+                                          "http-ca",
+                                          "metrics",
                                           NULL};
 
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n)

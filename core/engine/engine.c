@@ -289,7 +289,8 @@ static tn_err emit(tn_engine *e, tn_event *ev)
         return err;
     }
     e->stats.events++;
-    if (e->obs_fn && tn_grow((void **)&e->obs, &e->capobs, e->nobs + 1, sizeof(*e->obs)))
+    /* kept for the observer and the metrics, folded in when the batch commits */
+    if (tn_grow((void **)&e->obs, &e->capobs, e->nobs + 1, sizeof(*e->obs)))
         e->obs[e->nobs++] = (tn_engine_event){ev->seq,     ev->wf,    ev->task, ev->at,
                                               ev->machine, ev->event, ev->from, ev->to};
     return TN_OK;
@@ -859,6 +860,12 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
              opts->master_id ? opts->master_id : "local");
     e->virtual_clock = opts->virtual_clock;
     e->vnow = opts->start_ns ? opts->start_ns : tn_now_ns();
+    static const double secs[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05,   0.1,    0.25,  0.5,    1,     2.5,  10};
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+    tn_prom_hist_init(&e->metrics.commit_seconds, secs, TN_ARRAY_LEN(secs));
+    tn_prom_hist_init(&e->metrics.dispatch_seconds, secs, TN_ARRAY_LEN(secs));
+    tn_prom_hist_init(&e->metrics.batch_events, sizes, TN_ARRAY_LEN(sizes));
     e->max_batch = opts->max_batch ? opts->max_batch : 4096;
     tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
     if (err)
@@ -1853,6 +1860,47 @@ static void schedule_touched(tn_engine *e)
     }
 }
 
+/* The committed batch's events into the metrics. */
+static void fold_metrics(tn_engine *e)
+{
+    tn_engine_metrics *m = &e->metrics;
+    if (e->nobs)
+        tn_prom_hist_observe(&m->batch_events, (double)e->nobs);
+    for (size_t i = 0; i < e->nobs; i++) {
+        const tn_engine_event *ev = &e->obs[i];
+        if (ev->machine > TN_MACHINE_MAX)
+            continue;
+        if (ev->event < TN_ENGINE_METRIC_EVENTS)
+            m->transitions[ev->machine][ev->event]++;
+        if (ev->from != ev->to && ev->to < TN_ENGINE_METRIC_STATES &&
+            ev->from < TN_ENGINE_METRIC_STATES) {
+            m->states[ev->machine][ev->to]++;
+            if (ev->from != TN_SM_NEW)
+                m->states[ev->machine][ev->from]--;
+        }
+    }
+}
+
+void tn_engine_metrics_get(tn_engine *e, tn_engine_metrics *out)
+{
+    *out = e->metrics;
+    out->queue_depth = 0;
+    for (const lane *l = e->lanes; l; l = l->next)
+        out->queue_depth += l->n;
+    out->group_waits = 0;
+    for (tgroup *g = e->groups; g; g = g->next)
+        out->group_waits += g->nwait;
+}
+
+void tn_engine_each_waiting(tn_engine *e, void (*fn)(void *ctx, const char *why), void *ctx)
+{
+    for (size_t i = 0; i < e->tasks.cap; i++) {
+        task_run *t = e->tasks.slots[i].key ? e->tasks.slots[i].val : NULL;
+        if (t && t->state == TN_TASK_S_SUBMITTED_SUCCESS && !(t->flags & TF_SENT))
+            fn(ctx, t->why ? t->why : "");
+    }
+}
+
 /* One group commit of the batch; on success its effects are released, on failure the
  * batch is dropped (its commands fail, its instances are reloaded). */
 static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
@@ -1860,10 +1908,13 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
     tn_err err = TN_OK;
     bool committed = false;
     if (tn_evlog_pending(e->log)) {
+        int64_t t0 = tn_mono_ns();
         err = tn_evlog_commit(e->log, &e->msg);
         committed = !err;
-        if (!err)
+        if (!err) {
             e->stats.commits++;
+            tn_prom_hist_observe(&e->metrics.commit_seconds, (double)(tn_mono_ns() - t0) / 1e9);
+        }
     }
     if (err) {
         e->refuse = err == TN_ERR_FULL;
@@ -1885,6 +1936,7 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
         if (committed)
             tn_log_every_reset(&e->commit_log);
         release_effects(e);
+        fold_metrics(e);
         if (e->obs_fn && e->nobs)
             e->obs_fn(e->obs_arg, e->obs, e->nobs);
     }

@@ -23,6 +23,8 @@
 #include "evlog.h"
 #include "executor.h"
 #include "schedule.h"
+#include "prom.h"
+#include "sm.h"
 
 typedef enum tn_start_mode {
     TN_MODE_ALL = 0,   /* the whole DAG */
@@ -185,6 +187,26 @@ typedef struct tn_engine_stats {
     uint64_t def_decodes; /* definitions decoded from the store (the cache's misses) */
 } tn_engine_stats;
 void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out);
+
+/* For /metrics: what the engine committed since it opened, kept by the engine thread.
+ * Read it there (a tn_engine_request): another thread gets a copy, never the live one. */
+#define TN_ENGINE_METRIC_STATES 64
+#define TN_ENGINE_METRIC_EVENTS 32
+typedef struct tn_engine_metrics {
+    uint64_t transitions[TN_MACHINE_MAX + 1][TN_ENGINE_METRIC_EVENTS]; /* machine, event */
+    /* entries minus exits of each state, by machine (NEW not counted): added to the
+     * store's counts at open, the instances in each state now */
+    int64_t states[TN_MACHINE_MAX + 1][TN_ENGINE_METRIC_STATES];
+    tn_prom_hist commit_seconds;   /* one group commit (the store's write and sync) */
+    tn_prom_hist batch_events;     /* events per group commit */
+    tn_prom_hist dispatch_seconds; /* a task's queued -> dispatched (placed on a worker) */
+    uint64_t queue_depth;          /* entries in the dispatch queue */
+    uint64_t group_waits;          /* tasks waiting for a task-group slot */
+} tn_engine_metrics;
+void tn_engine_metrics_get(tn_engine *e, tn_engine_metrics *out);
+/* Each live task that waits for dispatch, with why ("" when not tried yet). Engine
+ * thread only. */
+void tn_engine_each_waiting(tn_engine *e, void (*fn)(void *ctx, const char *why), void *ctx);
 
 /* Why live task `task` waits for dispatch; "" when it does not (or is not live). The
  * string lives until the engine's next step. */

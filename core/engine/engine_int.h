@@ -226,9 +226,10 @@ struct tn_engine {
 
     tn_errmsg msg;
     tn_engine_stats stats;
-    const char *cur_actor;   /* actor of the events being emitted */
-    bool refuse;             /* the store is full: new work is refused */
-    tn_log_every commit_log; /* a failing commit repeats every step: log it per interval */
+    tn_engine_metrics metrics; /* folded from each committed batch (obs) */
+    const char *cur_actor;     /* actor of the events being emitted */
+    bool refuse;               /* the store is full: new work is refused */
+    tn_log_every commit_log;   /* a failing commit repeats every step: log it per interval */
 };
 
 /* engine.c */

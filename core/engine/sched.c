@@ -962,8 +962,13 @@ tn_err sched_dispatch(tn_engine *e)
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, w->id, t->id);
         tn_event_set_str(&ev, "worker", worker);
         tn_event_set_int(&ev, "attempt", t->attempt);
-        if (!(err = eng_emit_task(e, t, 0, &ev)))
+        int64_t queued = t->queued_at;
+        if (!(err = eng_emit_task(e, t, 0, &ev))) {
             eng_fx(e, FX_DISPATCH, t);
+            if (queued > 0 && ev.at >= queued)
+                tn_prom_hist_observe(&e->metrics.dispatch_seconds,
+                                     (double)(ev.at - queued) / 1e9);
+        }
     }
     /* what could not be placed goes back to the queue for the next step */
     for (size_t i = 0; i < e->nlater; i++)

@@ -313,3 +313,29 @@ tn_err tn_log_wf_iter_next(tn_log_wf_iter *it, tn_wf_proj *out)
     it->positioned = true;
     return wf_at(e, &k, &v, out);
 }
+
+/* Every committed instance's state, counted (for gauges at a daemon's start). */
+tn_err tn_log_state_counts(tn_store *s, uint64_t *wf, uint64_t *task, size_t nstates)
+{
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(s, &t);
+    if (e)
+        return e;
+    for (int db = 0; db < 2 && !e; db++) {
+        tn_cursor *c;
+        if ((e = tn_cursor_open(t, db ? TN_DB_TASKS : TN_DB_WF, &c)))
+            break;
+        tn_val k, v;
+        for (tn_err r = tn_cursor_first(c, &k, &v); r == TN_OK; r = tn_cursor_next(c, &k, &v)) {
+            tn_wf_proj w;
+            tn_task_proj p;
+            if (!db && tn_proj_wf_decode(v.data, v.len, &w) == TN_OK && w.state < nstates)
+                wf[w.state]++;
+            else if (db && tn_proj_task_decode(v.data, v.len, &p) == TN_OK && p.state < nstates)
+                task[p.state]++;
+        }
+        tn_cursor_close(c);
+    }
+    tn_store_read_end(t);
+    return e;
+}

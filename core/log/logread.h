@@ -76,6 +76,9 @@ tn_err tn_log_def_each(tn_store *s, tn_log_def_fn fn, void *ctx, int *fn_ret);
  * TN_ERR_CORRUPT if it does not decode. */
 tn_err tn_log_wf_get(tn_store *s, uint64_t id, tn_wf_proj *out);
 tn_err tn_log_task_get(tn_store *s, uint64_t id, tn_task_proj *out);
+/* Committed instances by state: wf[state]++ and task[state]++ for every projection whose
+ * state is below nstates (both arrays of nstates, zeroed by the caller). */
+tn_err tn_log_state_counts(tn_store *s, uint64_t *wf, uint64_t *task, size_t nstates);
 
 /* An iterator over the committed workflow projections in id order, inside one
  * read-only transaction (a consistent snapshot). Thread rule: see the top. */

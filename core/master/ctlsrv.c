@@ -22,14 +22,7 @@
 #include "util.h"
 #include "sm_gen.h"
 
-typedef struct out {
-    tn_sb text, json;
-    int code;
-    bool ok;
-    tn_str url;
-    char urlbuf[512];
-    const char *actor; /* the authenticated identity: what the log records */
-} out;
+typedef tn_ctl_result out;
 
 static void fail(out *o, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(out *o, int code, const char *fmt, ...)
@@ -41,6 +34,8 @@ static void fail(out *o, int code, const char *fmt, ...)
     va_end(ap);
     o->ok = false;
     o->code = code;
+    if (!o->err) /* a caller that knows the kind sets it first */
+        o->err = code == 2 ? TN_ERR_INVAL : TN_ERR_INTERNAL;
     free(o->text.s);
     o->text = (tn_sb){0};
     tn_sb_printf(&o->text, "%s", buf);
@@ -55,7 +50,8 @@ static char *cstr(tn_str s)
 {
     char *c = malloc(s.len + 1);
     if (c) {
-        memcpy(c, s.p, s.len);
+        if (s.len) /* an absent field (an HTTP request's) has no pointer */
+            memcpy(c, s.p, s.len);
         c[s.len] = 0;
     }
     return c;
@@ -78,6 +74,7 @@ static void run_cmd(tn_ctlsrv *s, tn_cmd *c, const tn_ctl_req *r, out *o, const 
 {
     c->actor = o->actor;
     if (tn_engine_submit_wait(s->engine, c) != TN_OK) {
+        o->err = c->err;
         fail(o, 1, "%s", c->msg);
         return;
     }
@@ -95,6 +92,7 @@ static void h_apply(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
                 .def_len = r->bytes.len,
                 .actor = o->actor};
     if (tn_engine_submit_wait(s->engine, &c) != TN_OK) {
+        o->err = c.err;
         fail(o, 1, "%.*s: %s", (int)r->file.len, r->file.p, c.msg);
         return;
     }
@@ -197,28 +195,90 @@ static void json_time(tn_sb *j, const char *key, int64_t ns)
     tn_sb_printf(j, ",\"%s\":\"%s.%09" PRId64 "Z\"", key, ts, frac < 0 ? 0 : frac);
 }
 
+/* The state filter of ls: -1 for none, -2 (o filled) for an unknown one. */
+static int ls_state(const tn_ctl_req *r, out *o)
+{
+    if (!r->state.len)
+        return -1;
+    char st[40];
+    snprintf(st, sizeof(st), "%.*s", (int)r->state.len, r->state.p);
+    for (char *p = st; *p; p++)
+        *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    int want = tn_sm_state_id(&tn_sm_workflow, st);
+    if (want >= 0)
+        return want;
+    char all[600] = "";
+    for (unsigned i = 1; i < tn_sm_workflow.nstates; i++) /* 0 is NEW: never listed */
+        snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i > 1 ? ", " : "",
+                 wsn(i));
+    fail(o, 2, "unknown workflow state \"%.*s\" (one of: %s)", (int)r->state.len, r->state.p,
+         all);
+    return -2;
+}
+
+static bool ls_match(const tn_ctl_req *r, int want, const tn_wf_proj *p)
+{
+    return (want < 0 || p->state == want) && (!r->name.len || tn_str_eq(r->name, p->name));
+}
+
+static void ls_row(out *o, const tn_wf_proj *p, bool first)
+{
+    char ts[40] = "-", d[32];
+    if (p->started_at)
+        tn_fmt_time(p->started_at, ts, sizeof(ts));
+    tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
+                    sizeof(d));
+    tn_sb_printf(&o->text, "%-8" PRIu64 " %-24s %-18s %4u %-24s %10s\n", p->id, p->name,
+                 wsn(p->state), p->run, ts, d);
+    tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", first ? "" : ",", p->id);
+    tn_sb_json(&o->json, p->name, strlen(p->name));
+    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u,\"version\":%u,\"parent\":%" PRIu64,
+                 wsn(p->state), p->run, p->version, p->parent_wf);
+    json_time(&o->json, "created_at", p->created_at);
+    json_time(&o->json, "started_at", p->started_at);
+    json_time(&o->json, "ended_at", p->ended_at);
+    tn_sb_printf(&o->json, "}");
+}
+
+/* A page: {"instances":[...],"next_after":ID|null}, ids ascending after r->offset. */
+static void ls_page(tn_log_wf_iter *it, const tn_ctl_req *r, int want, out *o)
+{
+    uint64_t limit = (uint64_t)r->slots, n = 0, last = 0;
+    bool more = false;
+    tn_wf_proj wp;
+    tn_sb_printf(&o->json, "{\"instances\":[");
+    for (tn_err e = tn_log_wf_iter_seek(it, r->offset + 1, &wp);
+         e == TN_OK || e == TN_ERR_CORRUPT; e = tn_log_wf_iter_next(it, &wp)) {
+        if (e == TN_ERR_CORRUPT || !ls_match(r, want, &wp))
+            continue;
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        ls_row(o, &wp, n++ == 0);
+        last = wp.id;
+    }
+    if (more)
+        tn_sb_printf(&o->json, "],\"next_after\":%" PRIu64 "}", last);
+    else
+        tn_sb_printf(&o->json, "],\"next_after\":null}");
+}
+
 static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    int want = -1;
-    if (r->state.len) {
-        char st[40];
-        snprintf(st, sizeof(st), "%.*s", (int)r->state.len, r->state.p);
-        for (char *p = st; *p; p++)
-            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-        want = tn_sm_state_id(&tn_sm_workflow, st);
-        if (want < 0) {
-            char all[600] = "";
-            for (unsigned i = 1; i < tn_sm_workflow.nstates; i++) /* 0 is NEW: never listed */
-                snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
-                         i > 1 ? ", " : "", wsn(i));
-            fail(o, 2, "unknown workflow state \"%.*s\" (one of: %s)", (int)r->state.len,
-                 r->state.p, all);
-            return;
-        }
-    }
+    int want = ls_state(r, o);
+    if (want == -2)
+        return;
     tn_log_wf_iter *it;
     if (tn_log_wf_iter_open(store(s), &it)) {
         fail(o, 1, "cannot read the store");
+        return;
+    }
+    tn_sb_printf(&o->text, "%-8s %-24s %-18s %4s %-24s %10s\n", "ID", "WORKFLOW", "STATE",
+                 "RUN", "STARTED", "DURATION");
+    if (r->slots > 0) {
+        ls_page(it, r, want, o);
+        tn_log_wf_iter_close(it);
         return;
     }
     /* newest last on screen; at most 1000 rows: keep a ring of the newest */
@@ -229,34 +289,14 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     size_t n = 0;
     tn_wf_proj wp;
     for (tn_err e = tn_log_wf_iter_next(it, &wp); ring && (e == TN_OK || e == TN_ERR_CORRUPT);
-         e = tn_log_wf_iter_next(it, &wp)) {
-        if (e == TN_ERR_CORRUPT || (want >= 0 && wp.state != want))
-            continue;
-        ring[n++ % RING] = wp;
-    }
+         e = tn_log_wf_iter_next(it, &wp))
+        if (e == TN_OK && ls_match(r, want, &wp))
+            ring[n++ % RING] = wp;
     tn_log_wf_iter_close(it);
     size_t first = n > RING ? n - RING : 0;
-    tn_sb_printf(&o->text, "%-8s %-24s %-18s %4s %-24s %10s\n", "ID", "WORKFLOW", "STATE",
-                 "RUN", "STARTED", "DURATION");
     tn_sb_printf(&o->json, "[");
-    for (size_t i = first; ring && i < n; i++) {
-        tn_wf_proj *p = &ring[i % RING];
-        char ts[40] = "-", d[32];
-        if (p->started_at)
-            tn_fmt_time(p->started_at, ts, sizeof(ts));
-        tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
-                        sizeof(d));
-        tn_sb_printf(&o->text, "%-8" PRIu64 " %-24s %-18s %4u %-24s %10s\n", p->id, p->name,
-                     wsn(p->state), p->run, ts, d);
-        tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", i > first ? "," : "", p->id);
-        tn_sb_json(&o->json, p->name, strlen(p->name));
-        tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u,\"parent\":%" PRIu64,
-                     wsn(p->state), p->run, p->parent_wf);
-        json_time(&o->json, "created_at", p->created_at);
-        json_time(&o->json, "started_at", p->started_at);
-        json_time(&o->json, "ended_at", p->ended_at);
-        tn_sb_printf(&o->json, "}");
-    }
+    for (size_t i = first; ring && i < n; i++)
+        ls_row(o, &ring[i % RING], i == first);
     tn_sb_printf(&o->json, "]");
     free(ring);
 }
@@ -543,6 +583,7 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
     if (wf_get(s, r->id, &w) != TN_OK) {
+        o->err = TN_ERR_NOENT;
         collected_or_none(s, r->id, o);
         return;
     }
@@ -590,14 +631,17 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_task_proj p;
     if (task_get(s, r->id, &p) != TN_OK) {
+        o->err = TN_ERR_NOENT;
         fail(o, 1, "no task instance %" PRIu64 "; see `tern status WF_ID` for task ids", r->id);
         return;
     }
     if (!p.worker[0]) {
+        o->err = TN_ERR_NOENT;
         fail(o, 1, "task %" PRIu64 " (%s) never ran on a worker: it has no log", p.id, p.name);
         return;
     }
     if (!s->worker_ctl || !s->worker_ctl(s->arg, p.worker, o->urlbuf, sizeof(o->urlbuf))) {
+        o->err = TN_ERR_CLOSED;
         fail(o, 1,
              "task %" PRIu64 " ran on %s, which is not connected now: its log is on that "
              "worker's data directory",
@@ -609,7 +653,216 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_sb_printf(&o->json, "{\"task\":%" PRIu64 ",\"attempt\":%u,\"worker\":", p.id, p.attempt);
     tn_sb_json(&o->json, p.worker, strlen(p.worker));
     tn_sb_printf(&o->json, "}");
-    o->code = (int)p.attempt; /* the client asks the worker for this attempt's log */
+    o->attempt = p.attempt; /* the client asks the worker for this attempt's log */
+}
+
+/* ------------------------------------------------------------------------------ */
+/* reads for the HTTP API (what the CLI reads from the store itself) */
+
+static void task_json(tn_sb *j, const tn_task_proj *p)
+{
+    tn_sb_printf(j, "{\"id\":%" PRIu64 ",\"workflow_instance\":%" PRIu64 ",\"name\":", p->id,
+                 p->wf);
+    tn_sb_json(j, p->name, strlen(p->name));
+    tn_sb_printf(j, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p->state), p->attempt);
+    tn_sb_json(j, p->worker, strlen(p->worker));
+    tn_sb_printf(j, ",\"pid\":%" PRId64 ",\"exit_code\":%" PRId64 ",\"reason\":", p->pid,
+                 p->exit_code);
+    tn_sb_json(j, p->reason, strlen(p->reason));
+    json_time(j, "created_at", p->created_at);
+    json_time(j, "started_at", p->started_at);
+    json_time(j, "ended_at", p->ended_at);
+    tn_sb_printf(j, "}");
+}
+
+static void h_task(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    tn_task_proj p;
+    if (task_get(s, r->id, &p) != TN_OK) {
+        o->err = TN_ERR_NOENT;
+        fail(o, 1, "no task instance %" PRIu64 "; see `tern status WF_ID` for task ids", r->id);
+        return;
+    }
+    task_json(&o->json, &p);
+    tn_sb_printf(&o->text, "task %" PRIu64 " (%s): %s", p.id, p.name, tsn(p.state));
+}
+
+typedef struct def_rows {
+    tn_sb *j;
+    size_t n;
+    char prev[TN_DEF_MAX_NAME + 1];
+    uint32_t ver;
+} def_rows;
+
+static void def_row_flush(def_rows *x)
+{
+    if (!x->prev[0])
+        return;
+    tn_sb_printf(x->j, "%s{\"name\":", x->n++ ? "," : "");
+    tn_sb_json(x->j, x->prev, strlen(x->prev));
+    tn_sb_printf(x->j, ",\"latest\":%u}", x->ver);
+}
+
+/* Definitions come by name, then version ascending: a name's last row is its latest. */
+static int def_row(void *ctx, const char *name, uint32_t version, const void *b, size_t len)
+{
+    def_rows *x = ctx;
+    if (strlen(name) > TN_DEF_MAX_NAME)
+        return 0;
+    if (strcmp(x->prev, name) != 0) {
+        def_row_flush(x);
+        snprintf(x->prev, sizeof(x->prev), "%s", name);
+    }
+    x->ver = version;
+    return 0;
+}
+
+static void h_defs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    def_rows x = {.j = &o->json};
+    tn_sb_printf(&o->json, "[");
+    (void)tn_log_def_each(store(s), def_row, &x, NULL);
+    def_row_flush(&x);
+    tn_sb_printf(&o->json, "]");
+}
+
+/* One version (r->id; 0: the latest) as JSON, with its YAML and every version's number. */
+static void h_def(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    char name[TN_DEF_MAX_NAME + 1];
+    snprintf(name, sizeof(name), "%.*s", (int)r->name.len, r->name.p);
+    tn_buf b = {0};
+    uint32_t ver = (uint32_t)r->id;
+    tn_err e = r->id > UINT32_MAX ? TN_ERR_NOENT :
+               r->id              ? tn_log_def_get(store(s), name, ver, &b) :
+                                    tn_log_def_latest(store(s), name, &ver, &b);
+    tn_def *d = NULL;
+    tn_errmsg m = {{0}};
+    if (!e)
+        e = tn_def_decode(b.data, b.size, &d, &m);
+    tn_buf_free(&b);
+    char *yaml = NULL;
+    size_t ylen = 0;
+    if (e || tn_def_to_yaml(d, &yaml, &ylen) != TN_OK) {
+        tn_def_free(d);
+        o->err = e == TN_ERR_NOENT ? TN_ERR_NOENT : TN_ERR_CORRUPT;
+        fail(o, 1, "no workflow definition \"%s\"%s; list them with `tern def ls`", name,
+             r->id ? " of that version" : "");
+        return;
+    }
+    tn_sb_printf(&o->json, "{\"name\":");
+    tn_sb_json(&o->json, d->name, strlen(d->name));
+    tn_sb_printf(&o->json, ",\"version\":%u,\"tasks\":%u,\"yaml\":", ver, d->n_tasks);
+    tn_sb_json(&o->json, yaml, ylen);
+    tn_sb_printf(&o->json, ",\"versions\":[");
+    uint32_t latest = 0;
+    (void)tn_log_def_latest(store(s), name, &latest, NULL);
+    for (uint32_t v = 1; v <= latest && v <= 100000; v++)
+        tn_sb_printf(&o->json, "%s%u", v > 1 ? "," : "", v);
+    tn_sb_printf(&o->json, "]}");
+    tn_sb_printf(&o->text, "%s", yaml);
+    free(yaml);
+    tn_def_free(d);
+}
+
+static void attr_json(tn_sb *j, const tn_attr *a)
+{
+    if (a->type == TN_ATTR_INT) {
+        tn_sb_printf(j, "%" PRId64, a->i);
+    } else if (a->type == TN_ATTR_BIN) {
+        tn_kv *kv = NULL;
+        if (tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK)
+            tn_kv_json(j, kv);
+        else
+            tn_sb_printf(j, "{\"bytes\":%u}", a->s.len);
+        tn_kv_free(kv);
+    } else {
+        tn_sb_json(j, a->s.p, a->s.len);
+    }
+}
+
+typedef struct audit_rows {
+    tn_sb *j;
+    size_t n;
+} audit_rows;
+
+static int audit_row(void *ctx, const tn_event *ev)
+{
+    audit_rows *x = ctx;
+    const tn_sm *sm = tn_sm_get(ev->machine);
+    if (!sm)
+        return 0;
+    tn_sb_printf(x->j, "%s{\"seq\":%" PRIu64, x->n++ ? "," : "", ev->seq);
+    json_time(x->j, "at", ev->at);
+    tn_sb_printf(x->j, ",\"actor\":");
+    tn_sb_json(x->j, ev->actor.p, ev->actor.len);
+    tn_sb_printf(x->j,
+                 ",\"machine\":\"%s\",\"id\":%" PRIu64
+                 ",\"event\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"attrs\":{",
+                 sm->name, ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf,
+                 tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
+                 tn_sm_state_name(sm, ev->to));
+    for (uint32_t i = 0; i < ev->nattrs; i++) {
+        tn_sb_printf(x->j, "%s", i ? "," : "");
+        tn_sb_json(x->j, ev->attrs[i].key.p, ev->attrs[i].key.len);
+        tn_sb_printf(x->j, ":");
+        attr_json(x->j, &ev->attrs[i]);
+    }
+    tn_sb_printf(x->j, "}}");
+    return 0;
+}
+
+/* The instance's timeline, its tasks' events included (what `tern audit --json` shows). */
+static void h_audit(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    audit_rows x = {&o->json, 0};
+    int fr;
+    tn_sb_printf(&o->json, "[");
+    tn_err e = tn_replay_wf_events(store(s), r->id, audit_row, &x, &fr);
+    tn_sb_printf(&o->json, "]");
+    if (e) {
+        o->err = e == TN_ERR_NOENT ? TN_ERR_NOENT : e;
+        fail(o, 1, "workflow instance %" PRIu64 " has no events; list them with `tern ls`",
+             r->id);
+    }
+}
+
+typedef struct meta_rows {
+    tn_sb *j;
+    size_t n;
+    bool slots; /* task groups: the value is 8 bytes of slots; environments: text */
+} meta_rows;
+
+static int meta_row(void *ctx, const char *name, const void *val, size_t len)
+{
+    meta_rows *x = ctx;
+    tn_sb_printf(x->j, "%s{\"name\":", x->n++ ? "," : "");
+    tn_sb_json(x->j, name, strlen(name));
+    if (x->slots) {
+        tn_sb_printf(x->j, ",\"slots\":%" PRId64 "}",
+                     len == 8 ? (int64_t)tn_get_be64(val) : -1);
+    } else {
+        tn_sb_printf(x->j, ",\"text\":");
+        tn_sb_json(x->j, val, len);
+        tn_sb_printf(x->j, "}");
+    }
+    return 0;
+}
+
+static void h_taskgroups(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    meta_rows x = {&o->json, 0, true};
+    tn_sb_printf(&o->json, "[");
+    (void)tn_log_taskgroup_each(store(s), meta_row, &x);
+    tn_sb_printf(&o->json, "]");
+}
+
+static void h_envs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+{
+    meta_rows x = {&o->json, 0, false};
+    tn_sb_printf(&o->json, "[");
+    (void)tn_log_env_each(store(s), meta_row, &x);
+    tn_sb_printf(&o->json, "]");
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -722,18 +975,39 @@ bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *
 }
 
 /* Refuse, and say so in the log with the peer's strings escaped. */
-static void refuse(const tn_rpc_peer *p, const tn_ctl_req *r, const char *actor, out *o,
-                   const char *why)
+static void refuse(const char *scheme, const char *peer, int64_t uid, const tn_ctl_req *r,
+                   const char *actor, out *o, const char *why)
 {
     char cmd[80], addr[80], w[800];
     tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
-    tn_ctl_escape(p->addr, strlen(p->addr), addr, sizeof(addr));
+    tn_ctl_escape(peer, strlen(peer), addr, sizeof(addr));
     tn_ctl_escape(why, strlen(why), w, sizeof(w));
     tn_warn("ctl",
             "msg=\"request refused\" cmd=\"%s\" actor=\"%s\" scheme=%s peer=\"%s\" uid=%" PRId64
             " why=\"%s\"",
-            cmd, actor, scheme_name(p->kind), addr, p->uid, w);
+            cmd, actor, scheme, addr, uid, w);
+    o->err = TN_ERR_PERM;
     fail(o, 1, "%s", why);
+}
+
+bool tn_ctlsrv_permit(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r,
+                      const char *scheme, const char *peer, tn_ctl_result *o)
+{
+    (void)s;
+    tn_role need = tn_ctlsrv_role_needed(r->cmd);
+    char cmd[40];
+    tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
+    if (id->role < need) {
+        char why[300];
+        snprintf(why, sizeof(why), "permission denied: %s cannot %s; ask an %s", id->what, cmd,
+                 tn_role_name(need));
+        refuse(scheme, peer, -1, r, id->actor, o, why);
+        return false;
+    }
+    if (need > TN_ROLE_VIEWER)
+        tn_info("ctl", "msg=\"request\" cmd=\"%s\" actor=\"%s\" scheme=%s id=%" PRIu64, cmd,
+                id->actor, scheme, r->id);
+    return true;
 }
 
 /* Authenticate r and check its role; false (o filled) when refused. */
@@ -742,67 +1016,79 @@ static bool allowed(tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r, tn_
 {
     char why[600];
     if (!tn_ctlsrv_auth(s, p, r, id, why, sizeof(why))) {
-        refuse(p, r, "-", o, why);
+        refuse(scheme_name(p->kind), p->addr, p->uid, r, "-", o, why);
         return false;
     }
-    tn_role need = tn_ctlsrv_role_needed(r->cmd);
-    if (id->role < need) {
-        char cmd[40];
-        tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
-        snprintf(why, sizeof(why), "permission denied: %s cannot %s; ask an %s", id->what, cmd,
-                 tn_role_name(need));
-        refuse(p, r, id->actor, o, why);
-        return false;
-    }
-    o->actor = id->actor;
-    if (need > TN_ROLE_VIEWER) {
-        char cmd[40];
-        tn_ctl_escape(r->cmd.p, r->cmd.len, cmd, sizeof(cmd));
-        tn_info("ctl", "msg=\"request\" cmd=\"%s\" actor=\"%s\" scheme=%s id=%" PRIu64, cmd,
-                id->actor, scheme_name(p->kind), r->id);
-    }
-    return true;
+    return tn_ctlsrv_permit(s, id, r, scheme_name(p->kind), p->addr, o);
 }
 
-/* The command of an authenticated request. */
-static void dispatch(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
+typedef struct route {
+    const char *cmd;
+    void (*fn)(tn_ctlsrv *s, const tn_ctl_req *r, out *o);
+    tn_cmd_kind kind; /* h_simple and h_named: the engine command */
+} route;
+
+static void h_workers(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    if (tn_str_eq(r->cmd, "apply")) {
-        h_apply(s, r, o);
-    } else if (tn_str_eq(r->cmd, "start")) {
-        h_start(s, r, o);
-    } else if (tn_str_eq(r->cmd, "pause")) {
-        h_simple(s, TN_CMD_PAUSE, r, o);
-    } else if (tn_str_eq(r->cmd, "resume")) {
-        h_simple(s, TN_CMD_RESUME, r, o);
-    } else if (tn_str_eq(r->cmd, "stop")) {
-        h_simple(s, TN_CMD_STOP, r, o);
-    } else if (tn_str_eq(r->cmd, "rerun")) {
-        h_simple(s, TN_CMD_RERUN, r, o);
-    } else if (tn_str_eq(r->cmd, "recover")) {
-        h_simple(s, TN_CMD_RECOVER, r, o);
-    } else if (tn_str_eq(r->cmd, "kill")) {
-        h_simple(s, TN_CMD_KILL_TASK, r, o);
-    } else if (tn_str_eq(r->cmd, "force-success")) {
-        h_simple(s, TN_CMD_FORCE_SUCCESS, r, o);
-    } else if (tn_str_eq(r->cmd, "taskgroup")) {
-        h_named(s, TN_CMD_TASKGROUP_SET, r, o);
-    } else if (tn_str_eq(r->cmd, "env")) {
-        h_named(s, TN_CMD_ENV_SET, r, o);
-    } else if (tn_str_eq(r->cmd, "ls")) {
-        h_ls(s, r, o);
-    } else if (tn_str_eq(r->cmd, "status")) {
-        h_status(s, r, o);
-    } else if (tn_str_eq(r->cmd, "logs")) {
-        h_logs(s, r, o);
-    } else if (tn_str_eq(r->cmd, "workers")) {
-        if (s->workers)
-            s->workers(s->arg, &o->text, &o->json);
-        else
-            tn_sb_printf(&o->json, "[]");
-    } else {
-        fail(o, 2, "unknown command \"%.*s\"", (int)r->cmd.len, r->cmd.p);
+    if (s->workers)
+        s->workers(s->arg, &o->text, &o->json);
+    else
+        tn_sb_printf(&o->json, "[]");
+}
+
+static const route routes[] = {
+    {"apply", h_apply, 0},
+    {"start", h_start, 0},
+    {"pause", NULL, TN_CMD_PAUSE},
+    {"resume", NULL, TN_CMD_RESUME},
+    {"stop", NULL, TN_CMD_STOP},
+    {"rerun", NULL, TN_CMD_RERUN},
+    {"recover", NULL, TN_CMD_RECOVER},
+    {"kill", NULL, TN_CMD_KILL_TASK},
+    {"force-success", NULL, TN_CMD_FORCE_SUCCESS},
+    {"taskgroup", NULL, TN_CMD_TASKGROUP_SET},
+    {"env", NULL, TN_CMD_ENV_SET},
+    {"ls", h_ls, 0},
+    {"status", h_status, 0},
+    {"logs", h_logs, 0},
+    {"workers", h_workers, 0},
+    {"task", h_task, 0},
+    {"defs", h_defs, 0},
+    {"def", h_def, 0},
+    {"audit", h_audit, 0},
+    {"taskgroups", h_taskgroups, 0},
+    {"envs", h_envs, 0},
+};
+
+void tn_ctlsrv_exec(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r, out *o)
+{
+    o->ok = true;
+    o->actor = id->actor;
+    for (size_t i = 0; i < TN_ARRAY_LEN(routes); i++) {
+        const route *rt = &routes[i];
+        if (!tn_str_eq(r->cmd, rt->cmd))
+            continue;
+        bool writes = !rt->fn || rt->fn == h_apply || rt->fn == h_start;
+        if (writes && !s->engine) {
+            o->err = TN_ERR_UNSUPPORTED;
+            fail(o, 1, "\"%s\" needs a running master", rt->cmd);
+        } else if (rt->fn) {
+            rt->fn(s, r, o);
+        } else if (rt->kind == TN_CMD_TASKGROUP_SET || rt->kind == TN_CMD_ENV_SET) {
+            h_named(s, rt->kind, r, o);
+        } else {
+            h_simple(s, rt->kind, r, o);
+        }
+        return;
     }
+    fail(o, 2, "unknown command \"%.*s\"", (int)r->cmd.len, r->cmd.p);
+}
+
+void tn_ctl_result_free(tn_ctl_result *o)
+{
+    free(o->text.s);
+    free(o->json.s);
+    o->text = o->json = (tn_sb){0};
 }
 
 void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
@@ -821,17 +1107,15 @@ void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_
     } else if (!s->engine && !tn_str_eq(r->cmd, "ls") && !tn_str_eq(r->cmd, "status")) {
         fail(&o, 1, "\"%.*s\" needs a running master", (int)r->cmd.len, r->cmd.p);
     } else if (allowed(s, peer, r, &id, &o)) {
-        dispatch(s, r, &o);
+        tn_ctlsrv_exec(s, &id, r, &o);
     }
     tn_ctl_rep rp = {.ok = o.ok,
-                     .code = o.code,
+                     .code = o.ok ? 0 : o.code,
                      .text = {o.text.s ? o.text.s : "", (uint32_t)o.text.len},
                      .json = {o.json.s ? o.json.s : "", (uint32_t)o.json.len},
                      .url = o.url};
-    if (!o.ok || !tn_str_eq(r ? r->cmd : (tn_str){"", 0}, "logs"))
-        rp.code = o.ok ? 0 : o.code;
-    else
-        rp.offset = (uint64_t)o.code; /* logs: the attempt */
+    if (o.ok && tn_str_eq(r ? r->cmd : (tn_str){"", 0}, "logs"))
+        rp.offset = o.attempt; /* logs: the attempt */
     tn_buf b = {0};
     if (tn_ctl_rep_encode(&rp, &b) == TN_OK) {
         *rep = b.data;
@@ -839,7 +1123,6 @@ void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_
     } else {
         tn_buf_free(&b);
     }
-    free(o.text.s);
-    free(o.json.s);
+    tn_ctl_result_free(&o);
     free(r);
 }

@@ -70,6 +70,36 @@ bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *peer, const tn_ctl_re
 /* The role a control command needs (viewer for an unknown one: it is refused later). */
 tn_role tn_ctlsrv_role_needed(tn_str cmd);
 
+/* One request's outcome, the same for every front end (the control socket's reply, the
+ * HTTP API's response): the text a person reads and the JSON a script reads. */
+typedef struct tn_ctl_result {
+    bool ok;
+    int code;   /* on failure: the CLI's exit status (1; 2 for a usage error) */
+    tn_err err; /* on failure, what kind: NOENT (unknown), ILLEGAL (not in this state),
+                   INVAL, PERM, FULL (the store), TOOBIG, UNSUPPORTED, ... */
+    tn_sb text, json;
+    tn_str url; /* logs: the worker that serves the log (points into urlbuf) */
+    char urlbuf[512];
+    uint32_t attempt;  /* logs: the attempt whose log it has */
+    const char *actor; /* who asked: what the event log records */
+} tn_ctl_result;
+
+void tn_ctl_result_free(tn_ctl_result *res);
+
+/* Whether id may run r->cmd (tn_ctlsrv_role_needed); when not, res is the refusal (err
+ * PERM) and it is logged with where it came from (scheme: "ipc", "http", ...). Accepted
+ * commands that change something are logged with their actor. */
+bool tn_ctlsrv_permit(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r,
+                      const char *scheme, const char *peer, tn_ctl_result *res);
+
+/* Run r as id (permitted already): a command through the engine, or a read. res starts
+ * zeroed; the caller frees it. Besides the CLI's commands it answers reads the HTTP API
+ * needs: "defs", "def" (name, id = version or 0 for the latest), "audit" (id), "task"
+ * (id), "taskgroups", "envs"; "ls" with slots > 0 pages through instances by ascending
+ * id after offset (at most slots of them), filtered by state and name. */
+void tn_ctlsrv_exec(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r,
+                    tn_ctl_result *res);
+
 /* A tn_rpc_peer_handler: arg is a tn_ctlsrv. */
 void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
                       void **rep, size_t *rlen);

@@ -14,6 +14,8 @@
 #include <time.h>
 
 #include "ctlsrv.h"
+#include "httpapi.h"
+#include "prom.h"
 #include "engine.h"
 #include "log.h"
 #include "map.h"
@@ -129,7 +131,8 @@ struct tn_master {
     tn_alerter *alerter;
     tn_rpc_server *rpc;
     tn_ctlsrv cs;
-    tn_tx rx; /* reports from workers */
+    tn_httpapi *http; /* the HTTP API and /metrics, when --http is given */
+    tn_tx rx;         /* reports from workers */
     tn_tx_tls tls;
     bool use_tls;
     pthread_t thread;
@@ -1195,6 +1198,56 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
     tn_sb_printf(json, "]");
 }
 
+/* /metrics: the workers the master knows and their slots. */
+static void workers_metrics(void *arg, tn_sb *b)
+{
+    tn_master *m = arg;
+    uint64_t alive = 0, dead = 0, slots = 0, running = 0, assigned = 0;
+    pthread_mutex_lock(&m->mu);
+    for (worker_view *w = m->workers; w; w = w->next) {
+        if (!w->alive) {
+            dead++;
+            continue;
+        }
+        alive++;
+        slots += w->slots;
+        running += w->running;
+        assigned += w->assigned;
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_prom_head(b, "tern_workers", "gauge", "Workers the master knows, alive or lost.");
+    tn_prom_sample(b, "tern_workers", "state=\"alive\"", (double)alive);
+    tn_prom_sample(b, "tern_workers", "state=\"lost\"", (double)dead);
+    tn_prom_head(b, "tern_cluster_slots", "gauge",
+                 "Slots of the alive workers: their total, the tasks they run (their last "
+                 "heartbeat) and the attempts the master placed on them.");
+    tn_prom_sample(b, "tern_cluster_slots", "kind=\"total\"", (double)slots);
+    tn_prom_sample(b, "tern_cluster_slots", "kind=\"running\"", (double)running);
+    tn_prom_sample(b, "tern_cluster_slots", "kind=\"assigned\"", (double)assigned);
+}
+
+/* The HTTP API on --http, before the engine thread runs (see tn_httpapi_start). */
+static tn_err http_serve(tn_master *m, tn_errmsg *msg)
+{
+    const tn_master_opts *o = &m->o;
+    if (!o->http_addr)
+        return TN_OK;
+    tn_httpapi_opts ho = {.http = {.addr = o->http_addr,
+                                   .cert = o->http_cert,
+                                   .key = o->http_key,
+                                   .ca = o->http_ca},
+                          .cs = &m->cs,
+                          .log_tls = {o->tls_ca, o->tls_cert, o->tls_key},
+                          .metrics = workers_metrics,
+                          .arg = m};
+    return tn_httpapi_start(&ho, &m->http, msg);
+}
+
+int tn_master_http_port(const tn_master *m)
+{
+    return m->http ? tn_httpapi_port(m->http) : 0;
+}
+
 /* The control socket: ipc (the default) in a 0700 data directory; tcp only when asked
  * for with ctl_insecure (warned at every start); tls+tcp with the master's TLS files. */
 static tn_err ctl_serve(tn_master *m, tn_errmsg *msg)
@@ -1280,7 +1333,7 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
          (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
     m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca, NULL};
-    if ((e = ctl_serve(m, msg)))
+    if ((e = ctl_serve(m, msg)) || (e = http_serve(m, msg)))
         goto fail;
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the engine thread");
@@ -1301,6 +1354,7 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     *out = m;
     return TN_OK;
 fail:
+    tn_httpapi_stop(m->http);
     tn_rpc_server_free(m->rpc);
     tn_tx_free(&m->rx);
     tn_engine_close(m->e);
@@ -1321,6 +1375,7 @@ void tn_master_stop(tn_master *m)
     if (!m)
         return;
     tn_alerter_stop(m->alerter); /* it talks to the engine thread: before that stops */
+    tn_httpapi_stop(m->http); /* its requests wait on the engine thread: first */
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     /* close every sender first (never blocks), so their sockets go down together and
      * the frees below wait for each about as long as for the slowest one */

@@ -44,6 +44,9 @@ typedef struct tn_master_opts {
     const tn_def_alert *alerts;
     uint32_t nalerts;
     bool allow_alert_commands;
+    /* The HTTP API and /metrics (docs/API.md): HOST:PORT, off when NULL; https with
+     * http_cert and http_key, and a client certificate of http_ca required when given. */
+    const char *http_addr, *http_cert, *http_key, *http_ca;
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */
@@ -51,6 +54,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
 /* Stop the threads (the engine finishes its batch), close everything. Accepts NULL. */
 void tn_master_stop(tn_master *m);
 const char *tn_master_ctl_url(const tn_master *m);
+/* The port of the HTTP API (the one the kernel chose for port 0); 0 when it is off. */
+int tn_master_http_port(const tn_master *m);
 /* The cluster id (the store's id, tn_evlog_cluster_id) carried in every frame. */
 const char *tn_master_cluster_id(const tn_master *m);
 

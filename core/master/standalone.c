@@ -37,7 +37,11 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .listen_url = murl,
                          .alerts = opts->alerts,
                          .nalerts = opts->nalerts,
-                         .allow_alert_commands = opts->allow_alert_commands};
+                         .allow_alert_commands = opts->allow_alert_commands,
+                         .http_addr = opts->http_addr,
+                         .http_cert = opts->http_cert,
+                         .http_key = opts->http_key,
+                         .http_ca = opts->http_ca};
     tn_err e = tn_master_start(&mo, &s->m, msg);
     if (e) {
         free(s);
@@ -59,7 +63,8 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .log_max_bytes = opts->log_max_bytes,
                          .kill_hooks = opts->kill_hooks,
                          .nkill_hooks = opts->nkill_hooks,
-                         .kill_hook_timeout_ms = opts->kill_hook_timeout_ms};
+                         .kill_hook_timeout_ms = opts->kill_hook_timeout_ms,
+                         .metrics_addr = opts->metrics_addr};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);
@@ -81,4 +86,9 @@ void tn_standalone_stop(tn_standalone *s)
 tn_master *tn_standalone_master(tn_standalone *s)
 {
     return s->m;
+}
+
+int tn_standalone_metrics_port(tn_standalone *s)
+{
+    return tn_worker_metrics_port(s->w);
 }

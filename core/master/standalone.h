@@ -25,6 +25,9 @@ typedef struct tn_standalone_opts {
     const char *const *kill_hooks; /* application kill hooks (tn_worker_opts) */
     uint32_t nkill_hooks;
     uint64_t kill_hook_timeout_ms;
+    /* the master's HTTP API and /metrics (tn_master_opts), off when http_addr is NULL */
+    const char *http_addr, *http_cert, *http_key, *http_ca;
+    const char *metrics_addr; /* the worker's /metrics (tn_worker_opts), off when NULL */
 } tn_standalone_opts;
 
 /* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same
@@ -35,5 +38,7 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
 void tn_standalone_stop(tn_standalone *s);
 /* The master it runs (owned by s). */
 tn_master *tn_standalone_master(tn_standalone *s);
+/* The port of the worker's /metrics; 0 when off. */
+int tn_standalone_metrics_port(tn_standalone *s);
 
 #endif

@@ -36,6 +36,8 @@
 #include "util.h"
 #include "proto.h"
 #include "daemon.h"
+#include "http.h"
+#include "prom.h"
 #include "rpc.h"
 
 /* One attempt this worker runs. */
@@ -107,6 +109,11 @@ struct tn_worker {
     /* monotonic: the last task log retention pass */
     int64_t retention_at;
     tn_kill_hooks *hooks; /* application kill hooks; NULL: none */
+    /* for /metrics: written by the worker thread, read by the metrics server's */
+    struct {
+        _Atomic uint64_t jobs, running, outbox, exec_dirs, swept, started, finished;
+    } pub;
+    tn_http_server *metrics;
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -226,6 +233,7 @@ static void release(tn_worker *w, job *j)
         else
             tn_map_del(&w->newest, j->task);
     }
+    atomic_fetch_add(&w->pub.finished, 1);
     pthread_mutex_unlock(&w->mu);
     free(j);
 }
@@ -405,6 +413,7 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     j->next = w->jobs;
     w->jobs = j;
     w->njobs++;
+    atomic_fetch_add(&w->pub.started, 1);
     pthread_mutex_unlock(&w->mu);
     tn_msg acc = {.type = TN_MSG_ACCEPTED};
     acc.accepted.task = j->task;
@@ -598,6 +607,102 @@ static void sweep(tn_worker *w)
 }
 
 /* ------------------------------------------------------------------------------ */
+/* /metrics */
+
+/* What the metrics server may read, published by the worker thread each turn. */
+static void publish(tn_worker *w)
+{
+    uint64_t running = 0;
+    for (job *j = w->jobs; j; j = j->next)
+        running += !j->done;
+    atomic_store(&w->pub.jobs, w->njobs);
+    atomic_store(&w->pub.running, running);
+    atomic_store(&w->pub.outbox, tn_outbox_len(&w->ob));
+    atomic_store(&w->pub.exec_dirs, w->exec_dirs);
+    atomic_store(&w->pub.swept, w->swept);
+}
+
+/* Open descriptors of this process, and those on a task log (DATA/logs/...). */
+static void count_fds(const char *data, uint64_t *all, uint64_t *logs)
+{
+    char logdir[PATH_MAX + 8];
+    snprintf(logdir, sizeof(logdir), "%s/logs/", data);
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        (*all)++;
+        char p[300], target[PATH_MAX + 1];
+        snprintf(p, sizeof(p), "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(p, target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = 0;
+            *logs += strncmp(target, logdir, strlen(logdir)) == 0;
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+static void metric(tn_sb *b, const char *name, const char *type, const char *help, double v)
+{
+    tn_prom_head(b, name, type, help);
+    tn_prom_sample(b, name, NULL, v);
+}
+
+static void serve_metrics(void *arg, const tn_http_req *r, tn_http_rep *rep)
+{
+    tn_worker *w = arg;
+    if (strcmp(r->path, "/metrics") != 0 || strcmp(r->method, "GET") != 0) {
+        rep->status = 404;
+        tn_sb_printf(&rep->body, "{\"error\":{\"code\":\"not_found\",\"status\":404,"
+                                 "\"message\":\"a worker serves only GET /metrics\"}}");
+        return;
+    }
+    rep->ctype = "text/plain; version=0.0.4; charset=utf-8";
+    tn_procs_stats ps;
+    tn_procs_stats_get(w->procs, &ps); /* tn_procs is locked: any thread */
+    uint64_t fds = 0, logs = 0;
+    count_fds(w->data, &fds, &logs);
+    tn_sb *b = &rep->body;
+    metric(b, "tern_worker_slots", "gauge", "Attempts this worker runs at once.", w->o.slots);
+    metric(b, "tern_worker_running_tasks", "gauge", "Attempts running now.",
+           (double)atomic_load(&w->pub.running));
+    metric(b, "tern_worker_live_task_contexts", "gauge",
+           "Attempts the worker keeps state for (running, or finished and not yet released).",
+           (double)atomic_load(&w->pub.jobs));
+    metric(b, "tern_worker_outbox_entries", "gauge",
+           "Reports kept until the master confirms it persisted them.",
+           (double)atomic_load(&w->pub.outbox));
+    metric(b, "tern_worker_open_log_fds", "gauge",
+           "Descriptors of this process open on a task log (a task's own process writes its "
+           "log: expected 0).",
+           (double)logs);
+    metric(b, "tern_worker_open_fds", "gauge", "Descriptors open in the worker process.",
+           (double)fds);
+    metric(b, "tern_worker_cgroups", "gauge", "Task cgroups in the worker's sub-trees.",
+           ps.cgroups);
+    metric(b, "tern_worker_exec_dirs", "gauge", "Task exec directories.",
+           (double)atomic_load(&w->pub.exec_dirs));
+    metric(b, "tern_leaked_resources_total", "counter",
+           "Resources found leaked and removed (cgroups, exec directories); expected 0.",
+           (double)(ps.swept_total + atomic_load(&w->pub.swept)));
+    metric(b, "tern_worker_leftovers_killed_total", "counter",
+           "Attempts of a previous run whose processes were killed at start.",
+           (double)ps.adopted_total);
+    metric(b, "tern_worker_tasks_started_total", "counter", "Attempts started.",
+           (double)atomic_load(&w->pub.started));
+    metric(b, "tern_worker_tasks_finished_total", "counter",
+           "Attempts finished and released (reported).", (double)atomic_load(&w->pub.finished));
+}
+
+int tn_worker_metrics_port(const tn_worker *w)
+{
+    return w->metrics ? tn_http_port(w->metrics) : 0;
+}
+
+/* ------------------------------------------------------------------------------ */
 /* the loop */
 
 static tn_err process(void *arg, tn_str sender, const tn_msg *m)
@@ -776,6 +881,7 @@ static void *worker_thread(void *arg)
         collect(w);
         tn_outbox_commit(&w->ob, false, &w->stop);
         tn_outbox_send(&w->ob, w->tx, w->name, now);
+        publish(w);
         if (now - last_hb >= (int64_t)w->o.heartbeat_ms * 1000000) {
             heartbeat(w);
             last_hb = now;
@@ -1189,11 +1295,12 @@ static void task_setup_free(tn_worker *w)
     tn_kill_hooks_free(w->hooks);
 }
 
-tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
+/* A worker with its options' defaults, nothing opened but its wake eventfd. */
+static tn_worker *worker_new(const tn_worker_opts *opts)
 {
     tn_worker *w = calloc(1, sizeof(*w));
     if (!w)
-        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+        return NULL;
     w->o = *opts;
     if (!w->o.slots)
         w->o.slots = 4;
@@ -1208,6 +1315,14 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_map_init(&w->finished_old);
     w->journal = -1;
     w->lock_fd = -1;
+    return w;
+}
+
+tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
+{
+    tn_worker *w = worker_new(opts);
+    if (!w)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     tn_err e;
     if (w->wake < 0) {
         e = tn_errmsg_set(msg, TN_ERR_IO, "eventfd: %s", strerror(errno));
@@ -1261,6 +1376,11 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         goto fail;
     if ((e = tn_rpc_serve(w->ctl, serve_logs, w, &w->rpc, msg)))
         goto fail;
+    tn_http_opts ho = {.addr = opts->metrics_addr, .threads = 1};
+    if (opts->metrics_addr && (e = tn_http_start(&ho, serve_metrics, w, &w->metrics, msg)))
+        goto fail;
+    char cluster[sizeof(w->cluster)]; /* the worker thread may bind it from now on */
+    snprintf(cluster, sizeof(cluster), "%s", w->cluster[0] ? w->cluster : "-");
     if (pthread_create(&w->thread, NULL, worker_thread, w) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the worker thread");
         goto fail;
@@ -1268,11 +1388,12 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     tn_info("worker",
             "msg=\"started\" worker=%s id=%s cluster=%s master=%s listen=%s slots=%u "
             "groups=%s kill_hooks=%u",
-            w->name, w->id, w->cluster[0] ? w->cluster : "-", opts->master_url, w->listen,
-            w->o.slots, opts->groups ? opts->groups : "default", opts->nkill_hooks);
+            w->name, w->id, cluster, opts->master_url, w->listen, w->o.slots,
+            opts->groups ? opts->groups : "default", opts->nkill_hooks);
     *out = w;
     return TN_OK;
 fail:
+    tn_http_stop(w->metrics);
     tn_rpc_server_free(w->rpc);
     tn_tx_free(&w->rx);
     tn_tx_free(&w->tx);
@@ -1295,6 +1416,7 @@ void tn_worker_stop(tn_worker *w)
 {
     if (!w)
         return;
+    tn_http_stop(w->metrics);
     tn_daemon_stop(w->rpc, &w->rx, &w->stop, wake_thread, w, w->thread);
     if (w->q)
         (void)tn_outq_flush(w->q, w->tx, NULL);

@@ -55,6 +55,9 @@ typedef struct tn_worker_opts {
     const char *const *kill_hooks;
     uint32_t nkill_hooks;
     uint64_t kill_hook_timeout_ms; /* per command; 0 = 30 s */
+    /* Prometheus /metrics on HOST:PORT (docs/API.md), off when NULL. Read from what the
+     * worker thread publishes (atomics), never from its own memory. */
+    const char *metrics_addr;
 } tn_worker_opts;
 
 /* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */
@@ -63,5 +66,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
  * kept in the outbox for the master; a worker that dies instead leaves them to its next
  * start, which finds, kills and reports them. */
 void tn_worker_stop(tn_worker *w);
+/* The port of /metrics (the one the kernel chose for port 0); 0 when off. */
+int tn_worker_metrics_port(const tn_worker *w);
 
 #endif

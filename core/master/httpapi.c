@@ -1,0 +1,604 @@
+/* The master's HTTP API: a table of routes, each a control request run by the control
+ * server's handlers as the bearer token's identity; errors as JSON with an HTTP status
+ * from the kind of failure. Request bodies are parsed with jansson. */
+#include "httpapi.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apimetrics.h"
+#include "ctl.h"
+#include "def.h"
+#include "log.h"
+#include "token.h"
+
+struct tn_httpapi {
+    tn_httpapi_opts o;
+    tn_http_server *srv;
+    tn_apimetrics *metrics;
+};
+
+/* One API call. */
+typedef struct call {
+    tn_httpapi *a;
+    const tn_http_req *hr;
+    tn_http_rep *rep;
+    tn_ctl_ident id;
+    tn_ctl_req *r; /* heap: it is large */
+    uint64_t num;  /* {id} of the path */
+    char name[TN_DEF_MAX_NAME + 1];
+    json_t *body; /* a JSON body, when the route takes one */
+    char *keep;   /* memory r points into */
+} call;
+
+typedef struct api_route {
+    const char *method;
+    const char *path; /* segments; {id} a positive integer, {name} a name */
+    const char *cmd;  /* the control command */
+    /* fill c->r from the path, query and body; false when the request is bad (answered) */
+    bool (*prepare)(call *c);
+    int ok_status; /* 200 when 0 */
+} api_route;
+
+/* ------------------------------------------------------------------------------ */
+/* answers */
+
+static const char *code_name(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "too_big";
+    case 503: return "unavailable";
+    default: return "internal";
+    }
+}
+
+static void error(tn_http_rep *rep, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void error(tn_http_rep *rep, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    free(rep->body.s);
+    rep->body = (tn_sb){0};
+    rep->status = status;
+    rep->ctype = "application/json";
+    /* jansson refuses a message that is not UTF-8 (a peer's bytes in it): then it is
+     * escaped byte by byte as the control server's JSON is */
+    json_t *j = json_pack("{s:{s:s,s:i,s:s}}", "error", "code", code_name(status), "status",
+                          status, "message", msg);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text) {
+        tn_sb_printf(&rep->body, "%s", text);
+    } else {
+        tn_sb_printf(&rep->body, "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":",
+                     code_name(status), status);
+        tn_sb_json(&rep->body, msg, strlen(msg));
+        tn_sb_printf(&rep->body, "}}");
+    }
+    free(text);
+    json_decref(j);
+}
+
+/* The HTTP status of a failed control request. */
+static int status_of(tn_err e)
+{
+    switch (e) {
+    case TN_ERR_NOENT: return 404;
+    case TN_ERR_ILLEGAL:
+    case TN_ERR_EXISTS:
+    case TN_ERR_STALE: return 409;
+    case TN_ERR_FULL:
+    case TN_ERR_BUSY:
+    case TN_ERR_TIMEOUT:
+    case TN_ERR_CLOSED: return 503;
+    case TN_ERR_PERM: return 403;
+    case TN_ERR_TOOBIG: return 413;
+    case TN_ERR_INVAL:
+    case TN_ERR_PARSE:
+    case TN_ERR_TYPE:
+    case TN_ERR_UNSUPPORTED: return 400;
+    default: return 500;
+    }
+}
+
+/* ------------------------------------------------------------------------------ */
+/* request parts */
+
+static bool query_u64(call *c, const char *key, uint64_t *v, uint64_t max)
+{
+    char buf[32];
+    if (!tn_http_query(c->hr->query, key, buf, sizeof(buf)))
+        return true;
+    char *end;
+    unsigned long long x = strtoull(buf, &end, 10);
+    if (!buf[0] || *end || buf[0] == '-' || x > max) {
+        error(c->rep, 400, "query parameter %s=\"%s\": give an integer from 0 to %" PRIu64, key,
+              buf, max);
+        return false;
+    }
+    *v = x;
+    return true;
+}
+
+/* The body as a JSON object; false (answered 400) when it is not one. */
+static bool json_body(call *c)
+{
+    json_error_t err;
+    c->body = json_loadb(c->hr->body, c->hr->len, JSON_REJECT_DUPLICATES, &err);
+    if (!c->body || !json_is_object(c->body)) {
+        error(c->rep, 400, "the body is not a JSON object: %s (line %d, column %d)",
+              c->body ? "another JSON value" : err.text, err.line, err.column);
+        return false;
+    }
+    return true;
+}
+
+static tn_str jstr(const json_t *v)
+{
+    return (tn_str){json_string_value(v), (uint32_t)json_string_length(v)};
+}
+
+/* An optional string member; false (answered 400) when it is there and not a string. */
+static bool member_str(call *c, const char *key, tn_str *out, bool required)
+{
+    json_t *v = json_object_get(c->body, key);
+    if ((!v && !required) || json_is_string(v)) {
+        if (v)
+            *out = jstr(v);
+        return true;
+    }
+    error(c->rep, 400, "\"%s\" must be a string%s", key,
+          required && !v ? " and is missing" : "");
+    return false;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* routes */
+
+static bool p_none(call *c)
+{
+    return true;
+}
+
+static bool p_id(call *c)
+{
+    c->r->id = c->num;
+    return true;
+}
+
+static bool p_def(call *c)
+{
+    uint64_t v = 0;
+    c->r->name = tn_str_c(c->name);
+    if (!query_u64(c, "version", &v, UINT32_MAX))
+        return false;
+    c->r->id = v;
+    return true;
+}
+
+static bool p_list(call *c)
+{
+    uint64_t limit = 100, after = 0;
+    if (!query_u64(c, "limit", &limit, 1000) || !query_u64(c, "after", &after, UINT64_MAX))
+        return false;
+    char buf[128];
+    size_t n = 0;
+    c->keep = calloc(1, 256);
+    if (!c->keep)
+        return false;
+    if (tn_http_query(c->hr->query, "state", buf, sizeof(buf))) {
+        n = strlen(buf);
+        memcpy(c->keep, buf, n + 1);
+        c->r->state = (tn_str){c->keep, (uint32_t)n};
+    }
+    if (tn_http_query(c->hr->query, "workflow", buf, sizeof(buf))) {
+        memcpy(c->keep + 128, buf, strlen(buf) + 1);
+        c->r->name = tn_str_c(c->keep + 128);
+    }
+    c->r->slots = limit ? (int64_t)limit : 100;
+    c->r->offset = after;
+    return true;
+}
+
+static bool p_start(call *c)
+{
+    tn_ctl_req *r = c->r;
+    if (!json_body(c) || !member_str(c, "workflow", &r->name, true) ||
+        !member_str(c, "mode", &r->mode, false))
+        return false;
+    json_t *p = json_object_get(c->body, "params"), *f = json_object_get(c->body, "from");
+    json_t *dry = json_object_get(c->body, "dry_run");
+    if ((p && !json_is_object(p)) || (f && !json_is_array(f)) ||
+        (dry && !json_is_boolean(dry))) {
+        error(c->rep, 400,
+              "\"params\" must be an object of strings, \"from\" an array of task "
+              "names, \"dry_run\" a boolean");
+        return false;
+    }
+    if (json_object_size(p) > TN_CTL_MAX_LIST || json_array_size(f) > TN_CTL_MAX_LIST) {
+        error(c->rep, 413, "at most %d params and %d start tasks", TN_CTL_MAX_LIST,
+              TN_CTL_MAX_LIST);
+        return false;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(p, k, v)
+    {
+        if (!json_is_string(v)) {
+            error(c->rep, 400, "param \"%s\" must be a string", k);
+            return false;
+        }
+        r->pkeys[r->nparams] = tn_str_c(k);
+        r->pvals[r->nparams++] = jstr(v);
+    }
+    size_t i;
+    json_array_foreach(f, i, v)
+    {
+        if (!json_is_string(v)) {
+            error(c->rep, 400, "\"from\"[%zu] must be a task name", i);
+            return false;
+        }
+        r->from[r->nfrom++] = jstr(v);
+    }
+    r->dry_run = json_is_true(dry);
+    return true;
+}
+
+/* A definition: the YAML text as the body (or {"yaml": "..."}), validated and encoded
+ * here as `tern def apply` does before it reaches the engine. */
+static bool p_apply(call *c)
+{
+    const char *text = c->hr->body;
+    size_t len = c->hr->len;
+    const char *ct = c->hr->content_type;
+    if (ct && strncmp(ct, "application/json", 16) == 0) {
+        tn_str y = {0};
+        if (!json_body(c) || !member_str(c, "yaml", &y, true))
+            return false;
+        text = y.p;
+        len = y.len;
+    }
+    tn_def *d;
+    tn_errmsg m = {{0}};
+    tn_err e = tn_def_parse("request body", text ? text : "", len, &d, &m);
+    if (e) {
+        error(c->rep, e == TN_ERR_TOOBIG ? 413 : 400, "%s", m.text);
+        return false;
+    }
+    size_t n;
+    e = tn_def_encode(d, &c->keep, &n);
+    snprintf(c->name, sizeof(c->name), "%s", d->name);
+    tn_def_free(d);
+    if (e) {
+        error(c->rep, 500, "cannot encode the definition: %s", tn_strerror(e));
+        return false;
+    }
+    c->r->bytes = (tn_str){c->keep, (uint32_t)n};
+    c->r->file = tn_str_c(c->name);
+    return true;
+}
+
+static bool p_taskgroup(call *c)
+{
+    if (!json_body(c))
+        return false;
+    json_t *v = json_object_get(c->body, "slots");
+    if (!json_is_integer(v) || json_integer_value(v) < -1 ||
+        json_integer_value(v) > INT32_MAX) {
+        error(c->rep, 400, "\"slots\" must be an integer (-1 for no bound)");
+        return false;
+    }
+    c->r->name = tn_str_c(c->name);
+    c->r->slots = json_integer_value(v);
+    return true;
+}
+
+static bool p_env(call *c)
+{
+    c->r->name = tn_str_c(c->name);
+    return json_body(c) && member_str(c, "text", &c->r->bytes, true);
+}
+
+static const api_route routes[] = {
+    {"GET", "/api/v1/definitions", "defs", p_none, 0},
+    {"POST", "/api/v1/definitions", "apply", p_apply, 0},
+    {"GET", "/api/v1/definitions/{name}", "def", p_def, 0},
+    {"GET", "/api/v1/instances", "ls", p_list, 0},
+    {"POST", "/api/v1/instances", "start", p_start, 201},
+    {"GET", "/api/v1/instances/{id}", "status", p_id, 0},
+    {"GET", "/api/v1/instances/{id}/audit", "audit", p_id, 0},
+    {"POST", "/api/v1/instances/{id}/pause", "pause", p_id, 0},
+    {"POST", "/api/v1/instances/{id}/resume", "resume", p_id, 0},
+    {"POST", "/api/v1/instances/{id}/stop", "stop", p_id, 0},
+    {"POST", "/api/v1/instances/{id}/rerun", "rerun", p_id, 0},
+    {"POST", "/api/v1/instances/{id}/recover", "recover", p_id, 0},
+    {"GET", "/api/v1/tasks/{id}", "task", p_id, 0},
+    {"POST", "/api/v1/tasks/{id}/kill", "kill", p_id, 0},
+    {"POST", "/api/v1/tasks/{id}/force-success", "force-success", p_id, 0},
+    {"GET", "/api/v1/tasks/{id}/logs", "logs", p_id, 0},
+    {"GET", "/api/v1/workers", "workers", p_none, 0},
+    {"GET", "/api/v1/taskgroups", "taskgroups", p_none, 0},
+    {"PUT", "/api/v1/taskgroups/{name}", "taskgroup", p_taskgroup, 0},
+    {"GET", "/api/v1/environments", "envs", p_none, 0},
+    {"PUT", "/api/v1/environments/{name}", "env", p_env, 0},
+};
+
+bool tn_httpapi_route(size_t i, const char **method, const char **path)
+{
+    if (i >= TN_ARRAY_LEN(routes))
+        return false;
+    *method = routes[i].method;
+    *path = routes[i].path;
+    return true;
+}
+
+/* Whether path matches the route's pattern; its {id} and {name} into c. */
+static bool match(const char *pattern, const char *path, call *c)
+{
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *pe = strchr(pattern, '}'), *se = strchr(path, '/');
+            size_t n = se ? (size_t)(se - path) : strlen(path);
+            if (!pe || n == 0)
+                return false;
+            if (strncmp(pattern, "{id}", 4) == 0) {
+                uint64_t v = 0;
+                for (size_t i = 0; i < n; i++) {
+                    if (path[i] < '0' || path[i] > '9' || v > (UINT64_MAX - 9) / 10)
+                        return false;
+                    v = v * 10 + (uint64_t)(path[i] - '0');
+                }
+                c->num = v;
+            } else {
+                if (n > TN_DEF_MAX_NAME)
+                    return false;
+                memcpy(c->name, path, n);
+                c->name[n] = 0;
+            }
+            pattern = pe + 1;
+            path += n;
+        } else if (*pattern++ != *path++) {
+            return false;
+        }
+    }
+    return !*pattern && !*path;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* authentication: a bearer token of `tern token` */
+
+static bool authenticate(call *c)
+{
+    const char *h = c->hr->authorization;
+    if (!h || !*h) {
+        error(c->rep, 401,
+              "no credentials: send `Authorization: Bearer TOKEN` with a token made on the "
+              "master's host by `tern token add NAME --role viewer|operator|admin`");
+        return false;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        error(c->rep, 401, "the Authorization header must be `Bearer TOKEN`");
+        return false;
+    }
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    tn_token_info t;
+    tn_errmsg m = {{0}};
+    if (tn_token_check(c->a->o.cs->data_dir, tok, strlen(tok), &t, &m) != TN_OK) {
+        char esc[600];
+        tn_ctl_escape(m.text, strlen(m.text), esc, sizeof(esc));
+        tn_warn("http", "msg=\"request refused\" path=\"%s\" why=\"%s\"", c->hr->path, esc);
+        error(c->rep, 401, "%s", m.text);
+        return false;
+    }
+    snprintf(c->id.actor, sizeof(c->id.actor), "token:%s", t.name);
+    snprintf(c->id.what, sizeof(c->id.what), "%s token", tn_role_name(t.role));
+    c->id.role = t.role;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* task logs: located by the master, read from the worker that ran the attempt */
+
+enum {
+    FOLLOW_WAIT_MS = 10000, /* a long poll answers at the latest after this */
+    FOLLOW_STEP_MS = 200,
+};
+
+typedef struct log_chunk {
+    tn_sb data; /* as a JSON string (any byte escaped) */
+    size_t len; /* bytes of log in it */
+    uint64_t next;
+    bool eof, running;
+} log_chunk;
+
+static tn_err read_chunk(tn_httpapi *a, const char *url, uint64_t task, uint32_t attempt,
+                         uint64_t off, log_chunk *out, tn_errmsg *m)
+{
+    tn_ctl_req lr = {.cmd = TN_STR("log"), .id = task, .attempt = attempt, .offset = off};
+    tn_buf b = {0};
+    tn_err e = tn_ctl_req_encode(&lr, &b);
+    void *raw = NULL;
+    size_t rl = 0;
+    if (!e)
+        e = tn_rpc_call_tls(url, &a->o.log_tls, b.data, b.size, 10000, &raw, &rl, m);
+    tn_buf_free(&b);
+    tn_ctl_rep rep;
+    if (!e && (e = tn_ctl_rep_decode(raw, rl, &rep)) != TN_OK)
+        tn_errmsg_set(m, e, "%s: a malformed reply", url);
+    if (!e && !rep.ok)
+        e = tn_errmsg_set(m, TN_ERR_NOENT, "%.*s", (int)rep.text.len, rep.text.p);
+    if (!e) {
+        if (rep.data.len)
+            tn_sb_json(&out->data, rep.data.p, rep.data.len);
+        out->len = rep.data.len;
+        out->next = rep.offset;
+        out->eof = rep.eof;
+        out->running = rep.running;
+    }
+    free(raw);
+    return e;
+}
+
+static void answer_logs(call *c, tn_ctl_result *res)
+{
+    uint64_t off = 0, follow = 0, attempt = 0;
+    if (!query_u64(c, "offset", &off, UINT64_MAX) || !query_u64(c, "follow", &follow, 1) ||
+        !query_u64(c, "attempt", &attempt, UINT32_MAX))
+        return;
+    char url[512];
+    snprintf(url, sizeof(url), "%.*s", (int)res->url.len, res->url.p);
+    uint32_t att = attempt ? (uint32_t)attempt : res->attempt;
+    log_chunk ch = {.next = off};
+    tn_errmsg m = {{0}};
+    tn_err e;
+    for (int waited = 0;; waited += FOLLOW_STEP_MS) {
+        e = read_chunk(c->a, url, c->num, att, off, &ch, &m);
+        if (e || !follow || ch.len || !ch.eof || !ch.running || waited >= FOLLOW_WAIT_MS)
+            break;
+        struct timespec ts = {0, FOLLOW_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (e) {
+        error(c->rep, status_of(e), "task %" PRIu64 " attempt %u: %s", c->num, att, m.text);
+    } else {
+        tn_sb *j = &c->rep->body;
+        tn_sb_printf(j,
+                     "{\"task\":%" PRIu64 ",\"attempt\":%u,\"offset\":%" PRIu64
+                     ",\"next_offset\":%" PRIu64 ",\"eof\":%s,\"running\":%s,\"data\":",
+                     c->num, att, off, ch.next, ch.eof ? "true" : "false",
+                     ch.running ? "true" : "false");
+        tn_sb_printf(j, "%s}", ch.data.s ? ch.data.s : "\"\"");
+    }
+    free(ch.data.s);
+}
+
+/* ------------------------------------------------------------------------------ */
+
+static void run_route(call *c, const api_route *rt)
+{
+    if (!authenticate(c))
+        return;
+    c->r->cmd = tn_str_c(rt->cmd);
+    tn_ctl_result res = {0};
+    /* the role first: a viewer learns nothing of a body it may not send */
+    bool ok = tn_ctlsrv_permit(c->a->o.cs, &c->id, c->r, "http", "-", &res);
+    if (ok && !rt->prepare(c)) {
+        tn_ctl_result_free(&res);
+        return;
+    }
+    if (ok)
+        tn_ctlsrv_exec(c->a->o.cs, &c->id, c->r, &res);
+    if (!res.ok) {
+        error(c->rep, status_of(res.err), "%.*s", (int)res.text.len,
+              res.text.s ? res.text.s : "");
+    } else if (strcmp(rt->cmd, "logs") == 0) {
+        answer_logs(c, &res);
+    } else {
+        c->rep->status = rt->ok_status ? rt->ok_status : 200;
+        tn_sb_printf(&c->rep->body, "%.*s", (int)res.json.len, res.json.s ? res.json.s : "");
+    }
+    tn_ctl_result_free(&res);
+}
+
+static void serve(void *arg, const tn_http_req *hr, tn_http_rep *rep)
+{
+    tn_httpapi *a = arg;
+    if (strcmp(hr->path, "/metrics") == 0 && strcmp(hr->method, "GET") == 0) {
+        rep->ctype = "text/plain; version=0.0.4; charset=utf-8";
+        tn_apimetrics_write(a->metrics, &rep->body);
+        if (a->o.metrics)
+            a->o.metrics(a->o.arg, &rep->body);
+        return;
+    }
+    if (strcmp(hr->path, "/api/v1/openapi.json") == 0 && strcmp(hr->method, "GET") == 0) {
+        tn_sb_printf(&rep->body, "%s", tn_openapi_json);
+        return;
+    }
+    call c = {.a = a, .hr = hr, .rep = rep};
+    bool path_known = false;
+    for (size_t i = 0; i < TN_ARRAY_LEN(routes); i++) {
+        if (!match(routes[i].path, hr->path, &c))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, hr->method) != 0)
+            continue;
+        if (!(c.r = calloc(1, sizeof(*c.r)))) {
+            error(rep, 503, "out of memory");
+            return;
+        }
+        run_route(&c, &routes[i]);
+        json_decref(c.body);
+        free(c.keep);
+        free(c.r);
+        return;
+    }
+    if (path_known)
+        error(rep, 405, "%s is not allowed on %s (see /api/v1/openapi.json)", hr->method,
+              hr->path);
+    else
+        error(rep, 404, "no route %s %s (see /api/v1/openapi.json)", hr->method, hr->path);
+}
+
+/* Whether HOST:PORT listens on the loopback only. */
+static bool loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
+           strncmp(addr, "[::1]:", 6) == 0;
+}
+
+tn_err tn_httpapi_start(const tn_httpapi_opts *o, tn_httpapi **out, tn_errmsg *msg)
+{
+    tn_httpapi *a = calloc(1, sizeof(*a));
+    if (!a)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    a->o = *o;
+    tn_err e = tn_apimetrics_new(o->cs->engine, &a->metrics, msg);
+    if (!e) {
+        tn_http_opts ho = o->http;
+        if (!ho.threads)
+            ho.threads = 8; /* long polls of logs hold one each */
+        e = tn_http_start(&ho, serve, a, &a->srv, msg);
+    }
+    if (e) {
+        tn_apimetrics_free(a->metrics);
+        free(a);
+        return e;
+    }
+    if (!o->http.cert && !loopback(o->http.addr))
+        tn_warn("http",
+                "msg=\"plain http beyond the loopback: bearer tokens and commands travel in "
+                "clear; give --http-cert and --http-key\" addr=%s",
+                o->http.addr);
+    *out = a;
+    return TN_OK;
+}
+
+int tn_httpapi_port(const tn_httpapi *a)
+{
+    return tn_http_port(a->srv);
+}
+
+void tn_httpapi_stop(tn_httpapi *a)
+{
+    if (!a)
+        return;
+    tn_http_stop(a->srv);
+    tn_apimetrics_free(a->metrics);
+    free(a);
+}
