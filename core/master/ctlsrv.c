@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ctlsched.h"
 #include "def.h"
 #include "log.h"
 #include "logread.h"
@@ -596,6 +597,9 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 
 tn_role tn_ctlsrv_role_needed(tn_str cmd)
 {
+    const tn_ctl_op *op = tn_ctl_sched_op(cmd);
+    if (op)
+        return op->role;
     static const char *const operator[] = {"start", "pause",   "resume", "stop",
                                            "rerun", "recover", "kill",   "force-success"};
     static const char *const admin[] = {"apply", "taskgroup", "env"};
@@ -743,10 +747,32 @@ static bool allowed(tn_ctlsrv *s, const tn_rpc_peer *p, const tn_ctl_req *r, tn_
     return true;
 }
 
+/* An operation of the table in ctlsched.c: its reply moves into o. */
+static void run_op(tn_ctlsrv *s, const tn_ctl_op *op, const tn_ctl_req *r, out *o)
+{
+    tn_ctl_out x = {.ok = true, .actor = o->actor};
+    op->run(s, r, &x);
+    free(o->text.s);
+    free(o->json.s);
+    o->text = x.text;
+    o->json = x.json;
+    o->ok = x.ok;
+    o->code = x.code;
+}
+
+bool tn_ctlsrv_is_read(tn_str cmd)
+{
+    const tn_ctl_op *op = tn_ctl_sched_op(cmd);
+    return tn_str_eq(cmd, "ls") || tn_str_eq(cmd, "status") || (op && op->read);
+}
+
 /* The command of an authenticated request. */
 static void dispatch(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    if (tn_str_eq(r->cmd, "apply")) {
+    const tn_ctl_op *op = tn_ctl_sched_op(r->cmd);
+    if (op) {
+        run_op(s, op, r, o);
+    } else if (tn_str_eq(r->cmd, "apply")) {
         h_apply(s, r, o);
     } else if (tn_str_eq(r->cmd, "start")) {
         h_start(s, r, o);
@@ -797,7 +823,7 @@ void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_
         tn_sb_printf(&o.text, "pong"); /* a liveness probe */
     } else if (tn_ctl_req_decode(req, len, r) != TN_OK) {
         fail(&o, 2, "malformed control request (a tern of another version?)");
-    } else if (!s->engine && !tn_str_eq(r->cmd, "ls") && !tn_str_eq(r->cmd, "status")) {
+    } else if (!s->engine && !tn_ctlsrv_is_read(r->cmd)) {
         fail(&o, 1, "\"%.*s\" needs a running master", (int)r->cmd.len, r->cmd.p);
     } else if (allowed(s, peer, r, &id, &o)) {
         dispatch(s, r, &o);

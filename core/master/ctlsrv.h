@@ -70,6 +70,10 @@ bool tn_ctlsrv_auth(const tn_ctlsrv *s, const tn_rpc_peer *peer, const tn_ctl_re
 /* The role a control command needs (viewer for an unknown one: it is refused later). */
 tn_role tn_ctlsrv_role_needed(tn_str cmd);
 
+/* Whether cmd only reads the store (ls, status, schedule-ls, ...): the CLI answers
+ * those from the store when no master runs. */
+bool tn_ctlsrv_is_read(tn_str cmd);
+
 /* A tn_rpc_peer_handler: arg is a tn_ctlsrv. */
 void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
                       void **rep, size_t *rlen);
