@@ -363,8 +363,9 @@ static bool sched_get(tn_ctlsrv *s, const char *name, bool removed_ok, tn_sched_
     if (e == TN_ERR_NOENT || (!e && !removed_ok && p->state == TN_SCHED_S_REMOVED)) {
         if (!e)
             tn_sched_proj_fini(p);
-        fail(o, 1, "workflow \"%s\" has no schedule; see `tern schedule ls`, or make one with "
-                   "`tern schedule set %s --cron EXPR`",
+        fail(o, 1,
+             "workflow \"%s\" has no schedule; see `tern schedule ls`, or make one with "
+             "`tern schedule set %s --cron EXPR`",
              name, name);
         return false;
     }
@@ -450,7 +451,8 @@ static void h_sched_pause(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
 
 static void h_sched_resume(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
 {
-    sched_change(s, r, o, TN_CMD_SCHED_RESUME, "resumed (the fire times it missed are skipped)");
+    sched_change(s, r, o, TN_CMD_SCHED_RESUME,
+                 "resumed (the fire times it missed are skipped)");
 }
 
 static void h_sched_rm(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
@@ -521,9 +523,9 @@ static int sched_ls_row(void *ctx, const tn_sched_proj *p)
     char last[48] = "-";
     if (p->last_fire)
         fmt_utc(p->last_fire, last, sizeof(last));
-    tn_sb_printf(&l->o->text, "%-24s %-8s %-22s %-16s %7" PRIu64 " %6" PRIu64 "  %s\n",
-                 p->name, sched_state(p->state), p->cron, p->tz[0] ? p->tz : "UTC", p->fires,
-                 p->skips, last);
+    tn_sb_printf(&l->o->text, "%-24s %-8s %-22s %-16s %7" PRIu64 " %6" PRIu64 "  %s\n", p->name,
+                 sched_state(p->state), p->cron, p->tz[0] ? p->tz : "UTC", p->fires, p->skips,
+                 last);
     tn_sb_printf(&l->o->json, "%s{\"workflow\":", l->n ? "," : "");
     tn_sb_json(&l->o->json, p->name, strlen(p->name));
     tn_sb_printf(&l->o->json, ",\"state\":\"%s\"", sched_state(p->state));
@@ -573,8 +575,8 @@ static void last_fires(tn_store *st, const tn_sched_proj *p, fire_ring *f)
     int64_t span = 64LL * 1000000000LL;
     for (int round = 0; round < 40; round++) {
         f->n = 0;
-        int64_t from = p->fires <= LAST_FIRES || p->last_fire - span < 0 ? 0 :
-                                                                          p->last_fire - span;
+        int64_t from =
+            p->fires <= LAST_FIRES || p->last_fire - span < 0 ? 0 : p->last_fire - span;
         if (tn_log_fire_each(st, p->name, from, fire_row, f) != TN_OK || from == 0 ||
             f->n >= LAST_FIRES)
             return;
@@ -643,8 +645,9 @@ static void spec_text(tn_sb *t, const tn_sched_proj *p, tn_tz *tz)
 /* The counters and what is buffered, as text and JSON fields. */
 static void show_counts(const tn_sched_proj *p, tn_tz *tz, tn_ctl_out *o)
 {
-    tn_sb_printf(&o->text, "  fires:    %" PRIu64 ", skipped %" PRIu64 ", buffered %" PRIu64
-                           " (now held: %u)\n",
+    tn_sb_printf(&o->text,
+                 "  fires:    %" PRIu64 ", skipped %" PRIu64 ", buffered %" PRIu64
+                 " (now held: %u)\n",
                  p->fires, p->skips, p->buffers, p->nbuffered);
     if (p->reason[0])
         tn_sb_printf(&o->text, "  reason:   %s\n", p->reason);
@@ -675,9 +678,8 @@ static void show_next(const tn_sched_proj *p, int64_t after_ns, uint32_t n, tn_c
     int64_t after = after_ns > p->last_nominal ? after_ns : p->last_nominal;
     if (p->state != TN_SCHED_S_REMOVED)
         tn_ctl_next_fires(p->cron, p->tz, p->start_ns, p->end_ns, after, n, &nx);
-    tn_sb_printf(&o->text, "next fire times%s:\n", p->state == TN_SCHED_S_PAUSED ?
-                                                       " (when resumed; paused now)" :
-                                                       "");
+    tn_sb_printf(&o->text, "next fire times%s:\n",
+                 p->state == TN_SCHED_S_PAUSED ? " (when resumed; paused now)" : "");
     tn_sb_printf(&o->text, "%s", nx.ok && nx.text.s ? nx.text.s : "  (none)\n");
     tn_sb_printf(&o->json, ",\"next\":%s", nx.ok && nx.json.s ? nx.json.s : "[]");
     free(nx.text.s);
@@ -753,8 +755,9 @@ static bool range_dates(const char *cron, tn_tz *tz, int64_t from, int64_t to, i
     int64_t t = from - 1, nx;
     while (tn_cron_next(&c, tz, t, &nx, NULL) == TN_OK && nx <= to) {
         if (*n == TN_BACKFILL_MAX_DATES) {
-            fail(o, 2, "more than %u dates from the --from to the --to date: a backfill "
-                       "runs at most %u; split it into several",
+            fail(o, 2,
+                 "more than %u dates from the --from to the --to date: a backfill "
+                 "runs at most %u; split it into several",
                  TN_BACKFILL_MAX_DATES, TN_BACKFILL_MAX_DATES);
             return false;
         }
@@ -978,8 +981,9 @@ static void h_bf_show(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
     tn_backfill_proj p;
     if (!bf_get(s, r, &p, o))
         return;
-    tn_sb_printf(&o->text, "backfill %" PRIu64 " of workflow %s: %s, %u of %u dates started "
-                           "(%u at a time)\n",
+    tn_sb_printf(&o->text,
+                 "backfill %" PRIu64 " of workflow %s: %s, %u of %u dates started "
+                 "(%u at a time)\n",
                  p.id, p.workflow, bf_state(p.state), p.next, p.ndates, p.parallel);
     if (p.reason[0])
         tn_sb_printf(&o->text, "  reason: %s\n", p.reason);
