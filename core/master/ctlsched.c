@@ -766,6 +766,20 @@ static bool range_dates(const char *cron, tn_tz *tz, int64_t from, int64_t to, i
     return true;
 }
 
+/* *ns (a midnight in tz) moved to the last nanosecond of its day. */
+static bool day_end(tn_tz *tz, int64_t *ns, tn_ctl_out *o)
+{
+    tn_cron daily;
+    int64_t next;
+    if (tn_cron_parse("0 0 0 * * ?", &daily, NULL) != TN_OK ||
+        tn_cron_next(&daily, tz, *ns, &next, NULL) != TN_OK) {
+        fail(o, 2, "--to is past the last date there is");
+        return false;
+    }
+    *ns = next - 1;
+    return true;
+}
+
 /* The dates of a backfill request in run order: the given ones, or the schedule's fire
  * times in [from, to] (daily at 00:00 when the workflow has no schedule). *zone says
  * where they were read. */
@@ -806,6 +820,8 @@ static bool bf_dates(tn_ctlsrv *s, const char *name, const tn_ctl_bf_req *q, int
                  (int)q->to.len, q->to.p);
             ok = false;
         }
+        if (ok && q->to.len == 10) /* a plain date: up to the end of that day */
+            ok = day_end(tz, &to, o);
         ok = ok && range_dates(cron, tz, from, to, d, n, o);
         snprintf(how, howlen, "%s %s in %s", has ? "the schedule's fire times" : "every day at",
                  has ? cron : "00:00", zone);
