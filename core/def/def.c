@@ -993,6 +993,7 @@ typedef enum vkind {
     V_REFS,     /* tn_def_ref *, its count at n_off */
     V_ITEMS,    /* a list of mappings, see item_spec */
     V_TASKS,    /* the workflow's tasks */
+    V_SCHED,    /* tn_sched_spec *, the workflow's schedule block; NULL when not written */
 } vkind;
 
 typedef struct item_spec item_spec;
@@ -1033,6 +1034,8 @@ static tn_err parse_items(const pctx *c, uint32_t v, const char *list_key,
                           const item_spec *s, void *base);
 static tn_err parse_tasks(const pctx *c, uint32_t v, const char *key, const char *where,
                           void *base);
+static tn_err parse_schedule(const pctx *c, uint32_t v, const char *key, const char *where,
+                             void *base);
 
 /* One value into `base` + f->off (replacing what was there; a null value leaves the
  * default). `key` and `where` name it in messages. */
@@ -1062,6 +1065,7 @@ static tn_err parse_value(const pctx *c, const field *f, uint32_t v, const char 
     case V_REFS: return get_refs(c, v, key, where, p, (uint32_t *)((char *)base + f->n_off));
     case V_ITEMS: return parse_items(c, v, key, where, key, where, f->items, base);
     case V_TASKS: return parse_tasks(c, v, key, where, base);
+    case V_SCHED: return parse_schedule(c, v, key, where, base);
     }
     return TN_ERR_INVAL; /* not reached: every kind is read above */
 }
@@ -1288,6 +1292,7 @@ static const field wf_fields[TN_DEF_WK__COUNT] = {
                                     .ed = &failure_strategy_desc},
     [TN_DEF_WK_TASKS] = {V_TASKS},
     [TN_DEF_WK_TENANT] = {V_NAME, .nil_ok = true, .off = DF(tenant), .label = "tenant"},
+    [TN_DEF_WK_SCHEDULE] = {V_SCHED, .nil_ok = true, .off = DF(schedule)},
 };
 
 /* A mapping's keys: the table and the words, and the keys of the level above or below
@@ -1475,6 +1480,212 @@ static tn_err parse_root(const pctx *c, uint32_t root, tn_def *d)
                        d->key_line[TN_DEF_WK_TASKS] ? d->key_line[TN_DEF_WK_TASKS] :
                                                       NODE(c, root)->line,
                        "%s has no tasks: add a \"tasks\" list", where);
+    return TN_OK;
+}
+
+/* ---- tree to struct: the schedule block ---------------------------------------------------- */
+
+/* Its keys, in the order of the encoding and of the YAML output. */
+enum {
+    SK_CRON,
+    SK_TIMEZONE,
+    SK_START,
+    SK_END,
+    SK_OVERLAP,
+    SK_CATCHUP,
+    SK_PAUSE_ON_FAILURE,
+    SK_PRIORITY,
+    SK_FAILURE_STRATEGY,
+    SK_WORKER_GROUP,
+    SK_PARAMS,
+    SK__COUNT
+};
+static const char *const sched_words[SK__COUNT] = {"cron",
+                                                   "timezone",
+                                                   "start",
+                                                   "end",
+                                                   "overlap",
+                                                   "catchup",
+                                                   "pause_on_failure",
+                                                   "priority",
+                                                   "failure_strategy",
+                                                   "worker_group",
+                                                   "params"};
+
+static const char *const overlap_words[] = {TN_OVERLAP_LIST(WORD)};
+static const enum_desc overlap_desc = {overlap_words, TN_ARRAY_LEN(overlap_words),
+                                       tn_overlap_allowed};
+
+static void kvs_free(tn_def_kvs *kv);
+
+/* A string into a fixed buffer of `cap` bytes (NUL included); null leaves it alone. */
+static tn_err get_fixed(const pctx *c, uint32_t v, const char *key, const char *where,
+                        size_t cap, char *out)
+{
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
+        return err;
+    if (NODE(c, v)->len >= cap)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "\"%s\" in %s is %u bytes; the limit is %zu", key, where,
+                       NODE(c, v)->len, cap - 1);
+    memcpy(out, SVAL(c, v), NODE(c, v)->len + 1);
+    return TN_OK;
+}
+
+/* An enum word kept as its word ("" = not written). */
+static tn_err get_word(const pctx *c, uint32_t v, const char *key, const char *where,
+                       const enum_desc *ed, char *out, size_t cap)
+{
+    unsigned i = 0;
+    tn_err err;
+    if (!has_scalar(c, v, key, where, &err))
+        return err;
+    if ((err = get_enum(c, v, key, where, ed, &i)) != TN_OK)
+        return err;
+    snprintf(out, cap, "%s", ed->words[i]);
+    return TN_OK;
+}
+
+/* The zone first: start and end are read in it. */
+static tn_err sched_zone_cron(const pctx *c, const uint32_t *vals, const char *where,
+                              tn_sched_spec *s)
+{
+    tn_errmsg m = {{0}};
+    tn_tz *tz = NULL;
+    tn_cron cron;
+    tn_err err;
+    if (vals[SK_TIMEZONE] != NONE) {
+        uint32_t v = vals[SK_TIMEZONE];
+        if ((err = get_fixed(c, v, "timezone", where, sizeof(s->tz), s->tz)))
+            return err;
+        if ((err = tn_tz_open(s->tz, &tz, &m)) != TN_OK)
+            return fail_at(&c->e, err == TN_ERR_NOMEM ? err : TN_ERR_PARSE, NODE(c, v)->line,
+                           "bad \"timezone\" in %s: %s", where, m.text);
+        tn_tz_free(tz);
+    }
+    if ((err = get_fixed(c, vals[SK_CRON], "cron", where, sizeof(s->cron), s->cron)))
+        return err;
+    if ((err = tn_cron_parse(s->cron, &cron, &m)) != TN_OK)
+        return fail_at(&c->e, err == TN_ERR_NOMEM ? err : TN_ERR_PARSE,
+                       NODE(c, vals[SK_CRON])->line, "bad \"cron\" in %s: %s", where, m.text);
+    return TN_OK;
+}
+
+static tn_err sched_bound(const pctx *c, uint32_t v, const char *key, const char *where,
+                          const char *tz, int64_t *out)
+{
+    char text[65] = "";
+    tn_errmsg m = {{0}};
+    tn_err err;
+    if (v == NONE)
+        return TN_OK;
+    if ((err = get_fixed(c, v, key, where, sizeof(text), text)) || !text[0])
+        return err;
+    if ((err = tn_sched_parse_time(text, tz, out, &m)) != TN_OK)
+        return fail_at(&c->e, err == TN_ERR_NOMEM ? err : TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad \"%s\" in %s: %s", key, where, m.text);
+    if (*out < 0)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "bad \"%s\" in %s: \"%s\" is before 1970", key, where, text);
+    return TN_OK;
+}
+
+static tn_err sched_window(const pctx *c, const uint32_t *vals, const char *where,
+                           tn_sched_spec *s)
+{
+    tn_err err;
+    if ((err = sched_bound(c, vals[SK_START], "start", where, s->tz, &s->start_ns)) ||
+        (err = sched_bound(c, vals[SK_END], "end", where, s->tz, &s->end_ns)))
+        return err;
+    if (s->start_ns && s->end_ns && s->start_ns >= s->end_ns)
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, vals[SK_END])->line,
+                       "\"end\" in %s is not after \"start\": the schedule would never fire; "
+                       "give an end later than the start (both in %s)",
+                       where, s->tz);
+    return TN_OK;
+}
+
+/* The params, sorted by key as the workflow's are (see tn_def_kv). */
+static tn_err sched_params(const pctx *c, uint32_t v, const char *where, tn_sched_spec *s)
+{
+    tn_def_kvs kv = {0};
+    tn_err err = get_kvs(c, v, "params", where, &kv);
+    for (uint32_t i = 0; !err && i < kv.n; i++)
+        err = tn_sched_spec_param(s, kv.items[i].key, kv.items[i].value);
+    kvs_free(&kv);
+    return err;
+}
+
+static tn_err sched_rest(const pctx *c, const uint32_t *vals, const char *where,
+                         tn_sched_spec *s)
+{
+    uint64_t catchup = (uint64_t)s->catchup_ms;
+    unsigned ov = (unsigned)s->overlap;
+    tn_err err = TN_OK;
+    char *group = NULL;
+#define HAS(k) (vals[k] != NONE)
+    if (HAS(SK_OVERLAP))
+        err = get_enum(c, vals[SK_OVERLAP], "overlap", where, &overlap_desc, &ov);
+    if (!err && HAS(SK_CATCHUP))
+        err = get_duration(c, vals[SK_CATCHUP], "catchup", where, &catchup);
+    if (!err && HAS(SK_PAUSE_ON_FAILURE))
+        err = get_bool(c, vals[SK_PAUSE_ON_FAILURE], "pause_on_failure", where,
+                       &s->pause_on_failure);
+    if (!err && HAS(SK_PRIORITY))
+        err = get_word(c, vals[SK_PRIORITY], "priority", where, &priority_desc, s->priority,
+                       sizeof(s->priority));
+    if (!err && HAS(SK_FAILURE_STRATEGY))
+        err =
+            get_word(c, vals[SK_FAILURE_STRATEGY], "failure_strategy", where,
+                     &failure_strategy_desc, s->failure_strategy, sizeof(s->failure_strategy));
+    if (!err && HAS(SK_WORKER_GROUP))
+        err = get_name(c, vals[SK_WORKER_GROUP], "worker_group", where, "worker group name",
+                       &group);
+    if (!err && group)
+        snprintf(s->worker_group, sizeof(s->worker_group), "%s", group);
+    free(group);
+    if (!err && HAS(SK_PARAMS))
+        err = sched_params(c, vals[SK_PARAMS], where, s);
+#undef HAS
+    s->overlap = (tn_overlap)ov;
+    s->catchup_ms = (int64_t)catchup;
+    return err;
+}
+
+/* `schedule:` a mapping with at least a cron; a null value is no schedule. */
+static tn_err parse_schedule(const pctx *c, uint32_t v, const char *key, const char *where,
+                             void *base)
+{
+    static const other_keys up = {wf_key_words, TN_DEF_WK__COUNT, "a workflow key"};
+    tn_def *d = base;
+    uint32_t vals[SK__COUNT], lines[SK__COUNT];
+    char here[160];
+    tn_errmsg m = {{0}};
+    tn_err err;
+    if (is_null(c, v))
+        return TN_OK;
+    if ((err = want(c, v, N_MAP, key, where)))
+        return err;
+    snprintf(here, sizeof(here), "\"schedule\" of %s", where);
+    if ((err = collect_keys(c, v, sched_words, SK__COUNT, &up, here, vals, lines)))
+        return err;
+    if (vals[SK_CRON] == NONE || is_null(c, vals[SK_CRON]))
+        return fail_at(&c->e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_SCHEDULE],
+                       "%s has no \"cron\": give one such as \"0 0 2 * * ?\" (Quartz: every "
+                       "day at 02:00) or \"0 2 * * *\" (Unix)",
+                       here);
+    if ((d->schedule = malloc(sizeof(*d->schedule))) == NULL)
+        return TN_ERR_NOMEM;
+    tn_sched_spec_init(d->schedule);
+    if ((err = sched_zone_cron(c, vals, here, d->schedule)) ||
+        (err = sched_window(c, vals, here, d->schedule)) ||
+        (err = sched_rest(c, vals, here, d->schedule)))
+        return err;
+    /* the same checks `tern schedule set` gets; everything above should catch it first */
+    if ((err = tn_sched_spec_validate(d->schedule, &m)) != TN_OK)
+        return fail_at(&c->e, err == TN_ERR_NOMEM ? err : TN_ERR_PARSE,
+                       d->key_line[TN_DEF_WK_SCHEDULE], "bad \"schedule\": %s", m.text);
     return TN_OK;
 }
 
@@ -2012,6 +2223,31 @@ static bool tenant_valid(const char *s)
     return tn_def_tenant_valid(s);
 }
 
+/* The schedule block, for a parsed and a decoded definition alike: what `tern schedule
+ * set` checks, and the forms the encoding is canonical in (a zone always named, whole
+ * seconds, params ascending). */
+static tn_err check_schedule(const ectx *e, const tn_def *d)
+{
+    const tn_sched_spec *s = d->schedule;
+    uint32_t line = d->key_line[TN_DEF_WK_SCHEDULE];
+    tn_errmsg m = {{0}};
+    tn_err err;
+    if (!s)
+        return TN_OK;
+    if ((err = tn_sched_spec_validate(s, &m)) != TN_OK)
+        return fail_at(e, err == TN_ERR_NOMEM ? err : TN_ERR_PARSE, line,
+                       "bad \"schedule\": %s", m.text);
+    if (!s->tz[0])
+        return fail_at(e, TN_ERR_PARSE, line, "\"schedule\" has no time zone");
+    if (s->start_ns % 1000000000 || s->end_ns % 1000000000)
+        return fail_at(e, TN_ERR_PARSE, line,
+                       "\"schedule\" window bounds must be whole seconds");
+    for (uint32_t i = 1; i < s->nparams; i++)
+        if (strcmp(s->param_keys[i - 1], s->param_keys[i]) >= 0)
+            return fail_at(e, TN_ERR_PARSE, line, "\"schedule\" params are not sorted by key");
+    return TN_OK;
+}
+
 static tn_err validate(const ectx *e, tn_def *d)
 {
     vctx v = {.e = *e, .d = d};
@@ -2029,7 +2265,8 @@ static tn_err validate(const ectx *e, tn_def *d)
                        "bad tenant \"%.64s\": an OS user name of 1..32 characters "
                        "[A-Za-z0-9._-], not starting with '-'",
                        d->tenant);
-    if ((err = check_kvs(&v, &d->params, d->key_line[TN_DEF_WK_PARAMS], "params")))
+    if ((err = check_kvs(&v, &d->params, d->key_line[TN_DEF_WK_PARAMS], "params")) ||
+        (err = check_schedule(e, d)))
         return err;
     if (d->n_tasks == 0 || d->n_tasks > TN_DEF_MAX_TASKS)
         return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_TASKS],
@@ -2222,6 +2459,8 @@ void tn_def_free(tn_def *d)
     free(d->name);
     free(d->description);
     free(d->tenant);
+    tn_sched_spec_fini(d->schedule);
+    free(d->schedule);
     kvs_free(&d->params);
     for (uint32_t i = 0; i < d->n_tasks; i++)
         task_fini(&d->tasks[i]);
@@ -2237,8 +2476,11 @@ void tn_def_free(tn_def *d)
  * in ms; absent optional strings as nil; lines are not encoded.
  *
  *   def   = [1, name, description, params, execution, priority, timeout_ms,
- *            timeout_strategy, failure_strategy, [task...], tenant]
- *            (tenant only when set: without it the array has 10 items)
+ *            timeout_strategy, failure_strategy, [task...], tenant|nil, schedule]
+ *            (optional fields trail: without a schedule the array stops after the
+ *            tenant, and without a tenant too it has 10 items, as before either existed)
+ *   schedule = [cron, tz, start_ns, end_ns, overlap, catchup_ms, pause_on_failure,
+ *               priority, failure_strategy, worker_group, params]   ("" = the workflow's)
  *   params, outputs = {key: value, ...}             keys ascending, unique
  *   task  = [name, type, [dep...], enabled, params, retries, retry_interval_ms, timeout_ms,
  *            timeout_strategy, delay_ms, priority, body]
@@ -2263,7 +2505,11 @@ void tn_def_free(tn_def *d)
  * its list); list items as their item_spec's fields. e_field writes a value and rd_field
  * reads it back by the same field. */
 
-#define DEF_FIELDS  11
+#define DEF_FIELDS   12 /* with tenant and schedule */
+#define SCHED_FIELDS 11
+_Static_assert(DEF_FIELDS == TN_DEF_WK__COUNT + 1 && TN_DEF_WK_TENANT == TN_DEF_WK__COUNT - 2 &&
+                   TN_DEF_WK_SCHEDULE == TN_DEF_WK__COUNT - 1,
+               "the optional fields trail the definition, the tenant before the schedule");
 #define TASK_FIELDS 12
 
 typedef struct enc {
@@ -2339,6 +2585,30 @@ static uint32_t body_len(tn_def_task_type type)
 static void e_task(enc *e, const tn_def_task *t);
 static void e_items(enc *e, const item_spec *s, const void *base);
 
+static void e_sched(enc *e, const tn_sched_spec *s)
+{
+    if (!s) {
+        e_str(e, NULL);
+        return;
+    }
+    e_arr(e, SCHED_FIELDS);
+    e_str(e, s->cron);
+    e_str(e, s->tz);
+    e_uint(e, (uint64_t)s->start_ns);
+    e_uint(e, (uint64_t)s->end_ns);
+    e_str(e, tn_overlap_name(s->overlap));
+    e_uint(e, (uint64_t)s->catchup_ms);
+    e_bool(e, s->pause_on_failure);
+    e_str(e, s->priority);
+    e_str(e, s->failure_strategy);
+    e_str(e, s->worker_group);
+    e_map(e, s->nparams);
+    for (uint32_t i = 0; i < s->nparams; i++) {
+        e_str(e, s->param_keys[i]);
+        e_str(e, s->param_values[i]);
+    }
+}
+
 static void e_field(enc *e, const field *f, const void *base)
 {
     const char *p = (const char *)base + f->off;
@@ -2357,6 +2627,7 @@ static void e_field(enc *e, const field *f, const void *base)
         e_refs(e, *(tn_def_ref *const *)p, *(const uint32_t *)((const char *)base + f->n_off));
         break;
     case V_ITEMS: e_items(e, f->items, base); break;
+    case V_SCHED: e_sched(e, *(tn_sched_spec *const *)p); break;
     case V_TASKS: {
         const tn_def *d = base;
         e_arr(e, d->n_tasks);
@@ -2406,13 +2677,13 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
         return TN_ERR_INVAL;
     msgpack_sbuffer_init(&e.sb);
     msgpack_packer_init(&e.pk, &e.sb, msgpack_sbuffer_write);
-    /* the tenant, last, only when set: definitions without one keep the encoding they
-     * had before the key existed */
-    e_arr(&e, d->tenant ? DEF_FIELDS : DEF_FIELDS - 1);
+    /* the tenant and the schedule, last, only when set: definitions without them keep
+     * the encoding they had before the keys existed */
+    size_t n = d->schedule ? DEF_FIELDS : d->tenant ? DEF_FIELDS - 1 : DEF_FIELDS - 2;
+    e_arr(&e, n);
     e_uint(&e, TN_DEF_FORMAT_VERSION);
-    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
-        if (k != TN_DEF_WK_TENANT || d->tenant)
-            e_field(&e, &wf_fields[k], d);
+    for (size_t k = 0; k + 1 < n; k++)
+        e_field(&e, &wf_fields[k], d);
     if (e.bad) {
         msgpack_sbuffer_destroy(&e.sb);
         return TN_ERR_NOMEM;
@@ -2671,6 +2942,7 @@ static bool rd_u32(rd *r, const char *what, uint32_t max, uint32_t *out)
 
 static bool rd_items(rd *r, const item_spec *s, const char *what, void *base);
 static bool rd_tasks(rd *r, const char *what, tn_def *d);
+static bool rd_sched(rd *r, tn_def *d);
 
 /* One value as e_field wrote it; `word` names it in messages unless the field has its
  * own name for that. */
@@ -2693,6 +2965,7 @@ static bool rd_field(rd *r, const field *f, const char *word, void *base)
         return rd_refs(r, what, (tn_def_ref **)p, (uint32_t *)((char *)base + f->n_off));
     case V_ITEMS: return rd_items(r, f->items, what, base);
     case V_TASKS: return rd_tasks(r, what, base);
+    case V_SCHED: return rd_sched(r, base);
     }
     return rd_fail(r, TN_ERR_CORRUPT, what);
 }
@@ -2753,6 +3026,72 @@ static bool rd_tasks(rd *r, const char *what, tn_def *d)
     return true;
 }
 
+/* A string into a fixed buffer of `cap` bytes (NUL included). */
+static bool rd_fixed(rd *r, const char *what, char *buf, size_t cap)
+{
+    char *s = NULL;
+    if (!rd_str(r, what, cap - 1, false, &s))
+        return false;
+    memcpy(buf, s, strlen(s) + 1);
+    free(s);
+    return true;
+}
+
+static bool rd_i64(rd *r, const char *what, int64_t *v)
+{
+    uint64_t u;
+    if (!rd_uint(r, what, &u))
+        return false;
+    if (u > (uint64_t)INT64_MAX)
+        return rd_fail(r, TN_ERR_CORRUPT, what);
+    *v = (int64_t)u;
+    return true;
+}
+
+static bool rd_sched_params(rd *r, tn_sched_spec *s)
+{
+    uint32_t n;
+    const char *what = "schedule params";
+    if (!rd_count(r, true, what, TN_SCHED_MAX_PARAMS, &n) || n == 0)
+        return r->err == TN_OK;
+    s->param_keys = calloc(n, sizeof(*s->param_keys));
+    s->param_values = calloc(n, sizeof(*s->param_values));
+    if (!s->param_keys || !s->param_values)
+        return rd_fail(r, TN_ERR_NOMEM, what);
+    s->nparams = n;
+    for (uint32_t i = 0; i < n; i++)
+        if (!rd_str(r, what, TN_DEF_PARAM_KEY_MAX, false, &s->param_keys[i]) ||
+            !rd_str(r, what, TN_SCHED_PARAM_MAX, false, &s->param_values[i]))
+            return false;
+    return true;
+}
+
+/* The schedule as e_sched wrote it; validation checks the values. */
+static bool rd_sched(rd *r, tn_def *d)
+{
+    char overlap[32];
+    tn_sched_spec *s = malloc(sizeof(*s));
+    if (!s)
+        return rd_fail(r, TN_ERR_NOMEM, "schedule");
+    tn_sched_spec_init(s);
+    d->schedule = s;
+    if (!rd_tuple(r, "schedule", SCHED_FIELDS) ||
+        !rd_fixed(r, "schedule cron", s->cron, sizeof(s->cron)) ||
+        !rd_fixed(r, "schedule timezone", s->tz, sizeof(s->tz)) ||
+        !rd_i64(r, "schedule start", &s->start_ns) || !rd_i64(r, "schedule end", &s->end_ns) ||
+        !rd_fixed(r, "schedule overlap", overlap, sizeof(overlap)))
+        return false;
+    if (tn_overlap_parse(overlap, &s->overlap) != TN_OK)
+        return rd_fail(r, TN_ERR_CORRUPT, "schedule overlap");
+    return rd_i64(r, "schedule catchup", &s->catchup_ms) &&
+           rd_bool(r, "schedule pause_on_failure", &s->pause_on_failure) &&
+           rd_fixed(r, "schedule priority", s->priority, sizeof(s->priority)) &&
+           rd_fixed(r, "schedule failure_strategy", s->failure_strategy,
+                    sizeof(s->failure_strategy)) &&
+           rd_fixed(r, "schedule worker_group", s->worker_group, sizeof(s->worker_group)) &&
+           rd_sched_params(r, s);
+}
+
 static bool rd_def(rd *r, tn_def *d)
 {
     uint32_t n;
@@ -2771,11 +3110,11 @@ static bool rd_def(rd *r, tn_def *d)
                       (unsigned long long)version, TN_DEF_FORMAT_VERSION);
         return false;
     }
-    if (n != DEF_FIELDS && n != DEF_FIELDS - 1) /* without a tenant: one less */
+    /* without a schedule one less, without a tenant either two less (see the encoder) */
+    if (n != DEF_FIELDS && n != DEF_FIELDS - 1 && n != DEF_FIELDS - 2)
         return rd_fail(r, TN_ERR_TYPE, "definition");
-    for (size_t k = 0; k < TN_DEF_WK__COUNT; k++)
-        if ((k != TN_DEF_WK_TENANT || n == DEF_FIELDS) &&
-            !rd_field(r, &wf_fields[k], wf_key_words[k], d))
+    for (size_t k = 0; k + 1 < n; k++)
+        if (!rd_field(r, &wf_fields[k], wf_key_words[k], d))
             return false;
     return true;
 }
@@ -2966,9 +3305,80 @@ static bool is_default(const field *f, const void *base, const void *dflt)
     case V_KVS: return ((const tn_def_kvs *)p)->n == 0;
     case V_REFS: return *(const uint32_t *)((const char *)base + f->n_off) == 0;
     case V_ITEMS: return *(const uint32_t *)((const char *)base + f->items->n_off) == 0;
+    case V_SCHED: return *(tn_sched_spec *const *)p == NULL;
     case V_TASKS: return false;
     }
     return false;
+}
+
+/* A window bound as the civil time in the schedule's zone when that reads back to the
+ * same instant (always, but for the second pass of a repeated hour), else in UTC. */
+static void y_time(yout *y, int64_t ns, const char *zone)
+{
+    char b[48];
+    tn_civil c;
+    tn_tz *tz = NULL;
+    int64_t back = 0;
+    if (tn_tz_open(zone, &tz, NULL) == TN_OK && tn_tz_to_civil(tz, ns, &c) == TN_OK) {
+        snprintf(b, sizeof(b), "%04d-%02d-%02d %02d:%02d:%02d", c.year, c.month, c.day, c.hour,
+                 c.minute, c.second);
+        if (tn_sched_parse_time(b, zone, &back, NULL) == TN_OK && back == ns) {
+            tn_tz_free(tz);
+            y_str(y, b);
+            return;
+        }
+    }
+    tn_tz_free(tz);
+    tn_civil_from_seconds(ns / 1000000000, &c);
+    snprintf(b, sizeof(b), "%04d-%02d-%02dT%02d:%02d:%02dZ", c.year, c.month, c.day, c.hour,
+             c.minute, c.second);
+    y_str(y, b);
+}
+
+static void y_key_str(yout *y, const char *key, const char *value)
+{
+    y_str(y, key);
+    y_str(y, value);
+}
+
+/* The schedule block: cron always, every other key that differs from its default. */
+static void y_sched(yout *y, const tn_sched_spec *s)
+{
+    char b[32];
+    y_coll(y, true, false);
+    y_key_str(y, "cron", s->cron);
+    if (strcmp(s->tz, "UTC") != 0)
+        y_key_str(y, "timezone", s->tz);
+    if (s->start_ns) {
+        y_str(y, "start");
+        y_time(y, s->start_ns, s->tz);
+    }
+    if (s->end_ns) {
+        y_str(y, "end");
+        y_time(y, s->end_ns, s->tz);
+    }
+    if (s->overlap != TN_OVERLAP_ALLOW_ALL)
+        y_key_str(y, "overlap", tn_overlap_name(s->overlap));
+    if (s->catchup_ms != TN_SCHED_DEFAULT_CATCHUP_MS) {
+        tn_format_duration((uint64_t)s->catchup_ms, b, sizeof(b));
+        y_key_str(y, "catchup", b);
+    }
+    if (s->pause_on_failure)
+        y_key_str(y, "pause_on_failure", "true");
+    if (s->priority[0])
+        y_key_str(y, "priority", s->priority);
+    if (s->failure_strategy[0])
+        y_key_str(y, "failure_strategy", s->failure_strategy);
+    if (s->worker_group[0])
+        y_key_str(y, "worker_group", s->worker_group);
+    if (s->nparams) {
+        y_str(y, "params");
+        y_coll(y, true, false);
+        for (uint32_t i = 0; i < s->nparams; i++)
+            y_key_str(y, s->param_keys[i], s->param_values[i]);
+        y_end(y, true);
+    }
+    y_end(y, true);
 }
 
 static void y_task(yout *y, const tn_def_task *t, const tn_def_task *dflt);
@@ -3011,6 +3421,7 @@ static void y_value(yout *y, const field *f, const void *base, const tn_def_task
         break;
     }
     case V_ITEMS: y_items(y, f->items, base); break;
+    case V_SCHED: y_sched(y, *(tn_sched_spec *const *)p); break;
     case V_TASKS: {
         const tn_def *d = base;
         y_coll(y, false, false);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "schedule.h"
 
 /* Bounds on everything a definition file controls. A file over any of them is refused
  * with a message; nothing is truncated. */
@@ -182,7 +183,8 @@ TN_DEF__ENUM_API(failure_policy)
     X(TIMEOUT_STRATEGY, timeout_strategy) \
     X(FAILURE_STRATEGY, failure_strategy) \
     X(TASKS, tasks)                       \
-    X(TENANT, tenant)
+    X(TENANT, tenant)                     \
+    X(SCHEDULE, schedule)
 
 #define TN_DEF_TASK_KEY_LIST(X)           \
     X(NAME, name)                         \
@@ -378,6 +380,11 @@ typedef struct tn_def {
      * home and groups; NULL = the worker's own user. A portable user name: 1..32 bytes
      * of [A-Za-z0-9._-], not starting with '-'. */
     char *tenant;
+    /* The `schedule:` block: when instances start (applying the definition sets the
+     * workflow's schedule, as `tern schedule set` does); NULL when not written. Its tz is
+     * never "" (an unwritten timezone is "UTC"), its bounds are whole seconds and its
+     * params are sorted by key. */
+    tn_sched_spec *schedule;
 
     /* Computed by validation. topo: every task index once, each after all its deps;
      * among ready tasks the smallest index comes first, so a file already written in

@@ -152,7 +152,7 @@ void eng_queue_push(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = &t->w->def->tasks[t->node];
     /* workflow priority, task priority, then age (the task id grows with submission) */
-    uint64_t key = ((uint64_t)t->w->def->priority << 60) | ((uint64_t)n->priority << 56) |
+    uint64_t key = ((uint64_t)t->w->priority << 60) | ((uint64_t)n->priority << 56) |
                    (t->id & ((UINT64_C(1) << 56) - 1));
     if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
         return;
@@ -206,6 +206,25 @@ tgroup *eng_group(tn_engine *e, const char *name)
 void eng_event(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint64_t task)
 {
     tn_event_init(ev, machine, event, wf, task);
+}
+
+static tn_err emit(tn_engine *e, tn_event *ev);
+tn_err eng_emit(tn_engine *e, tn_event *ev)
+{
+    return emit(e, ev);
+}
+
+void eng_timer_sched(tn_engine *e, int64_t due)
+{
+    timer tm = {.due = due, .kind = TIMER_SCHED};
+    timer_push(e, &tm);
+}
+
+const char *eng_worker_group(const wf_run *w, const tn_def_task *node)
+{
+    if (w->worker_group && !strcmp(node->worker_group, TN_DEF_DEFAULT_WORKER_GROUP))
+        return w->worker_group;
+    return node->worker_group;
 }
 
 static tn_err emit(tn_engine *e, tn_event *ev)
@@ -330,6 +349,11 @@ static tn_err def_latest_version(tn_engine *e, const char *name, uint32_t *versi
     return tn_log_def_latest(tn_evlog_store(e->log), name, version, bytes);
 }
 
+tn_err eng_def_version(tn_engine *e, const char *name, uint32_t *version)
+{
+    return def_latest_version(e, name, version, NULL);
+}
+
 tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version)
 {
     tn_err err = def_latest_version(e, name, version, NULL);
@@ -365,6 +389,9 @@ static void wf_run_free(tn_engine *e, wf_run *w)
     tn_kv_free(w->overrides);
     tn_kv_free(w->inherited);
     tn_kv_free(w->globals);
+    free(w->schedule);
+    free(w->tz);
+    free(w->worker_group);
     if (w->def)
         def_unref(e, w->def);
     free(w);
@@ -418,14 +445,18 @@ static tn_err kv_unpack(const void *buf, size_t len, tn_kv **out)
     return TN_OK;
 }
 
-tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch);
 tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch)
 {
     tn_err err = kv_pack(kv, scratch);
     return err ? err : tn_event_set_bin(ev, key, scratch->data, scratch->size);
 }
 
-tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out);
+tn_err eng_kv_unpack(const void *buf, size_t len, tn_kv **out)
+{
+    *out = NULL;
+    return len ? kv_unpack(buf, len, out) : TN_OK;
+}
+
 tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out)
 {
     const tn_attr *a = tn_event_attr(ev, key);
@@ -435,6 +466,38 @@ tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out)
     if (a->type != TN_ATTR_BIN)
         return TN_ERR_CORRUPT;
     return kv_unpack(a->s.p, a->s.len, out);
+}
+
+static char *attr_dup(const tn_event *ev, const char *key)
+{
+    const tn_attr *a = tn_event_attr(ev, key);
+    if (!a || a->type != TN_ATTR_STR || a->s.len == 0)
+        return NULL;
+    return strndup(a->s.p, a->s.len);
+}
+
+/* What a SUBMIT says of where the instance came from and how it differs from its
+ * definition: schedule, backfill, zone, priority, failure strategy, worker group. */
+static tn_err submit_overrides(wf_run *w, const tn_event *ev)
+{
+    int64_t bf = 0;
+    tn_event_int(ev, "backfill", &bf);
+    w->backfill = (uint64_t)bf;
+    w->priority = (uint8_t)w->def->priority;
+    w->failure_strategy = (uint8_t)w->def->failure_strategy;
+    char *p = attr_dup(ev, "priority"), *f = attr_dup(ev, "failure_strategy");
+    tn_def_priority pr;
+    tn_def_failure_strategy fs;
+    if (p && tn_def_priority_parse(p, &pr) == TN_OK)
+        w->priority = (uint8_t)pr;
+    if (f && tn_def_failure_strategy_parse(f, &fs) == TN_OK)
+        w->failure_strategy = (uint8_t)fs;
+    free(p);
+    free(f);
+    w->schedule = attr_dup(ev, "schedule");
+    w->tz = attr_dup(ev, "tz");
+    w->worker_group = attr_dup(ev, "worker_group");
+    return (tn_event_attr(ev, "schedule") && !w->schedule) ? TN_ERR_NOMEM : TN_OK;
 }
 
 /* Build a workflow's runtime from its SUBMIT event (live, or replaying its events). */
@@ -470,6 +533,8 @@ static wf_run *wf_run_from_submit(tn_engine *e, const tn_event *ev)
         free(w);
         return NULL;
     }
+    if (submit_overrides(w, ev))
+        goto fail;
     uint32_t n = w->def->n_tasks;
     w->t = calloc(n, sizeof(task_run));
     w->in_scope = calloc(n, 1);
@@ -687,7 +752,7 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
     if (err)
         goto fail;
-    if ((err = recover(e, msg)))
+    if ((err = recover(e, msg)) || (err = esched_open(e, msg)))
         goto fail;
     /* what recovery decided (failovers, dispatches) is committed by the first step,
      * once the caller has bound its executor */
@@ -707,6 +772,7 @@ void tn_engine_close(tn_engine *e)
             wf_run_free(e, e->wfs.slots[i].val);
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
+    esched_close(e);
     while (e->defs) {
         def_entry *d = e->defs;
         e->defs = d->next;
@@ -864,13 +930,36 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
     return err;
 }
 
+/* Where an instance comes from: a fire or a backfill, and a pre-allocated id. */
+typedef struct origin {
+    uint64_t id;
+    const char *schedule;
+    uint64_t backfill;
+} origin;
+
+static void submit_attrs(tn_event *ev, const tn_cmd *c, const origin *o)
+{
+    if (o && o->schedule)
+        tn_event_set_str(ev, "schedule", o->schedule);
+    if (o && o->backfill)
+        tn_event_set_int(ev, "backfill", (int64_t)o->backfill);
+    if (c->tz && *c->tz)
+        tn_event_set_str(ev, "tz", c->tz);
+    if (c->priority && *c->priority)
+        tn_event_set_str(ev, "priority", c->priority);
+    if (c->failure_strategy && *c->failure_strategy)
+        tn_event_set_str(ev, "failure_strategy", c->failure_strategy);
+    if (c->worker_group && *c->worker_group)
+        tn_event_set_str(ev, "worker_group", c->worker_group);
+}
+
 static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_cmd *c,
                            const tn_kv *inherited, uint64_t parent_wf, uint64_t parent_task,
-                           wf_run **out)
+                           const origin *o, wf_run **out)
 {
     tn_buf scratch = {0}, scratch2 = {0};
     tn_event ev;
-    uint64_t id = tn_evlog_new_wf_id(e->log);
+    uint64_t id = o && o->id ? o->id : tn_evlog_new_wf_id(e->log);
     eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, id, 0);
     tn_event_set_str(&ev, "name", name);
     tn_event_set_int(&ev, "version", version);
@@ -886,6 +975,7 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
             tn_event_set_int(&ev, "dry_run", 1);
         if (c->sched_ns)
             tn_event_set_int(&ev, "sched", c->sched_ns);
+        submit_attrs(&ev, c, o);
         for (uint32_t i = 0; i < c->nfrom; i++) {
             int n = snprintf(from + fl, sizeof(from) - fl, "%s%s", i ? "," : "", c->from[i]);
             if (n < 0 || (size_t)n >= sizeof(from) - fl)
@@ -939,10 +1029,39 @@ tn_err eng_new_child(tn_engine *e, const char *name, const tn_kv *inherited, tas
     tn_err err = def_latest_version(e, name, &version, NULL);
     if (err)
         return err;
-    err = new_instance(e, name, version, NULL, inherited, parent->w->id, parent->id, out);
+    err = new_instance(e, name, version, NULL, inherited, parent->w->id, parent->id, NULL, out);
     if (!err)
         err = sched_admit(e, *out);
     return err;
+}
+
+static bool start_overrides_valid(tn_cmd *c)
+{
+    tn_def_priority pr;
+    tn_def_failure_strategy fs;
+    tn_tz *tz = NULL;
+    tn_errmsg m = {{0}};
+    if (c->priority && *c->priority && tn_def_priority_parse(c->priority, &pr)) {
+        cmd_fail(c, TN_ERR_INVAL, "unknown priority \"%.32s\" (allowed: %s)", c->priority,
+                 tn_def_priority_allowed());
+        return false;
+    }
+    if (c->failure_strategy && *c->failure_strategy &&
+        tn_def_failure_strategy_parse(c->failure_strategy, &fs)) {
+        cmd_fail(c, TN_ERR_INVAL, "unknown failure strategy \"%.32s\" (allowed: %s)",
+                 c->failure_strategy, tn_def_failure_strategy_allowed());
+        return false;
+    }
+    if (c->worker_group && *c->worker_group && !tn_def_name_valid(c->worker_group)) {
+        cmd_fail(c, TN_ERR_INVAL, "bad worker group name \"%.64s\"", c->worker_group);
+        return false;
+    }
+    if (c->tz && *c->tz && tn_tz_open(c->tz, &tz, &m)) {
+        cmd_fail(c, TN_ERR_INVAL, "%s", m.text);
+        return false;
+    }
+    tn_tz_free(tz);
+    return true;
 }
 
 static tn_err cmd_start(tn_engine *e, tn_cmd *c)
@@ -999,11 +1118,29 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
                      c->param_values[i]);
             return TN_OK;
         }
+    if (!start_overrides_valid(c))
+        return TN_OK;
     wf_run *w;
-    if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &w)))
+    if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, NULL, &w)))
         return err;
     c->out_id = w->id;
     snprintf(c->msg, sizeof(c->msg), "started %s instance %" PRIu64, c->workflow, w->id);
+    return sched_admit(e, w);
+}
+
+tn_err eng_start(tn_engine *e, tn_cmd *c, uint64_t id, const char *schedule, uint64_t backfill,
+                 wf_run **out)
+{
+    uint32_t version;
+    tn_err err = def_latest_version(e, c->workflow, &version, NULL);
+    if (err)
+        return err;
+    origin o = {id, schedule, backfill};
+    wf_run *w;
+    if ((err = new_instance(e, c->workflow, version, c, NULL, 0, 0, &o, &w)))
+        return err;
+    if (out)
+        *out = w;
     return sched_admit(e, w);
 }
 
@@ -1182,6 +1319,14 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     case TN_CMD_KILL_TASK: err = cmd_task_event(e, c, &t); break;
     case TN_CMD_TASKGROUP_SET: err = cmd_taskgroup_set(e, c); break;
     case TN_CMD_ENV_SET: err = cmd_env_set(e, c); break;
+    case TN_CMD_SCHED_SET:
+    case TN_CMD_SCHED_PAUSE:
+    case TN_CMD_SCHED_RESUME:
+    case TN_CMD_SCHED_RM:
+    case TN_CMD_SCHED_TRIGGER:
+    case TN_CMD_BACKFILL:
+    case TN_CMD_BACKFILL_STOP:
+    case TN_CMD_BACKFILL_RESUME: err = esched_cmd(e, c); break;
     case TN_CMD_WHY: {
         task_run *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
@@ -1215,6 +1360,8 @@ static void fire_due_timers(tn_engine *e, size_t *n)
         heap_down(e->timers, e->ntimers, 0);
         if (tm.kind == TIMER_CALLBACK)
             tm.fn(e, tm.arg);
+        else if (tm.kind == TIMER_SCHED)
+            esched_tick(e);
         else
             sched_timer(e, &tm);
         (*n)++;
@@ -1333,8 +1480,9 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
                                node->timeout_ms && t->started_at ?
                                    t->started_at + (int64_t)node->timeout_ms * 1000000 :
                                    0,
-                           .priority = (uint8_t)(w->def->priority * 8 + node->priority),
-                           .tenant = tenant};
+                           .priority = (uint8_t)(w->priority * 8 + node->priority),
+                           .tenant = tenant,
+                           .worker_group = eng_worker_group(w, node)};
     e->ex.ops->dispatch(e->ex.self, &req);
     free(prelude);
     free(keys);

@@ -99,6 +99,11 @@ typedef struct tn_cmd {
     tn_start_mode mode;
     bool dry_run;
     int64_t sched_ns; /* schedule (biz) time; 0 = now */
+    /* START overrides of the definition's values for this instance; NULL = the
+     * definition's: the zone its dates are read in (TERN_TZ's otherwise), its priority
+     * and failure strategy (tn_def words), and the worker group of its tasks that use
+     * the default group */
+    const char *tz, *priority, *failure_strategy, *worker_group;
     /* SCHED_SET */
     const struct tn_sched_spec *sched;
     /* BACKFILL: schedule times (unix ns) in the order to run them; parallel 0 = 1 */

@@ -68,6 +68,13 @@ struct wf_run {
     uint64_t parent_wf, parent_task;
     int64_t sched_ns;
     int64_t created_at, started_at;
+    /* what started it and the overrides it was started with (SUBMIT attrs) */
+    char *schedule;       /* the schedule that fired it, or NULL */
+    uint64_t backfill;    /* the backfill that started it, or 0 */
+    char *tz;             /* zone of its dates, or NULL (TERN_TZ) */
+    char *worker_group;   /* for its tasks in the default group, or NULL */
+    uint8_t priority;     /* tn_def_priority: the definition's unless overridden */
+    uint8_t failure_strategy;
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
     task_run *t;      /* [def->n_tasks] */
@@ -95,7 +102,8 @@ typedef struct def_entry {
 enum {
     TIMER_TASK = 1,
     TIMER_WF,
-    TIMER_CALLBACK
+    TIMER_CALLBACK,
+    TIMER_SCHED /* schedules and backfills: schedule.c */
 };
 enum {
     TT_DUE = 1,
@@ -174,6 +182,7 @@ struct tn_engine {
     def_entry *defs;
     tn_map latest_def; /* unused slot kept simple: see def_latest() */
     tgroup *groups;
+    struct esched *esched; /* schedules and backfills (schedule.c) */
 
     timer *timers; /* min-heap by due */
     size_t ntimers, captimers;
@@ -215,6 +224,7 @@ void eng_touch(tn_engine *e, wf_run *w);
 wf_run *eng_wf(tn_engine *e, uint64_t id);
 wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg);
 tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *version);
+tn_err eng_def_version(tn_engine *e, const char *name, uint32_t *version);
 tgroup *eng_group(tn_engine *e, const char *name);
 void eng_queue_push(tn_engine *e, task_run *t);
 bool eng_queue_pop(tn_engine *e, qentry *out);
@@ -245,6 +255,27 @@ tn_err sched_takeover_begin(tn_engine *e, wf_run *w);
 tn_err sched_takeover_end(tn_engine *e, wf_run *w);
 tn_err sched_recover_wf(tn_engine *e, wf_run *w);
 bool sched_failure_handled(const tn_def *d, uint32_t node);
+
+/* engine.c, for schedule.c: start an instance of the latest version of c->workflow with
+ * c's params and overrides; id = 0 allocates one (a fire allocates it first, to name
+ * it in its FIRE event). `schedule` / `backfill` tag the SUBMIT. */
+tn_err eng_start(tn_engine *e, tn_cmd *c, uint64_t id, const char *schedule, uint64_t backfill,
+                 wf_run **out);
+void eng_timer_sched(tn_engine *e, int64_t due);
+/* params maps in event attrs (msgpack map str -> str) */
+tn_err eng_kv_attr(tn_event *ev, const char *key, const tn_kv *kv, tn_buf *scratch);
+tn_err eng_kv_from_attr(const tn_event *ev, const char *key, tn_kv **out);
+tn_err eng_kv_unpack(const void *buf, size_t len, tn_kv **out);
+tn_err eng_emit(tn_engine *e, tn_event *ev);
+/* The worker group a task of w dispatches to. */
+const char *eng_worker_group(const wf_run *w, const tn_def_task *node);
+
+/* schedule.c: schedules and backfills */
+tn_err esched_open(tn_engine *e, tn_errmsg *msg); /* after recovery */
+void esched_close(tn_engine *e);
+tn_err esched_cmd(tn_engine *e, tn_cmd *c);       /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
+tn_err esched_tick(tn_engine *e);                 /* a TIMER_SCHED fired */
+tn_err esched_wf_final(tn_engine *e, wf_run *w);  /* an instance reached a final state */
 
 /* logic.c: conditions, switch, dependent, sub_workflow */
 tn_err logic_start(tn_engine *e, task_run *t);

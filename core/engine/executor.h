@@ -34,13 +34,16 @@ typedef struct tn_dispatch_req {
     uint8_t priority;    /* workflow priority * 8 + task priority; lower first */
     const char *tenant;  /* shell: the OS user to run as (home, groups); NULL = the
                           * executor's own user */
+    const char *worker_group; /* where it runs: node->worker_group unless the instance
+                               * was started with another group for its default tasks */
 } tn_dispatch_req;
 
 /* What placement needs to know of a task waiting for dispatch. */
 typedef struct tn_place_req {
     uint64_t wf, task;
     uint32_t attempt;
-    const tn_def_task *node; /* worker_group, memory_max, ... */
+    const tn_def_task *node; /* memory_max, ... */
+    const char *worker_group; /* its group (see tn_dispatch_req) */
 } tn_place_req;
 
 typedef struct tn_executor_ops {

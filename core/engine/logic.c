@@ -30,7 +30,7 @@ tn_param_ctx eng_param_ctx(tn_engine *e, task_run *t)
     c.now_ns = eng_now(e);
     c.wf_id = t->w->id;
     c.task_id = t->id;
-    c.tz = eng_tz_name();
+    c.tz = t->w->tz ? t->w->tz : eng_tz_name();
     return c;
 }
 
@@ -250,10 +250,9 @@ static bool civil_ns(const char *tz, struct tm *t, int64_t *ns)
 
 /* The [lo, hi) window, unix ns, of a date spec relative to the schedule time, in the zone
  * of the run's params (TERN_TZ), so "today" is the same day as ${system.biz.curdate}. */
-static bool window(int64_t sched_ns, tn_def_cycle cycle, const char *date, int64_t *lo,
+static bool window(const char *tz, int64_t sched_ns, tn_def_cycle cycle, const char *date, int64_t *lo,
                    int64_t *hi)
 {
-    const char *tz = eng_tz_name();
     tn_civil now;
     if (tn_params_civil(tz, sched_ns / 1000000000LL, &now, NULL))
         return false;
@@ -401,7 +400,7 @@ static int find_task_cb(void *ctx, const tn_event *ev)
 static int dep_item(tn_engine *e, task_run *t, const tn_def_depend *d)
 {
     int64_t lo, hi;
-    if (!window(t->w->sched_ns, d->cycle, d->date, &lo, &hi))
+    if (!window(t->w->tz ? t->w->tz : eng_tz_name(), t->w->sched_ns, d->cycle, d->date, &lo, &hi))
         return 0;
     tn_wf_proj p;
     if (!find_instance(e, d->workflow, lo, hi, &p))

@@ -433,7 +433,7 @@ static tn_err go(tn_engine *e, task_run *t)
     }
     eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, t->w->id, t->id);
     tn_event_set_int(&ev, "attempt", t->attempt);
-    tn_event_set_str(&ev, "group", n->worker_group);
+    tn_event_set_str(&ev, "group", eng_worker_group(t->w, n));
     if (n->task_group)
         tn_event_set_str(&ev, "task_group", n->task_group);
     if ((err = eng_emit_task(e, t, 0, &ev)))
@@ -503,12 +503,14 @@ static tn_err wf_finish(tn_engine *e, wf_run *w, unsigned event, const char *rea
         err = sched_child_final(e, w);
     if (!err && w->def->execution != TN_DEF_EXEC_PARALLEL)
         err = sched_serial_release(e, w->def->name);
+    if (!err && (w->schedule || w->backfill))
+        err = esched_wf_final(e, w);
     return err;
 }
 
 static bool failing(const wf_run *w)
 {
-    return w->n_fail > 0 && w->def->failure_strategy == TN_DEF_FAILURE_END;
+    return w->n_fail > 0 && w->failure_strategy == TN_DEF_FAILURE_END;
 }
 
 static tn_err check_done(tn_engine *e, wf_run *w)
@@ -914,7 +916,7 @@ tn_err sched_dispatch(tn_engine *e)
         snprintf(worker, sizeof(worker), "%s", e->ex.name ? e->ex.name : "executor");
         if (e->ex.ops->place) {
             char why[160];
-            tn_place_req pr = {w->id, t->id, t->attempt, n};
+            tn_place_req pr = {w->id, t->id, t->attempt, n, eng_worker_group(w, n)};
             if (!e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), why, sizeof(why))) {
                 /* it waits, and says why; tried again at the next step */
                 task_run_why(t, why);
@@ -1151,7 +1153,7 @@ static tn_err failover(tn_engine *e, task_run *t, const char *reason)
         return eng_emit_task(e, t, TN_TASK_E_PAUSE, NULL);
     eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
     tn_event_set_int(&ev, "attempt", t->attempt + 1);
-    tn_event_set_str(&ev, "group", NODE(t)->worker_group);
+    tn_event_set_str(&ev, "group", eng_worker_group(t->w, NODE(t)));
     if (!(err = eng_emit_task(e, t, 0, &ev)))
         eng_queue_push(e, t);
     return err;
@@ -1270,7 +1272,7 @@ tn_err sched_recovered(tn_engine *e, wf_run *w)
         case TN_TASK_S_NEED_FAULT_TOLERANCE:
             eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCH, w->id, t->id);
             tn_event_set_int(&ev, "attempt", t->attempt + 1);
-            tn_event_set_str(&ev, "group", n->worker_group);
+            tn_event_set_str(&ev, "group", eng_worker_group(t->w, n));
             if (!(err = eng_emit_task(e, t, 0, &ev)))
                 eng_queue_push(e, t);
             break;

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "map.h"
+#include "objlog.h"
 #include "util.h"
 #include "sm_gen.h"
 #include "store.h"
@@ -41,6 +42,7 @@ struct tn_evlog {
     uint64_t *dirty_wf, *dirty_task;
     size_t ndirty_wf, ndirty_task, cap_dirty_wf, cap_dirty_task;
     char cluster_id[65]; /* meta store_id, read at open */
+    tn_objlog *objs;     /* schedules and backfills */
 };
 
 static tn_err push_id(uint64_t **arr, size_t *n, size_t *cap, uint64_t id)
@@ -354,7 +356,7 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     e = tn_store_open(dir, &so, &l->store, msg);
     if (e)
         goto fail;
-    if ((e = tn_batch_new(&l->batch))) {
+    if ((e = tn_batch_new(&l->batch)) || (e = tn_objlog_new(&l->objs))) {
         tn_errmsg_set(msg, e, "out of memory opening %s", dir);
         goto fail;
     }
@@ -392,6 +394,7 @@ void tn_evlog_close(tn_evlog *l)
     free(l->dirty_task);
     tn_buf_free(&l->enc);
     tn_batch_free(l->batch);
+    tn_objlog_free(l->objs);
     tn_store_close(l->store);
     if (l->lock_fd >= 0)
         close(l->lock_fd);
@@ -497,6 +500,12 @@ static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, 
                                  (unsigned long long)ev->task,
                                  (unsigned long long)((tn_task_proj *)*p)->wf,
                                  (unsigned long long)ev->wf);
+    } else if (tn_objlog_handles(ev->machine)) {
+        if ((e = read_txn(l)) || (e = tn_objlog_state(l->objs, l->rt, ev, &ev->from)))
+            return tn_errmsg_set(msg, e, "%s event %s: %s", sm->name,
+                                 tn_sm_event_name(sm, ev->event),
+                                 e == TN_ERR_INVAL ? "it does not name its object" :
+                                                     tn_strerror(e));
     } else {
         ev->from = l->last_seq == 0 ? TN_SM_NEW : TN_SYS_S_ACTIVE;
     }
@@ -527,6 +536,24 @@ static tn_err queue_event(tn_evlog *l, const tn_event *ev)
     if (ev->machine == TN_MACHINE_SYSTEM &&
         (e = tn_proj_system_apply(ev, batch_put_cb, l->batch)))
         return e == TN_ERR_CORRUPT ? TN_ERR_INVAL : e;
+    return TN_OK;
+}
+
+/* A schedule or backfill event: checked and staged by objlog before anything is queued,
+ * so a refused one (a nominal time decided twice) leaves the batch as it was. */
+static tn_err stage_object(tn_evlog *l, const tn_event *ev, const tn_sm *sm, tn_errmsg *msg)
+{
+    tn_errmsg m = {{0}};
+    size_t mark = tn_batch_count(l->batch);
+    tn_err e = read_txn(l);
+    if (!e)
+        e = tn_objlog_stage(l->objs, l->rt, batch_put_cb, l->batch, ev, &m);
+    if (e && tn_batch_count(l->batch) != mark)
+        tn_evlog_discard(l);
+    if (e)
+        return tn_errmsg_set(msg, e, "%s event %s refused: %s", sm->name,
+                             tn_sm_event_name(sm, ev->event),
+                             m.text[0] ? m.text : tn_strerror(e));
     return TN_OK;
 }
 
@@ -574,6 +601,8 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
     if ((e = tn_event_encode(ev, &l->enc)))
         return tn_errmsg_set(msg, e, "%s event %s: cannot encode: %s", sm->name,
                              tn_sm_event_name(sm, ev->event), tn_strerror(e));
+    if (tn_objlog_handles(ev->machine) && (e = stage_object(l, ev, sm, msg)))
+        return e;
     void *np = NULL;
     if ((is_task || is_wf) && !p) {
         np = calloc(1, is_task ? sizeof(tn_task_proj) : sizeof(tn_wf_proj));
@@ -635,6 +664,7 @@ static void drop_dirty(tn_evlog *l)
 void tn_evlog_discard(tn_evlog *l)
 {
     drop_dirty(l);
+    tn_objlog_discard(l->objs);
     tn_batch_reset(l->batch);
     l->pending = 0;
     l->last_seq = l->c_last_seq;
@@ -710,6 +740,7 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
             free(tn_map_del(&l->tasks, p->id));
     }
     l->ndirty_wf = l->ndirty_task = 0;
+    tn_objlog_committed(l->objs);
     if (ckpt)
         l->ckpt_seq = l->last_seq;
     l->c_last_seq = l->last_seq;
@@ -753,4 +784,21 @@ tn_err tn_evlog_wf(tn_evlog *l, uint64_t id, tn_wf_proj *out)
 tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out)
 {
     return read_proj(l, true, id, out);
+}
+
+tn_err tn_evlog_sched(tn_evlog *l, const char *name, tn_sched_proj *out)
+{
+    tn_err e = read_txn(l);
+    return e ? e : tn_objlog_sched(l->objs, l->rt, name, out);
+}
+
+tn_err tn_evlog_backfill(tn_evlog *l, uint64_t id, tn_backfill_proj *out)
+{
+    tn_err e = read_txn(l);
+    return e ? e : tn_objlog_backfill(l->objs, l->rt, id, out);
+}
+
+uint64_t tn_evlog_next_seq(const tn_evlog *l)
+{
+    return l->last_seq + 1;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "objproj.h"
 #include "proj.h"
 
 typedef struct tn_store tn_store; /* opaque: store/store.h is core/log's business */
@@ -87,5 +88,13 @@ tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out);
 /* seq (u64 BE) and chain hash of an event the writer hashed itself: opens verify the
  * chain from here. Not derived from the events (replay skips it). */
 #define TN_META_CHECKPOINT "checkpoint"
+
+/* The pending projection of schedule `name` / backfill `id` (events added but not yet
+ * committed included), copied with its members duplicated: the caller finis it.
+ * TN_ERR_NOENT when there is none. */
+tn_err tn_evlog_sched(tn_evlog *l, const char *name, tn_sched_proj *out);
+tn_err tn_evlog_backfill(tn_evlog *l, uint64_t id, tn_backfill_proj *out);
+/* The seq the next added event will get. */
+uint64_t tn_evlog_next_seq(const tn_evlog *l);
 
 #endif

@@ -13,6 +13,7 @@
 #include "proj.h"
 #include "util.h"
 #include "sm_gen.h"
+#include "objlog.h"
 #include "store.h"
 
 /* Instances are dense by id (ids are handed out by counters), so the rebuilt
@@ -52,6 +53,7 @@ typedef struct rctx {
     dense wfs, tasks;
     kv *kvs;
     size_t nkv, capkv;
+    tn_objlog *objs; /* schedules and backfills, rebuilt from their events alone */
     tn_replay_report *rep;
 } rctx;
 
@@ -106,6 +108,7 @@ static void rctx_fini(rctx *x)
         free(x->kvs[i].val);
     }
     free(x->kvs);
+    tn_objlog_free(x->objs);
 }
 
 static void verdict(tn_replay_report *rep, tn_err e, uint64_t seq, const char *fmt, ...)
@@ -156,6 +159,14 @@ static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
                     (unsigned long long)ev->wf);
             return false;
         }
+    } else if (tn_objlog_handles(ev->machine)) {
+        tn_err e = x->objs ? TN_OK : tn_objlog_new(&x->objs);
+        if (e || (e = tn_objlog_state(x->objs, NULL, ev, &cur))) {
+            verdict(rep, e == TN_ERR_INVAL ? TN_ERR_ILLEGAL : e, ev->seq,
+                    "%s event %s does not name its object", sm->name,
+                    tn_sm_event_name(sm, ev->event));
+            return false;
+        }
     } else {
         cur = *sys_state;
     }
@@ -177,6 +188,15 @@ static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
         tn_proj_wf_apply(p, ev);
     } else if (ev->machine == TN_MACHINE_TASK) {
         tn_proj_task_apply(p, ev);
+    } else if (tn_objlog_handles(ev->machine)) {
+        tn_errmsg m = {{0}};
+        tn_err e = tn_objlog_stage(x->objs, NULL, kv_put, x, ev, &m);
+        tn_objlog_committed(x->objs);
+        if (e) {
+            verdict(rep, e == TN_ERR_CORRUPT ? TN_ERR_ILLEGAL : e, ev->seq, "%s",
+                    m.text[0] ? m.text : "schedule/backfill event lacks its attributes");
+            return false;
+        }
     } else {
         *sys_state = tr.to;
         rep->system_events++;

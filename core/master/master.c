@@ -201,7 +201,7 @@ static bool ex_place(void *self, const tn_place_req *r, char *worker, size_t wle
                      size_t whylen)
 {
     tn_master *m = self;
-    const char *g = r->node->worker_group;
+    const char *g = r->worker_group ? r->worker_group : r->node->worker_group;
     pthread_mutex_lock(&m->mu);
     unsigned in = 0, full = 0, over = 0, nc = 0;
     worker_view *cand[256];
@@ -386,7 +386,7 @@ static void ex_dispatch(void *self, const tn_dispatch_req *r)
     d->env_prelude = tn_str_c(r->env_prelude);
     tn_pair *pp = pairs(r->param_keys, r->param_values, r->nparams);
     d->params = (tn_pairs){pp, pp ? r->nparams : 0};
-    d->worker_group = tn_str_c(n->worker_group);
+    d->worker_group = tn_str_c(r->worker_group ? r->worker_group : n->worker_group);
     d->timeout_ms = n->timeout_ms;
     d->kill_grace_ms = n->kill_grace_ms;
     d->memory_max = n->memory_max;
