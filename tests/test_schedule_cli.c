@@ -223,7 +223,10 @@ Test(schedcli, fires_pause_resume_trigger_rm)
 
     cr_assert_eq(tern("schedule pause w --reason 'upstream late' --data d"), 0, "%s", err);
     cr_assert_eq(tern("schedule show w --data d --json"), 0, "%s", err);
-    int64_t paused_fires = jnum(out, "fires"), last_before = jnum(out, "nominal_ns");
+    int64_t paused_fires = jnum(out, "fires"), last_before = 0;
+    for (const char *p = strstr(out, "\"nominal_ns\":"); p;
+         p = strstr(p + 1, "\"nominal_ns\":"))
+        last_before = strtoll(p + 13, NULL, 10); /* ascending: the last is the newest */
     char buf[64];
     cr_expect_str_eq(jstr(out, "state", buf, sizeof(buf)), "PAUSED");
     cr_expect(strstr(out, "upstream late"), "%s", out);
@@ -239,10 +242,9 @@ Test(schedcli, fires_pause_resume_trigger_rm)
     for (const char *p = strstr(lf, "\"nominal_ns\":"); p;
          p = strstr(p + 1, "\"nominal_ns\":")) {
         int64_t nom = strtoll(p + 13, NULL, 10);
-        cr_expect(nom <= last_before || nom > resumed_at - 1000000000LL,
+        cr_expect(nom <= last_before || nom > resumed_at,
                   "nominal %" PRId64 " fired though it came while paused: %s", nom, out);
     }
-    cr_assert_gt(jnum(out, "skips"), 0, "%s", out);
 
     cr_assert_eq(tern("schedule trigger w --data d"), 0, "%s", err);
     uint64_t trig = 0;
@@ -348,8 +350,10 @@ Test(schedcli, roles)
 {
     start_standalone();
     apply("w.yaml", noop_wf);
-    cr_assert_eq(tern("token add v --role viewer --data d > v.tok"), 0, "%s", err);
-    cr_assert_eq(tern("token add o --role operator --data d > o.tok"), 0, "%s", err);
+    cr_assert_eq(tern("token add v --role viewer --data d"), 0, "%s", err);
+    write_file("v.tok", out);
+    cr_assert_eq(tern("token add o --role operator --data d"), 0, "%s", err);
+    write_file("o.tok", out);
     cr_expect_eq(tern("schedule set w --cron '0 0 2 * * ?' --token-file v.tok --data d"), 1);
     cr_expect(strstr(err, "permission denied") && strstr(err, "operator"), "%s", err);
     cr_expect_eq(tern("backfill w --dates 2026-01-01 --token-file v.tok --data d"), 1);

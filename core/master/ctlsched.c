@@ -591,7 +591,7 @@ static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_o
     size_t first = f.n > LAST_FIRES ? f.n - LAST_FIRES : 0;
     tn_sb_printf(&o->text, "last fires:%s\n", f.n ? "" : " none yet");
     if (f.n)
-        tn_sb_printf(&o->text, "  %-26s %-22s %-9s %s\n", "NOMINAL (ZONE)", "UTC", "INSTANCE",
+        tn_sb_printf(&o->text, "  %-26s %-30s %-9s %s\n", "NOMINAL (ZONE)", "UTC", "INSTANCE",
                      "STATE");
     tn_sb_printf(&o->json, ",\"last_fires\":[");
     for (size_t k = first; k < f.n; k++) {
@@ -603,7 +603,7 @@ static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_o
         char lo[64], utc[48];
         fmt_local(tz, f.nominal[i], lo, sizeof(lo));
         fmt_utc(f.nominal[i], utc, sizeof(utc));
-        tn_sb_printf(&o->text, "  %-26s %-22s %-9" PRIu64 " %s%s\n", lo, utc, f.instance[i], st,
+        tn_sb_printf(&o->text, "  %-26s %-30s %-9" PRIu64 " %s%s\n", lo, utc, f.instance[i], st,
                      f.manual[i] ? " (trigger)" : "");
         tn_sb_printf(&o->json,
                      "%s{\"nominal\":\"%s\",\"nominal_ns\":%" PRId64 ",\"instance\":%" PRIu64
@@ -612,6 +612,21 @@ static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_o
                      f.manual[i] ? "true" : "false");
     }
     tn_sb_printf(&o->json, "]");
+}
+
+/* A duration in milliseconds in its largest exact unit: "1m", "90s", "250ms". */
+static void fmt_ms(int64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (ms && ms % units[i].ms == 0) {
+            snprintf(buf, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    snprintf(buf, len, "%" PRId64 "ms", ms);
 }
 
 /* The spec as text lines. */
@@ -625,8 +640,10 @@ static void spec_text(tn_sb *t, const tn_sched_proj *p, tn_tz *tz)
     tn_sb_printf(t, "  cron:     %s\n  zone:     %s\n", p->cron, p->tz[0] ? p->tz : "UTC");
     if (p->start_ns || p->end_ns)
         tn_sb_printf(t, "  window:   %s .. %s\n", a, b);
-    tn_sb_printf(t, "  overlap:  %s; catchup %" PRId64 "ms; pause on failure: %s\n", p->overlap,
-                 p->catchup_ms, p->pause_on_failure ? "yes" : "no");
+    char cu[32];
+    fmt_ms(p->catchup_ms, cu, sizeof(cu));
+    tn_sb_printf(t, "  overlap:  %s; catchup %s; pause on failure: %s\n", p->overlap, cu,
+                 p->pause_on_failure ? "yes" : "no");
     if (p->priority[0] || p->failure_strategy[0] || p->worker_group[0])
         tn_sb_printf(t, "  runs:     priority %s, failure strategy %s, worker group %s\n",
                      p->priority[0] ? p->priority : "(the workflow's)",
@@ -680,7 +697,12 @@ static void show_next(const tn_sched_proj *p, int64_t after_ns, uint32_t n, tn_c
         tn_ctl_next_fires(p->cron, p->tz, p->start_ns, p->end_ns, after, n, &nx);
     tn_sb_printf(&o->text, "next fire times%s:\n",
                  p->state == TN_SCHED_S_PAUSED ? " (when resumed; paused now)" : "");
-    tn_sb_printf(&o->text, "%s", nx.ok && nx.text.s ? nx.text.s : "  (none)\n");
+    for (const char *l = nx.ok && nx.text.s ? nx.text.s : "(none)\n"; *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+        tn_sb_printf(&o->text, "  %.*s", (int)len, l);
+        l += len;
+    }
     tn_sb_printf(&o->json, ",\"next\":%s", nx.ok && nx.json.s ? nx.json.s : "[]");
     free(nx.text.s);
     free(nx.json.s);
