@@ -214,9 +214,12 @@ Test(schedcli, fires_pause_resume_trigger_rm)
 {
     start_standalone();
     apply("w.yaml", noop_wf);
-    cr_assert_eq(tern("schedule set w --cron '* * * * * ?' --data d"), 0, "%s", err);
+    cr_assert_eq(tern("schedule set w --cron '* * * * * ?' --param who=cron --data d"), 0, "%s",
+                 err);
     wait_fires("w", 2);
     cr_assert_geq(check_fires(out), 2, "%s", out);
+    /* check_fires left the last fire's status in out: the schedule's params reached it */
+    cr_expect(strstr(out, "\"overrides\":{\"who\":\"cron\"}"), "%s", out);
     cr_assert_eq(tern("schedule ls --data d --json"), 0, "%s", err);
     cr_expect(strstr(out, "\"workflow\":\"w\"") && strstr(out, "\"state\":\"ACTIVE\""), "%s",
               out);
@@ -403,7 +406,7 @@ Test(schedcli, backfill_runs_the_dates_in_order)
     start_standalone();
     apply("bf.yaml", bf_wf);
     cr_assert_eq(tern("backfill bf --dates 2026-01-03,2026-01-01,2026-01-02 --parallel 1 "
-                      "--json --data d"),
+                      "--param who=bf --json --data d"),
                  0, "%s", err);
     cr_expect(strstr(out, "\"dates\":[\"2026-01-01T00:00:00Z\",\"2026-01-02T00:00:00Z\","
                           "\"2026-01-03T00:00:00Z\"]"),
@@ -427,6 +430,7 @@ Test(schedcli, backfill_runs_the_dates_in_order)
         cr_assert_eq(tern("status %" PRIu64 " --data d --json", inst), 0, "%s", err);
         const char *params = strstr(out, "\"params\":");
         cr_expect_str_eq(jstr(params, "day", day, sizeof(day)), biz[i], "%s", out);
+        cr_expect(strstr(out, "\"overrides\":{\"who\":\"bf\"}"), "%s", out);
         /* one at a time: it started after the previous one ended */
         cr_assert_eq(tern("ls --data d --json"), 0, "%s", err);
         snprintf(line, sizeof(line), "{\"id\":%" PRIu64 ",", inst);
