@@ -189,6 +189,8 @@ static int next_offline(const sched_opts *o)
         return rc;
     tn_ctl_out x = {.ok = true};
     tn_ctl_next_fires(o->cron, o->tz, 0, 0, after, o->n ? (uint32_t)o->n : 5, &x);
+    if (!x.ok && o->c.json)
+        printf("%s\n", x.json.s);
     if (!x.ok)
         rc = tn_cli_usage("schedule", "%s", x.text.s);
     else if (o->c.json)
