@@ -447,6 +447,12 @@ Test(schedcli, backfill_runs_the_dates_in_order)
     free(show);
     cr_assert_eq(tern("backfill ls --data d --json"), 0, "%s", err);
     cr_expect(strstr(out, "\"workflow\":\"bf\"") && jnum(out, "started") == 3, "%s", out);
+    /* with the master gone, the reads answer from the store; the changes need a master */
+    stop_standalone();
+    cr_assert_eq(tern("backfill show %" PRIu64 " --data d", id), 0, "%s", err);
+    cr_expect(strstr(out, "3 of 3 dates started") && strstr(err, "(from the store"), "%s%s",
+              out, err);
+    cr_expect_eq(tern("backfill stop %" PRIu64 " --data d", id), 1);
 }
 
 /* --from/--to: the schedule's fire times in the range, read in its zone, up to the end
