@@ -603,26 +603,39 @@ static tn_err never(tn_errmsg *e, int64_t after_ns)
     return tn_errmsg_set(e, TN_ERR_NOENT,
                          "cron: never fires after %04d-%02d-%02dT%02d:%02d:%02dZ (searched up "
                          "to the end of %d): check the day-of-month against the months and "
-                         "the year field",
+                         "the year field (a time in a daylight-saving gap does not fire)",
                          a.year, a.month, a.day, a.hour, a.minute, a.second, TN_CRON_YEAR_MAX);
 }
 
-/* Where to go on from civil time t, which read as its first occurrence lies at or before
- * after_ns: after_ns is in the repeated hour of an overlap, and every civil time left in
- * that hour already happened (its first occurrence); go on from the overlap's end. */
+/* Civil time t, read as its first occurrence (first_ns), lies at or before the instant
+ * asked about: that instant is in the repeated hour of an overlap, and every civil time
+ * left in that hour already fired at its first occurrence. Go on from the overlap's end:
+ * the civil time at the transition read with the offset before it (03:00 in Berlin). */
 static tn_err past_overlap(tn_tz *tz, tn_civil *t, int64_t first_ns)
 {
     int64_t later_ns, at_ns;
     int32_t off;
-    tn_err err = tn_tz_from_civil(tz, t, TN_TZ_GAP_SHIFT, TN_TZ_OVERLAP_LATER, &later_ns, NULL);
+    tn_err err =
+        tn_tz_from_civil(tz, t, TN_TZ_GAP_REFUSE, TN_TZ_OVERLAP_LATER, &later_ns, NULL);
     if (!err)
         err = tn_tz_transition(tz, first_ns, later_ns, &at_ns);
     if (!err)
         err = tn_tz_offset(tz, first_ns, &off);
     if (err)
         return err == TN_ERR_NOENT ? TN_ERR_INTERNAL : err;
-    tn_civil_from_seconds(at_ns / NS_PER_S + off, t); /* the end of the repeated hour */
+    tn_civil_from_seconds(at_ns / NS_PER_S + off, t);
     return TN_OK;
+}
+
+/* Civil time t falls in a gap: it never happens, so it does not fire (Quartz skips it
+ * rather than moving it). Go on from the gap's end, the civil time at the transition
+ * (03:00 in Berlin), which comes after every civil time in the gap. */
+static tn_err past_gap(tn_tz *tz, tn_civil *t)
+{
+    int64_t at_ns;
+    tn_err err =
+        tn_tz_from_civil(tz, t, TN_TZ_GAP_NEXT_VALID, TN_TZ_OVERLAP_EARLIER, &at_ns, NULL);
+    return err ? err : tn_tz_to_civil(tz, at_ns, t);
 }
 
 static int64_t local_seconds(const tn_civil *t)
@@ -631,112 +644,48 @@ static int64_t local_seconds(const tn_civil *t)
            t->minute * 60 + t->second;
 }
 
-/* The civil time at unix second s, and, when s is less than a gap's length after a gap,
- * *early: s read with the offset before the gap, a civil time inside the gap. Gap times
- * are read shifted forward, so those from *early on land at or after s: asked at 03:10
- * CEST on the spring-forward day, 02:30 (shifted to 03:30) is still to come. */
-static tn_err start_civil(tn_tz *tz, int64_t s, tn_civil *t, tn_civil *early, bool *has_early)
-{
-    int32_t now, prev;
-    int64_t back = s - 25 * 3600; /* before any gap s may sit in (the longest was a day) */
-    tn_err err = tn_tz_offset(tz, s * NS_PER_S, &now);
-    if (!err && back > INT64_MIN / NS_PER_S)
-        err = tn_tz_offset(tz, back * NS_PER_S, &prev);
-    else
-        prev = now;
-    if (err)
-        return err;
-    tn_civil_from_seconds(s + now, t);
-    *has_early = false;
-    if (prev >= now)
-        return TN_OK;
-    int64_t ns;
-    tn_tz_kind kind;
-    tn_civil_from_seconds(s + prev, early);
-    err = tn_tz_from_civil(tz, early, TN_TZ_GAP_SHIFT, TN_TZ_OVERLAP_EARLIER, &ns, &kind);
-    *has_early = err == TN_OK && kind == TN_TZ_GAP && ns >= s * NS_PER_S;
-    return err == TN_ERR_TOOBIG || err == TN_ERR_INVAL ? TN_OK : err;
-}
-
-/* Civil time g falls in a gap and fires shifted, at r_ns, between the transition T and
- * T + the gap's length. A regular civil time after the gap may land earlier in that span
- * when the gap is not a whole hour (Lord Howe's is 30 minutes): *alt_ns is the first
- * regular fire from max(T, s0) on, or INT64_MAX. */
-static tn_err after_gap(const tn_cron *c, tn_tz *tz, const tn_civil *g, int64_t r_ns,
-                        int64_t s0, int64_t *alt_ns)
-{
-    int32_t ob;
-    int64_t at_ns, ns;
-    *alt_ns = INT64_MAX;
-    tn_err err = tn_tz_offset(tz, r_ns, &ob);
-    if (!err)
-        err = tn_tz_transition(tz, (local_seconds(g) - ob) * NS_PER_S, r_ns, &at_ns);
-    if (err)
-        return err == TN_ERR_NOENT ? TN_OK : err;
-    int64_t from = at_ns / NS_PER_S > s0 ? at_ns / NS_PER_S : s0;
-    tn_civil t;
-    tn_civil_from_seconds(from + ob, &t);
-    if (!search(c, &t))
-        return TN_OK;
-    err = tn_tz_from_civil(tz, &t, TN_TZ_GAP_SHIFT, TN_TZ_OVERLAP_EARLIER, &ns, NULL);
-    if (err == TN_OK)
-        *alt_ns = ns;
-    return err == TN_ERR_TOOBIG ? TN_OK : err;
-}
-
 static tn_err tz_err(tn_errmsg *e, tn_tz *tz, tn_err err)
 {
     return tn_errmsg_set(e, err, "cron: time zone \"%s\": %s", tn_tz_name(tz),
                          tn_strerror(err));
 }
 
-/* The fire sequence is the set of instants of all matching civil times; civil order and
- * instant order agree except around gaps (a shifted gap time may come after regular
- * times) and overlaps (the repeated hour fires nothing), which the rounds below handle. */
+/* The fire times are the first occurrences of the matching civil times that exist, and
+ * they come in civil order; so search civil time from the civil time of the first second
+ * after after_ns, stepping over gaps (nothing there fires) and over the rest of a repeated
+ * hour when after_ns is in its second run (all of it fired in the first run). Each round
+ * moves the civil time forward, and the search ends past TN_CRON_YEAR_MAX. */
 tn_err tn_cron_next(const tn_cron *c, tn_tz *tz, int64_t after_ns, int64_t *next_ns,
                     tn_errmsg *e)
 {
     int64_t s0 = after_ns / NS_PER_S - (after_ns % NS_PER_S < 0) + 1; /* floor + 1 */
     if (s0 > INT64_MAX / NS_PER_S)
         return never(e, after_ns);
-    tn_civil t0, t;
-    bool early;
-    tn_err err = start_civil(tz, s0, &t0, &t, &early);
+    tn_civil t;
+    tn_err err = tn_tz_to_civil(tz, s0 * NS_PER_S, &t);
     if (err)
         return tz_err(e, tz, err);
-    if (!early)
-        t = t0;
     if (t.year < TN_CRON_YEAR_MIN)
         t = (tn_civil){.year = TN_CRON_YEAR_MIN, .month = 1, .day = 1};
-    /* At most one overlap and one restart per search; more rounds guard odd zone data. */
-    for (int round = 0; round < 8; round++) {
+    for (;;) {
         if (!search(c, &t))
             return never(e, after_ns);
-        int64_t ns, alt;
-        tn_tz_kind kind;
-        err = tn_tz_from_civil(tz, &t, TN_TZ_GAP_SHIFT, TN_TZ_OVERLAP_EARLIER, &ns, &kind);
+        int64_t ns, was = local_seconds(&t);
+        tn_tz_kind kind = TN_TZ_UNIQUE;
+        err = tn_tz_from_civil(tz, &t, TN_TZ_GAP_REFUSE, TN_TZ_OVERLAP_EARLIER, &ns, &kind);
         if (err == TN_ERR_TOOBIG)
             return never(e, after_ns);
-        if (!err && ns > after_ns && kind == TN_TZ_GAP)
-            err = after_gap(c, tz, &t, ns, s0, &alt);
+        if (err == TN_ERR_NOENT && kind == TN_TZ_GAP)
+            err = past_gap(tz, &t);
+        else if (!err && ns > after_ns)
+            return *next_ns = ns, TN_OK;
+        else if (!err && kind == TN_TZ_OVERLAP)
+            err = past_overlap(tz, &t, ns);
+        else if (!err)
+            err = TN_ERR_INTERNAL; /* a unique civil time at or after s0's lies before it */
+        if (!err && local_seconds(&t) <= was)
+            err = TN_ERR_INTERNAL;
         if (err)
             return tz_err(e, tz, err);
-        if (ns > after_ns) {
-            *next_ns = kind == TN_TZ_GAP && alt < ns ? alt : ns;
-            return TN_OK;
-        }
-        if (kind == TN_TZ_OVERLAP) {
-            if ((err = past_overlap(tz, &t, ns)))
-                return tz_err(e, tz, err);
-        } else if (early) {
-            t = t0; /* the early start found nothing in the gap: go on as usual */
-            early = false;
-        } else {
-            break;
-        }
     }
-    return tn_errmsg_set(e, TN_ERR_INTERNAL,
-                         "cron: the search for the next fire time after "
-                         "%lld did not settle; this is a bug",
-                         (long long)after_ns);
 }

@@ -27,24 +27,19 @@
  * Names are case-insensitive. Fields are separated by spaces or tabs.
  *
  * Time zones and DST. The fields are read as local civil time in the zone passed to
- * tn_cron_next, and each civil time that matches fires at most once:
- *  - gap (spring forward, e.g. 02:30 on 2026-03-29 in Europe/Berlin, where 02:00-02:59
- *    does not exist): the fire time moves forward by the gap's length, to 03:30 CEST
- *    (TN_TZ_GAP_SHIFT). If that instant is also a regular fire time (hourly "0 30 * * * ?"
- *    at 03:30) it fires once. Quartz's CronTrigger documents only that such times "can
- *    skip or repeat"; its getTimeAfter moves an hour that does not exist to the next hour
- *    (setCalendarHour), and for a daily 02:30 that lands it past 02:30, so Quartz skips
- *    that day's fire. Here it fires at the shifted time instead, like ICU/Java lenient
- *    calendars and cronie: a daily job is not lost once a year.
- *    Fire times are the instants of all matching civil times, in instant order: asked
- *    at 03:10 CEST that day, the next is 03:30 CEST (02:30 shifted). Where a gap is not
- *    a whole hour (Australia/Lord_Howe: 30 minutes) a shifted time can come after a
- *    regular one: "0 25,40 * * * ?" fires at 02:40 (+11:00), then 02:25 shifted to
- *    02:55. A skipped day (Pacific/Apia, 2011-12-30) shifts by the whole day.
- *  - overlap (fall back, e.g. 02:30 on 2026-10-25 in Europe/Berlin happens at 00:30 UTC
- *    and again at 01:30 UTC): fires once, at the first occurrence (CEST). During the
- *    repeated hour no civil time fires a second time; hourly "0 0 * * * ?" fires at
- *    02:00 CEST (00:00 UTC) and next at 03:00 CET (02:00 UTC).
+ * tn_cron_next, and the rules are those of Quartz's CronTrigger:
+ *  - gap (spring forward, e.g. 02:00-02:59 on 2026-03-29 in Europe/Berlin, which does not
+ *    exist): a civil time in the gap does not fire that day. It is skipped, not moved:
+ *    daily 02:30 fires on the 28th at 02:30 CET and next on the 30th at 02:30 CEST;
+ *    hourly "0 15 * * * ?" fires at 01:15 CET and next at 03:15 CEST. A day a zone
+ *    skipped whole (Pacific/Apia, 2011-12-30) fires nothing.
+ *  - overlap (fall back, e.g. 02:00-02:59 on 2026-10-25 in Europe/Berlin, which happens
+ *    at 00:xx UTC and again at 01:xx UTC): a civil time fires once, at its first
+ *    occurrence (CEST), and during the repeated hour nothing fires a second time: hourly
+ *    "0 0 * * * ?" fires at 02:00 CEST (00:00 UTC) and next at 03:00 CET (02:00 UTC);
+ *    every 15 minutes fires at 02:45 CEST (00:45 UTC) and next at 03:00 CET (02:00 UTC).
+ * So the fire times are the first occurrences of the matching civil times that exist, in
+ * civil order, and asking from any instant gives the same sequence.
  *
  * Everything here is a pure function of its arguments; tn_cron values may be shared
  * between threads freely (tn_tz serializes itself). */

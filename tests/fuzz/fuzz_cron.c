@@ -1,5 +1,6 @@
 /* libFuzzer target over cron parsing and the next-fire search: any bytes must parse or be
- * refused with a message, and a parsed expression's fire times must be consistent. */
+ * refused with a message, and a parsed expression's fire times must be consistent and
+ * follow the DST rule (each the first occurrence of a civil time that exists). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t again;
         if (tn_cron_next(&c, tzs[z], next - 1, &again, &e) || again != next)
             fail("next(next - 1 ns) != next", expr, next, again);
+        /* Quartz's DST rule: a fire time is the first occurrence of a civil time that
+         * exists (never a gap time moved, never the repeat in an overlap) */
+        tn_civil civ;
+        int64_t first;
+        if (tn_tz_to_civil(tzs[z], next, &civ) ||
+            tn_tz_from_civil(tzs[z], &civ, TN_TZ_GAP_REFUSE, TN_TZ_OVERLAP_EARLIER, &first,
+                             NULL) ||
+            first != next)
+            fail("fire time not the first occurrence of its civil time", expr, next, first);
+        /* and its civil time matches the fields (a gap time moved forward would not) */
+        int yi = civ.year - TN_CRON_YEAR_MIN;
+        if (!(c.sec >> civ.second & 1) || !(c.min >> civ.minute & 1) ||
+            !(c.hour >> civ.hour & 1) || !(c.month >> civ.month & 1) ||
+            !(c.year[yi / 64] >> (yi % 64) & 1))
+            fail("fire time's civil time does not match the fields", expr, next, 0);
         after = next;
     }
     return 0;
