@@ -290,6 +290,13 @@ Test(schedcli, next_of_an_expression)
     cr_expect_str_eq(out, "2026-10-24 02:00:00 +02:00 Europe/Berlin   2026-10-24T00:00:00Z\n"
                           "2026-10-25 02:00:00 +02:00 Europe/Berlin   2026-10-25T00:00:00Z\n"
                           "2026-10-26 02:00:00 +01:00 Europe/Berlin   2026-10-26T01:00:00Z\n");
+    /* Mar 29 02:00 does not exist (clocks spring forward to 03:00): that day has no fire */
+    cr_assert_eq(tern("schedule next --cron '0 0 2 * * ?' --tz Europe/Berlin -n 3 "
+                      "--after 2026-03-27T12:00:00Z"),
+                 0, "%s", err);
+    cr_expect_str_eq(out, "2026-03-28 02:00:00 +01:00 Europe/Berlin   2026-03-28T01:00:00Z\n"
+                          "2026-03-30 02:00:00 +02:00 Europe/Berlin   2026-03-30T00:00:00Z\n"
+                          "2026-03-31 02:00:00 +02:00 Europe/Berlin   2026-03-31T00:00:00Z\n");
     cr_assert_eq(tern("schedule next --cron '0 0 2 * * ?' --tz Europe/Berlin -n 1 "
                       "--after 2026-10-23T12:00:00Z --json"),
                  0, "%s", err);
