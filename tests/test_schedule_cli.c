@@ -524,3 +524,42 @@ Test(schedcli, backfill_stop_and_resume)
                      "SUCCESS", "%s", out);
     wait_backfill(id, "DONE");
 }
+
+/* Every option of `set` reaches the schedule (show --json), the window bounds read in
+ * the zone, the next fire times start at the window; a second set replaces the whole
+ * spec. */
+Test(schedcli, set_carries_every_option_and_replaces_the_whole_spec)
+{
+    start_standalone();
+    apply("w.yaml", noop_wf);
+    cr_assert_eq(
+        tern("schedule set w --cron '0 0 6 * * ?' --tz Asia/Shanghai --start 2030-01-01 "
+             "--end '2030-02-01 12:00' --param a=1 --param 'b=x y' --overlap buffer_one "
+             "--catchup 5m --pause-on-failure --priority high --worker-group gpu "
+             "--failure-strategy continue --data d"),
+        0, "%s", err);
+    cr_assert_eq(tern("schedule show w --json --data d"), 0, "%s", err);
+    static const char *const want[] = {
+        "\"cron\":\"0 0 6 * * ?\"", "\"tz\":\"Asia/Shanghai\"",
+        "\"start\":\"2029-12-31T16:00:00Z\"", "\"end\":\"2030-02-01T04:00:00Z\"",
+        "\"overlap\":\"buffer_one\"", "\"catchup_ms\":300000", "\"pause_on_failure\":true",
+        "\"priority\":\"high\"", "\"failure_strategy\":\"continue\"",
+        "\"worker_group\":\"gpu\"", "\"params\":{\"a\":\"1\",\"b\":\"x y\"}",
+        /* the first fire is the window's first: Jan 1 06:00 in Shanghai */
+        "\"next\":[{\"local\":\"2030-01-01 06:00:00 +08:00\",\"utc\":\"2029-12-31T22:00:00Z\""};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect(strstr(out, want[i]), "no %s in %s", want[i], out);
+    cr_assert_eq(tern("schedule next w -n 40 --data d"), 0, "%s", err);
+    cr_expect(strstr(out, "2030-02-01 06:00:00 +08:00") && !strstr(out, "2030-02-02"),
+              "the window ends on Feb 1 12:00: %s", out);
+
+    cr_assert_eq(tern("schedule set w --cron '0 0 6 * * ?' --data d"), 0, "%s", err);
+    cr_assert_eq(tern("schedule show w --json --data d"), 0, "%s", err);
+    static const char *const reset[] = {"\"tz\":\"UTC\"",       "\"start\":null",
+                                        "\"end\":null",         "\"overlap\":\"allow_all\"",
+                                        "\"catchup_ms\":60000", "\"pause_on_failure\":false",
+                                        "\"priority\":\"\"",    "\"worker_group\":\"\"",
+                                        "\"params\":{}"};
+    for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
+        cr_expect(strstr(out, reset[i]), "no %s in %s", reset[i], out);
+}
