@@ -766,7 +766,7 @@ static bool parse_date(tn_str d, const char *tz, const char *what, int64_t *ns, 
 /* The fire times of cron in [from, to], in zone tz, appended to *d (at most
  * TN_BACKFILL_MAX_DATES; one more means too many). */
 static bool range_dates(const char *cron, tn_tz *tz, int64_t from, int64_t to, int64_t *d,
-                        uint32_t *n, tn_ctl_out *o)
+                        uint32_t *n, const char *how, tn_ctl_out *o)
 {
     tn_cron c;
     tn_errmsg e = {{0}};
@@ -778,9 +778,9 @@ static bool range_dates(const char *cron, tn_tz *tz, int64_t from, int64_t to, i
     while (tn_cron_next(&c, tz, t, &nx, NULL) == TN_OK && nx <= to) {
         if (*n == TN_BACKFILL_MAX_DATES) {
             fail(o, 2,
-                 "more than %u dates from the --from to the --to date: a backfill "
-                 "runs at most %u; split it into several",
-                 TN_BACKFILL_MAX_DATES, TN_BACKFILL_MAX_DATES);
+                 "more than %u dates from --from to --to (%s): a backfill runs at most "
+                 "%u; narrow the range or split it",
+                 TN_BACKFILL_MAX_DATES, how, TN_BACKFILL_MAX_DATES);
             return false;
         }
         d[(*n)++] = t = nx;
@@ -844,9 +844,10 @@ static bool bf_dates(tn_ctlsrv *s, const char *name, const tn_ctl_bf_req *q, int
         }
         if (ok && q->to.len == 10) /* a plain date: up to the end of that day */
             ok = day_end(tz, &to, o);
-        ok = ok && range_dates(cron, tz, from, to, d, n, o);
-        snprintf(how, howlen, "%s %s in %s", has ? "the schedule's fire times" : "every day at",
-                 has ? cron : "00:00", zone);
+        snprintf(how, howlen, "%s \"%s\" in %s",
+                 has ? "the schedule's fire times of" : "every day at", has ? cron : "00:00",
+                 zone);
+        ok = ok && range_dates(cron, tz, from, to, d, n, how, o);
     }
     tn_tz_free(tz);
     return ok;
