@@ -50,7 +50,13 @@ int tn_cli_store_ro(const char *cmd, const char *dir, struct tn_store **s);
 /* The daemons: block SIGTERM and SIGINT (before any thread starts, so only
  * tn_cli_wait_signal sees them), then wait for one. */
 sigset_t tn_cli_block_signals(void);
+/* Called once the daemon serves: tells the service manager READY=1 (tn_cli_notify), waits
+ * for SIGTERM or SIGINT, then tells it STOPPING=1 before the caller stops the daemon. */
 void tn_cli_wait_signal(sigset_t set);
+/* The sd_notify protocol: one datagram with `state` (and MAINPID) to the unix socket
+ * $NOTIFY_SOCKET (a path, or @name for an abstract one). Nothing without the variable
+ * (0); -1 when it could not be sent (logged). */
+int tn_cli_notify(const char *state);
 
 /* Every key of the daemons' config files: master, worker and standalone ignore each
  * other's keys (and `config`), so one file can serve them all. */
@@ -188,6 +194,7 @@ int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);
 int tn_cmd_init(int argc, char **argv);
 int tn_cmd_token(int argc, char **argv);
+int tn_cmd_gc(int argc, char **argv);
 int tn_cmd_schedule(int argc, char **argv);
 int tn_cmd_backfill(int argc, char **argv);
 
@@ -196,6 +203,6 @@ extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
     tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token, tn_spec_bench, tn_spec_cert,
-    tn_spec_schedule, tn_spec_backfill;
+    tn_spec_gc, tn_spec_schedule, tn_spec_backfill;
 
 #endif

@@ -2,13 +2,14 @@
  * (flags win). SIGTERM and SIGINT stop it cleanly. */
 #include "master.h"
 #include "cli.h"
+#include "manpage.h"
 
 typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t hb_timeout, map_max;
     uint32_t max_workers;
-    bool insecure;
+    bool insecure, check_config;
 } master_opts;
 
 static const tn_opt master_table[] = {
@@ -39,6 +40,8 @@ static const tn_opt master_table[] = {
      .help = "the largest the event store may grow", TN_OPT_CFG, 1u << 20, 1ull << 40},
     {"config", 0, TN_OPT_CONFIG, offsetof(master_opts, config), "FILE",
      .help = "read options from FILE first"},
+    {"check-config", 0, TN_OPT_FLAG, offsetof(master_opts, check_config), NULL,
+     .help = "print the options in effect (config file, then flags) and exit"},
     {0}};
 
 const tn_opt_cmd tn_spec_master = {
@@ -94,7 +97,10 @@ int tn_cmd_master(int argc, char **argv)
     int rc = tn_opt_cli(&tn_spec_master, argc, argv, &o, &a);
     if (rc)
         return rc;
-    rc = run(&o); /* o's strings may be a's copies of config values */
+    if (o.check_config)
+        tn_opt_config_dump(&tn_spec_master, &o, stdout);
+    else
+        rc = run(&o); /* o's strings may be a's copies of config values */
     tn_opt_args_free(&a);
     return rc;
 }

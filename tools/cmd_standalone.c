@@ -8,6 +8,7 @@
 typedef struct standalone_opts {
     const char *data, *config;
     uint32_t slots, pids_max;
+    uint64_t log_retention, log_max_bytes;
     bool no_cgroup;
     tn_opt_list pass_env;
 } standalone_opts;
@@ -29,6 +30,13 @@ static const tn_opt standalone_table[] = {
      .help = "processes a task may have at once when its definition sets no pids_max\n"
              "(default 4096)",
      TN_OPT_CFG, 1, 4194304},
+    {"log-retention", 0, TN_OPT_DURATION, offsetof(standalone_opts, log_retention), "AGE",
+     .help = "remove a finished task's log and exec dir AGE after it ended (e.g. 7d;\n"
+             "checked every minute; a running task's are kept)",
+     TN_OPT_CFG, 1000, 0},
+    {"log-max-bytes", 0, TN_OPT_SIZE, offsetof(standalone_opts, log_max_bytes), "SIZE",
+     .help = "remove the oldest finished tasks' logs while all logs are over SIZE (e.g. 10G)",
+     TN_OPT_CFG, 1, 0},
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -53,7 +61,9 @@ static int run(const standalone_opts *o)
                              .no_cgroup = o->no_cgroup,
                              .pass_env = o->pass_env.v,
                              .npass_env = o->pass_env.n,
-                             .pids_max = o->pids_max};
+                             .pids_max = o->pids_max,
+                             .log_retention_ms = o->log_retention,
+                             .log_max_bytes = o->log_max_bytes};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
     /* the commands exactly as they work from here: --data only when not the default */

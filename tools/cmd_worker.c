@@ -4,13 +4,14 @@
 
 #include "worker.h"
 #include "cli.h"
+#include "manpage.h"
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
     const char *tls_cert, *tls_key, *tls_ca, *master_name;
-    uint64_t heartbeat, mem_reserve, map_max;
+    uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes;
     uint32_t slots, max_load, pids_max;
-    bool no_cgroup, insecure;
+    bool no_cgroup, insecure, check_config;
     tn_opt_list pass_env;
 } worker_opts;
 
@@ -69,8 +70,17 @@ static const tn_opt worker_table[] = {
     {"map-max", 0, TN_OPT_SIZE, offsetof(worker_opts, map_max), "BYTES",
      .help = "the largest the outbox store may grow (a full one holds reports back)",
      TN_OPT_CFG, 1u << 20, 1ull << 40},
+    {"log-retention", 0, TN_OPT_DURATION, offsetof(worker_opts, log_retention), "AGE",
+     .help = "remove a finished task's log and exec dir AGE after it ended (e.g. 7d;\n"
+             "checked every minute; a running task's are kept)",
+     TN_OPT_CFG, 1000, 0},
+    {"log-max-bytes", 0, TN_OPT_SIZE, offsetof(worker_opts, log_max_bytes), "SIZE",
+     .help = "remove the oldest finished tasks' logs while all logs are over SIZE (e.g. 10G)",
+     TN_OPT_CFG, 1, 0},
     {"config", 0, TN_OPT_CONFIG, offsetof(worker_opts, config), "FILE",
      .help = "read options from FILE first"},
+    {"check-config", 0, TN_OPT_FLAG, offsetof(worker_opts, check_config), NULL,
+     .help = "print the options in effect (config file, then flags) and exit"},
     {0}};
 
 const tn_opt_cmd tn_spec_worker = {
@@ -113,7 +123,9 @@ static int run(const worker_opts *o)
                          .master_name = o->master_name,
                          .pass_env = o->pass_env.v,
                          .npass_env = o->pass_env.n,
-                         .pids_max = o->pids_max};
+                         .pids_max = o->pids_max,
+                         .log_retention_ms = o->log_retention,
+                         .log_max_bytes = o->log_max_bytes};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))
@@ -130,7 +142,10 @@ int tn_cmd_worker(int argc, char **argv)
     int rc = tn_opt_cli(&tn_spec_worker, argc, argv, &o, &a);
     if (rc)
         return rc;
-    rc = run(&o); /* o's strings may be a's copies of config values */
+    if (o.check_config)
+        tn_opt_config_dump(&tn_spec_worker, &o, stdout);
+    else
+        rc = run(&o); /* o's strings may be a's copies of config values */
     tn_opt_args_free(&a);
     return rc;
 }

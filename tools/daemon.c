@@ -2,24 +2,30 @@
  * SIGINT before any thread starts, and stop cleanly on the first one. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "cli.h"
 
-const char *const tn_daemon_cfg_keys[] = {"data",        "listen",
-                                          "ctl",         "id",
-                                          "master",      "name",
-                                          "group",       "selector",
-                                          "tls-cert",    "tls-key",
-                                          "tls-ca",      "insecure",
-                                          "no-cgroup",   "heartbeat-timeout",
-                                          "heartbeat",   "slots",
-                                          "max-load",    "mem-reserve",
-                                          "map-max",     "pass-env",
-                                          "pids-max",    "config",
-                                          "insecure",    "max-workers",
-                                          "master-name", NULL};
+const char *const tn_daemon_cfg_keys[] = {"data",          "listen",
+                                          "ctl",           "id",
+                                          "master",        "name",
+                                          "group",         "selector",
+                                          "tls-cert",      "tls-key",
+                                          "tls-ca",        "insecure",
+                                          "no-cgroup",     "heartbeat-timeout",
+                                          "heartbeat",     "slots",
+                                          "max-load",      "mem-reserve",
+                                          "map-max",       "pass-env",
+                                          "pids-max",      "config",
+                                          "insecure",      "max-workers",
+                                          "master-name",   "log-retention",
+                                          "log-max-bytes", NULL};
 
 int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls, size_t n)
 {
@@ -53,9 +59,38 @@ sigset_t tn_cli_block_signals(void)
     return set;
 }
 
+int tn_cli_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path)
+        return 0;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if ((path[0] != '/' && path[0] != '@') || n >= sizeof(sa.sun_path)) {
+        tn_warn("tern", "msg=\"NOTIFY_SOCKET is neither a path nor an abstract name\"");
+        return -1;
+    }
+    memcpy(sa.sun_path, path, n);
+    if (path[0] == '@')
+        sa.sun_path[0] = 0; /* an abstract socket: the name follows a NUL, unterminated */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    char msg[128];
+    int len = snprintf(msg, sizeof(msg), "%s\nMAINPID=%ld", state, (long)getpid());
+    ssize_t w = sendto(fd, msg, (size_t)len, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+    close(fd);
+    if (w != len)
+        tn_warn("tern", "msg=\"cannot notify the service manager\" socket=%s", path);
+    return w == len ? 0 : -1;
+}
+
 void tn_cli_wait_signal(sigset_t set)
 {
     int sig;
+    (void)tn_cli_notify("READY=1\nSTATUS=serving"); /* the caller started the daemon */
     sigwait(&set, &sig);
     tn_info("tern", "msg=\"stopping\" signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    (void)tn_cli_notify("STOPPING=1");
 }

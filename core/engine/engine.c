@@ -924,6 +924,9 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
             c->out_id = version + 1;
             snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
         }
+        /* a schedule block sets the workflow's schedule, as `tern schedule set` does */
+        if (!err && def->schedule)
+            err = esched_apply_def(e, def->name, def->schedule, c);
     }
     tn_def_free(def);
     tn_buf_free(&latest);

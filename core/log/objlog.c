@@ -322,6 +322,8 @@ tn_err tn_objlog_stage(tn_objlog *o, tn_rtxn *t, tn_proj_put_fn put, void *put_c
 
 void tn_objlog_committed(tn_objlog *o)
 {
+    if (!o)
+        return;
     for (size_t i = 0; i < o->ndirty; i++)
         o->dirty[i]->dirty = false;
     o->ndirty = 0;
@@ -330,6 +332,8 @@ void tn_objlog_committed(tn_objlog *o)
 /* Forget what the batch changed: the objects reload from the store when next asked. */
 void tn_objlog_discard(tn_objlog *o)
 {
+    if (!o)
+        return;
     for (size_t i = 0; i < o->ndirty; i++) {
         obj *x = o->dirty[i];
         uint64_t h =

@@ -49,7 +49,9 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .cluster_id = tn_master_cluster_id(s->m),
                          .pass_env = opts->pass_env,
                          .npass_env = opts->npass_env,
-                         .pids_max = opts->pids_max};
+                         .pids_max = opts->pids_max,
+                         .log_retention_ms = opts->log_retention_ms,
+                         .log_max_bytes = opts->log_max_bytes};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

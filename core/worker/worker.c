@@ -28,6 +28,7 @@
 #include "mp.h"
 #include "params.h"
 #include "proc.h"
+#include "retention.h"
 #include "taskenv.h"
 #include "outbox.h"
 #include "outbox_store.h"
@@ -99,6 +100,8 @@ struct tn_worker {
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
     tn_taskenv env;      /* what every task's environment starts from */
+    /* monotonic: the last task log retention pass */
+    int64_t retention_at;
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -513,9 +516,37 @@ static void heartbeat(tn_worker *w)
         (void)tn_outq_flush(w->q, w->tx, NULL);
 }
 
-/* Exec dirs without a live attempt: leaks; removed and counted. */
+static bool job_running(void *ctx, uint64_t task, uint32_t attempt)
+{
+    for (const job *j = ((tn_worker *)ctx)->jobs; j; j = j->next)
+        if (j->task == task && j->attempt == attempt)
+            return true;
+    return false;
+}
+
+/* Task log retention, once a minute (retention.h); the attempts in w->jobs are kept. */
+static void retention(tn_worker *w)
+{
+    tn_retention r = {w->o.log_retention_ms, w->o.log_max_bytes};
+    int64_t now = tn_mono_ns();
+    if ((!r.max_age_ms && !r.max_bytes) || now - w->retention_at < 60000000000LL)
+        return;
+    w->retention_at = now;
+    tn_retention_stats st;
+    if (tn_retention_apply(w->data, &r, tn_now_ns(), job_running, w, &st) != 0)
+        tn_warn("worker", "msg=\"cannot read the task logs for retention\" dir=%s/logs err=%s",
+                w->data, strerror(errno));
+    else if (st.removed)
+        tn_info("worker",
+                "msg=\"task logs removed by retention\" removed=%" PRIu64 " bytes=%" PRIu64
+                " kept=%" PRIu64 " kept_bytes=%" PRIu64,
+                st.removed, st.removed_bytes, st.kept, st.kept_bytes);
+}
+
+/* Exec dirs without a live attempt: leaks; removed and counted. And task log retention. */
 static void sweep(tn_worker *w)
 {
+    retention(w);
     char dir[4300];
     snprintf(dir, sizeof(dir), "%s/exec", w->data);
     DIR *d = opendir(dir);

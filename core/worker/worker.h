@@ -45,6 +45,9 @@ typedef struct tn_worker_opts {
     uint32_t npass_env;
     uint32_t pids_max; /* processes a task may have at once when its definition says 0;
                         * 0 = 4096 */
+    /* task log retention (retention.h), applied every minute: a finished attempt's log and
+     * exec dir go when older than this / the oldest while all logs are over this; 0 = no */
+    uint64_t log_retention_ms, log_max_bytes;
 } tn_worker_opts;
 
 /* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */
