@@ -58,8 +58,8 @@ static const tn_opt sched_table[] = {
 const tn_opt_cmd tn_spec_schedule = {
     "schedule",
     (const char *const[]){"set WF --cron EXPR [--tz ZONE] [...]", "ls", "show WF",
-                          "pause WF [--reason TEXT]", "resume WF", "rm WF", "next WF [-n N]",
-                          "next --cron EXPR [--tz ZONE] [-n N]", "trigger WF", NULL},
+                          "pause WF [--reason TEXT]", "resume WF", "rm WF",
+                          "next WF|--cron EXPR [--tz ZONE] [-n N]", "trigger WF", NULL},
     "set:     give workflow WF a schedule (replacing the whole of any it had); it fires\n"
     "         from now on, each fire time starting one instance.\n"
     "ls:      every schedule: state, cron, zone, fires and skips.\n"
