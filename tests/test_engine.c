@@ -2512,7 +2512,8 @@ Test(schedule, pause_resume_trigger_remove_and_pause_on_failure, .init = setup,
     cr_assert_str_eq(sproj("tick").cron, "*/20 * * * * ?", "a set replaces the spec");
     cr_assert_eq(sched_cmd(TN_CMD_SCHED_PAUSE, "tick", NULL), TN_OK);
     sched_set("tick", "*/30 * * * * ?", TN_OVERLAP_SKIP, 60000, false);
-    cr_assert_eq(sproj("tick").state, TN_SCHED_S_PAUSED, "changing a paused one keeps it paused");
+    cr_assert_eq(sproj("tick").state, TN_SCHED_S_PAUSED,
+                 "changing a paused one keeps it paused");
     cr_assert_eq(sched_cmd(TN_CMD_SCHED_RM, "tick", NULL), TN_OK);
 }
 
@@ -2541,18 +2542,16 @@ Test(schedule, backfill_runs_dates_in_order_with_stop_and_resume, .init = setup,
     apply(sched_yaml("etl", "5s", "success"));
     int64_t d0 = 1767225600LL * SEC; /* 2026-01-01T00:00:00Z */
     int64_t dates[4] = {d0, d0 + 86400 * SEC, d0 + 2 * 86400 * SEC, d0 + 3 * 86400 * SEC};
-    tn_cmd c = {.kind = TN_CMD_BACKFILL,
-                .workflow = "etl",
-                .dates = dates,
-                .ndates = 4,
-                .parallel = 1};
+    tn_cmd c = {
+        .kind = TN_CMD_BACKFILL, .workflow = "etl", .dates = dates, .ndates = 4, .parallel = 1};
     cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
     cr_assert_eq(c.err, TN_OK, "%s", c.msg);
     uint64_t bf = c.out_id;
     tn_store *st = tn_evlog_store(tn_engine_log(E));
     uint64_t i0, i1;
     cr_assert_eq(tn_log_backfill_instance(st, bf, 0, &i0), TN_OK);
-    cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_ERR_NOENT, "serial: one at a time");
+    cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_ERR_NOENT,
+                 "serial: one at a time");
     run(i0);
     cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_OK);
     cr_assert_eq(submit_of(i1).sched, dates[1], "each instance has its business time");
@@ -2592,4 +2591,58 @@ Test(schedule, a_definition_schedule_block_sets_the_schedule, .init = setup, .fi
     fires f = fires_of("blk");
     cr_assert_eq(f.n, 2);
     cr_assert_str_eq(submit_of(f.inst[0]).region, "eu");
+}
+
+/* ------------------------------------------------------------------------------ */
+/* alerts: which outcomes raise which alerts */
+
+typedef struct raised {
+    char on[8][16];
+    uint64_t task[8];
+    int n;
+} raised;
+
+static int raised_cb(void *ctx, const tn_alert_proj *p)
+{
+    raised *r = ctx;
+    if (r->n < 8) {
+        snprintf(r->on[r->n], sizeof(r->on[0]), "%s", p->on);
+        r->task[r->n++] = p->task;
+    }
+    return 0;
+}
+
+static raised raised_alerts(void)
+{
+    raised r = {.n = 0};
+    cr_assert_eq(tn_log_alert_each(tn_evlog_store(tn_engine_log(E)), 1, false, raised_cb, &r),
+                 TN_OK);
+    return r;
+}
+
+Test(alerts, outcomes_raise_the_alerts_asked_for, .init = setup, .fini = teardown)
+{
+    apply("name: al\ntimeout: 1h\n"
+          "alerts:\n  - {on: [failure, task_failure], webhook: 'http://127.0.0.1:1/x'}\n"
+          "  - {on: [success], webhook: 'http://127.0.0.1:1/y'}\n"
+          "tasks:\n  - {name: a, type: noop, result: failure}\n"
+          "  - {name: b, type: noop}\n");
+    uint64_t wf = start("al");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    raised r = raised_alerts();
+    cr_assert_eq(r.n, 2, "the task's failure and the workflow's, not success: %d", r.n);
+    cr_assert_str_eq(r.on[0], "task_failure");
+    cr_assert_eq(r.task[0], task(wf, "a").id);
+    cr_assert_str_eq(r.on[1], "failure");
+    /* a stopped instance is a kill; nothing asks for kill here, so nothing is raised */
+    apply("name: slow\nalerts:\n  - {on: [kill, timeout], webhook: 'http://127.0.0.1:1/z'}\n"
+          "tasks:\n  - {name: a, type: noop, duration: 1h}\n");
+    uint64_t w2 = start("slow");
+    while (tn_engine_step(E, NULL) > 0)
+        ;
+    cr_assert_eq(cmd(TN_CMD_STOP, w2), TN_OK);
+    run(w2);
+    r = raised_alerts();
+    cr_assert_eq(r.n, 3);
+    cr_assert_str_eq(r.on[2], "kill");
 }

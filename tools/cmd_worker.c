@@ -9,10 +9,10 @@
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
     const char *tls_cert, *tls_key, *tls_ca, *master_name;
-    uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes;
+    uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes, kill_hook_timeout;
     uint32_t slots, max_load, pids_max;
     bool no_cgroup, insecure, check_config;
-    tn_opt_list pass_env;
+    tn_opt_list pass_env, kill_hook;
 } worker_opts;
 
 /* A load average into thousandths. */
@@ -56,6 +56,7 @@ static const tn_opt worker_table[] = {
      .help = "processes a task may have at once when its definition sets no pids_max\n"
              "(default 4096)",
      TN_OPT_CFG, 1, 4194304},
+    TN_KILL_HOOK_OPTS(worker_opts),
     {"ctl", 0, TN_OPT_STR, offsetof(worker_opts, ctl), "URL",
      .help = "where `tern logs` reads task logs", TN_OPT_CFG},
     {"no-cgroup", 0, TN_OPT_FLAG, offsetof(worker_opts, no_cgroup), NULL,
@@ -90,7 +91,9 @@ const tn_opt_cmd tn_spec_worker = {
     "(their own cgroup v2 where the host delegates one, else their own session and a /proc\n"
     "walk; --no-cgroup forces that), kill them for real, and report to the master through\n"
     "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n"
-    "--map-max bounds that outbox store (a full one holds reports back until space frees).\n",
+    "--map-max bounds that outbox store (a full one holds reports back until space frees).\n"
+    "--kill-hook kills what a killed task started elsewhere (a YARN application...) by the\n"
+    "ids its log shows; in a --config file: `kill-hook = REGEX=CMD`, one per line.\n",
     worker_table,
     .max_args = 0,
     .cfg_ignored = tn_daemon_cfg_keys};
@@ -102,6 +105,8 @@ static int run(const worker_opts *o)
                                       "--listen URL (where this worker takes dispatches)");
     const char *urls[] = {o->master, o->listen};
     int urc = tn_daemon_check_urls("worker", o->insecure, urls, 2);
+    if (!urc)
+        urc = tn_daemon_check_kill_hooks("worker", &o->kill_hook);
     if (urc)
         return urc;
     sigset_t set = tn_cli_block_signals();
@@ -125,7 +130,10 @@ static int run(const worker_opts *o)
                          .npass_env = o->pass_env.n,
                          .pids_max = o->pids_max,
                          .log_retention_ms = o->log_retention,
-                         .log_max_bytes = o->log_max_bytes};
+                         .log_max_bytes = o->log_max_bytes,
+                         .kill_hooks = o->kill_hook.v,
+                         .nkill_hooks = o->kill_hook.n,
+                         .kill_hook_timeout_ms = o->kill_hook_timeout};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))

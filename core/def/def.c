@@ -1253,8 +1253,8 @@ static const field alert_fields[] = {
      .parse = parse_alert_on},
     {V_STR, .nil_ok = true, .off = offsetof(tn_def_alert, webhook), .max = TN_DEF_MAX_URL,
      .what = "alert webhook"},
-    {V_STR, .nil_ok = true, .off = offsetof(tn_def_alert, command),
-     .max = TN_DEF_MAX_ALERT_CMD, .what = "alert command"},
+    {V_STR, .nil_ok = true, .off = offsetof(tn_def_alert, command), .max = TN_DEF_MAX_ALERT_CMD,
+     .what = "alert command"},
 };
 static const item_spec alert_items = {alert_words,
                                       alert_fields,

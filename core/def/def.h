@@ -373,17 +373,17 @@ typedef struct tn_def_task {
 typedef enum tn_def_alert_on {
     TN_DEF_ALERT_ON_LIST(TN_DEF__AO) TN_DEF_ALERT__COUNT
 } tn_def_alert_on;
-#define TN_DEF_MAX_ALERTS     32
-#define TN_DEF_MAX_URL        2048
-#define TN_DEF_MAX_ALERT_CMD  4096
+#define TN_DEF_MAX_ALERTS    32
+#define TN_DEF_MAX_URL       2048
+#define TN_DEF_MAX_ALERT_CMD 4096
 /* The word of an outcome ("failure"), or "?" */
 const char *tn_def_alert_on_name(tn_def_alert_on o);
 
 typedef struct tn_def_alert {
-    char *on;        /* the outcomes, canonical: their words in list order, comma-separated */
-    uint32_t mask;   /* bit (1 << tn_def_alert_on) per outcome; computed by validation */
-    char *webhook;   /* http:// or https:// URL, or NULL */
-    char *command;   /* run by /bin/sh -c on the master, the alert as JSON on stdin, or NULL */
+    char *on;      /* the outcomes, canonical: their words in list order, comma-separated */
+    uint32_t mask; /* bit (1 << tn_def_alert_on) per outcome; computed by validation */
+    char *webhook; /* http:// or https:// URL, or NULL */
+    char *command; /* run by /bin/sh -c on the master, the alert as JSON on stdin, or NULL */
     uint32_t line;
 } tn_def_alert;
 

@@ -593,6 +593,8 @@ static tn_err replay_event(tn_engine *e, wf_run **wp, const tn_event *ev)
         sched_fold_wf(e, w, ev);
         return TN_OK;
     }
+    if (ev->machine == TN_MACHINE_ALERT)
+        return w ? TN_OK : TN_ERR_CORRUPT; /* indexed under its instance, for audit */
     if (ev->machine != TN_MACHINE_TASK || !w)
         return TN_ERR_CORRUPT;
     task_run *t = tn_map_get(&e->tasks, ev->task);
@@ -752,6 +754,10 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
     if (err)
         goto fail;
+    if ((err = eng_alert_defaults(e, opts->alerts, opts->nalerts))) {
+        tn_errmsg_set(msg, err, "out of memory");
+        goto fail;
+    }
     if ((err = recover(e, msg)) || (err = esched_open(e, msg)))
         goto fail;
     /* what recovery decided (failovers, dispatches) is committed by the first step,
@@ -773,6 +779,7 @@ void tn_engine_close(tn_engine *e)
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
     esched_close(e);
+    eng_alert_close(e);
     while (e->defs) {
         def_entry *d = e->defs;
         e->defs = d->next;
@@ -845,6 +852,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     in->worker = dup_or_null(r->worker);
     in->reason = dup_or_null(r->reason);
     in->containment = dup_or_null(r->containment);
+    in->hooks = dup_or_null(r->hooks);
     in->out_keys = (char **)(in + 1);
     in->out_values = in->out_keys + r->nout;
     for (uint32_t i = 0; i < r->nout; i++) {
@@ -854,6 +862,7 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     in->r.worker = in->worker;
     in->r.reason = in->reason;
     in->r.containment = in->containment;
+    in->r.hooks = in->hooks;
     in->r.out_keys = (const char *const *)in->out_keys;
     in->r.out_values = (const char *const *)in->out_values;
     pthread_mutex_lock(&e->mu);
@@ -871,6 +880,7 @@ static void input_free(input *in)
     free(in->worker);
     free(in->reason);
     free(in->containment);
+    free(in->hooks);
     for (uint32_t i = 0; i < in->r.nout; i++) {
         free(in->out_keys[i]);
         free(in->out_values[i]);
@@ -1330,6 +1340,7 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     case TN_CMD_BACKFILL:
     case TN_CMD_BACKFILL_STOP:
     case TN_CMD_BACKFILL_RESUME: err = esched_cmd(e, c); break;
+    case TN_CMD_ALERT_RESULT: err = eng_alert_cmd(e, c); break;
     case TN_CMD_WHY: {
         task_run *q = tn_map_get(&e->tasks, c->id);
         snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");

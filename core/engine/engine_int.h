@@ -69,11 +69,11 @@ struct wf_run {
     int64_t sched_ns;
     int64_t created_at, started_at;
     /* what started it and the overrides it was started with (SUBMIT attrs) */
-    char *schedule;       /* the schedule that fired it, or NULL */
-    uint64_t backfill;    /* the backfill that started it, or 0 */
-    char *tz;             /* zone of its dates, or NULL (TERN_TZ) */
-    char *worker_group;   /* for its tasks in the default group, or NULL */
-    uint8_t priority;     /* tn_def_priority: the definition's unless overridden */
+    char *schedule;     /* the schedule that fired it, or NULL */
+    uint64_t backfill;  /* the backfill that started it, or 0 */
+    char *tz;           /* zone of its dates, or NULL (TERN_TZ) */
+    char *worker_group; /* for its tasks in the default group, or NULL */
+    uint8_t priority;   /* tn_def_priority: the definition's unless overridden */
     uint8_t failure_strategy;
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
@@ -146,7 +146,7 @@ typedef struct effect {
 typedef struct input {
     struct input *next;
     tn_report r; /* strings below are owned copies */
-    char *worker, *reason, *containment;
+    char *worker, *reason, *containment, *hooks;
     char **out_keys, **out_values;
 } input;
 
@@ -183,6 +183,8 @@ struct tn_engine {
     tn_map latest_def; /* unused slot kept simple: see def_latest() */
     tgroup *groups;
     struct esched *esched; /* schedules and backfills (schedule.c) */
+    tn_def_alert *alerts;  /* the master's default alerts (alert.c) */
+    uint32_t nalerts;
 
     timer *timers; /* min-heap by due */
     size_t ntimers, captimers;
@@ -270,12 +272,19 @@ tn_err eng_emit(tn_engine *e, tn_event *ev);
 /* The worker group a task of w dispatches to. */
 const char *eng_worker_group(const wf_run *w, const tn_def_task *node);
 
+/* alert.c: raise the alerts a workflow's outcome asks for (its `alerts:`, else the
+ * engine's defaults); t = the task, for a task's failure or timeout */
+tn_err eng_alert(tn_engine *e, wf_run *w, tn_def_alert_on on, task_run *t, const char *reason);
+tn_err eng_alert_cmd(tn_engine *e, tn_cmd *c); /* TN_CMD_ALERT_RESULT */
+tn_err eng_alert_defaults(tn_engine *e, const tn_def_alert *a, uint32_t n);
+void eng_alert_close(tn_engine *e);
+
 /* schedule.c: schedules and backfills */
 tn_err esched_open(tn_engine *e, tn_errmsg *msg); /* after recovery */
 void esched_close(tn_engine *e);
-tn_err esched_cmd(tn_engine *e, tn_cmd *c);       /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
-tn_err esched_tick(tn_engine *e);                 /* a TIMER_SCHED fired */
-tn_err esched_wf_final(tn_engine *e, wf_run *w);  /* an instance reached a final state */
+tn_err esched_cmd(tn_engine *e, tn_cmd *c);      /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
+tn_err esched_tick(tn_engine *e);                /* a TIMER_SCHED fired */
+tn_err esched_wf_final(tn_engine *e, wf_run *w); /* an instance reached a final state */
 /* A definition with a schedule block was applied: set its schedule (c->msg says so). */
 tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c);
 

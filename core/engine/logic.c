@@ -250,8 +250,8 @@ static bool civil_ns(const char *tz, struct tm *t, int64_t *ns)
 
 /* The [lo, hi) window, unix ns, of a date spec relative to the schedule time, in the zone
  * of the run's params (TERN_TZ), so "today" is the same day as ${system.biz.curdate}. */
-static bool window(const char *tz, int64_t sched_ns, tn_def_cycle cycle, const char *date, int64_t *lo,
-                   int64_t *hi)
+static bool window(const char *tz, int64_t sched_ns, tn_def_cycle cycle, const char *date,
+                   int64_t *lo, int64_t *hi)
 {
     tn_civil now;
     if (tn_params_civil(tz, sched_ns / 1000000000LL, &now, NULL))
@@ -400,7 +400,8 @@ static int find_task_cb(void *ctx, const tn_event *ev)
 static int dep_item(tn_engine *e, task_run *t, const tn_def_depend *d)
 {
     int64_t lo, hi;
-    if (!window(t->w->tz ? t->w->tz : eng_tz_name(), t->w->sched_ns, d->cycle, d->date, &lo, &hi))
+    if (!window(t->w->tz ? t->w->tz : eng_tz_name(), t->w->sched_ns, d->cycle, d->date, &lo,
+                &hi))
         return 0;
     tn_wf_proj p;
     if (!find_instance(e, d->workflow, lo, hi, &p))

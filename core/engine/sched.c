@@ -499,6 +499,14 @@ static tn_err wf_finish(tn_engine *e, wf_run *w, unsigned event, const char *rea
     tn_err err = eng_emit_wf(e, w, 0, &ev);
     if (err || !FINAL_W(w->state))
         return err;
+    if (w->state != TN_WF_S_PAUSE)
+        err = eng_alert(e, w,
+                        w->state == TN_WF_S_SUCCESS ? TN_DEF_ALERT_SUCCESS :
+                        w->state == TN_WF_S_FAILURE ? TN_DEF_ALERT_FAILURE :
+                                                      TN_DEF_ALERT_KILL,
+                        NULL, reason);
+    if (err)
+        return err;
     if (w->parent_wf)
         err = sched_child_final(e, w);
     if (!err && w->def->execution != TN_DEF_EXEC_PARALLEL)
@@ -646,6 +654,9 @@ tn_err sched_task_finished(tn_engine *e, task_run *t)
     }
     if (!FINAL_T(t->state) || t->state == TN_TASK_S_PAUSE)
         return TN_OK;
+    if (t->state == TN_TASK_S_FAILURE &&
+        (err = eng_alert(e, w, TN_DEF_ALERT_TASK_FAILURE, t, NULL)))
+        return err;
     if (w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE ||
         w->state == TN_WF_S_READY_STOP) {
         eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_TASK_FINISHED, w->id, 0);
@@ -953,6 +964,8 @@ static tn_err task_timeout(tn_engine *e, task_run *t)
     tn_event_set_str(&ev, "strategy", tn_def_timeout_strategy_name(n->timeout_strategy));
     tn_event_set_int(&ev, "attempt", t->attempt);
     tn_err err = eng_emit_task(e, t, 0, &ev);
+    if (!err)
+        err = eng_alert(e, t->w, TN_DEF_ALERT_TIMEOUT, t, NULL);
     if (err || n->timeout_strategy == TN_DEF_TIMEOUT_WARN)
         return err;
     /* fail / warnfail, as DolphinScheduler 3.3 does it: the task is killed (it ends KILL,
@@ -979,6 +992,8 @@ static tn_err wf_timeout(tn_engine *e, wf_run *w)
     tn_event_set_int(&ev, "timeout_ms", (int64_t)w->def->timeout_ms);
     tn_event_set_str(&ev, "strategy", tn_def_timeout_strategy_name(w->def->timeout_strategy));
     tn_err err = eng_emit_wf(e, w, 0, &ev);
+    if (!err)
+        err = eng_alert(e, w, TN_DEF_ALERT_TIMEOUT, NULL, NULL);
     if (err || !wf_timed_out_fail(w) || w->state == TN_WF_S_READY_STOP)
         return err;
     char why[128], d[32];
@@ -1123,6 +1138,8 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         tn_event_set_int(&ev, "attempt", t->attempt);
         if (r->reason)
             tn_event_set_str(&ev, "reason", r->reason);
+        if (r->hooks)
+            tn_event_set_str(&ev, "hooks", r->hooks);
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
     }

@@ -17,11 +17,11 @@
 #include "logread.h"
 #include "util.h"
 
-#define NS_PER_MS       1000000LL
-#define NS_PER_S        1000000000LL
-#define TICK_MAX        1000  /* decisions per tick: the rest wait for the next step */
-#define SKIP_COUNT_MAX  10000 /* a skipped range is counted up to this many times */
-#define CATCHUP_MIN_MS  5000  /* a fire reached a little late is never skipped for that */
+#define NS_PER_MS      1000000LL
+#define NS_PER_S       1000000000LL
+#define TICK_MAX       1000  /* decisions per tick: the rest wait for the next step */
+#define SKIP_COUNT_MAX 10000 /* a skipped range is counted up to this many times */
+#define CATCHUP_MIN_MS 5000  /* a fire reached a little late is never skipped for that */
 
 typedef struct srt { /* a schedule's runtime */
     char name[TN_DEF_MAX_NAME + 1];
@@ -34,8 +34,8 @@ typedef struct srt { /* a schedule's runtime */
     bool pause_on_failure;
     char priority[16], failure_strategy[16], worker_group[TN_DEF_MAX_NAME + 1];
     tn_kv *params;
-    int64_t last;  /* the projection's last_nominal, kept in step */
-    int64_t next;  /* the first nominal time after last in the window; 0 = none */
+    int64_t last; /* the projection's last_nominal, kept in step */
+    int64_t next; /* the first nominal time after last in the window; 0 = none */
     int64_t *buffered;
     uint32_t nbuffered;
     uint64_t *running; /* unfinished instances it started */
@@ -421,7 +421,8 @@ static tn_err cancel_running(tn_engine *e, srt *s, int64_t nominal)
 {
     char why[160], at[40];
     fmt_time(nominal, at, sizeof(at));
-    snprintf(why, sizeof(why), "overlap policy cancel_other: the schedule fired again (%s)", at);
+    snprintf(why, sizeof(why), "overlap policy cancel_other: the schedule fired again (%s)",
+             at);
     for (size_t i = s->nrun; i-- > 0;) {
         tn_errmsg m;
         wf_run *w = eng_load_wf(e, s->running[i], &m);

@@ -55,7 +55,7 @@ typedef struct rctx {
     dense wfs, tasks;
     kv *kvs;
     size_t nkv, capkv;
-    tn_map kvidx; /* kv_hash -> index + 1 */
+    tn_map kvidx;    /* kv_hash -> index + 1 */
     tn_objlog *objs; /* schedules and backfills, rebuilt from their events alone */
     tn_replay_report *rep;
 } rctx;
@@ -103,7 +103,8 @@ static tn_err kv_put(void *c, int db, const void *k, size_t kl, const void *v, s
             x->capkv = nc;
         }
         uint64_t h = kv_hash(db, k, kl);
-        if (!tn_map_get(&x->kvidx, h) && tn_map_put(&x->kvidx, h, (void *)(uintptr_t)(x->nkv + 1)))
+        if (!tn_map_get(&x->kvidx, h) &&
+            tn_map_put(&x->kvidx, h, (void *)(uintptr_t)(x->nkv + 1)))
             return TN_ERR_NOMEM;
         slot = &x->kvs[x->nkv++];
         slot->db = db;
