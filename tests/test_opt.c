@@ -320,6 +320,11 @@ Test(opt, every_command_help_lists_its_flags)
         {"replay", "--data --until --until-time --no-chain --json"},
         {"audit", "--data --json"},
         {"sm", ""},
+        {"schedule", "--cron --tz --start --end --param --overlap --catchup --pause-on-failure "
+                     "--priority --worker-group --failure-strategy --reason --count --all "
+                     "--master --data --json"},
+        {"backfill",
+         "--from --to --dates --parallel --order --param --tz --master --data --json"},
     };
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         char cmd[512], *out, *err, usage[64];

@@ -224,6 +224,10 @@ int tn_client_show(const char *cmd, bool json, const struct tn_ctl_rep *rep);
  * The token comes from o->token_file, else $TERN_TOKEN; who sends is not claimed: the
  * master takes it from the connection or the token. */
 int tn_client_request(const char *cmd, const tn_ctl_common *o, struct tn_ctl_req *r);
+/* As tn_client_request for the control operation op (r->cmd), named cmd in messages:
+ * `tern schedule show` sends "schedule-show". A read (tn_ctlsrv_is_read) is answered
+ * from the store in o->data when no master answers and none was named. */
+int tn_client_op(const char *cmd, const char *op, const tn_ctl_common *o, struct tn_ctl_req *r);
 /* The table of a control command that takes only the common options. */
 extern const tn_opt tn_client_common_table[];
 /* A control command of the shape `tern CMD ID [common options]` (what: "task" or
@@ -284,12 +288,14 @@ int tn_cmd_chaos(int argc, char **argv);
 int tn_cmd_init(int argc, char **argv);
 int tn_cmd_token(int argc, char **argv);
 int tn_cmd_gc(int argc, char **argv);
+int tn_cmd_schedule(int argc, char **argv);
+int tn_cmd_backfill(int argc, char **argv);
 
 extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo, tn_spec_run,
     tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
     tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token, tn_spec_bench, tn_spec_cert,
-    tn_spec_gc;
+    tn_spec_gc, tn_spec_schedule, tn_spec_backfill;
 
 #endif

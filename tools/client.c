@@ -150,12 +150,17 @@ static int read_store(const char *cmd, const char *data, bool json, tn_ctl_req *
 
 int tn_client_request(const char *cmd, const tn_ctl_common *o, tn_ctl_req *r)
 {
+    return tn_client_op(cmd, cmd, o, r);
+}
+
+int tn_client_op(const char *cmd, const char *op, const tn_ctl_common *o, tn_ctl_req *r)
+{
     char url[4200];
     tn_client_url(o, url, sizeof(url));
-    r->cmd = tn_str_c(cmd);
+    r->cmd = tn_str_c(op);
     tn_client_set_token_file(o->token_file);
     const char *data = o->data ? o->data : TN_DEFAULT_DATA;
-    if (!o->master && (!strcmp(cmd, "ls") || !strcmp(cmd, "status")) && !tn_client_probe(url))
+    if (!o->master && tn_ctlsrv_is_read(r->cmd) && !tn_client_probe(url))
         return read_store(cmd, data, o->json, r);
     tn_ctl_rep rep;
     void *raw = NULL;

@@ -7,9 +7,12 @@
 
 /* Text in roff: backslashes escaped, a leading dot or quote neutralized, dashes as
  * \- so that man renders and searches them as hyphens. */
-/* A table may name an option twice (the first one parses): write it once. */
+/* A table may name an option twice (the first one parses): write it once; a hidden
+ * option (TN_OPT_HIDDEN) is not written at all. */
 static bool dup_opt(const tn_opt_cmd *c, const tn_opt *o)
 {
+    if (o->flags & TN_OPT_HIDDEN)
+        return true;
     for (const tn_opt *p = c->opts; p != o; p++)
         if (strcmp(p->name, o->name) == 0)
             return true;

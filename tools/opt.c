@@ -75,7 +75,8 @@ static const char *near_long(const tn_opt_cmd *c, const char *name, size_t len)
     char buf[65];
     snprintf(buf, sizeof(buf), "%.*s", (int)(len < 64 ? len : 64), name);
     for (const tn_opt *o = c->opts; o && o->name && n < 127; o++)
-        words[n++] = o->name;
+        if (!(o->flags & TN_OPT_HIDDEN))
+            words[n++] = o->name;
     words[n++] = "help";
     return tn_opt_suggest(buf, words, n);
 }
@@ -440,6 +441,8 @@ static void usage_inline(const tn_opt_cmd *c, const char *syn, FILE *f)
     int col = fprintf(f, "usage: tern %s%s%s", c->name, syn ? " " : "", syn ? syn : "");
     int indent = (int)strlen("usage: tern ") + (int)strlen(c->name) + 1;
     for (const tn_opt *o = c->opts; o && o->name; o++) {
+        if (o->flags & TN_OPT_HIDDEN)
+            continue;
         char label[120], item[140];
         opt_label(o, false, label, sizeof(label));
         bool req = o->flags & TN_OPT_REQ;
@@ -472,6 +475,8 @@ void tn_opt_help(const tn_opt_cmd *c, FILE *f)
     for (const tn_opt *o = c->opts; o->name; o++)
         shorts |= o->short_name != 0;
     for (const tn_opt *o = c->opts; o->name; o++) {
+        if (o->flags & TN_OPT_HIDDEN)
+            continue;
         char label[120];
         opt_label(o, shorts, label, sizeof(label));
         int w = fprintf(f, "  %s", label);

@@ -50,8 +50,9 @@ typedef enum tn_opt_kind {
 } tn_opt_kind;
 
 /* tn_opt.flags */
-#define TN_OPT_CFG 1u /* may come from a config file (its key is the long name) */
-#define TN_OPT_REQ 2u /* shown as required in the usage line (the command checks it) */
+#define TN_OPT_CFG    1u /* may come from a config file (its key is the long name) */
+#define TN_OPT_REQ    2u /* shown as required in the usage line (the command checks it) */
+#define TN_OPT_HIDDEN 4u /* parsed, but not shown in the help (for tests and scripts) */
 
 typedef struct tn_opt_kv {
     uint32_t n;

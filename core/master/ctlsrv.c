@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlsched.h"
 #include "def.h"
 #include "gc.h"
 #include "log.h"
@@ -870,6 +871,9 @@ static void h_envs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 
 tn_role tn_ctlsrv_role_needed(tn_str cmd)
 {
+    const tn_ctl_op *op = tn_ctl_sched_op(cmd);
+    if (op)
+        return op->role;
     static const char *const operator[] = {"start", "pause",   "resume", "stop",
                                            "rerun", "recover", "kill",   "force-success"};
     static const char *const admin[] = {"apply", "taskgroup", "env"};
@@ -1060,10 +1064,43 @@ static const route routes[] = {
     {"envs", h_envs, 0},
 };
 
+/* An operation of the table in ctlsched.c (schedules, backfills): its reply moves into o,
+ * with the kind of failure the HTTP API maps to a status. */
+static void run_op(tn_ctlsrv *s, const tn_ctl_op *op, const tn_ctl_req *r, out *o)
+{
+    tn_ctl_out x = {.ok = true, .actor = o->actor};
+    op->run(s, r, &x);
+    free(o->text.s);
+    free(o->json.s);
+    o->text = x.text;
+    o->json = x.json;
+    o->ok = x.ok;
+    o->code = x.code;
+    if (!x.ok) {
+        const char *t = x.text.s ? x.text.s : "";
+        o->err = x.code == 2                                        ? TN_ERR_INVAL :
+                 strstr(t, "no workflow") || strstr(t, "has no schedule") ||
+                         strstr(t, "no backfill") || strstr(t, "no running or stopped")
+                                                                    ? TN_ERR_NOENT :
+                                                                      TN_ERR_ILLEGAL;
+    }
+}
+
+bool tn_ctlsrv_is_read(tn_str cmd)
+{
+    const tn_ctl_op *op = tn_ctl_sched_op(cmd);
+    return tn_str_eq(cmd, "ls") || tn_str_eq(cmd, "status") || (op && op->read);
+}
+
 void tn_ctlsrv_exec(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r, out *o)
 {
     o->ok = true;
     o->actor = id->actor;
+    const tn_ctl_op *op = tn_ctl_sched_op(r->cmd);
+    if (op) {
+        run_op(s, op, r, o);
+        return;
+    }
     for (size_t i = 0; i < TN_ARRAY_LEN(routes); i++) {
         const route *rt = &routes[i];
         if (!tn_str_eq(r->cmd, rt->cmd))
@@ -1104,7 +1141,7 @@ void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_
         tn_sb_printf(&o.text, "pong"); /* a liveness probe */
     } else if (tn_ctl_req_decode(req, len, r) != TN_OK) {
         fail(&o, 2, "malformed control request (a tern of another version?)");
-    } else if (!s->engine && !tn_str_eq(r->cmd, "ls") && !tn_str_eq(r->cmd, "status")) {
+    } else if (!s->engine && !tn_ctlsrv_is_read(r->cmd)) {
         fail(&o, 1, "\"%.*s\" needs a running master", (int)r->cmd.len, r->cmd.p);
     } else if (allowed(s, peer, r, &id, &o)) {
         tn_ctlsrv_exec(s, &id, r, &o);

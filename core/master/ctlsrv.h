@@ -100,6 +100,10 @@ bool tn_ctlsrv_permit(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r,
 void tn_ctlsrv_exec(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r,
                     tn_ctl_result *res);
 
+/* Whether cmd only reads the store (ls, status, schedule-ls, ...): the CLI answers
+ * those from the store when no master runs. */
+bool tn_ctlsrv_is_read(tn_str cmd);
+
 /* A tn_rpc_peer_handler: arg is a tn_ctlsrv. */
 void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
                       void **rep, size_t *rlen);
