@@ -1078,7 +1078,10 @@ static json_t *convert_wf(ictx *c, swf *w)
         set_str(o, "description", d);
     json_t *gp = json_object_get(w->def, "globalParams");
     json_t *parsed = json_is_string(gp) ? json_loads(json_string_value(gp), 0, NULL) : NULL;
-    json_t *params = props(w, parsed ? parsed : gp, "globalParams");
+    char path[96];
+    snprintf(path, sizeof(path), "%s%s.globalParams", w->path,
+             w->gen == GEN13 ? "" : w->gen == GEN33 ? ".workflowDefinition" : ".processDefinition");
+    json_t *params = props(w, parsed ? parsed : gp, path);
     if (json_object_size(params))
         json_object_set(o, "params", params);
     json_decref(params);
