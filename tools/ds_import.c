@@ -944,11 +944,11 @@ static void placeholder(tconv *x)
         params = json_object();
         json_object_set_new(o, "params", params);
     }
-    char msg[600];
+    char msg[1200];
     snprintf(msg, sizeof(msg),
-             "placeholder for the DolphinScheduler %s task \"%.300s\", which "
-             "tern does not run",
-             x->t->type, x->t->name);
+             "placeholder for the DolphinScheduler %.64s task \"%.300s\", which tern does not "
+             "run: %.600s",
+             x->t->type, x->t->name, x->why[0]);
     set_str(params, "ds_placeholder", msg);
     set_str(o, "command", "printf '%s\\n' \"$ds_placeholder\" >&2\nexit 1\n");
     NOTE(x->w, "task \"%s\" (%s) became a placeholder that fails: %s", x->t->name, x->t->type,
@@ -1011,10 +1011,12 @@ static const char *sk(const swf *w, const char *k2, const char *k13)
     return jstr(w->sched, w->gen == GEN13 ? k13 : k2);
 }
 
-static void alerts(ictx *c, swf *w, int64_t group, const char *what)
+static void alerts(ictx *c, swf *w, int64_t group, const char *key)
 {
     if (group <= 0)
         return;
+    char what[160];
+    snprintf(what, sizeof(what), "%s%s", w->path, key);
     if (c->o->placeholder)
         NOTE(w, "%s: alert group %" PRId64 " dropped: tern has no alerts yet", what, group);
     else
@@ -1063,7 +1065,7 @@ static json_t *convert_schedule(ictx *c, swf *w, const char **tenant)
         alerts(
             c, w,
             jint_or(w->sched, w->gen == GEN13 ? "scheduleWarningGroupId" : "warningGroupId", 0),
-            "schedule");
+            w->gen == GEN13 ? ".scheduleWarningGroupId" : ".schedule.warningGroupId");
     if ((v = sk(w, "tenantCode", NULL)) && *v && strcmp(v, "default") != 0)
         *tenant = v;
     return s;
@@ -1101,7 +1103,10 @@ static json_t *convert_wf(ictx *c, swf *w)
              "tenant id %" PRId64 ": the export does not carry its name; the tasks run as "
              "the worker's user (write tenant: NAME to change it)",
              tid);
-    alerts(c, w, jint_or(w->def, "warningGroupId", 0), "workflow");
+    alerts(c, w, jint_or(w->def, "warningGroupId", 0),
+           w->gen == GEN13   ? ".warningGroupId" :
+           w->gen == GEN33 ? ".workflowDefinition.warningGroupId" :
+                             ".processDefinition.warningGroupId");
     json_t *s = w->sched ? convert_schedule(c, w, &tenant) : NULL;
     if (s)
         json_object_set_new(o, "schedule", s);
