@@ -129,7 +129,8 @@ Test(mapping, v32_shell_fields_params_and_placement)
     cr_assert_eq(t->cpu_max_milli, 1500u);
     cr_assert_eq(t->memory_max, 512u << 20);
     const tn_def_task *la = task(d, "load_a");
-    cr_assert_str_eq(param(&la->params, "rows"), "", "an IN param without value takes upstream's");
+    cr_assert_str_eq(param(&la->params, "rows"), "",
+                     "an IN param without value takes upstream's");
     cr_assert_eq(la->timeout_strategy, TN_DEF_TIMEOUT_WARNFAIL);
     cr_assert_eq(la->timeout_ms, 90u * 60000u);
     cr_assert_eq(la->priority, TN_DEF_PRIO_LOWEST);
@@ -162,7 +163,8 @@ Test(mapping, v32_logic_tasks_and_schedule)
     cr_assert_str_eq(s->sw.dflt.name, "small");
     const tn_def_task *b = task(d, "big");
     cr_assert_eq(b->type, TN_DEF_TASK_SUB_WORKFLOW);
-    cr_assert_str_eq(b->sub.workflow, "child", "a SUB_PROCESS code names a workflow of the file");
+    cr_assert_str_eq(b->sub.workflow, "child",
+                     "a SUB_PROCESS code names a workflow of the file");
     cr_assert_eq(b->retries, 1);
     const tn_def_task *w = task(d, "wait_upstream");
     cr_assert_eq(w->dep.relation, TN_DEF_REL_OR);
@@ -275,11 +277,13 @@ Test(refusal, malformed_exports_name_the_json_path)
     tn_ds_opts o = {0};
     tn_ds_result r = {0};
     import_fixture("malformed.json", &o, &r);
-    assert_refused(&r, "unknown_pre",
-                   "$[0].processTaskRelationList[1].preTaskCode: 99 is no task of this workflow");
+    assert_refused(
+        &r, "unknown_pre",
+        "$[0].processTaskRelationList[1].preTaskCode: 99 is no task of this workflow");
     assert_refused(&r, "a_cycle", "$[1].processTaskRelationList[3]: closes a cycle");
     assert_refused(&r, "no_relations", "$[2].processTaskRelationList: missing or empty");
-    assert_refused(&r, "bad_sub", "$[3].taskDefinitionList[0].taskParams.processDefinitionCode");
+    assert_refused(&r, "bad_sub",
+                   "$[3].taskDefinitionList[0].taskParams.processDefinitionCode");
     tn_ds_import_free(&r);
 }
 
@@ -346,7 +350,8 @@ static const sample samples[] = {
     {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test1",
      "task \"http\" (HTTP) at $[0].taskDefinitionList[2]"},
     {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test2", NULL},
-    {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test3", "task \"pthon\" (PYTHON)"},
+    {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test3",
+     "task \"pthon\" (PYTHON)"},
     {"v3.1_4flows-subprocess-shell-python-sql.json", "shell1", NULL},
     {"v3.1_4flows-subprocess-shell-python-sql.json", "sql_p1", "task \"sql_task1\" (SQL)"},
     {"v3.1_4flows-subprocess-shell-python-sql.json", "subprocess1", NULL},
@@ -431,9 +436,10 @@ static void assert_round_trip(const tn_ds_result *r, const char *version)
         size_t l1, l2;
         cr_assert_eq(tn_def_encode(defs[i], &e1, &l1), TN_OK);
         cr_assert_eq(tn_def_encode(b, &e2, &l2), TN_OK);
-        cr_assert(l1 == l2 && memcmp(e1, e2, l1) == 0,
-                  "%s (%s): the definition changed on its way through DolphinScheduler's format",
-                  defs[i]->name, version);
+        cr_assert(
+            l1 == l2 && memcmp(e1, e2, l1) == 0,
+            "%s (%s): the definition changed on its way through DolphinScheduler's format",
+            defs[i]->name, version);
         free(e1);
         free(e2);
     }
@@ -460,7 +466,8 @@ Test(roundtrip, real_exports_come_back_as_the_same_definitions)
     if (!dir)
         cr_skip_test("no ../shared/ds-exports beside the source tree");
     for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
-        if (strstr(samples[i].file, "NEGATIVE") || (i && samples[i].file == samples[i - 1].file))
+        if (strstr(samples[i].file, "NEGATIVE") ||
+            (i && samples[i].file == samples[i - 1].file))
             continue;
         char p[8400];
         snprintf(p, sizeof(p), "%s/%s", dir, samples[i].file);
@@ -473,24 +480,25 @@ Test(roundtrip, real_exports_come_back_as_the_same_definitions)
 }
 
 static const char native_wf[] = "name: native\n"
-                                 "params: {a: \"1\"}\n"
-                                 "execution: serial_discard\n"
-                                 "timeout: 2h\n"
-                                 "schedule: {cron: \"0 0 1 * * ?\", timezone: Europe/Berlin,"
-                                 " start: 2026-05-01, priority: low, failure_strategy: end}\n"
-                                 "tasks:\n"
-                                 "  - {name: x, type: shell, command: echo x, retries: 3,"
-                                 " retry_interval: 10m, cpu_max: 0.25, memory_max: 1G,"
-                                 " worker_group: g1, delay: 5m}\n"
-                                 "  - name: d\n"
-                                 "    type: dependent\n"
-                                 "    deps: [x]\n"
-                                 "    depends: [{workflow: native2, task: t, cycle: hour,"
-                                 " date: this_hour}, {workflow: native2, cycle: week,"
-                                 " date: last_friday}]\n";
-static const char native_wf2[] = "name: native2\n"
-                                 "tasks:\n"
-                                 "  - {name: t, type: shell, command: echo t, enabled: false}\n";
+                                "params: {a: \"1\"}\n"
+                                "execution: serial_discard\n"
+                                "timeout: 2h\n"
+                                "schedule: {cron: \"0 0 1 * * ?\", timezone: Europe/Berlin,"
+                                " start: 2026-05-01, priority: low, failure_strategy: end}\n"
+                                "tasks:\n"
+                                "  - {name: x, type: shell, command: echo x, retries: 3,"
+                                " retry_interval: 10m, cpu_max: 0.25, memory_max: 1G,"
+                                " worker_group: g1, delay: 5m}\n"
+                                "  - name: d\n"
+                                "    type: dependent\n"
+                                "    deps: [x]\n"
+                                "    depends: [{workflow: native2, task: t, cycle: hour,"
+                                " date: this_hour}, {workflow: native2, cycle: week,"
+                                " date: last_friday}]\n";
+static const char native_wf2[] =
+    "name: native2\n"
+    "tasks:\n"
+    "  - {name: t, type: shell, command: echo t, enabled: false}\n";
 
 Test(roundtrip, a_definition_written_in_tern_comes_back)
 {
@@ -500,8 +508,9 @@ Test(roundtrip, a_definition_written_in_tern_comes_back)
                  "%s", m.text);
     cr_assert_eq(tn_def_parse("native2.yaml", native_wf2, strlen(native_wf2), &d[1], &m), TN_OK,
                  "%s", m.text);
-    tn_ds_result r = {.n = 2, .wfs = (tn_ds_wf[2]){{.def = d[0], .name = "native"},
-                                                    {.def = d[1], .name = "native2"}}};
+    tn_ds_result r = {.n = 2,
+                      .wfs = (tn_ds_wf[2]){{.def = d[0], .name = "native"},
+                                           {.def = d[1], .name = "native2"}}};
     assert_round_trip(&r, "3.2");
     assert_round_trip(&r, "3.3");
     tn_def_free(d[0]);
@@ -512,14 +521,17 @@ Test(roundtrip, export_refuses_what_dolphinscheduler_cannot_say)
 {
     const char *cases[][2] = {
         {"name: n\ntasks:\n  - {name: a, type: noop}\n", "noop tasks"},
-        {"name: n\ntasks:\n  - {name: a, type: shell, command: x, retries: 1, retry_interval: 30s}\n",
+        {"name: n\ntasks:\n  - {name: a, type: shell, command: x, retries: 1, retry_interval: "
+         "30s}\n",
          "\"retry_interval\" is not a whole number of minutes"},
-        {"name: n\nfailure_strategy: continue\ntasks:\n  - {name: a, type: shell, command: x}\n",
+        {"name: n\nfailure_strategy: continue\ntasks:\n  - {name: a, type: shell, command: "
+         "x}\n",
          "set per run"},
         {"name: n\nschedule: {cron: \"0 0 1 * * ?\", overlap: skip}\ntasks:\n"
          "  - {name: a, type: shell, command: x}\n",
          "overlap"},
-        {"name: n\ntasks:\n  - {name: a, type: shell, command: x, kill_grace: 1s}\n", "kill_grace"},
+        {"name: n\ntasks:\n  - {name: a, type: shell, command: x, kill_grace: 1s}\n",
+         "kill_grace"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         tn_def *d;
@@ -532,4 +544,131 @@ Test(roundtrip, export_refuses_what_dolphinscheduler_cannot_say)
         cr_assert_null(text);
         tn_def_free(d);
     }
+}
+
+/* ---- the command line ---------------------------------------------------------------- */
+
+static char cli_dir[256]; /* removed by the suite's fini even when an assertion ends a test */
+
+static void cli_fini(void)
+{
+    if (cli_dir[0])
+        tu_rm_rf(cli_dir);
+    cli_dir[0] = 0;
+}
+
+TestSuite(cli, .fini = cli_fini);
+
+/* `tern ARGS` in the test's temp dir; its status, and stdout and stderr in *out, *err. */
+__attribute__((format(printf, 3, 4))) static int tern(char **out, char **err, const char *fmt,
+                                                      ...)
+{
+    char args[8192], line[12288];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "cd '%s' && '%s' %s", cli_dir, tu_tern(), args);
+    free(*out);
+    free(*err);
+    return tu_run(line, out, err);
+}
+
+static void cli_start(void)
+{
+    char *d = tu_tmpdir();
+    snprintf(cli_dir, sizeof(cli_dir), "%s", d);
+    free(d);
+}
+
+/* Import into a fresh store with YAML copies, run one imported workflow (with a
+ * sub-workflow) to its end, export it and import it back: unchanged. */
+Test(cli, import_run_export_and_back_unchanged)
+{
+    cli_start();
+    char *out = NULL, *err = NULL, fx[4200];
+    fixture_path(fx, sizeof(fx), "v33_mapped.json");
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --dry-run --data d", fx), 0, "%s", err);
+    cr_assert(strstr(out, "ods_load: can be imported"), "%s", out);
+    cr_assert_neq(tern(&out, &err, "def ls --data d"), 0, "a dry run stores nothing");
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --data d --out yaml", fx), 0, "%s", err);
+    cr_assert(strstr(out, "ods_load: imported (version 1)"), "%s", out);
+    cr_assert_eq(tern(&out, &err, "run yaml/ods_load.yaml --data d"), 0, "%s%s", out, err);
+    cr_assert(strstr(out, "nested                   SUCCESS"), "%s", out);
+    cr_assert(strstr(out, "workflow ods_load instance 1: SUCCESS"), "%s", out);
+    cr_assert_eq(tern(&out, &err,
+                      "export ds ods_load ods_child --version 3.3 --out back.json "
+                      "--data d"),
+                 0, "%s", err);
+    cr_assert_eq(tern(&out, &err, "import ds back.json --data d --json"), 0, "%s", err);
+    cr_assert(strstr(out, "\"name\":\"ods_load\",\"code\":"), "%s", out);
+    cr_assert(strstr(out, "\"status\":\"unchanged\",\"version\":1"), "%s", out);
+    cr_assert_eq(tern(&out, &err, "export ds ods_load --version 3.2 --data d"), 0, "%s", err);
+    cr_assert(strstr(out, "\"processTaskRelationList\""), "3.2 names: %s", out);
+    free(out);
+    free(err);
+}
+
+/* A refused file stores nothing and lists why; --placeholder imports it, and its run goes
+ * around the placeholders, which fail saying what they were. */
+Test(cli, refused_then_placeholders_run)
+{
+    cli_start();
+    char *out = NULL, *err = NULL, fx[4200];
+    fixture_path(fx, sizeof(fx), "unsupported.json");
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --data d", fx), 1);
+    cr_assert(strstr(out, "task \"q\" (SQL) at $[0].taskDefinitionList[1]"), "%s", out);
+    cr_assert(strstr(err, "1 of 1 workflows refused"), "%s", err);
+    cr_assert_neq(tern(&out, &err, "def ls --data d"), 0, "nothing stored");
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --placeholder --data d --out y", fx), 0, "%s",
+                 err);
+    cr_assert(strstr(out, "became a placeholder"), "%s", out);
+    /* the placeholder alone (the first task instance), so its log is task 1's */
+    cr_assert_eq(tern(&out, &err, "run y/uses_plugins.yaml --from q --mode task_only --data d"),
+                 1, "%s", out);
+    cr_assert(strstr(out, "q                        FAILURE"), "%s", out);
+    cr_assert(strstr(out, "instance 1: FAILURE"), "%s", out);
+    cr_assert_eq(tern(&out, &err, "logs 1 --data d"), 0, "%s", err);
+    cr_assert(strstr(out, "placeholder for the DolphinScheduler SQL task \"q\""), "%s", out);
+    free(out);
+    free(err);
+}
+
+/* A real export (Chinese names, CONDITIONS) runs on the standalone's engine to its end. */
+Test(cli, real_export_runs_to_its_end)
+{
+    const char *dir = samples_dir();
+    if (!dir)
+        cr_skip_test("no ../shared/ds-exports beside the source tree");
+    cli_start();
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(tern(&out, &err,
+                      "import ds '%s/v3.2_conditions-shell-cn.json' --data d "
+                      "--out y",
+                      dir),
+                 0, "%s", err);
+    tern(&out, &err, "run y/条件节点测试工作流.yaml --data d");
+    /* its scripts are "aaa", "bbb": both fail, the conditions task sends it to shell4 */
+    cr_assert(strstr(out, "condi                    SUCCESS"), "%s", out);
+    cr_assert(strstr(out, "shell4                   FAILURE"), "%s", out);
+    cr_assert_null(strstr(out, "shell3 "), "the branch not taken is never created: %s", out);
+    cr_assert(strstr(out, "workflow 条件节点测试工作流 instance 1: FAILURE"), "%s", out);
+    free(out);
+    free(err);
+}
+
+Test(cli, usage_errors_exit_2)
+{
+    cli_start();
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(tern(&out, &err, "import airflow x.json"), 2);
+    cr_assert_eq(tern(&out, &err, "import ds x.json --schedules some"), 2);
+    cr_assert_eq(tern(&out, &err, "export ds wf"), 2, "--version is required");
+    cr_assert_eq(tern(&out, &err, "export ds wf --version 3.0"), 2);
+    cr_assert_eq(tern(&out, &err, "import ds missing.json --data d"), 1);
+    cr_assert(strstr(err, "missing.json: cannot open"), "%s", err);
+    cr_assert_eq(tern(&out, &err, "import --help"), 0);
+    cr_assert(strstr(out, "--placeholder"), "%s", out);
+    free(out);
+    free(err);
 }

@@ -1082,7 +1082,9 @@ static json_t *convert_wf(ictx *c, swf *w)
     json_t *parsed = json_is_string(gp) ? json_loads(json_string_value(gp), 0, NULL) : NULL;
     char path[96];
     snprintf(path, sizeof(path), "%s%s.globalParams", w->path,
-             w->gen == GEN13 ? "" : w->gen == GEN33 ? ".workflowDefinition" : ".processDefinition");
+             w->gen == GEN13 ? "" :
+             w->gen == GEN33 ? ".workflowDefinition" :
+                               ".processDefinition");
     json_t *params = props(w, parsed ? parsed : gp, path);
     if (json_object_size(params))
         json_object_set(o, "params", params);
@@ -1104,7 +1106,7 @@ static json_t *convert_wf(ictx *c, swf *w)
              "the worker's user (write tenant: NAME to change it)",
              tid);
     alerts(c, w, jint_or(w->def, "warningGroupId", 0),
-           w->gen == GEN13   ? ".warningGroupId" :
+           w->gen == GEN13 ? ".warningGroupId" :
            w->gen == GEN33 ? ".workflowDefinition.warningGroupId" :
                              ".processDefinition.warningGroupId");
     json_t *s = w->sched ? convert_schedule(c, w, &tenant) : NULL;
