@@ -984,6 +984,14 @@ static json_t *convert_task(ictx *c, swf *w, stask *t)
     const char *et = jstr(t->t, "taskExecuteType");
     if (et && strcmp(et, "STREAM") == 0)
         UNSUP(&x, "it is a STREAM task, and tern runs batch tasks only");
+    json_t *vp = json_object_get(t->t, "varPool");
+    if ((json_is_string(vp) && strcmp(json_string_value(vp), "[]") != 0 &&
+         json_string_length(vp)) ||
+        json_array_size(vp))
+        NOTE(w,
+             "%s: varPool dropped: it holds values of a past run; tern passes each "
+             "${setValue(...)} on when the task runs",
+             t->path);
     if (jstr(t->t, "isCache") && strcmp(jstr(t->t, "isCache"), "YES") == 0)
         NOTE(w, "%s: isCache dropped: tern does not reuse the results of earlier runs",
              t->path);
