@@ -672,3 +672,35 @@ Test(cli, usage_errors_exit_2)
     free(out);
     free(err);
 }
+
+/* With a standalone serving the data directory, the import goes through its control
+ * channel (the standalone owns the store), and the imported workflow runs there. */
+Test(cli, import_through_a_running_standalone)
+{
+    cli_start();
+    char fx[4200], line[16384];
+    fixture_path(fx, sizeof(fx), "v33_mapped.json");
+    const char *t = tu_tern();
+    /* the shell starts it, waits for its banner, imports, starts an instance, waits for
+     * its end, then ends exactly that pid */
+    snprintf(line, sizeof(line),
+             "cd '%s'; '%s' standalone --data sd --no-cgroup 2>banner & pid=$!; "
+             "for i in $(seq 100); do grep -q running banner && break; sleep 0.1; done; "
+             "'%s' import ds '%s' --data sd --json >import.out 2>&1; echo rc=$? >>import.out; "
+             "'%s' start ods_load --data sd >start.out 2>&1; "
+             "for i in $(seq 100); do '%s' status 1 --data sd >status.out 2>&1; "
+             "grep -q 'instance 1 (run 1): SUCCESS' status.out && break; sleep 0.1; done; "
+             "kill $pid; wait $pid; cat import.out status.out",
+             cli_dir, t, t, fx, t, t);
+    char *out = NULL, *err = NULL;
+    tu_run(line, &out, &err);
+    cr_assert(strstr(out, "\"stored\":true"), "%s", out);
+    cr_assert(strstr(out, "{\"name\":\"ods_load\",\"code\":31,\"status\":\"imported\","
+                          "\"version\":1"),
+              "%s", out);
+    cr_assert(strstr(out, "rc=0"), "%s", out);
+    cr_assert(strstr(out, "workflow ods_load instance 1 (run 1): SUCCESS"), "%s", out);
+    cr_assert(strstr(out, "nested"), "%s", out);
+    free(out);
+    free(err);
+}
