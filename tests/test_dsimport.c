@@ -218,6 +218,7 @@ Test(mapping, v13_string_json_names_and_schedule_fields)
     cr_assert_str_eq(r.generation, "1.3");
     const tn_def *d = imported(&r, "父流程");
     cr_assert_eq(d->timeout_ms, 30u * 60000u);
+    cr_assert_str_eq(d->description, "父 workflow");
     cr_assert_str_eq(param(&d->params, "region"), "cn");
     const tn_def_task *p = task(d, "准备");
     cr_assert_str_eq(param(&p->params, "dt"), "20260101");
@@ -234,7 +235,7 @@ Test(mapping, v13_string_json_names_and_schedule_fields)
     cr_assert_eq(c->cond.n_on_failure, 0, "1.3's [\"\"] is an empty list");
     cr_assert_str_eq(task(d, "run_child")->sub.workflow, "子流程", "by processDefinitionId");
     const tn_def_task *w = task(d, "wait_child");
-    cr_assert_str_eq(w->dep.depends[0].workflow, "子流程");
+    cr_assert_str_eq(w->dep.depends[0].workflow, "子流程", "by definitionId");
     cr_assert_str_eq(w->dep.depends[1].task, "work");
     cr_assert_str_eq(w->dep.depends[1].date, "last_month_begin");
     cr_assert_str_eq(d->schedule->cron, "0 0 3 * * ? *");
@@ -284,6 +285,12 @@ Test(refusal, malformed_exports_name_the_json_path)
     assert_refused(&r, "no_relations", "$[2].processTaskRelationList: missing or empty");
     assert_refused(&r, "bad_sub",
                    "$[3].taskDefinitionList[0].taskParams.processDefinitionCode");
+    assert_refused(&r, "bad_branch",
+                   "$[4].taskDefinitionList[1].taskParams.conditionResult.failedNode[0]: 4 is "
+                   "not a direct successor");
+    assert_refused(&r, "bad_dependent",
+                   "$[5].taskDefinitionList[0].taskParams.dependence.dependTaskList[0]."
+                   "dependItemList[0].definitionCode: 777 is no workflow of this file");
     tn_ds_import_free(&r);
 }
 

@@ -656,8 +656,9 @@ static void map_conditions(tconv *x)
             char b[256];
             ref_text(ref, b, sizeof(b));
             if (k < 0 || !is_dep(x->t, (uint32_t)k)) {
-                PROBLEM(x->w, "%s.dependence.dependTaskList[%zu].dependItemList[%zu]: %s is %s",
-                        x->t->path, i, j, b,
+                PROBLEM(x->w,
+                        "%s%s.dependence.dependTaskList[%zu].dependItemList[%zu]: %s is %s",
+                        x->t->path, x->w->gen == GEN13 ? "" : ".taskParams", i, j, b,
                         k < 0 ? "no task of this workflow" :
                                 "not upstream of this CONDITIONS task");
                 continue;
@@ -693,8 +694,9 @@ static void map_conditions(tconv *x)
             if (k < 0 || !is_succ(x->w, (uint32_t)(x->t - x->w->tasks), (uint32_t)k)) {
                 char t[256];
                 ref_text(it, t, sizeof(t));
-                PROBLEM(x->w, "%s.conditionResult.%s[%zu]: %s is %s", x->t->path, keys[b][0], i,
-                        t, k < 0 ? "no task of this workflow" : "not a direct successor");
+                PROBLEM(x->w, "%s%s.conditionResult.%s[%zu]: %s is %s", x->t->path,
+                        x->w->gen == GEN13 ? "" : ".taskParams", keys[b][0], i, t,
+                        k < 0 ? "no task of this workflow" : "not a direct successor");
                 continue;
             }
             json_array_append_new(list, json_string(x->w->tasks[k].name));
@@ -809,7 +811,15 @@ static json_t *dep_item(tconv *x, const json_t *it, const char *path)
     const char *wf = NULL, *task = TN_DEF_DEPEND_ALL;
     const swf *target = NULL;
     if (x->w->gen == GEN13) {
-        wf = jstr(it, "definitionName");
+        int64_t id = 0;
+        wf = jstr(it, "definitionName"); /* the UI's; 1.3 itself keeps definitionId */
+        if (!wf && jint(it, "definitionId", &id) && !(wf = wf_name_of(x->c, id))) {
+            PROBLEM(x->w,
+                    "%s.definitionId: %" PRId64 " is no workflow of this file nor one "
+                    "imported before: export both workflows in one file",
+                    path, id);
+            return NULL;
+        }
         const char *dt = jstr(it, "depTasks");
         task = dt && *dt ? dt : TN_DEF_DEPEND_ALL;
     } else {
@@ -1083,7 +1093,8 @@ static json_t *convert_wf(ictx *c, swf *w)
 {
     json_t *o = json_object();
     set_str(o, "name", w->name);
-    const char *d = jstr(w->def, "description");
+    const char *d = jstr(w->gen == GEN13 ? w->entry : w->def,
+                         w->gen == GEN13 ? "processDefinitionDescription" : "description");
     if (d && *d)
         set_str(o, "description", d);
     json_t *gp = json_object_get(w->def, "globalParams");
