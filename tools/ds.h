@@ -55,6 +55,12 @@ void tn_ds_import_free(tn_ds_result *im);
  * positive 53-bit hash of the names, so a later import can find a stored workflow by it. */
 int64_t tn_ds_code(const char *workflow, const char *task);
 
+/* A dependent date between DolphinScheduler's dateValue ("last7Days") and tern's word
+ * ("last7") for a cycle ("hour", "day", "week", "month"): to_tern picks the direction.
+ * NULL when the other side has none (tern lacks thisMonthBegin; DolphinScheduler has
+ * last1..3, 24 hours and last1..3, 7 days only). */
+const char *tn_ds_date(const char *cycle, const char *word, bool to_tern);
+
 /* Write defs as a DolphinScheduler export of version "3.2" or "3.3" (pretty JSON, a
  * malloc'd NUL-terminated *out). A definition using what DolphinScheduler cannot express
  * (a noop task, a duration that is not whole minutes, ...) is refused: TN_ERR_UNSUPPORTED

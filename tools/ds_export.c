@@ -77,44 +77,12 @@ static int64_t wf_code(const char *wf)
     return tn_ds_code(wf, NULL);
 }
 
-static const char *dep_date(const tn_def_depend *dp, char *b, size_t n)
-{
-    static const char *const fixed[][2] = {{"this_hour", "currentHour"},
-                                           {"today", "today"},
-                                           {"this_week", "thisWeek"},
-                                           {"last_week", "lastWeek"},
-                                           {"this_month", "thisMonth"},
-                                           {"last_month", "lastMonth"},
-                                           {"last_month_begin", "lastMonthBegin"},
-                                           {"last_month_end", "lastMonthEnd"}};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (strcmp(dp->date, fixed[i][0]) == 0)
-            return fixed[i][1];
-    int num = 0;
-    if (sscanf(dp->date, "last%d", &num) == 1) {
-        bool hour = dp->cycle == TN_DEF_CYCLE_HOUR;
-        if (hour && (num == 1 || num == 2 || num == 3 || num == 24))
-            snprintf(b, n, "last%d%s", num, num == 1 ? "Hour" : "Hours");
-        else if (!hour && (num == 1 || num == 2 || num == 3 || num == 7))
-            snprintf(b, n, "last%dDays", num);
-        else
-            return NULL;
-        return b;
-    }
-    if (strncmp(dp->date, "last_", 5) == 0 && strlen(dp->date) < 20) {
-        snprintf(b, n, "last%c%s", dp->date[5] - 32, dp->date + 6);
-        return b;
-    }
-    return NULL;
-}
-
 static json_t *dependence(ectx *x, const tn_def_task *t)
 {
     json_t *items = json_array();
     for (uint32_t i = 0; i < t->dep.n_depends; i++) {
         const tn_def_depend *dp = &t->dep.depends[i];
-        char b[32];
-        const char *dv = dep_date(dp, b, sizeof(b));
+        const char *dv = tn_ds_date(tn_def_cycle_name(dp->cycle), dp->date, false);
         if (!dv)
             refuse(x, t->name, "date \"%s\" has no DolphinScheduler dateValue", dp->date);
         bool all = strcmp(dp->task, TN_DEF_DEPEND_ALL) == 0;

@@ -612,30 +612,34 @@ static const char *fold_relation(tconv *x, const json_t *dep, const char *what)
     json_t *groups = json_object_get(dep, "dependTaskList");
     const char *outer = jstr(dep, "relation"), *r = NULL;
     bool mixed = false;
-    size_t i;
+    size_t i, nonempty = 0, items = 0;
     json_t *g;
     json_array_foreach(groups, i, g)
     {
+        size_t n = json_array_size(json_object_get(g, "dependItemList"));
         const char *gr = jstr(g, "relation");
-        if (json_array_size(json_object_get(g, "dependItemList")) < 2)
-            continue;
         gr = gr ? gr : "AND";
+        nonempty += n > 0;
+        items += n;
+        if (n < 2) /* the relation of a group of one item does not matter */
+            continue;
         mixed |= r && strcmp(r, gr) != 0;
         r = gr;
     }
-    if (json_array_size(groups) > 1) {
+    if (nonempty > 1) {
         outer = outer ? outer : "AND";
         mixed |= r && strcmp(r, outer) != 0;
         r = outer;
     }
-    if (mixed) {
+    if (mixed || (r && strcmp(r, "AND") != 0 && strcmp(r, "OR") != 0)) {
         UNSUP(x,
-              "its %s mixes AND and OR across groups of items, which tern's single "
-              "relation cannot express",
+              mixed ? "its %s mixes AND and OR across groups of items, which tern's single "
+                      "relation cannot express" :
+                      "its %s has a relation that is neither AND nor OR",
               what);
         return NULL;
     }
-    return r ? r : "AND";
+    return r && items > 1 ? r : "AND";
 }
 
 static void map_conditions(tconv *x)
@@ -778,32 +782,47 @@ static void map_switch(tconv *x)
 }
 
 /* A DolphinScheduler dateValue as tern's date word, "" when tern has none. */
-static void map_date(const char *cycle, const char *dv, char *out, size_t n)
+/* DolphinScheduler's dateValues (DependentUtils) and tern's words for them. */
+static const char *const ds_dates[][2] = {{"currentHour", "this_hour"},
+                                          {"last1Hour", "last1"},
+                                          {"last2Hours", "last2"},
+                                          {"last3Hours", "last3"},
+                                          {"last24Hours", "last24"},
+                                          {"today", "today"},
+                                          {"last1Days", "last1"},
+                                          {"last2Days", "last2"},
+                                          {"last3Days", "last3"},
+                                          {"last7Days", "last7"},
+                                          {"thisWeek", "this_week"},
+                                          {"lastWeek", "last_week"},
+                                          {"lastMonday", "last_monday"},
+                                          {"lastTuesday", "last_tuesday"},
+                                          {"lastWednesday", "last_wednesday"},
+                                          {"lastThursday", "last_thursday"},
+                                          {"lastFriday", "last_friday"},
+                                          {"lastSaturday", "last_saturday"},
+                                          {"lastSunday", "last_sunday"},
+                                          {"thisMonth", "this_month"},
+                                          {"lastMonth", "last_month"},
+                                          {"lastMonthBegin", "last_month_begin"},
+                                          {"lastMonthEnd", "last_month_end"}};
+
+const char *tn_ds_date(const char *cycle, const char *word, bool to_tern)
 {
-    static const char *const fixed[][2] = {{"currentHour", "this_hour"},
-                                           {"today", "today"},
-                                           {"thisWeek", "this_week"},
-                                           {"lastWeek", "last_week"},
-                                           {"thisMonth", "this_month"},
-                                           {"lastMonth", "last_month"},
-                                           {"lastMonthBegin", "last_month_begin"},
-                                           {"lastMonthEnd", "last_month_end"}};
-    out[0] = 0;
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (strcmp(dv, fixed[i][0]) == 0) {
-            snprintf(out, n, "%s", fixed[i][1]);
-            return;
-        }
-    int num = 0, used = 0;
-    char unit[16] = "";
-    if (sscanf(dv, "last%d%15[A-Za-z]%n", &num, unit, &used) == 2 && !dv[used] &&
-        (strcmp(unit, "Hour") == 0 || strcmp(unit, "Hours") == 0 || strcmp(unit, "Days") == 0))
-        snprintf(out, n, "last%d", num);
-    else if (strncmp(dv, "last", 4) == 0 && strlen(dv) < 20 && strstr(dv, "day"))
-        snprintf(out, n, "last_%c%s", (char)tolower((unsigned char)dv[4]), dv + 5);
     tn_def_cycle cy;
-    if (out[0] && (tn_def_cycle_parse(cycle, &cy) || !tn_def_date_valid(cy, out)))
-        out[0] = 0;
+    if (!cycle || !word || tn_def_cycle_parse(cycle, &cy))
+        return NULL;
+    for (size_t i = 0; i < sizeof(ds_dates) / sizeof(ds_dates[0]); i++) {
+        const char *t = ds_dates[i][1];
+        bool hourly = strstr(ds_dates[i][0], "Hour") != NULL;
+        /* lastN means hours with an hour cycle and days with a day cycle */
+        if (strncmp(t, "last", 4) == 0 && t[4] >= '0' && t[4] <= '9' &&
+            hourly != (cy == TN_DEF_CYCLE_HOUR))
+            continue;
+        if (strcmp(ds_dates[i][to_tern ? 0 : 1], word) == 0 && tn_def_date_valid(cy, t))
+            return ds_dates[i][to_tern ? 1 : 0];
+    }
+    return NULL;
 }
 
 static json_t *dep_item(tconv *x, const json_t *it, const char *path)
@@ -822,6 +841,15 @@ static json_t *dep_item(tconv *x, const json_t *it, const char *path)
         }
         const char *dt = jstr(it, "depTasks");
         task = dt && *dt ? dt : TN_DEF_DEPEND_ALL;
+        /* a workflow of this file must have the task, as a code would have to name one */
+        for (size_t k = 0; wf && k < x->c->n && strcmp(task, TN_DEF_DEPEND_ALL) != 0; k++) {
+            const swf *t = &x->c->w[k];
+            json_t *r = json_string(task);
+            if (t->name && strcmp(t->name, wf) == 0 && find_task(t, r) < 0)
+                PROBLEM(x->w, "%s.depTasks: \"%s\" is no task of workflow \"%s\"", path, task,
+                        wf);
+            json_decref(r);
+        }
     } else {
         int64_t code = 0, tc = 0;
         if (!jint(it, "definitionCode", &code) || !(wf = wf_name_of(x->c, code))) {
@@ -845,9 +873,8 @@ static json_t *dep_item(tconv *x, const json_t *it, const char *path)
         }
     }
     const char *cycle = jstr(it, "cycle"), *dv = jstr(it, "dateValue");
-    char date[32];
-    map_date(cycle ? cycle : "", dv ? dv : "", date, sizeof(date));
-    if (!wf || !date[0]) {
+    const char *date = tn_ds_date(cycle, dv, true);
+    if (!wf || !date) {
         if (!wf)
             PROBLEM(x->w, "%s: no workflow named", path);
         else
