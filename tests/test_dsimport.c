@@ -711,3 +711,25 @@ Test(cli, import_through_a_running_standalone)
     free(out);
     free(err);
 }
+
+/* A later file's SUB_WORKFLOW and DEPENDENT codes find the workflows imported before. */
+Test(cli, codes_of_workflows_imported_before_resolve)
+{
+    cli_start();
+    char *out = NULL, *err = NULL, first[4200], later[4200];
+    fixture_path(first, sizeof(first), "v33_mapped.json");
+    fixture_path(later, sizeof(later), "v33_refers_to_stored.json");
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --data d", later), 1, "unknown at first");
+    cr_assert(strstr(out, "$[0].taskDefinitionList[1].taskParams.workflowDefinitionCode: names "
+                          "no workflow"),
+              "%s", out);
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --data d", first), 0, "%s", err);
+    cr_assert_eq(tern(&out, &err, "import ds '%s' --data d --out y", later), 0, "%s%s", out,
+                 err);
+    cr_assert_eq(tern(&out, &err, "def show later_parent --data d"), 0, "%s", err);
+    cr_assert(strstr(out, "workflow: ods_child"), "%s", out);
+    cr_assert(strstr(out, "{workflow: ods_load, task: ALL, cycle: day, date: today}"), "%s",
+              out);
+    free(out);
+    free(err);
+}
