@@ -349,25 +349,28 @@ typedef struct sample {
     const char *file;
     const char *wf;
     const char *problem; /* NULL: imports */
+    size_t n_problems;   /* exactly this many reasons */
 } sample;
 
 static const sample samples[] = {
-    {"v1.3_subprocess-dependent-shell-python.json", "sub", NULL},
-    {"v1.3_subprocess-dependent-shell-python.json", "test1", "task \"python\" (PYTHON)"},
+    {"v1.3_subprocess-dependent-shell-python.json", "sub", NULL, 0},
+    {"v1.3_subprocess-dependent-shell-python.json", "test1", "task \"python\" (PYTHON)", 1},
     {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test1",
-     "task \"http\" (HTTP) at $[0].taskDefinitionList[2]"},
-    {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test2", NULL},
+     "task \"http\" (HTTP) at $[0].taskDefinitionList[2]", 2},
+    {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test2", NULL, 0},
     {"v2.0_3flows-http-dependent-subprocess-localparams.json", "test3",
-     "task \"pthon\" (PYTHON)"},
-    {"v3.1_4flows-subprocess-shell-python-sql.json", "shell1", NULL},
-    {"v3.1_4flows-subprocess-shell-python-sql.json", "sql_p1", "task \"sql_task1\" (SQL)"},
-    {"v3.1_4flows-subprocess-shell-python-sql.json", "subprocess1", NULL},
-    {"v3.1_switch-shell-compact.json", "switch_proc1", "condition \"if $test==1\""},
-    {"v3.2_conditions-shell-cn.json", "条件节点测试工作流", NULL},
-    {"v3.2_shell-python-retry.json", "shell1", "task \"python1\" (PYTHON)"},
+     "task \"pthon\" (PYTHON)", 1},
+    {"v3.1_4flows-subprocess-shell-python-sql.json", "shell1", NULL, 0},
+    {"v3.1_4flows-subprocess-shell-python-sql.json", "python1",
+     "task \"python_task1\" (PYTHON)", 1},
+    {"v3.1_4flows-subprocess-shell-python-sql.json", "sql_p1", "task \"sql_task1\" (SQL)", 1},
+    {"v3.1_4flows-subprocess-shell-python-sql.json", "subprocess1", NULL, 0},
+    {"v3.1_switch-shell-compact.json", "switch_proc1", "condition \"if $test==1\"", 2},
+    {"v3.2_conditions-shell-cn.json", "条件节点测试工作流", NULL, 0},
+    {"v3.2_shell-python-retry.json", "shell1", "task \"python1\" (PYTHON)", 1},
     {"v3.3_ds-import-NEGATIVE-missing-relations.json", "shell_task",
-     "$[0].workflowTaskRelationList: missing or empty"},
-    {"v3.3_ds-import-shell-schedule.json", "shell_task", NULL},
+     "$[0].workflowTaskRelationList: missing or empty", 1},
+    {"v3.3_ds-import-shell-schedule.json", "shell_task", NULL, 0},
 };
 
 Test(samples, each_real_export_imports_or_is_refused_for_its_reasons)
@@ -381,6 +384,8 @@ Test(samples, each_real_export_imports_or_is_refused_for_its_reasons)
         tn_ds_opts o = {0};
         tn_ds_result r = {0};
         import_path(p, &o, &r);
+        cr_assert_eq(wf(&r, samples[i].wf)->n_problems, samples[i].n_problems, "%s: %s",
+                     samples[i].file, samples[i].wf);
         if (samples[i].problem)
             assert_refused(&r, samples[i].wf, samples[i].problem);
         else
@@ -600,6 +605,9 @@ Test(cli, import_run_export_and_back_unchanged)
     cr_assert_neq(tern(&out, &err, "def ls --data d"), 0, "a dry run stores nothing");
     cr_assert_eq(tern(&out, &err, "import ds '%s' --data d --out yaml", fx), 0, "%s", err);
     cr_assert(strstr(out, "ods_load: imported (version 1)"), "%s", out);
+    cr_assert_eq(tern(&out, &err, "def apply yaml/ods_load.yaml yaml/ods_child.yaml --data d"),
+                 0, "%s", err);
+    cr_assert(strstr(out, "yaml/ods_load.yaml: ods_load unchanged (version 1)"), "%s", out);
     cr_assert_eq(tern(&out, &err, "run yaml/ods_load.yaml --data d"), 0, "%s%s", out, err);
     cr_assert(strstr(out, "nested                   SUCCESS"), "%s", out);
     cr_assert(strstr(out, "workflow ods_load instance 1: SUCCESS"), "%s", out);
