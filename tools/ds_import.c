@@ -116,11 +116,21 @@ static void set_str(json_t *o, const char *k, const char *v)
     json_object_set_new(o, k, json_string(v));
 }
 
+/* A count of `unit_ms` as a tern duration. Past tern's limit it is written as is, so the
+ * parser refuses it naming the key (no product that wraps to a small value). */
+static void set_units(json_t *o, const char *k, int64_t n, uint64_t unit_ms)
+{
+    char b[48];
+    if ((uint64_t)n > TN_DEF_MAX_DURATION_MS / unit_ms)
+        snprintf(b, sizeof(b), "%" PRId64 "%s", n, unit_ms == 1000u ? "s" : "m");
+    else
+        tn_format_duration((uint64_t)n * unit_ms, b, sizeof(b));
+    set_str(o, k, b);
+}
+
 static void set_minutes(json_t *o, const char *k, int64_t minutes)
 {
-    char b[32];
-    tn_format_duration((uint64_t)minutes * 60000u, b, sizeof(b));
-    set_str(o, k, b);
+    set_units(o, k, minutes, 60000u);
 }
 
 static bool param_key_ok(const char *k)
@@ -921,10 +931,8 @@ static void map_dependent(tconv *x)
     if (rel && strcmp(rel, "OR") == 0)
         set_str(x->out, "relation", "or");
     int64_t ci = jint_or(dep, "checkInterval", 0), fw = jint_or(dep, "failureWaitingTime", 0);
-    char b[32];
     if (ci > 0) {
-        tn_format_duration((uint64_t)ci * 1000u, b, sizeof(b));
-        set_str(x->out, "check_interval", b);
+        set_units(x->out, "check_interval", ci, 1000u);
     }
     const char *fp = jstr(dep, "failurePolicy");
     if (fp && strcmp(fp, "DEPENDENT_FAILURE_WAITING") == 0) {
