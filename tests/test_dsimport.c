@@ -291,6 +291,9 @@ Test(refusal, malformed_exports_name_the_json_path)
     assert_refused(&r, "bad_dependent",
                    "$[5].taskDefinitionList[0].taskParams.dependence.dependTaskList[0]."
                    "dependItemList[0].definitionCode: 777 is no workflow of this file");
+    /* minutes * 60000 would wrap to a small timeout: refused with tern's limit instead */
+    assert_refused(&r, "over_limits",
+                   "$[6]: bad duration \"307445734561825861m\" for \"timeout\" in task \"t\"");
     tn_ds_import_free(&r);
 }
 

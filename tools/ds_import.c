@@ -1189,10 +1189,15 @@ static void finish_wf(swf *w, json_t *o)
         return;
     }
     tn_errmsg m = {{0}};
-    char label[96];
-    snprintf(label, sizeof(label), "%s (as tern)", w->path);
-    if (tn_def_parse(label, text, strlen(text), &w->out->def, &m) != TN_OK)
-        PROBLEM(w, "%s", m.text);
+    if (tn_def_parse("ds", text, strlen(text), &w->out->def, &m) != TN_OK) {
+        /* the line is one of the generated text: keep only the reason */
+        const char *why = m.text;
+        if (strncmp(why, "ds:", 3) == 0) {
+            why += 3 + strspn(why + 3, "0123456789");
+            why += strspn(why, ": ");
+        }
+        PROBLEM(w, "%s: %s", w->path, why);
+    }
     free(text);
 }
 
