@@ -594,8 +594,18 @@ static void task_common(tconv *x, bool dispatched, bool shell)
              "%s: task group %" PRId64 " became task_group \"%s\": give it its slots "
              "with `tern taskgroup set %s N`",
              x->t->path, tg, b, b);
+        if (jint_or(t, "taskGroupPriority", 0) > 0)
+            NOTE(x->w,
+                 "%s: taskGroupPriority dropped: a tern task group serves in dispatch order",
+                 x->t->path);
+    } else if (tg > 0) {
+        NOTE(x->w, "%s: task group %" PRId64 " dropped: this task runs in the master",
+             x->t->path, tg);
     }
     int64_t env = jint_or(t, "environmentCode", -1);
+    if (env > 0 && !shell)
+        NOTE(x->w, "%s: environment %" PRId64 " dropped: only shell tasks run one", x->t->path,
+             env);
     if (env > 0 && shell) {
         snprintf(b, sizeof(b), "ds-env-%" PRId64, env);
         set_str(x->out, "environment", b);
