@@ -49,7 +49,7 @@ const tn_opt_cmd tn_spec_import = {
 
 static const tn_opt export_table[] = {
     {"version", 0, TN_OPT_STR, offsetof(imp_opts, version), "V",
-     .help = "DolphinScheduler's format: 3.2 or 3.3 (required)", TN_OPT_REQ},
+     .help = "DolphinScheduler's format: 3.2 or 3.3", TN_OPT_REQ},
     {"out", 0, TN_OPT_STR, offsetof(imp_opts, out), "FILE",
      .help = "write to FILE (default: stdout)"},
     {"data", 0, TN_OPT_STR, offsetof(imp_opts, data), "DIR",
@@ -57,7 +57,7 @@ static const tn_opt export_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_export = {
-    "export", (const char *const[]){"ds WF... --version 3.2|3.3", NULL},
+    "export", (const char *const[]){"ds WF...", NULL},
     "Write the latest version of each named workflow in DolphinScheduler's export format,\n"
     "which its Import reads and `tern import ds` reads back to the same definitions. A\n"
     "definition using what DolphinScheduler cannot express is refused, naming it.\n",
