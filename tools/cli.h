@@ -290,12 +290,14 @@ int tn_cmd_token(int argc, char **argv);
 int tn_cmd_gc(int argc, char **argv);
 int tn_cmd_schedule(int argc, char **argv);
 int tn_cmd_backfill(int argc, char **argv);
+int tn_cmd_import(int argc, char **argv);
+int tn_cmd_export(int argc, char **argv);
 
 extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo, tn_spec_run,
     tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
     tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token, tn_spec_bench, tn_spec_cert,
-    tn_spec_gc, tn_spec_schedule, tn_spec_backfill;
+    tn_spec_gc, tn_spec_schedule, tn_spec_backfill, tn_spec_import, tn_spec_export;
 
 #endif

@@ -2,7 +2,7 @@
 # Build libFuzzer targets with clang (address and undefined sanitizers) and run them.
 #   tests/fuzz/run.sh NAME SECONDS      one target, e.g. tests/fuzz/run.sh cron 60
 #   tests/fuzz/run.sh all SECONDS       every target, SECONDS each; fails on the first crash
-# Targets: cron event frame ctl yaml params. Builds into build-fuzz/ at the top of the
+# Targets: cron event frame ctl yaml params ds. Builds into build-fuzz/ at the top of the
 # tree, straight from the sources (no meson). The committed seeds in tests/fuzz/corpus/NAME
 # are read; inputs the fuzzer finds go to build-fuzz/corpus-NAME, crashers to
 # build-fuzz/crash-NAME-*. Once a crasher is fixed, add it to the seeds.
@@ -11,7 +11,7 @@ name=${1:?usage: run.sh NAME|all SECONDS}
 secs=${2:?usage: run.sh NAME|all SECONDS}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$top/build-fuzz
-targets="cron event frame ctl yaml params"
+targets="cron event frame ctl yaml params ds"
 
 if [ "$name" = all ]; then
     for t in $targets; do
@@ -51,6 +51,10 @@ params) srcs="core/def/params.c core/def/def.c core/def/schedule.c core/def/cron
       incs="$binc -I$top/core/def"
       libs="$(pkg-config --cflags --libs yaml-0.1 icu-uc icu-i18n) $mp"
       maxlen=1024 ;;
+ds) srcs="tools/ds_import.c tools/ds_export.c core/def/def.c core/def/params.c core/def/schedule.c core/def/cron.c core/base/tz.c $base"
+      incs="$binc -I$top/core/def -I$top/tools"
+      libs="$(pkg-config --cflags --libs jansson yaml-0.1 icu-uc icu-i18n) $mp"
+      maxlen=16384 ;;
 *) echo "run.sh: unknown fuzz target \"$name\" (known: $targets, all)" >&2; exit 2 ;;
 esac
 mkdir -p "$out/corpus-$name"
