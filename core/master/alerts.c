@@ -92,8 +92,8 @@ static void curl_load(void)
 {
     void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        snprintf(cu.why, sizeof(cu.why), "cannot load libcurl.so.4 (apt-get install libcurl4): %s",
-                 dlerror());
+        snprintf(cu.why, sizeof(cu.why),
+                 "cannot load libcurl.so.4 (apt-get install libcurl4): %s", dlerror());
         return;
     }
     /* POSIX: a function pointer round-trips through dlsym's void * */
