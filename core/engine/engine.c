@@ -156,6 +156,14 @@ void eng_queue_push(tn_engine *e, task_run *t)
                    (t->id & ((UINT64_C(1) << 56) - 1));
     if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
         return;
+    const char *g = eng_worker_group(t->w, n);
+    if (e->nqueue == 0 && e->nlater == 0) {
+        snprintf(e->qgroup, sizeof(e->qgroup), "%s", g);
+        e->qmem = n->memory_max;
+        e->qmixed = strlen(g) >= sizeof(e->qgroup);
+    } else if (strcmp(e->qgroup, g) != 0 || e->qmem != n->memory_max) {
+        e->qmixed = true;
+    }
     e->queue[e->nqueue] = (qentry){key, t->w->id, t->node, t->attempt};
     q_up(e->queue, e->nqueue++);
     t->flags |= TF_QUEUED;
@@ -1597,6 +1605,8 @@ void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg)
 const char *tn_engine_why(tn_engine *e, uint64_t task)
 {
     task_run *t = tn_map_get(&e->tasks, task);
+    if (t && !t->why && (t->flags & TF_QUEUED) && t->state == TN_TASK_S_SUBMITTED_SUCCESS)
+        return e->qwhy; /* behind the refusal that ended the last dispatch pass */
     return t && t->why ? t->why : "";
 }
 

@@ -190,6 +190,14 @@ struct tn_engine {
     size_t ntimers, captimers;
     qentry *queue; /* dispatch min-heap */
     size_t nqueue, capqueue;
+    /* the worker group and memory size of every entry pushed since the queue was last
+     * empty, while they are all the same (qmixed once two differ): then the first refusal
+     * of place() answers for the whole queue and sched_dispatch stops there, its reason
+     * in qwhy for the tasks it did not ask about */
+    char qgroup[TN_DEF_MAX_NAME + 1];
+    uint64_t qmem;
+    bool qmixed;
+    char qwhy[160];
     qentry *later; /* could not be placed in this step */
     size_t nlater, caplater;
 

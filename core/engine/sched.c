@@ -874,6 +874,8 @@ static bool grow_later(tn_engine *e, const qentry *q)
 /* Why a task waits for dispatch (not state: shown by status, recomputed each try). */
 static void task_run_why(task_run *t, const char *why)
 {
+    if (why && t->why && strcmp(t->why, why) == 0)
+        return; /* a queue of thousands waits for the same reason at every step */
     free(t->why);
     t->why = why ? strdup(why) : NULL;
 }
@@ -897,6 +899,16 @@ tn_err sched_dispatch(tn_engine *e)
             g->nwait -= k;
         }
     }
+    /* The last refusal of place() in this step: a task behind with the same worker group
+     * and memory size would get the same answer (capacity is freed by inputs, each of
+     * which brings another step), so it waits with the same reason without asking: with
+     * thousands queued on a full worker, asking each one was most of a step. */
+    struct {
+        const char *group;
+        uint64_t mem;
+        char why[160];
+    } refused = {NULL, 0, ""};
+    e->qwhy[0] = '\0';
     qentry q;
     tn_err err = TN_OK;
     while (!err && eng_queue_pop(e, &q)) {
@@ -926,13 +938,21 @@ tn_err sched_dispatch(tn_engine *e)
         char worker[TN_DEF_MAX_NAME + 16];
         snprintf(worker, sizeof(worker), "%s", e->ex.name ? e->ex.name : "executor");
         if (e->ex.ops->place) {
-            char why[160];
             tn_place_req pr = {w->id, t->id, t->attempt, n, eng_worker_group(w, n)};
-            if (!e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), why, sizeof(why))) {
+            bool same = refused.group && refused.mem == n->memory_max &&
+                        strcmp(refused.group, pr.worker_group) == 0;
+            if (same || !e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), refused.why,
+                                          sizeof(refused.why))) {
                 /* it waits, and says why; tried again at the next step */
-                task_run_why(t, why);
+                refused.group = pr.worker_group;
+                refused.mem = n->memory_max;
+                task_run_why(t, refused.why);
                 if (!grow_later(e, &q))
                     return TN_ERR_NOMEM;
+                if (!e->qmixed) { /* the rest would be refused alike: they stay queued */
+                    snprintf(e->qwhy, sizeof(e->qwhy), "%s", refused.why);
+                    break;
+                }
                 continue;
             }
         }
