@@ -266,7 +266,7 @@ static void lat_client(lat *l, tn_ctl_req *r, unsigned n)
 static void lat_cli(lat *l, tn_ctl_req *r, unsigned n)
 {
     int64_t *v = calloc(n * 2, sizeof(int64_t)), *help = v + n;
-    unsigned k = 0;
+    unsigned k = 0, nh = 0;
     char *argv[] = {l->self, "start", "one", "--data", l->data, NULL};
     char *hargv[] = {l->self, "start", "--help", NULL};
     for (unsigned i = 0; v && i < n; i++) {
@@ -284,11 +284,10 @@ static void lat_cli(lat *l, tn_ctl_req *r, unsigned n)
         free(j);
         t0 = tn_now_ns();
         p = spawn_quiet(hargv);
-        if (p > 0)
-            waitpid(p, NULL, 0);
-        help[i] = tn_now_ns() - t0;
+        if (p > 0 && waitpid(p, NULL, 0) == p)
+            help[nh++] = tn_now_ns() - t0;
     }
-    double h50 = pctl(help, n, 0.5) / 1000.0;
+    double h50 = pctl(help, nh, 0.5) / 1000.0;
     bline("latency.cli_submit_to_started.p50_us", pctl(v, k, 0.5) / 1000.0, "us", h50);
     bline("latency.cli_submit_to_started.p99_us", pctl(v, k, 0.99) / 1000.0, "us", h50);
     bline("latency.cli_start_help.p50_us", h50, "us", h50);

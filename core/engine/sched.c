@@ -880,6 +880,41 @@ static void task_run_why(task_run *t, const char *why)
     t->why = why ? strdup(why) : NULL;
 }
 
+/* The last refusal of place() in a dispatch pass: a task behind with the same worker
+ * group and memory size would get the same answer (capacity is freed by inputs, each of
+ * which brings another step), so it waits with the same reason without asking: with
+ * thousands queued on a full worker, asking each one was most of a step. */
+typedef struct refusal {
+    const char *group;
+    uint64_t mem;
+    char why[160];
+} refusal;
+
+/* Place t (popped as q) with the executor: 1 placed (worker named), 0 it waits (the reason
+ * kept, tried again at the next step), 2 it waits and so would every other queued task
+ * (the pass ends), -1 out of memory. */
+static int place(tn_engine *e, task_run *t, const qentry *q, refusal *rf, char *worker,
+                 size_t wlen)
+{
+    if (!e->ex.ops->place)
+        return 1;
+    const tn_def_task *n = NODE(t);
+    tn_place_req pr = {t->w->id, t->id, t->attempt, n, eng_worker_group(t->w, n)};
+    bool same =
+        rf->group && rf->mem == n->memory_max && strcmp(rf->group, pr.worker_group) == 0;
+    if (!same && e->ex.ops->place(e->ex.self, &pr, worker, wlen, rf->why, sizeof(rf->why)))
+        return 1;
+    rf->group = pr.worker_group;
+    rf->mem = n->memory_max;
+    task_run_why(t, rf->why);
+    if (!grow_later(e, q))
+        return -1;
+    if (e->qmixed)
+        return 0;
+    snprintf(e->qwhy, sizeof(e->qwhy), "%s", rf->why); /* for those it did not ask */
+    return 2;
+}
+
 tn_err sched_dispatch(tn_engine *e)
 {
     /* tasks waiting for a task-group slot go back to the queue when one is free */
@@ -899,15 +934,7 @@ tn_err sched_dispatch(tn_engine *e)
             g->nwait -= k;
         }
     }
-    /* The last refusal of place() in this step: a task behind with the same worker group
-     * and memory size would get the same answer (capacity is freed by inputs, each of
-     * which brings another step), so it waits with the same reason without asking: with
-     * thousands queued on a full worker, asking each one was most of a step. */
-    struct {
-        const char *group;
-        uint64_t mem;
-        char why[160];
-    } refused = {NULL, 0, ""};
+    refusal refused = {NULL, 0, ""};
     e->qwhy[0] = '\0';
     qentry q;
     tn_err err = TN_OK;
@@ -937,25 +964,13 @@ tn_err sched_dispatch(tn_engine *e)
         }
         char worker[TN_DEF_MAX_NAME + 16];
         snprintf(worker, sizeof(worker), "%s", e->ex.name ? e->ex.name : "executor");
-        if (e->ex.ops->place) {
-            tn_place_req pr = {w->id, t->id, t->attempt, n, eng_worker_group(w, n)};
-            bool same = refused.group && refused.mem == n->memory_max &&
-                        strcmp(refused.group, pr.worker_group) == 0;
-            if (same || !e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), refused.why,
-                                          sizeof(refused.why))) {
-                /* it waits, and says why; tried again at the next step */
-                refused.group = pr.worker_group;
-                refused.mem = n->memory_max;
-                task_run_why(t, refused.why);
-                if (!grow_later(e, &q))
-                    return TN_ERR_NOMEM;
-                if (!e->qmixed) { /* the rest would be refused alike: they stay queued */
-                    snprintf(e->qwhy, sizeof(e->qwhy), "%s", refused.why);
-                    break;
-                }
-                continue;
-            }
-        }
+        int placed = place(e, t, &q, &refused, worker, sizeof(worker));
+        if (placed < 0)
+            return TN_ERR_NOMEM;
+        if (placed == 0)
+            continue;
+        if (placed == 2)
+            break;
         task_run_why(t, NULL);
         tn_event ev;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, w->id, t->id);
