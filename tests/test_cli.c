@@ -298,3 +298,54 @@ Test(cli, standalone_prints_the_commands_that_work_from_here)
     cr_expect(strstr(c.out, "`tern start WF --data sd`"), "%s", c.out);
     cli_fini(&c);
 }
+
+/* A command loads only what it needs: libcurl (and the ~30 libraries behind it) is
+ * loaded by a master at its first webhook, not by every `tern` at start. */
+Test(cli, libcurl_not_loaded_at_start)
+{
+    cli c;
+    cli_init(&c);
+    cr_assert_eq(tern(&c, "--version"), 0);
+    char line[4400];
+    snprintf(line, sizeof(line), "LD_DEBUG=files '%s' --version", tu_tern());
+    free(c.out);
+    free(c.err);
+    cr_assert_eq(tu_run(line, &c.out, &c.err), 0);
+    cr_expect(strstr(c.err, "libnng"), "the loader's trace names what it loads: %s", c.err);
+    cr_expect(!strstr(c.err, "libcurl"), "libcurl loaded at start: %s", c.err);
+    cli_fini(&c);
+}
+
+/* `tern bench latency --quick`: every result line is there and well formed, and the
+ * standalone it started and its temp dir are gone afterwards. */
+Test(cli, bench_latency_prints_its_results_and_leaves_nothing)
+{
+    cli c;
+    cli_init(&c);
+    cr_assert_eq(tern(&c, "bench latency --quick --dir '%s'", c.dir), 0, "%s", c.err);
+    static const char *const names[] = {"latency.noop4.tasks",
+                                        "latency.submit_to_started.p50_us",
+                                        "latency.submit_to_started.p99_us",
+                                        "latency.client_to_submit_event.p50_us",
+                                        "latency.submit_event_to_started.p50_us",
+                                        "latency.cli_submit_to_started.p50_us",
+                                        "latency.cli_submit_to_started.p99_us",
+                                        "latency.cli_start_help.p50_us"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "BENCH name=%s value=", names[i]);
+        const char *p = strstr(c.out, want);
+        cr_expect(p, "no %s in: %s", names[i], c.out);
+        if (p)
+            cr_expect_gt(strtod(p + strlen(want), NULL), 0, "%s: not a positive value",
+                         names[i]);
+    }
+    char ls[4400];
+    snprintf(ls, sizeof(ls), "ls -A '%s'", c.dir);
+    char *out = NULL, *err = NULL;
+    tu_run(ls, &out, &err);
+    cr_expect(!strstr(out, "tern-bench-"), "left behind: %s", out);
+    free(out);
+    free(err);
+    cli_fini(&c);
+}

@@ -2740,3 +2740,115 @@ Test(cluster, a_long_hooks_attr_is_cut_with_a_marker)
     cr_expect(n >= 9 && strncmp(h + n - 9, " ...(cut)", 9) == 0, "%.*s", (int)n, h);
     free(h);
 }
+
+/* ---- dispatch passes over a full executor ------------------------------------------ */
+
+/* Placement that always refuses, counting how often it is asked. */
+static unsigned rf_places;
+static tn_executor_ops rf_ops;
+
+static bool rf_place(void *self, const tn_place_req *r, char *worker, size_t wlen, char *why,
+                     size_t whylen)
+{
+    (void)self;
+    (void)worker;
+    (void)wlen;
+    rf_places++;
+    snprintf(why, whylen, "test: every worker of %s is full", r->worker_group);
+    return false;
+}
+
+/* An engine on the in-process executor whose placement always refuses; def applied and
+ * one instance started. Returns the engine; *x the executor to free. */
+static tn_engine *rf_engine(const char *d, tn_inproc **x, const char *yaml)
+{
+    char logs[600];
+    snprintf(logs, sizeof(logs), "%s/logs", d);
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_inproc_new(logs, x), TN_OK);
+    tn_executor ex = tn_inproc_executor(*x);
+    rf_ops = *ex.ops;
+    rf_ops.place = rf_place;
+    ex.ops = &rf_ops;
+    tn_engine_opts o = {
+        .data_dir = d, .log = {.create = true, .no_sync = true}, .executor = ex};
+    tn_engine *e;
+    cr_assert_eq(tn_engine_open(&o, &e, &m), TN_OK, "%s", m.text);
+    tn_inproc_bind(*x, e);
+    tn_def *def;
+    char *bytes;
+    size_t blen;
+    cr_assert_eq(tn_def_parse("wide.yaml", yaml, strlen(yaml), &def, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(tn_def_encode(def, &bytes, &blen), TN_OK);
+    tn_def_free(def);
+    tn_cmd ac = {.kind = TN_CMD_APPLY_DEF, .def_bytes = bytes, .def_len = blen};
+    cr_assert_eq(tn_engine_call(e, &ac), TN_OK, "%s", ac.msg);
+    free(bytes);
+    rf_places = 0;
+    tn_cmd sc = {.kind = TN_CMD_START, .workflow = "wide"};
+    cr_assert_eq(tn_engine_call(e, &sc), TN_OK, "%s", sc.msg);
+    return e;
+}
+
+/* Every task of the instance waits, and says why (from the refusal). */
+static void rf_all_wait_with(tn_engine *e, unsigned ntasks, const char *why)
+{
+    unsigned seen = 0;
+    for (uint64_t id = 1; id <= ntasks + 8; id++) {
+        tn_task_proj p;
+        if (tn_engine_read_task(e, id, &p) != TN_OK)
+            continue;
+        seen++;
+        cr_expect_eq(p.state, TN_TASK_S_SUBMITTED_SUCCESS, "task %s", p.name);
+        cr_expect_str_eq(tn_engine_why(e, id), why, "task %s", p.name);
+    }
+    cr_expect_eq(seen, ntasks);
+}
+
+/* 200 tasks of one worker group on a full executor: the group's lane stops after a few
+ * refusals (8) instead of asking for every queued task, and each still says why it
+ * waits. */
+Test(dispatch, a_uniform_queue_is_asked_a_bounded_number_of_times_per_pass)
+{
+    char *d = tu_tmpdir(), y[16384];
+    size_t n = (size_t)snprintf(y, sizeof(y), "name: wide\ntasks:\n");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(y + n, sizeof(y) - n, "  - {name: t%d, type: noop}\n", i);
+    tn_inproc *x;
+    tn_engine *e = rf_engine(d, &x, y);
+    cr_expect(rf_places >= 1 && rf_places <= 8, "placement asked %u times for one pass",
+              rf_places);
+    rf_all_wait_with(e, 200, "test: every worker of default is full");
+    tn_engine_close(e);
+    tn_inproc_free(x);
+    tu_rm_rf(d);
+    free(d);
+}
+
+/* Two worker groups in the queue: a refusal for one says nothing of the other, so both
+ * are asked, once per group while the same group follows. */
+Test(dispatch, a_mixed_queue_asks_each_group)
+{
+    char *d = tu_tmpdir(), y[16384];
+    size_t n = (size_t)snprintf(y, sizeof(y), "name: wide\ntasks:\n");
+    for (int i = 0; i < 20; i++)
+        n += (size_t)snprintf(y + n, sizeof(y) - n,
+                              "  - {name: t%d, type: noop, worker_group: %s}\n", i,
+                              i < 10 ? "default" : "gpu");
+    tn_inproc *x;
+    tn_engine *e = rf_engine(d, &x, y);
+    cr_expect_geq(rf_places, 2, "both groups asked (%u)", rf_places);
+    cr_expect_leq(rf_places, 16, "asked %u times", rf_places);
+    for (uint64_t id = 1; id <= 28; id++) {
+        tn_task_proj p;
+        if (tn_engine_read_task(e, id, &p) != TN_OK)
+            continue;
+        const char *want = atoi(p.name + 1) < 10 ? "test: every worker of default is full" :
+                                                   "test: every worker of gpu is full";
+        cr_expect_str_eq(tn_engine_why(e, id), want, "task %s", p.name);
+    }
+    tn_engine_close(e);
+    tn_inproc_free(x);
+    tu_rm_rf(d);
+    free(d);
+}

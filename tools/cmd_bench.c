@@ -38,7 +38,7 @@ static const tn_opt bench_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
-    "bench", (const char *const[]){"store|engine|dispatch", NULL},
+    "bench", (const char *const[]){"store|engine|dispatch|latency", NULL},
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
     "raw LMDB append of the same value size and batch, and at 100 and 1000 without fsync\n"
     "on either side (the CPU cost alone); replay events/s (decode, table\n"
@@ -63,6 +63,12 @@ const tn_opt_cmd tn_spec_bench = {
     "(b) shell `true` tasks/s next to a raw posix_spawn+wait loop of /bin/true;\n"
     "(c) submit-to-process-started latency p50/p99; (d) kill of a 20-process tree: from\n"
     "the kill to verified empty, minus the grace.\n"
+    "\n"
+    "latency: a `tern standalone` with 4 slots as a child, driven over its control socket:\n"
+    "submit-to-process-started p50/p99 from a running client and through a `tern start`\n"
+    "process, next to posix_spawn of the same command; 10,000 noop tasks/s in one workflow\n"
+    "next to raw nng request/reply at 4 in flight. tools/bench/peers/run.sh runs it beside\n"
+    "Celery and Dask.\n"
     "\n"
     "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n",
     bench_table, .max_args = 1};
@@ -1233,6 +1239,8 @@ int tn_cmd_bench(int argc, char **argv)
         return bench_engine(o.dir, o.quick, o.scale);
     if (strcmp(name, "dispatch") == 0)
         return bench_dispatch(o.dir, o.quick);
+    if (strcmp(name, "latency") == 0)
+        return tn_bench_latency(o.dir, o.quick);
     return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",
                         name);
 }

@@ -4,6 +4,8 @@
 #   tools/setup.sh run    build and run examples/etl.yaml on the embedded default (./tern-data)
 #   tools/setup.sh test   build and pass the tests (also in an address+undefined sanitizer build
 #                         and in a thread sanitizer build, then fuzz each decoder briefly)
+#   tools/setup.sh bench  build, install the peers (Celery with Redis, Dask: Debian packages,
+#                         needed by nothing else) and run `tern bench latency` beside them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,8 +67,14 @@ test)
     # hang or a sanitizer report fails
     tests/fuzz/run.sh all 20
     ;;
+bench)
+    packages+=(python3-celery python3-redis redis-server python3-distributed)
+    install_missing
+    build build
+    exec tools/bench/peers/run.sh build
+    ;;
 *)
-    echo "usage: tools/setup.sh run|test" >&2
+    echo "usage: tools/setup.sh run|test|bench" >&2
     exit 2
     ;;
 esac

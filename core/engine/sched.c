@@ -874,6 +874,8 @@ static bool grow_later(tn_engine *e, const qentry *q)
 /* Why a task waits for dispatch (not state: shown by status, recomputed each try). */
 static void task_run_why(task_run *t, const char *why)
 {
+    if (why && t->why && strcmp(t->why, why) == 0)
+        return; /* a queue of thousands waits for the same reason at every step */
     free(t->why);
     t->why = why ? strdup(why) : NULL;
 }

@@ -2,6 +2,7 @@
 #include "alerts.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -71,33 +72,86 @@ static size_t discard(char *ptr, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* libcurl, loaded at the first webhook: linked in, its ~30 libraries (TLS, Kerberos,
+ * LDAP, ...) cost every `tern` command ~5 ms of dynamic loading at start, for a feature
+ * only a master with a webhook uses. */
+static struct {
+    CURLcode (*global_init)(long);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_perform)(CURL *);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    void (*easy_cleanup)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+    char why[256]; /* empty once loaded */
+} cu;
+
+static void curl_load(void)
+{
+    void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(cu.why, sizeof(cu.why),
+                 "cannot load libcurl.so.4 (apt-get install libcurl4): %s", dlerror());
+        return;
+    }
+    /* POSIX: a function pointer round-trips through dlsym's void * */
+#define CU_SYM(field, name) *(void **)&cu.field = dlsym(h, name)
+    CU_SYM(global_init, "curl_global_init");
+    CU_SYM(easy_init, "curl_easy_init");
+    CU_SYM(easy_setopt, "curl_easy_setopt");
+    CU_SYM(easy_perform, "curl_easy_perform");
+    CU_SYM(easy_getinfo, "curl_easy_getinfo");
+    CU_SYM(easy_cleanup, "curl_easy_cleanup");
+    CU_SYM(easy_strerror, "curl_easy_strerror");
+    CU_SYM(slist_append, "curl_slist_append");
+    CU_SYM(slist_free_all, "curl_slist_free_all");
+#undef CU_SYM
+    if (!cu.global_init || !cu.easy_init || !cu.easy_setopt || !cu.easy_perform ||
+        !cu.easy_getinfo || !cu.easy_cleanup || !cu.easy_strerror || !cu.slist_append ||
+        !cu.slist_free_all) {
+        snprintf(cu.why, sizeof(cu.why), "libcurl.so.4 lacks a function tern needs");
+        return;
+    }
+    cu.global_init(CURL_GLOBAL_DEFAULT);
+}
+
 /* POST the body; true on a 2xx answer. */
 static bool send_webhook(tn_alerter *a, const char *url, const char *body, char *out,
                          size_t len)
 {
-    CURL *c = curl_easy_init();
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_load);
+    if (cu.why[0]) {
+        size_t n = strnlen(cu.why, len - 1); /* cut to what the caller keeps */
+        memcpy(out, cu.why, n);
+        out[n] = '\0';
+        return false;
+    }
+    CURL *c = cu.easy_init();
     if (!c) {
         snprintf(out, len, "libcurl failed to initialise");
         return false;
     }
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *h = cu.slist_append(NULL, "Content-Type: application/json");
     char err[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)a->o.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "tern-alert/1");
-    CURLcode rc = curl_easy_perform(c);
+    cu.easy_setopt(c, CURLOPT_URL, url);
+    cu.easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    cu.easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    cu.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)a->o.timeout_ms);
+    cu.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    cu.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu.easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    cu.easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    cu.easy_setopt(c, CURLOPT_USERAGENT, "tern-alert/1");
+    CURLcode rc = cu.easy_perform(c);
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    cu.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    cu.slist_free_all(h);
+    cu.easy_cleanup(c);
     if (rc != CURLE_OK) {
-        snprintf(out, len, "%s", err[0] ? err : curl_easy_strerror(rc));
+        snprintf(out, len, "%s", err[0] ? err : cu.easy_strerror(rc));
         return false;
     }
     snprintf(out, len, "HTTP %ld", status);
@@ -270,16 +324,9 @@ static void *alerter_thread(void *arg)
     return NULL;
 }
 
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 tn_err tn_alerter_start(tn_engine *e, const tn_alerter_opts *o, tn_alerter **out,
                         tn_errmsg *msg)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, curl_init_once);
     tn_alerter *a = calloc(1, sizeof(*a));
     if (!a)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
