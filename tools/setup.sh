@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc libtsan2 pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
           libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev clang
-          clang-format)
+          clang-format libzookeeper-mt-dev zookeeper)
 
 install_missing() {
     local missing=()
