@@ -38,6 +38,10 @@ typedef struct tn_master_opts {
     /* Plain tcp: peers are not authenticated; their claims are taken as they come. */
     bool insecure;
     tn_evlog_opts log;
+    /* A cluster of masters (--zk): the leader epoch its frames carry from the start, and
+     * whether it starts passive (sending nothing to workers until tn_master_set_passive). */
+    uint64_t epoch;
+    bool passive;
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */
@@ -50,6 +54,17 @@ const char *tn_master_cluster_id(const tn_master *m);
 
 /* The engine the master runs (its own thread runs it: use tn_engine_submit_wait). */
 struct tn_engine *tn_master_engine(tn_master *m);
+
+/* The leader epoch of the frames to workers (a takeover's, from ZooKeeper): set on every
+ * worker's queue, and every live worker is asked to reconcile (so it learns the epoch and
+ * fences the previous leader at once). Clears the fenced flag. */
+void tn_master_set_epoch(tn_master *m, uint64_t epoch);
+uint64_t tn_master_epoch(tn_master *m);
+/* Passive: nothing is sent to workers (a leader whose ZooKeeper session is in doubt);
+ * dispatches wait and go when it is active again. */
+void tn_master_set_passive(tn_master *m, bool passive);
+/* Whether a worker reported a leader epoch newer than ours (the master went passive). */
+bool tn_master_fenced(tn_master *m);
 
 /* Parse "random|round_robin|lower_weight"; -1 when unknown. */
 int tn_selector_parse(const char *s);

@@ -30,6 +30,7 @@
 #include "proc.h"
 #include "retention.h"
 #include "taskenv.h"
+#include "fence.h"
 #include "outbox.h"
 #include "outbox_store.h"
 #include "util.h"
@@ -95,6 +96,7 @@ struct tn_worker {
     char cluster[TN_PROTO_CLUSTER_MAX + 1];
     bool rebound;           /* opts.cluster_id replaced another cluster at start */
     int64_t refused_log_at; /* monotonic: the last "another cluster" error */
+    tn_fence fence;         /* the newest leader epoch seen (fence.h) */
     uint64_t refused;       /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
@@ -494,6 +496,9 @@ static void heartbeat(tn_worker *w)
         {TN_STR("containment_cgroup"), tn_procs_mode(w->procs) == TN_CONTAIN_CGROUP},
         {TN_STR("max_load_milli"), w->o.max_load_milli},
         {TN_STR("heartbeat_ms"), w->o.heartbeat_ms}, /* the master checks its timeout */
+        /* the newest leader epoch seen: a master of an older one learns it is fenced */
+        {TN_STR("master_epoch"), w->fence.highest},
+        {TN_STR("fenced_frames_total"), w->fence.refused},
     };
     uint32_t running = 0;
     for (job *j = w->jobs; j; j = j->next)
@@ -637,6 +642,16 @@ static bool cluster_accepts(tn_worker *w, const void *buf, size_t len)
     return false;
 }
 
+/* A frame of a leader older than the newest seen is refused whole (fence.h). */
+static bool epoch_accepts(tn_worker *w, const void *buf, size_t len)
+{
+    tn_str sender, c;
+    uint64_t epoch;
+    if (tn_frame_header_epoch(buf, len, &sender, &c, &epoch) != TN_OK)
+        return true; /* the decoder says what is wrong with it */
+    return tn_fence_accept(&w->fence, epoch, sender.p, sender.len);
+}
+
 static void take_inbound(tn_worker *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -646,7 +661,7 @@ static void take_inbound(tn_worker *w)
     while (in) {
         inmsg *next = in->next;
         tn_errmsg em = {{0}};
-        if (!cluster_accepts(w, in->buf, in->len))
+        if (!cluster_accepts(w, in->buf, in->len) || !epoch_accepts(w, in->buf, in->len))
             ; /* refused and logged */
         else if (tn_frame_decode(in->buf, in->len, process, w, &em) != TN_OK)
             tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", in->len,
@@ -1162,6 +1177,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     if ((e = lock_data(w, msg)) || (e = load_identity(w, opts->cluster_id, msg)))
         goto fail;
     set_names(w, opts);
+    tn_fence_init(&w->fence, w->data);
     if (!id_chars_ok(w->name)) { /* a label, but one that goes into logs and the journal */
         e = tn_errmsg_set(msg, TN_ERR_INVAL,
                           "worker name \"%s\" is invalid: use 1-64 of A-Z a-z 0-9 . _ -, "
