@@ -1258,6 +1258,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
+    if (opts->gate)
+        tn_engine_gate(m->e, opts->gate, opts->gate_arg);
     snprintf(m->cluster, sizeof(m->cluster), "%s", tn_evlog_cluster_id(tn_engine_log(m->e)));
 
     /* the operator learns at once when a --data path made a new store (a typo would) */
@@ -1356,4 +1358,31 @@ bool tn_master_fenced(tn_master *m)
 uint64_t tn_master_epoch(tn_master *m)
 {
     return atomic_load(&m->epoch);
+}
+
+void tn_master_worker_gone(tn_master *m, const char *name)
+{
+    pthread_mutex_lock(&m->mu);
+    worker_view *w = find_worker(m, name);
+    if (w && w->alive) {
+        /* the next liveness check (within 100 ms) loses it and fails its attempts over */
+        w->last_hb = tn_mono_ns() - (int64_t)m->o.heartbeat_timeout_ms * 1000000 - 1;
+        tn_warn("master", "msg=\"worker's registry session ended: lost\" worker=%s", w->name);
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_engine_wake(m->e);
+}
+
+void tn_master_workers_each(tn_master *m, void (*fn)(void *arg, const char *name), void *arg)
+{
+    char (*names)[TN_PROTO_ID_MAX + 1] = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&m->mu);
+    for (worker_view *w = m->workers; w; w = w->next)
+        if (w->alive && tn_grow((void **)&names, &cap, n + 1, sizeof(*names)))
+            snprintf(names[n++], sizeof(*names), "%s", w->name);
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n; i++)
+        fn(arg, names[i]);
+    free(names);
 }

@@ -97,6 +97,9 @@ struct tn_worker {
     bool rebound;           /* opts.cluster_id replaced another cluster at start */
     int64_t refused_log_at; /* monotonic: the last "another cluster" error */
     tn_fence fence;         /* the newest leader epoch seen (fence.h) */
+    /* a new leader's URL (tn_worker_set_master), taken by the worker thread; guarded by mu */
+    char next_master[TN_PROTO_URL_MAX + 1];
+    uint64_t next_epoch;
     uint64_t refused;       /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
@@ -729,6 +732,51 @@ static void collect(tn_worker *w)
     }
 }
 
+/* Reports and heartbeats go to a new leader (cluster of masters): a new sender to its
+ * URL; what the outbox holds is resent there. The new leader's epoch fences the old one. */
+static bool switch_master(tn_worker *w)
+{
+    char url[TN_PROTO_URL_MAX + 1];
+    pthread_mutex_lock(&w->mu);
+    snprintf(url, sizeof(url), "%s", w->next_master);
+    w->next_master[0] = 0;
+    uint64_t epoch = w->next_epoch;
+    pthread_mutex_unlock(&w->mu);
+    if (!url[0])
+        return false;
+    tn_fence_raise(&w->fence, epoch);
+    tn_errmsg em = {{0}};
+    tn_tx inner, tx;
+    tn_err e = tn_tx_new(url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner, &em);
+    if (!e && (e = tn_tx_fault_from_env(inner, &tx, &em)))
+        tn_tx_free(&inner);
+    if (!e && (e = tn_tx_dial(tx, url, &em)))
+        tn_tx_free(&tx);
+    if (e) {
+        tn_error("worker", "msg=\"cannot reach the new leader\" url=%s why=\"%s\"", url,
+                 em.text);
+        return false;
+    }
+    tn_tx_free(&w->tx);
+    w->tx = tx;
+    tn_info("worker", "msg=\"following a new leader\" url=%s epoch=%" PRIu64, url, epoch);
+    /* the reports the old leader did not persist reach the new one before our heartbeat,
+     * hence before our answer to its RECONCILE: a finished attempt is not taken for lost */
+    tn_outbox_resend_now(&w->ob);
+    tn_outbox_send(&w->ob, w->tx, w->name, tn_mono_ns());
+    return true;
+}
+
+void tn_worker_set_master(tn_worker *w, const char *url, uint64_t epoch)
+{
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->next_master, sizeof(w->next_master), "%s", url);
+    w->next_epoch = epoch;
+    pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+}
+
 static void *worker_thread(void *arg)
 {
     tn_worker *w = arg;
@@ -737,6 +785,8 @@ static void *worker_thread(void *arg)
         uint64_t v;
         (void)!read(w->wake, &v, sizeof(v)); /* before taking: a later frame wakes again */
         take_inbound(w);
+        if (switch_master(w))
+            last_hb = 0; /* the new leader hears from us at once */
         int64_t now = tn_mono_ns();
         tn_procs_tick(w->procs, now);
         collect(w);
