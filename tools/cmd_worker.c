@@ -160,8 +160,9 @@ static int zk_open(const worker_opts *o, zk_follow *f, char *url, size_t len)
         nanosleep(&ts, NULL);
     }
     tn_zk_close(f->zk);
-    return tn_cli_fail("worker", "cluster %s has no leader in ZooKeeper %s after 30 s: start "
-                                 "a master with --zk",
+    return tn_cli_fail("worker",
+                       "cluster %s has no leader in ZooKeeper %s after 30 s: start "
+                       "a master with --zk",
                        o->cluster, o->zk);
 }
 

@@ -34,7 +34,8 @@ struct tn_ha {
     _Atomic(tn_ship *) ship;
     atomic_bool leading;
     tn_follower *fol;
-    int64_t lead_at; /* monotonic ns of the last takeover */
+    int64_t lead_at;  /* monotonic ns of the last takeover */
+    char *registered; /* "\nNAME\n..." of every worker seen registered while we lead */
 };
 
 static void on_role(void *arg, tn_zk_role role, uint64_t epoch)
@@ -111,16 +112,19 @@ static void gate(void *arg, uint64_t seq)
         tn_ship_gate(s, seq);
 }
 
+static void reconcile_registry(tn_ha *h);
+
 static void follow(tn_ha *h)
 {
     if (h->fol)
         return;
-    tn_follower_opts fo = {.name = h->name,
-                           .data_dir = h->data,
-                           .tls = {h->o.master.tls_ca, h->o.master.tls_cert, h->o.master.tls_key},
-                           .leader_url = leader_ship,
-                           .arg = h,
-                           .on_seq = on_seq};
+    tn_follower_opts fo = {
+        .name = h->name,
+        .data_dir = h->data,
+        .tls = {h->o.master.tls_ca, h->o.master.tls_cert, h->o.master.tls_key},
+        .leader_url = leader_ship,
+        .arg = h,
+        .on_seq = on_seq};
     tn_errmsg em = {{0}};
     if (tn_follower_start(&fo, &h->fol, &em) != TN_OK)
         tn_error("ha", "msg=\"cannot follow the leader\" why=\"%s\"", em.text);
@@ -166,8 +170,8 @@ static void take_over(tn_ha *h, uint64_t epoch)
         tn_error("ha", "msg=\"cannot serve the log to standbys\" why=\"%s\"", em.text);
     atomic_store(&h->ship, s);
     h->lead_at = tn_mono_ns();
-    tn_info("ha",
-            "msg=\"leading\" epoch=%" PRIu64 " seq=%" PRIu64 " takeover_ms=%.1f ship=%s",
+    reconcile_registry(h); /* and the registry's watch is armed */
+    tn_info("ha", "msg=\"leading\" epoch=%" PRIu64 " seq=%" PRIu64 " takeover_ms=%.1f ship=%s",
             epoch, seq, (double)(h->lead_at - t0) / 1e6, h->ship_url);
 }
 
@@ -192,9 +196,7 @@ static void act(tn_ha *h, tn_zk_role role, uint64_t epoch)
         step_down(h, "the ZooKeeper session expired: another master leads");
         follow(h);
         break;
-    default:
-        step_down(h, "not the leader");
-        follow(h);
+    default: step_down(h, "not the leader"); follow(h);
     }
 }
 
@@ -220,18 +222,36 @@ static void check_gone(void *arg, const char *name)
     gone_ctx *g = arg;
     char key[300];
     snprintf(key, sizeof(key), "\n%s\n", name);
-    if (!strstr(g->names, key))
+    if (!strstr(g->names, key) && g->h->registered && strstr(g->h->registered, key))
         tn_master_worker_gone(g->h->m, name);
 }
 
-/* The leader: a live worker with no registration (its session ended) is lost. Workers
- * without --zk never register: with them the heartbeat alone decides (no registry). */
+/* The leader: a live worker that was registered and is not any more (its session ended)
+ * is lost. Workers without --zk never register: the heartbeat alone decides for them. */
 static void reconcile_registry(tn_ha *h)
 {
     char *names = calloc(1, 2);
-    if (!names || tn_zk_workers(h->zk, registered, &names, NULL) != TN_OK || !names[0]) {
+    if (!names || tn_zk_workers(h->zk, registered, &names, NULL) != TN_OK) {
         free(names);
         return;
+    }
+    /* remember who registered (a name once is enough: names are "\nNAME\n" lines) */
+    for (char *p = names; (p = strchr(p, '\n')) && p[1];) {
+        char *end = strchr(p + 1, '\n');
+        if (!end)
+            break;
+        size_t n = (size_t)(end - p) + 1;
+        char key[300];
+        snprintf(key, sizeof(key), "%.*s", (int)n, p);
+        if (!h->registered || !strstr(h->registered, key)) {
+            size_t have = h->registered ? strlen(h->registered) : 0;
+            char *r = realloc(h->registered, have + n + 1);
+            if (r) {
+                memcpy(r + have, key, n + 1);
+                h->registered = r;
+            }
+        }
+        p = end + 1;
     }
     gone_ctx g = {h, names};
     tn_master_workers_each(h->m, check_gone, &g);
@@ -362,6 +382,7 @@ void tn_ha_stop(tn_ha *h)
     tn_follower_stop(h->fol);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
+    free(h->registered);
     free(h);
 }
 

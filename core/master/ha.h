@@ -24,7 +24,7 @@ typedef struct tn_ha_opts {
     tn_master_opts master; /* data_dir, id (the member's name: unique in the cluster)... */
     const char *zk;        /* HOST:PORT,... */
     const char *cluster;
-    const char *ship_url; /* where standbys pull our log when we lead; default
+    const char *ship_url;   /* where standbys pull our log when we lead; default
                            * ipc://DATA/master.ship */
     uint32_t sync_standbys; /* a batch's effects wait for this many standbys to hold it */
     uint32_t session_ms;    /* ZooKeeper session timeout (default 6000) */

@@ -70,6 +70,7 @@ typedef struct worker_view {
     unsigned ngauges;
     char degraded[512];  /* the worker's last spawn failure ("" = healthy) */
     int64_t degraded_at; /* unix ns */
+    bool gone;           /* its registry (ZooKeeper) session ended: lost at once */
 } worker_view;
 
 /* An attempt placed on a worker (the latest attempt of each task). */
@@ -1034,7 +1035,10 @@ static void check_workers(tn_master *m)
         char en[300];
         tn_warn("master", "msg=\"worker lost\" worker=%s silent_ms=%" PRId64,
                 tn_log_escape(w->name, en, sizeof(en)), (now - w->last_hb) / 1000000);
-        lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
+        lost_attempts(m, w, NULL, UINT64_MAX,
+                      w->gone ? "its worker's registry session ended" :
+                                "its worker stopped sending heartbeats");
+        w->gone = false;
         w->assigned = 0;
         /* What was queued for it when its connection broke went with that socket
          * (transport/nng.c, sockgen); what is sent later waits for its next run, which
@@ -1367,6 +1371,7 @@ void tn_master_worker_gone(tn_master *m, const char *name)
     if (w && w->alive) {
         /* the next liveness check (within 100 ms) loses it and fails its attempts over */
         w->last_hb = tn_mono_ns() - (int64_t)m->o.heartbeat_timeout_ms * 1000000 - 1;
+        w->gone = true;
         tn_warn("master", "msg=\"worker's registry session ended: lost\" worker=%s", w->name);
     }
     pthread_mutex_unlock(&m->mu);
@@ -1375,7 +1380,7 @@ void tn_master_worker_gone(tn_master *m, const char *name)
 
 void tn_master_workers_each(tn_master *m, void (*fn)(void *arg, const char *name), void *arg)
 {
-    char (*names)[TN_PROTO_ID_MAX + 1] = NULL;
+    char(*names)[TN_PROTO_ID_MAX + 1] = NULL;
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&m->mu);
     for (worker_view *w = m->workers; w; w = w->next)

@@ -17,11 +17,11 @@
 #include "logread.h"
 #include "util.h"
 
-#define MAX_STANDBYS   16
-#define PULL_MAX       4096
-#define PULL_BYTES     (8u << 20)
-#define STANDBY_FRESH  10000000000LL /* a standby not heard from for 10 s does not count */
-#define GATE_WARN_NS   5000000000LL
+#define MAX_STANDBYS  16
+#define PULL_MAX      4096
+#define PULL_BYTES    (8u << 20)
+#define STANDBY_FRESH 10000000000LL /* a standby not heard from for 10 s does not count */
+#define GATE_WARN_NS  5000000000LL
 
 typedef struct standby {
     char name[128];
@@ -79,8 +79,8 @@ static void note_ack(tn_ship *s, tn_str name, uint64_t acked)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
-                   void **rep, size_t *rlen)
+static void handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len, void **rep,
+                   size_t *rlen)
 {
     tn_ship *s = arg;
     tn_ctl_req r;
@@ -90,8 +90,9 @@ static void handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t l
     if (len == 0) {
         rp = (tn_ctl_rep){.ok = true, .text = TN_STR("pong")};
     } else if (!peer_ok(s, peer)) {
-        snprintf(why, sizeof(why), "permission denied: only this host's user or a certificate "
-                                   "the CA signed may pull the log");
+        snprintf(why, sizeof(why),
+                 "permission denied: only this host's user or a certificate "
+                 "the CA signed may pull the log");
     } else if (tn_ctl_req_decode(req, len, &r) != TN_OK || !tn_str_eq(r.cmd, "log.pull") ||
                r.name.len == 0) {
         snprintf(why, sizeof(why), "malformed log.pull request");
@@ -309,7 +310,8 @@ static int agrees(tn_follower *f, const char *url, uint64_t seq)
         free(raw);
         return -1;
     }
-    int same = rp.ok && rp.text.len == 2 * TN_HASH_LEN && memcmp(rp.text.p, mine, rp.text.len) == 0;
+    int same =
+        rp.ok && rp.text.len == 2 * TN_HASH_LEN && memcmp(rp.text.p, mine, rp.text.len) == 0;
     free(raw);
     return same;
 }
@@ -389,9 +391,9 @@ static uint32_t follow_once(tn_follower *f, const char *url)
     tn_err e = TN_OK;
     if (rp.ok) {
         char mine[2 * TN_HASH_LEN + 1] = "";
-        bool head_ok = from == 1 || (own_hash(f, from - 1, mine) &&
-                                     rp.text.len == strlen(mine) &&
-                                     memcmp(rp.text.p, mine, rp.text.len) == 0);
+        bool head_ok =
+            from == 1 || (own_hash(f, from - 1, mine) && rp.text.len == strlen(mine) &&
+                          memcmp(rp.text.p, mine, rp.text.len) == 0);
         e = head_ok ? tn_evlog_follow_batch(f->log, rp.data.p, rp.data.len, &n, &em) :
                       TN_ERR_CHAIN;
     }

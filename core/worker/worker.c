@@ -100,7 +100,7 @@ struct tn_worker {
     /* a new leader's URL (tn_worker_set_master), taken by the worker thread; guarded by mu */
     char next_master[TN_PROTO_URL_MAX + 1];
     uint64_t next_epoch;
-    uint64_t refused;       /* frames refused since that log line */
+    uint64_t refused; /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
