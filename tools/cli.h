@@ -193,6 +193,8 @@ int tn_cmd_status(int argc, char **argv);
 int tn_cmd_logs(int argc, char **argv);
 int tn_cmd_workers(int argc, char **argv);
 int tn_cmd_master(int argc, char **argv);
+/* `tern bench ha` (bench_ha.c). */
+int tn_bench_ha(const char *base, bool quick);
 int tn_cmd_worker(int argc, char **argv);
 int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);

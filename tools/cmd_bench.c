@@ -34,7 +34,7 @@ static const tn_opt bench_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
-    "bench", (const char *const[]){"store|engine|dispatch", NULL},
+    "bench", (const char *const[]){"store|engine|dispatch|ha", NULL},
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
     "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
     "check, projection rebuild) with and without chain verification, next to a raw\n"
@@ -52,6 +52,11 @@ const tn_opt_cmd tn_spec_bench = {
     "(b) shell `true` tasks/s next to a raw posix_spawn+wait loop of /bin/true;\n"
     "(c) submit-to-process-started latency p50/p99; (d) kill of a 20-process tree: from\n"
     "the kill to verified empty, minus the grace.\n"
+    "\n"
+    "ha: a cluster of masters on a ZooKeeper started here (the zookeeper package):\n"
+    "failover time (SIGKILL of the leader to the first task dispatched by the new one,\n"
+    "p50/p99 over 20 runs) next to the session timeout; noop tasks/s with 0, 1 and 2\n"
+    "synchronous standbys next to a single master (docs/HA.md).\n"
     "\n"
     "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n",
     bench_table, .max_args = 1};
@@ -1012,6 +1017,8 @@ int tn_cmd_bench(int argc, char **argv)
         return bench_engine(o.dir, o.quick);
     if (strcmp(name, "dispatch") == 0)
         return bench_dispatch(o.dir, o.quick);
-    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",
-                        name);
+    if (strcmp(name, "ha") == 0)
+        return tn_bench_ha(o.dir, o.quick);
+    return tn_cli_usage("bench",
+                        "unknown benchmark \"%s\" (known: store, engine, dispatch, ha)", name);
 }
