@@ -1333,20 +1333,6 @@ tn_engine *tn_master_engine(tn_master *m)
     return m->e;
 }
 
-void tn_master_set_epoch(tn_master *m, uint64_t epoch)
-{
-    pthread_mutex_lock(&m->mu);
-    atomic_store(&m->epoch, epoch);
-    atomic_store(&m->fenced, false);
-    for (worker_view *w = m->workers; w; w = w->next) {
-        if (w->q)
-            tn_outq_set_epoch(w->q, epoch);
-        if (w->alive) /* the new epoch reaches it, and what it runs is confirmed */
-            ask_reconcile(m, w);
-    }
-    pthread_mutex_unlock(&m->mu);
-}
-
 void tn_master_set_passive(tn_master *m, bool passive)
 {
     atomic_store(&m->passive, passive);

@@ -58,10 +58,7 @@ const char *tn_master_cluster_id(const tn_master *m);
 /* The engine the master runs (its own thread runs it: use tn_engine_submit_wait). */
 struct tn_engine *tn_master_engine(tn_master *m);
 
-/* The leader epoch of the frames to workers (a takeover's, from ZooKeeper): set on every
- * worker's queue, and every live worker is asked to reconcile (so it learns the epoch and
- * fences the previous leader at once). Clears the fenced flag. */
-void tn_master_set_epoch(tn_master *m, uint64_t epoch);
+/* The leader epoch every frame to workers carries (opts.epoch). */
 uint64_t tn_master_epoch(tn_master *m);
 /* Passive: nothing is sent to workers (a leader whose ZooKeeper session is in doubt);
  * dispatches wait and go when it is active again. */
