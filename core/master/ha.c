@@ -374,12 +374,14 @@ void tn_ha_stop(tn_ha *h)
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->th, NULL);
-    /* leave ZooKeeper first: a standby takes over without waiting for a session timeout */
+    /* the follower asks ZooKeeper who leads: it stops before the session closes */
+    tn_follower_stop(h->fol);
+    h->fol = NULL;
+    /* then leave ZooKeeper: a standby takes over without waiting for a session timeout */
     if (h->m)
         tn_master_set_passive(h->m, true);
     tn_zk_close(h->zk);
     step_down(h, "stopping");
-    tn_follower_stop(h->fol);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h->registered);
