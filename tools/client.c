@@ -129,6 +129,18 @@ int tn_client_call(const char *cmd, const char *url, const char *data, tn_ctl_re
         *raw = NULL;
         return tn_cli_fail(cmd, "%s: malformed reply (a master of another version?)", url);
     }
+    /* a standby of a cluster of masters names its leader: asked once, there */
+    static int redirects;
+    if (!rep->ok && rep->code == TN_CTL_REDIRECT && rep->url.len && redirects == 0) {
+        char leader[4200];
+        snprintf(leader, sizeof(leader), "%.*s", (int)rep->url.len, rep->url.p);
+        free(*raw);
+        *raw = NULL;
+        redirects++;
+        int rc = tn_client_call(cmd, leader, data, r, rep, raw);
+        redirects--;
+        return rc;
+    }
     return 0;
 }
 

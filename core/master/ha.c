@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ctl.h"
 #include "engine.h"
 #include "log.h"
 #include "ship.h"
@@ -36,6 +37,8 @@ struct tn_ha {
     tn_follower *fol;
     int64_t lead_at;  /* monotonic ns of the last takeover */
     char *registered; /* "\nNAME\n..." of every worker seen registered while we lead */
+    char ctl[PATH_MAX + 32];
+    tn_rpc_server *redirect; /* the control URL while we follow: names the leader */
 };
 
 static void on_role(void *arg, tn_zk_role role, uint64_t epoch)
@@ -114,8 +117,58 @@ static void gate(void *arg, uint64_t seq)
 
 static void reconcile_registry(tn_ha *h);
 
+/* A standby's control socket: every request is answered with the leader's control URL
+ * (code TN_CTL_REDIRECT), which the client asks instead (tools/client.c). */
+static void redirect_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
+                            void **rep, size_t *rlen)
+{
+    tn_ha *h = arg;
+    (void)peer;
+    (void)req;
+    char name[256], info[3000], url[PATH_MAX + 32], text[PATH_MAX + 700];
+    tn_ctl_rep rp = {.ok = false, .code = 1};
+    if (len == 0) {
+        rp = (tn_ctl_rep){.ok = true, .text = TN_STR("pong")};
+    } else if (tn_zk_leader(h->zk, NULL, name, sizeof(name), info, sizeof(info), NULL) ==
+                   TN_OK &&
+               strcmp(name, h->name) != 0 && tn_ha_info_get(info, "ctl", url, sizeof(url))) {
+        snprintf(text, sizeof(text), "%s is a standby; the leader is %s at %s", h->name, name,
+                 url);
+        rp = (tn_ctl_rep){
+            .ok = false, .code = TN_CTL_REDIRECT, .text = tn_str_c(text), .url = tn_str_c(url)};
+    } else {
+        snprintf(text, sizeof(text),
+                 "%s is a standby and no leader is known now: wait for the election", h->name);
+        rp.text = tn_str_c(text);
+    }
+    tn_buf b = {0};
+    if (tn_ctl_rep_encode(&rp, &b) == TN_OK) {
+        *rep = b.data;
+        *rlen = b.size;
+    } else {
+        tn_buf_free(&b);
+    }
+}
+
+static void redirect_start(tn_ha *h)
+{
+    if (h->redirect)
+        return;
+    tn_rpc_tls tls = {h->o.master.tls_ca, h->o.master.tls_cert, h->o.master.tls_key};
+    tn_errmsg em = {{0}};
+    if (tn_rpc_serve_peer(h->ctl, &tls, redirect_handle, h, &h->redirect, &em) != TN_OK)
+        tn_warn("ha", "msg=\"the standby's control socket is not served\" why=\"%s\"", em.text);
+}
+
+static void redirect_stop(tn_ha *h)
+{
+    tn_rpc_server_free(h->redirect);
+    h->redirect = NULL;
+}
+
 static void follow(tn_ha *h)
 {
+    redirect_start(h);
     if (h->fol)
         return;
     tn_follower_opts fo = {
@@ -150,6 +203,7 @@ static void take_over(tn_ha *h, uint64_t epoch)
     int64_t t0 = tn_mono_ns();
     uint64_t seq = tn_follower_stop(h->fol);
     h->fol = NULL;
+    redirect_stop(h); /* the master serves the control URL now */
     tn_master_opts mo = h->o.master;
     mo.data_dir = h->data;
     mo.epoch = epoch;
@@ -316,13 +370,12 @@ tn_err tn_ha_start(const tn_ha_opts *o, tn_ha **out, tn_errmsg *msg)
         snprintf(h->ship_url, sizeof(h->ship_url), "%s", o->ship_url);
     else
         snprintf(h->ship_url, sizeof(h->ship_url), "ipc://%s/master.ship", h->data);
-    char ctl[PATH_MAX + 32];
     if (o->master.ctl_url)
-        snprintf(ctl, sizeof(ctl), "%s", o->master.ctl_url);
+        snprintf(h->ctl, sizeof(h->ctl), "%s", o->master.ctl_url);
     else
-        tn_master_default_ctl(h->data, ctl, sizeof(ctl));
+        tn_master_default_ctl(h->data, h->ctl, sizeof(h->ctl));
     snprintf(h->info, sizeof(h->info), "listen=%s ctl=%s ship=%s",
-             o->master.listen_url ? o->master.listen_url : "", ctl, h->ship_url);
+             o->master.listen_url ? o->master.listen_url : "", h->ctl, h->ship_url);
     pthread_mutex_init(&h->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -377,6 +430,7 @@ void tn_ha_stop(tn_ha *h)
     /* the follower asks ZooKeeper who leads: it stops before the session closes */
     tn_follower_stop(h->fol);
     h->fol = NULL;
+    redirect_stop(h);
     /* then leave ZooKeeper: a standby takes over without waiting for a session timeout */
     if (h->m)
         tn_master_set_passive(h->m, true);
