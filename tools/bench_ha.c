@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hacluster.h"
 #include "util.h"
 #include "zk.h"
 
@@ -30,13 +31,6 @@ extern char **environ;
 #define ZK_JAR     "/usr/share/java/zookeeper.jar"
 #define SESSION_MS 2000
 
-typedef struct hb {
-    char dir[600], self[4096], hosts[64];
-    pid_t zk;
-    pid_t procs[8];
-    char names[8][16];
-    int n;
-} hb;
 
 static void bench_line_ha(const char *name, double value, const char *unit, double baseline)
 {
@@ -45,7 +39,7 @@ static void bench_line_ha(const char *name, double value, const char *unit, doub
     fflush(stdout);
 }
 
-static void hb_sleep(long ms)
+void tn_hac_sleep(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -79,7 +73,7 @@ static pid_t spawn_out(char *const argv[], const char *log)
 }
 
 /* A standalone ZooKeeper on a free port; false when it did not come up. */
-static bool zk_up(hb *h)
+bool tn_hac_zk_up(tn_hac *h)
 {
     int port = free_port();
     char conf[700], data[700], log[700];
@@ -113,12 +107,12 @@ static bool zk_up(hb *h)
             tn_zk_close(z);
             return true;
         }
-        hb_sleep(100);
+        tn_hac_sleep(100);
     }
     return false;
 }
 
-static int proc_index(hb *h, const char *name)
+static int proc_index(tn_hac *h, const char *name)
 {
     for (int i = 0; i < h->n; i++)
         if (strcmp(h->names[i], name) == 0)
@@ -127,7 +121,7 @@ static int proc_index(hb *h, const char *name)
 }
 
 /* `tern master` (zk: in cluster `cluster` with `sync` standbys; else a single master). */
-static void master_up(hb *h, const char *id, const char *cluster, const char *sync)
+void tn_hac_master_up(tn_hac *h, const char *id, const char *cluster, const char *sync)
 {
     char listen[700], ctl[700], data[700], ship[700], log[700];
     snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", h->dir, id);
@@ -147,12 +141,13 @@ static void master_up(hb *h, const char *id, const char *cluster, const char *sy
     h->procs[i] = spawn_out(zargv, log);
 }
 
-static void worker_up(hb *h, const char *cluster, const char *single)
+void tn_hac_worker_up(tn_hac *h, const char *name, const char *cluster, const char *single)
 {
     char listen[700], data[700], log[700], murl[700];
-    snprintf(listen, sizeof(listen), "ipc://%s/w-%s.sock", h->dir, cluster ? cluster : "s");
-    snprintf(data, sizeof(data), "%s/w-%s", h->dir, cluster ? cluster : "s");
-    snprintf(log, sizeof(log), "%s/w.log", h->dir);
+    snprintf(listen, sizeof(listen), "ipc://%s/%s-%s.sock", h->dir, name,
+             cluster ? cluster : "s");
+    snprintf(data, sizeof(data), "%s/%s-%s", h->dir, name, cluster ? cluster : "s");
+    snprintf(log, sizeof(log), "%s/%s.log", h->dir, name);
     snprintf(murl, sizeof(murl), "ipc://%s/%s.sock", h->dir, single ? single : "");
     char *argv[] = {h->self,
                     "worker",
@@ -161,7 +156,7 @@ static void worker_up(hb *h, const char *cluster, const char *single)
                     "--data",
                     data,
                     "--name",
-                    "w1",
+                    (char *)name,
                     "--slots",
                     "256",
                     "--heartbeat",
@@ -172,30 +167,34 @@ static void worker_up(hb *h, const char *cluster, const char *single)
                     cluster ? "--cluster" : NULL,
                     (char *)cluster,
                     NULL};
-    int i = proc_index(h, "w1");
-    snprintf(h->names[i], sizeof(h->names[i]), "w1");
+    int i = proc_index(h, name);
+    snprintf(h->names[i], sizeof(h->names[i]), "%s", name);
     h->procs[i] = spawn_out(argv, log);
 }
 
-static void proc_down(hb *h, const char *name, int sig)
+void tn_hac_down(tn_hac *h, const char *name, int sig)
 {
     for (int i = 0; i < h->n; i++)
         if (strcmp(h->names[i], name) == 0 && h->procs[i] > 0) {
             kill(h->procs[i], sig);
+            if (sig == SIGSTOP || sig == SIGCONT)
+                continue;
+            if (sig != SIGKILL)
+                kill(h->procs[i], SIGCONT); /* a stopped one must see its SIGTERM */
             waitpid(h->procs[i], NULL, 0);
             h->procs[i] = 0;
         }
 }
 
-static void all_down(hb *h)
+void tn_hac_all_down(tn_hac *h)
 {
     for (int i = h->n - 1; i >= 0; i--)
-        proc_down(h, h->names[i], SIGTERM);
+        tn_hac_down(h, h->names[i], SIGTERM);
     h->n = 0;
 }
 
 /* Run `tern ARGS` and return its stdout (malloc'd) or NULL on a non-zero exit. */
-static char *tern_out(hb *h, const char *args)
+char *tn_hac_tern(tn_hac *h, const char *args)
 {
     char cmd[8192];
     snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", h->self, args);
@@ -223,7 +222,7 @@ static char *tern_out(hb *h, const char *args)
 }
 
 /* The current leader's id (waits, a failsafe bound); false when none came. */
-static bool leader_of(hb *h, const char *cluster, const char * not, char *name, size_t len)
+bool tn_hac_leader(tn_hac *h, const char *cluster, const char *other, char *name, size_t len)
 {
     tn_zk_opts o = {.hosts = h->hosts, .cluster = cluster, .name = "bench"};
     tn_zk *z = NULL;
@@ -232,15 +231,15 @@ static bool leader_of(hb *h, const char *cluster, const char * not, char *name, 
     bool ok = false;
     for (int i = 0; i < 3000 && !ok; i++) {
         ok = tn_zk_leader(z, NULL, name, len, NULL, 0, NULL) == TN_OK &&
-             (!not || strcmp(name, not ) != 0);
+             (!other || strcmp(name, other) != 0);
         if (!ok)
-            hb_sleep(5);
+            tn_hac_sleep(5);
     }
     tn_zk_close(z);
     return ok;
 }
 
-static void write_def(hb *h, const char *name, int tasks)
+void tn_hac_noop_def(tn_hac *h, const char *name, int tasks)
 {
     char p[700];
     snprintf(p, sizeof(p), "%s/%s.yaml", h->dir, name);
@@ -254,17 +253,18 @@ static void write_def(hb *h, const char *name, int tasks)
 }
 
 /* Wait until workflow id on ctl is in state `want` (or any final state); the state. */
-static bool wait_state(hb *h, const char *ctl, const char *id, const char *want, int max_ms)
+bool tn_hac_wait_status(tn_hac *h, const char *ctl, const char *id, const char *want,
+                        int max_ms)
 {
     char args[1000];
     snprintf(args, sizeof(args), "status %s --json --master %s", id, ctl);
     for (int t = 0; t < max_ms; t += 10) {
-        char *out = tern_out(h, args);
+        char *out = tn_hac_tern(h, args);
         bool ok = out && strstr(out, want);
         free(out);
         if (ok)
             return true;
-        hb_sleep(10);
+        tn_hac_sleep(10);
     }
     return false;
 }
@@ -277,45 +277,45 @@ static int cmp_d(const void *a, const void *b)
 
 /* One failover: kill the leader, start a one-task workflow on the new one; the time to
  * its task dispatched (the engine's DISPATCH state or later). */
-static double one_failover(hb *h, int run)
+static double one_failover(tn_hac *h, int run)
 {
     char lead[64], next[64], ctl[800], args[1200];
-    if (!leader_of(h, "fo", NULL, lead, sizeof(lead)))
+    if (!tn_hac_leader(h, "fo", NULL, lead, sizeof(lead)))
         return -1;
     int64_t t0 = tn_mono_ns();
-    proc_down(h, lead, SIGKILL);
-    if (!leader_of(h, "fo", lead, next, sizeof(next)))
+    tn_hac_down(h, lead, SIGKILL);
+    if (!tn_hac_leader(h, "fo", lead, next, sizeof(next)))
         return -1;
     snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", h->dir, next);
     snprintf(args, sizeof(args), "start fo --json --master %s", ctl);
     char *out = NULL;
-    for (int i = 0; i < 2000 && !(out = tern_out(h, args)); i++)
-        hb_sleep(2);
+    for (int i = 0; i < 2000 && !(out = tn_hac_tern(h, args)); i++)
+        tn_hac_sleep(2);
     const char *idp = out ? strstr(out, "\"id\":") : NULL;
     char id[32] = "";
     if (idp)
         snprintf(id, sizeof(id), "%ld", strtol(idp + 5, NULL, 10));
     free(out);
-    bool ok = id[0] && wait_state(h, ctl, id, "\"worker\":\"w1\"", 30000);
+    bool ok = id[0] && tn_hac_wait_status(h, ctl, id, "\"worker\":\"w1\"", 30000);
     double ms = ok ? (double)(tn_mono_ns() - t0) / 1e6 : -1;
-    master_up(h, lead, "fo", "0"); /* back as a standby for the next run */
-    hb_sleep(1500 + run % 2);
+    tn_hac_master_up(h, lead, "fo", "0"); /* back as a standby for the next run */
+    tn_hac_sleep(1500 + run % 2);
     return ms;
 }
 
-static void bench_failover(hb *h, bool quick)
+static void bench_failover(tn_hac *h, bool quick)
 {
-    master_up(h, "m1", "fo", "0");
+    tn_hac_master_up(h, "m1", "fo", "0");
     char lead[64];
-    leader_of(h, "fo", NULL, lead, sizeof(lead));
-    master_up(h, "m2", "fo", "0");
-    worker_up(h, "fo", NULL);
-    hb_sleep(2000);
-    write_def(h, "fo", 1);
+    tn_hac_leader(h, "fo", NULL, lead, sizeof(lead));
+    tn_hac_master_up(h, "m2", "fo", "0");
+    tn_hac_worker_up(h, "w1", "fo", NULL);
+    tn_hac_sleep(2000);
+    tn_hac_noop_def(h, "fo", 1);
     char args[1600];
     snprintf(args, sizeof(args), "def apply %s/fo.yaml --master ipc://%s/%s.ctl", h->dir,
              h->dir, lead);
-    free(tern_out(h, args));
+    free(tn_hac_tern(h, args));
     int runs = quick ? 5 : 20, n = 0;
     double v[20];
     for (int i = 0; i < runs; i++) {
@@ -323,7 +323,7 @@ static void bench_failover(hb *h, bool quick)
         if (ms >= 0)
             v[n++] = ms;
     }
-    all_down(h);
+    tn_hac_all_down(h);
     if (!n) {
         fprintf(stderr, "tern bench: no failover completed (see %s)\n", h->dir);
         return;
@@ -335,15 +335,15 @@ static void bench_failover(hb *h, bool quick)
 }
 
 /* noop tasks/s of one workflow of `tasks` independent noop tasks on the leader at ctl. */
-static double noop_rate(hb *h, const char *ctl, int tasks, const char *wf)
+static double noop_rate(tn_hac *h, const char *ctl, int tasks, const char *wf)
 {
     char args[1600];
-    write_def(h, wf, tasks);
+    tn_hac_noop_def(h, wf, tasks);
     snprintf(args, sizeof(args), "def apply %s/%s.yaml --master %s", h->dir, wf, ctl);
-    free(tern_out(h, args));
+    free(tn_hac_tern(h, args));
     snprintf(args, sizeof(args), "start %s --json --master %s", wf, ctl);
     int64_t t0 = tn_mono_ns();
-    char *out = tern_out(h, args);
+    char *out = tn_hac_tern(h, args);
     const char *idp = out ? strstr(out, "\"id\":") : NULL;
     char id[32] = "";
     if (idp)
@@ -351,40 +351,40 @@ static double noop_rate(hb *h, const char *ctl, int tasks, const char *wf)
     free(out);
     char want[200]; /* the workflow's own state (its tasks' come after) */
     snprintf(want, sizeof(want), "\"name\":\"%s\",\"state\":\"SUCCESS\"", wf);
-    if (!id[0] || !wait_state(h, ctl, id, want, 600000))
+    if (!id[0] || !tn_hac_wait_status(h, ctl, id, want, 600000))
         return 0;
     return tasks / ((double)(tn_mono_ns() - t0) / 1e9);
 }
 
-static void bench_sync(hb *h, bool quick)
+static void bench_sync(tn_hac *h, bool quick)
 {
     int tasks = quick ? 500 : 3000;
     char ctl[800];
     /* a single master without ZooKeeper: the baseline */
-    master_up(h, "single", NULL, "0");
-    worker_up(h, NULL, "single");
-    hb_sleep(2000);
+    tn_hac_master_up(h, "single", NULL, "0");
+    tn_hac_worker_up(h, "w1", NULL, "single");
+    tn_hac_sleep(2000);
     snprintf(ctl, sizeof(ctl), "ipc://%s/single.ctl", h->dir);
     double base = noop_rate(h, ctl, tasks, "nb");
-    all_down(h);
+    tn_hac_all_down(h);
     for (int k = 0; k <= 2; k++) {
         char cluster[16], sync[4], ids[3][16], lead[64];
         snprintf(cluster, sizeof(cluster), "s%d", k);
         snprintf(sync, sizeof(sync), "%d", k);
         for (int i = 0; i < 3; i++) {
             snprintf(ids[i], sizeof(ids[i]), "s%d-m%d", k, i + 1);
-            master_up(h, ids[i], cluster, sync);
+            tn_hac_master_up(h, ids[i], cluster, sync);
             if (i == 0)
-                leader_of(h, cluster, NULL, lead, sizeof(lead));
+                tn_hac_leader(h, cluster, NULL, lead, sizeof(lead));
         }
-        worker_up(h, cluster, NULL);
-        hb_sleep(2500); /* the standbys follow, the worker registers */
+        tn_hac_worker_up(h, "w1", cluster, NULL);
+        tn_hac_sleep(2500); /* the standbys follow, the worker registers */
         snprintf(ctl, sizeof(ctl), "ipc://%s/%s.ctl", h->dir, lead);
         double r = noop_rate(h, ctl, tasks, "nb");
         char name[40];
         snprintf(name, sizeof(name), "ha_noop_sync%d", k);
         bench_line_ha(name, r, "tasks/s", base);
-        all_down(h);
+        tn_hac_all_down(h);
     }
 }
 
@@ -401,7 +401,7 @@ int tn_bench_ha(const char *base, bool quick)
     if (access(ZK_JAR, R_OK) != 0 || access("/usr/bin/java", X_OK) != 0)
         return tn_cli_fail("bench", "ha needs the zookeeper package (%s): run tools/setup.sh",
                            ZK_JAR);
-    hb *h = calloc(1, sizeof(*h));
+    tn_hac *h = calloc(1, sizeof(*h));
     if (!h)
         return tn_cli_fail("bench", "out of memory");
     snprintf(h->dir, sizeof(h->dir), "%s/tern-bench-ha-XXXXXX", base);
@@ -413,13 +413,13 @@ int tn_bench_ha(const char *base, bool quick)
     h->self[sl > 0 ? sl : 0] = 0;
     setenv("TERN_LOG_LEVEL", "warn", 1);
     int rc = 0;
-    if (!zk_up(h)) {
+    if (!tn_hac_zk_up(h)) {
         rc = tn_cli_fail("bench", "ZooKeeper did not start (see %s/zk.log)", h->dir);
     } else {
         bench_failover(h, quick);
         bench_sync(h, quick);
     }
-    all_down(h);
+    tn_hac_all_down(h);
     if (h->zk > 0) {
         kill(h->zk, SIGTERM);
         waitpid(h->zk, NULL, 0);
