@@ -72,9 +72,9 @@ typedef enum tn_cmd_kind {
     TN_CMD_ENV_SET,       /* name, text */
     TN_CMD_WHY,           /* task id: msg = why it waits for dispatch ("" if it does not) */
     /* schedules, keyed by the workflow's name (`workflow`) */
-    TN_CMD_SCHED_SET,    /* sched: the whole spec (replaces the previous one) */
-    TN_CMD_SCHED_PAUSE,  /* text: the reason (optional) */
-    TN_CMD_SCHED_RESUME, /* nominal times that came while paused are skipped */
+    TN_CMD_SCHED_SET,     /* sched: the whole spec (replaces the previous one) */
+    TN_CMD_SCHED_PAUSE,   /* text: the reason (optional) */
+    TN_CMD_SCHED_RESUME,  /* nominal times that came while paused are skipped */
     TN_CMD_SCHED_RM,
     TN_CMD_SCHED_TRIGGER, /* fire now (also when paused): out_id = the instance */
     /* backfills (DolphinScheduler's complement data) */

@@ -69,11 +69,11 @@ struct wf_run {
     int64_t sched_ns;
     int64_t created_at, started_at;
     /* what started it and the overrides it was started with (SUBMIT attrs) */
-    char *schedule;     /* the schedule that fired it, or NULL */
-    uint64_t backfill;  /* the backfill that started it, or 0 */
-    char *tz;           /* zone of its dates, or NULL (TERN_TZ) */
-    char *worker_group; /* for its tasks in the default group, or NULL */
-    uint8_t priority;   /* tn_def_priority: the definition's unless overridden */
+    char *schedule;       /* the schedule that fired it, or NULL */
+    uint64_t backfill;    /* the backfill that started it, or 0 */
+    char *tz;             /* zone of its dates, or NULL (TERN_TZ) */
+    char *worker_group;   /* for its tasks in the default group, or NULL */
+    uint8_t priority;     /* tn_def_priority: the definition's unless overridden */
     uint8_t failure_strategy;
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
@@ -275,9 +275,9 @@ const char *eng_worker_group(const wf_run *w, const tn_def_task *node);
 /* schedule.c: schedules and backfills */
 tn_err esched_open(tn_engine *e, tn_errmsg *msg); /* after recovery */
 void esched_close(tn_engine *e);
-tn_err esched_cmd(tn_engine *e, tn_cmd *c);      /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
-tn_err esched_tick(tn_engine *e);                /* a TIMER_SCHED fired */
-tn_err esched_wf_final(tn_engine *e, wf_run *w); /* an instance reached a final state */
+tn_err esched_cmd(tn_engine *e, tn_cmd *c);       /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
+tn_err esched_tick(tn_engine *e);                 /* a TIMER_SCHED fired */
+tn_err esched_wf_final(tn_engine *e, wf_run *w);  /* an instance reached a final state */
 /* A definition with a schedule block was applied: set its schedule (c->msg says so). */
 tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c);
 

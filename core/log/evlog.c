@@ -502,9 +502,10 @@ static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, 
                                  (unsigned long long)ev->wf);
     } else if (tn_objlog_handles(ev->machine)) {
         if ((e = read_txn(l)) || (e = tn_objlog_state(l->objs, l->rt, ev, &ev->from)))
-            return tn_errmsg_set(
-                msg, e, "%s event %s: %s", sm->name, tn_sm_event_name(sm, ev->event),
-                e == TN_ERR_INVAL ? "it does not name its object" : tn_strerror(e));
+            return tn_errmsg_set(msg, e, "%s event %s: %s", sm->name,
+                                 tn_sm_event_name(sm, ev->event),
+                                 e == TN_ERR_INVAL ? "it does not name its object" :
+                                                     tn_strerror(e));
     } else {
         ev->from = l->last_seq == 0 ? TN_SM_NEW : TN_SYS_S_ACTIVE;
     }
