@@ -748,10 +748,11 @@ Test(cluster, lossy_network_changes_no_final_state)
 
 typedef struct fake_master {
     pthread_mutex_t mu;
-    uint64_t epoch;     /* the worker's, from its last heartbeat */
-    int accepted[4];    /* ACCEPTED per task id */
-    int ended[4][4];    /* per task and attempt: 1 RESULT, 2 KILL_RESULT */
-    int64_t code[4][4]; /* per task and attempt: the RESULT's exit code */
+    uint64_t epoch;        /* the worker's, from its last heartbeat */
+    uint64_t master_epoch; /* the leader epoch its last heartbeat says it has seen */
+    int accepted[4];       /* ACCEPTED per task id */
+    int ended[4][4];       /* per task and attempt: 1 RESULT, 2 KILL_RESULT */
+    int64_t code[4][4];    /* per task and attempt: the RESULT's exit code */
 } fake_master;
 
 static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
@@ -759,9 +760,12 @@ static tn_err fm_msg(void *arg, tn_str sender, const tn_msg *m)
     (void)sender;
     fake_master *f = arg;
     pthread_mutex_lock(&f->mu);
-    if (m->type == TN_MSG_HEARTBEAT)
+    if (m->type == TN_MSG_HEARTBEAT) {
         f->epoch = m->heartbeat.epoch;
-    else if (m->type == TN_MSG_ACCEPTED && m->accepted.task < 4)
+        for (uint32_t i = 0; i < m->heartbeat.gauges.n; i++)
+            if (tn_str_eq(m->heartbeat.gauges.v[i].key, "master_epoch"))
+                f->master_epoch = m->heartbeat.gauges.v[i].val;
+    } else if (m->type == TN_MSG_ACCEPTED && m->accepted.task < 4)
         f->accepted[m->accepted.task]++;
     else if (m->type == TN_MSG_RESULT && m->result.task < 4 && m->result.attempt < 4) {
         f->ended[m->result.task][m->result.attempt] = 1;
@@ -1661,6 +1665,95 @@ Test(cluster, a_worker_refuses_a_master_of_another_cluster_and_its_task_survives
     cr_assert(file_has("w1.log", "frame from another cluster refused"));
     cr_assert(file_has("w1.log", "cluster=\"bbbb2222\" ours=aaaa1111"));
     tn_buf_free(&b);
+    tn_tx_free(&tx);
+    tn_tx_free(&rx);
+}
+
+/* Send one message in a frame of leader epoch `epoch`. */
+static void fm_send_epoch(tn_tx tx, const char *sender, uint64_t epoch, const tn_msg *m)
+{
+    tn_buf b = {0};
+    tn_frame fr;
+    cr_assert_eq(tn_frame_begin_epoch(&fr, &b, sender, "aaaa1111", epoch), TN_OK);
+    cr_assert_eq(tn_frame_add(&fr, m), TN_OK);
+    tn_frame_end(&fr);
+    cr_assert_eq(tn_tx_send(tx, b.data, b.size), TN_OK);
+    tn_buf_free(&b);
+}
+
+static tn_msg fm_shell(uint64_t task, uint64_t worker_epoch, const char *cmd)
+{
+    tn_msg m = {.type = TN_MSG_DISPATCH};
+    m.dispatch = (tn_msg_dispatch){.task = task,
+                                   .wf = 1,
+                                   .attempt = 1,
+                                   .name = TN_STR("t"),
+                                   .type = TN_STR("shell"),
+                                   .command = tn_str_c(cmd),
+                                   .worker_group = TN_STR("default"),
+                                   .worker_epoch = worker_epoch};
+    return m;
+}
+
+/* Dispatch (resent every second, as a master does) until ACCEPTED; the count. */
+static int fm_dispatch_until_accepted(fake_master *f, tn_tx tx, uint64_t epoch, const tn_msg *m)
+{
+    int acc = 0;
+    for (int i = 0; i < 1000 && !acc; i++) {
+        if (i % 100 == 0)
+            fm_send_epoch(tx, "master:new", epoch, m);
+        pthread_mutex_lock(&f->mu);
+        acc = f->accepted[m->dispatch.task];
+        pthread_mutex_unlock(&f->mu);
+        usleep(10000);
+    }
+    return acc;
+}
+
+/* Fencing: once a worker took a frame of leader epoch 5, a master of epoch 4 (a leader
+ * paused past its ZooKeeper session and woken up) has nothing accepted: its DISPATCH does
+ * not start, its KILL does not kill. The worker says so, keeps the epoch in its data dir
+ * and reports it in its heartbeats (how the old leader learns it is fenced). */
+Test(cluster, a_worker_refuses_frames_of_an_older_leader_epoch)
+{
+    fake_master f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tn_tx rx, tx;
+    int w;
+    uint64_t e1 = fm_start(&f, &rx, &tx, &w);
+    tn_msg run = fm_shell(1, e1, "sleep 2");
+    cr_assert_gt(fm_dispatch_until_accepted(&f, tx, 5, &run), 0);
+    /* the old leader (epoch 4): a DISPATCH and a KILL, then the new leader's DISPATCH on
+     * the same connection: once that one is accepted, the old frames were handled */
+    tn_msg stale = fm_shell(2, e1, "true");
+    fm_send_epoch(tx, "master:old", 4, &stale);
+    tn_msg k = {.type = TN_MSG_KILL};
+    k.kill = (tn_msg_kill){1, 1, 0, TN_STR("killed by the old leader")};
+    fm_send_epoch(tx, "master:old", 4, &k);
+    tn_msg next = fm_shell(3, e1, "true");
+    cr_assert_gt(fm_dispatch_until_accepted(&f, tx, 5, &next), 0);
+    pthread_mutex_lock(&f.mu);
+    cr_assert_eq(f.accepted[2], 0, "a dispatch of the fenced leader was started");
+    pthread_mutex_unlock(&f.mu);
+    int ended = 0;
+    for (int i = 0; i < 500 && !ended; i++) {
+        pthread_mutex_lock(&f.mu);
+        ended = f.ended[1][1];
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_eq(ended, 1, "the fenced leader's KILL killed the task");
+    cr_assert_eq(f.code[1][1], 0);
+    uint64_t seen = 0;
+    for (int i = 0; i < 300 && seen != 5; i++) {
+        pthread_mutex_lock(&f.mu);
+        seen = f.master_epoch;
+        pthread_mutex_unlock(&f.mu);
+        usleep(10000);
+    }
+    cr_assert_eq(seen, 5, "the heartbeat carries the newest epoch seen");
+    cr_assert(file_has("w1/master-epoch", "5"));
+    cr_assert(file_has("w1.log", "frame from a fenced master refused"));
+    cr_assert(file_has("w1.log", "epoch=4 current=5"));
     tn_tx_free(&tx);
     tn_tx_free(&rx);
 }

@@ -537,10 +537,12 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert_eq(off, b.size, "one object, no trailing bytes");
     msgpack_object root = u.data;
     cr_assert_eq(root.type, MSGPACK_OBJECT_ARRAY);
-    cr_assert_eq(root.via.array.size, 4);
+    cr_assert_eq(root.via.array.size, 5);
     msgpack_object *r = root.via.array.ptr;
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_STR, "the cluster");
-    r[2] = r[3]; /* the messages, where the rest of this test reads them */
+    cr_assert_eq(r[3].type, MSGPACK_OBJECT_POSITIVE_INTEGER, "the epoch");
+    cr_assert_eq(r[3].via.u64, 0);
+    r[2] = r[4]; /* the messages, where the rest of this test reads them */
     cr_assert_eq(r[0].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     cr_assert_eq(r[0].via.u64, TN_PROTO_VERSION);
     cr_assert_eq(r[1].type, MSGPACK_OBJECT_STR);
@@ -604,14 +606,15 @@ Test(proto, we_read_msgpack_c_frames)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
+    msgpack_pack_array(&pk, 5);
     msgpack_pack_fix_uint64(&pk, TN_PROTO_VERSION);
     msgpack_pack_str(&pk, 6);
     msgpack_pack_str_body(&pk, "master", 6);
     msgpack_sbuffer_write(&sb,
                           "\xd9\x02"
                           "c1",
-                          4); /* the cluster, as str8 */
+                          4);        /* the cluster, as str8 */
+    msgpack_pack_fix_uint32(&pk, 3); /* the epoch */
     /* array16 header by hand: 2 messages */
     msgpack_sbuffer_write(&sb, "\xdc\x00\x02", 3);
     for (int i = 0; i < 2; i++) {
@@ -782,10 +785,11 @@ static void wa(raw *r, uint32_t n)
 /* [version, "m", "", [ ...n messages follow */
 static void head(raw *r, uint32_t n)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     ws(r, "");
+    wu(r, 0);
     wa(r, n);
 }
 /* a valid KILL */
@@ -864,12 +868,33 @@ CASE(c_version_3)
 
 CASE(c_version_5)
 {
-    wa(r, 5);
+    wa(r, 6);
     wu(r, 5);
     ws(r, "m");
     ws(r, "");
+    wu(r, 0);
     wa(r, 0);
     wu(r, 9);
+}
+
+CASE(c_epoch_negative)
+{
+    wa(r, 5);
+    wu(r, TN_PROTO_VERSION);
+    ws(r, "m");
+    ws(r, "");
+    msgpack_pack_int64(&r->pk, -1);
+    wa(r, 0);
+}
+
+CASE(c_epoch_str)
+{
+    wa(r, 5);
+    wu(r, TN_PROTO_VERSION);
+    ws(r, "m");
+    ws(r, "");
+    ws(r, "7");
+    wa(r, 0);
 }
 
 CASE(c_header_3)
@@ -882,7 +907,7 @@ CASE(c_header_3)
 
 CASE(c_cluster_65)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     char s[66];
@@ -894,7 +919,7 @@ CASE(c_cluster_65)
 
 CASE(c_cluster_bin)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     msgpack_pack_bin(&r->pk, 1);
@@ -904,7 +929,7 @@ CASE(c_cluster_bin)
 
 CASE(c_cluster_huge_claim)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     w(r, "\xdb\xff\xff\xff\xff", 5);
@@ -926,19 +951,20 @@ CASE(c_version_negative)
     wa(r, 0);
 }
 
-CASE(c_header_5)
+CASE(c_header_6)
 {
-    wa(r, 5);
+    wa(r, 6);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     ws(r, "");
+    wu(r, 0);
     wa(r, 0);
     wu(r, 0);
 }
 
 CASE(c_sender_empty)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "");
     ws(r, "");
@@ -947,7 +973,7 @@ CASE(c_sender_empty)
 
 CASE(c_sender_65)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     char s[TN_PROTO_ID_MAX + 2];
     memset(s, 's', TN_PROTO_ID_MAX + 1);
@@ -959,7 +985,7 @@ CASE(c_sender_65)
 
 CASE(c_sender_bin)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     msgpack_pack_bin(&r->pk, 1);
     w(r, "m", 1);
@@ -969,36 +995,39 @@ CASE(c_sender_bin)
 
 CASE(c_sender_huge_claim)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     w(r, "\xdb\xff\xff\xff\xff", 5);
 }
 
 CASE(c_msgs_huge_claim)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     ws(r, "");
+    wu(r, 0);
     w(r, "\xdd\xff\xff\xff\xff", 5);
 }
 
 CASE(c_msgs_claim_past_end)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     ws(r, "");
+    wu(r, 0);
     w(r, "\xdd\x00\x01\x00\x00", 5);
     kill_msg(r);
 }
 
 CASE(c_msgs_not_array)
 {
-    wa(r, 4);
+    wa(r, 5);
     wu(r, TN_PROTO_VERSION);
     ws(r, "m");
     ws(r, "");
+    wu(r, 0);
     msgpack_pack_nil(&r->pk);
 }
 
@@ -1458,8 +1487,10 @@ Test(proto, malformed_corpus)
         {"version 0", c_version_0, TN_ERR_VERSION},
         {"version 1 (before worker_epoch)", c_version_1, TN_ERR_VERSION},
         {"version 2 (before the cluster)", c_version_2, TN_ERR_VERSION},
-        {"version 3 (before kill hooks)", c_version_3, TN_ERR_VERSION},
-        {"version 5, 5 elements", c_version_5, TN_ERR_VERSION},
+        {"version 3 (before the epoch)", c_version_3, TN_ERR_VERSION},
+        {"version 5, 6 elements", c_version_5, TN_ERR_VERSION},
+        {"epoch negative", c_epoch_negative, TN_ERR_TYPE},
+        {"epoch a string", c_epoch_str, TN_ERR_TYPE},
         {"kill hook of 2 fields", c_hook_pair, TN_ERR_CORRUPT},
         {"kill hook with no id", c_hook_no_id, TN_ERR_CORRUPT},
         {"65 kill hooks", c_hooks_over_max, TN_ERR_TOOBIG},
@@ -1471,7 +1502,7 @@ Test(proto, malformed_corpus)
         {"cluster claims 4 GiB", c_cluster_huge_claim, TN_ERR_TOOBIG},
         {"version as str", c_version_str, TN_ERR_TYPE},
         {"version -1", c_version_negative, TN_ERR_TYPE},
-        {"header of 5", c_header_5, TN_ERR_CORRUPT},
+        {"header of 6", c_header_6, TN_ERR_CORRUPT},
         {"empty sender", c_sender_empty, TN_ERR_CORRUPT},
         {"sender longer than TN_PROTO_ID_MAX", c_sender_65, TN_ERR_TOOBIG},
         {"sender as bin", c_sender_bin, TN_ERR_TYPE},
@@ -1825,4 +1856,63 @@ Test(proto, outq_frames_carry_the_cluster_set_on_the_queue)
     free(c);
     tn_outq_free(q);
     afree(&a);
+}
+
+/* The frame's leader epoch: written by tn_frame_begin_epoch and tn_outq (after
+ * tn_outq_set_epoch), read by tn_frame_header_epoch; 0 when not set. */
+Test(proto, frame_epoch_round_trips)
+{
+    arena a = {{0}, 0};
+    tn_msg m;
+    fill(&a, &m, TN_MSG_DISPATCH, V_TYPICAL);
+    tn_buf b = {0};
+    tn_frame f;
+    cr_assert_eq(tn_frame_begin_epoch(&f, &b, "master:m1", "c1", UINT64_MAX), TN_OK);
+    cr_assert_eq(tn_frame_add(&f, &m), TN_OK);
+    cr_assert_eq(tn_frame_end(&f), TN_OK);
+    tn_str sender, cluster;
+    uint64_t epoch = 0;
+    cr_assert_eq(tn_frame_header_epoch(b.data, b.size, &sender, &cluster, &epoch), TN_OK);
+    cr_assert_eq(epoch, UINT64_MAX);
+    expect x = {&m, 1, 0, "master:m1"};
+    cr_assert_eq(tn_frame_decode(b.data, b.size, cb_expect, &x, NULL), TN_OK);
+    b.size = 0;
+    cr_assert_eq(tn_frame_begin_cluster(&f, &b, "master:m1", "c1"), TN_OK);
+    cr_assert_eq(tn_frame_end(&f), TN_OK);
+    cr_assert_eq(tn_frame_header_epoch(b.data, b.size, &sender, &cluster, &epoch), TN_OK);
+    cr_assert_eq(epoch, 0);
+    buf_free(&b);
+    afree(&a);
+}
+
+static tn_err capture_send(void *self, const void *buf, size_t len)
+{
+    tn_buf *b = self;
+    b->size = 0;
+    msgpack_sbuffer_write(b, buf, len);
+    return TN_OK;
+}
+
+Test(proto, outq_frames_carry_the_epoch_set)
+{
+    tn_outq *q = NULL;
+    cr_assert_eq(tn_outq_new("master:m1", 16, 0, 0, &q), TN_OK);
+    tn_msg m = {.type = TN_MSG_PERSISTED};
+    m.persisted = (tn_msg_persisted){1, 2, 3};
+    tn_buf got = {0};
+    static const tn_tx_ops ops = {.send = capture_send};
+    tn_tx tx = {&ops, &got};
+    uint64_t want[] = {0, 7, 9};
+    for (int i = 0; i < 3; i++) {
+        if (want[i])
+            tn_outq_set_epoch(q, want[i]);
+        cr_assert_eq(tn_outq_push(q, &m), TN_OK);
+        cr_assert_eq(tn_outq_flush(q, tx, NULL), TN_OK);
+        tn_str s, c;
+        uint64_t e = 1;
+        cr_assert_eq(tn_frame_header_epoch(got.data, got.size, &s, &c, &e), TN_OK);
+        cr_assert_eq(e, want[i]);
+    }
+    tn_outq_free(q);
+    buf_free(&got);
 }

@@ -188,6 +188,7 @@ struct tn_ctl_rep;
 /* The options every control command takes; embed as the member `c` of its options. */
 typedef struct tn_ctl_common {
     const char *master, *data;
+    const char *zk;         /* HOST:PORT,.../CLUSTER: the leader of a cluster of masters */
     const char *token_file; /* else TERN_TOKEN */
     bool json;
 } tn_ctl_common;
@@ -199,6 +200,12 @@ typedef struct tn_ctl_common {
         {"data",     0,                                                                         \
          TN_OPT_STR, offsetof(T, c.data),                                                       \
          "DIR",      .help = "the data directory whose master to reach (default ./tern-data)"}, \
+        {"zk",                                                                                  \
+         0,                                                                                     \
+         TN_OPT_STR,                                                                            \
+         offsetof(T, c.zk),                                                                     \
+         "HOSTS/CLUSTER",                                                                       \
+         .help = "ask ZooKeeper which master leads the cluster (default: $TERN_ZK)"},           \
         {"token-file",                                                                          \
          0,                                                                                     \
          TN_OPT_STR,                                                                            \
@@ -209,7 +216,8 @@ typedef struct tn_ctl_common {
         "json", 0, TN_OPT_FLAG, offsetof(T, c.json), NULL, .help = "print JSON for scripts"     \
     }
 
-/* Where the master of these options listens: --master, else ipc://DATA/master.ctl. */
+/* Where the master of these options listens: --master, else the leader's control URL from
+ * ZooKeeper (--zk, else $TERN_ZK: "HOST:PORT,.../CLUSTER"), else ipc://DATA/master.ctl. */
 void tn_client_url(const tn_ctl_common *o, char *url, size_t len);
 /* The token file the next calls send from (NULL: $TERN_TOKEN). */
 void tn_client_set_token_file(const char *path);
@@ -284,6 +292,8 @@ int tn_cmd_status(int argc, char **argv);
 int tn_cmd_logs(int argc, char **argv);
 int tn_cmd_workers(int argc, char **argv);
 int tn_cmd_master(int argc, char **argv);
+/* `tern bench ha` (bench_ha.c). */
+int tn_bench_ha(const char *base, bool quick);
 int tn_cmd_worker(int argc, char **argv);
 int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);

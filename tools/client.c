@@ -7,15 +7,44 @@
 #include "ctl.h"
 #include "ctlsrv.h"
 #include "logread.h"
+#include "ha.h"
 #include "master.h"
+#include "zk.h"
 #include "rpc.h"
 #include "cli.h"
 
+/* The leader's control URL from ZooKeeper ("HOSTS/CLUSTER"); false (said why) if none. */
+static bool zk_leader_ctl(const char *spec, char *url, size_t len)
+{
+    char hosts[1024];
+    const char *slash = strrchr(spec, '/');
+    if (!slash || slash == spec || !slash[1] || (size_t)(slash - spec) >= sizeof(hosts)) {
+        fprintf(stderr, "tern: --zk \"%s\": give HOST:PORT[,HOST:PORT...]/CLUSTER\n", spec);
+        return false;
+    }
+    snprintf(hosts, sizeof(hosts), "%.*s", (int)(slash - spec), spec);
+    tn_zk_opts zo = {.hosts = hosts, .cluster = slash + 1, .name = "client"};
+    tn_zk *z = NULL;
+    tn_errmsg em = {{0}};
+    char info[3000];
+    bool ok = tn_zk_open(&zo, &z, &em) == TN_OK &&
+              tn_zk_leader(z, NULL, NULL, 0, info, sizeof(info), &em) == TN_OK &&
+              tn_ha_info_get(info, "ctl", url, len);
+    tn_zk_close(z);
+    if (!ok)
+        fprintf(stderr, "tern: %s\n", em.text[0] ? em.text : "the leader record has no ctl=");
+    return ok;
+}
+
 void tn_client_url(const tn_ctl_common *o, char *url, size_t len)
 {
+    const char *zk = o->zk ? o->zk : o->master ? NULL : getenv("TERN_ZK");
     if (o->master)
         snprintf(url, len, "%s", o->master);
-    else
+    else if (zk && zk[0]) {
+        if (!zk_leader_ctl(zk, url, len))
+            snprintf(url, len, "ipc:///nonexistent/tern-no-leader.ctl");
+    } else
         tn_master_default_ctl(o->data ? o->data : TN_DEFAULT_DATA, url, len);
 }
 
@@ -99,6 +128,18 @@ int tn_client_call(const char *cmd, const char *url, const char *data, tn_ctl_re
         free(*raw);
         *raw = NULL;
         return tn_cli_fail(cmd, "%s: malformed reply (a master of another version?)", url);
+    }
+    /* a standby of a cluster of masters names its leader: asked once, there */
+    static int redirects;
+    if (!rep->ok && rep->code == TN_CTL_REDIRECT && rep->url.len && redirects == 0) {
+        char leader[4200];
+        snprintf(leader, sizeof(leader), "%.*s", (int)rep->url.len, rep->url.p);
+        free(*raw);
+        *raw = NULL;
+        redirects++;
+        int rc = tn_client_call(cmd, leader, data, r, rep, raw);
+        redirects--;
+        return rc;
     }
     return 0;
 }

@@ -38,7 +38,7 @@ static const tn_opt bench_table[] = {
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
-    "bench", (const char *const[]){"store|engine|dispatch|latency", NULL},
+    "bench", (const char *const[]){"store|engine|dispatch|latency|ha", NULL},
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
     "raw LMDB append of the same value size and batch, and at 100 and 1000 without fsync\n"
     "on either side (the CPU cost alone); replay events/s (decode, table\n"
@@ -69,6 +69,10 @@ const tn_opt_cmd tn_spec_bench = {
     "process, next to posix_spawn of the same command; 10,000 noop tasks/s in one workflow\n"
     "next to raw nng request/reply at 4 in flight. tools/bench/peers/run.sh runs it beside\n"
     "Celery and Dask.\n"
+    "ha: a cluster of masters on a ZooKeeper started here (the zookeeper package):\n"
+    "failover time (SIGKILL of the leader to the first task dispatched by the new one,\n"
+    "p50/p99 over 20 runs) next to the session timeout; noop tasks/s with 0, 1 and 2\n"
+    "synchronous standbys next to a single master (docs/HA.md).\n"
     "\n"
     "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n",
     bench_table, .max_args = 1};
@@ -1241,6 +1245,9 @@ int tn_cmd_bench(int argc, char **argv)
         return bench_dispatch(o.dir, o.quick);
     if (strcmp(name, "latency") == 0)
         return tn_bench_latency(o.dir, o.quick);
-    return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",
+    if (strcmp(name, "ha") == 0)
+        return tn_bench_ha(o.dir, o.quick);
+    return tn_cli_usage("bench",
+                        "unknown benchmark \"%s\" (known: store, engine, dispatch, latency, ha)",
                         name);
 }

@@ -12,7 +12,7 @@
 #include "cli.h"
 
 typedef struct def_opts {
-    const char *data, *master, *token_file;
+    const char *data, *master, *token_file, *zk;
     bool json;
     uint64_t version;
 } def_opts;
@@ -24,6 +24,8 @@ static const tn_opt def_table[] = {
      .help = "the data directory (default ./tern-data)"},
     {"master", 0, TN_OPT_STR, offsetof(def_opts, master), "URL",
      .help = "apply: through the master at URL (default: the one serving DIR, if it runs)"},
+    {"zk", 0, TN_OPT_STR, offsetof(def_opts, zk), "HOSTS/CLUSTER",
+     .help = "apply: through the leader of a cluster of masters (default: $TERN_ZK)"},
     {"token-file", 0, TN_OPT_STR, offsetof(def_opts, token_file), "F",
      .help = "apply: send the token in F (default: $TERN_TOKEN); needed over tcp and tls+tcp"},
     {"json", 0, TN_OPT_FLAG, offsetof(def_opts, json), NULL, .help = "print JSON for scripts"},
@@ -231,11 +233,12 @@ static int apply_remote_file(const char *url, const char *data, const char *path
 static int apply_remote(const def_opts *o, int nfiles, char **files)
 {
     char url[4200];
-    tn_ctl_common c = {.master = o->master, .data = o->data};
+    tn_ctl_common c = {.master = o->master, .data = o->data, .zk = o->zk};
     tn_client_url(&c, url, sizeof(url));
     tn_client_set_token_file(o->token_file);
+    bool named = o->master || o->zk || (!o->master && getenv("TERN_ZK"));
     if (!tn_client_probe(url))
-        return o->master ? tn_cli_fail("def", "%s: no master answers", url) : -1;
+        return named ? tn_cli_fail("def", "%s: no master answers", url) : -1;
     int rc = 0;
     if (o->json)
         printf("[");

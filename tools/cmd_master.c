@@ -1,5 +1,6 @@
 /* `tern master`: the master daemon, its options from flags and from `--config FILE`
  * (flags win). SIGTERM and SIGINT stop it cleanly. */
+#include "ha.h"
 #include "master.h"
 #include "cli.h"
 #include "manpage.h"
@@ -8,6 +9,9 @@ typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
     const char *http, *http_cert, *http_key, *http_ca;
+    const char *zk, *cluster, *ship; /* a cluster of masters (docs/HA.md) */
+    uint64_t zk_session;
+    uint32_t sync_standbys;
     uint64_t hb_timeout, map_max;
     uint32_t max_workers;
     bool insecure, check_config;
@@ -39,6 +43,24 @@ static const tn_opt master_table[] = {
      .help = "workers known at once; more are refused (default 1024)", TN_OPT_CFG, 1, 1000000},
     {"map-max", 0, TN_OPT_SIZE, offsetof(master_opts, map_max), "BYTES",
      .help = "the largest the event store may grow", TN_OPT_CFG, 1u << 20, 1ull << 40},
+    {"zk", 0, TN_OPT_STR, offsetof(master_opts, zk), "HOST:PORT,...",
+     .help = "join a cluster of masters in ZooKeeper: one leads, the others follow its\n"
+             "log and take over when it goes (needs --cluster and --id; docs/HA.md)",
+     TN_OPT_CFG},
+    {"cluster", 0, TN_OPT_STR, offsetof(master_opts, cluster), "NAME",
+     .help = "the cluster's name in ZooKeeper (/tern/NAME)", TN_OPT_CFG},
+    {"ship", 0, TN_OPT_STR, offsetof(master_opts, ship), "URL",
+     .help = "where standbys pull this master's log when it leads\n"
+             "(default ipc://DIR/master.ship; tls+tcp:// across hosts)",
+     TN_OPT_CFG},
+    {"sync-standbys", 0, TN_OPT_U32, offsetof(master_opts, sync_standbys), "N",
+     .help = "a batch's effects (dispatches, answers) wait until N standbys hold it\n"
+             "(default 0: a takeover may lose the last batches' events; docs/HA.md)",
+     TN_OPT_CFG, 0, 16},
+    {"zk-session", 0, TN_OPT_DURATION, offsetof(master_opts, zk_session), "DURATION",
+     .help = "the ZooKeeper session timeout: a leader silent this long is replaced\n"
+             "(default 6s)",
+     TN_OPT_CFG, 1000, 60000},
     {"config", 0, TN_OPT_CONFIG, offsetof(master_opts, config), "FILE",
      .help = "read options from FILE first"},
     {"check-config", 0, TN_OPT_FLAG, offsetof(master_opts, check_config), NULL,
@@ -94,8 +116,27 @@ static int run(const master_opts *o)
                          .http_cert = o->http_cert,
                          .http_key = o->http_key,
                          .http_ca = o->http_ca};
-    tn_master *m;
     tn_errmsg em = {{0}};
+    if (o->zk) {
+        if (!o->cluster || !o->id)
+            return tn_cli_usage("master", "--zk needs --cluster NAME and --id ID (unique in "
+                                          "the cluster)");
+        tn_ha_opts ho = {.master = mo,
+                         .zk = o->zk,
+                         .cluster = o->cluster,
+                         .ship_url = o->ship,
+                         .sync_standbys = o->sync_standbys,
+                         .session_ms = (uint32_t)o->zk_session};
+        tn_ha *h;
+        if (tn_ha_start(&ho, &h, &em))
+            return tn_cli_fail("master", "%s", em.text);
+        tn_cli_wait_signal(set);
+        tn_ha_stop(h);
+        return 0;
+    }
+    if (o->cluster || o->ship || o->sync_standbys)
+        return tn_cli_usage("master", "--cluster, --ship and --sync-standbys need --zk");
+    tn_master *m;
     if (tn_master_start(&mo, &m, &em))
         return tn_cli_fail("master", "%s", em.text);
     tn_cli_http_note("master", o->http, o->http_cert != NULL, tn_master_http_port(m));

@@ -3,12 +3,18 @@
 #include <stdlib.h>
 
 #include "worker.h"
+#include "ha.h"
+#include "zk.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include "cli.h"
 #include "manpage.h"
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
     const char *tls_cert, *tls_key, *tls_ca, *master_name, *metrics;
+    const char *zk, *cluster; /* the leader of a cluster of masters, found in ZooKeeper */
     uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes, kill_hook_timeout;
     uint32_t slots, max_load, pids_max;
     bool no_cgroup, insecure, check_config;
@@ -28,7 +34,13 @@ static bool parse_load(const char *v, void *field)
 
 static const tn_opt worker_table[] = {
     {"master", 0, TN_OPT_STR, offsetof(worker_opts, master), "URL",
-     .help = "where the master listens", TN_OPT_CFG | TN_OPT_REQ},
+     .help = "where the master listens (or --zk)", TN_OPT_CFG | TN_OPT_REQ},
+    {"zk", 0, TN_OPT_STR, offsetof(worker_opts, zk), "HOST:PORT,...",
+     .help = "find the leader of a cluster of masters in ZooKeeper, follow it when\n"
+             "another takes over, and register there (needs --cluster and --name)",
+     TN_OPT_CFG},
+    {"cluster", 0, TN_OPT_STR, offsetof(worker_opts, cluster), "NAME",
+     .help = "the cluster's name in ZooKeeper (with --zk)", TN_OPT_CFG},
     {"listen", 0, TN_OPT_STR, offsetof(worker_opts, listen), "URL",
      .help = "where this worker takes dispatches", TN_OPT_CFG | TN_OPT_REQ},
     {"data", 0, TN_OPT_STR, offsetof(worker_opts, data), "DIR",
@@ -100,8 +112,78 @@ const tn_opt_cmd tn_spec_worker = {
     .max_args = 0,
     .cfg_ignored = tn_daemon_cfg_keys};
 
+/* ---- --zk: the leader from ZooKeeper, followed -------------------------------------- */
+
+typedef struct zk_follow {
+    tn_zk *zk;
+    tn_worker *w;
+    pthread_t th;
+    atomic_bool stop;
+    uint64_t epoch;
+} zk_follow;
+
+/* The leader's listen URL and epoch; false when there is no leader now. */
+static bool leader_listen(tn_zk *zk, char *url, size_t len, uint64_t *epoch)
+{
+    char info[3000];
+    return tn_zk_leader(zk, epoch, NULL, 0, info, sizeof(info), NULL) == TN_OK &&
+           tn_ha_info_get(info, "listen", url, len) && url[0];
+}
+
+static void *zk_follow_thread(void *arg)
+{
+    zk_follow *f = arg;
+    while (!atomic_load(&f->stop)) {
+        char url[600];
+        uint64_t epoch;
+        if (leader_listen(f->zk, url, sizeof(url), &epoch) && epoch != f->epoch) {
+            tn_worker_set_master(f->w, url, epoch);
+            f->epoch = epoch;
+        }
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Open the session and wait for a leader (as long as the session timeout allows twice). */
+static int zk_open(const worker_opts *o, zk_follow *f, char *url, size_t len)
+{
+    if (!o->cluster || !o->name)
+        return tn_cli_usage("worker", "--zk needs --cluster NAME and --name NAME");
+    char info[2000];
+    snprintf(info, sizeof(info), "listen=%s groups=%s slots=%u", o->listen,
+             o->group ? o->group : "default", o->slots ? o->slots : 4);
+    tn_zk_opts zo = {.hosts = o->zk, .cluster = o->cluster, .name = o->name, .info = info};
+    tn_errmsg em = {{0}};
+    if (tn_zk_open(&zo, &f->zk, &em))
+        return tn_cli_fail("worker", "%s", em.text);
+    for (int i = 0; i < 300; i++) {
+        if (leader_listen(f->zk, url, len, &f->epoch))
+            return 0;
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+    tn_zk_close(f->zk);
+    return tn_cli_fail("worker",
+                       "cluster %s has no leader in ZooKeeper %s after 30 s: start "
+                       "a master with --zk",
+                       o->cluster, o->zk);
+}
+
 static int run(const worker_opts *o)
 {
+    zk_follow zf = {0};
+    char leader[600];
+    if (o->zk) {
+        if (!o->listen)
+            return tn_cli_usage("worker", "give --listen URL (where this worker takes "
+                                          "dispatches)");
+        int zrc = zk_open(o, &zf, leader, sizeof(leader));
+        if (zrc)
+            return zrc;
+        ((worker_opts *)o)->master = leader;
+    }
     if (!o->master || !o->listen)
         return tn_cli_usage("worker", "give --master URL (where the master listens) and "
                                       "--listen URL (where this worker takes dispatches)");
@@ -139,13 +221,25 @@ static int run(const worker_opts *o)
                          .metrics_addr = o->metrics};
     tn_worker *w;
     tn_errmsg em = {{0}};
-    if (tn_worker_start(&wo, &w, &em))
+    if (tn_worker_start(&wo, &w, &em)) {
+        tn_zk_close(zf.zk);
         return tn_cli_fail("worker", "%s", em.text);
+    }
     if (o->metrics)
         fprintf(stderr, "tern worker: metrics on port %d (/metrics)\n",
                 tn_worker_metrics_port(w));
+    if (zf.zk) {
+        zf.w = w;
+        tn_zk_worker_register(zf.zk, NULL);
+        pthread_create(&zf.th, NULL, zk_follow_thread, &zf);
+    }
     tn_cli_wait_signal(set);
+    if (zf.zk) {
+        atomic_store(&zf.stop, true);
+        pthread_join(zf.th, NULL);
+    }
     tn_worker_stop(w);
+    tn_zk_close(zf.zk); /* last: the registration goes when the work is stopped */
     return 0;
 }
 

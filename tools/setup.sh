@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc libtsan2 pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
           libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev libcurl4-openssl-dev libjansson-dev clang
-          clang-format)
+          clang-format libzookeeper-mt-dev zookeeper)
 
 install_missing() {
     local missing=()

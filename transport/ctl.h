@@ -36,6 +36,9 @@ typedef struct tn_ctl_req {
     tn_str from[TN_CTL_MAX_LIST];
 } tn_ctl_req;
 
+/* A reply's code saying "ask url instead" (a standby master names its leader). */
+#define TN_CTL_REDIRECT 65
+
 typedef struct tn_ctl_rep {
     bool ok;
     int code;        /* the client's exit status */

@@ -358,6 +358,12 @@ tn_err tn_frame_begin(tn_frame *f, tn_buf *buf, const char *sender)
 
 tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender, const char *cluster)
 {
+    return tn_frame_begin_epoch(f, buf, sender, cluster, 0);
+}
+
+tn_err tn_frame_begin_epoch(tn_frame *f, tn_buf *buf, const char *sender, const char *cluster,
+                            uint64_t epoch)
+{
     size_t n = sender ? strlen(sender) : 0, cn = cluster ? strlen(cluster) : 0;
     if (n == 0)
         return TN_ERR_INVAL;
@@ -368,12 +374,13 @@ tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender, cons
     f->count = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
+    msgpack_pack_array(&pk, 5);
     msgpack_pack_uint8(&pk, TN_PROTO_VERSION);
     msgpack_pack_str(&pk, n);
     msgpack_pack_str_body(&pk, sender, n);
     msgpack_pack_str(&pk, cn);
     msgpack_pack_str_body(&pk, cluster ? cluster : "", cn);
+    msgpack_pack_uint64(&pk, epoch);
     /* array32 header with a count patched by tn_frame_end: always 5 bytes, so messages can
      * be appended without knowing how many there will be. */
     static const char hdr[5] = {(char)0xdd, 0, 0, 0, 0};
@@ -701,9 +708,9 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
     return ok;
 }
 
-/* [version, sender, cluster, count...]: the header, up to the message count. */
+/* [version, sender, cluster, epoch, count...]: the header, up to the message count. */
 static tn_err rd_frame_header(tn_mp *r, const void *buf, size_t len, tn_str *sender,
-                              tn_str *cluster, uint32_t *count, tn_errmsg *msg)
+                              tn_str *cluster, uint64_t *epoch, uint32_t *count, tn_errmsg *msg)
 {
     if (len > TN_PROTO_FRAME_MAX)
         return tn_errmsg_set(msg, TN_ERR_TOOBIG, "frame: %zu bytes, over the %u byte limit",
@@ -720,10 +727,10 @@ static tn_err rd_frame_header(tn_mp *r, const void *buf, size_t len, tn_str *sen
                              "frame: protocol version %llu; this tern speaks version %d: run "
                              "the same tern version on the master and the workers",
                              (unsigned long long)version, TN_PROTO_VERSION);
-    if (n != 4)
-        return tn_errmsg_set(msg, TN_ERR_CORRUPT, "frame: %u elements, expected 4", n);
+    if (n != 5)
+        return tn_errmsg_set(msg, TN_ERR_CORRUPT, "frame: %u elements, expected 5", n);
     if (!rd_str(r, 1, TN_PROTO_ID_MAX, sender) ||
-        !rd_str(r, 0, TN_PROTO_CLUSTER_MAX, cluster) ||
+        !rd_str(r, 0, TN_PROTO_CLUSTER_MAX, cluster) || !tn_mp_u64(r, epoch) ||
         !rd_count(r, false, TN_PROTO_FRAME_MSGS_MAX, 2, count))
         return tn_errmsg_set(msg, r->err, "frame: bad header: %s", tn_strerror(r->err));
     return TN_OK;
@@ -731,9 +738,16 @@ static tn_err rd_frame_header(tn_mp *r, const void *buf, size_t len, tn_str *sen
 
 tn_err tn_frame_header(const void *buf, size_t len, tn_str *sender, tn_str *cluster)
 {
+    uint64_t epoch;
+    return tn_frame_header_epoch(buf, len, sender, cluster, &epoch);
+}
+
+tn_err tn_frame_header_epoch(const void *buf, size_t len, tn_str *sender, tn_str *cluster,
+                             uint64_t *epoch)
+{
     tn_mp r;
     uint32_t count;
-    return rd_frame_header(&r, buf, len, sender, cluster, &count, NULL);
+    return rd_frame_header(&r, buf, len, sender, cluster, epoch, &count, NULL);
 }
 
 tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, tn_errmsg *msg)
@@ -741,7 +755,8 @@ tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, t
     tn_mp r;
     uint32_t count;
     tn_str sender = {"", 0}, cluster = {"", 0};
-    tn_err he = rd_frame_header(&r, buf, len, &sender, &cluster, &count, msg);
+    uint64_t epoch;
+    tn_err he = rd_frame_header(&r, buf, len, &sender, &cluster, &epoch, &count, msg);
     if (he)
         return he;
     const uint8_t *msgs = r.p;
@@ -781,6 +796,7 @@ struct tn_outq {
     pthread_mutex_t mu;
     char sender[TN_PROTO_ID_MAX + 1];
     char cluster[TN_PROTO_CLUSTER_MAX + 1];
+    uint64_t epoch; /* the leader epoch its frames carry */
     uint32_t max_msgs;
     size_t max_bytes, max_queued;
     tn_buf data; /* encoded messages, back to back; data.data[head..size) is queued */
@@ -867,7 +883,7 @@ tn_err tn_outq_flush(tn_outq *q, tn_tx tx, uint32_t *nsent)
     while (q->lhead < q->nlens) {
         tn_frame f;
         q->frame.size = 0;
-        if ((e = tn_frame_begin_cluster(&f, &q->frame, q->sender, q->cluster)) != TN_OK)
+        if ((e = tn_frame_begin_epoch(&f, &q->frame, q->sender, q->cluster, q->epoch)) != TN_OK)
             break;
         size_t at = q->head;
         uint32_t k = 0;
@@ -913,5 +929,12 @@ void tn_outq_set_cluster(tn_outq *q, const char *cluster)
 {
     pthread_mutex_lock(&q->mu);
     snprintf(q->cluster, sizeof(q->cluster), "%s", cluster ? cluster : "");
+    pthread_mutex_unlock(&q->mu);
+}
+
+void tn_outq_set_epoch(tn_outq *q, uint64_t epoch)
+{
+    pthread_mutex_lock(&q->mu);
+    q->epoch = epoch;
     pthread_mutex_unlock(&q->mu);
 }

@@ -2,11 +2,15 @@
  * in one transport message), a strict bounded decoder, and a batching outgoing queue.
  *
  * Wire format (msgpack). A frame is one transport message:
- *   [version=3, sender, cluster, [msg, msg, ...]]
+ *   [version=4, sender, cluster, epoch, [msg, msg, ...]]
  * sender: who wrote the frame ("master:m1", "worker:w1"), 1..64 bytes. cluster: the id of
  * the cluster the sender belongs to (the master's store id), 0..CLUSTER_MAX bytes; empty
  * only from a worker not bound to a cluster yet. A receiver bound to another cluster
- * refuses the whole frame (core/worker/worker.c, core/master/master.c). Each msg is an array
+ * refuses the whole frame (core/worker/worker.c, core/master/master.c). epoch: u64, the
+ * leader epoch of the master that wrote it (a cluster of masters in ZooKeeper bumps it at
+ * each takeover; 0 for a master without one, and from workers): every DISPATCH, KILL,
+ * PERSISTED and RECONCILE travels in a frame carrying it, and a worker refuses a frame
+ * older than the highest epoch it has seen (core/worker/fence.c). Each msg is an array
  * [type, fields...] whose length and field types are fixed by its type:
  *
  *   master -> worker
@@ -30,10 +34,10 @@
  * strings are msgpack str, bools are bool, maps (params, outputs, gauges) are msgpack maps
  * with unique non-empty string keys, in the order given. A new field or message type is a
  * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch;
- * 3 the frame's cluster, HEARTBEAT's degraded and degraded_at, DISPATCH's pids_max; 4
- * KILL_RESULT's kill hooks). One exception keeps a worker's outbox across an upgrade: a
- * KILL_RESULT without its last field (as version 3 wrote it, stored before the upgrade) is
- * taken, with no hooks.
+ * 3 the frame's cluster, HEARTBEAT's degraded and degraded_at, DISPATCH's pids_max; 4 the
+ * frame's epoch and KILL_RESULT's kill hooks). One exception keeps a worker's outbox across
+ * an upgrade: a KILL_RESULT without its last field (as version 3 wrote it, stored before
+ * the upgrade) is taken, with no hooks.
  *
  * Decoding is strict and bounded: every length is checked against the limits below and the
  * bytes left before anything is read or allocated; a wrong version is TN_ERR_VERSION,
@@ -301,6 +305,9 @@ tn_err tn_frame_begin(tn_frame *f, tn_buf *buf, const char *sender);
 /* The same, for the cluster `cluster` (0..CLUSTER_MAX bytes, NUL-terminated; NULL = ""). */
 tn_err tn_frame_begin_cluster(tn_frame *f, tn_buf *buf, const char *sender,
                               const char *cluster);
+/* The same, from a leader of the epoch given (0: no cluster of masters). */
+tn_err tn_frame_begin_epoch(tn_frame *f, tn_buf *buf, const char *sender, const char *cluster,
+                            uint64_t epoch);
 /* Add a message. On error (TN_ERR_TOOBIG also when the frame would exceed FRAME_MAX bytes
  * or FRAME_MSGS_MAX messages) the frame is as before and still valid. */
 tn_err tn_frame_add(tn_frame *f, const tn_msg *m);
@@ -324,6 +331,9 @@ tn_err tn_frame_decode(const void *buf, size_t len, tn_frame_cb cb, void *arg, t
  * TN_ERR_VERSION, TN_ERR_TRUNCATED, TN_ERR_TOOBIG, TN_ERR_TYPE or TN_ERR_CORRUPT as the
  * decoder on a bad header. */
 tn_err tn_frame_header(const void *buf, size_t len, tn_str *sender, tn_str *cluster);
+/* The same, and the frame's leader epoch. */
+tn_err tn_frame_header_epoch(const void *buf, size_t len, tn_str *sender, tn_str *cluster,
+                             uint64_t *epoch);
 
 /* ---- outgoing queue ---------------------------------------------------------------------- */
 
@@ -350,5 +360,7 @@ tn_err tn_outq_flush(tn_outq *q, tn_tx tx, uint32_t *nsent);
 uint32_t tn_outq_len(tn_outq *q);
 /* The cluster the queue's next frames carry (0..CLUSTER_MAX bytes; NULL = ""). */
 void tn_outq_set_cluster(tn_outq *q, const char *cluster);
+/* The leader epoch the queue's next frames carry (0 until set). */
+void tn_outq_set_epoch(tn_outq *q, uint64_t epoch);
 
 #endif

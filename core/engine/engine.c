@@ -1786,6 +1786,12 @@ tn_err tn_engine_request(tn_engine *e, tn_engine_req_fn fn, void *ctx, int64_t t
     return rq.done ? TN_OK : TN_ERR_TIMEOUT;
 }
 
+void tn_engine_gate(tn_engine *e, tn_engine_gate_fn fn, void *arg)
+{
+    e->gate_fn = fn;
+    e->gate_arg = arg;
+}
+
 void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg)
 {
     e->obs_fn = fn;
@@ -1935,6 +1941,8 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
             e->refuse = false;
         if (committed)
             tn_log_every_reset(&e->commit_log);
+        if (committed && e->gate_fn)
+            e->gate_fn(e->gate_arg, tn_evlog_last_seq(e->log));
         release_effects(e);
         fold_metrics(e);
         if (e->obs_fn && e->nobs)

@@ -243,4 +243,11 @@ typedef struct tn_engine_event {
 typedef void (*tn_engine_commit_fn)(void *arg, const tn_engine_event *evs, size_t n);
 void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg);
 
+/* A gate between a batch's commit and its effects (dispatches, answers to clients): fn is
+ * called on the engine thread with the last committed seq and returns when the effects
+ * may go (a master with --sync-standbys waits there for its standbys to hold the batch).
+ * Set before the engine runs; fn = NULL removes it. */
+typedef void (*tn_engine_gate_fn)(void *arg, uint64_t last_seq);
+void tn_engine_gate(tn_engine *e, tn_engine_gate_fn fn, void *arg);
+
 #endif

@@ -216,6 +216,8 @@ struct tn_engine {
     size_t ntouched, captouched;
     tn_cmd **cmds_batch; /* commands processed in this batch */
     size_t ncmds, capcmds;
+    tn_engine_gate_fn gate_fn; /* between commit and effects (tn_engine_gate) */
+    void *gate_arg;
     tn_engine_commit_fn obs_fn; /* the commit observer, and the batch's events for it */
     void *obs_arg;
     tn_engine_event *obs;

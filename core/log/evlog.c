@@ -384,7 +384,7 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         goto fail;
     if (l->c_last_seq > 0 && (e = verify_chain(l, msg)))
         goto fail;
-    if (l->c_last_seq == 0 && (e = genesis(l, msg)))
+    if (l->c_last_seq == 0 && !(opts && opts->follower) && (e = genesis(l, msg)))
         goto fail;
     load_cluster_id(l);
     l->created = tn_store_created(l->store);

@@ -29,6 +29,9 @@ typedef struct tn_evlog_opts {
     /* A checkpoint (seq and chain hash) is stored every this many events; every open
      * re-hashes the events after the last one. 0 = TN_EVLOG_CHECKPOINT_EVERY. */
     uint32_t checkpoint_every;
+    /* A standby's store (follow.h): created empty, without its own genesis INIT event;
+     * the leader's arrives first. */
+    bool follower;
 } tn_evlog_opts;
 
 #define TN_EVLOG_CHECKPOINT_EVERY 8192

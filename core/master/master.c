@@ -73,6 +73,7 @@ typedef struct worker_view {
     unsigned ngauges;
     char degraded[512];  /* the worker's last spawn failure ("" = healthy) */
     int64_t degraded_at; /* unix ns */
+    bool gone;           /* its registry (ZooKeeper) session ended: lost at once */
 } worker_view;
 
 /* An attempt placed on a worker (the latest attempt of each task). */
@@ -149,6 +150,11 @@ struct tn_master {
     atomic_llong cluster_refused_at; /* monotonic ns of the last "another cluster" error */
     atomic_ullong cluster_refused;   /* frames of another cluster refused since */
 
+    /* the leader epoch every frame to workers carries (0 without ZooKeeper); passive: a
+     * leader that lost its session (or was fenced) sends nothing to workers */
+    atomic_ullong epoch;
+    atomic_bool passive, fenced;
+
     uint32_t nworkers;
     int64_t full_logged; /* monotonic ns of the last "too many workers" line */
     uint64_t refused;    /* frames and reports refused (sender checks) */
@@ -185,7 +191,7 @@ static worker_view *find_worker(tn_master *m, const char *name)
 
 static void send_to(tn_master *m, worker_view *w, const tn_msg *msg)
 {
-    if (!w->q || !w->tx.ops)
+    if (!w->q || !w->tx.ops || atomic_load(&m->passive))
         return;
     if (tn_outq_push(w->q, msg) == TN_OK)
         (void)tn_outq_flush(w->q, w->tx, NULL);
@@ -351,8 +357,9 @@ static void send_dispatch(tn_master *m, const tn_dispatch_req *r, tn_msg *msg)
         return;
     }
     if (!e && w && w->alive && w->q) {
-        tn_err qe = tn_outq_push(w->q, msg);
-        if (qe == TN_OK)
+        /* passive (no lease): kept, sent by check_workers once the lease is back */
+        tn_err qe = atomic_load(&m->passive) ? TN_OK : tn_outq_push(w->q, msg);
+        if (qe == TN_OK && !atomic_load(&m->passive))
             (void)tn_outq_flush(w->q, w->tx, NULL);
         else /* a backlog (the queue holds any one message): resent with backoff */
             tn_warn("master",
@@ -618,8 +625,10 @@ static bool worker_redial(tn_master *m, worker_view *w)
         e = tn_tx_dial(w->tx, w->listen_url, &em);
     if (!e)
         e = tn_outq_new(m->id, 256, 4u << 20, TN_PROTO_QUEUE_MAX, &w->q);
-    if (!e)
+    if (!e) {
         tn_outq_set_cluster(w->q, m->cluster);
+        tn_outq_set_epoch(w->q, atomic_load(&m->epoch));
+    }
     if (e) {
         char en[300], eu[4 * TN_PROTO_URL_MAX + 8], ew[1100];
         tn_error("master", "msg=\"cannot reach worker\" worker=%s url=%s why=%s",
@@ -629,6 +638,20 @@ static bool worker_redial(tn_master *m, worker_view *w)
         return false;
     }
     return true;
+}
+
+/* A worker has seen a leader newer than us: we are fenced; nothing we send is taken
+ * there, and we stop sending (the cluster's leader is another master). */
+static void fenced_by(tn_master *m, const worker_view *w, uint64_t seen)
+{
+    uint64_t ours = atomic_load(&m->epoch);
+    if (seen <= ours || atomic_exchange(&m->fenced, true))
+        return;
+    atomic_store(&m->passive, true);
+    tn_error("master",
+             "msg=\"fenced: a worker follows a newer leader; this master stops dispatching\" "
+             "worker=%s epoch=%" PRIu64 " newer=%" PRIu64,
+             w->name, ours, seen);
 }
 
 static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
@@ -677,9 +700,12 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
     }
     w->alive = true;
     uint64_t hb_ms = 0;
-    for (uint32_t i = 0; i < h->gauges.n; i++)
+    for (uint32_t i = 0; i < h->gauges.n; i++) {
         if (tn_str_eq(h->gauges.v[i].key, "heartbeat_ms"))
             hb_ms = h->gauges.v[i].val;
+        if (tn_str_eq(h->gauges.v[i].key, "master_epoch"))
+            fenced_by(m, w, h->gauges.v[i].val);
+    }
     if ((fresh || rebooted) && hb_ms && m->o.heartbeat_timeout_ms < 3 * hb_ms)
         tn_warn("master",
                 "msg=\"heartbeat timeout under 3 heartbeats: the worker may be lost while "
@@ -1045,7 +1071,10 @@ static void check_workers(tn_master *m)
         char en[300];
         tn_warn("master", "msg=\"worker lost\" worker=%s silent_ms=%" PRId64,
                 tn_log_escape(w->name, en, sizeof(en)), (now - w->last_hb) / 1000000);
-        lost_attempts(m, w, NULL, UINT64_MAX, "its worker stopped sending heartbeats");
+        lost_attempts(m, w, NULL, UINT64_MAX,
+                      w->gone ? "its worker's registry session ended" :
+                                "its worker stopped sending heartbeats");
+        w->gone = false;
         w->assigned = 0;
         /* What was queued for it when its connection broke went with that socket
          * (transport/nng.c, sockgen); what is sent later waits for its next run, which
@@ -1059,11 +1088,11 @@ static void check_workers(tn_master *m)
         if (!a || !a->enc || a->next_send > now)
             continue;
         worker_view *w = find_worker(m, a->worker);
-        if (!w || !w->alive || !w->tx.ops)
+        if (!w || !w->alive || !w->tx.ops || atomic_load(&m->passive))
             continue;
         tn_buf b = {0};
         tn_frame f;
-        if (tn_frame_begin_cluster(&f, &b, m->id, m->cluster) == TN_OK &&
+        if (tn_frame_begin_epoch(&f, &b, m->id, m->cluster, atomic_load(&m->epoch)) == TN_OK &&
             tn_frame_add_encoded(&f, a->enc, a->len) == TN_OK && tn_frame_end(&f) == TN_OK)
             (void)tn_tx_send(w->tx, b.data, b.size);
         tn_buf_free(&b);
@@ -1293,6 +1322,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     pthread_mutex_init(&m->mu, NULL);
     tn_map_init(&m->asgs);
     m->rng = (uint64_t)tn_now_ns() | 1;
+    atomic_store(&m->epoch, opts->epoch);
+    atomic_store(&m->passive, opts->passive);
     m->started = tn_mono_ns();
     snprintf(m->id, sizeof(m->id), "master:%s", opts->id ? opts->id : "local");
     tn_err e;
@@ -1321,6 +1352,8 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
+    if (opts->gate)
+        tn_engine_gate(m->e, opts->gate, opts->gate_arg);
     snprintf(m->cluster, sizeof(m->cluster), "%s", tn_evlog_cluster_id(tn_engine_log(m->e)));
 
     /* the operator learns at once when a --data path made a new store (a typo would) */
@@ -1401,4 +1434,49 @@ void tn_master_stop(tn_master *m)
 tn_engine *tn_master_engine(tn_master *m)
 {
     return m->e;
+}
+
+void tn_master_set_passive(tn_master *m, bool passive)
+{
+    atomic_store(&m->passive, passive);
+    if (!passive)
+        tn_engine_wake(m->e);
+}
+
+bool tn_master_fenced(tn_master *m)
+{
+    return atomic_load(&m->fenced);
+}
+
+uint64_t tn_master_epoch(tn_master *m)
+{
+    return atomic_load(&m->epoch);
+}
+
+void tn_master_worker_gone(tn_master *m, const char *name)
+{
+    pthread_mutex_lock(&m->mu);
+    worker_view *w = find_worker(m, name);
+    if (w && w->alive) {
+        /* the next liveness check (within 100 ms) loses it and fails its attempts over */
+        w->last_hb = tn_mono_ns() - (int64_t)m->o.heartbeat_timeout_ms * 1000000 - 1;
+        w->gone = true;
+        tn_warn("master", "msg=\"worker's registry session ended: lost\" worker=%s", w->name);
+    }
+    pthread_mutex_unlock(&m->mu);
+    tn_engine_wake(m->e);
+}
+
+void tn_master_workers_each(tn_master *m, void (*fn)(void *arg, const char *name), void *arg)
+{
+    char(*names)[TN_PROTO_ID_MAX + 1] = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&m->mu);
+    for (worker_view *w = m->workers; w; w = w->next)
+        if (w->alive && tn_grow((void **)&names, &cap, n + 1, sizeof(*names)))
+            snprintf(names[n++], sizeof(*names), "%s", w->name);
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n; i++)
+        fn(arg, names[i]);
+    free(names);
 }

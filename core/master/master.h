@@ -47,6 +47,13 @@ typedef struct tn_master_opts {
     /* The HTTP API and /metrics (docs/API.md): HOST:PORT, off when NULL; https with
      * http_cert and http_key, and a client certificate of http_ca required when given. */
     const char *http_addr, *http_cert, *http_key, *http_ca;
+    /* A cluster of masters (--zk): the leader epoch its frames carry from the start, and
+     * whether it starts passive (sending nothing to workers until tn_master_set_passive). */
+    uint64_t epoch;
+    bool passive;
+    /* Between a batch's commit and its effects (tn_engine_gate): --sync-standbys. */
+    void (*gate)(void *arg, uint64_t last_seq);
+    void *gate_arg;
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */
@@ -61,6 +68,19 @@ const char *tn_master_cluster_id(const tn_master *m);
 
 /* The engine the master runs (its own thread runs it: use tn_engine_submit_wait). */
 struct tn_engine *tn_master_engine(tn_master *m);
+
+/* The leader epoch every frame to workers carries (opts.epoch). */
+uint64_t tn_master_epoch(tn_master *m);
+/* Passive: nothing is sent to workers (a leader whose ZooKeeper session is in doubt);
+ * dispatches wait and go when it is active again. */
+void tn_master_set_passive(tn_master *m, bool passive);
+/* Whether a worker reported a leader epoch newer than ours (the master went passive). */
+bool tn_master_fenced(tn_master *m);
+/* The registry says worker `name` is gone (its ZooKeeper session ended): it is lost now,
+ * as after a heartbeat timeout, and its attempts fail over. */
+void tn_master_worker_gone(tn_master *m, const char *name);
+/* Calls fn for each worker alive now (by name). */
+void tn_master_workers_each(tn_master *m, void (*fn)(void *arg, const char *name), void *arg);
 
 /* Parse "random|round_robin|lower_weight"; -1 when unknown. */
 int tn_selector_parse(const char *s);

@@ -169,3 +169,12 @@ void tn_outbox_fini(tn_outbox *ob)
         }
     tn_map_fini(&ob->pend);
 }
+
+void tn_outbox_resend_now(tn_outbox *ob)
+{
+    for (size_t i = 0; i < ob->pend.cap; i++) {
+        pending *p = ob->pend.slots[i].key ? ob->pend.slots[i].val : NULL;
+        if (p)
+            p->next_send = 0;
+    }
+}

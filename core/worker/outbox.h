@@ -35,6 +35,9 @@ tn_err tn_outbox_put(tn_outbox *ob, tn_msg *m);
 void tn_outbox_commit(tn_outbox *ob, bool force, const atomic_bool *stop);
 /* Send every report that is due to tx, in frames from `sender` of ob->cluster. */
 void tn_outbox_send(tn_outbox *ob, tn_tx tx, const char *sender, int64_t now);
+/* Make every report due now (a new leader: what the old one did not persist goes first,
+ * before anything else the worker sends it). */
+void tn_outbox_resend_now(tn_outbox *ob);
 /* The master persisted report id: it leaves (a duplicate PERSISTED is ignored). */
 void tn_outbox_done(tn_outbox *ob, uint64_t id);
 /* When staged deletes must be committed (monotonic ns), or 0 when there are none. */

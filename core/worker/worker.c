@@ -31,6 +31,7 @@
 #include "proc.h"
 #include "retention.h"
 #include "taskenv.h"
+#include "fence.h"
 #include "outbox.h"
 #include "outbox_store.h"
 #include "util.h"
@@ -101,7 +102,11 @@ struct tn_worker {
     char cluster[TN_PROTO_CLUSTER_MAX + 1];
     bool rebound;           /* opts.cluster_id replaced another cluster at start */
     int64_t refused_log_at; /* monotonic: the last "another cluster" error */
-    uint64_t refused;       /* frames refused since that log line */
+    tn_fence fence;         /* the newest leader epoch seen (fence.h) */
+    /* a new leader's URL (tn_worker_set_master), taken by the worker thread; guarded by mu */
+    char next_master[TN_PROTO_URL_MAX + 1];
+    uint64_t next_epoch;
+    uint64_t refused; /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
@@ -528,6 +533,9 @@ static void heartbeat(tn_worker *w)
         {TN_STR("containment_cgroup"), tn_procs_mode(w->procs) == TN_CONTAIN_CGROUP},
         {TN_STR("max_load_milli"), w->o.max_load_milli},
         {TN_STR("heartbeat_ms"), w->o.heartbeat_ms}, /* the master checks its timeout */
+        /* the newest leader epoch seen: a master of an older one learns it is fenced */
+        {TN_STR("master_epoch"), w->fence.highest},
+        {TN_STR("fenced_frames_total"), w->fence.refused},
     };
     uint32_t running = 0;
     for (job *j = w->jobs; j; j = j->next)
@@ -767,6 +775,16 @@ static bool cluster_accepts(tn_worker *w, const void *buf, size_t len)
     return false;
 }
 
+/* A frame of a leader older than the newest seen is refused whole (fence.h). */
+static bool epoch_accepts(tn_worker *w, const void *buf, size_t len)
+{
+    tn_str sender, c;
+    uint64_t epoch;
+    if (tn_frame_header_epoch(buf, len, &sender, &c, &epoch) != TN_OK)
+        return true; /* the decoder says what is wrong with it */
+    return tn_fence_accept(&w->fence, epoch, sender.p, sender.len);
+}
+
 static void take_inbound(tn_worker *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -776,7 +794,7 @@ static void take_inbound(tn_worker *w)
     while (in) {
         inmsg *next = in->next;
         tn_errmsg em = {{0}};
-        if (!cluster_accepts(w, in->buf, in->len))
+        if (!cluster_accepts(w, in->buf, in->len) || !epoch_accepts(w, in->buf, in->len))
             ; /* refused and logged */
         else if (tn_frame_decode(in->buf, in->len, process, w, &em) != TN_OK)
             tn_warn("worker", "msg=\"malformed frame dropped\" bytes=%zu why=\"%s\"", in->len,
@@ -867,6 +885,51 @@ static bool poll_hooks(tn_worker *w, int64_t now)
     return running;
 }
 
+/* Reports and heartbeats go to a new leader (cluster of masters): a new sender to its
+ * URL; what the outbox holds is resent there. The new leader's epoch fences the old one. */
+static bool switch_master(tn_worker *w)
+{
+    char url[TN_PROTO_URL_MAX + 1];
+    pthread_mutex_lock(&w->mu);
+    snprintf(url, sizeof(url), "%s", w->next_master);
+    w->next_master[0] = 0;
+    uint64_t epoch = w->next_epoch;
+    pthread_mutex_unlock(&w->mu);
+    if (!url[0])
+        return false;
+    tn_fence_raise(&w->fence, epoch);
+    tn_errmsg em = {{0}};
+    tn_tx inner, tx;
+    tn_err e = tn_tx_new(url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &inner, &em);
+    if (!e && (e = tn_tx_fault_from_env(inner, &tx, &em)))
+        tn_tx_free(&inner);
+    if (!e && (e = tn_tx_dial(tx, url, &em)))
+        tn_tx_free(&tx);
+    if (e) {
+        tn_error("worker", "msg=\"cannot reach the new leader\" url=%s why=\"%s\"", url,
+                 em.text);
+        return false;
+    }
+    tn_tx_free(&w->tx);
+    w->tx = tx;
+    tn_info("worker", "msg=\"following a new leader\" url=%s epoch=%" PRIu64, url, epoch);
+    /* the reports the old leader did not persist reach the new one before our heartbeat,
+     * hence before our answer to its RECONCILE: a finished attempt is not taken for lost */
+    tn_outbox_resend_now(&w->ob);
+    tn_outbox_send(&w->ob, w->tx, w->name, tn_mono_ns());
+    return true;
+}
+
+void tn_worker_set_master(tn_worker *w, const char *url, uint64_t epoch)
+{
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->next_master, sizeof(w->next_master), "%s", url);
+    w->next_epoch = epoch;
+    pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    (void)!write(w->wake, &one, sizeof(one));
+}
+
 static void *worker_thread(void *arg)
 {
     tn_worker *w = arg;
@@ -875,6 +938,8 @@ static void *worker_thread(void *arg)
         uint64_t v;
         (void)!read(w->wake, &v, sizeof(v)); /* before taking: a later frame wakes again */
         take_inbound(w);
+        if (switch_master(w))
+            last_hb = 0; /* the new leader hears from us at once */
         int64_t now = tn_mono_ns();
         tn_procs_tick(w->procs, now);
         (void)poll_hooks(w, now);
@@ -1345,6 +1410,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     if ((e = lock_data(w, msg)) || (e = load_identity(w, opts->cluster_id, msg)))
         goto fail;
     set_names(w, opts);
+    tn_fence_init(&w->fence, w->data);
     if (!id_chars_ok(w->name)) { /* a label, but one that goes into logs and the journal */
         e = tn_errmsg_set(msg, TN_ERR_INVAL,
                           "worker name \"%s\" is invalid: use 1-64 of A-Z a-z 0-9 . _ -, "

@@ -62,6 +62,9 @@ typedef struct tn_worker_opts {
 
 /* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg);
+/* Send reports and heartbeats to url from now on (a new leader of a cluster of masters,
+ * of leader epoch `epoch`, which fences older leaders here). Any thread. */
+void tn_worker_set_master(tn_worker *w, const char *url, uint64_t epoch);
 /* Stop: tasks still running are killed (SIGTERM, 2 s grace, SIGKILL) and their results
  * kept in the outbox for the master; a worker that dies instead leaves them to its next
  * start, which finds, kills and reports them. */

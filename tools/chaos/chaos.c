@@ -117,6 +117,9 @@ bool chaos_mount_point(const char *type, const char *opt, char *buf, size_t len)
 /* ------------------------------------------------------------------------------ */
 /* the command line */
 
+/* `tern chaos failover` (failover.c): three masters on ZooKeeper, its own run. */
+static bool failover_scenario;
+
 /* The options into r; have_seed and sized: whether --seed and the sizes were given.
  * Returns 0, or the exit status of a usage error. */
 static int parse_opts(const chaos_opts *o, run *r, bool *have_seed, bool *sized)
@@ -168,7 +171,13 @@ static int parse_args(int argc, char **argv, run *r, const char **replay)
     }
     if (!scen)
         return tn_cli_usage("chaos", "give a scenario: master-crash, worker-crash, partition, "
-                                     "lossy-net, disk-full or mixed");
+                                     "lossy-net, disk-full, mixed or failover");
+    if (strcmp(scen, "failover") == 0) { /* a cluster of masters: failover.c */
+        if (!have_seed)
+            r->s.seed = (uint64_t)tn_now_ns() % 1000000007ull ^ (uint64_t)getpid();
+        failover_scenario = true;
+        return 0;
+    }
     r->s.scenario = schedule_scenario(scen);
     if (r->s.scenario < 0)
         return tn_cli_usage("chaos",
@@ -368,13 +377,16 @@ static void run_finish(run *r)
 
 int tn_cmd_chaos(int argc, char **argv)
 {
+    failover_scenario = false;
     run *r = calloc(1, sizeof(*r));
     if (!r)
         return tn_cli_fail("chaos", "out of memory");
     pthread_mutex_init(&r->mu, NULL);
     const char *replay = NULL;
     int rc = parse_args(argc, argv, r, &replay);
-    if (rc) {
+    if (rc || failover_scenario) {
+        if (!rc)
+            rc = tn_chaos_failover(r->s.seed, r->s.duration_ms, r->keep ? r->dir : NULL);
         run_free(r);
         return rc;
     }

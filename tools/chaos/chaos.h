@@ -294,4 +294,8 @@ bool check_settled(run *r, char *why, size_t wlen);
  * the master's store. */
 void check_all(run *r);
 
+/* `tern chaos failover` (failover.c): three masters on ZooKeeper, two workers, the
+ * leader killed and paused; 0 when every invariant held. */
+int tn_chaos_failover(uint64_t seed, int64_t duration_ms, const char *dir);
+
 #endif

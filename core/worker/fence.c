@@ -1,0 +1,69 @@
+/* Leader epochs a worker takes frames from (see fence.h). */
+#include "fence.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+void tn_fence_init(tn_fence *f, const char *data_dir)
+{
+    *f = (tn_fence){0};
+    snprintf(f->path, sizeof(f->path), "%s/master-epoch", data_dir);
+    FILE *fp = fopen(f->path, "re");
+    if (!fp)
+        return;
+    char buf[32] = "";
+    if (fgets(buf, sizeof(buf), fp))
+        f->highest = strtoull(buf, NULL, 10);
+    fclose(fp);
+}
+
+/* Written to a temp file then renamed: a crash leaves the old value or the new one. */
+static void record(tn_fence *f)
+{
+    char tmp[PATH_MAX + 40], text[32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", f->path);
+    int n = snprintf(text, sizeof(text), "%" PRIu64 "\n", f->highest);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, f->path) != 0)
+        tn_error("worker", "msg=\"cannot record the master epoch\" path=%s why=\"%s\"", f->path,
+                 strerror(errno));
+}
+
+void tn_fence_raise(tn_fence *f, uint64_t epoch)
+{
+    if (epoch <= f->highest)
+        return;
+    tn_info("worker", "msg=\"new leader epoch\" epoch=%" PRIu64 " before=%" PRIu64, epoch,
+            f->highest);
+    f->highest = epoch;
+    record(f);
+}
+
+bool tn_fence_accept(tn_fence *f, uint64_t epoch, const char *sender, size_t sender_len)
+{
+    if (epoch >= f->highest) {
+        tn_fence_raise(f, epoch);
+        return true;
+    }
+    f->refused++;
+    int64_t now = tn_mono_ns();
+    if (!f->refused_log_at || now - f->refused_log_at >= 10000000000LL) {
+        tn_warn("worker",
+                "msg=\"frame from a fenced master refused: a newer leader took over\" "
+                "sender=\"%.*s\" epoch=%" PRIu64 " current=%" PRIu64 " refused=%" PRIu64,
+                (int)sender_len, sender, epoch, f->highest, f->refused);
+        f->refused_log_at = now;
+    }
+    return false;
+}

@@ -1,0 +1,31 @@
+/* Fencing of masters by leader epoch: a worker takes frames only from the newest leader it
+ * has seen. A cluster of masters in ZooKeeper bumps the epoch at each takeover, and every
+ * frame a master sends carries its epoch (transport/proto.h): once the new leader's first
+ * frame (its RECONCILE at takeover) reached a worker, nothing an older leader sends is
+ * taken there, not even from a leader paused past its session and woken up. The highest
+ * epoch is kept in DATA/master-epoch, so a restarted worker remembers it. Epoch 0 (a
+ * master without ZooKeeper) is taken only by a worker that never saw another. */
+#ifndef TN_FENCE_H
+#define TN_FENCE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tn_fence {
+    char path[PATH_MAX + 32];
+    uint64_t highest;       /* used by one thread (the worker loop) */
+    uint64_t refused;       /* frames refused since start */
+    int64_t refused_log_at; /* monotonic ns of the last refusal logged */
+} tn_fence;
+
+/* Read DATA/master-epoch (0 when absent). */
+void tn_fence_init(tn_fence *f, const char *data_dir);
+/* Whether a frame from a leader of `epoch` is taken. A higher epoch becomes the highest
+ * (recorded); a lower one is refused, counted and logged (once per 10 s). */
+bool tn_fence_accept(tn_fence *f, uint64_t epoch, const char *sender, size_t sender_len);
+/* Raise the highest epoch without a frame (learnt from ZooKeeper's leader record). */
+void tn_fence_raise(tn_fence *f, uint64_t epoch);
+
+#endif
