@@ -34,6 +34,7 @@ enum {
     SC_LOSSY_NET,
     SC_DISK_FULL,
     SC_MIXED,
+    SC_SCHEDULE,
     SC__COUNT
 };
 extern const char *const chaos_scenario_names[SC__COUNT];
@@ -183,6 +184,7 @@ typedef struct run {
     uint64_t replay_events;
     uint64_t journal_attempts, journal_reruns, journal_cross;
     uint64_t results_checked;
+    int64_t sched_end_ns; /* the schedule scenario: its schedules' end (unix ns) */
 } run;
 
 /* Set by SIGINT and SIGTERM (chaos.c): every loop of the run ends early. */
@@ -293,5 +295,15 @@ bool check_settled(run *r, char *why, size_t wlen);
 /* Every invariant: on the live hosts, then (stopping every daemon) from the journals and
  * the master's store. */
 void check_all(run *r);
+
+/* ------------------------------------------------------------------------------ */
+/* the schedules (schedrun.c) */
+
+/* The schedule scenario: its definitions applied and its schedules set on the master's
+ * store, before the master first starts. 0, or prints why not and returns 1. */
+int schedrun_seed(run *r);
+/* 7: every schedule in the master's log decided each of its nominal times exactly once. */
+struct tn_store;
+void schedrun_check(run *r, struct tn_store *s);
 
 #endif
