@@ -165,6 +165,7 @@ int tn_cmd_replay(int argc, char **argv);
 int tn_cmd_audit(int argc, char **argv);
 int tn_cmd_sm(int argc, char **argv);
 int tn_cmd_bench(int argc, char **argv);
+int tn_bench_schedule(int argc, char **argv); /* `tern bench schedule` */
 int tn_cmd_cert(int argc, char **argv);
 int tn_cmd_demo(int argc, char **argv);
 int tn_cmd_run(int argc, char **argv);

@@ -276,6 +276,7 @@ void esched_close(tn_engine *e);
 tn_err esched_cmd(tn_engine *e, tn_cmd *c);       /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
 tn_err esched_tick(tn_engine *e);                 /* a TIMER_SCHED fired */
 tn_err esched_wf_final(tn_engine *e, wf_run *w);  /* an instance reached a final state */
+void esched_rollback(tn_engine *e); /* a batch was dropped: back to what the log holds */
 
 /* logic.c: conditions, switch, dependent, sub_workflow */
 tn_err logic_start(tn_engine *e, task_run *t);
