@@ -35,7 +35,8 @@ static const tn_opt bs_table[] = {
     {"minutes", 0, TN_OPT_U64, offsetof(bs_opts, minutes), "M",
      .help = "minute boundaries to measure (default 2)", .min = 1, .max = 600},
     {"quick", 0, TN_OPT_FLAG, offsetof(bs_opts, quick), NULL,
-     .help = "a short run: 200 schedules on \"* * * * * ?\", 3 fires each"},
+     .help = "a short run: fires every second (\"* * * * * ?\"), 200 schedules and 3\n"
+             "fires each unless --schedules and --minutes say otherwise"},
     {0}};
 
 static const tn_opt_cmd bs_spec = {
@@ -241,7 +242,7 @@ static int bs_measure(tn_engine *e, unsigned n, unsigned rounds, const char *cro
 int tn_bench_schedule(int argc, char **argv)
 {
     const char *tmp = getenv("TMPDIR");
-    bs_opts o = {.dir = tmp ? tmp : "/tmp", .schedules = 10000, .minutes = 2};
+    bs_opts o = {.dir = tmp ? tmp : "/tmp"};
     tn_opt_args a;
     int rc = tn_opt_cli(&bs_spec, argc, argv, &o, &a);
     if (rc)
@@ -249,8 +250,8 @@ int tn_bench_schedule(int argc, char **argv)
     tn_opt_args_free(&a);
     const char *cron = o.quick ? "* * * * * ?" : "0 * * * * ?";
     int64_t period = (o.quick ? 1LL : 60LL) * 1000000000LL;
-    unsigned n = o.quick ? 200 : (unsigned)o.schedules,
-             rounds = o.quick ? 3 : (unsigned)o.minutes;
+    unsigned n = o.schedules ? (unsigned)o.schedules : o.quick ? 200 : 10000;
+    unsigned rounds = o.minutes ? (unsigned)o.minutes : o.quick ? 3 : 2;
     char dir[4000], logs[4100];
     snprintf(dir, sizeof(dir), "%s/tern-bench-XXXXXX", o.dir);
     if (!mkdtemp(dir))
