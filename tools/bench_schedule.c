@@ -130,6 +130,21 @@ static int bs_setup(tn_engine *e, unsigned n, const char *cron)
     return err ? -1 : 0;
 }
 
+/* Pause every schedule: the baseline's starts must not share their steps with fires. */
+static void bs_pause_all(tn_engine *e, unsigned n)
+{
+    tn_cmd *c = calloc(n, sizeof(*c));
+    char(*names)[16] = calloc(n, sizeof(*names));
+    for (unsigned i = 0; c && names && i < n; i++) {
+        snprintf(names[i], sizeof(names[i]), "bs%06u", i);
+        c[i] = (tn_cmd){.kind = TN_CMD_SCHED_PAUSE, .workflow = names[i]};
+    }
+    if (c && names)
+        call_all(e, c, n);
+    free(c);
+    free(names);
+}
+
 /* Run the engine on the real clock until `want` fires have committed or `until`. */
 static void bs_run(tn_engine *e, const fires *f, size_t want, int64_t until)
 {
@@ -221,6 +236,7 @@ static int bs_measure(tn_engine *e, unsigned n, unsigned rounds, const char *cro
     tn_engine_observe(e, NULL, NULL);
     int64_t *lat = calloc(f.n + 1, sizeof(*lat));
     size_t nl = lat ? bs_lateness(e, &f, lat) : 0;
+    bs_pause_all(e, n);
     double base = bs_baseline(e, 200) / 1e6;
     free(f.seq);
     free(f.at);
