@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "engine.h"
@@ -145,11 +146,32 @@ static void bs_pause_all(tn_engine *e, unsigned n)
     free(names);
 }
 
-/* Run the engine on the real clock until `want` fires have committed or `until`. */
-static void bs_run(tn_engine *e, const fires *f, size_t want, int64_t until)
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Run the engine on the real clock until `want` fires have committed or `until`. Each
+ * step that commits fires is described on stderr: when it began after the nominal time,
+ * its wall time and the CPU time of this thread in it (the rest is the disk, or waiting
+ * for a CPU). */
+static void bs_run(tn_engine *e, const fires *f, size_t want, int64_t until, int64_t period)
 {
     while (f->n < want && tn_now_ns() < until) {
+        size_t had = f->n;
+        tn_engine_stats s0, s1;
+        tn_engine_stats_get(e, &s0);
+        int64_t w0 = tn_now_ns(), c0 = thread_cpu_ns();
         tn_engine_step(e, NULL);
+        tn_engine_stats_get(e, &s1);
+        if (f->n > had)
+            fprintf(stderr,
+                    "tern bench schedule: %zu fires (%" PRIu64 " events) in a step that "
+                    "began %.1f ms after their time: %.1f ms wall, %.1f ms CPU\n",
+                    f->n - had, s1.events - s0.events, (double)(w0 % period) / 1e6,
+                    (double)(tn_now_ns() - w0) / 1e6, (double)(thread_cpu_ns() - c0) / 1e6);
         tn_engine_wait(e, 20 * 1000000LL);
     }
 }
@@ -232,7 +254,8 @@ static int bs_measure(tn_engine *e, unsigned n, unsigned rounds, const char *cro
     int64_t first = (tn_now_ns() / period + 1) * period;
     fprintf(stderr, "tern bench schedule: %u schedules on \"%s\", %u fires each from %.1fs\n",
             n, cron, rounds, (double)(first - tn_now_ns()) / 1e9);
-    bs_run(e, &f, (size_t)n * rounds, first + (int64_t)rounds * period + 30 * 1000000000LL);
+    bs_run(e, &f, (size_t)n * rounds, first + (int64_t)rounds * period + 30 * 1000000000LL,
+           period);
     tn_engine_observe(e, NULL, NULL);
     int64_t *lat = calloc(f.n + 1, sizeof(*lat));
     size_t nl = lat ? bs_lateness(e, &f, lat) : 0;
