@@ -7,11 +7,9 @@
 
 /* Indexed by tn_machine; [0] is no machine. */
 static const tn_sm *const machines[TN_MACHINE_MAX + 1] = {
-    [TN_MACHINE_WORKFLOW] = &tn_sm_workflow,
-    [TN_MACHINE_TASK] = &tn_sm_task,
-    [TN_MACHINE_SYSTEM] = &tn_sm_system,
-    [TN_MACHINE_SCHEDULE] = &tn_sm_schedule,
-    [TN_MACHINE_BACKFILL] = &tn_sm_backfill,
+    [TN_MACHINE_WORKFLOW] = &tn_sm_workflow, [TN_MACHINE_TASK] = &tn_sm_task,
+    [TN_MACHINE_SYSTEM] = &tn_sm_system,     [TN_MACHINE_SCHEDULE] = &tn_sm_schedule,
+    [TN_MACHINE_BACKFILL] = &tn_sm_backfill, [TN_MACHINE_ALERT] = &tn_sm_alert,
 };
 
 const tn_sm *tn_sm_get(unsigned machine)

@@ -19,8 +19,9 @@ typedef enum tn_machine {
     TN_MACHINE_SYSTEM = 3,
     TN_MACHINE_SCHEDULE = 4,
     TN_MACHINE_BACKFILL = 5,
+    TN_MACHINE_ALERT = 6,
 } tn_machine;
-#define TN_MACHINE_MAX 5
+#define TN_MACHINE_MAX 6
 
 #define TN_SM_ILLEGAL 0xFF /* tn_sm_trans.to of an illegal (state, event) pair */
 #define TN_SM_NEW     0    /* the pseudo-state before creation */
@@ -49,6 +50,7 @@ extern const tn_sm tn_sm_task;
 extern const tn_sm tn_sm_system;
 extern const tn_sm tn_sm_schedule;
 extern const tn_sm tn_sm_backfill;
+extern const tn_sm tn_sm_alert;
 
 /* The machine with this id, or NULL. */
 const tn_sm *tn_sm_get(unsigned machine);

@@ -22,11 +22,9 @@
 
 /* LMDB's compiled-in maximum key size (mdb_env_get_maxkeysize) is 511 bytes; the batch
  * checks it when an op is queued, before any store is involved, so it is a constant. */
-#define KEY_MAX       511
+#define KEY_MAX 511
 /* A bound on one value so that a runaway encoder cannot ask for gigabytes. */
-#define VAL_MAX       (64 * MIB)
-/* TN_DB_BY_WF holds fixed-size duplicates (MDB_DUPFIXED): every value is one u64 seq. */
-#define BY_WF_VAL_LEN 8
+#define VAL_MAX (64 * MIB)
 
 /* Map-size changes and "another process grew the map" are rare, so a commit or read
  * that meets them retries; this bounds the retries against a misbehaving peer. */
@@ -45,10 +43,9 @@ static const char *const db_names[TN_DB__COUNT] = {
 };
 
 /* Plain byte keys everywhere: ids and seqs are big-endian, which sorts correctly as
- * bytes, and keeps the file independent of host byte order (no MDB_INTEGERKEY). */
-static const unsigned db_flags[TN_DB__COUNT] = {
-    [TN_DB_BY_WF] = MDB_DUPSORT | MDB_DUPFIXED,
-};
+ * bytes, and keeps the file independent of host byte order (no MDB_INTEGERKEY). No
+ * database has duplicates (format 1's by_wf had one sorted duplicate per event). */
+static const unsigned db_flags[TN_DB__COUNT] = {0};
 
 struct tn_store {
     MDB_env *env;
@@ -353,6 +350,13 @@ static tn_err check_format(tn_store *s, MDB_txn *txn, bool *found, tn_errmsg *ms
                              s->path, v.mv_size);
     const uint8_t *p = v.mv_data;
     uint32_t f = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (f < TN_STORE_FORMAT)
+        return tn_errmsg_set(msg, TN_ERR_VERSION,
+                             "%s: store format %u was written by an older tern; this tern "
+                             "reads format %d only (its per-workflow index changed): open it "
+                             "with the tern that wrote it, or create a new store with `tern "
+                             "init --data NEWDIR`",
+                             s->path, f, TN_STORE_FORMAT);
     if (f != TN_STORE_FORMAT)
         return tn_errmsg_set(msg, TN_ERR_VERSION,
                              "%s: store format %u, this tern reads format %d: use the tern "
@@ -361,15 +365,15 @@ static tn_err check_format(tn_store *s, MDB_txn *txn, bool *found, tn_errmsg *ms
     return TN_OK;
 }
 
-/* LMDB keeps the flags a database was created with; a by_wf without sorted fixed-size
- * duplicates was not written by tern. */
+/* LMDB keeps the flags a database was created with; a by_wf with duplicates was not
+ * written by this format. */
 static tn_err check_layout(tn_store *s, MDB_txn *txn, tn_errmsg *msg)
 {
     unsigned fl = 0;
     int rc = mdb_dbi_flags(txn, s->dbi[TN_DB_BY_WF], &fl);
     if (rc != MDB_SUCCESS)
         return mdb_msg(s, rc, "reading the database flags", msg);
-    if ((fl & db_flags[TN_DB_BY_WF]) != db_flags[TN_DB_BY_WF])
+    if (fl & MDB_DUPSORT)
         return tn_errmsg_set(msg, TN_ERR_CORRUPT,
                              "%s: the \"by_wf\" database has the wrong layout: restore the "
                              "store from a backup",
@@ -846,8 +850,6 @@ static tn_err batch_add(tn_batch *b, enum op_kind kind, tn_db db, const void *ke
         return TN_ERR_INVAL;
     if (klen > KEY_MAX || vlen > VAL_MAX)
         return TN_ERR_TOOBIG;
-    if (kind != OP_DEL && db == TN_DB_BY_WF && vlen != BY_WF_VAL_LEN)
-        return TN_ERR_INVAL;
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         struct op *ops = reallocarray(b->ops, cap, sizeof(*ops));
@@ -915,13 +917,11 @@ static int run_ops(tn_store *s, MDB_txn *txn, const tn_batch *b, size_t *bad)
         int rc;
         switch (op->kind) {
         case OP_APPEND:
-            /* MDB_APPEND skips the search for the insertion point. In the duplicate
-             * database it would also require the key to be the last one, which a
-             * workflow id seldom is, so a plain put adds the duplicate there. */
-            rc = mdb_put(txn, dbi, &k, &v, op->db == TN_DB_BY_WF ? 0 : MDB_APPEND);
+            /* MDB_APPEND skips the search for the insertion point */
+            rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
             break;
         case OP_DEL:
-            /* NULL data: every duplicate goes. A missing key is already deleted. */
+            /* A missing key is already deleted. */
             rc = mdb_del(txn, dbi, &k, NULL);
             if (rc == MDB_NOTFOUND)
                 rc = MDB_SUCCESS;
@@ -1113,25 +1113,6 @@ tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val)
         return TN_ERR_INVAL;
     MDB_val k;
     return cursor_get(c, &k, MDB_NEXT, key, val);
-}
-
-tn_err tn_cursor_seek_exact(tn_cursor *c, const void *k, size_t klen, tn_val *val)
-{
-    if (!c || !k || klen == 0)
-        return TN_ERR_INVAL;
-    if (klen > KEY_MAX)
-        return TN_ERR_NOENT;
-    /* MDB_SET_KEY lands on the key's first duplicate and returns its value. */
-    MDB_val mk = {klen, (void *)k};
-    return cursor_get(c, &mk, MDB_SET_KEY, NULL, val);
-}
-
-tn_err tn_cursor_next_dup(tn_cursor *c, tn_val *val)
-{
-    if (!c)
-        return TN_ERR_INVAL;
-    MDB_val k;
-    return cursor_get(c, &k, MDB_NEXT_DUP, NULL, val);
 }
 
 /* --- information ----------------------------------------------------------------- */

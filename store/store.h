@@ -20,11 +20,12 @@
 #include "err.h"
 
 /* On-disk format of the store; written at creation, checked at every open. */
-#define TN_STORE_FORMAT 1
+#define TN_STORE_FORMAT 2 /* 2: by_wf holds one entry per workflow and commit */
 
 typedef enum tn_db {
     TN_DB_EVENTS, /* seq (u64 big-endian) -> encoded event; appended in order */
-    TN_DB_BY_WF,  /* wf id (u64 BE) -> seq (u64 BE), sorted duplicates */
+    TN_DB_BY_WF,  /* wf id (u64 BE) || first seq (u64 BE) -> that commit's seqs of the
+                   * workflow (core/log/wfindex.h) */
     TN_DB_DEFS,   /* definition key -> encoded definition (a projection) */
     TN_DB_WF,     /* wf id (u64 BE) -> encoded workflow projection */
     TN_DB_TASKS,  /* task id (u64 BE) -> encoded task projection */
@@ -70,13 +71,13 @@ tn_err tn_batch_new(tn_batch **out);
 void tn_batch_free(tn_batch *b);  /* accepts NULL */
 void tn_batch_reset(tn_batch *b); /* empty it, keep its memory */
 size_t tn_batch_count(const tn_batch *b);
-/* Queue a put (replaces an existing value; in TN_DB_BY_WF adds a duplicate). */
+/* Queue a put (replaces an existing value). */
 tn_err tn_batch_put(tn_batch *b, tn_db db, const void *key, size_t klen, const void *val,
                     size_t vlen);
 /* Queue a put whose key is greater than every key in `db` (TN_DB_EVENTS): cheaper. */
 tn_err tn_batch_append(tn_batch *b, tn_db db, const void *key, size_t klen, const void *val,
                        size_t vlen);
-/* Queue a delete of `key` (in TN_DB_BY_WF: of all its duplicates). */
+/* Queue a delete of `key` (a missing key is no error). */
 tn_err tn_batch_del(tn_batch *b, tn_db db, const void *key, size_t klen);
 
 /* Run every queued operation, in order, in one durable write transaction.
@@ -110,10 +111,6 @@ void tn_cursor_close(tn_cursor *c); /* accepts NULL */
 tn_err tn_cursor_first(tn_cursor *c, tn_val *key, tn_val *val);
 tn_err tn_cursor_seek(tn_cursor *c, const void *k, size_t klen, tn_val *key, tn_val *val);
 tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val);
-/* Duplicates of one key (TN_DB_BY_WF): position at the first duplicate of exactly
- * `key` (TN_ERR_NOENT if absent), then step through that key's duplicates only. */
-tn_err tn_cursor_seek_exact(tn_cursor *c, const void *k, size_t klen, tn_val *val);
-tn_err tn_cursor_next_dup(tn_cursor *c, tn_val *val);
 
 /* --- information -------------------------------------------------------------- */
 

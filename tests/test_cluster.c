@@ -2379,3 +2379,364 @@ Test(cluster, pids_max_from_the_definition_limits_the_task_and_is_recorded)
     if (none)
         cr_skip_test("no pids controller and the worker runs as root: not enforced");
 }
+
+/* ---- application kill hooks ----------------------------------------------------------- */
+
+/* A fake `yarn` in DIR/bin that appends its arguments to DIR/yarn.calls; the hook spec that
+ * runs it for application ids, in spec. */
+static void fake_yarn(char *spec, size_t len)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/bin", dir);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    char text[1200];
+    snprintf(text, sizeof(text),
+             "#!/bin/sh\necho \"$*\" >> %s/yarn.calls\n"
+             "echo \"$TERN_KILL_HOOK_TASK_USER\" > %s/yarn.user\n"
+             "echo \"Killed application $3\"\n",
+             dir, dir);
+    char *y = write_file("bin/yarn", text);
+    cr_assert_eq(chmod(y, 0755), 0);
+    snprintf(spec, len, "application_[0-9]+_[0-9]+=%s application -kill {id}", y);
+    free(y);
+}
+
+/* How many lines of DIR/yarn.calls are exactly line. */
+static int yarn_calls(const char *line)
+{
+    char p[700], buf[512];
+    snprintf(p, sizeof(p), "%s/yarn.calls", dir);
+    FILE *f = fopen(p, "r");
+    int n = 0;
+    while (f && fgets(buf, sizeof(buf), f))
+        n += strcmp(buf, line) == 0;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static int yarn_lines(void)
+{
+    char p[700], buf[512];
+    snprintf(p, sizeof(p), "%s/yarn.calls", dir);
+    FILE *f = fopen(p, "r");
+    int n = 0;
+    while (f && fgets(buf, sizeof(buf), f))
+        n++;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Waits until the log of task `name` of wf shows text (the task is running by then). */
+static void wait_log_has(uint64_t wf, const char *name, const char *text)
+{
+    for (int i = 0; i < 400; i++) {
+        char *out = NULL;
+        uint64_t id = task_id(wf, name);
+        bool has = id && ctl(&out, "logs %" PRIu64, id) == 0 && out && strstr(out, text);
+        free(out);
+        if (has)
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("the log of %s never showed %s", name, text);
+}
+
+static void wait_task_state(uint64_t wf, const char *name, const char *want)
+{
+    char st[64];
+    int att;
+    for (int i = 0; i < 600; i++) {
+        task_state(wf, name, st, sizeof(st), &att);
+        if (!strcmp(st, want))
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("task %s is %s, not %s", name, st, want);
+}
+
+/* The "hooks" attr of the KILLED event of task `name` in wf's audit (JSON), "" when the
+ * event has none; NULL when there is no KILLED event. */
+static char *killed_hooks(uint64_t wf, const char *name, const char *data)
+{
+    char cmd[1200], *out = NULL, *err = NULL, key[64];
+    snprintf(cmd, sizeof(cmd), "%s audit %" PRIu64 " --json --data %s", tu_tern(), wf, data);
+    cr_assert_eq(tu_run(cmd, &out, &err), 0, "%s", err);
+    free(err);
+    snprintf(key, sizeof(key), "\"id\":%" PRIu64 ",\"event\":\"KILLED\"", task_id(wf, name));
+    char *ev = strstr(out, key), *res = NULL;
+    if (ev) {
+        char *end = strchr(ev, '\n'), *h = strstr(ev, "\"hooks\":\"");
+        if (h && (!end || h < end))
+            res = strndup(h + 9, strcspn(h + 9, "\n"));
+        else
+            res = strdup("");
+    }
+    free(out);
+    return res;
+}
+
+/* A master and a worker with the fake yarn's hook and one for job_ ids, every message sent
+ * twice both ways (a resent KILL, a resent KILL_RESULT); the yarn path in yarn. */
+static void start_hooked(char *yarn, size_t len)
+{
+    static char spec[1000], job[1000];
+    fake_yarn(spec, sizeof(spec));
+    snprintf(yarn, len, "%s/bin/yarn", dir);
+    snprintf(job, sizeof(job), "job_[^ ]+=%s job -kill {id}", yarn);
+    const char *faults = "seed=3,dup=1";
+    start_master("5s", faults);
+    const char *extra[] = {"--kill-hook", spec, "--kill-hook", job, NULL};
+    start_worker_with("w1", extra);
+    wait_workers(1);
+}
+
+/* Tasks that printed YARN application ids are killed with `tern kill`: the worker's hook
+ * runs `yarn application -kill ID` once per distinct id, even with every KILL and
+ * KILL_RESULT sent twice, and the KILLED event records the command and its exit status.
+ * No id: no command, no attr. Shell in the log never runs. */
+Test(cluster, kill_hooks_run_once_per_id_with_the_command_in_the_audit)
+{
+    char yarn[900];
+    start_hooked(yarn, sizeof(yarn));
+    char yaml[2000];
+    snprintf(yaml, sizeof(yaml),
+             "name: kh\ntasks:\n"
+             "  - name: one\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'Submitted application application_1700000000000_0001'\n"
+             "      sleep 300\n"
+             "  - name: two\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'application_1700000000000_0002 application_1700000000000_0003'\n"
+             "      echo 'again application_1700000000000_0002'\n"
+             "      sleep 300\n"
+             "  - name: none\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'no application here'\n"
+             "      sleep 300\n"
+             "  - name: evil\n    type: shell\n    kill_grace: 200ms\n    command: |\n"
+             "      echo 'job_1;touch %s/pwned1 job_$(touch${IFS}%s/pwned2)'\n"
+             "      sleep 300\n",
+             dir, dir);
+    uint64_t wf = start_wf("kh.yaml", yaml, "kh");
+    static const char *const tasks[] = {"one", "two", "none", "evil"};
+    static const char *const shows[] = {"_0001", "again", "no application", "job_1"};
+    for (int i = 0; i < 4; i++)
+        wait_log_has(wf, tasks[i], shows[i]);
+    for (int i = 0; i < 4; i++) {
+        char *out = NULL;
+        cr_assert_eq(ctl(&out, "kill %" PRIu64, task_id(wf, tasks[i])), 0, "%s", out);
+        free(out);
+        wait_task_state(wf, tasks[i], "KILL");
+    }
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0001\n"), 1);
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0002\n"), 1);
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0003\n"), 1);
+    cr_expect_eq(yarn_lines(), 3, "no other command ran");
+    struct stat sb;
+    char p[800];
+    for (int i = 1; i <= 2; i++) {
+        snprintf(p, sizeof(p), "%s/pwned%d", dir, i);
+        cr_expect_neq(stat(p, &sb), 0, "the log ran as shell");
+    }
+    char *h = killed_hooks(wf, "one", mdata), want[1200];
+    cr_assert_not_null(h);
+    snprintf(want, sizeof(want),
+             "%s application -kill 'application_1700000000000_0001' -> exit 0", yarn);
+    cr_expect(strstr(h, want), "%s", h);
+    free(h);
+    h = killed_hooks(wf, "two", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0002' -> exit 0; "), "%s", h);
+    cr_expect(strstr(h, "'application_1700000000000_0003' -> exit 0"), "%s", h);
+    free(h);
+    h = killed_hooks(wf, "none", mdata);
+    cr_assert_not_null(h);
+    cr_expect_str_eq(h, "", "no id, no hooks attr");
+    free(h);
+    h = killed_hooks(wf, "evil", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "job_1;touch -> refused: "), "%s", h);
+    free(h);
+}
+
+/* A timeout with strategy fail and a stop of the workflow run the hook too, once. */
+Test(cluster, kill_hooks_run_on_a_timeout_and_a_stop)
+{
+    char yarn[900];
+    start_hooked(yarn, sizeof(yarn));
+    uint64_t wf =
+        start_wf("kt.yaml",
+                 "name: kt\ntasks:\n"
+                 "  - {name: slow, type: shell, timeout: 2s, timeout_strategy: fail,\n"
+                 "     kill_grace: 200ms,\n"
+                 "     command: 'echo application_1700000000000_0004; sleep 300'}\n",
+                 "kt");
+    wait_task_state(wf, "slow", "KILL");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0004\n"), 1);
+    char *h = killed_hooks(wf, "slow", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0004' -> exit 0"), "%s", h);
+    free(h);
+
+    wf = start_wf("ks.yaml",
+                  "name: ks\ntasks:\n"
+                  "  - {name: s, type: shell, kill_grace: 200ms,\n"
+                  "     command: 'echo application_1700000000000_0005; sleep 300'}\n",
+                  "ks");
+    wait_log_has(wf, "s", "application_1700000000000_0005");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
+    free(out);
+    wait_task_state(wf, "s", "KILL");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0005\n"), 1);
+    h = killed_hooks(wf, "s", mdata);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0005' -> exit 0"), "%s", h);
+    free(h);
+    cr_expect_eq(yarn_lines(), 2, "each id once, nothing else");
+}
+
+/* A bad hook stops the worker, the standalone and `tern run` before anything starts: a
+ * usage error that names it and says why. */
+Test(cluster, a_bad_kill_hook_is_a_usage_error)
+{
+    char cmd[2000], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd),
+             "%s worker --master ipc://%s/m --listen ipc://%s/w --data %s/w "
+             "--kill-hook 'application_[0-9+=yarn application -kill {id}'",
+             tu_tern(), dir, dir, dir);
+    cr_expect_eq(tu_run(cmd, &out, &err), 2);
+    cr_expect(strstr(err, "kill hook 1"), "%s", err);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd),
+             "%s standalone --data %s/s --kill-hook 'application_[0-9]+=yarn -kill'", tu_tern(),
+             dir);
+    cr_expect_eq(tu_run(cmd, &out, &err), 2);
+    cr_expect(strstr(err, "{id}"), "%s", err);
+    free(out);
+    free(err);
+    char *f =
+        write_file("r.yaml", "name: r\ntasks:\n  - {name: a, type: shell, command: 'true'}\n");
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run %s --data %s/r --kill-hook 'no separator'", dir,
+             tu_tern(), f, dir);
+    cr_expect_eq(tu_run(cmd, &out, &err), 2);
+    cr_expect(strstr(err, "no '='"), "%s", err);
+    free(out);
+    free(err);
+    free(f);
+    snprintf(cmd, sizeof(cmd), "%s/r", dir);
+    struct stat sb;
+    cr_expect_neq(stat(cmd, &sb), 0, "nothing was created");
+}
+
+/* `tern run` runs the hooks of its embedded worker: a task timed out with strategy fail. */
+Test(cluster, run_kills_a_timed_out_tasks_application)
+{
+    char spec[1000];
+    fake_yarn(spec, sizeof(spec));
+    char *f = write_file("r.yaml",
+                         "name: r\ntasks:\n"
+                         "  - {name: slow, type: shell, timeout: 1s, timeout_strategy: fail,\n"
+                         "     kill_grace: 200ms,\n"
+                         "     command: 'echo application_1700000000000_0042; sleep 300'}\n");
+    char cmd[3000], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd), "cd %s && %s run %s --data %s/r --kill-hook '%s'", dir,
+             tu_tern(), f, dir, spec);
+    cr_expect_eq(tu_run(cmd, &out, &err), 1, "the workflow was stopped: %s %s", out, err);
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0042\n"), 1);
+    cr_expect_eq(yarn_lines(), 1);
+    free(out);
+    free(err);
+    free(f);
+}
+
+/* `tern standalone --kill-hook`: its worker runs the hook when a workflow is stopped, and
+ * tells it the task's tenant (root, where the test may switch users). */
+Test(cluster, standalone_kills_a_stopped_tasks_application)
+{
+    bool root = geteuid() == 0;
+    char spec[1000], data[600];
+    fake_yarn(spec, sizeof(spec));
+    snprintf(data, sizeof(data), "%s/sa", dir);
+    snprintf(mctl, sizeof(mctl), "ipc://%s/sa/master.ctl", dir);
+    const char *a[] = {"standalone", "--data", data, "--no-cgroup", "--kill-hook", spec, NULL};
+    spawn("sa", a, NULL);
+    wait_workers(1);
+    uint64_t wf =
+        start_wf("s.yaml",
+                 root ? "name: s\ntenant: root\ntasks:\n"
+                        "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                        "     command: 'echo application_1700000000000_0077; sleep 300'}\n" :
+                        "name: s\ntasks:\n"
+                        "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                        "     command: 'echo application_1700000000000_0077; sleep 300'}\n",
+                 "s");
+    wait_log_has(wf, "t", "application_1700000000000_0077");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
+    free(out);
+    wait_task_state(wf, "t", "KILL");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0077\n"), 1);
+    char *h = killed_hooks(wf, "t", data);
+    cr_assert_not_null(h);
+    cr_expect(strstr(h, "'application_1700000000000_0077' -> exit 0"), "%s", h);
+    free(h);
+    cr_expect(file_has("yarn.user", root ? "root\n" : "\n"), "the hook was told the tenant");
+}
+
+/* A worker stopping kills its tasks, and their applications with them, before it exits. */
+Test(cluster, a_stopping_worker_runs_the_kill_hooks_of_its_tasks)
+{
+    char yarn[900];
+    start_hooked(yarn, sizeof(yarn));
+    uint64_t wf = start_wf("kw.yaml",
+                           "name: kw\ntasks:\n"
+                           "  - {name: t, type: shell, kill_grace: 200ms,\n"
+                           "     command: 'echo application_1700000000000_0009; sleep 300'}\n",
+                           "kw");
+    wait_log_has(wf, "t", "application_1700000000000_0009");
+    int st = stop_proc_status(1, SIGTERM); /* the worker: master 0, worker 1 */
+    cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker stopped cleanly");
+    cr_expect_eq(yarn_calls("application -kill application_1700000000000_0009\n"), 1);
+    cr_expect_eq(yarn_lines(), 1);
+}
+
+/* Twenty ids: sixteen commands run, the rest are counted, and the KILLED event's one
+ * hooks attr is cut at 2 KiB with a marker. */
+Test(cluster, a_long_hooks_attr_is_cut_with_a_marker)
+{
+    char spec[1000], pad[200];
+    fake_yarn(spec, sizeof(spec));
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    size_t l = strlen(spec);
+    snprintf(spec + l, sizeof(spec) - l, " # %s", pad);
+    start_master("5s", NULL);
+    const char *extra[] = {"--kill-hook", spec, NULL};
+    start_worker_with("w1", extra);
+    wait_workers(1);
+    uint64_t wf =
+        start_wf("many.yaml",
+                 "name: many\ntasks:\n"
+                 "  - name: t\n    type: shell\n    kill_grace: 200ms\n"
+                 "    command: |\n"
+                 "      for i in $(seq 10 29); do echo application_1700000000000_00$i; "
+                 "done\n"
+                 "      echo printed\n"
+                 "      sleep 300\n",
+                 "many");
+    wait_log_has(wf, "t", "printed");
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "kill %" PRIu64, task_id(wf, "t")), 0, "%s", out);
+    free(out);
+    wait_task_state(wf, "t", "KILL");
+    cr_expect_eq(yarn_lines(), 16, "at most 16 commands per kill");
+    char *h = killed_hooks(wf, "t", mdata);
+    cr_assert_not_null(h);
+    /* the JSON string: 2047 bytes at most, then the closing quote */
+    size_t n = strcspn(h, "\"");
+    cr_expect_leq(n, 2047, "%zu: %s", n, h);
+    cr_expect(n >= 9 && strncmp(h + n - 9, " ...(cut)", 9) == 0, "%.*s", (int)n, h);
+    free(h);
+}

@@ -637,6 +637,21 @@ static const struct bad_case {
     {"not_mapping.yaml", 1, "must be a mapping with \"name\" and \"tasks\", not a list"},
     {"param_not_string.yaml", 4,
      "\"regions\" in \"params\" of workflow \"wf\" must be a string"},
+    {"schedule_bad_cron.yaml", 5,
+     "bad \"cron\" in \"schedule\" of workflow \"wf\": cron: \"0 0 25 * * ?\": position 5: "
+     "hour 25 is out of range 0-23"},
+    {"schedule_bad_zone.yaml", 4,
+     "bad \"timezone\" in \"schedule\" of workflow \"wf\": time "
+     "zone \"Asia/Shanghia\" is unknown"},
+    {"schedule_dst_gap.yaml", 5,
+     "time \"2026-03-08 02:30\" does not exist in time zone America/New_York"},
+    {"schedule_no_cron.yaml", 2, "\"schedule\" of workflow \"wf\" has no \"cron\""},
+    {"schedule_start_after_end.yaml", 5,
+     "\"end\" in \"schedule\" of workflow \"wf\" is not "
+     "after \"start\""},
+    {"schedule_unknown_key.yaml", 4,
+     "unknown key \"timezon\" in \"schedule\" of workflow \"wf\" (did you mean "
+     "\"timezone\"?)"},
     {"self_dep.yaml", 5, "task \"a\" depends on itself"},
     {"shell_no_command.yaml", 5, "shell task \"b\" needs a non-empty \"command\""},
     {"sub_no_workflow.yaml", 3, "sub_workflow task \"child\" needs \"workflow\""},
@@ -872,6 +887,7 @@ static const char *const good_files[] = {
     "examples/branching.yaml",
     "examples/fanout.yaml",
     "examples/hello.yaml",
+    "tests/defs/good/schedule.yaml",
 };
 
 Test(def, encode_decode_encode_is_identical)
@@ -1637,4 +1653,431 @@ Test(def, pids_max_is_a_shell_key_with_a_bound)
         cr_expect(strstr(msg.text, "pids_max"), "%s", msg.text);
         tn_def_free(d);
     }
+}
+
+/* ---- the schedule block ---------------------------------------------------------------- */
+
+#define SEC 1000000000LL
+
+/* parse -> encode -> decode -> YAML -> parse gives the same bytes; *enc gets them. */
+static tn_def *schedule_round_trip(const char *yaml, char **enc, size_t *len)
+{
+    tn_def *d = NULL, *back = NULL, *again = NULL;
+    tn_errmsg msg = {{0}};
+    char *y, *y2, *enc2;
+    size_t ylen, ylen2, len2;
+    cr_assert_eq(parse_str(yaml, &d, &msg), TN_OK, "%s", msg.text);
+    encode(d, enc, len);
+    cr_assert_eq(tn_def_decode(*enc, *len, &back, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_def_to_yaml(back, &y, &ylen), TN_OK);
+    cr_assert_eq(tn_def_parse("show.yaml", y, ylen, &again, &msg), TN_OK, "%s\n%s", msg.text,
+                 y);
+    encode(again, &enc2, &len2);
+    cr_assert(len2 == *len && memcmp(enc2, *enc, *len) == 0, "YAML round trip changed:\n%s", y);
+    cr_assert_eq(tn_def_to_yaml(again, &y2, &ylen2), TN_OK);
+    cr_assert_str_eq(y2, y, "a second round gives the same text");
+    free(y);
+    free(y2);
+    free(enc2);
+    tn_def_free(back);
+    tn_def_free(again);
+    return d;
+}
+
+static void assert_same_schedule(const tn_sched_spec *a, const tn_sched_spec *b)
+{
+    cr_assert_str_eq(a->cron, b->cron);
+    cr_assert_str_eq(a->tz, b->tz);
+    cr_assert_eq(a->start_ns, b->start_ns);
+    cr_assert_eq(a->end_ns, b->end_ns);
+    cr_assert_eq(a->overlap, b->overlap);
+    cr_assert_eq(a->catchup_ms, b->catchup_ms);
+    cr_assert_eq(a->pause_on_failure, b->pause_on_failure);
+    cr_assert_str_eq(a->priority, b->priority);
+    cr_assert_str_eq(a->failure_strategy, b->failure_strategy);
+    cr_assert_str_eq(a->worker_group, b->worker_group);
+    cr_assert_eq(a->nparams, b->nparams);
+    for (uint32_t i = 0; i < a->nparams; i++) {
+        cr_assert_str_eq(a->param_keys[i], b->param_keys[i]);
+        cr_assert_str_eq(a->param_values[i], b->param_values[i]);
+    }
+}
+
+Test(def, schedule_block_every_key)
+{
+    tn_def *d = parse_ok("tests/defs/good/schedule.yaml"), *back = NULL;
+    const tn_sched_spec *s = d->schedule;
+    cr_assert_not_null(s);
+    cr_assert_eq(d->key_line[TN_DEF_WK_SCHEDULE], 3);
+    cr_assert_str_eq(s->cron, "0 0 2 * * ? *");
+    cr_assert_str_eq(s->tz, "Asia/Shanghai");
+    /* 2026-01-01 and 2027-01-01 at 00:00 in Shanghai (+08:00) */
+    cr_assert_eq(s->start_ns, 1767196800 * SEC);
+    cr_assert_eq(s->end_ns, 1798732800 * SEC);
+    cr_assert_eq(s->overlap, TN_OVERLAP_BUFFER_ONE);
+    cr_assert_eq(s->catchup_ms, 5400000);
+    cr_assert(s->pause_on_failure);
+    cr_assert_str_eq(s->priority, "high");
+    cr_assert_str_eq(s->failure_strategy, "continue");
+    cr_assert_str_eq(s->worker_group, "夜间");
+    cr_assert_eq(s->nparams, 3);
+    /* sorted by key, as written order must not reach the encoding */
+    cr_assert_str_eq(s->param_keys[0], "dt");
+    cr_assert_str_eq(s->param_values[0], "");
+    cr_assert_str_eq(s->param_keys[1], "note");
+    cr_assert_str_eq(s->param_values[1], "two words");
+    cr_assert_str_eq(s->param_keys[2], "region");
+    char *enc;
+    size_t len;
+    encode(d, &enc, &len);
+    cr_assert_eq((uint8_t)enc[0], 0x9c, "a fixarray of 12: tenant (nil) and schedule");
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(tn_def_decode(enc, len, &back, &msg), TN_OK, "%s", msg.text);
+    cr_assert_null(back->tenant);
+    cr_assert_not_null(back->schedule);
+    assert_same_schedule(s, back->schedule);
+    cr_assert_eq(back->key_line[TN_DEF_WK_SCHEDULE], 0);
+    tn_def_free(back);
+    tn_def_free(d);
+    free(enc);
+}
+
+Test(def, schedule_round_trips)
+{
+    static const char *const files[] = {
+        "name: wf\nschedule:\n  cron: '0 2 * * *'\ntasks:\n  - {name: a, type: noop}\n",
+        "name: wf\ntenant: etl\nschedule: {cron: '*/5 * * * *', overlap: skip, catchup: 0}\n"
+        "tasks:\n  - {name: a, type: noop}\n",
+        "name: wf\nschedule:\n  cron: '0 30 1 ? * MON-FRI'\n  timezone: '+05:30'\n"
+        "  start: 2026-01-01T00:00:00Z\n  params: {k: 'null', e: '~', m: \"a\\nb\"}\n"
+        "tasks:\n  - {name: a, type: noop}\n",
+        /* the second 02:30 of Berlin's repeated hour: printed in UTC, read back the same */
+        "name: wf\nschedule:\n  cron: '0 0 * * *'\n  timezone: Europe/Berlin\n"
+        "  start: 2026-10-25T02:30:00+01:00\n  end: 2026-10-26 02:30\n"
+        "tasks:\n  - {name: a, type: noop}\n",
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *enc;
+        size_t len;
+        tn_def *d = schedule_round_trip(files[i], &enc, &len);
+        cr_assert_not_null(d->schedule, "%s", files[i]);
+        free(enc);
+        tn_def_free(d);
+    }
+}
+
+/* A block with only a cron: every other key has its default. */
+Test(def, schedule_defaults)
+{
+    char *enc, *enc2;
+    size_t len, len2;
+    tn_def *d = schedule_round_trip(
+        "name: wf\nschedule:\n  cron: '0 2 * * *'\ntasks:\n  - {name: a, type: noop}\n", &enc,
+        &len);
+    const tn_sched_spec *s = d->schedule;
+    cr_assert_str_eq(s->tz, "UTC");
+    cr_assert_eq(s->overlap, TN_OVERLAP_ALLOW_ALL);
+    cr_assert_eq(s->catchup_ms, 60000);
+    cr_assert_not(s->pause_on_failure);
+    cr_assert_eq(s->start_ns, 0);
+    cr_assert_eq(s->end_ns, 0);
+    cr_assert_str_eq(s->priority, "");
+    cr_assert_str_eq(s->failure_strategy, "");
+    cr_assert_str_eq(s->worker_group, "");
+    cr_assert_eq(s->nparams, 0);
+    char *y;
+    size_t ylen;
+    cr_assert_eq(tn_def_to_yaml(d, &y, &ylen), TN_OK);
+    cr_assert(strstr(y, "schedule:\n  cron: 0 2 * * *\n"), "%s", y);
+    cr_assert_null(strstr(y, "timezone"), "defaults are not printed: %s", y);
+    free(y);
+    tn_def_free(d);
+    /* the defaults written out are the same definition */
+    d = schedule_round_trip("name: wf\nschedule:\n  catchup: 1m\n  overlap: allow_all\n"
+                            "  timezone: UTC\n  pause_on_failure: false\n  cron: '0 2 * * *'\n"
+                            "  params: {}\n  priority: ~\ntasks:\n  - {name: a, type: noop}\n",
+                            &enc2, &len2);
+    cr_assert(len == len2 && memcmp(enc, enc2, len) == 0);
+    tn_def_free(d);
+    free(enc2);
+    /* a changed block is a changed definition */
+    d = schedule_round_trip(
+        "name: wf\nschedule:\n  cron: '0 3 * * *'\ntasks:\n  - {name: a, type: noop}\n", &enc2,
+        &len2);
+    cr_assert(len != len2 || memcmp(enc, enc2, len) != 0);
+    tn_def_free(d);
+    free(enc2);
+    free(enc);
+    /* `schedule:` with no value is no schedule */
+    tn_errmsg msg = {{0}};
+    cr_assert_eq(
+        parse_str("name: wf\nschedule:\ntasks:\n  - {name: a, type: noop}\n", &d, &msg), TN_OK,
+        "%s", msg.text);
+    cr_assert_null(d->schedule);
+    encode(d, &enc, &len);
+    cr_assert_eq((uint8_t)enc[0], 0x9a);
+    free(enc);
+    tn_def_free(d);
+}
+
+/* start and end are civil times in the block's zone, wherever the zone is written. */
+Test(def, schedule_bounds_in_the_zone)
+{
+    static const struct {
+        const char *block;
+        int64_t start, end;
+    } cases[] = {
+        {"  start: 2026-01-01\n  timezone: Asia/Shanghai\n", 1767196800, 0},
+        {"  timezone: Asia/Shanghai\n  start: 2026-01-01 08:30:15\n", 1767227415, 0},
+        {"  start: 2026-01-01\n", 1767225600, 0},
+        {"  start: 2026-01-01T08:00:00+08:00\n  timezone: America/New_York\n", 1767225600, 0},
+        {"  timezone: Europe/Berlin\n  end: 2026-10-25 02:30\n", 0, 1792888200},
+        {"  timezone: America/New_York\n  end: 2026-03-08T03:30\n", 0, 1772955000},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 "name: wf\nschedule:\n  cron: '0 2 * * *'\n%stasks:\n  - {name: a, type: "
+                 "noop}\n",
+                 cases[i].block);
+        char *enc;
+        size_t len;
+        tn_def *d = schedule_round_trip(yaml, &enc, &len);
+        cr_expect_eq(d->schedule->start_ns, cases[i].start * SEC, "%s", cases[i].block);
+        cr_expect_eq(d->schedule->end_ns, cases[i].end * SEC, "%s", cases[i].block);
+        free(enc);
+        tn_def_free(d);
+    }
+}
+
+/* Each mistake in the block, on its line. The block starts on line 4. */
+Test(def, schedule_errors)
+{
+    static const struct {
+        const char *block;
+        unsigned line;
+        const char *want;
+    } bad[] = {
+        {"schedule: daily\n", 4,
+         "\"schedule\" in workflow \"wf\" must be a mapping, not a string"},
+        {"schedule: [a]\n", 4, "must be a mapping, not a list"},
+        {"schedule:\n  overlap: skip\n", 4, "has no \"cron\""},
+        {"schedule:\n  cron: [0, 2]\n", 5,
+         "\"cron\" in \"schedule\" of workflow \"wf\" must be "
+         "a string, not a list"},
+        {"schedule:\n  cron: '0 2 * *'\n", 5, "expected 5 fields"},
+        {"schedule:\n  cron: '0 61 * * * ?'\n", 5, "position 3"},
+        {"schedule:\n  cron: '0 2 * * *'\n  cron: '0 3 * * *'\n", 6,
+         "duplicate key \"cron\" in \"schedule\" of workflow \"wf\" (first at line 5)"},
+        {"schedule:\n  cron: '0 2 * * *'\n  tasks: []\n", 6,
+         "\"tasks\" is a workflow key; is it indented right?"},
+        {"schedule:\n  cron: '0 2 * * *'\n  time_zone: UTC\n", 6,
+         "unknown key \"time_zone\" in \"schedule\" of workflow \"wf\" (did you mean "
+         "\"timezone\"?)"},
+        {"schedule:\n  cron: '0 2 * * *'\n  timezone: Mars/Olympus\n", 6,
+         "time zone \"Mars/Olympus\" is unknown"},
+        {"schedule:\n  cron: '0 2 * * *'\n  start: tomorrow\n", 6,
+         "bad \"start\" in \"schedule\" of workflow \"wf\": time \"tomorrow\" is not "
+         "understood: "
+         "write \"YYYY-MM-DD\""},
+        {"schedule:\n  cron: '0 2 * * *'\n  end: 2026-02-30\n", 6, "not a valid date"},
+        {"schedule:\n  cron: '0 2 * * *'\n  start: 1969-12-31\n", 6, "is before 1970"},
+        {"schedule:\n  cron: '0 2 * * *'\n  start: 2026-02-01\n  end: 2026-02-01\n", 7,
+         "\"end\" in \"schedule\" of workflow \"wf\" is not after \"start\""},
+        {"schedule:\n  cron: '0 2 * * *'\n  end: 2026-01-01\n  timezone: Asia/Shanghai\n"
+         "  start: 2026-01-01T00:00:00Z\n",
+         6, "is not after \"start\""},
+        {"schedule:\n  cron: '0 2 * * *'\n  timezone: Europe/Berlin\n"
+         "  start: 2026-03-29 02:15\n",
+         7, "does not exist in time zone Europe/Berlin"},
+        {"schedule:\n  cron: '0 2 * * *'\n  overlap: queue\n", 6,
+         "bad value \"queue\" for \"overlap\" in \"schedule\" of workflow \"wf\" (allowed: "
+         "allow_all, skip, buffer_one, buffer_all, cancel_other)"},
+        {"schedule:\n  cron: '0 2 * * *'\n  catchup: 5\n", 6, "a number needs a unit"},
+        {"schedule:\n  cron: '0 2 * * *'\n  catchup: 3651d\n", 6, "the limit is 3650d"},
+        {"schedule:\n  cron: '0 2 * * *'\n  pause_on_failure: yes\n", 6,
+         "(allowed: true, false)"},
+        {"schedule:\n  cron: '0 2 * * *'\n  priority: urgent\n", 6,
+         "(allowed: highest, high, medium, low, lowest)"},
+        {"schedule:\n  cron: '0 2 * * *'\n  failure_strategy: stop\n", 6,
+         "(allowed: end, continue)"},
+        {"schedule:\n  cron: '0 2 * * *'\n  worker_group: a/b\n", 6, "bad worker group name"},
+        {"schedule:\n  cron: '0 2 * * *'\n  params: {bad key: x}\n", 6, "bad param name"},
+        {"schedule:\n  cron: '0 2 * * *'\n  params:\n    k: a\n    k: b\n", 8,
+         "duplicate key \"k\""},
+        {"schedule:\n  cron: '0 2 * * *'\n  params: {k: [1]}\n", 6, "must be a string"},
+        {"schedule:\n  cron: '0 2 * * *'\n  params: [k]\n", 6, "must be a mapping"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char yaml[512], prefix[32];
+        snprintf(yaml, sizeof(yaml), "name: wf\ntasks:\n  - {name: a, type: noop}\n%s",
+                 bad[i].block);
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_eq(parse_str(yaml, &d, &msg), TN_ERR_PARSE, "accepted:\n%s", yaml);
+        cr_expect_null(d);
+        snprintf(prefix, sizeof(prefix), "t.yaml:%u: ", bad[i].line);
+        cr_expect(strncmp(msg.text, prefix, strlen(prefix)) == 0, "want line %u: %s",
+                  bad[i].line, msg.text);
+        cr_expect(strstr(msg.text, bad[i].want) != NULL, "want \"%s\" in \"%s\"", bad[i].want,
+                  msg.text);
+        tn_def_free(d);
+    }
+}
+
+/* The encodings of two definitions as tern wrote them before the schedule key existed
+ * (computed from these files on the earlier code): stored definitions keep their bytes,
+ * so applying an unchanged file makes no new version. */
+Test(def, encoding_without_schedule_is_unchanged)
+{
+    static const struct {
+        const char *yaml, *hex;
+    } pins[] = {
+        {"name: wf\ndescription: d\nparams: {dt: '20260101', region: eu}\npriority: high\n"
+         "tasks:\n  - {name: a, type: shell, command: echo hi, retries: 2}\n"
+         "  - {name: b, type: noop, deps: [a]}\n",
+         "9a01a27766a16482a26474a83230323630313031a6726567696f6ea26575a8706172616c6c656ca4686"
+         "9676800a47761726ea3656e64929ca161a57368656c6c90c380020000a47761726e00a66d656469756d9"
+         "9a764656661756c74c000c0a76563686f206869cd13880000009ca162a46e6f6f7091a161c380000000a"
+         "47761726e00a66d656469756d96a764656661756c74c000a7737563636573730080"},
+        {"name: wf\ntenant: etl\ntasks:\n  - {name: a, type: noop}\n",
+         "9b01a27766a080a8706172616c6c656ca66d656469756d00a47761726ea3656e64919ca161a46e6f6f7"
+         "090c380000000a47761726e00a66d656469756d96a764656661756c74c000a7737563636573730080a36"
+         "5746c"},
+    };
+    for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
+        tn_def *d = NULL;
+        tn_errmsg msg = {{0}};
+        cr_assert_eq(parse_str(pins[i].yaml, &d, &msg), TN_OK, "%s", msg.text);
+        char *enc, hex[1024] = "";
+        size_t len;
+        encode(d, &enc, &len);
+        cr_assert(len * 2 < sizeof(hex));
+        for (size_t k = 0; k < len; k++)
+            snprintf(hex + 2 * k, 3, "%02x", (uint8_t)enc[k]);
+        cr_expect_str_eq(hex, pins[i].hex);
+        free(enc);
+        tn_def_free(d);
+    }
+}
+
+/* bytes with `from` (its first occurrence) replaced by `to` */
+static uint8_t *patched(const char *enc, size_t len, const void *from, size_t nfrom,
+                        const void *to, size_t nto, size_t *out_len)
+{
+    const char *at = memmem(enc, len, from, nfrom);
+    cr_assert_not_null(at, "pattern not in the encoding");
+    cr_assert_null(memmem(at + 1, len - (size_t)(at + 1 - enc), from, nfrom), "not unique");
+    size_t off = (size_t)(at - enc);
+    uint8_t *b = malloc(len - nfrom + nto);
+    memcpy(b, enc, off);
+    memcpy(b + off, to, nto);
+    memcpy(b + off + nto, enc + off + nfrom, len - off - nfrom);
+    *out_len = len - nfrom + nto;
+    return b;
+}
+
+/* The decoder reads the schedule strictly: every truncation fails, every corrupted copy
+ * it accepts re-encodes to itself, and values the parser would refuse are refused. */
+Test(def, schedule_decode_is_strict)
+{
+    tn_def *d = parse_ok("tests/defs/good/schedule.yaml");
+    char *enc;
+    size_t len;
+    encode(d, &enc, &len);
+    tn_def_free(d);
+    for (size_t cut = 0; cut < len; cut++) {
+        char *part = malloc(cut ? cut : 1);
+        memcpy(part, enc, cut);
+        tn_def *out = NULL;
+        cr_assert_neq(tn_def_decode(part, cut, &out, NULL), TN_OK, "%zu-byte prefix", cut);
+        free(part);
+    }
+    uint8_t *copy = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        for (unsigned flip = 1; flip < 256; flip <<= 1) {
+            memcpy(copy, enc, len);
+            copy[i] ^= (uint8_t)flip;
+            decode_any(copy, len);
+        }
+    free(copy);
+    free(enc);
+
+    cr_assert_eq(parse_str("name: wf\nschedule:\n  cron: '0 2 * * *'\n  overlap: skip\n"
+                           "  start: 2026-01-01\n  params: {a: '1', b: '2'}\n"
+                           "tasks:\n  - {name: a, type: noop}\n",
+                           &d, NULL),
+                 TN_OK);
+    encode(d, &enc, &len);
+    tn_def_free(d);
+    uint8_t be[9] = {0xcf};
+    for (int k = 0; k < 8; k++)
+        be[1 + k] = (uint8_t)((uint64_t)(1767225600 * SEC) >> (56 - 8 * k));
+    uint8_t be1[9];
+    memcpy(be1, be, 9);
+    be1[8] += 1;
+    const struct {
+        const char *from, *to;
+        size_t nfrom, nto;
+        const char *why;
+    } bad[] = {
+        {"\xa1"
+         "a\xa1"
+         "1\xa1"
+         "b\xa1"
+         "2",
+         "\xa1"
+         "b\xa1"
+         "2\xa1"
+         "a\xa1"
+         "1",
+         8, 8, "params out of order"},
+        {"\xa1"
+         "a\xa1"
+         "1\xa1"
+         "b",
+         "\xa1"
+         "a\xa1"
+         "1\xa1"
+         "a",
+         6, 6, "a param twice"},
+        {"\xa1"
+         "a\xa1"
+         "1",
+         "\xa1"
+         " \xa1"
+         "1",
+         4, 4, "a bad param key"},
+        {"0 2 * * *", "0 2 * * 9", 9, 9, "a bad cron"},
+        {"\xa4skip", "\xa4skiq", 5, 5, "an unknown overlap word"},
+        {"\xa3UTC", "\xa3UTX", 4, 4, "an unknown zone"},
+        {"\xa3UTC", "\xa0", 4, 1, "an empty zone"},
+        {(const char *)be, (const char *)be1, 9, 9, "a bound not in whole seconds"},
+        {"\xa0\xa0\xa0\x82", "\xa3lox\xa0\xa0\x82", 4, 7, "an unknown priority"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n;
+        uint8_t *b = patched(enc, len, bad[i].from, bad[i].nfrom, bad[i].to, bad[i].nto, &n);
+        tn_def *out = NULL;
+        tn_errmsg msg = {{0}};
+        cr_expect_eq(tn_def_decode(b, n, &out, &msg), TN_ERR_CORRUPT, "%s: %s", bad[i].why,
+                     msg.text);
+        cr_expect_null(out);
+        free(b);
+    }
+    free(enc);
+
+    /* a nil where the schedule goes: not the canonical form of "no schedule" */
+    cr_assert_eq(
+        parse_str("name: wf\ntenant: etl\ntasks:\n  - {name: a, type: noop}\n", &d, NULL),
+        TN_OK);
+    encode(d, &enc, &len);
+    tn_def_free(d);
+    char *nil = malloc(len + 1);
+    memcpy(nil, enc, len);
+    nil[0] = (char)0x9c;
+    nil[len] = (char)0xc0;
+    cr_assert_neq(tn_def_decode(nil, len + 1, &d, NULL), TN_OK);
+    free(nil);
+    free(enc);
 }

@@ -35,6 +35,9 @@ typedef struct sx {
     int cur_group;
     bool drop_kills;       /* kills are lost (a crash between a commit and its effects) */
     bool no_worker;        /* placement finds no worker: tasks wait in the queue */
+    int slots;             /* > 0: placement refuses beyond this many placed attempts */
+    int placed;            /* placed and not finished */
+    unsigned places;       /* placement calls */
     int kills;             /* kill calls */
     int kills_uncommitted; /* kill calls made while the engine had uncommitted events */
     struct live {
@@ -79,6 +82,8 @@ static void finish_slot(int i)
         return;
     X.live[i].live = false;
     X.running--;
+    if (X.placed > 0)
+        X.placed--;
     if (X.live[i].group)
         X.cur_group--;
 }
@@ -204,10 +209,16 @@ static bool sx_place(void *self, const tn_place_req *req, char *worker, size_t w
                      size_t whylen)
 {
     (void)self;
+    X.places++;
     if (X.no_worker) {
         snprintf(why, whylen, "no live worker in group \"%s\"", req->node->worker_group);
         return false;
     }
+    if (X.slots > 0 && X.placed >= X.slots) {
+        snprintf(why, whylen, "all %d slots are taken", X.slots);
+        return false;
+    }
+    X.placed++;
     snprintf(worker, wlen, "test");
     return true;
 }
@@ -470,6 +481,7 @@ TestSuite(control, .init = setup, .fini = teardown);
 TestSuite(logic, .init = setup, .fini = teardown);
 TestSuite(serial, .init = setup, .fini = teardown);
 TestSuite(params, .init = setup, .fini = teardown);
+TestSuite(scale, .init = setup, .fini = teardown);
 TestSuite(restart, .init = setup, .fini = teardown);
 
 /* ------------------------------------------------------------------------------ */
@@ -2223,4 +2235,689 @@ Test(engine, repeating_commit_failure_is_logged_once_per_interval, .fini = teard
         lines++;
     cr_assert_eq(lines, 1, "30 failures in well under 10 s log one line:\n%s", buf);
     free(buf);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* schedules and backfills */
+
+#include "logread.h"
+#include "schedule.h"
+
+#define SEC 1000000000LL
+
+static const char *sched_yaml(const char *name, const char *duration, const char *result)
+{
+    static char y[512];
+    snprintf(y, sizeof(y),
+             "name: %s\ntasks:\n  - name: a\n    type: noop\n    duration: %s\n"
+             "    result: %s\n",
+             name, duration, result);
+    return y;
+}
+
+static int sched_set(const char *name, const char *cron, tn_overlap ov, int64_t catchup_ms,
+                     bool pof)
+{
+    tn_sched_spec sp;
+    tn_sched_spec_init(&sp);
+    snprintf(sp.cron, sizeof(sp.cron), "%s", cron);
+    sp.overlap = ov;
+    sp.catchup_ms = catchup_ms;
+    sp.pause_on_failure = pof;
+    cr_assert_eq(tn_sched_spec_param(&sp, "region", "eu"), TN_OK);
+    tn_cmd c = {.kind = TN_CMD_SCHED_SET, .workflow = name, .sched = &sp};
+    cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
+    tn_sched_spec_fini(&sp);
+    return c.err;
+}
+
+static int sched_cmd(tn_cmd_kind kind, const char *name, uint64_t *out)
+{
+    tn_cmd c = {.kind = kind, .workflow = name};
+    tn_engine_call(E, &c);
+    if (out)
+        *out = c.out_id;
+    return c.err;
+}
+
+typedef struct fires {
+    int64_t nominal[256];
+    uint64_t inst[256];
+    bool manual[256];
+    int n;
+} fires;
+
+static int fire_cb(void *ctx, int64_t nominal, uint64_t inst, bool manual)
+{
+    fires *f = ctx;
+    if (f->n < 256) {
+        f->nominal[f->n] = nominal;
+        f->manual[f->n] = manual;
+        f->inst[f->n++] = inst;
+    }
+    return 0;
+}
+
+static fires fires_of(const char *name)
+{
+    fires f = {.n = 0};
+    cr_assert_eq(tn_log_fire_each(tn_evlog_store(tn_engine_log(E)), name, 0, fire_cb, &f),
+                 TN_OK);
+    return f;
+}
+
+static tn_sched_proj sproj(const char *name)
+{
+    tn_sched_proj p;
+    cr_assert_eq(tn_log_sched_get(tn_evlog_store(tn_engine_log(E)), name, &p), TN_OK);
+    tn_sched_proj_fini(&p); /* the tests read the scalar fields only */
+    return p;
+}
+
+static void no_op(tn_engine *e, void *arg)
+{
+    (void)e;
+    (void)arg;
+}
+
+/* Run the engine with simulated time until `t` (a timer there stops the clock). */
+static void run_to(int64_t t)
+{
+    tn_engine_after(E, t, no_op, NULL);
+    while (tn_engine_now(E) < t) {
+        while (tn_engine_step(E, NULL) > 0)
+            ;
+        if (!tn_engine_advance(E))
+            break;
+    }
+    while (tn_engine_step(E, NULL) > 0)
+        ;
+}
+
+typedef struct submit_info {
+    int64_t sched;
+    char schedule[64];
+    char region[16];
+} submit_info;
+
+static int submit_cb(void *ctx, const tn_event *ev)
+{
+    submit_info *s = ctx;
+    if (ev->machine != TN_MACHINE_WORKFLOW || ev->event != TN_WF_E_SUBMIT)
+        return 0;
+    tn_event_int(ev, "sched", &s->sched);
+    const tn_attr *a = tn_event_attr(ev, "schedule");
+    if (a)
+        snprintf(s->schedule, sizeof(s->schedule), "%.*s", (int)a->s.len, a->s.p);
+    a = tn_event_attr(ev, "params");
+    if (a && memmem(a->s.p, a->s.len, "eu", 2))
+        snprintf(s->region, sizeof(s->region), "eu");
+    return 1;
+}
+
+static submit_info submit_of(uint64_t wf)
+{
+    submit_info s = {0};
+    int fr;
+    tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, submit_cb, &s, &fr);
+    return s;
+}
+
+Test(schedule, fires_every_nominal_time_once_with_its_business_time, .init = setup,
+     .fini = teardown)
+{
+    apply(sched_yaml("tick", "1s", "success"));
+    int64_t t0 = tn_engine_now(E);
+    sched_set("tick", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 60000, false);
+    run_to(t0 + 65 * SEC);
+    fires f = fires_of("tick");
+    cr_assert_eq(f.n, 6, "fires in 65 s of a 10 s schedule set on a boundary: %d", f.n);
+    for (int i = 0; i < f.n; i++) {
+        cr_assert_eq(f.nominal[i], t0 + (i + 1) * 10 * SEC, "fire %d at %" PRId64, i,
+                     f.nominal[i] - t0);
+        submit_info s = submit_of(f.inst[i]);
+        cr_assert_eq(s.sched, f.nominal[i], "the instance's schedule time is its nominal time");
+        cr_assert_str_eq(s.schedule, "tick");
+        cr_assert_str_eq(s.region, "eu", "the schedule's params reach its instances");
+        ASSERT_WF(f.inst[i], TN_WF_S_SUCCESS);
+    }
+    tn_sched_proj p = sproj("tick");
+    cr_assert_eq(p.fires, 6);
+    cr_assert_eq(p.last_nominal, t0 + 60 * SEC);
+}
+
+Test(schedule, restart_and_clock_set_back_never_start_a_time_twice, .init = setup,
+     .fini = teardown)
+{
+    apply(sched_yaml("tick", "1s", "success"));
+    int64_t t0 = tn_engine_now(E);
+    sched_set("tick", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 3600 * 1000, false);
+    run_to(t0 + 35 * SEC);
+    cr_assert_eq(fires_of("tick").n, 3);
+    /* the clock goes back 30 s across a restart: the times already decided stay decided */
+    vclock = t0 + 5 * SEC;
+    tn_engine_close(E);
+    open_engine();
+    run_to(t0 + 45 * SEC);
+    fires f = fires_of("tick");
+    cr_assert_eq(f.n, 4, "10, 20, 30 once each, then 40: %d fires", f.n);
+    for (int i = 0; i < f.n; i++)
+        cr_assert_eq(f.nominal[i], t0 + (i + 1) * 10 * SEC);
+    /* the log itself refuses a FIRE of a decided time */
+    tn_event ev;
+    tn_event_init(&ev, TN_MACHINE_SCHEDULE, TN_SCHED_E_FIRE, 0, 0);
+    tn_event_set_str(&ev, "schedule", "tick");
+    tn_event_set_int(&ev, "nominal", t0 + 20 * SEC);
+    tn_event_set_int(&ev, "instance", 999);
+    ev.actor = TN_STR("user:test");
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_evlog_add(tn_engine_log(E), &ev, &m), TN_ERR_ILLEGAL);
+    cr_assert(strstr(m.text, "decided already"), "%s", m.text);
+    tn_evlog_discard(tn_engine_log(E));
+}
+
+Test(schedule, downtime_fires_within_catchup_and_skips_older_with_a_reason, .init = setup,
+     .fini = teardown)
+{
+    apply(sched_yaml("tick", "1s", "success"));
+    int64_t t0 = tn_engine_now(E);
+    sched_set("tick", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 25000, false);
+    run_to(t0 + 12 * SEC);
+    cr_assert_eq(fires_of("tick").n, 1);
+    /* down from t0+12 to t0+105: 20..100 were missed; 80, 90, 100 are within 25 s */
+    vclock = t0 + 105 * SEC;
+    tn_engine_close(E);
+    open_engine();
+    run_to(t0 + 106 * SEC);
+    fires f = fires_of("tick");
+    cr_assert_eq(f.n, 4, "%d fires", f.n);
+    cr_assert_eq(f.nominal[1], t0 + 80 * SEC, "oldest first within the window");
+    cr_assert_eq(f.nominal[3], t0 + 100 * SEC);
+    tn_sched_proj p = sproj("tick");
+    cr_assert_eq(p.skips, 6, "20..70 recorded as skipped: %" PRIu64, p.skips);
+    cr_assert(strstr(p.reason, "catchup"), "%s", p.reason);
+}
+
+static int count_state(const fires *f, uint8_t st)
+{
+    int n = 0;
+    for (int i = 0; i < f->n; i++)
+        n += wf_state(f->inst[i]) == st;
+    return n;
+}
+
+Test(schedule, overlap_skip_buffer_and_cancel, .init = setup, .fini = teardown)
+{
+    /* instances take 25 s, fires come every 10 s */
+    apply(sched_yaml("skip", "25s", "success"));
+    apply(sched_yaml("buf", "25s", "success"));
+    apply(sched_yaml("cancel", "25s", "success"));
+    apply(sched_yaml("all", "25s", "success"));
+    int64_t t0 = tn_engine_now(E);
+    sched_set("skip", "*/10 * * * * ?", TN_OVERLAP_SKIP, 60000, false);
+    sched_set("buf", "*/10 * * * * ?", TN_OVERLAP_BUFFER_ONE, 60000, false);
+    sched_set("cancel", "*/10 * * * * ?", TN_OVERLAP_CANCEL_OTHER, 60000, false);
+    sched_set("all", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 60000, false);
+    run_to(t0 + 41 * SEC);
+    /* skip: 10 runs to 35; 20, 30 skipped; 40 fires */
+    fires f = fires_of("skip");
+    cr_assert_eq(f.n, 2, "skip: %d", f.n);
+    cr_assert_eq(f.nominal[1], t0 + 40 * SEC);
+    cr_assert_eq(sproj("skip").skips, 2);
+    /* buffer_one: 20 waits, 30 is skipped (one waits already), 20 starts when 10 ends at
+     * 35; 40 waits for it */
+    f = fires_of("buf");
+    cr_assert_eq(f.n, 2, "buffer_one: %d", f.n);
+    cr_assert_eq(f.nominal[1], t0 + 20 * SEC);
+    tn_sched_proj p = sproj("buf");
+    cr_assert_eq(p.skips, 1);
+    cr_assert_eq(p.nbuffered, 1);
+    cr_assert_eq(p.buffered[0], t0 + 40 * SEC);
+    /* cancel_other: every fire stops the one before */
+    f = fires_of("cancel");
+    cr_assert_eq(f.n, 4);
+    cr_assert_eq(count_state(&f, TN_WF_S_STOP), 3, "three were stopped by the next fire");
+    /* allow_all: all four run at once */
+    f = fires_of("all");
+    cr_assert_eq(f.n, 4);
+    cr_assert_eq(count_state(&f, TN_WF_S_STOP), 0);
+}
+
+Test(schedule, pause_resume_trigger_remove_and_pause_on_failure, .init = setup,
+     .fini = teardown)
+{
+    apply(sched_yaml("tick", "1s", "success"));
+    apply(sched_yaml("bad", "1s", "failure"));
+    int64_t t0 = tn_engine_now(E);
+    sched_set("tick", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 60000, false);
+    sched_set("bad", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 60000, true);
+    run_to(t0 + 15 * SEC);
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_PAUSE, "tick", NULL), TN_OK);
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_PAUSE, "tick", NULL), TN_ERR_ILLEGAL,
+                 "pausing a paused schedule is refused by the table");
+    run_to(t0 + 45 * SEC);
+    cr_assert_eq(fires_of("tick").n, 1, "nothing fires while paused");
+    /* a failed instance paused its schedule */
+    cr_assert_eq(sproj("bad").state, TN_SCHED_S_PAUSED);
+    cr_assert(strstr(sproj("bad").reason, "failed"), "%s", sproj("bad").reason);
+    cr_assert_eq(fires_of("bad").n, 1);
+    uint64_t inst = 0;
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_TRIGGER, "tick", &inst), TN_OK);
+    cr_assert_neq(inst, 0);
+    fires f = fires_of("tick");
+    cr_assert_eq(f.n, 2);
+    cr_assert(f.manual[1], "a trigger is a manual fire");
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_RESUME, "tick", NULL), TN_OK);
+    run_to(t0 + 61 * SEC);
+    f = fires_of("tick");
+    cr_assert_eq(f.n, 4, "resumed at 45: 50 and 60 fire, 20..40 do not: %d", f.n);
+    cr_assert_eq(f.nominal[3], t0 + 60 * SEC);
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_RM, "tick", NULL), TN_OK);
+    run_to(t0 + 90 * SEC);
+    cr_assert_eq(fires_of("tick").n, 4);
+    cr_assert_eq(sproj("tick").state, TN_SCHED_S_REMOVED);
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_PAUSE, "tick", NULL), TN_ERR_NOENT);
+    /* set again after removal: a new schedule from now */
+    sched_set("tick", "*/10 * * * * ?", TN_OVERLAP_ALLOW_ALL, 60000, false);
+    sched_set("tick", "*/20 * * * * ?", TN_OVERLAP_SKIP, 60000, false);
+    cr_assert_eq(sproj("tick").state, TN_SCHED_S_ACTIVE);
+    cr_assert_str_eq(sproj("tick").cron, "*/20 * * * * ?", "a set replaces the spec");
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_PAUSE, "tick", NULL), TN_OK);
+    sched_set("tick", "*/30 * * * * ?", TN_OVERLAP_SKIP, 60000, false);
+    cr_assert_eq(sproj("tick").state, TN_SCHED_S_PAUSED,
+                 "changing a paused one keeps it paused");
+    cr_assert_eq(sched_cmd(TN_CMD_SCHED_RM, "tick", NULL), TN_OK);
+}
+
+Test(schedule, refuses_unknown_workflow_and_bad_spec, .init = setup, .fini = teardown)
+{
+    tn_sched_spec sp;
+    tn_sched_spec_init(&sp);
+    snprintf(sp.cron, sizeof(sp.cron), "0 0 25 * * ?");
+    tn_cmd c = {.kind = TN_CMD_SCHED_SET, .workflow = "nope", .sched = &sp};
+    tn_engine_call(E, &c);
+    cr_assert_eq(c.err, TN_ERR_NOENT, "%s", c.msg);
+    apply(sched_yaml("tick", "1s", "success"));
+    c = (tn_cmd){.kind = TN_CMD_SCHED_SET, .workflow = "tick", .sched = &sp};
+    tn_engine_call(E, &c);
+    cr_assert_eq(c.err, TN_ERR_INVAL);
+    cr_assert(strstr(c.msg, "hour 25"), "%s", c.msg);
+}
+
+typedef struct bf_info {
+    tn_backfill_proj p;
+} bf_info;
+
+Test(schedule, backfill_runs_dates_in_order_with_stop_and_resume, .init = setup,
+     .fini = teardown)
+{
+    apply(sched_yaml("etl", "5s", "success"));
+    int64_t d0 = 1767225600LL * SEC; /* 2026-01-01T00:00:00Z */
+    int64_t dates[4] = {d0, d0 + 86400 * SEC, d0 + 2 * 86400 * SEC, d0 + 3 * 86400 * SEC};
+    tn_cmd c = {
+        .kind = TN_CMD_BACKFILL, .workflow = "etl", .dates = dates, .ndates = 4, .parallel = 1};
+    cr_assert_eq(tn_engine_call(E, &c), TN_OK, "%s", c.msg);
+    cr_assert_eq(c.err, TN_OK, "%s", c.msg);
+    uint64_t bf = c.out_id;
+    tn_store *st = tn_evlog_store(tn_engine_log(E));
+    uint64_t i0, i1;
+    cr_assert_eq(tn_log_backfill_instance(st, bf, 0, &i0), TN_OK);
+    cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_ERR_NOENT,
+                 "serial: one at a time");
+    run(i0);
+    cr_assert_eq(tn_log_backfill_instance(st, bf, 1, &i1), TN_OK);
+    cr_assert_eq(submit_of(i1).sched, dates[1], "each instance has its business time");
+    cr_assert_eq(cmd(TN_CMD_BACKFILL_STOP, bf), TN_OK);
+    settle(5);
+    cr_assert_eq(wf_state(i1), TN_WF_S_STOP, "stopping the backfill stops its instance");
+    uint64_t i2;
+    cr_assert_eq(tn_log_backfill_instance(st, bf, 2, &i2), TN_ERR_NOENT);
+    /* a restart keeps it stopped; resume goes on with the dates not started */
+    restart(true);
+    cr_assert_eq(cmd(TN_CMD_BACKFILL_RESUME, bf), TN_OK);
+    settle(20);
+    uint64_t i3;
+    cr_assert_eq(tn_log_backfill_instance(st = tn_evlog_store(tn_engine_log(E)), bf, 3, &i3),
+                 TN_OK);
+    run(i3);
+    settle(2);
+    tn_backfill_proj p;
+    cr_assert_eq(tn_log_backfill_get(st, bf, &p), TN_OK);
+    cr_assert_eq(p.state, TN_BF_S_DONE);
+    cr_assert_eq(p.next, 4);
+    tn_backfill_proj_fini(&p);
+    cr_assert_eq(cmd(TN_CMD_BACKFILL_STOP, bf), TN_ERR_NOENT, "a finished backfill is gone");
+}
+
+Test(schedule, a_definition_schedule_block_sets_the_schedule, .init = setup, .fini = teardown)
+{
+    int64_t t0 = tn_engine_now(E);
+    apply("name: blk\nschedule:\n  cron: \"*/10 * * * * ?\"\n  timezone: Asia/Shanghai\n"
+          "  overlap: skip\n  params: {region: eu}\n"
+          "tasks:\n  - name: a\n    type: noop\n    duration: 1s\n");
+    tn_sched_proj p = sproj("blk");
+    cr_assert_eq(p.state, TN_SCHED_S_ACTIVE);
+    cr_assert_str_eq(p.tz, "Asia/Shanghai");
+    cr_assert_str_eq(p.overlap, "skip");
+    run_to(t0 + 21 * SEC);
+    fires f = fires_of("blk");
+    cr_assert_eq(f.n, 2);
+    cr_assert_str_eq(submit_of(f.inst[0]).region, "eu");
+}
+
+/* ------------------------------------------------------------------------------ */
+/* alerts: which outcomes raise which alerts */
+
+typedef struct raised {
+    char on[8][16];
+    uint64_t task[8];
+    int n;
+} raised;
+
+static int raised_cb(void *ctx, const tn_alert_proj *p)
+{
+    raised *r = ctx;
+    if (r->n < 8) {
+        snprintf(r->on[r->n], sizeof(r->on[0]), "%s", p->on);
+        r->task[r->n++] = p->task;
+    }
+    return 0;
+}
+
+static raised raised_alerts(void)
+{
+    raised r = {.n = 0};
+    cr_assert_eq(tn_log_alert_each(tn_evlog_store(tn_engine_log(E)), 1, false, raised_cb, &r),
+                 TN_OK);
+    return r;
+}
+
+Test(alerts, outcomes_raise_the_alerts_asked_for, .init = setup, .fini = teardown)
+{
+    apply("name: al\ntimeout: 1h\n"
+          "alerts:\n  - {on: [failure, task_failure], webhook: 'http://127.0.0.1:1/x'}\n"
+          "  - {on: [success], webhook: 'http://127.0.0.1:1/y'}\n"
+          "tasks:\n  - {name: a, type: noop, result: failure}\n"
+          "  - {name: b, type: noop}\n");
+    uint64_t wf = start("al");
+    cr_assert_eq(run(wf), TN_WF_S_FAILURE);
+    raised r = raised_alerts();
+    cr_assert_eq(r.n, 2, "the task's failure and the workflow's, not success: %d", r.n);
+    cr_assert_str_eq(r.on[0], "task_failure");
+    cr_assert_eq(r.task[0], task(wf, "a").id);
+    cr_assert_str_eq(r.on[1], "failure");
+    /* a stopped instance is a kill; nothing asks for kill here, so nothing is raised */
+    apply("name: slow\nalerts:\n  - {on: [kill, timeout], webhook: 'http://127.0.0.1:1/z'}\n"
+          "tasks:\n  - {name: a, type: noop, duration: 1h}\n");
+    uint64_t w2 = start("slow");
+    while (tn_engine_step(E, NULL) > 0)
+        ;
+    cr_assert_eq(cmd(TN_CMD_STOP, w2), TN_OK);
+    run(w2);
+    r = raised_alerts();
+    cr_assert_eq(r.n, 3);
+    cr_assert_str_eq(r.on[2], "kill");
+}
+
+/* ------------------------------------------------------------------------------ */
+/* big definitions */
+
+/* Per node of a workflow whose tasks are named t0..tN-1: how often each was submitted,
+ * dispatched and succeeded, and whether one was submitted before a dep succeeded. */
+typedef struct runs {
+    uint32_t n;
+    uint8_t *submit, *dispatched, *ok;
+    uint64_t *ids, *task_node; /* task ids in submission order (they grow), and their nodes */
+    uint32_t nids;
+    const uint32_t (*deps)[2]; /* two deps per node, or none (UINT32_MAX) */
+    bool early;                /* submitted before a dep succeeded */
+} runs;
+
+/* The node of a SUBMIT event: its name is t<node>. */
+static uint32_t runs_node(const tn_event *ev)
+{
+    const tn_attr *a = tn_event_attr(ev, "name");
+    char nm[16];
+    if (!a || a->type != TN_ATTR_STR || a->s.len < 2 || a->s.len >= sizeof(nm))
+        return UINT32_MAX;
+    memcpy(nm, a->s.p, a->s.len);
+    nm[a->s.len] = 0;
+    return (uint32_t)strtoul(nm + 1, NULL, 10);
+}
+
+static int runs_cb(void *ctx, const tn_event *ev)
+{
+    runs *r = ctx;
+    if (ev->machine != TN_MACHINE_TASK)
+        return 0;
+    if (ev->event == TN_TASK_E_SUBMIT) {
+        uint32_t node = runs_node(ev);
+        cr_assert_lt(node, r->n);
+        r->submit[node]++;
+        r->ids[r->nids] = ev->task;
+        r->task_node[r->nids++] = node;
+        for (int k = 0; r->deps && k < 2; k++)
+            if (r->deps[node][k] != UINT32_MAX && !r->ok[r->deps[node][k]])
+                r->early = true;
+        return 0;
+    }
+    if (ev->event != TN_TASK_E_DISPATCHED && ev->event != TN_TASK_E_SUCCEEDED)
+        return 0;
+    /* the task's node: ids are in submission order, so a binary search finds it */
+    uint32_t lo = 0, hi = r->nids;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (r->ids[mid] < ev->task)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    cr_assert(lo < r->nids && r->ids[lo] == ev->task, "event of an unknown task");
+    uint32_t node = (uint32_t)r->task_node[lo];
+    if (ev->event == TN_TASK_E_DISPATCHED)
+        r->dispatched[node]++;
+    else
+        r->ok[node]++;
+    return 0;
+}
+
+static void runs_check(uint64_t wf, uint32_t n, const uint32_t (*deps)[2])
+{
+    runs r = {.n = n, .deps = deps};
+    r.submit = calloc(n, 1);
+    r.dispatched = calloc(n, 1);
+    r.ok = calloc(n, 1);
+    r.ids = calloc(n, sizeof(uint64_t));
+    r.task_node = calloc(n, sizeof(uint64_t));
+    int fr;
+    cr_assert_eq(tn_replay_wf_events(tn_evlog_store(tn_engine_log(E)), wf, runs_cb, &r, &fr),
+                 TN_OK);
+    cr_assert_eq(r.nids, n, "%u of %u tasks created", r.nids, n);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert(r.submit[i] == 1 && r.dispatched[i] == 1 && r.ok[i] == 1,
+                  "t%u: submitted %u, dispatched %u, succeeded %u times", i, r.submit[i],
+                  r.dispatched[i], r.ok[i]);
+    cr_assert(!r.early, "a task was submitted before one of its deps succeeded");
+    free(r.submit);
+    free(r.dispatched);
+    free(r.ok);
+    free(r.ids);
+    free(r.task_node);
+}
+
+/* Rows of 100 tasks, each on two tasks of the row above (as `tern bench engine --scale`). */
+static char *layered_yaml(uint32_t n, uint32_t (*deps)[2])
+{
+    size_t cap = 64 + (size_t)n * 72, l;
+    char *y = malloc(cap);
+    cr_assert(y);
+    l = (size_t)snprintf(y, cap, "name: layered\ntasks:\n");
+    for (uint32_t i = 0; i < n; i++) {
+        if (i < 100) {
+            deps[i][0] = deps[i][1] = UINT32_MAX;
+            l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+            continue;
+        }
+        uint32_t row = i / 100 * 100;
+        deps[i][0] = i - 100;
+        deps[i][1] = row - 100 + (i - row + 1) % 100;
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, deps: [t%u, t%u]}\n",
+                              i, deps[i][0], deps[i][1]);
+    }
+    return y;
+}
+
+Test(scale, layered_dag_of_10k_tasks_runs_each_task_once_after_its_deps)
+{
+    const uint32_t n = 10000;
+    uint32_t(*deps)[2] = calloc(n, sizeof(*deps));
+    char *y = layered_yaml(n, deps);
+    apply(y);
+    free(y);
+    uint64_t wf = start("layered");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS, "%s", wsn(wf_state(wf)));
+    runs_check(wf, n, (const uint32_t(*)[2])deps);
+    free(deps);
+}
+
+Test(scale, wide_workflow_of_20k_tasks_runs_each_task_once)
+{
+    const uint32_t n = 20000;
+    size_t cap = 64 + (size_t)n * 40, l;
+    char *y = malloc(cap);
+    l = (size_t)snprintf(y, cap, "name: wide\ntasks:\n");
+    for (uint32_t i = 0; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+    X.slots = 200; /* the scripted executor keeps at most 256 attempts */
+    apply(y);
+    free(y);
+    uint64_t wf = start("wide");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS, "%s", wsn(wf_state(wf)));
+    runs_check(wf, n, NULL);
+}
+
+/* Tasks that wait for a slot are not all tried again at every step: a step tries what
+ * it places and at most a few more (it was every waiting task, so a workflow's
+ * placement work grew with the square of its size). Those not tried say why they wait. */
+Test(scale, waiting_tasks_are_not_all_tried_at_every_step)
+{
+    const uint32_t n = 2000;
+    size_t cap = 64 + (size_t)n * 56, l;
+    char *y = malloc(cap);
+    l = (size_t)snprintf(y, cap, "name: few\ntasks:\n");
+    for (uint32_t i = 0; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, duration: 1s}\n", i);
+    X.slots = 4;
+    apply(y);
+    free(y);
+    uint64_t wf = start("few");
+    settle(0);
+    tinfo last = task(wf, "t1999");
+    cr_assert_eq(last.state, TN_TASK_S_SUBMITTED_SUCCESS, "%s", tsn(last.state));
+    tn_cmd why = {.kind = TN_CMD_WHY, .id = last.id};
+    cr_assert_eq(tn_engine_call(E, &why), TN_OK);
+    cr_assert_str_eq(why.msg, "all 4 slots are taken", "a task not tried says why it waits");
+    unsigned steps = 0;
+    for (;;) {
+        while (tn_engine_step(E, NULL) > 0)
+            steps++;
+        if (wf_state(wf) == TN_WF_S_SUCCESS || !tn_engine_advance(E))
+            break;
+        steps++;
+    }
+    cr_assert_eq(wf_state(wf), TN_WF_S_SUCCESS);
+    runs_check(wf, n, NULL);
+    /* each step places what fits and stops after 8 refusals */
+    cr_assert_leq(X.places, n + 9 * (steps + 1), "%u placements in %u steps", X.places, steps);
+    cr_assert_lt(X.places, 20 * n, "%u placements for %u tasks", X.places, n);
+}
+
+/* A definition is decoded once: when it is applied; it stays decoded while instances use
+ * it and for the next start (a start decoded it twice, and every start of a finished one
+ * again). After a restart, the first start decodes it. */
+Test(scale, definition_decoded_once_for_many_starts)
+{
+    apply(
+        "name: dd\ntasks:\n  - {name: a, type: noop}\n  - {name: b, type: noop, deps: [a]}\n");
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 5; i++) {
+        uint64_t wf = start("dd");
+        cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    }
+    uint64_t w1 = start("dd"), w2 = start("dd");
+    cr_assert_eq(run(w1), TN_WF_S_SUCCESS);
+    cr_assert_eq(run(w2), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0, "%" PRIu64 " decodes for 7 starts",
+                 s1.def_decodes - s0.def_decodes);
+    /* a new version is decoded once too, and the old one's instances keep theirs */
+    apply("name: dd\ntasks:\n  - {name: a, type: noop}\n");
+    uint64_t w3 = start("dd");
+    cr_assert_eq(run(w3), TN_WF_S_SUCCESS);
+    ASSERT_TASK(w3, "a", TN_TASK_S_SUCCESS, 1);
+    cr_assert(!task(w3, "b").found, "the new version has no task b");
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0);
+    restart(false);
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(run(start("dd")), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 1,
+                 "read from the store once after a restart");
+    ASSERT_TASK(w3, "a", TN_TASK_S_SUCCESS, 1);
+}
+
+/* More idle definitions than the cache keeps: the least recently used go, and each
+ * still starts (decoded again). */
+Test(scale, idle_definitions_beyond_the_cache_are_dropped_and_reloaded)
+{
+    char y[128], name[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(y, sizeof(y), "name: d%d\ntasks:\n  - {name: a, type: noop}\n", i);
+        apply(y);
+    }
+    tn_engine_stats s0, s1;
+    tn_engine_stats_get(E, &s0);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 40; i++) {
+            snprintf(name, sizeof(name), "d%d", i);
+            cr_assert_eq(run(start(name)), TN_WF_S_SUCCESS);
+        }
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 80, "40 > the cache: every start decodes");
+    tn_engine_stats_get(E, &s0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(run(start("d39")), TN_WF_S_SUCCESS);
+    tn_engine_stats_get(E, &s1);
+    cr_assert_eq(s1.def_decodes - s0.def_decodes, 0, "the last used stays decoded");
+}
+
+/* A task with no params anywhere (none of its own, no globals, nothing upstream, no
+ * start-time overrides) gets its command substituted as one with params does: the
+ * built-ins still resolve; TERN_TZ unset is the local zone. */
+Test(params, task_without_any_params_still_gets_builtins)
+{
+    unsetenv("TERN_TZ");
+    cap_open();
+    apply("name: bare\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo ${system.workflow.instance.id}/${system.task.instance.id}/${x}\n");
+    uint64_t wf = start("bare");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    char want[256];
+    snprintf(want, sizeof(want), "echo %" PRIu64 "/%" PRIu64 "/${x}", wf, task(wf, "b").id);
+    cr_assert_str_eq(CAP.cmd, want);
+    /* the same with a global param: the resolving path, the same result for the rest */
+    apply("name: bare\nparams: {g: 1}\ntasks:\n"
+          "  - {name: a, type: noop}\n"
+          "  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo ${system.workflow.instance.id}/${system.task.instance.id}/${x}\n");
+    wf = start("bare");
+    cr_assert_eq(run(wf), TN_WF_S_SUCCESS);
+    snprintf(want, sizeof(want), "echo %" PRIu64 "/%" PRIu64 "/${x}", wf, task(wf, "b").id);
+    cr_assert_str_eq(CAP.cmd, want);
+    setenv("TERN_TZ", "UTC", 1);
 }

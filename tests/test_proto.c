@@ -81,6 +81,79 @@ enum {
 
 /* A message of `type` at the edges: V_MIN (zeros, empty strings and lists), V_MAX (largest
  * integers, strings and lists at their bounds) or V_TYPICAL. */
+/* fill's KILL_RESULT: pids, survivors and kill hooks at the edges */
+static void fill_kill_result(arena *a, tn_msg_kill_result *k, bool mx, bool mn, uint64_t u64,
+                             uint32_t u32)
+{
+    k->report_id = u64;
+    k->task = u64;
+    k->attempt = u32;
+    uint32_t n = mx ? TN_PROTO_PIDS_MAX : mn ? 0 : 3;
+    int64_t *pids = amalloc(a, n * sizeof(*pids));
+    tn_survivor *sv = amalloc(a, n * sizeof(*sv));
+    for (uint32_t i = 0; i < n; i++) {
+        pids[i] = mx ? INT64_MAX - i : 100 + i;
+        sv[i].pid = pids[i];
+        sv[i].state = !mx ? S("Z") : i % 2 ? S("D") : S("R (running)");
+    }
+    k->signalled = (tn_pids){pids, n};
+    k->survivors = (tn_survivors){sv, n};
+    uint32_t nh = mx ? TN_PROTO_HOOKS_MAX : mn ? 0 : 1;
+    tn_hook_run *h = amalloc(a, nh * sizeof(*h));
+    for (uint32_t i = 0; i < nh; i++)
+        h[i] = mx ? (tn_hook_run){rep(a, TN_PROTO_HOOK_ID_MAX, 'i'),
+                                  rep(a, TN_PROTO_REASON_MAX, 'c'),
+                                  rep(a, TN_PROTO_OUTCOME_MAX, 'o')} :
+                    (tn_hook_run){S("application_1_2"),
+                                  S("yarn application -kill 'application_1_2'"), S("exit 0")};
+    k->hooks = (tn_hook_runs){h, nh};
+}
+
+/* fill's HEARTBEAT: unique groups and gauges */
+static void fill_heartbeat(arena *a, tn_msg_heartbeat *h, bool mx, bool mn, uint64_t u64,
+                           uint32_t u32)
+{
+    h->worker = mx ? rep(a, TN_PROTO_ID_MAX, 'w') : S(mn ? "w" : "worker-1");
+    h->listen_url = mx ? rep(a, TN_PROTO_URL_MAX, 'l') : S(mn ? "" : "tcp://10.0.0.2:7001");
+    h->ctl_url = mx ? rep(a, TN_PROTO_URL_MAX, 'c') : S(mn ? "" : "ipc:///run/tern.ctl");
+    uint32_t ng = mx ? TN_PROTO_GROUPS_MAX : mn ? 0 : 2;
+    tn_str *g = amalloc(a, ng * sizeof(*g));
+    char *gb = amalloc(a, (size_t)ng * TN_PROTO_ID_MAX);
+    for (uint32_t i = 0; i < ng; i++) {
+        uint32_t l = mx ? TN_PROTO_ID_MAX : 6;
+        memset(gb + i * TN_PROTO_ID_MAX, 'g', l);
+        /* a unique three-digit prefix */
+        gb[i * TN_PROTO_ID_MAX] = (char)('0' + i / 100 % 10);
+        gb[i * TN_PROTO_ID_MAX + 1] = (char)('0' + i / 10 % 10);
+        gb[i * TN_PROTO_ID_MAX + 2] = (char)('0' + i % 10);
+        g[i] = (tn_str){gb + i * TN_PROTO_ID_MAX, l};
+    }
+    h->groups = (tn_strs){g, ng};
+    h->slots = u32;
+    h->running = mx ? UINT32_MAX : mn ? 0 : 1;
+    h->load_milli = u32;
+    h->mem_free = u64;
+    h->mem_reserve = u64;
+    uint32_t nga = mx ? TN_PROTO_GAUGES_MAX : mn ? 0 : 1;
+    tn_gauge *gv = amalloc(a, nga * sizeof(*gv));
+    char *kb = amalloc(a, (size_t)nga * TN_PROTO_KEY_MAX);
+    for (uint32_t i = 0; i < nga; i++) {
+        uint32_t l = mx ? TN_PROTO_KEY_MAX : 8;
+        memset(kb + i * TN_PROTO_KEY_MAX, 'q', l);
+        for (int d = 3; d >= 0; d--) /* a unique four-digit prefix */
+            kb[i * TN_PROTO_KEY_MAX + (uint32_t)(3 - d)] = (char)('0' + (i / (d == 3 ? 1000 :
+                                                                              d == 2 ? 100 :
+                                                                              d == 1 ? 10 :
+                                                                                       1)) %
+                                                                            10);
+        gv[i] = (tn_gauge){{kb + i * TN_PROTO_KEY_MAX, l}, mx ? UINT64_MAX - i : i};
+    }
+    h->gauges = (tn_gauges){gv, nga};
+    h->epoch = u64;
+    h->degraded = mx ? rep(a, TN_PROTO_REASON_MAX, 'd') : S(mn ? "" : "spawn failed: x");
+    h->degraded_at = mx ? INT64_MAX : mn ? 0 : 1795000000123456789ll;
+}
+
 static void fill(arena *a, tn_msg *m, unsigned type, int v)
 {
     memset(m, 0, sizeof(*m));
@@ -148,67 +221,8 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
                             mn ? (tn_pairs){NULL, 0} :
                                  pairs(a, 1, 8);
         break;
-    case TN_MSG_KILL_RESULT: {
-        tn_msg_kill_result *k = &m->kill_result;
-        k->report_id = u64;
-        k->task = u64;
-        k->attempt = u32;
-        uint32_t n = mx ? TN_PROTO_PIDS_MAX : mn ? 0 : 3;
-        int64_t *pids = amalloc(a, n * sizeof(*pids));
-        tn_survivor *sv = amalloc(a, n * sizeof(*sv));
-        for (uint32_t i = 0; i < n; i++) {
-            pids[i] = mx ? INT64_MAX - i : 100 + i;
-            sv[i].pid = pids[i];
-            sv[i].state = !mx ? S("Z") : i % 2 ? S("D") : S("R (running)");
-        }
-        k->signalled = (tn_pids){pids, n};
-        k->survivors = (tn_survivors){sv, n};
-        break;
-    }
-    case TN_MSG_HEARTBEAT: {
-        tn_msg_heartbeat *h = &m->heartbeat;
-        h->worker = mx ? rep(a, TN_PROTO_ID_MAX, 'w') : S(mn ? "w" : "worker-1");
-        h->listen_url = mx ? rep(a, TN_PROTO_URL_MAX, 'l') : S(mn ? "" : "tcp://10.0.0.2:7001");
-        h->ctl_url = mx ? rep(a, TN_PROTO_URL_MAX, 'c') : S(mn ? "" : "ipc:///run/tern.ctl");
-        uint32_t ng = mx ? TN_PROTO_GROUPS_MAX : mn ? 0 : 2;
-        tn_str *g = amalloc(a, ng * sizeof(*g));
-        char *gb = amalloc(a, (size_t)ng * TN_PROTO_ID_MAX);
-        for (uint32_t i = 0; i < ng; i++) {
-            uint32_t l = mx ? TN_PROTO_ID_MAX : 6;
-            memset(gb + i * TN_PROTO_ID_MAX, 'g', l);
-            /* a unique three-digit prefix */
-            gb[i * TN_PROTO_ID_MAX] = (char)('0' + i / 100 % 10);
-            gb[i * TN_PROTO_ID_MAX + 1] = (char)('0' + i / 10 % 10);
-            gb[i * TN_PROTO_ID_MAX + 2] = (char)('0' + i % 10);
-            g[i] = (tn_str){gb + i * TN_PROTO_ID_MAX, l};
-        }
-        h->groups = (tn_strs){g, ng};
-        h->slots = u32;
-        h->running = mx ? UINT32_MAX : mn ? 0 : 1;
-        h->load_milli = u32;
-        h->mem_free = u64;
-        h->mem_reserve = u64;
-        uint32_t nga = mx ? TN_PROTO_GAUGES_MAX : mn ? 0 : 1;
-        tn_gauge *gv = amalloc(a, nga * sizeof(*gv));
-        char *kb = amalloc(a, (size_t)nga * TN_PROTO_KEY_MAX);
-        for (uint32_t i = 0; i < nga; i++) {
-            uint32_t l = mx ? TN_PROTO_KEY_MAX : 8;
-            memset(kb + i * TN_PROTO_KEY_MAX, 'q', l);
-            for (int d = 3; d >= 0; d--) /* a unique four-digit prefix */
-                kb[i * TN_PROTO_KEY_MAX + (uint32_t)(3 - d)] =
-                    (char)('0' + (i / (d == 3 ? 1000 :
-                                       d == 2 ? 100 :
-                                       d == 1 ? 10 :
-                                                1)) %
-                                     10);
-            gv[i] = (tn_gauge){{kb + i * TN_PROTO_KEY_MAX, l}, mx ? UINT64_MAX - i : i};
-        }
-        h->gauges = (tn_gauges){gv, nga};
-        h->epoch = u64;
-        h->degraded = mx ? rep(a, TN_PROTO_REASON_MAX, 'd') : S(mn ? "" : "spawn failed: x");
-        h->degraded_at = mx ? INT64_MAX : mn ? 0 : 1795000000123456789ll;
-        break;
-    }
+    case TN_MSG_KILL_RESULT: fill_kill_result(a, &m->kill_result, mx, mn, u64, u32); break;
+    case TN_MSG_HEARTBEAT: fill_heartbeat(a, &m->heartbeat, mx, mn, u64, u32); break;
     case TN_MSG_RECONCILED: {
         uint32_t n = mx ? TN_PROTO_RUNNING_MAX : mn ? 0 : 2;
         tn_task_attempt *ta = amalloc(a, n * sizeof(*ta));
@@ -346,6 +360,9 @@ static tn_err cb_fields(void *arg, tn_str sender, const tn_msg *m)
         cr_assert_eq(m->kill_result.signalled.v[0], INT64_MAX);
         cr_assert_eq(m->kill_result.survivors.n, TN_PROTO_PIDS_MAX);
         cr_assert(tn_str_eq(m->kill_result.survivors.v[1].state, "D"));
+        cr_assert_eq(m->kill_result.hooks.n, TN_PROTO_HOOKS_MAX);
+        cr_assert_eq(m->kill_result.hooks.v[63].command.len, TN_PROTO_REASON_MAX);
+        cr_assert_eq(m->kill_result.hooks.v[63].outcome.p[TN_PROTO_OUTCOME_MAX - 1], 'o');
         break;
     default: cr_assert_fail("unexpected %s", tn_msg_name(m->type));
     }
@@ -436,6 +453,19 @@ Test(proto, encoder_refuses_what_the_decoder_would)
     REFUSE(TN_MSG_KILL_RESULT, ((int64_t *)m.kill_result.signalled.v)[0] = 0, TN_ERR_INVAL);
     REFUSE(TN_MSG_KILL_RESULT, ((tn_survivor *)m.kill_result.survivors.v)[0].state = S(""),
            TN_ERR_INVAL);
+    REFUSE(TN_MSG_KILL_RESULT, ((tn_hook_run *)m.kill_result.hooks.v)[0].id = S(""),
+           TN_ERR_INVAL);
+    REFUSE(TN_MSG_KILL_RESULT, ((tn_hook_run *)m.kill_result.hooks.v)[0].outcome = S(""),
+           TN_ERR_INVAL);
+    REFUSE(TN_MSG_KILL_RESULT,
+           ((tn_hook_run *)m.kill_result.hooks.v)[0].id =
+               rep(&a, TN_PROTO_HOOK_ID_MAX + 1, 'i'),
+           TN_ERR_TOOBIG);
+    REFUSE(TN_MSG_KILL_RESULT,
+           ((tn_hook_run *)m.kill_result.hooks.v)[0].command =
+               rep(&a, TN_PROTO_REASON_MAX + 1, 'c'),
+           TN_ERR_TOOBIG);
+    REFUSE(TN_MSG_KILL_RESULT, m.kill_result.hooks.n = TN_PROTO_HOOKS_MAX + 1, TN_ERR_TOOBIG);
     REFUSE(TN_MSG_HEARTBEAT, m.heartbeat.worker = S(""), TN_ERR_INVAL);
     REFUSE(TN_MSG_HEARTBEAT, m.heartbeat.listen_url = rep(&a, TN_PROTO_URL_MAX + 1, 'l'),
            TN_ERR_TOOBIG);
@@ -518,7 +548,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert(memcmp(r[1].via.str.ptr, "worker:w7", 9) == 0);
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r[2].via.array.size, TN_MSG__MAX);
-    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 6, 14, 3};
+    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 7, 14, 3};
     for (unsigned i = 0; i < TN_MSG__MAX; i++) {
         msgpack_object *o = &r[2].via.array.ptr[i];
         cr_assert_eq(o->type, MSGPACK_OBJECT_ARRAY);
@@ -542,6 +572,8 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert_eq(k[4].via.array.size, TN_PROTO_PIDS_MAX);
     cr_assert_eq(k[5].via.array.ptr[1].via.array.size, 2);
     cr_assert_eq(k[5].via.array.ptr[1].via.array.ptr[1].type, MSGPACK_OBJECT_STR);
+    cr_assert_eq(k[6].via.array.size, TN_PROTO_HOOKS_MAX, "hooks, last");
+    cr_assert_eq(k[6].via.array.ptr[0].via.array.size, 3, "[id, command, outcome]");
     /* RESULT (typical): negative exit code */
     msgpack_object *res = r[2].via.array.ptr[5].via.array.ptr;
     cr_assert_eq(res[5].type, MSGPACK_OBJECT_NEGATIVE_INTEGER);
@@ -821,10 +853,19 @@ CASE(c_version_2)
     wa(r, 0);
 }
 
-CASE(c_version_4)
+CASE(c_version_3)
+{
+    wa(r, 4);
+    wu(r, 3);
+    ws(r, "m");
+    ws(r, "");
+    wa(r, 0);
+}
+
+CASE(c_version_5)
 {
     wa(r, 5);
-    wu(r, 4);
+    wu(r, 5);
     ws(r, "m");
     ws(r, "");
     wa(r, 0);
@@ -1216,6 +1257,68 @@ CASE(c_survivor_triple)
     ws(r, "x");
 }
 
+/* [7, 1, 1, 1, [], [], hooks...: the KILL_RESULT up to its hooks */
+static void kill_result_to_hooks(raw *r, uint32_t len)
+{
+    head(r, 1);
+    wa(r, len);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 0);
+    wa(r, 0);
+}
+
+CASE(c_hook_pair)
+{
+    kill_result_to_hooks(r, 7);
+    wa(r, 1);
+    wa(r, 2);
+    ws(r, "application_1_2");
+    ws(r, "exit 0");
+}
+
+CASE(c_hook_no_id)
+{
+    kill_result_to_hooks(r, 7);
+    wa(r, 1);
+    wa(r, 3);
+    ws(r, "");
+    ws(r, "yarn application -kill ''");
+    ws(r, "exit 0");
+}
+
+CASE(c_hooks_over_max)
+{
+    kill_result_to_hooks(r, 7);
+    wa(r, TN_PROTO_HOOKS_MAX + 1);
+    for (uint32_t i = 0; i <= TN_PROTO_HOOKS_MAX; i++) {
+        wa(r, 3);
+        ws(r, "a");
+        ws(r, "");
+        ws(r, "exit 0");
+    }
+}
+
+CASE(c_kill_result_8)
+{
+    kill_result_to_hooks(r, 8);
+    wa(r, 0);
+    wu(r, 0);
+}
+
+CASE(c_kill_result_5)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_KILL_RESULT);
+    wu(r, 1);
+    wu(r, 1);
+    wu(r, 1);
+    wa(r, 0);
+}
+
 CASE(c_survivor_no_state)
 {
     head(r, 1);
@@ -1355,7 +1458,13 @@ Test(proto, malformed_corpus)
         {"version 0", c_version_0, TN_ERR_VERSION},
         {"version 1 (before worker_epoch)", c_version_1, TN_ERR_VERSION},
         {"version 2 (before the cluster)", c_version_2, TN_ERR_VERSION},
-        {"version 4, 5 elements", c_version_4, TN_ERR_VERSION},
+        {"version 3 (before kill hooks)", c_version_3, TN_ERR_VERSION},
+        {"version 5, 5 elements", c_version_5, TN_ERR_VERSION},
+        {"kill hook of 2 fields", c_hook_pair, TN_ERR_CORRUPT},
+        {"kill hook with no id", c_hook_no_id, TN_ERR_CORRUPT},
+        {"65 kill hooks", c_hooks_over_max, TN_ERR_TOOBIG},
+        {"KILL_RESULT of 8", c_kill_result_8, TN_ERR_CORRUPT},
+        {"KILL_RESULT of 5", c_kill_result_5, TN_ERR_CORRUPT},
         {"header of 3 (no cluster)", c_header_3, TN_ERR_CORRUPT},
         {"cluster of 65 bytes", c_cluster_65, TN_ERR_TOOBIG},
         {"cluster as bin", c_cluster_bin, TN_ERR_TYPE},
@@ -1427,6 +1536,41 @@ Test(proto, malformed_corpus)
         free(buf);
         msgpack_sbuffer_destroy(&r.sb);
     }
+}
+
+static tn_err cb_legacy_kill_result(void *arg, tn_str sender, const tn_msg *m)
+{
+    int *n = arg;
+    cr_assert_eq(m->type, TN_MSG_KILL_RESULT);
+    cr_assert_eq(m->kill_result.report_id, 9);
+    cr_assert_eq(m->kill_result.signalled.n, 1);
+    cr_assert_eq(m->kill_result.hooks.n, 0);
+    (*n)++;
+    return TN_OK;
+}
+
+/* A worker's outbox keeps encoded reports across an upgrade: a KILL_RESULT written before
+ * kill hooks (6 elements) is still taken, with no hooks; anything else is a wrong length. */
+Test(proto, a_kill_result_without_hooks_from_an_old_outbox_is_taken)
+{
+    raw r;
+    msgpack_sbuffer_init(&r.sb);
+    msgpack_packer_init(&r.pk, &r.sb, msgpack_sbuffer_write);
+    head(&r, 1);
+    wa(&r, 6);
+    wu(&r, TN_MSG_KILL_RESULT);
+    wu(&r, 9);
+    wu(&r, 1);
+    wu(&r, 1);
+    wa(&r, 1);
+    wu(&r, 4242);
+    wa(&r, 0);
+    int n = 0;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_frame_decode(r.sb.data, r.sb.size, cb_legacy_kill_result, &n, &em), TN_OK,
+                 "%s", em.text);
+    cr_assert_eq(n, 1);
+    msgpack_sbuffer_destroy(&r.sb);
 }
 
 Test(proto, oversized_frame_refused_before_reading)

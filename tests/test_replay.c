@@ -514,3 +514,364 @@ Test(replay, counts_transitions_for_coverage)
     cr_expect_not_null(second && strstr(second + 1, "workflow NEW SUBMIT"), "appended twice");
     free(out);
 }
+
+/* --- the per-workflow index (one by_wf entry per workflow and commit) ------------ */
+
+/* Record `ncommits` commits over `nwf` workflows whose events interleave: commit c adds
+ * a task (5 events) to workflows c % nwf and (c * 7) % nwf, and every tenth commit a
+ * burst of 40 tasks to workflow 1 alone. Workflows are submitted and started first. */
+static void record_interleaved(const char *d, int nwf, int ncommits)
+{
+    tn_evlog *l;
+    tn_errmsg m;
+    cr_assert_eq(tn_evlog_open(d, &(tn_evlog_opts){.create = true, .no_sync = true}, &l, &m),
+                 TN_OK, "%s", m.text);
+    uint64_t wfs[16];
+    cr_assert_leq(nwf, 16);
+    tn_event ev;
+#define ADD(M, E, W, T)                                              \
+    do {                                                             \
+        tn_event_init(&ev, M, E, W, T);                              \
+        ev.actor = TN_STR("master:t");                               \
+        cr_assert_eq(tn_evlog_add(l, &ev, &m), TN_OK, "%s", m.text); \
+    } while (0)
+    for (int i = 0; i < nwf; i++) {
+        wfs[i] = tn_evlog_new_wf_id(l);
+        ADD(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wfs[i], 0);
+        ADD(TN_MACHINE_WORKFLOW, TN_WF_E_START, wfs[i], 0);
+    }
+    cr_assert_eq(tn_evlog_commit(l, &m), TN_OK, "%s", m.text);
+    for (int c = 0; c < ncommits; c++) {
+        int pick[2] = {c % nwf, (c * 7) % nwf};
+        int ntask = c % 10 == 9 ? 40 : 1;
+        for (int j = 0; j < (c % 10 == 9 ? 1 : 2); j++) {
+            uint64_t wf = wfs[c % 10 == 9 ? 1 : pick[j]];
+            for (int k = 0; k < ntask; k++) {
+                uint64_t t = tn_evlog_new_task_id(l);
+                ADD(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, wf, t);
+                ADD(TN_MACHINE_TASK, TN_TASK_E_DISPATCH, wf, t);
+                ADD(TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, wf, t);
+                ADD(TN_MACHINE_TASK, TN_TASK_E_RUNNING, wf, t);
+                ADD(TN_MACHINE_TASK, TN_TASK_E_SUCCEEDED, wf, t);
+            }
+        }
+        cr_assert_eq(tn_evlog_commit(l, &m), TN_OK, "%s", m.text);
+    }
+#undef ADD
+    tn_evlog_close(l);
+}
+
+typedef struct seqlist {
+    uint64_t *seq;
+    size_t n, cap;
+    uint64_t wf;
+} seqlist;
+
+static int collect(void *ctx, const tn_event *ev)
+{
+    seqlist *x = ctx;
+    cr_assert_eq(ev->wf, x->wf, "seq %llu belongs to workflow %llu",
+                 (unsigned long long)ev->seq, (unsigned long long)ev->wf);
+    cr_assert(tn_grow((void **)&x->seq, &x->cap, x->n + 1, sizeof(uint64_t)));
+    x->seq[x->n++] = ev->seq;
+    return 0;
+}
+
+Test(replay, wf_events_across_many_commits_are_exactly_its_events_in_order)
+{
+    const int nwf = 5, ncommits = 60;
+    record_interleaved(dir, nwf, ncommits);
+    tn_store *s;
+    tn_errmsg m;
+    cr_assert_eq(tn_store_open(dir, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+    /* the truth: a scan of the whole log, by workflow */
+    seqlist want[6] = {{0}};
+    tn_rtxn *t;
+    tn_cursor *c;
+    tn_val k, v;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    tn_event ev;
+    for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
+        cr_assert_eq(tn_event_decode(v.data, v.len, &ev), TN_OK);
+        if (ev.wf == 0)
+            continue;
+        cr_assert_leq(ev.wf, (uint64_t)nwf);
+        want[ev.wf].wf = ev.wf;
+        collect(&want[ev.wf], &ev);
+    }
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    for (uint64_t wf = 1; wf <= (uint64_t)nwf; wf++) {
+        seqlist got = {.wf = wf};
+        int fr;
+        cr_assert_eq(tn_replay_wf_events(s, wf, collect, &got, &fr), TN_OK);
+        cr_assert_eq(got.n, want[wf].n, "workflow %llu: %zu events, the log has %zu",
+                     (unsigned long long)wf, got.n, want[wf].n);
+        for (size_t i = 0; i < got.n; i++)
+            cr_assert_eq(got.seq[i], want[wf].seq[i], "workflow %llu event %zu",
+                         (unsigned long long)wf, i);
+        free(got.seq);
+        free(want[wf].seq);
+    }
+    cr_assert_gt(want[2].n, 1000, "workflow 2 (wfs[1]) spans many commits and bursts");
+    /* one entry per workflow and commit: the first commit touches every workflow; a
+     * burst commit one; the others two (or one when both picks are the same) */
+    size_t entries = (size_t)nwf;
+    for (int cc = 0; cc < ncommits; cc++)
+        entries += cc % 10 == 9 ? 1 : (cc % nwf == (cc * 7) % nwf ? 1 : 2);
+    tn_store_stat st;
+    cr_assert_eq(tn_store_stat_get(s, &st), TN_OK);
+    cr_assert_eq(st.entries[TN_DB_BY_WF], entries);
+    /* a walk stopped by its callback stops there and reports it */
+    seqlist none = {.wf = 3};
+    int fr = 0;
+    cr_assert_eq(tn_replay_wf_events(s, 6, collect, &none, &fr), TN_ERR_NOENT);
+    tn_store_close(s);
+}
+
+static int stop_after_one(void *ctx, const tn_event *ev)
+{
+    (void)ev;
+    return ++*(int *)ctx == 1 ? 7 : 0;
+}
+
+/* Replace the value of workflow `wf`'s first by_wf entry. */
+static void set_wf_entry(const char *d, uint64_t wf, const void *val, size_t len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cur;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    cr_assert_eq(mdb_env_open(env, d, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "by_wf", 0, &dbi), 0);
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+    uint8_t kb[16] = {0};
+    tn_put_be64(kb, wf);
+    MDB_val k = {16, kb}, v;
+    cr_assert_eq(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE), 0);
+    cr_assert_eq(tn_get_be64(k.mv_data), wf);
+    uint8_t key[16];
+    memcpy(key, k.mv_data, 16);
+    mdb_cursor_close(cur);
+    MDB_val k2 = {16, key}, v2 = {len, (void *)val};
+    cr_assert_eq(mdb_put(txn, dbi, &k2, &v2, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+Test(replay, wf_events_stop_early_and_refuse_a_damaged_index)
+{
+    record(dir, 3);
+    tn_store *s;
+    tn_errmsg m;
+    int n = 0, fr = 0;
+    cr_assert_eq(tn_store_open(dir, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+    cr_assert_eq(tn_replay_wf_events(s, 2, stop_after_one, &n, &fr), TN_OK);
+    cr_assert_eq(fr, 7);
+    cr_assert_eq(n, 1);
+    tn_store_close(s);
+    /* each malformed value is refused, never read past its end */
+    static const struct {
+        const char *v;
+        size_t len;
+    } bad[] = {
+        {"", 0},                                              /* no count */
+        {"\x00", 1},                                          /* a count of 0 */
+        {"\x05\x01\x01", 3},                                  /* 5 seqs, 2 gaps */
+        {"\x02\x00", 2},                                      /* a gap of 0: not ascending */
+        {"\x02\x80", 2},                                      /* a truncated gap */
+        {"\x01\x01", 2},                                      /* a byte left over */
+        {"\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11}, /* over 64 bits */
+        {"\x02\x40", 2}, /* a seq past the end of the log */
+    };
+    for (size_t i = 0; i < TN_ARRAY_LEN(bad); i++) {
+        set_wf_entry(dir, 2, bad[i].v, bad[i].len);
+        cr_assert_eq(tn_store_open(dir, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+        seqlist got = {.wf = 2};
+        cr_assert_eq(tn_replay_wf_events(s, 2, collect, &got, &fr), TN_ERR_CORRUPT, "value %zu",
+                     i);
+        free(got.seq);
+        tn_store_close(s);
+    }
+}
+
+/* --- replay's counts ---------------------------------------------------------------- */
+
+typedef struct fold_truth {
+    uint8_t wf_state[64], task_state[256];
+    bool wf_seen[64], task_seen[256];
+} fold_truth;
+
+/* Counts of instances per state after the first `until` events, folded here from the
+ * events alone (state = the event's to), independently of replay. */
+static void truth_counts(const char *d, uint64_t until, tn_replay_report *out)
+{
+    fold_truth *f = calloc(1, sizeof(*f));
+    tn_store *s;
+    tn_errmsg m;
+    cr_assert_eq(tn_store_open(d, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+    tn_rtxn *t;
+    tn_cursor *c;
+    tn_val k, v;
+    tn_store_read_begin(s, &t);
+    tn_cursor_open(t, TN_DB_EVENTS, &c);
+    tn_event ev;
+    for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
+        cr_assert_eq(tn_event_decode(v.data, v.len, &ev), TN_OK);
+        if (ev.seq > until)
+            break;
+        if (ev.machine == TN_MACHINE_WORKFLOW) {
+            cr_assert_lt(ev.wf, 64);
+            f->wf_seen[ev.wf] = true;
+            f->wf_state[ev.wf] = ev.to;
+        } else if (ev.machine == TN_MACHINE_TASK) {
+            cr_assert_lt(ev.task, 256);
+            f->task_seen[ev.task] = true;
+            f->task_state[ev.task] = ev.to;
+        }
+    }
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    tn_store_close(s);
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < 64; i++)
+        if (f->wf_seen[i]) {
+            out->workflows++;
+            out->wf_states[f->wf_state[i]]++;
+        }
+    for (int i = 0; i < 256; i++)
+        if (f->task_seen[i]) {
+            out->tasks++;
+            out->task_states[f->task_state[i]]++;
+        }
+    free(f);
+}
+
+static void expect_counts(const tn_replay_report *got, const tn_replay_report *want,
+                          const char *what, uint64_t until)
+{
+    cr_assert_eq(got->err, TN_OK, "%s until %llu: %s", what, (unsigned long long)until,
+                 got->why);
+    cr_assert_eq(got->workflows, want->workflows, "%s until %llu", what,
+                 (unsigned long long)until);
+    cr_assert_eq(got->tasks, want->tasks, "%s until %llu", what, (unsigned long long)until);
+    for (int i = 0; i < TN_REPLAY_MAX_STATES; i++) {
+        cr_assert_eq(got->wf_states[i], want->wf_states[i], "%s until %llu: wf state %d", what,
+                     (unsigned long long)until, i);
+        cr_assert_eq(got->task_states[i], want->task_states[i], "%s until %llu: task state %d",
+                     what, (unsigned long long)until, i);
+    }
+}
+
+/* The counts replay keeps as states change equal the fold of the events at every
+ * prefix of the log, with and without the comparison and the chain check. */
+Test(replay, state_counts_match_the_events_at_every_prefix)
+{
+    uint64_t last = record(dir, 6);
+    tn_store *s;
+    tn_errmsg m;
+    tn_replay_report *rep = malloc(sizeof(*rep)), *want = malloc(sizeof(*want));
+    for (uint64_t until = 1; until <= last; until++) {
+        truth_counts(dir, until, want);
+        cr_assert_eq(tn_store_open(dir, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+        for (int mode = 0; mode < 4; mode++) {
+            tn_replay_opts o = {.until_seq = until == last ? 0 : until,
+                                .verify_chain = mode & 1,
+                                .compare = mode & 2};
+            cr_assert_eq(tn_replay_run(s, &o, rep), TN_OK);
+            expect_counts(rep, want, mode & 2 ? "compared" : "lite", until);
+            cr_assert_eq(rep->compared, (mode & 2) && until == last);
+        }
+        tn_store_close(s);
+    }
+    cr_assert_gt(want->wf_states[TN_WF_S_FAILURE], 0, "the log ends in a mix of states");
+    cr_assert_gt(want->wf_states[TN_WF_S_SUCCESS], 0);
+    free(rep);
+    free(want);
+}
+
+/* A log long enough for the chain to be hashed by helper threads: clean, it verifies;
+ * altered in one event's content or its prev hash, the verdict names the same seq and
+ * says the same as the sequential check does on a short log. */
+Test(replay, chain_checked_in_parallel_names_the_altered_seq, .timeout = 300)
+{
+    record_interleaved(dir, 4, 900); /* > 9000 events */
+    tn_replay_report r = run_replay(dir, 0);
+    cr_assert_eq(r.err, TN_OK, "seq %llu: %s", (unsigned long long)r.bad_seq, r.why);
+    cr_assert_gt(r.events, 9000);
+
+    long pos = find_in_event(dir, 6000, "master:t");
+    tamper_event(dir, 6000, pos + 3);
+    r = run_replay(dir, 0);
+    cr_assert_eq(r.err, TN_ERR_CHAIN, "got %s: %s", tn_errname(r.err), r.why);
+    cr_assert_eq(r.bad_seq, 6000, "named seq %llu", (unsigned long long)r.bad_seq);
+    cr_assert(strstr(r.why, "altered"), "%s", r.why);
+    tamper_event(dir, 6000, pos + 3);
+
+    tamper_event(dir, 7001, -5); /* inside the prev hash */
+    r = run_replay(dir, 0);
+    cr_assert_eq(r.err, TN_ERR_CHAIN, "got %s: %s", tn_errname(r.err), r.why);
+    cr_assert_eq(r.bad_seq, 7001);
+    /* without the chain check the same log replays (its tables and seqs are intact) */
+    tn_store *s;
+    tn_errmsg m;
+    cr_assert_eq(tn_store_open(dir, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+    cr_assert_eq(tn_replay_run(s, &(tn_replay_opts){0}, &r), TN_OK);
+    cr_assert_eq(r.err, TN_OK, "%s", r.why);
+    tn_store_close(s);
+}
+
+static int count_in_order(void *ctx, const tn_event *ev)
+{
+    uint64_t *st = ctx; /* [0] count, [1] last seq */
+    cr_assert_gt(ev->seq, st[1]);
+    st[1] = ev->seq;
+    st[0]++;
+    return 0;
+}
+
+/* A commit larger than the writer keeps its index lists for (they are freed after it),
+ * then small commits to the same workflow: every event reads back, in order, and the
+ * log replays clean. */
+Test(replay, huge_commit_then_small_ones_index_every_event, .timeout = 300)
+{
+    tn_evlog *l;
+    tn_errmsg m;
+    cr_assert_eq(tn_evlog_open(dir, &(tn_evlog_opts){.create = true, .no_sync = true}, &l, &m),
+                 TN_OK, "%s", m.text);
+    uint64_t wf = tn_evlog_new_wf_id(l);
+    tn_event ev;
+    size_t n = 0;
+#define ADD(M, E, T)                                                 \
+    do {                                                             \
+        tn_event_init(&ev, M, E, wf, T);                             \
+        ev.actor = TN_STR("master:t");                               \
+        cr_assert_eq(tn_evlog_add(l, &ev, &m), TN_OK, "%s", m.text); \
+        n++;                                                         \
+    } while (0)
+    ADD(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, 0);
+    ADD(TN_MACHINE_WORKFLOW, TN_WF_E_START, 0);
+    for (int i = 0; i < 70000; i++)
+        ADD(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, tn_evlog_new_task_id(l));
+    cr_assert_eq(tn_evlog_commit(l, &m), TN_OK, "%s", m.text);
+    for (int c = 0; c < 3; c++) {
+        ADD(TN_MACHINE_TASK, TN_TASK_E_SUBMIT, tn_evlog_new_task_id(l));
+        cr_assert_eq(tn_evlog_commit(l, &m), TN_OK, "%s", m.text);
+    }
+#undef ADD
+    uint64_t st[2] = {0, 0};
+    int fr;
+    cr_assert_eq(tn_replay_wf_events(tn_evlog_store(l), wf, count_in_order, st, &fr), TN_OK);
+    cr_assert_eq(st[0], n);
+    tn_store_stat ss;
+    cr_assert_eq(tn_store_stat_get(tn_evlog_store(l), &ss), TN_OK);
+    cr_assert_eq(ss.entries[TN_DB_BY_WF], 4, "one entry per commit");
+    tn_evlog_close(l);
+    tn_replay_report r = run_replay(dir, 0);
+    cr_assert_eq(r.err, TN_OK, "seq %llu: %s", (unsigned long long)r.bad_seq, r.why);
+    cr_assert_eq(r.tasks, 70003);
+}

@@ -265,14 +265,47 @@ Test(store, open_garbage_is_corrupt_naming_the_file)
     cr_assert_null(s);
 }
 
+/* A store of format 1 (by_wf with one sorted duplicate per event), laid out as that
+ * tern made it: refused, by every kind of open, with what to do. */
+Test(store, open_format1_store_is_refused_with_what_to_do)
+{
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, tmp, 0, 0600), 0);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    static const char *const names[] = {"events", "by_wf", "defs", "wf", "tasks", "meta"};
+    for (int i = 0; i < 6; i++) {
+        unsigned fl = MDB_CREATE | (i == 1 ? MDB_DUPSORT | MDB_DUPFIXED : 0);
+        cr_assert_eq(mdb_dbi_open(txn, names[i], fl, &dbi), 0);
+    }
+    MDB_val k = {6, "format"}, v = {4, "\0\0\0\x01"};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    tn_errmsg m = {{0}};
+    tn_store *s = NULL;
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_VERSION);
+    cr_assert_not_null(strstr(m.text, "format 1"), "message: %s", m.text);
+    cr_assert_not_null(strstr(m.text, "older tern"), "message: %s", m.text);
+    cr_assert_not_null(strstr(m.text, "tern init --data"), "message: %s", m.text);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m), TN_ERR_VERSION);
+    cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
+                 TN_ERR_VERSION);
+    cr_assert_null(s);
+}
+
 Test(store, open_other_format_is_version)
 {
     tn_store *s = create_ok(tmp);
     tn_batch *b;
     cr_assert_eq(tn_batch_new(&b), TN_OK);
     /* The format record is a 4-byte big-endian u32 under "format" in meta. */
-    const uint8_t two[4] = {0, 0, 0, 2};
-    cr_assert_eq(tn_batch_put(b, TN_DB_META, "format", 6, two, 4), TN_OK);
+    const uint8_t three[4] = {0, 0, 0, 3};
+    cr_assert_eq(tn_batch_put(b, TN_DB_META, "format", 6, three, 4), TN_OK);
     commit_ok(s, b);
     tn_store_close(s);
 
@@ -280,7 +313,7 @@ Test(store, open_other_format_is_version)
     s = NULL;
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){0}, &s, &m), TN_ERR_VERSION);
     cr_assert_not_null(strstr(m.text, "data.mdb"), "message: %s", m.text);
-    cr_assert_not_null(strstr(m.text, "format 2"), "message: %s", m.text);
+    cr_assert_not_null(strstr(m.text, "format 3"), "message: %s", m.text);
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.create = true}, &s, &m), TN_ERR_VERSION);
     cr_assert_eq(tn_store_open(tmp, &(tn_store_opts){.read_only = true}, &s, &m),
                  TN_ERR_VERSION);
@@ -438,8 +471,6 @@ Test(store, batch_bounds)
     cr_assert_not_null(huge);
     cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 1, huge, 64 * MIB + 1), TN_ERR_TOOBIG);
     free(huge);
-    /* by_wf values are one u64 seq each (fixed-size duplicates) */
-    cr_assert_eq(tn_batch_put(b, TN_DB_BY_WF, key, 8, "1234567", 7), TN_ERR_INVAL);
     cr_assert_eq(tn_batch_count(b), 0, "failed adds leave the batch unchanged");
 
     cr_assert_eq(tn_batch_put(b, TN_DB_WF, key, 511, "max", 3), TN_OK);
@@ -529,37 +560,16 @@ Test(store, failed_commit_leaves_nothing)
 
 static void add_dup(tn_batch *b, uint64_t wf, uint64_t seq)
 {
-    uint8_t k[8], v[8];
+    uint8_t k[16];
     key64(k, wf);
-    key64(v, seq);
-    cr_assert_eq(tn_batch_put(b, TN_DB_BY_WF, k, 8, v, 8), TN_OK);
+    key64(k + 8, seq);
+    cr_assert_eq(tn_batch_put(b, TN_DB_BY_WF, k, 16, "\x01", 1), TN_OK);
 }
 
-/* The seqs of one workflow, read with seek_exact/next_dup, into out[]; returns count. */
-static size_t read_dups(tn_store *s, uint64_t wf, uint64_t *out, size_t cap)
-{
-    tn_rtxn *t;
-    tn_cursor *c;
-    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
-    cr_assert_eq(tn_cursor_open(t, TN_DB_BY_WF, &c), TN_OK);
-    uint8_t k[8];
-    key64(k, wf);
-    tn_val v;
-    size_t n = 0;
-    tn_err err = tn_cursor_seek_exact(c, k, 8, &v);
-    while (err == TN_OK) {
-        cr_assert_eq(v.len, 8);
-        cr_assert_lt(n, cap);
-        out[n++] = tn_get_be64(v.data);
-        err = tn_cursor_next_dup(c, &v);
-    }
-    cr_assert_eq(err, TN_ERR_NOENT);
-    tn_cursor_close(c);
-    tn_store_read_end(t);
-    return n;
-}
-
-Test(store, by_wf_duplicates_sorted)
+/* by_wf is a plain keyed database (format 2): one entry per (workflow, first seq),
+ * variable-length values, a second put of a key replaces it, and a workflow's entries
+ * are adjacent and in seq order under a seek to (wf, 0). */
+Test(store, by_wf_entries_sorted_by_wf_then_seq)
 {
     tn_store *s = create_ok(tmp);
     tn_batch *b;
@@ -570,52 +580,34 @@ Test(store, by_wf_duplicates_sorted)
         add_dup(b, 6, seqs[i] + 1000); /* neighbours on both sides */
         add_dup(b, 8, seqs[i] + 2000);
     }
-    add_dup(b, 7, 12); /* the same pair again: kept once */
-    cr_assert_eq(
-        tn_batch_append(b, TN_DB_BY_WF, "\0\0\0\0\0\0\0\x07", 8, "\0\0\0\0\0\0\x10\0", 8),
-        TN_OK); /* append in by_wf adds a duplicate anywhere */
+    uint8_t k[16];
+    key64(k, 7);
+    key64(k + 8, 12);
+    uint8_t big[3000];
+    memset(big, 0x11, sizeof(big));
+    cr_assert_eq(tn_batch_put(b, TN_DB_BY_WF, k, 16, big, sizeof(big)), TN_OK);
     commit_ok(s, b);
-
-    uint64_t got[16];
-    size_t n = read_dups(s, 7, got, 16);
-    const uint64_t want[] = {1, 3, 12, 40, 256, 700, 4096};
-    cr_assert_eq(n, TN_ARRAY_LEN(want));
-    for (size_t i = 0; i < n; i++)
-        cr_assert_eq(got[i], want[i], "dup %zu: %llu", i, (unsigned long long)got[i]);
-    cr_assert_eq(read_dups(s, 9, got, 16), 0, "absent key: NOENT at once");
-    cr_assert_eq(entries(s, TN_DB_BY_WF), 19);
+    cr_assert_eq(entries(s, TN_DB_BY_WF), 18, "the second put of (7, 12) replaced it");
 
     tn_rtxn *t;
-    tn_val v;
+    tn_cursor *c;
     cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
-    uint8_t k[8];
-    key64(k, 7);
-    cr_assert_eq(tn_store_get(t, TN_DB_BY_WF, k, 8, &v), TN_OK);
-    cr_assert_eq(tn_get_be64(v.data), 1, "get returns the first duplicate");
-    tn_store_read_end(t);
-    tn_batch_free(b);
-    tn_store_close(s);
-}
-
-Test(store, del_removes_every_duplicate)
-{
-    tn_store *s = create_ok(tmp);
-    tn_batch *b;
-    cr_assert_eq(tn_batch_new(&b), TN_OK);
-    for (uint64_t i = 1; i <= 300; i++) { /* enough to need a sub-database */
-        add_dup(b, 5, i);
-        add_dup(b, 4, i);
+    cr_assert_eq(tn_cursor_open(t, TN_DB_BY_WF, &c), TN_OK);
+    key64(k + 8, 0);
+    tn_val key, val;
+    const uint64_t want[] = {1, 3, 12, 40, 256, 700};
+    size_t n = 0;
+    for (tn_err e = tn_cursor_seek(c, k, 16, &key, &val);
+         e == TN_OK && tn_get_be64(key.data) == 7; e = tn_cursor_next(c, &key, &val), n++) {
+        cr_assert_lt(n, TN_ARRAY_LEN(want));
+        cr_assert_eq(key.len, 16);
+        cr_assert_eq(tn_get_be64((const uint8_t *)key.data + 8), want[n]);
+        cr_assert_eq(val.len, want[n] == 12 ? sizeof(big) : 1);
     }
-    commit_ok(s, b);
-    tn_batch_reset(b);
-    uint8_t k[8];
-    key64(k, 5);
-    cr_assert_eq(tn_batch_del(b, TN_DB_BY_WF, k, 8), TN_OK);
-    commit_ok(s, b);
-    uint64_t got[400];
-    cr_assert_eq(read_dups(s, 5, got, 400), 0);
-    cr_assert_eq(read_dups(s, 4, got, 400), 300);
-    cr_assert_eq(entries(s, TN_DB_BY_WF), 300);
+    cr_assert_eq(n, TN_ARRAY_LEN(want));
+    cr_assert_eq(tn_get_be64(key.data), 8, "the walk stops at the next workflow");
+    tn_cursor_close(c);
+    tn_store_read_end(t);
     tn_batch_free(b);
     tn_store_close(s);
 }

@@ -50,7 +50,13 @@ int tn_cli_store_ro(const char *cmd, const char *dir, struct tn_store **s);
 /* The daemons: block SIGTERM and SIGINT (before any thread starts, so only
  * tn_cli_wait_signal sees them), then wait for one. */
 sigset_t tn_cli_block_signals(void);
+/* Called once the daemon serves: tells the service manager READY=1 (tn_cli_notify), waits
+ * for SIGTERM or SIGINT, then tells it STOPPING=1 before the caller stops the daemon. */
 void tn_cli_wait_signal(sigset_t set);
+/* The sd_notify protocol: one datagram with `state` (and MAINPID) to the unix socket
+ * $NOTIFY_SOCKET (a path, or @name for an abstract one). Nothing without the variable
+ * (0); -1 when it could not be sent (logged). */
+int tn_cli_notify(const char *state);
 
 /* Every key of the daemons' config files: master, worker and standalone ignore each
  * other's keys (and `config`), so one file can serve them all. */
@@ -80,6 +86,71 @@ int tn_daemon_check_urls(const char *cmd, bool insecure, const char *const *urls
         "tls-ca", 0, TN_OPT_STR, offsetof(T, tls_ca), "F",                                     \
             .help = "the CA that signs the other end's certificate", TN_OPT_CFG                \
     }
+
+/* The default alerts of master and standalone (fields alert_webhook, alert_command,
+ * alert_on, allow_alert_commands of T): for workflows without an `alerts:` block. */
+#define TN_DAEMON_ALERT_OPTS(T)                                                              \
+    {"alert-webhook",                                                                        \
+     0,                                                                                      \
+     TN_OPT_STR,                                                                             \
+     offsetof(T, alert_webhook),                                                             \
+     "URL",                                                                                  \
+     .help = "POST an alert as JSON here for workflows without an alerts block",             \
+     TN_OPT_CFG},                                                                            \
+        {"alert-command",                                                                    \
+         0,                                                                                  \
+         TN_OPT_STR,                                                                         \
+         offsetof(T, alert_command),                                                         \
+         "COMMAND",                                                                          \
+         .help = "run COMMAND (/bin/sh -c) with the alert as JSON on stdin, for workflows\n" \
+                 "without an alerts block",                                                  \
+         TN_OPT_CFG},                                                                        \
+        {"alert-on",                                                                         \
+         0,                                                                                  \
+         TN_OPT_STR,                                                                         \
+         offsetof(T, alert_on),                                                              \
+         "LIST",                                                                             \
+         .help = "outcomes the default alerts are for (failure,timeout,success,kill,\n"      \
+                 "task_failure; default failure,timeout)",                                   \
+         TN_OPT_CFG},                                                                        \
+    {                                                                                        \
+        "allow-alert-commands", 0, TN_OPT_FLAG, offsetof(T, allow_alert_commands), NULL,     \
+            .help = "let workflows' alerts run commands on this host (as this user)",        \
+            TN_OPT_CFG                                                                       \
+    }
+
+struct tn_def_alert;
+/* The default alerts from those options into out[0..*n) (at most 2); strings are
+ * borrowed. A bad URL or outcome is a usage error (returns 2, message printed). */
+int tn_daemon_alerts(const char *cmd, const char *webhook, const char *command, const char *on,
+                     struct tn_def_alert *out, uint32_t *n);
+
+/* --kill-hook and --kill-hook-timeout, for the commands that run a worker (fields
+ * kill_hook, a tn_opt_list, and kill_hook_timeout, ms, of T); docs/DISTRIBUTED.md. */
+#define TN_KILL_HOOK_OPTS(T)                                                                   \
+    {"kill-hook",                                                                              \
+     0,                                                                                        \
+     TN_OPT_LIST,                                                                              \
+     offsetof(T, kill_hook),                                                                   \
+     "REGEX=CMD",                                                                              \
+     .help = "when a task is killed (tern kill, a timeout, a stop), run CMD once per\n"        \
+             "distinct match of REGEX (POSIX extended) in the last 8 MiB of its log,\n"        \
+             "{id} replaced by the match, single-quoted; matches other than 1-128 of\n"        \
+             "A-Z a-z 0-9 . _ - : @ + are refused; `tern audit` shows what ran (attr\n"        \
+             "hooks). At most 16, e.g.\n"                                                      \
+             "'application_[0-9]+_[0-9]+=yarn application -kill {id}'",                        \
+     TN_OPT_CFG,                                                                               \
+     0,                                                                                        \
+     16},                                                                                      \
+    {                                                                                          \
+        "kill-hook-timeout", 0, TN_OPT_DURATION, offsetof(T, kill_hook_timeout), "DURATION",   \
+            .help = "a kill hook command is killed after this (default 30s)", TN_OPT_CFG, 100, \
+            3600000                                                                            \
+    }
+
+/* The kill hooks of a command line, checked before anything starts: a usage error
+ * (returns 2) naming the bad one and why, else 0. */
+int tn_daemon_check_kill_hooks(const char *cmd, const tn_opt_list *hooks);
 
 /* ---- the control client (client.c) ------------------------------------------------- */
 
@@ -185,11 +256,13 @@ int tn_cmd_standalone(int argc, char **argv);
 int tn_cmd_chaos(int argc, char **argv);
 int tn_cmd_init(int argc, char **argv);
 int tn_cmd_token(int argc, char **argv);
+int tn_cmd_gc(int argc, char **argv);
 
 extern const tn_opt_cmd tn_spec_replay, tn_spec_audit, tn_spec_sm, tn_spec_demo, tn_spec_run,
     tn_spec_def, tn_spec_taskgroup, tn_spec_env, tn_spec_start, tn_spec_pause, tn_spec_resume,
     tn_spec_stop, tn_spec_rerun, tn_spec_recover, tn_spec_kill, tn_spec_force_success,
     tn_spec_ls, tn_spec_status, tn_spec_logs, tn_spec_workers, tn_spec_master, tn_spec_worker,
-    tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token, tn_spec_bench, tn_spec_cert;
+    tn_spec_standalone, tn_spec_chaos, tn_spec_init, tn_spec_token, tn_spec_bench, tn_spec_cert,
+    tn_spec_gc;
 
 #endif

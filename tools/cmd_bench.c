@@ -8,6 +8,7 @@
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "evlog.h"
@@ -22,6 +23,7 @@ typedef struct bench_opts {
     const char *dir;
     uint64_t events;
     bool quick;
+    bool scale;
 } bench_opts;
 
 static const tn_opt bench_table[] = {
@@ -31,12 +33,15 @@ static const tn_opt bench_table[] = {
      .help = "events for the batched store append runs (default 1000000)", .min = 1000},
     {"quick", 0, TN_OPT_FLAG, offsetof(bench_opts, quick), NULL,
      .help = "a short run (for smoke tests)"},
+    {"scale", 0, TN_OPT_FLAG, offsetof(bench_opts, scale), NULL,
+     .help = "engine only: per-task scheduling time from 1k to 100k tasks (see above)"},
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
     "bench", (const char *const[]){"store|engine|dispatch", NULL},
     "store: durable append events/s at 1, 100 and 1000 events per commit, each next to a\n"
-    "raw LMDB append of the same value size and batch; replay events/s (decode, table\n"
+    "raw LMDB append of the same value size and batch, and at 100 and 1000 without fsync\n"
+    "on either side (the CPU cost alone); replay events/s (decode, table\n"
     "check, projection rebuild) with and without chain verification, next to a raw\n"
     "cursor scan of the same events. Stores are created in temporary directories under\n"
     "DIR (default: $TMPDIR or /tmp) and removed afterwards.\n"
@@ -44,8 +49,14 @@ const tn_opt_cmd tn_spec_bench = {
     "engine: noop tasks (duration 0) through the engine with durable group commit:\n"
     "(a) one workflow of 100k independent tasks, (b) 10k workflows of 10 chained tasks,\n"
     "tasks/s and events/s next to a raw LMDB append of the same events in the same\n"
-    "number of commits; (c) start-to-first-dispatch latency p50/p99 next to one durable\n"
-    "commit; (d) RSS after 100k and after 1M completed tasks.\n"
+    "number of commits, and (limit) next to that append with each event hashed into the\n"
+    "chain, by wall time and by CPU time (limit_cpu: what other programs do not move);\n"
+    "(c) start-to-first-dispatch latency p50/p99 next to one durable\n"
+    "commit; (d) RSS after 100k and after 1M completed tasks. With --scale instead:\n"
+    "per-task scheduling time of one workflow of 1k, 10k and 100k tasks, wide (no deps),\n"
+    "layered (rows of 100, two deps each), a chain, and wide on 64 placement slots (tasks\n"
+    "wait in the dispatch queue as on a master), virtual clock, store not durable; CPU\n"
+    "time per task, median of 3 runs, ratio = t(N)/t(1k) per task (flat is 1.0).\n"
     "\n"
     "dispatch: a master here and a worker process over ipc: (a) noop tasks/s next to a\n"
     "raw nng push/pull message rate, and the worker's RSS after 10k and 100k tasks;\n"
@@ -55,6 +66,15 @@ const tn_opt_cmd tn_spec_bench = {
     "\n"
     "Output: one line per result, BENCH name=<id> value=<n> unit=<u> baseline=<n> ratio=<n>\n",
     bench_table, .max_args = 1};
+
+/* CPU time of the process: the engine and the in-process executor run on this thread,
+ * and other programs on the machine do not count. */
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static void bench_line(const char *name, double value, const char *unit, double baseline)
 {
@@ -129,11 +149,13 @@ typedef struct append_result {
     double avg_value; /* bytes per encoded event */
 } append_result;
 
-static int tern_append(const char *dir, size_t batch, size_t total, append_result *res)
+static int tern_append(const char *dir, size_t batch, size_t total, bool no_sync,
+                       append_result *res)
 {
     tn_evlog *l;
     tn_errmsg m = {{0}};
-    tn_evlog_opts o = {.create = true, .map_size = 1u << 30, .map_max = 64ull << 30};
+    tn_evlog_opts o = {
+        .create = true, .no_sync = no_sync, .map_size = 1u << 30, .map_max = 64ull << 30};
     if (tn_evlog_open(dir, &o, &l, &m)) {
         fprintf(stderr, "tern bench: %s\n", m.text);
         return -1;
@@ -175,7 +197,20 @@ static int tern_append(const char *dir, size_t batch, size_t total, append_resul
     return 0;
 }
 
+static int raw_append_opt(const char *dir, size_t batch, size_t total, size_t vsize,
+                          unsigned flags, bool hash, double *out, double *cpu_out);
+
 static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize, double *out)
+{
+    return raw_append_opt(dir, batch, total, vsize, 0, false, out, NULL);
+}
+
+/* flags: extra LMDB environment flags (MDB_NOSYNC for the CPU-only lines). With hash: each
+ * value also chained to the one before by the log's hash (BLAKE2b of the previous hash
+ * and the value), as the event log does: "the limit" of an engine that only had to make
+ * its events durable. */
+static int raw_append_opt(const char *dir, size_t batch, size_t total, size_t vsize,
+                          unsigned flags, bool hash, double *out, double *cpu_out)
 {
     MDB_env *env;
     MDB_dbi dbi;
@@ -184,23 +219,27 @@ static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize,
         return -1;
     mdb_env_set_maxdbs(env, 8);
     mdb_env_set_mapsize(env, 8ull << 30);
-    if (mdb_env_open(env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0644)) {
+    if (mdb_env_open(env, dir, MDB_NOTLS | MDB_NORDAHEAD | flags, 0644)) {
         mdb_env_close(env);
         return -1;
     }
     mdb_txn_begin(env, NULL, 0, &txn);
     mdb_dbi_open(txn, "events", MDB_CREATE, &dbi);
     mdb_txn_commit(txn);
-    char *val = malloc(vsize);
-    memset(val, 0xab, vsize);
+    char *buf = malloc(TN_HASH_LEN + vsize), *val = buf + TN_HASH_LEN;
+    memset(buf, 0xab, TN_HASH_LEN + vsize);
     uint64_t seq = 0;
-    int64_t t0 = tn_mono_ns();
+    int64_t t0 = tn_mono_ns(), c0 = cpu_ns();
     for (size_t done = 0; done < total;) {
         if (mdb_txn_begin(env, NULL, 0, &txn))
             break;
         for (size_t i = 0; i < batch && done < total; i++, done++) {
             uint8_t kb[8];
             tn_put_be64(kb, ++seq);
+            if (hash) { /* buf = previous hash, value; its hash is the next previous */
+                val[0] = (char)seq;
+                tn_event_hash(buf, TN_HASH_LEN + vsize, (uint8_t *)buf);
+            }
             MDB_val k = {8, kb}, v = {vsize, val};
             mdb_put(txn, dbi, &k, &v, MDB_APPEND);
         }
@@ -208,7 +247,9 @@ static int raw_append(const char *dir, size_t batch, size_t total, size_t vsize,
     }
     int64_t t1 = tn_mono_ns();
     *out = (double)total * 1e9 / (double)(t1 - t0);
-    free(val);
+    if (cpu_out)
+        *cpu_out = (double)total * 1e9 / (double)(cpu_ns() - c0 + 1);
+    free(buf);
     mdb_env_close(env);
     return 0;
 }
@@ -262,7 +303,7 @@ static int bench_store(const char *base, size_t events, bool quick)
         snprintf(rdir, sizeof(rdir), "%s/raw-b%zu", tmpl, b);
         append_result tr;
         double raw;
-        if (tern_append(tdir, b, total, &tr) ||
+        if (tern_append(tdir, b, total, false, &tr) ||
             raw_append(rdir, b, total, (size_t)tr.avg_value, &raw)) {
             rc = tn_cli_fail("bench", "append run failed (batch %zu)", b);
             break;
@@ -274,6 +315,25 @@ static int bench_store(const char *base, size_t events, bool quick)
             rm_rf(tdir);
             rm_rf(rdir);
         }
+    }
+    /* the same without fsync on either side: the CPU cost per event, which a busy or
+     * slow disk hides in the durable runs */
+    for (size_t i = 1; i < 3 && rc == 0; i++) {
+        size_t b = batches[i], total = quick ? events / 20 : events;
+        snprintf(tdir, sizeof(tdir), "%s/tern-nosync-b%zu", tmpl, b);
+        snprintf(rdir, sizeof(rdir), "%s/raw-nosync-b%zu", tmpl, b);
+        append_result tr;
+        double raw;
+        if (tern_append(tdir, b, total, true, &tr) ||
+            raw_append_opt(rdir, b, total, (size_t)tr.avg_value, MDB_NOSYNC, false, &raw, NULL)) {
+            rc = tn_cli_fail("bench", "append run failed (no sync, batch %zu)", b);
+            break;
+        }
+        char name[64];
+        snprintf(name, sizeof(name), "store.append_nosync.batch%zu", b);
+        bench_line(name, tr.events_per_s, "events/s", raw);
+        rm_rf(tdir);
+        rm_rf(rdir);
     }
     if (rc == 0) {
         /* replay the batch-1000 store: every event decoded, checked and folded */
@@ -431,6 +491,23 @@ static double pct(int64_t *v, size_t n, double p)
     return (double)v[k < n ? k : n - 1];
 }
 
+/* The engine's events/s next to "the limit": a durable raw append of as many events in
+ * as many commits, each hashed into the chain. The issue's target is ratio >= 0.6. */
+static void limit_line(const char *tmpl, const char *name, uint64_t evs, uint64_t commits,
+                       double secs, double cpu_secs)
+{
+    double lim, lim_cpu;
+    char rdir[4200], cname[128];
+    snprintf(rdir, sizeof(rdir), "%s/raw-%s", tmpl, name);
+    if (raw_append_opt(rdir, commits ? (size_t)(evs / commits) + 1 : 1000, (size_t)evs, 120, 0,
+                       true, &lim, &lim_cpu))
+        return;
+    bench_line(name, (double)evs / secs, "events/s", lim);
+    /* the same per CPU second: what other programs on the machine do not move */
+    snprintf(cname, sizeof(cname), "%s_cpu", name);
+    bench_line(cname, (double)evs / cpu_secs, "events/cpu_s", lim_cpu);
+}
+
 /* (a) one workflow of `wide` independent noop tasks */
 static int engine_wide(const char *tmpl, unsigned wide)
 {
@@ -443,11 +520,11 @@ static int engine_wide(const char *tmpl, unsigned wide)
     free(y);
     tn_engine_stats s0, s1;
     tn_engine_stats_get(g.e, &s0);
-    int64_t t0 = tn_mono_ns();
+    int64_t t0 = tn_mono_ns(), c0 = cpu_ns();
     tn_cmd c = {.kind = TN_CMD_START, .workflow = "wide"};
     tn_engine_call(g.e, &c);
     eng_drain(&g);
-    int64_t t1 = tn_mono_ns();
+    int64_t t1 = tn_mono_ns(), c1 = cpu_ns();
     tn_engine_stats_get(g.e, &s1);
     uint64_t evs = s1.events - s0.events, commits = s1.commits - s0.commits;
     eng_close(&g);
@@ -458,6 +535,7 @@ static int engine_wide(const char *tmpl, unsigned wide)
     double secs = (double)(t1 - t0) / 1e9;
     bench_line("engine.wide.tasks", wide / secs, "tasks/s", raw * wide / (double)evs);
     bench_line("engine.wide.events", (double)evs / secs, "events/s", raw);
+    limit_line(tmpl, "engine.wide.limit", evs, commits, secs, (double)(c1 - c0) / 1e9);
     return 0;
 }
 
@@ -509,13 +587,13 @@ static int engine_chains(const char *tmpl, unsigned nwf, unsigned nlat)
     free(y);
     tn_engine_stats s0, s1;
     tn_engine_stats_get(g.e, &s0);
-    int64_t t0 = tn_mono_ns();
+    int64_t t0 = tn_mono_ns(), c0 = cpu_ns();
     tn_cmd *cmds = calloc(nwf, sizeof(tn_cmd));
     if (cmds)
         engine_start_many(&g, cmds, nwf);
     free(cmds);
     eng_drain(&g);
-    int64_t t1 = tn_mono_ns();
+    int64_t t1 = tn_mono_ns(), c1 = cpu_ns();
     tn_engine_stats_get(g.e, &s1);
     uint64_t evs = s1.events - s0.events, commits = s1.commits - s0.commits;
     double secs = (double)(t1 - t0) / 1e9, raw;
@@ -525,6 +603,7 @@ static int engine_chains(const char *tmpl, unsigned nwf, unsigned nlat)
     bench_line("engine.chains.tasks", nwf * 10.0 / secs, "tasks/s",
                raw * nwf * 10.0 / (double)evs);
     bench_line("engine.chains.events", (double)evs / secs, "events/s", raw);
+    limit_line(tmpl, "engine.chains.limit", evs, commits, secs, (double)(c1 - c0) / 1e9);
     engine_latency(&g, tmpl, nlat);
     eng_close(&g);
     return 0;
@@ -561,13 +640,153 @@ static int engine_rss(const char *tmpl, unsigned total)
     return 0;
 }
 
-static int bench_engine(const char *base, bool quick)
+/* (e) scale: one workflow of n noop tasks, per-task scheduling time against the 1k
+ * figure. Shapes: wide (no deps), layered (rows of 100, each task on two of the row
+ * above) and chain (each task on the one before). The store is not durable here
+ * (no_sync), so what is measured is the engine's own work, not the disk's. */
+static char *yaml_layered(unsigned n)
+{
+    const unsigned w = 100;
+    size_t cap = 64 + (size_t)n * 72;
+    char *y = malloc(cap);
+    if (!y)
+        return NULL;
+    size_t l = (size_t)snprintf(y, cap, "name: layered\ntasks:\n");
+    for (unsigned i = 0; i < n; i++) {
+        if (i < w) {
+            l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+            continue;
+        }
+        unsigned row = i / w * w, a = i - w, b = row - w + (i - row + 1) % w;
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop, deps: [t%u, t%u]}\n",
+                              i, a, b);
+    }
+    return y;
+}
+
+/* Placement as a master does it, on 64 slots: tasks beyond them wait in the queue (the
+ * executor's ack of a result frees a slot). */
+static unsigned scale_placed;
+static tn_executor_ops scale_ops;
+
+static bool scale_place(void *self, const tn_place_req *r, char *worker, size_t wlen, char *why,
+                        size_t whylen)
+{
+    (void)self;
+    (void)r;
+    if (scale_placed >= 64) {
+        snprintf(why, whylen, "all 64 slots are taken");
+        return false;
+    }
+    scale_placed++;
+    snprintf(worker, wlen, "bench");
+    return true;
+}
+
+static void scale_ack(void *self, const tn_report *r)
+{
+    (void)self;
+    if ((r->kind == TN_REPORT_RESULT || r->kind == TN_REPORT_KILL_RESULT) && scale_placed)
+        scale_placed--;
+}
+
+/* CPU seconds to run one instance of `name` (applied from yaml) to its end; < 0 on
+ * error. */
+static double scale_run(const char *tmpl, const char *name, char *yaml, unsigned n, bool slots)
+{
+    eng g;
+    char sub[64];
+    snprintf(sub, sizeof(sub), "scale-%s-%u-%d", name, n, slots);
+    if (!yaml)
+        return -1;
+    snprintf(g.dir, sizeof(g.dir), "%s/%s", tmpl, sub);
+    char logs[4300];
+    snprintf(logs, sizeof(logs), "%s/logs", g.dir);
+    tn_errmsg m = {{0}};
+    if (tn_inproc_new(logs, &g.x)) {
+        free(yaml);
+        return -1;
+    }
+    tn_executor ex = tn_inproc_executor(g.x);
+    if (slots) {
+        scale_ops = *ex.ops;
+        scale_ops.place = scale_place;
+        scale_ops.ack = scale_ack;
+        ex.ops = &scale_ops;
+        scale_placed = 0;
+    }
+    tn_engine_opts o = {
+        .data_dir = g.dir,
+        .log = {.create = true, .no_sync = true, .map_size = 1u << 30, .map_max = 64ull << 30},
+        .executor = ex,
+        .virtual_clock = true,
+        .max_batch = 8192};
+    if (tn_engine_open(&o, &g.e, &m)) {
+        fprintf(stderr, "tern bench: %s\n", m.text);
+        tn_inproc_free(g.x);
+        free(yaml);
+        return -1;
+    }
+    tn_inproc_bind(g.x, g.e);
+    int rc = eng_apply(&g, yaml);
+    free(yaml);
+    int64_t t0 = cpu_ns();
+    tn_cmd c = {.kind = TN_CMD_START, .workflow = name};
+    if (!rc && tn_engine_call(g.e, &c) == TN_OK &&
+        tn_engine_run_until(g.e, c.out_id, &m) != TN_WF_S_SUCCESS)
+        rc = -1;
+    double secs = (double)(cpu_ns() - t0) / 1e9;
+    eng_close(&g);
+    rm_rf(g.dir);
+    return rc || c.err ? -1 : secs;
+}
+
+static int engine_scale(const char *tmpl, bool quick)
+{
+    static const char *const shapes[] = {"wide", "layered", "chain", "wide_64slots"};
+    const unsigned sizes[] = {1000, 10000, quick ? 20000 : 100000};
+    for (unsigned s = 0; s < 4; s++) {
+        double base = 0;
+        for (unsigned k = 0; k < 3; k++) {
+            unsigned n = sizes[k];
+            double runs[3];
+            for (int r = 0; r < 3; r++) { /* the median of three */
+                char *y = s == 1 ? yaml_layered(n) :
+                          s == 2 ? yaml_chain(n) :
+                                   yaml_independent(n);
+                runs[r] = scale_run(tmpl, s == 3 ? "wide" : shapes[s], y, n, s == 3);
+                if (runs[r] < 0)
+                    return -1;
+            }
+            double lo = runs[0] < runs[1] ? runs[0] : runs[1];
+            double hi = runs[0] < runs[1] ? runs[1] : runs[0];
+            double secs = runs[2] < lo ? lo : runs[2] > hi ? hi : runs[2];
+            double us = secs * 1e6 / n;
+            if (k == 0)
+                base = us;
+            char name[64];
+            snprintf(name, sizeof(name), "engine.scale.%s.%uk.us_per_task", shapes[s],
+                     n / 1000);
+            printf("BENCH name=%s value=%.2f unit=us baseline=%.2f ratio=%.2f\n", name, us,
+                   base, base > 0 ? us / base : 0.0);
+            fflush(stdout);
+        }
+    }
+    return 0;
+}
+
+static int bench_engine(const char *base, bool quick, bool scale)
 {
     char tmpl[4000];
     snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
     if (!mkdtemp(tmpl))
         return tn_cli_fail("bench", "%s: cannot create a temporary directory: %m; pass --dir",
                            base);
+    if (scale) {
+        int rc = engine_scale(tmpl, quick);
+        rm_rf(tmpl);
+        return rc ? tn_cli_fail("bench", "engine scale run failed") : 0;
+    }
     int rc = engine_wide(tmpl, quick ? 5000 : 100000);
     if (!rc)
         rc = engine_chains(tmpl, quick ? 500 : 10000, quick ? 200 : 1000);
@@ -1008,10 +1227,12 @@ int tn_cmd_bench(int argc, char **argv)
     tn_opt_args_free(&a);
     if (!name)
         return tn_cli_usage("bench", "name one benchmark: store, engine or dispatch");
+    if (o.scale && strcmp(name, "engine") != 0)
+        return tn_cli_usage("bench", "--scale is an option of `tern bench engine` only");
     if (strcmp(name, "store") == 0)
         return bench_store(o.dir, (size_t)o.events, o.quick);
     if (strcmp(name, "engine") == 0)
-        return bench_engine(o.dir, o.quick);
+        return bench_engine(o.dir, o.quick, o.scale);
     if (strcmp(name, "dispatch") == 0)
         return bench_dispatch(o.dir, o.quick);
     return tn_cli_usage("bench", "unknown benchmark \"%s\" (known: store, engine, dispatch)",

@@ -2,13 +2,16 @@
  * (flags win). SIGTERM and SIGINT stop it cleanly. */
 #include "master.h"
 #include "cli.h"
+#include "manpage.h"
 
 typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
     uint64_t hb_timeout, map_max;
     uint32_t max_workers;
-    bool insecure;
+    bool insecure, check_config;
+    const char *alert_webhook, *alert_command, *alert_on;
+    bool allow_alert_commands;
 } master_opts;
 
 static const tn_opt master_table[] = {
@@ -18,10 +21,6 @@ static const tn_opt master_table[] = {
      .help = "the data directory (default ./tern-data)", TN_OPT_CFG},
     {"ctl", 0, TN_OPT_STR, offsetof(master_opts, ctl), "URL",
      .help = "the control socket (default ipc://DIR/master.ctl)", TN_OPT_CFG},
-    {"insecure", 0, TN_OPT_FLAG, offsetof(master_opts, insecure), NULL,
-     .help = "accept plain tcp:// for --listen and --ctl: peers are not authenticated,\n"
-             "tokens travel in clear (a warning at every start)",
-     TN_OPT_CFG},
     {"id", 0, TN_OPT_STR, offsetof(master_opts, id), "ID",
      .help = "this master's name in the log (master:ID)", TN_OPT_CFG},
     {"heartbeat-timeout", 0, TN_OPT_DURATION, offsetof(master_opts, hb_timeout), "DURATION",
@@ -33,12 +32,15 @@ static const tn_opt master_table[] = {
      TN_OPT_CFG},
     TN_DAEMON_TLS_OPTS(master_opts),
     TN_DAEMON_INSECURE_OPT(master_opts),
+    TN_DAEMON_ALERT_OPTS(master_opts),
     {"max-workers", 0, TN_OPT_U32, offsetof(master_opts, max_workers), "N",
      .help = "workers known at once; more are refused (default 1024)", TN_OPT_CFG, 1, 1000000},
     {"map-max", 0, TN_OPT_SIZE, offsetof(master_opts, map_max), "BYTES",
      .help = "the largest the event store may grow", TN_OPT_CFG, 1u << 20, 1ull << 40},
     {"config", 0, TN_OPT_CONFIG, offsetof(master_opts, config), "FILE",
      .help = "read options from FILE first"},
+    {"check-config", 0, TN_OPT_FLAG, offsetof(master_opts, check_config), NULL,
+     .help = "print the options in effect (config file, then flags) and exit"},
     {0}};
 
 const tn_opt_cmd tn_spec_master = {
@@ -64,8 +66,16 @@ static int run(const master_opts *o)
     int urc = tn_daemon_check_urls("master", o->insecure, urls, 1);
     if (urc)
         return urc;
+    tn_def_alert alerts[2];
+    uint32_t nalerts = 0;
+    if ((urc = tn_daemon_alerts("master", o->alert_webhook, o->alert_command, o->alert_on,
+                                alerts, &nalerts)))
+        return urc;
     sigset_t set = tn_cli_block_signals();
-    tn_master_opts mo = {.data_dir = o->data,
+    tn_master_opts mo = {.alerts = alerts,
+                         .nalerts = nalerts,
+                         .allow_alert_commands = o->allow_alert_commands,
+                         .data_dir = o->data,
                          .id = o->id,
                          .listen_url = o->listen,
                          .ctl_url = o->ctl,
@@ -94,7 +104,10 @@ int tn_cmd_master(int argc, char **argv)
     int rc = tn_opt_cli(&tn_spec_master, argc, argv, &o, &a);
     if (rc)
         return rc;
-    rc = run(&o); /* o's strings may be a's copies of config values */
+    if (o.check_config)
+        tn_opt_config_dump(&tn_spec_master, &o, stdout);
+    else
+        rc = run(&o); /* o's strings may be a's copies of config values */
     tn_opt_args_free(&a);
     return rc;
 }

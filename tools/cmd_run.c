@@ -19,7 +19,8 @@ typedef struct run_opts {
     const char *data;
     bool json, dry_run;
     tn_opt_kv param;
-    tn_opt_list from, pass_env;
+    tn_opt_list from, pass_env, kill_hook;
+    uint64_t kill_hook_timeout;
     int mode;
     const char *tenant;
 } run_opts;
@@ -48,6 +49,7 @@ static const tn_opt run_table[] = {
     {"pass-env", 0, TN_OPT_LIST, offsetof(run_opts, pass_env), "NAME",
      .help = "pass the worker's variable NAME to every task (repeatable); tasks get\n"
              "PATH, HOME, USER, LOGNAME, SHELL, LANG, TERN_*, their params and nothing else"},
+    TN_KILL_HOOK_OPTS(run_opts),
     {"data", 0, TN_OPT_STR, offsetof(run_opts, data), "DIR",
      .help = "the data directory (default ./tern-data)"},
     {"json", 0, TN_OPT_FLAG, offsetof(run_opts, json), NULL,
@@ -221,15 +223,22 @@ static void wait_final(tn_engine *e, uint64_t wf, uint32_t ntasks, bool json, tn
             stopped = true;
         }
         char line[160];
+        int64_t pause_us = 100000;
         if (!json) {
+            /* the line reads every task of the run: wait ten times what it took, so a
+             * big workflow's progress never takes more than a tenth of the machine */
+            int64_t t0 = tn_mono_ns();
             progress_line(e, wf, ntasks, line, sizeof(line));
+            int64_t took_us = (tn_mono_ns() - t0) / 1000;
+            if (took_us * 10 > pause_us)
+                pause_us = took_us * 10;
             if (strcmp(line, last) != 0) {
                 printf(tty ? "\r%s\033[K" : "%s\n", line);
                 fflush(stdout);
                 snprintf(last, sizeof(last), "%s", line);
             }
         }
-        usleep(100000);
+        usleep((useconds_t)(pause_us < 5000000 ? pause_us : 5000000));
     }
     if (tty)
         printf("\n");
@@ -243,8 +252,12 @@ static int run_here(const run_opts *o, const run_def *d)
         tn_log_set_level(TN_LOG_WARN);
     tn_standalone *s;
     tn_errmsg m = {{0}};
-    tn_standalone_opts so = {
-        .data_dir = o->data, .pass_env = o->pass_env.v, .npass_env = o->pass_env.n};
+    tn_standalone_opts so = {.data_dir = o->data,
+                             .pass_env = o->pass_env.v,
+                             .npass_env = o->pass_env.n,
+                             .kill_hooks = o->kill_hook.v,
+                             .nkill_hooks = o->kill_hook.n,
+                             .kill_hook_timeout_ms = o->kill_hook_timeout};
     if (tn_standalone_start(&so, &s, &m))
         return tn_cli_fail("run", "%s", m.text);
     tn_engine *e = tn_master_engine(tn_standalone_master(s));
@@ -274,7 +287,8 @@ int tn_cmd_run(int argc, char **argv)
     run_def d = {0};
     if (a.n != 1)
         rc = tn_cli_usage("run", "give one workflow file");
-    else if ((rc = load_def(a.v[0], o.data, &d)) == 0)
+    else if ((rc = tn_daemon_check_kill_hooks("run", &o.kill_hook)) == 0 &&
+             (rc = load_def(a.v[0], o.data, &d)) == 0)
         rc = run_here(&o, &d);
     free(d.bytes);
     tn_opt_args_free(&a);

@@ -8,8 +8,12 @@
 typedef struct standalone_opts {
     const char *data, *config;
     uint32_t slots, pids_max;
+    uint64_t log_retention, log_max_bytes;
     bool no_cgroup;
-    tn_opt_list pass_env;
+    tn_opt_list pass_env, kill_hook;
+    uint64_t kill_hook_timeout;
+    const char *alert_webhook, *alert_command, *alert_on;
+    bool allow_alert_commands;
 } standalone_opts;
 
 static const tn_opt standalone_table[] = {
@@ -29,6 +33,15 @@ static const tn_opt standalone_table[] = {
      .help = "processes a task may have at once when its definition sets no pids_max\n"
              "(default 4096)",
      TN_OPT_CFG, 1, 4194304},
+    {"log-retention", 0, TN_OPT_DURATION, offsetof(standalone_opts, log_retention), "AGE",
+     .help = "remove a finished task's log and exec dir AGE after it ended (e.g. 7d;\n"
+             "checked every minute; a running task's are kept)",
+     TN_OPT_CFG, 1000, 0},
+    {"log-max-bytes", 0, TN_OPT_SIZE, offsetof(standalone_opts, log_max_bytes), "SIZE",
+     .help = "remove the oldest finished tasks' logs while all logs are over SIZE (e.g. 10G)",
+     TN_OPT_CFG, 1, 0},
+    TN_DAEMON_ALERT_OPTS(standalone_opts),
+    TN_KILL_HOOK_OPTS(standalone_opts),
     {"config", 0, TN_OPT_CONFIG, offsetof(standalone_opts, config), "FILE",
      .help = "read options from FILE first"},
     {0}};
@@ -45,6 +58,15 @@ const tn_opt_cmd tn_spec_standalone = {
 
 static int run(const standalone_opts *o)
 {
+    tn_def_alert alerts[2];
+    uint32_t nalerts = 0;
+    int urc = tn_daemon_alerts("standalone", o->alert_webhook, o->alert_command, o->alert_on,
+                               alerts, &nalerts);
+    if (urc)
+        return urc;
+    urc = tn_daemon_check_kill_hooks("standalone", &o->kill_hook);
+    if (urc)
+        return urc;
     sigset_t set = tn_cli_block_signals();
     tn_standalone *s;
     tn_errmsg em = {{0}};
@@ -53,7 +75,15 @@ static int run(const standalone_opts *o)
                              .no_cgroup = o->no_cgroup,
                              .pass_env = o->pass_env.v,
                              .npass_env = o->pass_env.n,
-                             .pids_max = o->pids_max};
+                             .pids_max = o->pids_max,
+                             .log_retention_ms = o->log_retention,
+                             .log_max_bytes = o->log_max_bytes,
+                             .alerts = alerts,
+                             .nalerts = nalerts,
+                             .allow_alert_commands = o->allow_alert_commands,
+                             .kill_hooks = o->kill_hook.v,
+                             .nkill_hooks = o->kill_hook.n,
+                             .kill_hook_timeout_ms = o->kill_hook_timeout};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);
     /* the commands exactly as they work from here: --data only when not the default */

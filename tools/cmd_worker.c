@@ -4,14 +4,15 @@
 
 #include "worker.h"
 #include "cli.h"
+#include "manpage.h"
 
 typedef struct worker_opts {
     const char *data, *master, *listen, *name, *group, *ctl, *config;
     const char *tls_cert, *tls_key, *tls_ca, *master_name;
-    uint64_t heartbeat, mem_reserve, map_max;
+    uint64_t heartbeat, mem_reserve, map_max, log_retention, log_max_bytes, kill_hook_timeout;
     uint32_t slots, max_load, pids_max;
-    bool no_cgroup, insecure;
-    tn_opt_list pass_env;
+    bool no_cgroup, insecure, check_config;
+    tn_opt_list pass_env, kill_hook;
 } worker_opts;
 
 /* A load average into thousandths. */
@@ -55,6 +56,7 @@ static const tn_opt worker_table[] = {
      .help = "processes a task may have at once when its definition sets no pids_max\n"
              "(default 4096)",
      TN_OPT_CFG, 1, 4194304},
+    TN_KILL_HOOK_OPTS(worker_opts),
     {"ctl", 0, TN_OPT_STR, offsetof(worker_opts, ctl), "URL",
      .help = "where `tern logs` reads task logs", TN_OPT_CFG},
     {"no-cgroup", 0, TN_OPT_FLAG, offsetof(worker_opts, no_cgroup), NULL,
@@ -69,8 +71,17 @@ static const tn_opt worker_table[] = {
     {"map-max", 0, TN_OPT_SIZE, offsetof(worker_opts, map_max), "BYTES",
      .help = "the largest the outbox store may grow (a full one holds reports back)",
      TN_OPT_CFG, 1u << 20, 1ull << 40},
+    {"log-retention", 0, TN_OPT_DURATION, offsetof(worker_opts, log_retention), "AGE",
+     .help = "remove a finished task's log and exec dir AGE after it ended (e.g. 7d;\n"
+             "checked every minute; a running task's are kept)",
+     TN_OPT_CFG, 1000, 0},
+    {"log-max-bytes", 0, TN_OPT_SIZE, offsetof(worker_opts, log_max_bytes), "SIZE",
+     .help = "remove the oldest finished tasks' logs while all logs are over SIZE (e.g. 10G)",
+     TN_OPT_CFG, 1, 0},
     {"config", 0, TN_OPT_CONFIG, offsetof(worker_opts, config), "FILE",
      .help = "read options from FILE first"},
+    {"check-config", 0, TN_OPT_FLAG, offsetof(worker_opts, check_config), NULL,
+     .help = "print the options in effect (config file, then flags) and exit"},
     {0}};
 
 const tn_opt_cmd tn_spec_worker = {
@@ -80,7 +91,9 @@ const tn_opt_cmd tn_spec_worker = {
     "(their own cgroup v2 where the host delegates one, else their own session and a /proc\n"
     "walk; --no-cgroup forces that), kill them for real, and report to the master through\n"
     "a durable outbox in DIR (default ./tern-worker) until the master confirms.\n"
-    "--map-max bounds that outbox store (a full one holds reports back until space frees).\n",
+    "--map-max bounds that outbox store (a full one holds reports back until space frees).\n"
+    "--kill-hook kills what a killed task started elsewhere (a YARN application...) by the\n"
+    "ids its log shows; in a --config file: `kill-hook = REGEX=CMD`, one per line.\n",
     worker_table,
     .max_args = 0,
     .cfg_ignored = tn_daemon_cfg_keys};
@@ -92,6 +105,8 @@ static int run(const worker_opts *o)
                                       "--listen URL (where this worker takes dispatches)");
     const char *urls[] = {o->master, o->listen};
     int urc = tn_daemon_check_urls("worker", o->insecure, urls, 2);
+    if (!urc)
+        urc = tn_daemon_check_kill_hooks("worker", &o->kill_hook);
     if (urc)
         return urc;
     sigset_t set = tn_cli_block_signals();
@@ -113,7 +128,12 @@ static int run(const worker_opts *o)
                          .master_name = o->master_name,
                          .pass_env = o->pass_env.v,
                          .npass_env = o->pass_env.n,
-                         .pids_max = o->pids_max};
+                         .pids_max = o->pids_max,
+                         .log_retention_ms = o->log_retention,
+                         .log_max_bytes = o->log_max_bytes,
+                         .kill_hooks = o->kill_hook.v,
+                         .nkill_hooks = o->kill_hook.n,
+                         .kill_hook_timeout_ms = o->kill_hook_timeout};
     tn_worker *w;
     tn_errmsg em = {{0}};
     if (tn_worker_start(&wo, &w, &em))
@@ -130,7 +150,10 @@ int tn_cmd_worker(int argc, char **argv)
     int rc = tn_opt_cli(&tn_spec_worker, argc, argv, &o, &a);
     if (rc)
         return rc;
-    rc = run(&o); /* o's strings may be a's copies of config values */
+    if (o.check_config)
+        tn_opt_config_dump(&tn_spec_worker, &o, stdout);
+    else
+        rc = run(&o); /* o's strings may be a's copies of config values */
     tn_opt_args_free(&a);
     return rc;
 }

@@ -23,7 +23,7 @@
 #define MAX_NAME     63 /* bytes per name */
 #define MAX_STATES   255
 #define MAX_EVENTS   255
-#define MAX_MACHINES 5
+#define MAX_MACHINES 6
 #define MAX_PATH     4096
 
 typedef struct name {
@@ -61,11 +61,9 @@ static const struct {
     int id;
     const char *enum_name;
 } known[MAX_MACHINES] = {
-    {"workflow", 1, "TN_MACHINE_WORKFLOW"},
-    {"task", 2, "TN_MACHINE_TASK"},
-    {"system", 3, "TN_MACHINE_SYSTEM"},
-    {"schedule", 4, "TN_MACHINE_SCHEDULE"},
-    {"backfill", 5, "TN_MACHINE_BACKFILL"},
+    {"workflow", 1, "TN_MACHINE_WORKFLOW"}, {"task", 2, "TN_MACHINE_TASK"},
+    {"system", 3, "TN_MACHINE_SYSTEM"},     {"schedule", 4, "TN_MACHINE_SCHEDULE"},
+    {"backfill", 5, "TN_MACHINE_BACKFILL"}, {"alert", 6, "TN_MACHINE_ALERT"},
 };
 
 /* Large (about 2 MB): static rather than on the stack. */
@@ -183,7 +181,9 @@ static bool parse_machine(machine *m, char **tok, int ntok, int lineno)
             m->id = known[i].id;
     if (!m->id)
         return error_at(m->file, lineno,
-                        "unknown machine \"%s\" (expected workflow, task, system, schedule or backfill)", tok[1]);
+                        "unknown machine \"%s\" (expected workflow, task, system, schedule, "
+                        "backfill or alert)",
+                        tok[1]);
     if (!is_upper_name(tok[2]))
         return error_at(m->file, lineno, "bad prefix \"%s\" (expected [A-Z][A-Z0-9_]*)",
                         tok[2]);

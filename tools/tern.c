@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "manpage.h"
 
 static int cmd_help(int argc, char **argv);
 
@@ -47,6 +48,8 @@ static const tn_cli_cmd commands[] = {
      &tn_spec_replay, tn_cmd_replay},
     {"audit", "print the timeline of one workflow instance and its tasks", NULL, &tn_spec_audit,
      tn_cmd_audit},
+    {"gc", "remove finished instances' projections from the store (events stay)", NULL,
+     &tn_spec_gc, tn_cmd_gc},
     {"sm", "print a state machine as a DOT graph or a Markdown table", NULL, &tn_spec_sm,
      tn_cmd_sm},
     {"bench", "run a benchmark next to its raw baseline", NULL, &tn_spec_bench, tn_cmd_bench},
@@ -73,8 +76,36 @@ static void print_usage(const tn_cli_cmd *c)
         fputs(c->usage, stdout);
 }
 
+/* The hidden forms the build runs to write the manual pages and the completion. */
+static int help_generate(int argc, char **argv)
+{
+    enum {
+        N = sizeof(commands) / sizeof(commands[0])
+    };
+    tn_man_entry e[N];
+    for (size_t i = 0; i < N; i++)
+        e[i] = (tn_man_entry){commands[i].name, commands[i].summary, commands[i].spec};
+    if (strcmp(argv[1], "--completion") == 0) {
+        if (argc != 3 || strcmp(argv[2], "bash") != 0)
+            return tn_cli_usage("help", "--completion takes bash");
+        tn_completion_bash(e, N, stdout);
+        return 0;
+    }
+    if (argc == 2 || strcmp(argv[2], "tern") == 0) {
+        tn_man_index(e, N, TN_VERSION, stdout);
+        return 0;
+    }
+    const tn_cli_cmd *c = argc == 3 ? find(argv[2]) : NULL;
+    if (!c || !c->spec)
+        return tn_cli_usage("help", "--man takes one command that has options, or none");
+    tn_man_command(c->spec, c->summary, TN_VERSION, stdout);
+    return 0;
+}
+
 static int cmd_help(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "--man") == 0 || strcmp(argv[1], "--completion") == 0))
+        return help_generate(argc, argv);
     if (argc > 1) {
         const tn_cli_cmd *c = find(argv[1]);
         if (!c)

@@ -153,6 +153,16 @@ static tn_err check_msg(const tn_msg *m)
             if (!str_ok(k->survivors.v[i].state, 1, TN_PROTO_STATE_MAX))
                 return k->survivors.v[i].state.len ? TN_ERR_TOOBIG : TN_ERR_INVAL;
         }
+        if (k->hooks.n > TN_PROTO_HOOKS_MAX)
+            return TN_ERR_TOOBIG;
+        for (uint32_t i = 0; i < k->hooks.n; i++) {
+            const tn_hook_run *h = &k->hooks.v[i];
+            if (!h->id.len || !h->outcome.len)
+                return TN_ERR_INVAL;
+            if (h->id.len > TN_PROTO_HOOK_ID_MAX || h->command.len > TN_PROTO_REASON_MAX ||
+                h->outcome.len > TN_PROTO_OUTCOME_MAX)
+                return TN_ERR_TOOBIG;
+        }
         return TN_OK;
     }
     case TN_MSG_HEARTBEAT: {
@@ -242,6 +252,13 @@ static void pack_kill_result(msgpack_packer *pk, const tn_msg_kill_result *k)
         msgpack_pack_array(pk, 2);
         msgpack_pack_int64(pk, k->survivors.v[i].pid);
         pk_str(pk, k->survivors.v[i].state);
+    }
+    msgpack_pack_array(pk, k->hooks.n);
+    for (uint32_t i = 0; i < k->hooks.n; i++) {
+        msgpack_pack_array(pk, 3);
+        pk_str(pk, k->hooks.v[i].id);
+        pk_str(pk, k->hooks.v[i].command);
+        pk_str(pk, k->hooks.v[i].outcome);
     }
 }
 
@@ -410,10 +427,10 @@ tn_err tn_frame_end(tn_frame *f)
 
 /* ---- decoding ---------------------------------------------------------------------------- */
 
-/* Scratch memory for a message's lists: one slot per list (a message has at most two),
+/* Scratch memory for a message's lists: one slot per list (a message has at most three),
  * grown as needed and reused for the next message; freed after the frame. Separate slots,
  * so growing one never moves another that is already pointed to. */
-#define SCRATCH_SLOTS 2
+#define SCRATCH_SLOTS 3
 typedef struct scratch {
     void *p[SCRATCH_SLOTS];
     size_t cap[SCRATCH_SLOTS];
@@ -515,7 +532,31 @@ static bool rd_dispatch(tn_mp *r, scratch *s, tn_msg_dispatch *d)
            tn_mp_u64(r, &d->worker_epoch) && rd_u32(r, &d->pids_max);
 }
 
-static bool rd_kill_result(tn_mp *r, scratch *s, tn_msg_kill_result *k)
+static bool rd_hooks(tn_mp *r, scratch *s, tn_hook_runs *out)
+{
+    uint32_t n;
+    if (!rd_count(r, false, TN_PROTO_HOOKS_MAX, 4, &n))
+        return false;
+    tn_hook_run *v = scratch_get(r, s, n * sizeof(*v));
+    if (r->err)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t three;
+        if (!tn_mp_array(r, 3, &three))
+            return false;
+        if (three != 3)
+            return tn_mp_fail(r, TN_ERR_CORRUPT);
+        if (!rd_str(r, 1, TN_PROTO_HOOK_ID_MAX, &v[i].id) ||
+            !rd_str(r, 0, TN_PROTO_REASON_MAX, &v[i].command) ||
+            !rd_str(r, 1, TN_PROTO_OUTCOME_MAX, &v[i].outcome))
+            return false;
+    }
+    *out = (tn_hook_runs){v, n};
+    return true;
+}
+
+/* legacy: a version 3 KILL_RESULT (no hooks) from a worker's outbox of before an upgrade */
+static bool rd_kill_result(tn_mp *r, scratch *s, tn_msg_kill_result *k, bool legacy)
 {
     uint32_t n;
     if (!rd_header(r, &k->report_id, &k->task, &k->attempt) ||
@@ -548,7 +589,7 @@ static bool rd_kill_result(tn_mp *r, scratch *s, tn_msg_kill_result *k)
             return tn_mp_fail(r, TN_ERR_CORRUPT);
     }
     k->survivors = (tn_survivors){sv, n};
-    return true;
+    return legacy || rd_hooks(r, s, &k->hooks);
 }
 
 static bool rd_heartbeat(tn_mp *r, scratch *s, tn_msg_heartbeat *h)
@@ -623,7 +664,8 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
     if (type < 1 || type > TN_MSG__MAX)
         return tn_mp_fail(r, TN_ERR_TYPE);
     m->type = (tn_msg_type)type; /* named in an error message from here on */
-    if (n != msg_info[type].len)
+    bool legacy = type == TN_MSG_KILL_RESULT && n == msg_info[type].len - 1;
+    if (n != msg_info[type].len && !legacy)
         return tn_mp_fail(r, TN_ERR_CORRUPT);
     bool ok = false;
     switch (m->type) {
@@ -650,7 +692,7 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
              rd_str(r, 0, TN_PROTO_REASON_MAX, &m->result.reason) &&
              rd_pairs(r, s, &m->result.outputs);
         break;
-    case TN_MSG_KILL_RESULT: ok = rd_kill_result(r, s, &m->kill_result); break;
+    case TN_MSG_KILL_RESULT: ok = rd_kill_result(r, s, &m->kill_result, legacy); break;
     case TN_MSG_HEARTBEAT: ok = rd_heartbeat(r, s, &m->heartbeat); break;
     case TN_MSG_RECONCILED: ok = rd_reconciled(r, s, &m->reconciled); break;
     }

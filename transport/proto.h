@@ -20,7 +20,8 @@
  *   worker -> master
  *   5 ACCEPTED    [5, report_id, task, attempt, pid, containment]
  *   6 RESULT      [6, report_id, task, attempt, success, exit_code, reason, outputs]
- *   7 KILL_RESULT [7, report_id, task, attempt, [pid...], [[pid, state]...]]
+ *   7 KILL_RESULT [7, report_id, task, attempt, [pid...], [[pid, state]...],
+ *                  [[id, command, outcome]...]]
  *   8 HEARTBEAT   [8, worker, listen_url, ctl_url, [group...], slots, running, load_milli,
  *                  mem_free, mem_reserve, {gauge: u64}, epoch, degraded, degraded_at]
  *   9 RECONCILED  [9, epoch, [[task, attempt]...]]
@@ -29,7 +30,10 @@
  * strings are msgpack str, bools are bool, maps (params, outputs, gauges) are msgpack maps
  * with unique non-empty string keys, in the order given. A new field or message type is a
  * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch;
- * 3 the frame's cluster, HEARTBEAT's degraded and degraded_at, DISPATCH's pids_max).
+ * 3 the frame's cluster, HEARTBEAT's degraded and degraded_at, DISPATCH's pids_max; 4
+ * KILL_RESULT's kill hooks). One exception keeps a worker's outbox across an upgrade: a
+ * KILL_RESULT without its last field (as version 3 wrote it, stored before the upgrade) is
+ * taken, with no hooks.
  *
  * Decoding is strict and bounded: every length is checked against the limits below and the
  * bytes left before anything is read or allocated; a wrong version is TN_ERR_VERSION,
@@ -52,7 +56,7 @@
 #include "str.h"
 #include "transport.h"
 
-#define TN_PROTO_VERSION 3
+#define TN_PROTO_VERSION 4
 
 /* Bounds. Every one is enforced by the encoder (TN_ERR_TOOBIG, nothing written) and by the
  * decoder. */
@@ -75,6 +79,9 @@
 #define TN_PROTO_GAUGES_MAX      256u
 #define TN_PROTO_RUNNING_MAX     100000u /* task attempts in RECONCILED */
 #define TN_PROTO_CLUSTER_MAX     64u     /* a frame's cluster id */
+#define TN_PROTO_HOOKS_MAX       64u     /* kill hooks run for one KILL_RESULT */
+#define TN_PROTO_HOOK_ID_MAX     256u    /* a hook's matched id (as shown) */
+#define TN_PROTO_OUTCOME_MAX     256u    /* a hook's outcome ("exit 0", "refused: ...") */
 /* What a peer's send queue holds at most (tn_outq_new max_queued for the master's queue to
  * each worker and a worker's to the master): the largest message twice, so that one always
  * fits behind a backlog of smaller ones. */
@@ -89,7 +96,7 @@
     X(RECONCILE, 4, 2)   \
     X(ACCEPTED, 5, 6)    \
     X(RESULT, 6, 8)      \
-    X(KILL_RESULT, 7, 6) \
+    X(KILL_RESULT, 7, 7) \
     X(HEARTBEAT, 8, 14)  \
     X(RECONCILED, 9, 3)
 /* (name, wire type, array length including the type) */
@@ -141,6 +148,19 @@ typedef struct tn_survivors {
     const tn_survivor *v;
     uint32_t n;
 } tn_survivors;
+
+/* A kill hook the worker ran (or refused to run) for a killed attempt: the id it found in
+ * the task's log, the command it ran (empty when none ran) and how that ended. */
+typedef struct tn_hook_run {
+    tn_str id;      /* 1..HOOK_ID_MAX */
+    tn_str command; /* ..REASON_MAX */
+    tn_str
+        outcome; /* 1..OUTCOME_MAX: "exit 0", "timed out after 30s; killed", "refused: ..." */
+} tn_hook_run;
+typedef struct tn_hook_runs {
+    const tn_hook_run *v;
+    uint32_t n;
+} tn_hook_runs;
 
 typedef struct tn_task_attempt {
     uint64_t task;
@@ -221,6 +241,7 @@ typedef struct tn_msg_kill_result {
     uint32_t attempt;
     tn_pids signalled;      /* ..PIDS_MAX pids, each > 0 */
     tn_survivors survivors; /* ..PIDS_MAX processes still there after SIGKILL */
+    tn_hook_runs hooks;     /* ..HOOKS_MAX kill hooks run after the kill (worker.h) */
 } tn_msg_kill_result;
 
 /* The worker is alive, with its capacity and load. */

@@ -1170,6 +1170,103 @@ static const item_spec depend_items = {depend_words,
                                        NULL,
                                        depend_init};
 
+/* alerts: `on` is a list of outcome words (or one word, or "w1,w2" as `def show` prints
+ * it), kept as the canonical comma-joined string; the mask is computed by validation. */
+static const char *const alert_on_words[] = {
+#define TN_DEF__AOW(c, w) #w,
+    TN_DEF_ALERT_ON_LIST(TN_DEF__AOW)
+#undef TN_DEF__AOW
+};
+
+const char *tn_def_alert_on_name(tn_def_alert_on o)
+{
+    return (unsigned)o < TN_ARRAY_LEN(alert_on_words) ? alert_on_words[o] : "?";
+}
+
+/* The mask of a canonical or comma-separated list of outcome words; 0 when one is unknown
+ * or the list is empty. */
+static uint32_t alert_mask(const char *on)
+{
+    uint32_t mask = 0;
+    const char *p = on;
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        uint32_t bit = 0;
+        for (unsigned k = 0; k < TN_ARRAY_LEN(alert_on_words); k++)
+            if (strlen(alert_on_words[k]) == n && !strncmp(p, alert_on_words[k], n))
+                bit = 1u << k;
+        if (!bit)
+            return 0;
+        mask |= bit;
+        p += n + (p[n] == ',');
+    }
+    return mask;
+}
+
+static tn_err alert_on_add(const pctx *c, uint32_t v, const char *where, char *buf, size_t cap)
+{
+    const char *w = SVAL(c, v);
+    if (!alert_mask(w))
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "unknown alert outcome \"%.64s\" in %s (allowed: failure, timeout, "
+                       "success, kill, task_failure)",
+                       w, where);
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, "%s%s", n ? "," : "", w);
+    return TN_OK;
+}
+
+static tn_err parse_alert_on(const pctx *c, uint32_t v, const char *key, const char *where,
+                             void *base)
+{
+    tn_def_alert *a = base;
+    char buf[256] = "";
+    tn_err err = TN_OK;
+    if (NODE(c, v)->kind == N_SCALAR) {
+        err = alert_on_add(c, v, where, buf, sizeof(buf));
+    } else if (NODE(c, v)->kind == N_SEQ) {
+        for (uint32_t k = NODE(c, v)->first; !err && k != NONE; k = NODE(c, k)->next) {
+            if ((err = want(c, k, N_SCALAR, key, where)))
+                break;
+            err = alert_on_add(c, k, where, buf, sizeof(buf));
+        }
+    } else {
+        return fail_at(&c->e, TN_ERR_PARSE, NODE(c, v)->line,
+                       "\"on\" in %s must be a list of outcomes, e.g. [failure, timeout]",
+                       where);
+    }
+    if (err)
+        return err;
+    free(a->on);
+    return (a->on = strdup(buf)) ? TN_OK : TN_ERR_NOMEM;
+}
+
+static tn_err alert_init(void *item, uint32_t line)
+{
+    ((tn_def_alert *)item)->line = line;
+    return TN_OK;
+}
+
+static const char *const alert_words[] = {"on", "webhook", "command"};
+static const field alert_fields[] = {
+    {V_STR, .off = offsetof(tn_def_alert, on), .max = 256, .what = "alert on",
+     .parse = parse_alert_on},
+    {V_STR, .nil_ok = true, .off = offsetof(tn_def_alert, webhook), .max = TN_DEF_MAX_URL,
+     .what = "alert webhook"},
+    {V_STR, .nil_ok = true, .off = offsetof(tn_def_alert, command), .max = TN_DEF_MAX_ALERT_CMD,
+     .what = "alert command"},
+};
+static const item_spec alert_items = {alert_words,
+                                      alert_fields,
+                                      3,
+                                      1,
+                                      sizeof(tn_def_alert),
+                                      offsetof(tn_def, alerts),
+                                      offsetof(tn_def, n_alerts),
+                                      "alert",
+                                      NULL,
+                                      alert_init};
+
 /* when: {all|any: [items]}: the one key of the mapping is the mode. */
 static tn_err parse_when(const pctx *c, uint32_t v, const char *key, const char *where,
                          void *base)
@@ -1293,6 +1390,7 @@ static const field wf_fields[TN_DEF_WK__COUNT] = {
     [TN_DEF_WK_TASKS] = {V_TASKS},
     [TN_DEF_WK_TENANT] = {V_NAME, .nil_ok = true, .off = DF(tenant), .label = "tenant"},
     [TN_DEF_WK_SCHEDULE] = {V_SCHED, .nil_ok = true, .off = DF(schedule)},
+    [TN_DEF_WK_ALERTS] = {V_ITEMS, .items = &alert_items},
 };
 
 /* A mapping's keys: the table and the words, and the keys of the level above or below
@@ -1601,7 +1699,7 @@ static tn_err sched_window(const pctx *c, const uint32_t *vals, const char *wher
     if (s->start_ns && s->end_ns && s->start_ns >= s->end_ns)
         return fail_at(&c->e, TN_ERR_PARSE, NODE(c, vals[SK_END])->line,
                        "\"end\" in %s is not after \"start\": the schedule would never fire; "
-                       "give an end later than the start (both in %s)",
+                       "give an end later than the start (times without an offset are in %s)",
                        where, s->tz);
     return TN_OK;
 }
@@ -2223,6 +2321,38 @@ static bool tenant_valid(const char *s)
     return tn_def_tenant_valid(s);
 }
 
+/* Each alert: known outcomes, and exactly one of a webhook URL and a command. */
+static tn_err check_alerts(const ectx *e, tn_def *d)
+{
+    if (d->n_alerts > TN_DEF_MAX_ALERTS)
+        return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_ALERTS],
+                       "\"alerts\" has %u items; at most %d", d->n_alerts, TN_DEF_MAX_ALERTS);
+    for (uint32_t i = 0; i < d->n_alerts; i++) {
+        tn_def_alert *a = &d->alerts[i];
+        bool hook = a->webhook && *a->webhook, cmd = a->command && *a->command;
+        if (!a->on || !(a->mask = alert_mask(a->on)))
+            return fail_at(e, TN_ERR_PARSE, a->line,
+                           "alert #%u needs \"on\": a list of failure, timeout, success, "
+                           "kill, task_failure",
+                           i + 1);
+        if (hook == cmd)
+            return fail_at(e, TN_ERR_PARSE, a->line,
+                           "alert #%u needs exactly one of \"webhook\" (a URL) and "
+                           "\"command\"",
+                           i + 1);
+        if (hook && strncmp(a->webhook, "http://", 7) && strncmp(a->webhook, "https://", 8))
+            return fail_at(e, TN_ERR_PARSE, a->line,
+                           "alert #%u: webhook \"%.64s\" is not an http:// or https:// URL",
+                           i + 1, a->webhook);
+        for (const char *p = hook ? a->webhook : a->command; *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\t')
+                return fail_at(e, TN_ERR_PARSE, a->line,
+                               "alert #%u: a control character in its %s", i + 1,
+                               hook ? "webhook" : "command");
+    }
+    return TN_OK;
+}
+
 /* The schedule block, for a parsed and a decoded definition alike: what `tern schedule
  * set` checks, and the forms the encoding is canonical in (a zone always named, whole
  * seconds, params ascending). */
@@ -2266,7 +2396,7 @@ static tn_err validate(const ectx *e, tn_def *d)
                        "[A-Za-z0-9._-], not starting with '-'",
                        d->tenant);
     if ((err = check_kvs(&v, &d->params, d->key_line[TN_DEF_WK_PARAMS], "params")) ||
-        (err = check_schedule(e, d)))
+        (err = check_schedule(e, d)) || (err = check_alerts(e, d)))
         return err;
     if (d->n_tasks == 0 || d->n_tasks > TN_DEF_MAX_TASKS)
         return fail_at(e, TN_ERR_PARSE, d->key_line[TN_DEF_WK_TASKS],
@@ -2461,6 +2591,12 @@ void tn_def_free(tn_def *d)
     free(d->tenant);
     tn_sched_spec_fini(d->schedule);
     free(d->schedule);
+    for (uint32_t i = 0; i < d->n_alerts; i++) {
+        free(d->alerts[i].on);
+        free(d->alerts[i].webhook);
+        free(d->alerts[i].command);
+    }
+    free(d->alerts);
     kvs_free(&d->params);
     for (uint32_t i = 0; i < d->n_tasks; i++)
         task_fini(&d->tasks[i]);
@@ -2505,11 +2641,12 @@ void tn_def_free(tn_def *d)
  * its list); list items as their item_spec's fields. e_field writes a value and rd_field
  * reads it back by the same field. */
 
-#define DEF_FIELDS   12 /* with tenant and schedule */
+#define DEF_FIELDS   13 /* with tenant, schedule and alerts */
 #define SCHED_FIELDS 11
-_Static_assert(DEF_FIELDS == TN_DEF_WK__COUNT + 1 && TN_DEF_WK_TENANT == TN_DEF_WK__COUNT - 2 &&
-                   TN_DEF_WK_SCHEDULE == TN_DEF_WK__COUNT - 1,
-               "the optional fields trail the definition, the tenant before the schedule");
+_Static_assert(DEF_FIELDS == TN_DEF_WK__COUNT + 1 && TN_DEF_WK_TENANT == TN_DEF_WK__COUNT - 3 &&
+                   TN_DEF_WK_SCHEDULE == TN_DEF_WK__COUNT - 2 &&
+                   TN_DEF_WK_ALERTS == TN_DEF_WK__COUNT - 1,
+               "the optional fields trail the definition: tenant, schedule, alerts");
 #define TASK_FIELDS 12
 
 typedef struct enc {
@@ -2679,7 +2816,10 @@ tn_err tn_def_encode(const tn_def *d, char **out, size_t *len)
     msgpack_packer_init(&e.pk, &e.sb, msgpack_sbuffer_write);
     /* the tenant and the schedule, last, only when set: definitions without them keep
      * the encoding they had before the keys existed */
-    size_t n = d->schedule ? DEF_FIELDS : d->tenant ? DEF_FIELDS - 1 : DEF_FIELDS - 2;
+    size_t n = d->n_alerts ? DEF_FIELDS :
+               d->schedule ? DEF_FIELDS - 1 :
+               d->tenant   ? DEF_FIELDS - 2 :
+                             DEF_FIELDS - 3;
     e_arr(&e, n);
     e_uint(&e, TN_DEF_FORMAT_VERSION);
     for (size_t k = 0; k + 1 < n; k++)
@@ -3070,6 +3210,10 @@ static bool rd_sched_params(rd *r, tn_sched_spec *s)
 static bool rd_sched(rd *r, tn_def *d)
 {
     char overlap[32];
+    if (r->p < r->end && *r->p == 0xc0) { /* nil: no schedule, before alerts */
+        r->p++;
+        return true;
+    }
     tn_sched_spec *s = malloc(sizeof(*s));
     if (!s)
         return rd_fail(r, TN_ERR_NOMEM, "schedule");
@@ -3111,7 +3255,7 @@ static bool rd_def(rd *r, tn_def *d)
         return false;
     }
     /* without a schedule one less, without a tenant either two less (see the encoder) */
-    if (n != DEF_FIELDS && n != DEF_FIELDS - 1 && n != DEF_FIELDS - 2)
+    if (n > DEF_FIELDS || n < DEF_FIELDS - 3)
         return rd_fail(r, TN_ERR_TYPE, "definition");
     for (size_t k = 0; k + 1 < n; k++)
         if (!rd_field(r, &wf_fields[k], wf_key_words[k], d))
@@ -3447,8 +3591,12 @@ static void y_items(yout *y, const item_spec *s, const void *base)
     for (uint32_t i = 0; i < n; i++) {
         y_coll(y, true, true);
         for (uint32_t j = 0; j < s->n; j++) {
+            const field *f = &s->fields[j];
+            const char *item = list + (size_t)i * s->size;
+            if (f->nil_ok && f->kind == V_STR && !*(char *const *)(item + f->off))
+                continue; /* an absent optional string (an alert's other target) */
             y_str(y, s->words[j]);
-            y_value(y, &s->fields[j], list + (size_t)i * s->size, NULL);
+            y_value(y, f, item, NULL);
         }
         y_end(y, true);
     }

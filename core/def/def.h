@@ -184,7 +184,8 @@ TN_DEF__ENUM_API(failure_policy)
     X(FAILURE_STRATEGY, failure_strategy) \
     X(TASKS, tasks)                       \
     X(TENANT, tenant)                     \
-    X(SCHEDULE, schedule)
+    X(SCHEDULE, schedule)                 \
+    X(ALERTS, alerts)
 
 #define TN_DEF_TASK_KEY_LIST(X)           \
     X(NAME, name)                         \
@@ -361,6 +362,31 @@ typedef struct tn_def_task {
     uint32_t key_line[TN_DEF_TK__COUNT];
 } tn_def_task;
 
+/* alerts: one item of the workflow's `alerts` list: on which outcomes, and where to. */
+#define TN_DEF_ALERT_ON_LIST(X) \
+    X(FAILURE, failure)         \
+    X(TIMEOUT, timeout)         \
+    X(SUCCESS, success)         \
+    X(KILL, kill)               \
+    X(TASK_FAILURE, task_failure)
+#define TN_DEF__AO(c, w) TN_DEF_ALERT_##c,
+typedef enum tn_def_alert_on {
+    TN_DEF_ALERT_ON_LIST(TN_DEF__AO) TN_DEF_ALERT__COUNT
+} tn_def_alert_on;
+#define TN_DEF_MAX_ALERTS    32
+#define TN_DEF_MAX_URL       2048
+#define TN_DEF_MAX_ALERT_CMD 4096
+/* The word of an outcome ("failure"), or "?" */
+const char *tn_def_alert_on_name(tn_def_alert_on o);
+
+typedef struct tn_def_alert {
+    char *on;      /* the outcomes, canonical: their words in list order, comma-separated */
+    uint32_t mask; /* bit (1 << tn_def_alert_on) per outcome; computed by validation */
+    char *webhook; /* http:// or https:// URL, or NULL */
+    char *command; /* run by /bin/sh -c on the master, the alert as JSON on stdin, or NULL */
+    uint32_t line;
+} tn_def_alert;
+
 /* A validated workflow. Every string and array in it belongs to it and is freed by
  * tn_def_free; nothing points into the YAML or encoded buffer it came from. Nothing
  * changes it after tn_def_parse or tn_def_decode returns, so several threads may read
@@ -385,6 +411,9 @@ typedef struct tn_def {
      * never "" (an unwritten timezone is "UTC"), its bounds are whole seconds and its
      * params are sorted by key. */
     tn_sched_spec *schedule;
+    /* Who hears about its instances (`alerts:`); exactly one of webhook and command each. */
+    tn_def_alert *alerts;
+    uint32_t n_alerts;
 
     /* Computed by validation. topo: every task index once, each after all its deps;
      * among ready tasks the smallest index comes first, so a file already written in

@@ -15,11 +15,11 @@
 
 /* What a fire does while an earlier instance of the same schedule still runs (Temporal's
  * set). allow_all leaves concurrency to the workflow's `execution` (DolphinScheduler). */
-#define TN_OVERLAP_LIST(X)        \
-    X(ALLOW_ALL, allow_all)       \
-    X(SKIP, skip)                 \
-    X(BUFFER_ONE, buffer_one)     \
-    X(BUFFER_ALL, buffer_all)     \
+#define TN_OVERLAP_LIST(X)    \
+    X(ALLOW_ALL, allow_all)   \
+    X(SKIP, skip)             \
+    X(BUFFER_ONE, buffer_one) \
+    X(BUFFER_ALL, buffer_all) \
     X(CANCEL_OTHER, cancel_other)
 
 #define TN_OVERLAP__E(c, w) TN_OVERLAP_##c,
@@ -27,14 +27,14 @@ typedef enum tn_overlap {
     TN_OVERLAP_LIST(TN_OVERLAP__E) TN_OVERLAP__COUNT
 } tn_overlap;
 
-const char *tn_overlap_name(tn_overlap o);             /* "?" when out of range */
+const char *tn_overlap_name(tn_overlap o);                  /* "?" when out of range */
 tn_err tn_overlap_parse(const char *word, tn_overlap *out); /* TN_ERR_INVAL when unknown */
-const char *tn_overlap_allowed(void);                  /* "skip, buffer_one, ..." */
+const char *tn_overlap_allowed(void);                       /* "skip, buffer_one, ..." */
 
 #define TN_SCHED_DEFAULT_CATCHUP_MS 60000 /* Quartz's misfire threshold, as DolphinScheduler */
 #define TN_SCHED_MAX_PARAMS         1000
 #define TN_SCHED_PARAM_MAX          (64u << 10) /* bytes of one param value */
-#define TN_SCHED_BUFFER_MAX         64 /* nominal times a buffer_all policy may hold */
+#define TN_SCHED_BUFFER_MAX         64          /* nominal times a buffer_all policy may hold */
 
 typedef struct tn_sched_spec {
     char cron[TN_CRON_MAX_LEN + 1];

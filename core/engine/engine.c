@@ -148,37 +148,87 @@ static void q_down(qentry *h, size_t n, size_t i)
     }
 }
 
+lane *eng_lane(tn_engine *e, const char *group)
+{
+    if (e->last_lane && strcmp(e->last_lane->name, group) == 0)
+        return e->last_lane;
+    lane *l = e->lanes;
+    while (l && strcmp(l->name, group) != 0)
+        l = l->next;
+    if (!l && (l = calloc(1, sizeof(*l)))) {
+        snprintf(l->name, sizeof(l->name), "%s", group);
+        l->next = e->lanes;
+        e->lanes = l;
+    }
+    e->last_lane = l ? l : e->last_lane;
+    return l;
+}
+
+static bool lane_push(lane *l, const qentry *q)
+{
+    if (!tn_grow((void **)&l->q, &l->cap, l->n + 1, sizeof(qentry)))
+        return false;
+    l->q[l->n] = *q;
+    q_up(l->q, l->n++);
+    return true;
+}
+
 void eng_queue_push(tn_engine *e, task_run *t)
 {
     const tn_def_task *n = &t->w->def->tasks[t->node];
     /* workflow priority, task priority, then age (the task id grows with submission) */
     uint64_t key = ((uint64_t)t->w->priority << 60) | ((uint64_t)n->priority << 56) |
                    (t->id & ((UINT64_C(1) << 56) - 1));
-    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    qentry q = {key, t->w->id, t->node, t->attempt};
+    lane *l = eng_lane(e, n->worker_group ? n->worker_group : "");
+    if (!l || !lane_push(l, &q))
         return;
-    e->queue[e->nqueue] = (qentry){key, t->w->id, t->node, t->attempt};
-    q_up(e->queue, e->nqueue++);
     t->flags |= TF_QUEUED;
 }
 
 /* Put an entry back (one that could not be placed in this step). */
 bool eng_queue_requeue(tn_engine *e, const qentry *q)
 {
-    if (!tn_grow((void **)&e->queue, &e->capqueue, e->nqueue + 1, sizeof(qentry)))
+    wf_run *w = eng_wf(e, q->wf);
+    if (!w || q->node >= w->def->n_tasks)
+        return true; /* its instance is gone: nothing waits */
+    const char *g = w->def->tasks[q->node].worker_group;
+    lane *l = eng_lane(e, g ? g : "");
+    return l && lane_push(l, q);
+}
+
+lane *eng_lane_next(tn_engine *e, uint32_t max_misses)
+{
+    lane *best = NULL;
+    for (lane *l = e->lanes; l; l = l->next)
+        if (l->n && l->misses < max_misses && (!best || l->q[0].key < best->q[0].key))
+            best = l;
+    return best;
+}
+
+bool eng_lane_pop(lane *l, qentry *out)
+{
+    if (l->n == 0)
         return false;
-    e->queue[e->nqueue] = *q;
-    q_up(e->queue, e->nqueue++);
+    *out = l->q[0];
+    l->q[0] = l->q[--l->n];
+    q_down(l->q, l->n, 0);
     return true;
 }
 
-bool eng_queue_pop(tn_engine *e, qentry *out)
+const char *eng_task_why(tn_engine *e, const task_run *t)
 {
-    if (e->nqueue == 0)
-        return false;
-    *out = e->queue[0];
-    e->queue[0] = e->queue[--e->nqueue];
-    q_down(e->queue, e->nqueue, 0);
-    return true;
+    if (t->why)
+        return t->why;
+    /* one in a task group may wait for its slot instead: no reason of the lane's then */
+    if (t->state != TN_TASK_S_SUBMITTED_SUCCESS || !(t->flags & TF_QUEUED) ||
+        t->w->def->tasks[t->node].task_group)
+        return "";
+    const char *g = t->w->def->tasks[t->node].worker_group;
+    for (lane *l = e->lanes; l; l = l->next)
+        if (strcmp(l->name, g ? g : "") == 0)
+            return l->why ? l->why : "";
+    return "";
 }
 
 tgroup *eng_group(tn_engine *e, const char *name)
@@ -296,14 +346,25 @@ void eng_fx(tn_engine *e, uint8_t kind, task_run *t)
 /* ------------------------------------------------------------------------------ */
 /* definitions */
 
+/* Definitions stay decoded while instances use them, and the last few after that (a
+ * definition is started again and again: decoding a big one costs more than running a
+ * step of it). Most recently used first. */
+#define DEF_IDLE_MAX 16
+
 static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def **out)
 {
-    for (def_entry *d = e->defs; d; d = d->next)
-        if (d->version == version && strcmp(d->name, name) == 0) {
-            d->refs++;
-            *out = d->def;
-            return TN_OK;
-        }
+    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next) {
+        def_entry *d = *pp;
+        if (d->version != version || strcmp(d->name, name) != 0)
+            continue;
+        if (d->refs++ == 0)
+            e->ndefs_idle--;
+        *pp = d->next; /* to the front */
+        d->next = e->defs;
+        e->defs = d;
+        *out = d->def;
+        return TN_OK;
+    }
     tn_buf bytes = {0};
     tn_def *def = NULL;
     tn_err err = tn_log_def_get(tn_evlog_store(e->log), name, version, &bytes);
@@ -312,6 +373,7 @@ static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def 
     tn_buf_free(&bytes);
     if (err)
         return err;
+    e->stats.def_decodes++;
     def_entry *d = calloc(1, sizeof(*d));
     if (!d) {
         tn_def_free(def);
@@ -329,16 +391,64 @@ static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def 
 
 static void def_unref(tn_engine *e, tn_def *def)
 {
-    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next) {
-        def_entry *d = *pp;
-        if (d->def != def)
-            continue;
-        if (--d->refs == 0) {
-            *pp = d->next;
+    def_entry *d = e->defs;
+    while (d && d->def != def)
+        d = d->next;
+    if (!d || --d->refs > 0 || ++e->ndefs_idle <= DEF_IDLE_MAX)
+        return;
+    /* too many idle: the least recently used idle one goes */
+    def_entry **victim = NULL;
+    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next)
+        if ((*pp)->refs == 0)
+            victim = pp;
+    if (victim) {
+        def_entry *v = *victim;
+        *victim = v->next;
+        tn_def_free(v->def);
+        free(v);
+        e->ndefs_idle--;
+    }
+}
+
+/* A definition just applied, decoded already: it joins the cache once its batch is
+ * committed (before, its version is not the store's). Takes def; NULL when kept. */
+static tn_def *def_pending_add(tn_engine *e, tn_def *def, uint32_t version)
+{
+    def_entry *d = calloc(1, sizeof(*d));
+    if (!d)
+        return def;
+    snprintf(d->name, sizeof(d->name), "%s", def->name);
+    d->version = version;
+    d->def = def;
+    d->next = e->defs_pending;
+    e->defs_pending = d;
+    return NULL;
+}
+
+static bool def_cached(const def_entry *list, const def_entry *d)
+{
+    for (const def_entry *x = list; x; x = x->next)
+        if (x != d && x->version == d->version && strcmp(x->name, d->name) == 0)
+            return true;
+    return false;
+}
+
+/* After the batch: committed, the applied definitions are cached as idle entries (the
+ * least recently used idle ones make room); not committed, they are dropped. */
+static void defs_pending_end(tn_engine *e, bool committed)
+{
+    while (e->defs_pending) {
+        def_entry *d = e->defs_pending;
+        e->defs_pending = d->next;
+        if (!committed || def_cached(e->defs, d) || def_cached(e->defs_pending, d)) {
             tn_def_free(d->def);
             free(d);
+            continue;
         }
-        return;
+        d->refs = 1;
+        d->next = e->defs;
+        e->defs = d;
+        def_unref(e, d->def); /* idle now, within the cache's bound */
     }
 }
 
@@ -593,6 +703,8 @@ static tn_err replay_event(tn_engine *e, wf_run **wp, const tn_event *ev)
         sched_fold_wf(e, w, ev);
         return TN_OK;
     }
+    if (ev->machine == TN_MACHINE_ALERT)
+        return w ? TN_OK : TN_ERR_CORRUPT; /* indexed under its instance, for audit */
     if (ev->machine != TN_MACHINE_TASK || !w)
         return TN_ERR_CORRUPT;
     task_run *t = tn_map_get(&e->tasks, ev->task);
@@ -674,7 +786,6 @@ wf_run *eng_load_wf(tn_engine *e, uint64_t id, tn_errmsg *msg)
     return w;
 }
 
-static void input_free(struct input *in);
 
 /* ------------------------------------------------------------------------------ */
 /* open / close / recovery */
@@ -752,6 +863,10 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
     if (err)
         goto fail;
+    if ((err = eng_alert_defaults(e, opts->alerts, opts->nalerts))) {
+        tn_errmsg_set(msg, err, "out of memory");
+        goto fail;
+    }
     if ((err = recover(e, msg)) || (err = esched_open(e, msg)))
         goto fail;
     /* what recovery decided (failovers, dispatches) is committed by the first step,
@@ -773,6 +888,8 @@ void tn_engine_close(tn_engine *e)
     tn_map_fini(&e->wfs);
     tn_map_fini(&e->tasks);
     esched_close(e);
+    eng_alert_close(e);
+    defs_pending_end(e, false);
     while (e->defs) {
         def_entry *d = e->defs;
         e->defs = d->next;
@@ -785,14 +902,23 @@ void tn_engine_close(tn_engine *e)
         free(g->wait);
         free(g);
     }
-    while (e->in_head) {
-        input *in = e->in_head;
-        e->in_head = in->next;
-        input_free(in);
+    for (input *in = e->in_head, *next; in; in = next) {
+        next = in->next;
+        free(in);
+    }
+    for (input *in = e->in_free, *next; in; in = next) {
+        next = in->next;
+        free(in);
     }
     free(e->timers);
     free(e->cb_timers);
-    free(e->queue);
+    while (e->lanes) {
+        lane *l = e->lanes;
+        e->lanes = l->next;
+        free(l->q);
+        free(l->why);
+        free(l);
+    }
     free(e->later);
     free(e->fx);
     free(e->touched);
@@ -829,31 +955,71 @@ void tn_engine_submit(tn_engine *e, tn_cmd *cmd)
     pthread_mutex_unlock(&e->mu);
 }
 
-static char *dup_or_null(const char *s)
+/* A report's input is one block: the struct, its output pointers and its strings.
+ * Blocks of the common size (no outputs, short strings) are kept on a free list; sized
+ * tight, as a wide workflow queues one per task at once. */
+#define INPUT_SMALL    ((sizeof(input) + 64 + 15) & ~(size_t)15)
+#define INPUT_FREE_MAX 4096
+
+static size_t slen(const char *s)
 {
-    return s ? strdup(s) : NULL;
+    return s ? strlen(s) + 1 : 0;
+}
+
+static char *put_str(char **p, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = memcpy(*p, s, n);
+    *p += n;
+    return d;
+}
+
+static input *input_alloc(tn_engine *e, size_t size)
+{
+    if (size <= INPUT_SMALL) {
+        pthread_mutex_lock(&e->mu);
+        input *in = e->in_free;
+        if (in) {
+            e->in_free = in->next;
+            e->nin_free--;
+        }
+        pthread_mutex_unlock(&e->mu);
+        return in ? in : malloc(INPUT_SMALL);
+    }
+    return malloc(size);
 }
 
 void tn_engine_report(tn_engine *e, const tn_report *r)
 {
-    input *in = calloc(1, sizeof(*in) + r->nout * 2 * sizeof(char *));
+    size_t strs = slen(r->worker) + slen(r->reason) + slen(r->containment) + slen(r->hooks);
+    for (uint32_t i = 0; i < r->nout; i++)
+        strs += slen(r->out_keys[i]) + slen(r->out_values[i]);
+    size_t size = sizeof(input) + r->nout * 2 * sizeof(char *) + strs;
+    input *in = input_alloc(e, size);
     if (!in) {
         tn_error("engine", "msg=\"out of memory queueing a report\" task=%" PRIu64, r->task);
         return;
     }
+    memset(in, 0, sizeof(*in));
+    in->small = size <= INPUT_SMALL;
     in->r = *r;
-    in->worker = dup_or_null(r->worker);
-    in->reason = dup_or_null(r->reason);
-    in->containment = dup_or_null(r->containment);
     in->out_keys = (char **)(in + 1);
     in->out_values = in->out_keys + r->nout;
+    char *p = (char *)(in->out_values + r->nout);
+    in->worker = put_str(&p, r->worker);
+    in->reason = put_str(&p, r->reason);
+    in->containment = put_str(&p, r->containment);
+    in->hooks = put_str(&p, r->hooks);
     for (uint32_t i = 0; i < r->nout; i++) {
-        in->out_keys[i] = strdup(r->out_keys[i]);
-        in->out_values[i] = strdup(r->out_values[i]);
+        in->out_keys[i] = put_str(&p, r->out_keys[i]);
+        in->out_values[i] = put_str(&p, r->out_values[i]);
     }
     in->r.worker = in->worker;
     in->r.reason = in->reason;
     in->r.containment = in->containment;
+    in->r.hooks = in->hooks;
     in->r.out_keys = (const char *const *)in->out_keys;
     in->r.out_values = (const char *const *)in->out_values;
     pthread_mutex_lock(&e->mu);
@@ -866,16 +1032,37 @@ void tn_engine_report(tn_engine *e, const tn_report *r)
     pthread_mutex_unlock(&e->mu);
 }
 
-static void input_free(input *in)
+/* Give a batch's inputs back: small ones to the free list (up to a bound). */
+static void inputs_free(tn_engine *e, input *ins)
 {
-    free(in->worker);
-    free(in->reason);
-    free(in->containment);
-    for (uint32_t i = 0; i < in->r.nout; i++) {
-        free(in->out_keys[i]);
-        free(in->out_values[i]);
+    input *keep = NULL, *tail = NULL;
+    size_t nkeep = 0;
+    for (input *in = ins, *next; in; in = next) {
+        next = in->next;
+        if (in->small && nkeep < INPUT_FREE_MAX) {
+            in->next = keep;
+            keep = in;
+            tail = tail ? tail : in;
+            nkeep++;
+        } else {
+            free(in);
+        }
     }
-    free(in);
+    if (!keep)
+        return;
+    pthread_mutex_lock(&e->mu);
+    if (e->nin_free < INPUT_FREE_MAX) {
+        tail->next = e->in_free;
+        e->in_free = keep;
+        e->nin_free += nkeep;
+        keep = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    while (keep) {
+        input *n = keep->next;
+        free(keep);
+        keep = n;
+    }
 }
 
 static void cmd_fail(tn_cmd *c, tn_err err, const char *fmt, ...)
@@ -923,6 +1110,11 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         if ((err = emit(e, &ev)) == TN_OK) {
             c->out_id = version + 1;
             snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
+            /* a schedule block sets the workflow's schedule, as `tern schedule set` does */
+            if (def->schedule)
+                err = esched_apply_def(e, def->name, def->schedule, c);
+            if (!err)
+                def = def_pending_add(e, def, version + 1); /* the first start needs it */
         }
     }
     tn_def_free(def);
@@ -1063,6 +1255,7 @@ static bool start_overrides_valid(tn_cmd *c)
     tn_tz_free(tz);
     return true;
 }
+static tn_err start_checked(tn_engine *e, tn_cmd *c, uint32_t version);
 
 static tn_err cmd_start(tn_engine *e, tn_cmd *c)
 {
@@ -1091,7 +1284,15 @@ static tn_err cmd_start(tn_engine *e, tn_cmd *c)
             def_unref(e, def);
             return TN_OK;
         }
-    def_unref(e, def);
+    err = start_checked(e, c, version);
+    def_unref(e, def); /* after the instance took its own reference */
+    return err;
+}
+
+/* The rest of a start, its definition pinned by the caller. */
+static tn_err start_checked(tn_engine *e, tn_cmd *c, uint32_t version)
+{
+    tn_err err;
     if (c->mode != TN_MODE_ALL && c->nfrom == 0) {
         cmd_fail(c, TN_ERR_INVAL, "mode %s needs start tasks (--from TASK)",
                  tn_start_mode_name(c->mode));
@@ -1327,9 +1528,10 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
     case TN_CMD_BACKFILL:
     case TN_CMD_BACKFILL_STOP:
     case TN_CMD_BACKFILL_RESUME: err = esched_cmd(e, c); break;
+    case TN_CMD_ALERT_RESULT: err = eng_alert_cmd(e, c); break;
     case TN_CMD_WHY: {
         task_run *q = tn_map_get(&e->tasks, c->id);
-        snprintf(c->msg, sizeof(c->msg), "%s", q && q->why ? q->why : "");
+        snprintf(c->msg, sizeof(c->msg), "%s", q ? eng_task_why(e, q) : "");
         break;
     }
     default: cmd_fail(c, TN_ERR_INVAL, "unknown command %d", (int)c->kind);
@@ -1461,8 +1663,9 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
     if (!tenant || !*tenant)
         tenant = w->def->tenant;
     uint32_t np = params ? tn_kv_len(params) : 0;
-    const char **keys = calloc(np + 1, sizeof(char *));
-    const char **vals = calloc(np + 1, sizeof(char *));
+    const char *kbuf[32], *vbuf[32]; /* most tasks have a few params: no allocation */
+    const char **keys = np < 32 ? kbuf : calloc(np + 1, sizeof(char *));
+    const char **vals = np < 32 ? vbuf : calloc(np + 1, sizeof(char *));
     for (uint32_t j = 0; keys && vals && j < np; j++) {
         keys[j] = tn_kv_key(params, j);
         vals[j] = tn_kv_value(params, j);
@@ -1486,8 +1689,10 @@ static void dispatch_one(tn_engine *e, wf_run *w, task_run *t)
                            .worker_group = eng_worker_group(w, node)};
     e->ex.ops->dispatch(e->ex.self, &req);
     free(prelude);
-    free(keys);
-    free(vals);
+    if (keys != kbuf)
+        free(keys);
+    if (vals != vbuf)
+        free(vals);
     free(cmd);
     tn_kv_free(params);
 }
@@ -1584,7 +1789,7 @@ void tn_engine_observe(tn_engine *e, tn_engine_commit_fn fn, void *arg)
 const char *tn_engine_why(tn_engine *e, uint64_t task)
 {
     task_run *t = tn_map_get(&e->tasks, task);
-    return t && t->why ? t->why : "";
+    return t ? eng_task_why(e, t) : "";
 }
 
 /* Committed projections, in a read-only transaction of their own (core/log/logread.h):
@@ -1673,7 +1878,9 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
             if (!e->cmds_batch[i]->err)
                 cmd_fail(e->cmds_batch[i], err, "%s", e->msg.text);
         rollback(e);
+        defs_pending_end(e, false);
     } else {
+        defs_pending_end(e, true);
         if (e->refuse && tn_evlog_pending(e->log) == 0)
             e->refuse = false;
         if (committed)
@@ -1690,12 +1897,10 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
  * senders may forget them), finished instances out of memory, commands answered. */
 static void finish_batch(tn_engine *e, input *ins, tn_err err)
 {
-    for (input *in = ins, *next; in; in = next) {
-        next = in->next;
+    for (input *in = ins; in; in = in->next)
         if (!err && e->ex.ops->ack && in->r.kind != TN_REPORT_LOST)
             e->ex.ops->ack(e->ex.self, &in->r);
-        input_free(in);
-    }
+    inputs_free(e, ins);
     for (size_t i = 0; i < e->ntouched; i++) {
         wf_run *w = e->touched[i];
         w->touched = false;

@@ -44,6 +44,9 @@ typedef struct tn_engine_opts {
     bool virtual_clock;
     int64_t start_ns;
     uint32_t max_batch; /* inputs per group commit; 0 = 4096 */
+    /* alerts for workflows without an `alerts:` block (the master's config); copied */
+    const tn_def_alert *alerts;
+    uint32_t nalerts;
 } tn_engine_opts;
 
 /* Open the store and recover: unfinished instances are loaded (paging through the
@@ -72,15 +75,18 @@ typedef enum tn_cmd_kind {
     TN_CMD_ENV_SET,       /* name, text */
     TN_CMD_WHY,           /* task id: msg = why it waits for dispatch ("" if it does not) */
     /* schedules, keyed by the workflow's name (`workflow`) */
-    TN_CMD_SCHED_SET,     /* sched: the whole spec (replaces the previous one) */
-    TN_CMD_SCHED_PAUSE,   /* text: the reason (optional) */
-    TN_CMD_SCHED_RESUME,  /* nominal times that came while paused are skipped */
+    TN_CMD_SCHED_SET,    /* sched: the whole spec (replaces the previous one) */
+    TN_CMD_SCHED_PAUSE,  /* text: the reason (optional) */
+    TN_CMD_SCHED_RESUME, /* nominal times that came while paused are skipped */
     TN_CMD_SCHED_RM,
     TN_CMD_SCHED_TRIGGER, /* fire now (also when paused): out_id = the instance */
     /* backfills (DolphinScheduler's complement data) */
     TN_CMD_BACKFILL,        /* workflow, dates, parallel, params: out_id = the backfill */
     TN_CMD_BACKFILL_STOP,   /* id: stops its running instances, starts no more */
     TN_CMD_BACKFILL_RESUME, /* id: starts the dates not started yet */
+    /* an alert sender's outcome: id = the alert, slots = the attempt, text = the outcome,
+     * sched_ns = when to try again (0: delivered); name = "drop" to give it up */
+    TN_CMD_ALERT_RESULT,
 } tn_cmd_kind;
 
 typedef struct tn_cmd {
@@ -176,6 +182,7 @@ typedef struct tn_engine_stats {
     uint64_t inputs, events, commits, rejected;
     uint64_t live_workflows, live_tasks, timers;
     uint64_t recovered_workflows;
+    uint64_t def_decodes; /* definitions decoded from the store (the cache's misses) */
 } tn_engine_stats;
 void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out);
 

@@ -69,11 +69,11 @@ struct wf_run {
     int64_t sched_ns;
     int64_t created_at, started_at;
     /* what started it and the overrides it was started with (SUBMIT attrs) */
-    char *schedule;       /* the schedule that fired it, or NULL */
-    uint64_t backfill;    /* the backfill that started it, or 0 */
-    char *tz;             /* zone of its dates, or NULL (TERN_TZ) */
-    char *worker_group;   /* for its tasks in the default group, or NULL */
-    uint8_t priority;     /* tn_def_priority: the definition's unless overridden */
+    char *schedule;     /* the schedule that fired it, or NULL */
+    uint64_t backfill;  /* the backfill that started it, or 0 */
+    char *tz;           /* zone of its dates, or NULL (TERN_TZ) */
+    char *worker_group; /* for its tasks in the default group, or NULL */
+    uint8_t priority;   /* tn_def_priority: the definition's unless overridden */
     uint8_t failure_strategy;
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
@@ -127,6 +127,18 @@ typedef struct qentry { /* dispatch queue: lower key first */
     uint32_t node, attempt;
 } qentry;
 
+/* The dispatch queue of one worker group (a min-heap by key). Placement is tried per
+ * lane, in key order across lanes; a lane whose tasks keep being refused stops for the
+ * rest of the step, so a step costs what it places, not what waits. */
+typedef struct lane {
+    char name[TN_DEF_MAX_NAME + 1];
+    qentry *q;
+    size_t n, cap;
+    uint32_t misses; /* refusals in this step */
+    char *why;       /* why the last refused task of the lane waits */
+    struct lane *next;
+} lane;
+
 /* FX_KILL_STALE: kill an attempt older than the task's (fencing), once the batch that
  * superseded it is committed */
 enum {
@@ -143,11 +155,12 @@ typedef struct effect {
     tn_cmd *cmd;
 } effect;
 
-typedef struct input {
+typedef struct input { /* one block: the struct, then its output pointers and strings */
     struct input *next;
-    tn_report r; /* strings below are owned copies */
-    char *worker, *reason, *containment;
+    tn_report r; /* strings below are copies in the block */
+    char *worker, *reason, *containment, *hooks;
     char **out_keys, **out_values;
+    bool small; /* a free-list block (INPUT_SMALL bytes) */
 } input;
 
 typedef struct request request; /* a tn_engine_request waiting for the engine thread */
@@ -173,21 +186,27 @@ struct tn_engine {
     pthread_cond_t cv;
     tn_cmd *cmd_head, *cmd_tail;
     input *in_head, *in_tail;
+    input *in_free; /* small input blocks for reuse */
+    size_t nin_free;
     timer *cb_timers; /* callback timers added from other threads */
     size_t ncb, capcb;
     request *req_head, *req_tail;
 
-    tn_map wfs;   /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
-    tn_map tasks; /* task id -> task_run* of live instances */
-    def_entry *defs;
-    tn_map latest_def; /* unused slot kept simple: see def_latest() */
+    tn_map wfs;      /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
+    tn_map tasks;    /* task id -> task_run* of live instances */
+    def_entry *defs; /* most recently used first */
+    uint32_t ndefs_idle;     /* entries no instance uses (kept decoded for the next start) */
+    def_entry *defs_pending; /* applied in the batch being built */
+    tn_map latest_def;       /* unused slot kept simple: see def_latest() */
     tgroup *groups;
     struct esched *esched; /* schedules and backfills (schedule.c) */
+    tn_def_alert *alerts;  /* the master's default alerts (alert.c) */
+    uint32_t nalerts;
 
     timer *timers; /* min-heap by due */
     size_t ntimers, captimers;
-    qentry *queue; /* dispatch min-heap */
-    size_t nqueue, capqueue;
+    lane *lanes; /* dispatch queues, one per worker group */
+    lane *last_lane;
     qentry *later; /* could not be placed in this step */
     size_t nlater, caplater;
 
@@ -227,8 +246,14 @@ tn_err eng_def_latest(tn_engine *e, const char *name, tn_def **def, uint32_t *ve
 tn_err eng_def_version(tn_engine *e, const char *name, uint32_t *version);
 tgroup *eng_group(tn_engine *e, const char *name);
 void eng_queue_push(tn_engine *e, task_run *t);
-bool eng_queue_pop(tn_engine *e, qentry *out);
 bool eng_queue_requeue(tn_engine *e, const qentry *q);
+lane *eng_lane(tn_engine *e, const char *group);
+/* The non-empty lane whose head comes first and that has not stopped for this step
+ * (misses < max_misses); NULL when none. */
+lane *eng_lane_next(tn_engine *e, uint32_t max_misses);
+bool eng_lane_pop(lane *l, qentry *out);
+/* Why a task waits for dispatch: its own reason, else its lane's. */
+const char *eng_task_why(tn_engine *e, const task_run *t);
 
 /* sched.c */
 void sched_fold_wf(tn_engine *e, wf_run *w, const tn_event *ev);
@@ -270,13 +295,22 @@ tn_err eng_emit(tn_engine *e, tn_event *ev);
 /* The worker group a task of w dispatches to. */
 const char *eng_worker_group(const wf_run *w, const tn_def_task *node);
 
+/* alert.c: raise the alerts a workflow's outcome asks for (its `alerts:`, else the
+ * engine's defaults); t = the task, for a task's failure or timeout */
+tn_err eng_alert(tn_engine *e, wf_run *w, tn_def_alert_on on, task_run *t, const char *reason);
+tn_err eng_alert_cmd(tn_engine *e, tn_cmd *c); /* TN_CMD_ALERT_RESULT */
+tn_err eng_alert_defaults(tn_engine *e, const tn_def_alert *a, uint32_t n);
+void eng_alert_close(tn_engine *e);
+
 /* schedule.c: schedules and backfills */
 tn_err esched_open(tn_engine *e, tn_errmsg *msg); /* after recovery */
 void esched_close(tn_engine *e);
-tn_err esched_cmd(tn_engine *e, tn_cmd *c);       /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
-tn_err esched_tick(tn_engine *e);                 /* a TIMER_SCHED fired */
-tn_err esched_wf_final(tn_engine *e, wf_run *w);  /* an instance reached a final state */
-void esched_rollback(tn_engine *e); /* a batch was dropped: back to what the log holds */
+tn_err esched_cmd(tn_engine *e, tn_cmd *c);      /* TN_CMD_SCHED_*, TN_CMD_BACKFILL* */
+tn_err esched_tick(tn_engine *e);                /* a TIMER_SCHED fired */
+tn_err esched_wf_final(tn_engine *e, wf_run *w); /* an instance reached a final state */
+/* A definition with a schedule block was applied: set its schedule (c->msg says so). */
+tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c);
+void esched_rollback(tn_engine *e);              /* a batch was dropped: back to what the log holds */
 
 /* logic.c: conditions, switch, dependent, sub_workflow */
 tn_err logic_start(tn_engine *e, task_run *t);

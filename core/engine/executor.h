@@ -30,9 +30,9 @@ typedef struct tn_dispatch_req {
     const char *const *param_keys; /* effective params of the task */
     const char *const *param_values;
     uint32_t nparams;
-    int64_t deadline_ns; /* 0 = none */
-    uint8_t priority;    /* workflow priority * 8 + task priority; lower first */
-    const char *tenant;  /* shell: the OS user to run as (home, groups); NULL = the
+    int64_t deadline_ns;      /* 0 = none */
+    uint8_t priority;         /* workflow priority * 8 + task priority; lower first */
+    const char *tenant;       /* shell: the OS user to run as (home, groups); NULL = the
                           * executor's own user */
     const char *worker_group; /* where it runs: node->worker_group unless the instance
                                * was started with another group for its default tasks */
@@ -42,7 +42,7 @@ typedef struct tn_dispatch_req {
 typedef struct tn_place_req {
     uint64_t wf, task;
     uint32_t attempt;
-    const tn_def_task *node; /* memory_max, ... */
+    const tn_def_task *node;  /* memory_max, ... */
     const char *worker_group; /* its group (see tn_dispatch_req) */
 } tn_place_req;
 
@@ -91,6 +91,8 @@ typedef struct tn_report {
     const char *worker;      /* who ran it ("inproc", "worker:w1") */
     const char *reason;      /* optional text: "spawn failed: ...", "killed by timeout" */
     const char *containment; /* ACCEPTED: how it is contained ("cgroup pids=v2:4096") */
+    /* KILL_RESULT: the application kill hooks the worker ran, one line (attr "hooks") */
+    const char *hooks;
     /* RESULT: values passed downstream (setValue / noop outputs) */
     const char *const *out_keys;
     const char *const *out_values;

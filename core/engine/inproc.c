@@ -46,7 +46,11 @@ struct tn_inproc {
     pthread_mutex_t mu;
     job *jobs;
     unsigned running;
+    job *free; /* finished jobs' memory, for the next ones (a free list) */
+    unsigned nfree;
 };
+
+#define JOB_FREE_MAX 4096
 
 static void job_unref(job *j)
 {
@@ -69,6 +73,14 @@ static void job_unref(job *j)
             free(*p);
         free(j->envp);
     }
+    pthread_mutex_lock(&x->mu); /* kept for the next dispatch, up to a bound */
+    if (x->nfree < JOB_FREE_MAX) {
+        j->next = x->free;
+        x->free = j;
+        x->nfree++;
+        j = NULL;
+    }
+    pthread_mutex_unlock(&x->mu);
     free(j);
 }
 
@@ -277,8 +289,16 @@ fail:
 static void op_dispatch(void *self, const tn_dispatch_req *req)
 {
     tn_inproc *x = self;
-    job *j = calloc(1, sizeof(*j));
-    if (!j)
+    pthread_mutex_lock(&x->mu);
+    job *j = x->free;
+    if (j) {
+        x->free = j->next;
+        x->nfree--;
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (j)
+        memset(j, 0, sizeof(*j));
+    else if (!(j = calloc(1, sizeof(*j))))
         return;
     j->x = x;
     j->wf = req->wf;
@@ -433,6 +453,11 @@ void tn_inproc_free(tn_inproc *x)
         x->jobs = j->next;
         j->refs = 1;
         job_unref(j);
+    }
+    while (x->free) {
+        job *j = x->free;
+        x->free = j->next;
+        free(j);
     }
     pthread_mutex_destroy(&x->mu);
     free(x->log_dir);

@@ -61,9 +61,26 @@ static tn_err globals(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
     return TN_OK;
 }
 
+/* No params anywhere (the common case): the result is empty, without resolving. With
+ * TERN_TZ set the resolution runs anyway, as it checks the zone. */
+static bool no_params(const task_run *t)
+{
+    const wf_run *w = t->w;
+    const tn_def_task *n = NODE(t);
+    if (n->params.n || w->def->params.n || tn_kv_len(w->inherited) || tn_kv_len(w->overrides) ||
+        eng_tz_name())
+        return false;
+    for (uint32_t i = 0; i < n->n_deps; i++)
+        if (tn_kv_len(w->t[n->deps[i].index].pool))
+            return false;
+    return true;
+}
+
 tn_err task_params(tn_engine *e, task_run *t, tn_kv **out, tn_errmsg *msg)
 {
     wf_run *w = t->w;
+    if (no_params(t))
+        return (*out = tn_kv_new()) ? TN_OK : TN_ERR_NOMEM;
     tn_kv *g = NULL;
     tn_err err = globals(e, t, &g, msg);
     if (err)
@@ -250,8 +267,8 @@ static bool civil_ns(const char *tz, struct tm *t, int64_t *ns)
 
 /* The [lo, hi) window, unix ns, of a date spec relative to the schedule time, in the zone
  * of the run's params (TERN_TZ), so "today" is the same day as ${system.biz.curdate}. */
-static bool window(const char *tz, int64_t sched_ns, tn_def_cycle cycle, const char *date, int64_t *lo,
-                   int64_t *hi)
+static bool window(const char *tz, int64_t sched_ns, tn_def_cycle cycle, const char *date,
+                   int64_t *lo, int64_t *hi)
 {
     tn_civil now;
     if (tn_params_civil(tz, sched_ns / 1000000000LL, &now, NULL))
@@ -400,7 +417,8 @@ static int find_task_cb(void *ctx, const tn_event *ev)
 static int dep_item(tn_engine *e, task_run *t, const tn_def_depend *d)
 {
     int64_t lo, hi;
-    if (!window(t->w->tz ? t->w->tz : eng_tz_name(), t->w->sched_ns, d->cycle, d->date, &lo, &hi))
+    if (!window(t->w->tz ? t->w->tz : eng_tz_name(), t->w->sched_ns, d->cycle, d->date, &lo,
+                &hi))
         return 0;
     tn_wf_proj p;
     if (!find_instance(e, d->workflow, lo, hi, &p))

@@ -499,6 +499,14 @@ static tn_err wf_finish(tn_engine *e, wf_run *w, unsigned event, const char *rea
     tn_err err = eng_emit_wf(e, w, 0, &ev);
     if (err || !FINAL_W(w->state))
         return err;
+    if (w->state != TN_WF_S_PAUSE)
+        err = eng_alert(e, w,
+                        w->state == TN_WF_S_SUCCESS ? TN_DEF_ALERT_SUCCESS :
+                        w->state == TN_WF_S_FAILURE ? TN_DEF_ALERT_FAILURE :
+                                                      TN_DEF_ALERT_KILL,
+                        NULL, reason);
+    if (err)
+        return err;
     if (w->parent_wf)
         err = sched_child_final(e, w);
     if (!err && w->def->execution != TN_DEF_EXEC_PARALLEL)
@@ -646,6 +654,9 @@ tn_err sched_task_finished(tn_engine *e, task_run *t)
     }
     if (!FINAL_T(t->state) || t->state == TN_TASK_S_PAUSE)
         return TN_OK;
+    if (t->state == TN_TASK_S_FAILURE &&
+        (err = eng_alert(e, w, TN_DEF_ALERT_TASK_FAILURE, t, NULL)))
+        return err;
     if (w->state == TN_WF_S_RUNNING_EXECUTION || w->state == TN_WF_S_READY_PAUSE ||
         w->state == TN_WF_S_READY_STOP) {
         eng_event(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_TASK_FINISHED, w->id, 0);
@@ -867,6 +878,20 @@ static void task_run_why(task_run *t, const char *why)
     t->why = why ? strdup(why) : NULL;
 }
 
+/* A lane stops for the step after this many refusals: placement is refused for what
+ * the group lacks (a free slot, load, memory), which its next tasks mostly lack too, and
+ * trying every waiting task at every step made a step cost the whole queue (a workflow
+ * of 100k tasks on a few slots took time quadratic in its size). */
+#define LANE_MAX_MISSES 8
+
+static void lane_why(lane *l, const char *why)
+{
+    if (l->why && why && strcmp(l->why, why) == 0)
+        return;
+    free(l->why);
+    l->why = why ? strdup(why) : NULL;
+}
+
 tn_err sched_dispatch(tn_engine *e)
 {
     /* tasks waiting for a task-group slot go back to the queue when one is free */
@@ -886,9 +911,12 @@ tn_err sched_dispatch(tn_engine *e)
             g->nwait -= k;
         }
     }
+    for (lane *l = e->lanes; l; l = l->next)
+        l->misses = 0;
     qentry q;
     tn_err err = TN_OK;
-    while (!err && eng_queue_pop(e, &q)) {
+    lane *l;
+    while (!err && (l = eng_lane_next(e, LANE_MAX_MISSES)) && eng_lane_pop(l, &q)) {
         wf_run *w = eng_wf(e, q.wf);
         if (!w || q.node >= w->def->n_tasks)
             continue;
@@ -920,12 +948,16 @@ tn_err sched_dispatch(tn_engine *e)
             if (!e->ex.ops->place(e->ex.self, &pr, worker, sizeof(worker), why, sizeof(why))) {
                 /* it waits, and says why; tried again at the next step */
                 task_run_why(t, why);
+                lane_why(l, why);
+                l->misses++;
                 if (!grow_later(e, &q))
                     return TN_ERR_NOMEM;
                 continue;
             }
         }
         task_run_why(t, NULL);
+        if (l->why)
+            lane_why(l, NULL);
         tn_event ev;
         eng_event(&ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, w->id, t->id);
         tn_event_set_str(&ev, "worker", worker);
@@ -953,6 +985,8 @@ static tn_err task_timeout(tn_engine *e, task_run *t)
     tn_event_set_str(&ev, "strategy", tn_def_timeout_strategy_name(n->timeout_strategy));
     tn_event_set_int(&ev, "attempt", t->attempt);
     tn_err err = eng_emit_task(e, t, 0, &ev);
+    if (!err)
+        err = eng_alert(e, t->w, TN_DEF_ALERT_TIMEOUT, t, NULL);
     if (err || n->timeout_strategy == TN_DEF_TIMEOUT_WARN)
         return err;
     /* fail / warnfail, as DolphinScheduler 3.3 does it: the task is killed (it ends KILL,
@@ -979,6 +1013,8 @@ static tn_err wf_timeout(tn_engine *e, wf_run *w)
     tn_event_set_int(&ev, "timeout_ms", (int64_t)w->def->timeout_ms);
     tn_event_set_str(&ev, "strategy", tn_def_timeout_strategy_name(w->def->timeout_strategy));
     tn_err err = eng_emit_wf(e, w, 0, &ev);
+    if (!err)
+        err = eng_alert(e, w, TN_DEF_ALERT_TIMEOUT, NULL, NULL);
     if (err || !wf_timed_out_fail(w) || w->state == TN_WF_S_READY_STOP)
         return err;
     char why[128], d[32];
@@ -1123,6 +1159,8 @@ tn_err sched_report(tn_engine *e, const tn_report *r)
         tn_event_set_int(&ev, "attempt", t->attempt);
         if (r->reason)
             tn_event_set_str(&ev, "reason", r->reason);
+        if (r->hooks)
+            tn_event_set_str(&ev, "hooks", r->hooks);
         err = eng_emit_task(e, t, 0, &ev);
         return err ? err : sched_task_finished(e, t);
     }

@@ -17,11 +17,12 @@
 #include "logread.h"
 #include "util.h"
 
-#define NS_PER_MS       1000000LL
-#define NS_PER_S        1000000000LL
-#define TICK_MAX        1000  /* decisions per tick: the rest wait for the next step */
-#define SKIP_COUNT_MAX  10000 /* a skipped range is counted up to this many times */
-#define RETRY_NS        NS_PER_S /* after a dropped batch, the next try (a full store) */
+#define NS_PER_MS      1000000LL
+#define NS_PER_S       1000000000LL
+#define TICK_MAX       1000  /* decisions per tick: the rest wait for the next step */
+#define SKIP_COUNT_MAX 10000 /* a skipped range is counted up to this many times */
+#define CATCHUP_MIN_MS 5000  /* a fire reached a little late is never skipped for that */
+#define RETRY_NS       NS_PER_S /* after a dropped batch, the next try (a full store) */
 
 typedef struct srt { /* a schedule's runtime */
     char name[TN_DEF_MAX_NAME + 1];
@@ -34,8 +35,8 @@ typedef struct srt { /* a schedule's runtime */
     bool pause_on_failure;
     char priority[16], failure_strategy[16], worker_group[TN_DEF_MAX_NAME + 1];
     tn_kv *params;
-    int64_t last;  /* the projection's last_nominal, kept in step */
-    int64_t next;  /* the first nominal time after last in the window; 0 = none */
+    int64_t last; /* the projection's last_nominal, kept in step */
+    int64_t next; /* the first nominal time after last in the window; 0 = none */
     int64_t *buffered;
     uint32_t nbuffered;
     uint64_t *running; /* unfinished instances it started */
@@ -48,6 +49,7 @@ struct brt { /* a backfill's runtime */
     uint64_t id;
     char workflow[TN_DEF_MAX_NAME + 1];
     bool running;
+    bool done; /* FINISHed: forgotten at the next tick */
     int64_t *dates;
     uint32_t ndates, next, parallel;
     tn_kv *params;
@@ -230,7 +232,7 @@ static tn_err srt_load(srt *s, const tn_sched_proj *p, tn_errmsg *msg)
     s->params = params;
     s->start = p->start_ns;
     s->end = p->end_ns;
-    s->catchup = p->catchup_ms * NS_PER_MS;
+    s->catchup = (p->catchup_ms > CATCHUP_MIN_MS ? p->catchup_ms : CATCHUP_MIN_MS) * NS_PER_MS;
     if (tn_overlap_parse(p->overlap, &s->overlap))
         s->overlap = TN_OVERLAP_ALLOW_ALL;
     s->pause_on_failure = p->pause_on_failure;
@@ -392,22 +394,24 @@ static tn_err buffer(tn_engine *e, srt *s, int64_t nominal, const char *reason)
 
 typedef struct brt brt;
 static tn_err bf_pump(tn_engine *e, brt *b);
+static void brt_free(brt *b);
 
 /* ---- what a due nominal time does ------------------------------------------------------- */
 
-/* Missed times older than the catchup window: one SKIP for all of them. */
+/* Missed times older than the catchup window (now - t > catchup): one SKIP for all. */
 static tn_err skip_missed(tn_engine *e, srt *s, int64_t now)
 {
-    int64_t cut = now - s->catchup;
+    int64_t cut = now - s->catchup - 1; /* the newest time that is too old */
     if (s->next > cut)
         return TN_OK;
     int64_t count = 0;
     for (int64_t t = s->next; t && t <= cut && count <= SKIP_COUNT_MAX; t = next_after(s, t))
         count++;
     char why[160], at[40];
-    fmt_time(cut, at, sizeof(at));
-    snprintf(why, sizeof(why), "missed: more than the catchup window (%" PRId64 " ms) late at %s",
-             s->catchup / NS_PER_MS, at);
+    fmt_time(now, at, sizeof(at));
+    snprintf(why, sizeof(why),
+             "missed: more than the catchup window (%" PRId64 " ms) late at %s",
+             (int64_t)(s->catchup / NS_PER_MS), at);
     int64_t through = s->end && s->end < cut ? s->end : cut;
     tn_err err = skip(e, s, through, count > SKIP_COUNT_MAX ? 0 : count, why);
     if (!err)
@@ -419,7 +423,8 @@ static tn_err cancel_running(tn_engine *e, srt *s, int64_t nominal)
 {
     char why[160], at[40];
     fmt_time(nominal, at, sizeof(at));
-    snprintf(why, sizeof(why), "overlap policy cancel_other: the schedule fired again (%s)", at);
+    snprintf(why, sizeof(why), "overlap policy cancel_other: the schedule fired again (%s)",
+             at);
     for (size_t i = s->nrun; i-- > 0;) {
         tn_errmsg m;
         wf_run *w = eng_load_wf(e, s->running[i], &m);
@@ -488,9 +493,17 @@ tn_err esched_tick(tn_engine *e)
     x->armed = 0;
     int budget = TICK_MAX;
     tn_err err = TN_OK;
-    for (brt *b = x->bfs; b && !err; b = b->link)
-        if (b->running && b->ninflight < b->parallel)
+    for (brt **pp = &x->bfs; *pp;) {
+        brt *b = *pp;
+        if (!err && b->running && b->ninflight < b->parallel)
             err = bf_pump(e, b);
+        if (b->done) {
+            *pp = b->link;
+            brt_free(b);
+        } else {
+            pp = &b->link;
+        }
+    }
     while (!err && x->nheap && x->heap[0]->next <= now && budget > 0) {
         srt *s = x->heap[0];
         err = run_due(e, s, now, &budget);
@@ -591,6 +604,7 @@ static tn_err bf_pump(tn_engine *e, brt *b)
     if (!err && b->running && b->next == b->ndates && b->ninflight == 0) {
         err = bf_event(e, b, TN_BF_E_FINISH, "every date ran");
         b->running = false;
+        b->done = true;
     }
     return err;
 }
@@ -648,10 +662,11 @@ static tn_err set_attrs(tn_event *ev, const tn_sched_spec *sp, tn_buf *scratch)
     return err;
 }
 
-static tn_err cmd_set(tn_engine *e, tn_cmd *c)
+/* `known`: the definition is in this batch (def apply), not yet readable from the store */
+static tn_err cmd_set(tn_engine *e, tn_cmd *c, bool known)
 {
     tn_errmsg m = {{0}};
-    if (!workflow_known(e, c))
+    if (!known && !workflow_known(e, c))
         return TN_OK;
     if (!c->sched || tn_sched_spec_validate(c->sched, &m)) {
         cmd_fail(c, TN_ERR_INVAL, "schedule of %s: %s", c->workflow,
@@ -765,7 +780,7 @@ static tn_err cmd_backfill(tn_engine *e, tn_cmd *c)
 static tn_err cmd_bf_state(tn_engine *e, tn_cmd *c)
 {
     brt *b = bf_find(e->esched, c->id);
-    if (!b) {
+    if (!b || b->done) {
         cmd_fail(c, TN_ERR_NOENT, "no running or stopped backfill %" PRIu64, c->id);
         return TN_OK;
     }
@@ -796,10 +811,21 @@ static tn_err cmd_bf_state(tn_engine *e, tn_cmd *c)
     return err;
 }
 
+tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c)
+{
+    tn_cmd set = {.kind = TN_CMD_SCHED_SET, .workflow = name, .sched = sp, .actor = c->actor};
+    tn_err err = cmd_set(e, &set, true);
+    size_t n = strlen(c->msg);
+    snprintf(c->msg + n, sizeof(c->msg) - n, "; %s", set.msg);
+    if (!err && set.err) /* validated at parse: a store that cannot take it */
+        c->err = set.err;
+    return err;
+}
+
 tn_err esched_cmd(tn_engine *e, tn_cmd *c)
 {
     switch (c->kind) {
-    case TN_CMD_SCHED_SET: return cmd_set(e, c);
+    case TN_CMD_SCHED_SET: return cmd_set(e, c, false);
     case TN_CMD_BACKFILL: return cmd_backfill(e, c);
     case TN_CMD_BACKFILL_STOP:
     case TN_CMD_BACKFILL_RESUME: return cmd_bf_state(e, c);

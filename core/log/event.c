@@ -153,7 +153,7 @@ tn_err tn_event_decode(const void *buf, size_t len, tn_event *ev)
     tn_mp r;
     tn_mp_init(&r, buf, len);
     uint32_t n;
-    uint64_t v, machine, event, from, to;
+    uint64_t v = 0, machine = 0, event = 0, from = 0, to = 0;
     if (!tn_mp_array(&r, 64, &n))
         return r.err;
     if (n == 0 || !tn_mp_u64(&r, &v))

@@ -19,6 +19,7 @@
 #include "util.h"
 #include "sm_gen.h"
 #include "store.h"
+#include "wfindex.h"
 
 struct tn_evlog {
     int lock_fd; /* flock on DIR/writer.lock: one writer process per store */
@@ -43,6 +44,24 @@ struct tn_evlog {
     size_t ndirty_wf, ndirty_task, cap_dirty_wf, cap_dirty_task;
     char cluster_id[65]; /* meta store_id, read at open */
     tn_objlog *objs;     /* schedules and backfills */
+    /* The by_wf entries of the pending batch: one run of seqs per workflow, written as
+     * one index entry each at commit (wfindex.h). Runs are lists threaded through seqs. */
+    tn_map idx; /* wf -> run index + 1 */
+    struct wfrun *runs;
+    struct wfseq *seqs;
+    size_t nruns, cap_runs, nseqs, cap_seqs;
+    uint8_t *idxbuf; /* scratch for one encoded entry */
+    size_t cap_idxbuf;
+};
+
+struct wfrun {
+    uint64_t wf, first;
+    uint32_t head, tail, n; /* the run's first and last elements in seqs, its length */
+};
+
+struct wfseq {
+    uint64_t seq;
+    uint32_t next; /* the run's next element in seqs; UINT32_MAX at the end */
 };
 
 static tn_err push_id(uint64_t **arr, size_t *n, size_t *cap, uint64_t id)
@@ -315,6 +334,7 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory opening %s", dir);
     tn_map_init(&l->wfs);
     tn_map_init(&l->tasks);
+    tn_map_init(&l->idx);
     l->lock_fd = -1;
     l->ckpt_every =
         opts && opts->checkpoint_every ? opts->checkpoint_every : TN_EVLOG_CHECKPOINT_EVERY;
@@ -392,6 +412,10 @@ void tn_evlog_close(tn_evlog *l)
     cache_clear(&l->tasks);
     free(l->dirty_wf);
     free(l->dirty_task);
+    tn_map_fini(&l->idx);
+    free(l->runs);
+    free(l->seqs);
+    free(l->idxbuf);
     tn_buf_free(&l->enc);
     tn_batch_free(l->batch);
     tn_objlog_free(l->objs);
@@ -502,10 +526,9 @@ static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, 
                                  (unsigned long long)ev->wf);
     } else if (tn_objlog_handles(ev->machine)) {
         if ((e = read_txn(l)) || (e = tn_objlog_state(l->objs, l->rt, ev, &ev->from)))
-            return tn_errmsg_set(msg, e, "%s event %s: %s", sm->name,
-                                 tn_sm_event_name(sm, ev->event),
-                                 e == TN_ERR_INVAL ? "it does not name its object" :
-                                                     tn_strerror(e));
+            return tn_errmsg_set(
+                msg, e, "%s event %s: %s", sm->name, tn_sm_event_name(sm, ev->event),
+                e == TN_ERR_INVAL ? "it does not name its object" : tn_strerror(e));
     } else {
         ev->from = l->last_seq == 0 ? TN_SM_NEW : TN_SYS_S_ACTIVE;
     }
@@ -518,6 +541,80 @@ static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, 
     return TN_OK;
 }
 
+/* Note `seq` in workflow `wf`'s by_wf run of the pending batch. On error nothing
+ * changed. */
+static tn_err idx_add(tn_evlog *l, uint64_t wf, uint64_t seq)
+{
+    if (l->nseqs >= UINT32_MAX - 1)
+        return TN_ERR_TOOBIG;
+    if (!tn_grow((void **)&l->seqs, &l->cap_seqs, l->nseqs + 1, sizeof(*l->seqs)) ||
+        !tn_grow((void **)&l->runs, &l->cap_runs, l->nruns + 1, sizeof(*l->runs)))
+        return TN_ERR_NOMEM;
+    uint32_t at = (uint32_t)l->nseqs;
+    uintptr_t r = (uintptr_t)tn_map_get(&l->idx, wf);
+    if (r == 0) {
+        tn_err e = tn_map_put(&l->idx, wf, (void *)(uintptr_t)(l->nruns + 1));
+        if (e)
+            return e;
+        l->runs[l->nruns++] =
+            (struct wfrun){.wf = wf, .first = seq, .head = at, .tail = at, .n = 1};
+    } else {
+        struct wfrun *run = &l->runs[r - 1];
+        l->seqs[run->tail].next = at;
+        run->tail = at;
+        run->n++;
+    }
+    l->seqs[at] = (struct wfseq){.seq = seq, .next = UINT32_MAX};
+    l->nseqs++;
+    return TN_OK;
+}
+
+/* Above this many events, a batch's index lists are freed after it rather than kept
+ * for the next (one huge commit, e.g. a workflow of 100k tasks starting, would
+ * otherwise pin ~26 bytes per event of it for the writer's life). */
+#define IDX_KEEP_MAX 65536
+
+/* Forget the pending batch's by_wf runs. */
+static void idx_reset(tn_evlog *l)
+{
+    for (size_t i = 0; i < l->nruns; i++)
+        tn_map_del(&l->idx, l->runs[i].wf);
+    l->nruns = l->nseqs = 0;
+    if (l->cap_seqs > IDX_KEEP_MAX) {
+        free(l->seqs);
+        free(l->runs);
+        free(l->idxbuf);
+        l->seqs = NULL;
+        l->runs = NULL;
+        l->idxbuf = NULL;
+        l->cap_seqs = l->cap_runs = l->cap_idxbuf = 0;
+    }
+}
+
+/* Queue one by_wf entry per workflow the pending batch touched. Seqs are added in
+ * ascending order, so every run is ascending and its gaps are >= 1. */
+static tn_err idx_flush(tn_evlog *l)
+{
+    for (size_t i = 0; i < l->nruns; i++) {
+        const struct wfrun *run = &l->runs[i];
+        size_t need = (size_t)run->n * TN_WFIDX_VARINT_MAX;
+        if (!tn_grow((void **)&l->idxbuf, &l->cap_idxbuf, need, 1))
+            return TN_ERR_NOMEM;
+        size_t len = tn_wfidx_put_varint(l->idxbuf, run->n);
+        uint64_t prev = run->first;
+        for (uint32_t j = l->seqs[run->head].next; j != UINT32_MAX; j = l->seqs[j].next) {
+            len += tn_wfidx_put_varint(l->idxbuf + len, l->seqs[j].seq - prev);
+            prev = l->seqs[j].seq;
+        }
+        uint8_t key[TN_WFIDX_KEY_LEN];
+        tn_wfidx_key(key, run->wf, run->first);
+        tn_err e = tn_batch_put(l->batch, TN_DB_BY_WF, key, sizeof(key), l->idxbuf, len);
+        if (e)
+            return e;
+    }
+    return TN_OK;
+}
+
 /* Queue the encoded event (l->enc), its by-workflow index entry and, for a system
  * event, its projections into the pending batch. */
 static tn_err queue_event(tn_evlog *l, const tn_event *ev)
@@ -527,12 +624,8 @@ static tn_err queue_event(tn_evlog *l, const tn_event *ev)
     tn_err e = tn_batch_append(l->batch, TN_DB_EVENTS, key, 8, l->enc.data, l->enc.size);
     if (e)
         return e;
-    if (ev->wf) {
-        uint8_t wk[8];
-        tn_put_be64(wk, ev->wf);
-        if ((e = tn_batch_put(l->batch, TN_DB_BY_WF, wk, 8, key, 8)))
-            return e;
-    }
+    if (ev->wf && (e = idx_add(l, ev->wf, ev->seq)))
+        return e;
     if (ev->machine == TN_MACHINE_SYSTEM &&
         (e = tn_proj_system_apply(ev, batch_put_cb, l->batch)))
         return e == TN_ERR_CORRUPT ? TN_ERR_INVAL : e;
@@ -665,6 +758,7 @@ void tn_evlog_discard(tn_evlog *l)
 {
     drop_dirty(l);
     tn_objlog_discard(l->objs);
+    idx_reset(l);
     tn_batch_reset(l->batch);
     l->pending = 0;
     l->last_seq = l->c_last_seq;
@@ -701,6 +795,8 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
         if (!(e = tn_proj_task_encode(p, &l->enc)))
             e = tn_batch_put(l->batch, TN_DB_TASKS, k, 8, l->enc.data, l->enc.size);
     }
+    if (!e)
+        e = idx_flush(l);
     if (!e)
         e = put_u64(l->batch, TN_META_LAST_SEQ, l->last_seq);
     if (!e)
@@ -741,6 +837,7 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
     }
     l->ndirty_wf = l->ndirty_task = 0;
     tn_objlog_committed(l->objs);
+    idx_reset(l);
     if (ckpt)
         l->ckpt_seq = l->last_seq;
     l->c_last_seq = l->last_seq;
@@ -796,6 +893,12 @@ tn_err tn_evlog_backfill(tn_evlog *l, uint64_t id, tn_backfill_proj *out)
 {
     tn_err e = read_txn(l);
     return e ? e : tn_objlog_backfill(l->objs, l->rt, id, out);
+}
+
+tn_err tn_evlog_alert(tn_evlog *l, uint64_t id, tn_alert_proj *out)
+{
+    tn_err e = read_txn(l);
+    return e ? e : tn_objlog_alert(l->objs, l->rt, id, out);
 }
 
 uint64_t tn_evlog_next_seq(const tn_evlog *l)

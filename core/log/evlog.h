@@ -94,6 +94,7 @@ tn_err tn_evlog_task(tn_evlog *l, uint64_t id, tn_task_proj *out);
  * TN_ERR_NOENT when there is none. */
 tn_err tn_evlog_sched(tn_evlog *l, const char *name, tn_sched_proj *out);
 tn_err tn_evlog_backfill(tn_evlog *l, uint64_t id, tn_backfill_proj *out);
+tn_err tn_evlog_alert(tn_evlog *l, uint64_t id, tn_alert_proj *out);
 /* The seq the next added event will get. */
 uint64_t tn_evlog_next_seq(const tn_evlog *l);
 

@@ -110,6 +110,12 @@ tn_err tn_log_backfill_each(tn_store *s, tn_log_backfill_fn fn, void *ctx);
 typedef int (*tn_log_fire_fn)(void *ctx, int64_t nominal_ns, uint64_t instance, bool manual);
 tn_err tn_log_fire_each(tn_store *s, const char *name, int64_t from_ns, tn_log_fire_fn fn,
                         void *ctx);
+/* Alerts: one by id, or those with id >= from_id in id order (only PENDING ones when
+ * pending_only). */
+typedef int (*tn_log_alert_fn)(void *ctx, const tn_alert_proj *p);
+tn_err tn_log_alert_get(tn_store *s, uint64_t id, tn_alert_proj *out);
+tn_err tn_log_alert_each(tn_store *s, uint64_t from_id, bool pending_only, tn_log_alert_fn fn,
+                         void *ctx);
 /* The instance started by backfill `id` for its dates[index], or TN_ERR_NOENT. */
 tn_err tn_log_backfill_instance(tn_store *s, uint64_t id, uint32_t index, uint64_t *instance);
 

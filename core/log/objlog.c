@@ -18,6 +18,7 @@ typedef struct obj {
     union {
         tn_sched_proj s;
         tn_backfill_proj b;
+        tn_alert_proj a;
     } p;
     bool exists; /* false: NEW (not in the store, nothing pending) */
     struct obj *chain;
@@ -31,7 +32,8 @@ struct tn_objlog {
 
 bool tn_objlog_handles(unsigned machine)
 {
-    return machine == TN_MACHINE_SCHEDULE || machine == TN_MACHINE_BACKFILL;
+    return machine == TN_MACHINE_SCHEDULE || machine == TN_MACHINE_BACKFILL ||
+           machine == TN_MACHINE_ALERT;
 }
 
 tn_err tn_objlog_new(tn_objlog **out)
@@ -44,12 +46,61 @@ tn_err tn_objlog_new(tn_objlog **out)
     return TN_OK;
 }
 
+/* The projection operations by machine. */
+static void proj_fini(unsigned machine, void *p)
+{
+    if (machine == TN_MACHINE_SCHEDULE)
+        tn_sched_proj_fini(p);
+    else if (machine == TN_MACHINE_BACKFILL)
+        tn_backfill_proj_fini(p);
+    else
+        tn_alert_proj_fini(p);
+}
+
+static tn_err proj_decode(unsigned machine, const tn_val *v, void *p)
+{
+    if (machine == TN_MACHINE_SCHEDULE)
+        return tn_sched_proj_decode(v->data, v->len, p);
+    if (machine == TN_MACHINE_BACKFILL)
+        return tn_backfill_proj_decode(v->data, v->len, p);
+    return tn_alert_proj_decode(v->data, v->len, p);
+}
+
+static tn_err proj_encode(unsigned machine, const void *p, tn_buf *out)
+{
+    if (machine == TN_MACHINE_SCHEDULE)
+        return tn_sched_proj_encode(p, out);
+    if (machine == TN_MACHINE_BACKFILL)
+        return tn_backfill_proj_encode(p, out);
+    return tn_alert_proj_encode(p, out);
+}
+
+static tn_err proj_apply(unsigned machine, void *p, const tn_event *ev)
+{
+    if (machine == TN_MACHINE_SCHEDULE)
+        return tn_sched_proj_apply(p, ev);
+    if (machine == TN_MACHINE_BACKFILL)
+        return tn_backfill_proj_apply(p, ev);
+    return tn_alert_proj_apply(p, ev);
+}
+
+static uint8_t proj_state(const obj *x)
+{
+    return x->machine == TN_MACHINE_SCHEDULE ? x->p.s.state :
+           x->machine == TN_MACHINE_BACKFILL ? x->p.b.state :
+                                               x->p.a.state;
+}
+
+static size_t obj_key(const obj *x, uint8_t *k)
+{
+    return x->machine == TN_MACHINE_SCHEDULE ? tn_obj_sched_key(x->name, k) :
+           x->machine == TN_MACHINE_BACKFILL ? tn_obj_bf_key(x->id, k) :
+                                               tn_obj_alert_key(x->id, k);
+}
+
 static void obj_free(obj *x)
 {
-    if (x->machine == TN_MACHINE_SCHEDULE)
-        tn_sched_proj_fini(&x->p.s);
-    else
-        tn_backfill_proj_fini(&x->p.b);
+    proj_fini(x->machine, &x->p);
     free(x);
 }
 
@@ -105,6 +156,13 @@ size_t tn_obj_bf_key(uint64_t id, uint8_t *key)
     return 11;
 }
 
+size_t tn_obj_alert_key(uint64_t id, uint8_t *key)
+{
+    memcpy(key, "al/", 3);
+    tn_put_be64(key + 3, id);
+    return 11;
+}
+
 size_t tn_obj_bfd_key(uint64_t id, uint32_t index, uint8_t *key)
 {
     memcpy(key, "bfd/", 4);
@@ -129,7 +187,7 @@ static bool ev_key(const tn_event *ev, char *name, uint64_t *id)
         return true;
     }
     int64_t v;
-    if (!tn_event_int(ev, "backfill", &v) || v <= 0)
+    if (!tn_event_int(ev, ev->machine == TN_MACHINE_ALERT ? "alert" : "backfill", &v) || v <= 0)
         return false;
     *id = (uint64_t)v;
     return true;
@@ -155,12 +213,11 @@ static tn_err find(tn_objlog *o, tn_rtxn *t, unsigned machine, const char *name,
         snprintf(x->name, sizeof(x->name), "%s", name);
     x->id = id;
     uint8_t k[TN_OBJ_KEY_MAX];
-    size_t kl = sched ? tn_obj_sched_key(name, k) : tn_obj_bf_key(id, k);
+    size_t kl = obj_key(x, k);
     tn_val v;
     tn_err e = t ? tn_store_get(t, TN_DB_META, k, kl, &v) : TN_ERR_NOENT;
     if (e == TN_OK) {
-        e = sched ? tn_sched_proj_decode(v.data, v.len, &x->p.s) :
-                    tn_backfill_proj_decode(v.data, v.len, &x->p.b);
+        e = proj_decode(machine, &v, &x->p);
         x->exists = e == TN_OK;
     } else if (e == TN_ERR_NOENT) {
         e = TN_OK;
@@ -189,9 +246,7 @@ tn_err tn_objlog_state(tn_objlog *o, tn_rtxn *t, const tn_event *ev, uint8_t *st
     tn_err e = find_ev(o, t, ev, &x);
     if (e)
         return e;
-    *state = !x->exists                            ? TN_SM_NEW :
-             x->machine == TN_MACHINE_SCHEDULE ? x->p.s.state :
-                                                     x->p.b.state;
+    *state = x->exists ? proj_state(x) : TN_SM_NEW;
     return TN_OK;
 }
 
@@ -235,6 +290,8 @@ static tn_err put_index(tn_rtxn *t, const putter *b, const obj *x, const tn_even
     uint8_t k[TN_OBJ_KEY_MAX], v[9];
     size_t kl;
     tn_event_int(ev, "instance", &inst);
+    if (x->machine == TN_MACHINE_ALERT)
+        return TN_OK;
     if (x->machine == TN_MACHINE_SCHEDULE) {
         if (ev->event != TN_SCHED_E_FIRE)
             return TN_OK;
@@ -257,41 +314,50 @@ static tn_err put_index(tn_rtxn *t, const putter *b, const obj *x, const tn_even
     return b->fn(b->ctx, TN_DB_META, k, kl, v, 9);
 }
 
-static tn_err stage_obj(obj *x, tn_rtxn *t, const putter *b, const tn_event *ev,
-                        tn_errmsg *msg)
+static tn_err alert_copy(tn_alert_proj *dst, const tn_alert_proj *src)
+{
+    *dst = *src;
+    dst->target = NULL;
+    return src->target && !(dst->target = strdup(src->target)) ? TN_ERR_NOMEM : TN_OK;
+}
+
+static tn_err proj_copy(unsigned machine, void *dst, const void *src)
+{
+    if (machine == TN_MACHINE_SCHEDULE)
+        return sched_copy(dst, src);
+    if (machine == TN_MACHINE_BACKFILL)
+        return bf_copy(dst, src);
+    return alert_copy(dst, src);
+}
+
+static tn_err stage_obj(obj *x, tn_rtxn *t, const putter *b, const tn_event *ev, tn_errmsg *msg)
 {
     bool sched = x->machine == TN_MACHINE_SCHEDULE;
     obj q = *x;
-    tn_err e = sched ? sched_copy(&q.p.s, &x->p.s) : bf_copy(&q.p.b, &x->p.b);
+    tn_err e = proj_copy(x->machine, &q.p, &x->p);
     if (e)
         return e;
-    e = sched ? tn_sched_proj_apply(&q.p.s, ev) : tn_backfill_proj_apply(&q.p.b, ev);
+    e = proj_apply(x->machine, &q.p, ev);
     if (e == TN_ERR_ILLEGAL)
         tn_errmsg_set(msg, e, "%s %s: that nominal time or date was decided already",
                       sched ? "schedule" : "backfill", sched ? x->name : "");
     tn_buf enc = {0};
     uint8_t k[TN_OBJ_KEY_MAX];
     if (!e)
-        e = sched ? tn_sched_proj_encode(&q.p.s, &enc) : tn_backfill_proj_encode(&q.p.b, &enc);
+        e = proj_encode(x->machine, &q.p, &enc);
     if (!e)
         e = put_index(t, b, x, ev, msg);
     if (!e)
-        e = b->fn(b->ctx, TN_DB_META, k,
-                  sched ? tn_obj_sched_key(x->name, k) : tn_obj_bf_key(x->id, k), enc.data,
-                  enc.size);
+        e = b->fn(b->ctx, TN_DB_META, k, obj_key(x, k), enc.data, enc.size);
     tn_buf_free(&enc);
-    obj *old = &q;
     if (!e) { /* swap: x takes the new projection, q the old one to free */
-        union { tn_sched_proj s; tn_backfill_proj bp; } tmp;
+        __typeof__(x->p) tmp;
         memcpy(&tmp, &x->p, sizeof(x->p));
         memcpy(&x->p, &q.p, sizeof(x->p));
         memcpy(&q.p, &tmp, sizeof(x->p));
         x->exists = true;
     }
-    if (sched)
-        tn_sched_proj_fini(&old->p.s);
-    else
-        tn_backfill_proj_fini(&old->p.b);
+    proj_fini(x->machine, &q.p);
     return e;
 }
 
@@ -322,6 +388,8 @@ tn_err tn_objlog_stage(tn_objlog *o, tn_rtxn *t, tn_proj_put_fn put, void *put_c
 
 void tn_objlog_committed(tn_objlog *o)
 {
+    if (!o)
+        return;
     for (size_t i = 0; i < o->ndirty; i++)
         o->dirty[i]->dirty = false;
     o->ndirty = 0;
@@ -330,6 +398,8 @@ void tn_objlog_committed(tn_objlog *o)
 /* Forget what the batch changed: the objects reload from the store when next asked. */
 void tn_objlog_discard(tn_objlog *o)
 {
+    if (!o)
+        return;
     for (size_t i = 0; i < o->ndirty; i++) {
         obj *x = o->dirty[i];
         uint64_t h =
@@ -368,4 +438,15 @@ tn_err tn_objlog_backfill(tn_objlog *o, tn_rtxn *t, uint64_t id, tn_backfill_pro
     if (!x->exists)
         return TN_ERR_NOENT;
     return bf_copy(out, &x->p.b);
+}
+
+tn_err tn_objlog_alert(tn_objlog *o, tn_rtxn *t, uint64_t id, tn_alert_proj *out)
+{
+    obj *x;
+    tn_err e = find(o, t, TN_MACHINE_ALERT, NULL, id, &x);
+    if (e)
+        return e;
+    if (!x->exists)
+        return TN_ERR_NOENT;
+    return alert_copy(out, &x->p.a);
 }

@@ -40,12 +40,14 @@ void tn_objlog_discard(tn_objlog *o);
  * with its members duplicated (caller finis). TN_ERR_NOENT when none. */
 tn_err tn_objlog_sched(tn_objlog *o, tn_rtxn *t, const char *name, tn_sched_proj *out);
 tn_err tn_objlog_backfill(tn_objlog *o, tn_rtxn *t, uint64_t id, tn_backfill_proj *out);
+tn_err tn_objlog_alert(tn_objlog *o, tn_rtxn *t, uint64_t id, tn_alert_proj *out);
 
 /* Store keys, shared with the readers in objread.c. */
 size_t tn_obj_sched_key(const char *name, uint8_t *key);                 /* "sch/NAME" */
 size_t tn_obj_fire_key(const char *name, int64_t nominal, uint8_t *key); /* "fire/NAME\0" ns */
 size_t tn_obj_bf_key(uint64_t id, uint8_t *key);                         /* "bf/" id */
 size_t tn_obj_bfd_key(uint64_t id, uint32_t index, uint8_t *key);        /* "bfd/" id index */
+size_t tn_obj_alert_key(uint64_t id, uint8_t *key);                      /* "al/" id */
 #define TN_OBJ_KEY_MAX (TN_NAME_MAX + 16)
 
 #endif

@@ -151,8 +151,7 @@ static tn_err sched_decide(tn_sched_proj *p, const tn_event *ev)
 tn_err tn_sched_proj_apply(tn_sched_proj *p, const tn_event *ev)
 {
     tn_str name;
-    if (!get_str(ev, "schedule", &name, TN_ATTR_STR) || name.len == 0 ||
-        name.len > TN_NAME_MAX)
+    if (!get_str(ev, "schedule", &name, TN_ATTR_STR) || name.len == 0 || name.len > TN_NAME_MAX)
         return TN_ERR_CORRUPT;
     tn_err e = TN_OK;
     switch (ev->event) {
@@ -186,9 +185,9 @@ tn_err tn_backfill_proj_apply(tn_backfill_proj *p, const tn_event *ev)
     switch (ev->event) {
     case TN_BF_E_CREATE: {
         tn_str wf, dates;
-        if (!get_str(ev, "workflow", &wf, TN_ATTR_STR) || wf.len == 0 ||
-            wf.len > TN_NAME_MAX || !get_str(ev, "dates", &dates, TN_ATTR_BIN) ||
-            dates.len == 0 || dates.len % 8 || dates.len / 8 > TN_BACKFILL_MAX_DATES)
+        if (!get_str(ev, "workflow", &wf, TN_ATTR_STR) || wf.len == 0 || wf.len > TN_NAME_MAX ||
+            !get_str(ev, "dates", &dates, TN_ATTR_BIN) || dates.len == 0 || dates.len % 8 ||
+            dates.len / 8 > TN_BACKFILL_MAX_DATES)
             return TN_ERR_CORRUPT;
         int64_t *d = malloc(dates.len);
         uint8_t *params;
@@ -428,5 +427,137 @@ tn_err tn_backfill_proj_decode(const void *buf, size_t len, tn_backfill_proj *p)
     p->state = (uint8_t)state;
     p->parallel = (uint32_t)par;
     p->next = (uint32_t)next;
+    return TN_OK;
+}
+
+/* ---- alerts -------------------------------------------------------------------------- */
+
+static void copy_trunc(char *dst, size_t cap, const tn_event *ev, const char *key)
+{
+    tn_str v;
+    dst[0] = 0;
+    if (!get_str(ev, key, &v, TN_ATTR_STR))
+        return;
+    size_t n = v.len < cap - 1 ? v.len : cap - 1;
+    memcpy(dst, v.p, n);
+    dst[n] = 0;
+}
+
+tn_err tn_alert_proj_apply(tn_alert_proj *p, const tn_event *ev)
+{
+    int64_t id = attr_int(ev, "alert", 0);
+    if (id <= 0)
+        return TN_ERR_CORRUPT;
+    switch (ev->event) {
+    case TN_ALERT_E_RAISE: {
+        tn_str target;
+        if (!get_str(ev, "target", &target, TN_ATTR_STR) || target.len == 0 ||
+            target.len > 8192 || !tn_event_attr(ev, "workflow"))
+            return TN_ERR_CORRUPT;
+        char *t = malloc(target.len + 1);
+        if (!t)
+            return TN_ERR_NOMEM;
+        memcpy(t, target.p, target.len);
+        t[target.len] = 0;
+        p->id = (uint64_t)id;
+        p->target = t;
+        copy_trunc(p->workflow, sizeof(p->workflow), ev, "workflow");
+        copy_trunc(p->on, sizeof(p->on), ev, "on");
+        copy_trunc(p->kind, sizeof(p->kind), ev, "kind");
+        copy_trunc(p->what, sizeof(p->what), ev, "state");
+        copy_trunc(p->reason, sizeof(p->reason), ev, "reason");
+        p->wf = (uint64_t)attr_int(ev, "instance", 0);
+        p->task = (uint64_t)attr_int(ev, "task", 0);
+        p->raised_at = ev->at;
+        break;
+    }
+    case TN_ALERT_E_ATTEMPT:
+    case TN_ALERT_E_DELIVER:
+        p->attempts = (uint32_t)attr_int(ev, "attempt", p->attempts + 1);
+        p->retry_at = attr_int(ev, "retry_at", 0);
+        copy_trunc(p->outcome, sizeof(p->outcome), ev, "outcome");
+        break;
+    default: copy_trunc(p->outcome, sizeof(p->outcome), ev, "reason"); break;
+    }
+    p->state = ev->to;
+    p->updated_at = ev->at;
+    p->last_seq = ev->seq;
+    return TN_OK;
+}
+
+void tn_alert_proj_fini(tn_alert_proj *p)
+{
+    free(p->target);
+    p->target = NULL;
+}
+
+#define ALERT_FIELDS 18
+
+tn_err tn_alert_proj_encode(const tn_alert_proj *p, tn_buf *out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, ALERT_FIELDS);
+    msgpack_pack_uint8(&pk, OBJ_PROJ_VERSION);
+    msgpack_pack_uint64(&pk, p->id);
+    msgpack_pack_uint8(&pk, p->state);
+    pack_str(&pk, p->workflow);
+    msgpack_pack_uint64(&pk, p->wf);
+    msgpack_pack_uint64(&pk, p->task);
+    pack_str(&pk, p->on);
+    pack_str(&pk, p->kind);
+    pack_str(&pk, p->target ? p->target : "");
+    pack_str(&pk, p->what);
+    pack_str(&pk, p->reason);
+    msgpack_pack_uint32(&pk, p->attempts);
+    msgpack_pack_int64(&pk, p->raised_at);
+    msgpack_pack_int64(&pk, p->updated_at);
+    msgpack_pack_int64(&pk, p->retry_at);
+    pack_str(&pk, p->outcome);
+    msgpack_pack_uint64(&pk, p->last_seq);
+    msgpack_pack_nil(&pk);
+    return out->data ? TN_OK : TN_ERR_NOMEM;
+}
+
+tn_err tn_alert_proj_decode(const void *buf, size_t len, tn_alert_proj *p)
+{
+    tn_mp r;
+    tn_mp_init(&r, buf, len);
+    memset(p, 0, sizeof(*p));
+    tn_err e = header(&r, ALERT_FIELDS);
+    if (e)
+        return e;
+    uint64_t state = 0, attempts = 0;
+    const char *t;
+    uint32_t tl = 0;
+    tn_mp_u64(&r, &p->id);
+    tn_mp_uint_max(&r, 254, &state);
+    tn_mp_str_copy(&r, p->workflow, sizeof(p->workflow));
+    tn_mp_u64(&r, &p->wf);
+    tn_mp_u64(&r, &p->task);
+    tn_mp_str_copy(&r, p->on, sizeof(p->on));
+    tn_mp_str_copy(&r, p->kind, sizeof(p->kind));
+    if (tn_mp_str(&r, 8192, &t, &tl) && (p->target = malloc(tl + 1))) {
+        memcpy(p->target, t, tl);
+        p->target[tl] = 0;
+    }
+    tn_mp_str_copy(&r, p->what, sizeof(p->what));
+    tn_mp_str_copy(&r, p->reason, sizeof(p->reason));
+    tn_mp_uint_max(&r, UINT32_MAX, &attempts);
+    tn_mp_i64(&r, &p->raised_at);
+    tn_mp_i64(&r, &p->updated_at);
+    tn_mp_i64(&r, &p->retry_at);
+    tn_mp_str_copy(&r, p->outcome, sizeof(p->outcome));
+    tn_mp_u64(&r, &p->last_seq);
+    if (tn_mp_need(&r, 1) && *r.p == 0xc0)
+        r.p++;
+    else
+        tn_mp_fail(&r, TN_ERR_TYPE);
+    if (!tn_mp_done(&r) || !p->target) {
+        tn_alert_proj_fini(p);
+        return r.err ? r.err : TN_ERR_CORRUPT;
+    }
+    p->state = (uint8_t)state;
+    p->attempts = (uint32_t)attempts;
     return TN_OK;
 }

@@ -23,7 +23,14 @@
  * Backfill events carry the backfill id in the attr "backfill":
  *   CREATE      workflow, dates (bin: be64 ns each, in run order), parallel, params (bin)
  *   START_DATE  index (into dates), date (ns), instance (commits with its SUBMIT)
- *   STOP, RESUME, FINISH  reason */
+ *   STOP, RESUME, FINISH  reason
+ *
+ * Alert events carry the alert id (the seq of its RAISE) in the attr "alert":
+ *   RAISE    workflow, instance, task (0 = the instance's), on (failure, timeout, success,
+ *            kill, task_failure), kind (webhook | command), target (URL or command),
+ *            state (the instance's or task's), reason
+ *   ATTEMPT  attempt (1, 2, ...), outcome ("HTTP 503", "exit 1", ...), retry_at (ns)
+ *   DELIVER  attempt, outcome;  DROP  reason (it cannot be sent at all) */
 #ifndef TN_OBJPROJ_H
 #define TN_OBJPROJ_H
 
@@ -75,20 +82,40 @@ typedef struct tn_backfill_proj {
     uint64_t last_seq;
 } tn_backfill_proj;
 
+typedef struct tn_alert_proj {
+    uint64_t id;
+    uint8_t state; /* TN_ALERT_S_* */
+    char workflow[TN_NAME_MAX + 1];
+    uint64_t wf, task;
+    char on[16];   /* failure, timeout, success, kill, task_failure */
+    char kind[8];  /* webhook, command */
+    char *target;  /* URL or command (malloc'd) */
+    char what[32]; /* the state that raised it (FAILURE, ...) */
+    char reason[TN_REASON_MAX + 1];
+    uint32_t attempts;
+    int64_t raised_at, updated_at, retry_at;
+    char outcome[TN_REASON_MAX + 1]; /* of the last attempt */
+    uint64_t last_seq;
+} tn_alert_proj;
+
 /* Fold one (checked, legal) event; `p` is zeroed on creation. TN_ERR_CORRUPT when the
  * event lacks an attr it needs; TN_ERR_ILLEGAL when it decides a nominal time already
  * decided (see the top); TN_ERR_NOMEM. On error *p is unchanged. */
 tn_err tn_sched_proj_apply(tn_sched_proj *p, const tn_event *ev);
 tn_err tn_backfill_proj_apply(tn_backfill_proj *p, const tn_event *ev);
+tn_err tn_alert_proj_apply(tn_alert_proj *p, const tn_event *ev);
 /* Free the malloc'd members (not the struct). */
 void tn_sched_proj_fini(tn_sched_proj *p);
 void tn_backfill_proj_fini(tn_backfill_proj *p);
+void tn_alert_proj_fini(tn_alert_proj *p);
 
 /* Canonical encodings and strict, bounded decoders (decoders allocate the members). */
 tn_err tn_sched_proj_encode(const tn_sched_proj *p, tn_buf *out);
 tn_err tn_sched_proj_decode(const void *buf, size_t len, tn_sched_proj *p);
 tn_err tn_backfill_proj_encode(const tn_backfill_proj *p, tn_buf *out);
 tn_err tn_backfill_proj_decode(const void *buf, size_t len, tn_backfill_proj *p);
+tn_err tn_alert_proj_encode(const tn_alert_proj *p, tn_buf *out);
+tn_err tn_alert_proj_decode(const void *buf, size_t len, tn_alert_proj *p);
 
 /* The key of a schedule / backfill object in the log's maps ("s/NAME", "b/ID"). */
 

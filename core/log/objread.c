@@ -5,6 +5,7 @@
 
 #include "logread.h"
 #include "objlog.h"
+#include "sm_gen.h"
 #include "util.h"
 
 static tn_err read_obj(tn_store *s, const uint8_t *k, size_t kl, bool sched, void *out)
@@ -65,6 +66,8 @@ static tn_err walk(tn_store *s, const void *prefix, size_t plen, const void *fro
 }
 
 typedef struct each_ctx {
+    tn_log_alert_fn afn;
+    bool pending_only;
     tn_log_sched_fn sfn;
     tn_log_backfill_fn bfn;
     tn_log_fire_fn ffn;
@@ -154,4 +157,42 @@ tn_err tn_log_backfill_instance(tn_store *s, uint64_t id, uint32_t index, uint64
         return TN_ERR_NOENT;
     *instance = found;
     return TN_OK;
+}
+
+tn_err tn_log_alert_get(tn_store *s, uint64_t id, tn_alert_proj *out)
+{
+    uint8_t k[TN_OBJ_KEY_MAX];
+    size_t kl = tn_obj_alert_key(id, k);
+    tn_rtxn *t;
+    tn_err e = tn_store_read_begin(s, &t);
+    if (e)
+        return e;
+    tn_val v;
+    if (!(e = tn_store_get(t, TN_DB_META, k, kl, &v)))
+        e = tn_alert_proj_decode(v.data, v.len, out);
+    tn_store_read_end(t);
+    return e;
+}
+
+static int alert_cb(void *ctx, const tn_val *key, const tn_val *val)
+{
+    each_ctx *c = ctx;
+    tn_alert_proj p;
+    if (key->len != 11)
+        return 0;
+    if ((c->err = tn_alert_proj_decode(val->data, val->len, &p)))
+        return 1;
+    int rc = c->pending_only && p.state != TN_ALERT_S_PENDING ? 0 : c->afn(c->ctx, &p);
+    tn_alert_proj_fini(&p);
+    return rc;
+}
+
+tn_err tn_log_alert_each(tn_store *s, uint64_t from_id, bool pending_only, tn_log_alert_fn fn,
+                         void *ctx)
+{
+    each_ctx c = {.afn = fn, .pending_only = pending_only, .ctx = ctx};
+    uint8_t k[TN_OBJ_KEY_MAX];
+    size_t kl = tn_obj_alert_key(from_id, k);
+    tn_err e = walk(s, "al/", 3, k, kl, alert_cb, &c);
+    return e ? e : c.err;
 }

@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "def.h"
+#include "gc.h"
 #include "log.h"
 #include "logread.h"
 #include "replay.h"
@@ -516,13 +518,32 @@ static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *
     free(ids);
 }
 
+/* No projection: an instance `tern gc` collected (its events remain), or none at all. */
+static void collected_or_none(tn_ctlsrv *s, uint64_t id, out *o)
+{
+    tn_log_gc_mark m;
+    if (tn_log_gc_mark_get(store(s), id, &m) != TN_OK) {
+        fail(o, 1, "no workflow instance %" PRIu64 "; list them with `tern ls`", id);
+        return;
+    }
+    char at[32] = "?";
+    time_t sec = (time_t)(m.collected_at / 1000000000);
+    struct tm tm;
+    if (gmtime_r(&sec, &tm))
+        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fail(o, 1,
+         "workflow %s instance %" PRIu64 " ended %s and was collected by `tern gc` at %s: "
+         "its events remain (`tern audit %" PRIu64 "`; `tern replay` rebuilds it)",
+         m.name, id, tn_sm_state_name(&tn_sm_workflow, m.state), at, id);
+}
+
 /* The instance and its current run's tasks as committed (the store's projections, read
  * here, never the engine's caches), and why those queued for a worker wait (asked of the engine). */
 static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
     tn_wf_proj w;
     if (wf_get(s, r->id, &w) != TN_OK) {
-        fail(o, 1, "no workflow instance %" PRIu64 "; list them with `tern ls`", r->id);
+        collected_or_none(s, r->id, o);
         return;
     }
     uint64_t *ids = NULL;

@@ -1,6 +1,7 @@
 /* The master daemon: engine thread, workers over the transport (placement, dispatch,
  * kill, acks, heartbeats, failover, reconciliation) and the control socket. */
 #include "master.h"
+#include "alerts.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -125,6 +126,7 @@ struct tn_master {
     tn_master_opts o;
     char data[PATH_MAX], ctl[4200], id[80];
     tn_engine *e;
+    tn_alerter *alerter;
     tn_rpc_server *rpc;
     tn_ctlsrv cs;
     tn_tx rx; /* reports from workers */
@@ -781,6 +783,44 @@ static bool report_ok(tn_master *m, const tn_peer *peer, const char *worker, uin
     return false;
 }
 
+/* The kill hooks a worker ran, as one line for the KILLED event's "hooks" attr:
+ * "CMD -> OUTCOME; ..." (a refused id: "ID -> refused: ..."), cut at TN_HOOKS_ATTR_MAX
+ * with a marker. */
+#define TN_HOOKS_ATTR_MAX 2048
+static void hooks_line(const tn_hook_runs *h, char *out, size_t cap)
+{
+    static const char cut[] = " ...(cut)";
+    size_t o = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < h->n && o < cap; i++) {
+        const tn_str *what = h->v[i].command.len ? &h->v[i].command : &h->v[i].id;
+        int n = snprintf(out + o, cap - o, "%s%.*s -> %.*s", i ? "; " : "", (int)what->len,
+                         what->p, (int)h->v[i].outcome.len, h->v[i].outcome.p);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    if (o >= cap) /* cut: the marker replaces the end */
+        memcpy(out + cap - sizeof(cut), cut, sizeof(cut));
+    for (char *p = out; *p; p++) /* one line, whatever a worker sent */
+        if ((unsigned char)*p < ' ' || *p == 0x7f)
+            *p = '?';
+}
+
+static void on_kill_result(tn_master *m, tn_report *r, const tn_msg_kill_result *k)
+{
+    char hooks[TN_HOOKS_ATTR_MAX];
+    r->kind = TN_REPORT_KILL_RESULT;
+    r->report_id = k->report_id;
+    r->task = k->task;
+    r->attempt = k->attempt;
+    if (k->survivors.n)
+        r->reason = "processes survived the kill (see the worker's log)";
+    if (k->hooks.n) {
+        hooks_line(&k->hooks, hooks, sizeof(hooks));
+        r->hooks = hooks;
+    }
+    tn_engine_report(m->e, r);
+}
+
 static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
 {
     frame_ctx *fc = arg;
@@ -868,14 +908,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
         free(reason);
         return TN_OK;
     }
-    case TN_MSG_KILL_RESULT:
-        r.kind = TN_REPORT_KILL_RESULT;
-        r.report_id = msg->kill_result.report_id;
-        r.task = msg->kill_result.task;
-        r.attempt = msg->kill_result.attempt;
-        if (msg->kill_result.survivors.n)
-            r.reason = "processes survived the kill (see the worker's log)";
-        break;
+    case TN_MSG_KILL_RESULT: on_kill_result(m, &r, &msg->kill_result); return TN_OK;
     default: return TN_OK; /* a master->worker type sent to us: ignore */
     }
     tn_engine_report(m->e, &r);
@@ -1226,8 +1259,12 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
         m->use_tls = true;
     }
     tn_executor ex = {&wire_ops, m, "workers"};
-    tn_engine_opts eo = {
-        .data_dir = m->data, .log = opts->log, .executor = ex, .master_id = opts->id};
+    tn_engine_opts eo = {.data_dir = m->data,
+                         .log = opts->log,
+                         .executor = ex,
+                         .master_id = opts->id,
+                         .alerts = opts->alerts,
+                         .nalerts = opts->nalerts};
     eo.log.create = true;
     if ((e = tn_engine_open(&eo, &m->e, msg)))
         goto fail;
@@ -1248,6 +1285,16 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the engine thread");
         goto fail;
+    }
+    {
+        const char *dflt = NULL;
+        for (uint32_t i = 0; i < opts->nalerts; i++)
+            if (opts->alerts[i].command)
+                dflt = opts->alerts[i].command;
+        tn_alerter_opts ao = {.allow_commands = opts->allow_alert_commands,
+                              .default_command = dflt};
+        if (tn_alerter_start(m->e, &ao, &m->alerter, msg) != TN_OK)
+            tn_warn("master", "msg=\"alerts will not be sent\" why=\"%s\"", msg->text);
     }
     tn_info("master", "msg=\"started\" data=%s cluster=%s listen=%s ctl=%s", m->data,
             m->cluster, opts->listen_url ? opts->listen_url : "-", m->ctl);
@@ -1273,6 +1320,7 @@ void tn_master_stop(tn_master *m)
 {
     if (!m)
         return;
+    tn_alerter_stop(m->alerter); /* it talks to the engine thread: before that stops */
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     /* close every sender first (never blocks), so their sockets go down together and
      * the frees below wait for each about as long as for the slowest one */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "def.h"
 #include "evlog.h"
 
 typedef struct tn_master tn_master;
@@ -38,6 +39,11 @@ typedef struct tn_master_opts {
     /* Plain tcp: peers are not authenticated; their claims are taken as they come. */
     bool insecure;
     tn_evlog_opts log;
+    /* Alerts for workflows without an `alerts:` block, and whether a definition's command
+     * alerts may run on this host (core/master/alerts.h). */
+    const tn_def_alert *alerts;
+    uint32_t nalerts;
+    bool allow_alert_commands;
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */

@@ -32,7 +32,12 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
     snprintf(murl, sizeof(murl), "inproc://tern-master-%d", (int)getpid());
     snprintf(wurl, sizeof(wurl), "inproc://tern-worker-%d", (int)getpid());
     snprintf(wdata, sizeof(wdata), "%s/worker", opts->data_dir);
-    tn_master_opts mo = {.data_dir = opts->data_dir, .id = "standalone", .listen_url = murl};
+    tn_master_opts mo = {.data_dir = opts->data_dir,
+                         .id = "standalone",
+                         .listen_url = murl,
+                         .alerts = opts->alerts,
+                         .nalerts = opts->nalerts,
+                         .allow_alert_commands = opts->allow_alert_commands};
     tn_err e = tn_master_start(&mo, &s->m, msg);
     if (e) {
         free(s);
@@ -49,7 +54,12 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .cluster_id = tn_master_cluster_id(s->m),
                          .pass_env = opts->pass_env,
                          .npass_env = opts->npass_env,
-                         .pids_max = opts->pids_max};
+                         .pids_max = opts->pids_max,
+                         .log_retention_ms = opts->log_retention_ms,
+                         .log_max_bytes = opts->log_max_bytes,
+                         .kill_hooks = opts->kill_hooks,
+                         .nkill_hooks = opts->nkill_hooks,
+                         .kill_hook_timeout_ms = opts->kill_hook_timeout_ms};
     if ((e = tn_worker_start(&wo, &s->w, msg))) {
         tn_master_stop(s->m);
         free(s);

@@ -18,6 +18,13 @@ typedef struct tn_standalone_opts {
     const char *const *pass_env; /* worker variables passed to tasks (tn_worker_opts) */
     uint32_t npass_env;
     uint32_t pids_max; /* a task's processes when its definition says 0; 0 = 4096 */
+    uint64_t log_retention_ms, log_max_bytes; /* task log retention (tn_worker_opts) */
+    const tn_def_alert *alerts;               /* default alerts (tn_master_opts) */
+    uint32_t nalerts;
+    bool allow_alert_commands;
+    const char *const *kill_hooks; /* application kill hooks (tn_worker_opts) */
+    uint32_t nkill_hooks;
+    uint64_t kill_hook_timeout_ms;
 } tn_standalone_opts;
 
 /* Start the master (control socket ipc://DATA/master.ctl, so `tern ls` from the same

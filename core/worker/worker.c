@@ -27,7 +27,9 @@
 #include "map.h"
 #include "mp.h"
 #include "params.h"
+#include "killhook.h"
 #include "proc.h"
+#include "retention.h"
 #include "taskenv.h"
 #include "outbox.h"
 #include "outbox_store.h"
@@ -47,6 +49,8 @@ typedef struct job {
     char **out_keys, **out_vals; /* noop outputs */
     uint32_t nout;
     char *exec_dir, *log_path; /* shell attempts (sized: hundreds of jobs live at once) */
+    tn_hook_set *hooks; /* killed, its processes gone: the kill hooks run, KILL_RESULT waits */
+    char *user;         /* its tenant, for the kill hooks; NULL: the worker's user */
 } job;
 
 /* Attempts per generation of the finished-attempt maps. */
@@ -80,6 +84,7 @@ struct tn_worker {
     inmsg *in_head, *in_tail;
     job *jobs;
     uint32_t njobs;
+    tn_map newest; /* task -> its newest job: the lookups of reports and kills */
     tn_outbox ob;
     /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
      * generations (a resend comes within seconds; older attempts are fenced anyway) */
@@ -99,6 +104,9 @@ struct tn_worker {
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
     tn_taskenv env;      /* what every task's environment starts from */
+    /* monotonic: the last task log retention pass */
+    int64_t retention_at;
+    tn_kill_hooks *hooks; /* application kill hooks; NULL: none */
 };
 
 /* The execution journal, for the fault-injection checker (and people): one line per
@@ -127,15 +135,15 @@ static void journal(tn_worker *w, const char *fmt, ...)
  * fencing, stays until its processes are gone). */
 static job *find_job(tn_worker *w, uint64_t task)
 {
-    for (job *j = w->jobs; j; j = j->next)
-        if (j->task == task)
-            return j;
-    return NULL;
+    return tn_map_get(&w->newest, task);
 }
 
 static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
 {
-    for (job *j = w->jobs; j; j = j->next)
+    job *n = find_job(w, task);
+    if (!n || n->attempt == attempt)
+        return n;
+    for (job *j = w->jobs; j; j = j->next) /* an older attempt, being killed: rare */
         if (j->task == task && j->attempt == attempt)
             return j;
     return NULL;
@@ -190,6 +198,8 @@ static void release(tn_worker *w, job *j)
         w->exec_dirs--;
     free(j->exec_dir);
     free(j->log_path);
+    free(j->user);
+    tn_hook_set_free(j->hooks);
     if (j->proc)
         tn_proc_free(j->proc);
     for (uint32_t i = 0; i < j->nout; i++) {
@@ -199,12 +209,23 @@ static void release(tn_worker *w, job *j)
     free(j->out_keys);
     free(j->out_vals);
     pthread_mutex_lock(&w->mu);
-    for (job **pp = &w->jobs; *pp; pp = &(*pp)->next)
+    job *same = NULL; /* the newest other job of its task, if any */
+    for (job **pp = &w->jobs; *pp;) {
         if (*pp == j) {
             *pp = j->next;
-            break;
+            continue;
         }
+        if ((*pp)->task == j->task && !same)
+            same = *pp;
+        pp = &(*pp)->next;
+    }
     w->njobs--;
+    if (tn_map_get(&w->newest, j->task) == j) {
+        if (same)
+            (void)tn_map_put(&w->newest, j->task, same);
+        else
+            tn_map_del(&w->newest, j->task);
+    }
     pthread_mutex_unlock(&w->mu);
     free(j);
 }
@@ -261,6 +282,7 @@ static void report_killed(tn_worker *w, job *j)
                     " state=%c",
                     j->task, sv[i].pid, states[2 * i]);
     }
+    m.kill_result.hooks = tn_hook_set_runs(j->hooks);
     (void)tn_outbox_put(&w->ob, &m);
     free(pids);
     free(sv);
@@ -339,6 +361,7 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
     char ids[4][256], *strs = NULL, user[TN_PROTO_ID_MAX + 1];
     snprintf(user, sizeof(user), "%.*s", (int)d->user.len, d->user.p);
+    j->user = user[0] ? strdup(user) : NULL;
     char **envp = attempt_env(w, j, d, ids, &strs);
     tn_err e = TN_ERR_NOMEM;
     if (script && envp && j->exec_dir && j->log_path) {
@@ -374,6 +397,11 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     j->wf = d->wf;
     j->attempt = d->attempt;
     pthread_mutex_lock(&w->mu);
+    if (tn_map_put(&w->newest, j->task, j)) {
+        pthread_mutex_unlock(&w->mu);
+        free(j);
+        return;
+    }
     j->next = w->jobs;
     w->jobs = j;
     w->njobs++;
@@ -513,9 +541,37 @@ static void heartbeat(tn_worker *w)
         (void)tn_outq_flush(w->q, w->tx, NULL);
 }
 
-/* Exec dirs without a live attempt: leaks; removed and counted. */
+static bool job_running(void *ctx, uint64_t task, uint32_t attempt)
+{
+    for (const job *j = ((tn_worker *)ctx)->jobs; j; j = j->next)
+        if (j->task == task && j->attempt == attempt)
+            return true;
+    return false;
+}
+
+/* Task log retention, once a minute (retention.h); the attempts in w->jobs are kept. */
+static void retention(tn_worker *w)
+{
+    tn_retention r = {w->o.log_retention_ms, w->o.log_max_bytes};
+    int64_t now = tn_mono_ns();
+    if ((!r.max_age_ms && !r.max_bytes) || now - w->retention_at < 60000000000LL)
+        return;
+    w->retention_at = now;
+    tn_retention_stats st;
+    if (tn_retention_apply(w->data, &r, tn_now_ns(), job_running, w, &st) != 0)
+        tn_warn("worker", "msg=\"cannot read the task logs for retention\" dir=%s/logs err=%s",
+                w->data, strerror(errno));
+    else if (st.removed)
+        tn_info("worker",
+                "msg=\"task logs removed by retention\" removed=%" PRIu64 " bytes=%" PRIu64
+                " kept=%" PRIu64 " kept_bytes=%" PRIu64,
+                st.removed, st.removed_bytes, st.kept, st.kept_bytes);
+}
+
+/* Exec dirs without a live attempt: leaks; removed and counted. And task log retention. */
 static void sweep(tn_worker *w)
 {
+    retention(w);
     char dir[4300];
     snprintf(dir, sizeof(dir), "%s/exec", w->data);
     DIR *d = opendir(dir);
@@ -638,6 +694,12 @@ static void collect(tn_worker *w)
                 continue;
             }
             if (j->killed || ex[i].killed) {
+                /* the processes are gone: the kill hooks, once per attempt, and the report
+                 * when they end (poll_hooks) */
+                if (!j->noop && w->hooks &&
+                    (j->hooks = tn_kill_hooks_start(w->hooks, j->log_path, w->data, j->task,
+                                                    j->attempt, j->user)))
+                    continue;
                 report_killed(w, j);
             } else {
                 int64_t code = tn_exit_code(ex[i].status);
@@ -683,6 +745,23 @@ static void collect(tn_worker *w)
     }
 }
 
+/* Killed attempts whose kill hooks ended are reported. True while some still run. */
+static bool poll_hooks(tn_worker *w, int64_t now)
+{
+    bool running = false;
+    for (job *j = w->jobs; j; j = j->next) {
+        if (!j->hooks || j->done)
+            continue;
+        if (tn_hook_set_poll(j->hooks, now)) {
+            report_killed(w, j);
+            j->done = true;
+        } else {
+            running = true;
+        }
+    }
+    return running;
+}
+
 static void *worker_thread(void *arg)
 {
     tn_worker *w = arg;
@@ -693,6 +772,7 @@ static void *worker_thread(void *arg)
         take_inbound(w);
         int64_t now = tn_mono_ns();
         tn_procs_tick(w->procs, now);
+        (void)poll_hooks(w, now);
         collect(w);
         tn_outbox_commit(&w->ob, false, &w->stop);
         tn_outbox_send(&w->ob, w->tx, w->name, now);
@@ -731,8 +811,10 @@ static void *worker_thread(void *arg)
             j->killed = true;
             (void)tn_proc_kill(w->procs, j->proc, 2000);
         }
-    for (int i = 0; i < 600 && w->jobs; i++) {
+    /* kill hooks may outlast the 6 s: each ends by its own timeout */
+    for (int i = 0; w->jobs && (i < 600 || poll_hooks(w, tn_mono_ns())); i++) {
         tn_procs_tick(w->procs, tn_mono_ns());
+        (void)poll_hooks(w, tn_mono_ns());
         for (job *j = w->jobs; j; j = j->next)
             if (j->noop)
                 j->done = true;
@@ -1091,6 +1173,22 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
     return TN_OK;
 }
 
+/* What every task starts from (its environment) and what a killed one ends with (the kill
+ * hooks). */
+static tn_err task_setup(tn_worker *w, const tn_worker_opts *opts, tn_errmsg *msg)
+{
+    tn_err e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg);
+    return e ? e :
+               tn_kill_hooks_new(opts->kill_hooks, opts->nkill_hooks,
+                                 opts->kill_hook_timeout_ms, &w->hooks, msg);
+}
+
+static void task_setup_free(tn_worker *w)
+{
+    tn_taskenv_free(&w->env);
+    tn_kill_hooks_free(w->hooks);
+}
+
 tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *msg)
 {
     tn_worker *w = calloc(1, sizeof(*w));
@@ -1106,6 +1204,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     pthread_mutex_init(&w->mu, NULL);
     w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     tn_map_init(&w->finished);
+    tn_map_init(&w->newest);
     tn_map_init(&w->finished_old);
     w->journal = -1;
     w->lock_fd = -1;
@@ -1144,7 +1243,7 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     w->journal = open(jp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if ((e = tn_outbox_store_open(w->data, opts->map_max, &w->st, msg)))
         goto fail;
-    if ((e = tn_taskenv_base(&w->env, opts->pass_env, opts->npass_env, msg)))
+    if ((e = task_setup(w, opts, msg)))
         goto fail;
     /* the id, not the name: names are labels two workers may share */
     tn_proc_opts po = {.cgroup_root = opts->cgroup_root, .name = w->id};
@@ -1168,9 +1267,9 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
     }
     tn_info("worker",
             "msg=\"started\" worker=%s id=%s cluster=%s master=%s listen=%s slots=%u "
-            "groups=%s",
+            "groups=%s kill_hooks=%u",
             w->name, w->id, w->cluster[0] ? w->cluster : "-", opts->master_url, w->listen,
-            w->o.slots, opts->groups ? opts->groups : "default");
+            w->o.slots, opts->groups ? opts->groups : "default", opts->nkill_hooks);
     *out = w;
     return TN_OK;
 fail:
@@ -1187,7 +1286,7 @@ fail:
         close(w->lock_fd);
     if (w->wake >= 0)
         close(w->wake);
-    tn_taskenv_free(&w->env);
+    task_setup_free(w);
     free(w);
     return e;
 }
@@ -1210,12 +1309,15 @@ void tn_worker_stop(tn_worker *w)
         job *j = w->jobs;
         w->jobs = j->next;
         tn_proc_free(j->proc);
+        tn_hook_set_free(j->hooks);
+        free(j->user);
         free(j->exec_dir);
         free(j->log_path);
         free(j);
     }
     tn_outbox_fini(&w->ob);
     tn_map_fini(&w->finished);
+    tn_map_fini(&w->newest);
     tn_map_fini(&w->finished_old);
     tn_procs_free(w->procs);
     tn_outbox_store_close(w->st);
@@ -1224,7 +1326,7 @@ void tn_worker_stop(tn_worker *w)
     if (w->lock_fd >= 0)
         close(w->lock_fd); /* the lock goes last: nothing of this run is left to clean */
     close(w->wake);
-    tn_taskenv_free(&w->env);
+    task_setup_free(w);
     free(w);
     tn_info("worker", "msg=\"stopped\"");
 }

@@ -45,6 +45,16 @@ typedef struct tn_worker_opts {
     uint32_t npass_env;
     uint32_t pids_max; /* processes a task may have at once when its definition says 0;
                         * 0 = 4096 */
+    /* task log retention (retention.h), applied every minute: a finished attempt's log and
+     * exec dir go when older than this / the oldest while all logs are over this; 0 = no */
+    uint64_t log_retention_ms, log_max_bytes;
+    /* Application kill hooks (killhook.h), "REGEX=COMMAND" each: when an attempt is killed
+     * (a kill, a timeout, a stop, a newer attempt, the worker's own stop), once its
+     * processes are gone, the tail of its log is searched and COMMAND run once per distinct
+     * id found; KILL_RESULT waits for them and says what ran and how it ended. */
+    const char *const *kill_hooks;
+    uint32_t nkill_hooks;
+    uint64_t kill_hook_timeout_ms; /* per command; 0 = 30 s */
 } tn_worker_opts;
 
 /* TN_ERR_BUSY (with the holder's pid) when another worker uses the same data dir. */

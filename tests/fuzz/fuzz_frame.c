@@ -58,6 +58,11 @@ static void touch_msg(seen *s, const tn_msg *m)
             s->sum += (unsigned)m->kill_result.signalled.v[i];
         for (uint32_t i = 0; i < m->kill_result.survivors.n; i++)
             touch(s, m->kill_result.survivors.v[i].state);
+        for (uint32_t i = 0; i < m->kill_result.hooks.n; i++) {
+            touch(s, m->kill_result.hooks.v[i].id);
+            touch(s, m->kill_result.hooks.v[i].command);
+            touch(s, m->kill_result.hooks.v[i].outcome);
+        }
         break;
     case TN_MSG_HEARTBEAT: {
         const tn_msg_heartbeat *h = &m->heartbeat;
