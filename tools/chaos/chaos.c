@@ -83,7 +83,7 @@ const tn_opt_cmd tn_spec_chaos = {
     "                daemon's writes throttled to a few a second (cgroup v1 blkio, as root)\n"
     "  mixed         all of the above\n"
     "  schedule      five schedules firing every second or two (each overlap policy,\n"
-    "                catchup windows of 0.5s to 60s) beside the workload, through SIGKILLs\n"
+    "                catchup windows of 5s to 60s) beside the workload, through SIGKILLs\n"
     "                and SIGSTOPs of the master and its store filled around fire times\n"
     "\n"
     "The schedule is written to DIR/schedule.txt; --replay-schedule FILE runs one again\n"

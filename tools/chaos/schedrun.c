@@ -31,28 +31,29 @@ static const sdef sdefs[] = {
      "description: fired every second, nothing overlaps\n"
      "tasks:\n"
      "  - {name: a, type: noop, duration: 200ms}\n"},
-    {"chs_skip", "* * * * * ?", "skip", 2000,
+    {"chs_skip", "* * * * * ?", "skip", 5000,
      "name: chs_skip\n"
      "description: fired every second, runs 1.5s; every other fire is skipped\n"
      "tasks:\n"
      "  - name: a\n"
      "    type: shell\n"
      "    command: sleep 1.5\n"},
-    {"chs_buffer", "*/2 * * * * ?", "buffer_one", 5000,
+    {"chs_buffer", "*/2 * * * * ?", "buffer_one", 10000,
      "name: chs_buffer\n"
      "description: fired every 2s, runs 3s; one fire waits, the next is skipped\n"
      "tasks:\n"
      "  - {name: a, type: noop, duration: 3s}\n"},
-    {"chs_cancel", "*/2 * * * * ?", "cancel_other", 1000,
+    {"chs_cancel", "*/2 * * * * ?", "cancel_other", 5000,
      "name: chs_cancel\n"
      "description: fired every 2s, runs 3s; each fire stops the one before\n"
      "tasks:\n"
      "  - name: a\n"
      "    type: shell\n"
      "    command: sleep 3\n"},
-    {"chs_tight", "*/2 * * * * ?", "allow_all", 500,
+    {"chs_tight", "*/2 * * * * ?", "allow_all", 5000,
      "name: chs_tight\n"
-     "description: fired every 2s with a catchup window of 500ms; late fires are skipped\n"
+     "description: fired every 2s with the smallest catchup window (5s); later fires are "
+     "skipped\n"
      "tasks:\n"
      "  - {name: a, type: noop, duration: 100ms}\n"
      "  - name: b\n"
