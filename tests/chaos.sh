@@ -11,7 +11,7 @@ if [ -n "${TERN_COVERAGE_DIR:-}" ]; then
 fi
 status=0
 for run in "master-crash 101" "worker-crash 102" "partition 103" "lossy-net 104" \
-           "disk-full 105" "mixed 106"; do
+           "disk-full 105" "mixed 106" "schedule 107"; do
     set -- $run
     tmp=$(mktemp -d /tmp/tern-chaos-sh-XXXXXX) || exit 1
     echo "== tern chaos --seed $2 --duration 15s $1"

@@ -278,6 +278,7 @@ int tn_cmd_sm(int argc, char **argv);
 int tn_cmd_bench(int argc, char **argv);
 /* `tern bench latency` (bench_latency.c) */
 int tn_bench_latency(const char *dir, bool quick);
+int tn_bench_schedule(int argc, char **argv); /* `tern bench schedule` */
 int tn_cmd_cert(int argc, char **argv);
 int tn_cmd_demo(int argc, char **argv);
 int tn_cmd_run(int argc, char **argv);

@@ -1225,6 +1225,8 @@ static int bench_dispatch(const char *base, bool quick)
 
 int tn_cmd_bench(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "schedule") == 0)
+        return tn_bench_schedule(argc - 1, argv + 1); /* tools/bench_schedule.c */
     const char *tmp = getenv("TMPDIR");
     bench_opts o = {.dir = tmp ? tmp : "/tmp", .events = 1000000};
     tn_opt_args a;

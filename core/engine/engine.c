@@ -1602,6 +1602,7 @@ static void rollback(tn_engine *e)
         }
     }
     free(ids);
+    esched_rollback(e);
 }
 
 /* What a shell task runs, prepared before anything is spawned: its effective params, the

@@ -22,6 +22,7 @@
 #define TICK_MAX       1000  /* decisions per tick: the rest wait for the next step */
 #define SKIP_COUNT_MAX 10000 /* a skipped range is counted up to this many times */
 #define CATCHUP_MIN_MS 5000  /* a fire reached a little late is never skipped for that */
+#define RETRY_NS       NS_PER_S /* after a dropped batch, the next try (a full store) */
 
 typedef struct srt { /* a schedule's runtime */
     char name[TN_DEF_MAX_NAME + 1];
@@ -63,6 +64,7 @@ struct esched {
     size_t nheap, capheap;
     struct brt *bfs;
     int64_t armed; /* due of the armed TIMER_SCHED, 0 = none */
+    int64_t hold;  /* after a dropped batch: no decision before this time */
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -486,6 +488,8 @@ tn_err esched_tick(tn_engine *e)
     if (!x)
         return TN_OK;
     int64_t now = eng_now(e);
+    if (now < x->hold)
+        return TN_OK; /* the timer armed at x->hold comes */
     x->armed = 0;
     int budget = TICK_MAX;
     tn_err err = TN_OK;
@@ -954,6 +958,25 @@ tn_err esched_open(tn_engine *e, tn_errmsg *msg)
         if (b->running && b->ninflight < b->parallel)
             eng_timer_sched(e, eng_now(e));
     return TN_OK;
+}
+
+/* A dropped batch may have fired, skipped or buffered nominal times, moved a buffer or
+ * started instances that never were: the runtimes go back to what the log committed
+ * (what a restart would read), so those times are decided again. */
+void esched_rollback(tn_engine *e)
+{
+    if (!e->esched)
+        return;
+    tn_errmsg m = {{0}};
+    esched_close(e);
+    if (esched_open(e, &m))
+        tn_warn("schedule", "msg=\"schedules not reloaded after a dropped batch\" why=\"%s\"",
+                m.text);
+    /* what was due is tried again in a while, not at once (the store may still be full) */
+    if (e->esched) {
+        e->esched->hold = eng_now(e) + RETRY_NS;
+        eng_timer_sched(e, e->esched->hold);
+    }
 }
 
 void esched_close(tn_engine *e)

@@ -61,6 +61,10 @@ const tn_opt_cmd tn_spec_chaos = {
     "  4. no task process outlived its attempt, nor its worker's stop;\n"
     "  5. every start the client was told was accepted is in the log;\n"
     "  6. the RssAnon of the master and of each worker stayed under --rss-max;\n"
+    "  7. each schedule decided each of its nominal times exactly once: one FIRE that\n"
+    "     commits with its instance's SUBMIT, or one SKIP with a reason, or one BUFFER\n"
+    "     (then one buffered FIRE, or still pending); times that came while it was\n"
+    "     paused are not due;\n"
     "and that no daemon exited unless the harness killed it and the cluster settled. Each\n"
     "violation names the seq, task and attempt it is about; the exit status is 1 when there\n"
     "is one.\n"
@@ -78,6 +82,9 @@ const tn_opt_cmd tn_spec_chaos = {
     "                last page by ballast the harness writes, then freed; and slow disks: a\n"
     "                daemon's writes throttled to a few a second (cgroup v1 blkio, as root)\n"
     "  mixed         all of the above\n"
+    "  schedule      five schedules firing every second or two (each overlap policy,\n"
+    "                catchup windows of 5s to 60s) beside the workload, through SIGKILLs\n"
+    "                and SIGSTOPs of the master and its store filled around fire times\n"
     "\n"
     "The schedule is written to DIR/schedule.txt; --replay-schedule FILE runs one again\n"
     "(its seed, scenario, sizes and every fault and user action). The directory is removed\n"
@@ -171,7 +178,7 @@ static int parse_args(int argc, char **argv, run *r, const char **replay)
     }
     if (!scen)
         return tn_cli_usage("chaos", "give a scenario: master-crash, worker-crash, partition, "
-                                     "lossy-net, disk-full, mixed or failover");
+                                     "lossy-net, disk-full, mixed, schedule or failover");
     if (strcmp(scen, "failover") == 0) { /* a cluster of masters: failover.c */
         if (!have_seed)
             r->s.seed = (uint64_t)tn_now_ns() % 1000000007ull ^ (uint64_t)getpid();
@@ -182,7 +189,7 @@ static int parse_args(int argc, char **argv, run *r, const char **replay)
     if (r->s.scenario < 0)
         return tn_cli_usage("chaos",
                             "unknown scenario \"%s\" (master-crash, worker-crash, "
-                            "partition, lossy-net, disk-full, mixed)",
+                            "partition, lossy-net, disk-full, mixed, schedule)",
                             scen);
     if (!have_seed)
         r->s.seed = (uint64_t)tn_now_ns() % 1000000007ull ^ (uint64_t)getpid();
@@ -266,6 +273,10 @@ static int run_setup(run *r, const char *replay)
  * process of the run stopped and the directory kept. */
 static int run_up(run *r)
 {
+    if (schedrun_seed(r)) {
+        fprintf(stderr, "tern chaos: kept %s\n", r->dir);
+        return 1;
+    }
     pthread_mutex_lock(&r->mu);
     int sr = daemon_spawn(r, 0);
     for (int i = 0; i < r->s.workers && !sr; i++)

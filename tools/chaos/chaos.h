@@ -34,6 +34,7 @@ enum {
     SC_LOSSY_NET,
     SC_DISK_FULL,
     SC_MIXED,
+    SC_SCHEDULE,
     SC__COUNT
 };
 extern const char *const chaos_scenario_names[SC__COUNT];
@@ -183,6 +184,7 @@ typedef struct run {
     uint64_t replay_events;
     uint64_t journal_attempts, journal_reruns, journal_cross;
     uint64_t results_checked;
+    int64_t sched_end_ns; /* the schedule scenario: its schedules' end (unix ns) */
 } run;
 
 /* Set by SIGINT and SIGTERM (chaos.c): every loop of the run ends early. */
@@ -297,5 +299,15 @@ void check_all(run *r);
 /* `tern chaos failover` (failover.c): three masters on ZooKeeper, two workers, the
  * leader killed and paused; 0 when every invariant held. */
 int tn_chaos_failover(uint64_t seed, int64_t duration_ms, const char *dir);
+
+/* ------------------------------------------------------------------------------ */
+/* the schedules (schedrun.c) */
+
+/* The schedule scenario: its definitions applied and its schedules set on the master's
+ * store, before the master first starts. 0, or prints why not and returns 1. */
+int schedrun_seed(run *r);
+/* 7: every schedule in the master's log decided each of its nominal times exactly once. */
+struct tn_store;
+void schedrun_check(run *r, struct tn_store *s);
 
 #endif

@@ -605,6 +605,7 @@ static void check_store(run *r, const tn_map *jr)
     }
     check_replay(r, s);
     check_log(r, s, jr);
+    schedrun_check(r, s);
     tn_log_close_read(s);
     check_workflows(r);
 }

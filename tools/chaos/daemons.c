@@ -41,6 +41,20 @@ static bool port_free(int port, int *got)
  * by some process's outgoing connection between the pick and the listen (a worker failed
  * to start: "Address in use"), and could be while a daemon is down between a kill and its
  * restart. Not drawn from the schedule's seed: ports are not part of the schedule. */
+/* Whether port was handed out already: a port is free until its daemon listens, so a
+ * later draw of this run could give it again (a worker once got the master's port). */
+static bool port_taken(int port)
+{
+    static int given[MAXW + 1];
+    static int ngiven;
+    for (int i = 0; i < ngiven; i++)
+        if (given[i] == port)
+            return true;
+    if (ngiven < MAXW + 1)
+        given[ngiven++] = port;
+    return false;
+}
+
 int daemon_port(void)
 {
     static unsigned seed;
@@ -55,7 +69,7 @@ int daemon_port(void)
     }
     for (int i = 0; i < 200; i++) {
         int port = 1024 + (int)((unsigned)rand_r(&seed) % (unsigned)(lo - 1024));
-        if (port_free(port, NULL))
+        if (port_free(port, NULL) && !port_taken(port))
             return port;
     }
     int port = -1;

@@ -38,9 +38,9 @@ void chaos_violation(run *r, int inv, uint64_t seq, uint64_t task, uint32_t atte
 /* ------------------------------------------------------------------------------ */
 /* the report */
 
-static const char *const inv_names[7] = {
+static const char *const inv_names[8] = {
     "daemons, settle", "final states",         "replay", "attempts",
-    "processes",       "accepted submissions", "memory"};
+    "processes",       "accepted submissions", "memory", "schedules once"};
 
 static bool inv_ok(const run *r, int inv)
 {
@@ -139,7 +139,7 @@ static void report_text(run *r)
            (double)r->settle_took_ms / 1000, r->settled ? "" : "; still waiting on ",
            r->settled ? "" : r->waiting_on);
     printf("invariants:\n");
-    for (int i = 1; i <= 6; i++)
+    for (int i = 1; i <= 7; i++)
         printf("  %d %-22s %s  %s\n", i, inv_names[i], inv_ok(r, i) ? "ok  " : "FAIL",
                r->inv_note[i]);
     printf("  - %-22s %s  %s\n", inv_names[0], inv_ok(r, 0) ? "ok  " : "FAIL", r->inv_note[0]);
@@ -200,7 +200,7 @@ static void report_json(run *r)
     for (int i = 1; i <= r->s.workers; i++)
         printf("%s%" PRIu64, i > 1 ? "," : "", r->d[i].rss_max);
     printf("],\"bound\":%" PRIu64 "},\"invariants\":[", r->rss_bound);
-    for (int i = 0; i <= 6; i++) {
+    for (int i = 0; i <= 7; i++) {
         printf("%s{\"n\":%d,\"name\":\"%s\",\"ok\":%s,\"detail\":", i ? "," : "", i,
                inv_names[i], inv_ok(r, i) ? "true" : "false");
         tn_json_cstr(stdout, r->inv_note[i]);

@@ -41,7 +41,7 @@ static int64_t rng_range(rng *r, int64_t lo, int64_t hi)
 /* scenarios, the workload's definitions */
 
 const char *const chaos_scenario_names[SC__COUNT] = {
-    "master-crash", "worker-crash", "partition", "lossy-net", "disk-full", "mixed"};
+    "master-crash", "worker-crash", "partition", "lossy-net", "disk-full", "mixed", "schedule"};
 
 const char *const chaos_kind_names[K__COUNT] = {
     "start",       "start-crash", "pause",       "resume",      "stop",      "recover",  "kill",
@@ -225,7 +225,7 @@ static void draw_config(sched *s, rng *fr)
                  k * (0.1 + 0.2 * rng_unit(fr)), (int)rng_range(fr, 20, 200),
                  k * (0.05 + 0.15 * rng_unit(fr)));
     }
-    if (scen == SC_DISK_FULL || mixed) {
+    if (scen == SC_DISK_FULL || mixed || scen == SC_SCHEDULE) {
         /* room for the run's own log, so that the ballast, not the workload, fills it */
         s->master_map_max = 8 * MIB + (uint64_t)s->workflows * 64 * 1024;
         s->worker_map_max = 1 * MIB;
@@ -326,6 +326,14 @@ static int fault_kinds(int scen, kind kinds[8], int64_t *gap_lo, int64_t *gap_hi
         *gap_lo = 3000;
         *gap_hi = 6000;
         break;
+    case SC_SCHEDULE: /* what a schedule's fires must survive: the master's faults */
+        kinds[nk++] = K_MASTER_KILL;
+        kinds[nk++] = K_MASTER_KILL;
+        kinds[nk++] = K_MASTER_STOP;
+        kinds[nk++] = K_DISK_FULL;
+        *gap_lo = 1500;
+        *gap_hi = 3500;
+        break;
     default:
         kinds[nk++] = K_MASTER_KILL;
         kinds[nk++] = K_WORKER_KILL;
@@ -362,9 +370,11 @@ static void draw_fault(const sched *s, rng *fr, act *a)
         a->ms = rng_range(fr, 2000, 5000);
         a->iops = rng_range(fr, 4, 20);
         break;
-    default: /* disk-full */
+    default: /* disk-full; the schedule scenario fills the master's, where fires commit */
         a->target = rng_unit(fr) < 0.5 ? -1 : (int)rng_range(fr, 0, s->workers - 1);
         a->ms = rng_range(fr, 1500, 4000);
+        if (s->scenario == SC_SCHEDULE)
+            a->target = -1;
     }
 }
 
