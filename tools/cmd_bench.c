@@ -335,7 +335,8 @@ static int bench_store(const char *base, size_t events, bool quick)
         append_result tr;
         double raw;
         if (tern_append(tdir, b, total, true, &tr) ||
-            raw_append_opt(rdir, b, total, (size_t)tr.avg_value, MDB_NOSYNC, false, &raw, NULL)) {
+            raw_append_opt(rdir, b, total, (size_t)tr.avg_value, MDB_NOSYNC, false, &raw,
+                           NULL)) {
             rc = tn_cli_fail("bench", "append run failed (no sync, batch %zu)", b);
             break;
         }
@@ -1249,7 +1250,7 @@ int tn_cmd_bench(int argc, char **argv)
         return tn_bench_latency(o.dir, o.quick);
     if (strcmp(name, "ha") == 0)
         return tn_bench_ha(o.dir, o.quick);
-    return tn_cli_usage("bench",
-                        "unknown benchmark \"%s\" (known: store, engine, dispatch, latency, ha)",
-                        name);
+    return tn_cli_usage(
+        "bench", "unknown benchmark \"%s\" (known: store, engine, dispatch, latency, ha)",
+        name);
 }

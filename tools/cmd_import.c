@@ -47,14 +47,14 @@ const tn_opt_cmd tn_spec_import = {
     "where in the JSON; if any is refused nothing is stored. docs/IMPORT.md has the mapping.\n",
     import_table, .max_args = 2};
 
-static const tn_opt export_table[] = {
-    {"version", 0, TN_OPT_STR, offsetof(imp_opts, version), "V",
-     .help = "DolphinScheduler's format: 3.2 or 3.3", TN_OPT_REQ},
-    {"out", 0, TN_OPT_STR, offsetof(imp_opts, out), "FILE",
-     .help = "write to FILE (default: stdout)"},
-    {"data", 0, TN_OPT_STR, offsetof(imp_opts, data), "DIR",
-     .help = "the data directory (default ./tern-data)"},
-    {0}};
+static const tn_opt export_table[] = {{"version", 0, TN_OPT_STR, offsetof(imp_opts, version),
+                                       "V", .help = "DolphinScheduler's format: 3.2 or 3.3",
+                                       TN_OPT_REQ},
+                                      {"out", 0, TN_OPT_STR, offsetof(imp_opts, out), "FILE",
+                                       .help = "write to FILE (default: stdout)"},
+                                      {"data", 0, TN_OPT_STR, offsetof(imp_opts, data), "DIR",
+                                       .help = "the data directory (default ./tern-data)"},
+                                      {0}};
 
 const tn_opt_cmd tn_spec_export = {
     "export", (const char *const[]){"ds WF...", NULL},

@@ -313,7 +313,7 @@ tn_err esched_tick(tn_engine *e);                /* a TIMER_SCHED fired */
 tn_err esched_wf_final(tn_engine *e, wf_run *w); /* an instance reached a final state */
 /* A definition with a schedule block was applied: set its schedule (c->msg says so). */
 tn_err esched_apply_def(tn_engine *e, const char *name, const tn_sched_spec *sp, tn_cmd *c);
-void esched_rollback(tn_engine *e);              /* a batch was dropped: back to what the log holds */
+void esched_rollback(tn_engine *e); /* a batch was dropped: back to what the log holds */
 
 /* logic.c: conditions, switch, dependent, sub_workflow */
 tn_err logic_start(tn_engine *e, task_run *t);

@@ -19,9 +19,9 @@
 
 #define NS_PER_MS      1000000LL
 #define NS_PER_S       1000000000LL
-#define TICK_MAX       1000  /* decisions per tick: the rest wait for the next step */
-#define SKIP_COUNT_MAX 10000 /* a skipped range is counted up to this many times */
-#define CATCHUP_MIN_MS 5000  /* a fire reached a little late is never skipped for that */
+#define TICK_MAX       1000     /* decisions per tick: the rest wait for the next step */
+#define SKIP_COUNT_MAX 10000    /* a skipped range is counted up to this many times */
+#define CATCHUP_MIN_MS 5000     /* a fire reached a little late is never skipped for that */
 #define RETRY_NS       NS_PER_S /* after a dropped batch, the next try (a full store) */
 
 typedef struct srt { /* a schedule's runtime */
