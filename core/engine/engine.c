@@ -352,17 +352,89 @@ void eng_fx(tn_engine *e, uint8_t kind, task_run *t)
  * step of it). Most recently used first. */
 #define DEF_IDLE_MAX 16
 
+/* The cache is a recency list (front: most recent) with two indexes, by (name, version)
+ * and by the decoded definition: a start looks its definition up and an instance's end
+ * gives it back, so with thousands of workflows (a schedule each) neither may scan. */
+static uint64_t def_key(const char *name, uint32_t version)
+{
+    uint64_t h = 1469598103934665603ull ^ version;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h | 1;
+}
+
+static def_entry *def_find(tn_engine *e, const char *name, uint32_t version)
+{
+    for (def_entry *d = tn_map_get(&e->def_by_key, def_key(name, version)); d; d = d->hnext)
+        if (d->version == version && strcmp(d->name, name) == 0)
+            return d;
+    return NULL;
+}
+
+static void def_unlink(tn_engine *e, def_entry *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        e->defs = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        e->defs_tail = d->prev;
+    d->next = d->prev = NULL;
+}
+
+static void def_push_front(tn_engine *e, def_entry *d)
+{
+    d->prev = NULL;
+    d->next = e->defs;
+    if (e->defs)
+        e->defs->prev = d;
+    else
+        e->defs_tail = d;
+    e->defs = d;
+}
+
+/* Into the list and both indexes; false when out of memory (nothing changed). */
+static bool def_insert(tn_engine *e, def_entry *d)
+{
+    uint64_t k = def_key(d->name, d->version);
+    def_entry *head = tn_map_get(&e->def_by_key, k);
+    if (tn_map_put(&e->def_by_ptr, (uint64_t)(uintptr_t)d->def, d))
+        return false;
+    d->hnext = head;
+    if (tn_map_put(&e->def_by_key, k, d)) {
+        tn_map_del(&e->def_by_ptr, (uint64_t)(uintptr_t)d->def);
+        return false;
+    }
+    def_push_front(e, d);
+    return true;
+}
+
+static void def_remove(tn_engine *e, def_entry *d)
+{
+    uint64_t k = def_key(d->name, d->version);
+    def_entry *head = tn_map_get(&e->def_by_key, k), **pp = &head;
+    while (*pp && *pp != d)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = d->hnext;
+    if (head)
+        tn_map_put(&e->def_by_key, k, head);
+    else
+        tn_map_del(&e->def_by_key, k);
+    tn_map_del(&e->def_by_ptr, (uint64_t)(uintptr_t)d->def);
+    def_unlink(e, d);
+}
+
 static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def **out)
 {
-    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next) {
-        def_entry *d = *pp;
-        if (d->version != version || strcmp(d->name, name) != 0)
-            continue;
+    def_entry *d = def_find(e, name, version);
+    if (d) {
         if (d->refs++ == 0)
             e->ndefs_idle--;
-        *pp = d->next; /* to the front */
-        d->next = e->defs;
-        e->defs = d;
+        def_unlink(e, d); /* to the front */
+        def_push_front(e, d);
         *out = d->def;
         return TN_OK;
     }
@@ -375,36 +447,34 @@ static tn_err def_load(tn_engine *e, const char *name, uint32_t version, tn_def 
     if (err)
         return err;
     e->stats.def_decodes++;
-    def_entry *d = calloc(1, sizeof(*d));
-    if (!d) {
+    d = calloc(1, sizeof(*d));
+    if (d) {
+        snprintf(d->name, sizeof(d->name), "%s", name);
+        d->version = version;
+        d->refs = 1;
+        d->def = def;
+    }
+    if (!d || !def_insert(e, d)) {
+        free(d);
         tn_def_free(def);
         return TN_ERR_NOMEM;
     }
-    snprintf(d->name, sizeof(d->name), "%s", name);
-    d->version = version;
-    d->refs = 1;
-    d->def = def;
-    d->next = e->defs;
-    e->defs = d;
     *out = def;
     return TN_OK;
 }
 
 static void def_unref(tn_engine *e, tn_def *def)
 {
-    def_entry *d = e->defs;
-    while (d && d->def != def)
-        d = d->next;
+    def_entry *d = tn_map_get(&e->def_by_ptr, (uint64_t)(uintptr_t)def);
     if (!d || --d->refs > 0 || ++e->ndefs_idle <= DEF_IDLE_MAX)
         return;
-    /* too many idle: the least recently used idle one goes */
-    def_entry **victim = NULL;
-    for (def_entry **pp = &e->defs; *pp; pp = &(*pp)->next)
-        if ((*pp)->refs == 0)
-            victim = pp;
-    if (victim) {
-        def_entry *v = *victim;
-        *victim = v->next;
+    /* too many idle: the least recently used idle one goes (idle ones are the old ones,
+     * found from the back of the list) */
+    def_entry *v = e->defs_tail;
+    while (v && v->refs > 0)
+        v = v->prev;
+    if (v) {
+        def_remove(e, v);
         tn_def_free(v->def);
         free(v);
         e->ndefs_idle--;
@@ -426,7 +496,7 @@ static tn_def *def_pending_add(tn_engine *e, tn_def *def, uint32_t version)
     return NULL;
 }
 
-static bool def_cached(const def_entry *list, const def_entry *d)
+static bool def_pending_has(const def_entry *list, const def_entry *d)
 {
     for (const def_entry *x = list; x; x = x->next)
         if (x != d && x->version == d->version && strcmp(x->name, d->name) == 0)
@@ -441,14 +511,12 @@ static void defs_pending_end(tn_engine *e, bool committed)
     while (e->defs_pending) {
         def_entry *d = e->defs_pending;
         e->defs_pending = d->next;
-        if (!committed || def_cached(e->defs, d) || def_cached(e->defs_pending, d)) {
+        if (!committed || def_find(e, d->name, d->version) ||
+            def_pending_has(e->defs_pending, d) || (d->refs = 1, !def_insert(e, d))) {
             tn_def_free(d->def);
             free(d);
             continue;
         }
-        d->refs = 1;
-        d->next = e->defs;
-        e->defs = d;
         def_unref(e, d->def); /* idle now, within the cache's bound */
     }
 }
@@ -854,6 +922,8 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     tn_map_init(&e->wfs);
+    tn_map_init(&e->def_by_key);
+    tn_map_init(&e->def_by_ptr);
     tn_map_init(&e->tasks);
     e->ex = opts->executor;
     snprintf(e->actor, sizeof(e->actor), "master:%s",
@@ -903,6 +973,8 @@ void tn_engine_close(tn_engine *e)
         tn_def_free(d->def);
         free(d);
     }
+    tn_map_fini(&e->def_by_key);
+    tn_map_fini(&e->def_by_ptr);
     while (e->groups) {
         tgroup *g = e->groups;
         e->groups = g->next;

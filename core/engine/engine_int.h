@@ -96,7 +96,8 @@ typedef struct def_entry {
     uint32_t version;
     uint32_t refs;
     tn_def *def;
-    struct def_entry *next;
+    struct def_entry *next, *prev; /* the cache's recency list */
+    struct def_entry *hnext;       /* the (name, version) index's chain */
 } def_entry;
 
 enum {
@@ -194,7 +195,9 @@ struct tn_engine {
 
     tn_map wfs;      /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
     tn_map tasks;    /* task id -> task_run* of live instances */
-    def_entry *defs; /* most recently used first */
+    def_entry *defs, *defs_tail; /* most recently used first */
+    tn_map def_by_key;           /* hash of (name, version) -> def_entry chain */
+    tn_map def_by_ptr;           /* tn_def pointer -> def_entry */
     uint32_t ndefs_idle;     /* entries no instance uses (kept decoded for the next start) */
     def_entry *defs_pending; /* applied in the batch being built */
     tn_map latest_def;       /* unused slot kept simple: see def_latest() */
