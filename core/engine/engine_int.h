@@ -193,8 +193,8 @@ struct tn_engine {
     size_t ncb, capcb;
     request *req_head, *req_tail;
 
-    tn_map wfs;      /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
-    tn_map tasks;    /* task id -> task_run* of live instances */
+    tn_map wfs;   /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
+    tn_map tasks; /* task id -> task_run* of live instances */
     def_entry *defs, *defs_tail; /* most recently used first */
     tn_map def_by_key;           /* hash of (name, version) -> def_entry chain */
     tn_map def_by_ptr;           /* tn_def pointer -> def_entry */
