@@ -7,7 +7,7 @@
 typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
-    const char *http, *http_cert, *http_key, *http_ca;
+    const char *http, *http_cert, *http_key, *http_ca, *ui_dir;
     uint64_t hb_timeout, map_max;
     uint32_t max_workers;
     bool insecure, check_config;
@@ -93,7 +93,8 @@ static int run(const master_opts *o)
                          .http_addr = o->http,
                          .http_cert = o->http_cert,
                          .http_key = o->http_key,
-                         .http_ca = o->http_ca};
+                         .http_ca = o->http_ca,
+                         .ui_dir = tn_cli_ui_dir(o->ui_dir)};
     tn_master *m;
     tn_errmsg em = {{0}};
     if (tn_master_start(&mo, &m, &em))

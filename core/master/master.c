@@ -1239,7 +1239,8 @@ static tn_err http_serve(tn_master *m, tn_errmsg *msg)
                           .cs = &m->cs,
                           .log_tls = {o->tls_ca, o->tls_cert, o->tls_key},
                           .metrics = workers_metrics,
-                          .arg = m};
+                          .arg = m,
+                          .ui_dir = o->ui_dir};
     return tn_httpapi_start(&ho, &m->http, msg);
 }
 
@@ -1375,7 +1376,7 @@ void tn_master_stop(tn_master *m)
     if (!m)
         return;
     tn_alerter_stop(m->alerter); /* it talks to the engine thread: before that stops */
-    tn_httpapi_stop(m->http); /* its requests wait on the engine thread: first */
+    tn_httpapi_stop(m->http);    /* its requests wait on the engine thread: first */
     tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
     /* close every sender first (never blocks), so their sockets go down together and
      * the frees below wait for each about as long as for the slowest one */

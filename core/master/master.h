@@ -47,6 +47,7 @@ typedef struct tn_master_opts {
     /* The HTTP API and /metrics (docs/API.md): HOST:PORT, off when NULL; https with
      * http_cert and http_key, and a client certificate of http_ca required when given. */
     const char *http_addr, *http_cert, *http_key, *http_ca;
+    const char *ui_dir; /* the web UI's files, served with the API (NULL: no UI) */
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */
