@@ -1091,11 +1091,11 @@ static void run_op(tn_ctlsrv *s, const tn_ctl_op *op, const tn_ctl_req *r, out *
     o->code = x.code;
     if (!x.ok) {
         const char *t = x.text.s ? x.text.s : "";
-        o->err = x.code == 2 ? TN_ERR_INVAL :
+        o->err = x.code == 2                                        ? TN_ERR_INVAL :
                  strstr(t, "no workflow") || strstr(t, "has no schedule") ||
-                         strstr(t, "no backfill") || strstr(t, "no running or stopped") ?
-                               TN_ERR_NOENT :
-                               TN_ERR_ILLEGAL;
+                         strstr(t, "no backfill") || strstr(t, "no running or stopped")
+                                                                    ? TN_ERR_NOENT :
+                                                                      TN_ERR_ILLEGAL;
     }
 }
 
