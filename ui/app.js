@@ -30,7 +30,8 @@ function stateBadge(s) {
 }
 
 function fmtTime(t) {
-  return t ? esc(t.replace('T', ' ').replace(/\.\d+Z$/, 'Z')) : '<span class="muted">-</span>';
+  return t ? esc(t.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))
+    : '<span class="muted">-</span>';
 }
 
 function flash(msg, kind) {
@@ -232,19 +233,27 @@ function dagSvg(deps, tasks) {
     ${edges}${nodes}</svg>`;
 }
 
-/* Each task's attempts from the audit: an attempt runs from its entry into
- * RUNNING_EXECUTION to the task's next transition out of it. */
+/* Each task's attempts from the audit: an attempt runs from its dispatch to a worker
+ * (DISPATCH or RUNNING_EXECUTION, whichever the log has first) to its next transition
+ * out of those. */
+const RUNNING = new Set(['DISPATCH', 'RUNNING_EXECUTION']);
+
+function parseTime(t) {
+  return Date.parse(String(t).replace(/(\.\d{3})\d*Z$/, '$1Z')); /* ns: ms suffice */
+}
+
 function attempts(audit, tasks) {
-  const names = {}, bars = [];
+  const names = {}, bars = [], open = {};
   tasks.forEach((t) => { names[t.id] = t.name; });
-  const open = {};
   for (const ev of audit) {
     if (ev.machine !== 'task' || !names[ev.id]) continue;
-    const at = Date.parse(ev.at);
-    if (ev.to === 'RUNNING_EXECUTION' && ev.from !== 'RUNNING_EXECUTION') {
-      open[ev.id] = { task: names[ev.id], start: at, end: null, state: 'RUNNING_EXECUTION' };
+    const at = parseTime(ev.at);
+    if (RUNNING.has(ev.to) && !open[ev.id]) {
+      open[ev.id] = { id: ev.id, task: names[ev.id], start: at, end: null, state: ev.to };
       bars.push(open[ev.id]);
-    } else if (open[ev.id] && ev.from === 'RUNNING_EXECUTION' && ev.to !== 'RUNNING_EXECUTION') {
+    } else if (open[ev.id] && RUNNING.has(ev.to)) {
+      open[ev.id].state = ev.to;
+    } else if (open[ev.id]) {
       open[ev.id].end = at;
       open[ev.id].state = ev.to;
       delete open[ev.id];
@@ -314,10 +323,17 @@ function instanceScreen(id) {
     $('#dag').querySelectorAll('g.node').forEach((g) => {
       g.onclick = () => { if (g.dataset.id) location.hash = '#/task/' + g.dataset.id; };
     });
+    const span = {}; /* first start and last end of each task's attempts */
+    attempts(audit, tasks).forEach((b) => {
+      span[b.id] = span[b.id] || { start: b.start };
+      span[b.id].end = b.end;
+    });
+    const iso = (ms) => (ms ? new Date(ms).toISOString() : null);
     $('#tasks tbody').innerHTML = tasks.map((t) => `<tr data-task="${esc(t.name)}">
       <td>${t.id}</td><td><a href="#/task/${t.id}">${esc(t.name)}</a></td>
       <td>${stateBadge(t.state)}</td><td>${t.attempts}</td><td>${esc(t.worker)}</td>
-      <td>${fmtTime(t.started_at)}</td><td>${fmtTime(t.ended_at)}</td>
+      <td>${fmtTime(iso(span[t.id] && span[t.id].start))}</td>
+      <td>${fmtTime(iso(span[t.id] && span[t.id].end))}</td>
       <td><a href="#/task/${t.id}">log</a></td></tr>`).join('');
     $('#gantt').innerHTML = gantt(audit, tasks);
     $('#audit tbody').innerHTML = audit.slice(-200).reverse().map((e) => `<tr>
