@@ -439,10 +439,10 @@ function schedulesScreen() {
       return `<tr data-wf="${esc(s.workflow)}"><td>${esc(s.workflow)}</td><td>${stateBadge(s.state)}</td>
         <td><code>${esc(s.cron)}</code></td><td>${esc(s.tz)}</td><td>${next || '-'}</td>
         <td>${s.fires ?? ''}</td><td>${s.skips ?? ''}</td><td>${fmtTime(s.last_fire)}</td>
-        <td class="actions">${s.state === 'PAUSED'
+        <td><div class="actions">${s.state === 'PAUSED'
           ? controlButton('Resume', `/schedules/${w}/resume`, 'operator')
           : controlButton('Pause', `/schedules/${w}/pause`, 'operator')}
-          ${controlButton('Trigger', `/schedules/${w}/trigger`, 'operator')}</td></tr>`;
+          ${controlButton('Trigger', `/schedules/${w}/trigger`, 'operator')}</div></td></tr>`;
     }).join('') || '<tr><td colspan="9" class="muted">no schedule (a workflow\'s schedule: block)</td></tr>';
     wireControls($('#schedules'));
   });

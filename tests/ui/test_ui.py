@@ -229,6 +229,19 @@ def scenario(r):
             r.css('#schedules tr[data-wf="uidemo"]')[0].text)
     r.shot("schedules")
 
+    # the workers with their slots in use (the sleeper holds one)
+    r.driver.get(f"http://127.0.0.1:{r.port}/#/workers")
+    r.until("the local worker using a slot", lambda _: any(
+        "local" in tr.text and "1/4" in tr.text for tr in r.css("#workers tbody tr")))
+    r.shot("workers")
+
+    # the definition with its graph and YAML
+    r.driver.get(f"http://127.0.0.1:{r.port}/#/definitions")
+    r.until("the definition row", lambda _: r.css('#defs tr[data-name="uidemo"]'))
+    r.css('#defs tr[data-name="uidemo"]')[0].click()
+    r.until("its YAML", lambda _: r.css("#yaml") and "sleep 3600" in r.css("#yaml")[0].text)
+    r.shot("definitions")
+
     # Stop: the page turns STOP, and the CLI agrees
     r.driver.get(f"http://127.0.0.1:{r.port}/#/instance/{iid}")
     r.until("the Stop button", lambda _: r.css('button[data-label="Stop"]'))
