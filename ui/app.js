@@ -489,7 +489,8 @@ function workersScreen() {
       <td><span class="bar-outer"><span class="bar-inner" style="display:block;width:${w.slots ? (100 * w.running) / w.slots : 0}%"></span></span>
         ${w.running}/${w.slots}</td><td>${w.load.toFixed(2)}</td>
       <td>${(w.mem_free / 1048576).toFixed(0)} MiB</td><td>${w.last_heartbeat_s.toFixed(1)} s ago</td>
-      <td>${esc(Object.entries(w.gauges || {}).map(([k, v]) => `${k}=${v}`).join(' '))}</td>
+      <td class="muted">${Object.entries(w.gauges || {}).map(([k, v]) => esc(`${k}=${v}`))
+        .join('<br>')}</td>
       <td class="err">${esc(w.last_error)}</td></tr>`).join('') ||
       '<tr><td colspan="9" class="muted">no worker</td></tr>';
   });
