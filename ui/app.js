@@ -82,7 +82,7 @@ function wireControls(root, after) {
       b.disabled = true;
       try {
         const r = await api('POST', b.dataset.post);
-        flash(`${b.dataset.label}: ${(r && r.message) || 'done'}`, 'info');
+        flash(`${b.dataset.label}: ${(r && r.message) || 'accepted'}`, 'info');
         if (after) after(r);
       } catch (e) {
         flash(e.status === 403
