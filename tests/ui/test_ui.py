@@ -5,7 +5,8 @@ It starts `tern standalone --http 127.0.0.1:0` in a temp dir, makes tokens, appl
 workflow with a few shell tasks (one echoing lines, one sleeping long) and starts it; then
 in the browser: signs in with the token, sees the instance in the list, opens its DAG (the
 finished tasks SUCCESS, the sleeping one RUNNING_EXECUTION), follows the echoing task's
-log, sees the schedule's next fire times, presses Stop and sees STOP (and `tern status
+log, sees the schedule's next fire times, the workers and the definition, gets a clear
+refusal (403) when the token behind the page is a viewer's, presses Stop and sees STOP (and `tern status
 --json` agrees); a viewer token gets no Stop button. Every process it started is ended and
 the temp dir removed. Waits poll with generous timeouts (no wall-clock threshold).
 
@@ -246,6 +247,15 @@ def scenario(r):
     r.driver.get(f"http://127.0.0.1:{r.port}/#/instance/{iid}")
     r.until("the Stop button", lambda _: r.css('button[data-label="Stop"]'))
     r.until("the instance state", lambda _: r.css("#wf-state[data-state]"))
+    # a refusal reads clearly: the token behind the page lowered to a viewer's (as when
+    # an admin replaces a token), Pause answers 403 and the page says why
+    r.driver.execute_script("sessionStorage.setItem('tern-token', arguments[0])", viewer)
+    r.css('button[data-label="Pause"]')[0].click()
+    r.until("the refusal", lambda _: "Pause refused" in r.css("#flash")[0].text and
+            "may not" in r.css("#flash")[0].text)
+    st = json.loads(r.cli("status", iid, "--json").stdout)
+    assert st["workflow"]["state"] == "RUNNING_EXECUTION", st
+    r.driver.execute_script("sessionStorage.setItem('tern-token', arguments[0])", op)
     r.css('button[data-label="Stop"]')[0].click()
     r.until("the instance STOP", lambda _:
             r.css("#wf-state")[0].get_attribute("data-state") == "STOP")
