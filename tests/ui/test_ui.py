@@ -6,8 +6,8 @@ workflow with a few shell tasks (one echoing lines, one sleeping long) and start
 in the browser: signs in with the token, sees the instance in the list, opens its DAG (the
 finished tasks SUCCESS, the sleeping one RUNNING_EXECUTION), follows the echoing task's
 log, sees the schedule's next fire times, the workers and the definition, gets a clear
-refusal (403) when the token behind the page is a viewer's, presses Stop and sees STOP (and `tern status
---json` agrees); a viewer token gets no Stop button. Every process it started is ended and
+refusal (403) when the token behind the page is a viewer's, presses Stop and sees STOP
+(and `tern status --json` agrees); a viewer token gets no Stop button. Every process it started is ended and
 the temp dir removed. Waits poll with generous timeouts (no wall-clock threshold).
 
 Usage: test_ui.py TERN_BIN. TERN_UI_SHOTS=DIR saves the screenshots there (docs/ui).
