@@ -28,6 +28,9 @@ want lib/sysusers.d/tern.conf
 want share/bash-completion/completions/tern
 want share/doc/tern/examples/master.conf
 want share/doc/tern/examples/worker.conf
+for f in index.html app.js style.css; do # the web UI (docs/UI.md)
+    want "share/tern/ui/$f"
+done
 [ $fail -eq 0 ] || exit 1
 # the units run the binary where it was installed, as user tern, with sd_notify
 for u in master worker; do

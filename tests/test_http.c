@@ -27,7 +27,10 @@ static void setup(void)
 {
     E.dir = tu_tmpdir();
     tn_errmsg m = {{0}};
+    static char ui[4096];
+    snprintf(ui, sizeof(ui), "%s/ui", getenv("TERN_SRC") ? getenv("TERN_SRC") : ".");
     tn_standalone_opts o = {.data_dir = E.dir,
+                            .ui_dir = ui,
                             .slots = 4,
                             .no_cgroup = true,
                             .http_addr = "127.0.0.1:0",
@@ -815,4 +818,74 @@ Test(http, metrics_say_why_tasks_wait)
     snprintf(path, sizeof(path), "/api/v1/instances/%" PRIu64 "/stop", id);
     json_decref(call(200, "POST", path, E.op, NULL));
     wait_state(id, "STOP");
+}
+
+/* The schedule and backfill routes run the schedule commands: list, show with the next
+ * fire times, pause, resume and trigger by role; backfills listed, an unknown one 404. */
+Test(http, schedules_and_backfills)
+{
+    apply("name: sch\nschedule:\n  cron: \"0 3 * * *\"\ntasks:\n  - name: a\n    type: "
+          "shell\n    command: echo hi\n  - name: b\n    type: shell\n    deps: [a]\n"
+          "    command: echo b\n");
+    json_t *l = call(200, "GET", "/api/v1/schedules", E.viewer, NULL);
+    cr_assert_eq(json_array_size(l), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(l, 0), "workflow")),
+                     "sch");
+    json_decref(l);
+    json_t *one = call(200, "GET", "/api/v1/schedules/sch", E.viewer, NULL);
+    json_t *next = json_object_get(one, "next");
+    cr_assert(json_array_size(next) >= 1, "no next fire time");
+    const char *utc = json_string_value(json_object_get(json_array_get(next, 0), "utc"));
+    cr_assert(utc && strstr(utc, "T03:00:00"), "next fire %s", utc ? utc : "(none)");
+    json_decref(one);
+    json_decref(call(403, "POST", "/api/v1/schedules/sch/pause", E.viewer, NULL));
+    json_decref(call(200, "POST", "/api/v1/schedules/sch/pause", E.op, NULL));
+    one = call(200, "GET", "/api/v1/schedules/sch", E.viewer, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(one, "state")), "PAUSED");
+    json_decref(one);
+    json_decref(call(200, "POST", "/api/v1/schedules/sch/resume", E.op, NULL));
+    json_t *t = call(200, "POST", "/api/v1/schedules/sch/trigger", E.op, NULL);
+    cr_assert(json_integer_value(json_object_get(t, "instance")) > 0);
+    json_decref(t);
+    json_decref(call(404, "GET", "/api/v1/schedules/nosuch", E.viewer, NULL));
+    json_t *b = call(200, "GET", "/api/v1/backfills", E.viewer, NULL);
+    cr_assert(json_is_array(b));
+    json_decref(b);
+    json_decref(call(404, "GET", "/api/v1/backfills/99", E.viewer, NULL));
+    /* the definition carries its graph for the UI's picture */
+    json_t *d = call(200, "GET", "/api/v1/definitions/sch", E.viewer, NULL);
+    json_t *deps = json_object_get(json_object_get(d, "deps"), "b");
+    cr_assert_eq(json_array_size(deps), 1);
+    cr_assert_str_eq(json_string_value(json_array_get(deps, 0)), "a");
+    json_decref(d);
+}
+
+/* whoami tells the token's name and role, what the UI shows buttons for. */
+Test(http, whoami)
+{
+    json_t *w = call(200, "GET", "/api/v1/whoami", E.viewer, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(w, "name")), "view");
+    cr_assert_str_eq(json_string_value(json_object_get(w, "role")), "viewer");
+    json_decref(w);
+    json_decref(call(401, "GET", "/api/v1/whoami", NULL, NULL));
+}
+
+/* The web UI's files at / and /ui/..., nothing outside its folder. */
+Test(http, ui_files)
+{
+    char *out;
+    cr_assert_eq(http(E.port, "GET", "/", NULL, NULL, NULL, &out), 200);
+    cr_assert(strstr(out, "<title>tern</title>"), "%s", out);
+    free(out);
+    cr_assert_eq(http(E.port, "GET", "/ui/app.js", NULL, NULL, NULL, &out), 200);
+    cr_assert(strstr(out, "/api/v1"), "app.js without the API path");
+    free(out);
+    cr_assert_eq(http(E.port, "GET", "/ui/../meson.build", NULL, NULL, NULL, &out), 404);
+    free(out);
+    cr_assert_eq(http(E.port, "GET", "/ui/.hidden", NULL, NULL, NULL, &out), 404);
+    free(out);
+    cr_assert_eq(http(E.port, "GET", "/ui/nosuch.js", NULL, NULL, NULL, &out), 404);
+    free(out);
+    cr_assert_eq(http(E.port, "POST", "/", NULL, NULL, "{}", &out), 405);
+    free(out);
 }

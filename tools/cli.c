@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "logread.h"
 #include "util.h"
@@ -155,4 +156,17 @@ int tn_cli_http_check(const char *cmd, const char *opt, const char *addr)
     return tn_cli_usage(cmd,
                         "%s \"%s\": give HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free one)",
                         opt, addr);
+}
+
+const char *tn_cli_ui_dir(const char *dir)
+{
+    if (dir)
+        return dir;
+    /* a binary of the build tree serves the source's files, edits seen at once */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    size_t bl = strlen(TN_BUILD_ROOT);
+    if (n > 0 && (size_t)n > bl && strncmp(exe, TN_BUILD_ROOT, bl) == 0 && exe[bl] == '/')
+        return TN_UI_SOURCE;
+    return TN_UI_INSTALLED;
 }

@@ -170,11 +170,18 @@ int tn_daemon_check_kill_hooks(const char *cmd, const tn_opt_list *hooks);
          TN_OPT_STR, offsetof(T, http_key),                                               \
          "F",        .help = "the https certificate's private key (PEM)",                 \
          TN_OPT_CFG},                                                                     \
+        {"http-ca",  0,                                                                   \
+         TN_OPT_STR, offsetof(T, http_ca),                                                \
+         "F",        .help = "https: require a client certificate this CA signed",        \
+         TN_OPT_CFG},                                                                     \
     {                                                                                     \
-        "http-ca", 0, TN_OPT_STR, offsetof(T, http_ca), "F",                              \
-            .help = "https: require a client certificate this CA signed", TN_OPT_CFG      \
+        "ui-dir", 0, TN_OPT_STR, offsetof(T, ui_dir), "DIR",                              \
+            .help = "serve the web UI from DIR (default: the installed one)", TN_OPT_CFG  \
     }
 
+/* The web UI's folder: dir when given, else the source tree's ui/ for a tern run from its
+ * build tree, else the installed share/tern/ui. */
+const char *tn_cli_ui_dir(const char *dir);
 /* A usage error (2) unless addr (when given) is HOST:PORT. */
 int tn_cli_http_check(const char *cmd, const char *opt, const char *addr);
 /* Say where the HTTP API listens (the port the kernel chose for port 0), on stderr. */

@@ -8,7 +8,7 @@
 typedef struct master_opts {
     const char *data, *listen, *ctl, *id, *selector, *config;
     const char *tls_cert, *tls_key, *tls_ca;
-    const char *http, *http_cert, *http_key, *http_ca;
+    const char *http, *http_cert, *http_key, *http_ca, *ui_dir;
     const char *zk, *cluster, *ship; /* a cluster of masters (docs/HA.md) */
     uint64_t zk_session;
     uint32_t sync_standbys;
@@ -115,7 +115,8 @@ static int run(const master_opts *o)
                          .http_addr = o->http,
                          .http_cert = o->http_cert,
                          .http_key = o->http_key,
-                         .http_ca = o->http_ca};
+                         .http_ca = o->http_ca,
+                         .ui_dir = tn_cli_ui_dir(o->ui_dir)};
     tn_errmsg em = {{0}};
     if (o->zk) {
         if (!o->cluster || !o->id)

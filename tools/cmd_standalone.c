@@ -7,7 +7,7 @@
 
 typedef struct standalone_opts {
     const char *data, *config;
-    const char *http, *http_cert, *http_key, *http_ca, *metrics;
+    const char *http, *http_cert, *http_key, *http_ca, *ui_dir, *metrics;
     uint32_t slots, pids_max;
     uint64_t log_retention, log_max_bytes;
     bool no_cgroup;
@@ -95,6 +95,7 @@ static int run(const standalone_opts *o)
                              .http_cert = o->http_cert,
                              .http_key = o->http_key,
                              .http_ca = o->http_ca,
+                             .ui_dir = tn_cli_ui_dir(o->ui_dir),
                              .metrics_addr = o->metrics};
     if (tn_standalone_start(&so, &s, &em))
         return tn_cli_fail("standalone", "%s", em.text);

@@ -47,6 +47,8 @@ run)
 test)
     # the libFuzzer and sanitizer runtimes of clang (only recommended by clang)
     packages+=(libclang-rt-dev)
+    # the web UI's test drives a real browser: headless Chromium through Selenium
+    packages+=(chromium chromium-driver python3-selenium)
     install_missing
     # the layout .clang-format gives (STYLE §8)
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror

@@ -760,7 +760,20 @@ static void h_def(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     (void)tn_log_def_latest(store(s), name, &latest, NULL);
     for (uint32_t v = 1; v <= latest && v <= 100000; v++)
         tn_sb_printf(&o->json, "%s%u", v > 1 ? "," : "", v);
-    tn_sb_printf(&o->json, "]}");
+    /* the graph, for pictures of it (the web UI): each task's upstream tasks */
+    tn_sb_printf(&o->json, "],\"deps\":{");
+    for (uint32_t i = 0; i < d->n_tasks; i++) {
+        const tn_def_task *t = &d->tasks[i];
+        tn_sb_printf(&o->json, "%s", i ? "," : "");
+        tn_sb_json(&o->json, t->name, strlen(t->name));
+        tn_sb_printf(&o->json, ":[");
+        for (uint32_t k = 0; k < t->n_deps; k++) {
+            tn_sb_printf(&o->json, "%s", k ? "," : "");
+            tn_sb_json(&o->json, t->deps[k].name, strlen(t->deps[k].name));
+        }
+        tn_sb_printf(&o->json, "]");
+    }
+    tn_sb_printf(&o->json, "}}");
     tn_sb_printf(&o->text, "%s", yaml);
     free(yaml);
     tn_def_free(d);

@@ -313,6 +313,12 @@ static bool p_env(call *c)
     return json_body(c) && member_str(c, "text", &c->r->bytes, true);
 }
 
+static bool p_name(call *c)
+{
+    c->r->name = tn_str_c(c->name);
+    return true;
+}
+
 static const api_route routes[] = {
     {"GET", "/api/v1/definitions", "defs", p_none, 0},
     {"POST", "/api/v1/definitions", "apply", p_apply, 0},
@@ -335,6 +341,14 @@ static const api_route routes[] = {
     {"PUT", "/api/v1/taskgroups/{name}", "taskgroup", p_taskgroup, 0},
     {"GET", "/api/v1/environments", "envs", p_none, 0},
     {"PUT", "/api/v1/environments/{name}", "env", p_env, 0},
+    {"GET", "/api/v1/whoami", "whoami", p_none, 0},
+    {"GET", "/api/v1/schedules", "schedule-ls", p_none, 0},
+    {"GET", "/api/v1/schedules/{name}", "schedule-show", p_name, 0},
+    {"POST", "/api/v1/schedules/{name}/pause", "schedule-pause", p_name, 0},
+    {"POST", "/api/v1/schedules/{name}/resume", "schedule-resume", p_name, 0},
+    {"POST", "/api/v1/schedules/{name}/trigger", "schedule-trigger", p_name, 0},
+    {"GET", "/api/v1/backfills", "backfill-ls", p_none, 0},
+    {"GET", "/api/v1/backfills/{id}", "backfill-show", p_id, 0},
 };
 
 bool tn_httpapi_route(size_t i, const char **method, const char **path)
@@ -494,6 +508,18 @@ static void run_route(call *c, const api_route *rt)
 {
     if (!authenticate(c))
         return;
+    if (strcmp(rt->cmd, "whoami") == 0) { /* the token itself: no control command */
+        json_t *j =
+            json_pack("{s:s,s:s}", "name", c->id.actor + 6, "role", tn_role_name(c->id.role));
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (text)
+            tn_sb_printf(&c->rep->body, "%s", text);
+        else
+            error(c->rep, 503, "out of memory");
+        free(text);
+        json_decref(j);
+        return;
+    }
     c->r->cmd = tn_str_c(rt->cmd);
     tn_ctl_result res = {0};
     /* the role first: a viewer learns nothing of a body it may not send */
@@ -516,9 +542,83 @@ static void run_route(call *c, const api_route *rt)
     tn_ctl_result_free(&res);
 }
 
+/* ------------------------------------------------------------------------------ */
+/* the web UI: static files of o.ui_dir at / and /ui/...; they hold no data (the page asks
+ * the API with the token the person gives), so they need no token */
+
+enum {
+    UI_MAX_FILE = 4 << 20
+};
+
+static const char *ui_ctype(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
+        {".json", "application/json"},         {".png", "image/png"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < TN_ARRAY_LEN(types); i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Whether the request is the UI's (answered then). */
+static bool serve_ui(tn_httpapi *a, const tn_http_req *hr, tn_http_rep *rep)
+{
+    const char *rel;
+    if (strcmp(hr->path, "/") == 0 || strcmp(hr->path, "/ui") == 0 ||
+        strcmp(hr->path, "/ui/") == 0)
+        rel = "index.html";
+    else if (strncmp(hr->path, "/ui/", 4) == 0)
+        rel = hr->path + 4;
+    else
+        return false;
+    if (!a->o.ui_dir) {
+        error(rep, 404, "no web UI here: the daemon was started without a UI folder");
+        return true;
+    }
+    if (strcmp(hr->method, "GET") != 0) {
+        error(rep, 405, "%s is not allowed on %s", hr->method, hr->path);
+        return true;
+    }
+    /* names of the folder only: no "..", no hidden files, nothing odd */
+    if (strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./") !=
+            strlen(rel) ||
+        strstr(rel, "..") || rel[0] == '.' || rel[0] == '/' || strstr(rel, "/.")) {
+        error(rep, 404, "no UI file %s", hr->path);
+        return true;
+    }
+    char full[4096];
+    snprintf(full, sizeof(full), "%s/%s", a->o.ui_dir, rel);
+    FILE *f = fopen(full, "rb");
+    if (!f) {
+        error(rep, 404, "no UI file %s (looked for %s; start with --ui-dir DIR)", hr->path,
+              full);
+        return true;
+    }
+    char *buf = malloc(UI_MAX_FILE);
+    size_t n = buf ? fread(buf, 1, UI_MAX_FILE, f) : 0;
+    bool whole = buf && feof(f) && !ferror(f);
+    fclose(f);
+    if (!whole) {
+        free(buf);
+        error(rep, 500, "cannot read %s (over %d bytes, or a folder)", full, UI_MAX_FILE);
+        return true;
+    }
+    rep->body = (tn_sb){buf, n, UI_MAX_FILE};
+    rep->ctype = ui_ctype(rel);
+    return true;
+}
+
 static void serve(void *arg, const tn_http_req *hr, tn_http_rep *rep)
 {
     tn_httpapi *a = arg;
+    if (serve_ui(a, hr, rep))
+        return;
     if (strcmp(hr->path, "/metrics") == 0 && strcmp(hr->method, "GET") == 0) {
         rep->ctype = "text/plain; version=0.0.4; charset=utf-8";
         tn_apimetrics_write(a->metrics, &rep->body);

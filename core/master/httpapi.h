@@ -19,6 +19,8 @@ typedef struct tn_httpapi_opts {
     /* the master's own metrics (workers, slots): appended to /metrics */
     void (*metrics)(void *arg, tn_sb *out);
     void *arg;
+    /* the web UI's files (index.html, app.js, ...), served at / and /ui/...; none when NULL */
+    const char *ui_dir;
 } tn_httpapi_opts;
 
 /* Start serving; the engine of o->cs must not run yet (its state counts are read from

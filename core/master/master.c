@@ -1268,7 +1268,8 @@ static tn_err http_serve(tn_master *m, tn_errmsg *msg)
                           .cs = &m->cs,
                           .log_tls = {o->tls_ca, o->tls_cert, o->tls_key},
                           .metrics = workers_metrics,
-                          .arg = m};
+                          .arg = m,
+                          .ui_dir = o->ui_dir};
     return tn_httpapi_start(&ho, &m->http, msg);
 }
 

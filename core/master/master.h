@@ -54,6 +54,7 @@ typedef struct tn_master_opts {
     /* Between a batch's commit and its effects (tn_engine_gate): --sync-standbys. */
     void (*gate)(void *arg, uint64_t last_seq);
     void *gate_arg;
+    const char *ui_dir; /* the web UI's files, served with the API (NULL: no UI) */
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */

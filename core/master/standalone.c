@@ -41,7 +41,8 @@ tn_err tn_standalone_start(const tn_standalone_opts *opts, tn_standalone **out, 
                          .http_addr = opts->http_addr,
                          .http_cert = opts->http_cert,
                          .http_key = opts->http_key,
-                         .http_ca = opts->http_ca};
+                         .http_ca = opts->http_ca,
+                         .ui_dir = opts->ui_dir};
     tn_err e = tn_master_start(&mo, &s->m, msg);
     if (e) {
         free(s);

@@ -27,6 +27,7 @@ typedef struct tn_standalone_opts {
     uint64_t kill_hook_timeout_ms;
     /* the master's HTTP API and /metrics (tn_master_opts), off when http_addr is NULL */
     const char *http_addr, *http_cert, *http_key, *http_ca;
+    const char *ui_dir;       /* the web UI's files (tn_master_opts) */
     const char *metrics_addr; /* the worker's /metrics (tn_worker_opts), off when NULL */
 } tn_standalone_opts;
 
