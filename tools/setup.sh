@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc libtsan2 pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
           libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev libcurl4-openssl-dev libjansson-dev clang
-          clang-format libzookeeper-mt-dev zookeeper)
+          clang-format libzookeeper-mt-dev)
 
 install_missing() {
     local missing=()
@@ -49,6 +49,8 @@ test)
     packages+=(libclang-rt-dev)
     # the web UI's test drives a real browser: headless Chromium through Selenium
     packages+=(chromium chromium-driver python3-selenium)
+    # the failover tests start a real ZooKeeper (a server, or an ensemble of three)
+    packages+=(zookeeper)
     install_missing
     # the layout .clang-format gives (STYLE §8)
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
