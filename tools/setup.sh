@@ -60,6 +60,7 @@ test)
     build build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debug
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
         meson test -C build-asan --print-errorlogs --timeout-multiplier 3
     # and under ThreadSanitizer (the chaos test is not run there): a report ends the
     # process with status 66, which fails its test; tests/tsan.supp names the frames of
