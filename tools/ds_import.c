@@ -851,24 +851,47 @@ static json_t *dep_item(tconv *x, const json_t *it, const char *path)
     const swf *target = NULL;
     if (x->w->gen == GEN13) {
         int64_t id = 0;
-        wf = jstr(it, "definitionName"); /* the UI's; 1.3 itself keeps definitionId */
-        if (!wf && jint(it, "definitionId", &id) && !(wf = wf_name_of(x->c, id))) {
-            PROBLEM(x->w,
-                    "%s.definitionId: %" PRId64 " is no workflow of this file nor one "
-                    "imported before: export both workflows in one file",
-                    path, id);
-            return NULL;
+        /* 1.3 keeps definitionId; the UI adds definitionName: the id decides, and a name
+         * that says otherwise is refused rather than trusted */
+        const char *named = jstr(it, "definitionName");
+        wf = named;
+        if (jint(it, "definitionId", &id)) {
+            if (!(wf = wf_name_of(x->c, id))) {
+                PROBLEM(x->w,
+                        "%s.definitionId: %" PRId64 " is no workflow of this file nor one "
+                        "imported before: export both workflows in one file",
+                        path, id);
+                return NULL;
+            }
+            if (named && strcmp(named, wf) != 0) {
+                PROBLEM(x->w,
+                        "%s.definitionName: \"%s\" is not the name of workflow %" PRId64
+                        " (\"%s\")",
+                        path, named, id, wf);
+                return NULL;
+            }
         }
         const char *dt = jstr(it, "depTasks");
         task = dt && *dt ? dt : TN_DEF_DEPEND_ALL;
-        /* a workflow of this file must have the task, as a code would have to name one */
+        /* a task must be one of a workflow of this file, as a code would have to name one */
+        bool in_file = false;
         for (size_t k = 0; wf && k < x->c->n && strcmp(task, TN_DEF_DEPEND_ALL) != 0; k++) {
             const swf *t = &x->c->w[k];
             json_t *r = json_string(task);
-            if (t->name && strcmp(t->name, wf) == 0 && find_task(t, r) < 0)
-                PROBLEM(x->w, "%s.depTasks: \"%s\" is no task of workflow \"%s\"", path, task,
-                        wf);
+            if (t->name && strcmp(t->name, wf) == 0) {
+                in_file = true;
+                if (find_task(t, r) < 0)
+                    PROBLEM(x->w, "%s.depTasks: \"%s\" is no task of workflow \"%s\"", path,
+                            task, wf);
+            }
             json_decref(r);
+        }
+        if (wf && strcmp(task, TN_DEF_DEPEND_ALL) != 0 && !in_file) {
+            PROBLEM(x->w,
+                    "%s.depTasks: \"%s\" is a task of workflow \"%s\", which is not in this "
+                    "file: export both workflows in one file",
+                    path, task, wf);
+            return NULL;
         }
     } else {
         int64_t code = 0, tc = 0;
