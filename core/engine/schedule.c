@@ -308,21 +308,33 @@ static void sched_event(tn_event *ev, unsigned event, const char *name)
     tn_event_set_str(ev, "schedule", name);
 }
 
+/* A params map as the key and value arrays a START takes (borrowed from kv; the caller
+ * frees the arrays). */
+static tn_err kv_arrays(const tn_kv *kv, const char ***keys, const char ***vals)
+{
+    uint32_t np = tn_kv_len(kv);
+    *keys = calloc(np + 1, sizeof(char *));
+    *vals = calloc(np + 1, sizeof(char *));
+    if (!*keys || !*vals) {
+        free(*keys);
+        free(*vals);
+        return TN_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < np; i++) {
+        (*keys)[i] = tn_kv_key(kv, i);
+        (*vals)[i] = tn_kv_value(kv, i);
+    }
+    return TN_OK;
+}
+
 /* Start the instance of one nominal time: FIRE naming the instance, then its SUBMIT. */
 static tn_err fire(tn_engine *e, srt *s, int64_t nominal, bool manual, bool buffered,
                    uint64_t *out)
 {
     uint32_t np = tn_kv_len(s->params);
-    const char **keys = calloc(np + 1, sizeof(char *)), **vals = calloc(np + 1, sizeof(char *));
-    if (!keys || !vals) {
-        free(keys);
-        free(vals);
+    const char **keys, **vals;
+    if (kv_arrays(s->params, &keys, &vals))
         return TN_ERR_NOMEM;
-    }
-    for (uint32_t i = 0; i < np; i++) {
-        keys[i] = tn_kv_key(s->params, i);
-        vals[i] = tn_kv_value(s->params, i);
-    }
     tn_cmd c = {.kind = TN_CMD_START,
                 .workflow = s->name,
                 .param_keys = keys,
@@ -572,18 +584,14 @@ static tn_err bf_pump(tn_engine *e, brt *b)
 {
     tn_err err = TN_OK;
     while (!err && b->running && b->next < b->ndates && b->ninflight < b->parallel) {
-        uint32_t np = tn_kv_len(b->params);
-        const char **keys = calloc(np + 1, sizeof(char *)),
-                   **vals = calloc(np + 1, sizeof(char *));
-        for (uint32_t i = 0; keys && vals && i < np; i++) {
-            keys[i] = tn_kv_key(b->params, i);
-            vals[i] = tn_kv_value(b->params, i);
-        }
+        const char **keys, **vals;
+        if ((err = kv_arrays(b->params, &keys, &vals)))
+            break;
         tn_cmd c = {.kind = TN_CMD_START,
                     .workflow = b->workflow,
                     .param_keys = keys,
                     .param_values = vals,
-                    .nparams = keys && vals ? np : 0,
+                    .nparams = tn_kv_len(b->params),
                     .sched_ns = b->dates[b->next]};
         uint64_t id = tn_evlog_new_wf_id(tn_engine_log(e));
         tn_event ev;

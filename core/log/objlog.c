@@ -418,35 +418,28 @@ void tn_objlog_discard(tn_objlog *o)
     o->ndirty = 0;
 }
 
-tn_err tn_objlog_sched(tn_objlog *o, tn_rtxn *t, const char *name, tn_sched_proj *out)
+/* The pending projection of one object, copied with its members (proj_copy). */
+static tn_err get_copy(tn_objlog *o, tn_rtxn *t, unsigned machine, const char *name,
+                       uint64_t id, void *out)
 {
     obj *x;
-    tn_err e = find(o, t, TN_MACHINE_SCHEDULE, name, 0, &x);
+    tn_err e = find(o, t, machine, name, id, &x);
     if (e)
         return e;
-    if (!x->exists)
-        return TN_ERR_NOENT;
-    return sched_copy(out, &x->p.s);
+    return x->exists ? proj_copy(machine, out, &x->p) : TN_ERR_NOENT;
+}
+
+tn_err tn_objlog_sched(tn_objlog *o, tn_rtxn *t, const char *name, tn_sched_proj *out)
+{
+    return get_copy(o, t, TN_MACHINE_SCHEDULE, name, 0, out);
 }
 
 tn_err tn_objlog_backfill(tn_objlog *o, tn_rtxn *t, uint64_t id, tn_backfill_proj *out)
 {
-    obj *x;
-    tn_err e = find(o, t, TN_MACHINE_BACKFILL, NULL, id, &x);
-    if (e)
-        return e;
-    if (!x->exists)
-        return TN_ERR_NOENT;
-    return bf_copy(out, &x->p.b);
+    return get_copy(o, t, TN_MACHINE_BACKFILL, NULL, id, out);
 }
 
 tn_err tn_objlog_alert(tn_objlog *o, tn_rtxn *t, uint64_t id, tn_alert_proj *out)
 {
-    obj *x;
-    tn_err e = find(o, t, TN_MACHINE_ALERT, NULL, id, &x);
-    if (e)
-        return e;
-    if (!x->exists)
-        return TN_ERR_NOENT;
-    return alert_copy(out, &x->p.a);
+    return get_copy(o, t, TN_MACHINE_ALERT, NULL, id, out);
 }
