@@ -1,5 +1,8 @@
 /* `tern master`: the master daemon, its options from flags and from `--config FILE`
  * (flags win). SIGTERM and SIGINT stop it cleanly. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "ha.h"
 #include "master.h"
 #include "cli.h"
@@ -122,6 +125,13 @@ static int run(const master_opts *o)
         if (!o->cluster || !o->id)
             return tn_cli_usage("master", "--zk needs --cluster NAME and --id ID (unique in "
                                           "the cluster)");
+        const char *port = o->http ? strrchr(o->http, ':') : NULL;
+        if (port && strtol(port + 1, NULL, 10) == 0)
+            return tn_cli_usage("master",
+                                "--http \"%s\": a master of a cluster (--zk) publishes its "
+                                "API's address for the standbys to send clients to: give a "
+                                "fixed port, e.g. --http %.*s:8080",
+                                o->http, (int)(port - o->http), o->http);
         tn_ha_opts ho = {.master = mo,
                          .zk = o->zk,
                          .cluster = o->cluster,

@@ -46,7 +46,8 @@ struct tn_http_server {
     pthread_t threads[THREADS_MAX];
 };
 
-static void finish(nng_aio *aio, int status, const char *ctype, const void *body, size_t len)
+static void finish(nng_aio *aio, int status, const char *ctype, const void *body, size_t len,
+                   const char *location)
 {
     nng_http_res *res = NULL;
     if (nng_http_res_alloc(&res) != 0) {
@@ -56,6 +57,8 @@ static void finish(nng_aio *aio, int status, const char *ctype, const void *body
     (void)nng_http_res_set_status(res, (uint16_t)status);
     (void)nng_http_res_set_header(res, "Content-Type", ctype);
     (void)nng_http_res_set_header(res, "Cache-Control", "no-store");
+    if (location && *location)
+        (void)nng_http_res_set_header(res, "Location", location);
     if (status == 413 || status == 411)
         (void)nng_http_res_set_header(res, "Connection", "close"); /* its body unread */
     if (len && nng_http_res_copy_data(res, body, len) != 0) {
@@ -73,7 +76,7 @@ static void finish_error(nng_aio *aio, int status, const char *code, const char 
     int n = snprintf(body, sizeof(body),
                      "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"%s\"}}", code,
                      status, message);
-    finish(aio, status, "application/json", body, (size_t)n);
+    finish(aio, status, "application/json", body, (size_t)n, NULL);
 }
 
 /* The body, read here rather than by nng: a body over the bound is answered 413 (nng
@@ -157,7 +160,7 @@ static void serve(tn_http_server *s, job *j)
     tn_http_rep rep = {0};
     s->fn(s->arg, &r, &rep);
     finish(j->aio, rep.status ? rep.status : 200, rep.ctype ? rep.ctype : "application/json",
-           rep.body.s, rep.body.len);
+           rep.body.s, rep.body.len, rep.location);
     free(rep.body.s);
     free(body);
 }

@@ -37,11 +37,12 @@ typedef struct tn_http_req {
 } tn_http_req;
 
 /* What the handler answers: status (200 when left 0), content type (JSON when NULL),
- * and the body it appends to. */
+ * the body it appends to, and a Location header (a redirect's; none when empty). */
 typedef struct tn_http_rep {
     int status;
     const char *ctype;
     tn_sb body;
+    char location[2048];
 } tn_http_rep;
 
 /* Runs on one of the server's threads; may block. */

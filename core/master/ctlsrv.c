@@ -20,6 +20,7 @@
 #include "log.h"
 #include "logread.h"
 #include "replay.h"
+#include "standby.h"
 #include "util.h"
 #include "sm_gen.h"
 
@@ -1107,6 +1108,10 @@ bool tn_ctlsrv_is_read(tn_str cmd)
 
 void tn_ctlsrv_exec(tn_ctlsrv *s, const tn_ctl_ident *id, const tn_ctl_req *r, out *o)
 {
+    if (s->standby && !s->ro) { /* runs this again on the replica it holds */
+        tn_standby_exec(s->standby, s, id, r, o);
+        return;
+    }
     o->ok = true;
     o->actor = id->actor;
     const tn_ctl_op *op = tn_ctl_sched_op(r->cmd);
@@ -1154,7 +1159,7 @@ void tn_ctlsrv_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_
         tn_sb_printf(&o.text, "pong"); /* a liveness probe */
     } else if (tn_ctl_req_decode(req, len, r) != TN_OK) {
         fail(&o, 2, "malformed control request (a tern of another version?)");
-    } else if (!s->engine && !tn_ctlsrv_is_read(r->cmd)) {
+    } else if (!s->engine && !s->standby && !tn_ctlsrv_is_read(r->cmd)) {
         fail(&o, 1, "\"%.*s\" needs a running master", (int)r->cmd.len, r->cmd.p);
     } else if (allowed(s, peer, r, &id, &o)) {
         tn_ctlsrv_exec(s, &id, r, &o);

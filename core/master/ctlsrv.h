@@ -24,6 +24,9 @@ typedef struct tn_ctlsrv {
     /* NULL engine: a store opened with tn_log_open_read, and only the reads (ls,
      * status) are answered, from what is committed (the CLI when no master runs) */
     tn_store *ro;
+    /* A standby master's (standby.h): every read holds its replica while it runs (ro is
+     * the held store then), and the reply says it came from the standby. */
+    struct tn_standby *standby;
 } tn_ctlsrv;
 
 /* The params of one workflow instance, from its SUBMIT event and its definition, for

@@ -16,7 +16,9 @@
 #include "ctl.h"
 #include "engine.h"
 #include "log.h"
+#include "prom.h"
 #include "ship.h"
+#include "standby.h"
 #include "util.h"
 #include "zk.h"
 
@@ -38,7 +40,11 @@ struct tn_ha {
     int64_t lead_at;  /* monotonic ns of the last takeover */
     char *registered; /* "\nNAME\n..." of every worker seen registered while we lead */
     char ctl[PATH_MAX + 32];
-    tn_rpc_server *redirect; /* the control URL while we follow: names the leader */
+    /* while we follow: the reads on the control URL and --http (standby.h) */
+    tn_standby *reads;
+    /* h->fol and h->ship as the read servers and /metrics see them: this thread changes
+     * them under rmu, and frees them after */
+    pthread_mutex_t rmu;
 };
 
 static void on_role(void *arg, tn_zk_role role, uint64_t epoch)
@@ -117,58 +123,13 @@ static void gate(void *arg, uint64_t seq)
 
 static void reconcile_registry(tn_ha *h);
 
-/* A standby's control socket: every request is answered with the leader's control URL
- * (code TN_CTL_REDIRECT), which the client asks instead (tools/client.c). */
-static void redirect_handle(void *arg, const tn_rpc_peer *peer, const void *req, size_t len,
-                            void **rep, size_t *rlen)
-{
-    tn_ha *h = arg;
-    (void)peer;
-    (void)req;
-    char name[256], info[3000], url[PATH_MAX + 32], text[PATH_MAX + 700];
-    tn_ctl_rep rp = {.ok = false, .code = 1};
-    if (len == 0) {
-        rp = (tn_ctl_rep){.ok = true, .text = TN_STR("pong")};
-    } else if (tn_zk_leader(h->zk, NULL, name, sizeof(name), info, sizeof(info), NULL) ==
-                   TN_OK &&
-               strcmp(name, h->name) != 0 && tn_ha_info_get(info, "ctl", url, sizeof(url))) {
-        snprintf(text, sizeof(text), "%s is a standby; the leader is %s at %s", h->name, name,
-                 url);
-        rp = (tn_ctl_rep){
-            .ok = false, .code = TN_CTL_REDIRECT, .text = tn_str_c(text), .url = tn_str_c(url)};
-    } else {
-        snprintf(text, sizeof(text),
-                 "%s is a standby and no leader is known now: wait for the election", h->name);
-        rp.text = tn_str_c(text);
-    }
-    tn_buf b = {0};
-    if (tn_ctl_rep_encode(&rp, &b) == TN_OK) {
-        *rep = b.data;
-        *rlen = b.size;
-    } else {
-        tn_buf_free(&b);
-    }
-}
-
-static void redirect_start(tn_ha *h)
-{
-    if (h->redirect)
-        return;
-    tn_rpc_tls tls = {h->o.master.tls_ca, h->o.master.tls_cert, h->o.master.tls_key};
-    tn_errmsg em = {{0}};
-    if (tn_rpc_serve_peer(h->ctl, &tls, redirect_handle, h, &h->redirect, &em) != TN_OK)
-        tn_warn("ha", "msg=\"the standby's control socket is not served\" why=\"%s\"", em.text);
-}
-
-static void redirect_stop(tn_ha *h)
-{
-    tn_rpc_server_free(h->redirect);
-    h->redirect = NULL;
-}
+static void reads_start(tn_ha *h);
+static void reads_stop(tn_ha *h);
+static void ha_metrics(void *arg, tn_sb *b);
 
 static void follow(tn_ha *h)
 {
-    redirect_start(h);
+    reads_start(h);
     if (h->fol)
         return;
     tn_follower_opts fo = {
@@ -179,8 +140,22 @@ static void follow(tn_ha *h)
         .arg = h,
         .on_seq = on_seq};
     tn_errmsg em = {{0}};
-    if (tn_follower_start(&fo, &h->fol, &em) != TN_OK)
+    tn_follower *f = NULL;
+    if (tn_follower_start(&fo, &f, &em) != TN_OK)
         tn_error("ha", "msg=\"cannot follow the leader\" why=\"%s\"", em.text);
+    pthread_mutex_lock(&h->rmu);
+    h->fol = f;
+    pthread_mutex_unlock(&h->rmu);
+}
+
+/* Stop following: the reads of the replica end first (tn_follower_stop waits for them). */
+static uint64_t unfollow(tn_ha *h)
+{
+    pthread_mutex_lock(&h->rmu);
+    tn_follower *f = h->fol;
+    h->fol = NULL;
+    pthread_mutex_unlock(&h->rmu);
+    return tn_follower_stop(f);
 }
 
 static void step_down(tn_ha *h, const char *why)
@@ -190,7 +165,9 @@ static void step_down(tn_ha *h, const char *why)
     tn_warn("ha", "msg=\"stepping down\" why=\"%s\"", why);
     tn_master_set_passive(h->m, true);
     atomic_store(&h->leading, false);
+    pthread_mutex_lock(&h->rmu); /* /metrics reads it under rmu */
     tn_ship *s = atomic_exchange(&h->ship, NULL);
+    pthread_mutex_unlock(&h->rmu);
     tn_ship_free(s);
     tn_master_stop(h->m);
     h->m = NULL;
@@ -201,14 +178,15 @@ static void step_down(tn_ha *h, const char *why)
 static void take_over(tn_ha *h, uint64_t epoch)
 {
     int64_t t0 = tn_mono_ns();
-    uint64_t seq = tn_follower_stop(h->fol);
-    h->fol = NULL;
-    redirect_stop(h); /* the master serves the control URL now */
+    reads_stop(h); /* the master serves the control URL and --http now: no double bind */
+    uint64_t seq = unfollow(h);
     tn_master_opts mo = h->o.master;
     mo.data_dir = h->data;
     mo.epoch = epoch;
     mo.gate = gate;
     mo.gate_arg = h;
+    mo.metrics = ha_metrics;
+    mo.metrics_arg = h;
     atomic_store(&h->leading, true);
     tn_errmsg em = {{0}};
     if (tn_master_start(&mo, &h->m, &em) != TN_OK) {
@@ -374,9 +352,13 @@ tn_err tn_ha_start(const tn_ha_opts *o, tn_ha **out, tn_errmsg *msg)
         snprintf(h->ctl, sizeof(h->ctl), "%s", o->master.ctl_url);
     else
         tn_master_default_ctl(h->data, h->ctl, sizeof(h->ctl));
-    snprintf(h->info, sizeof(h->info), "listen=%s ctl=%s ship=%s",
-             o->master.listen_url ? o->master.listen_url : "", h->ctl, h->ship_url);
+    int n = snprintf(h->info, sizeof(h->info), "listen=%s ctl=%s ship=%s",
+                     o->master.listen_url ? o->master.listen_url : "", h->ctl, h->ship_url);
+    if (o->master.http_addr && n > 0 && (size_t)n < sizeof(h->info))
+        snprintf(h->info + n, sizeof(h->info) - (size_t)n, " http=%s://%s",
+                 o->master.http_cert ? "https" : "http", o->master.http_addr);
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->rmu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -400,19 +382,22 @@ tn_err tn_ha_start(const tn_ha_opts *o, tn_ha **out, tn_errmsg *msg)
                           h->data);
         goto fail;
     }
+    uint64_t seq = tn_follower_seq(h->fol); /* before the thread may replace it */
     if (pthread_create(&h->th, NULL, ha_thread, h) != 0) {
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the cluster thread");
         goto fail;
     }
-    tn_zk_campaign(h->zk, tn_follower_seq(h->fol), msg);
+    tn_zk_campaign(h->zk, seq, msg);
     tn_info("ha", "msg=\"joined the cluster\" cluster=%s name=%s zk=%s seq=%" PRIu64,
-            o->cluster, h->name, o->zk, tn_follower_seq(h->fol));
+            o->cluster, h->name, o->zk, seq);
     *out = h;
     return TN_OK;
 fail:
+    reads_stop(h);
+    unfollow(h);
     tn_zk_close(h->zk);
-    tn_follower_stop(h->fol);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->rmu);
     pthread_cond_destroy(&h->cv);
     free(h);
     return e;
@@ -427,16 +412,17 @@ void tn_ha_stop(tn_ha *h)
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->th, NULL);
-    /* the follower asks ZooKeeper who leads: it stops before the session closes */
-    tn_follower_stop(h->fol);
-    h->fol = NULL;
-    redirect_stop(h);
+    /* the follower and the reads ask ZooKeeper who leads: they stop before the session
+     * closes */
+    reads_stop(h);
+    unfollow(h);
     /* then leave ZooKeeper: a standby takes over without waiting for a session timeout */
     if (h->m)
         tn_master_set_passive(h->m, true);
     tn_zk_close(h->zk);
     step_down(h, "stopping");
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->rmu);
     pthread_cond_destroy(&h->cv);
     free(h->registered);
     free(h);
@@ -445,4 +431,107 @@ void tn_ha_stop(tn_ha *h)
 tn_zk_role tn_ha_role(tn_ha *h, uint64_t *epoch)
 {
     return tn_zk_role_get(h->zk, epoch);
+}
+
+/* ---- a standby's reads and the cluster's gauges (standby.h, docs/HA.md) ---------------- */
+
+static void *replica_hold(void *arg, tn_store **store, uint64_t *seq)
+{
+    tn_ha *h = arg;
+    pthread_mutex_lock(&h->rmu);
+    tn_follower *f = h->fol;
+    tn_evlog *l = f ? tn_follower_hold(f, seq) : NULL;
+    pthread_mutex_unlock(&h->rmu);
+    if (!l)
+        return NULL;
+    *store = tn_evlog_store(l);
+    return f; /* valid until released: tn_follower_stop waits for the hold */
+}
+
+static void replica_release(void *arg, void *token)
+{
+    (void)arg;
+    tn_follower_release(token);
+}
+
+static bool leader_info(void *arg, char *name, size_t nlen, char *info, size_t ilen)
+{
+    tn_ha *h = arg;
+    return tn_zk_leader(h->zk, NULL, name, nlen, info, ilen, NULL) == TN_OK;
+}
+
+static void reads_start(tn_ha *h)
+{
+    if (h->reads)
+        return;
+    const tn_master_opts *m = &h->o.master;
+    tn_standby_opts so = {.name = h->name,
+                          .data_dir = h->data,
+                          .ctl_url = h->ctl,
+                          .tls_ca = m->tls_ca,
+                          .tls_cert = m->tls_cert,
+                          .tls_key = m->tls_key,
+                          .http_addr = m->http_addr,
+                          .http_cert = m->http_cert,
+                          .http_key = m->http_key,
+                          .http_ca = m->http_ca,
+                          .ui_dir = m->ui_dir,
+                          .hold = replica_hold,
+                          .release = replica_release,
+                          .leader = leader_info,
+                          .metrics = ha_metrics,
+                          .arg = h};
+    tn_errmsg em = {{0}};
+    if (tn_standby_start(&so, &h->reads, &em) != TN_OK)
+        tn_warn("ha",
+                "msg=\"the standby's control socket and HTTP API are not served\" why=\"%s\"",
+                em.text);
+}
+
+static void reads_stop(tn_ha *h)
+{
+    tn_standby_stop(h->reads);
+    h->reads = NULL;
+}
+
+/* /metrics: the role, the log's last seq; a standby's lag behind the leader; a leader's
+ * standbys (those heard from in 10 s, and those holding its last seq). */
+static void ha_metrics(void *arg, tn_sb *b)
+{
+    tn_ha *h = arg;
+    tn_zk_role role = tn_zk_role_get(h->zk, NULL);
+    static const tn_zk_role roles[] = {TN_ZK_LEADER, TN_ZK_STANDBY, TN_ZK_SUSPENDED,
+                                       TN_ZK_LOST};
+    tn_prom_head(b, "tern_ha_role", "gauge",
+                 "This master's role in its cluster: 1 for the role it has now.");
+    for (size_t i = 0; i < TN_ARRAY_LEN(roles); i++) {
+        char l[64];
+        snprintf(l, sizeof(l), "role=\"%s\"", tn_zk_role_name(roles[i]));
+        tn_prom_sample(b, "tern_ha_role", l, roles[i] == role ? 1 : 0);
+    }
+    pthread_mutex_lock(&h->rmu);
+    tn_ship *s = atomic_load(&h->ship);
+    bool fol = h->fol != NULL;
+    uint64_t last = s ? tn_ship_last_seq(s) : fol ? tn_follower_seq(h->fol) : 0;
+    uint64_t lseq = fol ? tn_follower_leader_seq(h->fol) : 0;
+    uint32_t holding = 0, fresh = s ? tn_ship_standbys(s, last, &holding) : 0;
+    pthread_mutex_unlock(&h->rmu);
+    tn_prom_head(b, "tern_ha_last_seq", "gauge", "The last seq of this master's log.");
+    tn_prom_sample(b, "tern_ha_last_seq", NULL, (double)last);
+    if (fol) {
+        tn_prom_head(b, "tern_ha_leader_seq", "gauge",
+                     "The leader's last seq, as its last reply to this standby said.");
+        tn_prom_sample(b, "tern_ha_leader_seq", NULL, (double)lseq);
+        tn_prom_head(b, "tern_ha_replication_lag_events", "gauge",
+                     "Events the leader has that this standby does not hold yet.");
+        tn_prom_sample(b, "tern_ha_replication_lag_events", NULL,
+                       (double)(lseq > last ? lseq - last : 0));
+    }
+    if (s) {
+        tn_prom_head(b, "tern_ha_standbys", "gauge",
+                     "Standbys that pulled the log in the last 10 s (connected), and those "
+                     "of them that hold the leader's last seq (synced).");
+        tn_prom_sample(b, "tern_ha_standbys", "state=\"connected\"", (double)fresh);
+        tn_prom_sample(b, "tern_ha_standbys", "state=\"synced\"", (double)holding);
+    }
 }

@@ -638,6 +638,8 @@ static void serve(void *arg, const tn_http_req *hr, tn_http_rep *rep)
         path_known = true;
         if (strcmp(routes[i].method, hr->method) != 0)
             continue;
+        if (a->o.elsewhere && a->o.elsewhere(a->o.arg, hr, routes[i].cmd, rep))
+            return;
         if (!(c.r = calloc(1, sizeof(*c.r)))) {
             error(rep, 503, "out of memory");
             return;

@@ -21,6 +21,10 @@ typedef struct tn_httpapi_opts {
     void *arg;
     /* the web UI's files (index.html, app.js, ...), served at / and /ui/...; none when NULL */
     const char *ui_dir;
+    /* A standby's (standby.h): called for each API route before it runs (cmd: its control
+     * command); true when it answered (a redirect to the leader, or 503), false to run the
+     * route here. NULL: every route runs here. */
+    bool (*elsewhere)(void *arg, const tn_http_req *r, const char *cmd, tn_http_rep *rep);
 } tn_httpapi_opts;
 
 /* Start serving; the engine of o->cs must not run yet (its state counts are read from

@@ -1253,6 +1253,8 @@ static void workers_metrics(void *arg, tn_sb *b)
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"total\"", (double)slots);
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"running\"", (double)running);
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"assigned\"", (double)assigned);
+    if (m->o.metrics)
+        m->o.metrics(m->o.metrics_arg, b);
 }
 
 /* The HTTP API on --http, before the engine thread runs (see tn_httpapi_start). */
@@ -1366,7 +1368,7 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
                         &m->rx, msg)) ||
          (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
-    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca, NULL};
+    m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca, NULL, NULL};
     if ((e = ctl_serve(m, msg)) || (e = http_serve(m, msg)))
         goto fail;
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {

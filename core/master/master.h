@@ -13,6 +13,7 @@
 #include "err.h"
 #include "def.h"
 #include "evlog.h"
+#include "util.h"
 
 typedef struct tn_master tn_master;
 
@@ -55,6 +56,9 @@ typedef struct tn_master_opts {
     void (*gate)(void *arg, uint64_t last_seq);
     void *gate_arg;
     const char *ui_dir; /* the web UI's files, served with the API (NULL: no UI) */
+    /* More of /metrics (a cluster's gauges, ha.c), appended after the master's own. */
+    void (*metrics)(void *arg, tn_sb *out);
+    void *metrics_arg;
 } tn_master_opts;
 
 /* Open the store, recover, start the threads. */

@@ -199,6 +199,16 @@ uint32_t tn_ship_standbys(tn_ship *s, uint64_t seq, uint32_t *holding)
     return fresh;
 }
 
+uint64_t tn_ship_last_seq(tn_ship *s)
+{
+    tn_buf b = {0};
+    uint32_t n = 0;
+    uint64_t last = 0;
+    (void)tn_follow_read(tn_evlog_store(s->log), 1, 0, 0, &b, &n, &last, NULL);
+    tn_buf_free(&b);
+    return last;
+}
+
 void tn_ship_gate(void *arg, uint64_t last_seq)
 {
     tn_ship *s = arg;
@@ -239,8 +249,12 @@ struct tn_follower {
     tn_evlog *log;
     pthread_t th;
     pthread_mutex_t mu;
+    pthread_cond_t cv; /* a hold ended */
     bool stop;
-    uint64_t seq;
+    bool swapping;       /* the log is being replaced (drop_tail): no new holds */
+    uint32_t holds;      /* readers holding log (tn_follower_hold) */
+    uint64_t seq;        /* the last seq appended */
+    uint64_t leader_seq; /* the leader's last seq, from its last reply */
 };
 
 static bool stopping(tn_follower *f)
@@ -316,6 +330,37 @@ static int agrees(tn_follower *f, const char *url, uint64_t seq)
     return same;
 }
 
+/* Replacing the log (swapping): wait until no reader holds it, and refuse new holds until
+ * it is done (swapping false again). */
+static void holds_wait(tn_follower *f, bool swapping)
+{
+    pthread_mutex_lock(&f->mu);
+    f->swapping = swapping;
+    while (swapping && f->holds)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* The diverged store goes aside as DATA/diverged-SEQ.mdb, the rebuilt one (tmp) in its
+ * place. */
+static bool swap_stores(tn_follower *f, const char *tmp, uint64_t common)
+{
+    char p[4300], q[4300];
+    snprintf(p, sizeof(p), "%s/data.mdb", f->data);
+    snprintf(q, sizeof(q), "%s/diverged-%" PRIu64 ".mdb", f->data, common + 1);
+    if (rename(p, q) != 0)
+        return false;
+    snprintf(q, sizeof(q), "%s/data.mdb", tmp);
+    if (rename(q, p) != 0)
+        return false;
+    snprintf(q, sizeof(q), "%s/lock.mdb", tmp);
+    unlink(q);
+    snprintf(q, sizeof(q), "%s/writer.lock", tmp);
+    unlink(q);
+    rmdir(tmp);
+    return true;
+}
+
 /* Our log and the leader's diverged (we led, and wrote events that were never shipped):
  * find the last seq both hold (a binary search on the chain hashes), keep our events up to
  * it in a new store, and set the old one aside as DATA/diverged-SEQ.mdb for the operator.
@@ -338,7 +383,7 @@ static bool drop_tail(tn_follower *f, const char *url, tn_errmsg *msg)
             "msg=\"our log diverged from the leader's: dropping our unreplicated tail\" "
             "common=%" PRIu64 " ours=%" PRIu64 " dropped=%" PRIu64,
             lo, ours, ours - lo);
-    char tmp[4200], p[4300], q[4300];
+    char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s/.rebuild", f->data);
     mkdir(tmp, 0700);
     tn_evlog *nl = NULL;
@@ -359,21 +404,15 @@ static bool drop_tail(tn_follower *f, const char *url, tn_errmsg *msg)
     tn_evlog_close(nl);
     if (e)
         return false;
+    holds_wait(f, true); /* readers of the old store finish first */
     tn_evlog_close(f->log);
     f->log = NULL;
-    snprintf(p, sizeof(p), "%s/data.mdb", f->data);
-    snprintf(q, sizeof(q), "%s/diverged-%" PRIu64 ".mdb", f->data, lo + 1);
-    if (rename(p, q) != 0)
-        return false;
-    snprintf(q, sizeof(q), "%s/data.mdb", tmp);
-    if (rename(q, p) != 0)
-        return false;
-    snprintf(q, sizeof(q), "%s/lock.mdb", tmp);
-    unlink(q);
-    snprintf(q, sizeof(q), "%s/writer.lock", tmp);
-    unlink(q);
-    rmdir(tmp);
-    return open_log(f, f->data, &f->log, msg) == TN_OK;
+    bool ok = swap_stores(f, tmp, lo) && open_log(f, f->data, &f->log, msg) == TN_OK;
+    pthread_mutex_lock(&f->mu);
+    f->seq = ok ? lo : 0;
+    pthread_mutex_unlock(&f->mu);
+    holds_wait(f, false);
+    return ok;
 }
 
 /* Pull once and append: the events appended (0 when caught up or on error). */
@@ -390,6 +429,9 @@ static uint32_t follow_once(tn_follower *f, const char *url)
     }
     tn_err e = TN_OK;
     if (rp.ok) {
+        pthread_mutex_lock(&f->mu);
+        f->leader_seq = rp.offset;
+        pthread_mutex_unlock(&f->mu);
         char mine[2 * TN_HASH_LEN + 1] = "";
         bool head_ok =
             from == 1 || (own_hash(f, from - 1, mine) && rp.text.len == strlen(mine) &&
@@ -442,6 +484,7 @@ tn_err tn_follower_start(const tn_follower_opts *o, tn_follower **out, tn_errmsg
     snprintf(f->name, sizeof(f->name), "%s", o->name);
     snprintf(f->data, sizeof(f->data), "%s", o->data_dir);
     pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
     tn_err e = open_log(f, f->data, &f->log, msg);
     if (!e) {
         f->seq = tn_evlog_last_seq(f->log);
@@ -451,6 +494,7 @@ tn_err tn_follower_start(const tn_follower_opts *o, tn_follower **out, tn_errmsg
     if (e) {
         tn_evlog_close(f->log);
         pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
         free(f);
         return e;
     }
@@ -474,9 +518,40 @@ uint64_t tn_follower_stop(tn_follower *f)
     f->stop = true;
     pthread_mutex_unlock(&f->mu);
     pthread_join(f->th, NULL);
+    holds_wait(f, true); /* a read of the store finishes before it closes */
     uint64_t seq = f->log ? tn_evlog_last_seq(f->log) : 0;
     tn_evlog_close(f->log);
     pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
     free(f);
     return seq;
+}
+
+tn_evlog *tn_follower_hold(tn_follower *f, uint64_t *seq)
+{
+    pthread_mutex_lock(&f->mu);
+    tn_evlog *l = f->stop || f->swapping ? NULL : f->log;
+    if (l) {
+        f->holds++;
+        if (seq)
+            *seq = f->seq;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return l;
+}
+
+void tn_follower_release(tn_follower *f)
+{
+    pthread_mutex_lock(&f->mu);
+    if (f->holds && --f->holds == 0)
+        pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+uint64_t tn_follower_leader_seq(tn_follower *f)
+{
+    pthread_mutex_lock(&f->mu);
+    uint64_t s = f->leader_seq;
+    pthread_mutex_unlock(&f->mu);
+    return s;
 }

@@ -32,6 +32,8 @@ void tn_ship_free(tn_ship *s);
 void tn_ship_gate(void *arg, uint64_t last_seq);
 /* Standbys heard from in the last 10 s, and how many of them hold seq. */
 uint32_t tn_ship_standbys(tn_ship *s, uint64_t seq, uint32_t *holding);
+/* The last seq committed in the log served (read in a snapshot: any thread). */
+uint64_t tn_ship_last_seq(tn_ship *s);
 
 /* The standby's side: follow the leader whose ship URL `url(arg)` gives (it may change:
  * asked before each pull) into log, until stop is set. */
@@ -47,9 +49,23 @@ typedef struct tn_follower_opts {
     void (*on_seq)(void *arg, uint64_t seq);
 } tn_follower_opts;
 tn_err tn_follower_start(const tn_follower_opts *o, tn_follower **out, tn_errmsg *msg);
-/* Stop pulling, close the log; the last seq appended. NULL ok (returns 0). */
+/* Stop pulling, wait for the holds to end, close the log; the last seq appended. NULL ok
+ * (returns 0). */
 uint64_t tn_follower_stop(tn_follower *f);
 /* The last seq appended so far. */
 uint64_t tn_follower_seq(tn_follower *f);
+/* The leader's last seq as its last reply said (0 before one): the lag is this minus
+ * tn_follower_seq. */
+uint64_t tn_follower_leader_seq(tn_follower *f);
+
+/* A reader's hold on the follower's log, for the standby's reads (read transactions on
+ * tn_evlog_store of it, from any thread; never the log's own caches, which the follower's
+ * thread owns): NULL when there is none now (stopping, or a diverged log being replaced:
+ * ask again). While a hold lasts, tn_follower_stop (a takeover) and the replacement of a
+ * diverged log wait before they close it; every non-NULL hold ends with one
+ * tn_follower_release, and f stays valid until then. seq (may be NULL): the last seq
+ * appended when the hold began (what the reads see, or a little more). */
+tn_evlog *tn_follower_hold(tn_follower *f, uint64_t *seq);
+void tn_follower_release(tn_follower *f);
 
 #endif
