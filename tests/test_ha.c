@@ -3,6 +3,8 @@
  * (SIGSTOP), a worker's session expiring; and in one process, log shipping's divergence
  * and its commit gate (core/master/ship.c). */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -10,13 +12,18 @@
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
+#include "ctl.h"
 #include "follow.h"
+#include "logread.h"
+#include "rpc.h"
 #include "sm_gen.h"
 #include "ship.h"
+#include "token.h"
 #include "zk.h"
 #include "zkutil.h"
 
@@ -114,7 +121,8 @@ static void teardown(void)
     dir = NULL;
 }
 
-static void start_master(const char *id, const char *sync)
+/* A master of cluster "t"; http: its --http HOST:PORT, or NULL for none. */
+static void start_master_http(const char *id, const char *sync, const char *http)
 {
     char listen[700], ctl[700], data[700], ship[700];
     snprintf(listen, sizeof(listen), "ipc://%s/%s.sock", dir, id);
@@ -131,8 +139,14 @@ static void start_master(const char *id, const char *sync)
                        ship,     "--zk-session",
                        "2s",     "--heartbeat-timeout",
                        "30s",    "--sync-standbys",
-                       sync,     NULL};
+                       sync,     http ? "--http" : NULL,
+                       http,     NULL};
     spawn(id, a);
+}
+
+static void start_master(const char *id, const char *sync)
+{
+    start_master_http(id, sync, NULL);
 }
 
 static void start_worker(const char *name)
@@ -412,6 +426,296 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     tn_zk_close(z);
 }
 
+/* ---- a standby's reads --------------------------------------------------------------- */
+
+/* One HTTP request on its own connection: the status; the body and the Location header
+ * (empty when none) into *body and loc (malloc'd body). */
+static int http_req(int port, const char *method, const char *path, const char *token,
+                    char **body, char *loc, size_t llen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "port %d", port);
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Content-Length: 0\r\nAuthorization: Bearer %s\r\n\r\n",
+                     method, path, token);
+    cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) { /* Connection: close: the server closes after its answer */
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = 0;
+    int status = 0;
+    cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1, "not an HTTP response: %s", buf);
+    char *end = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(end, "%s", buf);
+    *end = 0;
+    loc[0] = 0;
+    const char *l = strcasestr(buf, "\r\nLocation: ");
+    if (l)
+        snprintf(loc, llen, "%.*s", (int)strcspn(l + 12, "\r\n"), l + 12);
+    *body = strdup(end + 4);
+    free(buf);
+    return status;
+}
+
+/* One control request to url, as this user: its reply (free *raw after). */
+static tn_ctl_rep ctl_call(const char *url, const char *cmd, uint64_t id, void **raw)
+{
+    tn_ctl_req r = {.cmd = tn_str_c(cmd), .id = id, .name = TN_STR("ha")};
+    tn_buf b = {0};
+    cr_assert_eq(tn_ctl_req_encode(&r, &b), TN_OK);
+    size_t rl = 0;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_rpc_call(url, b.data, b.size, 5000, raw, &rl, &em), TN_OK, "%s: %s", url,
+                 em.text);
+    tn_buf_free(&b);
+    tn_ctl_rep rp;
+    cr_assert_eq(tn_ctl_rep_decode(*raw, rl, &rp), TN_OK);
+    return rp;
+}
+
+/* A token of each master's own store (a standby checks the tokens of its data dir). */
+static void add_token(const char *id, char *secret)
+{
+    char data[700];
+    tn_errmsg em = {{0}};
+    snprintf(data, sizeof(data), "%s/%s", dir, id);
+    for (int i = 0; i < 100; i++) { /* the daemon makes its data dir */
+        struct stat sb;
+        if (stat(data, &sb) == 0)
+            break;
+        msleep(50);
+    }
+    cr_assert_eq(tn_token_add(data, "adm", TN_ROLE_ADMIN, secret, &em), TN_OK, "%s", em.text);
+}
+
+/* A Prometheus sample's value in text (-1 when absent). */
+static double sample(const char *text, const char *series)
+{
+    char key[200];
+    snprintf(key, sizeof(key), "\n%s ", series);
+    const char *p = text ? strstr(text, key) : NULL;
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+/* The state of instance 1 in a status JSON ("" when none). */
+static void state_in(const char *json, char *st, size_t len)
+{
+    const char *s = json ? strstr(json, "\"state\":\"") : NULL;
+    snprintf(st, len, "%.*s", s ? (int)strcspn(s + 9, "\"") : 0, s ? s + 9 : "");
+}
+
+/* A leader and a standby, each with an HTTP API: the standby answers reads from its
+ * replica (saying so, with the leader's state once replicated), sends writes to the
+ * leader (the control socket's redirect, HTTP 307 to the leader's API), and when it takes
+ * over, its read servers give way to the master's on the same endpoints. */
+Test(ha, a_standby_serves_reads_from_its_replica_and_redirects_writes)
+{
+    int p1 = tu_free_port(), p2 = tu_free_port();
+    while (p2 == p1)
+        p2 = tu_free_port();
+    char h1[64], h2[64], t1[TN_TOKEN_LEN + 1], t2[TN_TOKEN_LEN + 1], url[800], loc[2048];
+    snprintf(h1, sizeof(h1), "127.0.0.1:%d", p1);
+    snprintf(h2, sizeof(h2), "127.0.0.1:%d", p2);
+    start_master_http("m1", "0", h1);
+    tn_zk *z = observer();
+    char first[64];
+    leader(z, NULL, first, sizeof(first));
+    cr_assert_str_eq(first, "m1");
+    start_master_http("m2", "0", h2);
+    add_token("m1", t1);
+    add_token("m2", t2);
+    start_worker("w1");
+    wait_ready("m1", 1);
+    apply_def("m1");
+    cr_assert_eq(tern(NULL, "start ha --master ipc://%s/m1.ctl", dir), 0);
+    char st[64] = "";
+    int att = 0;
+    for (int i = 0; i < 600 && strcmp(st, "SUCCESS") != 0; i++, msleep(100))
+        wf_state("m1", 1, st, sizeof(st), &att);
+    cr_assert_str_eq(st, "SUCCESS");
+    /* the control socket: status from the replica, once it has the leader's state */
+    snprintf(url, sizeof(url), "ipc://%s/m2.ctl", dir);
+    void *raw = NULL;
+    tn_ctl_rep rp = {0};
+    for (int i = 0; i < 300; i++, msleep(100)) {
+        free(raw);
+        rp = ctl_call(url, "status", 1, &raw);
+        char json[4096];
+        snprintf(json, sizeof(json), "%.*s", (int)rp.json.len, rp.json.p);
+        state_in(json, st, sizeof(st));
+        if (rp.ok && strcmp(st, "SUCCESS") == 0)
+            break;
+    }
+    cr_assert(rp.ok, "%.*s", (int)rp.text.len, rp.text.p);
+    cr_assert_str_eq(st, "SUCCESS", "the standby's replica has the leader's state");
+    cr_assert(rp.json.len > 40 &&
+                  strncmp(rp.json.p,
+                          "{\"served_by\":\"standby\",\"standby\":\"m2\",\"log_seq\":", 49) ==
+                      0,
+              "%.*s", (int)rp.json.len, rp.json.p);
+    cr_assert(memmem(rp.text.p, rp.text.len, "served by standby m2", 20), "%.*s",
+              (int)rp.text.len, rp.text.p);
+    free(raw);
+    /* a write, and a read of the leader's live state: the leader's control URL */
+    const char *elsewhere[] = {"start", "workers"};
+    char want[800];
+    snprintf(want, sizeof(want), "ipc://%s/m1.ctl", dir);
+    for (size_t i = 0; i < 2; i++) {
+        rp = ctl_call(url, elsewhere[i], 0, &raw);
+        cr_assert(!rp.ok && rp.code == TN_CTL_REDIRECT, "%s: %.*s", elsewhere[i],
+                  (int)rp.text.len, rp.text.p);
+        cr_assert(tn_str_eq(rp.url, want), "%s: %.*s", elsewhere[i], (int)rp.url.len, rp.url.p);
+        free(raw);
+    }
+    /* the CLI: the standby's read, and a write that lands on the leader */
+    char *out = NULL;
+    cr_assert_eq(tern(&out, "status 1 --master %s", url), 0);
+    cr_assert(strstr(out, "(served by standby m2 from its replica at log seq "), "%s", out);
+    free(out);
+    /* HTTP: a GET from the replica, the rest to the leader */
+    char *body = NULL;
+    cr_assert_eq(http_req(p2, "GET", "/api/v1/instances/1", t2, &body, loc, sizeof(loc)), 200);
+    cr_assert(strstr(body, "\"served_by\":\"standby\",\"standby\":\"m2\",\"log_seq\":"), "%s",
+              body);
+    state_in(body, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS", "%s", body);
+    free(body);
+    char lurl[200];
+    snprintf(lurl, sizeof(lurl), "http://%s/api/v1/instances/1/rerun", h1);
+    cr_assert_eq(http_req(p2, "POST", "/api/v1/instances/1/rerun", t2, &body, loc, sizeof(loc)),
+                 307, "%s", body);
+    cr_assert_str_eq(loc, lurl);
+    free(body);
+    snprintf(lurl, sizeof(lurl), "http://%s/api/v1/workers", h1);
+    cr_assert_eq(http_req(p2, "GET", "/api/v1/workers", t2, &body, loc, sizeof(loc)), 307);
+    cr_assert_str_eq(loc, lurl);
+    free(body);
+    /* the leader's own answer is not tagged */
+    cr_assert_eq(http_req(p1, "GET", "/api/v1/instances/1", t1, &body, loc, sizeof(loc)), 200);
+    cr_assert(!strstr(body, "served_by"), "%s", body);
+    free(body);
+    /* the takeover: the standby's servers give way to the master's on the same endpoints */
+    signal_proc("m1", SIGKILL);
+    char next[64];
+    cr_assert_eq(leader(z, "m1", next, sizeof(next)), 2);
+    cr_assert_str_eq(next, "m2");
+    int status = 0;
+    for (int i = 0; i < 300; i++, msleep(100)) {
+        status = http_req(p2, "GET", "/api/v1/instances/1", t2, &body, loc, sizeof(loc));
+        bool lead = status == 200 && !strstr(body, "served_by");
+        free(body);
+        if (lead)
+            break;
+    }
+    cr_assert_eq(status, 200);
+    cr_assert_eq(tern(NULL, "status 1 --master %s", url), 0);
+    cr_assert(!file_has("m2.log", "cannot lead"), "the master did not start on m2");
+    tn_zk_close(z);
+}
+
+/* A standby whose leader runs no HTTP API cannot send a write anywhere: 503, said in
+ * JSON; its reads are still its own. */
+Test(ha, a_standby_with_no_leader_api_answers_writes_503)
+{
+    int p2 = tu_free_port();
+    char h2[64], t2[TN_TOKEN_LEN + 1], loc[2048];
+    snprintf(h2, sizeof(h2), "127.0.0.1:%d", p2);
+    start_master("m1", "0");
+    tn_zk *z = observer();
+    char first[64];
+    leader(z, NULL, first, sizeof(first));
+    start_master_http("m2", "0", h2);
+    add_token("m2", t2);
+    apply_def("m1");
+    char *body = NULL;
+    int st = 0;
+    for (int i = 0; i < 300; i++, msleep(100)) { /* until the standby's API is up */
+        st = http_req(p2, "GET", "/api/v1/definitions", t2, &body, loc, sizeof(loc));
+        bool has = st == 200 && strstr(body, "\"ha\"");
+        free(body);
+        if (has)
+            break;
+    }
+    cr_assert_eq(st, 200, "the standby answers a read from its replica");
+    st = http_req(p2, "POST", "/api/v1/instances/1/pause", t2, &body, loc, sizeof(loc));
+    cr_assert_eq(st, 503, "%s", body);
+    cr_assert_str_eq(loc, "");
+    cr_assert(strstr(body, "\"code\":\"unavailable\"") && strstr(body, "no leader's HTTP API"),
+              "%s", body);
+    free(body);
+    tn_zk_close(z);
+}
+
+/* /metrics: each master's role and last seq; the standby's lag behind the leader, the
+ * leader's connected and synced standbys. */
+Test(ha, the_ha_gauges_say_roles_lag_and_standbys)
+{
+    int p1 = tu_free_port(), p2 = tu_free_port();
+    while (p2 == p1)
+        p2 = tu_free_port();
+    char h1[64], h2[64], loc[2048], t[TN_TOKEN_LEN + 1] = "x";
+    snprintf(h1, sizeof(h1), "127.0.0.1:%d", p1);
+    snprintf(h2, sizeof(h2), "127.0.0.1:%d", p2);
+    start_master_http("m1", "0", h1);
+    tn_zk *z = observer();
+    char first[64];
+    leader(z, NULL, first, sizeof(first));
+    start_master_http("m2", "0", h2);
+    apply_def("m1");
+    char *lm = NULL, *sm = NULL;
+    bool ok = false;
+    for (int i = 0; i < 300 && !ok; i++, msleep(100)) {
+        free(lm);
+        free(sm);
+        lm = sm = NULL;
+        if (http_req(p1, "GET", "/metrics", t, &lm, loc, sizeof(loc)) != 200 ||
+            http_req(p2, "GET", "/metrics", t, &sm, loc, sizeof(loc)) != 200)
+            continue;
+        ok = sample(lm, "tern_ha_standbys{state=\"synced\"}") == 1 &&
+             sample(sm, "tern_ha_last_seq") == sample(lm, "tern_ha_last_seq");
+    }
+    cr_assert(ok, "leader:\n%s\nstandby:\n%s", lm, sm);
+    cr_assert_eq(sample(lm, "tern_ha_role{role=\"leader\"}"), 1);
+    cr_assert_eq(sample(lm, "tern_ha_role{role=\"standby\"}"), 0);
+    cr_assert_eq(sample(lm, "tern_ha_standbys{state=\"connected\"}"), 1);
+    cr_assert_eq(sample(lm, "tern_ha_leader_seq"), -1, "a leader follows nobody");
+    cr_assert_gt(sample(lm, "tern_ha_last_seq"), 0, "the definition is in the log");
+    cr_assert_eq(sample(sm, "tern_ha_role{role=\"standby\"}"), 1);
+    cr_assert_eq(sample(sm, "tern_ha_role{role=\"leader\"}"), 0);
+    cr_assert_eq(sample(sm, "tern_ha_leader_seq"), sample(lm, "tern_ha_last_seq"));
+    cr_assert_eq(sample(sm, "tern_ha_replication_lag_events"), 0);
+    cr_assert_eq(sample(sm, "tern_ha_standbys{state=\"connected\"}"), -1);
+    free(lm);
+    free(sm);
+    tn_zk_close(z);
+}
+
+/* A cluster's master cannot advertise an API on a port the kernel picks. */
+Test(ha, a_cluster_master_refuses_http_port_0)
+{
+    char cmd[2000], *err = NULL;
+    snprintf(cmd, sizeof(cmd),
+             "%s master --zk %s --cluster t --id m1 --listen ipc://%s/m1.sock --data %s/m1 "
+             "--http 127.0.0.1:0",
+             tu_tern(), hosts, dir, dir);
+    int st = tu_run(cmd, NULL, &err);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%d: %s", st, err);
+    cr_assert(strstr(err, "--http \"127.0.0.1:0\"") && strstr(err, "fixed port"), "%s", err);
+    free(err);
+}
+
 /* ---- in one process: log shipping ------------------------------------------------------ */
 
 static uint64_t add_run(tn_evlog *l, const char *actor)
@@ -534,6 +838,134 @@ Test(ship, the_gate_waits_for_a_standby_to_hold_the_batch)
     cr_assert_eq(tn_ship_standbys(s, g.seq, &holding), 1);
     cr_assert_eq(holding, 1);
     tn_follower_stop(f);
+    tn_ship_free(s);
+    tn_evlog_close(lead);
+    tu_rm_rf(d);
+    free(d);
+}
+
+typedef struct held_ctx {
+    const char *url;
+    atomic_bool go; /* the leader is known (leader_url answers) */
+    tn_follower *f;
+    atomic_bool stopped;
+} held_ctx;
+
+static bool held_url(void *arg, char *url, size_t len)
+{
+    held_ctx *h = arg;
+    if (!atomic_load(&h->go))
+        return false;
+    snprintf(url, len, "%s", h->url);
+    return true;
+}
+
+static void *stop_thread(void *arg)
+{
+    held_ctx *h = arg;
+    tn_follower_stop(h->f);
+    atomic_store(&h->stopped, true);
+    return NULL;
+}
+
+/* A standby's read holds its replica: a takeover (tn_follower_stop) waits for the read to
+ * end before it closes the store, refuses new holds meanwhile, and the store reads on. */
+Test(ship, a_held_replica_outlives_a_takeover_until_released)
+{
+    char *d = tu_tmpdir(), fd[700];
+    snprintf(fd, sizeof(fd), "%s/follower", d);
+    tn_evlog *l;
+    tn_evlog_opts fo = {.create = true, .follower = true};
+    cr_assert_eq(tn_evlog_open(fd, &fo, &l, NULL), TN_OK);
+    uint64_t wf = add_run(l, "user:a"), last = tn_evlog_last_seq(l);
+    tn_evlog_close(l);
+    held_ctx h = {.url = "none"};
+    tn_follower_opts o = {.name = "sb", .data_dir = fd, .leader_url = held_url, .arg = &h};
+    cr_assert_eq(tn_follower_start(&o, &h.f, NULL), TN_OK);
+    uint64_t seq = 0;
+    tn_evlog *held = tn_follower_hold(h.f, &seq);
+    cr_assert_not_null(held);
+    cr_assert_eq(seq, last);
+    pthread_t th;
+    pthread_create(&th, NULL, stop_thread, &h);
+    bool refused = false;
+    for (int i = 0; i < 500 && !refused; i++) { /* the stop began: no new hold */
+        tn_evlog *again = tn_follower_hold(h.f, NULL);
+        refused = again == NULL;
+        if (again)
+            tn_follower_release(h.f);
+        msleep(10);
+    }
+    cr_assert(refused, "a stopping follower gave a new hold");
+    msleep(200);
+    cr_assert(!atomic_load(&h.stopped), "the store closed under a read");
+    tn_wf_proj w;
+    cr_assert_eq(tn_log_wf_get(tn_evlog_store(held), wf, &w), TN_OK);
+    cr_assert_eq(w.id, wf);
+    tn_follower_release(h.f);
+    pthread_join(th, NULL);
+    cr_assert(atomic_load(&h.stopped));
+    tu_rm_rf(d);
+    free(d);
+}
+
+/* A rejoin that replaces a diverged replica waits for the read that holds the old one:
+ * the old store is neither set aside nor closed until it is released; then the follower
+ * rebuilds, follows, and a new hold reads the leader's log. */
+Test(ship, a_held_replica_outlives_its_replacement_until_released)
+{
+    char *d = tu_tmpdir(), ld[700], fd[700], url[800], aside[800], rebuilt[800];
+    snprintf(ld, sizeof(ld), "%s/leader", d);
+    snprintf(fd, sizeof(fd), "%s/follower", d);
+    snprintf(url, sizeof(url), "ipc://%s/ship", d);
+    tn_evlog *lead, *fol;
+    tn_evlog_opts lo = {.create = true}, fo = {.create = true, .follower = true};
+    cr_assert_eq(tn_evlog_open(ld, &lo, &lead, NULL), TN_OK);
+    cr_assert_eq(tn_evlog_open(fd, &fo, &fol, NULL), TN_OK);
+    add_run(lead, "user:a");
+    tn_buf b = {0};
+    uint32_t n, added;
+    uint64_t last;
+    cr_assert_eq(tn_follow_read(tn_evlog_store(lead), 1, 100, 1 << 20, &b, &n, &last, NULL),
+                 TN_OK);
+    cr_assert_eq(tn_evlog_follow_batch(fol, b.data, b.size, &added, NULL), TN_OK);
+    tn_buf_free(&b);
+    uint64_t common = tn_evlog_last_seq(fol);
+    uint64_t tail = add_run(fol, "user:old-leader"); /* only the follower has it */
+    for (int i = 0; i < 3; i++)
+        add_run(lead, "user:new-leader");
+    tn_evlog_close(fol);
+    snprintf(aside, sizeof(aside), "%s/diverged-%llu.mdb", fd, (unsigned long long)common + 1);
+    snprintf(rebuilt, sizeof(rebuilt), "%s/.rebuild/data.mdb", fd);
+    tn_ship *s;
+    cr_assert_eq(tn_ship_serve(url, NULL, false, lead, 0, &s, NULL), TN_OK);
+    held_ctx h = {.url = url};
+    tn_follower_opts o = {.name = "old", .data_dir = fd, .leader_url = held_url, .arg = &h};
+    cr_assert_eq(tn_follower_start(&o, &h.f, NULL), TN_OK);
+    tn_evlog *held = tn_follower_hold(h.f, NULL);
+    cr_assert_not_null(held);
+    atomic_store(&h.go, true); /* it pulls, finds the divergence, rebuilds, waits for us */
+    struct stat sb;
+    for (int i = 0; i < 500 && stat(rebuilt, &sb) != 0; i++)
+        msleep(10);
+    msleep(300);
+    cr_assert_neq(stat(aside, &sb), 0, "the held store was set aside under a read");
+    tn_wf_proj w;
+    cr_assert_eq(tn_log_wf_get(tn_evlog_store(held), tail, &w), TN_OK,
+                 "the held store reads on");
+    tn_follower_release(h.f);
+    for (int i = 0; i < 600 && tn_follower_seq(h.f) != tn_evlog_last_seq(lead); i++)
+        msleep(20);
+    cr_assert_eq(tn_follower_seq(h.f), tn_evlog_last_seq(lead));
+    cr_assert_eq(stat(aside, &sb), 0, "%s", aside);
+    uint64_t seq = 0;
+    held = tn_follower_hold(h.f, &seq);
+    cr_assert_not_null(held);
+    cr_assert_eq(seq, tn_evlog_last_seq(lead));
+    cr_assert_eq(tn_log_wf_get(tn_evlog_store(held), tail, &w), TN_ERR_NOENT,
+                 "the new replica is the leader's log");
+    tn_follower_release(h.f);
+    tn_follower_stop(h.f);
     tn_ship_free(s);
     tn_evlog_close(lead);
     tu_rm_rf(d);
