@@ -428,15 +428,20 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
 
 /* ---- a standby's reads --------------------------------------------------------------- */
 
-/* One HTTP request on its own connection: the status; the body and the Location header
- * (empty when none) into *body and loc (malloc'd body). */
+/* One HTTP request on its own connection: the status (-1 when nothing listens); the body
+ * and the Location header (empty when none) into *body and loc (malloc'd body). */
 static int http_req(int port, const char *method, const char *path, const char *token,
                     char **body, char *loc, size_t llen)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "port %d", port);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) { /* not listening now */
+        close(fd);
+        *body = strdup(strerror(errno));
+        loc[0] = 0;
+        return -1;
+    }
     char req[1024];
     int n = snprintf(req, sizeof(req),
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
@@ -477,11 +482,12 @@ static tn_ctl_rep ctl_call(const char *url, const char *cmd, uint64_t id, void *
     cr_assert_eq(tn_ctl_req_encode(&r, &b), TN_OK);
     size_t rl = 0;
     tn_errmsg em = {{0}};
-    cr_assert_eq(tn_rpc_call(url, b.data, b.size, 5000, raw, &rl, &em), TN_OK, "%s: %s", url,
-                 em.text);
+    *raw = NULL;
+    tn_err e = tn_rpc_call(url, b.data, b.size, 5000, raw, &rl, &em);
     tn_buf_free(&b);
-    tn_ctl_rep rp;
-    cr_assert_eq(tn_ctl_rep_decode(*raw, rl, &rp), TN_OK);
+    tn_ctl_rep rp = {.ok = false, .text = tn_str_c("no answer")};
+    if (e == TN_OK)
+        cr_assert_eq(tn_ctl_rep_decode(*raw, rl, &rp), TN_OK);
     return rp;
 }
 
@@ -490,13 +496,14 @@ static void add_token(const char *id, char *secret)
 {
     char data[700];
     tn_errmsg em = {{0}};
-    snprintf(data, sizeof(data), "%s/%s", dir, id);
-    for (int i = 0; i < 100; i++) { /* the daemon makes its data dir */
+    snprintf(data, sizeof(data), "%s/%s/data.mdb", dir, id);
+    for (int i = 0; i < 200; i++) { /* the daemon makes its store first */
         struct stat sb;
         if (stat(data, &sb) == 0)
             break;
         msleep(50);
     }
+    snprintf(data, sizeof(data), "%s/%s", dir, id);
     cr_assert_eq(tn_token_add(data, "adm", TN_ROLE_ADMIN, secret, &em), TN_OK, "%s", em.text);
 }
 
@@ -570,11 +577,9 @@ Test(ha, a_standby_serves_reads_from_its_replica_and_redirects_writes)
     }
     cr_assert(rp.ok, "%.*s", (int)rp.text.len, rp.text.p);
     cr_assert_str_eq(st, "SUCCESS", "the standby's replica has the leader's state");
-    cr_assert(rp.json.len > 40 &&
-                  strncmp(rp.json.p,
-                          "{\"served_by\":\"standby\",\"standby\":\"m2\",\"log_seq\":", 49) ==
-                      0,
-              "%.*s", (int)rp.json.len, rp.json.p);
+    const char *tag = "{\"served_by\":\"standby\",\"standby\":\"m2\",\"log_seq\":";
+    cr_assert(rp.json.len > strlen(tag) && strncmp(rp.json.p, tag, strlen(tag)) == 0, "%.*s",
+              (int)rp.json.len, rp.json.p);
     cr_assert(memmem(rp.text.p, rp.text.len, "served by standby m2", 20), "%.*s",
               (int)rp.text.len, rp.text.p);
     free(raw);
