@@ -23,6 +23,7 @@
 #include "rpc.h"
 #include "sm_gen.h"
 #include "ship.h"
+#include "standby.h"
 #include "token.h"
 #include "zk.h"
 #include "zkutil.h"
@@ -990,4 +991,25 @@ Test(ship, a_held_replica_outlives_its_replacement_until_released)
     tn_evlog_close(lead);
     tu_rm_rf(d);
     free(d);
+}
+
+/* Where a reply came from: a JSON object gets the standby's members first (an empty one
+ * included, without a stray comma), other JSON stays as it is, the text gets a last line. */
+Test(ship, a_standby_reply_is_tagged_with_its_name_and_seq)
+{
+    const char *in[] = {"{\"a\":1}", "{}", "[1,2]", ""};
+    const char *want[] = {
+        "{\"served_by\":\"standby\",\"standby\":\"m\\\"2\",\"log_seq\":7,\"a\":1}",
+        "{\"served_by\":\"standby\",\"standby\":\"m\\\"2\",\"log_seq\":7}", "[1,2]", ""};
+    for (size_t i = 0; i < 4; i++) {
+        tn_ctl_result o = {0};
+        tn_sb_printf(&o.json, "%s", in[i]);
+        tn_sb_printf(&o.text, "%s", i % 2 ? "line\n" : "line");
+        tn_standby_tag(&o, "m\"2", 7);
+        cr_assert_str_eq(o.json.s ? o.json.s : "", want[i]);
+        cr_assert_str_eq(o.text.s,
+                         "line\n(served by standby m\"2 from its replica at log seq 7: the "
+                         "leader may be ahead)\n");
+        tn_ctl_result_free(&o);
+    }
 }
