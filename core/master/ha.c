@@ -127,6 +127,17 @@ static void reads_start(tn_ha *h);
 static void reads_stop(tn_ha *h);
 static void ha_metrics(void *arg, tn_sb *b);
 
+/* Close the ZooKeeper handle: /metrics (the master's, which still serves) reads it under
+ * rmu. */
+static void leave_zk(tn_ha *h)
+{
+    pthread_mutex_lock(&h->rmu);
+    tn_zk *z = h->zk;
+    h->zk = NULL;
+    pthread_mutex_unlock(&h->rmu);
+    tn_zk_close(z);
+}
+
 static void follow(tn_ha *h)
 {
     reads_start(h);
@@ -419,7 +430,7 @@ void tn_ha_stop(tn_ha *h)
     /* then leave ZooKeeper: a standby takes over without waiting for a session timeout */
     if (h->m)
         tn_master_set_passive(h->m, true);
-    tn_zk_close(h->zk);
+    leave_zk(h);
     step_down(h, "stopping");
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->rmu);
@@ -499,7 +510,9 @@ static void reads_stop(tn_ha *h)
 static void ha_metrics(void *arg, tn_sb *b)
 {
     tn_ha *h = arg;
-    tn_zk_role role = tn_zk_role_get(h->zk, NULL);
+    pthread_mutex_lock(&h->rmu);
+    tn_zk_role role = h->zk ? tn_zk_role_get(h->zk, NULL) : TN_ZK_NONE;
+    pthread_mutex_unlock(&h->rmu);
     static const tn_zk_role roles[] = {TN_ZK_LEADER, TN_ZK_STANDBY, TN_ZK_SUSPENDED,
                                        TN_ZK_LOST};
     tn_prom_head(b, "tern_ha_role", "gauge",
