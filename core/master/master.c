@@ -1253,6 +1253,13 @@ static void workers_metrics(void *arg, tn_sb *b)
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"total\"", (double)slots);
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"running\"", (double)running);
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"assigned\"", (double)assigned);
+}
+
+/* /metrics: the master's, then its owner's (opts.metrics: a cluster's gauges). */
+static void master_metrics(void *arg, tn_sb *b)
+{
+    tn_master *m = arg;
+    workers_metrics(m, b);
     if (m->o.metrics)
         m->o.metrics(m->o.metrics_arg, b);
 }
@@ -1269,7 +1276,7 @@ static tn_err http_serve(tn_master *m, tn_errmsg *msg)
                                    .ca = o->http_ca},
                           .cs = &m->cs,
                           .log_tls = {o->tls_ca, o->tls_cert, o->tls_key},
-                          .metrics = workers_metrics,
+                          .metrics = master_metrics,
                           .arg = m,
                           .ui_dir = o->ui_dir};
     return tn_httpapi_start(&ho, &m->http, msg);
