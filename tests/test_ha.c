@@ -17,16 +17,18 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "ctl.h"
 #include "follow.h"
-#include "logread.h"
-#include "rpc.h"
 #include "sm_gen.h"
 #include "ship.h"
-#include "standby.h"
-#include "token.h"
 #include "zk.h"
 #include "zkutil.h"
+
+/* a standby's reads: control requests, tokens, the replica's store */
+#include "ctl.h"
+#include "logread.h"
+#include "rpc.h"
+#include "standby.h"
+#include "token.h"
 
 static char *dir;
 static tu_zk srv;
