@@ -1057,8 +1057,9 @@ static void bf_change(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o, tn_cmd_k
     unsigned st = p.state;
     tn_backfill_proj_fini(&p);
     if (tn_sm_is_final(&tn_sm_backfill, st)) { /* the engine forgot it: say what it is */
-        fail(o, 1, "backfill %" PRIu64 " is %s: every date ran, there is nothing to %s (start "
-                   "another with `tern backfill WF ...`)",
+        fail(o, 1,
+             "backfill %" PRIu64 " is %s: every date ran, there is nothing to %s (start "
+             "another with `tern backfill WF ...`)",
              r->id, bf_state(st), kind == TN_CMD_BACKFILL_STOP ? "stop" : "resume");
         return;
     }
