@@ -2,7 +2,9 @@
  * requests, every field bounded and checked; and the state-machine routes (JSON, SVG). */
 #include "apibody.h"
 
+#include <dlfcn.h>
 #include <gvc.h>
+#include <gvplugin.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "ctlsched.h"
+#include "log.h"
 #include "objproj.h"
 #include "schedule.h"
 #include "sm.h"
@@ -530,10 +533,44 @@ bool tn_apibody_sm_show(tn_api_call *c)
 static pthread_mutex_t svg_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *svg_cache[TN_MACHINE_MAX + 1]; /* kept to the end of the process */
 
+/* A Graphviz context with only the two plugins a diagram needs, dot's layout and the core
+ * renderers (svg): gvContext() would load every installed plugin, among them pango's
+ * text layout, which brings fontconfig and its caches for no gain here (text widths are
+ * estimated from Graphviz's own font metrics instead). The plugins stay loaded for the
+ * process. When they cannot be loaded, gvContext() with what is installed. Under svg_mu. */
+static GVC_t *context(void)
+{
+    static lt_symlist_t builtins[3];
+    static bool tried;
+    if (!tried) {
+        tried = true;
+        static const char *const libs[2][2] = {
+            {TN_GV_PLUGIN_DIR "/libgvplugin_dot_layout.so." TN_GV_PLUGIN_VERSION,
+             "gvplugin_dot_layout_LTX_library"},
+            {TN_GV_PLUGIN_DIR "/libgvplugin_core.so." TN_GV_PLUGIN_VERSION,
+             "gvplugin_core_LTX_library"}};
+        for (int i = 0; i < 2; i++) {
+            void *h = dlopen(libs[i][0], RTLD_NOW | RTLD_LOCAL);
+            void *sym = h ? dlsym(h, libs[i][1]) : NULL;
+            if (!sym) {
+                const char *why = dlerror();
+                tn_warn("http",
+                        "msg=\"Graphviz plugin not loaded; the diagrams use every installed "
+                        "plugin instead\" path=%s why=\"%s\"",
+                        libs[i][0], why ? why : "no library symbol");
+                builtins[0].name = NULL;
+                break;
+            }
+            builtins[i] = (lt_symlist_t){libs[i][1], sym};
+        }
+    }
+    return builtins[0].name ? gvContextPlugins(builtins, 0) : gvContext();
+}
+
 /* Lay out and render dot as SVG with Graphviz; malloc'd, or NULL. Under svg_mu. */
 static char *render(const char *dot)
 {
-    GVC_t *gvc = gvContext();
+    GVC_t *gvc = context();
     Agraph_t *g = gvc ? agmemread(dot) : NULL;
     char *data = NULL, *out = NULL;
     unsigned int len = 0;
