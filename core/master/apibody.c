@@ -78,14 +78,17 @@ static void answer_json(tn_api_call *c, json_t *j)
 
 /* The body as a JSON object whose members are all among known[]; false (answered 400)
  * otherwise. */
-static bool body_object(tn_api_call *c, const char *const *known, size_t nknown,
-                        const char *list)
+static bool body_object(tn_api_call *c, const char *const *known, size_t nknown)
 {
     json_error_t err;
     c->body = json_loadb(c->hr->body, c->hr->len, JSON_REJECT_DUPLICATES, &err);
-    if (!c->body || !json_is_object(c->body)) {
+    if (!c->body) {
         tn_api_error(c->rep, 400, "the body is not a JSON object: %s (line %d, column %d)",
-                     c->body ? "another JSON value" : err.text, err.line, err.column);
+                     err.text, err.line, err.column);
+        return false;
+    }
+    if (!json_is_object(c->body)) {
+        tn_api_error(c->rep, 400, "the body is another JSON value, not a JSON object {...}");
         return false;
     }
     const char *k;
@@ -96,6 +99,10 @@ static bool body_object(tn_api_call *c, const char *const *known, size_t nknown,
         while (i < nknown && strcmp(k, known[i]) != 0)
             i++;
         if (i == nknown) {
+            char list[256] = "";
+            for (i = 0; i < nknown; i++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         i ? ", " : "", known[i]);
             tn_api_error(c->rep, 400, "unknown field \"%.64s\" in the body (known: %s)", k,
                          list);
             return false;
@@ -215,15 +222,11 @@ static const char *const SPEC_FIELDS[] = {"cron",
                                           "end",
                                           "overlap",
                                           "catchup_ms",
-                                          "priority",
                                           "pause_on_failure",
+                                          "priority",
                                           "failure_strategy",
                                           "worker_group",
                                           "params"};
-#define SPEC_LIST                                                             \
-    "cron, tz, start, end, overlap, catchup_ms, pause_on_failure, priority, " \
-    "failure_strategy, "                                                      \
-    "worker_group, params"
 
 /* A window bound ("start", "end") read in the spec's zone. */
 static bool bound_field(tn_api_call *c, const char *key, const char *tz, int64_t *ns)
@@ -281,7 +284,7 @@ static bool spec_fields(tn_api_call *c, tn_sched_spec *sp)
 
 bool tn_apibody_sched_set(tn_api_call *c)
 {
-    if (!body_object(c, SPEC_FIELDS, TN_ARRAY_LEN(SPEC_FIELDS), SPEC_LIST))
+    if (!body_object(c, SPEC_FIELDS, TN_ARRAY_LEN(SPEC_FIELDS)))
         return false;
     tn_sched_spec sp;
     tn_sched_spec_init(&sp);
@@ -345,7 +348,6 @@ bool tn_apibody_sched_next(tn_api_call *c)
 
 static const char *const BF_FIELDS[] = {"workflow", "from",  "to",       "dates",
                                         "tz",       "order", "parallel", "params"};
-#define BF_LIST "workflow, from, to, dates, tz, order, parallel, params"
 
 /* A date as written: its form is checked here (the zone it reads in is the master's). */
 static bool date_ok(tn_api_call *c, const char *field, tn_str d)
@@ -445,7 +447,7 @@ static bool bf_fields(tn_api_call *c, tn_ctl_bf_req *q)
 
 bool tn_apibody_backfill(tn_api_call *c)
 {
-    if (!body_object(c, BF_FIELDS, TN_ARRAY_LEN(BF_FIELDS), BF_LIST))
+    if (!body_object(c, BF_FIELDS, TN_ARRAY_LEN(BF_FIELDS)))
         return false;
     tn_ctl_bf_req q = {0};
     bool ok = bf_fields(c, &q);
