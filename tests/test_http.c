@@ -904,6 +904,7 @@ Test(http, ui_files)
 #include "engine.h"
 #include "evlog.h"
 #include "follow.h"
+#include "objproj.h"
 #include "sm_gen.h"
 
 /* The actor of the last committed event of this machine and event, "" when none: read
@@ -1099,6 +1100,19 @@ Test(http, backfill_through_the_api)
             "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"when\":1}", "\"when\"");
     refused(404, "POST", bf, E.op, "{\"workflow\":\"nosuch\",\"dates\":[\"2026-01-01\"]}",
             "nosuch");
+    /* past the bounds: 413 naming the field */
+    char *big = malloc(16 * 10001 + 64);
+    size_t n = (size_t)sprintf(big, "{\"workflow\":\"one\",\"dates\":[");
+    for (int i = 0; i <= TN_BACKFILL_MAX_DATES; i++)
+        n += (size_t)sprintf(big + n, "%s\"2026-01-01\"", i ? "," : "");
+    sprintf(big + n, "]}");
+    refused(413, "POST", bf, E.op, big, "\"dates\"");
+    n = (size_t)sprintf(big, "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"params\":{");
+    for (int i = 0; i <= TN_CTL_MAX_LIST; i++)
+        n += (size_t)sprintf(big + n, "%s\"p%d\":\"v\"", i ? "," : "", i);
+    sprintf(big + n, "}}");
+    refused(413, "POST", bf, E.op, big, "\"params\"");
+    free(big);
 
     /* three dates (no schedule: daily at 00:00), two at a time, to their end */
     uint64_t id = backfill(three);
