@@ -136,8 +136,10 @@ static void http_error(tn_http_rep *rep, int status, const char *code, const cha
 static bool http_elsewhere(void *arg, const tn_http_req *r, const char *cmd, tn_http_rep *rep)
 {
     tn_standby *s = arg;
+    /* the token itself and the state machines (compiled in) need no store either */
     if (strcmp(r->method, "GET") == 0 &&
-        (strcmp(cmd, "whoami") == 0 || tn_standby_serves(tn_str_c(cmd))))
+        (strcmp(cmd, "whoami") == 0 || strncmp(cmd, "statemachine", 12) == 0 ||
+         tn_standby_serves(tn_str_c(cmd))))
         return false;
     char name[256], info[3000], url[1024], msg[1500];
     if (!s->o.leader(s->o.arg, name, sizeof(name), info, sizeof(info)) ||
