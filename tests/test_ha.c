@@ -999,7 +999,7 @@ Test(ship, a_held_replica_outlives_its_replacement_until_released)
  * included, without a stray comma), other JSON stays as it is, the text gets a last line. */
 Test(ship, a_standby_reply_is_tagged_with_its_name_and_seq)
 {
-    const char *in[] = {"{\"a\":1}", "{}", "[1,2]", ""};
+    const char *in[] = {"{\"a\":1}", "{ \n}", "[1,2]", ""};
     const char *want[] = {
         "{\"served_by\":\"standby\",\"standby\":\"m\\\"2\",\"log_seq\":7,\"a\":1}",
         "{\"served_by\":\"standby\",\"standby\":\"m\\\"2\",\"log_seq\":7}", "[1,2]", ""};

@@ -41,8 +41,8 @@ void tn_standby_tag(tn_ctl_result *o, const char *name, uint64_t seq)
         tn_sb j = {0};
         tn_sb_printf(&j, "{\"served_by\":\"standby\",\"standby\":");
         tn_sb_json(&j, name, strlen(name));
-        tn_sb_printf(&j, ",\"log_seq\":%" PRIu64 "%s%s", seq, o->json.s[1] == '}' ? "" : ",",
-                     o->json.s + 1);
+        const char *rest = o->json.s + 1 + strspn(o->json.s + 1, " \t\r\n");
+        tn_sb_printf(&j, ",\"log_seq\":%" PRIu64 "%s%s", seq, *rest == '}' ? "" : ",", rest);
         free(o->json.s);
         o->json = j;
     }
