@@ -7,7 +7,8 @@
  * workers) and leads; its frames carry the new epoch, which fences the old leader at every
  * worker. A leader whose session is in doubt stops sending to workers at once; one whose
  * session expired steps down and follows the new leader, dropping the tail of its log the
- * others never got. */
+ * others never got. While it follows, a master's control URL and --http answer the reads of
+ * the store from its replica and send the rest to the leader (standby.h). */
 #ifndef TN_HA_H
 #define TN_HA_H
 
