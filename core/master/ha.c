@@ -190,10 +190,14 @@ static void step_down(tn_ha *h, const char *why)
     tn_warn("ha", "msg=\"stepping down\" why=\"%s\"", why);
     tn_master_set_passive(h->m, true);
     atomic_store(&h->leading, false);
-    tn_ship *s = atomic_exchange(&h->ship, NULL);
-    tn_ship_free(s);
+    /* the engine's gate may hold the ship server: it is closed first (a gate returns at
+     * once), freed once the engine stopped */
+    tn_ship *s = atomic_load(&h->ship);
+    tn_ship_close(s);
     tn_master_stop(h->m);
     h->m = NULL;
+    atomic_store(&h->ship, NULL);
+    tn_ship_free(s);
 }
 
 /* Take over: our log is what we followed; the engine's open is the recovery (instances,
@@ -410,8 +414,11 @@ tn_err tn_ha_start(const tn_ha_opts *o, tn_ha **out, tn_errmsg *msg)
     *out = h;
     return TN_OK;
 fail:
-    tn_zk_close(h->zk);
+    /* the follower and the standby's control socket ask ZooKeeper who leads: they stop
+     * before the session closes */
     tn_follower_stop(h->fol);
+    redirect_stop(h);
+    tn_zk_close(h->zk);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h);
