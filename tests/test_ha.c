@@ -1,7 +1,9 @@
 /* A cluster of masters on a real ZooKeeper (tests/zkutil.h): three `tern master --zk`
  * processes, workers with --zk, the leader killed (SIGKILL), paused past its session
- * (SIGSTOP), a worker's session expiring; and in one process, log shipping's divergence
- * and its commit gate (core/master/ship.c). */
+ * (SIGSTOP), stopped (SIGTERM) with a standby following it, a worker's session expiring;
+ * and in one process, log shipping's divergence and its commit gate (core/master/ship.c),
+ * and tn_ha_start's failure. Every daemon must end cleanly: one that exits with another
+ * status than 0 at its SIGTERM, or whose log holds a sanitizer's report, fails the test. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +16,12 @@
 #include <sys/wait.h>
 #include <time.h>
 
+/* the synchronous calls of the multithreaded client, to look at the nodes */
+#define THREADED
+#include <zookeeper/zookeeper.h>
+
 #include "follow.h"
+#include "ha.h"
 #include "sm_gen.h"
 #include "ship.h"
 #include "zk.h"
@@ -66,6 +73,57 @@ static int find_proc(const char *name)
     return -1;
 }
 
+/* Whether a daemon's log holds a sanitizer's report (ASan, UBSan, LSan, TSan). */
+static bool sanitizer_report(const char *name)
+{
+    static const char *marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                  "WARNING: ThreadSanitizer", "runtime error:",
+                                  "ERROR: ThreadSanitizer"};
+    char p[700], line[1024];
+    snprintf(p, sizeof(p), "%s/%s.log", dir, name);
+    FILE *f = fopen(p, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+            found |= strstr(line, marks[i]) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* Reap process i, waiting (a failsafe bound of two minutes) for it to exit; false when
+ * it did not (it is then killed). *status: its wait status. */
+static bool reap(int i, int *status)
+{
+    for (int k = 0; k < 1200; k++) {
+        pid_t r = waitpid(procs[i], status, WNOHANG);
+        if (r == procs[i] || (r < 0 && errno != EINTR)) {
+            procs[i] = 0;
+            return r > 0;
+        }
+        msleep(100);
+    }
+    kill(procs[i], SIGKILL);
+    waitpid(procs[i], status, 0);
+    procs[i] = 0;
+    return false;
+}
+
+/* SIGTERM process `name` and wait for it: it must exit, with status 0, and without a
+ * sanitizer's report. */
+static void term_proc(const char *name)
+{
+    int i = find_proc(name);
+    cr_assert_geq(i, 0, "no process %s", name);
+    kill(procs[i], SIGCONT); /* a stopped one must see its SIGTERM */
+    kill(procs[i], SIGTERM);
+    int st = 0;
+    cr_assert(reap(i, &st), "%s did not exit at SIGTERM (see its log)", name);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s ended with status 0x%x at SIGTERM",
+              name, st);
+    cr_assert_not(sanitizer_report(name), "a sanitizer reported in %s's log", name);
+}
+
 static void signal_proc(const char *name, int sig)
 {
     int i = find_proc(name);
@@ -77,23 +135,32 @@ static void signal_proc(const char *name, int sig)
     }
 }
 
+/* Stop every daemon still running, each checked as term_proc does; and every log, of
+ * those killed too, checked for a sanitizer's report. A failed check fails the test
+ * (after all are stopped). */
 static void stop_all(void)
 {
+    char bad[2048] = "";
     for (int i = nprocs - 1; i >= 0; i--) {
-        if (procs[i] <= 0)
-            continue;
-        kill(procs[i], SIGCONT);
-        kill(procs[i], SIGTERM);
-        int st;
-        for (int k = 0; k < 100 && waitpid(procs[i], &st, WNOHANG) == 0; k++)
-            msleep(100);
-        if (waitpid(procs[i], &st, WNOHANG) == 0) {
-            kill(procs[i], SIGKILL);
-            waitpid(procs[i], NULL, 0);
+        if (procs[i] > 0) {
+            kill(procs[i], SIGCONT);
+            kill(procs[i], SIGTERM);
+            int st = 0;
+            bool exited = reap(i, &st);
+            if (!exited || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                size_t o = strlen(bad);
+                snprintf(bad + o, sizeof(bad) - o, " %s: %s (0x%x);", pnames[i],
+                         exited ? "ended badly at SIGTERM" : "did not exit at SIGTERM", st);
+            }
         }
-        procs[i] = 0;
+        if (sanitizer_report(pnames[i])) {
+            size_t o = strlen(bad);
+            snprintf(bad + o, sizeof(bad) - o, " %s: a sanitizer's report in its log;",
+                     pnames[i]);
+        }
     }
     nprocs = 0;
+    cr_expect_str_empty(bad, "daemons:%s", bad);
 }
 
 static void setup(void)
@@ -321,6 +388,7 @@ Test(ha, leader_sigkill_a_standby_takes_over_nothing_lost_nothing_twice)
         cr_assert_eq(runs_of(line), 1, "%s ran %d times", line, runs_of(line));
     }
     tn_zk_close(z);
+    stop_all();
 }
 
 /* The leader SIGSTOPped past its session and resumed: another leads; what the old one sends
@@ -342,7 +410,17 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
     char next[64];
     uint64_t e = leader(z, first, next, sizeof(next));
     cr_assert_eq(e, 2);
-    msleep(3000); /* the worker follows the new leader (epoch 2) */
+    /* the worker follows the new leader (epoch 2) before the old one wakes */
+    bool follows = false;
+    for (int i = 0; i < 1200 && !follows; i++) {
+        char *out = NULL;
+        follows = tern(&out, "workers --json --master ipc://%s/%s.ctl", dir, next) == 0 && out &&
+                  strstr(out, "\"master_epoch\":2") && strstr(out, "\"alive\":true");
+        free(out);
+        if (!follows)
+            msleep(100);
+    }
+    cr_assert(follows, "the worker never followed the new leader");
     signal_proc(first, SIGCONT);
     char log[80];
     snprintf(log, sizeof(log), "%s.log", first);
@@ -374,6 +452,7 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
         msleep(100);
     cr_assert(file_has(nlog, want), "the old leader did not follow the new one");
     tn_zk_close(z);
+    stop_all();
 }
 
 /* A worker whose ZooKeeper session expires is dead for the leader at once (long before the
@@ -410,6 +489,96 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     cr_assert_str_eq(st, "SUCCESS");
     cr_assert_eq(att, 2, "the attempt on the expired worker failed over");
     tn_zk_close(z);
+    stop_all();
+}
+
+/* The leader stopped (SIGTERM) while a standby follows its log, with --sync-standbys 1
+ * (the engine's gate holds the ship server): it exits (cleanly, at once: its stop closes
+ * the ship server within a bound), and the standby leads without waiting for a session
+ * timeout. */
+Test(ha, a_leader_stopped_with_a_standby_following_exits_and_the_standby_leads)
+{
+    start_master("m1", "1");
+    tn_zk *z = observer();
+    char first[64];
+    cr_assert_eq(leader(z, NULL, first, sizeof(first)), 1);
+    start_master("m2", "1");
+    char log[80], want[160];
+    snprintf(log, sizeof(log), "%s.log", first);
+    snprintf(want, sizeof(want), "standby following\" standby=m2");
+    for (int i = 0; i < 1200 && !file_has(log, want); i++)
+        msleep(100);
+    cr_assert(file_has(log, want), "m2 never followed m1");
+    /* a batch through the gate: it waits for m2 to hold it */
+    apply_def(first);
+    term_proc(first);
+    char next[64];
+    cr_assert_eq(leader(z, first, next, sizeof(next)), 2);
+    cr_assert_str_eq(next, "m2");
+    /* the definition the old leader applied is the new leader's */
+    char *out = NULL;
+    cr_assert_eq(tern(&out, "def list --master ipc://%s/m2.ctl", dir), 0);
+    cr_assert(out && strstr(out, "ha"), "%s", out ? out : "");
+    free(out);
+    tn_zk_close(z);
+    stop_all();
+}
+
+/* The nodes under /tern/t/masters now. */
+static int masters_in_line(void)
+{
+    zhandle_t *zh = zookeeper_init(hosts, NULL, 4000, NULL, NULL, 0);
+    cr_assert_not_null(zh);
+    for (int i = 0; i < 1200 && zoo_state(zh) != ZOO_CONNECTED_STATE; i++)
+        msleep(50);
+    struct String_vector v = {0};
+    int rc = zoo_get_children(zh, "/tern/t/masters", 0, &v);
+    int n = rc == ZOK ? v.count : rc == ZNONODE ? 0 : -1;
+    deallocate_String_vector(&v);
+    zookeeper_close(zh);
+    cr_assert_geq(n, 0, "cannot list the masters: %s", zerror(rc));
+    return n;
+}
+
+/* tn_ha_start fails when the store cannot be followed into: it returns the error and
+ * leaves nothing behind (no control socket served, no node in ZooKeeper, nothing leaked:
+ * the ASan build checks); the same master then starts on a good store, leads, and
+ * stops. */
+Test(ha, a_failed_start_leaves_nothing_behind)
+{
+    char data[700], ctl[800], ship[800], mdb[800];
+    snprintf(data, sizeof(data), "%s/m1", dir);
+    snprintf(ctl, sizeof(ctl), "ipc://%s/m1.ctl", dir);
+    snprintf(ship, sizeof(ship), "ipc://%s/m1.ship", dir);
+    snprintf(mdb, sizeof(mdb), "%s/data.mdb", data);
+    cr_assert_eq(mkdir(data, 0700), 0);
+    FILE *f = fopen(mdb, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 4096; i++)
+        fputc('x', f); /* not a store */
+    fclose(f);
+    tn_ha_opts o = {.master = {.data_dir = data, .id = "m1", .ctl_url = ctl},
+                    .zk = hosts,
+                    .cluster = "t",
+                    .ship_url = ship,
+                    .session_ms = 4000};
+    tn_ha *h = NULL;
+    tn_errmsg em = {{0}};
+    cr_assert_neq(tn_ha_start(&o, &h, &em), TN_OK);
+    cr_assert(strstr(em.text, data), "%s", em.text);
+    struct stat sb;
+    cr_assert_neq(stat(ctl + 6, &sb), 0, "the standby's control socket was left served");
+    cr_assert_eq(masters_in_line(), 0, "a node was left in ZooKeeper");
+    /* a good store: it starts, leads, stops */
+    cr_assert_eq(unlink(mdb), 0);
+    cr_assert_eq(tn_ha_start(&o, &h, &em), TN_OK, "%s", em.text);
+    for (int i = 0; i < 1200 && tn_ha_role(h, NULL) != TN_ZK_LEADER; i++)
+        msleep(100);
+    uint64_t e;
+    cr_assert_eq(tn_ha_role(h, &e), TN_ZK_LEADER);
+    cr_assert_eq(e, 1);
+    tn_ha_stop(h);
+    cr_assert_eq(masters_in_line(), 0, "the stopped master left its node");
 }
 
 /* ---- in one process: log shipping ------------------------------------------------------ */
