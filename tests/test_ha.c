@@ -84,8 +84,15 @@ static bool sanitizer_report(const char *name)
     FILE *f = fopen(p, "r");
     bool found = false;
     while (f && !found && fgets(line, sizeof(line), f))
-        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
-            found |= strstr(line, marks[i]) != NULL;
+        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]) && !found; i++)
+            found = strstr(line, marks[i]) != NULL;
+    /* then the report and the daemon's warnings, for the test's log */
+    if (f && found)
+        rewind(f);
+    for (int shown = 0; f && found && shown < 400 && fgets(line, sizeof(line), f);)
+        if (strncmp(line, "ts=", 3) != 0 || strstr(line, "level=warn") ||
+            strstr(line, "level=error"))
+            shown += fprintf(stderr, "%s: %s", name, line) > 0;
     if (f)
         fclose(f);
     return found;
