@@ -77,8 +77,8 @@ static int find_proc(const char *name)
 static bool sanitizer_report(const char *name)
 {
     static const char *marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                                  "WARNING: ThreadSanitizer", "runtime error:",
-                                  "ERROR: ThreadSanitizer"};
+                                  "WARNING: ThreadSanitizer",
+                                  "runtime error:", "ERROR: ThreadSanitizer"};
     char p[700], line[1024];
     snprintf(p, sizeof(p), "%s/%s.log", dir, name);
     FILE *f = fopen(p, "r");
@@ -421,8 +421,8 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
     bool follows = false;
     for (int i = 0; i < 1200 && !follows; i++) {
         char *out = NULL;
-        follows = tern(&out, "workers --json --master ipc://%s/%s.ctl", dir, next) == 0 && out &&
-                  strstr(out, "\"master_epoch\":2") && strstr(out, "\"alive\":true");
+        follows = tern(&out, "workers --json --master ipc://%s/%s.ctl", dir, next) == 0 &&
+                  out && strstr(out, "\"master_epoch\":2") && strstr(out, "\"alive\":true");
         free(out);
         if (!follows)
             msleep(100);

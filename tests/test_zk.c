@@ -317,8 +317,8 @@ static zhandle_t *raw_session(const char *where, int session_ms)
 
 static void raw_node(zhandle_t *zh, const char *data, char *path, int len)
 {
-    int rc = zoo_create(zh, "/tern/c1/masters/m-", data, (int)strlen(data), &ZOO_OPEN_ACL_UNSAFE,
-                        ZOO_EPHEMERAL | ZOO_SEQUENCE, path, len);
+    int rc = zoo_create(zh, "/tern/c1/masters/m-", data, (int)strlen(data),
+                        &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL | ZOO_SEQUENCE, path, len);
     cr_assert_eq(rc, ZOK, "%s", zerror(rc));
 }
 

@@ -39,10 +39,10 @@ struct tn_zk {
     tn_zk_opts o;
     char hosts[1024], cluster[80], name[256], info[DATA_MAX - 320];
     char base[128];
-    zhandle_t *zh;            /* see the top: written under hlock's write side */
-    pthread_rwlock_t hlock;   /* held (read) by other threads while they use zh */
-    struct zctx *ctx;         /* the current handle's watcher context */
-    uint32_t gen;             /* the current handle's generation (under mu) */
+    zhandle_t *zh;          /* see the top: written under hlock's write side */
+    pthread_rwlock_t hlock; /* held (read) by other threads while they use zh */
+    struct zctx *ctx;       /* the current handle's watcher context */
+    uint32_t gen;           /* the current handle's generation (under mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t th;
