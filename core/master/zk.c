@@ -159,7 +159,7 @@ static tn_err connect_session(tn_zk *z, tn_errmsg *msg)
     struct timespec ts;
     deadline_in(&ts, z->o.session_ms);
     pthread_mutex_lock(&z->mu);
-    while (z->state != ZOO_CONNECTED_STATE && !z->expired)
+    while (z->state != ZOO_CONNECTED_STATE && !z->expired && !z->stop)
         if (pthread_cond_timedwait(&z->cv, &z->mu, &ts) == ETIMEDOUT)
             break;
     bool ok = z->state == ZOO_CONNECTED_STATE;
