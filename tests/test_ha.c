@@ -293,6 +293,22 @@ static void wf_state(const char *who, int wf, char *state, size_t len, int *max_
     free(out);
 }
 
+/* Until a task of workflow instance wf runs on its worker (the worker accepted it). */
+static void wait_running(const char *who, int wf)
+{
+    for (int i = 0; i < 1200; i++) {
+        char *out = NULL;
+        bool running =
+            tern(&out, "status %d --json --master ipc://%s/%s.ctl", wf, dir, who) == 0 && out &&
+            strstr(out, "\"RUNNING_EXECUTION\"");
+        free(out);
+        if (running)
+            return;
+        msleep(100);
+    }
+    cr_assert_fail("no task of instance %d ever ran", wf);
+}
+
 /* Count the lines of DIR/runs that are `line`. */
 static int runs_of(const char *line)
 {
@@ -412,7 +428,7 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
     wait_ready(first, 1);
     apply_def(first);
     cr_assert_eq(tern(NULL, "start ha --master ipc://%s/%s.ctl", dir, first), 0);
-    msleep(500);
+    wait_running(first, 1);
     signal_proc(first, SIGSTOP);
     char next[64];
     uint64_t e = leader(z, first, next, sizeof(next));
@@ -474,7 +490,7 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     wait_ready(first, 1);
     apply_def(first);
     cr_assert_eq(tern(NULL, "start ha --master ipc://%s/%s.ctl", dir, first), 0);
-    msleep(500);
+    wait_running(first, 1); /* an attempt on w1 */
     signal_proc("w1", SIGSTOP);
     /* the worker's session (6 s) expires; the heartbeat timeout is 30 s */
     char log[80];
