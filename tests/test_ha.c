@@ -341,23 +341,42 @@ static bool file_has(const char *name, const char *what)
     return has;
 }
 
-static void apply_def(const char *who)
+/* The workflow "ha": a, then b. With gated, a runs until the file DIR/go exists (a test
+ * then knows it still runs, however slow the build). */
+static void apply_def_gated(const char *who, bool gated)
 {
-    char p[700];
+    char p[700], wait[800] = "";
     snprintf(p, sizeof(p), "%s/ha.yaml", dir);
+    if (gated)
+        snprintf(wait, sizeof(wait), "while [ ! -e %s/go ]; do sleep 0.1; done; ", dir);
     FILE *f = fopen(p, "w");
     cr_assert_not_null(f);
     /* every run of a task appends its instance, name and attempt: a task run twice shows */
     fprintf(f,
             "name: ha\n"
             "tasks:\n"
-            "  - {name: a, type: shell, command: 'sleep 1; echo \"$TERN_WORKFLOW_INSTANCE_ID "
+            "  - {name: a, type: shell, command: '%ssleep 1; echo \"$TERN_WORKFLOW_INSTANCE_ID "
             "a\" >> %s/runs'}\n"
             "  - {name: b, type: shell, command: 'sleep 1; echo \"$TERN_WORKFLOW_INSTANCE_ID "
             "b\" >> %s/runs', deps: [a]}\n",
-            dir, dir);
+            wait, dir, dir);
     fclose(f);
     cr_assert_eq(tern(NULL, "def apply %s --master ipc://%s/%s.ctl", p, dir, who), 0);
+}
+
+static void apply_def(const char *who)
+{
+    apply_def_gated(who, false);
+}
+
+/* Let a gated task a end. */
+static void open_gate(void)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/go", dir);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fclose(f);
 }
 
 TestSuite(ha, .init = setup, .fini = teardown, .timeout = 600);
@@ -488,7 +507,7 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     leader(z, NULL, first, sizeof(first));
     start_worker("w1");
     wait_ready(first, 1);
-    apply_def(first);
+    apply_def_gated(first, true);
     cr_assert_eq(tern(NULL, "start ha --master ipc://%s/%s.ctl", dir, first), 0);
     wait_running(first, 1); /* an attempt on w1 */
     signal_proc("w1", SIGSTOP);
@@ -503,6 +522,7 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     for (int i = 0; i < 1200 && !file_has(log, lost); i++)
         msleep(100);
     cr_assert(file_has(log, lost), "the leader never lost w1");
+    open_gate();
     signal_proc("w1", SIGCONT);
     char st[64];
     int att = 0;
