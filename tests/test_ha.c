@@ -1,7 +1,9 @@
 /* A cluster of masters on a real ZooKeeper (tests/zkutil.h): three `tern master --zk`
  * processes, workers with --zk, the leader killed (SIGKILL), paused past its session
- * (SIGSTOP), a worker's session expiring; and in one process, log shipping's divergence
- * and its commit gate (core/master/ship.c). */
+ * (SIGSTOP), stopped (SIGTERM) with a standby following it, a worker's session expiring;
+ * and in one process, log shipping's divergence and its commit gate (core/master/ship.c),
+ * and tn_ha_start's failure. Every daemon must end cleanly: one that exits with another
+ * status than 0 at its SIGTERM, or whose log holds a sanitizer's report, fails the test. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,7 +19,12 @@
 #include <sys/wait.h>
 #include <time.h>
 
+/* the synchronous calls of the multithreaded client, to look at the nodes */
+#define THREADED
+#include <zookeeper/zookeeper.h>
+
 #include "follow.h"
+#include "ha.h"
 #include "sm_gen.h"
 #include "ship.h"
 #include "zk.h"
@@ -76,6 +83,64 @@ static int find_proc(const char *name)
     return -1;
 }
 
+/* Whether a daemon's log holds a sanitizer's report (ASan, UBSan, LSan, TSan). */
+static bool sanitizer_report(const char *name)
+{
+    static const char *marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                  "WARNING: ThreadSanitizer",
+                                  "runtime error:", "ERROR: ThreadSanitizer"};
+    char p[700], line[1024];
+    snprintf(p, sizeof(p), "%s/%s.log", dir, name);
+    FILE *f = fopen(p, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]) && !found; i++)
+            found = strstr(line, marks[i]) != NULL;
+    /* then the report and the daemon's warnings, for the test's log */
+    if (f && found)
+        rewind(f);
+    for (int shown = 0; f && found && shown < 400 && fgets(line, sizeof(line), f);)
+        if (strncmp(line, "ts=", 3) != 0 || strstr(line, "level=warn") ||
+            strstr(line, "level=error"))
+            shown += fprintf(stderr, "%s: %s", name, line) > 0;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* Reap process i, waiting (a failsafe bound of two minutes) for it to exit; false when
+ * it did not (it is then killed). *status: its wait status. */
+static bool reap(int i, int *status)
+{
+    for (int k = 0; k < 1200; k++) {
+        pid_t r = waitpid(procs[i], status, WNOHANG);
+        if (r == procs[i] || (r < 0 && errno != EINTR)) {
+            procs[i] = 0;
+            return r > 0;
+        }
+        msleep(100);
+    }
+    kill(procs[i], SIGKILL);
+    waitpid(procs[i], status, 0);
+    procs[i] = 0;
+    return false;
+}
+
+/* SIGTERM process `name` and wait for it: it must exit, with status 0, and without a
+ * sanitizer's report. */
+static void term_proc(const char *name)
+{
+    int i = find_proc(name);
+    cr_assert_geq(i, 0, "no process %s", name);
+    kill(procs[i], SIGCONT); /* a stopped one must see its SIGTERM */
+    kill(procs[i], SIGTERM);
+    int st = 0;
+    cr_assert(reap(i, &st), "%s did not exit at SIGTERM (see its log)", name);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s ended with status 0x%x at SIGTERM",
+              name, st);
+    cr_assert_not(sanitizer_report(name), "a sanitizer reported in %s's log", name);
+}
+
 static void signal_proc(const char *name, int sig)
 {
     int i = find_proc(name);
@@ -87,23 +152,32 @@ static void signal_proc(const char *name, int sig)
     }
 }
 
+/* Stop every daemon still running, each checked as term_proc does; and every log, of
+ * those killed too, checked for a sanitizer's report. A failed check fails the test
+ * (after all are stopped). */
 static void stop_all(void)
 {
+    char bad[2048] = "";
     for (int i = nprocs - 1; i >= 0; i--) {
-        if (procs[i] <= 0)
-            continue;
-        kill(procs[i], SIGCONT);
-        kill(procs[i], SIGTERM);
-        int st;
-        for (int k = 0; k < 100 && waitpid(procs[i], &st, WNOHANG) == 0; k++)
-            msleep(100);
-        if (waitpid(procs[i], &st, WNOHANG) == 0) {
-            kill(procs[i], SIGKILL);
-            waitpid(procs[i], NULL, 0);
+        if (procs[i] > 0) {
+            kill(procs[i], SIGCONT);
+            kill(procs[i], SIGTERM);
+            int st = 0;
+            bool exited = reap(i, &st);
+            if (!exited || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                size_t o = strlen(bad);
+                snprintf(bad + o, sizeof(bad) - o, " %s: %s (0x%x);", pnames[i],
+                         exited ? "ended badly at SIGTERM" : "did not exit at SIGTERM", st);
+            }
         }
-        procs[i] = 0;
+        if (sanitizer_report(pnames[i])) {
+            size_t o = strlen(bad);
+            snprintf(bad + o, sizeof(bad) - o, " %s: a sanitizer's report in its log;",
+                     pnames[i]);
+        }
     }
     nprocs = 0;
+    cr_expect_str_empty(bad, "daemons:%s", bad);
 }
 
 static void setup(void)
@@ -176,7 +250,7 @@ static tn_zk *observer(void)
 /* The leader's name and epoch, waiting for one other than `not` (a failsafe bound). */
 static uint64_t leader(tn_zk *z, const char * not, char *name, size_t len)
 {
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 2400; i++) {
         uint64_t e;
         if (tn_zk_leader(z, &e, name, len, NULL, 0, NULL) == TN_OK &&
             (!not || strcmp(name, not ) != 0))
@@ -203,7 +277,7 @@ static int tern(char **out, const char *fmt, ...)
 /* Until the leader `who` answers on its control socket and has `n` live workers. */
 static void wait_ready(const char *who, int n)
 {
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 1200; i++) {
         char *out = NULL;
         int rc = tern(&out, "workers --json --master ipc://%s/%s.ctl", dir, who);
         int alive = 0;
@@ -234,6 +308,22 @@ static void wf_state(const char *who, int wf, char *state, size_t len, int *max_
         }
     }
     free(out);
+}
+
+/* Until a task of workflow instance wf runs on its worker (the worker accepted it). */
+static void wait_running(const char *who, int wf)
+{
+    for (int i = 0; i < 1200; i++) {
+        char *out = NULL;
+        bool running =
+            tern(&out, "status %d --json --master ipc://%s/%s.ctl", wf, dir, who) == 0 && out &&
+            strstr(out, "\"RUNNING_EXECUTION\"");
+        free(out);
+        if (running)
+            return;
+        msleep(100);
+    }
+    cr_assert_fail("no task of instance %d ever ran", wf);
 }
 
 /* Count the lines of DIR/runs that are `line`. */
@@ -268,23 +358,42 @@ static bool file_has(const char *name, const char *what)
     return has;
 }
 
-static void apply_def(const char *who)
+/* The workflow "ha": a, then b. With gated, a runs until the file DIR/go exists (a test
+ * then knows it still runs, however slow the build). */
+static void apply_def_gated(const char *who, bool gated)
 {
-    char p[700];
+    char p[700], wait[800] = "";
     snprintf(p, sizeof(p), "%s/ha.yaml", dir);
+    if (gated)
+        snprintf(wait, sizeof(wait), "while [ ! -e %s/go ]; do sleep 0.1; done; ", dir);
     FILE *f = fopen(p, "w");
     cr_assert_not_null(f);
     /* every run of a task appends its instance, name and attempt: a task run twice shows */
     fprintf(f,
             "name: ha\n"
             "tasks:\n"
-            "  - {name: a, type: shell, command: 'sleep 1; echo \"$TERN_WORKFLOW_INSTANCE_ID "
+            "  - {name: a, type: shell, command: '%ssleep 1; echo \"$TERN_WORKFLOW_INSTANCE_ID "
             "a\" >> %s/runs'}\n"
             "  - {name: b, type: shell, command: 'sleep 1; echo \"$TERN_WORKFLOW_INSTANCE_ID "
             "b\" >> %s/runs', deps: [a]}\n",
-            dir, dir);
+            wait, dir, dir);
     fclose(f);
     cr_assert_eq(tern(NULL, "def apply %s --master ipc://%s/%s.ctl", p, dir, who), 0);
+}
+
+static void apply_def(const char *who)
+{
+    apply_def_gated(who, false);
+}
+
+/* Let a gated task a end. */
+static void open_gate(void)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/go", dir);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fclose(f);
 }
 
 TestSuite(ha, .init = setup, .fini = teardown, .timeout = 600);
@@ -323,7 +432,7 @@ Test(ha, leader_sigkill_a_standby_takes_over_nothing_lost_nothing_twice)
     char st[64];
     int att = 0;
     for (int wf = 1; wf <= N; wf++) {
-        for (int i = 0; i < 600; i++) {
+        for (int i = 0; i < 1200; i++) {
             wf_state(next, wf, st, sizeof(st), &att);
             if (!strcmp(st, "SUCCESS") || !strcmp(st, "FAILURE"))
                 break;
@@ -338,6 +447,7 @@ Test(ha, leader_sigkill_a_standby_takes_over_nothing_lost_nothing_twice)
         cr_assert_eq(runs_of(line), 1, "%s ran %d times", line, runs_of(line));
     }
     tn_zk_close(z);
+    stop_all();
 }
 
 /* The leader SIGSTOPped past its session and resumed: another leads; what the old one sends
@@ -354,22 +464,32 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
     wait_ready(first, 1);
     apply_def(first);
     cr_assert_eq(tern(NULL, "start ha --master ipc://%s/%s.ctl", dir, first), 0);
-    msleep(500);
+    wait_running(first, 1);
     signal_proc(first, SIGSTOP);
     char next[64];
     uint64_t e = leader(z, first, next, sizeof(next));
     cr_assert_eq(e, 2);
-    msleep(3000); /* the worker follows the new leader (epoch 2) */
+    /* the worker follows the new leader (epoch 2) before the old one wakes */
+    bool follows = false;
+    for (int i = 0; i < 1200 && !follows; i++) {
+        char *out = NULL;
+        follows = tern(&out, "workers --json --master ipc://%s/%s.ctl", dir, next) == 0 &&
+                  out && strstr(out, "\"master_epoch\":2") && strstr(out, "\"alive\":true");
+        free(out);
+        if (!follows)
+            msleep(100);
+    }
+    cr_assert(follows, "the worker never followed the new leader");
     signal_proc(first, SIGCONT);
     char log[80];
     snprintf(log, sizeof(log), "%s.log", first);
-    for (int i = 0; i < 300 && !file_has(log, "role=standby epoch=0\n"); i++)
+    for (int i = 0; i < 1200 && !file_has(log, "role=standby epoch=0\n"); i++)
         msleep(100);
     cr_assert(file_has(log, "role=lost"), "the old leader learnt its session ended");
     cr_assert(file_has(log, "stepping down"));
     char st[64];
     int att = 0;
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 1200; i++) {
         wf_state(next, 1, st, sizeof(st), &att);
         if (!strcmp(st, "SUCCESS") || !strcmp(st, "FAILURE"))
             break;
@@ -387,10 +507,11 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
     char nlog[80], want[160];
     snprintf(nlog, sizeof(nlog), "%s.log", next);
     snprintf(want, sizeof(want), "standby following\" standby=%s", first);
-    for (int i = 0; i < 300 && !file_has(nlog, want); i++)
+    for (int i = 0; i < 1200 && !file_has(nlog, want); i++)
         msleep(100);
     cr_assert(file_has(nlog, want), "the old leader did not follow the new one");
     tn_zk_close(z);
+    stop_all();
 }
 
 /* A worker whose ZooKeeper session expires is dead for the leader at once (long before the
@@ -403,22 +524,26 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     leader(z, NULL, first, sizeof(first));
     start_worker("w1");
     wait_ready(first, 1);
-    apply_def(first);
+    apply_def_gated(first, true);
     cr_assert_eq(tern(NULL, "start ha --master ipc://%s/%s.ctl", dir, first), 0);
-    msleep(500);
+    wait_running(first, 1); /* an attempt on w1 */
     signal_proc("w1", SIGSTOP);
     /* the worker's session (6 s) expires; the heartbeat timeout is 30 s */
     char log[80];
     snprintf(log, sizeof(log), "%s.log", first);
-    for (int i = 0; i < 200 && !file_has(log, "registry session ended"); i++)
+    for (int i = 0; i < 1200 && !file_has(log, "registry session ended"); i++)
         msleep(100);
     cr_assert(file_has(log, "registry session ended"), "the leader did not see it go");
-    for (int i = 0; i < 50 && !file_has(log, "its worker's registry session ended"); i++)
+    /* it is lost (and its attempts failed over, in the same step) before it wakes */
+    const char *lost = "msg=\"worker lost\" worker=w1";
+    for (int i = 0; i < 1200 && !file_has(log, lost); i++)
         msleep(100);
+    cr_assert(file_has(log, lost), "the leader never lost w1");
+    open_gate();
     signal_proc("w1", SIGCONT);
     char st[64];
     int att = 0;
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 1200; i++) {
         wf_state(first, 1, st, sizeof(st), &att);
         if (!strcmp(st, "SUCCESS") || !strcmp(st, "FAILURE"))
             break;
@@ -427,6 +552,100 @@ Test(ha, a_workers_expired_session_fails_its_attempts_over)
     cr_assert_str_eq(st, "SUCCESS");
     cr_assert_eq(att, 2, "the attempt on the expired worker failed over");
     tn_zk_close(z);
+    stop_all();
+}
+
+/* The leader stopped (SIGTERM) while a standby follows its log, with --sync-standbys 1
+ * (the engine's gate holds the ship server): it exits (cleanly, at once: its stop closes
+ * the ship server within a bound), and the standby leads without waiting for a session
+ * timeout. */
+Test(ha, a_leader_stopped_with_a_standby_following_exits_and_the_standby_leads)
+{
+    start_master("m1", "1");
+    tn_zk *z = observer();
+    char first[64];
+    cr_assert_eq(leader(z, NULL, first, sizeof(first)), 1);
+    start_master("m2", "0"); /* alone once it leads: it must not wait for a standby */
+    char log[80], want[160];
+    snprintf(log, sizeof(log), "%s.log", first);
+    snprintf(want, sizeof(want), "standby following\" standby=m2");
+    for (int i = 0; i < 1200 && !file_has(log, want); i++)
+        msleep(100);
+    cr_assert(file_has(log, want), "m2 never followed m1");
+    /* a batch through the gate: it waits for m2 to hold it */
+    apply_def(first);
+    term_proc(first);
+    char next[64];
+    cr_assert_eq(leader(z, first, next, sizeof(next)), 2);
+    cr_assert_str_eq(next, "m2");
+    /* the definition the old leader applied is the new leader's: it starts a run of it
+     * (once its control socket serves) */
+    int rc = -1;
+    for (int i = 0; i < 1200 && rc != 0; i++) {
+        rc = tern(NULL, "start ha --master ipc://%s/m2.ctl", dir);
+        if (rc != 0)
+            msleep(100);
+    }
+    cr_assert_eq(rc, 0, "the new leader does not know the definition \"ha\"");
+    tn_zk_close(z);
+    stop_all();
+}
+
+/* The nodes under /tern/t/masters now. */
+static int masters_in_line(void)
+{
+    zhandle_t *zh = zookeeper_init(hosts, NULL, 4000, NULL, NULL, 0);
+    cr_assert_not_null(zh);
+    for (int i = 0; i < 1200 && zoo_state(zh) != ZOO_CONNECTED_STATE; i++)
+        msleep(50);
+    struct String_vector v = {0};
+    int rc = zoo_get_children(zh, "/tern/t/masters", 0, &v);
+    int n = rc == ZOK ? v.count : rc == ZNONODE ? 0 : -1;
+    deallocate_String_vector(&v);
+    zookeeper_close(zh);
+    cr_assert_geq(n, 0, "cannot list the masters: %s", zerror(rc));
+    return n;
+}
+
+/* tn_ha_start fails when the store cannot be followed into: it returns the error and
+ * leaves nothing behind (no control socket served, no node in ZooKeeper, nothing leaked:
+ * the ASan build checks); the same master then starts on a good store, leads, and
+ * stops. */
+Test(ha, a_failed_start_leaves_nothing_behind)
+{
+    char data[700], ctl[800], ship[800], mdb[800];
+    snprintf(data, sizeof(data), "%s/m1", dir);
+    snprintf(ctl, sizeof(ctl), "ipc://%s/m1.ctl", dir);
+    snprintf(ship, sizeof(ship), "ipc://%s/m1.ship", dir);
+    snprintf(mdb, sizeof(mdb), "%s/data.mdb", data);
+    cr_assert_eq(mkdir(data, 0700), 0);
+    FILE *f = fopen(mdb, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 4096; i++)
+        fputc('x', f); /* not a store */
+    fclose(f);
+    tn_ha_opts o = {.master = {.data_dir = data, .id = "m1", .ctl_url = ctl},
+                    .zk = hosts,
+                    .cluster = "t",
+                    .ship_url = ship,
+                    .session_ms = 4000};
+    tn_ha *h = NULL;
+    tn_errmsg em = {{0}};
+    cr_assert_neq(tn_ha_start(&o, &h, &em), TN_OK);
+    cr_assert(strstr(em.text, data), "%s", em.text);
+    struct stat sb;
+    cr_assert_neq(stat(ctl + 6, &sb), 0, "the standby's control socket was left served");
+    cr_assert_eq(masters_in_line(), 0, "a node was left in ZooKeeper");
+    /* a good store: it starts, leads, stops */
+    cr_assert_eq(unlink(mdb), 0);
+    cr_assert_eq(tn_ha_start(&o, &h, &em), TN_OK, "%s", em.text);
+    for (int i = 0; i < 1200 && tn_ha_role(h, NULL) != TN_ZK_LEADER; i++)
+        msleep(100);
+    uint64_t e;
+    cr_assert_eq(tn_ha_role(h, &e), TN_ZK_LEADER);
+    cr_assert_eq(e, 1);
+    tn_ha_stop(h);
+    cr_assert_eq(masters_in_line(), 0, "the stopped master left its node");
 }
 
 /* ---- a standby's reads --------------------------------------------------------------- */

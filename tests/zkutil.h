@@ -1,13 +1,17 @@
 /* A real ZooKeeper for the tests: Debian's `zookeeper` package (its jar in /usr/share/java,
  * run by java as QuorumPeerMain), in a temp dir, on free 127.0.0.1 ports. A standalone
  * server (tu_zk_start) or a three-node ensemble (tu_zk_ensemble_start). Only the pids
- * started here are signalled; the temp dir is removed by tu_zk_stop. Header-only. */
+ * started here are signalled; the temp dir is removed by tu_zk_stop. And a TCP relay
+ * (tu_relay) to put between one client and the server and cut: that client's session
+ * alone expires, at the server, with no clock of the test's involved. Header-only. */
 #ifndef TN_ZKUTIL_H
 #define TN_ZKUTIL_H
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -206,6 +210,163 @@ static inline void tu_zk_ensemble_start(tu_zk z[3])
     for (int i = 0; i < 3; i++)
         cr_assert(tu_zk_wait(&z[i]), "ensemble member %d did not start (see %s/server.log)",
                   i + 1, z[i].dir);
+}
+
+/* ---- a TCP relay that can be cut ------------------------------------------------------ */
+
+#define TU_RELAY_MAX 8
+
+typedef struct tu_relay {
+    int port;     /* clients connect here (127.0.0.1) */
+    int upstream; /* and are relayed to this port */
+    int lfd, wake[2];
+    int fds[2 * TU_RELAY_MAX]; /* pairs: client, upstream; -1 when free */
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, cut, acked; /* under mu */
+} tu_relay;
+
+static inline void tu_relay_drop(tu_relay *r, int pair)
+{
+    close(r->fds[2 * pair]);
+    close(r->fds[2 * pair + 1]);
+    r->fds[2 * pair] = r->fds[2 * pair + 1] = -1;
+}
+
+static inline void tu_relay_accept(tu_relay *r, bool cut)
+{
+    int c = accept(r->lfd, NULL, NULL);
+    if (c < 0)
+        return;
+    int pair = -1;
+    for (int i = 0; i < TU_RELAY_MAX && pair < 0; i++)
+        if (r->fds[2 * i] < 0)
+            pair = i;
+    int u = cut || pair < 0 ? -1 : socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)r->upstream),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (u < 0 || connect(u, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(c); /* cut: the client sees the connection refused at once */
+        if (u >= 0)
+            close(u);
+        return;
+    }
+    r->fds[2 * pair] = c;
+    r->fds[2 * pair + 1] = u;
+}
+
+/* Copies what one side of a pair sent to the other; false when the pair ended. */
+static inline bool tu_relay_pump(int from, int to)
+{
+    char buf[16384];
+    ssize_t n = read(from, buf, sizeof(buf));
+    for (ssize_t o = 0; n > 0 && o < n;) {
+        ssize_t w = send(to, buf + o, (size_t)(n - o), MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        o += w;
+    }
+    return n > 0;
+}
+
+static inline void *tu_relay_thread(void *arg)
+{
+    tu_relay *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        bool stop = r->stop, cut = r->cut;
+        if (cut && !r->acked) {
+            for (int i = 0; i < TU_RELAY_MAX; i++)
+                if (r->fds[2 * i] >= 0)
+                    tu_relay_drop(r, i);
+            r->acked = true;
+            pthread_cond_broadcast(&r->cv);
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            break;
+        struct pollfd p[2 + 2 * TU_RELAY_MAX];
+        p[0] = (struct pollfd){.fd = r->lfd, .events = POLLIN};
+        p[1] = (struct pollfd){.fd = r->wake[0], .events = POLLIN};
+        for (int i = 0; i < 2 * TU_RELAY_MAX; i++)
+            p[2 + i] = (struct pollfd){.fd = r->fds[i], .events = POLLIN};
+        if (poll(p, 2 + 2 * TU_RELAY_MAX, -1) < 0)
+            continue;
+        if (p[1].revents) {
+            char c[64];
+            (void)!read(r->wake[0], c, sizeof(c));
+            continue; /* a cut or the stop first */
+        }
+        for (int i = 0; i < 2 * TU_RELAY_MAX; i++)
+            if (r->fds[i] >= 0 && p[2 + i].revents && !tu_relay_pump(r->fds[i], r->fds[i ^ 1]))
+                tu_relay_drop(r, i / 2);
+        if (p[0].revents)
+            tu_relay_accept(r, cut);
+    }
+    return NULL;
+}
+
+/* A relay on a free port to 127.0.0.1:upstream. */
+static inline void tu_relay_start(tu_relay *r, int upstream)
+{
+    memset(r, 0, sizeof(*r));
+    r->upstream = upstream;
+    for (int i = 0; i < 2 * TU_RELAY_MAX; i++)
+        r->fds[i] = -1;
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    int one = 1;
+    setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    cr_assert(r->lfd >= 0 && bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+              getsockname(r->lfd, (struct sockaddr *)&a, &l) == 0 && listen(r->lfd, 16) == 0);
+    r->port = ntohs(a.sin_port);
+    cr_assert(pipe(r->wake) == 0);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    cr_assert(pthread_create(&r->th, NULL, tu_relay_thread, r) == 0);
+}
+
+static inline void tu_relay_set(tu_relay *r, bool cut)
+{
+    pthread_mutex_lock(&r->mu);
+    r->cut = cut;
+    r->acked = false;
+    (void)!write(r->wake[1], "x", 1);
+    /* once cut returns, no connection is relayed any more */
+    while (cut && !r->acked)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Drop every relayed connection and refuse new ones until healed. */
+static inline void tu_relay_cut(tu_relay *r)
+{
+    tu_relay_set(r, true);
+}
+
+static inline void tu_relay_heal(tu_relay *r)
+{
+    tu_relay_set(r, false);
+}
+
+static inline void tu_relay_stop(tu_relay *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stop = true;
+    (void)!write(r->wake[1], "x", 1);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->th, NULL);
+    for (int i = 0; i < TU_RELAY_MAX; i++)
+        if (r->fds[2 * i] >= 0)
+            tu_relay_drop(r, i);
+    close(r->lfd);
+    close(r->wake[0]);
+    close(r->wake[1]);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
 }
 
 #endif

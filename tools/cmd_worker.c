@@ -173,6 +173,9 @@ static int zk_open(const worker_opts *o, zk_follow *f, char *url, size_t len)
 
 static int run(const worker_opts *o)
 {
+    /* before any thread starts (ZooKeeper's, with --zk): a thread that does not block
+     * SIGTERM would take it and end the process without a clean stop */
+    sigset_t set = tn_cli_block_signals();
     zk_follow zf = {0};
     char leader[600];
     if (o->zk) {
@@ -193,7 +196,6 @@ static int run(const worker_opts *o)
         urc = tn_daemon_check_kill_hooks("worker", &o->kill_hook);
     if (urc || (urc = tn_cli_http_check("worker", "--metrics", o->metrics)))
         return urc;
-    sigset_t set = tn_cli_block_signals();
     tn_worker_opts wo = {.data_dir = o->data,
                          .name = o->name,
                          .master_url = o->master,

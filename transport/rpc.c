@@ -172,14 +172,17 @@ static bool listener_answers(tn_rpc_server *s, int wait_ms)
     /* a full backlog (EAGAIN) also means nobody accepts */
     bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
               send(fd, hello, sizeof(hello), MSG_NOSIGNAL) == (ssize_t)sizeof(hello);
-    bool added = false;
-    for (int64_t end = now_ms() + wait_ms; ok && !added && now_ms() < end;) {
+    bool added = false, stopping = false;
+    for (int64_t end = now_ms() + wait_ms; ok && !added && !stopping && now_ms() < end;) {
         nanosleep(&(struct timespec){0, 1000000}, NULL);
         added = atomic_load(&s->added) != before;
+        stopping = atomic_load(&s->stop);
     }
     /* hanging up once the pipe is in is an ordinary disconnect */
     close(fd);
-    return added;
+    /* a server being stopped is closed whole: no listener is replaced then (nng 1.5.2
+     * leaks what a listener closed with a pipe in its handshake held) */
+    return added || stopping;
 }
 
 /* The idle-time check of an ipc listener (see the top of the file). */
@@ -227,7 +230,7 @@ static void *serve(void *p)
         nng_msg *m = NULL;
         int rv = nng_recvmsg(s->sock, &m, 0);
         if (rv == NNG_ETIMEDOUT) {
-            if (s->url && now_ms() >= s->next_probe) {
+            if (s->url && now_ms() >= s->next_probe && !atomic_load(&s->stop)) {
                 check_ipc(s);
                 s->next_probe = now_ms() + PROBE_EVERY_MS;
             }
@@ -357,6 +360,8 @@ static tn_err serve_listen(tn_rpc_server *s, const char *url, const tn_rpc_tls *
     int rv = nng_rep0_open(&s->sock);
     if (rv == 0) {
         nng_setopt_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
+        /* a reply that cannot go out does not hold the server's thread (and its stop) */
+        nng_setopt_ms(s->sock, NNG_OPT_SENDTIMEO, 5000);
         nng_setopt_size(s->sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
         if (ipc && (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe_added, s)) == 0)
             rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_check, s);
@@ -432,15 +437,99 @@ tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server
     return serve_start(url, NULL, fn, NULL, arg, out, msg);
 }
 
+/* How long a server's stop waits for nng_close: nng 1.5.2 was seen to hang there for good
+ * (a master's stop with a standby connected to its log server), and a daemon's stop
+ * must end. */
+#define CLOSE_BOUND_MS 5000
+
+typedef struct closer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done, abandoned;
+    tn_rpc_server *s;
+} closer;
+
+static void closer_free(closer *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+/* nng_close and the free of the server, on their own thread; the last of this thread and
+ * the waiter frees the closer. */
+static void *close_thread(void *arg)
+{
+    closer *c = arg;
+    nng_close(c->s->sock);
+    free(c->s->url);
+    free(c->s); /* the pipe callbacks use it: only after the close */
+    pthread_mutex_lock(&c->mu);
+    c->done = true;
+    bool last = c->abandoned;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (last)
+        closer_free(c);
+    return NULL;
+}
+
+/* Close the socket, waiting at most CLOSE_BOUND_MS; past that the close goes on without
+ * us (the process may exit). false when it did not end in time. */
+static bool close_bounded(tn_rpc_server *s)
+{
+    closer *c = calloc(1, sizeof(*c));
+    pthread_condattr_t ca;
+    pthread_t th;
+    if (!c)
+        goto inline_close;
+    c->s = s;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&th, NULL, close_thread, c) != 0) {
+        closer_free(c);
+        goto inline_close;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += CLOSE_BOUND_MS / 1000;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT)
+        ;
+    bool done = c->done;
+    c->abandoned = !done;
+    pthread_mutex_unlock(&c->mu);
+    if (done) {
+        pthread_join(th, NULL);
+        closer_free(c);
+    } else {
+        pthread_detach(th);
+    }
+    return done;
+inline_close:
+    nng_close(s->sock);
+    free(s->url);
+    free(s);
+    return true;
+}
+
 void tn_rpc_server_free(tn_rpc_server *s)
 {
     if (!s)
         return;
     atomic_store(&s->stop, true);
+    /* the handler's last call ends here: from now on nothing calls it with s->arg */
     pthread_join(s->thread, NULL);
-    nng_close(s->sock);
-    free(s->url);
-    free(s);
+    char url[128];
+    snprintf(url, sizeof(url), "%s", s->url ? s->url : "-");
+    if (!close_bounded(s))
+        tn_warn("rpc",
+                "msg=\"the socket did not close within %d ms; left to the process's exit\" "
+                "url=%s",
+                CLOSE_BOUND_MS, url);
 }
 
 /* Dial url (with TLS for tls+tcp://). */

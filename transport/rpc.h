@@ -58,7 +58,10 @@ tn_err tn_rpc_serve(const char *url, tn_rpc_handler fn, void *arg, tn_rpc_server
  * uid than this process's (root excepted) is closed at once and logged. */
 tn_err tn_rpc_serve_peer(const char *url, const tn_rpc_tls *tls, tn_rpc_peer_handler fn,
                          void *arg, tn_rpc_server **out, tn_errmsg *msg);
-/* Stop serving (waits for the request in progress) and free. Accepts NULL. */
+/* Stop serving (waits for the request in progress: the handler is not called after this
+ * returns) and free. The socket's close is waited for a bounded time (5 s): nng was seen
+ * to hang there, and the rest of it then ends on its own thread, with a warning logged,
+ * or with the process. Accepts NULL. */
 void tn_rpc_server_free(tn_rpc_server *s);
 
 /* One call: dial url, send req, wait up to timeout_ms for the reply (malloc'd into *rep;

@@ -176,12 +176,16 @@ static void step_down(tn_ha *h, const char *why)
     tn_warn("ha", "msg=\"stepping down\" why=\"%s\"", why);
     tn_master_set_passive(h->m, true);
     atomic_store(&h->leading, false);
-    pthread_mutex_lock(&h->rmu); /* /metrics reads it under rmu */
-    tn_ship *s = atomic_exchange(&h->ship, NULL);
-    pthread_mutex_unlock(&h->rmu);
-    tn_ship_free(s);
+    /* the engine's gate may hold the ship server: it is closed first (a gate returns at
+     * once), freed once the engine stopped (and with it the API whose /metrics reads it) */
+    tn_ship *s = atomic_load(&h->ship);
+    tn_ship_close(s);
     tn_master_stop(h->m);
     h->m = NULL;
+    pthread_mutex_lock(&h->rmu); /* /metrics reads it under rmu */
+    atomic_store(&h->ship, NULL);
+    pthread_mutex_unlock(&h->rmu);
+    tn_ship_free(s);
 }
 
 /* Take over: our log is what we followed; the engine's open is the recovery (instances,
@@ -404,6 +408,8 @@ tn_err tn_ha_start(const tn_ha_opts *o, tn_ha **out, tn_errmsg *msg)
     *out = h;
     return TN_OK;
 fail:
+    /* the follower and the standby's servers ask ZooKeeper who leads: they stop before
+     * the session closes */
     reads_stop(h);
     unfollow(h);
     tn_zk_close(h->zk);

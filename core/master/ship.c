@@ -160,15 +160,24 @@ tn_err tn_ship_serve(const char *url, const tn_rpc_tls *tls, bool insecure, tn_e
     return TN_OK;
 }
 
-void tn_ship_free(tn_ship *s)
+void tn_ship_close(tn_ship *s)
 {
     if (!s)
         return;
     pthread_mutex_lock(&s->mu);
     s->stop = true;
     pthread_cond_broadcast(&s->cv);
+    tn_rpc_server *rpc = s->rpc;
+    s->rpc = NULL;
     pthread_mutex_unlock(&s->mu);
-    tn_rpc_server_free(s->rpc);
+    tn_rpc_server_free(rpc);
+}
+
+void tn_ship_free(tn_ship *s)
+{
+    if (!s)
+        return;
+    tn_ship_close(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

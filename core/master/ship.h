@@ -26,7 +26,12 @@ typedef struct tn_ship tn_ship;
  * many standbys must hold a batch before tn_ship_gate lets its effects go. */
 tn_err tn_ship_serve(const char *url, const tn_rpc_tls *tls, bool insecure, tn_evlog *log,
                      uint32_t sync_n, tn_ship **out, tn_errmsg *msg);
-/* Stop serving; a gate waiting returns. NULL ok. */
+/* Stop: a gate waiting returns, and every later one at once; the log is served no more.
+ * The object stays valid (for a gate that loaded it) until tn_ship_free. Never blocks for
+ * long: the server's socket is closed within a bound (tn_rpc_server_free). NULL ok. */
+void tn_ship_close(tn_ship *s);
+/* Close (when not yet) and free: the caller has made sure no gate uses s any more (the
+ * engine that calls it stopped). NULL ok. */
 void tn_ship_free(tn_ship *s);
 /* The engine's gate (tn_engine_gate): returns once sync_n standbys asked past last_seq. */
 void tn_ship_gate(void *arg, uint64_t last_seq);

@@ -1,7 +1,22 @@
 /* Registry, election and epoch in ZooKeeper (see zk.h). ZooKeeper's watcher only records
  * what happened and wakes this module's thread, which does every blocking call: the
  * multithreaded client delivers watches on the thread that completes synchronous calls,
- * so a blocking call from a watcher would wait for itself. */
+ * so a blocking call from a watcher would wait for itself.
+ *
+ * Threads and what guards what:
+ *  - z->zh, the session's handle, is replaced (an expired session closed, a new one made)
+ *    only by this module's thread, under the write side of z->hlock. Every other thread
+ *    (tn_zk_leader, tn_zk_epoch, tn_zk_workers, tn_zk_worker_register, tn_zk_session)
+ *    takes the read side for as long as it uses the handle, so a handle is never closed
+ *    under a call. This module's thread reads z->zh without the lock: it is its only
+ *    writer. The old handle is closed after it was swapped out, outside the lock.
+ *  - Each handle's watcher gets its own context (zctx) naming the handle's generation;
+ *    an event of a handle that is no longer the current one (being closed, or replaced)
+ *    is dropped, so it cannot mark the new session expired or connected.
+ *  - What the watcher records, the role, the epoch, the seq and the flags set by API
+ *    calls are under z->mu. The election's own state (mynode, seq_published,
+ *    before_suspend) is this module's thread's alone.
+ *  - Callbacks (on_role, on_workers) run on this module's thread with no lock held. */
 #include "zk.h"
 
 #include <errno.h>
@@ -24,7 +39,10 @@ struct tn_zk {
     tn_zk_opts o;
     char hosts[1024], cluster[80], name[256], info[DATA_MAX - 320];
     char base[128];
-    zhandle_t *zh;
+    zhandle_t *zh;          /* see the top: written under hlock's write side */
+    pthread_rwlock_t hlock; /* held (read) by other threads while they use zh */
+    struct zctx *ctx;       /* the current handle's watcher context */
+    uint32_t gen;           /* the current handle's generation (under mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t th;
@@ -43,6 +61,12 @@ struct tn_zk {
     uint32_t sessions;
 };
 
+/* A handle's watcher context: events of a generation other than z->gen are dropped. */
+typedef struct zctx {
+    tn_zk *z;
+    uint32_t gen;
+} zctx;
+
 const char *tn_zk_role_name(tn_zk_role r)
 {
     switch (r) {
@@ -56,10 +80,13 @@ const char *tn_zk_role_name(tn_zk_role r)
 
 static void watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    tn_zk *z = ctx;
+    const zctx *c = ctx;
+    tn_zk *z = c->z;
     (void)zh;
     pthread_mutex_lock(&z->mu);
-    if (type == ZOO_SESSION_EVENT) {
+    if (c->gen != z->gen) {
+        /* a handle swapped out: what it says is about a session we left */
+    } else if (type == ZOO_SESSION_EVENT) {
         if (state == ZOO_EXPIRED_SESSION_STATE)
             z->expired = true;
         z->state = state;
@@ -102,20 +129,37 @@ static void deadline_in(struct timespec *ts, int64_t ms)
     }
 }
 
-/* A new session; waits for it to connect (at most the session timeout). */
+/* A new session (z->zh is NULL); waits for it to connect (at most the session timeout).
+ * The handle is z->zh from here on, connected or not (closed by the next renewal or by
+ * tn_zk_close). */
 static tn_err connect_session(tn_zk *z, tn_errmsg *msg)
 {
-    zhandle_t *zh = zookeeper_init(z->hosts, watcher, (int)z->o.session_ms, NULL, z, 0);
-    if (!zh)
+    zctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&z->mu);
+    c->z = z;
+    c->gen = ++z->gen;
+    z->state = 0;
+    z->expired = false;
+    pthread_mutex_unlock(&z->mu);
+    zhandle_t *zh = zookeeper_init(z->hosts, watcher, (int)z->o.session_ms, NULL, c, 0);
+    if (!zh) {
+        int err = errno;
+        free(c);
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "--zk %s: cannot start a ZooKeeper session (%s); give "
                              "HOST:PORT[,HOST:PORT...]",
-                             z->hosts, strerror(errno));
+                             z->hosts, strerror(err));
+    }
+    pthread_rwlock_wrlock(&z->hlock);
+    z->zh = zh;
+    z->ctx = c;
+    pthread_rwlock_unlock(&z->hlock);
     struct timespec ts;
     deadline_in(&ts, z->o.session_ms);
     pthread_mutex_lock(&z->mu);
-    z->zh = zh;
-    while (z->state != ZOO_CONNECTED_STATE && !z->expired)
+    while (z->state != ZOO_CONNECTED_STATE && !z->expired && !z->stop)
         if (pthread_cond_timedwait(&z->cv, &z->mu, &ts) == ETIMEDOUT)
             break;
     bool ok = z->state == ZOO_CONNECTED_STATE;
@@ -128,6 +172,25 @@ static tn_err connect_session(tn_zk *z, tn_errmsg *msg)
                              "the ensemble runs and the addresses",
                              z->hosts, z->o.session_ms);
     return TN_OK;
+}
+
+/* Swap the handle out (waiting for the calls of other threads on it to end) and close
+ * it; its watcher's events are dropped from here on. This module's thread, or the last
+ * user (open's failure, close). */
+static void drop_handle(tn_zk *z)
+{
+    pthread_mutex_lock(&z->mu);
+    z->gen++;
+    pthread_mutex_unlock(&z->mu);
+    pthread_rwlock_wrlock(&z->hlock);
+    zhandle_t *old = z->zh;
+    zctx *c = z->ctx;
+    z->zh = NULL;
+    z->ctx = NULL;
+    pthread_rwlock_unlock(&z->hlock);
+    if (old)
+        zookeeper_close(old); /* its threads are joined: the watcher is not called again */
+    free(c);
 }
 
 static tn_err ensure(tn_zk *z, const char *path, tn_errmsg *msg)
@@ -204,6 +267,7 @@ tn_err tn_zk_open(const tn_zk_opts *o, tn_zk **out, tn_errmsg *msg)
     snprintf(z->info, sizeof(z->info), "%s", o->info ? o->info : "");
     snprintf(z->base, sizeof(z->base), "/tern/%s", z->cluster);
     pthread_mutex_init(&z->mu, NULL);
+    pthread_rwlock_init(&z->hlock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -215,8 +279,8 @@ tn_err tn_zk_open(const tn_zk_opts *o, tn_zk **out, tn_errmsg *msg)
     if (!e && pthread_create(&z->th, NULL, zk_thread, z) != 0)
         e = tn_errmsg_set(msg, TN_ERR_NOMEM, "cannot start the ZooKeeper thread");
     if (e) {
-        if (z->zh)
-            zookeeper_close(z->zh);
+        drop_handle(z);
+        pthread_rwlock_destroy(&z->hlock);
         pthread_mutex_destroy(&z->mu);
         pthread_cond_destroy(&z->cv);
         free(z);
@@ -237,8 +301,8 @@ void tn_zk_close(tn_zk *z)
     pthread_mutex_unlock(&z->mu);
     if (z->started)
         pthread_join(z->th, NULL);
-    if (z->zh)
-        zookeeper_close(z->zh); /* ends the session: its ephemeral nodes go now */
+    drop_handle(z); /* ends the session: its ephemeral nodes go now */
+    pthread_rwlock_destroy(&z->hlock);
     pthread_mutex_destroy(&z->mu);
     pthread_cond_destroy(&z->cv);
     free(z);
@@ -365,10 +429,52 @@ static bool should_defer(tn_zk *z, const struct String_vector *v)
     return false;
 }
 
+/* The thread tries the election again (a node that went, a lead not taken yet). */
+static void again(tn_zk *z)
+{
+    pthread_mutex_lock(&z->mu);
+    z->ev_elect = true;
+    pthread_mutex_unlock(&z->mu);
+}
+
+/* Delete the masters/ nodes of our name that another session owns: ours from a previous
+ * run (a restart within the session timeout) that the server keeps until that session
+ * expires. Left there, such a node stands in line, maybe first, for a master that is
+ * gone, and nobody leads until it expires. Names are unique in a cluster (ha.h). */
+static void sweep_stale(tn_zk *z)
+{
+    char p[PATH_MAX_ZK];
+    snprintf(p, sizeof(p), "%s/masters", z->base);
+    struct String_vector v = {0};
+    if (zoo_get_children(z->zh, p, 0, &v) != ZOK)
+        return;
+    const clientid_t *me = zoo_client_id(z->zh);
+    size_t nl = strlen(z->name);
+    for (int32_t i = 0; i < v.count; i++) {
+        char c[2 * PATH_MAX_ZK], buf[DATA_MAX];
+        int len = sizeof(buf) - 1;
+        struct Stat st;
+        snprintf(c, sizeof(c), "%s/%s", p, v.data[i]);
+        if (zoo_get(z->zh, c, 0, buf, &len, &st) != ZOK || len < 0)
+            continue;
+        buf[len] = 0;
+        if ((size_t)len <= nl || strncmp(buf, z->name, nl) != 0 || buf[nl] != '\n' ||
+            (me && st.ephemeralOwner == me->client_id))
+            continue;
+        int rc = zoo_delete(z->zh, c, st.version);
+        tn_warn("zk",
+                "msg=\"removed a node left by a previous session of ours\" node=%s "
+                "session=0x%" PRIx64 " deleted=%s",
+                v.data[i], (uint64_t)st.ephemeralOwner, rc == ZOK ? "yes" : zerror(rc));
+    }
+    deallocate_String_vector(&v);
+}
+
 static void elect(tn_zk *z)
 {
     char p[PATH_MAX_ZK], buf[DATA_MAX];
     if (!z->mynode[0]) {
+        sweep_stale(z);
         snprintf(p, sizeof(p), "%s/masters/m-", z->base);
         node_data(z, buf, sizeof(buf));
         int rc = zoo_create(z->zh, p, buf, (int)strlen(buf), &ZOO_OPEN_ACL_UNSAFE,
@@ -390,14 +496,14 @@ static void elect(tn_zk *z)
             idx = i;
     if (idx < 0) { /* our node is gone (a session that ended): a new one */
         z->mynode[0] = 0;
-        z->ev_elect = true;
+        again(z);
     } else if (idx == 0) {
         if (z->role != TN_ZK_LEADER && v.count > 1 && should_defer(z, &v)) {
             (void)zoo_delete(z->zh, z->mynode, -1);
             z->mynode[0] = 0;
-            z->ev_elect = true;
+            again(z);
         } else if (z->role != TN_ZK_LEADER && take_lead(z) != TN_OK) {
-            z->ev_elect = true; /* tried again by the thread */
+            again(z); /* tried again by the thread */
         }
     } else {
         if (z->role != TN_ZK_STANDBY)
@@ -405,7 +511,7 @@ static void elect(tn_zk *z)
         snprintf(p, sizeof(p), "%s/masters/%s", z->base, v.data[idx - 1]);
         struct Stat st;
         if (zoo_exists(z->zh, p, 1, &st) == ZNONODE)
-            z->ev_elect = true;
+            again(z);
     }
     deallocate_String_vector(&v);
 }
@@ -433,14 +539,7 @@ static void renew_session(tn_zk *z)
 {
     set_role(z, TN_ZK_LOST, 0);
     tn_warn("zk", "msg=\"ZooKeeper session expired\" cluster=%s name=%s", z->cluster, z->name);
-    zhandle_t *old;
-    pthread_mutex_lock(&z->mu);
-    old = z->zh;
-    z->zh = NULL;
-    z->expired = false;
-    z->state = 0;
-    pthread_mutex_unlock(&z->mu);
-    zookeeper_close(old);
+    drop_handle(z);
     z->mynode[0] = 0;
     tn_errmsg em = {{0}};
     if (connect_session(z, &em) != TN_OK) {
@@ -450,7 +549,10 @@ static void renew_session(tn_zk *z)
         pthread_mutex_unlock(&z->mu);
         return;
     }
-    if (z->worker_reg)
+    pthread_mutex_lock(&z->mu);
+    bool reg = z->worker_reg;
+    pthread_mutex_unlock(&z->mu);
+    if (reg)
         register_worker(z);
     pthread_mutex_lock(&z->mu);
     z->ev_elect = z->campaigning;
@@ -569,12 +671,18 @@ void tn_zk_set_seq(tn_zk *z, uint64_t seq)
     pthread_mutex_unlock(&z->mu);
 }
 
-static zhandle_t *handle(tn_zk *z)
+/* The handle for a call from another thread than this module's: held (the read side of
+ * hlock) until release(), so a renewal does not close it under the call. NULL between
+ * two sessions. */
+static zhandle_t *acquire(tn_zk *z)
 {
-    pthread_mutex_lock(&z->mu);
-    zhandle_t *zh = z->zh;
-    pthread_mutex_unlock(&z->mu);
-    return zh;
+    pthread_rwlock_rdlock(&z->hlock);
+    return z->zh;
+}
+
+static void release(tn_zk *z)
+{
+    pthread_rwlock_unlock(&z->hlock);
 }
 
 tn_err tn_zk_leader(tn_zk *z, uint64_t *epoch, char *name, size_t nlen, char *info, size_t ilen,
@@ -583,8 +691,9 @@ tn_err tn_zk_leader(tn_zk *z, uint64_t *epoch, char *name, size_t nlen, char *in
     char p[PATH_MAX_ZK], buf[DATA_MAX];
     int len = sizeof(buf) - 1;
     snprintf(p, sizeof(p), "%s/leader", z->base);
-    zhandle_t *zh = handle(z);
+    zhandle_t *zh = acquire(z);
     int rc = zh ? zoo_get(zh, p, 0, buf, &len, NULL) : ZINVALIDSTATE;
+    release(z);
     if (rc == ZNONODE)
         return tn_errmsg_set(msg, TN_ERR_NOENT,
                              "cluster %s has no leader now (ZooKeeper %s); wait for the "
@@ -613,8 +722,9 @@ tn_err tn_zk_epoch(tn_zk *z, uint64_t *epoch, tn_errmsg *msg)
     char p[PATH_MAX_ZK], buf[32];
     int len = sizeof(buf) - 1;
     snprintf(p, sizeof(p), "%s/epoch", z->base);
-    zhandle_t *zh = handle(z);
+    zhandle_t *zh = acquire(z);
     int rc = zh ? zoo_get(zh, p, 0, buf, &len, NULL) : ZINVALIDSTATE;
+    release(z);
     if (rc == ZNONODE) {
         *epoch = 0;
         return TN_OK;
@@ -630,10 +740,12 @@ tn_err tn_zk_epoch(tn_zk *z, uint64_t *epoch, tn_errmsg *msg)
 tn_err tn_zk_worker_register(tn_zk *z, tn_errmsg *msg)
 {
     (void)msg;
-    register_worker(z);
     pthread_mutex_lock(&z->mu);
-    z->worker_reg = true;
+    z->worker_reg = true; /* first: a renewal from here on registers again */
     pthread_mutex_unlock(&z->mu);
+    if (acquire(z))
+        register_worker(z);
+    release(z);
     return TN_OK;
 }
 
@@ -643,11 +755,13 @@ tn_err tn_zk_workers(tn_zk *z, void (*fn)(void *arg, const char *name, const cha
     char p[PATH_MAX_ZK];
     snprintf(p, sizeof(p), "%s/workers", z->base);
     struct String_vector v = {0};
-    zhandle_t *zh = handle(z);
+    zhandle_t *zh = acquire(z);
     int rc = zh ? zoo_get_children(zh, p, 1, &v) : ZINVALIDSTATE;
-    if (rc != ZOK)
+    if (rc != ZOK) {
+        release(z);
         return tn_errmsg_set(msg, zerr(rc), "ZooKeeper %s: cannot list %s: %s", z->hosts, p,
                              zerror(rc));
+    }
     for (int32_t i = 0; i < v.count; i++) {
         char c[2 * PATH_MAX_ZK], buf[DATA_MAX];
         int len = sizeof(buf) - 1;
@@ -657,15 +771,18 @@ tn_err tn_zk_workers(tn_zk *z, void (*fn)(void *arg, const char *name, const cha
         buf[len < 0 ? 0 : len] = 0;
         fn(arg, v.data[i], buf);
     }
+    release(z);
     deallocate_String_vector(&v);
     return TN_OK;
 }
 
 int64_t tn_zk_session(tn_zk *z)
 {
-    zhandle_t *zh = handle(z);
+    zhandle_t *zh = acquire(z);
     const clientid_t *c = zh ? zoo_client_id(zh) : NULL;
-    return c ? c->client_id : 0;
+    int64_t id = c ? c->client_id : 0;
+    release(z);
+    return id;
 }
 
 uint32_t tn_zk_sessions(tn_zk *z)
