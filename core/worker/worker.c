@@ -1424,6 +1424,8 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
     /* a ":0" port: tell the master the real one */
     (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
     snprintf(w->master_url, sizeof(w->master_url), "%s", opts->master_url);
+    if (opts->master_epoch)
+        remember_leader(w, opts->master_url, opts->master_epoch);
     return TN_OK;
 }
 
