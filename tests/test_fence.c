@@ -71,18 +71,35 @@ Test(fence, the_senders_kept_are_bounded)
     tn_fence_init(&f, dir);
     uint64_t n = 0;
     char name[32];
-    /* one more sender than the table holds: the least recently refused makes room */
+    /* one more sender than the table holds, 100 ms apart: the least recently refused
+     * makes room */
     for (int i = 0; i <= TN_FENCE_SENDERS; i++) {
         snprintf(name, sizeof(name), "master:m%d", i);
-        cr_assert(due(&f, name, (i + 1) * MS, &n));
-        cr_assert(!due(&f, name, (i + 1) * MS, &n));
+        cr_assert(due(&f, name, (i + 1) * 100 * MS, &n));
+        cr_assert(!due(&f, name, (i + 1) * 100 * MS, &n));
         cr_assert_eq(n, 2);
     }
-    /* m1..m8 are kept, still paced; m0 was dropped, and starts again */
-    cr_assert(!due(&f, "master:m1", 20 * MS, &n));
+    /* m1..m8 are kept, their counts go on; m0 was dropped, and its count starts again */
+    cr_assert(due(&f, "master:m1", 950 * MS, &n));
     cr_assert_eq(n, 3);
-    cr_assert(due(&f, "master:m0", 21 * MS, &n));
+    cr_assert(due(&f, "master:m0", 960 * MS, &n));
     cr_assert_eq(n, 1);
+}
+
+Test(fence, invented_sender_names_get_no_more_answers)
+{
+    tn_fence f;
+    tn_fence_init(&f, dir);
+    uint64_t n = 0;
+    char name[32];
+    int answered = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "master:x%d", i);
+        answered += due(&f, name, 50 * MS, &n);
+    }
+    cr_assert_eq(answered, TN_FENCE_SENDERS, "as many as the senders kept, in 100 ms");
+    cr_assert(!due(&f, "master:y", 149 * MS, &n));
+    cr_assert(due(&f, "master:y", 150 * MS, &n), "and as many again 100 ms later");
 }
 
 Test(fence, a_long_sender_is_cut_and_an_empty_one_not_answered)

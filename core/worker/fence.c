@@ -97,6 +97,13 @@ bool tn_fence_answer_due(tn_fence *f, const char *sender, size_t sender_len, int
     *refused = s->refused;
     if (s->answered && now - s->answered_at < TN_FENCE_ANSWER_NS)
         return false;
+    if (!f->window_n || now - f->window_at >= TN_FENCE_ANSWER_NS) {
+        f->window_at = now;
+        f->window_n = 0;
+    }
+    if (f->window_n >= TN_FENCE_SENDERS)
+        return false;
+    f->window_n++;
     s->answered = true;
     s->answered_at = now;
     return true;
