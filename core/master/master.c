@@ -773,10 +773,14 @@ static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconci
         pthread_mutex_unlock(&m->mu);
         return;
     }
-    /* what it runs that is not the current attempt placed on it is stale: kill it */
+    /* what it runs that is not the current attempt placed on it is stale: kill it. A
+     * current attempt recovered from the log whose worker is not named yet (name_recovered
+     * runs beside this) is not: it is the one placed, and it was killed, its workflow
+     * stopped, when a restarted master heard RECONCILED first */
     for (uint32_t i = 0; i < r->running.n; i++) {
         placement *a = tn_map_get(&m->asgs, r->running.v[i].task);
-        if (a && a->attempt == r->running.v[i].attempt && strcmp(a->worker, w->name) == 0)
+        if (a && a->attempt == r->running.v[i].attempt &&
+            (!a->worker[0] || strcmp(a->worker, w->name) == 0))
             continue;
         tn_msg k = {.type = TN_MSG_KILL};
         k.kill = (tn_msg_kill){r->running.v[i].task, r->running.v[i].attempt, 0,
