@@ -25,6 +25,7 @@
 
 #include "follow.h"
 #include "ha.h"
+#include "proto.h"
 #include "sm_gen.h"
 #include "ship.h"
 #include "zk.h"
@@ -512,6 +513,150 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
     cr_assert(file_has(nlog, want), "the old leader did not follow the new one");
     tn_zk_close(z);
     stop_all();
+}
+
+/* The test as a master of cluster "t": its reports (heartbeats, ACCEPTED, FENCED). */
+typedef struct fake_leader {
+    pthread_mutex_t mu;
+    int heartbeats, accepted, fenced;
+    uint64_t master_epoch; /* the last heartbeat's */
+    char fenced_worker[300], fenced_master[300];
+    uint64_t fenced_epoch, fenced_refused;
+} fake_leader;
+
+static tn_err fl_msg(void *arg, tn_str sender, const tn_msg *m)
+{
+    (void)sender;
+    fake_leader *f = arg;
+    pthread_mutex_lock(&f->mu);
+    if (m->type == TN_MSG_HEARTBEAT) {
+        f->heartbeats++;
+        for (uint32_t i = 0; i < m->heartbeat.gauges.n; i++)
+            if (tn_str_eq(m->heartbeat.gauges.v[i].key, "master_epoch"))
+                f->master_epoch = m->heartbeat.gauges.v[i].val;
+    } else if (m->type == TN_MSG_ACCEPTED) {
+        f->accepted++;
+    } else if (m->type == TN_MSG_FENCED) {
+        f->fenced++;
+        snprintf(f->fenced_worker, sizeof(f->fenced_worker), "%.*s", (int)m->fenced.worker.len,
+                 m->fenced.worker.p);
+        snprintf(f->fenced_master, sizeof(f->fenced_master), "%.*s", (int)m->fenced.master.len,
+                 m->fenced.master.p);
+        f->fenced_epoch = m->fenced.epoch;
+        f->fenced_refused = m->fenced.refused;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return TN_OK;
+}
+
+static void fl_recv(void *arg, const void *buf, size_t len, const tn_peer *peer)
+{
+    (void)peer;
+    (void)tn_frame_decode(buf, len, fl_msg, arg, NULL);
+}
+
+/* A candidate "name" of cluster t whose leader record names listen=url; f takes its
+ * reports there. */
+static tn_zk *fl_start(fake_leader *f, const char *name, tn_tx *rx)
+{
+    char info[800], url[700];
+    snprintf(url, sizeof(url), "ipc://%s/%s.sock", dir, name);
+    snprintf(info, sizeof(info), "listen=%s", url);
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(false, NULL, fl_recv, f, rx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_listen(*rx, url, &em), TN_OK, "%s", em.text);
+    tn_zk_opts o = {.hosts = hosts, .cluster = "t", .name = name, .info = info};
+    tn_zk *z = NULL;
+    cr_assert_eq(tn_zk_open(&o, &z, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_zk_campaign(z, 0, &em), TN_OK, "%s", em.text);
+    return z;
+}
+
+static int fl_get(fake_leader *f, const int *field)
+{
+    pthread_mutex_lock(&f->mu);
+    int v = *field;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+static uint64_t fl_epoch(fake_leader *f)
+{
+    pthread_mutex_lock(&f->mu);
+    uint64_t v = f->master_epoch;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+/* Issue 14's paused leader, with the test as both masters: a leads, b takes over, and a
+ * (woken up) sends the worker a DISPATCH of its old epoch. The worker refuses it and
+ * answers a FENCED at the URL a's leader record gave (not b, the master it reports to);
+ * the task does not run. */
+Test(ha, a_deposed_leader_is_answered_fenced_at_its_own_url)
+{
+    fake_leader fa = {.mu = PTHREAD_MUTEX_INITIALIZER}, fb = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tn_tx rxa, rxb, tx;
+    tn_zk *a = fl_start(&fa, "a", &rxa);
+    uint64_t ea = 0;
+    for (int i = 0; i < 600 && tn_zk_role_get(a, &ea) != TN_ZK_LEADER; i++)
+        msleep(50);
+    cr_assert_gt(ea, 0, "a does not lead");
+    tn_zk *b = fl_start(&fb, "b", &rxb);
+    start_worker("w1");
+    for (int i = 0; i < 600 && fl_get(&fa, &fa.heartbeats) == 0; i++)
+        msleep(50);
+    cr_assert_gt(fl_get(&fa, &fa.heartbeats), 0, "the worker does not report to the leader");
+    char wurl[700];
+    snprintf(wurl, sizeof(wurl), "ipc://%s/w1.sock", dir);
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_tx_nng_new(true, NULL, NULL, NULL, &tx, &em), TN_OK, "%s", em.text);
+    cr_assert_eq(tn_tx_dial(tx, wurl, &em), TN_OK, "%s", em.text);
+
+    tn_zk_close(a); /* a's lead ends; b leads the next epoch, and the worker follows it */
+    uint64_t eb = 0;
+    for (int i = 0; i < 600 && tn_zk_role_get(b, &eb) != TN_ZK_LEADER; i++)
+        msleep(50);
+    cr_assert_eq(eb, ea + 1);
+    for (int i = 0; i < 600 && fl_epoch(&fb) != eb; i++)
+        msleep(50);
+    cr_assert_eq(fl_epoch(&fb), eb, "the worker does not follow the new leader");
+
+    tn_msg d = {.type = TN_MSG_DISPATCH};
+    d.dispatch = (tn_msg_dispatch){.task = 1,
+                                   .wf = 1,
+                                   .attempt = 1,
+                                   .name = TN_STR("t"),
+                                   .type = TN_STR("noop"),
+                                   .worker_group = TN_STR("default"),
+                                   .noop_success = true};
+    tn_buf buf = {0};
+    tn_frame fr;
+    cr_assert_eq(tn_frame_begin_epoch(&fr, &buf, "master:a", "", ea), TN_OK);
+    cr_assert_eq(tn_frame_add(&fr, &d), TN_OK);
+    cr_assert_eq(tn_frame_end(&fr), TN_OK);
+    /* resent as a master resends, until answered (the first may race the dial) */
+    for (int i = 0; i < 300 && fl_get(&fa, &fa.fenced) == 0; i++) {
+        if (i % 10 == 0)
+            (void)tn_tx_send(tx, buf.data, buf.size);
+        msleep(50);
+    }
+    tn_buf_free(&buf);
+    cr_assert_gt(fl_get(&fa, &fa.fenced), 0, "the deposed leader got no FENCED");
+    pthread_mutex_lock(&fa.mu);
+    cr_expect_str_eq(fa.fenced_worker, "w1");
+    cr_expect_str_eq(fa.fenced_master, "master:a");
+    cr_expect_eq(fa.fenced_epoch, eb, "the answer names the newer epoch");
+    cr_expect_geq(fa.fenced_refused, 1);
+    pthread_mutex_unlock(&fa.mu);
+    cr_expect_eq(fl_get(&fb, &fb.fenced), 0, "the new leader was told instead");
+    cr_expect_eq(fl_get(&fa, &fa.accepted) + fl_get(&fb, &fb.accepted), 0,
+                 "the deposed leader's task ran");
+    cr_assert(file_has("w1.log", "answered a fenced master with FENCED"));
+    stop_all();
+    tn_tx_free(&tx);
+    tn_tx_free(&rxa);
+    tn_tx_free(&rxb);
+    tn_zk_close(b);
 }
 
 /* A worker whose ZooKeeper session expires is dead for the leader at once (long before the

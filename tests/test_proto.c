@@ -232,6 +232,12 @@ static void fill(arena *a, tn_msg *m, unsigned type, int v)
         m->reconciled.running = (tn_task_attempts){ta, n};
         break;
     }
+    case TN_MSG_FENCED:
+        m->fenced.worker = mx ? rep(a, TN_PROTO_ID_MAX, 'w') : S(mn ? "w" : "w1");
+        m->fenced.epoch = u64;
+        m->fenced.refused = mx ? UINT64_MAX : mn ? 0 : 3;
+        m->fenced.master = mx ? rep(a, TN_PROTO_ID_MAX, 'm') : S(mn ? "m" : "master:m1");
+        break;
     }
 }
 
@@ -386,6 +392,41 @@ Test(proto, fields_decoded)
     afree(&a);
 }
 
+static tn_err cb_fenced(void *arg, tn_str sender, const tn_msg *m)
+{
+    int *n = arg;
+    cr_assert(tn_str_eq(sender, "worker:w9"));
+    cr_assert_eq(m->type, TN_MSG_FENCED);
+    cr_assert(tn_str_eq(m->fenced.worker, "w9"));
+    cr_assert_eq(m->fenced.epoch, 6);
+    cr_assert_eq(m->fenced.refused, 41);
+    cr_assert(tn_str_eq(m->fenced.master, "master:m1"));
+    cr_assert(!tn_msg_to_worker(m->type), "FENCED goes to a master");
+    (*n)++;
+    return TN_OK;
+}
+
+Test(proto, fenced_fields_decoded)
+{
+    tn_msg m = {.type = TN_MSG_FENCED};
+    m.fenced = (tn_msg_fenced){TN_STR("w9"), 6, 41, TN_STR("master:m1")};
+    cr_assert_str_eq(tn_msg_name(TN_MSG_FENCED), "FENCED");
+    tn_buf b = {0};
+    frame_of(&m, 1, "worker:w9", &b);
+    int n = 0;
+    cr_assert_eq(tn_frame_decode(b.data, b.size, cb_fenced, &n, NULL), TN_OK);
+    cr_assert_eq(n, 1);
+    /* every shorter read of it is refused, and nothing is handed over */
+    for (size_t len = 0; len < b.size; len++) {
+        char *cut = malloc(len ? len : 1);
+        memcpy(cut, b.data, len);
+        cr_expect_neq(tn_frame_decode(cut, len, cb_fenced, &n, NULL), TN_OK, "%zu bytes", len);
+        free(cut);
+    }
+    cr_assert_eq(n, 1);
+    buf_free(&b);
+}
+
 Test(proto, frame_with_many_messages)
 {
     enum {
@@ -473,7 +514,11 @@ Test(proto, encoder_refuses_what_the_decoder_would)
            TN_ERR_INVAL);
     REFUSE(TN_MSG_HEARTBEAT, m.heartbeat.groups.n = TN_PROTO_GROUPS_MAX + 1, TN_ERR_TOOBIG);
     REFUSE(TN_MSG_RECONCILED, m.reconciled.running.n = TN_PROTO_RUNNING_MAX + 1, TN_ERR_TOOBIG);
-    REFUSE(TN_MSG_PERSISTED, m.type = (tn_msg_type)10, TN_ERR_INVAL);
+    REFUSE(TN_MSG_FENCED, m.fenced.worker = S(""), TN_ERR_INVAL);
+    REFUSE(TN_MSG_FENCED, m.fenced.master = S(""), TN_ERR_INVAL);
+    REFUSE(TN_MSG_FENCED, m.fenced.master = rep(&a, TN_PROTO_ID_MAX + 1, 'm'), TN_ERR_TOOBIG);
+    REFUSE(TN_MSG_FENCED, m.fenced.worker = rep(&a, TN_PROTO_ID_MAX + 1, 'w'), TN_ERR_TOOBIG);
+    REFUSE(TN_MSG_PERSISTED, m.type = (tn_msg_type)11, TN_ERR_INVAL);
     REFUSE(TN_MSG_PERSISTED, m.type = (tn_msg_type)0, TN_ERR_INVAL);
 #undef REFUSE
     tn_frame f;
@@ -550,7 +595,7 @@ Test(proto, msgpack_c_reads_our_frames)
     cr_assert(memcmp(r[1].via.str.ptr, "worker:w7", 9) == 0);
     cr_assert_eq(r[2].type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r[2].via.array.size, TN_MSG__MAX);
-    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 7, 14, 3};
+    static const uint32_t lens[] = {0, 21, 5, 4, 2, 6, 8, 7, 14, 3, 5};
     for (unsigned i = 0; i < TN_MSG__MAX; i++) {
         msgpack_object *o = &r[2].via.array.ptr[i];
         cr_assert_eq(o->type, MSGPACK_OBJECT_ARRAY);
@@ -866,10 +911,20 @@ CASE(c_version_3)
     wa(r, 0);
 }
 
-CASE(c_version_5)
+CASE(c_version_4)
+{
+    wa(r, 5);
+    wu(r, 4);
+    ws(r, "m");
+    ws(r, "");
+    wu(r, 0);
+    wa(r, 0);
+}
+
+CASE(c_version_6)
 {
     wa(r, 6);
-    wu(r, 5);
+    wu(r, 6);
     ws(r, "m");
     ws(r, "");
     wu(r, 0);
@@ -1053,11 +1108,11 @@ CASE(c_type_0)
     wu(r, 1);
 }
 
-CASE(c_type_10)
+CASE(c_type_11)
 {
     head(r, 1);
     wa(r, 2);
-    wu(r, 10);
+    wu(r, 11);
     wu(r, 1);
 }
 
@@ -1363,6 +1418,64 @@ CASE(c_survivor_no_state)
     ws(r, "");
 }
 
+/* [10, worker, epoch, refused, master] */
+CASE(c_fenced_short)
+{
+    head(r, 1);
+    wa(r, 4);
+    wu(r, TN_MSG_FENCED);
+    ws(r, "w1");
+    wu(r, 5);
+    wu(r, 1);
+}
+
+CASE(c_fenced_no_worker)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_FENCED);
+    ws(r, "");
+    wu(r, 5);
+    wu(r, 1);
+    ws(r, "master:m1");
+}
+
+CASE(c_fenced_master_long)
+{
+    char m[TN_PROTO_ID_MAX + 2];
+    memset(m, 'm', sizeof(m) - 1);
+    m[sizeof(m) - 1] = 0;
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_FENCED);
+    ws(r, "w1");
+    wu(r, 5);
+    wu(r, 1);
+    ws(r, m);
+}
+
+CASE(c_fenced_epoch_negative)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_FENCED);
+    ws(r, "w1");
+    msgpack_pack_int64(&r->pk, -5);
+    wu(r, 1);
+    ws(r, "master:m1");
+}
+
+CASE(c_fenced_refused_str)
+{
+    head(r, 1);
+    wa(r, 5);
+    wu(r, TN_MSG_FENCED);
+    ws(r, "w1");
+    wu(r, 5);
+    ws(r, "1");
+    ws(r, "master:m1");
+}
+
 CASE(c_accepted_negative_pid)
 {
     head(r, 1);
@@ -1488,7 +1601,13 @@ Test(proto, malformed_corpus)
         {"version 1 (before worker_epoch)", c_version_1, TN_ERR_VERSION},
         {"version 2 (before the cluster)", c_version_2, TN_ERR_VERSION},
         {"version 3 (before the epoch)", c_version_3, TN_ERR_VERSION},
-        {"version 5, 6 elements", c_version_5, TN_ERR_VERSION},
+        {"version 4 (before FENCED)", c_version_4, TN_ERR_VERSION},
+        {"version 6, 6 elements", c_version_6, TN_ERR_VERSION},
+        {"FENCED of 4", c_fenced_short, TN_ERR_CORRUPT},
+        {"FENCED with no worker", c_fenced_no_worker, TN_ERR_CORRUPT},
+        {"FENCED master of 256 bytes", c_fenced_master_long, TN_ERR_TOOBIG},
+        {"FENCED epoch negative", c_fenced_epoch_negative, TN_ERR_TYPE},
+        {"FENCED refused a string", c_fenced_refused_str, TN_ERR_TYPE},
         {"epoch negative", c_epoch_negative, TN_ERR_TYPE},
         {"epoch a string", c_epoch_str, TN_ERR_TYPE},
         {"kill hook of 2 fields", c_hook_pair, TN_ERR_CORRUPT},
@@ -1513,7 +1632,7 @@ Test(proto, malformed_corpus)
         {"trailing byte", c_trailing_byte, TN_ERR_CORRUPT},
         {"uncounted message", c_trailing_message, TN_ERR_CORRUPT},
         {"type 0", c_type_0, TN_ERR_TYPE},
-        {"type 10", c_type_10, TN_ERR_TYPE},
+        {"type 11", c_type_11, TN_ERR_TYPE},
         {"type 2^64-1", c_type_huge, TN_ERR_TYPE},
         {"type as str", c_type_str, TN_ERR_TYPE},
         {"empty message", c_msg_empty, TN_ERR_CORRUPT},

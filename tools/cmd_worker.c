@@ -199,6 +199,7 @@ static int run(const worker_opts *o)
     tn_worker_opts wo = {.data_dir = o->data,
                          .name = o->name,
                          .master_url = o->master,
+                         .master_epoch = zf.epoch,
                          .listen_url = o->listen,
                          .ctl_url = o->ctl,
                          .groups = o->group,

@@ -186,6 +186,11 @@ static tn_err check_msg(const tn_msg *m)
     }
     case TN_MSG_RECONCILED:
         return m->reconciled.running.n > TN_PROTO_RUNNING_MAX ? TN_ERR_TOOBIG : TN_OK;
+    case TN_MSG_FENCED:
+        if (!str_ok(m->fenced.worker, 1, TN_PROTO_ID_MAX) ||
+            !str_ok(m->fenced.master, 1, TN_PROTO_ID_MAX))
+            return m->fenced.worker.len && m->fenced.master.len ? TN_ERR_TOOBIG : TN_ERR_INVAL;
+        return TN_OK;
     }
     return TN_ERR_INVAL; /* unknown type */
 }
@@ -329,6 +334,12 @@ static void pack_msg(msgpack_packer *pk, const tn_msg *m)
             msgpack_pack_uint64(pk, m->reconciled.running.v[i].task);
             msgpack_pack_uint32(pk, m->reconciled.running.v[i].attempt);
         }
+        break;
+    case TN_MSG_FENCED:
+        pk_str(pk, m->fenced.worker);
+        msgpack_pack_uint64(pk, m->fenced.epoch);
+        msgpack_pack_uint64(pk, m->fenced.refused);
+        pk_str(pk, m->fenced.master);
         break;
     }
 }
@@ -702,6 +713,11 @@ static bool rd_msg(tn_mp *r, scratch *s, tn_msg *m)
     case TN_MSG_KILL_RESULT: ok = rd_kill_result(r, s, &m->kill_result, legacy); break;
     case TN_MSG_HEARTBEAT: ok = rd_heartbeat(r, s, &m->heartbeat); break;
     case TN_MSG_RECONCILED: ok = rd_reconciled(r, s, &m->reconciled); break;
+    case TN_MSG_FENCED:
+        ok = rd_str(r, 1, TN_PROTO_ID_MAX, &m->fenced.worker) &&
+             tn_mp_u64(r, &m->fenced.epoch) && tn_mp_u64(r, &m->fenced.refused) &&
+             rd_str(r, 1, TN_PROTO_ID_MAX, &m->fenced.master);
+        break;
     }
     if (ok && (size_t)(r->p - start) > TN_PROTO_MSG_MAX)
         return tn_mp_fail(r, TN_ERR_TOOBIG);

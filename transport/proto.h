@@ -2,7 +2,7 @@
  * in one transport message), a strict bounded decoder, and a batching outgoing queue.
  *
  * Wire format (msgpack). A frame is one transport message:
- *   [version=4, sender, cluster, epoch, [msg, msg, ...]]
+ *   [version=5, sender, cluster, epoch, [msg, msg, ...]]
  * sender: who wrote the frame ("master:m1", "worker:w1"), 1..64 bytes. cluster: the id of
  * the cluster the sender belongs to (the master's store id), 0..CLUSTER_MAX bytes; empty
  * only from a worker not bound to a cluster yet. A receiver bound to another cluster
@@ -29,13 +29,14 @@
  *   8 HEARTBEAT   [8, worker, listen_url, ctl_url, [group...], slots, running, load_milli,
  *                  mem_free, mem_reserve, {gauge: u64}, epoch, degraded, degraded_at]
  *   9 RECONCILED  [9, epoch, [[task, attempt]...]]
+ *  10 FENCED      [10, worker, epoch, refused, master]
  *
  * Integers are msgpack ints of the width the struct gives (u32 fields must fit 32 bits),
  * strings are msgpack str, bools are bool, maps (params, outputs, gauges) are msgpack maps
  * with unique non-empty string keys, in the order given. A new field or message type is a
  * new version: a decoder refuses any version but its own (2 added DISPATCH's worker_epoch;
  * 3 the frame's cluster, HEARTBEAT's degraded and degraded_at, DISPATCH's pids_max; 4 the
- * frame's epoch and KILL_RESULT's kill hooks). One exception keeps a worker's outbox across
+ * frame's epoch and KILL_RESULT's kill hooks; 5 FENCED). One exception keeps a worker's outbox across
  * an upgrade: a KILL_RESULT without its last field (as version 3 wrote it, stored before
  * the upgrade) is taken, with no hooks.
  *
@@ -60,7 +61,7 @@
 #include "str.h"
 #include "transport.h"
 
-#define TN_PROTO_VERSION 4
+#define TN_PROTO_VERSION 5
 
 /* Bounds. Every one is enforced by the encoder (TN_ERR_TOOBIG, nothing written) and by the
  * decoder. */
@@ -102,14 +103,15 @@
     X(RESULT, 6, 8)      \
     X(KILL_RESULT, 7, 7) \
     X(HEARTBEAT, 8, 14)  \
-    X(RECONCILED, 9, 3)
+    X(RECONCILED, 9, 3)  \
+    X(FENCED, 10, 5)
 /* (name, wire type, array length including the type) */
 
 typedef enum tn_msg_type {
 #define TN_MSG_ENUM(name, id, len) TN_MSG_##name = id,
     TN_MSG_LIST(TN_MSG_ENUM)
 #undef TN_MSG_ENUM
-    TN_MSG__MAX = 9
+    TN_MSG__MAX = 10
 } tn_msg_type;
 
 /* "DISPATCH"...; "?" for an unknown type. */
@@ -269,6 +271,16 @@ typedef struct tn_msg_reconciled {
     tn_task_attempts running; /* ..RUNNING_MAX */
 } tn_msg_reconciled;
 
+/* A worker's answer to frames it refused because their leader epoch is older than the
+ * newest it has seen (core/worker/fence.h): the master that wrote them is fenced. Sent at
+ * most once per 100 ms per master (core/worker/fence.c). */
+typedef struct tn_msg_fenced {
+    tn_str worker;    /* 1..ID_MAX: the worker that refused */
+    uint64_t epoch;   /* the newest leader epoch the worker has seen */
+    uint64_t refused; /* frames it refused from that master since it started */
+    tn_str master;    /* 1..ID_MAX: the sender of the refused frames ("master:m1") */
+} tn_msg_fenced;
+
 typedef struct tn_msg {
     tn_msg_type type;
     union {
@@ -281,6 +293,7 @@ typedef struct tn_msg {
         tn_msg_kill_result kill_result;
         tn_msg_heartbeat heartbeat;
         tn_msg_reconciled reconciled;
+        tn_msg_fenced fenced;
     };
 } tn_msg;
 

@@ -154,6 +154,9 @@ struct tn_master {
      * leader that lost its session (or was fenced) sends nothing to workers */
     atomic_ullong epoch;
     atomic_bool passive, fenced;
+    atomic_ullong fenced_epoch;      /* the newest epoch a worker said it follows */
+    atomic_ullong fenced_answers;    /* FENCED answers taken */
+    tn_log_every fenced_ignored_log; /* under mu */
 
     uint32_t nworkers;
     int64_t full_logged; /* monotonic ns of the last "too many workers" line */
@@ -641,17 +644,54 @@ static bool worker_redial(tn_master *m, worker_view *w)
 }
 
 /* A worker has seen a leader newer than us: we are fenced; nothing we send is taken
- * there, and we stop sending (the cluster's leader is another master). */
-static void fenced_by(tn_master *m, const worker_view *w, uint64_t seen)
+ * there, and we stop sending (the cluster's leader is another master). `how`: what said
+ * so (its heartbeat, or its FENCED answer to our frames). */
+static void fenced_by(tn_master *m, const char *worker, uint64_t seen, const char *how)
 {
     uint64_t ours = atomic_load(&m->epoch);
-    if (seen <= ours || atomic_exchange(&m->fenced, true))
+    if (seen <= ours)
         return;
     atomic_store(&m->passive, true);
+    uint64_t was = atomic_load(&m->fenced_epoch);
+    while (seen > was && !atomic_compare_exchange_weak(&m->fenced_epoch, &was, seen))
+        ;
+    if (atomic_exchange(&m->fenced, true))
+        return;
+    char en[300];
     tn_error("master",
              "msg=\"fenced: a worker follows a newer leader; this master stops dispatching\" "
-             "worker=%s epoch=%" PRIu64 " newer=%" PRIu64,
-             w->name, ours, seen);
+             "worker=%s epoch=%" PRIu64 " newer=%" PRIu64 " by=%s",
+             tn_log_escape(worker, en, sizeof(en)), ours, seen, how);
+}
+
+/* A worker refused our frames as a fenced leader's: we are fenced if its epoch is newer
+ * than ours. Taken only from a worker we know, about us, with a newer epoch; anything else
+ * is ignored (logged once per 10 s: a peer may send it at will). */
+static void on_fenced(tn_master *m, const char *sender, const tn_msg_fenced *f)
+{
+    char worker[TN_PROTO_ID_MAX + 1], about[TN_PROTO_ID_MAX + 1];
+    snprintf(worker, sizeof(worker), "%.*s", (int)f->worker.len, f->worker.p);
+    snprintf(about, sizeof(about), "%.*s", (int)f->master.len, f->master.p);
+    uint64_t ours = atomic_load(&m->epoch);
+    pthread_mutex_lock(&m->mu);
+    const char *why = strcmp(worker, sender) != 0 ? "it names another worker than its sender" :
+                      !find_worker(m, worker)     ? "not from a worker of this master" :
+                      strcmp(about, m->id) != 0   ? "it is about another master" :
+                      f->epoch <= ours            ? "its epoch is not newer than ours" :
+                                                    NULL;
+    if (why) {
+        char ew[300], ea[300];
+        tn_log_every_f(&m->fenced_ignored_log, TN_LOG_WARN, "master",
+                       "msg=\"FENCED ignored\" why=\"%s\" worker=%s master=%s epoch=%" PRIu64
+                       " ours=%" PRIu64 " refused=%" PRIu64,
+                       why, tn_log_escape(worker, ew, sizeof(ew)),
+                       tn_log_escape(about, ea, sizeof(ea)), f->epoch, ours, f->refused);
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
+    pthread_mutex_unlock(&m->mu);
+    atomic_fetch_add(&m->fenced_answers, 1);
+    fenced_by(m, worker, f->epoch, "FENCED");
 }
 
 static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
@@ -704,7 +744,7 @@ static void on_heartbeat(tn_master *m, const tn_msg_heartbeat *h)
         if (tn_str_eq(h->gauges.v[i].key, "heartbeat_ms"))
             hb_ms = h->gauges.v[i].val;
         if (tn_str_eq(h->gauges.v[i].key, "master_epoch"))
-            fenced_by(m, w, h->gauges.v[i].val);
+            fenced_by(m, w->name, h->gauges.v[i].val, "heartbeat");
     }
     if ((fresh || rebooted) && hb_ms && m->o.heartbeat_timeout_ms < 3 * hb_ms)
         tn_warn("master",
@@ -733,10 +773,14 @@ static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconci
         pthread_mutex_unlock(&m->mu);
         return;
     }
-    /* what it runs that is not the current attempt placed on it is stale: kill it */
+    /* what it runs that is not the current attempt placed on it is stale: kill it. A
+     * current attempt recovered from the log whose worker is not named yet (name_recovered
+     * runs beside this) is not: it is the one placed, and it was killed, its workflow
+     * stopped, when a restarted master heard RECONCILED first */
     for (uint32_t i = 0; i < r->running.n; i++) {
         placement *a = tn_map_get(&m->asgs, r->running.v[i].task);
-        if (a && a->attempt == r->running.v[i].attempt && strcmp(a->worker, w->name) == 0)
+        if (a && a->attempt == r->running.v[i].attempt &&
+            (!a->worker[0] || strcmp(a->worker, w->name) == 0))
             continue;
         tn_msg k = {.type = TN_MSG_KILL};
         k.kill = (tn_msg_kill){r->running.v[i].task, r->running.v[i].attempt, 0,
@@ -882,6 +926,7 @@ static tn_err on_msg(void *arg, tn_str sender, const tn_msg *msg)
     switch (msg->type) {
     case TN_MSG_HEARTBEAT: on_heartbeat(m, &msg->heartbeat); return TN_OK;
     case TN_MSG_RECONCILED: on_reconciled(m, worker, &msg->reconciled); return TN_OK;
+    case TN_MSG_FENCED: on_fenced(m, worker, &msg->fenced); return TN_OK;
     case TN_MSG_ACCEPTED: {
         pthread_mutex_lock(&m->mu);
         placement *a = tn_map_get(&m->asgs, msg->accepted.task);
@@ -1253,6 +1298,16 @@ static void workers_metrics(void *arg, tn_sb *b)
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"total\"", (double)slots);
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"running\"", (double)running);
     tn_prom_sample(b, "tern_cluster_slots", "kind=\"assigned\"", (double)assigned);
+    tn_prom_head(b, "tern_master_fenced", "gauge",
+                 "1 when a worker follows a newer leader than this master (it stopped "
+                 "dispatching); the epoch label is that leader's.");
+    char l[64];
+    snprintf(l, sizeof(l), "epoch=\"%llu\"", (unsigned long long)atomic_load(&m->fenced_epoch));
+    tn_prom_sample(b, "tern_master_fenced", l, atomic_load(&m->fenced) ? 1 : 0);
+    tn_prom_head(b, "tern_master_fenced_answers_total", "counter",
+                 "FENCED answers taken from workers that refused this master's frames.");
+    tn_prom_sample(b, "tern_master_fenced_answers_total", NULL,
+                   (double)atomic_load(&m->fenced_answers));
 }
 
 /* /metrics: the master's, then its owner's (opts.metrics: a cluster's gauges). */

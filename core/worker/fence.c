@@ -67,3 +67,44 @@ bool tn_fence_accept(tn_fence *f, uint64_t epoch, const char *sender, size_t sen
     }
     return false;
 }
+
+/* The slot of sender: its own, else a free one, else the least recently refused. */
+static tn_fence_sender *sender_slot(tn_fence *f, const char *name, size_t len)
+{
+    tn_fence_sender *oldest = &f->senders[0];
+    for (int i = 0; i < TN_FENCE_SENDERS; i++) {
+        tn_fence_sender *s = &f->senders[i];
+        if (s->name[0] && strlen(s->name) == len && memcmp(s->name, name, len) == 0)
+            return s;
+        if (!s->name[0] || (oldest->name[0] && s->refused_at < oldest->refused_at))
+            oldest = s;
+    }
+    *oldest = (tn_fence_sender){0};
+    memcpy(oldest->name, name, len);
+    return oldest;
+}
+
+bool tn_fence_answer_due(tn_fence *f, const char *sender, size_t sender_len, int64_t now,
+                         uint64_t *refused)
+{
+    if (sender_len > TN_FENCE_SENDER_MAX)
+        sender_len = TN_FENCE_SENDER_MAX;
+    if (sender_len == 0)
+        return false; /* the decoder refuses such a frame: nobody to answer */
+    tn_fence_sender *s = sender_slot(f, sender, sender_len);
+    s->refused++;
+    s->refused_at = now;
+    *refused = s->refused;
+    if (s->answered && now - s->answered_at < TN_FENCE_ANSWER_NS)
+        return false;
+    if (!f->window_n || now - f->window_at >= TN_FENCE_ANSWER_NS) {
+        f->window_at = now;
+        f->window_n = 0;
+    }
+    if (f->window_n >= TN_FENCE_SENDERS)
+        return false;
+    f->window_n++;
+    s->answered = true;
+    s->answered_at = now;
+    return true;
+}

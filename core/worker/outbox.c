@@ -6,16 +6,62 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mp.h"
 #include "util.h"
 
-/* A report waiting for PERSISTED. */
+/* A report waiting for PERSISTED, in ob->head..ob->tail by id. */
 typedef struct pending {
-    uint64_t id;
+    uint64_t id, task;
     void *enc; /* the encoded message */
     size_t len;
     int64_t next_send; /* monotonic */
     uint32_t tries;
+    bool go;                     /* tn_outbox_send: goes in this send */
+    struct pending *prev, *next; /* by id */
 } pending;
+
+/* Link p into the list by id: at the tail, where a new report's id always goes. */
+static void link_pending(tn_outbox *ob, pending *p)
+{
+    pending *at = ob->tail;
+    while (at && at->id > p->id)
+        at = at->prev;
+    p->prev = at;
+    p->next = at ? at->next : ob->head;
+    if (p->next)
+        p->next->prev = p;
+    else
+        ob->tail = p;
+    if (at)
+        at->next = p;
+    else
+        ob->head = p;
+}
+
+static void unlink_pending(tn_outbox *ob, pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        ob->head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        ob->tail = p->prev;
+}
+
+/* The task a stored report is about ([type, report_id, task, ...]); 0 when unreadable. */
+static uint64_t report_task(const void *enc, size_t len)
+{
+    tn_mp r;
+    uint32_t n;
+    uint64_t type, id, task;
+    tn_mp_init(&r, enc, len);
+    if (!tn_mp_array(&r, 64, &n) || n < 3 || !tn_mp_u64(&r, &type) || !tn_mp_u64(&r, &id) ||
+        !tn_mp_u64(&r, &task))
+        return 0;
+    return task;
+}
 
 /* A PERSISTED report's delete may wait this long for a commit that has to happen anyway:
  * losing it in a crash only means one resend the master acknowledges again, while a
@@ -24,11 +70,11 @@ typedef struct pending {
 
 tn_err tn_outbox_put(tn_outbox *ob, tn_msg *m)
 {
-    uint64_t id = ob->next_report++;
+    uint64_t id = ob->next_report++, task;
     switch (m->type) {
-    case TN_MSG_ACCEPTED: m->accepted.report_id = id; break;
-    case TN_MSG_RESULT: m->result.report_id = id; break;
-    case TN_MSG_KILL_RESULT: m->kill_result.report_id = id; break;
+    case TN_MSG_ACCEPTED: m->accepted.report_id = id, task = m->accepted.task; break;
+    case TN_MSG_RESULT: m->result.report_id = id, task = m->result.task; break;
+    case TN_MSG_KILL_RESULT: m->kill_result.report_id = id, task = m->kill_result.task; break;
     default: return TN_ERR_INVAL;
     }
     tn_buf enc = {0};
@@ -42,6 +88,8 @@ tn_err tn_outbox_put(tn_outbox *ob, tn_msg *m)
         return e ? e : TN_ERR_NOMEM;
     }
     p->id = id;
+    p->task = task;
+    link_pending(ob, p);
     /* the encoder's buffer starts at 8 KiB: keep what the report needs (hundreds wait at
      * once, and their peak set the worker's RSS) */
     void *fit = realloc(enc.data, enc.size ? enc.size : 1);
@@ -71,38 +119,66 @@ void tn_outbox_commit(tn_outbox *ob, bool force, const atomic_bool *stop)
     ob->dels = 0;
 }
 
+/* Which reports go now: the due ones, and every earlier report of a task that has one
+ * due, so that a task's reports reach the master in the order they were made (an
+ * ACCEPTED resent after its RESULT would be stale there, its pid and containment lost).
+ * Walked from the newest: `due` holds the tasks with a later report going. */
+static void mark_going(tn_outbox *ob, int64_t now)
+{
+    tn_map due;
+    tn_map_init(&due);
+    for (pending *p = ob->tail; p; p = p->prev) {
+        p->go = p->next_send <= now || (p->task && tn_map_get(&due, p->task));
+        /* out of memory: the report goes in its own time, in id order still */
+        if (p->go && p->task)
+            (void)tn_map_put(&due, p->task, p);
+    }
+    tn_map_fini(&due);
+}
+
+static void send_frame(tn_frame *f, tn_buf *buf, tn_tx tx)
+{
+    if (f->count && tn_frame_end(f) == TN_OK)
+        (void)tn_tx_send(tx, buf->data, buf->size);
+}
+
 void tn_outbox_send(tn_outbox *ob, tn_tx tx, const char *sender, int64_t now)
 {
-    /* every report that is due, in frames of at most 1000 (one nng message each) */
+    /* the reports that go, by id, in frames of at most 1000 (one nng message each) */
+    mark_going(ob, now);
     tn_buf buf = {0};
     tn_frame f;
     bool open = false;
-    for (size_t i = 0; i < ob->pend.cap; i++) {
-        pending *p = ob->pend.slots[i].key ? ob->pend.slots[i].val : NULL;
-        if (!p || p->next_send > now)
+    for (pending *p = ob->head; p; p = p->next) {
+        if (!p->go)
             continue;
-        if (!open) {
-            buf.size = 0;
-            if (tn_frame_begin_cluster(&f, &buf, sender, ob->cluster) != TN_OK)
+        for (int round = 0; round < 2; round++) {
+            if (!open) {
+                buf.size = 0;
+                if (tn_frame_begin_cluster(&f, &buf, sender, ob->cluster) != TN_OK)
+                    goto out;
+                open = true;
+            }
+            if (tn_frame_add_encoded(&f, p->enc, p->len) == TN_OK)
                 break;
-            open = true;
+            /* the frame is full in bytes: it goes, and the report starts the next one */
+            send_frame(&f, &buf, tx);
+            open = false;
         }
-        if (tn_frame_add_encoded(&f, p->enc, p->len) != TN_OK)
-            continue;
         /* resend with backoff until PERSISTED: 1s, 2s, 4s ... 30s */
         int64_t back = 1000000000LL << (p->tries < 5 ? p->tries : 5);
         if (back > 30000000000LL)
             back = 30000000000LL;
         p->next_send = now + back;
         p->tries++;
-        if (f.count >= 1000) {
-            if (tn_frame_end(&f) == TN_OK)
-                (void)tn_tx_send(tx, buf.data, buf.size);
+        if (open && f.count >= 1000) {
+            send_frame(&f, &buf, tx);
             open = false;
         }
     }
-    if (open && f.count && tn_frame_end(&f) == TN_OK)
-        (void)tn_tx_send(tx, buf.data, buf.size);
+    if (open)
+        send_frame(&f, &buf, tx);
+out:
     tn_buf_free(&buf);
 }
 
@@ -113,6 +189,7 @@ static bool load_one(void *ud, uint64_t id, const void *enc, size_t len)
     if (!p)
         return false;
     p->id = id;
+    p->task = report_task(enc, len);
     p->enc = malloc(len);
     if (!p->enc) {
         free(p);
@@ -120,7 +197,12 @@ static bool load_one(void *ud, uint64_t id, const void *enc, size_t len)
     }
     memcpy(p->enc, enc, len);
     p->len = len;
-    tn_map_put(&ob->pend, p->id, p);
+    if (tn_map_put(&ob->pend, p->id, p) != TN_OK) {
+        free(p->enc);
+        free(p);
+        return false;
+    }
+    link_pending(ob, p);
     if (p->id >= ob->next_report)
         ob->next_report = p->id + 1;
     return true;
@@ -142,6 +224,7 @@ void tn_outbox_done(tn_outbox *ob, uint64_t id)
     pending *p = tn_map_del(&ob->pend, id);
     if (!p)
         return; /* a duplicate PERSISTED */
+    unlink_pending(ob, p);
     (void)tn_outbox_store_del_report(ob->st, id);
     if (!ob->dels++)
         ob->dels_since = tn_mono_ns();
@@ -161,20 +244,17 @@ size_t tn_outbox_len(const tn_outbox *ob)
 
 void tn_outbox_fini(tn_outbox *ob)
 {
-    for (size_t i = 0; i < ob->pend.cap; i++)
-        if (ob->pend.slots[i].key) {
-            pending *p = ob->pend.slots[i].val;
-            free(p->enc);
-            free(p);
-        }
+    for (pending *p = ob->head, *next; p; p = next) {
+        next = p->next;
+        free(p->enc);
+        free(p);
+    }
     tn_map_fini(&ob->pend);
+    ob->head = ob->tail = NULL;
 }
 
 void tn_outbox_resend_now(tn_outbox *ob)
 {
-    for (size_t i = 0; i < ob->pend.cap; i++) {
-        pending *p = ob->pend.slots[i].key ? ob->pend.slots[i].val : NULL;
-        if (p)
-            p->next_send = 0;
-    }
+    for (pending *p = ob->head; p; p = p->next)
+        p->next_send = 0;
 }

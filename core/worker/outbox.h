@@ -14,10 +14,11 @@
 #include "transport.h"
 
 typedef struct tn_outbox {
-    tn_outbox_store *st; /* not owned */
-    tn_map pend;         /* report id -> its encoded message and resend state */
-    uint32_t dels;       /* deletes in the staged batch, not committed yet */
-    int64_t dels_since;  /* monotonic: the first of them */
+    tn_outbox_store *st;         /* not owned */
+    tn_map pend;                 /* report id -> its encoded message and resend state */
+    struct pending *head, *tail; /* the same reports, by id */
+    uint32_t dels;               /* deletes in the staged batch, not committed yet */
+    int64_t dels_since;          /* monotonic: the first of them */
     uint64_t next_report;
     char cluster[TN_PROTO_CLUSTER_MAX + 1]; /* the cluster its frames carry ("": unbound) */
 } tn_outbox;
@@ -33,7 +34,9 @@ tn_err tn_outbox_put(tn_outbox *ob, tn_msg *m);
 /* Durable before sent: commit what is staged (reports and task records), retrying while
  * the store refuses, until *stop. Staged deletes alone wait a little unless `force`. */
 void tn_outbox_commit(tn_outbox *ob, bool force, const atomic_bool *stop);
-/* Send every report that is due to tx, in frames from `sender` of ob->cluster. */
+/* Send every report that is due to tx, in frames from `sender` of ob->cluster, by report
+ * id; an earlier report of a task with one due goes with it (before it), so the master
+ * gets a task's reports in the order they were made, resends included. */
 void tn_outbox_send(tn_outbox *ob, tn_tx tx, const char *sender, int64_t now);
 /* Make every report due now (a new leader: what the old one did not persist goes first,
  * before anything else the worker sends it). */

@@ -106,7 +106,16 @@ struct tn_worker {
     /* a new leader's URL (tn_worker_set_master), taken by the worker thread; guarded by mu */
     char next_master[TN_PROTO_URL_MAX + 1];
     uint64_t next_epoch;
-    uint64_t refused; /* frames refused since that log line */
+    /* the master the worker reports to (w->tx), and the last leaders it followed, by epoch:
+     * where a FENCED answer to a leader of an older epoch goes (worker thread only) */
+    char master_url[TN_PROTO_URL_MAX + 1];
+    struct {
+        uint64_t epoch;
+        char url[TN_PROTO_URL_MAX + 1]; /* "": a free slot */
+        tn_tx tx;                       /* dialed at its first answer */
+    } leaders[4];
+    unsigned leaders_next; /* the slot the next leader takes */
+    uint64_t refused;      /* frames refused since that log line */
     /* the last spawn failure, until a spawn succeeds (heartbeat, `tern workers`) */
     char degraded[TN_PROTO_REASON_MAX / 4];
     int64_t degraded_at; /* unix ns */
@@ -775,14 +784,86 @@ static bool cluster_accepts(tn_worker *w, const void *buf, size_t len)
     return false;
 }
 
-/* A frame of a leader older than the newest seen is refused whole (fence.h). */
+/* Where a FENCED answer to a leader of `epoch` goes: the leader of that epoch this worker
+ * followed (ZooKeeper named its URL), else the master it reports to (with --master, the
+ * only one; a new leader that gets an answer naming another master ignores it). */
+static tn_tx fenced_route(tn_worker *w, uint64_t epoch)
+{
+    for (size_t i = 0; i < TN_ARRAY_LEN(w->leaders); i++) {
+        if (!w->leaders[i].url[0] || w->leaders[i].epoch != epoch ||
+            strcmp(w->leaders[i].url, w->master_url) == 0)
+            continue;
+        const char *url = w->leaders[i].url;
+        tn_errmsg em = {{0}};
+        tn_tx tx = {0};
+        if (!w->leaders[i].tx.ops &&
+            (tn_tx_new(url, true, w->use_tls ? &w->tls : NULL, NULL, NULL, &tx, &em) ||
+             tn_tx_dial(tx, url, &em))) {
+            tn_tx_free(&tx);
+            tn_warn("worker",
+                    "msg=\"cannot reach a fenced master to answer it; it is still fenced\" "
+                    "url=%s epoch=%" PRIu64 " why=\"%s\"",
+                    url, epoch, em.text);
+            return w->tx;
+        }
+        if (!w->leaders[i].tx.ops)
+            w->leaders[i].tx = tx;
+        return w->leaders[i].tx;
+    }
+    return w->tx;
+}
+
+/* Tell the sender of a refused frame it is fenced: FENCED with the newest epoch and the
+ * frames refused from it, at most once per 100 ms per sender (fence.h). */
+static void answer_fenced(tn_worker *w, tn_str sender, uint64_t epoch)
+{
+    uint64_t refused;
+    if (!tn_fence_answer_due(&w->fence, sender.p, sender.len, tn_mono_ns(), &refused))
+        return;
+    tn_msg m = {.type = TN_MSG_FENCED};
+    m.fenced = (tn_msg_fenced){tn_str_c(w->name), w->fence.highest, refused, sender};
+    tn_buf buf = {0};
+    tn_frame f;
+    tn_err e = tn_frame_begin_cluster(&f, &buf, w->name, w->cluster);
+    if (!e && !(e = tn_frame_add(&f, &m)) && !(e = tn_frame_end(&f)))
+        e = tn_tx_send(fenced_route(w, epoch), buf.data, buf.size);
+    tn_buf_free(&buf);
+    if (refused == 1 || e)
+        tn_logf(e ? TN_LOG_WARN : TN_LOG_INFO, "worker",
+                "msg=\"answered a fenced master with FENCED\" sender=\"%.*s\" epoch=%" PRIu64
+                " current=%" PRIu64 " refused=%" PRIu64 " sent=%s",
+                (int)sender.len, sender.p, epoch, w->fence.highest, refused,
+                e ? tn_strerror(e) : "yes");
+}
+
+/* A frame of a leader older than the newest seen is refused whole (fence.h), and its
+ * sender told so. */
 static bool epoch_accepts(tn_worker *w, const void *buf, size_t len)
 {
     tn_str sender, c;
     uint64_t epoch;
     if (tn_frame_header_epoch(buf, len, &sender, &c, &epoch) != TN_OK)
         return true; /* the decoder says what is wrong with it */
-    return tn_fence_accept(&w->fence, epoch, sender.p, sender.len);
+    if (tn_fence_accept(&w->fence, epoch, sender.p, sender.len))
+        return true;
+    answer_fenced(w, sender, epoch);
+    return false;
+}
+
+/* Keep the URL of the leader of `epoch` (a FENCED answer may have to reach it later). */
+static void remember_leader(tn_worker *w, const char *url, uint64_t epoch)
+{
+    unsigned i = w->leaders_next++ % TN_ARRAY_LEN(w->leaders);
+    tn_tx_free(&w->leaders[i].tx);
+    w->leaders[i].epoch = epoch;
+    snprintf(w->leaders[i].url, sizeof(w->leaders[i].url), "%s", url);
+    snprintf(w->master_url, sizeof(w->master_url), "%s", url);
+}
+
+static void forget_leaders(tn_worker *w)
+{
+    for (size_t i = 0; i < TN_ARRAY_LEN(w->leaders); i++)
+        tn_tx_free(&w->leaders[i].tx);
 }
 
 static void take_inbound(tn_worker *w)
@@ -912,6 +993,7 @@ static bool switch_master(tn_worker *w)
     }
     tn_tx_free(&w->tx);
     w->tx = tx;
+    remember_leader(w, url, epoch);
     tn_info("worker", "msg=\"following a new leader\" url=%s epoch=%" PRIu64, url, epoch);
     /* the reports the old leader did not persist reach the new one before our heartbeat,
      * hence before our answer to its RECONCILE: a finished attempt is not taken for lost */
@@ -1341,6 +1423,9 @@ static tn_err connect_master(tn_worker *w, const tn_worker_opts *opts, tn_errmsg
         return e;
     /* a ":0" port: tell the master the real one */
     (void)tn_tx_bound_url(w->rx, w->listen, sizeof(w->listen));
+    snprintf(w->master_url, sizeof(w->master_url), "%s", opts->master_url);
+    if (opts->master_epoch)
+        remember_leader(w, opts->master_url, opts->master_epoch);
     return TN_OK;
 }
 
@@ -1463,6 +1548,7 @@ fail:
     tn_rpc_server_free(w->rpc);
     tn_tx_free(&w->rx);
     tn_tx_free(&w->tx);
+    forget_leaders(w);
     tn_outq_free(w->q);
     tn_procs_free(w->procs);
     tn_outbox_fini(&w->ob);
@@ -1487,6 +1573,7 @@ void tn_worker_stop(tn_worker *w)
     if (w->q)
         (void)tn_outq_flush(w->q, w->tx, NULL);
     tn_tx_free(&w->tx);
+    forget_leaders(w);
     tn_outq_free(w->q);
     while (w->in_head) {
         inmsg *in = w->in_head;

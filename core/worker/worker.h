@@ -20,6 +20,8 @@ typedef struct tn_worker_opts {
     const char *name;        /* a label (heartbeats, `tern workers`); default: the host name.
                               * The identity is DATA/worker-id, made at the first start */
     const char *master_url;  /* where reports go */
+    uint64_t master_epoch;   /* --zk: the leader epoch of master_url (0: unknown), kept to
+                              * answer that leader FENCED once it is fenced */
     const char *listen_url;  /* where dispatches come */
     const char *ctl_url;     /* where `tern logs` reads logs; default ipc://DATA/worker.ctl */
     const char *groups;      /* comma-separated worker groups; default "default" */

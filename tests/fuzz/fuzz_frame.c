@@ -78,6 +78,10 @@ static void touch_msg(seen *s, const tn_msg *m)
         for (uint32_t i = 0; i < m->reconciled.running.n; i++)
             s->sum += m->reconciled.running.v[i].attempt;
         break;
+    case TN_MSG_FENCED:
+        touch(s, m->fenced.worker), touch(s, m->fenced.master);
+        s->sum += (unsigned)(m->fenced.epoch + m->fenced.refused);
+        break;
     default: break;
     }
 }
