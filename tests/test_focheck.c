@@ -134,7 +134,7 @@ Test(focheck, distinct_attempts_pass)
 Test(focheck, an_attempt_started_twice_is_caught)
 {
     found f = {0};
-    cr_assert_eq(chaos_fo_check_runs("5 a 1\n6 a 1\n5 a 1\n5 a 1\n5 b 1\n", on_viol, &f, NULL), 1,
-                 "%s", f.text);
+    cr_assert_eq(chaos_fo_check_runs("5 a 1\n6 a 1\n5 a 1\n5 a 1\n5 b 1\n", on_viol, &f, NULL),
+                 1, "%s", f.text);
     cr_assert(strstr(f.text, "instance 5 task a attempt 1 ran more than once"), "%s", f.text);
 }

@@ -62,7 +62,8 @@ static uint64_t next_rand(fo_run *f)
     return f->rng;
 }
 
-static void fo_viol(fo_run *f, int inv, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fo_viol(fo_run *f, int inv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void fo_viol(fo_run *f, int inv, const char *fmt, ...)
 {
     va_list ap;
@@ -467,16 +468,17 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
     return remove(p);
 }
 
-/* The fault window: starts every few hundred ms, a fault every 2 to 5 s. */
+/* The fault window: starts every few hundred ms, a fault 1.5 to 3.5 s after the last
+ * one healed. */
 static void fo_window(fo_run *f, int64_t duration_ms)
 {
     int64_t end = tn_mono_ns() + duration_ms * 1000000;
-    int64_t next_fault = tn_mono_ns() + 2000000000LL;
+    int64_t next_fault = tn_mono_ns() + 1500000000LL;
     while (tn_mono_ns() < end && !chaos_interrupted) {
         fo_start(f);
         if (tn_mono_ns() >= next_fault) {
             fo_fault(f);
-            next_fault = tn_mono_ns() + 2000000000LL + (int64_t)(next_rand(f) % 3000) * 1000000;
+            next_fault = tn_mono_ns() + 1500000000LL + (int64_t)(next_rand(f) % 2000) * 1000000;
         }
         tn_hac_sleep(300 + (long)(next_rand(f) % 400));
     }
@@ -517,7 +519,8 @@ static void fo_end(fo_run *f)
  * reorder 5%. */
 static void draw_net(fo_run *f)
 {
-    snprintf(f->net, sizeof(f->net), "drop=0.%02u,dup=0.05,delay=0.1,max_delay_ms=100,reorder=0.05",
+    snprintf(f->net, sizeof(f->net),
+             "drop=0.%02u,dup=0.05,delay=0.1,max_delay_ms=100,reorder=0.05",
              2 + (unsigned)(next_rand(f) % 9));
 }
 
@@ -535,8 +538,9 @@ static int fo_setup(fo_run *f, const char *dir)
     f->h.self[sl > 0 ? sl : 0] = 0;
     setenv("TERN_LOG_LEVEL", "info", 1);
     if (access(TN_HAC_ZK_JAR, R_OK) != 0 || !zkens_start(&f->z, f->h.dir))
-        return tn_cli_fail("chaos", "failover needs ZooKeeper (the zookeeper package: run "
-                                    "tools/setup.sh); see %s/zk*/server.log",
+        return tn_cli_fail("chaos",
+                           "failover needs ZooKeeper (the zookeeper package: run "
+                           "tools/setup.sh); see %s/zk*/server.log",
                            f->h.dir);
     memcpy(f->h.hosts, f->z.hosts, sizeof(f->h.hosts)); /* 47 bytes at most */
     f->h.hosts[sizeof(f->h.hosts) - 1] = 0;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,7 +65,7 @@ static bool write_conf(const zkens *z, int i)
     fprintf(f,
             "tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir=%s/zk%d/data\nclientPort=%d\n"
             "clientPortAddress=127.0.0.1\nadmin.enableServer=false\nminSessionTimeout=1000\n"
-            "maxSessionTimeout=30000\n%s",
+            "maxSessionTimeout=30000\n4lw.commands.whitelist=srvr\n%s",
             z->dir, i + 1, z->port[i], servers);
     fclose(f);
     return true;
@@ -99,6 +100,29 @@ static pid_t spawn_member(const zkens *z, int i)
     return pid;
 }
 
+/* Whether member i answers "srvr" as a leader or a follower. */
+static bool serving(const zkens *z, int i)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)z->port[i]),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char buf[2048];
+    size_t n = 0;
+    if (fd < 0)
+        return false;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "srvr", 4) == 4) {
+        ssize_t r;
+        while (n + 1 < sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - n - 1)) > 0)
+            n += (size_t)r;
+    }
+    buf[n] = 0;
+    close(fd);
+    return strstr(buf, "Mode: leader") || strstr(buf, "Mode: follower");
+}
+
 bool zkens_start(zkens *z, const char *dir)
 {
     memset(z, 0, sizeof(*z));
@@ -108,16 +132,24 @@ bool zkens_start(zkens *z, const char *dir)
         z->port[i] = free_port();
         z->peer[i] = free_port();
         z->elect[i] = free_port();
-        o += (size_t)snprintf(z->hosts + o, sizeof(z->hosts) - o, "%s127.0.0.1:%d", i ? "," : "",
-                              z->port[i]);
+        o += (size_t)snprintf(z->hosts + o, sizeof(z->hosts) - o, "%s127.0.0.1:%d",
+                              i ? "," : "", z->port[i]);
     }
     for (int i = 0; i < ZKENS_N; i++)
         if (!write_conf(z, i) || !(z->pid[i] = spawn_member(z, i))) {
             zkens_stop(z, 1000);
             return false;
         }
-    for (int t = 0; t < 1200; t++) {
-        tn_zk_opts zo = {.hosts = z->hosts, .cluster = "probe", .name = "chaos", .session_ms = 2000};
+    for (int t = 0; t < 1200; t++) { /* a quorum serves (no client noise before) */
+        int up = 0;
+        for (int i = 0; i < ZKENS_N; i++)
+            up += serving(z, i);
+        if (up < 2) {
+            zsleep(100);
+            continue;
+        }
+        tn_zk_opts zo = {
+            .hosts = z->hosts, .cluster = "probe", .name = "chaos", .session_ms = 2000};
         tn_zk *c = NULL;
         if (tn_zk_open(&zo, &c, NULL) == TN_OK) {
             tn_zk_close(c);
