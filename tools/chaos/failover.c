@@ -404,7 +404,9 @@ static void fo_check_files(fo_run *f)
         char name[32];
         snprintf(name, sizeof(name), "%s.log", masters[i]);
         char *text = slurp(f->h.dir, name);
-        f->step_downs += count_of(text, "msg=\"stepping down\"");
+        /* not those of the final stop */
+        f->step_downs += count_of(text, "msg=\"stepping down\"") -
+                         count_of(text, "msg=\"stepping down\" why=\"stopping\"");
         f->takeovers += count_of(text, "msg=\"leading\"");
         free(text);
     }
