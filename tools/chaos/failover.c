@@ -52,6 +52,7 @@ typedef struct fo_run {
     /* what was injected, and what the cluster did */
     unsigned leader_kills, leader_pauses, zk_kills, quorum_losses, worker_kills;
     uint64_t step_downs, takeovers, refused, switches, submits, runs;
+    double takeover_max_ms; /* the slowest takeover (the masters' "leading" lines) */
 } fo_run;
 
 static uint64_t next_rand(fo_run *f)
@@ -408,6 +409,10 @@ static void fo_check_files(fo_run *f)
         f->step_downs += count_of(text, "msg=\"stepping down\"") -
                          count_of(text, "msg=\"stepping down\" why=\"stopping\"");
         f->takeovers += count_of(text, "msg=\"leading\"");
+        for (const char *p = text; p && (p = strstr(p, "takeover_ms=")); p += 12) {
+            double ms = strtod(p + 12, NULL);
+            f->takeover_max_ms = ms > f->takeover_max_ms ? ms : f->takeover_max_ms;
+        }
         free(text);
     }
 }
@@ -511,10 +516,10 @@ static void fo_end(fo_run *f)
            "worker_kills=%u\n",
            f->leader_kills, f->leader_pauses, f->zk_kills, f->quorum_losses, f->worker_kills);
     printf("cluster: last_leader=%s takeovers=%" PRIu64 " step_downs=%" PRIu64
-           " epoch_switches=%" PRIu64 " stale_frames_refused=%" PRIu64 " submits=%" PRIu64
-           " task_runs=%" PRIu64 "\n",
-           lead[0] ? lead : "-", f->takeovers, f->step_downs, f->switches, f->refused,
-           f->submits, f->runs);
+           " takeover_max_ms=%.0f epoch_switches=%" PRIu64 " stale_frames_refused=%" PRIu64
+           " submits=%" PRIu64 " task_runs=%" PRIu64 "\n",
+           lead[0] ? lead : "-", f->takeovers, f->step_downs, f->takeover_max_ms, f->switches,
+           f->refused, f->submits, f->runs);
 }
 
 /* The lossy links, drawn from the seed: drop 2-10%, dup 5%, delay 10% (up to 100 ms),
