@@ -532,12 +532,12 @@ void tn_rpc_server_free(tn_rpc_server *s)
                 CLOSE_BOUND_MS, url);
 }
 
-/* Dial url (with TLS for tls+tcp://). */
-static int dial(nng_socket sock, const char *url, const tn_rpc_tls *tls, tn_errmsg *msg,
-                tn_err *e)
+/* Dial url (with TLS for tls+tcp://); flags: 0 or NNG_FLAG_NONBLOCK. */
+static int dial(nng_socket sock, const char *url, const tn_rpc_tls *tls, int flags,
+                tn_errmsg *msg, tn_err *e)
 {
     if (!tls || strncmp(url, "tls+", 4) != 0)
-        return nng_dial(sock, url, NULL, 0);
+        return nng_dial(sock, url, NULL, flags);
     nng_dialer d;
     nng_tls_config *cfg;
     int rv = nng_dialer_create(&d, sock, url);
@@ -547,22 +547,29 @@ static int dial(nng_socket sock, const char *url, const tn_rpc_tls *tls, tn_errm
         return -1;
     rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
     nng_tls_config_free(cfg); /* the dialer holds its own reference */
-    return rv ? rv : nng_dialer_start(d, 0);
+    return rv ? rv : nng_dialer_start(d, flags);
 }
 
-tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
-                       int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg)
+/* bounded: the dial does not wait (a peer that accepts but never answers, a stopped
+ * process, would hold a synchronous one for nng's 10 s negotiation timeout): the send
+ * waits for the connection (req0 sends only on a pipe) up to BOUNDED_CONNECT_MS, the
+ * receive for the reply up to timeout_ms. */
+#define BOUNDED_CONNECT_MS 100
+
+static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                   int timeout_ms, bool bounded, void **rep, size_t *rlen, tn_errmsg *msg)
 {
     nng_socket sock;
     int rv = nng_req0_open(&sock);
     if (rv != 0)
         return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
     nng_setopt_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms);
-    nng_setopt_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms);
+    nng_setopt_ms(sock, NNG_OPT_SENDTIMEO,
+                  bounded && timeout_ms > BOUNDED_CONNECT_MS ? BOUNDED_CONNECT_MS : timeout_ms);
     nng_setopt_ms(sock, NNG_OPT_REQ_RESENDTIME, timeout_ms > 0 ? timeout_ms * 2 : 60000);
     nng_setopt_size(sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
     tn_err te = TN_OK;
-    rv = dial(sock, url, tls, msg, &te);
+    rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
     if (te) {
         nng_close(sock);
         return te;
@@ -594,6 +601,18 @@ tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, 
     }
     nng_close(sock);
     return e;
+}
+
+tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                       int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg)
+{
+    return call(url, tls, req, len, timeout_ms, false, rep, rlen, msg);
+}
+
+tn_err tn_rpc_call_bounded(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                           int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg)
+{
+    return call(url, tls, req, len, timeout_ms, true, rep, rlen, msg);
 }
 
 tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms, void **rep,

@@ -73,4 +73,13 @@ tn_err tn_rpc_call(const char *url, const void *req, size_t len, int timeout_ms,
 tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
                        int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg);
 
+/* As tn_rpc_call_tls, with the dial bounded too: the connection must be up within 100 ms
+ * (or timeout_ms if smaller), the reply within timeout_ms; also against a peer that
+ * accepts connections but does not answer (a stopped process: a plain call waits up to
+ * nng's 10 s negotiation timeout there). Nothing listening is a TN_ERR_TIMEOUT after
+ * those 100 ms rather than an immediate refusal. For callers that poll a peer that may be
+ * stopped (a standby pulling the leader's log), where a slow connection is retried. */
+tn_err tn_rpc_call_bounded(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                           int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg);
+
 #endif

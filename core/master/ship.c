@@ -301,7 +301,7 @@ static tn_err pull(tn_follower *f, const char *url, uint64_t from, bool probe, t
     size_t rl = 0;
     *raw = NULL;
     if (!e)
-        e = tn_rpc_call_tls(url, &f->o.tls, b.data, b.size, 500, raw, &rl, msg);
+        e = tn_rpc_call_bounded(url, &f->o.tls, b.data, b.size, 500, raw, &rl, msg);
     tn_buf_free(&b);
     if (!e && tn_ctl_rep_decode(*raw, rl, rp) != TN_OK)
         e = tn_errmsg_set(msg, TN_ERR_CORRUPT, "%s: malformed log.pull reply", url);
