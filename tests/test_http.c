@@ -432,7 +432,8 @@ Test(http, a_log_read_does_not_split_a_character)
     json_int_t task = first_task_on_worker(start("cut"));
     char *pieces[33];
     char *log = read_log(task, pieces);
-    cr_assert_str_eq(log, "a\xc3\xa9" "b\n");
+    cr_assert_str_eq(log, "a\xc3\xa9"
+                          "b\n");
     for (int i = 0; pieces[i]; i++) {
         cr_assert_null(strstr(pieces[i], "\xef\xbf\xbd"), "read %d split a character: [%s]", i,
                        pieces[i]);

@@ -36,8 +36,10 @@ static void expect_fixed(const char *in, size_t n, const char *want, size_t wn)
 Test(jsonout, valid_utf8_passes_unchanged)
 {
     FIX("plain", "plain");
-    FIX("caf\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 \xF0\x9F\x98\x80", "caf\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 \xF0\x9F\x98\x80");
-    FIX("quote\" back\\ tab\t nl\n esc\x1b del\x7f", "quote\" back\\ tab\t nl\n esc\x1b del\x7f");
+    FIX("caf\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 \xF0\x9F\x98\x80",
+        "caf\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 \xF0\x9F\x98\x80");
+    FIX("quote\" back\\ tab\t nl\n esc\x1b del\x7f",
+        "quote\" back\\ tab\t nl\n esc\x1b del\x7f");
     FIX("nul\0inside", "nul\0inside");
     FIX("", "");
 }
@@ -47,14 +49,16 @@ Test(jsonout, valid_utf8_passes_unchanged)
  * overlong forms, surrogates, and anything above U+10FFFF. */
 Test(jsonout, invalid_bytes_become_one_replacement_each)
 {
-    FIX("a\xFF" "b", "a" FFFD "b");
+    FIX("a\xFF"
+        "b",
+        "a" FFFD "b");
     FIX("\x80\x80", FFFD FFFD);
     FIX("\xC3(", FFFD "(");
-    FIX("\xE2\x82(", FFFD "(");          /* a cut 3-byte sequence: one U+FFFD */
-    FIX("\xF0\x9F\x98", FFFD);           /* cut at the end */
-    FIX("\xC0\xAF", FFFD FFFD);          /* overlong '/' */
-    FIX("\xE0\x80\xAF", FFFD FFFD FFFD); /* overlong: E0 needs A0..BF next */
-    FIX("\xED\xA0\x80", FFFD FFFD FFFD); /* a surrogate */
+    FIX("\xE2\x82(", FFFD "(");                   /* a cut 3-byte sequence: one U+FFFD */
+    FIX("\xF0\x9F\x98", FFFD);                    /* cut at the end */
+    FIX("\xC0\xAF", FFFD FFFD);                   /* overlong '/' */
+    FIX("\xE0\x80\xAF", FFFD FFFD FFFD);          /* overlong: E0 needs A0..BF next */
+    FIX("\xED\xA0\x80", FFFD FFFD FFFD);          /* a surrogate */
     FIX("\xF4\x90\x80\x80", FFFD FFFD FFFD FFFD); /* above U+10FFFF */
     FIX("ok\xC3\xA9\xFE", "ok\xC3\xA9" FFFD);
 }

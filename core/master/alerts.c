@@ -53,10 +53,10 @@ char *tn_alert_json(const tn_alert_proj *p, uint32_t attempt)
     tn_fmt_time(p->raised_at, at, sizeof(at));
     /* keys in sorted order, as receivers have always had them; a reason (a peer's words)
      * or a name that is not UTF-8 has U+FFFD for its bad bytes */
-    json_t *o = json_pack("{s:I,s:I,s:I,s:o,s:s,s:o,s:o}", "alert", (json_int_t)p->id,
-                          "attempt", (json_int_t)attempt, "instance", (json_int_t)p->wf, "on",
-                          tn_jo_str(p->on), "raised_at", at, "reason", tn_jo_str(p->reason),
-                          "state", tn_jo_str(p->what));
+    json_t *o =
+        json_pack("{s:I,s:I,s:I,s:o,s:s,s:o,s:o}", "alert", (json_int_t)p->id, "attempt",
+                  (json_int_t)attempt, "instance", (json_int_t)p->wf, "on", tn_jo_str(p->on),
+                  "raised_at", at, "reason", tn_jo_str(p->reason), "state", tn_jo_str(p->what));
     if (o && p->task)
         tn_jo_set(o, "task", json_integer((json_int_t)p->task));
     if (o)

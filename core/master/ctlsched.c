@@ -496,15 +496,14 @@ static json_t *spec_json(const tn_sched_proj *p)
     tn_kv *kv = NULL;
     if (p->params_len)
         (void)tn_kv_decode(p->params, p->params_len, &kv);
-    json_t *j = json_pack("{s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o,s:o,s:o,s:o}", "workflow",
-                          tn_jo_str(p->name), "state", sched_state(p->state), "cron",
-                          tn_jo_str(p->cron), "tz", tn_jo_str(p->tz[0] ? p->tz : "UTC"), "start",
-                          json_time(p->start_ns), "end", json_time(p->end_ns), "overlap",
-                          tn_jo_str(p->overlap), "catchup_ms", (json_int_t)p->catchup_ms,
-                          "pause_on_failure", p->pause_on_failure, "priority",
-                          tn_jo_str(p->priority), "failure_strategy",
-                          tn_jo_str(p->failure_strategy), "worker_group",
-                          tn_jo_str(p->worker_group), "params", tn_jo_kv(kv));
+    json_t *j = json_pack(
+        "{s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o,s:o,s:o,s:o}", "workflow", tn_jo_str(p->name),
+        "state", sched_state(p->state), "cron", tn_jo_str(p->cron), "tz",
+        tn_jo_str(p->tz[0] ? p->tz : "UTC"), "start", json_time(p->start_ns), "end",
+        json_time(p->end_ns), "overlap", tn_jo_str(p->overlap), "catchup_ms",
+        (json_int_t)p->catchup_ms, "pause_on_failure", p->pause_on_failure, "priority",
+        tn_jo_str(p->priority), "failure_strategy", tn_jo_str(p->failure_strategy),
+        "worker_group", tn_jo_str(p->worker_group), "params", tn_jo_kv(kv));
     tn_kv_free(kv);
     return j;
 }
@@ -608,10 +607,10 @@ static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_o
         fmt_utc(f.nominal[i], utc, sizeof(utc));
         tn_sb_printf(&o->text, "  %-26s %-30s %-9" PRIu64 " %s%s\n", lo, utc, f.instance[i], st,
                      f.manual[i] ? " (trigger)" : "");
-        tn_jo_push(arr, json_pack("{s:s,s:I,s:I,s:s,s:b}", "nominal", utc, "nominal_ns",
-                                  (json_int_t)f.nominal[i], "instance",
-                                  (json_int_t)f.instance[i], "state", st, "manual",
-                                  f.manual[i]));
+        tn_jo_push(arr,
+                   json_pack("{s:s,s:I,s:I,s:s,s:b}", "nominal", utc, "nominal_ns",
+                             (json_int_t)f.nominal[i], "instance", (json_int_t)f.instance[i],
+                             "state", st, "manual", f.manual[i]));
     }
     tn_jo_set(j, "last_fires", arr);
 }
@@ -955,14 +954,13 @@ static int bf_ls_row(void *ctx, const tn_backfill_proj *p)
     fmt_utc(p->created_at, made, sizeof(made));
     tn_sb_printf(&l->o->text, "%-6" PRIu64 " %-24s %-8s %5u/%-5u %-20s %-20s %s\n", p->id,
                  p->workflow, bf_state(p->state), p->next, p->ndates, first, last, made);
-    tn_jo_push(l->arr,
-               json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o}", "id", (json_int_t)p->id,
-                         "workflow", tn_jo_str(p->workflow), "state", bf_state(p->state),
-                         "started", (json_int_t)p->next, "total", (json_int_t)p->ndates,
-                         "parallel", (json_int_t)p->parallel, "first",
-                         json_time(p->ndates ? p->dates[0] : 0), "last",
-                         json_time(p->ndates ? p->dates[p->ndates - 1] : 0), "created_at",
-                         json_time(p->created_at)));
+    tn_jo_push(l->arr, json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o}", "id",
+                                 (json_int_t)p->id, "workflow", tn_jo_str(p->workflow), "state",
+                                 bf_state(p->state), "started", (json_int_t)p->next, "total",
+                                 (json_int_t)p->ndates, "parallel", (json_int_t)p->parallel,
+                                 "first", json_time(p->ndates ? p->dates[0] : 0), "last",
+                                 json_time(p->ndates ? p->dates[p->ndates - 1] : 0),
+                                 "created_at", json_time(p->created_at)));
     return 0;
 }
 
@@ -1009,9 +1007,9 @@ static void bf_show_dates(tn_ctlsrv *s, const tn_backfill_proj *p, tn_ctl_out *o
         if (wf)
             snprintf(inst, sizeof(inst), "%" PRIu64, wf);
         tn_sb_printf(&o->text, "  %-5u %-22s %-9s %s\n", i + 1, utc, inst, st);
-        tn_jo_push(arr, json_pack("{s:s,s:I,s:I,s:s}", "date", utc, "date_ns",
-                                  (json_int_t)p->dates[i], "instance", (json_int_t)wf, "state",
-                                  st));
+        tn_jo_push(arr,
+                   json_pack("{s:s,s:I,s:I,s:s}", "date", utc, "date_ns",
+                             (json_int_t)p->dates[i], "instance", (json_int_t)wf, "state", st));
     }
     tn_jo_set(j, "dates", arr);
 }
@@ -1033,12 +1031,12 @@ static void h_bf_show(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
         tn_kv_text(&o->text, kv);
         tn_sb_printf(&o->text, "\n");
     }
-    json_t *j = json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)p.id,
-                          "workflow", tn_jo_str(p.workflow), "state", bf_state(p.state),
-                          "started", (json_int_t)p.next, "total", (json_int_t)p.ndates,
-                          "parallel", (json_int_t)p.parallel, "params", tn_jo_kv(kv), "reason",
-                          tn_jo_str(p.reason), "created_at", json_time(p.created_at),
-                          "updated_at", json_time(p.updated_at));
+    json_t *j =
+        json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)p.id,
+                  "workflow", tn_jo_str(p.workflow), "state", bf_state(p.state), "started",
+                  (json_int_t)p.next, "total", (json_int_t)p.ndates, "parallel",
+                  (json_int_t)p.parallel, "params", tn_jo_kv(kv), "reason", tn_jo_str(p.reason),
+                  "created_at", json_time(p.created_at), "updated_at", json_time(p.updated_at));
     tn_kv_free(kv);
     if (j)
         bf_show_dates(s, &p, o, j);

@@ -87,8 +87,9 @@ static void run_cmd(tn_ctlsrv *s, tn_cmd *c, const tn_ctl_req *r, out *o, const 
         return;
     }
     tn_sb_printf(&o->text, "%s", c->msg[0] ? c->msg : what);
-    reply(o, json_pack("{s:b,s:I,s:o}", "ok", 1, "id", (json_int_t)(c->out_id ? c->out_id : c->id),
-                       "message", tn_jo_str(c->msg)));
+    reply(o,
+          json_pack("{s:b,s:I,s:o}", "ok", 1, "id", (json_int_t)(c->out_id ? c->out_id : c->id),
+                    "message", tn_jo_str(c->msg)));
 }
 
 static void h_apply(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -586,8 +587,8 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
                  w.run, wsn(w.state), w.ended_at ? " in " : "", w.ended_at ? d : "");
-    json_t *wj = json_pack("{s:I,s:o,s:s,s:I}", "id", (json_int_t)w.id, "name", tn_jo_str(w.name),
-                           "state", wsn(w.state), "run", (json_int_t)w.run);
+    json_t *wj = json_pack("{s:I,s:o,s:s,s:I}", "id", (json_int_t)w.id, "name",
+                           tn_jo_str(w.name), "state", wsn(w.state), "run", (json_int_t)w.run);
     json_t *arr = json_array();
     if (wj)
         status_params(s, w.id, o, wj);
@@ -633,13 +634,13 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 
 static json_t *task_json(const tn_task_proj *p)
 {
-    return json_pack("{s:I,s:I,s:o,s:s,s:I,s:o,s:I,s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)p->id,
-                     "workflow_instance", (json_int_t)p->wf, "name", tn_jo_str(p->name), "state",
-                     tsn(p->state), "attempts", (json_int_t)p->attempt, "worker",
-                     tn_jo_str(p->worker), "pid", (json_int_t)p->pid, "exit_code",
-                     (json_int_t)p->exit_code, "reason", tn_jo_str(p->reason), "created_at",
-                     tn_jo_time(p->created_at), "started_at", tn_jo_time(p->started_at),
-                     "ended_at", tn_jo_time(p->ended_at));
+    return json_pack(
+        "{s:I,s:I,s:o,s:s,s:I,s:o,s:I,s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)p->id,
+        "workflow_instance", (json_int_t)p->wf, "name", tn_jo_str(p->name), "state",
+        tsn(p->state), "attempts", (json_int_t)p->attempt, "worker", tn_jo_str(p->worker),
+        "pid", (json_int_t)p->pid, "exit_code", (json_int_t)p->exit_code, "reason",
+        tn_jo_str(p->reason), "created_at", tn_jo_time(p->created_at), "started_at",
+        tn_jo_time(p->started_at), "ended_at", tn_jo_time(p->ended_at));
 }
 
 static void h_task(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -760,13 +761,13 @@ static int audit_row(void *ctx, const tn_event *ev)
     json_t *attrs = json_object();
     for (uint32_t i = 0; attrs && i < ev->nattrs; i++)
         tn_jo_setn(attrs, ev->attrs[i].key.p, ev->attrs[i].key.len, attr_json(&ev->attrs[i]));
-    tn_jo_push(arr, json_pack("{s:I,s:o,s:o,s:s,s:I,s:s,s:s,s:s,s:o}", "seq", (json_int_t)ev->seq,
-                              "at", tn_jo_time(ev->at), "actor",
+    tn_jo_push(arr, json_pack("{s:I,s:o,s:o,s:s,s:I,s:s,s:s,s:s,s:o}", "seq",
+                              (json_int_t)ev->seq, "at", tn_jo_time(ev->at), "actor",
                               tn_jo_strn(ev->actor.p, ev->actor.len), "machine", sm->name, "id",
                               (json_int_t)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
                               "event", tn_sm_event_name(sm, ev->event), "from",
-                              tn_sm_state_name(sm, ev->from), "to", tn_sm_state_name(sm, ev->to),
-                              "attrs", attrs));
+                              tn_sm_state_name(sm, ev->from), "to",
+                              tn_sm_state_name(sm, ev->to), "attrs", attrs));
     return 0;
 }
 

@@ -78,8 +78,9 @@ static void error(tn_http_rep *rep, int status, const char *fmt, ...)
     rep->status = status;
     rep->ctype = "application/json";
     /* a message with a peer's bytes that are not UTF-8 has them as U+FFFD */
-    if (!tn_jo_dump(&rep->body, json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code_name(status),
-                                          "status", status, "message", tn_jo_str(msg))))
+    if (!tn_jo_dump(&rep->body,
+                    json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code_name(status), "status",
+                              status, "message", tn_jo_str(msg))))
         tn_sb_printf(&rep->body,
                      "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"out of "
                      "memory\"}}",
@@ -505,12 +506,13 @@ static void answer_logs(call *c, tn_ctl_result *res)
     if (e) {
         error(c->rep, status_of(e), "task %" PRIu64 " attempt %u: %s", c->num, att, m.text);
     } else if (!tn_jo_dump(&c->rep->body,
-                           json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:o}", "task", (json_int_t)c->num,
-                                     "attempt", (json_int_t)att, "offset", (json_int_t)off,
-                                     "next_offset", (json_int_t)ch.next, "eof", ch.eof,
-                                     "running", ch.running, "data",
+                           json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:o}", "task",
+                                     (json_int_t)c->num, "attempt", (json_int_t)att, "offset",
+                                     (json_int_t)off, "next_offset", (json_int_t)ch.next, "eof",
+                                     ch.eof, "running", ch.running, "data",
                                      tn_jo_strn(ch.data, ch.keep)))) {
-        error(c->rep, 503, "task %" PRIu64 ": out of memory writing its log; try again", c->num);
+        error(c->rep, 503, "task %" PRIu64 ": out of memory writing its log; try again",
+              c->num);
     }
     free(ch.data);
 }
@@ -522,8 +524,9 @@ static void run_route(call *c, const api_route *rt)
     if (!authenticate(c))
         return;
     if (strcmp(rt->cmd, "whoami") == 0) { /* the token itself: no control command */
-        if (!tn_jo_dump(&c->rep->body, json_pack("{s:o,s:s}", "name", tn_jo_str(c->id.actor + 6),
-                                                 "role", tn_role_name(c->id.role))))
+        if (!tn_jo_dump(&c->rep->body,
+                        json_pack("{s:o,s:s}", "name", tn_jo_str(c->id.actor + 6), "role",
+                                  tn_role_name(c->id.role))))
             error(c->rep, 503, "out of memory writing the reply; try again");
         return;
     }

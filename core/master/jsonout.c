@@ -162,7 +162,8 @@ bool tn_jo_dump(tn_sb *b, json_t *root)
     lost = false;
     /* 15 digits: a rounded tn_jo_milli prints as written; nothing here needs more */
     char *s = root && !was_lost ?
-                  json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) :
+                  json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
+                                       JSON_REAL_PRECISION(15)) :
                   NULL;
     json_decref(root);
     if (!s)

@@ -1224,7 +1224,8 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
     }
     pthread_mutex_unlock(&m->mu);
     if (!tn_jo_dump(json, arr))
-        tn_sb_printf(json, "{\"error\":\"out of memory writing the workers' JSON; try again\"}");
+        tn_sb_printf(json,
+                     "{\"error\":\"out of memory writing the workers' JSON; try again\"}");
 }
 
 /* /metrics: the workers the master knows and their slots. */
