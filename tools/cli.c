@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jsonout.h"
 #include "logread.h"
 #include "util.h"
 #include "cli.h"
@@ -35,23 +36,12 @@ int tn_cli_usage(const char *cmd, const char *fmt, ...)
 
 void tn_json_str(FILE *f, const char *s, size_t n)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (c < 0x20 || c == 0x7f)
-                fprintf(f, "\\u%04x", c);
-            else
-                fputc(c, f);
-        }
+    json_t *j = tn_jo_strn(s, n);
+    if (!j || json_dumpf(j, f, JSON_ENCODE_ANY) != 0) {
+        fputs("tern: out of memory writing JSON\n", stderr);
+        exit(1); /* a field is never left out of the output */
     }
-    fputc('"', f);
+    json_decref(j);
 }
 
 void tn_json_cstr(FILE *f, const char *s)

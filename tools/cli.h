@@ -26,7 +26,8 @@ int tn_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Print a usage error ("tern CMD: message; see `tern CMD --help`"); returns 2. */
 int tn_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* JSON string (quoted, escaped) of n bytes. */
+/* A JSON string of n bytes (jansson's escaping; bytes that are not UTF-8 as U+FFFD, see
+ * core/master/jsonout.h); exits, saying so, when out of memory. */
 void tn_json_str(FILE *f, const char *s, size_t n);
 void tn_json_cstr(FILE *f, const char *s);
 
