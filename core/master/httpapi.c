@@ -487,7 +487,7 @@ static tn_err read_chunk(tn_httpapi *a, const char *url, uint64_t task, uint32_t
 static void answer_logs(call *c, tn_ctl_result *res)
 {
     uint64_t off = 0, follow = 0, attempt = 0;
-    if (!query_u64(c, "offset", &off, UINT64_MAX) || !query_u64(c, "follow", &follow, 1) ||
+    if (!query_u64(c, "offset", &off, INT64_MAX) || !query_u64(c, "follow", &follow, 1) ||
         !query_u64(c, "attempt", &attempt, UINT32_MAX))
         return;
     char url[512];
