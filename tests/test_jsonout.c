@@ -109,6 +109,14 @@ Test(jsonout, a_lost_field_fails_the_dump)
     tn_sb b = {0};
     cr_assert_not(tn_jo_dump(&b, o));
     cr_assert_eq(b.len, 0);
+    /* a string dumped meanwhile (a text line's value) does not clear the loss */
+    json_t *o2 = json_object();
+    cr_assert_not(tn_jo_set(o2, "b", NULL));
+    cr_assert(tn_jo_dump(&b, json_string("x")));
+    cr_assert_str_eq(b.s, "\"x\"");
+    b.len = 0;
+    cr_assert_not(tn_jo_dump(&b, o2));
+    cr_assert_eq(b.len, 0);
     json_t *a = json_array();
     cr_assert_not(tn_jo_push(a, NULL));
     cr_assert_not(tn_jo_dump(&b, a));

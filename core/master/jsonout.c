@@ -158,8 +158,13 @@ bool tn_jo_push(json_t *arr, json_t *v)
 
 bool tn_jo_dump(tn_sb *b, json_t *root)
 {
-    bool was_lost = lost;
-    lost = false;
+    /* a string (a text line's quoted value, written while a reply is being built) holds
+     * no field: the flag stays for the container it may belong to */
+    bool was_lost = false;
+    if (!root || json_is_object(root) || json_is_array(root)) {
+        was_lost = lost;
+        lost = false;
+    }
     /* 15 digits: a rounded tn_jo_milli prints as written; nothing here needs more */
     char *s = root && !was_lost ?
                   json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |

@@ -39,8 +39,10 @@ bool tn_jo_setn(json_t *obj, const char *key, size_t n, json_t *v);
 bool tn_jo_push(json_t *arr, json_t *v);
 
 /* Append root to b, compact, keys in the order they were set; takes over root (NULL
- * is a failure). False, with b as it was, when root is NULL, a tn_jo_set or tn_jo_push
- * on this thread failed since the last dump, or memory ran out. */
+ * is a failure). False, with b as it was, when root is NULL, memory ran out, or root is
+ * an object or array and a tn_jo_set or tn_jo_push on this thread failed since the last
+ * such dump (a lone string, dumped for a line of text, neither looks at that nor resets
+ * it). */
 bool tn_jo_dump(tn_sb *b, json_t *root);
 
 /* Of n bytes of a stream, how many to pass on now so that a multi-byte UTF-8 character
