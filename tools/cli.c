@@ -34,14 +34,20 @@ int tn_cli_usage(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
-void tn_json_str(FILE *f, const char *s, size_t n)
+void tn_cli_json_put(FILE *f, json_t *v)
 {
-    json_t *j = tn_jo_strn(s, n);
-    if (!j || json_dumpf(j, f, JSON_ENCODE_ANY) != 0) {
+    tn_sb b = {0};
+    if (!tn_jo_dump(&b, v)) {
         fputs("tern: out of memory writing JSON\n", stderr);
         exit(1); /* a field is never left out of the output */
     }
-    json_decref(j);
+    fputs(b.s, f);
+    free(b.s);
+}
+
+void tn_json_str(FILE *f, const char *s, size_t n)
+{
+    tn_cli_json_put(f, tn_jo_strn(s, n));
 }
 
 void tn_json_cstr(FILE *f, const char *s)
