@@ -114,7 +114,9 @@ static void print_attr_value(const tn_attr *a)
         if (plain)
             printf("%.*s", (int)a->s.len, a->s.p);
         else
-            tn_json_str(stdout, a->s.p, a->s.len > 200 ? 200 : a->s.len);
+            /* at most 200 bytes, not cutting a character in two */
+            tn_json_str(stdout, a->s.p,
+                        a->s.len > 200 ? tn_utf8_complete(a->s.p, 200) : a->s.len);
     }
 }
 
