@@ -22,6 +22,7 @@ typedef struct env {
 } env;
 
 static env E;
+static char last_ctype[128]; /* the Content-Type of the last response, "" when none */
 
 static void setup(void)
 {
@@ -105,6 +106,10 @@ static int http(int port, const char *method, const char *path, const char *toke
     int status = 0;
     cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1, "not an HTTP response: %s", buf);
     hdr_end = strstr(buf, "\r\n\r\n");
+    char *ct = strcasestr(buf, "\r\nContent-Type:");
+    last_ctype[0] = 0;
+    if (ct && (!hdr_end || ct < hdr_end))
+        sscanf(ct + 15, " %127[^\r]", last_ctype);
     *out = strdup(hdr_end ? hdr_end + 4 : "");
     free(buf);
     return status;
@@ -1011,4 +1016,378 @@ Test(http, ui_files)
     free(out);
     cr_assert_eq(http(E.port, "POST", "/", NULL, NULL, "{}", &out), 405);
     free(out);
+}
+
+/* ------------------------------------------------------------------------------ */
+/* the routes of the CLI's schedule set/rm/next and backfill create/stop/resume, and the
+ * state machines */
+
+#include <msgpack.h>
+
+#include "engine.h"
+#include "evlog.h"
+#include "follow.h"
+#include "objproj.h"
+#include "sm_gen.h"
+
+/* The actor of the last committed event of this machine and event, "" when none: read
+ * from the standalone's own store, as a follower would. */
+static void last_actor(unsigned machine, unsigned event, char *out, size_t cap)
+{
+    tn_store *st = tn_evlog_store(tn_engine_log(tn_master_engine(tn_standalone_master(E.s))));
+    out[0] = 0;
+    for (uint64_t from = 1, last = 1; from <= last;) {
+        tn_buf b = {0};
+        uint32_t n = 0;
+        cr_assert_eq(tn_follow_read(st, from, 256, 1 << 20, &b, &n, &last, NULL), TN_OK);
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        cr_assert_eq(msgpack_unpack_next(&u, b.data, b.size, NULL), MSGPACK_UNPACK_SUCCESS);
+        cr_assert_eq(u.data.type, MSGPACK_OBJECT_ARRAY);
+        for (uint32_t i = 0; i < u.data.via.array.size; i++) {
+            msgpack_object o = u.data.via.array.ptr[i];
+            tn_event ev;
+            cr_assert_eq(tn_event_decode(o.via.bin.ptr, o.via.bin.size, &ev), TN_OK);
+            if (ev.machine == machine && ev.event == event)
+                snprintf(out, cap, "%.*s", (int)ev.actor.len, ev.actor.p);
+        }
+        msgpack_unpacked_destroy(&u);
+        tn_buf_free(&b);
+        if (n == 0)
+            break;
+        from += n;
+    }
+}
+
+/* A request that fails: its status checked, and its message must name `word`. */
+static void refused(int want, const char *method, const char *path, const char *token,
+                    const char *body, const char *word)
+{
+    json_t *j = call(want, method, path, token, body);
+    const char *m = err_message(j);
+    cr_assert(strstr(m, word), "%s %s %s: the message does not name %s: %s", method, path,
+              body ? body : "", word, m);
+    json_decref(j);
+}
+
+static const char *jstr_at(json_t *j, const char *key)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    return v ? v : "";
+}
+
+Test(http, schedule_set_next_and_remove)
+{
+    apply(ONE);
+    const char *good =
+        "{\"cron\":\"0 0 3 * * ?\",\"tz\":\"Asia/Shanghai\",\"overlap\":\"skip\","
+        "\"catchup_ms\":5000,\"start\":\"2026-01-01\",\"end\":null,"
+        "\"pause_on_failure\":true,\"params\":{\"day\":\"x\"}}";
+    const char *path = "/api/v1/schedules/one";
+    json_decref(call(403, "PUT", path, E.viewer, good));
+    /* each field bounded and checked, the refusal names it */
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"timezone\":\"UTC\"}",
+            "\"timezone\"");
+    refused(400, "PUT", path, E.op, "{\"tz\":\"UTC\"}", "\"cron\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":5}", "\"cron\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"tz\":\"Nowhere/Atlantis\"}",
+            "\"tz\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"start\":\"yesterday\"}",
+            "\"start\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"overlap\":\"sometimes\"}",
+            "\"overlap\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"catchup_ms\":-1}",
+            "\"catchup_ms\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"pause_on_failure\":1}",
+            "\"pause_on_failure\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 3 * * *\",\"params\":{\"k\":1}}",
+            "\"params\"");
+    refused(400, "PUT", path, E.op, "{\"cron\":\"0 61 * * *\"}", "hour 61");
+    refused(400, "PUT", path, E.op, "[1]", "JSON object");
+    refused(404, "PUT", "/api/v1/schedules/nosuch", E.op, "{\"cron\":\"0 3 * * *\"}", "nosuch");
+    json_decref(call(404, "GET", path, E.viewer, NULL)); /* nothing was set */
+
+    json_t *r = call(200, "PUT", path, E.op, good);
+    cr_assert(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    json_t *one = call(200, "GET", path, E.viewer, NULL);
+    cr_assert_str_eq(jstr_at(one, "state"), "ACTIVE");
+    cr_assert_str_eq(jstr_at(one, "cron"), "0 0 3 * * ?");
+    cr_assert_str_eq(jstr_at(one, "tz"), "Asia/Shanghai");
+    cr_assert_str_eq(jstr_at(one, "overlap"), "skip");
+    cr_assert_eq(json_integer_value(json_object_get(one, "catchup_ms")), 5000);
+    cr_assert(json_is_true(json_object_get(one, "pause_on_failure")));
+    cr_assert_str_eq(jstr_at(json_object_get(one, "params"), "day"), "x");
+    cr_assert_str_eq(jstr_at(one, "start"), "2025-12-31T16:00:00Z");
+    json_decref(one);
+    char actor[80];
+    last_actor(TN_MACHINE_SCHEDULE, TN_SCHED_E_SET, actor, sizeof(actor));
+    cr_assert_str_eq(actor, "token:op");
+
+    /* 03:00 in Shanghai is 19:00 UTC the day before; after 2026-06-01T00:00Z */
+    json_t *nx =
+        call(200, "GET", "/api/v1/schedules/one/next?count=3&after_ns=1780272000000000000",
+             E.viewer, NULL);
+    cr_assert_eq(json_array_size(nx), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *f = json_array_get(nx, i);
+        char want[32];
+        snprintf(want, sizeof(want), "2026-06-0%zuT19:00:00", i + 1);
+        cr_assert(strstr(jstr_at(f, "utc"), want), "fire %zu: %s", i, jstr_at(f, "utc"));
+        cr_assert_eq(json_integer_value(json_object_get(f, "ns")),
+                     1780340400000000000LL + (json_int_t)i * 86400000000000LL);
+    }
+    json_decref(nx);
+    nx = call(200, "GET", "/api/v1/schedules/one/next", E.viewer, NULL);
+    cr_assert_eq(json_array_size(nx), 5, "five by default");
+    json_decref(nx);
+    refused(400, "GET", "/api/v1/schedules/one/next?count=0", E.viewer, NULL, "count");
+    refused(400, "GET", "/api/v1/schedules/one/next?count=1001", E.viewer, NULL, "count");
+    refused(400, "GET", "/api/v1/schedules/one/next?after_ns=-5", E.viewer, NULL, "after_ns");
+    refused(404, "GET", "/api/v1/schedules/nosuch/next", E.viewer, NULL, "nosuch");
+
+    /* a new spec replaces the old one */
+    json_decref(call(200, "PUT", path, E.op, "{\"cron\":\"0 30 1 * * ?\"}"));
+    one = call(200, "GET", path, E.viewer, NULL);
+    cr_assert_str_eq(jstr_at(one, "cron"), "0 30 1 * * ?");
+    cr_assert_str_eq(jstr_at(one, "tz"), "UTC");
+    json_decref(one);
+
+    json_decref(call(403, "DELETE", path, E.viewer, NULL));
+    json_decref(call(200, "DELETE", path, E.op, NULL));
+    last_actor(TN_MACHINE_SCHEDULE, TN_SCHED_E_REMOVE, actor, sizeof(actor));
+    cr_assert_str_eq(actor, "token:op");
+    one = call(200, "GET", path, E.viewer, NULL);
+    cr_assert_str_eq(jstr_at(one, "state"), "REMOVED");
+    json_decref(one);
+    json_t *l = call(200, "GET", "/api/v1/schedules", E.viewer, NULL);
+    cr_assert_eq(json_array_size(l), 0, "a removed schedule is not listed");
+    json_decref(l);
+    refused(404, "DELETE", path, E.op, NULL, "no schedule");
+    refused(404, "GET", "/api/v1/schedules/one/next", E.viewer, NULL, "no schedule");
+}
+
+/* Poll a backfill until its state is `want`; its last answer (json_decref it). */
+static json_t *wait_backfill(uint64_t id, const char *want)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/backfills/%" PRIu64, id);
+    for (int i = 0; i < 3000; i++) {
+        json_t *j = call(200, "GET", path, E.viewer, NULL);
+        if (strcmp(jstr_at(j, "state"), want) == 0)
+            return j;
+        json_decref(j);
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_fail("backfill %" PRIu64 " never reached %s", id, want);
+    return NULL;
+}
+
+static uint64_t backfill(const char *body)
+{
+    json_t *j = call(201, "POST", "/api/v1/backfills", E.op, body);
+    cr_assert(json_is_true(json_object_get(j, "ok")));
+    uint64_t id = (uint64_t)json_integer_value(json_object_get(j, "id"));
+    json_decref(j);
+    cr_assert(id > 0);
+    return id;
+}
+
+Test(http, backfill_through_the_api)
+{
+    apply(ONE);
+    apply(SLOW);
+    const char *bf = "/api/v1/backfills";
+    const char *three = "{\"workflow\":\"one\",\"from\":\"2026-01-01\",\"to\":\"2026-01-03\","
+                        "\"parallel\":2,\"params\":{\"k\":\"v\"}}";
+    json_decref(call(403, "POST", bf, E.viewer, three));
+    refused(400, "POST", bf, E.op, "{\"from\":\"2026-01-01\",\"to\":\"2026-01-02\"}",
+            "\"workflow\"");
+    refused(400, "POST", bf, E.op, "{\"workflow\":\"one\",\"from\":\"2026-01-01\"}", "\"to\"");
+    refused(400, "POST", bf, E.op,
+            "{\"workflow\":\"one\",\"from\":\"2026-01-01\",\"to\":\"2026-01-02\","
+            "\"dates\":[\"2026-01-05\"]}",
+            "not both");
+    refused(400, "POST", bf, E.op, "{\"workflow\":\"one\",\"dates\":[\"2026-13-45\"]}",
+            "\"dates\"[0]");
+    refused(400, "POST", bf, E.op, "{\"workflow\":\"one\",\"dates\":[]}", "\"dates\"");
+    refused(400, "POST", bf, E.op,
+            "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"parallel\":0}", "\"parallel\"");
+    refused(400, "POST", bf, E.op,
+            "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"order\":\"random\"}",
+            "\"order\"");
+    refused(400, "POST", bf, E.op,
+            "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"tz\":\"Mars/Base\"}", "\"tz\"");
+    refused(400, "POST", bf, E.op,
+            "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"when\":1}", "\"when\"");
+    refused(404, "POST", bf, E.op, "{\"workflow\":\"nosuch\",\"dates\":[\"2026-01-01\"]}",
+            "nosuch");
+    /* past the bounds: 413 naming the field */
+    char *big = malloc(16 * 10001 + 64);
+    size_t n = (size_t)sprintf(big, "{\"workflow\":\"one\",\"dates\":[");
+    for (int i = 0; i <= TN_BACKFILL_MAX_DATES; i++)
+        n += (size_t)sprintf(big + n, "%s\"2026-01-01\"", i ? "," : "");
+    sprintf(big + n, "]}");
+    refused(413, "POST", bf, E.op, big, "\"dates\"");
+    n = (size_t)sprintf(big, "{\"workflow\":\"one\",\"dates\":[\"2026-01-01\"],\"params\":{");
+    for (int i = 0; i <= TN_CTL_MAX_LIST; i++)
+        n += (size_t)sprintf(big + n, "%s\"p%d\":\"v\"", i ? "," : "", i);
+    sprintf(big + n, "}}");
+    refused(413, "POST", bf, E.op, big, "\"params\"");
+    free(big);
+
+    /* three dates (no schedule: daily at 00:00), two at a time, to their end */
+    uint64_t id = backfill(three);
+    char actor[80];
+    last_actor(TN_MACHINE_BACKFILL, TN_BF_E_CREATE, actor, sizeof(actor));
+    cr_assert_str_eq(actor, "token:op");
+    json_t *done = wait_backfill(id, "DONE");
+    cr_assert_eq(json_integer_value(json_object_get(done, "total")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(done, "parallel")), 2);
+    cr_assert_str_eq(jstr_at(json_object_get(done, "params"), "k"), "v");
+    json_t *dates = json_object_get(done, "dates");
+    cr_assert_eq(json_array_size(dates), 3);
+    cr_assert(strstr(jstr_at(json_array_get(dates, 0), "date"), "2026-01-01T00:00:00"));
+    cr_assert_str_eq(jstr_at(json_array_get(dates, 2), "state"), "SUCCESS");
+    json_decref(done);
+    /* a finished one can be neither stopped nor resumed: 409 naming its state */
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/backfills/%" PRIu64 "/stop", id);
+    json_decref(call(403, "POST", path, E.viewer, NULL));
+    json_t *j = call(409, "POST", path, E.op, NULL);
+    cr_assert_str_eq(jstr_at(json_object_get(j, "error"), "code"), "conflict");
+    cr_assert(strstr(err_message(j), "DONE"), "%s", err_message(j));
+    json_decref(j);
+    snprintf(path, sizeof(path), "/api/v1/backfills/%" PRIu64 "/resume", id);
+    refused(409, "POST", path, E.op, NULL, "DONE");
+    refused(404, "POST", "/api/v1/backfills/999/stop", E.op, NULL, "999");
+
+    /* a running one: stop (its instance stopped), a second stop 409, resume, stop */
+    uint64_t slow = backfill("{\"workflow\":\"slow\",\"dates\":[\"2026-02-01\",\"2026-02-02\"],"
+                             "\"order\":\"desc\"}");
+    json_t *run = wait_backfill(slow, "RUNNING");
+    json_decref(run);
+    snprintf(path, sizeof(path), "/api/v1/backfills/%" PRIu64 "/stop", slow);
+    json_decref(call(403, "POST", path, E.viewer, NULL));
+    json_decref(call(200, "POST", path, E.op, NULL));
+    last_actor(TN_MACHINE_BACKFILL, TN_BF_E_STOP, actor, sizeof(actor));
+    cr_assert_str_eq(actor, "token:op");
+    json_t *st = wait_backfill(slow, "STOPPED");
+    json_t *first = json_array_get(json_object_get(st, "dates"), 0);
+    cr_assert(strstr(jstr_at(first, "date"), "2026-02-02"), "desc: the latest first");
+    uint64_t inst = (uint64_t)json_integer_value(json_object_get(first, "instance"));
+    json_decref(st);
+    cr_assert(inst > 0);
+    wait_state(inst, "STOP");
+    refused(409, "POST", path, E.op, NULL, "stopped already");
+    snprintf(path, sizeof(path), "/api/v1/backfills/%" PRIu64 "/resume", slow);
+    json_decref(call(200, "POST", path, E.op, NULL));
+    json_decref(wait_backfill(slow, "RUNNING"));
+    snprintf(path, sizeof(path), "/api/v1/backfills/%" PRIu64 "/stop", slow);
+    json_decref(call(200, "POST", path, E.op, NULL));
+    json_decref(wait_backfill(slow, "STOPPED"));
+}
+
+Test(http, statemachines)
+{
+    json_decref(call(401, "GET", "/api/v1/statemachines", NULL, NULL));
+    json_t *l = call(200, "GET", "/api/v1/statemachines", E.viewer, NULL);
+    cr_assert_eq(json_array_size(l), TN_MACHINE_MAX);
+    bool seen_backfill = false;
+    size_t i;
+    json_t *m;
+    json_array_foreach(l, i, m)
+    {
+        const tn_sm *sm = tn_sm_by_name(jstr_at(m, "name"));
+        cr_assert_not_null(sm, "an unknown machine %s", jstr_at(m, "name"));
+        cr_assert_eq(json_array_size(json_object_get(m, "states")), sm->nstates);
+        cr_assert_eq(json_integer_value(json_object_get(m, "transitions")), sm->ntrans);
+        seen_backfill |= strcmp(sm->name, "backfill") == 0;
+    }
+    cr_assert(seen_backfill);
+    json_decref(l);
+
+    json_t *b = call(200, "GET", "/api/v1/statemachines/backfill", E.viewer, NULL);
+    cr_assert_str_eq(jstr_at(b, "initial"), "RUNNING");
+    json_t *trans = json_object_get(b, "transitions");
+    cr_assert_eq(json_array_size(trans), tn_sm_backfill.ntrans);
+    bool stop = false;
+    json_array_foreach(trans, i, m) stop |= strcmp(jstr_at(m, "from"), "RUNNING") == 0 &&
+                                            strcmp(jstr_at(m, "event"), "STOP") == 0 &&
+                                            strcmp(jstr_at(m, "to"), "STOPPED") == 0;
+    cr_assert(stop, "no RUNNING -STOP-> STOPPED");
+    bool done_final = false;
+    json_array_foreach(json_object_get(b, "states"), i,
+                       m) if (strcmp(jstr_at(m, "name"), "DONE") == 0) done_final =
+        json_is_true(json_object_get(m, "final"));
+    cr_assert(done_final, "DONE is final");
+    json_decref(b);
+    refused(404, "GET", "/api/v1/statemachines/nosuch", E.viewer, NULL, "workflow");
+    refused(404, "GET", "/api/v1/statemachines/nosuch/svg", E.viewer, NULL, "workflow");
+
+    /* the diagram: SVG laid out by Graphviz, every state named in it; the same bytes
+     * again (rendered once) */
+    char *svg, *again;
+    cr_assert_eq(
+        http(E.port, "GET", "/api/v1/statemachines/workflow/svg", E.viewer, NULL, NULL, &svg),
+        200);
+    cr_assert_str_eq(last_ctype, "image/svg+xml");
+    cr_assert(strstr(svg, "<svg"), "%.200s", svg);
+    for (unsigned s = 1; s < tn_sm_workflow.nstates; s++) {
+        char text[96];
+        snprintf(text, sizeof(text), ">%s</text>", tn_sm_workflow.state_names[s]);
+        cr_assert(strstr(svg, text), "state %s is not in the SVG",
+                  tn_sm_workflow.state_names[s]);
+    }
+    cr_assert(strstr(svg, ">RUNNING_EXECUTION</text>") && strstr(svg, ">PAUSE</text>"));
+    cr_assert_eq(
+        http(E.port, "GET", "/api/v1/statemachines/workflow/svg", E.viewer, NULL, NULL, &again),
+        200);
+    cr_assert_str_eq(svg, again);
+    free(svg);
+    free(again);
+    cr_assert_eq(
+        http(E.port, "GET", "/api/v1/statemachines/backfill/svg", NULL, NULL, NULL, &svg), 401);
+    free(svg);
+}
+
+/* A schedule that fires every second: each fire (not a trigger) is one observation of
+ * tern_schedule_lateness_seconds. */
+Test(http, schedule_lateness_metric)
+{
+    apply(ONE);
+    char *m = scrape(E.port);
+    cr_assert(strstr(m, "# TYPE tern_schedule_lateness_seconds histogram\n"), "%s", m);
+    cr_assert_eq(sample(m, "tern_schedule_lateness_seconds_count"), 0);
+    free(m);
+    json_decref(call(200, "PUT", "/api/v1/schedules/one", E.op, "{\"cron\":\"* * * * * ?\"}"));
+    json_t *one = NULL;
+    for (int i = 0; i < 1000; i++) {
+        json_decref(one);
+        one = call(200, "GET", "/api/v1/schedules/one", E.viewer, NULL);
+        if (json_integer_value(json_object_get(one, "fires")) >= 2)
+            break;
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    json_decref(one);
+    json_decref(call(200, "POST", "/api/v1/schedules/one/pause", E.op, NULL));
+    one = call(200, "GET", "/api/v1/schedules/one", E.viewer, NULL);
+    json_int_t fires = json_integer_value(json_object_get(one, "fires"));
+    json_decref(one);
+    cr_assert(fires >= 2, "the schedule fired %lld times", (long long)fires);
+    m = scrape(E.port);
+    cr_assert_eq(sample(m, "tern_schedule_lateness_seconds_count"), (double)fires, "%s", m);
+    cr_assert_eq(sample(m, "tern_schedule_lateness_seconds_bucket{le=\"+Inf\"}"),
+                 (double)fires);
+    cr_assert(sample(m, "tern_schedule_lateness_seconds_sum") >= 0);
+    free(m);
+    /* a trigger is no fire of the schedule's: not counted */
+    json_t *t = call(200, "POST", "/api/v1/schedules/one/trigger", E.op, NULL);
+    wait_state((uint64_t)json_integer_value(json_object_get(t, "instance")), "SUCCESS");
+    json_decref(t);
+    m = scrape(E.port);
+    cr_assert_eq(sample(m, "tern_schedule_lateness_seconds_count"), (double)fires, "%s", m);
+    free(m);
 }

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc libtsan2 pkg-config meson ninja-build libnng-dev liblmdb-dev libmsgpack-dev
-          libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev libcurl4-openssl-dev libjansson-dev clang
+          libcriterion-dev libyaml-dev libsodium-dev libicu-dev libmbedtls-dev libcurl4-openssl-dev libjansson-dev libgraphviz-dev clang
           clang-format libzookeeper-mt-dev)
 
 install_missing() {

@@ -45,7 +45,9 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(method, path, body) {
+/* An API call: its JSON answer (the text when asText, as for an SVG); a failure throws
+ * an ApiError with the server's message. */
+async function api(method, path, body, asText) {
   const token = sessionStorage.getItem('tern-token');
   const opts = { method, headers: { Authorization: 'Bearer ' + token } };
   if (body !== undefined) {
@@ -61,7 +63,7 @@ async function api(method, path, body) {
     if (r.status === 401) { signOut(msg); }
     throw new ApiError(r.status, msg);
   }
-  return j;
+  return asText ? text : j;
 }
 
 function may(role) {
@@ -69,19 +71,22 @@ function may(role) {
 }
 
 /* A control button: shown only to a role that may press it; the answer (or why it was
- * refused) shows in the flash bar. */
-function controlButton(label, path, role, danger) {
+ * refused) shows in the flash bar. method is POST unless given (DELETE asks first). */
+function controlButton(label, path, role, danger, method) {
   if (!may(role)) return '';
   return `<button class="${danger ? 'danger' : ''}" data-post="${esc(path)}"
-    data-label="${esc(label)}">${esc(label)}</button>`;
+    data-method="${esc(method || 'POST')}" data-label="${esc(label)}">${esc(label)}</button>`;
 }
 
 function wireControls(root, after) {
   root.querySelectorAll('button[data-post]').forEach((b) => {
-    b.onclick = async () => {
+    b.onclick = async (ev) => {
+      ev.stopPropagation(); /* a button in a row that opens something when clicked */
+      const method = b.dataset.method || 'POST';
+      if (method === 'DELETE' && !confirm(`${b.dataset.label} ${b.dataset.post}?`)) return;
       b.disabled = true;
       try {
-        const r = await api('POST', b.dataset.post);
+        const r = await api(method, b.dataset.post);
         flash(`${b.dataset.label}: ${(r && r.message) || 'accepted'}`, 'info');
         if (after) after(r);
       } catch (e) {
@@ -442,17 +447,60 @@ function schedulesScreen() {
         <td><div class="actions">${s.state === 'PAUSED'
           ? controlButton('Resume', `/schedules/${w}/resume`, 'operator')
           : controlButton('Pause', `/schedules/${w}/pause`, 'operator')}
-          ${controlButton('Trigger', `/schedules/${w}/trigger`, 'operator')}</div></td></tr>`;
+          ${controlButton('Trigger', `/schedules/${w}/trigger`, 'operator')}
+          ${controlButton('Remove', `/schedules/${w}`, 'operator', true, 'DELETE')}</div></td></tr>`;
     }).join('') || '<tr><td colspan="9" class="muted">no schedule (a workflow\'s schedule: block)</td></tr>';
     wireControls($('#schedules'));
   });
 }
 
+/* The backfill form's fields as the API's body: a range, or a list of dates. */
+function backfillBody() {
+  const v = (id) => $(id).value.trim();
+  const body = { workflow: v('#bf-wf'), parallel: Number(v('#bf-parallel') || 1),
+    order: $('#bf-order').value };
+  if (v('#bf-dates')) body.dates = v('#bf-dates').split(',').map((d) => d.trim()).filter(Boolean);
+  else { body.from = v('#bf-from'); body.to = v('#bf-to'); }
+  if (v('#bf-tz')) body.tz = v('#bf-tz');
+  return body;
+}
+
+function backfillForm() {
+  if (!may('operator')) return '';
+  return `<form class="card filters" id="bf-form">
+    <strong>New backfill</strong>
+    <label>Workflow <input id="bf-wf" required size="14"></label>
+    <label>From <input id="bf-from" placeholder="YYYY-MM-DD" size="11"></label>
+    <label>To <input id="bf-to" placeholder="YYYY-MM-DD" size="11"></label>
+    <label>or dates <input id="bf-dates" placeholder="D1,D2,..." size="16"></label>
+    <label>Zone <input id="bf-tz" placeholder="the schedule's" size="10"></label>
+    <label>At a time <input id="bf-parallel" type="number" min="1" max="1000" value="1"
+      style="width:4.5em"></label>
+    <label>Order <select id="bf-order"><option>asc</option><option>desc</option></select></label>
+    <button type="submit" id="bf-create">Create</button></form>`;
+}
+
 function backfillsScreen() {
-  main().innerHTML = `<h2>Backfills</h2><table id="backfills"><thead><tr><th>ID</th>
+  main().innerHTML = `<h2>Backfills</h2>${backfillForm()}
+    <table id="backfills"><thead><tr><th>ID</th>
     <th>Workflow</th><th>State</th><th>Progress</th><th>At a time</th><th>First</th>
-    <th>Last</th><th>Created</th></tr></thead><tbody></tbody></table><div id="bf"></div>`;
+    <th>Last</th><th>Created</th><th></th></tr></thead><tbody></tbody></table><div id="bf"></div>`;
   let open = null;
+  if ($('#bf-form')) {
+    $('#bf-form').onsubmit = async (e) => {
+      e.preventDefault();
+      try {
+        const r = await api('POST', '/backfills', backfillBody());
+        open = String(r.id);
+        flash(`backfill ${r.id} of ${r.workflow} started: ${r.dates.length} date` +
+          (r.dates.length === 1 ? '' : 's'), 'info');
+      } catch (err) {
+        flash(err.status === 403
+          ? `Create refused: your token (${me.role}) may not start backfills. ${err.message}`
+          : `Create failed: ${err.message}`);
+      }
+    };
+  }
   poll(async (stale) => {
     const list = await api('GET', '/backfills');
     const one = open ? await api('GET', `/backfills/${open}`) : null;
@@ -461,17 +509,58 @@ function backfillsScreen() {
       <td>${b.id}</td><td>${esc(b.workflow)}</td><td>${stateBadge(b.state)}</td>
       <td><span class="bar-outer"><span class="bar-inner" style="display:block;width:${b.total ? (100 * b.started) / b.total : 0}%"></span></span>
         ${b.started}/${b.total}</td><td>${b.parallel}</td><td>${fmtTime(b.first)}</td>
-      <td>${fmtTime(b.last)}</td><td>${fmtTime(b.created_at)}</td></tr>`).join('') ||
-      '<tr><td colspan="8" class="muted">no backfill (`tern backfill WF --from ... --to ...`)</td></tr>';
+      <td>${fmtTime(b.last)}</td><td>${fmtTime(b.created_at)}</td>
+      <td><div class="actions">${b.state === 'RUNNING'
+        ? controlButton('Stop', `/backfills/${b.id}/stop`, 'operator', true)
+        : b.state === 'STOPPED' ? controlButton('Resume', `/backfills/${b.id}/resume`, 'operator')
+          : ''}</div></td></tr>`).join('') ||
+      '<tr><td colspan="9" class="muted">no backfill</td></tr>';
     document.querySelectorAll('#backfills tr.link').forEach((tr) => {
       tr.onclick = () => { open = tr.dataset.id; };
     });
+    wireControls($('#backfills'));
     $('#bf').innerHTML = one ? `<h3>Backfill ${one.id} of ${esc(one.workflow)}</h3>
-      <table><thead><tr><th>#</th><th>Date</th><th>Instance</th><th>State</th></tr></thead>
+      <table id="bf-dates-table"><thead><tr><th>#</th><th>Date</th><th>Instance</th><th>State</th></tr></thead>
       <tbody>${one.dates.map((d, i) => `<tr><td>${i + 1}</td><td>${fmtTime(d.date)}</td>
         <td>${d.instance ? `<a href="#/instance/${d.instance}">${d.instance}</a>` : '-'}</td>
         <td>${stateBadge(d.state)}</td></tr>`).join('')}</tbody></table>` : '';
   });
+}
+
+/* ---- state machines ----------------------------------------------------------------- */
+
+/* The server's diagram (laid out by Graphviz) and the transitions of the generated table;
+ * they change only with a new build, so the screen reads them once. */
+function machinesScreen(name) {
+  main().innerHTML = `<h2>State machines</h2><div class="actions" id="sm-tabs"></div>
+    <div class="card sm-diagram" id="sm-svg"><span class="muted">laying out…</span></div>
+    <div class="grid2"><div><h3>Transitions</h3><table id="sm-trans"><thead><tr><th>From</th>
+      <th>Event</th><th>To</th></tr></thead><tbody></tbody></table></div>
+      <div><h3>States</h3><table id="sm-states"><thead><tr><th>State</th><th></th></tr></thead>
+      <tbody></tbody></table></div></div>`;
+  const gen = screenGen;
+  (async () => {
+    const list = await api('GET', '/statemachines');
+    const cur = name || (list[0] && list[0].name);
+    if (gen !== screenGen || !cur) return;
+    $('#sm-tabs').innerHTML = list.map((m) => `<a class="tab ${m.name === cur ? 'active' : ''}"
+      href="#/machines/${encodeURIComponent(m.name)}">${esc(m.name)}</a>`).join('');
+    const n = encodeURIComponent(cur);
+    const [sm, svg] = await Promise.all([api('GET', `/statemachines/${n}`),
+      api('GET', `/statemachines/${n}/svg`, undefined, true)]);
+    if (gen !== screenGen) return;
+    const doc = new DOMParser().parseFromString(svg, 'image/svg+xml');
+    const el = document.importNode(doc.documentElement, true);
+    el.id = 'sm-diagram';
+    el.dataset.machine = sm.name;
+    $('#sm-svg').replaceChildren(el);
+    $('#sm-trans tbody').innerHTML = sm.transitions.map((t) => `<tr>
+      <td>${stateBadge(t.from)}</td><td><code>${esc(t.event)}</code></td>
+      <td>${stateBadge(t.to)}</td></tr>`).join('');
+    $('#sm-states tbody').innerHTML = sm.states.map((s) => `<tr><td>${stateBadge(s.name)}</td>
+      <td class="muted">${s.name === 'NEW' ? 'before it exists' : s.initial ? 'initial'
+        : s.final ? 'final' : ''}</td></tr>`).join('');
+  })().catch((e) => { if (gen === screenGen) flash(e.message); });
 }
 
 /* ---- workers ------------------------------------------------------------------------ */
@@ -548,6 +637,7 @@ async function route(why) {
     case 'schedules': return schedulesScreen();
     case 'backfills': return backfillsScreen();
     case 'workers': return workersScreen();
+    case 'machines': return machinesScreen(parts[1] && decodeURIComponent(parts[1]));
     default: return instancesScreen(new URLSearchParams(query || ''));
   }
 }

@@ -936,6 +936,8 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_prom_hist_init(&e->metrics.commit_seconds, secs, TN_ARRAY_LEN(secs));
     tn_prom_hist_init(&e->metrics.dispatch_seconds, secs, TN_ARRAY_LEN(secs));
     tn_prom_hist_init(&e->metrics.batch_events, sizes, TN_ARRAY_LEN(sizes));
+    static const double late[] = {0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600};
+    tn_prom_hist_init(&e->metrics.sched_lateness_seconds, late, TN_ARRAY_LEN(late));
     e->max_batch = opts->max_batch ? opts->max_batch : 4096;
     tn_err err = tn_evlog_open(opts->data_dir, &opts->log, &e->log, msg);
     if (err)

@@ -202,6 +202,8 @@ typedef struct tn_engine_metrics {
     tn_prom_hist dispatch_seconds; /* a task's queued -> dispatched (placed on a worker) */
     uint64_t queue_depth;          /* entries in the dispatch queue */
     uint64_t group_waits;          /* tasks waiting for a task-group slot */
+    /* a schedule's fire (not a trigger): its start's time past its nominal time */
+    tn_prom_hist sched_lateness_seconds;
 } tn_engine_metrics;
 void tn_engine_metrics_get(tn_engine *e, tn_engine_metrics *out);
 /* Each live task that waits for dispatch, with why ("" when not tried yet). Engine

@@ -364,6 +364,11 @@ static tn_err fire(tn_engine *e, srt *s, int64_t nominal, bool manual, bool buff
         return err;
     if (!manual && !buffered && nominal > s->last)
         s->last = nominal;
+    if (!manual) { /* a buffered fire's wait for the earlier instance counts as late */
+        int64_t late = eng_now(e) - nominal;
+        tn_prom_hist_observe(&e->metrics.sched_lateness_seconds,
+                             late > 0 ? (double)late / 1e9 : 0);
+    }
     if (w && !tn_sm_workflow.final[w->state])
         ids_add(&s->running, &s->nrun, &s->caprun, w->id);
     if (out)

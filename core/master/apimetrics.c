@@ -147,6 +147,10 @@ static void write_engine(const snap *s, tn_sb *b)
     tn_prom_head(b, "tern_dispatch_latency_seconds", "histogram",
                  "Time from a task queued for dispatch to its placement on a worker.");
     tn_prom_hist_write(b, "tern_dispatch_latency_seconds", NULL, &s->m.dispatch_seconds);
+    tn_prom_head(b, "tern_schedule_lateness_seconds", "histogram",
+                 "How late a schedule's fire started its instance, past its nominal time "
+                 "(triggers not counted).");
+    tn_prom_hist_write(b, "tern_schedule_lateness_seconds", NULL, &s->m.sched_lateness_seconds);
     tn_prom_head(b, "tern_dispatch_queue_depth", "gauge", "Entries in the dispatch queue.");
     tn_prom_sample(b, "tern_dispatch_queue_depth", NULL, (double)s->m.queue_depth);
     tn_prom_head(b, "tern_tasks_waiting", "gauge",

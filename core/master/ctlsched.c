@@ -1050,7 +1050,15 @@ static void bf_change(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o, tn_cmd_k
     tn_backfill_proj p;
     if (!bf_get(s, r, &p, o))
         return;
+    unsigned st = p.state;
     tn_backfill_proj_fini(&p);
+    if (tn_sm_is_final(&tn_sm_backfill, st)) { /* the engine forgot it: say what it is */
+        fail(o, 1,
+             "backfill %" PRIu64 " is %s: every date ran, there is nothing to %s (start "
+             "another with `tern backfill WF ...`)",
+             r->id, bf_state(st), kind == TN_CMD_BACKFILL_STOP ? "stop" : "resume");
+        return;
+    }
     tn_cmd c = {.kind = kind, .id = r->id};
     char what[200];
     snprintf(what, sizeof(what), "backfill %" PRIu64 " %s", r->id, done);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apibody.h"
 #include "apimetrics.h"
 #include "ctl.h"
 #include "def.h"
@@ -24,24 +25,14 @@ struct tn_httpapi {
     tn_apimetrics *metrics;
 };
 
-/* One API call. */
-typedef struct call {
-    tn_httpapi *a;
-    const tn_http_req *hr;
-    tn_http_rep *rep;
-    tn_ctl_ident id;
-    tn_ctl_req *r; /* heap: it is large */
-    uint64_t num;  /* {id} of the path */
-    char name[TN_DEF_MAX_NAME + 1];
-    json_t *body; /* a JSON body, when the route takes one */
-    char *keep;   /* memory r points into */
-} call;
+typedef tn_api_call call; /* one API call (apibody.h) */
 
 typedef struct api_route {
     const char *method;
     const char *path; /* segments; {id} a positive integer, {name} a name */
     const char *cmd;  /* the control command */
-    /* fill c->r from the path, query and body; false when the request is bad (answered) */
+    /* fill c->r from the path, query and body; false when answered already (a bad
+     * request, or a route with no control command that answers here) */
     bool (*prepare)(call *c);
     int ok_status; /* 200 when 0 */
 } api_route;
@@ -338,11 +329,20 @@ static const api_route routes[] = {
     {"GET", "/api/v1/whoami", "whoami", p_none, 0},
     {"GET", "/api/v1/schedules", "schedule-ls", p_none, 0},
     {"GET", "/api/v1/schedules/{name}", "schedule-show", p_name, 0},
+    {"PUT", "/api/v1/schedules/{name}", "schedule-set", tn_apibody_sched_set, 0},
+    {"DELETE", "/api/v1/schedules/{name}", "schedule-rm", p_name, 0},
+    {"GET", "/api/v1/schedules/{name}/next", "schedule-next", tn_apibody_sched_next, 0},
     {"POST", "/api/v1/schedules/{name}/pause", "schedule-pause", p_name, 0},
     {"POST", "/api/v1/schedules/{name}/resume", "schedule-resume", p_name, 0},
     {"POST", "/api/v1/schedules/{name}/trigger", "schedule-trigger", p_name, 0},
     {"GET", "/api/v1/backfills", "backfill-ls", p_none, 0},
+    {"POST", "/api/v1/backfills", "backfill", tn_apibody_backfill, 201},
     {"GET", "/api/v1/backfills/{id}", "backfill-show", p_id, 0},
+    {"POST", "/api/v1/backfills/{id}/stop", "backfill-stop", p_id, 0},
+    {"POST", "/api/v1/backfills/{id}/resume", "backfill-resume", p_id, 0},
+    {"GET", "/api/v1/statemachines", "statemachines", tn_apibody_sm_list, 0},
+    {"GET", "/api/v1/statemachines/{name}", "statemachine", tn_apibody_sm_show, 0},
+    {"GET", "/api/v1/statemachines/{name}/svg", "statemachine-svg", tn_apibody_sm_svg, 0},
 };
 
 bool tn_httpapi_route(size_t i, const char **method, const char **path)

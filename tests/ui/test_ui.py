@@ -7,8 +7,10 @@ in the browser: signs in with the token, sees the instance in the list, opens it
 finished tasks SUCCESS, the sleeping one RUNNING_EXECUTION), follows the echoing task's
 log, sees the schedule's next fire times, the workers and the definition, gets a clear
 refusal (403) when the token behind the page is a viewer's, presses Stop and sees STOP
-(and `tern status --json` agrees); a viewer token gets no Stop button. Every process it started is ended and
-the temp dir removed. Waits poll with generous timeouts (no wall-clock threshold).
+(and `tern status --json` agrees); sees the state machines' diagrams (the server's SVG) and
+their transitions; creates a backfill from the form and sees it run to DONE, stops and
+resumes another with its buttons; a viewer token gets no Stop button and no backfill form.
+Every process it started is ended and the temp dir removed. Waits poll with generous timeouts (no wall-clock threshold).
 
 Usage: test_ui.py TERN_BIN. TERN_UI_SHOTS=DIR saves the screenshots there (docs/ui).
 Exits 77 (skipped) when Chromium, its driver or Selenium is missing: tools/setup.sh test
@@ -46,6 +48,13 @@ tasks:
     type: shell
     deps: [echoer, sleeper]
     command: echo published
+"""
+
+QUICK = """name: uiquick
+tasks:
+  - name: hello
+    type: shell
+    command: echo hello
 """
 
 
@@ -265,6 +274,9 @@ def scenario(r):
     assert st["workflow"]["state"] == "STOP", st
     r.shot("stopped")
 
+    machines(r)
+    backfills(r)
+
     # a viewer sees the instance but no control button
     r.css("#logout")[0].click()
     r.sign_in(viewer)
@@ -272,6 +284,103 @@ def scenario(r):
     r.until("the DAG for the viewer", lambda _: r.node_state("sleeper"))
     assert not r.css('button[data-label="Stop"]'), "a viewer was shown Stop"
     assert "(viewer)" in r.css("#who")[0].text
+    r.driver.get(f"http://127.0.0.1:{r.port}/#/backfills")
+    r.until("the backfills for the viewer", lambda _: len(r.css("#backfills tbody tr")) >= 2)
+    assert not r.css("#bf-form"), "a viewer was shown the backfill form"
+    assert not r.css('#backfills button'), "a viewer was shown Stop or Resume"
+
+
+def svg_texts(r):
+    return [t.get_attribute("textContent") for t in r.css("#sm-diagram text")]
+
+
+def machines(r):
+    """The state machines: the server's diagram with every state, and the transitions."""
+    r.driver.get(f"http://127.0.0.1:{r.port}/#/machines/workflow")
+    r.until("the workflow diagram", lambda _: "RUNNING_EXECUTION" in svg_texts(r))
+    texts = svg_texts(r)
+    for s in ("SUBMITTED_SUCCESS", "READY_STOP", "STOP", "SUCCESS", "FAILURE", "PAUSE"):
+        assert s in texts, f"{s} is not drawn: {texts}"
+    assert r.css("#sm-diagram")[0].get_attribute("data-machine") == "workflow"
+    box = r.css("#sm-diagram")[0].size
+    assert box["width"] > 100 and box["height"] > 50, f"the diagram is not shown: {box}"
+    rows = [tr.text for tr in r.css("#sm-trans tbody tr")]
+    assert any("RUNNING_EXECUTION" in t and "STOP" in t and "READY_STOP" in t for t in rows), rows
+    r.shot("machines")
+    r.css('#sm-tabs a[href="#/machines/backfill"]')[0].click()
+    r.until("the backfill diagram", lambda _: r.css("#sm-diagram") and r.css(
+        "#sm-diagram")[0].get_attribute("data-machine") == "backfill")
+    assert "STOPPED" in svg_texts(r), svg_texts(r)
+    r.until("its transitions", lambda _: len(r.css("#sm-trans tbody tr")) == 5)
+
+
+def backfill_row(r, bid):
+    rows = r.css(f'#backfills tr[data-id="{bid}"]')
+    return rows[0].text if rows else ""
+
+
+def backfills(r):
+    """A backfill made with the form runs its dates to DONE; another is stopped and
+    resumed with its row's buttons."""
+    quick = os.path.join(r.tmp, "uiquick.yaml")
+    with open(quick, "w") as f:
+        f.write(QUICK)
+    r.cli("def", "apply", quick)
+    r.driver.get(f"http://127.0.0.1:{r.port}/#/backfills")
+    r.until("the backfill form", lambda _: r.css("#bf-form"))
+    r.css("#bf-wf")[0].send_keys("uiquick")
+    r.css("#bf-from")[0].send_keys("2026-01-01")
+    r.css("#bf-to")[0].send_keys("2026-01-03")
+    r.css("#bf-parallel")[0].clear()
+    r.css("#bf-parallel")[0].send_keys("2")
+    r.css("#bf-create")[0].click()
+    r.until("the backfill started", lambda _: "started: 3 dates" in r.css("#flash")[0].text)
+    bid = re.search(r"backfill (\d+)", r.css("#flash")[0].text).group(1)
+    r.until(f"backfill {bid} DONE with 3 of 3",
+            lambda _: "DONE" in backfill_row(r, bid) and "3/3" in backfill_row(r, bid))
+    r.until("its dates, each SUCCESS", lambda _: len(r.css("#bf-dates-table tbody tr")) == 3
+            and all("SUCCESS" in tr.text for tr in r.css("#bf-dates-table tbody tr")))
+    assert not r.css(f'#backfills tr[data-id="{bid}"] button'), "a DONE backfill has buttons"
+    bf = json.loads(r.cli("backfill", "show", bid, "--json").stdout)
+    assert bf["state"] == "DONE" and bf["total"] == 3, bf
+
+    # a bad request reads clearly
+    r.css("#bf-wf")[0].clear()
+    r.css("#bf-wf")[0].send_keys("uiquick")
+    r.css("#bf-from")[0].clear()
+    r.css("#bf-to")[0].clear()
+    r.css("#bf-dates")[0].send_keys("2026-13-01")
+    r.css("#bf-create")[0].click()
+    r.until("the refusal of a bad date", lambda _: "Create failed" in r.css("#flash")[0].text
+            and "2026-13-01" in r.css("#flash")[0].text)
+
+    # one that runs (the sleeping workflow): Stop, then Resume, then Stop again
+    r.css("#bf-wf")[0].clear()
+    r.css("#bf-wf")[0].send_keys("uidemo")
+    r.css("#bf-dates")[0].clear()
+    r.css("#bf-dates")[0].send_keys("2026-03-01, 2026-03-02")
+    r.css("#bf-parallel")[0].clear()
+    r.css("#bf-parallel")[0].send_keys("1")  # one at a time: resuming starts the second
+    r.css("#bf-create")[0].click()
+    r.until("the second backfill started", lambda _: "started: 2 dates" in r.css("#flash")[0].text)
+    slow = re.search(r"backfill (\d+)", r.css("#flash")[0].text).group(1)
+    stop = f'#backfills tr[data-id="{slow}"] button[data-label="Stop"]'
+    resume = f'#backfills tr[data-id="{slow}"] button[data-label="Resume"]'
+    r.until("its Stop button", lambda _: r.css(stop))
+    r.css(stop)[0].click()
+    r.until("it STOPPED with a Resume button", lambda _: "STOPPED" in backfill_row(r, slow)
+            and r.css(resume))
+    r.shot("backfills")
+    r.css(resume)[0].click()
+    r.until("it RUNNING again", lambda _: "RUNNING" in backfill_row(r, slow) and r.css(stop))
+    r.css(stop)[0].click()
+    r.until("it STOPPED again", lambda _: "STOPPED" in backfill_row(r, slow))
+
+    def settled():
+        bf = json.loads(r.cli("backfill", "show", slow, "--json").stdout)
+        states = [d["state"] for d in bf["dates"]]
+        return bf["state"] == "STOPPED" and all(s in ("STOP", "waiting") for s in states)
+    r.until("its instances stopped", lambda _: settled())
 
 
 if __name__ == "__main__":
