@@ -356,6 +356,16 @@ static char *read_log(json_int_t task, char **pieces)
     for (int polls = 0; more && polls < 200; polls++) {
         snprintf(path, sizeof(path), "/api/v1/tasks/%lld/logs?follow=1&offset=%lld",
                  (long long)task, (long long)off);
+        /* the task is placed before its process made the log: 404 until then */
+        char *out = NULL;
+        for (int i = 0; i < 500 && polls == 0; i++) {
+            free(out);
+            if (http(E.port, "GET", path, E.viewer, NULL, NULL, &out) != 404)
+                break;
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+        free(out);
         json_t *lg = call(200, "GET", path, E.viewer, NULL);
         json_t *d = json_object_get(lg, "data");
         cr_assert(json_is_string(d), "no data");
