@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "engine.h"
 #include "logread.h"
 #include "replay.h"
@@ -283,4 +284,34 @@ Test(alerts, a_workflow_command_alert_is_dropped_unless_allowed)
     cr_assert_eq(s.a[0].state, TN_ALERT_S_DROPPED);
     cr_assert(strstr(s.a[0].outcome, "--allow-alert-commands"), "%s", s.a[0].outcome);
     stop();
+}
+
+/* A reason from a peer that is not UTF-8, and a name with quotes and a backslash: the body
+ * is still whole JSON (no field dropped, no NULL body), the bad bytes as U+FFFD, its keys
+ * in the sorted order receivers have had. */
+Test(alerts, a_reason_not_utf8_is_sent_with_replacement_characters)
+{
+    tn_alert_proj p = {.id = 3, .wf = 9, .task = 4, .raised_at = 1764000000LL * 1000000000LL};
+    snprintf(p.workflow, sizeof(p.workflow), "we\"ird\\");
+    snprintf(p.on, sizeof(p.on), "task_failure");
+    snprintf(p.what, sizeof(p.what), "FAILURE");
+    snprintf(p.reason, sizeof(p.reason), "exit 1: \xff\xfe bad \xe2\x82");
+    char *body = tn_alert_json(&p, 2);
+    cr_assert_not_null(body, "no body for a reason that is not UTF-8");
+    cr_assert_eq(strncmp(body, "{\"alert\":3,\"attempt\":2,\"instance\":9,\"on\":", 41), 0,
+                 "%s", body);
+    json_error_t je;
+    json_t *j = json_loads(body, JSON_REJECT_DUPLICATES, &je);
+    cr_assert_not_null(j, "%s: %s", je.text, body);
+    cr_assert_eq(json_object_size(j), 9, "%s", body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "reason")),
+                     "exit 1: \xef\xbf\xbd\xef\xbf\xbd bad \xef\xbf\xbd");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "workflow")), "we\"ird\\");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "raised_at")),
+                     "2025-11-24T16:00:00.000Z");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "on")), "task_failure");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "FAILURE");
+    cr_assert_eq(json_integer_value(json_object_get(j, "task")), 4);
+    json_decref(j);
+    free(body);
 }

@@ -1,6 +1,7 @@
 /* The command line as a user meets it, driving the tern binary (TERN_BIN) in a temp dir:
  * names in any language, def show's YAML, the read commands with no master running,
  * and the habits a user expects (help, version, "did you mean"). */
+#include <jansson.h>
 #include <stdarg.h>
 
 #include "testutil.h"
@@ -347,5 +348,52 @@ Test(cli, bench_latency_prints_its_results_and_leaves_nothing)
     cr_expect(!strstr(out, "tern-bench-"), "left behind: %s", out);
     free(out);
     free(err);
+    cli_fini(&c);
+}
+
+/* A strict parse of a command's stdout (jansson refuses bytes that are not UTF-8). */
+static json_t *parsed(const cli *c)
+{
+    json_error_t je;
+    json_t *j = json_loads(c->out, JSON_REJECT_DUPLICATES, &je);
+    cr_assert_not_null(j, "not JSON (%s): %s", je.text, c->out);
+    return j;
+}
+
+/* Names with a quote and a backslash, and a task output with a byte that is not UTF-8: the
+ * offline --json outputs (run, def ls, def show, audit, logs) are strict JSON and give the
+ * names back as they are, the bad byte as U+FFFD. */
+Test(cli, json_outputs_are_strict_json_with_odd_names)
+{
+    cli c;
+    cli_init(&c);
+    write_file(&c, "q.yaml",
+               "name: \"q\\\"uo\\\\te\"\ntasks:\n  - name: \"t\\\"1\"\n    type: shell\n"
+               "    command: printf 'z\\377\\n'\n");
+    const char *wf = "q\"uo\\te";
+    cr_assert_eq(tern(&c, "run q.yaml --data d --json"), 0, "%s", c.err);
+    json_t *j = parsed(&c);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "workflow"), "name")),
+                     wf);
+    json_t *t = json_array_get(json_object_get(j, "tasks"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "name")), "t\"1");
+    json_int_t task = json_integer_value(json_object_get(t, "id"));
+    json_decref(j);
+    cr_assert_eq(tern(&c, "def ls --data d --json"), 0, "%s", c.err);
+    j = parsed(&c);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "name")), wf);
+    json_decref(j);
+    cr_assert_eq(tern(&c, "def show 'q\"uo\\te' --data d --json"), 0, "%s", c.err);
+    j = parsed(&c);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "name")), wf);
+    json_decref(j);
+    cr_assert_eq(tern(&c, "audit 1 --data d --json"), 0, "%s", c.err);
+    j = parsed(&c);
+    cr_assert_gt(json_array_size(j), 1);
+    json_decref(j);
+    cr_assert_eq(tern(&c, "logs %lld --data d --json", (long long)task), 0, "%s", c.err);
+    j = parsed(&c);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "log")), "z\xef\xbf\xbd\n");
+    json_decref(j);
     cli_fini(&c);
 }

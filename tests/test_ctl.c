@@ -461,7 +461,7 @@ Test(ctl, audit_escapes_actor)
     free(out);
     free(err);
     cr_assert_eq(run(&out, &err, "audit 1 --data %s --json", mdata), 0, "%s", err);
-    cr_assert(strstr(out, "\"actor\":\"evil\\nuser \\\"q\\\"\\u001b[2J\""), "%s", out);
+    cr_assert(strstr(out, "\"actor\":\"evil\\nuser \\\"q\\\"\\u001B[2J\""), "%s", out);
     free(out);
     free(err);
 }

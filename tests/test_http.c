@@ -325,6 +325,139 @@ Test(http, logs_follow)
     cr_assert_lt(polls, 20, "%d polls", polls);
 }
 
+/* The first task of instance id, once a worker has it. */
+static json_int_t first_task_on_worker(uint64_t id)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/instances/%" PRIu64, id);
+    for (int i = 0; i < 1000; i++) {
+        json_t *st = call(200, "GET", path, E.viewer, NULL);
+        json_t *t = json_array_get(json_object_get(st, "tasks"), 0);
+        const char *w = json_string_value(json_object_get(t, "worker"));
+        json_int_t task = w && *w ? json_integer_value(json_object_get(t, "id")) : 0;
+        json_decref(st);
+        if (task)
+            return task;
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_fail("instance %" PRIu64 "'s task never reached a worker", id);
+    return 0;
+}
+
+/* The whole log of a task, read by follow polls until it ended; each piece in pieces
+ * (at most 32, malloc'd, NULL-terminated). */
+static char *read_log(json_int_t task, char **pieces)
+{
+    char path[128], *all = calloc(1, 1);
+    size_t len = 0, np = 0;
+    json_int_t off = 0;
+    bool more = true;
+    for (int polls = 0; more && polls < 200; polls++) {
+        snprintf(path, sizeof(path), "/api/v1/tasks/%lld/logs?follow=1&offset=%lld",
+                 (long long)task, (long long)off);
+        /* the task is placed before its process made the log: 404 until then */
+        char *out = NULL;
+        for (int i = 0; i < 500 && polls == 0; i++) {
+            free(out);
+            if (http(E.port, "GET", path, E.viewer, NULL, NULL, &out) != 404)
+                break;
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+        free(out);
+        json_t *lg = call(200, "GET", path, E.viewer, NULL);
+        json_t *d = json_object_get(lg, "data");
+        cr_assert(json_is_string(d), "no data");
+        size_t n = json_string_length(d);
+        all = realloc(all, len + n + 1);
+        memcpy(all + len, json_string_value(d), n);
+        all[len += n] = 0;
+        if (n && np < 32)
+            pieces[np++] = strndup(json_string_value(d), n);
+        off = json_integer_value(json_object_get(lg, "next_offset"));
+        more = json_is_true(json_object_get(lg, "running")) ||
+               !json_is_true(json_object_get(lg, "eof"));
+        json_decref(lg);
+    }
+    pieces[np] = NULL;
+    cr_assert_not(more, "the log never ended");
+    return all;
+}
+
+/* Names, params and output with quotes, backslashes, control characters and bytes that
+ * are not UTF-8: every answer is strict JSON (jansson's parser refuses bad UTF-8, as
+ * `call` checks) and gives the strings back as they were, bad bytes as U+FFFD. */
+Test(http, odd_strings_round_trip_as_json)
+{
+    apply("name: odd\ntasks:\n  - name: \"q\\\"b\\\\s \\u00e9\"\n    type: shell\n"
+          "    command: printf 'x\\377y\\n'\n");
+    const char *val = "a\"b\\c\x01\x1f\tz\xc3\xa9";
+    json_t *body = json_pack("{s:s,s:{s:s}}", "workflow", "odd", "params", "p", val);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    json_t *j = call(201, "POST", "/api/v1/instances", E.op, text);
+    free(text);
+    uint64_t id = (uint64_t)json_integer_value(json_object_get(j, "id"));
+    json_decref(j);
+    wait_state(id, "SUCCESS");
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/instances/%" PRIu64, id);
+    json_t *st = call(200, "GET", path, E.viewer, NULL);
+    json_t *wf = json_object_get(st, "workflow");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(wf, "overrides"), "p")),
+                     val);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(wf, "params"), "p")),
+                     val);
+    json_t *t = json_array_get(json_object_get(st, "tasks"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "name")), "q\"b\\s \xc3\xa9");
+    json_int_t task = json_integer_value(json_object_get(t, "id"));
+    json_decref(st);
+    snprintf(path, sizeof(path), "/api/v1/tasks/%lld", (long long)task);
+    json_t *tk = call(200, "GET", path, E.viewer, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(tk, "name")), "q\"b\\s \xc3\xa9");
+    json_decref(tk);
+    /* the output's byte 0xFF: one U+FFFD where it was */
+    char *pieces[33];
+    char *log = read_log(task, pieces);
+    cr_assert_str_eq(log, "x\xef\xbf\xbdy\n");
+    for (int i = 0; pieces[i]; i++)
+        free(pieces[i]);
+    free(log);
+    /* the timeline holds the params as given */
+    snprintf(path, sizeof(path), "/api/v1/instances/%" PRIu64 "/audit", id);
+    json_t *au = call(200, "GET", path, E.viewer, NULL);
+    cr_assert_gt(json_array_size(au), 0);
+    json_t *sub = json_object_get(json_array_get(au, 0), "attrs");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(sub, "params"), "p")),
+                     val);
+    json_decref(au);
+    /* an error that quotes bytes of the request that are not UTF-8 (a query parameter,
+     * percent-decoded) is still JSON, with U+FFFD for them */
+    json_t *e = call(400, "GET", "/api/v1/instances?state=%FFx", E.viewer, NULL);
+    cr_assert(strstr(err_message(e), "\"\xef\xbf\xbdx\""), "%s", err_message(e));
+    json_decref(e);
+}
+
+/* A task writes the two bytes of "é" a second apart: no read answers half of it (which
+ * would show as U+FFFD in two answers); the reads together are the log as written. */
+Test(http, a_log_read_does_not_split_a_character)
+{
+    apply("name: cut\ntasks:\n  - name: a\n    type: shell\n"
+          "    command: printf 'a\\303'; sleep 1; printf '\\251b\\n'\n");
+    json_int_t task = first_task_on_worker(start("cut"));
+    char *pieces[33];
+    char *log = read_log(task, pieces);
+    cr_assert_str_eq(log, "a\xc3\xa9"
+                          "b\n");
+    for (int i = 0; pieces[i]; i++) {
+        cr_assert_null(strstr(pieces[i], "\xef\xbf\xbd"), "read %d split a character: [%s]", i,
+                       pieces[i]);
+        free(pieces[i]);
+    }
+    free(log);
+}
+
 Test(http, bad_requests)
 {
     json_t *j = call(400, "POST", "/api/v1/instances", E.op, "{\"workflow\": ");

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jsonout.h"
 #include "logread.h"
 #include "util.h"
 #include "cli.h"
@@ -33,25 +34,20 @@ int tn_cli_usage(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+void tn_cli_json_put(FILE *f, json_t *v)
+{
+    tn_sb b = {0};
+    if (!tn_jo_dump(&b, v)) {
+        fputs("tern: out of memory writing JSON\n", stderr);
+        exit(1); /* a field is never left out of the output */
+    }
+    fputs(b.s, f);
+    free(b.s);
+}
+
 void tn_json_str(FILE *f, const char *s, size_t n)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (c < 0x20 || c == 0x7f)
-                fprintf(f, "\\u%04x", c);
-            else
-                fputc(c, f);
-        }
-    }
-    fputc('"', f);
+    tn_cli_json_put(f, tn_jo_strn(s, n));
 }
 
 void tn_json_cstr(FILE *f, const char *s)

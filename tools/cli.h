@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <stdio.h>
 
 #include "opt.h"
@@ -26,8 +27,12 @@ int tn_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Print a usage error ("tern CMD: message; see `tern CMD --help`"); returns 2. */
 int tn_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* JSON string (quoted, escaped) of n bytes. */
+/* A JSON string of n bytes (jansson's escaping; bytes that are not UTF-8 as U+FFFD, see
+ * core/master/jsonout.h); exits, saying so, when out of memory. */
 void tn_json_str(FILE *f, const char *s, size_t n);
+/* v (taken over; a jansson value, see core/master/jsonout.h) as compact JSON on f, with no
+ * newline; out of memory: said on stderr, and exit 1. */
+void tn_cli_json_put(FILE *f, json_t *v);
 void tn_json_cstr(FILE *f, const char *s);
 
 /* Terminal columns of UTF-8 text (a Chinese character takes two), and s printed then

@@ -11,6 +11,7 @@
 #include "logread.h"
 #include "cli.h"
 #include "ctlsrv.h"
+#include "jsonout.h"
 #include "params.h"
 #include "sm_gen.h"
 
@@ -33,6 +34,7 @@ const tn_opt_cmd tn_spec_audit = {
 
 typedef struct audit_ctx {
     bool json;
+    json_t *events; /* --json: the array printed at the end */
     size_t n;
     tn_wf_params params; /* the instance's effective params, shown with its SUBMIT */
     int actor_w;         /* the widest actor, escaped: the columns after it stay aligned */
@@ -40,17 +42,13 @@ typedef struct audit_ctx {
 
 /* A map of params (var pool, overrides, inherited, effective): key=value pairs, values
  * escaped as JSON strings where a space, quote, '=' or control character would make the
- * line ambiguous; a JSON object with --json. */
-static void print_kv(const tn_kv *kv, bool json)
+ * line ambiguous. */
+static void print_kv(const tn_kv *kv)
 {
     tn_sb b = {0};
-    if (json) {
-        tn_kv_json(&b, kv);
-    } else {
-        tn_sb_printf(&b, "{");
-        tn_kv_text(&b, kv);
-        tn_sb_printf(&b, "}");
-    }
+    tn_sb_printf(&b, "{");
+    tn_kv_text(&b, kv);
+    tn_sb_printf(&b, "}");
     fputs(b.s ? b.s : "", stdout);
     free(b.s);
 }
@@ -72,25 +70,42 @@ static bool is_time_attr(const tn_attr *a)
            (tn_str_eq(a->key, "due") || tn_str_eq(a->key, "sched"));
 }
 
-static void print_attr_value(const tn_attr *a, bool json)
+/* An attribute's value in the JSON: a time as ISO 8601, a map as an object. */
+static json_t *attr_json(const tn_attr *a)
+{
+    char ts[48];
+    if (is_time_attr(a)) {
+        tn_cli_time_ns(a->i, ts, sizeof(ts));
+        return json_string(ts);
+    }
+    if (a->type == TN_ATTR_INT)
+        return json_integer(a->i);
+    if (a->type != TN_ATTR_BIN)
+        return tn_jo_strn(a->s.p, a->s.len);
+    tn_kv *kv = NULL;
+    json_t *j = tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK ?
+                    tn_jo_kv(kv) :
+                    json_pack("{s:I}", "bytes", (json_int_t)a->s.len);
+    tn_kv_free(kv);
+    return j;
+}
+
+static void print_attr_value(const tn_attr *a)
 {
     if (is_time_attr(a)) {
         char ts[48];
         tn_cli_time_ns(a->i, ts, sizeof(ts));
-        printf(json ? "\"%s\"" : "%s", ts);
+        printf("%s", ts);
     } else if (a->type == TN_ATTR_INT) {
         printf("%" PRId64, a->i);
     } else if (a->type == TN_ATTR_BIN) {
         tn_kv *kv = NULL;
         if (tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK) {
-            print_kv(kv, json);
+            print_kv(kv);
             tn_kv_free(kv);
-        } else if (json)
-            printf("{\"bytes\":%u}", a->s.len);
-        else
+        } else {
             printf("<%u bytes>", a->s.len);
-    } else if (json) {
-        tn_json_str(stdout, a->s.p, a->s.len);
+        }
     } else {
         bool plain = a->s.len > 0;
         for (uint32_t i = 0; i < a->s.len; i++)
@@ -99,7 +114,9 @@ static void print_attr_value(const tn_attr *a, bool json)
         if (plain)
             printf("%.*s", (int)a->s.len, a->s.p);
         else
-            tn_json_str(stdout, a->s.p, a->s.len > 200 ? 200 : a->s.len);
+            /* at most 200 bytes, not cutting a character in two */
+            tn_json_str(stdout, a->s.p,
+                        a->s.len > 200 ? tn_utf8_complete(a->s.p, 200) : a->s.len);
     }
 }
 
@@ -112,29 +129,21 @@ static int audit_one(void *vctx, const tn_event *ev)
     uint64_t id = ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf;
     if (x->json) {
         tn_cli_time_ns(ev->at, ts, sizeof(ts));
-        printf("%s{\"seq\":%" PRIu64 ",\"at\":\"%s\",\"actor\":", x->n ? ",\n " : "", ev->seq,
-               ts);
-        tn_json_str(stdout, ev->actor.p, ev->actor.len);
-        printf(",\"machine\":\"%s\",\"id\":%" PRIu64 ",\"event\":\"%s\",\"from\":\"%s\","
-               "\"to\":\"%s\",\"attrs\":{",
-               sm->name, id, tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
-               tn_sm_state_name(sm, ev->to));
-        for (uint32_t i = 0; i < ev->nattrs; i++) {
-            printf("%s", i ? "," : "");
-            tn_json_str(stdout, ev->attrs[i].key.p, ev->attrs[i].key.len);
-            putchar(':');
-            print_attr_value(&ev->attrs[i], true);
+        json_t *attrs = json_object();
+        for (uint32_t i = 0; attrs && i < ev->nattrs; i++)
+            tn_jo_setn(attrs, ev->attrs[i].key.p, ev->attrs[i].key.len,
+                       attr_json(&ev->attrs[i]));
+        json_t *j = json_pack(
+            "{s:I,s:s,s:o,s:s,s:I,s:s,s:s,s:s,s:o}", "seq", (json_int_t)ev->seq, "at", ts,
+            "actor", tn_jo_strn(ev->actor.p, ev->actor.len), "machine", sm->name, "id",
+            (json_int_t)id, "event", tn_sm_event_name(sm, ev->event), "from",
+            tn_sm_state_name(sm, ev->from), "to", tn_sm_state_name(sm, ev->to), "attrs", attrs);
+        if (j && ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_SUBMIT) {
+            tn_jo_set(j, "effective", tn_jo_kv(x->params.effective));
+            if (x->params.why[0])
+                tn_jo_set(j, "params_error", tn_jo_str(x->params.why));
         }
-        printf("}");
-        if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_SUBMIT) {
-            printf(",\"effective\":");
-            print_kv(x->params.effective, true);
-            if (x->params.why[0]) {
-                printf(",\"params_error\":");
-                tn_json_str(stdout, x->params.why, strlen(x->params.why));
-            }
-        }
-        printf("}");
+        tn_jo_push(x->events, j);
     } else {
         /* an actor is a peer's name (a unix user, a token, a certificate; any string in
          * an old log): escaped, so a row stays one line and its columns stay aligned */
@@ -145,11 +154,11 @@ static int audit_one(void *vctx, const tn_event *ev)
                tn_sm_state_name(sm, ev->from), tn_sm_state_name(sm, ev->to));
         for (uint32_t i = 0; i < ev->nattrs; i++) {
             printf(" %.*s=", (int)ev->attrs[i].key.len, ev->attrs[i].key.p);
-            print_attr_value(&ev->attrs[i], false);
+            print_attr_value(&ev->attrs[i]);
         }
         if (ev->machine == TN_MACHINE_WORKFLOW && ev->event == TN_WF_E_SUBMIT) {
             printf(" effective=");
-            print_kv(x->params.effective, false);
+            print_kv(x->params.effective);
             if (x->params.why[0]) {
                 printf(" params_error=");
                 tn_json_str(stdout, x->params.why, strlen(x->params.why));
@@ -159,6 +168,28 @@ static int audit_one(void *vctx, const tn_event *ev)
     }
     x->n++;
     return 0;
+}
+
+/* The array, an event a line as it always was: `[{...},\n {...}]`. */
+static tn_err print_events(json_t *events)
+{
+    tn_sb b = {0};
+    tn_sb_printf(&b, "[");
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        if (i)
+            tn_sb_printf(&b, ",\n ");
+        if (!tn_jo_dump(&b, json_incref(ev))) {
+            free(b.s);
+            return TN_ERR_NOMEM;
+        }
+    }
+    if (json_array_size(events))
+        printf("%s]\n", b.s);
+    free(b.s);
+    return TN_OK;
 }
 
 int tn_cmd_audit(int argc, char **argv)
@@ -181,16 +212,17 @@ int tn_cmd_audit(int argc, char **argv)
     (void)tn_wf_params_read(s, wf, &x.params);
     /* a first pass sizes the columns, and finds a missing instance before any output */
     tn_err e = tn_replay_wf_events(s, wf, measure, &x, &fr);
-    if (!e && x.json)
-        printf("[");
-    else if (!e)
+    if (!e && x.json && !(x.events = json_array()))
+        e = TN_ERR_NOMEM;
+    else if (!e && !x.json)
         printf("%-24s %6s %-*s %-8s %-5s %-13s %s\n", "TIME", "SEQ", x.actor_w, "ACTOR",
                "MACHINE", "ID", "EVENT", "FROM -> TO  ATTRS");
     if (!e)
         e = tn_replay_wf_events(s, wf, audit_one, &x, &fr);
     tn_wf_params_free(&x.params);
-    if (x.json && x.n)
-        printf("]\n");
+    if (!e && x.json)
+        e = print_events(x.events);
+    json_decref(x.events);
     rc = 0;
     if (e == TN_ERR_NOENT)
         rc = tn_cli_fail("audit",

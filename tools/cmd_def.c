@@ -10,6 +10,7 @@
 #include "proj.h"
 #include "logread.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct def_opts {
     const char *data, *master, *token_file, *zk;
@@ -62,12 +63,10 @@ static int apply_file(tn_local *l, const char *path, bool json, bool first)
     if (err) {
         rc = tn_cli_fail("def", "%s: %s", path, c.msg);
     } else if (json) {
-        printf("%s{\"file\":", first ? "" : ",");
-        tn_json_cstr(stdout, path);
-        printf(",\"name\":");
-        tn_json_cstr(stdout, def->name);
-        printf(",\"version\":%" PRIu64 ",\"changed\":%s}", c.out_id,
-               c.unchanged ? "false" : "true");
+        printf("%s", first ? "" : ",");
+        tn_cli_json_put(stdout, json_pack("{s:o,s:o,s:I,s:b}", "file", tn_jo_str(path), "name",
+                                          tn_jo_str(def->name), "version", (json_int_t)c.out_id,
+                                          "changed", !c.unchanged));
     } else {
         printf("%s: %s %s (version %" PRIu64 ")\n", path, def->name,
                c.unchanged ? "unchanged" : "applied", c.out_id);
@@ -89,10 +88,13 @@ static void def_row_print(def_row *x)
 {
     if (!x->prev[0])
         return;
-    if (x->json)
-        printf("%s{\"name\":\"%s\",\"version\":%u}", x->n ? "," : "", x->prev, x->ver);
-    else
+    if (x->json) {
+        printf("%s", x->n ? "," : "");
+        tn_cli_json_put(stdout, json_pack("{s:o,s:I}", "name", tn_jo_str(x->prev), "version",
+                                          (json_int_t)x->ver));
+    } else {
         printf("%-32s %u\n", x->prev, x->ver);
+    }
     x->n++;
 }
 
@@ -157,23 +159,22 @@ static int def_show(const char *data, const char *name, uint64_t version, bool j
         return tn_cli_fail("def", "no workflow named \"%s\"; see `tern def ls`", name);
     }
     if (json) {
-        printf("{\"name\":");
-        tn_json_cstr(stdout, def->name);
-        printf(",\"version\":%u,\"execution\":\"%s\",\"failure_strategy\":\"%s\",\"tasks\":[",
-               found, tn_def_exec_name(def->execution),
-               tn_def_failure_strategy_name(def->failure_strategy));
-        for (uint32_t i = 0; i < def->n_tasks; i++) {
+        json_t *tasks = json_array();
+        for (uint32_t i = 0; tasks && i < def->n_tasks; i++) {
             const tn_def_task *tk = &def->tasks[i];
-            printf("%s{\"name\":", i ? "," : "");
-            tn_json_cstr(stdout, tk->name);
-            printf(",\"type\":\"%s\",\"deps\":[", tn_def_task_type_name(tk->type));
-            for (uint32_t j = 0; j < tk->n_deps; j++) {
-                printf("%s", j ? "," : "");
-                tn_json_cstr(stdout, tk->deps[j].name);
-            }
-            printf("],\"retries\":%u}", tk->retries);
+            json_t *deps = json_array();
+            for (uint32_t j = 0; deps && j < tk->n_deps; j++)
+                tn_jo_push(deps, tn_jo_str(tk->deps[j].name));
+            tn_jo_push(tasks, json_pack("{s:o,s:s,s:o,s:I}", "name", tn_jo_str(tk->name),
+                                        "type", tn_def_task_type_name(tk->type), "deps", deps,
+                                        "retries", (json_int_t)tk->retries));
         }
-        printf("]}\n");
+        tn_cli_json_put(stdout, json_pack("{s:o,s:I,s:s,s:s,s:o}", "name", tn_jo_str(def->name),
+                                          "version", (json_int_t)found, "execution",
+                                          tn_def_exec_name(def->execution), "failure_strategy",
+                                          tn_def_failure_strategy_name(def->failure_strategy),
+                                          "tasks", tasks));
+        printf("\n");
     } else {
         char *yaml;
         size_t len;

@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "logread.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct env_opts {
     const char *data;
@@ -55,11 +56,9 @@ static int env_row(void *ctx, const char *name, const void *val, size_t len)
 {
     env_list *l = ctx;
     if (l->json) {
-        printf("%s{\"name\":", l->n ? "," : "");
-        tn_json_cstr(stdout, name);
-        printf(",\"text\":");
-        tn_json_str(stdout, val, len);
-        printf("}");
+        printf("%s", l->n ? "," : "");
+        tn_cli_json_put(stdout, json_pack("{s:o,s:o}", "name", tn_jo_str(name), "text",
+                                          tn_jo_strn(val, len)));
     } else {
         const char *nl = memchr(val, '\n', len);
         size_t first = nl ? (size_t)(nl - (const char *)val) : len;

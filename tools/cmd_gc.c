@@ -7,6 +7,7 @@
 #include "sm_gen.h"
 #include "util.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct gc_opts {
     const char *data;
@@ -54,10 +55,10 @@ static void show(void *ctx, const tn_wf_proj *w, uint64_t ntasks)
                ntasks);
         return;
     }
-    printf("%s{\"id\":%" PRIu64 ",\"name\":", g->n++ ? "," : "", w->id);
-    tn_json_cstr(stdout, w->name);
-    printf(",\"state\":\"%s\",\"ended_at\":\"%s\",\"tasks\":%" PRIu64 "}", state, ended,
-           ntasks);
+    printf("%s", g->n++ ? "," : "");
+    tn_cli_json_put(stdout, json_pack("{s:I,s:o,s:s,s:s,s:I}", "id", (json_int_t)w->id, "name",
+                                      tn_jo_str(w->name), "state", state, "ended_at", ended,
+                                      "tasks", (json_int_t)ntasks));
 }
 
 int tn_cmd_gc(int argc, char **argv)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "jsonout.h"
 #include "ctl.h"
 #include "ds.h"
 #include "engine.h"
@@ -264,14 +265,12 @@ static int write_yaml(const char *dir, const tn_def *d)
 
 /* ---- reporting ----------------------------------------------------------------------- */
 
-static void json_list(const char *key, char **v, size_t n)
+static json_t *json_list(char **v, size_t n)
 {
-    printf(",\"%s\":[", key);
-    for (size_t i = 0; i < n; i++) {
-        printf("%s", i ? "," : "");
-        tn_json_cstr(stdout, v[i]);
-    }
-    printf("]");
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        tn_jo_push(a, tn_jo_str(v[i]));
+    return a;
 }
 
 /* What happened to each workflow: imported (with its version), would import (dry run),
@@ -289,14 +288,16 @@ static void report(const imp_opts *o, const tn_ds_result *r, const applied *a, b
                          a[i].unchanged ? "unchanged" :
                                           "imported";
         if (o->json) {
-            printf("%s{\"name\":", i ? "," : "");
-            tn_json_cstr(stdout, name);
-            printf(",\"code\":%" PRId64 ",\"status\":\"%s\"", w->code, st);
-            if (stored && w->def)
-                printf(",\"version\":%" PRIu64, a[i].version);
-            json_list("problems", w->problems, w->n_problems);
-            json_list("notes", w->notes, w->n_notes);
-            printf("}");
+            json_t *j = json_pack("{s:o,s:I,s:s}", "name", tn_jo_str(name), "code",
+                                  (json_int_t)w->code, "status", st);
+            if (j && stored && w->def)
+                tn_jo_set(j, "version", json_integer((json_int_t)a[i].version));
+            if (j) {
+                tn_jo_set(j, "problems", json_list(w->problems, w->n_problems));
+                tn_jo_set(j, "notes", json_list(w->notes, w->n_notes));
+            }
+            printf("%s", i ? "," : "");
+            tn_cli_json_put(stdout, j);
             continue;
         }
         if (stored)

@@ -10,6 +10,7 @@
 #include "rpc.h"
 #include "util.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct logs_opts {
     tn_ctl_common c;
@@ -100,17 +101,20 @@ static int stream(const logs_opts *o, const char *wurl, uint64_t task, uint32_t 
     }
 }
 
+/* {"task","attempt","worker","log"}; the log's bytes that are not UTF-8 as U+FFFD. */
 static void print_json(uint64_t task, uint32_t attempt, const char *worker, const char *log,
                        size_t len)
 {
-    printf("{\"task\":%" PRIu64 ",\"attempt\":%u,\"worker\":", task, attempt);
-    if (worker)
-        tn_json_cstr(stdout, worker);
-    else
-        printf("null");
-    printf(",\"log\":");
-    tn_json_str(stdout, log, len);
-    printf("}\n");
+    tn_sb b = {0};
+    if (!tn_jo_dump(&b, json_pack("{s:I,s:I,s:o,s:o}", "task", (json_int_t)task, "attempt",
+                                  (json_int_t)attempt, "worker",
+                                  worker ? tn_jo_str(worker) : json_null(), "log",
+                                  tn_jo_strn(log, len)))) {
+        fputs("tern logs: out of memory writing the JSON\n", stderr);
+        exit(1);
+    }
+    printf("%s\n", b.s);
+    free(b.s);
 }
 
 /* No master: the task's attempt from the committed store, its log from the folders a

@@ -9,6 +9,7 @@
 #include "sm.h"
 #include "logread.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct replay_opts {
     const char *data;
@@ -44,41 +45,43 @@ const tn_opt_cmd tn_spec_replay = {
     "Replay only reads: it never repairs a store.\n",
     replay_table, .max_args = 0};
 
-static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts, bool json)
+static void print_states(FILE *f, const tn_sm *sm, const uint64_t *counts)
 {
     bool first = true;
     for (unsigned i = 1; i < sm->nstates && i < TN_REPLAY_MAX_STATES; i++) {
         if (!counts[i])
             continue;
-        if (json)
-            fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", sm->state_names[i], counts[i]);
-        else
-            fprintf(f, "%s%s %" PRIu64, first ? "" : ", ", sm->state_names[i], counts[i]);
+        fprintf(f, "%s%s %" PRIu64, first ? "" : ", ", sm->state_names[i], counts[i]);
         first = false;
     }
-    if (first && !json)
+    if (first)
         fputs("none", f);
+}
+
+/* {"STATE": count} of the states that have any. */
+static json_t *states_json(const tn_sm *sm, const uint64_t *counts)
+{
+    json_t *o = json_object();
+    for (unsigned i = 1; o && i < sm->nstates && i < TN_REPLAY_MAX_STATES; i++)
+        if (counts[i])
+            tn_jo_set(o, sm->state_names[i], json_integer((json_int_t)counts[i]));
+    return o;
 }
 
 static void print_json(const tn_replay_report *r)
 {
-    printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"last_seq\":%" PRIu64 ",\"workflows\":%" PRIu64
-           ",\"tasks\":%" PRIu64 ",\"system_events\":%" PRIu64 ",\"workflow_states\":{",
-           r->err ? "false" : "true", r->events, r->last_seq, r->workflows, r->tasks,
-           r->system_events);
-    print_states(stdout, &tn_sm_workflow, r->wf_states, true);
-    printf("},\"task_states\":{");
-    print_states(stdout, &tn_sm_task, r->task_states, true);
-    printf("},\"chain_checked\":%s,\"compared\":%s,\"error\":",
-           r->chain_checked ? "true" : "false", r->compared ? "true" : "false");
-    if (r->err) {
-        printf("{\"seq\":%" PRIu64 ",\"code\":\"%s\",\"why\":", r->bad_seq, tn_errname(r->err));
-        tn_json_cstr(stdout, r->why);
-        printf("}");
-    } else {
-        printf("null");
-    }
-    printf("}\n");
+    json_t *err = r->err ? json_pack("{s:I,s:s,s:o}", "seq", (json_int_t)r->bad_seq, "code",
+                                     tn_errname(r->err), "why", tn_jo_str(r->why)) :
+                           json_null();
+    tn_cli_json_put(
+        stdout, json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:b,s:b,s:o}", "ok", !r->err,
+                          "events", (json_int_t)r->events, "last_seq", (json_int_t)r->last_seq,
+                          "workflows", (json_int_t)r->workflows, "tasks", (json_int_t)r->tasks,
+                          "system_events", (json_int_t)r->system_events, "workflow_states",
+                          states_json(&tn_sm_workflow, r->wf_states), "task_states",
+                          states_json(&tn_sm_task, r->task_states), "chain_checked",
+                          r->chain_checked, "compared", r->compared, "error", err));
+    printf("\n");
 }
 
 static void print_text(const tn_replay_report *r)
@@ -87,9 +90,9 @@ static void print_text(const tn_replay_report *r)
            " tasks, %" PRIu64 " system events\n",
            r->events, r->last_seq, r->workflows, r->tasks, r->system_events);
     printf("workflows: ");
-    print_states(stdout, &tn_sm_workflow, r->wf_states, false);
+    print_states(stdout, &tn_sm_workflow, r->wf_states);
     printf("\ntasks: ");
-    print_states(stdout, &tn_sm_task, r->task_states, false);
+    print_states(stdout, &tn_sm_task, r->task_states);
     printf("\nchain: %s; projections: %s\n",
            !r->chain_checked      ? "not checked" :
            r->err == TN_ERR_CHAIN ? "BROKEN" :

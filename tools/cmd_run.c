@@ -14,6 +14,7 @@
 #include "standalone.h"
 #include "util.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct run_opts {
     const char *data;
@@ -138,13 +139,9 @@ static void print_table(tn_engine *e, uint64_t wf, bool json)
     size_t nids = 0;
     (void)tn_replay_run_tasks(s, wf, &ids, &nids);
     const char *ws = tn_sm_state_name(&tn_sm_workflow, w.state);
-    if (json) {
-        printf("{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", wf);
-        tn_json_cstr(stdout, w.name);
-        printf(",\"state\":\"%s\",\"run\":%u},\"tasks\":[", ws, w.run);
-    } else {
+    json_t *tasks = json ? json_array() : NULL;
+    if (!json)
         printf("%-24s %-18s %8s %10s  %s\n", "TASK", "STATE", "ATTEMPTS", "DURATION", "REASON");
-    }
     for (size_t i = 0; i < nids; i++) {
         tn_task_proj p;
         if (tn_engine_read_task(e, ids[i], &p) != TN_OK)
@@ -153,25 +150,28 @@ static void print_table(tn_engine *e, uint64_t wf, bool json)
         char dur[32];
         tn_fmt_duration(p.started_at && p.ended_at ? p.ended_at - p.started_at : -1, dur,
                         sizeof(dur));
-        if (json) {
-            printf("%s{\"id\":%" PRIu64 ",\"name\":", i ? "," : "", p.id);
-            tn_json_cstr(stdout, p.name);
-            printf(",\"state\":\"%s\",\"attempts\":%u,\"reason\":", st, p.attempt);
-            tn_json_cstr(stdout, p.reason);
-            printf("}");
-        } else {
+        if (json)
+            tn_jo_push(tasks, json_pack("{s:I,s:o,s:s,s:I,s:o}", "id", (json_int_t)p.id, "name",
+                                        tn_jo_str(p.name), "state", st, "attempts",
+                                        (json_int_t)p.attempt, "reason", tn_jo_str(p.reason)));
+        else
             printf("%-24s %-18s %8u %10s  %s\n", p.name, st, p.attempt, dur,
                    p.reason[0] ? p.reason : "-");
-        }
     }
-    if (json) {
-        printf("]}\n");
+    tn_sb b = {0};
+    if (json && !tn_jo_dump(&b, json_pack("{s:{s:I,s:o,s:s,s:I},s:o}", "workflow", "id",
+                                          (json_int_t)wf, "name", tn_jo_str(w.name), "state",
+                                          ws, "run", (json_int_t)w.run, "tasks", tasks))) {
+        fputs("tern run: out of memory writing the JSON\n", stderr);
+    } else if (json) {
+        printf("%s\n", b.s);
     } else {
         char dur[32];
         tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, dur,
                         sizeof(dur));
         printf("workflow %s instance %" PRIu64 ": %s in %s\n", w.name, wf, ws, dur);
     }
+    free(b.s);
     free(ids);
 }
 

@@ -8,6 +8,7 @@
 #include "logread.h"
 #include "util.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct taskgroup_opts {
     const char *data;
@@ -64,9 +65,9 @@ static int tg_ls(const taskgroup_opts *o)
     if (!rc && o->json) {
         printf("[");
         for (size_t i = 0; i < l.n; i++) {
-            printf("%s{\"name\":", i ? "," : "");
-            tn_json_cstr(stdout, l.names[i]);
-            printf(",\"slots\":%" PRId64 "}", l.slots[i]);
+            printf("%s", i ? "," : "");
+            tn_cli_json_put(stdout, json_pack("{s:o,s:I}", "name", tn_jo_str(l.names[i]),
+                                              "slots", (json_int_t)l.slots[i]));
         }
         printf("]\n");
     } else if (!rc) {

@@ -8,6 +8,7 @@
 #include "token.h"
 #include "util.h"
 #include "cli.h"
+#include "jsonout.h"
 
 typedef struct token_opts {
     const char *data, *role;
@@ -44,6 +45,8 @@ static int token_add(const token_opts *o, const char *name)
     if (tn_token_add(o->data, name, role, secret, &m))
         return tn_cli_fail("token", "%s", m.text);
     if (o->json) {
+        /* the secret is printed from this buffer, which is wiped below: a jansson string
+         * of it would stay in freed memory */
         printf("{\"name\":");
         tn_json_cstr(stdout, name);
         printf(",\"role\":\"%s\",\"token\":\"%s\"}\n", tn_role_name(role), secret);
@@ -73,10 +76,10 @@ static int token_ls(const token_opts *o)
         char ts[40];
         tn_fmt_time(t[i].created * 1000000000LL, ts, sizeof(ts));
         if (o->json) {
-            printf("%s{\"name\":", i ? "," : "");
-            tn_json_cstr(stdout, t[i].name);
-            printf(",\"role\":\"%s\",\"created\":%" PRId64 "}", tn_role_name(t[i].role),
-                   t[i].created);
+            printf("%s", i ? "," : "");
+            tn_cli_json_put(stdout, json_pack("{s:o,s:s,s:I}", "name", tn_jo_str(t[i].name),
+                                              "role", tn_role_name(t[i].role), "created",
+                                              (json_int_t)t[i].created));
         } else {
             printf("%-40s %-9s %s\n", t[i].name, tn_role_name(t[i].role), ts);
         }

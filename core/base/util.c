@@ -143,25 +143,6 @@ void tn_sb_printf(tn_sb *b, const char *fmt, ...)
     }
 }
 
-void tn_sb_json(tn_sb *b, const char *s, size_t n)
-{
-    tn_sb_printf(b, "\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            tn_sb_printf(b, "\\%c", c);
-        else if (c == '\n')
-            tn_sb_printf(b, "\\n");
-        else if (c == '\t')
-            tn_sb_printf(b, "\\t");
-        else if (c < 0x20 || c == 0x7f)
-            tn_sb_printf(b, "\\u%04x", c);
-        else
-            tn_sb_printf(b, "%c", c);
-    }
-    tn_sb_printf(b, "\"");
-}
-
 uint64_t tn_proc_kb(const char *path, const char *key)
 {
     FILE *f = fopen(path, "re");

@@ -63,6 +63,4 @@ typedef struct tn_sb {
     size_t len, cap;
 } tn_sb;
 void tn_sb_printf(tn_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Append a JSON string literal (quoted, escaped) of n bytes. */
-void tn_sb_json(tn_sb *b, const char *s, size_t n);
 #endif

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonout.h"
 #include "log.h"
 #include "logread.h"
 #include "sm_gen.h"
@@ -50,17 +51,22 @@ char *tn_alert_json(const tn_alert_proj *p, uint32_t attempt)
 {
     char at[40];
     tn_fmt_time(p->raised_at, at, sizeof(at));
-    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:I}", "alert",
-                          (json_int_t)p->id, "workflow", p->workflow, "instance",
-                          (json_int_t)p->wf, "on", p->on, "state", p->what, "reason", p->reason,
-                          "raised_at", at, "attempt", (json_int_t)attempt);
-    if (!o)
+    /* keys in sorted order, as receivers have always had them; a reason (a peer's words)
+     * or a name that is not UTF-8 has U+FFFD for its bad bytes */
+    json_t *o =
+        json_pack("{s:I,s:I,s:I,s:o,s:s,s:o,s:o}", "alert", (json_int_t)p->id, "attempt",
+                  (json_int_t)attempt, "instance", (json_int_t)p->wf, "on", tn_jo_str(p->on),
+                  "raised_at", at, "reason", tn_jo_str(p->reason), "state", tn_jo_str(p->what));
+    if (o && p->task)
+        tn_jo_set(o, "task", json_integer((json_int_t)p->task));
+    if (o)
+        tn_jo_set(o, "workflow", tn_jo_str(p->workflow));
+    tn_sb b = {0};
+    if (!tn_jo_dump(&b, o)) {
+        free(b.s);
         return NULL;
-    if (p->task)
-        json_object_set_new(o, "task", json_integer((json_int_t)p->task));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    return s;
+    }
+    return b.s;
 }
 
 /* ---- delivery ---------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ctlsched.h"
+#include "jsonout.h"
 #include "log.h"
 #include "objproj.h"
 #include "schedule.h"
@@ -46,31 +47,21 @@ void tn_api_error(tn_http_rep *rep, int status, const char *fmt, ...)
     rep->body = (tn_sb){0};
     rep->status = status;
     rep->ctype = "application/json";
-    json_t *j = json_pack("{s:{s:s,s:i,s:s}}", "error", "code", code_name(status), "status",
-                          status, "message", msg);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (text) {
-        tn_sb_printf(&rep->body, "%s", text);
-    } else { /* a message that is not UTF-8 (a peer's bytes in it): escaped byte by byte */
-        tn_sb_printf(&rep->body, "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":",
+    /* a message with a peer's bytes that are not UTF-8 has them as U+FFFD */
+    if (!tn_jo_dump(&rep->body,
+                    json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code_name(status), "status",
+                              status, "message", tn_jo_str(msg))))
+        tn_sb_printf(&rep->body,
+                     "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"out of "
+                     "memory\"}}",
                      code_name(status), status);
-        tn_sb_json(&rep->body, msg, strlen(msg));
-        tn_sb_printf(&rep->body, "}}");
-    }
-    free(text);
-    json_decref(j);
 }
 
 /* Answer j (its reference taken) with status 200. */
 static void answer_json(tn_api_call *c, json_t *j)
 {
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (text)
-        tn_sb_printf(&c->rep->body, "%s", text);
-    else
-        tn_api_error(c->rep, 503, "out of memory");
-    free(text);
-    json_decref(j);
+    if (!tn_jo_dump(&c->rep->body, j))
+        tn_api_error(c->rep, 503, "out of memory writing the reply; try again");
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -487,7 +478,7 @@ static json_t *names_json(const char *const *names, unsigned n)
 {
     json_t *a = json_array();
     for (unsigned i = 0; a && i < n; i++)
-        json_array_append_new(a, json_string(names[i]));
+        tn_jo_push(a, json_string(names[i]));
     return a;
 }
 
@@ -498,11 +489,11 @@ bool tn_apibody_sm_list(tn_api_call *c)
         const tn_sm *m = tn_sm_get(i);
         char svg[128];
         snprintf(svg, sizeof(svg), "/api/v1/statemachines/%s/svg", m->name);
-        json_array_append_new(a, json_pack("{s:s,s:s,s:o,s:o,s:i,s:s}", "name", m->name,
-                                           "initial", tn_sm_state_name(m, m->initial), "states",
-                                           names_json(m->state_names, m->nstates), "events",
-                                           names_json(m->event_names, m->nevents),
-                                           "transitions", (int)m->ntrans, "svg", svg));
+        tn_jo_push(a, json_pack("{s:s,s:s,s:o,s:o,s:i,s:s}", "name", m->name, "initial",
+                                tn_sm_state_name(m, m->initial), "states",
+                                names_json(m->state_names, m->nstates), "events",
+                                names_json(m->event_names, m->nevents), "transitions",
+                                (int)m->ntrans, "svg", svg));
     }
     answer_json(c, a);
     return false;
@@ -515,15 +506,14 @@ bool tn_apibody_sm_show(tn_api_call *c)
         return false;
     json_t *states = json_array(), *trans = json_array();
     for (unsigned s = 0; states && s < m->nstates; s++)
-        json_array_append_new(states,
-                              json_pack("{s:s,s:b,s:b}", "name", m->state_names[s], "initial",
-                                        s == m->initial, "final", m->final[s]));
+        tn_jo_push(states, json_pack("{s:s,s:b,s:b}", "name", m->state_names[s], "initial",
+                                     s == m->initial, "final", m->final[s]));
     for (unsigned s = 0; trans && s < m->nstates; s++)
         for (unsigned e = 0; e < m->nevents; e++) {
             tn_sm_trans t = tn_sm_next(m, s, e);
             if (t.to != TN_SM_ILLEGAL)
-                json_array_append_new(
-                    trans, json_pack("{s:s,s:s,s:s}", "from", tn_sm_state_name(m, s), "event",
+                tn_jo_push(trans,
+                           json_pack("{s:s,s:s,s:s}", "from", tn_sm_state_name(m, s), "event",
                                      tn_sm_event_name(m, e), "to", tn_sm_state_name(m, t.to)));
         }
     answer_json(c, json_pack("{s:s,s:s,s:o,s:o,s:o}", "name", m->name, "initial",

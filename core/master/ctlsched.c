@@ -18,6 +18,7 @@
 #include "params.h"
 #include "sm_gen.h"
 #include "tz.h"
+#include "jsonout.h"
 
 void tn_ctl_out_fail(tn_ctl_out *o, int code, const char *fmt, ...)
 {
@@ -33,12 +34,18 @@ void tn_ctl_out_fail(tn_ctl_out *o, int code, const char *fmt, ...)
     tn_sb_printf(&o->text, "%s", buf);
     free(o->json.s);
     o->json = (tn_sb){0};
-    tn_sb_printf(&o->json, "{\"error\":");
-    tn_sb_json(&o->json, buf, strlen(buf));
-    tn_sb_printf(&o->json, "}");
+    if (!tn_jo_dump(&o->json, json_pack("{s:o}", "error", tn_jo_str(buf))))
+        tn_sb_printf(&o->json, "{\"error\":\"out of memory\"}");
 }
 
 #define fail tn_ctl_out_fail
+
+/* o's JSON is j (taken over): a failure when j could not be built or written whole. */
+static void reply(tn_ctl_out *o, json_t *j)
+{
+    if (!tn_jo_dump(&o->json, j))
+        fail(o, 1, "out of memory writing the reply's JSON; try again");
+}
 
 /* ---- payload encodings ---------------------------------------------------------- */
 
@@ -260,16 +267,14 @@ static void fmt_local(tn_tz *tz, int64_t ns, char *buf, size_t len)
              c.hour, c.minute, c.second, off < 0 ? '-' : '+', a / 3600, a % 3600 / 60);
 }
 
-/* ,"key":"ISO" or ,"key":null for 0 */
-static void json_time(tn_sb *j, const char *key, int64_t ns)
+/* A time as fmt_utc writes it, or null for 0 */
+static json_t *json_time(int64_t ns)
 {
     char ts[48];
-    if (!ns) {
-        tn_sb_printf(j, ",\"%s\":null", key);
-        return;
-    }
+    if (!ns)
+        return json_null();
     fmt_utc(ns, ts, sizeof(ts));
-    tn_sb_printf(j, ",\"%s\":\"%s\"", key, ts);
+    return json_string(ts);
 }
 
 static tn_err open_zone(const char *name, tn_tz **tz, tn_errmsg *e)
@@ -277,23 +282,24 @@ static tn_err open_zone(const char *name, tn_tz **tz, tn_errmsg *e)
     return tn_tz_open(name && *name ? name : "UTC", tz, e);
 }
 
-void tn_ctl_next_fires(const char *cron, const char *tzname, int64_t start_ns, int64_t end_ns,
-                       int64_t after_ns, uint32_t n, tn_ctl_out *o)
+/* tn_ctl_next_fires's lines on o's text, and its array (NULL when o failed). */
+static json_t *next_fires(const char *cron, const char *tzname, int64_t start_ns,
+                          int64_t end_ns, int64_t after_ns, uint32_t n, tn_ctl_out *o)
 {
     tn_cron c;
     tn_tz *tz = NULL;
     tn_errmsg e = {{0}};
     if (tn_cron_parse(cron, &c, &e) != TN_OK) {
         fail(o, 2, "%s", e.text);
-        return;
+        return NULL;
     }
     if (open_zone(tzname, &tz, &e) != TN_OK) {
         fail(o, 2, "%s", e.text);
-        return;
+        return NULL;
     }
     const char *zn = tzname && *tzname ? tzname : "UTC";
     int64_t t = start_ns && start_ns - 1 > after_ns ? start_ns - 1 : after_ns;
-    tn_sb_printf(&o->json, "[");
+    json_t *arr = json_array();
     uint32_t k = 0;
     for (; k < n && k < TN_CTL_NEXT_MAX; k++) {
         int64_t nx;
@@ -303,15 +309,23 @@ void tn_ctl_next_fires(const char *cron, const char *tzname, int64_t start_ns, i
         fmt_local(tz, nx, lo, sizeof(lo));
         fmt_utc(nx, utc, sizeof(utc));
         tn_sb_printf(&o->text, "%s %s   %s\n", lo, zn, utc);
-        tn_sb_printf(&o->json, "%s{\"local\":\"%s\",\"utc\":\"%s\",\"ns\":%" PRId64 "}",
-                     k ? "," : "", lo, utc, nx);
+        tn_jo_push(arr, json_pack("{s:o,s:s,s:I}", "local", tn_jo_str(lo), "utc", utc, "ns",
+                                  (json_int_t)nx));
         t = nx;
     }
     if (k == 0)
         tn_sb_printf(&o->text, "(no fire time%s)\n",
                      end_ns ? " before the end of the window" : "");
-    tn_sb_printf(&o->json, "]");
     tn_tz_free(tz);
+    return arr;
+}
+
+void tn_ctl_next_fires(const char *cron, const char *tzname, int64_t start_ns, int64_t end_ns,
+                       int64_t after_ns, uint32_t n, tn_ctl_out *o)
+{
+    json_t *arr = next_fires(cron, tzname, start_ns, end_ns, after_ns, n, o);
+    if (o->ok)
+        reply(o, arr);
 }
 
 /* ---- shared by the handlers ------------------------------------------------------ */
@@ -390,11 +404,8 @@ static bool engine_cmd(tn_ctlsrv *s, tn_cmd *c, tn_ctl_out *o, const char *what)
 
 static void json_ok(tn_ctl_out *o, const char *name, const tn_cmd *c)
 {
-    tn_sb_printf(&o->json, "{\"ok\":true,\"workflow\":");
-    tn_sb_json(&o->json, name, strlen(name));
-    tn_sb_printf(&o->json, ",\"message\":");
-    tn_sb_json(&o->json, c->msg, strlen(c->msg));
-    tn_sb_printf(&o->json, "}");
+    reply(o, json_pack("{s:b,s:o,s:o}", "ok", 1, "workflow", tn_jo_str(name), "message",
+                       tn_jo_str(c->msg)));
 }
 
 /* ---- schedule changes ------------------------------------------------------------- */
@@ -473,46 +484,34 @@ static void h_sched_trigger(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
         return;
     }
     tn_sb_printf(&o->text, "instance %" PRIu64, c.out_id);
-    tn_sb_printf(&o->json, "{\"ok\":true,\"workflow\":");
-    tn_sb_json(&o->json, name, strlen(name));
-    tn_sb_printf(&o->json, ",\"instance\":%" PRIu64 ",\"message\":", c.out_id);
-    tn_sb_json(&o->json, c.msg, strlen(c.msg));
-    tn_sb_printf(&o->json, "}");
+    reply(o, json_pack("{s:b,s:o,s:I,s:o}", "ok", 1, "workflow", tn_jo_str(name), "instance",
+                       (json_int_t)c.out_id, "message", tn_jo_str(c.msg)));
 }
 
 /* ---- schedule reads -------------------------------------------------------------- */
 
-/* The spec of p as JSON fields (after a '{' and at least one field). */
-static void spec_json(tn_sb *j, const tn_sched_proj *p)
+/* A schedule's object: its workflow, state and spec. */
+static json_t *spec_json(const tn_sched_proj *p)
 {
-    tn_sb_printf(j, ",\"cron\":");
-    tn_sb_json(j, p->cron, strlen(p->cron));
-    tn_sb_printf(j, ",\"tz\":");
-    tn_sb_json(j, p->tz[0] ? p->tz : "UTC", strlen(p->tz[0] ? p->tz : "UTC"));
-    json_time(j, "start", p->start_ns);
-    json_time(j, "end", p->end_ns);
-    tn_sb_printf(j, ",\"overlap\":");
-    tn_sb_json(j, p->overlap, strlen(p->overlap));
-    tn_sb_printf(j, ",\"catchup_ms\":%" PRId64 ",\"pause_on_failure\":%s", p->catchup_ms,
-                 p->pause_on_failure ? "true" : "false");
-    tn_sb_printf(j, ",\"priority\":");
-    tn_sb_json(j, p->priority, strlen(p->priority));
-    tn_sb_printf(j, ",\"failure_strategy\":");
-    tn_sb_json(j, p->failure_strategy, strlen(p->failure_strategy));
-    tn_sb_printf(j, ",\"worker_group\":");
-    tn_sb_json(j, p->worker_group, strlen(p->worker_group));
     tn_kv *kv = NULL;
     if (p->params_len)
         (void)tn_kv_decode(p->params, p->params_len, &kv);
-    tn_sb_printf(j, ",\"params\":");
-    tn_kv_json(j, kv);
+    json_t *j = json_pack(
+        "{s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o,s:o,s:o,s:o}", "workflow", tn_jo_str(p->name),
+        "state", sched_state(p->state), "cron", tn_jo_str(p->cron), "tz",
+        tn_jo_str(p->tz[0] ? p->tz : "UTC"), "start", json_time(p->start_ns), "end",
+        json_time(p->end_ns), "overlap", tn_jo_str(p->overlap), "catchup_ms",
+        (json_int_t)p->catchup_ms, "pause_on_failure", p->pause_on_failure, "priority",
+        tn_jo_str(p->priority), "failure_strategy", tn_jo_str(p->failure_strategy),
+        "worker_group", tn_jo_str(p->worker_group), "params", tn_jo_kv(kv));
     tn_kv_free(kv);
+    return j;
 }
 
 typedef struct sched_ls {
     tn_ctl_out *o;
+    json_t *arr;
     bool all;
-    size_t n;
 } sched_ls;
 
 static int sched_ls_row(void *ctx, const tn_sched_proj *p)
@@ -526,27 +525,29 @@ static int sched_ls_row(void *ctx, const tn_sched_proj *p)
     tn_sb_printf(&l->o->text, "%-24s %-8s %-22s %-16s %7" PRIu64 " %6" PRIu64 "  %s\n", p->name,
                  sched_state(p->state), p->cron, p->tz[0] ? p->tz : "UTC", p->fires, p->skips,
                  last);
-    tn_sb_printf(&l->o->json, "%s{\"workflow\":", l->n ? "," : "");
-    tn_sb_json(&l->o->json, p->name, strlen(p->name));
-    tn_sb_printf(&l->o->json, ",\"state\":\"%s\"", sched_state(p->state));
-    spec_json(&l->o->json, p);
-    tn_sb_printf(&l->o->json, ",\"fires\":%" PRIu64 ",\"skips\":%" PRIu64, p->fires, p->skips);
-    json_time(&l->o->json, "last_fire", p->last_fire);
-    tn_sb_printf(&l->o->json, ",\"last_instance\":%" PRIu64 "}", p->last_instance);
-    l->n++;
+    json_t *j = spec_json(p);
+    if (j) {
+        tn_jo_set(j, "fires", json_integer((json_int_t)p->fires));
+        tn_jo_set(j, "skips", json_integer((json_int_t)p->skips));
+        tn_jo_set(j, "last_fire", json_time(p->last_fire));
+        tn_jo_set(j, "last_instance", json_integer((json_int_t)p->last_instance));
+    }
+    tn_jo_push(l->arr, j);
     return 0;
 }
 
 static void h_sched_ls(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
 {
-    sched_ls l = {.o = o, .all = r->dry_run}; /* --all rides on dry_run */
+    sched_ls l = {.o = o, .arr = json_array(), .all = r->dry_run}; /* --all rides on dry_run */
     tn_sb_printf(&o->text, "%-24s %-8s %-22s %-16s %7s %6s  %s\n", "WORKFLOW", "STATE", "CRON",
                  "ZONE", "FIRES", "SKIPS", "LAST FIRE");
-    tn_sb_printf(&o->json, "[");
     tn_err e = tn_log_sched_each(store(s), sched_ls_row, &l);
-    tn_sb_printf(&o->json, "]");
-    if (e)
+    if (e) {
+        json_decref(l.arr);
         fail(o, 1, "cannot read the schedules: %s", tn_strerror(e));
+        return;
+    }
+    reply(o, l.arr);
 }
 
 #define LAST_FIRES 10
@@ -584,7 +585,8 @@ static void last_fires(tn_store *st, const tn_sched_proj *p, fire_ring *f)
     }
 }
 
-static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_out *o)
+static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_out *o,
+                       json_t *j)
 {
     fire_ring f = {0};
     last_fires(store(s), p, &f);
@@ -593,7 +595,7 @@ static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_o
     if (f.n)
         tn_sb_printf(&o->text, "  %-26s %-30s %-9s %s\n", "NOMINAL (ZONE)", "UTC", "INSTANCE",
                      "STATE");
-    tn_sb_printf(&o->json, ",\"last_fires\":[");
+    json_t *arr = json_array();
     for (size_t k = first; k < f.n; k++) {
         size_t i = k % LAST_FIRES;
         tn_wf_proj w;
@@ -605,13 +607,12 @@ static void show_fires(tn_ctlsrv *s, const tn_sched_proj *p, tn_tz *tz, tn_ctl_o
         fmt_utc(f.nominal[i], utc, sizeof(utc));
         tn_sb_printf(&o->text, "  %-26s %-30s %-9" PRIu64 " %s%s\n", lo, utc, f.instance[i], st,
                      f.manual[i] ? " (trigger)" : "");
-        tn_sb_printf(&o->json,
-                     "%s{\"nominal\":\"%s\",\"nominal_ns\":%" PRId64 ",\"instance\":%" PRIu64
-                     ",\"state\":\"%s\",\"manual\":%s}",
-                     k > first ? "," : "", utc, f.nominal[i], f.instance[i], st,
-                     f.manual[i] ? "true" : "false");
+        tn_jo_push(arr,
+                   json_pack("{s:s,s:I,s:I,s:s,s:b}", "nominal", utc, "nominal_ns",
+                             (json_int_t)f.nominal[i], "instance", (json_int_t)f.instance[i],
+                             "state", st, "manual", f.manual[i]));
     }
-    tn_sb_printf(&o->json, "]");
+    tn_jo_set(j, "last_fires", arr);
 }
 
 /* A duration in milliseconds in its largest exact unit: "1m", "90s", "250ms". */
@@ -659,8 +660,8 @@ static void spec_text(tn_sb *t, const tn_sched_proj *p, tn_tz *tz)
     tn_kv_free(kv);
 }
 
-/* The counters and what is buffered, as text and JSON fields. */
-static void show_counts(const tn_sched_proj *p, tn_tz *tz, tn_ctl_out *o)
+/* The counters and what is buffered, as text and fields of j. */
+static void show_counts(const tn_sched_proj *p, tn_tz *tz, tn_ctl_out *o, json_t *j)
 {
     tn_sb_printf(&o->text,
                  "  fires:    %" PRIu64 ", skipped %" PRIu64 ", buffered %" PRIu64
@@ -668,33 +669,34 @@ static void show_counts(const tn_sched_proj *p, tn_tz *tz, tn_ctl_out *o)
                  p->fires, p->skips, p->buffers, p->nbuffered);
     if (p->reason[0])
         tn_sb_printf(&o->text, "  reason:   %s\n", p->reason);
-    tn_sb_printf(&o->json,
-                 ",\"fires\":%" PRIu64 ",\"skips\":%" PRIu64 ",\"buffers\":%" PRIu64
-                 ",\"last_instance\":%" PRIu64,
-                 p->fires, p->skips, p->buffers, p->last_instance);
-    json_time(&o->json, "last_fire", p->last_fire);
-    json_time(&o->json, "created_at", p->created_at);
-    json_time(&o->json, "updated_at", p->updated_at);
-    tn_sb_printf(&o->json, ",\"reason\":");
-    tn_sb_json(&o->json, p->reason, strlen(p->reason));
-    tn_sb_printf(&o->json, ",\"buffered\":[");
+    tn_jo_set(j, "fires", json_integer((json_int_t)p->fires));
+    tn_jo_set(j, "skips", json_integer((json_int_t)p->skips));
+    tn_jo_set(j, "buffers", json_integer((json_int_t)p->buffers));
+    tn_jo_set(j, "last_instance", json_integer((json_int_t)p->last_instance));
+    tn_jo_set(j, "last_fire", json_time(p->last_fire));
+    tn_jo_set(j, "created_at", json_time(p->created_at));
+    tn_jo_set(j, "updated_at", json_time(p->updated_at));
+    tn_jo_set(j, "reason", tn_jo_str(p->reason));
+    json_t *held = json_array();
     for (uint32_t i = 0; i < p->nbuffered && i < TN_SCHED_PROJ_BUFFER_MAX; i++) {
         char utc[48], lo[64];
         fmt_utc(p->buffered[i], utc, sizeof(utc));
         fmt_local(tz, p->buffered[i], lo, sizeof(lo));
-        tn_sb_printf(&o->json, "%s\"%s\"", i ? "," : "", utc);
+        tn_jo_push(held, json_string(utc));
         tn_sb_printf(&o->text, "  held:     %s   %s\n", lo, utc);
     }
-    tn_sb_printf(&o->json, "]");
+    tn_jo_set(j, "buffered", held);
 }
 
-/* The next fire times of p after after_ns, under "next" in the JSON. */
-static void show_next(const tn_sched_proj *p, int64_t after_ns, uint32_t n, tn_ctl_out *o)
+/* The next fire times of p after after_ns, under "next" in j. */
+static void show_next(const tn_sched_proj *p, int64_t after_ns, uint32_t n, tn_ctl_out *o,
+                      json_t *j)
 {
     tn_ctl_out nx = {.ok = true};
     int64_t after = after_ns > p->last_nominal ? after_ns : p->last_nominal;
+    json_t *arr = NULL;
     if (p->state != TN_SCHED_S_REMOVED)
-        tn_ctl_next_fires(p->cron, p->tz, p->start_ns, p->end_ns, after, n, &nx);
+        arr = next_fires(p->cron, p->tz, p->start_ns, p->end_ns, after, n, &nx);
     tn_sb_printf(&o->text, "next fire times%s:\n",
                  p->state == TN_SCHED_S_PAUSED ? " (when resumed; paused now)" : "");
     for (const char *l = nx.ok && nx.text.s ? nx.text.s : "(none)\n"; *l;) {
@@ -703,7 +705,7 @@ static void show_next(const tn_sched_proj *p, int64_t after_ns, uint32_t n, tn_c
         tn_sb_printf(&o->text, "  %.*s", (int)len, l);
         l += len;
     }
-    tn_sb_printf(&o->json, ",\"next\":%s", nx.ok && nx.json.s ? nx.json.s : "[]");
+    tn_jo_set(j, "next", arr ? arr : json_array());
     free(nx.text.s);
     free(nx.json.s);
 }
@@ -718,14 +720,13 @@ static void h_sched_show(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
     (void)open_zone(p.tz, &tz, NULL);
     tn_sb_printf(&o->text, "schedule of workflow %s: %s\n", p.name, sched_state(p.state));
     spec_text(&o->text, &p, tz);
-    tn_sb_printf(&o->json, "{\"workflow\":");
-    tn_sb_json(&o->json, p.name, strlen(p.name));
-    tn_sb_printf(&o->json, ",\"state\":\"%s\"", sched_state(p.state));
-    spec_json(&o->json, &p);
-    show_counts(&p, tz, o);
-    show_next(&p, tn_now_ns(), 5, o);
-    show_fires(s, &p, tz, o);
-    tn_sb_printf(&o->json, "}");
+    json_t *j = spec_json(&p);
+    if (j) {
+        show_counts(&p, tz, o, j);
+        show_next(&p, tn_now_ns(), 5, o, j);
+        show_fires(s, &p, tz, o, j);
+    }
+    reply(o, j);
     tn_tz_free(tz);
     tn_sched_proj_fini(&p);
 }
@@ -895,14 +896,13 @@ static void bf_submit(tn_ctlsrv *s, const tn_ctl_req *r, const char *name, const
         fmt_utc(d[n - 1], b, sizeof(b));
         tn_sb_printf(&o->text, "backfill %" PRIu64 " of %s: %u date%s, %s .. %s", c.out_id,
                      name, n, n == 1 ? "" : "s", a, b);
-        tn_sb_printf(&o->json, "{\"ok\":true,\"id\":%" PRIu64 ",\"workflow\":", c.out_id);
-        tn_sb_json(&o->json, name, strlen(name));
-        tn_sb_printf(&o->json, ",\"dates\":[");
-        for (uint32_t i = 0; i < n; i++) {
+        json_t *dates = json_array();
+        for (uint32_t i = 0; dates && i < n; i++) {
             fmt_utc(d[i], a, sizeof(a));
-            tn_sb_printf(&o->json, "%s\"%s\"", i ? "," : "", a);
+            tn_jo_push(dates, json_string(a));
         }
-        tn_sb_printf(&o->json, "]}");
+        reply(o, json_pack("{s:b,s:I,s:o,s:o}", "ok", 1, "id", (json_int_t)c.out_id, "workflow",
+                           tn_jo_str(name), "dates", dates));
     }
     for (uint32_t i = 0; i < np; i++) {
         free(keys[i]);
@@ -940,7 +940,7 @@ static void h_backfill(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
 
 typedef struct bf_ls {
     tn_ctl_out *o;
-    size_t n;
+    json_t *arr;
 } bf_ls;
 
 static int bf_ls_row(void *ctx, const tn_backfill_proj *p)
@@ -954,29 +954,29 @@ static int bf_ls_row(void *ctx, const tn_backfill_proj *p)
     fmt_utc(p->created_at, made, sizeof(made));
     tn_sb_printf(&l->o->text, "%-6" PRIu64 " %-24s %-8s %5u/%-5u %-20s %-20s %s\n", p->id,
                  p->workflow, bf_state(p->state), p->next, p->ndates, first, last, made);
-    tn_sb_printf(&l->o->json, "%s{\"id\":%" PRIu64 ",\"workflow\":", l->n ? "," : "", p->id);
-    tn_sb_json(&l->o->json, p->workflow, strlen(p->workflow));
-    tn_sb_printf(&l->o->json, ",\"state\":\"%s\",\"started\":%u,\"total\":%u,\"parallel\":%u",
-                 bf_state(p->state), p->next, p->ndates, p->parallel);
-    json_time(&l->o->json, "first", p->ndates ? p->dates[0] : 0);
-    json_time(&l->o->json, "last", p->ndates ? p->dates[p->ndates - 1] : 0);
-    json_time(&l->o->json, "created_at", p->created_at);
-    tn_sb_printf(&l->o->json, "}");
-    l->n++;
+    tn_jo_push(l->arr, json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o}", "id",
+                                 (json_int_t)p->id, "workflow", tn_jo_str(p->workflow), "state",
+                                 bf_state(p->state), "started", (json_int_t)p->next, "total",
+                                 (json_int_t)p->ndates, "parallel", (json_int_t)p->parallel,
+                                 "first", json_time(p->ndates ? p->dates[0] : 0), "last",
+                                 json_time(p->ndates ? p->dates[p->ndates - 1] : 0),
+                                 "created_at", json_time(p->created_at)));
     return 0;
 }
 
 static void h_bf_ls(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
 {
     (void)r;
-    bf_ls l = {.o = o};
+    bf_ls l = {.o = o, .arr = json_array()};
     tn_sb_printf(&o->text, "%-6s %-24s %-8s %11s %-20s %-20s %s\n", "ID", "WORKFLOW", "STATE",
                  "STARTED", "FIRST", "LAST", "CREATED");
-    tn_sb_printf(&o->json, "[");
     tn_err e = tn_log_backfill_each(store(s), bf_ls_row, &l);
-    tn_sb_printf(&o->json, "]");
-    if (e)
+    if (e) {
+        json_decref(l.arr);
         fail(o, 1, "cannot read the backfills: %s", tn_strerror(e));
+        return;
+    }
+    reply(o, l.arr);
 }
 
 static bool bf_get(tn_ctlsrv *s, const tn_ctl_req *r, tn_backfill_proj *p, tn_ctl_out *o)
@@ -990,10 +990,10 @@ static bool bf_get(tn_ctlsrv *s, const tn_ctl_req *r, tn_backfill_proj *p, tn_ct
 }
 
 /* One line and one JSON object per date: its instance (when started) and its state. */
-static void bf_show_dates(tn_ctlsrv *s, const tn_backfill_proj *p, tn_ctl_out *o)
+static void bf_show_dates(tn_ctlsrv *s, const tn_backfill_proj *p, tn_ctl_out *o, json_t *j)
 {
     tn_sb_printf(&o->text, "  %-5s %-22s %-9s %s\n", "#", "DATE", "INSTANCE", "STATE");
-    tn_sb_printf(&o->json, ",\"dates\":[");
+    json_t *arr = json_array();
     for (uint32_t i = 0; i < p->ndates; i++) {
         uint64_t wf = 0;
         tn_wf_proj w;
@@ -1007,12 +1007,11 @@ static void bf_show_dates(tn_ctlsrv *s, const tn_backfill_proj *p, tn_ctl_out *o
         if (wf)
             snprintf(inst, sizeof(inst), "%" PRIu64, wf);
         tn_sb_printf(&o->text, "  %-5u %-22s %-9s %s\n", i + 1, utc, inst, st);
-        tn_sb_printf(&o->json,
-                     "%s{\"date\":\"%s\",\"date_ns\":%" PRId64 ",\"instance\":%" PRIu64
-                     ",\"state\":\"%s\"}",
-                     i ? "," : "", utc, p->dates[i], wf, st);
+        tn_jo_push(arr,
+                   json_pack("{s:s,s:I,s:I,s:s}", "date", utc, "date_ns",
+                             (json_int_t)p->dates[i], "instance", (json_int_t)wf, "state", st));
     }
-    tn_sb_printf(&o->json, "]");
+    tn_jo_set(j, "dates", arr);
 }
 
 static void h_bf_show(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
@@ -1032,19 +1031,16 @@ static void h_bf_show(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)
         tn_kv_text(&o->text, kv);
         tn_sb_printf(&o->text, "\n");
     }
-    tn_sb_printf(&o->json, "{\"id\":%" PRIu64 ",\"workflow\":", p.id);
-    tn_sb_json(&o->json, p.workflow, strlen(p.workflow));
-    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"started\":%u,\"total\":%u,\"parallel\":%u",
-                 bf_state(p.state), p.next, p.ndates, p.parallel);
-    tn_sb_printf(&o->json, ",\"params\":");
-    tn_kv_json(&o->json, kv);
+    json_t *j =
+        json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)p.id,
+                  "workflow", tn_jo_str(p.workflow), "state", bf_state(p.state), "started",
+                  (json_int_t)p.next, "total", (json_int_t)p.ndates, "parallel",
+                  (json_int_t)p.parallel, "params", tn_jo_kv(kv), "reason", tn_jo_str(p.reason),
+                  "created_at", json_time(p.created_at), "updated_at", json_time(p.updated_at));
     tn_kv_free(kv);
-    tn_sb_printf(&o->json, ",\"reason\":");
-    tn_sb_json(&o->json, p.reason, strlen(p.reason));
-    json_time(&o->json, "created_at", p.created_at);
-    json_time(&o->json, "updated_at", p.updated_at);
-    bf_show_dates(s, &p, o);
-    tn_sb_printf(&o->json, "}");
+    if (j)
+        bf_show_dates(s, &p, o, j);
+    reply(o, j);
     tn_backfill_proj_fini(&p);
 }
 
@@ -1068,9 +1064,8 @@ static void bf_change(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o, tn_cmd_k
     snprintf(what, sizeof(what), "backfill %" PRIu64 " %s", r->id, done);
     if (!engine_cmd(s, &c, o, what))
         return;
-    tn_sb_printf(&o->json, "{\"ok\":true,\"id\":%" PRIu64 ",\"message\":", r->id);
-    tn_sb_json(&o->json, c.msg, strlen(c.msg));
-    tn_sb_printf(&o->json, "}");
+    reply(o, json_pack("{s:b,s:I,s:o}", "ok", 1, "id", (json_int_t)r->id, "message",
+                       tn_jo_str(c.msg)));
 }
 
 static void h_bf_stop(tn_ctlsrv *s, const tn_ctl_req *r, tn_ctl_out *o)

@@ -17,6 +17,7 @@
 #include "ctlsched.h"
 #include "def.h"
 #include "gc.h"
+#include "jsonout.h"
 #include "log.h"
 #include "logread.h"
 #include "replay.h"
@@ -43,9 +44,15 @@ static void fail(out *o, int code, const char *fmt, ...)
     tn_sb_printf(&o->text, "%s", buf);
     free(o->json.s);
     o->json = (tn_sb){0};
-    tn_sb_printf(&o->json, "{\"error\":");
-    tn_sb_json(&o->json, buf, strlen(buf));
-    tn_sb_printf(&o->json, "}");
+    if (!tn_jo_dump(&o->json, json_pack("{s:o}", "error", tn_jo_str(buf))))
+        tn_sb_printf(&o->json, "{\"error\":\"out of memory\"}");
+}
+
+/* o's JSON is j (taken over): a failure when j could not be built or written whole. */
+static void reply(out *o, json_t *j)
+{
+    if (!tn_jo_dump(&o->json, j))
+        fail(o, 1, "out of memory writing the reply's JSON; try again");
 }
 
 static char *cstr(tn_str s)
@@ -81,10 +88,9 @@ static void run_cmd(tn_ctlsrv *s, tn_cmd *c, const tn_ctl_req *r, out *o, const 
         return;
     }
     tn_sb_printf(&o->text, "%s", c->msg[0] ? c->msg : what);
-    tn_sb_printf(&o->json,
-                 "{\"ok\":true,\"id\":%" PRIu64 ",\"message\":", c->out_id ? c->out_id : c->id);
-    tn_sb_json(&o->json, c->msg, strlen(c->msg));
-    tn_sb_printf(&o->json, "}");
+    reply(o,
+          json_pack("{s:b,s:I,s:o}", "ok", 1, "id", (json_int_t)(c->out_id ? c->out_id : c->id),
+                    "message", tn_jo_str(c->msg)));
 }
 
 static void h_apply(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -99,10 +105,8 @@ static void h_apply(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         return;
     }
     tn_sb_printf(&o->text, "%.*s: %s", (int)r->file.len, r->file.p, c.msg);
-    tn_sb_printf(&o->json, "{\"file\":");
-    tn_sb_json(&o->json, r->file.p, r->file.len);
-    tn_sb_printf(&o->json, ",\"version\":%" PRIu64 ",\"changed\":%s}", c.out_id,
-                 c.unchanged ? "false" : "true");
+    reply(o, json_pack("{s:o,s:I,s:b}", "file", tn_jo_strn(r->file.p, r->file.len), "version",
+                       (json_int_t)c.out_id, "changed", !c.unchanged));
 }
 
 static void h_start(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -183,20 +187,6 @@ static tn_err task_get(tn_ctlsrv *s, uint64_t id, tn_task_proj *p)
     return tn_log_task_get(store(s), id, p);
 }
 
-/* ,"key":"2026-11-22T01:02:03.123456789Z" (ISO 8601 UTC, to the nanosecond), or null. */
-static void json_time(tn_sb *j, const char *key, int64_t ns)
-{
-    if (!ns) {
-        tn_sb_printf(j, ",\"%s\":null", key);
-        return;
-    }
-    char ts[40];
-    tn_fmt_time(ns - ns % 1000000000LL, ts, sizeof(ts)); /* whole seconds, then ours */
-    ts[19] = 0;
-    int64_t frac = ns % 1000000000LL;
-    tn_sb_printf(j, ",\"%s\":\"%s.%09" PRId64 "Z\"", key, ts, frac < 0 ? 0 : frac);
-}
-
 /* The state filter of ls: -1 for none, -2 (o filled) for an unknown one. */
 static int ls_state(const tn_ctl_req *r, out *o)
 {
@@ -223,7 +213,8 @@ static bool ls_match(const tn_ctl_req *r, int want, const tn_wf_proj *p)
     return (want < 0 || p->state == want) && (!r->name.len || tn_str_eq(r->name, p->name));
 }
 
-static void ls_row(out *o, const tn_wf_proj *p, bool first)
+/* A row of ls on o's text, and its JSON object pushed on arr. */
+static void ls_row(out *o, json_t *arr, const tn_wf_proj *p)
 {
     char ts[40] = "-", d[32];
     if (p->started_at)
@@ -232,14 +223,12 @@ static void ls_row(out *o, const tn_wf_proj *p, bool first)
                     sizeof(d));
     tn_sb_printf(&o->text, "%-8" PRIu64 " %-24s %-18s %4u %-24s %10s\n", p->id, p->name,
                  wsn(p->state), p->run, ts, d);
-    tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", first ? "" : ",", p->id);
-    tn_sb_json(&o->json, p->name, strlen(p->name));
-    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u,\"version\":%u,\"parent\":%" PRIu64,
-                 wsn(p->state), p->run, p->version, p->parent_wf);
-    json_time(&o->json, "created_at", p->created_at);
-    json_time(&o->json, "started_at", p->started_at);
-    json_time(&o->json, "ended_at", p->ended_at);
-    tn_sb_printf(&o->json, "}");
+    tn_jo_push(arr, json_pack("{s:I,s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o}", "id", (json_int_t)p->id,
+                              "name", tn_jo_str(p->name), "state", wsn(p->state), "run",
+                              (json_int_t)p->run, "version", (json_int_t)p->version, "parent",
+                              (json_int_t)p->parent_wf, "created_at", tn_jo_time(p->created_at),
+                              "started_at", tn_jo_time(p->started_at), "ended_at",
+                              tn_jo_time(p->ended_at)));
 }
 
 /* A page: {"instances":[...],"next_after":ID|null}, ids ascending after r->offset. */
@@ -248,7 +237,7 @@ static void ls_page(tn_log_wf_iter *it, const tn_ctl_req *r, int want, out *o)
     uint64_t limit = (uint64_t)r->slots, n = 0, last = 0;
     bool more = false;
     tn_wf_proj wp;
-    tn_sb_printf(&o->json, "{\"instances\":[");
+    json_t *arr = json_array();
     for (tn_err e = tn_log_wf_iter_seek(it, r->offset + 1, &wp);
          e == TN_OK || e == TN_ERR_CORRUPT; e = tn_log_wf_iter_next(it, &wp)) {
         if (e == TN_ERR_CORRUPT || !ls_match(r, want, &wp))
@@ -257,13 +246,12 @@ static void ls_page(tn_log_wf_iter *it, const tn_ctl_req *r, int want, out *o)
             more = true;
             break;
         }
-        ls_row(o, &wp, n++ == 0);
+        ls_row(o, arr, &wp);
+        n++;
         last = wp.id;
     }
-    if (more)
-        tn_sb_printf(&o->json, "],\"next_after\":%" PRIu64 "}", last);
-    else
-        tn_sb_printf(&o->json, "],\"next_after\":null}");
+    reply(o, json_pack("{s:o,s:o}", "instances", arr, "next_after",
+                       more ? json_integer((json_int_t)last) : json_null()));
 }
 
 static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -296,11 +284,11 @@ static void h_ls(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
             ring[n++ % RING] = wp;
     tn_log_wf_iter_close(it);
     size_t first = n > RING ? n - RING : 0;
-    tn_sb_printf(&o->json, "[");
-    for (size_t i = first; ring && i < n; i++)
-        ls_row(o, &ring[i % RING], i == first);
-    tn_sb_printf(&o->json, "]");
+    json_t *arr = json_array();
+    for (size_t i = first; ring && arr && i < n; i++)
+        ls_row(o, arr, &ring[i % RING]);
     free(ring);
+    reply(o, arr);
 }
 
 /* The child instance a sub_workflow task `task` of instance `wf` started, or 0: children
@@ -333,22 +321,15 @@ void tn_kv_text(tn_sb *b, const tn_kv *kv)
         tn_sb_printf(b, "%s%s=", i ? " " : "", tn_kv_key(kv, i));
         if (plain)
             tn_sb_printf(b, "%s", v);
-        else
-            tn_sb_json(b, v, n);
+        else if (!tn_jo_dump(b, tn_jo_strn(v, n)))
+            tn_sb_printf(b, "\"?\"");
     }
 }
 
 void tn_kv_json(tn_sb *b, const tn_kv *kv)
 {
-    tn_sb_printf(b, "{");
-    for (uint32_t i = 0; i < tn_kv_len(kv); i++) {
-        const char *k = tn_kv_key(kv, i), *v = tn_kv_value(kv, i);
-        tn_sb_printf(b, "%s", i ? "," : "");
-        tn_sb_json(b, k, strlen(k));
-        tn_sb_printf(b, ":");
-        tn_sb_json(b, v, strlen(v));
-    }
-    tn_sb_printf(b, "}");
+    if (!tn_jo_dump(b, tn_jo_kv(kv)))
+        tn_sb_printf(b, "{}");
 }
 
 static int submit_cb(void *ctx, const tn_event *ev)
@@ -453,8 +434,8 @@ static int extra_cb(void *ctx, const tn_event *ev)
     return 0;
 }
 
-/* The instance's params: a text line each and the workflow object's JSON fields. */
-static void status_params(tn_ctlsrv *s, uint64_t wf, out *o)
+/* The instance's params: a text line each and fields of the workflow's JSON object. */
+static void status_params(tn_ctlsrv *s, uint64_t wf, out *o, json_t *j)
 {
     tn_wf_params p;
     tn_err err = tn_wf_params_read(store(s), wf, &p);
@@ -462,8 +443,7 @@ static void status_params(tn_ctlsrv *s, uint64_t wf, out *o)
     if (!err)
         tn_fmt_time(p.sched_ns, ts, sizeof(ts));
     tn_sb_printf(&o->text, "business time: %s\n", ts);
-    tn_sb_printf(&o->json, ",\"business_time\":");
-    tn_sb_json(&o->json, ts, strlen(ts));
+    tn_jo_set(j, "business_time", tn_jo_str(ts));
     static const char *const label[] = {"params", "overrides", "inherited"};
     tn_kv *kv[] = {p.effective, p.overrides, p.inherited};
     for (int i = 0; i < 3; i++) {
@@ -474,13 +454,10 @@ static void status_params(tn_ctlsrv *s, uint64_t wf, out *o)
         if (i == 0 && p.why[0])
             tn_sb_printf(&o->text, "(not resolved: %s)", p.why);
         tn_sb_printf(&o->text, "\n");
-        tn_sb_printf(&o->json, ",\"%s\":", label[i]);
-        tn_kv_json(&o->json, kv[i]);
+        tn_jo_set(j, label[i], tn_jo_kv(kv[i]));
     }
-    if (p.why[0]) {
-        tn_sb_printf(&o->json, ",\"params_error\":");
-        tn_sb_json(&o->json, p.why, strlen(p.why));
-    }
+    if (p.why[0])
+        tn_jo_set(j, "params_error", tn_jo_str(p.why));
     tn_wf_params_free(&p);
 }
 
@@ -503,8 +480,8 @@ static void whys_cb(tn_engine *e, void *ctx)
             snprintf(w->why[i], sizeof(w->why[i]), "%s", tn_engine_why(e, w->tasks[i].id));
 }
 
-static void status_task(out *o, const tn_task_proj *p, const char *why, const tn_kv *vars,
-                        uint64_t child, bool first)
+static void status_task(out *o, json_t *arr, const tn_task_proj *p, const char *why,
+                        const tn_kv *vars, uint64_t child)
 {
     char d[32];
     tn_fmt_duration(p->started_at && p->ended_at ? p->ended_at - p->started_at : -1, d,
@@ -514,30 +491,25 @@ static void status_task(out *o, const tn_task_proj *p, const char *why, const tn
     tn_sb_printf(&o->text, "%-10" PRIu64 " %-24s %-20s %8u %-14s %10s  %s%s\n", p->id, p->name,
                  tsn(p->state), p->attempt, p->worker[0] ? p->worker : "-", d,
                  !p->reason[0] && why[0] ? "waiting for: " : "", col);
-    tn_sb_printf(&o->json, "%s{\"id\":%" PRIu64 ",\"name\":", first ? "" : ",", p->id);
-    tn_sb_json(&o->json, p->name, strlen(p->name));
-    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p->state),
-                 p->attempt);
-    tn_sb_json(&o->json, p->worker, strlen(p->worker));
-    tn_sb_printf(&o->json, ",\"reason\":");
-    tn_sb_json(&o->json, p->reason, strlen(p->reason));
-    tn_sb_printf(&o->json, ",\"waiting_for\":");
-    tn_sb_json(&o->json, why, strlen(why));
+    json_t *j = json_pack("{s:I,s:o,s:s,s:I,s:o,s:o,s:o}", "id", (json_int_t)p->id, "name",
+                          tn_jo_str(p->name), "state", tsn(p->state), "attempts",
+                          (json_int_t)p->attempt, "worker", tn_jo_str(p->worker), "reason",
+                          tn_jo_str(p->reason), "waiting_for", tn_jo_str(why));
     if (tn_kv_len(vars)) {
         tn_sb_printf(&o->text, "%-10s passed: ", "");
         tn_kv_text(&o->text, vars);
         tn_sb_printf(&o->text, "\n");
     }
-    if (child) /* a sub_workflow task: the instance it started */
-        tn_sb_printf(&o->json, ",\"child\":%" PRIu64, child);
-    tn_sb_printf(&o->json, ",\"passed\":");
-    tn_kv_json(&o->json, vars);
-    tn_sb_printf(&o->json, "}");
+    if (j && child) /* a sub_workflow task: the instance it started */
+        tn_jo_set(j, "child", json_integer((json_int_t)child));
+    if (j)
+        tn_jo_set(j, "passed", tn_jo_kv(vars));
+    tn_jo_push(arr, j);
 }
 
 /* Every task's line, with the values it passed downstream (from its events). */
-static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *tasks,
-                         char (*why)[256], size_t n)
+static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, json_t *arr,
+                         const tn_task_proj *tasks, char (*why)[256], size_t n)
 {
     uint64_t *ids = calloc(n + 1, sizeof(*ids));
     task_extra x = {ids, n, calloc(n + 1, sizeof(tn_kv *)), calloc(n + 1, sizeof(*x.why))};
@@ -551,7 +523,7 @@ static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, const tn_task_proj *
         if (child)
             snprintf(why[i], sizeof(why[i]),
                      "child instance %" PRIu64 " (`tern status %" PRIu64 "`)", child, child);
-        status_task(o, &tasks[i], why[i], x.vars ? x.vars[i] : NULL, child, i == 0);
+        status_task(o, arr, &tasks[i], why[i], x.vars ? x.vars[i] : NULL, child);
     }
     for (size_t i = 0; x.vars && i < n; i++)
         tn_kv_free(x.vars[i]);
@@ -616,17 +588,18 @@ static void h_status(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_fmt_duration(w.started_at && w.ended_at ? w.ended_at - w.started_at : -1, d, sizeof(d));
     tn_sb_printf(&o->text, "workflow %s instance %" PRIu64 " (run %u): %s%s%s\n", w.name, w.id,
                  w.run, wsn(w.state), w.ended_at ? " in " : "", w.ended_at ? d : "");
-    tn_sb_printf(&o->json, "{\"workflow\":{\"id\":%" PRIu64 ",\"name\":", w.id);
-    tn_sb_json(&o->json, w.name, strlen(w.name));
-    tn_sb_printf(&o->json, ",\"state\":\"%s\",\"run\":%u", wsn(w.state), w.run);
-    status_params(s, w.id, o);
-    tn_sb_printf(&o->json, "},\"tasks\":[");
+    json_t *wj = json_pack("{s:I,s:o,s:s,s:I}", "id", (json_int_t)w.id, "name",
+                           tn_jo_str(w.name), "state", wsn(w.state), "run", (json_int_t)w.run);
+    json_t *arr = json_array();
+    if (wj)
+        status_params(s, w.id, o, wj);
     tn_sb_printf(&o->text, "%-10s %-24s %-20s %8s %-14s %10s  %s\n", "TASK_ID", "TASK", "STATE",
                  "ATTEMPTS", "WORKER", "DURATION", "REASON");
-    status_tasks(s, w.id, o, tasks, why, n);
-    tn_sb_printf(&o->json, "]}");
+    if (arr)
+        status_tasks(s, w.id, o, arr, tasks, why, n);
     free(tasks);
     free(why);
+    reply(o, json_pack("{s:o,s:o}", "workflow", wj, "tasks", arr));
 }
 
 static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -652,29 +625,23 @@ static void h_logs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     }
     o->url = tn_str_c(o->urlbuf);
     tn_sb_printf(&o->text, "%s", o->urlbuf);
-    tn_sb_printf(&o->json, "{\"task\":%" PRIu64 ",\"attempt\":%u,\"worker\":", p.id, p.attempt);
-    tn_sb_json(&o->json, p.worker, strlen(p.worker));
-    tn_sb_printf(&o->json, "}");
+    reply(o, json_pack("{s:I,s:I,s:o}", "task", (json_int_t)p.id, "attempt",
+                       (json_int_t)p.attempt, "worker", tn_jo_str(p.worker)));
     o->attempt = p.attempt; /* the client asks the worker for this attempt's log */
 }
 
 /* ------------------------------------------------------------------------------ */
 /* reads for the HTTP API (what the CLI reads from the store itself) */
 
-static void task_json(tn_sb *j, const tn_task_proj *p)
+static json_t *task_json(const tn_task_proj *p)
 {
-    tn_sb_printf(j, "{\"id\":%" PRIu64 ",\"workflow_instance\":%" PRIu64 ",\"name\":", p->id,
-                 p->wf);
-    tn_sb_json(j, p->name, strlen(p->name));
-    tn_sb_printf(j, ",\"state\":\"%s\",\"attempts\":%u,\"worker\":", tsn(p->state), p->attempt);
-    tn_sb_json(j, p->worker, strlen(p->worker));
-    tn_sb_printf(j, ",\"pid\":%" PRId64 ",\"exit_code\":%" PRId64 ",\"reason\":", p->pid,
-                 p->exit_code);
-    tn_sb_json(j, p->reason, strlen(p->reason));
-    json_time(j, "created_at", p->created_at);
-    json_time(j, "started_at", p->started_at);
-    json_time(j, "ended_at", p->ended_at);
-    tn_sb_printf(j, "}");
+    return json_pack(
+        "{s:I,s:I,s:o,s:s,s:I,s:o,s:I,s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)p->id,
+        "workflow_instance", (json_int_t)p->wf, "name", tn_jo_str(p->name), "state",
+        tsn(p->state), "attempts", (json_int_t)p->attempt, "worker", tn_jo_str(p->worker),
+        "pid", (json_int_t)p->pid, "exit_code", (json_int_t)p->exit_code, "reason",
+        tn_jo_str(p->reason), "created_at", tn_jo_time(p->created_at), "started_at",
+        tn_jo_time(p->started_at), "ended_at", tn_jo_time(p->ended_at));
 }
 
 static void h_task(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
@@ -685,13 +652,12 @@ static void h_task(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
         fail(o, 1, "no task instance %" PRIu64 "; see `tern status WF_ID` for task ids", r->id);
         return;
     }
-    task_json(&o->json, &p);
     tn_sb_printf(&o->text, "task %" PRIu64 " (%s): %s", p.id, p.name, tsn(p.state));
+    reply(o, task_json(&p));
 }
 
 typedef struct def_rows {
-    tn_sb *j;
-    size_t n;
+    json_t *arr;
     char prev[TN_DEF_MAX_NAME + 1];
     uint32_t ver;
 } def_rows;
@@ -700,9 +666,8 @@ static void def_row_flush(def_rows *x)
 {
     if (!x->prev[0])
         return;
-    tn_sb_printf(x->j, "%s{\"name\":", x->n++ ? "," : "");
-    tn_sb_json(x->j, x->prev, strlen(x->prev));
-    tn_sb_printf(x->j, ",\"latest\":%u}", x->ver);
+    tn_jo_push(x->arr, json_pack("{s:o,s:I}", "name", tn_jo_str(x->prev), "latest",
+                                 (json_int_t)x->ver));
 }
 
 /* Definitions come by name, then version ascending: a name's last row is its latest. */
@@ -721,11 +686,12 @@ static int def_row(void *ctx, const char *name, uint32_t version, const void *b,
 
 static void h_defs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    def_rows x = {.j = &o->json};
-    tn_sb_printf(&o->json, "[");
-    (void)tn_log_def_each(store(s), def_row, &x, NULL);
-    def_row_flush(&x);
-    tn_sb_printf(&o->json, "]");
+    def_rows x = {.arr = json_array()};
+    if (x.arr) {
+        (void)tn_log_def_each(store(s), def_row, &x, NULL);
+        def_row_flush(&x);
+    }
+    reply(o, x.arr);
 }
 
 /* One version (r->id; 0: the latest) as JSON, with its YAML and every version's number. */
@@ -752,132 +718,107 @@ static void h_def(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
              r->id ? " of that version" : "");
         return;
     }
-    tn_sb_printf(&o->json, "{\"name\":");
-    tn_sb_json(&o->json, d->name, strlen(d->name));
-    tn_sb_printf(&o->json, ",\"version\":%u,\"tasks\":%u,\"yaml\":", ver, d->n_tasks);
-    tn_sb_json(&o->json, yaml, ylen);
-    tn_sb_printf(&o->json, ",\"versions\":[");
     uint32_t latest = 0;
     (void)tn_log_def_latest(store(s), name, &latest, NULL);
-    for (uint32_t v = 1; v <= latest && v <= 100000; v++)
-        tn_sb_printf(&o->json, "%s%u", v > 1 ? "," : "", v);
+    json_t *versions = json_array(), *deps = json_object();
+    for (uint32_t v = 1; versions && v <= latest && v <= 100000; v++)
+        tn_jo_push(versions, json_integer(v));
     /* the graph, for pictures of it (the web UI): each task's upstream tasks */
-    tn_sb_printf(&o->json, "],\"deps\":{");
-    for (uint32_t i = 0; i < d->n_tasks; i++) {
+    for (uint32_t i = 0; deps && i < d->n_tasks; i++) {
         const tn_def_task *t = &d->tasks[i];
-        tn_sb_printf(&o->json, "%s", i ? "," : "");
-        tn_sb_json(&o->json, t->name, strlen(t->name));
-        tn_sb_printf(&o->json, ":[");
-        for (uint32_t k = 0; k < t->n_deps; k++) {
-            tn_sb_printf(&o->json, "%s", k ? "," : "");
-            tn_sb_json(&o->json, t->deps[k].name, strlen(t->deps[k].name));
-        }
-        tn_sb_printf(&o->json, "]");
+        json_t *up = json_array();
+        for (uint32_t k = 0; up && k < t->n_deps; k++)
+            tn_jo_push(up, tn_jo_str(t->deps[k].name));
+        tn_jo_set(deps, t->name, up);
     }
-    tn_sb_printf(&o->json, "}}");
     tn_sb_printf(&o->text, "%s", yaml);
+    reply(o, json_pack("{s:o,s:I,s:I,s:o,s:o,s:o}", "name", tn_jo_str(d->name), "version",
+                       (json_int_t)ver, "tasks", (json_int_t)d->n_tasks, "yaml",
+                       tn_jo_strn(yaml, ylen), "versions", versions, "deps", deps));
     free(yaml);
     tn_def_free(d);
 }
 
-static void attr_json(tn_sb *j, const tn_attr *a)
+static json_t *attr_json(const tn_attr *a)
 {
-    if (a->type == TN_ATTR_INT) {
-        tn_sb_printf(j, "%" PRId64, a->i);
-    } else if (a->type == TN_ATTR_BIN) {
-        tn_kv *kv = NULL;
-        if (tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK)
-            tn_kv_json(j, kv);
-        else
-            tn_sb_printf(j, "{\"bytes\":%u}", a->s.len);
-        tn_kv_free(kv);
-    } else {
-        tn_sb_json(j, a->s.p, a->s.len);
-    }
+    if (a->type == TN_ATTR_INT)
+        return json_integer(a->i);
+    if (a->type != TN_ATTR_BIN)
+        return tn_jo_strn(a->s.p, a->s.len);
+    tn_kv *kv = NULL;
+    json_t *j = tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK ?
+                    tn_jo_kv(kv) :
+                    json_pack("{s:I}", "bytes", (json_int_t)a->s.len);
+    tn_kv_free(kv);
+    return j;
 }
-
-typedef struct audit_rows {
-    tn_sb *j;
-    size_t n;
-} audit_rows;
 
 static int audit_row(void *ctx, const tn_event *ev)
 {
-    audit_rows *x = ctx;
+    json_t *arr = ctx;
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm)
         return 0;
-    tn_sb_printf(x->j, "%s{\"seq\":%" PRIu64, x->n++ ? "," : "", ev->seq);
-    json_time(x->j, "at", ev->at);
-    tn_sb_printf(x->j, ",\"actor\":");
-    tn_sb_json(x->j, ev->actor.p, ev->actor.len);
-    tn_sb_printf(x->j,
-                 ",\"machine\":\"%s\",\"id\":%" PRIu64
-                 ",\"event\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"attrs\":{",
-                 sm->name, ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf,
-                 tn_sm_event_name(sm, ev->event), tn_sm_state_name(sm, ev->from),
-                 tn_sm_state_name(sm, ev->to));
-    for (uint32_t i = 0; i < ev->nattrs; i++) {
-        tn_sb_printf(x->j, "%s", i ? "," : "");
-        tn_sb_json(x->j, ev->attrs[i].key.p, ev->attrs[i].key.len);
-        tn_sb_printf(x->j, ":");
-        attr_json(x->j, &ev->attrs[i]);
-    }
-    tn_sb_printf(x->j, "}}");
+    json_t *attrs = json_object();
+    for (uint32_t i = 0; attrs && i < ev->nattrs; i++)
+        tn_jo_setn(attrs, ev->attrs[i].key.p, ev->attrs[i].key.len, attr_json(&ev->attrs[i]));
+    tn_jo_push(arr, json_pack("{s:I,s:o,s:o,s:s,s:I,s:s,s:s,s:s,s:o}", "seq",
+                              (json_int_t)ev->seq, "at", tn_jo_time(ev->at), "actor",
+                              tn_jo_strn(ev->actor.p, ev->actor.len), "machine", sm->name, "id",
+                              (json_int_t)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
+                              "event", tn_sm_event_name(sm, ev->event), "from",
+                              tn_sm_state_name(sm, ev->from), "to",
+                              tn_sm_state_name(sm, ev->to), "attrs", attrs));
     return 0;
 }
 
 /* The instance's timeline, its tasks' events included (what `tern audit --json` shows). */
 static void h_audit(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    audit_rows x = {&o->json, 0};
+    json_t *arr = json_array();
     int fr;
-    tn_sb_printf(&o->json, "[");
-    tn_err e = tn_replay_wf_events(store(s), r->id, audit_row, &x, &fr);
-    tn_sb_printf(&o->json, "]");
+    tn_err e = arr ? tn_replay_wf_events(store(s), r->id, audit_row, arr, &fr) : TN_ERR_NOMEM;
     if (e) {
+        json_decref(arr);
         o->err = e == TN_ERR_NOENT ? TN_ERR_NOENT : e;
         fail(o, 1, "workflow instance %" PRIu64 " has no events; list them with `tern ls`",
              r->id);
+        return;
     }
+    reply(o, arr);
 }
 
 typedef struct meta_rows {
-    tn_sb *j;
-    size_t n;
+    json_t *arr;
     bool slots; /* task groups: the value is 8 bytes of slots; environments: text */
 } meta_rows;
 
 static int meta_row(void *ctx, const char *name, const void *val, size_t len)
 {
     meta_rows *x = ctx;
-    tn_sb_printf(x->j, "%s{\"name\":", x->n++ ? "," : "");
-    tn_sb_json(x->j, name, strlen(name));
-    if (x->slots) {
-        tn_sb_printf(x->j, ",\"slots\":%" PRId64 "}",
-                     len == 8 ? (int64_t)tn_get_be64(val) : -1);
-    } else {
-        tn_sb_printf(x->j, ",\"text\":");
-        tn_sb_json(x->j, val, len);
-        tn_sb_printf(x->j, "}");
-    }
+    if (x->slots)
+        tn_jo_push(x->arr, json_pack("{s:o,s:I}", "name", tn_jo_str(name), "slots",
+                                     (json_int_t)(len == 8 ? (int64_t)tn_get_be64(val) : -1)));
+    else
+        tn_jo_push(x->arr, json_pack("{s:o,s:o}", "name", tn_jo_str(name), "text",
+                                     tn_jo_strn(val, len)));
     return 0;
 }
 
 static void h_taskgroups(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    meta_rows x = {&o->json, 0, true};
-    tn_sb_printf(&o->json, "[");
-    (void)tn_log_taskgroup_each(store(s), meta_row, &x);
-    tn_sb_printf(&o->json, "]");
+    meta_rows x = {json_array(), true};
+    if (x.arr)
+        (void)tn_log_taskgroup_each(store(s), meta_row, &x);
+    reply(o, x.arr);
 }
 
 static void h_envs(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
 {
-    meta_rows x = {&o->json, 0, false};
-    tn_sb_printf(&o->json, "[");
-    (void)tn_log_env_each(store(s), meta_row, &x);
-    tn_sb_printf(&o->json, "]");
+    meta_rows x = {json_array(), false};
+    if (x.arr)
+        (void)tn_log_env_each(store(s), meta_row, &x);
+    reply(o, x.arr);
 }
 
 /* ------------------------------------------------------------------------------ */

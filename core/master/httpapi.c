@@ -15,6 +15,7 @@
 #include "apimetrics.h"
 #include "ctl.h"
 #include "def.h"
+#include "jsonout.h"
 #include "log.h"
 #include "token.h"
 
@@ -67,21 +68,14 @@ static void error(tn_http_rep *rep, int status, const char *fmt, ...)
     rep->body = (tn_sb){0};
     rep->status = status;
     rep->ctype = "application/json";
-    /* jansson refuses a message that is not UTF-8 (a peer's bytes in it): then it is
-     * escaped byte by byte as the control server's JSON is */
-    json_t *j = json_pack("{s:{s:s,s:i,s:s}}", "error", "code", code_name(status), "status",
-                          status, "message", msg);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (text) {
-        tn_sb_printf(&rep->body, "%s", text);
-    } else {
-        tn_sb_printf(&rep->body, "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":",
+    /* a message with a peer's bytes that are not UTF-8 has them as U+FFFD */
+    if (!tn_jo_dump(&rep->body,
+                    json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code_name(status), "status",
+                              status, "message", tn_jo_str(msg))))
+        tn_sb_printf(&rep->body,
+                     "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"out of "
+                     "memory\"}}",
                      code_name(status), status);
-        tn_sb_json(&rep->body, msg, strlen(msg));
-        tn_sb_printf(&rep->body, "}}");
-    }
-    free(text);
-    json_decref(j);
 }
 
 /* The HTTP status of a failed control request. */
@@ -435,11 +429,27 @@ enum {
 };
 
 typedef struct log_chunk {
-    tn_sb data; /* as a JSON string (any byte escaped) */
-    size_t len; /* bytes of log in it */
+    char *data;  /* the bytes read (malloc'd) */
+    size_t len;  /* how many */
+    size_t keep; /* of them, those answered: whole UTF-8 characters (see chunk_keep) */
     uint64_t next;
     bool eof, running;
 } log_chunk;
+
+/* While the log may still grow or be read further, a multi-byte character cut at the end
+ * of a read is held back (next_offset points at its first byte), so that two reads never
+ * split one character: each would show a U+FFFD for its half. A log that ended keeps
+ * its incomplete tail, shown as U+FFFD; so does a read that would answer nothing. */
+static void chunk_keep(log_chunk *ch, uint64_t reply_next)
+{
+    ch->keep = ch->len;
+    if (!ch->eof || ch->running) {
+        size_t whole = tn_utf8_complete(ch->data, ch->len);
+        if (whole || ch->eof)
+            ch->keep = whole;
+    }
+    ch->next = reply_next - (ch->len - ch->keep);
+}
 
 static tn_err read_chunk(tn_httpapi *a, const char *url, uint64_t task, uint32_t attempt,
                          uint64_t off, log_chunk *out, tn_errmsg *m)
@@ -457,13 +467,18 @@ static tn_err read_chunk(tn_httpapi *a, const char *url, uint64_t task, uint32_t
         tn_errmsg_set(m, e, "%s: a malformed reply", url);
     if (!e && !rep.ok)
         e = tn_errmsg_set(m, TN_ERR_NOENT, "%.*s", (int)rep.text.len, rep.text.p);
+    char *copy = !e ? malloc(rep.data.len + 1) : NULL;
+    if (!e && !copy)
+        e = tn_errmsg_set(m, TN_ERR_NOMEM, "out of memory reading the log");
     if (!e) {
         if (rep.data.len)
-            tn_sb_json(&out->data, rep.data.p, rep.data.len);
+            memcpy(copy, rep.data.p, rep.data.len);
+        free(out->data);
+        out->data = copy;
         out->len = rep.data.len;
-        out->next = rep.offset;
         out->eof = rep.eof;
         out->running = rep.running;
+        chunk_keep(out, rep.offset);
     }
     free(raw);
     return e;
@@ -472,7 +487,7 @@ static tn_err read_chunk(tn_httpapi *a, const char *url, uint64_t task, uint32_t
 static void answer_logs(call *c, tn_ctl_result *res)
 {
     uint64_t off = 0, follow = 0, attempt = 0;
-    if (!query_u64(c, "offset", &off, UINT64_MAX) || !query_u64(c, "follow", &follow, 1) ||
+    if (!query_u64(c, "offset", &off, INT64_MAX) || !query_u64(c, "follow", &follow, 1) ||
         !query_u64(c, "attempt", &attempt, UINT32_MAX))
         return;
     char url[512];
@@ -483,23 +498,23 @@ static void answer_logs(call *c, tn_ctl_result *res)
     tn_err e;
     for (int waited = 0;; waited += FOLLOW_STEP_MS) {
         e = read_chunk(c->a, url, c->num, att, off, &ch, &m);
-        if (e || !follow || ch.len || !ch.eof || !ch.running || waited >= FOLLOW_WAIT_MS)
+        if (e || !follow || ch.keep || !ch.eof || !ch.running || waited >= FOLLOW_WAIT_MS)
             break;
         struct timespec ts = {0, FOLLOW_STEP_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
     if (e) {
         error(c->rep, status_of(e), "task %" PRIu64 " attempt %u: %s", c->num, att, m.text);
-    } else {
-        tn_sb *j = &c->rep->body;
-        tn_sb_printf(j,
-                     "{\"task\":%" PRIu64 ",\"attempt\":%u,\"offset\":%" PRIu64
-                     ",\"next_offset\":%" PRIu64 ",\"eof\":%s,\"running\":%s,\"data\":",
-                     c->num, att, off, ch.next, ch.eof ? "true" : "false",
-                     ch.running ? "true" : "false");
-        tn_sb_printf(j, "%s}", ch.data.s ? ch.data.s : "\"\"");
+    } else if (!tn_jo_dump(&c->rep->body,
+                           json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:o}", "task",
+                                     (json_int_t)c->num, "attempt", (json_int_t)att, "offset",
+                                     (json_int_t)off, "next_offset", (json_int_t)ch.next, "eof",
+                                     ch.eof, "running", ch.running, "data",
+                                     tn_jo_strn(ch.data, ch.keep)))) {
+        error(c->rep, 503, "task %" PRIu64 ": out of memory writing its log; try again",
+              c->num);
     }
-    free(ch.data.s);
+    free(ch.data);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -509,15 +524,10 @@ static void run_route(call *c, const api_route *rt)
     if (!authenticate(c))
         return;
     if (strcmp(rt->cmd, "whoami") == 0) { /* the token itself: no control command */
-        json_t *j =
-            json_pack("{s:s,s:s}", "name", c->id.actor + 6, "role", tn_role_name(c->id.role));
-        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        if (text)
-            tn_sb_printf(&c->rep->body, "%s", text);
-        else
-            error(c->rep, 503, "out of memory");
-        free(text);
-        json_decref(j);
+        if (!tn_jo_dump(&c->rep->body,
+                        json_pack("{s:o,s:s}", "name", tn_jo_str(c->id.actor + 6), "role",
+                                  tn_role_name(c->id.role))))
+            error(c->rep, 503, "out of memory writing the reply; try again");
         return;
     }
     c->r->cmd = tn_str_c(rt->cmd);

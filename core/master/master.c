@@ -15,6 +15,7 @@
 
 #include "ctlsrv.h"
 #include "httpapi.h"
+#include "jsonout.h"
 #include "prom.h"
 #include "engine.h"
 #include "log.h"
@@ -1216,13 +1217,32 @@ static bool worker_ctl(void *arg, const char *worker, char *url, size_t len)
     return ok;
 }
 
+/* One worker of `tern workers --json`. */
+static json_t *worker_json(const worker_view *w, double ago)
+{
+    json_t *groups = json_array(), *gauges = json_object();
+    for (unsigned g = 0; groups && g < w->ngroups; g++)
+        tn_jo_push(groups, tn_jo_str(w->groups[g]));
+    for (unsigned g = 0; gauges && g < w->ngauges; g++)
+        tn_jo_set(gauges, w->gauge_keys[g], json_integer((json_int_t)w->gauge_vals[g]));
+    return json_pack("{s:o,s:b,s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:o,s:o,s:b,s:o,s:I,s:o}", "name",
+                     tn_jo_str(w->name), "alive", w->alive, "groups", groups, "slots",
+                     (json_int_t)w->slots, "running", (json_int_t)w->running, "assigned",
+                     (json_int_t)w->assigned, "load", tn_jo_milli(w->load_milli / 1000.0),
+                     "mem_free", (json_int_t)w->mem_free, "mem_reserve",
+                     (json_int_t)w->mem_reserve, "last_heartbeat_s", tn_jo_milli(ago), "listen",
+                     tn_jo_str(w->listen_url), "degraded", w->degraded[0] != 0, "last_error",
+                     tn_jo_str(w->degraded), "last_error_at_ns", (json_int_t)w->degraded_at,
+                     "gauges", gauges);
+}
+
 static void workers_table(void *arg, tn_sb *text, tn_sb *json)
 {
     tn_master *m = arg;
     int64_t now = tn_mono_ns();
     tn_sb_printf(text, "%-16s %-6s %-20s %5s %7s %6s %10s %8s  %s\n", "WORKER", "ALIVE",
                  "GROUPS", "SLOTS", "RUNNING", "LOAD", "MEM_FREE", "HB_AGO", "LISTEN");
-    tn_sb_printf(json, "[");
+    json_t *arr = json_array();
     pthread_mutex_lock(&m->mu);
     unsigned i = 0;
     for (worker_view *w = m->workers; w; w = w->next, i++) {
@@ -1234,28 +1254,7 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
         tn_sb_printf(text, "%-16s %-6s %-20s %5u %7u %6.2f %9" PRIu64 "M %7.1fs  %s\n", w->name,
                      w->alive ? "yes" : "no", groups, w->slots, w->running,
                      w->load_milli / 1000.0, w->mem_free >> 20, ago, w->listen_url);
-        tn_sb_printf(json, "%s{\"name\":", i ? "," : "");
-        tn_sb_json(json, w->name, strlen(w->name));
-        tn_sb_printf(json, ",\"alive\":%s,\"groups\":[", w->alive ? "true" : "false");
-        for (unsigned g = 0; g < w->ngroups; g++) {
-            tn_sb_printf(json, "%s", g ? "," : "");
-            tn_sb_json(json, w->groups[g], strlen(w->groups[g]));
-        }
-        tn_sb_printf(json,
-                     "],\"slots\":%u,\"running\":%u,\"assigned\":%u,\"load\":%.3f,"
-                     "\"mem_free\":%" PRIu64 ",\"mem_reserve\":%" PRIu64
-                     ",\"last_heartbeat_s\":%.3f,\"listen\":",
-                     w->slots, w->running, w->assigned, w->load_milli / 1000.0, w->mem_free,
-                     w->mem_reserve, ago);
-        tn_sb_json(json, w->listen_url, strlen(w->listen_url));
-        tn_sb_printf(json,
-                     ",\"degraded\":%s,\"last_error\":", w->degraded[0] ? "true" : "false");
-        tn_sb_json(json, w->degraded, strlen(w->degraded));
-        tn_sb_printf(json, ",\"last_error_at_ns\":%" PRId64 ",\"gauges\":{", w->degraded_at);
-        for (unsigned g = 0; g < w->ngauges; g++)
-            tn_sb_printf(json, "%s\"%s\":%" PRIu64, g ? "," : "", w->gauge_keys[g],
-                         w->gauge_vals[g]);
-        tn_sb_printf(json, "}}");
+        tn_jo_push(arr, worker_json(w, ago));
         if (w->degraded[0]) {
             char when[64];
             tn_fmt_time(w->degraded_at, when, sizeof(when));
@@ -1269,7 +1268,9 @@ static void workers_table(void *arg, tn_sb *text, tn_sb *json)
         }
     }
     pthread_mutex_unlock(&m->mu);
-    tn_sb_printf(json, "]");
+    if (!tn_jo_dump(json, arr))
+        tn_sb_printf(json,
+                     "{\"error\":\"out of memory writing the workers' JSON; try again\"}");
 }
 
 /* /metrics: the workers the master knows and their slots. */

@@ -12,6 +12,7 @@
 #include "ctlsched.h"
 #include "ha.h"
 #include "httpapi.h"
+#include "jsonout.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -40,7 +41,10 @@ void tn_standby_tag(tn_ctl_result *o, const char *name, uint64_t seq)
     if (o->json.s && o->json.len && o->json.s[0] == '{') {
         tn_sb j = {0};
         tn_sb_printf(&j, "{\"served_by\":\"standby\",\"standby\":");
-        tn_sb_json(&j, name, strlen(name));
+        if (!tn_jo_dump(&j, tn_jo_str(name))) {
+            free(j.s);
+            return; /* out of memory: the reply goes untagged rather than broken */
+        }
         const char *rest = o->json.s + 1 + strspn(o->json.s + 1, " \t\r\n");
         tn_sb_printf(&j, ",\"log_seq\":%" PRIu64 "%s%s", seq, *rest == '}' ? "" : ",", rest);
         free(o->json.s);
@@ -125,10 +129,12 @@ static void http_error(tn_http_rep *rep, int status, const char *code, const cha
     rep->body = (tn_sb){0};
     rep->status = status;
     rep->ctype = "application/json";
-    tn_sb_printf(&rep->body, "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":", code,
-                 status);
-    tn_sb_json(&rep->body, msg, strlen(msg));
-    tn_sb_printf(&rep->body, "}}");
+    if (!tn_jo_dump(&rep->body, json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code, "status",
+                                          status, "message", tn_jo_str(msg))))
+        tn_sb_printf(&rep->body,
+                     "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"out of "
+                     "memory\"}}",
+                     code, status);
 }
 
 /* Every method but GET, and the GETs that need the leader's live state, go to the leader:
