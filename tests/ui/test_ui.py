@@ -68,6 +68,7 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:
     skip("python3-selenium is not installed")
@@ -151,7 +152,10 @@ class Run:
 
     def until(self, what, fn):
         try:
-            return WebDriverWait(self.driver, WAIT, poll_frequency=0.2).until(
+            # the page redraws its tables as state changes: an element read in the middle of
+            # a redraw is stale, and the next poll reads the new one
+            return WebDriverWait(self.driver, WAIT, poll_frequency=0.2,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(
                 lambda d: fn(d))
         except Exception:
             self.shot("failure")
