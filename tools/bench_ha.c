@@ -45,9 +45,9 @@ void tn_hac_sleep(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int free_port(void)
+int tn_hac_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l = sizeof(a);
     int port = 0;
@@ -75,7 +75,7 @@ static pid_t spawn_out(char *const argv[], const char *log)
 /* A standalone ZooKeeper on a free port; false when it did not come up. */
 bool tn_hac_zk_up(tn_hac *h)
 {
-    int port = free_port();
+    int port = tn_hac_free_port();
     char conf[700], data[700], log[700];
     snprintf(data, sizeof(data), "%s/zk", h->dir);
     snprintf(conf, sizeof(conf), "%s/zoo.cfg", h->dir);

@@ -78,16 +78,7 @@ static json_t *attr_json(const tn_attr *a)
         tn_cli_time_ns(a->i, ts, sizeof(ts));
         return json_string(ts);
     }
-    if (a->type == TN_ATTR_INT)
-        return json_integer(a->i);
-    if (a->type != TN_ATTR_BIN)
-        return tn_jo_strn(a->s.p, a->s.len);
-    tn_kv *kv = NULL;
-    json_t *j = tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK ?
-                    tn_jo_kv(kv) :
-                    json_pack("{s:I}", "bytes", (json_int_t)a->s.len);
-    tn_kv_free(kv);
-    return j;
+    return tn_jo_attr(a);
 }
 
 static void print_attr_value(const tn_attr *a)

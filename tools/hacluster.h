@@ -20,6 +20,8 @@ typedef struct tn_hac {
 } tn_hac;
 
 void tn_hac_sleep(long ms);
+/* A TCP port on 127.0.0.1 free at this moment (0 if none could be had). */
+int tn_hac_free_port(void);
 /* A standalone ZooKeeper in DIR/zk; false when it did not come up. */
 bool tn_hac_zk_up(tn_hac *h);
 /* `tern master --id ID` in cluster `cluster` with `sync` synchronous standbys (a 2 s

@@ -26,9 +26,12 @@
 static const char *code_name(int status)
 {
     switch (status) {
+    case 307: return "redirect";
     case 400: return "bad_request";
+    case 401: return "unauthorized";
     case 403: return "forbidden";
     case 404: return "not_found";
+    case 405: return "method_not_allowed";
     case 409: return "conflict";
     case 413: return "too_big";
     case 503: return "unavailable";
@@ -67,9 +70,7 @@ static void answer_json(tn_api_call *c, json_t *j)
 /* ------------------------------------------------------------------------------ */
 /* bodies */
 
-/* The body as a JSON object whose members are all among known[]; false (answered 400)
- * otherwise. */
-static bool body_object(tn_api_call *c, const char *const *known, size_t nknown)
+bool tn_apibody_object(tn_api_call *c, const char *const *known, size_t nknown)
 {
     json_error_t err;
     c->body = json_loadb(c->hr->body, c->hr->len, JSON_REJECT_DUPLICATES, &err);
@@ -82,6 +83,8 @@ static bool body_object(tn_api_call *c, const char *const *known, size_t nknown)
         tn_api_error(c->rep, 400, "the body is another JSON value, not a JSON object {...}");
         return false;
     }
+    if (!known)
+        return true;
     const char *k;
     json_t *v;
     json_object_foreach(c->body, k, v)
@@ -275,7 +278,7 @@ static bool spec_fields(tn_api_call *c, tn_sched_spec *sp)
 
 bool tn_apibody_sched_set(tn_api_call *c)
 {
-    if (!body_object(c, SPEC_FIELDS, TN_ARRAY_LEN(SPEC_FIELDS)))
+    if (!tn_apibody_object(c, SPEC_FIELDS, TN_ARRAY_LEN(SPEC_FIELDS)))
         return false;
     tn_sched_spec sp;
     tn_sched_spec_init(&sp);
@@ -438,7 +441,7 @@ static bool bf_fields(tn_api_call *c, tn_ctl_bf_req *q)
 
 bool tn_apibody_backfill(tn_api_call *c)
 {
-    if (!body_object(c, BF_FIELDS, TN_ARRAY_LEN(BF_FIELDS)))
+    if (!tn_apibody_object(c, BF_FIELDS, TN_ARRAY_LEN(BF_FIELDS)))
         return false;
     tn_ctl_bf_req q = {0};
     bool ok = bf_fields(c, &q);

@@ -32,6 +32,10 @@ typedef struct tn_api_call {
 void tn_api_error(tn_http_rep *rep, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The body as a JSON object (into c->body) whose members are all among known[] (any
+ * members when known is NULL); false, answered 400 naming what is wrong, otherwise. */
+bool tn_apibody_object(tn_api_call *c, const char *const *known, size_t nknown);
+
 /* Route preparations (api_route.prepare): each fills c->r for its control command, or
  * answers (a 400 naming the field, a 413 past a bound) and returns false.
  *   sched_set    PUT /schedules/{name}: the spec of `tern schedule set` (schedule-set)

@@ -739,20 +739,6 @@ static void h_def(tn_ctlsrv *s, const tn_ctl_req *r, out *o)
     tn_def_free(d);
 }
 
-static json_t *attr_json(const tn_attr *a)
-{
-    if (a->type == TN_ATTR_INT)
-        return json_integer(a->i);
-    if (a->type != TN_ATTR_BIN)
-        return tn_jo_strn(a->s.p, a->s.len);
-    tn_kv *kv = NULL;
-    json_t *j = tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK ?
-                    tn_jo_kv(kv) :
-                    json_pack("{s:I}", "bytes", (json_int_t)a->s.len);
-    tn_kv_free(kv);
-    return j;
-}
-
 static int audit_row(void *ctx, const tn_event *ev)
 {
     json_t *arr = ctx;
@@ -761,7 +747,7 @@ static int audit_row(void *ctx, const tn_event *ev)
         return 0;
     json_t *attrs = json_object();
     for (uint32_t i = 0; attrs && i < ev->nattrs; i++)
-        tn_jo_setn(attrs, ev->attrs[i].key.p, ev->attrs[i].key.len, attr_json(&ev->attrs[i]));
+        tn_jo_setn(attrs, ev->attrs[i].key.p, ev->attrs[i].key.len, tn_jo_attr(&ev->attrs[i]));
     tn_jo_push(arr, json_pack("{s:I,s:o,s:o,s:s,s:I,s:s,s:s,s:s,s:o}", "seq",
                               (json_int_t)ev->seq, "at", tn_jo_time(ev->at), "actor",
                               tn_jo_strn(ev->actor.p, ev->actor.len), "machine", sm->name, "id",

@@ -40,43 +40,6 @@ typedef struct api_route {
 /* ------------------------------------------------------------------------------ */
 /* answers */
 
-static const char *code_name(int status)
-{
-    switch (status) {
-    case 400: return "bad_request";
-    case 401: return "unauthorized";
-    case 403: return "forbidden";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 409: return "conflict";
-    case 413: return "too_big";
-    case 503: return "unavailable";
-    default: return "internal";
-    }
-}
-
-static void error(tn_http_rep *rep, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void error(tn_http_rep *rep, int status, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    free(rep->body.s);
-    rep->body = (tn_sb){0};
-    rep->status = status;
-    rep->ctype = "application/json";
-    /* a message with a peer's bytes that are not UTF-8 has them as U+FFFD */
-    if (!tn_jo_dump(&rep->body,
-                    json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code_name(status), "status",
-                              status, "message", tn_jo_str(msg))))
-        tn_sb_printf(&rep->body,
-                     "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"out of "
-                     "memory\"}}",
-                     code_name(status), status);
-}
 
 /* The HTTP status of a failed control request. */
 static int status_of(tn_err e)
@@ -111,8 +74,9 @@ static bool query_u64(call *c, const char *key, uint64_t *v, uint64_t max)
     char *end;
     unsigned long long x = strtoull(buf, &end, 10);
     if (!buf[0] || *end || buf[0] == '-' || x > max) {
-        error(c->rep, 400, "query parameter %s=\"%s\": give an integer from 0 to %" PRIu64, key,
-              buf, max);
+        tn_api_error(c->rep, 400,
+                     "query parameter %s=\"%s\": give an integer from 0 to %" PRIu64, key, buf,
+                     max);
         return false;
     }
     *v = x;
@@ -122,14 +86,7 @@ static bool query_u64(call *c, const char *key, uint64_t *v, uint64_t max)
 /* The body as a JSON object; false (answered 400) when it is not one. */
 static bool json_body(call *c)
 {
-    json_error_t err;
-    c->body = json_loadb(c->hr->body, c->hr->len, JSON_REJECT_DUPLICATES, &err);
-    if (!c->body || !json_is_object(c->body)) {
-        error(c->rep, 400, "the body is not a JSON object: %s (line %d, column %d)",
-              c->body ? "another JSON value" : err.text, err.line, err.column);
-        return false;
-    }
-    return true;
+    return tn_apibody_object(c, NULL, 0);
 }
 
 static tn_str jstr(const json_t *v)
@@ -146,8 +103,8 @@ static bool member_str(call *c, const char *key, tn_str *out, bool required)
             *out = jstr(v);
         return true;
     }
-    error(c->rep, 400, "\"%s\" must be a string%s", key,
-          required && !v ? " and is missing" : "");
+    tn_api_error(c->rep, 400, "\"%s\" must be a string%s", key,
+                 required && !v ? " and is missing" : "");
     return false;
 }
 
@@ -209,14 +166,14 @@ static bool p_start(call *c)
     json_t *dry = json_object_get(c->body, "dry_run");
     if ((p && !json_is_object(p)) || (f && !json_is_array(f)) ||
         (dry && !json_is_boolean(dry))) {
-        error(c->rep, 400,
-              "\"params\" must be an object of strings, \"from\" an array of task "
-              "names, \"dry_run\" a boolean");
+        tn_api_error(c->rep, 400,
+                     "\"params\" must be an object of strings, \"from\" an array of task "
+                     "names, \"dry_run\" a boolean");
         return false;
     }
     if (json_object_size(p) > TN_CTL_MAX_LIST || json_array_size(f) > TN_CTL_MAX_LIST) {
-        error(c->rep, 413, "at most %d params and %d start tasks", TN_CTL_MAX_LIST,
-              TN_CTL_MAX_LIST);
+        tn_api_error(c->rep, 413, "at most %d params and %d start tasks", TN_CTL_MAX_LIST,
+                     TN_CTL_MAX_LIST);
         return false;
     }
     const char *k;
@@ -224,7 +181,7 @@ static bool p_start(call *c)
     json_object_foreach(p, k, v)
     {
         if (!json_is_string(v)) {
-            error(c->rep, 400, "param \"%s\" must be a string", k);
+            tn_api_error(c->rep, 400, "param \"%s\" must be a string", k);
             return false;
         }
         r->pkeys[r->nparams] = tn_str_c(k);
@@ -234,7 +191,7 @@ static bool p_start(call *c)
     json_array_foreach(f, i, v)
     {
         if (!json_is_string(v)) {
-            error(c->rep, 400, "\"from\"[%zu] must be a task name", i);
+            tn_api_error(c->rep, 400, "\"from\"[%zu] must be a task name", i);
             return false;
         }
         r->from[r->nfrom++] = jstr(v);
@@ -261,7 +218,7 @@ static bool p_apply(call *c)
     tn_errmsg m = {{0}};
     tn_err e = tn_def_parse("request body", text ? text : "", len, &d, &m);
     if (e) {
-        error(c->rep, e == TN_ERR_TOOBIG ? 413 : 400, "%s", m.text);
+        tn_api_error(c->rep, e == TN_ERR_TOOBIG ? 413 : 400, "%s", m.text);
         return false;
     }
     size_t n;
@@ -269,7 +226,7 @@ static bool p_apply(call *c)
     snprintf(c->name, sizeof(c->name), "%s", d->name);
     tn_def_free(d);
     if (e) {
-        error(c->rep, 500, "cannot encode the definition: %s", tn_strerror(e));
+        tn_api_error(c->rep, 500, "cannot encode the definition: %s", tn_strerror(e));
         return false;
     }
     c->r->bytes = (tn_str){c->keep, (uint32_t)n};
@@ -284,7 +241,7 @@ static bool p_taskgroup(call *c)
     json_t *v = json_object_get(c->body, "slots");
     if (!json_is_integer(v) || json_integer_value(v) < -1 ||
         json_integer_value(v) > INT32_MAX) {
-        error(c->rep, 400, "\"slots\" must be an integer (-1 for no bound)");
+        tn_api_error(c->rep, 400, "\"slots\" must be an integer (-1 for no bound)");
         return false;
     }
     c->r->name = tn_str_c(c->name);
@@ -393,13 +350,14 @@ static bool authenticate(call *c)
 {
     const char *h = c->hr->authorization;
     if (!h || !*h) {
-        error(c->rep, 401,
-              "no credentials: send `Authorization: Bearer TOKEN` with a token made on the "
-              "master's host by `tern token add NAME --role viewer|operator|admin`");
+        tn_api_error(
+            c->rep, 401,
+            "no credentials: send `Authorization: Bearer TOKEN` with a token made on the "
+            "master's host by `tern token add NAME --role viewer|operator|admin`");
         return false;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
-        error(c->rep, 401, "the Authorization header must be `Bearer TOKEN`");
+        tn_api_error(c->rep, 401, "the Authorization header must be `Bearer TOKEN`");
         return false;
     }
     const char *tok = h + 7;
@@ -411,7 +369,7 @@ static bool authenticate(call *c)
         char esc[600];
         tn_ctl_escape(m.text, strlen(m.text), esc, sizeof(esc));
         tn_warn("http", "msg=\"request refused\" path=\"%s\" why=\"%s\"", c->hr->path, esc);
-        error(c->rep, 401, "%s", m.text);
+        tn_api_error(c->rep, 401, "%s", m.text);
         return false;
     }
     snprintf(c->id.actor, sizeof(c->id.actor), "token:%s", t.name);
@@ -504,15 +462,16 @@ static void answer_logs(call *c, tn_ctl_result *res)
         nanosleep(&ts, NULL);
     }
     if (e) {
-        error(c->rep, status_of(e), "task %" PRIu64 " attempt %u: %s", c->num, att, m.text);
+        tn_api_error(c->rep, status_of(e), "task %" PRIu64 " attempt %u: %s", c->num, att,
+                     m.text);
     } else if (!tn_jo_dump(&c->rep->body,
                            json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:o}", "task",
                                      (json_int_t)c->num, "attempt", (json_int_t)att, "offset",
                                      (json_int_t)off, "next_offset", (json_int_t)ch.next, "eof",
                                      ch.eof, "running", ch.running, "data",
                                      tn_jo_strn(ch.data, ch.keep)))) {
-        error(c->rep, 503, "task %" PRIu64 ": out of memory writing its log; try again",
-              c->num);
+        tn_api_error(c->rep, 503, "task %" PRIu64 ": out of memory writing its log; try again",
+                     c->num);
     }
     free(ch.data);
 }
@@ -527,7 +486,7 @@ static void run_route(call *c, const api_route *rt)
         if (!tn_jo_dump(&c->rep->body,
                         json_pack("{s:o,s:s}", "name", tn_jo_str(c->id.actor + 6), "role",
                                   tn_role_name(c->id.role))))
-            error(c->rep, 503, "out of memory writing the reply; try again");
+            tn_api_error(c->rep, 503, "out of memory writing the reply; try again");
         return;
     }
     c->r->cmd = tn_str_c(rt->cmd);
@@ -541,8 +500,8 @@ static void run_route(call *c, const api_route *rt)
     if (ok)
         tn_ctlsrv_exec(c->a->o.cs, &c->id, c->r, &res);
     if (!res.ok) {
-        error(c->rep, status_of(res.err), "%.*s", (int)res.text.len,
-              res.text.s ? res.text.s : "");
+        tn_api_error(c->rep, status_of(res.err), "%.*s", (int)res.text.len,
+                     res.text.s ? res.text.s : "");
     } else if (strcmp(rt->cmd, "logs") == 0) {
         answer_logs(c, &res);
     } else {
@@ -588,26 +547,26 @@ static bool serve_ui(tn_httpapi *a, const tn_http_req *hr, tn_http_rep *rep)
     else
         return false;
     if (!a->o.ui_dir) {
-        error(rep, 404, "no web UI here: the daemon was started without a UI folder");
+        tn_api_error(rep, 404, "no web UI here: the daemon was started without a UI folder");
         return true;
     }
     if (strcmp(hr->method, "GET") != 0) {
-        error(rep, 405, "%s is not allowed on %s", hr->method, hr->path);
+        tn_api_error(rep, 405, "%s is not allowed on %s", hr->method, hr->path);
         return true;
     }
     /* names of the folder only: no "..", no hidden files, nothing odd */
     if (strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./") !=
             strlen(rel) ||
         strstr(rel, "..") || rel[0] == '.' || rel[0] == '/' || strstr(rel, "/.")) {
-        error(rep, 404, "no UI file %s", hr->path);
+        tn_api_error(rep, 404, "no UI file %s", hr->path);
         return true;
     }
     char full[4096];
     snprintf(full, sizeof(full), "%s/%s", a->o.ui_dir, rel);
     FILE *f = fopen(full, "rb");
     if (!f) {
-        error(rep, 404, "no UI file %s (looked for %s; start with --ui-dir DIR)", hr->path,
-              full);
+        tn_api_error(rep, 404, "no UI file %s (looked for %s; start with --ui-dir DIR)",
+                     hr->path, full);
         return true;
     }
     char *buf = malloc(UI_MAX_FILE);
@@ -616,7 +575,8 @@ static bool serve_ui(tn_httpapi *a, const tn_http_req *hr, tn_http_rep *rep)
     fclose(f);
     if (!whole) {
         free(buf);
-        error(rep, 500, "cannot read %s (over %d bytes, or a folder)", full, UI_MAX_FILE);
+        tn_api_error(rep, 500, "cannot read %s (over %d bytes, or a folder)", full,
+                     UI_MAX_FILE);
         return true;
     }
     rep->body = (tn_sb){buf, n, UI_MAX_FILE};
@@ -651,7 +611,7 @@ static void serve(void *arg, const tn_http_req *hr, tn_http_rep *rep)
         if (a->o.elsewhere && a->o.elsewhere(a->o.arg, hr, routes[i].cmd, rep))
             return;
         if (!(c.r = calloc(1, sizeof(*c.r)))) {
-            error(rep, 503, "out of memory");
+            tn_api_error(rep, 503, "out of memory");
             return;
         }
         run_route(&c, &routes[i]);
@@ -661,10 +621,11 @@ static void serve(void *arg, const tn_http_req *hr, tn_http_rep *rep)
         return;
     }
     if (path_known)
-        error(rep, 405, "%s is not allowed on %s (see /api/v1/openapi.json)", hr->method,
-              hr->path);
+        tn_api_error(rep, 405, "%s is not allowed on %s (see /api/v1/openapi.json)", hr->method,
+                     hr->path);
     else
-        error(rep, 404, "no route %s %s (see /api/v1/openapi.json)", hr->method, hr->path);
+        tn_api_error(rep, 404, "no route %s %s (see /api/v1/openapi.json)", hr->method,
+                     hr->path);
 }
 
 /* Whether HOST:PORT listens on the loopback only. */

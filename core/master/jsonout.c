@@ -191,3 +191,17 @@ bool tn_jo_dump(tn_sb *b, json_t *root)
     free(s);
     return true;
 }
+
+json_t *tn_jo_attr(const tn_attr *a)
+{
+    if (a->type == TN_ATTR_INT)
+        return json_integer(a->i);
+    if (a->type != TN_ATTR_BIN)
+        return tn_jo_strn(a->s.p, a->s.len);
+    tn_kv *kv = NULL;
+    json_t *j = tn_kv_decode(a->s.p, a->s.len, &kv) == TN_OK ?
+                    tn_jo_kv(kv) :
+                    json_pack("{s:I}", "bytes", (json_int_t)a->s.len);
+    tn_kv_free(kv);
+    return j;
+}

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event.h"
 #include "params.h"
 #include "util.h"
 
@@ -27,6 +28,9 @@ json_t *tn_jo_str(const char *s);
 json_t *tn_jo_time(int64_t ns);
 /* A map of params as an object of strings, in the map's key order ({} for NULL). */
 json_t *tn_jo_kv(const tn_kv *kv);
+/* An event's attribute value: an integer, a string, or a params map as an object (other
+ * bytes as {"bytes": N}). */
+json_t *tn_jo_attr(const tn_attr *a);
 /* A number with three decimals (a load, seconds to the millisecond): rounded here so
  * that it prints as 0.25, not 0.25000000000000001. */
 json_t *tn_jo_milli(double v);

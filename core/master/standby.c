@@ -11,6 +11,7 @@
 #include "ctl.h"
 #include "ctlsched.h"
 #include "ha.h"
+#include "apibody.h"
 #include "httpapi.h"
 #include "jsonout.h"
 #include "log.h"
@@ -123,20 +124,6 @@ static void ctl_handle(void *arg, const tn_rpc_peer *peer, const void *req, size
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
 
-static void http_error(tn_http_rep *rep, int status, const char *code, const char *msg)
-{
-    free(rep->body.s);
-    rep->body = (tn_sb){0};
-    rep->status = status;
-    rep->ctype = "application/json";
-    if (!tn_jo_dump(&rep->body, json_pack("{s:{s:s,s:i,s:o}}", "error", "code", code, "status",
-                                          status, "message", tn_jo_str(msg))))
-        tn_sb_printf(&rep->body,
-                     "{\"error\":{\"code\":\"%s\",\"status\":%d,\"message\":\"out of "
-                     "memory\"}}",
-                     code, status);
-}
-
 /* Every method but GET, and the GETs that need the leader's live state, go to the leader:
  * 307 (the method and body kept) to the same path on its API, or 503 when none is known. */
 static bool http_elsewhere(void *arg, const tn_http_req *r, const char *cmd, tn_http_rep *rep)
@@ -155,15 +142,15 @@ static bool http_elsewhere(void *arg, const tn_http_req *r, const char *cmd, tn_
                  "leader's HTTP API is known now (an election runs, or the leader runs "
                  "without --http): ask again, or ask the leader's API",
                  s->name, r->method, r->path);
-        http_error(rep, 503, "unavailable", msg);
+        tn_api_error(rep, 503, "%s", msg);
         return true;
     }
     snprintf(msg, sizeof(msg), "%s is a standby; the leader is %s at %s", s->name, name, url);
-    http_error(rep, 307, "redirect", msg);
+    tn_api_error(rep, 307, "%s", msg);
     int n = snprintf(rep->location, sizeof(rep->location), "%s%s%s%s", url, r->path,
                      r->query[0] ? "?" : "", r->query);
     if (n < 0 || (size_t)n >= sizeof(rep->location))
-        http_error(rep, 503, "unavailable", "the leader's URL for this request is too long");
+        tn_api_error(rep, 503, "the leader's URL for this request is too long");
     return true;
 }
 

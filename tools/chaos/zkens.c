@@ -1,5 +1,6 @@
 /* `tern chaos failover`: a three-member ZooKeeper ensemble on loopback (zkens.h). */
 #include "zkens.h"
+#include "hacluster.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,26 +21,6 @@
 #define ZK_JAR "/usr/share/java/zookeeper.jar"
 
 extern char **environ;
-
-static void zsleep(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    int port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 /* DIR/zkN/zoo.cfg and DIR/zkN/data/myid: a short tick, sessions of 1..30 s. */
 static bool write_conf(const zkens *z, int i)
@@ -129,9 +110,9 @@ bool zkens_start(zkens *z, const char *dir)
     snprintf(z->dir, sizeof(z->dir), "%s", dir);
     size_t o = 0;
     for (int i = 0; i < ZKENS_N; i++) {
-        z->port[i] = free_port();
-        z->peer[i] = free_port();
-        z->elect[i] = free_port();
+        z->port[i] = tn_hac_free_port();
+        z->peer[i] = tn_hac_free_port();
+        z->elect[i] = tn_hac_free_port();
         o += (size_t)snprintf(z->hosts + o, sizeof(z->hosts) - o, "%s127.0.0.1:%d",
                               i ? "," : "", z->port[i]);
     }
@@ -145,7 +126,7 @@ bool zkens_start(zkens *z, const char *dir)
         for (int i = 0; i < ZKENS_N; i++)
             up += serving(z, i);
         if (up < 2) {
-            zsleep(100);
+            tn_hac_sleep(100);
             continue;
         }
         tn_zk_opts zo = {
@@ -155,7 +136,7 @@ bool zkens_start(zkens *z, const char *dir)
             tn_zk_close(c);
             return true;
         }
-        zsleep(100);
+        tn_hac_sleep(100);
     }
     zkens_stop(z, 1000);
     return false;
@@ -199,7 +180,7 @@ int zkens_stop(zkens *z, int budget_ms)
         int waited = 0;
         pid_t r;
         while ((r = waitpid(z->pid[i], NULL, WNOHANG)) == 0 && waited < budget_ms) {
-            zsleep(50);
+            tn_hac_sleep(50);
             waited += 50;
         }
         if (r == 0) {
