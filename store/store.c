@@ -1056,8 +1056,8 @@ static tn_err stream_msg(tn_stream *t, const tn_batch *b, int rc, size_t bad, bo
                          tn_errmsg *msg)
 {
     static const tn_batch none;
-    bool disk = rc == ENOSPC || rc == EDQUOT || rc == EIO || rc == MDB_PANIC ||
-                rc == MDB_TXN_FULL;
+    bool disk =
+        rc == ENOSPC || rc == EDQUOT || rc == EIO || rc == MDB_PANIC || rc == MDB_TXN_FULL;
     if (t->rc != MDB_SUCCESS && !disk) {
         char what[64];
         snprintf(what, sizeof(what), "streamed append %zu to \"%s\"", t->bad,
@@ -1120,8 +1120,8 @@ tn_err tn_store_stream_commit(tn_stream *t, const tn_batch *b, tn_stream_refeed_
         t->rc = MDB_SUCCESS;
         t->n = 0;
         if ((err = refeed(ctx, t)) != TN_OK) {
-            tn_errmsg_set(msg, err, "%s: refeeding the commit after the map grew: %s",
-                          s->path, tn_strerror(err));
+            tn_errmsg_set(msg, err, "%s: refeeding the commit after the map grew: %s", s->path,
+                          tn_strerror(err));
             break;
         }
     }

@@ -2113,9 +2113,10 @@ static tn_err settle(tn_engine *e, tn_errmsg *msg)
     tn_err err = tn_evlog_commit_wait(e->log, &e->msg);
     e->fl.on = false;
     swap_flight(e);
-    if (err)
+    if (err) {
+        e->stats.flight_failures++;
         flight_failed(e, err, msg);
-    else
+    } else
         flight_done(e, msg);
     swap_flight(e);
     inputs_free(e, e->fl.ins);
@@ -2170,6 +2171,7 @@ static void commit_or_start(tn_engine *e, input *ins, tn_errmsg *msg)
     for (size_t i = 0; i < e->fl.ntouched; i++)
         e->fl.touched[i]->touched = false; /* the next batch lists them again */
     e->fl.on = true;
+    e->stats.flights++;
     e->fl.t0 = t0;
     e->fl.ins = ins;
 }

@@ -5,16 +5,18 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "evlog.h"
+#include "log.h"
 #include "util.h"
 
 /* Staged events live in chunks that never move (the committer reads them while the
  * engine thread appends): records of a u32 length and the encoding. A chunk the next
  * record does not fit ends with a zero length (when 4 bytes are left). */
-#define CHUNK_BYTES ((size_t)1 << 20)
+#define CHUNK_BYTES   ((size_t)1 << 20)
 /* Chunks a set keeps for the next batches; a huge batch's others are freed after it. */
-#define CHUNKS_KEPT 8
+#define CHUNKS_KEPT   8
 /* The engine thread hands over staged events this many at a time (and at the commit). A
  * batch smaller than this is committed by the engine thread itself. */
 #define PUBLISH_EVERY 256
@@ -37,7 +39,11 @@ struct stage {
     size_t published;          /* under mu: what the committer may read */
 };
 
-enum { CMD_NONE, CMD_ABORT, CMD_STOP };
+enum {
+    CMD_NONE,
+    CMD_ABORT,
+    CMD_STOP
+};
 
 struct tn_committer {
     tn_store *s;
@@ -67,6 +73,9 @@ struct tn_committer {
     tn_stream *str;
     tn_err str_err;
     tn_errmsg str_msg;
+    /* Fault injection (TERN_FAULT_COMMIT_DELAY_MS): a handed-over commit waits this long
+     * first, so that anything released before its end would be seen early. */
+    int64_t delay_ns;
 };
 
 /* The next record after `p` (which must exist); advances p. */
@@ -177,6 +186,8 @@ static void run_job(tn_committer *c)
     bool ckpt = c->ckpt;
     pthread_mutex_unlock(&c->mu);
     feed(c, upto);
+    if (c->delay_ns)
+        nanosleep(&(struct timespec){c->delay_ns / 1000000000, c->delay_ns % 1000000000}, NULL);
     tn_errmsg m = {{0}};
     tn_err e = do_commit(c, b, ckpt, &m);
     pthread_mutex_lock(&c->mu);
@@ -230,6 +241,14 @@ tn_err tn_committer_new(tn_store *s, tn_committer **out)
     if (!c)
         return TN_ERR_NOMEM;
     c->s = s;
+    const char *d = getenv("TERN_FAULT_COMMIT_DELAY_MS");
+    if (d && *d) {
+        c->delay_ns = strtoll(d, NULL, 10) * 1000000LL;
+        if (c->delay_ns < 0 || c->delay_ns > 10000000000LL)
+            c->delay_ns = 0;
+        tn_info("log", "msg=\"faults injected\" commit_delay_ms=%lld",
+                (long long)(c->delay_ns / 1000000));
+    }
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->done, NULL);
@@ -393,8 +412,8 @@ tn_err tn_committer_wait(tn_committer *c, uint8_t head[TN_HASH_LEN], tn_errmsg *
     return e;
 }
 
-tn_err tn_committer_commit(tn_committer *c, tn_batch *b, bool ckpt,
-                           uint8_t head[TN_HASH_LEN], tn_errmsg *msg)
+tn_err tn_committer_commit(tn_committer *c, tn_batch *b, bool ckpt, uint8_t head[TN_HASH_LEN],
+                           tn_errmsg *msg)
 {
     struct stage *s = &c->set[c->es];
     if (s->handed) {

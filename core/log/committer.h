@@ -41,8 +41,8 @@ void tn_committer_reset(tn_committer *c, uint64_t last_seq, const uint8_t head[T
 /* Commit the staged events, then `b` (the committer adds the chain head to it, and with
  * `ckpt` the checkpoint, to TN_DB_META), durably, and wait. On success `head` is the
  * hash of the last event. On error nothing was written. The staged events are gone. */
-tn_err tn_committer_commit(tn_committer *c, tn_batch *b, bool ckpt,
-                           uint8_t head[TN_HASH_LEN], tn_errmsg *msg);
+tn_err tn_committer_commit(tn_committer *c, tn_batch *b, bool ckpt, uint8_t head[TN_HASH_LEN],
+                           tn_errmsg *msg);
 /* The same without waiting: the committer owns `b` until tn_committer_wait, and staging
  * goes on into the other set. Only with no commit started. */
 void tn_committer_start(tn_committer *c, tn_batch *b, bool ckpt);

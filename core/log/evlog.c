@@ -924,11 +924,11 @@ static tn_err commit_now(tn_evlog *l, bool ckpt, tn_errmsg *msg)
     return TN_OK;
 }
 
-#define SWAP(a, b)                  \
-    do {                            \
-        __typeof__(a) swap_ = (a);  \
-        (a) = (b);                  \
-        (b) = swap_;                \
+#define SWAP(a, b)                 \
+    do {                           \
+        __typeof__(a) swap_ = (a); \
+        (a) = (b);                 \
+        (b) = swap_;               \
     } while (0)
 
 /* The prepared pending batch goes to the committer; a new pending batch starts on it. */
@@ -991,8 +991,7 @@ tn_err tn_evlog_commit_wait(tn_evlog *l, tn_errmsg *msg)
             *msg = m;
         return e;
     }
-    evict_final(l, l->idirty_wf, l->nidirty_wf, l->idirty_task, l->nidirty_task,
-                l->i_last_seq);
+    evict_final(l, l->idirty_wf, l->nidirty_wf, l->idirty_task, l->nidirty_task, l->i_last_seq);
     l->nidirty_wf = l->nidirty_task = 0;
     if (l->i_ckpt)
         l->ckpt_seq = l->i_last_seq;
