@@ -39,6 +39,20 @@ struct stage {
     size_t published;          /* under mu: what the committer may read */
 };
 
+/* Chaining and appending one set: the committer's, or the engine thread's own when it
+ * commits a small batch itself. */
+struct feeder {
+    tn_store *s;
+    struct chunk *first; /* the set's */
+    uint64_t last_seq;   /* of the event before the set's first */
+    uint8_t head[TN_HASH_LEN];
+    struct rpos rd;
+    size_t consumed;
+    tn_stream *str;
+    tn_err str_err;
+    tn_errmsg str_msg;
+};
+
 enum {
     CMD_NONE,
     CMD_ABORT,
@@ -48,6 +62,7 @@ enum {
 struct tn_committer {
     tn_store *s;
     pthread_t th;
+    bool started; /* the thread starts at the first hand-over */
     pthread_mutex_t mu;
     pthread_cond_t wake; /* the committer waits for work here */
     pthread_cond_t done; /* the engine thread waits for the committer here */
@@ -64,15 +79,10 @@ struct tn_committer {
     tn_err result;
     tn_errmsg msg;
     uint8_t job_head[TN_HASH_LEN];
-    /* the committer's (the engine thread's while the committer is idle with no work) */
+    /* the committer's (handed over by the mutex: the engine thread sets where the chain
+     * goes on while the committer has no work) */
     int cs; /* the set it reads: the oldest not yet committed */
-    uint64_t last_seq;
-    uint8_t head[TN_HASH_LEN];
-    struct rpos rd;
-    size_t consumed;
-    tn_stream *str;
-    tn_err str_err;
-    tn_errmsg str_msg;
+    struct feeder f;
     /* Fault injection (TERN_FAULT_COMMIT_DELAY_MS): a handed-over commit waits this long
      * first, so that anything released before its end would be seen early. */
     int64_t delay_ns;
@@ -91,89 +101,89 @@ static uint8_t *rec_next(struct rpos *p, uint32_t *len)
     return r;
 }
 
-static void append_one(tn_committer *c, tn_stream *st, size_t i, const uint8_t *enc,
+static void append_one(struct feeder *f, tn_stream *st, size_t i, const uint8_t *enc,
                        uint32_t len)
 {
     uint8_t key[8];
-    tn_put_be64(key, c->last_seq + 1 + i);
+    tn_put_be64(key, f->last_seq + 1 + i);
     tn_store_stream_append(st, TN_DB_EVENTS, key, 8, enc, len);
 }
 
-/* Chain, hash and append the records of set cs up to `upto`. A stream that cannot
- * begin is an error its commit returns; the records are still chained. */
-static void feed(tn_committer *c, size_t upto)
+/* Chain, hash and append the set's records up to `upto`. A stream that cannot begin is
+ * an error its commit returns; the records are still chained. */
+static void feed(struct feeder *f, size_t upto)
 {
-    if (!c->rd.k)
-        c->rd = (struct rpos){c->set[c->cs].first, 0};
-    while (c->consumed < upto) {
-        if (!c->str && !c->str_err)
-            c->str_err = tn_store_stream_begin(c->s, &c->str, &c->str_msg);
+    if (!f->rd.k)
+        f->rd = (struct rpos){f->first, 0};
+    while (f->consumed < upto) {
+        if (!f->str && !f->str_err)
+            f->str_err = tn_store_stream_begin(f->s, &f->str, &f->str_msg);
         uint32_t len;
-        uint8_t *enc = rec_next(&c->rd, &len);
-        memcpy(enc + len - TN_HASH_LEN, c->head, TN_HASH_LEN);
-        tn_event_hash(enc, len, c->head);
-        if (c->str)
-            append_one(c, c->str, c->consumed, enc, len);
-        c->consumed++;
+        uint8_t *enc = rec_next(&f->rd, &len);
+        memcpy(enc + len - TN_HASH_LEN, f->head, TN_HASH_LEN);
+        tn_event_hash(enc, len, f->head);
+        if (f->str)
+            append_one(f, f->str, f->consumed, enc, len);
+        f->consumed++;
     }
 }
 
 /* After the map grew: every record again, already chained. */
 static tn_err refeed(void *ctx, tn_stream *st)
 {
-    tn_committer *c = ctx;
-    struct rpos p = {c->set[c->cs].first, 0};
-    for (size_t i = 0; i < c->consumed; i++) {
+    struct feeder *f = ctx;
+    struct rpos p = {f->first, 0};
+    for (size_t i = 0; i < f->consumed; i++) {
         uint32_t len;
         const uint8_t *enc = rec_next(&p, &len);
-        append_one(c, st, i, enc, len);
+        append_one(f, st, i, enc, len);
     }
     return TN_OK;
 }
 
 /* The chain head, and with ckpt the checkpoint, into the batch's meta writes. */
-static tn_err meta_puts(tn_committer *c, tn_batch *b, bool ckpt)
+static tn_err meta_puts(struct feeder *f, tn_batch *b, bool ckpt)
 {
     tn_err e = tn_batch_put(b, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD),
-                            c->head, TN_HASH_LEN);
+                            f->head, TN_HASH_LEN);
     if (e || !ckpt)
         return e;
     /* this writer hashed every event up to here itself: the next open starts there */
     uint8_t cp[8 + TN_HASH_LEN];
-    tn_put_be64(cp, c->last_seq + c->consumed);
-    memcpy(cp + 8, c->head, TN_HASH_LEN);
+    tn_put_be64(cp, f->last_seq + f->consumed);
+    memcpy(cp + 8, f->head, TN_HASH_LEN);
     return tn_batch_put(b, TN_DB_META, TN_META_CHECKPOINT, strlen(TN_META_CHECKPOINT), cp,
                         sizeof(cp));
 }
 
 /* Forget the stream and the read position (an abort, or after a commit). */
-static void forget(tn_committer *c)
+static void forget(struct feeder *f)
 {
-    tn_store_stream_abort(c->str);
-    c->str = NULL;
-    c->str_err = TN_OK;
-    c->consumed = 0;
-    c->rd = (struct rpos){NULL, 0};
+    tn_store_stream_abort(f->str);
+    f->str = NULL;
+    f->str_err = TN_OK;
+    f->consumed = 0;
+    f->rd = (struct rpos){NULL, 0};
 }
 
-/* Commit set cs (fed up to its end) with `b`; the chain goes on from it when it
+/* Commit the set (fed up to its end) with `b`; the chain goes on from it when it
  * succeeded. */
-static tn_err do_commit(tn_committer *c, tn_batch *b, bool ckpt, tn_errmsg *m)
+static tn_err do_commit(struct feeder *f, tn_batch *b, bool ckpt, tn_errmsg *m)
 {
-    tn_err e = c->str_err;
+    tn_err e = f->str_err;
     if (e)
-        *m = c->str_msg;
-    else if (!c->str)
-        e = tn_store_stream_begin(c->s, &c->str, m);
-    if (!e && (e = meta_puts(c, b, ckpt)))
+        *m = f->str_msg;
+    else if (!f->str)
+        e = tn_store_stream_begin(f->s, &f->str, m);
+    if (!e && (e = meta_puts(f, b, ckpt)))
         tn_errmsg_set(m, e, "cannot prepare commit: %s", tn_strerror(e));
     if (!e) {
-        e = tn_store_stream_commit(c->str, b, refeed, c, m);
-        c->str = NULL;
+        e = tn_store_stream_commit(f->str, b, refeed, f, m);
+        f->str = NULL;
     }
     if (!e)
-        c->last_seq += c->consumed;
-    forget(c);
+        f->last_seq += f->consumed;
+    forget(f);
     return e;
 }
 
@@ -184,18 +194,19 @@ static void run_job(tn_committer *c)
     size_t upto = c->set[c->cs].published;
     tn_batch *b = c->batch;
     bool ckpt = c->ckpt;
+    c->f.first = c->set[c->cs].first;
     pthread_mutex_unlock(&c->mu);
-    feed(c, upto);
+    feed(&c->f, upto);
     if (c->delay_ns)
         nanosleep(&(struct timespec){c->delay_ns / 1000000000, c->delay_ns % 1000000000}, NULL);
     tn_errmsg m = {{0}};
-    tn_err e = do_commit(c, b, ckpt, &m);
+    tn_err e = do_commit(&c->f, b, ckpt, &m);
     pthread_mutex_lock(&c->mu);
     c->set[c->cs].published = 0;
     c->cs = 1 - c->cs;
     c->result = e;
     c->msg = m;
-    memcpy(c->job_head, c->head, TN_HASH_LEN);
+    memcpy(c->job_head, c->f.head, TN_HASH_LEN);
     c->settled = true;
     pthread_cond_broadcast(&c->done);
 }
@@ -212,17 +223,18 @@ static void *run(void *arg)
             break;
         if (c->cmd == CMD_ABORT) {
             pthread_mutex_unlock(&c->mu);
-            forget(c);
+            forget(&c->f);
             pthread_mutex_lock(&c->mu);
             s->published = 0;
             c->cmd = CMD_NONE;
             pthread_cond_broadcast(&c->done);
         } else if (job) {
             run_job(c);
-        } else if (c->consumed < s->published) {
+        } else if (c->f.consumed < s->published) {
             size_t upto = s->published;
+            c->f.first = s->first;
             pthread_mutex_unlock(&c->mu);
-            feed(c, upto);
+            feed(&c->f, upto);
             pthread_mutex_lock(&c->mu);
         } else {
             c->idle = true;
@@ -231,7 +243,7 @@ static void *run(void *arg)
         }
     }
     pthread_mutex_unlock(&c->mu);
-    forget(c);
+    forget(&c->f);
     return NULL;
 }
 
@@ -241,6 +253,7 @@ tn_err tn_committer_new(tn_store *s, tn_committer **out)
     if (!c)
         return TN_ERR_NOMEM;
     c->s = s;
+    c->f.s = s;
     const char *d = getenv("TERN_FAULT_COMMIT_DELAY_MS");
     if (d && *d) {
         c->delay_ns = strtoll(d, NULL, 10) * 1000000LL;
@@ -252,15 +265,18 @@ tn_err tn_committer_new(tn_store *s, tn_committer **out)
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->done, NULL);
-    if (pthread_create(&c->th, NULL, run, c) != 0) {
-        pthread_cond_destroy(&c->done);
-        pthread_cond_destroy(&c->wake);
-        pthread_mutex_destroy(&c->mu);
-        free(c);
-        return TN_ERR_NOMEM;
-    }
     *out = c;
     return TN_OK;
+}
+
+/* The thread, started at the first batch big enough to hand over (a process that only
+ * ever commits small batches never has it). false: it cannot start; batches are then
+ * committed by the engine thread itself. */
+static bool have_thread(tn_committer *c)
+{
+    if (!c->started && pthread_create(&c->th, NULL, run, c) == 0)
+        c->started = true;
+    return c->started;
 }
 
 static void free_chunks(struct chunk *k)
@@ -279,11 +295,13 @@ void tn_committer_free(tn_committer *c)
     uint8_t h[TN_HASH_LEN];
     tn_committer_wait(c, h, NULL);
     tn_committer_abort(c);
-    pthread_mutex_lock(&c->mu);
-    c->cmd = CMD_STOP;
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->mu);
-    pthread_join(c->th, NULL);
+    if (c->started) {
+        pthread_mutex_lock(&c->mu);
+        c->cmd = CMD_STOP;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->th, NULL);
+    }
     free_chunks(c->set[0].first);
     free_chunks(c->set[1].first);
     pthread_cond_destroy(&c->done);
@@ -333,7 +351,7 @@ tn_err tn_committer_stage(tn_committer *c, const void *enc, size_t len)
     memcpy(k->data + k->used, &l32, 4);
     memcpy(k->data + k->used + 4, enc, len);
     k->used += need;
-    if (++s->staged - s->handed >= PUBLISH_EVERY) {
+    if (++s->staged - s->handed >= PUBLISH_EVERY && have_thread(c)) {
         pthread_mutex_lock(&c->mu);
         s->published = s->staged;
         if (c->idle)
@@ -371,8 +389,8 @@ static void rewind_set(struct stage *s)
 void tn_committer_reset(tn_committer *c, uint64_t last_seq, const uint8_t head[TN_HASH_LEN])
 {
     pthread_mutex_lock(&c->mu);
-    c->last_seq = last_seq;
-    memcpy(c->head, head, TN_HASH_LEN);
+    c->f.last_seq = last_seq;
+    memcpy(c->f.head, head, TN_HASH_LEN);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -420,17 +438,20 @@ tn_err tn_committer_commit(tn_committer *c, tn_batch *b, bool ckpt, uint8_t head
         tn_committer_start(c, b, ckpt);
         return tn_committer_wait(c, head, msg);
     }
-    /* nothing handed over and no commit started: the committer is idle on this set
-     * with nothing to do; its state is ours while we hold its lock */
+    /* nothing handed over and no commit started: the committer has nothing to do until
+     * the next hand-over, so where the chain goes on is ours to read and to move */
+    struct feeder f = {.s = c->s, .first = s->first, .last_seq = c->f.last_seq};
+    memcpy(f.head, c->f.head, TN_HASH_LEN);
     tn_errmsg m = {{0}};
-    pthread_mutex_lock(&c->mu);
-    feed(c, s->staged);
-    tn_err e = do_commit(c, b, ckpt, &m);
-    pthread_mutex_unlock(&c->mu);
+    feed(&f, s->staged);
+    tn_err e = do_commit(&f, b, ckpt, &m);
     if (e && msg)
         *msg = m;
-    else if (!e)
-        memcpy(head, c->head, TN_HASH_LEN);
+    if (!e) {
+        memcpy(head, f.head, TN_HASH_LEN);
+        memcpy(c->f.head, f.head, TN_HASH_LEN);
+        c->f.last_seq = f.last_seq;
+    }
     rewind_set(s);
     return e;
 }

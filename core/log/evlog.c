@@ -978,9 +978,11 @@ tn_err tn_evlog_commit_wait(tn_evlog *l, tn_errmsg *msg)
         return TN_OK;
     uint8_t head[TN_HASH_LEN];
     tn_errmsg m = {{0}};
+    /* first: its snapshot is older than this commit, and a commit that must grow the
+     * map waits for every reader of this process */
+    end_read(l);
     tn_err e = tn_committer_wait(l->cm, head, &m);
     l->inflight = false;
-    end_read(l); /* its snapshot is older than this commit */
     tn_batch_reset(l->ibatch);
     if (e) {
         /* nothing of it was written: the batch built on it goes too */
