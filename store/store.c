@@ -1001,6 +1001,137 @@ tn_err tn_store_commit(tn_store *s, const tn_batch *b, tn_errmsg *msg)
                          s->path);
 }
 
+/* --- streamed commit ------------------------------------------------------------ */
+
+struct tn_stream {
+    tn_store *s;
+    MDB_txn *txn; /* NULL when it could not be begun again */
+    int rc;       /* the first failed append, MDB_SUCCESS if none */
+    size_t n;     /* appends fed */
+    size_t bad;   /* index of that append */
+    tn_db bad_db;
+};
+
+tn_err tn_store_stream_begin(tn_store *s, tn_stream **out, tn_errmsg *msg)
+{
+    if (!s || !out)
+        return tn_errmsg_set(msg, TN_ERR_INVAL, "tn_store_stream_begin: no store");
+    if (s->read_only)
+        return tn_errmsg_set(msg, TN_ERR_PERM,
+                             "%s: the store is open read-only: nothing was written", s->path);
+    tn_stream *t = calloc(1, sizeof(*t));
+    if (!t)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", s->path);
+    t->s = s;
+    tn_err err = txn_begin(s, 0, &t->txn, msg);
+    if (err != TN_OK) {
+        free(t);
+        return err;
+    }
+    *out = t;
+    return TN_OK;
+}
+
+tn_err tn_store_stream_append(tn_stream *t, tn_db db, const void *key, size_t klen,
+                              const void *val, size_t vlen)
+{
+    size_t i = t->n++;
+    if (t->rc != MDB_SUCCESS)
+        return t->rc == MDB_MAP_FULL ? TN_OK : TN_ERR_IO;
+    int rc = EINVAL;
+    if ((unsigned)db < TN_DB__COUNT && key && klen > 0 && klen <= KEY_MAX && vlen <= VAL_MAX) {
+        MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+        rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, MDB_APPEND);
+    }
+    if (rc == MDB_SUCCESS)
+        return TN_OK;
+    t->rc = rc;
+    t->bad = i;
+    t->bad_db = db < TN_DB__COUNT ? db : TN_DB_EVENTS;
+    return rc == MDB_MAP_FULL ? TN_OK : TN_ERR_IO;
+}
+
+/* The error of a failed streamed commit: an append's own, or as tn_store_commit's. */
+static tn_err stream_msg(tn_stream *t, const tn_batch *b, int rc, size_t bad, bool in_op,
+                         tn_errmsg *msg)
+{
+    static const tn_batch none;
+    bool disk =
+        rc == ENOSPC || rc == EDQUOT || rc == EIO || rc == MDB_PANIC || rc == MDB_TXN_FULL;
+    if (t->rc != MDB_SUCCESS && !disk) {
+        char what[64];
+        snprintf(what, sizeof(what), "streamed append %zu to \"%s\"", t->bad,
+                 db_names[t->bad_db]);
+        return mdb_msg(t->s, rc, what, msg);
+    }
+    return commit_msg(t->s, b ? b : &none, rc, bad, in_op && t->rc == MDB_SUCCESS, msg);
+}
+
+void tn_store_stream_abort(tn_stream *t)
+{
+    if (!t)
+        return;
+    if (t->txn) {
+        mdb_txn_abort(t->txn);
+        map_unshare(t->s);
+    }
+    free(t);
+}
+
+/* One try: the batch after the appends, then the commit. Ends the transaction. */
+static int stream_try(tn_stream *t, const tn_batch *b, size_t *bad, bool *in_op)
+{
+    int rc = t->rc;
+    *in_op = rc != MDB_SUCCESS;
+    if (rc == MDB_SUCCESS && b) {
+        rc = run_ops(t->s, t->txn, b, bad);
+        *in_op = rc != MDB_SUCCESS;
+    }
+    if (rc == MDB_SUCCESS)
+        rc = mdb_txn_commit(t->txn); /* frees txn even when it fails */
+    else
+        mdb_txn_abort(t->txn);
+    t->txn = NULL;
+    map_unshare(t->s);
+    return rc;
+}
+
+tn_err tn_store_stream_commit(tn_stream *t, const tn_batch *b, tn_stream_refeed_fn refeed,
+                              void *ctx, tn_errmsg *msg)
+{
+    tn_store *s = t->s;
+    tn_err err = TN_ERR_BUSY;
+    int attempt = 0;
+    for (; attempt < MAX_RETRIES; attempt++) {
+        size_t bad = 0;
+        bool in_op = false;
+        int rc = stream_try(t, b, &bad, &in_op);
+        if (rc == MDB_SUCCESS) {
+            err = TN_OK;
+            break;
+        }
+        if (rc != MDB_MAP_FULL) {
+            err = stream_msg(t, b, rc, bad, in_op, msg);
+            break;
+        }
+        /* Nothing was written; grow, and feed the whole stream again. */
+        if ((err = grow(s, msg)) != TN_OK || (err = txn_begin(s, 0, &t->txn, msg)) != TN_OK)
+            break;
+        t->rc = MDB_SUCCESS;
+        t->n = 0;
+        if ((err = refeed(ctx, t)) != TN_OK) {
+            tn_errmsg_set(msg, err, "%s: refeeding the commit after the map grew: %s", s->path,
+                          tn_strerror(err));
+            break;
+        }
+    }
+    if (attempt == MAX_RETRIES)
+        err = tn_errmsg_set(msg, TN_ERR_BUSY, "%s: commit kept failing to fit the map: retry",
+                            s->path);
+    tn_store_stream_abort(t); /* the transaction is over unless a refeed failed */
+    return err;
+}
+
 /* --- reading ------------------------------------------------------------------- */
 
 tn_err tn_store_read_begin(tn_store *s, tn_rtxn **out)

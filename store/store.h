@@ -86,6 +86,30 @@ tn_err tn_batch_del(tn_batch *b, tn_db db, const void *key, size_t klen);
  * batch is not modified, so the caller may retry it. */
 tn_err tn_store_commit(tn_store *s, const tn_batch *b, tn_errmsg *msg);
 
+/* A streamed commit: appends fed while the rest of the batch is still being built, then
+ * the batch, then one durable commit. Everything runs in the thread that began it (the
+ * event log's committer thread). Nothing is visible or durable before the commit; an
+ * abort writes nothing. */
+typedef struct tn_stream tn_stream;
+
+/* Feeds every append again, in order, from the caller's own copy: called by the commit
+ * after the map grew (the transaction that met the full map wrote nothing). */
+typedef tn_err (*tn_stream_refeed_fn)(void *ctx, tn_stream *t);
+
+tn_err tn_store_stream_begin(tn_store *s, tn_stream **out, tn_errmsg *msg);
+/* Append `key` (greater than every key of `db`) -> `val`. A full map is not an error
+ * here: the stream remembers it, skips later appends, and the commit grows the map and
+ * refeeds. Any other failure is remembered and returned by the commit; TN_OK or that
+ * first failure is returned. */
+tn_err tn_store_stream_append(tn_stream *t, tn_db db, const void *key, size_t klen,
+                              const void *val, size_t vlen);
+/* Run `b` (may be NULL) after the appends and commit durably; ends the stream whatever
+ * the outcome. Errors as tn_store_commit; nothing was written on error. */
+tn_err tn_store_stream_commit(tn_stream *t, const tn_batch *b, tn_stream_refeed_fn refeed,
+                              void *ctx, tn_errmsg *msg);
+/* End the stream writing nothing; accepts NULL. */
+void tn_store_stream_abort(tn_stream *t);
+
 /* --- reading ----------------------------------------------------------------- */
 
 typedef struct tn_val {

@@ -2238,6 +2238,171 @@ Test(engine, repeating_commit_failure_is_logged_once_per_interval, .fini = teard
 }
 
 /* ------------------------------------------------------------------------------ */
+/* pipelined commits: a batch built while the one before is written */
+
+#include "logread.h"
+
+/* An executor that checks, as each effect happens, that what caused it is durable: a
+ * dispatch only once its DISPATCHED is committed, an acknowledgement only once the
+ * report's RESULT is; and reports success at once. */
+static struct {
+    tn_engine *e;
+    uint64_t dispatches, acks, early_dispatches, early_acks;
+} PX;
+
+static bool px_committed(uint64_t task, uint32_t attempt, bool final)
+{
+    tn_task_proj p;
+    tn_store *s = tn_evlog_store(tn_engine_log(PX.e));
+    return tn_log_task_get(s, task, &p) == TN_OK && p.attempt == attempt &&
+           (final ? tn_sm_task.final[p.state] : p.state == TN_TASK_S_DISPATCH);
+}
+
+static void px_dispatch(void *self, const tn_dispatch_req *req)
+{
+    (void)self;
+    PX.dispatches++;
+    PX.early_dispatches += !px_committed(req->task, req->attempt, false);
+    tn_report r = {.kind = TN_REPORT_RESULT,
+                   .wf = req->wf,
+                   .task = req->task,
+                   .attempt = req->attempt,
+                   .success = true,
+                   .worker = "px"};
+    tn_engine_report(PX.e, &r);
+}
+
+static void px_ack(void *self, const tn_report *r)
+{
+    (void)self;
+    PX.acks++;
+    PX.early_acks += !px_committed(r->task, r->attempt, true);
+}
+
+static void px_kill(void *self, uint64_t wf, uint64_t task, uint32_t attempt, uint64_t grace)
+{
+    (void)self, (void)wf, (void)task, (void)attempt, (void)grace;
+}
+
+static int px_running(void *self, uint64_t task, uint32_t attempt)
+{
+    (void)self, (void)task, (void)attempt;
+    return 0;
+}
+
+static const tn_executor_ops px_ops = {px_dispatch, px_kill, px_running, NULL, px_ack};
+
+static void px_open(size_t map_max)
+{
+    tn_errmsg m = {{0}};
+    tn_engine_opts o = {.data_dir = dir,
+                        .log = {.create = true, .no_sync = true, .map_max = map_max},
+                        .executor = {&px_ops, &PX, "px"}};
+    cr_assert_eq(tn_engine_open(&o, &E, &m), TN_OK, "%s", m.text);
+    PX.e = E;
+}
+
+/* Start `n` workflows of a chain of `tasks` noop tasks, and run until none is live or
+ * `steps` steps went by. Each step then ends one task of every workflow and dispatches
+ * its next: batches big enough to be left in flight, with dispatches among their
+ * effects. */
+static void px_run(const char *name, unsigned tasks, unsigned n, unsigned steps)
+{
+    static char yaml[1 << 16];
+    size_t l = (size_t)snprintf(yaml, sizeof(yaml), "name: %s\ntasks:\n", name);
+    l += (size_t)snprintf(yaml + l, sizeof(yaml) - l, "  - {name: t0, type: noop}\n");
+    for (unsigned i = 1; i < tasks; i++)
+        l += (size_t)snprintf(yaml + l, sizeof(yaml) - l,
+                              "  - {name: t%u, type: noop, deps: [t%u]}\n", i, i - 1);
+    apply(yaml);
+    static tn_cmd c[1000];
+    cr_assert_leq(n, 1000);
+    for (unsigned i = 0; i < n; i++) { /* one batch starts them all */
+        c[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = name};
+        tn_engine_submit(E, &c[i]);
+    }
+    tn_engine_stats st;
+    for (unsigned i = 0; i < steps; i++) {
+        tn_engine_step(E, NULL);
+        tn_engine_stats_get(E, &st);
+        if (st.live_workflows == 0)
+            break;
+    }
+}
+
+Test(engine, pipelined_commits_release_nothing_before_it_is_durable, .fini = teardown)
+{
+    dir = tu_tmpdir();
+    memset(&PX, 0, sizeof(PX));
+    /* each commit in flight takes 20 ms: an effect let out before its end is seen */
+    setenv("TERN_FAULT_COMMIT_DELAY_MS", "20", 1);
+    px_open(0);
+    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    px_run("chain", 8, 300, 100000);
+    tn_engine_stats st;
+    tn_engine_stats_get(E, &st);
+    cr_assert_eq(st.live_workflows, 0, "all 300 workflows ended");
+    cr_assert_gt(st.flights, 0, "some commits were left in flight while the next was built");
+    cr_assert_eq(PX.dispatches, 2400);
+    cr_assert_eq(PX.early_dispatches, 0,
+                 "a dispatch went out before its DISPATCHED was durable");
+    cr_assert_eq(PX.acks, 2400);
+    cr_assert_eq(PX.early_acks, 0, "a report was acknowledged before its RESULT was durable");
+}
+
+/* A commit in flight that fails (the store is full) takes the batch built on it along:
+ * neither's effects go out, and every instance either touched is reloaded from the log,
+ * so that the work is done again, exactly once, when there is room. */
+Test(engine, a_failed_commit_in_flight_drops_the_batch_built_on_it, .fini = teardown)
+{
+    dir = tu_tmpdir();
+    memset(&PX, 0, sizeof(PX));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tn_log_set_stream(f);
+    setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
+    px_open(2u << 20);
+    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    px_run("chain", 8, 400, 3000);
+    tn_log_set_stream(NULL);
+    fclose(f);
+    tn_engine_stats st;
+    tn_engine_stats_get(E, &st);
+    cr_assert_gt(st.flight_failures, 0,
+                 "a commit failed in flight (the 2 MiB store filled):\n%s", buf);
+    free(buf);
+    cr_assert_eq(PX.early_dispatches, 0,
+                 "a dispatch went out before its DISPATCHED was durable");
+    cr_assert_eq(PX.early_acks, 0, "a report was acknowledged before its RESULT was durable");
+    verify_log();
+    /* reopened with room: every task of every workflow ends, each once */
+    tn_engine_close(E);
+    E = NULL;
+    uint64_t before = PX.dispatches;
+    px_open(0);
+    for (int i = 0; i < 100000; i++) {
+        tn_engine_step(E, NULL);
+        tn_engine_stats_get(E, &st);
+        if (st.live_workflows == 0)
+            break;
+    }
+    cr_assert_eq(st.live_workflows, 0);
+    cr_assert_eq(PX.early_dispatches, 0);
+    uint64_t tasks[64] = {0}, wfs[64] = {0};
+    cr_assert_eq(tn_log_state_counts(tn_evlog_store(tn_engine_log(E)), wfs, tasks, 64), TN_OK);
+    /* (starts refused while the store was full never made their workflow) */
+    uint64_t nwf = 0, ntask = 0;
+    for (int i = 0; i < 64; i++)
+        nwf += wfs[i], ntask += tasks[i];
+    cr_assert_gt(wfs[TN_WF_S_SUCCESS], 5);
+    cr_assert_eq(wfs[TN_WF_S_SUCCESS], nwf, "every workflow succeeded");
+    cr_assert_eq(tasks[TN_TASK_S_SUCCESS], 8 * nwf, "every task succeeded");
+    cr_assert_eq(ntask, 8 * nwf, "each task once");
+    cr_assert_gt(PX.dispatches, before, "the dropped work was dispatched again");
+}
+
+/* ------------------------------------------------------------------------------ */
 /* schedules and backfills */
 
 #include "logread.h"

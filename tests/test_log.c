@@ -265,6 +265,113 @@ Test(evlog, full_store_refuses_and_loses_nothing)
     verify_log();
 }
 
+/* --- pipelined commits: a batch built while the one before is written ------------- */
+
+/* Add `n` workflow SUBMITs (new instances; ids into ids[] when given), each padded. */
+static void add_wfs(size_t n, uint64_t *ids, const char *pad)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t wf = tn_evlog_new_wf_id(lg);
+        if (ids)
+            ids[i] = wf;
+        tn_event ev;
+        tn_event_init(&ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0);
+        if (pad)
+            tn_event_set_str(&ev, "pad", pad);
+        cr_assert_eq(tn_evlog_add(lg, &ev, &msg), TN_OK, "%s", msg.text);
+    }
+}
+
+Test(evlog, a_started_commit_is_durable_only_after_wait_and_the_next_batch_chains_to_it)
+{
+    tn_evlog_close(lg);
+    tu_rm_rf(dir);
+    tn_evlog_opts o = {.create = true, .checkpoint_every = 100};
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "%s", msg.text);
+    uint64_t s0 = tn_evlog_last_seq(lg), ids[600];
+    add_wfs(600, ids, NULL); /* big enough to go to the committer thread */
+    cr_assert_eq(tn_evlog_commit_start(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert(tn_evlog_inflight(lg), "a big batch without system events stays in flight");
+    cr_assert_eq(tn_evlog_last_seq(lg), s0, "not durable before the wait");
+    /* the next batch builds on it: new instances, and the first batch's advanced */
+    add_wfs(400, NULL, NULL);
+    for (size_t i = 0; i < 100; i++)
+        cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_START, ids[i], 0), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_pending(lg), 500);
+    cr_assert_eq(tn_evlog_commit_wait(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_not(tn_evlog_inflight(lg));
+    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 600);
+    /* a second start while nothing is in flight, then the plain commit waits for it */
+    cr_assert_eq(tn_evlog_commit_start(lg, &msg), TN_OK, "%s", msg.text);
+    add_wfs(10, NULL, NULL);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1110);
+    tn_wf_proj w;
+    cr_assert_eq(tn_evlog_wf(lg, ids[0], &w), TN_OK);
+    cr_assert_eq(w.state, TN_WF_S_RUNNING_EXECUTION);
+    verify_log(); /* every event chained to the one before, projections as replayed */
+    tn_evlog_close(lg);
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "the chain verifies at open: %s",
+                 msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1110);
+}
+
+Test(evlog, a_failed_commit_in_flight_drops_the_batch_built_on_it)
+{
+    tn_evlog_close(lg);
+    tu_rm_rf(dir);
+    tn_evlog_opts o = {
+        .create = true, .no_sync = true, .map_size = 1 << 20, .map_max = 1 << 20};
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "%s", msg.text);
+    static char pad[1000];
+    memset(pad, 'x', sizeof(pad) - 1);
+    uint64_t first = tn_evlog_new_wf_id(lg);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, first, 0), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    uint64_t committed = tn_evlog_last_seq(lg);
+    tn_err e = TN_OK;
+    uint64_t ids[300];
+    for (int round = 0; round < 100 && e == TN_OK; round++) {
+        add_wfs(300, ids, pad);              /* ~300 KB a batch: the 1 MiB map fills in a few */
+        e = tn_evlog_commit_start(lg, &msg); /* waits for the batch before */
+        if (e == TN_OK)
+            committed = tn_evlog_last_seq(lg);
+        else
+            break;
+        cr_assert(tn_evlog_inflight(lg));
+        /* built on the batch in flight: new instances, and one of its own advanced */
+        add_wfs(300, NULL, pad);
+        cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_START, ids[0], 0), TN_OK);
+        cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_START, first, 0), TN_OK);
+        e = tn_evlog_commit_wait(lg, &msg);
+        if (e == TN_OK) {
+            committed = tn_evlog_last_seq(lg);
+            /* undo the START of `first` for the next round: drop what is pending */
+            tn_evlog_discard(lg);
+        }
+    }
+    cr_assert_eq(e, TN_ERR_FULL, "got %s: %s", tn_errname(e), msg.text);
+    /* nothing of the failed batch nor of the one built on it is left */
+    cr_assert_not(tn_evlog_inflight(lg));
+    cr_assert_eq(tn_evlog_pending(lg), 0);
+    cr_assert_eq(tn_evlog_last_seq(lg), committed);
+    cr_assert_eq(tn_evlog_next_seq(lg), committed + 1);
+    tn_wf_proj w;
+    cr_assert_eq(tn_evlog_wf(lg, first, &w), TN_OK);
+    cr_assert_eq(w.state, TN_WF_S_SUBMITTED_SUCCESS, "its START was in the dropped batch");
+    cr_assert_eq(tn_evlog_wf(lg, ids[0], &w) == TN_OK && w.last_seq > committed, false,
+                 "an instance of the failed batch is not there as it was pending");
+    verify_log();
+    /* reopened with room, work goes on from the last durable batch */
+    tn_evlog_close(lg);
+    tn_evlog_opts o2 = {.no_sync = true, .map_max = 64 << 20};
+    cr_assert_eq(tn_evlog_open(dir, &o2, &lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), committed);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_START, first, 0), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    verify_log();
+}
+
 /* --- logread: the committed log, read through core/log --------------------------- */
 
 static void sys_env(const char *name, const char *text)

@@ -957,10 +957,13 @@ fail:
     return err;
 }
 
+static tn_err settle(tn_engine *e, tn_errmsg *msg);
+
 void tn_engine_close(tn_engine *e)
 {
     if (!e)
         return;
+    settle(e, NULL); /* a batch in flight ends as it would have */
     for (size_t i = 0; i < e->wfs.cap; i++)
         if (e->wfs.slots[i].key)
             wf_run_free(e, e->wfs.slots[i].val);
@@ -1006,6 +1009,9 @@ void tn_engine_close(tn_engine *e)
     free(e->cmds_batch);
     free(e->takeover);
     free(e->obs);
+    free(e->fl.fx);
+    free(e->fl.touched);
+    free(e->fl.obs);
     tn_evlog_close(e->log);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -1982,21 +1988,10 @@ void tn_engine_each_waiting(tn_engine *e, void (*fn)(void *ctx, const char *why)
     }
 }
 
-/* One group commit of the batch; on success its effects are released, on failure the
- * batch is dropped (its commands fail, its instances are reloaded). */
-static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
+/* After the batch's commit (or without one): on success its effects are released, on
+ * failure the batch is dropped (its commands fail, its instances are reloaded). */
+static tn_err batch_done(tn_engine *e, tn_err err, bool committed, tn_errmsg *msg)
 {
-    tn_err err = TN_OK;
-    bool committed = false;
-    if (tn_evlog_pending(e->log)) {
-        int64_t t0 = tn_mono_ns();
-        err = tn_evlog_commit(e->log, &e->msg);
-        committed = !err;
-        if (!err) {
-            e->stats.commits++;
-            tn_prom_hist_observe(&e->metrics.commit_seconds, (double)(tn_mono_ns() - t0) / 1e9);
-        }
-    }
     if (err) {
         e->refuse = err == TN_ERR_FULL;
         tn_log_every_f(&e->commit_log, TN_LOG_ERROR, "engine",
@@ -2027,6 +2022,108 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
     return err;
 }
 
+static void commit_timed(tn_engine *e, int64_t t0)
+{
+    e->stats.commits++;
+    tn_prom_hist_observe(&e->metrics.commit_seconds, (double)(tn_mono_ns() - t0) / 1e9);
+}
+
+/* One group commit of the batch, waited for. */
+static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
+{
+    tn_err err = TN_OK;
+    bool committed = false;
+    if (tn_evlog_pending(e->log)) {
+        int64_t t0 = tn_mono_ns();
+        err = tn_evlog_commit(e->log, &e->msg);
+        committed = !err;
+        if (!err)
+            commit_timed(e, t0);
+    }
+    return batch_done(e, err, committed, msg);
+}
+
+#define SWAP(a, b)                 \
+    do {                           \
+        __typeof__(a) swap_ = (a); \
+        (a) = (b);                 \
+        (b) = swap_;               \
+    } while (0)
+
+/* Exchange the batch being built's effects, touched list and observed events with the
+ * in-flight batch's. */
+static void swap_flight(tn_engine *e)
+{
+    SWAP(e->fx, e->fl.fx);
+    SWAP(e->nfx, e->fl.nfx);
+    SWAP(e->capfx, e->fl.capfx);
+    SWAP(e->touched, e->fl.touched);
+    SWAP(e->ntouched, e->fl.ntouched);
+    SWAP(e->captouched, e->fl.captouched);
+    SWAP(e->obs, e->fl.obs);
+    SWAP(e->nobs, e->fl.nobs);
+    SWAP(e->capobs, e->fl.capobs);
+}
+
+/* The in-flight batch is durable: its effects, observers and acknowledgements go out,
+ * and its finished instances leave memory unless the batch being built touched them.
+ * Its lists are in e's fields (swap_flight). */
+static void flight_done(tn_engine *e, tn_errmsg *msg)
+{
+    commit_timed(e, e->fl.t0);
+    batch_done(e, TN_OK, true, msg);
+    for (input *in = e->fl.ins; in; in = in->next)
+        if (e->ex.ops->ack && in->r.kind != TN_REPORT_LOST)
+            e->ex.ops->ack(e->ex.self, &in->r);
+    for (size_t i = 0; i < e->ntouched; i++) {
+        wf_run *w = e->touched[i];
+        if (!w->touched && tn_sm_workflow.final[w->state]) {
+            tn_map_del(&e->wfs, w->id);
+            wf_run_free(e, w);
+        }
+    }
+    e->ntouched = 0;
+}
+
+/* The in-flight batch failed: nothing of it, nor of the batch built on it (the log
+ * dropped that one too), was written. Every instance either touched is reloaded. Its
+ * lists are in e's fields, the batch being built's in e->fl. */
+static void flight_failed(tn_engine *e, tn_err err, tn_errmsg *msg)
+{
+    for (size_t i = 0; i < e->ntouched; i++)
+        e->touched[i]->touched = true; /* one list of both, each instance once */
+    for (size_t i = 0; i < e->fl.ntouched; i++) {
+        wf_run *w = e->fl.touched[i];
+        if (!w->touched &&
+            tn_grow((void **)&e->touched, &e->captouched, e->ntouched + 1, sizeof(wf_run *))) {
+            e->touched[e->ntouched++] = w;
+            w->touched = true;
+        }
+    }
+    e->fl.ntouched = e->fl.nfx = e->fl.nobs = 0;
+    batch_done(e, err, false, msg); /* rolls back every instance on the list */
+}
+
+/* Wait for the batch in flight, if any; TN_ERR_* when it failed (the batch being built
+ * on it is then gone: its inputs are not acknowledged, its instances reloaded). */
+static tn_err settle(tn_engine *e, tn_errmsg *msg)
+{
+    if (!e->fl.on)
+        return TN_OK;
+    tn_err err = tn_evlog_commit_wait(e->log, &e->msg);
+    e->fl.on = false;
+    swap_flight(e);
+    if (err) {
+        e->stats.flight_failures++;
+        flight_failed(e, err, msg);
+    } else
+        flight_done(e, msg);
+    swap_flight(e);
+    inputs_free(e, e->fl.ins);
+    e->fl.ins = NULL;
+    return err;
+}
+
 /* After the commit: reports acknowledged (they are in the log, or never will be: their
  * senders may forget them), finished instances out of memory, commands answered. */
 static void finish_batch(tn_engine *e, input *ins, tn_err err)
@@ -2054,6 +2151,41 @@ static void finish_batch(tn_engine *e, input *ins, tn_err err)
     e->ncmds = 0;
 }
 
+/* Commit the batch built; a batch without commands may be left in flight, its effects
+ * held back until it is durable (settle), while the next one is built. */
+static void commit_or_start(tn_engine *e, input *ins, tn_errmsg *msg)
+{
+    if (e->ncmds || e->defs_pending || !tn_evlog_pending(e->log)) {
+        finish_batch(e, ins, commit_batch(e, msg));
+        return;
+    }
+    int64_t t0 = tn_mono_ns();
+    tn_err err = tn_evlog_commit_start(e->log, &e->msg);
+    if (err || !tn_evlog_inflight(e->log)) { /* it committed (or failed) at once */
+        if (!err)
+            commit_timed(e, t0);
+        finish_batch(e, ins, batch_done(e, err, !err, msg));
+        return;
+    }
+    swap_flight(e);
+    for (size_t i = 0; i < e->fl.ntouched; i++)
+        e->fl.touched[i]->touched = false; /* the next batch lists them again */
+    e->fl.on = true;
+    e->stats.flights++;
+    e->fl.t0 = t0;
+    e->fl.ins = ins;
+}
+
+/* Whether a commit in flight can stay so past this step: more work is queued (the next
+ * step overlaps it) and no reader waits for the state between batches. */
+static bool keep_flying(tn_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool keep = (e->cmd_head || e->in_head) && !e->req_head;
+    pthread_mutex_unlock(&e->mu);
+    return keep;
+}
+
 size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
 {
     /* take the queued inputs */
@@ -2063,6 +2195,8 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->cmd_head = e->cmd_tail = NULL;
     e->in_head = e->in_tail = NULL;
     pthread_mutex_unlock(&e->mu);
+    if (cmds)
+        settle(e, msg); /* commands act on, and are answered after, what is durable */
     size_t n = run_commands(e, cmds);
     for (input *in = ins; in; in = in->next) {
         sched_report(e, &in->r);
@@ -2072,9 +2206,15 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     schedule_touched(e);
     sched_dispatch(e);
     e->stats.inputs += n;
-    tn_err err = commit_batch(e, msg);
-    finish_batch(e, ins, err);
-    run_requests(e); /* between batches */
+    tn_err err = settle(e, msg); /* the batch before this one */
+    if (err)
+        finish_batch(e, ins, err); /* built on it: dropped with it */
+    else
+        commit_or_start(e, ins, msg);
+    if (e->fl.on && !keep_flying(e))
+        settle(e, msg);
+    if (!e->fl.on)
+        run_requests(e); /* between batches */
     return n;
 }
 

@@ -226,6 +226,22 @@ struct tn_engine {
     tn_engine_event *obs;
     size_t nobs, capobs;
 
+    /* The batch whose commit is in flight (tn_evlog_commit_start) while the next one is
+     * built, with what may happen only once it is durable: its effects, observed events
+     * and acknowledgements, and its touched instances (to free the finished ones, or to
+     * reload them if it fails). Only batches without commands go in flight. */
+    struct {
+        bool on;
+        int64_t t0;
+        input *ins;
+        effect *fx;
+        size_t nfx, capfx;
+        wf_run **touched;
+        size_t ntouched, captouched;
+        tn_engine_event *obs;
+        size_t nobs, capobs;
+    } fl;
+
     uint64_t *takeover; /* instances taken over at open: the first step ends it */
     size_t ntakeover, captakeover;
 

@@ -48,6 +48,7 @@ struct tn_inproc {
     unsigned running;
     job *free; /* finished jobs' memory, for the next ones (a free list) */
     unsigned nfree;
+    unsigned watchers; /* shell threads not yet returned: free waits for them */
 };
 
 #define JOB_FREE_MAX 4096
@@ -191,7 +192,11 @@ static void *shell_thread(void *arg)
             report(j, TN_REPORT_RESULT, ok, code, 0, ok ? NULL : cut[0] ? cut : why, outs);
     }
     tn_kv_free(outs);
+    tn_inproc *x = j->x;
     job_unref(j);
+    pthread_mutex_lock(&x->mu);
+    x->watchers--; /* the last touch of x: free may go on once this is 0 */
+    pthread_mutex_unlock(&x->mu);
     return NULL;
 }
 
@@ -265,10 +270,12 @@ static void start_shell(tn_inproc *x, job *j, const tn_dispatch_req *req)
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&x->mu);
     j->refs++;
+    x->watchers++;
     pthread_mutex_unlock(&x->mu);
     if (pthread_create(&th, &ta, shell_thread, j) != 0) {
         pthread_mutex_lock(&x->mu);
         j->refs--;
+        x->watchers--;
         pthread_mutex_unlock(&x->mu);
         (void)kill(-j->pid, SIGKILL);
         (void)waitpid(j->pid, NULL, 0);
@@ -437,7 +444,7 @@ void tn_inproc_free(tn_inproc *x)
      * engine is closed first, so no noop timer will fire: those jobs are freed here. */
     for (;;) {
         pthread_mutex_lock(&x->mu);
-        bool shells = false;
+        bool shells = x->watchers > 0;
         for (job *p = x->jobs; p; p = p->next)
             if (p->pid > 0) {
                 (void)kill(-p->pid, SIGKILL);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "committer.h"
 #include "log.h"
 #include "map.h"
 #include "objlog.h"
@@ -25,6 +26,21 @@ struct tn_evlog {
     int lock_fd; /* flock on DIR/writer.lock: one writer process per store */
     tn_store *store;
     tn_batch *batch;
+    /* Chains, hashes and appends the pending events while the batch is built (NULL for
+     * a follower, which needs each event's prev at once: the log hashes it here). */
+    tn_committer *cm;
+    /* A commit started and not yet waited for (tn_evlog_commit_start): its batch, the
+     * instances it touched and the values it makes durable. The pending batch builds on
+     * it; if it fails, the pending batch goes too. */
+    bool inflight;
+    tn_batch *ibatch;
+    uint64_t i_last_seq, i_max_wf, i_max_task;
+    bool i_ckpt;
+    uint64_t *idirty_wf, *idirty_task;
+    size_t nidirty_wf, nidirty_task, cap_idirty_wf, cap_idirty_task;
+    /* The pending batch writes what later batches read from the store (schedules,
+     * definitions, system records): it is not left in flight. */
+    bool sync_only;
     tn_buf enc;  /* scratch for one encoded event / projection */
     tn_rtxn *rt; /* read txn for cache misses, open during a batch only */
     /* committed values */
@@ -376,7 +392,8 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     e = tn_store_open(dir, &so, &l->store, msg);
     if (e)
         goto fail;
-    if ((e = tn_batch_new(&l->batch)) || (e = tn_objlog_new(&l->objs))) {
+    if ((e = tn_batch_new(&l->batch)) || (e = tn_batch_new(&l->ibatch)) ||
+        (e = tn_objlog_new(&l->objs))) {
         tn_errmsg_set(msg, e, "out of memory opening %s", dir);
         goto fail;
     }
@@ -384,6 +401,13 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         goto fail;
     if (l->c_last_seq > 0 && (e = verify_chain(l, msg)))
         goto fail;
+    if (!(opts && opts->follower)) {
+        if ((e = tn_committer_new(l->store, &l->cm))) {
+            tn_errmsg_set(msg, e, "cannot start the committer thread for %s", dir);
+            goto fail;
+        }
+        tn_committer_reset(l->cm, l->c_last_seq, l->c_head);
+    }
     if (l->c_last_seq == 0 && !(opts && opts->follower) && (e = genesis(l, msg)))
         goto fail;
     load_cluster_id(l);
@@ -408,16 +432,20 @@ void tn_evlog_close(tn_evlog *l)
     if (!l)
         return;
     tn_evlog_discard(l);
+    tn_committer_free(l->cm);
     cache_clear(&l->wfs);
     cache_clear(&l->tasks);
     free(l->dirty_wf);
     free(l->dirty_task);
+    free(l->idirty_wf);
+    free(l->idirty_task);
     tn_map_fini(&l->idx);
     free(l->runs);
     free(l->seqs);
     free(l->idxbuf);
     tn_buf_free(&l->enc);
     tn_batch_free(l->batch);
+    tn_batch_free(l->ibatch);
     tn_objlog_free(l->objs);
     tn_store_close(l->store);
     if (l->lock_fd >= 0)
@@ -615,13 +643,24 @@ static tn_err idx_flush(tn_evlog *l)
     return TN_OK;
 }
 
+/* Writes queued for the commit: the batch's and the committer's. */
+static size_t queued(const tn_evlog *l)
+{
+    return tn_batch_count(l->batch) + (l->cm ? tn_committer_staged(l->cm) : 0);
+}
+
 /* Queue the encoded event (l->enc), its by-workflow index entry and, for a system
  * event, its projections into the pending batch. */
 static tn_err queue_event(tn_evlog *l, const tn_event *ev)
 {
-    uint8_t key[8];
-    tn_put_be64(key, ev->seq);
-    tn_err e = tn_batch_append(l->batch, TN_DB_EVENTS, key, 8, l->enc.data, l->enc.size);
+    tn_err e;
+    if (l->cm) {
+        e = tn_committer_stage(l->cm, l->enc.data, l->enc.size);
+    } else {
+        uint8_t key[8];
+        tn_put_be64(key, ev->seq);
+        e = tn_batch_append(l->batch, TN_DB_EVENTS, key, 8, l->enc.data, l->enc.size);
+    }
     if (e)
         return e;
     if (ev->wf && (e = idx_add(l, ev->wf, ev->seq)))
@@ -658,7 +697,10 @@ static void fold_event(tn_evlog *l, const tn_event *ev, void *p)
         tn_proj_task_apply(p, ev);
     else if (ev->machine == TN_MACHINE_WORKFLOW)
         tn_proj_wf_apply(p, ev);
-    tn_event_hash(l->enc.data, l->enc.size, l->head);
+    if (ev->machine == TN_MACHINE_SYSTEM || tn_objlog_handles(ev->machine))
+        l->sync_only = true;
+    if (!l->cm) /* else the committer chains it */
+        tn_event_hash(l->enc.data, l->enc.size, l->head);
     l->last_seq = ev->seq;
     if (ev->wf > l->max_wf)
         l->max_wf = ev->wf;
@@ -687,7 +729,10 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
     if (!ev->at)
         ev->at = tn_now_ns();
     ev->seq = l->last_seq + 1;
-    memcpy(ev->prev, l->head, TN_HASH_LEN);
+    if (l->cm) /* the committer fills it in */
+        memset(ev->prev, 0, TN_HASH_LEN);
+    else
+        memcpy(ev->prev, l->head, TN_HASH_LEN);
 
     /* everything that can fail without side effects first: encoding and allocation */
     l->enc.size = 0;
@@ -705,15 +750,16 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
         }
         p = np;
     }
-    size_t mark = tn_batch_count(l->batch);
+    size_t mark = queued(l);
     if ((e = queue_event(l, ev)))
         goto undo;
     /* committed to adding it: nothing below fails except dirty-list growth, which we
      * check before mutating the projection */
-    if (is_task && (!p || ((tn_task_proj *)p)->last_seq <= l->c_last_seq) &&
+    uint64_t base = l->inflight ? l->i_last_seq : l->c_last_seq; /* before this batch */
+    if (is_task && (!p || ((tn_task_proj *)p)->last_seq <= base) &&
         (e = push_id(&l->dirty_task, &l->ndirty_task, &l->cap_dirty_task, ev->task)))
         goto undo;
-    if (is_wf && ((tn_wf_proj *)p)->last_seq <= l->c_last_seq &&
+    if (is_wf && ((tn_wf_proj *)p)->last_seq <= base &&
         (e = push_id(&l->dirty_wf, &l->ndirty_wf, &l->cap_dirty_wf, ev->wf)))
         goto undo;
     fold_event(l, ev, p);
@@ -726,7 +772,7 @@ undo:
     }
     /* the batch cannot drop a suffix, so rebuild is left to discard; a failed add is
      * rare (out of memory, bad system attrs) and we discard the whole pending batch */
-    if (tn_batch_count(l->batch) != mark) {
+    if (queued(l) != mark) {
         tn_evlog_discard(l);
         return tn_errmsg_set(msg, e,
                              "%s event %s refused (%s); the pending batch was "
@@ -744,41 +790,56 @@ static tn_err put_u64(tn_batch *b, const char *key, uint64_t v)
     return tn_batch_put(b, TN_DB_META, key, strlen(key), buf, 8);
 }
 
-/* Forget the cache entries the pending batch touched (they reload from the store). */
-static void drop_dirty(tn_evlog *l)
+/* Forget these cache entries (they reload from the store). */
+static void drop_ids(tn_evlog *l, const uint64_t *wf, size_t nwf, const uint64_t *task,
+                     size_t ntask)
 {
-    for (size_t i = 0; i < l->ndirty_wf; i++)
-        free(tn_map_del(&l->wfs, l->dirty_wf[i]));
-    for (size_t i = 0; i < l->ndirty_task; i++)
-        free(tn_map_del(&l->tasks, l->dirty_task[i]));
-    l->ndirty_wf = l->ndirty_task = 0;
+    for (size_t i = 0; i < nwf; i++)
+        free(tn_map_del(&l->wfs, wf[i]));
+    for (size_t i = 0; i < ntask; i++)
+        free(tn_map_del(&l->tasks, task[i]));
 }
 
-void tn_evlog_discard(tn_evlog *l)
+static void end_read(tn_evlog *l)
 {
-    drop_dirty(l);
+    if (l->rt) {
+        tn_store_read_end(l->rt);
+        l->rt = NULL;
+    }
+}
+
+/* Back to the last commit: the pending batch and its cache entries dropped. */
+static void discard_pending(tn_evlog *l)
+{
+    drop_ids(l, l->dirty_wf, l->ndirty_wf, l->dirty_task, l->ndirty_task);
+    l->ndirty_wf = l->ndirty_task = 0;
     tn_objlog_discard(l->objs);
+    l->sync_only = false;
     idx_reset(l);
     tn_batch_reset(l->batch);
+    if (l->cm) {
+        tn_committer_abort(l->cm);
+        tn_committer_reset(l->cm, l->c_last_seq, l->c_head);
+    }
     l->pending = 0;
     l->last_seq = l->c_last_seq;
     l->max_wf = l->c_max_wf;
     l->max_task = l->c_max_task;
     memcpy(l->head, l->c_head, TN_HASH_LEN);
-    if (l->rt) {
-        tn_store_read_end(l->rt);
-        l->rt = NULL;
-    }
+    end_read(l);
 }
 
-tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
+void tn_evlog_discard(tn_evlog *l)
 {
-    if (l->rt) {
-        tn_store_read_end(l->rt);
-        l->rt = NULL;
-    }
-    if (l->pending == 0)
-        return TN_OK;
+    tn_evlog_commit_wait(l, NULL); /* a commit in flight ends first, either way */
+    discard_pending(l);
+}
+
+/* The rest of the pending batch: its projections, index entries and meta values (the
+ * chain head and checkpoint too when no committer chains). On error the pending batch
+ * is discarded. */
+static tn_err prepare_commit(tn_evlog *l, bool *ckpt, tn_errmsg *msg)
+{
     tn_err e = TN_OK;
     uint8_t k[8];
     for (size_t i = 0; i < l->ndirty_wf && !e; i++) {
@@ -803,11 +864,11 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
         e = put_u64(l->batch, TN_META_MAX_WF, l->max_wf);
     if (!e)
         e = put_u64(l->batch, TN_META_MAX_TASK, l->max_task);
-    if (!e)
+    *ckpt = l->last_seq >= l->ckpt_seq + l->ckpt_every;
+    if (!e && !l->cm)
         e = tn_batch_put(l->batch, TN_DB_META, TN_META_CHAIN_HEAD, strlen(TN_META_CHAIN_HEAD),
                          l->head, TN_HASH_LEN);
-    bool ckpt = l->last_seq >= l->ckpt_seq + l->ckpt_every;
-    if (!e && ckpt) {
+    if (!e && *ckpt && !l->cm) {
         /* this writer hashed every event up to here itself: the next open starts there */
         uint8_t cp[8 + TN_HASH_LEN];
         tn_put_be64(cp, l->last_seq);
@@ -815,28 +876,42 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
         e = tn_batch_put(l->batch, TN_DB_META, TN_META_CHECKPOINT, strlen(TN_META_CHECKPOINT),
                          cp, sizeof(cp));
     }
-    if (e) {
-        tn_evlog_discard(l);
-        return tn_errmsg_set(msg, e, "cannot prepare commit: %s", tn_strerror(e));
-    }
-    e = tn_store_commit(l->store, l->batch, msg);
-    if (e) {
-        tn_evlog_discard(l);
-        return e;
-    }
-    /* committed: final instances leave memory (they reload on the rare later touch) */
-    for (size_t i = 0; i < l->ndirty_wf; i++) {
-        tn_wf_proj *p = tn_map_get(&l->wfs, l->dirty_wf[i]);
-        if (tn_sm_workflow.final[p->state])
+    if (!e)
+        return TN_OK;
+    discard_pending(l);
+    return tn_errmsg_set(msg, e, "cannot prepare commit: %s", tn_strerror(e));
+}
+
+/* A batch is durable: its final instances leave memory (they reload on the rare later
+ * touch), unless the pending batch touched them again (a last_seq above `upto`). */
+static void evict_final(tn_evlog *l, const uint64_t *wf, size_t nwf, const uint64_t *task,
+                        size_t ntask, uint64_t upto)
+{
+    for (size_t i = 0; i < nwf; i++) {
+        tn_wf_proj *p = tn_map_get(&l->wfs, wf[i]);
+        if (p && tn_sm_workflow.final[p->state] && p->last_seq <= upto)
             free(tn_map_del(&l->wfs, p->id));
     }
-    for (size_t i = 0; i < l->ndirty_task; i++) {
-        tn_task_proj *p = tn_map_get(&l->tasks, l->dirty_task[i]);
-        if (tn_sm_task.final[p->state])
+    for (size_t i = 0; i < ntask; i++) {
+        tn_task_proj *p = tn_map_get(&l->tasks, task[i]);
+        if (p && tn_sm_task.final[p->state] && p->last_seq <= upto)
             free(tn_map_del(&l->tasks, p->id));
     }
+}
+
+/* Commit the prepared pending batch and wait for it. */
+static tn_err commit_now(tn_evlog *l, bool ckpt, tn_errmsg *msg)
+{
+    tn_err e = l->cm ? tn_committer_commit(l->cm, l->batch, ckpt, l->head, msg) :
+                       tn_store_commit(l->store, l->batch, msg);
+    if (e) {
+        discard_pending(l);
+        return e;
+    }
+    evict_final(l, l->dirty_wf, l->ndirty_wf, l->dirty_task, l->ndirty_task, l->last_seq);
     l->ndirty_wf = l->ndirty_task = 0;
     tn_objlog_committed(l->objs);
+    l->sync_only = false;
     idx_reset(l);
     if (ckpt)
         l->ckpt_seq = l->last_seq;
@@ -847,6 +922,97 @@ tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
     tn_batch_reset(l->batch);
     l->pending = 0;
     return TN_OK;
+}
+
+#define SWAP(a, b)                 \
+    do {                           \
+        __typeof__(a) swap_ = (a); \
+        (a) = (b);                 \
+        (b) = swap_;               \
+    } while (0)
+
+/* The prepared pending batch goes to the committer; a new pending batch starts on it. */
+static void hand_over(tn_evlog *l, bool ckpt)
+{
+    tn_committer_start(l->cm, l->batch, ckpt);
+    SWAP(l->batch, l->ibatch);
+    SWAP(l->dirty_wf, l->idirty_wf);
+    SWAP(l->dirty_task, l->idirty_task);
+    SWAP(l->cap_dirty_wf, l->cap_idirty_wf);
+    SWAP(l->cap_dirty_task, l->cap_idirty_task);
+    l->nidirty_wf = l->ndirty_wf;
+    l->nidirty_task = l->ndirty_task;
+    l->ndirty_wf = l->ndirty_task = 0;
+    l->i_last_seq = l->last_seq;
+    l->i_max_wf = l->max_wf;
+    l->i_max_task = l->max_task;
+    l->i_ckpt = ckpt;
+    l->inflight = true;
+    idx_reset(l);
+    tn_batch_reset(l->batch);
+    l->pending = 0;
+}
+
+tn_err tn_evlog_commit_start(tn_evlog *l, tn_errmsg *msg)
+{
+    tn_err e = tn_evlog_commit_wait(l, msg);
+    if (e)
+        return e;
+    end_read(l);
+    if (l->pending == 0)
+        return TN_OK;
+    bool ckpt;
+    if ((e = prepare_commit(l, &ckpt, msg)))
+        return e;
+    /* a small batch, or one whose writes later batches read from the store (schedules,
+     * definitions, system records), commits at once */
+    if (!l->cm || l->sync_only || !tn_committer_handed(l->cm))
+        return commit_now(l, ckpt, msg);
+    hand_over(l, ckpt);
+    return TN_OK;
+}
+
+tn_err tn_evlog_commit_wait(tn_evlog *l, tn_errmsg *msg)
+{
+    if (!l->inflight)
+        return TN_OK;
+    uint8_t head[TN_HASH_LEN];
+    tn_errmsg m = {{0}};
+    /* first: its snapshot is older than this commit, and a commit that must grow the
+     * map waits for every reader of this process */
+    end_read(l);
+    tn_err e = tn_committer_wait(l->cm, head, &m);
+    l->inflight = false;
+    tn_batch_reset(l->ibatch);
+    if (e) {
+        /* nothing of it was written: the batch built on it goes too */
+        drop_ids(l, l->idirty_wf, l->nidirty_wf, l->idirty_task, l->nidirty_task);
+        l->nidirty_wf = l->nidirty_task = 0;
+        discard_pending(l);
+        if (msg)
+            *msg = m;
+        return e;
+    }
+    evict_final(l, l->idirty_wf, l->nidirty_wf, l->idirty_task, l->nidirty_task, l->i_last_seq);
+    l->nidirty_wf = l->nidirty_task = 0;
+    if (l->i_ckpt)
+        l->ckpt_seq = l->i_last_seq;
+    l->c_last_seq = l->i_last_seq;
+    l->c_max_wf = l->i_max_wf;
+    l->c_max_task = l->i_max_task;
+    memcpy(l->c_head, head, TN_HASH_LEN);
+    return TN_OK;
+}
+
+bool tn_evlog_inflight(const tn_evlog *l)
+{
+    return l->inflight;
+}
+
+tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
+{
+    tn_err e = tn_evlog_commit_start(l, msg);
+    return e ? e : tn_evlog_commit_wait(l, msg);
 }
 
 /* Read a projection: from the cache when it is there, else straight from the store

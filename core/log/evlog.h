@@ -75,7 +75,20 @@ size_t tn_evlog_pending(const tn_evlog *l);
  * store is full) nothing was written, the pending events are discarded and the
  * in-memory state is back where the last commit left it. */
 tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg);
-/* Drop the pending events; state returns to the last commit. */
+/* The same in two halves, so that the next batch is built while this one is written
+ * and synced: start hands the pending batch to the log's committer thread and returns
+ * (a small batch, or one with schedule, backfill or system events, is committed before
+ * it returns); new events then build on it. Wait returns when it is durable. Nothing
+ * of a started batch may take effect (be sent, answered, acknowledged) before wait
+ * returns TN_OK. When it fails, nothing of it was written and the batch built on it is
+ * discarded too: the in-memory state is back at the last commit that succeeded. Start
+ * first waits for a batch still in flight (and returns its failure). */
+tn_err tn_evlog_commit_start(tn_evlog *l, tn_errmsg *msg);
+tn_err tn_evlog_commit_wait(tn_evlog *l, tn_errmsg *msg);
+/* A started commit was not yet waited for. */
+bool tn_evlog_inflight(const tn_evlog *l);
+/* Drop the pending events (after waiting for a commit in flight); state returns to the
+ * last commit. */
 void tn_evlog_discard(tn_evlog *l);
 
 /* Current (pending included) projection of an instance; TN_ERR_NOENT if none. */
