@@ -227,25 +227,27 @@ tn_err tn_event_decode_strict(const void *buf, size_t len, tn_event *ev)
 #define FAST_INLINE static inline __attribute__((always_inline))
 
 /* Bytes of the unsigned msgpack int whose type byte is t (positive fixint, uint8..64),
- * 0 for any other type. */
+ * 0 for any other type; and the shift that leaves its value in a big-endian 8-byte
+ * load from its first value byte (the type byte itself for a fixint). */
 static const uint8_t uint_width[256] = {
     [0x00 ... 0x7f] = 1, [0xcc] = 2, [0xcd] = 3, [0xce] = 5, [0xcf] = 9};
+static const uint8_t uint_shift[256] = {
+    [0x00 ... 0x7f] = 56, [0xcc] = 56, [0xcd] = 48, [0xce] = 32, [0xcf] = 0};
 
-/* The unsigned int at p, of w = uint_width[*p] >= 1 bytes; 9 bytes at p must be
- * readable whatever w is (one load, no branch on the width). */
-FAST_INLINE uint64_t fast_uint_at(const uint8_t *p, unsigned w)
+/* The unsigned int at p, of uint_width[*p] >= 1 bytes; 9 bytes at p must be readable
+ * whatever its width (one load and one shift, no branch on the width). */
+FAST_INLINE uint64_t fast_uint_at(const uint8_t *p)
 {
     uint64_t raw;
-    memcpy(&raw, p + 1, 8);
-    raw = __builtin_bswap64(raw);
-    return w > 1 ? raw >> (72 - 8 * w) : p[0];
+    memcpy(&raw, p + (p[0] >> 7), 8); /* a fixint is its own value byte */
+    return __builtin_bswap64(raw) >> uint_shift[p[0]];
 }
 
 /* A header field: an unsigned int <= max at *p, with 9 readable bytes there. */
 FAST_INLINE bool fast_uint(const uint8_t **p, uint64_t max, uint64_t *out)
 {
     unsigned w = uint_width[**p];
-    uint64_t v = fast_uint_at(*p, w);
+    uint64_t v = fast_uint_at(*p);
     if (w == 0 || v > max)
         return false;
     *out = v;
@@ -300,7 +302,7 @@ FAST_INLINE bool fast_attr(const uint8_t **pp, const uint8_t *lim, tn_attr *a)
     p += 1 + kl;
     unsigned w = uint_width[*p];
     if (w) {
-        uint64_t v = fast_uint_at(p, w);
+        uint64_t v = fast_uint_at(p);
         if (w > (size_t)(lim - p) || v > (uint64_t)INT64_MAX)
             return false;
         a->type = TN_ATTR_INT;

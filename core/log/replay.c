@@ -43,21 +43,26 @@ static void dense_presize(dense *d, uint64_t max_id)
         d->cap = (size_t)max_id + 1;
 }
 
-static void *dense_at(dense *d, uint64_t id, bool grow)
+static __attribute__((noinline)) void *dense_grow(dense *d, uint64_t id, bool grow)
 {
-    if (id >= d->cap) {
-        if (!grow || id >= DENSE_MAX_IDS)
-            return NULL;
-        size_t nc = d->cap ? d->cap : 1024;
-        while (nc <= id)
-            nc *= 2;
-        void *ni = realloc(d->items, nc * d->size);
-        if (!ni)
-            return NULL;
-        memset((char *)ni + d->cap * d->size, 0, (nc - d->cap) * d->size);
-        d->items = ni;
-        d->cap = nc;
-    }
+    if (!grow || id >= DENSE_MAX_IDS)
+        return NULL;
+    size_t nc = d->cap ? d->cap : 1024;
+    while (nc <= id)
+        nc *= 2;
+    void *ni = realloc(d->items, nc * d->size);
+    if (!ni)
+        return NULL;
+    memset((char *)ni + d->cap * d->size, 0, (nc - d->cap) * d->size);
+    d->items = ni;
+    d->cap = nc;
+    return (char *)d->items + id * d->size;
+}
+
+static inline void *dense_at(dense *d, uint64_t id, bool grow)
+{
+    if (id >= d->cap)
+        return dense_grow(d, id, grow);
     return (char *)d->items + id * d->size;
 }
 
@@ -185,7 +190,9 @@ static void verdict(tn_replay_report *rep, tn_err e, uint64_t seq, const char *f
 
 /* The instance `ev` acts on: its slot (*p), whether it exists yet and its current
  * state (TN_SM_NEW when it does not). false = verdict given. */
-static bool instance_of(rctx *x, const tn_event *ev, void **p, bool *exists, uint8_t *cur)
+static inline __attribute__((always_inline)) bool instance_of(rctx *x, const tn_event *ev,
+                                                              void **p, bool *exists,
+                                                              uint8_t *cur)
 {
     tn_replay_report *rep = x->rep;
     if (ev->machine == TN_MACHINE_WORKFLOW) {
@@ -227,7 +234,8 @@ static unsigned state_slot(uint8_t st)
 
 /* Fold a checked workflow or task event into its slot and move the instance between
  * the report's state counts (kept as they change: no sweep over the arrays after). */
-static void fold(rctx *x, const tn_event *ev, void *p, bool exists, uint8_t cur)
+static inline __attribute__((always_inline)) void fold(rctx *x, const tn_event *ev, void *p,
+                                                       bool exists, uint8_t cur)
 {
     bool wf = ev->machine == TN_MACHINE_WORKFLOW;
     uint64_t *total = wf ? &x->rep->workflows : &x->rep->tasks;
@@ -276,8 +284,48 @@ static bool object_fold(rctx *x, const tn_event *ev)
     return e == TN_OK;
 }
 
+static __attribute__((noinline)) bool bad_transition(tn_replay_report *rep, const tn_sm *sm,
+                                                     const tn_event *ev, uint8_t cur,
+                                                     tn_sm_trans tr)
+{
+    verdict(rep, TN_ERR_ILLEGAL, ev->seq,
+            "%s %llu: recorded %s -%s-> %s, but the instance was in %s and the table "
+            "says %s",
+            sm->name, (unsigned long long)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
+            tn_sm_state_name(sm, ev->from), tn_sm_event_name(sm, ev->event),
+            tn_sm_state_name(sm, ev->to), tn_sm_state_name(sm, cur),
+            tr.to == TN_SM_ILLEGAL ? "illegal" : tn_sm_state_name(sm, tr.to));
+    return false;
+}
+
+/* A workflow or task event (nearly every event): apply's checks in apply's order,
+ * without the lookups only the other machines need. */
+static inline bool apply_instance(rctx *x, const tn_event *ev)
+{
+    const tn_sm *sm = ev->machine == TN_MACHINE_WORKFLOW ? &tn_sm_workflow : &tn_sm_task;
+    if (ev->event >= sm->nevents) {
+        verdict(x->rep, TN_ERR_ILLEGAL, ev->seq, "unknown machine %u or event %u", ev->machine,
+                ev->event);
+        return false;
+    }
+    uint8_t cur;
+    void *p = NULL;
+    bool exists = true;
+    if (!instance_of(x, ev, &p, &exists, &cur))
+        return false;
+    tn_sm_trans tr = tn_sm_next(sm, cur, ev->event);
+    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to)
+        return bad_transition(x->rep, sm, ev, cur, tr);
+    if (cur < TN_REPLAY_MAX_STATES && ev->event < TN_REPLAY_MAX_EVENTS)
+        x->rep->cov[ev->machine][cur][ev->event]++;
+    fold(x, ev, p, exists, cur);
+    return true;
+}
+
 static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
 {
+    if (ev->machine == TN_MACHINE_WORKFLOW || ev->machine == TN_MACHINE_TASK)
+        return apply_instance(x, ev);
     tn_replay_report *rep = x->rep;
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm || ev->event >= sm->nevents) {
@@ -294,17 +342,8 @@ static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
     if (tn_objlog_handles(ev->machine) && !object_state(x, ev, sm, &cur))
         return false;
     tn_sm_trans tr = tn_sm_next(sm, cur, ev->event);
-    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to) {
-        verdict(rep, TN_ERR_ILLEGAL, ev->seq,
-                "%s %llu: recorded %s -%s-> %s, but the instance was in %s and the table "
-                "says %s",
-                sm->name,
-                (unsigned long long)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
-                tn_sm_state_name(sm, ev->from), tn_sm_event_name(sm, ev->event),
-                tn_sm_state_name(sm, ev->to), tn_sm_state_name(sm, cur),
-                tr.to == TN_SM_ILLEGAL ? "illegal" : tn_sm_state_name(sm, tr.to));
-        return false;
-    }
+    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to)
+        return bad_transition(rep, sm, ev, cur, tr);
     if (cur < TN_REPLAY_MAX_STATES && ev->event < TN_REPLAY_MAX_EVENTS)
         rep->cov[ev->machine][cur][ev->event]++;
     if (!system) {
