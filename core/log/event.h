@@ -84,7 +84,7 @@ tn_err tn_event_decode_strict(const void *buf, size_t len, tn_event *ev);
 /* The chain hash of an encoded event: BLAKE2b-256 over its bytes. */
 void tn_event_hash(const void *enc, size_t len, uint8_t out[TN_HASH_LEN]);
 /* The chain hashes of four encoded events: out[k] is tn_event_hash(enc[k], len[k]).
- * With AVX2 the four are computed side by side, about three times the throughput of
+ * With AVX2 the four are computed side by side, about 2.5 times the throughput of
  * four calls; enc[k] may repeat. Thread-safe (core/log/hash4.c). */
 void tn_event_hash4(const void *const enc[4], const size_t len[4], uint8_t out[4][TN_HASH_LEN]);
 

@@ -7,7 +7,8 @@
 /* One message at a time, BLAKE2b is a chain of dependent 64-bit operations and
  * libsodium's AVX2 code keeps a vector unit a quarter busy (~150 ns for a ~110-byte
  * event here). Four independent messages side by side do the same operations with the
- * lanes full: about four hashes for the price of one and a bit. Messages of different
+ * lanes full: ~60 ns a message here, loading and transposing the blocks included
+ * (tn_event_hash4 against tn_event_hash on 100-byte inputs). Messages of different
  * lengths share the vectors: a lane whose message has no block left is computed and
  * its result dropped. The output is the RFC 7693 digest, byte for byte the one
  * crypto_generichash gives (tests/test_event.c compares them). */
@@ -165,8 +166,10 @@ static inline __attribute__((always_inline)) void hash4(const void *const enc[4]
         }
 }
 
-/* The same code for CPUs with AVX-512VL (a rotate instruction), with AVX2, and for
- * the others (where the compiler splits each vector into SSE2 halves). */
+/* The same code compiled for CPUs with AVX-512VL (a rotate instruction and 32 vector
+ * registers) and for CPUs with AVX2; others hash one message at a time with libsodium
+ * (split into SSE2 halves, the lanes would not beat it). Chosen once, at the first
+ * call. */
 __attribute__((target("avx512vl,avx512f,avx2"))) static void hash4_avx512(
     const void *const enc[4], const size_t len[4], uint8_t out[4][TN_HASH_LEN])
 {
