@@ -795,6 +795,11 @@ static void walk_events(tn_cursor *c, walk *w)
                     (unsigned long long)expect, (unsigned long long)seq);
             break;
         }
+        /* LMDB fills a leaf page from its end down, so with the seqs appended in order
+         * the next event sits just below this one: ask for its lines now, while this
+         * one is decoded (a prefetch never faults, wherever it points) */
+        __builtin_prefetch((const char *)v.data - 128);
+        __builtin_prefetch((const char *)v.data - 192);
         if (!decode_one(rep, &v, seq, &ev))
             break;
         if (o->until_ns && ev.at > o->until_ns)
