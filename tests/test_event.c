@@ -395,6 +395,141 @@ Test(event, hash_is_blake2b_of_the_bytes)
     cr_assert(memcmp(h1, h2, 32) != 0);
 }
 
+/* Events of several shapes: what the engine writes (read by tn_event_decode's fast
+ * path) and shapes the fast path leaves to the strict reader (negative ints, a long
+ * actor, a map16 of attrs, long strings, an event shorter than the fast path reads). */
+static void shape(tn_event *ev, int which)
+{
+    static char longstr[300];
+    memset(longstr, 's', sizeof(longstr));
+    switch (which) {
+    case 0: /* a task event as the engine writes it */
+        tn_event_init(ev, TN_MACHINE_TASK, TN_TASK_E_DISPATCHED, 70000, 700001);
+        ev->seq = 1234567;
+        ev->at = 1795000000123456789ll;
+        ev->from = TN_TASK_S_DISPATCH;
+        ev->to = TN_TASK_S_RUNNING_EXECUTION;
+        ev->actor = TN_STR("master:bench");
+        tn_event_set_int(ev, "attempt", 1);
+        tn_event_set_str(ev, "worker", "worker-01");
+        break;
+    case 1: /* a workflow submit, small ids, ints of every unsigned width */
+        tn_event_init(ev, TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, 3, 0);
+        ev->seq = 200;
+        ev->at = 70000;
+        ev->to = TN_WF_S_SUBMITTED_SUCCESS;
+        ev->actor = TN_STR("user:x");
+        tn_event_set_str(ev, "name", "bench_flow");
+        tn_event_set_int(ev, "u8", 200);
+        tn_event_set_int(ev, "u16", 60000);
+        tn_event_set_int(ev, "u32", 4000000000ll);
+        tn_event_set_int(ev, "u64", INT64_MAX);
+        tn_event_set_bin(ev, "blob", "\x00\x01\x02", 3);
+        break;
+    case 2:
+        sample(ev); /* negative ints */
+        break;
+    case 3: /* a 40-byte actor (str8) and 20 attrs (map16) */
+        tn_event_init(ev, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, 1, 2);
+        ev->seq = 5;
+        ev->actor = tn_str_c("0123456789012345678901234567890123456789");
+        for (int i = 0; i < 20; i++)
+            tn_event_set_int(ev, "k", i);
+        break;
+    case 4: /* long str and bin values (str16, bin16) */
+        tn_event_init(ev, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, 1, 2);
+        ev->seq = 6;
+        tn_event_set_strn(ev, "cmd", longstr, sizeof(longstr));
+        tn_event_set_bin(ev, "env", longstr, 40);
+        break;
+    default: /* shorter than the fast path reads */
+        tn_event_init(ev, TN_MACHINE_WORKFLOW, TN_WF_E_START, 1, 0);
+        ev->seq = 1;
+        break;
+    }
+    for (int i = 0; i < TN_HASH_LEN; i++)
+        ev->prev[i] = (uint8_t)(i * 5 + which);
+}
+
+/* tn_event_decode (fast path first) and the strict reader alone give the same verdict
+ * and, when they accept, the same event. */
+static void assert_agree(const uint8_t *p, size_t n, const char *what, size_t at)
+{
+    tn_event a, b;
+    tn_err ea = tn_event_decode(p, n, &a), eb = tn_event_decode_strict(p, n, &b);
+    cr_assert_eq(ea, eb, "%s at %zu of %zu: decode says %s, strict reader %s", what, at, n,
+                 tn_errname(ea), tn_errname(eb));
+    if (ea == TN_OK)
+        assert_same(&a, &b);
+}
+
+Test(event, fast_path_agrees_with_the_strict_reader)
+{
+    /* every byte replaced by a flip of it or by a type byte of each msgpack kind, and
+     * every truncation, of events of each shape */
+    static const uint8_t flips[] = {0x01, 0x02, 0x10, 0x20, 0x40, 0x80, 0xff};
+    static const uint8_t types[] = {0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9c, 0xa0, 0xa1, 0xbf,
+                                    0xc0, 0xc1, 0xc2, 0xc4, 0xc5, 0xc6, 0xca, 0xcb, 0xcc,
+                                    0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3, 0xd9, 0xda,
+                                    0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff};
+    size_t accepted = 0;
+    for (int which = 0; which < 6; which++) {
+        tn_event ev, back;
+        shape(&ev, which);
+        tn_buf b = {0};
+        cr_assert_eq(tn_event_encode(&ev, &b), TN_OK);
+        cr_assert_eq(tn_event_decode(b.data, b.size, &back), TN_OK, "shape %d", which);
+        assert_same(&ev, &back);
+        uint8_t *p = malloc(b.size); /* exact size: ASan sees a read past it */
+        for (size_t n = 0; n <= b.size; n++) {
+            memcpy(p, b.data, n);
+            assert_agree(p, n, "truncated", n);
+        }
+        for (size_t i = 0; i < b.size; i++) {
+            for (size_t f = 0; f < sizeof(flips) + sizeof(types); f++) {
+                memcpy(p, b.data, b.size);
+                p[i] = f < sizeof(flips) ? p[i] ^ flips[f] : types[f - sizeof(flips)];
+                assert_agree(p, b.size, "byte changed", i);
+                accepted += tn_event_decode(p, b.size, &back) == TN_OK;
+            }
+        }
+        free(p);
+        tn_buf_free(&b);
+    }
+    cr_assert_gt(accepted, 0); /* changed values that still decode were compared too */
+}
+
+Test(event, hash4_is_four_single_hashes)
+{
+    /* the published BLAKE2b-256 of the empty input, in every lane */
+    static const uint8_t empty[32] = {0x0e, 0x57, 0x51, 0xc0, 0x26, 0xe5, 0x43, 0xb2,
+                                      0xe8, 0xab, 0x2e, 0xb0, 0x60, 0x99, 0xda, 0xa1,
+                                      0xd1, 0xe5, 0xdf, 0x47, 0x77, 0x8f, 0x77, 0x87,
+                                      0xfa, 0xab, 0x45, 0xcd, 0xf1, 0x2f, 0xe3, 0xa8};
+    const void *enc[4] = {"", "", "", ""};
+    size_t len[4] = {0, 0, 0, 0};
+    uint8_t out[4][TN_HASH_LEN];
+    tn_event_hash4(enc, len, out);
+    for (int k = 0; k < 4; k++)
+        cr_assert(memcmp(out[k], empty, 32) == 0, "lane %d", k);
+    /* lanes of different lengths around the 128-byte block and 32-byte chunk edges,
+     * up to several blocks, and past the length hashed one by one */
+    static uint8_t buf[4][1300];
+    for (int k = 0; k < 4; k++)
+        for (size_t i = 0; i < sizeof(buf[k]); i++)
+            buf[k][i] = (uint8_t)(i * 31 + k * 7 + (i >> 8));
+    for (size_t a = 0; a < 1300; a++) {
+        size_t l4[4] = {a, (a * 7) % 700, (a * 13) % 260, 127 + a % 3};
+        const void *e4[4] = {buf[0], buf[1], buf[2] + a % 5, buf[3]};
+        tn_event_hash4(e4, l4, out);
+        for (int k = 0; k < 4; k++) {
+            uint8_t want[TN_HASH_LEN];
+            tn_event_hash(e4[k], l4[k], want);
+            cr_assert(memcmp(out[k], want, TN_HASH_LEN) == 0, "lane %d, %zu bytes", k, l4[k]);
+        }
+    }
+}
+
 Test(mp, integers)
 {
     /* negative fixint, int8..int64 and unsigned widths */

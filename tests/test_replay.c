@@ -242,6 +242,83 @@ Test(replay, every_single_byte_change_is_caught)
     cr_assert_eq(r.err, TN_OK, "%s", r.why);
 }
 
+static void cut_last_byte(uint8_t *v, size_t *len, void *ctx)
+{
+    (void)v;
+    (void)ctx;
+    (*len)--;
+}
+
+static void bad_type_at(uint8_t *v, size_t *len, void *ctx)
+{
+    (void)len;
+    v[*(long *)ctx] = 0xc1; /* a type byte msgpack never uses */
+}
+
+/* Replace the stored bytes of event seq by what fn makes of them (it may shorten them). */
+static void rewrite_event(const char *d, uint64_t seq, void (*fn)(uint8_t *, size_t *, void *),
+                          void *ctx)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint8_t key[8];
+    tn_put_be64(key, seq);
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, 64 << 20);
+    cr_assert_eq(mdb_env_open(env, d, 0, 0644), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "events", 0, &dbi), 0);
+    MDB_val k = {8, key}, v;
+    cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
+    size_t len = v.mv_size;
+    uint8_t *copy = malloc(len);
+    memcpy(copy, v.mv_data, len);
+    fn(copy, &len, ctx);
+    MDB_val nv = {len, copy};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &nv, 0), 0);
+    free(copy);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* An event that cannot be decoded gets the same verdict, naming its seq and the strict
+ * reader's reason, whether replay compares (whole projections) or not (only the states
+ * the table check needs), with or without the chain. */
+static void assert_undecodable(const char *d, uint64_t seq, tn_err why)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "event cannot be decoded: %s", tn_strerror(why));
+    for (int mode = 0; mode < 4; mode++) {
+        tn_store *s;
+        tn_errmsg m;
+        cr_assert_eq(tn_store_open(d, &(tn_store_opts){.read_only = true}, &s, &m), TN_OK);
+        tn_replay_opts o = {.verify_chain = mode & 1, .compare = mode & 2};
+        tn_replay_report r;
+        cr_assert_eq(tn_replay_run(s, &o, &r), TN_OK);
+        tn_store_close(s);
+        cr_assert_eq(r.err, TN_ERR_CORRUPT, "mode %d: got %s: %s", mode, tn_errname(r.err),
+                     r.why);
+        cr_assert_eq(r.bad_seq, seq, "mode %d: named seq %llu", mode,
+                     (unsigned long long)r.bad_seq);
+        cr_assert_str_eq(r.why, want, "mode %d", mode);
+        cr_assert_eq(r.events, seq - 1, "mode %d", mode);
+    }
+}
+
+Test(replay, undecodable_event_is_named_with_and_without_comparison)
+{
+    record(dir, 2);
+    /* seq 12's "attempt" value replaced by a type byte that is no msgpack type */
+    long pos = find_in_event(dir, 12, "attempt") + (long)strlen("attempt");
+    rewrite_event(dir, 12, bad_type_at, &pos);
+    assert_undecodable(dir, 12, TN_ERR_TYPE);
+    /* then seq 10 cut by one byte (its prev hash is short): the first one is named */
+    rewrite_event(dir, 10, cut_last_byte, NULL);
+    assert_undecodable(dir, 10, TN_ERR_TRUNCATED);
+}
+
 Test(replay, missing_event_is_named)
 {
     record(dir, 2);

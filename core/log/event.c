@@ -146,7 +146,7 @@ tn_err tn_event_encode(const tn_event *ev, tn_buf *out)
     return TN_OK;
 }
 
-tn_err tn_event_decode(const void *buf, size_t len, tn_event *ev)
+tn_err tn_event_decode_strict(const void *buf, size_t len, tn_event *ev)
 {
     if (len > TN_EVENT_MAX_BYTES)
         return TN_ERR_TOOBIG;
@@ -213,6 +213,168 @@ tn_err tn_event_decode(const void *buf, size_t len, tn_event *ev)
     ev->from = (uint8_t)from;
     ev->to = (uint8_t)to;
     return TN_OK;
+}
+
+/* --- the fast path ------------------------------------------------------------------
+ * tn_event_encode writes one shape: an array of 12, the smallest msgpack int for each
+ * number, short strings, a bin8 of 32 bytes for prev. The fast path reads only that
+ * shape, every read bounded, with no per-read error state and few branches; anything
+ * else (a negative or signed-typed number, a long key or actor, a length past the end,
+ * a truncation) sends the event to the strict reader, which decodes it or says what is
+ * wrong. So the fast path accepts a subset of what the strict reader accepts, with the
+ * same result, and every verdict on malformed bytes is the strict reader's. */
+
+#define FAST_INLINE static inline __attribute__((always_inline))
+
+/* Bytes of the unsigned msgpack int whose type byte is t (positive fixint, uint8..64),
+ * 0 for any other type; and the shift that leaves its value in a big-endian 8-byte
+ * load from its first value byte (the type byte itself for a fixint). */
+static const uint8_t uint_width[256] = {
+    [0x00 ... 0x7f] = 1, [0xcc] = 2, [0xcd] = 3, [0xce] = 5, [0xcf] = 9};
+static const uint8_t uint_shift[256] = {
+    [0x00 ... 0x7f] = 56, [0xcc] = 56, [0xcd] = 48, [0xce] = 32, [0xcf] = 0};
+
+/* The unsigned int at p, of uint_width[*p] >= 1 bytes; 9 bytes at p must be readable
+ * whatever its width (one load and one shift, no branch on the width). */
+FAST_INLINE uint64_t fast_uint_at(const uint8_t *p)
+{
+    uint64_t raw;
+    memcpy(&raw, p + (p[0] >> 7), 8); /* a fixint is its own value byte */
+    return __builtin_bswap64(raw) >> uint_shift[p[0]];
+}
+
+/* A header field: an unsigned int <= max at *p, with 9 readable bytes there. */
+FAST_INLINE bool fast_uint(const uint8_t **p, uint64_t max, uint64_t *out)
+{
+    unsigned w = uint_width[**p];
+    uint64_t v = fast_uint_at(*p);
+    if (w == 0 || v > max)
+        return false;
+    *out = v;
+    *p += w;
+    return true;
+}
+
+/* A str or bin at p < lim, of at most max bytes, ending at or before lim. */
+FAST_INLINE bool fast_bytes(const uint8_t **p, const uint8_t *lim, uint32_t max, uint8_t *type,
+                            tn_str *out)
+{
+    const uint8_t *q = *p;
+    size_t left = (size_t)(lim - q);
+    uint8_t t = q[0];
+    unsigned hw;
+    uint64_t n;
+    if ((t & 0xe0) == 0xa0) {
+        hw = 1;
+        n = t & 0x1f;
+    } else if ((t == 0xd9 || t == 0xc4) && left >= 2) {
+        hw = 2;
+        n = q[1];
+    } else if ((t == 0xda || t == 0xc5) && left >= 3) {
+        hw = 3;
+        n = tn_mp_be(q + 1, 2);
+    } else if ((t == 0xdb || t == 0xc6) && left >= 5) {
+        hw = 5;
+        n = tn_mp_be(q + 1, 4);
+    } else {
+        return false;
+    }
+    if (n > max || n > left - hw)
+        return false;
+    *type = (t == 0xc4 || t == 0xc5 || t == 0xc6) ? TN_ATTR_BIN : TN_ATTR_STR;
+    out->p = (const char *)q + hw;
+    out->len = (uint32_t)n;
+    *p = q + hw + n;
+    return true;
+}
+
+/* One attr at *p < lim: a key of 1 to 31 bytes as a fixstr, then a non-negative int,
+ * a str or a bin, all before lim. The 34 bytes of prev follow lim, so 9 bytes are
+ * readable at any p < lim. */
+FAST_INLINE bool fast_attr(const uint8_t **pp, const uint8_t *lim, tn_attr *a)
+{
+    const uint8_t *p = *pp;
+    unsigned kl = *p & 0x1f;
+    if ((*p & 0xe0) != 0xa0 || kl == 0 || (size_t)(lim - p) < 2u + kl)
+        return false;
+    a->key.p = (const char *)p + 1;
+    a->key.len = kl;
+    p += 1 + kl;
+    unsigned w = uint_width[*p];
+    if (w) {
+        uint64_t v = fast_uint_at(p);
+        if (w > (size_t)(lim - p) || v > (uint64_t)INT64_MAX)
+            return false;
+        a->type = TN_ATTR_INT;
+        a->i = (int64_t)v;
+        a->s.p = "";
+        a->s.len = 0;
+        p += w;
+    } else if (!fast_bytes(&p, lim, TN_ATTR_VAL_MAX, &a->type, &a->s)) {
+        return false;
+    }
+    *pp = p;
+    return true;
+}
+
+/* The attrs map at *p < lim (where prev starts); all of it before lim. */
+FAST_INLINE bool fast_attrs(const uint8_t **pp, const uint8_t *lim, tn_event *ev)
+{
+    const uint8_t *p = *pp;
+    uint32_t n;
+    if ((*p & 0xf0) == 0x80) {
+        n = *p++ & 0x0f;
+    } else if (*p == 0xde && lim - p >= 3 &&
+               (n = (uint32_t)tn_mp_be(p + 1, 2)) <= TN_ATTRS_MAX) {
+        p += 3;
+    } else {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (p >= lim || !fast_attr(&p, lim, &ev->attrs[i]))
+            return false;
+    ev->nattrs = n;
+    *pp = p;
+    return true;
+}
+
+/* The header fields take at most 46 bytes and each read loads 9: events shorter than
+ * this go to the strict reader. */
+#define FAST_MIN_LEN 56
+
+/* The whole event in the shape tn_event_encode writes; false = ask the strict reader. */
+static bool decode_fast(const uint8_t *b, size_t len, tn_event *ev)
+{
+    if (len < FAST_MIN_LEN || len > TN_EVENT_MAX_BYTES || b[0] != 0x9c ||
+        b[1] != TN_EVENT_VERSION)
+        return false;
+    const uint8_t *p = b + 2, *lim = b + len - 2 - TN_HASH_LEN;
+    uint64_t machine, event, from, to, at;
+    if (!fast_uint(&p, UINT64_MAX, &ev->seq) || !fast_uint(&p, INT64_MAX, &at) ||
+        !fast_uint(&p, TN_MACHINE_MAX, &machine) || !fast_uint(&p, 254, &event) ||
+        !fast_uint(&p, UINT64_MAX, &ev->wf) || !fast_uint(&p, UINT64_MAX, &ev->task) ||
+        !fast_uint(&p, 254, &from) || !fast_uint(&p, 254, &to) || machine == 0)
+        return false;
+    uint8_t actor_type;
+    if (p >= lim || !fast_bytes(&p, lim, TN_ACTOR_MAX, &actor_type, &ev->actor) ||
+        actor_type != TN_ATTR_STR || p >= lim || !fast_attrs(&p, lim, ev))
+        return false;
+    if (p != lim || lim[0] != 0xc4 || lim[1] != TN_HASH_LEN)
+        return false;
+    memcpy(ev->prev, lim + 2, TN_HASH_LEN);
+    ev->at = (int64_t)at;
+    ev->machine = (uint8_t)machine;
+    ev->event = (uint8_t)event;
+    ev->from = (uint8_t)from;
+    ev->to = (uint8_t)to;
+    return true;
+}
+
+tn_err tn_event_decode(const void *buf, size_t len, tn_event *ev)
+{
+    if (decode_fast((const uint8_t *)buf, len, ev))
+        return TN_OK;
+    return tn_event_decode_strict(buf, len, ev);
 }
 
 void tn_event_hash(const void *enc, size_t len, uint8_t out[TN_HASH_LEN])

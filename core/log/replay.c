@@ -43,21 +43,26 @@ static void dense_presize(dense *d, uint64_t max_id)
         d->cap = (size_t)max_id + 1;
 }
 
-static void *dense_at(dense *d, uint64_t id, bool grow)
+static __attribute__((noinline)) void *dense_grow(dense *d, uint64_t id, bool grow)
 {
-    if (id >= d->cap) {
-        if (!grow || id >= DENSE_MAX_IDS)
-            return NULL;
-        size_t nc = d->cap ? d->cap : 1024;
-        while (nc <= id)
-            nc *= 2;
-        void *ni = realloc(d->items, nc * d->size);
-        if (!ni)
-            return NULL;
-        memset((char *)ni + d->cap * d->size, 0, (nc - d->cap) * d->size);
-        d->items = ni;
-        d->cap = nc;
-    }
+    if (!grow || id >= DENSE_MAX_IDS)
+        return NULL;
+    size_t nc = d->cap ? d->cap : 1024;
+    while (nc <= id)
+        nc *= 2;
+    void *ni = realloc(d->items, nc * d->size);
+    if (!ni)
+        return NULL;
+    memset((char *)ni + d->cap * d->size, 0, (nc - d->cap) * d->size);
+    d->items = ni;
+    d->cap = nc;
+    return (char *)d->items + id * d->size;
+}
+
+static inline void *dense_at(dense *d, uint64_t id, bool grow)
+{
+    if (id >= d->cap)
+        return dense_grow(d, id, grow);
     return (char *)d->items + id * d->size;
 }
 
@@ -185,7 +190,9 @@ static void verdict(tn_replay_report *rep, tn_err e, uint64_t seq, const char *f
 
 /* The instance `ev` acts on: its slot (*p), whether it exists yet and its current
  * state (TN_SM_NEW when it does not). false = verdict given. */
-static bool instance_of(rctx *x, const tn_event *ev, void **p, bool *exists, uint8_t *cur)
+static inline __attribute__((always_inline)) bool instance_of(rctx *x, const tn_event *ev,
+                                                              void **p, bool *exists,
+                                                              uint8_t *cur)
 {
     tn_replay_report *rep = x->rep;
     if (ev->machine == TN_MACHINE_WORKFLOW) {
@@ -227,7 +234,8 @@ static unsigned state_slot(uint8_t st)
 
 /* Fold a checked workflow or task event into its slot and move the instance between
  * the report's state counts (kept as they change: no sweep over the arrays after). */
-static void fold(rctx *x, const tn_event *ev, void *p, bool exists, uint8_t cur)
+static inline __attribute__((always_inline)) void fold(rctx *x, const tn_event *ev, void *p,
+                                                       bool exists, uint8_t cur)
 {
     bool wf = ev->machine == TN_MACHINE_WORKFLOW;
     uint64_t *total = wf ? &x->rep->workflows : &x->rep->tasks;
@@ -276,8 +284,48 @@ static bool object_fold(rctx *x, const tn_event *ev)
     return e == TN_OK;
 }
 
+static __attribute__((noinline)) bool bad_transition(tn_replay_report *rep, const tn_sm *sm,
+                                                     const tn_event *ev, uint8_t cur,
+                                                     tn_sm_trans tr)
+{
+    verdict(rep, TN_ERR_ILLEGAL, ev->seq,
+            "%s %llu: recorded %s -%s-> %s, but the instance was in %s and the table "
+            "says %s",
+            sm->name, (unsigned long long)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
+            tn_sm_state_name(sm, ev->from), tn_sm_event_name(sm, ev->event),
+            tn_sm_state_name(sm, ev->to), tn_sm_state_name(sm, cur),
+            tr.to == TN_SM_ILLEGAL ? "illegal" : tn_sm_state_name(sm, tr.to));
+    return false;
+}
+
+/* A workflow or task event (nearly every event): apply's checks in apply's order,
+ * without the lookups only the other machines need. */
+static inline bool apply_instance(rctx *x, const tn_event *ev)
+{
+    const tn_sm *sm = ev->machine == TN_MACHINE_WORKFLOW ? &tn_sm_workflow : &tn_sm_task;
+    if (ev->event >= sm->nevents) {
+        verdict(x->rep, TN_ERR_ILLEGAL, ev->seq, "unknown machine %u or event %u", ev->machine,
+                ev->event);
+        return false;
+    }
+    uint8_t cur;
+    void *p = NULL;
+    bool exists = true;
+    if (!instance_of(x, ev, &p, &exists, &cur))
+        return false;
+    tn_sm_trans tr = tn_sm_next(sm, cur, ev->event);
+    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to)
+        return bad_transition(x->rep, sm, ev, cur, tr);
+    if (cur < TN_REPLAY_MAX_STATES && ev->event < TN_REPLAY_MAX_EVENTS)
+        x->rep->cov[ev->machine][cur][ev->event]++;
+    fold(x, ev, p, exists, cur);
+    return true;
+}
+
 static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
 {
+    if (ev->machine == TN_MACHINE_WORKFLOW || ev->machine == TN_MACHINE_TASK)
+        return apply_instance(x, ev);
     tn_replay_report *rep = x->rep;
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm || ev->event >= sm->nevents) {
@@ -294,17 +342,8 @@ static bool apply(rctx *x, const tn_event *ev, uint8_t *sys_state)
     if (tn_objlog_handles(ev->machine) && !object_state(x, ev, sm, &cur))
         return false;
     tn_sm_trans tr = tn_sm_next(sm, cur, ev->event);
-    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to) {
-        verdict(rep, TN_ERR_ILLEGAL, ev->seq,
-                "%s %llu: recorded %s -%s-> %s, but the instance was in %s and the table "
-                "says %s",
-                sm->name,
-                (unsigned long long)(ev->machine == TN_MACHINE_TASK ? ev->task : ev->wf),
-                tn_sm_state_name(sm, ev->from), tn_sm_event_name(sm, ev->event),
-                tn_sm_state_name(sm, ev->to), tn_sm_state_name(sm, cur),
-                tr.to == TN_SM_ILLEGAL ? "illegal" : tn_sm_state_name(sm, tr.to));
-        return false;
-    }
+    if (ev->from != cur || tr.to == TN_SM_ILLEGAL || tr.to != ev->to)
+        return bad_transition(rep, sm, ev, cur, tr);
     if (cur < TN_REPLAY_MAX_STATES && ev->event < TN_REPLAY_MAX_EVENTS)
         rep->cov[ev->machine][cur][ev->event]++;
     if (!system) {
@@ -545,13 +584,24 @@ typedef struct chain_pool {
     unsigned nth;
 } chain_pool;
 
+/* Hash a block's events four at a time (tn_event_hash4; the last group repeats its
+ * first event to fill the lanes) and compare each with the prev its successor recorded. */
 static void chain_check_block(chain_pool *cp, chain_block *b)
 {
     bool bad = false;
-    for (size_t i = 0; i < b->n; i++) {
-        uint8_t h[TN_HASH_LEN];
-        tn_event_hash(b->jobs[i].data, b->jobs[i].len, h);
-        bad |= memcmp(h, b->jobs[i].want, TN_HASH_LEN) != 0;
+    for (size_t i = 0; i < b->n; i += 4) {
+        size_t m = b->n - i < 4 ? b->n - i : 4;
+        const void *enc[4];
+        size_t len[4];
+        uint8_t h[4][TN_HASH_LEN];
+        for (size_t k = 0; k < 4; k++) {
+            const chain_job *j = &b->jobs[i + (k < m ? k : 0)];
+            enc[k] = j->data;
+            len[k] = j->len;
+        }
+        tn_event_hash4(enc, len, h);
+        for (size_t k = 0; k < m; k++)
+            bad |= memcmp(h[k], b->jobs[i + k].want, TN_HASH_LEN) != 0;
     }
     pthread_mutex_lock(&cp->mu);
     cp->bad |= bad;
@@ -593,15 +643,18 @@ static void *chain_thread(void *arg)
     return NULL;
 }
 
-/* Start helpers when the machine has a spare CPU and the log is long enough; false
+/* Start helpers, one per spare CPU (none on one CPU: the walker then hashes each
+ * block itself, still four events at a time), when the log is long enough; false
  * means: check the chain in line. */
 static bool chain_start(chain_pool *cp, uint64_t events)
 {
     memset(cp, 0, sizeof(*cp));
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus < 2 || events < CHAIN_MIN)
+    if (events < CHAIN_MIN)
         return false;
-    unsigned want = cpus - 1 > CHAIN_THREADS ? CHAIN_THREADS : (unsigned)(cpus - 1);
+    unsigned want = cpus < 2                 ? 0 :
+                    cpus - 1 > CHAIN_THREADS ? CHAIN_THREADS :
+                                               (unsigned)(cpus - 1);
     pthread_mutex_init(&cp->mu, NULL);
     pthread_cond_init(&cp->work, NULL);
     while (cp->nth < want && pthread_create(&cp->th[cp->nth], NULL, chain_thread, cp) == 0)
@@ -712,6 +765,17 @@ static void read_meta(tn_rtxn *t, walk *w)
             *outs[i] = tn_get_be64(v.data);
 }
 
+/* The seq an events key holds (8 bytes big-endian), 0 for a key of another size. One
+ * load, where tn_get_be64's byte loop costs a few ns an event here. */
+static inline uint64_t key_seq(const tn_val *k)
+{
+    uint64_t v;
+    if (k->len != 8)
+        return 0;
+    memcpy(&v, k->data, 8);
+    return __builtin_bswap64(v);
+}
+
 /* Walk the events in seq order: decode, chain, table check, fold. Stops at the first
  * verdict or the end of the range asked for. */
 static void walk_events(tn_cursor *c, walk *w)
@@ -723,7 +787,7 @@ static void walk_events(tn_cursor *c, walk *w)
     tn_val k, v, last = {0};
     tn_event ev;
     for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
-        uint64_t seq = k.len == 8 ? tn_get_be64(k.data) : 0;
+        uint64_t seq = key_seq(&k);
         if (o->until_seq && seq > o->until_seq)
             break;
         if (seq != expect) {
@@ -731,6 +795,11 @@ static void walk_events(tn_cursor *c, walk *w)
                     (unsigned long long)expect, (unsigned long long)seq);
             break;
         }
+        /* LMDB fills a leaf page from its end down, so with the seqs appended in order
+         * the next event sits just below this one: ask for its lines now, while this
+         * one is decoded (a prefetch never faults, wherever it points) */
+        __builtin_prefetch((const char *)v.data - 128);
+        __builtin_prefetch((const char *)v.data - 192);
         if (!decode_one(rep, &v, seq, &ev))
             break;
         if (o->until_ns && ev.at > o->until_ns)
