@@ -379,7 +379,8 @@ static void pids_limit(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *c,
         char path[4096];
         if (!(t->cg_pids = pr_path_join(p->v1_pids, base)))
             e = ENOMEM;
-        else if (mkdir(t->cg_pids, 0755) != 0 && errno != EEXIST)
+        else if (!pr_spare_take(&p->spare_pids, t->cg_pids) && /* pids.max written next */
+                 mkdir(t->cg_pids, 0755) != 0 && errno != EEXIST)
             e = errno;
         if (!e)
             e = pr_write_at(t->cg_pids, "pids.max", v);

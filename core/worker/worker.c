@@ -1084,6 +1084,11 @@ static void *worker_thread(void *arg)
             wake = due;
         int64_t left = wake - tn_mono_ns();
         if (left > 0) {
+            /* about to sleep: a few spare pids cgroups, off the spawn path */
+            (void)tn_procs_fill_spares(w->procs, 4);
+            left = wake - tn_mono_ns();
+        }
+        if (left > 0) {
             struct pollfd fds[2] = {{.fd = w->wake, .events = POLLIN},
                                     {.fd = tn_procs_wait_fd(w->procs), .events = POLLIN}};
             struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
@@ -1575,6 +1580,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
             tn_contain_mode_name(tn_procs_mode(w->procs)),
             tn_procs_cgroup_dir(w->procs) ? tn_procs_cgroup_dir(w->procs) : "-");
     recover_tasks(w);
+    /* spare v1 pids cgroups, made on idle turns of the loop (as many as the exec dirs) */
+    tn_procs_spares(w->procs, w->o.slots < 256 ? w->o.slots : 256);
     tn_outbox_init(&w->ob, w->st);
     snprintf(w->ob.cluster, sizeof(w->ob.cluster), "%s", w->cluster);
     if (w->rebound)
