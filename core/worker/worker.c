@@ -1240,7 +1240,8 @@ static void kill_recorded(void *ud, uint64_t task, uint32_t attempt, int64_t pid
         (void)tn_procs_kill_pids(w->procs, task, attempt, &id, 1, leftover, w);
 }
 
-/* Tasks the previous run of this worker had running: kill what is left of them. */
+/* Tasks the previous run of this worker had running: kill what is left of them; then the
+ * spare pids cgroups start (the leftovers pass removed the previous run's). */
 static void recover_tasks(tn_worker *w)
 {
     uint32_t n = 0;
@@ -1248,6 +1249,8 @@ static void recover_tasks(tn_worker *w)
     n += tn_outbox_store_take_tasks(w->st, kill_recorded, w);
     if (n)
         tn_info("worker", "msg=\"previous run's tasks found and killed\" count=%u", n);
+    /* then spare v1 pids cgroups, made on idle turns of the loop (as many as exec dirs) */
+    tn_procs_spares(w->procs, w->o.slots < 256 ? w->o.slots : 256);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -1580,8 +1583,6 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
             tn_contain_mode_name(tn_procs_mode(w->procs)),
             tn_procs_cgroup_dir(w->procs) ? tn_procs_cgroup_dir(w->procs) : "-");
     recover_tasks(w);
-    /* spare v1 pids cgroups, made on idle turns of the loop (as many as the exec dirs) */
-    tn_procs_spares(w->procs, w->o.slots < 256 ? w->o.slots : 256);
     tn_outbox_init(&w->ob, w->st);
     snprintf(w->ob.cluster, sizeof(w->ob.cluster), "%s", w->cluster);
     if (w->rebound)
