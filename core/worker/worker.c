@@ -227,7 +227,9 @@ static void release(tn_worker *w, job *j)
     }
     (void)tn_map_put(&w->finished, j->task, (void *)(uintptr_t)j->attempt);
     /* most tasks leave their exec dir empty: kept as a spare for the next attempt (no
-     * process of this one is left to use it), else one rmdir, the walk only when needed */
+     * process of this one is left to use it; in session mode, short of the hole proc.h
+     * describes: an escapee never found keeps its cwd), else one rmdir, the walk only when
+     * it is not empty */
     const tn_kill_report *kr = j->proc ? tn_proc_kill_report(j->proc) : NULL;
     bool clean = j->proc && (!kr || (kr->done && !kr->survivors));
     if (j->exec_dir &&
