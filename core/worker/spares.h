@@ -3,7 +3,7 @@
  * spawn path, and an exec dir that ends empty becomes a spare again instead of an rmdir.
  *
  * Why: on ext4 without a journal, allocating an inode skips, one by one, every inode of
- * its group freed in the last 35 s (300 s while the inode table block is dirty:
+ * its group freed in the last 60 s (360 s while the inode table block is dirty:
  * recently_deleted in fs/ext4/ialloc.c), so a worker that made and removed a directory per
  * attempt paid at every mkdir, and at every log's create, for the attempts before it. A
  * rename allocates and frees no inode; the inodes spares need are allocated by a filler
