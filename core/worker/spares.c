@@ -30,6 +30,8 @@ struct tn_spares {
     pthread_t thread;
     bool has_thread, stop;
     uint32_t *ids; /* the spares' N, a stack */
+    int *fds;      /* files: the O_TMPFILE fd of each, or -1 for a named ROOT/.spare-N */
+    bool no_tmpfile; /* the file system refused O_TMPFILE: named spares */
     uint32_t n, cap, ahead, next;
     mode_t mode; /* what mkdir or open made: 0755 or 0640, less the umask */
     uid_t uid;
@@ -73,18 +75,42 @@ static int rename_noreplace(const char *from, const char *to)
     return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
 }
 
-/* One new spare. 0 or an errno value. */
-static int make_one(const tn_spares *s, uint32_t id)
+/* One new spare: a dir, an unnamed file (O_TMPFILE: making it does not lock ROOT, which
+ * a create holds through the whole inode allocation, so the worker's renames and links
+ * there do not wait for it; and a crash leaves nothing), else a named file. *fd gets the
+ * unnamed file's fd, else -1. 0 or an errno value. */
+static int make_one(tn_spares *s, uint32_t id, int *fd)
 {
     char p[PATH_MAX + 32];
+    *fd = -1;
+    if (s->kind == TN_SPARE_FILE && !s->no_tmpfile) {
+        *fd = open(s->root, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+        if (*fd >= 0)
+            return 0;
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+            return errno;
+        s->no_tmpfile = true;
+    }
     spare_path(s, id, p, sizeof(p));
     if (s->kind == TN_SPARE_DIR)
         return mkdir(p, 0755) == 0 ? 0 : errno;
-    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0)
+    int f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (f < 0)
         return errno;
-    (void)close(fd);
+    (void)close(f);
     return 0;
+}
+
+/* Drops one spare: closed (unnamed), or removed. */
+static void drop_one(const tn_spares *s, uint32_t id, int fd)
+{
+    char p[PATH_MAX + 32];
+    if (fd >= 0) {
+        (void)close(fd);
+        return;
+    }
+    spare_path(s, id, p, sizeof(p));
+    remove_path(p);
 }
 
 static void *filler(void *arg)
@@ -98,14 +124,14 @@ static void *filler(void *arg)
         }
         uint32_t id = s->next++;
         pthread_mutex_unlock(&s->mu);
-        int e = make_one(s, id);
+        int fd;
+        int e = make_one(s, id, &fd);
         pthread_mutex_lock(&s->mu);
         if (!e && s->n < s->cap) {
+            s->fds[s->n] = fd;
             s->ids[s->n++] = id;
         } else if (!e) { /* gifts filled it meanwhile */
-            char p[PATH_MAX + 32];
-            spare_path(s, id, p, sizeof(p));
-            remove_path(p);
+            drop_one(s, id, fd);
         } else { /* the file system says no (full, gone): not again for a second */
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -144,7 +170,10 @@ tn_err tn_spares_new(const char *root, tn_spare_kind kind, uint32_t cap, uint32_
         return TN_ERR_INVAL;
     tn_spares *s = calloc(1, sizeof(*s));
     cap = cap < TN_SPARES_MAX ? cap : TN_SPARES_MAX;
-    if (!s || !(s->ids = calloc(cap ? cap : 1, sizeof(*s->ids)))) {
+    if (!s || !(s->ids = calloc(cap ? cap : 1, sizeof(*s->ids))) ||
+        !(s->fds = calloc(cap ? cap : 1, sizeof(*s->fds)))) {
+        if (s)
+            free(s->ids);
         free(s);
         return TN_ERR_NOMEM;
     }
@@ -174,16 +203,25 @@ bool tn_spares_take(tn_spares *s, const char *path)
         return false;
     }
     uint32_t id = s->ids[--s->n];
+    int fd = s->fds[s->n];
     if (s->has_thread && s->n < s->ahead)
         pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (fd >= 0) { /* an unnamed file: linked at path (never over an existing one) */
+        char proc[64];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        bool ok = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0;
+        if (ok) /* its times are its attempt's (log retention reads mtime) */
+            (void)futimens(fd, NULL);
+        (void)close(fd);
+        return ok;
+    }
     char sp[PATH_MAX + 32];
     spare_path(s, id, sp, sizeof(sp));
     if (rename_noreplace(sp, path) != 0) {
         remove_path(sp); /* a path that exists is the caller's to deal with, as before */
         return false;
     }
-    /* a file waited as a spare: its times are its attempt's (log retention reads mtime) */
     if (s->kind == TN_SPARE_FILE)
         (void)utimensat(AT_FDCWD, path, NULL, 0);
     return true;
@@ -254,8 +292,10 @@ bool tn_spares_give(tn_spares *s, const char *path)
         return false;
     pthread_mutex_lock(&s->mu);
     room = s->n < s->cap;
-    if (room)
+    if (room) {
+        s->fds[s->n] = -1;
         s->ids[s->n++] = id;
+    }
     pthread_mutex_unlock(&s->mu);
     if (!room)
         (void)rmdir(sp);
@@ -280,13 +320,11 @@ void tn_spares_free(tn_spares *s)
     pthread_mutex_unlock(&s->mu);
     if (s->has_thread)
         pthread_join(s->thread, NULL);
-    for (uint32_t i = 0; i < s->n; i++) {
-        char sp[PATH_MAX + 32];
-        spare_path(s, s->ids[i], sp, sizeof(sp));
-        remove_path(sp);
-    }
+    for (uint32_t i = 0; i < s->n; i++)
+        drop_one(s, s->ids[i], s->fds[i]);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->ids);
+    free(s->fds);
     free(s);
 }

@@ -9,8 +9,11 @@
  * rename allocates and frees no inode; the inodes spares need are allocated by a filler
  * thread, off the worker's loop.
  *
- * A spare is ROOT/.spare-N (no attempt has such a name: TASK-ATTEMPT, TASK-ATTEMPT.log, and
- * the periodic sweep and log retention pass over it). A returned exec dir is kept only when
+ * A spare dir is ROOT/.spare-N (no attempt has such a name: TASK-ATTEMPT, and the periodic
+ * sweep passes over it). A spare file is an unnamed one (O_TMPFILE in ROOT) linked at its
+ * path when taken: making it does not hold ROOT's lock through the inode allocation, as a
+ * create does, so the worker's renames and links there do not wait on the filler; where
+ * the file system has no O_TMPFILE, ROOT/.spare-N as for dirs. A returned exec dir is kept only when
  * it is empty, owned by the worker's uid and gid, with the mode a fresh mkdir gives it and
  * no ACL or user xattr: a tenant's dir (chowned), a chmodded one or one with files is
  * removed as before. Spares left by a worker killed with SIGKILL are removed at the next
@@ -30,7 +33,7 @@
 
 typedef enum {
     TN_SPARE_DIR,  /* mkdir 0755 (less the umask) */
-    TN_SPARE_FILE, /* an empty file, 0640 (less the umask) */
+    TN_SPARE_FILE, /* an empty file, 0640 (less the umask), unnamed until taken */
 } tn_spare_kind;
 
 typedef struct tn_spares tn_spares;

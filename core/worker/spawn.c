@@ -503,7 +503,11 @@ static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *
 
 static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg *msg)
 {
-    if (mkdir(s->exec_dir, 0755) != 0 && errno != EEXIST) {
+    struct stat st;
+    /* a stat first: one already there (a spare renamed into place) costs no mkdir, whose
+     * lookup locks the parent dir (shared with whoever makes spares in it) */
+    bool there = stat(s->exec_dir, &st) == 0;
+    if (!there && mkdir(s->exec_dir, 0755) != 0 && errno != EEXIST) {
         int e = errno;
         if (e == ENOENT)
             return tn_errmsg_set(msg, TN_ERR_NOENT,
@@ -517,8 +521,7 @@ static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg 
                              ": cannot create exec dir %s: %s",
                              s->task, s->attempt, s->exec_dir, strerror(e));
     }
-    struct stat st;
-    if (stat(s->exec_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if ((!there && stat(s->exec_dir, &st) != 0) || !S_ISDIR(st.st_mode))
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "task %" PRIu64 ": exec dir %s exists and is not a directory",
                              s->task, s->exec_dir);
