@@ -29,8 +29,8 @@ struct tn_spares {
     pthread_cond_t cv;
     pthread_t thread;
     bool has_thread, stop;
-    uint32_t *ids; /* the spares' N, a stack */
-    int *fds;      /* files: the O_TMPFILE fd of each, or -1 for a named ROOT/.spare-N */
+    uint32_t *ids;   /* the spares' N, a stack */
+    int *fds;        /* files: the O_TMPFILE fd of each, or -1 for a named ROOT/.spare-N */
     bool no_tmpfile; /* the file system refused O_TMPFILE: named spares */
     uint32_t n, cap, ahead, next;
     mode_t mode; /* what mkdir or open made: 0755 or 0640, less the umask */
