@@ -1487,7 +1487,8 @@ static void task_setup_free(tn_worker *w)
 
 /* The pools of spare exec dirs and logs (spares.h), after the data dir's lock: a spare
  * left in it is a previous run's. As many ahead as slots, up to 256: a burst of dispatches
- * takes them at once. */
+ * takes them at once; logs up to 64, each an open fd (O_TMPFILE) counted against
+ * RLIMIT_NOFILE with the running tasks' pidfds and logs. */
 static tn_err make_spares(tn_worker *w, tn_errmsg *msg)
 {
     uint32_t ahead = w->o.slots < 256 ? w->o.slots : 256, gone[2] = {0, 0};
@@ -1497,9 +1498,9 @@ static tn_err make_spares(tn_worker *w, tn_errmsg *msg)
         char root[PATH_MAX + 8];
         snprintf(root, sizeof(root), "%s/%s", w->data, sub[i]);
         /* exec dirs: room for what the filler made and a slot's worth of returns */
-        uint32_t cap = i == 0 ? ahead + w->o.slots : ahead;
-        tn_err e = tn_spares_new(root, i == 0 ? TN_SPARE_DIR : TN_SPARE_FILE, cap, ahead,
-                                 pool[i], &gone[i]);
+        uint32_t cap = i == 0 ? ahead + w->o.slots : ahead < 64 ? ahead : 64;
+        tn_err e = tn_spares_new(root, i == 0 ? TN_SPARE_DIR : TN_SPARE_FILE, cap,
+                                 i == 0 ? ahead : cap, pool[i], &gone[i]);
         if (e)
             return tn_errmsg_set(msg, e, "%s: cannot keep spares: %s", root, tn_strerror(e));
     }
