@@ -3055,3 +3055,160 @@ Test(dispatch, a_mixed_queue_asks_each_group)
     tu_rm_rf(d);
     free(d);
 }
+
+/* ---- spare exec dirs, logs and cgroups ---------------------------------------------- */
+
+static int count_prefix(const char *rel, const char *prefix)
+{
+    char p[900];
+    snprintf(p, sizeof(p), "%s/%s", dir, rel);
+    DIR *d = opendir(p);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int count_prefix_abs(const char *path)
+{
+    DIR *d = opendir(path);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += strncmp(de->d_name, "spare-", 6) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The task's log, through `tern logs`, holds text. */
+static void log_has(uint64_t task, const char *text)
+{
+    char *out = NULL;
+    cr_assert_eq(ctl(&out, "logs %" PRIu64, task), 0, "%s", out);
+    cr_assert(strstr(out, text), "log of task %" PRIu64 " lacks \"%s\": %s", task, text, out);
+    free(out);
+}
+
+/* Exec dirs come from spares and go back to them when empty: each attempt still runs in an
+ * empty dir at its own path, one a task wrote into is not handed on, and each log is the
+ * attempt's own, read by `tern logs` as ever. */
+Test(cluster, each_attempt_runs_in_an_empty_exec_dir_of_its_own)
+{
+    start_master("5s", NULL);
+    start_worker("w1", true, NULL, "1");
+    wait_workers(1);
+    uint64_t wf = start_wf("ex.yaml",
+                           "name: ex\ntasks:\n"
+                           "  - {name: a, type: shell, command: 'pwd; echo a-out'}\n"
+                           "  - {name: b, type: shell, deps: [a],\n"
+                           "     command: 'pwd; echo x > f.txt; mkdir sub; echo b-out'}\n"
+                           "  - {name: c, type: shell, deps: [b],\n"
+                           "     command: 'pwd; echo \"entries=$(ls -A | wc -l)\"'}\n"
+                           "  - {name: d, type: shell, deps: [c],\n"
+                           "     command: 'pwd; echo \"entries=$(ls -A | wc -l)\"'}\n",
+                           "ex");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    const char *tasks[4] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++) {
+        uint64_t id = task_id(wf, tasks[i]);
+        char own[128], rel[128];
+        snprintf(own, sizeof(own), "/w1/exec/%" PRIu64 "-1\n", id);
+        log_has(id, own); /* its own path, whichever spare it was */
+        snprintf(rel, sizeof(rel), "w1/exec/%" PRIu64 "-1", id);
+        char p[900];
+        snprintf(p, sizeof(p), "%s/%s", dir, rel);
+        cr_assert_neq(access(p, F_OK), 0, "%s is gone once its attempt ended", rel);
+    }
+    log_has(task_id(wf, "a"), "a-out");
+    log_has(task_id(wf, "b"), "b-out");
+    log_has(task_id(wf, "c"), "entries=0"); /* not b's dir, with its file */
+    log_has(task_id(wf, "d"), "entries=0");
+    cr_assert_gt(count_prefix("w1/exec", ".spare-"), 0, "the worker keeps spare exec dirs");
+}
+
+/* The worker's v1 pids sub-tree (where it keeps spare pids cgroups), if this host has one:
+ * <pids mount><this process's pids cgroup>/tern/<worker id>; the worker is our child, in
+ * the same cgroups. */
+static bool worker_pids_dir(const char *wdir, char *out, size_t len)
+{
+    char p[900], id[80] = "", line[4096], mnt[1024] = "", own[1024] = "";
+    snprintf(p, sizeof(p), "%s/%s/worker-id", dir, wdir);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        if (fgets(id, sizeof(id), f))
+            id[strcspn(id, "\n")] = '\0';
+        fclose(f);
+    }
+    f = fopen("/proc/self/mountinfo", "re");
+    while (f && !mnt[0] && fgets(line, sizeof(line), f)) {
+        char *sep = strstr(line, " - cgroup ");
+        if (sep && strstr(sep, "pids"))
+            (void)sscanf(line, "%*s %*s %*s %*s %1023s", mnt);
+    }
+    if (f)
+        fclose(f);
+    f = fopen("/proc/self/cgroup", "re");
+    while (f && !own[0] && fgets(line, sizeof(line), f)) {
+        char *c = strstr(line, ":pids:");
+        if (c) {
+            snprintf(own, sizeof(own), "%s", c + 6);
+            own[strcspn(own, "\n")] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!id[0] || !mnt[0] || !own[0])
+        return false;
+    snprintf(out, len, "%s%s/tern/%s", mnt, strcmp(own, "/") ? own : "", id);
+    return true;
+}
+
+/* A worker killed with SIGKILL leaves its spares (exec dirs, pids cgroups; spare logs are
+ * unnamed files, but a named one may be there too); its next run removes them at start, so
+ * once that run stops, nothing of either is left. */
+Test(cluster, spares_of_a_killed_worker_are_removed_by_its_next_run)
+{
+    start_master("1500ms", NULL);
+    int w1 = start_worker("w1", true, NULL, "2");
+    wait_workers(1);
+    uint64_t wf = start_wf("sp.yaml",
+                           "name: sp\ntasks:\n"
+                           "  - {name: a, type: shell, command: 'true'}\n"
+                           "  - {name: b, type: shell, command: 'true'}\n",
+                           "sp");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    char pids[1200], p[1300];
+    bool v1 = worker_pids_dir("w1", pids, sizeof(pids)) && access(pids, F_OK) == 0;
+    for (int i = 0; i < 200 && v1 && count_prefix_abs(pids) == 0; i++)
+        usleep(20000); /* made on the worker's idle turns */
+    stop_proc(w1, SIGKILL);
+    cr_assert_gt(count_prefix("w1/exec", ".spare-"), 0, "the killed run left spare exec dirs");
+    if (v1)
+        cr_assert_gt(count_prefix_abs(pids), 0, "and spare pids cgroups in %s", pids);
+    /* and ones under names the next run will not make itself */
+    snprintf(p, sizeof(p), "%s/w1/exec/.spare-99999", dir);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/w1/exec/.spare-99999/x", dir);
+    fclose(fopen(p, "w"));
+    snprintf(p, sizeof(p), "%s/w1/logs/.spare-99999", dir);
+    fclose(fopen(p, "w"));
+    snprintf(p, sizeof(p), "%s/spare-99999", pids);
+    cr_assert(!v1 || mkdir(p, 0755) == 0, "%s: %s", p, strerror(errno));
+
+    w1 = start_worker("w1", true, NULL, "2");
+    wait_file_has("w1.log", "spares of a previous run removed");
+    stop_proc(w1, SIGTERM);
+    cr_assert_eq(count_prefix("w1/exec", ".spare-"), 0, "no spare exec dir is left");
+    cr_assert_eq(count_prefix("w1/logs", ".spare-"), 0, "no spare log is left");
+    if (v1)
+        cr_assert_neq(access(pids, F_OK), 0, "the pids sub-tree is gone, spares and all: %s",
+                      pids);
+}

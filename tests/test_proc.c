@@ -1069,3 +1069,135 @@ Test(proc, pids_limit_stops_a_fork_loop_cgroup)
 {
     pids_limit(TN_CONTAIN_CGROUP);
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* Spare v1 pids cgroups */
+
+/* The worker's v1 pids sub-tree, found here independently of core/worker: the pids
+ * hierarchy's mount and this process's path in it, then tern/<name>. */
+static bool v1_pids_dir(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[4096], mnt[1024] = "", own[1024] = "";
+    while (f && !mnt[0] && fgets(line, sizeof(line), f)) {
+        char *sep = strstr(line, " - cgroup ");
+        if (sep && strstr(sep, "pids"))
+            (void)sscanf(line, "%*s %*s %*s %*s %1023s", mnt);
+    }
+    if (f)
+        fclose(f);
+    f = fopen("/proc/self/cgroup", "re");
+    while (f && !own[0] && fgets(line, sizeof(line), f)) {
+        char *p = strstr(line, ":pids:");
+        if (p) {
+            snprintf(own, sizeof(own), "%s", p + 6);
+            own[strcspn(own, "\n")] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!mnt[0] || !own[0])
+        return false;
+    snprintf(out, len, "%s%s/tern/%s", mnt, strcmp(own, "/") ? own : "", name);
+    return true;
+}
+
+static int count_spares(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += strncmp(de->d_name, "spare-", 6) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A manager keeping 3 spare pids cgroups, else the test is skipped (no v1 pids hierarchy
+ * here: the pids limit is v2's or none, and there is nothing to keep). */
+static void open_spares_or_skip(tn_contain_mode mode, char *dir, size_t len)
+{
+    open_mgr(mode);
+    tn_procs_spares(P, 3);
+    uint32_t made = tn_procs_fill_spares(P, 10);
+    if (made == 0 || !v1_pids_dir(dir, len)) {
+        teardown(); /* a skipped test's .fini does not run: nothing may stay behind */
+        cr_skip_test("no v1 pids hierarchy here: no spare pids cgroups");
+    }
+    cr_assert_eq(made, 3, "made ahead up to the count asked");
+    cr_assert_eq(tn_procs_fill_spares(P, 10), 0, "and no more");
+    cr_assert_eq(count_spares(dir), 3);
+}
+
+static tn_proc *start_pids(uint64_t task, const char *script, uint32_t pids_max)
+{
+    char dir[512], log[512];
+    snprintf(dir, sizeof(dir), "%s/run-%llu", tmp, (unsigned long long)task);
+    snprintf(log, sizeof(log), "%s/task-%llu.log", tmp, (unsigned long long)task);
+    tn_spawn s = {.task = task,
+                  .attempt = 1,
+                  .script = script,
+                  .exec_dir = dir,
+                  .log_path = log,
+                  .envp = task_env,
+                  .pids_max = pids_max};
+    tn_proc *t = NULL;
+    cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
+    return t;
+}
+
+/* A spawn takes a spare (renamed to its task-T-A, limit written); a clean end gives it back,
+ * a killed attempt's cgroup is removed; the manager's free leaves no spare behind. */
+static void pids_spares(tn_contain_mode mode)
+{
+    char dir[600];
+    open_spares_or_skip(mode, dir, sizeof(dir));
+    tn_proc *t = start_pids(71, "exit 0", 7);
+    cr_assert_str_eq(tn_proc_pids_note(t), "v1:7");
+    cr_assert_eq(count_spares(dir), 2, "the attempt took a spare");
+    char task_cg[700], max[32] = "";
+    snprintf(task_cg, sizeof(task_cg), "%s/task-71-1/pids.max", dir);
+    FILE *f = fopen(task_cg, "re");
+    cr_assert_not_null(f, "the spare is the attempt's cgroup now: %s", task_cg);
+    cr_assert_not_null(fgets(max, sizeof(max), f));
+    fclose(f);
+    cr_assert_str_eq(max, "7\n", "its limit is the attempt's");
+    tn_proc_exit ex = wait_exit(t);
+    cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == 0);
+    tn_proc_free(t);
+    cr_assert_eq(count_spares(dir), 3, "a clean end gives its cgroup back");
+    snprintf(task_cg, sizeof(task_cg), "%s/task-71-1", dir);
+    cr_assert_neq(access(task_cg, F_OK), 0, "under its spare name");
+
+    /* a spare taken again carries the next attempt's limit */
+    t = start_pids(72, "sleep 300", 4);
+    cr_assert_str_eq(tn_proc_pids_note(t), "v1:4");
+    cr_assert_eq(tn_proc_kill(P, t, 0), TN_OK);
+    (void)wait_exit(t);
+    tn_proc_free(t);
+    cr_assert_eq(count_spares(dir), 2, "a killed attempt's cgroup is removed, not kept");
+    tn_procs_free(P);
+    P = NULL;
+    cr_assert_neq(access(dir, F_OK), 0, "no spare (nor the sub-tree) is left: %s", dir);
+}
+
+/* (cgroup mode only: a manager told to use no cgroups uses no v1 pids cgroup either) */
+Test(proc, spare_pids_cgroups_cgroup)
+{
+    pids_spares(TN_CONTAIN_CGROUP);
+}
+
+/* Spares a previous run left (a worker killed with SIGKILL) are removed at the next start,
+ * with the leftovers. */
+Test(proc, spare_pids_cgroups_of_a_previous_run_are_removed)
+{
+    char dir[600], left[700];
+    open_spares_or_skip(TN_CONTAIN_CGROUP, dir, sizeof(dir));
+    snprintf(left, sizeof(left), "%s/spare-900", dir); /* as a killed run leaves them */
+    cr_assert_eq(mkdir(left, 0755), 0, "%s", strerror(errno));
+    cr_assert_eq(tn_procs_adopt_leftovers(P, NULL, NULL, NULL), TN_OK);
+    cr_assert_neq(access(left, F_OK), 0, "a previous run's spare is removed");
+    cr_assert_eq(count_spares(dir), 0, "all of them");
+    cr_assert_eq(tn_procs_fill_spares(P, 10), 3, "and new ones are made");
+}

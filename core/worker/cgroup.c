@@ -363,3 +363,89 @@ char *pr_setup_v1(const tn_procs *p, const char *ctrl, const char *probe, char *
     }
     return dir;
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* Spare v1 pids cgroups */
+
+static void spare_path(const cgpool *pool, uint32_t id, char *out, size_t len)
+{
+    pr_sfmt(out, len, "%s/spare-%" PRIu32, pool->dir, id);
+}
+
+bool pr_spare_push(cgpool *pool, uint32_t id)
+{
+    if (pool->n == pool->cap) {
+        uint32_t cap = pool->cap ? pool->cap * 2 : 16;
+        uint32_t *v = realloc(pool->ids, cap * sizeof(*v));
+        if (!v)
+            return false;
+        pool->ids = v;
+        pool->cap = cap;
+    }
+    pool->ids[pool->n++] = id;
+    return true;
+}
+
+/* Renames a spare to path. False: none, or the rename failed (the spare is removed): the
+ * caller makes path as before. */
+bool pr_spare_take(cgpool *pool, const char *path)
+{
+    if (!pool->dir || !pool->n)
+        return false;
+    char from[4096];
+    spare_path(pool, pool->ids[--pool->n], from, sizeof(from));
+    if (rename(from, path) == 0)
+        return true;
+    (void)rmdir(from);
+    return false;
+}
+
+/* An ended attempt's cgroup kept as a spare when the pool has room for it and it holds no
+ * sub-cgroup (st_nlink counts them). True: path is gone; false: the caller removes it. */
+bool pr_spare_give(tn_procs *p, cgpool *pool, const char *path)
+{
+    struct stat st;
+    if (!pool->dir || pool->n >= p->spare_ahead * 2 || stat(path, &st) != 0 || st.st_nlink != 2)
+        return false;
+    uint32_t id = p->spare_next++;
+    char to[4096];
+    spare_path(pool, id, to, sizeof(to));
+    if (rename(path, to) != 0)
+        return false;
+    if (!pr_spare_push(pool, id))
+        (void)rmdir(to);
+    return true;
+}
+
+/* Removes the pool's spares. */
+void pr_spares_drop(cgpool *pool)
+{
+    while (pool->dir && pool->n) {
+        char path[4096];
+        spare_path(pool, pool->ids[--pool->n], path, sizeof(path));
+        (void)pr_cg_rmdir_tree(path, 0);
+    }
+    free(pool->ids);
+    pool->ids = NULL;
+    pool->n = pool->cap = 0;
+}
+
+/* Removes the spares a previous run left in dir (no process is ever put in a spare).
+ * Returns how many. */
+uint32_t pr_spares_sweep(const char *dir)
+{
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d)
+        return 0;
+    uint32_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_type != DT_DIR || strncmp(de->d_name, "spare-", 6) != 0)
+            continue;
+        char path[4096];
+        pr_sfmt(path, sizeof(path), "%s/%s", dir, de->d_name);
+        n += pr_cg_rmdir_tree(path, 0) == 0;
+    }
+    (void)closedir(d);
+    return n;
+}

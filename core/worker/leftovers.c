@@ -278,6 +278,11 @@ tn_err tn_procs_adopt_leftovers(tn_procs *p, tn_leftover_fn cb, void *ud, uint32
     remove_v1_orphans(p, p->v1_mem);
     remove_v1_orphans(p, p->v1_cpu);
     remove_v1_orphans(p, p->v1_pids);
+    /* spare cgroups of a previous run (never populated), with any of ours */
+    p->spare_pids.n = 0;
+    uint32_t spares = pr_spares_sweep(p->spare_pids.dir);
+    if (spares)
+        tn_info(COMP, "msg=\"spare cgroups of a previous run removed\" count=%" PRIu32, spares);
     p->adopted_total += g.n;
     if (nattempts)
         *nattempts = (uint32_t)g.n;

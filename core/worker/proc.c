@@ -78,6 +78,8 @@ tn_err tn_procs_new(const tn_proc_opts *o, tn_procs **out, tn_errmsg *msg)
         snprintf(p->lim_why, sizeof(p->lim_why),
                  "no writable memory/cpu controller in cgroup2 or cgroup v1");
     }
+    if (p->lim_pids == LIM_V1)
+        p->spare_pids.dir = p->v1_pids;
     if (p->mode == TN_CONTAIN_SESSION && !no_cgroups)
         tn_info(COMP, "msg=\"cgroup v2 unusable, session containment\" why=\"%s\"", why);
     static const char *const lim_names[] = {"none", "v2", "v1"};
@@ -238,6 +240,12 @@ void pr_reap_children(tn_procs *p)
 static void finalize(tn_procs *p, tn_proc *t)
 {
     int e = 0;
+    /* ended clean: its v1 pids cgroup is kept as a spare (when nobody is left in it) */
+    if (t->stage == K_NONE && !t->killed && !t->leftovers && t->cg_pids &&
+        pr_cg1_empty(t->cg_pids) && pr_spare_give(p, &p->spare_pids, t->cg_pids)) {
+        free(t->cg_pids);
+        t->cg_pids = NULL;
+    }
     if (t->cg && (e = pr_cg_rmdir_tree(t->cg, 0)) != 0)
         tn_warn(COMP,
                 "msg=\"cannot remove task cgroup; left to the sweeper\" path=%s err=\"%s\"",
@@ -421,6 +429,32 @@ void tn_proc_free(tn_proc *t)
     pthread_mutex_unlock(&p->mu);
 }
 
+void tn_procs_spares(tn_procs *p, uint32_t ahead)
+{
+    pthread_mutex_lock(&p->mu);
+    p->spare_ahead = ahead < 4096 ? ahead : 4096;
+    pthread_mutex_unlock(&p->mu);
+}
+
+uint32_t tn_procs_fill_spares(tn_procs *p, uint32_t max)
+{
+    uint32_t made = 0;
+    pthread_mutex_lock(&p->mu);
+    cgpool *pool = &p->spare_pids;
+    while (pool->dir && pool->n < p->spare_ahead && made < max) {
+        uint32_t id = p->spare_next++;
+        char path[4096];
+        pr_sfmt(path, sizeof(path), "%s/spare-%" PRIu32, pool->dir, id);
+        if (mkdir(path, 0755) != 0)
+            break; /* the sub-tree is gone, or full: the spawn path says why */
+        made++;
+        if (!pr_spare_push(pool, id))
+            (void)rmdir(path);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return made;
+}
+
 void tn_procs_stats_get(tn_procs *p, tn_procs_stats *st)
 {
     pthread_mutex_lock(&p->mu);
@@ -475,6 +509,7 @@ void tn_procs_free(tn_procs *p)
         pr_proc_destroy(t);
     }
     p->head = NULL;
+    pr_spares_drop(&p->spare_pids);
     /* only if empty: leftovers stay for the next start; a shared parent stays while
      * another worker uses it */
     const char *dirs[8] = {p->root,       p->v1_mem,     p->v1_cpu,     p->v1_pids,

@@ -106,6 +106,19 @@ const char *tn_procs_cgroup_dir(const tn_procs *p);
  * A crashed worker does none of this: see tn_procs_adopt_leftovers. */
 void tn_procs_free(tn_procs *p);
 
+/* Spare v1 pids cgroups (where the pids limit is applied by one), so a spawn renames a
+ * directory instead of making one, and a clean end renames it back instead of removing it
+ * (mkdir and rmdir in cgroupfs cost ~0.1 ms each). Keeps up to `ahead` spares made ahead
+ * (tn_procs_fill_spares) and up to twice that from attempts that ended clean (exited,
+ * nothing left behind, no kill, no sub-cgroup, nobody in it); pids.max is written when a
+ * spare is taken, as for a new one. The v2 task cgroup is still made per attempt: cgroup2
+ * has no rename (EPERM). 0 (the default) keeps none. Spares are DIR/spare-N:
+ * tn_procs_free removes them, tn_procs_adopt_leftovers removes those a previous run left. */
+void tn_procs_spares(tn_procs *p, uint32_t ahead);
+/* Makes up to max spares while fewer than `ahead` wait; call it off the spawn path (an
+ * idle turn of the loop). Returns how many it made. */
+uint32_t tn_procs_fill_spares(tn_procs *p, uint32_t max);
+
 typedef struct tn_spawn {
     uint64_t task;
     uint32_t attempt;

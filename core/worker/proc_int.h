@@ -124,6 +124,15 @@ struct tn_proc {
     bool finished, reported, detached;
 };
 
+/* Spare v1 pids cgroups: DIR/spare-N, made ahead or kept from an attempt that ended clean,
+ * renamed to task-T-A at a spawn (no mkdir, no rmdir there). v2 cgroups cannot be renamed
+ * (cgroup2 has no rename: EPERM), so the v2 task cgroup is still made per attempt. */
+typedef struct cgpool {
+    const char *dir; /* the sub-tree: p->v1_pids (not owned); NULL: no pool */
+    uint32_t *ids;
+    uint32_t n, cap;
+} cgpool;
+
 struct tn_procs {
     pthread_mutex_t mu;
     char name[NAME_MAX_LEN + 1];
@@ -143,9 +152,11 @@ struct tn_procs {
     pscan scan;
     char *envbuf;
     size_t envcap;
-    int epfd;       /* the leaders' pidfds (tn_procs_wait_fd), or -1 */
-    void *stack;    /* spawn_clone's child stack, made on first use */
-    bool no_clone3; /* the kernel refused clone3 with CLONE_INTO_CGROUP */
+    int epfd;          /* the leaders' pidfds (tn_procs_wait_fd), or -1 */
+    void *stack;       /* spawn_clone's child stack, made on first use */
+    bool no_clone3;    /* the kernel refused clone3 with CLONE_INTO_CGROUP */
+    cgpool spare_pids; /* spare v1 pids cgroups (tn_procs_spares) */
+    uint32_t spare_ahead, spare_next;
 };
 
 /* ---------------------------------------------------------------------------------- */
@@ -190,6 +201,11 @@ bool pr_valid_name(const char *s);
 bool pr_setup_v2(tn_procs *p, const char *root, char *why, size_t wlen);
 int pr_restore_v2(tn_procs *p);
 char *pr_setup_v1(const tn_procs *p, const char *ctrl, const char *probe, char **parent);
+bool pr_spare_take(cgpool *pool, const char *path);
+bool pr_spare_give(tn_procs *p, cgpool *pool, const char *path);
+bool pr_spare_push(cgpool *pool, uint32_t id);
+void pr_spares_drop(cgpool *pool);
+uint32_t pr_spares_sweep(const char *dir);
 
 /* proc.c: the manager and its attempts */
 void pr_watch_leader(tn_procs *p, tn_proc *t);

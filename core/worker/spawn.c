@@ -379,7 +379,8 @@ static void pids_limit(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *c,
         char path[4096];
         if (!(t->cg_pids = pr_path_join(p->v1_pids, base)))
             e = ENOMEM;
-        else if (mkdir(t->cg_pids, 0755) != 0 && errno != EEXIST)
+        else if (!pr_spare_take(&p->spare_pids, t->cg_pids) && /* pids.max written next */
+                 mkdir(t->cg_pids, 0755) != 0 && errno != EEXIST)
             e = errno;
         if (!e)
             e = pr_write_at(t->cg_pids, "pids.max", v);
@@ -502,7 +503,11 @@ static void apply_limits(tn_procs *p, tn_proc *t, const tn_spawn *s, child_ctx *
 
 static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg *msg)
 {
-    if (mkdir(s->exec_dir, 0755) != 0 && errno != EEXIST) {
+    struct stat st;
+    /* a stat first: one already there (a spare renamed into place) costs no mkdir, whose
+     * lookup locks the parent dir (shared with whoever makes spares in it) */
+    bool there = stat(s->exec_dir, &st) == 0;
+    if (!there && mkdir(s->exec_dir, 0755) != 0 && errno != EEXIST) {
         int e = errno;
         if (e == ENOENT)
             return tn_errmsg_set(msg, TN_ERR_NOENT,
@@ -516,8 +521,7 @@ static tn_err prepare_exec_dir(const tn_spawn *s, const child_ctx *c, tn_errmsg 
                              ": cannot create exec dir %s: %s",
                              s->task, s->attempt, s->exec_dir, strerror(e));
     }
-    struct stat st;
-    if (stat(s->exec_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if ((!there && stat(s->exec_dir, &st) != 0) || !S_ISDIR(st.st_mode))
         return tn_errmsg_set(msg, TN_ERR_INVAL,
                              "task %" PRIu64 ": exec dir %s exists and is not a directory",
                              s->task, s->exec_dir);

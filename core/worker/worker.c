@@ -27,6 +27,7 @@
 #include "map.h"
 #include "mp.h"
 #include "params.h"
+#include "spares.h"
 #include "killhook.h"
 #include "proc.h"
 #include "retention.h"
@@ -43,7 +44,7 @@
 
 /* One attempt this worker runs. */
 typedef struct job {
-    struct job *next;
+    struct job *next, *prev; /* w->jobs, newest first */
     uint64_t task, wf;
     uint32_t attempt;
     bool noop, noop_ok, killed, done;
@@ -87,6 +88,10 @@ struct tn_worker {
     inmsg *in_head, *in_tail;
     job *jobs;
     uint32_t njobs;
+    /* jobs done and not released; noop jobs; jobs whose kill hooks run; jobs that are not
+     * their task's newest (fenced by a newer attempt): the loop's walks of w->jobs are
+     * skipped while their count is 0 */
+    uint32_t ndone, nnoop, nhooks, nfenced;
     tn_map newest; /* task -> its newest job: the lookups of reports and kills */
     tn_outbox ob;
     /* task -> last finished attempt, so a resent DISPATCH is not run twice; two bounded
@@ -94,6 +99,7 @@ struct tn_worker {
     tn_map finished, finished_old;
     uint64_t epoch;
     uint64_t swept, exec_dirs;
+    tn_spares *exec_spares, *log_spares; /* made ahead, renamed into place (spares.h) */
     int journal; /* DATA/journal: append-only lines of attempt starts and ends */
     int lock_fd; /* flock on DATA/worker.lock: one worker per data dir */
     char id[TN_PROTO_ID_MAX + 1]; /* DATA/worker-id: names cgroups and task tags */
@@ -162,8 +168,8 @@ static job *find_job(tn_worker *w, uint64_t task)
 static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
 {
     job *n = find_job(w, task);
-    if (!n || n->attempt == attempt)
-        return n;
+    if (!n || n->attempt == attempt || !w->nfenced)
+        return n && n->attempt == attempt ? n : NULL;
     for (job *j = w->jobs; j; j = j->next) /* an older attempt, being killed: rare */
         if (j->task == task && j->attempt == attempt)
             return j;
@@ -172,6 +178,14 @@ static job *find_attempt(tn_worker *w, uint64_t task, uint32_t attempt)
 
 /* ------------------------------------------------------------------------------ */
 /* attempts */
+
+/* The attempt is over here: released by the next collect. */
+static void finish(tn_worker *w, job *j)
+{
+    if (!j->done)
+        w->ndone++;
+    j->done = true;
+}
 
 /* The record that lets a restart find what this run left behind. */
 static void record_task(tn_worker *w, job *j, bool live)
@@ -212,9 +226,15 @@ static void release(tn_worker *w, job *j)
         w->finished = t;
     }
     (void)tn_map_put(&w->finished, j->task, (void *)(uintptr_t)j->attempt);
-    /* most tasks leave their exec dir empty: one rmdir, the walk only when it is not */
+    /* most tasks leave their exec dir empty: kept as a spare for the next attempt (no
+     * process of this one is left to use it; in session mode, short of the hole proc.h
+     * describes: an escapee never found keeps its cwd), else one rmdir, the walk only when
+     * it is not empty */
+    const tn_kill_report *kr = j->proc ? tn_proc_kill_report(j->proc) : NULL;
+    bool clean = j->proc && (!kr || (kr->done && !kr->survivors));
     if (j->exec_dir &&
-        (rmdir(j->exec_dir) == 0 || nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0) &&
+        ((clean && tn_spares_give(w->exec_spares, j->exec_dir)) || rmdir(j->exec_dir) == 0 ||
+         nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0) &&
         w->exec_dirs)
         w->exec_dirs--;
     free(j->exec_dir);
@@ -230,22 +250,29 @@ static void release(tn_worker *w, job *j)
     free(j->out_keys);
     free(j->out_vals);
     pthread_mutex_lock(&w->mu);
-    job *same = NULL; /* the newest other job of its task, if any */
-    for (job **pp = &w->jobs; *pp;) {
-        if (*pp == j) {
-            *pp = j->next;
-            continue;
-        }
-        if ((*pp)->task == j->task && !same)
-            same = *pp;
-        pp = &(*pp)->next;
-    }
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
     w->njobs--;
-    if (tn_map_get(&w->newest, j->task) == j) {
-        if (same)
+    w->ndone -= j->done;
+    w->nnoop -= j->noop;
+    w->nhooks -= j->hooks != NULL;
+    if (tn_map_get(&w->newest, j->task) != j) {
+        w->nfenced--;
+    } else {
+        job *same = NULL; /* the newest other job of its task: one fenced, being killed */
+        for (job *o = w->jobs; w->nfenced && o && !same; o = o->next)
+            if (o->task == j->task)
+                same = o;
+        if (same) {
             (void)tn_map_put(&w->newest, j->task, same);
-        else
+            w->nfenced--;
+        } else {
             tn_map_del(&w->newest, j->task);
+        }
     }
     atomic_fetch_add(&w->pub.finished, 1);
     pthread_mutex_unlock(&w->mu);
@@ -345,6 +372,7 @@ static bool dispatch_wanted(tn_worker *w, const tn_msg_dispatch *d)
 static void start_noop(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_msg *acc)
 {
     j->noop = true;
+    w->nnoop++;
     j->noop_ok = d->noop_success;
     j->noop_due = tn_mono_ns() + (int64_t)d->noop_duration_ms * 1000000;
     j->nout = d->noop_outputs.n;
@@ -380,6 +408,11 @@ static tn_err spawn_shell(tn_worker *w, job *j, const tn_msg_dispatch *d, tn_err
         j->exec_dir = NULL;
     if (asprintf(&j->log_path, "%s/logs/%" PRIu64 "-%u.log", w->data, j->task, j->attempt) < 0)
         j->log_path = NULL;
+    /* spares renamed into place; else tn_proc_start makes them */
+    if (j->exec_dir)
+        (void)tn_spares_take(w->exec_spares, j->exec_dir);
+    if (j->log_path)
+        (void)tn_spares_take(w->log_spares, j->log_path);
     char *script = malloc((size_t)d->env_prelude.len + d->command.len + 2);
     char ids[4][256], *strs = NULL, user[TN_PROTO_ID_MAX + 1];
     snprintf(user, sizeof(user), "%.*s", (int)d->user.len, d->user.p);
@@ -419,12 +452,16 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     j->wf = d->wf;
     j->attempt = d->attempt;
     pthread_mutex_lock(&w->mu);
+    bool fences = tn_map_get(&w->newest, j->task) != NULL;
     if (tn_map_put(&w->newest, j->task, j)) {
         pthread_mutex_unlock(&w->mu);
         free(j);
         return;
     }
+    w->nfenced += fences;
     j->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = j;
     w->jobs = j;
     w->njobs++;
     atomic_fetch_add(&w->pub.started, 1);
@@ -438,7 +475,7 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
     }
     if (!tn_str_eq(d->type, "shell")) {
         report_result(w, j, false, -1, "this worker does not run this task type", NULL);
-        j->done = true;
+        finish(w, j);
         return;
     }
     tn_errmsg em = {{0}};
@@ -453,7 +490,7 @@ static void start_job(tn_worker *w, const tn_msg_dispatch *d)
         snprintf(w->degraded, sizeof(w->degraded), "%s", why);
         w->degraded_at = tn_now_ns();
         report_result(w, j, false, -1, why, NULL);
-        j->done = true;
+        finish(w, j);
         return;
     }
     if (w->degraded[0]) {
@@ -493,7 +530,7 @@ static void kill_job(tn_worker *w, const tn_msg_kill *k)
     j->killed = true;
     if (j->noop) {
         report_killed(w, j);
-        j->done = true;
+        finish(w, j);
         return;
     }
     (void)tn_proc_kill(w->procs, j->proc, k->grace_ms);
@@ -546,9 +583,7 @@ static void heartbeat(tn_worker *w)
         {TN_STR("master_epoch"), w->fence.highest},
         {TN_STR("fenced_frames_total"), w->fence.refused},
     };
-    uint32_t running = 0;
-    for (job *j = w->jobs; j; j = j->next)
-        running += !j->done;
+    uint32_t running = w->njobs - w->ndone;
     tn_msg m = {.type = TN_MSG_HEARTBEAT};
     m.heartbeat = (tn_msg_heartbeat){tn_str_c(w->name),
                                      tn_str_c(w->listen),
@@ -629,11 +664,8 @@ static void sweep(tn_worker *w)
 /* What the metrics server may read, published by the worker thread each turn. */
 static void publish(tn_worker *w)
 {
-    uint64_t running = 0;
-    for (job *j = w->jobs; j; j = j->next)
-        running += !j->done;
     atomic_store(&w->pub.jobs, w->njobs);
-    atomic_store(&w->pub.running, running);
+    atomic_store(&w->pub.running, w->njobs - w->ndone);
     atomic_store(&w->pub.outbox, tn_outbox_len(&w->ob));
     atomic_store(&w->pub.exec_dirs, w->exec_dirs);
     atomic_store(&w->pub.swept, w->swept);
@@ -902,8 +934,10 @@ static void collect(tn_worker *w)
                  * when they end (poll_hooks) */
                 if (!j->noop && w->hooks &&
                     (j->hooks = tn_kill_hooks_start(w->hooks, j->log_path, w->data, j->task,
-                                                    j->attempt, j->user)))
+                                                    j->attempt, j->user))) {
+                    w->nhooks++;
                     continue;
+                }
                 report_killed(w, j);
             } else {
                 int64_t code = tn_exit_code(ex[i].status);
@@ -930,19 +964,19 @@ static void collect(tn_worker *w)
                 report_result(w, j, ok, code, ok ? NULL : why, outs);
                 tn_kv_free(outs);
             }
-            j->done = true;
+            finish(w, j);
         }
     }
     /* noop attempts whose time came */
     int64_t now = tn_mono_ns();
-    for (job *j = w->jobs; j; j = j->next)
+    for (job *j = w->nnoop ? w->jobs : NULL; j; j = j->next)
         if (j->noop && !j->done && j->noop_due <= now) {
             report_result(w, j, j->noop_ok, j->noop_ok ? 0 : 1,
                           j->noop_ok ? NULL : "noop task configured to fail", NULL);
-            j->done = true;
+            finish(w, j);
         }
     /* what is finished leaves */
-    for (job *j = w->jobs, *next; j; j = next) {
+    for (job *j = w->ndone ? w->jobs : NULL, *next; j; j = next) {
         next = j->next;
         if (j->done)
             release(w, j);
@@ -953,12 +987,12 @@ static void collect(tn_worker *w)
 static bool poll_hooks(tn_worker *w, int64_t now)
 {
     bool running = false;
-    for (job *j = w->jobs; j; j = j->next) {
+    for (job *j = w->nhooks ? w->jobs : NULL; j; j = j->next) {
         if (!j->hooks || j->done)
             continue;
         if (tn_hook_set_poll(j->hooks, now)) {
             report_killed(w, j);
-            j->done = true;
+            finish(w, j);
         } else {
             running = true;
         }
@@ -1044,13 +1078,18 @@ static void *worker_thread(void *arg)
         int64_t t = tn_procs_next_tick(w->procs);
         if (t && t < wake)
             wake = t;
-        for (job *j = w->jobs; j; j = j->next)
+        for (job *j = w->nnoop ? w->jobs : NULL; j; j = j->next)
             if (j->noop && !j->done && j->noop_due < wake)
                 wake = j->noop_due;
         int64_t due = tn_outbox_due(&w->ob);
         if (due && due < wake)
             wake = due;
         int64_t left = wake - tn_mono_ns();
+        if (left > 0) {
+            /* about to sleep: a few spare pids cgroups, off the spawn path */
+            (void)tn_procs_fill_spares(w->procs, 4);
+            left = wake - tn_mono_ns();
+        }
         if (left > 0) {
             struct pollfd fds[2] = {{.fd = w->wake, .events = POLLIN},
                                     {.fd = tn_procs_wait_fd(w->procs), .events = POLLIN}};
@@ -1070,7 +1109,7 @@ static void *worker_thread(void *arg)
         (void)poll_hooks(w, tn_mono_ns());
         for (job *j = w->jobs; j; j = j->next)
             if (j->noop)
-                j->done = true;
+                finish(w, j);
         collect(w);
         tn_outbox_commit(&w->ob, true, &w->stop);
         usleep(10000);
@@ -1161,10 +1200,8 @@ static void serve_logs(void *arg, const void *req, size_t len, void **rep, size_
             fstat(fd, &st);
             close(fd);
             pthread_mutex_lock(&w->mu);
-            bool running = false;
-            for (job *j = w->jobs; j; j = j->next)
-                if (j->task == r->id && j->attempt == r->attempt && !j->done)
-                    running = true;
+            const job *j = find_attempt(w, r->id, r->attempt);
+            bool running = j && !j->done;
             pthread_mutex_unlock(&w->mu);
             size_t n = got > 0 ? (size_t)got : 0;
             rp = (tn_ctl_rep){.ok = true,
@@ -1205,7 +1242,8 @@ static void kill_recorded(void *ud, uint64_t task, uint32_t attempt, int64_t pid
         (void)tn_procs_kill_pids(w->procs, task, attempt, &id, 1, leftover, w);
 }
 
-/* Tasks the previous run of this worker had running: kill what is left of them. */
+/* Tasks the previous run of this worker had running: kill what is left of them; then the
+ * spare pids cgroups start (the leftovers pass removed the previous run's). */
 static void recover_tasks(tn_worker *w)
 {
     uint32_t n = 0;
@@ -1213,6 +1251,8 @@ static void recover_tasks(tn_worker *w)
     n += tn_outbox_store_take_tasks(w->st, kill_recorded, w);
     if (n)
         tn_info("worker", "msg=\"previous run's tasks found and killed\" count=%u", n);
+    /* then spare v1 pids cgroups, made on idle turns of the loop (as many as exec dirs) */
+    tn_procs_spares(w->procs, w->o.slots < 256 ? w->o.slots : 256);
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -1445,6 +1485,31 @@ static void task_setup_free(tn_worker *w)
     tn_kill_hooks_free(w->hooks);
 }
 
+/* The pools of spare exec dirs and logs (spares.h), after the data dir's lock: a spare
+ * left in it is a previous run's. As many ahead as slots, up to 256: a burst of dispatches
+ * takes them at once; logs up to 64, each an open fd (O_TMPFILE) counted against
+ * RLIMIT_NOFILE with the running tasks' pidfds and logs. */
+static tn_err make_spares(tn_worker *w, tn_errmsg *msg)
+{
+    uint32_t ahead = w->o.slots < 256 ? w->o.slots : 256, gone[2] = {0, 0};
+    const char *sub[2] = {"exec", "logs"};
+    tn_spares **pool[2] = {&w->exec_spares, &w->log_spares};
+    for (int i = 0; i < 2; i++) {
+        char root[PATH_MAX + 8];
+        snprintf(root, sizeof(root), "%s/%s", w->data, sub[i]);
+        /* exec dirs: room for what the filler made and a slot's worth of returns */
+        uint32_t cap = i == 0 ? ahead + w->o.slots : ahead < 64 ? ahead : 64;
+        tn_err e = tn_spares_new(root, i == 0 ? TN_SPARE_DIR : TN_SPARE_FILE, cap,
+                                 i == 0 ? ahead : cap, pool[i], &gone[i]);
+        if (e)
+            return tn_errmsg_set(msg, e, "%s: cannot keep spares: %s", root, tn_strerror(e));
+    }
+    if (gone[0] || gone[1])
+        tn_info("worker", "msg=\"spares of a previous run removed\" exec_dirs=%u logs=%u",
+                gone[0], gone[1]);
+    return TN_OK;
+}
+
 /* A worker with its options' defaults, nothing opened but its wake eventfd. */
 static tn_worker *worker_new(const tn_worker_opts *opts)
 {
@@ -1496,6 +1561,8 @@ tn_err tn_worker_start(const tn_worker_opts *opts, tn_worker **out, tn_errmsg *m
         goto fail;
     set_names(w, opts);
     tn_fence_init(&w->fence, w->data);
+    if ((e = make_spares(w, msg)))
+        goto fail;
     if (!id_chars_ok(w->name)) { /* a label, but one that goes into logs and the journal */
         e = tn_errmsg_set(msg, TN_ERR_INVAL,
                           "worker name \"%s\" is invalid: use 1-64 of A-Z a-z 0-9 . _ -, "
@@ -1551,6 +1618,8 @@ fail:
     forget_leaders(w);
     tn_outq_free(w->q);
     tn_procs_free(w->procs);
+    tn_spares_free(w->exec_spares);
+    tn_spares_free(w->log_spares);
     tn_outbox_fini(&w->ob);
     tn_outbox_store_close(w->st);
     if (w->journal >= 0)
@@ -1595,6 +1664,8 @@ void tn_worker_stop(tn_worker *w)
     tn_map_fini(&w->newest);
     tn_map_fini(&w->finished_old);
     tn_procs_free(w->procs);
+    tn_spares_free(w->exec_spares);
+    tn_spares_free(w->log_spares);
     tn_outbox_store_close(w->st);
     if (w->journal >= 0)
         close(w->journal);
