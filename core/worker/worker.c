@@ -671,7 +671,9 @@ static void publish(tn_worker *w)
     atomic_store(&w->pub.swept, w->swept);
 }
 
-/* Open descriptors of this process, and those on a task log (DATA/logs/...). */
+/* Open descriptors of this process, and those on a task log (DATA/logs/...). The unnamed
+ * files made ahead for the next attempts' logs (spares.h: O_TMPFILE, "#INODE (deleted)")
+ * are not task logs yet. */
 static void count_fds(const char *data, uint64_t *all, uint64_t *logs)
 {
     char logdir[PATH_MAX + 8];
@@ -687,7 +689,10 @@ static void count_fds(const char *data, uint64_t *all, uint64_t *logs)
         ssize_t n = readlink(p, target, sizeof(target) - 1);
         if (n > 0) {
             target[n] = 0;
-            *logs += strncmp(target, logdir, strlen(logdir)) == 0;
+            size_t ll = strlen(logdir), tl = (size_t)n;
+            bool spare = tl > ll && target[ll] == '#' && tl >= 10 &&
+                         strcmp(target + tl - 10, " (deleted)") == 0;
+            *logs += strncmp(target, logdir, ll) == 0 && !spare;
         }
     }
     if (d)
