@@ -828,7 +828,11 @@ static int http_req(int port, const char *method, const char *path, const char *
     close(fd);
     buf[len] = 0;
     int status = 0;
-    cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1, "not an HTTP response: %s", buf);
+    loc[0] = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) { /* a server closing as it answered */
+        *body = buf;
+        return -1;
+    }
     char *end = strstr(buf, "\r\n\r\n");
     cr_assert_not_null(end, "%s", buf);
     *end = 0;
