@@ -3137,7 +3137,7 @@ Test(cluster, each_attempt_runs_in_an_empty_exec_dir_of_its_own)
  * the same cgroups. */
 static bool worker_pids_dir(const char *wdir, char *out, size_t len)
 {
-    char p[900], id[80] = "", line[4096], mnt[1024] = "", own[1024] = "";
+    char p[900], id[80] = "", cg[2100];
     snprintf(p, sizeof(p), "%s/%s/worker-id", dir, wdir);
     FILE *f = fopen(p, "r");
     if (f) {
@@ -3145,28 +3145,10 @@ static bool worker_pids_dir(const char *wdir, char *out, size_t len)
             id[strcspn(id, "\n")] = '\0';
         fclose(f);
     }
-    f = fopen("/proc/self/mountinfo", "re");
-    while (f && !mnt[0] && fgets(line, sizeof(line), f)) {
-        char *sep = strstr(line, " - cgroup ");
-        if (sep && strstr(sep, "pids"))
-            (void)sscanf(line, "%*s %*s %*s %*s %1023s", mnt);
-    }
-    if (f)
-        fclose(f);
-    f = fopen("/proc/self/cgroup", "re");
-    while (f && !own[0] && fgets(line, sizeof(line), f)) {
-        char *c = strstr(line, ":pids:");
-        if (c) {
-            snprintf(own, sizeof(own), "%s", c + 6);
-            own[strcspn(own, "\n")] = '\0';
-        }
-    }
-    if (f)
-        fclose(f);
-    if (!id[0] || !mnt[0] || !own[0])
+    if (!id[0] || !tu_v1_pids_cgroup(cg, sizeof(cg)))
         return false;
-    snprintf(out, len, "%s%s/tern/%s", mnt, strcmp(own, "/") ? own : "", id);
-    return true;
+    int n = snprintf(out, len, "%s/tern/%s", cg, id);
+    return n > 0 && (size_t)n < len;
 }
 
 /* A worker killed with SIGKILL leaves its spares (exec dirs, pids cgroups; spare logs are

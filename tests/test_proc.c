@@ -1077,29 +1077,11 @@ Test(proc, pids_limit_stops_a_fork_loop_cgroup)
  * hierarchy's mount and this process's path in it, then tern/<name>. */
 static bool v1_pids_dir(char *out, size_t len)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[4096], mnt[1024] = "", own[1024] = "";
-    while (f && !mnt[0] && fgets(line, sizeof(line), f)) {
-        char *sep = strstr(line, " - cgroup ");
-        if (sep && strstr(sep, "pids"))
-            (void)sscanf(line, "%*s %*s %*s %*s %1023s", mnt);
-    }
-    if (f)
-        fclose(f);
-    f = fopen("/proc/self/cgroup", "re");
-    while (f && !own[0] && fgets(line, sizeof(line), f)) {
-        char *p = strstr(line, ":pids:");
-        if (p) {
-            snprintf(own, sizeof(own), "%s", p + 6);
-            own[strcspn(own, "\n")] = '\0';
-        }
-    }
-    if (f)
-        fclose(f);
-    if (!mnt[0] || !own[0])
+    char cg[2100];
+    if (!tu_v1_pids_cgroup(cg, sizeof(cg)))
         return false;
-    snprintf(out, len, "%s%s/tern/%s", mnt, strcmp(own, "/") ? own : "", name);
-    return true;
+    int n = snprintf(out, len, "%s/tern/%s", cg, name);
+    return n > 0 && (size_t)n < len;
 }
 
 static int count_spares(const char *dir)

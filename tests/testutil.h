@@ -5,6 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <ftw.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,37 @@ static inline const char *tu_tern(void)
     const char *b = getenv("TERN_BIN");
     cr_assert_not_null(b, "TERN_BIN is not set (run the tests through meson test)");
     return b;
+}
+
+
+/* This process's cgroup in the v1 pids hierarchy, found independently of core/worker:
+ * the hierarchy's mount and this process's path in it ("" for its root), as one path.
+ * false when this host has no v1 pids hierarchy. */
+static inline bool tu_v1_pids_cgroup(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[4096], mnt[1024] = "", own[1024] = "";
+    while (f && !mnt[0] && fgets(line, sizeof(line), f)) {
+        char *sep = strstr(line, " - cgroup ");
+        if (sep && strstr(sep, "pids"))
+            (void)sscanf(line, "%*s %*s %*s %*s %1023s", mnt);
+    }
+    if (f)
+        fclose(f);
+    f = fopen("/proc/self/cgroup", "re");
+    while (f && !own[0] && fgets(line, sizeof(line), f)) {
+        char *c = strstr(line, ":pids:");
+        if (c) {
+            snprintf(own, sizeof(own), "%s", c + 6);
+            own[strcspn(own, "\n")] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!mnt[0] || !own[0])
+        return false;
+    snprintf(out, len, "%s%s", mnt, strcmp(own, "/") ? own : "");
+    return true;
 }
 
 #endif

@@ -7,6 +7,13 @@
 #include <stdint.h>
 
 #define TN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* Exchange two lvalues of the same type. */
+#define TN_SWAP(a, b)              \
+    do {                           \
+        __typeof__(a) swap_ = (a); \
+        (a) = (b);                 \
+        (b) = swap_;               \
+    } while (0)
 
 /* Wall clock (CLOCK_REALTIME) and monotonic clock, in nanoseconds. */
 int64_t tn_now_ns(void);

@@ -2043,26 +2043,19 @@ static tn_err commit_batch(tn_engine *e, tn_errmsg *msg)
     return batch_done(e, err, committed, msg);
 }
 
-#define SWAP(a, b)                 \
-    do {                           \
-        __typeof__(a) swap_ = (a); \
-        (a) = (b);                 \
-        (b) = swap_;               \
-    } while (0)
-
 /* Exchange the batch being built's effects, touched list and observed events with the
  * in-flight batch's. */
 static void swap_flight(tn_engine *e)
 {
-    SWAP(e->fx, e->fl.fx);
-    SWAP(e->nfx, e->fl.nfx);
-    SWAP(e->capfx, e->fl.capfx);
-    SWAP(e->touched, e->fl.touched);
-    SWAP(e->ntouched, e->fl.ntouched);
-    SWAP(e->captouched, e->fl.captouched);
-    SWAP(e->obs, e->fl.obs);
-    SWAP(e->nobs, e->fl.nobs);
-    SWAP(e->capobs, e->fl.capobs);
+    TN_SWAP(e->fx, e->fl.fx);
+    TN_SWAP(e->nfx, e->fl.nfx);
+    TN_SWAP(e->capfx, e->fl.capfx);
+    TN_SWAP(e->touched, e->fl.touched);
+    TN_SWAP(e->ntouched, e->fl.ntouched);
+    TN_SWAP(e->captouched, e->fl.captouched);
+    TN_SWAP(e->obs, e->fl.obs);
+    TN_SWAP(e->nobs, e->fl.nobs);
+    TN_SWAP(e->capobs, e->fl.capobs);
 }
 
 /* The in-flight batch is durable: its effects, observers and acknowledgements go out,

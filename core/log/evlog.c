@@ -924,22 +924,15 @@ static tn_err commit_now(tn_evlog *l, bool ckpt, tn_errmsg *msg)
     return TN_OK;
 }
 
-#define SWAP(a, b)                 \
-    do {                           \
-        __typeof__(a) swap_ = (a); \
-        (a) = (b);                 \
-        (b) = swap_;               \
-    } while (0)
-
 /* The prepared pending batch goes to the committer; a new pending batch starts on it. */
 static void hand_over(tn_evlog *l, bool ckpt)
 {
     tn_committer_start(l->cm, l->batch, ckpt);
-    SWAP(l->batch, l->ibatch);
-    SWAP(l->dirty_wf, l->idirty_wf);
-    SWAP(l->dirty_task, l->idirty_task);
-    SWAP(l->cap_dirty_wf, l->cap_idirty_wf);
-    SWAP(l->cap_dirty_task, l->cap_idirty_task);
+    TN_SWAP(l->batch, l->ibatch);
+    TN_SWAP(l->dirty_wf, l->idirty_wf);
+    TN_SWAP(l->dirty_task, l->idirty_task);
+    TN_SWAP(l->cap_dirty_wf, l->cap_idirty_wf);
+    TN_SWAP(l->cap_dirty_task, l->cap_idirty_task);
     l->nidirty_wf = l->ndirty_wf;
     l->nidirty_task = l->ndirty_task;
     l->ndirty_wf = l->ndirty_task = 0;
