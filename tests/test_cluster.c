@@ -3062,74 +3062,7 @@ static int count_prefix(const char *rel, const char *prefix)
 {
     char p[900];
     snprintf(p, sizeof(p), "%s/%s", dir, rel);
-    DIR *d = opendir(p);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
-    if (d)
-        closedir(d);
-    return n;
-}
-
-static int count_prefix_abs(const char *path)
-{
-    DIR *d = opendir(path);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        n += strncmp(de->d_name, "spare-", 6) == 0;
-    if (d)
-        closedir(d);
-    return n;
-}
-
-/* The task's log, through `tern logs`, holds text. */
-static void log_has(uint64_t task, const char *text)
-{
-    char *out = NULL;
-    cr_assert_eq(ctl(&out, "logs %" PRIu64, task), 0, "%s", out);
-    cr_assert(strstr(out, text), "log of task %" PRIu64 " lacks \"%s\": %s", task, text, out);
-    free(out);
-}
-
-/* Exec dirs come from spares and go back to them when empty: each attempt still runs in an
- * empty dir at its own path, one a task wrote into is not handed on, and each log is the
- * attempt's own, read by `tern logs` as ever. */
-Test(cluster, each_attempt_runs_in_an_empty_exec_dir_of_its_own)
-{
-    start_master("5s", NULL);
-    start_worker("w1", true, NULL, "1");
-    wait_workers(1);
-    uint64_t wf = start_wf("ex.yaml",
-                           "name: ex\ntasks:\n"
-                           "  - {name: a, type: shell, command: 'pwd; echo a-out'}\n"
-                           "  - {name: b, type: shell, deps: [a],\n"
-                           "     command: 'pwd; echo x > f.txt; mkdir sub; echo b-out'}\n"
-                           "  - {name: c, type: shell, deps: [b],\n"
-                           "     command: 'pwd; echo \"entries=$(ls -A | wc -l)\"'}\n"
-                           "  - {name: d, type: shell, deps: [c],\n"
-                           "     command: 'pwd; echo \"entries=$(ls -A | wc -l)\"'}\n",
-                           "ex");
-    char st[64];
-    wait_final(wf, st, sizeof(st));
-    cr_assert_str_eq(st, "SUCCESS");
-    const char *tasks[4] = {"a", "b", "c", "d"};
-    for (int i = 0; i < 4; i++) {
-        uint64_t id = task_id(wf, tasks[i]);
-        char own[128], rel[128];
-        snprintf(own, sizeof(own), "/w1/exec/%" PRIu64 "-1\n", id);
-        log_has(id, own); /* its own path, whichever spare it was */
-        snprintf(rel, sizeof(rel), "w1/exec/%" PRIu64 "-1", id);
-        char p[900];
-        snprintf(p, sizeof(p), "%s/%s", dir, rel);
-        cr_assert_neq(access(p, F_OK), 0, "%s is gone once its attempt ended", rel);
-    }
-    log_has(task_id(wf, "a"), "a-out");
-    log_has(task_id(wf, "b"), "b-out");
-    log_has(task_id(wf, "c"), "entries=0"); /* not b's dir, with its file */
-    log_has(task_id(wf, "d"), "entries=0");
-    cr_assert_gt(count_prefix("w1/exec", ".spare-"), 0, "the worker keeps spare exec dirs");
+    return tu_count_prefix(p, prefix);
 }
 
 /* The worker's v1 pids sub-tree (where it keeps spare pids cgroups), if this host has one:
@@ -3169,12 +3102,12 @@ Test(cluster, spares_of_a_killed_worker_are_removed_by_its_next_run)
     cr_assert_str_eq(st, "SUCCESS");
     char pids[1200], p[1300];
     bool v1 = worker_pids_dir("w1", pids, sizeof(pids)) && access(pids, F_OK) == 0;
-    for (int i = 0; i < 200 && v1 && count_prefix_abs(pids) == 0; i++)
+    for (int i = 0; i < 200 && v1 && tu_count_prefix(pids, "spare-") == 0; i++)
         usleep(20000); /* made on the worker's idle turns */
     stop_proc(w1, SIGKILL);
     cr_assert_gt(count_prefix("w1/exec", ".spare-"), 0, "the killed run left spare exec dirs");
     if (v1)
-        cr_assert_gt(count_prefix_abs(pids), 0, "and spare pids cgroups in %s", pids);
+        cr_assert_gt(tu_count_prefix(pids, "spare-"), 0, "and spare pids cgroups in %s", pids);
     /* and ones under names the next run will not make itself */
     snprintf(p, sizeof(p), "%s/w1/exec/.spare-99999", dir);
     cr_assert_eq(mkdir(p, 0755), 0);

@@ -1086,14 +1086,7 @@ static bool v1_pids_dir(char *out, size_t len)
 
 static int count_spares(const char *dir)
 {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        n += strncmp(de->d_name, "spare-", 6) == 0;
-    if (d)
-        closedir(d);
-    return n;
+    return tu_count_prefix(dir, "spare-");
 }
 
 /* A manager keeping 3 spare pids cgroups, else the test is skipped (no v1 pids hierarchy

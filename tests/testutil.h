@@ -4,6 +4,7 @@
 #define TN_TESTUTIL_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -107,6 +108,20 @@ static inline bool tu_v1_pids_cgroup(char *out, size_t len)
         return false;
     snprintf(out, len, "%s%s", mnt, strcmp(own, "/") ? own : "");
     return true;
+}
+
+
+/* Entries of `path` whose names begin with `prefix` (0 when it cannot be read). */
+static inline int tu_count_prefix(const char *path, const char *prefix)
+{
+    DIR *d = opendir(path);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return n;
 }
 
 #endif
