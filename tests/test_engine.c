@@ -2364,7 +2364,7 @@ Test(engine, a_failed_commit_in_flight_drops_the_batch_built_on_it, .fini = tear
     setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
     px_open(2u << 20);
     unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
-    px_run("chain", 8, 400, 3000);
+    px_run("chain", 8, 400, 60);
     tn_log_set_stream(NULL);
     fclose(f);
     tn_engine_stats st;

@@ -2080,7 +2080,8 @@ static void flight_done(tn_engine *e, tn_errmsg *msg)
 
 /* The in-flight batch failed: nothing of it, nor of the batch built on it (the log
  * dropped that one too), was written. Every instance either touched is reloaded. Its
- * lists are in e's fields, the batch being built's in e->fl. */
+ * lists are in e's fields, the batch being built's in e->fl; after it e's lists hold
+ * what the reloads touched and e->fl's are empty. */
 static void flight_failed(tn_engine *e, tn_err err, tn_errmsg *msg)
 {
     for (size_t i = 0; i < e->ntouched; i++)
@@ -2107,11 +2108,14 @@ static tn_err settle(tn_engine *e, tn_errmsg *msg)
     e->fl.on = false;
     swap_flight(e);
     if (err) {
+        /* both batches are gone; what the reloads touched (rollback: sched_recovered)
+         * is the batch being built now, in e's lists as after any failed commit */
         e->stats.flight_failures++;
         flight_failed(e, err, msg);
-    } else
+    } else {
         flight_done(e, msg);
-    swap_flight(e);
+        swap_flight(e);
+    }
     inputs_free(e, e->fl.ins);
     e->fl.ins = NULL;
     return err;
@@ -2204,8 +2208,8 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         finish_batch(e, ins, err); /* built on it: dropped with it */
     else
         commit_or_start(e, ins, msg);
-    if (e->fl.on && !keep_flying(e))
-        settle(e, msg);
+    if (e->fl.on && !keep_flying(e) && (err = settle(e, msg)))
+        finish_batch(e, NULL, err); /* what the reloads touched, as after any failure */
     if (!e->fl.on)
         run_requests(e); /* between batches */
     return n;
