@@ -228,21 +228,28 @@ static void open_mgr(tn_contain_mode mode)
     cr_assert_eq(tn_procs_mode(P), mode);
 }
 
-static tn_proc *start(uint64_t task, const char *script, const char *sub)
+/* Attempt 1 of `task` in TMP/sub, its log TMP/task-T.log; pids_max 0: the default. */
+static tn_proc *start_in(uint64_t task, const char *script, const char *sub, uint32_t pids_max)
 {
     char dir[512], log[512];
-    snprintf(dir, sizeof(dir), "%s/%s", tmp, sub ? sub : "run");
+    snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
     snprintf(log, sizeof(log), "%s/task-%llu.log", tmp, (unsigned long long)task);
     tn_spawn s = {.task = task,
                   .attempt = 1,
                   .script = script,
                   .exec_dir = dir,
                   .log_path = log,
-                  .envp = task_env};
+                  .envp = task_env,
+                  .pids_max = pids_max};
     tn_proc *t = NULL;
     cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
     cr_assert_not_null(t);
     return t;
+}
+
+static tn_proc *start(uint64_t task, const char *script, const char *sub)
+{
+    return start_in(task, script, sub ? sub : "run", 0);
 }
 
 /* Reports reaped while waiting for another attempt. */
@@ -1107,19 +1114,9 @@ static void open_spares_or_skip(tn_contain_mode mode, char *dir, size_t len)
 
 static tn_proc *start_pids(uint64_t task, const char *script, uint32_t pids_max)
 {
-    char dir[512], log[512];
-    snprintf(dir, sizeof(dir), "%s/run-%llu", tmp, (unsigned long long)task);
-    snprintf(log, sizeof(log), "%s/task-%llu.log", tmp, (unsigned long long)task);
-    tn_spawn s = {.task = task,
-                  .attempt = 1,
-                  .script = script,
-                  .exec_dir = dir,
-                  .log_path = log,
-                  .envp = task_env,
-                  .pids_max = pids_max};
-    tn_proc *t = NULL;
-    cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
-    return t;
+    char sub[64];
+    snprintf(sub, sizeof(sub), "run-%llu", (unsigned long long)task);
+    return start_in(task, script, sub, pids_max);
 }
 
 /* A spawn takes a spare (renamed to its task-T-A, limit written); a clean end gives it back,

@@ -374,14 +374,8 @@ static void spare_path(const cgpool *pool, uint32_t id, char *out, size_t len)
 
 bool pr_spare_push(cgpool *pool, uint32_t id)
 {
-    if (pool->n == pool->cap) {
-        uint32_t cap = pool->cap ? pool->cap * 2 : 16;
-        uint32_t *v = realloc(pool->ids, cap * sizeof(*v));
-        if (!v)
-            return false;
-        pool->ids = v;
-        pool->cap = cap;
-    }
+    if (!tn_grow((void **)&pool->ids, &pool->cap, pool->n + 1, sizeof(*pool->ids)))
+        return false;
     pool->ids[pool->n++] = id;
     return true;
 }

@@ -130,7 +130,7 @@ struct tn_proc {
 typedef struct cgpool {
     const char *dir; /* the sub-tree: p->v1_pids (not owned); NULL: no pool */
     uint32_t *ids;
-    uint32_t n, cap;
+    size_t n, cap;
 } cgpool;
 
 struct tn_procs {
