@@ -456,18 +456,23 @@ static void exec_failure(tn_contain_mode mode)
     char dir[512], log[512];
     snprintf(dir, sizeof(dir), "%s/run", tmp);
     snprintf(log, sizeof(log), "%s/big.log", tmp);
-    tn_spawn s = {.task = 12,
-                  .attempt = 1,
-                  .script = "true",
-                  .exec_dir = dir,
-                  .log_path = log,
-                  .envp = env};
-    tn_proc *t = NULL;
-    cr_assert_neq(tn_proc_start(P, &s, &t, &msg), TN_OK);
+    /* through the shell, and run directly (the exec of the command meets it) */
+    const char *scripts[] = {"true;", "true"}, *says[] = {"/bin/sh", "exec of the command"};
+    for (int i = 0; i < 2; i++) {
+        tn_spawn s = {.task = 12,
+                      .attempt = 1,
+                      .script = scripts[i],
+                      .exec_dir = dir,
+                      .log_path = log,
+                      .envp = env};
+        tn_proc *t = NULL;
+        cr_assert_neq(tn_proc_start(P, &s, &t, &msg), TN_OK);
+        cr_assert_null(t);
+        cr_assert(strstr(msg.text, says[i]) && strstr(msg.text, strerror(E2BIG)), "%s",
+                  msg.text);
+        cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "the failed child was reaped");
+    }
     free(var);
-    cr_assert_null(t);
-    cr_assert(strstr(msg.text, "/bin/sh") && strstr(msg.text, strerror(E2BIG)), "%s", msg.text);
-    cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1, "the failed child was reaped");
     tn_procs_stats st;
     tn_procs_stats_get(P, &st);
     cr_assert_eq(st.live, 0);
@@ -485,6 +490,194 @@ Test(proc, exec_failure_is_reported_session)
 Test(proc, exec_failure_is_reported_cgroup)
 {
     exec_failure(TN_CONTAIN_CGROUP);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Commands run without the shell */
+
+Test(proc, simple_words_are_only_what_the_shell_leaves_alone)
+{
+    static const struct {
+        const char *cmd, *words; /* words joined by '|'; NULL: through the shell */
+    } cases[] = {
+        {"true", "true"},
+        {"  /usr/bin/env  -i A=1\tB=2 ", "/usr/bin/env|-i|A=1|B=2"},
+        {"exec tern-bench-stamp /tmp/x.stamp", "tern-bench-stamp|/tmp/x.stamp"},
+        {"python3 run.py --date=2026-12-03 a,b +1 @x 50%",
+         "python3|run.py|--date=2026-12-03|a,b|+1|@x|50%"},
+        {"./job.sh", "./job.sh"},
+        {"true x", NULL}, /* the builtin ignores x; /bin/true --help would not */
+        {"false", "false"},
+        {"echo hi", NULL}, /* dash's echo and /bin/echo differ (-e, -n, \\c) */
+        {"cd /tmp", NULL},
+        {". ./env.sh", NULL},
+        {"exec", NULL},
+        {"exec FOO=1 cmd", NULL},
+        {"FOO=1 cmd", NULL},
+        {"cmd $HOME", NULL},
+        {"cmd 'a b'", NULL},
+        {"cmd \"a\"", NULL},
+        {"cmd a\\ b", NULL},
+        {"cmd *.txt", NULL},
+        {"cmd ~/x", NULL},
+        {"cmd # note", NULL},
+        {"cmd > out", NULL},
+        {"cmd; other", NULL},
+        {"cmd && other", NULL},
+        {"cmd | other", NULL},
+        {"cmd &", NULL},
+        {"cmd\nother", NULL},
+        {"cmd `x`", NULL},
+        {"cmd {a,b}", NULL},
+        {"cmd (x)", NULL},
+        {"if", NULL},
+        {"while", NULL},
+        {"", NULL},
+        {"   ", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[256], *w[16], joined[256] = "";
+        size_t n = tn_proc_simple_words(cases[i].cmd, buf, sizeof(buf), w, 16);
+        if (!cases[i].words) {
+            cr_assert_eq(n, 0, "\"%s\" goes through the shell", cases[i].cmd);
+            continue;
+        }
+        cr_assert_gt(n, 0, "\"%s\" runs directly", cases[i].cmd);
+        cr_assert_null(w[n]);
+        for (size_t k = 0; k < n; k++)
+            snprintf(joined + strlen(joined), sizeof(joined) - strlen(joined), "%s%s",
+                     k ? "|" : "", w[k]);
+        cr_assert_str_eq(joined, cases[i].words, "\"%s\"", cases[i].cmd);
+    }
+    char buf[8], *w[4];
+    cr_assert_eq(tn_proc_simple_words("/bin/true", buf, sizeof(buf), w, 4), 0, "too long");
+    cr_assert_eq(tn_proc_simple_words("a b c d", buf, sizeof(buf), w, 4), 0, "too many words");
+}
+
+static char *exe_of(pid_t pid)
+{
+    char p[64], *out = calloc(1, 4096);
+    snprintf(p, sizeof(p), "/proc/%d/exe", (int)pid);
+    cr_assert_gt(readlink(p, out, 4095), 0);
+    return out;
+}
+
+/* A simple command is the attempt's leader; one with shell syntax runs under /bin/sh. */
+static void direct_leader(tn_contain_mode mode)
+{
+    open_mgr(mode);
+    tn_proc *a = start(31, "exec /bin/sleep 300", "a"), *b = start(32, "/bin/sleep 300;", "b");
+    char *ea = exe_of(tn_proc_pid(a)), *eb = exe_of(tn_proc_pid(b));
+    cr_assert(strstr(ea, "sleep") != NULL, "the leader is the command itself: %s", ea);
+    cr_assert(strstr(eb, "dash") || strstr(eb, "/sh"), "the leader is the shell: %s", eb);
+    free(ea);
+    free(eb);
+    tn_proc *t[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(tn_proc_kill(P, t[i], 0), TN_OK);
+        tn_proc_exit ex = wait_exit(t[i]);
+        cr_assert(ex.killed);
+        tn_proc_free(t[i]);
+    }
+}
+
+Test(proc, a_simple_command_is_the_leader_session)
+{
+    direct_leader(TN_CONTAIN_SESSION);
+}
+Test(proc, a_simple_command_is_the_leader_cgroup)
+{
+    direct_leader(TN_CONTAIN_CGROUP);
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "we");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(chmod(path, mode), 0);
+}
+
+/* Each command run directly ends as it does through the shell (the same command with a
+ * trailing ';', which sends it to /bin/sh): exit status, output, PWD, the task's PATH. */
+static void direct_as_shell(tn_contain_mode mode)
+{
+    open_mgr(mode);
+    char bin[512], path[600], pathvar[700];
+    snprintf(bin, sizeof(bin), "%s/bin", tmp);
+    cr_assert_eq(mkdir(bin, 0755), 0);
+    snprintf(path, sizeof(path), "%s/hello", bin);
+    write_file(path, "#!/bin/sh\necho \"hello $# $1 $2 pwd=$PWD\"\nexit 5\n", 0755);
+    snprintf(path, sizeof(path), "%s/noshebang", bin);
+    write_file(path, "echo \"plain $1\"\n", 0755);
+    snprintf(path, sizeof(path), "%s/notexec", bin);
+    write_file(path, "#!/bin/sh\necho never\n", 0644);
+    size_t n = 0;
+    while (task_env[n])
+        n++;
+    char **env = calloc(n + 2, sizeof(*env));
+    snprintf(pathvar, sizeof(pathvar), "PATH=/nonexistent:%s:/usr/bin:/bin", bin);
+    memcpy(env, task_env, n * sizeof(*env));
+    env[n] = pathvar; /* last: the one the shell (and the worker) use */
+    static const struct {
+        const char *cmd, *out; /* out: what the log must hold, both ways */
+        int status;
+    } cases[] = {
+        {"hello a=1 b", "hello 2 a=1 b pwd=", 5},
+        {"exec hello x", "hello 1 x  pwd=", 5},
+        {"hello\tt1", "hello 1 t1  pwd=", 5},
+        {"noshebang one", "plain one", 0},
+        {"notexec", "notexec: Permission denied", 127}, /* dash: 127 after a PATH search */
+        {"/etc/passwd x", "/etc/passwd: Permission denied", 126},
+        {"no-such-command-q7", "no-such-command-q7: not found", 127},
+        {"./no-such-file", "./no-such-file: not found", 127},
+        {"false", "", 1},
+        {"true", "", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[256], *w[8];
+        cr_assert_gt(tn_proc_simple_words(cases[i].cmd, buf, sizeof(buf), w, 8), 0);
+        for (int way = 0; way < 2; way++) {
+            char script[256], dir[64], log[600];
+            snprintf(script, sizeof(script), "%s%s", cases[i].cmd, way ? " ;" : "");
+            snprintf(dir, sizeof(dir), "d-%zu-%d", i, way);
+            snprintf(log, sizeof(log), "%s/%s.log", tmp, dir);
+            char xdir[512];
+            snprintf(xdir, sizeof(xdir), "%s/%s", tmp, dir);
+            tn_spawn s = {.task = 40 + i * 2 + (size_t)way,
+                          .attempt = 1,
+                          .script = script,
+                          .exec_dir = xdir,
+                          .log_path = log,
+                          .envp = env};
+            tn_proc *t = NULL;
+            cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
+            tn_proc_exit ex = wait_exit(t);
+            char *out = slurp(log);
+            cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == cases[i].status,
+                      "\"%s\": status %d, want exit %d; log: %s", script, ex.status,
+                      cases[i].status, out);
+            cr_assert(strstr(out, cases[i].out), "\"%s\": log %s", script, out);
+            if (strstr(cases[i].out, "pwd=")) {
+                char want[600];
+                snprintf(want, sizeof(want), "pwd=%s\n", xdir);
+                cr_assert(strstr(out, want), "\"%s\": PWD is the exec dir: %s", script, out);
+            }
+            free(out);
+            tn_proc_free(t);
+        }
+    }
+    free(env);
+}
+
+Test(proc, a_simple_command_ends_as_through_the_shell_session)
+{
+    direct_as_shell(TN_CONTAIN_SESSION);
+}
+Test(proc, a_simple_command_ends_as_through_the_shell_cgroup)
+{
+    direct_as_shell(TN_CONTAIN_CGROUP);
 }
 
 /* The wait fd lets a loop sleep until an exit: quiet while the leader runs, readable when

@@ -123,7 +123,8 @@ typedef struct tn_spawn {
     uint64_t task;
     uint32_t attempt;
     const char *script;     /* run as /bin/sh -e -c script (the caller prepends env preludes);
-                               one over 64 KiB as /bin/sh -e EXEC_DIR/.tern-script */
+                               one over 64 KiB as /bin/sh -e EXEC_DIR/.tern-script; a
+                               simple command without the shell (tn_proc_simple_words) */
     const char *exec_dir;   /* created if missing (its parent must exist); the cwd */
     const char *log_path;   /* stdout and stderr, opened O_APPEND; created 0640 */
     char *const *envp;      /* NULL = the worker's environment */
@@ -150,6 +151,17 @@ typedef struct tn_spawn {
  * the start: see tn_proc_limits_note. *out belongs to the manager; the caller releases it
  * with tn_proc_free. */
 tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *msg);
+/* Whether tn_proc_start runs script itself instead of through /bin/sh: one simple command
+ * whose every byte is literal to the shell (letters, digits, _ . / : , + @ % - =, blanks
+ * between words; no '=' in the command word), optionally after `exec`, whose command
+ * word is no shell builtin or reserved word (but `true` or `false` alone). Then the words
+ * go to words (at most max - 1 of them, NULL after the last), copied into buf (cap bytes),
+ * and their count is returned; else 0. Run so, the command is the attempt's leader (no
+ * shell process above it), found in the task's PATH, with PWD exported, a file without a
+ * #! line run by /bin/sh, and the shell's exit status and message in the task log when
+ * nothing runs (127 after a PATH search; 126 for a path that will not run). */
+size_t tn_proc_simple_words(const char *script, char *buf, size_t cap, char **words,
+                            size_t max);
 pid_t tn_proc_pid(const tn_proc *t);
 uint64_t tn_proc_task(const tn_proc *t);
 uint32_t tn_proc_attempt(const tn_proc *t);

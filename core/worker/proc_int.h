@@ -174,6 +174,16 @@ char *pr_path_join(const char *a, const char *b);
 int pr_write_at(const char *dir, const char *file, const char *s);
 bool pr_exists_at(const char *dir, const char *file);
 int pr_fd_high(int fd);
+
+/* direct.c: a command of at most DIRECT_WORDS words and DIRECT_LEN - 1 bytes may run
+ * without the shell */
+#define DIRECT_WORDS 256
+#define DIRECT_LEN   4096
+/* In the vfork-style child, after every other stage: execs argv[0] (argv[-1] a free slot)
+ * as the shell would, searching path_var. When no file runs, exits 126 or 127 with the
+ * shell's message in the task log; returns the errno of an exec failure that is not about
+ * the file (E2BIG, ENOMEM, EAGAIN, EFAULT), which fails the start. */
+int pr_exec_direct(char **argv, char *const *envp, const char *path_var);
 bool pr_read_stat(pid_t pid, pinfo *pi);
 bool pr_ident_alive(pid_t pid, uint64_t start, char *state);
 bool pr_scan_all(pscan *sc);

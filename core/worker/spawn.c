@@ -1,7 +1,10 @@
 /* Spawning an attempt: clone3 into its cgroup (or posix_spawn), user, limits, exec dir. */
 #include "proc_int.h"
 
+#include <limits.h>
 #include <sys/resource.h>
+
+#include "taskenv.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* Spawning */
@@ -34,8 +37,11 @@ typedef struct child_ctx {
     gid_t *groups;
     int ngroups;
     char *uenv[3]; /* the tenant's HOME=, USER=, LOGNAME= (malloc'd), over inherited ones */
-    char *const *argv;
+    char **argv;   /* direct: argv[-1] is free, for `sh FILE` (direct.c) */
     char *const *envp;
+    bool direct;          /* argv is the command itself, not sh's (direct.c) */
+    const char *path_var; /* direct: the PATH searched */
+    char *pwd;            /* direct: "PWD=" and room for the cwd, filled in the child */
     /* written by a child that fails, read by the parent once the child is gone */
     volatile int fail_stage, fail_errno;
 } child_ctx;
@@ -100,6 +106,11 @@ __attribute__((no_sanitize_address)) static int child_run(void *arg)
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     stage = ST_EXEC;
+    if (c->direct) { /* as dash exports it: the physical cwd */
+        (void)syscall(SYS_getcwd, c->pwd + 4, (size_t)PATH_MAX);
+        errno = pr_exec_direct(c->argv, c->envp, c->path_var);
+        goto fail;
+    }
     execve("/bin/sh", c->argv, c->envp);
 fail:
     c->fail_errno = errno ? errno : EIO;
@@ -656,6 +667,25 @@ static void close_child_fds(child_ctx *c)
     free(c->groups);
     for (int i = 0; i < 3; i++)
         free(c->uenv[i]);
+    free(c->pwd);
+}
+
+/* A command with nothing for the shell in it runs without the shell (direct.c). */
+typedef struct direct_words {
+    char *argv[DIRECT_WORDS + 2]; /* argv[0] free for `sh FILE`, then the words, NULL */
+    char buf[DIRECT_LEN];
+} direct_words;
+
+static tn_err direct_command(const tn_spawn *s, child_ctx *c, direct_words *d, tn_errmsg *msg)
+{
+    if (!tn_proc_simple_words(s->script, d->buf, sizeof(d->buf), d->argv + 1, DIRECT_WORDS + 1))
+        return TN_OK; /* through the shell */
+    if (!(c->pwd = malloc(4 + PATH_MAX + 1)))
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    snprintf(c->pwd, 4 + PATH_MAX + 1, "PWD=%s", s->exec_dir); /* the child puts its cwd */
+    c->argv = d->argv + 1;
+    c->direct = true;
+    return TN_OK;
 }
 
 tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *msg)
@@ -667,6 +697,7 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     tn_err err = TN_OK;
     char *tag = NULL, **env = NULL, base[64], script_path[4200];
     char *argv[] = {"sh", "-e", "-c", (char *)s->script, NULL};
+    direct_words d;
     child_ctx c = {.nullfd = -1,
                    .logfd = -1,
                    .cgdir = -1,
@@ -693,16 +724,24 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
         goto fail;
     if ((err = open_stdio(s, &c, msg)) != TN_OK)
         goto fail;
+    if ((err = direct_command(s, &c, &d, msg)) != TN_OK)
+        goto fail;
     if (asprintf(&tag, TAG_VAR "=%s/%" PRIu64 "/%" PRIu32, p->name, s->task, s->attempt) < 0) {
         tag = NULL;
         err = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (!(env = build_env(s->envp, tag, c.uenv, 3)) || !(t = calloc(1, sizeof(*t)))) {
+    char *over[4] = {c.uenv[0], c.uenv[1], c.uenv[2], c.pwd};
+    if (!(env = build_env(s->envp, tag, over, 4)) || !(t = calloc(1, sizeof(*t)))) {
         err = tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
         goto fail;
     }
     c.envp = env;
+    c.path_var = TN_TASK_PATH; /* dash's own default, where the task has no PATH; the
+                                  last one where it has several, as dash takes it */
+    for (size_t i = 0; env[i]; i++)
+        if (strncmp(env[i], "PATH=", 5) == 0)
+            c.path_var = env[i] + 5;
     t->mgr = p;
     t->pidfd = -1;
     t->task = s->task;
@@ -714,18 +753,20 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     apply_limits(p, t, s, &c, base);
 
     int stage = 0, e = ENOSYS;
-    bool posix =
-        p->mode == TN_CONTAIN_SESSION && !c.set_user && c.ncg == 0 && c.cgdir < 0 && !c.nproc;
+    bool posix = p->mode == TN_CONTAIN_SESSION && !c.set_user && c.ncg == 0 && c.cgdir < 0 &&
+                 !c.nproc && !c.direct;
     if (posix)
         e = spawn_posix(&c, &t->pid);
     if (!posix || e == ENOSYS)
         e = spawn_clone(p, &c, &t->pid, &stage);
     if (e) {
-        err = tn_errmsg_set(msg, tn_err_from_errno(e),
-                            "task %" PRIu64 " attempt %" PRIu32 ": %s failed%s%s: %s", s->task,
-                            s->attempt, stage ? stage_names[stage] : "spawn /bin/sh",
-                            stage == ST_CHDIR ? " in " : "",
-                            stage == ST_CHDIR ? s->exec_dir : "", strerror(e));
+        err = tn_errmsg_set(
+            msg, tn_err_from_errno(e),
+            "task %" PRIu64 " attempt %" PRIu32 ": %s failed%s%s: %s", s->task, s->attempt,
+            stage == ST_EXEC && c.direct ? "exec of the command" :
+            stage                        ? stage_names[stage] :
+                                           "spawn /bin/sh",
+            stage == ST_CHDIR ? " in " : "", stage == ST_CHDIR ? s->exec_dir : "", strerror(e));
         goto fail;
     }
     link_started(p, t);
