@@ -4,6 +4,7 @@
  * engine thread answers. The engine's and its log's memory is never read from here.
  * The reply carries both the text a person reads and the JSON a script reads. */
 #include "ctlsrv.h"
+#include "map.h"
 
 #include <inttypes.h>
 #include <pwd.h>
@@ -404,8 +405,7 @@ void tn_wf_params_free(tn_wf_params *p)
 /* What status shows of each task besides its projection: the values it passed
  * downstream (its var pool) and the reason of its last failure or kill. */
 typedef struct task_extra {
-    uint64_t *ids;
-    size_t n;
+    tn_map idx; /* task id -> its index + 1: a status of 100k tasks reads ~600k events */
     tn_kv **vars;
     char (*why)[256];
 } task_extra;
@@ -415,11 +415,10 @@ static int extra_cb(void *ctx, const tn_event *ev)
     task_extra *x = ctx;
     if (ev->machine != TN_MACHINE_TASK)
         return 0;
-    size_t i = 0;
-    while (i < x->n && x->ids[i] != ev->task)
-        i++;
-    if (i == x->n)
+    uintptr_t k = (uintptr_t)tn_map_get(&x->idx, ev->task);
+    if (!k)
         return 0;
+    size_t i = k - 1;
     const tn_attr *v = tn_event_attr(ev, "vars"), *r = tn_event_attr(ev, "reason");
     if (v && v->type == TN_ATTR_BIN) {
         tn_kv *kv = NULL;
@@ -511,12 +510,15 @@ static void status_task(out *o, json_t *arr, const tn_task_proj *p, const char *
 static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, json_t *arr,
                          const tn_task_proj *tasks, char (*why)[256], size_t n)
 {
-    uint64_t *ids = calloc(n + 1, sizeof(*ids));
-    task_extra x = {ids, n, calloc(n + 1, sizeof(tn_kv *)), calloc(n + 1, sizeof(*x.why))};
-    for (size_t i = 0; ids && i < n; i++)
-        ids[i] = tasks[i].id;
+    task_extra x = {.vars = calloc(n + 1, sizeof(tn_kv *)),
+                    .why = calloc(n + 1, sizeof(*x.why))};
+    tn_map_init(&x.idx);
+    bool ok = x.vars && x.why;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = !tasks[i].id ||
+             tn_map_put(&x.idx, tasks[i].id, (void *)(uintptr_t)(i + 1)) == TN_OK;
     int fr;
-    if (ids && x.vars && x.why)
+    if (ok)
         (void)tn_replay_wf_events(store(s), wf, extra_cb, &x, &fr);
     for (size_t i = 0; i < n; i++) {
         uint64_t child = tasks[i].worker[0] || why[i][0] ? 0 : child_of(s, wf, tasks[i].id);
@@ -529,7 +531,7 @@ static void status_tasks(tn_ctlsrv *s, uint64_t wf, out *o, json_t *arr,
         tn_kv_free(x.vars[i]);
     free(x.vars);
     free(x.why);
-    free(ids);
+    tn_map_fini(&x.idx);
 }
 
 /* No projection: an instance `tern gc` collected (its events remain), or none at all. */
