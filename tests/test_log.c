@@ -202,6 +202,47 @@ Test(evlog, finished_instances_stay_queryable)
     verify_log();
 }
 
+static tn_err add_hint(unsigned event, uint64_t wf, uint64_t task, void **hint, tn_event *ev)
+{
+    tn_event_init(ev, TN_MACHINE_TASK, event, wf, task);
+    ev->actor = TN_STR("user:test");
+    if (event == TN_TASK_E_SUBMIT)
+        tn_event_set_str(ev, "name", "t");
+    return tn_evlog_add_hint(lg, ev, hint, &msg);
+}
+
+/* A caller's handle outlives the log's projection (evicted when final, its memory then
+ * given to a new task): the log must see that it is stale and find the right state. */
+Test(evlog, a_stale_hint_finds_the_instance_not_the_one_now_in_its_place)
+{
+    uint64_t wf = tn_evlog_new_wf_id(lg), t1 = tn_evlog_new_task_id(lg);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0), TN_OK);
+    void *h1 = NULL, *h2 = NULL;
+    tn_event ev;
+    cr_assert_eq(add_hint(TN_TASK_E_SUBMIT, wf, t1, &h1, &ev), TN_OK);
+    cr_assert_not_null(h1);
+    cr_assert_eq(add_hint(TN_TASK_E_FAILED, wf, t1, &h1, &ev), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    /* t1 is final and left the cache; t2 takes its place in memory */
+    uint64_t t2 = tn_evlog_new_task_id(lg);
+    cr_assert_eq(add_hint(TN_TASK_E_SUBMIT, wf, t2, &h2, &ev), TN_OK);
+    cr_assert_eq(h2, h1, "the freed projection is reused: the case under test");
+    /* t1's old handle now points at t2's projection */
+    cr_assert_eq(add_hint(TN_TASK_E_FORCE_SUCCESS, wf, t1, &h1, &ev), TN_OK, "%s", msg.text);
+    cr_assert_eq(ev.from, TN_TASK_S_FAILURE);
+    cr_assert_neq(h1, h2);
+    /* and t1's handle, now current, is used for it while t2 is untouched */
+    cr_assert_eq(add_hint(TN_TASK_E_DISPATCH, wf, t2, &h2, &ev), TN_OK, "%s", msg.text);
+    cr_assert_eq(ev.from, TN_TASK_S_SUBMITTED_SUCCESS);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    tn_task_proj p;
+    cr_assert_eq(tn_evlog_task(lg, t1, &p), TN_OK);
+    cr_assert_eq(p.state, TN_TASK_S_FORCED_SUCCESS);
+    cr_assert_eq(tn_evlog_task(lg, t2, &p), TN_OK);
+    cr_assert_eq(p.state, TN_TASK_S_SUBMITTED_SUCCESS);
+    verify_log();
+}
+
 Test(evlog, system_projections)
 {
     tn_event ev;

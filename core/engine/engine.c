@@ -258,10 +258,10 @@ void eng_event(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint
     tn_event_init(ev, machine, event, wf, task);
 }
 
-static tn_err emit(tn_engine *e, tn_event *ev);
+static tn_err emit(tn_engine *e, tn_event *ev, void **hint);
 tn_err eng_emit(tn_engine *e, tn_event *ev)
 {
-    return emit(e, ev);
+    return emit(e, ev, NULL);
 }
 
 void eng_timer_sched(tn_engine *e, int64_t due)
@@ -277,11 +277,12 @@ const char *eng_worker_group(const wf_run *w, const tn_def_task *node)
     return node->worker_group;
 }
 
-static tn_err emit(tn_engine *e, tn_event *ev)
+/* `hint`: the instance's handle of its projection in the log, or NULL. */
+static tn_err emit(tn_engine *e, tn_event *ev, void **hint)
 {
     ev->actor = tn_str_c(e->cur_actor ? e->cur_actor : e->actor);
     ev->at = eng_now(e);
-    tn_err err = tn_evlog_add(e->log, ev, &e->msg);
+    tn_err err = tn_evlog_add_hint(e->log, ev, hint, &e->msg);
     if (err) {
         /* the engine only emits what its own state says is legal: this is a bug */
         e->stats.rejected++;
@@ -314,7 +315,7 @@ tn_err eng_emit_wf(tn_engine *e, wf_run *w, unsigned event, tn_event *ev)
         ev = &local;
         eng_event(ev, TN_MACHINE_WORKFLOW, event, w->id, 0);
     }
-    tn_err err = emit(e, ev);
+    tn_err err = emit(e, ev, ev->wf == w->id ? &w->proj : NULL);
     if (err)
         return err;
     eng_touch(e, w);
@@ -329,7 +330,7 @@ tn_err eng_emit_task(tn_engine *e, task_run *t, unsigned event, tn_event *ev)
         ev = &local;
         eng_event(ev, TN_MACHINE_TASK, event, t->w->id, t->id);
     }
-    tn_err err = emit(e, ev);
+    tn_err err = emit(e, ev, ev->task == t->id ? &t->proj : NULL);
     if (err)
         return err;
     eng_touch(e, t->w);
@@ -1194,7 +1195,7 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         tn_event_set_int(&ev, "version", version + 1);
         tn_event_set_bin(&ev, "def", c->def_bytes, c->def_len);
         tn_event_set_int(&ev, "tasks", def->n_tasks);
-        if ((err = emit(e, &ev)) == TN_OK) {
+        if ((err = emit(e, &ev, NULL)) == TN_OK) {
             c->out_id = version + 1;
             snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
             /* a schedule block sets the workflow's schedule, as `tern schedule set` does */
@@ -1280,7 +1281,7 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
         tn_event_set_int(&ev, "parent_task", (int64_t)parent_task);
     }
     if (!err)
-        err = emit(e, &ev);
+        err = emit(e, &ev, NULL);
     wf_run *w = NULL;
     if (!err) {
         w = wf_run_from_submit(e, &ev);
@@ -1558,7 +1559,7 @@ static tn_err cmd_taskgroup_set(tn_engine *e, tn_cmd *c)
     eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
     tn_event_set_str(&ev, "name", c->name);
     tn_event_set_int(&ev, "slots", c->slots);
-    tn_err err = emit(e, &ev);
+    tn_err err = emit(e, &ev, NULL);
     if (err)
         return err;
     tgroup *g = eng_group(e, c->name);
@@ -1578,7 +1579,7 @@ static tn_err cmd_env_set(tn_engine *e, tn_cmd *c)
     eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
     tn_event_set_str(&ev, "name", c->name);
     tn_event_set_str(&ev, "text", c->text);
-    tn_err err = emit(e, &ev);
+    tn_err err = emit(e, &ev, NULL);
     if (!err)
         snprintf(c->msg, sizeof(c->msg), "environment %s: %zu bytes", c->name, strlen(c->text));
     return err;
