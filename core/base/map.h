@@ -29,6 +29,11 @@ tn_err tn_map_put(tn_map *m, uint64_t key, void *val);
 /* Remove key; returns its value or NULL. */
 void *tn_map_del(tn_map *m, uint64_t key);
 
+/* Start fetching the slot where key's probe begins, for a tn_map_get a little later: in
+ * a map larger than the cache each get is a miss, and a loop that knows its next keys
+ * can overlap them. Reads nothing; any key is fine. */
+void tn_map_prefetch(const tn_map *m, uint64_t key);
+
 /* Iterate: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
 
 #endif

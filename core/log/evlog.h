@@ -75,6 +75,12 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg);
  * for the next add. A stale handle is recognised and ignored: the log's projections come
  * from memory it keeps until it is closed, so a handle is safe to pass, never to read. */
 tn_err tn_evlog_add_hint(tn_evlog *l, tn_event *ev, void **hint, tn_errmsg *msg);
+/* Start fetching the projection behind a hint (any hint, NULL too) for an add soon. */
+static inline void tn_evlog_prefetch(const void *hint)
+{
+    if (hint)
+        __builtin_prefetch(hint);
+}
 /* Events waiting for the commit. */
 size_t tn_evlog_pending(const tn_evlog *l);
 /* Commit every pending event in one durable transaction. On error (TN_ERR_FULL: the
