@@ -193,6 +193,12 @@ struct tn_engine {
     size_t nin_free;
     timer *cb_timers; /* callback timers added from other threads */
     size_t ncb, capcb;
+    timer *cb_spare; /* the other buffer, the engine thread's (no lock) */
+    size_t capspare;
+    /* callback timers taken from cb_timers, in due order (equal ones as they came): the
+     * engine thread's; fired merged with the heap (fire_due_timers) */
+    timer *cbq;
+    size_t cbq_head, cbq_n, capcbq;
     request *req_head, *req_tail;
 
     tn_map wfs;   /* id -> wf_run*, live (unfinished) instances and those loaded on demand */
