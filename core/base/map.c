@@ -44,9 +44,8 @@ void tn_map_prefetch(const tn_map *m, uint64_t key)
         __builtin_prefetch(&m->slots[hash64(key) & (m->cap - 1)]);
 }
 
-static tn_err grow(tn_map *m)
+static tn_err grow_to(tn_map *m, size_t ncap)
 {
-    size_t ncap = m->cap ? m->cap * 2 : 64;
     tn_map_slot *ns = calloc(ncap, sizeof(*ns));
     if (!ns)
         return TN_ERR_NOMEM;
@@ -62,6 +61,19 @@ static tn_err grow(tn_map *m)
     m->slots = ns;
     m->cap = ncap;
     return TN_OK;
+}
+
+static tn_err grow(tn_map *m)
+{
+    return grow_to(m, m->cap ? m->cap * 2 : 64);
+}
+
+tn_err tn_map_reserve(tn_map *m, size_t n)
+{
+    size_t ncap = m->cap ? m->cap : 64;
+    while (n * 4 > ncap * 3)
+        ncap *= 2;
+    return ncap == m->cap ? TN_OK : grow_to(m, ncap);
 }
 
 tn_err tn_map_put(tn_map *m, uint64_t key, void *val)

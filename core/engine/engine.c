@@ -716,6 +716,10 @@ static wf_run *wf_run_from_submit(tn_engine *e, const tn_event *ev)
     if (submit_overrides(w, ev))
         goto fail;
     uint32_t n = w->def->n_tasks;
+    if (n > 64) { /* a big workflow's tasks are created at once: no rehash on the way */
+        (void)tn_map_reserve(&e->tasks, e->tasks.len + n);
+        tn_evlog_reserve_tasks(e->log, n);
+    }
     w->t = calloc(n, sizeof(task_run));
     w->in_scope = calloc(n, 1);
     if (!w->t || !w->in_scope || eng_kv_from_attr(ev, "params", &w->overrides) ||

@@ -871,6 +871,11 @@ undo:
                          tn_sm_event_name(sm, ev->event), tn_strerror(e));
 }
 
+void tn_evlog_reserve_tasks(tn_evlog *l, size_t n)
+{
+    (void)tn_map_reserve(&l->tasks, l->tasks.len + n);
+}
+
 static tn_err put_u64(tn_batch *b, const char *key, uint64_t v)
 {
     uint8_t buf[8];

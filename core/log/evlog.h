@@ -75,6 +75,9 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg);
  * for the next add. A stale handle is recognised and ignored: the log's projections come
  * from memory it keeps until it is closed, so a handle is safe to pass, never to read. */
 tn_err tn_evlog_add_hint(tn_evlog *l, tn_event *ev, void **hint, tn_errmsg *msg);
+/* Room for `n` more task projections, about to be added (a big workflow's start): a
+ * hint, ignored when out of memory. */
+void tn_evlog_reserve_tasks(tn_evlog *l, size_t n);
 /* Start fetching the projection behind a hint (any hint, NULL too) for an add soon. */
 static inline void tn_evlog_prefetch(const void *hint)
 {
