@@ -9,6 +9,7 @@
 #include "evlog.h"
 #include "log.h"
 #include "logread.h"
+#include "map.h"
 #include "replay.h"
 #include "sm_gen.h"
 #include "store.h"
@@ -812,4 +813,48 @@ Test(logevery, once_per_interval_with_the_count_of_repeats)
     cr_assert_not_null(strstr(buf, "n=0\n"), "%s", buf);
     cr_assert_not_null(strstr(buf, "n=50 repeated=\"49 times in 0.3"), "%s", buf);
     free(buf);
+}
+
+/* The log's task cache is a dense map (map.h): every key stays found through puts,
+ * replacements and backward-shift deletions, sequential and strided keys alike, as in a
+ * plain one. */
+Test(map, dense_and_plain_maps_find_what_was_put_and_only_that)
+{
+    enum {
+        N = 20000
+    };
+    static void *ref[4 * N + 1];
+    for (int dense = 0; dense < 2; dense++) {
+        tn_map m;
+        if (dense)
+            tn_map_init_dense(&m);
+        else
+            tn_map_init(&m);
+        memset(ref, 0, sizeof(ref));
+        uint64_t x = 88172645463325252ull; /* xorshift: a fixed sequence */
+        for (int i = 0; i < 6 * N; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* keys in sequence, with a stride of 64, or anywhere */
+            uint64_t k = i < 2 * N ? (uint64_t)i / 2 + 1 :
+                         i < 4 * N ? (x % (N / 16)) * 64 + 1 :
+                                     x % (4 * N) + 1;
+            if (x % 3 == 0) {
+                cr_assert_eq(tn_map_del(&m, k), ref[k], "del %llu", (unsigned long long)k);
+                ref[k] = NULL;
+            } else {
+                cr_assert_eq(tn_map_put(&m, k, (void *)(uintptr_t)(i + 1)), TN_OK);
+                ref[k] = (void *)(uintptr_t)(i + 1);
+            }
+        }
+        size_t live = 0;
+        for (uint64_t k = 1; k <= 4 * N; k++) {
+            cr_assert_eq(tn_map_get(&m, k), ref[k], "get %llu (dense %d)",
+                         (unsigned long long)k, dense);
+            live += ref[k] != NULL;
+        }
+        cr_assert_eq(m.len, live);
+        tn_map_fini(&m);
+    }
 }

@@ -929,7 +929,7 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_map_init(&e->wfs);
     tn_map_init(&e->def_by_key);
     tn_map_init(&e->def_by_ptr);
-    tn_map_init(&e->tasks);
+    tn_map_init_dense(&e->tasks);
     e->ex = opts->executor;
     snprintf(e->actor, sizeof(e->actor), "master:%s",
              opts->master_id ? opts->master_id : "local");

@@ -415,8 +415,8 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     tn_evlog *l = calloc(1, sizeof(*l));
     if (!l)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory opening %s", dir);
-    tn_map_init(&l->wfs);
-    tn_map_init(&l->tasks);
+    tn_map_init_dense(&l->wfs);
+    tn_map_init_dense(&l->tasks);
     tn_map_init(&l->idx);
     l->wfpool.size = sizeof(tn_wf_proj);
     l->taskpool.size = sizeof(tn_task_proj);
