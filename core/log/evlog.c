@@ -93,7 +93,9 @@ struct tn_evlog {
     tn_objlog *objs;     /* schedules and backfills */
     /* The by_wf entries of the pending batch: one run of seqs per workflow, written as
      * one index entry each at commit (wfindex.h). Runs are lists threaded through seqs. */
-    tn_map idx; /* wf -> run index + 1 */
+    tn_map idx;      /* wf -> run index + 1 */
+    uint64_t idx_wf; /* the workflow of the last event indexed (0: none) ... */
+    size_t idx_run;  /* ... and its run + 1: a workflow's events often come in a row */
     struct wfrun *runs;
     struct wfseq *seqs;
     size_t nruns, cap_runs, nseqs, cap_seqs;
@@ -417,7 +419,7 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory opening %s", dir);
     tn_map_init_dense(&l->wfs);
     tn_map_init_dense(&l->tasks);
-    tn_map_init(&l->idx);
+    tn_map_init_dense(&l->idx);
     l->wfpool.size = sizeof(tn_wf_proj);
     l->taskpool.size = sizeof(tn_task_proj);
     l->lock_fd = -1;
@@ -659,13 +661,14 @@ static tn_err idx_add(tn_evlog *l, uint64_t wf, uint64_t seq)
         !tn_grow((void **)&l->runs, &l->cap_runs, l->nruns + 1, sizeof(*l->runs)))
         return TN_ERR_NOMEM;
     uint32_t at = (uint32_t)l->nseqs;
-    uintptr_t r = (uintptr_t)tn_map_get(&l->idx, wf);
+    uintptr_t r = wf == l->idx_wf ? l->idx_run : (uintptr_t)tn_map_get(&l->idx, wf);
     if (r == 0) {
         tn_err e = tn_map_put(&l->idx, wf, (void *)(uintptr_t)(l->nruns + 1));
         if (e)
             return e;
         l->runs[l->nruns++] =
             (struct wfrun){.wf = wf, .first = seq, .head = at, .tail = at, .n = 1};
+        r = l->nruns;
     } else {
         struct wfrun *run = &l->runs[r - 1];
         l->seqs[run->tail].next = at;
@@ -674,6 +677,8 @@ static tn_err idx_add(tn_evlog *l, uint64_t wf, uint64_t seq)
     }
     l->seqs[at] = (struct wfseq){.seq = seq, .next = UINT32_MAX};
     l->nseqs++;
+    l->idx_wf = wf;
+    l->idx_run = r;
     return TN_OK;
 }
 
@@ -688,6 +693,7 @@ static void idx_reset(tn_evlog *l)
     for (size_t i = 0; i < l->nruns; i++)
         tn_map_del(&l->idx, l->runs[i].wf);
     l->nruns = l->nseqs = 0;
+    l->idx_wf = 0;
     if (l->cap_seqs > IDX_KEEP_MAX) {
         free(l->seqs);
         free(l->runs);
