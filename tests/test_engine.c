@@ -487,6 +487,39 @@ TestSuite(restart, .init = setup, .fini = teardown);
 /* ------------------------------------------------------------------------------ */
 /* start */
 
+static int fired[8];
+static unsigned nfired;
+
+static void note_fired(tn_engine *e, void *arg)
+{
+    (void)e;
+    if (nfired < 8)
+        fired[nfired++] = (int)(intptr_t)arg;
+}
+
+/* Callback timers fire from their own list merged with the heap: still earliest first,
+ * equal ones in the order they were added, later ones only when due. */
+Test(start, callback_timers_fire_in_due_order)
+{
+    int64_t now = tn_engine_now(E);
+    nfired = 0;
+    const int64_t ms = 1000000;
+    tn_engine_after(E, now + 30 * ms, note_fired, (void *)(intptr_t)3);
+    tn_engine_after(E, now + 10 * ms, note_fired, (void *)(intptr_t)1);
+    tn_engine_after(E, now + 20 * ms, note_fired, (void *)(intptr_t)2);
+    tn_engine_after(E, now + 10 * ms, note_fired, (void *)(intptr_t)11);
+    tn_engine_after(E, now + 500 * ms, note_fired, (void *)(intptr_t)5);
+    tn_engine_step(E, NULL);
+    cr_assert_eq(nfired, 0, "nothing is due yet");
+    for (int i = 0; i < 100 && nfired < 5; i++)
+        if (tn_engine_step(E, NULL) == 0)
+            tn_engine_advance(E);
+    cr_assert_eq(nfired, 5);
+    int want[] = {1, 11, 2, 3, 5};
+    for (unsigned i = 0; i < 5; i++)
+        cr_assert_eq(fired[i], want[i], "fired[%u] = %d, want %d", i, fired[i], want[i]);
+}
+
 Test(start, serial_chain)
 {
     apply("name: chain\ntasks:\n"

@@ -9,6 +9,7 @@
 #include "evlog.h"
 #include "log.h"
 #include "logread.h"
+#include "map.h"
 #include "replay.h"
 #include "sm_gen.h"
 #include "store.h"
@@ -199,6 +200,47 @@ Test(evlog, finished_instances_stay_queryable)
     cr_assert_eq(w.state, TN_WF_S_SUBMITTED_SUCCESS);
     cr_assert_eq(w.ended_at, 0);
     cr_assert_eq(tn_evlog_wf(lg, wf + 100, &w), TN_ERR_NOENT);
+    verify_log();
+}
+
+static tn_err add_hint(unsigned event, uint64_t wf, uint64_t task, void **hint, tn_event *ev)
+{
+    tn_event_init(ev, TN_MACHINE_TASK, event, wf, task);
+    ev->actor = TN_STR("user:test");
+    if (event == TN_TASK_E_SUBMIT)
+        tn_event_set_str(ev, "name", "t");
+    return tn_evlog_add_hint(lg, ev, hint, &msg);
+}
+
+/* A caller's handle outlives the log's projection (evicted when final, its memory then
+ * given to a new task): the log must see that it is stale and find the right state. */
+Test(evlog, a_stale_hint_finds_the_instance_not_the_one_now_in_its_place)
+{
+    uint64_t wf = tn_evlog_new_wf_id(lg), t1 = tn_evlog_new_task_id(lg);
+    cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_SUBMIT, wf, 0), TN_OK);
+    void *h1 = NULL, *h2 = NULL;
+    tn_event ev;
+    cr_assert_eq(add_hint(TN_TASK_E_SUBMIT, wf, t1, &h1, &ev), TN_OK);
+    cr_assert_not_null(h1);
+    cr_assert_eq(add_hint(TN_TASK_E_FAILED, wf, t1, &h1, &ev), TN_OK);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    /* t1 is final and left the cache; t2 takes its place in memory */
+    uint64_t t2 = tn_evlog_new_task_id(lg);
+    cr_assert_eq(add_hint(TN_TASK_E_SUBMIT, wf, t2, &h2, &ev), TN_OK);
+    cr_assert_eq(h2, h1, "the freed projection is reused: the case under test");
+    /* t1's old handle now points at t2's projection */
+    cr_assert_eq(add_hint(TN_TASK_E_FORCE_SUCCESS, wf, t1, &h1, &ev), TN_OK, "%s", msg.text);
+    cr_assert_eq(ev.from, TN_TASK_S_FAILURE);
+    cr_assert_neq(h1, h2);
+    /* and t1's handle, now current, is used for it while t2 is untouched */
+    cr_assert_eq(add_hint(TN_TASK_E_DISPATCH, wf, t2, &h2, &ev), TN_OK, "%s", msg.text);
+    cr_assert_eq(ev.from, TN_TASK_S_SUBMITTED_SUCCESS);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    tn_task_proj p;
+    cr_assert_eq(tn_evlog_task(lg, t1, &p), TN_OK);
+    cr_assert_eq(p.state, TN_TASK_S_FORCED_SUCCESS);
+    cr_assert_eq(tn_evlog_task(lg, t2, &p), TN_OK);
+    cr_assert_eq(p.state, TN_TASK_S_SUBMITTED_SUCCESS);
     verify_log();
 }
 
@@ -771,4 +813,48 @@ Test(logevery, once_per_interval_with_the_count_of_repeats)
     cr_assert_not_null(strstr(buf, "n=0\n"), "%s", buf);
     cr_assert_not_null(strstr(buf, "n=50 repeated=\"49 times in 0.3"), "%s", buf);
     free(buf);
+}
+
+/* The log's task cache is a dense map (map.h): every key stays found through puts,
+ * replacements and backward-shift deletions, sequential and strided keys alike, as in a
+ * plain one. */
+Test(map, dense_and_plain_maps_find_what_was_put_and_only_that)
+{
+    enum {
+        N = 20000
+    };
+    static void *ref[4 * N + 1];
+    for (int dense = 0; dense < 2; dense++) {
+        tn_map m;
+        if (dense)
+            tn_map_init_dense(&m);
+        else
+            tn_map_init(&m);
+        memset(ref, 0, sizeof(ref));
+        uint64_t x = 88172645463325252ull; /* xorshift: a fixed sequence */
+        for (int i = 0; i < 6 * N; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* keys in sequence, with a stride of 64, or anywhere */
+            uint64_t k = i < 2 * N ? (uint64_t)i / 2 + 1 :
+                         i < 4 * N ? (x % (N / 16)) * 64 + 1 :
+                                     x % (4 * N) + 1;
+            if (x % 3 == 0) {
+                cr_assert_eq(tn_map_del(&m, k), ref[k], "del %llu", (unsigned long long)k);
+                ref[k] = NULL;
+            } else {
+                cr_assert_eq(tn_map_put(&m, k, (void *)(uintptr_t)(i + 1)), TN_OK);
+                ref[k] = (void *)(uintptr_t)(i + 1);
+            }
+        }
+        size_t live = 0;
+        for (uint64_t k = 1; k <= 4 * N; k++) {
+            cr_assert_eq(tn_map_get(&m, k), ref[k], "get %llu (dense %d)",
+                         (unsigned long long)k, dense);
+            live += ref[k] != NULL;
+        }
+        cr_assert_eq(m.len, live);
+        tn_map_fini(&m);
+    }
 }

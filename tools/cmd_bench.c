@@ -24,6 +24,7 @@ typedef struct bench_opts {
     uint64_t events;
     bool quick;
     bool scale;
+    const char *only;
 } bench_opts;
 
 static const tn_opt bench_table[] = {
@@ -35,6 +36,8 @@ static const tn_opt bench_table[] = {
      .help = "a short run (for smoke tests)"},
     {"scale", 0, TN_OPT_FLAG, offsetof(bench_opts, scale), NULL,
      .help = "engine only: per-task scheduling time from 1k to 100k tasks (see above)"},
+    {"only", 0, TN_OPT_STR, offsetof(bench_opts, only), "PART",
+     .help = "engine only: run one part, wide, chains or rss (to compare builds quickly)"},
     {0}};
 
 const tn_opt_cmd tn_spec_bench = {
@@ -793,7 +796,8 @@ static int engine_scale(const char *tmpl, bool quick)
     return 0;
 }
 
-static int bench_engine(const char *base, bool quick, bool scale)
+/* `only` (wide, chains, rss or NULL for all) keeps paired before/after runs short. */
+static int bench_engine(const char *base, bool quick, bool scale, const char *only)
 {
     char tmpl[4000];
     snprintf(tmpl, sizeof(tmpl), "%s/tern-bench-XXXXXX", base);
@@ -805,10 +809,12 @@ static int bench_engine(const char *base, bool quick, bool scale)
         rm_rf(tmpl);
         return rc ? tn_cli_fail("bench", "engine scale run failed") : 0;
     }
-    int rc = engine_wide(tmpl, quick ? 5000 : 100000);
-    if (!rc)
+    int rc = 0;
+    if (!only || strcmp(only, "wide") == 0)
+        rc = engine_wide(tmpl, quick ? 5000 : 100000);
+    if (!rc && (!only || strcmp(only, "chains") == 0))
         rc = engine_chains(tmpl, quick ? 500 : 10000, quick ? 200 : 1000);
-    if (!rc)
+    if (!rc && (!only || strcmp(only, "rss") == 0))
         rc = engine_rss(tmpl, quick ? 100000 : 1000000);
     rm_rf(tmpl);
     return rc ? tn_cli_fail("bench", "engine setup failed") : 0;
@@ -1247,10 +1253,15 @@ int tn_cmd_bench(int argc, char **argv)
         return tn_cli_usage("bench", "name one benchmark: store, engine or dispatch");
     if (o.scale && strcmp(name, "engine") != 0)
         return tn_cli_usage("bench", "--scale is an option of `tern bench engine` only");
+    if (o.only &&
+        (strcmp(name, "engine") != 0 ||
+         (strcmp(o.only, "wide") && strcmp(o.only, "chains") && strcmp(o.only, "rss"))))
+        return tn_cli_usage("bench", "--only is an option of `tern bench engine`: wide, "
+                                     "chains or rss");
     if (strcmp(name, "store") == 0)
         return bench_store(o.dir, (size_t)o.events, o.quick);
     if (strcmp(name, "engine") == 0)
-        return bench_engine(o.dir, o.quick, o.scale);
+        return bench_engine(o.dir, o.quick, o.scale, o.only);
     if (strcmp(name, "dispatch") == 0)
         return bench_dispatch(o.dir, o.quick);
     if (strcmp(name, "latency") == 0)

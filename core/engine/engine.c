@@ -258,10 +258,10 @@ void eng_event(tn_event *ev, unsigned machine, unsigned event, uint64_t wf, uint
     tn_event_init(ev, machine, event, wf, task);
 }
 
-static tn_err emit(tn_engine *e, tn_event *ev);
+static tn_err emit(tn_engine *e, tn_event *ev, void **hint);
 tn_err eng_emit(tn_engine *e, tn_event *ev)
 {
-    return emit(e, ev);
+    return emit(e, ev, NULL);
 }
 
 void eng_timer_sched(tn_engine *e, int64_t due)
@@ -277,11 +277,12 @@ const char *eng_worker_group(const wf_run *w, const tn_def_task *node)
     return node->worker_group;
 }
 
-static tn_err emit(tn_engine *e, tn_event *ev)
+/* `hint`: the instance's handle of its projection in the log, or NULL. */
+static tn_err emit(tn_engine *e, tn_event *ev, void **hint)
 {
     ev->actor = tn_str_c(e->cur_actor ? e->cur_actor : e->actor);
     ev->at = eng_now(e);
-    tn_err err = tn_evlog_add(e->log, ev, &e->msg);
+    tn_err err = tn_evlog_add_hint(e->log, ev, hint, &e->msg);
     if (err) {
         /* the engine only emits what its own state says is legal: this is a bug */
         e->stats.rejected++;
@@ -314,7 +315,7 @@ tn_err eng_emit_wf(tn_engine *e, wf_run *w, unsigned event, tn_event *ev)
         ev = &local;
         eng_event(ev, TN_MACHINE_WORKFLOW, event, w->id, 0);
     }
-    tn_err err = emit(e, ev);
+    tn_err err = emit(e, ev, ev->wf == w->id ? &w->proj : NULL);
     if (err)
         return err;
     eng_touch(e, w);
@@ -329,7 +330,7 @@ tn_err eng_emit_task(tn_engine *e, task_run *t, unsigned event, tn_event *ev)
         ev = &local;
         eng_event(ev, TN_MACHINE_TASK, event, t->w->id, t->id);
     }
-    tn_err err = emit(e, ev);
+    tn_err err = emit(e, ev, ev->task == t->id ? &t->proj : NULL);
     if (err)
         return err;
     eng_touch(e, t->w);
@@ -715,6 +716,10 @@ static wf_run *wf_run_from_submit(tn_engine *e, const tn_event *ev)
     if (submit_overrides(w, ev))
         goto fail;
     uint32_t n = w->def->n_tasks;
+    if (n > 64) { /* a big workflow's tasks are created at once: no rehash on the way */
+        (void)tn_map_reserve(&e->tasks, e->tasks.len + n);
+        tn_evlog_reserve_tasks(e->log, n);
+    }
     w->t = calloc(n, sizeof(task_run));
     w->in_scope = calloc(n, 1);
     if (!w->t || !w->in_scope || eng_kv_from_attr(ev, "params", &w->overrides) ||
@@ -924,7 +929,7 @@ tn_err tn_engine_open(const tn_engine_opts *opts, tn_engine **out, tn_errmsg *ms
     tn_map_init(&e->wfs);
     tn_map_init(&e->def_by_key);
     tn_map_init(&e->def_by_ptr);
-    tn_map_init(&e->tasks);
+    tn_map_init_dense(&e->tasks);
     e->ex = opts->executor;
     snprintf(e->actor, sizeof(e->actor), "master:%s",
              opts->master_id ? opts->master_id : "local");
@@ -996,6 +1001,8 @@ void tn_engine_close(tn_engine *e)
     }
     free(e->timers);
     free(e->cb_timers);
+    free(e->cb_spare);
+    free(e->cbq);
     while (e->lanes) {
         lane *l = e->lanes;
         e->lanes = l->next;
@@ -1194,7 +1201,7 @@ static tn_err cmd_apply_def(tn_engine *e, tn_cmd *c)
         tn_event_set_int(&ev, "version", version + 1);
         tn_event_set_bin(&ev, "def", c->def_bytes, c->def_len);
         tn_event_set_int(&ev, "tasks", def->n_tasks);
-        if ((err = emit(e, &ev)) == TN_OK) {
+        if ((err = emit(e, &ev, NULL)) == TN_OK) {
             c->out_id = version + 1;
             snprintf(c->msg, sizeof(c->msg), "%s: version %u", def->name, version + 1);
             /* a schedule block sets the workflow's schedule, as `tern schedule set` does */
@@ -1280,7 +1287,7 @@ static tn_err new_instance(tn_engine *e, const char *name, uint32_t version, tn_
         tn_event_set_int(&ev, "parent_task", (int64_t)parent_task);
     }
     if (!err)
-        err = emit(e, &ev);
+        err = emit(e, &ev, NULL);
     wf_run *w = NULL;
     if (!err) {
         w = wf_run_from_submit(e, &ev);
@@ -1558,7 +1565,7 @@ static tn_err cmd_taskgroup_set(tn_engine *e, tn_cmd *c)
     eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_TASKGROUP_SET, 0, 0);
     tn_event_set_str(&ev, "name", c->name);
     tn_event_set_int(&ev, "slots", c->slots);
-    tn_err err = emit(e, &ev);
+    tn_err err = emit(e, &ev, NULL);
     if (err)
         return err;
     tgroup *g = eng_group(e, c->name);
@@ -1578,7 +1585,7 @@ static tn_err cmd_env_set(tn_engine *e, tn_cmd *c)
     eng_event(&ev, TN_MACHINE_SYSTEM, TN_SYS_E_ENV_SET, 0, 0);
     tn_event_set_str(&ev, "name", c->name);
     tn_event_set_str(&ev, "text", c->text);
-    tn_err err = emit(e, &ev);
+    tn_err err = emit(e, &ev, NULL);
     if (!err)
         snprintf(c->msg, sizeof(c->msg), "environment %s: %zu bytes", c->name, strlen(c->text));
     return err;
@@ -1634,25 +1641,129 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
 /* ------------------------------------------------------------------------------ */
 /* the step */
 
-static void fire_due_timers(tn_engine *e, size_t *n)
+/* Sort callback timers by due time, equal ones in arrival order; false when out of
+ * memory (nothing moved). They usually arrive sorted already. */
+static bool sort_by_due(timer *a, size_t n)
 {
-    /* callback timers from other threads join the heap first */
+    size_t i = 1;
+    while (i < n && a[i - 1].due <= a[i].due)
+        i++;
+    if (i >= n)
+        return true;
+    timer *tmp = malloc(n * sizeof(timer));
+    if (!tmp)
+        return false;
+    /* bottom-up merge sort: stable */
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t l = lo, r = mid, k = lo;
+            while (l < mid && r < hi)
+                tmp[k++] = a[r].due < a[l].due ? a[r++] : a[l++];
+            while (l < mid)
+                tmp[k++] = a[l++];
+            while (r < hi)
+                tmp[k++] = a[r++];
+        }
+        memcpy(a, tmp, n * sizeof(timer));
+    }
+    free(tmp);
+    return true;
+}
+
+static void fire_timer(tn_engine *e, timer *tm)
+{
+    if (tm->kind == TIMER_CALLBACK)
+        tm->fn(e, tm->arg);
+    else if (tm->kind == TIMER_SCHED)
+        esched_tick(e);
+    else
+        sched_timer(e, tm);
+}
+
+/* Merge the sorted b[nb] after the queue's sorted rest (the queue's first on a tie: it
+ * came first); false when out of memory (nothing changed). */
+static bool cbq_merge(tn_engine *e, const timer *b, size_t nb)
+{
+    const timer *a = e->cbq + e->cbq_head;
+    size_t na = e->cbq_n, ia = 0, ib = 0, k = 0;
+    timer *m = malloc((na + nb) * sizeof(timer));
+    if (!m)
+        return false;
+    while (ia < na && ib < nb)
+        m[k++] = b[ib].due < a[ia].due ? b[ib++] : a[ia++];
+    while (ia < na)
+        m[k++] = a[ia++];
+    while (ib < nb)
+        m[k++] = b[ib++];
+    free(e->cbq);
+    e->cbq = m;
+    e->capcbq = na + nb;
+    e->cbq_head = 0;
+    e->cbq_n = na + nb;
+    return true;
+}
+
+/* Move the callback timers other threads added into the engine's queue of them, kept
+ * in due order. */
+static void cbq_take(tn_engine *e)
+{
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->ncb; i++)
-        timer_push(e, &e->cb_timers[i]);
+    timer *b = e->cb_timers;
+    size_t nb = e->ncb, capb = e->capcb;
+    e->cb_timers = e->cb_spare;
+    e->capcb = e->capspare;
     e->ncb = 0;
     pthread_mutex_unlock(&e->mu);
+    bool ok = sort_by_due(b, nb);
+    if (ok && nb && e->cbq_n == 0) { /* the usual case: adopt the buffer */
+        TN_SWAP(e->cbq, b);
+        TN_SWAP(e->capcbq, capb);
+        e->cbq_head = 0;
+        e->cbq_n = nb;
+    } else if (ok && nb && b[0].due >= e->cbq[e->cbq_head + e->cbq_n - 1].due) {
+        memmove(e->cbq, e->cbq + e->cbq_head, e->cbq_n * sizeof(timer));
+        e->cbq_head = 0;
+        ok = tn_grow((void **)&e->cbq, &e->capcbq, e->cbq_n + nb, sizeof(timer));
+        if (ok) {
+            memcpy(e->cbq + e->cbq_n, b, nb * sizeof(timer));
+            e->cbq_n += nb;
+        }
+    } else if (ok && nb) {
+        ok = cbq_merge(e, b, nb);
+    }
+    if (!ok) /* out of memory: the heap takes them, as it took every timer once */
+        for (size_t i = 0; i < nb; i++)
+            timer_push(e, &b[i]);
+    e->cb_spare = b; /* the engine thread's alone: other threads use cb_timers */
+    e->capspare = capb;
+}
+
+/* Fire what is due, earliest first (the heap's first on a tie). Callback timers (an
+ * in-process executor's task ends: up to a whole batch of them a step) fire from their
+ * own queue, merged with the heap, rather than through it: a heap of 100k timers costs
+ * a chain of cache misses per pop. */
+static void fire_due_timers(tn_engine *e, size_t *n)
+{
+    cbq_take(e);
     int64_t now = eng_now(e);
-    while (e->ntimers && e->timers[0].due <= now && *n < e->max_batch) {
-        timer tm = e->timers[0];
-        e->timers[0] = e->timers[--e->ntimers];
-        heap_down(e->timers, e->ntimers, 0);
-        if (tm.kind == TIMER_CALLBACK)
-            tm.fn(e, tm.arg);
-        else if (tm.kind == TIMER_SCHED)
-            esched_tick(e);
-        else
-            sched_timer(e, &tm);
+    while (*n < e->max_batch) {
+        bool heap = e->ntimers && e->timers[0].due <= now;
+        const timer *q = e->cbq_n ? &e->cbq[e->cbq_head] : NULL;
+        bool list = q && q->due <= now;
+        timer tm;
+        if (heap && (!list || e->timers[0].due <= q->due)) {
+            tm = e->timers[0];
+            e->timers[0] = e->timers[--e->ntimers];
+            heap_down(e->timers, e->ntimers, 0);
+        } else if (list) {
+            tm = *q;
+            e->cbq_head++;
+            e->cbq_n--;
+        } else {
+            break;
+        }
+        fire_timer(e, &tm);
         (*n)++;
     }
 }
@@ -2183,6 +2294,38 @@ static bool keep_flying(tn_engine *e)
     return keep;
 }
 
+/* How far ahead run_reports fetches: the map slot of the report AHEAD_SLOT places on,
+ * the task record and its projection of the one AHEAD_TASK places on. */
+#define AHEAD_SLOT 8
+#define AHEAD_TASK 4
+
+/* Apply the reports. Each names a task spread over maps and records far larger than the
+ * cache (a wide workflow has 100k), so the misses of the next ones are started early. */
+static void run_reports(tn_engine *e, input *ins, size_t *n)
+{
+    input *slot = ins, *task = ins;
+    for (int k = 0; k < AHEAD_SLOT && slot; k++, slot = slot->next)
+        tn_map_prefetch(&e->tasks, slot->r.task);
+    for (int k = 0; k < AHEAD_TASK && task; k++, task = task->next)
+        ;
+    for (input *in = ins; in; in = in->next) {
+        if (slot) {
+            tn_map_prefetch(&e->tasks, slot->r.task);
+            slot = slot->next;
+        }
+        if (task) {
+            const task_run *t = tn_map_get(&e->tasks, task->r.task);
+            if (t) {
+                __builtin_prefetch(t);
+                tn_evlog_prefetch(t->proj);
+            }
+            task = task->next;
+        }
+        sched_report(e, &in->r);
+        (*n)++;
+    }
+}
+
 size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
 {
     /* take the queued inputs */
@@ -2195,10 +2338,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     if (cmds)
         settle(e, msg); /* commands act on, and are answered after, what is durable */
     size_t n = run_commands(e, cmds);
-    for (input *in = ins; in; in = in->next) {
-        sched_report(e, &in->r);
-        n++;
-    }
+    run_reports(e, ins, &n);
     fire_due_timers(e, &n);
     schedule_touched(e);
     sched_dispatch(e);
@@ -2236,6 +2376,8 @@ tn_err tn_engine_call(tn_engine *e, tn_cmd *cmd)
 static int64_t next_due(tn_engine *e)
 {
     int64_t due = e->ntimers ? e->timers[0].due : INT64_MAX;
+    if (e->cbq_n && e->cbq[e->cbq_head].due < due)
+        due = e->cbq[e->cbq_head].due;
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < e->ncb; i++)
         if (e->cb_timers[i].due < due)
@@ -2339,5 +2481,5 @@ void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out)
     *out = e->stats;
     out->live_workflows = e->wfs.len;
     out->live_tasks = e->tasks.len;
-    out->timers = e->ntimers;
+    out->timers = e->ntimers + e->cbq_n;
 }

@@ -47,6 +47,7 @@ typedef struct task_run {
     uint64_t child; /* sub_workflow: the child instance */
     tn_kv *pool;    /* values visible downstream: inherited + own outputs (SUCCESS) */
     char *why;      /* why it waits for dispatch, when it does */
+    void *proj;     /* the log's handle of its projection (tn_evlog_add_hint) */
 } task_run;
 
 /* Runtime state of a workflow instance: the fold of its events. */
@@ -78,6 +79,7 @@ struct wf_run {
     bool timeout_fired;
     uint8_t takeover; /* in FAILOVER: the state it was taken over in; 0 otherwise */
     task_run *t;      /* [def->n_tasks] */
+    void *proj;       /* the log's handle of its projection (tn_evlog_add_hint) */
     /* counters kept by the fold */
     uint32_t active;  /* created, non-final tasks */
     uint32_t n_fail;  /* tasks in FAILURE whose failure no conditions task handles */
@@ -191,6 +193,12 @@ struct tn_engine {
     size_t nin_free;
     timer *cb_timers; /* callback timers added from other threads */
     size_t ncb, capcb;
+    timer *cb_spare; /* the other buffer, the engine thread's (no lock) */
+    size_t capspare;
+    /* callback timers taken from cb_timers, in due order (equal ones as they came): the
+     * engine thread's; fired merged with the heap (fire_due_timers) */
+    timer *cbq;
+    size_t cbq_head, cbq_n, capcbq;
     request *req_head, *req_tail;
 
     tn_map wfs;   /* id -> wf_run*, live (unfinished) instances and those loaded on demand */

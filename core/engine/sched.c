@@ -299,7 +299,9 @@ static void slot_release(tn_engine *e, task_run *t)
 /* The workflow's counters of its tasks' states, as one task goes from old to nw. */
 static void fold_counters(wf_run *w, const task_run *t, uint8_t old, uint8_t nw)
 {
-    bool handled = sched_failure_handled(w->def, t->node);
+    /* only a failure asks: the definition's task records are cold in a big workflow */
+    bool handled = (old == TN_TASK_S_FAILURE || nw == TN_TASK_S_FAILURE) &&
+                   sched_failure_handled(w->def, t->node);
     bool was_active = old != TN_SM_NEW && !FINAL_T(old);
     bool is_active = !FINAL_T(nw);
     w->active += (uint32_t)is_active - (uint32_t)was_active;

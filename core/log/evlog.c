@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,35 @@
 #include "sm_gen.h"
 #include "store.h"
 #include "wfindex.h"
+
+/* Projections cached by the log come from a pool that gives memory back only at close:
+ * a freed one keeps id 0 (its key, at offset 0 of both projections) until it is reused,
+ * so a caller's hint (tn_evlog_add_hint) can be checked by reading it, never a use after
+ * free, and a reused one carries another id or is the instance's live entry again. */
+struct projpool {
+    size_t size;          /* of one projection */
+    void *free;           /* freed projections, linked through their second word */
+    struct projchunk *ch; /* every chunk, for close */
+};
+
+struct projchunk {
+    struct projchunk *next;
+    uint64_t pad; /* the projections after it stay 16-byte aligned */
+};
+
+#define POOL_CHUNK 64 /* projections per chunk */
+
+_Static_assert(offsetof(tn_task_proj, id) == 0 && offsetof(tn_wf_proj, id) == 0,
+               "a projection's id is its first word: pooled ones are matched by it");
+_Static_assert(sizeof(tn_wf_proj) >= 8 + sizeof(void *), "room for the free-list link");
+
+/* An instance touched by the pending (or in-flight) batch: its projection, to encode
+ * and evict without a map lookup, and its id, to drop it safely when the batch fails
+ * (both failed batches may list it). */
+struct dirty {
+    uint64_t id;
+    void *p;
+};
 
 struct tn_evlog {
     int lock_fd; /* flock on DIR/writer.lock: one writer process per store */
@@ -36,7 +66,7 @@ struct tn_evlog {
     tn_batch *ibatch;
     uint64_t i_last_seq, i_max_wf, i_max_task;
     bool i_ckpt;
-    uint64_t *idirty_wf, *idirty_task;
+    struct dirty *idirty_wf, *idirty_task;
     size_t nidirty_wf, nidirty_task, cap_idirty_wf, cap_idirty_task;
     /* The pending batch writes what later batches read from the store (schedules,
      * definitions, system records): it is not left in flight. */
@@ -55,14 +85,17 @@ struct tn_evlog {
     bool created;
     /* projection caches: live instances, plus anything touched by the pending batch */
     tn_map wfs, tasks;
-    /* ids touched by the pending batch (each once) */
-    uint64_t *dirty_wf, *dirty_task;
+    struct projpool wfpool, taskpool;
+    /* instances touched by the pending batch (each once) */
+    struct dirty *dirty_wf, *dirty_task;
     size_t ndirty_wf, ndirty_task, cap_dirty_wf, cap_dirty_task;
     char cluster_id[65]; /* meta store_id, read at open */
     tn_objlog *objs;     /* schedules and backfills */
     /* The by_wf entries of the pending batch: one run of seqs per workflow, written as
      * one index entry each at commit (wfindex.h). Runs are lists threaded through seqs. */
-    tn_map idx; /* wf -> run index + 1 */
+    tn_map idx;      /* wf -> run index + 1 */
+    uint64_t idx_wf; /* the workflow of the last event indexed (0: none) ... */
+    size_t idx_run;  /* ... and its run + 1: a workflow's events often come in a row */
     struct wfrun *runs;
     struct wfseq *seqs;
     size_t nruns, cap_runs, nseqs, cap_seqs;
@@ -80,18 +113,54 @@ struct wfseq {
     uint32_t next; /* the run's next element in seqs; UINT32_MAX at the end */
 };
 
-static tn_err push_id(uint64_t **arr, size_t *n, size_t *cap, uint64_t id)
+static tn_err push_dirty(struct dirty **arr, size_t *n, size_t *cap, uint64_t id, void *p)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 256;
-        uint64_t *na = realloc(*arr, nc * sizeof(**arr));
-        if (!na)
-            return TN_ERR_NOMEM;
-        *arr = na;
-        *cap = nc;
-    }
-    (*arr)[(*n)++] = id;
+    if (!tn_grow((void **)arr, cap, *n + 1, sizeof(**arr)))
+        return TN_ERR_NOMEM;
+    (*arr)[(*n)++] = (struct dirty){id, p};
     return TN_OK;
+}
+
+/* A zeroed projection from the pool, or NULL. */
+static void *proj_alloc(struct projpool *pp)
+{
+    if (!pp->free) {
+        struct projchunk *c = malloc(sizeof(*c) + POOL_CHUNK * pp->size);
+        if (!c)
+            return NULL;
+        c->next = pp->ch;
+        pp->ch = c;
+        for (size_t i = 0; i < POOL_CHUNK; i++) {
+            char *q = (char *)(c + 1) + i * pp->size;
+            *(uint64_t *)q = 0;
+            memcpy(q + 8, &pp->free, sizeof(void *));
+            pp->free = q;
+        }
+    }
+    char *q = pp->free;
+    memcpy(&pp->free, q + 8, sizeof(void *));
+    memset(q, 0, pp->size);
+    return q;
+}
+
+/* Back to the pool (NULL is fine); its id becomes 0, so no hint matches it. */
+static void proj_free(struct projpool *pp, void *p)
+{
+    if (!p)
+        return;
+    *(uint64_t *)p = 0;
+    memcpy((char *)p + 8, &pp->free, sizeof(void *));
+    pp->free = p;
+}
+
+static void pool_fini(struct projpool *pp)
+{
+    while (pp->ch) {
+        struct projchunk *c = pp->ch;
+        pp->ch = c->next;
+        free(c);
+    }
+    pp->free = NULL;
 }
 
 static tn_err meta_get_u64(tn_rtxn *t, const char *key, uint64_t *out)
@@ -348,9 +417,11 @@ tn_err tn_evlog_open(const char *dir, const tn_evlog_opts *opts, tn_evlog **out,
     tn_evlog *l = calloc(1, sizeof(*l));
     if (!l)
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory opening %s", dir);
-    tn_map_init(&l->wfs);
-    tn_map_init(&l->tasks);
-    tn_map_init(&l->idx);
+    tn_map_init_dense(&l->wfs);
+    tn_map_init_dense(&l->tasks);
+    tn_map_init_dense(&l->idx);
+    l->wfpool.size = sizeof(tn_wf_proj);
+    l->taskpool.size = sizeof(tn_task_proj);
     l->lock_fd = -1;
     l->ckpt_every =
         opts && opts->checkpoint_every ? opts->checkpoint_every : TN_EVLOG_CHECKPOINT_EVERY;
@@ -419,12 +490,10 @@ fail:
     return e;
 }
 
-static void cache_clear(tn_map *m)
+static void cache_clear(tn_map *m, struct projpool *pp)
 {
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].key)
-            free(m->slots[i].val);
     tn_map_fini(m);
+    pool_fini(pp);
 }
 
 void tn_evlog_close(tn_evlog *l)
@@ -433,8 +502,8 @@ void tn_evlog_close(tn_evlog *l)
         return;
     tn_evlog_discard(l);
     tn_committer_free(l->cm);
-    cache_clear(&l->wfs);
-    cache_clear(&l->tasks);
+    cache_clear(&l->wfs, &l->wfpool);
+    cache_clear(&l->tasks, &l->taskpool);
     free(l->dirty_wf);
     free(l->dirty_task);
     free(l->idirty_wf);
@@ -488,6 +557,11 @@ static tn_err read_txn(tn_evlog *l)
 static tn_err lookup(tn_evlog *l, bool task, uint64_t id, void **p)
 {
     tn_map *m = task ? &l->tasks : &l->wfs;
+    *p = NULL;
+    /* a new instance: no event named it yet, so it is neither cached nor stored (the
+     * probe would be a cache miss per created task) */
+    if (id > (task ? l->max_task : l->max_wf))
+        return TN_OK;
     *p = tn_map_get(m, id);
     if (*p)
         return TN_OK;
@@ -505,14 +579,17 @@ static tn_err lookup(tn_evlog *l, bool task, uint64_t id, void **p)
         return TN_OK;
     if (e)
         return e;
-    void *np = calloc(1, task ? sizeof(tn_task_proj) : sizeof(tn_wf_proj));
+    struct projpool *pp = task ? &l->taskpool : &l->wfpool;
+    void *np = proj_alloc(pp);
     if (!np)
         return TN_ERR_NOMEM;
     e = task ? tn_proj_task_decode(v.data, v.len, np) : tn_proj_wf_decode(v.data, v.len, np);
+    if (e == TN_OK && *(uint64_t *)np != id)
+        e = TN_ERR_CORRUPT; /* a hint is matched by the id inside */
     if (e == TN_OK)
         e = tn_map_put(m, id, np);
     if (e) {
-        free(np);
+        proj_free(pp, np);
         return e;
     }
     *p = np;
@@ -527,9 +604,10 @@ static tn_err batch_put_cb(void *ctx, int db, const void *k, size_t kl, const vo
 
 /* Check `ev` against its machine's table in the instance's current state, and fill
  * ev->from and ev->to; *p is the instance's cached projection (NULL when the event
- * creates it, and for system events). Adds nothing. */
-static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, tn_sm_trans *tr,
-                          tn_errmsg *msg)
+ * creates it, and for system events), found without a lookup when `hint` is it.
+ * Adds nothing. */
+static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void *hint, void **p,
+                          tn_sm_trans *tr, tn_errmsg *msg)
 {
     bool is_task = ev->machine == TN_MACHINE_TASK;
     bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
@@ -540,7 +618,11 @@ static tn_err check_event(tn_evlog *l, tn_event *ev, const tn_sm *sm, void **p, 
     *p = NULL;
     tn_err e;
     if (is_task || is_wf) {
-        if ((e = lookup(l, is_task, is_task ? ev->task : ev->wf, p)))
+        uint64_t id = is_task ? ev->task : ev->wf;
+        /* pool memory: readable even when stale, and id 0 once freed */
+        if (hint && *(const uint64_t *)hint == id)
+            *p = hint;
+        else if ((e = lookup(l, is_task, id, p)))
             return tn_errmsg_set(msg, e, "%s: cannot read instance: %s",
                                  tn_store_path(l->store), tn_strerror(e));
         ev->from = !*p ? TN_SM_NEW :
@@ -579,13 +661,14 @@ static tn_err idx_add(tn_evlog *l, uint64_t wf, uint64_t seq)
         !tn_grow((void **)&l->runs, &l->cap_runs, l->nruns + 1, sizeof(*l->runs)))
         return TN_ERR_NOMEM;
     uint32_t at = (uint32_t)l->nseqs;
-    uintptr_t r = (uintptr_t)tn_map_get(&l->idx, wf);
+    uintptr_t r = wf == l->idx_wf ? l->idx_run : (uintptr_t)tn_map_get(&l->idx, wf);
     if (r == 0) {
         tn_err e = tn_map_put(&l->idx, wf, (void *)(uintptr_t)(l->nruns + 1));
         if (e)
             return e;
         l->runs[l->nruns++] =
             (struct wfrun){.wf = wf, .first = seq, .head = at, .tail = at, .n = 1};
+        r = l->nruns;
     } else {
         struct wfrun *run = &l->runs[r - 1];
         l->seqs[run->tail].next = at;
@@ -594,6 +677,8 @@ static tn_err idx_add(tn_evlog *l, uint64_t wf, uint64_t seq)
     }
     l->seqs[at] = (struct wfseq){.seq = seq, .next = UINT32_MAX};
     l->nseqs++;
+    l->idx_wf = wf;
+    l->idx_run = r;
     return TN_OK;
 }
 
@@ -608,6 +693,7 @@ static void idx_reset(tn_evlog *l)
     for (size_t i = 0; i < l->nruns; i++)
         tn_map_del(&l->idx, l->runs[i].wf);
     l->nruns = l->nseqs = 0;
+    l->idx_wf = 0;
     if (l->cap_seqs > IDX_KEEP_MAX) {
         free(l->seqs);
         free(l->runs);
@@ -715,6 +801,11 @@ static void fold_event(tn_evlog *l, const tn_event *ev, void *p)
 
 tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
 {
+    return tn_evlog_add_hint(l, ev, NULL, msg);
+}
+
+tn_err tn_evlog_add_hint(tn_evlog *l, tn_event *ev, void **hint, tn_errmsg *msg)
+{
     const tn_sm *sm = tn_sm_get(ev->machine);
     if (!sm || ev->event >= sm->nevents)
         return tn_errmsg_set(msg, TN_ERR_INVAL, "unknown machine %u or event %u", ev->machine,
@@ -723,7 +814,7 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
     bool is_wf = ev->machine == TN_MACHINE_WORKFLOW;
     void *p = NULL;
     tn_sm_trans tr = {0};
-    tn_err e = check_event(l, ev, sm, &p, &tr, msg);
+    tn_err e = check_event(l, ev, sm, hint ? *hint : NULL, &p, &tr, msg);
     if (e)
         return e;
     if (!ev->at)
@@ -742,10 +833,11 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
     if (tn_objlog_handles(ev->machine) && (e = stage_object(l, ev, sm, msg)))
         return e;
     void *np = NULL;
+    struct projpool *pp = is_task ? &l->taskpool : &l->wfpool;
     if ((is_task || is_wf) && !p) {
-        np = calloc(1, is_task ? sizeof(tn_task_proj) : sizeof(tn_wf_proj));
+        np = proj_alloc(pp);
         if (!np || tn_map_put(is_task ? &l->tasks : &l->wfs, is_task ? ev->task : ev->wf, np)) {
-            free(np);
+            proj_free(pp, np);
             return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
         }
         p = np;
@@ -756,18 +848,20 @@ tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg)
     /* committed to adding it: nothing below fails except dirty-list growth, which we
      * check before mutating the projection */
     uint64_t base = l->inflight ? l->i_last_seq : l->c_last_seq; /* before this batch */
-    if (is_task && (!p || ((tn_task_proj *)p)->last_seq <= base) &&
-        (e = push_id(&l->dirty_task, &l->ndirty_task, &l->cap_dirty_task, ev->task)))
+    if (is_task && ((tn_task_proj *)p)->last_seq <= base &&
+        (e = push_dirty(&l->dirty_task, &l->ndirty_task, &l->cap_dirty_task, ev->task, p)))
         goto undo;
     if (is_wf && ((tn_wf_proj *)p)->last_seq <= base &&
-        (e = push_id(&l->dirty_wf, &l->ndirty_wf, &l->cap_dirty_wf, ev->wf)))
+        (e = push_dirty(&l->dirty_wf, &l->ndirty_wf, &l->cap_dirty_wf, ev->wf, p)))
         goto undo;
     fold_event(l, ev, p);
+    if (hint)
+        *hint = p;
     return TN_OK;
 undo:
     if (np) {
         tn_map_del(is_task ? &l->tasks : &l->wfs, is_task ? ev->task : ev->wf);
-        free(np);
+        proj_free(pp, np);
         np = NULL;
     }
     /* the batch cannot drop a suffix, so rebuild is left to discard; a failed add is
@@ -783,6 +877,11 @@ undo:
                          tn_sm_event_name(sm, ev->event), tn_strerror(e));
 }
 
+void tn_evlog_reserve_tasks(tn_evlog *l, size_t n)
+{
+    (void)tn_map_reserve(&l->tasks, l->tasks.len + n);
+}
+
 static tn_err put_u64(tn_batch *b, const char *key, uint64_t v)
 {
     uint8_t buf[8];
@@ -790,14 +889,15 @@ static tn_err put_u64(tn_batch *b, const char *key, uint64_t v)
     return tn_batch_put(b, TN_DB_META, key, strlen(key), buf, 8);
 }
 
-/* Forget these cache entries (they reload from the store). */
-static void drop_ids(tn_evlog *l, const uint64_t *wf, size_t nwf, const uint64_t *task,
+/* Forget these cache entries (they reload from the store). By id: an instance both
+ * lists hold is dropped once. */
+static void drop_ids(tn_evlog *l, const struct dirty *wf, size_t nwf, const struct dirty *task,
                      size_t ntask)
 {
     for (size_t i = 0; i < nwf; i++)
-        free(tn_map_del(&l->wfs, wf[i]));
+        proj_free(&l->wfpool, tn_map_del(&l->wfs, wf[i].id));
     for (size_t i = 0; i < ntask; i++)
-        free(tn_map_del(&l->tasks, task[i]));
+        proj_free(&l->taskpool, tn_map_del(&l->tasks, task[i].id));
 }
 
 static void end_read(tn_evlog *l)
@@ -835,6 +935,20 @@ void tn_evlog_discard(tn_evlog *l)
     discard_pending(l);
 }
 
+/* A batch's projections were folded long enough ago to have left the cache (a batch
+ * touches up to thousands of 800-byte projections): the lines the encoding reads are
+ * fetched a few projections ahead, so the misses overlap instead of adding up. */
+#define PREFETCH_AHEAD 4
+
+static void prefetch_task(const tn_task_proj *p)
+{
+    __builtin_prefetch(p);
+    __builtin_prefetch((const char *)p + 64);
+    __builtin_prefetch(p->name);
+    __builtin_prefetch(p->worker);
+    __builtin_prefetch(p->reason);
+}
+
 /* The rest of the pending batch: its projections, index entries and meta values (the
  * chain head and checkpoint too when no committer chains). On error the pending batch
  * is discarded. */
@@ -843,14 +957,16 @@ static tn_err prepare_commit(tn_evlog *l, bool *ckpt, tn_errmsg *msg)
     tn_err e = TN_OK;
     uint8_t k[8];
     for (size_t i = 0; i < l->ndirty_wf && !e; i++) {
-        tn_wf_proj *p = tn_map_get(&l->wfs, l->dirty_wf[i]);
+        const tn_wf_proj *p = l->dirty_wf[i].p;
         l->enc.size = 0;
         tn_put_be64(k, p->id);
         if (!(e = tn_proj_wf_encode(p, &l->enc)))
             e = tn_batch_put(l->batch, TN_DB_WF, k, 8, l->enc.data, l->enc.size);
     }
     for (size_t i = 0; i < l->ndirty_task && !e; i++) {
-        tn_task_proj *p = tn_map_get(&l->tasks, l->dirty_task[i]);
+        const tn_task_proj *p = l->dirty_task[i].p;
+        if (i + PREFETCH_AHEAD < l->ndirty_task)
+            prefetch_task(l->dirty_task[i + PREFETCH_AHEAD].p);
         l->enc.size = 0;
         tn_put_be64(k, p->id);
         if (!(e = tn_proj_task_encode(p, &l->enc)))
@@ -883,19 +999,21 @@ static tn_err prepare_commit(tn_evlog *l, bool *ckpt, tn_errmsg *msg)
 }
 
 /* A batch is durable: its final instances leave memory (they reload on the rare later
- * touch), unless the pending batch touched them again (a last_seq above `upto`). */
-static void evict_final(tn_evlog *l, const uint64_t *wf, size_t nwf, const uint64_t *task,
-                        size_t ntask, uint64_t upto)
+ * touch), unless the pending batch touched them again (a last_seq above `upto`). Every
+ * listed projection is still cached: only a failed batch drops entries, and it empties
+ * these lists. */
+static void evict_final(tn_evlog *l, const struct dirty *wf, size_t nwf,
+                        const struct dirty *task, size_t ntask, uint64_t upto)
 {
     for (size_t i = 0; i < nwf; i++) {
-        tn_wf_proj *p = tn_map_get(&l->wfs, wf[i]);
-        if (p && tn_sm_workflow.final[p->state] && p->last_seq <= upto)
-            free(tn_map_del(&l->wfs, p->id));
+        const tn_wf_proj *p = wf[i].p;
+        if (tn_sm_workflow.final[p->state] && p->last_seq <= upto)
+            proj_free(&l->wfpool, tn_map_del(&l->wfs, p->id));
     }
     for (size_t i = 0; i < ntask; i++) {
-        tn_task_proj *p = tn_map_get(&l->tasks, task[i]);
-        if (p && tn_sm_task.final[p->state] && p->last_seq <= upto)
-            free(tn_map_del(&l->tasks, p->id));
+        const tn_task_proj *p = task[i].p;
+        if (tn_sm_task.final[p->state] && p->last_seq <= upto)
+            proj_free(&l->taskpool, tn_map_del(&l->tasks, p->id));
     }
 }
 

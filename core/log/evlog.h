@@ -69,6 +69,21 @@ uint64_t tn_evlog_new_task_id(tn_evlog *l);
  * which); TN_ERR_INVAL: malformed (unknown machine/event, missing ids or attrs).
  * In both cases nothing was added. Borrowed attr strings need only live until return. */
 tn_err tn_evlog_add(tn_evlog *l, tn_event *ev, tn_errmsg *msg);
+/* The same, for a caller that keeps its own record of the instance: `*hint` (NULL, or
+ * what an earlier add of the same log left there, however old) lets the log find the
+ * instance's projection without a lookup; on success *hint is that projection's handle
+ * for the next add. A stale handle is recognised and ignored: the log's projections come
+ * from memory it keeps until it is closed, so a handle is safe to pass, never to read. */
+tn_err tn_evlog_add_hint(tn_evlog *l, tn_event *ev, void **hint, tn_errmsg *msg);
+/* Room for `n` more task projections, about to be added (a big workflow's start): a
+ * hint, ignored when out of memory. */
+void tn_evlog_reserve_tasks(tn_evlog *l, size_t n);
+/* Start fetching the projection behind a hint (any hint, NULL too) for an add soon. */
+static inline void tn_evlog_prefetch(const void *hint)
+{
+    if (hint)
+        __builtin_prefetch(hint);
+}
 /* Events waiting for the commit. */
 size_t tn_evlog_pending(const tn_evlog *l);
 /* Commit every pending event in one durable transaction. On error (TN_ERR_FULL: the
