@@ -229,7 +229,9 @@ static void open_mgr(tn_contain_mode mode)
 }
 
 /* Attempt 1 of `task` in TMP/sub, its log TMP/task-T.log; pids_max 0: the default. */
-static tn_proc *start_in(uint64_t task, const char *script, const char *sub, uint32_t pids_max)
+/* Attempt 1 of `task` in TMP/sub with the environment envp, its log TMP/task-T.log. */
+static tn_proc *start_env(uint64_t task, const char *script, const char *sub, uint32_t pids_max,
+                          char **envp)
 {
     char dir[512], log[512];
     snprintf(dir, sizeof(dir), "%s/%s", tmp, sub);
@@ -239,12 +241,17 @@ static tn_proc *start_in(uint64_t task, const char *script, const char *sub, uin
                   .script = script,
                   .exec_dir = dir,
                   .log_path = log,
-                  .envp = task_env,
+                  .envp = envp,
                   .pids_max = pids_max};
     tn_proc *t = NULL;
     cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
     cr_assert_not_null(t);
     return t;
+}
+
+static tn_proc *start_in(uint64_t task, const char *script, const char *sub, uint32_t pids_max)
+{
+    return start_env(task, script, sub, pids_max, task_env);
 }
 
 static tn_proc *start(uint64_t task, const char *script, const char *sub)
@@ -639,20 +646,13 @@ static void direct_as_shell(tn_contain_mode mode)
         char buf[256], *w[8];
         cr_assert_gt(tn_proc_simple_words(cases[i].cmd, buf, sizeof(buf), w, 8), 0);
         for (int way = 0; way < 2; way++) {
-            char script[256], dir[64], log[600];
+            char script[256], dir[64], log[600], xdir[512];
+            uint64_t task = 40 + i * 2 + (size_t)way;
             snprintf(script, sizeof(script), "%s%s", cases[i].cmd, way ? " ;" : "");
             snprintf(dir, sizeof(dir), "d-%zu-%d", i, way);
-            snprintf(log, sizeof(log), "%s/%s.log", tmp, dir);
-            char xdir[512];
+            snprintf(log, sizeof(log), "%s/task-%llu.log", tmp, (unsigned long long)task);
             snprintf(xdir, sizeof(xdir), "%s/%s", tmp, dir);
-            tn_spawn s = {.task = 40 + i * 2 + (size_t)way,
-                          .attempt = 1,
-                          .script = script,
-                          .exec_dir = xdir,
-                          .log_path = log,
-                          .envp = env};
-            tn_proc *t = NULL;
-            cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
+            tn_proc *t = start_env(task, script, dir, 0, env);
             tn_proc_exit ex = wait_exit(t);
             char *out = slurp(log);
             cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == cases[i].status,
