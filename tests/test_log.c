@@ -858,3 +858,26 @@ Test(map, dense_and_plain_maps_find_what_was_put_and_only_that)
         tn_map_fini(&m);
     }
 }
+
+/* Big-endian keys: byte order, any alignment, and the order of the bytes is the order of
+ * the numbers (LMDB compares keys as bytes). */
+Test(util, be64_is_big_endian_at_any_alignment_and_sorts_as_the_numbers)
+{
+    uint8_t buf[9 + 8];
+    tn_put_be64(buf + 1, 0x0102030405060708ULL);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(buf[1 + i], i + 1);
+    cr_assert_eq(tn_get_be64(buf + 1), 0x0102030405060708ULL);
+    uint64_t prev = 0;
+    uint8_t pk[8] = {0};
+    for (uint64_t v = 1; v; v = v * 3 + 1) {
+        uint8_t k[8];
+        tn_put_be64(k, v);
+        cr_assert_eq(tn_get_be64(k), v);
+        cr_assert_eq(memcmp(pk, k, 8) < 0, prev < v, "%llu", (unsigned long long)v);
+        memcpy(pk, k, 8);
+        prev = v;
+        if (v > UINT64_MAX / 4)
+            break;
+    }
+}

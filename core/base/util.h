@@ -19,19 +19,23 @@
 int64_t tn_now_ns(void);
 int64_t tn_mono_ns(void);
 
+/* Big-endian u64 at p (any alignment): one load or store and a byte swap (GCC 12 does not
+ * turn the byte loop into one). */
 static inline void tn_put_be64(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    __builtin_memcpy(p, &v, sizeof(v));
 }
 
 static inline uint64_t tn_get_be64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
+    uint64_t v;
+    __builtin_memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 
