@@ -1118,6 +1118,99 @@ Test(store, missing_database_is_refused_not_recreated)
 
 /* A full file system: the commit's error says "disk full", the file and the free space,
  * not "Input/output error". A 1 MiB tmpfs is mounted for it (root only). */
+/* --- streamed commits and appends through a kept cursor -------------------------- */
+
+static tn_err refeed_range(void *ctx, tn_stream *t)
+{
+    const uint64_t *range = ctx; /* from, to, len */
+    uint8_t v[4096];
+    for (uint64_t i = range[0]; i < range[1]; i++) {
+        uint8_t k[8];
+        key64(k, i);
+        make_val(v, range[2], i);
+        tn_store_stream_append(t, TN_DB_EVENTS, k, 8, v, range[2]);
+    }
+    return TN_OK;
+}
+
+/* Appends go through one cursor per database kept for the transaction; puts to the same
+ * database in between (a batch after the stream, or mixed into it) move pages under it.
+ * Every value must still land under its key, and a key that is not greater than the
+ * last is still refused with nothing written. */
+Test(store, appends_through_a_kept_cursor_mix_with_puts)
+{
+    tn_store *s = create_ok(tmp);
+    tn_stream *t;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_stream_begin(s, &t, &m), TN_OK, "%s", m.text);
+    uint64_t range[3] = {1, 5001, 100};
+    cr_assert_eq(refeed_range(range, t), TN_OK);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t v[4096], k[8];
+    put_str(b, TN_DB_META, "k", "v");
+    for (uint64_t i = 5001; i < 8000; i++) {
+        key64(k, i);
+        make_val(v, 300, i);
+        if (i % 7 == 0) /* a plain put of the next key, between appends */
+            cr_assert_eq(tn_batch_put(b, TN_DB_EVENTS, k, 8, v, 300), TN_OK);
+        else
+            cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 300), TN_OK);
+        if (i % 500 == 0) { /* and a rewrite of an old key, deep in the tree */
+            uint8_t ok[8], ov[100];
+            key64(ok, i / 500);
+            make_val(ov, 100, i / 500);
+            cr_assert_eq(tn_batch_put(b, TN_DB_EVENTS, ok, 8, ov, 100), TN_OK);
+        }
+    }
+    cr_assert_eq(tn_store_stream_commit(t, b, refeed_range, range, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 7999);
+    for (uint64_t i = 1; i < 8000; i++)
+        cr_assert(event_present(s, i, i < 5001 ? 100 : 300), "event %llu",
+                  (unsigned long long)i);
+    expect_str(s, TN_DB_META, "k", "v");
+
+    /* a batch appending a key below the last: refused, nothing of it written */
+    tn_batch_reset(b);
+    key64(k, 8000);
+    make_val(v, 100, 8000);
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 100), TN_OK);
+    key64(k, 10);
+    make_val(v, 100, 10);
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 100), TN_OK);
+    cr_assert_eq(tn_store_commit(s, b, &m), TN_ERR_EXISTS, "%s", m.text);
+    cr_assert_not(event_present(s, 8000, 100));
+    /* and a stream doing the same */
+    cr_assert_eq(tn_store_stream_begin(s, &t, &m), TN_OK, "%s", m.text);
+    uint64_t again[3] = {8000, 8010, 100};
+    refeed_range(again, t);
+    key64(k, 3);
+    cr_assert_neq(tn_store_stream_append(t, TN_DB_EVENTS, k, 8, v, 100), TN_OK);
+    cr_assert_neq(tn_store_stream_commit(t, NULL, refeed_range, again, &m), TN_OK);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 7999);
+    cr_assert_not(event_present(s, 8000, 100));
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+/* A stream that fills the map is fed again after the map grows: with the appends' cursors
+ * of the first transaction gone, the second one's are new. */
+Test(store, stream_refeeds_through_new_cursors_after_growth)
+{
+    tn_store *s =
+        open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB, .map_max = 64 * MIB});
+    tn_stream *t;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_stream_begin(s, &t, &m), TN_OK, "%s", m.text);
+    uint64_t range[3] = {1, 4001, 1024}; /* 4 MiB into a 1 MiB map */
+    refeed_range(range, t);
+    cr_assert_eq(tn_store_stream_commit(t, NULL, refeed_range, range, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 4000);
+    for (uint64_t i = 1; i <= 4000; i += 37)
+        cr_assert(event_present(s, i, 1024));
+    tn_store_close(s);
+}
+
 static char fs_dir[96];
 
 static void fs_teardown(void)
