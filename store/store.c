@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -1263,6 +1265,103 @@ tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val)
         return TN_ERR_INVAL;
     MDB_val k;
     return cursor_get(c, &k, MDB_NEXT, key, val);
+}
+
+/* --- prefaulting the map for a walk ------------------------------------------------- */
+
+/* A megabyte per madvise: small enough that a stop is seen soon, large enough that the
+ * calls cost nothing next to the pages they map. */
+#define PREFAULT_CHUNK MIB
+
+struct tn_prefault {
+    pthread_t th;
+    const uint8_t *base;
+    size_t len;
+    _Atomic bool stop;
+};
+
+static void *prefault_run(void *arg)
+{
+    struct tn_prefault *p = arg;
+    pthread_setname_np(pthread_self(), "tern-prefault");
+    for (size_t off = 0; off < p->len && !p->stop; off += PREFAULT_CHUNK) {
+        size_t n = p->len - off < PREFAULT_CHUNK ? p->len - off : PREFAULT_CHUNK;
+        /* EINVAL: a kernel before 5.14; EFAULT/ENOMEM: a page it could not map (the
+         * walk's own access then decides). Either way there is nothing more to do. */
+        if (madvise((void *)(p->base + off), n, MADV_POPULATE_READ) != 0)
+            break;
+    }
+    return NULL;
+}
+
+/* Where this process maps the file `fs` (LMDB does not say where its map is: its
+ * me_mapaddr is only set with MDB_FIXEDMAP): the mapping of the same device and inode
+ * in /proc/self/maps, at file offset 0. false when there is none. */
+static bool find_map(const struct stat *fs, const uint8_t **base, size_t *len)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return false;
+    char line[4352];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, mnr;
+        if (sscanf(line, "%lx-%lx %*s %lx %x:%x %lu", &lo, &hi, &off, &maj, &mnr, &ino) == 6 &&
+            off == 0 && ino == (unsigned long)fs->st_ino && maj == major(fs->st_dev) &&
+            mnr == minor(fs->st_dev) && hi > lo) {
+            *base = (const uint8_t *)lo;
+            *len = hi - lo;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+tn_prefault *tn_store_prefault_begin(tn_rtxn *t)
+{
+#ifdef MADV_POPULATE_READ
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_filehandle_t fd;
+    struct stat fs;
+    const uint8_t *base;
+    size_t maplen;
+    if (!t || sysconf(_SC_NPROCESSORS_ONLN) < 2 || mdb_env_info(t->s->env, &info) ||
+        mdb_env_stat(t->s->env, &st) || mdb_env_get_fd(t->s->env, &fd) || fstat(fd, &fs) ||
+        !find_map(&fs, &base, &maplen))
+        return NULL;
+    /* the pages in use, within the file (a page past its end would fail the madvise)
+     * and the map */
+    size_t len = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+    if (fs.st_size >= 0 && (size_t)fs.st_size < len)
+        len = (size_t)fs.st_size;
+    if (maplen < len)
+        len = maplen;
+    struct tn_prefault *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->base = base;
+    p->len = len;
+    if (len == 0 || pthread_create(&p->th, NULL, prefault_run, p) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+#else
+    (void)t;
+    return NULL;
+#endif
+}
+
+void tn_store_prefault_end(tn_prefault *p)
+{
+    if (!p)
+        return;
+    p->stop = true;
+    pthread_join(p->th, NULL);
+    free(p);
 }
 
 /* --- information ----------------------------------------------------------------- */

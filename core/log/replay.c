@@ -861,8 +861,13 @@ static tn_err replay_once(tn_store *s, const tn_replay_opts *opts, tn_replay_rep
     chain_pool cp;
     if (parallel && opts->verify_chain && chain_start(&cp, w.meta_last))
         w.cp = &cp;
+    /* the pages mapped ahead by a CPU the chain pool left free (on two CPUs, a third
+     * thread beside the walker and a chain helper would only take turns with them) */
+    long spare = sysconf(_SC_NPROCESSORS_ONLN) - 1 - (w.cp ? (long)w.cp->nth : 0);
+    tn_prefault *pf = parallel && spare >= 1 ? tn_store_prefault_begin(t) : NULL;
     walk_events(c, &w);
     tn_cursor_close(c);
+    tn_store_prefault_end(pf); /* the walk is over: it stops, before the txn ends */
     if (w.cp && !chain_finish(w.cp)) {
         *chain_bad = true;
         goto out;
@@ -894,7 +899,7 @@ tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *
     if (opts->verify_chain && sodium_init() < 0)
         return TN_ERR_INTERNAL;
     bool chain_bad;
-    tn_err e = replay_once(s, opts, rep, true, &chain_bad);
+    tn_err e = replay_once(s, opts, rep, !opts->sequential, &chain_bad);
     if (e == TN_OK && chain_bad)
         e = replay_once(s, opts, rep, false, &chain_bad);
     return e;
