@@ -1270,13 +1270,18 @@ tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val)
 /* --- prefaulting the map for a walk ------------------------------------------------- */
 
 /* A megabyte per madvise: small enough that a stop is seen soon, large enough that the
- * calls cost nothing next to the pages they map. */
-#define PREFAULT_CHUNK MIB
+ * calls cost nothing next to the pages they map. At most WINDOW past the furthest
+ * point the walk reported (tn_store_prefault_at): on a store larger than memory,
+ * mapping all of it would evict from the page cache what it mapped first, before the
+ * walk got there. */
+#define PREFAULT_CHUNK  MIB
+#define PREFAULT_WINDOW (32 * MIB)
 
 struct tn_prefault {
     pthread_t th;
     const uint8_t *base;
     size_t len;
+    _Atomic size_t seen; /* the furthest offset the walk reported */
     _Atomic bool stop;
 };
 
@@ -1284,12 +1289,17 @@ static void *prefault_run(void *arg)
 {
     struct tn_prefault *p = arg;
     pthread_setname_np(pthread_self(), "tern-prefault");
-    for (size_t off = 0; off < p->len && !p->stop; off += PREFAULT_CHUNK) {
+    for (size_t off = 0; off < p->len && !p->stop;) {
+        if (off >= p->seen + PREFAULT_WINDOW) { /* far enough ahead: let the walk come */
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+            continue;
+        }
         size_t n = p->len - off < PREFAULT_CHUNK ? p->len - off : PREFAULT_CHUNK;
         /* EINVAL: a kernel before 5.14; EFAULT/ENOMEM: a page it could not map (the
          * walk's own access then decides). Either way there is nothing more to do. */
         if (madvise((void *)(p->base + off), n, MADV_POPULATE_READ) != 0)
             break;
+        off += n;
     }
     return NULL;
 }
@@ -1353,6 +1363,15 @@ tn_prefault *tn_store_prefault_begin(tn_rtxn *t)
     (void)t;
     return NULL;
 #endif
+}
+
+void tn_store_prefault_at(tn_prefault *p, const void *at)
+{
+    if (!p)
+        return;
+    size_t off = (size_t)((const uint8_t *)at - p->base);
+    if ((const uint8_t *)at >= p->base && off < p->len && off > p->seen)
+        p->seen = off;
 }
 
 void tn_store_prefault_end(tn_prefault *p)

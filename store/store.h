@@ -141,12 +141,17 @@ tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val);
  * start, where the oldest events are) while the walk runs, so the walk does not stop
  * for a page fault every few pages (with the file in the page cache those faults are
  * about half of a cursor scan's time) and a file not yet cached is read ahead of it.
- * The map stays valid while `t` is open: call tn_store_prefault_end, which stops the
- * helper and waits for it, before tn_store_read_end(t). NULL when nothing was started
- * (one CPU, no thread, a kernel without MADV_POPULATE_READ: the walk then faults as
- * before); tn_store_prefault_end accepts NULL. Never changes what a read returns. */
+ * It keeps within 32 MiB past the furthest point the walk reported with
+ * tn_store_prefault_at (any address the walk read from the store: every thousand
+ * events or so is plenty), so a store larger than memory is not read ahead into
+ * evicting itself. The map stays valid while `t` is open: call tn_store_prefault_end,
+ * which stops the helper and waits for it, before tn_store_read_end(t). NULL when
+ * nothing was started (one CPU, no thread, a kernel without MADV_POPULATE_READ: the
+ * walk then faults as before); the other two accept NULL. Never changes what a read
+ * returns. */
 typedef struct tn_prefault tn_prefault;
 tn_prefault *tn_store_prefault_begin(tn_rtxn *t);
+void tn_store_prefault_at(tn_prefault *p, const void *at);
 void tn_store_prefault_end(tn_prefault *p);
 
 /* --- information -------------------------------------------------------------- */

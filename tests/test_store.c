@@ -1221,20 +1221,30 @@ static long minor_faults(void)
     return ru.ru_minflt;
 }
 
-/* Walk every event; the minor page faults this thread took doing it. */
-static long walk_faults(tn_rtxn *t, uint64_t n, size_t len)
+/* Walk every event; the minor page faults this thread took doing it, and (*early)
+ * those it took in the first quarter of the events. */
+static long walk_faults_split(tn_rtxn *t, uint64_t n, size_t len, long *early)
 {
     tn_cursor *c;
     tn_val k, v;
     uint64_t seen = 0;
     cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
     long f0 = minor_faults();
-    for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v))
+    for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
         cr_assert(val_matches(v, len, ++seen), "event %llu", (unsigned long long)seen);
+        if (seen == n / 4)
+            *early = minor_faults() - f0;
+    }
     long f = minor_faults() - f0;
     tn_cursor_close(c);
     cr_assert_eq(seen, n);
     return f;
+}
+
+static long walk_faults(tn_rtxn *t, uint64_t n, size_t len)
+{
+    long early;
+    return walk_faults_split(t, n, len, &early);
 }
 
 /* With the pages mapped ahead, a walk reads the same values and takes (nearly) none of
@@ -1270,6 +1280,69 @@ Test(store, prefault_maps_the_pages_a_walk_would_fault_in)
     tn_store_close(s);
     cr_assert_gt(cold, 20, "a fresh map takes faults: %ld", cold);
     cr_assert_lt(warm, cold / 4, "prefaulted walk took %ld faults, a cold one %ld", warm, cold);
+}
+
+/* Unreported, the helper stops 32 MiB into a 64 MiB store (a store larger than memory
+ * is not read ahead into evicting itself): the walk's first quarter takes no faults,
+ * its rest does. Told where the walk is, it keeps mapping ahead of it. */
+Test(store, prefault_keeps_within_a_window_ahead_of_the_walk, .timeout = 120)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        cr_skip_test("one CPU: no helper thread is started");
+    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .no_sync = true});
+    for (uint64_t n = 1; n < 64001; n += 2000)
+        append_events(s, n, n + 2000, 1000);
+    tn_store_close(s);
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    tn_prefault *p = tn_store_prefault_begin(t);
+    cr_assert_not_null(p);
+    usleep(500 * 1000);
+    long early, unreported = walk_faults_split(t, 64000, 1000, &early);
+    tn_store_prefault_end(p);
+    tn_store_read_end(t);
+    tn_store_close(s);
+    cr_assert_lt(early, 5, "the first 16 MiB were mapped ahead: %ld faults", early);
+    cr_assert_gt(unreported, 100, "past the window the walk faults its pages in: %ld",
+                 unreported);
+
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    p = tn_store_prefault_begin(t);
+    tn_cursor *c;
+    tn_val k, v;
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    cr_assert_eq(tn_cursor_first(c, &k, &v), TN_OK);
+    tn_val last = v;
+    while (tn_cursor_next(c, &k, &v) == TN_OK)
+        last = v; /* (this walk faults the pages in itself) */
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    tn_store_prefault_end(p);
+    tn_store_close(s);
+
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    p = tn_store_prefault_begin(t);
+    /* the walk says it is at the event half way: the helper maps up to 32 MiB past it */
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    uint8_t key[8];
+    key64(key, 32000);
+    cr_assert_eq(tn_cursor_seek(c, key, 8, &k, &v), TN_OK);
+    tn_store_prefault_at(p, v.data);
+    tn_store_prefault_at(p, (const char *)last.data + (1ull << 40)); /* outside: ignored */
+    tn_cursor_close(c);
+    usleep(500 * 1000);
+    long reported = walk_faults(t, 64000, 1000);
+    tn_store_prefault_end(p);
+    tn_store_read_end(t);
+    tn_store_close(s);
+    /* (the last MiB or two lie past 32 MiB beyond the middle event) */
+    cr_assert_lt(reported, unreported / 4,
+                 "mapped ahead of the reported point too: %ld "
+                 "faults, %ld unreported",
+                 reported, unreported);
 }
 
 static char fs_dir[96];
