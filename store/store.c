@@ -908,11 +908,14 @@ tn_err tn_batch_del(tn_batch *b, tn_db db, const void *key, size_t klen)
 
 /* --- commit -------------------------------------------------------------------- */
 
-/* An append through a cursor kept on the database's last key: MDB_APPEND then skips
- * the descent from the root that mdb_put does for every call (its cursor is new each
- * time), ~20% of an append of a 100-byte value. cur[db] is opened at the first append
- * to db in the transaction; the transaction's end closes it. */
-static int cursor_append(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cur, MDB_val *k, MDB_val *v)
+/* Writes through a cursor kept per database for the transaction (cur[db], opened at
+ * the first write to db; the transaction's end closes it). mdb_put opens a new cursor
+ * for every call and so descends from the root every time; a kept cursor does not:
+ * with MDB_APPEND it stays on the last key (~20% of an append of a 100-byte value),
+ * and for a plain put LMDB first looks on the page the cursor is on, where a batch's
+ * projections, put in ascending ids, mostly land. */
+static int cursor_write(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cur, MDB_val *k, MDB_val *v,
+                        unsigned flags)
 {
     if (!*cur) {
         int rc = mdb_cursor_open(txn, dbi, cur);
@@ -921,7 +924,7 @@ static int cursor_append(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cur, MDB_val *k
             return rc;
         }
     }
-    return mdb_cursor_put(*cur, k, v, MDB_APPEND);
+    return mdb_cursor_put(*cur, k, v, flags);
 }
 
 /* Run the batch's ops in `txn`; on failure *bad is the index of the failing op. */
@@ -935,14 +938,14 @@ static int run_ops(tn_store *s, MDB_txn *txn, const tn_batch *b, size_t *bad)
         MDB_val v = {op->vlen, b->buf + op->off + op->klen};
         MDB_dbi dbi = s->dbi[op->db];
         switch (op->kind) {
-        case OP_APPEND: rc = cursor_append(txn, dbi, &cur[op->db], &k, &v); break;
+        case OP_APPEND: rc = cursor_write(txn, dbi, &cur[op->db], &k, &v, MDB_APPEND); break;
         case OP_DEL:
             /* A missing key is already deleted. */
             rc = mdb_del(txn, dbi, &k, NULL);
             if (rc == MDB_NOTFOUND)
                 rc = MDB_SUCCESS;
             break;
-        default: rc = mdb_put(txn, dbi, &k, &v, 0); break;
+        default: rc = cursor_write(txn, dbi, &cur[op->db], &k, &v, 0); break;
         }
         if (rc != MDB_SUCCESS)
             *bad = i;
@@ -1025,7 +1028,7 @@ tn_err tn_store_commit(tn_store *s, const tn_batch *b, tn_errmsg *msg)
 struct tn_stream {
     tn_store *s;
     MDB_txn *txn;                  /* NULL when it could not be begun again */
-    MDB_cursor *cur[TN_DB__COUNT]; /* the appends' (cursor_append), of txn */
+    MDB_cursor *cur[TN_DB__COUNT]; /* the appends' (cursor_write), of txn */
     int rc;                        /* the first failed append, MDB_SUCCESS if none */
     size_t n;                      /* appends fed */
     size_t bad;                    /* index of that append */
@@ -1061,7 +1064,7 @@ tn_err tn_store_stream_append(tn_stream *t, tn_db db, const void *key, size_t kl
     int rc = EINVAL;
     if ((unsigned)db < TN_DB__COUNT && key && klen > 0 && klen <= KEY_MAX && vlen <= VAL_MAX) {
         MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
-        rc = cursor_append(t->txn, t->s->dbi[db], &t->cur[db], &k, &v);
+        rc = cursor_write(t->txn, t->s->dbi[db], &t->cur[db], &k, &v, MDB_APPEND);
     }
     if (rc == MDB_SUCCESS)
         return TN_OK;

@@ -1194,6 +1194,70 @@ Test(store, appends_through_a_kept_cursor_mix_with_puts)
     tn_store_close(s);
 }
 
+/* Puts (ascending runs, as a batch's projections, and random keys), deletes and
+ * appends in one batch, through the kept cursors: afterwards the database holds exactly
+ * what a plain model says, commit after commit. */
+Test(store, puts_and_deletes_through_kept_cursors_match_a_model)
+{
+    enum {
+        N = 3000
+    };
+    static uint16_t model[N + 1]; /* 0: absent, else the value's length */
+    memset(model, 0, sizeof(model));
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint64_t rnd = 42, top = 0;
+    uint8_t k[8], v[4096];
+    for (int c = 0; c < 40; c++) {
+        tn_batch_reset(b);
+        for (int i = 0; i < 300; i++) {
+            rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned what = (unsigned)(rnd >> 60), len = 8 + (unsigned)(rnd >> 33) % 600;
+            uint64_t id = what < 6 ? (uint64_t)(c * 70 + i / 4) % N + 1 : /* ascending */
+                                     (rnd >> 20) % N + 1;                        /* anywhere */
+            if (what >= 14 && top < N) { /* an append past the largest key */
+                id = ++top;
+                if (model[id]) /* the largest may have been put before: skip */
+                    continue;
+            }
+            key64(k, id);
+            if (what == 12 || what == 13) {
+                cr_assert_eq(tn_batch_del(b, TN_DB_TASKS, k, 8), TN_OK);
+                model[id] = 0;
+                continue;
+            }
+            bool append = what >= 14;
+            for (uint64_t j = id + 1; append && j <= N; j++)
+                append = !model[j];
+            make_val(v, len, id);
+            cr_assert_eq(append ? tn_batch_append(b, TN_DB_TASKS, k, 8, v, len) :
+                                  tn_batch_put(b, TN_DB_TASKS, k, 8, v, len),
+                         TN_OK);
+            model[id] = (uint16_t)len;
+            if (id > top)
+                top = id;
+        }
+        commit_ok(s, b);
+        tn_rtxn *t;
+        cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+        for (uint64_t id = 1; id <= N; id++) {
+            tn_val got;
+            key64(k, id);
+            tn_err e = tn_store_get(t, TN_DB_TASKS, k, 8, &got);
+            if (!model[id])
+                cr_assert_eq(e, TN_ERR_NOENT, "commit %d: key %llu should be gone", c,
+                             (unsigned long long)id);
+            else
+                cr_assert(e == TN_OK && val_matches(got, model[id], id),
+                          "commit %d: key %llu has the wrong value", c, (unsigned long long)id);
+        }
+        tn_store_read_end(t);
+    }
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
 /* A stream that fills the map is fed again after the map grows: with the appends' cursors
  * of the first transaction gone, the second one's are new. */
 Test(store, stream_refeeds_through_new_cursors_after_growth)
