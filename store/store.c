@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -906,34 +908,54 @@ tn_err tn_batch_del(tn_batch *b, tn_db db, const void *key, size_t klen)
 
 /* --- commit -------------------------------------------------------------------- */
 
+/* Writes through a cursor kept per database for the transaction (cur[db], opened at
+ * the first write to db; the transaction's end closes it). mdb_put opens a new cursor
+ * for every call and so descends from the root every time; a kept cursor does not:
+ * with MDB_APPEND it stays on the last key (~20% of an append of a 100-byte value),
+ * and for a plain put LMDB first looks on the page the cursor is on, where a batch's
+ * projections, put in ascending ids, mostly land. */
+static int cursor_write(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cur, MDB_val *k, MDB_val *v,
+                        unsigned flags)
+{
+    if (!*cur) {
+        int rc = mdb_cursor_open(txn, dbi, cur);
+        if (rc != MDB_SUCCESS) {
+            *cur = NULL;
+            return rc;
+        }
+    }
+    return mdb_cursor_put(*cur, k, v, flags);
+}
+
 /* Run the batch's ops in `txn`; on failure *bad is the index of the failing op. */
 static int run_ops(tn_store *s, MDB_txn *txn, const tn_batch *b, size_t *bad)
 {
-    for (size_t i = 0; i < b->n; i++) {
+    MDB_cursor *cur[TN_DB__COUNT] = {0};
+    int rc = MDB_SUCCESS;
+    for (size_t i = 0; i < b->n && rc == MDB_SUCCESS; i++) {
         const struct op *op = &b->ops[i];
         MDB_val k = {op->klen, b->buf + op->off};
         MDB_val v = {op->vlen, b->buf + op->off + op->klen};
         MDB_dbi dbi = s->dbi[op->db];
-        int rc;
         switch (op->kind) {
-        case OP_APPEND:
-            /* MDB_APPEND skips the search for the insertion point */
-            rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
-            break;
+        case OP_APPEND: rc = cursor_write(txn, dbi, &cur[op->db], &k, &v, MDB_APPEND); break;
         case OP_DEL:
             /* A missing key is already deleted. */
             rc = mdb_del(txn, dbi, &k, NULL);
             if (rc == MDB_NOTFOUND)
                 rc = MDB_SUCCESS;
             break;
-        default: rc = mdb_put(txn, dbi, &k, &v, 0); break;
+        default: rc = cursor_write(txn, dbi, &cur[op->db], &k, &v, 0); break;
         }
-        if (rc != MDB_SUCCESS) {
+        if (rc != MDB_SUCCESS)
             *bad = i;
-            return rc;
-        }
     }
-    return MDB_SUCCESS;
+    /* the transaction tracks them (a put between two appends moves them along); they
+     * are this call's own, closed here rather than left to its end */
+    for (int d = 0; d < TN_DB__COUNT; d++)
+        if (cur[d])
+            mdb_cursor_close(cur[d]);
+    return rc;
 }
 
 static tn_err commit_msg(tn_store *s, const tn_batch *b, int rc, size_t bad, bool in_op,
@@ -1005,10 +1027,11 @@ tn_err tn_store_commit(tn_store *s, const tn_batch *b, tn_errmsg *msg)
 
 struct tn_stream {
     tn_store *s;
-    MDB_txn *txn; /* NULL when it could not be begun again */
-    int rc;       /* the first failed append, MDB_SUCCESS if none */
-    size_t n;     /* appends fed */
-    size_t bad;   /* index of that append */
+    MDB_txn *txn;                  /* NULL when it could not be begun again */
+    MDB_cursor *cur[TN_DB__COUNT]; /* the appends' (cursor_write), of txn */
+    int rc;                        /* the first failed append, MDB_SUCCESS if none */
+    size_t n;                      /* appends fed */
+    size_t bad;                    /* index of that append */
     tn_db bad_db;
 };
 
@@ -1041,7 +1064,7 @@ tn_err tn_store_stream_append(tn_stream *t, tn_db db, const void *key, size_t kl
     int rc = EINVAL;
     if ((unsigned)db < TN_DB__COUNT && key && klen > 0 && klen <= KEY_MAX && vlen <= VAL_MAX) {
         MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
-        rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, MDB_APPEND);
+        rc = cursor_write(t->txn, t->s->dbi[db], &t->cur[db], &k, &v, MDB_APPEND);
     }
     if (rc == MDB_SUCCESS)
         return TN_OK;
@@ -1092,6 +1115,7 @@ static int stream_try(tn_stream *t, const tn_batch *b, size_t *bad, bool *in_op)
     else
         mdb_txn_abort(t->txn);
     t->txn = NULL;
+    memset(t->cur, 0, sizeof(t->cur)); /* its end closed them */
     map_unshare(t->s);
     return rc;
 }
@@ -1244,6 +1268,122 @@ tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val)
         return TN_ERR_INVAL;
     MDB_val k;
     return cursor_get(c, &k, MDB_NEXT, key, val);
+}
+
+/* --- prefaulting the map for a walk ------------------------------------------------- */
+
+/* A megabyte per madvise: small enough that a stop is seen soon, large enough that the
+ * calls cost nothing next to the pages they map. At most WINDOW past the furthest
+ * point the walk reported (tn_store_prefault_at): on a store larger than memory,
+ * mapping all of it would evict from the page cache what it mapped first, before the
+ * walk got there. */
+#define PREFAULT_CHUNK  MIB
+#define PREFAULT_WINDOW (32 * MIB)
+
+struct tn_prefault {
+    pthread_t th;
+    const uint8_t *base;
+    size_t len;
+    _Atomic size_t seen; /* the furthest offset the walk reported */
+    _Atomic bool stop;
+};
+
+static void *prefault_run(void *arg)
+{
+    struct tn_prefault *p = arg;
+    pthread_setname_np(pthread_self(), "tern-prefault");
+    for (size_t off = 0; off < p->len && !p->stop;) {
+        if (off >= p->seen + PREFAULT_WINDOW) { /* far enough ahead: let the walk come */
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+            continue;
+        }
+        size_t n = p->len - off < PREFAULT_CHUNK ? p->len - off : PREFAULT_CHUNK;
+        /* EINVAL: a kernel before 5.14; EFAULT/ENOMEM: a page it could not map (the
+         * walk's own access then decides). Either way there is nothing more to do. */
+        if (madvise((void *)(p->base + off), n, MADV_POPULATE_READ) != 0)
+            break;
+        off += n;
+    }
+    return NULL;
+}
+
+/* Where this process maps the file `fs` (LMDB does not say where its map is: its
+ * me_mapaddr is only set with MDB_FIXEDMAP): the mapping of the same device and inode
+ * in /proc/self/maps, at file offset 0. false when there is none. */
+static bool find_map(const struct stat *fs, const uint8_t **base, size_t *len)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return false;
+    char line[4352];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, mnr;
+        if (sscanf(line, "%lx-%lx %*s %lx %x:%x %lu", &lo, &hi, &off, &maj, &mnr, &ino) == 6 &&
+            off == 0 && ino == (unsigned long)fs->st_ino && maj == major(fs->st_dev) &&
+            mnr == minor(fs->st_dev) && hi > lo) {
+            *base = (const uint8_t *)lo;
+            *len = hi - lo;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+tn_prefault *tn_store_prefault_begin(tn_rtxn *t)
+{
+#ifdef MADV_POPULATE_READ
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_filehandle_t fd;
+    struct stat fs;
+    const uint8_t *base;
+    size_t maplen;
+    if (!t || sysconf(_SC_NPROCESSORS_ONLN) < 2 || mdb_env_info(t->s->env, &info) ||
+        mdb_env_stat(t->s->env, &st) || mdb_env_get_fd(t->s->env, &fd) || fstat(fd, &fs) ||
+        !find_map(&fs, &base, &maplen))
+        return NULL;
+    /* the pages in use, within the file (a page past its end would fail the madvise)
+     * and the map */
+    size_t len = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+    if (fs.st_size >= 0 && (size_t)fs.st_size < len)
+        len = (size_t)fs.st_size;
+    if (maplen < len)
+        len = maplen;
+    struct tn_prefault *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->base = base;
+    p->len = len;
+    if (len == 0 || pthread_create(&p->th, NULL, prefault_run, p) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+#else
+    (void)t;
+    return NULL;
+#endif
+}
+
+void tn_store_prefault_at(tn_prefault *p, const void *at)
+{
+    if (!p)
+        return;
+    size_t off = (size_t)((const uint8_t *)at - p->base);
+    if ((const uint8_t *)at >= p->base && off < p->len && off > p->seen)
+        p->seen = off;
+}
+
+void tn_store_prefault_end(tn_prefault *p)
+{
+    if (!p)
+        return;
+    p->stop = true;
+    pthread_join(p->th, NULL);
+    free(p);
 }
 
 /* --- information ----------------------------------------------------------------- */

@@ -136,6 +136,24 @@ tn_err tn_cursor_first(tn_cursor *c, tn_val *key, tn_val *val);
 tn_err tn_cursor_seek(tn_cursor *c, const void *k, size_t klen, tn_val *key, tn_val *val);
 tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val);
 
+/* A reader about to walk most of the store (replay): a helper thread maps the pages in
+ * use into this process (MADV_POPULATE_READ, a megabyte at a time from the file's
+ * start, where the oldest events are) while the walk runs, so the walk does not stop
+ * for a page fault every few pages (with the file in the page cache those faults are
+ * about half of a cursor scan's time) and a file not yet cached is read ahead of it.
+ * It keeps within 32 MiB past the furthest point the walk reported with
+ * tn_store_prefault_at (any address the walk read from the store: every thousand
+ * events or so is plenty), so a store larger than memory is not read ahead into
+ * evicting itself. The map stays valid while `t` is open: call tn_store_prefault_end,
+ * which stops the helper and waits for it, before tn_store_read_end(t). NULL when
+ * nothing was started (one CPU, no thread, a kernel without MADV_POPULATE_READ: the
+ * walk then faults as before); the other two accept NULL. Never changes what a read
+ * returns. */
+typedef struct tn_prefault tn_prefault;
+tn_prefault *tn_store_prefault_begin(tn_rtxn *t);
+void tn_store_prefault_at(tn_prefault *p, const void *at);
+void tn_store_prefault_end(tn_prefault *p);
+
 /* --- information -------------------------------------------------------------- */
 
 typedef struct tn_store_stat {

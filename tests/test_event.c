@@ -442,6 +442,17 @@ static void shape(tn_event *ev, int which)
         tn_event_set_strn(ev, "cmd", longstr, sizeof(longstr));
         tn_event_set_bin(ev, "env", longstr, 40);
         break;
+    case 5: /* the largest time, and from and to as uint8 (the fast path reads the time
+             * and the two fixints after it at once, and from and to as fixints, when
+             * they have those types) */
+        tn_event_init(ev, TN_MACHINE_TASK, TN_TASK_E_RUNNING, 300, 90000);
+        ev->seq = 77;
+        ev->at = INT64_MAX;
+        ev->from = 200;
+        ev->to = 254;
+        ev->actor = TN_STR("worker:w");
+        tn_event_set_int(ev, "pid", 4242);
+        break;
     default: /* shorter than the fast path reads */
         tn_event_init(ev, TN_MACHINE_WORKFLOW, TN_WF_E_START, 1, 0);
         ev->seq = 1;
@@ -473,7 +484,7 @@ Test(event, fast_path_agrees_with_the_strict_reader)
                                     0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3, 0xd9, 0xda,
                                     0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff};
     size_t accepted = 0;
-    for (int which = 0; which < 6; which++) {
+    for (int which = 0; which < 7; which++) {
         tn_event ev, back;
         shape(&ev, which);
         tn_buf b = {0};

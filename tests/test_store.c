@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1118,6 +1119,296 @@ Test(store, missing_database_is_refused_not_recreated)
 
 /* A full file system: the commit's error says "disk full", the file and the free space,
  * not "Input/output error". A 1 MiB tmpfs is mounted for it (root only). */
+/* --- streamed commits and appends through a kept cursor -------------------------- */
+
+static tn_err refeed_range(void *ctx, tn_stream *t)
+{
+    const uint64_t *range = ctx; /* from, to, len */
+    uint8_t v[4096];
+    for (uint64_t i = range[0]; i < range[1]; i++) {
+        uint8_t k[8];
+        key64(k, i);
+        make_val(v, range[2], i);
+        tn_store_stream_append(t, TN_DB_EVENTS, k, 8, v, range[2]);
+    }
+    return TN_OK;
+}
+
+/* Appends go through one cursor per database kept for the transaction; puts to the same
+ * database in between (a batch after the stream, or mixed into it) move pages under it.
+ * Every value must still land under its key, and a key that is not greater than the
+ * last is still refused with nothing written. */
+Test(store, appends_through_a_kept_cursor_mix_with_puts)
+{
+    tn_store *s = create_ok(tmp);
+    tn_stream *t;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_stream_begin(s, &t, &m), TN_OK, "%s", m.text);
+    uint64_t range[3] = {1, 5001, 100};
+    cr_assert_eq(refeed_range(range, t), TN_OK);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint8_t v[4096], k[8];
+    put_str(b, TN_DB_META, "k", "v");
+    for (uint64_t i = 5001; i < 8000; i++) {
+        key64(k, i);
+        make_val(v, 300, i);
+        if (i % 7 == 0) /* a plain put of the next key, between appends */
+            cr_assert_eq(tn_batch_put(b, TN_DB_EVENTS, k, 8, v, 300), TN_OK);
+        else
+            cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 300), TN_OK);
+        if (i % 500 == 0) { /* and a rewrite of an old key, deep in the tree */
+            uint8_t ok[8], ov[100];
+            key64(ok, i / 500);
+            make_val(ov, 100, i / 500);
+            cr_assert_eq(tn_batch_put(b, TN_DB_EVENTS, ok, 8, ov, 100), TN_OK);
+        }
+    }
+    cr_assert_eq(tn_store_stream_commit(t, b, refeed_range, range, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 7999);
+    for (uint64_t i = 1; i < 8000; i++)
+        cr_assert(event_present(s, i, i < 5001 ? 100 : 300), "event %llu",
+                  (unsigned long long)i);
+    expect_str(s, TN_DB_META, "k", "v");
+
+    /* a batch appending a key below the last: refused, nothing of it written */
+    tn_batch_reset(b);
+    key64(k, 8000);
+    make_val(v, 100, 8000);
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 100), TN_OK);
+    key64(k, 10);
+    make_val(v, 100, 10);
+    cr_assert_eq(tn_batch_append(b, TN_DB_EVENTS, k, 8, v, 100), TN_OK);
+    cr_assert_eq(tn_store_commit(s, b, &m), TN_ERR_EXISTS, "%s", m.text);
+    cr_assert_not(event_present(s, 8000, 100));
+    /* and a stream doing the same */
+    cr_assert_eq(tn_store_stream_begin(s, &t, &m), TN_OK, "%s", m.text);
+    uint64_t again[3] = {8000, 8010, 100};
+    refeed_range(again, t);
+    key64(k, 3);
+    cr_assert_neq(tn_store_stream_append(t, TN_DB_EVENTS, k, 8, v, 100), TN_OK);
+    cr_assert_neq(tn_store_stream_commit(t, NULL, refeed_range, again, &m), TN_OK);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 7999);
+    cr_assert_not(event_present(s, 8000, 100));
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+/* Puts (ascending runs, as a batch's projections, and random keys), deletes and
+ * appends in one batch, through the kept cursors: afterwards the database holds exactly
+ * what a plain model says, commit after commit. */
+Test(store, puts_and_deletes_through_kept_cursors_match_a_model)
+{
+    enum {
+        N = 3000
+    };
+    static uint16_t model[N + 1]; /* 0: absent, else the value's length */
+    memset(model, 0, sizeof(model));
+    tn_store *s = create_ok(tmp);
+    tn_batch *b;
+    cr_assert_eq(tn_batch_new(&b), TN_OK);
+    uint64_t rnd = 42, top = 0;
+    uint8_t k[8], v[4096];
+    for (int c = 0; c < 40; c++) {
+        tn_batch_reset(b);
+        for (int i = 0; i < 300; i++) {
+            rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned what = (unsigned)(rnd >> 60), len = 8 + (unsigned)(rnd >> 33) % 600;
+            uint64_t id = what < 6 ? (uint64_t)(c * 70 + i / 4) % N + 1 : /* ascending */
+                                     (rnd >> 20) % N + 1;                        /* anywhere */
+            if (what >= 14 && top < N) { /* an append past the largest key */
+                id = ++top;
+                if (model[id]) /* the largest may have been put before: skip */
+                    continue;
+            }
+            key64(k, id);
+            if (what == 12 || what == 13) {
+                cr_assert_eq(tn_batch_del(b, TN_DB_TASKS, k, 8), TN_OK);
+                model[id] = 0;
+                continue;
+            }
+            bool append = what >= 14;
+            for (uint64_t j = id + 1; append && j <= N; j++)
+                append = !model[j];
+            make_val(v, len, id);
+            cr_assert_eq(append ? tn_batch_append(b, TN_DB_TASKS, k, 8, v, len) :
+                                  tn_batch_put(b, TN_DB_TASKS, k, 8, v, len),
+                         TN_OK);
+            model[id] = (uint16_t)len;
+            if (id > top)
+                top = id;
+        }
+        commit_ok(s, b);
+        tn_rtxn *t;
+        cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+        for (uint64_t id = 1; id <= N; id++) {
+            tn_val got;
+            key64(k, id);
+            tn_err e = tn_store_get(t, TN_DB_TASKS, k, 8, &got);
+            if (!model[id])
+                cr_assert_eq(e, TN_ERR_NOENT, "commit %d: key %llu should be gone", c,
+                             (unsigned long long)id);
+            else
+                cr_assert(e == TN_OK && val_matches(got, model[id], id),
+                          "commit %d: key %llu has the wrong value", c, (unsigned long long)id);
+        }
+        tn_store_read_end(t);
+    }
+    tn_batch_free(b);
+    tn_store_close(s);
+}
+
+/* A stream that fills the map is fed again after the map grows: with the appends' cursors
+ * of the first transaction gone, the second one's are new. */
+Test(store, stream_refeeds_through_new_cursors_after_growth)
+{
+    tn_store *s =
+        open_ok(tmp, (tn_store_opts){.create = true, .map_size = MIB, .map_max = 64 * MIB});
+    tn_stream *t;
+    tn_errmsg m = {{0}};
+    cr_assert_eq(tn_store_stream_begin(s, &t, &m), TN_OK, "%s", m.text);
+    uint64_t range[3] = {1, 4001, 1024}; /* 4 MiB into a 1 MiB map */
+    refeed_range(range, t);
+    cr_assert_eq(tn_store_stream_commit(t, NULL, refeed_range, range, &m), TN_OK, "%s", m.text);
+    cr_assert_eq(entries(s, TN_DB_EVENTS), 4000);
+    for (uint64_t i = 1; i <= 4000; i += 37)
+        cr_assert(event_present(s, i, 1024));
+    tn_store_close(s);
+}
+
+/* --- mapping the pages ahead of a walk ---------------------------------------------- */
+
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt;
+}
+
+/* Walk every event; the minor page faults this thread took doing it, and (*early)
+ * those it took in the first quarter of the events. */
+static long walk_faults_split(tn_rtxn *t, uint64_t n, size_t len, long *early)
+{
+    tn_cursor *c;
+    tn_val k, v;
+    uint64_t seen = 0;
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    long f0 = minor_faults();
+    for (tn_err e = tn_cursor_first(c, &k, &v); e == TN_OK; e = tn_cursor_next(c, &k, &v)) {
+        cr_assert(val_matches(v, len, ++seen), "event %llu", (unsigned long long)seen);
+        if (seen == n / 4)
+            *early = minor_faults() - f0;
+    }
+    long f = minor_faults() - f0;
+    tn_cursor_close(c);
+    cr_assert_eq(seen, n);
+    return f;
+}
+
+static long walk_faults(tn_rtxn *t, uint64_t n, size_t len)
+{
+    long early;
+    return walk_faults_split(t, n, len, &early);
+}
+
+/* With the pages mapped ahead, a walk reads the same values and takes (nearly) none of
+ * the page faults a walk of a fresh map takes; ending it early is prompt and safe. */
+Test(store, prefault_maps_the_pages_a_walk_would_fault_in)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        cr_skip_test("one CPU: no helper thread is started");
+    tn_store *s = create_ok(tmp);
+    for (uint64_t n = 1; n < 20001; n += 1000)
+        append_events(s, n, n + 1000, 400); /* ~9 MiB */
+    tn_store_close(s);
+
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    long cold = walk_faults(t, 20000, 400);
+    tn_store_read_end(t);
+    tn_store_close(s);
+
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    tn_prefault *p = tn_store_prefault_begin(t);
+    cr_assert_not_null(p);
+    tn_store_prefault_end(p); /* waits for it: all mapped, unless stopped between chunks */
+    p = tn_store_prefault_begin(t);
+    cr_assert_not_null(p);
+    usleep(300 * 1000); /* ~9 MiB: long done */
+    long warm = walk_faults(t, 20000, 400);
+    tn_store_prefault_end(p);
+    tn_store_prefault_end(NULL);
+    tn_store_read_end(t);
+    tn_store_close(s);
+    cr_assert_gt(cold, 20, "a fresh map takes faults: %ld", cold);
+    cr_assert_lt(warm, cold / 4, "prefaulted walk took %ld faults, a cold one %ld", warm, cold);
+}
+
+/* Unreported, the helper stops 32 MiB into a 64 MiB store (a store larger than memory
+ * is not read ahead into evicting itself): the walk's first quarter takes no faults,
+ * its rest does. Told where the walk is, it keeps mapping ahead of it. */
+Test(store, prefault_keeps_within_a_window_ahead_of_the_walk, .timeout = 120)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        cr_skip_test("one CPU: no helper thread is started");
+    tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .no_sync = true});
+    for (uint64_t n = 1; n < 64001; n += 2000)
+        append_events(s, n, n + 2000, 1000);
+    tn_store_close(s);
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    tn_rtxn *t;
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    tn_prefault *p = tn_store_prefault_begin(t);
+    cr_assert_not_null(p);
+    usleep(500 * 1000);
+    long early, unreported = walk_faults_split(t, 64000, 1000, &early);
+    tn_store_prefault_end(p);
+    tn_store_read_end(t);
+    tn_store_close(s);
+    cr_assert_lt(early, 5, "the first 16 MiB were mapped ahead: %ld faults", early);
+    cr_assert_gt(unreported, 100, "past the window the walk faults its pages in: %ld",
+                 unreported);
+
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    p = tn_store_prefault_begin(t);
+    tn_cursor *c;
+    tn_val k, v;
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    cr_assert_eq(tn_cursor_first(c, &k, &v), TN_OK);
+    tn_val last = v;
+    while (tn_cursor_next(c, &k, &v) == TN_OK)
+        last = v; /* (this walk faults the pages in itself) */
+    tn_cursor_close(c);
+    tn_store_read_end(t);
+    tn_store_prefault_end(p);
+    tn_store_close(s);
+
+    s = open_ok(tmp, (tn_store_opts){.read_only = true});
+    cr_assert_eq(tn_store_read_begin(s, &t), TN_OK);
+    p = tn_store_prefault_begin(t);
+    /* the walk says it is at the event half way: the helper maps up to 32 MiB past it */
+    cr_assert_eq(tn_cursor_open(t, TN_DB_EVENTS, &c), TN_OK);
+    uint8_t key[8];
+    key64(key, 32000);
+    cr_assert_eq(tn_cursor_seek(c, key, 8, &k, &v), TN_OK);
+    tn_store_prefault_at(p, v.data);
+    tn_store_prefault_at(p, (const char *)last.data + (1ull << 40)); /* outside: ignored */
+    tn_cursor_close(c);
+    usleep(500 * 1000);
+    long reported = walk_faults(t, 64000, 1000);
+    tn_store_prefault_end(p);
+    tn_store_read_end(t);
+    tn_store_close(s);
+    /* (the last MiB or two lie past 32 MiB beyond the middle event) */
+    cr_assert_lt(reported, unreported / 4,
+                 "mapped ahead of the reported point too: %ld "
+                 "faults, %ld unreported",
+                 reported, unreported);
+}
+
 static char fs_dir[96];
 
 static void fs_teardown(void)

@@ -746,7 +746,8 @@ typedef struct walk {
     uint8_t prev[TN_HASH_LEN]; /* hash of the last event replayed (with the chain) */
     uint64_t meta_last, meta_max_wf, meta_max_task;
     uint64_t max_wf, max_task;
-    chain_pool *cp; /* NULL: the chain is checked in line (or not at all) */
+    chain_pool *cp;  /* NULL: the chain is checked in line (or not at all) */
+    tn_prefault *pf; /* NULL: the walk takes its own page faults */
 } walk;
 
 static void read_meta(tn_rtxn *t, walk *w)
@@ -800,6 +801,8 @@ static void walk_events(tn_cursor *c, walk *w)
          * one is decoded (a prefetch never faults, wherever it points) */
         __builtin_prefetch((const char *)v.data - 128);
         __builtin_prefetch((const char *)v.data - 192);
+        if ((seq & 1023) == 0) /* how far the walk is, for the pages mapped ahead */
+            tn_store_prefault_at(w->pf, v.data);
         if (!decode_one(rep, &v, seq, &ev))
             break;
         if (o->until_ns && ev.at > o->until_ns)
@@ -861,8 +864,13 @@ static tn_err replay_once(tn_store *s, const tn_replay_opts *opts, tn_replay_rep
     chain_pool cp;
     if (parallel && opts->verify_chain && chain_start(&cp, w.meta_last))
         w.cp = &cp;
+    /* the pages mapped ahead by a CPU the chain pool left free (on two CPUs, a third
+     * thread beside the walker and a chain helper would only take turns with them) */
+    long spare = sysconf(_SC_NPROCESSORS_ONLN) - 1 - (w.cp ? (long)w.cp->nth : 0);
+    w.pf = parallel && spare >= 1 ? tn_store_prefault_begin(t) : NULL;
     walk_events(c, &w);
     tn_cursor_close(c);
+    tn_store_prefault_end(w.pf); /* the walk is over: it stops, before the txn ends */
     if (w.cp && !chain_finish(w.cp)) {
         *chain_bad = true;
         goto out;
@@ -894,7 +902,7 @@ tn_err tn_replay_run(tn_store *s, const tn_replay_opts *opts, tn_replay_report *
     if (opts->verify_chain && sodium_init() < 0)
         return TN_ERR_INTERNAL;
     bool chain_bad;
-    tn_err e = replay_once(s, opts, rep, true, &chain_bad);
+    tn_err e = replay_once(s, opts, rep, !opts->sequential, &chain_bad);
     if (e == TN_OK && chain_bad)
         e = replay_once(s, opts, rep, false, &chain_bad);
     return e;

@@ -17,6 +17,8 @@ typedef struct tn_replay_opts {
     int64_t until_ns;   /* stop before the first event later than this; 0 = no bound */
     bool verify_chain;  /* check the hash chain (and the stored chain head) */
     bool compare;       /* compare with the stored projections (whole log only) */
+    bool sequential;    /* no helper threads (chain check, mapping pages ahead): the same
+                         * report, in one thread; tests compare the two */
 } tn_replay_opts;
 
 #define TN_REPLAY_MAX_STATES 64
