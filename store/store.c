@@ -1285,7 +1285,9 @@ struct tn_prefault {
     const uint8_t *base;
     size_t len;
     _Atomic size_t seen; /* the furthest offset the walk reported */
+    _Atomic size_t done; /* mapped so far, from the start */
     _Atomic bool stop;
+    _Atomic bool ended; /* the helper has nothing more to do */
 };
 
 static void *prefault_run(void *arg)
@@ -1303,7 +1305,9 @@ static void *prefault_run(void *arg)
         if (madvise((void *)(p->base + off), n, MADV_POPULATE_READ) != 0)
             break;
         off += n;
+        p->done = off;
     }
+    p->ended = true;
     return NULL;
 }
 
@@ -1375,6 +1379,16 @@ void tn_store_prefault_at(tn_prefault *p, const void *at)
     size_t off = (size_t)((const uint8_t *)at - p->base);
     if ((const uint8_t *)at >= p->base && off < p->len && off > p->seen)
         p->seen = off;
+}
+
+bool tn_store_prefault_idle(tn_prefault *p, size_t *mapped)
+{
+    if (!p)
+        return true;
+    size_t done = p->done;
+    if (mapped)
+        *mapped = done;
+    return p->ended || done >= p->len || done >= p->seen + PREFAULT_WINDOW;
 }
 
 void tn_store_prefault_end(tn_prefault *p)

@@ -152,6 +152,11 @@ tn_err tn_cursor_next(tn_cursor *c, tn_val *key, tn_val *val);
 typedef struct tn_prefault tn_prefault;
 tn_prefault *tn_store_prefault_begin(tn_rtxn *t);
 void tn_store_prefault_at(tn_prefault *p, const void *at);
+/* Whether the helper has mapped all it may for now (the end of the pages in use, or the
+ * window past the reported point) or has stopped; *mapped (may be NULL) gets how many
+ * bytes from the file's start it has mapped. For tests, which wait for it instead of
+ * sleeping. */
+bool tn_store_prefault_idle(tn_prefault *p, size_t *mapped);
 void tn_store_prefault_end(tn_prefault *p);
 
 /* --- information -------------------------------------------------------------- */
