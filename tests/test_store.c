@@ -53,6 +53,13 @@ static void teardown(void)
 
 TestSuite(store, .init = setup, .fini = teardown);
 
+/* cr_skip_test does not run the suite's .fini: the temp dir goes first. */
+static void skip_clean(const char *why)
+{
+    rm_rf(tmp);
+    cr_skip_test("%s", why);
+}
+
 /* A path under this test's temp dir. */
 static const char *sub(const char *name)
 {
@@ -1326,9 +1333,9 @@ static size_t prefault_wait(tn_prefault *p)
 Test(store, prefault_maps_the_pages_a_walk_would_fault_in)
 {
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-        cr_skip_test("one CPU: no helper thread is started");
+        skip_clean("one CPU: no helper thread is started");
 #ifdef __SANITIZE_THREAD__
-    cr_skip_test("ThreadSanitizer: the walk's own shadow-memory faults swamp the counts");
+    skip_clean("ThreadSanitizer: the walk's own shadow-memory faults swamp the counts");
 #endif
     tn_store *s = create_ok(tmp);
     for (uint64_t n = 1; n < 20001; n += 1000)
@@ -1365,12 +1372,12 @@ Test(store, prefault_maps_the_pages_a_walk_would_fault_in)
 Test(store, prefault_keeps_within_a_window_ahead_of_the_walk, .timeout = 120)
 {
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-        cr_skip_test("one CPU: no helper thread is started");
+        skip_clean("one CPU: no helper thread is started");
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     /* the instrumented walk faults in the sanitizer's shadow of every page it reads,
      * which no prefault of the store's map can do: the counts below say nothing there
      * (the replay tests still run the helper under both) */
-    cr_skip_test("sanitizer build: the walk's own shadow-memory faults swamp the counts");
+    skip_clean("sanitizer build: the walk's own shadow-memory faults swamp the counts");
 #endif
     tn_store *s = open_ok(tmp, (tn_store_opts){.create = true, .no_sync = true});
     for (uint64_t n = 1; n < 64001; n += 2000)
