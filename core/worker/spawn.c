@@ -179,12 +179,17 @@ static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
     long k = -1;
     int clone_err = 0;
 #ifdef HAVE_CLONE3_VFORK
-    if (c->cgdir >= 0 && !p->no_clone3) {
-        clone3_args ca = {.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP,
+    /* also without a cgroup (session mode): the raw system call, where glibc's clone()
+     * may be intercepted (ThreadSanitizer takes a clone for a fork, marks the shared
+     * memory as after a multi-threaded fork, and ends the worker at its next
+     * pthread_create) */
+    if (!p->no_clone3) {
+        clone3_args ca = {.flags =
+                              CLONE_VM | CLONE_VFORK | (c->cgdir >= 0 ? CLONE_INTO_CGROUP : 0),
                           .exit_signal = SIGCHLD,
                           .stack = (uint64_t)(uintptr_t)p->stack,
                           .stack_size = CHILD_STACK,
-                          .cgroup = (uint64_t)c->cgdir};
+                          .cgroup = c->cgdir >= 0 ? (uint64_t)c->cgdir : 0};
         k = clone3_vfork(&ca, child_run, c);
         /* older kernel: not again; any other error: the write path says which stage */
         if (k == -ENOSYS || k == -EINVAL || k == -E2BIG)
