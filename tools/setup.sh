@@ -37,6 +37,15 @@ build() { # build DIR [meson options...]
     ninja -C "$dir" --quiet
 }
 
+# Criterion counts a test whose setup or teardown died (a sanitizer report there ends the
+# process) as passed, with only a warning in the log: fail the run on it instead.
+no_teardown_deaths() { # no_teardown_deaths BUILD_DIR
+    if grep -H "during its setup or teardown" "$1/meson-logs/testlog.txt"; then
+        echo "setup.sh: a test died in its setup or teardown ($1/meson-logs/testlog.txt)" >&2
+        exit 1
+    fi
+}
+
 case "${1:-}" in
 run)
     install_missing
@@ -56,18 +65,21 @@ test)
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
     build build -Dwerror=true
     meson test -C build --print-errorlogs
+    no_teardown_deaths build
     # the same suites under AddressSanitizer and UndefinedBehaviorSanitizer
     build build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debug
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
         meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+    no_teardown_deaths build-asan
     # and under ThreadSanitizer (the chaos test is not run there): a report ends the
     # process with status 66, which fails its test; tests/tsan.supp names the frames of
     # uninstrumented libraries it may ignore
     build build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
         meson test -C build-tsan --print-errorlogs --timeout-multiplier 3
+    no_teardown_deaths build-tsan
     # every libFuzzer target for 20 s over its committed corpus (tests/fuzz): a crash, a
     # hang or a sanitizer report fails
     tests/fuzz/run.sh all 20
