@@ -1641,6 +1641,18 @@ static tn_err run_cmd(tn_engine *e, tn_cmd *c)
 /* ------------------------------------------------------------------------------ */
 /* the step */
 
+/* Merge the sorted a[na] and b[nb] into out by due time, a's first on a tie (stable). */
+static void merge_by_due(const timer *a, size_t na, const timer *b, size_t nb, timer *out)
+{
+    size_t ia = 0, ib = 0, k = 0;
+    while (ia < na && ib < nb)
+        out[k++] = b[ib].due < a[ia].due ? b[ib++] : a[ia++];
+    while (ia < na)
+        out[k++] = a[ia++];
+    while (ib < nb)
+        out[k++] = b[ib++];
+}
+
 /* Sort callback timers by due time, equal ones in arrival order; false when out of
  * memory (nothing moved). They usually arrive sorted already. */
 static bool sort_by_due(timer *a, size_t n)
@@ -1657,13 +1669,7 @@ static bool sort_by_due(timer *a, size_t n)
     for (size_t w = 1; w < n; w *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            size_t l = lo, r = mid, k = lo;
-            while (l < mid && r < hi)
-                tmp[k++] = a[r].due < a[l].due ? a[r++] : a[l++];
-            while (l < mid)
-                tmp[k++] = a[l++];
-            while (r < hi)
-                tmp[k++] = a[r++];
+            merge_by_due(a + lo, mid - lo, a + mid, hi - mid, tmp + lo);
         }
         memcpy(a, tmp, n * sizeof(timer));
     }
@@ -1685,17 +1691,11 @@ static void fire_timer(tn_engine *e, timer *tm)
  * came first); false when out of memory (nothing changed). */
 static bool cbq_merge(tn_engine *e, const timer *b, size_t nb)
 {
-    const timer *a = e->cbq + e->cbq_head;
-    size_t na = e->cbq_n, ia = 0, ib = 0, k = 0;
+    size_t na = e->cbq_n;
     timer *m = malloc((na + nb) * sizeof(timer));
     if (!m)
         return false;
-    while (ia < na && ib < nb)
-        m[k++] = b[ib].due < a[ia].due ? b[ib++] : a[ia++];
-    while (ia < na)
-        m[k++] = a[ia++];
-    while (ib < nb)
-        m[k++] = b[ib++];
+    merge_by_due(e->cbq + e->cbq_head, na, b, nb, m);
     free(e->cbq);
     e->cbq = m;
     e->capcbq = na + nb;
