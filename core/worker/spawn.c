@@ -744,7 +744,7 @@ tn_err tn_proc_start(tn_procs *p, const tn_spawn *s, tn_proc **out, tn_errmsg *m
     c.envp = env;
     c.path_var = TN_TASK_PATH; /* dash's own default, where the task has no PATH; the
                                   last one where it has several, as dash takes it */
-    for (size_t i = 0; env[i]; i++)
+    for (size_t i = 0; c.direct && env[i]; i++)
         if (strncmp(env[i], "PATH=", 5) == 0)
             c.path_var = env[i] + 5;
     t->mgr = p;
