@@ -597,6 +597,53 @@ Test(proc, a_simple_command_is_the_leader_cgroup)
     direct_leader(TN_CONTAIN_CGROUP);
 }
 
+/* The bare run a benchmark sets the spawn against: its status, a new session, and in
+ * cgroup mode a cgroup of its own under the worker's sub-tree, gone when the run returns. */
+static void bare_run(tn_contain_mode mode)
+{
+    open_mgr(mode);
+    char out[600], script[1400];
+    snprintf(out, sizeof(out), "%s/bare.out", tmp);
+    snprintf(script, sizeof(script),
+             "read -r _ _ _ _ _ sid _ < /proc/$$/stat; echo \"$$ $sid\" > %s; "
+             "grep '^0::' /proc/self/cgroup >> %s; exit 3",
+             out, out);
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    int st = -1;
+    cr_assert_eq(tn_procs_run_bare(P, argv, task_env, &st), 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %d", st);
+    char *text = slurp(out);
+    int pid = 0, sid = -1;
+    cr_assert_eq(sscanf(text, "%d %d", &pid, &sid), 2, "%s", text);
+    cr_expect_eq(pid, sid, "a session of its own: %s", text);
+    const char *line = strstr(text, "0::");
+    cr_assert_not_null(line, "%s", text);
+    if (mode == TN_CONTAIN_CGROUP) { /* 0::REL/bare-N, where DIR (the sub-tree) ends in REL */
+        const char *dir = tn_procs_cgroup_dir(P), *rel = line + 3;
+        const char *bare = strstr(rel, "/bare-");
+        cr_assert_not_null(bare, "its own cgroup: %s", line);
+        size_t rl = (size_t)(bare - rel), dl = strlen(dir);
+        cr_expect(dl >= rl && strncmp(dir + dl - rl, rel, rl) == 0, "%s is not under %s", line,
+                  dir);
+        char path[1200];
+        snprintf(path, sizeof(path), "%s%.*s", dir, (int)strcspn(bare, "\n"), bare);
+        cr_expect_neq(access(path, F_OK), 0, "its cgroup %s is removed", path);
+    }
+    free(text);
+    char *missing[] = {"/nonexistent/tern-bare", NULL};
+    cr_assert_eq(tn_procs_run_bare(P, missing, task_env, &st), 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 127, "a failed exec: status %d", st);
+}
+
+Test(proc, bare_run_is_contained_and_cleaned_up_session)
+{
+    bare_run(TN_CONTAIN_SESSION);
+}
+Test(proc, bare_run_is_contained_and_cleaned_up_cgroup)
+{
+    bare_run(TN_CONTAIN_CGROUP);
+}
+
 static void write_file(const char *path, const char *text, mode_t mode)
 {
     FILE *f = fopen(path, "we");

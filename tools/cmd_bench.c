@@ -834,6 +834,7 @@ static int bench_engine(const char *base, bool quick, bool scale, const char *on
 
 #include "ctl.h"
 #include "master.h"
+#include "proc.h"
 #include "rpc.h"
 
 extern char **environ;
@@ -891,6 +892,37 @@ static double raw_spawn(unsigned n)
             waitpid(pid, NULL, 0);
     }
     return (double)n * 1e9 / (double)(tn_mono_ns() - t0);
+}
+
+/* Raw contained spawn + wait of /bin/true, n times: each in a new session and, unless the
+ * bench's worker runs without cgroups, a new v2 cgroup made before and removed after, as
+ * the worker contains an attempt (tn_procs_run_bare). -1: no manager could be made. */
+static double raw_spawn_contained(unsigned n)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "bench-raw-%d", (int)getpid());
+    tn_proc_opts o = {.name = name, .cgroup_root = getenv("TERN_BENCH_NO_CGROUP") ? "" : NULL};
+    tn_procs *p = NULL;
+    tn_errmsg m = {{0}};
+    if (tn_procs_new(&o, &p, &m) != TN_OK) {
+        fprintf(stderr, "tern bench: no contained baseline: %s\n", m.text);
+        return -1;
+    }
+    char *argv[] = {"/bin/true", NULL};
+    int64_t t0 = tn_mono_ns();
+    unsigned ok = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int st;
+        ok += tn_procs_run_bare(p, argv, environ, &st) == 0 && WIFEXITED(st) &&
+              WEXITSTATUS(st) == 0;
+    }
+    double rate = (double)n * 1e9 / (double)(tn_mono_ns() - t0);
+    tn_procs_free(p);
+    if (ok != n) {
+        fprintf(stderr, "tern bench: the contained baseline ran %u of %u\n", ok, n);
+        return -1;
+    }
+    return rate;
 }
 
 static long proc_rss_kb(pid_t pid)
@@ -1135,6 +1167,9 @@ static void dispatch_rates(dsp *d, bool quick)
     run_wf(d->e, &d->w, "trues", NULL);
     double shell_rate = nb * 1e9 / (double)(tn_mono_ns() - t0);
     bench_line("dispatch.shell_true.tasks", shell_rate, "tasks/s", raw_spawn(nb));
+    double contained = raw_spawn_contained(nb);
+    if (contained > 0)
+        bench_line("dispatch.shell_true.vs_contained.tasks", shell_rate, "tasks/s", contained);
 }
 
 /* (c) submit -> process started, one task at a time */

@@ -101,6 +101,12 @@ tn_err tn_procs_new(const tn_proc_opts *o, tn_procs **out, tn_errmsg *msg);
 tn_contain_mode tn_procs_mode(const tn_procs *p);
 /* The worker's cgroup sub-tree (cgroup mode), else NULL. Owned by the manager. */
 const char *tn_procs_cgroup_dir(const tn_procs *p);
+/* The bare contained run that a benchmark sets tern's spawn against: argv[0] (a path) with
+ * envp in a new session and, in cgroup mode, a new v2 cgroup under the manager's sub-tree,
+ * started as tn_proc_start starts an attempt (clone3 with CLONE_VM, CLONE_VFORK and
+ * CLONE_INTO_CGROUP), waited for, its cgroup removed. None of the rest: no exec dir, log,
+ * limits, user, environment or kill. 0 and *status as waitpid gives it, or an errno. */
+int tn_procs_run_bare(tn_procs *p, char *const argv[], char *const envp[], int *status);
 /* Kills whatever still runs (SIGKILL, waits up to verify_ms while reaping), removes the
  * task cgroups and the worker's sub-tree if empty, frees every tn_proc. Accepts NULL.
  * A crashed worker does none of this: see tn_procs_adopt_leftovers. */

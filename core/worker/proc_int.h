@@ -152,10 +152,11 @@ struct tn_procs {
     pscan scan;
     char *envbuf;
     size_t envcap;
-    int epfd;          /* the leaders' pidfds (tn_procs_wait_fd), or -1 */
-    void *stack;       /* spawn_clone's child stack, made on first use */
-    bool no_clone3;    /* the kernel refused clone3 with CLONE_INTO_CGROUP */
-    cgpool spare_pids; /* spare v1 pids cgroups (tn_procs_spares) */
+    int epfd;           /* the leaders' pidfds (tn_procs_wait_fd), or -1 */
+    void *stack;        /* spawn_clone's child stack, made on first use */
+    bool no_clone3;     /* the kernel refused clone3 with CLONE_INTO_CGROUP */
+    uint64_t bare_next; /* tn_procs_run_bare's cgroups: bare-N */
+    cgpool spare_pids;  /* spare v1 pids cgroups (tn_procs_spares) */
     uint32_t spare_ahead, spare_next;
 };
 

@@ -155,15 +155,11 @@ static long clone3_vfork(clone3_args *ca, int (*fn)(void *), void *arg)
 }
 #endif
 
-/* clone(CLONE_VM | CLONE_VFORK), as posix_spawn does it, with the steps posix_spawn cannot
- * do (join a cgroup, switch user): the parent's page tables are not copied and torn down
- * again at exec, which cost a worker with many threads and a large map twice the time of
- * the whole spawn. Where it can, clone3 puts the child in its v2 cgroup at birth
- * (CLONE_INTO_CGROUP): a write to cgroup.procs migrates under a global lock and cost
- * ~150 us more per spawn. The child reports a failing stage and errno in *c. */
-static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
+/* The one stack every spawn's child runs on: they run one at a time, under p->mu. 0 or an
+ * errno. */
+static int child_stack(tn_procs *p)
 {
-    if (!p->stack) { /* one stack serves every spawn: they run one at a time, under p->mu */
+    if (!p->stack) {
         size_t guard = (size_t)sysconf(_SC_PAGESIZE);
         char *st = mmap(NULL, guard + CHILD_STACK, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -172,6 +168,20 @@ static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
         (void)mprotect(st, guard, PROT_NONE); /* an overflow faults, not corrupts */
         p->stack = st + guard;
     }
+    return 0;
+}
+
+/* clone(CLONE_VM | CLONE_VFORK), as posix_spawn does it, with the steps posix_spawn cannot
+ * do (join a cgroup, switch user): the parent's page tables are not copied and torn down
+ * again at exec, which cost a worker with many threads and a large map twice the time of
+ * the whole spawn. Where it can, clone3 puts the child in its v2 cgroup at birth
+ * (CLONE_INTO_CGROUP): a write to cgroup.procs migrates under a global lock and cost
+ * ~150 us more per spawn. The child reports a failing stage and errno in *c. */
+static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
+{
+    int se = child_stack(p);
+    if (se)
+        return se;
     c->fail_stage = c->fail_errno = 0;
     sigset_t all, old;
     sigfillset(&all);
@@ -795,4 +805,86 @@ fail:
     free(env);
     free(tag);
     return err;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The bare contained run (a benchmark's baseline) */
+
+typedef struct bare_ctx {
+    char *const *argv, *const *envp;
+    int cgprocs; /* the cgroup's cgroup.procs when clone3 cannot join it at birth; or -1 */
+} bare_ctx;
+
+__attribute__((no_sanitize_address)) static int bare_child(void *arg)
+{
+    bare_ctx *b = arg;
+    if (b->cgprocs >= 0 && write(b->cgprocs, "0", 1) != 1)
+        _exit(126);
+    (void)setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(b->argv[0], b->argv, b->envp);
+    _exit(127);
+}
+
+/* Starts b's child in the cgroup open at cgdir (-1: none), as spawn_clone does: pid or
+ * -errno. */
+static long bare_clone(tn_procs *p, bare_ctx *b, int cgdir)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long k = -ENOSYS;
+#ifdef HAVE_CLONE3_VFORK
+    if (!p->no_clone3) {
+        clone3_args ca = {.flags =
+                              CLONE_VM | CLONE_VFORK | (cgdir >= 0 ? CLONE_INTO_CGROUP : 0),
+                          .exit_signal = SIGCHLD,
+                          .stack = (uint64_t)(uintptr_t)p->stack,
+                          .stack_size = CHILD_STACK,
+                          .cgroup = cgdir >= 0 ? (uint64_t)cgdir : 0};
+        k = clone3_vfork(&ca, bare_child, b);
+    }
+#endif
+    if (k < 0 && cgdir >= 0 &&
+        (b->cgprocs = openat(cgdir, "cgroup.procs", O_WRONLY | O_CLOEXEC)) < 0)
+        k = -errno;
+    else if (k < 0) {
+        k = clone(bare_child, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                  b);
+        k = k < 0 ? -errno : k;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return k;
+}
+
+int tn_procs_run_bare(tn_procs *p, char *const argv[], char *const envp[], int *status)
+{
+    pthread_mutex_lock(&p->mu);
+    int e = child_stack(p);
+    char cg[4200] = "";
+    int cgdir = -1;
+    if (!e && p->mode == TN_CONTAIN_CGROUP) {
+        pr_sfmt(cg, sizeof(cg), "%s/bare-%" PRIu64, p->root, p->bare_next++);
+        if (mkdir(cg, 0755) != 0)
+            e = errno;
+        else if ((cgdir = open(cg, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+            e = errno;
+    }
+    bare_ctx b = {.argv = argv, .envp = envp, .cgprocs = -1};
+    long k = e ? -e : bare_clone(p, &b, cgdir);
+    pthread_mutex_unlock(&p->mu);
+    if (k < 0)
+        e = (int)-k;
+    while (k > 0 && waitpid((pid_t)k, status, 0) < 0 && errno == EINTR)
+        ;
+    if (b.cgprocs >= 0)
+        (void)close(b.cgprocs);
+    if (cgdir >= 0)
+        (void)close(cgdir);
+    /* the reaped child has left it; a moment's EBUSY while the kernel notes that */
+    for (int i = 0; cg[0] && rmdir(cg) != 0 && errno == EBUSY && i < 100; i++)
+        usleep(1000);
+    return e;
 }
