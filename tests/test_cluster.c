@@ -3084,6 +3084,45 @@ static bool worker_pids_dir(const char *wdir, char *out, size_t len)
     return n > 0 && (size_t)n < len;
 }
 
+/* Shell tasks that print nothing: each log keeps its name and reads empty through `tern
+ * logs`; in cgroup mode they are names of one shared empty file, and an empty log's inode
+ * is the next attempt's log. A task that prints keeps its own. */
+Test(cluster, empty_logs_read_empty_and_in_cgroup_mode_share_one_file)
+{
+    start_master("1500ms", NULL);
+    int w1 = start_worker("w1", true, NULL, "1");
+    wait_workers(1);
+    uint64_t wf = start_wf("el.yaml",
+                           "name: el\ntasks:\n"
+                           "  - {name: a, type: shell, command: 'true'}\n"
+                           "  - {name: b, type: shell, command: 'true', deps: [a]}\n"
+                           "  - {name: c, type: shell, command: 'echo said', deps: [b]}\n"
+                           "  - {name: d, type: shell, command: 'true', deps: [c]}\n",
+                           "el");
+    char st[64];
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    const char *tnames[] = {"a", "b", "c", "d"};
+    struct stat sts[4];
+    for (int i = 0; i < 4; i++) {
+        char *out = task_log(wf, tnames[i]);
+        cr_expect_str_eq(out, i == 2 ? "said\n" : "", "task %s's log", tnames[i]);
+        free(out);
+        char p[1000];
+        snprintf(p, sizeof(p), "%s/w1/logs/%" PRIu64 "-1.log", dir, task_id(wf, tnames[i]));
+        cr_assert_eq(stat(p, &sts[i]), 0, "%s: %s", p, strerror(errno));
+    }
+    stop_proc(w1, SIGTERM);
+    cr_assert_eq(count_prefix("w1/logs", ".spare-"), 0, "no spare log is left");
+    if (!file_has("w1.log", "mode=cgroup"))
+        return; /* session mode: empty logs are kept as they are */
+    cr_expect_eq(sts[0].st_ino, sts[1].st_ino, "a's and b's logs: one shared empty file");
+    cr_expect_gt(sts[0].st_nlink, 1);
+    cr_expect_neq(sts[2].st_ino, sts[0].st_ino, "c's log is its own");
+    cr_expect_eq(sts[2].st_nlink, 1);
+    cr_expect_eq(sts[3].st_ino, sts[0].st_ino, "d's too is a name of the shared file");
+}
+
 /* A worker killed with SIGKILL leaves its spares (exec dirs, pids cgroups; spare logs are
  * unnamed files, but a named one may be there too); its next run removes them at start, so
  * once that run stops, nothing of either is left. */

@@ -1413,3 +1413,34 @@ Test(proc, spare_pids_cgroups_of_a_previous_run_are_removed)
     cr_assert_eq(count_spares(dir), 0, "all of them");
     cr_assert_eq(tn_procs_fill_spares(P, 10), 3, "and new ones are made");
 }
+
+/* A log with other names (an empty log's name points at the file all of them share) is
+ * never appended to: the attempt gets a new file under that name. */
+Test(proc, a_log_with_other_names_is_replaced_not_appended)
+{
+    open_mgr(TN_CONTAIN_SESSION);
+    char shared[600], log[600], dir[600];
+    snprintf(shared, sizeof(shared), "%s/shared-empty", tmp);
+    snprintf(log, sizeof(log), "%s/task-81.log", tmp);
+    snprintf(dir, sizeof(dir), "%s/run-81", tmp);
+    int fd = open(shared, O_WRONLY | O_CREAT | O_EXCL, 0640);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(link(shared, log), 0);
+    tn_spawn s = {.task = 81,
+                  .attempt = 1,
+                  .script = "echo written",
+                  .exec_dir = dir,
+                  .log_path = log,
+                  .envp = task_env};
+    tn_proc *t = NULL;
+    cr_assert_eq(tn_proc_start(P, &s, &t, &msg), TN_OK, "%s", msg.text);
+    tn_proc_exit ex = wait_exit(t);
+    cr_assert(WIFEXITED(ex.status) && WEXITSTATUS(ex.status) == 0);
+    tn_proc_free(t);
+    char *out = slurp(log), *other = slurp(shared);
+    cr_expect_str_eq(out, "written\n");
+    cr_expect_str_eq(other, "", "the other name's file is untouched");
+    free(out);
+    free(other);
+}

@@ -196,3 +196,82 @@ Test(spares, free_leaves_no_spare)
     S = NULL;
     cr_assert_eq(count_spares(), 0);
 }
+
+static ino_t inode_of(const char *p)
+{
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0, "%s: %s", p, strerror(errno));
+    return st.st_ino;
+}
+
+static void make_log(const char *p, const char *text)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640); /* as the spawn */
+    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+    if (text)
+        cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* The common case for logs: an attempt's log ends empty; its name stays, an empty file
+ * (the one all such names share), and its inode is the next attempt's log. */
+Test(spares, an_empty_log_keeps_its_name_and_its_inode_serves_the_next_attempt)
+{
+    cr_assert_eq(tn_spares_new(tmp, TN_SPARE_FILE, 4, 0, &S, NULL), TN_OK);
+    char a[600], b[600], c[600];
+    path(a, sizeof(a), "1-1.log");
+    path(b, sizeof(b), "2-1.log");
+    path(c, sizeof(c), "3-1.log");
+    make_log(a, NULL);
+    make_log(b, NULL);
+    ino_t ia = inode_of(a), ib = inode_of(b);
+    cr_assert(tn_spares_give(S, a));
+    cr_assert(tn_spares_give(S, b));
+    cr_assert_eq(tn_spares_len(S), 2);
+    struct stat sa, sb;
+    cr_assert_eq(stat(a, &sa), 0, "the name stays");
+    cr_assert_eq(stat(b, &sb), 0);
+    cr_assert(S_ISREG(sa.st_mode) && sa.st_size == 0, "an empty log");
+    cr_assert_neq(sa.st_ino, ia, "no longer its own inode");
+    cr_assert_eq(sa.st_ino, sb.st_ino, "both names share one empty file");
+    cr_assert_eq(tn_spares_take(S, c), true);
+    ino_t ic = inode_of(c);
+    cr_assert(ic == ia || ic == ib, "the next log is a given inode, not a new one");
+    struct stat sc;
+    cr_assert_eq(stat(c, &sc), 0);
+    cr_assert_eq(sc.st_nlink, 1, "with its one name");
+    cr_assert_eq(sc.st_size, 0);
+    tn_spares_free(S);
+    S = NULL;
+    cr_assert_eq(count_spares(), 0, "free leaves no spare, nor the shared file's name");
+    cr_assert_eq(entries(tmp), 3, "the three logs stay");
+    cr_assert_eq(stat(a, &sa), 0, "and still read as empty logs");
+    cr_assert_eq(sa.st_size, 0);
+}
+
+/* A log with output, changed by its task or with another name is left as it is. */
+Test(spares, a_log_with_output_or_changed_is_not_kept)
+{
+    cr_assert_eq(tn_spares_new(tmp, TN_SPARE_FILE, 4, 0, &S, NULL), TN_OK);
+    char a[600], b[600], c[600], d[600];
+    path(a, sizeof(a), "1-1.log");
+    path(b, sizeof(b), "2-1.log");
+    path(c, sizeof(c), "3-1.log");
+    path(d, sizeof(d), "3-1.copy");
+    make_log(a, "attempt 1 said something\n");
+    make_log(b, NULL);
+    cr_assert_eq(chmod(b, 0666), 0);
+    make_log(c, NULL);
+    cr_assert_eq(link(c, d), 0);
+    ino_t ia = inode_of(a), ib = inode_of(b), ic = inode_of(c);
+    cr_assert_not(tn_spares_give(S, a), "a log with output");
+    cr_assert_not(tn_spares_give(S, b), "a chmodded log");
+    cr_assert_not(tn_spares_give(S, c), "a log with a second name");
+    cr_assert_eq(inode_of(a), ia);
+    cr_assert_eq(inode_of(b), ib);
+    cr_assert_eq(inode_of(c), ic);
+    struct stat st;
+    cr_assert_eq(stat(a, &st), 0);
+    cr_assert_gt(st.st_size, 0, "and keeps what it holds");
+    cr_assert_eq(tn_spares_len(S), 0);
+}

@@ -11,13 +11,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SPARE_PREFIX ".spare-"
+#define SPARE_PREFIX  ".spare-"
+#define EMPTY_NAME    SPARE_PREFIX "empty"
+/* A new shared empty file at least this often, so a log pointed at it is at most this
+ * much older, by its mtime, than its attempt (log retention goes by mtime). */
+#define EMPTY_EVERY_S 60
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE 1
 #endif
@@ -33,7 +39,8 @@ struct tn_spares {
     int *fds;        /* files: the O_TMPFILE fd of each, or -1 for a named ROOT/.spare-N */
     bool no_tmpfile; /* the file system refused O_TMPFILE: named spares */
     uint32_t n, cap, ahead, next;
-    mode_t mode; /* what mkdir or open made: 0755 or 0640, less the umask */
+    mode_t mode;      /* what mkdir or open made: 0755 or 0640, less the umask */
+    int64_t empty_at; /* files: when ROOT/.spare-empty was made (CLOCK_MONOTONIC s); 0: not */
     uid_t uid;
     gid_t gid;
 };
@@ -274,21 +281,86 @@ static bool as_new(const tn_spares *s, const char *path)
     return ok;
 }
 
+/* A dir: renamed to the spare's name. */
+static bool give_dir(tn_spares *s, const char *path, const char *sp)
+{
+    return as_new(s, path) && rename_noreplace(path, sp) == 0;
+}
+
+/* Empty, one name, and as open made it: nothing of the attempt carries over. */
+static bool file_as_new(const tn_spares *s, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    int flags = 0;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
+              st.st_blocks == 0 && st.st_nlink == 1 && st.st_uid == s->uid &&
+              st.st_gid == s->gid && (st.st_mode & 07777) == s->mode && no_xattrs(fd) &&
+              (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
+               !(flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)));
+    (void)close(fd);
+    return ok;
+}
+
+/* ROOT/.spare-empty made anew when `force` or older than EMPTY_EVERY_S: the file an empty
+ * log's name points to once its inode is a spare. */
+static bool empty_fresh(tn_spares *s, bool force)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!force && s->empty_at && now.tv_sec - s->empty_at < EMPTY_EVERY_S)
+        return true;
+    char tmp[PATH_MAX + 32], to[PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s/" EMPTY_NAME ".new", s->root);
+    snprintf(to, sizeof(to), "%s/" EMPTY_NAME, s->root);
+    (void)unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return false;
+    (void)close(fd);
+    if (rename(tmp, to) != 0) {
+        (void)unlink(tmp);
+        return false;
+    }
+    s->empty_at = now.tv_sec;
+    return true;
+}
+
+/* A file: its inode gets the spare's name too, then its own name is pointed at the shared
+ * empty file in one rename, so a reader of path finds an empty log throughout. */
+static bool give_file(tn_spares *s, const char *path, const char *sp)
+{
+    if (!file_as_new(s, path) || !empty_fresh(s, false) || link(path, sp) != 0)
+        return false;
+    char tmp[PATH_MAX + 40], empty[PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.e", sp);
+    snprintf(empty, sizeof(empty), "%s/" EMPTY_NAME, s->root);
+    int e = link(empty, tmp) == 0 ? 0 : errno;
+    if (e == EMLINK && empty_fresh(s, true)) /* as many names as the file system allows */
+        e = link(empty, tmp) == 0 ? 0 : errno;
+    if (e || rename(tmp, path) != 0) {
+        (void)unlink(tmp);
+        (void)unlink(sp);
+        return false;
+    }
+    return true;
+}
+
 bool tn_spares_give(tn_spares *s, const char *path)
 {
-    if (s->kind != TN_SPARE_DIR)
-        return false;
     pthread_mutex_lock(&s->mu);
     bool room = s->n < s->cap;
     uint32_t id = s->next;
     if (room)
         s->next++;
     pthread_mutex_unlock(&s->mu);
-    if (!room || !as_new(s, path))
+    if (!room)
         return false;
     char sp[PATH_MAX + 32];
     spare_path(s, id, sp, sizeof(sp));
-    if (rename_noreplace(path, sp) != 0)
+    if (!(s->kind == TN_SPARE_DIR ? give_dir(s, path, sp) : give_file(s, path, sp)))
         return false;
     pthread_mutex_lock(&s->mu);
     room = s->n < s->cap;
@@ -298,7 +370,7 @@ bool tn_spares_give(tn_spares *s, const char *path)
     }
     pthread_mutex_unlock(&s->mu);
     if (!room)
-        (void)rmdir(sp);
+        remove_path(sp);
     return true;
 }
 
@@ -322,6 +394,11 @@ void tn_spares_free(tn_spares *s)
         pthread_join(s->thread, NULL);
     for (uint32_t i = 0; i < s->n; i++)
         drop_one(s, s->ids[i], s->fds[i]);
+    if (s->empty_at) { /* the logs pointed at it keep it */
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/" EMPTY_NAME, s->root);
+        (void)unlink(p);
+    }
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->ids);

@@ -16,8 +16,16 @@
  * the file system has no O_TMPFILE, ROOT/.spare-N as for dirs. A returned exec dir is kept only when
  * it is empty, owned by the worker's uid and gid, with the mode a fresh mkdir gives it and
  * no ACL or user xattr: a tenant's dir (chowned), a chmodded one or one with files is
- * removed as before. Spares left by a worker killed with SIGKILL are removed at the next
- * start (tn_spares_new); tn_spares_free removes the rest.
+ * removed as before. A returned log file is kept only when it is empty (no byte, no
+ * block), has one name, the worker's uid, gid and mode, no ACL, user xattr, immutable or
+ * append-only flag: its inode becomes a named spare (ROOT/.spare-N) and its name is
+ * pointed at a shared empty file, ROOT/.spare-empty, in one rename, so `tern logs` still
+ * finds an empty log. That file is made anew every minute (and when it has as many names
+ * as the file system allows), so an empty log's mtime, which retention reads, is at most
+ * a minute before its attempt's end. The spawn never appends to a file with more than one
+ * name (spawn.c). Spares left by a worker killed with SIGKILL are removed at the next
+ * start (tn_spares_new), with ROOT/.spare-empty's name (the logs keep their own);
+ * tn_spares_free removes the rest.
  *
  * Threads: take and give from one thread; the filler is the pool's own. */
 #ifndef TN_SPARES_H
@@ -49,8 +57,10 @@ tn_err tn_spares_new(const char *root, tn_spare_kind kind, uint32_t cap, uint32_
  * times set to now); false: none was ready, or the rename failed (that spare is dropped):
  * the caller makes it as before. Never blocks on the filler. */
 bool tn_spares_take(tn_spares *s, const char *path);
-/* Dirs: keeps the dir at path as a spare when there is room and it is empty and as a
- * fresh mkdir leaves it. True: path is gone (now a spare); false: the caller removes it. */
+/* Keeps what an attempt leaves at path as a spare, when there is room and it is as fresh
+ * as a new one (see above). Dirs: true: path is gone (now a spare); false: the caller
+ * removes it. Files: true: path now names the shared empty file, its own inode is a
+ * spare; false: path is as it was. Only for a path no process can still write to. */
 bool tn_spares_give(tn_spares *s, const char *path);
 /* Spares waiting now. */
 uint32_t tn_spares_len(tn_spares *s);

@@ -597,11 +597,26 @@ static tn_err script_file(const tn_spawn *s, const child_ctx *c, char *path, siz
     return TN_OK;
 }
 
+/* Opens a log to append to. A file with more than one name is never appended to: it may
+ * be the empty file the names of empty logs share (spares.h), which the same attempt
+ * started again would find at its path; a new file takes the name instead. */
+static int open_log(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+        (void)close(fd);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return -1;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    }
+    return fd;
+}
+
 /* The attempt's log (stdout and stderr, appended) and /dev/null (stdin), above the low fds. */
 static tn_err open_stdio(const tn_spawn *s, child_ctx *c, tn_errmsg *msg)
 {
-    c->logfd = pr_fd_high(
-        open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
+    c->logfd = pr_fd_high(open_log(s->log_path));
     if (c->logfd < 0)
         return tn_errmsg_set(msg, tn_err_from_errno(errno),
                              "task %" PRIu64 " attempt %" PRIu32 ": cannot open log %s: %s",

@@ -237,6 +237,11 @@ static void release(tn_worker *w, job *j)
          nftw(j->exec_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS) == 0) &&
         w->exec_dirs)
         w->exec_dirs--;
+    /* a log that stayed empty: its inode kept for the next attempt, its name pointed at the
+     * shared empty file (spares.h). Only in cgroup mode, where the attempt ended with its
+     * cgroup empty: no process of it can still hold the log open and write to it. */
+    if (clean && j->log_path && tn_proc_mode(j->proc) == TN_CONTAIN_CGROUP)
+        (void)tn_spares_give(w->log_spares, j->log_path);
     free(j->exec_dir);
     free(j->log_path);
     free(j->user);
@@ -1492,8 +1497,8 @@ static void task_setup_free(tn_worker *w)
 
 /* The pools of spare exec dirs and logs (spares.h), after the data dir's lock: a spare
  * left in it is a previous run's. As many ahead as slots, up to 256: a burst of dispatches
- * takes them at once; logs up to 64, each an open fd (O_TMPFILE) counted against
- * RLIMIT_NOFILE with the running tasks' pidfds and logs. */
+ * takes them at once; logs made ahead up to 64, each an open fd (O_TMPFILE) counted
+ * against RLIMIT_NOFILE with the running tasks' pidfds and logs. */
 static tn_err make_spares(tn_worker *w, tn_errmsg *msg)
 {
     uint32_t ahead = w->o.slots < 256 ? w->o.slots : 256, gone[2] = {0, 0};
@@ -1502,10 +1507,12 @@ static tn_err make_spares(tn_worker *w, tn_errmsg *msg)
     for (int i = 0; i < 2; i++) {
         char root[PATH_MAX + 8];
         snprintf(root, sizeof(root), "%s/%s", w->data, sub[i]);
-        /* exec dirs: room for what the filler made and a slot's worth of returns */
-        uint32_t cap = i == 0 ? ahead + w->o.slots : ahead < 64 ? ahead : 64;
+        /* room for what the filler made and a slot's worth of returns (a returned log is
+         * a named file: it holds no fd) */
+        uint32_t logs_ahead = ahead < 64 ? ahead : 64;
+        uint32_t cap = ahead + w->o.slots;
         tn_err e = tn_spares_new(root, i == 0 ? TN_SPARE_DIR : TN_SPARE_FILE, cap,
-                                 i == 0 ? ahead : cap, pool[i], &gone[i]);
+                                 i == 0 ? ahead : logs_ahead, pool[i], &gone[i]);
         if (e)
             return tn_errmsg_set(msg, e, "%s: cannot keep spares: %s", root, tn_strerror(e));
     }
