@@ -83,7 +83,9 @@ static int stream(const logs_opts *o, const char *wurl, uint64_t task, uint32_t 
             free(lraw);
             return rc;
         }
-        if (out)
+        if (!lrep.data.len) /* an empty log, or nothing new: no bytes, and no pointer */
+            ;
+        else if (out)
             tn_sb_printf(out, "%.*s", (int)lrep.data.len, lrep.data.p);
         else
             fwrite(lrep.data.p, 1, lrep.data.len, stdout);
