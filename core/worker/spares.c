@@ -267,39 +267,24 @@ static bool no_xattrs(int fd)
     return true;
 }
 
-/* Empty, and as mkdir made it: a fresh dir for whoever gets it next. */
+/* As mkdir or open made it, and empty: nothing of the attempt carries over to whoever
+ * gets it next. A file also has one name, no block and no immutable or append-only flag. */
 static bool as_new(const tn_spares *s, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    struct stat st;
-    bool ok = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == s->uid &&
-              st.st_gid == s->gid && (st.st_mode & 07777) == s->mode && dir_empty(fd) &&
-              no_xattrs(fd);
-    (void)close(fd);
-    return ok;
-}
-
-/* A dir: renamed to the spare's name. */
-static bool give_dir(tn_spares *s, const char *path, const char *sp)
-{
-    return as_new(s, path) && rename_noreplace(path, sp) == 0;
-}
-
-/* Empty, one name, and as open made it: nothing of the attempt carries over. */
-static bool file_as_new(const tn_spares *s, const char *path)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    bool dir = s->kind == TN_SPARE_DIR;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+                            (dir ? O_DIRECTORY : O_NONBLOCK | O_NOCTTY));
     if (fd < 0)
         return false;
     struct stat st;
     int flags = 0;
-    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
-              st.st_blocks == 0 && st.st_nlink == 1 && st.st_uid == s->uid &&
-              st.st_gid == s->gid && (st.st_mode & 07777) == s->mode && no_xattrs(fd) &&
-              (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
-               !(flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)));
+    bool ok = fstat(fd, &st) == 0 && st.st_uid == s->uid && st.st_gid == s->gid &&
+              (st.st_mode & 07777) == s->mode && no_xattrs(fd) &&
+              (dir ? S_ISDIR(st.st_mode) && dir_empty(fd) :
+                     S_ISREG(st.st_mode) && st.st_size == 0 && st.st_blocks == 0 &&
+                         st.st_nlink == 1 &&
+                         (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
+                          !(flags & (FS_IMMUTABLE_FL | FS_APPEND_FL))));
     (void)close(fd);
     return ok;
 }
@@ -332,7 +317,7 @@ static bool empty_fresh(tn_spares *s, bool force)
  * empty file in one rename, so a reader of path finds an empty log throughout. */
 static bool give_file(tn_spares *s, const char *path, const char *sp)
 {
-    if (!file_as_new(s, path) || !empty_fresh(s, false) || link(path, sp) != 0)
+    if (!empty_fresh(s, false) || link(path, sp) != 0)
         return false;
     char tmp[PATH_MAX + 40], empty[PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.e", sp);
@@ -356,11 +341,12 @@ bool tn_spares_give(tn_spares *s, const char *path)
     if (room)
         s->next++;
     pthread_mutex_unlock(&s->mu);
-    if (!room)
+    if (!room || !as_new(s, path))
         return false;
     char sp[PATH_MAX + 32];
     spare_path(s, id, sp, sizeof(sp));
-    if (!(s->kind == TN_SPARE_DIR ? give_dir(s, path, sp) : give_file(s, path, sp)))
+    /* a dir is renamed to the spare's name */
+    if (!(s->kind == TN_SPARE_DIR ? rename_noreplace(path, sp) == 0 : give_file(s, path, sp)))
         return false;
     pthread_mutex_lock(&s->mu);
     room = s->n < s->cap;

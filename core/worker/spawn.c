@@ -176,18 +176,15 @@ static int child_stack(tn_procs *p)
  * again at exec, which cost a worker with many threads and a large map twice the time of
  * the whole spawn. Where it can, clone3 puts the child in its v2 cgroup at birth
  * (CLONE_INTO_CGROUP): a write to cgroup.procs migrates under a global lock and cost
- * ~150 us more per spawn. The child reports a failing stage and errno in *c. */
-static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
+ * ~150 us more per spawn. The child runs fn(arg) on p's stack, with every signal blocked;
+ * when it must join the cgroup open at cgdir (-1: none) by writing, *cgprocs gets that
+ * cgroup.procs. Returns the pid, or -errno. */
+static long clone_child(tn_procs *p, int (*fn)(void *), void *arg, int cgdir, int *cgprocs)
 {
-    int se = child_stack(p);
-    if (se)
-        return se;
-    c->fail_stage = c->fail_errno = 0;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    long k = -1;
-    int clone_err = 0;
+    long k = -ENOSYS;
 #ifdef HAVE_CLONE3_VFORK
     /* also without a cgroup (session mode): the raw system call, where glibc's clone()
      * may be intercepted (ThreadSanitizer takes a clone for a fork, marks the shared
@@ -195,28 +192,38 @@ static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
      * pthread_create) */
     if (!p->no_clone3) {
         clone3_args ca = {.flags =
-                              CLONE_VM | CLONE_VFORK | (c->cgdir >= 0 ? CLONE_INTO_CGROUP : 0),
+                              CLONE_VM | CLONE_VFORK | (cgdir >= 0 ? CLONE_INTO_CGROUP : 0),
                           .exit_signal = SIGCHLD,
                           .stack = (uint64_t)(uintptr_t)p->stack,
                           .stack_size = CHILD_STACK,
-                          .cgroup = c->cgdir >= 0 ? (uint64_t)c->cgdir : 0};
-        k = clone3_vfork(&ca, child_run, c);
+                          .cgroup = cgdir >= 0 ? (uint64_t)cgdir : 0};
+        k = clone3_vfork(&ca, fn, arg);
         /* older kernel: not again; any other error: the write path says which stage */
         if (k == -ENOSYS || k == -EINVAL || k == -E2BIG)
             p->no_clone3 = true;
     }
 #endif
-    if (k < 0 && c->cgdir >= 0 &&
-        (c->cgprocs = pr_fd_high(openat(c->cgdir, "cgroup.procs", O_WRONLY | O_CLOEXEC))) < 0)
-        clone_err = errno;
+    if (k < 0 && cgdir >= 0 &&
+        (*cgprocs = pr_fd_high(openat(cgdir, "cgroup.procs", O_WRONLY | O_CLOEXEC))) < 0)
+        k = -errno;
     else if (k < 0) {
-        k = clone(child_run, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                  c);
-        clone_err = errno;
+        k = clone(fn, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+        k = k < 0 ? -errno : k;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return k;
+}
+
+/* An attempt's child (child_run); it reports a failing stage and errno in *c. */
+static int spawn_clone(tn_procs *p, child_ctx *c, pid_t *pid, int *stage)
+{
+    int se = child_stack(p);
+    if (se)
+        return se;
+    c->fail_stage = c->fail_errno = 0;
+    long k = clone_child(p, child_run, c, c->cgdir, &c->cgprocs);
     if (k < 0)
-        return clone_err;
+        return (int)-k;
     /* CLONE_VFORK: the child has exec'd or exited by now */
     if (c->fail_stage) {
         int st;
@@ -843,37 +850,6 @@ __attribute__((no_sanitize_address)) static int bare_child(void *arg)
     _exit(127);
 }
 
-/* Starts b's child in the cgroup open at cgdir (-1: none), as spawn_clone does: pid or
- * -errno. */
-static long bare_clone(tn_procs *p, bare_ctx *b, int cgdir)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    long k = -ENOSYS;
-#ifdef HAVE_CLONE3_VFORK
-    if (!p->no_clone3) {
-        clone3_args ca = {.flags =
-                              CLONE_VM | CLONE_VFORK | (cgdir >= 0 ? CLONE_INTO_CGROUP : 0),
-                          .exit_signal = SIGCHLD,
-                          .stack = (uint64_t)(uintptr_t)p->stack,
-                          .stack_size = CHILD_STACK,
-                          .cgroup = cgdir >= 0 ? (uint64_t)cgdir : 0};
-        k = clone3_vfork(&ca, bare_child, b);
-    }
-#endif
-    if (k < 0 && cgdir >= 0 &&
-        (b->cgprocs = openat(cgdir, "cgroup.procs", O_WRONLY | O_CLOEXEC)) < 0)
-        k = -errno;
-    else if (k < 0) {
-        k = clone(bare_child, (char *)p->stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                  b);
-        k = k < 0 ? -errno : k;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return k;
-}
-
 int tn_procs_run_bare(tn_procs *p, char *const argv[], char *const envp[], int *status)
 {
     pthread_mutex_lock(&p->mu);
@@ -888,7 +864,7 @@ int tn_procs_run_bare(tn_procs *p, char *const argv[], char *const envp[], int *
             e = errno;
     }
     bare_ctx b = {.argv = argv, .envp = envp, .cgprocs = -1};
-    long k = e ? -e : bare_clone(p, &b, cgdir);
+    long k = e ? -e : clone_child(p, bare_child, &b, cgdir, &b.cgprocs);
     pthread_mutex_unlock(&p->mu);
     if (k < 0)
         e = (int)-k;
