@@ -35,13 +35,15 @@ static void setup(void)
 
 /* Signal process i and reap it; SIGKILL when it has not exited after 5 s. Returns its
  * wait status when it exited on its own, -1 when it had to be killed (or was not there). */
-static int stop_proc_status(int i, int sig)
+/* Signal process i and reap it: its wait status, or -1 when it had not ended after ms
+ * (then it is killed). */
+static int stop_proc_within(int i, int sig, int ms)
 {
     if (procs[i] <= 0)
         return -1;
     kill(procs[i], sig);
     int st;
-    for (int t = 0; t < 500; t++) {
+    for (int t = 0; t < ms / 10; t++) {
         if (waitpid(procs[i], &st, WNOHANG) == procs[i]) {
             procs[i] = 0;
             return st;
@@ -52,6 +54,11 @@ static int stop_proc_status(int i, int sig)
     waitpid(procs[i], &st, 0);
     procs[i] = 0;
     return -1;
+}
+
+static int stop_proc_status(int i, int sig)
+{
+    return stop_proc_within(i, sig, 5000);
 }
 
 static void stop_proc(int i, int sig)
@@ -879,9 +886,11 @@ Test(cluster, worker_drops_a_dispatch_meant_for_its_previous_run)
     uint64_t e2 = fm_epoch(&f, e1);
     fm_dispatch(tx, 3, e1); /* for the old run, sent to the new one */
     /* for this run: it starts. Resent every second until accepted, as the master does (a
-     * send can die with the pipe the transport is replacing) */
+     * send can die with the pipe the transport is replacing). Up to a minute: a dial that
+     * met the worker as it was killed is only replaced after nng's 10 s handshake bound
+     * (transport/nng.c, watch_dialer) */
     int acc2 = 0;
-    for (int i = 0; i < 1000 && !acc2; i++) {
+    for (int i = 0; i < 6000 && !acc2; i++) {
         if (i % 100 == 0)
             fm_dispatch(tx, 2, e2);
         pthread_mutex_lock(&f.mu);
@@ -2904,7 +2913,18 @@ Test(cluster, a_stopping_worker_runs_the_kill_hooks_of_its_tasks)
                            "     command: 'echo application_1700000000000_0009; sleep 300'}\n",
                            "kw");
     wait_log_has(wf, "t", "application_1700000000000_0009");
-    int st = stop_proc_status(1, SIGTERM); /* the worker: master 0, worker 1 */
+    /* the worker: master 0, worker 1. Its own bounds: 2 s for its tasks to die, up to 6 s
+     * for their hooks and reports */
+    int st = stop_proc_within(1, SIGTERM, 30000);
+    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        char path[700];
+        snprintf(path, sizeof(path), "%s/w1.log", dir);
+        char *log = slurp(path);
+        size_t n = log ? strlen(log) : 0;
+        fprintf(stderr, "worker wait status %d; the end of its log:\n%s\n", st,
+                log ? log + (n > 6000 ? n - 6000 : 0) : "(none)");
+        free(log);
+    }
     cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker stopped cleanly");
     cr_expect_eq(yarn_calls("application -kill application_1700000000000_0009\n"), 1);
     cr_expect_eq(yarn_lines(), 1);

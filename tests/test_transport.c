@@ -8,6 +8,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -718,6 +719,80 @@ SUITE(inproc, SC_INPROC)
 SUITE(ipc, SC_IPC)
 SUITE(tcp, SC_TCP)
 SUITE(tls, SC_TLS)
+
+/* ---- a peer that hangs up in the handshake ---------------------------------------------- */
+
+typedef struct rude {
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    int accepted;
+} rude;
+
+/* A raw unix listener at r->path that closes each connection as soon as it comes, before
+ * any SP header is read; it stops after 40 of them or 2 s without one, and removes its
+ * socket file. */
+static void *rude_server(void *arg)
+{
+    rude *r = arg;
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, r->path, sizeof(r->path));
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 64))
+        return NULL;
+    while (r->accepted < 40) {
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        if (poll(&p, 1, 2000) <= 0)
+            break;
+        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0) {
+            close(c);
+            r->accepted++;
+        }
+    }
+    close(lfd);
+    unlink(r->path);
+    return NULL;
+}
+
+/* nng 1.5.2 ends a dialer for good when its handshake write fails with EPIPE (the peer
+ * closed first: a worker killed as the master connects): it takes the error for its own
+ * close and never redials. The sender must notice and dial anew, so that messages reach
+ * the peer that listens at that path next. */
+Test(ipc, sender_dials_again_after_peers_hang_up_in_the_handshake)
+{
+    env e;
+    sink s;
+    env_init(&e, SC_IPC);
+    sink_init(&s);
+    tn_errmsg em = {{0}};
+    rude r = {.accepted = 0};
+    cr_assert_lt(snprintf(r.path, sizeof(r.path), "%s", e.fixed_url + strlen("ipc://")),
+                 (int)sizeof(r.path));
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, rude_server, &r), 0);
+    while (access(r.path, F_OK) != 0)
+        sleep_ms(1);
+    tn_tx tx = dial_fixed(&e);
+    pthread_join(th, NULL);
+    cr_assert_gt(r.accepted, 0, "the sender dialed the rude peer");
+    tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
+    cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
+    unsigned char buf[32];
+    uint64_t seq = 0;
+    for (int i = 0; i < WAIT_MS / 20 && sink_count(&s) == 0; i++) {
+        make_msg(buf, sizeof(buf), seq++);
+        tn_tx_send(tx, buf, sizeof(buf));
+        sink_wait(&s, 1, 20);
+    }
+    cr_assert_gt(sink_count(&s), 0, "a message reached the peer listening after %d rude ones",
+                 r.accepted);
+    tn_tx_nng_stats st = {0};
+    cr_assert_eq(tn_tx_nng_stats_get(tx, &st), TN_OK);
+    cr_assert_geq(st.redials, 1, "the stopped dialer was replaced (nng 1.5.2 stops it)");
+    tn_tx_free(&tx);
+    tn_tx_free(&rx);
+    sink_fini(&s);
+    env_fini(&e);
+}
 
 /* ---- TLS refusals ----------------------------------------------------------------------- */
 

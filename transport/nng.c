@@ -32,6 +32,8 @@
 #define MAX_CONNS     4096       /* default bound on a receiver's connections */
 #define NAME_MAX_LEN  64         /* a certificate CN kept for a connection */
 #define ROLE_MAX_LEN  16         /* a certificate OU */
+#define NEGO_MS       10000 /* nng 1.5.2's bound on an SP header exchange (not an option) */
+#define WATCH_MS      1000  /* how often a send reads an unconnected dialer's counters */
 
 /* A receiver's connection: who it is (established at connect) and its rate bucket. */
 typedef struct pipeinfo {
@@ -127,6 +129,11 @@ typedef struct sockgen {
     nng_dialer d[MAX_ENDPOINTS];
     pthread_mutex_t mu; /* spent; held across a send on this socket */
     bool spent;
+    atomic_bool up; /* sender: a connection was made (ADD_POST) */
+    /* sender, under send_mu: the dialer watch (watch_dialer) */
+    int64_t check_ns; /* the next look at the dialer's counters */
+    int64_t moved_ns; /* when they were last seen to move (or the dialer started) */
+    uint64_t tries_seen;
 } sockgen;
 
 typedef struct nngtx {
@@ -149,7 +156,7 @@ typedef struct nngtx {
     char *bound;
 
     atomic_uint_fast64_t connects, disconnects, refused, handshake_errors, oversized, sent,
-        received, renewals, rate_dropped, peer_refused;
+        received, renewals, rate_dropped, peer_refused, redials;
     pipeinfo *pipes; /* receiver: live connections, under mu */
     uint32_t npipes, pipes_cap;
     int64_t rate_logged_ns; /* the last "rate bound" line, under mu */
@@ -700,6 +707,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
         pipe_admit(t, p, url, peer);
         break;
     case NNG_PIPE_EV_ADD_POST:
+        atomic_store(&g->up, true);
         atomic_fetch_add(&t->connects, 1);
         tn_info(COMP, "msg=connected tx=%s url=%s peer=%s pipe=%u%s%s", t->name, url, peer,
                 nng_pipe_id(p), extra, is_tls ? " tls_verified=true" : "");
@@ -1000,6 +1008,9 @@ static tn_err start_dialer(nngtx *t, sockgen *g, int idx, const char *url, bool 
     pthread_mutex_lock(&t->mu);
     g->d[idx] = d;
     pthread_mutex_unlock(&t->mu);
+    g->moved_ns = tn_mono_ns();
+    g->check_ns = g->moved_ns + WATCH_MS * 1000000LL;
+    g->tries_seen = 0;
     /* Non-blocking: a refused first attempt is retried in the background like any other. */
     if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0)
         goto fail_nng;
@@ -1072,6 +1083,79 @@ static tn_err renew(nngtx *t)
     return TN_OK;
 }
 
+/* Every attempt of dialer d nng counted (made, refused, failed, timed out); UINT64_MAX when
+ * nng keeps no statistics. */
+static uint64_t dialer_tries(nng_dialer d)
+{
+    static const char *const names[] = {"connect", "refused", "disconnect", "canceled",
+                                        "other",   "timeout", "proto",      "auth",
+                                        "oom",     "reject"};
+    nng_stat *all, *s;
+    if (nng_stats_get(&all) != 0)
+        return UINT64_MAX;
+    uint64_t n = UINT64_MAX;
+    if ((s = nng_stat_find_dialer(all, d)) != NULL) {
+        n = 0;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            n += stat_counter(s, names[i]);
+    }
+    nng_stats_free(all);
+    return n;
+}
+
+/* nng 1.5.2 ends a dialer for good when its SP header write fails with EPIPE (the peer
+ * closed first: a worker killed just as we connect): the dialer takes the error, which it
+ * maps to NNG_ECLOSED, for its own close and never redials, so a sender would queue for
+ * that peer forever. A live dialer counts an attempt at least every NEGO_MS plus the
+ * backoff (an attempt ends connected, refused, failed, or at the header exchange's
+ * timeout), so one that has made no connection and counted nothing for that long has
+ * stopped: it is closed and a fresh one dials. Waiting out NEGO_MS keeps us from hanging
+ * up on a slow peer in the middle of the exchange, which would wedge its ipc listener
+ * (nanomsg/nng#1518). Without nng statistics, any dialer that has connected nowhere for
+ * that long is replaced. Under send_mu, on each send: a peer that is sent nothing needs no
+ * connection. */
+static void watch_dialer(nngtx *t, sockgen *g)
+{
+    int64_t now = tn_mono_ns();
+    if (!t->neps || atomic_load(&g->up) || now < g->check_ns)
+        return;
+    g->check_ns = now + WATCH_MS * 1000000LL;
+    pthread_mutex_lock(&t->mu);
+    nng_dialer d = g->d[0];
+    pthread_mutex_unlock(&t->mu);
+    uint64_t tries = dialer_tries(d);
+    if (tries != UINT64_MAX && tries != g->tries_seen) {
+        g->tries_seen = tries;
+        g->moved_ns = now;
+        return;
+    }
+    int64_t quiet_ms = (now - g->moved_ns) / 1000000;
+    if (quiet_ms < NEGO_MS + 2LL * t->o.reconnect_max_ms)
+        return;
+    pthread_mutex_lock(&g->mu);
+    bool spent = g->spent;
+    pthread_mutex_unlock(&g->mu);
+    if (spent)
+        return;
+    pthread_mutex_lock(&t->mu);
+    char *url = strdup(t->eps[0].url);
+    pthread_mutex_unlock(&t->mu);
+    const tn_tx_scheme *sc = url ? tn_tx_scheme_find(url) : NULL;
+    tn_errmsg em = {0};
+    nng_dialer_close(d);
+    tn_err e = sc ? start_dialer(t, g, 0, url, sc->tls, &em) :
+                    tn_errmsg_set(&em, TN_ERR_NOMEM, "%s: out of memory", t->name);
+    uint64_t n = atomic_fetch_add(&t->redials, 1) + 1;
+    if (e)
+        g->moved_ns = now; /* the next try in a full period */
+    tn_warn(COMP,
+            "msg=\"no connection and no dial attempt counted; dialing anew\" tx=%s url=%s "
+            "quiet_ms=%lld redials=%" PRIu64 "%s%s%s",
+            t->name, url ? url : "?", (long long)quiet_ms, n, e ? " err=\"" : "",
+            e ? em.text : "", e ? "\"" : "");
+    free(url);
+}
+
 static tn_err tx_send(void *self, const void *buf, size_t len)
 {
     nngtx *t = self;
@@ -1089,6 +1173,7 @@ static tn_err tx_send(void *self, const void *buf, size_t len)
     pthread_mutex_lock(&t->send_mu);
     for (int round = 0; t->gen && round < 2; round++) {
         sockgen *g = t->gen;
+        watch_dialer(t, g);
         pthread_mutex_lock(&g->mu);
         bool spent = g->spent;
         /* nng_send copies buf into a message; with send_wait_ms the socket's send timeout
@@ -1430,6 +1515,7 @@ tn_err tn_tx_nng_stats_get(tn_tx t, tn_tx_nng_stats *out)
         .renewals = atomic_load(&x->renewals),
         .rate_dropped = atomic_load(&x->rate_dropped),
         .peer_refused = atomic_load(&x->peer_refused),
+        .redials = atomic_load(&x->redials),
     };
     return TN_OK;
 }

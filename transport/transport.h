@@ -228,6 +228,7 @@ typedef struct tn_tx_nng_stats {
     uint64_t renewals;         /* sender: sockets replaced after their connection was gone */
     uint64_t rate_dropped;     /* receiver: messages over a connection's rate bound */
     uint64_t peer_refused;     /* connections refused: ipc uid, too many connections */
+    uint64_t redials;          /* sender: stopped dialers replaced (see watch_dialer) */
 } tn_tx_nng_stats;
 
 /* Fill *out; TN_ERR_INVAL when t is not an nng endpoint. Reads nng's counters now. */
