@@ -311,6 +311,32 @@ static void wf_state(const char *who, int wf, char *state, size_t len, int *max_
     free(out);
 }
 
+/* For a failure's message: what `tern status wf` says to who (both streams), and the end of
+ * who's log. */
+static void explain(const char *who, int wf)
+{
+    char cmd[2600], p[700];
+    char *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof(cmd), "%s status %d --master ipc://%s/%s.ctl", tu_tern(), wf, dir,
+             who);
+    int st = tu_run(cmd, &out, &err);
+    fprintf(stderr, "tern status %d on %s: wait status %d\nstdout: %s\nstderr: %s\n", wf, who,
+            st, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+    snprintf(p, sizeof(p), "%s/%s.log", dir, who);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return;
+    char *buf = calloc(1, 8001);
+    if (buf && fseek(f, -8000, SEEK_END) != 0)
+        rewind(f);
+    size_t n = buf ? fread(buf, 1, 8000, f) : 0;
+    fprintf(stderr, "the end of %s.log:\n%.*s\n", who, (int)n, buf ? buf : "");
+    free(buf);
+    fclose(f);
+}
+
 /* Until a task of workflow instance wf runs on its worker (the worker accepted it). */
 static void wait_running(const char *who, int wf)
 {
@@ -496,6 +522,8 @@ Test(ha, a_paused_leader_is_fenced_and_rejoins_as_standby)
             break;
         msleep(100);
     }
+    if (strcmp(st, "SUCCESS") != 0)
+        explain(next, 1);
     cr_assert_str_eq(st, "SUCCESS");
     cr_assert_eq(runs_of("1 a"), 1);
     cr_assert_eq(runs_of("1 b"), 1);
