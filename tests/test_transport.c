@@ -794,6 +794,44 @@ Test(ipc, sender_dials_again_after_peers_hang_up_in_the_handshake)
     env_fini(&e);
 }
 
+/* The same nng bug on the other side (nanomsg/nng#1518): clients that hang up before the
+ * SP header exchange ends (a master killed as it connects, a bare connect and close, a
+ * second daemon's nng_listen checking the path) leave a receiver's ipc listener handing
+ * no connection over ever after. The receiver must notice and listen again; in each
+ * round a new sender must get through. */
+static void hang_up_early(const char *path, size_t n);
+
+Test(ipc, receiver_survives_clients_hanging_up_early)
+{
+    env e;
+    sink s;
+    env_init(&e, SC_IPC);
+    sink_init(&s);
+    tn_errmsg em = {{0}};
+    tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
+    cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
+    const char *path = e.fixed_url + strlen("ipc://");
+    unsigned char buf[32];
+    uint64_t seq = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 3; i++)
+            hang_up_early(path, 0);
+        hang_up_early(path, 3);
+        tn_tx tx = dial_fixed(&e);
+        uint64_t want = sink_count(&s) + 1;
+        for (int i = 0; i < WAIT_MS / 20 && sink_count(&s) < want; i++) {
+            make_msg(buf, sizeof(buf), seq++);
+            tn_tx_send(tx, buf, sizeof(buf));
+            sink_wait(&s, want, 20);
+        }
+        cr_assert_geq(sink_count(&s), want, "round %d: nothing got through", round);
+        tn_tx_free(&tx);
+    }
+    tn_tx_free(&rx);
+    sink_fini(&s);
+    env_fini(&e);
+}
+
 /* ---- TLS refusals ----------------------------------------------------------------------- */
 
 /* A receiver at tls+tcp and a sender with `cli` dialing host:port: the receiver must get

@@ -1,6 +1,7 @@
 /* The nng transport: push (sender) and pull (receiver) sockets for tcp, ipc, inproc and
  * tls+tcp behind tn_tx_ops, with connection logs, a receive bound and TLS failure counts. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ipcprobe.h"
 #include "log.h"
 #include "transport.h"
 #include "util.h"
@@ -27,11 +29,12 @@
 #define MAX_ENDPOINTS 16         /* listens + dials of one endpoint */
 #define PEM_MAX       (1u << 20) /* bytes of one PEM file */
 #define MONITOR_MS    250        /* how often nng's TLS failure counters are read */
-#define NNG_BUF_MAX   8192       /* nng's limit for send-buffer and recv-buffer */
-#define CLOSE_WAIT_MS 10000      /* how long free waits for nng_close (see tx_free) */
-#define MAX_CONNS     4096       /* default bound on a receiver's connections */
-#define NAME_MAX_LEN  64         /* a certificate CN kept for a connection */
-#define ROLE_MAX_LEN  16         /* a certificate OU */
+#define PROBE_WAIT_MS 500   /* for an ipc probe's connection: it comes in well under 1 ms */
+#define NNG_BUF_MAX   8192  /* nng's limit for send-buffer and recv-buffer */
+#define CLOSE_WAIT_MS 10000 /* how long free waits for nng_close (see tx_free) */
+#define MAX_CONNS     4096  /* default bound on a receiver's connections */
+#define NAME_MAX_LEN  64    /* a certificate CN kept for a connection */
+#define ROLE_MAX_LEN  16    /* a certificate OU */
 #define NEGO_MS       10000 /* nng 1.5.2's bound on an SP header exchange (not an option) */
 #define WATCH_MS      1000  /* how often a send reads an unconnected dialer's counters */
 
@@ -103,6 +106,13 @@ typedef struct endpoint {
     bool listener;
     char *url;
     uint64_t auth_seen; /* nng's "auth" counter of this listener or dialer at the last poll */
+    /* a receiver's ipc listener, watched for nanomsg/nng#1518 (see mon_watch) */
+    bool ipc;
+    bool suspect;        /* its "other" counter moved: probe it */
+    bool relisten;       /* closed as stuck, not listening yet: try again */
+    bool lost_told;      /* warned that the path is no longer ours */
+    uint64_t other_seen; /* nng's "other" counter of the listener at the last poll */
+    tn_ipc_file file;    /* the socket file it made */
 } endpoint;
 
 struct nngtx;
@@ -202,6 +212,11 @@ static void mon_poll(void)
             endpoint *e = &t->eps[i];
             nng_stat *s = e->listener ? nng_stat_find_listener(all, t->gen->l[i]) :
                                         nng_stat_find_dialer(all, t->gen->d[i]);
+            if (e->ipc) {
+                uint64_t o = stat_counter(s, "other");
+                e->suspect |= o != e->other_seen;
+                e->other_seen = o;
+            }
             uint64_t v = stat_counter(s, "auth");
             if (v > e->auth_seen) {
                 atomic_fetch_add(&t->handshake_errors, v - e->auth_seen);
@@ -218,12 +233,15 @@ static void mon_poll(void)
     nng_stats_free(all);
 }
 
+static void mon_watch(void);
+
 static void *mon_main(void *arg)
 {
     uint64_t gen = (uint64_t)(uintptr_t)arg;
     pthread_mutex_lock(&mon.mu);
     while (mon.gen == gen) {
         mon_poll();
+        mon_watch();
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += MONITOR_MS * 1000000L;
@@ -918,29 +936,19 @@ static tn_err ipc_prepare(nngtx *t, nng_listener l, const char *path, tn_errmsg 
     return TN_OK;
 }
 
-static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
+/* A listener for url on the receiver's socket with the endpoint's options (TLS, the
+ * receive bound, an ipc socket file's mode and folder), not started yet. */
+static tn_err make_listener(nngtx *t, const char *url, bool tls, nng_listener *out,
+                            tn_errmsg *msg)
 {
-    nngtx *t = self;
-    const tn_tx_scheme *sc;
     nng_tls_config *cfg;
     nng_listener l;
-    int idx;
-    tn_err e = check_url(t, url, &sc, msg);
-    if (e)
-        return e;
-    if (t->o.sender) /* before any nng call: the reason, not nng's */
-        return add_endpoint(t, true, (nng_listener)NNG_LISTENER_INITIALIZER,
-                            (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg);
-    if (sc->tls && !t->cert_pem)
-        return tn_errmsg_set(msg, TN_ERR_INVAL,
-                             "%s: %s: a TLS listener needs a certificate "
-                             "and key",
-                             t->name, url);
+    tn_err e;
     int rv = nng_listener_create(&l, t->gen->sock, url);
     if (rv)
         return tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url,
                              nng_strerror(rv));
-    if (sc->tls) {
+    if (tls) {
         if ((e = tls_config(t, true, url, &cfg, msg)) != TN_OK)
             goto fail;
         rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
@@ -952,6 +960,34 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
         goto fail_nng;
     if (strncmp(url, "ipc://", 6) == 0 && (e = ipc_prepare(t, l, url + 6, msg)) != TN_OK)
         goto fail;
+    *out = l;
+    return TN_OK;
+fail_nng:
+    e = tn_errmsg_set(msg, from_nng(rv), "%s: listen %s: %s", t->name, url, nng_strerror(rv));
+fail:
+    nng_listener_close(l);
+    return e;
+}
+
+static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
+{
+    nngtx *t = self;
+    const tn_tx_scheme *sc;
+    nng_listener l;
+    int idx, rv;
+    tn_err e = check_url(t, url, &sc, msg);
+    if (e)
+        return e;
+    if (t->o.sender) /* before any nng call: the reason, not nng's */
+        return add_endpoint(t, true, (nng_listener)NNG_LISTENER_INITIALIZER,
+                            (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg);
+    if (sc->tls && !t->cert_pem)
+        return tn_errmsg_set(msg, TN_ERR_INVAL,
+                             "%s: %s: a TLS listener needs a certificate "
+                             "and key",
+                             t->name, url);
+    if ((e = make_listener(t, url, sc->tls, &l, msg)) != TN_OK)
+        return e;
     if ((e = add_endpoint(t, true, l, (nng_dialer)NNG_DIALER_INITIALIZER, url, &idx, msg)))
         goto fail;
     if ((rv = nng_listener_start(l, 0)) != 0) {
@@ -969,8 +1005,10 @@ static tn_err tx_listen(void *self, const char *url, tn_errmsg *msg)
         free(t->eps[idx].url);
         t->eps[idx].url = ep_url;
     }
+    bool ipc = strncmp(url, "ipc://", 6) == 0 && tn_ipc_file_note(url + 6, &t->eps[idx].file);
+    t->eps[idx].ipc = ipc;
     pthread_mutex_unlock(&t->mu);
-    if (sc->tls)
+    if (sc->tls || ipc)
         mon_add(t);
     tn_info(COMP, "msg=listening tx=%s role=receiver url=%s", t->name, bound ? bound : url);
     return TN_OK;
@@ -979,6 +1017,112 @@ fail_nng:
 fail:
     nng_listener_close(l);
     return e;
+}
+
+static uint64_t rx_connects(void *arg)
+{
+    return atomic_load(&((nngtx *)arg)->connects);
+}
+
+static bool rx_closed(void *arg)
+{
+    nngtx *t = arg;
+    pthread_mutex_lock(&t->mu);
+    bool closed = t->closed;
+    pthread_mutex_unlock(&t->mu);
+    return closed;
+}
+
+/* Close receiver t's stuck ipc listener idx (if its path is still the file it made) and
+ * listen again on the same socket; mon.mu held, t->mu not. */
+static void relisten(nngtx *t, int idx)
+{
+    pthread_mutex_lock(&t->mu);
+    endpoint *e = &t->eps[idx];
+    char *url = strdup(e->url);
+    nng_listener old = t->gen->l[idx];
+    bool was_open = !e->relisten;
+    tn_ipc_file file = e->file;
+    pthread_mutex_unlock(&t->mu);
+    if (!url)
+        return;
+    const char *path = url + 6;
+    struct stat st;
+    if (was_open ? !tn_ipc_file_is(path, &file) : (stat(path, &st) == 0 || errno != ENOENT)) {
+        /* removed, or taken by another process: theirs to keep, never unlinked here */
+        pthread_mutex_lock(&t->mu);
+        bool told = e->lost_told;
+        e->lost_told = true;
+        pthread_mutex_unlock(&t->mu);
+        if (!told)
+            tn_warn(COMP,
+                    "msg=\"socket file removed or replaced; not reachable there\" tx=%s "
+                    "url=%s",
+                    t->name, url);
+        free(url);
+        return;
+    }
+    /* nng unlinks the path as it closes the listener and closes the connections it made;
+     * their senders' sockets are spent and dial again */
+    if (was_open)
+        nng_listener_close(old);
+    tn_errmsg em = {0};
+    nng_listener l;
+    int rv = 0;
+    tn_err err = make_listener(t, url, false, &l, &em);
+    if (err == TN_OK && (rv = nng_listener_start(l, 0)) != 0) {
+        nng_listener_close(l);
+        err = tn_errmsg_set(&em, from_nng(rv), "%s: listen %s: %s", t->name, url,
+                            nng_strerror(rv));
+    }
+    pthread_mutex_lock(&t->mu);
+    e->relisten = err != TN_OK;
+    if (err == TN_OK) {
+        t->gen->l[idx] = l;
+        e->other_seen = 0; /* the new listener's counters start at 0 */
+        (void)tn_ipc_file_note(path, &e->file);
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (err == TN_OK)
+        tn_warn(COMP, "msg=\"ipc listener stopped accepting; listening again\" tx=%s url=%s",
+                t->name, url);
+    else if (was_open)
+        tn_warn(COMP,
+                "msg=\"ipc listener stopped accepting; cannot listen again, retrying\" tx=%s "
+                "url=%s err=\"%s\"",
+                t->name, url, em.text);
+    free(url);
+}
+
+/* nanomsg/nng#1518 on a receiver's ipc listeners (see ipcprobe.h). A listener that stops
+ * this way counts the failed handshake in its "other" counter, which mon_poll reads; that
+ * also counts harmless failures (a peer hanging up a little later, a bad header), so a
+ * listener whose counter moved is probed: we dial it as a sender would, and when nng does
+ * not hand that connection to the socket within PROBE_WAIT_MS the listener is replaced.
+ * Without nng statistics nothing is probed. mon.mu held. */
+static void mon_watch(void)
+{
+    for (nngtx *t = mon.head; t; t = t->mon_next) {
+        for (int i = 0;; i++) {
+            pthread_mutex_lock(&t->mu);
+            bool done = i >= t->neps || t->closed || !t->gen;
+            bool probe = !done && t->eps[i].ipc && t->eps[i].suspect && !t->eps[i].relisten;
+            bool retry = !done && t->eps[i].ipc && t->eps[i].relisten;
+            char *url = probe ? strdup(t->eps[i].url) : NULL;
+            if (!done)
+                t->eps[i].suspect = false;
+            pthread_mutex_unlock(&t->mu);
+            if (done)
+                break;
+            /* a pull socket's peer is a push0 (0x50) */
+            if ((url &&
+                 !tn_ipc_probe(url + 6, 0x50, rx_connects, rx_closed, t, PROBE_WAIT_MS) &&
+                 !rx_closed(t)) ||
+                retry)
+                relisten(t, i);
+            free(url);
+        }
+    }
 }
 
 /* Dial url, endpoint idx, from g's socket: a dialer with the endpoint's options, started in

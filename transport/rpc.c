@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ipcprobe.h"
 #include "log.h"
 
 #define PROBE_EVERY_MS 1000 /* at most this often, and only when idle */
@@ -44,8 +45,7 @@ struct tn_rpc_server {
     char *url; /* NULL: nothing to probe */
     nng_listener lis;
     bool listening;     /* lis is open */
-    dev_t dev;          /* the socket file lis made: closing lis unlinks the path, */
-    ino_t ino;          /* so it is closed only while the path is still this file */
+    tn_ipc_file file;   /* the socket file lis made */
     bool lost_told;     /* warned that the path is no longer ours */
     int64_t next_probe; /* ms, monotonic */
     atomic_uint added;  /* pipes taken in so far (nng's threads count them) */
@@ -77,9 +77,7 @@ static int64_t now_ms(void)
 /* Whether the ipc path is still the socket file our listener made. */
 static bool path_is_ours(const tn_rpc_server *s)
 {
-    struct stat st;
-    return stat(s->url + 6, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == s->dev &&
-           st.st_ino == s->ino;
+    return tn_ipc_file_is(s->url + 6, &s->file);
 }
 
 /* Listen on s->url and note which file that made. */
@@ -91,12 +89,9 @@ static int listen_ipc(tn_rpc_server *s)
         rv = nng_listener_start(s->lis, 0);
     else if (rv == 0)
         nng_listener_close(s->lis);
-    struct stat st;
     s->listening = rv == 0;
-    if (rv == 0 && stat(s->url + 6, &st) == 0) {
-        s->dev = st.st_dev;
-        s->ino = st.st_ino;
-    }
+    if (rv == 0)
+        (void)tn_ipc_file_note(s->url + 6, &s->file);
     return rv;
 }
 
@@ -152,37 +147,16 @@ static void peer_of(const tn_rpc_server *s, nng_pipe p, tn_rpc_peer *out)
     }
 }
 
-/* Dial our own socket file as a req0 peer would and wait up to wait_ms for a pipe to
- * reach the socket. The header exchange alone proves nothing: a stuck listener still
- * does it, then keeps the pipe. False only when the listener did not hand one over;
- * local failures (no fd, a path too long for sockaddr_un) are not its fault. */
-static bool listener_answers(tn_rpc_server *s, int wait_ms)
+static uint64_t pipes_added(void *arg)
 {
-    const char *path = s->url + 6;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return true;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return true;
-    unsigned before = atomic_load(&s->added);
-    /* 0 'S' 'P' 0, the protocol (req0: 0x30) big-endian, 2 reserved bytes */
-    static const unsigned char hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
-    /* a full backlog (EAGAIN) also means nobody accepts */
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-              send(fd, hello, sizeof(hello), MSG_NOSIGNAL) == (ssize_t)sizeof(hello);
-    bool added = false, stopping = false;
-    for (int64_t end = now_ms() + wait_ms; ok && !added && !stopping && now_ms() < end;) {
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
-        added = atomic_load(&s->added) != before;
-        stopping = atomic_load(&s->stop);
-    }
-    /* hanging up once the pipe is in is an ordinary disconnect */
-    close(fd);
-    /* a server being stopped is closed whole: no listener is replaced then (nng 1.5.2
-     * leaks what a listener closed with a pipe in its handshake held) */
-    return added || stopping;
+    return atomic_load(&((tn_rpc_server *)arg)->added);
+}
+
+/* A server being stopped is closed whole: no listener is replaced then (nng 1.5.2 leaks
+ * what a listener closed with a pipe in its handshake held). */
+static bool stopping(void *arg)
+{
+    return atomic_load(&((tn_rpc_server *)arg)->stop);
 }
 
 /* The idle-time check of an ipc listener (see the top of the file). */
@@ -205,7 +179,8 @@ static void check_ipc(tn_rpc_server *s)
         s->lost_told = true;
         return;
     }
-    if (listener_answers(s, PROBE_WAIT_MS) || !path_is_ours(s))
+    if (tn_ipc_probe(s->url + 6, 0x30, pipes_added, stopping, s, PROBE_WAIT_MS) ||
+        !path_is_ours(s))
         return;
     /* nng unlinks the path as it closes the listener (hence the check just above) and
      * closes the pipes it made; their req0 peers dial again and resend */
