@@ -1169,6 +1169,55 @@ Test(rpc, ipc_file_of_another_server_left_alone)
     free(dir);
 }
 
+/* A kept client makes its calls on one connection: once it is up, the socket file can go
+ * (no new connection can be made; a one-shot call fails) and its calls are still answered.
+ * When its server goes and another listens at the path, it dials again on its own. */
+Test(rpc, a_kept_client_calls_on_one_connection_and_dials_again)
+{
+    char *dir = tu_tmpdir();
+    char path[PATH_MAX], url[PATH_MAX + 8], none[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/master.ctl", dir);
+    snprintf(url, sizeof(url), "ipc://%s", path);
+    snprintf(none, sizeof(none), "ipc://%s/none.ctl", dir);
+    tn_rpc_server *a = NULL, *b = NULL;
+    tn_rpc_client *c = NULL;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_rpc_client_open(none, NULL, &c, &em), TN_ERR_PEER, "nothing listens");
+    cr_assert_null(c);
+    cr_assert(strstr(em.text, "nothing listens there"), "%s", em.text);
+    cr_assert_eq(tn_rpc_serve(url, echo, NULL, &a, &em), TN_OK, "serve: %s", em.text);
+    cr_assert_eq(tn_rpc_client_open(url, NULL, &c, &em), TN_OK, "open: %s", em.text);
+    cr_assert_eq(unlink(path), 0);
+    void *rep = NULL;
+    size_t rlen = 0;
+    cr_assert_neq(tn_rpc_call(url, "x", 1, 1000, &rep, &rlen, NULL), TN_OK,
+                  "a new connection cannot be made");
+    for (int i = 0; i < 20; i++) {
+        char req[16];
+        snprintf(req, sizeof(req), "m%d", i);
+        rep = NULL;
+        cr_assert_eq(tn_rpc_client_call(c, req, strlen(req), 5000, &rep, &rlen, &em), TN_OK,
+                     "call %d: %s", i, em.text);
+        cr_assert(rlen == strlen(req) && memcmp(rep, req, rlen) == 0, "call %d answered", i);
+        free(rep);
+    }
+    tn_rpc_server_free(a);
+    cr_assert_eq(tn_rpc_serve(url, name_it, "b", &b, &em), TN_OK, "serve: %s", em.text);
+    bool got = false;
+    for (int i = 0; i < 12 && !got; i++) {
+        rep = NULL;
+        tn_err e = tn_rpc_client_call(c, "", 0, 5000, &rep, &rlen, &em);
+        cr_assert(e == TN_OK || e == TN_ERR_TIMEOUT, "call: %s", em.text);
+        got = e == TN_OK && rlen == 1 && memcmp(rep, "b", 1) == 0;
+        free(rep);
+    }
+    cr_assert(got, "the kept client reached the new server");
+    tn_rpc_client_close(c);
+    tn_rpc_server_free(b);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
 /* ---- fault injection -------------------------------------------------------------------- */
 
 /* An inner transport that records the seq of every message it is given. */

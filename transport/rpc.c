@@ -531,24 +531,20 @@ static int dial(nng_socket sock, const char *url, const tn_rpc_tls *tls, int fla
  * receive for the reply up to timeout_ms. */
 #define BOUNDED_CONNECT_MS 100
 
-static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
-                   int timeout_ms, bool bounded, void **rep, size_t *rlen, tn_errmsg *msg)
+/* A call's bounds on sock: the reply within timeout_ms, the send (which waits for a
+ * connection: req0 sends only on one) within send_ms; a request is never resent within
+ * the call (a START resent would start twice). */
+static void set_bounds(nng_socket sock, int timeout_ms, int send_ms)
 {
-    nng_socket sock;
-    int rv = nng_req0_open(&sock);
-    if (rv != 0)
-        return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
     nng_setopt_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms);
-    nng_setopt_ms(sock, NNG_OPT_SENDTIMEO,
-                  bounded && timeout_ms > BOUNDED_CONNECT_MS ? BOUNDED_CONNECT_MS : timeout_ms);
+    nng_setopt_ms(sock, NNG_OPT_SENDTIMEO, send_ms);
     nng_setopt_ms(sock, NNG_OPT_REQ_RESENDTIME, timeout_ms > 0 ? timeout_ms * 2 : 60000);
-    nng_setopt_size(sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
-    tn_err te = TN_OK;
-    rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
-    if (te) {
-        nng_close(sock);
-        return te;
-    }
+}
+
+/* Send req on sock and take the reply (rv: the dial's result, 0 to go on). */
+static tn_err exchange(nng_socket sock, int rv, const char *url, const void *req, size_t len,
+                       void **rep, size_t *rlen, tn_errmsg *msg)
+{
     if (rv == 0)
         rv = nng_send(sock, (void *)(len ? req : ""), len, 0);
     void *buf = NULL;
@@ -574,8 +570,83 @@ static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size
                                         "another user (run as that user or root)" :
                                         nng_strerror(rv));
     }
+    return e;
+}
+
+static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
+                   int timeout_ms, bool bounded, void **rep, size_t *rlen, tn_errmsg *msg)
+{
+    nng_socket sock;
+    int rv = nng_req0_open(&sock);
+    if (rv != 0)
+        return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
+    set_bounds(sock, timeout_ms,
+               bounded && timeout_ms > BOUNDED_CONNECT_MS ? BOUNDED_CONNECT_MS : timeout_ms);
+    nng_setopt_size(sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
+    tn_err te = TN_OK;
+    rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
+    if (te) {
+        nng_close(sock);
+        return te;
+    }
+    tn_err e = exchange(sock, rv, url, req, len, rep, rlen, msg);
     nng_close(sock);
     return e;
+}
+
+struct tn_rpc_client {
+    nng_socket sock;
+    pthread_mutex_t mu; /* one call at a time */
+    char *url;
+};
+
+tn_err tn_rpc_client_open(const char *url, const tn_rpc_tls *tls, tn_rpc_client **out,
+                          tn_errmsg *msg)
+{
+    tn_rpc_client *c = calloc(1, sizeof(*c));
+    if (!c || !(c->url = strdup(url))) {
+        free(c);
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
+    }
+    int rv = nng_req0_open(&c->sock);
+    if (rv != 0) {
+        free(c->url);
+        free(c);
+        return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    nng_setopt_size(c->sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
+    /* synchronous: nothing listening is said now; a broken connection is redialed by
+     * nng in the background, and a call waits for it up to its timeout */
+    tn_err te = TN_OK;
+    rv = dial(c->sock, url, tls, 0, msg, &te);
+    if (te || rv) {
+        tn_err e = te ? te : exchange(c->sock, rv, url, NULL, 0, NULL, NULL, msg);
+        tn_rpc_client_close(c);
+        return e;
+    }
+    *out = c;
+    return TN_OK;
+}
+
+tn_err tn_rpc_client_call(tn_rpc_client *c, const void *req, size_t len, int timeout_ms,
+                          void **rep, size_t *rlen, tn_errmsg *msg)
+{
+    pthread_mutex_lock(&c->mu);
+    set_bounds(c->sock, timeout_ms, timeout_ms);
+    tn_err e = exchange(c->sock, 0, c->url, req, len, rep, rlen, msg);
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+void tn_rpc_client_close(tn_rpc_client *c)
+{
+    if (!c)
+        return;
+    nng_close(c->sock);
+    pthread_mutex_destroy(&c->mu);
+    free(c->url);
+    free(c);
 }
 
 tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,

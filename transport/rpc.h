@@ -82,4 +82,20 @@ tn_err tn_rpc_call_tls(const char *url, const tn_rpc_tls *tls, const void *req, 
 tn_err tn_rpc_call_bounded(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
                            int timeout_ms, void **rep, size_t *rlen, tn_errmsg *msg);
 
+/* A client that keeps its connection, for a program that makes many calls: a call on it
+ * costs one message each way, where tn_rpc_call also pays a connection's set-up and
+ * teardown (most of a call's tail on a busy machine). */
+typedef struct tn_rpc_client tn_rpc_client;
+/* Dial url (with tls for tls+tcp://; may be NULL) and wait for the connection: nothing
+ * listening is an error here (TN_ERR_PEER), as for tn_rpc_call. */
+tn_err tn_rpc_client_open(const char *url, const tn_rpc_tls *tls, tn_rpc_client **out,
+                          tn_errmsg *msg);
+/* One call, as tn_rpc_call (one at a time: concurrent callers wait their turn). If the
+ * connection broke, nng dials again in the background and the call waits for it up to
+ * timeout_ms; a request is never sent twice within a call. */
+tn_err tn_rpc_client_call(tn_rpc_client *c, const void *req, size_t len, int timeout_ms,
+                          void **rep, size_t *rlen, tn_errmsg *msg);
+/* Close the connection and free. Accepts NULL. */
+void tn_rpc_client_close(tn_rpc_client *c);
+
 #endif
