@@ -89,6 +89,7 @@ static inline pid_t tu_zk_spawn(const char *dir, const char *conf)
         char logdir[620];
         snprintf(logdir, sizeof(logdir), "-Dzookeeper.log.dir=%s", dir);
         execl("/usr/bin/java", "java", "-Xmx96m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+              "-XX:-UsePerfData", /* no /tmp/hsperfdata_USER left behind */
               "-Dzookeeper.admin.enableServer=false", logdir, "-cp", TU_ZK_JAR,
               "org.apache.zookeeper.server.quorum.QuorumPeerMain", conf, (char *)NULL);
         _exit(127);

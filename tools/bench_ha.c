@@ -92,6 +92,7 @@ bool tn_hac_zk_up(tn_hac *h)
     char *argv[] = {"/usr/bin/java",
                     "-Xmx96m",
                     "-XX:+UseSerialGC",
+                    "-XX:-UsePerfData", /* no /tmp/hsperfdata_USER left behind */
                     "-cp",
                     ZK_JAR,
                     "org.apache.zookeeper.server.quorum.QuorumPeerMain",

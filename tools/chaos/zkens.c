@@ -62,6 +62,7 @@ static pid_t spawn_member(const zkens *z, int i)
                     "-Xmx96m",
                     "-XX:+UseSerialGC",
                     "-XX:TieredStopAtLevel=1",
+                    "-XX:-UsePerfData", /* no /tmp/hsperfdata_USER left behind */
                     "-Dzookeeper.admin.enableServer=false",
                     logdir,
                     "-cp",
