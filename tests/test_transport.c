@@ -131,6 +131,19 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Send numbered messages from *seq on, one every 20 ms, until s has at least want (or
+ * WAIT_MS passed); the count. */
+static uint64_t send_until(tn_tx tx, sink *s, uint64_t want, uint64_t *seq)
+{
+    unsigned char buf[100];
+    for (int i = 0; i < WAIT_MS / 20 && sink_count(s) < want; i++) {
+        make_msg(buf, sizeof(buf), (*seq)++);
+        tn_tx_send(tx, buf, sizeof(buf));
+        sink_wait(s, want, 20);
+    }
+    return sink_count(s);
+}
+
 /* Send, retrying while the send buffer is full; the final result. */
 static tn_err send_retry(tn_tx tx, const void *buf, size_t len)
 {
@@ -637,7 +650,6 @@ static void t_peer_comes_back(scheme sc)
     sink_init(&s);
     tn_errmsg em = {{0}};
     tn_tx tx = dial_fixed(&e);
-    unsigned char buf[100];
     uint64_t seq = 0;
     tn_tx_nng_stats st = {0};
     for (uint64_t round = 1; round <= ROUNDS; round++) {
@@ -646,13 +658,8 @@ static void t_peer_comes_back(scheme sc)
         /* Nothing sent for a while: time for a spent socket to redial, were it to. */
         sleep_ms(100);
         uint64_t want = sink_count(&s) + 1; /* queued ones may come in together */
-        for (int i = 0; i < WAIT_MS / 20 && sink_count(&s) < want; i++) {
-            make_msg(buf, sizeof(buf), seq++);
-            tn_tx_send(tx, buf, sizeof(buf));
-            sink_wait(&s, want, 20);
-        }
-        cr_assert_geq(sink_count(&s), want, "round %llu: messages through again",
-                      (unsigned long long)round);
+        cr_assert_geq(send_until(tx, &s, want, &seq), want,
+                      "round %llu: messages through again", (unsigned long long)round);
         /* A message can come before nng's ADD_POST counts its connection. A spent
          * socket that redialed would connect within reconnect_min_ms (10 ms). */
         tn_tx_nng_stats rs = {0};
@@ -776,15 +783,9 @@ Test(ipc, sender_dials_again_after_peers_hang_up_in_the_handshake)
     cr_assert_gt(r.accepted, 0, "the sender dialed the rude peer");
     tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
     cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
-    unsigned char buf[32];
     uint64_t seq = 0;
-    for (int i = 0; i < WAIT_MS / 20 && sink_count(&s) == 0; i++) {
-        make_msg(buf, sizeof(buf), seq++);
-        tn_tx_send(tx, buf, sizeof(buf));
-        sink_wait(&s, 1, 20);
-    }
-    cr_assert_gt(sink_count(&s), 0, "a message reached the peer listening after %d rude ones",
-                 r.accepted);
+    cr_assert_gt(send_until(tx, &s, 1, &seq), 0,
+                 "a message reached the peer listening after %d rude ones", r.accepted);
     tn_tx_nng_stats st = {0};
     cr_assert_eq(tn_tx_nng_stats_get(tx, &st), TN_OK);
     cr_assert_geq(st.redials, 1, "the stopped dialer was replaced (nng 1.5.2 stops it)");
@@ -811,7 +812,6 @@ Test(ipc, receiver_survives_clients_hanging_up_early)
     tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
     cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
     const char *path = e.fixed_url + strlen("ipc://");
-    unsigned char buf[32];
     uint64_t seq = 0;
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 3; i++)
@@ -819,12 +819,8 @@ Test(ipc, receiver_survives_clients_hanging_up_early)
         hang_up_early(path, 3);
         tn_tx tx = dial_fixed(&e);
         uint64_t want = sink_count(&s) + 1;
-        for (int i = 0; i < WAIT_MS / 20 && sink_count(&s) < want; i++) {
-            make_msg(buf, sizeof(buf), seq++);
-            tn_tx_send(tx, buf, sizeof(buf));
-            sink_wait(&s, want, 20);
-        }
-        cr_assert_geq(sink_count(&s), want, "round %d: nothing got through", round);
+        cr_assert_geq(send_until(tx, &s, want, &seq), want, "round %d: nothing got through",
+                      round);
         tn_tx_free(&tx);
     }
     tn_tx_free(&rx);

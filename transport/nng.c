@@ -1193,20 +1193,32 @@ static tn_err tx_dial(void *self, const char *url, tn_errmsg *msg)
 static tn_err open_gen(nngtx *t, sockgen **out, tn_errmsg *msg);
 static void close_gen(nngtx *t, sockgen *g);
 
+/* A dialer of the sender's URL (endpoint 0) from g; send_mu held. Nothing dialed yet is
+ * not an error. */
+static tn_err dial_sender_url(nngtx *t, sockgen *g, tn_errmsg *msg)
+{
+    pthread_mutex_lock(&t->mu);
+    char *url = t->neps ? strdup(t->eps[0].url) : NULL;
+    bool none = !t->neps;
+    pthread_mutex_unlock(&t->mu);
+    if (none)
+        return TN_OK;
+    if (!url)
+        return tn_errmsg_set(msg, TN_ERR_NOMEM, "%s: out of memory", t->name);
+    const tn_tx_scheme *sc = tn_tx_scheme_find(url);
+    tn_err e = start_dialer(t, g, 0, url, sc && sc->tls, msg);
+    free(url);
+    return e;
+}
+
 /* The spent socket's successor, dialing the sender's URL; send_mu held. */
 static tn_err renew(nngtx *t)
 {
     tn_errmsg em = {0};
     sockgen *g = NULL;
     tn_err e = open_gen(t, &g, &em);
-    pthread_mutex_lock(&t->mu);
-    char *url = e == TN_OK && t->neps ? strdup(t->eps[0].url) : NULL;
-    pthread_mutex_unlock(&t->mu);
-    if (e == TN_OK && url) {
-        const tn_tx_scheme *sc = tn_tx_scheme_find(url);
-        e = start_dialer(t, g, 0, url, sc && sc->tls, &em);
-    }
-    free(url);
+    if (e == TN_OK)
+        e = dial_sender_url(t, g, &em);
     if (e) {
         if (g)
             close_gen(t, g);
@@ -1260,8 +1272,10 @@ static uint64_t dialer_tries(nng_dialer d)
  * connection. */
 static void watch_dialer(nngtx *t, sockgen *g)
 {
+    if (!t->neps || atomic_load(&g->up))
+        return;
     int64_t now = tn_mono_ns();
-    if (!t->neps || atomic_load(&g->up) || now < g->check_ns)
+    if (now < g->check_ns)
         return;
     g->check_ns = now + WATCH_MS * 1000000LL;
     pthread_mutex_lock(&t->mu);
@@ -1281,23 +1295,19 @@ static void watch_dialer(nngtx *t, sockgen *g)
     pthread_mutex_unlock(&g->mu);
     if (spent)
         return;
-    pthread_mutex_lock(&t->mu);
-    char *url = strdup(t->eps[0].url);
-    pthread_mutex_unlock(&t->mu);
-    const tn_tx_scheme *sc = url ? tn_tx_scheme_find(url) : NULL;
     tn_errmsg em = {0};
     nng_dialer_close(d);
-    tn_err e = sc ? start_dialer(t, g, 0, url, sc->tls, &em) :
-                    tn_errmsg_set(&em, TN_ERR_NOMEM, "%s: out of memory", t->name);
+    tn_err e = dial_sender_url(t, g, &em);
     uint64_t n = atomic_fetch_add(&t->redials, 1) + 1;
     if (e)
         g->moved_ns = now; /* the next try in a full period */
+    pthread_mutex_lock(&t->mu);
     tn_warn(COMP,
             "msg=\"no connection and no dial attempt counted; dialing anew\" tx=%s url=%s "
             "quiet_ms=%lld redials=%" PRIu64 "%s%s%s",
-            t->name, url ? url : "?", (long long)quiet_ms, n, e ? " err=\"" : "",
+            t->name, t->eps[0].url, (long long)quiet_ms, n, e ? " err=\"" : "",
             e ? em.text : "", e ? "\"" : "");
-    free(url);
+    pthread_mutex_unlock(&t->mu);
 }
 
 static tn_err tx_send(void *self, const void *buf, size_t len)

@@ -541,6 +541,28 @@ static void set_bounds(nng_socket sock, int timeout_ms, int send_ms)
     nng_setopt_ms(sock, NNG_OPT_REQ_RESENDTIME, timeout_ms > 0 ? timeout_ms * 2 : 60000);
 }
 
+/* A req0 socket for calls: replies up to TN_RPC_MAX_MSG. */
+static tn_err open_req(nng_socket *sock, tn_errmsg *msg)
+{
+    int rv = nng_req0_open(sock);
+    if (rv != 0)
+        return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
+    nng_setopt_size(*sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
+    return TN_OK;
+}
+
+/* A call to url that failed with nng's rv: what to tell the user. */
+static tn_err call_failed(const char *url, int rv, tn_errmsg *msg)
+{
+    return tn_errmsg_set(msg, from_nng(rv), "%s: %s", url,
+                         rv == NNG_ECONNREFUSED || rv == NNG_ENOENT ?
+                             "nothing listens there (is the master running? start it with "
+                             "`tern master` or `tern standalone`, or pass --master URL)" :
+                         rv == NNG_EPERM ? "permission denied: the control socket belongs to "
+                                           "another user (run as that user or root)" :
+                                           nng_strerror(rv));
+}
+
 /* Send req on sock and take the reply (rv: the dial's result, 0 to go on). */
 static tn_err exchange(nng_socket sock, int rv, const char *url, const void *req, size_t len,
                        void **rep, size_t *rlen, tn_errmsg *msg)
@@ -562,13 +584,7 @@ static tn_err exchange(nng_socket sock, int rv, const char *url, const void *req
         }
         nng_free(buf, blen);
     } else {
-        tn_errmsg_set(msg, e, "%s: %s", url,
-                      rv == NNG_ECONNREFUSED || rv == NNG_ENOENT ?
-                          "nothing listens there (is the master running? start it with "
-                          "`tern master` or `tern standalone`, or pass --master URL)" :
-                      rv == NNG_EPERM ? "permission denied: the control socket belongs to "
-                                        "another user (run as that user or root)" :
-                                        nng_strerror(rv));
+        call_failed(url, rv, msg);
     }
     return e;
 }
@@ -577,14 +593,12 @@ static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size
                    int timeout_ms, bool bounded, void **rep, size_t *rlen, tn_errmsg *msg)
 {
     nng_socket sock;
-    int rv = nng_req0_open(&sock);
-    if (rv != 0)
-        return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
+    tn_err te = open_req(&sock, msg);
+    if (te)
+        return te;
     set_bounds(sock, timeout_ms,
                bounded && timeout_ms > BOUNDED_CONNECT_MS ? BOUNDED_CONNECT_MS : timeout_ms);
-    nng_setopt_size(sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
-    tn_err te = TN_OK;
-    rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
+    int rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
     if (te) {
         nng_close(sock);
         return te;
@@ -608,20 +622,18 @@ tn_err tn_rpc_client_open(const char *url, const tn_rpc_tls *tls, tn_rpc_client 
         free(c);
         return tn_errmsg_set(msg, TN_ERR_NOMEM, "out of memory");
     }
-    int rv = nng_req0_open(&c->sock);
-    if (rv != 0) {
+    tn_err te = open_req(&c->sock, msg);
+    if (te) {
         free(c->url);
         free(c);
-        return tn_errmsg_set(msg, from_nng(rv), "cannot open a socket: %s", nng_strerror(rv));
+        return te;
     }
     pthread_mutex_init(&c->mu, NULL);
-    nng_setopt_size(c->sock, NNG_OPT_RECVMAXSZ, TN_RPC_MAX_MSG);
     /* synchronous: nothing listening is said now; a broken connection is redialed by
      * nng in the background, and a call waits for it up to its timeout */
-    tn_err te = TN_OK;
-    rv = dial(c->sock, url, tls, 0, msg, &te);
+    int rv = dial(c->sock, url, tls, 0, msg, &te);
     if (te || rv) {
-        tn_err e = te ? te : exchange(c->sock, rv, url, NULL, 0, NULL, NULL, msg);
+        tn_err e = te ? te : call_failed(url, rv, msg);
         tn_rpc_client_close(c);
         return e;
     }
