@@ -33,8 +33,6 @@ static void setup(void)
     nprocs = 0;
 }
 
-/* Signal process i and reap it; SIGKILL when it has not exited after 5 s. Returns its
- * wait status when it exited on its own, -1 when it had to be killed (or was not there). */
 /* Signal process i and reap it: its wait status, or -1 when it had not ended after ms
  * (then it is killed). */
 static int stop_proc_within(int i, int sig, int ms)
@@ -56,6 +54,8 @@ static int stop_proc_within(int i, int sig, int ms)
     return -1;
 }
 
+/* Signal process i and reap it; SIGKILL when it has not exited after 5 s. Returns its
+ * wait status when it exited on its own, -1 when it had to be killed (or was not there). */
 static int stop_proc_status(int i, int sig)
 {
     return stop_proc_within(i, sig, 5000);
@@ -1807,6 +1807,8 @@ Test(cluster, a_worker_refuses_frames_of_an_older_leader_epoch)
     tn_tx_free(&rx);
 }
 
+static const char *log_tail(const char *name, char *buf, size_t len);
+
 /* A master restarted on an empty store (a mistyped --data) with the same --listen: the
  * workers of the old store's cluster are refused, loudly, instead of having their running
  * tasks killed as stale; back on the right store, the master finds them running. */
@@ -1836,18 +1838,22 @@ Test(cluster, a_master_on_an_empty_store_refuses_the_old_clusters_worker)
                        "5s",     NULL};
     int m2 = spawn("typo", a, NULL);
     usleep(2500000); /* heartbeats every 200 ms: it had every chance to reconcile */
-    cr_assert_gt(count_tasks(1), 0, "the task was killed");
+    static char wl[4000], tl[4000], ml[4000]; /* the logs, for a failure's message */
+    cr_assert_gt(count_tasks(1), 0, "the task was killed; w1.log:\n%s\ntypo.log:\n%s",
+                 log_tail("w1", wl, sizeof(wl)), log_tail("typo", tl, sizeof(tl)));
     wait_file_has("typo.log", "frame from a worker of another cluster refused");
     char *out = NULL;
-    cr_assert_eq(ctl(&out, "workers --json"), 0);
+    cr_assert_eq(ctl(&out, "workers --json"), 0, "typo.log:\n%s",
+                 log_tail("typo", tl, sizeof(tl)));
     cr_assert_null(strstr(out, "\"alive\":true"), "the other cluster's worker joined: %s", out);
     free(out);
     stop_proc(m2, SIGTERM);
     start_master("5s", NULL);
     wait_final(wf, st, sizeof(st));
-    cr_assert_str_eq(st, "SUCCESS");
+    cr_assert_str_eq(st, "SUCCESS", "master.log:\n%s\nw1.log:\n%s",
+                     log_tail("master", ml, sizeof(ml)), log_tail("w1", wl, sizeof(wl)));
     task_state(wf, "a", st, sizeof(st), &att);
-    cr_assert_eq(att, 1, "a ran again");
+    cr_assert_eq(att, 1, "a ran again; master.log:\n%s", log_tail("master", ml, sizeof(ml)));
 }
 
 static int fw_dispatches(fake_worker *f)
@@ -2388,6 +2394,35 @@ static char *slurp(const char *path)
     return b;
 }
 
+/* For a failure's message: the last lines of DIR/NAME.log above debug level that fit in
+ * buf (len > 1). */
+static const char *log_tail(const char *name, char *buf, size_t len)
+{
+    char path[700], *save = NULL;
+    snprintf(path, sizeof(path), "%s/%s.log", dir, name);
+    char *log = slurp(path);
+    size_t n = 0;
+    buf[0] = 0;
+    for (char *l = log ? strtok_r(log, "\n", &save) : NULL; l;
+         l = strtok_r(NULL, "\n", &save)) {
+        size_t k = strlen(l);
+        if (strstr(l, "level=debug") || k + 2 > len)
+            continue;
+        while (n + k + 2 > len) { /* the oldest line kept goes */
+            size_t first = (size_t)(strchr(buf, '\n') + 1 - buf);
+            memmove(buf, buf + first, n - first + 1);
+            n -= first;
+        }
+        memcpy(buf + n, l, k);
+        buf[n + k] = '\n';
+        buf[n + k + 1] = 0;
+        n += k + 1;
+    }
+    bool found = log != NULL;
+    free(log);
+    return found ? buf : "(no log)";
+}
+
 /* Whether the NUL-free `env` output has the line exactly. */
 static bool has_line(const char *text, const char *line)
 {
@@ -2916,16 +2951,10 @@ Test(cluster, a_stopping_worker_runs_the_kill_hooks_of_its_tasks)
     /* the worker: master 0, worker 1. Its own bounds: 2 s for its tasks to die, up to 6 s
      * for their hooks and reports */
     int st = stop_proc_within(1, SIGTERM, 30000);
-    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        char path[700];
-        snprintf(path, sizeof(path), "%s/w1.log", dir);
-        char *log = slurp(path);
-        size_t n = log ? strlen(log) : 0;
-        fprintf(stderr, "worker wait status %d; the end of its log:\n%s\n", st,
-                log ? log + (n > 6000 ? n - 6000 : 0) : "(none)");
-        free(log);
-    }
-    cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the worker stopped cleanly");
+    static char wl[6000];
+    cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "the worker did not stop cleanly (wait status %d); w1.log:\n%s", st,
+              log_tail("w1", wl, sizeof(wl)));
     cr_expect_eq(yarn_calls("application -kill application_1700000000000_0009\n"), 1);
     cr_expect_eq(yarn_lines(), 1);
 }

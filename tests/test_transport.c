@@ -828,6 +828,43 @@ Test(ipc, receiver_survives_clients_hanging_up_early)
     env_fini(&e);
 }
 
+/* The end of an ordinary connection also counts in the listener's "other" counter, which
+ * the receiver watches for the stuck listener above; that alone must not make it probe
+ * itself (a probe is a connection in its counters), or each probe's own hang-up calls for
+ * the next, four times a second for ever. */
+Test(ipc, receiver_does_not_probe_itself_after_ordinary_hang_ups)
+{
+    env e;
+    sink s;
+    env_init(&e, SC_IPC);
+    sink_init(&s);
+    tn_errmsg em = {{0}};
+    tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
+    cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
+    uint64_t seq = 0;
+    for (int i = 0; i < 3; i++) {
+        tn_tx tx = dial_fixed(&e);
+        uint64_t want = sink_count(&s) + 1;
+        cr_assert_geq(send_until(tx, &s, want, &seq), want, "sender %d: nothing got through",
+                      i);
+        tn_tx_free(&tx);
+    }
+    tn_tx_nng_stats rs = {0};
+    for (int i = 0; i < WAIT_MS / 20 && rs.disconnects < 3; i++) {
+        cr_assert_eq(tn_tx_nng_stats_get(rx, &rs), TN_OK);
+        sleep_ms(20);
+    }
+    cr_assert_eq(rs.disconnects, 3, "the senders' connections ended");
+    sleep_ms(2000); /* eight polls of the counters */
+    cr_assert_eq(tn_tx_nng_stats_get(rx, &rs), TN_OK);
+    cr_expect_eq(rs.connects, 3, "the receiver dialed itself: %" PRIu64 " connections",
+                 rs.connects);
+    cr_expect_eq(rs.disconnects, 3);
+    tn_tx_free(&rx);
+    sink_fini(&s);
+    env_fini(&e);
+}
+
 /* ---- TLS refusals ----------------------------------------------------------------------- */
 
 /* A receiver at tls+tcp and a sender with `cli` dialing host:port: the receiver must get

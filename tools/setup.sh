@@ -46,6 +46,25 @@ no_teardown_deaths() { # no_teardown_deaths BUILD_DIR
     fi
 }
 
+# meson test, and on a failure, as the last lines printed: what each failed test said
+# (the full logs above it run to thousands of lines)
+run_tests() { # run_tests BUILD_DIR [meson test options]
+    local dir=$1
+    shift
+    if ! meson test -C "$dir" --print-errorlogs "$@"; then
+        echo "setup.sh: tests failed in $dir; what they said (all of it in $dir/meson-logs/testlog.txt):" >&2
+        {
+            # an assertion and its message (lines of "[----]"), a sanitizer's first lines
+            awk '/Assertion Failed/ { n = 40 } /^\[----\]/ && n > 0 { print; n--; next }
+                 { n = 0 } /ERROR: (Address|Undefined|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:/ { m = 6 }
+                 m > 0 { print; m-- }' "$dir/meson-logs/testlog.txt" | head -150
+            grep -E '^\[FAIL\]|^[0-9]+/[0-9]+ .* (FAIL|TIMEOUT) ' "$dir/meson-logs/testlog.txt"
+        } | cut -c1-300 >&2
+        exit 1
+    fi
+    no_teardown_deaths "$dir"
+}
+
 case "${1:-}" in
 run)
     install_missing
@@ -64,22 +83,19 @@ test)
     # the layout .clang-format gives (STYLE §8)
     git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
     build build -Dwerror=true
-    meson test -C build --print-errorlogs
-    no_teardown_deaths build
+    run_tests build
     # the same suites under AddressSanitizer and UndefinedBehaviorSanitizer
     build build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debug
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
-        meson test -C build-asan --print-errorlogs --timeout-multiplier 3
-    no_teardown_deaths build-asan
+        run_tests build-asan --timeout-multiplier 3
     # and under ThreadSanitizer (the chaos test is not run there): a report ends the
     # process with status 66, which fails its test; tests/tsan.supp names the frames of
     # uninstrumented libraries it may ignore
     build build-tsan -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
-        meson test -C build-tsan --print-errorlogs --timeout-multiplier 3
-    no_teardown_deaths build-tsan
+        run_tests build-tsan --timeout-multiplier 3
     # every libFuzzer target for 20 s over its committed corpus (tests/fuzz): a crash, a
     # hang or a sanitizer report fails
     tests/fuzz/run.sh all 20

@@ -108,10 +108,12 @@ typedef struct endpoint {
     uint64_t auth_seen; /* nng's "auth" counter of this listener or dialer at the last poll */
     /* a receiver's ipc listener, watched for nanomsg/nng#1518 (see mon_watch) */
     bool ipc;
-    bool suspect;        /* its "other" counter moved: probe it */
+    bool suspect;        /* "other" rose past what its connections' ends explain: probe */
     bool relisten;       /* closed as stuck, not listening yet: try again */
     bool lost_told;      /* warned that the path is no longer ours */
-    uint64_t other_seen; /* nng's "other" counter of the listener at the last poll */
+    bool rise_seen;      /* the last poll saw the unexplained count above its settled level */
+    uint64_t gone;       /* connections this listener handed over that ended (pipe_cb) */
+    int64_t unexplained; /* settled level of nng's "other" counter minus gone */
     tn_ipc_file file;    /* the socket file it made */
 } endpoint;
 
@@ -200,6 +202,28 @@ static uint64_t stat_counter(nng_stat *scope, const char *name)
     return s ? nng_stat_value(s) : 0;
 }
 
+/* nanomsg/nng#1518 (see mon_watch): nng's "other" counter of an ipc listener counts the
+ * failed handshake of a stuck listener, but also the end of every connection it handed
+ * over (the read fails with NNG_ECONNSHUT), the probe's own among them: what the ends
+ * counted in pipe_cb do not explain is suspect. An end is counted there just after nng
+ * counts it, so a rise is believed only when two polls in a row see it; without that a
+ * probe's hang-up would call for the next probe, four times a second for ever. A fall
+ * (ends that counted elsewhere: a reset) lowers the settled level. t->mu held. */
+static void note_other(endpoint *e, uint64_t other)
+{
+    int64_t u = (int64_t)(other - e->gone);
+    if (u <= e->unexplained) {
+        e->unexplained = u;
+        e->rise_seen = false;
+    } else if (e->rise_seen) {
+        e->unexplained = u;
+        e->rise_seen = false;
+        e->suspect = true;
+    } else {
+        e->rise_seen = true;
+    }
+}
+
 /* Read the counters of every monitored endpoint; mon.mu held. */
 static void mon_poll(void)
 {
@@ -212,11 +236,8 @@ static void mon_poll(void)
             endpoint *e = &t->eps[i];
             nng_stat *s = e->listener ? nng_stat_find_listener(all, t->gen->l[i]) :
                                         nng_stat_find_dialer(all, t->gen->d[i]);
-            if (e->ipc) {
-                uint64_t o = stat_counter(s, "other");
-                e->suspect |= o != e->other_seen;
-                e->other_seen = o;
-            }
+            if (e->listener && e->ipc)
+                note_other(e, stat_counter(s, "other"));
             uint64_t v = stat_counter(s, "auth");
             if (v > e->auth_seen) {
                 atomic_fetch_add(&t->handshake_errors, v - e->auth_seen);
@@ -550,6 +571,16 @@ static void pipes_del(nngtx *t, uint32_t id)
         *pi = t->pipes[--t->npipes];
 }
 
+/* A connection that listener of g handed over ended: one of the "other" counts it
+ * explains (note_other). t->mu held. */
+static void count_gone(nngtx *t, sockgen *g, nng_pipe p)
+{
+    int id = nng_listener_id(nng_pipe_listener(p));
+    for (int i = 0; id > 0 && i < t->neps; i++)
+        if (t->eps[i].listener && nng_listener_id(g->l[i]) == id)
+            t->eps[i].gone++;
+}
+
 /* Take one message of len bytes from pi's bucket; false: over the bound. t->mu held. */
 static bool rate_take(nngtx *t, pipeinfo *pi, size_t len)
 {
@@ -733,6 +764,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     case NNG_PIPE_EV_REM_POST:
         pthread_mutex_lock(&t->mu);
         pipes_del(t, nng_pipe_id(p));
+        count_gone(t, g, p);
         pthread_mutex_unlock(&t->mu);
         atomic_fetch_add(&t->disconnects, 1);
         tn_info(COMP, "msg=disconnected tx=%s url=%s peer=%s pipe=%u", t->name, url, peer,
@@ -1079,7 +1111,10 @@ static void relisten(nngtx *t, int idx)
     e->relisten = err != TN_OK;
     if (err == TN_OK) {
         t->gen->l[idx] = l;
-        e->other_seen = 0; /* the new listener's counters start at 0 */
+        /* the new listener's counters start at 0; the old one's ends are not counted */
+        e->gone = 0;
+        e->unexplained = 0;
+        e->rise_seen = false;
         (void)tn_ipc_file_note(path, &e->file);
     }
     pthread_mutex_unlock(&t->mu);
