@@ -29,7 +29,8 @@
 #define MAX_ENDPOINTS 16         /* listens + dials of one endpoint */
 #define PEM_MAX       (1u << 20) /* bytes of one PEM file */
 #define MONITOR_MS    250        /* how often nng's TLS failure counters are read */
-#define PROBE_WAIT_MS 500   /* for an ipc probe's connection: it comes in well under 1 ms */
+/* for an ipc probe's connection: well under 1 ms unless the machine is starved */
+#define PROBE_WAIT_MS 3000
 #define NNG_BUF_MAX   8192  /* nng's limit for send-buffer and recv-buffer */
 #define CLOSE_WAIT_MS 10000 /* how long free waits for nng_close (see tx_free) */
 #define MAX_CONNS     4096  /* default bound on a receiver's connections */

@@ -31,7 +31,8 @@
 #include "log.h"
 
 #define PROBE_EVERY_MS 1000 /* at most this often, and only when idle */
-#define PROBE_WAIT_MS  500  /* for the probe's pipe: it comes in well under 1 ms */
+/* for the probe's pipe: well under 1 ms unless the machine is starved */
+#define PROBE_WAIT_MS  3000
 
 struct tn_rpc_server {
     nng_socket sock;
