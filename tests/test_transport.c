@@ -802,26 +802,38 @@ Test(ipc, sender_dials_again_after_peers_hang_up_in_the_handshake)
  * round a new sender must get through. */
 static void hang_up_early(const char *path, size_t n);
 
+/* e and s set up, and a receiver listening at e's fixed ipc path into s. */
+static tn_tx fixed_receiver(env *e, sink *s)
+{
+    tn_errmsg em = {{0}};
+    env_init(e, SC_IPC);
+    sink_init(s);
+    tn_tx rx = new_tx(e, false, &e->srv_tls, 0, s);
+    cr_assert_eq(tn_tx_listen(rx, e->fixed_url, &em), TN_OK, "listen: %s", em.text);
+    return rx;
+}
+
+/* A new sender at e's fixed path gets a message through to s (the n-th), then hangs up. */
+static void one_sender_through(env *e, sink *s, uint64_t *seq, int n)
+{
+    tn_tx tx = dial_fixed(e);
+    uint64_t want = sink_count(s) + 1;
+    cr_assert_geq(send_until(tx, s, want, seq), want, "sender %d: nothing got through", n);
+    tn_tx_free(&tx);
+}
+
 Test(ipc, receiver_survives_clients_hanging_up_early)
 {
     env e;
     sink s;
-    env_init(&e, SC_IPC);
-    sink_init(&s);
-    tn_errmsg em = {{0}};
-    tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
-    cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
+    tn_tx rx = fixed_receiver(&e, &s);
     const char *path = e.fixed_url + strlen("ipc://");
     uint64_t seq = 0;
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 3; i++)
             hang_up_early(path, 0);
         hang_up_early(path, 3);
-        tn_tx tx = dial_fixed(&e);
-        uint64_t want = sink_count(&s) + 1;
-        cr_assert_geq(send_until(tx, &s, want, &seq), want, "round %d: nothing got through",
-                      round);
-        tn_tx_free(&tx);
+        one_sender_through(&e, &s, &seq, round);
     }
     tn_tx_free(&rx);
     sink_fini(&s);
@@ -836,19 +848,10 @@ Test(ipc, receiver_does_not_probe_itself_after_ordinary_hang_ups)
 {
     env e;
     sink s;
-    env_init(&e, SC_IPC);
-    sink_init(&s);
-    tn_errmsg em = {{0}};
-    tn_tx rx = new_tx(&e, false, &e.srv_tls, 0, &s);
-    cr_assert_eq(tn_tx_listen(rx, e.fixed_url, &em), TN_OK, "listen: %s", em.text);
+    tn_tx rx = fixed_receiver(&e, &s);
     uint64_t seq = 0;
-    for (int i = 0; i < 3; i++) {
-        tn_tx tx = dial_fixed(&e);
-        uint64_t want = sink_count(&s) + 1;
-        cr_assert_geq(send_until(tx, &s, want, &seq), want, "sender %d: nothing got through",
-                      i);
-        tn_tx_free(&tx);
-    }
+    for (int i = 0; i < 3; i++)
+        one_sender_through(&e, &s, &seq, i);
     tn_tx_nng_stats rs = {0};
     for (int i = 0; i < WAIT_MS / 20 && rs.disconnects < 3; i++) {
         cr_assert_eq(tn_tx_nng_stats_get(rx, &rs), TN_OK);
