@@ -153,8 +153,9 @@ static int unknown_command(const char *name)
  * engine builds and drops tens of MB per batch (a 100k-task workflow's START batch, its
  * projections), so every page of it was faulted in again batch after batch: a fifth of
  * the engine thread's time in `tern bench engine --only wide`. Freed memory is kept for
- * reuse instead: blocks up to 32 MiB (glibc's most) come from the heap, and its top is
- * trimmed only past 256 MiB. A user's own MALLOC_* or GLIBC_TUNABLES settings win. */
+ * reuse instead: blocks up to 128 MiB come from the heap, its top is trimmed only past
+ * 256 MiB and it grows 64 MiB at a time (docs/OPERATIONS.md, "Memory"). A user's own
+ * MALLOC_* or GLIBC_TUNABLES settings win. */
 static void keep_freed_memory(void)
 {
     static const char *const user[] = {"GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_",
