@@ -2394,33 +2394,12 @@ static char *slurp(const char *path)
     return b;
 }
 
-/* For a failure's message: the last lines of DIR/NAME.log above debug level that fit in
- * buf (len > 1). */
+/* For a failure's message: the end of DIR/NAME.log (tu_log_tail). */
 static const char *log_tail(const char *name, char *buf, size_t len)
 {
-    char path[700], *save = NULL;
+    char path[700];
     snprintf(path, sizeof(path), "%s/%s.log", dir, name);
-    char *log = slurp(path);
-    size_t n = 0;
-    buf[0] = 0;
-    for (char *l = log ? strtok_r(log, "\n", &save) : NULL; l;
-         l = strtok_r(NULL, "\n", &save)) {
-        size_t k = strlen(l);
-        if (strstr(l, "level=debug") || k + 2 > len)
-            continue;
-        while (n + k + 2 > len) { /* the oldest line kept goes */
-            size_t first = (size_t)(strchr(buf, '\n') + 1 - buf);
-            memmove(buf, buf + first, n - first + 1);
-            n -= first;
-        }
-        memcpy(buf + n, l, k);
-        buf[n + k] = '\n';
-        buf[n + k + 1] = 0;
-        n += k + 1;
-    }
-    bool found = log != NULL;
-    free(log);
-    return found ? buf : "(no log)";
+    return tu_log_tail(path, buf, len);
 }
 
 /* Whether the NUL-free `env` output has the line exactly. */

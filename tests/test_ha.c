@@ -325,16 +325,8 @@ static void explain(const char *who, int wf)
     free(out);
     free(err);
     snprintf(p, sizeof(p), "%s/%s.log", dir, who);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return;
-    char *buf = calloc(1, 8001);
-    if (buf && fseek(f, -8000, SEEK_END) != 0)
-        rewind(f);
-    size_t n = buf ? fread(buf, 1, 8000, f) : 0;
-    fprintf(stderr, "the end of %s.log:\n%.*s\n", who, (int)n, buf ? buf : "");
-    free(buf);
-    fclose(f);
+    static char tail[8000];
+    fprintf(stderr, "the end of %s.log:\n%s\n", who, tu_log_tail(p, tail, sizeof(tail)));
 }
 
 /* Until a task of workflow instance wf runs on its worker (the worker accepted it). */

@@ -111,6 +111,35 @@ static inline bool tu_v1_pids_cgroup(char *out, size_t len)
 }
 
 
+/* For a failure's message: the last lines of the log file at path above debug level
+ * that fit in buf (len > 1); "(no log)" when it cannot be read. */
+static inline const char *tu_log_tail(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return "(no log)";
+    char line[4096];
+    size_t n = 0;
+    buf[0] = 0;
+    while (fgets(line, sizeof(line), f)) {
+        size_t k = strcspn(line, "\n");
+        line[k] = 0;
+        if (strstr(line, "level=debug") || k + 2 > len)
+            continue;
+        while (n + k + 2 > len) { /* the oldest line kept goes */
+            size_t first = (size_t)(strchr(buf, '\n') + 1 - buf);
+            memmove(buf, buf + first, n - first + 1);
+            n -= first;
+        }
+        memcpy(buf + n, line, k);
+        buf[n + k] = '\n';
+        buf[n + k + 1] = 0;
+        n += k + 1;
+    }
+    fclose(f);
+    return buf;
+}
+
 /* Entries of `path` whose names begin with `prefix` (0 when it cannot be read). */
 static inline int tu_count_prefix(const char *path, const char *prefix)
 {
