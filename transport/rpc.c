@@ -613,6 +613,7 @@ struct tn_rpc_client {
     nng_socket sock;
     pthread_mutex_t mu; /* one call at a time */
     char *url;
+    int timeout_ms; /* the bounds set on sock (-1: none yet) */
 };
 
 tn_err tn_rpc_client_open(const char *url, const tn_rpc_tls *tls, tn_rpc_client **out,
@@ -630,6 +631,7 @@ tn_err tn_rpc_client_open(const char *url, const tn_rpc_tls *tls, tn_rpc_client 
         return te;
     }
     pthread_mutex_init(&c->mu, NULL);
+    c->timeout_ms = -1;
     /* synchronous: nothing listening is said now; a broken connection is redialed by
      * nng in the background, and a call waits for it up to its timeout */
     int rv = dial(c->sock, url, tls, 0, msg, &te);
@@ -646,7 +648,10 @@ tn_err tn_rpc_client_call(tn_rpc_client *c, const void *req, size_t len, int tim
                           void **rep, size_t *rlen, tn_errmsg *msg)
 {
     pthread_mutex_lock(&c->mu);
-    set_bounds(c->sock, timeout_ms, timeout_ms);
+    if (timeout_ms != c->timeout_ms) { /* callers keep to one: set once */
+        set_bounds(c->sock, timeout_ms, timeout_ms);
+        c->timeout_ms = timeout_ms;
+    }
     tn_err e = exchange(c->sock, 0, c->url, req, len, rep, rlen, msg);
     pthread_mutex_unlock(&c->mu);
     return e;
