@@ -358,13 +358,61 @@ Test(evlog, a_started_commit_is_durable_only_after_wait_and_the_next_batch_chain
     cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1110);
 }
 
-Test(evlog, a_failed_commit_in_flight_drops_the_batch_built_on_it)
+/* Open a new log at `dir` whose handed-over commits each wait `ms` after chaining their
+ * events (the fault TERN_FAULT_COMMIT_DELAY_MS): a thread waiting for one finds the
+ * batch it built since to chain and hash. */
+static void open_delayed(const tn_evlog_opts *o, const char *ms)
 {
     tn_evlog_close(lg);
     tu_rm_rf(dir);
+    setenv("TERN_FAULT_COMMIT_DELAY_MS", ms, 1);
+    tn_err e = tn_evlog_open(dir, o, &lg, &msg);
+    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    cr_assert_eq(e, TN_OK, "%s", msg.text);
+}
+
+Test(evlog, a_waiting_thread_hashes_its_next_batch_and_the_chain_is_unchanged)
+{
+    tn_evlog_opts o = {.create = true, .checkpoint_every = 100};
+    open_delayed(&o, "300");
+    uint64_t s0 = tn_evlog_last_seq(lg), ids[600];
+    add_wfs(600, ids, NULL);
+    cr_assert_eq(tn_evlog_commit_start(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert(tn_evlog_inflight(lg));
+    /* fewer than a hand-over: this thread commits them itself, after the wait */
+    add_wfs(100, NULL, NULL);
+    cr_assert_eq(tn_evlog_hashed_waiting(lg), 0, "nothing is hashed before a wait");
+    cr_assert_eq(tn_evlog_commit_wait(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_hashed_waiting(lg), 100, "the wait hashed the pending batch");
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 700);
+    verify_log();
+    /* a batch big enough to be handed over, partly published to the committer already */
+    add_wfs(600, NULL, NULL);
+    cr_assert_eq(tn_evlog_commit_start(lg, &msg), TN_OK, "%s", msg.text);
+    add_wfs(400, NULL, NULL);
+    for (size_t i = 0; i < 100; i++)
+        cr_assert_eq(add(TN_MACHINE_WORKFLOW, TN_WF_E_START, ids[i], 0), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_commit_wait(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_hashed_waiting(lg), 600);
+    cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1800);
+    tn_wf_proj w;
+    cr_assert_eq(tn_evlog_wf(lg, ids[99], &w), TN_OK);
+    cr_assert_eq(w.state, TN_WF_S_RUNNING_EXECUTION);
+    verify_log(); /* every event chained to the one before, projections as replayed */
+    tn_evlog_close(lg);
+    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "the chain verifies at open: %s",
+                 msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1800);
+}
+
+Test(evlog, a_failed_commit_in_flight_drops_the_batch_built_on_it)
+{
     tn_evlog_opts o = {
         .create = true, .no_sync = true, .map_size = 1 << 20, .map_max = 1 << 20};
-    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "%s", msg.text);
+    /* the batch built on the one in flight is hashed by the waiting thread first */
+    open_delayed(&o, "50");
     static char pad[1000];
     memset(pad, 'x', sizeof(pad) - 1);
     uint64_t first = tn_evlog_new_wf_id(lg);
@@ -393,6 +441,7 @@ Test(evlog, a_failed_commit_in_flight_drops_the_batch_built_on_it)
         }
     }
     cr_assert_eq(e, TN_ERR_FULL, "got %s: %s", tn_errname(e), msg.text);
+    cr_assert_gt(tn_evlog_hashed_waiting(lg), 0);
     /* nothing of the failed batch nor of the one built on it is left */
     cr_assert_not(tn_evlog_inflight(lg));
     cr_assert_eq(tn_evlog_pending(lg), 0);

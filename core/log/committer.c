@@ -1,5 +1,6 @@
 /* The committer thread: chain, hash and append the staged events while the batch is
- * still being built; commit it when asked, the next batch staging meanwhile. */
+ * still being built; commit it when asked, the next batch staging meanwhile. A staging
+ * thread that waits for a commit chains and hashes its next batch meanwhile. */
 #include "committer.h"
 
 #include <pthread.h>
@@ -20,6 +21,9 @@
 /* The engine thread hands over staged events this many at a time (and at the commit). A
  * batch smaller than this is committed by the engine thread itself. */
 #define PUBLISH_EVERY 256
+/* A waiting staging thread hashes this many records between looks at the commit it
+ * waits for (the committer waits for it to stop before it reads the set). */
+#define HELP_STEP     64
 
 struct chunk {
     struct chunk *next;
@@ -37,6 +41,12 @@ struct stage {
     struct chunk *first, *cur; /* engine thread; cur NULL: next record in the first */
     size_t staged, handed;     /* engine thread */
     size_t published;          /* under mu: what the committer may read */
+    /* Records [0, prehashed) already chained and hashed by the engine thread while it
+     * waited for the other set's commit; prehead is the last one's hash. Under mu;
+     * final once the committer starts on the set. */
+    size_t prehashed;
+    uint8_t prehead[TN_HASH_LEN];
+    struct rpos hrd; /* engine thread: where that hashing goes on */
 };
 
 /* Chaining and appending one set: the committer's, or the engine thread's own when it
@@ -48,6 +58,8 @@ struct feeder {
     uint8_t head[TN_HASH_LEN];
     struct rpos rd;
     size_t consumed;
+    size_t pre; /* the set's first records hashed already, and the last one's hash */
+    uint8_t prehead[TN_HASH_LEN];
     tn_stream *str;
     tn_err str_err;
     tn_errmsg str_msg;
@@ -73,6 +85,10 @@ struct tn_committer {
     bool idle;
     bool job;     /* a commit started and not yet waited for */
     bool settled; /* ... and its outcome is known */
+    bool head_ready; /* ... and its set is chained: the next set's may begin, from it */
+    bool helping;    /* the engine thread is hashing records of the staging set */
+    uint8_t ready_head[TN_HASH_LEN];
+    uint64_t helped; /* records the engine thread hashed so, ever */
     int job_set;
     tn_batch *batch;
     bool ckpt;
@@ -109,8 +125,28 @@ static void append_one(struct feeder *f, tn_stream *st, size_t i, const uint8_t 
     tn_store_stream_append(st, TN_DB_EVENTS, key, 8, enc, len);
 }
 
-/* Chain, hash and append the set's records up to `upto`. A stream that cannot begin is
- * an error its commit returns; the records are still chained. */
+/* The feeder reads set `s` (with mu held, or by the engine thread with no commit
+ * started): from its first record when it has not begun it. */
+static void take_set(struct feeder *f, const struct stage *s)
+{
+    f->first = s->first;
+    if (f->consumed == 0) {
+        f->pre = s->prehashed;
+        memcpy(f->prehead, s->prehead, TN_HASH_LEN);
+    }
+}
+
+/* Chain and hash one record after `head` (its last TN_HASH_LEN bytes); head becomes its
+ * hash. */
+static void chain_one(uint8_t *enc, uint32_t len, uint8_t head[TN_HASH_LEN])
+{
+    memcpy(enc + len - TN_HASH_LEN, head, TN_HASH_LEN);
+    tn_event_hash(enc, len, head);
+}
+
+/* Chain, hash and append the set's records up to `upto` (the first f->pre only
+ * appended: they are chained). A stream that cannot begin is an error its commit
+ * returns; the records are still chained. */
 static void feed(struct feeder *f, size_t upto)
 {
     if (!f->rd.k)
@@ -120,8 +156,10 @@ static void feed(struct feeder *f, size_t upto)
             f->str_err = tn_store_stream_begin(f->s, &f->str, &f->str_msg);
         uint32_t len;
         uint8_t *enc = rec_next(&f->rd, &len);
-        memcpy(enc + len - TN_HASH_LEN, f->head, TN_HASH_LEN);
-        tn_event_hash(enc, len, f->head);
+        if (f->consumed >= f->pre)
+            chain_one(enc, len, f->head);
+        else if (f->consumed + 1 == f->pre)
+            memcpy(f->head, f->prehead, TN_HASH_LEN);
         if (f->str)
             append_one(f, f->str, f->consumed, enc, len);
         f->consumed++;
@@ -162,7 +200,7 @@ static void forget(struct feeder *f)
     tn_store_stream_abort(f->str);
     f->str = NULL;
     f->str_err = TN_OK;
-    f->consumed = 0;
+    f->consumed = f->pre = 0;
     f->rd = (struct rpos){NULL, 0};
 }
 
@@ -194,9 +232,15 @@ static void run_job(tn_committer *c)
     size_t upto = c->set[c->cs].published;
     tn_batch *b = c->batch;
     bool ckpt = c->ckpt;
-    c->f.first = c->set[c->cs].first;
+    take_set(&c->f, &c->set[c->cs]);
     pthread_mutex_unlock(&c->mu);
     feed(&c->f, upto);
+    /* the set is chained: a waiting engine thread may chain the next one on it */
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->ready_head, c->f.head, TN_HASH_LEN);
+    c->head_ready = true;
+    pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->mu);
     if (c->delay_ns)
         nanosleep(&(struct timespec){c->delay_ns / 1000000000, c->delay_ns % 1000000000}, NULL);
     tn_errmsg m = {{0}};
@@ -221,7 +265,11 @@ static void *run(void *arg)
         bool job = c->job && !c->settled && c->job_set == c->cs;
         if (c->cmd == CMD_STOP)
             break;
-        if (c->cmd == CMD_ABORT) {
+        if (c->helping) { /* it hashes the set we read next; it stops soon */
+            c->idle = true;
+            pthread_cond_wait(&c->wake, &c->mu);
+            c->idle = false;
+        } else if (c->cmd == CMD_ABORT) {
             pthread_mutex_unlock(&c->mu);
             forget(&c->f);
             pthread_mutex_lock(&c->mu);
@@ -232,7 +280,7 @@ static void *run(void *arg)
             run_job(c);
         } else if (c->f.consumed < s->published) {
             size_t upto = s->published;
-            c->f.first = s->first;
+            take_set(&c->f, s);
             pthread_mutex_unlock(&c->mu);
             feed(&c->f, upto);
             pthread_mutex_lock(&c->mu);
@@ -362,6 +410,14 @@ tn_err tn_committer_stage(tn_committer *c, const void *enc, size_t len)
     return TN_OK;
 }
 
+uint64_t tn_committer_helped(tn_committer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->helped;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 size_t tn_committer_staged(const tn_committer *c)
 {
     return c->set[c->es].staged;
@@ -375,7 +431,8 @@ bool tn_committer_handed(const tn_committer *c)
 /* A set starts over: nothing staged; a few chunks kept. */
 static void rewind_set(struct stage *s)
 {
-    s->staged = s->handed = 0;
+    s->staged = s->handed = s->prehashed = 0;
+    s->hrd = (struct rpos){NULL, 0};
     s->cur = NULL;
     struct chunk *k = s->first;
     for (int i = 1; k && i < CHUNKS_KEPT; i++)
@@ -403,11 +460,44 @@ void tn_committer_start(tn_committer *c, tn_batch *b, bool ckpt)
     c->ckpt = ckpt;
     c->job = true;
     c->settled = false;
+    c->head_ready = false;
     c->job_set = c->es;
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->mu);
     c->es = 1 - c->es;
     rewind_set(&c->set[c->es]); /* committed two starts ago: the committer is done with it */
+}
+
+/* The engine thread, waiting with mu held for a commit whose set is chained: chain and
+ * hash the next HELP_STEP records of the set it stages, on that commit's head, so that
+ * the committer only appends them. false: nothing to do. Returns with mu held. */
+static bool help(tn_committer *c)
+{
+    struct stage *s = &c->set[c->es];
+    if (!c->head_ready || s->prehashed >= s->staged)
+        return false;
+    uint8_t head[TN_HASH_LEN];
+    memcpy(head, s->prehashed ? s->prehead : c->ready_head, TN_HASH_LEN);
+    if (!s->hrd.k)
+        s->hrd = (struct rpos){s->first, 0};
+    size_t from = s->prehashed, upto = s->staged;
+    if (upto - from > HELP_STEP)
+        upto = from + HELP_STEP;
+    c->helping = true;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = from; i < upto; i++) {
+        uint32_t len;
+        uint8_t *enc = rec_next(&s->hrd, &len);
+        chain_one(enc, len, head);
+    }
+    pthread_mutex_lock(&c->mu);
+    s->prehashed = upto;
+    memcpy(s->prehead, head, TN_HASH_LEN);
+    c->helped += upto - from;
+    c->helping = false;
+    if (c->idle)
+        pthread_cond_signal(&c->wake);
+    return true;
 }
 
 tn_err tn_committer_wait(tn_committer *c, uint8_t head[TN_HASH_LEN], tn_errmsg *msg)
@@ -418,7 +508,8 @@ tn_err tn_committer_wait(tn_committer *c, uint8_t head[TN_HASH_LEN], tn_errmsg *
         return TN_OK;
     }
     while (!c->settled)
-        pthread_cond_wait(&c->done, &c->mu);
+        if (!help(c))
+            pthread_cond_wait(&c->done, &c->mu);
     c->job = false;
     tn_err e = c->result;
     if (e && msg)
@@ -440,7 +531,8 @@ tn_err tn_committer_commit(tn_committer *c, tn_batch *b, bool ckpt, uint8_t head
     }
     /* nothing handed over and no commit started: the committer has nothing to do until
      * the next hand-over, so where the chain goes on is ours to read and to move */
-    struct feeder f = {.s = c->s, .first = s->first, .last_seq = c->f.last_seq};
+    struct feeder f = {.s = c->s, .last_seq = c->f.last_seq};
+    take_set(&f, s);
     memcpy(f.head, c->f.head, TN_HASH_LEN);
     tn_errmsg m = {{0}};
     feed(&f, s->staged);

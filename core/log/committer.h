@@ -4,8 +4,10 @@
  * transaction; the commit then only has the rest of the batch (projections, index,
  * meta) and the fsync left. A commit may also be started and waited for later, while
  * the next batch is staged: the committer writes and syncs batch k, then goes on with
- * batch k+1 (chained to k). Nothing is durable before its commit ends, and a failed or
- * aborted batch writes nothing.
+ * batch k+1 (chained to k). The engine thread, when it waits for commit k, chains and
+ * hashes batch k+1 meanwhile (once k is chained), so that the committer only appends
+ * those. Nothing is durable before its commit ends, and a failed or aborted batch
+ * writes nothing.
  *
  * Two staging sets: the one being staged, and the one being committed. Single
  * producer: one engine thread stages, starts, waits and aborts. Internal to core/log. */
@@ -51,5 +53,7 @@ void tn_committer_start(tn_committer *c, tn_batch *b, bool ckpt);
 tn_err tn_committer_wait(tn_committer *c, uint8_t head[TN_HASH_LEN], tn_errmsg *msg);
 /* Drop the staged events, writing nothing. Only with no commit started. */
 void tn_committer_abort(tn_committer *c);
+/* Events the engine thread chained and hashed while it waited, since the start. */
+uint64_t tn_committer_helped(tn_committer *c);
 
 #endif

@@ -1120,6 +1120,11 @@ bool tn_evlog_inflight(const tn_evlog *l)
     return l->inflight;
 }
 
+uint64_t tn_evlog_hashed_waiting(const tn_evlog *l)
+{
+    return l->cm ? tn_committer_helped(l->cm) : 0;
+}
+
 tn_err tn_evlog_commit(tn_evlog *l, tn_errmsg *msg)
 {
     tn_err e = tn_evlog_commit_start(l, msg);

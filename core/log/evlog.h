@@ -102,6 +102,9 @@ tn_err tn_evlog_commit_start(tn_evlog *l, tn_errmsg *msg);
 tn_err tn_evlog_commit_wait(tn_evlog *l, tn_errmsg *msg);
 /* A started commit was not yet waited for. */
 bool tn_evlog_inflight(const tn_evlog *l);
+/* Events of later batches this thread chained and hashed while it waited for a commit
+ * (the committer then only appends them), since the log was opened. */
+uint64_t tn_evlog_hashed_waiting(const tn_evlog *l);
 /* Drop the pending events (after waiting for a commit in flight); state returns to the
  * last commit. */
 void tn_evlog_discard(tn_evlog *l);
