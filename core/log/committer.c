@@ -83,8 +83,8 @@ struct tn_committer {
     /* under mu */
     int cmd;
     bool idle;
-    bool job;     /* a commit started and not yet waited for */
-    bool settled; /* ... and its outcome is known */
+    bool job;        /* a commit started and not yet waited for */
+    bool settled;    /* ... and its outcome is known */
     bool head_ready; /* ... and its set is chained: the next set's may begin, from it */
     bool helping;    /* the engine thread is hashing records of the staging set */
     uint8_t ready_head[TN_HASH_LEN];
