@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t tn_now_ns(void)
 {
@@ -157,6 +159,23 @@ uint64_t tn_proc_kb(const char *path, const char *key)
     if (f)
         fclose(f);
     return kb;
+}
+
+void tn_populate(void *p, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    static uintptr_t pg;
+    if (!pg) {
+        long v = sysconf(_SC_PAGESIZE);
+        pg = v > 0 ? (uintptr_t)v : 4096;
+    }
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)n;
+#endif
 }
 
 bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem)

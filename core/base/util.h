@@ -57,6 +57,10 @@ size_t tn_edit_distance(const char *a, const char *b);
 /* Make room for `need` elements of `elem` bytes in *arr (capacity *cap, doubled as
  * needed, 64 at least). False, with *arr and *cap untouched, when out of memory. */
 bool tn_grow(void **arr, size_t *cap, size_t need, size_t elem);
+/* Fault in the whole pages of [p, p + n) for writing in one call instead of one trap per
+ * page at first touch (dear on a virtual machine): for large blocks about to be filled.
+ * Best effort: nothing happens where the kernel cannot. */
+void tn_populate(void *p, size_t n);
 
 /* The number of a "KEY:   N kB" line of a /proc file (/proc/meminfo, /proc/PID/status),
  * in KiB; 0 when the file or the key is missing. */

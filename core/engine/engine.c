@@ -722,6 +722,8 @@ static wf_run *wf_run_from_submit(tn_engine *e, const tn_event *ev)
     }
     w->t = calloc(n, sizeof(task_run));
     w->in_scope = calloc(n, 1);
+    if (w->t && n > 64)
+        tn_populate(w->t, n * sizeof(task_run));
     if (!w->t || !w->in_scope || eng_kv_from_attr(ev, "params", &w->overrides) ||
         eng_kv_from_attr(ev, "inherited", &w->inherited))
         goto fail;

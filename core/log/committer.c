@@ -373,6 +373,7 @@ static struct chunk *next_chunk(struct stage *s, size_t need)
         struct chunk *n = malloc(sizeof(*n) + cap);
         if (!n)
             return NULL;
+        tn_populate(n, sizeof(*n) + cap);
         n->next = NULL;
         n->cap = cap;
         *link = n;

@@ -128,6 +128,7 @@ static void *proj_alloc(struct projpool *pp)
         struct projchunk *c = malloc(sizeof(*c) + POOL_CHUNK * pp->size);
         if (!c)
             return NULL;
+        tn_populate(c, sizeof(*c) + POOL_CHUNK * pp->size);
         c->next = pp->ch;
         pp->ch = c;
         for (size_t i = 0; i < POOL_CHUNK; i++) {
