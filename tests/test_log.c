@@ -324,6 +324,21 @@ static void add_wfs(size_t n, uint64_t *ids, const char *pad)
     }
 }
 
+/* Workflow `wf` was started, the log verifies (every event chained to the one before,
+ * projections as replayed), and reopened with `o` it verifies its chain and ends at
+ * `last`. */
+static void started_and_reopened(uint64_t wf, const tn_evlog_opts *o, uint64_t last)
+{
+    tn_wf_proj w;
+    cr_assert_eq(tn_evlog_wf(lg, wf, &w), TN_OK);
+    cr_assert_eq(w.state, TN_WF_S_RUNNING_EXECUTION);
+    verify_log();
+    tn_evlog_close(lg);
+    cr_assert_eq(tn_evlog_open(dir, o, &lg, &msg), TN_OK, "the chain verifies at open: %s",
+                 msg.text);
+    cr_assert_eq(tn_evlog_last_seq(lg), last);
+}
+
 Test(evlog, a_started_commit_is_durable_only_after_wait_and_the_next_batch_chains_to_it)
 {
     tn_evlog_close(lg);
@@ -348,14 +363,7 @@ Test(evlog, a_started_commit_is_durable_only_after_wait_and_the_next_batch_chain
     add_wfs(10, NULL, NULL);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
     cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1110);
-    tn_wf_proj w;
-    cr_assert_eq(tn_evlog_wf(lg, ids[0], &w), TN_OK);
-    cr_assert_eq(w.state, TN_WF_S_RUNNING_EXECUTION);
-    verify_log(); /* every event chained to the one before, projections as replayed */
-    tn_evlog_close(lg);
-    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "the chain verifies at open: %s",
-                 msg.text);
-    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1110);
+    started_and_reopened(ids[0], &o, s0 + 1110);
 }
 
 /* Open a new log at `dir` whose handed-over commits each wait `ms` after chaining their
@@ -397,14 +405,7 @@ Test(evlog, a_waiting_thread_hashes_its_next_batch_and_the_chain_is_unchanged)
     cr_assert_eq(tn_evlog_hashed_waiting(lg), 600);
     cr_assert_eq(tn_evlog_commit(lg, &msg), TN_OK, "%s", msg.text);
     cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1800);
-    tn_wf_proj w;
-    cr_assert_eq(tn_evlog_wf(lg, ids[99], &w), TN_OK);
-    cr_assert_eq(w.state, TN_WF_S_RUNNING_EXECUTION);
-    verify_log(); /* every event chained to the one before, projections as replayed */
-    tn_evlog_close(lg);
-    cr_assert_eq(tn_evlog_open(dir, &o, &lg, &msg), TN_OK, "the chain verifies at open: %s",
-                 msg.text);
-    cr_assert_eq(tn_evlog_last_seq(lg), s0 + 1800);
+    started_and_reopened(ids[99], &o, s0 + 1800);
 }
 
 Test(evlog, a_failed_commit_in_flight_drops_the_batch_built_on_it)
