@@ -85,8 +85,9 @@ struct tn_committer {
     bool idle;
     bool job;        /* a commit started and not yet waited for */
     bool settled;    /* ... and its outcome is known */
-    bool head_ready; /* ... and its set is chained: the next set's may begin on f.head */
+    bool head_ready; /* ... and its set is chained: the next set's may begin, from it */
     bool helping;    /* the engine thread is hashing records of the staging set */
+    uint8_t ready_head[TN_HASH_LEN];
     uint64_t helped; /* records the engine thread hashed so, ever */
     int job_set;
     tn_batch *batch;
@@ -234,9 +235,9 @@ static void run_job(tn_committer *c)
     take_set(&c->f, &c->set[c->cs]);
     pthread_mutex_unlock(&c->mu);
     feed(&c->f, upto);
-    /* the set is chained: a waiting engine thread may chain the next one on f.head, which
-     * stays as it is until this commit settled and that thread stopped */
+    /* the set is chained: a waiting engine thread may chain the next one on it */
     pthread_mutex_lock(&c->mu);
+    memcpy(c->ready_head, c->f.head, TN_HASH_LEN);
     c->head_ready = true;
     pthread_cond_broadcast(&c->done);
     pthread_mutex_unlock(&c->mu);
@@ -477,7 +478,7 @@ static bool help(tn_committer *c)
     if (!c->head_ready || s->prehashed >= s->staged)
         return false;
     uint8_t head[TN_HASH_LEN];
-    memcpy(head, s->prehashed ? s->prehead : c->f.head, TN_HASH_LEN);
+    memcpy(head, s->prehashed ? s->prehead : c->ready_head, TN_HASH_LEN);
     if (!s->hrd.k)
         s->hrd = (struct rpos){s->first, 0};
     size_t from = s->prehashed, upto = s->staged;
