@@ -2994,6 +2994,60 @@ Test(scale, wide_workflow_of_20k_tasks_runs_each_task_once)
     runs_check(wf, n, NULL);
 }
 
+static char *wide_yaml(const char *name, uint32_t n)
+{
+    size_t cap = 64 + (size_t)n * 40, l;
+    char *y = malloc(cap);
+    cr_assert(y);
+    l = (size_t)snprintf(y, cap, "name: %s\ntasks:\n", name);
+    for (uint32_t i = 0; i < n; i++)
+        l += (size_t)snprintf(y + l, cap - l, "  - {name: t%u, type: noop}\n", i);
+    return y;
+}
+
+static int submitted(uint64_t wf)
+{
+    return events(wf, TN_MACHINE_TASK, TN_TASK_E_SUBMIT, 0).n;
+}
+
+/* A workflow wider than a batch starts its tasks over several (4096 starts a step, each
+ * batch committed while the next one is built), each task once: also when the engine
+ * restarts between them, and none after a stop between them. */
+Test(scale, a_workflow_wider_than_a_batch_starts_over_several_each_task_once)
+{
+    const uint32_t n = 10000;
+    char *y = wide_yaml("wide", n);
+    apply(y);
+    free(y);
+    X.no_worker = true; /* created tasks wait in the queue: the starts are what is counted */
+
+    uint64_t a = start("wide");
+    cr_assert_eq(submitted(a), 4096, "the start's batch holds one step of starts");
+    tn_engine_step(E, NULL);
+    settle(0);
+    cr_assert_eq(submitted(a), (int)n, "the following steps start the rest");
+
+    uint64_t b = start("wide");
+    cr_assert_eq(submitted(b), 4096);
+    restart(true); /* the rest is started by the restarted engine */
+    settle(0);
+    cr_assert_eq(submitted(b), (int)n);
+
+    uint64_t c = start("wide");
+    cr_assert_eq(submitted(c), 4096);
+    cr_assert_eq(cmd(TN_CMD_STOP, c), TN_OK);
+    settle(0);
+    ASSERT_WF(c, TN_WF_S_STOP);
+    cr_assert_eq(submitted(c), 4096, "nothing is started after the stop");
+
+    X.no_worker = false;
+    X.slots = 200; /* the scripted executor keeps at most 256 attempts */
+    cr_assert_eq(run(a), TN_WF_S_SUCCESS, "%s", wsn(wf_state(a)));
+    cr_assert_eq(run(b), TN_WF_S_SUCCESS, "%s", wsn(wf_state(b)));
+    runs_check(a, n, NULL);
+    runs_check(b, n, NULL);
+}
+
 /* Tasks that wait for a slot are not all tried again at every step: a step tries what
  * it places and at most a few more (it was every waiting task, so a workflow's
  * placement work grew with the square of its size). Those not tried say why they wait. */

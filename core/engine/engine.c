@@ -1013,6 +1013,7 @@ void tn_engine_close(tn_engine *e)
         free(l);
     }
     free(e->later);
+    free(e->more);
     free(e->fx);
     free(e->touched);
     free(e->cmds_batch);
@@ -2058,6 +2059,26 @@ static void schedule_touched(tn_engine *e)
         for (size_t i = 0; i < e->ntouched && !again; i++)
             again = e->touched[i]->dirty;
     }
+    /* the step's starts ran out: who has candidates left runs again at the next step */
+    for (size_t i = 0; i < e->ntouched; i++) {
+        wf_run *w = e->touched[i];
+        if (w->ncand > 0 &&
+            tn_grow((void **)&e->more, &e->capmore, e->nmore + 1, sizeof(uint64_t)))
+            e->more[e->nmore++] = w->id;
+    }
+}
+
+/* The instances whose starts ran out at the last step run again in this one. */
+static size_t touch_more(tn_engine *e)
+{
+    size_t n = e->nmore;
+    for (size_t i = 0; i < e->nmore; i++) {
+        wf_run *w = eng_wf(e, e->more[i]);
+        if (w)
+            eng_touch(e, w);
+    }
+    e->nmore = 0;
+    return n;
 }
 
 /* The committed batch's events into the metrics. */
@@ -2291,7 +2312,7 @@ static void commit_or_start(tn_engine *e, input *ins, tn_errmsg *msg)
 static bool keep_flying(tn_engine *e)
 {
     pthread_mutex_lock(&e->mu);
-    bool keep = (e->cmd_head || e->in_head) && !e->req_head;
+    bool keep = (e->cmd_head || e->in_head || e->nmore) && !e->req_head;
     pthread_mutex_unlock(&e->mu);
     return keep;
 }
@@ -2339,7 +2360,9 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     pthread_mutex_unlock(&e->mu);
     if (cmds)
         settle(e, msg); /* commands act on, and are answered after, what is durable */
-    size_t n = run_commands(e, cmds);
+    e->starts_left = e->max_batch;
+    size_t n = touch_more(e);
+    n += run_commands(e, cmds);
     run_reports(e, ins, &n);
     fire_due_timers(e, &n);
     schedule_touched(e);
@@ -2395,7 +2418,7 @@ void tn_engine_wait(tn_engine *e, int64_t max_ns)
     int64_t until = now + max_ns;
     if (due < until)
         until = due;
-    if (until <= now)
+    if (until <= now || e->nmore)
         return;
     struct timespec ts = {until / 1000000000LL, until % 1000000000LL};
     pthread_mutex_lock(&e->mu);
@@ -2424,7 +2447,7 @@ void tn_engine_wake(tn_engine *e)
 static bool has_inputs(tn_engine *e)
 {
     pthread_mutex_lock(&e->mu);
-    bool r = e->cmd_head || e->in_head || e->ncb || e->req_head;
+    bool r = e->cmd_head || e->in_head || e->ncb || e->req_head || e->nmore;
     pthread_mutex_unlock(&e->mu);
     return r;
 }

@@ -220,6 +220,13 @@ struct tn_engine {
     lane *last_lane;
     qentry *later; /* could not be placed in this step */
     size_t nlater, caplater;
+    /* Task starts left in this step (max_batch each): a workflow of 100k ready tasks
+     * starts them over several batches, each committed while the next is built, instead
+     * of one batch whose commit the engine would wait for with nothing else to do. The
+     * instances with candidates left over are run again at the next step. */
+    uint32_t starts_left;
+    uint64_t *more;
+    size_t nmore, capmore;
 
     effect *fx;
     size_t nfx, capfx;

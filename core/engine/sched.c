@@ -566,7 +566,7 @@ tn_err sched_run(tn_engine *e, wf_run *w)
         w->ncand = 0;
         return TN_OK;
     }
-    while (w->ncand > 0 && !err) {
+    while (w->ncand > 0 && !err && e->starts_left > 0) {
         uint32_t node = w->cand[--w->ncand];
         task_run *t = &w->t[node];
         if (t->id || (t->flags & TF_SKIP) || !w->in_scope[node] || !w->def->tasks[node].enabled)
@@ -579,6 +579,7 @@ tn_err sched_run(tn_engine *e, wf_run *w)
         }
         if (!sched_satisfied(w, node))
             continue;
+        e->starts_left--;
         err = create_task(e, w, node, w->state == TN_WF_S_READY_PAUSE);
     }
     if (!err)
