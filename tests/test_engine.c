@@ -4,6 +4,9 @@
  * engine's virtual clock jumps to the next timer, so no test waits on the wall clock.
  * After every scenario, replay verifies the whole log. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <time.h>
@@ -2435,6 +2438,132 @@ Test(engine, a_failed_commit_in_flight_drops_the_batch_built_on_it, .fini = tear
     cr_assert_gt(PX.dispatches, before, "the dropped work was dispatched again");
 }
 
+/* Commands from another thread while the engine steps: STARTs of chains, each answered
+ * only once the batch it is in is durable (with commits delayed in flight, an answer
+ * let out early finds its workflow missing from the store). */
+#define CF_MAX 3000
+static tn_cmd cf_cmds[CF_MAX];
+static unsigned cf_n;
+static atomic_uint cf_submitted;
+
+static void *cf_submit(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < cf_n; i++) {
+        cf_cmds[i] = (tn_cmd){.kind = TN_CMD_START, .workflow = "chain"};
+        tn_engine_submit(E, &cf_cmds[i]);
+        atomic_store(&cf_submitted, i + 1);
+        if (i % 50 == 49)
+            sched_yield();
+    }
+    return NULL;
+}
+
+/* Submit n STARTs from another thread and step until every one is answered and no
+ * workflow is live (or `steps` went by), checking each answer when it is seen: a started
+ * workflow is in the store, a failed start left nothing there. Returns the answers that
+ * were errors other than the refusal of new work once the store was found full. */
+static unsigned cf_run(unsigned n_cmds, unsigned steps, bool all_ok)
+{
+    static bool seen[CF_MAX];
+    memset(seen, 0, sizeof(seen));
+    cf_n = n_cmds;
+    atomic_store(&cf_submitted, 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, cf_submit, NULL), 0);
+    unsigned answered = 0, failed = 0;
+    tn_store *s = tn_evlog_store(tn_engine_log(E));
+    tn_engine_stats st = {0};
+    for (unsigned k = 0; k < steps && (answered < cf_n || st.live_workflows > 0); k++) {
+        tn_engine_step(E, NULL);
+        unsigned n = atomic_load(&cf_submitted);
+        for (unsigned i = 0; i < n; i++) {
+            if (seen[i] || !cf_cmds[i].done)
+                continue;
+            seen[i] = true;
+            answered++;
+            tn_wf_proj p;
+            if (cf_cmds[i].err) {
+                failed += strncmp(cf_cmds[i].msg, "the store is full", 17) != 0;
+                cr_assert(!all_ok, "start %u failed: %s", i, cf_cmds[i].msg);
+                cr_assert(!cf_cmds[i].out_id ||
+                              tn_log_wf_get(s, cf_cmds[i].out_id, &p) == TN_ERR_NOENT,
+                          "a failed start left its workflow in the store");
+                continue;
+            }
+            cr_assert_eq(tn_log_wf_get(s, cf_cmds[i].out_id, &p), TN_OK,
+                         "start %u was answered before its workflow was durable", i);
+        }
+        tn_engine_stats_get(E, &st);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(answered, cf_n, "%u of %u commands answered", answered, cf_n);
+    return failed;
+}
+
+static const char chain8[] = "name: chain\ntasks:\n  - {name: t0, type: noop}\n"
+                             "  - {name: t1, type: noop, deps: [t0]}\n"
+                             "  - {name: t2, type: noop, deps: [t1]}\n"
+                             "  - {name: t3, type: noop, deps: [t2]}\n";
+
+Test(engine, commands_are_answered_once_their_batch_in_flight_is_durable, .fini = teardown)
+{
+    dir = tu_tmpdir();
+    memset(&PX, 0, sizeof(PX));
+    setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
+    px_open(0);
+    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    apply(chain8);
+    cr_assert_eq(cf_run(600, 1000000, true), 0);
+    tn_engine_stats st;
+    tn_engine_stats_get(E, &st);
+    cr_assert_eq(st.live_workflows, 0);
+    cr_assert_gt(st.command_flights, 0, "batches with commands were left in flight");
+    cr_assert_eq(PX.dispatches, 4 * 600);
+    cr_assert_eq(PX.early_dispatches, 0);
+    cr_assert_eq(PX.early_acks, 0);
+}
+
+/* The store fills with commands in flight: each is answered once, an error for those
+ * whose batch failed, and what was answered OK is in the store, what failed is not. */
+Test(engine, commands_in_a_failed_flight_fail_and_are_answered, .fini = teardown)
+{
+    dir = tu_tmpdir();
+    memset(&PX, 0, sizeof(PX));
+    FILE *f = fopen("/dev/null", "we");
+    tn_log_set_stream(f);
+    setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
+    px_open(1u << 20);
+    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    apply(chain8);
+    unsigned failed = cf_run(CF_MAX, 2000, false);
+    tn_log_set_stream(NULL);
+    fclose(f);
+    tn_engine_stats st;
+    tn_engine_stats_get(E, &st);
+    cr_assert_gt(failed, 0, "starts in a batch whose commit failed failed with it");
+    cr_assert_gt(st.flight_failures, 0, "a commit failed in flight");
+    cr_assert_gt(st.command_flights, 0);
+    unsigned ok = 0;
+    for (unsigned i = 0; i < CF_MAX; i++)
+        ok += cf_cmds[i].err == TN_OK;
+    /* reopened with room: the workflows of the starts answered OK, and only those, run */
+    tn_engine_close(E);
+    E = NULL;
+    px_open(0);
+    for (int i = 0; i < 100000 && st.live_workflows; i++) {
+        tn_engine_step(E, NULL);
+        tn_engine_stats_get(E, &st);
+    }
+    cr_assert_eq(st.live_workflows, 0);
+    uint64_t tasks[64] = {0}, wfs[64] = {0};
+    cr_assert_eq(tn_log_state_counts(tn_evlog_store(tn_engine_log(E)), wfs, tasks, 64), TN_OK);
+    cr_assert_eq(wfs[TN_WF_S_SUCCESS], ok, "%" PRIu64 " workflows for %u starts answered OK",
+                 wfs[TN_WF_S_SUCCESS], ok);
+    cr_assert_eq(tasks[TN_TASK_S_SUCCESS], 4 * ok);
+    cr_assert_eq(PX.early_dispatches, 0);
+}
+
 /* ------------------------------------------------------------------------------ */
 /* schedules and backfills */
 
@@ -3015,37 +3144,38 @@ static int submitted(uint64_t wf)
  * restarts between them, and none after a stop between them. */
 Test(scale, a_workflow_wider_than_a_batch_starts_over_several_each_task_once)
 {
-    const uint32_t n = 10000;
-    char *y = wide_yaml("wide", n);
+    const int n = 20000;
+    char *y = wide_yaml("wide", (uint32_t)n);
     apply(y);
     free(y);
     X.no_worker = true; /* created tasks wait in the queue: the starts are what is counted */
 
     uint64_t a = start("wide");
-    cr_assert_eq(submitted(a), 4096, "the start's batch holds one step of starts");
-    tn_engine_step(E, NULL);
+    int k = submitted(a);
+    cr_assert(k > 0 && k < n, "the start is answered before all its tasks start (%d)", k);
     settle(0);
-    cr_assert_eq(submitted(a), (int)n, "the following steps start the rest");
+    cr_assert_eq(submitted(a), n, "the following steps start the rest");
 
     uint64_t b = start("wide");
-    cr_assert_eq(submitted(b), 4096);
+    cr_assert_lt(submitted(b), n);
     restart(true); /* the rest is started by the restarted engine */
     settle(0);
-    cr_assert_eq(submitted(b), (int)n);
+    cr_assert_eq(submitted(b), n);
 
     uint64_t c = start("wide");
-    cr_assert_eq(submitted(c), 4096);
     cr_assert_eq(cmd(TN_CMD_STOP, c), TN_OK);
     settle(0);
     ASSERT_WF(c, TN_WF_S_STOP);
-    cr_assert_eq(submitted(c), 4096, "nothing is started after the stop");
+    k = submitted(c);
+    cr_assert(k > 0 && k < n, "nothing is started after the stop (%d)", k);
+    cr_assert_eq(k % 4096, 0, "whole steps of starts (%d)", k);
 
     X.no_worker = false;
     X.slots = 200; /* the scripted executor keeps at most 256 attempts */
     cr_assert_eq(run(a), TN_WF_S_SUCCESS, "%s", wsn(wf_state(a)));
     cr_assert_eq(run(b), TN_WF_S_SUCCESS, "%s", wsn(wf_state(b)));
-    runs_check(a, n, NULL);
-    runs_check(b, n, NULL);
+    runs_check(a, (uint32_t)n, NULL);
+    runs_check(b, (uint32_t)n, NULL);
 }
 
 /* Tasks that wait for a slot are not all tried again at every step: a step tries what

@@ -1022,6 +1022,7 @@ void tn_engine_close(tn_engine *e)
     free(e->fl.fx);
     free(e->fl.touched);
     free(e->fl.obs);
+    free(e->fl.cmds);
     tn_evlog_close(e->log);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -2190,6 +2191,22 @@ static void swap_flight(tn_engine *e)
     TN_SWAP(e->obs, e->fl.obs);
     TN_SWAP(e->nobs, e->fl.nobs);
     TN_SWAP(e->capobs, e->fl.capobs);
+    TN_SWAP(e->cmds_batch, e->fl.cmds);
+    TN_SWAP(e->ncmds, e->fl.ncmds);
+    TN_SWAP(e->capcmds, e->fl.capcmds);
+}
+
+/* The batch's commands are answered: their submitters may go on (and free them). */
+static void cmds_answer(tn_engine *e)
+{
+    if (!e->ncmds)
+        return;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->ncmds; i++)
+        e->cmds_batch[i]->done = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    e->ncmds = 0;
 }
 
 /* The in-flight batch is durable: its effects, observers and acknowledgements go out,
@@ -2243,11 +2260,27 @@ static tn_err settle(tn_engine *e, tn_errmsg *msg)
     swap_flight(e);
     if (err) {
         /* both batches are gone; what the reloads touched (rollback: sched_recovered)
-         * is the batch being built now, in e's lists as after any failed commit */
+         * is the batch being built now, in e's lists as after any failed commit. The
+         * commands of both fail and are answered. */
         e->stats.flight_failures++;
+        for (size_t i = 0; i < e->fl.ncmds; i++) {
+            tn_cmd *c = e->fl.cmds[i];
+            if (tn_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *))) {
+                e->cmds_batch[e->ncmds++] = c;
+                continue;
+            }
+            cmd_fail(c, err, "%s", e->msg.text);
+            pthread_mutex_lock(&e->mu);
+            c->done = true;
+            pthread_cond_broadcast(&e->cv);
+            pthread_mutex_unlock(&e->mu);
+        }
+        e->fl.ncmds = 0;
         flight_failed(e, err, msg);
+        cmds_answer(e);
     } else {
         flight_done(e, msg);
+        cmds_answer(e);
         swap_flight(e);
     }
     inputs_free(e, e->fl.ins);
@@ -2273,20 +2306,15 @@ static void finish_batch(tn_engine *e, input *ins, tn_err err)
         }
     }
     e->ntouched = 0;
-    for (size_t i = 0; i < e->ncmds; i++) {
-        pthread_mutex_lock(&e->mu);
-        e->cmds_batch[i]->done = true;
-        pthread_cond_broadcast(&e->cv);
-        pthread_mutex_unlock(&e->mu);
-    }
-    e->ncmds = 0;
+    cmds_answer(e);
 }
 
-/* Commit the batch built; a batch without commands may be left in flight, its effects
- * held back until it is durable (settle), while the next one is built. */
+/* Commit the batch built; it may be left in flight, its effects and its commands'
+ * answers held back until it is durable (settle), while the next one is built. One
+ * that applies a definition is waited for at once. */
 static void commit_or_start(tn_engine *e, input *ins, tn_errmsg *msg)
 {
-    if (e->ncmds || e->defs_pending || !tn_evlog_pending(e->log)) {
+    if (e->defs_pending || !tn_evlog_pending(e->log)) {
         finish_batch(e, ins, commit_batch(e, msg));
         return;
     }
@@ -2303,6 +2331,7 @@ static void commit_or_start(tn_engine *e, input *ins, tn_errmsg *msg)
         e->fl.touched[i]->touched = false; /* the next batch lists them again */
     e->fl.on = true;
     e->stats.flights++;
+    e->stats.command_flights += e->fl.ncmds > 0;
     e->fl.t0 = t0;
     e->fl.ins = ins;
 }
@@ -2358,8 +2387,6 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->cmd_head = e->cmd_tail = NULL;
     e->in_head = e->in_tail = NULL;
     pthread_mutex_unlock(&e->mu);
-    if (cmds)
-        settle(e, msg); /* commands act on, and are answered after, what is durable */
     e->starts_left = e->max_batch;
     size_t n = touch_more(e);
     n += run_commands(e, cmds);

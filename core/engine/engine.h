@@ -185,8 +185,9 @@ typedef struct tn_engine_stats {
     uint64_t live_workflows, live_tasks, timers;
     uint64_t recovered_workflows;
     uint64_t def_decodes; /* definitions decoded from the store (the cache's misses) */
-    /* commits left in flight while the next batch was built, and those that failed */
-    uint64_t flights, flight_failures;
+    /* commits left in flight while the next batch was built, those that failed, and
+     * those with commands (answered once the batch is durable) */
+    uint64_t flights, flight_failures, command_flights;
 } tn_engine_stats;
 void tn_engine_stats_get(tn_engine *e, tn_engine_stats *out);
 

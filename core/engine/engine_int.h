@@ -243,8 +243,9 @@ struct tn_engine {
 
     /* The batch whose commit is in flight (tn_evlog_commit_start) while the next one is
      * built, with what may happen only once it is durable: its effects, observed events
-     * and acknowledgements, and its touched instances (to free the finished ones, or to
-     * reload them if it fails). Only batches without commands go in flight. */
+     * and acknowledgements, the answers to its commands, and its touched instances (to
+     * free the finished ones, or to reload them if it fails). A batch that applies a
+     * definition is committed and waited for at once. */
     struct {
         bool on;
         int64_t t0;
@@ -255,6 +256,8 @@ struct tn_engine {
         size_t ntouched, captouched;
         tn_engine_event *obs;
         size_t nobs, capobs;
+        tn_cmd **cmds;
+        size_t ncmds, capcmds;
     } fl;
 
     uint64_t *takeover; /* instances taken over at open: the first step ends it */
