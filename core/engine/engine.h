@@ -45,7 +45,8 @@ typedef struct tn_engine_opts {
      * to do, jumps to the next timer. For tests and benchmarks. */
     bool virtual_clock;
     int64_t start_ns;
-    uint32_t max_batch; /* inputs per group commit; 0 = 4096 */
+    uint32_t max_batch; /* a step fires timers until it took this many inputs, and starts at
+                         * most this many tasks; 0 = 4096 */
     /* alerts for workflows without an `alerts:` block (the master's config); copied */
     const tn_def_alert *alerts;
     uint32_t nalerts;
