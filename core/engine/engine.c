@@ -2196,17 +2196,17 @@ static void swap_flight(tn_engine *e)
     TN_SWAP(e->capcmds, e->fl.capcmds);
 }
 
-/* The batch's commands are answered: their submitters may go on (and free them). */
-static void cmds_answer(tn_engine *e)
+/* The commands are answered: their submitters may go on (and free them). */
+static void cmds_answer(tn_engine *e, tn_cmd **cmds, size_t *n)
 {
-    if (!e->ncmds)
+    if (!*n)
         return;
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->ncmds; i++)
-        e->cmds_batch[i]->done = true;
+    for (size_t i = 0; i < *n; i++)
+        cmds[i]->done = true;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
-    e->ncmds = 0;
+    *n = 0;
 }
 
 /* The in-flight batch is durable: its effects, observers and acknowledgements go out,
@@ -2263,24 +2263,15 @@ static tn_err settle(tn_engine *e, tn_errmsg *msg)
          * is the batch being built now, in e's lists as after any failed commit. The
          * commands of both fail and are answered. */
         e->stats.flight_failures++;
-        for (size_t i = 0; i < e->fl.ncmds; i++) {
-            tn_cmd *c = e->fl.cmds[i];
-            if (tn_grow((void **)&e->cmds_batch, &e->capcmds, e->ncmds + 1, sizeof(tn_cmd *))) {
-                e->cmds_batch[e->ncmds++] = c;
-                continue;
-            }
-            cmd_fail(c, err, "%s", e->msg.text);
-            pthread_mutex_lock(&e->mu);
-            c->done = true;
-            pthread_cond_broadcast(&e->cv);
-            pthread_mutex_unlock(&e->mu);
-        }
-        e->fl.ncmds = 0;
+        for (size_t i = 0; i < e->fl.ncmds; i++)
+            if (!e->fl.cmds[i]->err)
+                cmd_fail(e->fl.cmds[i], err, "%s", e->msg.text);
+        cmds_answer(e, e->fl.cmds, &e->fl.ncmds);
         flight_failed(e, err, msg);
-        cmds_answer(e);
+        cmds_answer(e, e->cmds_batch, &e->ncmds);
     } else {
         flight_done(e, msg);
-        cmds_answer(e);
+        cmds_answer(e, e->cmds_batch, &e->ncmds);
         swap_flight(e);
     }
     inputs_free(e, e->fl.ins);
@@ -2306,7 +2297,7 @@ static void finish_batch(tn_engine *e, input *ins, tn_err err)
         }
     }
     e->ntouched = 0;
-    cmds_answer(e);
+    cmds_answer(e, e->cmds_batch, &e->ncmds);
 }
 
 /* Commit the batch built; it may be left in flight, its effects and its commands'
@@ -2388,8 +2379,8 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
     e->in_head = e->in_tail = NULL;
     pthread_mutex_unlock(&e->mu);
     e->starts_left = e->max_batch;
-    size_t n = touch_more(e);
-    n += run_commands(e, cmds);
+    size_t more = touch_more(e);
+    size_t n = run_commands(e, cmds);
     run_reports(e, ins, &n);
     fire_due_timers(e, &n);
     schedule_touched(e);
@@ -2404,7 +2395,7 @@ size_t tn_engine_step(tn_engine *e, tn_errmsg *msg)
         finish_batch(e, NULL, err); /* what the reloads touched, as after any failure */
     if (!e->fl.on)
         run_requests(e); /* between batches */
-    return n;
+    return n + more;     /* an instance run again for its starts is work, as an input is */
 }
 
 tn_err tn_engine_submit_wait(tn_engine *e, tn_cmd *cmd)

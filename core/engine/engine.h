@@ -144,7 +144,8 @@ tn_err tn_engine_call(tn_engine *e, tn_cmd *cmd);
 /* --- running ------------------------------------------------------------------- */
 
 /* Process what is due now: queued inputs and due timers, one group commit, then the
- * effects. Returns the number of inputs processed (0 = idle). */
+ * effects. Returns the number of inputs processed and instances run again for the tasks
+ * a step could not start (0 = idle). */
 size_t tn_engine_step(tn_engine *e, tn_errmsg *msg);
 /* Step until workflow `wf` is final (wf = 0: until nothing is left to do). With a
  * real clock this sleeps between timers; with a virtual one it jumps. Returns the
