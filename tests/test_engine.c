@@ -2338,6 +2338,17 @@ static void px_open(size_t map_max)
     PX.e = E;
 }
 
+/* A fresh store whose handed-over commits each take delay_ms (an effect let out before
+ * its batch is durable is then seen); map_max 0: the default. */
+static void px_start(const char *delay_ms, size_t map_max)
+{
+    dir = tu_tmpdir();
+    memset(&PX, 0, sizeof(PX));
+    setenv("TERN_FAULT_COMMIT_DELAY_MS", delay_ms, 1);
+    px_open(map_max);
+    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+}
+
 /* Start `n` workflows of a chain of `tasks` noop tasks, and run until none is live or
  * `steps` steps went by. Each step then ends one task of every workflow and dispatches
  * its next: batches big enough to be left in flight, with dispatches among their
@@ -2368,12 +2379,8 @@ static void px_run(const char *name, unsigned tasks, unsigned n, unsigned steps)
 
 Test(engine, pipelined_commits_release_nothing_before_it_is_durable, .fini = teardown)
 {
-    dir = tu_tmpdir();
-    memset(&PX, 0, sizeof(PX));
     /* each commit in flight takes 20 ms: an effect let out before its end is seen */
-    setenv("TERN_FAULT_COMMIT_DELAY_MS", "20", 1);
-    px_open(0);
-    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    px_start("20", 0);
     px_run("chain", 8, 300, 100000);
     tn_engine_stats st;
     tn_engine_stats_get(E, &st);
@@ -2391,15 +2398,11 @@ Test(engine, pipelined_commits_release_nothing_before_it_is_durable, .fini = tea
  * so that the work is done again, exactly once, when there is room. */
 Test(engine, a_failed_commit_in_flight_drops_the_batch_built_on_it, .fini = teardown)
 {
-    dir = tu_tmpdir();
-    memset(&PX, 0, sizeof(PX));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     tn_log_set_stream(f);
-    setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
-    px_open(2u << 20);
-    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
+    px_start("5", 2u << 20);
     px_run("chain", 8, 400, 60);
     tn_log_set_stream(NULL);
     fclose(f);
@@ -2503,19 +2506,15 @@ static unsigned cf_run(unsigned n_cmds, bool all_ok)
     return failed;
 }
 
-static const char chain8[] = "name: chain\ntasks:\n  - {name: t0, type: noop}\n"
+static const char chain4[] = "name: chain\ntasks:\n  - {name: t0, type: noop}\n"
                              "  - {name: t1, type: noop, deps: [t0]}\n"
                              "  - {name: t2, type: noop, deps: [t1]}\n"
                              "  - {name: t3, type: noop, deps: [t2]}\n";
 
 Test(engine, commands_are_answered_once_their_batch_in_flight_is_durable, .fini = teardown)
 {
-    dir = tu_tmpdir();
-    memset(&PX, 0, sizeof(PX));
-    setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
-    px_open(0);
-    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
-    apply(chain8);
+    px_start("5", 0);
+    apply(chain4);
     cr_assert_eq(cf_run(600, true), 0);
     tn_engine_stats st;
     tn_engine_stats_get(E, &st);
@@ -2530,14 +2529,10 @@ Test(engine, commands_are_answered_once_their_batch_in_flight_is_durable, .fini 
  * whose batch failed, and what was answered OK is in the store, what failed is not. */
 Test(engine, commands_in_a_failed_flight_fail_and_are_answered, .fini = teardown)
 {
-    dir = tu_tmpdir();
-    memset(&PX, 0, sizeof(PX));
     FILE *f = fopen("/dev/null", "we");
     tn_log_set_stream(f);
-    setenv("TERN_FAULT_COMMIT_DELAY_MS", "5", 1);
-    px_open(1u << 20);
-    unsetenv("TERN_FAULT_COMMIT_DELAY_MS");
-    apply(chain8);
+    px_start("5", 1u << 20);
+    apply(chain4);
     unsigned failed = cf_run(CF_MAX, false);
     tn_log_set_stream(NULL);
     fclose(f);
