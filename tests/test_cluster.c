@@ -54,11 +54,13 @@ static int stop_proc_within(int i, int sig, int ms)
     return -1;
 }
 
-/* Signal process i and reap it; SIGKILL when it has not exited after 5 s. Returns its
- * wait status when it exited on its own, -1 when it had to be killed (or was not there). */
+/* Signal process i and reap it; SIGKILL when it has not exited after 30 s, past the
+ * daemons' own bounds on a socket close that stalls in nng (5 s for a control server, 10 s
+ * for a sender). Returns its wait status when it exited on its own, -1 when it had to be
+ * killed (or was not there). */
 static int stop_proc_status(int i, int sig)
 {
-    return stop_proc_within(i, sig, 5000);
+    return stop_proc_within(i, sig, 30000);
 }
 
 static void stop_proc(int i, int sig)
@@ -3192,7 +3194,7 @@ Test(cluster, spares_of_a_killed_worker_are_removed_by_its_next_run)
 
     w1 = start_worker("w1", true, NULL, "2");
     wait_file_has("w1.log", "spares of a previous run removed");
-    stop_proc(w1, SIGTERM);
+    cr_assert_neq(stop_proc_status(w1, SIGTERM), -1, "w1 stops on SIGTERM");
     cr_assert_eq(count_prefix("w1/exec", ".spare-"), 0, "no spare exec dir is left");
     cr_assert_eq(count_prefix("w1/logs", ".spare-"), 0, "no spare log is left");
     if (v1)

@@ -37,7 +37,6 @@
 #include "outbox_store.h"
 #include "util.h"
 #include "proto.h"
-#include "daemon.h"
 #include "http.h"
 #include "prom.h"
 #include "rpc.h"
@@ -1650,7 +1649,19 @@ void tn_worker_stop(tn_worker *w)
     if (!w)
         return;
     tn_http_stop(w->metrics);
-    tn_daemon_stop(w->rpc, &w->rx, &w->stop, wake_thread, w, w->thread);
+    /* The thread first, then the spare exec dirs and logs: a socket's close can stall in
+     * nng for seconds (tn_rpc_server_free, tn_tx_free), and a stop cut short there by the
+     * service manager's SIGKILL then leaves no spare behind. serve_logs, still running
+     * until the rpc server is freed, reads only the jobs, which stay until after that. */
+    tn_tx_close(w->rx);
+    atomic_store(&w->stop, true);
+    wake_thread(w);
+    pthread_join(w->thread, NULL);
+    tn_spares_free(w->exec_spares);
+    tn_spares_free(w->log_spares);
+    w->exec_spares = w->log_spares = NULL;
+    tn_rpc_server_free(w->rpc);
+    tn_tx_free(&w->rx);
     if (w->q)
         (void)tn_outq_flush(w->q, w->tx, NULL);
     tn_tx_free(&w->tx);
@@ -1676,8 +1687,6 @@ void tn_worker_stop(tn_worker *w)
     tn_map_fini(&w->newest);
     tn_map_fini(&w->finished_old);
     tn_procs_free(w->procs);
-    tn_spares_free(w->exec_spares);
-    tn_spares_free(w->log_spares);
     tn_outbox_store_close(w->st);
     if (w->journal >= 0)
         close(w->journal);
