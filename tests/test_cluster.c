@@ -73,8 +73,10 @@ static void teardown(void)
     for (int i = nprocs - 1; i >= 0; i--)
         stop_proc(i, SIGTERM);
     nprocs = 0;
-    if (dir)
+    if (dir) {
+        tu_rm_workers_cgroups(dir); /* of a worker that had to be killed */
         tu_rm_rf(dir);
+    }
     free(dir);
     dir = NULL; /* a test's own fini may run it first */
 }

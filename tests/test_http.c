@@ -867,8 +867,10 @@ static void daemons_fini(void)
             (void)waitpid(D_pids[i], NULL, 0);
             D_pids[i] = 0;
         }
-    if (D_dir)
+    if (D_dir) {
+        tu_rm_workers_cgroups(D_dir); /* of a standalone killed here */
         tu_rm_rf(D_dir);
+    }
     free(D_dir);
     D_dir = NULL;
 }

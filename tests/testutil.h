@@ -111,6 +111,100 @@ static inline bool tu_v1_pids_cgroup(char *out, size_t len)
 }
 
 
+static int tu_rmdir_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_DP)
+        (void)rmdir(p); /* a cgroup's files go with it */
+    return 0;
+}
+
+/* Whether the comma-separated list has the token tok. */
+static inline bool tu_has_token(const char *list, const char *tok)
+{
+    size_t n = strlen(tok);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, tok, n) && (p[n] == ',' || p[n] == '\0' || p[n] == ' '))
+            return true;
+    return false;
+}
+
+/* Remove the cgroup sub-trees a worker with data dir data_dir may have left (one killed
+ * before it stopped, by a test or by a failed test's teardown): HIERARCHY/OWN/tern/ID in
+ * each cgroup hierarchy of this process, ID read from DATA/worker-id, and the shared tern
+ * parent when that leaves it empty, as the worker's own stop does. A cgroup a process is
+ * still in stays. Nothing when the worker never made its id. */
+static inline void tu_rm_worker_cgroups(const char *data_dir)
+{
+    char p[4096], id[80] = "", line[4096];
+    snprintf(p, sizeof(p), "%s/worker-id", data_dir);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        if (fgets(id, sizeof(id), f))
+            id[strcspn(id, "\n")] = '\0';
+        fclose(f);
+    }
+    if (!id[0] || strchr(id, '/') || strchr(id, '.'))
+        return;
+    FILE *cg = fopen("/proc/self/cgroup", "re");
+    while (cg && fgets(line, sizeof(line), cg)) {
+        char ctrls[512] = "", own[2048] = "", mnt[1024] = "", mline[4096];
+        line[strcspn(line, "\n")] = '\0';
+        const char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || (size_t)(c2 - c1 - 1) >= sizeof(ctrls))
+            continue;
+        memcpy(ctrls, c1 + 1, (size_t)(c2 - c1 - 1));
+        snprintf(own, sizeof(own), "%s", strcmp(c2 + 1, "/") ? c2 + 1 : "");
+        char first[64];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(ctrls, ","), ctrls);
+        FILE *mi = fopen("/proc/self/mountinfo", "re");
+        while (mi && !mnt[0] && fgets(mline, sizeof(mline), mi)) {
+            char *sep = strstr(mline, " - ");
+            if (!sep)
+                continue;
+            char fstype[32] = "", opts[1024] = "";
+            if (sscanf(sep + 3, "%31s %*s %1023s", fstype, opts) != 2)
+                continue;
+            bool match =
+                ctrls[0] ? !strcmp(fstype, "cgroup") && first[0] && tu_has_token(opts, first) :
+                           !strcmp(fstype, "cgroup2");
+            if (match)
+                (void)sscanf(mline, "%*s %*s %*s %*s %1023s", mnt);
+        }
+        if (mi)
+            fclose(mi);
+        if (!mnt[0])
+            continue;
+        snprintf(p, sizeof(p), "%s%s/tern/%s", mnt, own, id);
+        if (access(p, F_OK) == 0)
+            nftw(p, tu_rmdir_cb, 16, FTW_DEPTH | FTW_PHYS);
+        snprintf(p, sizeof(p), "%s%s/tern", mnt, own);
+        (void)rmdir(p); /* only when empty: another worker's stays */
+    }
+    if (cg)
+        fclose(cg);
+}
+
+/* tu_rm_worker_cgroups for dir and each directory in it, and a standalone's worker data
+ * in each (DIR/NAME/worker): a test's data dirs. */
+static inline void tu_rm_workers_cgroups(const char *dir)
+{
+    char p[4096];
+    tu_rm_worker_cgroups(dir);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_type == DT_DIR && de->d_name[0] != '.') {
+            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+            tu_rm_worker_cgroups(p);
+            snprintf(p, sizeof(p), "%s/%s/worker", dir, de->d_name);
+            tu_rm_worker_cgroups(p);
+        }
+    if (d)
+        closedir(d);
+}
+
 /* For a failure's message: the last lines of the log file at path above debug level
  * that fit in buf (len > 1); "(no log)" when it cannot be read. */
 static inline const char *tu_log_tail(const char *path, char *buf, size_t len)
