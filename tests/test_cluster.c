@@ -1627,13 +1627,9 @@ Test(cluster, a_vanished_cgroup_subtree_is_recreated_at_the_next_spawn)
     struct stat sb;
     cr_assert_eq(stat(cg, &sb), 0, "%s was not made again", cg);
     /* and it is <cgroup2>/tern/<worker-id> */
-    char id[80] = "", p[700];
-    snprintf(p, sizeof(p), "%s/w1/worker-id", dir);
-    FILE *f = fopen(p, "r");
-    cr_assert_not_null(f);
-    cr_assert_not_null(fgets(id, sizeof(id), f));
-    fclose(f);
-    id[strcspn(id, "\n")] = '\0';
+    char id[80], p[700];
+    snprintf(p, sizeof(p), "%s/w1", dir);
+    cr_assert(tu_worker_id(p, id, sizeof(id)), "%s/worker-id", p);
     const char *base = strrchr(cg, '/');
     cr_assert_str_eq(base + 1, id, "the sub-tree is named by the worker id: %s", cg);
     cr_assert(strstr(cg, "/tern/") != NULL, "%s", cg);
@@ -3107,15 +3103,9 @@ static int count_prefix(const char *rel, const char *prefix)
  * the same cgroups. */
 static bool worker_pids_dir(const char *wdir, char *out, size_t len)
 {
-    char p[900], id[80] = "", cg[2100];
-    snprintf(p, sizeof(p), "%s/%s/worker-id", dir, wdir);
-    FILE *f = fopen(p, "r");
-    if (f) {
-        if (fgets(id, sizeof(id), f))
-            id[strcspn(id, "\n")] = '\0';
-        fclose(f);
-    }
-    if (!id[0] || !tu_v1_pids_cgroup(cg, sizeof(cg)))
+    char p[900], id[80], cg[2100];
+    snprintf(p, sizeof(p), "%s/%s", dir, wdir);
+    if (!tu_worker_id(p, id, sizeof(id)) || !tu_v1_pids_cgroup(cg, sizeof(cg)))
         return false;
     int n = snprintf(out, len, "%s/tern/%s", cg, id);
     return n > 0 && (size_t)n < len;

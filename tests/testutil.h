@@ -80,36 +80,73 @@ static inline const char *tu_tern(void)
 }
 
 
-/* This process's cgroup in the v1 pids hierarchy, found independently of core/worker:
- * the hierarchy's mount and this process's path in it ("" for its root), as one path.
- * false when this host has no v1 pids hierarchy. */
-static inline bool tu_v1_pids_cgroup(char *out, size_t len)
+/* Whether the comma-separated list has the token tok. */
+static inline bool tu_has_token(const char *list, const char *tok)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[4096], mnt[1024] = "", own[1024] = "";
-    while (f && !mnt[0] && fgets(line, sizeof(line), f)) {
-        char *sep = strstr(line, " - cgroup ");
-        if (sep && strstr(sep, "pids"))
+    size_t n = strlen(tok);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, tok, n) && (p[n] == ',' || p[n] == '\0' || p[n] == ' ' || p[n] == '\n'))
+            return true;
+    return false;
+}
+
+/* This process's cgroup in the v1 hierarchy of controller ctrl ("": the v2 one), found
+ * independently of core/worker: the hierarchy's mount and this process's path in it (""
+ * for its root), as one path. false when this host has no such hierarchy. */
+static inline bool tu_cgroup_dir(const char *ctrl, char *out, size_t len)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[4096], mnt[1024] = "", own[2048] = "";
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0'; /* c1 + 1: the controllers, c2 + 1: the path */
+        found = ctrl[0] ? tu_has_token(c1 + 1, ctrl) : !c1[1];
+        if (found)
+            snprintf(own, sizeof(own), "%s", strcmp(c2 + 1, "/") ? c2 + 1 : "");
+    }
+    if (f)
+        fclose(f);
+    f = fopen("/proc/self/mountinfo", "re");
+    while (found && f && !mnt[0] && fgets(line, sizeof(line), f)) {
+        char *sep = strstr(line, " - "), fstype[32] = "", opts[1024] = "";
+        if (!sep || sscanf(sep + 3, "%31s %*s %1023s", fstype, opts) != 2)
+            continue;
+        if (ctrl[0] ? !strcmp(fstype, "cgroup") && tu_has_token(opts, ctrl) :
+                      !strcmp(fstype, "cgroup2"))
             (void)sscanf(line, "%*s %*s %*s %*s %1023s", mnt);
     }
     if (f)
         fclose(f);
-    f = fopen("/proc/self/cgroup", "re");
-    while (f && !own[0] && fgets(line, sizeof(line), f)) {
-        char *c = strstr(line, ":pids:");
-        if (c) {
-            snprintf(own, sizeof(own), "%s", c + 6);
-            own[strcspn(own, "\n")] = '\0';
-        }
-    }
-    if (f)
-        fclose(f);
-    if (!mnt[0] || !own[0])
+    if (!mnt[0])
         return false;
-    snprintf(out, len, "%s%s", mnt, strcmp(own, "/") ? own : "");
-    return true;
+    int n = snprintf(out, len, "%s%s", mnt, own);
+    return n > 0 && (size_t)n < len;
 }
 
+/* This process's cgroup in the v1 pids hierarchy (tu_cgroup_dir). */
+static inline bool tu_v1_pids_cgroup(char *out, size_t len)
+{
+    return tu_cgroup_dir("pids", out, len);
+}
+
+/* A worker's identity, from DATA/worker-id without its newline; false when it has none. */
+static inline bool tu_worker_id(const char *data_dir, char *id, size_t len)
+{
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/worker-id", data_dir);
+    FILE *f = fopen(p, "r");
+    id[0] = '\0';
+    if (f) {
+        if (fgets(id, (int)len, f))
+            id[strcspn(id, "\n")] = '\0';
+        fclose(f);
+    }
+    return id[0] != '\0';
+}
 
 static int tu_rmdir_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -120,70 +157,26 @@ static int tu_rmdir_cb(const char *p, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
-/* Whether the comma-separated list has the token tok. */
-static inline bool tu_has_token(const char *list, const char *tok)
-{
-    size_t n = strlen(tok);
-    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-        if (!strncmp(p, tok, n) && (p[n] == ',' || p[n] == '\0' || p[n] == ' '))
-            return true;
-    return false;
-}
-
 /* Remove the cgroup sub-trees a worker with data dir data_dir may have left (one killed
- * before it stopped, by a test or by a failed test's teardown): HIERARCHY/OWN/tern/ID in
- * each cgroup hierarchy of this process, ID read from DATA/worker-id, and the shared tern
- * parent when that leaves it empty, as the worker's own stop does. A cgroup a process is
- * still in stays. Nothing when the worker never made its id. */
+ * before it stopped, by a test or by a failed test's teardown): CGROUP/tern/ID in each
+ * hierarchy the worker uses (v2; v1 memory, cpu, pids), and the shared tern parent when
+ * that leaves it empty, as the worker's own stop does. A cgroup a process is still in
+ * stays. Nothing when the worker never made its id. */
 static inline void tu_rm_worker_cgroups(const char *data_dir)
 {
-    char p[4096], id[80] = "", line[4096];
-    snprintf(p, sizeof(p), "%s/worker-id", data_dir);
-    FILE *f = fopen(p, "r");
-    if (f) {
-        if (fgets(id, sizeof(id), f))
-            id[strcspn(id, "\n")] = '\0';
-        fclose(f);
-    }
-    if (!id[0] || strchr(id, '/') || strchr(id, '.'))
+    static const char *const ctrls[] = {"", "memory", "cpu", "pids"};
+    char id[80], cg[3000], p[3200];
+    if (!tu_worker_id(data_dir, id, sizeof(id)) || strchr(id, '/') || strchr(id, '.'))
         return;
-    FILE *cg = fopen("/proc/self/cgroup", "re");
-    while (cg && fgets(line, sizeof(line), cg)) {
-        char ctrls[512] = "", own[2048] = "", mnt[1024] = "", mline[4096];
-        line[strcspn(line, "\n")] = '\0';
-        const char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2 || (size_t)(c2 - c1 - 1) >= sizeof(ctrls))
+    for (size_t i = 0; i < sizeof(ctrls) / sizeof(ctrls[0]); i++) {
+        if (!tu_cgroup_dir(ctrls[i], cg, sizeof(cg)))
             continue;
-        memcpy(ctrls, c1 + 1, (size_t)(c2 - c1 - 1));
-        snprintf(own, sizeof(own), "%s", strcmp(c2 + 1, "/") ? c2 + 1 : "");
-        char first[64];
-        snprintf(first, sizeof(first), "%.*s", (int)strcspn(ctrls, ","), ctrls);
-        FILE *mi = fopen("/proc/self/mountinfo", "re");
-        while (mi && !mnt[0] && fgets(mline, sizeof(mline), mi)) {
-            char *sep = strstr(mline, " - ");
-            if (!sep)
-                continue;
-            char fstype[32] = "", opts[1024] = "";
-            if (sscanf(sep + 3, "%31s %*s %1023s", fstype, opts) != 2)
-                continue;
-            bool match =
-                ctrls[0] ? !strcmp(fstype, "cgroup") && first[0] && tu_has_token(opts, first) :
-                           !strcmp(fstype, "cgroup2");
-            if (match)
-                (void)sscanf(mline, "%*s %*s %*s %*s %1023s", mnt);
-        }
-        if (mi)
-            fclose(mi);
-        if (!mnt[0])
-            continue;
-        snprintf(p, sizeof(p), "%s%s/tern/%s", mnt, own, id);
+        snprintf(p, sizeof(p), "%s/tern/%s", cg, id);
         if (access(p, F_OK) == 0)
             nftw(p, tu_rmdir_cb, 16, FTW_DEPTH | FTW_PHYS);
-        snprintf(p, sizeof(p), "%s%s/tern", mnt, own);
+        snprintf(p, sizeof(p), "%s/tern", cg);
         (void)rmdir(p); /* only when empty: another worker's stays */
     }
-    if (cg)
-        fclose(cg);
 }
 
 /* tu_rm_worker_cgroups for dir and each directory in it, and a standalone's worker data

@@ -1475,7 +1475,7 @@ void tn_master_stop(tn_master *m)
         return;
     tn_alerter_stop(m->alerter); /* it talks to the engine thread: before that stops */
     tn_httpapi_stop(m->http);    /* its requests wait on the engine thread: first */
-    tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, m, m->thread);
+    tn_daemon_stop(m->rpc, &m->rx, &m->stop, wake_engine, NULL, m, m->thread);
     /* close every sender first (never blocks), so their sockets go down together and
      * the frees below wait for each about as long as for the slowest one */
     for (worker_view *w = m->workers; w; w = w->next)

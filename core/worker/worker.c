@@ -37,6 +37,7 @@
 #include "outbox_store.h"
 #include "util.h"
 #include "proto.h"
+#include "daemon.h"
 #include "http.h"
 #include "prom.h"
 #include "rpc.h"
@@ -1521,6 +1522,15 @@ static tn_err make_spares(tn_worker *w, tn_errmsg *msg)
     return TN_OK;
 }
 
+/* The pools of spares, once nothing takes or gives (tn_daemon_stop's joined: the loop
+ * has ended). */
+static void free_spares(void *arg)
+{
+    tn_worker *w = arg;
+    tn_spares_free(w->exec_spares);
+    tn_spares_free(w->log_spares);
+}
+
 /* A worker with its options' defaults, nothing opened but its wake eventfd. */
 static tn_worker *worker_new(const tn_worker_opts *opts)
 {
@@ -1629,8 +1639,7 @@ fail:
     forget_leaders(w);
     tn_outq_free(w->q);
     tn_procs_free(w->procs);
-    tn_spares_free(w->exec_spares);
-    tn_spares_free(w->log_spares);
+    free_spares(w);
     tn_outbox_fini(&w->ob);
     tn_outbox_store_close(w->st);
     if (w->journal >= 0)
@@ -1649,19 +1658,12 @@ void tn_worker_stop(tn_worker *w)
     if (!w)
         return;
     tn_http_stop(w->metrics);
-    /* The thread first, then the spare exec dirs and logs: a socket's close can stall in
-     * nng for seconds (tn_rpc_server_free, tn_tx_free), and a stop cut short there by the
-     * service manager's SIGKILL then leaves no spare behind. serve_logs, still running
-     * until the rpc server is freed, reads only the jobs, which stay until after that. */
-    tn_tx_close(w->rx);
-    atomic_store(&w->stop, true);
-    wake_thread(w);
-    pthread_join(w->thread, NULL);
-    tn_spares_free(w->exec_spares);
-    tn_spares_free(w->log_spares);
-    w->exec_spares = w->log_spares = NULL;
+    /* The spares go before any socket closes (a close can stall in nng for seconds), so a
+     * stop cut short there by the service manager's SIGKILL leaves none behind. The control
+     * server after: serve_logs does not wait on the loop; it reads only the jobs, which
+     * stay until after it. */
+    tn_daemon_stop(NULL, &w->rx, &w->stop, wake_thread, free_spares, w, w->thread);
     tn_rpc_server_free(w->rpc);
-    tn_tx_free(&w->rx);
     if (w->q)
         (void)tn_outq_flush(w->q, w->tx, NULL);
     tn_tx_free(&w->tx);
