@@ -115,7 +115,8 @@ static int spawn(const char *name, const char *const *args, const char *faults)
 
 static char murl[600], mdata[600], mctl[600];
 
-static int start_master(const char *hb_timeout, const char *faults)
+/* A master on DIR/master, its output in DIR/LOG_NAME.log. */
+static int start_master_logged(const char *log_name, const char *hb_timeout, const char *faults)
 {
     snprintf(murl, sizeof(murl), "ipc://%s/m.sock", dir);
     snprintf(mdata, sizeof(mdata), "%s/master", dir);
@@ -123,7 +124,12 @@ static int start_master(const char *hb_timeout, const char *faults)
     const char *a[] = {"master",   "--listen", murl, "--data",
                        mdata,      "--ctl",    mctl, "--heartbeat-timeout",
                        hb_timeout, NULL};
-    return spawn("master", a, faults);
+    return spawn(log_name, a, faults);
+}
+
+static int start_master(const char *hb_timeout, const char *faults)
+{
+    return start_master_logged("master", hb_timeout, faults);
 }
 
 static int start_worker(const char *name, bool cgroup, const char *faults, const char *slots)
@@ -1383,6 +1389,57 @@ static void wait_file_has(const char *rel, const char *text)
     for (int i = 0; i < 300 && !file_has(rel, text); i++)
         usleep(50000);
     cr_assert(file_has(rel, text), "%s never said \"%s\"", rel, text);
+}
+
+/* ---- a restart's takeover and its workers' answers ------------------------------------ */
+
+/* A restarted master asks each worker that joins what it runs (RECONCILE). An answer that
+ * came before the engine's first step (the takeover that names the attempts the log left
+ * running) found none of them placed and killed them all as stale: the workflow ended
+ * STOP. The takeover is held (TERN_FAULT_TAKEOVER_HOLD) until the answer is in. */
+Test(cluster, an_answer_before_the_takeover_kills_nothing_the_log_left_running)
+{
+    int m = start_master("5s", NULL);
+    start_worker("w1", false, NULL, "4");
+    wait_workers(1);
+    char yaml[1024];
+    snprintf(
+        yaml, sizeof(yaml),
+        "name: hold\ntasks:\n"
+        "  - {name: a, type: shell, command: 'while [ ! -e %s/go ]; do sleep 0.05; done'}\n"
+        "  - {name: b, type: shell, deps: [a], command: 'true'}\n",
+        dir);
+    uint64_t wf = start_wf("hold.yaml", yaml, "hold");
+    char st[64], hold[700], go[700];
+    int att;
+    for (int i = 0; i < 600; i++) {
+        task_state(wf, "a", st, sizeof(st), &att);
+        if (!strcmp(st, "RUNNING_EXECUTION"))
+            break;
+        usleep(50000);
+    }
+    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    stop_proc(m, SIGKILL);
+    snprintf(hold, sizeof(hold), "%s/hold", dir);
+    setenv("TERN_FAULT_TAKEOVER_HOLD", hold, 1);
+    start_master_logged("master2", "5s", NULL);
+    unsetenv("TERN_FAULT_TAKEOVER_HOLD");
+    /* the worker joined the held master and its answer (a running) came in */
+    for (int i = 0; i < 1200 && !file_has("master2.log", "RECONCILED before the takeover") &&
+                    !file_has("master2.log", "killing a stale attempt");
+         i++)
+        usleep(50000);
+    cr_assert(file_has("master2.log", "RECONCILED before the takeover"),
+              "no answer was held back for the takeover");
+    fclose(fopen(hold, "w"));
+    snprintf(go, sizeof(go), "%s/go", dir);
+    fclose(fopen(go, "w"));
+    wait_final(wf, st, sizeof(st));
+    cr_assert_str_eq(st, "SUCCESS");
+    task_state(wf, "a", st, sizeof(st), &att);
+    cr_assert_str_eq(st, "SUCCESS");
+    cr_assert_eq(att, 1, "a ran again: its attempt was lost or killed");
+    cr_assert(!file_has("master2.log", "killing a stale attempt"));
 }
 
 /* A standalone on DIR/name, its control socket in mctl (the one ctl() talks to). */

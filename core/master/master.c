@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctlsrv.h"
 #include "httpapi.h"
@@ -139,7 +140,11 @@ struct tn_master {
     bool use_tls;
     pthread_t thread;
     atomic_bool stop;
-    pthread_mutex_t mu; /* workers and assignments */
+    /* the engine's first step is done: a restart's takeover has named every attempt the
+     * log left running (ex_running), so a worker's RECONCILED can be judged by them */
+    atomic_bool taken_over;
+    const char *takeover_hold; /* fault injection (TERN_FAULT_TAKEOVER_HOLD) */
+    pthread_mutex_t mu;        /* workers and assignments */
     worker_view *workers;
     tn_map asgs; /* task id -> placement* */
     uint64_t seq;
@@ -770,7 +775,14 @@ static void on_reconciled(tn_master *m, const char *worker, const tn_msg_reconci
 {
     pthread_mutex_lock(&m->mu);
     worker_view *w = find_worker(m, worker);
-    if (!w) {
+    if (!w || !atomic_load(&m->taken_over)) {
+        /* before the takeover, the attempts the log left running are not placed yet: the
+         * answer would make them stale and kill them. It stays open, asked again after. */
+        if (w)
+            tn_debug("master",
+                     "msg=\"RECONCILED before the takeover; asked again after it\" "
+                     "worker=%s",
+                     w->name);
         pthread_mutex_unlock(&m->mu);
         return;
     }
@@ -1182,9 +1194,23 @@ static void *engine_thread(void *arg)
 {
     tn_master *m = arg;
     int64_t last_check = 0;
+    /* held (fault injection): workers join and answer before the takeover, at most 60 s */
+    for (int64_t until = tn_mono_ns() + 60000000000LL;
+         m->takeover_hold && access(m->takeover_hold, F_OK) != 0 && !atomic_load(&m->stop) &&
+         tn_mono_ns() < until;)
+        nanosleep(&(struct timespec){0, 10000000L}, NULL);
     while (!atomic_load(&m->stop)) {
         tn_errmsg em = {{0}};
         size_t n = tn_engine_step(m->e, &em);
+        if (!atomic_load(&m->taken_over)) {
+            /* the takeover is done: what workers answered before it is asked again */
+            atomic_store(&m->taken_over, true);
+            pthread_mutex_lock(&m->mu);
+            for (worker_view *w = m->workers; w; w = w->next)
+                if (w->alive && w->reconcile_open)
+                    ask_reconcile(m, w);
+            pthread_mutex_unlock(&m->mu);
+        }
         int64_t now = tn_mono_ns();
         if (now - last_check > 100000000LL) {
             check_workers(m);
@@ -1432,6 +1458,14 @@ tn_err tn_master_start(const tn_master_opts *opts, tn_master **out, tn_errmsg *m
          (e = tn_tx_listen(m->rx, opts->listen_url, msg))))
         goto fail;
     m->cs = (tn_ctlsrv){m->e, m, worker_ctl, workers_table, m->data, opts->tls_ca, NULL, NULL};
+    m->takeover_hold = getenv("TERN_FAULT_TAKEOVER_HOLD");
+    if (m->takeover_hold && !*m->takeover_hold)
+        m->takeover_hold = NULL;
+    if (m->takeover_hold) {
+        char eh[1100];
+        tn_info("master", "msg=\"faults injected\" takeover_hold=%s",
+                tn_log_escape(m->takeover_hold, eh, sizeof(eh)));
+    }
     if ((e = ctl_serve(m, msg)) || (e = http_serve(m, msg)))
         goto fail;
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {

@@ -551,6 +551,7 @@ static void reconcile(tn_worker *w, uint64_t epoch)
     tn_msg m = {.type = TN_MSG_RECONCILED};
     m.reconciled.epoch = epoch;
     m.reconciled.running = (tn_task_attempts){ta, n};
+    tn_debug("worker", "msg=\"answered RECONCILE\" seq=%" PRIu64 " running=%u", epoch, n);
     if (tn_outq_push(w->q, &m) == TN_OK)
         (void)tn_outq_flush(w->q, w->tx, NULL);
     free(ta);
