@@ -59,6 +59,9 @@ run_tests() { # run_tests BUILD_DIR [meson test options]
                  { n = 0 } /ERROR: (Address|Undefined|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:/ { m = 6 }
                  m > 0 { print; m-- }' "$dir/meson-logs/testlog.txt" | head -150
             grep -E '^\[FAIL\]|^[0-9]+/[0-9]+ .* (FAIL|TIMEOUT) ' "$dir/meson-logs/testlog.txt"
+            # a test that started and never ended (the runner aborted on its timeout)
+            awk '/^\[RUN \] / { run[$3] = 1 } /^\[(PASS|FAIL|SKIP)\] / { n = $2; sub(/:$/, "", n); delete run[n] }
+                 END { for (t in run) print "[NOEND] " t ": started, never ended" }' "$dir/meson-logs/testlog.txt"
         } | cut -c1-300 >&2
         exit 1
     fi
