@@ -1138,13 +1138,14 @@ static bool answered(const char *url, const char *req, const char *want, int tri
     for (int i = 0; i < tries; i++) {
         void *rep = NULL;
         size_t rlen = 0;
-        tn_err e = tn_rpc_call(url, req, strlen(req), timeout_ms, &rep, &rlen, NULL);
+        tn_errmsg em = {{0}};
+        tn_err e = tn_rpc_call(url, req, strlen(req), timeout_ms, &rep, &rlen, &em);
         bool ok = e == TN_OK && rlen == strlen(want) && memcmp(rep, want, rlen) == 0;
         free(rep);
         if (ok)
             return true;
-        cr_assert(e == TN_OK || e == TN_ERR_TIMEOUT || e == TN_ERR_PEER, "call: %s",
-                  tn_errname(e));
+        cr_assert(e == TN_OK || e == TN_ERR_TIMEOUT || e == TN_ERR_PEER, "call: %s: %s",
+                  tn_errname(e), em.text);
     }
     return false;
 }
@@ -1174,6 +1175,60 @@ Test(rpc, ipc_listener_survives_clients_hanging_up_early)
         cr_assert(answered(url, req, NULL, last ? 1 : 10, last ? 10000 : 1000),
                   "no answer after clients hung up (round %d)", round);
     }
+    tn_rpc_server_free(srv);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* A call whose dial waits in the backlog of a listener that is then replaced (a server
+ * listening again after its probe found the old listener stuck) has its connection reset
+ * before it sent anything: it dials again, within its timeout, and is answered by the new
+ * listener (a CI run failed with "call: IO" in the test above, a call caught so). */
+typedef struct pending_call {
+    const char *url;
+    tn_err e;
+    char rep[16];
+    tn_errmsg em;
+} pending_call;
+
+static void *call_thread(void *arg)
+{
+    pending_call *c = arg;
+    void *rep = NULL;
+    size_t rlen = 0;
+    c->e = tn_rpc_call(c->url, "hi", 2, 10000, &rep, &rlen, &c->em);
+    snprintf(c->rep, sizeof(c->rep), "%.*s", rep ? (int)rlen : 0, rep ? (char *)rep : "");
+    free(rep);
+    return NULL;
+}
+
+Test(rpc, a_dial_reset_in_a_replaced_listener_backlog_dials_again)
+{
+    char *dir = tu_tmpdir();
+    char path[PATH_MAX], url[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/master.ctl", dir);
+    snprintf(url, sizeof(url), "ipc://%s", path);
+    /* the old listener: accepts nothing, so a dial waits in its backlog */
+    int old = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(path), sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    cr_assert_eq(bind(old, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(old, 8), 0);
+    pending_call c = {.url = url};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, call_thread, &c), 0);
+    struct pollfd pfd = {.fd = old, .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 60000), 1, "the call never dialed");
+    /* the new listener at the same path, then the old one closed: its backlog is reset */
+    cr_assert_eq(unlink(path), 0);
+    tn_rpc_server *srv = NULL;
+    tn_errmsg em = {{0}};
+    cr_assert_eq(tn_rpc_serve(url, echo, NULL, &srv, &em), TN_OK, "serve: %s", em.text);
+    close(old);
+    pthread_join(th, NULL);
+    cr_assert_eq(c.e, TN_OK, "call: %s: %s", tn_errname(c.e), c.em.text);
+    cr_assert_str_eq(c.rep, "hi");
     tn_rpc_server_free(srv);
     tu_rm_rf(dir);
     free(dir);

@@ -590,23 +590,47 @@ static tn_err exchange(nng_socket sock, int rv, const char *url, const void *req
     return e;
 }
 
+/* A dial whose connection was cut in the SP handshake, before anything was sent (so it is
+ * safe to dial again): a server that replaces a stuck ipc listener (see probe) resets
+ * what waited in the old one's backlog, and listens again at once. nng 1.5.2 says so as
+ * "connection shutdown" or, as often, "object closed" (of the connection: the socket is
+ * ours and open). */
+static bool cut_in_handshake(int rv)
+{
+    return rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT || rv == NNG_ECONNABORTED ||
+           rv == NNG_ECLOSED;
+}
+
 static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
                    int timeout_ms, bool bounded, void **rep, size_t *rlen, tn_errmsg *msg)
 {
-    nng_socket sock;
-    tn_err te = open_req(&sock, msg);
-    if (te)
-        return te;
-    set_bounds(sock, timeout_ms,
-               bounded && timeout_ms > BOUNDED_CONNECT_MS ? BOUNDED_CONNECT_MS : timeout_ms);
-    int rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
-    if (te) {
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        nng_socket sock;
+        tn_err te = open_req(&sock, msg);
+        if (te)
+            return te;
+        set_bounds(sock, timeout_ms,
+                   bounded && timeout_ms > BOUNDED_CONNECT_MS ? BOUNDED_CONNECT_MS :
+                                                                timeout_ms);
+        int rv = dial(sock, url, tls, bounded ? NNG_FLAG_NONBLOCK : 0, msg, &te);
+        if (te) {
+            nng_close(sock);
+            return te;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (cut_in_handshake(rv) && ms + 20 < timeout_ms) {
+            /* on a new socket: nng 1.5.2 may take a second dial on this one for closed */
+            nng_close(sock);
+            nanosleep(&(struct timespec){0, 20000000L}, NULL);
+            continue;
+        }
+        tn_err e = exchange(sock, rv, url, req, len, rep, rlen, msg);
         nng_close(sock);
-        return te;
+        return e;
     }
-    tn_err e = exchange(sock, rv, url, req, len, rep, rlen, msg);
-    nng_close(sock);
-    return e;
 }
 
 struct tn_rpc_client {
