@@ -276,6 +276,19 @@ static void task_state(uint64_t wf, const char *name, char *state, size_t len, i
     free(out);
 }
 
+/* Wait (up to 30 s) until task `name` of wf runs; its state and attempts as task_state. */
+static void wait_task_running(uint64_t wf, const char *name, char *state, size_t len,
+                              int *attempts)
+{
+    for (int i = 0; i < 600; i++) {
+        task_state(wf, name, state, len, attempts);
+        if (!strcmp(state, "RUNNING_EXECUTION"))
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("task %s of workflow %" PRIu64 " never ran (state %s)", name, wf, state);
+}
+
 static uint64_t task_id(uint64_t wf, const char *name)
 {
     char *out = NULL, key[128];
@@ -616,12 +629,7 @@ Test(cluster, timeout_kills_and_stop_kills_running_tasks)
                   "  - {name: a, type: shell, command: 'sleep 300', kill_grace: 200ms}\n"
                   "  - {name: b, type: shell, command: 'sleep 300', kill_grace: 200ms}\n",
                   "st");
-    for (int i = 0; i < 200; i++) {
-        task_state(wf, "b", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
+    wait_task_running(wf, "b", st, sizeof(st), &att);
     char *out = NULL;
     cr_assert_eq(ctl(&out, "stop %" PRIu64, wf), 0, "%s", out);
     free(out);
@@ -648,13 +656,7 @@ Test(cluster, worker_crash_fails_over_and_the_old_attempt_never_succeeds)
     uint64_t wf = start_wf("fo.yaml", yaml, "fo");
     char st[64];
     int att;
-    for (int i = 0; i < 200; i++) {
-        task_state(wf, "long", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
-    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    wait_task_running(wf, "long", st, sizeof(st), &att);
     stop_proc(w1, SIGKILL); /* the worker dies; its task's processes live on for now */
     start_worker("w2", true, NULL, "1");
     wait_final(wf, st, sizeof(st));
@@ -710,12 +712,7 @@ Test(cluster, master_crash_restart_reconciles)
     uint64_t wf = start_wf("mc.yaml", yaml, "mc");
     char st[64];
     int att;
-    for (int i = 0; i < 200; i++) {
-        task_state(wf, "b", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
+    wait_task_running(wf, "b", st, sizeof(st), &att);
     stop_proc(m, SIGKILL);
     start_master("5s", NULL);
     wait_final(wf, st, sizeof(st));
@@ -1412,13 +1409,7 @@ Test(cluster, an_answer_before_the_takeover_kills_nothing_the_log_left_running)
     uint64_t wf = start_wf("hold.yaml", yaml, "hold");
     char st[64], hold[700], go[700];
     int att;
-    for (int i = 0; i < 600; i++) {
-        task_state(wf, "a", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
-    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    wait_task_running(wf, "a", st, sizeof(st), &att);
     stop_proc(m, SIGKILL);
     snprintf(hold, sizeof(hold), "%s/hold", dir);
     setenv("TERN_FAULT_TAKEOVER_HOLD", hold, 1);
@@ -1468,13 +1459,7 @@ Test(cluster, two_standalones_on_one_host_leave_each_others_tasks_alone)
                            "long");
     char st[64];
     int att;
-    for (int i = 0; i < 200; i++) {
-        task_state(wf, "a", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
-    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    wait_task_running(wf, "a", st, sizeof(st), &att);
     char sa_ctl[600];
     snprintf(sa_ctl, sizeof(sa_ctl), "%s", mctl);
     /* the other one: starts, runs a task, exits while a still runs */
@@ -1526,13 +1511,7 @@ Test(cluster, two_workers_with_one_name_keep_each_others_tasks)
                  "name: one\ntasks:\n  - {name: a, type: shell, command: 'sleep 3'}\n", "one");
     char st[64];
     int att;
-    for (int i = 0; i < 200; i++) {
-        task_state(wf, "a", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
-    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    wait_task_running(wf, "a", st, sizeof(st), &att);
     /* another worker of the same name on this host, with its own data dir, pointed at a
      * master that is not there: only its start (and leftover hunt) matters here */
     char l2[600], d2[600], c2[600], m2[600];
@@ -1879,13 +1858,7 @@ Test(cluster, a_master_on_an_empty_store_refuses_the_old_clusters_worker)
         "keep");
     char st[64];
     int att;
-    for (int i = 0; i < 200; i++) {
-        task_state(wf, "a", st, sizeof(st), &att);
-        if (!strcmp(st, "RUNNING_EXECUTION"))
-            break;
-        usleep(50000);
-    }
-    cr_assert_str_eq(st, "RUNNING_EXECUTION");
+    wait_task_running(wf, "a", st, sizeof(st), &att);
     stop_proc(m, SIGKILL);
     /* the wrong store, the same --listen */
     char wrong[600];

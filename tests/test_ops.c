@@ -276,11 +276,7 @@ Test(ops, sd_notify_ready_and_stopping, .init = setup, .fini = teardown)
     char sock[4200], data[4200];
     snprintf(sock, sizeof(sock), "%s/notify", dir);
     snprintf(data, sizeof(data), "%s/data", dir);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    cr_assert_lt(strlen(sock), sizeof(sa.sun_path));
-    memcpy(sa.sun_path, sock, strlen(sock) + 1);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+    int fd = tu_unix_bound(SOCK_DGRAM, sock);
     struct timeval tv = {.tv_sec = 120};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     pid_t pid = fork();

@@ -1209,11 +1209,7 @@ Test(rpc, a_dial_reset_in_a_replaced_listener_backlog_dials_again)
     snprintf(path, sizeof(path), "%s/master.ctl", dir);
     snprintf(url, sizeof(url), "ipc://%s", path);
     /* the old listener: accepts nothing, so a dial waits in its backlog */
-    int old = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    cr_assert_lt(strlen(path), sizeof(sa.sun_path));
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    cr_assert_eq(bind(old, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int old = tu_unix_bound(SOCK_STREAM, path);
     cr_assert_eq(listen(old, 8), 0);
     pending_call c = {.url = url};
     pthread_t th;

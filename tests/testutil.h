@@ -5,11 +5,14 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -225,6 +228,19 @@ static inline const char *tu_log_tail(const char *path, char *buf, size_t len)
     }
     fclose(f);
     return buf;
+}
+
+/* A unix socket of `type` bound to path (the test fails when it cannot be). */
+static inline int tu_unix_bound(int type, const char *path)
+{
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    cr_assert_lt(strlen(path), sizeof(sa.sun_path), "%s: too long for a unix socket", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind %s: %s", path,
+                 strerror(errno));
+    return fd;
 }
 
 /* Entries of `path` whose names begin with `prefix` (0 when it cannot be read). */
