@@ -590,15 +590,18 @@ static tn_err exchange(nng_socket sock, int rv, const char *url, const void *req
     return e;
 }
 
-/* A dial whose connection was cut in the SP handshake, before anything was sent (so it is
- * safe to dial again): a server that replaces a stuck ipc listener (see probe) resets
- * what waited in the old one's backlog, and listens again at once. nng 1.5.2 says so as
- * "connection shutdown" or, as often, "object closed" (of the connection: the socket is
- * ours and open). */
-static bool cut_in_handshake(int rv)
+/* An ipc dial whose connection was cut in the SP handshake, before anything was sent (so
+ * it is safe to dial again): a server that replaces a stuck ipc listener (see probe)
+ * resets what waited in the old one's backlog, and listens again at once. nng 1.5.2 says
+ * so as "connection shutdown" or, as often, "object closed" (of the connection: the
+ * socket is ours and open). Only ipc, and a few times: a tcp or TLS peer that closes in
+ * the handshake (a refused certificate, not an SP server) is told at once. */
+#define HANDSHAKE_REDIALS 5
+
+static bool cut_in_handshake(const char *url, int rv)
 {
-    return rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT || rv == NNG_ECONNABORTED ||
-           rv == NNG_ECLOSED;
+    return strncmp(url, "ipc://", 6) == 0 && (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT ||
+                                              rv == NNG_ECONNABORTED || rv == NNG_ECLOSED);
 }
 
 static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
@@ -606,7 +609,7 @@ static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size
 {
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
+    for (int redials = 0;; redials++) {
         nng_socket sock;
         tn_err te = open_req(&sock, msg);
         if (te)
@@ -621,7 +624,7 @@ static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
         int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (cut_in_handshake(rv) && ms + 20 < timeout_ms) {
+        if (cut_in_handshake(url, rv) && redials < HANDSHAKE_REDIALS && ms + 20 < timeout_ms) {
             /* on a new socket: nng 1.5.2 may take a second dial on this one for closed */
             nng_close(sock);
             nanosleep(&(struct timespec){0, 20000000L}, NULL);
