@@ -607,8 +607,7 @@ static bool cut_in_handshake(const char *url, int rv)
 static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size_t len,
                    int timeout_ms, bool bounded, void **rep, size_t *rlen, tn_errmsg *msg)
 {
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = now_ms();
     for (int redials = 0;; redials++) {
         nng_socket sock;
         tn_err te = open_req(&sock, msg);
@@ -622,9 +621,8 @@ static tn_err call(const char *url, const tn_rpc_tls *tls, const void *req, size
             nng_close(sock);
             return te;
         }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (cut_in_handshake(url, rv) && redials < HANDSHAKE_REDIALS && ms + 20 < timeout_ms) {
+        if (cut_in_handshake(url, rv) && redials < HANDSHAKE_REDIALS &&
+            now_ms() - t0 + 20 < timeout_ms) {
             /* on a new socket: nng 1.5.2 may take a second dial on this one for closed */
             nng_close(sock);
             nanosleep(&(struct timespec){0, 20000000L}, NULL);
